@@ -1,0 +1,127 @@
+//! Anthropic error bodies: `{"type":"error","error":{"type","message"},"request_id"}`.
+
+use serde::Deserialize;
+use weir_model::{ApiError, ErrorKind};
+
+/// Decodes an upstream's error answer. Bodies that are not Anthropic-shaped (an HTML page
+/// from a proxy, an empty body) still give an error of the status's kind, with a short
+/// excerpt of the body as the message.
+pub fn decode_error(status: u16, body: &[u8]) -> ApiError {
+    #[derive(Deserialize)]
+    struct Outer {
+        error: Option<Box<serde_json::value::RawValue>>,
+    }
+    let text = String::from_utf8_lossy(body);
+    match serde_json::from_str::<Outer>(&text) {
+        Ok(Outer { error: Some(inner) }) => api_error_from_body(Some(status), inner.get()),
+        _ => {
+            let kind = ErrorKind::from_status(status);
+            let mut e = ApiError::new(kind, excerpt(&text, status));
+            e.status = status;
+            e
+        }
+    }
+}
+
+/// A short, single-line excerpt of a non-JSON error body.
+pub(crate) fn excerpt(text: &str, status: u16) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.is_empty() {
+        return format!("upstream answered {status} with an empty body");
+    }
+    let cut: String = one_line.chars().take(200).collect();
+    format!("upstream answered {status}: {cut}")
+}
+
+/// Decodes the inner `error` object (`{"type","message"}`); `status` is the HTTP status,
+/// or `None` inside a stream.
+pub(crate) fn api_error_from_body(status: Option<u16>, inner: &str) -> ApiError {
+    #[derive(Deserialize, Default)]
+    struct Inner {
+        #[serde(rename = "type")]
+        ty: Option<String>,
+        message: Option<String>,
+    }
+    let inner: Inner = serde_json::from_str(inner).unwrap_or_default();
+    let kind = match inner.ty.as_deref() {
+        Some(t) => {
+            kind_of(t).unwrap_or_else(|| status.map_or(ErrorKind::Upstream, ErrorKind::from_status))
+        }
+        None => status.map_or(ErrorKind::Upstream, ErrorKind::from_status),
+    };
+    let status = status.unwrap_or(match kind {
+        ErrorKind::Overloaded => 529,
+        k => k.http_status(),
+    });
+    ApiError {
+        kind,
+        status,
+        error_type: inner.ty,
+        code: None,
+        param: None,
+        message: inner.message.unwrap_or_default(),
+    }
+}
+
+fn kind_of(ty: &str) -> Option<ErrorKind> {
+    Some(match ty {
+        "invalid_request_error" => ErrorKind::InvalidRequest,
+        "authentication_error" => ErrorKind::Authentication,
+        "permission_error" => ErrorKind::PermissionDenied,
+        "not_found_error" => ErrorKind::NotFound,
+        "request_too_large" => ErrorKind::RequestTooLarge,
+        "rate_limit_error" => ErrorKind::RateLimited,
+        "api_error" => ErrorKind::Upstream,
+        "overloaded_error" => ErrorKind::Overloaded,
+        "timeout_error" => ErrorKind::Timeout,
+        _ => return None,
+    })
+}
+
+/// The Anthropic error type for a canonical error.
+pub(crate) fn anthropic_error_type(e: &ApiError) -> &str {
+    if let Some(t) = e.error_type.as_deref() {
+        if kind_of(t) == Some(e.kind) {
+            return t;
+        }
+    }
+    match e.kind {
+        ErrorKind::InvalidRequest => "invalid_request_error",
+        ErrorKind::Authentication => "authentication_error",
+        ErrorKind::PermissionDenied => "permission_error",
+        ErrorKind::NotFound => "not_found_error",
+        ErrorKind::RequestTooLarge => "request_too_large",
+        ErrorKind::RateLimited => "rate_limit_error",
+        ErrorKind::Overloaded => "overloaded_error",
+        ErrorKind::Timeout => "timeout_error",
+        ErrorKind::Upstream
+        | ErrorKind::Connect
+        | ErrorKind::Decode
+        | ErrorKind::Cancelled
+        | ErrorKind::Internal => "api_error",
+    }
+}
+
+/// The HTTP status an Anthropic client gets for a canonical error: Anthropic's own 529 for
+/// overload (OpenAI's 503 becomes 529), otherwise the error's status.
+pub fn error_status(e: &ApiError) -> u16 {
+    match e.kind {
+        ErrorKind::Overloaded => 529,
+        _ => e.status,
+    }
+}
+
+/// Encodes an error for an Anthropic client: `(status, body)`.
+pub fn encode_error(e: &ApiError, request_id: Option<&str>) -> (u16, Vec<u8>) {
+    let mut body = serde_json::json!({
+        "type": "error",
+        "error": { "type": anthropic_error_type(e), "message": e.message },
+    });
+    if let (Some(id), Some(obj)) = (request_id, body.as_object_mut()) {
+        obj.insert(
+            "request_id".into(),
+            serde_json::Value::String(id.to_owned()),
+        );
+    }
+    (error_status(e), body.to_string().into_bytes())
+}

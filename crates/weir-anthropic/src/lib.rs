@@ -1,0 +1,25 @@
+//! The Anthropic Messages dialect: decoding and encoding requests, responses, streams and
+//! errors between Anthropic's wire format and Weir's canonical model, in all four
+//! directions (client request in, upstream request out, upstream response in, client
+//! response out).
+//!
+//! Anthropic to Anthropic is lossless: unknown fields, block types, events and
+//! `cache_control` survive decoding and encoding. Requests from other dialects are reshaped
+//! to Anthropic's rules (see [`encode_request`]).
+//!
+//! This crate knows nothing about HTTP, sockets, routing or other dialects' wire formats.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod blocks;
+mod error;
+mod ids;
+mod request;
+mod response;
+mod stream;
+
+pub use error::{decode_error, encode_error, error_status};
+pub use ids::sanitize_tool_id;
+pub use request::{decode_request, encode_request, EncodeOptions};
+pub use response::{decode_response, encode_response};
+pub use stream::{StreamDecoder, StreamEncoder};

@@ -1,0 +1,208 @@
+//! Anthropic Messages responses and usage.
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
+use weir_model::raw::Key;
+use weir_model::{ChatResponse, ContentBlock, Dialect, StopReason, Usage, WireError};
+
+use crate::blocks::{opt_value, ABlock, BlockOut, Out};
+
+/// Decodes an upstream's (non-streamed) Messages response.
+pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
+    let r: AResponse =
+        serde_json::from_slice(body).map_err(|e| WireError::from_json("response body", &e))?;
+    Ok(r.0)
+}
+
+/// Encodes a canonical response as a Messages response for an Anthropic client.
+pub fn encode_response(resp: &ChatResponse) -> Result<Vec<u8>, WireError> {
+    serde_json::to_vec(&ResponseOut(resp)).map_err(|e| WireError::Unsupported(e.to_string()))
+}
+
+struct AResponse(ChatResponse);
+
+impl<'de> Deserialize<'de> for AResponse {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AResponse;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a Messages response object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AResponse, A::Error> {
+                let mut r = ChatResponse {
+                    origin: Some(Dialect::Anthropic),
+                    ..Default::default()
+                };
+                while let Some(k) = map.next_key::<Key<'de>>()? {
+                    match k.as_str() {
+                        "id" => r.id = map.next_value()?,
+                        "model" => r.model = map.next_value()?,
+                        "content" => {
+                            r.content = map
+                                .next_value::<Vec<ABlock>>()?
+                                .into_iter()
+                                .map(|b| b.0)
+                                .collect()
+                        }
+                        "stop_reason" => {
+                            r.stop_reason = opt_value::<_, String>(&mut map, &k, &mut r.extra)?
+                                .map(|s| StopReason::from_anthropic(&s))
+                        }
+                        "stop_sequence" => r.stop_sequence = opt_value(&mut map, &k, &mut r.extra)?,
+                        "usage" => r.usage = map.next_value::<AUsage>()?.0,
+                        // `type` and `role` are constant; kept as they came.
+                        _ => r.extra.insert(k.into_owned(), map.next_value()?),
+                    }
+                }
+                Ok(AResponse(r))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Anthropic usage, decoded.
+pub(crate) struct AUsage(pub Usage);
+
+impl<'de> Deserialize<'de> for AUsage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = AUsage;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a usage object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AUsage, A::Error> {
+                let mut u = Usage::default();
+                while let Some(k) = map.next_key::<Key<'de>>()? {
+                    match k.as_str() {
+                        "input_tokens" => u.input_tokens = opt_value(&mut map, &k, &mut u.extra)?,
+                        "output_tokens" => u.output_tokens = opt_value(&mut map, &k, &mut u.extra)?,
+                        "cache_read_input_tokens" => {
+                            u.cache_read_tokens = opt_value(&mut map, &k, &mut u.extra)?
+                        }
+                        "cache_creation_input_tokens" => {
+                            u.cache_write_tokens = opt_value(&mut map, &k, &mut u.extra)?
+                        }
+                        _ => u.extra.insert(k.into_owned(), map.next_value()?),
+                    }
+                }
+                Ok(AUsage(u))
+            }
+        }
+        d.deserialize_map(V)
+            .map_err(|e| de::Error::custom(format_args!("usage: {e}")))
+    }
+}
+
+/// Serializes usage. Usage from other dialects gets Anthropic's semantics (input excludes
+/// cache reads and writes, which the canonical model already follows) and always names
+/// input and output.
+pub(crate) struct UsageOut<'a> {
+    pub usage: &'a Usage,
+    pub same: bool,
+}
+
+impl Serialize for UsageOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let u = self.usage;
+        let mut m = s.serialize_map(None)?;
+        if self.same {
+            let fields = [
+                ("input_tokens", u.input_tokens),
+                ("output_tokens", u.output_tokens),
+                ("cache_read_input_tokens", u.cache_read_tokens),
+                ("cache_creation_input_tokens", u.cache_write_tokens),
+            ];
+            for (k, v) in fields {
+                if let Some(v) = v {
+                    m.serialize_entry(k, &v)?;
+                }
+            }
+            u.extra.serialize_into(&mut m, &[])?;
+        } else {
+            m.serialize_entry("input_tokens", &u.input_tokens.unwrap_or(0))?;
+            m.serialize_entry("output_tokens", &u.output_tokens.unwrap_or(0))?;
+            m.serialize_entry(
+                "cache_creation_input_tokens",
+                &u.cache_write_tokens.unwrap_or(0),
+            )?;
+            m.serialize_entry("cache_read_input_tokens", &u.cache_read_tokens.unwrap_or(0))?;
+        }
+        m.end()
+    }
+}
+
+struct ResponseOut<'a>(&'a ChatResponse);
+
+impl Serialize for ResponseOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let r = self.0;
+        let same = r.origin == Some(Dialect::Anthropic);
+        let out = Out { same };
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &r.id)?;
+        if !same {
+            m.serialize_entry("type", "message")?;
+            m.serialize_entry("role", "assistant")?;
+        }
+        m.serialize_entry("model", &r.model)?;
+        struct Blocks<'a>(&'a [ContentBlock], Out);
+        impl Serialize for Blocks<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut seq = s.serialize_seq(Some(self.0.len()))?;
+                for b in self.0 {
+                    // Reasoning from other dialects has no signature; it is still shown.
+                    seq.serialize_element(&BlockOut::new(b, self.1))?;
+                }
+                seq.end()
+            }
+        }
+        m.serialize_entry("content", &Blocks(&r.content, out))?;
+        match (&r.stop_reason, same) {
+            (Some(sr), _) => m.serialize_entry("stop_reason", sr.anthropic_name_for_client())?,
+            (None, false) => m.serialize_entry("stop_reason", &())?,
+            (None, true) => {}
+        }
+        match (&r.stop_sequence, same) {
+            (Some(ss), _) => m.serialize_entry("stop_sequence", ss)?,
+            (None, false) => m.serialize_entry("stop_sequence", &())?,
+            (None, true) => {}
+        }
+        m.serialize_entry(
+            "usage",
+            &UsageOut {
+                usage: &r.usage,
+                same,
+            },
+        )?;
+        if same {
+            r.extra.serialize_into(&mut m, &[])?;
+        }
+        m.end()
+    }
+}
+
+/// Stop reasons as an Anthropic client may see them: reasons from other dialects that
+/// Anthropic has no name for become the nearest one.
+pub(crate) trait ClientStopName {
+    fn anthropic_name_for_client(&self) -> &str;
+}
+
+impl ClientStopName for StopReason {
+    fn anthropic_name_for_client(&self) -> &str {
+        match self {
+            StopReason::Other(s) => match s.as_str() {
+                "function_call" => "tool_use",
+                "insufficient_system_resource" => "end_turn",
+                _ => self.anthropic_name(),
+            },
+            _ => self.anthropic_name(),
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! Messages and content blocks.
+
+use crate::raw::{Dialect, Extra, RawJson};
+
+/// Who said a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// OpenAI `system` message (Anthropic has a top-level `system` instead).
+    System,
+    /// OpenAI `developer` message; treated as system text by dialects without it.
+    Developer,
+    /// The user. Anthropic tool results live in user messages.
+    User,
+    /// The model.
+    Assistant,
+    /// OpenAI `tool` message: exactly one [`ContentBlock::ToolResult`].
+    Tool,
+}
+
+impl Role {
+    /// The OpenAI name of the role (Anthropic uses the `user`/`assistant` subset).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::Developer => "developer",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+/// How a content field was written on the wire, so the same dialect can write it back
+/// the same way. Encoders fall back to [`ContentForm::Blocks`] whenever the blocks no
+/// longer fit the recorded form (for example a string form holding two blocks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ContentForm {
+    /// A JSON string: one text block.
+    String,
+    /// An array of blocks or parts.
+    #[default]
+    Blocks,
+    /// An explicit `null` (OpenAI assistant messages that only call tools).
+    Null,
+    /// The field was absent.
+    Absent,
+}
+
+/// Content of a message, a system prompt or a tool result.
+#[derive(Clone, Debug, Default)]
+pub struct Content {
+    /// The blocks, in order.
+    pub blocks: Vec<ContentBlock>,
+    /// How the content was written.
+    pub form: ContentForm,
+}
+
+impl Content {
+    /// Plain text content, written as a string.
+    pub fn text(text: impl Into<String>) -> Self {
+        Content {
+            blocks: vec![ContentBlock::Text(TextBlock::new(text))],
+            form: ContentForm::String,
+        }
+    }
+
+    /// Content from blocks, written as an array.
+    pub fn blocks(blocks: Vec<ContentBlock>) -> Self {
+        Content {
+            blocks,
+            form: ContentForm::Blocks,
+        }
+    }
+
+    /// If the content is exactly one text block with no annotations, its text: the case a
+    /// dialect may write as a plain string.
+    pub fn as_plain_text(&self) -> Option<&str> {
+        match self.blocks.as_slice() {
+            [ContentBlock::Text(t)] if t.cache_control.is_none() && t.extra.is_empty() => {
+                Some(&t.text)
+            }
+            _ => None,
+        }
+    }
+
+    /// All text blocks joined with `sep`.
+    pub fn joined_text(&self, sep: &str) -> String {
+        let mut out = String::new();
+        for b in &self.blocks {
+            if let ContentBlock::Text(t) = b {
+                if !out.is_empty() {
+                    out.push_str(sep);
+                }
+                out.push_str(&t.text);
+            }
+        }
+        out
+    }
+}
+
+/// One message of a conversation.
+#[derive(Clone, Debug)]
+pub struct Message {
+    /// Who said it.
+    pub role: Role,
+    /// What was said, including tool calls (assistant) and tool results (user, tool).
+    pub content: Content,
+    /// Unknown fields of the message object.
+    pub extra: Extra,
+}
+
+impl Message {
+    /// A message with plain text content.
+    pub fn text(role: Role, text: impl Into<String>) -> Self {
+        Message {
+            role,
+            content: Content::text(text),
+            extra: Extra::new(),
+        }
+    }
+}
+
+/// A piece of content.
+#[derive(Clone, Debug)]
+pub enum ContentBlock {
+    /// Text.
+    Text(TextBlock),
+    /// An image.
+    Image(ImageBlock),
+    /// A document (PDF, plain text) given inline or by URL.
+    Document(DocumentBlock),
+    /// A tool call made by the model.
+    ToolUse(ToolUseBlock),
+    /// The result of a tool call, sent back by the client.
+    ToolResult(ToolResultBlock),
+    /// Visible reasoning, with the signature that lets it be sent back.
+    Thinking(ThinkingBlock),
+    /// Encrypted reasoning.
+    RedactedThinking(RedactedThinkingBlock),
+    /// A block type the decoding dialect does not model, kept verbatim.
+    Unknown(UnknownBlock),
+}
+
+impl ContentBlock {
+    /// A short name for the block type, for errors.
+    pub fn type_name(&self) -> &str {
+        match self {
+            ContentBlock::Text(_) => "text",
+            ContentBlock::Image(_) => "image",
+            ContentBlock::Document(_) => "document",
+            ContentBlock::ToolUse(_) => "tool_use",
+            ContentBlock::ToolResult(_) => "tool_result",
+            ContentBlock::Thinking(_) => "thinking",
+            ContentBlock::RedactedThinking(_) => "redacted_thinking",
+            ContentBlock::Unknown(u) => u.type_name.as_deref().unwrap_or("unknown"),
+        }
+    }
+}
+
+/// Text.
+#[derive(Clone, Debug, Default)]
+pub struct TextBlock {
+    /// The text.
+    pub text: String,
+    /// Anthropic prompt-caching marker, verbatim.
+    pub cache_control: Option<RawJson>,
+    /// Unknown fields (citations, ...).
+    pub extra: Extra,
+}
+
+impl TextBlock {
+    /// Plain text.
+    pub fn new(text: impl Into<String>) -> Self {
+        TextBlock {
+            text: text.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Where an image or document comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MediaSource {
+    /// Inline bytes, base64-encoded.
+    Base64 {
+        /// MIME type, e.g. `image/png`.
+        media_type: String,
+        /// The base64 payload (no `data:` prefix).
+        data: String,
+    },
+    /// A URL the provider fetches.
+    Url(String),
+    /// Plain text (documents only).
+    Text {
+        /// MIME type, normally `text/plain`.
+        media_type: String,
+        /// The text.
+        data: String,
+    },
+}
+
+/// An image.
+#[derive(Clone, Debug)]
+pub struct ImageBlock {
+    /// The image.
+    pub source: MediaSource,
+    /// OpenAI `detail` (`low`, `high`, `auto`).
+    pub detail: Option<String>,
+    /// Anthropic prompt-caching marker.
+    pub cache_control: Option<RawJson>,
+    /// Unknown fields, of the block or of its source object.
+    pub extra: Extra,
+}
+
+/// A document.
+#[derive(Clone, Debug)]
+pub struct DocumentBlock {
+    /// The document.
+    pub source: MediaSource,
+    /// A title or file name.
+    pub title: Option<String>,
+    /// Anthropic prompt-caching marker.
+    pub cache_control: Option<RawJson>,
+    /// Unknown fields.
+    pub extra: Extra,
+}
+
+/// The arguments of a tool call, as the originating dialect wrote them.
+#[derive(Clone, Debug)]
+pub enum ToolInput {
+    /// A JSON object (Anthropic `input`), verbatim.
+    Json(RawJson),
+    /// A string holding JSON (OpenAI `arguments`), verbatim; it may be invalid JSON, which
+    /// is only an error when a dialect needs the object.
+    Arguments(String),
+}
+
+impl ToolInput {
+    /// The arguments as a JSON object text, validating and normalising OpenAI strings:
+    /// an empty string is `{}`; anything that is not a JSON object is an error.
+    pub fn to_object(&self) -> Result<RawJson, String> {
+        match self {
+            ToolInput::Json(raw) => Ok(raw.clone()),
+            ToolInput::Arguments(s) => {
+                let trimmed = s.trim();
+                if trimmed.is_empty() {
+                    return Ok(crate::raw::to_raw(&serde_json::Map::new()));
+                }
+                let raw: RawJson = serde_json::from_str(trimmed)
+                    .map_err(|e| format!("arguments are not valid JSON ({e})"))?;
+                if !raw.get().starts_with('{') {
+                    return Err("arguments are not a JSON object".to_owned());
+                }
+                Ok(raw)
+            }
+        }
+    }
+
+    /// The arguments as the string OpenAI carries.
+    pub fn as_arguments(&self) -> &str {
+        match self {
+            ToolInput::Json(raw) => raw.get(),
+            ToolInput::Arguments(s) => s,
+        }
+    }
+}
+
+/// A tool call.
+#[derive(Clone, Debug)]
+pub struct ToolUseBlock {
+    /// The call id; preserved exactly across dialects when valid for the target.
+    pub id: String,
+    /// The tool's name.
+    pub name: String,
+    /// The arguments.
+    pub input: ToolInput,
+    /// Anthropic prompt-caching marker.
+    pub cache_control: Option<RawJson>,
+    /// Unknown fields (of the OpenAI `function` object for OpenAI-origin calls).
+    pub extra: Extra,
+}
+
+/// A tool result.
+#[derive(Clone, Debug)]
+pub struct ToolResultBlock {
+    /// The id of the call this answers.
+    pub tool_use_id: String,
+    /// The result: text, or blocks (images allowed by Anthropic).
+    pub content: Content,
+    /// Whether the tool failed.
+    pub is_error: Option<bool>,
+    /// Anthropic prompt-caching marker.
+    pub cache_control: Option<RawJson>,
+    /// Unknown fields.
+    pub extra: Extra,
+}
+
+/// Visible reasoning.
+#[derive(Clone, Debug, Default)]
+pub struct ThinkingBlock {
+    /// The reasoning text.
+    pub thinking: String,
+    /// Anthropic's signature; must be sent back unmodified. `None` when the source dialect
+    /// has none (OpenAI-compatible `reasoning_content`).
+    pub signature: Option<String>,
+    /// Unknown fields.
+    pub extra: Extra,
+}
+
+/// Encrypted reasoning.
+#[derive(Clone, Debug)]
+pub struct RedactedThinkingBlock {
+    /// Opaque data; must be sent back unmodified.
+    pub data: String,
+    /// Unknown fields.
+    pub extra: Extra,
+}
+
+/// A block the decoder does not model (server tool calls and results, audio, ...).
+#[derive(Clone, Debug)]
+pub struct UnknownBlock {
+    /// The dialect it came from; only that dialect can write it back.
+    pub dialect: Dialect,
+    /// Its `type`, when it had one.
+    pub type_name: Option<String>,
+    /// The whole block, verbatim.
+    pub raw: RawJson,
+}

@@ -1,0 +1,228 @@
+//! Errors: what an API answered ([`ApiError`]), what a provider call produced
+//! ([`ProviderError`]), and what a dialect codec rejected ([`WireError`]).
+
+use std::fmt;
+use std::time::Duration;
+
+/// The kind of an error, independent of dialect. Each dialect maps its error types and
+/// HTTP statuses to and from these.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The request is malformed or not acceptable (400).
+    InvalidRequest,
+    /// Missing or wrong credentials (401).
+    Authentication,
+    /// The credentials may not do this (403).
+    PermissionDenied,
+    /// No such model or endpoint (404).
+    NotFound,
+    /// The request body is too large (413).
+    RequestTooLarge,
+    /// Too many requests or tokens (429).
+    RateLimited,
+    /// The provider is overloaded (Anthropic 529, OpenAI 503).
+    Overloaded,
+    /// The provider failed (other 5xx).
+    Upstream,
+    /// The upstream did not answer in time.
+    Timeout,
+    /// The upstream could not be reached.
+    Connect,
+    /// The upstream answered something that could not be decoded.
+    Decode,
+    /// The client went away.
+    Cancelled,
+    /// Weir itself failed.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The HTTP status a gateway answers with for this kind.
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidRequest => 400,
+            ErrorKind::Authentication => 401,
+            ErrorKind::PermissionDenied => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::RequestTooLarge => 413,
+            ErrorKind::RateLimited => 429,
+            ErrorKind::Overloaded => 503,
+            ErrorKind::Upstream | ErrorKind::Decode => 502,
+            ErrorKind::Timeout => 504,
+            ErrorKind::Connect => 502,
+            ErrorKind::Cancelled => 499,
+            ErrorKind::Internal => 500,
+        }
+    }
+
+    /// The kind for an upstream HTTP status.
+    pub fn from_status(status: u16) -> ErrorKind {
+        match status {
+            400 | 422 => ErrorKind::InvalidRequest,
+            401 => ErrorKind::Authentication,
+            403 => ErrorKind::PermissionDenied,
+            404 => ErrorKind::NotFound,
+            408 => ErrorKind::Timeout,
+            413 => ErrorKind::RequestTooLarge,
+            429 => ErrorKind::RateLimited,
+            503 | 529 => ErrorKind::Overloaded,
+            500..=599 => ErrorKind::Upstream,
+            _ => ErrorKind::InvalidRequest,
+        }
+    }
+
+    /// Whether another target may be tried after this error: the request itself was
+    /// fine, the target was not. 4xx other than 429 (and 408) are the client's problem.
+    pub fn retryable_elsewhere(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::RateLimited
+                | ErrorKind::Overloaded
+                | ErrorKind::Upstream
+                | ErrorKind::Timeout
+                | ErrorKind::Connect
+                | ErrorKind::Decode
+                | ErrorKind::Authentication
+                | ErrorKind::PermissionDenied
+        )
+    }
+
+    /// Whether this error says the target is unhealthy (for circuit breakers): 5xx,
+    /// timeouts and connection failures only, never 4xx.
+    pub fn counts_against_health(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::Overloaded | ErrorKind::Upstream | ErrorKind::Timeout | ErrorKind::Connect
+        )
+    }
+}
+
+/// An error body, as an API answered it or as Weir answers a client.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiError {
+    /// Canonical kind.
+    pub kind: ErrorKind,
+    /// HTTP status (for errors inside a stream: the status the error would have had).
+    pub status: u16,
+    /// The dialect's own error type string (`overloaded_error`, `invalid_request_error`),
+    /// kept so the same dialect writes it back unchanged.
+    pub error_type: Option<String>,
+    /// OpenAI `code`.
+    pub code: Option<String>,
+    /// OpenAI `param`.
+    pub param: Option<String>,
+    /// Human-readable message. Must never contain secrets.
+    pub message: String,
+}
+
+impl ApiError {
+    /// An error of a kind, with the kind's usual status.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ApiError {
+            kind,
+            status: kind.http_status(),
+            error_type: None,
+            code: None,
+            param: None,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.status,
+            self.error_type.as_deref().unwrap_or("error"),
+            self.message
+        )
+    }
+}
+
+/// A provider call failed.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{kind:?}: {message}")]
+pub struct ProviderError {
+    /// What went wrong.
+    pub kind: ErrorKind,
+    /// The upstream's HTTP status, if it answered.
+    pub status: Option<u16>,
+    /// How long the upstream asked us to wait.
+    pub retry_after: Option<Duration>,
+    /// May the router try another target? Derived from `kind`, overridable by a provider
+    /// that knows better.
+    pub retryable_elsewhere: bool,
+    /// Does this count against the target's health? Derived from `kind`.
+    pub counts_against_health: bool,
+    /// The upstream's error body in canonical form, when it sent one.
+    pub api_error: Option<ApiError>,
+    /// Sanitized message: never a key, never a URL with credentials.
+    pub message: String,
+}
+
+impl ProviderError {
+    /// An error of a kind, with the kind's defaults.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ProviderError {
+            kind,
+            status: None,
+            retry_after: None,
+            retryable_elsewhere: kind.retryable_elsewhere(),
+            counts_against_health: kind.counts_against_health(),
+            api_error: None,
+            message: message.into(),
+        }
+    }
+
+    /// From an upstream's error answer.
+    pub fn from_api(api: ApiError, retry_after: Option<Duration>) -> Self {
+        let mut e = ProviderError::new(api.kind, api.message.clone());
+        e.status = Some(api.status);
+        e.retry_after = retry_after;
+        e.api_error = Some(api);
+        e
+    }
+}
+
+/// A dialect codec could not decode or encode something.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The input is not valid JSON, or not the expected shape. The message says where.
+    #[error("{0}")]
+    Malformed(String),
+    /// The input is well-formed but cannot be expressed in the target dialect.
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+impl WireError {
+    /// A malformed-input error from a serde_json error, keeping its line and column.
+    pub fn from_json(what: &str, err: &serde_json::Error) -> Self {
+        WireError::Malformed(format!("invalid {what}: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_errors_never_count_against_health() {
+        for s in 400..500u16 {
+            assert!(!ErrorKind::from_status(s).counts_against_health(), "{s}");
+        }
+        for s in [500u16, 502, 503, 529] {
+            assert!(ErrorKind::from_status(s).counts_against_health(), "{s}");
+        }
+    }
+
+    #[test]
+    fn bad_requests_are_not_retried_elsewhere() {
+        assert!(!ErrorKind::from_status(400).retryable_elsewhere());
+        assert!(!ErrorKind::from_status(413).retryable_elsewhere());
+        assert!(ErrorKind::from_status(429).retryable_elsewhere());
+        assert!(ErrorKind::from_status(529).retryable_elsewhere());
+    }
+}

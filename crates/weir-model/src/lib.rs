@@ -1,0 +1,35 @@
+//! Weir's canonical model: the request, response, content and stream-event types every
+//! dialect decodes into and encodes from, the [`Provider`] trait, and the error types.
+//!
+//! This crate knows nothing about any wire format, HTTP client, socket or config file. It
+//! holds data and contracts. Lossless same-dialect routing is possible because every
+//! canonical object keeps the fields it does not model in an [`Extra`], and every stream
+//! [`Frame`] keeps the upstream event it came from; see [`raw`] for the rules.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod content;
+pub mod error;
+pub mod provider;
+pub mod raw;
+pub mod request;
+pub mod response;
+pub mod secret;
+pub mod stream;
+pub mod wire;
+
+pub use content::{
+    Content, ContentBlock, ContentForm, DocumentBlock, ImageBlock, MediaSource, Message,
+    RedactedThinkingBlock, Role, TextBlock, ThinkingBlock, ToolInput, ToolResultBlock,
+    ToolUseBlock, UnknownBlock,
+};
+pub use error::{ApiError, ErrorKind, ProviderError, WireError};
+pub use provider::{CallContext, Capabilities, EventStream, Provider, Reply};
+pub use raw::{Dialect, Extra, Key, RawJson};
+pub use request::{
+    ChatRequest, FunctionTool, MaxTokensField, Metadata, StopSequences, ThinkingConfig, Tool,
+    ToolChoice,
+};
+pub use response::{ChatResponse, StopReason, Usage};
+pub use secret::Secret;
+pub use stream::{Delta, Frame, SourceEvent, StreamEvent};

@@ -1,0 +1,176 @@
+//! The canonical chat request.
+
+use crate::content::{Content, Message};
+use crate::raw::{Dialect, Extra, RawJson};
+
+/// A chat request, whichever dialect it arrived in.
+///
+/// Decoders fill what the dialect says and keep the rest in `extra` fields; encoders of the
+/// same dialect (`origin`) write everything back, so a request routed to a provider of its
+/// own dialect reaches it unchanged but for the model name.
+#[derive(Clone, Debug, Default)]
+pub struct ChatRequest {
+    /// The dialect the request was decoded from; `None` for requests built in code.
+    pub origin: Option<Dialect>,
+    /// The model name (client's, then the upstream's once routed).
+    pub model: String,
+    /// Anthropic top-level `system`. OpenAI carries system text as messages instead
+    /// ([`crate::Role::System`] / [`crate::Role::Developer`]), which stay in `messages`.
+    pub system: Option<Content>,
+    /// The conversation.
+    pub messages: Vec<Message>,
+    /// Tools offered to the model; `None` when the field was absent.
+    pub tools: Option<Vec<Tool>>,
+    /// How the model may use tools.
+    pub tool_choice: Option<ToolChoice>,
+    /// Whether several tool calls may come in one turn (OpenAI `parallel_tool_calls`,
+    /// Anthropic `!tool_choice.disable_parallel_tool_use`).
+    pub parallel_tool_calls: Option<bool>,
+    /// Output token limit.
+    pub max_tokens: Option<u32>,
+    /// Which OpenAI field carried `max_tokens`.
+    pub max_tokens_field: MaxTokensField,
+    /// Whether to stream.
+    pub stream: Option<bool>,
+    /// OpenAI `stream_options.include_usage`.
+    pub include_usage: Option<bool>,
+    /// Sampling temperature.
+    pub temperature: Option<f64>,
+    /// Nucleus sampling.
+    pub top_p: Option<f64>,
+    /// Top-k sampling (Anthropic, Gemini).
+    pub top_k: Option<u32>,
+    /// Stop sequences.
+    pub stop: Option<StopSequences>,
+    /// Extended thinking (Anthropic).
+    pub thinking: Option<ThinkingConfig>,
+    /// OpenAI `reasoning_effort`.
+    pub reasoning_effort: Option<String>,
+    /// End-user identity and request metadata.
+    pub metadata: Option<Metadata>,
+    /// Unknown top-level fields.
+    pub extra: Extra,
+}
+
+impl ChatRequest {
+    /// Whether the client asked for a stream.
+    pub fn is_stream(&self) -> bool {
+        self.stream.unwrap_or(false)
+    }
+
+    /// The tools, or an empty slice.
+    pub fn tools(&self) -> &[Tool] {
+        self.tools.as_deref().unwrap_or(&[])
+    }
+
+    /// Whether any message (or tool result) carries an image.
+    pub fn has_images(&self) -> bool {
+        use crate::content::ContentBlock;
+        fn any_image(c: &Content) -> bool {
+            c.blocks.iter().any(|b| match b {
+                ContentBlock::Image(_) => true,
+                ContentBlock::ToolResult(r) => any_image(&r.content),
+                _ => false,
+            })
+        }
+        self.messages.iter().any(|m| any_image(&m.content))
+    }
+}
+
+/// Which OpenAI field carries the output token limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MaxTokensField {
+    /// `max_completion_tokens` (current) or Anthropic `max_tokens`.
+    #[default]
+    MaxCompletionTokens,
+    /// The deprecated OpenAI `max_tokens`.
+    MaxTokens,
+}
+
+/// Stop sequences and how they were written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StopSequences {
+    /// The sequences.
+    pub sequences: Vec<String>,
+    /// OpenAI allows a single string instead of an array.
+    pub single_string: bool,
+}
+
+/// A tool offered to the model.
+#[derive(Clone, Debug)]
+pub enum Tool {
+    /// A function the client implements.
+    Function(FunctionTool),
+    /// A provider-specific tool (Anthropic server tools such as `web_search_20250305`,
+    /// OpenAI `custom` tools), verbatim; only its own dialect can carry it.
+    Unknown {
+        /// Source dialect.
+        dialect: Dialect,
+        /// The tool's name, when it has one (for routing decisions and errors).
+        name: Option<String>,
+        /// The whole tool object.
+        raw: RawJson,
+    },
+}
+
+/// A function tool.
+#[derive(Clone, Debug)]
+pub struct FunctionTool {
+    /// Name.
+    pub name: String,
+    /// Description for the model.
+    pub description: Option<String>,
+    /// JSON Schema of the arguments, verbatim.
+    pub parameters: Option<RawJson>,
+    /// Strict schema adherence.
+    pub strict: Option<bool>,
+    /// Anthropic prompt-caching marker.
+    pub cache_control: Option<RawJson>,
+    /// Unknown fields (of the OpenAI `function` object for OpenAI-origin tools).
+    pub extra: Extra,
+}
+
+/// How the model may use tools.
+#[derive(Clone, Debug)]
+pub enum ToolChoice {
+    /// The model decides.
+    Auto,
+    /// The model must call some tool (OpenAI `required`, Anthropic `any`).
+    Required,
+    /// No tool calls.
+    None,
+    /// The model must call this tool.
+    Tool(String),
+    /// A form the decoder does not model (OpenAI `allowed_tools`), verbatim.
+    Unknown {
+        /// Source dialect.
+        dialect: Dialect,
+        /// The whole value.
+        raw: RawJson,
+    },
+}
+
+/// Anthropic extended thinking.
+#[derive(Clone, Debug)]
+pub enum ThinkingConfig {
+    /// Thinking with a token budget.
+    Enabled {
+        /// Tokens the model may think for; below `max_tokens`.
+        budget_tokens: u32,
+    },
+    /// The model decides how much to think.
+    Adaptive,
+    /// No thinking.
+    Disabled,
+    /// A form the decoder does not model, verbatim.
+    Unknown(RawJson),
+}
+
+/// End-user identity and other request metadata.
+#[derive(Clone, Debug, Default)]
+pub struct Metadata {
+    /// Anthropic `metadata.user_id`, OpenAI `user`.
+    pub user_id: Option<String>,
+    /// Unknown fields of the metadata object.
+    pub extra: Extra,
+}

@@ -1,0 +1,209 @@
+//! The canonical chat response, usage and stop reasons.
+
+use crate::content::ContentBlock;
+use crate::raw::{Dialect, Extra, RawJson};
+
+/// A complete (non-streamed) response.
+#[derive(Clone, Debug, Default)]
+pub struct ChatResponse {
+    /// The dialect it was decoded from.
+    pub origin: Option<Dialect>,
+    /// The provider's response id.
+    pub id: String,
+    /// The model that answered.
+    pub model: String,
+    /// The assistant's content: text, thinking, tool calls.
+    pub content: Vec<ContentBlock>,
+    /// Why generation stopped.
+    pub stop_reason: Option<StopReason>,
+    /// The stop sequence that matched (Anthropic).
+    pub stop_sequence: Option<String>,
+    /// Token usage.
+    pub usage: Usage,
+    /// OpenAI `created` (unix seconds).
+    pub created: Option<u64>,
+    /// Unknown top-level fields.
+    pub extra: Extra,
+    /// Unknown fields of OpenAI's first choice object.
+    pub choice_extra: Extra,
+    /// Unknown fields of OpenAI's first choice's message.
+    pub message_extra: Extra,
+    /// OpenAI choices after the first (`n > 1`), verbatim; other dialects cannot carry them.
+    pub other_choices: Vec<RawJson>,
+}
+
+/// Why the model stopped. Anthropic's set, which is the richest; see each dialect for the
+/// mapping of its own names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// Natural end of the turn.
+    EndTurn,
+    /// The output token limit.
+    MaxTokens,
+    /// A stop sequence matched.
+    StopSequence,
+    /// The model called tools.
+    ToolUse,
+    /// A long server-tool turn paused; the client should continue it.
+    PauseTurn,
+    /// The model refused (OpenAI `content_filter`).
+    Refusal,
+    /// The context window filled up.
+    ContextWindowExceeded,
+    /// A reason the canonical set does not name, verbatim.
+    Other(String),
+}
+
+impl StopReason {
+    /// Anthropic's name.
+    pub fn anthropic_name(&self) -> &str {
+        match self {
+            StopReason::EndTurn => "end_turn",
+            StopReason::MaxTokens => "max_tokens",
+            StopReason::StopSequence => "stop_sequence",
+            StopReason::ToolUse => "tool_use",
+            StopReason::PauseTurn => "pause_turn",
+            StopReason::Refusal => "refusal",
+            StopReason::ContextWindowExceeded => "model_context_window_exceeded",
+            StopReason::Other(s) => s,
+        }
+    }
+
+    /// From Anthropic's name; unknown names are kept as [`StopReason::Other`].
+    pub fn from_anthropic(s: &str) -> StopReason {
+        match s {
+            "end_turn" => StopReason::EndTurn,
+            "max_tokens" => StopReason::MaxTokens,
+            "stop_sequence" => StopReason::StopSequence,
+            "tool_use" => StopReason::ToolUse,
+            "pause_turn" => StopReason::PauseTurn,
+            "refusal" => StopReason::Refusal,
+            "model_context_window_exceeded" => StopReason::ContextWindowExceeded,
+            other => StopReason::Other(other.to_owned()),
+        }
+    }
+
+    /// OpenAI's `finish_reason`.
+    pub fn openai_name(&self) -> &str {
+        match self {
+            StopReason::EndTurn | StopReason::StopSequence | StopReason::PauseTurn => "stop",
+            StopReason::MaxTokens | StopReason::ContextWindowExceeded => "length",
+            StopReason::ToolUse => "tool_calls",
+            StopReason::Refusal => "content_filter",
+            StopReason::Other(s) => s,
+        }
+    }
+
+    /// From OpenAI's `finish_reason`; unknown names are kept as [`StopReason::Other`].
+    pub fn from_openai(s: &str) -> StopReason {
+        match s {
+            "stop" => StopReason::EndTurn,
+            "length" => StopReason::MaxTokens,
+            "tool_calls" => StopReason::ToolUse,
+            "content_filter" => StopReason::Refusal,
+            other => StopReason::Other(other.to_owned()),
+        }
+    }
+}
+
+/// Token usage. Input figures follow Anthropic: `input_tokens` excludes the cache reads and
+/// writes, and the total input is the three summed. Fields are `None` when the source did
+/// not report them (stream deltas often carry only `output_tokens`).
+#[derive(Clone, Debug, Default)]
+pub struct Usage {
+    /// Input tokens that were neither read from nor written to the cache.
+    pub input_tokens: Option<u64>,
+    /// Output tokens, reasoning included.
+    pub output_tokens: Option<u64>,
+    /// Input tokens read from the prompt cache.
+    pub cache_read_tokens: Option<u64>,
+    /// Input tokens written to the prompt cache.
+    pub cache_write_tokens: Option<u64>,
+    /// Output tokens spent on reasoning, when reported separately.
+    pub reasoning_tokens: Option<u64>,
+    /// Unknown fields, and the source dialect's own breakdown objects.
+    pub extra: Extra,
+}
+
+impl Usage {
+    /// All input tokens: uncached + cache read + cache write.
+    pub fn total_input(&self) -> u64 {
+        self.input_tokens.unwrap_or(0)
+            + self.cache_read_tokens.unwrap_or(0)
+            + self.cache_write_tokens.unwrap_or(0)
+    }
+
+    /// Output tokens, zero when unreported.
+    pub fn output(&self) -> u64 {
+        self.output_tokens.unwrap_or(0)
+    }
+
+    /// Whether nothing was reported.
+    pub fn is_empty(&self) -> bool {
+        self.input_tokens.is_none()
+            && self.output_tokens.is_none()
+            && self.cache_read_tokens.is_none()
+            && self.cache_write_tokens.is_none()
+            && self.reasoning_tokens.is_none()
+    }
+
+    /// Folds a later report into this one: figures present in `later` replace these
+    /// (Anthropic `message_delta` usage is cumulative).
+    pub fn merge(&mut self, later: &Usage) {
+        fn take(a: &mut Option<u64>, b: Option<u64>) {
+            if b.is_some() {
+                *a = b;
+            }
+        }
+        take(&mut self.input_tokens, later.input_tokens);
+        take(&mut self.output_tokens, later.output_tokens);
+        take(&mut self.cache_read_tokens, later.cache_read_tokens);
+        take(&mut self.cache_write_tokens, later.cache_write_tokens);
+        take(&mut self.reasoning_tokens, later.reasoning_tokens);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stop_reason_names_round_trip_within_each_dialect() {
+        for a in [
+            "end_turn",
+            "max_tokens",
+            "stop_sequence",
+            "tool_use",
+            "pause_turn",
+            "refusal",
+            "model_context_window_exceeded",
+            "something_new",
+        ] {
+            assert_eq!(StopReason::from_anthropic(a).anthropic_name(), a);
+        }
+        for o in [
+            "stop",
+            "length",
+            "tool_calls",
+            "content_filter",
+            "function_call",
+        ] {
+            assert_eq!(StopReason::from_openai(o).openai_name(), o);
+        }
+    }
+
+    #[test]
+    fn usage_merge_keeps_unreported_figures() {
+        let mut u = Usage {
+            input_tokens: Some(10),
+            cache_read_tokens: Some(5),
+            output_tokens: Some(1),
+            ..Default::default()
+        };
+        u.merge(&Usage {
+            output_tokens: Some(42),
+            ..Default::default()
+        });
+        assert_eq!((u.total_input(), u.output()), (15, 42));
+    }
+}

@@ -1,0 +1,137 @@
+//! Canonical stream events.
+//!
+//! The event shape follows Anthropic's, the richest of the dialects: a message opens,
+//! blocks open, receive deltas and close, the message reports its stop reason and usage,
+//! and closes. Other dialects' decoders are state machines that produce this sequence
+//! (OpenAI tool calls keyed by `index` become blocks); their encoders are the mirror.
+
+use crate::content::ContentBlock;
+use crate::error::ApiError;
+use crate::raw::{Dialect, RawJson};
+use crate::response::{StopReason, Usage};
+
+/// One canonical stream event.
+#[derive(Clone, Debug)]
+pub enum StreamEvent {
+    /// The response begins.
+    MessageStart {
+        /// Response id.
+        id: String,
+        /// Model that answers.
+        model: String,
+        /// Usage known at the start (Anthropic reports input tokens here).
+        usage: Usage,
+    },
+    /// A content block opens. Text blocks open empty; tool-use blocks carry id and name
+    /// with empty input, which arrives as [`Delta::InputJson`] fragments.
+    BlockStart {
+        /// Block index, from 0, in the order blocks open.
+        index: u32,
+        /// The block as it opens.
+        block: ContentBlock,
+    },
+    /// More of an open block.
+    BlockDelta {
+        /// Block index.
+        index: u32,
+        /// The increment.
+        delta: Delta,
+    },
+    /// A block is complete.
+    BlockStop {
+        /// Block index.
+        index: u32,
+    },
+    /// The stop reason and final usage (cumulative).
+    MessageDelta {
+        /// Why generation stopped.
+        stop_reason: Option<StopReason>,
+        /// The stop sequence that matched.
+        stop_sequence: Option<String>,
+        /// Usage so far.
+        usage: Usage,
+    },
+    /// The response is complete.
+    MessageStop,
+    /// Keep-alive.
+    Ping,
+    /// The upstream failed after the stream began.
+    Error(ApiError),
+    /// An event the decoder does not model; only its own dialect can carry it.
+    Unknown {
+        /// The SSE event name.
+        event: String,
+    },
+}
+
+impl StreamEvent {
+    /// Whether this event carries content a client would see (the point after which a
+    /// stream can no longer move to another target).
+    pub fn is_content(&self) -> bool {
+        matches!(
+            self,
+            StreamEvent::BlockStart { .. } | StreamEvent::BlockDelta { .. }
+        )
+    }
+}
+
+/// An increment to an open block.
+#[derive(Clone, Debug)]
+pub enum Delta {
+    /// Text.
+    Text(String),
+    /// A fragment of a tool call's JSON arguments (fragments concatenate; any single one
+    /// may be invalid JSON on its own).
+    InputJson(String),
+    /// Reasoning text.
+    Thinking(String),
+    /// The thinking block's signature (arrives just before the block stops).
+    Signature(String),
+    /// A delta type the decoder does not model (citations, ...), verbatim.
+    Unknown {
+        /// Source dialect.
+        dialect: Dialect,
+        /// The whole delta object.
+        raw: RawJson,
+    },
+}
+
+/// The SSE event an upstream sent, kept so a client of the same dialect receives exactly it.
+#[derive(Clone, Debug)]
+pub struct SourceEvent {
+    /// The upstream's dialect.
+    pub dialect: Dialect,
+    /// The SSE `event:` name, if any.
+    pub event: Option<String>,
+    /// The SSE data, as received.
+    pub data: String,
+}
+
+/// What one upstream SSE event turned into.
+///
+/// `events` is the canonical reading (possibly empty, possibly several: one OpenAI chunk
+/// can open a block and fill it). `source` is the original event: an encoder of the same
+/// dialect writes it verbatim, which is how same-dialect streams stay lossless without
+/// re-serializing anything; encoders of other dialects translate `events`.
+#[derive(Clone, Debug, Default)]
+pub struct Frame {
+    /// Canonical events.
+    pub events: Vec<StreamEvent>,
+    /// The upstream event, when the frame came from an upstream.
+    pub source: Option<SourceEvent>,
+}
+
+impl Frame {
+    /// A frame built in code, without a source event.
+    pub fn from_events(events: Vec<StreamEvent>) -> Self {
+        Frame {
+            events,
+            source: None,
+        }
+    }
+
+    /// Whether any event carries content.
+    pub fn has_content(&self) -> bool {
+        self.events.iter().any(StreamEvent::is_content)
+    }
+}

@@ -1,0 +1,146 @@
+//! OpenAI error bodies: `{"error":{"message","type","param","code"}}`.
+
+use weir_model::{ApiError, ErrorKind};
+
+/// Decodes an upstream's error answer. Also understands the shapes compatible servers
+/// use: `{"error": "text"}` (Ollama), an integer `code` (OpenRouter), and non-JSON bodies.
+pub fn decode_error(status: u16, body: &[u8]) -> ApiError {
+    let text = String::from_utf8_lossy(body);
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(v) => match v.get("error") {
+            Some(inner) => api_error_from_value(Some(status), inner),
+            None => {
+                let mut e = api_error_from_value(Some(status), &serde_json::Value::Null);
+                if let Some(m) = v.get("message").and_then(|m| m.as_str()) {
+                    e.message = m.to_owned();
+                } else {
+                    e.message = excerpt(&text, status);
+                }
+                e
+            }
+        },
+        Err(_) => {
+            let mut e = ApiError::new(ErrorKind::from_status(status), excerpt(&text, status));
+            e.status = status;
+            e
+        }
+    }
+}
+
+fn excerpt(text: &str, status: u16) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.is_empty() {
+        return format!("upstream answered {status} with an empty body");
+    }
+    let cut: String = one_line.chars().take(200).collect();
+    format!("upstream answered {status}: {cut}")
+}
+
+/// Decodes the value of an `error` key; `status` is `None` inside a stream.
+pub(crate) fn api_error_from_value(status: Option<u16>, inner: &serde_json::Value) -> ApiError {
+    let as_string = |v: Option<&serde_json::Value>| -> Option<String> {
+        match v? {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let (message, ty, code, param) = match inner {
+        serde_json::Value::String(s) => (s.clone(), None, None, None),
+        serde_json::Value::Object(_) => (
+            as_string(inner.get("message")).unwrap_or_default(),
+            as_string(inner.get("type")),
+            as_string(inner.get("code")),
+            as_string(inner.get("param")),
+        ),
+        _ => (String::new(), None, None, None),
+    };
+    // In-stream errors have no HTTP status; OpenRouter puts it in an integer `code`.
+    let status = status
+        .or_else(|| {
+            inner
+                .get("code")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|c| u16::try_from(c).ok())
+        })
+        .filter(|s| (400..600).contains(s));
+    let kind = match (status, ty.as_deref()) {
+        (Some(s), _) => ErrorKind::from_status(s),
+        (None, Some(t)) => kind_of(t),
+        (None, None) => ErrorKind::Upstream,
+    };
+    ApiError {
+        kind,
+        status: status.unwrap_or(openai_status(kind)),
+        error_type: ty,
+        code,
+        param,
+        message,
+    }
+}
+
+fn kind_of(ty: &str) -> ErrorKind {
+    match ty {
+        "invalid_request_error" => ErrorKind::InvalidRequest,
+        "authentication_error" => ErrorKind::Authentication,
+        "permission_error" => ErrorKind::PermissionDenied,
+        "not_found_error" => ErrorKind::NotFound,
+        "rate_limit_error" | "insufficient_quota" => ErrorKind::RateLimited,
+        "overloaded_error" => ErrorKind::Overloaded,
+        _ => ErrorKind::Upstream,
+    }
+}
+
+fn openai_status(kind: ErrorKind) -> u16 {
+    kind.http_status()
+}
+
+/// The HTTP status an OpenAI client gets: OpenAI has no 529, so overload is 503.
+pub fn error_status(e: &ApiError) -> u16 {
+    match e.kind {
+        ErrorKind::Overloaded => 503,
+        _ => e.status,
+    }
+}
+
+fn openai_error_type(e: &ApiError) -> (&str, Option<&str>) {
+    match e.kind {
+        ErrorKind::InvalidRequest | ErrorKind::RequestTooLarge => ("invalid_request_error", None),
+        ErrorKind::Authentication => ("authentication_error", Some("invalid_api_key")),
+        ErrorKind::PermissionDenied => ("permission_error", None),
+        ErrorKind::NotFound => ("not_found_error", Some("model_not_found")),
+        ErrorKind::RateLimited => ("rate_limit_error", Some("rate_limit_exceeded")),
+        ErrorKind::Overloaded => ("server_error", Some("overloaded")),
+        ErrorKind::Timeout => ("timeout_error", Some("timeout")),
+        ErrorKind::Upstream
+        | ErrorKind::Connect
+        | ErrorKind::Decode
+        | ErrorKind::Cancelled
+        | ErrorKind::Internal => ("server_error", None),
+    }
+}
+
+/// The body of an error for an OpenAI client.
+pub(crate) fn openai_error_body(e: &ApiError) -> Vec<u8> {
+    let (default_ty, default_code) = openai_error_type(e);
+    let same_kind = e
+        .error_type
+        .as_deref()
+        .is_some_and(|t| kind_of(t) == e.kind);
+    let ty = if same_kind {
+        e.error_type.as_deref().unwrap_or(default_ty)
+    } else {
+        default_ty
+    };
+    let code = e.code.as_deref().or(default_code);
+    serde_json::json!({
+        "error": { "message": e.message, "type": ty, "param": e.param, "code": code },
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// Encodes an error for an OpenAI client: `(status, body)`.
+pub fn encode_error(e: &ApiError) -> (u16, Vec<u8>) {
+    (error_status(e), openai_error_body(e))
+}

@@ -1,0 +1,23 @@
+//! The OpenAI Chat Completions dialect: decoding and encoding requests, responses,
+//! streams and errors between OpenAI's wire format and Weir's canonical model, in all four
+//! directions.
+//!
+//! OpenAI to OpenAI is lossless: unknown fields, parts and chunks survive. Requests from
+//! other dialects are reshaped to OpenAI's rules (see [`encode_request`]); streams are
+//! re-framed by small state machines ([`StreamDecoder`], [`StreamEncoder`]).
+//!
+//! This crate knows nothing about HTTP, sockets, routing or other dialects' wire formats.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod error;
+mod parts;
+mod request;
+mod response;
+mod stream;
+
+pub use error::{decode_error, encode_error, error_status};
+pub use parts::parse_data_url;
+pub use request::{decode_request, encode_request, EncodeOptions};
+pub use response::{decode_response, encode_response};
+pub use stream::{StreamDecoder, StreamEncodeOptions, StreamEncoder};

@@ -1,0 +1,985 @@
+//! OpenAI Chat Completions requests: decoding a client's body, encoding an upstream body.
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use weir_model::raw::{to_raw, Key};
+use weir_model::wire::{object_text, opt_value, RawFields};
+use weir_model::{
+    ChatRequest, Content, ContentBlock, ContentForm, Dialect, Extra, FunctionTool, MaxTokensField,
+    Message, Metadata, RawJson, Role, StopSequences, ThinkingBlock, ThinkingConfig, Tool,
+    ToolChoice, ToolInput, ToolResultBlock, ToolUseBlock, UnknownBlock, WireError,
+};
+
+use crate::parts::{ContentOut, OContent};
+
+/// Options for encoding a request to an OpenAI-compatible upstream.
+#[derive(Clone, Debug)]
+pub struct EncodeOptions {
+    /// Which field carries the output limit when translating (`None`: the request's own
+    /// choice, `max_completion_tokens` for other dialects). Older compatible servers only
+    /// know `max_tokens`.
+    pub max_tokens_field: Option<MaxTokensField>,
+    /// Ask for a final usage chunk on streams (`stream_options.include_usage`).
+    pub request_stream_usage: bool,
+    /// Map Anthropic extended thinking to `reasoning_effort` (the target is a reasoning
+    /// model; others reject the field).
+    pub reasoning_effort_from_thinking: bool,
+    /// Send earlier reasoning back as `reasoning_content` on assistant messages (DeepSeek-
+    /// style servers); OpenAI itself rejects it.
+    pub reasoning_content_in_history: bool,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            max_tokens_field: None,
+            request_stream_usage: true,
+            reasoning_effort_from_thinking: false,
+            reasoning_content_in_history: false,
+        }
+    }
+}
+
+/// Decodes a client's Chat Completions request body.
+pub fn decode_request(body: &[u8]) -> Result<ChatRequest, WireError> {
+    let r: ORequest =
+        serde_json::from_slice(body).map_err(|e| WireError::from_json("request body", &e))?;
+    Ok(r.0)
+}
+
+struct ORequest(ChatRequest);
+
+impl<'de> Deserialize<'de> for ORequest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(RequestVisitor)
+    }
+}
+
+struct RequestVisitor;
+
+impl<'de> Visitor<'de> for RequestVisitor {
+    type Value = ORequest;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a chat completions request object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ORequest, A::Error> {
+        let mut r = ChatRequest {
+            origin: Some(Dialect::OpenAi),
+            ..Default::default()
+        };
+        let (mut have_model, mut have_messages) = (false, false);
+        while let Some(k) = map.next_key::<Key<'de>>()? {
+            match k.as_str() {
+                "model" => {
+                    r.model = map.next_value()?;
+                    have_model = true;
+                }
+                "messages" => {
+                    r.messages = map.next_value::<Messages>()?.0;
+                    have_messages = true;
+                }
+                "max_completion_tokens" => {
+                    r.max_tokens = opt_value(&mut map, &k, &mut r.extra)?;
+                    r.max_tokens_field = MaxTokensField::MaxCompletionTokens;
+                }
+                "max_tokens" => {
+                    let v = opt_value(&mut map, &k, &mut r.extra)?;
+                    if v.is_some() {
+                        r.max_tokens = v;
+                        r.max_tokens_field = MaxTokensField::MaxTokens;
+                    }
+                }
+                "stream" => r.stream = opt_value(&mut map, &k, &mut r.extra)?,
+                "stream_options" => {
+                    let raw: RawJson = map.next_value()?;
+                    #[derive(Deserialize)]
+                    #[serde(deny_unknown_fields)]
+                    struct Only {
+                        include_usage: bool,
+                    }
+                    match serde_json::from_str::<Only>(raw.get()) {
+                        Ok(o) => r.include_usage = Some(o.include_usage),
+                        Err(_) => r.extra.insert("stream_options", raw),
+                    }
+                }
+                "temperature" => r.temperature = opt_value(&mut map, &k, &mut r.extra)?,
+                "top_p" => r.top_p = opt_value(&mut map, &k, &mut r.extra)?,
+                "top_k" => r.top_k = opt_value(&mut map, &k, &mut r.extra)?,
+                "stop" => {
+                    if let Some(s) = opt_value::<_, Stop>(&mut map, &k, &mut r.extra)? {
+                        r.stop = Some(s.0);
+                    }
+                }
+                "tools" => {
+                    r.tools = opt_value::<_, Tools>(&mut map, &k, &mut r.extra)?.map(|t| t.0)
+                }
+                "tool_choice" => {
+                    if let Some(raw) = opt_value::<_, RawJson>(&mut map, &k, &mut r.extra)? {
+                        r.tool_choice = Some(tool_choice_from_raw(raw));
+                    }
+                }
+                "parallel_tool_calls" => {
+                    r.parallel_tool_calls = opt_value(&mut map, &k, &mut r.extra)?
+                }
+                "reasoning_effort" => r.reasoning_effort = opt_value(&mut map, &k, &mut r.extra)?,
+                "user" => {
+                    if let Some(u) = opt_value::<_, String>(&mut map, &k, &mut r.extra)? {
+                        r.metadata = Some(Metadata {
+                            user_id: Some(u),
+                            extra: Extra::new(),
+                        });
+                    }
+                }
+                _ => r.extra.insert(k.into_owned(), map.next_value()?),
+            }
+        }
+        if !have_model {
+            return Err(de::Error::missing_field("model"));
+        }
+        if !have_messages {
+            return Err(de::Error::missing_field("messages"));
+        }
+        Ok(ORequest(r))
+    }
+}
+
+struct Stop(StopSequences);
+
+impl<'de> Deserialize<'de> for Stop {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum S {
+            One(String),
+            Many(Vec<String>),
+        }
+        Ok(Stop(match S::deserialize(d)? {
+            S::One(s) => StopSequences {
+                sequences: vec![s],
+                single_string: true,
+            },
+            S::Many(v) => StopSequences {
+                sequences: v,
+                single_string: false,
+            },
+        }))
+    }
+}
+
+fn tool_choice_from_raw(raw: RawJson) -> ToolChoice {
+    match raw.get() {
+        r#""auto""# => return ToolChoice::Auto,
+        r#""none""# => return ToolChoice::None,
+        r#""required""# => return ToolChoice::Required,
+        _ => {}
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Named {
+        #[serde(rename = "type")]
+        ty: String,
+        function: Func,
+    }
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Func {
+        name: String,
+    }
+    match serde_json::from_str::<Named>(raw.get()) {
+        Ok(n) if n.ty == "function" => ToolChoice::Tool(n.function.name),
+        _ => ToolChoice::Unknown {
+            dialect: Dialect::OpenAi,
+            raw,
+        },
+    }
+}
+
+struct Messages(Vec<Message>);
+
+impl<'de> Deserialize<'de> for Messages {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Messages;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of messages")
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<Messages, S::Error> {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+                while let Some(m) = seq.next_element_seed(MessageSeed(v.len()))? {
+                    v.push(m);
+                }
+                Ok(Messages(v))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+struct MessageSeed(usize);
+
+impl<'de> DeserializeSeed<'de> for MessageSeed {
+    type Value = Message;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Message, D::Error> {
+        d.deserialize_map(MessageVisitor)
+            .map_err(|e| de::Error::custom(format_args!("messages[{}]: {e}", self.0)))
+    }
+}
+
+struct MessageVisitor;
+
+impl<'de> Visitor<'de> for MessageVisitor {
+    type Value = Message;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a message object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Message, A::Error> {
+        let mut role = None;
+        let mut content = Content {
+            blocks: Vec::new(),
+            form: ContentForm::Absent,
+        };
+        let mut tool_calls: Option<Vec<ContentBlock>> = None;
+        let mut reasoning: Option<String> = None;
+        let mut tool_call_id: Option<String> = None;
+        let mut extra = Extra::new();
+        while let Some(k) = map.next_key::<Key<'de>>()? {
+            match k.as_str() {
+                "role" => {
+                    let r: Key<'de> = map.next_value()?;
+                    role = Some(match r.as_str() {
+                        "system" => Role::System,
+                        "developer" => Role::Developer,
+                        "user" => Role::User,
+                        "assistant" => Role::Assistant,
+                        "tool" => Role::Tool,
+                        other => {
+                            return Err(de::Error::unknown_variant(
+                                other,
+                                &["system", "developer", "user", "assistant", "tool"],
+                            ))
+                        }
+                    });
+                }
+                "content" => content = map.next_value::<OContent>()?.0,
+                "tool_calls" => {
+                    let raw: RawJson = map.next_value()?;
+                    match serde_json::from_str::<Vec<OToolCall>>(raw.get()) {
+                        Ok(calls) if !calls.is_empty() => {
+                            tool_calls = Some(calls.into_iter().map(|c| c.0).collect())
+                        }
+                        // `null` and `[]` carry nothing; keep them as they came.
+                        Ok(_) => extra.insert("tool_calls", raw),
+                        Err(e) => return Err(de::Error::custom(format_args!("tool_calls: {e}"))),
+                    }
+                }
+                "reasoning_content" => reasoning = opt_value(&mut map, &k, &mut extra)?,
+                "tool_call_id" => tool_call_id = Some(map.next_value()?),
+                _ => extra.insert(k.into_owned(), map.next_value()?),
+            }
+        }
+        let role = role.ok_or_else(|| de::Error::missing_field("role"))?;
+        if role == Role::Tool {
+            let id = tool_call_id.ok_or_else(|| de::Error::missing_field("tool_call_id"))?;
+            return Ok(Message {
+                role,
+                content: Content {
+                    blocks: vec![ContentBlock::ToolResult(ToolResultBlock {
+                        tool_use_id: id,
+                        content,
+                        is_error: None,
+                        cache_control: None,
+                        extra: Extra::new(),
+                    })],
+                    form: ContentForm::Blocks,
+                },
+                extra,
+            });
+        }
+        if let Some(id) = tool_call_id {
+            extra.insert("tool_call_id", to_raw(&id));
+        }
+        if reasoning.is_some() || tool_calls.is_some() {
+            // Canonical order: reasoning, then text, then tool calls. The form of the text
+            // part is kept in `content.form`, so the same dialect rebuilds the fields.
+            let mut blocks = Vec::new();
+            if let Some(thinking) = reasoning {
+                blocks.push(ContentBlock::Thinking(ThinkingBlock {
+                    thinking,
+                    signature: None,
+                    extra: Extra::new(),
+                }));
+            }
+            blocks.append(&mut content.blocks);
+            if let Some(mut calls) = tool_calls {
+                blocks.append(&mut calls);
+            }
+            content.blocks = blocks;
+        }
+        Ok(Message {
+            role,
+            content,
+            extra,
+        })
+    }
+}
+
+/// One entry of an assistant's `tool_calls`.
+pub(crate) struct OToolCall(pub ContentBlock);
+
+impl<'de> Deserialize<'de> for OToolCall {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let fields = RawFields::deserialize(d)?.0;
+        let get = |name: &str| {
+            fields
+                .iter()
+                .find(|(k, _)| k.as_str() == name)
+                .map(|(_, v)| *v)
+        };
+        let ty: Option<String> = get("type").and_then(|v| serde_json::from_str(v.get()).ok());
+        let id: Option<String> = get("id").and_then(|v| serde_json::from_str(v.get()).ok());
+        #[derive(Deserialize)]
+        struct Func {
+            name: String,
+            arguments: String,
+        }
+        let func = get("function").and_then(|v| serde_json::from_str::<Func>(v.get()).ok());
+        match (ty.as_deref(), id, func) {
+            (Some("function"), Some(id), Some(f)) => {
+                let mut extra = Extra::new();
+                for (k, v) in &fields {
+                    if !["type", "id", "function"].contains(&k.as_str()) {
+                        extra.insert(k.as_str(), (*v).to_owned());
+                    }
+                }
+                // A function object with more than name and arguments is kept whole.
+                if let Some(fraw) = get("function") {
+                    let n: RawFields<'_> =
+                        serde_json::from_str(fraw.get()).map_err(de::Error::custom)?;
+                    if n.0.len() != 2 {
+                        extra.insert("function", fraw.to_owned());
+                    }
+                }
+                Ok(OToolCall(ContentBlock::ToolUse(ToolUseBlock {
+                    id,
+                    name: f.name,
+                    input: ToolInput::Arguments(f.arguments),
+                    cache_control: None,
+                    extra,
+                })))
+            }
+            _ => Ok(OToolCall(ContentBlock::Unknown(UnknownBlock {
+                dialect: Dialect::OpenAi,
+                type_name: Some(TOOL_CALL_TYPE.to_owned()),
+                raw: RawValue::from_string(object_text(
+                    fields.iter().map(|(k, v)| (k.as_str(), *v)),
+                ))
+                .map_err(de::Error::custom)?,
+            }))),
+        }
+    }
+}
+
+/// The `type_name` of unknown blocks that belong in `tool_calls` (custom tool calls).
+pub(crate) const TOOL_CALL_TYPE: &str = "openai_tool_call";
+
+struct Tools(Vec<Tool>);
+
+impl<'de> Deserialize<'de> for Tools {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raws: Vec<&'de RawValue> = Vec::deserialize(d)?;
+        let mut tools = Vec::with_capacity(raws.len());
+        for (i, raw) in raws.into_iter().enumerate() {
+            tools.push(
+                tool_from_raw(raw)
+                    .map_err(|e| de::Error::custom(format_args!("tools[{i}]: {e}")))?,
+            );
+        }
+        Ok(Tools(tools))
+    }
+}
+
+fn tool_from_raw(raw: &RawValue) -> Result<Tool, serde_json::Error> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Outer<'a> {
+        #[serde(rename = "type")]
+        ty: String,
+        #[serde(borrow)]
+        function: Option<&'a RawValue>,
+    }
+    let unknown = |name: Option<String>| Tool::Unknown {
+        dialect: Dialect::OpenAi,
+        name,
+        raw: raw.to_owned(),
+    };
+    let outer: Outer<'_> = match serde_json::from_str(raw.get()) {
+        Ok(o) => o,
+        Err(_) => return Ok(unknown(None)),
+    };
+    let (true, Some(func)) = (outer.ty == "function", outer.function) else {
+        return Ok(unknown(None));
+    };
+    let fields: RawFields<'_> = serde_json::from_str(func.get())?;
+    let mut t = FunctionTool {
+        name: String::new(),
+        description: None,
+        parameters: None,
+        strict: None,
+        cache_control: None,
+        extra: Extra::new(),
+    };
+    let mut have_name = false;
+    for (k, v) in fields.0 {
+        let is_null = v.get() == "null";
+        match k.as_str() {
+            "name" => {
+                t.name = serde_json::from_str(v.get())?;
+                have_name = true;
+            }
+            "description" if !is_null => t.description = Some(serde_json::from_str(v.get())?),
+            "parameters" if !is_null => t.parameters = Some(v.to_owned()),
+            "strict" if !is_null => t.strict = Some(serde_json::from_str(v.get())?),
+            _ => t.extra.insert(k.as_str(), v.to_owned()),
+        }
+    }
+    if !have_name {
+        return Err(de::Error::missing_field("name"));
+    }
+    Ok(Tool::Function(t))
+}
+
+// ---------------------------------------------------------------------------------------
+// Encoding
+
+/// Encodes a canonical request as a Chat Completions body.
+///
+/// A request from an OpenAI client is written back as it came (model name aside). One
+/// from another dialect is reshaped: the system prompt becomes the first message;
+/// `tool_result` blocks become `tool` messages placed right after the assistant turn (any
+/// images they hold move to a following user message, errors are marked in the text);
+/// tool inputs become argument strings; thinking becomes `reasoning_effort` only where
+/// the options say the target understands it.
+pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>, WireError> {
+    let same = req.origin == Some(Dialect::OpenAi);
+    let messages = plan_messages(req, opts, same)?;
+    if !same {
+        for t in req.tools() {
+            if let Tool::Unknown { name, .. } = t {
+                return Err(WireError::Unsupported(format!(
+                    "tool `{}` is a provider-specific tool and cannot be sent to an OpenAI-compatible upstream",
+                    name.as_deref().unwrap_or("?")
+                )));
+            }
+        }
+        if let Some(ToolChoice::Unknown { dialect, .. }) = &req.tool_choice {
+            if *dialect != Dialect::OpenAi {
+                return Err(WireError::Unsupported(
+                    "this tool_choice cannot be sent to an OpenAI upstream".into(),
+                ));
+            }
+        }
+    }
+    let body = RequestOut {
+        req,
+        opts,
+        same,
+        messages,
+    };
+    serde_json::to_vec(&body).map_err(|e| WireError::Unsupported(e.to_string()))
+}
+
+/// A message to write.
+pub(crate) struct OutMessage<'a> {
+    role: &'static str,
+    /// Text and media parts.
+    parts: Vec<&'a ContentBlock>,
+    form: ContentForm,
+    tool_calls: Vec<&'a ContentBlock>,
+    reasoning: Option<String>,
+    /// For tool messages.
+    tool_call_id: Option<&'a str>,
+    /// Tool-result text when it had to be rewritten (error marker, flattened parts).
+    tool_text: Option<String>,
+    extra: Option<&'a Extra>,
+}
+
+impl<'a> OutMessage<'a> {
+    fn new(role: &'static str) -> Self {
+        OutMessage {
+            role,
+            parts: Vec::new(),
+            form: ContentForm::Blocks,
+            tool_calls: Vec::new(),
+            reasoning: None,
+            tool_call_id: None,
+            tool_text: None,
+            extra: None,
+        }
+    }
+}
+
+fn plan_messages<'a>(
+    req: &'a ChatRequest,
+    opts: &EncodeOptions,
+    same: bool,
+) -> Result<Vec<OutMessage<'a>>, WireError> {
+    let mut out = Vec::with_capacity(req.messages.len() + 1);
+    if let Some(sys) = &req.system {
+        let mut m = OutMessage::new("system");
+        for b in &sys.blocks {
+            match b {
+                ContentBlock::Text(_) => m.parts.push(b),
+                other => {
+                    return Err(WireError::Unsupported(format!(
+                        "system content of type `{}` cannot be sent to an OpenAI upstream",
+                        other.type_name()
+                    )))
+                }
+            }
+        }
+        m.form = if same { sys.form } else { ContentForm::String };
+        if !m.parts.is_empty() {
+            if !same && m.parts.len() > 1 {
+                // Several system blocks become one string: OpenAI-compatible servers differ
+                // in whether they accept parts on system messages.
+                m.tool_text = Some(sys.joined_text("\n\n"));
+            }
+            out.push(m);
+        }
+    }
+    for (i, msg) in req.messages.iter().enumerate() {
+        let at = |e: String| WireError::Unsupported(format!("messages[{i}]: {e}"));
+        if same {
+            out.push(same_message(msg));
+            continue;
+        }
+        match msg.role {
+            Role::System | Role::Developer | Role::User => {
+                let role = if msg.role == Role::User {
+                    "user"
+                } else {
+                    "system"
+                };
+                let mut user = OutMessage::new(role);
+                let mut trailing_media: Vec<&'a ContentBlock> = Vec::new();
+                for b in &msg.content.blocks {
+                    match b {
+                        ContentBlock::ToolResult(r) => {
+                            out.push(tool_message(r, &mut trailing_media).map_err(at)?);
+                        }
+                        ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_) => {}
+                        ContentBlock::ToolUse(_) => {
+                            return Err(at("a tool call in a user message".into()))
+                        }
+                        _ => user.parts.push(b),
+                    }
+                }
+                user.parts.extend(trailing_media);
+                user.form = msg.content.form;
+                if !user.parts.is_empty() {
+                    out.push(user);
+                }
+            }
+            Role::Tool => {
+                let mut media = Vec::new();
+                for b in &msg.content.blocks {
+                    if let ContentBlock::ToolResult(r) = b {
+                        out.push(tool_message(r, &mut media).map_err(at)?);
+                    }
+                }
+                if !media.is_empty() {
+                    let mut m = OutMessage::new("user");
+                    m.parts = media;
+                    out.push(m);
+                }
+            }
+            Role::Assistant => {
+                let mut m = OutMessage::new("assistant");
+                let mut reasoning = String::new();
+                for b in &msg.content.blocks {
+                    match b {
+                        ContentBlock::Thinking(t) => reasoning.push_str(&t.thinking),
+                        ContentBlock::RedactedThinking(_) => {}
+                        ContentBlock::ToolUse(_) => m.tool_calls.push(b),
+                        ContentBlock::Unknown(u) if u.dialect != Dialect::OpenAi => {
+                            // Server-tool turns (web search calls and results) have no
+                            // OpenAI form; the text around them carries the answer.
+                        }
+                        ContentBlock::Text(t) if t.text.is_empty() => {}
+                        _ => m.parts.push(b),
+                    }
+                }
+                if opts.reasoning_content_in_history && !reasoning.is_empty() {
+                    m.reasoning = Some(reasoning);
+                }
+                m.form = ContentForm::String;
+                if m.parts.is_empty() && m.tool_calls.is_empty() {
+                    continue;
+                }
+                out.push(m);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// An OpenAI-origin message, rebuilt field by field.
+fn same_message(msg: &Message) -> OutMessage<'_> {
+    let mut m = OutMessage::new(msg.role.as_str());
+    m.form = msg.content.form;
+    m.extra = Some(&msg.extra);
+    for b in &msg.content.blocks {
+        match b {
+            ContentBlock::ToolResult(r) if msg.role == Role::Tool => {
+                m.tool_call_id = Some(&r.tool_use_id);
+                m.parts.extend(r.content.blocks.iter());
+                m.form = r.content.form;
+            }
+            ContentBlock::Thinking(t) => m.reasoning = Some(t.thinking.clone()),
+            ContentBlock::ToolUse(_) => m.tool_calls.push(b),
+            ContentBlock::Unknown(u) if u.type_name.as_deref() == Some(TOOL_CALL_TYPE) => {
+                m.tool_calls.push(b)
+            }
+            _ => m.parts.push(b),
+        }
+    }
+    m
+}
+
+/// A `tool` message for a tool result. OpenAI tool messages carry text only: images move
+/// to `media` (sent in a user message after the tool messages), and an error is marked.
+fn tool_message<'a>(
+    r: &'a ToolResultBlock,
+    media: &mut Vec<&'a ContentBlock>,
+) -> Result<OutMessage<'a>, String> {
+    let mut m = OutMessage::new("tool");
+    m.tool_call_id = Some(&r.tool_use_id);
+    let mut text = String::new();
+    for b in &r.content.blocks {
+        match b {
+            ContentBlock::Text(t) => {
+                if !text.is_empty() {
+                    text.push('\n');
+                }
+                text.push_str(&t.text);
+            }
+            ContentBlock::Image(_) | ContentBlock::Document(_) => media.push(b),
+            other => {
+                return Err(format!(
+                    "tool result content of type `{}` has no OpenAI form",
+                    other.type_name()
+                ))
+            }
+        }
+    }
+    if r.is_error == Some(true) {
+        text.insert_str(0, "Error: ");
+    }
+    m.tool_text = Some(text);
+    m.form = ContentForm::String;
+    Ok(m)
+}
+
+struct MessageOut<'a, 'b> {
+    m: &'b OutMessage<'a>,
+    same: bool,
+}
+
+impl Serialize for MessageOut<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let m = self.m;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("role", m.role)?;
+        if let Some(text) = &m.tool_text {
+            map.serialize_entry("content", text)?;
+        } else {
+            let null_content = m.parts.is_empty()
+                && (m.form == ContentForm::Null || (!self.same && !m.tool_calls.is_empty()));
+            if null_content {
+                map.serialize_entry("content", &())?;
+            } else if !(m.parts.is_empty() && m.form == ContentForm::Absent) {
+                map.serialize_entry(
+                    "content",
+                    &ContentOut {
+                        blocks: &m.parts,
+                        form: m.form,
+                        same: self.same,
+                    },
+                )?;
+            }
+        }
+        if let Some(r) = &m.reasoning {
+            map.serialize_entry("reasoning_content", r)?;
+        }
+        if !m.tool_calls.is_empty() {
+            map.serialize_entry(
+                "tool_calls",
+                &ToolCallsOut {
+                    calls: &m.tool_calls,
+                    same: self.same,
+                },
+            )?;
+        }
+        if let Some(id) = m.tool_call_id {
+            map.serialize_entry("tool_call_id", id)?;
+        }
+        if let Some(extra) = m.extra {
+            extra.serialize_into(&mut map, &[])?;
+        }
+        map.end()
+    }
+}
+
+pub(crate) struct ToolCallsOut<'a, 'b> {
+    pub calls: &'b [&'a ContentBlock],
+    pub same: bool,
+}
+
+impl Serialize for ToolCallsOut<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.calls.len()))?;
+        for c in self.calls {
+            seq.serialize_element(&ToolCallOut {
+                block: c,
+                same: self.same,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+struct ToolCallOut<'a> {
+    block: &'a ContentBlock,
+    same: bool,
+}
+
+impl Serialize for ToolCallOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.block {
+            ContentBlock::ToolUse(t) => {
+                let mut m = s.serialize_map(None)?;
+                m.serialize_entry("id", &t.id)?;
+                m.serialize_entry("type", "function")?;
+                match (self.same, t.extra.get("function")) {
+                    (true, Some(f)) => m.serialize_entry("function", f)?,
+                    _ => {
+                        let mut f = Extra::new();
+                        f.insert("name", to_raw(&t.name));
+                        f.insert("arguments", to_raw(t.input.as_arguments()));
+                        m.serialize_entry("function", &f)?;
+                    }
+                }
+                if self.same {
+                    t.extra.serialize_into(&mut m, &["function"])?;
+                }
+                m.end()
+            }
+            ContentBlock::Unknown(u) => u.raw.serialize(s),
+            _ => s.serialize_unit(),
+        }
+    }
+}
+
+struct RequestOut<'a> {
+    req: &'a ChatRequest,
+    opts: &'a EncodeOptions,
+    same: bool,
+    messages: Vec<OutMessage<'a>>,
+}
+
+impl Serialize for RequestOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.req;
+        let same = self.same;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("model", &r.model)?;
+        m.serialize_entry("messages", &MessagesOut(self))?;
+        if let Some(mt) = r.max_tokens {
+            let field = self.opts.max_tokens_field.unwrap_or(if same {
+                r.max_tokens_field
+            } else {
+                MaxTokensField::MaxCompletionTokens
+            });
+            let key = match field {
+                MaxTokensField::MaxTokens => "max_tokens",
+                MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+            };
+            m.serialize_entry(key, &mt)?;
+        }
+        if let Some(st) = r.stream {
+            m.serialize_entry("stream", &st)?;
+        }
+        let include_usage = match r.include_usage {
+            Some(v) => Some(v || (self.opts.request_stream_usage && !same && r.is_stream())),
+            None if self.opts.request_stream_usage && r.is_stream() && !same => Some(true),
+            None => None,
+        };
+        match (
+            include_usage,
+            r.extra.get("stream_options").filter(|_| same),
+        ) {
+            (Some(iu), Some(raw)) => {
+                let mut obj: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_str(raw.get()).map_err(serde::ser::Error::custom)?;
+                obj.insert("include_usage".into(), iu.into());
+                m.serialize_entry("stream_options", &obj)?;
+            }
+            (Some(iu), None) => m.serialize_entry(
+                "stream_options",
+                &serde_json::json!({ "include_usage": iu }),
+            )?,
+            (None, _) => {}
+        }
+        if let Some(t) = r.temperature {
+            m.serialize_entry("temperature", &t)?;
+        }
+        if let Some(t) = r.top_p {
+            m.serialize_entry("top_p", &t)?;
+        }
+        if let (Some(t), true) = (r.top_k, same) {
+            m.serialize_entry("top_k", &t)?;
+        }
+        if let Some(stop) = &r.stop {
+            match (stop.single_string && same, stop.sequences.as_slice()) {
+                (true, [one]) => m.serialize_entry("stop", one)?,
+                (_, []) if !same => {}
+                (_, seqs) => m.serialize_entry("stop", seqs)?,
+            }
+        }
+        let has_tools = !r.tools().is_empty();
+        if let Some(tools) = &r.tools {
+            if same || has_tools {
+                m.serialize_entry("tools", &ToolsOut { tools, same })?;
+            }
+        }
+        if let Some(tc) = &r.tool_choice {
+            if same || has_tools {
+                m.serialize_entry("tool_choice", &ToolChoiceOut(tc))?;
+            }
+        }
+        if let Some(p) = r.parallel_tool_calls {
+            if same || has_tools {
+                m.serialize_entry("parallel_tool_calls", &p)?;
+            }
+        }
+        let effort = match (&r.reasoning_effort, &r.thinking) {
+            (Some(e), _) => Some(e.as_str()),
+            (None, Some(t)) if self.opts.reasoning_effort_from_thinking && !same => effort_for(t),
+            _ => None,
+        };
+        if let Some(e) = effort {
+            m.serialize_entry("reasoning_effort", e)?;
+        }
+        if let Some(u) = r.metadata.as_ref().and_then(|md| md.user_id.as_ref()) {
+            m.serialize_entry("user", u)?;
+        }
+        if same {
+            r.extra.serialize_into(&mut m, &["stream_options"])?;
+        }
+        m.end()
+    }
+}
+
+/// `reasoning_effort` for an Anthropic thinking budget.
+fn effort_for(t: &ThinkingConfig) -> Option<&'static str> {
+    match t {
+        ThinkingConfig::Enabled { budget_tokens } if *budget_tokens <= 2048 => Some("low"),
+        ThinkingConfig::Enabled { budget_tokens } if *budget_tokens <= 8192 => Some("medium"),
+        ThinkingConfig::Enabled { .. } => Some("high"),
+        ThinkingConfig::Adaptive => Some("medium"),
+        ThinkingConfig::Disabled | ThinkingConfig::Unknown(_) => None,
+    }
+}
+
+struct MessagesOut<'a, 'b>(&'b RequestOut<'a>);
+
+impl Serialize for MessagesOut<'_, '_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.messages.len()))?;
+        for m in &self.0.messages {
+            seq.serialize_element(&MessageOut {
+                m,
+                same: self.0.same,
+            })?;
+        }
+        seq.end()
+    }
+}
+
+struct ToolsOut<'a> {
+    tools: &'a [Tool],
+    same: bool,
+}
+
+impl Serialize for ToolsOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.tools.len()))?;
+        for t in self.tools {
+            match t {
+                Tool::Unknown { raw, .. } => seq.serialize_element(raw)?,
+                Tool::Function(f) => seq.serialize_element(&FunctionOut { f, same: self.same })?,
+            }
+        }
+        seq.end()
+    }
+}
+
+struct FunctionOut<'a> {
+    f: &'a FunctionTool,
+    same: bool,
+}
+
+impl Serialize for FunctionOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        struct Inner<'a>(&'a FunctionOut<'a>);
+        impl Serialize for Inner<'_> {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let f = self.0.f;
+                let mut m = s.serialize_map(None)?;
+                m.serialize_entry("name", &f.name)?;
+                if let Some(d) = &f.description {
+                    m.serialize_entry("description", d)?;
+                }
+                if let Some(p) = &f.parameters {
+                    m.serialize_entry("parameters", p)?;
+                }
+                if let Some(st) = f.strict {
+                    m.serialize_entry("strict", &st)?;
+                }
+                if self.0.same {
+                    f.extra.serialize_into(&mut m, &[])?;
+                }
+                m.end()
+            }
+        }
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("type", "function")?;
+        m.serialize_entry("function", &Inner(self))?;
+        m.end()
+    }
+}
+
+struct ToolChoiceOut<'a>(&'a ToolChoice);
+
+impl Serialize for ToolChoiceOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            ToolChoice::Auto => s.serialize_str("auto"),
+            ToolChoice::None => s.serialize_str("none"),
+            ToolChoice::Required => s.serialize_str("required"),
+            ToolChoice::Tool(name) => {
+                serde_json::json!({"type": "function", "function": {"name": name}}).serialize(s)
+            }
+            ToolChoice::Unknown { raw, .. } => raw.serialize(s),
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! OpenAI Chat Completions responses and usage.
+
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+use weir_model::raw::Key;
+use weir_model::wire::opt_value;
+use weir_model::{
+    ChatResponse, ContentBlock, Dialect, Extra, RawJson, StopReason, TextBlock, ThinkingBlock,
+    Usage, WireError,
+};
+
+use crate::request::{OToolCall, ToolCallsOut};
+
+/// Decodes an upstream's (non-streamed) Chat Completions response.
+pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
+    let r: OResponse =
+        serde_json::from_slice(body).map_err(|e| WireError::from_json("response body", &e))?;
+    Ok(r.0)
+}
+
+/// Encodes a canonical response as a Chat Completions response for an OpenAI client.
+/// Thinking from other dialects is exposed as `reasoning_content`.
+pub fn encode_response(resp: &ChatResponse) -> Result<Vec<u8>, WireError> {
+    serde_json::to_vec(&ResponseOut(resp)).map_err(|e| WireError::Unsupported(e.to_string()))
+}
+
+/// Seconds since the epoch, for `created` on responses translated from dialects without it.
+pub(crate) fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+struct OResponse(ChatResponse);
+
+impl<'de> Deserialize<'de> for OResponse {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OResponse;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a chat completion object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OResponse, A::Error> {
+                let mut r = ChatResponse {
+                    origin: Some(Dialect::OpenAi),
+                    ..Default::default()
+                };
+                let mut have_choices = false;
+                while let Some(k) = map.next_key::<Key<'de>>()? {
+                    match k.as_str() {
+                        "id" => r.id = map.next_value()?,
+                        "model" => r.model = map.next_value()?,
+                        "created" => r.created = opt_value(&mut map, &k, &mut r.extra)?,
+                        "choices" => {
+                            map.next_value_seed(ChoicesSeed(&mut r))?;
+                            have_choices = true;
+                        }
+                        "usage" => {
+                            if let Some(u) = opt_value::<_, OUsage>(&mut map, &k, &mut r.extra)? {
+                                r.usage = u.0;
+                            }
+                        }
+                        _ => r.extra.insert(k.into_owned(), map.next_value()?),
+                    }
+                }
+                if !have_choices {
+                    return Err(de::Error::missing_field("choices"));
+                }
+                Ok(OResponse(r))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+struct ChoicesSeed<'a>(&'a mut ChatResponse);
+
+impl<'de> de::DeserializeSeed<'de> for ChoicesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        struct V<'a>(&'a mut ChatResponse);
+        impl<'de> Visitor<'de> for V<'_> {
+            type Value = ();
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an array of choices")
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
+                let r = self.0;
+                if let Some(first) = seq.next_element::<RawJson>()? {
+                    let c: OChoice =
+                        serde_json::from_str(first.get()).map_err(de::Error::custom)?;
+                    r.content = c.content;
+                    r.stop_reason = c.stop_reason;
+                    r.choice_extra = c.choice_extra;
+                    r.message_extra = c.message_extra;
+                }
+                while let Some(more) = seq.next_element::<RawJson>()? {
+                    r.other_choices.push(more);
+                }
+                Ok(())
+            }
+        }
+        d.deserialize_seq(V(self.0))
+    }
+}
+
+struct OChoice {
+    content: Vec<ContentBlock>,
+    stop_reason: Option<StopReason>,
+    choice_extra: Extra,
+    message_extra: Extra,
+}
+
+impl<'de> Deserialize<'de> for OChoice {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OChoice;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a choice object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OChoice, A::Error> {
+                let mut c = OChoice {
+                    content: Vec::new(),
+                    stop_reason: None,
+                    choice_extra: Extra::new(),
+                    message_extra: Extra::new(),
+                };
+                while let Some(k) = map.next_key::<Key<'de>>()? {
+                    match k.as_str() {
+                        "message" => {
+                            let m: OMessage = map.next_value()?;
+                            c.content = m.0;
+                            c.message_extra = m.1;
+                        }
+                        "finish_reason" => {
+                            c.stop_reason =
+                                opt_value::<_, String>(&mut map, &k, &mut c.choice_extra)?
+                                    .map(|s| StopReason::from_openai(&s))
+                        }
+                        _ => c.choice_extra.insert(k.into_owned(), map.next_value()?),
+                    }
+                }
+                Ok(c)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// A response message: blocks (reasoning, text, tool calls) and the fields kept verbatim.
+struct OMessage(Vec<ContentBlock>, Extra);
+
+impl<'de> Deserialize<'de> for OMessage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OMessage;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a message object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OMessage, A::Error> {
+                let mut extra = Extra::new();
+                let mut text: Option<String> = None;
+                let mut reasoning: Option<String> = None;
+                let mut calls: Vec<ContentBlock> = Vec::new();
+                while let Some(k) = map.next_key::<Key<'de>>()? {
+                    match k.as_str() {
+                        "content" => text = opt_value(&mut map, &k, &mut extra)?,
+                        "reasoning_content" => reasoning = opt_value(&mut map, &k, &mut extra)?,
+                        "tool_calls" => {
+                            let raw: RawJson = map.next_value()?;
+                            match serde_json::from_str::<Option<Vec<OToolCall>>>(raw.get()) {
+                                Ok(Some(v)) if !v.is_empty() => {
+                                    calls = v.into_iter().map(|c| c.0).collect()
+                                }
+                                Ok(_) => extra.insert("tool_calls", raw),
+                                Err(e) => {
+                                    return Err(de::Error::custom(format_args!("tool_calls: {e}")))
+                                }
+                            }
+                        }
+                        _ => extra.insert(k.into_owned(), map.next_value()?),
+                    }
+                }
+                let mut blocks = Vec::with_capacity(calls.len() + 2);
+                if let Some(thinking) = reasoning {
+                    blocks.push(ContentBlock::Thinking(ThinkingBlock {
+                        thinking,
+                        signature: None,
+                        extra: Extra::new(),
+                    }));
+                }
+                if let Some(t) = text {
+                    blocks.push(ContentBlock::Text(TextBlock::new(t)));
+                }
+                blocks.append(&mut calls);
+                Ok(OMessage(blocks, extra))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// OpenAI usage, decoded into canonical (Anthropic) semantics: `prompt_tokens` includes
+/// cached tokens, so the uncached input is `prompt_tokens - cached_tokens`. The breakdown
+/// objects and `total_tokens` are kept verbatim for OpenAI clients.
+pub(crate) struct OUsage(pub Usage);
+
+impl<'de> Deserialize<'de> for OUsage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OUsage;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a usage object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OUsage, A::Error> {
+                #[derive(Deserialize, Default)]
+                struct Details {
+                    cached_tokens: Option<u64>,
+                    reasoning_tokens: Option<u64>,
+                }
+                let mut u = Usage::default();
+                let mut prompt: Option<u64> = None;
+                let mut cached: Option<u64> = None;
+                while let Some(k) = map.next_key::<Key<'de>>()? {
+                    match k.as_str() {
+                        "prompt_tokens" => prompt = opt_value(&mut map, &k, &mut u.extra)?,
+                        "completion_tokens" => {
+                            u.output_tokens = opt_value(&mut map, &k, &mut u.extra)?
+                        }
+                        "prompt_tokens_details" | "completion_tokens_details" => {
+                            let raw: RawJson = map.next_value()?;
+                            let d: Option<Details> =
+                                serde_json::from_str(raw.get()).unwrap_or_default();
+                            if let Some(d) = d {
+                                if k.as_str() == "prompt_tokens_details" {
+                                    cached = d.cached_tokens;
+                                } else {
+                                    u.reasoning_tokens = d.reasoning_tokens;
+                                }
+                            }
+                            u.extra.insert(k.into_owned(), raw);
+                        }
+                        _ => u.extra.insert(k.into_owned(), map.next_value()?),
+                    }
+                }
+                u.input_tokens = prompt.map(|p| p.saturating_sub(cached.unwrap_or(0)));
+                u.cache_read_tokens = cached;
+                Ok(OUsage(u))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// Serializes usage for an OpenAI client.
+pub(crate) struct UsageOut<'a> {
+    pub usage: &'a Usage,
+    pub same: bool,
+}
+
+impl Serialize for UsageOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let u = self.usage;
+        let mut m = s.serialize_map(None)?;
+        let prompt = u.total_input();
+        let completion = u.output();
+        if self.same {
+            if u.input_tokens.is_some() {
+                m.serialize_entry("prompt_tokens", &prompt)?;
+            }
+            if let Some(o) = u.output_tokens {
+                m.serialize_entry("completion_tokens", &o)?;
+            }
+            u.extra.serialize_into(&mut m, &[])?;
+        } else {
+            m.serialize_entry("prompt_tokens", &prompt)?;
+            m.serialize_entry("completion_tokens", &completion)?;
+            m.serialize_entry("total_tokens", &(prompt + completion))?;
+            m.serialize_entry(
+                "prompt_tokens_details",
+                &serde_json::json!({ "cached_tokens": u.cache_read_tokens.unwrap_or(0) }),
+            )?;
+            if let Some(r) = u.reasoning_tokens {
+                m.serialize_entry(
+                    "completion_tokens_details",
+                    &serde_json::json!({ "reasoning_tokens": r }),
+                )?;
+            }
+        }
+        m.end()
+    }
+}
+
+struct ResponseOut<'a>(&'a ChatResponse);
+
+impl Serialize for ResponseOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let r = self.0;
+        let same = r.origin == Some(Dialect::OpenAi);
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("id", &r.id)?;
+        if !same {
+            m.serialize_entry("object", "chat.completion")?;
+        }
+        match r.created {
+            Some(c) => m.serialize_entry("created", &c)?,
+            None if !same => m.serialize_entry("created", &now_secs())?,
+            None => {}
+        }
+        m.serialize_entry("model", &r.model)?;
+        m.serialize_entry("choices", &ChoicesOut { r, same })?;
+        if !same || !r.usage.is_empty() || !r.usage.extra.is_empty() {
+            m.serialize_entry(
+                "usage",
+                &UsageOut {
+                    usage: &r.usage,
+                    same,
+                },
+            )?;
+        }
+        if same {
+            r.extra.serialize_into(&mut m, &[])?;
+        }
+        m.end()
+    }
+}
+
+struct ChoicesOut<'a> {
+    r: &'a ChatResponse,
+    same: bool,
+}
+
+impl Serialize for ChoicesOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(None)?;
+        seq.serialize_element(&ChoiceOut {
+            r: self.r,
+            same: self.same,
+        })?;
+        if self.same {
+            for c in &self.r.other_choices {
+                seq.serialize_element(c)?;
+            }
+        }
+        seq.end()
+    }
+}
+
+struct ChoiceOut<'a> {
+    r: &'a ChatResponse,
+    same: bool,
+}
+
+impl Serialize for ChoiceOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (r, same) = (self.r, self.same);
+        let mut m = s.serialize_map(None)?;
+        if !same {
+            m.serialize_entry("index", &0)?;
+        }
+        m.serialize_entry("message", &MessageOut { r, same })?;
+        match (&r.stop_reason, same) {
+            (Some(sr), _) => m.serialize_entry("finish_reason", sr.openai_name())?,
+            (None, false) => m.serialize_entry("finish_reason", &())?,
+            (None, true) => {}
+        }
+        if same {
+            r.choice_extra.serialize_into(&mut m, &[])?;
+        } else {
+            m.serialize_entry("logprobs", &())?;
+        }
+        m.end()
+    }
+}
+
+struct MessageOut<'a> {
+    r: &'a ChatResponse,
+    same: bool,
+}
+
+impl Serialize for MessageOut<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let (r, same) = (self.r, self.same);
+        let mut text: Option<String> = None;
+        let mut reasoning: Option<String> = None;
+        let mut calls: Vec<&ContentBlock> = Vec::new();
+        for b in &r.content {
+            match b {
+                ContentBlock::Text(t) => text.get_or_insert_with(String::new).push_str(&t.text),
+                ContentBlock::Thinking(t) => reasoning
+                    .get_or_insert_with(String::new)
+                    .push_str(&t.thinking),
+                ContentBlock::ToolUse(_) => calls.push(b),
+                ContentBlock::Unknown(u) if same && u.dialect == Dialect::OpenAi => calls.push(b),
+                _ => {}
+            }
+        }
+        let mut m = s.serialize_map(None)?;
+        if !same {
+            m.serialize_entry("role", "assistant")?;
+        }
+        match (text, same) {
+            (Some(t), _) => m.serialize_entry("content", &t)?,
+            (None, false) => m.serialize_entry("content", &())?,
+            (None, true) => {}
+        }
+        if let Some(rc) = reasoning {
+            m.serialize_entry("reasoning_content", &rc)?;
+        }
+        if !calls.is_empty() {
+            m.serialize_entry(
+                "tool_calls",
+                &ToolCallsOut {
+                    calls: &calls,
+                    same,
+                },
+            )?;
+        }
+        if same {
+            r.message_extra.serialize_into(&mut m, &[])?;
+        } else {
+            m.serialize_entry("refusal", &())?;
+        }
+        m.end()
+    }
+}

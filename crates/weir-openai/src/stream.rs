@@ -1,0 +1,458 @@
+//! Chat Completions streams: chunks to canonical frames (a state machine that opens and
+//! closes blocks the way Anthropic streams do), and canonical frames back to chunks.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use weir_model::{
+    ContentBlock, Delta, Dialect, Frame, SourceEvent, StopReason, StreamEvent, TextBlock,
+    ThinkingBlock, ToolInput, ToolUseBlock, Usage, WireError,
+};
+use weir_sse::Event;
+
+use crate::error::{api_error_from_value, openai_error_body};
+use crate::response::{now_secs, OUsage, UsageOut};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Open {
+    Text(u32),
+    Thinking(u32),
+    Tool(u32),
+}
+
+impl Open {
+    fn index(self) -> u32 {
+        match self {
+            Open::Text(i) | Open::Thinking(i) | Open::Tool(i) => i,
+        }
+    }
+}
+
+/// Turns an upstream's Chat Completions SSE events into canonical frames.
+///
+/// Blocks open when their first fragment arrives and close when another kind of content
+/// starts or the choice finishes. The stop reason and usage go out together as one
+/// `MessageDelta`: when the upstream sends usage in a separate final chunk (as it does
+/// with `include_usage`), the delta waits for it, or for `[DONE]`.
+#[derive(Debug, Default)]
+pub struct StreamDecoder {
+    started: bool,
+    open: Option<Open>,
+    next_index: u32,
+    /// OpenAI tool-call index -> canonical block index.
+    tools: Vec<(u32, u32)>,
+    stop: Option<StopReason>,
+    usage: Option<Usage>,
+    delta_sent: bool,
+    done: bool,
+    /// An error event ended the stream.
+    failed: bool,
+}
+
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(default)]
+    id: String,
+    #[serde(default)]
+    model: String,
+    #[serde(default, borrow)]
+    choices: Option<Vec<ChunkChoice<'a>>>,
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
+    x_groq: Option<XGroq<'a>>,
+}
+
+#[derive(Deserialize)]
+struct XGroq<'a> {
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice<'a> {
+    #[serde(default)]
+    index: u32,
+    #[serde(borrow)]
+    delta: Option<ChunkDelta<'a>>,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChunkDelta<'a> {
+    content: Option<String>,
+    reasoning_content: Option<String>,
+    /// Groq, OpenRouter and Ollama name it `reasoning`.
+    reasoning: Option<String>,
+    refusal: Option<String>,
+    #[serde(borrow)]
+    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta<'a> {
+    #[serde(default)]
+    index: u32,
+    id: Option<String>,
+    #[serde(borrow)]
+    function: Option<FunctionDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta<'a> {
+    name: Option<String>,
+    #[serde(borrow)]
+    arguments: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl StreamDecoder {
+    /// A decoder for one stream.
+    pub fn new() -> Self {
+        StreamDecoder::default()
+    }
+
+    /// Decodes one SSE event.
+    pub fn decode(&mut self, event: &Event) -> Result<Frame, WireError> {
+        let data = event.data();
+        let mut events = Vec::new();
+        if data.trim_end() == "[DONE]" {
+            self.finish_into(&mut events);
+        } else {
+            let chunk: Chunk<'_> =
+                serde_json::from_str(data).map_err(|e| WireError::from_json("stream chunk", &e))?;
+            self.chunk(chunk, &mut events)?;
+        }
+        Ok(Frame {
+            events,
+            source: Some(SourceEvent {
+                dialect: Dialect::OpenAi,
+                event: event.event().map(str::to_owned),
+                data: data.to_owned(),
+            }),
+        })
+    }
+
+    /// The stream ended without `[DONE]`. If the choice had finished, the message is
+    /// completed; otherwise the stream was cut short and that is an error.
+    pub fn finish(&mut self) -> Result<Frame, WireError> {
+        let mut events = Vec::new();
+        if self.done || self.failed || !self.started {
+            return Ok(Frame::from_events(events));
+        }
+        if self.stop.is_none() && !self.delta_sent {
+            return Err(WireError::Malformed(
+                "stream ended before the response finished".into(),
+            ));
+        }
+        self.finish_into(&mut events);
+        Ok(Frame::from_events(events))
+    }
+
+    fn chunk(&mut self, c: Chunk<'_>, out: &mut Vec<StreamEvent>) -> Result<(), WireError> {
+        if let Some(err) = c.error {
+            let v: serde_json::Value = serde_json::from_str(err.get()).unwrap_or_default();
+            out.push(StreamEvent::Error(api_error_from_value(None, &v)));
+            self.failed = true;
+            return Ok(());
+        }
+        if !self.started {
+            self.started = true;
+            out.push(StreamEvent::MessageStart {
+                id: c.id.clone(),
+                model: c.model.clone(),
+                usage: Usage::default(),
+            });
+        }
+        for choice in c.choices.unwrap_or_default() {
+            if choice.index != 0 {
+                // Canonical streams carry one choice; `n > 1` streams are only passed
+                // through to OpenAI clients (via the frame's source).
+                continue;
+            }
+            if let Some(d) = choice.delta {
+                if let Some(r) = d
+                    .reasoning_content
+                    .or(d.reasoning)
+                    .filter(|s| !s.is_empty())
+                {
+                    let i = self.ensure_open(out, Open::Thinking, || {
+                        ContentBlock::Thinking(ThinkingBlock::default())
+                    });
+                    out.push(StreamEvent::BlockDelta {
+                        index: i,
+                        delta: Delta::Thinking(r),
+                    });
+                }
+                for text in [d.content, d.refusal]
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| !s.is_empty())
+                {
+                    let i = self
+                        .ensure_open(out, Open::Text, || ContentBlock::Text(TextBlock::default()));
+                    out.push(StreamEvent::BlockDelta {
+                        index: i,
+                        delta: Delta::Text(text),
+                    });
+                }
+                for tc in d.tool_calls.unwrap_or_default() {
+                    self.tool_delta(tc, out);
+                }
+            }
+            if let Some(fr) = choice.finish_reason {
+                self.close(out);
+                self.stop = Some(StopReason::from_openai(&fr));
+            }
+        }
+        let usage = c
+            .usage
+            .or(c.x_groq.and_then(|x| x.usage))
+            .filter(|u| u.get() != "null");
+        if let Some(u) = usage {
+            let u: OUsage =
+                serde_json::from_str(u.get()).map_err(|e| WireError::from_json("usage", &e))?;
+            self.usage = Some(u.0);
+        }
+        if self.stop.is_some() && self.usage.is_some() && !self.delta_sent {
+            self.message_delta(out);
+        }
+        Ok(())
+    }
+
+    fn tool_delta(&mut self, tc: ToolCallDelta<'_>, out: &mut Vec<StreamEvent>) {
+        let known = self
+            .tools
+            .iter()
+            .find(|(oi, _)| *oi == tc.index)
+            .map(|(_, bi)| *bi);
+        let (name, args) = match tc.function {
+            Some(f) => (f.name, f.arguments),
+            None => (None, None),
+        };
+        let index = match known {
+            Some(bi) => bi,
+            None => {
+                self.close(out);
+                let bi = self.next_index;
+                self.next_index += 1;
+                self.tools.push((tc.index, bi));
+                self.open = Some(Open::Tool(bi));
+                // Some compatible servers omit ids; synthesize a stable one.
+                let id = tc.id.unwrap_or_else(|| format!("call_{bi}"));
+                out.push(StreamEvent::BlockStart {
+                    index: bi,
+                    block: ContentBlock::ToolUse(ToolUseBlock {
+                        id,
+                        name: name.unwrap_or_default(),
+                        input: ToolInput::Arguments(String::new()),
+                        cache_control: None,
+                        extra: weir_model::Extra::new(),
+                    }),
+                });
+                bi
+            }
+        };
+        if let Some(a) = args.filter(|a| !a.is_empty()) {
+            out.push(StreamEvent::BlockDelta {
+                index,
+                delta: Delta::InputJson(a.into_owned()),
+            });
+        }
+    }
+
+    fn ensure_open(
+        &mut self,
+        out: &mut Vec<StreamEvent>,
+        kind: impl Fn(u32) -> Open,
+        block: impl FnOnce() -> ContentBlock,
+    ) -> u32 {
+        if let Some(o) = self.open {
+            if o == kind(o.index()) {
+                return o.index();
+            }
+        }
+        self.close(out);
+        let i = self.next_index;
+        self.next_index += 1;
+        self.open = Some(kind(i));
+        out.push(StreamEvent::BlockStart {
+            index: i,
+            block: block(),
+        });
+        i
+    }
+
+    fn close(&mut self, out: &mut Vec<StreamEvent>) {
+        if let Some(o) = self.open.take() {
+            out.push(StreamEvent::BlockStop { index: o.index() });
+        }
+    }
+
+    fn message_delta(&mut self, out: &mut Vec<StreamEvent>) {
+        self.delta_sent = true;
+        out.push(StreamEvent::MessageDelta {
+            stop_reason: self.stop.clone(),
+            stop_sequence: None,
+            usage: self.usage.clone().unwrap_or_default(),
+        });
+    }
+
+    fn finish_into(&mut self, out: &mut Vec<StreamEvent>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        if !self.started {
+            return;
+        }
+        self.close(out);
+        if !self.delta_sent {
+            self.message_delta(out);
+        }
+        out.push(StreamEvent::MessageStop);
+    }
+}
+
+/// Options for writing a stream to an OpenAI client.
+#[derive(Clone, Debug, Default)]
+pub struct StreamEncodeOptions {
+    /// The client asked for `stream_options.include_usage`: end with a usage chunk.
+    pub include_usage: bool,
+}
+
+/// Writes canonical frames as a Chat Completions SSE stream for an OpenAI client.
+///
+/// Frames that came from an OpenAI upstream are written as received. Frames from other
+/// dialects become chunks: the role in the first, tool id and name in each call's first
+/// fragment, the finish reason in its own chunk, a `choices: []` usage chunk if asked,
+/// and `[DONE]`.
+#[derive(Debug)]
+pub struct StreamEncoder {
+    opts: StreamEncodeOptions,
+    id: String,
+    model: String,
+    created: u64,
+    /// Canonical block index -> OpenAI tool-call index.
+    tools: Vec<(u32, u32)>,
+    usage: Usage,
+    done: bool,
+}
+
+impl StreamEncoder {
+    /// An encoder for one stream.
+    pub fn new(opts: StreamEncodeOptions) -> Self {
+        StreamEncoder {
+            opts,
+            id: String::new(),
+            model: String::new(),
+            created: now_secs(),
+            tools: Vec::new(),
+            usage: Usage::default(),
+            done: false,
+        }
+    }
+
+    /// Appends the SSE bytes for `frame` to `out`.
+    pub fn encode(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<(), WireError> {
+        if let Some(src) = &frame.source {
+            if src.dialect == Dialect::OpenAi {
+                let mut ev = Event::new(src.data.as_str());
+                if let Some(name) = &src.event {
+                    ev = ev.with_event(name.as_str());
+                }
+                return weir_sse::encode(&ev, out).map_err(|e| WireError::Malformed(e.to_string()));
+            }
+        }
+        for ev in &frame.events {
+            self.encode_event(ev, out)?;
+        }
+        Ok(())
+    }
+
+    fn chunk(
+        &self,
+        delta: serde_json::Value,
+        finish: Option<&str>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), WireError> {
+        let v = serde_json::json!({
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
+        });
+        data_line(&v.to_string(), out)
+    }
+
+    /// Appends the SSE bytes for one canonical event.
+    pub fn encode_event(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) -> Result<(), WireError> {
+        use serde_json::json;
+        match ev {
+            StreamEvent::MessageStart { id, model, usage } => {
+                self.id.clone_from(id);
+                self.model.clone_from(model);
+                self.usage.merge(usage);
+                self.chunk(json!({"role": "assistant", "content": ""}), None, out)?;
+            }
+            StreamEvent::BlockStart { index, block } => {
+                if let ContentBlock::ToolUse(t) = block {
+                    let ti = self.tools.len() as u32;
+                    self.tools.push((*index, ti));
+                    let call = json!({
+                        "index": ti, "id": t.id, "type": "function",
+                        "function": {"name": t.name, "arguments": ""},
+                    });
+                    self.chunk(json!({ "tool_calls": [call] }), None, out)?;
+                }
+            }
+            StreamEvent::BlockDelta { index, delta } => match delta {
+                Delta::Text(t) => self.chunk(json!({ "content": t }), None, out)?,
+                Delta::Thinking(t) => self.chunk(json!({ "reasoning_content": t }), None, out)?,
+                Delta::InputJson(j) if !j.is_empty() => {
+                    if let Some((_, ti)) = self.tools.iter().find(|(bi, _)| bi == index) {
+                        let call = json!({"index": ti, "function": {"arguments": j}});
+                        self.chunk(json!({ "tool_calls": [call] }), None, out)?;
+                    }
+                }
+                _ => {}
+            },
+            StreamEvent::MessageDelta {
+                stop_reason, usage, ..
+            } => {
+                self.usage.merge(usage);
+                let finish = stop_reason.as_ref().map_or("stop", |r| r.openai_name());
+                self.chunk(json!({}), Some(finish), out)?;
+            }
+            StreamEvent::MessageStop => self.done_into(out)?,
+            StreamEvent::Error(e) => {
+                data_line(&String::from_utf8_lossy(&openai_error_body(e)), out)?;
+            }
+            StreamEvent::BlockStop { .. } | StreamEvent::Ping | StreamEvent::Unknown { .. } => {}
+        }
+        Ok(())
+    }
+
+    fn done_into(&mut self, out: &mut Vec<u8>) -> Result<(), WireError> {
+        if self.done {
+            return Ok(());
+        }
+        self.done = true;
+        if self.opts.include_usage {
+            let v = serde_json::json!({
+                "id": self.id,
+                "object": "chat.completion.chunk",
+                "created": self.created,
+                "model": self.model,
+                "choices": [],
+                "usage": UsageOut { usage: &self.usage, same: false },
+            });
+            data_line(&v.to_string(), out)?;
+        }
+        data_line("[DONE]", out)
+    }
+}
+
+fn data_line(data: &str, out: &mut Vec<u8>) -> Result<(), WireError> {
+    weir_sse::encode(&Event::new(data), out).map_err(|e| WireError::Malformed(e.to_string()))
+}
