@@ -1,7 +1,7 @@
 //! Anthropic error bodies: `{"type":"error","error":{"type","message"},"request_id"}`.
 
 use serde::Deserialize;
-use weir_model::{ApiError, ErrorKind};
+use weir_model::{ApiError, Dialect, ErrorKind};
 
 /// Decodes an upstream's error answer. Bodies that are not Anthropic-shaped (an HTML page
 /// from a proxy, an empty body) still give an error of the status's kind, with a short
@@ -18,6 +18,7 @@ pub fn decode_error(status: u16, body: &[u8]) -> ApiError {
             let kind = ErrorKind::from_status(status);
             let mut e = ApiError::new(kind, excerpt(&text, status));
             e.status = status;
+            e.dialect = Some(Dialect::Anthropic);
             e
         }
     }
@@ -55,6 +56,7 @@ pub(crate) fn api_error_from_body(status: Option<u16>, inner: &str) -> ApiError 
     });
     ApiError {
         kind,
+        dialect: Some(Dialect::Anthropic),
         status,
         error_type: inner.ty,
         code: None,
@@ -81,7 +83,7 @@ fn kind_of(ty: &str) -> Option<ErrorKind> {
 /// The Anthropic error type for a canonical error.
 pub(crate) fn anthropic_error_type(e: &ApiError) -> &str {
     if let Some(t) = e.error_type.as_deref() {
-        if kind_of(t) == Some(e.kind) {
+        if e.dialect == Some(Dialect::Anthropic) || kind_of(t) == Some(e.kind) {
             return t;
         }
     }

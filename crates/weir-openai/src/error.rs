@@ -1,6 +1,6 @@
 //! OpenAI error bodies: `{"error":{"message","type","param","code"}}`.
 
-use weir_model::{ApiError, ErrorKind};
+use weir_model::{ApiError, Dialect, ErrorKind};
 
 /// Decodes an upstream's error answer. Also understands the shapes compatible servers
 /// use: `{"error": "text"}` (Ollama), an integer `code` (OpenRouter), and non-JSON bodies.
@@ -22,6 +22,7 @@ pub fn decode_error(status: u16, body: &[u8]) -> ApiError {
         Err(_) => {
             let mut e = ApiError::new(ErrorKind::from_status(status), excerpt(&text, status));
             e.status = status;
+            e.dialect = Some(Dialect::OpenAi);
             e
         }
     }
@@ -64,13 +65,17 @@ pub(crate) fn api_error_from_value(status: Option<u16>, inner: &serde_json::Valu
                 .and_then(|c| u16::try_from(c).ok())
         })
         .filter(|s| (400..600).contains(s));
-    let kind = match (status, ty.as_deref()) {
-        (Some(s), _) => ErrorKind::from_status(s),
-        (None, Some(t)) => kind_of(t),
-        (None, None) => ErrorKind::Upstream,
+    let kind = match status {
+        Some(s) => ErrorKind::from_status(s),
+        None => code
+            .as_deref()
+            .and_then(kind_of_code)
+            .or_else(|| ty.as_deref().map(kind_of))
+            .unwrap_or(ErrorKind::Upstream),
     };
     ApiError {
         kind,
+        dialect: Some(Dialect::OpenAi),
         status: status.unwrap_or(openai_status(kind)),
         error_type: ty,
         code,
@@ -89,6 +94,19 @@ fn kind_of(ty: &str) -> ErrorKind {
         "overloaded_error" => ErrorKind::Overloaded,
         _ => ErrorKind::Upstream,
     }
+}
+
+/// The kind named by an error `code` (in-stream errors carry no status).
+fn kind_of_code(code: &str) -> Option<ErrorKind> {
+    Some(match code {
+        "overloaded" => ErrorKind::Overloaded,
+        "rate_limit_exceeded" => ErrorKind::RateLimited,
+        "invalid_api_key" => ErrorKind::Authentication,
+        "model_not_found" => ErrorKind::NotFound,
+        "context_length_exceeded" => ErrorKind::InvalidRequest,
+        "timeout" => ErrorKind::Timeout,
+        _ => return None,
+    })
 }
 
 fn openai_status(kind: ErrorKind) -> u16 {
@@ -123,16 +141,12 @@ fn openai_error_type(e: &ApiError) -> (&str, Option<&str>) {
 /// The body of an error for an OpenAI client.
 pub(crate) fn openai_error_body(e: &ApiError) -> Vec<u8> {
     let (default_ty, default_code) = openai_error_type(e);
-    let same_kind = e
-        .error_type
-        .as_deref()
-        .is_some_and(|t| kind_of(t) == e.kind);
-    let ty = if same_kind {
-        e.error_type.as_deref().unwrap_or(default_ty)
+    let same = e.dialect == Some(Dialect::OpenAi);
+    let (ty, code) = if same {
+        (e.error_type.as_deref(), e.code.as_deref())
     } else {
-        default_ty
+        (Some(default_ty), default_code)
     };
-    let code = e.code.as_deref().or(default_code);
     serde_json::json!({
         "error": { "message": e.message, "type": ty, "param": e.param, "code": code },
     })

@@ -332,8 +332,8 @@ pub struct StreamEncoder {
     id: String,
     model: String,
     created: u64,
-    /// Canonical block index -> OpenAI tool-call index.
-    tools: Vec<(u32, u32)>,
+    /// Canonical block index -> (OpenAI tool-call index, whether arguments were sent).
+    tools: Vec<(u32, u32, bool)>,
     usage: Usage,
     done: bool,
 }
@@ -397,8 +397,8 @@ impl StreamEncoder {
             }
             StreamEvent::BlockStart { index, block } => {
                 if let ContentBlock::ToolUse(t) = block {
-                    let ti = self.tools.len() as u32;
-                    self.tools.push((*index, ti));
+                    let ti = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
+                    self.tools.push((*index, ti, false));
                     let call = json!({
                         "index": ti, "id": t.id, "type": "function",
                         "function": {"name": t.name, "arguments": ""},
@@ -410,8 +410,9 @@ impl StreamEncoder {
                 Delta::Text(t) => self.chunk(json!({ "content": t }), None, out)?,
                 Delta::Thinking(t) => self.chunk(json!({ "reasoning_content": t }), None, out)?,
                 Delta::InputJson(j) if !j.is_empty() => {
-                    if let Some((_, ti)) = self.tools.iter().find(|(bi, _)| bi == index) {
-                        let call = json!({"index": ti, "function": {"arguments": j}});
+                    if let Some(t) = self.tools.iter_mut().find(|t| t.0 == *index) {
+                        t.2 = true;
+                        let call = json!({"index": t.1, "function": {"arguments": j}});
                         self.chunk(json!({ "tool_calls": [call] }), None, out)?;
                     }
                 }
@@ -428,7 +429,15 @@ impl StreamEncoder {
             StreamEvent::Error(e) => {
                 data_line(&String::from_utf8_lossy(&openai_error_body(e)), out)?;
             }
-            StreamEvent::BlockStop { .. } | StreamEvent::Ping | StreamEvent::Unknown { .. } => {}
+            StreamEvent::BlockStop { index } => {
+                // A tool called without arguments streams only `partial_json: ""`; OpenAI
+                // clients parse the concatenated arguments, so they must get `{}`.
+                if let Some(&(_, ti, false)) = self.tools.iter().find(|t| t.0 == *index) {
+                    let call = json!({"index": ti, "function": {"arguments": "{}"}});
+                    self.chunk(json!({ "tool_calls": [call] }), None, out)?;
+                }
+            }
+            StreamEvent::Ping | StreamEvent::Unknown { .. } => {}
         }
         Ok(())
     }

@@ -119,11 +119,16 @@ fn header(headers: &Value, name: &str) -> Option<String> {
     None
 }
 
-/// All SSE events of a complete stream.
+/// All SSE events of a complete recorded stream. Some recordings lost the blank line
+/// that ends the last event (a decoder rightly discards an unterminated event), so one is
+/// added when missing.
 pub fn sse_events(bytes: &[u8]) -> Vec<weir_sse::Event> {
     let mut d = weir_sse::Decoder::new();
     let mut out = Vec::new();
     d.feed(bytes, &mut out).expect("valid SSE");
+    if !(bytes.ends_with(b"\n\n") || bytes.ends_with(b"\r\n\r\n") || bytes.is_empty()) {
+        d.feed(b"\n\n", &mut out).expect("valid SSE");
+    }
     d.finish();
     out
 }
@@ -185,6 +190,112 @@ pub fn assert_json_eq(what: &str, left: &[u8], right: &[u8]) {
     if let Some(d) = json_diff(&l, &r) {
         panic!("{what}: {d}");
     }
+}
+
+/// What a canonical stream amounts to, for comparing streams across dialects.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Collected {
+    /// Response id.
+    pub id: String,
+    /// Model.
+    pub model: String,
+    /// Text of the text blocks, in order.
+    pub text: Vec<String>,
+    /// Reasoning text.
+    pub thinking: String,
+    /// Thinking signatures.
+    pub signatures: Vec<String>,
+    /// Tool calls: (id, name, concatenated argument JSON).
+    pub tool_calls: Vec<(String, String, String)>,
+    /// Stop reason, Anthropic name.
+    pub stop_reason: Option<String>,
+    /// (input excluding cache, output, cache read, cache write).
+    pub usage: (u64, u64, u64, u64),
+    /// Whether the message was closed (MessageStop).
+    pub stopped: bool,
+    /// Errors, as `kind: message`.
+    pub errors: Vec<String>,
+}
+
+/// Accumulates canonical frames (of one stream) into a [`Collected`].
+pub fn collect<'a>(frames: impl IntoIterator<Item = &'a weir_model::Frame>) -> Collected {
+    use weir_model::{ContentBlock, Delta, StreamEvent, Usage};
+    let mut c = Collected::default();
+    let mut usage = Usage::default();
+    // block index -> (kind, position in c.text or c.tool_calls)
+    let mut blocks: Vec<(u32, char, usize)> = Vec::new();
+    for f in frames {
+        for ev in &f.events {
+            match ev {
+                StreamEvent::MessageStart {
+                    id,
+                    model,
+                    usage: u,
+                } => {
+                    c.id.clone_from(id);
+                    c.model.clone_from(model);
+                    usage.merge(u);
+                }
+                StreamEvent::BlockStart { index, block } => match block {
+                    ContentBlock::Text(t) => {
+                        c.text.push(t.text.clone());
+                        blocks.push((*index, 't', c.text.len() - 1));
+                    }
+                    ContentBlock::ToolUse(t) => {
+                        let args = match &t.input {
+                            weir_model::ToolInput::Json(raw) if raw.get() != "{}" => {
+                                raw.get().to_owned()
+                            }
+                            weir_model::ToolInput::Arguments(a) => a.clone(),
+                            _ => String::new(),
+                        };
+                        c.tool_calls.push((t.id.clone(), t.name.clone(), args));
+                        blocks.push((*index, 'u', c.tool_calls.len() - 1));
+                    }
+                    ContentBlock::Thinking(t) => {
+                        c.thinking.push_str(&t.thinking);
+                        blocks.push((*index, 'h', 0));
+                    }
+                    _ => blocks.push((*index, '?', 0)),
+                },
+                StreamEvent::BlockDelta { index, delta } => {
+                    let Some(&(_, kind, pos)) = blocks.iter().rev().find(|b| b.0 == *index) else {
+                        panic!("delta for unopened block {index}");
+                    };
+                    match (kind, delta) {
+                        ('t', Delta::Text(t)) => c.text[pos].push_str(t),
+                        ('u', Delta::InputJson(j)) => c.tool_calls[pos].2.push_str(j),
+                        ('h', Delta::Thinking(t)) => c.thinking.push_str(t),
+                        ('h', Delta::Signature(s)) => c.signatures.push(s.clone()),
+                        _ => {}
+                    }
+                }
+                StreamEvent::MessageDelta {
+                    stop_reason,
+                    usage: u,
+                    ..
+                } => {
+                    c.stop_reason = stop_reason.as_ref().map(|r| r.anthropic_name().to_owned());
+                    usage.merge(u);
+                }
+                StreamEvent::MessageStop => c.stopped = true,
+                StreamEvent::Error(e) => c.errors.push(format!("{:?}: {}", e.kind, e.message)),
+                _ => {}
+            }
+        }
+    }
+    for t in &mut c.tool_calls {
+        if t.2.is_empty() {
+            t.2 = "{}".to_owned();
+        }
+    }
+    c.usage = (
+        usage.input_tokens.unwrap_or(0),
+        usage.output_tokens.unwrap_or(0),
+        usage.cache_read_tokens.unwrap_or(0),
+        usage.cache_write_tokens.unwrap_or(0),
+    );
+    c
 }
 
 #[cfg(test)]
