@@ -113,17 +113,35 @@ pub fn error_status(e: &ApiError) -> u16 {
     }
 }
 
+/// The JSON of an error body, keys in Anthropic's order.
+pub(crate) fn error_json(e: &ApiError, request_id: Option<&str>) -> String {
+    #[derive(serde::Serialize)]
+    struct Inner<'a> {
+        #[serde(rename = "type")]
+        ty: &'a str,
+        message: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        #[serde(rename = "type")]
+        ty: &'static str,
+        error: Inner<'a>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request_id: Option<&'a str>,
+    }
+    let body = Body {
+        ty: "error",
+        error: Inner {
+            ty: anthropic_error_type(e),
+            message: &e.message,
+        },
+        request_id,
+    };
+    // Plain strings only: serialization cannot fail.
+    serde_json::to_string(&body).unwrap_or_default()
+}
+
 /// Encodes an error for an Anthropic client: `(status, body)`.
 pub fn encode_error(e: &ApiError, request_id: Option<&str>) -> (u16, Vec<u8>) {
-    let mut body = serde_json::json!({
-        "type": "error",
-        "error": { "type": anthropic_error_type(e), "message": e.message },
-    });
-    if let (Some(id), Some(obj)) = (request_id, body.as_object_mut()) {
-        obj.insert(
-            "request_id".into(),
-            serde_json::Value::String(id.to_owned()),
-        );
-    }
-    (error_status(e), body.to_string().into_bytes())
+    (error_status(e), error_json(e, request_id).into_bytes())
 }

@@ -6,7 +6,9 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use weir_model::raw::Key;
-use weir_model::{ChatResponse, ContentBlock, Dialect, StopReason, Usage, WireError};
+use weir_model::{
+    ChatResponse, ContentBlock, Dialect, RawJson, StopReason, ToolInput, Usage, WireError,
+};
 
 use crate::blocks::{opt_value, ABlock, BlockOut, Out};
 
@@ -18,8 +20,26 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
 }
 
 /// Encodes a canonical response as a Messages response for an Anthropic client.
+///
+/// Tool calls from dialects that carry arguments as a string must hold a JSON object;
+/// anything else (an upstream that emitted broken JSON) is an error, never a panic.
 pub fn encode_response(resp: &ChatResponse) -> Result<Vec<u8>, WireError> {
-    serde_json::to_vec(&ResponseOut(resp)).map_err(|e| WireError::Unsupported(e.to_string()))
+    let mut inputs = Vec::with_capacity(resp.content.len());
+    for b in &resp.content {
+        inputs.push(match b {
+            ContentBlock::ToolUse(t) if matches!(t.input, ToolInput::Arguments(_)) => {
+                Some(t.input.to_object().map_err(|e| {
+                    WireError::Unsupported(format!(
+                        "the upstream's tool call `{}` ({}) cannot be given to an Anthropic client: {e}",
+                        t.name, t.id
+                    ))
+                })?)
+            }
+            _ => None,
+        });
+    }
+    serde_json::to_vec(&ResponseOut(resp, &inputs))
+        .map_err(|e| WireError::Unsupported(e.to_string()))
 }
 
 struct AResponse(ChatResponse);
@@ -137,7 +157,7 @@ impl Serialize for UsageOut<'_> {
     }
 }
 
-struct ResponseOut<'a>(&'a ChatResponse);
+struct ResponseOut<'a>(&'a ChatResponse, &'a [Option<RawJson>]);
 
 impl Serialize for ResponseOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -152,18 +172,20 @@ impl Serialize for ResponseOut<'_> {
             m.serialize_entry("role", "assistant")?;
         }
         m.serialize_entry("model", &r.model)?;
-        struct Blocks<'a>(&'a [ContentBlock], Out);
+        struct Blocks<'a>(&'a [ContentBlock], &'a [Option<RawJson>], Out);
         impl Serialize for Blocks<'_> {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 let mut seq = s.serialize_seq(Some(self.0.len()))?;
-                for b in self.0 {
+                for (b, input) in self.0.iter().zip(self.1) {
                     // Reasoning from other dialects has no signature; it is still shown.
-                    seq.serialize_element(&BlockOut::new(b, self.1))?;
+                    let mut out = BlockOut::new(b, self.2);
+                    out.input = input.as_deref();
+                    seq.serialize_element(&out)?;
                 }
                 seq.end()
             }
         }
-        m.serialize_entry("content", &Blocks(&r.content, out))?;
+        m.serialize_entry("content", &Blocks(&r.content, self.1, out))?;
         match (&r.stop_reason, same) {
             (Some(sr), _) => m.serialize_entry("stop_reason", sr.anthropic_name_for_client())?,
             (None, false) => m.serialize_entry("stop_reason", &())?,

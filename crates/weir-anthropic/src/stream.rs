@@ -12,7 +12,7 @@ use weir_model::{
 use weir_sse::Event;
 
 use crate::blocks::{ABlock, BlockOut, Out};
-use crate::error::{anthropic_error_type, api_error_from_body};
+use crate::error::api_error_from_body;
 use crate::response::{AUsage, ClientStopName, UsageOut};
 
 /// Turns an upstream's Messages SSE events into canonical frames. Stateless: every
@@ -268,11 +268,7 @@ impl StreamEncoder {
 
 /// The data of an `event: error` for a client.
 pub(crate) fn stream_error_json(e: &ApiError) -> String {
-    serde_json::json!({
-        "type": "error",
-        "error": { "type": anthropic_error_type(e), "message": e.message },
-    })
-    .to_string()
+    crate::error::error_json(e, None)
 }
 
 fn to_json<T: Serialize>(v: &T) -> Result<String, WireError> {

@@ -147,11 +147,28 @@ pub(crate) fn openai_error_body(e: &ApiError) -> Vec<u8> {
     } else {
         (Some(default_ty), default_code)
     };
-    serde_json::json!({
-        "error": { "message": e.message, "type": ty, "param": e.param, "code": code },
-    })
-    .to_string()
-    .into_bytes()
+    #[derive(serde::Serialize)]
+    struct Inner<'a> {
+        message: &'a str,
+        #[serde(rename = "type")]
+        ty: Option<&'a str>,
+        param: Option<&'a str>,
+        code: Option<&'a str>,
+    }
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        error: Inner<'a>,
+    }
+    let body = Body {
+        error: Inner {
+            message: &e.message,
+            ty,
+            param: e.param.as_deref(),
+            code,
+        },
+    };
+    // Plain strings only: serialization cannot fail.
+    serde_json::to_vec(&body).unwrap_or_default()
 }
 
 /// Encodes an error for an OpenAI client: `(status, body)`.

@@ -1,7 +1,7 @@
 //! Chat Completions streams: chunks to canonical frames (a state machine that opens and
 //! closes blocks the way Anthropic streams do), and canonical frames back to chunks.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use weir_model::{
     ContentBlock, Delta, Dialect, Frame, SourceEvent, StopReason, StreamEvent, TextBlock,
@@ -371,71 +371,99 @@ impl StreamEncoder {
 
     fn chunk(
         &self,
-        delta: serde_json::Value,
+        delta: DeltaOut<'_>,
         finish: Option<&str>,
         out: &mut Vec<u8>,
     ) -> Result<(), WireError> {
-        let v = serde_json::json!({
-            "id": self.id,
-            "object": "chat.completion.chunk",
-            "created": self.created,
-            "model": self.model,
-            "choices": [{ "index": 0, "delta": delta, "logprobs": null, "finish_reason": finish }],
-        });
-        data_line(&v.to_string(), out)
+        let c = ChunkOut {
+            id: &self.id,
+            object: "chat.completion.chunk",
+            created: self.created,
+            model: &self.model,
+            choices: &[ChoiceOut {
+                index: 0,
+                delta,
+                logprobs: (),
+                finish_reason: finish,
+            }],
+            usage: None,
+        };
+        data_json(&c, out)
     }
 
     /// Appends the SSE bytes for one canonical event.
     pub fn encode_event(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) -> Result<(), WireError> {
-        use serde_json::json;
         match ev {
             StreamEvent::MessageStart { id, model, usage } => {
                 self.id.clone_from(id);
                 self.model.clone_from(model);
                 self.usage.merge(usage);
-                self.chunk(json!({"role": "assistant", "content": ""}), None, out)?;
+                let d = DeltaOut {
+                    role: Some("assistant"),
+                    content: Some(""),
+                    ..DeltaOut::default()
+                };
+                self.chunk(d, None, out)?;
             }
             StreamEvent::BlockStart { index, block } => {
                 if let ContentBlock::ToolUse(t) = block {
                     let ti = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
                     self.tools.push((*index, ti, false));
-                    let call = json!({
-                        "index": ti, "id": t.id, "type": "function",
-                        "function": {"name": t.name, "arguments": ""},
-                    });
-                    self.chunk(json!({ "tool_calls": [call] }), None, out)?;
+                    let call = ToolCallOut {
+                        index: ti,
+                        id: Some(&t.id),
+                        ty: Some("function"),
+                        function: FunctionOut {
+                            name: Some(&t.name),
+                            arguments: "",
+                        },
+                    };
+                    self.chunk(DeltaOut::tool(call), None, out)?;
                 }
             }
             StreamEvent::BlockDelta { index, delta } => match delta {
-                Delta::Text(t) => self.chunk(json!({ "content": t }), None, out)?,
-                Delta::Thinking(t) => self.chunk(json!({ "reasoning_content": t }), None, out)?,
+                Delta::Text(t) => {
+                    let d = DeltaOut {
+                        content: Some(t),
+                        ..DeltaOut::default()
+                    };
+                    self.chunk(d, None, out)?;
+                }
+                Delta::Thinking(t) => {
+                    let d = DeltaOut {
+                        reasoning_content: Some(t),
+                        ..DeltaOut::default()
+                    };
+                    self.chunk(d, None, out)?;
+                }
                 Delta::InputJson(j) if !j.is_empty() => {
                     if let Some(t) = self.tools.iter_mut().find(|t| t.0 == *index) {
                         t.2 = true;
-                        let call = json!({"index": t.1, "function": {"arguments": j}});
-                        self.chunk(json!({ "tool_calls": [call] }), None, out)?;
+                        let ti = t.1;
+                        self.chunk(DeltaOut::tool(ToolCallOut::arguments(ti, j)), None, out)?;
                     }
                 }
                 _ => {}
             },
+            StreamEvent::BlockStop { index } => {
+                // A tool called without arguments streams only `partial_json: ""`; OpenAI
+                // clients parse the concatenated arguments, so they must get `{}`.
+                if let Some(&(_, ti, false)) = self.tools.iter().find(|t| t.0 == *index) {
+                    self.chunk(DeltaOut::tool(ToolCallOut::arguments(ti, "{}")), None, out)?;
+                }
+            }
             StreamEvent::MessageDelta {
                 stop_reason, usage, ..
             } => {
                 self.usage.merge(usage);
                 let finish = stop_reason.as_ref().map_or("stop", |r| r.openai_name());
-                self.chunk(json!({}), Some(finish), out)?;
+                self.chunk(DeltaOut::default(), Some(finish), out)?;
             }
             StreamEvent::MessageStop => self.done_into(out)?,
             StreamEvent::Error(e) => {
-                data_line(&String::from_utf8_lossy(&openai_error_body(e)), out)?;
-            }
-            StreamEvent::BlockStop { index } => {
-                // A tool called without arguments streams only `partial_json: ""`; OpenAI
-                // clients parse the concatenated arguments, so they must get `{}`.
-                if let Some(&(_, ti, false)) = self.tools.iter().find(|t| t.0 == *index) {
-                    let call = json!({"index": ti, "function": {"arguments": "{}"}});
-                    self.chunk(json!({ "tool_calls": [call] }), None, out)?;
-                }
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(&openai_error_body(e));
+                out.extend_from_slice(b"\n\n");
             }
             StreamEvent::Ping | StreamEvent::Unknown { .. } => {}
         }
@@ -448,20 +476,100 @@ impl StreamEncoder {
         }
         self.done = true;
         if self.opts.include_usage {
-            let v = serde_json::json!({
-                "id": self.id,
-                "object": "chat.completion.chunk",
-                "created": self.created,
-                "model": self.model,
-                "choices": [],
-                "usage": UsageOut { usage: &self.usage, same: false },
-            });
-            data_line(&v.to_string(), out)?;
+            let c = ChunkOut {
+                id: &self.id,
+                object: "chat.completion.chunk",
+                created: self.created,
+                model: &self.model,
+                choices: &[],
+                usage: Some(UsageOut {
+                    usage: &self.usage,
+                    same: false,
+                }),
+            };
+            data_json(&c, out)?;
         }
-        data_line("[DONE]", out)
+        out.extend_from_slice(b"data: [DONE]\n\n");
+        Ok(())
     }
 }
 
-fn data_line(data: &str, out: &mut Vec<u8>) -> Result<(), WireError> {
-    weir_sse::encode(&Event::new(data), out).map_err(|e| WireError::Malformed(e.to_string()))
+#[derive(Serialize)]
+struct ChunkOut<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: &'a [ChoiceOut<'a>],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<UsageOut<'a>>,
+}
+
+#[derive(Serialize)]
+struct ChoiceOut<'a> {
+    index: u32,
+    delta: DeltaOut<'a>,
+    logprobs: (),
+    finish_reason: Option<&'a str>,
+}
+
+#[derive(Serialize, Default)]
+struct DeltaOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_calls: Option<[ToolCallOut<'a>; 1]>,
+}
+
+impl<'a> DeltaOut<'a> {
+    fn tool(call: ToolCallOut<'a>) -> Self {
+        DeltaOut {
+            tool_calls: Some([call]),
+            ..DeltaOut::default()
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ToolCallOut<'a> {
+    index: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    ty: Option<&'a str>,
+    function: FunctionOut<'a>,
+}
+
+impl<'a> ToolCallOut<'a> {
+    fn arguments(index: u32, arguments: &'a str) -> Self {
+        ToolCallOut {
+            index,
+            id: None,
+            ty: None,
+            function: FunctionOut {
+                name: None,
+                arguments,
+            },
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct FunctionOut<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    arguments: &'a str,
+}
+
+/// Writes a JSON value as one SSE `data:` line: serialized JSON holds no raw newline,
+/// so it needs no splitting.
+fn data_json<T: Serialize>(v: &T, out: &mut Vec<u8>) -> Result<(), WireError> {
+    out.extend_from_slice(b"data: ");
+    serde_json::to_writer(&mut *out, v).map_err(|e| WireError::Unsupported(e.to_string()))?;
+    out.extend_from_slice(b"\n\n");
+    Ok(())
 }

@@ -1,0 +1,916 @@
+//! One named test per translation pitfall (wire reference, section 7), asserting exact
+//! JSON in both directions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+use weir_model::{ApiError, ErrorKind, Frame, WireError};
+use weir_testkit::{collect, json_diff, sse_events};
+
+fn a_to_o(req: Value) -> Value {
+    let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let out = weir_openai::encode_request(&canon, &Default::default()).unwrap();
+    serde_json::from_slice(&out).unwrap()
+}
+
+fn o_to_a(req: Value) -> Value {
+    try_o_to_a(req).unwrap()
+}
+
+fn try_o_to_a(req: Value) -> Result<Value, WireError> {
+    let canon = weir_openai::decode_request(req.to_string().as_bytes())?;
+    let out = weir_anthropic::encode_request(&canon, &Default::default())?;
+    Ok(serde_json::from_slice(&out).unwrap())
+}
+
+fn a_resp_to_o(resp: Value) -> Value {
+    let canon = weir_anthropic::decode_response(resp.to_string().as_bytes()).unwrap();
+    serde_json::from_slice(&weir_openai::encode_response(&canon).unwrap()).unwrap()
+}
+
+fn o_resp_to_a(resp: Value) -> Value {
+    let canon = weir_openai::decode_response(resp.to_string().as_bytes()).unwrap();
+    serde_json::from_slice(&weir_anthropic::encode_response(&canon).unwrap()).unwrap()
+}
+
+#[track_caller]
+fn assert_json(actual: &Value, expected: &Value) {
+    if let Some(d) = json_diff(actual, expected) {
+        panic!("{d}\nactual:   {actual}\nexpected: {expected}");
+    }
+}
+
+fn weather_tool_o() -> Value {
+    json!({"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}})
+}
+
+fn weather_tool_a() -> Value {
+    json!({"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}})
+}
+
+// --- 1, 2: tool call ids and parallel calls --------------------------------------------
+
+#[test]
+fn parallel_tool_calls_keep_ids_openai_to_anthropic_with_results_first_in_one_user_message() {
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "three cities"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_A", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "call_B", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Tokyo\"}"}},
+                {"id": "call_C", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Lima\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "call_A", "content": "18C"},
+            {"role": "tool", "tool_call_id": "call_B", "content": "22C"},
+            {"role": "tool", "tool_call_id": "call_C", "content": "15C"},
+            {"role": "user", "content": "and now?"}
+        ],
+        "tools": [weather_tool_o()]
+    }));
+    assert_json(
+        &out["messages"],
+        &json!([
+            {"role": "user", "content": [{"type": "text", "text": "three cities"}]},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "call_A", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "call_B", "name": "get_weather", "input": {"city": "Tokyo"}},
+                {"type": "tool_use", "id": "call_C", "name": "get_weather", "input": {"city": "Lima"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "call_A", "content": "18C"},
+                {"type": "tool_result", "tool_use_id": "call_B", "content": "22C"},
+                {"type": "tool_result", "tool_use_id": "call_C", "content": "15C"},
+                {"type": "text", "text": "and now?"}
+            ]}
+        ]),
+    );
+}
+
+#[test]
+fn parallel_tool_calls_keep_ids_anthropic_to_openai_as_separate_tool_messages() {
+    let out = a_to_o(json!({
+        "model": "m", "max_tokens": 100,
+        "messages": [
+            {"role": "user", "content": "three cities"},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_A", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_B", "name": "get_weather", "input": {"city": "Tokyo"}},
+                {"type": "tool_use", "id": "toolu_C", "name": "get_weather", "input": {"city": "Lima"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_A", "content": "18C"},
+                {"type": "tool_result", "tool_use_id": "toolu_B", "content": [{"type": "text", "text": "22C"}]},
+                {"type": "tool_result", "tool_use_id": "toolu_C", "content": "15C"},
+                {"type": "text", "text": "summarize"}
+            ]}
+        ],
+        "tools": [weather_tool_a()]
+    }));
+    assert_json(
+        &out["messages"],
+        &json!([
+            {"role": "user", "content": "three cities"},
+            {"role": "assistant", "content": "Checking.", "tool_calls": [
+                {"id": "toolu_A", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"id": "toolu_B", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Tokyo\"}"}},
+                {"id": "toolu_C", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Lima\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "toolu_A", "content": "18C"},
+            {"role": "tool", "tool_call_id": "toolu_B", "content": "22C"},
+            {"role": "tool", "tool_call_id": "toolu_C", "content": "15C"},
+            {"role": "user", "content": "summarize"}
+        ]),
+    );
+}
+
+#[test]
+fn invalid_tool_ids_are_sanitized_identically_for_call_and_result() {
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "functions.get_weather:0", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "functions.get_weather:0", "content": "ok"}
+        ],
+        "tools": [weather_tool_o()]
+    }));
+    let call_id = out["messages"][1]["content"][0]["id"].as_str().unwrap();
+    let result_id = out["messages"][2]["content"][0]["tool_use_id"]
+        .as_str()
+        .unwrap();
+    assert_eq!(call_id, result_id);
+    assert_eq!(
+        call_id,
+        weir_anthropic::sanitize_tool_id("functions.get_weather:0")
+    );
+    assert!(call_id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+}
+
+#[test]
+fn parallel_tool_calls_in_responses_keep_ids_both_ways() {
+    let o = a_resp_to_o(json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [
+            {"type": "tool_use", "id": "toolu_A", "name": "f", "input": {"a": 1}},
+            {"type": "tool_use", "id": "toolu_B", "name": "f", "input": {}},
+            {"type": "tool_use", "id": "toolu_C", "name": "g", "input": {"b": [true]}}
+        ],
+        "stop_reason": "tool_use", "stop_sequence": null,
+        "usage": {"input_tokens": 10, "output_tokens": 5}
+    }));
+    assert_json(
+        &o["choices"][0]["message"]["tool_calls"],
+        &json!([
+            {"id": "toolu_A", "type": "function", "function": {"name": "f", "arguments": "{\"a\":1}"}},
+            {"id": "toolu_B", "type": "function", "function": {"name": "f", "arguments": "{}"}},
+            {"id": "toolu_C", "type": "function", "function": {"name": "g", "arguments": "{\"b\":[true]}"}}
+        ]),
+    );
+    assert_eq!(o["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(o["choices"][0]["message"]["content"], Value::Null);
+
+    let a = o_resp_to_a(json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "call_A", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}},
+            {"id": "call_B", "type": "function", "function": {"name": "f", "arguments": ""}},
+            {"id": "call_C", "type": "function", "function": {"name": "g", "arguments": "{}"}}
+        ]}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    }));
+    assert_json(
+        &a["content"],
+        &json!([
+            {"type": "tool_use", "id": "call_A", "name": "f", "input": {"a": 1}},
+            {"type": "tool_use", "id": "call_B", "name": "f", "input": {}},
+            {"type": "tool_use", "id": "call_C", "name": "g", "input": {}}
+        ]),
+    );
+    assert_eq!(a["stop_reason"], "tool_use");
+}
+
+// --- 3: system hoisting and merging ------------------------------------------------------
+
+#[test]
+fn system_and_developer_messages_are_hoisted_into_system() {
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "hi"},
+            {"role": "developer", "content": [{"type": "text", "text": "Answer in French."}]}
+        ]
+    }));
+    assert_json(
+        &out["system"],
+        &json!([
+            {"type": "text", "text": "Be brief."},
+            {"type": "text", "text": "Answer in French."}
+        ]),
+    );
+    assert_json(
+        &out["messages"],
+        &json!([{"role": "user", "content": [{"type": "text", "text": "hi"}]}]),
+    );
+}
+
+#[test]
+fn anthropic_system_becomes_the_first_openai_message() {
+    let out = a_to_o(json!({
+        "model": "m", "max_tokens": 10,
+        "system": [{"type": "text", "text": "A", "cache_control": {"type": "ephemeral"}}, {"type": "text", "text": "B"}],
+        "messages": [{"role": "user", "content": "hi"}]
+    }));
+    assert_json(
+        &out["messages"],
+        &json!([
+            {"role": "system", "content": "A\n\nB"},
+            {"role": "user", "content": "hi"}
+        ]),
+    );
+}
+
+#[test]
+fn consecutive_same_role_messages_are_merged() {
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "one"},
+            {"role": "user", "content": "two"},
+            {"role": "assistant", "content": "a"},
+            {"role": "assistant", "content": ""},
+            {"role": "assistant", "content": "b"}
+        ]
+    }));
+    assert_json(
+        &out["messages"],
+        &json!([
+            {"role": "user", "content": [{"type": "text", "text": "one"}, {"type": "text", "text": "two"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+        ]),
+    );
+}
+
+#[test]
+fn anthropic_clients_messages_are_never_merged_or_reordered() {
+    let req = json!({
+        "model": "m", "max_tokens": 10,
+        "messages": [
+            {"role": "user", "content": "one"},
+            {"role": "user", "content": [{"type": "text", "text": "two"}, {"type": "tool_result", "tool_use_id": "t", "content": "x"}]}
+        ]
+    });
+    let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let out: Value = serde_json::from_slice(
+        &weir_anthropic::encode_request(&canon, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    assert_json(&out, &req);
+}
+
+// --- 4: images ---------------------------------------------------------------------------
+
+#[test]
+fn images_data_url_and_https_url_to_anthropic_sources() {
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo=", "detail": "high"}},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}},
+            {"type": "text", "text": "what?"}
+        ]}]
+    }));
+    assert_json(
+        &out["messages"][0]["content"],
+        &json!([
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}},
+            {"type": "text", "text": "what?"}
+        ]),
+    );
+}
+
+#[test]
+fn images_base64_and_url_sources_to_openai_image_urls() {
+    let out = a_to_o(json!({
+        "model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/4AAQ"}},
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.jpg"}}
+        ]}]
+    }));
+    assert_json(
+        &out["messages"][0]["content"],
+        &json!([
+            {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/4AAQ"}},
+            {"type": "image_url", "image_url": {"url": "https://example.com/cat.jpg"}}
+        ]),
+    );
+}
+
+// --- 5: tool results with images and errors ---------------------------------------------
+
+#[test]
+fn tool_result_images_move_to_a_user_message_and_errors_are_marked() {
+    let out = a_to_o(json!({
+        "model": "m", "max_tokens": 10,
+        "messages": [
+            {"role": "user", "content": "shoot"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "t1", "name": "screenshot", "input": {}},
+                {"type": "tool_use", "id": "t2", "name": "fetch", "input": {"u": "x"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": [
+                    {"type": "text", "text": "captured"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "AAAA"}}
+                ]},
+                {"type": "tool_result", "tool_use_id": "t2", "content": "404 not found", "is_error": true}
+            ]}
+        ]
+    }));
+    assert_json(
+        &out["messages"],
+        &json!([
+            {"role": "user", "content": "shoot"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "t1", "type": "function", "function": {"name": "screenshot", "arguments": "{}"}},
+                {"id": "t2", "type": "function", "function": {"name": "fetch", "arguments": "{\"u\":\"x\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "t1", "content": "captured"},
+            {"role": "tool", "tool_call_id": "t2", "content": "Error: 404 not found"},
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]}
+        ]),
+    );
+}
+
+#[test]
+fn openai_tool_message_parts_become_tool_result_content() {
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [
+            {"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+        ]
+    }));
+    assert_json(
+        &out["messages"][1],
+        &json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "c", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}
+        ]}),
+    );
+}
+
+// --- 6: arguments -------------------------------------------------------------------------
+
+#[test]
+fn argument_strings_become_objects_and_empty_arguments_become_empty_objects() {
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [{"role": "assistant", "content": null, "tool_calls": [
+            {"id": "a", "type": "function", "function": {"name": "f", "arguments": " {\"x\": [1, 2]} "}},
+            {"id": "b", "type": "function", "function": {"name": "g", "arguments": ""}}
+        ]}]
+    }));
+    assert_json(
+        &out["messages"][0]["content"][0]["input"],
+        &json!({"x": [1, 2]}),
+    );
+    assert_json(&out["messages"][0]["content"][1]["input"], &json!({}));
+}
+
+#[test]
+fn invalid_json_arguments_are_a_clear_error_not_a_panic() {
+    for bad in ["{\"x\": ", "[1,2]", "not json", "\"str\""] {
+        let err = try_o_to_a(json!({
+            "model": "m",
+            "messages": [{"role": "assistant", "content": null, "tool_calls": [
+                {"id": "call_9", "type": "function", "function": {"name": "f", "arguments": bad}}
+            ]}]
+        }))
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, WireError::Unsupported(_)), "{bad}: {msg}");
+        assert!(
+            msg.starts_with("messages[0]: tool call `f` (call_9): arguments are not"),
+            "{bad}: {msg}"
+        );
+    }
+}
+
+#[test]
+fn invalid_json_arguments_pass_unchanged_between_openai_client_and_upstream() {
+    let req = json!({"model": "m", "messages": [{"role": "assistant", "content": null, "tool_calls": [
+        {"id": "c", "type": "function", "function": {"name": "f", "arguments": "{\"truncated\": "}}
+    ]}]});
+    let canon = weir_openai::decode_request(req.to_string().as_bytes()).unwrap();
+    let out: Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &Default::default()).unwrap())
+            .unwrap();
+    assert_json(&out, &req);
+}
+
+#[test]
+fn malformed_request_json_errors_say_where() {
+    let err = weir_anthropic::decode_request(b"{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}]}").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid request body: messages[0]: content[0]: missing field `text` at line 1 column 73"
+    );
+    let err = weir_openai::decode_request(b"{\"model\": \"m\", \"messages\": [}").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "invalid request body: messages[0]: expected value at line 1 column 29"
+    );
+    let err = weir_openai::decode_request(
+        b"{\"model\": \"m\", \"messages\": [{\"role\": \"robot\", \"content\": \"x\"}]}",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("unknown variant `robot`"), "{err}");
+}
+
+// --- 7: thinking ----------------------------------------------------------------------------
+
+#[test]
+fn thinking_is_exposed_as_reasoning_content_to_openai_clients() {
+    let o = a_resp_to_o(json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [
+            {"type": "thinking", "thinking": "Let me think.", "signature": "sig=="},
+            {"type": "text", "text": "42"}
+        ],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 10, "output_tokens": 5}
+    }));
+    assert_json(
+        &o["choices"][0]["message"],
+        &json!({
+            "role": "assistant", "content": "42", "reasoning_content": "Let me think.", "refusal": null
+        }),
+    );
+}
+
+#[test]
+fn thinking_blocks_and_signatures_pass_anthropic_to_anthropic_unchanged() {
+    let req = json!({"model": "m", "max_tokens": 2048, "thinking": {"type": "enabled", "budget_tokens": 1024},
+    "messages": [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "step \u{1F600} \"quoted\"\n", "signature": "EqQBCkgIBxABGAIqQKzY3Zbb+/="},
+            {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix/LafPsn4a"},
+            {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}
+        ]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok"}]}
+    ]});
+    let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let out: Value = serde_json::from_slice(
+        &weir_anthropic::encode_request(&canon, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    assert_json(&out, &req);
+}
+
+#[test]
+fn unsigned_reasoning_is_not_sent_to_anthropic_and_thinking_stays_off_for_unsigned_tool_turns() {
+    let out = o_to_a(json!({
+        "model": "m", "reasoning_effort": "high",
+        "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a", "reasoning_content": "hmm", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {"role": "tool", "tool_call_id": "c", "content": "r"}
+        ]
+    }));
+    assert_json(
+        &out["messages"][1],
+        &json!({"role": "assistant", "content": [
+            {"type": "text", "text": "a"},
+            {"type": "tool_use", "id": "c", "name": "f", "input": {}}
+        ]}),
+    );
+    assert!(out.get("thinking").is_none(), "{out}");
+}
+
+#[test]
+fn reasoning_effort_maps_to_a_thinking_budget_below_max_tokens() {
+    let out = o_to_a(
+        json!({"model": "m", "reasoning_effort": "high", "max_completion_tokens": 1000,
+        "messages": [{"role": "user", "content": "q"}]}),
+    );
+    assert_json(
+        &out["thinking"],
+        &json!({"type": "enabled", "budget_tokens": 16384}),
+    );
+    assert!(out["max_tokens"].as_u64().unwrap() > 16384, "{out}");
+    let out = o_to_a(
+        json!({"model": "m", "reasoning_effort": "minimal", "messages": [{"role": "user", "content": "q"}]}),
+    );
+    assert!(out.get("thinking").is_none());
+}
+
+#[test]
+fn thinking_streams_to_openai_clients_as_reasoning_content_deltas() {
+    let body = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n\
+event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"hmm\"}}\n\n\
+event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"c2ln\"}}\n\n\
+event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n";
+    let mut dec = weir_anthropic::StreamDecoder::new();
+    let mut enc = weir_openai::StreamEncoder::new(Default::default());
+    let mut out = Vec::new();
+    for ev in sse_events(body.as_bytes()) {
+        enc.encode(&dec.decode(&ev).unwrap(), &mut out).unwrap();
+    }
+    let chunks: Vec<Value> = sse_events(&out)
+        .iter()
+        .map(|e| serde_json::from_str(e.data()).unwrap())
+        .collect();
+    let deltas: Vec<&Value> = chunks.iter().map(|c| &c["choices"][0]["delta"]).collect();
+    assert_json(
+        &json!(deltas),
+        &json!([{"role": "assistant", "content": ""}, {"reasoning_content": "hmm"}]),
+    );
+}
+
+// --- 10: max_tokens ---------------------------------------------------------------------------
+
+#[test]
+fn max_tokens_defaults_when_missing_and_maps_from_either_openai_field() {
+    let out = o_to_a(json!({"model": "m", "messages": [{"role": "user", "content": "q"}]}));
+    assert_eq!(out["max_tokens"], 4096);
+    let out = o_to_a(
+        json!({"model": "m", "max_tokens": 77, "messages": [{"role": "user", "content": "q"}]}),
+    );
+    assert_eq!(out["max_tokens"], 77);
+    let out = o_to_a(
+        json!({"model": "m", "max_completion_tokens": 88, "messages": [{"role": "user", "content": "q"}]}),
+    );
+    assert_eq!(out["max_tokens"], 88);
+    let out = a_to_o(
+        json!({"model": "m", "max_tokens": 99, "messages": [{"role": "user", "content": "q"}]}),
+    );
+    assert_eq!(out["max_completion_tokens"], 99);
+    assert!(out.get("max_tokens").is_none());
+}
+
+// --- 11: tool_choice, parallel flag, stop sequences --------------------------------------------
+
+#[test]
+fn tool_choice_and_parallel_flags_map_both_ways() {
+    let cases = [
+        (json!("auto"), json!({"type": "auto"})),
+        (json!("required"), json!({"type": "any"})),
+        (json!("none"), json!({"type": "none"})),
+        (
+            json!({"type": "function", "function": {"name": "get_weather"}}),
+            json!({"type": "tool", "name": "get_weather"}),
+        ),
+    ];
+    for (o, a) in &cases {
+        let out = o_to_a(
+            json!({"model": "m", "messages": [{"role": "user", "content": "q"}], "tools": [weather_tool_o()], "tool_choice": o}),
+        );
+        assert_json(&out["tool_choice"], a);
+        let back = a_to_o(
+            json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "q"}], "tools": [weather_tool_a()], "tool_choice": a}),
+        );
+        assert_json(&back["tool_choice"], o);
+    }
+    let out = o_to_a(
+        json!({"model": "m", "messages": [{"role": "user", "content": "q"}], "tools": [weather_tool_o()], "parallel_tool_calls": false}),
+    );
+    assert_json(
+        &out["tool_choice"],
+        &json!({"type": "auto", "disable_parallel_tool_use": true}),
+    );
+    let out = a_to_o(
+        json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "q"}], "tools": [weather_tool_a()],
+        "tool_choice": {"type": "any", "disable_parallel_tool_use": true}}),
+    );
+    assert_eq!(out["tool_choice"], "required");
+    assert_eq!(out["parallel_tool_calls"], false);
+}
+
+#[test]
+fn stop_sequences_map_both_ways() {
+    let out = o_to_a(
+        json!({"model": "m", "messages": [{"role": "user", "content": "q"}], "stop": "END"}),
+    );
+    assert_json(&out["stop_sequences"], &json!(["END"]));
+    let out = o_to_a(
+        json!({"model": "m", "messages": [{"role": "user", "content": "q"}], "stop": ["a", "b"]}),
+    );
+    assert_json(&out["stop_sequences"], &json!(["a", "b"]));
+    let out = a_to_o(
+        json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "q"}], "stop_sequences": ["x"]}),
+    );
+    assert_json(&out["stop"], &json!(["x"]));
+}
+
+#[test]
+fn temperature_is_clamped_to_anthropics_range() {
+    let out = o_to_a(
+        json!({"model": "m", "temperature": 1.7, "messages": [{"role": "user", "content": "q"}]}),
+    );
+    assert_eq!(out["temperature"], 1.0);
+}
+
+// --- stop reasons ------------------------------------------------------------------------------
+
+#[test]
+fn stop_reason_table() {
+    let a_to_o_table = [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("pause_turn", "stop"),
+        ("max_tokens", "length"),
+        ("model_context_window_exceeded", "length"),
+        ("tool_use", "tool_calls"),
+        ("refusal", "content_filter"),
+    ];
+    for (a, o) in a_to_o_table {
+        let out = a_resp_to_o(
+            json!({"id": "m", "type": "message", "role": "assistant", "model": "c",
+            "content": [{"type": "text", "text": "x"}], "stop_reason": a, "stop_sequence": null,
+            "usage": {"input_tokens": 1, "output_tokens": 1}}),
+        );
+        assert_eq!(out["choices"][0]["finish_reason"], o, "{a}");
+    }
+    let o_to_a_table = [
+        ("stop", "end_turn"),
+        ("length", "max_tokens"),
+        ("tool_calls", "tool_use"),
+        ("content_filter", "refusal"),
+        ("function_call", "tool_use"),
+    ];
+    for (o, a) in o_to_a_table {
+        let out = o_resp_to_a(
+            json!({"id": "c", "object": "chat.completion", "created": 1, "model": "g",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": o}]}),
+        );
+        assert_eq!(out["stop_reason"], a, "{o}");
+    }
+}
+
+// --- 9: usage ------------------------------------------------------------------------------------
+
+#[test]
+fn usage_cache_semantics_map_both_ways() {
+    // Anthropic input excludes cache reads and writes; OpenAI prompt_tokens includes them.
+    let o = a_resp_to_o(
+        json!({"id": "m", "type": "message", "role": "assistant", "model": "c",
+        "content": [{"type": "text", "text": "x"}], "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 10, "cache_read_input_tokens": 200, "cache_creation_input_tokens": 30, "output_tokens": 7}}),
+    );
+    assert_json(
+        &o["usage"],
+        &json!({"prompt_tokens": 240, "completion_tokens": 7, "total_tokens": 247,
+        "prompt_tokens_details": {"cached_tokens": 200}}),
+    );
+    let a = o_resp_to_a(
+        json!({"id": "c", "object": "chat.completion", "created": 1, "model": "g",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1200, "completion_tokens": 50, "total_tokens": 1250,
+            "prompt_tokens_details": {"cached_tokens": 1024}, "completion_tokens_details": {"reasoning_tokens": 20}}}),
+    );
+    assert_json(
+        &a["usage"],
+        &json!({"input_tokens": 176, "output_tokens": 50,
+        "cache_read_input_tokens": 1024, "cache_creation_input_tokens": 0}),
+    );
+}
+
+// --- errors ----------------------------------------------------------------------------------------
+
+#[test]
+fn anthropic_529_becomes_openai_503_and_back() {
+    let e = weir_anthropic::decode_error(529, br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"},"request_id":"req_1"}"#);
+    assert_eq!(e.kind, ErrorKind::Overloaded);
+    let (status, body) = weir_openai::encode_error(&e);
+    assert_eq!(status, 503);
+    assert_json(
+        &serde_json::from_slice(&body).unwrap(),
+        &json!({"error": {"message": "Overloaded", "type": "server_error", "param": null, "code": "overloaded"}}),
+    );
+
+    let e = weir_openai::decode_error(503, br#"{"error":{"message":"The engine is currently overloaded","type":"server_error","param":null,"code":null}}"#);
+    let (status, body) = weir_anthropic::encode_error(&e, Some("req_x"));
+    assert_eq!(status, 529);
+    assert_json(
+        &serde_json::from_slice(&body).unwrap(),
+        &json!({"type": "error", "error": {"type": "overloaded_error", "message": "The engine is currently overloaded"}, "request_id": "req_x"}),
+    );
+}
+
+#[test]
+fn error_bodies_map_by_kind_both_ways() {
+    let table = [
+        (400, "invalid_request_error", "invalid_request_error"),
+        (401, "authentication_error", "authentication_error"),
+        (403, "permission_error", "permission_error"),
+        (404, "not_found_error", "not_found_error"),
+        (429, "rate_limit_error", "rate_limit_error"),
+        (500, "api_error", "server_error"),
+    ];
+    for (status, a_type, o_type) in table {
+        let body = json!({"type": "error", "error": {"type": a_type, "message": "m"}}).to_string();
+        let e = weir_anthropic::decode_error(status, body.as_bytes());
+        let (s, b) = weir_openai::encode_error(&e);
+        assert_eq!(s, status, "{a_type}");
+        let v: Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(v["error"]["type"], o_type, "{a_type}");
+        let back = weir_openai::decode_error(s, &b);
+        let (s2, b2) = weir_anthropic::encode_error(&back, None);
+        assert_eq!(s2, status);
+        let v2: Value = serde_json::from_slice(&b2).unwrap();
+        assert_eq!(v2["error"]["type"], a_type);
+    }
+}
+
+#[test]
+fn non_json_error_bodies_become_short_sanitized_messages() {
+    let e = weir_openai::decode_error(
+        502,
+        b"<html><body>\n<h1>502 Bad Gateway</h1>\n</body></html>",
+    );
+    assert_eq!(e.kind, ErrorKind::Upstream);
+    assert_eq!(
+        e.message,
+        "upstream answered 502: <html><body> <h1>502 Bad Gateway</h1> </body></html>"
+    );
+    let e = weir_anthropic::decode_error(500, b"");
+    assert_eq!(e.message, "upstream answered 500 with an empty body");
+}
+
+#[test]
+fn errors_inside_streams_use_each_dialects_shape() {
+    let err = ApiError::new(ErrorKind::Overloaded, "Overloaded");
+    let frame = Frame::from_events(vec![weir_model::StreamEvent::Error(err)]);
+    let mut out = Vec::new();
+    weir_anthropic::StreamEncoder::new()
+        .encode(&frame, &mut out)
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"
+    );
+    let mut out = Vec::new();
+    weir_openai::StreamEncoder::new(Default::default())
+        .encode(&frame, &mut out)
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "data: {\"error\":{\"message\":\"Overloaded\",\"type\":\"server_error\",\"param\":null,\"code\":\"overloaded\"}}\n\n"
+    );
+}
+
+// --- 8: stream re-framing ------------------------------------------------------------------------
+
+#[test]
+fn openai_stream_reframes_into_anthropic_events() {
+    let body = concat!(
+        "data: {\"id\":\"c1\",\"model\":\"g\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"g\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"g\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"g\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{}\"}}]}}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"g\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n",
+        "data: {\"id\":\"c1\",\"model\":\"g\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3,\"total_tokens\":8}}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let mut dec = weir_openai::StreamDecoder::new();
+    let mut enc = weir_anthropic::StreamEncoder::new();
+    let mut out = Vec::new();
+    for ev in sse_events(body.as_bytes()) {
+        enc.encode(&dec.decode(&ev).unwrap(), &mut out).unwrap();
+    }
+    let got: Vec<(String, Value)> = sse_events(&out)
+        .iter()
+        .map(|e| {
+            (
+                e.event().unwrap().to_owned(),
+                serde_json::from_str(e.data()).unwrap(),
+            )
+        })
+        .collect();
+    let names: Vec<&str> = got.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert_json(
+        &got[4].1,
+        &json!({"type": "content_block_start", "index": 1, "content_block": {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}}),
+    );
+    assert_json(
+        &got[7].1,
+        &json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
+        "usage": {"input_tokens": 5, "output_tokens": 3, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}),
+    );
+}
+
+#[test]
+fn anthropic_stream_reframes_into_openai_chunks_with_usage_and_done() {
+    let body = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":5,\"cache_read_input_tokens\":100,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_1\",\"name\":\"now\",\"input\":{}}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":9}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let mut dec = weir_anthropic::StreamDecoder::new();
+    let mut enc = weir_openai::StreamEncoder::new(weir_openai::StreamEncodeOptions {
+        include_usage: true,
+    });
+    let mut out = Vec::new();
+    for ev in sse_events(body.as_bytes()) {
+        enc.encode(&dec.decode(&ev).unwrap(), &mut out).unwrap();
+    }
+    let events = sse_events(&out);
+    assert_eq!(events.last().unwrap().data(), "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e.data()).unwrap())
+        .collect();
+    let deltas: Vec<Value> = chunks
+        .iter()
+        .map(|c| json!([c["choices"][0]["delta"], c["choices"][0]["finish_reason"]]))
+        .collect();
+    assert_json(
+        &json!(deltas),
+        &json!([
+            [{"role": "assistant", "content": ""}, null],
+            [{"tool_calls": [{"index": 0, "id": "toolu_1", "type": "function", "function": {"name": "now", "arguments": ""}}]}, null],
+            [{"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}, null],
+            [{}, "tool_calls"],
+            [null, null]
+        ]),
+    );
+    assert_json(
+        &chunks[4]["usage"],
+        &json!({"prompt_tokens": 105, "completion_tokens": 9, "total_tokens": 114, "prompt_tokens_details": {"cached_tokens": 100}}),
+    );
+    assert_json(&chunks[4]["choices"], &json!([]));
+    for c in &chunks {
+        assert_eq!(c["id"], "msg_1");
+        assert_eq!(c["object"], "chat.completion.chunk");
+    }
+}
+
+#[test]
+fn truncated_openai_stream_is_an_error_at_the_end() {
+    let mut dec = weir_openai::StreamDecoder::new();
+    for ev in sse_events(b"data: {\"id\":\"c\",\"model\":\"g\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n") {
+        dec.decode(&ev).unwrap();
+    }
+    assert!(dec.finish().is_err());
+}
+
+#[test]
+fn streamed_and_collected_tool_calls_agree() {
+    let body = std::fs::read(
+        weir_testkit::fixtures_dir().join("openai/parallel_tools_stream/00.response.body"),
+    )
+    .unwrap();
+    let mut dec = weir_openai::StreamDecoder::new();
+    let frames: Vec<Frame> = sse_events(&body)
+        .iter()
+        .map(|e| dec.decode(e).unwrap())
+        .collect();
+    let c = collect(&frames);
+    assert_eq!(
+        c.tool_calls,
+        vec![
+            (
+                "call_Paris".to_owned(),
+                "get_weather".to_owned(),
+                "{\"city\": \"Paris\"}".to_owned()
+            ),
+            (
+                "call_Tokyo".to_owned(),
+                "get_weather".to_owned(),
+                "{\"city\": \"Tokyo\"}".to_owned()
+            ),
+            (
+                "call_Lima".to_owned(),
+                "get_weather".to_owned(),
+                "{\"city\": \"Lima\"}".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(c.stop_reason.as_deref(), Some("tool_use"));
+}
