@@ -323,17 +323,23 @@ impl Serialize for BlockStartOut<'_> {
         m.serialize_entry("type", "content_block_start")?;
         m.serialize_entry("index", &self.index)?;
         match self.block {
-            ContentBlock::Text(_) => m.serialize_entry(
-                "content_block",
-                &serde_json::json!({"type": "text", "text": ""}),
-            )?,
+            ContentBlock::Text(_) => {
+                m.serialize_entry("content_block", &StartBlock::Text { text: "" })?
+            }
             ContentBlock::Thinking(_) => m.serialize_entry(
                 "content_block",
-                &serde_json::json!({"type": "thinking", "thinking": "", "signature": ""}),
+                &StartBlock::Thinking {
+                    thinking: "",
+                    signature: "",
+                },
             )?,
             ContentBlock::ToolUse(t) => m.serialize_entry(
                 "content_block",
-                &serde_json::json!({"type": "tool_use", "id": t.id, "name": t.name, "input": {}}),
+                &StartBlock::ToolUse {
+                    id: &t.id,
+                    name: &t.name,
+                    input: EmptyObject,
+                },
             )?,
             other => {
                 let out = Out { same: false };
@@ -343,6 +349,31 @@ impl Serialize for BlockStartOut<'_> {
             }
         }
         m.end()
+    }
+}
+
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StartBlock<'a> {
+    Text {
+        text: &'a str,
+    },
+    Thinking {
+        thinking: &'a str,
+        signature: &'a str,
+    },
+    ToolUse {
+        id: &'a str,
+        name: &'a str,
+        input: EmptyObject,
+    },
+}
+
+struct EmptyObject;
+
+impl Serialize for EmptyObject {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_map(Some(0))?.end()
     }
 }
 

@@ -256,11 +256,11 @@ impl ToolInput {
         }
     }
 
-    /// The arguments as the string OpenAI carries.
-    pub fn as_arguments(&self) -> &str {
+    /// The arguments as the string OpenAI carries (compact JSON for objects).
+    pub fn as_arguments(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            ToolInput::Json(raw) => raw.get(),
-            ToolInput::Arguments(s) => s,
+            ToolInput::Json(raw) => crate::wire::compact_json(raw.get()),
+            ToolInput::Arguments(s) => std::borrow::Cow::Borrowed(s),
         }
     }
 }

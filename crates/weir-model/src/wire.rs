@@ -69,3 +69,70 @@ impl<'de> Deserialize<'de> for RawFields<'de> {
         d.deserialize_map(V)
     }
 }
+
+/// JSON text without insignificant whitespace: `{"a": 1}` becomes `{"a":1}`. Borrowed
+/// when there is nothing to remove (the common case for machine-written JSON). Only valid
+/// JSON is passed here, so string boundaries are tracked by quotes and escapes alone.
+pub fn compact_json(text: &str) -> std::borrow::Cow<'_, str> {
+    let needs = {
+        let mut in_str = false;
+        let mut esc = false;
+        text.bytes().any(|b| {
+            if in_str {
+                match (esc, b) {
+                    (true, _) => esc = false,
+                    (false, b'\\') => esc = true,
+                    (false, b'"') => in_str = false,
+                    _ => {}
+                }
+                false
+            } else if b == b'"' {
+                in_str = true;
+                false
+            } else {
+                matches!(b, b' ' | b'\n' | b'\r' | b'\t')
+            }
+        })
+    };
+    if !needs {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut in_str = false;
+    let mut esc = false;
+    for c in text.chars() {
+        if in_str {
+            out.push(c);
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, '\\') => esc = true,
+                (false, '"') => in_str = false,
+                _ => {}
+            }
+        } else if c == '"' {
+            in_str = true;
+            out.push(c);
+        } else if !matches!(c, ' ' | '\n' | '\r' | '\t') {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compact_json_removes_only_insignificant_whitespace() {
+        assert_eq!(compact_json(r#"{"a":1}"#), r#"{"a":1}"#);
+        assert!(matches!(
+            compact_json(r#"{"a":1}"#),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            compact_json("{\n  \"a b\": \"x \\\" y\",\n  \"c\": [1, 2]\n}"),
+            r#"{"a b":"x \" y","c":[1,2]}"#
+        );
+    }
+}

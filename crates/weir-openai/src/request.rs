@@ -774,7 +774,7 @@ impl Serialize for ToolCallOut<'_> {
                     _ => {
                         let mut f = Extra::new();
                         f.insert("name", to_raw(&t.name));
-                        f.insert("arguments", to_raw(t.input.as_arguments()));
+                        f.insert("arguments", to_raw(&t.input.as_arguments()));
                         m.serialize_entry("function", &f)?;
                     }
                 }

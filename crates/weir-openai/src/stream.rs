@@ -314,10 +314,12 @@ impl StreamDecoder {
 }
 
 /// Options for writing a stream to an OpenAI client.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default)]
 pub struct StreamEncodeOptions {
     /// The client asked for `stream_options.include_usage`: end with a usage chunk.
     pub include_usage: bool,
+    /// `created` for every chunk (unix seconds); the current time when `None`.
+    pub created: Option<u64>,
 }
 
 /// Writes canonical frames as a Chat Completions SSE stream for an OpenAI client.
@@ -341,11 +343,12 @@ pub struct StreamEncoder {
 impl StreamEncoder {
     /// An encoder for one stream.
     pub fn new(opts: StreamEncodeOptions) -> Self {
+        let created = opts.created.unwrap_or_else(now_secs);
         StreamEncoder {
             opts,
             id: String::new(),
             model: String::new(),
-            created: now_secs(),
+            created,
             tools: Vec::new(),
             usage: Usage::default(),
             done: false,

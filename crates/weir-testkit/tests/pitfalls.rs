@@ -835,6 +835,7 @@ fn anthropic_stream_reframes_into_openai_chunks_with_usage_and_done() {
     let mut dec = weir_anthropic::StreamDecoder::new();
     let mut enc = weir_openai::StreamEncoder::new(weir_openai::StreamEncodeOptions {
         include_usage: true,
+        created: None,
     });
     let mut out = Vec::new();
     for ev in sse_events(body.as_bytes()) {

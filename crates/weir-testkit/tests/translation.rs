@@ -51,6 +51,7 @@ fn openai_frames(body: &[u8]) -> Vec<Frame> {
 fn anthropic_to_openai(frames: &[Frame]) -> Vec<u8> {
     let mut enc = weir_openai::StreamEncoder::new(weir_openai::StreamEncodeOptions {
         include_usage: true,
+        created: None,
     });
     let mut out = Vec::new();
     for f in frames {
