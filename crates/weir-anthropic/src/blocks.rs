@@ -15,9 +15,9 @@ use weir_model::raw::{to_raw, Key};
 pub(crate) use weir_model::wire::opt_value;
 use weir_model::wire::{object_text, opt_raw, RawFields};
 use weir_model::{
-    Content, ContentBlock, ContentForm, Dialect, DocumentBlock, Extra, ImageBlock, MediaSource,
-    RawJson, RedactedThinkingBlock, TextBlock, ThinkingBlock, ToolInput, ToolResultBlock,
-    ToolUseBlock, UnknownBlock,
+    Content, ContentBlock, ContentForm, Dialect, DocumentBlock, Extra, ImageBlock, JsonStr,
+    MediaSource, RawJson, RedactedThinkingBlock, TextBlock, ThinkingBlock, ToolInput,
+    ToolResultBlock, ToolUseBlock, UnknownBlock,
 };
 
 /// A block decoded from Anthropic JSON.
@@ -73,7 +73,8 @@ fn reordered<'de, A: MapAccess<'de>>(first: Key<'de>, mut map: A) -> Result<ABlo
     let ty = fields.remove(pos);
     fields.insert(0, ty);
     let text = object_text(fields.iter().map(|(k, v)| (k.as_str(), &**v)));
-    let block: ABlock = serde_json::from_str(&text).map_err(de::Error::custom)?;
+    let block: ABlock =
+        serde_json::from_str(&text).map_err(|e| weir_model::wire::nested_error(&e))?;
     Ok(block)
 }
 
@@ -181,14 +182,15 @@ fn media_block<'de, A: MapAccess<'de>>(mut map: A, ty: &str) -> Result<ContentBl
         match k.as_str() {
             "source" => {
                 let raw: RawJson = map.next_value()?;
-                let parsed: ASource = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+                let parsed: ASource = serde_json::from_str(raw.get())
+                    .map_err(|e| weir_model::wire::nested_error(&e))?;
                 source = Some(parsed.0);
                 fields.push(("source".to_owned(), raw));
             }
             "title" if ty == "document" => {
                 let raw: RawJson = map.next_value()?;
-                title =
-                    serde_json::from_str::<Option<String>>(raw.get()).map_err(de::Error::custom)?;
+                title = serde_json::from_str::<Option<String>>(raw.get())
+                    .map_err(|e| weir_model::wire::nested_error(&e))?;
                 if title.is_none() {
                     extra.insert_null("title");
                 }
@@ -314,7 +316,8 @@ fn redacted_block<'de, A: MapAccess<'de>>(mut map: A) -> Result<ContentBlock, A:
     }))
 }
 
-/// A content field: a string, an array of blocks, or `null`.
+/// A content field: a string, an array of blocks, or `null`. Strings stay JSON tokens
+/// (tool results are often whole files: they are copied, never unescaped).
 pub(crate) struct AContent(pub Content);
 
 impl<'de> Deserialize<'de> for AContent {
@@ -325,11 +328,13 @@ impl<'de> Deserialize<'de> for AContent {
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a string or an array of content blocks")
             }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<AContent, E> {
-                Ok(AContent(Content::text(v)))
+            // A string without escapes arrives borrowed: its token is the same bytes in
+            // quotes, so no re-escaping is needed.
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<AContent, E> {
+                Ok(AContent(Content::text(JsonStr::from_unescaped(v))))
             }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<AContent, E> {
-                Ok(AContent(Content::text(v)))
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<AContent, E> {
+                Ok(AContent(Content::text(JsonStr::new(v))))
             }
             fn visit_unit<E: de::Error>(self) -> Result<AContent, E> {
                 Ok(AContent(Content {
@@ -544,7 +549,7 @@ impl Serialize for ContentOut<'_> {
         match c.form {
             ContentForm::String => {
                 if let Some(text) = c.as_plain_text() {
-                    return s.serialize_str(text);
+                    return text.serialize(s);
                 }
                 if c.blocks.is_empty() {
                     return s.serialize_str("");

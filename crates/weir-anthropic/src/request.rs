@@ -43,8 +43,8 @@ impl Default for EncodeOptions {
 
 /// Decodes a client's Messages request body.
 pub fn decode_request(body: &[u8]) -> Result<ChatRequest, WireError> {
-    let r: ARequest =
-        serde_json::from_slice(body).map_err(|e| WireError::from_json("request body", &e))?;
+    let r: ARequest = serde_json::from_str(weir_model::wire::utf8("request body", body)?)
+        .map_err(|e| WireError::from_json("request body", &e))?;
     Ok(r.0)
 }
 
@@ -814,7 +814,7 @@ impl Serialize for SystemOut<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if let [only] = self.0 {
             if only.cache_control.is_none() {
-                return s.serialize_str(&only.text);
+                return only.text.serialize(s);
             }
         }
         let mut seq = s.serialize_seq(Some(self.0.len()))?;

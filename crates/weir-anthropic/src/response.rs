@@ -14,8 +14,8 @@ use crate::blocks::{opt_value, ABlock, BlockOut, Out};
 
 /// Decodes an upstream's (non-streamed) Messages response.
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
-    let r: AResponse =
-        serde_json::from_slice(body).map_err(|e| WireError::from_json("response body", &e))?;
+    let r: AResponse = serde_json::from_str(weir_model::wire::utf8("response body", body)?)
+        .map_err(|e| WireError::from_json("response body", &e))?;
     Ok(r.0)
 }
 

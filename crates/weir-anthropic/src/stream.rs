@@ -6,8 +6,8 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use weir_model::{
-    ApiError, ContentBlock, Delta, Dialect, Frame, SourceEvent, StopReason, StreamEvent, Usage,
-    WireError,
+    ApiError, ContentBlock, Delta, Dialect, Frame, JsonStr, SourceEvent, StopReason, StreamEvent,
+    Usage, WireError,
 };
 use weir_sse::Event;
 
@@ -52,9 +52,9 @@ struct StartMessage {
 struct DeltaEnv<'a> {
     #[serde(rename = "type", borrow)]
     ty: Cow<'a, str>,
-    text: Option<String>,
-    partial_json: Option<String>,
-    thinking: Option<String>,
+    text: Option<JsonStr>,
+    partial_json: Option<JsonStr>,
+    thinking: Option<JsonStr>,
     signature: Option<String>,
 }
 
@@ -82,7 +82,7 @@ impl StreamDecoder {
     }
 
     /// Decodes one SSE event.
-    pub fn decode(&mut self, event: &Event) -> Result<Frame, WireError> {
+    pub fn decode(&mut self, event: Event) -> Result<Frame, WireError> {
         let data = event.data();
         let env: Envelope<'_> = json("stream event", data)?;
         let ty = env.ty.as_deref().unwrap_or(event.event_type());
@@ -118,17 +118,17 @@ impl StreamDecoder {
                 let de: DeltaEnv<'_> = json("delta", d.get())?;
                 let missing = |f: &str| WireError::Malformed(format!("{} without {f}", de.ty));
                 let delta = match de.ty.as_ref() {
-                    "text_delta" => Delta::Text(de.text.clone().ok_or_else(|| missing("text"))?),
+                    "text_delta" => Delta::Text(de.text.ok_or_else(|| missing("text"))?),
                     "input_json_delta" => Delta::InputJson(
                         de.partial_json
                             .clone()
                             .ok_or_else(|| missing("partial_json"))?,
                     ),
                     "thinking_delta" => {
-                        Delta::Thinking(de.thinking.clone().ok_or_else(|| missing("thinking"))?)
+                        Delta::Thinking(de.thinking.ok_or_else(|| missing("thinking"))?)
                     }
                     "signature_delta" => {
-                        Delta::Signature(de.signature.clone().ok_or_else(|| missing("signature"))?)
+                        Delta::Signature(de.signature.ok_or_else(|| missing("signature"))?)
                     }
                     _ => Delta::Unknown {
                         dialect: Dialect::Anthropic,
@@ -169,8 +169,7 @@ impl StreamDecoder {
             events: vec![ev],
             source: Some(SourceEvent {
                 dialect: Dialect::Anthropic,
-                event: event.event().map(str::to_owned),
-                data: data.to_owned(),
+                event,
             }),
         })
     }
@@ -195,11 +194,8 @@ impl StreamEncoder {
     pub fn encode(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<(), WireError> {
         if let Some(src) = &frame.source {
             if src.dialect == Dialect::Anthropic {
-                let mut ev = Event::new(src.data.as_str());
-                if let Some(name) = &src.event {
-                    ev = ev.with_event(name.as_str());
-                }
-                return weir_sse::encode(&ev, out).map_err(|e| WireError::Malformed(e.to_string()));
+                return weir_sse::encode(&src.event, out)
+                    .map_err(|e| WireError::Malformed(e.to_string()));
             }
         }
         for ev in &frame.events {
@@ -378,9 +374,9 @@ impl Serialize for EmptyObject {
 }
 
 enum DeltaOut<'a> {
-    Text(&'a str),
-    Json(&'a str),
-    Thinking(&'a str),
+    Text(&'a JsonStr),
+    Json(&'a JsonStr),
+    Thinking(&'a JsonStr),
     Signature(&'a str),
 }
 
@@ -399,14 +395,24 @@ impl<'a> DeltaOut<'a> {
 impl Serialize for DeltaOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(2))?;
-        let (ty, key, val) = match self {
-            DeltaOut::Text(t) => ("text_delta", "text", t),
-            DeltaOut::Json(j) => ("input_json_delta", "partial_json", j),
-            DeltaOut::Thinking(t) => ("thinking_delta", "thinking", t),
-            DeltaOut::Signature(sig) => ("signature_delta", "signature", sig),
-        };
-        m.serialize_entry("type", ty)?;
-        m.serialize_entry(key, val)?;
+        match self {
+            DeltaOut::Text(t) => {
+                m.serialize_entry("type", "text_delta")?;
+                m.serialize_entry("text", t)?;
+            }
+            DeltaOut::Json(j) => {
+                m.serialize_entry("type", "input_json_delta")?;
+                m.serialize_entry("partial_json", j)?;
+            }
+            DeltaOut::Thinking(t) => {
+                m.serialize_entry("type", "thinking_delta")?;
+                m.serialize_entry("thinking", t)?;
+            }
+            DeltaOut::Signature(sig) => {
+                m.serialize_entry("type", "signature_delta")?;
+                m.serialize_entry("signature", sig)?;
+            }
+        }
         m.end()
     }
 }

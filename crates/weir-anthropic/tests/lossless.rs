@@ -34,7 +34,7 @@ fn check_exchange(x: &Exchange) -> usize {
         let mut out = Vec::new();
         for ev in &events {
             let frame = dec
-                .decode(ev)
+                .decode(ev.clone())
                 .unwrap_or_else(|e| panic!("{}: stream event {:?}: {e}", x.name, ev.data()));
             enc.encode(&frame, &mut out).unwrap();
         }

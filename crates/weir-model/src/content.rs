@@ -1,5 +1,6 @@
 //! Messages and content blocks.
 
+use crate::json_str::JsonStr;
 use crate::raw::{Dialect, Extra, RawJson};
 
 /// Who said a message.
@@ -57,7 +58,7 @@ pub struct Content {
 
 impl Content {
     /// Plain text content, written as a string.
-    pub fn text(text: impl Into<String>) -> Self {
+    pub fn text(text: impl Into<JsonStr>) -> Self {
         Content {
             blocks: vec![ContentBlock::Text(TextBlock::new(text))],
             form: ContentForm::String,
@@ -74,7 +75,7 @@ impl Content {
 
     /// If the content is exactly one text block with no annotations, its text: the case a
     /// dialect may write as a plain string.
-    pub fn as_plain_text(&self) -> Option<&str> {
+    pub fn as_plain_text(&self) -> Option<&JsonStr> {
         match self.blocks.as_slice() {
             [ContentBlock::Text(t)] if t.cache_control.is_none() && t.extra.is_empty() => {
                 Some(&t.text)
@@ -91,7 +92,7 @@ impl Content {
                 if !out.is_empty() {
                     out.push_str(sep);
                 }
-                out.push_str(&t.text);
+                out.push_str(&t.text.as_str());
             }
         }
         out
@@ -111,7 +112,7 @@ pub struct Message {
 
 impl Message {
     /// A message with plain text content.
-    pub fn text(role: Role, text: impl Into<String>) -> Self {
+    pub fn text(role: Role, text: impl Into<JsonStr>) -> Self {
         Message {
             role,
             content: Content::text(text),
@@ -161,7 +162,7 @@ impl ContentBlock {
 #[derive(Clone, Debug, Default)]
 pub struct TextBlock {
     /// The text.
-    pub text: String,
+    pub text: JsonStr,
     /// Anthropic prompt-caching marker, verbatim.
     pub cache_control: Option<RawJson>,
     /// Unknown fields (citations, ...).
@@ -170,7 +171,7 @@ pub struct TextBlock {
 
 impl TextBlock {
     /// Plain text.
-    pub fn new(text: impl Into<String>) -> Self {
+    pub fn new(text: impl Into<JsonStr>) -> Self {
         TextBlock {
             text: text.into(),
             ..Default::default()
@@ -299,7 +300,7 @@ pub struct ToolResultBlock {
 #[derive(Clone, Debug, Default)]
 pub struct ThinkingBlock {
     /// The reasoning text.
-    pub thinking: String,
+    pub thinking: JsonStr,
     /// Anthropic's signature; must be sent back unmodified. `None` when the source dialect
     /// has none (OpenAI-compatible `reasoning_content`).
     pub signature: Option<String>,

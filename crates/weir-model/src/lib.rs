@@ -10,6 +10,7 @@
 
 pub mod content;
 pub mod error;
+pub mod json_str;
 pub mod provider;
 pub mod raw;
 pub mod request;
@@ -24,6 +25,7 @@ pub use content::{
     ToolUseBlock, UnknownBlock,
 };
 pub use error::{ApiError, ErrorKind, ProviderError, WireError};
+pub use json_str::JsonStr;
 pub use provider::{CallContext, Capabilities, EventStream, Provider, Reply};
 pub use raw::{Dialect, Extra, Key, RawJson};
 pub use request::{

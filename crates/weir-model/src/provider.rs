@@ -99,7 +99,7 @@ impl CallContext {
 /// upstream, one key (from `cx`). Failures are classified in [`ProviderError`] so the
 /// router can decide whether to try elsewhere and whether the target is unhealthy.
 ///
-/// ```ignore
+/// ```text
 /// let reply = provider.send(request, CallContext::new("req-1")).await?;
 /// ```
 #[async_trait::async_trait]

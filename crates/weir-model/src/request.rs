@@ -1,6 +1,7 @@
 //! The canonical chat request.
 
 use crate::content::{Content, Message};
+use crate::json_str::JsonStr;
 use crate::raw::{Dialect, Extra, RawJson};
 
 /// A chat request, whichever dialect it arrived in.
@@ -119,7 +120,7 @@ pub struct FunctionTool {
     /// Name.
     pub name: String,
     /// Description for the model.
-    pub description: Option<String>,
+    pub description: Option<JsonStr>,
     /// JSON Schema of the arguments, verbatim.
     pub parameters: Option<RawJson>,
     /// Strict schema adherence.

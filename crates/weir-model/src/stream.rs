@@ -7,6 +7,7 @@
 
 use crate::content::ContentBlock;
 use crate::error::ApiError;
+use crate::json_str::JsonStr;
 use crate::raw::{Dialect, RawJson};
 use crate::response::{StopReason, Usage};
 
@@ -79,12 +80,12 @@ impl StreamEvent {
 #[derive(Clone, Debug)]
 pub enum Delta {
     /// Text.
-    Text(String),
+    Text(JsonStr),
     /// A fragment of a tool call's JSON arguments (fragments concatenate; any single one
     /// may be invalid JSON on its own).
-    InputJson(String),
+    InputJson(JsonStr),
     /// Reasoning text.
-    Thinking(String),
+    Thinking(JsonStr),
     /// The thinking block's signature (arrives just before the block stops).
     Signature(String),
     /// A delta type the decoder does not model (citations, ...), verbatim.
@@ -101,10 +102,8 @@ pub enum Delta {
 pub struct SourceEvent {
     /// The upstream's dialect.
     pub dialect: Dialect,
-    /// The SSE `event:` name, if any.
-    pub event: Option<String>,
-    /// The SSE data, as received.
-    pub data: String,
+    /// The event as received (moved here, not copied).
+    pub event: weir_sse::Event,
 }
 
 /// What one upstream SSE event turned into.

@@ -70,6 +70,26 @@ impl<'de> Deserialize<'de> for RawFields<'de> {
     }
 }
 
+/// An error from parsing a nested value (a raw slice of the document) as an error of the
+/// outer deserializer: the inner position, relative to the slice, would mislead, so it is
+/// dropped and the outer deserializer adds the document position.
+pub fn nested_error<E: serde::de::Error>(e: &serde_json::Error) -> E {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    E::custom(text.strip_suffix(&suffix).unwrap_or(&text))
+}
+
+/// The body as UTF-8. Validating once up front lets the JSON parser skip validating every
+/// string (JSON must be UTF-8 anyway).
+pub fn utf8<'a>(what: &str, body: &'a [u8]) -> Result<&'a str, crate::WireError> {
+    std::str::from_utf8(body).map_err(|e| {
+        crate::WireError::Malformed(format!(
+            "invalid {what}: not UTF-8 (at byte {})",
+            e.valid_up_to()
+        ))
+    })
+}
+
 /// JSON text without insignificant whitespace: `{"a": 1}` becomes `{"a":1}`. Borrowed
 /// when there is nothing to remove (the common case for machine-written JSON). Only valid
 /// JSON is passed here, so string boundaries are tracked by quotes and escapes alone.

@@ -9,11 +9,11 @@ use serde_json::value::RawValue;
 use weir_model::raw::to_raw;
 use weir_model::wire::{object_text, RawFields};
 use weir_model::{
-    Content, ContentBlock, ContentForm, Dialect, DocumentBlock, Extra, ImageBlock, MediaSource,
-    TextBlock, UnknownBlock,
+    Content, ContentBlock, ContentForm, Dialect, DocumentBlock, Extra, ImageBlock, JsonStr,
+    MediaSource, TextBlock, UnknownBlock,
 };
 
-/// A content field: string, array of parts, or `null`.
+/// A content field: string, array of parts, or `null`. Strings stay JSON tokens.
 pub(crate) struct OContent(pub Content);
 
 impl<'de> Deserialize<'de> for OContent {
@@ -22,13 +22,15 @@ impl<'de> Deserialize<'de> for OContent {
         impl<'de> Visitor<'de> for V {
             type Value = OContent;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string or an array of content parts")
+                f.write_str("a string or an array of content blocks")
+            }
+            // A string without escapes arrives borrowed: its token is the same bytes in
+            // quotes, so no re-escaping is needed.
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<OContent, E> {
+                Ok(OContent(Content::text(JsonStr::from_unescaped(v))))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<OContent, E> {
-                Ok(OContent(Content::text(v)))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<OContent, E> {
-                Ok(OContent(Content::text(v)))
+                Ok(OContent(Content::text(JsonStr::new(v))))
             }
             fn visit_unit<E: de::Error>(self) -> Result<OContent, E> {
                 Ok(OContent(Content {
@@ -72,8 +74,8 @@ impl<'de> Deserialize<'de> for OPart {
             e
         };
         let block = match ty.as_deref() {
-            Some("text") => match get("text").map(|v| serde_json::from_str::<String>(v.get())) {
-                Some(Ok(text)) => Some(ContentBlock::Text(TextBlock {
+            Some("text") => match get("text").and_then(JsonStr::from_raw_ref) {
+                Some(text) => Some(ContentBlock::Text(TextBlock {
                     text,
                     cache_control: get("cache_control")
                         .filter(|v| v.get() != "null")
@@ -264,14 +266,16 @@ impl Serialize for ContentOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let plain = match self.blocks {
             [ContentBlock::Text(t)] if t.cache_control.is_none() && t.extra.is_empty() => {
-                Some(t.text.as_str())
+                Some(Some(&t.text))
             }
-            [] if self.form == ContentForm::String => Some(""),
+            [] if self.form == ContentForm::String => Some(None),
             _ => None,
         };
         let want_string = self.form == ContentForm::String || !self.same;
-        if let (Some(text), true) = (plain, want_string) {
-            return s.serialize_str(text);
+        match (plain, want_string) {
+            (Some(Some(text)), true) => return text.serialize(s),
+            (Some(None), true) => return s.serialize_str(""),
+            _ => {}
         }
         if self.blocks.is_empty() && matches!(self.form, ContentForm::Null | ContentForm::Absent) {
             return s.serialize_unit();

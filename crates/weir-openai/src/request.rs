@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use weir_model::raw::{to_raw, Key};
 use weir_model::wire::{object_text, opt_value, RawFields};
+use weir_model::JsonStr;
 use weir_model::{
     ChatRequest, Content, ContentBlock, ContentForm, Dialect, Extra, FunctionTool, MaxTokensField,
     Message, Metadata, RawJson, Role, StopSequences, ThinkingBlock, ThinkingConfig, Tool,
@@ -46,8 +47,8 @@ impl Default for EncodeOptions {
 
 /// Decodes a client's Chat Completions request body.
 pub fn decode_request(body: &[u8]) -> Result<ChatRequest, WireError> {
-    let r: ORequest =
-        serde_json::from_slice(body).map_err(|e| WireError::from_json("request body", &e))?;
+    let r: ORequest = serde_json::from_str(weir_model::wire::utf8("request body", body)?)
+        .map_err(|e| WireError::from_json("request body", &e))?;
     Ok(r.0)
 }
 
@@ -248,7 +249,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
             form: ContentForm::Absent,
         };
         let mut tool_calls: Option<Vec<ContentBlock>> = None;
-        let mut reasoning: Option<String> = None;
+        let mut reasoning: Option<JsonStr> = None;
         let mut tool_call_id: Option<String> = None;
         let mut extra = Extra::new();
         while let Some(k) = map.next_key::<Key<'de>>()? {
@@ -362,8 +363,8 @@ impl<'de> Deserialize<'de> for OToolCall {
                 }
                 // A function object with more than name and arguments is kept whole.
                 if let Some(fraw) = get("function") {
-                    let n: RawFields<'_> =
-                        serde_json::from_str(fraw.get()).map_err(de::Error::custom)?;
+                    let n: RawFields<'_> = serde_json::from_str(fraw.get())
+                        .map_err(|e| weir_model::wire::nested_error(&e))?;
                     if n.0.len() != 2 {
                         extra.insert("function", fraw.to_owned());
                     }
@@ -504,11 +505,11 @@ pub(crate) struct OutMessage<'a> {
     parts: Vec<&'a ContentBlock>,
     form: ContentForm,
     tool_calls: Vec<&'a ContentBlock>,
-    reasoning: Option<String>,
+    reasoning: Option<JsonStr>,
     /// For tool messages.
     tool_call_id: Option<&'a str>,
     /// Tool-result text when it had to be rewritten (error marker, flattened parts).
-    tool_text: Option<String>,
+    tool_text: Option<JsonStr>,
     extra: Option<&'a Extra>,
 }
 
@@ -551,7 +552,7 @@ fn plan_messages<'a>(
             if !same && m.parts.len() > 1 {
                 // Several system blocks become one string: OpenAI-compatible servers differ
                 // in whether they accept parts on system messages.
-                m.tool_text = Some(sys.joined_text("\n\n"));
+                m.tool_text = Some(JsonStr::new(&sys.joined_text("\n\n")));
             }
             out.push(m);
         }
@@ -604,10 +605,10 @@ fn plan_messages<'a>(
             }
             Role::Assistant => {
                 let mut m = OutMessage::new("assistant");
-                let mut reasoning = String::new();
+                let mut reasoning = Vec::new();
                 for b in &msg.content.blocks {
                     match b {
-                        ContentBlock::Thinking(t) => reasoning.push_str(&t.thinking),
+                        ContentBlock::Thinking(t) => reasoning.push(&t.thinking),
                         ContentBlock::RedactedThinking(_) => {}
                         ContentBlock::ToolUse(_) => m.tool_calls.push(b),
                         ContentBlock::Unknown(u) if u.dialect != Dialect::OpenAi => {
@@ -618,8 +619,8 @@ fn plan_messages<'a>(
                         _ => m.parts.push(b),
                     }
                 }
-                if opts.reasoning_content_in_history && !reasoning.is_empty() {
-                    m.reasoning = Some(reasoning);
+                if opts.reasoning_content_in_history {
+                    m.reasoning = JsonStr::join(reasoning, "");
                 }
                 m.form = ContentForm::String;
                 if m.parts.is_empty() && m.tool_calls.is_empty() {
@@ -663,15 +664,10 @@ fn tool_message<'a>(
 ) -> Result<OutMessage<'a>, String> {
     let mut m = OutMessage::new("tool");
     m.tool_call_id = Some(&r.tool_use_id);
-    let mut text = String::new();
+    let mut texts = Vec::new();
     for b in &r.content.blocks {
         match b {
-            ContentBlock::Text(t) => {
-                if !text.is_empty() {
-                    text.push('\n');
-                }
-                text.push_str(&t.text);
-            }
+            ContentBlock::Text(t) => texts.push(&t.text),
             ContentBlock::Image(_) | ContentBlock::Document(_) => media.push(b),
             other => {
                 return Err(format!(
@@ -681,8 +677,9 @@ fn tool_message<'a>(
             }
         }
     }
+    let mut text = JsonStr::join(texts, "\n").unwrap_or_default();
     if r.is_error == Some(true) {
-        text.insert_str(0, "Error: ");
+        text = JsonStr::new(&format!("Error: {}", text.as_str()));
     }
     m.tool_text = Some(text);
     m.form = ContentForm::String;

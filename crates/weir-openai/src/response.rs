@@ -8,6 +8,7 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 use weir_model::raw::Key;
 use weir_model::wire::opt_value;
+use weir_model::JsonStr;
 use weir_model::{
     ChatResponse, ContentBlock, Dialect, Extra, RawJson, StopReason, TextBlock, ThinkingBlock,
     Usage, WireError,
@@ -17,8 +18,8 @@ use crate::request::{OToolCall, ToolCallsOut};
 
 /// Decodes an upstream's (non-streamed) Chat Completions response.
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
-    let r: OResponse =
-        serde_json::from_slice(body).map_err(|e| WireError::from_json("response body", &e))?;
+    let r: OResponse = serde_json::from_str(weir_model::wire::utf8("response body", body)?)
+        .map_err(|e| WireError::from_json("response body", &e))?;
     Ok(r.0)
 }
 
@@ -92,8 +93,8 @@ impl<'de> de::DeserializeSeed<'de> for ChoicesSeed<'_> {
             fn visit_seq<S: SeqAccess<'de>>(self, mut seq: S) -> Result<(), S::Error> {
                 let r = self.0;
                 if let Some(first) = seq.next_element::<RawJson>()? {
-                    let c: OChoice =
-                        serde_json::from_str(first.get()).map_err(de::Error::custom)?;
+                    let c: OChoice = serde_json::from_str(first.get())
+                        .map_err(|e| weir_model::wire::nested_error(&e))?;
                     r.content = c.content;
                     r.stop_reason = c.stop_reason;
                     r.choice_extra = c.choice_extra;
@@ -166,8 +167,8 @@ impl<'de> Deserialize<'de> for OMessage {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OMessage, A::Error> {
                 let mut extra = Extra::new();
-                let mut text: Option<String> = None;
-                let mut reasoning: Option<String> = None;
+                let mut text: Option<JsonStr> = None;
+                let mut reasoning: Option<JsonStr> = None;
                 let mut calls: Vec<ContentBlock> = Vec::new();
                 while let Some(k) = map.next_key::<Key<'de>>()? {
                     match k.as_str() {
@@ -389,15 +390,13 @@ struct MessageOut<'a> {
 impl Serialize for MessageOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (r, same) = (self.r, self.same);
-        let mut text: Option<String> = None;
-        let mut reasoning: Option<String> = None;
+        let mut texts = Vec::new();
+        let mut thinking = Vec::new();
         let mut calls: Vec<&ContentBlock> = Vec::new();
         for b in &r.content {
             match b {
-                ContentBlock::Text(t) => text.get_or_insert_with(String::new).push_str(&t.text),
-                ContentBlock::Thinking(t) => reasoning
-                    .get_or_insert_with(String::new)
-                    .push_str(&t.thinking),
+                ContentBlock::Text(t) => texts.push(&t.text),
+                ContentBlock::Thinking(t) => thinking.push(&t.thinking),
                 ContentBlock::ToolUse(_) => calls.push(b),
                 ContentBlock::Unknown(u) if same && u.dialect == Dialect::OpenAi => calls.push(b),
                 _ => {}
@@ -407,6 +406,8 @@ impl Serialize for MessageOut<'_> {
         if !same {
             m.serialize_entry("role", "assistant")?;
         }
+        let text = JsonStr::join(texts, "");
+        let reasoning = JsonStr::join(thinking, "");
         match (text, same) {
             (Some(t), _) => m.serialize_entry("content", &t)?,
             (None, false) => m.serialize_entry("content", &())?,

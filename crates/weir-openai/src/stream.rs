@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use weir_model::{
-    ContentBlock, Delta, Dialect, Frame, SourceEvent, StopReason, StreamEvent, TextBlock,
+    ContentBlock, Delta, Dialect, Frame, JsonStr, SourceEvent, StopReason, StreamEvent, TextBlock,
     ThinkingBlock, ToolInput, ToolUseBlock, Usage, WireError,
 };
 use weir_sse::Event;
@@ -80,11 +80,11 @@ struct ChunkChoice<'a> {
 
 #[derive(Deserialize)]
 struct ChunkDelta<'a> {
-    content: Option<String>,
-    reasoning_content: Option<String>,
+    content: Option<JsonStr>,
+    reasoning_content: Option<JsonStr>,
     /// Groq, OpenRouter and Ollama name it `reasoning`.
-    reasoning: Option<String>,
-    refusal: Option<String>,
+    reasoning: Option<JsonStr>,
+    refusal: Option<JsonStr>,
     #[serde(borrow)]
     tool_calls: Option<Vec<ToolCallDelta<'a>>>,
 }
@@ -101,8 +101,9 @@ struct ToolCallDelta<'a> {
 #[derive(Deserialize)]
 struct FunctionDelta<'a> {
     name: Option<String>,
-    #[serde(borrow)]
-    arguments: Option<std::borrow::Cow<'a, str>>,
+    arguments: Option<JsonStr>,
+    #[serde(skip)]
+    _borrow: std::marker::PhantomData<&'a ()>,
 }
 
 impl StreamDecoder {
@@ -112,7 +113,7 @@ impl StreamDecoder {
     }
 
     /// Decodes one SSE event.
-    pub fn decode(&mut self, event: &Event) -> Result<Frame, WireError> {
+    pub fn decode(&mut self, event: Event) -> Result<Frame, WireError> {
         let data = event.data();
         let mut events = Vec::new();
         if data.trim_end() == "[DONE]" {
@@ -126,8 +127,7 @@ impl StreamDecoder {
             events,
             source: Some(SourceEvent {
                 dialect: Dialect::OpenAi,
-                event: event.event().map(str::to_owned),
-                data: data.to_owned(),
+                event,
             }),
         })
     }
@@ -255,7 +255,7 @@ impl StreamDecoder {
         if let Some(a) = args.filter(|a| !a.is_empty()) {
             out.push(StreamEvent::BlockDelta {
                 index,
-                delta: Delta::InputJson(a.into_owned()),
+                delta: Delta::InputJson(a),
             });
         }
     }
@@ -338,6 +338,8 @@ pub struct StreamEncoder {
     tools: Vec<(u32, u32, bool)>,
     usage: Usage,
     done: bool,
+    empty: JsonStr,
+    empty_object: JsonStr,
 }
 
 impl StreamEncoder {
@@ -352,6 +354,8 @@ impl StreamEncoder {
             tools: Vec::new(),
             usage: Usage::default(),
             done: false,
+            empty: JsonStr::empty(),
+            empty_object: JsonStr::new("{}"),
         }
     }
 
@@ -359,11 +363,8 @@ impl StreamEncoder {
     pub fn encode(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<(), WireError> {
         if let Some(src) = &frame.source {
             if src.dialect == Dialect::OpenAi {
-                let mut ev = Event::new(src.data.as_str());
-                if let Some(name) = &src.event {
-                    ev = ev.with_event(name.as_str());
-                }
-                return weir_sse::encode(&ev, out).map_err(|e| WireError::Malformed(e.to_string()));
+                return weir_sse::encode(&src.event, out)
+                    .map_err(|e| WireError::Malformed(e.to_string()));
             }
         }
         for ev in &frame.events {
@@ -403,7 +404,7 @@ impl StreamEncoder {
                 self.usage.merge(usage);
                 let d = DeltaOut {
                     role: Some("assistant"),
-                    content: Some(""),
+                    content: Some(&self.empty),
                     ..DeltaOut::default()
                 };
                 self.chunk(d, None, out)?;
@@ -418,7 +419,7 @@ impl StreamEncoder {
                         ty: Some("function"),
                         function: FunctionOut {
                             name: Some(&t.name),
-                            arguments: "",
+                            arguments: &self.empty,
                         },
                     };
                     self.chunk(DeltaOut::tool(call), None, out)?;
@@ -452,7 +453,11 @@ impl StreamEncoder {
                 // A tool called without arguments streams only `partial_json: ""`; OpenAI
                 // clients parse the concatenated arguments, so they must get `{}`.
                 if let Some(&(_, ti, false)) = self.tools.iter().find(|t| t.0 == *index) {
-                    self.chunk(DeltaOut::tool(ToolCallOut::arguments(ti, "{}")), None, out)?;
+                    self.chunk(
+                        DeltaOut::tool(ToolCallOut::arguments(ti, &self.empty_object)),
+                        None,
+                        out,
+                    )?;
                 }
             }
             StreamEvent::MessageDelta {
@@ -521,9 +526,9 @@ struct DeltaOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     role: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a str>,
+    content: Option<&'a JsonStr>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<&'a str>,
+    reasoning_content: Option<&'a JsonStr>,
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[ToolCallOut<'a>; 1]>,
 }
@@ -548,7 +553,7 @@ struct ToolCallOut<'a> {
 }
 
 impl<'a> ToolCallOut<'a> {
-    fn arguments(index: u32, arguments: &'a str) -> Self {
+    fn arguments(index: u32, arguments: &'a JsonStr) -> Self {
         ToolCallOut {
             index,
             id: None,
@@ -565,7 +570,7 @@ impl<'a> ToolCallOut<'a> {
 struct FunctionOut<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     name: Option<&'a str>,
-    arguments: &'a str,
+    arguments: &'a JsonStr,
 }
 
 /// Writes a JSON value as one SSE `data:` line: serialized JSON holds no raw newline,

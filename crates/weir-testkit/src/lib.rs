@@ -238,7 +238,7 @@ pub fn collect<'a>(frames: impl IntoIterator<Item = &'a weir_model::Frame>) -> C
                 }
                 StreamEvent::BlockStart { index, block } => match block {
                     ContentBlock::Text(t) => {
-                        c.text.push(t.text.clone());
+                        c.text.push(t.text.as_str().into_owned());
                         blocks.push((*index, 't', c.text.len() - 1));
                     }
                     ContentBlock::ToolUse(t) => {
@@ -253,7 +253,7 @@ pub fn collect<'a>(frames: impl IntoIterator<Item = &'a weir_model::Frame>) -> C
                         blocks.push((*index, 'u', c.tool_calls.len() - 1));
                     }
                     ContentBlock::Thinking(t) => {
-                        c.thinking.push_str(&t.thinking);
+                        c.thinking.push_str(&t.thinking.as_str());
                         blocks.push((*index, 'h', 0));
                     }
                     _ => blocks.push((*index, '?', 0)),
@@ -263,9 +263,9 @@ pub fn collect<'a>(frames: impl IntoIterator<Item = &'a weir_model::Frame>) -> C
                         panic!("delta for unopened block {index}");
                     };
                     match (kind, delta) {
-                        ('t', Delta::Text(t)) => c.text[pos].push_str(t),
-                        ('u', Delta::InputJson(j)) => c.tool_calls[pos].2.push_str(j),
-                        ('h', Delta::Thinking(t)) => c.thinking.push_str(t),
+                        ('t', Delta::Text(t)) => c.text[pos].push_str(&t.as_str()),
+                        ('u', Delta::InputJson(j)) => c.tool_calls[pos].2.push_str(&j.as_str()),
+                        ('h', Delta::Thinking(t)) => c.thinking.push_str(&t.as_str()),
                         ('h', Delta::Signature(s)) => c.signatures.push(s.clone()),
                         _ => {}
                     }
@@ -296,6 +296,151 @@ pub fn collect<'a>(frames: impl IntoIterator<Item = &'a weir_model::Frame>) -> C
         usage.cache_write_tokens.unwrap_or(0),
     );
     c
+}
+
+/// A Claude Code-sized Messages request: 50 tools with JSON schemas and long
+/// descriptions, a long cached system prompt, a multi-turn history with tool calls and
+/// results, thinking and an `anthropic-beta` era feature set. About `target_bytes` long.
+pub fn claude_code_request(target_bytes: usize) -> Vec<u8> {
+    use serde_json::json;
+    let para = "When you are asked to change code, read the file first, keep edits minimal, \
+                preserve the existing style, and explain what you changed and why. ";
+    let tools: Vec<Value> = (0..50)
+        .map(|i| {
+            json!({
+                "name": format!("Tool{i}"),
+                "description": para.repeat(4),
+                "input_schema": {
+                    "$schema": "http://json-schema.org/draft-07/schema#",
+                    "type": "object",
+                    "additionalProperties": false,
+                    "properties": {
+                        "path": {"type": "string", "description": "Absolute path of the file to operate on."},
+                        "limit": {"type": "number", "description": "How many lines to read."},
+                        "flags": {"type": "array", "items": {"type": "string", "enum": ["a", "b", "c"]}}
+                    },
+                    "required": ["path"]
+                }
+            })
+        })
+        .collect();
+    let mut messages = vec![json!({"role": "user", "content": [
+        {"type": "text", "text": "<system-reminder>The user is working in /repo.</system-reminder>"},
+        {"type": "text", "text": "Fix the failing test in crates/weir-sse.", "cache_control": {"type": "ephemeral"}}
+    ]})];
+    let mut body = json!({});
+    let mut turn = 0;
+    loop {
+        body = json!({
+            "model": "claude-sonnet-4-5-20250929",
+            "max_tokens": 32000,
+            "stream": true,
+            "system": [
+                {"type": "text", "text": "You are Claude Code, Anthropic's official CLI for Claude."},
+                {"type": "text", "text": para.repeat(60), "cache_control": {"type": "ephemeral"}}
+            ],
+            "messages": messages,
+            "tools": tools,
+            "thinking": {"type": "adaptive"},
+            "output_config": {"effort": "high"},
+            "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+            "metadata": {"user_id": "{\"device_id\":\"5f0c\",\"session_id\":\"a1b2\"}"}
+        });
+        if serde_json::to_vec(&body).unwrap().len() >= target_bytes || turn > 1000 {
+            break;
+        }
+        let id = format!("toolu_01{turn:022}");
+        messages.push(json!({"role": "assistant", "content": [
+            {"type": "thinking", "thinking": "I should look at the file.", "signature": "EqQBCkgIBxABGAIqQKzY3ZbbsUwS2F6b0mFzaQ=="},
+            {"type": "tool_use", "id": id, "name": "Tool1", "input": {"path": "/repo/src/lib.rs", "limit": 200}}
+        ]}));
+        messages.push(json!({"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": id, "content": "fn main() {\n    println!(\"hello\");\n}\n".repeat(8)}
+        ]}));
+        turn += 1;
+    }
+    let mut out = String::with_capacity(target_bytes + 1024);
+    write_type_first(&body, &mut out);
+    out.into_bytes()
+}
+
+/// Writes JSON with each object's `type` key first, as SDKs do (serde_json's own maps
+/// sort keys, which would put `type` last).
+fn write_type_first(v: &Value, out: &mut String) {
+    match v {
+        Value::Object(m) => {
+            out.push('{');
+            let mut first = true;
+            let typed = m.get_key_value("type").into_iter();
+            for (k, v) in typed.chain(m.iter().filter(|(k, _)| k.as_str() != "type")) {
+                if !first {
+                    out.push(',');
+                }
+                first = false;
+                out.push_str(&Value::String(k.clone()).to_string());
+                out.push(':');
+                write_type_first(v, out);
+            }
+            out.push('}');
+        }
+        Value::Array(a) => {
+            out.push('[');
+            for (i, v) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_type_first(v, out);
+            }
+            out.push(']');
+        }
+        other => out.push_str(&other.to_string()),
+    }
+}
+
+/// A long Anthropic Messages stream: text, then a tool call, `n` text deltas in all.
+pub fn anthropic_stream(n: usize) -> Vec<u8> {
+    let mut s = String::new();
+    s.push_str("event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_bench\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1200,\"cache_read_input_tokens\":20000,\"output_tokens\":1}}}\n\n");
+    s.push_str("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n");
+    for i in 0..n {
+        if i % 50 == 0 {
+            s.push_str("event: ping\ndata: {\"type\": \"ping\"}\n\n");
+        }
+        s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"The quick brown fox jumps over the lazy dog, \\\"quoted\\\" and\\nnewline \"}}    \n\n");
+    }
+    s.push_str(
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    );
+    s.push_str("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_01bench\",\"name\":\"Read\",\"input\":{}}}\n\n");
+    for _ in 0..10 {
+        s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"path\\\": \\\"/repo\"}}\n\n");
+    }
+    s.push_str(
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+    );
+    s.push_str("event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":900}}\n\n");
+    s.push_str("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+    s.into_bytes()
+}
+
+/// A long Chat Completions stream with `n` content chunks, a tool call and a usage chunk.
+pub fn openai_stream(n: usize) -> Vec<u8> {
+    let head = "{\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1731000000,\"model\":\"gpt-4o-2024-08-06\",\"system_fingerprint\":\"fp_f785eb5f47\",\"choices\":[{\"index\":0,\"delta\":";
+    let mut s = String::new();
+    s.push_str(&format!("data: {head}{{\"role\":\"assistant\",\"content\":\"\"}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"));
+    for _ in 0..n {
+        s.push_str(&format!("data: {head}{{\"content\":\"The quick brown fox jumps over the lazy dog, \\\"quoted\\\" and\\nnewline \"}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"));
+    }
+    s.push_str(&format!("data: {head}{{\"tool_calls\":[{{\"index\":0,\"id\":\"call_bench\",\"type\":\"function\",\"function\":{{\"name\":\"Read\",\"arguments\":\"\"}}}}]}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"));
+    for _ in 0..10 {
+        s.push_str(&format!("data: {head}{{\"tool_calls\":[{{\"index\":0,\"function\":{{\"arguments\":\"{{\\\"path\\\": \\\"/repo\"}}}}]}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"));
+    }
+    s.push_str(&format!(
+        "data: {head}{{}},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}}]}}\n\n"
+    ));
+    s.push_str("data: {\"id\":\"chatcmpl-bench\",\"object\":\"chat.completion.chunk\",\"created\":1731000000,\"model\":\"gpt-4o-2024-08-06\",\"choices\":[],\"usage\":{\"prompt_tokens\":21200,\"completion_tokens\":900,\"total_tokens\":22100,\"prompt_tokens_details\":{\"cached_tokens\":20000}}}\n\n");
+    s.push_str("data: [DONE]\n\n");
+    s.into_bytes()
 }
 
 #[cfg(test)]

@@ -67,12 +67,13 @@ fn stream(dir: &Path, dialect: &str) -> Option<String> {
             created: Some(0),
         });
         for ev in &events {
-            enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
+            enc.encode(&dec.decode(ev.clone()).unwrap(), &mut out)
+                .unwrap();
         }
     } else {
         let mut dec = weir_openai::StreamDecoder::new();
         let mut enc = weir_anthropic::StreamEncoder::new();
-        let mut frames: Vec<Frame> = events.iter().map(|e| dec.decode(e).unwrap()).collect();
+        let mut frames: Vec<Frame> = events.into_iter().map(|e| dec.decode(e).unwrap()).collect();
         frames.push(dec.finish().unwrap());
         for f in &frames {
             enc.encode(f, &mut out).unwrap();

@@ -523,7 +523,7 @@ event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n
     let mut enc = weir_openai::StreamEncoder::new(Default::default());
     let mut out = Vec::new();
     for ev in sse_events(body.as_bytes()) {
-        enc.encode(&dec.decode(&ev).unwrap(), &mut out).unwrap();
+        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
     }
     let chunks: Vec<Value> = sse_events(&out)
         .iter()
@@ -785,7 +785,7 @@ fn openai_stream_reframes_into_anthropic_events() {
     let mut enc = weir_anthropic::StreamEncoder::new();
     let mut out = Vec::new();
     for ev in sse_events(body.as_bytes()) {
-        enc.encode(&dec.decode(&ev).unwrap(), &mut out).unwrap();
+        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
     }
     let got: Vec<(String, Value)> = sse_events(&out)
         .iter()
@@ -839,7 +839,7 @@ fn anthropic_stream_reframes_into_openai_chunks_with_usage_and_done() {
     });
     let mut out = Vec::new();
     for ev in sse_events(body.as_bytes()) {
-        enc.encode(&dec.decode(&ev).unwrap(), &mut out).unwrap();
+        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
     }
     let events = sse_events(&out);
     assert_eq!(events.last().unwrap().data(), "[DONE]");
@@ -876,7 +876,7 @@ fn anthropic_stream_reframes_into_openai_chunks_with_usage_and_done() {
 fn truncated_openai_stream_is_an_error_at_the_end() {
     let mut dec = weir_openai::StreamDecoder::new();
     for ev in sse_events(b"data: {\"id\":\"c\",\"model\":\"g\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hi\"}}]}\n\n") {
-        dec.decode(&ev).unwrap();
+        dec.decode(ev).unwrap();
     }
     assert!(dec.finish().is_err());
 }
@@ -890,7 +890,7 @@ fn streamed_and_collected_tool_calls_agree() {
     let mut dec = weir_openai::StreamDecoder::new();
     let frames: Vec<Frame> = sse_events(&body)
         .iter()
-        .map(|e| dec.decode(e).unwrap())
+        .map(|e| dec.decode(e.clone()).unwrap())
         .collect();
     let c = collect(&frames);
     assert_eq!(

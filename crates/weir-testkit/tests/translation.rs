@@ -33,7 +33,7 @@ fn comparable(c: &Collected) -> Collected {
 fn anthropic_frames(body: &[u8]) -> Vec<Frame> {
     let mut d = weir_anthropic::StreamDecoder::new();
     sse_events(body)
-        .iter()
+        .into_iter()
         .map(|e| d.decode(e).unwrap())
         .collect()
 }
@@ -41,7 +41,7 @@ fn anthropic_frames(body: &[u8]) -> Vec<Frame> {
 fn openai_frames(body: &[u8]) -> Vec<Frame> {
     let mut d = weir_openai::StreamDecoder::new();
     let mut frames: Vec<Frame> = sse_events(body)
-        .iter()
+        .into_iter()
         .map(|e| d.decode(e).unwrap())
         .collect();
     frames.push(d.finish().unwrap());
@@ -130,4 +130,17 @@ fn corpus_streams_translate_both_ways() {
         o.len()
     );
     assert!(!a.is_empty() && !o.is_empty());
+}
+
+#[test]
+fn generated_benchmark_inputs_are_valid_and_translate() {
+    let req = weir_testkit::claude_code_request(100_000);
+    assert!((100_000..110_000).contains(&req.len()), "{}", req.len());
+    let canon = weir_anthropic::decode_request(&req).unwrap();
+    assert_eq!(canon.tools().len(), 50);
+    let again = weir_anthropic::encode_request(&canon, &Default::default()).unwrap();
+    weir_testkit::assert_json_eq("claude code request", &req, &again);
+    weir_openai::encode_request(&canon, &Default::default()).unwrap();
+    check_anthropic_stream("generated", &weir_testkit::anthropic_stream(200));
+    check_openai_stream("generated", &weir_testkit::openai_stream(200));
 }

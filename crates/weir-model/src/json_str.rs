@@ -1,0 +1,186 @@
+//! [`JsonStr`]: a string kept as its JSON token.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer};
+use serde::ser::Serializer;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+/// A string held as the JSON string token it arrived as (quotes and escapes included).
+///
+/// Prompts, tool descriptions and streamed text are most of a request's and a stream's
+/// bytes. Every dialect spells strings the same way, so a gateway almost never needs their
+/// decoded value: keeping the token makes decoding a scan and encoding a copy. The decoded
+/// text is available through [`JsonStr::as_str`], borrowed when the token has no escapes.
+#[derive(Clone)]
+pub struct JsonStr(Box<RawValue>);
+
+impl JsonStr {
+    /// A token for `s` (escaping it).
+    pub fn new(s: &str) -> Self {
+        JsonStr(crate::raw::to_raw(s))
+    }
+
+    /// A token from raw JSON, if it is a string.
+    pub fn from_raw(raw: Box<RawValue>) -> Option<Self> {
+        raw.get().starts_with('"').then_some(JsonStr(raw))
+    }
+
+    /// A token from borrowed raw JSON, if it is a string.
+    pub fn from_raw_ref(raw: &RawValue) -> Option<Self> {
+        raw.get().starts_with('"').then(|| JsonStr(raw.to_owned()))
+    }
+
+    /// A token for a string known to need no escaping (it came out of a JSON document
+    /// unescaped, so it holds no quote, backslash or control character).
+    pub fn from_unescaped(s: &str) -> Self {
+        let mut tok = String::with_capacity(s.len() + 2);
+        tok.push('"');
+        tok.push_str(s);
+        tok.push('"');
+        match RawValue::from_string(tok) {
+            Ok(raw) => JsonStr(raw),
+            Err(_) => JsonStr::new(s),
+        }
+    }
+
+    /// The empty string.
+    pub fn empty() -> Self {
+        JsonStr::new("")
+    }
+
+    /// The decoded string.
+    pub fn as_str(&self) -> Cow<'_, str> {
+        let tok = self.0.get();
+        let inner = &tok[1..tok.len() - 1];
+        if inner.contains('\\') {
+            // A token holds a valid JSON string (checked on construction), so decoding it
+            // cannot fail; the fallback keeps the escaped form rather than panic.
+            Cow::Owned(serde_json::from_str::<String>(tok).unwrap_or_else(|_| inner.to_owned()))
+        } else {
+            Cow::Borrowed(inner)
+        }
+    }
+
+    /// The token, quotes included: valid JSON to write into any document.
+    pub fn token(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The strings joined with `sep`, or `None` when there are none. A single string is
+    /// cloned as it is (no decoding).
+    pub fn join<'a>(parts: impl IntoIterator<Item = &'a JsonStr>, sep: &str) -> Option<JsonStr> {
+        let mut it = parts.into_iter();
+        let first = it.next()?;
+        let Some(second) = it.next() else {
+            return Some(first.clone());
+        };
+        let mut s = first.as_str().into_owned();
+        for p in std::iter::once(second).chain(it) {
+            s.push_str(sep);
+            s.push_str(&p.as_str());
+        }
+        Some(JsonStr::new(&s))
+    }
+
+    /// Whether the string is empty.
+    pub fn is_empty(&self) -> bool {
+        self.0.get().len() == 2
+    }
+}
+
+impl Default for JsonStr {
+    fn default() -> Self {
+        JsonStr::empty()
+    }
+}
+
+impl From<&str> for JsonStr {
+    fn from(s: &str) -> Self {
+        JsonStr::new(s)
+    }
+}
+
+impl From<String> for JsonStr {
+    fn from(s: String) -> Self {
+        JsonStr::new(&s)
+    }
+}
+
+impl PartialEq for JsonStr {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get() || self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for JsonStr {}
+
+impl PartialEq<str> for JsonStr {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for JsonStr {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Debug for JsonStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+impl fmt::Display for JsonStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_str())
+    }
+}
+
+impl Serialize for JsonStr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        if raw.get().starts_with('"') {
+            Ok(JsonStr(raw))
+        } else {
+            Err(de::Error::invalid_type(
+                de::Unexpected::Other(raw.get()),
+                &"a string",
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_token_and_decodes_on_demand() {
+        let s: JsonStr = serde_json::from_str(r#""a \"b\"\n\u00e9""#).unwrap();
+        assert_eq!(s.token(), r#""a \"b\"\n\u00e9""#);
+        assert_eq!(s.as_str(), "a \"b\"\né");
+        assert_eq!(serde_json::to_string(&s).unwrap(), r#""a \"b\"\n\u00e9""#);
+        let plain: JsonStr = serde_json::from_str(r#""plain""#).unwrap();
+        assert!(matches!(plain.as_str(), Cow::Borrowed("plain")));
+        assert_eq!(JsonStr::new("x\ny"), JsonStr::from("x\ny"));
+        assert!(JsonStr::empty().is_empty());
+        assert_eq!(JsonStr::new("é"), *r#"é"#);
+    }
+
+    #[test]
+    fn rejects_non_strings() {
+        assert!(serde_json::from_str::<JsonStr>("12").is_err());
+        assert!(serde_json::from_str::<JsonStr>("{}").is_err());
+    }
+}

@@ -1,0 +1,172 @@
+//! `cargo xtask bench`: runs the criterion benchmarks and records the figures, with the
+//! targets they answer to, in `docs/benchmarks.md`.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+/// (criterion id, what it measures, target).
+const TARGETS: &[(&str, &str, Target)] = &[
+    (
+        "decode/lf/16KiB-chunks",
+        "SSE decoding of a long recorded-style stream, 16 KiB reads",
+        Target::MinBytesPerSec(1.0e9),
+    ),
+    (
+        "decode/lf/whole",
+        "SSE decoding, whole buffer",
+        Target::MinBytesPerSec(1.0e9),
+    ),
+    (
+        "decode/crlf/16KiB-chunks",
+        "SSE decoding, CRLF line ends",
+        Target::MinBytesPerSec(1.0e9),
+    ),
+    (
+        "request_100k/anthropic_decode_encode",
+        "100 KB Claude Code request: decode + re-encode (Anthropic)",
+        Target::MaxMicros(150.0),
+    ),
+    (
+        "request_100k/anthropic_to_openai",
+        "100 KB Claude Code request: decode + encode for OpenAI",
+        Target::MaxMicros(150.0),
+    ),
+    (
+        "stream/anthropic_to_openai",
+        "stream translation Anthropic -> OpenAI (SSE in, SSE out)",
+        Target::MinBytesPerSec(300.0e6),
+    ),
+    (
+        "stream/openai_to_anthropic",
+        "stream translation OpenAI -> Anthropic (SSE in, SSE out)",
+        Target::MinBytesPerSec(300.0e6),
+    ),
+    (
+        "stream/anthropic_to_anthropic",
+        "same-dialect stream (decoded for usage, passed through)",
+        Target::MinBytesPerSec(300.0e6),
+    ),
+];
+
+#[derive(Clone, Copy)]
+enum Target {
+    MinBytesPerSec(f64),
+    MaxMicros(f64),
+}
+
+struct Figure {
+    mean_ns: f64,
+    bytes: Option<f64>,
+}
+
+fn read_figure(root: &Path, id: &str) -> Option<Figure> {
+    let dir = root.join("target/criterion").join(id).join("new");
+    let est: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("estimates.json")).ok()?).ok()?;
+    let mean_ns = est["mean"]["point_estimate"].as_f64()?;
+    let bench: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.join("benchmark.json")).ok()?).ok()?;
+    let bytes = bench["throughput"]["Bytes"].as_f64();
+    Some(Figure { mean_ns, bytes })
+}
+
+fn machine() -> String {
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let rustc = Command::new("rustc")
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!("{cores} cores, {cpu}; {rustc}")
+}
+
+pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let (warm, measure) = if quick { ("1", "2") } else { ("2", "5") };
+    crate::run_cmd(
+        Command::new(env!("CARGO"))
+            .current_dir(root)
+            .args([
+                "bench",
+                "-p",
+                "weir-sse",
+                "-p",
+                "weir-testkit",
+                "--bench",
+                "decode",
+                "--bench",
+                "dialects",
+                "--",
+            ])
+            .args(["--warm-up-time", warm, "--measurement-time", measure]),
+    )?;
+    let mut rows = String::new();
+    let mut missed = Vec::new();
+    for (id, what, target) in TARGETS {
+        let Some(f) = read_figure(root, id) else {
+            return Err(format!("no criterion result for {id}"));
+        };
+        let micros = f.mean_ns / 1000.0;
+        let rate = f.bytes.map(|b| b / (f.mean_ns / 1e9));
+        let (target_text, met) = match target {
+            Target::MinBytesPerSec(min) => (
+                format!(">= {}", human_rate(*min)),
+                rate.is_some_and(|r| r >= *min),
+            ),
+            Target::MaxMicros(max) => (format!("<= {max:.0} µs"), micros <= *max),
+        };
+        if !met {
+            missed.push(*id);
+        }
+        let _ = writeln!(
+            rows,
+            "| `{id}` | {what} | {micros:.1} µs | {} | {target_text} | {} |",
+            rate.map(human_rate).unwrap_or_else(|| "-".into()),
+            if met { "met" } else { "**missed**" }
+        );
+    }
+    let doc = format!(
+        "# Benchmarks\n\n\
+         Written by `cargo xtask bench` (criterion, release profile). Machine: {}.\n\
+         Figures are means of one run on a noisy shared machine: compare ratios taken in one\n\
+         run, not absolute numbers across runs. Reproduce with `cargo xtask bench`\n\
+         (`--quick` for shorter measurements).\n\n\
+         ## Codec micro-benchmarks\n\n\
+         | benchmark | what | mean time | throughput | target | |\n\
+         |---|---|---|---|---|---|\n{rows}\n\
+         Throughput is input bytes per second. Stream translation includes SSE decoding, the\n\
+         dialect decoder, the other dialect's encoder and SSE encoding.\n\n\
+         ## Gateway overhead\n\n\
+         Not measured yet: the HTTP server does not exist yet. When it lands, `cargo xtask\n\
+         bench` will also run nginx and wrk against the gateway (see `../shared/bench`).\n",
+        machine()
+    );
+    fs::write(root.join("docs/benchmarks.md"), doc)
+        .map_err(|e| format!("docs/benchmarks.md: {e}"))?;
+    println!("wrote docs/benchmarks.md");
+    if !missed.is_empty() {
+        println!("targets missed: {}", missed.join(", "));
+    }
+    Ok(())
+}
+
+fn human_rate(bytes_per_sec: f64) -> String {
+    if bytes_per_sec >= 1e9 {
+        format!("{:.2} GB/s", bytes_per_sec / 1e9)
+    } else {
+        format!("{:.0} MB/s", bytes_per_sec / 1e6)
+    }
+}
