@@ -29,7 +29,7 @@ fn main() -> ExitCode {
                 .to_owned(),
         ),
         _ => Err(
-            "usage: cargo xtask <tidy | bench [--quick] | conformance <provider>|all>".to_owned(),
+            "usage: cargo xtask <tidy | bench [--quick | --report-only] | conformance <provider>|all>".to_owned(),
         ),
     };
     match result {

@@ -45,7 +45,9 @@ impl Default for EncodeOptions {
 pub fn decode_request(body: &[u8]) -> Result<ChatRequest, WireError> {
     let r: ARequest = serde_json::from_str(weir_model::wire::utf8("request body", body)?)
         .map_err(|e| WireError::from_json("request body", &e))?;
-    Ok(r.0)
+    let mut req = r.0;
+    req.size_hint = body.len();
+    Ok(req)
 }
 
 struct ARequest(ChatRequest);
@@ -425,7 +427,9 @@ impl<'de> Deserialize<'de> for AMetadata {
 /// call ids made valid; `max_tokens` filled in.
 pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>, WireError> {
     let plan = Plan::build(req, opts)?;
-    serde_json::to_vec(&plan).map_err(|e| WireError::Unsupported(e.to_string()))
+    let mut out = Vec::with_capacity(req.size_hint + req.size_hint / 8 + 256);
+    serde_json::to_writer(&mut out, &plan).map_err(|e| WireError::Unsupported(e.to_string()))?;
+    Ok(out)
 }
 
 /// A message to write, borrowing the canonical blocks.

@@ -84,6 +84,15 @@ impl StreamDecoder {
     /// Decodes one SSE event.
     pub fn decode(&mut self, event: Event) -> Result<Frame, WireError> {
         let data = event.data();
+        if let Some((index, delta)) = fast_delta(data) {
+            return Ok(Frame {
+                events: vec![StreamEvent::BlockDelta { index, delta }],
+                source: Some(SourceEvent {
+                    dialect: Dialect::Anthropic,
+                    event,
+                }),
+            });
+        }
         let env: Envelope<'_> = json("stream event", data)?;
         let ty = env.ty.as_deref().unwrap_or(event.event_type());
         let index = || {
@@ -175,13 +184,46 @@ impl StreamDecoder {
     }
 }
 
+/// Most of a stream is `content_block_delta` events in exactly the shape Anthropic writes
+/// them. Those are read without a JSON parser: the prefix is matched, the text token is
+/// taken as it is (validated when it becomes a `JsonStr`), and the rest must be `}}`.
+/// Anything else returns `None` and goes through the general decoder.
+fn fast_delta(data: &str) -> Option<(u32, Delta)> {
+    let rest = data.strip_prefix(r#"{"type":"content_block_delta","index":"#)?;
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    let index: u32 = rest[..digits].parse().ok()?;
+    let rest = rest[digits..].strip_prefix(r#","delta":{"type":""#)?;
+    let (kind, rest) = if let Some(r) = rest.strip_prefix(r#"text_delta","text":"#) {
+        (0, r)
+    } else if let Some(r) = rest.strip_prefix(r#"input_json_delta","partial_json":"#) {
+        (1, r)
+    } else if let Some(r) = rest.strip_prefix(r#"thinking_delta","thinking":"#) {
+        (2, r)
+    } else {
+        return None;
+    };
+    let (token, tail) = weir_model::wire::split_string_token(rest)?;
+    if tail.trim_end() != "}}" {
+        return None;
+    }
+    let tok = JsonStr::from_token(token)?;
+    Some((
+        index,
+        match kind {
+            0 => Delta::Text(tok),
+            1 => Delta::InputJson(tok),
+            _ => Delta::Thinking(tok),
+        },
+    ))
+}
+
 /// Writes canonical frames as a Messages SSE stream for an Anthropic client.
 ///
 /// Frames that came from an Anthropic upstream are written exactly as received. Frames
 /// from other dialects are translated event by event.
 #[derive(Debug, Default)]
 pub struct StreamEncoder {
-    _private: (),
+    empty: JsonStr,
 }
 
 impl StreamEncoder {
@@ -220,6 +262,28 @@ impl StreamEncoder {
                 })?,
             ),
             StreamEvent::BlockDelta { index, delta } => {
+                // The hot path: text arrives as a JSON token and is copied into a
+                // pre-shaped event, no serializer involved.
+                let (ty, key, tok) = match delta {
+                    Delta::Text(t) => ("text_delta", "text", t),
+                    Delta::InputJson(j) => ("input_json_delta", "partial_json", j),
+                    Delta::Thinking(t) => ("thinking_delta", "thinking", t),
+                    _ => ("", "", &self.empty),
+                };
+                if !ty.is_empty() {
+                    out.extend_from_slice(
+                        b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
+                    );
+                    out.extend_from_slice(index.to_string().as_bytes());
+                    out.extend_from_slice(b",\"delta\":{\"type\":\"");
+                    out.extend_from_slice(ty.as_bytes());
+                    out.extend_from_slice(b"\",\"");
+                    out.extend_from_slice(key.as_bytes());
+                    out.extend_from_slice(b"\":");
+                    out.extend_from_slice(tok.token().as_bytes());
+                    out.extend_from_slice(b"}}\n\n");
+                    return Ok(());
+                }
                 let Some(d) = DeltaOut::new(delta) else {
                     return Ok(());
                 };
@@ -466,5 +530,38 @@ impl Serialize for MessageDeltaOut<'_> {
             },
         )?;
         m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(data: &str) -> String {
+        let f = StreamDecoder::new().decode(Event::new(data)).unwrap();
+        format!("{:?}", f.events)
+    }
+
+    #[test]
+    fn fast_delta_path_agrees_with_the_general_decoder() {
+        let cases = [
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hi \"there\"\n\u00e9"}}"#,
+            r#"{"type":"content_block_delta","index":12,"delta":{"type":"input_json_delta","partial_json":"{\"a\": "}}   "#,
+            r#"{"type":"content_block_delta","index":3,"delta":{"type":"thinking_delta","thinking":""}}"#,
+        ];
+        for data in cases {
+            assert!(fast_delta(data).is_some(), "{data}");
+            // A space after the first brace defeats the fast path's exact prefix match.
+            let general = data.replacen('{', "{ ", 1);
+            assert!(fast_delta(&general).is_none());
+            assert_eq!(events(data), events(&general), "{data}");
+        }
+        for other in [
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"x"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"x","extra":1}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"bad \q escape"}}"#,
+        ] {
+            assert!(fast_delta(other).is_none(), "{other}");
+        }
     }
 }

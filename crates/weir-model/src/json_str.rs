@@ -28,6 +28,12 @@ impl JsonStr {
         raw.get().starts_with('"').then_some(JsonStr(raw))
     }
 
+    /// A token from its JSON text (quotes included), validated.
+    pub fn from_token(token: &str) -> Option<Self> {
+        let raw = RawValue::from_string(token.to_owned()).ok()?;
+        JsonStr::from_raw(raw)
+    }
+
     /// A token from borrowed raw JSON, if it is a string.
     pub fn from_raw_ref(raw: &RawValue) -> Option<Self> {
         raw.get().starts_with('"').then(|| JsonStr(raw.to_owned()))

@@ -51,6 +51,9 @@ pub struct ChatRequest {
     pub metadata: Option<Metadata>,
     /// Unknown top-level fields.
     pub extra: Extra,
+    /// Size in bytes of the wire form this was decoded from (0 if built in code); encoders
+    /// size their output buffers from it.
+    pub size_hint: usize,
 }
 
 impl ChatRequest {

@@ -79,6 +79,28 @@ pub fn nested_error<E: serde::de::Error>(e: &serde_json::Error) -> E {
     E::custom(text.strip_suffix(&suffix).unwrap_or(&text))
 }
 
+/// If `s` starts with a JSON string token, the token and the rest. The token is then
+/// validated as JSON when turned into a [`crate::JsonStr`], so this only has to find its
+/// end: the first quote not escaped by a backslash.
+pub fn split_string_token(s: &str) -> Option<(&str, &str)> {
+    let bytes = s.as_bytes();
+    if bytes.first() != Some(&b'"') {
+        return None;
+    }
+    let mut i = 1;
+    loop {
+        let rel = memchr::memchr2(b'"', b'\\', &bytes[i..])?;
+        let at = i + rel;
+        if bytes[at] == b'"' {
+            return Some((&s[..=at], &s[at + 1..]));
+        }
+        i = at + 2;
+        if i > bytes.len() {
+            return None;
+        }
+    }
+}
+
 /// The body as UTF-8. Validating once up front lets the JSON parser skip validating every
 /// string (JSON must be UTF-8 anyway).
 pub fn utf8<'a>(what: &str, body: &'a [u8]) -> Result<&'a str, crate::WireError> {
@@ -142,6 +164,18 @@ pub fn compact_json(text: &str) -> std::borrow::Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn string_tokens_end_at_the_first_unescaped_quote() {
+        assert_eq!(split_string_token(r#""ab"}}"#), Some((r#""ab""#, "}}")));
+        assert_eq!(
+            split_string_token(r#""a\"b\\"x"#),
+            Some((r#""a\"b\\""#, "x"))
+        );
+        assert_eq!(split_string_token(r#""unterminated"#), None);
+        assert_eq!(split_string_token(r#""ends in \"#), None);
+        assert_eq!(split_string_token("nope"), None);
+    }
 
     #[test]
     fn compact_json_removes_only_insignificant_whitespace() {

@@ -49,7 +49,9 @@ impl Default for EncodeOptions {
 pub fn decode_request(body: &[u8]) -> Result<ChatRequest, WireError> {
     let r: ORequest = serde_json::from_str(weir_model::wire::utf8("request body", body)?)
         .map_err(|e| WireError::from_json("request body", &e))?;
-    Ok(r.0)
+    let mut req = r.0;
+    req.size_hint = body.len();
+    Ok(req)
 }
 
 struct ORequest(ChatRequest);
@@ -495,7 +497,9 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
         same,
         messages,
     };
-    serde_json::to_vec(&body).map_err(|e| WireError::Unsupported(e.to_string()))
+    let mut out = Vec::with_capacity(req.size_hint + req.size_hint / 8 + 256);
+    serde_json::to_writer(&mut out, &body).map_err(|e| WireError::Unsupported(e.to_string()))?;
+    Ok(out)
 }
 
 /// A message to write.

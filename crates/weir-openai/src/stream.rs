@@ -118,6 +118,14 @@ impl StreamDecoder {
         let mut events = Vec::new();
         if data.trim_end() == "[DONE]" {
             self.finish_into(&mut events);
+        } else if let Some(text) = self.fast_content(data) {
+            let i = self.ensure_open(&mut events, Open::Text, || {
+                ContentBlock::Text(TextBlock::default())
+            });
+            events.push(StreamEvent::BlockDelta {
+                index: i,
+                delta: Delta::Text(text),
+            });
         } else {
             let chunk: Chunk<'_> =
                 serde_json::from_str(data).map_err(|e| WireError::from_json("stream chunk", &e))?;
@@ -130,6 +138,38 @@ impl StreamDecoder {
                 event,
             }),
         })
+    }
+
+    /// Most chunks of a stream carry one piece of text in exactly OpenAI's shape. Those are
+    /// read without a JSON parser: the text token is located and validated, and everything
+    /// around it must be what a plain content chunk holds (no usage, error or tool call).
+    /// Anything else returns `None` and goes through the general decoder.
+    fn fast_content(&self, data: &str) -> Option<JsonStr> {
+        const MARK: &str = r#","choices":[{"index":0,"delta":{"content":"#;
+        if !self.started || self.failed || self.done {
+            return None;
+        }
+        let at = memchr::memmem::find(data.as_bytes(), MARK.as_bytes())?;
+        let head = &data[..at];
+        if !head.starts_with('{') || head.contains(r#""usage""#) || head.contains(r#""error""#) {
+            return None;
+        }
+        let (token, tail) = weir_model::wire::split_string_token(&data[at + MARK.len()..])?;
+        if token.len() == 2 {
+            // Empty text opens no block; the general path skips it.
+            return None;
+        }
+        let tail = tail.strip_prefix(r#"},"logprobs":null,"finish_reason":null}]"#)?;
+        let tail = tail.trim_end();
+        let plain = tail == "}" || tail == r#","usage":null}"#;
+        let obfuscated = tail
+            .strip_prefix(r#","obfuscation":"#)
+            .and_then(weir_model::wire::split_string_token)
+            .is_some_and(|(_, rest)| rest == "}");
+        if !(plain || obfuscated) {
+            return None;
+        }
+        JsonStr::from_token(token)
     }
 
     /// The stream ended without `[DONE]`. If the choice had finished, the message is
@@ -328,35 +368,52 @@ pub struct StreamEncodeOptions {
 /// dialects become chunks: the role in the first, tool id and name in each call's first
 /// fragment, the finish reason in its own chunk, a `choices: []` usage chunk if asked,
 /// and `[DONE]`.
+///
+/// Chunks are written directly as bytes: everything but the delta is the same in every
+/// chunk of a stream, so it is rendered once, and text arrives as JSON string tokens that
+/// are copied, not re-escaped.
 #[derive(Debug)]
 pub struct StreamEncoder {
     opts: StreamEncodeOptions,
     id: String,
     model: String,
     created: u64,
+    /// `{"id":...,"model":...,"choices":[{"index":0,"delta":` for this stream.
+    prefix: Vec<u8>,
     /// Canonical block index -> (OpenAI tool-call index, whether arguments were sent).
     tools: Vec<(u32, u32, bool)>,
     usage: Usage,
     done: bool,
-    empty: JsonStr,
-    empty_object: JsonStr,
 }
 
 impl StreamEncoder {
     /// An encoder for one stream.
     pub fn new(opts: StreamEncodeOptions) -> Self {
         let created = opts.created.unwrap_or_else(now_secs);
-        StreamEncoder {
+        let mut e = StreamEncoder {
             opts,
             id: String::new(),
             model: String::new(),
             created,
+            prefix: Vec::new(),
             tools: Vec::new(),
             usage: Usage::default(),
             done: false,
-            empty: JsonStr::empty(),
-            empty_object: JsonStr::new("{}"),
-        }
+        };
+        e.render_prefix();
+        e
+    }
+
+    fn render_prefix(&mut self) {
+        let mut p = Vec::with_capacity(128 + self.id.len() + self.model.len());
+        p.extend_from_slice(b"data: {\"id\":");
+        json_string(&self.id, &mut p);
+        p.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
+        p.extend_from_slice(self.created.to_string().as_bytes());
+        p.extend_from_slice(b",\"model\":");
+        json_string(&self.model, &mut p);
+        p.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
+        self.prefix = p;
     }
 
     /// Appends the SSE bytes for `frame` to `out`.
@@ -373,26 +430,16 @@ impl StreamEncoder {
         Ok(())
     }
 
-    fn chunk(
-        &self,
-        delta: DeltaOut<'_>,
-        finish: Option<&str>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), WireError> {
-        let c = ChunkOut {
-            id: &self.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &self.model,
-            choices: &[ChoiceOut {
-                index: 0,
-                delta,
-                logprobs: (),
-                finish_reason: finish,
-            }],
-            usage: None,
-        };
-        data_json(&c, out)
+    /// One chunk: the prefix, a delta written by `delta`, and the finish reason.
+    fn chunk(&self, out: &mut Vec<u8>, finish: Option<&str>, delta: impl FnOnce(&mut Vec<u8>)) {
+        out.extend_from_slice(&self.prefix);
+        delta(out);
+        out.extend_from_slice(b",\"logprobs\":null,\"finish_reason\":");
+        match finish {
+            Some(f) => json_string(f, out),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.extend_from_slice(b"}]}\n\n");
     }
 
     /// Appends the SSE bytes for one canonical event.
@@ -402,49 +449,36 @@ impl StreamEncoder {
                 self.id.clone_from(id);
                 self.model.clone_from(model);
                 self.usage.merge(usage);
-                let d = DeltaOut {
-                    role: Some("assistant"),
-                    content: Some(&self.empty),
-                    ..DeltaOut::default()
-                };
-                self.chunk(d, None, out)?;
+                self.render_prefix();
+                self.chunk(out, None, |o| {
+                    o.extend_from_slice(b"{\"role\":\"assistant\",\"content\":\"\"}")
+                });
             }
             StreamEvent::BlockStart { index, block } => {
                 if let ContentBlock::ToolUse(t) = block {
                     let ti = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
                     self.tools.push((*index, ti, false));
-                    let call = ToolCallOut {
-                        index: ti,
-                        id: Some(&t.id),
-                        ty: Some("function"),
-                        function: FunctionOut {
-                            name: Some(&t.name),
-                            arguments: &self.empty,
-                        },
-                    };
-                    self.chunk(DeltaOut::tool(call), None, out)?;
+                    self.chunk(out, None, |o| {
+                        o.extend_from_slice(b"{\"tool_calls\":[{\"index\":");
+                        o.extend_from_slice(ti.to_string().as_bytes());
+                        o.extend_from_slice(b",\"id\":");
+                        json_string(&t.id, o);
+                        o.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
+                        json_string(&t.name, o);
+                        o.extend_from_slice(b",\"arguments\":\"\"}}]}");
+                    });
                 }
             }
             StreamEvent::BlockDelta { index, delta } => match delta {
-                Delta::Text(t) => {
-                    let d = DeltaOut {
-                        content: Some(t),
-                        ..DeltaOut::default()
-                    };
-                    self.chunk(d, None, out)?;
-                }
+                Delta::Text(t) => self.chunk(out, None, |o| token_delta(o, b"{\"content\":", t)),
                 Delta::Thinking(t) => {
-                    let d = DeltaOut {
-                        reasoning_content: Some(t),
-                        ..DeltaOut::default()
-                    };
-                    self.chunk(d, None, out)?;
+                    self.chunk(out, None, |o| token_delta(o, b"{\"reasoning_content\":", t))
                 }
                 Delta::InputJson(j) if !j.is_empty() => {
                     if let Some(t) = self.tools.iter_mut().find(|t| t.0 == *index) {
                         t.2 = true;
                         let ti = t.1;
-                        self.chunk(DeltaOut::tool(ToolCallOut::arguments(ti, j)), None, out)?;
+                        self.chunk(out, None, |o| tool_arguments(o, ti, j.token()));
                     }
                 }
                 _ => {}
@@ -453,11 +487,7 @@ impl StreamEncoder {
                 // A tool called without arguments streams only `partial_json: ""`; OpenAI
                 // clients parse the concatenated arguments, so they must get `{}`.
                 if let Some(&(_, ti, false)) = self.tools.iter().find(|t| t.0 == *index) {
-                    self.chunk(
-                        DeltaOut::tool(ToolCallOut::arguments(ti, &self.empty_object)),
-                        None,
-                        out,
-                    )?;
+                    self.chunk(out, None, |o| tool_arguments(o, ti, "\"{}\""));
                 }
             }
             StreamEvent::MessageDelta {
@@ -465,7 +495,7 @@ impl StreamEncoder {
             } => {
                 self.usage.merge(usage);
                 let finish = stop_reason.as_ref().map_or("stop", |r| r.openai_name());
-                self.chunk(DeltaOut::default(), Some(finish), out)?;
+                self.chunk(out, Some(finish), |o| o.extend_from_slice(b"{}"));
             }
             StreamEvent::MessageStop => self.done_into(out)?,
             StreamEvent::Error(e) => {
@@ -484,100 +514,104 @@ impl StreamEncoder {
         }
         self.done = true;
         if self.opts.include_usage {
-            let c = ChunkOut {
+            let c = UsageChunk {
                 id: &self.id,
                 object: "chat.completion.chunk",
                 created: self.created,
                 model: &self.model,
-                choices: &[],
-                usage: Some(UsageOut {
+                choices: [(); 0],
+                usage: UsageOut {
                     usage: &self.usage,
                     same: false,
-                }),
+                },
             };
-            data_json(&c, out)?;
+            out.extend_from_slice(b"data: ");
+            serde_json::to_writer(&mut *out, &c)
+                .map_err(|e| WireError::Unsupported(e.to_string()))?;
+            out.extend_from_slice(b"\n\n");
         }
         out.extend_from_slice(b"data: [DONE]\n\n");
         Ok(())
     }
 }
 
+fn token_delta(out: &mut Vec<u8>, key: &[u8], token: &JsonStr) {
+    out.extend_from_slice(key);
+    out.extend_from_slice(token.token().as_bytes());
+    out.push(b'}');
+}
+
+fn tool_arguments(out: &mut Vec<u8>, index: u32, token: &str) {
+    out.extend_from_slice(b"{\"tool_calls\":[{\"index\":");
+    out.extend_from_slice(index.to_string().as_bytes());
+    out.extend_from_slice(b",\"function\":{\"arguments\":");
+    out.extend_from_slice(token.as_bytes());
+    out.extend_from_slice(b"}}]}");
+}
+
+/// Writes `s` as a JSON string.
+fn json_string(s: &str, out: &mut Vec<u8>) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
 #[derive(Serialize)]
-struct ChunkOut<'a> {
+struct UsageChunk<'a> {
     id: &'a str,
     object: &'static str,
     created: u64,
     model: &'a str,
-    choices: &'a [ChoiceOut<'a>],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<UsageOut<'a>>,
+    choices: [(); 0],
+    usage: UsageOut<'a>,
 }
 
-#[derive(Serialize)]
-struct ChoiceOut<'a> {
-    index: u32,
-    delta: DeltaOut<'a>,
-    logprobs: (),
-    finish_reason: Option<&'a str>,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[derive(Serialize, Default)]
-struct DeltaOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    role: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    content: Option<&'a JsonStr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    reasoning_content: Option<&'a JsonStr>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_calls: Option<[ToolCallOut<'a>; 1]>,
-}
-
-impl<'a> DeltaOut<'a> {
-    fn tool(call: ToolCallOut<'a>) -> Self {
-        DeltaOut {
-            tool_calls: Some([call]),
-            ..DeltaOut::default()
-        }
+    fn decode_all(stream: &str, force_general: bool) -> Vec<String> {
+        let mut d = StreamDecoder::new();
+        let mut sse = weir_sse::Decoder::new();
+        let mut evs = Vec::new();
+        sse.feed(stream.as_bytes(), &mut evs).unwrap();
+        evs.into_iter()
+            .map(|ev| {
+                let ev = if force_general {
+                    // A space after the colon defeats the fast path's exact match.
+                    Event::new(ev.data().replace(r#""delta":{"#, r#""delta": {"#))
+                } else {
+                    ev
+                };
+                format!("{:?}", d.decode(ev).unwrap().events)
+            })
+            .collect()
     }
-}
 
-#[derive(Serialize)]
-struct ToolCallOut<'a> {
-    index: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    id: Option<&'a str>,
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    ty: Option<&'a str>,
-    function: FunctionOut<'a>,
-}
-
-impl<'a> ToolCallOut<'a> {
-    fn arguments(index: u32, arguments: &'a JsonStr) -> Self {
-        ToolCallOut {
-            index,
-            id: None,
-            ty: None,
-            function: FunctionOut {
-                name: None,
-                arguments,
-            },
-        }
+    #[test]
+    fn fast_content_path_agrees_with_the_general_decoder() {
+        let head = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
+        let tail = r#","logprobs":null,"finish_reason":null}]"#;
+        let stream = [
+            format!(r#"{head}{{"role":"assistant","content":""}}{tail}}}"#),
+            format!(r#"{head}{{"content":"a \"b\" \u00e9\n"}}{tail}}}"#),
+            format!(r#"{head}{{"content":"c"}}{tail},"usage":null}}"#),
+            format!(r#"{head}{{"content":"d"}}{tail},"obfuscation":"x"}}"#),
+            format!(r#"{head}{{"content":""}}{tail}}}"#),
+            format!(r#"{head}{{}},"logprobs":null,"finish_reason":"stop"}}]}}"#),
+            "data: [DONE]".to_owned(),
+        ]
+        .join("\n\n")
+            + "\n\n";
+        let started = StreamDecoder {
+            started: true,
+            ..StreamDecoder::default()
+        };
+        let plain =
+            format!(r#"{{"id":"c","choices":[{{"index":0,"delta":{{"content":"x"}}{tail}}}"#);
+        assert!(
+            started.fast_content(&plain).is_some(),
+            "the fast path must take plain chunks"
+        );
+        assert_eq!(decode_all(&stream, false), decode_all(&stream, true));
     }
-}
-
-#[derive(Serialize)]
-struct FunctionOut<'a> {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    name: Option<&'a str>,
-    arguments: &'a JsonStr,
-}
-
-/// Writes a JSON value as one SSE `data:` line: serialized JSON holds no raw newline,
-/// so it needs no splitting.
-fn data_json<T: Serialize>(v: &T, out: &mut Vec<u8>) -> Result<(), WireError> {
-    out.extend_from_slice(b"data: ");
-    serde_json::to_writer(&mut *out, v).map_err(|e| WireError::Unsupported(e.to_string()))?;
-    out.extend_from_slice(b"\n\n");
-    Ok(())
 }

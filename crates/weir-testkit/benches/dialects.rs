@@ -2,6 +2,10 @@
 //! streams translated between dialects (SSE decoding included), in input bytes per second.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+// The gateway binary runs on mimalloc; measure the codecs with the allocator they run on.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use weir_testkit::{anthropic_stream, claude_code_request, openai_stream};
 
