@@ -15,7 +15,7 @@ use weir_model::{
 
 use crate::blocks::{cache_control, AContent, BlockOut, ContentOut, Out};
 use crate::ids::sanitize_tool_id;
-use weir_model::wire::{object_text, opt_value};
+use weir_model::wire::{object_text, opt_value, TrackedMap};
 
 /// Options for encoding a request to an Anthropic upstream.
 #[derive(Clone, Debug)]
@@ -486,6 +486,11 @@ impl<'a> Plan<'a> {
                     }
                     Role::Assistant => "assistant",
                     Role::User | Role::Tool => "user",
+                    Role::Function => {
+                        return Err(WireError::Unsupported(format!(
+                            "messages[{i}]: `function` messages (deprecated OpenAI function calling) carry no call id; use tools"
+                        )))
+                    }
                 };
                 let mut blocks = Vec::with_capacity(m.content.blocks.len());
                 for b in &m.content.blocks {
@@ -847,13 +852,13 @@ impl Serialize for Plan<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.req;
         let same = self.out.same;
-        let mut m = s.serialize_map(None)?;
+        let mut m = TrackedMap::new(s.serialize_map(None)?);
         if !self.opts.omit_model {
-            m.serialize_entry("model", &r.model)?;
+            m.entry("model", &r.model)?;
         }
         if same {
             if let Some(sys) = &r.system {
-                m.serialize_entry(
+                m.entry(
                     "system",
                     &ContentOut {
                         content: sys,
@@ -862,39 +867,39 @@ impl Serialize for Plan<'_> {
                 )?;
             }
         } else if !self.system.is_empty() {
-            m.serialize_entry("system", &SystemOut(&self.system))?;
+            m.entry("system", &SystemOut(&self.system))?;
         }
-        m.serialize_entry("messages", &MessagesOut(self))?;
+        m.entry("messages", &MessagesOut(self))?;
         if same {
             if let Some(mt) = r.max_tokens {
-                m.serialize_entry("max_tokens", &mt)?;
+                m.entry("max_tokens", &mt)?;
             } else if !r.extra.contains("max_tokens") {
-                m.serialize_entry("max_tokens", &self.max_tokens)?;
+                m.entry("max_tokens", &self.max_tokens)?;
             }
         } else {
-            m.serialize_entry("max_tokens", &self.max_tokens)?;
+            m.entry("max_tokens", &self.max_tokens)?;
         }
         if let (Some(st), false) = (r.stream, self.opts.omit_stream) {
-            m.serialize_entry("stream", &st)?;
+            m.entry("stream", &st)?;
         }
         if let Some(t) = self.temperature {
-            m.serialize_entry("temperature", &t)?;
+            m.entry("temperature", &t)?;
         }
         if let Some(t) = r.top_p {
-            m.serialize_entry("top_p", &t)?;
+            m.entry("top_p", &t)?;
         }
         if let Some(t) = r.top_k {
-            m.serialize_entry("top_k", &t)?;
+            m.entry("top_k", &t)?;
         }
         if let Some(stop) = &r.stop {
             if same || !stop.sequences.is_empty() {
-                m.serialize_entry("stop_sequences", &stop.sequences)?;
+                m.entry("stop_sequences", &stop.sequences)?;
             }
         }
         let has_tools = r.tools.as_ref().is_some_and(|t| !t.is_empty());
         if let Some(tools) = &r.tools {
             if same || has_tools {
-                m.serialize_entry(
+                m.entry(
                     "tools",
                     &ToolsOut {
                         tools,
@@ -910,7 +915,7 @@ impl Serialize for Plan<'_> {
         };
         if same {
             if r.tool_choice.is_some() || parallel.is_some() {
-                m.serialize_entry(
+                m.entry(
                     "tool_choice",
                     &ToolChoiceOut {
                         choice: r.tool_choice.as_ref(),
@@ -919,7 +924,7 @@ impl Serialize for Plan<'_> {
                 )?;
             }
         } else if has_tools && (r.tool_choice.is_some() || parallel.is_some()) {
-            m.serialize_entry(
+            m.entry(
                 "tool_choice",
                 &ToolChoiceOut {
                     choice: r.tool_choice.as_ref(),
@@ -928,7 +933,7 @@ impl Serialize for Plan<'_> {
             )?;
         }
         if let Some(t) = &self.thinking {
-            m.serialize_entry("thinking", &ThinkingOut(t))?;
+            m.entry("thinking", &ThinkingOut(t))?;
         }
         if let Some(md) = &r.metadata {
             if same {
@@ -939,9 +944,9 @@ impl Serialize for Plan<'_> {
                 for (k, v) in md.extra.iter() {
                     fields.insert(k, v.to_owned());
                 }
-                m.serialize_entry("metadata", &fields)?;
+                m.entry("metadata", &fields)?;
             } else if let Some(u) = &md.user_id {
-                m.serialize_entry("metadata", &serde_json::json!({ "user_id": u }))?;
+                m.entry("metadata", &serde_json::json!({ "user_id": u }))?;
             }
         }
         if same {
@@ -949,7 +954,7 @@ impl Serialize for Plan<'_> {
             if self.opts.omit_model || self.opts.omit_stream {
                 skip = &["model", "stream"];
             }
-            r.extra.serialize_into(&mut m, skip)?;
+            m.extra(&r.extra, skip)?;
         }
         m.end()
     }

@@ -16,6 +16,9 @@ pub enum Role {
     Assistant,
     /// OpenAI `tool` message: exactly one [`ContentBlock::ToolResult`].
     Tool,
+    /// OpenAI's deprecated `function` message (a result by function name, no call id);
+    /// kept for OpenAI upstreams, refused by dialects that need call ids.
+    Function,
 }
 
 impl Role {
@@ -27,6 +30,7 @@ impl Role {
             Role::User => "user",
             Role::Assistant => "assistant",
             Role::Tool => "tool",
+            Role::Function => "function",
         }
     }
 }

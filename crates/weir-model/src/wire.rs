@@ -101,6 +101,49 @@ pub fn split_string_token(s: &str) -> Option<(&str, &str)> {
     }
 }
 
+/// A map being serialized that remembers which keys it wrote, so fields kept in an
+/// [`Extra`] never duplicate a field the encoder wrote itself (say a `max_tokens` the
+/// client sent as `null` and the gateway then filled in).
+pub struct TrackedMap<M> {
+    map: M,
+    written: Vec<&'static str>,
+}
+
+impl<M: serde::ser::SerializeMap> TrackedMap<M> {
+    /// Wraps a map.
+    pub fn new(map: M) -> Self {
+        TrackedMap {
+            map,
+            written: Vec::with_capacity(16),
+        }
+    }
+
+    /// Writes a field the encoder knows.
+    pub fn entry<V: serde::Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &V,
+    ) -> Result<(), M::Error> {
+        self.written.push(key);
+        self.map.serialize_entry(key, value)
+    }
+
+    /// Writes the kept fields, except those already written and those in `skip`.
+    pub fn extra(&mut self, extra: &Extra, skip: &[&str]) -> Result<(), M::Error> {
+        for (k, v) in extra.iter() {
+            if !self.written.contains(&k) && !skip.contains(&k) {
+                self.map.serialize_entry(k, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes the map.
+    pub fn end(self) -> Result<M::Ok, M::Error> {
+        self.map.end()
+    }
+}
+
 /// The body as UTF-8. Validating once up front lets the JSON parser skip validating every
 /// string (JSON must be UTF-8 anyway).
 pub fn utf8<'a>(what: &str, body: &'a [u8]) -> Result<&'a str, crate::WireError> {

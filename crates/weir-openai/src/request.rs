@@ -7,7 +7,7 @@ use serde::ser::{SerializeMap, SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use weir_model::raw::{to_raw, Key};
-use weir_model::wire::{object_text, opt_value, RawFields};
+use weir_model::wire::{object_text, opt_value, RawFields, TrackedMap};
 use weir_model::JsonStr;
 use weir_model::{
     ChatRequest, Content, ContentBlock, ContentForm, Dialect, Extra, FunctionTool, MaxTokensField,
@@ -87,16 +87,18 @@ impl<'de> Visitor<'de> for RequestVisitor {
                     r.messages = map.next_value::<Messages>()?.0;
                     have_messages = true;
                 }
+                // Both fields may be present; the first non-null one is the canonical
+                // limit and the other is kept as it came.
+                "max_completion_tokens" | "max_tokens" if r.max_tokens.is_some() => {
+                    r.extra.insert(k.into_owned(), map.next_value()?)
+                }
                 "max_completion_tokens" => {
                     r.max_tokens = opt_value(&mut map, &k, &mut r.extra)?;
                     r.max_tokens_field = MaxTokensField::MaxCompletionTokens;
                 }
                 "max_tokens" => {
-                    let v = opt_value(&mut map, &k, &mut r.extra)?;
-                    if v.is_some() {
-                        r.max_tokens = v;
-                        r.max_tokens_field = MaxTokensField::MaxTokens;
-                    }
+                    r.max_tokens = opt_value(&mut map, &k, &mut r.extra)?;
+                    r.max_tokens_field = MaxTokensField::MaxTokens;
                 }
                 "stream" => r.stream = opt_value(&mut map, &k, &mut r.extra)?,
                 "stream_options" => {
@@ -264,10 +266,18 @@ impl<'de> Visitor<'de> for MessageVisitor {
                         "user" => Role::User,
                         "assistant" => Role::Assistant,
                         "tool" => Role::Tool,
+                        "function" => Role::Function,
                         other => {
                             return Err(de::Error::unknown_variant(
                                 other,
-                                &["system", "developer", "user", "assistant", "tool"],
+                                &[
+                                    "system",
+                                    "developer",
+                                    "user",
+                                    "assistant",
+                                    "tool",
+                                    "function",
+                                ],
                             ))
                         }
                     });
@@ -568,6 +578,8 @@ fn plan_messages<'a>(
             continue;
         }
         match msg.role {
+            // Only OpenAI decodes `function` messages; write them as they are.
+            Role::Function => out.push(same_message(msg)),
             Role::System | Role::Developer | Role::User => {
                 let role = if msg.role == Role::User {
                     "user"
@@ -801,9 +813,9 @@ impl Serialize for RequestOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let r = self.req;
         let same = self.same;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("model", &r.model)?;
-        m.serialize_entry("messages", &MessagesOut(self))?;
+        let mut m = TrackedMap::new(s.serialize_map(None)?);
+        m.entry("model", &r.model)?;
+        m.entry("messages", &MessagesOut(self))?;
         if let Some(mt) = r.max_tokens {
             let field = self.opts.max_tokens_field.unwrap_or(if same {
                 r.max_tokens_field
@@ -814,10 +826,10 @@ impl Serialize for RequestOut<'_> {
                 MaxTokensField::MaxTokens => "max_tokens",
                 MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
             };
-            m.serialize_entry(key, &mt)?;
+            m.entry(key, &mt)?;
         }
         if let Some(st) = r.stream {
-            m.serialize_entry("stream", &st)?;
+            m.entry("stream", &st)?;
         }
         let include_usage = match r.include_usage {
             Some(v) => Some(v || (self.opts.request_stream_usage && !same && r.is_stream())),
@@ -832,44 +844,44 @@ impl Serialize for RequestOut<'_> {
                 let mut obj: serde_json::Map<String, serde_json::Value> =
                     serde_json::from_str(raw.get()).map_err(serde::ser::Error::custom)?;
                 obj.insert("include_usage".into(), iu.into());
-                m.serialize_entry("stream_options", &obj)?;
+                m.entry("stream_options", &obj)?;
             }
-            (Some(iu), None) => m.serialize_entry(
+            (Some(iu), None) => m.entry(
                 "stream_options",
                 &serde_json::json!({ "include_usage": iu }),
             )?,
             (None, _) => {}
         }
         if let Some(t) = r.temperature {
-            m.serialize_entry("temperature", &t)?;
+            m.entry("temperature", &t)?;
         }
         if let Some(t) = r.top_p {
-            m.serialize_entry("top_p", &t)?;
+            m.entry("top_p", &t)?;
         }
         if let (Some(t), true) = (r.top_k, same) {
-            m.serialize_entry("top_k", &t)?;
+            m.entry("top_k", &t)?;
         }
         if let Some(stop) = &r.stop {
             match (stop.single_string && same, stop.sequences.as_slice()) {
-                (true, [one]) => m.serialize_entry("stop", one)?,
+                (true, [one]) => m.entry("stop", one)?,
                 (_, []) if !same => {}
-                (_, seqs) => m.serialize_entry("stop", seqs)?,
+                (_, seqs) => m.entry("stop", seqs)?,
             }
         }
         let has_tools = !r.tools().is_empty();
         if let Some(tools) = &r.tools {
             if same || has_tools {
-                m.serialize_entry("tools", &ToolsOut { tools, same })?;
+                m.entry("tools", &ToolsOut { tools, same })?;
             }
         }
         if let Some(tc) = &r.tool_choice {
             if same || has_tools {
-                m.serialize_entry("tool_choice", &ToolChoiceOut(tc))?;
+                m.entry("tool_choice", &ToolChoiceOut(tc))?;
             }
         }
         if let Some(p) = r.parallel_tool_calls {
             if same || has_tools {
-                m.serialize_entry("parallel_tool_calls", &p)?;
+                m.entry("parallel_tool_calls", &p)?;
             }
         }
         let effort = match (&r.reasoning_effort, &r.thinking) {
@@ -878,13 +890,13 @@ impl Serialize for RequestOut<'_> {
             _ => None,
         };
         if let Some(e) = effort {
-            m.serialize_entry("reasoning_effort", e)?;
+            m.entry("reasoning_effort", e)?;
         }
         if let Some(u) = r.metadata.as_ref().and_then(|md| md.user_id.as_ref()) {
-            m.serialize_entry("user", u)?;
+            m.entry("user", u)?;
         }
         if same {
-            r.extra.serialize_into(&mut m, &["stream_options"])?;
+            m.extra(&r.extra, &["stream_options"])?;
         }
         m.end()
     }

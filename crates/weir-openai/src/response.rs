@@ -99,6 +99,9 @@ impl<'de> de::DeserializeSeed<'de> for ChoicesSeed<'_> {
                     r.stop_reason = c.stop_reason;
                     r.choice_extra = c.choice_extra;
                     r.message_extra = c.message_extra;
+                } else {
+                    // No choice at all (content-filtered prompts, some usage-only answers).
+                    r.extra.insert("choices", weir_model::raw::to_raw(&[(); 0]));
                 }
                 while let Some(more) = seq.next_element::<RawJson>()? {
                     r.other_choices.push(more);
@@ -172,7 +175,19 @@ impl<'de> Deserialize<'de> for OMessage {
                 let mut calls: Vec<ContentBlock> = Vec::new();
                 while let Some(k) = map.next_key::<Key<'de>>()? {
                     match k.as_str() {
-                        "content" => text = opt_value(&mut map, &k, &mut extra)?,
+                        "content" => {
+                            let raw: RawJson = map.next_value()?;
+                            match raw.get().as_bytes().first() {
+                                Some(b'"') => text = JsonStr::from_raw(raw),
+                                Some(b'n') => extra.insert_null("content"),
+                                // Some compatible servers answer with an array of parts:
+                                // keep it as it came and read its text for translation.
+                                _ => {
+                                    text = text_of_parts(&raw);
+                                    extra.insert("content", raw);
+                                }
+                            }
+                        }
                         "reasoning_content" => reasoning = opt_value(&mut map, &k, &mut extra)?,
                         "tool_calls" => {
                             let raw: RawJson = map.next_value()?;
@@ -206,6 +221,23 @@ impl<'de> Deserialize<'de> for OMessage {
         }
         d.deserialize_map(V)
     }
+}
+
+/// The text of an array of content parts (`{"type":"text","text":...}`), joined.
+fn text_of_parts(raw: &RawJson) -> Option<JsonStr> {
+    #[derive(Deserialize)]
+    struct Part {
+        #[serde(rename = "type")]
+        ty: Option<String>,
+        text: Option<JsonStr>,
+    }
+    let parts: Vec<Part> = serde_json::from_str(raw.get()).ok()?;
+    let texts: Vec<&JsonStr> = parts
+        .iter()
+        .filter(|p| p.ty.as_deref() == Some("text"))
+        .filter_map(|p| p.text.as_ref())
+        .collect();
+    JsonStr::join(texts, "")
 }
 
 /// OpenAI usage, decoded into canonical (Anthropic) semantics: `prompt_tokens` includes
@@ -317,7 +349,9 @@ impl Serialize for ResponseOut<'_> {
             None => {}
         }
         m.serialize_entry("model", &r.model)?;
-        m.serialize_entry("choices", &ChoicesOut { r, same })?;
+        if !(same && r.extra.contains("choices")) {
+            m.serialize_entry("choices", &ChoicesOut { r, same })?;
+        }
         if !same || !r.usage.is_empty() || !r.usage.extra.is_empty() {
             m.serialize_entry(
                 "usage",
@@ -409,6 +443,7 @@ impl Serialize for MessageOut<'_> {
         let text = JsonStr::join(texts, "");
         let reasoning = JsonStr::join(thinking, "");
         match (text, same) {
+            (Some(_), true) if r.message_extra.contains("content") => {}
             (Some(t), _) => m.serialize_entry("content", &t)?,
             (None, false) => m.serialize_entry("content", &())?,
             (None, true) => {}

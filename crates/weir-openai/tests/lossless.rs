@@ -59,6 +59,13 @@ fn check_exchange(x: &Exchange) -> usize {
     if x.body.first() != Some(&b'{') || !(is_chat(url) || x.url.is_none()) {
         return checked;
     }
+    let body_json: serde_json::Value = serde_json::from_slice(&x.body).unwrap_or_default();
+    if x.status == 200 && body_json.get("choices").is_none() && body_json.get("error").is_some() {
+        // An error inside a 200 answer (OpenRouter): an error body, not a completion.
+        let err = weir_openai::decode_error(x.status, &x.body);
+        assert!(!err.message.is_empty(), "{}: error message", x.name);
+        return checked + 1;
+    }
     if x.status == 200 {
         let canon = weir_openai::decode_response(&x.body)
             .unwrap_or_else(|e| panic!("{}: response: {e}", x.name));
@@ -98,4 +105,59 @@ fn corpus_round_trips_losslessly() {
     let n = check_dir(&root, &["openai", "groq", "openrouter", "ollama"]);
     println!("checked {n} recorded OpenAI-dialect bodies and streams");
     assert!(n > 0);
+}
+
+fn round_trip_request(req: serde_json::Value) {
+    let body = req.to_string();
+    let canon = weir_openai::decode_request(body.as_bytes()).unwrap();
+    let again = weir_openai::encode_request(&canon, &Default::default()).unwrap();
+    assert_json_eq("request", body.as_bytes(), &again);
+}
+
+fn round_trip_response(resp: serde_json::Value) {
+    let body = resp.to_string();
+    let canon = weir_openai::decode_response(body.as_bytes()).unwrap();
+    let again = weir_openai::encode_response(&canon).unwrap();
+    assert_json_eq("response", body.as_bytes(), &again);
+}
+
+#[test]
+fn deprecated_function_messages_and_both_token_limits_round_trip() {
+    round_trip_request(serde_json::json!({
+        "model": "gpt-3.5-turbo",
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null, "function_call": {"name": "w", "arguments": "{}"}},
+            {"role": "function", "name": "w", "content": "sunny"}
+        ],
+        "functions": [{"name": "w", "parameters": {"type": "object"}}],
+        "max_tokens": 10,
+        "max_completion_tokens": 20
+    }));
+}
+
+#[test]
+fn responses_without_choices_or_with_part_arrays_round_trip() {
+    round_trip_response(serde_json::json!({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m", "choices": [],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3}
+    }));
+    let body = serde_json::json!({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "magistral",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+            "content": [{"type": "thinking", "thinking": [{"type": "text", "text": "hm"}]}, {"type": "text", "text": "Hi"}]}}]
+    });
+    round_trip_response(body.clone());
+    let canon = weir_openai::decode_response(body.to_string().as_bytes()).unwrap();
+    let anthropic: serde_json::Value =
+        serde_json::from_slice(&weir_anthropic_like_text(&canon)).unwrap();
+    assert_eq!(anthropic, serde_json::json!("Hi"));
+}
+
+/// The text a translation would carry (the canonical text block).
+fn weir_anthropic_like_text(r: &weir_model::ChatResponse) -> Vec<u8> {
+    match r.content.as_slice() {
+        [weir_model::ContentBlock::Text(t)] => t.text.token().as_bytes().to_vec(),
+        other => panic!("unexpected content {other:?}"),
+    }
 }
