@@ -13,8 +13,30 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Data and contracts only.
     ("weir-model", &["weir-sse"]),
     // Dialects / providers: the model and SSE, never each other, the router or the server.
-    ("weir-anthropic", &["weir-model", "weir-sse"]),
-    ("weir-openai", &["weir-model", "weir-sse"]),
+    (
+        "weir-anthropic",
+        &["weir-model", "weir-sse", "weir-upstream"],
+    ),
+    ("weir-openai", &["weir-model", "weir-sse", "weir-upstream"]),
+    ("weir-mock", &["weir-model"]),
+    // The HTTP client side providers share; knows no dialect.
+    ("weir-upstream", &["weir-model", "weir-sse"]),
+    // Routing: knows providers only through the trait.
+    ("weir-router", &["weir-model"]),
+    // The server: everything below it.
+    (
+        "weir-server",
+        &[
+            "weir-model",
+            "weir-sse",
+            "weir-anthropic",
+            "weir-openai",
+            "weir-mock",
+            "weir-upstream",
+            "weir-router",
+        ],
+    ),
+    ("weir", &["weir-server", "weir-model"]),
     // Test support is a dev-dependency only (checked separately), so it may use anything.
     (
         "weir-testkit",

@@ -7,19 +7,24 @@
 //! `cache_control` survive decoding and encoding. Requests from other dialects are reshaped
 //! to Anthropic's rules (see [`encode_request`]).
 //!
-//! This crate knows nothing about HTTP, sockets, routing or other dialects' wire formats.
+//! The codec knows nothing about HTTP, sockets, routing or other dialects' wire formats;
+//! the `provider` feature (default) adds the HTTP provider on top of `weir-upstream`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod blocks;
 mod error;
 mod ids;
+#[cfg(feature = "provider")]
+mod provider;
 mod request;
 mod response;
 mod stream;
 
 pub use error::{decode_error, encode_error, error_status};
 pub use ids::sanitize_tool_id;
+#[cfg(feature = "provider")]
+pub use provider::{AnthropicConfig, AnthropicProvider, DEFAULT_VERSION};
 pub use request::{decode_request, encode_request, EncodeOptions};
 pub use response::{decode_response, encode_response};
 pub use stream::{StreamDecoder, StreamEncoder};

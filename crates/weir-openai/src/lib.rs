@@ -6,18 +6,23 @@
 //! other dialects are reshaped to OpenAI's rules (see [`encode_request`]); streams are
 //! re-framed by small state machines ([`StreamDecoder`], [`StreamEncoder`]).
 //!
-//! This crate knows nothing about HTTP, sockets, routing or other dialects' wire formats.
+//! The codec knows nothing about HTTP, sockets, routing or other dialects' wire formats;
+//! the `provider` feature (default) adds the HTTP provider on top of `weir-upstream`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod error;
 mod parts;
+#[cfg(feature = "provider")]
+mod provider;
 mod request;
 mod response;
 mod stream;
 
 pub use error::{decode_error, encode_error, error_status};
 pub use parts::parse_data_url;
+#[cfg(feature = "provider")]
+pub use provider::{OpenAiConfig, OpenAiProvider};
 pub use request::{decode_request, encode_request, EncodeOptions};
 pub use response::{decode_response, encode_response};
 pub use stream::{StreamDecoder, StreamEncodeOptions, StreamEncoder};

@@ -1,0 +1,147 @@
+//! The OpenAI provider: OpenAI's API and any OpenAI-compatible service.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::HeaderMap;
+use weir_model::{
+    CallContext, Capabilities, ChatRequest, Dialect, ErrorKind, Frame, Provider, ProviderError,
+    Reply, Secret, WireError,
+};
+use weir_upstream::{read_body, sse_frames, status_error, FrameDecoder, Timeouts, Upstream};
+
+use crate::{decode_error, decode_response, encode_request, EncodeOptions, StreamDecoder};
+
+/// Settings of an OpenAI provider.
+#[derive(Clone, Debug)]
+pub struct OpenAiConfig {
+    /// The provider's id (its config table name).
+    pub id: String,
+    /// The API base, up to and including its version segment (`/chat/completions` is
+    /// appended): `https://api.openai.com/v1`, `https://api.groq.com/openai/v1`.
+    pub base_url: String,
+    /// API keys, used in turn.
+    pub keys: Vec<Secret>,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+    /// Request encoding options.
+    pub encode: EncodeOptions,
+}
+
+impl OpenAiConfig {
+    /// OpenAI's own API.
+    pub const DEFAULT_BASE_URL: &'static str = "https://api.openai.com/v1";
+}
+
+/// Sends canonical requests to a Chat Completions endpoint.
+#[derive(Debug)]
+pub struct OpenAiProvider {
+    cfg: OpenAiConfig,
+    upstream: Upstream,
+    next_key: AtomicUsize,
+}
+
+impl OpenAiProvider {
+    /// A provider over a shared HTTP client.
+    pub fn new(cfg: OpenAiConfig, upstream: Upstream) -> Self {
+        OpenAiProvider {
+            cfg,
+            upstream,
+            next_key: AtomicUsize::new(0),
+        }
+    }
+
+    fn key<'a>(&'a self, cx: &'a CallContext) -> Option<&'a Secret> {
+        if let Some(k) = &cx.key {
+            return Some(k);
+        }
+        if self.cfg.keys.is_empty() {
+            return None;
+        }
+        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.cfg.keys.len();
+        self.cfg.keys.get(i)
+    }
+
+    fn headers(&self, cx: &CallContext) -> Result<HeaderMap, ProviderError> {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in &cx.forward_headers {
+            if name.as_str() == "openai-beta" {
+                h.append(name.clone(), value.clone());
+            }
+        }
+        if let Some(key) = self.key(cx) {
+            let mut v =
+                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
+                    ProviderError::new(
+                        ErrorKind::Internal,
+                        "the provider's key is not a valid header value",
+                    )
+                })?;
+            v.set_sensitive(true);
+            h.insert(AUTHORIZATION, v);
+        }
+        Ok(h)
+    }
+}
+
+struct Decoder(StreamDecoder);
+
+impl FrameDecoder for Decoder {
+    fn decode(&mut self, event: weir_sse::Event) -> Result<Frame, WireError> {
+        self.0.decode(event)
+    }
+    fn finish(&mut self) -> Result<Option<Frame>, WireError> {
+        let f = self.0.finish()?;
+        Ok((!f.events.is_empty()).then_some(f))
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for OpenAiProvider {
+    fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    fn capabilities(&self, _model: &str) -> Capabilities {
+        Capabilities {
+            native_dialect: Some(Dialect::OpenAi),
+            ..Capabilities::ALL
+        }
+    }
+
+    async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
+        let body = encode_request(&req, &self.cfg.encode)
+            .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+        let url = format!(
+            "{}/chat/completions",
+            self.cfg.base_url.trim_end_matches('/')
+        );
+        let headers = self.headers(&cx)?;
+        let mut resp = self
+            .upstream
+            .post(&url, headers, body, &self.cfg.timeouts)
+            .await?;
+        let status = resp.inner.status();
+        if !status.is_success() {
+            let headers = resp.inner.headers().clone();
+            let body = read_body(&mut resp).await.unwrap_or_default();
+            return Err(status_error(status, &headers, &body, decode_error));
+        }
+        if req.is_stream() {
+            return Ok(Reply::Stream(sse_frames(
+                resp,
+                self.cfg.timeouts.idle,
+                Decoder(StreamDecoder::new()),
+            )));
+        }
+        let body = read_body(&mut resp).await?;
+        let r = decode_response(&body).map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Decode,
+                format!("the upstream's response could not be decoded: {e}"),
+            )
+        })?;
+        Ok(Reply::Complete(Box::new(r)))
+    }
+}
