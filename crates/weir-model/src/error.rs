@@ -161,7 +161,7 @@ pub struct ProviderError {
     /// Does this count against the target's health? Derived from `kind`.
     pub counts_against_health: bool,
     /// The upstream's error body in canonical form, when it sent one.
-    pub api_error: Option<ApiError>,
+    pub api_error: Option<Box<ApiError>>,
     /// Sanitized message: never a key, never a URL with credentials.
     pub message: String,
 }
@@ -185,7 +185,7 @@ impl ProviderError {
         let mut e = ProviderError::new(api.kind, api.message.clone());
         e.status = Some(api.status);
         e.retry_after = retry_after;
-        e.api_error = Some(api);
+        e.api_error = Some(Box::new(api));
         e
     }
 }

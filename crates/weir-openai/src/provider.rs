@@ -8,7 +8,7 @@ use weir_model::{
     CallContext, Capabilities, ChatRequest, Dialect, ErrorKind, Frame, Provider, ProviderError,
     Reply, Secret, WireError,
 };
-use weir_upstream::{read_body, sse_frames, status_error, FrameDecoder, Timeouts, Upstream};
+use weir_upstream::{read_body, scrub, sse_frames, status_error, FrameDecoder, Timeouts, Upstream};
 
 use crate::{decode_error, decode_response, encode_request, EncodeOptions, StreamDecoder};
 
@@ -126,7 +126,14 @@ impl Provider for OpenAiProvider {
         if !status.is_success() {
             let headers = resp.inner.headers().clone();
             let body = read_body(&mut resp).await.unwrap_or_default();
-            return Err(status_error(status, &headers, &body, decode_error));
+            let mut err = status_error(status, &headers, &body, decode_error);
+            for key in &self.cfg.keys {
+                scrub(&mut err, key.expose());
+            }
+            if let Some(key) = &cx.key {
+                scrub(&mut err, key.expose());
+            }
+            return Err(err);
         }
         if req.is_stream() {
             return Ok(Reply::Stream(sse_frames(

@@ -170,8 +170,19 @@ pub fn status_error(
     ProviderError::from_api(api, retry_after(headers))
 }
 
+/// Removes a secret from an error's messages (upstreams echo keys back in 401 bodies).
+pub fn scrub(e: &mut ProviderError, secret: &str) {
+    if secret.len() < 4 {
+        return;
+    }
+    e.message = e.message.replace(secret, "***");
+    if let Some(api) = &mut e.api_error {
+        api.message = api.message.replace(secret, "***");
+    }
+}
+
 fn human(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
+    if d.as_millis().is_multiple_of(1000) {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())

@@ -1,0 +1,489 @@
+//! The config file: TOML with `${ENV}` interpolation, unknown keys rejected, and every
+//! error reported with file:line:column. See `../shared/docs/contract.md`, section 2.
+//!
+//! The file is parsed with the `toml` crate directly (not layered through figment): its
+//! spans are what lets `weir check` point at the offending line and column.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+/// A problem in a config, located when possible.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, if the config came from one.
+    pub file: Option<PathBuf>,
+    /// 1-based line and column.
+    pub position: Option<(usize, usize)>,
+    /// What is wrong and, where possible, how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let file = self.file.as_deref().map(Path::display);
+        match (file, self.position) {
+            (Some(file), Some((l, c))) => write!(f, "{file}:{l}:{c}: {}", self.message),
+            (Some(file), None) => write!(f, "{file}: {}", self.message),
+            (None, Some((l, c))) => write!(f, "{l}:{c}: {}", self.message),
+            (None, None) => f.write_str(&self.message),
+        }
+    }
+}
+
+/// A duration written as `"250ms"`, `"30s"`, `"5m"` or `"1h"`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `"250ms"`, `"30s"`, `"5m"`, `"1h"`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration (use e.g. \"250ms\", \"30s\", \"5m\")"))?;
+    Ok(match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(format!("`{s}` is not a duration (units: ms, s, m, h)")),
+    })
+}
+
+fn d(secs: u64) -> Dur {
+    Dur(Duration::from_secs(secs))
+}
+
+/// `[server]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// The API address.
+    pub listen: String,
+    /// The admin address (`/status`, `/metrics`).
+    pub admin_listen: Option<String>,
+    /// Larger request bodies get 413.
+    pub max_request_bytes: usize,
+    /// How long in-flight requests may run on after SIGTERM.
+    pub shutdown_grace: Dur,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:4000".into(),
+            admin_listen: None,
+            max_request_bytes: 32 * 1024 * 1024,
+            shutdown_grace: d(30),
+        }
+    }
+}
+
+/// `[timeouts]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TimeoutsConfig {
+    /// Connection establishment.
+    pub connect: Dur,
+    /// Until the upstream's response headers.
+    pub first_byte: Dur,
+    /// Longest silence inside a stream.
+    pub idle: Dur,
+    /// The whole call.
+    pub total: Dur,
+}
+
+impl Default for TimeoutsConfig {
+    fn default() -> Self {
+        TimeoutsConfig {
+            connect: d(10),
+            first_byte: d(60),
+            idle: d(90),
+            total: d(600),
+        }
+    }
+}
+
+impl TimeoutsConfig {
+    /// As upstream timeouts.
+    pub fn to_timeouts(&self) -> weir_upstream::Timeouts {
+        weir_upstream::Timeouts {
+            connect: self.connect.0,
+            first_byte: self.first_byte.0,
+            idle: self.idle.0,
+            total: self.total.0,
+        }
+    }
+}
+
+/// `[auth]`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Bearer key for the admin endpoints.
+    pub admin_key: Option<String>,
+    /// Client keys.
+    pub keys: Vec<Spanned<KeyConfig>>,
+}
+
+/// One `[[auth.keys]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// Name used in logs and metrics.
+    pub name: String,
+    /// The key itself.
+    pub key: Option<String>,
+    /// Or its sha256, hex.
+    pub sha256: Option<String>,
+    /// Requests per minute.
+    pub rpm: Option<Spanned<u64>>,
+    /// Tokens per minute.
+    pub tpm: Option<Spanned<u64>>,
+    /// In-flight requests.
+    pub max_concurrent: Option<Spanned<u64>>,
+    /// Spend per UTC day.
+    pub daily_budget_usd: Option<Spanned<f64>>,
+    /// Glob allow-list of model names.
+    pub models: Option<Vec<String>>,
+}
+
+/// One `[providers.<id>]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    /// anthropic | openai | mock | (later) bedrock, vertex, gemini, azure, ollama.
+    pub kind: Spanned<String>,
+    /// Scheme and host of the API (and path prefix for OpenAI-compatible services).
+    pub base_url: Option<String>,
+    /// The key pool.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// A single key (shorthand for a one-key pool).
+    pub key: Option<String>,
+    /// Cloud region (Bedrock, Vertex).
+    pub region: Option<String>,
+    /// Cloud project (Vertex).
+    pub project: Option<String>,
+    /// OpenAI-compatible preset (groq, xai, ...).
+    pub preset: Option<Spanned<String>>,
+    /// Per-provider timeouts.
+    pub timeouts: Option<TimeoutsConfig>,
+    /// Mock: pause between streamed chunks.
+    pub stream_delay: Option<Dur>,
+    /// `max_tokens` for Anthropic requests that have none.
+    pub default_max_tokens: Option<u32>,
+}
+
+/// One `[[models]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Exact model name or glob.
+    pub name: String,
+    /// fallback | round_robin | weighted | least_latency.
+    pub strategy: Option<Spanned<String>>,
+    /// Where requests go.
+    pub targets: Vec<TargetConfig>,
+}
+
+/// A `[[models]]` target.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetConfig {
+    /// Provider id.
+    pub provider: Spanned<String>,
+    /// Upstream model; the client's when absent.
+    pub model: Option<String>,
+    /// For `weighted`.
+    pub weight: Option<Spanned<u32>>,
+}
+
+/// `[pricing."<model>"]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceConfig {
+    /// USD per million input tokens.
+    pub input: f64,
+    /// USD per million output tokens.
+    pub output: f64,
+    /// Cache reads.
+    pub cache_read: Option<f64>,
+    /// Cache writes.
+    pub cache_write: Option<f64>,
+}
+
+/// `[state]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    /// memory | redis.
+    pub backend: Spanned<String>,
+    /// Redis URL.
+    pub url: Option<String>,
+}
+
+/// `[ledger]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerConfig {
+    /// sqlite:// or postgres:// URL.
+    pub url: Spanned<String>,
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[server]`.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// `[timeouts]`.
+    #[serde(default)]
+    pub timeouts: TimeoutsConfig,
+    /// `[auth]`.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// `[providers.*]`, by id.
+    #[serde(default)]
+    pub providers: BTreeMap<String, ProviderConfig>,
+    /// `[[models]]`, in file order.
+    #[serde(default)]
+    pub models: Vec<ModelConfig>,
+    /// `[pricing.*]`.
+    #[serde(default)]
+    pub pricing: Option<Spanned<BTreeMap<String, PriceConfig>>>,
+    /// `[state]`.
+    pub state: Option<StateConfig>,
+    /// `[ledger]`.
+    pub ledger: Option<LedgerConfig>,
+}
+
+/// Source text, for turning byte offsets into positions.
+pub struct Source<'a> {
+    /// The file name, if any.
+    pub file: Option<&'a Path>,
+    /// The text after interpolation.
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    /// An error at a byte offset.
+    pub fn error_at(&self, offset: Option<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.map(Path::to_path_buf),
+            position: offset.map(|o| line_col(self.text, o)),
+            message: message.into(),
+        }
+    }
+}
+
+/// 1-based line and column of a byte offset.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let upto = &text[..offset.min(text.len())];
+    let line = upto.matches('\n').count() + 1;
+    let col = upto
+        .rfind('\n')
+        .map_or(upto.chars().count(), |i| upto[i + 1..].chars().count())
+        + 1;
+    (line, col)
+}
+
+/// Replaces `${NAME}` with the environment's value (escaped for a TOML string). Every
+/// missing variable is an error at its position; `$${` writes a literal `${`.
+pub fn interpolate(
+    file: Option<&Path>,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<String, Vec<ConfigError>> {
+    let src = Source { file, text };
+    let mut out = String::with_capacity(text.len());
+    let mut errors = Vec::new();
+    let mut rest = text;
+    let mut base = 0;
+    while let Some(i) = rest.find("${") {
+        if rest[..i].ends_with('$') {
+            out.push_str(&rest[..i - 1]);
+            out.push_str("${");
+            rest = &rest[i + 2..];
+            base += i + 2;
+            continue;
+        }
+        out.push_str(&rest[..i]);
+        let Some(end) = rest[i..].find('}') else {
+            errors.push(src.error_at(Some(base + i), "`${` without a closing `}`"));
+            rest = "";
+            break;
+        };
+        let name = &rest[i + 2..i + end];
+        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            errors.push(src.error_at(
+                Some(base + i),
+                format!("`${{{name}}}` is not a valid variable name"),
+            ));
+        } else {
+            match env(name) {
+                Some(v) => {
+                    for c in v.chars() {
+                        match c {
+                            '"' => out.push_str("\\\""),
+                            '\\' => out.push_str("\\\\"),
+                            '\n' => out.push_str("\\n"),
+                            c => out.push(c),
+                        }
+                    }
+                }
+                None => errors.push(src.error_at(
+                    Some(base + i),
+                    format!(
+                        "environment variable `{name}` is not set (referenced as `${{{name}}}`)"
+                    ),
+                )),
+            }
+        }
+        rest = &rest[i + end + 1..];
+        base += i + end + 1;
+    }
+    out.push_str(rest);
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+/// Parses config text (already interpolated).
+pub fn parse(file: Option<&Path>, text: &str) -> Result<Config, ConfigError> {
+    toml::from_str::<Config>(text).map_err(|e| {
+        let src = Source { file, text };
+        let message = e.message().trim_end().to_owned();
+        src.error_at(e.span().map(|s| s.start), message)
+    })
+}
+
+/// Reads, interpolates and parses a config file.
+pub fn load(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(Config, String), Vec<ConfigError>> {
+    let raw = std::fs::read_to_string(path).map_err(|e| {
+        vec![ConfigError {
+            file: Some(path.to_path_buf()),
+            position: None,
+            message: format!("cannot read the config: {e}"),
+        }]
+    })?;
+    let text = interpolate(Some(path), &raw, env)?;
+    let cfg = parse(Some(path), &text).map_err(|e| vec![e])?;
+    Ok((cfg, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        match name {
+            "KEY" => Some("sk-\"quoted\"".into()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn interpolation_escapes_values_and_reports_every_missing_variable() {
+        let out = interpolate(None, "a = \"${KEY}\"\nb = \"$${KEY}\"", &env).unwrap();
+        assert_eq!(out, "a = \"sk-\\\"quoted\\\"\"\nb = \"${KEY}\"");
+        let errs = interpolate(None, "a = \"${NOPE}\"\nb = \"${ALSO}\"", &env).unwrap_err();
+        let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            msgs,
+            [
+                "1:6: environment variable `NOPE` is not set (referenced as `${NOPE}`)",
+                "2:6: environment variable `ALSO` is not set (referenced as `${ALSO}`)"
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_with_positions() {
+        let err = parse(
+            Some(Path::new("weir.toml")),
+            "[server]\nlisten = \"127.0.0.1:1\"\nlistn = \"x\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.position, Some((3, 1)));
+        assert!(
+            err.to_string()
+                .starts_with("weir.toml:3:1: unknown field `listn`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_contract_example_parses() {
+        let text = r#"
+[server]
+listen = "127.0.0.1:4000"
+admin_listen = "127.0.0.1:4001"
+max_request_bytes = 33554432
+shutdown_grace = "30s"
+
+[timeouts]
+connect = "10s"
+first_byte = "60s"
+idle = "90s"
+total = "10m"
+
+[auth]
+admin_key = "admin"
+
+[[auth.keys]]
+name = "alice"
+key = "k"
+models = ["claude-*", "gpt-4o"]
+
+[providers.anthropic]
+kind = "anthropic"
+keys = ["a", "b"]
+
+[providers.demo]
+kind = "mock"
+
+[[models]]
+name = "claude-sonnet-4-5"
+strategy = "fallback"
+targets = [
+  { provider = "anthropic", model = "claude-sonnet-4-5-20250929" },
+  { provider = "demo" },
+]
+"#;
+        let c = parse(None, text).unwrap();
+        assert_eq!(c.timeouts.total.0, Duration::from_secs(600));
+        assert_eq!(c.models[0].targets.len(), 2);
+        assert_eq!(c.providers["anthropic"].keys, ["a", "b"]);
+    }
+}

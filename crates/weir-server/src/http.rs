@@ -1,0 +1,459 @@
+//! The API endpoints: one function per endpoint, errors in the client's dialect.
+
+// Helpers return a ready-made error response as their `Err`; it is built once per failed
+// request, so its size does not matter.
+#![allow(clippy::result_large_err)]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use weir_model::{ApiError, CallContext, ChatRequest, Dialect, ErrorKind, Reply, WireError};
+use weir_router::RouteError;
+
+use crate::app::App;
+use crate::auth::ClientKey;
+use crate::sse::{sse_response, StreamLog};
+
+/// Response bodies: whole or streamed.
+pub type Body = UnsyncBoxBody<Bytes, Infallible>;
+
+/// What one request did, for its log line.
+#[derive(Debug, Default)]
+pub(crate) struct RequestLog {
+    pub request_id: String,
+    pub key: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub upstream_model: Option<String>,
+    pub started: Option<Instant>,
+}
+
+impl RequestLog {
+    pub(crate) fn emit(
+        &self,
+        status: u16,
+        ttft: Option<Duration>,
+        input: Option<u64>,
+        output: Option<u64>,
+    ) {
+        let latency_ms = self
+            .started
+            .map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0);
+        tracing::info!(
+            target: "weir::request",
+            request_id = %self.request_id,
+            key = self.key.as_deref().unwrap_or("-"),
+            model = self.model.as_deref().unwrap_or("-"),
+            provider = self.provider.as_deref().unwrap_or("-"),
+            upstream_model = self.upstream_model.as_deref().unwrap_or("-"),
+            status,
+            latency_ms = format!("{latency_ms:.1}"),
+            ttft_ms = ttft.map(|t| format!("{:.1}", t.as_secs_f64() * 1000.0)).unwrap_or_default(),
+            input_tokens = input.unwrap_or(0),
+            output_tokens = output.unwrap_or(0),
+            "request"
+        );
+    }
+}
+
+pub(crate) fn full(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(Full::new(body.into()).boxed_unsync());
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn set_header(r: &mut Response<Body>, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(HeaderName::from_static(name), v);
+    }
+}
+
+/// An error in the client's dialect, with `x-request-id` and (for 429) `retry-after`.
+pub(crate) fn error_response(
+    dialect: Dialect,
+    e: &ApiError,
+    request_id: &str,
+    retry_after: Option<Duration>,
+) -> Response<Body> {
+    let (status, body) = match dialect {
+        Dialect::Anthropic => weir_anthropic::encode_error(e, Some(request_id)),
+        Dialect::OpenAi => weir_openai::encode_error(e),
+    };
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut r = full(status, "application/json", body);
+    set_header(&mut r, "x-request-id", request_id);
+    if status == StatusCode::TOO_MANY_REQUESTS || retry_after.is_some() {
+        let secs = retry_after
+            .map_or(1, |d| d.as_secs_f64().ceil() as u64)
+            .max(1);
+        set_header(&mut r, "retry-after", &secs.to_string());
+    }
+    r
+}
+
+fn simple_error(
+    dialect: Dialect,
+    kind: ErrorKind,
+    message: impl Into<String>,
+    log: &RequestLog,
+) -> Response<Body> {
+    let e = ApiError::new(kind, message);
+    let r = error_response(dialect, &e, &log.request_id, None);
+    log.emit(r.status().as_u16(), None, None, None);
+    r
+}
+
+/// A new request id: 16 random bytes, hex.
+pub(crate) fn request_id() -> String {
+    let v: u128 = rand::random();
+    format!("req_{v:032x}")
+}
+
+/// Routes a request to its endpoint.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let mut log = RequestLog {
+        request_id: request_id(),
+        started: Some(Instant::now()),
+        ..Default::default()
+    };
+    let dialect = if path.starts_with("/v1/messages") {
+        Dialect::Anthropic
+    } else {
+        Dialect::OpenAi
+    };
+    let r = match (&method, path.as_str()) {
+        (&Method::GET, "/health") => full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
+        (&Method::POST, "/v1/messages") => chat(&app, req, Dialect::Anthropic, &mut log).await,
+        (&Method::POST, "/v1/chat/completions") => chat(&app, req, Dialect::OpenAi, &mut log).await,
+        (&Method::POST, "/v1/messages/count_tokens") => count_tokens(&app, req, &mut log).await,
+        (&Method::GET, "/v1/models") => models(&app, &req, &log),
+        (&Method::POST, "/v1/responses" | "/v1/embeddings") => simple_error(
+            Dialect::OpenAi,
+            ErrorKind::NotFound,
+            format!("{path} is not implemented in this build of Weir yet"),
+            &log,
+        ),
+        (
+            _,
+            "/health"
+            | "/v1/messages"
+            | "/v1/chat/completions"
+            | "/v1/messages/count_tokens"
+            | "/v1/models",
+        ) => simple_error(
+            dialect,
+            ErrorKind::InvalidRequest,
+            format!("method {method} is not allowed on {path}"),
+            &log,
+        ),
+        _ => simple_error(
+            dialect,
+            ErrorKind::NotFound,
+            format!("no endpoint {method} {path}"),
+            &log,
+        ),
+    };
+    let mut r = r;
+    if !r.headers().contains_key("x-request-id") {
+        set_header(&mut r, "x-request-id", &log.request_id);
+    }
+    Ok(r)
+}
+
+fn authenticate<'a>(
+    app: &'a App,
+    headers: &HeaderMap,
+    dialect: Dialect,
+    log: &mut RequestLog,
+) -> Result<&'a ClientKey, Response<Body>> {
+    match app.keys.verify(headers) {
+        Some(k) => {
+            log.key = Some(k.name.clone());
+            Ok(k)
+        }
+        None => {
+            let msg = if crate::auth::presented_key(headers).is_some() {
+                "invalid API key"
+            } else {
+                "missing API key: send it as `x-api-key: <key>` or `Authorization: Bearer <key>`"
+            };
+            Err(simple_error(dialect, ErrorKind::Authentication, msg, log))
+        }
+    }
+}
+
+/// Reads the body, refusing one larger than the limit before reading it whole.
+async fn read_body(
+    app: &App,
+    req: Request<Incoming>,
+    dialect: Dialect,
+    log: &RequestLog,
+) -> Result<(HeaderMap, Bytes), Response<Body>> {
+    let limit = app.max_request_bytes;
+    let too_large = || {
+        simple_error(
+            dialect,
+            ErrorKind::RequestTooLarge,
+            format!("request body exceeds the gateway's limit of {limit} bytes"),
+            log,
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    match Limited::new(body, limit).collect().await {
+        Ok(c) => Ok((parts.headers, c.to_bytes())),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Err(e) => Err(simple_error(
+            dialect,
+            ErrorKind::InvalidRequest,
+            format!("cannot read the request body: {e}"),
+            log,
+        )),
+    }
+}
+
+fn decode(dialect: Dialect, body: &[u8]) -> Result<ChatRequest, WireError> {
+    match dialect {
+        Dialect::Anthropic => weir_anthropic::decode_request(body),
+        Dialect::OpenAi => weir_openai::decode_request(body),
+    }
+}
+
+/// Client headers forwarded upstream: `anthropic-*` and `openai-beta` only; never
+/// credentials, cookies or hop-by-hop headers.
+fn forward_headers(headers: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::new();
+    for (name, value) in headers {
+        let n = name.as_str();
+        if n.starts_with("anthropic-") || n == "openai-beta" {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+async fn chat(
+    app: &App,
+    req: Request<Incoming>,
+    dialect: Dialect,
+    log: &mut RequestLog,
+) -> Response<Body> {
+    let key = match authenticate(app, req.headers(), dialect, log) {
+        Ok(k) => k.clone(),
+        Err(r) => return r,
+    };
+    let (headers, body) = match read_body(app, req, dialect, log).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut creq = match decode(dialect, &body) {
+        Ok(r) => r,
+        Err(e) => return simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log),
+    };
+    log.model = Some(creq.model.clone());
+    if !app.allows(&key, &creq.model) {
+        return simple_error(
+            dialect,
+            ErrorKind::PermissionDenied,
+            format!("the key `{}` may not use model `{}`", key.name, creq.model),
+            log,
+        );
+    }
+    // Usage is what the gateway accounts by; ask OpenAI-dialect streams for it, and keep
+    // the extra chunk from clients that did not ask.
+    let client_usage = creq.include_usage == Some(true);
+    if dialect == Dialect::OpenAi && creq.is_stream() && !client_usage {
+        creq.include_usage = Some(true);
+    }
+    let stream = creq.is_stream();
+    let mut cx = CallContext::new(log.request_id.clone());
+    cx.forward_headers = forward_headers(&headers);
+    match app.router.send(creq, cx).await {
+        Err(RouteError::UnknownModel { model, available }) => {
+            let allowed: Vec<&str> = available
+                .iter()
+                .map(String::as_str)
+                .filter(|m| {
+                    key.models
+                        .as_ref()
+                        .is_none_or(|g| g.iter().any(|g| weir_router::glob_match(g, m) || g == m))
+                })
+                .collect();
+            simple_error(
+                dialect,
+                ErrorKind::NotFound,
+                format!(
+                    "model `{model}` is not available; available: {}",
+                    if allowed.is_empty() {
+                        "none".into()
+                    } else {
+                        allowed.join(", ")
+                    }
+                ),
+                log,
+            )
+        }
+        Err(RouteError::Failed { last, attempts }) => {
+            let mut api = last.api_error.as_deref().cloned().unwrap_or_else(|| {
+                let mut a = ApiError::new(last.kind, last.message.clone());
+                if let Some(s) = last.status {
+                    a.status = s;
+                }
+                a
+            });
+            if attempts.len() > 1 {
+                let summary: Vec<String> = attempts
+                    .iter()
+                    .map(|(p, m, e)| {
+                        format!(
+                            "{p} ({m}): {}",
+                            e.status
+                                .map_or_else(|| format!("{:?}", e.kind), |s| s.to_string())
+                        )
+                    })
+                    .collect();
+                api.message = format!(
+                    "{} [all targets failed: {}]",
+                    api.message,
+                    summary.join("; ")
+                );
+            }
+            if let Some((p, m, _)) = attempts.last() {
+                log.provider = Some(p.clone());
+                log.upstream_model = Some(m.clone());
+            }
+            let r = error_response(dialect, &api, &log.request_id, last.retry_after);
+            log.emit(r.status().as_u16(), None, None, None);
+            r
+        }
+        Ok((reply, served)) => {
+            log.provider = Some(served.provider.clone());
+            log.upstream_model = Some(served.model.clone());
+            let mut r = match reply {
+                Reply::Complete(resp) => {
+                    let encoded = match dialect {
+                        Dialect::Anthropic => weir_anthropic::encode_response(&resp),
+                        Dialect::OpenAi => weir_openai::encode_response(&resp),
+                    };
+                    match encoded {
+                        Ok(body) => {
+                            log.emit(
+                                200,
+                                None,
+                                Some(resp.usage.total_input()),
+                                resp.usage.output_tokens,
+                            );
+                            full(StatusCode::OK, "application/json", body)
+                        }
+                        Err(e) => {
+                            return simple_error(dialect, ErrorKind::Upstream, e.to_string(), log);
+                        }
+                    }
+                }
+                Reply::Stream(s) => {
+                    debug_assert!(stream);
+                    let slog = StreamLog::new(std::mem::take(log));
+                    sse_response(dialect, s, client_usage, slog)
+                }
+            };
+            set_header(&mut r, "x-weir-provider", &served.provider);
+            set_header(&mut r, "x-weir-model", &served.model);
+            r
+        }
+    }
+}
+
+async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
+    let dialect = Dialect::Anthropic;
+    if let Err(r) = authenticate(app, req.headers(), dialect, log) {
+        return r;
+    }
+    let (_, body) = match read_body(app, req, dialect, log).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let creq = match weir_anthropic::decode_request(&body) {
+        Ok(r) => r,
+        Err(e) => return simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log),
+    };
+    // An estimate (about four bytes of JSON per token); forwarding to the target's own
+    // count endpoint is open work.
+    let tokens = (body.len() as u64).div_ceil(4).max(1);
+    log.model = Some(creq.model);
+    log.emit(200, None, Some(tokens), None);
+    full(
+        StatusCode::OK,
+        "application/json",
+        format!("{{\"input_tokens\":{tokens}}}"),
+    )
+}
+
+fn models(app: &App, req: &Request<Incoming>, log: &RequestLog) -> Response<Body> {
+    let anthropic =
+        req.headers().contains_key("anthropic-version") || req.headers().contains_key("x-api-key");
+    let dialect = if anthropic {
+        Dialect::Anthropic
+    } else {
+        Dialect::OpenAi
+    };
+    let Some(key) = app.keys.verify(req.headers()) else {
+        return simple_error(
+            dialect,
+            ErrorKind::Authentication,
+            "missing or invalid API key",
+            log,
+        );
+    };
+    let names: Vec<&String> = app
+        .listed_models
+        .iter()
+        .filter(|m| app.allows(key, m))
+        .collect();
+    let body = if anthropic {
+        let data: Vec<serde_json::Value> = names
+            .iter()
+            .map(|m| serde_json::json!({"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"}))
+            .collect();
+        serde_json::json!({
+            "data": data,
+            "has_more": false,
+            "first_id": names.first(),
+            "last_id": names.last(),
+        })
+    } else {
+        let data: Vec<serde_json::Value> = names
+            .iter()
+            .map(|m| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": "weir"}))
+            .collect();
+        serde_json::json!({"object": "list", "data": data})
+    };
+    log.emit(200, None, None, None);
+    full(StatusCode::OK, "application/json", body.to_string())
+}

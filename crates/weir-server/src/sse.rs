@@ -1,0 +1,187 @@
+//! Streamed responses: canonical frames written to the client as SSE in its dialect,
+//! each event flushed as soon as it is complete.
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_util::{stream, StreamExt};
+use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame as BodyFrame;
+use weir_model::{ApiError, Dialect, EventStream, Frame, StreamEvent};
+
+use crate::http::{Body, RequestLog};
+
+/// The request's log line, written when the stream ends, fails or is dropped (the client
+/// went away: dropping the body drops the upstream stream, which cancels the upstream
+/// request).
+pub(crate) struct StreamLog {
+    log: RequestLog,
+    first_byte: Option<Instant>,
+    input: Option<u64>,
+    output: Option<u64>,
+    outcome: &'static str,
+}
+
+impl StreamLog {
+    pub(crate) fn new(log: RequestLog) -> Self {
+        StreamLog {
+            log,
+            first_byte: None,
+            input: None,
+            output: None,
+            outcome: "client disconnected",
+        }
+    }
+
+    fn set_outcome(&mut self, outcome: &'static str) {
+        self.outcome = outcome;
+    }
+
+    fn observe(&mut self, f: &Frame) {
+        for ev in &f.events {
+            match ev {
+                StreamEvent::MessageStart { usage, .. }
+                | StreamEvent::MessageDelta { usage, .. } => {
+                    if usage.input_tokens.is_some() || usage.cache_read_tokens.is_some() {
+                        self.input = Some(usage.total_input());
+                    }
+                    if usage.output_tokens.is_some() {
+                        self.output = usage.output_tokens;
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+impl Drop for StreamLog {
+    fn drop(&mut self) {
+        let ttft = match (self.first_byte, self.log.started) {
+            (Some(f), Some(s)) => Some(f.duration_since(s)),
+            _ => None,
+        };
+        tracing::debug!(request_id = %self.log.request_id, outcome = self.outcome, "stream ended");
+        self.log.emit(200, ttft, self.input, self.output);
+    }
+}
+
+enum Encoder {
+    Anthropic(weir_anthropic::StreamEncoder),
+    OpenAi(Box<weir_openai::StreamEncoder>),
+}
+
+impl Encoder {
+    fn encode(&mut self, f: &Frame, out: &mut Vec<u8>) -> Result<(), weir_model::WireError> {
+        match self {
+            Encoder::Anthropic(e) => e.encode(f, out),
+            Encoder::OpenAi(e) => e.encode(f, out),
+        }
+    }
+}
+
+struct State {
+    upstream: EventStream,
+    encoder: Encoder,
+    dialect: Dialect,
+    /// The gateway asked an OpenAI upstream for usage the client did not ask for.
+    hide_usage_chunk: bool,
+    log: StreamLog,
+    done: bool,
+}
+
+/// Whether a frame is OpenAI's usage-only chunk (`"choices": []`).
+fn is_usage_only_chunk(f: &Frame) -> bool {
+    f.source
+        .as_ref()
+        .is_some_and(|s| s.dialect == Dialect::OpenAi && s.event.data().contains(r#""choices":[]"#))
+}
+
+/// A `text/event-stream` response that writes each frame as soon as it arrives.
+pub(crate) fn sse_response(
+    dialect: Dialect,
+    upstream: EventStream,
+    client_usage: bool,
+    log: StreamLog,
+) -> Response<Body> {
+    let encoder = match dialect {
+        Dialect::Anthropic => Encoder::Anthropic(weir_anthropic::StreamEncoder::new()),
+        Dialect::OpenAi => Encoder::OpenAi(Box::new(weir_openai::StreamEncoder::new(
+            weir_openai::StreamEncodeOptions {
+                include_usage: client_usage,
+                created: None,
+            },
+        ))),
+    };
+    let state = State {
+        upstream,
+        encoder,
+        dialect,
+        hide_usage_chunk: dialect == Dialect::OpenAi && !client_usage,
+        log,
+        done: false,
+    };
+    let body = stream::unfold(state, |mut st| async move {
+        loop {
+            if st.done {
+                return None;
+            }
+            let mut out = Vec::new();
+            match st.upstream.next().await {
+                None => {
+                    st.log.set_outcome("complete");
+                    return None;
+                }
+                Some(Ok(frame)) => {
+                    st.log.observe(&frame);
+                    if st.hide_usage_chunk && is_usage_only_chunk(&frame) {
+                        continue;
+                    }
+                    if let Err(e) = st.encoder.encode(&frame, &mut out) {
+                        st.done = true;
+                        st.log.outcome = "translation failed";
+                        let err = ApiError::new(
+                            weir_model::ErrorKind::Upstream,
+                            format!("cannot translate the upstream's stream: {e}"),
+                        );
+                        error_event(&mut st.encoder, st.dialect, &err, &mut out);
+                    }
+                }
+                Some(Err(e)) => {
+                    st.done = true;
+                    st.log.outcome = "upstream failed";
+                    tracing::warn!(request_id = %st.log.log.request_id, kind = ?e.kind, "upstream stream failed: {}", e.message);
+                    let api = e
+                        .api_error
+                        .as_deref()
+                        .cloned()
+                        .unwrap_or_else(|| ApiError::new(e.kind, e.message.clone()));
+                    error_event(&mut st.encoder, st.dialect, &api, &mut out);
+                }
+            }
+            if out.is_empty() {
+                continue;
+            }
+            if st.log.first_byte.is_none() {
+                st.log.first_byte = Some(Instant::now());
+            }
+            return Some((Ok::<_, Infallible>(BodyFrame::data(Bytes::from(out))), st));
+        }
+    });
+    let mut r = Response::new(StreamBody::new(body).boxed_unsync());
+    *r.status_mut() = StatusCode::OK;
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    r
+}
+
+fn error_event(enc: &mut Encoder, _dialect: Dialect, e: &ApiError, out: &mut Vec<u8>) {
+    let f = Frame::from_events(vec![StreamEvent::Error(e.clone())]);
+    // Encoding an error event writes plain JSON; it cannot fail.
+    let _ = enc.encode(&f, out);
+}

@@ -1,0 +1,484 @@
+//! The gateway end to end over real sockets: a Weir server in-process, scripted upstreams
+//! on loopback, and an HTTP client playing the SDKs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+const KEY: &str = "sk-test-client";
+
+/// What a scripted upstream answers.
+#[derive(Clone)]
+enum Script {
+    /// Status, content type, body.
+    Reply(u16, &'static str, String),
+    /// SSE events forever, one every 20 ms; sets the flag when the client goes away.
+    Endless(Arc<AtomicBool>),
+}
+
+/// Requests an upstream received: headers and body.
+type Seen = Arc<Mutex<Vec<(http::HeaderMap, Vec<u8>)>>>;
+
+/// A scripted upstream: records requests (headers and body), answers per script.
+struct Upstream {
+    url: String,
+    seen: Seen,
+    hits: Arc<AtomicUsize>,
+}
+
+async fn upstream(script: Script) -> Upstream {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let hits = Arc::new(AtomicUsize::new(0));
+    let (seen2, hits2) = (seen.clone(), hits.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let (script, seen, hits) = (script.clone(), seen2.clone(), hits2.clone());
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let (script, seen, hits) = (script.clone(), seen.clone(), hits.clone());
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = body.collect().await.unwrap().to_bytes().to_vec();
+                        seen.lock().unwrap().push((parts.headers, body));
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        let resp: Response<
+                            http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>,
+                        > = match script {
+                            Script::Reply(status, ctype, body) => {
+                                let mut r =
+                                    Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+                                *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                                r.headers_mut()
+                                    .insert("content-type", ctype.parse().unwrap());
+                                r
+                            }
+                            Script::Endless(closed) => {
+                                let (tx, rx) = tokio::sync::mpsc::channel::<
+                                    Result<Frame<Bytes>, Infallible>,
+                                >(1);
+                                tokio::spawn(async move {
+                                    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+                                    if tx.send(Ok(Frame::data(Bytes::from(start)))).await.is_err() {
+                                        closed.store(true, Ordering::SeqCst);
+                                        return;
+                                    }
+                                    for _ in 0..1000 {
+                                        let ev = "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"tick \"}}\n\n";
+                                        if tx.send(Ok(Frame::data(Bytes::from(ev)))).await.is_err()
+                                        {
+                                            closed.store(true, Ordering::SeqCst);
+                                            return;
+                                        }
+                                        tokio::time::sleep(Duration::from_millis(20)).await;
+                                    }
+                                });
+                                let body = StreamBody::new(tokio_stream(rx));
+                                let mut r = Response::new(body.boxed_unsync());
+                                r.headers_mut()
+                                    .insert("content-type", "text/event-stream".parse().unwrap());
+                                r
+                            }
+                        };
+                        Ok::<_, Infallible>(resp)
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Upstream { url, seen, hits }
+}
+
+/// An mpsc receiver as a stream (without pulling in tokio-stream).
+fn tokio_stream<T: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|v| (v, rx)) })
+}
+
+/// Starts Weir with a config (the client key is always `KEY`); returns its base URL.
+async fn weir(extra_config: &str) -> String {
+    let text = format!(
+        "[server]\nmax_request_bytes = 200000\nshutdown_grace = \"1s\"\n[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n\
+         [providers.mock]\nkind = \"mock\"\nstream_delay = \"0ms\"\n{extra_config}"
+    );
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let app = Arc::new(weir_server::build(&cfg, None, &text).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(weir_server::run(app, listener, std::future::pending()));
+    url
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+async fn post(url: &str, path: &str, body: &Value, auth: Option<&str>) -> reqwest::Response {
+    let mut r = client().post(format!("{url}{path}")).json(body);
+    if let Some(k) = auth {
+        r = r.header("authorization", format!("Bearer {k}"));
+    }
+    r.send().await.unwrap()
+}
+
+fn sse_events(text: &str) -> Vec<(Option<String>, String)> {
+    let mut d = weir_sse::Decoder::new();
+    let mut evs = Vec::new();
+    d.feed(text.as_bytes(), &mut evs).unwrap();
+    evs.into_iter()
+        .map(|e| (e.event().map(str::to_owned), e.data().to_owned()))
+        .collect()
+}
+
+fn a_req(model: &str, stream: bool) -> Value {
+    json!({"model": model, "max_tokens": 100, "stream": stream, "messages": [{"role": "user", "content": "hello there"}]})
+}
+
+fn o_req(model: &str, stream: bool) -> Value {
+    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hello there"}]})
+}
+
+#[tokio::test]
+async fn health_needs_no_key() {
+    let url = weir("").await;
+    let r = client().get(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn missing_and_wrong_keys_get_401_in_each_dialect() {
+    let url = weir("").await;
+    let r = post(&url, "/v1/messages?beta=true", &a_req("mock", false), None).await;
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "authentication_error");
+    assert!(v["request_id"].as_str().unwrap().starts_with("req_"));
+    let r = post(
+        &url,
+        "/v1/chat/completions",
+        &o_req("mock", false),
+        Some("sk-wrong"),
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "authentication_error");
+    assert_eq!(v["error"]["message"], "invalid API key");
+}
+
+#[tokio::test]
+async fn mock_answers_both_dialects_complete_and_streamed() {
+    let url = weir("").await;
+    let r = post(
+        &url,
+        "/v1/messages?beta=true",
+        &a_req("mock", false),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-weir-provider"], "mock");
+    assert_eq!(r.headers()["x-weir-model"], "mock");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "message");
+    assert_eq!(v["content"][0]["type"], "text");
+
+    let r = client()
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", KEY)
+        .json(&a_req("mock", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    assert_eq!(r.headers()["x-accel-buffering"], "no");
+    assert!(r.headers().get("content-length").is_none());
+    let events = sse_events(&r.text().await.unwrap());
+    let names: Vec<&str> = events.iter().filter_map(|e| e.0.as_deref()).collect();
+    assert_eq!(names.first(), Some(&"message_start"));
+    assert_eq!(names.last(), Some(&"message_stop"));
+
+    let r = post(
+        &url,
+        "/v1/chat/completions",
+        &o_req("mock", true),
+        Some(KEY),
+    )
+    .await;
+    let events = sse_events(&r.text().await.unwrap());
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(&e.1).unwrap())
+        .collect();
+    assert!(
+        chunks
+            .iter()
+            .all(|c| c["choices"].as_array().is_some_and(|a| !a.is_empty())),
+        "no usage chunk unless asked"
+    );
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+
+    let mut with_usage = o_req("mock", true);
+    with_usage["stream_options"] = json!({"include_usage": true});
+    let r = post(&url, "/v1/chat/completions", &with_usage, Some(KEY)).await;
+    let events = sse_events(&r.text().await.unwrap());
+    let usage: Value = serde_json::from_str(&events[events.len() - 2].1).unwrap();
+    assert_eq!(usage["choices"], json!([]));
+    assert!(usage["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_errors() {
+    let url = weir("").await;
+    // Over the limit, declared: refused before the body is read.
+    let big = "x".repeat(300_000);
+    let r = client()
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", KEY)
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "request_too_large");
+
+    let r = client()
+        .post(format!("{url}/v1/chat/completions"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("content-type", "application/json")
+        .body("{\"model\": \"mock\", \"messages\": [}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        v["error"]["message"],
+        "invalid request body: messages[0]: expected value at line 1 column 32"
+    );
+
+    let r = post(&url, "/v1/messages", &a_req("gpt-nope", false), Some(KEY)).await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "not_found_error");
+    assert_eq!(
+        v["error"]["message"],
+        "model `gpt-nope` is not available; available: mock"
+    );
+}
+
+#[tokio::test]
+async fn anthropic_upstream_passes_through_losslessly_and_translates_for_openai_clients() {
+    let body = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../fixtures/anthropic/claude_code_thinking_stream/00.response.body"),
+    )
+    .unwrap();
+    let up = upstream(Script::Reply(200, "text/event-stream", body.clone())).await;
+    let url = weir(&format!(
+        "[providers.anthropic]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-upstream-secret\"]\n\
+         [[models]]\nname = \"claude-*\"\ntargets = [{{ provider = \"anthropic\" }}]\n",
+        up.url
+    ))
+    .await;
+    let r = client()
+        .post(format!("{url}/v1/messages?beta=true"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header(
+            "anthropic-beta",
+            "interleaved-thinking-2025-05-14,context-management-2025-06-27",
+        )
+        .header("anthropic-version", "2023-06-01")
+        .header("cookie", "session=1")
+        .json(&a_req("claude-sonnet-4-5", true))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-weir-provider"], "anthropic");
+    let got = sse_events(&r.text().await.unwrap());
+    let want = sse_events(&body);
+    assert_eq!(
+        got, want,
+        "same-dialect streams pass through event for event"
+    );
+
+    let (headers, sent) = up.seen.lock().unwrap()[0].clone();
+    assert_eq!(headers["x-api-key"], "sk-upstream-secret");
+    assert_eq!(
+        headers["anthropic-beta"],
+        "interleaved-thinking-2025-05-14,context-management-2025-06-27"
+    );
+    assert!(headers.get("authorization").is_none() && headers.get("cookie").is_none());
+    let sent: Value = serde_json::from_slice(&sent).unwrap();
+    assert_eq!(sent, a_req("claude-sonnet-4-5", true));
+
+    // The same upstream behind an OpenAI client.
+    let r = post(
+        &url,
+        "/v1/chat/completions",
+        &o_req("claude-sonnet-4-5", true),
+        Some(KEY),
+    )
+    .await;
+    let events = sse_events(&r.text().await.unwrap());
+    assert_eq!(events.last().unwrap().1, "[DONE]");
+    let text: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<Value>(&e.1).unwrap())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(
+        text,
+        "This is a Rust workspace: `Cargo.toml`, a README and `crates/`.\n"
+    );
+}
+
+#[tokio::test]
+async fn fallback_moves_to_the_next_target_and_errors_keep_status_without_leaking_keys() {
+    let overloaded = upstream(Script::Reply(
+        529,
+        "application/json",
+        r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#.into(),
+    ))
+    .await;
+    let unauthorized = upstream(Script::Reply(
+        401,
+        "application/json",
+        r#"{"error":{"message":"Incorrect API key provided: sk-leaky-upstream-key.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#.into(),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k1\"]\n\
+         [providers.o]\nkind = \"openai\"\nbase_url = \"{}\"\nkeys = [\"sk-leaky-upstream-key\"]\n\
+         [[models]]\nname = \"fails-over\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"mock\", model = \"mock\" }}]\n\
+         [[models]]\nname = \"bad-key\"\ntargets = [{{ provider = \"o\" }}]\n",
+        overloaded.url, unauthorized.url
+    ))
+    .await;
+    let r = post(&url, "/v1/messages", &a_req("fails-over", false), Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-weir-provider"], "mock");
+    assert_eq!(overloaded.hits.load(Ordering::SeqCst), 1);
+
+    let r = post(
+        &url,
+        "/v1/chat/completions",
+        &o_req("bad-key", false),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    let text = r.text().await.unwrap();
+    assert!(!text.contains("sk-leaky-upstream-key"), "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_cancels_the_upstream_request() {
+    let closed = Arc::new(AtomicBool::new(false));
+    let up = upstream(Script::Endless(closed.clone())).await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n[[models]]\nname = \"slow\"\ntargets = [{{ provider = \"a\" }}]\n",
+        up.url
+    ))
+    .await;
+    let mut r = post(&url, "/v1/messages", &a_req("slow", true), Some(KEY)).await;
+    let first = r.chunk().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("message_start"));
+    drop(r);
+    // The upstream notices on its next write; wait for that event (bounded).
+    for _ in 0..200 {
+        if closed.load(Ordering::SeqCst) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the upstream stream was not cancelled after the client left");
+}
+
+#[tokio::test]
+async fn models_lists_in_the_shape_the_client_speaks() {
+    let url = weir("").await;
+    let v: Value = client()
+        .get(format!("{url}/v1/models"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["object"], "list");
+    assert_eq!(v["data"][0]["id"], "mock");
+    let v: Value = client()
+        .get(format!("{url}/v1/models"))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["data"][0]["type"], "model");
+    assert_eq!(v["has_more"], false);
+}
+
+#[test]
+fn config_errors_are_all_reported_with_positions() {
+    let text = "[providers.b]\nkind = \"bedrock\"\n[[models]]\nname = \"m\"\nstrategy = \"weighted\"\ntargets = [{ provider = \"nope\" }]\n";
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let errs: Vec<String> = weir_server::build(&cfg, None, text)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    assert!(
+        errs[0].starts_with("2:8: provider kind `bedrock` is not implemented"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[1].starts_with("5:12: strategy `weighted` is not implemented"),
+        "{}",
+        errs[1]
+    );
+    assert!(
+        errs[2].starts_with("6:25: model `m` targets provider `nope`, which is not configured"),
+        "{}",
+        errs[2]
+    );
+}
