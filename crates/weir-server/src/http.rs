@@ -54,8 +54,8 @@ impl RequestLog {
             provider = self.provider.as_deref().unwrap_or("-"),
             upstream_model = self.upstream_model.as_deref().unwrap_or("-"),
             status,
-            latency_ms = format!("{latency_ms:.1}"),
-            ttft_ms = ttft.map(|t| format!("{:.1}", t.as_secs_f64() * 1000.0)).unwrap_or_default(),
+            latency_ms = (latency_ms * 10.0).round() / 10.0,
+            ttft_ms = ttft.map_or(-1.0, |t| (t.as_secs_f64() * 10_000.0).round() / 10.0),
             input_tokens = input.unwrap_or(0),
             output_tokens = output.unwrap_or(0),
             "request"
