@@ -1,0 +1,199 @@
+"""The official SDKs against the real binary: both dialects, streaming and not, tool
+loops with ids intact, thinking passthrough, errors, graceful shutdown."""
+import json
+import signal
+import threading
+
+import anthropic
+import openai
+import pytest
+
+from conftest import CLIENT_KEY, FIXTURES, UPSTREAM_KEY
+
+TOOLS_A = [
+    {"name": n, "description": f"Look up {n}.", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+    for n in ("get_weather", "get_time", "get_news")
+]
+TOOLS_O = [{"type": "function", "function": {"name": t["name"], "description": t["description"], "parameters": t["input_schema"]}} for t in TOOLS_A]
+ASK_TOOLS = "Use get_weather, get_time and get_news for city=Paris"
+
+
+def a_client(w):
+    return anthropic.Anthropic(base_url=w.url, auth_token=CLIENT_KEY, api_key=None, max_retries=0)
+
+
+def o_client(w):
+    return openai.OpenAI(base_url=w.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+
+
+def test_openai_sdk_plain_and_streaming(weir_factory):
+    w = weir_factory()
+    c = o_client(w)
+    r = c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hello"}])
+    assert r.choices[0].message.content == "Mock reply to: hello"
+    assert r.choices[0].finish_reason == "stop"
+    assert r.usage.prompt_tokens > 0
+    chunks = list(c.chat.completions.create(model="mock", stream=True, stream_options={"include_usage": True},
+                                            messages=[{"role": "user", "content": "hello"}]))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    assert text == "Mock reply to: hello"
+    assert chunks[-1].usage.completion_tokens > 0
+
+
+def test_anthropic_sdk_plain_and_streaming_with_beta_endpoint(weir_factory):
+    w = weir_factory()
+    c = a_client(w)
+    m = c.messages.create(model="mock", max_tokens=100, messages=[{"role": "user", "content": "hello"}])
+    assert m.content[0].text == "Mock reply to: hello"
+    assert m.stop_reason == "end_turn"
+    with c.beta.messages.stream(model="mock", max_tokens=100, messages=[{"role": "user", "content": "hello"}],
+                                betas=["interleaved-thinking-2025-05-14"]) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text == "Mock reply to: hello"
+    assert final.usage.output_tokens > 0
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_three_parallel_tool_calls_round_trip_with_ids_intact_anthropic(weir_factory, stream):
+    w = weir_factory()
+    c = a_client(w)
+    msgs = [{"role": "user", "content": ASK_TOOLS}]
+    if stream:
+        with c.messages.stream(model="mock", max_tokens=500, tools=TOOLS_A, messages=msgs) as s:
+            first = s.get_final_message()
+    else:
+        first = c.messages.create(model="mock", max_tokens=500, tools=TOOLS_A, messages=msgs)
+    calls = [b for b in first.content if b.type == "tool_use"]
+    assert [b.name for b in calls] == ["get_weather", "get_time", "get_news"]
+    assert len({b.id for b in calls}) == 3
+    assert all(b.input["city"] for b in calls)
+    msgs += [{"role": "assistant", "content": [b.model_dump() for b in first.content]},
+             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": b.id, "content": f"{b.name} ok"} for b in calls]}]
+    second = c.messages.create(model="mock", max_tokens=500, tools=TOOLS_A, messages=msgs)
+    text = second.content[0].text
+    for b in calls:
+        assert f"Tool result for {b.name}: {b.name} ok" in text
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_three_parallel_tool_calls_round_trip_with_ids_intact_openai(weir_factory, stream):
+    w = weir_factory()
+    c = o_client(w)
+    msgs = [{"role": "user", "content": ASK_TOOLS}]
+    if stream:
+        calls = {}
+        for ch in c.chat.completions.create(model="mock", tools=TOOLS_O, messages=msgs, stream=True):
+            for tc in (ch.choices[0].delta.tool_calls or []) if ch.choices else []:
+                slot = calls.setdefault(tc.index, {"id": None, "name": None, "arguments": ""})
+                slot["id"] = tc.id or slot["id"]
+                slot["name"] = (tc.function.name if tc.function else None) or slot["name"]
+                slot["arguments"] += (tc.function.arguments or "") if tc.function else ""
+        calls = [calls[i] for i in sorted(calls)]
+    else:
+        r = c.chat.completions.create(model="mock", tools=TOOLS_O, messages=msgs)
+        assert r.choices[0].finish_reason == "tool_calls"
+        calls = [{"id": t.id, "name": t.function.name, "arguments": t.function.arguments} for t in r.choices[0].message.tool_calls]
+    assert [t["name"] for t in calls] == ["get_weather", "get_time", "get_news"]
+    assert all(json.loads(t["arguments"])["city"] for t in calls)
+    msgs.append({"role": "assistant", "content": None, "tool_calls": [
+        {"id": t["id"], "type": "function", "function": {"name": t["name"], "arguments": t["arguments"]}} for t in calls]})
+    msgs += [{"role": "tool", "tool_call_id": t["id"], "content": f"{t['name']} ok"} for t in calls]
+    r = c.chat.completions.create(model="mock", tools=TOOLS_O, messages=msgs)
+    for t in calls:
+        assert f"Tool result for {t['name']}: {t['name']} ok" in r.choices[0].message.content
+
+
+def test_thinking_passes_through_to_anthropic_clients_and_shows_as_reasoning_for_openai(weir_factory, upstream):
+    body = (FIXTURES / "anthropic/claude_code_thinking_stream/00.response.body").read_bytes()
+    upstream.routes["/v1/messages"] = (200, "text/event-stream", body)
+    w = weir_factory(f'[providers.anthropic]\nkind = "anthropic"\nbase_url = "{upstream.url}"\nkeys = ["{UPSTREAM_KEY}"]\n'
+                     '[[models]]\nname = "claude-*"\ntargets = [{ provider = "anthropic" }]\n')
+    with a_client(w).messages.stream(model="claude-sonnet-4-5", max_tokens=32000,
+                                     thinking={"type": "enabled", "budget_tokens": 2000},
+                                     messages=[{"role": "user", "content": "what files?"}]) as s:
+        final = s.get_final_message()
+    thinking = final.content[0]
+    assert thinking.type == "thinking"
+    assert thinking.thinking == "The listing shows a Rust workspace."
+    assert thinking.signature == "EqQBCkgIBxABGAIqQGt7dW5pcXVlLXNpZw=="
+    path, headers, sent = upstream.requests[-1]
+    assert headers["x-api-key"] == UPSTREAM_KEY and "authorization" not in headers
+    assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2000}
+
+    reasoning, text = "", ""
+    for ch in o_client(w).chat.completions.create(model="claude-sonnet-4-5", stream=True,
+                                                  messages=[{"role": "user", "content": "what files?"}]):
+        if ch.choices:
+            d = ch.choices[0].delta
+            reasoning += (d.model_extra or {}).get("reasoning_content") or ""
+            text += d.content or ""
+    assert reasoning == "The listing shows a Rust workspace."
+    assert text.startswith("This is a Rust workspace")
+
+
+def test_openai_upstream_behind_the_anthropic_sdk_keeps_tool_ids(weir_factory, upstream):
+    body = (FIXTURES / "openai/parallel_tools_stream/00.response.body").read_bytes()
+    upstream.routes["/v1/chat/completions"] = (200, "text/event-stream", body)
+    w = weir_factory(f'[providers.openai]\nkind = "openai"\nbase_url = "{upstream.url}/v1"\nkeys = ["{UPSTREAM_KEY}"]\n'
+                     '[[models]]\nname = "gpt-*"\ntargets = [{ provider = "openai" }]\n')
+    with a_client(w).messages.stream(model="gpt-4o", max_tokens=100, tools=TOOLS_A,
+                                     messages=[{"role": "user", "content": "weather?"}]) as s:
+        final = s.get_final_message()
+    calls = [b for b in final.content if b.type == "tool_use"]
+    assert [b.id for b in calls] == ["call_Paris", "call_Tokyo", "call_Lima"]
+    assert [b.input for b in calls] == [{"city": "Paris"}, {"city": "Tokyo"}, {"city": "Lima"}]
+    assert final.stop_reason == "tool_use"
+    _, headers, sent = upstream.requests[-1]
+    assert headers["authorization"] == f"Bearer {UPSTREAM_KEY}"
+    assert sent["stream_options"] == {"include_usage": True}
+    assert sent["tools"][0]["function"]["name"] == "get_weather"
+
+
+def test_errors_reach_the_sdks_as_their_own_exceptions(weir_factory):
+    w = weir_factory()
+    with pytest.raises(anthropic.AuthenticationError):
+        anthropic.Anthropic(base_url=w.url, api_key="sk-wrong", max_retries=0).messages.create(
+            model="mock", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(openai.AuthenticationError):
+        openai.OpenAI(base_url=w.url + "/v1", api_key="sk-wrong", max_retries=0).chat.completions.create(
+            model="mock", messages=[{"role": "user", "content": "x"}])
+    with pytest.raises(anthropic.NotFoundError) as e:
+        a_client(w).messages.create(model="nope", max_tokens=10, messages=[{"role": "user", "content": "x"}])
+    assert "available: mock" in str(e.value)
+    with pytest.raises(anthropic.RateLimitError) as e:
+        a_client(w).messages.create(model="mock", max_tokens=10, messages=[{"role": "user", "content": "[mock:error:429]"}])
+    assert e.value.response.headers["retry-after"] == "1"
+    with pytest.raises(anthropic.APIStatusError) as e:
+        a_client(w).messages.create(model="mock", max_tokens=10, messages=[{"role": "user", "content": "[mock:error:529]"}])
+    assert e.value.status_code == 529
+    with pytest.raises(openai.InternalServerError) as e:
+        o_client(w).chat.completions.create(model="mock", messages=[{"role": "user", "content": "[mock:error:529]"}])
+    assert e.value.status_code == 503
+
+
+def test_mid_stream_failures_end_the_stream_with_an_error_in_each_dialect(weir_factory):
+    w = weir_factory()
+    with pytest.raises(anthropic.APIStatusError):
+        with a_client(w).messages.stream(model="mock", max_tokens=100,
+                                         messages=[{"role": "user", "content": "hi [mock:error-after-first:500]"}]) as s:
+            for _ in s:
+                pass
+    with pytest.raises(openai.APIError):
+        for _ in o_client(w).chat.completions.create(model="mock", stream=True,
+                                                     messages=[{"role": "user", "content": "hi [mock:error-after-first:500]"}]):
+            pass
+
+
+def test_sigterm_lets_an_in_flight_stream_finish_then_exits_zero(weir_factory):
+    w = weir_factory('[providers.slow]\nkind = "mock"\nstream_delay = "30ms"\n'
+                     '[[models]]\nname = "slow-mock"\ntargets = [{ provider = "slow", model = "mock" }]\n')
+    stream = o_client(w).chat.completions.create(model="slow-mock", stream=True,
+                                                 messages=[{"role": "user", "content": "a long answer please"}])
+    first = next(iter(stream))
+    assert first.choices[0].delta.role == "assistant"
+    stopper = threading.Timer(0.1, lambda: w.proc.send_signal(signal.SIGTERM))
+    stopper.start()
+    rest = list(stream)
+    assert rest and rest[-1].choices[0].finish_reason == "stop"
+    assert w.proc.wait(15) == 0
