@@ -75,7 +75,8 @@ class Weir:
         self.url = f"http://127.0.0.1:{self.port}"
         cfg = tmp_path / "weir.toml"
         cfg.write_text(
-            f'[server]\nlisten = "127.0.0.1:{self.port}"\nshutdown_grace = "5s"\n'
+            f'[server]\nlisten = "127.0.0.1:{self.port}"\nadmin_listen = "127.0.0.1:{free_port()}"\nshutdown_grace = "5s"\n'
+            '[auth]\nadmin_key = "sk-e2e-admin"\n'
             f'[[auth.keys]]\nname = "e2e"\nkey = "{CLIENT_KEY}"\n'
             '[providers.mock]\nkind = "mock"\nstream_delay = "0ms"\n' + config_text
         )

@@ -28,6 +28,14 @@ pub struct App {
     pub shutdown_grace: Duration,
     /// Model names `GET /v1/models` lists (exact names; globs cannot be enumerated).
     pub listed_models: Vec<String>,
+    /// The admin address, if the admin API is served.
+    pub admin_listen: Option<String>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
+    /// Provider ids and kinds, for `/status`.
+    pub provider_kinds: Vec<(String, String)>,
+    /// When the gateway started.
+    pub started: std::time::Instant,
 }
 
 /// Provider kinds this build implements.
@@ -156,6 +164,12 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
         ));
     }
 
+    if cfg.server.admin_listen.is_some() && cfg.auth.admin_key.is_none() {
+        errors.push(src.error_at(
+            None,
+            "server.admin_listen is set but auth.admin_key is not: the admin API needs a key",
+        ));
+    }
     let router = match Router::new(providers, routes.clone()) {
         Ok(r) => Some(r),
         Err(e) => {
@@ -178,6 +192,19 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             max_request_bytes: cfg.server.max_request_bytes,
             listen: cfg.server.listen.clone(),
             shutdown_grace: cfg.server.shutdown_grace.0,
+            admin_listen: cfg.auth.admin_key.as_ref().map(|_| {
+                cfg.server
+                    .admin_listen
+                    .clone()
+                    .unwrap_or_else(|| "127.0.0.1:4001".into())
+            }),
+            metrics: Arc::new(crate::metrics::Metrics::default()),
+            provider_kinds: cfg
+                .providers
+                .iter()
+                .map(|(id, p)| (id.clone(), p.kind.get_ref().clone()))
+                .collect(),
+            started: std::time::Instant::now(),
         }),
         _ => Err(errors),
     }
@@ -320,6 +347,9 @@ pub fn zero_config(
         }
     };
     text.push_str("[[auth.keys]]\nname = \"default\"\nkey = \"${WEIR_API_KEY}\"\n");
+    if env("WEIR_ADMIN_KEY").is_some_and(|k| !k.is_empty()) {
+        text.push_str("[auth]\nadmin_key = \"${WEIR_ADMIN_KEY}\"\n");
+    }
     let env_with_key = |name: &str| {
         if name == "WEIR_API_KEY" {
             Some(key.clone())

@@ -75,7 +75,8 @@ fn d(secs: u64) -> Dur {
 pub struct ServerConfig {
     /// The API address.
     pub listen: String,
-    /// The admin address (`/status`, `/metrics`).
+    /// The admin address (`/status`, `/metrics`); default `127.0.0.1:4001` when an admin
+    /// key is configured. Without an admin key the admin API is not served.
     pub admin_listen: Option<String>,
     /// Larger request bodies get 413.
     pub max_request_bytes: usize,

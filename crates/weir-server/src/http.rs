@@ -33,6 +33,7 @@ pub(crate) struct RequestLog {
     pub provider: Option<String>,
     pub upstream_model: Option<String>,
     pub started: Option<Instant>,
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 impl RequestLog {
@@ -43,9 +44,20 @@ impl RequestLog {
         input: Option<u64>,
         output: Option<u64>,
     ) {
-        let latency_ms = self
-            .started
-            .map_or(0.0, |s| s.elapsed().as_secs_f64() * 1000.0);
+        let latency = self.started.map_or(Duration::ZERO, |s| s.elapsed());
+        if let Some(m) = &self.metrics {
+            m.observe(&crate::metrics::Observation {
+                key: self.key.as_deref().unwrap_or("-"),
+                model: self.model.as_deref().unwrap_or("-"),
+                provider: self.provider.as_deref().unwrap_or("-"),
+                status,
+                latency,
+                ttft,
+                input,
+                output,
+            });
+        }
+        let latency_ms = latency.as_secs_f64() * 1000.0;
         tracing::info!(
             target: "weir::request",
             request_id = %self.request_id,
@@ -129,6 +141,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
     let mut log = RequestLog {
         request_id: request_id(),
         started: Some(Instant::now()),
+        metrics: Some(app.metrics.clone()),
         ..Default::default()
     };
     let dialect = if path.starts_with("/v1/messages") {
@@ -295,7 +308,14 @@ async fn chat(
     let stream = creq.is_stream();
     let mut cx = CallContext::new(log.request_id.clone());
     cx.forward_headers = forward_headers(&headers);
-    match app.router.send(creq, cx).await {
+    let model_name = creq.model.clone();
+    let upstream_started = Instant::now();
+    let routed = app.router.send(creq, cx).await;
+    if let Ok((_, served)) = &routed {
+        app.metrics
+            .upstream(&model_name, &served.provider, upstream_started.elapsed());
+    }
+    match routed {
         Err(RouteError::UnknownModel { model, available }) => {
             let allowed: Vec<&str> = available
                 .iter()

@@ -6,10 +6,12 @@
 //! finish within the grace period.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod metrics;
 mod sse;
 
 use std::future::Future;
@@ -23,43 +25,55 @@ use tokio::net::TcpListener;
 pub use app::{build, zero_config, App};
 pub use auth::{generate_key, hash_key};
 
-/// Serves the API on `listener` until `shutdown` resolves; then stops accepting and
-/// waits up to the app's grace period for in-flight requests and streams.
+/// Serves the API on `api` (and the admin API on `admin`, if given) until `shutdown`
+/// resolves; then stops accepting and waits up to the app's grace period for in-flight
+/// requests and streams.
 pub async fn run(
     app: Arc<App>,
-    listener: TcpListener,
+    api: TcpListener,
+    admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
-                    Ok(s) => s,
-                    Err(e) => {
-                        // Out of file descriptors and the like: keep serving the others.
-                        tracing::warn!("accept failed: {e}");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let svc = service_fn(move |req| http::handle(app.clone(), req));
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                let conn = graceful.watch(conn);
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!("connection ended with an error: {e}");
-                    }
-                });
-            }
+        // `accept` is cancel-safe, so a fresh future each turn loses nothing.
+        let (stream, is_admin) = tokio::select! {
+            accepted = api.accept() => (accepted, false),
+            accepted = accept_optional(admin.as_ref()) => (accepted, true),
             () = &mut shutdown => break,
+        };
+        let stream = match stream {
+            Ok((s, _)) => s,
+            Err(e) => {
+                // Out of file descriptors and the like: keep serving the others.
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let io = TokioIo::new(stream);
+        if is_admin {
+            let svc = service_fn(move |req| admin::handle(app.clone(), req));
+            let conn = graceful.watch(builder.serve_connection(io, svc).into_owned());
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        } else {
+            let svc = service_fn(move |req| http::handle(app.clone(), req));
+            let conn = graceful.watch(builder.serve_connection_with_upgrades(io, svc).into_owned());
+            tokio::spawn(async move {
+                if let Err(e) = conn.await {
+                    tracing::debug!("connection ended with an error: {e}");
+                }
+            });
         }
     }
-    drop(listener);
+    drop(api);
+    drop(admin);
     let grace = app.shutdown_grace;
     tracing::info!(
         "shutting down: waiting up to {:?} for in-flight requests",
@@ -70,4 +84,13 @@ pub async fn run(
         () = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
     }
     Ok(())
+}
+
+async fn accept_optional(
+    l: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match l {
+        Some(l) => l.accept().await,
+        None => std::future::pending().await,
+    }
 }

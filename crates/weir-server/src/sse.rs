@@ -27,6 +27,9 @@ pub(crate) struct StreamLog {
 
 impl StreamLog {
     pub(crate) fn new(log: RequestLog) -> Self {
+        if let Some(m) = &log.metrics {
+            m.stream_delta(1);
+        }
         StreamLog {
             log,
             first_byte: None,
@@ -65,6 +68,9 @@ impl Drop for StreamLog {
             _ => None,
         };
         tracing::debug!(request_id = %self.log.request_id, outcome = self.outcome, "stream ended");
+        if let Some(m) = &self.log.metrics {
+            m.stream_delta(-1);
+        }
         self.log.emit(200, ttft, self.input, self.output);
     }
 }

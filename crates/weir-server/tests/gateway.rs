@@ -116,16 +116,28 @@ fn tokio_stream<T: Send + 'static>(
 
 /// Starts Weir with a config (the client key is always `KEY`); returns its base URL.
 async fn weir(extra_config: &str) -> String {
+    weir_with_admin(extra_config).await.0
+}
+
+/// Starts Weir; returns the API and admin base URLs.
+async fn weir_with_admin(extra_config: &str) -> (String, String) {
     let text = format!(
-        "[server]\nmax_request_bytes = 200000\nshutdown_grace = \"1s\"\n[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n\
+        "[server]\nmax_request_bytes = 200000\nshutdown_grace = \"1s\"\n[auth]\nadmin_key = \"sk-admin\"\n[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n\
          [providers.mock]\nkind = \"mock\"\nstream_delay = \"0ms\"\n{extra_config}"
     );
     let cfg = weir_server::config::parse(None, &text).unwrap();
     let app = Arc::new(weir_server::build(&cfg, None, &text).unwrap());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(weir_server::run(app, listener, std::future::pending()));
-    url
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_url = format!("http://{}", admin.local_addr().unwrap());
+    tokio::spawn(weir_server::run(
+        app,
+        listener,
+        Some(admin),
+        std::future::pending(),
+    ));
+    (url, admin_url)
 }
 
 fn client() -> reqwest::Client {
@@ -481,4 +493,110 @@ fn config_errors_are_all_reported_with_positions() {
         "{}",
         errs[2]
     );
+}
+
+#[tokio::test]
+async fn admin_status_and_metrics_need_the_admin_key_and_hold_no_secrets() {
+    let up = upstream(Script::Reply(200, "application/json", r#"{"id":"m","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":7,"output_tokens":3}}"#.into())).await;
+    let (url, admin) = weir_with_admin(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-upstream-needle\"]\n[[models]]\nname = \"c\"\ntargets = [{{ provider = \"a\" }}]\n",
+        up.url
+    ))
+    .await;
+    assert_eq!(
+        post(&url, "/v1/messages", &a_req("c", false), Some(KEY))
+            .await
+            .status(),
+        200
+    );
+    let streamed = post(
+        &url,
+        "/v1/chat/completions",
+        &o_req("mock", true),
+        Some(KEY),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    assert!(streamed.ends_with("data: [DONE]\n\n"));
+    assert_eq!(
+        client()
+            .get(format!("{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    assert_eq!(
+        client()
+            .get(format!("{admin}/health"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let get = |path: &str| {
+        let admin = admin.clone();
+        let path = path.to_owned();
+        async move {
+            client()
+                .get(format!("{admin}{path}"))
+                .header("authorization", "Bearer sk-admin")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        }
+    };
+    let metrics = get("/metrics").await;
+    assert!(
+        metrics
+            .contains(r#"weir_requests_total{key="tester",model="c",provider="a",status="200"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"weir_tokens_total{key="tester",model="c",provider="a",direction="input"} 7"#
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("weir_active_streams 0"), "{metrics}");
+    assert!(
+        metrics
+            .contains("weir_time_to_first_token_seconds_count{model=\"mock\",provider=\"mock\"} 1"),
+        "{metrics}"
+    );
+    let status: Value = serde_json::from_str(&get("/status").await).unwrap();
+    assert_eq!(
+        status["providers"],
+        json!([{"id": "a", "kind": "anthropic"}, {"id": "mock", "kind": "mock"}])
+    );
+    for out in [metrics, status.to_string()] {
+        assert!(
+            !out.contains("sk-upstream-needle") && !out.contains(KEY) && !out.contains("sk-admin")
+        );
+    }
+}
+
+#[tokio::test]
+async fn h2c_prior_knowledge_is_served() {
+    let url = weir("").await;
+    let c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = c
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", KEY)
+        .json(&a_req("mock", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), http::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
 }

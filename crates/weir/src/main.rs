@@ -143,6 +143,20 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let admin = match &app.admin_listen {
+            Some(a) if a == &app.listen => {
+                eprintln!("weir: server.admin_listen must differ from server.listen");
+                return ExitCode::FAILURE;
+            }
+            Some(a) => match tokio::net::TcpListener::bind(a).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    eprintln!("weir: cannot listen on {a} (server.admin_listen): {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            None => None,
+        };
         let addr = listener
             .local_addr()
             .map(|a| a.to_string())
@@ -163,7 +177,10 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             // Printed once, on stdout, so it can be captured; never logged.
             println!("weir: no WEIR_API_KEY set; this run's client key is: {key}");
         }
-        match weir_server::run(Arc::new(app), listener, shutdown_signal()).await {
+        if let Some(a) = admin.as_ref().and_then(|l| l.local_addr().ok()) {
+            tracing::info!("admin API on http://{a} (/status, /metrics)");
+        }
+        match weir_server::run(Arc::new(app), listener, admin, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("weir: {e}");

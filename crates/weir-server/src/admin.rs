@@ -1,0 +1,108 @@
+//! The admin API, on its own listener: `GET /health` (open), and behind
+//! `Authorization: Bearer <auth.admin_key>`: `GET /status` (JSON, no secrets),
+//! `GET /metrics` (Prometheus).
+
+// The `Err` of `authorized` is a ready-made response, built once per refused request.
+#![allow(clippy::result_large_err)]
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::app::App;
+use crate::http::{full, Body};
+
+fn authorized(app: &App, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+    let Some(admin) = &app.admin_key else {
+        return Err(full(
+            StatusCode::FORBIDDEN,
+            "application/json",
+            r#"{"error":{"type":"permission_error","message":"the admin API is disabled: set auth.admin_key (or WEIR_ADMIN_KEY in zero-config)"}}"#,
+        ));
+    };
+    let presented = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .unwrap_or("");
+    let a: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
+    let b: [u8; 32] = Sha256::digest(admin.expose().as_bytes()).into();
+    if bool::from(a.ct_eq(&b)) {
+        Ok(())
+    } else {
+        Err(full(
+            StatusCode::UNAUTHORIZED,
+            "application/json",
+            r#"{"error":{"type":"authentication_error","message":"missing or invalid admin key (Authorization: Bearer <admin_key>)"}}"#,
+        ))
+    }
+}
+
+fn status(app: &App) -> String {
+    let providers: Vec<serde_json::Value> = app
+        .provider_kinds
+        .iter()
+        .map(|(id, kind)| serde_json::json!({"id": id, "kind": kind}))
+        .collect();
+    let routes: Vec<serde_json::Value> = app
+        .router
+        .routes()
+        .iter()
+        .map(|r| {
+            let targets: Vec<serde_json::Value> = r
+                .targets
+                .iter()
+                .map(|t| serde_json::json!({"provider": t.provider, "model": t.model}))
+                .collect();
+            serde_json::json!({"name": r.name, "strategy": "fallback", "targets": targets})
+        })
+        .collect();
+    serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": app.started.elapsed().as_secs(),
+        "providers": providers,
+        "models": routes,
+    })
+    .to_string()
+}
+
+/// Handles one admin request.
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let r = match (req.method(), req.uri().path()) {
+        (&Method::GET, "/health") => full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
+        (&Method::GET, "/status") => match authorized(&app, &req) {
+            Ok(()) => full(StatusCode::OK, "application/json", status(&app)),
+            Err(r) => r,
+        },
+        (&Method::GET, "/metrics") => match authorized(&app, &req) {
+            Ok(()) => full(
+                StatusCode::OK,
+                "text/plain; version=0.0.4",
+                app.metrics.render(),
+            ),
+            Err(r) => r,
+        },
+        (&Method::POST, "/reload") | (&Method::GET, "/") => match authorized(&app, &req) {
+            Ok(()) => full(
+                StatusCode::NOT_IMPLEMENTED,
+                "application/json",
+                r#"{"error":{"type":"not_implemented","message":"hot reload and the dashboard are not implemented in this build of Weir yet"}}"#,
+            ),
+            Err(r) => r,
+        },
+        _ => full(
+            StatusCode::NOT_FOUND,
+            "application/json",
+            r#"{"error":{"type":"not_found_error","message":"no such admin endpoint"}}"#,
+        ),
+    };
+    Ok(r)
+}

@@ -1,0 +1,202 @@
+//! Prometheus metrics: requests, latency, upstream latency, time to first token, tokens and
+//! active streams, labelled by client key name, model, provider and status.
+
+use std::sync::atomic::AtomicI64;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// Labels of a finished request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// Client key name (`-` when unauthenticated).
+    pub key: String,
+    /// Requested model.
+    pub model: String,
+    /// Provider that served it (`-` when none did).
+    pub provider: String,
+    /// HTTP status.
+    pub status: String,
+}
+
+/// Labels of latency figures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// Requested model.
+    pub model: String,
+    /// Provider.
+    pub provider: String,
+}
+
+/// Labels of token counts.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    /// Client key name.
+    pub key: String,
+    /// Requested model.
+    pub model: String,
+    /// Provider.
+    pub provider: String,
+    /// `input` or `output`.
+    pub direction: String,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1 ms to about 65 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// The gateway's metrics.
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    upstream_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    ttft: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    tokens: Family<TokenLabels, Counter>,
+    active_streams: Gauge<i64, AtomicI64>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("weir");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let upstream_latency =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram as fn() -> Histogram,
+            );
+        let ttft = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let active_streams = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by client key, model, provider and status",
+            requests.clone(),
+        );
+        registry.register(
+            "request_duration_seconds",
+            "Total request latency",
+            latency.clone(),
+        );
+        registry.register(
+            "upstream_duration_seconds",
+            "Time until the upstream's answer (headers for streams)",
+            upstream_latency.clone(),
+        );
+        registry.register(
+            "time_to_first_token_seconds",
+            "Time until the first streamed byte",
+            ttft.clone(),
+        );
+        registry.register("tokens", "Tokens reported by upstreams", tokens.clone());
+        registry.register(
+            "active_streams",
+            "Streams being written",
+            active_streams.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            upstream_latency,
+            ttft,
+            tokens,
+            active_streams,
+        }
+    }
+}
+
+/// One finished request, as the log line and the metrics see it.
+pub struct Observation<'a> {
+    /// Client key name.
+    pub key: &'a str,
+    /// Requested model.
+    pub model: &'a str,
+    /// Provider.
+    pub provider: &'a str,
+    /// HTTP status.
+    pub status: u16,
+    /// Total latency.
+    pub latency: Duration,
+    /// Time to first byte of a stream.
+    pub ttft: Option<Duration>,
+    /// Input tokens (all, cache included).
+    pub input: Option<u64>,
+    /// Output tokens.
+    pub output: Option<u64>,
+}
+
+impl Metrics {
+    /// Records a finished request.
+    pub fn observe(&self, o: &Observation<'_>) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                key: o.key.to_owned(),
+                model: o.model.to_owned(),
+                provider: o.provider.to_owned(),
+                status: o.status.to_string(),
+            })
+            .inc();
+        let route = RouteLabels {
+            model: o.model.to_owned(),
+            provider: o.provider.to_owned(),
+        };
+        self.latency
+            .get_or_create(&route)
+            .observe(o.latency.as_secs_f64());
+        if let Some(t) = o.ttft {
+            self.ttft.get_or_create(&route).observe(t.as_secs_f64());
+        }
+        for (direction, n) in [("input", o.input), ("output", o.output)] {
+            if let Some(n) = n.filter(|n| *n > 0) {
+                self.tokens
+                    .get_or_create(&TokenLabels {
+                        key: o.key.to_owned(),
+                        model: o.model.to_owned(),
+                        provider: o.provider.to_owned(),
+                        direction: direction.to_owned(),
+                    })
+                    .inc_by(n);
+            }
+        }
+    }
+
+    /// Records how long the upstream took to answer.
+    pub fn upstream(&self, model: &str, provider: &str, d: Duration) {
+        self.upstream_latency
+            .get_or_create(&RouteLabels {
+                model: model.to_owned(),
+                provider: provider.to_owned(),
+            })
+            .observe(d.as_secs_f64());
+    }
+
+    /// A stream started (+1) or ended (-1).
+    pub fn stream_delta(&self, d: i64) {
+        self.active_streams.inc_by(d);
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
