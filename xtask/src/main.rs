@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod gateway_bench;
 mod tidy;
 
 fn root() -> PathBuf {
@@ -29,7 +30,7 @@ fn main() -> ExitCode {
                 .to_owned(),
         ),
         _ => Err(
-            "usage: cargo xtask <tidy | bench [--quick | --report-only] | conformance <provider>|all>".to_owned(),
+            "usage: cargo xtask <tidy | bench [--quick] [--codec-only | --gateway-only | --report-only] | conformance <provider>|all>".to_owned(),
         ),
     };
     match result {

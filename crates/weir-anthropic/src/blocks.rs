@@ -8,8 +8,7 @@
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::ser::{SerializeMap, SerializeSeq, Serializer};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use weir_model::raw::{to_raw, Key};
 pub(crate) use weir_model::wire::opt_value;
@@ -274,7 +273,9 @@ fn tool_result_block<'de, A: MapAccess<'de>>(mut map: A) -> Result<ContentBlock,
     while let Some(k) = map.next_key::<Key<'de>>()? {
         match k.as_str() {
             "tool_use_id" => id = Some(map.next_value::<String>()?),
-            "content" => content = map.next_value::<AContent>()?.0,
+            // Tool results are often whole files full of escapes: take a string as its raw
+            // token (a scan and a copy) instead of unescaping and re-escaping it.
+            "content" => content = map.next_value::<RawContent>()?.0,
             "is_error" => is_error = opt_value(&mut map, &k, &mut extra)?,
             "cache_control" => cache_control(&mut map, &mut cache, &mut extra)?,
             _ => extra.insert(k.into_owned(), map.next_value()?),
@@ -314,6 +315,21 @@ fn redacted_block<'de, A: MapAccess<'de>>(mut map: A) -> Result<ContentBlock, A:
         data: data.ok_or_else(|| de::Error::missing_field("data"))?,
         extra,
     }))
+}
+
+/// Content read raw first: a string becomes its token unchanged; an array is decoded.
+pub(crate) struct RawContent(pub Content);
+
+impl<'de> Deserialize<'de> for RawContent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = <&'de RawValue>::deserialize(d)?;
+        if let Some(s) = JsonStr::from_raw_ref(raw) {
+            return Ok(RawContent(Content::text(s)));
+        }
+        let c: AContent =
+            serde_json::from_str(raw.get()).map_err(|e| weir_model::wire::nested_error(&e))?;
+        Ok(RawContent(c.0))
+    }
 }
 
 /// A content field: a string, an array of blocks, or `null`. Strings stay JSON tokens
@@ -365,205 +381,5 @@ impl<'de> DeserializeSeed<'de> for Indexed {
         ABlock::deserialize(d)
             .map(|b| b.0)
             .map_err(|e| de::Error::custom(format_args!("content[{}]: {e}", self.0)))
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Encoding
-
-/// Whether to write fields kept from the source (`Extra`, unknown blocks): only when the
-/// source was Anthropic.
-#[derive(Clone, Copy)]
-pub(crate) struct Out {
-    pub same: bool,
-}
-
-/// Serializes a block. Callers have validated the block for the target (see `plan`), so
-/// the rare impossible case is reported as a serialization error.
-pub(crate) struct BlockOut<'a> {
-    pub block: &'a ContentBlock,
-    pub out: Out,
-    /// For tool_use: the id to write (sanitized when translating).
-    pub id: Option<&'a str>,
-    /// For tool_use: the validated input object.
-    pub input: Option<&'a RawValue>,
-}
-
-impl<'a> BlockOut<'a> {
-    pub fn new(block: &'a ContentBlock, out: Out) -> Self {
-        BlockOut {
-            block,
-            out,
-            id: None,
-            input: None,
-        }
-    }
-}
-
-fn extra_into<M: SerializeMap>(
-    map: &mut M,
-    extra: &Extra,
-    out: Out,
-    skip: &[&str],
-) -> Result<(), M::Error> {
-    if out.same {
-        extra.serialize_into(map, skip)?;
-    }
-    Ok(())
-}
-
-struct SourceOut<'a>(&'a MediaSource);
-
-impl Serialize for SourceOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        match self.0 {
-            MediaSource::Base64 { media_type, data } => {
-                m.serialize_entry("type", "base64")?;
-                m.serialize_entry("media_type", media_type)?;
-                m.serialize_entry("data", data)?;
-            }
-            MediaSource::Url(url) => {
-                m.serialize_entry("type", "url")?;
-                m.serialize_entry("url", url)?;
-            }
-            MediaSource::Text { media_type, data } => {
-                m.serialize_entry("type", "text")?;
-                m.serialize_entry("media_type", media_type)?;
-                m.serialize_entry("data", data)?;
-            }
-        }
-        m.end()
-    }
-}
-
-impl Serialize for BlockOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::Error;
-        let out = self.out;
-        if let ContentBlock::Unknown(u) = self.block {
-            if u.dialect == Dialect::Anthropic {
-                return u.raw.serialize(s);
-            }
-            return Err(S::Error::custom(format_args!(
-                "content block `{}` cannot be sent to an Anthropic upstream",
-                self.block.type_name()
-            )));
-        }
-        let mut m = s.serialize_map(None)?;
-        match self.block {
-            ContentBlock::Text(t) => {
-                m.serialize_entry("type", "text")?;
-                m.serialize_entry("text", &t.text)?;
-                if let Some(c) = &t.cache_control {
-                    m.serialize_entry("cache_control", c)?;
-                }
-                extra_into(&mut m, &t.extra, out, &[])?;
-            }
-            ContentBlock::Image(i) => {
-                if matches!(i.source, MediaSource::Text { .. }) {
-                    return Err(S::Error::custom("an image cannot have a text source"));
-                }
-                m.serialize_entry("type", "image")?;
-                m.serialize_entry("source", &SourceOut(&i.source))?;
-                if let Some(c) = &i.cache_control {
-                    m.serialize_entry("cache_control", c)?;
-                }
-                extra_into(&mut m, &i.extra, out, &[])?;
-            }
-            ContentBlock::Document(d) => {
-                m.serialize_entry("type", "document")?;
-                m.serialize_entry("source", &SourceOut(&d.source))?;
-                if let Some(t) = &d.title {
-                    m.serialize_entry("title", t)?;
-                }
-                if let Some(c) = &d.cache_control {
-                    m.serialize_entry("cache_control", c)?;
-                }
-                extra_into(&mut m, &d.extra, out, &[])?;
-            }
-            ContentBlock::ToolUse(t) => {
-                m.serialize_entry("type", "tool_use")?;
-                m.serialize_entry("id", self.id.unwrap_or(&t.id))?;
-                m.serialize_entry("name", &t.name)?;
-                match (self.input, &t.input) {
-                    (Some(input), _) => m.serialize_entry("input", input)?,
-                    (None, ToolInput::Json(raw)) => m.serialize_entry("input", raw)?,
-                    (None, ToolInput::Arguments(_)) => {
-                        return Err(S::Error::custom("tool_use input was not validated"));
-                    }
-                }
-                if let Some(c) = &t.cache_control {
-                    m.serialize_entry("cache_control", c)?;
-                }
-                extra_into(&mut m, &t.extra, out, &[])?;
-            }
-            ContentBlock::ToolResult(r) => {
-                m.serialize_entry("type", "tool_result")?;
-                m.serialize_entry("tool_use_id", self.id.unwrap_or(&r.tool_use_id))?;
-                if r.content.form != ContentForm::Absent || !r.content.blocks.is_empty() {
-                    m.serialize_entry(
-                        "content",
-                        &ContentOut {
-                            content: &r.content,
-                            out,
-                        },
-                    )?;
-                }
-                if let Some(e) = r.is_error {
-                    m.serialize_entry("is_error", &e)?;
-                }
-                if let Some(c) = &r.cache_control {
-                    m.serialize_entry("cache_control", c)?;
-                }
-                extra_into(&mut m, &r.extra, out, &[])?;
-            }
-            ContentBlock::Thinking(t) => {
-                m.serialize_entry("type", "thinking")?;
-                m.serialize_entry("thinking", &t.thinking)?;
-                if let Some(sig) = &t.signature {
-                    m.serialize_entry("signature", sig)?;
-                }
-                extra_into(&mut m, &t.extra, out, &[])?;
-            }
-            ContentBlock::RedactedThinking(r) => {
-                m.serialize_entry("type", "redacted_thinking")?;
-                m.serialize_entry("data", &r.data)?;
-                extra_into(&mut m, &r.extra, out, &[])?;
-            }
-            ContentBlock::Unknown(_) => {}
-        }
-        m.end()
-    }
-}
-
-/// Serializes a content field in its recorded form where it still fits.
-pub(crate) struct ContentOut<'a> {
-    pub content: &'a Content,
-    pub out: Out,
-}
-
-impl Serialize for ContentOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let c = self.content;
-        match c.form {
-            ContentForm::String => {
-                if let Some(text) = c.as_plain_text() {
-                    return text.serialize(s);
-                }
-                if c.blocks.is_empty() {
-                    return s.serialize_str("");
-                }
-            }
-            ContentForm::Null | ContentForm::Absent if c.blocks.is_empty() && self.out.same => {
-                return s.serialize_unit();
-            }
-            _ => {}
-        }
-        let mut seq = s.serialize_seq(Some(c.blocks.len()))?;
-        for b in &c.blocks {
-            seq.serialize_element(&BlockOut::new(b, self.out))?;
-        }
-        seq.end()
     }
 }

@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 mod blocks;
+mod encode;
 mod error;
 mod ids;
 #[cfg(feature = "provider")]
@@ -20,11 +21,13 @@ mod provider;
 mod request;
 mod response;
 mod stream;
+mod write;
 
+pub use encode::{encode_request, EncodeOptions};
 pub use error::{decode_error, encode_error, error_status};
 pub use ids::sanitize_tool_id;
 #[cfg(feature = "provider")]
 pub use provider::{AnthropicConfig, AnthropicProvider, DEFAULT_VERSION};
-pub use request::{decode_request, encode_request, EncodeOptions};
+pub use request::decode_request;
 pub use response::{decode_response, encode_response};
 pub use stream::{StreamDecoder, StreamEncoder};

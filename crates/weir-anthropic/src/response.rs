@@ -3,14 +3,15 @@
 use std::fmt;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::ser::{SerializeMap, Serializer};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use weir_model::raw::Key;
 use weir_model::{
     ChatResponse, ContentBlock, Dialect, RawJson, StopReason, ToolInput, Usage, WireError,
 };
 
-use crate::blocks::{opt_value, ABlock, BlockOut, Out};
+use crate::blocks::{opt_value, ABlock};
+use crate::write::{block, usage, BlockEdits, Out};
+use weir_model::json_writer::JsonWriter;
 
 /// Decodes an upstream's (non-streamed) Messages response.
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
@@ -38,8 +39,9 @@ pub fn encode_response(resp: &ChatResponse) -> Result<Vec<u8>, WireError> {
             _ => None,
         });
     }
-    serde_json::to_vec(&ResponseOut(resp, &inputs))
-        .map_err(|e| WireError::Unsupported(e.to_string()))
+    let mut w = JsonWriter::with_capacity(1024);
+    write_response(&mut w, resp, &inputs).map_err(WireError::Unsupported)?;
+    Ok(w.into_bytes())
 }
 
 struct AResponse(ChatResponse);
@@ -119,95 +121,64 @@ impl<'de> Deserialize<'de> for AUsage {
     }
 }
 
-/// Serializes usage. Usage from other dialects gets Anthropic's semantics (input excludes
-/// cache reads and writes, which the canonical model already follows) and always names
-/// input and output.
-pub(crate) struct UsageOut<'a> {
-    pub usage: &'a Usage,
-    pub same: bool,
-}
-
-impl Serialize for UsageOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let u = self.usage;
-        let mut m = s.serialize_map(None)?;
-        if self.same {
-            let fields = [
-                ("input_tokens", u.input_tokens),
-                ("output_tokens", u.output_tokens),
-                ("cache_read_input_tokens", u.cache_read_tokens),
-                ("cache_creation_input_tokens", u.cache_write_tokens),
-            ];
-            for (k, v) in fields {
-                if let Some(v) = v {
-                    m.serialize_entry(k, &v)?;
-                }
-            }
-            u.extra.serialize_into(&mut m, &[])?;
-        } else {
-            m.serialize_entry("input_tokens", &u.input_tokens.unwrap_or(0))?;
-            m.serialize_entry("output_tokens", &u.output_tokens.unwrap_or(0))?;
-            m.serialize_entry(
-                "cache_creation_input_tokens",
-                &u.cache_write_tokens.unwrap_or(0),
-            )?;
-            m.serialize_entry("cache_read_input_tokens", &u.cache_read_tokens.unwrap_or(0))?;
-        }
-        m.end()
+fn write_response(
+    w: &mut JsonWriter,
+    r: &ChatResponse,
+    inputs: &[Option<RawJson>],
+) -> Result<(), String> {
+    let same = r.origin == Some(Dialect::Anthropic);
+    let out = Out { same };
+    w.begin_object();
+    w.key("id");
+    w.string(&r.id);
+    if !same {
+        w.key("type");
+        w.raw("\"message\"");
+        w.key("role");
+        w.raw("\"assistant\"");
     }
-}
-
-struct ResponseOut<'a>(&'a ChatResponse, &'a [Option<RawJson>]);
-
-impl Serialize for ResponseOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let r = self.0;
-        let same = r.origin == Some(Dialect::Anthropic);
-        let out = Out { same };
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("id", &r.id)?;
-        if !same {
-            m.serialize_entry("type", "message")?;
-            m.serialize_entry("role", "assistant")?;
-        }
-        m.serialize_entry("model", &r.model)?;
-        struct Blocks<'a>(&'a [ContentBlock], &'a [Option<RawJson>], Out);
-        impl Serialize for Blocks<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut seq = s.serialize_seq(Some(self.0.len()))?;
-                for (b, input) in self.0.iter().zip(self.1) {
-                    // Reasoning from other dialects has no signature; it is still shown.
-                    let mut out = BlockOut::new(b, self.2);
-                    out.input = input.as_deref();
-                    seq.serialize_element(&out)?;
-                }
-                seq.end()
-            }
-        }
-        m.serialize_entry("content", &Blocks(&r.content, self.1, out))?;
-        match (&r.stop_reason, same) {
-            (Some(sr), _) => m.serialize_entry("stop_reason", sr.anthropic_name_for_client())?,
-            (None, false) => m.serialize_entry("stop_reason", &())?,
-            (None, true) => {}
-        }
-        match (&r.stop_sequence, same) {
-            (Some(ss), _) => m.serialize_entry("stop_sequence", ss)?,
-            (None, false) => m.serialize_entry("stop_sequence", &())?,
-            (None, true) => {}
-        }
-        m.serialize_entry(
-            "usage",
-            &UsageOut {
-                usage: &r.usage,
-                same,
-            },
-        )?;
-        if same {
-            r.extra.serialize_into(&mut m, &[])?;
-        }
-        m.end()
+    w.key("model");
+    w.string(&r.model);
+    w.key("content");
+    w.begin_array();
+    for (b, input) in r.content.iter().zip(inputs) {
+        // Reasoning from other dialects has no signature; it is still shown.
+        let edits = BlockEdits {
+            id: None,
+            input: input.as_deref(),
+        };
+        block(w, b, out, edits)?;
     }
+    w.end_array();
+    match (&r.stop_reason, same) {
+        (Some(sr), _) => {
+            w.key("stop_reason");
+            w.string(sr.anthropic_name_for_client());
+        }
+        (None, false) => {
+            w.key("stop_reason");
+            w.null();
+        }
+        (None, true) => {}
+    }
+    match (&r.stop_sequence, same) {
+        (Some(ss), _) => {
+            w.key("stop_sequence");
+            w.string(ss);
+        }
+        (None, false) => {
+            w.key("stop_sequence");
+            w.null();
+        }
+        (None, true) => {}
+    }
+    w.key("usage");
+    usage(w, &r.usage, same);
+    if same {
+        w.extra(&r.extra, &[]);
+    }
+    w.end_object();
+    Ok(())
 }
 
 /// Stop reasons as an Anthropic client may see them: reasons from other dialects that

@@ -2,8 +2,7 @@
 
 use std::borrow::Cow;
 
-use serde::ser::{SerializeMap, Serializer};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::value::RawValue;
 use weir_model::{
     ApiError, ContentBlock, Delta, Dialect, Frame, JsonStr, SourceEvent, StopReason, StreamEvent,
@@ -11,9 +10,11 @@ use weir_model::{
 };
 use weir_sse::Event;
 
-use crate::blocks::{ABlock, BlockOut, Out};
+use crate::blocks::ABlock;
 use crate::error::api_error_from_body;
-use crate::response::{AUsage, ClientStopName, UsageOut};
+use crate::response::{AUsage, ClientStopName};
+use crate::write::{block, usage as write_usage, BlockEdits, Out};
+use weir_model::json_writer::JsonWriter;
 
 /// Turns an upstream's Messages SSE events into canonical frames. Stateless: every
 /// Anthropic event maps to at most one canonical event.
@@ -220,7 +221,8 @@ fn fast_delta(data: &str) -> Option<(u32, Delta)> {
 /// Writes canonical frames as a Messages SSE stream for an Anthropic client.
 ///
 /// Frames that came from an Anthropic upstream are written exactly as received. Frames
-/// from other dialects are translated event by event.
+/// from other dialects are translated event by event, written directly as bytes (text
+/// arrives as JSON tokens and is copied).
 #[derive(Debug, Default)]
 pub struct StreamEncoder {
     empty: JsonStr,
@@ -249,288 +251,167 @@ impl StreamEncoder {
     /// Appends the SSE bytes for one canonical event (nothing for events Anthropic clients
     /// cannot receive).
     pub fn encode_event(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) -> Result<(), WireError> {
-        let (name, data) = match ev {
-            StreamEvent::MessageStart { id, model, usage } => (
-                "message_start",
-                to_json(&MessageStartOut { id, model, usage })?,
-            ),
-            StreamEvent::BlockStart { index, block } => (
-                "content_block_start",
-                to_json(&BlockStartOut {
-                    index: *index,
-                    block,
-                })?,
-            ),
-            StreamEvent::BlockDelta { index, delta } => {
-                // The hot path: text arrives as a JSON token and is copied into a
-                // pre-shaped event, no serializer involved.
-                let (ty, key, tok) = match delta {
-                    Delta::Text(t) => ("text_delta", "text", t),
-                    Delta::InputJson(j) => ("input_json_delta", "partial_json", j),
-                    Delta::Thinking(t) => ("thinking_delta", "thinking", t),
-                    _ => ("", "", &self.empty),
-                };
-                if !ty.is_empty() {
-                    out.extend_from_slice(
-                        b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
-                    );
-                    out.extend_from_slice(index.to_string().as_bytes());
-                    out.extend_from_slice(b",\"delta\":{\"type\":\"");
-                    out.extend_from_slice(ty.as_bytes());
-                    out.extend_from_slice(b"\",\"");
-                    out.extend_from_slice(key.as_bytes());
-                    out.extend_from_slice(b"\":");
-                    out.extend_from_slice(tok.token().as_bytes());
-                    out.extend_from_slice(b"}}\n\n");
-                    return Ok(());
-                }
-                let Some(d) = DeltaOut::new(delta) else {
-                    return Ok(());
-                };
-                (
-                    "content_block_delta",
-                    to_json(&IndexedOut {
-                        ty: "content_block_delta",
-                        index: *index,
-                        delta: Some(d),
-                    })?,
-                )
+        // The hot path, most of any stream: text deltas go straight into the output.
+        if let StreamEvent::BlockDelta { index, delta } = ev {
+            let (ty, key, tok) = match delta {
+                Delta::Text(t) => ("text_delta", "text", t),
+                Delta::InputJson(j) => ("input_json_delta", "partial_json", j),
+                Delta::Thinking(t) => ("thinking_delta", "thinking", t),
+                Delta::Signature(_) | Delta::Unknown { .. } => ("", "", &self.empty),
+            };
+            if !ty.is_empty() {
+                out.extend_from_slice(
+                    b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
+                );
+                out.extend_from_slice(index.to_string().as_bytes());
+                out.extend_from_slice(b",\"delta\":{\"type\":\"");
+                out.extend_from_slice(ty.as_bytes());
+                out.extend_from_slice(b"\",\"");
+                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(b"\":");
+                out.extend_from_slice(tok.token().as_bytes());
+                out.extend_from_slice(b"}}\n\n");
+                return Ok(());
             }
-            StreamEvent::BlockStop { index } => (
-                "content_block_stop",
-                to_json(&IndexedOut::<DeltaOut<'_>> {
-                    ty: "content_block_stop",
-                    index: *index,
-                    delta: None,
-                })?,
-            ),
+        }
+        let mut w = JsonWriter::with_capacity(128);
+        let name = match ev {
+            StreamEvent::MessageStart {
+                id,
+                model,
+                usage: u,
+            } => {
+                w.begin_object();
+                w.key("type");
+                w.raw("\"message_start\"");
+                w.key("message");
+                w.begin_object();
+                w.key("id");
+                w.string(id);
+                w.raw_fields(r#""type":"message","role":"assistant""#);
+                w.key("model");
+                w.string(model);
+                w.raw_fields(r#""content":[],"stop_reason":null,"stop_sequence":null"#);
+                w.key("usage");
+                write_usage(&mut w, u, false);
+                w.end_object();
+                w.end_object();
+                "message_start"
+            }
+            StreamEvent::BlockStart { index, block: b } => {
+                w.begin_object();
+                w.key("type");
+                w.raw("\"content_block_start\"");
+                w.key("index");
+                w.u64(u64::from(*index));
+                w.key("content_block");
+                match b {
+                    ContentBlock::Text(_) => w.raw(r#"{"type":"text","text":""}"#),
+                    ContentBlock::Thinking(_) => {
+                        w.raw(r#"{"type":"thinking","thinking":"","signature":""}"#)
+                    }
+                    ContentBlock::ToolUse(t) => {
+                        w.begin_object();
+                        w.key("type");
+                        w.raw("\"tool_use\"");
+                        w.key("id");
+                        w.string(&t.id);
+                        w.key("name");
+                        w.string(&t.name);
+                        w.key("input");
+                        w.raw("{}");
+                        w.end_object();
+                    }
+                    other => block(&mut w, other, Out { same: false }, BlockEdits::default())
+                        .map_err(|e| WireError::Unsupported(format!("content_block_start: {e}")))?,
+                }
+                w.end_object();
+                "content_block_start"
+            }
+            StreamEvent::BlockDelta { index, delta } => {
+                w.begin_object();
+                w.key("type");
+                w.raw("\"content_block_delta\"");
+                w.key("index");
+                w.u64(u64::from(*index));
+                w.key("delta");
+                w.begin_object();
+                match delta {
+                    Delta::Signature(sig) => {
+                        w.key("type");
+                        w.raw("\"signature_delta\"");
+                        w.key("signature");
+                        w.string(sig);
+                    }
+                    // Text deltas took the hot path above.
+                    _ => return Ok(()),
+                }
+                w.end_object();
+                w.end_object();
+                "content_block_delta"
+            }
+            StreamEvent::BlockStop { index } => {
+                w.begin_object();
+                w.key("type");
+                w.raw("\"content_block_stop\"");
+                w.key("index");
+                w.u64(u64::from(*index));
+                w.end_object();
+                "content_block_stop"
+            }
             StreamEvent::MessageDelta {
                 stop_reason,
                 stop_sequence,
-                usage,
-            } => (
-                "message_delta",
-                to_json(&MessageDeltaOut {
-                    stop_reason: stop_reason.as_ref(),
-                    stop_sequence: stop_sequence.as_deref(),
-                    usage,
-                })?,
-            ),
-            StreamEvent::MessageStop => ("message_stop", r#"{"type":"message_stop"}"#.to_owned()),
-            StreamEvent::Ping => ("ping", r#"{"type":"ping"}"#.to_owned()),
-            StreamEvent::Error(e) => ("error", stream_error_json(e)),
+                usage: u,
+            } => {
+                w.begin_object();
+                w.key("type");
+                w.raw("\"message_delta\"");
+                w.key("delta");
+                w.begin_object();
+                w.key("stop_reason");
+                match stop_reason {
+                    Some(r) => w.string(r.anthropic_name_for_client()),
+                    None => w.null(),
+                }
+                w.key("stop_sequence");
+                match stop_sequence {
+                    Some(s) => w.string(s),
+                    None => w.null(),
+                }
+                w.end_object();
+                w.key("usage");
+                write_usage(&mut w, u, false);
+                w.end_object();
+                "message_delta"
+            }
+            StreamEvent::MessageStop => {
+                w.raw(r#"{"type":"message_stop"}"#);
+                "message_stop"
+            }
+            StreamEvent::Ping => {
+                w.raw(r#"{"type":"ping"}"#);
+                "ping"
+            }
+            StreamEvent::Error(e) => {
+                w.raw(&stream_error_json(e));
+                "error"
+            }
             StreamEvent::Unknown { .. } => return Ok(()),
         };
-        weir_sse::encode(&Event::new(data).with_event(name), out)
-            .map_err(|e| WireError::Malformed(e.to_string()))
+        // Compact JSON holds no raw newline: one `data:` line.
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(w.as_bytes());
+        out.extend_from_slice(b"\n\n");
+        Ok(())
     }
 }
 
 /// The data of an `event: error` for a client.
 pub(crate) fn stream_error_json(e: &ApiError) -> String {
     crate::error::error_json(e, None)
-}
-
-fn to_json<T: Serialize>(v: &T) -> Result<String, WireError> {
-    serde_json::to_string(v).map_err(|e| WireError::Unsupported(e.to_string()))
-}
-
-struct MessageStartOut<'a> {
-    id: &'a str,
-    model: &'a str,
-    usage: &'a Usage,
-}
-
-impl Serialize for MessageStartOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct Msg<'a>(&'a MessageStartOut<'a>);
-        impl Serialize for Msg<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut m = s.serialize_map(None)?;
-                m.serialize_entry("id", self.0.id)?;
-                m.serialize_entry("type", "message")?;
-                m.serialize_entry("role", "assistant")?;
-                m.serialize_entry("model", self.0.model)?;
-                m.serialize_entry("content", &[(); 0])?;
-                m.serialize_entry("stop_reason", &())?;
-                m.serialize_entry("stop_sequence", &())?;
-                m.serialize_entry(
-                    "usage",
-                    &UsageOut {
-                        usage: self.0.usage,
-                        same: false,
-                    },
-                )?;
-                m.end()
-            }
-        }
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("type", "message_start")?;
-        m.serialize_entry("message", &Msg(self))?;
-        m.end()
-    }
-}
-
-struct BlockStartOut<'a> {
-    index: u32,
-    block: &'a ContentBlock,
-}
-
-impl Serialize for BlockStartOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::Error;
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("type", "content_block_start")?;
-        m.serialize_entry("index", &self.index)?;
-        match self.block {
-            ContentBlock::Text(_) => {
-                m.serialize_entry("content_block", &StartBlock::Text { text: "" })?
-            }
-            ContentBlock::Thinking(_) => m.serialize_entry(
-                "content_block",
-                &StartBlock::Thinking {
-                    thinking: "",
-                    signature: "",
-                },
-            )?,
-            ContentBlock::ToolUse(t) => m.serialize_entry(
-                "content_block",
-                &StartBlock::ToolUse {
-                    id: &t.id,
-                    name: &t.name,
-                    input: EmptyObject,
-                },
-            )?,
-            other => {
-                let out = Out { same: false };
-                let b = BlockOut::new(other, out);
-                m.serialize_entry("content_block", &b)
-                    .map_err(|e| S::Error::custom(format_args!("content_block_start: {e}")))?
-            }
-        }
-        m.end()
-    }
-}
-
-#[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-enum StartBlock<'a> {
-    Text {
-        text: &'a str,
-    },
-    Thinking {
-        thinking: &'a str,
-        signature: &'a str,
-    },
-    ToolUse {
-        id: &'a str,
-        name: &'a str,
-        input: EmptyObject,
-    },
-}
-
-struct EmptyObject;
-
-impl Serialize for EmptyObject {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_map(Some(0))?.end()
-    }
-}
-
-enum DeltaOut<'a> {
-    Text(&'a JsonStr),
-    Json(&'a JsonStr),
-    Thinking(&'a JsonStr),
-    Signature(&'a str),
-}
-
-impl<'a> DeltaOut<'a> {
-    fn new(d: &'a Delta) -> Option<Self> {
-        Some(match d {
-            Delta::Text(t) => DeltaOut::Text(t),
-            Delta::InputJson(j) => DeltaOut::Json(j),
-            Delta::Thinking(t) => DeltaOut::Thinking(t),
-            Delta::Signature(s) => DeltaOut::Signature(s),
-            Delta::Unknown { .. } => return None,
-        })
-    }
-}
-
-impl Serialize for DeltaOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(Some(2))?;
-        match self {
-            DeltaOut::Text(t) => {
-                m.serialize_entry("type", "text_delta")?;
-                m.serialize_entry("text", t)?;
-            }
-            DeltaOut::Json(j) => {
-                m.serialize_entry("type", "input_json_delta")?;
-                m.serialize_entry("partial_json", j)?;
-            }
-            DeltaOut::Thinking(t) => {
-                m.serialize_entry("type", "thinking_delta")?;
-                m.serialize_entry("thinking", t)?;
-            }
-            DeltaOut::Signature(sig) => {
-                m.serialize_entry("type", "signature_delta")?;
-                m.serialize_entry("signature", sig)?;
-            }
-        }
-        m.end()
-    }
-}
-
-struct IndexedOut<D> {
-    ty: &'static str,
-    index: u32,
-    delta: Option<D>,
-}
-
-impl<D: Serialize> Serialize for IndexedOut<D> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("type", self.ty)?;
-        m.serialize_entry("index", &self.index)?;
-        if let Some(d) = &self.delta {
-            m.serialize_entry("delta", d)?;
-        }
-        m.end()
-    }
-}
-
-struct MessageDeltaOut<'a> {
-    stop_reason: Option<&'a StopReason>,
-    stop_sequence: Option<&'a str>,
-    usage: &'a Usage,
-}
-
-impl Serialize for MessageDeltaOut<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        struct D<'a>(&'a MessageDeltaOut<'a>);
-        impl Serialize for D<'_> {
-            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut m = s.serialize_map(Some(2))?;
-                m.serialize_entry(
-                    "stop_reason",
-                    &self.0.stop_reason.map(|r| r.anthropic_name_for_client()),
-                )?;
-                m.serialize_entry("stop_sequence", &self.0.stop_sequence)?;
-                m.end()
-            }
-        }
-        let mut m = s.serialize_map(None)?;
-        m.serialize_entry("type", "message_delta")?;
-        m.serialize_entry("delta", &D(self))?;
-        m.serialize_entry(
-            "usage",
-            &UsageOut {
-                usage: self.usage,
-                same: false,
-            },
-        )?;
-        m.end()
-    }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 pub mod content;
 pub mod error;
 pub mod json_str;
+pub mod json_writer;
 pub mod provider;
 pub mod raw;
 pub mod request;

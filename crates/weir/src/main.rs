@@ -125,10 +125,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime_builder().enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("weir: cannot start the runtime: {e}");
@@ -217,5 +214,18 @@ fn main() -> ExitCode {
             println!("{}", weir_server::hash_key(&key));
             ExitCode::SUCCESS
         }
+    }
+}
+
+/// The async runtime: `WEIR_WORKER_THREADS=1` gives a single-threaded runtime.
+fn runtime_builder() -> tokio::runtime::Builder {
+    match env("WEIR_WORKER_THREADS").and_then(|n| n.parse::<usize>().ok()) {
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(n) => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(1));
+            b
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
     }
 }

@@ -1,0 +1,551 @@
+//! Encoding a canonical request as an Anthropic Messages body: planning (hoisting,
+//! merging, reordering, id sanitizing for requests from other dialects), then writing.
+
+use std::borrow::Cow;
+
+use weir_model::json_writer::JsonWriter;
+use weir_model::{
+    ChatRequest, Content, ContentBlock, Dialect, Message, RawJson, Role, TextBlock, ThinkingConfig,
+    Tool, ToolChoice, WireError,
+};
+
+use crate::ids::sanitize_tool_id;
+use crate::write::{block, content, BlockEdits, Out};
+
+/// Options for encoding a request to an Anthropic upstream.
+#[derive(Clone, Debug)]
+pub struct EncodeOptions {
+    /// `max_tokens` when the request has none (Anthropic requires it).
+    pub default_max_tokens: u32,
+    /// Map OpenAI `reasoning_effort` to extended thinking (the target model supports it).
+    pub thinking_from_reasoning_effort: bool,
+    /// Leave `model` out of the body (Bedrock and Vertex put it in the URL).
+    pub omit_model: bool,
+    /// Leave `stream` out of the body (Bedrock chooses by endpoint).
+    pub omit_stream: bool,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            default_max_tokens: 4096,
+            thinking_from_reasoning_effort: true,
+            omit_model: false,
+            omit_stream: false,
+        }
+    }
+}
+
+/// Encodes a canonical request as an Anthropic Messages body.
+///
+/// A request that came from an Anthropic client is written back as it came (model name
+/// aside). A request from another dialect is reshaped for Anthropic's rules: system and
+/// developer messages hoisted into `system`; `tool` messages turned into `tool_result`
+/// blocks placed first in one user message; consecutive same-role messages merged; tool
+/// call ids made valid; `max_tokens` filled in.
+pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>, WireError> {
+    let plan = Plan::build(req, opts)?;
+    let mut w = JsonWriter::with_capacity(req.size_hint + req.size_hint / 8 + 256);
+    plan.write(&mut w).map_err(WireError::Unsupported)?;
+    Ok(w.into_bytes())
+}
+
+/// Keys written by the encoder, so kept fields never duplicate them.
+struct Written(Vec<&'static str>);
+
+impl Written {
+    fn key(&mut self, w: &mut JsonWriter, k: &'static str) {
+        self.0.push(k);
+        w.key(k);
+    }
+}
+
+fn thinking(w: &mut JsonWriter, t: &ThinkingConfig) {
+    match t {
+        ThinkingConfig::Unknown(raw) => w.raw_value(raw),
+        ThinkingConfig::Enabled { budget_tokens } => {
+            w.begin_object();
+            w.key("type");
+            w.raw("\"enabled\"");
+            w.key("budget_tokens");
+            w.u64(u64::from(*budget_tokens));
+            w.end_object();
+        }
+        ThinkingConfig::Adaptive => w.raw(r#"{"type":"adaptive"}"#),
+        ThinkingConfig::Disabled => w.raw(r#"{"type":"disabled"}"#),
+    }
+}
+
+fn tool(w: &mut JsonWriter, t: &Tool, out: Out) -> Result<(), String> {
+    match t {
+        Tool::Unknown { dialect, raw, .. } if *dialect == Dialect::Anthropic => w.raw_value(raw),
+        Tool::Unknown { name, .. } => {
+            return Err(format!(
+                "tool `{}` is not a function tool and cannot be sent to Anthropic",
+                name.as_deref().unwrap_or("?")
+            ))
+        }
+        Tool::Function(f) => {
+            w.begin_object();
+            w.key("name");
+            w.string(&f.name);
+            if let Some(d) = &f.description {
+                w.key("description");
+                w.json_str(d);
+            }
+            match &f.parameters {
+                Some(p) => {
+                    w.key("input_schema");
+                    w.raw_value(p);
+                }
+                // Anthropic requires a schema; OpenAI allows none.
+                None if !out.same => {
+                    w.key("input_schema");
+                    w.raw(r#"{"type":"object","properties":{}}"#);
+                }
+                None => {}
+            }
+            if let Some(st) = f.strict {
+                w.key("strict");
+                w.bool(st);
+            }
+            if let Some(c) = &f.cache_control {
+                w.key("cache_control");
+                w.raw_value(c);
+            }
+            if out.same {
+                w.extra(&f.extra, &[]);
+            }
+            w.end_object();
+        }
+    }
+    Ok(())
+}
+
+fn tool_choice(
+    w: &mut JsonWriter,
+    choice: Option<&ToolChoice>,
+    parallel: Option<bool>,
+) -> Result<(), String> {
+    if let Some(ToolChoice::Unknown { dialect, raw }) = choice {
+        if *dialect == Dialect::Anthropic {
+            w.raw_value(raw);
+            return Ok(());
+        }
+        return Err("this tool_choice form cannot be sent to Anthropic".into());
+    }
+    w.begin_object();
+    w.key("type");
+    match choice {
+        Some(ToolChoice::Required) => w.raw("\"any\""),
+        Some(ToolChoice::None) => w.raw("\"none\""),
+        Some(ToolChoice::Tool(name)) => {
+            w.raw("\"tool\"");
+            w.key("name");
+            w.string(name);
+        }
+        _ => w.raw("\"auto\""),
+    }
+    if let Some(p) = parallel {
+        w.key("disable_parallel_tool_use");
+        w.bool(!p);
+    }
+    w.end_object();
+    Ok(())
+}
+
+fn system_blocks(w: &mut JsonWriter, blocks: &[&TextBlock]) {
+    if let [only] = blocks {
+        if only.cache_control.is_none() {
+            w.json_str(&only.text);
+            return;
+        }
+    }
+    w.begin_array();
+    for t in blocks {
+        w.begin_object();
+        w.key("type");
+        w.raw("\"text\"");
+        w.key("text");
+        w.json_str(&t.text);
+        if let Some(c) = &t.cache_control {
+            w.key("cache_control");
+            w.raw_value(c);
+        }
+        w.end_object();
+    }
+    w.end_array();
+}
+
+impl Plan<'_> {
+    fn message(&self, w: &mut JsonWriter, m: &OutMessage<'_>) -> Result<(), String> {
+        w.begin_object();
+        w.key("role");
+        w.string(m.role);
+        match m.source {
+            Some(src) => {
+                if src.content.form != weir_model::ContentForm::Absent
+                    || !src.content.blocks.is_empty()
+                {
+                    w.key("content");
+                    content(w, &src.content, self.out)?;
+                }
+                w.extra(&src.extra, &[]);
+            }
+            None => {
+                w.key("content");
+                w.begin_array();
+                for b in &m.blocks {
+                    let edits = BlockEdits {
+                        id: b.id.as_deref(),
+                        input: b.input.as_deref(),
+                    };
+                    block(w, b.block, self.out, edits)?;
+                }
+                w.end_array();
+            }
+        }
+        w.end_object();
+        Ok(())
+    }
+
+    fn write(&self, w: &mut JsonWriter) -> Result<(), String> {
+        let r = self.req;
+        let same = self.out.same;
+        let mut k = Written(Vec::with_capacity(16));
+        w.begin_object();
+        if !self.opts.omit_model {
+            k.key(w, "model");
+            w.string(&r.model);
+        }
+        if same {
+            if let Some(sys) = &r.system {
+                k.key(w, "system");
+                content(w, sys, self.out)?;
+            }
+        } else if !self.system.is_empty() {
+            k.key(w, "system");
+            system_blocks(w, &self.system);
+        }
+        k.key(w, "messages");
+        w.begin_array();
+        for m in &self.messages {
+            self.message(w, m)?;
+        }
+        w.end_array();
+        if !same || r.max_tokens.is_some() || !r.extra.contains("max_tokens") {
+            k.key(w, "max_tokens");
+            w.u64(u64::from(
+                r.max_tokens.filter(|_| same).unwrap_or(self.max_tokens),
+            ));
+        }
+        if let (Some(st), false) = (r.stream, self.opts.omit_stream) {
+            k.key(w, "stream");
+            w.bool(st);
+        }
+        if let Some(t) = self.temperature {
+            k.key(w, "temperature");
+            w.f64(t);
+        }
+        if let Some(t) = r.top_p {
+            k.key(w, "top_p");
+            w.f64(t);
+        }
+        if let Some(t) = r.top_k {
+            k.key(w, "top_k");
+            w.u64(u64::from(t));
+        }
+        if let Some(stop) = &r.stop {
+            if same || !stop.sequences.is_empty() {
+                k.key(w, "stop_sequences");
+                w.begin_array();
+                for s in &stop.sequences {
+                    w.string(s);
+                }
+                w.end_array();
+            }
+        }
+        let has_tools = r.tools.as_ref().is_some_and(|t| !t.is_empty());
+        if let Some(tools) = &r.tools {
+            if same || has_tools {
+                k.key(w, "tools");
+                w.begin_array();
+                for t in tools {
+                    tool(w, t, self.out)?;
+                }
+                w.end_array();
+            }
+        }
+        let parallel = if same {
+            r.parallel_tool_calls
+        } else {
+            r.parallel_tool_calls.filter(|p| !p)
+        };
+        let wants_choice = r.tool_choice.is_some() || parallel.is_some();
+        if wants_choice && (same || has_tools) {
+            k.key(w, "tool_choice");
+            tool_choice(w, r.tool_choice.as_ref(), parallel)?;
+        }
+        if let Some(t) = &self.thinking {
+            k.key(w, "thinking");
+            thinking(w, t);
+        }
+        if let Some(md) = &r.metadata {
+            if same {
+                k.key(w, "metadata");
+                w.begin_object();
+                if let Some(u) = &md.user_id {
+                    w.key("user_id");
+                    w.string(u);
+                }
+                w.extra(&md.extra, &["user_id"]);
+                w.end_object();
+            } else if let Some(u) = &md.user_id {
+                k.key(w, "metadata");
+                w.begin_object();
+                w.key("user_id");
+                w.string(u);
+                w.end_object();
+            }
+        }
+        if same {
+            let mut skip = k.0;
+            if self.opts.omit_model || self.opts.omit_stream {
+                skip.extend(["model", "stream"]);
+            }
+            w.extra(&r.extra, &skip);
+        }
+        w.end_object();
+        Ok(())
+    }
+}
+
+/// A message to write, borrowing the canonical blocks.
+struct OutMessage<'a> {
+    role: &'static str,
+    /// The source message's extra fields and content form (same-dialect only).
+    source: Option<&'a Message>,
+    blocks: Vec<OutBlock<'a>>,
+}
+
+struct OutBlock<'a> {
+    block: &'a ContentBlock,
+    id: Option<Cow<'a, str>>,
+    input: Option<RawJson>,
+}
+
+struct Plan<'a> {
+    req: &'a ChatRequest,
+    opts: &'a EncodeOptions,
+    out: Out,
+    system: Vec<&'a TextBlock>,
+    messages: Vec<OutMessage<'a>>,
+    thinking: Option<Cow<'a, ThinkingConfig>>,
+    max_tokens: u32,
+    temperature: Option<f64>,
+}
+
+impl<'a> Plan<'a> {
+    fn build(req: &'a ChatRequest, opts: &'a EncodeOptions) -> Result<Plan<'a>, WireError> {
+        let same = req.origin == Some(Dialect::Anthropic);
+        let mut system: Vec<&'a TextBlock> = Vec::new();
+        let mut messages: Vec<OutMessage<'a>> = Vec::with_capacity(req.messages.len());
+        if same {
+            for m in &req.messages {
+                let role = match m.role {
+                    Role::Assistant => "assistant",
+                    _ => "user",
+                };
+                messages.push(OutMessage {
+                    role,
+                    source: Some(m),
+                    blocks: m.content.blocks.iter().map(OutBlock::plain).collect(),
+                });
+            }
+        } else {
+            if let Some(sys) = &req.system {
+                collect_system(sys, &mut system)?;
+            }
+            for (i, m) in req.messages.iter().enumerate() {
+                let role = match m.role {
+                    Role::System | Role::Developer => {
+                        collect_system(&m.content, &mut system)?;
+                        continue;
+                    }
+                    Role::Assistant => "assistant",
+                    Role::User | Role::Tool => "user",
+                    Role::Function => {
+                        return Err(WireError::Unsupported(format!(
+                            "messages[{i}]: `function` messages (deprecated OpenAI function calling) carry no call id; use tools"
+                        )))
+                    }
+                };
+                let mut blocks = Vec::with_capacity(m.content.blocks.len());
+                for b in &m.content.blocks {
+                    if let Some(ob) = OutBlock::translated(b)
+                        .map_err(|e| WireError::Unsupported(format!("messages[{i}]: {e}")))?
+                    {
+                        blocks.push(ob);
+                    }
+                }
+                if blocks.is_empty() {
+                    continue;
+                }
+                match messages.last_mut() {
+                    Some(last) if last.role == role => last.blocks.extend(blocks),
+                    _ => messages.push(OutMessage {
+                        role,
+                        source: None,
+                        blocks,
+                    }),
+                }
+            }
+            // Anthropic wants every tool_result of a turn at the start of the next user
+            // message, before any text.
+            for m in messages.iter_mut().filter(|m| m.role == "user") {
+                m.blocks
+                    .sort_by_key(|b| !matches!(b.block, ContentBlock::ToolResult(_)));
+            }
+            if let Some(extra_n) = req.extra.get("n") {
+                if extra_n.get() != "1" {
+                    return Err(WireError::Unsupported(
+                        "n > 1 is not supported by Anthropic".into(),
+                    ));
+                }
+            }
+        }
+        let thinking = thinking_for(req, opts, same, &messages);
+        let mut max_tokens = req.max_tokens.unwrap_or(opts.default_max_tokens);
+        if let Some(ThinkingConfig::Enabled { budget_tokens }) = thinking.as_deref() {
+            if !same && *budget_tokens >= max_tokens {
+                max_tokens = budget_tokens.saturating_add(opts.default_max_tokens);
+            }
+        }
+        // OpenAI's temperature goes to 2; Anthropic's stops at 1.
+        let temperature = req.temperature.map(|t| if same { t } else { t.min(1.0) });
+        Ok(Plan {
+            req,
+            opts,
+            out: Out { same },
+            system,
+            messages,
+            thinking,
+            max_tokens,
+            temperature,
+        })
+    }
+}
+
+fn collect_system<'a>(c: &'a Content, into: &mut Vec<&'a TextBlock>) -> Result<(), WireError> {
+    for b in &c.blocks {
+        match b {
+            ContentBlock::Text(t) => into.push(t),
+            other => {
+                return Err(WireError::Unsupported(format!(
+                    "system content of type `{}` cannot be sent to Anthropic",
+                    other.type_name()
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+impl<'a> OutBlock<'a> {
+    fn plain(block: &'a ContentBlock) -> Self {
+        OutBlock {
+            block,
+            id: None,
+            input: None,
+        }
+    }
+
+    /// Prepares a block from another dialect; `None` drops it (empty text, unsigned
+    /// reasoning that Anthropic would reject).
+    fn translated(block: &'a ContentBlock) -> Result<Option<Self>, String> {
+        Ok(Some(match block {
+            ContentBlock::Text(t) if t.text.is_empty() => return Ok(None),
+            ContentBlock::Thinking(t) if t.signature.is_none() => return Ok(None),
+            ContentBlock::ToolUse(t) => OutBlock {
+                block,
+                id: Some(sanitize_tool_id(&t.id)),
+                input: Some(
+                    t.input
+                        .to_object()
+                        .map_err(|e| format!("tool call `{}` ({}): {e}", t.name, t.id))?,
+                ),
+            },
+            ContentBlock::ToolResult(r) => {
+                for inner in &r.content.blocks {
+                    if !matches!(
+                        inner,
+                        ContentBlock::Text(_) | ContentBlock::Image(_) | ContentBlock::Document(_)
+                    ) {
+                        return Err(format!(
+                            "tool result content of type `{}` cannot be sent to Anthropic",
+                            inner.type_name()
+                        ));
+                    }
+                }
+                OutBlock {
+                    block,
+                    id: Some(sanitize_tool_id(&r.tool_use_id)),
+                    input: None,
+                }
+            }
+            ContentBlock::Unknown(u) if u.dialect != Dialect::Anthropic => {
+                return Err(format!(
+                    "content of type `{}` cannot be sent to Anthropic",
+                    block.type_name()
+                ))
+            }
+            _ => OutBlock::plain(block),
+        }))
+    }
+}
+
+/// Thinking to request: the client's own for Anthropic clients; for others, mapped from
+/// `reasoning_effort`, and off when the history holds tool calls without the signed
+/// thinking Anthropic would demand before them.
+fn thinking_for<'a>(
+    req: &'a ChatRequest,
+    opts: &EncodeOptions,
+    same: bool,
+    messages: &[OutMessage<'_>],
+) -> Option<Cow<'a, ThinkingConfig>> {
+    if same {
+        return req.thinking.as_ref().map(Cow::Borrowed);
+    }
+    if let Some(t) = &req.thinking {
+        if !matches!(t, ThinkingConfig::Unknown(_)) {
+            return Some(Cow::Borrowed(t));
+        }
+    }
+    if !opts.thinking_from_reasoning_effort {
+        return None;
+    }
+    let budget = match req.reasoning_effort.as_deref()? {
+        "minimal" | "none" => return None,
+        "low" => 1024,
+        "medium" => 4096,
+        "high" => 16384,
+        "xhigh" => 32768,
+        _ => return None,
+    };
+    let unsigned_tool_turn = messages.iter().any(|m| {
+        m.role == "assistant"
+            && m.blocks
+                .iter()
+                .any(|b| matches!(b.block, ContentBlock::ToolUse(_)))
+            && !matches!(
+                m.blocks.first().map(|b| b.block),
+                Some(ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_))
+            )
+    });
+    if unsigned_tool_turn {
+        return None;
+    }
+    Some(Cow::Owned(ThinkingConfig::Enabled {
+        budget_tokens: budget,
+    }))
+}

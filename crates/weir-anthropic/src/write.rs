@@ -1,0 +1,235 @@
+//! Writing Anthropic JSON from the canonical model: blocks, content, usage. Shared by the
+//! request, response and stream encoders. Text arrives as JSON tokens and is copied.
+
+use serde_json::value::RawValue;
+use weir_model::json_writer::JsonWriter;
+use weir_model::{Content, ContentBlock, ContentForm, Dialect, MediaSource, ToolInput, Usage};
+
+/// Whether to write fields kept from the source (`Extra`, unknown blocks): only when the
+/// source was Anthropic.
+#[derive(Clone, Copy)]
+pub(crate) struct Out {
+    pub same: bool,
+}
+
+/// Per-block overrides prepared by the request planner.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct BlockEdits<'a> {
+    /// For tool_use / tool_result: the id to write (sanitized when translating).
+    pub id: Option<&'a str>,
+    /// For tool_use: the validated input object.
+    pub input: Option<&'a RawValue>,
+}
+
+fn source(w: &mut JsonWriter, s: &MediaSource) {
+    w.begin_object();
+    match s {
+        MediaSource::Base64 { media_type, data } => {
+            w.key("type");
+            w.raw("\"base64\"");
+            w.key("media_type");
+            w.string(media_type);
+            w.key("data");
+            w.string(data);
+        }
+        MediaSource::Url(url) => {
+            w.key("type");
+            w.raw("\"url\"");
+            w.key("url");
+            w.string(url);
+        }
+        MediaSource::Text { media_type, data } => {
+            w.key("type");
+            w.raw("\"text\"");
+            w.key("media_type");
+            w.string(media_type);
+            w.key("data");
+            w.string(data);
+        }
+    }
+    w.end_object();
+}
+
+fn cache_control(w: &mut JsonWriter, c: Option<&RawValue>) {
+    if let Some(c) = c {
+        w.key("cache_control");
+        w.raw_value(c);
+    }
+}
+
+/// Writes one block. Blocks that cannot be expressed for Anthropic are errors.
+pub(crate) fn block(
+    w: &mut JsonWriter,
+    b: &ContentBlock,
+    out: Out,
+    edits: BlockEdits<'_>,
+) -> Result<(), String> {
+    let extra = |w: &mut JsonWriter, e: &weir_model::Extra| {
+        if out.same {
+            w.extra(e, &[]);
+        }
+    };
+    match b {
+        ContentBlock::Unknown(u) => {
+            if u.dialect != Dialect::Anthropic {
+                return Err(format!(
+                    "content block `{}` cannot be sent to an Anthropic upstream",
+                    b.type_name()
+                ));
+            }
+            w.raw_value(&u.raw);
+            return Ok(());
+        }
+        ContentBlock::Text(t) => {
+            w.begin_object();
+            w.key("type");
+            w.raw("\"text\"");
+            w.key("text");
+            w.json_str(&t.text);
+            cache_control(w, t.cache_control.as_deref());
+            extra(w, &t.extra);
+        }
+        ContentBlock::Image(i) => {
+            if matches!(i.source, MediaSource::Text { .. }) {
+                return Err("an image cannot have a text source".into());
+            }
+            w.begin_object();
+            w.key("type");
+            w.raw("\"image\"");
+            w.key("source");
+            source(w, &i.source);
+            cache_control(w, i.cache_control.as_deref());
+            extra(w, &i.extra);
+        }
+        ContentBlock::Document(d) => {
+            w.begin_object();
+            w.key("type");
+            w.raw("\"document\"");
+            w.key("source");
+            source(w, &d.source);
+            if let Some(t) = &d.title {
+                w.key("title");
+                w.string(t);
+            }
+            cache_control(w, d.cache_control.as_deref());
+            extra(w, &d.extra);
+        }
+        ContentBlock::ToolUse(t) => {
+            w.begin_object();
+            w.key("type");
+            w.raw("\"tool_use\"");
+            w.key("id");
+            w.string(edits.id.unwrap_or(&t.id));
+            w.key("name");
+            w.string(&t.name);
+            w.key("input");
+            match (edits.input, &t.input) {
+                (Some(input), _) => w.raw_value(input),
+                (None, ToolInput::Json(raw)) => w.raw_value(raw),
+                (None, ToolInput::Arguments(_)) => {
+                    return Err("tool_use input was not validated".into())
+                }
+            }
+            cache_control(w, t.cache_control.as_deref());
+            extra(w, &t.extra);
+        }
+        ContentBlock::ToolResult(r) => {
+            w.begin_object();
+            w.key("type");
+            w.raw("\"tool_result\"");
+            w.key("tool_use_id");
+            w.string(edits.id.unwrap_or(&r.tool_use_id));
+            if r.content.form != ContentForm::Absent || !r.content.blocks.is_empty() {
+                w.key("content");
+                content(w, &r.content, out)?;
+            }
+            if let Some(e) = r.is_error {
+                w.key("is_error");
+                w.bool(e);
+            }
+            cache_control(w, r.cache_control.as_deref());
+            extra(w, &r.extra);
+        }
+        ContentBlock::Thinking(t) => {
+            w.begin_object();
+            w.key("type");
+            w.raw("\"thinking\"");
+            w.key("thinking");
+            w.json_str(&t.thinking);
+            if let Some(sig) = &t.signature {
+                w.key("signature");
+                w.string(sig);
+            }
+            extra(w, &t.extra);
+        }
+        ContentBlock::RedactedThinking(r) => {
+            w.begin_object();
+            w.key("type");
+            w.raw("\"redacted_thinking\"");
+            w.key("data");
+            w.string(&r.data);
+            extra(w, &r.extra);
+        }
+    }
+    w.end_object();
+    Ok(())
+}
+
+/// Writes a content field in its recorded form where it still fits.
+pub(crate) fn content(w: &mut JsonWriter, c: &Content, out: Out) -> Result<(), String> {
+    match c.form {
+        ContentForm::String => {
+            if let Some(text) = c.as_plain_text() {
+                w.json_str(text);
+                return Ok(());
+            }
+            if c.blocks.is_empty() {
+                w.raw("\"\"");
+                return Ok(());
+            }
+        }
+        ContentForm::Null | ContentForm::Absent if c.blocks.is_empty() && out.same => {
+            w.null();
+            return Ok(());
+        }
+        _ => {}
+    }
+    w.begin_array();
+    for b in &c.blocks {
+        block(w, b, out, BlockEdits::default())?;
+    }
+    w.end_array();
+    Ok(())
+}
+
+/// Writes usage. Usage from other dialects gets Anthropic's semantics (input excludes
+/// cache reads and writes, which the canonical model already follows) and always names
+/// input and output.
+pub(crate) fn usage(w: &mut JsonWriter, u: &Usage, same: bool) {
+    w.begin_object();
+    if same {
+        let fields = [
+            ("input_tokens", u.input_tokens),
+            ("output_tokens", u.output_tokens),
+            ("cache_read_input_tokens", u.cache_read_tokens),
+            ("cache_creation_input_tokens", u.cache_write_tokens),
+        ];
+        for (k, v) in fields {
+            if let Some(v) = v {
+                w.key(k);
+                w.u64(v);
+            }
+        }
+        w.extra(&u.extra, &[]);
+    } else {
+        w.key("input_tokens");
+        w.u64(u.input_tokens.unwrap_or(0));
+        w.key("output_tokens");
+        w.u64(u.output_tokens.unwrap_or(0));
+        w.key("cache_creation_input_tokens");
+        w.u64(u.cache_write_tokens.unwrap_or(0));
+        w.key("cache_read_input_tokens");
+        w.u64(u.cache_read_tokens.unwrap_or(0));
+    }
+    w.end_object();
+}
