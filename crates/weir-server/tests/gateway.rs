@@ -25,6 +25,8 @@ enum Script {
     Reply(u16, &'static str, String),
     /// SSE events forever, one every 20 ms; sets the flag when the client goes away.
     Endless(Arc<AtomicBool>),
+    /// Accepts the request and never answers.
+    Hang,
 }
 
 /// Requests an upstream received: headers and body.
@@ -67,6 +69,10 @@ async fn upstream(script: Script) -> Upstream {
                                 r.headers_mut()
                                     .insert("content-type", ctype.parse().unwrap());
                                 r
+                            }
+                            Script::Hang => {
+                                std::future::pending::<()>().await;
+                                unreachable!()
                             }
                             Script::Endless(closed) => {
                                 let (tx, rx) = tokio::sync::mpsc::channel::<
@@ -599,4 +605,38 @@ async fn h2c_prior_knowledge_is_served() {
         .unwrap();
     assert_eq!(r.version(), http::Version::HTTP_2);
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn an_upstream_that_never_answers_times_out_with_a_clear_error_and_falls_back() {
+    let hang = upstream(Script::Hang).await;
+    let url = weir(&format!(
+        "[providers.slow]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n[providers.slow.timeouts]\nconnect = \"1s\"\nfirst_byte = \"300ms\"\nidle = \"1s\"\ntotal = \"5s\"\n\
+         [[models]]\nname = \"hangs\"\ntargets = [{{ provider = \"slow\" }}]\n\
+         [[models]]\nname = \"hangs-then-mock\"\ntargets = [{{ provider = \"slow\" }}, {{ provider = \"mock\", model = \"mock\" }}]\n",
+        hang.url
+    ))
+    .await;
+    let r = post(
+        &url,
+        "/v1/chat/completions",
+        &o_req("hangs", false),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 504);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "the upstream sent no response headers within 300ms"
+    );
+    let r = post(
+        &url,
+        "/v1/messages",
+        &a_req("hangs-then-mock", false),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-weir-provider"], "mock");
 }
