@@ -354,6 +354,7 @@ impl<'a> Plan<'a> {
             for m in &req.messages {
                 let role = match m.role {
                     Role::Assistant => "assistant",
+                    Role::System => "system",
                     _ => "user",
                 };
                 messages.push(OutMessage {

@@ -187,10 +187,12 @@ impl<'de> DeserializeSeed<'de> for MessageSeed {
                             role = Some(match r.as_str() {
                                 "user" => Role::User,
                                 "assistant" => Role::Assistant,
+                                // Claude Code sends system turns inside `messages`.
+                                "system" => Role::System,
                                 other => {
                                     return Err(de::Error::unknown_variant(
                                         other,
-                                        &["user", "assistant"],
+                                        &["user", "assistant", "system"],
                                     ));
                                 }
                             });

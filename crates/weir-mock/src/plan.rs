@@ -144,13 +144,20 @@ impl Answer {
     }
 }
 
-/// The text of the last user message (empty when there is none).
+/// What the user last typed: the last text block of the last user message (empty when
+/// there is none). Clients such as Claude Code put system reminders in earlier blocks of
+/// the same message; they are context, not the request.
 fn last_user_text(req: &ChatRequest) -> String {
     req.messages
         .iter()
         .rev()
         .find(|m| m.role == Role::User)
-        .map(|m| m.content.joined_text(" "))
+        .and_then(|m| {
+            m.content.blocks.iter().rev().find_map(|b| match b {
+                weir_model::ContentBlock::Text(t) => Some(t.text.as_str().into_owned()),
+                _ => None,
+            })
+        })
         .unwrap_or_default()
 }
 

@@ -288,7 +288,11 @@ async fn chat(
     };
     let mut creq = match decode(dialect, &body) {
         Ok(r) => r,
-        Err(e) => return simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log),
+        Err(e) => {
+            // The message may quote request values, so only at debug level.
+            tracing::debug!(request_id = %log.request_id, "undecodable request: {e}");
+            return simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log);
+        }
     };
     log.model = Some(creq.model.clone());
     if !app.allows(&key, &creq.model) {

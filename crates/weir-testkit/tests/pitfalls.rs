@@ -915,3 +915,28 @@ fn streamed_and_collected_tool_calls_agree() {
     );
     assert_eq!(c.stop_reason.as_deref(), Some("tool_use"));
 }
+
+#[test]
+fn system_turns_inside_anthropic_messages_pass_through_and_become_openai_system_messages() {
+    // Claude Code (2.1.x) sends `{"role":"system"}` turns inside `messages`.
+    let req = json!({"model": "m", "max_tokens": 10, "messages": [
+        {"role": "user", "content": "hi"},
+        {"role": "system", "content": [{"type": "text", "text": "reminder"}]},
+        {"role": "user", "content": "go"}
+    ]});
+    let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let same: Value = serde_json::from_slice(
+        &weir_anthropic::encode_request(&canon, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    assert_json(&same, &req);
+    let out = a_to_o(req);
+    assert_json(
+        &out["messages"],
+        &json!([
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": "reminder"},
+            {"role": "user", "content": "go"}
+        ]),
+    );
+}
