@@ -116,6 +116,57 @@ impl Provider for AnthropicProvider {
         }
     }
 
+    async fn count_tokens(
+        &self,
+        mut req: ChatRequest,
+        cx: CallContext,
+    ) -> Result<Option<u64>, ProviderError> {
+        // The counting endpoint takes a Messages body without max_tokens and stream.
+        req.stream = None;
+        let opts = EncodeOptions {
+            omit_stream: true,
+            ..self.cfg.encode.clone()
+        };
+        let mut body: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(
+            &encode_request(&req, &opts)
+                .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?,
+        )
+        .map_err(|e| ProviderError::new(ErrorKind::Internal, e.to_string()))?;
+        body.remove("max_tokens");
+        let body = serde_json::to_vec(&body)
+            .map_err(|e| ProviderError::new(ErrorKind::Internal, e.to_string()))?;
+        let url = format!(
+            "{}/v1/messages/count_tokens",
+            self.cfg.base_url.trim_end_matches('/')
+        );
+        let headers = self.headers(&cx)?;
+        let mut resp = self
+            .upstream
+            .post(&url, headers, body, &self.cfg.timeouts)
+            .await?;
+        let status = resp.inner.status();
+        let headers = resp.inner.headers().clone();
+        let body = read_body(&mut resp).await?;
+        if !status.is_success() {
+            let mut err = status_error(status, &headers, &body, decode_error);
+            for key in &self.cfg.keys {
+                scrub(&mut err, key.expose());
+            }
+            return Err(err);
+        }
+        #[derive(serde::Deserialize)]
+        struct Count {
+            input_tokens: u64,
+        }
+        let c: Count = serde_json::from_slice(&body).map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Decode,
+                format!("the upstream's token count could not be decoded: {e}"),
+            )
+        })?;
+        Ok(Some(c.input_tokens))
+    }
+
     async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
         let body = encode_request(&req, &self.cfg.encode)
             .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;

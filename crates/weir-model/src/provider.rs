@@ -113,4 +113,14 @@ pub trait Provider: Send + Sync {
     /// Sends one request. Dropping the returned future, or the stream inside
     /// [`Reply::Stream`], cancels the upstream request.
     async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError>;
+
+    /// Counts the input tokens of a request with the upstream's own counter, when it has
+    /// one. `Ok(None)`: no counter (the caller estimates).
+    async fn count_tokens(
+        &self,
+        _req: ChatRequest,
+        _cx: CallContext,
+    ) -> Result<Option<u64>, ProviderError> {
+        Ok(None)
+    }
 }

@@ -165,6 +165,45 @@ impl Router {
             })
     }
 
+    /// Counts a request's input tokens with the first target that has a counter. `Ok(None)`
+    /// when none has one; an unknown model is an error like for [`Router::send`].
+    pub async fn count_tokens(
+        &self,
+        req: ChatRequest,
+        cx: CallContext,
+    ) -> Result<Option<u64>, RouteError> {
+        let Some(route) = self.resolve(&req.model) else {
+            return Err(RouteError::UnknownModel {
+                model: req.model.clone(),
+                available: self.routes.iter().map(|r| r.name.clone()).collect(),
+            });
+        };
+        for target in &route.targets {
+            let Some(provider) = self.providers.get(&target.provider) else {
+                continue;
+            };
+            let mut r = req.clone();
+            if let Some(m) = &target.model {
+                r.model.clone_from(m);
+            }
+            let model = r.model.clone();
+            match provider.count_tokens(r, cx.clone()).await {
+                Ok(Some(n)) => return Ok(Some(n)),
+                Ok(None) => {}
+                Err(e) if e.retryable_elsewhere => {
+                    tracing::info!(provider = %target.provider, kind = ?e.kind, "token count failed; trying the next target");
+                }
+                Err(e) => {
+                    return Err(RouteError::Failed {
+                        last: e.clone(),
+                        attempts: vec![(target.provider.clone(), model, e)],
+                    })
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Sends a request to its route's targets in order until one answers. A target that
     /// fails in a way another target could fix (connection, timeout, 5xx, 429) is
     /// followed by the next; a failure that is the request's own (400, 413) is returned

@@ -419,7 +419,7 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
     if let Err(r) = authenticate(app, req.headers(), dialect, log) {
         return r;
     }
-    let (_, body) = match read_body(app, req, dialect, log).await {
+    let (headers, body) = match read_body(app, req, dialect, log).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -427,10 +427,33 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
         Ok(r) => r,
         Err(e) => return simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log),
     };
-    // An estimate (about four bytes of JSON per token); forwarding to the target's own
-    // count endpoint is open work.
-    let tokens = (body.len() as u64).div_ceil(4).max(1);
-    log.model = Some(creq.model);
+    log.model = Some(creq.model.clone());
+    let mut cx = CallContext::new(log.request_id.clone());
+    cx.forward_headers = forward_headers(&headers);
+    let tokens = match app.router.count_tokens(creq, cx).await {
+        Ok(Some(n)) => n,
+        // No target has a counter (the mock, OpenAI-compatible services): an estimate
+        // of about four bytes of JSON per token.
+        Ok(None) => (body.len() as u64).div_ceil(4).max(1),
+        Err(RouteError::UnknownModel { model, .. }) => {
+            return simple_error(
+                dialect,
+                ErrorKind::NotFound,
+                format!("model `{model}` is not available"),
+                log,
+            )
+        }
+        Err(RouteError::Failed { last, .. }) => {
+            let api = last
+                .api_error
+                .as_deref()
+                .cloned()
+                .unwrap_or_else(|| ApiError::new(last.kind, last.message.clone()));
+            let r = error_response(dialect, &api, &log.request_id, last.retry_after);
+            log.emit(r.status().as_u16(), None, None, None);
+            return r;
+        }
+    };
     log.emit(200, None, Some(tokens), None);
     full(
         StatusCode::OK,

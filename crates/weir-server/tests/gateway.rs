@@ -640,3 +640,40 @@ async fn an_upstream_that_never_answers_times_out_with_a_clear_error_and_falls_b
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-weir-provider"], "mock");
 }
+
+#[tokio::test]
+async fn count_tokens_asks_an_anthropic_target_and_estimates_otherwise() {
+    let up = upstream(Script::Reply(
+        200,
+        "application/json",
+        r#"{"input_tokens":42}"#.into(),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n[[models]]\nname = \"c\"\ntargets = [{{ provider = \"a\" }}]\n",
+        up.url
+    ))
+    .await;
+    let body =
+        json!({"model": "c", "messages": [{"role": "user", "content": "count me"}], "system": "s"});
+    let v: Value = post(&url, "/v1/messages/count_tokens", &body, Some(KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v, json!({"input_tokens": 42}));
+    let sent: Value = serde_json::from_slice(&up.seen.lock().unwrap()[0].1).unwrap();
+    assert_eq!(
+        sent, body,
+        "forwarded as sent: no max_tokens or stream added"
+    );
+
+    let mut to_mock = body.clone();
+    to_mock["model"] = json!("mock");
+    let v: Value = post(&url, "/v1/messages/count_tokens", &to_mock, Some(KEY))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(v["input_tokens"].as_u64().unwrap() > 0);
+}
