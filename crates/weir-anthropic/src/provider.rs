@@ -1,14 +1,14 @@
 //! The Anthropic provider: Anthropic's API and any Anthropic-compatible service.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::HeaderMap;
 use weir_model::{
     CallContext, Capabilities, ChatRequest, Dialect, ErrorKind, Frame, Provider, ProviderError,
     Reply, Secret, WireError,
 };
-use weir_upstream::{read_body, scrub, sse_frames, status_error, FrameDecoder, Timeouts, Upstream};
+use weir_upstream::{
+    call, read_body, scrub, secret_header, status_error, FrameDecoder, KeyRing, Timeouts, Upstream,
+};
 
 use crate::{decode_error, decode_response, encode_request, EncodeOptions, StreamDecoder};
 
@@ -40,31 +40,21 @@ impl AnthropicConfig {
 pub struct AnthropicProvider {
     cfg: AnthropicConfig,
     upstream: Upstream,
-    next_key: AtomicUsize,
+    keys: KeyRing,
 }
 
 impl AnthropicProvider {
     /// A provider over a shared HTTP client.
     pub fn new(cfg: AnthropicConfig, upstream: Upstream) -> Self {
+        let keys = KeyRing::new(cfg.keys.clone());
         AnthropicProvider {
             cfg,
             upstream,
-            next_key: AtomicUsize::new(0),
+            keys,
         }
     }
 
-    fn key<'a>(&'a self, cx: &'a CallContext) -> Option<&'a Secret> {
-        if let Some(k) = &cx.key {
-            return Some(k);
-        }
-        if self.cfg.keys.is_empty() {
-            return None;
-        }
-        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.cfg.keys.len();
-        self.cfg.keys.get(i)
-    }
-
-    fn headers(&self, cx: &CallContext) -> Result<HeaderMap, ProviderError> {
+    fn headers(&self, key: Option<&Secret>, cx: &CallContext) -> Result<HeaderMap, ProviderError> {
         let mut h = HeaderMap::new();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in &cx.forward_headers {
@@ -78,17 +68,18 @@ impl AnthropicProvider {
                 HeaderValue::from_static(DEFAULT_VERSION),
             );
         }
-        if let Some(key) = self.key(cx) {
-            let mut v = HeaderValue::from_str(key.expose()).map_err(|_| {
-                ProviderError::new(
-                    ErrorKind::Internal,
-                    "the provider's key is not a valid header value",
-                )
-            })?;
-            v.set_sensitive(true);
-            h.insert(HeaderName::from_static("x-api-key"), v);
+        if let Some(key) = key {
+            secret_header(&mut h, HeaderName::from_static("x-api-key"), key.expose())?;
         }
         Ok(h)
+    }
+
+    fn dialect() -> weir_upstream::Dialect<Decoder> {
+        weir_upstream::Dialect {
+            decode_error,
+            decode_response,
+            stream_decoder: || Decoder(StreamDecoder::new()),
+        }
     }
 }
 
@@ -139,7 +130,8 @@ impl Provider for AnthropicProvider {
             "{}/v1/messages/count_tokens",
             self.cfg.base_url.trim_end_matches('/')
         );
-        let headers = self.headers(&cx)?;
+        let key = self.keys.pick(&cx);
+        let headers = self.headers(key, &cx)?;
         let mut resp = self
             .upstream
             .post(&url, headers, body, &self.cfg.timeouts)
@@ -149,8 +141,8 @@ impl Provider for AnthropicProvider {
         let body = read_body(&mut resp).await?;
         if !status.is_success() {
             let mut err = status_error(status, &headers, &body, decode_error);
-            for key in &self.cfg.keys {
-                scrub(&mut err, key.expose());
+            for k in self.keys.all().iter().chain(key) {
+                scrub(&mut err, k.expose());
             }
             return Err(err);
         }
@@ -171,38 +163,19 @@ impl Provider for AnthropicProvider {
         let body = encode_request(&req, &self.cfg.encode)
             .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
         let url = format!("{}/v1/messages", self.cfg.base_url.trim_end_matches('/'));
-        let headers = self.headers(&cx)?;
-        let mut resp = self
-            .upstream
-            .post(&url, headers, body, &self.cfg.timeouts)
-            .await?;
-        let status = resp.inner.status();
-        if !status.is_success() {
-            let headers = resp.inner.headers().clone();
-            let body = read_body(&mut resp).await.unwrap_or_default();
-            let mut err = status_error(status, &headers, &body, decode_error);
-            for key in &self.cfg.keys {
-                scrub(&mut err, key.expose());
-            }
-            if let Some(key) = &cx.key {
-                scrub(&mut err, key.expose());
-            }
-            return Err(err);
-        }
-        if req.is_stream() {
-            return Ok(Reply::Stream(sse_frames(
-                resp,
-                self.cfg.timeouts.idle,
-                Decoder(StreamDecoder::new()),
-            )));
-        }
-        let body = read_body(&mut resp).await?;
-        let r = decode_response(&body).map_err(|e| {
-            ProviderError::new(
-                ErrorKind::Decode,
-                format!("the upstream's response could not be decoded: {e}"),
-            )
-        })?;
-        Ok(Reply::Complete(Box::new(r)))
+        let key = self.keys.pick(&cx);
+        let headers = self.headers(key, &cx)?;
+        let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();
+        call(
+            &self.upstream,
+            &url,
+            headers,
+            body,
+            &self.cfg.timeouts,
+            req.is_stream(),
+            &secrets,
+            Self::dialect(),
+        )
+        .await
     }
 }

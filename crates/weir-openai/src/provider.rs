@@ -1,14 +1,12 @@
 //! The OpenAI provider: OpenAI's API and any OpenAI-compatible service.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderMap;
 use weir_model::{
     CallContext, Capabilities, ChatRequest, Dialect, ErrorKind, Frame, Provider, ProviderError,
     Reply, Secret, WireError,
 };
-use weir_upstream::{read_body, scrub, sse_frames, status_error, FrameDecoder, Timeouts, Upstream};
+use weir_upstream::{call, secret_header, FrameDecoder, KeyRing, Timeouts, Upstream};
 
 use crate::{decode_error, decode_response, encode_request, EncodeOptions, StreamDecoder};
 
@@ -38,31 +36,21 @@ impl OpenAiConfig {
 pub struct OpenAiProvider {
     cfg: OpenAiConfig,
     upstream: Upstream,
-    next_key: AtomicUsize,
+    keys: KeyRing,
 }
 
 impl OpenAiProvider {
     /// A provider over a shared HTTP client.
     pub fn new(cfg: OpenAiConfig, upstream: Upstream) -> Self {
+        let keys = KeyRing::new(cfg.keys.clone());
         OpenAiProvider {
             cfg,
             upstream,
-            next_key: AtomicUsize::new(0),
+            keys,
         }
     }
 
-    fn key<'a>(&'a self, cx: &'a CallContext) -> Option<&'a Secret> {
-        if let Some(k) = &cx.key {
-            return Some(k);
-        }
-        if self.cfg.keys.is_empty() {
-            return None;
-        }
-        let i = self.next_key.fetch_add(1, Ordering::Relaxed) % self.cfg.keys.len();
-        self.cfg.keys.get(i)
-    }
-
-    fn headers(&self, cx: &CallContext) -> Result<HeaderMap, ProviderError> {
+    fn headers(&self, key: Option<&Secret>, cx: &CallContext) -> Result<HeaderMap, ProviderError> {
         let mut h = HeaderMap::new();
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in &cx.forward_headers {
@@ -70,16 +58,8 @@ impl OpenAiProvider {
                 h.append(name.clone(), value.clone());
             }
         }
-        if let Some(key) = self.key(cx) {
-            let mut v =
-                HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| {
-                    ProviderError::new(
-                        ErrorKind::Internal,
-                        "the provider's key is not a valid header value",
-                    )
-                })?;
-            v.set_sensitive(true);
-            h.insert(AUTHORIZATION, v);
+        if let Some(key) = key {
+            secret_header(&mut h, AUTHORIZATION, &format!("Bearer {}", key.expose()))?;
         }
         Ok(h)
     }
@@ -117,38 +97,24 @@ impl Provider for OpenAiProvider {
             "{}/chat/completions",
             self.cfg.base_url.trim_end_matches('/')
         );
-        let headers = self.headers(&cx)?;
-        let mut resp = self
-            .upstream
-            .post(&url, headers, body, &self.cfg.timeouts)
-            .await?;
-        let status = resp.inner.status();
-        if !status.is_success() {
-            let headers = resp.inner.headers().clone();
-            let body = read_body(&mut resp).await.unwrap_or_default();
-            let mut err = status_error(status, &headers, &body, decode_error);
-            for key in &self.cfg.keys {
-                scrub(&mut err, key.expose());
-            }
-            if let Some(key) = &cx.key {
-                scrub(&mut err, key.expose());
-            }
-            return Err(err);
-        }
-        if req.is_stream() {
-            return Ok(Reply::Stream(sse_frames(
-                resp,
-                self.cfg.timeouts.idle,
-                Decoder(StreamDecoder::new()),
-            )));
-        }
-        let body = read_body(&mut resp).await?;
-        let r = decode_response(&body).map_err(|e| {
-            ProviderError::new(
-                ErrorKind::Decode,
-                format!("the upstream's response could not be decoded: {e}"),
-            )
-        })?;
-        Ok(Reply::Complete(Box::new(r)))
+        let key = self.keys.pick(&cx);
+        let headers = self.headers(key, &cx)?;
+        let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();
+        let dialect = weir_upstream::Dialect {
+            decode_error,
+            decode_response,
+            stream_decoder: || Decoder(StreamDecoder::new()),
+        };
+        call(
+            &self.upstream,
+            &url,
+            headers,
+            body,
+            &self.cfg.timeouts,
+            req.is_stream(),
+            &secrets,
+            dialect,
+        )
+        .await
     }
 }

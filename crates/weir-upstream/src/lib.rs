@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod call;
 mod retry_after;
 mod stream;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, StatusCode};
 use weir_model::{ApiError, ErrorKind, ProviderError};
 
+pub use call::{call, secret_header, Dialect, KeyRing};
 pub use retry_after::retry_after;
 pub use stream::{sse_frames, FrameDecoder};
 

@@ -1,0 +1,113 @@
+//! One provider call, the part every HTTP provider shares: POST, classify a failure in
+//! the dialect's error shape (with the keys scrubbed), then a whole or streamed answer.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use http::header::{HeaderName, HeaderValue};
+use http::HeaderMap;
+use weir_model::{
+    ApiError, CallContext, ChatResponse, ErrorKind, ProviderError, Reply, Secret, WireError,
+};
+
+use crate::{read_body, scrub, sse_frames, status_error, FrameDecoder, Timeouts, Upstream};
+
+/// A provider's keys, used in turn (the router may pick one instead, in `CallContext`).
+#[derive(Debug, Default)]
+pub struct KeyRing {
+    keys: Vec<Secret>,
+    next: AtomicUsize,
+}
+
+impl KeyRing {
+    /// A ring over `keys`.
+    pub fn new(keys: Vec<Secret>) -> Self {
+        KeyRing {
+            keys,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The key for a call: the router's choice, else the next in turn.
+    pub fn pick<'a>(&'a self, cx: &'a CallContext) -> Option<&'a Secret> {
+        if let Some(k) = &cx.key {
+            return Some(k);
+        }
+        if self.keys.is_empty() {
+            return None;
+        }
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.keys.len();
+        self.keys.get(i)
+    }
+
+    /// Every key, to scrub from upstream messages.
+    pub fn all(&self) -> &[Secret] {
+        &self.keys
+    }
+}
+
+/// Sets a header holding a secret (marked sensitive, so it is never logged by hyper).
+pub fn secret_header(
+    h: &mut HeaderMap,
+    name: HeaderName,
+    value: &str,
+) -> Result<(), ProviderError> {
+    let mut v = HeaderValue::from_str(value).map_err(|_| {
+        ProviderError::new(
+            ErrorKind::Internal,
+            "the provider's key is not a valid header value",
+        )
+    })?;
+    v.set_sensitive(true);
+    h.insert(name, v);
+    Ok(())
+}
+
+/// What a dialect contributes to a call.
+pub struct Dialect<D> {
+    /// Decodes an error body.
+    pub decode_error: fn(u16, &[u8]) -> ApiError,
+    /// Decodes a whole response.
+    pub decode_response: fn(&[u8]) -> Result<ChatResponse, WireError>,
+    /// Makes a stream decoder.
+    pub stream_decoder: fn() -> D,
+}
+
+/// POSTs `body` and turns the answer into a [`Reply`].
+#[allow(clippy::too_many_arguments)]
+pub async fn call<D: FrameDecoder>(
+    upstream: &Upstream,
+    url: &str,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    timeouts: &Timeouts,
+    stream: bool,
+    secrets: &[&Secret],
+    dialect: Dialect<D>,
+) -> Result<Reply, ProviderError> {
+    let mut resp = upstream.post(url, headers, body, timeouts).await?;
+    let status = resp.inner.status();
+    if !status.is_success() {
+        let headers = resp.inner.headers().clone();
+        let body = read_body(&mut resp).await.unwrap_or_default();
+        let mut err = status_error(status, &headers, &body, dialect.decode_error);
+        for s in secrets {
+            scrub(&mut err, s.expose());
+        }
+        return Err(err);
+    }
+    if stream {
+        return Ok(Reply::Stream(sse_frames(
+            resp,
+            timeouts.idle,
+            (dialect.stream_decoder)(),
+        )));
+    }
+    let body = read_body(&mut resp).await?;
+    let r = (dialect.decode_response)(&body).map_err(|e| {
+        ProviderError::new(
+            ErrorKind::Decode,
+            format!("the upstream's response could not be decoded: {e}"),
+        )
+    })?;
+    Ok(Reply::Complete(Box::new(r)))
+}
