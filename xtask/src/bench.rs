@@ -180,11 +180,11 @@ pub fn report(root: &Path) -> Result<(), String> {
          Throughput is input bytes per second. Stream translation includes SSE decoding, the\n\
          dialect decoder, the other dialect's encoder and SSE encoding. The dialect benchmarks\n\
          run on mimalloc, the allocator the gateway binary is to use.\n\n\
-         Where the request target is missed: about a fifth of the time is serde_json scanning\n\
-         strings it must skip or copy (schemas, descriptions), a sixth is escaping and\n\
-         unescaping tool-result text that contains escapes, and allocation is most of the\n\
-         rest. Closing the gap means a string scanner of our own (SIMD, no per-byte table)\n\
-         or arena allocation per request; both are open work.\n\n\
+         The machine is shared and noisy: consecutive runs of the same code differ by up to\n\
+         about a fifth (the 100 KB request has measured 130-190 µs across runs). Most of\n\
+         the request's remaining time is serde_json scanning strings it must skip or copy\n\
+         (schemas, descriptions, text) and allocation; a string scanner of our own (SIMD)\n\
+         or per-request arenas are the next steps if it must go lower.\n\n\
          {}",
         machine(),
         fs::read_to_string(root.join("target/weir-bench/gateway.md")).unwrap_or_else(|_| {
