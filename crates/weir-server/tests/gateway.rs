@@ -27,6 +27,8 @@ enum Script {
     Endless(Arc<AtomicBool>),
     /// Accepts the request and never answers.
     Hang,
+    /// Starts an SSE stream, sends one text delta, then drops the connection.
+    DropMidStream,
 }
 
 /// Requests an upstream received: headers and body.
@@ -68,6 +70,27 @@ async fn upstream(script: Script) -> Upstream {
                                 *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
                                 r.headers_mut()
                                     .insert("content-type", ctype.parse().unwrap());
+                                r
+                            }
+                            Script::DropMidStream => {
+                                let (tx, rx) = tokio::sync::mpsc::channel::<
+                                    Result<Frame<Bytes>, std::io::Error>,
+                                >(4);
+                                tokio::spawn(async move {
+                                    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Partial\"}}\n\n";
+                                    let _ = tx.send(Ok(Frame::data(Bytes::from(start)))).await;
+                                    tokio::time::sleep(Duration::from_millis(50)).await;
+                                    let _ = tx
+                                        .send(Err(std::io::Error::other("upstream crashed")))
+                                        .await;
+                                });
+                                let body = StreamBody::new(tokio_stream(rx));
+                                let mut r = Response::new(
+                                    http_body_util::BodyExt::map_err(body, |_| unreachable!())
+                                        .boxed_unsync(),
+                                );
+                                r.headers_mut()
+                                    .insert("content-type", "text/event-stream".parse().unwrap());
                                 r
                             }
                             Script::Hang => {
@@ -676,4 +699,40 @@ async fn count_tokens_asks_an_anthropic_target_and_estimates_otherwise() {
         .await
         .unwrap();
     assert!(v["input_tokens"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn an_upstream_dying_mid_stream_ends_the_stream_with_an_error_in_each_dialect() {
+    let up = upstream(Script::DropMidStream).await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n[[models]]\nname = \"dies\"\ntargets = [{{ provider = \"a\" }}]\n",
+        up.url
+    ))
+    .await;
+    let text = post(&url, "/v1/messages", &a_req("dies", true), Some(KEY))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = sse_events(&text);
+    let last = events.last().unwrap();
+    assert_eq!(last.0.as_deref(), Some("error"), "{text}");
+    let v: Value = serde_json::from_str(&last.1).unwrap();
+    assert_eq!(v["type"], "error");
+    assert!(events.iter().any(|e| e.1.contains("Partial")));
+
+    let text = post(
+        &url,
+        "/v1/chat/completions",
+        &o_req("dies", true),
+        Some(KEY),
+    )
+    .await
+    .text()
+    .await
+    .unwrap();
+    let events = sse_events(&text);
+    let v: Value = serde_json::from_str(&events.last().unwrap().1).unwrap();
+    assert!(v["error"]["message"].as_str().is_some(), "{text}");
+    assert!(text.contains("Partial"));
 }
