@@ -29,6 +29,8 @@ enum Script {
     Hang,
     /// Starts an SSE stream, sends one text delta, then drops the connection.
     DropMidStream,
+    /// Starts an SSE stream, sends one text delta, then goes silent.
+    Stall,
 }
 
 /// Requests an upstream received: headers and body.
@@ -62,33 +64,38 @@ async fn upstream(script: Script) -> Upstream {
                         seen.lock().unwrap().push((parts.headers, body));
                         hits.fetch_add(1, Ordering::SeqCst);
                         let resp: Response<
-                            http_body_util::combinators::UnsyncBoxBody<Bytes, Infallible>,
+                            http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>,
                         > = match script {
                             Script::Reply(status, ctype, body) => {
-                                let mut r =
-                                    Response::new(Full::new(Bytes::from(body)).boxed_unsync());
+                                let mut r = Response::new(
+                                    Full::new(Bytes::from(body))
+                                        .map_err(|never| match never {})
+                                        .boxed_unsync(),
+                                );
                                 *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
                                 r.headers_mut()
                                     .insert("content-type", ctype.parse().unwrap());
                                 r
                             }
-                            Script::DropMidStream => {
+                            Script::DropMidStream | Script::Stall => {
+                                let stall = matches!(script, Script::Stall);
                                 let (tx, rx) = tokio::sync::mpsc::channel::<
                                     Result<Frame<Bytes>, std::io::Error>,
                                 >(4);
                                 tokio::spawn(async move {
                                     let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Partial\"}}\n\n";
                                     let _ = tx.send(Ok(Frame::data(Bytes::from(start)))).await;
+                                    if stall {
+                                        tx.closed().await;
+                                        return;
+                                    }
                                     tokio::time::sleep(Duration::from_millis(50)).await;
                                     let _ = tx
                                         .send(Err(std::io::Error::other("upstream crashed")))
                                         .await;
                                 });
                                 let body = StreamBody::new(tokio_stream(rx));
-                                let mut r = Response::new(
-                                    http_body_util::BodyExt::map_err(body, |_| unreachable!())
-                                        .boxed_unsync(),
-                                );
+                                let mut r = Response::new(body.boxed_unsync());
                                 r.headers_mut()
                                     .insert("content-type", "text/event-stream".parse().unwrap());
                                 r
@@ -99,7 +106,7 @@ async fn upstream(script: Script) -> Upstream {
                             }
                             Script::Endless(closed) => {
                                 let (tx, rx) = tokio::sync::mpsc::channel::<
-                                    Result<Frame<Bytes>, Infallible>,
+                                    Result<Frame<Bytes>, std::io::Error>,
                                 >(1);
                                 tokio::spawn(async move {
                                     let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
@@ -735,4 +742,29 @@ async fn an_upstream_dying_mid_stream_ends_the_stream_with_an_error_in_each_dial
     let v: Value = serde_json::from_str(&events.last().unwrap().1).unwrap();
     assert!(v["error"]["message"].as_str().is_some(), "{text}");
     assert!(text.contains("Partial"));
+}
+
+#[tokio::test]
+async fn a_silent_stream_ends_with_an_idle_timeout_error() {
+    let up = upstream(Script::Stall).await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n[providers.a.timeouts]\nconnect = \"1s\"\nfirst_byte = \"1s\"\nidle = \"200ms\"\ntotal = \"10s\"\n\
+         [[models]]\nname = \"stalls\"\ntargets = [{{ provider = \"a\" }}]\n",
+        up.url
+    ))
+    .await;
+    let text = post(&url, "/v1/messages", &a_req("stalls", true), Some(KEY))
+        .await
+        .text()
+        .await
+        .unwrap();
+    let events = sse_events(&text);
+    let last = events.last().unwrap();
+    assert_eq!(last.0.as_deref(), Some("error"), "{text}");
+    let v: Value = serde_json::from_str(&last.1).unwrap();
+    assert_eq!(v["error"]["type"], "timeout_error");
+    assert_eq!(
+        v["error"]["message"],
+        "the upstream stream was silent for more than 0.2s"
+    );
 }
