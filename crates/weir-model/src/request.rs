@@ -66,19 +66,6 @@ impl ChatRequest {
     pub fn tools(&self) -> &[Tool] {
         self.tools.as_deref().unwrap_or(&[])
     }
-
-    /// Whether any message (or tool result) carries an image.
-    pub fn has_images(&self) -> bool {
-        use crate::content::ContentBlock;
-        fn any_image(c: &Content) -> bool {
-            c.blocks.iter().any(|b| match b {
-                ContentBlock::Image(_) => true,
-                ContentBlock::ToolResult(r) => any_image(&r.content),
-                _ => false,
-            })
-        }
-        self.messages.iter().any(|m| any_image(&m.content))
-    }
 }
 
 /// Which OpenAI field carries the output token limit.
