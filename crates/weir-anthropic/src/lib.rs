@@ -27,7 +27,7 @@ pub use encode::{encode_request, EncodeOptions};
 pub use error::{decode_error, encode_error, error_status};
 pub use ids::sanitize_tool_id;
 #[cfg(feature = "provider")]
-pub use provider::{AnthropicConfig, AnthropicProvider, DEFAULT_VERSION};
+pub use provider::{AnthropicConfig, AnthropicProvider, DEFAULT_BASE_URL, DEFAULT_VERSION};
 pub use request::decode_request;
 pub use response::{decode_response, encode_response};
 pub use stream::{StreamDecoder, StreamEncoder};

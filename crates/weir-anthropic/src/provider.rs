@@ -7,7 +7,8 @@ use weir_model::{
     Reply, Secret, WireError,
 };
 use weir_upstream::{
-    call, read_body, scrub, secret_header, status_error, FrameDecoder, KeyRing, Timeouts, Upstream,
+    call, read_body, scrub, secret_header, status_error, FrameDecoder, HttpProviderConfig, KeyRing,
+    Upstream,
 };
 
 use crate::{decode_error, decode_response, encode_request, EncodeOptions, StreamDecoder};
@@ -15,25 +16,12 @@ use crate::{decode_error, decode_response, encode_request, EncodeOptions, Stream
 /// `anthropic-version` sent when the client did not send one.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
 
-/// Settings of an Anthropic provider.
-#[derive(Clone, Debug)]
-pub struct AnthropicConfig {
-    /// The provider's id (its config table name).
-    pub id: String,
-    /// Scheme and host (and path prefix) of the API; `/v1/messages` is appended.
-    pub base_url: String,
-    /// API keys, used in turn.
-    pub keys: Vec<Secret>,
-    /// Upstream timeouts.
-    pub timeouts: Timeouts,
-    /// Request encoding options.
-    pub encode: EncodeOptions,
-}
+/// Settings of an Anthropic provider: `base_url` is the scheme and host (and any path
+/// prefix) of the API; `/v1/messages` is appended.
+pub type AnthropicConfig = HttpProviderConfig<EncodeOptions>;
 
-impl AnthropicConfig {
-    /// Anthropic's own API.
-    pub const DEFAULT_BASE_URL: &'static str = "https://api.anthropic.com";
-}
+/// Anthropic's own API.
+pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
 
 /// Sends canonical requests to an Anthropic Messages endpoint.
 #[derive(Debug)]

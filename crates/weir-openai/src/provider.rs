@@ -6,30 +6,17 @@ use weir_model::{
     CallContext, Capabilities, ChatRequest, Dialect, ErrorKind, Frame, Provider, ProviderError,
     Reply, Secret, WireError,
 };
-use weir_upstream::{call, secret_header, FrameDecoder, KeyRing, Timeouts, Upstream};
+use weir_upstream::{call, secret_header, FrameDecoder, HttpProviderConfig, KeyRing, Upstream};
 
 use crate::{decode_error, decode_response, encode_request, EncodeOptions, StreamDecoder};
 
-/// Settings of an OpenAI provider.
-#[derive(Clone, Debug)]
-pub struct OpenAiConfig {
-    /// The provider's id (its config table name).
-    pub id: String,
-    /// The API base, up to and including its version segment (`/chat/completions` is
-    /// appended): `https://api.openai.com/v1`, `https://api.groq.com/openai/v1`.
-    pub base_url: String,
-    /// API keys, used in turn.
-    pub keys: Vec<Secret>,
-    /// Upstream timeouts.
-    pub timeouts: Timeouts,
-    /// Request encoding options.
-    pub encode: EncodeOptions,
-}
+/// Settings of an OpenAI provider: `base_url` is the API base up to and including its
+/// version segment (`/chat/completions` is appended): `https://api.openai.com/v1`,
+/// `https://api.groq.com/openai/v1`.
+pub type OpenAiConfig = HttpProviderConfig<EncodeOptions>;
 
-impl OpenAiConfig {
-    /// OpenAI's own API.
-    pub const DEFAULT_BASE_URL: &'static str = "https://api.openai.com/v1";
-}
+/// OpenAI's own API.
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
 /// Sends canonical requests to a Chat Completions endpoint.
 #[derive(Debug)]

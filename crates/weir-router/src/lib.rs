@@ -165,6 +165,28 @@ impl Router {
             })
     }
 
+    /// The route for a model, or the error that lists what exists.
+    fn route_for(&self, model: &str) -> Result<&Route, RouteError> {
+        self.resolve(model).ok_or_else(|| RouteError::UnknownModel {
+            model: model.to_owned(),
+            available: self.routes.iter().map(|r| r.name.clone()).collect(),
+        })
+    }
+
+    /// A target's provider and the request as it goes there (the target's model name).
+    fn prepare(
+        &self,
+        target: &Target,
+        req: &ChatRequest,
+    ) -> Option<(&Arc<dyn Provider>, ChatRequest)> {
+        let provider = self.providers.get(&target.provider)?;
+        let mut r = req.clone();
+        if let Some(m) = &target.model {
+            r.model.clone_from(m);
+        }
+        Some((provider, r))
+    }
+
     /// Counts a request's input tokens with the first target that has a counter. `Ok(None)`
     /// when none has one; an unknown model is an error like for [`Router::send`].
     pub async fn count_tokens(
@@ -172,20 +194,11 @@ impl Router {
         req: ChatRequest,
         cx: CallContext,
     ) -> Result<Option<u64>, RouteError> {
-        let Some(route) = self.resolve(&req.model) else {
-            return Err(RouteError::UnknownModel {
-                model: req.model.clone(),
-                available: self.routes.iter().map(|r| r.name.clone()).collect(),
-            });
-        };
+        let route = self.route_for(&req.model)?;
         for target in &route.targets {
-            let Some(provider) = self.providers.get(&target.provider) else {
+            let Some((provider, r)) = self.prepare(target, &req) else {
                 continue;
             };
-            let mut r = req.clone();
-            if let Some(m) = &target.model {
-                r.model.clone_from(m);
-            }
             let model = r.model.clone();
             match provider.count_tokens(r, cx.clone()).await {
                 Ok(Some(n)) => return Ok(Some(n)),
@@ -213,22 +226,13 @@ impl Router {
         req: ChatRequest,
         cx: CallContext,
     ) -> Result<(Reply, Served), RouteError> {
-        let Some(route) = self.resolve(&req.model) else {
-            return Err(RouteError::UnknownModel {
-                model: req.model.clone(),
-                available: self.routes.iter().map(|r| r.name.clone()).collect(),
-            });
-        };
+        let route = self.route_for(&req.model)?;
         let mut attempts = Vec::new();
         let n = route.targets.len();
         for (i, target) in route.targets.iter().enumerate() {
-            let Some(provider) = self.providers.get(&target.provider) else {
+            let Some((provider, r)) = self.prepare(target, &req) else {
                 continue;
             };
-            let mut r = req.clone();
-            if let Some(m) = &target.model {
-                r.model.clone_from(m);
-            }
             let model = r.model.clone();
             match provider.send(r, cx.clone()).await {
                 Ok(reply) => {

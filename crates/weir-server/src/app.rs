@@ -244,7 +244,7 @@ fn provider(
                 base_url: p
                     .base_url
                     .clone()
-                    .unwrap_or_else(|| weir_anthropic::AnthropicConfig::DEFAULT_BASE_URL.into()),
+                    .unwrap_or_else(|| weir_anthropic::DEFAULT_BASE_URL.into()),
                 keys,
                 timeouts,
                 encode,
@@ -260,7 +260,7 @@ fn provider(
                 base_url: p
                     .base_url
                     .clone()
-                    .unwrap_or_else(|| weir_openai::OpenAiConfig::DEFAULT_BASE_URL.into()),
+                    .unwrap_or_else(|| weir_openai::DEFAULT_BASE_URL.into()),
                 keys,
                 timeouts,
                 encode: weir_openai::EncodeOptions::default(),

@@ -11,6 +11,21 @@ use weir_model::{
 
 use crate::{read_body, scrub, sse_frames, status_error, FrameDecoder, Timeouts, Upstream};
 
+/// Settings every HTTP provider has; `E` is its dialect's encoding options.
+#[derive(Clone, Debug)]
+pub struct HttpProviderConfig<E> {
+    /// The provider's id (its config table name).
+    pub id: String,
+    /// Where the API lives; the provider appends its endpoint path.
+    pub base_url: String,
+    /// API keys, used in turn.
+    pub keys: Vec<Secret>,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+    /// Request encoding options.
+    pub encode: E,
+}
+
 /// A provider's keys, used in turn (the router may pick one instead, in `CallContext`).
 #[derive(Debug, Default)]
 pub struct KeyRing {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use http::{HeaderMap, StatusCode};
 use weir_model::{ApiError, ErrorKind, ProviderError};
 
-pub use call::{call, secret_header, Dialect, KeyRing};
+pub use call::{call, secret_header, Dialect, HttpProviderConfig, KeyRing};
 pub use retry_after::retry_after;
 pub use stream::{sse_frames, FrameDecoder};
 
