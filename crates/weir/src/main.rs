@@ -75,17 +75,96 @@ fn config_path(explicit: Option<PathBuf>) -> Option<PathBuf> {
 }
 
 fn load(path: Option<&Path>) -> Result<(weir_server::App, Option<String>), Vec<String>> {
+    load_with(path, &env)
+}
+
+fn load_with(
+    path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(weir_server::App, Option<String>), Vec<String>> {
     let to_strings = |errs: Vec<weir_server::config::ConfigError>| {
         errs.iter().map(ToString::to_string).collect::<Vec<_>>()
     };
     match path {
         Some(p) => {
-            let (cfg, text) = weir_server::config::load(p, &env).map_err(to_strings)?;
+            let (cfg, text) = weir_server::config::load(p, env).map_err(to_strings)?;
             let app = weir_server::build(&cfg, Some(p), &text).map_err(to_strings)?;
             Ok((app, None))
         }
-        None => weir_server::zero_config(&env).map_err(to_strings),
+        None => weir_server::zero_config(env).map_err(to_strings),
     }
+}
+
+/// How many runtimes serve the API: `WEIR_WORKER_THREADS`, else one per core.
+fn runtime_count() -> usize {
+    env("WEIR_WORKER_THREADS")
+        .and_then(|n| n.parse::<usize>().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, 64)
+}
+
+/// A listener the runtimes of this process share (SO_REUSEPORT: the kernel spreads
+/// connections among them).
+fn shared_listener(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let addr: std::net::SocketAddr = match addr.parse() {
+        Ok(a) => a,
+        Err(_) => std::net::ToSocketAddrs::to_socket_addrs(addr)?
+            .next()
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("{addr}: no address"),
+                )
+            })?,
+    };
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// Serves on an extra runtime of its own: its own app (so its upstream connections live
+/// on this thread), the process's metrics, the same client key.
+fn spawn_runtime(
+    path: Option<PathBuf>,
+    key: Option<String>,
+    metrics: Arc<weir_server::metrics::Metrics>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let env_with_key = |name: &str| match (name, &key) {
+            ("WEIR_API_KEY", Some(k)) => Some(k.clone()),
+            _ => env(name),
+        };
+        let Ok((mut app, _)) = load_with(path.as_deref(), &env_with_key) else {
+            return;
+        };
+        app.metrics = metrics;
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async move {
+            match shared_listener(&app.listen) {
+                Ok(listener) => {
+                    let stopped = async move {
+                        let _ = stop.wait_for(|s| *s).await;
+                    };
+                    let _ = weir_server::run(Arc::new(app), listener, None, stopped).await;
+                }
+                Err(e) => tracing::warn!("an extra runtime cannot listen on {}: {e}", app.listen),
+            }
+        });
+    })
 }
 
 async fn shutdown_signal() {
@@ -125,7 +204,30 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let runtime = match runtime_builder().enable_all().build() {
+    // One single-threaded runtime per core, each accepting on a shared (SO_REUSEPORT)
+    // listener: a request and its upstream call stay on one thread, with no hand-offs.
+    let runtimes = runtime_count();
+    // SO_REUSEPORT would let a second gateway share the port silently: refuse a port in
+    // use first, as a plain bind would.
+    if let Err(e) = std::net::TcpListener::bind(&app.listen) {
+        eprintln!("weir: cannot listen on {}: {e}", app.listen);
+        return ExitCode::FAILURE;
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let extra: Vec<_> = (1..runtimes)
+        .map(|_| {
+            spawn_runtime(
+                path.clone(),
+                generated.clone(),
+                app.metrics.clone(),
+                stop_rx.clone(),
+            )
+        })
+        .collect();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("weir: cannot start the runtime: {e}");
@@ -133,7 +235,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(&app.listen).await {
+        let listener = match shared_listener(&app.listen) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("weir: cannot listen on {}: {e}", app.listen);
@@ -170,14 +272,23 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
                 app.listed_models.join(", ")
             ),
         }
-        if let Some(key) = generated {
+        if let Some(key) = &generated {
             // Printed once, on stdout, so it can be captured; never logged.
             println!("weir: no WEIR_API_KEY set; this run's client key is: {key}");
         }
         if let Some(a) = admin.as_ref().and_then(|l| l.local_addr().ok()) {
             tracing::info!("admin API on http://{a} (/status, /metrics)");
         }
-        match weir_server::run(Arc::new(app), listener, admin, shutdown_signal()).await {
+        let shutdown = async move {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        };
+        let served = weir_server::run(Arc::new(app), listener, admin, shutdown).await;
+        for handle in extra {
+            // The other runtimes drain within the same grace period.
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        match served {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("weir: {e}");
@@ -214,18 +325,5 @@ fn main() -> ExitCode {
             println!("{}", weir_server::hash_key(&key));
             ExitCode::SUCCESS
         }
-    }
-}
-
-/// The async runtime: `WEIR_WORKER_THREADS=1` gives a single-threaded runtime.
-fn runtime_builder() -> tokio::runtime::Builder {
-    match env("WEIR_WORKER_THREADS").and_then(|n| n.parse::<usize>().ok()) {
-        Some(1) => tokio::runtime::Builder::new_current_thread(),
-        Some(n) => {
-            let mut b = tokio::runtime::Builder::new_multi_thread();
-            b.worker_threads(n.max(1));
-            b
-        }
-        None => tokio::runtime::Builder::new_multi_thread(),
     }
 }
