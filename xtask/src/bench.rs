@@ -210,10 +210,12 @@ costs about as much as the whole direct request (direct p50 here is 80-100 µs; 
 peers' figures in ../shared/bench/README.md were taken where it was 22 µs). Weir answering by itself
 (the mock model, no upstream) adds about 25 µs over nginx at one connection; the rest of
 the added latency is the second round trip, to the upstream, and its wakeups (perf shows
-the kernel's scheduler, not Weir's code, as the largest cost). At 32 connections Weir
-spends about 55 µs of CPU per proxied request, kernel time included, on cores it shares
-with wrk and nginx. Open work: a runtime per core with SO_REUSEPORT listeners and their
-own upstream pools, a leaner upstream client than reqwest, fewer syscalls per request.
+the kernel's scheduler, not Weir's code, as the largest cost). Weir runs one
+single-threaded runtime per core on a shared SO_REUSEPORT listener (a request and its
+upstream call stay on one thread); that took proxied throughput at 32 connections from
+about 15k to about 25k req/s here, on cores it shares with wrk and nginx. Open work: a
+leaner upstream client than reqwest, fewer syscalls per request, and measuring on a
+machine whose loopback round trip is nearer the peers' 22 µs.
 ";
 
 fn human_rate(bytes_per_sec: f64) -> String {
