@@ -360,7 +360,8 @@ impl<'a> Plan<'a> {
                 messages.push(OutMessage {
                     role,
                     source: Some(m),
-                    blocks: m.content.blocks.iter().map(OutBlock::plain).collect(),
+                    // Written from `source` as it came; nothing to plan per block.
+                    blocks: Vec::new(),
                 });
             }
         } else {

@@ -176,6 +176,20 @@ async fn weir_with_admin(extra_config: &str) -> (String, String) {
     (url, admin_url)
 }
 
+/// Config for one Anthropic provider `a` at `url` (with `provider_extra` TOML after its
+/// table) serving the model `model`.
+fn anthropic_route(url: &str, model: &str, provider_extra: &str) -> String {
+    format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{url}\"\nkeys = [\"k\"]\n{provider_extra}\
+         [[models]]\nname = \"{model}\"\ntargets = [{{ provider = \"a\" }}]\n"
+    )
+}
+
+/// A request's whole response body as text.
+async fn post_text(url: &str, path: &str, body: &Value) -> String {
+    post(url, path, body, Some(KEY)).await.text().await.unwrap()
+}
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }
@@ -457,11 +471,7 @@ async fn fallback_moves_to_the_next_target_and_errors_keep_status_without_leakin
 async fn a_client_that_goes_away_cancels_the_upstream_request() {
     let closed = Arc::new(AtomicBool::new(false));
     let up = upstream(Script::Endless(closed.clone())).await;
-    let url = weir(&format!(
-        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n[[models]]\nname = \"slow\"\ntargets = [{{ provider = \"a\" }}]\n",
-        up.url
-    ))
-    .await;
+    let url = weir(&anthropic_route(&up.url, "slow", "")).await;
     let mut r = post(&url, "/v1/messages", &a_req("slow", true), Some(KEY)).await;
     let first = r.chunk().await.unwrap().unwrap();
     assert!(String::from_utf8_lossy(&first).contains("message_start"));
@@ -545,16 +555,7 @@ async fn admin_status_and_metrics_need_the_admin_key_and_hold_no_secrets() {
             .status(),
         200
     );
-    let streamed = post(
-        &url,
-        "/v1/chat/completions",
-        &o_req("mock", true),
-        Some(KEY),
-    )
-    .await
-    .text()
-    .await
-    .unwrap();
+    let streamed = post_text(&url, "/v1/chat/completions", &o_req("mock", true)).await;
     assert!(streamed.ends_with("data: [DONE]\n\n"));
     assert_eq!(
         client()
@@ -679,11 +680,7 @@ async fn count_tokens_asks_an_anthropic_target_and_estimates_otherwise() {
         r#"{"input_tokens":42}"#.into(),
     ))
     .await;
-    let url = weir(&format!(
-        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n[[models]]\nname = \"c\"\ntargets = [{{ provider = \"a\" }}]\n",
-        up.url
-    ))
-    .await;
+    let url = weir(&anthropic_route(&up.url, "c", "")).await;
     let body =
         json!({"model": "c", "messages": [{"role": "user", "content": "count me"}], "system": "s"});
     let v: Value = post(&url, "/v1/messages/count_tokens", &body, Some(KEY))
@@ -711,16 +708,8 @@ async fn count_tokens_asks_an_anthropic_target_and_estimates_otherwise() {
 #[tokio::test]
 async fn an_upstream_dying_mid_stream_ends_the_stream_with_an_error_in_each_dialect() {
     let up = upstream(Script::DropMidStream).await;
-    let url = weir(&format!(
-        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n[[models]]\nname = \"dies\"\ntargets = [{{ provider = \"a\" }}]\n",
-        up.url
-    ))
-    .await;
-    let text = post(&url, "/v1/messages", &a_req("dies", true), Some(KEY))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let url = weir(&anthropic_route(&up.url, "dies", "")).await;
+    let text = post_text(&url, "/v1/messages", &a_req("dies", true)).await;
     let events = sse_events(&text);
     let last = events.last().unwrap();
     assert_eq!(last.0.as_deref(), Some("error"), "{text}");
@@ -728,16 +717,7 @@ async fn an_upstream_dying_mid_stream_ends_the_stream_with_an_error_in_each_dial
     assert_eq!(v["type"], "error");
     assert!(events.iter().any(|e| e.1.contains("Partial")));
 
-    let text = post(
-        &url,
-        "/v1/chat/completions",
-        &o_req("dies", true),
-        Some(KEY),
-    )
-    .await
-    .text()
-    .await
-    .unwrap();
+    let text = post_text(&url, "/v1/chat/completions", &o_req("dies", true)).await;
     let events = sse_events(&text);
     let v: Value = serde_json::from_str(&events.last().unwrap().1).unwrap();
     assert!(v["error"]["message"].as_str().is_some(), "{text}");
@@ -747,17 +727,18 @@ async fn an_upstream_dying_mid_stream_ends_the_stream_with_an_error_in_each_dial
 #[tokio::test]
 async fn a_silent_stream_ends_with_an_idle_timeout_error() {
     let up = upstream(Script::Stall).await;
-    let url = weir(&format!(
-        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n[providers.a.timeouts]\nconnect = \"1s\"\nfirst_byte = \"1s\"\nidle = \"200ms\"\ntotal = \"10s\"\n\
-         [[models]]\nname = \"stalls\"\ntargets = [{{ provider = \"a\" }}]\n",
-        up.url
+    let url = weir(&anthropic_route(
+        &up.url,
+        "stalls",
+        "[providers.a.timeouts]
+connect = \"1s\"
+first_byte = \"1s\"
+idle = \"200ms\"
+total = \"10s\"
+",
     ))
     .await;
-    let text = post(&url, "/v1/messages", &a_req("stalls", true), Some(KEY))
-        .await
-        .text()
-        .await
-        .unwrap();
+    let text = post_text(&url, "/v1/messages", &a_req("stalls", true)).await;
     let events = sse_events(&text);
     let last = events.last().unwrap();
     assert_eq!(last.0.as_deref(), Some("error"), "{text}");
