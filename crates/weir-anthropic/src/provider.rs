@@ -88,11 +88,25 @@ impl Provider for AnthropicProvider {
         &self.cfg.id
     }
 
+    fn keys(&self) -> &[Secret] {
+        self.keys.all()
+    }
+
     fn capabilities(&self, _model: &str) -> Capabilities {
         Capabilities {
             native_dialect: Some(Dialect::Anthropic),
             ..Capabilities::ALL
         }
+    }
+
+    /// The token counter: free, and served by the same API as messages.
+    async fn probe(&self, model: &str, cx: CallContext) -> Result<(), ProviderError> {
+        let req = ChatRequest {
+            model: model.to_owned(),
+            messages: vec![weir_model::Message::text(weir_model::Role::User, "ping")],
+            ..Default::default()
+        };
+        self.count_tokens(req, cx).await.map(|_| ())
     }
 
     async fn count_tokens(
@@ -163,6 +177,7 @@ impl Provider for AnthropicProvider {
             req.is_stream(),
             &secrets,
             Self::dialect(),
+            &cx.report,
         )
         .await
     }

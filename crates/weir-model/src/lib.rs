@@ -27,7 +27,7 @@ pub use content::{
 };
 pub use error::{ApiError, ErrorKind, ProviderError, WireError};
 pub use json_str::JsonStr;
-pub use provider::{CallContext, Capabilities, EventStream, Provider, Reply};
+pub use provider::{CallContext, Capabilities, EventStream, KeyReport, Provider, Reply};
 pub use raw::{Dialect, Extra, Key, RawJson};
 pub use request::{
     ChatRequest, FunctionTool, MaxTokensField, Metadata, StopSequences, ThinkingConfig, Tool,

@@ -1,7 +1,8 @@
 //! The `Provider` trait: the one seam between routing and a concrete upstream.
 
 use std::pin::Pin;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 use http::HeaderMap;
@@ -78,6 +79,12 @@ pub struct CallContext {
     /// Client headers to forward (`anthropic-beta`, `anthropic-version`, `openai-beta`):
     /// already filtered; never credentials or hop-by-hop headers.
     pub forward_headers: HeaderMap,
+    /// The client's session (`x-weir-session`, `x-claude-code-session-id` or
+    /// `metadata.user_id`), so the router can keep a session on one target.
+    pub session: Option<String>,
+    /// Where a provider reports what the upstream's response headers said about the
+    /// key's rate limits (read by the router after the call).
+    pub report: KeyReport,
 }
 
 impl CallContext {
@@ -88,7 +95,34 @@ impl CallContext {
             key: None,
             deadline: None,
             forward_headers: HeaderMap::new(),
+            session: None,
+            report: KeyReport::default(),
         }
+    }
+}
+
+/// A provider's report on the key a call used: set when the upstream's rate-limit headers
+/// say a limit is exhausted (`remaining: 0`), so the key can rest until it resets without
+/// spending a request. Shared between the router and the provider (clones share state).
+#[derive(Clone, Debug, Default)]
+pub struct KeyReport(Arc<Mutex<Option<Duration>>>);
+
+impl KeyReport {
+    /// A fresh, empty report.
+    pub fn new() -> Self {
+        KeyReport::default()
+    }
+
+    /// The key's limits are exhausted for `d`.
+    pub fn exhausted_for(&self, d: Duration) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some(g.map_or(d, |old| old.max(d)));
+        }
+    }
+
+    /// What was reported, clearing it.
+    pub fn take(&self) -> Option<Duration> {
+        self.0.lock().ok().and_then(|mut g| g.take())
     }
 }
 
@@ -113,6 +147,33 @@ pub trait Provider: Send + Sync {
     /// Sends one request. Dropping the returned future, or the stream inside
     /// [`Reply::Stream`], cancels the upstream request.
     async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError>;
+
+    /// The provider's key pool, in configured order. The router picks one per call (least
+    /// loaded, skipping keys that are cooling down or were refused) and passes it in
+    /// [`CallContext::key`]. Empty: the provider needs no keys or manages its own.
+    fn keys(&self) -> &[Secret] {
+        &[]
+    }
+
+    /// A cheap request proving the upstream serves `model` again (a circuit breaker's
+    /// half-open probe; never a user's request). The default sends a one-token
+    /// completion; providers override it with something cheaper where they can.
+    async fn probe(&self, model: &str, cx: CallContext) -> Result<(), ProviderError> {
+        let req = ChatRequest {
+            model: model.to_owned(),
+            messages: vec![crate::content::Message::text(
+                crate::content::Role::User,
+                "ping",
+            )],
+            max_tokens: Some(1),
+            ..Default::default()
+        };
+        match self.send(req, cx).await? {
+            Reply::Complete(_) => Ok(()),
+            // Not asked for, but a stream that opened is an answer too.
+            Reply::Stream(_) => Ok(()),
+        }
+    }
 
     /// Counts the input tokens of a request with the upstream's own counter, when it has
     /// one. `Ok(None)`: no counter (the caller estimates).

@@ -70,6 +70,10 @@ impl Provider for OpenAiProvider {
         &self.cfg.id
     }
 
+    fn keys(&self) -> &[Secret] {
+        self.keys.all()
+    }
+
     fn capabilities(&self, _model: &str) -> Capabilities {
         Capabilities {
             native_dialect: Some(Dialect::OpenAi),
@@ -101,6 +105,7 @@ impl Provider for OpenAiProvider {
             req.is_stream(),
             &secrets,
             dialect,
+            &cx.report,
         )
         .await
     }

@@ -1,24 +1,83 @@
 //! Weir's router: which provider and upstream model serve a client's model name, and
-//! moving to the next target when one fails before anything reached the client.
+//! keeping requests succeeding while upstreams rate-limit, overload, fail and recover.
 //!
 //! It knows providers only through the [`Provider`] trait: no concrete provider, no HTTP,
-//! no config file. Build one from code with [`Router::new`] and [`Route`]s.
+//! no config file. A Rust service can embed it directly:
 //!
-//! ```text
-//! let router = Router::new(providers, vec![Route::new("claude-*", vec![Target::new("anthropic")])])?;
-//! let (reply, served) = router.send(request, CallContext::new("req-1")).await?;
+//! ```no_run
+//! # async fn demo(anthropic: std::sync::Arc<dyn weir_model::Provider>,
+//! #               bedrock: std::sync::Arc<dyn weir_model::Provider>) {
+//! use weir_model::{CallContext, ChatRequest};
+//! use weir_router::{Route, Router, Strategy, Target};
+//!
+//! let routes = vec![Route::new(
+//!     "claude-sonnet-4-5",
+//!     vec![
+//!         Target::with_model("anthropic", "claude-sonnet-4-5-20250929"),
+//!         Target::with_model("bedrock", "us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+//!     ],
+//! )
+//! .strategy(Strategy::Fallback)];
+//! let router = Router::new(vec![anthropic, bedrock], routes).expect("valid routes");
+//! let req = ChatRequest { model: "claude-sonnet-4-5".into(), ..Default::default() };
+//! let (reply, served) = router.send(req, CallContext::new("req-1")).await.expect("served");
+//! # }
 //! ```
+//!
+//! What it does for every request ([`Router::send`]):
+//!
+//! - **Resolution**: the first route whose exact name matches, else the first matching
+//!   glob, in table order.
+//! - **Order of targets** by the route's [`Strategy`]; a session (from
+//!   [`CallContext::session`]) stays on the target that served it while that target is
+//!   healthy, when the route is sticky.
+//! - **Capabilities**: a target lacking what the request uses (images, documents, tools,
+//!   thinking, prompt caching) is skipped, or, with [`Unsupported::Drop`], gets the request
+//!   without those features and [`Served::warnings`] says so.
+//! - **Circuit breakers** per target: only 5xx, timeouts and connection failures count;
+//!   open after [`Policy::breaker_failures`] in a row; after [`Policy::breaker_open`] one
+//!   cheap probe ([`Provider::probe`], never a user's request) decides whether it closes.
+//! - **Key pools**: each call uses the least-loaded usable key of the provider; a 429
+//!   rests that key only (from the upstream's `retry-after` family, or
+//!   [`Policy::default_cooldown`]) and the request moves to the provider's next key before
+//!   the next target; a key answered with 401/403 leaves the pool; headers saying a limit
+//!   is at zero rest the key until it resets, without spending a request.
+//! - **Stream failover**: a stream's opening events are held until its first content
+//!   event, so an upstream that fails before content is replaced invisibly.
+//! - **Retries**: when every target failed in a way that may pass, the walk repeats
+//!   ([`Policy::retries`]) after a jittered backoff that respects `retry-after`, within the
+//!   request's deadline. A request the upstream rejected as invalid (400) is returned at
+//!   once.
+//! - **Exhaustion**: 429 with the smallest retry-after when every target was rate
+//!   limited; otherwise 503 (all unavailable) or 502, with a sanitized summary.
+//!
+//! [`Router::status`] is a snapshot of all of this for dashboards; an [`Observer`] gets
+//! each failover, retry, cooldown and breaker transition as it happens (for metrics).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod caps;
 mod glob;
+mod hold;
+mod state;
+mod status;
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use weir_model::{CallContext, ChatRequest, Provider, ProviderError, Reply};
+use weir_model::{
+    CallContext, Capabilities, ChatRequest, ErrorKind, KeyReport, Provider, ProviderError, Reply,
+};
 
 pub use glob::glob_match;
+pub use status::{KeyStatus, ProviderStatus, RouteStatus, RouterStatus, TargetStatus};
+
+use caps::Needs;
+use state::{lock, Admit, KeyPool, Rest, TargetState, Transition};
 
 /// One place a model can be served from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,6 +86,10 @@ pub struct Target {
     pub provider: String,
     /// The upstream model; `None` forwards the client's model name unchanged.
     pub model: Option<String>,
+    /// Share of traffic under [`Strategy::Weighted`] (0: only when the others fail).
+    pub weight: u32,
+    /// What this target supports, overriding what the provider declares.
+    pub capabilities: Option<Capabilities>,
 }
 
 impl Target {
@@ -35,24 +98,86 @@ impl Target {
         Target {
             provider: provider.into(),
             model: None,
+            weight: 1,
+            capabilities: None,
         }
     }
 
     /// A target with its own upstream model name.
     pub fn with_model(provider: impl Into<String>, model: impl Into<String>) -> Self {
         Target {
-            provider: provider.into(),
             model: Some(model.into()),
+            ..Target::new(provider)
+        }
+    }
+
+    /// Sets the weight (for [`Strategy::Weighted`]).
+    pub fn weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    /// Overrides the provider's declared capabilities for this target.
+    pub fn capabilities(mut self, caps: Capabilities) -> Self {
+        self.capabilities = Some(caps);
+        self
+    }
+}
+
+/// How a route orders its targets for a request (the rest follow as fallbacks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strategy {
+    /// In table order.
+    #[default]
+    Fallback,
+    /// Each request starts at the next target in turn.
+    RoundRobin,
+    /// Targets first in proportion to their weights (smooth weighted round robin).
+    Weighted,
+    /// The faster of two targets picked at random (power of two choices over a peak-EWMA
+    /// of latency, time to first token for streams, times requests in flight).
+    LeastLatency,
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "fallback" => Strategy::Fallback,
+            "round_robin" => Strategy::RoundRobin,
+            "weighted" => Strategy::Weighted,
+            "least_latency" => Strategy::LeastLatency,
+            _ => {
+                return Err(format!(
+                    "unknown strategy `{s}` (fallback | round_robin | weighted | least_latency)"
+                ))
+            }
+        })
+    }
+}
+
+impl Strategy {
+    /// The name used in config files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Strategy::Fallback => "fallback",
+            Strategy::RoundRobin => "round_robin",
+            Strategy::Weighted => "weighted",
+            Strategy::LeastLatency => "least_latency",
         }
     }
 }
 
-/// How a route picks among its targets.
+/// What to do with a target that lacks a feature the request uses.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Strategy {
-    /// In order; the next only when the previous failed before answering.
+pub enum Unsupported {
+    /// Skip the target.
     #[default]
-    Fallback,
+    Skip,
+    /// Send the request without the feature (images and documents become a short text
+    /// note, thinking and `cache_control` are removed) and warn the client. Tools cannot
+    /// be dropped: such a target is skipped.
+    Drop,
 }
 
 /// A model name (exact or glob) and where it goes.
@@ -60,24 +185,92 @@ pub enum Strategy {
 pub struct Route {
     /// Exact name or glob (`*`, `?`).
     pub name: String,
-    /// Targets, in order.
+    /// Targets, in table order.
     pub targets: Vec<Target>,
-    /// How targets are chosen.
+    /// How targets are ordered per request.
     pub strategy: Strategy,
+    /// Keep a session on the target that served it while it is healthy.
+    pub sticky: bool,
+    /// What to do when a target lacks a feature the request uses.
+    pub unsupported: Unsupported,
 }
 
 impl Route {
-    /// A fallback route.
+    /// A sticky fallback route.
     pub fn new(name: impl Into<String>, targets: Vec<Target>) -> Self {
         Route {
             name: name.into(),
             targets,
             strategy: Strategy::Fallback,
+            sticky: true,
+            unsupported: Unsupported::Skip,
         }
+    }
+
+    /// Sets the strategy.
+    pub fn strategy(mut self, s: Strategy) -> Self {
+        self.strategy = s;
+        self
+    }
+
+    /// Sets stickiness.
+    pub fn sticky(mut self, sticky: bool) -> Self {
+        self.sticky = sticky;
+        self
+    }
+
+    /// Sets what happens to targets lacking a feature.
+    pub fn unsupported(mut self, u: Unsupported) -> Self {
+        self.unsupported = u;
+        self
     }
 
     fn is_glob(&self) -> bool {
         self.name.contains(['*', '?'])
+    }
+}
+
+/// Router-wide resilience settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Consecutive health failures (5xx, timeout, connection) that open a breaker; 0
+    /// disables breakers.
+    pub breaker_failures: u32,
+    /// How long a breaker stays open before its probe; doubles each time a probe fails.
+    pub breaker_open: Duration,
+    /// The longest a breaker stays open between probes.
+    pub breaker_max_open: Duration,
+    /// How long a probe may take.
+    pub probe_timeout: Duration,
+    /// Extra walks over the targets when all failed in a way that may pass.
+    pub retries: u32,
+    /// Backoff before the first extra walk; doubles for each next one, with jitter.
+    pub retry_backoff: Duration,
+    /// The longest the router waits before a retry (longer `retry-after`s are returned to
+    /// the client instead).
+    pub max_retry_wait: Duration,
+    /// How long a key rests after a 429 that said nothing about when to come back.
+    pub default_cooldown: Duration,
+    /// How long a session is remembered after its last request.
+    pub session_ttl: Duration,
+    /// The most sessions remembered.
+    pub max_sessions: usize,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            breaker_failures: 5,
+            breaker_open: Duration::from_secs(30),
+            breaker_max_open: Duration::from_secs(300),
+            probe_timeout: Duration::from_secs(30),
+            retries: 2,
+            retry_backoff: Duration::from_millis(250),
+            max_retry_wait: Duration::from_secs(10),
+            default_cooldown: Duration::from_secs(10),
+            session_ttl: Duration::from_secs(3600),
+            max_sessions: 100_000,
+        }
     }
 }
 
@@ -88,6 +281,24 @@ pub struct Served {
     pub provider: String,
     /// The upstream model name.
     pub model: String,
+    /// Features dropped for this target ([`Unsupported::Drop`]), to tell the client.
+    pub warnings: Vec<String>,
+    /// Upstream attempts before this one (other keys, targets, retries).
+    pub failed_attempts: usize,
+}
+
+/// One attempt at a target, or a target skipped without a request.
+#[derive(Clone, Debug)]
+pub struct Attempt {
+    /// The provider's id.
+    pub provider: String,
+    /// The upstream model name.
+    pub model: String,
+    /// What went wrong.
+    pub error: ProviderError,
+    /// No request was sent (breaker open, every key resting or refused, a missing
+    /// capability).
+    pub skipped: bool,
 }
 
 /// Why a request could not be routed or served.
@@ -100,42 +311,163 @@ pub enum RouteError {
         /// Route names (exact names and globs), in table order.
         available: Vec<String>,
     },
-    /// Every target failed (or the first failure was not one to retry elsewhere); the
-    /// last error, and what each target answered.
+    /// The request failed: `error` is what to answer the client (an upstream's own error
+    /// when one target answered, else a summary), `attempts` what each try got.
     Failed {
         /// The error returned to the client.
         last: ProviderError,
-        /// `(provider, upstream model, error)` for each target tried.
-        attempts: Vec<(String, String, ProviderError)>,
+        /// Each attempt, in order.
+        attempts: Vec<Attempt>,
     },
 }
 
-/// The model table and the providers behind it.
+/// Something the router did, for metrics.
+#[derive(Debug)]
+pub enum RouterEvent<'a> {
+    /// A request moved on from a target that failed (or was skipped).
+    Failover {
+        /// The client's model.
+        model: &'a str,
+        /// The provider left behind.
+        provider: &'a str,
+    },
+    /// A request walks the targets again.
+    Retry {
+        /// The client's model.
+        model: &'a str,
+    },
+    /// A key rests.
+    Cooldown {
+        /// The key's provider.
+        provider: &'a str,
+        /// The key's label (`key-1`, never the key).
+        key: &'a str,
+        /// For how long.
+        duration: Duration,
+    },
+    /// A key was refused by the upstream and left the pool.
+    KeyRefused {
+        /// The key's provider.
+        provider: &'a str,
+        /// The key's label.
+        key: &'a str,
+        /// 401 or 403.
+        status: u16,
+    },
+    /// A breaker changed state.
+    Breaker {
+        /// The target's provider.
+        provider: &'a str,
+        /// The target's model.
+        model: &'a str,
+        /// `closed`, `open` or `half_open`.
+        from: &'static str,
+        /// `closed`, `open` or `half_open`.
+        to: &'static str,
+    },
+}
+
+/// Receives [`RouterEvent`]s (e.g. to count them in metrics). Called inline: keep it cheap.
+pub trait Observer: Send + Sync {
+    /// One event.
+    fn event(&self, e: &RouterEvent<'_>);
+}
+
+/// What guards and probes share with the router.
+pub(crate) struct Shared {
+    observer: Option<Arc<dyn Observer>>,
+}
+
+impl Shared {
+    fn emit(&self, e: &RouterEvent<'_>) {
+        if let Some(o) = &self.observer {
+            o.event(e);
+        }
+    }
+
+    pub(crate) fn breaker_changed(&self, t: &TargetState, tr: Transition) {
+        if let Some((from, to)) = tr {
+            tracing::warn!(provider = %t.provider, model = %t.model, from, to, "circuit breaker");
+            self.emit(&RouterEvent::Breaker {
+                provider: &t.provider,
+                model: &t.model,
+                from,
+                to,
+            });
+        }
+    }
+}
+
+struct RouteState {
+    route: Route,
+    targets: Vec<Arc<TargetState>>,
+    turn: AtomicUsize,
+    /// Smooth weighted round robin's current weights.
+    wrr: Mutex<Vec<i64>>,
+}
+
+/// The model table, the providers behind it, and what the router learned about them.
 pub struct Router {
     providers: HashMap<String, Arc<dyn Provider>>,
-    routes: Vec<Route>,
+    pools: HashMap<String, Arc<KeyPool>>,
+    routes: Vec<RouteState>,
+    /// Distinct targets, in first-seen order (for status).
+    targets: Vec<Arc<TargetState>>,
+    policy: Arc<Policy>,
+    shared: Arc<Shared>,
+    sessions: Mutex<HashMap<(usize, u64), (usize, Instant)>>,
 }
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Router")
             .field("providers", &self.providers.keys().collect::<Vec<_>>())
-            .field("routes", &self.routes)
+            .field(
+                "routes",
+                &self.routes.iter().map(|r| &r.route).collect::<Vec<_>>(),
+            )
+            .field("policy", &self.policy)
             .finish()
     }
 }
 
+/// How one target attempt ended.
+enum Outcome {
+    Served(Reply, Served),
+    /// Try the next target.
+    Next,
+    /// The request itself is at fault: stop.
+    Fatal,
+}
+
 impl Router {
-    /// A router. Every target must name a provider in `providers`.
+    /// A router with the default [`Policy`]. Every target must name a provider in
+    /// `providers`.
     pub fn new(providers: Vec<Arc<dyn Provider>>, routes: Vec<Route>) -> Result<Self, String> {
+        Router::with_policy(providers, routes, Policy::default())
+    }
+
+    /// A router with its own policy.
+    pub fn with_policy(
+        providers: Vec<Arc<dyn Provider>>,
+        routes: Vec<Route>,
+        policy: Policy,
+    ) -> Result<Self, String> {
         let providers: HashMap<String, Arc<dyn Provider>> = providers
             .into_iter()
             .map(|p| (p.id().to_owned(), p))
             .collect();
-        for r in &routes {
+        let pools = providers
+            .iter()
+            .map(|(id, p)| (id.clone(), Arc::new(KeyPool::new(p.keys()))))
+            .collect();
+        let mut targets: Vec<Arc<TargetState>> = Vec::new();
+        let mut states = Vec::with_capacity(routes.len());
+        for r in routes {
             if r.targets.is_empty() {
                 return Err(format!("model `{}` has no targets", r.name));
             }
+            let mut ts = Vec::with_capacity(r.targets.len());
             for t in &r.targets {
                 if !providers.contains_key(&t.provider) {
                     return Err(format!(
@@ -143,48 +475,83 @@ impl Router {
                         r.name, t.provider
                     ));
                 }
+                let label = t.model.clone().unwrap_or_else(|| r.name.clone());
+                let st = match targets
+                    .iter()
+                    .find(|s| s.provider == t.provider && s.model == label)
+                {
+                    Some(s) => s.clone(),
+                    None => {
+                        let s = Arc::new(TargetState::new(&t.provider, &label));
+                        targets.push(s.clone());
+                        s
+                    }
+                };
+                ts.push(st);
             }
+            if r.strategy == Strategy::Weighted && r.targets.iter().all(|t| t.weight == 0) {
+                return Err(format!(
+                    "model `{}` is weighted but every target has weight 0",
+                    r.name
+                ));
+            }
+            states.push(RouteState {
+                wrr: Mutex::new(vec![0; r.targets.len()]),
+                route: r,
+                targets: ts,
+                turn: AtomicUsize::new(0),
+            });
         }
-        Ok(Router { providers, routes })
+        Ok(Router {
+            providers,
+            pools,
+            routes: states,
+            targets,
+            policy: Arc::new(policy),
+            shared: Arc::new(Shared { observer: None }),
+            sessions: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Sends every [`RouterEvent`] to `observer`.
+    pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.shared = Arc::new(Shared {
+            observer: Some(observer),
+        });
+        self
+    }
+
+    /// The policy in force.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
     }
 
     /// The routes, in table order.
-    pub fn routes(&self) -> &[Route] {
-        &self.routes
+    pub fn routes(&self) -> impl Iterator<Item = &Route> {
+        self.routes.iter().map(|r| &r.route)
     }
 
     /// The route for a model: the first exact name, else the first matching glob.
     pub fn resolve(&self, model: &str) -> Option<&Route> {
+        self.route_index(model).map(|i| &self.routes[i].route)
+    }
+
+    fn route_index(&self, model: &str) -> Option<usize> {
         self.routes
             .iter()
-            .find(|r| !r.is_glob() && r.name == model)
+            .position(|r| !r.route.is_glob() && r.route.name == model)
             .or_else(|| {
                 self.routes
                     .iter()
-                    .find(|r| r.is_glob() && glob_match(&r.name, model))
+                    .position(|r| r.route.is_glob() && glob_match(&r.route.name, model))
             })
     }
 
-    /// The route for a model, or the error that lists what exists.
-    fn route_for(&self, model: &str) -> Result<&Route, RouteError> {
-        self.resolve(model).ok_or_else(|| RouteError::UnknownModel {
+    fn unknown(&self, model: &str) -> RouteError {
+        RouteError::UnknownModel {
             model: model.to_owned(),
-            available: self.routes.iter().map(|r| r.name.clone()).collect(),
-        })
-    }
-
-    /// A target's provider and the request as it goes there (the target's model name).
-    fn prepare(
-        &self,
-        target: &Target,
-        req: &ChatRequest,
-    ) -> Option<(&Arc<dyn Provider>, ChatRequest)> {
-        let provider = self.providers.get(&target.provider)?;
-        let mut r = req.clone();
-        if let Some(m) = &target.model {
-            r.model.clone_from(m);
+            available: self.routes.iter().map(|r| r.route.name.clone()).collect(),
         }
-        Some((provider, r))
     }
 
     /// Counts a request's input tokens with the first target that has a counter. `Ok(None)`
@@ -194,13 +561,29 @@ impl Router {
         req: ChatRequest,
         cx: CallContext,
     ) -> Result<Option<u64>, RouteError> {
-        let route = self.route_for(&req.model)?;
-        for target in &route.targets {
-            let Some((provider, r)) = self.prepare(target, &req) else {
+        let ri = self
+            .route_index(&req.model)
+            .ok_or_else(|| self.unknown(&req.model))?;
+        let rs = &self.routes[ri];
+        for (ti, target) in rs.route.targets.iter().enumerate() {
+            let Some(provider) = self.providers.get(&target.provider) else {
                 continue;
             };
+            if !rs.targets[ti].healthy() {
+                continue;
+            }
+            let mut r = req.clone();
+            if let Some(m) = &target.model {
+                r.model.clone_from(m);
+            }
             let model = r.model.clone();
-            match provider.count_tokens(r, cx.clone()).await {
+            let mut kcx = cx.clone();
+            if let Some(pool) = self.pools.get(&target.provider) {
+                if let Some(&i) = pool.candidates(Instant::now()).usable.first() {
+                    kcx.key = Some(pool.keys[i].secret.clone());
+                }
+            }
+            match provider.count_tokens(r, kcx).await {
                 Ok(Some(n)) => return Ok(Some(n)),
                 Ok(None) => {}
                 Err(e) if e.retryable_elsewhere => {
@@ -209,7 +592,12 @@ impl Router {
                 Err(e) => {
                     return Err(RouteError::Failed {
                         last: e.clone(),
-                        attempts: vec![(target.provider.clone(), model, e)],
+                        attempts: vec![Attempt {
+                            provider: target.provider.clone(),
+                            model,
+                            error: e,
+                            skipped: false,
+                        }],
                     })
                 }
             }
@@ -217,55 +605,618 @@ impl Router {
         Ok(None)
     }
 
-    /// Sends a request to its route's targets in order until one answers. A target that
-    /// fails in a way another target could fix (connection, timeout, 5xx, 429) is
-    /// followed by the next; a failure that is the request's own (400, 413) is returned
-    /// at once. A streamed reply counts as an answer as soon as its headers arrived.
+    /// Sends a request, walking its route's targets (see the crate docs for the rules).
+    /// A streamed reply is returned once its first content event arrived.
     pub async fn send(
         &self,
         req: ChatRequest,
         cx: CallContext,
     ) -> Result<(Reply, Served), RouteError> {
-        let route = self.route_for(&req.model)?;
-        let mut attempts = Vec::new();
-        let n = route.targets.len();
-        for (i, target) in route.targets.iter().enumerate() {
-            let Some((provider, r)) = self.prepare(target, &req) else {
-                continue;
-            };
-            let model = r.model.clone();
-            match provider.send(r, cx.clone()).await {
-                Ok(reply) => {
-                    return Ok((
-                        reply,
-                        Served {
-                            provider: target.provider.clone(),
-                            model,
-                        },
-                    ))
+        let ri = self
+            .route_index(&req.model)
+            .ok_or_else(|| self.unknown(&req.model))?;
+        let rs = &self.routes[ri];
+        let needs = Needs::of(&req);
+        let session = rs
+            .route
+            .sticky
+            .then_some(cx.session.as_deref())
+            .flatten()
+            .map(|s| {
+                let mut h = DefaultHasher::new();
+                s.hash(&mut h);
+                h.finish()
+            });
+        let mut attempts: Vec<Attempt> = Vec::new();
+        let mut pass_start = 0;
+        for pass in 0..=self.policy.retries {
+            if pass > 0 {
+                let Some(wait) = self.retry_wait(pass, &attempts[pass_start..], cx.deadline) else {
+                    break;
+                };
+                self.shared.emit(&RouterEvent::Retry { model: &req.model });
+                tracing::info!(request_id = %cx.request_id, model = %req.model, wait_ms = wait.as_millis() as u64, "retrying");
+                tokio::time::sleep(wait).await;
+            }
+            pass_start = attempts.len();
+            let order = self.order(ri, session);
+            let n = order.len();
+            for (pos, ti) in order.into_iter().enumerate() {
+                if cx.deadline.is_some_and(|d| Instant::now() >= d) {
+                    attempts.push(Attempt {
+                        provider: rs.route.targets[ti].provider.clone(),
+                        model: req.model.clone(),
+                        error: ProviderError::new(
+                            ErrorKind::Timeout,
+                            "the request's total time ran out",
+                        ),
+                        skipped: true,
+                    });
+                    return Err(self.exhausted(attempts));
                 }
-                Err(e) => {
-                    let again = e.retryable_elsewhere && i + 1 < n;
-                    tracing::info!(
-                        provider = %target.provider, model = %model, kind = ?e.kind,
-                        status = e.status, next = again, "upstream attempt failed"
-                    );
-                    attempts.push((target.provider.clone(), model, e));
-                    if !again {
-                        break;
+                match self
+                    .try_target(ri, ti, &req, &needs, &cx, &mut attempts)
+                    .await
+                {
+                    Outcome::Served(reply, mut served) => {
+                        served.failed_attempts = attempts.len();
+                        if let Some(h) = session {
+                            self.remember(ri, h, ti);
+                        }
+                        return Ok((reply, served));
+                    }
+                    Outcome::Fatal => {
+                        let last = attempts.last().map(|a| a.error.clone()).unwrap_or_else(|| {
+                            ProviderError::new(ErrorKind::Internal, "no attempt")
+                        });
+                        return Err(RouteError::Failed { last, attempts });
+                    }
+                    Outcome::Next => {
+                        if pos + 1 < n {
+                            self.shared.emit(&RouterEvent::Failover {
+                                model: &req.model,
+                                provider: &rs.route.targets[ti].provider,
+                            });
+                        }
                     }
                 }
             }
         }
-        match attempts.last() {
-            Some((_, _, last)) => Err(RouteError::Failed {
-                last: last.clone(),
-                attempts,
-            }),
-            None => Err(RouteError::UnknownModel {
-                model: req.model.clone(),
-                available: self.routes.iter().map(|r| r.name.clone()).collect(),
-            }),
+        Err(self.exhausted(attempts))
+    }
+
+    /// The order to try a route's targets in for one request.
+    fn order(&self, ri: usize, session: Option<u64>) -> Vec<usize> {
+        let rs = &self.routes[ri];
+        let n = rs.route.targets.len();
+        let mut order: Vec<usize> = match rs.route.strategy {
+            Strategy::Fallback => (0..n).collect(),
+            Strategy::RoundRobin => {
+                let start = rs.turn.fetch_add(1, Ordering::Relaxed) % n;
+                (0..n).map(|i| (start + i) % n).collect()
+            }
+            Strategy::Weighted => {
+                let first = {
+                    let mut cur = lock(&rs.wrr);
+                    let total: i64 = rs.route.targets.iter().map(|t| i64::from(t.weight)).sum();
+                    let mut best = 0;
+                    for (i, t) in rs.route.targets.iter().enumerate() {
+                        cur[i] += i64::from(t.weight);
+                        if cur[i] > cur[best] {
+                            best = i;
+                        }
+                    }
+                    cur[best] -= total;
+                    best
+                };
+                let mut rest: Vec<usize> = (0..n).filter(|&i| i != first).collect();
+                rest.sort_by_key(|&i| std::cmp::Reverse(rs.route.targets[i].weight));
+                std::iter::once(first).chain(rest).collect()
+            }
+            Strategy::LeastLatency => {
+                let scores: Vec<f64> = rs.targets.iter().map(|t| t.score()).collect();
+                let healthy: Vec<usize> = (0..n).filter(|&i| rs.targets[i].healthy()).collect();
+                let pool = if healthy.is_empty() {
+                    (0..n).collect()
+                } else {
+                    healthy
+                };
+                let first = if pool.len() == 1 {
+                    pool[0]
+                } else {
+                    let a = rand::random_range(0..pool.len());
+                    let mut b = rand::random_range(0..pool.len() - 1);
+                    if b >= a {
+                        b += 1;
+                    }
+                    let (a, b) = (pool[a], pool[b]);
+                    if scores[b] < scores[a] {
+                        b
+                    } else {
+                        a
+                    }
+                };
+                let mut rest: Vec<usize> = (0..n).filter(|&i| i != first).collect();
+                rest.sort_by(|&x, &y| scores[x].total_cmp(&scores[y]));
+                std::iter::once(first).chain(rest).collect()
+            }
+        };
+        if let Some(h) = session {
+            let now = Instant::now();
+            let pinned = lock(&self.sessions).get(&(ri, h)).and_then(|&(ti, at)| {
+                (now.saturating_duration_since(at) < self.policy.session_ttl).then_some(ti)
+            });
+            if let Some(ti) = pinned {
+                if ti < n && rs.targets[ti].healthy() {
+                    order.retain(|&i| i != ti);
+                    order.insert(0, ti);
+                }
+            }
         }
+        order
+    }
+
+    fn remember(&self, ri: usize, session: u64, ti: usize) {
+        let now = Instant::now();
+        let mut s = lock(&self.sessions);
+        s.insert((ri, session), (ti, now));
+        if s.len() > self.policy.max_sessions {
+            let ttl = self.policy.session_ttl;
+            s.retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
+            if s.len() > self.policy.max_sessions {
+                // Still full of live sessions: forget them all rather than grow without
+                // bound (they re-pin on their next request).
+                s.clear();
+            }
+        }
+    }
+
+    /// How long to wait before walking the targets again, or `None` when a retry cannot
+    /// help or would not fit.
+    fn retry_wait(
+        &self,
+        pass: u32,
+        failed: &[Attempt],
+        deadline: Option<Instant>,
+    ) -> Option<Duration> {
+        let transient = |a: &Attempt| {
+            matches!(
+                a.error.kind,
+                ErrorKind::RateLimited
+                    | ErrorKind::Overloaded
+                    | ErrorKind::Upstream
+                    | ErrorKind::Timeout
+                    | ErrorKind::Connect
+                    | ErrorKind::Decode
+            )
+        };
+        if failed.is_empty() || !failed.iter().any(transient) {
+            return None;
+        }
+        let base = self
+            .policy
+            .retry_backoff
+            .saturating_mul(1 << (pass - 1).min(10));
+        let jitter: f64 = rand::random_range(0.5..1.5);
+        let mut wait = base.mul_f64(jitter);
+        // Nothing is usable before the soonest resting target comes back.
+        if failed.iter().all(|a| a.error.retry_after.is_some()) {
+            if let Some(soonest) = failed.iter().filter_map(|a| a.error.retry_after).min() {
+                wait = wait.max(soonest);
+            }
+        }
+        if wait > self.policy.max_retry_wait {
+            return None;
+        }
+        if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+            return None;
+        }
+        Some(wait)
+    }
+
+    /// One target: capabilities, breaker, then its keys in turn.
+    async fn try_target(
+        &self,
+        ri: usize,
+        ti: usize,
+        req: &ChatRequest,
+        needs: &Needs,
+        cx: &CallContext,
+        attempts: &mut Vec<Attempt>,
+    ) -> Outcome {
+        let rs = &self.routes[ri];
+        let target = &rs.route.targets[ti];
+        let st = &rs.targets[ti];
+        let model = target.model.as_deref().unwrap_or(&req.model);
+        let skip = |attempts: &mut Vec<Attempt>, e: ProviderError| {
+            attempts.push(Attempt {
+                provider: target.provider.clone(),
+                model: model.to_owned(),
+                error: e,
+                skipped: true,
+            });
+            Outcome::Next
+        };
+        let Some(provider) = self.providers.get(&target.provider) else {
+            return skip(
+                attempts,
+                ProviderError::new(ErrorKind::Internal, "unknown provider"),
+            );
+        };
+
+        let caps = target
+            .capabilities
+            .unwrap_or_else(|| provider.capabilities(model));
+        let missing = needs.missing(&caps);
+        let mut warnings = Vec::new();
+        let mut body = None;
+        if !missing.is_empty() {
+            if rs.route.unsupported == Unsupported::Drop
+                && missing.iter().all(|f| caps::droppable(f))
+            {
+                let mut r = req.clone();
+                model.clone_into(&mut r.model);
+                warnings.push(format!(
+                    "{}/{}: {}",
+                    target.provider,
+                    model,
+                    caps::drop_features(&mut r, &missing)
+                ));
+                body = Some(r);
+            } else {
+                let mut e = ProviderError::new(
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "{} ({model}) does not support {}",
+                        target.provider,
+                        missing.join(", ")
+                    ),
+                );
+                e.retryable_elsewhere = true;
+                e.counts_against_health = false;
+                return skip(attempts, e);
+            }
+        }
+
+        let now = Instant::now();
+        let (admit, tr) = st.admit(now);
+        self.shared.breaker_changed(st, tr);
+        match admit {
+            Admit::Yes => {}
+            Admit::No(left) => {
+                let mut e = ProviderError::new(
+                    ErrorKind::Overloaded,
+                    format!(
+                        "{} ({model}) is unavailable (circuit open)",
+                        target.provider
+                    ),
+                );
+                e.retry_after = Some(left);
+                return skip(attempts, e);
+            }
+            Admit::Probe => {
+                self.spawn_probe(provider.clone(), &target.provider, st.clone(), model);
+                let mut e = ProviderError::new(
+                    ErrorKind::Overloaded,
+                    format!(
+                        "{} ({model}) is unavailable (circuit half-open, probing)",
+                        target.provider
+                    ),
+                );
+                e.retry_after = Some(Duration::from_secs(1));
+                return skip(attempts, e);
+            }
+        }
+
+        let pool = self
+            .pools
+            .get(&target.provider)
+            .filter(|p| !p.keys.is_empty());
+        let keys: Vec<Option<usize>> = match pool {
+            None => vec![None],
+            Some(p) => {
+                let c = p.candidates(now);
+                if c.usable.is_empty() {
+                    let e = if c.all_refused {
+                        let mut e = ProviderError::new(
+                            ErrorKind::Authentication,
+                            format!(
+                                "every key of provider `{}` was refused by the upstream",
+                                target.provider
+                            ),
+                        );
+                        e.status = Some(502);
+                        e.retryable_elsewhere = true;
+                        e
+                    } else {
+                        let mut e = ProviderError::new(
+                            ErrorKind::RateLimited,
+                            format!(
+                                "every key of provider `{}` is rate limited",
+                                target.provider
+                            ),
+                        );
+                        e.retry_after = c.soonest;
+                        e
+                    };
+                    return skip(attempts, e);
+                }
+                c.usable.into_iter().map(Some).collect()
+            }
+        };
+
+        let mut body = body.unwrap_or_else(|| {
+            let mut r = req.clone();
+            model.clone_into(&mut r.model);
+            r
+        });
+        let last_key = keys.len() - 1;
+        for (k, key) in keys.into_iter().enumerate() {
+            let mut kcx = cx.clone();
+            kcx.report = KeyReport::new();
+            let key_state = key.and_then(|i| pool.and_then(|p| p.keys.get(i)));
+            if let Some(ks) = key_state {
+                kcx.key = Some(ks.secret.clone());
+                ks.in_flight.fetch_add(1, Ordering::Relaxed);
+                lock(&ks.inner).requests += 1;
+            }
+            st.in_flight.fetch_add(1, Ordering::Relaxed);
+            let started = Instant::now();
+            let r = if k == last_key {
+                std::mem::take(&mut body)
+            } else {
+                body.clone()
+            };
+            let result = match provider.send(r, kcx.clone()).await {
+                Ok(Reply::Stream(s)) => hold::hold(s).await.map(Reply::Stream),
+                other => other,
+            };
+            let done = Instant::now();
+            if let (Some(i), Some(p), Some(d)) = (key, pool, kcx.report.take()) {
+                p.rest(i, d, Rest::Exhausted, done);
+                self.shared.emit(&RouterEvent::Cooldown {
+                    provider: &target.provider,
+                    key: &KeyPool::label(i),
+                    duration: d,
+                });
+            }
+            let release = || {
+                st.in_flight.fetch_sub(1, Ordering::Relaxed);
+                if let Some(ks) = key_state {
+                    ks.in_flight.fetch_sub(1, Ordering::Relaxed);
+                }
+            };
+            match result {
+                Ok(reply) => {
+                    let tr = st.success(Some(done - started), done);
+                    self.shared.breaker_changed(st, tr);
+                    let reply = match reply {
+                        Reply::Complete(c) => {
+                            release();
+                            Reply::Complete(c)
+                        }
+                        Reply::Stream(s) => Reply::Stream(Box::pin(hold::Guarded {
+                            inner: s,
+                            guard: hold::Guard {
+                                target: st.clone(),
+                                pool: key.and_then(|i| pool.map(|p| (p.clone(), i))),
+                                shared: self.shared.clone(),
+                                policy: self.policy.clone(),
+                            },
+                            failed: false,
+                        })),
+                    };
+                    return Outcome::Served(
+                        reply,
+                        Served {
+                            provider: target.provider.clone(),
+                            model: model.to_owned(),
+                            warnings,
+                            failed_attempts: 0,
+                        },
+                    );
+                }
+                Err(e) => {
+                    release();
+                    tracing::info!(
+                        request_id = %cx.request_id, provider = %target.provider, model = %model,
+                        key = key.map(KeyPool::label).as_deref().unwrap_or("-"),
+                        kind = ?e.kind, status = e.status, "upstream attempt failed"
+                    );
+                    let attempt = Attempt {
+                        provider: target.provider.clone(),
+                        model: model.to_owned(),
+                        error: e.clone(),
+                        skipped: false,
+                    };
+                    attempts.push(attempt);
+                    if let (Some(i), Some(p)) = (key, pool) {
+                        let label = KeyPool::label(i);
+                        if e.kind == ErrorKind::RateLimited {
+                            let d = e.retry_after.unwrap_or(self.policy.default_cooldown);
+                            p.rest(i, d, Rest::RateLimited, done);
+                            st.neutral();
+                            self.shared.emit(&RouterEvent::Cooldown {
+                                provider: &target.provider,
+                                key: &label,
+                                duration: d,
+                            });
+                            continue;
+                        }
+                        if matches!(
+                            e.kind,
+                            ErrorKind::Authentication | ErrorKind::PermissionDenied
+                        ) {
+                            let status = e.status.unwrap_or(401);
+                            p.refuse(i, status);
+                            st.neutral();
+                            tracing::warn!(provider = %target.provider, key = %label, status, "the upstream refused a key; it leaves the pool");
+                            self.shared.emit(&RouterEvent::KeyRefused {
+                                provider: &target.provider,
+                                key: &label,
+                                status,
+                            });
+                            continue;
+                        }
+                    }
+                    if e.counts_against_health {
+                        let tr = st.failure(&self.policy, done);
+                        self.shared.breaker_changed(st, tr);
+                    } else {
+                        st.neutral();
+                    }
+                    return if e.retryable_elsewhere {
+                        Outcome::Next
+                    } else {
+                        Outcome::Fatal
+                    };
+                }
+            }
+        }
+        Outcome::Next
+    }
+
+    fn spawn_probe(
+        &self,
+        provider: Arc<dyn Provider>,
+        provider_id: &str,
+        st: Arc<TargetState>,
+        model: &str,
+    ) {
+        let policy = self.policy.clone();
+        let shared = self.shared.clone();
+        let pool = self.pools.get(provider_id).cloned();
+        let model = model.to_owned();
+        let probe = async move {
+            let mut cx = CallContext::new(format!("probe_{:016x}", rand::random::<u64>()));
+            if let Some(p) = &pool {
+                if let Some(&i) = p.candidates(Instant::now()).usable.first() {
+                    cx.key = Some(p.keys[i].secret.clone());
+                }
+            }
+            let answer =
+                tokio::time::timeout(policy.probe_timeout, provider.probe(&model, cx)).await;
+            // Any answer but a health failure proves the upstream is back (a 429 or
+            // 400 comes from a serving upstream).
+            let ok = match &answer {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => !e.counts_against_health,
+                Err(_) => false,
+            };
+            tracing::info!(provider = %st.provider, model = %st.model, ok, "breaker probe answered");
+            let now = Instant::now();
+            let tr = if ok {
+                st.success(None, now)
+            } else {
+                st.probe_failed(&policy, now)
+            };
+            shared.breaker_changed(&st, tr);
+        };
+        if let Ok(h) = tokio::runtime::Handle::try_current() {
+            h.spawn(probe);
+        }
+    }
+
+    /// The error for a request every target failed.
+    fn exhausted(&self, attempts: Vec<Attempt>) -> RouteError {
+        let last = final_error(&attempts);
+        RouteError::Failed { last, attempts }
+    }
+
+    /// A snapshot of every provider's keys, every target's health and every route.
+    pub fn status(&self) -> RouterStatus {
+        status::snapshot(self)
+    }
+}
+
+/// What to answer when every attempt failed.
+fn final_error(attempts: &[Attempt]) -> ProviderError {
+    let Some(last) = attempts.last() else {
+        return ProviderError::new(ErrorKind::Internal, "no target was tried");
+    };
+    let real: Vec<&Attempt> = attempts.iter().filter(|a| !a.skipped).collect();
+    let targets: std::collections::HashSet<(&str, &str)> = attempts
+        .iter()
+        .map(|a| (a.provider.as_str(), a.model.as_str()))
+        .collect();
+    let all = |k: &[ErrorKind]| attempts.iter().all(|a| k.contains(&a.error.kind));
+    let min_retry = attempts.iter().filter_map(|a| a.error.retry_after).min();
+    let summary = || {
+        let mut parts: Vec<String> = Vec::new();
+        for a in attempts {
+            let what = match (&a.error.api_error, a.error.status) {
+                _ if a.skipped => a.error.message.clone(),
+                (Some(api), _) => format!(
+                    "{} {}",
+                    api.status,
+                    api.error_type.as_deref().unwrap_or("error")
+                ),
+                (None, Some(s)) => s.to_string(),
+                (None, None) => kind_words(a.error.kind).to_owned(),
+            };
+            let p = format!("{} ({}): {what}", a.provider, a.model);
+            if !parts.contains(&p) {
+                parts.push(p);
+            }
+        }
+        parts.join("; ")
+    };
+    // One upstream answered: its own error, status and type intact.
+    if real.len() == 1 && attempts.len() == 1 {
+        return last.error.clone();
+    }
+    if all(&[ErrorKind::RateLimited]) {
+        if targets.len() == 1 {
+            if let Some(a) = real.last() {
+                let mut e = a.error.clone();
+                e.retry_after = min_retry;
+                return e;
+            }
+        }
+        let mut e = ProviderError::new(
+            ErrorKind::RateLimited,
+            format!("every target is rate limited [{}]", summary()),
+        );
+        e.status = Some(429);
+        e.retry_after = min_retry;
+        return e;
+    }
+    if attempts
+        .iter()
+        .all(|a| a.skipped && a.error.kind == ErrorKind::InvalidRequest)
+    {
+        let mut e = ProviderError::new(
+            ErrorKind::InvalidRequest,
+            format!("no target can serve this request: {}", summary()),
+        );
+        e.retryable_elsewhere = false;
+        return e;
+    }
+    if targets.len() == 1 {
+        if let Some(a) = real.last() {
+            return a.error.clone();
+        }
+    }
+    let unavailable = all(&[ErrorKind::Overloaded, ErrorKind::RateLimited]);
+    let kind = if unavailable {
+        ErrorKind::Overloaded
+    } else {
+        ErrorKind::Upstream
+    };
+    let mut e = ProviderError::new(kind, format!("all targets failed: {}", summary()));
+    e.status = Some(kind.http_status());
+    e.retry_after = min_retry;
+    e
+}
+
+fn kind_words(k: ErrorKind) -> &'static str {
+    match k {
+        ErrorKind::Timeout => "timed out",
+        ErrorKind::Connect => "connection failed",
+        ErrorKind::Decode => "undecodable answer",
+        ErrorKind::Overloaded => "overloaded",
+        ErrorKind::RateLimited => "rate limited",
+        ErrorKind::Cancelled => "cancelled",
+        _ => "failed",
     }
 }

@@ -1,29 +1,140 @@
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! The router against scripted providers: resolution, strategies, key pools, breakers,
+//! stream failover, retries, stickiness, capabilities and the status snapshot.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cloned_ref_to_slice_refs)]
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use futures_util::StreamExt;
 use weir_model::{
-    ApiError, CallContext, Capabilities, ChatRequest, ChatResponse, ErrorKind, Provider,
-    ProviderError, Reply,
+    ApiError, CallContext, Capabilities, ChatRequest, ChatResponse, Content, ContentBlock, Delta,
+    ErrorKind, Frame, ImageBlock, MediaSource, Message, Provider, ProviderError, Reply, Role,
+    Secret, StreamEvent, Usage,
 };
-use weir_router::{Route, RouteError, Router, Target};
+use weir_router::{
+    Observer, Policy, Route, RouteError, Router, RouterEvent, Strategy, Target, Unsupported,
+};
 
-/// A provider that fails with `status` (0: answers) and counts its calls.
+/// What a fake provider does with one call.
+#[derive(Clone, Debug)]
+enum Act {
+    /// Answers (streamed when asked).
+    Ok,
+    /// Fails with a status.
+    Fail(u16),
+    /// 429 with a retry-after.
+    Limited(Duration),
+    /// Answers, but reports the key's limits exhausted for the duration.
+    OkExhausted(Duration),
+    /// A stream whose first event is an `overloaded_error`.
+    StreamErrorFirst,
+    /// A stream that opens, then fails before content.
+    StreamDiesBeforeContent,
+    /// A stream with content, then a failure.
+    StreamDiesAfterContent,
+    /// Waits, then answers.
+    Slow(Duration),
+}
+
 struct Fake {
     id: &'static str,
-    status: u16,
+    keys: Vec<Secret>,
+    default: Mutex<Act>,
+    script: Mutex<VecDeque<Act>>,
+    per_key: Mutex<HashMap<String, Act>>,
     calls: AtomicUsize,
+    probes: AtomicUsize,
+    probe_ok: Mutex<bool>,
+    keys_used: Mutex<Vec<Option<String>>>,
+    requests: Mutex<Vec<ChatRequest>>,
+    caps: Capabilities,
 }
 
 impl Fake {
-    fn new(id: &'static str, status: u16) -> Arc<Fake> {
+    fn new(id: &'static str, act: Act) -> Arc<Fake> {
+        Fake::build(id, act, &[], Capabilities::ALL)
+    }
+
+    fn build(id: &'static str, act: Act, keys: &[&str], caps: Capabilities) -> Arc<Fake> {
         Arc::new(Fake {
             id,
-            status,
+            keys: keys.iter().map(|k| Secret::new((*k).to_owned())).collect(),
+            default: Mutex::new(act),
+            script: Mutex::new(VecDeque::new()),
+            per_key: Mutex::new(HashMap::new()),
             calls: AtomicUsize::new(0),
+            probes: AtomicUsize::new(0),
+            probe_ok: Mutex::new(true),
+            keys_used: Mutex::new(Vec::new()),
+            requests: Mutex::new(Vec::new()),
+            caps,
         })
     }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn set(&self, act: Act) {
+        *self.default.lock().unwrap() = act;
+    }
+
+    fn key_act(&self, key: &str, act: Act) {
+        self.per_key.lock().unwrap().insert(key.to_owned(), act);
+    }
+
+    fn keys_used(&self) -> Vec<String> {
+        self.keys_used
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|k| k.clone().unwrap_or_else(|| "-".into()))
+            .collect()
+    }
+}
+
+fn error(status: u16, retry_after: Option<Duration>) -> ProviderError {
+    let mut api = ApiError::new(
+        ErrorKind::from_status(status),
+        format!("upstream says {status}"),
+    );
+    api.status = status;
+    api.error_type = Some(
+        match status {
+            529 => "overloaded_error",
+            429 => "rate_limit_error",
+            400 => "invalid_request_error",
+            401 => "authentication_error",
+            _ => "api_error",
+        }
+        .into(),
+    );
+    ProviderError::from_api(api, retry_after)
+}
+
+fn frame(e: StreamEvent) -> Result<Frame, ProviderError> {
+    Ok(Frame::from_events(vec![e]))
+}
+
+fn start() -> Result<Frame, ProviderError> {
+    frame(StreamEvent::MessageStart {
+        id: "msg_1".into(),
+        model: "m".into(),
+        usage: Usage::default(),
+    })
+}
+
+fn text_delta(t: &str) -> Result<Frame, ProviderError> {
+    frame(StreamEvent::BlockDelta {
+        index: 0,
+        delta: Delta::Text(t.into()),
+    })
+}
+
+fn stream(items: Vec<Result<Frame, ProviderError>>) -> Reply {
+    Reply::Stream(Box::pin(futures_util::stream::iter(items)))
 }
 
 #[async_trait::async_trait]
@@ -32,46 +143,161 @@ impl Provider for Fake {
         self.id
     }
     fn capabilities(&self, _: &str) -> Capabilities {
-        Capabilities::ALL
+        self.caps
     }
-    async fn send(&self, req: ChatRequest, _: CallContext) -> Result<Reply, ProviderError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.status == 0 {
-            return Ok(Reply::Complete(Box::new(ChatResponse {
-                model: req.model,
-                ..Default::default()
-            })));
+    fn keys(&self) -> &[Secret] {
+        &self.keys
+    }
+    async fn probe(&self, _model: &str, _cx: CallContext) -> Result<(), ProviderError> {
+        self.probes.fetch_add(1, Ordering::SeqCst);
+        if *self.probe_ok.lock().unwrap() {
+            Ok(())
+        } else {
+            Err(error(500, None))
         }
-        let mut api = ApiError::new(
-            ErrorKind::from_status(self.status),
-            format!("{} says {}", self.id, self.status),
-        );
-        api.status = self.status;
-        Err(ProviderError::from_api(api, None))
+    }
+    async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let key = cx.key.as_ref().map(|k| k.expose().to_owned());
+        self.keys_used.lock().unwrap().push(key.clone());
+        self.requests.lock().unwrap().push(req.clone());
+        let act = key
+            .and_then(|k| self.per_key.lock().unwrap().get(&k).cloned())
+            .or_else(|| self.script.lock().unwrap().pop_front())
+            .unwrap_or_else(|| self.default.lock().unwrap().clone());
+        let ok = |req: &ChatRequest| {
+            if req.is_stream() {
+                stream(vec![
+                    start(),
+                    text_delta(self.id),
+                    frame(StreamEvent::MessageStop),
+                ])
+            } else {
+                Reply::Complete(Box::new(ChatResponse {
+                    model: req.model.clone(),
+                    id: self.id.into(),
+                    ..Default::default()
+                }))
+            }
+        };
+        match act {
+            Act::Ok => Ok(ok(&req)),
+            Act::Fail(s) => Err(error(s, None)),
+            Act::Limited(d) => Err(error(429, Some(d))),
+            Act::OkExhausted(d) => {
+                cx.report.exhausted_for(d);
+                Ok(ok(&req))
+            }
+            Act::Slow(d) => {
+                tokio::time::sleep(d).await;
+                Ok(ok(&req))
+            }
+            Act::StreamErrorFirst => {
+                let mut api = ApiError::new(ErrorKind::Overloaded, "Overloaded");
+                api.status = 529;
+                Ok(stream(vec![frame(StreamEvent::Error(api))]))
+            }
+            Act::StreamDiesBeforeContent => Ok(stream(vec![
+                start(),
+                Err(ProviderError::new(ErrorKind::Connect, "connection reset")),
+            ])),
+            Act::StreamDiesAfterContent => Ok(stream(vec![
+                start(),
+                text_delta("partial"),
+                Err(ProviderError::new(ErrorKind::Connect, "connection reset")),
+            ])),
+        }
     }
 }
 
 fn req(model: &str) -> ChatRequest {
     ChatRequest {
         model: model.into(),
+        messages: vec![Message::text(Role::User, "hi")],
         ..Default::default()
     }
 }
 
-fn router(providers: &[Arc<Fake>], routes: Vec<Route>) -> Router {
-    Router::new(
+fn stream_req(model: &str) -> ChatRequest {
+    ChatRequest {
+        stream: Some(true),
+        ..req(model)
+    }
+}
+
+/// A policy without waits, so tests are quick; retries off unless a test wants them.
+fn quick() -> Policy {
+    Policy {
+        retries: 0,
+        retry_backoff: Duration::from_millis(1),
+        breaker_open: Duration::from_millis(100),
+        ..Policy::default()
+    }
+}
+
+fn router(providers: &[Arc<Fake>], routes: Vec<Route>, policy: Policy) -> Router {
+    Router::with_policy(
         providers
             .iter()
             .map(|p| p.clone() as Arc<dyn Provider>)
             .collect(),
         routes,
+        policy,
     )
     .unwrap()
 }
 
+async fn served_by(r: &Router, req: ChatRequest, cx: CallContext) -> String {
+    match r.send(req, cx).await {
+        Ok((_, s)) => s.provider,
+        Err(RouteError::Failed { last, .. }) => panic!("failed: {last:?}"),
+        Err(e) => panic!("{e:?}"),
+    }
+}
+
+fn cx() -> CallContext {
+    CallContext::new("t")
+}
+
+async fn failure(r: &Router, req: ChatRequest) -> (ProviderError, Vec<weir_router::Attempt>) {
+    match r.send(req, cx()).await {
+        Err(RouteError::Failed { last, attempts }) => (last, attempts),
+        Err(e) => panic!("{e:?}"),
+        Ok((_, s)) => panic!("served by {}", s.provider),
+    }
+}
+
+async fn collect_text(reply: Reply) -> (String, Option<ProviderError>) {
+    let Reply::Stream(mut s) = reply else {
+        panic!("expected a stream")
+    };
+    let mut text = String::new();
+    while let Some(item) = s.next().await {
+        match item {
+            Ok(f) => {
+                for e in f.events {
+                    if let StreamEvent::BlockDelta {
+                        delta: Delta::Text(t),
+                        ..
+                    } = e
+                    {
+                        text.push_str(&t.as_str());
+                    }
+                }
+            }
+            Err(e) => return (text, Some(e)),
+        }
+    }
+    (text, None)
+}
+
 #[tokio::test]
 async fn fallback_moves_on_after_5xx_and_429_and_keeps_the_target_model() {
-    let (a, b, c) = (Fake::new("a", 503), Fake::new("b", 429), Fake::new("c", 0));
+    let (a, b, c) = (
+        Fake::new("a", Act::Fail(503)),
+        Fake::new("b", Act::Fail(429)),
+        Fake::new("c", Act::Ok),
+    );
     let r = router(
         &[a.clone(), b.clone(), c.clone()],
         vec![Route::new(
@@ -82,82 +308,107 @@ async fn fallback_moves_on_after_5xx_and_429_and_keeps_the_target_model() {
                 Target::with_model("c", "upstream-m"),
             ],
         )],
+        quick(),
     );
-    let (reply, served) = r.send(req("m"), CallContext::new("t")).await.unwrap();
+    let (reply, served) = r.send(req("m"), cx()).await.unwrap();
     assert_eq!(
         (served.provider.as_str(), served.model.as_str()),
         ("c", "upstream-m")
     );
+    assert_eq!(served.failed_attempts, 2);
     let Reply::Complete(resp) = reply else {
         panic!()
     };
     assert_eq!(resp.model, "upstream-m");
-    assert_eq!(
-        [
-            a.calls.load(Ordering::SeqCst),
-            b.calls.load(Ordering::SeqCst),
-            c.calls.load(Ordering::SeqCst)
-        ],
-        [1, 1, 1]
-    );
+    assert_eq!([a.calls(), b.calls(), c.calls()], [1, 1, 1]);
 }
 
 #[tokio::test]
 async fn a_400_is_the_clients_problem_and_is_not_retried_elsewhere() {
-    let (a, b) = (Fake::new("a", 400), Fake::new("b", 0));
+    let (a, b) = (Fake::new("a", Act::Fail(400)), Fake::new("b", Act::Ok));
     let r = router(
         &[a.clone(), b.clone()],
         vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        Policy::default(),
     );
-    let Err(RouteError::Failed { last, attempts }) = r.send(req("m"), CallContext::new("t")).await
-    else {
-        panic!("expected failure")
-    };
+    let (last, attempts) = failure(&r, req("m")).await;
     assert_eq!(last.status, Some(400));
+    assert_eq!(
+        last.api_error.unwrap().error_type.as_deref(),
+        Some("invalid_request_error")
+    );
     assert_eq!(attempts.len(), 1);
-    assert_eq!(b.calls.load(Ordering::SeqCst), 0);
+    assert_eq!(b.calls(), 0);
 }
 
 #[tokio::test]
-async fn all_targets_failing_reports_every_attempt() {
-    let (a, b) = (Fake::new("a", 500), Fake::new("b", 529));
+async fn one_target_failing_keeps_its_own_error_and_several_get_a_sanitized_summary() {
+    let a = Fake::new("a", Act::Fail(529));
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        quick(),
+    );
+    let (last, _) = failure(&r, req("m")).await;
+    assert_eq!(last.status, Some(529));
+    assert_eq!(
+        last.api_error.unwrap().error_type.as_deref(),
+        Some("overloaded_error")
+    );
+
+    let (a, b) = (
+        Fake::new("a", Act::Fail(500)),
+        Fake::new("b", Act::Fail(529)),
+    );
     let r = router(
         &[a, b],
         vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        quick(),
     );
-    let Err(RouteError::Failed { last, attempts }) = r.send(req("m"), CallContext::new("t")).await
-    else {
-        panic!("expected failure")
-    };
-    assert_eq!(last.kind, ErrorKind::Overloaded);
+    let (last, attempts) = failure(&r, req("m")).await;
+    assert_eq!(last.kind, ErrorKind::Upstream);
+    assert_eq!(last.status, Some(502));
+    assert!(last.api_error.is_none());
     assert_eq!(
-        attempts.iter().map(|a| a.0.as_str()).collect::<Vec<_>>(),
+        last.message,
+        "all targets failed: a (m): 500 api_error; b (m): 529 overloaded_error"
+    );
+    assert_eq!(
+        attempts
+            .iter()
+            .map(|a| a.provider.as_str())
+            .collect::<Vec<_>>(),
         ["a", "b"]
     );
+
+    // Everything overloaded: 503.
+    let (a, b) = (
+        Fake::new("a", Act::Fail(529)),
+        Fake::new("b", Act::Fail(503)),
+    );
+    let r = router(
+        &[a, b],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        quick(),
+    );
+    let (last, _) = failure(&r, req("m")).await;
+    assert_eq!((last.kind, last.status), (ErrorKind::Overloaded, Some(503)));
 }
 
 #[tokio::test]
 async fn exact_names_win_over_globs_and_unknown_models_list_what_exists() {
-    let (a, b) = (Fake::new("a", 0), Fake::new("b", 0));
+    let (a, b) = (Fake::new("a", Act::Ok), Fake::new("b", Act::Ok));
     let r = router(
         &[a, b],
         vec![
             Route::new("claude-*", vec![Target::new("a")]),
             Route::new("claude-x", vec![Target::new("b")]),
         ],
+        quick(),
     );
-    let (_, served) = r
-        .send(req("claude-x"), CallContext::new("t"))
-        .await
-        .unwrap();
-    assert_eq!(served.provider, "b");
-    let (_, served) = r
-        .send(req("claude-y"), CallContext::new("t"))
-        .await
-        .unwrap();
-    assert_eq!(served.provider, "a");
-    let Err(RouteError::UnknownModel { model, available }) =
-        r.send(req("gpt-4o"), CallContext::new("t")).await
+    assert_eq!(served_by(&r, req("claude-x"), cx()).await, "b");
+    assert_eq!(served_by(&r, req("claude-y"), cx()).await, "a");
+    let Err(RouteError::UnknownModel { model, available }) = r.send(req("gpt-4o"), cx()).await
     else {
         panic!()
     };
@@ -166,12 +417,569 @@ async fn exact_names_win_over_globs_and_unknown_models_list_what_exists() {
 }
 
 #[test]
-fn routes_must_name_known_providers() {
-    let a = Fake::new("a", 0);
+fn routes_must_name_known_providers_and_weights_must_allow_a_pick() {
+    let a = Fake::new("a", Act::Ok);
     let err = Router::new(
-        vec![a as Arc<dyn Provider>],
+        vec![a.clone() as Arc<dyn Provider>],
         vec![Route::new("m", vec![Target::new("nope")])],
     )
     .unwrap_err();
     assert_eq!(err, "model `m` targets unknown provider `nope`");
+    let err = Router::new(
+        vec![a as Arc<dyn Provider>],
+        vec![Route::new("m", vec![Target::new("a").weight(0)]).strategy(Strategy::Weighted)],
+    )
+    .unwrap_err();
+    assert!(err.contains("every target has weight 0"), "{err}");
+}
+
+fn three(strategy: Strategy, weights: [u32; 3]) -> (Router, [Arc<Fake>; 3]) {
+    let f = [
+        Fake::new("a", Act::Ok),
+        Fake::new("b", Act::Ok),
+        Fake::new("c", Act::Ok),
+    ];
+    let r = router(
+        &f,
+        vec![Route::new(
+            "m",
+            vec![
+                Target::new("a").weight(weights[0]),
+                Target::new("b").weight(weights[1]),
+                Target::new("c").weight(weights[2]),
+            ],
+        )
+        .strategy(strategy)],
+        quick(),
+    );
+    (r, f)
+}
+
+#[tokio::test]
+async fn round_robin_spreads_evenly_and_weighted_follows_the_weights() {
+    let (r, f) = three(Strategy::RoundRobin, [1, 1, 1]);
+    for _ in 0..30 {
+        served_by(&r, req("m"), cx()).await;
+    }
+    assert_eq!(f.each_ref().map(|p| p.calls()), [10, 10, 10]);
+
+    let (r, f) = three(Strategy::Weighted, [3, 1, 0]);
+    for _ in 0..40 {
+        served_by(&r, req("m"), cx()).await;
+    }
+    assert_eq!(f.each_ref().map(|p| p.calls()), [30, 10, 0]);
+
+    // Weight 0 serves only when the others fail; failing targets are followed in order.
+    f[0].set(Act::Fail(500));
+    f[1].set(Act::Fail(500));
+    assert_eq!(served_by(&r, req("m"), cx()).await, "c");
+}
+
+#[tokio::test]
+async fn round_robin_fails_over_to_the_next_in_turn() {
+    let (r, f) = three(Strategy::RoundRobin, [1, 1, 1]);
+    f[1].set(Act::Fail(503));
+    let mut served = Vec::new();
+    for _ in 0..3 {
+        served.push(served_by(&r, req("m"), cx()).await);
+    }
+    assert_eq!(served, ["a", "c", "c"]);
+}
+
+#[tokio::test]
+async fn least_latency_prefers_the_faster_target() {
+    let slow = Fake::new("slow", Act::Slow(Duration::from_millis(40)));
+    let fast = Fake::new("fast", Act::Ok);
+    let r = router(
+        &[slow.clone(), fast.clone()],
+        vec![
+            Route::new("m", vec![Target::new("slow"), Target::new("fast")])
+                .strategy(Strategy::LeastLatency),
+        ],
+        quick(),
+    );
+    for _ in 0..20 {
+        served_by(&r, req("m"), cx()).await;
+    }
+    // Both are tried while unmeasured; after that the faster one wins every comparison.
+    assert!(slow.calls() <= 2, "slow served {}", slow.calls());
+    assert!(fast.calls() >= 18, "fast served {}", fast.calls());
+    let st = r.status();
+    let lat = |p: &str| {
+        st.targets
+            .iter()
+            .find(|t| t.provider == p)
+            .unwrap()
+            .latency_ms
+            .unwrap()
+    };
+    assert!(lat("slow") >= 40.0 && lat("fast") < 40.0, "{st:?}");
+}
+
+#[tokio::test]
+async fn a_rate_limited_key_rests_and_the_next_key_serves() {
+    let a = Fake::build("a", Act::Ok, &["sk-one", "sk-two"], Capabilities::ALL);
+    a.key_act("sk-one", Act::Limited(Duration::from_secs(60)));
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        quick(),
+    );
+    for _ in 0..4 {
+        assert_eq!(served_by(&r, req("m"), cx()).await, "a");
+    }
+    // sk-one was tried once (whenever its turn came first) and rests for its retry-after.
+    let used = a.keys_used();
+    assert_eq!(
+        used.iter().filter(|k| *k == "sk-one").count(),
+        1,
+        "{used:?}"
+    );
+    assert_eq!(
+        used.iter().filter(|k| *k == "sk-two").count(),
+        4,
+        "{used:?}"
+    );
+    let st = r.status();
+    let keys = &st.providers[0].keys;
+    assert_eq!(keys[0].state, "cooling_down");
+    assert_eq!(keys[0].cooldown_reason, Some("rate_limited"));
+    assert!(keys[0].cooldown_ms.unwrap() > 55_000);
+    assert_eq!(keys[0].rate_limited, 1);
+    assert_eq!(keys[1].state, "ok");
+    // No secret in the snapshot.
+    let json = serde_json::to_string(&st).unwrap();
+    assert!(
+        !json.contains("sk-one") && !json.contains("sk-two"),
+        "{json}"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_key_leaves_the_pool_and_is_shown_as_such() {
+    let a = Fake::build("a", Act::Ok, &["sk-bad", "sk-good"], Capabilities::ALL);
+    a.key_act("sk-bad", Act::Fail(401));
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        quick(),
+    );
+    for _ in 0..4 {
+        assert_eq!(served_by(&r, req("m"), cx()).await, "a");
+    }
+    assert_eq!(a.keys_used().iter().filter(|k| *k == "sk-bad").count(), 1);
+    let st = r.status();
+    assert_eq!(st.providers[0].keys[0].state, "refused");
+    assert_eq!(st.providers[0].keys[0].refused_status, Some(401));
+
+    // With every key refused, the target is skipped without a request.
+    a.key_act("sk-good", Act::Fail(403));
+    let _ = r.send(req("m"), cx()).await;
+    let calls = a.calls();
+    let (last, attempts) = failure(&r, req("m")).await;
+    assert_eq!(a.calls(), calls);
+    assert!(attempts[0].skipped);
+    assert!(
+        last.message
+            .contains("every key of provider `a` was refused"),
+        "{}",
+        last.message
+    );
+}
+
+#[tokio::test]
+async fn headers_saying_a_limit_is_spent_rest_the_key_without_spending_a_request() {
+    let a = Fake::build("a", Act::Ok, &["sk-one", "sk-two"], Capabilities::ALL);
+    a.key_act("sk-one", Act::OkExhausted(Duration::from_secs(30)));
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        quick(),
+    );
+    for _ in 0..5 {
+        served_by(&r, req("m"), cx()).await;
+    }
+    let used = a.keys_used();
+    // sk-one answered once (successfully) and was not used again.
+    assert_eq!(
+        used.iter().filter(|k| *k == "sk-one").count(),
+        1,
+        "{used:?}"
+    );
+    let k = &r.status().providers[0].keys[0];
+    assert_eq!(
+        (k.state, k.cooldown_reason),
+        ("cooling_down", Some("limit_exhausted"))
+    );
+}
+
+#[tokio::test]
+async fn everything_rate_limited_gives_429_with_the_smallest_retry_after() {
+    let a = Fake::new("a", Act::Limited(Duration::from_secs(30)));
+    let b = Fake::new("b", Act::Limited(Duration::from_secs(5)));
+    let r = router(
+        &[a, b],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        Policy {
+            retries: 2,
+            max_retry_wait: Duration::from_secs(1),
+            ..quick()
+        },
+    );
+    let (last, attempts) = failure(&r, req("m")).await;
+    assert_eq!(last.kind, ErrorKind::RateLimited);
+    assert_eq!(last.status, Some(429));
+    assert_eq!(last.retry_after, Some(Duration::from_secs(5)));
+    // A 5 s wait exceeds max_retry_wait: no retry, the client is told when to come back.
+    assert_eq!(attempts.len(), 2);
+}
+
+#[tokio::test]
+async fn retries_walk_again_after_a_backoff_and_succeed() {
+    let a = Fake::new("a", Act::Ok);
+    a.script
+        .lock()
+        .unwrap()
+        .extend([Act::Fail(503), Act::Fail(502)]);
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        Policy {
+            retries: 2,
+            ..quick()
+        },
+    );
+    let (_, served) = r.send(req("m"), cx()).await.unwrap();
+    assert_eq!(served.failed_attempts, 2);
+    assert_eq!(a.calls(), 3);
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_deadline() {
+    let a = Fake::new("a", Act::Fail(503));
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        Policy {
+            retries: 2,
+            retry_backoff: Duration::from_millis(100),
+            breaker_failures: 0,
+            ..quick()
+        },
+    );
+    // Without a deadline: the first walk and two retries.
+    let (last, attempts) = failure(&r, req("m")).await;
+    assert_eq!(last.status, Some(503));
+    assert_eq!((a.calls(), attempts.len()), (3, 3));
+    // With 40 ms left: the first walk only, as the backoff (50-150 ms, then more) does
+    // not fit.
+    let mut c = cx();
+    c.deadline = Some(std::time::Instant::now() + Duration::from_millis(40));
+    let Err(RouteError::Failed { .. }) = r.send(req("m"), c).await else {
+        panic!()
+    };
+    assert_eq!(a.calls(), 4);
+}
+
+#[derive(Default)]
+struct Events(Mutex<Vec<String>>);
+
+impl Observer for Events {
+    fn event(&self, e: &RouterEvent<'_>) {
+        let s = match e {
+            RouterEvent::Breaker { provider, to, .. } => format!("breaker {provider} {to}"),
+            RouterEvent::Failover { provider, .. } => format!("failover {provider}"),
+            RouterEvent::Retry { .. } => "retry".into(),
+            RouterEvent::Cooldown { provider, key, .. } => format!("cooldown {provider} {key}"),
+            RouterEvent::KeyRefused { provider, key, .. } => format!("refused {provider} {key}"),
+        };
+        self.0.lock().unwrap().push(s);
+    }
+}
+
+#[tokio::test]
+async fn a_breaker_opens_after_consecutive_5xx_probes_and_closes() {
+    let (a, b) = (Fake::new("a", Act::Fail(500)), Fake::new("b", Act::Ok));
+    let events = Arc::new(Events::default());
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        Policy {
+            breaker_failures: 3,
+            ..quick()
+        },
+    )
+    .with_observer(events.clone());
+    for _ in 0..3 {
+        assert_eq!(served_by(&r, req("m"), cx()).await, "b");
+    }
+    assert_eq!(a.calls(), 3);
+    assert_eq!(r.status().targets[0].breaker, "open");
+    // Open: skipped without a request.
+    for _ in 0..3 {
+        assert_eq!(served_by(&r, req("m"), cx()).await, "b");
+    }
+    assert_eq!(a.calls(), 3);
+    // After the open period, the next request starts a probe (not with its own request)
+    // and goes on to b; the probe succeeding closes the breaker.
+    a.set(Act::Ok);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(served_by(&r, req("m"), cx()).await, "b");
+    for _ in 0..50 {
+        if r.status().targets[0].breaker == "closed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(a.probes.load(Ordering::SeqCst), 1);
+    assert_eq!(a.calls(), 3, "a user request was used as a probe");
+    assert_eq!(r.status().targets[0].breaker, "closed");
+    assert_eq!(served_by(&r, req("m"), cx()).await, "a");
+    let ev = events.0.lock().unwrap().clone();
+    let breaker: Vec<&String> = ev.iter().filter(|e| e.starts_with("breaker")).collect();
+    assert_eq!(
+        breaker,
+        ["breaker a open", "breaker a half_open", "breaker a closed"]
+    );
+    assert!(ev.iter().any(|e| e == "failover a"));
+}
+
+#[tokio::test]
+async fn a_failed_probe_reopens_the_breaker() {
+    let (a, b) = (Fake::new("a", Act::Fail(502)), Fake::new("b", Act::Ok));
+    *a.probe_ok.lock().unwrap() = false;
+    let r = router(
+        &[a.clone(), b],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        Policy {
+            breaker_failures: 1,
+            ..quick()
+        },
+    );
+    served_by(&r, req("m"), cx()).await;
+    assert_eq!(r.status().targets[0].breaker, "open");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    served_by(&r, req("m"), cx()).await;
+    for _ in 0..50 {
+        if a.probes.load(Ordering::SeqCst) == 1 && r.status().targets[0].breaker == "open" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let t = &r.status().targets[0];
+    assert_eq!(t.breaker, "open");
+    // Twice the open period after a failed probe.
+    assert!(t.open_ms.unwrap() > 100, "{t:?}");
+}
+
+#[tokio::test]
+async fn client_errors_never_open_a_breaker() {
+    let a = Fake::new("a", Act::Fail(400));
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        Policy {
+            breaker_failures: 2,
+            ..quick()
+        },
+    );
+    for _ in 0..10 {
+        let _ = r.send(req("m"), cx()).await;
+    }
+    let t = &r.status().targets[0];
+    assert_eq!((t.breaker, t.failures, t.requests), ("closed", 0, 10));
+    assert_eq!(a.calls(), 10);
+}
+
+#[tokio::test]
+async fn a_stream_failing_before_content_moves_to_the_next_target_invisibly() {
+    for first in [Act::StreamErrorFirst, Act::StreamDiesBeforeContent] {
+        let (a, b) = (Fake::new("a", first.clone()), Fake::new("b", Act::Ok));
+        let r = router(
+            &[a.clone(), b],
+            vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+            quick(),
+        );
+        let (reply, served) = r.send(stream_req("m"), cx()).await.unwrap();
+        assert_eq!(served.provider, "b", "{first:?}");
+        let (text, err) = collect_text(reply).await;
+        assert_eq!((text.as_str(), err.is_none()), ("b", true), "{first:?}");
+        assert_eq!(r.status().targets[0].failures, 1, "{first:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_stream_failing_after_content_ends_with_the_error() {
+    let (a, b) = (
+        Fake::new("a", Act::StreamDiesAfterContent),
+        Fake::new("b", Act::Ok),
+    );
+    let r = router(
+        &[a, b.clone()],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        quick(),
+    );
+    let (reply, served) = r.send(stream_req("m"), cx()).await.unwrap();
+    assert_eq!(served.provider, "a");
+    assert_eq!(r.status().targets[0].in_flight, 1);
+    let (text, err) = collect_text(reply).await;
+    assert_eq!(text, "partial");
+    assert_eq!(err.unwrap().kind, ErrorKind::Connect);
+    assert_eq!(b.calls(), 0);
+    let t = &r.status().targets[0];
+    // The stream is over (dropped): nothing in flight; its failure counted.
+    assert_eq!((t.in_flight, t.failures), (0, 1));
+}
+
+#[tokio::test]
+async fn a_session_sticks_to_its_target_while_it_is_healthy() {
+    let (r, f) = three(Strategy::RoundRobin, [1, 1, 1]);
+    let mut c = cx();
+    c.session = Some("session-1".into());
+    let first = served_by(&r, req("m"), c.clone()).await;
+    for _ in 0..5 {
+        assert_eq!(served_by(&r, req("m"), c.clone()).await, first);
+    }
+    // Other traffic still rotates.
+    let others: std::collections::HashSet<String> =
+        futures_util::future::join_all((0..3).map(|_| served_by(&r, req("m"), cx())))
+            .await
+            .into_iter()
+            .collect();
+    assert_eq!(others.len(), 3);
+    // The pinned target fails: the session moves, and stays where it went.
+    let pinned = f.iter().find(|p| p.id == first).unwrap();
+    pinned.set(Act::Fail(503));
+    let moved = served_by(&r, req("m"), c.clone()).await;
+    assert_ne!(moved, first);
+    pinned.set(Act::Ok);
+    for _ in 0..3 {
+        assert_eq!(served_by(&r, req("m"), c.clone()).await, moved);
+    }
+    // A route that is not sticky ignores sessions.
+    let g = [Fake::new("a", Act::Ok), Fake::new("b", Act::Ok)];
+    let r = router(
+        &g,
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])
+            .strategy(Strategy::RoundRobin)
+            .sticky(false)],
+        quick(),
+    );
+    for _ in 0..4 {
+        served_by(&r, req("m"), c.clone()).await;
+    }
+    assert_eq!(g.each_ref().map(|p| p.calls()), [2, 2]);
+}
+
+fn image_req(model: &str) -> ChatRequest {
+    ChatRequest {
+        model: model.into(),
+        messages: vec![Message {
+            role: Role::User,
+            content: Content::blocks(vec![ContentBlock::Image(ImageBlock {
+                source: MediaSource::Url("https://example.com/cat.png".into()),
+                detail: None,
+                cache_control: None,
+                extra: Default::default(),
+            })]),
+            extra: Default::default(),
+        }],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_target_lacking_a_feature_is_skipped_or_gets_the_request_without_it() {
+    let text_only = Capabilities {
+        images: false,
+        ..Capabilities::ALL
+    };
+    let a = Fake::build("a", Act::Ok, &[], text_only);
+    let b = Fake::new("b", Act::Ok);
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        quick(),
+    );
+    assert_eq!(served_by(&r, image_req("m"), cx()).await, "b");
+    assert_eq!(served_by(&r, req("m"), cx()).await, "a");
+    assert_eq!(a.calls(), 1);
+
+    // Only the text-only target: skip means a clear 400, drop means a warning.
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        quick(),
+    );
+    let (last, _) = failure(&r, image_req("m")).await;
+    assert_eq!(last.kind, ErrorKind::InvalidRequest);
+    assert!(
+        last.message.contains("a (m) does not support images"),
+        "{}",
+        last.message
+    );
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")]).unsupported(Unsupported::Drop)],
+        quick(),
+    );
+    let (_, served) = r.send(image_req("m"), cx()).await.unwrap();
+    assert_eq!(served.warnings, ["a/m: dropped unsupported: images"]);
+    let sent = a.requests.lock().unwrap().last().cloned().unwrap();
+    assert!(matches!(
+        &sent.messages[0].content.blocks[0],
+        ContentBlock::Text(t) if t.text.as_str().contains("image omitted")
+    ));
+    // A target's own override wins over what the provider declares.
+    let r = router(
+        &[b.clone()],
+        vec![Route::new(
+            "m",
+            vec![Target::new("b").capabilities(text_only)],
+        )],
+        quick(),
+    );
+    assert!(r.send(image_req("m"), cx()).await.is_err());
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_requests_with_one_key_rate_limited_lose_none() {
+    let a = Fake::build(
+        "a",
+        Act::Slow(Duration::from_millis(5)),
+        &["sk-1", "sk-2", "sk-3"],
+        Capabilities::ALL,
+    );
+    a.key_act("sk-2", Act::Limited(Duration::from_secs(60)));
+    let r = Arc::new(router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        quick(),
+    ));
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let r = r.clone();
+            tokio::spawn(async move {
+                let req = if i % 2 == 0 {
+                    req("m")
+                } else {
+                    stream_req("m")
+                };
+                match r.send(req, cx()).await {
+                    Ok((Reply::Stream(s), _)) => collect_text(Reply::Stream(s)).await.1.is_none(),
+                    Ok(_) => true,
+                    Err(_) => false,
+                }
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap());
+    }
+    assert_eq!(ok, 200);
+    let st = r.status();
+    assert_eq!(st.providers[0].keys[1].state, "cooling_down");
+    assert_eq!(st.targets[0].in_flight, 0);
+    assert!(st.providers[0].keys.iter().all(|k| k.in_flight == 0));
 }

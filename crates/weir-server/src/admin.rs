@@ -47,29 +47,26 @@ fn authorized(app: &App, req: &Request<Incoming>) -> Result<(), Response<Body>> 
 }
 
 fn status(app: &App) -> String {
+    let st = app.router.status();
     let providers: Vec<serde_json::Value> = app
         .provider_kinds
         .iter()
-        .map(|(id, kind)| serde_json::json!({"id": id, "kind": kind}))
-        .collect();
-    let routes: Vec<serde_json::Value> = app
-        .router
-        .routes()
-        .iter()
-        .map(|r| {
-            let targets: Vec<serde_json::Value> = r
-                .targets
+        .map(|(id, kind)| {
+            let keys = st
+                .providers
                 .iter()
-                .map(|t| serde_json::json!({"provider": t.provider, "model": t.model}))
-                .collect();
-            serde_json::json!({"name": r.name, "strategy": "fallback", "targets": targets})
+                .find(|p| &p.id == id)
+                .map(|p| serde_json::to_value(&p.keys).unwrap_or_default())
+                .unwrap_or_else(|| serde_json::json!([]));
+            serde_json::json!({"id": id, "kind": kind, "keys": keys})
         })
         .collect();
     serde_json::json!({
         "version": env!("CARGO_PKG_VERSION"),
         "uptime_seconds": app.started.elapsed().as_secs(),
         "providers": providers,
-        "models": routes,
+        "targets": st.targets,
+        "models": st.routes,
     })
     .to_string()
 }

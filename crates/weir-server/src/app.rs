@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_model::{Provider, Secret};
-use weir_router::{glob_match, Route, Router, Target};
+use weir_router::{glob_match, Route, Router, Strategy, Target, Unsupported};
 use weir_upstream::Upstream;
 
 use crate::auth::{ClientKey, Keys};
@@ -36,6 +36,8 @@ pub struct App {
     pub provider_kinds: Vec<(String, String)>,
     /// When the gateway started.
     pub started: std::time::Instant,
+    /// A request's whole time budget (`[timeouts] total`), retries included.
+    pub total_timeout: Duration,
 }
 
 /// Provider kinds this build implements.
@@ -73,27 +75,34 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
 
     let mut routes = Vec::new();
     for m in &cfg.models {
-        if let Some(s) = &m.strategy {
-            if s.get_ref() != "fallback" {
-                let msg = if ["round_robin", "weighted", "least_latency"]
-                    .contains(&s.get_ref().as_str())
-                {
-                    not_built(&format!("strategy `{}`", s.get_ref()))
-                } else {
-                    format!(
-                        "unknown strategy `{}` (fallback | round_robin | weighted | least_latency)",
-                        s.get_ref()
-                    )
-                };
-                errors.push(src.error_at(Some(s.span().start), msg));
+        let strategy = match &m.strategy {
+            None => Strategy::Fallback,
+            Some(s) => match s.get_ref().parse::<Strategy>() {
+                Ok(st) => st,
+                Err(msg) => {
+                    errors.push(src.error_at(Some(s.span().start), msg));
+                    Strategy::Fallback
+                }
+            },
+        };
+        let unsupported = match m.unsupported.as_ref().map(|u| (u, u.get_ref().as_str())) {
+            None | Some((_, "skip")) => Unsupported::Skip,
+            Some((_, "drop")) => Unsupported::Drop,
+            Some((u, other)) => {
+                errors.push(src.error_at(
+                    Some(u.span().start),
+                    format!("unknown `unsupported = \"{other}\"` (skip | drop)"),
+                ));
+                Unsupported::Skip
             }
-        }
+        };
         if m.targets.is_empty() {
             errors.push(src.error_at(None, format!("model `{}` has no targets", m.name)));
         }
         let mut targets = Vec::new();
         for t in &m.targets {
-            if !cfg.providers.contains_key(t.provider.get_ref()) {
+            let pcfg = cfg.providers.get(t.provider.get_ref());
+            if pcfg.is_none() {
                 let known: Vec<&str> = cfg.providers.keys().map(String::as_str).collect();
                 errors.push(src.error_at(
                     Some(t.provider.span().start),
@@ -110,17 +119,48 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 ));
             }
             if let Some(w) = &t.weight {
-                errors.push(src.error_at(
-                    Some(w.span().start),
-                    not_built("`weight` (the weighted strategy)"),
-                ));
+                if strategy != Strategy::Weighted {
+                    errors.push(src.error_at(
+                        Some(w.span().start),
+                        format!(
+                            "`weight` only applies to `strategy = \"weighted\"` (model `{}` uses `{}`)",
+                            m.name,
+                            strategy.name()
+                        ),
+                    ));
+                }
             }
-            targets.push(Target {
-                provider: t.provider.get_ref().clone(),
-                model: t.model.clone(),
-            });
+            let mut target = Target::new(t.provider.get_ref().clone())
+                .weight(t.weight.as_ref().map_or(1, |w| *w.get_ref()));
+            target.model.clone_from(&t.model);
+            let caps_cfg = pcfg.and_then(|p| p.capabilities);
+            if let (Some(c), Some(p)) = (
+                caps_cfg,
+                providers.iter().find(|p| p.id() == t.provider.get_ref()),
+            ) {
+                target.capabilities =
+                    Some(c.apply(p.capabilities(t.model.as_deref().unwrap_or(&m.name))));
+            }
+            targets.push(target);
         }
-        routes.push(Route::new(m.name.clone(), targets));
+        if strategy == Strategy::Weighted
+            && !targets.is_empty()
+            && targets.iter().all(|t| t.weight == 0)
+        {
+            errors.push(src.error_at(
+                None,
+                format!(
+                    "model `{}` is weighted but every target has weight 0",
+                    m.name
+                ),
+            ));
+        }
+        routes.push(
+            Route::new(m.name.clone(), targets)
+                .strategy(strategy)
+                .sticky(m.sticky.unwrap_or(true))
+                .unsupported(unsupported),
+        );
     }
     // Mock providers serve their own model names unless the table says otherwise.
     for r in implicit {
@@ -170,8 +210,9 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             "server.admin_listen is set but auth.admin_key is not: the admin API needs a key",
         ));
     }
-    let router = match Router::new(providers, routes.clone()) {
-        Ok(r) => Some(r),
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let router = match Router::with_policy(providers, routes.clone(), cfg.routing.policy()) {
+        Ok(r) => Some(r.with_observer(metrics.clone())),
         Err(e) => {
             if errors.is_empty() {
                 errors.push(src.error_at(None, e));
@@ -198,7 +239,8 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                     .clone()
                     .unwrap_or_else(|| "127.0.0.1:4001".into())
             }),
-            metrics: Arc::new(crate::metrics::Metrics::default()),
+            metrics,
+            total_timeout: cfg.timeouts.total.0,
             provider_kinds: cfg
                 .providers
                 .iter()

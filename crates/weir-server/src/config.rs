@@ -189,6 +189,42 @@ pub struct ProviderConfig {
     pub stream_delay: Option<Dur>,
     /// `max_tokens` for Anthropic requests that have none.
     pub default_max_tokens: Option<u32>,
+    /// What the provider supports, overriding what its kind declares (e.g. a
+    /// text-only OpenAI-compatible model: `capabilities = { images = false }`).
+    pub capabilities: Option<CapabilitiesConfig>,
+}
+
+/// `capabilities = { ... }` of a provider: each omitted feature keeps the kind's default.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapabilitiesConfig {
+    /// Image input.
+    pub images: Option<bool>,
+    /// Document (PDF) input.
+    pub documents: Option<bool>,
+    /// Function tools.
+    pub tools: Option<bool>,
+    /// Several tool calls per turn.
+    pub parallel_tools: Option<bool>,
+    /// Extended thinking.
+    pub thinking: Option<bool>,
+    /// Prompt caching.
+    pub prompt_caching: Option<bool>,
+}
+
+impl CapabilitiesConfig {
+    /// `base` with this table's overrides.
+    pub fn apply(&self, base: weir_model::Capabilities) -> weir_model::Capabilities {
+        weir_model::Capabilities {
+            native_dialect: base.native_dialect,
+            images: self.images.unwrap_or(base.images),
+            documents: self.documents.unwrap_or(base.documents),
+            tools: self.tools.unwrap_or(base.tools),
+            parallel_tools: self.parallel_tools.unwrap_or(base.parallel_tools),
+            thinking: self.thinking.unwrap_or(base.thinking),
+            prompt_caching: self.prompt_caching.unwrap_or(base.prompt_caching),
+        }
+    }
 }
 
 /// One `[[models]]`.
@@ -199,8 +235,69 @@ pub struct ModelConfig {
     pub name: String,
     /// fallback | round_robin | weighted | least_latency.
     pub strategy: Option<Spanned<String>>,
+    /// Keep a session on the target that served it while it is healthy (default true).
+    pub sticky: Option<bool>,
+    /// A target lacking a feature the request uses: `skip` it (default) or `drop` the
+    /// feature and warn in `x-weir-warning`.
+    pub unsupported: Option<Spanned<String>>,
     /// Where requests go.
     pub targets: Vec<TargetConfig>,
+}
+
+/// `[routing]`: resilience settings for every model.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Health failures (5xx, timeouts, connection) in a row that open a target's breaker
+    /// (0: no breakers).
+    pub breaker_failures: u32,
+    /// How long an open breaker waits before its probe (doubles per failed probe).
+    pub breaker_open: Dur,
+    /// The longest an open breaker waits.
+    pub breaker_max_open: Dur,
+    /// Extra walks over the targets when all failed in a way that may pass.
+    pub retries: u32,
+    /// First retry's backoff (doubles, with jitter).
+    pub retry_backoff: Dur,
+    /// Longer waits (e.g. a long `retry-after`) are returned to the client instead.
+    pub max_retry_wait: Dur,
+    /// How long a key rests after a 429 that did not say.
+    pub default_cooldown: Dur,
+    /// How long a session is remembered after its last request.
+    pub session_ttl: Dur,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        let p = weir_router::Policy::default();
+        RoutingConfig {
+            breaker_failures: p.breaker_failures,
+            breaker_open: Dur(p.breaker_open),
+            breaker_max_open: Dur(p.breaker_max_open),
+            retries: p.retries,
+            retry_backoff: Dur(p.retry_backoff),
+            max_retry_wait: Dur(p.max_retry_wait),
+            default_cooldown: Dur(p.default_cooldown),
+            session_ttl: Dur(p.session_ttl),
+        }
+    }
+}
+
+impl RoutingConfig {
+    /// The router's policy.
+    pub fn policy(&self) -> weir_router::Policy {
+        weir_router::Policy {
+            breaker_failures: self.breaker_failures,
+            breaker_open: self.breaker_open.0,
+            breaker_max_open: self.breaker_max_open.0,
+            retries: self.retries,
+            retry_backoff: self.retry_backoff.0,
+            max_retry_wait: self.max_retry_wait.0,
+            default_cooldown: self.default_cooldown.0,
+            session_ttl: self.session_ttl.0,
+            ..weir_router::Policy::default()
+        }
+    }
 }
 
 /// A `[[models]]` target.
@@ -266,6 +363,9 @@ pub struct Config {
     /// `[[models]]`, in file order.
     #[serde(default)]
     pub models: Vec<ModelConfig>,
+    /// `[routing]`.
+    #[serde(default)]
+    pub routing: RoutingConfig,
     /// `[pricing.*]`.
     #[serde(default)]
     pub pricing: Option<Spanned<BTreeMap<String, PriceConfig>>>,

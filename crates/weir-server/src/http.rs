@@ -272,6 +272,17 @@ fn forward_headers(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
+/// The client's session, for stickiness: `x-weir-session`, else
+/// `x-claude-code-session-id`, else `metadata.user_id`.
+fn session(headers: &HeaderMap, req: &ChatRequest) -> Option<String> {
+    ["x-weir-session", "x-claude-code-session-id"]
+        .iter()
+        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .or_else(|| req.metadata.as_ref().and_then(|m| m.user_id.clone()))
+}
+
 async fn chat(
     app: &App,
     req: Request<Incoming>,
@@ -312,6 +323,8 @@ async fn chat(
     let stream = creq.is_stream();
     let mut cx = CallContext::new(log.request_id.clone());
     cx.forward_headers = forward_headers(&headers);
+    cx.session = session(&headers, &creq);
+    cx.deadline = log.started.map(|s| s + app.total_timeout);
     let model_name = creq.model.clone();
     let upstream_started = Instant::now();
     let routed = app.router.send(creq, cx).await;
@@ -345,33 +358,23 @@ async fn chat(
             )
         }
         Err(RouteError::Failed { last, attempts }) => {
-            let mut api = last.api_error.as_deref().cloned().unwrap_or_else(|| {
+            // The router's error: an upstream's own when one target answered (status and
+            // type kept), else a sanitized summary of every attempt.
+            let api = last.api_error.as_deref().cloned().unwrap_or_else(|| {
                 let mut a = ApiError::new(last.kind, last.message.clone());
-                if let Some(s) = last.status {
+                if let Some(s) = last.status.filter(|s| (400..600).contains(s)) {
                     a.status = s;
                 }
                 a
             });
-            if attempts.len() > 1 {
-                let summary: Vec<String> = attempts
-                    .iter()
-                    .map(|(p, m, e)| {
-                        format!(
-                            "{p} ({m}): {}",
-                            e.status
-                                .map_or_else(|| format!("{:?}", e.kind), |s| s.to_string())
-                        )
-                    })
-                    .collect();
-                api.message = format!(
-                    "{} [all targets failed: {}]",
-                    api.message,
-                    summary.join("; ")
-                );
-            }
-            if let Some((p, m, _)) = attempts.last() {
-                log.provider = Some(p.clone());
-                log.upstream_model = Some(m.clone());
+            if let Some(a) = attempts
+                .iter()
+                .rev()
+                .find(|a| !a.skipped)
+                .or(attempts.last())
+            {
+                log.provider = Some(a.provider.clone());
+                log.upstream_model = Some(a.model.clone());
             }
             let r = error_response(dialect, &api, &log.request_id, last.retry_after);
             log.emit(r.status().as_u16(), None, None, None);
@@ -409,6 +412,9 @@ async fn chat(
             };
             set_header(&mut r, "x-weir-provider", &served.provider);
             set_header(&mut r, "x-weir-model", &served.model);
+            if !served.warnings.is_empty() {
+                set_header(&mut r, "x-weir-warning", &served.warnings.join("; "));
+            }
             r
         }
     }

@@ -46,6 +46,33 @@ pub struct TokenLabels {
     pub direction: String,
 }
 
+/// Labels of routing events.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    /// Provider.
+    pub provider: String,
+}
+
+/// Labels of a breaker transition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    /// Provider.
+    pub provider: String,
+    /// Upstream model.
+    pub model: String,
+    /// New state: closed, open, half_open.
+    pub to: String,
+}
+
+/// Labels of a key event (the key's position, never the key).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyLabels {
+    /// Provider.
+    pub provider: String,
+    /// `key-1`, `key-2`, ...
+    pub key: String,
+}
+
 fn latency_histogram() -> Histogram {
     // 1 ms to about 65 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -60,6 +87,18 @@ pub struct Metrics {
     ttft: Family<RouteLabels, Histogram, fn() -> Histogram>,
     tokens: Family<TokenLabels, Counter>,
     active_streams: Gauge<i64, AtomicI64>,
+    failovers: Family<ProviderLabels, Counter>,
+    retries: Family<RouteModel, Counter>,
+    breaker_transitions: Family<BreakerLabels, Counter>,
+    cooldowns: Family<KeyLabels, Counter>,
+    keys_refused: Family<KeyLabels, Counter>,
+}
+
+/// Labels carrying only the requested model.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteModel {
+    /// Requested model.
+    pub model: String,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -110,7 +149,42 @@ impl Default for Metrics {
             "Streams being written",
             active_streams.clone(),
         );
+        let failovers = Family::<ProviderLabels, Counter>::default();
+        let retries = Family::<RouteModel, Counter>::default();
+        let breaker_transitions = Family::<BreakerLabels, Counter>::default();
+        let cooldowns = Family::<KeyLabels, Counter>::default();
+        let keys_refused = Family::<KeyLabels, Counter>::default();
+        registry.register(
+            "failovers",
+            "Requests that moved on from a target (by the provider left behind)",
+            failovers.clone(),
+        );
+        registry.register(
+            "retries",
+            "Extra walks over a model's targets after all failed",
+            retries.clone(),
+        );
+        registry.register(
+            "breaker_transitions",
+            "Circuit breaker state changes, by target and new state",
+            breaker_transitions.clone(),
+        );
+        registry.register(
+            "key_cooldowns",
+            "Keys put to rest (429, or rate-limit headers at zero)",
+            cooldowns.clone(),
+        );
+        registry.register(
+            "keys_refused",
+            "Keys the upstream refused (401/403), taken out of the pool",
+            keys_refused.clone(),
+        );
         Metrics {
+            failovers,
+            retries,
+            breaker_transitions,
+            cooldowns,
+            keys_refused,
             registry,
             requests,
             latency,
@@ -198,5 +272,52 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl weir_router::Observer for Metrics {
+    fn event(&self, e: &weir_router::RouterEvent<'_>) {
+        use weir_router::RouterEvent as E;
+        match e {
+            E::Failover { provider, .. } => self
+                .failovers
+                .get_or_create(&ProviderLabels {
+                    provider: (*provider).to_owned(),
+                })
+                .inc(),
+            E::Retry { model } => self
+                .retries
+                .get_or_create(&RouteModel {
+                    model: (*model).to_owned(),
+                })
+                .inc(),
+            E::Breaker {
+                provider,
+                model,
+                to,
+                ..
+            } => self
+                .breaker_transitions
+                .get_or_create(&BreakerLabels {
+                    provider: (*provider).to_owned(),
+                    model: (*model).to_owned(),
+                    to: (*to).to_owned(),
+                })
+                .inc(),
+            E::Cooldown { provider, key, .. } => self
+                .cooldowns
+                .get_or_create(&KeyLabels {
+                    provider: (*provider).to_owned(),
+                    key: (*key).to_owned(),
+                })
+                .inc(),
+            E::KeyRefused { provider, key, .. } => self
+                .keys_refused
+                .get_or_create(&KeyLabels {
+                    provider: (*provider).to_owned(),
+                    key: (*key).to_owned(),
+                })
+                .inc(),
+        };
     }
 }

@@ -516,7 +516,7 @@ async fn models_lists_in_the_shape_the_client_speaks() {
 
 #[test]
 fn config_errors_are_all_reported_with_positions() {
-    let text = "[providers.b]\nkind = \"bedrock\"\n[[models]]\nname = \"m\"\nstrategy = \"weighted\"\ntargets = [{ provider = \"nope\" }]\n";
+    let text = "[providers.b]\nkind = \"bedrock\"\n[[models]]\nname = \"m\"\nstrategy = \"fastest\"\ntargets = [{ provider = \"nope\" }]\n";
     let cfg = weir_server::config::parse(None, text).unwrap();
     let errs: Vec<String> = weir_server::build(&cfg, None, text)
         .unwrap_err()
@@ -530,7 +530,7 @@ fn config_errors_are_all_reported_with_positions() {
         errs[0]
     );
     assert!(
-        errs[1].starts_with("5:12: strategy `weighted` is not implemented"),
+        errs[1].starts_with("5:12: unknown strategy `fastest`"),
         "{}",
         errs[1]
     );
@@ -609,10 +609,23 @@ async fn admin_status_and_metrics_need_the_admin_key_and_hold_no_secrets() {
         "{metrics}"
     );
     let status: Value = serde_json::from_str(&get("/status").await).unwrap();
+    let providers: Vec<(&str, &str)> = status["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["id"].as_str().unwrap(), p["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(providers, [("a", "anthropic"), ("mock", "mock")]);
+    let key = &status["providers"][0]["keys"][0];
     assert_eq!(
-        status["providers"],
-        json!([{"id": "a", "kind": "anthropic"}, {"id": "mock", "kind": "mock"}])
+        (key["key"].as_str(), key["state"].as_str()),
+        (Some("key-1"), Some("ok"))
     );
+    assert_eq!(key["requests"], 1);
+    let target = &status["targets"][0];
+    assert_eq!(target["provider"], "a");
+    assert_eq!(target["breaker"], "closed");
+    assert_eq!(target["requests"], 1);
     for out in [metrics, status.to_string()] {
         assert!(
             !out.contains("sk-upstream-needle") && !out.contains(KEY) && !out.contains("sk-admin")

@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use http::header::{HeaderName, HeaderValue};
 use http::HeaderMap;
 use weir_model::{
-    ApiError, CallContext, ChatResponse, ErrorKind, ProviderError, Reply, Secret, WireError,
+    ApiError, CallContext, ChatResponse, ErrorKind, KeyReport, ProviderError, Reply, Secret,
+    WireError,
 };
 
 use crate::{read_body, scrub, sse_frames, status_error, FrameDecoder, Timeouts, Upstream};
@@ -98,9 +99,11 @@ pub async fn call<D: FrameDecoder>(
     stream: bool,
     secrets: &[&Secret],
     dialect: Dialect<D>,
+    report: &KeyReport,
 ) -> Result<Reply, ProviderError> {
     let mut resp = upstream.post(url, headers, body, timeouts).await?;
     let status = resp.inner.status();
+    report_limits(resp.inner.headers(), report);
     if !status.is_success() {
         let headers = resp.inner.headers().clone();
         let body = read_body(&mut resp).await.unwrap_or_default();
@@ -125,4 +128,12 @@ pub async fn call<D: FrameDecoder>(
         )
     })?;
     Ok(Reply::Complete(Box::new(r)))
+}
+
+/// Tells the router when the response's rate-limit headers say the key's limits are spent
+/// (a 429's own wait is in its error; this is for answers that still succeeded).
+pub fn report_limits(headers: &HeaderMap, report: &KeyReport) {
+    if let Some(d) = crate::rate_limit_info(headers, std::time::SystemTime::now()).exhausted_for {
+        report.exhausted_for(d);
+    }
 }

@@ -1,22 +1,25 @@
 //! The HTTP client side that Weir's providers share: one pooled client (rustls), the
 //! four timeouts (connect, first byte, idle, total), classification of upstream failures
-//! into [`ProviderError`]s (with `retry-after`), and SSE response bodies turned into
-//! canonical frames by a dialect's stream decoder.
+//! into [`ProviderError`]s (with the wait the upstream asked for), what a response's
+//! rate-limit headers say about the key ([`rate_limit_info`]), and SSE response bodies
+//! turned into canonical frames by a dialect's stream decoder.
 //!
 //! It knows HTTP and SSE; it knows no dialect (decoders are passed in) and no routing.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod call;
+mod ratelimit;
 mod retry_after;
 mod stream;
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, StatusCode};
 use weir_model::{ApiError, ErrorKind, ProviderError};
 
-pub use call::{call, secret_header, Dialect, HttpProviderConfig, KeyRing};
+pub use call::{call, report_limits, secret_header, Dialect, HttpProviderConfig, KeyRing};
+pub use ratelimit::{rate_limit_info, RateLimitInfo, MAX_WAIT, UNKNOWN_RESET};
 pub use retry_after::retry_after;
 pub use stream::{sse_frames, FrameDecoder};
 
@@ -161,7 +164,9 @@ pub async fn read_body(resp: &mut Response) -> Result<Vec<u8>, ProviderError> {
 }
 
 /// Turns an error status and body into a [`ProviderError`], using the dialect's error
-/// decoder and the response's `retry-after` headers.
+/// decoder and the response's headers for the wait: `retry-after-ms`, `retry-after`
+/// (seconds or an HTTP date), else the reset of an exhausted rate limit (see
+/// [`rate_limit_info`]).
 pub fn status_error(
     status: StatusCode,
     headers: &HeaderMap,
@@ -169,7 +174,8 @@ pub fn status_error(
     decode: impl Fn(u16, &[u8]) -> ApiError,
 ) -> ProviderError {
     let api = decode(status.as_u16(), body);
-    ProviderError::from_api(api, retry_after(headers))
+    let limits = rate_limit_info(headers, SystemTime::now());
+    ProviderError::from_api(api, limits.retry_after)
 }
 
 /// Removes a secret from an error's messages (upstreams echo keys back in 401 bodies).

@@ -1,0 +1,112 @@
+//! Stream failover: a stream's opening events are held until its first content event (or
+//! its end), so an upstream that answers 200 and then fails before any content can be
+//! replaced by the next target without the client noticing.
+
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_core::Stream;
+use futures_util::StreamExt;
+use weir_model::{EventStream, Frame, ProviderError, StreamEvent};
+
+use crate::state::{KeyPool, TargetState};
+use crate::{Policy, Shared};
+
+/// At most this many opening frames are held; a stream that sends more without content
+/// is let through (it is not one that failed early).
+const MAX_HELD: usize = 64;
+
+/// Whether a frame ends the holding: content, or the message's end.
+fn releases(f: &Frame) -> bool {
+    f.events.iter().any(|e| {
+        e.is_content()
+            || matches!(
+                e,
+                StreamEvent::MessageDelta { .. } | StreamEvent::MessageStop
+            )
+    })
+}
+
+fn error_in(f: &Frame) -> Option<ProviderError> {
+    f.events.iter().find_map(|e| match e {
+        StreamEvent::Error(api) => Some(ProviderError::from_api(api.clone(), None)),
+        _ => None,
+    })
+}
+
+/// Reads `s` until content arrives. `Err`: the upstream failed before any content (the
+/// error is the stream's). `Ok`: the held frames followed by the rest of the stream.
+pub(crate) async fn hold(mut s: EventStream) -> Result<EventStream, ProviderError> {
+    let mut held: Vec<Frame> = Vec::new();
+    loop {
+        match s.next().await {
+            None => break,
+            Some(Err(e)) => return Err(e),
+            Some(Ok(f)) => {
+                if let Some(e) = error_in(&f) {
+                    return Err(e);
+                }
+                let done = releases(&f) || held.len() + 1 >= MAX_HELD;
+                held.push(f);
+                if done {
+                    break;
+                }
+            }
+        }
+    }
+    let head = futures_util::stream::iter(held.into_iter().map(Ok));
+    Ok(Box::pin(head.chain(s)))
+}
+
+/// What a stream being served holds on to: the target's and key's in-flight counts, and
+/// the target's health (an error after content still counts against it).
+pub(crate) struct Guard {
+    pub target: Arc<TargetState>,
+    pub pool: Option<(Arc<KeyPool>, usize)>,
+    pub shared: Arc<Shared>,
+    pub policy: Arc<Policy>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        self.target.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some((pool, i)) = &self.pool {
+            if let Some(k) = pool.keys.get(*i) {
+                k.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// A served stream: passes frames through and records a mid-stream failure.
+pub(crate) struct Guarded {
+    pub inner: EventStream,
+    pub guard: Guard,
+    pub failed: bool,
+}
+
+impl Stream for Guarded {
+    type Item = Result<Frame, ProviderError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(r)) = &item {
+            let health = match r {
+                Err(e) => Some(e.counts_against_health),
+                Ok(f) => error_in(f).map(|e| e.counts_against_health),
+            };
+            if let Some(counts) = health {
+                if counts && !self.failed {
+                    self.failed = true;
+                    let g = &self.guard;
+                    let t = g.target.failure(&g.policy, Instant::now());
+                    g.shared.breaker_changed(&g.target, t);
+                }
+            }
+        }
+        item
+    }
+}

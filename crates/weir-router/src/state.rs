@@ -1,0 +1,316 @@
+//! What the router remembers between requests: per target, a circuit breaker and recent
+//! latency and errors; per provider, the state of each key of its pool.
+
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use weir_model::Secret;
+
+use crate::Policy;
+
+/// A lock that survives a panic elsewhere: router state stays usable (its invariants are
+/// simple counters), so a poisoned lock is taken over rather than propagated.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A circuit breaker's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Breaker {
+    /// Serving; `failures` consecutive health failures so far.
+    Closed { failures: u32 },
+    /// Not serving until `until`; `opened` is how many times in a row it opened (the open
+    /// period doubles each time a probe fails).
+    Open { until: Instant, opened: u32 },
+    /// A probe is in flight; requests skip the target until it answers.
+    HalfOpen { opened: u32 },
+}
+
+impl Breaker {
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Breaker::Closed { .. } => "closed",
+            Breaker::Open { .. } => "open",
+            Breaker::HalfOpen { .. } => "half_open",
+        }
+    }
+}
+
+/// Whether a target may take a request now.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Admit {
+    Yes,
+    /// Open (or probing); try again after the duration.
+    No(Duration),
+    /// The open period is over: the caller starts a probe (and skips the target).
+    Probe,
+}
+
+#[derive(Debug)]
+pub(crate) struct TargetInner {
+    pub breaker: Breaker,
+    /// Peak-EWMA of latency (time to first token for streams), milliseconds; `None`
+    /// until the first observation.
+    pub latency_ms: Option<f64>,
+    pub latency_at: Option<Instant>,
+    /// Exponentially weighted share of failed requests (each request weighs 1/20).
+    pub error_rate: f64,
+    pub requests: u64,
+    pub failures: u64,
+}
+
+/// One target's health: shared by every route that names the same provider and model.
+#[derive(Debug)]
+pub(crate) struct TargetState {
+    pub provider: String,
+    pub model: String,
+    pub in_flight: AtomicU32,
+    pub inner: Mutex<TargetInner>,
+}
+
+/// A breaker transition, for logs and metrics: `(from, to)`.
+pub(crate) type Transition = Option<(&'static str, &'static str)>;
+
+const LATENCY_TAU: Duration = Duration::from_secs(10);
+const ERROR_WEIGHT: f64 = 1.0 / 20.0;
+
+impl TargetState {
+    pub(crate) fn new(provider: &str, model: &str) -> Self {
+        TargetState {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            in_flight: AtomicU32::new(0),
+            inner: Mutex::new(TargetInner {
+                breaker: Breaker::Closed { failures: 0 },
+                latency_ms: None,
+                latency_at: None,
+                error_rate: 0.0,
+                requests: 0,
+                failures: 0,
+            }),
+        }
+    }
+
+    pub(crate) fn admit(&self, now: Instant) -> (Admit, Transition) {
+        let mut g = lock(&self.inner);
+        match g.breaker {
+            Breaker::Closed { .. } => (Admit::Yes, None),
+            Breaker::Open { until, opened } if now >= until => {
+                g.breaker = Breaker::HalfOpen { opened };
+                (Admit::Probe, Some(("open", "half_open")))
+            }
+            Breaker::Open { until, .. } => (Admit::No(until - now), None),
+            // A probe is answering; it has at most the probe timeout.
+            Breaker::HalfOpen { .. } => (Admit::No(Duration::from_secs(1)), None),
+        }
+    }
+
+    /// Whether a sticky session may stay here: the breaker is closed.
+    pub(crate) fn healthy(&self) -> bool {
+        matches!(lock(&self.inner).breaker, Breaker::Closed { .. })
+    }
+
+    /// A request (or probe) succeeded after `latency`.
+    pub(crate) fn success(&self, latency: Option<Duration>, now: Instant) -> Transition {
+        let mut g = lock(&self.inner);
+        g.requests += 1;
+        g.error_rate *= 1.0 - ERROR_WEIGHT;
+        if let Some(l) = latency {
+            observe_latency(&mut g, l.as_secs_f64() * 1000.0, now);
+        }
+        let from = g.breaker.name();
+        g.breaker = Breaker::Closed { failures: 0 };
+        (from != "closed").then_some((from, "closed"))
+    }
+
+    /// A request failed in a way that says the target is unhealthy (5xx, timeout,
+    /// connection). Opens the breaker after `policy.breaker_failures` in a row.
+    pub(crate) fn failure(&self, policy: &Policy, now: Instant) -> Transition {
+        let mut g = lock(&self.inner);
+        g.requests += 1;
+        g.failures += 1;
+        g.error_rate = g.error_rate * (1.0 - ERROR_WEIGHT) + ERROR_WEIGHT;
+        // A failing target should lose least-latency comparisons until it recovers.
+        observe_latency(&mut g, 5_000.0, now);
+        match g.breaker {
+            Breaker::Closed { failures } => {
+                let failures = failures + 1;
+                if policy.breaker_failures > 0 && failures >= policy.breaker_failures {
+                    g.breaker = Breaker::Open {
+                        until: now + policy.breaker_open,
+                        opened: 1,
+                    };
+                    Some(("closed", "open"))
+                } else {
+                    g.breaker = Breaker::Closed { failures };
+                    None
+                }
+            }
+            // A request admitted before the breaker opened failed too: nothing new.
+            Breaker::Open { .. } | Breaker::HalfOpen { .. } => None,
+        }
+    }
+
+    /// A request failed for a reason that says nothing about health (4xx, 429).
+    pub(crate) fn neutral(&self) {
+        lock(&self.inner).requests += 1;
+    }
+
+    /// The half-open probe failed: open again, for twice as long (capped).
+    pub(crate) fn probe_failed(&self, policy: &Policy, now: Instant) -> Transition {
+        let mut g = lock(&self.inner);
+        let opened = match g.breaker {
+            Breaker::HalfOpen { opened } | Breaker::Open { opened, .. } => opened,
+            Breaker::Closed { .. } => 0,
+        };
+        let factor = 1u32 << opened.min(16);
+        let open_for = policy
+            .breaker_open
+            .saturating_mul(factor)
+            .min(policy.breaker_max_open.max(policy.breaker_open));
+        g.breaker = Breaker::Open {
+            until: now + open_for,
+            opened: opened.saturating_add(1),
+        };
+        Some(("half_open", "open"))
+    }
+
+    /// Least-latency score: lower is better; unobserved targets score 0 so they get tried.
+    pub(crate) fn score(&self) -> f64 {
+        let latency = lock(&self.inner).latency_ms.unwrap_or(0.0);
+        latency * f64::from(self.in_flight.load(Ordering::Relaxed) + 1)
+    }
+}
+
+/// Peak-EWMA: a slower observation is taken at once, a faster one blends in with a weight
+/// that grows with the time since the last observation.
+fn observe_latency(g: &mut TargetInner, ms: f64, now: Instant) {
+    g.latency_ms = Some(match (g.latency_ms, g.latency_at) {
+        (Some(old), Some(at)) if ms < old => {
+            let elapsed = now.saturating_duration_since(at).as_secs_f64();
+            let w = (-elapsed / LATENCY_TAU.as_secs_f64()).exp();
+            old * w + ms * (1.0 - w)
+        }
+        _ => ms,
+    });
+    g.latency_at = Some(now);
+}
+
+/// Why a key is resting.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rest {
+    /// The upstream answered 429.
+    RateLimited,
+    /// The upstream's headers said a limit is at zero.
+    Exhausted,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct KeyInner {
+    pub cooldown_until: Option<(Instant, Rest)>,
+    /// The upstream refused the key (401/403): out of the pool until the config reloads.
+    pub refused: Option<u16>,
+    pub requests: u64,
+    pub rate_limited: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct KeyState {
+    pub secret: Secret,
+    pub in_flight: AtomicU32,
+    pub inner: Mutex<KeyInner>,
+}
+
+/// A provider's keys as the router uses them.
+#[derive(Debug)]
+pub(crate) struct KeyPool {
+    pub keys: Vec<KeyState>,
+    next: AtomicUsize,
+}
+
+/// Which keys a call may use now.
+#[derive(Debug, Default)]
+pub(crate) struct Candidates {
+    /// Usable keys, least loaded first (ties in turn).
+    pub usable: Vec<usize>,
+    /// The soonest a resting key is usable again, if every usable one is resting.
+    pub soonest: Option<Duration>,
+    /// Every key was refused by the upstream.
+    pub all_refused: bool,
+}
+
+impl KeyPool {
+    pub(crate) fn new(keys: &[Secret]) -> Self {
+        KeyPool {
+            keys: keys
+                .iter()
+                .map(|s| KeyState {
+                    secret: s.clone(),
+                    in_flight: AtomicU32::new(0),
+                    inner: Mutex::new(KeyInner::default()),
+                })
+                .collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn candidates(&self, now: Instant) -> Candidates {
+        let n = self.keys.len();
+        let mut c = Candidates::default();
+        if n == 0 {
+            return c;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        let mut refused = 0;
+        let mut usable: Vec<(u32, usize, usize)> = Vec::with_capacity(n);
+        for turn in 0..n {
+            let i = (start + turn) % n;
+            let k = &self.keys[i];
+            let mut g = lock(&k.inner);
+            if g.refused.is_some() {
+                refused += 1;
+                continue;
+            }
+            if let Some((until, _)) = g.cooldown_until {
+                if until > now {
+                    let left = until - now;
+                    c.soonest = Some(c.soonest.map_or(left, |s: Duration| s.min(left)));
+                    continue;
+                }
+                g.cooldown_until = None;
+            }
+            usable.push((k.in_flight.load(Ordering::Relaxed), turn, i));
+        }
+        usable.sort_unstable();
+        c.usable = usable.into_iter().map(|(_, _, i)| i).collect();
+        c.all_refused = refused == n;
+        if !c.usable.is_empty() {
+            c.soonest = None;
+        }
+        c
+    }
+
+    pub(crate) fn rest(&self, i: usize, d: Duration, why: Rest, now: Instant) {
+        if let Some(k) = self.keys.get(i) {
+            let mut g = lock(&k.inner);
+            let until = now + d;
+            if g.cooldown_until.is_none_or(|(u, _)| u < until) {
+                g.cooldown_until = Some((until, why));
+            }
+            if why == Rest::RateLimited {
+                g.rate_limited += 1;
+            }
+        }
+    }
+
+    pub(crate) fn refuse(&self, i: usize, status: u16) {
+        if let Some(k) = self.keys.get(i) {
+            lock(&k.inner).refused = Some(status);
+        }
+    }
+
+    pub(crate) fn label(i: usize) -> String {
+        format!("key-{}", i + 1)
+    }
+}

@@ -1,0 +1,184 @@
+//! A snapshot of the router's state, for `/status` and dashboards. It names keys by their
+//! position (`key-1`), never by value.
+
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::state::{lock, Breaker, KeyPool, Rest};
+use crate::Router;
+
+/// Everything the router knows, at one instant.
+#[derive(Clone, Debug, Serialize)]
+pub struct RouterStatus {
+    /// Providers and their key pools.
+    pub providers: Vec<ProviderStatus>,
+    /// Targets (a provider and an upstream model) and their health.
+    pub targets: Vec<TargetStatus>,
+    /// Routes in table order.
+    pub routes: Vec<RouteStatus>,
+}
+
+/// A provider's key pool.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProviderStatus {
+    /// Provider id.
+    pub id: String,
+    /// Its keys, in configured order.
+    pub keys: Vec<KeyStatus>,
+}
+
+/// One key of a pool.
+#[derive(Clone, Debug, Serialize)]
+pub struct KeyStatus {
+    /// `key-1`, `key-2`, ... in configured order.
+    pub key: String,
+    /// `ok`, `cooling_down` or `refused`.
+    pub state: &'static str,
+    /// Why it cools down: `rate_limited` (a 429) or `limit_exhausted` (headers said 0).
+    pub cooldown_reason: Option<&'static str>,
+    /// Milliseconds until it is used again.
+    pub cooldown_ms: Option<u64>,
+    /// The status the upstream refused it with.
+    pub refused_status: Option<u16>,
+    /// Requests in flight on it.
+    pub in_flight: u32,
+    /// Requests sent with it.
+    pub requests: u64,
+    /// 429s it got.
+    pub rate_limited: u64,
+}
+
+/// A target's health.
+#[derive(Clone, Debug, Serialize)]
+pub struct TargetStatus {
+    /// Provider id.
+    pub provider: String,
+    /// Upstream model (a route's name when the target forwards the client's model).
+    pub model: String,
+    /// `closed`, `open` or `half_open`.
+    pub breaker: &'static str,
+    /// Milliseconds until an open breaker probes.
+    pub open_ms: Option<u64>,
+    /// Health failures in a row (while closed).
+    pub consecutive_failures: u32,
+    /// Peak-EWMA latency (time to first token for streams), milliseconds.
+    pub latency_ms: Option<f64>,
+    /// Recent share of failed requests (exponentially weighted, about the last 20).
+    pub error_rate: f64,
+    /// Requests in flight.
+    pub in_flight: u32,
+    /// Requests answered (successes and failures).
+    pub requests: u64,
+    /// Requests that failed in a way that counts against health.
+    pub failures: u64,
+}
+
+/// A route.
+#[derive(Clone, Debug, Serialize)]
+pub struct RouteStatus {
+    /// Exact name or glob.
+    pub name: String,
+    /// Strategy name.
+    pub strategy: &'static str,
+    /// Whether sessions stick to a target.
+    pub sticky: bool,
+    /// `provider/model` of each target (`provider` alone when it forwards the model).
+    pub targets: Vec<String>,
+}
+
+pub(crate) fn snapshot(r: &Router) -> RouterStatus {
+    let now = Instant::now();
+    let mut ids: Vec<&String> = r.providers.keys().collect();
+    ids.sort();
+    let providers = ids
+        .into_iter()
+        .map(|id| ProviderStatus {
+            id: id.clone(),
+            keys: r
+                .pools
+                .get(id)
+                .map(|p| {
+                    p.keys
+                        .iter()
+                        .enumerate()
+                        .map(|(i, k)| {
+                            let g = lock(&k.inner);
+                            let cooling = g.cooldown_until.filter(|(u, _)| *u > now);
+                            KeyStatus {
+                                key: KeyPool::label(i),
+                                state: if g.refused.is_some() {
+                                    "refused"
+                                } else if cooling.is_some() {
+                                    "cooling_down"
+                                } else {
+                                    "ok"
+                                },
+                                cooldown_reason: cooling.map(|(_, why)| match why {
+                                    Rest::RateLimited => "rate_limited",
+                                    Rest::Exhausted => "limit_exhausted",
+                                }),
+                                cooldown_ms: cooling.map(|(u, _)| (u - now).as_millis() as u64),
+                                refused_status: g.refused,
+                                in_flight: k.in_flight.load(Ordering::Relaxed),
+                                requests: g.requests,
+                                rate_limited: g.rate_limited,
+                            }
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    let targets = r
+        .targets
+        .iter()
+        .map(|t| {
+            let g = lock(&t.inner);
+            TargetStatus {
+                provider: t.provider.clone(),
+                model: t.model.clone(),
+                breaker: g.breaker.name(),
+                open_ms: match g.breaker {
+                    Breaker::Open { until, .. } => {
+                        Some(until.saturating_duration_since(now).as_millis() as u64)
+                    }
+                    _ => None,
+                },
+                consecutive_failures: match g.breaker {
+                    Breaker::Closed { failures } => failures,
+                    _ => 0,
+                },
+                latency_ms: g.latency_ms.map(|l| (l * 10.0).round() / 10.0),
+                error_rate: (g.error_rate * 1000.0).round() / 1000.0,
+                in_flight: t.in_flight.load(Ordering::Relaxed),
+                requests: g.requests,
+                failures: g.failures,
+            }
+        })
+        .collect();
+    let routes = r
+        .routes
+        .iter()
+        .map(|rs| RouteStatus {
+            name: rs.route.name.clone(),
+            strategy: rs.route.strategy.name(),
+            sticky: rs.route.sticky,
+            targets: rs
+                .route
+                .targets
+                .iter()
+                .map(|t| match &t.model {
+                    Some(m) => format!("{}/{m}", t.provider),
+                    None => t.provider.clone(),
+                })
+                .collect(),
+        })
+        .collect();
+    RouterStatus {
+        providers,
+        targets,
+        routes,
+    }
+}
