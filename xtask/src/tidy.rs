@@ -23,10 +23,23 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("weir-upstream", &["weir-model", "weir-sse"]),
     // Routing: knows providers only through the trait.
     ("weir-router", &["weir-model"]),
+    // The config file, and the providers and router it builds.
+    (
+        "weir-config",
+        &[
+            "weir-model",
+            "weir-anthropic",
+            "weir-openai",
+            "weir-mock",
+            "weir-upstream",
+            "weir-router",
+        ],
+    ),
     // The server: everything below it.
     (
         "weir-server",
         &[
+            "weir-config",
             "weir-model",
             "weir-sse",
             "weir-anthropic",
@@ -37,6 +50,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("weir", &["weir-server", "weir-model"]),
+    // The embedding example: the library crates a Rust service would use.
+    (
+        "weir-example-embedded",
+        &["weir-config", "weir-mock", "weir-model", "weir-router"],
+    ),
     // Test support is a dev-dependency only (checked separately), so it may use anything.
     (
         "weir-testkit",

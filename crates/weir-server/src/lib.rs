@@ -9,7 +9,6 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
-pub mod config;
 pub mod http;
 pub mod metrics;
 mod sse;
@@ -24,6 +23,8 @@ use tokio::net::TcpListener;
 
 pub use app::{build, zero_config, App};
 pub use auth::{generate_key, hash_key};
+/// The config file (re-exported from `weir-config`).
+pub use weir_config as config;
 
 /// Serves the API on `api` (and the admin API on `admin`, if given) until `shutdown`
 /// resolves; then stops accepting and waits up to the app's grace period for in-flight

@@ -1,0 +1,287 @@
+//! Weir's config file and what it builds: TOML with `${ENV}` interpolation, unknown keys
+//! rejected, every error reported with file:line:column (see the contract, section 2);
+//! then the providers and the [`Router`] it describes.
+//!
+//! This is how a Rust service embeds Weir's routing from a config string, without the
+//! HTTP server:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let router = weir_config::router_from_str(r#"
+//!     [providers.demo]
+//!     kind = "mock"
+//!
+//!     [[models]]
+//!     name = "fast"
+//!     targets = [{ provider = "demo", model = "mock" }]
+//! "#).map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+//! # let _ = router; Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod file;
+
+use std::sync::Arc;
+
+use weir_model::{Provider, Secret};
+use weir_router::{Route, Router, Strategy, Target, Unsupported};
+use weir_upstream::Upstream;
+
+pub use file::*;
+
+/// Provider kinds this build implements.
+pub const BUILT_KINDS: &[&str] = &["anthropic", "openai", "mock"];
+/// Provider kinds the contract names that are not built yet.
+pub const PLANNED_KINDS: &[&str] = &["bedrock", "vertex", "gemini", "azure", "ollama"];
+
+/// The error for a config feature this build does not have.
+pub fn not_built(what: &str) -> String {
+    format!("{what} is not implemented in this build of Weir yet; remove it (the gateway will not silently ignore it)")
+}
+
+/// What a config builds for routing.
+#[derive(Debug)]
+pub struct Routing {
+    /// The router over every configured provider.
+    pub router: Router,
+    /// Model names that can be listed (exact names; globs cannot be enumerated).
+    pub listed_models: Vec<String>,
+    /// Provider ids and kinds, in id order.
+    pub provider_kinds: Vec<(String, String)>,
+}
+
+/// Builds the providers and the router of a parsed config. Every problem found is
+/// reported, each at its position in the file. Sections that are not about routing
+/// (`[server]`, `[auth]`, `[pricing]`, ...) are left to the caller.
+pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<ConfigError>> {
+    let mut errors = Vec::new();
+    let upstream = match Upstream::new(cfg.timeouts.connect.0) {
+        Ok(u) => u,
+        Err(e) => return Err(vec![src.error_at(None, e)]),
+    };
+
+    let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
+    let mut implicit: Vec<Route> = Vec::new();
+    for (id, p) in &cfg.providers {
+        match provider(id, p, cfg, &upstream) {
+            Ok((prov, models)) => {
+                for m in models {
+                    implicit.push(Route::new(m, vec![Target::new(id.clone())]));
+                }
+                providers.push(prov);
+            }
+            Err(msg) => errors.push(src.error_at(Some(p.kind.span().start), msg)),
+        }
+    }
+
+    let mut routes = Vec::new();
+    for m in &cfg.models {
+        let strategy = match &m.strategy {
+            None => Strategy::Fallback,
+            Some(s) => match s.get_ref().parse::<Strategy>() {
+                Ok(st) => st,
+                Err(msg) => {
+                    errors.push(src.error_at(Some(s.span().start), msg));
+                    Strategy::Fallback
+                }
+            },
+        };
+        let unsupported = match m.unsupported.as_ref().map(|u| (u, u.get_ref().as_str())) {
+            None | Some((_, "skip")) => Unsupported::Skip,
+            Some((_, "drop")) => Unsupported::Drop,
+            Some((u, other)) => {
+                errors.push(src.error_at(
+                    Some(u.span().start),
+                    format!("unknown `unsupported = \"{other}\"` (skip | drop)"),
+                ));
+                Unsupported::Skip
+            }
+        };
+        if m.targets.is_empty() {
+            errors.push(src.error_at(None, format!("model `{}` has no targets", m.name)));
+        }
+        let mut targets = Vec::new();
+        for t in &m.targets {
+            let pcfg = cfg.providers.get(t.provider.get_ref());
+            if pcfg.is_none() {
+                let known: Vec<&str> = cfg.providers.keys().map(String::as_str).collect();
+                errors.push(src.error_at(
+                    Some(t.provider.span().start),
+                    format!(
+                        "model `{}` targets provider `{}`, which is not configured (providers: {})",
+                        m.name,
+                        t.provider.get_ref(),
+                        if known.is_empty() {
+                            "none".to_owned()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            }
+            if let Some(w) = &t.weight {
+                if strategy != Strategy::Weighted {
+                    errors.push(src.error_at(
+                        Some(w.span().start),
+                        format!(
+                            "`weight` only applies to `strategy = \"weighted\"` (model `{}` uses `{}`)",
+                            m.name,
+                            strategy.name()
+                        ),
+                    ));
+                }
+            }
+            let mut target = Target::new(t.provider.get_ref().clone())
+                .weight(t.weight.as_ref().map_or(1, |w| *w.get_ref()));
+            target.model.clone_from(&t.model);
+            let caps_cfg = pcfg.and_then(|p| p.capabilities);
+            if let (Some(c), Some(p)) = (
+                caps_cfg,
+                providers.iter().find(|p| p.id() == t.provider.get_ref()),
+            ) {
+                target.capabilities =
+                    Some(c.apply(p.capabilities(t.model.as_deref().unwrap_or(&m.name))));
+            }
+            targets.push(target);
+        }
+        if strategy == Strategy::Weighted
+            && !targets.is_empty()
+            && targets.iter().all(|t| t.weight == 0)
+        {
+            errors.push(src.error_at(
+                None,
+                format!(
+                    "model `{}` is weighted but every target has weight 0",
+                    m.name
+                ),
+            ));
+        }
+        routes.push(
+            Route::new(m.name.clone(), targets)
+                .strategy(strategy)
+                .sticky(m.sticky.unwrap_or(true))
+                .unsupported(unsupported),
+        );
+    }
+    // Mock providers serve their own model names unless the table says otherwise.
+    for r in implicit {
+        if !routes.iter().any(|x| x.name == r.name) {
+            routes.push(r);
+        }
+    }
+
+    let router = match Router::with_policy(providers, routes.clone(), cfg.routing.policy()) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            if errors.is_empty() {
+                errors.push(src.error_at(None, e));
+            }
+            None
+        }
+    };
+    match router {
+        Some(router) if errors.is_empty() => Ok(Routing {
+            router,
+            listed_models: routes
+                .iter()
+                .filter(|r| !r.name.contains(['*', '?']))
+                .map(|r| r.name.clone())
+                .collect(),
+            provider_kinds: cfg
+                .providers
+                .iter()
+                .map(|(id, p)| (id.clone(), p.kind.get_ref().clone()))
+                .collect(),
+        }),
+        _ => Err(errors),
+    }
+}
+
+/// A router from config text: `${ENV}` references are filled from the process
+/// environment, then the text is parsed and built like a config file.
+pub fn router_from_str(text: &str) -> Result<Router, Vec<ConfigError>> {
+    let env = |name: &str| std::env::var(name).ok();
+    let text = interpolate(None, text, &env)?;
+    let cfg = parse(None, &text).map_err(|e| vec![e])?;
+    build_routing(
+        &cfg,
+        &Source {
+            file: None,
+            text: &text,
+        },
+    )
+    .map(|r| r.router)
+}
+
+fn provider(
+    id: &str,
+    p: &ProviderConfig,
+    cfg: &Config,
+    upstream: &Upstream,
+) -> Result<(Arc<dyn Provider>, Vec<String>), String> {
+    let kind = p.kind.get_ref().as_str();
+    if PLANNED_KINDS.contains(&kind) {
+        return Err(not_built(&format!("provider kind `{kind}`")));
+    }
+    if !BUILT_KINDS.contains(&kind) {
+        return Err(format!(
+            "unknown provider kind `{kind}` (anthropic | openai | bedrock | vertex | gemini | azure | ollama | mock)"
+        ));
+    }
+    if p.preset.is_some() {
+        return Err(not_built("`preset` (OpenAI-compatible presets)"));
+    }
+    let mut keys: Vec<Secret> = p.keys.iter().cloned().map(Secret::new).collect();
+    if let Some(k) = &p.key {
+        keys.push(Secret::new(k.clone()));
+    }
+    let timeouts = p.timeouts.as_ref().unwrap_or(&cfg.timeouts).to_timeouts();
+    Ok(match kind {
+        "anthropic" => {
+            let mut encode = weir_anthropic::EncodeOptions::default();
+            if let Some(m) = p.default_max_tokens {
+                encode.default_max_tokens = m;
+            }
+            let c = weir_anthropic::AnthropicConfig {
+                id: id.to_owned(),
+                base_url: p
+                    .base_url
+                    .clone()
+                    .unwrap_or_else(|| weir_anthropic::DEFAULT_BASE_URL.into()),
+                keys,
+                timeouts,
+                encode,
+            };
+            (
+                Arc::new(weir_anthropic::AnthropicProvider::new(c, upstream.clone())),
+                Vec::new(),
+            )
+        }
+        "openai" => {
+            let c = weir_openai::OpenAiConfig {
+                id: id.to_owned(),
+                base_url: p
+                    .base_url
+                    .clone()
+                    .unwrap_or_else(|| weir_openai::DEFAULT_BASE_URL.into()),
+                keys,
+                timeouts,
+                encode: weir_openai::EncodeOptions::default(),
+            };
+            (
+                Arc::new(weir_openai::OpenAiProvider::new(c, upstream.clone())),
+                Vec::new(),
+            )
+        }
+        _ => {
+            let mut opts = weir_mock::MockOptions::default();
+            if let Some(d) = p.stream_delay {
+                opts.stream_delay = d.0;
+            }
+            let mock = weir_mock::MockProvider::new(id, opts);
+            let models = mock.models().to_vec();
+            (Arc::new(mock), models)
+        }
+    })
+}
