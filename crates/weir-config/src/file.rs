@@ -310,6 +310,9 @@ pub struct TargetConfig {
     pub model: Option<String>,
     /// For `weighted`.
     pub weight: Option<Spanned<u32>>,
+    /// What this model supports, over the provider's `capabilities` and its kind's
+    /// defaults (e.g. `capabilities = { images = false }` for a text-only model).
+    pub capabilities: Option<CapabilitiesConfig>,
 }
 
 /// `[pricing."<model>"]`.

@@ -135,13 +135,15 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
             let mut target = Target::new(t.provider.get_ref().clone())
                 .weight(t.weight.as_ref().map_or(1, |w| *w.get_ref()));
             target.model.clone_from(&t.model);
-            let caps_cfg = pcfg.and_then(|p| p.capabilities);
-            if let (Some(c), Some(p)) = (
-                caps_cfg,
-                providers.iter().find(|p| p.id() == t.provider.get_ref()),
-            ) {
-                target.capabilities =
-                    Some(c.apply(p.capabilities(t.model.as_deref().unwrap_or(&m.name))));
+            let provider_caps = pcfg.and_then(|p| p.capabilities);
+            if provider_caps.is_some() || t.capabilities.is_some() {
+                if let Some(p) = providers.iter().find(|p| p.id() == t.provider.get_ref()) {
+                    let mut caps = p.capabilities(t.model.as_deref().unwrap_or(&m.name));
+                    for c in [provider_caps, t.capabilities].into_iter().flatten() {
+                        caps = c.apply(caps);
+                    }
+                    target.capabilities = Some(caps);
+                }
             }
             targets.push(target);
         }

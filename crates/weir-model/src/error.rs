@@ -88,11 +88,16 @@ impl ErrorKind {
     }
 
     /// Whether this error says the target is unhealthy (for circuit breakers): 5xx,
-    /// timeouts and connection failures only, never 4xx.
+    /// timeouts and connection failures, and answers that cannot be decoded (an HTML
+    /// error page, a malformed stream: a 502 in all but name); never 4xx.
     pub fn counts_against_health(self) -> bool {
         matches!(
             self,
-            ErrorKind::Overloaded | ErrorKind::Upstream | ErrorKind::Timeout | ErrorKind::Connect
+            ErrorKind::Overloaded
+                | ErrorKind::Upstream
+                | ErrorKind::Timeout
+                | ErrorKind::Connect
+                | ErrorKind::Decode
         )
     }
 }

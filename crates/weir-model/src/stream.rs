@@ -67,12 +67,19 @@ pub enum StreamEvent {
 
 impl StreamEvent {
     /// Whether this event carries content a client would see (the point after which a
-    /// stream can no longer move to another target).
+    /// stream can no longer move to another target): any delta, or a block that opens
+    /// with something in it (a tool call's id and name, a non-empty text). An empty text
+    /// or thinking block opening is not yet content: upstreams send one before failing.
     pub fn is_content(&self) -> bool {
-        matches!(
-            self,
-            StreamEvent::BlockStart { .. } | StreamEvent::BlockDelta { .. }
-        )
+        match self {
+            StreamEvent::BlockDelta { .. } => true,
+            StreamEvent::BlockStart { block, .. } => match block {
+                crate::content::ContentBlock::Text(t) => !t.text.is_empty(),
+                crate::content::ContentBlock::Thinking(t) => !t.thinking.is_empty(),
+                _ => true,
+            },
+            _ => false,
+        }
     }
 }
 

@@ -1,6 +1,10 @@
 //! The router against scripted providers: resolution, strategies, key pools, breakers,
 //! stream failover, retries, stickiness, capabilities and the status snapshot.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::cloned_ref_to_slice_refs)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::cloned_ref_to_slice_refs
+)]
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,6 +1,7 @@
 //! Test support shared by Weir's crates: walking the recorded-traffic corpus (read at test
 //! time from `$WEIR_CORPUS`, never copied into the repository), the project's own
-//! fixtures, SSE helpers, and a JSON comparison that names the first difference.
+//! fixtures, SSE helpers, a JSON comparison that names the first difference, and a
+//! fault-injecting upstream server ([`upstream`]).
 //!
 //! A dev-dependency only: nothing in the gateway links it.
 #![forbid(unsafe_code)]
@@ -8,6 +9,8 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+
+pub mod upstream;
 
 use serde_json::Value;
 

@@ -103,7 +103,10 @@ pub async fn call<D: FrameDecoder>(
 ) -> Result<Reply, ProviderError> {
     let mut resp = upstream.post(url, headers, body, timeouts).await?;
     let status = resp.inner.status();
-    report_limits(resp.inner.headers(), report);
+    if status.is_success() {
+        // An error's own wait is in its `retry_after`.
+        report_limits(resp.inner.headers(), report);
+    }
     if !status.is_success() {
         let headers = resp.inner.headers().clone();
         let body = read_body(&mut resp).await.unwrap_or_default();

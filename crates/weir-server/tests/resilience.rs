@@ -1,0 +1,606 @@
+//! Routing and resilience through the real server: fault-injecting upstreams
+//! (`weir_testkit::upstream`), an HTTP client in each dialect, and `/status` read between
+//! steps.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use weir_testkit::upstream::{Behaviour, FaultyUpstream, RateLimitFormat};
+
+const KEY: &str = "sk-test-client";
+const ADMIN: &str = "sk-admin-resilience";
+
+struct Weir {
+    url: String,
+    admin: String,
+}
+
+/// Starts Weir with `extra` config (providers, models, routing).
+async fn weir(extra: &str) -> Weir {
+    let text = format!(
+        "[server]\nshutdown_grace = \"1s\"\n[timeouts]\nfirst_byte = \"1s\"\nidle = \"1s\"\n\
+         [auth]\nadmin_key = \"{ADMIN}\"\n[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n{extra}"
+    );
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let app = match weir_server::build(&cfg, None, &text) {
+        Ok(a) => Arc::new(a),
+        Err(e) => panic!("{e:?}"),
+    };
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let w = Weir {
+        url: format!("http://{}", api.local_addr().unwrap()),
+        admin: format!("http://{}", admin.local_addr().unwrap()),
+    };
+    tokio::spawn(weir_server::run(
+        app,
+        api,
+        Some(admin),
+        std::future::pending(),
+    ));
+    w
+}
+
+impl Weir {
+    async fn status(&self) -> Value {
+        let r = client()
+            .get(format!("{}/status", self.admin))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
+    async fn metrics(&self) -> String {
+        client()
+            .get(format!("{}/metrics", self.admin))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// POSTs a request in a dialect (`a`: Anthropic, `o`: OpenAI) and returns status,
+    /// headers and body.
+    async fn call(
+        &self,
+        dialect: char,
+        model: &str,
+        stream: bool,
+        headers: &[(&str, &str)],
+    ) -> (u16, reqwest::header::HeaderMap, String) {
+        let (path, body) = if dialect == 'a' {
+            (
+                "/v1/messages",
+                json!({"model": model, "max_tokens": 50, "stream": stream, "messages": [{"role": "user", "content": "hello"}]}),
+            )
+        } else {
+            (
+                "/v1/chat/completions",
+                json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hello"}]}),
+            )
+        };
+        let mut r = client()
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(KEY)
+            .json(&body);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let h = resp.headers().clone();
+        (status, h, resp.text().await.unwrap())
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().build().unwrap()
+}
+
+/// The assistant text of an answer in either dialect, streamed or not.
+fn text_of(body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<Value>(body) {
+        if let Some(t) = v["content"][0]["text"].as_str() {
+            return t.to_owned();
+        }
+        return v["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+    }
+    let mut d = weir_sse::Decoder::new();
+    let mut evs = Vec::new();
+    d.feed(body.as_bytes(), &mut evs).unwrap();
+    let mut out = String::new();
+    for e in evs {
+        let Ok(v) = serde_json::from_str::<Value>(e.data()) else {
+            continue;
+        };
+        if let Some(t) = v["delta"]["text"].as_str() {
+            out.push_str(t);
+        }
+        if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+            out.push_str(t);
+        }
+    }
+    out
+}
+
+fn has_error_event(body: &str) -> bool {
+    body.contains("event: error") || body.contains("\"error\":")
+}
+
+/// Two Anthropic-kind providers `a` and `b` behind model `m` with `strategy`.
+fn two(a: &FaultyUpstream, b: &FaultyUpstream, model_extra: &str, routing: &str) -> String {
+    format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-upstream-a\"]\n\
+         [providers.b]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-upstream-b\"]\n\
+         [[models]]\nname = \"m\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"b\" }}]\n{model_extra}\n\
+         [routing]\nretry_backoff = \"10ms\"\n{routing}\n",
+        a.url(),
+        b.url()
+    )
+}
+
+fn target<'a>(status: &'a Value, provider: &str) -> &'a Value {
+    status["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["provider"] == provider)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn broken_upstreams_fail_over_to_the_next_target_in_both_dialects() {
+    for fault in [
+        Behaviour::ResetConnection,
+        Behaviour::Html500,
+        Behaviour::MalformedSse,
+        Behaviour::Overloaded529,
+        Behaviour::Hang,
+    ] {
+        let a = FaultyUpstream::start(fault.clone()).await;
+        let b = FaultyUpstream::start(Behaviour::ok("from b")).await;
+        let w = weir(&two(&a, &b, "", "retries = 0")).await;
+        for (dialect, stream) in [('a', false), ('a', true), ('o', false), ('o', true)] {
+            let (status, h, body) = w.call(dialect, "m", stream, &[]).await;
+            assert_eq!(status, 200, "{fault:?} {dialect} {stream}: {body}");
+            assert_eq!(h["x-weir-provider"], "b", "{fault:?}");
+            assert_eq!(
+                text_of(&body),
+                "from b",
+                "{fault:?} {dialect} {stream}: {body}"
+            );
+            assert!(!has_error_event(&body), "{fault:?}: {body}");
+        }
+        let st = w.status().await;
+        let ta = target(&st, "a");
+        assert_eq!(ta["requests"], 4, "{fault:?} {st}");
+        assert_eq!(ta["failures"], 4, "{fault:?} {st}");
+        // Four failures in a row are fewer than the default five: still closed.
+        assert_eq!(ta["breaker"], "closed", "{fault:?}");
+        assert_eq!(target(&st, "b")["requests"], 4);
+    }
+}
+
+#[tokio::test]
+async fn a_stream_that_fails_before_content_is_replaced_without_the_client_noticing() {
+    for fault in [Behaviour::OverloadedFirstEvent, Behaviour::ErrorAfterStart] {
+        let a = FaultyUpstream::start(fault.clone()).await;
+        let b = FaultyUpstream::start(Behaviour::ok("the real answer")).await;
+        let w = weir(&two(&a, &b, "", "retries = 0")).await;
+        for dialect in ['a', 'o'] {
+            let (status, h, body) = w.call(dialect, "m", true, &[]).await;
+            assert_eq!(status, 200);
+            assert_eq!(h["x-weir-provider"], "b", "{fault:?} {dialect}: {body}");
+            assert_eq!(text_of(&body), "the real answer", "{fault:?}: {body}");
+            assert!(!has_error_event(&body), "{fault:?}: {body}");
+            // Exactly one start of message reached the client.
+            let starts = if dialect == 'a' {
+                body.matches("event: message_start").count()
+            } else {
+                body.matches("\"role\":\"assistant\"").count()
+            };
+            assert_eq!(starts, 1, "{fault:?}: {body}");
+        }
+        assert_eq!(a.hits(), 2);
+        let st = w.status().await;
+        assert_eq!(target(&st, "a")["failures"], 2, "{fault:?} {st}");
+    }
+}
+
+#[tokio::test]
+async fn after_content_a_failure_ends_the_stream_with_an_error_event() {
+    let a = FaultyUpstream::start(Behaviour::DropMidStream).await;
+    let b = FaultyUpstream::start(Behaviour::ok("unused")).await;
+    let w = weir(&two(&a, &b, "", "retries = 0")).await;
+    let (status, _, body) = w.call('a', "m", true, &[]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Partial"), "{body}");
+    assert!(body.contains("event: error"), "{body}");
+    assert_eq!(b.hits(), 0);
+    let st = w.status().await;
+    assert_eq!(target(&st, "a")["failures"], 1, "{st}");
+    assert_eq!(target(&st, "a")["in_flight"], 0, "{st}");
+}
+
+#[tokio::test]
+async fn a_slow_drip_is_served_to_the_end() {
+    let a = FaultyUpstream::start(Behaviour::SlowDrip {
+        interval: Duration::from_millis(30),
+    })
+    .await;
+    let b = FaultyUpstream::start(Behaviour::ok("unused")).await;
+    let w = weir(&two(&a, &b, "", "")).await;
+    let (status, h, body) = w.call('o', "m", true, &[]).await;
+    assert_eq!(
+        (status, &h["x-weir-provider"]),
+        (200, &"a".parse().unwrap())
+    );
+    assert_eq!(text_of(&body), weir_testkit::upstream::SLOW_DRIP_TEXT);
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+}
+
+#[tokio::test]
+async fn each_rate_limit_header_format_cools_only_that_key_for_its_time() {
+    // (format, provider kind, the cooldown it should give, in seconds, with slack)
+    let cases: Vec<(RateLimitFormat, &str, u64, u64)> = vec![
+        (RateLimitFormat::RetryAfterSeconds(30), "anthropic", 29, 30),
+        (RateLimitFormat::RetryAfterMs(20_000), "openai", 19, 20),
+        (RateLimitFormat::RetryAfterDate(40), "anthropic", 38, 41),
+        (RateLimitFormat::Anthropic(50), "anthropic", 48, 51),
+        (RateLimitFormat::OpenAi("1m0s".into()), "openai", 59, 60),
+        (RateLimitFormat::Groq("2m59.56s".into()), "openai", 178, 180),
+        (RateLimitFormat::Cerebras(33011.38), "openai", 3599, 3600),
+        // Nothing said: [routing] default_cooldown (10 s).
+        (RateLimitFormat::None, "anthropic", 9, 10),
+    ];
+    for (format, kind, lo, hi) in cases {
+        let up = FaultyUpstream::start(Behaviour::per_key(
+            [("sk-k1", Behaviour::rate_limited(format.clone()))],
+            Behaviour::ok("served"),
+        ))
+        .await;
+        let base = if kind == "openai" {
+            format!("{}/v1", up.url())
+        } else {
+            up.url().to_owned()
+        };
+        let w = weir(&format!(
+            "[providers.p]\nkind = \"{kind}\"\nbase_url = \"{base}\"\nkeys = [\"sk-k1\", \"sk-k2\"]\n\
+             [[models]]\nname = \"m\"\ntargets = [{{ provider = \"p\" }}]\n"
+        ))
+        .await;
+        for _ in 0..4 {
+            let (status, _, body) = w.call('o', "m", false, &[]).await;
+            assert_eq!(status, 200, "{format:?}: {body}");
+            assert_eq!(text_of(&body), "served");
+        }
+        let keys: Vec<String> = up
+            .requests()
+            .iter()
+            .map(|r| r.key().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            keys.iter().filter(|k| *k == "sk-k1").count(),
+            1,
+            "{format:?}: {keys:?}"
+        );
+        let st = w.status().await;
+        let k1 = &st["providers"][0]["keys"][0];
+        assert_eq!(k1["state"], "cooling_down", "{format:?} {st}");
+        let ms = k1["cooldown_ms"].as_u64().unwrap();
+        assert!(
+            (lo * 1000..=hi * 1000).contains(&ms),
+            "{format:?}: cooldown {ms} ms, expected {lo}-{hi} s"
+        );
+        assert_eq!(st["providers"][0]["keys"][1]["state"], "ok");
+        let text = st.to_string();
+        assert!(!text.contains("sk-k1") && !text.contains("sk-k2"), "{text}");
+        let m = w.metrics().await;
+        assert!(
+            m.contains(r#"weir_key_cooldowns_total{provider="p",key="key-1"} 1"#),
+            "{m}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn every_target_rate_limited_gives_429_with_the_smallest_retry_after() {
+    let a = FaultyUpstream::start(Behaviour::rate_limited(RateLimitFormat::RetryAfterSeconds(
+        40,
+    )))
+    .await;
+    let b = FaultyUpstream::start(Behaviour::rate_limited(RateLimitFormat::RetryAfterSeconds(
+        20,
+    )))
+    .await;
+    let w = weir(&two(&a, &b, "", "")).await;
+    for dialect in ['a', 'o'] {
+        let (status, h, body) = w.call(dialect, "m", false, &[]).await;
+        assert_eq!(status, 429, "{body}");
+        assert_eq!(h["retry-after"], "20");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let msg = if dialect == 'a' {
+            assert_eq!(v["error"]["type"], "rate_limit_error");
+            v["error"]["message"].as_str().unwrap().to_owned()
+        } else {
+            v["error"]["message"].as_str().unwrap().to_owned()
+        };
+        assert!(msg.contains("every target is rate limited"), "{msg}");
+        assert!(
+            !body.contains("sk-upstream") && !body.contains("127.0.0.1"),
+            "{body}"
+        );
+    }
+    // The first request cooled both keys: the second spent no upstream request.
+    assert_eq!((a.hits(), b.hits()), (1, 1));
+}
+
+#[tokio::test]
+async fn a_400_is_the_clients_and_is_returned_without_trying_elsewhere() {
+    let a = FaultyUpstream::start(Behaviour::json(
+        400,
+        &json!({"type": "error", "error": {"type": "invalid_request_error", "message": "max_tokens: too large"}}),
+    ))
+    .await;
+    let b = FaultyUpstream::start(Behaviour::ok("unused")).await;
+    let w = weir(&two(&a, &b, "", "")).await;
+    let (status, _, body) = w.call('a', "m", false, &[]).await;
+    assert_eq!(status, 400);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert_eq!(v["error"]["message"], "max_tokens: too large");
+    assert_eq!((a.hits(), b.hits()), (1, 0));
+}
+
+#[tokio::test]
+async fn all_targets_failing_retries_then_gives_a_sanitized_summary() {
+    let a = FaultyUpstream::start(Behaviour::Html500).await;
+    let b = FaultyUpstream::start(Behaviour::ResetConnection).await;
+    let w = weir(&two(&a, &b, "", "retries = 1")).await;
+    let (status, _, body) = w.call('o', "m", false, &[]).await;
+    assert_eq!(status, 502, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.starts_with("all targets failed: a (m): 500"), "{msg}");
+    assert!(msg.contains("b (m): connection failed"), "{msg}");
+    assert!(
+        !body.contains("nginx") && !body.contains("127.0.0.1") && !body.contains("sk-upstream"),
+        "{body}"
+    );
+    // One retry: each target twice.
+    assert_eq!((a.hits(), b.hits()), (2, 2));
+    let m = w.metrics().await;
+    assert!(m.contains(r#"weir_retries_total{model="m"} 1"#), "{m}");
+    assert!(m.contains(r#"weir_failovers_total{provider="a"} 2"#), "{m}");
+}
+
+#[tokio::test]
+async fn a_breaker_opens_skips_the_target_probes_and_closes() {
+    let a = FaultyUpstream::start(Behaviour::Overloaded529).await;
+    let b = FaultyUpstream::start(Behaviour::ok("from b")).await;
+    let w = weir(&two(
+        &a,
+        &b,
+        "",
+        "retries = 0\nbreaker_failures = 2\nbreaker_open = \"300ms\"",
+    ))
+    .await;
+    for _ in 0..2 {
+        assert_eq!(w.call('a', "m", false, &[]).await.0, 200);
+    }
+    let st = w.status().await;
+    assert_eq!(target(&st, "a")["breaker"], "open", "{st}");
+    assert!(target(&st, "a")["open_ms"].as_u64().unwrap() <= 300);
+    // Open: no request reaches a.
+    for _ in 0..3 {
+        let (_, h, _) = w.call('a', "m", false, &[]).await;
+        assert_eq!(h["x-weir-provider"], "b");
+    }
+    assert_eq!(a.hits(), 2);
+    // a recovers; after the open period one probe (not a user request: the token counter)
+    // closes the breaker.
+    a.set(Behaviour::ok("from a"));
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let (_, h, _) = w.call('a', "m", false, &[]).await;
+    assert_eq!(h["x-weir-provider"], "b");
+    let mut closed = false;
+    for _ in 0..100 {
+        if target(&w.status().await, "a")["breaker"] == "closed" {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(closed);
+    let paths: Vec<String> = a.requests().iter().map(|r| r.path.clone()).collect();
+    assert_eq!(paths[2], "/v1/messages/count_tokens", "{paths:?}");
+    assert_eq!(paths.len(), 3, "{paths:?}");
+    let (_, h, body) = w.call('a', "m", false, &[]).await;
+    assert_eq!(
+        (
+            h["x-weir-provider"].to_str().unwrap(),
+            text_of(&body).as_str()
+        ),
+        ("a", "from a")
+    );
+    let m = w.metrics().await;
+    for to in ["open", "half_open", "closed"] {
+        assert!(
+            m.contains(&format!(
+                r#"weir_breaker_transitions_total{{provider="a",model="m",to="{to}"}} 1"#
+            )),
+            "{m}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn weighted_and_round_robin_distribute_and_sessions_stick() {
+    let a = FaultyUpstream::start(Behaviour::ok("a")).await;
+    let b = FaultyUpstream::start(Behaviour::ok("b")).await;
+    let w = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\n\
+         [providers.b]\nkind = \"anthropic\"\nbase_url = \"{}\"\n\
+         [[models]]\nname = \"weighted\"\nstrategy = \"weighted\"\ntargets = [{{ provider = \"a\", weight = 3 }}, {{ provider = \"b\", weight = 1 }}]\n\
+         [[models]]\nname = \"rr\"\nstrategy = \"round_robin\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"b\" }}]\n\
+         [[models]]\nname = \"loose\"\nstrategy = \"round_robin\"\nsticky = false\ntargets = [{{ provider = \"a\" }}, {{ provider = \"b\" }}]\n",
+        a.url(),
+        b.url()
+    ))
+    .await;
+    for _ in 0..40 {
+        assert_eq!(w.call('a', "weighted", false, &[]).await.0, 200);
+    }
+    assert_eq!((a.hits(), b.hits()), (30, 10));
+
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        seen.push(text_of(&w.call('a', "rr", false, &[]).await.2));
+    }
+    assert_eq!(seen, ["a", "b", "a", "b"]);
+    for header in ["x-weir-session", "x-claude-code-session-id"] {
+        let first = text_of(&w.call('a', "rr", false, &[(header, "s-1")]).await.2);
+        for _ in 0..4 {
+            let again = text_of(&w.call('o', "rr", true, &[(header, "s-1")]).await.2);
+            assert_eq!(again, first, "{header}");
+        }
+    }
+    // metadata.user_id is a session too.
+    let body = json!({"model": "rr", "max_tokens": 5, "metadata": {"user_id": "user-7"}, "messages": [{"role": "user", "content": "hi"}]});
+    let mut firsts = std::collections::HashSet::new();
+    for _ in 0..4 {
+        let r = client()
+            .post(format!("{}/v1/messages", w.url))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        firsts.insert(text_of(&r.text().await.unwrap()));
+    }
+    assert_eq!(firsts.len(), 1);
+    // sticky = false: sessions are ignored.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..4 {
+        seen.insert(text_of(
+            &w.call('a', "loose", false, &[("x-weir-session", "s-1")])
+                .await
+                .2,
+        ));
+    }
+    assert_eq!(seen.len(), 2);
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_requests_while_one_key_answers_429_lose_none() {
+    let up = FaultyUpstream::start(Behaviour::per_key(
+        [(
+            "sk-k2",
+            Behaviour::rate_limited(RateLimitFormat::RetryAfterSeconds(60)),
+        )],
+        Behaviour::ok("fine"),
+    ))
+    .await;
+    let w = Arc::new(
+        weir(&format!(
+            "[providers.p]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-k1\", \"sk-k2\", \"sk-k3\"]\n\
+             [[models]]\nname = \"m\"\ntargets = [{{ provider = \"p\" }}]\n",
+            up.url()
+        ))
+        .await,
+    );
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let w = w.clone();
+            tokio::spawn(async move {
+                let dialect = if i % 2 == 0 { 'a' } else { 'o' };
+                let (status, _, body) = w.call(dialect, "m", i % 4 < 2, &[]).await;
+                status == 200 && text_of(&body) == "fine" && !has_error_event(&body)
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        ok += usize::from(t.await.unwrap());
+    }
+    assert_eq!(ok, 200);
+    let st = w.status().await;
+    let keys = st["providers"][0]["keys"].as_array().unwrap();
+    assert_eq!(keys[1]["state"], "cooling_down", "{st}");
+    assert!(keys.iter().all(|k| k["in_flight"] == 0), "{st}");
+    assert_eq!(target(&st, "p")["in_flight"], 0);
+}
+
+#[tokio::test]
+async fn a_missing_capability_is_dropped_with_a_warning_when_the_model_says_so() {
+    let up = FaultyUpstream::start(Behaviour::ok("described")).await;
+    let w = weir(&format!(
+        "[providers.p]\nkind = \"openai\"\nbase_url = \"{}/v1\"\ncapabilities = {{ images = false }}\n\
+         [[models]]\nname = \"strict\"\ntargets = [{{ provider = \"p\" }}]\n\
+         [[models]]\nname = \"lenient\"\nunsupported = \"drop\"\ntargets = [{{ provider = \"p\" }}]\n",
+        up.url()
+    ))
+    .await;
+    let body = |model: &str| {
+        json!({"model": model, "max_tokens": 20, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "what is this?"},
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
+        ]}]})
+    };
+    let r = client()
+        .post(format!("{}/v1/messages", w.url))
+        .bearer_auth(KEY)
+        .json(&body("strict"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let msg = r.text().await.unwrap();
+    assert!(msg.contains("does not support images"), "{msg}");
+    assert_eq!(up.hits(), 0);
+    let r = client()
+        .post(format!("{}/v1/messages", w.url))
+        .bearer_auth(KEY)
+        .json(&body("lenient"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["x-weir-warning"],
+        "p/lenient: dropped unsupported: images"
+    );
+    let sent = up.requests()[0].json().unwrap();
+    assert!(!sent.to_string().contains("example.com"), "{sent}");
+}
+
+#[test]
+fn routing_config_errors_point_at_the_line() {
+    let text = "[providers.p]\nkind = \"mock\"\n[[models]]\nname = \"m\"\nunsupported = \"ignore\"\ntargets = [{ provider = \"p\", weight = 2 }]\n";
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let errs: Vec<String> = weir_server::build(&cfg, None, text)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with("5:15: unknown `unsupported = \"ignore\"`"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].contains("`weight` only applies to `strategy = \"weighted\"`"),
+        "{errs:?}"
+    );
+}
