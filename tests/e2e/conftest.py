@@ -73,15 +73,17 @@ class Weir:
     def __init__(self, config_text, tmp_path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        cfg = tmp_path / "weir.toml"
+        admin_port = free_port()
+        self.admin_url = f"http://127.0.0.1:{admin_port}"
+        cfg = tmp_path / f"weir-{self.port}.toml"
         cfg.write_text(
-            f'[server]\nlisten = "127.0.0.1:{self.port}"\nadmin_listen = "127.0.0.1:{free_port()}"\nshutdown_grace = "5s"\n'
+            f'[server]\nlisten = "127.0.0.1:{self.port}"\nadmin_listen = "127.0.0.1:{admin_port}"\nshutdown_grace = "5s"\n'
             '[auth]\nadmin_key = "sk-e2e-admin"\n'
             f'[[auth.keys]]\nname = "e2e"\nkey = "{CLIENT_KEY}"\n'
             '[providers.mock]\nkind = "mock"\nstream_delay = "0ms"\n' + config_text
         )
         binary = os.environ.get("WEIR_BIN", str(ROOT / "target" / "debug" / "weir"))
-        self.log = open(tmp_path / "weir.log", "w+")
+        self.log = open(tmp_path / f"weir-{self.port}.log", "w+")
         self.proc = subprocess.Popen(
             [binary, "serve", "--config", str(cfg)],
             stdout=self.log,
@@ -98,6 +100,14 @@ class Weir:
                     break
                 time.sleep(0.05)
         raise RuntimeError("weir did not start: " + self.logs())
+
+    def status(self):
+        """GET /status on the admin port."""
+        import urllib.request
+
+        req = urllib.request.Request(self.admin_url + "/status", headers={"authorization": "Bearer sk-e2e-admin"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            return json.loads(r.read())
 
     def logs(self):
         self.log.flush()

@@ -401,10 +401,18 @@ impl Shared {
 struct RouteState {
     route: Route,
     targets: Vec<Arc<TargetState>>,
-    turn: AtomicUsize,
+    turns: Arc<Turns>,
+}
+
+/// Where a route's rotation stands.
+struct Turns {
+    /// Round robin's next start.
+    next: AtomicUsize,
     /// Smooth weighted round robin's current weights.
     wrr: Mutex<Vec<i64>>,
 }
+
+type Sessions = Mutex<HashMap<(usize, u64), (usize, Instant)>>;
 
 /// The model table, the providers behind it, and what the router learned about them.
 pub struct Router {
@@ -415,7 +423,7 @@ pub struct Router {
     targets: Vec<Arc<TargetState>>,
     policy: Arc<Policy>,
     shared: Arc<Shared>,
-    sessions: Mutex<HashMap<(usize, u64), (usize, Instant)>>,
+    sessions: Arc<Sessions>,
 }
 
 impl std::fmt::Debug for Router {
@@ -496,10 +504,12 @@ impl Router {
                 ));
             }
             states.push(RouteState {
-                wrr: Mutex::new(vec![0; r.targets.len()]),
+                turns: Arc::new(Turns {
+                    next: AtomicUsize::new(0),
+                    wrr: Mutex::new(vec![0; r.targets.len()]),
+                }),
                 route: r,
                 targets: ts,
-                turn: AtomicUsize::new(0),
             });
         }
         Ok(Router {
@@ -509,8 +519,39 @@ impl Router {
             targets,
             policy: Arc::new(policy),
             shared: Arc::new(Shared { observer: None }),
-            sessions: Mutex::new(HashMap::new()),
+            sessions: Arc::new(Mutex::new(HashMap::new())),
         })
+    }
+
+    /// Makes this router share everything it learns (key cooldowns, breakers, latency,
+    /// rotation, sessions, the observer) with `other`, a router built from the same
+    /// routes and providers' keys: e.g. one per runtime thread, each with its own HTTP
+    /// clients, acting as one.
+    pub fn share_state_with(mut self, other: &Router) -> Result<Self, String> {
+        let same_routes =
+            self.routes.len() == other.routes.len()
+                && self.routes.iter().zip(&other.routes).all(|(a, b)| {
+                    a.route.name == b.route.name && a.route.targets == b.route.targets
+                });
+        let same_keys = self.pools.len() == other.pools.len()
+            && self.pools.iter().all(|(id, p)| {
+                other
+                    .pools
+                    .get(id)
+                    .is_some_and(|o| o.keys.len() == p.keys.len())
+            });
+        if !same_routes || !same_keys {
+            return Err("routers built from different configs cannot share state".into());
+        }
+        self.pools.clone_from(&other.pools);
+        self.targets.clone_from(&other.targets);
+        for (mine, theirs) in self.routes.iter_mut().zip(&other.routes) {
+            mine.targets.clone_from(&theirs.targets);
+            mine.turns = theirs.turns.clone();
+        }
+        self.shared = other.shared.clone();
+        self.sessions = other.sessions.clone();
+        Ok(self)
     }
 
     /// Sends every [`RouterEvent`] to `observer`.
@@ -692,12 +733,12 @@ impl Router {
         let mut order: Vec<usize> = match rs.route.strategy {
             Strategy::Fallback => (0..n).collect(),
             Strategy::RoundRobin => {
-                let start = rs.turn.fetch_add(1, Ordering::Relaxed) % n;
+                let start = rs.turns.next.fetch_add(1, Ordering::Relaxed) % n;
                 (0..n).map(|i| (start + i) % n).collect()
             }
             Strategy::Weighted => {
                 let first = {
-                    let mut cur = lock(&rs.wrr);
+                    let mut cur = lock(&rs.turns.wrr);
                     let total: i64 = rs.route.targets.iter().map(|t| i64::from(t.weight)).sum();
                     let mut best = 0;
                     for (i, t) in rs.route.targets.iter().enumerate() {

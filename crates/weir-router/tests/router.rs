@@ -987,3 +987,33 @@ async fn two_hundred_concurrent_requests_with_one_key_rate_limited_lose_none() {
     assert_eq!(st.targets[0].in_flight, 0);
     assert!(st.providers[0].keys.iter().all(|k| k.in_flight == 0));
 }
+
+#[tokio::test]
+async fn routers_built_from_one_config_can_share_what_they_learn() {
+    let routes = || vec![Route::new("m", vec![Target::new("a")])];
+    let a1 = Fake::build("a", Act::Ok, &["sk-1", "sk-2"], Capabilities::ALL);
+    let a2 = Fake::build("a", Act::Ok, &["sk-1", "sk-2"], Capabilities::ALL);
+    a1.key_act("sk-1", Act::Limited(Duration::from_secs(60)));
+    a2.key_act("sk-1", Act::Limited(Duration::from_secs(60)));
+    let first = router(&[a1.clone()], routes(), quick());
+    let second = router(&[a2.clone()], routes(), quick())
+        .share_state_with(&first)
+        .unwrap();
+    // A cooldown learned by one is respected by the other.
+    for _ in 0..2 {
+        served_by(&first, req("m"), cx()).await;
+    }
+    for _ in 0..3 {
+        served_by(&second, req("m"), cx()).await;
+    }
+    assert_eq!(a2.keys_used(), ["sk-2", "sk-2", "sk-2"]);
+    // One 429 and five answers, all in one place.
+    assert_eq!(second.status().targets[0].requests, 6);
+    // Different configs cannot share.
+    let other = router(
+        &[a2],
+        vec![Route::new("x", vec![Target::new("a")])],
+        quick(),
+    );
+    assert!(other.share_state_with(&first).is_err());
+}

@@ -131,11 +131,13 @@ fn shared_listener(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
 }
 
 /// Serves on an extra runtime of its own: its own app (so its upstream connections live
-/// on this thread), the process's metrics, the same client key.
+/// on this thread), but the process's metrics, the same client key, and the first app's
+/// routing state (key cooldowns, breakers, latency, sessions), so the runtimes act as one
+/// gateway.
 fn spawn_runtime(
     path: Option<PathBuf>,
     key: Option<String>,
-    metrics: Arc<weir_server::metrics::Metrics>,
+    first: Arc<weir_server::App>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -146,7 +148,14 @@ fn spawn_runtime(
         let Ok((mut app, _)) = load_with(path.as_deref(), &env_with_key) else {
             return;
         };
-        app.metrics = metrics;
+        app.metrics = first.metrics.clone();
+        app.router = match app.router.share_state_with(&first.router) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("an extra runtime cannot share the routing state: {e}");
+                return;
+            }
+        };
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -214,12 +223,13 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let app = Arc::new(app);
     let extra: Vec<_> = (1..runtimes)
         .map(|_| {
             spawn_runtime(
                 path.clone(),
                 generated.clone(),
-                app.metrics.clone(),
+                app.clone(),
                 stop_rx.clone(),
             )
         })
@@ -283,7 +293,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         };
-        let served = weir_server::run(Arc::new(app), listener, admin, shutdown).await;
+        let served = weir_server::run(app, listener, admin, shutdown).await;
         for handle in extra {
             // The other runtimes drain within the same grace period.
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
