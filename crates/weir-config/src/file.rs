@@ -263,6 +263,8 @@ pub struct RoutingConfig {
     pub max_retry_wait: Dur,
     /// How long a key rests after a 429 that did not say.
     pub default_cooldown: Dur,
+    /// How long a key the upstream refused (401/403) stays out before one more try.
+    pub refused_key_retry: Dur,
     /// How long a session is remembered after its last request.
     pub session_ttl: Dur,
 }
@@ -278,6 +280,7 @@ impl Default for RoutingConfig {
             retry_backoff: Dur(p.retry_backoff),
             max_retry_wait: Dur(p.max_retry_wait),
             default_cooldown: Dur(p.default_cooldown),
+            refused_key_retry: Dur(p.refused_key_retry),
             session_ttl: Dur(p.session_ttl),
         }
     }
@@ -294,6 +297,7 @@ impl RoutingConfig {
             retry_backoff: self.retry_backoff.0,
             max_retry_wait: self.max_retry_wait.0,
             default_cooldown: self.default_cooldown.0,
+            refused_key_retry: self.refused_key_retry.0,
             session_ttl: self.session_ttl.0,
             ..weir_router::Policy::default()
         }

@@ -40,7 +40,8 @@
 //! - **Key pools**: each call uses the least-loaded usable key of the provider; a 429
 //!   rests that key only (from the upstream's `retry-after` family, or
 //!   [`Policy::default_cooldown`]) and the request moves to the provider's next key before
-//!   the next target; a key answered with 401/403 leaves the pool; headers saying a limit
+//!   the next target; a key answered with 401/403 leaves the pool (for
+//!   [`Policy::refused_key_retry`]); headers saying a limit
 //!   is at zero rest the key until it resets, without spending a request.
 //! - **Stream failover**: a stream's opening events are held until its first content
 //!   event, so an upstream that fails before content is replaced invisibly.
@@ -251,6 +252,9 @@ pub struct Policy {
     pub max_retry_wait: Duration,
     /// How long a key rests after a 429 that said nothing about when to come back.
     pub default_cooldown: Duration,
+    /// How long a key the upstream refused (401/403) stays out of the pool before it is
+    /// tried once more.
+    pub refused_key_retry: Duration,
     /// How long a session is remembered after its last request.
     pub session_ttl: Duration,
     /// The most sessions remembered.
@@ -268,6 +272,7 @@ impl Default for Policy {
             retry_backoff: Duration::from_millis(250),
             max_retry_wait: Duration::from_secs(10),
             default_cooldown: Duration::from_secs(10),
+            refused_key_retry: Duration::from_secs(600),
             session_ttl: Duration::from_secs(3600),
             max_sessions: 100_000,
         }
@@ -1089,7 +1094,7 @@ impl Router {
                             ErrorKind::Authentication | ErrorKind::PermissionDenied
                         ) {
                             let status = e.status.unwrap_or(401);
-                            p.refuse(i, status);
+                            p.refuse(i, status, done + self.policy.refused_key_retry);
                             st.neutral();
                             tracing::warn!(provider = %target.provider, key = %label, status, "the upstream refused a key; it leaves the pool");
                             self.shared.emit(&RouterEvent::KeyRefused {

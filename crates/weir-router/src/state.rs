@@ -209,8 +209,9 @@ pub(crate) enum Rest {
 #[derive(Debug, Default)]
 pub(crate) struct KeyInner {
     pub cooldown_until: Option<(Instant, Rest)>,
-    /// The upstream refused the key (401/403): out of the pool until the config reloads.
-    pub refused: Option<u16>,
+    /// The upstream refused the key (401/403): out of the pool until the instant, then
+    /// given one more chance (a revoked key is refused again at once; a glitch heals).
+    pub refused: Option<(u16, Instant)>,
     pub requests: u64,
     pub rate_limited: u64,
 }
@@ -268,9 +269,12 @@ impl KeyPool {
             let i = (start + turn) % n;
             let k = &self.keys[i];
             let mut g = lock(&k.inner);
-            if g.refused.is_some() {
-                refused += 1;
-                continue;
+            if let Some((_, until)) = g.refused {
+                if until > now {
+                    refused += 1;
+                    continue;
+                }
+                g.refused = None;
             }
             if let Some((until, _)) = g.cooldown_until {
                 if until > now {
@@ -304,9 +308,9 @@ impl KeyPool {
         }
     }
 
-    pub(crate) fn refuse(&self, i: usize, status: u16) {
+    pub(crate) fn refuse(&self, i: usize, status: u16, until: Instant) {
         if let Some(k) = self.keys.get(i) {
-            lock(&k.inner).refused = Some(status);
+            lock(&k.inner).refused = Some((status, until));
         }
     }
 

@@ -40,7 +40,8 @@ pub struct KeyStatus {
     pub cooldown_reason: Option<&'static str>,
     /// Milliseconds until it is used again.
     pub cooldown_ms: Option<u64>,
-    /// The status the upstream refused it with.
+    /// The status the upstream refused it with (it is tried again after
+    /// [`crate::Policy::refused_key_retry`]).
     pub refused_status: Option<u16>,
     /// Requests in flight on it.
     pub in_flight: u32,
@@ -106,9 +107,10 @@ pub(crate) fn snapshot(r: &Router) -> RouterStatus {
                         .map(|(i, k)| {
                             let g = lock(&k.inner);
                             let cooling = g.cooldown_until.filter(|(u, _)| *u > now);
+                            let refused = g.refused.filter(|(_, u)| *u > now);
                             KeyStatus {
                                 key: KeyPool::label(i),
-                                state: if g.refused.is_some() {
+                                state: if refused.is_some() {
                                     "refused"
                                 } else if cooling.is_some() {
                                     "cooling_down"
@@ -120,7 +122,7 @@ pub(crate) fn snapshot(r: &Router) -> RouterStatus {
                                     Rest::Exhausted => "limit_exhausted",
                                 }),
                                 cooldown_ms: cooling.map(|(u, _)| (u - now).as_millis() as u64),
-                                refused_status: g.refused,
+                                refused_status: refused.map(|(s, _)| s),
                                 in_flight: k.in_flight.load(Ordering::Relaxed),
                                 requests: g.requests,
                                 rate_limited: g.rate_limited,

@@ -592,6 +592,26 @@ async fn a_refused_key_leaves_the_pool_and_is_shown_as_such() {
 }
 
 #[tokio::test]
+async fn a_refused_key_gets_another_chance_after_a_while() {
+    let a = Fake::build("a", Act::Ok, &["sk-flaky"], Capabilities::ALL);
+    a.script.lock().unwrap().push_back(Act::Fail(401));
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        Policy {
+            refused_key_retry: Duration::from_millis(50),
+            ..quick()
+        },
+    );
+    assert!(r.send(req("m"), cx()).await.is_err());
+    assert!(r.send(req("m"), cx()).await.is_err());
+    assert_eq!(a.calls(), 1);
+    tokio::time::sleep(Duration::from_millis(80)).await;
+    assert_eq!(served_by(&r, req("m"), cx()).await, "a");
+    assert_eq!(r.status().providers[0].keys[0].state, "ok");
+}
+
+#[tokio::test]
 async fn headers_saying_a_limit_is_spent_rest_the_key_without_spending_a_request() {
     let a = Fake::build("a", Act::Ok, &["sk-one", "sk-two"], Capabilities::ALL);
     a.key_act("sk-one", Act::OkExhausted(Duration::from_secs(30)));

@@ -135,7 +135,7 @@ impl Default for Metrics {
         );
         registry.register(
             "upstream_duration_seconds",
-            "Time until the upstream's answer (headers for streams)",
+            "Time until the upstream's answer (its first content for streams)",
             upstream_latency.clone(),
         );
         registry.register(
