@@ -7,8 +7,8 @@ use weir_model::{
     Reply, Secret, WireError,
 };
 use weir_upstream::{
-    call, read_body, scrub, secret_header, status_error, FrameDecoder, HttpProviderConfig, KeyRing,
-    Upstream,
+    call, endpoint, read_body, scrub, secret_header, status_error, FrameDecoder,
+    HttpProviderConfig, KeyRing, Upstream, Url,
 };
 
 use crate::{decode_error, decode_response, encode_request, EncodeOptions, StreamDecoder};
@@ -29,17 +29,21 @@ pub struct AnthropicProvider {
     cfg: AnthropicConfig,
     upstream: Upstream,
     keys: KeyRing,
+    messages_url: Url,
+    count_tokens_url: Url,
 }
 
 impl AnthropicProvider {
-    /// A provider over a shared HTTP client.
-    pub fn new(cfg: AnthropicConfig, upstream: Upstream) -> Self {
+    /// A provider over a shared HTTP client. Fails when `base_url` is not an http(s) URL.
+    pub fn new(cfg: AnthropicConfig, upstream: Upstream) -> Result<Self, String> {
         let keys = KeyRing::new(cfg.keys.clone());
-        AnthropicProvider {
+        Ok(AnthropicProvider {
+            messages_url: endpoint(&cfg.base_url, "/v1/messages")?,
+            count_tokens_url: endpoint(&cfg.base_url, "/v1/messages/count_tokens")?,
             cfg,
             upstream,
             keys,
-        }
+        })
     }
 
     fn headers(&self, key: Option<&Secret>, cx: &CallContext) -> Result<HeaderMap, ProviderError> {
@@ -128,15 +132,11 @@ impl Provider for AnthropicProvider {
         body.remove("max_tokens");
         let body = serde_json::to_vec(&body)
             .map_err(|e| ProviderError::new(ErrorKind::Internal, e.to_string()))?;
-        let url = format!(
-            "{}/v1/messages/count_tokens",
-            self.cfg.base_url.trim_end_matches('/')
-        );
         let key = self.keys.pick(&cx);
         let headers = self.headers(key, &cx)?;
         let mut resp = self
             .upstream
-            .post(&url, headers, body, &self.cfg.timeouts)
+            .post(&self.count_tokens_url, headers, body, &self.cfg.timeouts)
             .await?;
         let status = resp.inner.status();
         let headers = resp.inner.headers().clone();
@@ -164,13 +164,12 @@ impl Provider for AnthropicProvider {
     async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
         let body = encode_request(&req, &self.cfg.encode)
             .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
-        let url = format!("{}/v1/messages", self.cfg.base_url.trim_end_matches('/'));
         let key = self.keys.pick(&cx);
         let headers = self.headers(key, &cx)?;
         let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();
         call(
             &self.upstream,
-            &url,
+            &self.messages_url,
             headers,
             body,
             &self.cfg.timeouts,

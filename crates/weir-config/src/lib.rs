@@ -256,7 +256,7 @@ fn provider(
                 encode,
             };
             (
-                Arc::new(weir_anthropic::AnthropicProvider::new(c, upstream.clone())),
+                Arc::new(weir_anthropic::AnthropicProvider::new(c, upstream.clone())?),
                 Vec::new(),
             )
         }
@@ -272,7 +272,7 @@ fn provider(
                 encode: weir_openai::EncodeOptions::default(),
             };
             (
-                Arc::new(weir_openai::OpenAiProvider::new(c, upstream.clone())),
+                Arc::new(weir_openai::OpenAiProvider::new(c, upstream.clone())?),
                 Vec::new(),
             )
         }

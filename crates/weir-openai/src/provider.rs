@@ -6,7 +6,9 @@ use weir_model::{
     CallContext, Capabilities, ChatRequest, Dialect, ErrorKind, Frame, Provider, ProviderError,
     Reply, Secret, WireError,
 };
-use weir_upstream::{call, secret_header, FrameDecoder, HttpProviderConfig, KeyRing, Upstream};
+use weir_upstream::{
+    call, endpoint, secret_header, FrameDecoder, HttpProviderConfig, KeyRing, Upstream, Url,
+};
 
 use crate::{decode_error, decode_response, encode_request, EncodeOptions, StreamDecoder};
 
@@ -24,17 +26,19 @@ pub struct OpenAiProvider {
     cfg: OpenAiConfig,
     upstream: Upstream,
     keys: KeyRing,
+    chat_url: Url,
 }
 
 impl OpenAiProvider {
-    /// A provider over a shared HTTP client.
-    pub fn new(cfg: OpenAiConfig, upstream: Upstream) -> Self {
+    /// A provider over a shared HTTP client. Fails when `base_url` is not an http(s) URL.
+    pub fn new(cfg: OpenAiConfig, upstream: Upstream) -> Result<Self, String> {
         let keys = KeyRing::new(cfg.keys.clone());
-        OpenAiProvider {
+        Ok(OpenAiProvider {
+            chat_url: endpoint(&cfg.base_url, "/chat/completions")?,
             cfg,
             upstream,
             keys,
-        }
+        })
     }
 
     fn headers(&self, key: Option<&Secret>, cx: &CallContext) -> Result<HeaderMap, ProviderError> {
@@ -84,10 +88,6 @@ impl Provider for OpenAiProvider {
     async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
         let body = encode_request(&req, &self.cfg.encode)
             .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
-        let url = format!(
-            "{}/chat/completions",
-            self.cfg.base_url.trim_end_matches('/')
-        );
         let key = self.keys.pick(&cx);
         let headers = self.headers(key, &cx)?;
         let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();
@@ -98,7 +98,7 @@ impl Provider for OpenAiProvider {
         };
         call(
             &self.upstream,
-            &url,
+            &self.chat_url,
             headers,
             body,
             &self.cfg.timeouts,

@@ -92,7 +92,7 @@ pub struct Dialect<D> {
 #[allow(clippy::too_many_arguments)]
 pub async fn call<D: FrameDecoder>(
     upstream: &Upstream,
-    url: &str,
+    url: &crate::Url,
     headers: HeaderMap,
     body: Vec<u8>,
     timeouts: &Timeouts,

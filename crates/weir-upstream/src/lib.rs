@@ -18,6 +18,9 @@ use std::time::{Duration, Instant, SystemTime};
 use http::{HeaderMap, StatusCode};
 use weir_model::{ApiError, ErrorKind, ProviderError};
 
+/// A parsed URL (providers parse their endpoints once, at construction).
+pub use reqwest::Url;
+
 pub use call::{call, report_limits, secret_header, Dialect, HttpProviderConfig, KeyRing};
 pub use ratelimit::{rate_limit_info, RateLimitInfo, MAX_WAIT, UNKNOWN_RESET};
 pub use retry_after::retry_after;
@@ -72,6 +75,9 @@ impl Upstream {
             .connect_timeout(connect)
             .pool_idle_timeout(Duration::from_secs(90))
             .tcp_nodelay(true)
+            // An API endpoint that redirects is misconfigured; following it would send
+            // the request (and, to the same host, the key) somewhere unintended.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         Ok(Upstream { client })
@@ -82,14 +88,19 @@ impl Upstream {
     /// returned as responses (the caller decodes the body in its dialect).
     pub async fn post(
         &self,
-        url: &str,
+        url: &Url,
         headers: HeaderMap,
         body: Vec<u8>,
         t: &Timeouts,
     ) -> Result<Response, ProviderError> {
         let started = Instant::now();
         let deadline = started + t.total;
-        let send = self.client.post(url).headers(headers).body(body).send();
+        let send = self
+            .client
+            .post(url.clone())
+            .headers(headers)
+            .body(body)
+            .send();
         let limit = t.first_byte.min(t.total);
         match tokio::time::timeout(limit, send).await {
             Err(_) => Err(ProviderError::new(
@@ -102,6 +113,19 @@ impl Upstream {
             Ok(Err(e)) => Err(transport_error(&e)),
             Ok(Ok(inner)) => Ok(Response { inner, deadline }),
         }
+    }
+}
+
+/// An endpoint's URL: `base_url` (scheme, host, optional path prefix) and the endpoint's
+/// `path`, parsed once. The error never repeats the URL (it may carry credentials).
+pub fn endpoint(base_url: &str, path: &str) -> Result<Url, String> {
+    let url = Url::parse(&format!("{}{path}", base_url.trim_end_matches('/')))
+        .map_err(|e| format!("base_url is not a valid URL ({e})"))?;
+    match url.scheme() {
+        "http" | "https" => Ok(url),
+        other => Err(format!(
+            "base_url must be an http:// or https:// URL, not {other}://"
+        )),
     }
 }
 
