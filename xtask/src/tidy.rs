@@ -19,6 +19,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("weir-openai", &["weir-model", "weir-sse", "weir-upstream"]),
     ("weir-mock", &["weir-model"]),
+    // Gemini's dialect and provider (Vertex reuses the codec).
+    ("weir-gemini", &["weir-model", "weir-sse", "weir-upstream"]),
+    // Bedrock: SigV4, AWS event streams, InvokeModel (the Anthropic codec) and Converse.
+    (
+        "weir-bedrock",
+        &["weir-model", "weir-sse", "weir-upstream", "weir-anthropic"],
+    ),
     // The HTTP client side providers share; knows no dialect.
     ("weir-upstream", &["weir-model", "weir-sse"]),
     // Routing: knows providers only through the trait.
@@ -27,6 +34,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "weir-config",
         &[
+            "weir-gemini",
+            "weir-bedrock",
             "weir-model",
             "weir-anthropic",
             "weir-openai",

@@ -1,4 +1,7 @@
-//! SSE response bodies as streams of canonical frames.
+//! Streamed response bodies as streams of canonical frames: the reading (idle and total
+//! timeouts, transport errors, cancellation on drop) is shared; what the bytes mean is a
+//! [`BodyDecoder`]'s business (SSE for most providers, AWS event streams for Bedrock,
+//! NDJSON for Ollama).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -9,7 +12,7 @@ use weir_sse::Event;
 
 use crate::{transport_error, Response};
 
-/// A dialect's stream decoder, as the SSE reader drives it.
+/// A dialect's SSE stream decoder, as the SSE reader drives it.
 pub trait FrameDecoder: Send + 'static {
     /// Decodes one SSE event.
     fn decode(&mut self, event: Event) -> Result<Frame, WireError>;
@@ -17,34 +20,91 @@ pub trait FrameDecoder: Send + 'static {
     fn finish(&mut self) -> Result<Option<Frame>, WireError>;
 }
 
-struct State<D> {
-    resp: Response,
-    sse: weir_sse::Decoder,
-    decoder: D,
-    idle: Duration,
-    pending: VecDeque<Frame>,
-    events: Vec<Event>,
-    done: bool,
+/// Turns a streamed body's bytes into frames, whatever the framing.
+pub trait BodyDecoder: Send + 'static {
+    /// The next bytes of the body (any split); complete frames go to `out`. An error ends
+    /// the stream with it.
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<Frame>) -> Result<(), ProviderError>;
+    /// The body ended; frames still owed go to `out`.
+    fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), ProviderError>;
 }
 
-fn decode_error(e: WireError) -> ProviderError {
+/// An SSE body decoded by a [`FrameDecoder`].
+pub struct SseBody<D> {
+    sse: weir_sse::Decoder,
+    decoder: D,
+    events: Vec<Event>,
+}
+
+impl<D: FrameDecoder> SseBody<D> {
+    /// SSE framing around `decoder`.
+    pub fn new(decoder: D) -> Self {
+        SseBody {
+            sse: weir_sse::Decoder::new(),
+            decoder,
+            events: Vec::new(),
+        }
+    }
+}
+
+/// A stream decoder's error as a provider error.
+pub fn decode_error(e: WireError) -> ProviderError {
     ProviderError::new(
         ErrorKind::Decode,
         format!("the upstream's stream could not be decoded: {e}"),
     )
 }
 
+impl<D: FrameDecoder> BodyDecoder for SseBody<D> {
+    fn feed(&mut self, bytes: &[u8], out: &mut Vec<Frame>) -> Result<(), ProviderError> {
+        self.sse.feed(bytes, &mut self.events).map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Decode,
+                format!("invalid SSE from the upstream: {e}"),
+            )
+        })?;
+        for ev in self.events.drain(..) {
+            out.push(self.decoder.decode(ev).map_err(decode_error)?);
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), ProviderError> {
+        if self.sse.finish() {
+            tracing::debug!("upstream stream ended inside an event; the partial event was dropped");
+        }
+        if let Some(f) = self.decoder.finish().map_err(decode_error)? {
+            out.push(f);
+        }
+        Ok(())
+    }
+}
+
+struct State<B> {
+    resp: Response,
+    body: B,
+    idle: Duration,
+    pending: VecDeque<Frame>,
+    scratch: Vec<Frame>,
+    done: bool,
+}
+
 /// Reads an SSE body, yielding one frame per upstream event as soon as it is complete.
 /// Silence longer than `idle`, or the call's total deadline, ends the stream with a
 /// timeout error. Dropping the stream closes the upstream connection.
 pub fn sse_frames<D: FrameDecoder>(resp: Response, idle: Duration, decoder: D) -> EventStream {
+    body_frames(resp, idle, SseBody::new(decoder))
+}
+
+/// Reads a streamed body through `body`, yielding frames as soon as they are complete,
+/// with the same timeouts and cancellation as [`sse_frames`].
+pub fn body_frames<B: BodyDecoder>(resp: Response, idle: Duration, body: B) -> EventStream {
     let state = State {
         resp,
-        sse: weir_sse::Decoder::new(),
-        decoder,
+        body,
         idle,
         pending: VecDeque::new(),
-        events: Vec::new(),
+        scratch: Vec::new(),
         done: false,
     };
     Box::pin(stream::unfold(state, |mut st| async move {
@@ -76,42 +136,21 @@ pub fn sse_frames<D: FrameDecoder>(resp: Response, idle: Duration, decoder: D) -
                 }
                 Ok(Ok(c)) => c,
             };
-            match chunk {
-                Some(bytes) => {
-                    if let Err(e) = st.sse.feed(&bytes, &mut st.events) {
-                        st.done = true;
-                        let err = ProviderError::new(
-                            ErrorKind::Decode,
-                            format!("invalid SSE from the upstream: {e}"),
-                        );
-                        return Some((Err(err), st));
-                    }
-                    let events = std::mem::take(&mut st.events);
-                    for ev in events {
-                        match st.decoder.decode(ev) {
-                            Ok(f) => st.pending.push_back(f),
-                            Err(e) => {
-                                st.done = true;
-                                st.pending.clear();
-                                return Some((Err(decode_error(e)), st));
-                            }
-                        }
-                    }
-                }
+            let fed = match &chunk {
+                Some(bytes) => st.body.feed(bytes, &mut st.scratch),
                 None => {
                     st.done = true;
-                    if st.sse.finish() {
-                        tracing::debug!(
-                            "upstream stream ended inside an event; the partial event was dropped"
-                        );
-                    }
-                    match st.decoder.finish() {
-                        Ok(Some(f)) => st.pending.push_back(f),
-                        Ok(None) => {}
-                        Err(e) => return Some((Err(decode_error(e)), st)),
-                    }
+                    st.body.finish(&mut st.scratch)
                 }
+            };
+            if let Err(e) = fed {
+                // Frames decoded before the error are not sent: the stream failed there.
+                st.done = true;
+                st.scratch.clear();
+                st.pending.clear();
+                return Some((Err(e), st));
             }
+            st.pending.extend(st.scratch.drain(..));
         }
     }))
 }
