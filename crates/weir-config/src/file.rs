@@ -181,6 +181,8 @@ pub struct ProviderConfig {
     pub region: Option<String>,
     /// Cloud project (Vertex).
     pub project: Option<String>,
+    /// Azure OpenAI's `api-version` (deployment URLs).
+    pub api_version: Option<String>,
     /// OpenAI-compatible preset (groq, xai, ...).
     pub preset: Option<Spanned<String>>,
     /// Per-provider timeouts.

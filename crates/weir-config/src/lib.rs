@@ -31,9 +31,9 @@ use weir_upstream::Upstream;
 pub use file::*;
 
 /// Provider kinds this build implements.
-pub const BUILT_KINDS: &[&str] = &["anthropic", "openai", "mock"];
+pub const BUILT_KINDS: &[&str] = &["anthropic", "openai", "azure", "mock"];
 /// Provider kinds the contract names that are not built yet.
-pub const PLANNED_KINDS: &[&str] = &["bedrock", "vertex", "gemini", "azure", "ollama"];
+pub const PLANNED_KINDS: &[&str] = &["bedrock", "vertex", "gemini", "ollama"];
 
 /// The error for a config feature this build does not have.
 pub fn not_built(what: &str) -> String {
@@ -234,6 +234,11 @@ fn provider(
     if p.preset.is_some() {
         return Err(not_built("`preset` (OpenAI-compatible presets)"));
     }
+    if p.api_version.is_some() && kind != "azure" {
+        return Err(format!(
+            "api_version applies to kind = \"azure\", not `{kind}`"
+        ));
+    }
     let mut keys: Vec<Secret> = p.keys.iter().cloned().map(Secret::new).collect();
     if let Some(k) = &p.key {
         keys.push(Secret::new(k.clone()));
@@ -275,6 +280,53 @@ fn provider(
                 Arc::new(weir_openai::OpenAiProvider::new(c, upstream.clone())?),
                 Vec::new(),
             )
+        }
+        "azure" => {
+            let Some(base_url) = p.base_url.clone() else {
+                return Err(
+                    "kind = \"azure\" needs base_url: https://<resource>.openai.azure.com \
+                     (deployment URLs; the target's model is the deployment), \
+                     https://<resource>.openai.azure.com/openai/v1, or \
+                     https://<resource>.services.ai.azure.com/anthropic (Claude in Foundry)"
+                        .into(),
+                );
+            };
+            if base_url.trim_end_matches('/').ends_with("/anthropic") {
+                if p.api_version.is_some() {
+                    return Err("api_version does not apply to Foundry's Anthropic endpoint".into());
+                }
+                let mut encode = weir_anthropic::EncodeOptions::default();
+                if let Some(m) = p.default_max_tokens {
+                    encode.default_max_tokens = m;
+                }
+                let c = weir_anthropic::AnthropicConfig {
+                    id: id.to_owned(),
+                    base_url,
+                    keys,
+                    timeouts,
+                    encode,
+                };
+                (
+                    Arc::new(weir_anthropic::AnthropicProvider::new(c, upstream.clone())?),
+                    Vec::new(),
+                )
+            } else {
+                let c = weir_openai::OpenAiConfig {
+                    id: id.to_owned(),
+                    base_url,
+                    keys,
+                    timeouts,
+                    encode: weir_openai::EncodeOptions::default(),
+                };
+                (
+                    Arc::new(weir_openai::OpenAiProvider::azure(
+                        c,
+                        upstream.clone(),
+                        p.api_version.clone(),
+                    )?),
+                    Vec::new(),
+                )
+            }
         }
         _ => {
             let mut opts = weir_mock::MockOptions::default();

@@ -1,6 +1,6 @@
 //! The OpenAI provider: OpenAI's API and any OpenAI-compatible service.
 
-use http::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderMap;
 use weir_model::{
     CallContext, Capabilities, ChatRequest, Dialect, ErrorKind, Frame, Provider, ProviderError,
@@ -20,6 +20,26 @@ pub type OpenAiConfig = HttpProviderConfig<EncodeOptions>;
 /// OpenAI's own API.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 
+/// Which API shape the endpoint has.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Flavor {
+    /// OpenAI and compatible services: `{base_url}/chat/completions`, `Authorization:
+    /// Bearer`.
+    OpenAi,
+    /// Azure OpenAI's deployment form: `{base_url}/openai/deployments/{model}/chat/
+    /// completions?api-version=...` (the model is the deployment name), `api-key` header.
+    AzureDeployment {
+        /// The `api-version` query parameter.
+        api_version: String,
+    },
+    /// Azure OpenAI's `/openai/v1` form (`base_url` ends with it): OpenAI's paths, the
+    /// model in the body, `api-key` header.
+    AzureV1,
+}
+
+/// The default `api-version` of Azure OpenAI's deployment form.
+pub const AZURE_API_VERSION: &str = "2024-10-21";
+
 /// Sends canonical requests to a Chat Completions endpoint.
 #[derive(Debug)]
 pub struct OpenAiProvider {
@@ -27,6 +47,8 @@ pub struct OpenAiProvider {
     upstream: Upstream,
     keys: KeyRing,
     chat_url: Url,
+    base: Url,
+    flavor: Flavor,
 }
 
 impl OpenAiProvider {
@@ -35,10 +57,69 @@ impl OpenAiProvider {
         let keys = KeyRing::new(cfg.keys.clone());
         Ok(OpenAiProvider {
             chat_url: endpoint(&cfg.base_url, "/chat/completions")?,
+            base: endpoint(&cfg.base_url, "")?,
             cfg,
             upstream,
             keys,
+            flavor: Flavor::OpenAi,
         })
+    }
+
+    /// An Azure OpenAI provider: the `/openai/v1` form when `base_url` ends with it,
+    /// else the deployment form with `api_version` (default [`AZURE_API_VERSION`]).
+    pub fn azure(
+        cfg: OpenAiConfig,
+        upstream: Upstream,
+        api_version: Option<String>,
+    ) -> Result<Self, String> {
+        let v1 = cfg.base_url.trim_end_matches('/').ends_with("/openai/v1");
+        let mut p = OpenAiProvider::new(cfg, upstream)?;
+        p.flavor = if v1 {
+            if api_version.is_some() {
+                return Err(
+                    "api_version applies to Azure's deployment URLs, not to a base_url ending in /openai/v1"
+                        .into(),
+                );
+            }
+            Flavor::AzureV1
+        } else {
+            let api_version = api_version.unwrap_or_else(|| AZURE_API_VERSION.to_owned());
+            if !api_version
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+            {
+                return Err(format!(
+                    "api_version `{api_version}` is not a version string"
+                ));
+            }
+            Flavor::AzureDeployment { api_version }
+        };
+        Ok(p)
+    }
+
+    /// The URL a request for `model` goes to.
+    fn url(&self, model: &str) -> Result<Url, ProviderError> {
+        match &self.flavor {
+            Flavor::OpenAi | Flavor::AzureV1 => Ok(self.chat_url.clone()),
+            Flavor::AzureDeployment { api_version } => {
+                let mut url = self.base.clone();
+                {
+                    let mut segs = url.path_segments_mut().map_err(|()| {
+                        ProviderError::new(ErrorKind::Internal, "the base_url cannot take a path")
+                    })?;
+                    // Each segment is percent-encoded: the deployment name stays one segment.
+                    segs.pop_if_empty().extend([
+                        "openai",
+                        "deployments",
+                        model,
+                        "chat",
+                        "completions",
+                    ]);
+                }
+                url.set_query(Some(&format!("api-version={api_version}")));
+                Ok(url)
+            }
+        }
     }
 
     fn headers(&self, key: Option<&Secret>, cx: &CallContext) -> Result<HeaderMap, ProviderError> {
@@ -50,7 +131,14 @@ impl OpenAiProvider {
             }
         }
         if let Some(key) = key {
-            secret_header(&mut h, AUTHORIZATION, &format!("Bearer {}", key.expose()))?;
+            match self.flavor {
+                Flavor::OpenAi => {
+                    secret_header(&mut h, AUTHORIZATION, &format!("Bearer {}", key.expose()))?;
+                }
+                Flavor::AzureDeployment { .. } | Flavor::AzureV1 => {
+                    secret_header(&mut h, HeaderName::from_static("api-key"), key.expose())?;
+                }
+            }
         }
         Ok(h)
     }
@@ -96,9 +184,10 @@ impl Provider for OpenAiProvider {
             decode_response,
             stream_decoder: || Decoder(StreamDecoder::new()),
         };
+        let url = self.url(&req.model)?;
         call(
             &self.upstream,
-            &self.chat_url,
+            &url,
             headers,
             body,
             &self.cfg.timeouts,

@@ -195,6 +195,15 @@ impl StreamDecoder {
             self.failed = true;
             return Ok(());
         }
+        // Azure OpenAI opens with a chunk holding only `prompt_filter_results` (empty id,
+        // model and choices): nothing has started yet.
+        if !self.started
+            && c.choices.as_ref().is_some_and(Vec::is_empty)
+            && c.usage.is_none()
+            && c.x_groq.is_none()
+        {
+            return Ok(());
+        }
         if !self.started {
             self.started = true;
             out.push(StreamEvent::MessageStart {

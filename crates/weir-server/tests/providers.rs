@@ -1,0 +1,156 @@
+//! Provider kinds through the real server, against local stand-ins of their APIs.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use weir_testkit::upstream::{Behaviour, FaultyUpstream};
+
+const KEY: &str = "sk-test-client";
+
+async fn weir(extra: &str) -> String {
+    let text = format!("[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n{extra}");
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let app = match weir_server::build(&cfg, None, &text) {
+        Ok(a) => Arc::new(a),
+        Err(e) => panic!("{e:?}"),
+    };
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", api.local_addr().unwrap());
+    tokio::spawn(weir_server::run(app, api, None, std::future::pending()));
+    url
+}
+
+async fn post(url: &str, path: &str, body: &Value) -> (u16, String) {
+    let r = reqwest::Client::new()
+        .post(format!("{url}{path}"))
+        .bearer_auth(KEY)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+fn sse(status: u16, body: &str) -> Behaviour {
+    Behaviour::Status {
+        status,
+        headers: vec![],
+        content_type: "text/event-stream".into(),
+        body: body.into(),
+    }
+}
+
+/// Azure's stream: a first chunk with only `prompt_filter_results`, then OpenAI chunks.
+const AZURE_STREAM: &str = concat!(
+    "data: {\"choices\":[],\"created\":0,\"id\":\"\",\"model\":\"\",\"object\":\"\",\"prompt_filter_results\":[{\"prompt_index\":0,\"content_filter_results\":{\"hate\":{\"filtered\":false,\"severity\":\"safe\"}}}]}\n\n",
+    "data: {\"choices\":[{\"content_filter_results\":{},\"delta\":{\"content\":\"\",\"role\":\"assistant\"},\"finish_reason\":null,\"index\":0,\"logprobs\":null}],\"created\":1,\"id\":\"chatcmpl-az\",\"model\":\"gpt-4o-2024-11-20\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp\"}\n\n",
+    "data: {\"choices\":[{\"content_filter_results\":{\"hate\":{\"filtered\":false,\"severity\":\"safe\"}},\"delta\":{\"content\":\"Hello from Azure\"},\"finish_reason\":null,\"index\":0,\"logprobs\":null}],\"created\":1,\"id\":\"chatcmpl-az\",\"model\":\"gpt-4o-2024-11-20\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp\"}\n\n",
+    "data: {\"choices\":[{\"content_filter_results\":{},\"delta\":{},\"finish_reason\":\"stop\",\"index\":0,\"logprobs\":null}],\"created\":1,\"id\":\"chatcmpl-az\",\"model\":\"gpt-4o-2024-11-20\",\"object\":\"chat.completion.chunk\",\"system_fingerprint\":\"fp\",\"usage\":null}\n\n",
+    "data: {\"choices\":[],\"created\":1,\"id\":\"chatcmpl-az\",\"model\":\"gpt-4o-2024-11-20\",\"object\":\"chat.completion.chunk\",\"usage\":{\"completion_tokens\":4,\"prompt_tokens\":9,\"total_tokens\":13}}\n\n",
+    "data: [DONE]\n\n",
+);
+
+#[tokio::test]
+async fn azure_openai_deployment_urls_api_key_and_the_prompt_filter_chunk() {
+    let up = FaultyUpstream::start(sse(200, AZURE_STREAM)).await;
+    let url = weir(&format!(
+        "[providers.az]\nkind = \"azure\"\nbase_url = \"{}\"\nkeys = [\"az-secret-key\"]\n\
+         [[models]]\nname = \"gpt-4o\"\ntargets = [{{ provider = \"az\", model = \"my gpt4o deployment\" }}]\n",
+        up.url()
+    ))
+    .await;
+    // An Anthropic client streaming from Azure.
+    let (status, body) = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "gpt-4o", "max_tokens": 20, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""text":"Hello from Azure""#), "{body}");
+    assert_eq!(body.matches("event: message_start").count(), 1, "{body}");
+    assert!(body.contains(r#""id":"chatcmpl-az""#), "{body}");
+    assert!(body.contains("event: message_stop"), "{body}");
+    let r = &up.requests()[0];
+    assert_eq!(
+        r.path,
+        "/openai/deployments/my%20gpt4o%20deployment/chat/completions?api-version=2024-10-21"
+    );
+    assert_eq!(r.header("api-key"), Some("az-secret-key"));
+    assert!(r.header("authorization").is_none());
+
+    // An OpenAI client: the stream passes through, prompt filter chunk and all.
+    let (status, body) = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "gpt-4o", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("Hello from Azure") && body.ends_with("data: [DONE]\n\n"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn azure_v1_form_and_foundry_anthropic() {
+    let up = FaultyUpstream::start(Behaviour::ok("from azure")).await;
+    let url = weir(&format!(
+        "[providers.v1]\nkind = \"azure\"\nbase_url = \"{0}/openai/v1\"\nkeys = [\"az-key\"]\n\
+         [providers.foundry]\nkind = \"azure\"\nbase_url = \"{0}/anthropic\"\nkeys = [\"foundry-key\"]\n\
+         [[models]]\nname = \"gpt\"\ntargets = [{{ provider = \"v1\", model = \"gpt-4o\" }}]\n\
+         [[models]]\nname = \"claude\"\ntargets = [{{ provider = \"foundry\", model = \"claude-sonnet-4-5\" }}]\n",
+        up.url()
+    ))
+    .await;
+    let (status, body) = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "gpt", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("from azure"));
+    let (status, body) = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "claude", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("from azure"));
+    let reqs = up.requests();
+    assert_eq!(reqs[0].path, "/openai/v1/chat/completions");
+    assert_eq!(reqs[0].header("api-key"), Some("az-key"));
+    assert_eq!(reqs[0].json().unwrap()["model"], "gpt-4o");
+    assert_eq!(reqs[1].path, "/anthropic/v1/messages");
+    assert_eq!(reqs[1].header("x-api-key"), Some("foundry-key"));
+    assert_eq!(reqs[1].json().unwrap()["model"], "claude-sonnet-4-5");
+}
+
+#[test]
+fn azure_config_mistakes_are_explained() {
+    for (extra, expect) in [
+        ("", "kind = \"azure\" needs base_url"),
+        (
+            "base_url = \"https://r.openai.azure.com/openai/v1\"\napi_version = \"2024-10-21\"\n",
+            "api_version applies to Azure's deployment URLs",
+        ),
+        (
+            "base_url = \"https://r.openai.azure.com\"\napi_version = \"2024-10-21&x=1\"\n",
+            "is not a version string",
+        ),
+    ] {
+        let text = format!("[providers.az]\nkind = \"azure\"\n{extra}");
+        let cfg = weir_server::config::parse(None, &text).unwrap();
+        let errs: Vec<String> = weir_server::build(&cfg, None, &text)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(errs.iter().any(|e| e.contains(expect)), "{errs:?}");
+    }
+}
