@@ -19,6 +19,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("weir-openai", &["weir-model", "weir-sse", "weir-upstream"]),
     ("weir-mock", &["weir-model"]),
+    // Ollama's native /api/chat.
+    ("weir-ollama", &["weir-model", "weir-upstream"]),
     // Gemini's dialect and provider (Vertex reuses the codec).
     ("weir-gemini", &["weir-model", "weir-sse", "weir-upstream"]),
     // Bedrock: SigV4, AWS event streams, InvokeModel (the Anthropic codec) and Converse.
@@ -36,6 +38,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         &[
             "weir-gemini",
             "weir-bedrock",
+            "weir-ollama",
             "weir-model",
             "weir-anthropic",
             "weir-openai",

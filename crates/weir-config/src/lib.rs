@@ -31,9 +31,9 @@ use weir_upstream::Upstream;
 pub use file::*;
 
 /// Provider kinds this build implements.
-pub const BUILT_KINDS: &[&str] = &["anthropic", "openai", "azure", "mock"];
+pub const BUILT_KINDS: &[&str] = &["anthropic", "openai", "azure", "ollama", "mock"];
 /// Provider kinds the contract names that are not built yet.
-pub const PLANNED_KINDS: &[&str] = &["bedrock", "vertex", "gemini", "ollama"];
+pub const PLANNED_KINDS: &[&str] = &["bedrock", "vertex", "gemini"];
 
 /// The error for a config feature this build does not have.
 pub fn not_built(what: &str) -> String {
@@ -278,6 +278,22 @@ fn provider(
             };
             (
                 Arc::new(weir_openai::OpenAiProvider::new(c, upstream.clone())?),
+                Vec::new(),
+            )
+        }
+        "ollama" => {
+            let c = weir_ollama::OllamaConfig {
+                id: id.to_owned(),
+                base_url: p
+                    .base_url
+                    .clone()
+                    .unwrap_or_else(|| weir_ollama::DEFAULT_BASE_URL.into()),
+                keys,
+                timeouts,
+                encode: (),
+            };
+            (
+                Arc::new(weir_ollama::OllamaProvider::new(c, upstream.clone())?),
                 Vec::new(),
             )
         }

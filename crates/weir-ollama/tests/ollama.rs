@@ -1,0 +1,319 @@
+//! Ollama's native API: encoding, answers, NDJSON streams (split anywhere, errors inside),
+//! and the provider against a local stand-in.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use weir_model::{
+    CallContext, ChatRequest, Content, ContentBlock, Delta, ErrorKind, Frame, ImageBlock,
+    MediaSource, Message, Provider, Reply, Role, StopReason, StreamEvent, TextBlock,
+    ThinkingConfig, ToolInput, ToolResultBlock, ToolUseBlock,
+};
+use weir_ollama::{decode_response, encode_request, NdjsonDecoder, OllamaConfig, OllamaProvider};
+use weir_testkit::upstream::{Behaviour, FaultyUpstream};
+use weir_upstream::BodyDecoder;
+
+fn text(t: &str) -> ContentBlock {
+    ContentBlock::Text(TextBlock {
+        text: t.into(),
+        ..Default::default()
+    })
+}
+
+fn msg(role: Role, blocks: Vec<ContentBlock>) -> Message {
+    Message {
+        role,
+        content: Content::blocks(blocks),
+        extra: Default::default(),
+    }
+}
+
+fn tool_loop() -> ChatRequest {
+    let call = |id: &str, name: &str| {
+        ContentBlock::ToolUse(ToolUseBlock {
+            id: id.into(),
+            name: name.into(),
+            input: ToolInput::Arguments(r#"{"city":"Paris"}"#.into()),
+            cache_control: None,
+            extra: Default::default(),
+        })
+    };
+    let result = |id: &str, out: &str| {
+        ContentBlock::ToolResult(ToolResultBlock {
+            tool_use_id: id.into(),
+            content: Content::text(out),
+            is_error: None,
+            cache_control: None,
+            extra: Default::default(),
+        })
+    };
+    ChatRequest {
+        model: "qwen3:0.6b".into(),
+        system: Some(Content::text("Be brief.")),
+        messages: vec![
+            msg(
+                Role::User,
+                vec![
+                    text("What is this and what's the weather?"),
+                    ContentBlock::Image(ImageBlock {
+                        source: MediaSource::Base64 {
+                            media_type: "image/png".into(),
+                            data: "iVBORw0KGgo=".into(),
+                        },
+                        detail: None,
+                        cache_control: None,
+                        extra: Default::default(),
+                    }),
+                ],
+            ),
+            msg(
+                Role::Assistant,
+                vec![call("call_a", "get_weather"), call("call_b", "get_time")],
+            ),
+            msg(
+                Role::User,
+                vec![result("call_a", "sunny"), result("call_b", "noon")],
+            ),
+        ],
+        max_tokens: Some(100),
+        temperature: Some(0.2),
+        thinking: Some(ThinkingConfig::Adaptive),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn requests_carry_images_tool_calls_and_results_by_name() {
+    let body: Value = serde_json::from_slice(&encode_request(&tool_loop()).unwrap()).unwrap();
+    assert_eq!(
+        body,
+        json!({
+            "model": "qwen3:0.6b",
+            "stream": false,
+            "think": true,
+            "options": {"temperature": 0.2, "num_predict": 100},
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "What is this and what's the weather?", "images": ["iVBORw0KGgo="]},
+                {"role": "assistant", "content": "", "tool_calls": [
+                    {"function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+                    {"function": {"name": "get_time", "arguments": {"city": "Paris"}}}
+                ]},
+                {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+                {"role": "tool", "content": "noon", "tool_name": "get_time"}
+            ]
+        })
+    );
+}
+
+#[test]
+fn what_ollama_cannot_take_is_refused_clearly() {
+    let mut r = tool_loop();
+    r.messages[0].content.blocks[1] = ContentBlock::Image(ImageBlock {
+        source: MediaSource::Url("https://example.com/a.png".into()),
+        detail: None,
+        cache_control: None,
+        extra: Default::default(),
+    });
+    let e = encode_request(&r).unwrap_err().to_string();
+    assert!(e.contains("image URLs"), "{e}");
+    let mut r = tool_loop();
+    r.messages.remove(1);
+    let e = encode_request(&r).unwrap_err().to_string();
+    assert!(e.contains("no matching tool call"), "{e}");
+}
+
+#[test]
+fn answers_decode_with_thinking_tool_calls_stop_reason_and_usage() {
+    let body = json!({
+        "model": "qwen3:0.6b", "created_at": "2026-01-01T00:00:00Z",
+        "message": {"role": "assistant", "content": "", "thinking": "The user wants weather.",
+                    "tool_calls": [{"function": {"name": "get_weather", "arguments": {"city": "Paris"}}},
+                                   {"function": {"name": "get_time", "arguments": {"city": "Paris"}}}]},
+        "done": true, "done_reason": "stop", "prompt_eval_count": 31, "eval_count": 12
+    });
+    let r = decode_response(body.to_string().as_bytes()).unwrap();
+    assert_eq!(r.stop_reason, Some(StopReason::ToolUse));
+    assert_eq!(
+        (r.usage.input_tokens, r.usage.output_tokens),
+        (Some(31), Some(12))
+    );
+    assert!(
+        matches!(&r.content[0], ContentBlock::Thinking(t) if t.thinking.as_str() == "The user wants weather.")
+    );
+    let ids: Vec<&str> = r
+        .content
+        .iter()
+        .filter_map(|b| match b {
+            ContentBlock::ToolUse(t) => Some(t.id.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert_ne!(ids[0], ids[1]);
+    assert!(ids
+        .iter()
+        .all(|id| id.starts_with("call_")
+            && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')));
+    let r = decode_response(
+        br#"{"model":"m","message":{"role":"assistant","content":"cut"},"done":true,"done_reason":"length"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.stop_reason, Some(StopReason::MaxTokens));
+}
+
+const STREAM: &str = concat!(
+    "{\"model\":\"qwen3:0.6b\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"thinking\":\"Hmm\"},\"done\":false}\n",
+    "{\"model\":\"qwen3:0.6b\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"thinking\":\", ok.\"},\"done\":false}\n",
+    "{\"model\":\"qwen3:0.6b\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\"Hello\"},\"done\":false}\n",
+    "{\"model\":\"qwen3:0.6b\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\" world\"},\"done\":false}\n",
+    "{\"model\":\"qwen3:0.6b\",\"created_at\":\"t\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\",\"prompt_eval_count\":9,\"eval_count\":4}\n",
+);
+
+fn decode_all(chunks: &[&[u8]]) -> Result<Vec<StreamEvent>, weir_model::ProviderError> {
+    let mut d = NdjsonDecoder::new();
+    let mut frames: Vec<Frame> = Vec::new();
+    for c in chunks {
+        d.feed(c, &mut frames)?;
+    }
+    d.finish(&mut frames)?;
+    Ok(frames.into_iter().flat_map(|f| f.events).collect())
+}
+
+fn summary(events: &[StreamEvent]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| match e {
+            StreamEvent::MessageStart { model, .. } => format!("start {model}"),
+            StreamEvent::BlockStart { index, block } => format!(
+                "open {index} {}",
+                match block {
+                    ContentBlock::Text(_) => "text".to_owned(),
+                    ContentBlock::Thinking(_) => "thinking".to_owned(),
+                    ContentBlock::ToolUse(t) => format!("tool {}", t.name),
+                    _ => "other".to_owned(),
+                }
+            ),
+            StreamEvent::BlockDelta { index, delta } => match delta {
+                Delta::Text(t) | Delta::Thinking(t) | Delta::InputJson(t) => {
+                    format!("delta {index} {}", t.as_str())
+                }
+                _ => "delta ?".into(),
+            },
+            StreamEvent::BlockStop { index } => format!("close {index}"),
+            StreamEvent::MessageDelta {
+                stop_reason, usage, ..
+            } => format!(
+                "stop {:?} {:?}/{:?}",
+                stop_reason, usage.input_tokens, usage.output_tokens
+            ),
+            StreamEvent::MessageStop => "end".into(),
+            StreamEvent::Error(e) => format!("error {}", e.message),
+            other => format!("{other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn ndjson_streams_decode_the_same_however_they_are_split() {
+    let whole = summary(&decode_all(&[STREAM.as_bytes()]).unwrap());
+    assert_eq!(
+        whole,
+        [
+            "start qwen3:0.6b",
+            "open 0 thinking",
+            "delta 0 Hmm",
+            "delta 0 , ok.",
+            "close 0",
+            "open 1 text",
+            "delta 1 Hello",
+            "delta 1  world",
+            "close 1",
+            "stop Some(EndTurn) Some(9)/Some(4)",
+            "end"
+        ]
+    );
+    let b = STREAM.as_bytes();
+    for i in 0..=b.len() {
+        let split = summary(&decode_all(&[&b[..i], &b[i..]]).unwrap());
+        assert_eq!(split, whole, "split at {i}");
+    }
+}
+
+#[test]
+fn tool_calls_errors_and_cut_streams() {
+    let tools = "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\",\"tool_calls\":[{\"function\":{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}}]},\"done\":false}\n\
+                 {\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"\"},\"done\":true,\"done_reason\":\"stop\"}\n";
+    let s = summary(&decode_all(&[tools.as_bytes()]).unwrap());
+    assert_eq!(
+        s,
+        [
+            "start m",
+            "open 0 tool get_weather",
+            "delta 0 {\"city\":\"Paris\"}",
+            "close 0",
+            "stop Some(ToolUse) None/None",
+            "end"
+        ]
+    );
+    let err = "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"done\":false}\n{\"error\":\"model runner has unexpectedly stopped\"}\n";
+    let s = summary(&decode_all(&[err.as_bytes()]).unwrap());
+    assert_eq!(
+        s.last().unwrap(),
+        "error model runner has unexpectedly stopped"
+    );
+    let cut = "{\"model\":\"m\",\"message\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"done\":false}\n";
+    let e = decode_all(&[cut.as_bytes()]).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Decode);
+    assert!(decode_all(&[b"{not json}\n"]).is_err());
+}
+
+fn provider(url: &str) -> OllamaProvider {
+    OllamaProvider::new(
+        OllamaConfig {
+            id: "ollama".into(),
+            base_url: url.into(),
+            keys: vec![],
+            timeouts: Default::default(),
+            encode: (),
+        },
+        weir_upstream::Upstream::new(std::time::Duration::from_secs(5)).unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_provider_posts_to_api_chat_and_reads_streams_and_errors() {
+    let up = FaultyUpstream::start(Behaviour::Status {
+        status: 200,
+        headers: vec![],
+        content_type: "application/x-ndjson".into(),
+        body: STREAM.into(),
+    })
+    .await;
+    let p = provider(up.url());
+    let mut req = tool_loop();
+    req.stream = Some(true);
+    let Reply::Stream(mut s) = p.send(req, CallContext::new("t")).await.unwrap() else {
+        panic!()
+    };
+    let mut events = Vec::new();
+    while let Some(f) = s.next().await {
+        events.extend(f.unwrap().events);
+    }
+    assert_eq!(summary(&events).last().unwrap(), "end");
+    let r = &up.requests()[0];
+    assert_eq!(r.path, "/api/chat");
+    assert_eq!(r.json().unwrap()["stream"], true);
+
+    up.set(Behaviour::json(
+        404,
+        &json!({"error": "model \"qwen9\" not found, try pulling it first"}),
+    ));
+    let e = p
+        .send(tool_loop(), CallContext::new("t"))
+        .await
+        .unwrap_err();
+    assert_eq!((e.kind, e.status), (ErrorKind::NotFound, Some(404)));
+    assert!(e.message.contains("try pulling it first"), "{}", e.message);
+}
