@@ -19,6 +19,11 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ),
     ("weir-openai", &["weir-model", "weir-sse", "weir-upstream"]),
     ("weir-mock", &["weir-model"]),
+    // Vertex AI: Google auth, Claude through rawPredict, Gemini through generateContent.
+    (
+        "weir-vertex",
+        &["weir-model", "weir-sse", "weir-upstream", "weir-anthropic", "weir-gemini"],
+    ),
     // Ollama's native /api/chat.
     ("weir-ollama", &["weir-model", "weir-upstream"]),
     // Gemini's dialect and provider (Vertex reuses the codec).
@@ -39,6 +44,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "weir-gemini",
             "weir-bedrock",
             "weir-ollama",
+            "weir-vertex",
             "weir-model",
             "weir-anthropic",
             "weir-openai",
