@@ -231,8 +231,8 @@ fn provider(
             "unknown provider kind `{kind}` (anthropic | openai | bedrock | vertex | gemini | azure | ollama | mock)"
         ));
     }
-    if p.preset.is_some() {
-        return Err(not_built("`preset` (OpenAI-compatible presets)"));
+    if p.preset.is_some() && kind != "openai" {
+        return Err(format!("preset applies to kind = \"openai\", not `{kind}`"));
     }
     if p.api_version.is_some() && kind != "azure" {
         return Err(format!(
@@ -266,20 +266,27 @@ fn provider(
             )
         }
         "openai" => {
+            let preset = match &p.preset {
+                Some(name) => Some(weir_openai::Preset::parse(name.get_ref())?),
+                None => p.base_url.as_deref().and_then(weir_openai::Preset::infer),
+            };
+            let base_url = p.base_url.clone().unwrap_or_else(|| {
+                preset
+                    .map_or(weir_openai::DEFAULT_BASE_URL, |pr| pr.base_url())
+                    .into()
+            });
             let c = weir_openai::OpenAiConfig {
                 id: id.to_owned(),
-                base_url: p
-                    .base_url
-                    .clone()
-                    .unwrap_or_else(|| weir_openai::DEFAULT_BASE_URL.into()),
+                base_url,
                 keys,
                 timeouts,
-                encode: weir_openai::EncodeOptions::default(),
+                encode: preset.map(|pr| pr.encode_options()).unwrap_or_default(),
             };
-            (
-                Arc::new(weir_openai::OpenAiProvider::new(c, upstream.clone())?),
-                Vec::new(),
-            )
+            let provider = match preset {
+                Some(pr) => weir_openai::OpenAiProvider::with_preset(c, upstream.clone(), pr)?,
+                None => weir_openai::OpenAiProvider::new(c, upstream.clone())?,
+            };
+            (Arc::new(provider), Vec::new())
         }
         "ollama" => {
             let c = weir_ollama::OllamaConfig {

@@ -22,6 +22,8 @@ mod stream;
 pub use error::{decode_error, encode_error, error_status};
 pub use parts::parse_data_url;
 #[cfg(feature = "provider")]
+mod preset;
+pub use preset::{Preset, PRESETS};
 pub use provider::{Flavor, OpenAiConfig, OpenAiProvider, AZURE_API_VERSION, DEFAULT_BASE_URL};
 pub use request::{decode_request, encode_request, EncodeOptions};
 pub use response::{decode_response, encode_response};

@@ -10,7 +10,7 @@ use weir_upstream::{
     call, endpoint, secret_header, FrameDecoder, HttpProviderConfig, KeyRing, Upstream, Url,
 };
 
-use crate::{decode_error, decode_response, encode_request, EncodeOptions, StreamDecoder};
+use crate::{decode_error, decode_response, encode_request, EncodeOptions, Preset, StreamDecoder};
 
 /// Settings of an OpenAI provider: `base_url` is the API base up to and including its
 /// version segment (`/chat/completions` is appended): `https://api.openai.com/v1`,
@@ -49,6 +49,7 @@ pub struct OpenAiProvider {
     chat_url: Url,
     base: Url,
     flavor: Flavor,
+    preset: Option<Preset>,
 }
 
 impl OpenAiProvider {
@@ -62,7 +63,20 @@ impl OpenAiProvider {
             upstream,
             keys,
             flavor: Flavor::OpenAi,
+            preset: None,
         })
+    }
+
+    /// A provider for a known compatible service: its quirks are handled (see
+    /// [`Preset`]); `cfg.encode` should come from [`Preset::encode_options`].
+    pub fn with_preset(
+        cfg: OpenAiConfig,
+        upstream: Upstream,
+        preset: Preset,
+    ) -> Result<Self, String> {
+        let mut p = OpenAiProvider::new(cfg, upstream)?;
+        p.preset = Some(preset);
+        Ok(p)
     }
 
     /// An Azure OpenAI provider: the `/openai/v1` form when `base_url` ends with it,
@@ -173,7 +187,17 @@ impl Provider for OpenAiProvider {
         }
     }
 
-    async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
+    async fn send(&self, mut req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
+        if let Some(p) = self.preset {
+            let removed = p.adapt(&mut req);
+            if !removed.is_empty() {
+                tracing::debug!(
+                    preset = p.name(),
+                    ?removed,
+                    "removed fields the service rejects"
+                );
+            }
+        }
         let body = encode_request(&req, &self.cfg.encode)
             .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
         let key = self.keys.pick(&cx);

@@ -154,3 +154,161 @@ fn azure_config_mistakes_are_explained() {
         assert!(errs.iter().any(|e| e.contains(expect)), "{errs:?}");
     }
 }
+
+/// One OpenAI-compatible provider `p` with `preset` at `up`, serving model `m`.
+async fn preset_gateway(up: &FaultyUpstream, preset: &str) -> String {
+    weir(&format!(
+        "[providers.p]\nkind = \"openai\"\npreset = \"{preset}\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-p\"]\n\
+         [[models]]\nname = \"m\"\ntargets = [{{ provider = \"p\", model = \"upstream-model\" }}]\n",
+        up.url()
+    ))
+    .await
+}
+
+fn chunk(delta: &str, extra: &str) -> String {
+    format!(
+        "data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"upstream-model\",\"choices\":[{{\"index\":0,\"delta\":{delta},\"finish_reason\":null}}]{extra}}}\n\n"
+    )
+}
+
+#[tokio::test]
+async fn groq_gets_no_fields_it_rejects_and_its_x_groq_usage_is_read() {
+    let stream = [
+        chunk(r#"{"role":"assistant","content":""}"#, ""),
+        chunk(r#"{"content":"Hi"}"#, ""),
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"upstream-model\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"x_groq\":{\"id\":\"req_1\",\"usage\":{\"prompt_tokens\":11,\"completion_tokens\":2,\"total_tokens\":13}}}\n\n".to_owned(),
+        "data: [DONE]\n\n".to_owned(),
+    ]
+    .concat();
+    let up = FaultyUpstream::start(sse(200, &stream)).await;
+    let url = preset_gateway(&up, "groq").await;
+    let (status, body) = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "m", "stream": true, "logprobs": true, "top_logprobs": 2, "logit_bias": {"50256": -100}, "n": 1,
+                "messages": [{"role": "user", "name": "alice", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sent = up.requests()[0].json().unwrap();
+    for f in ["logprobs", "top_logprobs", "logit_bias", "n"] {
+        assert!(sent.get(f).is_none(), "{f} was sent: {sent}");
+    }
+    assert!(sent["messages"][0].get("name").is_none(), "{sent}");
+    // An Anthropic client gets the usage Groq reported in x_groq.
+    let (_, body) = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "m", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert!(body.contains(r#""output_tokens":2"#), "{body}");
+    assert!(body.contains(r#""text":"Hi""#), "{body}");
+}
+
+#[tokio::test]
+async fn cerebras_and_mistral_get_what_they_accept() {
+    let up = FaultyUpstream::start(Behaviour::ok("fine")).await;
+    let url = preset_gateway(&up, "cerebras").await;
+    let (status, _) = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "m", "frequency_penalty": 0.5, "presence_penalty": 0.1, "parallel_tool_calls": false,
+                "max_completion_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let sent = up.requests()[0].json().unwrap();
+    for f in [
+        "frequency_penalty",
+        "presence_penalty",
+        "parallel_tool_calls",
+    ] {
+        assert!(sent.get(f).is_none(), "{f} was sent: {sent}");
+    }
+    assert_eq!(sent["max_completion_tokens"], 50);
+
+    let up = FaultyUpstream::start(Behaviour::ok("fine")).await;
+    let url = preset_gateway(&up, "mistral").await;
+    let (status, _) = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "m", "max_tokens": 30, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let sent = up.requests()[0].json().unwrap();
+    assert!(sent.get("stream_options").is_none(), "{sent}");
+    assert_eq!(sent["max_tokens"], 30, "{sent}");
+}
+
+#[tokio::test]
+async fn openrouter_comments_are_skipped_and_a_mid_stream_error_reaches_the_client() {
+    let stream = [
+        ": OPENROUTER PROCESSING\n\n".to_owned(),
+        chunk(r#"{"role":"assistant","content":"Par"}"#, ""),
+        ": OPENROUTER PROCESSING\n\n".to_owned(),
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"upstream-model\",\"error\":{\"code\":502,\"message\":\"Provider returned error\"},\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"error\"}]}\n\n".to_owned(),
+    ]
+    .concat();
+    let up = FaultyUpstream::start(sse(200, &stream)).await;
+    let url = preset_gateway(&up, "openrouter").await;
+    let (status, body) = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "m", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""text":"Par""#), "{body}");
+    assert!(body.contains("event: error"), "{body}");
+    assert!(body.contains("Provider returned error"), "{body}");
+    let sent = up.requests()[0].json().unwrap();
+    assert_eq!(sent["max_tokens"], 10, "{sent}");
+}
+
+#[tokio::test]
+async fn deepseek_reasoning_and_usage_on_the_finish_chunk() {
+    let stream = [
+        chunk(r#"{"role":"assistant","content":null,"reasoning_content":"Think"}"#, ""),
+        chunk(r#"{"content":null,"reasoning_content":"ing."}"#, ""),
+        chunk(r#"{"content":"Answer"}"#, ""),
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"upstream-model\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\"},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":5,\"total_tokens\":12,\"prompt_cache_hit_tokens\":0,\"prompt_cache_miss_tokens\":7}}\n\n".to_owned(),
+        "data: [DONE]\n\n".to_owned(),
+    ]
+    .concat();
+    let up = FaultyUpstream::start(sse(200, &stream)).await;
+    let url = preset_gateway(&up, "deepseek").await;
+    let (status, body) = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "m", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""thinking":"Think""#), "{body}");
+    assert!(body.contains(r#""text":"Answer""#), "{body}");
+    assert!(body.contains(r#""output_tokens":5"#), "{body}");
+}
+
+#[test]
+fn unknown_presets_and_presets_on_other_kinds_are_config_errors() {
+    for (text, expect) in [
+        (
+            "[providers.p]\nkind = \"openai\"\npreset = \"grok\"\n",
+            "unknown preset `grok`",
+        ),
+        (
+            "[providers.p]\nkind = \"anthropic\"\npreset = \"groq\"\n",
+            "preset applies to kind = \"openai\"",
+        ),
+    ] {
+        let cfg = weir_server::config::parse(None, text).unwrap();
+        let errs: Vec<String> = weir_server::build(&cfg, None, text)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(errs.iter().any(|e| e.contains(expect)), "{errs:?}");
+    }
+}
