@@ -22,7 +22,13 @@ const ALLOWED: &[(&str, &[&str])] = &[
     // Vertex AI: Google auth, Claude through rawPredict, Gemini through generateContent.
     (
         "weir-vertex",
-        &["weir-model", "weir-sse", "weir-upstream", "weir-anthropic", "weir-gemini"],
+        &[
+            "weir-model",
+            "weir-sse",
+            "weir-upstream",
+            "weir-anthropic",
+            "weir-gemini",
+        ],
     ),
     // Ollama's native /api/chat.
     ("weir-ollama", &["weir-model", "weir-upstream"]),
