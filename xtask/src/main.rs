@@ -3,12 +3,14 @@
 //! - `tidy`: the repository's structural rules (crate dependency direction, no OpenSSL,
 //!   crate headers). Also run as tests by `cargo test`.
 //! - `bench`: runs the criterion benchmarks and writes `docs/benchmarks.md`.
-//! - `conformance <provider>|all`: provider cassette suites (arrive with the providers).
+//! - `conformance <provider>|all`: the provider conformance suite; prints the matrix and
+//!   writes `docs/providers.md`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 mod bench;
+mod conformance;
 mod gateway_bench;
 mod tidy;
 
@@ -24,11 +26,7 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("tidy") => tidy::run(&root()),
         Some("bench") => bench::run(&root(), &args[1..]),
-        Some("conformance") => Err(
-            "conformance suites run provider cassettes through weir-testkit; no provider crate \
-             exists yet (the Anthropic and OpenAI dialects are covered by `cargo test`)"
-                .to_owned(),
-        ),
+        Some("conformance") => conformance::run(&root(), &args[1..]),
         _ => Err(
             "usage: cargo xtask <tidy | bench [--quick] [--codec-only | --gateway-only | --report-only] | conformance <provider>|all>".to_owned(),
         ),

@@ -964,15 +964,24 @@ impl Router {
                 let c = p.candidates(now);
                 if c.usable.is_empty() {
                     let e = if c.all_refused {
-                        let mut e = ProviderError::new(
-                            ErrorKind::Authentication,
-                            format!(
-                                "every key of provider `{}` was refused by the upstream",
-                                target.provider
-                            ),
-                        );
-                        e.status = Some(502);
+                        // The same answer the upstream gave when it refused the key, so
+                        // every request reports the refusal alike.
+                        let mut e = match c.refusal {
+                            Some(api) => ProviderError::from_api(api, None),
+                            None => {
+                                let mut e = ProviderError::new(
+                                    ErrorKind::Authentication,
+                                    format!(
+                                        "every key of provider `{}` was refused by the upstream",
+                                        target.provider
+                                    ),
+                                );
+                                e.status = Some(502);
+                                e
+                            }
+                        };
                         e.retryable_elsewhere = true;
+                        e.counts_against_health = false;
                         e
                     } else {
                         let mut e = ProviderError::new(
@@ -1094,7 +1103,12 @@ impl Router {
                             ErrorKind::Authentication | ErrorKind::PermissionDenied
                         ) {
                             let status = e.status.unwrap_or(401);
-                            p.refuse(i, status, done + self.policy.refused_key_retry);
+                            p.refuse(
+                                i,
+                                status,
+                                done + self.policy.refused_key_retry,
+                                e.api_error.as_deref().cloned(),
+                            );
                             st.neutral();
                             tracing::warn!(provider = %target.provider, key = %label, status, "the upstream refused a key; it leaves the pool");
                             self.shared.emit(&RouterEvent::KeyRefused {
@@ -1239,7 +1253,12 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
         return e;
     }
     if targets.len() == 1 {
-        if let Some(a) = real.last() {
+        // The last upstream answer (a refused key's is kept and repeated).
+        if let Some(a) = attempts
+            .iter()
+            .rev()
+            .find(|a| !a.skipped || a.error.api_error.is_some())
+        {
             return a.error.clone();
         }
     }

@@ -212,6 +212,9 @@ pub(crate) struct KeyInner {
     /// The upstream refused the key (401/403): out of the pool until the instant, then
     /// given one more chance (a revoked key is refused again at once; a glitch heals).
     pub refused: Option<(u16, Instant)>,
+    /// What the upstream answered when it refused the key (its error, scrubbed), so later
+    /// requests skipping the key report the same error.
+    pub refusal: Option<weir_model::ApiError>,
     pub requests: u64,
     pub rate_limited: u64,
 }
@@ -239,6 +242,8 @@ pub(crate) struct Candidates {
     pub soonest: Option<Duration>,
     /// Every key was refused by the upstream.
     pub all_refused: bool,
+    /// The upstream's answer to the last refused key.
+    pub refusal: Option<weir_model::ApiError>,
 }
 
 impl KeyPool {
@@ -264,6 +269,7 @@ impl KeyPool {
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let mut refused = 0;
+        let mut latest_refusal: Option<Instant> = None;
         let mut usable: Vec<(u32, usize, usize)> = Vec::with_capacity(n);
         for turn in 0..n {
             let i = (start + turn) % n;
@@ -272,9 +278,15 @@ impl KeyPool {
             if let Some((_, until)) = g.refused {
                 if until > now {
                     refused += 1;
+                    // The most recent refusal speaks for the pool.
+                    if g.refusal.is_some() && latest_refusal.is_none_or(|l| until > l) {
+                        latest_refusal = Some(until);
+                        c.refusal.clone_from(&g.refusal);
+                    }
                     continue;
                 }
                 g.refused = None;
+                g.refusal = None;
             }
             if let Some((until, _)) = g.cooldown_until {
                 if until > now {
@@ -308,9 +320,17 @@ impl KeyPool {
         }
     }
 
-    pub(crate) fn refuse(&self, i: usize, status: u16, until: Instant) {
+    pub(crate) fn refuse(
+        &self,
+        i: usize,
+        status: u16,
+        until: Instant,
+        answer: Option<weir_model::ApiError>,
+    ) {
         if let Some(k) = self.keys.get(i) {
-            lock(&k.inner).refused = Some((status, until));
+            let mut g = lock(&k.inner);
+            g.refused = Some((status, until));
+            g.refusal = answer;
         }
     }
 
