@@ -188,7 +188,19 @@ impl<'de> Deserialize<'de> for OMessage {
                                 }
                             }
                         }
-                        "reasoning_content" => reasoning = opt_value(&mut map, &k, &mut extra)?,
+                        // Reasoning arrives as `reasoning_content` (DeepSeek, xAI, vLLM) or
+                        // `reasoning` (Groq, OpenRouter, Ollama): either becomes thinking, and
+                        // the original field is kept so the same dialect writes it back as it
+                        // came.
+                        "reasoning_content" | "reasoning" => {
+                            let raw: RawJson = map.next_value()?;
+                            if k.as_str() == "reasoning_content" || reasoning.is_none() {
+                                if let Some(t) = JsonStr::from_raw_ref(&raw) {
+                                    reasoning = Some(t);
+                                }
+                            }
+                            extra.insert(k.into_owned(), raw);
+                        }
                         "tool_calls" => {
                             let raw: RawJson = map.next_value()?;
                             match serde_json::from_str::<Option<Vec<OToolCall>>>(raw.get()) {
@@ -448,7 +460,11 @@ impl Serialize for MessageOut<'_> {
             (None, false) => m.serialize_entry("content", &())?,
             (None, true) => {}
         }
-        if let Some(rc) = reasoning {
+        // The same dialect writes the reasoning field it came with (kept in the extras).
+        let kept = same
+            && (r.message_extra.contains("reasoning_content")
+                || r.message_extra.contains("reasoning"));
+        if let Some(rc) = reasoning.filter(|_| !kept) {
             m.serialize_entry("reasoning_content", &rc)?;
         }
         if !calls.is_empty() {

@@ -940,3 +940,23 @@ fn system_turns_inside_anthropic_messages_pass_through_and_become_openai_system_
         ]),
     );
 }
+
+#[test]
+fn reasoning_named_reasoning_becomes_thinking_and_stays_as_it_came_for_openai_clients() {
+    // Groq, OpenRouter and Ollama's OpenAI layer name the field `reasoning`.
+    let resp = json!({
+        "id": "chatcmpl-r", "object": "chat.completion", "created": 1, "model": "qwen/qwen3-32b",
+        "choices": [{"index": 0, "finish_reason": "stop", "logprobs": null,
+                     "message": {"role": "assistant", "content": "42", "reasoning": "Six times seven."}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}
+    });
+    let a = o_resp_to_a(resp.clone());
+    assert_eq!(a["content"][0]["type"], "thinking");
+    assert_eq!(a["content"][0]["thinking"], "Six times seven.");
+    assert_eq!(a["content"][1]["text"], "42");
+    // The same dialect writes it back exactly.
+    let decoded = weir_openai::decode_response(resp.to_string().as_bytes()).unwrap();
+    let again: Value =
+        serde_json::from_slice(&weir_openai::encode_response(&decoded).unwrap()).unwrap();
+    assert_json(&again, &resp);
+}
