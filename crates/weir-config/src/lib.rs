@@ -31,9 +31,17 @@ use weir_upstream::Upstream;
 pub use file::*;
 
 /// Provider kinds this build implements.
-pub const BUILT_KINDS: &[&str] = &["anthropic", "openai", "azure", "ollama", "mock"];
+pub const BUILT_KINDS: &[&str] = &[
+    "anthropic",
+    "openai",
+    "azure",
+    "ollama",
+    "vertex",
+    "gemini",
+    "mock",
+];
 /// Provider kinds the contract names that are not built yet.
-pub const PLANNED_KINDS: &[&str] = &["bedrock", "vertex", "gemini"];
+pub const PLANNED_KINDS: &[&str] = &["bedrock"];
 
 /// The error for a config feature this build does not have.
 pub fn not_built(what: &str) -> String {
@@ -287,6 +295,50 @@ fn provider(
                 None => weir_openai::OpenAiProvider::new(c, upstream.clone())?,
             };
             (Arc::new(provider), Vec::new())
+        }
+        "gemini" => {
+            let c = weir_gemini::GeminiConfig {
+                id: id.to_owned(),
+                base_url: p
+                    .base_url
+                    .clone()
+                    .unwrap_or_else(|| weir_gemini::DEFAULT_BASE_URL.into()),
+                keys,
+                timeouts,
+                encode: weir_gemini::EncodeOptions::default(),
+            };
+            (
+                Arc::new(weir_gemini::GeminiProvider::new(c, upstream.clone())?),
+                Vec::new(),
+            )
+        }
+        "vertex" => {
+            let (Some(project), Some(region)) = (p.project.clone(), p.region.clone()) else {
+                return Err(
+                    "kind = \"vertex\" needs project and region (e.g. region = \"us-east5\" or \"global\")"
+                        .into(),
+                );
+            };
+            if !keys.is_empty() {
+                return Err(
+                    "kind = \"vertex\" takes no keys: it authenticates with Google credentials \
+                     (GOOGLE_APPLICATION_CREDENTIALS, or gcloud auth application-default login)"
+                        .into(),
+                );
+            }
+            let mut c = weir_vertex::VertexConfig::new(id, project, region);
+            c.base_url.clone_from(&p.base_url);
+            c.timeouts = timeouts;
+            if let Some(m) = p.default_max_tokens {
+                c.anthropic_encode.default_max_tokens = m;
+            }
+            (
+                Arc::new(weir_vertex::VertexProvider::with_google_auth(
+                    c,
+                    upstream.clone(),
+                )?),
+                Vec::new(),
+            )
         }
         "ollama" => {
             let c = weir_ollama::OllamaConfig {

@@ -312,3 +312,20 @@ fn unknown_presets_and_presets_on_other_kinds_are_config_errors() {
         assert!(errs.iter().any(|e| e.contains(expect)), "{errs:?}");
     }
 }
+
+#[test]
+fn vertex_needs_project_and_region_and_builds_without_credentials_at_hand() {
+    let text = "[providers.v]\nkind = \"vertex\"\nregion = \"us-east5\"\n";
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let errs: Vec<String> = weir_server::build(&cfg, None, text)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(errs[0].contains("needs project and region"), "{errs:?}");
+    // Credentials are looked for at the first request, never while loading the config.
+    let text = "[providers.v]\nkind = \"vertex\"\nproject = \"my-project\"\nregion = \"global\"\n\
+                [[models]]\nname = \"claude-sonnet-4-5\"\ntargets = [{ provider = \"v\", model = \"claude-sonnet-4-5@20250929\" }]\n";
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    assert!(weir_server::build(&cfg, None, text).is_ok());
+}

@@ -1,0 +1,174 @@
+//! The request's configuration objects: `tools`, `toolConfig` and `generationConfig`.
+
+use weir_model::json_writer::JsonWriter;
+use weir_model::{ChatRequest, FunctionTool, ThinkingConfig, ToolChoice, WireError};
+
+use crate::request::{EncodeOptions, SchemaMode};
+
+/// The largest `thinkingBudget` sent: Gemini 2.5 Flash and Flash-Lite accept at most this
+/// (Pro 32768); larger Anthropic budgets are capped rather than refused.
+pub const MAX_THINKING_BUDGET: u32 = 24_576;
+
+pub(crate) fn write_tools(
+    w: &mut JsonWriter,
+    functions: &[&FunctionTool],
+    opts: &EncodeOptions,
+) -> Result<(), WireError> {
+    w.key("tools");
+    w.begin_array();
+    w.begin_object();
+    w.key("functionDeclarations");
+    w.begin_array();
+    for f in functions {
+        w.begin_object();
+        w.key("name");
+        w.string(&f.name);
+        if let Some(d) = &f.description {
+            w.key("description");
+            w.json_str(d);
+        }
+        if let Some(params) = &f.parameters {
+            match opts.schema {
+                SchemaMode::Cleaned => {
+                    let cleaned = crate::schema::clean(params.get())
+                        .map_err(|e| WireError::Unsupported(format!("tool `{}`: {e}", f.name)))?;
+                    w.key("parameters");
+                    w.raw(&cleaned.to_string());
+                }
+                SchemaMode::JsonSchema => {
+                    w.key("parametersJsonSchema");
+                    w.raw_value(params);
+                }
+            }
+        }
+        w.end_object();
+    }
+    w.end_array();
+    w.end_object();
+    w.end_array();
+    Ok(())
+}
+
+pub(crate) fn write_tool_config(
+    w: &mut JsonWriter,
+    choice: &ToolChoice,
+    functions: &[&FunctionTool],
+) -> Result<(), WireError> {
+    let (mode, only) = match choice {
+        ToolChoice::Auto => ("AUTO", None),
+        ToolChoice::Required => ("ANY", None),
+        ToolChoice::None => ("NONE", None),
+        ToolChoice::Tool(name) => {
+            if !functions.iter().any(|f| f.name == *name) {
+                return Err(WireError::Unsupported(format!(
+                    "tool_choice names `{name}`, which is not among the tools"
+                )));
+            }
+            ("ANY", Some(name))
+        }
+        ToolChoice::Unknown { dialect, .. } => {
+            return Err(WireError::Unsupported(format!(
+                "this {dialect} tool_choice cannot be sent to Gemini"
+            )))
+        }
+    };
+    w.key("toolConfig");
+    w.begin_object();
+    w.key("functionCallingConfig");
+    w.begin_object();
+    w.key("mode");
+    w.string(mode);
+    if let Some(name) = only {
+        w.key("allowedFunctionNames");
+        w.begin_array();
+        w.string(name);
+        w.end_array();
+    }
+    w.end_object();
+    w.end_object();
+    Ok(())
+}
+
+pub(crate) fn write_generation_config(w: &mut JsonWriter, req: &ChatRequest) {
+    let thinking = thinking(req);
+    let stops = req.stop.as_ref().map(|s| &s.sequences[..]).unwrap_or(&[]);
+    if req.max_tokens.is_none()
+        && req.temperature.is_none()
+        && req.top_p.is_none()
+        && req.top_k.is_none()
+        && stops.is_empty()
+        && thinking.is_none()
+    {
+        return;
+    }
+    w.key("generationConfig");
+    w.begin_object();
+    if let Some(n) = req.max_tokens {
+        w.key("maxOutputTokens");
+        w.u64(u64::from(n));
+    }
+    if let Some(t) = req.temperature {
+        w.key("temperature");
+        w.f64(t);
+    }
+    if let Some(p) = req.top_p {
+        w.key("topP");
+        w.f64(p);
+    }
+    if let Some(k) = req.top_k {
+        w.key("topK");
+        w.u64(u64::from(k));
+    }
+    if !stops.is_empty() {
+        w.key("stopSequences");
+        w.begin_array();
+        for s in stops {
+            w.string(s);
+        }
+        w.end_array();
+    }
+    if let Some((budget, include)) = thinking {
+        w.key("thinkingConfig");
+        w.begin_object();
+        w.key("thinkingBudget");
+        w.raw(&budget.to_string());
+        if include {
+            w.key("includeThoughts");
+            w.bool(true);
+        }
+        w.end_object();
+    }
+    w.end_object();
+}
+
+/// `thinkingBudget` (-1: the model decides) and `includeThoughts`, if any.
+fn thinking(req: &ChatRequest) -> Option<(i64, bool)> {
+    let budget = |n: u32| i64::from(n.min(MAX_THINKING_BUDGET));
+    match &req.thinking {
+        Some(ThinkingConfig::Enabled { budget_tokens }) => Some((budget(*budget_tokens), true)),
+        Some(ThinkingConfig::Adaptive) => Some((-1, true)),
+        // The model's default: some Gemini models cannot turn thinking off (a budget of 0
+        // is a 400 for 2.5 Pro), so "disabled" is not sent as 0.
+        Some(ThinkingConfig::Disabled) => None,
+        Some(ThinkingConfig::Unknown(raw)) => {
+            // A newer Anthropic form: read what we can, leave the rest to the model.
+            let v: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
+            match v.get("type").and_then(|t| t.as_str()) {
+                Some("enabled") => v
+                    .get("budget_tokens")
+                    .and_then(serde_json::Value::as_u64)
+                    .map(|n| (budget(u32::try_from(n).unwrap_or(u32::MAX)), true)),
+                Some("adaptive") => Some((-1, true)),
+                _ => None,
+            }
+        }
+        // OpenAI's reasoning_effort, as Google's own OpenAI compatibility layer maps it.
+        None => match req.reasoning_effort.as_deref()? {
+            "none" => Some((0, false)),
+            "minimal" | "low" => Some((1024, true)),
+            "medium" => Some((8192, true)),
+            "high" => Some((i64::from(MAX_THINKING_BUDGET), true)),
+            _ => None,
+        },
+    }
+}

@@ -1,0 +1,227 @@
+//! The Gemini API provider (Google AI Studio keys): `kind = "gemini"`.
+
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use http::HeaderMap;
+use serde::Deserialize;
+use weir_model::{
+    CallContext, Capabilities, ChatRequest, ErrorKind, Provider, ProviderError, Reply, Secret,
+};
+use weir_upstream::{
+    endpoint, read_body, report_limits, scrub, secret_header, sse_frames, status_error,
+    HttpProviderConfig, KeyRing, Response, Upstream, Url, MAX_WAIT,
+};
+
+use crate::StreamDecoder;
+use crate::{decode_error, decode_response, encode_request, retry_delay, EncodeOptions};
+
+/// Settings of a Gemini provider: `base_url` is the API host (and any path prefix of a
+/// proxy in front of it); `/v1beta/models/{model}:{method}` is appended.
+pub type GeminiConfig = HttpProviderConfig<EncodeOptions>;
+
+/// Google's Gemini API.
+pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
+
+/// The API version segment of every URL.
+pub const API_VERSION: &str = "v1beta";
+
+/// Sends canonical requests to the Gemini API.
+#[derive(Debug)]
+pub struct GeminiProvider {
+    cfg: GeminiConfig,
+    upstream: Upstream,
+    keys: KeyRing,
+    base: Url,
+}
+
+impl GeminiProvider {
+    /// A provider over a shared HTTP client. Fails when `base_url` is not an http(s) URL
+    /// that can take a path, or carries a query or fragment (the key goes in the
+    /// `x-goog-api-key` header, never in the URL).
+    pub fn new(cfg: GeminiConfig, upstream: Upstream) -> Result<Self, String> {
+        let base = endpoint(&cfg.base_url, "")?;
+        if base.cannot_be_a_base() {
+            return Err("base_url cannot take a path".into());
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(
+                "base_url must not have a query or fragment (the key is sent in a header)".into(),
+            );
+        }
+        let keys = KeyRing::new(cfg.keys.clone());
+        Ok(GeminiProvider {
+            cfg,
+            upstream,
+            keys,
+            base,
+        })
+    }
+
+    /// The URL of `method` (`generateContent`, `streamGenerateContent`, `countTokens`) for
+    /// `model`: `{base_url}/v1beta/models/{model}:{method}`, plus `?alt=sse` for streams.
+    /// The model is one percent-encoded path segment (a leading `models/` is dropped), so
+    /// no model name can reach another path.
+    pub fn url(&self, model: &str, method: &str) -> Result<Url, ProviderError> {
+        let model = model.strip_prefix("models/").unwrap_or(model);
+        if model.is_empty() {
+            return Err(ProviderError::new(
+                ErrorKind::InvalidRequest,
+                "the request names no model",
+            ));
+        }
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| {
+                ProviderError::new(ErrorKind::Internal, "the base_url cannot take a path")
+            })?
+            .pop_if_empty()
+            .extend([API_VERSION, "models", &format!("{model}:{method}")]);
+        if method == "streamGenerateContent" {
+            url.set_query(Some("alt=sse"));
+        }
+        Ok(url)
+    }
+
+    fn headers(&self, key: Option<&Secret>) -> Result<HeaderMap, ProviderError> {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let Some(key) = key {
+            secret_header(
+                &mut h,
+                HeaderName::from_static("x-goog-api-key"),
+                key.expose(),
+            )?;
+        }
+        Ok(h)
+    }
+
+    /// POSTs `body`; an error answer becomes a [`ProviderError`] with the wait the
+    /// upstream asked for (headers first, then the body's `RetryInfo`) and no key in it.
+    async fn exchange(
+        &self,
+        url: &Url,
+        body: Vec<u8>,
+        cx: &CallContext,
+    ) -> Result<Response, ProviderError> {
+        let key = self.keys.pick(cx);
+        let headers = self.headers(key)?;
+        let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();
+        let scrubbed = |mut e: ProviderError| {
+            for s in &secrets {
+                scrub(&mut e, s.expose());
+            }
+            e
+        };
+        let mut resp = self
+            .upstream
+            .post(url, headers, body, &self.cfg.timeouts)
+            .await
+            .map_err(scrubbed)?;
+        let status = resp.inner.status();
+        if status.is_success() {
+            report_limits(resp.inner.headers(), &cx.report);
+            return Ok(resp);
+        }
+        let headers = resp.inner.headers().clone();
+        let body = read_body(&mut resp).await.unwrap_or_default();
+        let mut err = status_error(status, &headers, &body, decode_error);
+        if err.retry_after.is_none() {
+            err.retry_after = retry_delay(&body).map(|d| d.min(MAX_WAIT));
+        }
+        Err(scrubbed(err))
+    }
+}
+
+#[async_trait::async_trait]
+impl Provider for GeminiProvider {
+    fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    fn keys(&self) -> &[Secret] {
+        self.keys.all()
+    }
+
+    fn capabilities(&self, _model: &str) -> Capabilities {
+        Capabilities {
+            native_dialect: None,
+            images: true,
+            documents: true,
+            tools: true,
+            parallel_tools: true,
+            thinking: true,
+            prompt_caching: false,
+        }
+    }
+
+    async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
+        let body = encode_request(&req, &self.cfg.encode)
+            .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+        let stream = req.is_stream();
+        let method = if stream {
+            "streamGenerateContent"
+        } else {
+            "generateContent"
+        };
+        let url = self.url(&req.model, method)?;
+        let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
+        let mut resp = self.exchange(&url, body, &cx).await?;
+        if stream {
+            let decoder = StreamDecoder::new().with_model(model);
+            return Ok(Reply::Stream(sse_frames(
+                resp,
+                self.cfg.timeouts.idle,
+                decoder,
+            )));
+        }
+        let body = read_body(&mut resp).await?;
+        let mut r = decode_response(&body).map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Decode,
+                format!("the upstream's response could not be decoded: {e}"),
+            )
+        })?;
+        if r.model.is_empty() {
+            model.clone_into(&mut r.model);
+        }
+        Ok(Reply::Complete(Box::new(r)))
+    }
+
+    /// Gemini's `countTokens`, given the whole `generateContent` request (tools and
+    /// system instruction count too).
+    async fn count_tokens(
+        &self,
+        req: ChatRequest,
+        cx: CallContext,
+    ) -> Result<Option<u64>, ProviderError> {
+        let inner = encode_request(&req, &self.cfg.encode)
+            .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+        let url = self.url(&req.model, "countTokens")?;
+        let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
+        // `inner` is an object that always has `contents`: its fields follow `model`.
+        let fields = inner.get(1..).unwrap_or_default();
+        let mut body = Vec::with_capacity(inner.len() + model.len() + 48);
+        body.extend_from_slice(br#"{"generateContentRequest":{"model":"#);
+        body.extend_from_slice(
+            serde_json::to_string(&format!("models/{model}"))
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        body.push(b',');
+        body.extend_from_slice(fields);
+        body.push(b'}');
+        let mut resp = self.exchange(&url, body, &cx).await?;
+        let bytes = read_body(&mut resp).await?;
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Count {
+            total_tokens: Option<u64>,
+        }
+        let c: Count = serde_json::from_slice(&bytes).map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Decode,
+                format!("the upstream's token count could not be decoded: {e}"),
+            )
+        })?;
+        Ok(Some(c.total_tokens.unwrap_or(0)))
+    }
+}

@@ -1,0 +1,516 @@
+//! Canonical requests as Gemini `generateContent` bodies.
+
+use std::borrow::Cow;
+
+use weir_model::json_writer::JsonWriter;
+use weir_model::{
+    ChatRequest, ContentBlock, DocumentBlock, JsonStr, MediaSource, Message, RawJson, Role, Tool,
+    ToolResultBlock, WireError,
+};
+
+use crate::carry::{classify, Signature, SKIP_SIGNATURE_VALIDATOR};
+use crate::config::{write_generation_config, write_tool_config, write_tools};
+
+/// How tool parameter schemas are sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SchemaMode {
+    /// In `parameters`, cut down to the OpenAPI subset Gemini accepts there (unknown
+    /// keywords dropped, `$ref`s inlined; see the crate docs). Works with every model.
+    #[default]
+    Cleaned,
+    /// Verbatim, in `parametersJsonSchema` (full JSON Schema; newer models and API versions
+    /// only).
+    JsonSchema,
+}
+
+/// Options for encoding a request to a Gemini upstream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodeOptions {
+    /// How tool schemas are sent.
+    pub schema: SchemaMode,
+    /// The `thoughtSignature` put on the function calls of a model turn that carries no
+    /// Gemini signature at all (calls made by another model, or whose signature an OpenAI
+    /// client could not keep). Default [`SKIP_SIGNATURE_VALIDATOR`]; `None` sends them
+    /// unsigned, which Gemini 3 refuses.
+    pub missing_signature: Option<String>,
+    /// Send canonical tool-call ids as `functionCall.id` / `functionResponse.id` (the Gemini
+    /// API takes them; turn off for endpoints that reject the field).
+    pub call_ids: bool,
+}
+
+impl Default for EncodeOptions {
+    fn default() -> Self {
+        EncodeOptions {
+            schema: SchemaMode::Cleaned,
+            missing_signature: Some(SKIP_SIGNATURE_VALIDATOR.to_owned()),
+            call_ids: true,
+        }
+    }
+}
+
+/// Encodes a canonical request as a Gemini `generateContent` (or `streamGenerateContent`)
+/// body. Whether to stream is the URL's business, so `stream` is not written; neither is
+/// the model, which is in the URL too.
+///
+/// Errors: a tool call whose arguments are not a JSON object ([`WireError::Malformed`]); a
+/// tool result whose call is not earlier in the conversation (Gemini needs the function's
+/// name, which only the call has); blocks, tools or a `tool_choice` that only another
+/// dialect can carry; OpenAI `function` messages ([`WireError::Unsupported`]).
+pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>, WireError> {
+    let mut plan = Plan::default();
+    if let Some(sys) = &req.system {
+        for b in &sys.blocks {
+            plan.system_block(b, "system")?;
+        }
+    }
+    for (i, m) in req.messages.iter().enumerate() {
+        plan.message(i, m, opts)?;
+    }
+    let mut functions = Vec::new();
+    for t in req.tools() {
+        match t {
+            Tool::Function(f) => functions.push(f),
+            Tool::Unknown { dialect, name, .. } => {
+                return Err(WireError::Unsupported(format!(
+                    "tool `{}` is a {dialect}-specific tool and cannot be sent to Gemini",
+                    name.as_deref().unwrap_or("?")
+                )))
+            }
+        }
+    }
+    let mut w = JsonWriter::with_capacity(req.size_hint + req.size_hint / 8 + 256);
+    w.begin_object();
+    w.key("contents");
+    w.begin_array();
+    for turn in &plan.turns {
+        w.begin_object();
+        w.key("role");
+        w.string(turn.role);
+        w.key("parts");
+        w.begin_array();
+        for p in &turn.parts {
+            write_part(&mut w, p, opts);
+        }
+        w.end_array();
+        w.end_object();
+    }
+    w.end_array();
+    if !plan.system.is_empty() {
+        w.key("systemInstruction");
+        w.begin_object();
+        w.key("parts");
+        w.begin_array();
+        for t in &plan.system {
+            w.begin_object();
+            w.key("text");
+            w.json_str(t);
+            w.end_object();
+        }
+        w.end_array();
+        w.end_object();
+    }
+    if !functions.is_empty() {
+        write_tools(&mut w, &functions, opts)?;
+        if let Some(choice) = &req.tool_choice {
+            write_tool_config(&mut w, choice, &functions)?;
+        }
+    }
+    write_generation_config(&mut w, req);
+    w.end_object();
+    Ok(w.into_bytes())
+}
+
+/// What a part holds.
+enum Data<'a> {
+    Text(Cow<'a, JsonStr>),
+    Inline {
+        mime: &'a str,
+        data: &'a str,
+    },
+    File {
+        mime: &'a str,
+        uri: &'a str,
+    },
+    Call {
+        id: &'a str,
+        name: &'a str,
+        args: RawJson,
+    },
+    Response {
+        id: &'a str,
+        name: &'a str,
+        /// `output`, or `error` for a failed call (the keys Google documents).
+        key: &'static str,
+        output: JsonStr,
+    },
+}
+
+struct Part<'a> {
+    data: Data<'a>,
+    thought: bool,
+    signature: Option<&'a str>,
+}
+
+impl<'a> Part<'a> {
+    fn new(data: Data<'a>) -> Self {
+        Part {
+            data,
+            thought: false,
+            signature: None,
+        }
+    }
+
+    /// An empty text part holding only a signature (Gemini sends these at the end of a
+    /// turn; a carried signature with no part after it is written back as one).
+    fn signature_only(sig: &'a str) -> Self {
+        Part {
+            data: Data::Text(Cow::Owned(JsonStr::empty())),
+            thought: false,
+            signature: Some(sig),
+        }
+    }
+}
+
+struct Turn<'a> {
+    role: &'static str,
+    parts: Vec<Part<'a>>,
+}
+
+#[derive(Default)]
+struct Plan<'a> {
+    system: Vec<&'a JsonStr>,
+    turns: Vec<Turn<'a>>,
+    /// Tool calls seen so far: id, name.
+    calls: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Plan<'a> {
+    fn system_block(&mut self, b: &'a ContentBlock, at: &str) -> Result<(), WireError> {
+        match b {
+            ContentBlock::Text(t) => {
+                if !t.text.is_empty() {
+                    self.system.push(&t.text);
+                }
+                Ok(())
+            }
+            other => Err(WireError::Unsupported(format!(
+                "{at}: `{}` content cannot be part of Gemini's systemInstruction",
+                other.type_name()
+            ))),
+        }
+    }
+
+    fn message(
+        &mut self,
+        i: usize,
+        m: &'a Message,
+        opts: &'a EncodeOptions,
+    ) -> Result<(), WireError> {
+        let role = match m.role {
+            Role::System | Role::Developer => {
+                let at = format!("messages[{i}]");
+                for b in &m.content.blocks {
+                    self.system_block(b, &at)?;
+                }
+                return Ok(());
+            }
+            Role::Function => {
+                return Err(WireError::Unsupported(format!(
+                    "messages[{i}]: an OpenAI `function` message answers a call by name only; \
+                     Gemini needs tool messages with a tool_call_id"
+                )))
+            }
+            Role::User | Role::Tool => "user",
+            Role::Assistant => "model",
+        };
+        let mut parts = self.parts(&m.content.blocks).map_err(|e| match e {
+            WireError::Malformed(s) => WireError::Malformed(format!("messages[{i}]: {s}")),
+            WireError::Unsupported(s) => WireError::Unsupported(format!("messages[{i}]: {s}")),
+        })?;
+        if role == "model" {
+            if let Some(ph) = &opts.missing_signature {
+                let calls = || parts.iter().filter(|p| matches!(p.data, Data::Call { .. }));
+                if calls().all(|p| p.signature.is_none()) {
+                    for p in &mut parts {
+                        if matches!(p.data, Data::Call { .. }) {
+                            p.signature = Some(ph);
+                        }
+                    }
+                }
+            }
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        match self.turns.last_mut() {
+            Some(last) if last.role == role => last.parts.append(&mut parts),
+            _ => self.turns.push(Turn { role, parts }),
+        }
+        Ok(())
+    }
+
+    /// The parts of one message. A signature carried by an empty thinking block goes on
+    /// the part after it; media from tool results follow the run of function responses
+    /// (Gemini pairs responses with calls; other parts may come after them).
+    fn parts(&mut self, blocks: &'a [ContentBlock]) -> Result<Vec<Part<'a>>, WireError> {
+        let mut out = Vec::with_capacity(blocks.len());
+        let mut carried: Option<&'a str> = None;
+        let mut deferred: Vec<Part<'a>> = Vec::new();
+        for b in blocks {
+            if !matches!(b, ContentBlock::ToolResult(_)) {
+                out.append(&mut deferred);
+            }
+            let part = match b {
+                ContentBlock::Text(t) => {
+                    (!t.text.is_empty()).then(|| Part::new(Data::Text(Cow::Borrowed(&t.text))))
+                }
+                ContentBlock::Image(img) => Some(Part::new(image(&img.source)?)),
+                ContentBlock::Document(d) => Some(Part::new(document(d))),
+                ContentBlock::ToolUse(t) => {
+                    let args = t.input.to_object().map_err(|e| {
+                        WireError::Malformed(format!(
+                            "the arguments of tool call `{}` ({}) cannot be sent to Gemini: {e}",
+                            t.id, t.name
+                        ))
+                    })?;
+                    self.calls.push((&t.id, &t.name));
+                    Some(Part::new(Data::Call {
+                        id: &t.id,
+                        name: &t.name,
+                        args,
+                    }))
+                }
+                ContentBlock::ToolResult(r) => {
+                    let name = self.name_of(&r.tool_use_id)?;
+                    Some(Part::new(tool_result(r, name, &mut deferred)?))
+                }
+                ContentBlock::Thinking(t) => match classify(t.signature.as_deref()) {
+                    Signature::Thought(sig) => Some(Part {
+                        data: Data::Text(Cow::Borrowed(&t.thinking)),
+                        thought: true,
+                        signature: Some(sig),
+                    }),
+                    Signature::NextPart(sig) => {
+                        if let Some(prev) = carried.replace(sig) {
+                            out.push(Part::signature_only(prev));
+                        }
+                        None
+                    }
+                    // Reasoning from another provider: Gemini takes unsigned thought text.
+                    Signature::Foreign => (!t.thinking.is_empty()).then_some(Part {
+                        data: Data::Text(Cow::Borrowed(&t.thinking)),
+                        thought: true,
+                        signature: None,
+                    }),
+                },
+                // Anthropic-encrypted reasoning means nothing to Gemini.
+                ContentBlock::RedactedThinking(_) => None,
+                ContentBlock::Unknown(u) => {
+                    return Err(WireError::Unsupported(format!(
+                        "content block `{}` from the {} dialect cannot be sent to Gemini",
+                        b.type_name(),
+                        u.dialect
+                    )))
+                }
+            };
+            if let Some(mut p) = part {
+                if let Some(sig) = carried.take() {
+                    if p.signature.is_none() {
+                        p.signature = Some(sig);
+                    } else {
+                        out.push(Part::signature_only(sig));
+                    }
+                }
+                out.push(p);
+            }
+        }
+        out.append(&mut deferred);
+        if let Some(sig) = carried {
+            out.push(Part::signature_only(sig));
+        }
+        Ok(out)
+    }
+
+    /// The name of the function an earlier call with this id called (the latest such call).
+    fn name_of(&self, id: &str) -> Result<&'a str, WireError> {
+        self.calls
+            .iter()
+            .rev()
+            .find(|(cid, _)| *cid == id)
+            .map(|(_, name)| *name)
+            .ok_or_else(|| {
+                WireError::Unsupported(format!(
+                    "tool result for `{id}` answers no earlier tool call; Gemini needs the called \
+                     function's name, which only the call has"
+                ))
+            })
+    }
+}
+
+fn tool_result<'a>(
+    r: &'a ToolResultBlock,
+    name: &'a str,
+    media: &mut Vec<Part<'a>>,
+) -> Result<Data<'a>, WireError> {
+    let mut texts = Vec::new();
+    for b in &r.content.blocks {
+        match b {
+            ContentBlock::Text(t) => texts.push(&t.text),
+            ContentBlock::Image(img) => media.push(Part::new(image(&img.source)?)),
+            ContentBlock::Document(d) => media.push(Part::new(document(d))),
+            other => {
+                return Err(WireError::Unsupported(format!(
+                    "tool result `{}` holds `{}` content, which Gemini cannot take",
+                    r.tool_use_id,
+                    other.type_name()
+                )))
+            }
+        }
+    }
+    Ok(Data::Response {
+        id: &r.tool_use_id,
+        name,
+        key: if r.is_error == Some(true) {
+            "error"
+        } else {
+            "output"
+        },
+        output: JsonStr::join(texts, "\n").unwrap_or_default(),
+    })
+}
+
+fn image(src: &MediaSource) -> Result<Data<'_>, WireError> {
+    match src {
+        MediaSource::Base64 { media_type, data } => Ok(Data::Inline {
+            mime: media_type,
+            data,
+        }),
+        MediaSource::Url(url) => Ok(url_data(url, "image/jpeg")),
+        MediaSource::Text { .. } => Err(WireError::Unsupported(
+            "an image cannot have a text source".into(),
+        )),
+    }
+}
+
+fn document(d: &DocumentBlock) -> Data<'_> {
+    match &d.source {
+        MediaSource::Base64 { media_type, data } => Data::Inline {
+            mime: media_type,
+            data,
+        },
+        MediaSource::Url(url) => url_data(url, "application/pdf"),
+        MediaSource::Text { data, .. } => Data::Text(Cow::Owned(JsonStr::new(data))),
+    }
+}
+
+/// A `data:` URL inline; any other URL as `fileData` with a MIME type guessed from the
+/// path's extension (Gemini requires one), `fallback` when it has none we know.
+fn url_data<'a>(url: &'a str, fallback: &'static str) -> Data<'a> {
+    if let Some(rest) = url.strip_prefix("data:") {
+        if let Some((meta, data)) = rest.split_once(',') {
+            if let Some(mime) = meta.strip_suffix(";base64").filter(|m| !m.is_empty()) {
+                return Data::Inline { mime, data };
+            }
+        }
+    }
+    Data::File {
+        mime: guess_mime(url).unwrap_or(fallback),
+        uri: url,
+    }
+}
+
+/// A MIME type from a URL's file extension.
+pub(crate) fn guess_mime(url: &str) -> Option<&'static str> {
+    let path = url.split(['?', '#']).next().unwrap_or(url);
+    let file = path.rsplit('/').next().unwrap_or(path);
+    let (_, ext) = file.rsplit_once('.')?;
+    Some(match ext.to_ascii_lowercase().as_str() {
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "gif" => "image/gif",
+        "webp" => "image/webp",
+        "heic" => "image/heic",
+        "heif" => "image/heif",
+        "pdf" => "application/pdf",
+        "txt" => "text/plain",
+        "md" => "text/markdown",
+        "csv" => "text/csv",
+        "html" | "htm" => "text/html",
+        "json" => "application/json",
+        "mp3" => "audio/mpeg",
+        "wav" => "audio/wav",
+        "mp4" => "video/mp4",
+        _ => return None,
+    })
+}
+
+fn write_part(w: &mut JsonWriter, p: &Part<'_>, opts: &EncodeOptions) {
+    w.begin_object();
+    match &p.data {
+        Data::Text(t) => {
+            w.key("text");
+            w.json_str(t);
+        }
+        Data::Inline { mime, data } => {
+            w.key("inlineData");
+            w.begin_object();
+            w.key("mimeType");
+            w.string(mime);
+            w.key("data");
+            w.string(data);
+            w.end_object();
+        }
+        Data::File { mime, uri } => {
+            w.key("fileData");
+            w.begin_object();
+            w.key("mimeType");
+            w.string(mime);
+            w.key("fileUri");
+            w.string(uri);
+            w.end_object();
+        }
+        Data::Call { id, name, args } => {
+            w.key("functionCall");
+            w.begin_object();
+            if opts.call_ids {
+                w.key("id");
+                w.string(id);
+            }
+            w.key("name");
+            w.string(name);
+            w.key("args");
+            w.raw_value(args);
+            w.end_object();
+        }
+        Data::Response {
+            id,
+            name,
+            key,
+            output,
+        } => {
+            w.key("functionResponse");
+            w.begin_object();
+            if opts.call_ids {
+                w.key("id");
+                w.string(id);
+            }
+            w.key("name");
+            w.string(name);
+            w.key("response");
+            w.begin_object();
+            w.key(key);
+            w.json_str(output);
+            w.end_object();
+            w.end_object();
+        }
+    }
+    if p.thought {
+        w.key("thought");
+        w.bool(true);
+    }
+    if let Some(sig) = p.signature {
+        w.key("thoughtSignature");
+        w.string(sig);
+    }
+    w.end_object();
+}

@@ -1,0 +1,272 @@
+//! Tool parameter schemas cut down to the OpenAPI 3.0 subset Gemini's `parameters` field
+//! accepts.
+//!
+//! Gemini answers 400 ("Invalid JSON payload received. Unknown name ...") for JSON Schema
+//! keywords outside its `Schema` object (`$schema`, `additionalProperties`, `$ref`,
+//! `$defs`, `const`, `oneOf`, `exclusiveMinimum`, ...) and for `format`s other than the
+//! few it knows. So the schema is rebuilt from an allow-list: known keywords are kept,
+//! local `$ref`s are inlined, `const` becomes a one-value `enum`, `oneOf` becomes `anyOf`,
+//! a `null` type (in a type array or an `anyOf` branch) becomes `nullable: true`, and
+//! everything else is dropped. Property names are data, never filtered.
+
+use serde_json::{Map, Value};
+
+/// How many `$ref`s may be inlined inside one another; a recursive schema is cut there
+/// (the innermost reference becomes an unconstrained object).
+const MAX_REF_DEPTH: u32 = 8;
+
+/// Keywords copied as they are.
+const KEEP: &[&str] = &[
+    "description",
+    "title",
+    "nullable",
+    "pattern",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "minimum",
+    "maximum",
+    "required",
+    "propertyOrdering",
+    "example",
+    "default",
+];
+
+/// Cleans a JSON Schema for Gemini's `parameters`.
+pub(crate) fn clean(schema: &str) -> Result<Value, String> {
+    let root: Value =
+        serde_json::from_str(schema).map_err(|e| format!("the schema is not JSON ({e})"))?;
+    if !root.is_object() {
+        return Err("the schema is not a JSON object".into());
+    }
+    let cx = Defs { root: &root };
+    Ok(node(&root, &cx, 0))
+}
+
+struct Defs<'a> {
+    root: &'a Value,
+}
+
+impl Defs<'_> {
+    /// A local reference (`#/$defs/X`, `#/definitions/X`, any `#/...` JSON pointer).
+    fn resolve(&self, r: &str) -> Option<&Value> {
+        let pointer = r.strip_prefix('#')?;
+        if pointer.is_empty() {
+            return Some(self.root);
+        }
+        self.root.pointer(pointer)
+    }
+}
+
+fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
+    let m = match v {
+        Value::Object(m) => m,
+        // `true` and other degenerate schemas: anything goes.
+        _ => return Value::Object(Map::new()),
+    };
+    if let Some(r) = m.get("$ref").and_then(Value::as_str) {
+        let mut out = match cx.resolve(r) {
+            Some(target) if refs < MAX_REF_DEPTH => match node(target, cx, refs + 1) {
+                Value::Object(o) => o,
+                _ => Map::new(),
+            },
+            _ => {
+                let mut o = Map::new();
+                o.insert("type".into(), Value::String("object".into()));
+                o
+            }
+        };
+        // Siblings of `$ref` (a description, typically) refine the target.
+        for k in ["description", "title", "nullable", "default"] {
+            if let Some(val) = m.get(k) {
+                out.insert(k.into(), val.clone());
+            }
+        }
+        return Value::Object(out);
+    }
+    let mut out = Map::new();
+    let mut nullable = false;
+    for (k, val) in m {
+        match k.as_str() {
+            "type" => match val {
+                Value::String(_) => {
+                    out.insert("type".into(), val.clone());
+                }
+                Value::Array(types) => {
+                    let mut concrete = types.iter().filter(|t| t.as_str() != Some("null"));
+                    nullable |= types.iter().any(|t| t.as_str() == Some("null"));
+                    if let Some(t) = concrete.next() {
+                        out.insert("type".into(), t.clone());
+                    }
+                }
+                _ => {}
+            },
+            "format" => {
+                if let Some(f) = val.as_str() {
+                    if matches!(
+                        f,
+                        "enum" | "date-time" | "int32" | "int64" | "float" | "double"
+                    ) {
+                        out.insert("format".into(), val.clone());
+                    }
+                }
+            }
+            // Gemini enums are string enums; others would be a 400.
+            "enum"
+                if val
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(Value::is_string)) =>
+            {
+                out.insert("enum".into(), val.clone());
+            }
+            "const" if val.is_string() => {
+                out.insert("enum".into(), Value::Array(vec![val.clone()]));
+            }
+            "properties" => {
+                if let Value::Object(props) = val {
+                    let cleaned: Map<String, Value> = props
+                        .iter()
+                        .map(|(name, s)| (name.clone(), node(s, cx, refs)))
+                        .collect();
+                    out.insert("properties".into(), Value::Object(cleaned));
+                }
+            }
+            "items" => {
+                let item = match val {
+                    // Tuple form: Gemini has one item schema.
+                    Value::Array(a) => a.first().map(|s| node(s, cx, refs)),
+                    other => Some(node(other, cx, refs)),
+                };
+                if let Some(i) = item {
+                    out.insert("items".into(), i);
+                }
+            }
+            "anyOf" | "oneOf" => {
+                if let Value::Array(branches) = val {
+                    let mut kept = Vec::new();
+                    for b in branches {
+                        if b.get("type").and_then(Value::as_str) == Some("null") {
+                            nullable = true;
+                        } else {
+                            kept.push(node(b, cx, refs));
+                        }
+                    }
+                    match kept.len() {
+                        0 => {}
+                        1 => {
+                            if let Some(Value::Object(only)) = kept.pop() {
+                                for (bk, bv) in only {
+                                    out.entry(bk).or_insert(bv);
+                                }
+                            }
+                        }
+                        _ => {
+                            out.insert("anyOf".into(), Value::Array(kept));
+                        }
+                    }
+                }
+            }
+            "allOf" => {
+                // Gemini has no allOf: the branches' keywords are merged (first wins).
+                if let Value::Array(branches) = val {
+                    for b in branches {
+                        if let Value::Object(o) = node(b, cx, refs) {
+                            for (bk, bv) in o {
+                                out.entry(bk).or_insert(bv);
+                            }
+                        }
+                    }
+                }
+            }
+            _ if KEEP.contains(&k.as_str()) => {
+                out.insert(k.clone(), val.clone());
+            }
+            _ => {}
+        }
+    }
+    if nullable {
+        out.insert("nullable".into(), Value::Bool(true));
+    }
+    Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn drops_what_gemini_rejects_and_keeps_property_names() {
+        let s = json!({
+            "$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "additionalProperties": {"type": "string", "format": "uri"},
+                "when": {"type": "string", "format": "date-time"},
+                "unit": {"const": "celsius"},
+                "n": {"type": ["integer", "null"], "exclusiveMinimum": 0},
+                "tags": {"type": "array", "items": {"type": "string"}, "uniqueItems": true}
+            },
+            "required": ["when"]
+        });
+        assert_eq!(
+            clean(&s.to_string()).unwrap(),
+            json!({
+                "type": "object",
+                "properties": {
+                    "additionalProperties": {"type": "string"},
+                    "when": {"type": "string", "format": "date-time"},
+                    "unit": {"enum": ["celsius"]},
+                    "n": {"type": "integer", "nullable": true},
+                    "tags": {"type": "array", "items": {"type": "string"}}
+                },
+                "required": ["when"]
+            })
+        );
+    }
+
+    #[test]
+    fn inlines_refs_and_folds_nullable_any_of() {
+        let s = json!({
+            "type": "object",
+            "$defs": {
+                "Pet": {"type": "object", "properties": {"name": {"type": "string"}}},
+                "Node": {"type": "object", "properties": {"next": {"$ref": "#/$defs/Node"}}}
+            },
+            "properties": {
+                "pet": {"anyOf": [{"$ref": "#/$defs/Pet"}, {"type": "null"}], "description": "d"},
+                "either": {"oneOf": [{"type": "string"}, {"type": "integer"}]},
+                "list": {"$ref": "#/$defs/Node"}
+            }
+        });
+        let out = clean(&s.to_string()).unwrap();
+        assert_eq!(
+            out["properties"]["pet"],
+            json!({"type": "object", "properties": {"name": {"type": "string"}}, "description": "d", "nullable": true})
+        );
+        assert_eq!(
+            out["properties"]["either"],
+            json!({"anyOf": [{"type": "string"}, {"type": "integer"}]})
+        );
+        // A recursive schema is cut after a few levels instead of looping.
+        let mut depth = 0;
+        let mut cur = &out["properties"]["list"];
+        while let Some(next) = cur.get("properties").and_then(|p| p.get("next")) {
+            cur = next;
+            depth += 1;
+        }
+        assert_eq!(depth, MAX_REF_DEPTH as usize);
+        assert!(out.get("$defs").is_none());
+    }
+
+    #[test]
+    fn non_objects_are_errors() {
+        assert!(clean("[1]").is_err());
+        assert!(clean("{").is_err());
+    }
+}

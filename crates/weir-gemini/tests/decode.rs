@@ -1,0 +1,511 @@
+//! Gemini responses, streams and errors as canonical values.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{check_well_formed, sse, stream_events, summary};
+use serde_json::json;
+use weir_gemini::{decode_error, decode_response, retry_delay, StreamDecoder};
+use weir_model::{ContentBlock, ErrorKind, MediaSource, StopReason, ToolInput, WireError};
+
+fn body(v: serde_json::Value) -> Vec<u8> {
+    v.to_string().into_bytes()
+}
+
+#[test]
+fn a_text_answer_with_cached_and_thought_usage() {
+    let r = decode_response(
+        br#"{
+  "candidates": [{"content": {"parts": [{"text": "Paris is the capital \u00e9 \"yes\"."}], "role": "model"},
+                  "finishReason": "STOP", "index": 0}],
+  "usageMetadata": {"promptTokenCount": 1200, "cachedContentTokenCount": 1000,
+                    "candidatesTokenCount": 12, "thoughtsTokenCount": 30, "totalTokenCount": 1242},
+  "modelVersion": "gemini-2.5-flash",
+  "responseId": "abc123"
+}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (r.id.as_str(), r.model.as_str()),
+        ("abc123", "gemini-2.5-flash")
+    );
+    assert_eq!(r.stop_reason, Some(StopReason::EndTurn));
+    let [ContentBlock::Text(t)] = r.content.as_slice() else {
+        panic!("{:?}", r.content)
+    };
+    // The token is kept as it came.
+    assert_eq!(t.text.token(), r#""Paris is the capital \u00e9 \"yes\".""#);
+    let u = &r.usage;
+    assert_eq!(
+        (
+            u.input_tokens,
+            u.cache_read_tokens,
+            u.output_tokens,
+            u.reasoning_tokens,
+            u.total_input()
+        ),
+        (Some(200), Some(1000), Some(42), Some(30), 1200)
+    );
+}
+
+#[test]
+fn tool_use_prompt_tokens_count_as_input() {
+    // From a recorded url_context answer: search results are billed as input.
+    let r = decode_response(&body(json!({
+        "candidates": [{"content": {"parts": [{"text": "x"}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 32, "candidatesTokenCount": 41,
+                          "toolUsePromptTokenCount": 2395, "thoughtsTokenCount": 47,
+                          "totalTokenCount": 2515}
+    })))
+    .unwrap();
+    assert_eq!(r.usage.total_input() + r.usage.output(), 2515);
+}
+
+#[test]
+fn parallel_function_calls_get_stable_valid_ids() {
+    let r = decode_response(&body(json!({
+        "candidates": [{"content": {"role": "model", "parts": [
+            {"text": "Checking."},
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
+            {"functionCall": {"name": "get_weather", "args": {"city": "London"}}},
+            {"functionCall": {"id": "gemini-own_id", "name": "get_time"}}
+        ]}, "finishReason": "STOP"}],
+        "responseId": "1lpeaMTxIpW1nvgP-O3vwQY"
+    })))
+    .unwrap();
+    assert_eq!(r.stop_reason, Some(StopReason::ToolUse));
+    let calls: Vec<(String, String, String)> = r
+        .content
+        .iter()
+        .filter_map(|b| match b {
+            ContentBlock::ToolUse(t) => {
+                let ToolInput::Json(raw) = &t.input else {
+                    panic!("{:?}", t.input)
+                };
+                Some((t.id.clone(), t.name.clone(), raw.get().to_owned()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            (
+                "toolu_gemini_1lpeaMTxIpW1nvgP-O3vwQY_0".to_owned(),
+                "get_weather".to_owned(),
+                r#"{"city":"Paris"}"#.to_owned()
+            ),
+            (
+                "toolu_gemini_1lpeaMTxIpW1nvgP-O3vwQY_1".to_owned(),
+                "get_weather".to_owned(),
+                r#"{"city":"London"}"#.to_owned()
+            ),
+            (
+                "gemini-own_id".to_owned(),
+                "get_time".to_owned(),
+                "{}".to_owned()
+            ),
+        ]
+    );
+    assert_eq!(r.content.len(), 4);
+}
+
+#[test]
+fn thoughts_and_signatures_become_thinking_blocks() {
+    let r = decode_response(&body(json!({
+        "candidates": [{"content": {"role": "model", "parts": [
+            {"text": "Let me think.", "thought": true},
+            {"text": "Still thinking.", "thought": true, "thoughtSignature": "T1"},
+            {"functionCall": {"name": "lookup", "args": {"q": "x"}}, "thoughtSignature": "C1"},
+            {"text": "Answer.", "thoughtSignature": "X1"},
+            {"executableCode": {"language": "PYTHON", "code": "print(1)"}},
+            {"inlineData": {"mimeType": "image/png", "data": "iVBO"}},
+            {"text": "", "thoughtSignature": "END"}
+        ]}, "finishReason": "STOP"}],
+        "responseId": "r1"
+    })))
+    .unwrap();
+    let shown: Vec<String> = r
+        .content
+        .iter()
+        .map(|b| match b {
+            ContentBlock::Thinking(t) => format!(
+                "thinking {:?} {}",
+                t.thinking.as_str(),
+                t.signature.as_deref().unwrap_or("-")
+            ),
+            ContentBlock::Text(t) => format!("text {}", t.text.as_str()),
+            ContentBlock::ToolUse(t) => format!("tool_use {} {}", t.id, t.name),
+            ContentBlock::Image(i) => match &i.source {
+                MediaSource::Base64 { media_type, data } => format!("image {media_type} {data}"),
+                other => format!("image {other:?}"),
+            },
+            other => other.type_name().to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            "thinking \"Let me think.\" -",
+            "thinking \"Still thinking.\" gemini-thought:T1",
+            "thinking \"\" gemini-next-part:C1",
+            "tool_use toolu_gemini_r1_0 lookup",
+            "thinking \"\" gemini-next-part:X1",
+            "text Answer.",
+            "image image/png iVBO",
+            "thinking \"\" gemini-next-part:END",
+        ]
+    );
+    assert_eq!(r.stop_reason, Some(StopReason::ToolUse));
+}
+
+#[test]
+fn finish_reasons() {
+    let stop = |reason: Option<&str>, parts: serde_json::Value| {
+        let mut cand = json!({"content": {"parts": parts}});
+        if let Some(r) = reason {
+            cand["finishReason"] = json!(r);
+        }
+        decode_response(&body(json!({"candidates": [cand]})))
+            .unwrap()
+            .stop_reason
+    };
+    let text = json!([{"text": "x"}]);
+    let call = json!([{"functionCall": {"name": "f", "args": {}}}]);
+    assert_eq!(stop(Some("STOP"), text.clone()), Some(StopReason::EndTurn));
+    assert_eq!(stop(Some("STOP"), call.clone()), Some(StopReason::ToolUse));
+    assert_eq!(stop(Some("MAX_TOKENS"), call), Some(StopReason::MaxTokens));
+    for refusal in [
+        "SAFETY",
+        "RECITATION",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "BLOCKLIST",
+    ] {
+        assert_eq!(stop(Some(refusal), text.clone()), Some(StopReason::Refusal));
+    }
+    assert_eq!(
+        stop(Some("MALFORMED_FUNCTION_CALL"), json!([])),
+        Some(StopReason::Other("MALFORMED_FUNCTION_CALL".into()))
+    );
+    assert_eq!(stop(None, text), None);
+    // A candidate blocked for safety may have no content at all.
+    let r = decode_response(&body(json!({"candidates": [{"finishReason": "SAFETY"}]}))).unwrap();
+    assert!(r.content.is_empty());
+    assert_eq!(r.stop_reason, Some(StopReason::Refusal));
+    // A prompt blocked before any candidate.
+    let r = decode_response(&body(json!({
+        "promptFeedback": {"blockReason": "SAFETY"},
+        "usageMetadata": {"promptTokenCount": 7}
+    })))
+    .unwrap();
+    assert_eq!(
+        (r.stop_reason, r.usage.input_tokens),
+        (Some(StopReason::Refusal), Some(7))
+    );
+}
+
+#[test]
+fn undecodable_responses_are_errors() {
+    assert!(matches!(
+        decode_response(b"<html>"),
+        Err(WireError::Malformed(_))
+    ));
+    assert!(matches!(
+        decode_response(b"\xff\xfe"),
+        Err(WireError::Malformed(_))
+    ));
+    assert_eq!(
+        decode_response(br#"{"error": {"code": 500, "message": "boom", "status": "INTERNAL"}}"#)
+            .unwrap_err(),
+        WireError::Malformed("the response body is an error: boom".into())
+    );
+}
+
+const RATE_LIMITED: &str = r#"{
+  "error": {
+    "code": 429,
+    "message": "You exceeded your current quota, please check your plan and billing details.",
+    "status": "RESOURCE_EXHAUSTED",
+    "details": [
+      {"@type": "type.googleapis.com/google.rpc.QuotaFailure",
+       "violations": [{"quotaMetric": "generativelanguage.googleapis.com/generate_content_free_tier_requests"}]},
+      {"@type": "type.googleapis.com/google.rpc.Help", "links": [{"description": "Learn more"}]},
+      {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "13s"}
+    ]
+  }
+}"#;
+
+#[test]
+fn google_errors_in_both_shapes() {
+    let e = decode_error(429, RATE_LIMITED.as_bytes());
+    assert_eq!(
+        (e.kind, e.status, e.error_type.as_deref()),
+        (ErrorKind::RateLimited, 429, Some("RESOURCE_EXHAUSTED"))
+    );
+    assert!(e.message.starts_with("You exceeded your current quota"));
+    assert_eq!(
+        retry_delay(RATE_LIMITED.as_bytes()),
+        Some(Duration::from_secs(13))
+    );
+
+    let wrapped = format!("[{RATE_LIMITED}]");
+    assert_eq!(decode_error(429, wrapped.as_bytes()), e);
+    assert_eq!(
+        retry_delay(wrapped.as_bytes()),
+        Some(Duration::from_secs(13))
+    );
+
+    let cases = [
+        (400, "INVALID_ARGUMENT", ErrorKind::InvalidRequest),
+        (401, "UNAUTHENTICATED", ErrorKind::Authentication),
+        (403, "PERMISSION_DENIED", ErrorKind::PermissionDenied),
+        (400, "FAILED_PRECONDITION", ErrorKind::PermissionDenied),
+        (404, "NOT_FOUND", ErrorKind::NotFound),
+        (503, "UNAVAILABLE", ErrorKind::Overloaded),
+        (500, "INTERNAL", ErrorKind::Upstream),
+        (504, "DEADLINE_EXCEEDED", ErrorKind::Timeout),
+        (499, "SOMETHING_NEW", ErrorKind::InvalidRequest),
+        (502, "SOMETHING_NEW", ErrorKind::Upstream),
+    ];
+    for (status, google, kind) in cases {
+        let b = body(json!([{"error": {"code": status, "message": "m", "status": google}}]));
+        let e = decode_error(status, &b);
+        assert_eq!((e.kind, e.status), (kind, status), "{google}");
+        assert_eq!(retry_delay(&b), None);
+    }
+}
+
+#[test]
+fn a_bad_api_key_is_an_authentication_error_despite_the_400() {
+    let e = decode_error(
+        400,
+        &body(json!({"error": {
+            "code": 400,
+            "message": "API key not valid. Please pass a valid API key.",
+            "status": "INVALID_ARGUMENT",
+            "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                         "reason": "API_KEY_INVALID", "domain": "googleapis.com"}]
+        }})),
+    );
+    assert_eq!((e.kind, e.status), (ErrorKind::Authentication, 400));
+}
+
+#[test]
+fn html_and_garbage_fall_back_to_the_http_status() {
+    let html = b"<!DOCTYPE html>\n<html lang=en><head><title>Error 502 (Server Error)!!1</title></head><body>...</body></html>";
+    let e = decode_error(502, html);
+    assert_eq!(
+        (e.kind, e.status, e.message.as_str()),
+        (
+            ErrorKind::Upstream,
+            502,
+            "upstream answered 502: Error 502 (Server Error)!!1"
+        )
+    );
+    let e = decode_error(503, b"");
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (
+            ErrorKind::Overloaded,
+            "upstream answered 503 with an empty body"
+        )
+    );
+    let e = decode_error(429, b"Too many requests\n  slow down");
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (
+            ErrorKind::RateLimited,
+            "upstream answered 429: Too many requests slow down"
+        )
+    );
+    assert_eq!(
+        decode_error(400, b"{\"error\": \"text\"}").kind,
+        ErrorKind::InvalidRequest
+    );
+    assert_eq!(retry_delay(b"not json"), None);
+}
+
+const TEXT_STREAM: &[&str] = &[
+    r#"{"candidates": [{"content": {"parts": [{"text": "The"}],"role": "model"}}],"usageMetadata": {"promptTokenCount": 15,"totalTokenCount": 15},"modelVersion": "gemini-2.0-flash","responseId": "w1pe"}"#,
+    r#"{"candidates": [{"content": {"parts": [{"text": " capital"}],"role": "model"}}],"usageMetadata": {"promptTokenCount": 15,"totalTokenCount": 15},"modelVersion": "gemini-2.0-flash","responseId": "w1pe"}"#,
+    r#"{"candidates": [{"content": {"parts": [{"text": " is Paris.\n"}],"role": "model"},"finishReason": "STOP"}],"usageMetadata": {"promptTokenCount": 13,"cachedContentTokenCount": 3,"candidatesTokenCount": 8,"totalTokenCount": 21},"modelVersion": "gemini-2.0-flash","responseId": "w1pe"}"#,
+];
+
+#[test]
+fn a_text_stream_split_anywhere() {
+    let bytes = sse(TEXT_STREAM);
+    let whole = stream_events(&bytes, 0).unwrap();
+    assert_eq!(
+        summary(&whole),
+        [
+            "start w1pe gemini-2.0-flash in=15 out=- cache=- reasoning=-",
+            "+0 text",
+            "0 text The",
+            "0 text  capital",
+            "0 text  is Paris.\n",
+            "-0",
+            "delta end_turn in=10 out=8 cache=3 reasoning=-",
+            "stop",
+        ]
+    );
+    check_well_formed(&whole).unwrap();
+    for split in [1, 2, 7, 64] {
+        let events = stream_events(&bytes, split).unwrap();
+        assert_eq!(summary(&events), summary(&whole), "split {split}");
+    }
+}
+
+#[test]
+fn a_stream_with_thoughts_signatures_and_parallel_calls() {
+    let bytes = sse(&[
+        r#"{"candidates": [{"content": {"parts": [{"text": "Plan", "thought": true}]}}], "responseId": "r9"}"#,
+        r#"{"candidates": [{"content": {"parts": [{"text": "ning.", "thought": true, "thoughtSignature": "T"}]}}], "responseId": "r9"}"#,
+        r#"{"candidates": [{"content": {"parts": [{"text": "I'll look."}]}}], "responseId": "r9"}"#,
+        r#"{"candidates": [{"content": {"parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "C"}, {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}}]}}], "responseId": "r9"}"#,
+        r#"{"candidates": [{"content": {"parts": [{"text": ""}]}, "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 29, "candidatesTokenCount": 10, "thoughtsTokenCount": 202}, "responseId": "r9"}"#,
+    ]);
+    let events = stream_events(&bytes, 5).unwrap();
+    assert_eq!(
+        summary(&events),
+        [
+            "start r9 fallback-model in=- out=- cache=- reasoning=-",
+            "+0 thinking",
+            "0 thinking Plan",
+            "0 thinking ning.",
+            "0 sig gemini-thought:T",
+            "-0",
+            "+1 text",
+            "1 text I'll look.",
+            "-1",
+            "+2 thinking",
+            "2 sig gemini-next-part:C",
+            "-2",
+            "+3 tool_use toolu_gemini_r9_0 get_weather",
+            r#"3 json {"city":"Paris"}"#,
+            "-3",
+            "+4 tool_use toolu_gemini_r9_1 get_weather",
+            r#"4 json {"city":"Rome"}"#,
+            "-4",
+            "delta tool_use in=29 out=212 cache=- reasoning=202",
+            "stop",
+        ]
+    );
+    check_well_formed(&events).unwrap();
+}
+
+#[test]
+fn a_signed_text_part_starts_a_new_text_block() {
+    let bytes = sse(&[
+        r#"{"candidates": [{"content": {"parts": [{"text": "Hello"}]}}]}"#,
+        r#"{"candidates": [{"content": {"parts": [{"text": " world", "thoughtSignature": "S"}]}}]}"#,
+        r#"{"candidates": [{"content": {"parts": [{"text": "!"}]}, "finishReason": "STOP"}]}"#,
+    ]);
+    let events = stream_events(&bytes, 0).unwrap();
+    assert_eq!(
+        summary(&events)[1..],
+        [
+            "+0 text",
+            "0 text Hello",
+            "-0",
+            "+1 thinking",
+            "1 sig gemini-next-part:S",
+            "-1",
+            "+2 text",
+            "2 text  world",
+            "2 text !",
+            "-2",
+            // No usage ever came: the message ends when the body does.
+            "delta end_turn in=- out=- cache=- reasoning=-",
+            "stop",
+        ]
+    );
+}
+
+#[test]
+fn usage_after_the_finish_reason_is_waited_for_and_later_chunks_ignored() {
+    let bytes = sse(&[
+        r#"{"candidates": [{"content": {"parts": [{"text": "Hi"}]}, "finishReason": "MAX_TOKENS"}]}"#,
+        r#"{"usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2}}"#,
+        r#"{"usageMetadata": {"promptTokenCount": 99, "candidatesTokenCount": 99}}"#,
+    ]);
+    let events = stream_events(&bytes, 0).unwrap();
+    assert_eq!(
+        summary(&events)[1..],
+        [
+            "+0 text",
+            "0 text Hi",
+            "-0",
+            "delta max_tokens in=5 out=2 cache=- reasoning=-",
+            "stop"
+        ]
+    );
+}
+
+#[test]
+fn usage_reported_on_several_chunks_takes_the_last() {
+    let bytes = sse(&[
+        r#"{"candidates": [{"content": {"parts": [{"text": "1"}]}}], "usageMetadata": {"promptTokenCount": 18, "candidatesTokenCount": 31, "thoughtsTokenCount": 35}}"#,
+        r#"{"candidates": [{"content": {"parts": [{"text": "2"}]}}], "usageMetadata": {"promptTokenCount": 18, "candidatesTokenCount": 79, "thoughtsTokenCount": 35}}"#,
+        r#"{"candidates": [{"content": {"parts": [{"text": "3"}]}, "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 18, "candidatesTokenCount": 80, "thoughtsTokenCount": 35}}"#,
+    ]);
+    let events = stream_events(&bytes, 0).unwrap();
+    let s = summary(&events);
+    assert_eq!(
+        s[0],
+        "start  fallback-model in=18 out=- cache=- reasoning=-"
+    );
+    assert_eq!(
+        s[s.len() - 2],
+        "delta end_turn in=18 out=115 cache=- reasoning=35"
+    );
+}
+
+#[test]
+fn errors_inside_and_ends_of_streams() {
+    // An error event after content: reported, and nothing after it.
+    let bytes = sse(&[
+        TEXT_STREAM[0],
+        r#"{"error": {"code": 503, "message": "The model is overloaded. Please try again later.", "status": "UNAVAILABLE"}}"#,
+        TEXT_STREAM[1],
+    ]);
+    let events = stream_events(&bytes, 0).unwrap();
+    assert_eq!(
+        summary(&events)[1..],
+        [
+            "+0 text",
+            "0 text The",
+            "-0",
+            "error Overloaded 503 The model is overloaded. Please try again later.",
+        ]
+    );
+    // Cut before the finish reason.
+    let e = stream_events(&sse(&TEXT_STREAM[..2]), 0).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Decode);
+    assert!(
+        e.message
+            .ends_with("the stream ended before the response finished (no finishReason)"),
+        "{}",
+        e.message
+    );
+    // Nothing at all.
+    let e = stream_events(b"", 0).unwrap_err();
+    assert!(
+        e.message
+            .ends_with("the stream ended before any response chunk"),
+        "{}",
+        e.message
+    );
+    // Not JSON.
+    let e = stream_events(b"data: {not json\n\n", 0).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Decode);
+    // Keep-alive blank data is nothing.
+    let mut d = StreamDecoder::new();
+    assert!(d
+        .decode(&weir_sse::Event::new(""))
+        .unwrap()
+        .events
+        .is_empty());
+}

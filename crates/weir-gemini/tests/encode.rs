@@ -1,0 +1,869 @@
+//! Canonical requests as Gemini bodies.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+use weir_gemini::{encode_request, EncodeOptions, SchemaMode, SKIP_SIGNATURE_VALIDATOR};
+use weir_model::raw::to_raw;
+use weir_model::{
+    ChatRequest, Content, ContentBlock, Dialect, DocumentBlock, FunctionTool, ImageBlock,
+    MediaSource, Message, RedactedThinkingBlock, Role, StopSequences, TextBlock, ThinkingBlock,
+    ThinkingConfig, Tool, ToolChoice, ToolInput, ToolResultBlock, ToolUseBlock, UnknownBlock,
+    WireError,
+};
+
+fn text(t: &str) -> ContentBlock {
+    ContentBlock::Text(TextBlock::new(t))
+}
+
+fn msg(role: Role, blocks: Vec<ContentBlock>) -> Message {
+    Message {
+        role,
+        content: Content::blocks(blocks),
+        extra: Default::default(),
+    }
+}
+
+fn call(id: &str, name: &str, input: ToolInput) -> ContentBlock {
+    ContentBlock::ToolUse(ToolUseBlock {
+        id: id.into(),
+        name: name.into(),
+        input,
+        cache_control: None,
+        extra: Default::default(),
+    })
+}
+
+fn json_input(v: Value) -> ToolInput {
+    ToolInput::Json(to_raw(&v))
+}
+
+fn result(id: &str, content: Content, is_error: Option<bool>) -> ContentBlock {
+    ContentBlock::ToolResult(ToolResultBlock {
+        tool_use_id: id.into(),
+        content,
+        is_error,
+        cache_control: None,
+        extra: Default::default(),
+    })
+}
+
+fn thinking(t: &str, sig: Option<&str>) -> ContentBlock {
+    ContentBlock::Thinking(ThinkingBlock {
+        thinking: t.into(),
+        signature: sig.map(str::to_owned),
+        extra: Default::default(),
+    })
+}
+
+fn request(messages: Vec<Message>) -> ChatRequest {
+    ChatRequest {
+        model: "gemini-2.5-flash".into(),
+        messages,
+        ..Default::default()
+    }
+}
+
+fn function(name: &str, schema: Value) -> Tool {
+    Tool::Function(FunctionTool {
+        name: name.into(),
+        description: Some(format!("The {name} tool.").into()),
+        parameters: Some(to_raw(&schema)),
+        strict: None,
+        cache_control: None,
+        extra: Default::default(),
+    })
+}
+
+fn encode_with(req: &ChatRequest, opts: &EncodeOptions) -> Value {
+    serde_json::from_slice(&encode_request(req, opts).unwrap()).unwrap()
+}
+
+fn encode(req: &ChatRequest) -> Value {
+    encode_with(req, &EncodeOptions::default())
+}
+
+fn encode_err(req: &ChatRequest) -> WireError {
+    encode_request(req, &EncodeOptions::default()).unwrap_err()
+}
+
+#[test]
+fn plain_text_with_sampling_settings() {
+    let mut req = request(vec![Message::text(Role::User, "Hello")]);
+    req.max_tokens = Some(256);
+    req.temperature = Some(0.5);
+    req.top_p = Some(0.9);
+    req.top_k = Some(40);
+    req.stream = Some(true);
+    insta::assert_json_snapshot!(encode(&req), @r#"
+    {
+      "contents": [
+        {
+          "parts": [
+            {
+              "text": "Hello"
+            }
+          ],
+          "role": "user"
+        }
+      ],
+      "generationConfig": {
+        "maxOutputTokens": 256,
+        "temperature": 0.5,
+        "topK": 40,
+        "topP": 0.9
+      }
+    }
+    "#);
+}
+
+#[test]
+fn system_text_is_hoisted_and_same_role_turns_merge() {
+    let mut req = request(vec![
+        Message::text(Role::System, "From an OpenAI system message."),
+        Message::text(Role::User, "First."),
+        Message::text(Role::Developer, "From a developer message."),
+        Message::text(Role::User, "Second."),
+        Message::text(Role::Assistant, "Answer."),
+        msg(Role::Assistant, vec![text(""), text("More.")]),
+    ]);
+    req.system = Some(Content::blocks(vec![text("Be brief."), text("Be kind.")]));
+    insta::assert_json_snapshot!(encode(&req), @r#"
+    {
+      "contents": [
+        {
+          "parts": [
+            {
+              "text": "First."
+            },
+            {
+              "text": "Second."
+            }
+          ],
+          "role": "user"
+        },
+        {
+          "parts": [
+            {
+              "text": "Answer."
+            },
+            {
+              "text": "More."
+            }
+          ],
+          "role": "model"
+        }
+      ],
+      "systemInstruction": {
+        "parts": [
+          {
+            "text": "Be brief."
+          },
+          {
+            "text": "Be kind."
+          },
+          {
+            "text": "From an OpenAI system message."
+          },
+          {
+            "text": "From a developer message."
+          }
+        ]
+      }
+    }
+    "#);
+    // Non-text system content has no place in systemInstruction.
+    req.system = Some(Content::blocks(vec![ContentBlock::Image(ImageBlock {
+        source: MediaSource::Url("https://example.com/a.png".into()),
+        detail: None,
+        cache_control: None,
+        extra: Default::default(),
+    })]));
+    assert_eq!(
+        encode_err(&req),
+        WireError::Unsupported(
+            "system: `image` content cannot be part of Gemini's systemInstruction".into()
+        )
+    );
+}
+
+fn weather_tools() -> Vec<Tool> {
+    vec![
+        function(
+            "get_weather",
+            json!({
+                "$schema": "http://json-schema.org/draft-07/schema#",
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {"city": {"type": "string", "format": "uri"}},
+                "required": ["city"]
+            }),
+        ),
+        function(
+            "get_time",
+            json!({"type": "object", "properties": {"city": {"type": "string"}}}),
+        ),
+    ]
+}
+
+/// An Anthropic-shaped tool loop: three parallel calls in one assistant message, their
+/// results first in the next user message.
+fn parallel_loop() -> ChatRequest {
+    let mut req = request(vec![
+        Message::text(Role::User, "Weather and time in Paris and London?"),
+        msg(
+            Role::Assistant,
+            vec![
+                text("Let me check."),
+                call(
+                    "toolu_1",
+                    "get_weather",
+                    json_input(json!({"city": "Paris"})),
+                ),
+                call(
+                    "toolu_2",
+                    "get_weather",
+                    ToolInput::Arguments(r#"{"city": "London"}"#.into()),
+                ),
+                call("toolu_3", "get_time", ToolInput::Arguments(String::new())),
+            ],
+        ),
+        msg(
+            Role::User,
+            vec![
+                result("toolu_1", Content::text("18C, sunny"), None),
+                result("toolu_2", Content::text("station offline"), Some(true)),
+                result(
+                    "toolu_3",
+                    Content::blocks(vec![text("12:00"), text("CET")]),
+                    Some(false),
+                ),
+                text("Summarize, please."),
+            ],
+        ),
+    ]);
+    req.tools = Some(weather_tools());
+    req.tool_choice = Some(ToolChoice::Auto);
+    req
+}
+
+#[test]
+fn a_parallel_tool_loop_resolves_names_from_ids() {
+    insta::assert_json_snapshot!(encode(&parallel_loop()), @r#"
+    {
+      "contents": [
+        {
+          "parts": [
+            {
+              "text": "Weather and time in Paris and London?"
+            }
+          ],
+          "role": "user"
+        },
+        {
+          "parts": [
+            {
+              "text": "Let me check."
+            },
+            {
+              "functionCall": {
+                "args": {
+                  "city": "Paris"
+                },
+                "id": "toolu_1",
+                "name": "get_weather"
+              },
+              "thoughtSignature": "skip_thought_signature_validator"
+            },
+            {
+              "functionCall": {
+                "args": {
+                  "city": "London"
+                },
+                "id": "toolu_2",
+                "name": "get_weather"
+              },
+              "thoughtSignature": "skip_thought_signature_validator"
+            },
+            {
+              "functionCall": {
+                "args": {},
+                "id": "toolu_3",
+                "name": "get_time"
+              },
+              "thoughtSignature": "skip_thought_signature_validator"
+            }
+          ],
+          "role": "model"
+        },
+        {
+          "parts": [
+            {
+              "functionResponse": {
+                "id": "toolu_1",
+                "name": "get_weather",
+                "response": {
+                  "output": "18C, sunny"
+                }
+              }
+            },
+            {
+              "functionResponse": {
+                "id": "toolu_2",
+                "name": "get_weather",
+                "response": {
+                  "error": "station offline"
+                }
+              }
+            },
+            {
+              "functionResponse": {
+                "id": "toolu_3",
+                "name": "get_time",
+                "response": {
+                  "output": "12:00\nCET"
+                }
+              }
+            },
+            {
+              "text": "Summarize, please."
+            }
+          ],
+          "role": "user"
+        }
+      ],
+      "toolConfig": {
+        "functionCallingConfig": {
+          "mode": "AUTO"
+        }
+      },
+      "tools": [
+        {
+          "functionDeclarations": [
+            {
+              "description": "The get_weather tool.",
+              "name": "get_weather",
+              "parameters": {
+                "properties": {
+                  "city": {
+                    "type": "string"
+                  }
+                },
+                "required": [
+                  "city"
+                ],
+                "type": "object"
+              }
+            },
+            {
+              "description": "The get_time tool.",
+              "name": "get_time",
+              "parameters": {
+                "properties": {
+                  "city": {
+                    "type": "string"
+                  }
+                },
+                "type": "object"
+              }
+            }
+          ]
+        }
+      ]
+    }
+    "#);
+}
+
+#[test]
+fn openai_tool_messages_merge_into_one_user_turn() {
+    // The same loop as OpenAI carries it: one `tool` message per result, then user text.
+    let anthropic = parallel_loop();
+    let mut openai = anthropic.clone();
+    let ContentBlock::ToolResult(_) = &anthropic.messages[2].content.blocks[0] else {
+        panic!()
+    };
+    let blocks = &anthropic.messages[2].content.blocks;
+    openai.messages.truncate(2);
+    for b in &blocks[..3] {
+        openai.messages.push(msg(Role::Tool, vec![b.clone()]));
+    }
+    openai
+        .messages
+        .push(Message::text(Role::User, "Summarize, please."));
+    openai.origin = Some(Dialect::OpenAi);
+    assert_eq!(encode(&openai), encode(&anthropic));
+}
+
+#[test]
+fn tool_choice_variants() {
+    let config = |choice: ToolChoice| {
+        let mut req = parallel_loop();
+        req.tool_choice = Some(choice);
+        encode(&req)["toolConfig"].clone()
+    };
+    assert_eq!(
+        config(ToolChoice::Auto),
+        json!({"functionCallingConfig": {"mode": "AUTO"}})
+    );
+    assert_eq!(
+        config(ToolChoice::Required),
+        json!({"functionCallingConfig": {"mode": "ANY"}})
+    );
+    assert_eq!(
+        config(ToolChoice::None),
+        json!({"functionCallingConfig": {"mode": "NONE"}})
+    );
+    assert_eq!(
+        config(ToolChoice::Tool("get_time".into())),
+        json!({"functionCallingConfig": {"mode": "ANY", "allowedFunctionNames": ["get_time"]}})
+    );
+    let mut req = parallel_loop();
+    req.tool_choice = Some(ToolChoice::Tool("nope".into()));
+    assert_eq!(
+        encode_err(&req),
+        WireError::Unsupported("tool_choice names `nope`, which is not among the tools".into())
+    );
+    req.tool_choice = Some(ToolChoice::Unknown {
+        dialect: Dialect::OpenAi,
+        raw: to_raw(&json!({"type": "allowed_tools"})),
+    });
+    assert_eq!(
+        encode_err(&req),
+        WireError::Unsupported("this openai tool_choice cannot be sent to Gemini".into())
+    );
+    // Without tools there is nothing to configure.
+    let mut plain = request(vec![Message::text(Role::User, "hi")]);
+    plain.tool_choice = Some(ToolChoice::Required);
+    plain.tools = Some(vec![]);
+    assert_eq!(
+        encode(&plain),
+        json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+    );
+    // No choice: no toolConfig (Gemini's default is AUTO).
+    let mut req = parallel_loop();
+    req.tool_choice = None;
+    assert!(encode(&req).get("toolConfig").is_none());
+}
+
+#[test]
+fn stop_sequences() {
+    let mut req = request(vec![Message::text(Role::User, "Count")]);
+    req.stop = Some(StopSequences {
+        sequences: vec!["END".into(), "\n\n".into()],
+        single_string: false,
+    });
+    assert_eq!(
+        encode(&req)["generationConfig"],
+        json!({"stopSequences": ["END", "\n\n"]})
+    );
+}
+
+#[test]
+fn thinking_config_variants() {
+    let config = |thinking: Option<ThinkingConfig>, effort: Option<&str>| {
+        let mut req = request(vec![Message::text(Role::User, "Think")]);
+        req.max_tokens = Some(32_000);
+        req.thinking = thinking;
+        req.reasoning_effort = effort.map(str::to_owned);
+        encode(&req)["generationConfig"]["thinkingConfig"].clone()
+    };
+    assert_eq!(
+        config(
+            Some(ThinkingConfig::Enabled {
+                budget_tokens: 2048
+            }),
+            None
+        ),
+        json!({"thinkingBudget": 2048, "includeThoughts": true})
+    );
+    assert_eq!(
+        config(
+            Some(ThinkingConfig::Enabled {
+                budget_tokens: 30_000
+            }),
+            None
+        ),
+        json!({"thinkingBudget": 24576, "includeThoughts": true})
+    );
+    assert_eq!(
+        config(Some(ThinkingConfig::Adaptive), None),
+        json!({"thinkingBudget": -1, "includeThoughts": true})
+    );
+    assert_eq!(
+        config(Some(ThinkingConfig::Disabled), Some("high")),
+        Value::Null
+    );
+    assert_eq!(
+        config(
+            Some(ThinkingConfig::Unknown(to_raw(
+                &json!({"type": "enabled", "budget_tokens": 3000, "display": "omitted"})
+            ))),
+            None
+        ),
+        json!({"thinkingBudget": 3000, "includeThoughts": true})
+    );
+    assert_eq!(
+        config(None, Some("medium")),
+        json!({"thinkingBudget": 8192, "includeThoughts": true})
+    );
+    assert_eq!(config(None, Some("none")), json!({"thinkingBudget": 0}));
+    assert_eq!(config(None, None), Value::Null);
+}
+
+#[test]
+fn images_and_documents() {
+    let image = |source| {
+        ContentBlock::Image(ImageBlock {
+            source,
+            detail: Some("high".into()),
+            cache_control: None,
+            extra: Default::default(),
+        })
+    };
+    let document = |source| {
+        ContentBlock::Document(DocumentBlock {
+            source,
+            title: Some("Report".into()),
+            cache_control: None,
+            extra: Default::default(),
+        })
+    };
+    let req = request(vec![msg(
+        Role::User,
+        vec![
+            text("Compare these."),
+            image(MediaSource::Base64 {
+                media_type: "image/png".into(),
+                data: "iVBORw0KGgo=".into(),
+            }),
+            image(MediaSource::Url(
+                "https://example.com/cat.WEBP?size=large#top".into(),
+            )),
+            image(MediaSource::Url("https://example.com/render/42".into())),
+            image(MediaSource::Url("data:image/gif;base64,R0lGOD==".into())),
+            document(MediaSource::Base64 {
+                media_type: "application/pdf".into(),
+                data: "JVBERi0=".into(),
+            }),
+            document(MediaSource::Url("gs://bucket/notes.txt".into())),
+            document(MediaSource::Url("https://example.com/paper".into())),
+            document(MediaSource::Text {
+                media_type: "text/plain".into(),
+                data: "Plain document text.".into(),
+            }),
+        ],
+    )]);
+    insta::assert_json_snapshot!(encode(&req)["contents"], @r#"
+    [
+      {
+        "parts": [
+          {
+            "text": "Compare these."
+          },
+          {
+            "inlineData": {
+              "data": "iVBORw0KGgo=",
+              "mimeType": "image/png"
+            }
+          },
+          {
+            "fileData": {
+              "fileUri": "https://example.com/cat.WEBP?size=large#top",
+              "mimeType": "image/webp"
+            }
+          },
+          {
+            "fileData": {
+              "fileUri": "https://example.com/render/42",
+              "mimeType": "image/jpeg"
+            }
+          },
+          {
+            "inlineData": {
+              "data": "R0lGOD==",
+              "mimeType": "image/gif"
+            }
+          },
+          {
+            "inlineData": {
+              "data": "JVBERi0=",
+              "mimeType": "application/pdf"
+            }
+          },
+          {
+            "fileData": {
+              "fileUri": "gs://bucket/notes.txt",
+              "mimeType": "text/plain"
+            }
+          },
+          {
+            "fileData": {
+              "fileUri": "https://example.com/paper",
+              "mimeType": "application/pdf"
+            }
+          },
+          {
+            "text": "Plain document text."
+          }
+        ],
+        "role": "user"
+      }
+    ]
+    "#);
+}
+
+#[test]
+fn tool_result_images_follow_the_function_responses() {
+    let png = ContentBlock::Image(ImageBlock {
+        source: MediaSource::Base64 {
+            media_type: "image/png".into(),
+            data: "AAAA".into(),
+        },
+        detail: None,
+        cache_control: None,
+        extra: Default::default(),
+    });
+    let req = request(vec![
+        Message::text(Role::User, "Screenshot both."),
+        msg(
+            Role::Assistant,
+            vec![
+                call("a", "shot", json_input(json!({}))),
+                call("b", "shot", json_input(json!({}))),
+            ],
+        ),
+        msg(
+            Role::User,
+            vec![
+                result("a", Content::blocks(vec![text("first"), png.clone()]), None),
+                result("b", Content::blocks(vec![png]), None),
+                text("What changed?"),
+            ],
+        ),
+    ]);
+    let body = encode(&req);
+    let kinds: Vec<String> = body["contents"][2]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_object().unwrap().keys().next().unwrap().clone())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "functionResponse",
+            "functionResponse",
+            "inlineData",
+            "inlineData",
+            "text"
+        ]
+    );
+    assert_eq!(
+        body["contents"][2]["parts"][1]["functionResponse"]["response"],
+        json!({"output": ""})
+    );
+}
+
+#[test]
+fn invalid_tool_arguments_are_errors() {
+    let with_args = |args: &str| {
+        request(vec![
+            Message::text(Role::User, "Go"),
+            msg(
+                Role::Assistant,
+                vec![call("call_1", "run", ToolInput::Arguments(args.into()))],
+            ),
+        ])
+    };
+    let e = encode_err(&with_args(r#"{"cmd": "ls"#));
+    let WireError::Malformed(m) = &e else {
+        panic!("{e:?}")
+    };
+    assert!(
+        m.starts_with(
+            "messages[1]: the arguments of tool call `call_1` (run) cannot be sent to Gemini: arguments are not valid JSON"
+        ),
+        "{m}"
+    );
+    assert_eq!(
+        encode_err(&with_args("[1, 2]")),
+        WireError::Malformed(
+            "messages[1]: the arguments of tool call `call_1` (run) cannot be sent to Gemini: arguments are not a JSON object".into()
+        )
+    );
+    assert_eq!(
+        encode(&with_args(" "))["contents"][1]["parts"][0]["functionCall"]["args"],
+        json!({})
+    );
+}
+
+#[test]
+fn a_result_for_an_unknown_call_is_an_error() {
+    let req = request(vec![
+        Message::text(Role::User, "Go"),
+        msg(
+            Role::Assistant,
+            vec![call("call_1", "run", json_input(json!({})))],
+        ),
+        msg(
+            Role::User,
+            vec![result("call_2", Content::text("done"), None)],
+        ),
+    ]);
+    assert_eq!(
+        encode_err(&req),
+        WireError::Unsupported(
+            "messages[2]: tool result for `call_2` answers no earlier tool call; Gemini needs the called function's name, which only the call has".into()
+        )
+    );
+}
+
+#[test]
+fn other_dialects_blocks_tools_and_function_messages_are_refused() {
+    let mut req = request(vec![msg(
+        Role::Assistant,
+        vec![ContentBlock::Unknown(UnknownBlock {
+            dialect: Dialect::Anthropic,
+            type_name: Some("server_tool_use".into()),
+            raw: to_raw(&json!({"type": "server_tool_use"})),
+        })],
+    )]);
+    assert_eq!(
+        encode_err(&req),
+        WireError::Unsupported(
+            "messages[0]: content block `server_tool_use` from the anthropic dialect cannot be sent to Gemini".into()
+        )
+    );
+    req.messages = vec![Message::text(Role::User, "search")];
+    req.tools = Some(vec![Tool::Unknown {
+        dialect: Dialect::Anthropic,
+        name: Some("web_search".into()),
+        raw: to_raw(&json!({"type": "web_search_20250305", "name": "web_search"})),
+    }]);
+    assert_eq!(
+        encode_err(&req),
+        WireError::Unsupported(
+            "tool `web_search` is a anthropic-specific tool and cannot be sent to Gemini".into()
+        )
+    );
+    req.tools = None;
+    req.messages.push(Message::text(Role::Function, "42"));
+    assert!(
+        matches!(encode_err(&req), WireError::Unsupported(m) if m.starts_with("messages[1]: an OpenAI `function` message"))
+    );
+}
+
+#[test]
+fn thinking_blocks_put_gemini_signatures_back_where_they_came_from() {
+    let req = request(vec![
+        Message::text(Role::User, "Go"),
+        msg(
+            Role::Assistant,
+            vec![
+                // A Gemini thought with its own signature.
+                thinking("Planning.", Some("gemini-thought:SIG_THOUGHT")),
+                // Anthropic reasoning: Gemini cannot read Anthropic's signature.
+                thinking(
+                    "Claude thought.",
+                    Some("EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxhKdF"),
+                ),
+                ContentBlock::RedactedThinking(RedactedThinkingBlock {
+                    data: "opaque".into(),
+                    extra: Default::default(),
+                }),
+                // The signature of the call after it.
+                thinking("", Some("gemini-next-part:SIG_CALL")),
+                call("c1", "run", json_input(json!({"n": 1}))),
+                call("c2", "run", json_input(json!({"n": 2}))),
+                text("Done."),
+                // A trailing signature with no part after it.
+                thinking("", Some("gemini-next-part:SIG_END")),
+            ],
+        ),
+    ]);
+    insta::assert_json_snapshot!(encode(&req)["contents"][1], @r#"
+    {
+      "parts": [
+        {
+          "text": "Planning.",
+          "thought": true,
+          "thoughtSignature": "SIG_THOUGHT"
+        },
+        {
+          "text": "Claude thought.",
+          "thought": true
+        },
+        {
+          "functionCall": {
+            "args": {
+              "n": 1
+            },
+            "id": "c1",
+            "name": "run"
+          },
+          "thoughtSignature": "SIG_CALL"
+        },
+        {
+          "functionCall": {
+            "args": {
+              "n": 2
+            },
+            "id": "c2",
+            "name": "run"
+          }
+        },
+        {
+          "text": "Done."
+        },
+        {
+          "text": "",
+          "thoughtSignature": "SIG_END"
+        }
+      ],
+      "role": "model"
+    }
+    "#);
+}
+
+#[test]
+fn options_change_schemas_ids_and_placeholders() {
+    let opts = EncodeOptions {
+        schema: SchemaMode::JsonSchema,
+        missing_signature: None,
+        call_ids: false,
+    };
+    let body = encode_with(&parallel_loop(), &opts);
+    let decl = &body["tools"][0]["functionDeclarations"][0];
+    assert!(decl.get("parameters").is_none());
+    assert_eq!(decl["parametersJsonSchema"]["additionalProperties"], false);
+    let call = &body["contents"][1]["parts"][1];
+    assert_eq!(
+        call,
+        &json!({"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}})
+    );
+    assert_eq!(
+        body["contents"][2]["parts"][0]["functionResponse"],
+        json!({"name": "get_weather", "response": {"output": "18C, sunny"}})
+    );
+    assert_eq!(
+        EncodeOptions::default().missing_signature.as_deref(),
+        Some(SKIP_SIGNATURE_VALIDATOR)
+    );
+}
+
+#[test]
+fn text_is_copied_token_for_token() {
+    // Escapes survive as written (the encoder copies string tokens).
+    let t: weir_model::JsonStr = serde_json::from_str(r#""caf\u00e9 \"quoted\"\n""#).unwrap();
+    let req = request(vec![msg(
+        Role::User,
+        vec![ContentBlock::Text(TextBlock {
+            text: t,
+            ..Default::default()
+        })],
+    )]);
+    let body = String::from_utf8(encode_request(&req, &EncodeOptions::default()).unwrap()).unwrap();
+    assert_eq!(
+        body,
+        r#"{"contents":[{"role":"user","parts":[{"text":"caf\u00e9 \"quoted\"\n"}]}]}"#
+    );
+}

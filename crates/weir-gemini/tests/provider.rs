@@ -1,0 +1,327 @@
+//! The provider against a local stand-in for the Gemini API.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::json;
+use weir_gemini::{encode_request, EncodeOptions, GeminiConfig, GeminiProvider, DEFAULT_BASE_URL};
+use weir_model::{
+    CallContext, ChatRequest, ContentBlock, ErrorKind, Message, Provider, Reply, Role, Secret,
+    StopReason,
+};
+use weir_testkit::upstream::{Behaviour, FaultyUpstream};
+
+const KEY: &str = "AIzaSyTESTKEY-0123456789";
+
+fn config(base_url: &str) -> GeminiConfig {
+    GeminiConfig {
+        id: "gemini".into(),
+        base_url: base_url.into(),
+        keys: vec![Secret::new(KEY)],
+        timeouts: Default::default(),
+        encode: EncodeOptions::default(),
+    }
+}
+
+fn provider(base_url: &str) -> GeminiProvider {
+    let upstream = weir_upstream::Upstream::new(Duration::from_secs(5)).unwrap();
+    GeminiProvider::new(config(base_url), upstream).unwrap()
+}
+
+fn request(model: &str, stream: bool) -> ChatRequest {
+    ChatRequest {
+        model: model.into(),
+        messages: vec![Message::text(Role::User, "What is the capital of France?")],
+        max_tokens: Some(100),
+        stream: Some(stream),
+        ..Default::default()
+    }
+}
+
+fn answer(status: u16, content_type: &str, body: &str) -> Behaviour {
+    Behaviour::Status {
+        status,
+        headers: vec![],
+        content_type: content_type.into(),
+        body: body.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_complete_answer() {
+    let up = FaultyUpstream::start(answer(
+        200,
+        "application/json; charset=UTF-8",
+        &json!({
+            "candidates": [{"content": {"role": "model", "parts": [
+                {"functionCall": {"name": "get_capital", "args": {"country": "France"}}}
+            ]}, "finishReason": "STOP"}],
+            "usageMetadata": {"promptTokenCount": 52, "candidatesTokenCount": 5},
+            "responseId": "1lpe"
+        })
+        .to_string(),
+    ))
+    .await;
+    let p = provider(up.url());
+    let req = request("gemini-2.0-flash", false);
+    let expected_body = encode_request(&req, &EncodeOptions::default()).unwrap();
+    let Reply::Complete(r) = p.send(req, CallContext::new("t")).await.unwrap() else {
+        panic!("expected a complete reply")
+    };
+    let recorded = &up.requests()[0];
+    assert_eq!(recorded.method, http::Method::POST);
+    assert_eq!(
+        recorded.path,
+        "/v1beta/models/gemini-2.0-flash:generateContent"
+    );
+    assert_eq!(recorded.header("x-goog-api-key"), Some(KEY));
+    assert_eq!(recorded.header("content-type"), Some("application/json"));
+    assert!(recorded.header("authorization").is_none());
+    assert_eq!(recorded.body, expected_body);
+    assert_eq!(r.stop_reason, Some(StopReason::ToolUse));
+    // The answer names no model: the request's stands in.
+    assert_eq!(r.model, "gemini-2.0-flash");
+    let [ContentBlock::ToolUse(t)] = r.content.as_slice() else {
+        panic!("{:?}", r.content)
+    };
+    assert_eq!(
+        (t.id.as_str(), t.name.as_str()),
+        ("toolu_gemini_1lpe_0", "get_capital")
+    );
+    assert_eq!(p.keys(), &[Secret::new(KEY)]);
+    let caps = p.capabilities("gemini-2.0-flash");
+    assert!(caps.tools && caps.images && caps.documents && caps.thinking);
+    assert!(!caps.prompt_caching && caps.native_dialect.is_none());
+}
+
+#[tokio::test]
+async fn a_streamed_answer() {
+    let body = String::from_utf8(common::sse(&[
+        r#"{"candidates": [{"content": {"parts": [{"text": "The capital"}],"role": "model"}}],"modelVersion": "gemini-2.5-flash","responseId": "s1"}"#,
+        r#"{"candidates": [{"content": {"parts": [{"text": " is Paris."}],"role": "model"},"finishReason": "STOP"}],"usageMetadata": {"promptTokenCount": 13,"candidatesTokenCount": 8},"modelVersion": "gemini-2.5-flash","responseId": "s1"}"#,
+    ]))
+    .unwrap();
+    let up = FaultyUpstream::start(answer(200, "text/event-stream", &body)).await;
+    let p = provider(&format!("{}/", up.url()));
+    // A router-chosen key wins over the ring.
+    let mut cx = CallContext::new("t");
+    cx.key = Some(Secret::new("AIzaOTHERKEY"));
+    let Reply::Stream(mut s) = p
+        .send(request("models/gemini-2.5-flash", true), cx)
+        .await
+        .unwrap()
+    else {
+        panic!("expected a stream")
+    };
+    let mut events = Vec::new();
+    while let Some(f) = s.next().await {
+        events.extend(f.unwrap().events);
+    }
+    common::check_well_formed(&events).unwrap();
+    assert_eq!(
+        common::summary(&events),
+        [
+            "start s1 gemini-2.5-flash in=- out=- cache=- reasoning=-",
+            "+0 text",
+            "0 text The capital",
+            "0 text  is Paris.",
+            "-0",
+            "delta end_turn in=13 out=8 cache=- reasoning=-",
+            "stop",
+        ]
+    );
+    let recorded = &up.requests()[0];
+    assert_eq!(
+        recorded.path,
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    );
+    assert_eq!(recorded.header("x-goog-api-key"), Some("AIzaOTHERKEY"));
+}
+
+const EXHAUSTED: &str = r#"{
+  "error": {
+    "code": 429,
+    "message": "You exceeded your current quota. Please migrate to a paid plan.",
+    "status": "RESOURCE_EXHAUSTED",
+    "details": [
+      {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "13s"}
+    ]
+  }
+}"#;
+
+#[tokio::test]
+async fn a_429_is_a_rate_limit_with_the_wait_from_the_body() {
+    let up = FaultyUpstream::start(answer(429, "application/json", EXHAUSTED)).await;
+    let p = provider(up.url());
+    let e = p
+        .send(request("gemini-2.5-pro", false), CallContext::new("t"))
+        .await
+        .unwrap_err();
+    assert_eq!((e.kind, e.status), (ErrorKind::RateLimited, Some(429)));
+    assert_eq!(e.retry_after, Some(Duration::from_secs(13)));
+    assert!(e.retryable_elsewhere && !e.counts_against_health);
+    assert_eq!(
+        e.api_error.as_ref().unwrap().error_type.as_deref(),
+        Some("RESOURCE_EXHAUSTED")
+    );
+    // The same inside an array, as some Google front ends send it; a retry-after header
+    // wins over the body.
+    up.set(Behaviour::Status {
+        status: 429,
+        headers: vec![("retry-after".into(), "2".into())],
+        content_type: "application/json".into(),
+        body: format!("[{EXHAUSTED}]"),
+    });
+    let e = p
+        .send(request("gemini-2.5-pro", true), CallContext::new("t"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.retry_after),
+        (ErrorKind::RateLimited, Some(Duration::from_secs(2)))
+    );
+}
+
+#[tokio::test]
+async fn keys_never_reach_error_messages_or_urls() {
+    let echo = json!({"error": {
+        "code": 400,
+        "message": format!("API key not valid: {KEY}. Please pass a valid API key."),
+        "status": "INVALID_ARGUMENT",
+        "details": [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID"}]
+    }});
+    let up = FaultyUpstream::start(answer(400, "application/json", &echo.to_string())).await;
+    let p = provider(up.url());
+    let e = p
+        .send(request("gemini-2.5-flash", false), CallContext::new("t"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Authentication);
+    let api = e.api_error.as_ref().unwrap();
+    for text in [&e.message, &api.message, &format!("{e} {e:?}")] {
+        assert!(!text.contains(KEY), "{text}");
+    }
+    assert!(
+        e.message.contains("API key not valid: ***"),
+        "{}",
+        e.message
+    );
+    for r in up.requests() {
+        assert!(!r.path.contains(KEY), "{}", r.path);
+    }
+    // A proxy's HTML error page.
+    up.set(answer(
+        502,
+        "text/html",
+        "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
+    ));
+    let e = p
+        .send(request("gemini-2.5-flash", false), CallContext::new("t"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.kind, e.message.as_str()),
+        (
+            ErrorKind::Upstream,
+            "upstream answered 502: 502 Bad Gateway"
+        )
+    );
+}
+
+#[tokio::test]
+async fn model_names_stay_one_path_segment() {
+    let up = FaultyUpstream::start(answer(
+        200,
+        "application/json",
+        r#"{"candidates": [{"content": {"parts": [{"text": "ok"}]}, "finishReason": "STOP"}]}"#,
+    ))
+    .await;
+    let p = provider(&format!("{}/proxy/", up.url()));
+    p.send(
+        request("tuned/../../x?key=1#f", false),
+        CallContext::new("t"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        up.requests()[0].path,
+        "/proxy/v1beta/models/tuned%2F..%2F..%2Fx%3Fkey=1%23f:generateContent"
+    );
+    let e = p
+        .send(request("", false), CallContext::new("t"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidRequest);
+    assert_eq!(up.hits(), 1);
+}
+
+#[tokio::test]
+async fn requests_gemini_cannot_take_fail_before_any_call() {
+    let up = FaultyUpstream::start(answer(200, "application/json", "{}")).await;
+    let p = provider(up.url());
+    let mut req = request("gemini-2.5-flash", false);
+    req.messages.push(Message {
+        role: Role::User,
+        content: weir_model::Content::blocks(vec![ContentBlock::ToolResult(
+            weir_model::ToolResultBlock {
+                tool_use_id: "nowhere".into(),
+                content: weir_model::Content::text("x"),
+                is_error: None,
+                cache_control: None,
+                extra: Default::default(),
+            },
+        )]),
+        extra: Default::default(),
+    });
+    let e = p.send(req, CallContext::new("t")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidRequest);
+    assert!(
+        e.message.contains("answers no earlier tool call"),
+        "{}",
+        e.message
+    );
+    assert_eq!(up.hits(), 0);
+}
+
+#[tokio::test]
+async fn count_tokens_uses_the_whole_request() {
+    let up = FaultyUpstream::start(answer(200, "application/json", r#"{"totalTokens": 42}"#)).await;
+    let p = provider(up.url());
+    let mut req = request("gemini-2.5-flash", false);
+    req.system = Some(weir_model::Content::text("Be brief."));
+    let n = p.count_tokens(req, CallContext::new("t")).await.unwrap();
+    assert_eq!(n, Some(42));
+    let r = &up.requests()[0];
+    assert_eq!(r.path, "/v1beta/models/gemini-2.5-flash:countTokens");
+    assert_eq!(
+        r.json().unwrap(),
+        json!({"generateContentRequest": {
+            "model": "models/gemini-2.5-flash",
+            "contents": [{"role": "user", "parts": [{"text": "What is the capital of France?"}]}],
+            "systemInstruction": {"parts": [{"text": "Be brief."}]},
+            "generationConfig": {"maxOutputTokens": 100}
+        }})
+    );
+}
+
+#[test]
+fn base_urls_are_checked_at_construction() {
+    let upstream = || weir_upstream::Upstream::new(Duration::from_secs(1)).unwrap();
+    assert!(GeminiProvider::new(config(DEFAULT_BASE_URL), upstream()).is_ok());
+    for bad in [
+        "ftp://generativelanguage.googleapis.com",
+        "not a url",
+        "https://generativelanguage.googleapis.com/?key=abc",
+    ] {
+        let e = GeminiProvider::new(config(bad), upstream()).unwrap_err();
+        assert!(!e.contains("abc"), "{e}");
+    }
+    let p = GeminiProvider::new(config(DEFAULT_BASE_URL), upstream()).unwrap();
+    assert_eq!(
+        p.url("gemini-2.5-flash", "streamGenerateContent").unwrap().as_str(),
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
+    );
+}
