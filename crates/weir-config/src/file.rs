@@ -183,6 +183,10 @@ pub struct ProviderConfig {
     pub project: Option<String>,
     /// Azure OpenAI's `api-version` (deployment URLs).
     pub api_version: Option<String>,
+    /// Bedrock: `anthropic-beta` values not to forward (Bedrock refuses betas a model does
+    /// not serve there with a 400).
+    #[serde(default)]
+    pub drop_betas: Vec<String>,
     /// OpenAI-compatible preset (groq, xai, ...).
     pub preset: Option<Spanned<String>>,
     /// Per-provider timeouts.

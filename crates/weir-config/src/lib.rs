@@ -38,10 +38,11 @@ pub const BUILT_KINDS: &[&str] = &[
     "ollama",
     "vertex",
     "gemini",
+    "bedrock",
     "mock",
 ];
 /// Provider kinds the contract names that are not built yet.
-pub const PLANNED_KINDS: &[&str] = &["bedrock"];
+pub const PLANNED_KINDS: &[&str] = &[];
 
 /// The error for a config feature this build does not have.
 pub fn not_built(what: &str) -> String {
@@ -138,6 +139,13 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
                             strategy.name()
                         ),
                     ));
+                }
+            }
+            if let (Some(pc), Some(model)) = (pcfg, &t.model) {
+                if pc.kind.get_ref() == "bedrock" {
+                    if let Some(fix) = weir_bedrock::check_model_id(model) {
+                        errors.push(src.error_at(Some(t.provider.span().start), fix));
+                    }
                 }
             }
             let mut target = Target::new(t.provider.get_ref().clone())
@@ -242,6 +250,9 @@ fn provider(
     if p.preset.is_some() && kind != "openai" {
         return Err(format!("preset applies to kind = \"openai\", not `{kind}`"));
     }
+    if !p.drop_betas.is_empty() && kind != "bedrock" {
+        return Err(format!("drop_betas applies to kind = \"bedrock\", not `{kind}`"));
+    }
     if p.api_version.is_some() && kind != "azure" {
         return Err(format!(
             "api_version applies to kind = \"azure\", not `{kind}`"
@@ -295,6 +306,27 @@ fn provider(
                 None => weir_openai::OpenAiProvider::new(c, upstream.clone())?,
             };
             (Arc::new(provider), Vec::new())
+        }
+        "bedrock" => {
+            let Some(region) = p.region.clone() else {
+                return Err("kind = \"bedrock\" needs region (e.g. region = \"us-west-2\")".into());
+            };
+            if !keys.is_empty() {
+                return Err("kind = \"bedrock\" takes no keys: credentials come from the AWS environment \
+                     variables, the shared credentials files (AWS_PROFILE), or AWS_BEARER_TOKEN_BEDROCK"
+                    .into());
+            }
+            let mut c = weir_bedrock::BedrockConfig::new(id, region);
+            c.base_url.clone_from(&p.base_url);
+            c.timeouts = timeouts;
+            c.drop_betas.clone_from(&p.drop_betas);
+            if let Some(m) = p.default_max_tokens {
+                c.encode.default_max_tokens = m;
+            }
+            (
+                Arc::new(weir_bedrock::BedrockProvider::new(c, upstream.clone())?),
+                Vec::new(),
+            )
         }
         "gemini" => {
             let c = weir_gemini::GeminiConfig {

@@ -72,3 +72,53 @@ fn hash_key_and_version() {
         format!("weir {}\n", env!("CARGO_PKG_VERSION"))
     );
 }
+
+#[test]
+fn check_explains_a_bedrock_claude_id_without_its_inference_profile() {
+    let dir = std::env::temp_dir().join(format!("weir-cli-bedrock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("bedrock.toml");
+    std::fs::write(
+        &cfg,
+        "[providers.bedrock]\nkind = \"bedrock\"\nregion = \"us-west-2\"\n\
+         [[models]]\nname = \"sonnet\"\ntargets = [{ provider = \"bedrock\", model = \"anthropic.claude-sonnet-4-5-20250929-v1:0\" }]\n",
+    )
+    .unwrap();
+    let run = || {
+        weir()
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .env_clear()
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            )
+            .env("HOME", &dir)
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.starts_with(&format!("{}:6:", cfg.display())), "{text}");
+    assert!(
+        text.contains("us.anthropic.claude-sonnet-4-5-20250929-v1:0"),
+        "{text}"
+    );
+    assert!(!text.contains("wJalrXUtnFEMI"), "{text}");
+    // With the profile prefix, the same config is fine.
+    std::fs::write(
+        &cfg,
+        "[providers.bedrock]\nkind = \"bedrock\"\nregion = \"us-west-2\"\n\
+         [[models]]\nname = \"sonnet\"\ntargets = [{ provider = \"bedrock\", model = \"us.anthropic.claude-sonnet-4-5-20250929-v1:0\" }]\n",
+    )
+    .unwrap();
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

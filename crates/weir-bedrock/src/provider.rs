@@ -1,0 +1,379 @@
+//! The Bedrock provider: one call, signed (or with a Bedrock API key), to InvokeModel for
+//! Anthropic models or Converse for the rest, answered whole or as an AWS event stream.
+
+use std::time::{Instant, SystemTime};
+
+use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use http::HeaderMap;
+use serde::Deserialize;
+use weir_anthropic::EncodeOptions;
+use weir_model::{
+    CallContext, Capabilities, ChatRequest, ErrorKind, Provider, ProviderError, Reply,
+};
+use weir_upstream::{
+    body_frames, endpoint, read_body, report_limits, scrub, secret_header, status_error, Timeouts,
+    Upstream, Url,
+};
+
+use crate::converse::{decode_converse_response, encode_converse, ConverseStream};
+use crate::credentials::{Auth, CredentialsCache, CredentialsLoader};
+use crate::error::{decode_error, error_type_name, THROTTLE_RETRY_AFTER};
+use crate::eventstream::EventStreamBody;
+use crate::invoke::{betas_from_headers, encode_error, encode_invoke_body, InvokeStream};
+use crate::models::{
+    anthropic_capabilities, base_model, capabilities, check_model_id, is_anthropic,
+};
+use crate::sigv4::{encode_model_id, sign};
+
+const JSON: &str = "application/json";
+const EVENT_STREAM: &str = "application/vnd.amazon.eventstream";
+
+/// Where a provider's credentials come from.
+#[derive(Clone, Debug)]
+pub enum CredentialSource {
+    /// The standard sources over an environment and the shared files (see
+    /// [`crate::credentials`]), reloaded near their expiry.
+    Chain(CredentialsLoader),
+    /// Fixed credentials, never reloaded.
+    Fixed(Auth),
+}
+
+impl Default for CredentialSource {
+    /// The process environment and `~/.aws`.
+    fn default() -> Self {
+        CredentialSource::Chain(CredentialsLoader::from_process_env())
+    }
+}
+
+/// Settings of a Bedrock provider.
+#[derive(Clone, Debug)]
+pub struct BedrockConfig {
+    /// The provider's id (its config table name).
+    pub id: String,
+    /// The AWS region (`us-east-1`): the signing region and the default endpoint's.
+    pub region: String,
+    /// `https://bedrock-runtime.{region}.amazonaws.com` when `None`; a VPC endpoint, a
+    /// proxy or a test server otherwise (the path stays `/model/{id}/...`).
+    pub base_url: Option<String>,
+    /// Upstream timeouts.
+    pub timeouts: Timeouts,
+    /// Where credentials come from.
+    pub credentials: CredentialSource,
+    /// Anthropic encoding options (InvokeModel bodies; `default_max_tokens` and
+    /// `thinking_from_reasoning_effort` also apply to Converse).
+    pub encode: EncodeOptions,
+    /// `anthropic-beta` values never sent (Bedrock answers 400 "invalid beta flag" to
+    /// betas a model does not serve there).
+    pub drop_betas: Vec<String>,
+    /// More model ids to serve through InvokeModel as Anthropic models: application
+    /// inference profile ARNs, whose opaque ids do not say the model is a Claude.
+    pub anthropic_models: Vec<String>,
+}
+
+impl BedrockConfig {
+    /// A config with the defaults for `region`: the public endpoint, default timeouts,
+    /// credentials from the process environment and `~/.aws`.
+    pub fn new(id: impl Into<String>, region: impl Into<String>) -> Self {
+        BedrockConfig {
+            id: id.into(),
+            region: region.into(),
+            base_url: None,
+            timeouts: Timeouts::default(),
+            credentials: CredentialSource::default(),
+            encode: EncodeOptions::default(),
+            drop_betas: Vec::new(),
+            anthropic_models: Vec::new(),
+        }
+    }
+}
+
+/// Sends canonical requests to AWS Bedrock.
+#[derive(Debug)]
+pub struct BedrockProvider {
+    cfg: BedrockConfig,
+    base_url: String,
+    upstream: Upstream,
+    creds: CredentialsCache,
+}
+
+impl BedrockProvider {
+    /// A provider over a shared HTTP client. Fails when the region or `base_url` is not
+    /// usable, or when no credentials can be found (the message says what was looked at).
+    pub fn new(cfg: BedrockConfig, upstream: Upstream) -> Result<Self, String> {
+        let region_ok = !cfg.region.is_empty()
+            && cfg
+                .region
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !region_ok {
+            return Err(format!(
+                "`{}` is not an AWS region (e.g. us-east-1)",
+                cfg.region
+            ));
+        }
+        let base_url = cfg
+            .base_url
+            .clone()
+            .unwrap_or_else(|| format!("https://bedrock-runtime.{}.amazonaws.com", cfg.region));
+        endpoint(&base_url, "/model")?;
+        let creds = match &cfg.credentials {
+            CredentialSource::Chain(loader) => CredentialsCache::new(loader.clone())
+                .map_err(|e| format!("Bedrock credentials: {e}"))?,
+            CredentialSource::Fixed(auth) => CredentialsCache::fixed(auth.clone()),
+        };
+        Ok(BedrockProvider {
+            cfg,
+            base_url,
+            upstream,
+            creds,
+        })
+    }
+
+    fn anthropic(&self, model: &str) -> bool {
+        is_anthropic(model) || self.cfg.anthropic_models.iter().any(|m| m == model)
+    }
+
+    fn url(&self, model: &str, action: &str) -> Result<Url, ProviderError> {
+        endpoint(
+            &self.base_url,
+            &format!("/model/{}/{action}", encode_model_id(model)),
+        )
+        .map_err(|e| ProviderError::new(ErrorKind::Internal, e))
+    }
+
+    fn auth(&self) -> Result<Auth, ProviderError> {
+        self.creds.get(SystemTime::now()).map_err(|e| {
+            let mut err = ProviderError::new(ErrorKind::Authentication, e.0);
+            // The credentials are this target's problem, not the request's.
+            err.retryable_elsewhere = true;
+            err
+        })
+    }
+
+    fn headers(
+        &self,
+        url: &Url,
+        body: &[u8],
+        accept: &'static str,
+        auth: &Auth,
+    ) -> Result<HeaderMap, ProviderError> {
+        let mut h = HeaderMap::new();
+        h.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+        h.insert(ACCEPT, HeaderValue::from_static(accept));
+        match auth {
+            Auth::Bearer(token) => {
+                secret_header(&mut h, AUTHORIZATION, &format!("Bearer {}", token.expose()))?;
+            }
+            Auth::SigV4(c) => sign(
+                "POST",
+                url.as_str(),
+                &mut h,
+                body,
+                c,
+                &self.cfg.region,
+                SystemTime::now(),
+            )
+            .map_err(|e| ProviderError::new(ErrorKind::Internal, e))?,
+        }
+        Ok(h)
+    }
+
+    fn timeouts(&self, cx: &CallContext) -> Timeouts {
+        let mut t = self.cfg.timeouts;
+        if let Some(deadline) = cx.deadline {
+            t.total = t
+                .total
+                .min(deadline.saturating_duration_since(Instant::now()));
+        }
+        t
+    }
+
+    /// POSTs a body; an error status becomes a classified, scrubbed error.
+    async fn post(
+        &self,
+        url: &Url,
+        body: Vec<u8>,
+        accept: &'static str,
+        cx: &CallContext,
+        betas: &[String],
+    ) -> Result<weir_upstream::Response, ProviderError> {
+        let auth = self.auth()?;
+        let headers = self.headers(url, &body, accept, &auth)?;
+        let mut resp = self
+            .upstream
+            .post(url, headers, body, &self.timeouts(cx))
+            .await?;
+        let status = resp.inner.status();
+        if status.is_success() {
+            report_limits(resp.inner.headers(), &cx.report);
+            return Ok(resp);
+        }
+        let headers = resp.inner.headers().clone();
+        let body = read_body(&mut resp).await.unwrap_or_default();
+        let error_type = headers
+            .get("x-amzn-errortype")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut err = status_error(status, &headers, &body, |s, b| {
+            decode_error(s, error_type.as_deref(), b)
+        });
+        if err.kind == ErrorKind::RateLimited && err.retry_after.is_none() {
+            err.retry_after = Some(THROTTLE_RETRY_AFTER);
+        }
+        if error_type.as_deref().map(error_type_name) == Some("ExpiredTokenException") {
+            self.creds.invalidate(SystemTime::now());
+        }
+        if err.message.contains("invalid beta flag") && !betas.is_empty() {
+            let hint = format!(
+                " (betas sent: {}; list the ones this model does not serve on Bedrock in the provider's drop_betas)",
+                betas.join(", ")
+            );
+            err.message.push_str(&hint);
+            if let Some(api) = &mut err.api_error {
+                api.message.push_str(&hint);
+            }
+        }
+        for s in auth.secrets() {
+            scrub(&mut err, s.expose());
+        }
+        Err(err)
+    }
+
+    /// The upstream's request id (Converse answers have no id of their own).
+    fn request_id(resp: &weir_upstream::Response) -> String {
+        resp.inner
+            .headers()
+            .get("x-amzn-requestid")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+fn decode_failure(e: impl std::fmt::Display) -> ProviderError {
+    ProviderError::new(
+        ErrorKind::Decode,
+        format!("the upstream's response could not be decoded: {e}"),
+    )
+}
+
+#[async_trait::async_trait]
+impl Provider for BedrockProvider {
+    fn id(&self) -> &str {
+        &self.cfg.id
+    }
+
+    fn capabilities(&self, model: &str) -> Capabilities {
+        if self.anthropic(model) {
+            anthropic_capabilities()
+        } else {
+            capabilities(model)
+        }
+    }
+
+    async fn send(&self, mut req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
+        let model = req.model.clone();
+        let stream = req.is_stream();
+        let accept = if stream { EVENT_STREAM } else { JSON };
+        let anthropic = self.anthropic(&model);
+        let mut betas = Vec::new();
+        let (action, body) = if anthropic {
+            betas = betas_from_headers(&cx.forward_headers);
+            betas.retain(|b| !self.cfg.drop_betas.contains(b));
+            let body = encode_invoke_body(&mut req, &self.cfg.encode, &betas, &self.cfg.drop_betas)
+                .map_err(|e| encode_error(&e))?;
+            (
+                if stream {
+                    "invoke-with-response-stream"
+                } else {
+                    "invoke"
+                },
+                body,
+            )
+        } else {
+            let body =
+                encode_converse(&req, &model, &self.cfg.encode).map_err(|e| encode_error(&e))?;
+            (
+                if stream {
+                    "converse-stream"
+                } else {
+                    "converse"
+                },
+                body,
+            )
+        };
+        let url = self.url(&model, action)?;
+        tracing::debug!(provider = %self.cfg.id, model = %model, action, "bedrock call");
+        let mut resp = match self.post(&url, body, accept, &cx, &betas).await {
+            Ok(r) => r,
+            Err(mut e) => {
+                // Say what to do about a Claude 4 id used without an inference profile.
+                if e.message.contains("on-demand throughput") {
+                    if let Some(hint) = check_model_id(&model) {
+                        e.message = format!("{} ({hint})", e.message);
+                    }
+                }
+                return Err(e);
+            }
+        };
+        let id = Self::request_id(&resp);
+        let idle = self.cfg.timeouts.idle;
+        if stream {
+            // Dropping the stream drops the response, which closes the connection.
+            return Ok(Reply::Stream(if anthropic {
+                body_frames(resp, idle, EventStreamBody::new(InvokeStream::new()))
+            } else {
+                body_frames(
+                    resp,
+                    idle,
+                    EventStreamBody::new(ConverseStream::new(id, model)),
+                )
+            }));
+        }
+        let body = read_body(&mut resp).await?;
+        let r = if anthropic {
+            weir_anthropic::decode_response(&body).map_err(decode_failure)?
+        } else {
+            decode_converse_response(&body, &id, &model)?
+        };
+        Ok(Reply::Complete(Box::new(r)))
+    }
+
+    /// Bedrock's CountTokens, for Anthropic models (the InvokeModel body, base64-encoded,
+    /// counted for the foundation model); `None` for the others.
+    async fn count_tokens(
+        &self,
+        mut req: ChatRequest,
+        cx: CallContext,
+    ) -> Result<Option<u64>, ProviderError> {
+        if !self.anthropic(&req.model) {
+            return Ok(None);
+        }
+        let model = if req.model.starts_with("arn:") {
+            req.model.clone()
+        } else {
+            base_model(&req.model).to_owned()
+        };
+        req.stream = None;
+        let mut betas = betas_from_headers(&cx.forward_headers);
+        betas.retain(|b| !self.cfg.drop_betas.contains(b));
+        let invoke = encode_invoke_body(&mut req, &self.cfg.encode, &betas, &self.cfg.drop_betas)
+            .map_err(|e| encode_error(&e))?;
+        let body = format!(
+            r#"{{"input":{{"invokeModel":{{"body":"{}"}}}}}}"#,
+            aws_smithy_types::base64::encode(&invoke)
+        );
+        let url = self.url(&model, "count-tokens")?;
+        let mut resp = self
+            .post(&url, body.into_bytes(), JSON, &cx, &betas)
+            .await?;
+        let body = read_body(&mut resp).await?;
+        #[derive(Deserialize)]
+        struct Count {
+            #[serde(rename = "inputTokens")]
+            input_tokens: u64,
+        }
+        let c: Count = serde_json::from_slice(&body).map_err(decode_failure)?;
+        Ok(Some(c.input_tokens))
+    }
+}

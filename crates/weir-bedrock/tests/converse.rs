@@ -1,0 +1,433 @@
+//! Converse request encoding and response decoding.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::{json, Value};
+use weir_anthropic::EncodeOptions;
+use weir_bedrock::{decode_converse_response, encode_converse, stop_reason};
+use weir_model::raw::to_raw;
+use weir_model::{
+    ChatRequest, Content, ContentBlock, Dialect, ErrorKind, FunctionTool, ImageBlock, MediaSource,
+    Message, Role, StopReason, TextBlock, ThinkingBlock, Tool, ToolChoice, ToolInput,
+    ToolResultBlock, ToolUseBlock,
+};
+
+fn anthropic(body: Value) -> ChatRequest {
+    weir_anthropic::decode_request(body.to_string().as_bytes()).unwrap()
+}
+
+fn encode(req: &ChatRequest, model: &str) -> Value {
+    let bytes = encode_converse(req, model, &EncodeOptions::default()).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn text(role: Role, t: &str) -> Message {
+    Message::text(role, t)
+}
+
+fn tool_call(id: &str, args: &str) -> ContentBlock {
+    ContentBlock::ToolUse(ToolUseBlock {
+        id: id.to_owned(),
+        name: "get_weather".to_owned(),
+        input: ToolInput::Arguments(args.to_owned()),
+        cache_control: None,
+        extra: Default::default(),
+    })
+}
+
+fn tool_message(id: &str, result: &str, is_error: Option<bool>) -> Message {
+    Message {
+        role: Role::Tool,
+        content: Content::blocks(vec![ContentBlock::ToolResult(ToolResultBlock {
+            tool_use_id: id.to_owned(),
+            content: Content::text(result),
+            is_error,
+            cache_control: None,
+            extra: Default::default(),
+        })]),
+        extra: Default::default(),
+    }
+}
+
+fn weather_tool() -> Tool {
+    Tool::Function(FunctionTool {
+        name: "get_weather".to_owned(),
+        description: Some("Weather for a city".into()),
+        parameters: Some(to_raw(
+            &json!({"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}),
+        )),
+        strict: None,
+        cache_control: None,
+        extra: Default::default(),
+    })
+}
+
+#[test]
+fn text_system_and_cache_points() {
+    let req = anthropic(json!({
+        "model": "m", "max_tokens": 100, "temperature": 0.5, "top_p": 0.9, "top_k": 40,
+        "stop_sequences": ["END"],
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral"}}, {"type": "text", "text": "Be kind."}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "Long context", "cache_control": {"type": "ephemeral"}}, {"type": "text", "text": "Question?"}]},
+            {"role": "assistant", "content": "Answer."},
+            {"role": "user", "content": "More?"}
+        ],
+        "metadata": {"user_id": "u1"}
+    }));
+    let expected = json!({
+        "messages": [
+            {"role": "user", "content": [{"text": "Long context"}, {"cachePoint": {"type": "default"}}, {"text": "Question?"}]},
+            {"role": "assistant", "content": [{"text": "Answer."}]},
+            {"role": "user", "content": [{"text": "More?"}]}
+        ],
+        "system": [{"text": "Be brief."}, {"cachePoint": {"type": "default"}}, {"text": "Be kind."}],
+        "inferenceConfig": {"maxTokens": 100, "temperature": 0.5, "topP": 0.9, "stopSequences": ["END"]}
+    });
+    assert_eq!(encode(&req, "us.amazon.nova-pro-v1:0"), expected);
+    // Models without prompt caching get no cache points.
+    let v = encode(&req, "mistral.mistral-large-2407-v1:0");
+    assert_eq!(
+        v["system"],
+        json!([{"text": "Be brief."}, {"text": "Be kind."}])
+    );
+    assert_eq!(
+        v["messages"][0]["content"],
+        json!([{"text": "Long context"}, {"text": "Question?"}])
+    );
+}
+
+#[test]
+fn openai_system_messages_are_hoisted_and_temperature_clamped() {
+    let req = ChatRequest {
+        origin: Some(Dialect::OpenAi),
+        model: "m".into(),
+        messages: vec![
+            text(Role::System, "You are terse."),
+            text(Role::User, "Hi"),
+            text(Role::Developer, "Answer in French."),
+            text(Role::User, "Again"),
+        ],
+        temperature: Some(1.7),
+        ..Default::default()
+    };
+    assert_eq!(
+        encode(&req, "us.amazon.nova-micro-v1:0"),
+        json!({
+            "messages": [{"role": "user", "content": [{"text": "Hi"}, {"text": "Again"}]}],
+            "system": [{"text": "You are terse."}, {"text": "Answer in French."}],
+            "inferenceConfig": {"temperature": 1.0}
+        })
+    );
+}
+
+#[test]
+fn three_parallel_tool_calls_and_their_results() {
+    let req = ChatRequest {
+        origin: Some(Dialect::OpenAi),
+        model: "m".into(),
+        messages: vec![
+            text(Role::User, "Weather in Paris, Tokyo and Lima?"),
+            Message {
+                role: Role::Assistant,
+                content: Content::blocks(vec![
+                    tool_call("call_paris", r#"{"city":"Paris"}"#),
+                    tool_call("call_tokyo", r#"{"city": "Tokyo"}"#),
+                    tool_call("functions.get_weather:2", ""),
+                ]),
+                extra: Default::default(),
+            },
+            tool_message("call_paris", "18C", None),
+            tool_message("call_tokyo", "{\"temp\": 25}", Some(false)),
+            tool_message("functions.get_weather:2", "city is required", Some(true)),
+            text(Role::User, "Thanks. Which is warmest?"),
+        ],
+        tools: Some(vec![weather_tool()]),
+        tool_choice: Some(ToolChoice::Required),
+        parallel_tool_calls: Some(true),
+        ..Default::default()
+    };
+    let v = encode(&req, "us.amazon.nova-pro-v1:0");
+    let lima = weir_anthropic::sanitize_tool_id("functions.get_weather:2").into_owned();
+    assert!(lima.starts_with("functions_get_weather_2_"), "{lima}");
+    assert_eq!(
+        v,
+        json!({
+            "messages": [
+                {"role": "user", "content": [{"text": "Weather in Paris, Tokyo and Lima?"}]},
+                {"role": "assistant", "content": [
+                    {"toolUse": {"toolUseId": "call_paris", "name": "get_weather", "input": {"city": "Paris"}}},
+                    {"toolUse": {"toolUseId": "call_tokyo", "name": "get_weather", "input": {"city": "Tokyo"}}},
+                    {"toolUse": {"toolUseId": lima, "name": "get_weather", "input": {}}}
+                ]},
+                {"role": "user", "content": [
+                    {"toolResult": {"toolUseId": "call_paris", "content": [{"text": "18C"}]}},
+                    {"toolResult": {"toolUseId": "call_tokyo", "content": [{"text": "{\"temp\": 25}"}]}},
+                    {"toolResult": {"toolUseId": lima, "content": [{"text": "city is required"}], "status": "error"}},
+                    {"text": "Thanks. Which is warmest?"}
+                ]}
+            ],
+            "toolConfig": {
+                "tools": [{"toolSpec": {"name": "get_weather", "description": "Weather for a city",
+                    "inputSchema": {"json": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}}],
+                "toolChoice": {"any": {}}
+            }
+        })
+    );
+}
+
+#[test]
+fn tool_choice_forms_and_tool_history_without_tools() {
+    let mut req = anthropic(json!({
+        "model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "Hi"}],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "tool_choice": {"type": "tool", "name": "get_weather"}
+    }));
+    let v = encode(&req, "us.amazon.nova-pro-v1:0");
+    assert_eq!(
+        v["toolConfig"]["toolChoice"],
+        json!({"tool": {"name": "get_weather"}})
+    );
+    req.tool_choice = Some(ToolChoice::Auto);
+    assert_eq!(
+        encode(&req, "m")["toolConfig"]["toolChoice"],
+        json!({"auto": {}})
+    );
+    // No "none" in Converse: without tool history the tools are left out...
+    req.tool_choice = Some(ToolChoice::None);
+    assert_eq!(encode(&req, "m").get("toolConfig"), None);
+    // ...with it they stay, without a choice.
+    req.messages.push(Message {
+        role: Role::Assistant,
+        content: Content::blocks(vec![tool_call("call_1", "{}")]),
+        extra: Default::default(),
+    });
+    req.messages.push(tool_message("call_1", "", None));
+    let v = encode(&req, "m");
+    assert_eq!(
+        v["toolConfig"],
+        json!({"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}]})
+    );
+    // An empty result is an empty JSON object (Converse refuses empty content).
+    assert_eq!(
+        v["messages"][2]["content"][0],
+        json!({"toolResult": {"toolUseId": "call_1", "content": [{"json": {}}]}})
+    );
+    // Tool history without any tools declared: the tools it used are declared.
+    req.tools = None;
+    req.tool_choice = None;
+    assert_eq!(
+        encode(&req, "m")["toolConfig"],
+        json!({"tools": [{"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object", "properties": {}}}}}]})
+    );
+}
+
+#[test]
+fn images_and_documents() {
+    let req = anthropic(json!({
+        "model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+            {"type": "document", "title": "Q3 report.pdf", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0="}},
+            {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "plain notes"}},
+            {"type": "text", "text": "Summarize."}
+        ]}]
+    }));
+    assert_eq!(
+        encode(&req, "us.amazon.nova-pro-v1:0")["messages"][0]["content"],
+        json!([
+            {"image": {"format": "png", "source": {"bytes": "iVBORw0KGgo="}}},
+            {"document": {"format": "pdf", "name": "Q3 report pdf", "source": {"bytes": "JVBERi0="}}},
+            {"document": {"format": "txt", "name": "Document 2", "source": {"bytes": "cGxhaW4gbm90ZXM="}}},
+            {"text": "Summarize."}
+        ])
+    );
+    let image = |url: &str| ChatRequest {
+        model: "m".into(),
+        messages: vec![Message {
+            role: Role::User,
+            content: Content::blocks(vec![ContentBlock::Image(ImageBlock {
+                source: MediaSource::Url(url.to_owned()),
+                detail: None,
+                cache_control: None,
+                extra: Default::default(),
+            })]),
+            extra: Default::default(),
+        }],
+        ..Default::default()
+    };
+    let v = encode(&image("s3://bucket/cat.jpg"), "m");
+    assert_eq!(
+        v["messages"][0]["content"][0],
+        json!({"image": {"format": "jpeg", "source": {"s3Location": {"uri": "s3://bucket/cat.jpg"}}}})
+    );
+    let v = encode(&image("data:image/webp;base64,UklGRg=="), "m");
+    assert_eq!(
+        v["messages"][0]["content"][0],
+        json!({"image": {"format": "webp", "source": {"bytes": "UklGRg=="}}})
+    );
+    let e = encode_converse(
+        &image("https://example.com/cat.png"),
+        "m",
+        &EncodeOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "messages[0]: Bedrock needs the image's bytes (or an s3:// URL); it cannot fetch images by URL"
+    );
+}
+
+#[test]
+fn reasoning_history_and_settings() {
+    let history = vec![
+        text(Role::User, "Q"),
+        Message {
+            role: Role::Assistant,
+            content: Content::blocks(vec![
+                ContentBlock::Thinking(ThinkingBlock {
+                    thinking: "step 1".into(),
+                    signature: Some("sig==".to_owned()),
+                    extra: Default::default(),
+                }),
+                ContentBlock::RedactedThinking(weir_model::RedactedThinkingBlock {
+                    data: "RXU4RUNr".to_owned(),
+                    extra: Default::default(),
+                }),
+                // Unsigned reasoning (from an OpenAI-compatible upstream) is dropped.
+                ContentBlock::Thinking(ThinkingBlock {
+                    thinking: "unsigned".into(),
+                    signature: None,
+                    extra: Default::default(),
+                }),
+                ContentBlock::Text(TextBlock::new("A")),
+            ]),
+            extra: Default::default(),
+        },
+        text(Role::User, "And?"),
+    ];
+    let req = ChatRequest {
+        origin: Some(Dialect::OpenAi),
+        model: "m".into(),
+        messages: history,
+        reasoning_effort: Some("high".to_owned()),
+        max_tokens: Some(1000),
+        ..Default::default()
+    };
+    let v = encode(&req, "openai.gpt-oss-120b-1:0");
+    assert_eq!(
+        v["messages"][1]["content"],
+        json!([
+            {"reasoningContent": {"reasoningText": {"text": "step 1", "signature": "sig=="}}},
+            {"reasoningContent": {"redactedContent": "RXU4RUNr"}},
+            {"text": "A"}
+        ])
+    );
+    assert_eq!(
+        v["additionalModelRequestFields"],
+        json!({"reasoning_effort": "high"})
+    );
+    assert_eq!(v["inferenceConfig"], json!({"maxTokens": 1000}));
+    // A Claude reached through Converse takes a thinking budget, below maxTokens.
+    let v = encode(&req, "custom.claude-3-7-import");
+    assert_eq!(
+        v["additionalModelRequestFields"],
+        json!({"thinking": {"type": "enabled", "budget_tokens": 16384}})
+    );
+    assert_eq!(v["inferenceConfig"], json!({"maxTokens": 16384 + 4096}));
+    // Models that take no reasoning settings get none.
+    assert_eq!(
+        encode(&req, "us.amazon.nova-pro-v1:0").get("additionalModelRequestFields"),
+        None
+    );
+    let off = EncodeOptions {
+        thinking_from_reasoning_effort: false,
+        ..Default::default()
+    };
+    let v: Value =
+        serde_json::from_slice(&encode_converse(&req, "openai.gpt-oss-120b-1:0", &off).unwrap())
+            .unwrap();
+    assert_eq!(v.get("additionalModelRequestFields"), None);
+}
+
+#[test]
+fn responses_decode_with_usage_and_stop_reasons() {
+    let body = br#"{"metrics":{"latencyMs":391},"output":{"message":{"content":[
+        {"reasoningContent":{"reasoningText":{"text":"Think \"hard\".","signature":"c2ln"}}},
+        {"reasoningContent":{"redactedContent":"cmVk"}},
+        {"text":"Calling."},
+        {"toolUse":{"toolUseId":"tooluse_1","name":"get_weather","input":{"city":"Paris"}}},
+        {"toolUse":{"toolUseId":"tooluse_2","name":"get_weather","input":{"city":"Lima"}}},
+        {"toolUse":{"toolUseId":"tooluse_3","name":"get_time","input":{}}}
+    ],"role":"assistant"}},"stopReason":"tool_use",
+    "usage":{"inputTokens":74,"outputTokens":26,"cacheReadInputTokens":1024,"cacheWriteInputTokens":12,"serverToolUsage":{},"totalTokens":1136}}"#;
+    let r = decode_converse_response(body, "req-9", "us.amazon.nova-pro-v1:0").unwrap();
+    assert_eq!(
+        (r.id.as_str(), r.model.as_str(), r.origin),
+        ("req-9", "us.amazon.nova-pro-v1:0", None)
+    );
+    assert_eq!(r.stop_reason, Some(StopReason::ToolUse));
+    let u = &r.usage;
+    assert_eq!(
+        (
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_tokens,
+            u.cache_write_tokens
+        ),
+        (Some(74), Some(26), Some(1024), Some(12))
+    );
+    assert_eq!(u.total_input(), 74 + 1024 + 12);
+    let kinds: Vec<String> = r
+        .content
+        .iter()
+        .map(|b| match b {
+            ContentBlock::Thinking(t) => {
+                format!("thinking:{}:{:?}", t.thinking.as_str(), t.signature)
+            }
+            ContentBlock::RedactedThinking(t) => format!("redacted:{}", t.data),
+            ContentBlock::Text(t) => format!("text:{}", t.text.as_str()),
+            ContentBlock::ToolUse(t) => match &t.input {
+                ToolInput::Json(j) => format!("tool:{}:{}:{}", t.id, t.name, j.get()),
+                ToolInput::Arguments(a) => format!("args:{a}"),
+            },
+            other => other.type_name().to_owned(),
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "thinking:Think \"hard\".:Some(\"c2ln\")",
+            "redacted:cmVk",
+            "text:Calling.",
+            "tool:tooluse_1:get_weather:{\"city\":\"Paris\"}",
+            "tool:tooluse_2:get_weather:{\"city\":\"Lima\"}",
+            "tool:tooluse_3:get_time:{}",
+        ]
+    );
+    // An Anthropic client can be given it.
+    let out: Value = serde_json::from_slice(&weir_anthropic::encode_response(&r).unwrap()).unwrap();
+    assert_eq!(out["usage"]["cache_read_input_tokens"], 1024);
+    assert_eq!(out["stop_reason"], "tool_use");
+
+    for (name, want) in [
+        ("end_turn", StopReason::EndTurn),
+        ("tool_use", StopReason::ToolUse),
+        ("max_tokens", StopReason::MaxTokens),
+        ("stop_sequence", StopReason::StopSequence),
+        ("guardrail_intervened", StopReason::Refusal),
+        ("content_filtered", StopReason::Refusal),
+        (
+            "model_context_window_exceeded",
+            StopReason::ContextWindowExceeded,
+        ),
+        ("brand_new", StopReason::Other("brand_new".to_owned())),
+    ] {
+        assert_eq!(stop_reason(name).unwrap(), want, "{name}");
+    }
+    for bad in ["malformed_model_output", "malformed_tool_use"] {
+        assert_eq!(stop_reason(bad).unwrap_err().kind, ErrorKind::Upstream);
+    }
+    let e = decode_converse_response(b"{\"output\":", "", "m").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Decode);
+}
