@@ -70,7 +70,7 @@ def upstream():
 
 
 class Weir:
-    def __init__(self, config_text, tmp_path):
+    def __init__(self, config_text, tmp_path, env=None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         admin_port = free_port()
@@ -88,7 +88,7 @@ class Weir:
             [binary, "serve", "--config", str(cfg)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "WEIR_LOG_FORMAT": "json"},
+            env={**os.environ, "WEIR_LOG_FORMAT": "json", **(env or {})},
         )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -129,8 +129,8 @@ class Weir:
 def weir_factory(tmp_path):
     started = []
 
-    def start(config_text=""):
-        w = Weir(config_text, tmp_path)
+    def start(config_text="", env=None):
+        w = Weir(config_text, tmp_path, env)
         started.append(w)
         return w
 
