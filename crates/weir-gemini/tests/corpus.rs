@@ -97,6 +97,9 @@ fn recorded_answers_decode() {
             // Reads split anywhere decode the same.
             let split = common::stream_events(&body, 3).unwrap();
             assert_eq!(common::summary(&split), common::summary(&events), "{label}");
+            // Both client dialects read the same text, thinking and tool calls.
+            let frames = [weir_model::Frame::from_events(events)];
+            weir_testkit::reencode_both(&frames).unwrap_or_else(|e| panic!("{label}: {e}"));
             streams += 1;
         } else {
             let r = decode_response(&body).unwrap_or_else(|e| panic!("{label}: {e}"));

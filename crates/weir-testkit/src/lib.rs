@@ -461,3 +461,78 @@ mod tests {
         assert!(json_diff(&json!("x"), &json!("y")).is_some());
     }
 }
+
+/// Re-encodes a canonical stream for both client dialects (Anthropic and OpenAI SSE),
+/// decodes each back, and checks the text, thinking and tool calls (ids, names,
+/// arguments) said the same. For streams from providers without a client dialect of their
+/// own (Gemini, Bedrock Converse, Ollama).
+pub fn reencode_both(frames: &[weir_model::Frame]) -> Result<(), String> {
+    let original = collect(frames);
+    let key = |c: &Collected| {
+        let args: Vec<(String, String, Value)> = c
+            .tool_calls
+            .iter()
+            .map(|(id, name, args)| {
+                let v = if args.trim().is_empty() {
+                    Value::Object(Default::default())
+                } else {
+                    serde_json::from_str(args).unwrap_or(Value::String(args.clone()))
+                };
+                (id.clone(), name.clone(), v)
+            })
+            .collect();
+        (c.text.concat(), c.thinking.clone(), args)
+    };
+    // Anthropic clients.
+    let mut enc = weir_anthropic::StreamEncoder::new();
+    let mut out = Vec::new();
+    for f in frames {
+        enc.encode(f, &mut out)
+            .map_err(|e| format!("encoding for Anthropic clients: {e}"))?;
+    }
+    let mut dec = weir_anthropic::StreamDecoder::new();
+    let mut back = Vec::new();
+    for e in sse_events(&out) {
+        back.push(
+            dec.decode(e)
+                .map_err(|e| format!("reading the Anthropic stream back: {e}"))?,
+        );
+    }
+    if key(&collect(&back)) != key(&original) {
+        return Err(format!(
+            "Anthropic clients would read {:?}, not {:?}",
+            key(&collect(&back)),
+            key(&original)
+        ));
+    }
+    // OpenAI clients.
+    let mut enc = weir_openai::StreamEncoder::new(weir_openai::StreamEncodeOptions {
+        include_usage: true,
+        created: None,
+    });
+    let mut out = Vec::new();
+    for f in frames {
+        enc.encode(f, &mut out)
+            .map_err(|e| format!("encoding for OpenAI clients: {e}"))?;
+    }
+    let mut dec = weir_openai::StreamDecoder::new();
+    let mut back = Vec::new();
+    for e in sse_events(&out) {
+        back.push(
+            dec.decode(e)
+                .map_err(|e| format!("reading the OpenAI stream back: {e}"))?,
+        );
+    }
+    back.push(
+        dec.finish()
+            .map_err(|e| format!("the OpenAI stream did not finish: {e}"))?,
+    );
+    if key(&collect(&back)) != key(&original) {
+        return Err(format!(
+            "OpenAI clients would read {:?}, not {:?}",
+            key(&collect(&back)),
+            key(&original)
+        ));
+    }
+    Ok(())
+}
