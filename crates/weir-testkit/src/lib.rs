@@ -446,22 +446,6 @@ pub fn openai_stream(n: usize) -> Vec<u8> {
     s.into_bytes()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn json_diff_names_the_first_difference() {
-        assert_eq!(json_diff(&json!({"a": 1}), &json!({"a": 1.0})), None);
-        assert_eq!(
-            json_diff(&json!({"a": [1, {"b": null}]}), &json!({"a": [1, {}]})).as_deref(),
-            Some("$.a[1].b: present on the left only (null)")
-        );
-        assert!(json_diff(&json!("x"), &json!("y")).is_some());
-    }
-}
-
 /// Re-encodes a canonical stream for both client dialects (Anthropic and OpenAI SSE),
 /// decodes each back, and checks the text, thinking and tool calls (ids, names,
 /// arguments) said the same. For streams from providers without a client dialect of their
@@ -535,4 +519,20 @@ pub fn reencode_both(frames: &[weir_model::Frame]) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_diff_names_the_first_difference() {
+        assert_eq!(json_diff(&json!({"a": 1}), &json!({"a": 1.0})), None);
+        assert_eq!(
+            json_diff(&json!({"a": [1, {"b": null}]}), &json!({"a": [1, {}]})).as_deref(),
+            Some("$.a[1].b: present on the left only (null)")
+        );
+        assert!(json_diff(&json!("x"), &json!("y")).is_some());
+    }
 }
