@@ -181,10 +181,9 @@ pub fn report(root: &Path) -> Result<(), String> {
          dialect decoder, the other dialect's encoder and SSE encoding. The dialect benchmarks\n\
          run on mimalloc, the allocator the gateway binary is to use.\n\n\
          The machine is shared and noisy: consecutive runs of the same code differ by up to\n\
-         about a fifth (the 100 KB request has measured 130-190 µs across runs). Most of\n\
-         the request's remaining time is serde_json scanning strings it must skip or copy\n\
-         (schemas, descriptions, text) and allocation; a string scanner of our own (SIMD)\n\
-         or per-request arenas are the next steps if it must go lower.\n\n\
+         about a fifth. The 100 KB request measured 117-190 µs on the machine of an earlier\n\
+         session and 95-98 µs on this one; most of its time is serde_json scanning strings\n\
+         it must skip or copy (schemas, descriptions, text) and allocation.\n\n\
          {}",
         machine(),
         fs::read_to_string(root.join("target/weir-bench/gateway.md"))
@@ -205,17 +204,20 @@ pub fn report(root: &Path) -> Result<(), String> {
 
 /// What the gateway figures mean, from profiling (kept with the report).
 const GATEWAY_NOTES: &str = "
-Reading these figures: on this machine a loopback round trip between two processes
-costs about as much as the whole direct request (direct p50 here is 80-100 µs; the
-peers' figures in ../shared/bench/README.md were taken where it was 22 µs). Weir answering by itself
-(the mock model, no upstream) adds about 25 µs over nginx at one connection; the rest of
-the added latency is the second round trip, to the upstream, and its wakeups (perf shows
-the kernel's scheduler, not Weir's code, as the largest cost). Weir runs one
-single-threaded runtime per core on a shared SO_REUSEPORT listener (a request and its
-upstream call stay on one thread); that took proxied throughput at 32 connections from
-about 15k to about 25k req/s here, on cores it shares with wrk and nginx. Open work: a
-leaner upstream client than reqwest, fewer syscalls per request, and measuring on a
-machine whose loopback round trip is nearer the peers' 22 µs.
+Reading these figures: nginx as a proxy pays the same second loopback round trip (to the
+upstream) and adds 12-22 µs here, so Weir's own cost is the 30-50 µs beyond that. Measured
+over whole runs (the process's user and system time divided by requests), a non-streamed
+request costs Weir about 39 µs of user and 32 µs of kernel CPU at one connection, against
+about 17 µs and 18 µs at 32 connections: waking from idle for every request (tokio's park
+and unpark, timers, cold caches) roughly doubles Weir's work, and perf puts 60% of the
+one-connection samples in the kernel's wakeup paths on this virtual machine. Streamed
+requests add SSE decoding, per-event JSON (for usage and stream failover) and
+re-encoding, 15-20 µs more. At 32 connections wrk, nginx and Weir share two cores and
+Weir's CPU per request bounds throughput. Weir runs one single-threaded runtime per core
+on a shared SO_REUSEPORT listener, with one routing state per process. Open work, by
+profile: reqwest's redirect, retry and URL layers (about 5% of the gateway's CPU; a bare
+hyper client would drop them), passing same-dialect SSE bytes through without re-encoding,
+cheaper metrics labels, and fewer wakeups per request.
 ";
 
 fn human_rate(bytes_per_sec: f64) -> String {

@@ -9,6 +9,20 @@ use std::time::{Duration, Instant};
 
 const UPSTREAM: &str = "127.0.0.1:18081";
 const GATEWAY: &str = "127.0.0.1:18090";
+/// nginx as a reverse proxy in front of the same upstream: what a proxy written in C costs
+/// on this machine, measured in the same run (the floor any gateway stands on).
+const NGINX_PROXY: &str = "127.0.0.1:18095";
+
+fn nginx_proxy_conf(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "worker_processes 2;\ndaemon on;\npid {d}/nginx-proxy.pid;\nerror_log {d}/nginx-proxy.err warn;\n\
+         events {{ worker_connections 4096; }}\n\
+         http {{\n  access_log off;\n  upstream up {{ server {UPSTREAM}; keepalive 64; }}\n\
+           server {{\n    listen {NGINX_PROXY};\n    location / {{\n      proxy_pass http://up;\n\
+               proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n    }}\n  }}\n}}\n"
+    )
+}
 const CLIENT_KEY: &str = "sk-bench-client-key";
 
 const CHAT_JSON: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"bench-model","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21}}"#;
@@ -208,7 +222,7 @@ fn wrk(url: &str, script: &Path, conns: u32, secs: u32) -> Result<WrkResult, Str
     Ok(r)
 }
 
-struct Guard(Vec<Child>, Option<PathBuf>);
+struct Guard(Vec<Child>, Vec<PathBuf>);
 
 impl Drop for Guard {
     fn drop(&mut self) {
@@ -216,7 +230,7 @@ impl Drop for Guard {
             let _ = c.kill();
             let _ = c.wait();
         }
-        if let Some(pid) = &self.1 {
+        for pid in &self.1 {
             if let Ok(p) = fs::read_to_string(pid) {
                 let _ = Command::new("kill").arg(p.trim()).status();
             }
@@ -261,7 +275,10 @@ pub fn run(root: &Path, secs: u32) -> Result<String, String> {
     let conf = dir.join("nginx.conf");
     fs::write(&conf, nginx_conf(&dir)).map_err(|e| e.to_string())?;
     fs::write(dir.join("weir.toml"), WEIR_CONF).map_err(|e| e.to_string())?;
-    let mut guard = Guard(Vec::new(), Some(dir.join("nginx.pid")));
+    let mut guard = Guard(
+        Vec::new(),
+        vec![dir.join("nginx.pid"), dir.join("nginx-proxy.pid")],
+    );
     crate::run_cmd(
         Command::new("nginx")
             .arg("-c")
@@ -270,6 +287,16 @@ pub fn run(root: &Path, secs: u32) -> Result<String, String> {
             .arg(&dir),
     )?;
     wait_for(UPSTREAM)?;
+    let proxy_conf = dir.join("nginx-proxy.conf");
+    fs::write(&proxy_conf, nginx_proxy_conf(&dir)).map_err(|e| e.to_string())?;
+    crate::run_cmd(
+        Command::new("nginx")
+            .arg("-c")
+            .arg(&proxy_conf)
+            .arg("-p")
+            .arg(&dir),
+    )?;
+    wait_for(NGINX_PROXY)?;
     let weir = Command::new(root.join("target/release/weir"))
         .args(["serve", "--config"])
         .arg(dir.join("weir.toml"))
@@ -282,6 +309,7 @@ pub fn run(root: &Path, secs: u32) -> Result<String, String> {
     wait_for(GATEWAY)?;
 
     let mut rows = String::new();
+    let mut floor = String::new();
     let mut missed = Vec::new();
     for s in scenarios() {
         let script = dir.join(format!("{}.lua", s.name.replace(['/', ' '], "_")));
@@ -294,6 +322,17 @@ pub fn run(root: &Path, secs: u32) -> Result<String, String> {
         let g1 = wrk(&gateway_url, &script, 1, secs)?;
         let d32 = wrk(&direct_url, &script, 32, secs)?;
         let g32 = wrk(&gateway_url, &script, 32, secs)?;
+        let proxy_url = format!("http://{NGINX_PROXY}{}", s.direct_path);
+        wrk(&proxy_url, &script, 4, 1)?;
+        let n1 = wrk(&proxy_url, &script, 1, secs)?;
+        let n32 = wrk(&proxy_url, &script, 32, secs)?;
+        let _ = writeln!(
+            floor,
+            "| `{}` | **{:.0} µs** | **{:.2}** |",
+            s.name,
+            n1.p50_us - d1.p50_us,
+            n32.rps / d32.rps
+        );
         let added = g1.p50_us - d1.p50_us;
         let ratio = g32.rps / d32.rps;
         if added > 50.0 {
@@ -318,7 +357,11 @@ pub fn run(root: &Path, secs: u32) -> Result<String, String> {
          |---|---|---|---|---|---|---|\n{rows}\n\
          Targets: added p50 <= 50 µs at one connection; throughput at 32 connections >= 0.35 of\n\
          direct. For reference (`../shared/bench/README.md`, same method, this kind of machine):\n\
-         LiteLLM adds 16.5 ms, Portkey 1.5 ms, and noveum-ai-gateway reaches 0.11 of direct.\n"
+         LiteLLM adds 16.5 ms, Portkey 1.5 ms, and noveum-ai-gateway reaches 0.11 of direct.\n\n\
+         The floor on this machine, in the same run: nginx itself as a reverse proxy (two\n\
+         workers, keepalive to the upstream, no buffering) in front of the same upstream\n\
+         (`target/weir-bench/nginx-proxy.conf`).\n\n\
+         | endpoint | nginx proxy added p50 (c=1) | nginx proxy ratio (c=32) |\n|---|---|---|\n{floor}"
     );
     if missed.is_empty() {
         md.push_str("\nAll targets met in this run.\n");

@@ -251,7 +251,9 @@ fn provider(
         return Err(format!("preset applies to kind = \"openai\", not `{kind}`"));
     }
     if !p.drop_betas.is_empty() && kind != "bedrock" {
-        return Err(format!("drop_betas applies to kind = \"bedrock\", not `{kind}`"));
+        return Err(format!(
+            "drop_betas applies to kind = \"bedrock\", not `{kind}`"
+        ));
     }
     if p.api_version.is_some() && kind != "azure" {
         return Err(format!(

@@ -584,7 +584,10 @@ async fn a_refused_key_leaves_the_pool_and_is_shown_as_such() {
     let (last, attempts) = failure(&r, req("m")).await;
     assert_eq!(a.calls(), calls);
     assert!(attempts[0].skipped);
-    assert_eq!((last.status, last.kind), (Some(403), ErrorKind::PermissionDenied));
+    assert_eq!(
+        (last.status, last.kind),
+        (Some(403), ErrorKind::PermissionDenied)
+    );
     assert_eq!(last.message, first.message);
     assert_eq!(last.message, "upstream says 403");
 }

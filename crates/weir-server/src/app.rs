@@ -151,22 +151,37 @@ pub fn zero_config(
             model_routes.push((g, "openai"));
         }
     }
-    for var in [
-        "GEMINI_API_KEY",
-        "GROQ_API_KEY",
-        "XAI_API_KEY",
-        "OPENROUTER_API_KEY",
-        "CEREBRAS_API_KEY",
-        "DEEPSEEK_API_KEY",
-        "GOOGLE_CLOUD_PROJECT",
+    if env("GEMINI_API_KEY").is_some() {
+        text.push_str("[providers.gemini]\nkind = \"gemini\"\nkeys = [\"${GEMINI_API_KEY}\"]\n");
+        model_routes.push(("gemini-*", "gemini"));
+    }
+    // OpenAI-compatible services share model names (llama-*, qwen-*), so zero-config
+    // cannot route to them by name: they need a config file.
+    for (var, preset) in [
+        ("GROQ_API_KEY", "groq"),
+        ("XAI_API_KEY", "xai"),
+        ("OPENROUTER_API_KEY", "openrouter"),
+        ("CEREBRAS_API_KEY", "cerebras"),
+        ("DEEPSEEK_API_KEY", "deepseek"),
     ] {
         if env(var).is_some() {
-            tracing::warn!("{var} is set, but its provider is not built yet; it is not enabled");
+            tracing::warn!(
+                "{var} is set, but zero-config cannot tell its model names from others'; \
+                 add [providers.{preset}] kind = \"openai\", preset = \"{preset}\", keys = [\"${{{var}}}\"] \
+                 and a [[models]] entry to a config file"
+            );
         }
+    }
+    if env("GOOGLE_CLOUD_PROJECT").is_some() {
+        tracing::warn!(
+            "GOOGLE_CLOUD_PROJECT is set; Vertex needs a region too: add [providers.vertex] \
+             kind = \"vertex\", project, region to a config file"
+        );
     }
     if env("AWS_REGION").is_some() {
         tracing::warn!(
-            "AWS_REGION is set, but the Bedrock provider is not built yet; it is not enabled"
+            "AWS_REGION is set; Bedrock's model ids need choosing: add [providers.bedrock] \
+             kind = \"bedrock\", region, and [[models]] entries to a config file"
         );
     }
     text.push_str("[providers.mock]\nkind = \"mock\"\n");

@@ -516,7 +516,7 @@ async fn models_lists_in_the_shape_the_client_speaks() {
 
 #[test]
 fn config_errors_are_all_reported_with_positions() {
-    let text = "[providers.b]\nkind = \"bedrock\"\n[[models]]\nname = \"m\"\nstrategy = \"fastest\"\ntargets = [{ provider = \"nope\" }]\n";
+    let text = "[providers.b]\nkind = \"vertex\"\n[[models]]\nname = \"m\"\nstrategy = \"fastest\"\ntargets = [{ provider = \"nope\" }]\n";
     let cfg = weir_server::config::parse(None, text).unwrap();
     let errs: Vec<String> = weir_server::build(&cfg, None, text)
         .unwrap_err()
@@ -525,7 +525,7 @@ fn config_errors_are_all_reported_with_positions() {
         .collect();
     assert_eq!(errs.len(), 3, "{errs:?}");
     assert!(
-        errs[0].starts_with("2:8: provider kind `bedrock` is not implemented"),
+        errs[0].starts_with("2:8: kind = \"vertex\" needs project and region"),
         "{}",
         errs[0]
     );

@@ -329,3 +329,32 @@ fn vertex_needs_project_and_region_and_builds_without_credentials_at_hand() {
     let cfg = weir_server::config::parse(None, text).unwrap();
     assert!(weir_server::build(&cfg, None, text).is_ok());
 }
+
+#[test]
+fn zero_config_enables_the_providers_whose_keys_are_in_the_environment() {
+    let env = |name: &str| match name {
+        "WEIR_API_KEY" => Some("sk-zero".to_owned()),
+        "GEMINI_API_KEY" => Some("AIza-test".to_owned()),
+        "ANTHROPIC_API_KEY" => Some("sk-ant-test".to_owned()),
+        // Not routable by name without a config file: warned about, not enabled.
+        "GROQ_API_KEY" => Some("gsk-test".to_owned()),
+        _ => None,
+    };
+    let (app, generated) = weir_server::zero_config(&env).unwrap();
+    assert!(generated.is_none());
+    let ids: Vec<&str> = app
+        .provider_kinds
+        .iter()
+        .map(|(id, _)| id.as_str())
+        .collect();
+    assert_eq!(ids, ["anthropic", "gemini", "mock"]);
+    assert_eq!(
+        app.router.resolve("gemini-2.5-flash").unwrap().targets[0].provider,
+        "gemini"
+    );
+    assert_eq!(
+        app.router.resolve("claude-sonnet-4-5").unwrap().targets[0].provider,
+        "anthropic"
+    );
+    assert!(app.router.resolve("llama-3.3-70b").is_none());
+}

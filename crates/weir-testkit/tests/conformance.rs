@@ -46,7 +46,24 @@ struct Manifest {
     model: String,
     /// The path (without query) every request must reach; `{model}` is replaced.
     path: String,
+    /// Environment variables set before the gateway is built (credentials of cloud
+    /// providers); `{base}` and `{rendered}` are replaced.
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    /// Files copied, with `{base}` replaced, into a temporary directory (`{rendered}`).
+    #[serde(default)]
+    render: BTreeMap<String, String>,
+    /// Other answers of the stand-in, by exact path (e.g. a token endpoint).
+    #[serde(default)]
+    routes: Vec<Route>,
     cases: BTreeMap<String, CaseSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Route {
+    path: String,
+    body: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -224,10 +241,38 @@ async fn run_case(
         }
         .into()
     });
+    for r in &m.routes {
+        let body =
+            std::fs::read(fixtures().join(&r.body)).map_err(|e| format!("{}: {e}", r.body))?;
+        Mock::given(method("POST"))
+            .and(wiremock::matchers::path(r.path.as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_raw(body, "application/json"))
+            .with_priority(1)
+            .mount(&server)
+            .await;
+    }
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(spec.status).set_body_raw(body, &ctype))
+        .with_priority(5)
         .mount(&server)
         .await;
+    let rendered =
+        std::env::temp_dir().join(format!("weir-conformance-{}-{case}", std::process::id()));
+    std::fs::create_dir_all(&rendered).map_err(|e| e.to_string())?;
+    let fill = |s: &str| {
+        s.replace("{base}", &server.uri())
+            .replace("{rendered}", &rendered.display().to_string())
+    };
+    for (name, src) in &m.render {
+        let text =
+            std::fs::read_to_string(fixtures().join(src)).map_err(|e| format!("{src}: {e}"))?;
+        std::fs::write(rendered.join(name), fill(&text)).map_err(|e| e.to_string())?;
+    }
+    for (k, v) in &m.env {
+        // One test in this binary runs the providers one after another: nothing else
+        // reads the environment meanwhile.
+        std::env::set_var(k, fill(v));
+    }
     let config = format!(
         "[[auth.keys]]\nname = \"c\"\nkey = \"{KEY}\"\n[routing]\nretries = 0\n\
          [providers.p]\n{}\n[[models]]\nname = \"conformance\"\ntargets = [{{ provider = \"p\", model = \"{}\" }}]\n",
@@ -313,7 +358,10 @@ async fn run_case(
     if requests.is_empty() {
         return Err("no request reached the upstream".into());
     }
-    for r in &requests {
+    for r in requests
+        .iter()
+        .filter(|r| !m.routes.iter().any(|x| x.path == r.url.path()))
+    {
         let p = percent_decode(r.url.path());
         // `path` may list alternatives (`a|b`), e.g. a provider's stream endpoint.
         if !expected.split('|').any(|e| e == p) {
