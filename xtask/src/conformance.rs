@@ -24,6 +24,41 @@ const CASES: &[(&str, &str)] = &[
     ("mid_stream_error", "mid-stream error"),
 ];
 
+/// What users should know per provider beyond the matrix.
+const NOTES: &str = "
+## Notes per provider
+
+- **anthropic**: lossless for Anthropic clients (thinking signatures, `cache_control`,
+  unknown fields and events, `anthropic-beta`). `count_tokens` uses Anthropic's counter;
+  breaker probes use it too (free).
+- **openai** and its presets (`groq`, `xai`, `cerebras`, `openrouter`, `deepseek`, `zai`,
+  `mistral`, `together`): lossless for OpenAI clients. Presets set the base URL and the
+  output-limit field and strip what the service rejects (Groq: `logprobs`, `logit_bias`,
+  `top_logprobs`, `n`, `messages[].name`; Cerebras: penalties, `logit_bias`,
+  `parallel_tool_calls`; Mistral: `stream_options`). Reasoning in `reasoning_content` or
+  `reasoning` becomes thinking for Anthropic clients.
+- **azure**: Azure OpenAI deployment URLs (the target's `model` is the deployment name,
+  `api_version` defaults to 2024-10-21) or the `/openai/v1` form, key in `api-key`; the
+  opening `prompt_filter_results` chunk is tolerated. A `base_url` ending in `/anthropic`
+  is Claude in Microsoft Foundry (Anthropic's API, lossless).
+- **bedrock**: Claude models through InvokeModel (lossless for Anthropic clients;
+  `anthropic-beta` moves into the body; `drop_betas` removes betas Bedrock refuses),
+  others through Converse. Claude 4.x ids need an inference-profile prefix (`us.`, `eu.`,
+  `apac.`, `global.`): `weir check` says so. Credentials: the AWS environment variables,
+  the shared files with `AWS_PROFILE` (static keys), or `AWS_BEARER_TOKEN_BEDROCK`; SSO,
+  `credential_process`, assumed roles and instance metadata are not supported yet.
+- **vertex**: Claude through rawPredict (lossless), Gemini through generateContent.
+  Tokens from Google's credentials (`GOOGLE_APPLICATION_CREDENTIALS`, application default
+  credentials, the metadata server), refreshed before expiry and fetched anew after a 401.
+- **gemini**: function calls get ids Gemini does not send (`toolu_gemini_...`) and
+  results find their function by them; Gemini's thought signatures travel through
+  Anthropic clients inside thinking blocks; a matched stop sequence is reported as a
+  normal end (Gemini does not distinguish them).
+- **ollama**: the native `/api/chat` (NDJSON); images as base64 only; tool calls get
+  ids. Ollama's OpenAI- and Anthropic-compatible endpoints work with `kind = \"openai\"`
+  (`base_url = \"http://localhost:11434/v1\"`) and `kind = \"anthropic\"`.
+";
+
 pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     let which = args
         .first()
@@ -91,6 +126,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
             doc.push_str("\nUnsupported, and why:\n\n");
             doc.push_str(&reasons);
         }
+        doc.push_str(NOTES);
         std::fs::write(root.join("docs/providers.md"), doc).map_err(|e| e.to_string())?;
         println!("wrote docs/providers.md");
     }
