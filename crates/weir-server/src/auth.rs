@@ -16,6 +16,8 @@ pub struct ClientKey {
     digest: [u8; 32],
     /// Glob allow-list of models; `None` allows all.
     pub models: Option<Vec<String>>,
+    /// Its limits (`rpm`, `tpm`, `max_concurrent`), shared by every clone of the key.
+    pub limiter: Option<std::sync::Arc<crate::limits::Limiter>>,
 }
 
 impl std::fmt::Debug for ClientKey {
@@ -92,24 +94,29 @@ impl Keys {
                     None
                 }
             };
-            for (field, span) in [
-                ("rpm", c.rpm.as_ref().map(|s| s.span().start)),
-                ("tpm", c.tpm.as_ref().map(|s| s.span().start)),
-                (
-                    "max_concurrent",
-                    c.max_concurrent.as_ref().map(|s| s.span().start),
-                ),
-                (
-                    "daily_budget_usd",
-                    c.daily_budget_usd.as_ref().map(|s| s.span().start),
-                ),
+            if let Some(b) = &c.daily_budget_usd {
+                errors.push(src.error_at(
+                    Some(b.span().start),
+                    not_built("`daily_budget_usd` on client keys"),
+                ));
+            }
+            for (field, v) in [
+                ("rpm", &c.rpm),
+                ("tpm", &c.tpm),
+                ("max_concurrent", &c.max_concurrent),
             ] {
-                if let Some(pos) = span {
-                    errors.push(
-                        src.error_at(Some(pos), not_built(&format!("`{field}` on client keys"))),
-                    );
+                if let Some(v) = v.as_ref().filter(|v| *v.get_ref() == 0) {
+                    errors.push(src.error_at(
+                        Some(v.span().start),
+                        format!("`{field}` must be at least 1 (leave it out for no limit)"),
+                    ));
                 }
             }
+            let limits = crate::limits::LimitConfig {
+                rpm: c.rpm.as_ref().map(|v| *v.get_ref()),
+                tpm: c.tpm.as_ref().map(|v| *v.get_ref()),
+                max_concurrent: c.max_concurrent.as_ref().map(|v| *v.get_ref()),
+            };
             if out.iter().any(|o: &ClientKey| o.name == c.name) {
                 errors.push(src.error_at(at, format!("two client keys are named `{}`", c.name)));
             }
@@ -118,6 +125,7 @@ impl Keys {
                     name: c.name.clone(),
                     digest,
                     models: c.models.clone(),
+                    limiter: limits.any().then(|| crate::limits::Limiter::new(limits)),
                 });
             }
         }
@@ -229,15 +237,20 @@ mod tests {
 
     #[test]
     fn bad_key_entries_and_unbuilt_limits_are_errors() {
-        let errs = keys("[[auth.keys]]\nname = \"a\"\n[[auth.keys]]\nname = \"b\"\nsha256 = \"xyz\"\n[[auth.keys]]\nname = \"c\"\nkey = \"k\"\nrpm = 60\n").unwrap_err();
+        let errs = keys("[[auth.keys]]\nname = \"a\"\n[[auth.keys]]\nname = \"b\"\nsha256 = \"xyz\"\n[[auth.keys]]\nname = \"c\"\nkey = \"k\"\nrpm = 0\ndaily_budget_usd = 5.0\n").unwrap_err();
         let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
-        assert_eq!(msgs.len(), 3, "{msgs:?}");
+        assert_eq!(msgs.len(), 4, "{msgs:?}");
         assert!(msgs[0].contains("needs exactly one of `key` or `sha256`"));
         assert!(msgs[1].contains("64 hex digits"));
         assert!(
-            msgs[2].starts_with("9:7: `rpm` on client keys is not implemented"),
+            msgs[2].starts_with("10:20: `daily_budget_usd` on client keys is not implemented"),
             "{}",
             msgs[2]
+        );
+        assert!(
+            msgs[3].starts_with("9:7: `rpm` must be at least 1"),
+            "{}",
+            msgs[3]
         );
     }
 

@@ -34,6 +34,8 @@ pub(crate) struct RequestLog {
     pub upstream_model: Option<String>,
     pub started: Option<Instant>,
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// The key's limiter slot and token reservation, released with the log.
+    pub admission: Option<crate::limits::Admission>,
 }
 
 impl RequestLog {
@@ -45,6 +47,9 @@ impl RequestLog {
         output: Option<u64>,
     ) {
         let latency = self.started.map_or(Duration::ZERO, |s| s.elapsed());
+        if let Some(a) = &self.admission {
+            a.charge(input.unwrap_or(0) + output.unwrap_or(0));
+        }
         if let Some(m) = &self.metrics {
             m.observe(&crate::metrics::Observation {
                 key: self.key.as_deref().unwrap_or("-"),
@@ -313,6 +318,20 @@ async fn chat(
             format!("the key `{}` may not use model `{}`", key.name, creq.model),
             log,
         );
+    }
+    if let Some(limiter) = &key.limiter {
+        // About four bytes of JSON per input token; the real usage is charged after.
+        let estimate = (body.len() as u64).div_ceil(4);
+        match limiter.admit(estimate, Instant::now()) {
+            Ok(a) => log.admission = Some(a),
+            Err(r) => {
+                app.metrics.limit_rejected(&key.name, r.limit);
+                let e = ApiError::new(ErrorKind::RateLimited, r.message);
+                let resp = error_response(dialect, &e, &log.request_id, Some(r.retry_after));
+                log.emit(resp.status().as_u16(), None, None, None);
+                return resp;
+            }
+        }
     }
     // Usage is what the gateway accounts by; ask OpenAI-dialect streams for it, and keep
     // the extra chunk from clients that did not ask.

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 mod sse;
 

@@ -92,6 +92,16 @@ pub struct Metrics {
     breaker_transitions: Family<BreakerLabels, Counter>,
     cooldowns: Family<KeyLabels, Counter>,
     keys_refused: Family<KeyLabels, Counter>,
+    limit_rejections: Family<LimitLabels, Counter>,
+}
+
+/// Labels of a request refused by a client key's limit.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// Client key name.
+    pub key: String,
+    /// `rpm`, `tpm` or `max_concurrent`.
+    pub limit: String,
 }
 
 /// Labels carrying only the requested model.
@@ -154,6 +164,12 @@ impl Default for Metrics {
         let breaker_transitions = Family::<BreakerLabels, Counter>::default();
         let cooldowns = Family::<KeyLabels, Counter>::default();
         let keys_refused = Family::<KeyLabels, Counter>::default();
+        let limit_rejections = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "limit_rejections",
+            "Requests refused by a client key's limit (429), by key and limit",
+            limit_rejections.clone(),
+        );
         registry.register(
             "failovers",
             "Requests that moved on from a target (by the provider left behind)",
@@ -185,6 +201,7 @@ impl Default for Metrics {
             breaker_transitions,
             cooldowns,
             keys_refused,
+            limit_rejections,
             registry,
             requests,
             latency,
@@ -259,6 +276,16 @@ impl Metrics {
                 provider: provider.to_owned(),
             })
             .observe(d.as_secs_f64());
+    }
+
+    /// A request was refused by a client key's limit.
+    pub fn limit_rejected(&self, key: &str, limit: &str) {
+        self.limit_rejections
+            .get_or_create(&LimitLabels {
+                key: key.to_owned(),
+                limit: limit.to_owned(),
+            })
+            .inc();
     }
 
     /// A stream started (+1) or ended (-1).

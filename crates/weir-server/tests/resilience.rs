@@ -604,3 +604,111 @@ fn routing_config_errors_point_at_the_line() {
         "{errs:?}"
     );
 }
+
+/// Weir with one mock-backed model and a client key with `limits` (TOML lines).
+async fn limited(limits: &str, extra: &str) -> Weir {
+    let text = format!(
+        "[server]\nshutdown_grace = \"1s\"\n[auth]\nadmin_key = \"{ADMIN}\"\n\
+         [[auth.keys]]\nname = \"limited\"\nkey = \"{KEY}\"\n{limits}\n\
+         [providers.mock]\nkind = \"mock\"\nstream_delay = \"0ms\"\n{extra}"
+    );
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let app = Arc::new(weir_server::build(&cfg, None, &text).unwrap());
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let w = Weir {
+        url: format!("http://{}", api.local_addr().unwrap()),
+        admin: format!("http://{}", admin.local_addr().unwrap()),
+    };
+    tokio::spawn(weir_server::run(
+        app,
+        api,
+        Some(admin),
+        std::future::pending(),
+    ));
+    w
+}
+
+#[tokio::test]
+async fn rpm_refuses_with_429_and_retry_after_in_the_clients_dialect() {
+    let w = limited("rpm = 2", "").await;
+    for _ in 0..2 {
+        assert_eq!(w.call('a', "mock", false, &[]).await.0, 200);
+    }
+    let (status, h, body) = w.call('a', "mock", false, &[]).await;
+    assert_eq!(status, 429, "{body}");
+    let secs: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((29..=30).contains(&secs), "{secs}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["error"]["type"], "rate_limit_error");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("2 requests per minute"));
+    let (status, _, body) = w.call('o', "mock", false, &[]).await;
+    assert_eq!(status, 429);
+    assert!(serde_json::from_str::<Value>(&body).unwrap()["error"]["message"].is_string());
+    let m = w.metrics().await;
+    assert!(
+        m.contains(r#"weir_limit_rejections_total{key="limited",limit="rpm"} 2"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
+async fn max_concurrent_counts_streams_until_they_end() {
+    let up = FaultyUpstream::start(Behaviour::Stall).await;
+    let w = Arc::new(
+        limited(
+            "max_concurrent = 1",
+            &format!(
+                "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\n\
+                 [[models]]\nname = \"slow\"\ntargets = [{{ provider = \"a\" }}]\n",
+                up.url()
+            ),
+        )
+        .await,
+    );
+    // A stream that stays open holds the key's one slot.
+    let resp = client()
+        .post(format!("{}/v1/messages", w.url))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "slow", "max_tokens": 5, "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (status, _, body) = w.call('o', "mock", false, &[]).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("1 requests in flight"), "{body}");
+    // The client goes away: the slot is free again.
+    drop(resp);
+    let mut ok = false;
+    for _ in 0..50 {
+        if w.call('o', "mock", false, &[]).await.0 == 200 {
+            ok = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ok, "the slot was not released");
+}
+
+#[tokio::test]
+async fn tpm_charges_what_the_upstream_reported() {
+    // The mock reports a few tokens per answer; 30 per minute are spent after a few calls.
+    let w = limited("tpm = 30", "").await;
+    let mut refused = None;
+    for i in 0..20 {
+        let (status, h, _) = w.call('a', "mock", false, &[]).await;
+        if status == 429 {
+            refused = Some((i, h["retry-after"].to_str().unwrap().to_owned()));
+            break;
+        }
+    }
+    let (i, retry) = refused.expect("tpm never refused");
+    assert!(i >= 1, "refused before any usage was charged");
+    assert!(retry.parse::<u64>().unwrap() >= 1);
+    let m = w.metrics().await;
+    assert!(m.contains(r#"limit="tpm"} 1"#), "{m}");
+}

@@ -149,6 +149,8 @@ fn spawn_runtime(
             return;
         };
         app.metrics = first.metrics.clone();
+        // The same client keys, so their limits are counted once for the process.
+        app.keys = first.keys.clone();
         app.router = match app.router.share_state_with(&first.router) {
             Ok(r) => r,
             Err(e) => {

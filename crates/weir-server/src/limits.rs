@@ -1,0 +1,247 @@
+//! Per-client-key limits, in memory: requests per minute (GCRA), tokens per minute (a
+//! token bucket checked on an estimate before the call and charged with the real usage
+//! after it), and requests in flight. Limits key on the authenticated client key, never on
+//! an address or anything the client says.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A key's configured limits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LimitConfig {
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens (input + output) per minute.
+    pub tpm: Option<u64>,
+    /// Requests in flight.
+    pub max_concurrent: Option<u64>,
+}
+
+impl LimitConfig {
+    /// Whether any limit is set.
+    pub fn any(&self) -> bool {
+        self.rpm.is_some() || self.tpm.is_some() || self.max_concurrent.is_some()
+    }
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refusal {
+    /// `rpm`, `tpm` or `max_concurrent` (metrics label).
+    pub limit: &'static str,
+    /// For the client.
+    pub message: String,
+    /// When to come back.
+    pub retry_after: Duration,
+}
+
+#[derive(Debug)]
+struct Buckets {
+    /// GCRA's theoretical arrival time of the next request.
+    tat: Option<Instant>,
+    /// Tokens left this minute (may go negative: a request's real usage is charged after).
+    tokens: f64,
+    tokens_at: Instant,
+}
+
+/// One key's limiter. Shared by every clone of the key (and every runtime thread).
+#[derive(Debug)]
+pub struct Limiter {
+    cfg: LimitConfig,
+    buckets: Mutex<Buckets>,
+    in_flight: AtomicU32,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // The state is plain numbers, valid after any panic: keep going.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A request admitted by a limiter: holds its in-flight slot until dropped, and charges
+/// its real token usage.
+#[derive(Debug)]
+pub struct Admission {
+    limiter: Arc<Limiter>,
+    estimate: u64,
+    holds_slot: bool,
+    charged: std::sync::atomic::AtomicBool,
+}
+
+impl Admission {
+    /// Charges what the upstream reported (input + output); the estimate taken before the
+    /// call is given back. Only the first charge counts.
+    pub fn charge(&self, used: u64) {
+        if self.charged.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if self.limiter.cfg.tpm.is_some() {
+            let mut b = lock(&self.limiter.buckets);
+            b.tokens += self.estimate as f64 - used as f64;
+        }
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if self.holds_slot {
+            self.limiter.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Limiter {
+    /// A limiter for `cfg`.
+    pub fn new(cfg: LimitConfig) -> Arc<Limiter> {
+        Arc::new(Limiter {
+            buckets: Mutex::new(Buckets {
+                tat: None,
+                tokens: cfg.tpm.unwrap_or(0) as f64,
+                tokens_at: Instant::now(),
+            }),
+            in_flight: AtomicU32::new(0),
+            cfg,
+        })
+    }
+
+    /// Requests in flight.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Admits a request whose input is estimated at `estimate` tokens, or says why not.
+    pub fn admit(self: &Arc<Self>, estimate: u64, now: Instant) -> Result<Admission, Refusal> {
+        let cfg = self.cfg;
+        let mut holds_slot = false;
+        if let Some(max) = cfg.max_concurrent {
+            let prev = self.in_flight.fetch_add(1, Ordering::Relaxed);
+            if u64::from(prev) >= max {
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                return Err(Refusal {
+                    limit: "max_concurrent",
+                    message: format!(
+                        "this key may have {max} requests in flight and has {prev}; retry when one finishes"
+                    ),
+                    retry_after: Duration::from_secs(1),
+                });
+            }
+            holds_slot = true;
+        }
+        let release = |holds: bool| {
+            if holds {
+                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+        };
+        let mut b = lock(&self.buckets);
+        // Tokens per minute: refill, then refuse while the bucket is empty.
+        if let Some(tpm) = cfg.tpm {
+            let per_sec = tpm as f64 / 60.0;
+            let elapsed = now.saturating_duration_since(b.tokens_at).as_secs_f64();
+            b.tokens = (b.tokens + elapsed * per_sec).min(tpm as f64);
+            b.tokens_at = now;
+            if b.tokens <= 0.0 {
+                let wait = Duration::from_secs_f64((1.0 - b.tokens) / per_sec);
+                drop(b);
+                release(holds_slot);
+                return Err(Refusal {
+                    limit: "tpm",
+                    message: format!("this key's {tpm} tokens per minute are used up"),
+                    retry_after: wait,
+                });
+            }
+        }
+        // Requests per minute: GCRA with a burst of the whole minute's allowance.
+        if let Some(rpm) = cfg.rpm {
+            let t = Duration::from_secs_f64(60.0 / rpm.max(1) as f64);
+            let tau = t.saturating_mul(u32::try_from(rpm.max(1) - 1).unwrap_or(u32::MAX));
+            let tat = b.tat.unwrap_or(now).max(now);
+            let allowed_at = tat.checked_sub(tau).unwrap_or(now);
+            if allowed_at > now {
+                let wait = allowed_at - now;
+                drop(b);
+                release(holds_slot);
+                return Err(Refusal {
+                    limit: "rpm",
+                    message: format!("this key may send {rpm} requests per minute"),
+                    retry_after: wait,
+                });
+            }
+            b.tat = Some(tat + t);
+        }
+        if cfg.tpm.is_some() {
+            b.tokens -= estimate as f64;
+        }
+        Ok(Admission {
+            limiter: self.clone(),
+            estimate,
+            holds_slot,
+            charged: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn at(base: Instant, ms: u64) -> Instant {
+        base + Duration::from_millis(ms)
+    }
+
+    #[test]
+    fn rpm_allows_the_minute_at_once_then_one_per_interval() {
+        let l = Limiter::new(LimitConfig {
+            rpm: Some(3),
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            l.admit(0, t0).unwrap();
+        }
+        let r = l.admit(0, t0).unwrap_err();
+        assert_eq!(r.limit, "rpm");
+        assert!(
+            r.retry_after > Duration::from_secs(19) && r.retry_after <= Duration::from_secs(20)
+        );
+        assert!(l.admit(0, at(t0, 19_000)).is_err());
+        assert!(l.admit(0, at(t0, 20_001)).is_ok());
+        assert!(l.admit(0, at(t0, 20_002)).is_err());
+    }
+
+    #[test]
+    fn max_concurrent_holds_a_slot_until_the_admission_is_dropped() {
+        let l = Limiter::new(LimitConfig {
+            max_concurrent: Some(2),
+            ..Default::default()
+        });
+        let now = Instant::now();
+        let a = l.admit(0, now).unwrap();
+        let b = l.admit(0, now).unwrap();
+        assert_eq!(l.admit(0, now).unwrap_err().limit, "max_concurrent");
+        drop(a);
+        let c = l.admit(0, now).unwrap();
+        assert_eq!(l.in_flight(), 2);
+        drop((b, c));
+        assert_eq!(l.in_flight(), 0);
+    }
+
+    #[test]
+    fn tpm_checks_the_estimate_and_charges_real_usage() {
+        let l = Limiter::new(LimitConfig {
+            tpm: Some(600),
+            ..Default::default()
+        });
+        let t0 = Instant::now();
+        let a = l.admit(100, t0).unwrap();
+        // The request really used 700 tokens: the bucket is in debt.
+        a.charge(700);
+        let r = l.admit(10, t0).unwrap_err();
+        assert_eq!(r.limit, "tpm");
+        // 100 tokens of debt refill at 10 per second.
+        assert!(r.retry_after > Duration::from_secs(10) && r.retry_after < Duration::from_secs(11));
+        assert!(l.admit(10, at(t0, 11_000)).is_ok());
+        // A refused request does not hold a slot or spend tokens.
+        assert_eq!(l.in_flight(), 0);
+    }
+}
