@@ -37,6 +37,8 @@ pub struct App {
     pub started: std::time::Instant,
     /// A request's whole time budget (`[timeouts] total`), retries included.
     pub total_timeout: Duration,
+    /// Prices of upstream models, for cost attribution and budgets.
+    pub prices: Arc<crate::pricing::Prices>,
 }
 
 /// Builds the gateway from a parsed config. Every problem found is reported, each at its
@@ -52,12 +54,6 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             Keys::default()
         }
     };
-    if let Some(p) = &cfg.pricing {
-        errors.push(src.error_at(
-            Some(p.span().start),
-            not_built("[pricing] (cost attribution and budgets)"),
-        ));
-    }
     if let Some(s) = &cfg.state {
         if s.backend.get_ref() != "memory" {
             errors.push(src.error_at(
@@ -112,6 +108,27 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             }),
             metrics,
             total_timeout: cfg.timeouts.total.0,
+            prices: Arc::new(crate::pricing::Prices::new(
+                cfg.pricing
+                    .as_ref()
+                    .map(|p| {
+                        p.get_ref()
+                            .iter()
+                            .map(|(m, c)| {
+                                (
+                                    m.clone(),
+                                    crate::pricing::Price {
+                                        input: c.input,
+                                        output: c.output,
+                                        cache_read: c.cache_read,
+                                        cache_write: c.cache_write,
+                                    },
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            )),
             started: std::time::Instant::now(),
         }),
         _ => Err(errors),

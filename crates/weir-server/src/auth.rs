@@ -50,10 +50,6 @@ pub fn generate_key() -> String {
     )
 }
 
-fn not_built(what: &str) -> String {
-    format!("{what} is not implemented in this build of Weir yet; remove it (the gateway will not silently ignore a limit)")
-}
-
 impl Keys {
     /// Keys from `[[auth.keys]]`.
     pub fn from_config(
@@ -94,10 +90,14 @@ impl Keys {
                     None
                 }
             };
-            if let Some(b) = &c.daily_budget_usd {
+            if let Some(b) = c
+                .daily_budget_usd
+                .as_ref()
+                .filter(|b| !(b.get_ref().is_finite() && *b.get_ref() > 0.0))
+            {
                 errors.push(src.error_at(
                     Some(b.span().start),
-                    not_built("`daily_budget_usd` on client keys"),
+                    "`daily_budget_usd` must be a positive number of dollars",
                 ));
             }
             for (field, v) in [
@@ -116,6 +116,7 @@ impl Keys {
                 rpm: c.rpm.as_ref().map(|v| *v.get_ref()),
                 tpm: c.tpm.as_ref().map(|v| *v.get_ref()),
                 max_concurrent: c.max_concurrent.as_ref().map(|v| *v.get_ref()),
+                daily_budget_usd: c.daily_budget_usd.as_ref().map(|v| *v.get_ref()),
             };
             if out.iter().any(|o: &ClientKey| o.name == c.name) {
                 errors.push(src.error_at(at, format!("two client keys are named `{}`", c.name)));
@@ -237,13 +238,13 @@ mod tests {
 
     #[test]
     fn bad_key_entries_and_unbuilt_limits_are_errors() {
-        let errs = keys("[[auth.keys]]\nname = \"a\"\n[[auth.keys]]\nname = \"b\"\nsha256 = \"xyz\"\n[[auth.keys]]\nname = \"c\"\nkey = \"k\"\nrpm = 0\ndaily_budget_usd = 5.0\n").unwrap_err();
+        let errs = keys("[[auth.keys]]\nname = \"a\"\n[[auth.keys]]\nname = \"b\"\nsha256 = \"xyz\"\n[[auth.keys]]\nname = \"c\"\nkey = \"k\"\nrpm = 0\ndaily_budget_usd = -5.0\n").unwrap_err();
         let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(msgs.len(), 4, "{msgs:?}");
         assert!(msgs[0].contains("needs exactly one of `key` or `sha256`"));
         assert!(msgs[1].contains("64 hex digits"));
         assert!(
-            msgs[2].starts_with("10:20: `daily_budget_usd` on client keys is not implemented"),
+            msgs[2].starts_with("10:20: `daily_budget_usd` must be a positive number"),
             "{}",
             msgs[2]
         );

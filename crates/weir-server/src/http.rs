@@ -36,6 +36,10 @@ pub(crate) struct RequestLog {
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The key's limiter slot and token reservation, released with the log.
     pub admission: Option<crate::limits::Admission>,
+    /// The usage the upstream reported, for the cost.
+    pub usage: Option<weir_model::Usage>,
+    /// Prices, for the cost.
+    pub prices: Option<Arc<crate::pricing::Prices>>,
 }
 
 impl RequestLog {
@@ -49,6 +53,21 @@ impl RequestLog {
         let latency = self.started.map_or(Duration::ZERO, |s| s.elapsed());
         if let Some(a) = &self.admission {
             a.charge(input.unwrap_or(0) + output.unwrap_or(0));
+        }
+        let cost = match (&self.usage, &self.upstream_model, &self.prices) {
+            (Some(u), Some(m), Some(p)) => p.cost(m, u),
+            _ => None,
+        };
+        if let (Some(c), Some(a)) = (cost, &self.admission) {
+            a.spend(c);
+        }
+        if let (Some(c), Some(m)) = (cost, &self.metrics) {
+            m.cost(
+                self.key.as_deref().unwrap_or("-"),
+                self.model.as_deref().unwrap_or("-"),
+                self.provider.as_deref().unwrap_or("-"),
+                c,
+            );
         }
         if let Some(m) = &self.metrics {
             m.observe(&crate::metrics::Observation {
@@ -147,6 +166,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         request_id: request_id(),
         started: Some(Instant::now()),
         metrics: Some(app.metrics.clone()),
+        prices: Some(app.prices.clone()),
         ..Default::default()
     };
     let dialect = if path.starts_with("/v1/messages") {
@@ -410,6 +430,7 @@ async fn chat(
                     };
                     match encoded {
                         Ok(body) => {
+                            log.usage = Some(resp.usage.clone());
                             log.emit(
                                 200,
                                 None,

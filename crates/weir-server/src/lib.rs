@@ -12,6 +12,7 @@ pub mod auth;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod pricing;
 mod sse;
 
 use std::future::Future;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A key's configured limits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LimitConfig {
     /// Requests per minute.
     pub rpm: Option<u64>,
@@ -16,13 +16,32 @@ pub struct LimitConfig {
     pub tpm: Option<u64>,
     /// Requests in flight.
     pub max_concurrent: Option<u64>,
+    /// USD per UTC day, from the prices of the upstream models.
+    pub daily_budget_usd: Option<f64>,
+}
+
+/// Spend of one UTC day.
+#[derive(Debug, Default, Clone, Copy)]
+struct Spend {
+    day: u64,
+    usd: f64,
 }
 
 impl LimitConfig {
     /// Whether any limit is set.
     pub fn any(&self) -> bool {
-        self.rpm.is_some() || self.tpm.is_some() || self.max_concurrent.is_some()
+        self.rpm.is_some()
+            || self.tpm.is_some()
+            || self.max_concurrent.is_some()
+            || self.daily_budget_usd.is_some()
     }
+}
+
+/// Seconds since the Unix epoch (UTC); 0 if the clock is before it.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Why a request was refused.
@@ -51,6 +70,7 @@ pub struct Limiter {
     cfg: LimitConfig,
     buckets: Mutex<Buckets>,
     in_flight: AtomicU32,
+    spend: Mutex<Spend>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -82,6 +102,15 @@ impl Admission {
     }
 }
 
+impl Admission {
+    /// Adds what the request cost to the key's spend of the day.
+    pub fn spend(&self, usd: f64) {
+        if usd > 0.0 {
+            self.limiter.add_spend(usd, unix_now());
+        }
+    }
+}
+
 impl Drop for Admission {
     fn drop(&mut self) {
         if self.holds_slot {
@@ -100,8 +129,52 @@ impl Limiter {
                 tokens_at: Instant::now(),
             }),
             in_flight: AtomicU32::new(0),
+            spend: Mutex::new(Spend::default()),
             cfg,
         })
+    }
+
+    /// USD spent today (UTC).
+    pub fn spent_today(&self) -> f64 {
+        let s = lock(&self.spend);
+        if s.day == unix_now() / 86_400 {
+            s.usd
+        } else {
+            0.0
+        }
+    }
+
+    fn add_spend(&self, usd: f64, now_secs: u64) {
+        let mut s = lock(&self.spend);
+        let day = now_secs / 86_400;
+        if s.day != day {
+            *s = Spend { day, usd: 0.0 };
+        }
+        s.usd += usd;
+    }
+
+    /// Refuses when today's budget is spent (a request may end above it; the next one
+    /// waits for midnight UTC).
+    fn check_budget(&self, now_secs: u64) -> Result<(), Refusal> {
+        let Some(budget) = self.cfg.daily_budget_usd else {
+            return Ok(());
+        };
+        let s = *lock(&self.spend);
+        let day = now_secs / 86_400;
+        if s.day == day && s.usd >= budget {
+            let left = 86_400 - now_secs % 86_400;
+            return Err(Refusal {
+                limit: "budget",
+                message: format!(
+                    "this key's daily budget of ${budget:.2} is spent (${:.2} today); it resets at 00:00 UTC, in {}h{:02}m",
+                    s.usd,
+                    left / 3600,
+                    (left % 3600) / 60
+                ),
+                retry_after: Duration::from_secs(left),
+            });
+        }
+        Ok(())
     }
 
     /// Requests in flight.
@@ -112,6 +185,7 @@ impl Limiter {
     /// Admits a request whose input is estimated at `estimate` tokens, or says why not.
     pub fn admit(self: &Arc<Self>, estimate: u64, now: Instant) -> Result<Admission, Refusal> {
         let cfg = self.cfg;
+        self.check_budget(unix_now())?;
         let mut holds_slot = false;
         if let Some(max) = cfg.max_concurrent {
             let prev = self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -224,6 +298,33 @@ mod tests {
         assert_eq!(l.in_flight(), 2);
         drop((b, c));
         assert_eq!(l.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_spent_budget_refuses_until_midnight_utc_and_a_new_day_starts_afresh() {
+        let l = Limiter::new(LimitConfig {
+            daily_budget_usd: Some(1.0),
+            ..Default::default()
+        });
+        let noon = 20_000 * 86_400 + 12 * 3600;
+        l.add_spend(0.6, noon);
+        assert!(l.check_budget(noon).is_ok());
+        l.add_spend(0.6, noon);
+        let r = l.check_budget(noon).unwrap_err();
+        assert_eq!(r.limit, "budget");
+        assert_eq!(r.retry_after, Duration::from_secs(12 * 3600));
+        assert!(
+            r.message
+                .contains("daily budget of $1.00 is spent ($1.20 today)"),
+            "{}",
+            r.message
+        );
+        assert!(
+            r.message.contains("resets at 00:00 UTC, in 12h00m"),
+            "{}",
+            r.message
+        );
+        assert!(l.check_budget(noon + 12 * 3600).is_ok());
     }
 
     #[test]

@@ -93,6 +93,18 @@ pub struct Metrics {
     cooldowns: Family<KeyLabels, Counter>,
     keys_refused: Family<KeyLabels, Counter>,
     limit_rejections: Family<LimitLabels, Counter>,
+    cost: Family<CostLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+}
+
+/// Labels of spend.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CostLabels {
+    /// Client key name.
+    pub key: String,
+    /// Requested model.
+    pub model: String,
+    /// Provider.
+    pub provider: String,
 }
 
 /// Labels of a request refused by a client key's limit.
@@ -165,6 +177,12 @@ impl Default for Metrics {
         let cooldowns = Family::<KeyLabels, Counter>::default();
         let keys_refused = Family::<KeyLabels, Counter>::default();
         let limit_rejections = Family::<LimitLabels, Counter>::default();
+        let cost = Family::<CostLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "cost_usd",
+            "Spend in USD from [pricing] (or the bundled prices), by key, model and provider",
+            cost.clone(),
+        );
         registry.register(
             "limit_rejections",
             "Requests refused by a client key's limit (429), by key and limit",
@@ -202,6 +220,7 @@ impl Default for Metrics {
             cooldowns,
             keys_refused,
             limit_rejections,
+            cost,
             registry,
             requests,
             latency,
@@ -276,6 +295,17 @@ impl Metrics {
                 provider: provider.to_owned(),
             })
             .observe(d.as_secs_f64());
+    }
+
+    /// What a request cost.
+    pub fn cost(&self, key: &str, model: &str, provider: &str, usd: f64) {
+        self.cost
+            .get_or_create(&CostLabels {
+                key: key.to_owned(),
+                model: model.to_owned(),
+                provider: provider.to_owned(),
+            })
+            .inc_by(usd);
     }
 
     /// A request was refused by a client key's limit.

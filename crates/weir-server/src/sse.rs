@@ -54,6 +54,19 @@ impl StreamLog {
                     if usage.output_tokens.is_some() {
                         self.output = usage.output_tokens;
                     }
+                    // The latest figure of each kind is the cumulative one.
+                    let u = self.log.usage.get_or_insert_with(Default::default);
+                    for (mine, theirs) in [
+                        (&mut u.input_tokens, usage.input_tokens),
+                        (&mut u.output_tokens, usage.output_tokens),
+                        (&mut u.cache_read_tokens, usage.cache_read_tokens),
+                        (&mut u.cache_write_tokens, usage.cache_write_tokens),
+                        (&mut u.reasoning_tokens, usage.reasoning_tokens),
+                    ] {
+                        if theirs.is_some() {
+                            *mine = theirs;
+                        }
+                    }
                 }
                 _ => {}
             }

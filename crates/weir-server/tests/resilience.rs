@@ -712,3 +712,35 @@ async fn tpm_charges_what_the_upstream_reported() {
     let m = w.metrics().await;
     assert!(m.contains(r#"limit="tpm"} 1"#), "{m}");
 }
+
+#[tokio::test]
+async fn a_spent_daily_budget_refuses_until_midnight_and_cost_is_counted() {
+    // The mock reports 1 input and 4 output tokens: $5 a request at these prices.
+    let w = limited(
+        "daily_budget_usd = 8.0",
+        "[pricing.mock]\ninput = 1000000.0\noutput = 1000000.0\n",
+    )
+    .await;
+    assert_eq!(w.call('a', "mock", false, &[]).await.0, 200);
+    // Streams are charged from their reported usage too.
+    assert_eq!(w.call('o', "mock", true, &[]).await.0, 200);
+    let (status, h, body) = w.call('a', "mock", false, &[]).await;
+    assert_eq!(status, 429, "{body}");
+    let msg = serde_json::from_str::<Value>(&body).unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        msg.contains("daily budget of $8.00 is spent ($10.00 today)"),
+        "{msg}"
+    );
+    assert!(msg.contains("resets at 00:00 UTC"), "{msg}");
+    let secs: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&secs));
+    let m = w.metrics().await;
+    assert!(
+        m.contains(r#"weir_cost_usd_total{key="limited",model="mock",provider="mock"} 10.0"#),
+        "{m}"
+    );
+    assert!(m.contains(r#"limit="budget"} 1"#), "{m}");
+}

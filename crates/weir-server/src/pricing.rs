@@ -1,0 +1,120 @@
+//! What a request cost: USD per million tokens by upstream model, from `[pricing]` or a
+//! bundled list of well-known models (config wins), applied to the usage the upstream
+//! reported (input, output, cache reads, cache writes).
+
+use std::collections::BTreeMap;
+
+use weir_model::Usage;
+
+/// USD per million tokens.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Price {
+    /// Input tokens (cache excluded).
+    pub input: f64,
+    /// Output tokens (reasoning included).
+    pub output: f64,
+    /// Cache reads; the input price when unknown.
+    pub cache_read: Option<f64>,
+    /// Cache writes; the input price when unknown.
+    pub cache_write: Option<f64>,
+}
+
+/// List prices of well-known models (USD per million tokens: input, output, cache read,
+/// cache write), matched by the longest name contained in the upstream model id, so dated
+/// ids and Bedrock/Vertex ids find them. These are defaults to start from: prices change,
+/// and `[pricing."<model>"]` in the config always wins.
+const BUNDLED: &[(&str, f64, f64, f64, f64)] = &[
+    ("claude-opus-4", 15.0, 75.0, 1.5, 18.75),
+    ("claude-opus-4-5", 5.0, 25.0, 0.5, 6.25),
+    ("claude-sonnet-4", 3.0, 15.0, 0.3, 3.75),
+    ("claude-3-7-sonnet", 3.0, 15.0, 0.3, 3.75),
+    ("claude-haiku-4-5", 1.0, 5.0, 0.1, 1.25),
+    ("claude-3-5-haiku", 0.8, 4.0, 0.08, 1.0),
+    ("gpt-4o", 2.5, 10.0, 1.25, 2.5),
+    ("gpt-4o-mini", 0.15, 0.6, 0.075, 0.15),
+    ("gpt-4.1", 2.0, 8.0, 0.5, 2.0),
+    ("gpt-4.1-mini", 0.4, 1.6, 0.1, 0.4),
+    ("gpt-5", 1.25, 10.0, 0.125, 1.25),
+    ("gpt-5-mini", 0.25, 2.0, 0.025, 0.25),
+    ("gemini-2.5-pro", 1.25, 10.0, 0.31, 1.25),
+    ("gemini-2.5-flash", 0.3, 2.5, 0.075, 0.3),
+];
+
+/// The price table.
+#[derive(Clone, Debug, Default)]
+pub struct Prices {
+    configured: BTreeMap<String, Price>,
+}
+
+impl Prices {
+    /// Prices from `[pricing]` (exact upstream model names), over the bundled list.
+    pub fn new(configured: BTreeMap<String, Price>) -> Self {
+        Prices { configured }
+    }
+
+    /// The price of an upstream model, if known.
+    pub fn price(&self, model: &str) -> Option<Price> {
+        if let Some(p) = self.configured.get(model) {
+            return Some(*p);
+        }
+        BUNDLED
+            .iter()
+            .filter(|(name, ..)| model.contains(name))
+            .max_by_key(|(name, ..)| name.len())
+            .map(|&(_, input, output, cache_read, cache_write)| Price {
+                input,
+                output,
+                cache_read: Some(cache_read),
+                cache_write: Some(cache_write),
+            })
+    }
+
+    /// What `usage` cost on `model`, in USD; `None` when the model has no price.
+    pub fn cost(&self, model: &str, usage: &Usage) -> Option<f64> {
+        let p = self.price(model)?;
+        let n = |v: Option<u64>| v.unwrap_or(0) as f64;
+        Some(
+            (n(usage.input_tokens) * p.input
+                + n(usage.output_tokens) * p.output
+                + n(usage.cache_read_tokens) * p.cache_read.unwrap_or(p.input)
+                + n(usage.cache_write_tokens) * p.cache_write.unwrap_or(p.input))
+                / 1_000_000.0,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn configured_prices_win_and_dated_or_cloud_ids_find_the_bundled_ones() {
+        let mut c = BTreeMap::new();
+        c.insert(
+            "claude-sonnet-4-5-20250929".to_owned(),
+            Price {
+                input: 1.0,
+                output: 2.0,
+                cache_read: None,
+                cache_write: None,
+            },
+        );
+        let p = Prices::new(c);
+        let u = Usage {
+            input_tokens: Some(1_000_000),
+            output_tokens: Some(1_000_000),
+            cache_read_tokens: Some(1_000_000),
+            ..Default::default()
+        };
+        assert_eq!(p.cost("claude-sonnet-4-5-20250929", &u), Some(4.0));
+        // Bedrock's id contains the bundled name.
+        let bedrock = p
+            .cost("us.anthropic.claude-sonnet-4-5-20250929-v1:0", &u)
+            .unwrap();
+        assert!((bedrock - 18.3).abs() < 1e-9, "{bedrock}");
+        // The longest match: gpt-4o-mini, not gpt-4o.
+        assert_eq!(p.price("gpt-4o-mini-2024-07-18").unwrap().input, 0.15);
+        assert_eq!(p.cost("some-local-model", &u), None);
+    }
+}
