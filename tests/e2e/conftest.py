@@ -76,12 +76,14 @@ class Weir:
         admin_port = free_port()
         self.admin_url = f"http://127.0.0.1:{admin_port}"
         cfg = tmp_path / f"weir-{self.port}.toml"
-        cfg.write_text(
+        self.config_path = cfg
+        self.prefix = (
             f'[server]\nlisten = "127.0.0.1:{self.port}"\nadmin_listen = "127.0.0.1:{admin_port}"\nshutdown_grace = "5s"\n'
             '[auth]\nadmin_key = "sk-e2e-admin"\n'
             f'[[auth.keys]]\nname = "e2e"\nkey = "{CLIENT_KEY}"\n'
-            '[providers.mock]\nkind = "mock"\nstream_delay = "0ms"\n' + config_text
+            '[providers.mock]\nkind = "mock"\nstream_delay = "0ms"\n'
         )
+        cfg.write_text(self.prefix + config_text)
         binary = os.environ.get("WEIR_BIN", str(ROOT / "target" / "debug" / "weir"))
         self.log = open(tmp_path / f"weir-{self.port}.log", "w+")
         self.proc = subprocess.Popen(
@@ -100,6 +102,10 @@ class Weir:
                     break
                 time.sleep(0.05)
         raise RuntimeError("weir did not start: " + self.logs())
+
+    def rewrite(self, config_text):
+        """Replaces the config file (the same server and auth sections)."""
+        self.config_path.write_text(self.prefix + config_text)
 
     def status(self):
         """GET /status on the admin port."""

@@ -72,7 +72,11 @@ fn status(app: &App) -> String {
 }
 
 /// Handles one admin request.
-pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+pub async fn handle(
+    live: Arc<crate::Live>,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let app = live.get();
     let r = match (req.method(), req.uri().path()) {
         (&Method::GET, "/health") => full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
         (&Method::GET, "/status") => match authorized(&app, &req) {
@@ -87,11 +91,43 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             ),
             Err(r) => r,
         },
-        (&Method::POST, "/reload") | (&Method::GET, "/") => match authorized(&app, &req) {
+        (&Method::POST, "/reload") => match authorized(&app, &req) {
+            Ok(()) => {
+                // Building providers may read credential files: off the runtime thread.
+                let l = live.clone();
+                let outcome = tokio::task::spawn_blocking(move || l.reload())
+                    .await
+                    .unwrap_or_else(|_| Some(Err(vec!["the reload panicked".to_owned()])));
+                match outcome {
+                    None => full(
+                        StatusCode::CONFLICT,
+                        "application/json",
+                        r#"{"error":{"type":"invalid_request_error","message":"this gateway runs without a config file (zero-config): there is nothing to reload"}}"#,
+                    ),
+                    Some(Ok(())) => full(
+                        StatusCode::OK,
+                        "application/json",
+                        r#"{"status":"reloaded"}"#,
+                    ),
+                    Some(Err(errors)) => full(
+                        StatusCode::BAD_REQUEST,
+                        "application/json",
+                        serde_json::json!({"error": {
+                            "type": "invalid_request_error",
+                            "message": "the new config has errors; the running config stays",
+                            "errors": errors,
+                        }})
+                        .to_string(),
+                    ),
+                }
+            }
+            Err(r) => r,
+        },
+        (&Method::GET, "/") => match authorized(&app, &req) {
             Ok(()) => full(
                 StatusCode::NOT_IMPLEMENTED,
                 "application/json",
-                r#"{"error":{"type":"not_implemented","message":"hot reload and the dashboard are not implemented in this build of Weir yet"}}"#,
+                r#"{"error":{"type":"not_implemented","message":"the dashboard is not implemented in this build of Weir yet"}}"#,
             ),
             Err(r) => r,
         },

@@ -231,6 +231,23 @@ pub fn zero_config(
     Ok((app, generated))
 }
 
+/// Builds a new app for a reloaded config, keeping what must outlive a reload: the
+/// metrics (and the router reporting to them) and the limiters of unchanged client keys.
+/// Routing state (cooldowns, breakers, sessions) starts afresh with the new routes.
+pub fn rebuild(
+    cfg: &Config,
+    file: Option<&Path>,
+    text: &str,
+    old: &App,
+) -> Result<App, Vec<ConfigError>> {
+    let mut app = build(cfg, file, text)?;
+    app.metrics = old.metrics.clone();
+    app.router = app.router.with_observer(old.metrics.clone());
+    app.keys.adopt_limits(&old.keys);
+    app.started = old.started;
+    Ok(app)
+}
+
 impl App {
     /// Whether a client key may use a model (its allow-list).
     pub fn allows(&self, key: &ClientKey, model: &str) -> bool {

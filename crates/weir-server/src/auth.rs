@@ -51,6 +51,23 @@ pub fn generate_key() -> String {
 }
 
 impl Keys {
+    /// Keeps the limiters (counters, spend, requests in flight) of keys that exist in
+    /// `old` under the same name with the same limits, so a reload does not reset them.
+    pub fn adopt_limits(&mut self, old: &Keys) {
+        for k in &mut self.0 {
+            let Some(mine) = &k.limiter else { continue };
+            let same = old.0.iter().find(|o| o.name == k.name).and_then(|o| {
+                o.limiter
+                    .as_ref()
+                    .filter(|l| l.config() == mine.config())
+                    .cloned()
+            });
+            if let Some(l) = same {
+                k.limiter = Some(l);
+            }
+        }
+    }
+
     /// Keys from `[[auth.keys]]`.
     pub fn from_config(
         keys: &[Spanned<KeyConfig>],

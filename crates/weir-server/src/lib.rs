@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 pub mod http;
 pub mod limits;
+pub mod live;
 pub mod metrics;
 pub mod pricing;
 mod sse;
@@ -23,8 +24,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-pub use app::{build, zero_config, App};
+pub use app::{build, rebuild, zero_config, App};
 pub use auth::{generate_key, hash_key};
+pub use live::{Live, Reload};
 /// The config file (re-exported from `weir-config`).
 pub use weir_config as config;
 
@@ -33,6 +35,17 @@ pub use weir_config as config;
 /// requests and streams.
 pub async fn run(
     app: Arc<App>,
+    api: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    run_live(Live::new(app), api, admin, shutdown).await
+}
+
+/// [`run`] with a swappable app: each request is served by the app in force when it
+/// arrives (hot reload swaps it; see [`Live`]).
+pub async fn run_live(
+    live: Arc<Live>,
     api: TcpListener,
     admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
@@ -57,16 +70,16 @@ pub async fn run(
             }
         };
         let _ = stream.set_nodelay(true);
-        let app = app.clone();
+        let live = live.clone();
         let io = TokioIo::new(stream);
         if is_admin {
-            let svc = service_fn(move |req| admin::handle(app.clone(), req));
+            let svc = service_fn(move |req| admin::handle(live.clone(), req));
             let conn = graceful.watch(builder.serve_connection(io, svc).into_owned());
             tokio::spawn(async move {
                 let _ = conn.await;
             });
         } else {
-            let svc = service_fn(move |req| http::handle(app.clone(), req));
+            let svc = service_fn(move |req| http::handle(live.get(), req));
             let conn = graceful.watch(builder.serve_connection_with_upgrades(io, svc).into_owned());
             tokio::spawn(async move {
                 if let Err(e) = conn.await {
@@ -77,7 +90,7 @@ pub async fn run(
     }
     drop(api);
     drop(admin);
-    let grace = app.shutdown_grace;
+    let grace = live.get().shutdown_grace;
     tracing::info!(
         "shutting down: waiting up to {:?} for in-flight requests",
         grace

@@ -177,6 +177,11 @@ impl Limiter {
         Ok(())
     }
 
+    /// The limits it enforces.
+    pub fn config(&self) -> LimitConfig {
+        self.cfg
+    }
+
     /// Requests in flight.
     pub fn in_flight(&self) -> u32 {
         self.in_flight.load(Ordering::Relaxed)

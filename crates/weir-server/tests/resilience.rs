@@ -744,3 +744,110 @@ async fn a_spent_daily_budget_refuses_until_midnight_and_cost_is_counted() {
     );
     assert!(m.contains(r#"limit="budget"} 1"#), "{m}");
 }
+
+#[tokio::test]
+async fn ten_reloads_under_two_hundred_requests_in_flight_lose_none() {
+    let up = FaultyUpstream::start(Behaviour::delayed(
+        Duration::from_millis(150),
+        Behaviour::ok("steady"),
+    ))
+    .await;
+    let base = up.url().to_owned();
+    let config = move |keys: &str| {
+        format!(
+            "[server]\nshutdown_grace = \"1s\"\n[auth]\nadmin_key = \"{ADMIN}\"\n\
+             [[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n\
+             [providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [{keys}]\n\
+             [[models]]\nname = \"m\"\ntargets = [{{ provider = \"a\" }}]\n",
+            base
+        )
+    };
+    let first = config("\"sk-k1\"");
+    let cfg = weir_server::config::parse(None, &first).unwrap();
+    let live = weir_server::Live::new(Arc::new(weir_server::build(&cfg, None, &first).unwrap()));
+    // Each reload flips the key pool between one and two keys; an invalid config is refused.
+    let turn = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (l, t) = (live.clone(), turn.clone());
+    let next = move || {
+        let n = t.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n == 5 {
+            // A config that does not build: refused, the running one stays.
+            let bad = "[providers.x]\nkind = \"nope\"\n";
+            let cfg = weir_server::config::parse(None, bad).map_err(|e| vec![e.to_string()])?;
+            return weir_server::rebuild(&cfg, None, bad, &l.get())
+                .map(|_| ())
+                .map_err(|e| e.iter().map(ToString::to_string).collect());
+        }
+        let text = config(if n % 2 == 0 {
+            "\"sk-k1\", \"sk-k2\""
+        } else {
+            "\"sk-k2\""
+        });
+        let cfg = weir_server::config::parse(None, &text).map_err(|e| vec![e.to_string()])?;
+        let app = weir_server::rebuild(&cfg, None, &text, &l.get())
+            .map_err(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        l.set(Arc::new(app));
+        Ok(())
+    };
+    live.set_reload(Arc::new(next));
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let w = Arc::new(Weir {
+        url: format!("http://{}", api.local_addr().unwrap()),
+        admin: format!("http://{}", admin.local_addr().unwrap()),
+    });
+    tokio::spawn(weir_server::run_live(
+        live,
+        api,
+        Some(admin),
+        std::future::pending(),
+    ));
+
+    let requests: Vec<_> = (0..200)
+        .map(|i| {
+            let w = w.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(i % 50)).await;
+                let dialect = if i % 2 == 0 { 'a' } else { 'o' };
+                let (status, _, body) = w.call(dialect, "m", i % 3 == 0, &[]).await;
+                (status, text_of(&body))
+            })
+        })
+        .collect();
+    let mut reloads = Vec::new();
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let r = client()
+            .post(format!("{}/reload", w.admin))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        reloads.push((r.status().as_u16(), r.text().await.unwrap()));
+    }
+    let mut ok = 0;
+    for r in requests {
+        let (status, text) = r.await.unwrap();
+        assert_eq!((status, text.as_str()), (200, "steady"));
+        ok += 1;
+    }
+    assert_eq!(ok, 200);
+    let codes: Vec<u16> = reloads.iter().map(|r| r.0).collect();
+    assert_eq!(
+        codes,
+        [200, 200, 200, 200, 200, 400, 200, 200, 200, 200],
+        "{reloads:?}"
+    );
+    assert!(
+        reloads[5].1.contains("the running config stays"),
+        "{}",
+        reloads[5].1
+    );
+    // The pool after the last reload (n = 10: two keys) serves with both.
+    let keys: std::collections::HashSet<String> = up
+        .requests()
+        .iter()
+        .map(|r| r.key().unwrap().to_owned())
+        .collect();
+    assert!(keys.contains("sk-k1") && keys.contains("sk-k2"), "{keys:?}");
+}

@@ -130,6 +130,97 @@ fn shared_listener(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
     socket.listen(1024)
 }
 
+/// Every runtime's app cell, for reloads.
+type Cells = Arc<std::sync::Mutex<Vec<Arc<weir_server::Live>>>>;
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A list of cells stays valid after a panic elsewhere.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Rebuilds every runtime's app from the config file and swaps them in, or returns the
+/// new config's errors (the running config stays).
+fn reload_all(path: &Path, key: Option<&str>, cells: &Cells) -> Result<(), Vec<String>> {
+    let env_with_key = |name: &str| match (name, key) {
+        ("WEIR_API_KEY", Some(k)) => Some(k.to_owned()),
+        _ => env(name),
+    };
+    let to_strings = |errs: Vec<weir_server::config::ConfigError>| {
+        errs.iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    let (cfg, text) = weir_server::config::load(path, &env_with_key).map_err(to_strings)?;
+    let cells: Vec<Arc<weir_server::Live>> = lock(cells).clone();
+    let Some(first_cell) = cells.first() else {
+        return Ok(());
+    };
+    let old = first_cell.get();
+    if cfg.server.listen != old.listen || cfg.server.admin_listen != old.admin_listen {
+        return Err(vec![
+            "server.listen and server.admin_listen cannot change on reload; restart to move them"
+                .to_owned(),
+        ]);
+    }
+    let first = Arc::new(weir_server::rebuild(&cfg, Some(path), &text, &old).map_err(to_strings)?);
+    let mut apps = vec![first.clone()];
+    for _ in 1..cells.len() {
+        let mut app = weir_server::rebuild(&cfg, Some(path), &text, &old).map_err(to_strings)?;
+        app.keys = first.keys.clone();
+        app.router = app
+            .router
+            .share_state_with(&first.router)
+            .map_err(|e| vec![e])?;
+        apps.push(Arc::new(app));
+    }
+    for (cell, app) in cells.iter().zip(apps) {
+        cell.set(app);
+    }
+    tracing::info!("config reloaded from {}", path.display());
+    Ok(())
+}
+
+/// Reloads on SIGHUP and when the config file changes (checked every two seconds).
+async fn reload_triggers(path: PathBuf, key: Option<String>, cells: Cells) {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let mut seen = modified(&path);
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        #[cfg(unix)]
+        let hangup = async {
+            match hup.as_mut() {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hangup = std::future::pending::<()>();
+        let why = tokio::select! {
+            () = hangup => "SIGHUP",
+            () = tokio::time::sleep(std::time::Duration::from_secs(2)) => {
+                let now = modified(&path);
+                if now == seen {
+                    continue;
+                }
+                seen = now;
+                "the config file changed"
+            }
+        };
+        let (p, k, c) = (path.clone(), key.clone(), cells.clone());
+        let outcome = tokio::task::spawn_blocking(move || reload_all(&p, k.as_deref(), &c)).await;
+        match outcome {
+            Ok(Ok(())) => {}
+            Ok(Err(errors)) => {
+                for e in &errors {
+                    tracing::error!("reload ({why}) refused, the running config stays: {e}");
+                }
+            }
+            Err(e) => tracing::error!("reload ({why}) failed: {e}"),
+        }
+    }
+}
+
 /// Serves on an extra runtime of its own: its own app (so its upstream connections live
 /// on this thread), but the process's metrics, the same client key, and the first app's
 /// routing state (key cooldowns, breakers, latency, sessions), so the runtimes act as one
@@ -138,6 +229,7 @@ fn spawn_runtime(
     path: Option<PathBuf>,
     key: Option<String>,
     first: Arc<weir_server::App>,
+    cells: Cells,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -170,7 +262,9 @@ fn spawn_runtime(
                     let stopped = async move {
                         let _ = stop.wait_for(|s| *s).await;
                     };
-                    let _ = weir_server::run(Arc::new(app), listener, None, stopped).await;
+                    let live = weir_server::Live::new(Arc::new(app));
+                    lock(&cells).push(live.clone());
+                    let _ = weir_server::run_live(live, listener, None, stopped).await;
                 }
                 Err(e) => tracing::warn!("an extra runtime cannot listen on {}: {e}", app.listen),
             }
@@ -226,12 +320,19 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = Arc::new(app);
+    let live = weir_server::Live::new(app.clone());
+    let cells: Cells = Arc::new(std::sync::Mutex::new(vec![live.clone()]));
+    if let Some(p) = &path {
+        let (p, k, c) = (p.clone(), generated.clone(), cells.clone());
+        live.set_reload(Arc::new(move || reload_all(&p, k.as_deref(), &c)));
+    }
     let extra: Vec<_> = (1..runtimes)
         .map(|_| {
             spawn_runtime(
                 path.clone(),
                 generated.clone(),
                 app.clone(),
+                cells.clone(),
                 stop_rx.clone(),
             )
         })
@@ -291,11 +392,14 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         if let Some(a) = admin.as_ref().and_then(|l| l.local_addr().ok()) {
             tracing::info!("admin API on http://{a} (/status, /metrics)");
         }
+        if let Some(p) = &path {
+            tokio::spawn(reload_triggers(p.clone(), generated.clone(), cells.clone()));
+        }
         let shutdown = async move {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         };
-        let served = weir_server::run(app, listener, admin, shutdown).await;
+        let served = weir_server::run_live(live, listener, admin, shutdown).await;
         for handle in extra {
             // The other runtimes drain within the same grace period.
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;

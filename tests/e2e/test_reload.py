@@ -1,0 +1,77 @@
+"""Hot reload of the real binary: the config file changing, SIGHUP, and POST /reload on
+the admin port; a config with errors is refused and the running one stays."""
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+
+import openai
+import pytest
+
+from conftest import CLIENT_KEY
+
+
+def client(w):
+    return openai.OpenAI(base_url=w.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+
+
+def ask(w, model):
+    return client(w).chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+
+
+def serves(w, model, within=8.0):
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            ask(w, model)
+            return True
+        except openai.NotFoundError:
+            time.sleep(0.2)
+    return False
+
+
+def post_reload(w):
+    req = urllib.request.Request(w.admin_url + "/reload", method="POST",
+                                 headers={"authorization": "Bearer sk-e2e-admin"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+ALIAS = '[[models]]\nname = "{name}"\ntargets = [{{ provider = "mock", model = "mock" }}]\n'
+
+
+def test_a_changed_file_sighup_and_post_reload_all_apply_and_a_broken_config_is_refused(weir_factory):
+    w = weir_factory(ALIAS.format(name="first"))
+    assert ask(w, "first").choices[0].message.content == "Mock reply to: hi"
+    with pytest.raises(openai.NotFoundError):
+        ask(w, "second")
+
+    # The file changes: picked up within a few seconds.
+    w.rewrite(ALIAS.format(name="second"))
+    assert serves(w, "second"), w.logs()
+    with pytest.raises(openai.NotFoundError):
+        ask(w, "first")
+
+    # A broken file is refused (logged), and the running config stays.
+    w.rewrite('[providers.broken]\nkind = "nope"\n')
+    status, body = post_reload(w)
+    assert status == 400
+    assert "the running config stays" in body["error"]["message"]
+    assert any("unknown provider kind `nope`" in e for e in body["error"]["errors"]), body
+    assert ask(w, "second").choices[0].message.content == "Mock reply to: hi"
+
+    # POST /reload applies a good file at once.
+    w.rewrite(ALIAS.format(name="third"))
+    status, body = post_reload(w)
+    assert (status, body) == (200, {"status": "reloaded"})
+    assert ask(w, "third").choices[0].message.content == "Mock reply to: hi"
+
+    # SIGHUP too.
+    w.rewrite(ALIAS.format(name="fourth"))
+    w.proc.send_signal(signal.SIGHUP)
+    assert serves(w, "fourth"), w.logs()
+    assert w.proc.poll() is None
