@@ -30,6 +30,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "weir-gemini",
         ],
     ),
+    // The request ledger (SQLite or PostgreSQL): rows in, reports out.
+    ("weir-ledger", &[]),
     // Ollama's native /api/chat.
     ("weir-ollama", &["weir-model", "weir-upstream"]),
     // Gemini's dialect and provider (Vertex reuses the codec).
@@ -63,6 +65,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "weir-server",
         &[
+            "weir-ledger",
             "weir-config",
             "weir-model",
             "weir-sse",
@@ -73,7 +76,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "weir-router",
         ],
     ),
-    ("weir", &["weir-server", "weir-model"]),
+    ("weir", &["weir-server", "weir-model", "weir-ledger"]),
     // The embedding example: the library crates a Rust service would use.
     (
         "weir-example-embedded",
