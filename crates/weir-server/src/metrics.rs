@@ -94,6 +94,7 @@ pub struct Metrics {
     keys_refused: Family<KeyLabels, Counter>,
     limit_rejections: Family<LimitLabels, Counter>,
     cost: Family<CostLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
+    breaker_state: Family<RouteLabels, Gauge<i64, AtomicI64>>,
 }
 
 /// Labels of spend.
@@ -178,6 +179,12 @@ impl Default for Metrics {
         let keys_refused = Family::<KeyLabels, Counter>::default();
         let limit_rejections = Family::<LimitLabels, Counter>::default();
         let cost = Family::<CostLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
+        let breaker_state = Family::<RouteLabels, Gauge<i64, AtomicI64>>::default();
+        registry.register(
+            "breaker_state",
+            "Circuit breaker state by target (upstream model): 0 closed, 1 half-open, 2 open",
+            breaker_state.clone(),
+        );
         registry.register(
             "cost_usd",
             "Spend in USD from [pricing] (or the bundled prices), by key, model and provider",
@@ -221,6 +228,7 @@ impl Default for Metrics {
             keys_refused,
             limit_rejections,
             cost,
+            breaker_state,
             registry,
             requests,
             latency,
@@ -353,14 +361,25 @@ impl weir_router::Observer for Metrics {
                 model,
                 to,
                 ..
-            } => self
-                .breaker_transitions
-                .get_or_create(&BreakerLabels {
-                    provider: (*provider).to_owned(),
-                    model: (*model).to_owned(),
-                    to: (*to).to_owned(),
-                })
-                .inc(),
+            } => {
+                self.breaker_state
+                    .get_or_create(&RouteLabels {
+                        model: (*model).to_owned(),
+                        provider: (*provider).to_owned(),
+                    })
+                    .set(match *to {
+                        "open" => 2,
+                        "half_open" => 1,
+                        _ => 0,
+                    });
+                self.breaker_transitions
+                    .get_or_create(&BreakerLabels {
+                        provider: (*provider).to_owned(),
+                        model: (*model).to_owned(),
+                        to: (*to).to_owned(),
+                    })
+                    .inc()
+            }
             E::Cooldown { provider, key, .. } => self
                 .cooldowns
                 .get_or_create(&KeyLabels {

@@ -435,6 +435,10 @@ async fn a_breaker_opens_skips_the_target_probes_and_closes() {
         ("a", "from a")
     );
     let m = w.metrics().await;
+    assert!(
+        m.contains(r#"weir_breaker_state{model="m",provider="a"} 0"#),
+        "{m}"
+    );
     for to in ["open", "half_open", "closed"] {
         assert!(
             m.contains(&format!(
