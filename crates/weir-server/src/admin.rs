@@ -84,11 +84,16 @@ pub async fn handle(
             Err(r) => r,
         },
         (&Method::GET, "/metrics") => match authorized(&app, &req) {
-            Ok(()) => full(
-                StatusCode::OK,
-                "text/plain; version=0.0.4",
-                app.metrics.render(),
-            ),
+            Ok(()) => {
+                if let Some(w) = &app.ledger {
+                    app.metrics.set_ledger(w.dropped(), w.written());
+                }
+                full(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    app.metrics.render(),
+                )
+            }
             Err(r) => r,
         },
         (&Method::POST, "/reload") => match authorized(&app, &req) {

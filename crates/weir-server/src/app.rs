@@ -39,6 +39,11 @@ pub struct App {
     pub total_timeout: Duration,
     /// Prices of upstream models, for cost attribution and budgets.
     pub prices: Arc<crate::pricing::Prices>,
+    /// `[ledger] url`, opened by whoever runs the app (the binary), which then sets
+    /// `ledger`.
+    pub ledger_url: Option<String>,
+    /// Where request rows go.
+    pub ledger: Option<weir_ledger::Writer>,
 }
 
 /// Builds the gateway from a parsed config. Every problem found is reported, each at its
@@ -63,7 +68,16 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
         }
     }
     if let Some(l) = &cfg.ledger {
-        errors.push(src.error_at(Some(l.url.span().start), not_built("[ledger]")));
+        let url = l.url.get_ref();
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|p| url.starts_with(p))
+        {
+            errors.push(src.error_at(
+                Some(l.url.span().start),
+                "ledger.url must be sqlite://<path> or postgres://... (e.g. \"sqlite://weir-ledger.db\")",
+            ));
+        }
     }
     if keys.is_empty() && !is_loopback(&cfg.server.listen) {
         errors.push(src.error_at(
@@ -108,6 +122,8 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             }),
             metrics,
             total_timeout: cfg.timeouts.total.0,
+            ledger_url: cfg.ledger.as_ref().map(|l| l.url.get_ref().clone()),
+            ledger: None,
             prices: Arc::new(crate::pricing::Prices::new(
                 cfg.pricing
                     .as_ref()
@@ -241,6 +257,13 @@ pub fn rebuild(
     old: &App,
 ) -> Result<App, Vec<ConfigError>> {
     let mut app = build(cfg, file, text)?;
+    if app.ledger_url != old.ledger_url {
+        return Err(vec![Source { file, text }.error_at(
+            cfg.ledger.as_ref().map(|l| l.url.span().start),
+            "ledger.url cannot change on reload; restart to move the ledger",
+        )]);
+    }
+    app.ledger.clone_from(&old.ledger);
     app.metrics = old.metrics.clone();
     app.router = app.router.with_observer(old.metrics.clone());
     app.keys.adopt_limits(&old.keys);

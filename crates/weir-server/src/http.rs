@@ -40,6 +40,8 @@ pub(crate) struct RequestLog {
     pub usage: Option<weir_model::Usage>,
     /// Prices, for the cost.
     pub prices: Option<Arc<crate::pricing::Prices>>,
+    /// Where the request's row goes.
+    pub ledger: Option<weir_ledger::Writer>,
 }
 
 impl RequestLog {
@@ -60,6 +62,31 @@ impl RequestLog {
         };
         if let (Some(c), Some(a)) = (cost, &self.admission) {
             a.spend(c);
+        }
+        if let Some(w) = &self.ledger {
+            let u = self.usage.clone().unwrap_or_default();
+            let started_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64)
+                - latency.as_millis() as i64;
+            w.record(weir_ledger::Row {
+                unix_ms: started_ms,
+                request_id: self.request_id.clone(),
+                key: self.key.clone().unwrap_or_else(|| "-".into()),
+                model: self.model.clone().unwrap_or_else(|| "-".into()),
+                provider: self.provider.clone().unwrap_or_else(|| "-".into()),
+                upstream_model: self.upstream_model.clone().unwrap_or_else(|| "-".into()),
+                status,
+                error_kind: (status >= 400)
+                    .then(|| format!("{:?}", weir_model::ErrorKind::from_status(status))),
+                latency_ms: latency.as_secs_f64() * 1000.0,
+                ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
+                input_tokens: u.input_tokens.unwrap_or(0) as i64,
+                output_tokens: u.output_tokens.unwrap_or(0) as i64,
+                cache_read_tokens: u.cache_read_tokens.unwrap_or(0) as i64,
+                cache_write_tokens: u.cache_write_tokens.unwrap_or(0) as i64,
+                cost_usd: cost,
+            });
         }
         if let (Some(c), Some(m)) = (cost, &self.metrics) {
             m.cost(
@@ -167,6 +194,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         started: Some(Instant::now()),
         metrics: Some(app.metrics.clone()),
         prices: Some(app.prices.clone()),
+        ledger: app.ledger.clone(),
         ..Default::default()
     };
     let dialect = if path.starts_with("/v1/messages") {

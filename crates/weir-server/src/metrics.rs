@@ -95,6 +95,8 @@ pub struct Metrics {
     limit_rejections: Family<LimitLabels, Counter>,
     cost: Family<CostLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     breaker_state: Family<RouteLabels, Gauge<i64, AtomicI64>>,
+    ledger_dropped: Gauge<i64, AtomicI64>,
+    ledger_written: Gauge<i64, AtomicI64>,
 }
 
 /// Labels of spend.
@@ -180,6 +182,18 @@ impl Default for Metrics {
         let limit_rejections = Family::<LimitLabels, Counter>::default();
         let cost = Family::<CostLabels, Counter<f64, std::sync::atomic::AtomicU64>>::default();
         let breaker_state = Family::<RouteLabels, Gauge<i64, AtomicI64>>::default();
+        let ledger_dropped = Gauge::<i64, AtomicI64>::default();
+        let ledger_written = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "ledger_dropped_rows",
+            "Ledger rows dropped (queue full or a failed insert) since start",
+            ledger_dropped.clone(),
+        );
+        registry.register(
+            "ledger_written_rows",
+            "Ledger rows written since start",
+            ledger_written.clone(),
+        );
         registry.register(
             "breaker_state",
             "Circuit breaker state by target (upstream model): 0 closed, 1 half-open, 2 open",
@@ -229,6 +243,8 @@ impl Default for Metrics {
             limit_rejections,
             cost,
             breaker_state,
+            ledger_dropped,
+            ledger_written,
             registry,
             requests,
             latency,
@@ -303,6 +319,14 @@ impl Metrics {
                 provider: provider.to_owned(),
             })
             .observe(d.as_secs_f64());
+    }
+
+    /// The ledger writer's counts, set when metrics are read.
+    pub fn set_ledger(&self, dropped: u64, written: u64) {
+        self.ledger_dropped
+            .set(i64::try_from(dropped).unwrap_or(i64::MAX));
+        self.ledger_written
+            .set(i64::try_from(written).unwrap_or(i64::MAX));
     }
 
     /// What a request cost.

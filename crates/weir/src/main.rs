@@ -33,6 +33,18 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Print a spend report from the ledger (`[ledger] url` in the config).
+    Usage {
+        /// The config file.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Only requests since: a duration ago (`24h`, `7d`) or a UTC date (`2026-11-01`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Group by: key, model, provider or day.
+        #[arg(long, default_value = "key")]
+        by: String,
+    },
     /// Print the sha256 form of a client key, for `sha256 = ...` in [[auth.keys]].
     HashKey {
         /// The key.
@@ -241,6 +253,7 @@ fn spawn_runtime(
             return;
         };
         app.metrics = first.metrics.clone();
+        app.ledger.clone_from(&first.ledger);
         // The same client keys, so their limits are counted once for the process.
         app.keys = first.keys.clone();
         app.router = match app.router.share_state_with(&first.router) {
@@ -318,6 +331,31 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         eprintln!("weir: cannot listen on {}: {e}", app.listen);
         return ExitCode::FAILURE;
     }
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weir: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // The ledger's writer lives on this (the first) runtime; every runtime's requests
+    // send their rows to it.
+    let mut app = app;
+    if let Some(url) = app.ledger_url.clone() {
+        match runtime.block_on(weir_ledger::Ledger::open(&url)) {
+            Ok(ledger) => {
+                let writer = runtime.block_on(async { weir_ledger::Writer::spawn(ledger, 10_000) });
+                app.ledger = Some(writer);
+            }
+            Err(e) => {
+                eprintln!("weir: cannot open the ledger: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = Arc::new(app);
     let live = weir_server::Live::new(app.clone());
@@ -337,16 +375,6 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             )
         })
         .collect();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("weir: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     runtime.block_on(async move {
         let listener = match shared_listener(&app.listen) {
             Ok(l) => l,
@@ -399,7 +427,18 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             shutdown_signal().await;
             let _ = stop_tx.send(true);
         };
+        let ledger = app.ledger.clone();
+        drop(app);
         let served = weir_server::run_live(live, listener, admin, shutdown).await;
+        if let Some(w) = ledger {
+            // The writer batches for up to 200 ms: let the last rows land.
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            tracing::info!(
+                written = w.written(),
+                dropped = w.dropped(),
+                "ledger closed"
+            );
+        }
         for handle in extra {
             // The other runtimes drain within the same grace period.
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
@@ -414,9 +453,81 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     })
 }
 
+/// `--since`: `24h`, `7d`, `90m` ago, or a UTC date; milliseconds since the epoch.
+fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
+    let s = s.trim();
+    if let Some((y, rest)) = s.split_once('-') {
+        let mut parts = rest.split('-');
+        let (m, d) = (parts.next(), parts.next());
+        if let (Ok(y), Some(Ok(m)), Some(Ok(d))) = (
+            y.parse::<i64>(),
+            m.map(str::parse::<i64>),
+            d.map(str::parse::<i64>),
+        ) {
+            // Days from the civil date (Howard Hinnant's algorithm).
+            let y = if m <= 2 { y - 1 } else { y };
+            let era = y.div_euclid(400);
+            let yoe = y - era * 400;
+            let mp = (m + 9) % 12;
+            let doy = (153 * mp + 2) / 5 + d - 1;
+            let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+            return Ok((era * 146_097 + doe - 719_468) * 86_400_000);
+        }
+    }
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .map_err(|_| format!("--since `{s}`: use a duration (24h, 7d) or a date (2026-11-01)"))?;
+    let ms = match unit {
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => return Err(format!("--since `{s}`: units are m, h, d")),
+    };
+    Ok(now_ms - ms)
+}
+
+fn usage(config: Option<PathBuf>, since: Option<String>, by: &str) -> Result<String, String> {
+    let path = config_path(config).ok_or("weir usage needs a config file with a [ledger] url")?;
+    let (cfg, _) = weir_server::config::load(&path, &env).map_err(|e| {
+        e.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    let url = cfg
+        .ledger
+        .map(|l| l.url.into_inner())
+        .ok_or_else(|| format!("{} has no [ledger] url", path.display()))?;
+    let by: weir_ledger::By = by.parse()?;
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let since = since.map(|s| parse_since(&s, now_ms)).transpose()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let ledger = weir_ledger::Ledger::open(&url).await?;
+        let rows = ledger.report(since, by).await?;
+        Ok(weir_ledger::render(&rows, by))
+    })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        Command::Usage { config, since, by } => match usage(config, since, &by) {
+            Ok(report) => {
+                print!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("weir: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve { config } => serve(config),
         Command::Check { config } => {
             let path = config_path(config);

@@ -1,0 +1,46 @@
+"""The ledger through the binary: one row per request written off the hot path to SQLite,
+and `weir usage` reporting spend from it."""
+import os
+import subprocess
+import urllib.request
+
+import openai
+import pytest
+
+from conftest import CLIENT_KEY, ROOT
+
+
+def test_requests_land_in_the_ledger_and_weir_usage_reports_them(weir_factory, tmp_path):
+    db = tmp_path / "ledger" / "weir.db"
+    w = weir_factory(
+        f'[ledger]\nurl = "sqlite://{db}"\n'
+        '[pricing.mock]\ninput = 1000000.0\noutput = 1000000.0\n'
+    )
+    c = openai.OpenAI(base_url=w.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    for _ in range(3):
+        c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}])
+    list(c.chat.completions.create(model="mock", stream=True, messages=[{"role": "user", "content": "hi"}]))
+    with pytest.raises(openai.NotFoundError):
+        c.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
+    req = urllib.request.Request(w.admin_url + "/metrics", headers={"authorization": "Bearer sk-e2e-admin"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        metrics = r.read().decode()
+    assert "weir_ledger_dropped_rows 0" in metrics, metrics
+    assert w.stop() == 0
+    assert db.is_file()
+    binary = os.environ.get("WEIR_BIN", str(ROOT / "target" / "debug" / "weir"))
+    out = subprocess.run([binary, "usage", "--config", str(w.config_path), "--by", "key"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stdout.splitlines() if l.startswith("e2e"))
+    cols = line.split()
+    # 5 requests, 1 error; 4 answered at $5 each (1 input and 4 output tokens at $1 per token).
+    assert cols[1:3] == ["5", "1"], out.stdout
+    assert float(cols[-1]) == pytest.approx(20.0), out.stdout
+    out = subprocess.run([binary, "usage", "--config", str(w.config_path), "--by", "model", "--since", "1d"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert any(l.startswith("no-such-model") for l in out.stdout.splitlines()), out.stdout
+    bad = subprocess.run([binary, "usage", "--config", str(w.config_path), "--by", "colour"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 1 and "key, model, provider, day" in bad.stderr
