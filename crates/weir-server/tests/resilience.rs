@@ -20,12 +20,17 @@ struct Weir {
 
 /// Starts Weir with `extra` config (providers, models, routing).
 async fn weir(extra: &str) -> Weir {
-    let text = format!(
+    start(&format!(
         "[server]\nshutdown_grace = \"1s\"\n[timeouts]\nfirst_byte = \"1s\"\nidle = \"1s\"\n\
          [auth]\nadmin_key = \"{ADMIN}\"\n[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n{extra}"
-    );
-    let cfg = weir_server::config::parse(None, &text).unwrap();
-    let app = match weir_server::build(&cfg, None, &text) {
+    ))
+    .await
+}
+
+/// Starts Weir with a whole config; returns its API and admin addresses.
+async fn start(text: &str) -> Weir {
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let app = match weir_server::build(&cfg, None, text) {
         Ok(a) => Arc::new(a),
         Err(e) => panic!("{e:?}"),
     };
@@ -611,26 +616,12 @@ fn routing_config_errors_point_at_the_line() {
 
 /// Weir with one mock-backed model and a client key with `limits` (TOML lines).
 async fn limited(limits: &str, extra: &str) -> Weir {
-    let text = format!(
+    start(&format!(
         "[server]\nshutdown_grace = \"1s\"\n[auth]\nadmin_key = \"{ADMIN}\"\n\
          [[auth.keys]]\nname = \"limited\"\nkey = \"{KEY}\"\n{limits}\n\
          [providers.mock]\nkind = \"mock\"\nstream_delay = \"0ms\"\n{extra}"
-    );
-    let cfg = weir_server::config::parse(None, &text).unwrap();
-    let app = Arc::new(weir_server::build(&cfg, None, &text).unwrap());
-    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let w = Weir {
-        url: format!("http://{}", api.local_addr().unwrap()),
-        admin: format!("http://{}", admin.local_addr().unwrap()),
-    };
-    tokio::spawn(weir_server::run(
-        app,
-        api,
-        Some(admin),
-        std::future::pending(),
-    ));
-    w
+    ))
+    .await
 }
 
 #[tokio::test]
