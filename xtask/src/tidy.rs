@@ -45,6 +45,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("weir-upstream", &["weir-model", "weir-sse"]),
     // Routing: knows providers only through the trait.
     ("weir-router", &["weir-model"]),
+    // Shared state in Redis: limits and budgets, and the router's shared state changes.
+    ("weir-redis", &["weir-model", "weir-router"]),
     // The config file, and the providers and router it builds.
     (
         "weir-config",
@@ -74,6 +76,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "weir-mock",
             "weir-upstream",
             "weir-router",
+            "weir-redis",
         ],
     ),
     ("weir", &["weir-server", "weir-model", "weir-ledger"]),

@@ -62,6 +62,7 @@ mod glob;
 mod hold;
 mod state;
 mod status;
+mod sync;
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
@@ -76,6 +77,7 @@ use weir_model::{
 
 pub use glob::glob_match;
 pub use status::{KeyStatus, ProviderStatus, RouteStatus, RouterStatus, TargetStatus};
+pub use sync::{key_id, unix_ms, StateChange, StateSink};
 
 use caps::Needs;
 use state::{lock, Admit, KeyPool, Rest, TargetState, Transition};
@@ -381,6 +383,8 @@ pub trait Observer: Send + Sync {
 /// What guards and probes share with the router.
 pub(crate) struct Shared {
     observer: Option<Arc<dyn Observer>>,
+    /// Where changes other instances should learn go.
+    sink: Option<Arc<dyn StateSink>>,
 }
 
 impl Shared {
@@ -390,14 +394,62 @@ impl Shared {
         }
     }
 
+    fn publish(&self, change: StateChange) {
+        if let Some(s) = &self.sink {
+            s.publish(change);
+        }
+    }
+
+    /// Logs and counts a breaker transition, and publishes it for other instances.
     pub(crate) fn breaker_changed(&self, t: &TargetState, tr: Transition) {
+        self.breaker_transition(t, tr, "");
+        match tr {
+            Some((_, "open")) => {
+                if let Some((until, opened)) = t.open_until() {
+                    self.publish(StateChange::BreakerOpen {
+                        provider: t.provider.clone(),
+                        model: t.model.clone(),
+                        until_ms: sync::to_unix_ms(until, Instant::now(), unix_ms()),
+                        opened,
+                    });
+                }
+            }
+            Some((_, "closed")) => self.publish(StateChange::BreakerClosed {
+                provider: t.provider.clone(),
+                model: t.model.clone(),
+            }),
+            _ => {}
+        }
+    }
+
+    /// Logs and counts a breaker transition.
+    fn breaker_transition(&self, t: &TargetState, tr: Transition, origin: &str) {
         if let Some((from, to)) = tr {
-            tracing::warn!(provider = %t.provider, model = %t.model, from, to, "circuit breaker");
+            tracing::warn!(provider = %t.provider, model = %t.model, from, to, "circuit breaker{origin}");
             self.emit(&RouterEvent::Breaker {
                 provider: &t.provider,
                 model: &t.model,
                 from,
                 to,
+            });
+        }
+    }
+
+    /// Rests key `i` of `provider`'s pool, counts it, and publishes it.
+    fn rest(&self, provider: &str, pool: &KeyPool, i: usize, d: Duration, why: Rest, now: Instant) {
+        pool.rest(i, d, why, now);
+        self.emit(&RouterEvent::Cooldown {
+            provider,
+            key: &KeyPool::label(i),
+            duration: d,
+        });
+        if let Some(k) = pool.keys.get(i) {
+            self.publish(StateChange::KeyRest {
+                provider: provider.to_owned(),
+                key: k.id.clone(),
+                until_ms: unix_ms()
+                    .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                rate_limited: why == Rest::RateLimited,
             });
         }
     }
@@ -418,6 +470,139 @@ struct Turns {
 }
 
 type Sessions = Mutex<HashMap<(usize, u64), (usize, Instant)>>;
+
+/// A router's key pools and targets, to apply other instances' [`StateChange`]s to and
+/// to take a snapshot of. Cheap to clone.
+#[derive(Clone)]
+pub struct StateHandle {
+    pools: HashMap<String, Arc<KeyPool>>,
+    targets: Vec<Arc<TargetState>>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for StateHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StateHandle")
+    }
+}
+
+impl StateHandle {
+    /// Applies a change another instance published. Keys and targets this router does
+    /// not have are ignored; a cooldown or open period only ever grows here. Breaker
+    /// transitions are logged and counted like local ones, but not published again.
+    pub fn apply(&self, change: &StateChange) {
+        let (now, now_ms) = (Instant::now(), unix_ms());
+        match change {
+            StateChange::KeyRest {
+                provider,
+                key,
+                until_ms,
+                rate_limited,
+            } => {
+                let Some(pool) = self.pools.get(provider) else {
+                    return;
+                };
+                if let (Some(i), Some(until)) =
+                    (pool.find(key), sync::from_unix_ms(*until_ms, now, now_ms))
+                {
+                    let why = if *rate_limited {
+                        Rest::RateLimited
+                    } else {
+                        Rest::Exhausted
+                    };
+                    pool.rest_until(i, until, why);
+                }
+            }
+            StateChange::KeyRefused {
+                provider,
+                key,
+                status,
+                until_ms,
+            } => {
+                let Some(pool) = self.pools.get(provider) else {
+                    return;
+                };
+                if let (Some(i), Some(until)) =
+                    (pool.find(key), sync::from_unix_ms(*until_ms, now, now_ms))
+                {
+                    pool.refuse_shared(i, *status, until);
+                }
+            }
+            StateChange::BreakerOpen {
+                provider,
+                model,
+                until_ms,
+                opened,
+            } => {
+                let Some(until) = sync::from_unix_ms(*until_ms, now, now_ms) else {
+                    return;
+                };
+                for t in self.target_states(provider, model) {
+                    let tr = t.open_shared(until, *opened);
+                    self.shared
+                        .breaker_transition(t, tr, " (another instance opened it)");
+                }
+            }
+            StateChange::BreakerClosed { provider, model } => {
+                for t in self.target_states(provider, model) {
+                    let tr = t.close_shared();
+                    self.shared
+                        .breaker_transition(t, tr, " (another instance closed it)");
+                }
+            }
+        }
+    }
+
+    fn target_states<'a>(
+        &'a self,
+        provider: &'a str,
+        model: &'a str,
+    ) -> impl Iterator<Item = &'a Arc<TargetState>> + 'a {
+        self.targets
+            .iter()
+            .filter(move |t| t.provider == provider && t.model == model)
+    }
+
+    /// What this router knows now that other instances should too: resting and refused
+    /// keys, open breakers (e.g. to publish again after a shared store comes back).
+    pub fn snapshot(&self) -> Vec<StateChange> {
+        let (now, now_ms) = (Instant::now(), unix_ms());
+        let mut out = Vec::new();
+        for (provider, pool) in &self.pools {
+            for k in &pool.keys {
+                let g = lock(&k.inner);
+                if let Some((until, why)) = g.cooldown_until.filter(|(u, _)| *u > now) {
+                    out.push(StateChange::KeyRest {
+                        provider: provider.clone(),
+                        key: k.id.clone(),
+                        until_ms: sync::to_unix_ms(until, now, now_ms),
+                        rate_limited: why == Rest::RateLimited,
+                    });
+                }
+                if let Some((status, until)) = g.refused.filter(|(_, u)| *u > now) {
+                    out.push(StateChange::KeyRefused {
+                        provider: provider.clone(),
+                        key: k.id.clone(),
+                        status,
+                        until_ms: sync::to_unix_ms(until, now, now_ms),
+                    });
+                }
+            }
+        }
+        for t in &self.targets {
+            if let Some((until, opened)) = t.open_until().filter(|(u, _)| *u > now) {
+                out.push(StateChange::BreakerOpen {
+                    provider: t.provider.clone(),
+                    model: t.model.clone(),
+                    until_ms: sync::to_unix_ms(until, now, now_ms),
+                    opened,
+                });
+            }
+        }
+        out
+    }
+
+}
 
 /// The model table, the providers behind it, and what the router learned about them.
 pub struct Router {
@@ -523,7 +708,10 @@ impl Router {
             routes: states,
             targets,
             policy: Arc::new(policy),
-            shared: Arc::new(Shared { observer: None }),
+            shared: Arc::new(Shared {
+                observer: None,
+                sink: None,
+            }),
             sessions: Arc::new(Mutex::new(HashMap::new())),
         })
     }
@@ -563,8 +751,41 @@ impl Router {
     pub fn with_observer(mut self, observer: Arc<dyn Observer>) -> Self {
         self.shared = Arc::new(Shared {
             observer: Some(observer),
+            sink: self.shared.sink.clone(),
         });
         self
+    }
+
+    /// Publishes every [`StateChange`] (key cooldowns and refusals, breaker transitions)
+    /// to `sink`, for other instances to [`apply`](Router::apply).
+    pub fn with_state_sink(mut self, sink: Arc<dyn StateSink>) -> Self {
+        self.shared = Arc::new(Shared {
+            observer: self.shared.observer.clone(),
+            sink: Some(sink),
+        });
+        self
+    }
+
+    /// Applies a change another instance published (see [`StateHandle::apply`]).
+    pub fn apply(&self, change: &StateChange) {
+        self.state_handle().apply(change);
+    }
+
+    /// What this router knows that other instances should too (see
+    /// [`StateHandle::snapshot`]).
+    pub fn state_snapshot(&self) -> Vec<StateChange> {
+        self.state_handle().snapshot()
+    }
+
+    /// A handle on this router's shared state (key pools, targets), for whatever applies
+    /// other instances' changes: it stays valid while the router is replaced (a reload
+    /// hands the follower the new router's handle).
+    pub fn state_handle(&self) -> StateHandle {
+        StateHandle {
+            pools: self.pools.clone(),
+            targets: self.targets.clone(),
+            shared: self.shared.clone(),
+        }
     }
 
     /// The policy in force.
@@ -1028,12 +1249,8 @@ impl Router {
             };
             let done = Instant::now();
             if let (Some(i), Some(p), Some(d)) = (key, pool, kcx.report.take()) {
-                p.rest(i, d, Rest::Exhausted, done);
-                self.shared.emit(&RouterEvent::Cooldown {
-                    provider: &target.provider,
-                    key: &KeyPool::label(i),
-                    duration: d,
-                });
+                self.shared
+                    .rest(&target.provider, p, i, d, Rest::Exhausted, done);
             }
             let release = || {
                 st.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -1089,13 +1306,9 @@ impl Router {
                         let label = KeyPool::label(i);
                         if e.kind == ErrorKind::RateLimited {
                             let d = e.retry_after.unwrap_or(self.policy.default_cooldown);
-                            p.rest(i, d, Rest::RateLimited, done);
+                            self.shared
+                                .rest(&target.provider, p, i, d, Rest::RateLimited, done);
                             st.neutral();
-                            self.shared.emit(&RouterEvent::Cooldown {
-                                provider: &target.provider,
-                                key: &label,
-                                duration: d,
-                            });
                             continue;
                         }
                         if matches!(
@@ -1110,6 +1323,17 @@ impl Router {
                                 e.api_error.as_deref().cloned(),
                             );
                             st.neutral();
+                            if let Some(k) = p.keys.get(i) {
+                                self.shared.publish(StateChange::KeyRefused {
+                                    provider: target.provider.clone(),
+                                    key: k.id.clone(),
+                                    status,
+                                    until_ms: unix_ms().saturating_add(
+                                        u64::try_from(self.policy.refused_key_retry.as_millis())
+                                            .unwrap_or(u64::MAX),
+                                    ),
+                                });
+                            }
                             tracing::warn!(provider = %target.provider, key = %label, status, "the upstream refused a key; it leaves the pool");
                             self.shared.emit(&RouterEvent::KeyRefused {
                                 provider: &target.provider,

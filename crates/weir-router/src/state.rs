@@ -176,6 +176,45 @@ impl TargetState {
         Some(("half_open", "open"))
     }
 
+    /// Another instance opened this target's breaker until `until`: open here too (or
+    /// keep the later of the two). A probe in flight here is left to answer.
+    pub(crate) fn open_shared(&self, until: Instant, opened: u32) -> Transition {
+        let mut g = lock(&self.inner);
+        match g.breaker {
+            Breaker::Closed { .. } => {
+                g.breaker = Breaker::Open { until, opened };
+                Some(("closed", "open"))
+            }
+            Breaker::Open {
+                until: mine,
+                opened: o,
+            } => {
+                g.breaker = Breaker::Open {
+                    until: mine.max(until),
+                    opened: o.max(opened),
+                };
+                None
+            }
+            Breaker::HalfOpen { .. } => None,
+        }
+    }
+
+    /// Another instance saw this target serve again: close here too.
+    pub(crate) fn close_shared(&self) -> Transition {
+        let mut g = lock(&self.inner);
+        let from = g.breaker.name();
+        g.breaker = Breaker::Closed { failures: 0 };
+        (from != "closed").then_some((from, "closed"))
+    }
+
+    /// The breaker's open period, if it is open.
+    pub(crate) fn open_until(&self) -> Option<(Instant, u32)> {
+        match lock(&self.inner).breaker {
+            Breaker::Open { until, opened } => Some((until, opened)),
+            _ => None,
+        }
+    }
+
     /// Least-latency score: lower is better; unobserved targets score 0 so they get tried.
     pub(crate) fn score(&self) -> f64 {
         let latency = lock(&self.inner).latency_ms.unwrap_or(0.0);
@@ -222,6 +261,8 @@ pub(crate) struct KeyInner {
 #[derive(Debug)]
 pub(crate) struct KeyState {
     pub secret: Secret,
+    /// The key's identity in a shared store ([`crate::key_id`]).
+    pub id: String,
     pub in_flight: AtomicU32,
     pub inner: Mutex<KeyInner>,
 }
@@ -252,6 +293,7 @@ impl KeyPool {
             keys: keys
                 .iter()
                 .map(|s| KeyState {
+                    id: crate::sync::key_id(s.expose()),
                     secret: s.clone(),
                     in_flight: AtomicU32::new(0),
                     inner: Mutex::new(KeyInner::default()),
@@ -309,13 +351,19 @@ impl KeyPool {
 
     pub(crate) fn rest(&self, i: usize, d: Duration, why: Rest, now: Instant) {
         if let Some(k) = self.keys.get(i) {
+            if why == Rest::RateLimited {
+                lock(&k.inner).rate_limited += 1;
+            }
+        }
+        self.rest_until(i, now + d, why);
+    }
+
+    /// Rests key `i` until `until`, unless it already rests longer.
+    pub(crate) fn rest_until(&self, i: usize, until: Instant, why: Rest) {
+        if let Some(k) = self.keys.get(i) {
             let mut g = lock(&k.inner);
-            let until = now + d;
             if g.cooldown_until.is_none_or(|(u, _)| u < until) {
                 g.cooldown_until = Some((until, why));
-            }
-            if why == Rest::RateLimited {
-                g.rate_limited += 1;
             }
         }
     }
@@ -331,6 +379,22 @@ impl KeyPool {
             let mut g = lock(&k.inner);
             g.refused = Some((status, until));
             g.refusal = answer;
+        }
+    }
+
+    /// The key with this [`crate::key_id`].
+    pub(crate) fn find(&self, id: &str) -> Option<usize> {
+        self.keys.iter().position(|k| k.id == id)
+    }
+
+    /// Another instance saw the upstream refuse key `i` until `until`: keep the later of
+    /// that and what this instance knows. Its answer stays with the instance that got it.
+    pub(crate) fn refuse_shared(&self, i: usize, status: u16, until: Instant) {
+        if let Some(k) = self.keys.get(i) {
+            let mut g = lock(&k.inner);
+            if g.refused.is_none_or(|(_, u)| u < until) {
+                g.refused = Some((status, until));
+            }
         }
     }
 

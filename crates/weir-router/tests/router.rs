@@ -1038,3 +1038,109 @@ async fn routers_built_from_one_config_can_share_what_they_learn() {
     );
     assert!(other.share_state_with(&first).is_err());
 }
+
+/// A sink that hands what it gets to another router, as a shared store would.
+struct Relay(Mutex<Vec<weir_router::StateChange>>);
+
+impl weir_router::StateSink for Relay {
+    fn publish(&self, change: weir_router::StateChange) {
+        self.0.lock().unwrap().push(change);
+    }
+}
+
+#[tokio::test]
+async fn cooldowns_refusals_and_breakers_reach_another_instance_through_a_sink() {
+    // Two instances of one config: what the first learns, the second applies.
+    let make = || {
+        let a = Fake::build("a", Act::Ok, &["sk-one", "sk-two"], Capabilities::ALL);
+        let b = Fake::new("b", Act::Ok);
+        (a, b)
+    };
+    let routes = || vec![Route::new("m", vec![Target::new("a"), Target::new("b")])];
+    let policy = || Policy {
+        breaker_failures: 1,
+        breaker_open: Duration::from_secs(30),
+        ..quick()
+    };
+    let (a1, b1) = make();
+    let (a2, b2) = make();
+    let relay = Arc::new(Relay(Mutex::new(Vec::new())));
+    let first =
+        router(&[a1.clone(), b1.clone()], routes(), policy()).with_state_sink(relay.clone());
+    let events = Arc::new(Events::default());
+    let second =
+        router(&[a2.clone(), b2.clone()], routes(), policy()).with_observer(events.clone());
+
+    // A 429 on sk-one at the first instance: the second stops using sk-one too.
+    a1.key_act("sk-one", Act::Limited(Duration::from_secs(60)));
+    a1.key_act("sk-two", Act::Fail(401));
+    for _ in 0..2 {
+        served_by(&first, req("m"), cx()).await;
+    }
+    let changes = relay.0.lock().unwrap().clone();
+    let id_one = weir_router::key_id("sk-one");
+    assert!(
+        changes.iter().any(|c| matches!(c, weir_router::StateChange::KeyRest { key, rate_limited: true, until_ms, .. }
+            if *key == id_one && *until_ms > weir_router::unix_ms() + 55_000)),
+        "{changes:?}"
+    );
+    assert!(changes
+        .iter()
+        .any(|c| matches!(c, weir_router::StateChange::KeyRefused { status: 401, .. })));
+    // Nothing secret travels.
+    let dump = format!("{changes:?}");
+    assert!(
+        !dump.contains("sk-one") && !dump.contains("sk-two"),
+        "{dump}"
+    );
+    for c in &changes {
+        second.apply(c);
+    }
+    let st = second.status();
+    assert_eq!(st.providers[0].keys[0].state, "cooling_down");
+    assert!(st.providers[0].keys[0].cooldown_ms.unwrap() > 55_000);
+    assert_eq!(st.providers[0].keys[1].state, "refused");
+    // Every key of a is out at the second instance: it goes to b without calling a.
+    assert_eq!(served_by(&second, req("m"), cx()).await, "b");
+    assert_eq!(a2.calls(), 0);
+
+    // A breaker opening at the first instance opens it at the second (logged and counted
+    // there), and its closing closes it.
+    relay.0.lock().unwrap().clear();
+    let (a3, b3) = make();
+    let third =
+        router(&[a3.clone(), b3.clone()], routes(), policy()).with_state_sink(relay.clone());
+    a3.set(Act::Fail(500));
+    assert_eq!(served_by(&third, req("m"), cx()).await, "b");
+    let changes = relay.0.lock().unwrap().clone();
+    let open = changes
+        .iter()
+        .find(|c| matches!(c, weir_router::StateChange::BreakerOpen { .. }))
+        .cloned()
+        .expect("breaker open published");
+    second.apply(&open);
+    assert_eq!(second.status().targets[0].breaker, "open");
+    // Applying it again changes nothing (an instance hears its own changes too).
+    second.apply(&open);
+    assert_eq!(
+        third.state_snapshot().len(),
+        1,
+        "{:?}",
+        third.state_snapshot()
+    );
+    second.apply(&weir_router::StateChange::BreakerClosed {
+        provider: "a".into(),
+        model: "m".into(),
+    });
+    assert_eq!(second.status().targets[0].breaker, "closed");
+    let ev = events.0.lock().unwrap().clone();
+    let breaker: Vec<&String> = ev.iter().filter(|e| e.starts_with("breaker")).collect();
+    assert_eq!(breaker, ["breaker a open", "breaker a closed"]);
+    // Changes for keys or targets this instance does not have are ignored.
+    second.apply(&weir_router::StateChange::KeyRest {
+        provider: "zzz".into(),
+        key: "0".into(),
+        until_ms: u64::MAX,
+        rate_limited: true,
+    });
+}

@@ -1,0 +1,638 @@
+//! Weir's shared state in Redis (`[state] backend = "redis"`): what several gateway
+//! instances must count or know together.
+//!
+//! - **Limits and budgets** of client keys: requests per minute (GCRA), tokens per minute
+//!   (a bucket charged with the real usage after the call), requests in flight (leases
+//!   that expire if an instance dies holding them) and spend per UTC day. Each admission
+//!   is one Lua script, so instances never race; times come from Redis's clock, so
+//!   instances' clocks need not agree.
+//! - **Routing state**: a key's cooldown after a 429, a key the upstream refused, a
+//!   breaker opening or closing. An instance publishes what it learns (a Lua script keeps
+//!   the later of two deadlines and publishes on a channel); every instance subscribes
+//!   and applies it to its router, and reads the whole table when it (re)connects or
+//!   reloads. Routing decisions stay local: no request waits on Redis for them.
+//!
+//! When Redis does not answer (within `timeout`), the instance says so once in its log,
+//! counts the error, and serves on its local state: limits are counted by this instance
+//! alone (fail open), or requests of keys with limits are refused with 503 (fail closed).
+//! A background check notices Redis answering again, logs it, publishes what the instance
+//! learned meanwhile and reads what the others did.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod wire;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::{mpsc, Notify};
+use weir_model::Secret;
+use weir_router::{StateChange, StateHandle, StateSink};
+
+pub use wire::{decode_message, encode_field, encode_message};
+
+/// How to reach Redis and what to do without it.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// `redis://[user:password@]host:port[/db]` or `redis+unix:///path`.
+    pub url: Secret,
+    /// Prefix of every key and of the channel: instances with the same prefix share.
+    pub prefix: String,
+    /// Without Redis, keep serving on local state (`true`), or refuse requests of keys
+    /// with limits (`false`).
+    pub fail_open: bool,
+    /// How long one Redis call may take before Redis counts as unreachable.
+    pub timeout: Duration,
+}
+
+/// Told about Redis errors and reachability (e.g. metrics).
+pub trait Observe: Send + Sync {
+    /// A Redis call failed; `op` names it (`admit`, `release`, `charge`, `spend`,
+    /// `publish`, `resync`, `subscribe`, `ping`, `connect`, `queue`).
+    fn error(&self, op: &'static str);
+    /// Redis became reachable (`true`) or unreachable (`false`).
+    fn reachable(&self, up: bool);
+}
+
+/// One client key's limits, as the store enforces them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Limits {
+    /// Requests per minute.
+    pub rpm: Option<u64>,
+    /// Tokens (input + output) per minute.
+    pub tpm: Option<u64>,
+    /// Requests in flight.
+    pub max_concurrent: Option<u64>,
+    /// USD per UTC day.
+    pub daily_budget_usd: Option<f64>,
+}
+
+/// What the store says about a request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Verdict {
+    /// Admitted: it holds a lease (when `max_concurrent` is set) and its estimate is
+    /// taken from the token bucket.
+    Admitted,
+    /// Refused.
+    Refused {
+        /// `rpm`, `tpm`, `max_concurrent` or `budget`.
+        limit: &'static str,
+        /// When to come back.
+        retry_after: Duration,
+        /// The spend today (`budget`) or the requests in flight (`max_concurrent`).
+        detail: f64,
+    },
+}
+
+/// Redis did not answer (or is known to be down); the caller falls back per its mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unavailable;
+
+impl std::fmt::Display for Unavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the shared state store (Redis) is unreachable")
+    }
+}
+
+impl std::error::Error for Unavailable {}
+
+/// Work done off the request path, in order, by one task.
+enum Op {
+    Release { key: String, lease: String },
+    Charge { key: String, tpm: u64, delta: f64 },
+    Spend { key: String, day: u64, usd: f64 },
+    Publish(StateChange),
+}
+
+struct Scripts {
+    admit: redis::Script,
+    charge: redis::Script,
+    spend: redis::Script,
+    routing_set: redis::Script,
+    routing_del: redis::Script,
+}
+
+struct Inner {
+    client: redis::Client,
+    opts: Options,
+    /// The URL without credentials, for logs.
+    shown: String,
+    /// This instance, so it skips its own messages.
+    origin: String,
+    conn: RwLock<Option<ConnectionManager>>,
+    up: AtomicBool,
+    ops: mpsc::Sender<Op>,
+    observe: Option<Arc<dyn Observe>>,
+    follow: RwLock<Option<StateHandle>>,
+    resync: Notify,
+    scripts: Scripts,
+}
+
+/// The shared state store. Cheap to clone; every runtime of a process uses the same one.
+#[derive(Clone)]
+pub struct RedisState {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RedisState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisState")
+            .field("url", &self.inner.shown)
+            .field("prefix", &self.inner.opts.prefix)
+            .field("up", &self.is_up())
+            .finish()
+    }
+}
+
+/// Queued operations waiting for Redis; beyond this they are dropped (and counted).
+const QUEUE: usize = 10_000;
+/// How often an unreachable Redis is tried again.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// How often a reachable Redis is checked when nothing else talks to it.
+const CHECK_EVERY: Duration = Duration::from_secs(2);
+
+fn lock_read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // Plain values (a connection handle, a router handle): valid after any panic.
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn lock_write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `redis://user:pass@host:6379/0` as `redis://***@host:6379/0`.
+pub fn redact_url(url: &str) -> String {
+    match (url.split_once("://"), url.rfind('@')) {
+        (Some((scheme, _)), Some(at)) => format!("{scheme}://***@{}", &url[at + 1..]),
+        _ => url.to_owned(),
+    }
+}
+
+impl RedisState {
+    /// Starts the store's background work on the current Tokio runtime (which must outlive
+    /// every use) and tries Redis once. An unreachable Redis is not an error: it is logged
+    /// and retried every second. Only a malformed URL is.
+    pub async fn connect(
+        opts: Options,
+        observe: Option<Arc<dyn Observe>>,
+    ) -> Result<RedisState, String> {
+        let shown = redact_url(opts.url.expose());
+        let client = redis::Client::open(opts.url.expose()).map_err(|e| {
+            format!(
+                "state.url {shown} is not a Redis URL: {}",
+                e.detail().unwrap_or("malformed")
+            )
+        })?;
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let state = RedisState {
+            inner: Arc::new(Inner {
+                client,
+                shown,
+                origin: format!("{:016x}", rand::random::<u64>()),
+                conn: RwLock::new(None),
+                up: AtomicBool::new(false),
+                ops: tx,
+                observe,
+                follow: RwLock::new(None),
+                resync: Notify::new(),
+                scripts: Scripts {
+                    admit: redis::Script::new(wire::ADMIT),
+                    charge: redis::Script::new(wire::CHARGE),
+                    spend: redis::Script::new(wire::SPEND),
+                    routing_set: redis::Script::new(wire::ROUTING_SET),
+                    routing_del: redis::Script::new(wire::ROUTING_DEL),
+                },
+                opts,
+            }),
+        };
+        if state.reconnect().await {
+            tracing::info!(url = %state.inner.shown, prefix = %state.inner.opts.prefix, "shared state in Redis");
+        } else {
+            tracing::error!(
+                url = %state.inner.shown,
+                "shared state: Redis does not answer; {} until it does",
+                state.fallback()
+            );
+            if let Some(o) = &state.inner.observe {
+                o.reachable(false);
+            }
+        }
+        tokio::spawn(state.clone().writer(rx));
+        tokio::spawn(state.clone().monitor());
+        tokio::spawn(state.clone().subscriber());
+        Ok(state)
+    }
+
+    /// Whether Redis answered the last call.
+    pub fn is_up(&self) -> bool {
+        self.inner.up.load(Ordering::Relaxed)
+    }
+
+    /// Whether requests are served on local state when Redis does not answer.
+    pub fn fail_open(&self) -> bool {
+        self.inner.opts.fail_open
+    }
+
+    /// What the gateway does without Redis, for logs.
+    fn fallback(&self) -> &'static str {
+        if self.inner.opts.fail_open {
+            "limits and budgets are counted by this instance alone, and routing state stays local (fail_mode = \"open\")"
+        } else {
+            "requests of keys with limits or budgets are refused with 503 (fail_mode = \"closed\")"
+        }
+    }
+
+    /// Where the router publishes what it learns.
+    pub fn sink(&self) -> Arc<dyn StateSink> {
+        Arc::new(Sink(self.clone()))
+    }
+
+    /// Applies other instances' routing changes to `router` from now on (replacing the
+    /// router followed so far, e.g. after a reload), starting with the whole shared table.
+    pub fn follow(&self, router: StateHandle) {
+        *lock_write(&self.inner.follow) = Some(router);
+        self.inner.resync.notify_one();
+    }
+
+    fn key(&self, client_key: &str, what: &str) -> String {
+        // The hash tag keeps one client key's entries in one cluster slot.
+        format!("{}:key:{{{client_key}}}:{what}", self.inner.opts.prefix)
+    }
+
+    fn routing_key(&self) -> String {
+        format!("{}:routing", self.inner.opts.prefix)
+    }
+
+    fn channel(&self) -> String {
+        format!("{}:routing:changes", self.inner.opts.prefix)
+    }
+
+    /// Admits a request of `client_key` (estimated at `estimate` tokens) against its
+    /// limits, counted by every instance together. `lease` names its in-flight slot
+    /// (released with [`release`](Self::release)); the slot expires after `lease_ttl` if
+    /// never released. `day` is the UTC day (days since the epoch) the spend counts in.
+    pub async fn admit(
+        &self,
+        client_key: &str,
+        limits: &Limits,
+        estimate: u64,
+        lease: &str,
+        lease_ttl: Duration,
+        day: u64,
+    ) -> Result<Verdict, Unavailable> {
+        let mut inv = self.inner.scripts.admit.prepare_invoke();
+        inv.key(self.key(client_key, "rate"))
+            .key(self.key(client_key, "leases"))
+            .key(self.key(client_key, &format!("spend:{day}")))
+            .arg(limits.rpm.unwrap_or(0))
+            .arg(limits.tpm.unwrap_or(0))
+            .arg(limits.max_concurrent.unwrap_or(0))
+            .arg(limits.daily_budget_usd.map_or(-1.0, |b| b.max(0.0)))
+            .arg(estimate)
+            .arg(lease)
+            .arg(
+                u64::try_from(lease_ttl.as_millis())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
+        let (verdict, retry_ms, detail): (String, u64, String) = self.call("admit", &inv).await?;
+        let limit = match verdict.as_str() {
+            "ok" => return Ok(Verdict::Admitted),
+            "rpm" => "rpm",
+            "tpm" => "tpm",
+            "max_concurrent" => "max_concurrent",
+            "budget" => "budget",
+            other => {
+                tracing::error!("shared state: the admit script answered `{other}`");
+                self.count("admit");
+                return Err(Unavailable);
+            }
+        };
+        Ok(Verdict::Refused {
+            limit,
+            retry_after: Duration::from_millis(retry_ms),
+            detail: detail.parse().unwrap_or(0.0),
+        })
+    }
+
+    /// Gives back a request's in-flight slot (queued; never blocks).
+    pub fn release(&self, client_key: &str, lease: &str) {
+        self.enqueue(Op::Release {
+            key: client_key.to_owned(),
+            lease: lease.to_owned(),
+        });
+    }
+
+    /// Adjusts the token bucket by `delta` (the estimate taken at admission minus the real
+    /// usage; queued).
+    pub fn charge(&self, client_key: &str, tpm: u64, delta: f64) {
+        if delta != 0.0 {
+            self.enqueue(Op::Charge {
+                key: client_key.to_owned(),
+                tpm,
+                delta,
+            });
+        }
+    }
+
+    /// Adds `usd` to the key's spend of UTC day `day` (queued).
+    pub fn spend(&self, client_key: &str, day: u64, usd: f64) {
+        if usd > 0.0 {
+            self.enqueue(Op::Spend {
+                key: client_key.to_owned(),
+                day,
+                usd,
+            });
+        }
+    }
+
+    /// The key's spend on UTC day `day`, all instances together.
+    pub async fn spent(&self, client_key: &str, day: u64) -> Result<f64, Unavailable> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.key(client_key, &format!("spend:{day}")));
+        let v: Option<String> = self.query("spent", &cmd).await?;
+        Ok(v.and_then(|s| s.parse().ok()).unwrap_or(0.0))
+    }
+
+    fn enqueue(&self, op: Op) {
+        if self.inner.ops.try_send(op).is_err() {
+            self.count("queue");
+        }
+    }
+
+    fn count(&self, op: &'static str) {
+        if let Some(o) = &self.inner.observe {
+            o.error(op);
+        }
+    }
+
+    fn connection(&self) -> Option<ConnectionManager> {
+        if !self.is_up() {
+            return None;
+        }
+        lock_read(&self.inner.conn).clone()
+    }
+
+    async fn call<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        inv: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, Unavailable> {
+        let Some(mut c) = self.connection() else {
+            return Err(Unavailable);
+        };
+        let answer = tokio::time::timeout(self.inner.opts.timeout, inv.invoke_async(&mut c)).await;
+        self.settle(op, answer)
+    }
+
+    async fn query<T: redis::FromRedisValue>(
+        &self,
+        op: &'static str,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Unavailable> {
+        let Some(mut c) = self.connection() else {
+            return Err(Unavailable);
+        };
+        let answer = tokio::time::timeout(self.inner.opts.timeout, cmd.query_async(&mut c)).await;
+        self.settle(op, answer)
+    }
+
+    fn settle<T>(
+        &self,
+        op: &'static str,
+        answer: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, Unavailable> {
+        match answer {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e))
+                if !(e.is_io_error()
+                    || e.is_timeout()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()) =>
+            {
+                // Redis answered with an error: a bug or a misconfigured server, not an
+                // outage. Counted and logged; the caller falls back for this request.
+                self.count(op);
+                tracing::error!("shared state: Redis refused `{op}`: {e}");
+                Err(Unavailable)
+            }
+            Ok(Err(e)) => {
+                self.down(op, &e.to_string());
+                Err(Unavailable)
+            }
+            Err(_) => {
+                self.down(
+                    op,
+                    &format!("no answer within {:?}", self.inner.opts.timeout),
+                );
+                Err(Unavailable)
+            }
+        }
+    }
+
+    /// Redis stopped answering.
+    fn down(&self, op: &'static str, why: &str) {
+        self.count(op);
+        if self.inner.up.swap(false, Ordering::Relaxed) {
+            tracing::error!(
+                url = %self.inner.shown,
+                "shared state: Redis is unreachable ({op}: {why}); {} until it answers again",
+                self.fallback()
+            );
+            if let Some(o) = &self.inner.observe {
+                o.reachable(false);
+            }
+        }
+    }
+
+    /// Connects (or checks the connection) and marks Redis up when it answers a PING.
+    async fn reconnect(&self) -> bool {
+        let limit = self.inner.opts.timeout.max(Duration::from_secs(1));
+        let existing = lock_read(&self.inner.conn).clone();
+        let conn = match existing {
+            Some(c) => c,
+            None => {
+                let cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(limit))
+                    .set_response_timeout(Some(self.inner.opts.timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                match tokio::time::timeout(
+                    limit,
+                    self.inner.client.get_connection_manager_with_config(cfg),
+                )
+                .await
+                {
+                    Ok(Ok(c)) => {
+                        *lock_write(&self.inner.conn) = Some(c.clone());
+                        c
+                    }
+                    _ => {
+                        self.count("connect");
+                        return false;
+                    }
+                }
+            }
+        };
+        let mut c = conn;
+        let pong =
+            tokio::time::timeout(limit, redis::cmd("PING").query_async::<String>(&mut c)).await;
+        let ok = matches!(pong, Ok(Ok(_)));
+        if ok {
+            self.inner.up.store(true, Ordering::Relaxed);
+        } else {
+            self.count("ping");
+        }
+        ok
+    }
+
+    /// Watches reachability: retries an unreachable Redis every second; when it answers
+    /// again, publishes what this instance learned meanwhile and reads the rest.
+    async fn monitor(self) {
+        loop {
+            let up = self.is_up();
+            tokio::time::sleep(if up { CHECK_EVERY } else { RETRY_EVERY }).await;
+            if up {
+                // A quiet instance still notices an outage.
+                let mut cmd = redis::cmd("PING");
+                cmd.arg("weir");
+                let _: Result<String, _> = self.query("ping", &cmd).await;
+                continue;
+            }
+            if self.reconnect().await {
+                tracing::warn!(url = %self.inner.shown, "shared state: Redis answers again; limits, budgets and routing state are shared again");
+                if let Some(o) = &self.inner.observe {
+                    o.reachable(true);
+                }
+                let follow = lock_read(&self.inner.follow).clone();
+                if let Some(h) = follow {
+                    for change in h.snapshot() {
+                        self.enqueue(Op::Publish(change));
+                    }
+                }
+                self.inner.resync.notify_one();
+            }
+        }
+    }
+
+    /// Runs queued operations in order.
+    async fn writer(self, mut rx: mpsc::Receiver<Op>) {
+        while let Some(op) = rx.recv().await {
+            if !self.is_up() {
+                // Leases expire, charges and spend are lost for the outage: counted.
+                self.count("queue");
+                continue;
+            }
+            let result = match op {
+                Op::Release { key, lease } => {
+                    let mut cmd = redis::cmd("ZREM");
+                    cmd.arg(self.key(&key, "leases")).arg(lease);
+                    self.query::<i64>("release", &cmd).await.map(drop)
+                }
+                Op::Charge { key, tpm, delta } => {
+                    let mut inv = self.inner.scripts.charge.prepare_invoke();
+                    inv.key(self.key(&key, "rate")).arg(tpm).arg(delta);
+                    self.call::<i64>("charge", &inv).await.map(drop)
+                }
+                Op::Spend { key, day, usd } => {
+                    let mut inv = self.inner.scripts.spend.prepare_invoke();
+                    inv.key(self.key(&key, &format!("spend:{day}"))).arg(usd);
+                    self.call::<String>("spend", &inv).await.map(drop)
+                }
+                Op::Publish(change) => self.publish(&change).await,
+            };
+            let _ = result;
+        }
+    }
+
+    async fn publish(&self, change: &StateChange) -> Result<(), Unavailable> {
+        let field = encode_field(change);
+        let message = encode_message(&self.inner.origin, change);
+        match wire::until_and_value(change) {
+            Some((until_ms, value)) => {
+                let mut inv = self.inner.scripts.routing_set.prepare_invoke();
+                inv.key(self.routing_key())
+                    .arg(field)
+                    .arg(until_ms)
+                    .arg(value)
+                    .arg(self.channel())
+                    .arg(message);
+                self.call::<i64>("publish", &inv).await.map(drop)
+            }
+            None => {
+                let mut inv = self.inner.scripts.routing_del.prepare_invoke();
+                inv.key(self.routing_key())
+                    .arg(field)
+                    .arg(self.channel())
+                    .arg(message);
+                self.call::<i64>("publish", &inv).await.map(drop)
+            }
+        }
+    }
+
+    /// Reads the whole routing table into the followed router.
+    async fn resync_now(&self) {
+        let follow = lock_read(&self.inner.follow).clone();
+        let Some(h) = follow else { return };
+        let mut cmd = redis::cmd("HGETALL");
+        cmd.arg(self.routing_key());
+        let Ok(entries) = self.query::<Vec<(String, String)>>("resync", &cmd).await else {
+            return;
+        };
+        let now = weir_router::unix_ms();
+        for (field, value) in entries {
+            if let Some(change) = wire::decode_entry(&field, &value) {
+                if wire::until_of(&change).is_none_or(|u| u > now) {
+                    h.apply(&change);
+                }
+            }
+        }
+    }
+
+    /// Subscribes to other instances' changes; resubscribes (and reads the table again)
+    /// after any disconnection.
+    async fn subscriber(self) {
+        let channel = self.channel();
+        let limit = self.inner.opts.timeout.max(Duration::from_secs(1));
+        loop {
+            let connected = tokio::time::timeout(limit, self.inner.client.get_async_pubsub()).await;
+            if let Ok(Ok(mut ps)) = connected {
+                if ps.subscribe(&channel).await.is_ok() {
+                    self.resync_now().await;
+                    let mut messages = ps.into_on_message();
+                    loop {
+                        tokio::select! {
+                            m = messages.next() => {
+                                let Some(m) = m else { break };
+                                let Ok(text) = std::str::from_utf8(m.get_payload_bytes()) else { continue };
+                                if let Some((origin, change)) = decode_message(text) {
+                                    if origin != self.inner.origin {
+                                        let follow = lock_read(&self.inner.follow).clone();
+                                        if let Some(h) = follow {
+                                            h.apply(&change);
+                                        }
+                                    }
+                                }
+                            }
+                            () = self.inner.resync.notified() => self.resync_now().await,
+                        }
+                    }
+                    self.count("subscribe");
+                }
+            }
+            tokio::time::sleep(RETRY_EVERY).await;
+        }
+    }
+}
+
+/// The router's sink: queues each change for the writer.
+struct Sink(RedisState);
+
+impl StateSink for Sink {
+    fn publish(&self, change: StateChange) {
+        self.0.enqueue(Op::Publish(change));
+    }
+}
