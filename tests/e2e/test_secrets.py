@@ -3,6 +3,7 @@ configured (client, admin, upstream pool), requests are driven through every pat
 could echo them (a wrong key, an upstream that echoes its key in a 401, rate limits,
 success), and every output is searched for them."""
 import json
+import os
 import urllib.request
 
 import anthropic
@@ -28,11 +29,18 @@ def test_recognizable_keys_appear_in_no_output(weir_factory):
         return ok("fine")(path, key, body)
 
     up = Scripted(answer)
+    # A Redis URL with a password (this Redis has none, so it refuses the login and the
+    # gateway logs that it is unreachable: the password must not come with it).
+    redis = os.environ.get("WEIR_TEST_REDIS_URL")
+    state = ""
+    if redis:
+        host = redis.removeprefix("redis://").split("/")[0].rsplit("@", 1)[-1]
+        state = f'[state]\nbackend = "redis"\nurl = "redis://weir:sk-{NEEDLE}-redis@{host}"\n'
     w = weir_factory(
         f'[providers.a]\nkind = "anthropic"\nbase_url = "{up.url}"\nkeys = {json.dumps(UPSTREAM_KEYS)}\n'
         f'[providers.b]\nkind = "anthropic"\nbase_url = "{up.url}"\nkeys = ["{UPSTREAM_KEYS[0]}"]\n'
         '[[models]]\nname = "m"\ntargets = [{ provider = "a" }]\n'
-        '[[models]]\nname = "solo"\ntargets = [{ provider = "b" }]\n',
+        '[[models]]\nname = "solo"\ntargets = [{ provider = "b" }]\n' + state,
         env={"WEIR_LOG": "debug"},
     )
     outputs = []
@@ -68,3 +76,5 @@ def test_recognizable_keys_appear_in_no_output(weir_factory):
         assert NEEDLE not in text, text[:2000]
     # The logs were really written (the search above is not vacuous).
     assert '"message":"request"' in outputs[-1]
+    if redis:
+        assert "Redis does not answer" in outputs[-1], outputs[-1][-3000:]

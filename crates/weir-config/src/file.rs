@@ -345,8 +345,25 @@ pub struct PriceConfig {
 pub struct StateConfig {
     /// memory | redis.
     pub backend: Spanned<String>,
-    /// Redis URL.
-    pub url: Option<String>,
+    /// Redis URL (`redis://[user:password@]host:port[/db]`).
+    pub url: Option<Spanned<String>>,
+    /// Prefix of every Redis key: gateways with the same prefix share state.
+    #[serde(default = "default_state_prefix")]
+    pub prefix: String,
+    /// Without Redis: `open` serves on this instance's local state, `closed` refuses
+    /// requests of keys with limits or budgets (503).
+    pub fail_mode: Option<Spanned<String>>,
+    /// How long one Redis call may take before Redis counts as unreachable.
+    #[serde(default = "default_state_timeout")]
+    pub timeout: Dur,
+}
+
+fn default_state_prefix() -> String {
+    "weir".into()
+}
+
+fn default_state_timeout() -> Dur {
+    Dur(Duration::from_millis(250))
 }
 
 /// `[ledger]`.

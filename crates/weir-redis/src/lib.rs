@@ -208,16 +208,19 @@ impl RedisState {
                 opts,
             }),
         };
-        if state.reconnect().await {
-            tracing::info!(url = %state.inner.shown, prefix = %state.inner.opts.prefix, "shared state in Redis");
-        } else {
+        if let Err(why) = state.reconnect().await {
             tracing::error!(
                 url = %state.inner.shown,
-                "shared state: Redis does not answer; {} until it does",
+                "shared state: Redis does not answer ({why}); {} until it does",
                 state.fallback()
             );
             if let Some(o) = &state.inner.observe {
                 o.reachable(false);
+            }
+        } else {
+            tracing::info!(url = %state.inner.shown, prefix = %state.inner.opts.prefix, "shared state in Redis");
+            if let Some(o) = &state.inner.observe {
+                o.reachable(true);
             }
         }
         tokio::spawn(state.clone().writer(rx));
@@ -448,8 +451,9 @@ impl RedisState {
         }
     }
 
-    /// Connects (or checks the connection) and marks Redis up when it answers a PING.
-    async fn reconnect(&self) -> bool {
+    /// Connects (or checks the connection) and marks Redis up when it answers a PING; else
+    /// says why not.
+    async fn reconnect(&self) -> Result<(), String> {
         let limit = self.inner.opts.timeout.max(Duration::from_secs(1));
         let existing = lock_read(&self.inner.conn).clone();
         let conn = match existing {
@@ -470,9 +474,13 @@ impl RedisState {
                         *lock_write(&self.inner.conn) = Some(c.clone());
                         c
                     }
-                    _ => {
+                    Ok(Err(e)) => {
                         self.count("connect");
-                        return false;
+                        return Err(e.to_string());
+                    }
+                    Err(_) => {
+                        self.count("connect");
+                        return Err(format!("no connection within {limit:?}"));
                     }
                 }
             }
@@ -480,13 +488,20 @@ impl RedisState {
         let mut c = conn;
         let pong =
             tokio::time::timeout(limit, redis::cmd("PING").query_async::<String>(&mut c)).await;
-        let ok = matches!(pong, Ok(Ok(_)));
-        if ok {
-            self.inner.up.store(true, Ordering::Relaxed);
-        } else {
-            self.count("ping");
+        match pong {
+            Ok(Ok(_)) => {
+                self.inner.up.store(true, Ordering::Relaxed);
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                self.count("ping");
+                Err(e.to_string())
+            }
+            Err(_) => {
+                self.count("ping");
+                Err(format!("no answer to PING within {limit:?}"))
+            }
         }
-        ok
     }
 
     /// Watches reachability: retries an unreachable Redis every second; when it answers
@@ -502,7 +517,7 @@ impl RedisState {
                 let _: Result<String, _> = self.query("ping", &cmd).await;
                 continue;
             }
-            if self.reconnect().await {
+            if self.reconnect().await.is_ok() {
                 tracing::warn!(url = %self.inner.shown, "shared state: Redis answers again; limits, budgets and routing state are shared again");
                 if let Some(o) = &self.inner.observe {
                     o.reachable(true);

@@ -601,7 +601,6 @@ impl StateHandle {
         }
         out
     }
-
 }
 
 /// The model table, the providers behind it, and what the router learned about them.
@@ -759,11 +758,16 @@ impl Router {
     /// Publishes every [`StateChange`] (key cooldowns and refusals, breaker transitions)
     /// to `sink`, for other instances to [`apply`](Router::apply).
     pub fn with_state_sink(mut self, sink: Arc<dyn StateSink>) -> Self {
+        self.set_state_sink(sink);
+        self
+    }
+
+    /// [`with_state_sink`](Router::with_state_sink) in place.
+    pub fn set_state_sink(&mut self, sink: Arc<dyn StateSink>) {
         self.shared = Arc::new(Shared {
             observer: self.shared.observer.clone(),
             sink: Some(sink),
         });
-        self
     }
 
     /// Applies a change another instance published (see [`StateHandle::apply`]).

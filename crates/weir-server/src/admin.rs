@@ -67,6 +67,14 @@ fn status(app: &App) -> String {
         "providers": providers,
         "targets": st.targets,
         "models": st.routes,
+        "state": match &app.state {
+            Some(s) => serde_json::json!({
+                "backend": "redis",
+                "reachable": s.is_up(),
+                "fail_mode": if s.fail_open() { "open" } else { "closed" },
+            }),
+            None => serde_json::json!({"backend": "memory"}),
+        },
     })
     .to_string()
 }

@@ -44,6 +44,11 @@ pub struct App {
     pub ledger_url: Option<String>,
     /// Where request rows go.
     pub ledger: Option<weir_ledger::Writer>,
+    /// `[state] backend = "redis"`: how to reach it, connected by whoever runs the app
+    /// ([`connect_state`]), which then sets `state`.
+    pub state_options: Option<weir_redis::Options>,
+    /// Limits, budgets and routing state shared with other instances.
+    pub state: Option<weir_redis::RedisState>,
 }
 
 /// Builds the gateway from a parsed config. Every problem found is reported, each at its
@@ -59,14 +64,10 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             Keys::default()
         }
     };
-    if let Some(s) = &cfg.state {
-        if s.backend.get_ref() != "memory" {
-            errors.push(src.error_at(
-                Some(s.backend.span().start),
-                not_built("a shared state backend other than `memory`"),
-            ));
-        }
-    }
+    let state_options = match &cfg.state {
+        Some(s) => state_options(s, &src, &mut errors),
+        None => None,
+    };
     if let Some(l) = &cfg.ledger {
         let url = l.url.get_ref();
         if !["sqlite:", "postgres://", "postgresql://"]
@@ -124,6 +125,8 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             total_timeout: cfg.timeouts.total.0,
             ledger_url: cfg.ledger.as_ref().map(|l| l.url.get_ref().clone()),
             ledger: None,
+            state_options,
+            state: None,
             prices: Arc::new(crate::pricing::Prices::new(
                 cfg.pricing
                     .as_ref()
@@ -148,6 +151,124 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             started: std::time::Instant::now(),
         }),
         _ => Err(errors),
+    }
+}
+
+/// `[state]` checked: `None` for the embedded (memory) backend.
+fn state_options(
+    s: &weir_config::StateConfig,
+    src: &Source<'_>,
+    errors: &mut Vec<ConfigError>,
+) -> Option<weir_redis::Options> {
+    let fail_open = match s.fail_mode.as_ref().map(|f| f.get_ref().as_str()) {
+        None | Some("open") => true,
+        Some("closed") => false,
+        Some(other) => {
+            errors.push(src.error_at(
+                s.fail_mode.as_ref().map(|f| f.span().start),
+                format!("state.fail_mode must be \"open\" or \"closed\", not \"{other}\""),
+            ));
+            true
+        }
+    };
+    match s.backend.get_ref().as_str() {
+        "memory" => {
+            if let Some(u) = &s.url {
+                errors.push(src.error_at(
+                    Some(u.span().start),
+                    "state.url is only used with backend = \"redis\"",
+                ));
+            }
+            None
+        }
+        "redis" => {
+            let Some(url) = &s.url else {
+                errors.push(src.error_at(
+                    Some(s.backend.span().start),
+                    "backend = \"redis\" needs state.url (e.g. \"redis://127.0.0.1:6379\")",
+                ));
+                return None;
+            };
+            let u = url.get_ref();
+            if u.starts_with("rediss://") {
+                errors.push(src.error_at(
+                    Some(url.span().start),
+                    not_built("TLS to Redis (rediss://); reach it over a private network or a local TLS tunnel with redis://"),
+                ));
+                return None;
+            }
+            if !(u.starts_with("redis://")
+                || u.starts_with("redis+unix://")
+                || u.starts_with("unix://"))
+            {
+                errors.push(src.error_at(
+                    Some(url.span().start),
+                    format!(
+                        "state.url must be redis://host:port (or redis+unix:///path), not {}",
+                        weir_redis::redact_url(u)
+                    ),
+                ));
+                return None;
+            }
+            if s.prefix.is_empty() || s.prefix.contains(char::is_whitespace) {
+                errors.push(src.error_at(
+                    None,
+                    "state.prefix must be a non-empty word (e.g. \"weir\")",
+                ));
+            }
+            if s.timeout.0.is_zero() {
+                errors.push(src.error_at(None, "state.timeout must be above zero"));
+            }
+            Some(weir_redis::Options {
+                url: Secret::new(u.clone()),
+                prefix: s.prefix.clone(),
+                fail_open,
+                timeout: s.timeout.0,
+            })
+        }
+        other => {
+            errors.push(src.error_at(
+                Some(s.backend.span().start),
+                format!("state.backend must be \"memory\" or \"redis\", not \"{other}\""),
+            ));
+            None
+        }
+    }
+}
+
+/// Connects the shared state store the config names (`[state] backend = "redis"`), on the
+/// current runtime (its background work runs there), and wires the router and the
+/// limiters to it. An unreachable Redis is not an error (it is logged, and retried); a
+/// malformed URL is.
+pub async fn connect_state(app: &mut App) -> Result<(), String> {
+    let Some(opts) = app.state_options.clone() else {
+        return Ok(());
+    };
+    let observe: Arc<dyn weir_redis::Observe> = app.metrics.clone();
+    let state = weir_redis::RedisState::connect(opts, Some(observe)).await?;
+    attach_state(app, state);
+    app.follow_state();
+    Ok(())
+}
+
+/// Wires an app (new, or rebuilt on reload) to a connected store: its router publishes
+/// what it learns and its limiters count there. The store applies other instances'
+/// changes to the router it follows ([`App::follow_state`]).
+pub fn attach_state(app: &mut App, state: weir_redis::RedisState) {
+    app.router.set_state_sink(state.sink());
+    app.state = Some(state);
+}
+
+fn same_state(a: Option<&weir_redis::Options>, b: Option<&weir_redis::Options>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a.url.expose() == b.url.expose()
+                && a.prefix == b.prefix
+                && a.fail_open == b.fail_open
+                && a.timeout == b.timeout
+        }
+        _ => false,
     }
 }
 
@@ -248,8 +369,10 @@ pub fn zero_config(
 }
 
 /// Builds a new app for a reloaded config, keeping what must outlive a reload: the
-/// metrics (and the router reporting to them) and the limiters of unchanged client keys.
-/// Routing state (cooldowns, breakers, sessions) starts afresh with the new routes.
+/// metrics (and the router reporting to them), the limiters of unchanged client keys, the
+/// ledger and the shared state store. Routing state (cooldowns, breakers, sessions) starts
+/// afresh with the new routes, except what the shared store holds, which
+/// [`App::follow_state`] reads back.
 pub fn rebuild(
     cfg: &Config,
     file: Option<&Path>,
@@ -263,15 +386,32 @@ pub fn rebuild(
             "ledger.url cannot change on reload; restart to move the ledger",
         )]);
     }
+    if !same_state(app.state_options.as_ref(), old.state_options.as_ref()) {
+        return Err(vec![Source { file, text }.error_at(
+            cfg.state.as_ref().map(|s| s.backend.span().start),
+            "[state] cannot change on reload; restart to move the shared state",
+        )]);
+    }
     app.ledger.clone_from(&old.ledger);
     app.metrics = old.metrics.clone();
     app.router = app.router.with_observer(old.metrics.clone());
+    if let Some(state) = &old.state {
+        attach_state(&mut app, state.clone());
+    }
     app.keys.adopt_limits(&old.keys);
     app.started = old.started;
     Ok(app)
 }
 
 impl App {
+    /// Makes the shared state store apply other instances' changes to this app's router
+    /// (after a reload swapped it in, or after other runtimes joined its state).
+    pub fn follow_state(&self) {
+        if let Some(s) = &self.state {
+            s.follow(self.router.state_handle());
+        }
+    }
+
     /// Whether a client key may use a model (its allow-list).
     pub fn allows(&self, key: &ClientKey, model: &str) -> bool {
         match &key.models {

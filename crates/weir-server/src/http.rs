@@ -370,11 +370,30 @@ async fn chat(
     if let Some(limiter) = &key.limiter {
         // About four bytes of JSON per input token; the real usage is charged after.
         let estimate = (body.len() as u64).div_ceil(4);
-        match limiter.admit(estimate, Instant::now()) {
+        let admitted = match &app.state {
+            // A lease outlives the request by a minute at most if this instance dies.
+            Some(state) => {
+                limiter
+                    .admit_shared(
+                        state,
+                        &key.name,
+                        estimate,
+                        app.total_timeout + Duration::from_secs(60),
+                    )
+                    .await
+            }
+            None => limiter.admit(estimate, Instant::now()),
+        };
+        match admitted {
             Ok(a) => log.admission = Some(a),
             Err(r) => {
                 app.metrics.limit_rejected(&key.name, r.limit);
-                let e = ApiError::new(ErrorKind::RateLimited, r.message);
+                let kind = if r.unavailable {
+                    ErrorKind::Overloaded
+                } else {
+                    ErrorKind::RateLimited
+                };
+                let e = ApiError::new(kind, r.message);
                 let resp = error_response(dialect, &e, &log.request_id, Some(r.retry_after));
                 log.emit(resp.status().as_u16(), None, None, None);
                 return resp;

@@ -1,7 +1,9 @@
-//! Per-client-key limits, in memory: requests per minute (GCRA), tokens per minute (a
-//! token bucket checked on an estimate before the call and charged with the real usage
-//! after it), and requests in flight. Limits key on the authenticated client key, never on
-//! an address or anything the client says.
+//! Per-client-key limits: requests per minute (GCRA), tokens per minute (a token bucket
+//! checked on an estimate before the call and charged with the real usage after it),
+//! requests in flight, and spend per UTC day. In memory (this process), or counted by
+//! every instance together in Redis ([`Limiter::admit_shared`]), falling back to memory
+//! while Redis is away when the store fails open. Limits key on the authenticated client
+//! key, never on an address or anything the client says.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -47,12 +49,65 @@ fn unix_now() -> u64 {
 /// Why a request was refused.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Refusal {
-    /// `rpm`, `tpm` or `max_concurrent` (metrics label).
+    /// `rpm`, `tpm`, `max_concurrent`, `budget`, or `state_unavailable` (metrics label).
     pub limit: &'static str,
     /// For the client.
     pub message: String,
     /// When to come back.
     pub retry_after: Duration,
+    /// The limits could not be checked (the shared store is away and fails closed): 503,
+    /// not 429.
+    pub unavailable: bool,
+}
+
+impl Refusal {
+    fn limited(limit: &'static str, message: String, retry_after: Duration) -> Refusal {
+        Refusal {
+            limit,
+            message,
+            retry_after,
+            unavailable: false,
+        }
+    }
+
+    fn budget(budget: f64, spent: f64, now_secs: u64) -> Refusal {
+        let left = 86_400 - now_secs % 86_400;
+        Refusal::limited(
+            "budget",
+            format!(
+                "this key's daily budget of ${budget:.2} is spent (${spent:.2} today); it resets at 00:00 UTC, in {}h{:02}m",
+                left / 3600,
+                (left % 3600) / 60
+            ),
+            Duration::from_secs(left),
+        )
+    }
+
+    fn concurrent(max: u64, now: u64) -> Refusal {
+        Refusal::limited(
+            "max_concurrent",
+            format!(
+                "this key may have {max} requests in flight and has {now}; retry when one finishes"
+            ),
+            Duration::from_secs(1),
+        )
+    }
+
+    fn tpm(tpm: u64, wait: Duration) -> Refusal {
+        Refusal::limited(
+            "tpm",
+            format!("this key's {tpm} tokens per minute are used up"),
+            wait,
+        )
+    }
+
+    fn rpm(rpm: u64, wait: Duration) -> Refusal {
+        Refusal::limited(
+            "rpm",
+            format!("this key may send {rpm} requests per minute"),
+            wait,
+        )
+    }
 }
 
 #[derive(Debug)]
@@ -86,6 +141,17 @@ pub struct Admission {
     estimate: u64,
     holds_slot: bool,
     charged: std::sync::atomic::AtomicBool,
+    /// Admitted by the shared store: what to give back and charge there.
+    shared: Option<Shared>,
+}
+
+/// An admission's part in the shared store.
+#[derive(Debug)]
+struct Shared {
+    state: weir_redis::RedisState,
+    key: String,
+    /// The in-flight lease, when `max_concurrent` is set.
+    lease: Option<String>,
 }
 
 impl Admission {
@@ -93,6 +159,13 @@ impl Admission {
     /// call is given back. Only the first charge counts.
     pub fn charge(&self, used: u64) {
         if self.charged.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        if let Some(s) = &self.shared {
+            if let Some(tpm) = self.limiter.cfg.tpm {
+                s.state
+                    .charge(&s.key, tpm, self.estimate as f64 - used as f64);
+            }
             return;
         }
         if self.limiter.cfg.tpm.is_some() {
@@ -106,7 +179,12 @@ impl Admission {
     /// Adds what the request cost to the key's spend of the day.
     pub fn spend(&self, usd: f64) {
         if usd > 0.0 {
-            self.limiter.add_spend(usd, unix_now());
+            let now = unix_now();
+            // Kept locally too, so a store that goes away leaves this instance's count.
+            self.limiter.add_spend(usd, now);
+            if let Some(s) = &self.shared {
+                s.state.spend(&s.key, now / 86_400, usd);
+            }
         }
     }
 }
@@ -115,6 +193,14 @@ impl Drop for Admission {
     fn drop(&mut self) {
         if self.holds_slot {
             self.limiter.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(Shared {
+            state,
+            key,
+            lease: Some(lease),
+        }) = &self.shared
+        {
+            state.release(key, lease);
         }
     }
 }
@@ -162,17 +248,7 @@ impl Limiter {
         let s = *lock(&self.spend);
         let day = now_secs / 86_400;
         if s.day == day && s.usd >= budget {
-            let left = 86_400 - now_secs % 86_400;
-            return Err(Refusal {
-                limit: "budget",
-                message: format!(
-                    "this key's daily budget of ${budget:.2} is spent (${:.2} today); it resets at 00:00 UTC, in {}h{:02}m",
-                    s.usd,
-                    left / 3600,
-                    (left % 3600) / 60
-                ),
-                retry_after: Duration::from_secs(left),
-            });
+            return Err(Refusal::budget(budget, s.usd, now_secs));
         }
         Ok(())
     }
@@ -196,13 +272,7 @@ impl Limiter {
             let prev = self.in_flight.fetch_add(1, Ordering::Relaxed);
             if u64::from(prev) >= max {
                 self.in_flight.fetch_sub(1, Ordering::Relaxed);
-                return Err(Refusal {
-                    limit: "max_concurrent",
-                    message: format!(
-                        "this key may have {max} requests in flight and has {prev}; retry when one finishes"
-                    ),
-                    retry_after: Duration::from_secs(1),
-                });
+                return Err(Refusal::concurrent(max, u64::from(prev)));
             }
             holds_slot = true;
         }
@@ -222,11 +292,7 @@ impl Limiter {
                 let wait = Duration::from_secs_f64((1.0 - b.tokens) / per_sec);
                 drop(b);
                 release(holds_slot);
-                return Err(Refusal {
-                    limit: "tpm",
-                    message: format!("this key's {tpm} tokens per minute are used up"),
-                    retry_after: wait,
-                });
+                return Err(Refusal::tpm(tpm, wait));
             }
         }
         // Requests per minute: GCRA with a burst of the whole minute's allowance.
@@ -239,11 +305,7 @@ impl Limiter {
                 let wait = allowed_at - now;
                 drop(b);
                 release(holds_slot);
-                return Err(Refusal {
-                    limit: "rpm",
-                    message: format!("this key may send {rpm} requests per minute"),
-                    retry_after: wait,
-                });
+                return Err(Refusal::rpm(rpm, wait));
             }
             b.tat = Some(tat + t);
         }
@@ -255,7 +317,76 @@ impl Limiter {
             estimate,
             holds_slot,
             charged: std::sync::atomic::AtomicBool::new(false),
+            shared: None,
         })
+    }
+
+    /// Admits a request against the limits counted by every instance sharing `state`
+    /// (`key` is the client key's name). While the store is away: this instance's own
+    /// count when it fails open, else a 503 refusal.
+    pub async fn admit_shared(
+        self: &Arc<Self>,
+        state: &weir_redis::RedisState,
+        key: &str,
+        estimate: u64,
+        lease_ttl: Duration,
+    ) -> Result<Admission, Refusal> {
+        let cfg = self.cfg;
+        let limits = weir_redis::Limits {
+            rpm: cfg.rpm,
+            tpm: cfg.tpm,
+            max_concurrent: cfg.max_concurrent,
+            daily_budget_usd: cfg.daily_budget_usd,
+        };
+        let lease = cfg
+            .max_concurrent
+            .map(|_| format!("{:016x}", rand::random::<u64>()));
+        let now = unix_now();
+        let verdict = state
+            .admit(
+                key,
+                &limits,
+                estimate,
+                lease.as_deref().unwrap_or(""),
+                lease_ttl,
+                now / 86_400,
+            )
+            .await;
+        match verdict {
+            Ok(weir_redis::Verdict::Admitted) => Ok(Admission {
+                limiter: self.clone(),
+                estimate,
+                holds_slot: false,
+                charged: std::sync::atomic::AtomicBool::new(false),
+                shared: Some(Shared {
+                    state: state.clone(),
+                    key: key.to_owned(),
+                    lease,
+                }),
+            }),
+            Ok(weir_redis::Verdict::Refused {
+                limit,
+                retry_after,
+                detail,
+            }) => Err(match limit {
+                "budget" => Refusal::budget(cfg.daily_budget_usd.unwrap_or(0.0), detail, now),
+                "max_concurrent" => Refusal::concurrent(
+                    cfg.max_concurrent.unwrap_or(0),
+                    detail.max(0.0) as u64,
+                ),
+                "tpm" => Refusal::tpm(cfg.tpm.unwrap_or(0), retry_after),
+                _ => Refusal::rpm(cfg.rpm.unwrap_or(0), retry_after),
+            }),
+            Err(weir_redis::Unavailable) if state.fail_open() => {
+                self.admit(estimate, Instant::now())
+            }
+            Err(weir_redis::Unavailable) => Err(Refusal {
+                limit: "state_unavailable",
+                message: "this key's limits are shared by the gateway's instances and their store does not answer; retry shortly".into(),
+                retry_after: Duration::from_secs(1),
+                unavailable: true,
+            }),
+        }
     }
 }
 

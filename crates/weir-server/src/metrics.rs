@@ -97,6 +97,15 @@ pub struct Metrics {
     breaker_state: Family<RouteLabels, Gauge<i64, AtomicI64>>,
     ledger_dropped: Gauge<i64, AtomicI64>,
     ledger_written: Gauge<i64, AtomicI64>,
+    redis_errors: Family<RedisOp, Counter>,
+    redis_up: Gauge<i64, AtomicI64>,
+}
+
+/// Labels of a failed Redis call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RedisOp {
+    /// What the call was for (`admit`, `publish`, `queue`, ...).
+    pub op: String,
 }
 
 /// Labels of spend.
@@ -184,6 +193,18 @@ impl Default for Metrics {
         let breaker_state = Family::<RouteLabels, Gauge<i64, AtomicI64>>::default();
         let ledger_dropped = Gauge::<i64, AtomicI64>::default();
         let ledger_written = Gauge::<i64, AtomicI64>::default();
+        let redis_errors = Family::<RedisOp, Counter>::default();
+        let redis_up = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "redis_errors",
+            "Failed calls to the shared state store (Redis) by operation; `queue` counts work dropped while it was away",
+            redis_errors.clone(),
+        );
+        registry.register(
+            "redis_up",
+            "Whether the shared state store (Redis) answers: 1 yes, 0 no (or no [state] backend = \"redis\")",
+            redis_up.clone(),
+        );
         registry.register(
             "ledger_dropped_rows",
             "Ledger rows dropped (queue full or a failed insert) since start",
@@ -245,6 +266,8 @@ impl Default for Metrics {
             breaker_state,
             ledger_dropped,
             ledger_written,
+            redis_errors,
+            redis_up,
             registry,
             requests,
             latency,
@@ -361,6 +384,18 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+}
+
+impl weir_redis::Observe for Metrics {
+    fn error(&self, op: &'static str) {
+        self.redis_errors
+            .get_or_create(&RedisOp { op: op.to_owned() })
+            .inc();
+    }
+
+    fn reachable(&self, up: bool) {
+        self.redis_up.set(i64::from(up));
     }
 }
 

@@ -183,6 +183,8 @@ fn reload_all(path: &Path, key: Option<&str>, cells: &Cells) -> Result<(), Vec<S
             .map_err(|e| vec![e])?;
         apps.push(Arc::new(app));
     }
+    // Other instances' routing changes now go to the new routes.
+    first.follow_state();
     for (cell, app) in cells.iter().zip(apps) {
         cell.set(app);
     }
@@ -254,6 +256,8 @@ fn spawn_runtime(
         };
         app.metrics = first.metrics.clone();
         app.ledger.clone_from(&first.ledger);
+        // The same shared store (its router sink comes with the shared routing state).
+        app.state.clone_from(&first.state);
         // The same client keys, so their limits are counted once for the process.
         app.keys = first.keys.clone();
         app.router = match app.router.share_state_with(&first.router) {
@@ -355,6 +359,11 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+    }
+    // So does the shared state store's background work (subscription, reconnection).
+    if let Err(e) = runtime.block_on(weir_server::connect_state(&mut app)) {
+        eprintln!("weir: {e}");
+        return ExitCode::FAILURE;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = Arc::new(app);

@@ -181,7 +181,7 @@ fn worth_splitting(bytes: &[u8], long_lines: &[(usize, usize)], at: usize) -> bo
     at > end
         || at < start + LONG_LINE_EDGE
         || at + LONG_LINE_EDGE > end
-        || at % 61 == 0
+        || at.is_multiple_of(61)
         || !bytes[at].is_ascii()
         || bytes.get(at.wrapping_sub(1)).is_some_and(|b| !b.is_ascii())
 }
