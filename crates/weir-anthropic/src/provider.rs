@@ -138,8 +138,8 @@ impl Provider for AnthropicProvider {
             .upstream
             .post(&self.count_tokens_url, headers, body, &self.cfg.timeouts)
             .await?;
-        let status = resp.inner.status();
-        let headers = resp.inner.headers().clone();
+        let status = resp.status();
+        let headers = resp.headers().clone();
         let body = read_body(&mut resp).await?;
         if !status.is_success() {
             let mut err = status_error(status, &headers, &body, decode_error);

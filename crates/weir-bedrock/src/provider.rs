@@ -203,12 +203,12 @@ impl BedrockProvider {
             .upstream
             .post(url, headers, body, &self.timeouts(cx))
             .await?;
-        let status = resp.inner.status();
+        let status = resp.status();
         if status.is_success() {
-            report_limits(resp.inner.headers(), &cx.report);
+            report_limits(resp.headers(), &cx.report);
             return Ok(resp);
         }
-        let headers = resp.inner.headers().clone();
+        let headers = resp.headers().clone();
         let body = read_body(&mut resp).await.unwrap_or_default();
         let error_type = headers
             .get("x-amzn-errortype")
@@ -241,8 +241,7 @@ impl BedrockProvider {
 
     /// The upstream's request id (Converse answers have no id of their own).
     fn request_id(resp: &weir_upstream::Response) -> String {
-        resp.inner
-            .headers()
+        resp.headers()
             .get("x-amzn-requestid")
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()

@@ -116,12 +116,12 @@ impl GeminiProvider {
             .post(url, headers, body, &self.cfg.timeouts)
             .await
             .map_err(scrubbed)?;
-        let status = resp.inner.status();
+        let status = resp.status();
         if status.is_success() {
-            report_limits(resp.inner.headers(), &cx.report);
+            report_limits(resp.headers(), &cx.report);
             return Ok(resp);
         }
-        let headers = resp.inner.headers().clone();
+        let headers = resp.headers().clone();
         let body = read_body(&mut resp).await.unwrap_or_default();
         let mut err = status_error(status, &headers, &body, decode_error);
         if err.retry_after.is_none() {

@@ -76,9 +76,9 @@ impl Provider for OllamaProvider {
             .upstream
             .post(&self.chat_url, headers, body, &self.cfg.timeouts)
             .await?;
-        let status = resp.inner.status();
+        let status = resp.status();
         if !status.is_success() {
-            let headers = resp.inner.headers().clone();
+            let headers = resp.headers().clone();
             let body = read_body(&mut resp).await.unwrap_or_default();
             let mut err = status_error(status, &headers, &body, decode_error);
             for k in self.keys.all().iter().chain(key) {
@@ -86,7 +86,7 @@ impl Provider for OllamaProvider {
             }
             return Err(err);
         }
-        report_limits(resp.inner.headers(), &cx.report);
+        report_limits(resp.headers(), &cx.report);
         if req.is_stream() {
             return Ok(Reply::Stream(body_frames(
                 resp,

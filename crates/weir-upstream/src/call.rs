@@ -102,13 +102,13 @@ pub async fn call<D: FrameDecoder>(
     report: &KeyReport,
 ) -> Result<Reply, ProviderError> {
     let mut resp = upstream.post(url, headers, body, timeouts).await?;
-    let status = resp.inner.status();
+    let status = resp.status();
     if status.is_success() {
         // An error's own wait is in its `retry_after`.
-        report_limits(resp.inner.headers(), report);
+        report_limits(resp.headers(), report);
     }
     if !status.is_success() {
-        let headers = resp.inner.headers().clone();
+        let headers = resp.headers().clone();
         let body = read_body(&mut resp).await.unwrap_or_default();
         let mut err = status_error(status, &headers, &body, dialect.decode_error);
         for s in secrets {

@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 mod call;
+mod connect;
 mod ratelimit;
 mod retry_after;
 mod stream;
@@ -19,7 +20,7 @@ use http::{HeaderMap, StatusCode};
 use weir_model::{ApiError, ErrorKind, ProviderError};
 
 /// A parsed URL (providers parse their endpoints once, at construction).
-pub use reqwest::Url;
+pub use url::Url;
 
 pub use call::{call, report_limits, secret_header, Dialect, HttpProviderConfig, KeyRing};
 pub use ratelimit::{rate_limit_info, RateLimitInfo, MAX_WAIT, UNKNOWN_RESET};
@@ -53,34 +54,94 @@ impl Default for Timeouts {
 /// The largest non-streamed upstream body read (responses, error bodies).
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
-/// A pooled HTTP client for upstream calls.
+type Client = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<connect::Connect>,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+/// A pooled HTTP client for upstream calls: hyper's pooled client over rustls (Mozilla's
+/// roots, HTTP/2 by ALPN), no redirects followed, no per-request URL re-parsing.
 #[derive(Clone, Debug)]
 pub struct Upstream {
-    client: reqwest::Client,
+    client: Client,
+    proxies: connect::Proxies,
 }
 
 /// A response whose headers have arrived.
 #[derive(Debug)]
 pub struct Response {
-    /// The upstream's response.
-    pub inner: reqwest::Response,
+    head: http::response::Parts,
+    body: hyper::body::Incoming,
     /// When the whole call must be over.
     pub deadline: Instant,
 }
 
+impl Response {
+    /// The status.
+    pub fn status(&self) -> StatusCode {
+        self.head.status
+    }
+
+    /// The headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.head.headers
+    }
+
+    /// The next chunk of the body, or `None` at its end.
+    pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, ProviderError> {
+        use http_body_util::BodyExt;
+        loop {
+            match self.body.frame().await {
+                None => return Ok(None),
+                Some(Err(e)) => return Err(transport_error(&e)),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            return Ok(Some(data));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl Upstream {
-    /// A client with `connect` as its connection timeout.
+    /// A client with `connect` as its connection timeout, through the proxy the
+    /// environment names (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`), if any.
     pub fn new(connect: Duration) -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(connect)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
-            // An API endpoint that redirects is misconfigured; following it would send
-            // the request (and, to the same host, the key) somewhere unintended.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Upstream { client })
+        Ok(Upstream::build(connect, connect::Proxies::from_env()))
+    }
+
+    /// A client that sends plain-HTTP upstream calls to `proxy` (e.g.
+    /// `http://user:pass@proxy:3128`) and tunnels HTTPS ones through it.
+    pub fn with_proxy(connect: Duration, proxy: &str) -> Self {
+        let m = hyper_util::client::proxy::matcher::Matcher::builder()
+            .all(proxy.to_owned())
+            .build();
+        Upstream::build(connect, connect::Proxies::from_matcher(m))
+    }
+
+    fn build(connect: Duration, proxies: connect::Proxies) -> Self {
+        let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(connect));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config())
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(connect::Connect {
+                http,
+                proxies: proxies.clone(),
+            });
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(90))
+                .pool_timer(hyper_util::rt::TokioTimer::new())
+                .build(https);
+        Upstream { client, proxies }
     }
 
     /// POSTs `body` to `url`, waiting at most `first_byte` for the response headers.
@@ -95,12 +156,20 @@ impl Upstream {
     ) -> Result<Response, ProviderError> {
         let started = Instant::now();
         let deadline = started + t.total;
-        let send = self
-            .client
-            .post(url.clone())
-            .headers(headers)
-            .body(body)
-            .send();
+        let uri: http::Uri = url.as_str().parse().map_err(|_| {
+            ProviderError::new(ErrorKind::Internal, "the upstream URL is not a valid URI")
+        })?;
+        let mut req = http::Request::new(http_body_util::Full::new(bytes::Bytes::from(body)));
+        *req.method_mut() = http::Method::POST;
+        if let Some(auth) = self.proxies.http_auth(&uri) {
+            let mut headers = headers;
+            headers.insert(http::header::PROXY_AUTHORIZATION, auth);
+            *req.headers_mut() = headers;
+        } else {
+            *req.headers_mut() = headers;
+        }
+        *req.uri_mut() = uri;
+        let send = self.client.request(req);
         let limit = t.first_byte.min(t.total);
         match tokio::time::timeout(limit, send).await {
             Err(_) => Err(ProviderError::new(
@@ -111,8 +180,46 @@ impl Upstream {
                 ),
             )),
             Ok(Err(e)) => Err(transport_error(&e)),
-            Ok(Ok(inner)) => Ok(Response { inner, deadline }),
+            Ok(Ok(resp)) => {
+                let (head, body) = resp.into_parts();
+                Ok(Response {
+                    head,
+                    body,
+                    deadline,
+                })
+            }
         }
+    }
+}
+
+/// TLS to upstreams: Mozilla's roots, plus the certificates of `SSL_CERT_FILE` when it
+/// is set (a corporate TLS-inspecting proxy's CA, a private upstream's).
+fn tls_config() -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    if let Some(path) = std::env::var_os("SSL_CERT_FILE").filter(|p| !p.is_empty()) {
+        use rustls_pki_types::pem::PemObject;
+        match rustls_pki_types::CertificateDer::pem_file_iter(&path) {
+            Ok(certs) => {
+                let (added, ignored) = roots.add_parsable_certificates(certs.flatten());
+                tracing::debug!(added, ignored, "certificates from SSL_CERT_FILE");
+            }
+            Err(e) => tracing::warn!(
+                "SSL_CERT_FILE ({}) cannot be read: {e}; only the bundled roots are trusted",
+                std::path::Path::new(&path).display()
+            ),
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    match rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+    {
+        Ok(b) => b.with_root_certificates(roots).with_no_client_auth(),
+        // ring supports the safe default versions; this cannot fail.
+        Err(_) => rustls::ClientConfig::builder()
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
     }
 }
 
@@ -130,14 +237,26 @@ pub fn endpoint(base_url: &str, path: &str) -> Result<Url, String> {
 }
 
 /// Classifies a transport failure. The message is built from the error's causes, never
-/// from reqwest's own Display, which includes the URL (and a URL may carry credentials).
-pub fn transport_error(e: &reqwest::Error) -> ProviderError {
-    if e.is_timeout() {
+/// from a URL (a URL may carry credentials).
+pub fn transport_error(e: &(dyn std::error::Error + 'static)) -> ProviderError {
+    let mut timed_out = false;
+    let mut connect = false;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        if let Some(l) = c.downcast_ref::<hyper_util::client::legacy::Error>() {
+            connect |= l.is_connect();
+        }
+        cur = c.source();
+    }
+    if timed_out {
         ProviderError::new(
             ErrorKind::Timeout,
             format!("upstream timed out: {}", root_cause(e)),
         )
-    } else if e.is_connect() {
+    } else if connect {
         ProviderError::new(
             ErrorKind::Connect,
             format!("cannot connect to the upstream: {}", root_cause(e)),
@@ -150,9 +269,9 @@ pub fn transport_error(e: &reqwest::Error) -> ProviderError {
     }
 }
 
-fn root_cause(e: &reqwest::Error) -> String {
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur: &dyn std::error::Error = e;
-    let mut msg = String::from("request failed");
+    let mut msg = e.to_string();
     while let Some(src) = cur.source() {
         msg = src.to_string();
         cur = src;
@@ -165,14 +284,14 @@ pub async fn read_body(resp: &mut Response) -> Result<Vec<u8>, ProviderError> {
     let mut out = Vec::new();
     loop {
         let left = resp.deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, resp.inner.chunk()).await {
+        match tokio::time::timeout(left, resp.chunk()).await {
             Err(_) => {
                 return Err(ProviderError::new(
                     ErrorKind::Timeout,
                     "the upstream did not finish its response within the total timeout",
                 ))
             }
-            Ok(Err(e)) => return Err(transport_error(&e)),
+            Ok(Err(e)) => return Err(e),
             Ok(Ok(None)) => return Ok(out),
             Ok(Ok(Some(chunk))) => {
                 if out.len() + chunk.len() > MAX_BODY_BYTES {

@@ -10,7 +10,7 @@ use futures_util::stream;
 use weir_model::{ErrorKind, EventStream, Frame, ProviderError, WireError};
 use weir_sse::Event;
 
-use crate::{transport_error, Response};
+use crate::Response;
 
 /// A dialect's SSE stream decoder, as the SSE reader drives it.
 pub trait FrameDecoder: Send + 'static {
@@ -117,7 +117,7 @@ pub fn body_frames<B: BodyDecoder>(resp: Response, idle: Duration, body: B) -> E
             }
             let left = st.resp.deadline.saturating_duration_since(Instant::now());
             let wait = st.idle.min(left);
-            let chunk = match tokio::time::timeout(wait, st.resp.inner.chunk()).await {
+            let chunk = match tokio::time::timeout(wait, st.resp.chunk()).await {
                 Err(_) => {
                     st.done = true;
                     let msg = if wait < st.idle {
@@ -132,7 +132,7 @@ pub fn body_frames<B: BodyDecoder>(resp: Response, idle: Duration, body: B) -> E
                 }
                 Ok(Err(e)) => {
                     st.done = true;
-                    return Some((Err(transport_error(&e)), st));
+                    return Some((Err(e), st));
                 }
                 Ok(Ok(c)) => c,
             };

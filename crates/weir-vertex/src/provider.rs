@@ -173,12 +173,12 @@ impl VertexProvider {
                 .upstream
                 .post(url, h, body.clone(), &self.cfg.timeouts)
                 .await?;
-            let status = resp.inner.status();
+            let status = resp.status();
             if status.is_success() {
-                report_limits(resp.inner.headers(), &cx.report);
+                report_limits(resp.headers(), &cx.report);
                 return Ok(resp);
             }
-            let resp_headers = resp.inner.headers().clone();
+            let resp_headers = resp.headers().clone();
             let resp_body = read_body(&mut resp).await.unwrap_or_default();
             if status.as_u16() == 401 && !retried {
                 self.tokens.invalidate(&token);
