@@ -149,9 +149,22 @@ impl StreamDecoder {
         if !self.started || self.failed || self.done {
             return None;
         }
-        let at = memchr::memmem::find(data.as_bytes(), MARK.as_bytes())?;
+        // Searchers built once: building one per chunk cost more than the search.
+        static FINDERS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
+            std::sync::LazyLock::new(|| {
+                [
+                    memchr::memmem::Finder::new(MARK),
+                    memchr::memmem::Finder::new(r#""usage""#),
+                    memchr::memmem::Finder::new(r#""error""#),
+                ]
+            });
+        let [mark, usage, error] = &*FINDERS;
+        let at = mark.find(data.as_bytes())?;
         let head = &data[..at];
-        if !head.starts_with('{') || head.contains(r#""usage""#) || head.contains(r#""error""#) {
+        if !head.starts_with('{')
+            || usage.find(head.as_bytes()).is_some()
+            || error.find(head.as_bytes()).is_some()
+        {
             return None;
         }
         let (token, tail) = weir_model::wire::split_string_token(&data[at + MARK.len()..])?;

@@ -415,8 +415,12 @@ async fn chat(
     let upstream_started = Instant::now();
     let routed = app.router.send(creq, cx).await;
     if let Ok((_, served)) = &routed {
-        app.metrics
-            .upstream(&model_name, &served.provider, upstream_started.elapsed());
+        app.metrics.upstream(
+            &key.name,
+            &model_name,
+            &served.provider,
+            upstream_started.elapsed(),
+        );
     }
     match routed {
         Err(RouteError::UnknownModel { model, available }) => {

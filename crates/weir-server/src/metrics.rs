@@ -2,6 +2,7 @@
 //! active streams, labelled by client key name, model, provider and status.
 
 use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -81,6 +82,9 @@ fn latency_histogram() -> Histogram {
 /// The gateway's metrics.
 pub struct Metrics {
     registry: Registry,
+    /// Handles of each (key, model, provider) already seen, so a request's figures cost
+    /// no label allocation or family lookup.
+    series: std::sync::RwLock<std::collections::HashMap<String, Arc<Series>>>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     upstream_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
@@ -256,6 +260,7 @@ impl Default for Metrics {
             keys_refused.clone(),
         );
         Metrics {
+            series: std::sync::RwLock::new(std::collections::HashMap::new()),
             failovers,
             retries,
             breaker_transitions,
@@ -276,6 +281,41 @@ impl Default for Metrics {
             tokens,
             active_streams,
         }
+    }
+}
+
+/// The metric handles of one (key, model, provider).
+struct Series {
+    route: RouteLabels,
+    latency: Histogram,
+    ttft: std::sync::OnceLock<Histogram>,
+    upstream: std::sync::OnceLock<Histogram>,
+    input: std::sync::OnceLock<Counter>,
+    output: std::sync::OnceLock<Counter>,
+    /// Request counters by status.
+    by_status: std::sync::Mutex<Vec<(u16, Counter)>>,
+}
+
+impl Series {
+    fn requests(&self, m: &Metrics, o: &Observation<'_>) -> Counter {
+        let mut by = self
+            .by_status
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, c)) = by.iter().find(|(s, _)| *s == o.status) {
+            return c.clone();
+        }
+        let c = m
+            .requests
+            .get_or_create(&RequestLabels {
+                key: o.key.to_owned(),
+                model: o.model.to_owned(),
+                provider: o.provider.to_owned(),
+                status: o.status.to_string(),
+            })
+            .clone();
+        by.push((o.status, c.clone()));
+        c
     }
 }
 
@@ -302,45 +342,84 @@ pub struct Observation<'a> {
 impl Metrics {
     /// Records a finished request.
     pub fn observe(&self, o: &Observation<'_>) {
-        self.requests
-            .get_or_create(&RequestLabels {
-                key: o.key.to_owned(),
-                model: o.model.to_owned(),
-                provider: o.provider.to_owned(),
-                status: o.status.to_string(),
-            })
-            .inc();
-        let route = RouteLabels {
-            model: o.model.to_owned(),
-            provider: o.provider.to_owned(),
-        };
-        self.latency
-            .get_or_create(&route)
-            .observe(o.latency.as_secs_f64());
+        let series = self.series(o.key, o.model, o.provider);
+        series.requests(self, o).inc();
+        series.latency.observe(o.latency.as_secs_f64());
         if let Some(t) = o.ttft {
-            self.ttft.get_or_create(&route).observe(t.as_secs_f64());
+            series
+                .ttft
+                .get_or_init(|| self.ttft.get_or_create(&series.route).clone())
+                .observe(t.as_secs_f64());
         }
-        for (direction, n) in [("input", o.input), ("output", o.output)] {
+        for (direction, n, cell) in [
+            ("input", o.input, &series.input),
+            ("output", o.output, &series.output),
+        ] {
             if let Some(n) = n.filter(|n| *n > 0) {
-                self.tokens
-                    .get_or_create(&TokenLabels {
-                        key: o.key.to_owned(),
-                        model: o.model.to_owned(),
-                        provider: o.provider.to_owned(),
-                        direction: direction.to_owned(),
-                    })
-                    .inc_by(n);
+                cell.get_or_init(|| {
+                    self.tokens
+                        .get_or_create(&TokenLabels {
+                            key: o.key.to_owned(),
+                            model: o.model.to_owned(),
+                            provider: o.provider.to_owned(),
+                            direction: direction.to_owned(),
+                        })
+                        .clone()
+                })
+                .inc_by(n);
             }
         }
     }
 
-    /// Records how long the upstream took to answer.
-    pub fn upstream(&self, model: &str, provider: &str, d: Duration) {
-        self.upstream_latency
-            .get_or_create(&RouteLabels {
+    /// The handles of (key, model, provider), made on first use.
+    fn series(&self, key: &str, model: &str, provider: &str) -> Arc<Series> {
+        thread_local! {
+            static NAME: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        NAME.with_borrow_mut(|name| {
+            name.clear();
+            for (i, part) in [key, model, provider].iter().enumerate() {
+                if i > 0 {
+                    name.push('\0');
+                }
+                name.push_str(part);
+            }
+            let read = self
+                .series
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(s) = read.get(name.as_str()) {
+                return s.clone();
+            }
+            drop(read);
+            let route = RouteLabels {
                 model: model.to_owned(),
                 provider: provider.to_owned(),
-            })
+            };
+            let made = Arc::new(Series {
+                latency: self.latency.get_or_create(&route).clone(),
+                route,
+                ttft: std::sync::OnceLock::new(),
+                upstream: std::sync::OnceLock::new(),
+                input: std::sync::OnceLock::new(),
+                output: std::sync::OnceLock::new(),
+                by_status: std::sync::Mutex::new(Vec::new()),
+            });
+            self.series
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .entry(name.clone())
+                .or_insert(made)
+                .clone()
+        })
+    }
+
+    /// Records how long the upstream took to answer a request of client key `key`.
+    pub fn upstream(&self, key: &str, model: &str, provider: &str, d: Duration) {
+        let series = self.series(key, model, provider);
+        series
+            .upstream
+            .get_or_init(|| self.upstream_latency.get_or_create(&series.route).clone())
             .observe(d.as_secs_f64());
     }
 

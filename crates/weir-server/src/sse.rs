@@ -114,9 +114,12 @@ struct State {
 
 /// Whether a frame is OpenAI's usage-only chunk (`"choices": []`).
 fn is_usage_only_chunk(f: &Frame) -> bool {
-    f.source
-        .as_ref()
-        .is_some_and(|s| s.dialect == Dialect::OpenAi && s.event.data().contains(r#""choices":[]"#))
+    // Built once: building a searcher per event cost more than the search.
+    static EMPTY_CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(r#""choices":[]"#));
+    f.source.as_ref().is_some_and(|s| {
+        s.dialect == Dialect::OpenAi && EMPTY_CHOICES.find(s.event.data().as_bytes()).is_some()
+    })
 }
 
 /// A `text/event-stream` response that writes each frame as soon as it arrives.
