@@ -29,5 +29,5 @@ pub use ids::sanitize_tool_id;
 #[cfg(feature = "provider")]
 pub use provider::{AnthropicConfig, AnthropicProvider, DEFAULT_BASE_URL, DEFAULT_VERSION};
 pub use request::decode_request;
-pub use response::{decode_response, encode_response};
+pub use response::{decode_response, decode_response_summary, encode_response};
 pub use stream::{StreamDecoder, StreamEncoder};

@@ -11,7 +11,10 @@ use weir_upstream::{
     HttpProviderConfig, KeyRing, Upstream, Url,
 };
 
-use crate::{decode_error, decode_response, encode_request, EncodeOptions, StreamDecoder};
+use crate::{
+    decode_error, decode_response, decode_response_summary, encode_request, EncodeOptions,
+    StreamDecoder,
+};
 
 /// `anthropic-version` sent when the client did not send one.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
@@ -68,8 +71,10 @@ impl AnthropicProvider {
 
     fn dialect() -> weir_upstream::Dialect<Decoder> {
         weir_upstream::Dialect {
+            dialect: weir_model::Dialect::Anthropic,
             decode_error,
             decode_response,
+            decode_summary: decode_response_summary,
             stream_decoder: || Decoder(StreamDecoder::new()),
         }
     }
@@ -177,6 +182,7 @@ impl Provider for AnthropicProvider {
             &secrets,
             Self::dialect(),
             &cx.report,
+            cx.client_dialect,
         )
         .await
     }

@@ -44,6 +44,50 @@ pub fn encode_response(resp: &ChatResponse) -> Result<Vec<u8>, WireError> {
     Ok(w.into_bytes())
 }
 
+/// Decodes only what the gateway accounts by (id, model, usage) from a Messages
+/// response, checking it is one (an object whose `content`, if any, is a list), for an
+/// Anthropic client that gets the body verbatim. `content` stays empty.
+pub fn decode_response_summary(body: &[u8]) -> Result<ChatResponse, WireError> {
+    let r: ASummary = serde_json::from_str(weir_model::wire::utf8("response body", body)?)
+        .map_err(|e| WireError::from_json("response body", &e))?;
+    Ok(r.0)
+}
+
+struct ASummary(ChatResponse);
+
+impl<'de> Deserialize<'de> for ASummary {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ASummary;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a Messages response object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ASummary, A::Error> {
+                let mut r = ChatResponse {
+                    origin: Some(Dialect::Anthropic),
+                    ..Default::default()
+                };
+                while let Some(k) = map.next_key::<Key<'de>>()? {
+                    match k.as_str() {
+                        "id" => r.id = map.next_value()?,
+                        "model" => r.model = map.next_value()?,
+                        "content" => {
+                            map.next_value::<Vec<de::IgnoredAny>>()?;
+                        }
+                        "usage" => r.usage = map.next_value::<AUsage>()?.0,
+                        _ => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(ASummary(r))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 struct AResponse(ChatResponse);
 
 impl<'de> Deserialize<'de> for AResponse {

@@ -85,6 +85,9 @@ pub struct CallContext {
     /// Where a provider reports what the upstream's response headers said about the
     /// key's rate limits (read by the router after the call).
     pub report: KeyReport,
+    /// The client's dialect: a provider of the same dialect may answer a non-streamed
+    /// request with the upstream's body verbatim ([`ChatResponse::raw`](crate::ChatResponse::raw)).
+    pub client_dialect: Option<crate::Dialect>,
 }
 
 impl CallContext {
@@ -97,6 +100,7 @@ impl CallContext {
             forward_headers: HeaderMap::new(),
             session: None,
             report: KeyReport::default(),
+            client_dialect: None,
         }
     }
 }

@@ -30,6 +30,11 @@ pub struct ChatResponse {
     pub message_extra: Extra,
     /// OpenAI choices after the first (`n > 1`), verbatim; other dialects cannot carry them.
     pub other_choices: Vec<RawJson>,
+    /// The upstream's body verbatim, when the client speaks the upstream's dialect
+    /// ([`CallContext::client_dialect`](crate::CallContext::client_dialect)): the provider
+    /// then decoded only what the gateway accounts by (id, model, usage), `content` is
+    /// empty, and the gateway forwards these bytes as they came.
+    pub raw: Option<Vec<u8>>,
 }
 
 /// Why the model stopped. Anthropic's set, which is the richest; see each dialect for the

@@ -26,5 +26,5 @@ mod preset;
 pub use preset::{Preset, PRESETS};
 pub use provider::{Flavor, OpenAiConfig, OpenAiProvider, AZURE_API_VERSION, DEFAULT_BASE_URL};
 pub use request::{decode_request, encode_request, EncodeOptions};
-pub use response::{decode_response, encode_response};
+pub use response::{decode_response, decode_response_summary, encode_response};
 pub use stream::{StreamDecoder, StreamEncodeOptions, StreamEncoder};

@@ -10,7 +10,10 @@ use weir_upstream::{
     call, endpoint, secret_header, FrameDecoder, HttpProviderConfig, KeyRing, Upstream, Url,
 };
 
-use crate::{decode_error, decode_response, encode_request, EncodeOptions, Preset, StreamDecoder};
+use crate::{
+    decode_error, decode_response, decode_response_summary, encode_request, EncodeOptions, Preset,
+    StreamDecoder,
+};
 
 /// Settings of an OpenAI provider: `base_url` is the API base up to and including its
 /// version segment (`/chat/completions` is appended): `https://api.openai.com/v1`,
@@ -204,8 +207,10 @@ impl Provider for OpenAiProvider {
         let headers = self.headers(key, &cx)?;
         let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();
         let dialect = weir_upstream::Dialect {
+            dialect: weir_model::Dialect::OpenAi,
             decode_error,
             decode_response,
+            decode_summary: decode_response_summary,
             stream_decoder: || Decoder(StreamDecoder::new()),
         };
         let url = self.url(&req.model)?;
@@ -219,6 +224,7 @@ impl Provider for OpenAiProvider {
             &secrets,
             dialect,
             &cx.report,
+            cx.client_dialect,
         )
         .await
     }

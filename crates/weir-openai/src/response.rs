@@ -23,6 +23,59 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
     Ok(r.0)
 }
 
+/// Decodes only what the gateway accounts by (id, model, usage) from a Chat Completions
+/// response, checking it is one (an object with `choices`), for an OpenAI client that
+/// gets the body verbatim. `content` stays empty.
+pub fn decode_response_summary(body: &[u8]) -> Result<ChatResponse, WireError> {
+    let r: OSummary = serde_json::from_str(weir_model::wire::utf8("response body", body)?)
+        .map_err(|e| WireError::from_json("response body", &e))?;
+    Ok(r.0)
+}
+
+struct OSummary(ChatResponse);
+
+impl<'de> Deserialize<'de> for OSummary {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OSummary;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a chat completion object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OSummary, A::Error> {
+                let mut r = ChatResponse {
+                    origin: Some(Dialect::OpenAi),
+                    ..Default::default()
+                };
+                let mut have_choices = false;
+                while let Some(k) = map.next_key::<Key<'de>>()? {
+                    match k.as_str() {
+                        "id" => r.id = map.next_value()?,
+                        "model" => r.model = map.next_value()?,
+                        "choices" => {
+                            map.next_value::<Vec<de::IgnoredAny>>()?;
+                            have_choices = true;
+                        }
+                        "usage" => {
+                            if let Some(u) = opt_value::<_, OUsage>(&mut map, &k, &mut r.extra)? {
+                                r.usage = u.0;
+                            }
+                        }
+                        _ => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                if !have_choices {
+                    return Err(de::Error::missing_field("choices"));
+                }
+                Ok(OSummary(r))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
 /// Encodes a canonical response as a Chat Completions response for an OpenAI client.
 /// Thinking from other dialects is exposed as `reasoning_content`.
 pub fn encode_response(resp: &ChatResponse) -> Result<Vec<u8>, WireError> {

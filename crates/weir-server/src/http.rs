@@ -410,6 +410,7 @@ async fn chat(
     let mut cx = CallContext::new(log.request_id.clone());
     cx.forward_headers = forward_headers(&headers);
     cx.session = session(&headers, &creq);
+    cx.client_dialect = Some(dialect);
     cx.deadline = log.started.map(|s| s + app.total_timeout);
     let model_name = creq.model.clone();
     let upstream_started = Instant::now();
@@ -474,10 +475,14 @@ async fn chat(
             log.provider = Some(served.provider.clone());
             log.upstream_model = Some(served.model.clone());
             let mut r = match reply {
-                Reply::Complete(resp) => {
-                    let encoded = match dialect {
-                        Dialect::Anthropic => weir_anthropic::encode_response(&resp),
-                        Dialect::OpenAi => weir_openai::encode_response(&resp),
+                Reply::Complete(mut resp) => {
+                    // A same-dialect upstream's body goes out as it came (lossless and
+                    // cheaper); anything else is encoded in the client's dialect.
+                    let raw = resp.raw.take().filter(|_| resp.origin == Some(dialect));
+                    let encoded = match (raw, dialect) {
+                        (Some(raw), _) => Ok(raw),
+                        (None, Dialect::Anthropic) => weir_anthropic::encode_response(&resp),
+                        (None, Dialect::OpenAi) => weir_openai::encode_response(&resp),
                     };
                     match encoded {
                         Ok(body) => {

@@ -846,3 +846,86 @@ async fn ten_reloads_under_two_hundred_requests_in_flight_lose_none() {
         .collect();
     assert!(keys.contains("sk-k1") && keys.contains("sk-k2"), "{keys:?}");
 }
+
+/// A fixed JSON body on every path.
+fn fixed(body: &str) -> Behaviour {
+    Behaviour::Status {
+        status: 200,
+        headers: vec![],
+        content_type: "application/json".into(),
+        body: body.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_same_dialect_answer_reaches_the_client_byte_for_byte_and_its_usage_is_counted() {
+    // Odd spacing, key order and fields no decoder knows: only verbatim forwarding keeps
+    // them exactly.
+    let openai_body = r#"{ "id":"chatcmpl-x","object":"chat.completion","created":1,"model":"up-model",
+  "choices":[{"index":0,"message":{"role":"assistant","content":"hi","vendor_field":{"a":[1,2]}},"finish_reason":"stop"}],
+  "usage":{"prompt_tokens":7,"completion_tokens":3,"total_tokens":10},"system_fingerprint":"fp_1","x_extra":1.50 }"#;
+    let anthropic_body = r#"{"type":"message","usage":{"output_tokens":4,"input_tokens":11},"id":"msg_x","role":"assistant","model":"up-model",
+ "content":[{"type":"text","text":"hi","citations":null}],"stop_reason":"end_turn","stop_sequence":null,"container":{"id":"c1"}}"#;
+    let o = FaultyUpstream::start(fixed(openai_body)).await;
+    let a = FaultyUpstream::start(fixed(anthropic_body)).await;
+    let w = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-o\"]\n\
+         [providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-a\"]\n\
+         [[models]]\nname = \"mo\"\ntargets = [{{ provider = \"o\" }}]\n\
+         [[models]]\nname = \"ma\"\ntargets = [{{ provider = \"a\" }}]\n",
+        o.url(),
+        a.url()
+    ))
+    .await;
+    let (status, _, body) = w.call('o', "mo", false, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, openai_body);
+    let (status, _, body) = w.call('a', "ma", false, &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, anthropic_body);
+    // Across dialects the answer is translated as before.
+    let (status, _, body) = w.call('a', "mo", false, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["content"][0]["text"], "hi");
+    assert_eq!(v["usage"]["input_tokens"], 7);
+    let (status, _, body) = w.call('o', "ma", false, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["choices"][0]["message"]["content"], "hi");
+    // The verbatim answers were still accounted.
+    let m = w.metrics().await;
+    for (model, provider, direction, n) in [
+        ("mo", "o", "input", 7),
+        ("mo", "o", "output", 3),
+        ("ma", "a", "input", 11),
+        ("ma", "a", "output", 4),
+    ] {
+        let line = format!(
+            "weir_tokens_total{{key=\"tester\",model=\"{model}\",provider=\"{provider}\",direction=\"{direction}\"}} {}",
+            // Each model was asked twice, once per client dialect.
+            n * 2
+        );
+        assert!(m.contains(&line), "missing {line} in\n{m}");
+    }
+}
+
+#[tokio::test]
+async fn a_same_dialect_answer_that_is_not_a_response_fails_over() {
+    // A 200 whose body is not a chat completion: the next target answers.
+    let broken = FaultyUpstream::start(fixed(r#"{"object":"list","data":[]}"#)).await;
+    let good = FaultyUpstream::start(Behaviour::ok("from good")).await;
+    let w = weir(&format!(
+        "[providers.broken]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-b\"]\n\
+         [providers.good]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-g\"]\n\
+         [[models]]\nname = \"m\"\ntargets = [{{ provider = \"broken\" }}, {{ provider = \"good\" }}]\n\
+         [routing]\nretries = 0\n",
+        broken.url(),
+        good.url()
+    ))
+    .await;
+    let (status, h, body) = w.call('o', "m", false, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h["x-weir-provider"], "good");
+    assert_eq!(text_of(&body), "from good");
+}

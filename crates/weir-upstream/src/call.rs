@@ -80,10 +80,16 @@ pub fn secret_header(
 
 /// What a dialect contributes to a call.
 pub struct Dialect<D> {
+    /// Which dialect it is.
+    pub dialect: weir_model::Dialect,
     /// Decodes an error body.
     pub decode_error: fn(u16, &[u8]) -> ApiError,
     /// Decodes a whole response.
     pub decode_response: fn(&[u8]) -> Result<ChatResponse, WireError>,
+    /// Decodes only what the gateway accounts by (id, model, usage), checking the body is
+    /// a response of the dialect: for clients of the same dialect, which get the body
+    /// verbatim.
+    pub decode_summary: fn(&[u8]) -> Result<ChatResponse, WireError>,
     /// Makes a stream decoder.
     pub stream_decoder: fn() -> D,
 }
@@ -100,6 +106,7 @@ pub async fn call<D: FrameDecoder>(
     secrets: &[&Secret],
     dialect: Dialect<D>,
     report: &KeyReport,
+    client: Option<weir_model::Dialect>,
 ) -> Result<Reply, ProviderError> {
     let mut resp = upstream.post(url, headers, body, timeouts).await?;
     let status = resp.status();
@@ -124,12 +131,21 @@ pub async fn call<D: FrameDecoder>(
         )));
     }
     let body = read_body(&mut resp).await?;
-    let r = (dialect.decode_response)(&body).map_err(|e| {
+    let verbatim = client == Some(dialect.dialect);
+    let decode = if verbatim {
+        dialect.decode_summary
+    } else {
+        dialect.decode_response
+    };
+    let mut r = decode(&body).map_err(|e| {
         ProviderError::new(
             ErrorKind::Decode,
             format!("the upstream's response could not be decoded: {e}"),
         )
     })?;
+    if verbatim {
+        r.raw = Some(body);
+    }
     Ok(Reply::Complete(Box::new(r)))
 }
 
