@@ -15,7 +15,7 @@ use weir_model::json_writer::JsonWriter;
 
 /// Decodes an upstream's (non-streamed) Messages response.
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
-    let r: AResponse = serde_json::from_str(weir_model::wire::utf8("response body", body)?)
+    let r: AResponse<false> = serde_json::from_str(weir_model::wire::utf8("response body", body)?)
         .map_err(|e| WireError::from_json("response body", &e))?;
     Ok(r.0)
 }
@@ -48,22 +48,27 @@ pub fn encode_response(resp: &ChatResponse) -> Result<Vec<u8>, WireError> {
 /// response, checking it is one (an object whose `content`, if any, is a list), for an
 /// Anthropic client that gets the body verbatim. `content` stays empty.
 pub fn decode_response_summary(body: &[u8]) -> Result<ChatResponse, WireError> {
-    let r: ASummary = serde_json::from_str(weir_model::wire::utf8("response body", body)?)
+    let r: AResponse<true> = serde_json::from_str(weir_model::wire::utf8("response body", body)?)
         .map_err(|e| WireError::from_json("response body", &e))?;
     Ok(r.0)
 }
 
-struct ASummary(ChatResponse);
+/// A response, whole, or (`SUMMARY`) only id, model and usage, checking `content` is a
+/// list.
+struct AResponse<const SUMMARY: bool>(ChatResponse);
 
-impl<'de> Deserialize<'de> for ASummary {
+impl<'de, const SUMMARY: bool> Deserialize<'de> for AResponse<SUMMARY> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = ASummary;
+        struct V<const S: bool>;
+        impl<'de, const SUMMARY: bool> Visitor<'de> for V<SUMMARY> {
+            type Value = AResponse<SUMMARY>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a Messages response object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ASummary, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<AResponse<SUMMARY>, A::Error> {
                 let mut r = ChatResponse {
                     origin: Some(Dialect::Anthropic),
                     ..Default::default()
@@ -72,41 +77,9 @@ impl<'de> Deserialize<'de> for ASummary {
                     match k.as_str() {
                         "id" => r.id = map.next_value()?,
                         "model" => r.model = map.next_value()?,
-                        "content" => {
+                        "content" if SUMMARY => {
                             map.next_value::<Vec<de::IgnoredAny>>()?;
                         }
-                        "usage" => r.usage = map.next_value::<AUsage>()?.0,
-                        _ => {
-                            map.next_value::<de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(ASummary(r))
-            }
-        }
-        d.deserialize_map(V)
-    }
-}
-
-struct AResponse(ChatResponse);
-
-impl<'de> Deserialize<'de> for AResponse {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = AResponse;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a Messages response object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AResponse, A::Error> {
-                let mut r = ChatResponse {
-                    origin: Some(Dialect::Anthropic),
-                    ..Default::default()
-                };
-                while let Some(k) = map.next_key::<Key<'de>>()? {
-                    match k.as_str() {
-                        "id" => r.id = map.next_value()?,
-                        "model" => r.model = map.next_value()?,
                         "content" => {
                             r.content = map
                                 .next_value::<Vec<ABlock>>()?
@@ -121,13 +94,16 @@ impl<'de> Deserialize<'de> for AResponse {
                         "stop_sequence" => r.stop_sequence = opt_value(&mut map, &k, &mut r.extra)?,
                         "usage" => r.usage = map.next_value::<AUsage>()?.0,
                         // `type` and `role` are constant; kept as they came.
+                        _ if SUMMARY => {
+                            map.next_value::<de::IgnoredAny>()?;
+                        }
                         _ => r.extra.insert(k.into_owned(), map.next_value()?),
                     }
                 }
                 Ok(AResponse(r))
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V::<SUMMARY>)
     }
 }
 

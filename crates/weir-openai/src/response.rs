@@ -18,7 +18,7 @@ use crate::request::{OToolCall, ToolCallsOut};
 
 /// Decodes an upstream's (non-streamed) Chat Completions response.
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
-    let r: OResponse = serde_json::from_str(weir_model::wire::utf8("response body", body)?)
+    let r: OResponse<false> = serde_json::from_str(weir_model::wire::utf8("response body", body)?)
         .map_err(|e| WireError::from_json("response body", &e))?;
     Ok(r.0)
 }
@@ -27,53 +27,9 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
 /// response, checking it is one (an object with `choices`), for an OpenAI client that
 /// gets the body verbatim. `content` stays empty.
 pub fn decode_response_summary(body: &[u8]) -> Result<ChatResponse, WireError> {
-    let r: OSummary = serde_json::from_str(weir_model::wire::utf8("response body", body)?)
+    let r: OResponse<true> = serde_json::from_str(weir_model::wire::utf8("response body", body)?)
         .map_err(|e| WireError::from_json("response body", &e))?;
     Ok(r.0)
-}
-
-struct OSummary(ChatResponse);
-
-impl<'de> Deserialize<'de> for OSummary {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = OSummary;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a chat completion object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OSummary, A::Error> {
-                let mut r = ChatResponse {
-                    origin: Some(Dialect::OpenAi),
-                    ..Default::default()
-                };
-                let mut have_choices = false;
-                while let Some(k) = map.next_key::<Key<'de>>()? {
-                    match k.as_str() {
-                        "id" => r.id = map.next_value()?,
-                        "model" => r.model = map.next_value()?,
-                        "choices" => {
-                            map.next_value::<Vec<de::IgnoredAny>>()?;
-                            have_choices = true;
-                        }
-                        "usage" => {
-                            if let Some(u) = opt_value::<_, OUsage>(&mut map, &k, &mut r.extra)? {
-                                r.usage = u.0;
-                            }
-                        }
-                        _ => {
-                            map.next_value::<de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                if !have_choices {
-                    return Err(de::Error::missing_field("choices"));
-                }
-                Ok(OSummary(r))
-            }
-        }
-        d.deserialize_map(V)
-    }
 }
 
 /// Encodes a canonical response as a Chat Completions response for an OpenAI client.
@@ -89,17 +45,22 @@ pub(crate) fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-struct OResponse(ChatResponse);
+/// A response, whole, or (`SUMMARY`) only id, model and usage, checking `choices` is a
+/// list.
+struct OResponse<const SUMMARY: bool>(ChatResponse);
 
-impl<'de> Deserialize<'de> for OResponse {
+impl<'de, const SUMMARY: bool> Deserialize<'de> for OResponse<SUMMARY> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = OResponse;
+        struct V<const S: bool>;
+        impl<'de, const SUMMARY: bool> Visitor<'de> for V<SUMMARY> {
+            type Value = OResponse<SUMMARY>;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a chat completion object")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<OResponse, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<OResponse<SUMMARY>, A::Error> {
                 let mut r = ChatResponse {
                     origin: Some(Dialect::OpenAi),
                     ..Default::default()
@@ -110,6 +71,10 @@ impl<'de> Deserialize<'de> for OResponse {
                         "id" => r.id = map.next_value()?,
                         "model" => r.model = map.next_value()?,
                         "created" => r.created = opt_value(&mut map, &k, &mut r.extra)?,
+                        "choices" if SUMMARY => {
+                            map.next_value::<Vec<de::IgnoredAny>>()?;
+                            have_choices = true;
+                        }
                         "choices" => {
                             map.next_value_seed(ChoicesSeed(&mut r))?;
                             have_choices = true;
@@ -118,6 +83,9 @@ impl<'de> Deserialize<'de> for OResponse {
                             if let Some(u) = opt_value::<_, OUsage>(&mut map, &k, &mut r.extra)? {
                                 r.usage = u.0;
                             }
+                        }
+                        _ if SUMMARY => {
+                            map.next_value::<de::IgnoredAny>()?;
                         }
                         _ => r.extra.insert(k.into_owned(), map.next_value()?),
                     }
@@ -128,7 +96,7 @@ impl<'de> Deserialize<'de> for OResponse {
                 Ok(OResponse(r))
             }
         }
-        d.deserialize_map(V)
+        d.deserialize_map(V::<SUMMARY>)
     }
 }
 
