@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, Notify};
 use weir_model::Secret;
 use weir_router::{StateChange, StateHandle, StateSink};
 
-pub use wire::{decode_message, encode_field, encode_message};
+use wire::{decode_message, encode_field, encode_message};
 
 /// How to reach Redis and what to do without it.
 #[derive(Clone, Debug)]

@@ -123,7 +123,7 @@ return 0
 ";
 
 /// The routing hash field a change sets.
-pub fn encode_field(c: &StateChange) -> String {
+pub(crate) fn encode_field(c: &StateChange) -> String {
     match c {
         StateChange::KeyRest { provider, key, .. } => format!("rest\t{provider}\t{key}"),
         StateChange::KeyRefused { provider, key, .. } => format!("refused\t{provider}\t{key}"),
@@ -162,7 +162,7 @@ pub(crate) fn until_of(c: &StateChange) -> Option<u64> {
 
 /// The channel message of a change: `origin`, the field, then the value (`-` when the
 /// field is removed).
-pub fn encode_message(origin: &str, c: &StateChange) -> String {
+pub(crate) fn encode_message(origin: &str, c: &StateChange) -> String {
     let value = until_and_value(c).map_or_else(|| "-".to_owned(), |(_, v)| v);
     format!("{origin}\t{}\t{value}", encode_field(c))
 }
@@ -206,7 +206,7 @@ pub(crate) fn decode_entry(field: &str, value: &str) -> Option<StateChange> {
 }
 
 /// A channel message as its origin and change; `None` for anything malformed.
-pub fn decode_message(m: &str) -> Option<(&str, StateChange)> {
+pub(crate) fn decode_message(m: &str) -> Option<(&str, StateChange)> {
     let mut parts = m.splitn(5, '\t');
     let origin = parts.next()?;
     let (kind, provider, name) = (parts.next()?, parts.next()?, parts.next()?);

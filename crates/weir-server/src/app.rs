@@ -254,7 +254,7 @@ pub async fn connect_state(app: &mut App) -> Result<(), String> {
 /// Wires an app (new, or rebuilt on reload) to a connected store: its router publishes
 /// what it learns and its limiters count there. The store applies other instances'
 /// changes to the router it follows ([`App::follow_state`]).
-pub fn attach_state(app: &mut App, state: weir_redis::RedisState) {
+fn attach_state(app: &mut App, state: weir_redis::RedisState) {
     app.router.set_state_sink(state.sink());
     app.state = Some(state);
 }
