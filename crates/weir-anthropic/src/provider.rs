@@ -7,7 +7,7 @@ use weir_model::{
     Reply, Secret, WireError,
 };
 use weir_upstream::{
-    call, endpoint, read_body, scrub, secret_header, status_error, FrameDecoder,
+    call, endpoint, read_body, scrub, secret_header, status_error, Endpoint, FrameDecoder,
     HttpProviderConfig, KeyRing, Upstream, Url,
 };
 
@@ -32,7 +32,7 @@ pub struct AnthropicProvider {
     cfg: AnthropicConfig,
     upstream: Upstream,
     keys: KeyRing,
-    messages_url: Url,
+    messages_url: Endpoint,
     count_tokens_url: Url,
 }
 
@@ -41,7 +41,8 @@ impl AnthropicProvider {
     pub fn new(cfg: AnthropicConfig, upstream: Upstream) -> Result<Self, String> {
         let keys = KeyRing::new(cfg.keys.clone());
         Ok(AnthropicProvider {
-            messages_url: endpoint(&cfg.base_url, "/v1/messages")?,
+            messages_url: Endpoint::new(endpoint(&cfg.base_url, "/v1/messages")?)
+                .map_err(|e| e.message)?,
             count_tokens_url: endpoint(&cfg.base_url, "/v1/messages/count_tokens")?,
             cfg,
             upstream,

@@ -1,5 +1,7 @@
 //! The OpenAI provider: OpenAI's API and any OpenAI-compatible service.
 
+use std::borrow::Cow;
+
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderMap;
 use weir_model::{
@@ -7,7 +9,8 @@ use weir_model::{
     Reply, Secret, WireError,
 };
 use weir_upstream::{
-    call, endpoint, secret_header, FrameDecoder, HttpProviderConfig, KeyRing, Upstream, Url,
+    call, endpoint, secret_header, Endpoint, FrameDecoder, HttpProviderConfig, KeyRing, Upstream,
+    Url,
 };
 
 use crate::{
@@ -49,7 +52,7 @@ pub struct OpenAiProvider {
     cfg: OpenAiConfig,
     upstream: Upstream,
     keys: KeyRing,
-    chat_url: Url,
+    chat_url: Endpoint,
     base: Url,
     flavor: Flavor,
     preset: Option<Preset>,
@@ -60,7 +63,8 @@ impl OpenAiProvider {
     pub fn new(cfg: OpenAiConfig, upstream: Upstream) -> Result<Self, String> {
         let keys = KeyRing::new(cfg.keys.clone());
         Ok(OpenAiProvider {
-            chat_url: endpoint(&cfg.base_url, "/chat/completions")?,
+            chat_url: Endpoint::new(endpoint(&cfg.base_url, "/chat/completions")?)
+                .map_err(|e| e.message)?,
             base: endpoint(&cfg.base_url, "")?,
             cfg,
             upstream,
@@ -115,9 +119,9 @@ impl OpenAiProvider {
     }
 
     /// The URL a request for `model` goes to.
-    fn url(&self, model: &str) -> Result<Url, ProviderError> {
+    fn url(&self, model: &str) -> Result<Cow<'_, Endpoint>, ProviderError> {
         match &self.flavor {
-            Flavor::OpenAi | Flavor::AzureV1 => Ok(self.chat_url.clone()),
+            Flavor::OpenAi | Flavor::AzureV1 => Ok(Cow::Borrowed(&self.chat_url)),
             Flavor::AzureDeployment { api_version } => {
                 let mut url = self.base.clone();
                 {
@@ -134,7 +138,7 @@ impl OpenAiProvider {
                     ]);
                 }
                 url.set_query(Some(&format!("api-version={api_version}")));
-                Ok(url)
+                Ok(Cow::Owned(Endpoint::new(url)?))
             }
         }
     }

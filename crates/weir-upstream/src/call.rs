@@ -98,7 +98,7 @@ pub struct Dialect<D> {
 #[allow(clippy::too_many_arguments)]
 pub async fn call<D: FrameDecoder>(
     upstream: &Upstream,
-    url: &crate::Url,
+    to: &crate::Endpoint,
     headers: HeaderMap,
     body: Vec<u8>,
     timeouts: &Timeouts,
@@ -108,7 +108,7 @@ pub async fn call<D: FrameDecoder>(
     report: &KeyReport,
     client: Option<weir_model::Dialect>,
 ) -> Result<Reply, ProviderError> {
-    let mut resp = upstream.post(url, headers, body, timeouts).await?;
+    let mut resp = upstream.send(to, headers, body, timeouts).await?;
     let status = resp.status();
     if status.is_success() {
         // An error's own wait is in its `retry_after`.

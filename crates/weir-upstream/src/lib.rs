@@ -146,7 +146,8 @@ impl Upstream {
 
     /// POSTs `body` to `url`, waiting at most `first_byte` for the response headers.
     /// Failures to connect or to answer in time are classified; HTTP error statuses are
-    /// returned as responses (the caller decodes the body in its dialect).
+    /// returned as responses (the caller decodes the body in its dialect). For a URL that
+    /// serves many calls, make an [`Endpoint`] once and use [`Upstream::send`].
     pub async fn post(
         &self,
         url: &Url,
@@ -154,20 +155,30 @@ impl Upstream {
         body: Vec<u8>,
         t: &Timeouts,
     ) -> Result<Response, ProviderError> {
+        self.send(&Endpoint::new(url.clone())?, headers, body, t)
+            .await
+    }
+
+    /// POSTs `body` to `to`, as [`Upstream::post`] does.
+    pub async fn send(
+        &self,
+        to: &Endpoint,
+        mut headers: HeaderMap,
+        body: Vec<u8>,
+        t: &Timeouts,
+    ) -> Result<Response, ProviderError> {
         let started = Instant::now();
         let deadline = started + t.total;
-        let uri: http::Uri = url.as_str().parse().map_err(|_| {
-            ProviderError::new(ErrorKind::Internal, "the upstream URL is not a valid URI")
-        })?;
+        let uri = to.uri.clone();
+        if let Some(host) = &to.host {
+            headers.insert(http::header::HOST, host.clone());
+        }
         let mut req = http::Request::new(http_body_util::Full::new(bytes::Bytes::from(body)));
         *req.method_mut() = http::Method::POST;
         if let Some(auth) = self.proxies.http_auth(&uri) {
-            let mut headers = headers;
             headers.insert(http::header::PROXY_AUTHORIZATION, auth);
-            *req.headers_mut() = headers;
-        } else {
-            *req.headers_mut() = headers;
         }
+        *req.headers_mut() = headers;
         *req.uri_mut() = uri;
         let send = self.client.request(req);
         let limit = t.first_byte.min(t.total);
@@ -233,6 +244,43 @@ pub fn endpoint(base_url: &str, path: &str) -> Result<Url, String> {
         other => Err(format!(
             "base_url must be an http:// or https:// URL, not {other}://"
         )),
+    }
+}
+
+/// An upstream URL made ready for sending once (providers build theirs at construction):
+/// the URI the client sends to, and for plain HTTP (always HTTP/1.1) its `Host` header,
+/// which the client would otherwise format on every call.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    url: Url,
+    uri: http::Uri,
+    host: Option<http::HeaderValue>,
+}
+
+impl Endpoint {
+    /// The endpoint for `url`; an error if it is not a URI hyper can send to.
+    pub fn new(url: Url) -> Result<Self, ProviderError> {
+        let invalid =
+            || ProviderError::new(ErrorKind::Internal, "the upstream URL is not a valid URI");
+        let uri: http::Uri = url.as_str().parse().map_err(|_| invalid())?;
+        // HTTPS may negotiate HTTP/2, where the client sends `:authority` instead: leave
+        // those to it.
+        let host = match (uri.scheme_str(), uri.host()) {
+            (Some("http"), Some(h)) => {
+                let v = match uri.port_u16().filter(|&p| p != 80) {
+                    Some(p) => http::HeaderValue::from_str(&format!("{h}:{p}")),
+                    None => http::HeaderValue::from_str(h),
+                };
+                Some(v.map_err(|_| invalid())?)
+            }
+            _ => None,
+        };
+        Ok(Endpoint { url, uri, host })
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &Url {
+        &self.url
     }
 }
 
@@ -337,5 +385,35 @@ fn human(d: Duration) -> String {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn host(url: &str) -> Option<String> {
+        let e = Endpoint::new(Url::parse(url).unwrap()).unwrap();
+        e.host.map(|h| h.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn plain_http_endpoints_carry_the_host_header_the_client_would_send() {
+        assert_eq!(
+            host("http://127.0.0.1:18081/v1").as_deref(),
+            Some("127.0.0.1:18081")
+        );
+        assert_eq!(
+            host("http://example.com:80/v1").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(
+            host("http://user:pw@example.com/v1").as_deref(),
+            Some("example.com")
+        );
+        assert_eq!(host("http://[::1]:8080/").as_deref(), Some("[::1]:8080"));
+        // HTTPS may be HTTP/2 (`:authority`): the client decides.
+        assert_eq!(host("https://api.openai.com/v1"), None);
     }
 }
