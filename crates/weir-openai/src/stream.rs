@@ -172,8 +172,19 @@ impl StreamDecoder {
             // Empty text opens no block; the general path skips it.
             return None;
         }
-        let tail = tail.strip_prefix(r#"},"logprobs":null,"finish_reason":null}]"#)?;
-        let tail = tail.trim_end();
+        // The choice's other fields, null while text streams: OpenAI sends both,
+        // compatible servers (vLLM, Groq, DeepSeek...) often only `finish_reason`.
+        let mut tail = tail.strip_prefix('}')?;
+        loop {
+            if let Some(t) = tail.strip_prefix(r#","logprobs":null"#) {
+                tail = t;
+            } else if let Some(t) = tail.strip_prefix(r#","finish_reason":null"#) {
+                tail = t;
+            } else {
+                break;
+            }
+        }
+        let tail = tail.strip_prefix("}]")?.trim_end();
         let plain = tail == "}" || tail == r#","usage":null}"#;
         let obfuscated = tail
             .strip_prefix(r#","obfuscation":"#)
@@ -613,9 +624,12 @@ mod tests {
     fn fast_content_path_agrees_with_the_general_decoder() {
         let head = r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
         let tail = r#","logprobs":null,"finish_reason":null}]"#;
+        let short = r#","finish_reason":null}]"#;
         let stream = [
             format!(r#"{head}{{"role":"assistant","content":""}}{tail}}}"#),
             format!(r#"{head}{{"content":"a \"b\" \u00e9\n"}}{tail}}}"#),
+            format!(r#"{head}{{"content":"without logprobs"}}{short}}}"#),
+            format!(r#"{head}{{"content":"w"}},"finish_reason":null,"logprobs":null}}]}}"#),
             format!(r#"{head}{{"content":"c"}}{tail},"usage":null}}"#),
             format!(r#"{head}{{"content":"d"}}{tail},"obfuscation":"x"}}"#),
             format!(r#"{head}{{"content":""}}{tail}}}"#),
@@ -633,6 +647,18 @@ mod tests {
         assert!(
             started.fast_content(&plain).is_some(),
             "the fast path must take plain chunks"
+        );
+        let short_plain =
+            format!(r#"{{"id":"c","choices":[{{"index":0,"delta":{{"content":"x"}}{short}}}"#);
+        assert!(
+            started.fast_content(&short_plain).is_some(),
+            "and those without logprobs"
+        );
+        let finished =
+            r#"{"id":"c","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}"#;
+        assert!(
+            started.fast_content(finished).is_none(),
+            "a finishing chunk takes the general path"
         );
         assert_eq!(decode_all(&stream, false), decode_all(&stream, true));
     }
