@@ -176,7 +176,8 @@ impl Keys {
 
 /// The key in `x-api-key` or `Authorization: Bearer`.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    if let Some(k) = headers.get("x-api-key").and_then(|v| v.to_str().ok()) {
+    const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
+    if let Some(k) = headers.get(&X_API_KEY).and_then(|v| v.to_str().ok()) {
         return Some(k.trim());
     }
     let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;

@@ -181,8 +181,14 @@ fn simple_error(
 
 /// A new request id: 16 random bytes, hex.
 pub(crate) fn request_id() -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let v: u128 = rand::random();
-    format!("req_{v:032x}")
+    let mut id = String::with_capacity(36);
+    id.push_str("req_");
+    for i in (0..32).rev() {
+        id.push(char::from(HEX[((v >> (i * 4)) & 0xf) as usize]));
+    }
+    id
 }
 
 /// Routes a request to its endpoint.
@@ -328,9 +334,13 @@ fn forward_headers(headers: &HeaderMap) -> HeaderMap {
 /// The client's session, for stickiness: `x-weir-session`, else
 /// `x-claude-code-session-id`, else `metadata.user_id`.
 fn session(headers: &HeaderMap, req: &ChatRequest) -> Option<String> {
-    ["x-weir-session", "x-claude-code-session-id"]
+    const NAMES: [HeaderName; 2] = [
+        HeaderName::from_static("x-weir-session"),
+        HeaderName::from_static("x-claude-code-session-id"),
+    ];
+    NAMES
         .iter()
-        .find_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .find_map(|h| headers.get(h).and_then(|v| v.to_str().ok()))
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
         .or_else(|| req.metadata.as_ref().and_then(|m| m.user_id.clone()))

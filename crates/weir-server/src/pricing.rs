@@ -2,7 +2,8 @@
 //! bundled list of well-known models (config wins), applied to the usage the upstream
 //! reported (input, output, cache reads, cache writes).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::RwLock;
 
 use weir_model::Usage;
 
@@ -40,20 +41,50 @@ const BUNDLED: &[(&str, f64, f64, f64, f64)] = &[
     ("gemini-2.5-flash", 0.3, 2.5, 0.075, 0.3),
 ];
 
+/// How many upstream model names the price table remembers its answer for (the names
+/// come from upstreams, so the memo is bounded; past it, it starts over).
+const MEMO_CAP: usize = 1024;
+
 /// The price table.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Prices {
     configured: BTreeMap<String, Price>,
+    /// Answers already found, by upstream model: a request's price is then one lookup
+    /// instead of a substring search through the bundled list.
+    memo: RwLock<HashMap<Box<str>, Option<Price>>>,
+}
+
+impl Clone for Prices {
+    fn clone(&self) -> Self {
+        Prices::new(self.configured.clone())
+    }
 }
 
 impl Prices {
     /// Prices from `[pricing]` (exact upstream model names), over the bundled list.
     pub fn new(configured: BTreeMap<String, Price>) -> Self {
-        Prices { configured }
+        Prices {
+            configured,
+            memo: RwLock::default(),
+        }
     }
 
     /// The price of an upstream model, if known.
     pub fn price(&self, model: &str) -> Option<Price> {
+        if let Some(p) = self.memo.read().ok().and_then(|m| m.get(model).copied()) {
+            return p;
+        }
+        let p = self.lookup(model);
+        if let Ok(mut m) = self.memo.write() {
+            if m.len() >= MEMO_CAP {
+                m.clear();
+            }
+            m.insert(model.into(), p);
+        }
+        p
+    }
+
+    fn lookup(&self, model: &str) -> Option<Price> {
         if let Some(p) = self.configured.get(model) {
             return Some(*p);
         }

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::{stream, StreamExt};
+use futures_util::{stream, FutureExt, StreamExt};
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, StreamBody};
@@ -112,6 +112,52 @@ struct State {
     done: bool,
 }
 
+/// Up to this many bytes of events already received are written as one body frame.
+const BATCH_BYTES: usize = 64 * 1024;
+
+impl State {
+    /// Writes what the upstream stream yielded (a frame, its failure, or its end) to
+    /// `out` in the client's dialect; `done` once nothing more is to be written.
+    fn absorb(
+        &mut self,
+        item: Option<Result<Frame, weir_model::ProviderError>>,
+        out: &mut Vec<u8>,
+    ) {
+        match item {
+            None => {
+                self.done = true;
+                self.log.set_outcome("complete");
+            }
+            Some(Ok(frame)) => {
+                self.log.observe(&frame);
+                if self.hide_usage_chunk && is_usage_only_chunk(&frame) {
+                    return;
+                }
+                if let Err(e) = self.encoder.encode(&frame, out) {
+                    self.done = true;
+                    self.log.outcome = "translation failed";
+                    let err = ApiError::new(
+                        weir_model::ErrorKind::Upstream,
+                        format!("cannot translate the upstream's stream: {e}"),
+                    );
+                    error_event(&mut self.encoder, self.dialect, &err, out);
+                }
+            }
+            Some(Err(e)) => {
+                self.done = true;
+                self.log.outcome = "upstream failed";
+                tracing::warn!(request_id = %self.log.log.request_id, kind = ?e.kind, "upstream stream failed: {}", e.message);
+                let api = e
+                    .api_error
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(|| ApiError::new(e.kind, e.message.clone()));
+                error_event(&mut self.encoder, self.dialect, &api, out);
+            }
+        }
+    }
+}
+
 /// Whether a frame is OpenAI's usage-only chunk (`"choices": []`).
 fn is_usage_only_chunk(f: &Frame) -> bool {
     // Built once: building a searcher per event cost more than the search.
@@ -152,36 +198,14 @@ pub(crate) fn sse_response(
                 return None;
             }
             let mut out = Vec::new();
-            match st.upstream.next().await {
-                None => {
-                    st.log.set_outcome("complete");
-                    return None;
-                }
-                Some(Ok(frame)) => {
-                    st.log.observe(&frame);
-                    if st.hide_usage_chunk && is_usage_only_chunk(&frame) {
-                        continue;
-                    }
-                    if let Err(e) = st.encoder.encode(&frame, &mut out) {
-                        st.done = true;
-                        st.log.outcome = "translation failed";
-                        let err = ApiError::new(
-                            weir_model::ErrorKind::Upstream,
-                            format!("cannot translate the upstream's stream: {e}"),
-                        );
-                        error_event(&mut st.encoder, st.dialect, &err, &mut out);
-                    }
-                }
-                Some(Err(e)) => {
-                    st.done = true;
-                    st.log.outcome = "upstream failed";
-                    tracing::warn!(request_id = %st.log.log.request_id, kind = ?e.kind, "upstream stream failed: {}", e.message);
-                    let api = e
-                        .api_error
-                        .as_deref()
-                        .cloned()
-                        .unwrap_or_else(|| ApiError::new(e.kind, e.message.clone()));
-                    error_event(&mut st.encoder, st.dialect, &api, &mut out);
+            let item = st.upstream.next().await;
+            st.absorb(item, &mut out);
+            // Events the upstream already sent go out together: one body frame (and one
+            // write) instead of one each. Nothing waits for more.
+            while !st.done && out.len() < BATCH_BYTES {
+                match st.upstream.next().now_or_never() {
+                    Some(item) => st.absorb(item, &mut out),
+                    None => break,
                 }
             }
             if out.is_empty() {
