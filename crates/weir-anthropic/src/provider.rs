@@ -167,8 +167,8 @@ impl Provider for AnthropicProvider {
         Ok(Some(c.input_tokens))
     }
 
-    async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
-        let body = encode_request(&req, &self.cfg.encode)
+    async fn send(&self, req: &ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
+        let body = encode_request(req, &self.cfg.encode)
             .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
         let key = self.keys.pick(&cx);
         let headers = self.headers(key, &cx)?;

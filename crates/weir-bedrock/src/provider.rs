@@ -270,7 +270,7 @@ impl Provider for BedrockProvider {
         }
     }
 
-    async fn send(&self, mut req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
+    async fn send(&self, req: &ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
         let model = req.model.clone();
         let stream = req.is_stream();
         let accept = if stream { EVENT_STREAM } else { JSON };
@@ -279,8 +279,14 @@ impl Provider for BedrockProvider {
         let (action, body) = if anthropic {
             betas = betas_from_headers(&cx.forward_headers);
             betas.retain(|b| !self.cfg.drop_betas.contains(b));
-            let body = encode_invoke_body(&mut req, &self.cfg.encode, &betas, &self.cfg.drop_betas)
-                .map_err(|e| encode_error(&e))?;
+            // The invoke encoder takes Anthropic's own fields out of the request's extras.
+            let body = encode_invoke_body(
+                &mut req.clone(),
+                &self.cfg.encode,
+                &betas,
+                &self.cfg.drop_betas,
+            )
+            .map_err(|e| encode_error(&e))?;
             (
                 if stream {
                     "invoke-with-response-stream"
@@ -291,7 +297,7 @@ impl Provider for BedrockProvider {
             )
         } else {
             let body =
-                encode_converse(&req, &model, &self.cfg.encode).map_err(|e| encode_error(&e))?;
+                encode_converse(req, &model, &self.cfg.encode).map_err(|e| encode_error(&e))?;
             (
                 if stream {
                     "converse-stream"

@@ -114,7 +114,7 @@ async fn invoke_request_is_signed_and_shaped() {
     let up = FaultyUpstream::start(answer(200, &[], "application/json", ANTHROPIC_RESPONSE)).await;
     let p = provider(&up, Auth::SigV4(creds()));
     let reply = p
-        .send(anthropic_request(CLAUDE, false), cx_with_betas())
+        .send(&anthropic_request(CLAUDE, false), cx_with_betas())
         .await
         .unwrap();
     let Reply::Complete(r) = reply else {
@@ -185,7 +185,7 @@ async fn streamed_invoke_gives_back_the_anthropic_events() {
         FaultyUpstream::start(answer(200, &[], "application/vnd.amazon.eventstream", body)).await;
     let p = provider(&up, Auth::SigV4(creds()));
     let got: Vec<Frame> = frames(
-        p.send(anthropic_request(CLAUDE, true), cx_with_betas())
+        p.send(&anthropic_request(CLAUDE, true), cx_with_betas())
             .await
             .unwrap(),
     )
@@ -226,7 +226,7 @@ async fn converse_answers_whole_and_streamed() {
     .await;
     let p = provider(&up, Auth::SigV4(creds()));
     let Reply::Complete(r) = p
-        .send(anthropic_request(NOVA, false), CallContext::new("r"))
+        .send(&anthropic_request(NOVA, false), CallContext::new("r"))
         .await
         .unwrap()
     else {
@@ -265,7 +265,7 @@ async fn converse_answers_whole_and_streamed() {
         stream,
     ));
     let got: Vec<Frame> = frames(
-        p.send(anthropic_request(NOVA, true), CallContext::new("r"))
+        p.send(&anthropic_request(NOVA, true), CallContext::new("r"))
             .await
             .unwrap(),
     )
@@ -299,7 +299,7 @@ async fn throttling_is_rate_limited_with_a_wait() {
     .await;
     let p = provider(&up, Auth::SigV4(creds()));
     let e = p
-        .send(anthropic_request(CLAUDE, true), CallContext::new("r"))
+        .send(&anthropic_request(CLAUDE, true), CallContext::new("r"))
         .await
         .unwrap_err();
     assert_eq!((e.kind, e.status), (ErrorKind::RateLimited, Some(429)));
@@ -326,7 +326,7 @@ async fn throttling_is_rate_limited_with_a_wait() {
     .concat();
     up.set(answer(200, &[], "application/vnd.amazon.eventstream", body));
     let got = frames(
-        p.send(anthropic_request(NOVA, true), CallContext::new("r"))
+        p.send(&anthropic_request(NOVA, true), CallContext::new("r"))
             .await
             .unwrap(),
     )
@@ -359,7 +359,7 @@ async fn credentials_never_appear_in_errors_or_debug_output() {
     .await;
     let p = provider(&up, Auth::SigV4(creds()));
     let e = p
-        .send(anthropic_request(CLAUDE, false), CallContext::new("r"))
+        .send(&anthropic_request(CLAUDE, false), CallContext::new("r"))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Authentication);
@@ -372,7 +372,7 @@ async fn credentials_never_appear_in_errors_or_debug_output() {
     // A Bedrock API key goes as a bearer token, unsigned, and is scrubbed the same way.
     let p = provider(&up, Auth::Bearer(Secret::new("bedrock-api-key-123456")));
     let e = p
-        .send(anthropic_request(NOVA, false), CallContext::new("r"))
+        .send(&anthropic_request(NOVA, false), CallContext::new("r"))
         .await
         .unwrap_err();
     let r = up.requests().pop().unwrap();
@@ -447,7 +447,7 @@ async fn listed_arns_go_through_invoke_and_profile_errors_name_the_fix() {
         None
     );
     let _ = p
-        .send(anthropic_request(ARN, false), CallContext::new("r"))
+        .send(&anthropic_request(ARN, false), CallContext::new("r"))
         .await
         .unwrap_err();
     assert_eq!(
@@ -456,7 +456,7 @@ async fn listed_arns_go_through_invoke_and_profile_errors_name_the_fix() {
     );
     let e = p
         .send(
-            anthropic_request("anthropic.claude-sonnet-4-5-20250929-v1:0", false),
+            &anthropic_request("anthropic.claude-sonnet-4-5-20250929-v1:0", false),
             CallContext::new("r"),
         )
         .await

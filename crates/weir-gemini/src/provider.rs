@@ -153,8 +153,8 @@ impl Provider for GeminiProvider {
         }
     }
 
-    async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
-        let body = encode_request(&req, &self.cfg.encode)
+    async fn send(&self, req: &ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
+        let body = encode_request(req, &self.cfg.encode)
             .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
         let stream = req.is_stream();
         let method = if stream {

@@ -68,7 +68,7 @@ async fn a_complete_answer() {
     let p = provider(up.url());
     let req = request("gemini-2.0-flash", false);
     let expected_body = encode_request(&req, &EncodeOptions::default()).unwrap();
-    let Reply::Complete(r) = p.send(req, CallContext::new("t")).await.unwrap() else {
+    let Reply::Complete(r) = p.send(&req, CallContext::new("t")).await.unwrap() else {
         panic!("expected a complete reply")
     };
     let recorded = &up.requests()[0];
@@ -110,7 +110,7 @@ async fn a_streamed_answer() {
     let mut cx = CallContext::new("t");
     cx.key = Some(Secret::new("AIzaOTHERKEY"));
     let Reply::Stream(mut s) = p
-        .send(request("models/gemini-2.5-flash", true), cx)
+        .send(&request("models/gemini-2.5-flash", true), cx)
         .await
         .unwrap()
     else {
@@ -157,7 +157,7 @@ async fn a_429_is_a_rate_limit_with_the_wait_from_the_body() {
     let up = FaultyUpstream::start(answer(429, "application/json", EXHAUSTED)).await;
     let p = provider(up.url());
     let e = p
-        .send(request("gemini-2.5-pro", false), CallContext::new("t"))
+        .send(&request("gemini-2.5-pro", false), CallContext::new("t"))
         .await
         .unwrap_err();
     assert_eq!((e.kind, e.status), (ErrorKind::RateLimited, Some(429)));
@@ -176,7 +176,7 @@ async fn a_429_is_a_rate_limit_with_the_wait_from_the_body() {
         body: format!("[{EXHAUSTED}]"),
     });
     let e = p
-        .send(request("gemini-2.5-pro", true), CallContext::new("t"))
+        .send(&request("gemini-2.5-pro", true), CallContext::new("t"))
         .await
         .unwrap_err();
     assert_eq!(
@@ -196,7 +196,7 @@ async fn keys_never_reach_error_messages_or_urls() {
     let up = FaultyUpstream::start(answer(400, "application/json", &echo.to_string())).await;
     let p = provider(up.url());
     let e = p
-        .send(request("gemini-2.5-flash", false), CallContext::new("t"))
+        .send(&request("gemini-2.5-flash", false), CallContext::new("t"))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Authentication);
@@ -219,7 +219,7 @@ async fn keys_never_reach_error_messages_or_urls() {
         "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>",
     ));
     let e = p
-        .send(request("gemini-2.5-flash", false), CallContext::new("t"))
+        .send(&request("gemini-2.5-flash", false), CallContext::new("t"))
         .await
         .unwrap_err();
     assert_eq!(
@@ -241,7 +241,7 @@ async fn model_names_stay_one_path_segment() {
     .await;
     let p = provider(&format!("{}/proxy/", up.url()));
     p.send(
-        request("tuned/../../x?key=1#f", false),
+        &request("tuned/../../x?key=1#f", false),
         CallContext::new("t"),
     )
     .await
@@ -251,7 +251,7 @@ async fn model_names_stay_one_path_segment() {
         "/proxy/v1beta/models/tuned%2F..%2F..%2Fx%3Fkey=1%23f:generateContent"
     );
     let e = p
-        .send(request("", false), CallContext::new("t"))
+        .send(&request("", false), CallContext::new("t"))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidRequest);
@@ -276,7 +276,7 @@ async fn requests_gemini_cannot_take_fail_before_any_call() {
         )]),
         extra: Default::default(),
     });
-    let e = p.send(req, CallContext::new("t")).await.unwrap_err();
+    let e = p.send(&req, CallContext::new("t")).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidRequest);
     assert!(
         e.message.contains("answers no earlier tool call"),

@@ -76,8 +76,8 @@ impl Provider for MockProvider {
         Capabilities::ALL
     }
 
-    async fn send(&self, req: ChatRequest, _cx: CallContext) -> Result<Reply, ProviderError> {
-        let (answer, fail_after_first) = match plan::plan(&req) {
+    async fn send(&self, req: &ChatRequest, _cx: CallContext) -> Result<Reply, ProviderError> {
+        let (answer, fail_after_first) = match plan::plan(req) {
             Plan::Fail(e) => return Err(e),
             Plan::Answer {
                 answer,

@@ -56,14 +56,14 @@ fn cx() -> CallContext {
 }
 
 async fn complete(p: &MockProvider, req: ChatRequest) -> ChatResponse {
-    match p.send(req, cx()).await.unwrap() {
+    match p.send(&req, cx()).await.unwrap() {
         Reply::Complete(r) => *r,
         Reply::Stream(_) => panic!("asked for a complete response"),
     }
 }
 
 async fn open_stream(p: &MockProvider, req: ChatRequest) -> EventStream {
-    match p.send(streaming(req), cx()).await.unwrap() {
+    match p.send(&streaming(req), cx()).await.unwrap() {
         Reply::Stream(s) => s,
         Reply::Complete(_) => panic!("asked for a stream"),
     }
@@ -469,7 +469,7 @@ async fn error_markers_fail_the_call() {
     ] {
         let text = format!("please [mock:error:{status}] fail");
         for req in [request(&text), streaming(request(&text))] {
-            let e = p.send(req, cx()).await.unwrap_err();
+            let e = p.send(&req, cx()).await.unwrap_err();
             assert_mock_error(&e, status, kind, retry);
         }
     }
@@ -495,7 +495,7 @@ async fn error_after_first_fails_mid_stream() {
     assert_mock_error(&err, 529, ErrorKind::Overloaded, None);
     assert!(s.next().await.is_none());
     // Without a stream, the call simply fails.
-    let e = p.send(req, cx()).await.unwrap_err();
+    let e = p.send(&req, cx()).await.unwrap_err();
     assert_mock_error(&e, 529, ErrorKind::Overloaded, None);
 }
 

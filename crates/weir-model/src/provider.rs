@@ -138,7 +138,7 @@ impl KeyReport {
 /// router can decide whether to try elsewhere and whether the target is unhealthy.
 ///
 /// ```text
-/// let reply = provider.send(request, CallContext::new("req-1")).await?;
+/// let reply = provider.send(&request, CallContext::new("req-1")).await?;
 /// ```
 #[async_trait::async_trait]
 pub trait Provider: Send + Sync {
@@ -149,8 +149,10 @@ pub trait Provider: Send + Sync {
     fn capabilities(&self, model: &str) -> Capabilities;
 
     /// Sends one request. Dropping the returned future, or the stream inside
-    /// [`Reply::Stream`], cancels the upstream request.
-    async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError>;
+    /// [`Reply::Stream`], cancels the upstream request. The request is borrowed: the
+    /// router sends the same one to each key and target it tries, and the client's
+    /// request as it is when the target keeps its model name, without copying it.
+    async fn send(&self, req: &ChatRequest, cx: CallContext) -> Result<Reply, ProviderError>;
 
     /// The provider's key pool, in configured order. The router picks one per call (least
     /// loaded, skipping keys that are cooling down or were refused) and passes it in
@@ -172,7 +174,7 @@ pub trait Provider: Send + Sync {
             max_tokens: Some(1),
             ..Default::default()
         };
-        match self.send(req, cx).await? {
+        match self.send(&req, cx).await? {
             Reply::Complete(_) => Ok(()),
             // Not asked for, but a stream that opened is an answer too.
             Reply::Stream(_) => Ok(()),

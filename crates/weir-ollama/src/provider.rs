@@ -59,8 +59,8 @@ impl Provider for OllamaProvider {
         }
     }
 
-    async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
-        let body = encode_request(&req)
+    async fn send(&self, req: &ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
+        let body = encode_request(req)
             .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -294,7 +294,7 @@ async fn the_provider_posts_to_api_chat_and_reads_streams_and_errors() {
     let p = provider(up.url());
     let mut req = tool_loop();
     req.stream = Some(true);
-    let Reply::Stream(mut s) = p.send(req, CallContext::new("t")).await.unwrap() else {
+    let Reply::Stream(mut s) = p.send(&req, CallContext::new("t")).await.unwrap() else {
         panic!()
     };
     let mut events = Vec::new();
@@ -311,7 +311,7 @@ async fn the_provider_posts_to_api_chat_and_reads_streams_and_errors() {
         &json!({"error": "model \"qwen9\" not found, try pulling it first"}),
     ));
     let e = p
-        .send(tool_loop(), CallContext::new("t"))
+        .send(&tool_loop(), CallContext::new("t"))
         .await
         .unwrap_err();
     assert_eq!((e.kind, e.status), (ErrorKind::NotFound, Some(404)));

@@ -194,18 +194,25 @@ impl Provider for OpenAiProvider {
         }
     }
 
-    async fn send(&self, mut req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
-        if let Some(p) = self.preset {
-            let removed = p.adapt(&mut req);
-            if !removed.is_empty() {
-                tracing::debug!(
-                    preset = p.name(),
-                    ?removed,
-                    "removed fields the service rejects"
-                );
+    async fn send(&self, req: &ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
+        let adapted;
+        let req = match self.preset {
+            Some(p) => {
+                let mut r = req.clone();
+                let removed = p.adapt(&mut r);
+                if !removed.is_empty() {
+                    tracing::debug!(
+                        preset = p.name(),
+                        ?removed,
+                        "removed fields the service rejects"
+                    );
+                }
+                adapted = r;
+                &adapted
             }
-        }
-        let body = encode_request(&req, &self.cfg.encode)
+            None => req,
+        };
+        let body = encode_request(req, &self.cfg.encode)
             .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
         let key = self.keys.pick(&cx);
         let headers = self.headers(key, &cx)?;

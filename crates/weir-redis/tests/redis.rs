@@ -284,7 +284,7 @@ impl Provider for Keyed {
     fn capabilities(&self, _: &str) -> weir_model::Capabilities {
         weir_model::Capabilities::ALL
     }
-    async fn send(&self, _: ChatRequest, _: CallContext) -> Result<Reply, ProviderError> {
+    async fn send(&self, _: &ChatRequest, _: CallContext) -> Result<Reply, ProviderError> {
         Err(ProviderError::new(
             weir_model::ErrorKind::Internal,
             "not called in these tests",

@@ -64,6 +64,7 @@ mod state;
 mod status;
 mod sync;
 
+use std::borrow::Cow;
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -1225,13 +1226,18 @@ impl Router {
             }
         };
 
-        let mut body = body.unwrap_or_else(|| {
-            let mut r = req.clone();
-            model.clone_into(&mut r.model);
-            r
-        });
-        let last_key = keys.len() - 1;
-        for (k, key) in keys.into_iter().enumerate() {
+        // The client's request goes as it is unless this target renames the model (or
+        // dropped features above): then a copy, once for all its keys.
+        let body = match body {
+            Some(b) => Cow::Owned(b),
+            None if req.model == model => Cow::Borrowed(req),
+            None => {
+                let mut r = req.clone();
+                model.clone_into(&mut r.model);
+                Cow::Owned(r)
+            }
+        };
+        for key in keys {
             let mut kcx = cx.clone();
             kcx.report = KeyReport::new();
             let key_state = key.and_then(|i| pool.and_then(|p| p.keys.get(i)));
@@ -1242,12 +1248,7 @@ impl Router {
             }
             st.in_flight.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
-            let r = if k == last_key {
-                std::mem::take(&mut body)
-            } else {
-                body.clone()
-            };
-            let result = match provider.send(r, kcx.clone()).await {
+            let result = match provider.send(&body, kcx.clone()).await {
                 Ok(Reply::Stream(s)) => hold::hold(s).await.map(Reply::Stream),
                 other => other,
             };

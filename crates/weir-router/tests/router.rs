@@ -160,7 +160,7 @@ impl Provider for Fake {
             Err(error(500, None))
         }
     }
-    async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
+    async fn send(&self, req: &ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
         self.calls.fetch_add(1, Ordering::SeqCst);
         let key = cx.key.as_ref().map(|k| k.expose().to_owned());
         self.keys_used.lock().unwrap().push(key.clone());
@@ -185,16 +185,16 @@ impl Provider for Fake {
             }
         };
         match act {
-            Act::Ok => Ok(ok(&req)),
+            Act::Ok => Ok(ok(req)),
             Act::Fail(s) => Err(error(s, None)),
             Act::Limited(d) => Err(error(429, Some(d))),
             Act::OkExhausted(d) => {
                 cx.report.exhausted_for(d);
-                Ok(ok(&req))
+                Ok(ok(req))
             }
             Act::Slow(d) => {
                 tokio::time::sleep(d).await;
-                Ok(ok(&req))
+                Ok(ok(req))
             }
             Act::StreamErrorFirst => {
                 let mut api = ApiError::new(ErrorKind::Overloaded, "Overloaded");

@@ -57,10 +57,10 @@ pub(crate) async fn count(
 /// Sends a request for a Gemini model.
 pub(crate) async fn send(
     p: &VertexProvider,
-    req: ChatRequest,
+    req: &ChatRequest,
     cx: CallContext,
 ) -> Result<Reply, ProviderError> {
-    let body = weir_gemini::encode_request(&req, &options(p)).map_err(invalid)?;
+    let body = weir_gemini::encode_request(req, &options(p)).map_err(invalid)?;
     let stream = req.is_stream();
     let url = if stream {
         p.url(
@@ -74,7 +74,7 @@ pub(crate) async fn send(
     };
     let mut resp = p.post(&url, &json_headers(), body, &cx).await?;
     if stream {
-        let decoder = weir_gemini::StreamDecoder::new().with_model(req.model);
+        let decoder = weir_gemini::StreamDecoder::new().with_model(req.model.clone());
         return Ok(Reply::Stream(sse_frames(
             resp,
             p.config().timeouts.idle,
@@ -84,7 +84,7 @@ pub(crate) async fn send(
     let body = read_body(&mut resp).await?;
     let mut r = weir_gemini::decode_response(&body).map_err(undecodable)?;
     if r.model.is_empty() {
-        r.model = req.model;
+        r.model.clone_from(&req.model);
     }
     Ok(Reply::Complete(Box::new(r)))
 }

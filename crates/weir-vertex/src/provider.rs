@@ -214,18 +214,26 @@ impl VertexProvider {
 
     async fn send_claude(
         &self,
-        mut req: ChatRequest,
+        req: &ChatRequest,
         cx: CallContext,
     ) -> Result<Reply, ProviderError> {
         let stream = req.is_stream();
         // Ours wins over one a client carried through.
-        req.extra.remove("anthropic_version");
+        let own;
+        let req = if req.extra.contains("anthropic_version") {
+            let mut r = req.clone();
+            r.extra.remove("anthropic_version");
+            own = r;
+            &own
+        } else {
+            req
+        };
         let opts = EncodeOptions {
             omit_model: true,
             omit_stream: false,
             ..self.cfg.anthropic_encode.clone()
         };
-        let body = weir_anthropic::encode_request(&req, &opts).map_err(invalid)?;
+        let body = weir_anthropic::encode_request(req, &opts).map_err(invalid)?;
         let body = with_anthropic_version(body)?;
         let method = if stream {
             "streamRawPredict"
@@ -313,7 +321,7 @@ impl Provider for VertexProvider {
         }
     }
 
-    async fn send(&self, req: ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
+    async fn send(&self, req: &ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
         if is_claude(&req.model) {
             self.send_claude(req, cx).await
         } else {

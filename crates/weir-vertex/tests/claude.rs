@@ -33,7 +33,7 @@ async fn claude_raw_predict_envelope() {
     );
     cx.forward_headers
         .insert("anthropic-version", HeaderValue::from_static("2023-06-01"));
-    let reply = p.send(claude_request(false), cx).await.unwrap();
+    let reply = p.send(&claude_request(false), cx).await.unwrap();
     let Reply::Complete(r) = reply else {
         panic!("expected a complete response")
     };
@@ -127,7 +127,7 @@ async fn claude_stream_raw_predict_is_lossless() {
     .await;
     let p = provider(&up, "us-east5", Arc::new(FnTokenSource::numbered("tok-")));
     let Reply::Stream(mut s) = p
-        .send(claude_request(true), CallContext::new("req-1"))
+        .send(&claude_request(true), CallContext::new("req-1"))
         .await
         .unwrap()
     else {
@@ -219,7 +219,7 @@ async fn a_second_401_is_an_authentication_error() {
     assert_eq!(tokens.fetches(), 2);
     // A stream request gets the same treatment before any byte of the stream.
     let e = p
-        .send(claude_request(true), CallContext::new("req-2"))
+        .send(&claude_request(true), CallContext::new("req-2"))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::Authentication);

@@ -121,7 +121,7 @@ async fn gemini_stream_generate_content() {
         Arc::new(FnTokenSource::numbered("tok-")),
     );
     let Reply::Stream(mut s) = p
-        .send(gemini_request(true), CallContext::new("req-1"))
+        .send(&gemini_request(true), CallContext::new("req-1"))
         .await
         .unwrap()
     else {

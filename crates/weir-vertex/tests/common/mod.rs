@@ -70,7 +70,7 @@ pub async fn complete(
     p: &VertexProvider,
     req: ChatRequest,
 ) -> Result<ChatResponseText, ProviderError> {
-    match p.send(req, CallContext::new("req-1")).await? {
+    match p.send(&req, CallContext::new("req-1")).await? {
         Reply::Complete(r) => Ok(ChatResponseText(
             r.content
                 .iter()
