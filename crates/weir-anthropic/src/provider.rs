@@ -8,7 +8,7 @@ use weir_model::{
 };
 use weir_upstream::{
     call, endpoint, read_body, scrub, secret_header, status_error, Endpoint, FrameDecoder,
-    HttpProviderConfig, KeyRing, Upstream, Url,
+    HttpProviderConfig, KeyRing, Upstream,
 };
 
 use crate::{
@@ -33,7 +33,7 @@ pub struct AnthropicProvider {
     upstream: Upstream,
     keys: KeyRing,
     messages_url: Endpoint,
-    count_tokens_url: Url,
+    count_tokens_url: Endpoint,
 }
 
 impl AnthropicProvider {
@@ -41,9 +41,12 @@ impl AnthropicProvider {
     pub fn new(cfg: AnthropicConfig, upstream: Upstream) -> Result<Self, String> {
         let keys = KeyRing::new(cfg.keys.clone());
         Ok(AnthropicProvider {
-            messages_url: Endpoint::new(endpoint(&cfg.base_url, "/v1/messages")?)
+            messages_url: upstream
+                .endpoint(endpoint(&cfg.base_url, "/v1/messages")?)
                 .map_err(|e| e.message)?,
-            count_tokens_url: endpoint(&cfg.base_url, "/v1/messages/count_tokens")?,
+            count_tokens_url: upstream
+                .endpoint(endpoint(&cfg.base_url, "/v1/messages/count_tokens")?)
+                .map_err(|e| e.message)?,
             cfg,
             upstream,
             keys,
@@ -142,7 +145,7 @@ impl Provider for AnthropicProvider {
         let headers = self.headers(key, &cx)?;
         let mut resp = self
             .upstream
-            .post(&self.count_tokens_url, headers, body, &self.cfg.timeouts)
+            .send(&self.count_tokens_url, headers, body, &self.cfg.timeouts)
             .await?;
         let status = resp.status();
         let headers = resp.headers().clone();

@@ -6,8 +6,8 @@ use weir_model::{
     CallContext, Capabilities, ChatRequest, ErrorKind, Provider, ProviderError, Reply, Secret,
 };
 use weir_upstream::{
-    body_frames, endpoint, read_body, report_limits, scrub, secret_header, status_error,
-    HttpProviderConfig, KeyRing, Upstream, Url,
+    body_frames, endpoint, read_body, report_limits, scrub, secret_header, status_error, Endpoint,
+    HttpProviderConfig, KeyRing, Upstream,
 };
 
 use crate::codec::{decode_error, decode_response, encode_request, NdjsonDecoder};
@@ -25,14 +25,16 @@ pub struct OllamaProvider {
     cfg: OllamaConfig,
     upstream: Upstream,
     keys: KeyRing,
-    chat_url: Url,
+    chat_url: Endpoint,
 }
 
 impl OllamaProvider {
     /// A provider over a shared HTTP client. Fails when `base_url` is not an http(s) URL.
     pub fn new(cfg: OllamaConfig, upstream: Upstream) -> Result<Self, String> {
         Ok(OllamaProvider {
-            chat_url: endpoint(&cfg.base_url, "/api/chat")?,
+            chat_url: upstream
+                .endpoint(endpoint(&cfg.base_url, "/api/chat")?)
+                .map_err(|e| e.message)?,
             keys: KeyRing::new(cfg.keys.clone()),
             cfg,
             upstream,
@@ -74,7 +76,7 @@ impl Provider for OllamaProvider {
         }
         let mut resp = self
             .upstream
-            .post(&self.chat_url, headers, body, &self.cfg.timeouts)
+            .send(&self.chat_url, headers, body, &self.cfg.timeouts)
             .await?;
         let status = resp.status();
         if !status.is_success() {

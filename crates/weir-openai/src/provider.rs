@@ -63,7 +63,8 @@ impl OpenAiProvider {
     pub fn new(cfg: OpenAiConfig, upstream: Upstream) -> Result<Self, String> {
         let keys = KeyRing::new(cfg.keys.clone());
         Ok(OpenAiProvider {
-            chat_url: Endpoint::new(endpoint(&cfg.base_url, "/chat/completions")?)
+            chat_url: upstream
+                .endpoint(endpoint(&cfg.base_url, "/chat/completions")?)
                 .map_err(|e| e.message)?,
             base: endpoint(&cfg.base_url, "")?,
             cfg,

@@ -35,6 +35,17 @@ impl std::fmt::Debug for Proxies {
 }
 
 impl Proxies {
+    /// No proxy.
+    #[cfg(test)]
+    pub(crate) fn none() -> Proxies {
+        Proxies(None)
+    }
+
+    /// Whether no proxy is configured at all.
+    pub(crate) fn is_none(&self) -> bool {
+        self.0.is_none()
+    }
+
     /// What the environment says.
     pub(crate) fn from_env() -> Proxies {
         let named = [

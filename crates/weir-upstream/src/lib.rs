@@ -10,10 +10,13 @@
 
 mod call;
 mod connect;
+mod h1;
 mod ratelimit;
 mod retry_after;
 mod stream;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, StatusCode};
@@ -65,6 +68,10 @@ type Client = hyper_util::client::legacy::Client<
 pub struct Upstream {
     client: Client,
     proxies: connect::Proxies,
+    /// Plain TCP connections, for the keep-alive pools of plain-HTTP endpoints.
+    http: hyper_util::client::legacy::connect::HttpConnector,
+    /// Those pools, one per origin, shared by the endpoints made for it.
+    pools: Arc<Mutex<HashMap<String, Arc<h1::Pool>>>>,
 }
 
 /// A response whose headers have arrived.
@@ -74,6 +81,8 @@ pub struct Response {
     body: hyper::body::Incoming,
     /// When the whole call must be over.
     pub deadline: Instant,
+    /// The pooled connection the response came on, returned at the body's end.
+    lease: Option<h1::Lease>,
 }
 
 impl Response {
@@ -92,7 +101,12 @@ impl Response {
         use http_body_util::BodyExt;
         loop {
             match self.body.frame().await {
-                None => return Ok(None),
+                None => {
+                    if let Some(l) = self.lease.take() {
+                        l.release();
+                    }
+                    return Ok(None);
+                }
                 Some(Err(e)) => return Err(transport_error(&e)),
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
@@ -122,6 +136,12 @@ impl Upstream {
         Upstream::build(connect, connect::Proxies::from_matcher(m))
     }
 
+    /// A client that uses no proxy, whatever the environment says.
+    #[cfg(test)]
+    pub(crate) fn direct(connect: Duration) -> Self {
+        Upstream::build(connect, connect::Proxies::none())
+    }
+
     fn build(connect: Duration, proxies: connect::Proxies) -> Self {
         let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
         http.enforce_http(false);
@@ -133,7 +153,7 @@ impl Upstream {
             .enable_http1()
             .enable_http2()
             .wrap_connector(connect::Connect {
-                http,
+                http: http.clone(),
                 proxies: proxies.clone(),
             });
         let client =
@@ -141,7 +161,25 @@ impl Upstream {
                 .pool_idle_timeout(Duration::from_secs(90))
                 .pool_timer(hyper_util::rt::TokioTimer::new())
                 .build(https);
-        Upstream { client, proxies }
+        Upstream {
+            client,
+            proxies,
+            http,
+            pools: Arc::default(),
+        }
+    }
+
+    /// The endpoint for `url`, made once for the calls a provider sends there. A
+    /// plain-HTTP one gets its origin's keep-alive pool (unless a proxy is configured);
+    /// other URLs use the shared pooled client.
+    pub fn endpoint(&self, url: Url) -> Result<Endpoint, ProviderError> {
+        let mut e = Endpoint::new(url)?;
+        if e.host.is_some() && self.proxies.is_none() {
+            let origin = e.url.origin().ascii_serialization();
+            let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+            e.pool = Some(pools.entry(origin).or_default().clone());
+        }
+        Ok(e)
     }
 
     /// POSTs `body` to `url`, waiting at most `first_byte` for the response headers.
@@ -169,27 +207,46 @@ impl Upstream {
     ) -> Result<Response, ProviderError> {
         let started = Instant::now();
         let deadline = started + t.total;
-        let uri = to.uri.clone();
         if let Some(host) = &to.host {
             headers.insert(http::header::HOST, host.clone());
         }
         let mut req = http::Request::new(http_body_util::Full::new(bytes::Bytes::from(body)));
         *req.method_mut() = http::Method::POST;
-        if let Some(auth) = self.proxies.http_auth(&uri) {
+        if let Some(auth) = self.proxies.http_auth(&to.uri) {
             headers.insert(http::header::PROXY_AUTHORIZATION, auth);
         }
         *req.headers_mut() = headers;
-        *req.uri_mut() = uri;
-        let send = self.client.request(req);
         let limit = t.first_byte.min(t.total);
-        match tokio::time::timeout(limit, send).await {
-            Err(_) => Err(ProviderError::new(
+        let timed_out = || {
+            ProviderError::new(
                 ErrorKind::Timeout,
                 format!(
                     "the upstream sent no response headers within {}",
                     human(limit)
                 ),
-            )),
+            )
+        };
+        if let (Some(pool), Some(origin_form)) = (&to.pool, &to.origin_form) {
+            *req.uri_mut() = origin_form.clone();
+            let sent = h1::send(pool, &self.http, &to.uri, req);
+            return match tokio::time::timeout(limit, sent).await {
+                Err(_) => Err(timed_out()),
+                Ok(Err(e)) => Err(e),
+                Ok(Ok((resp, lease))) => {
+                    let (head, body) = resp.into_parts();
+                    Ok(Response {
+                        head,
+                        body,
+                        deadline,
+                        lease: Some(lease),
+                    })
+                }
+            };
+        }
+        *req.uri_mut() = to.uri.clone();
+        let send = self.client.request(req);
+        match tokio::time::timeout(limit, send).await {
+            Err(_) => Err(timed_out()),
             Ok(Err(e)) => Err(transport_error(&e)),
             Ok(Ok(resp)) => {
                 let (head, body) = resp.into_parts();
@@ -197,6 +254,7 @@ impl Upstream {
                     head,
                     body,
                     deadline,
+                    lease: None,
                 })
             }
         }
@@ -255,6 +313,10 @@ pub struct Endpoint {
     url: Url,
     uri: http::Uri,
     host: Option<http::HeaderValue>,
+    /// For a pooled plain-HTTP endpoint: its origin's connections, and the request
+    /// target they are sent (path and query).
+    pool: Option<Arc<h1::Pool>>,
+    origin_form: Option<http::Uri>,
 }
 
 impl Endpoint {
@@ -275,7 +337,14 @@ impl Endpoint {
             }
             _ => None,
         };
-        Ok(Endpoint { url, uri, host })
+        let origin_form = uri.path_and_query().map(|pq| http::Uri::from(pq.clone()));
+        Ok(Endpoint {
+            url,
+            uri,
+            host,
+            pool: None,
+            origin_form,
+        })
     }
 
     /// The URL.
@@ -287,8 +356,13 @@ impl Endpoint {
 /// Classifies a transport failure. The message is built from the error's causes, never
 /// from a URL (a URL may carry credentials).
 pub fn transport_error(e: &(dyn std::error::Error + 'static)) -> ProviderError {
+    classify(e, false)
+}
+
+/// [`transport_error`], knowing (`connect`) the failure was in making the connection.
+pub(crate) fn classify(e: &(dyn std::error::Error + 'static), connect: bool) -> ProviderError {
     let mut timed_out = false;
-    let mut connect = false;
+    let mut connect = connect;
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
