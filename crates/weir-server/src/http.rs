@@ -133,14 +133,21 @@ pub(crate) fn full(
 ) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()).boxed_unsync());
     *r.status_mut() = status;
+    // Room for the headers every answer gets (request id, provider, model...).
+    r.headers_mut().reserve(6);
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
-fn set_header(r: &mut Response<Body>, name: &'static str, value: &str) {
+const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_WEIR_PROVIDER: HeaderName = HeaderName::from_static("x-weir-provider");
+const X_WEIR_MODEL: HeaderName = HeaderName::from_static("x-weir-model");
+const X_WEIR_WARNING: HeaderName = HeaderName::from_static("x-weir-warning");
+
+fn set_header(r: &mut Response<Body>, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
-        r.headers_mut().insert(HeaderName::from_static(name), v);
+        r.headers_mut().insert(name, v);
     }
 }
 
@@ -157,12 +164,12 @@ pub(crate) fn error_response(
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut r = full(status, "application/json", body);
-    set_header(&mut r, "x-request-id", request_id);
+    set_header(&mut r, X_REQUEST_ID, request_id);
     if status == StatusCode::TOO_MANY_REQUESTS || retry_after.is_some() {
         let secs = retry_after
             .map_or(1, |d| d.as_secs_f64().ceil() as u64)
             .max(1);
-        set_header(&mut r, "retry-after", &secs.to_string());
+        set_header(&mut r, http::header::RETRY_AFTER, &secs.to_string());
     }
     r
 }
@@ -183,12 +190,12 @@ fn simple_error(
 pub(crate) fn request_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let v: u128 = rand::random();
-    let mut id = String::with_capacity(36);
-    id.push_str("req_");
-    for i in (0..32).rev() {
-        id.push(char::from(HEX[((v >> (i * 4)) & 0xf) as usize]));
+    let mut id = *b"req_00000000000000000000000000000000";
+    for (i, b) in id[4..].iter_mut().enumerate() {
+        *b = HEX[((v >> ((31 - i) * 4)) & 0xf) as usize];
     }
-    id
+    // ASCII by construction.
+    String::from_utf8_lossy(&id).into_owned()
 }
 
 /// Routes a request to its endpoint.
@@ -241,8 +248,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         ),
     };
     let mut r = r;
-    if !r.headers().contains_key("x-request-id") {
-        set_header(&mut r, "x-request-id", &log.request_id);
+    if !r.headers().contains_key(&X_REQUEST_ID) {
+        set_header(&mut r, X_REQUEST_ID, &log.request_id);
     }
     Ok(r)
 }
@@ -516,10 +523,10 @@ async fn chat(
                     sse_response(dialect, s, client_usage, slog)
                 }
             };
-            set_header(&mut r, "x-weir-provider", &served.provider);
-            set_header(&mut r, "x-weir-model", &served.model);
+            set_header(&mut r, X_WEIR_PROVIDER, &served.provider);
+            set_header(&mut r, X_WEIR_MODEL, &served.model);
             if !served.warnings.is_empty() {
-                set_header(&mut r, "x-weir-warning", &served.warnings.join("; "));
+                set_header(&mut r, X_WEIR_WARNING, &served.warnings.join("; "));
             }
             r
         }
@@ -615,4 +622,19 @@ fn models(app: &App, req: &Request<Incoming>, log: &RequestLog) -> Response<Body
     };
     log.emit(200, None, None, None);
     full(StatusCode::OK, "application/json", body.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_req_and_32_random_hex_digits() {
+        let a = super::request_id();
+        let b = super::request_id();
+        assert_eq!(a.len(), 36);
+        assert!(a.starts_with("req_"));
+        assert!(a[4..]
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
+        assert_ne!(a, b);
+    }
 }

@@ -222,7 +222,8 @@ pub(crate) fn sse_response(
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     h.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    h.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    const X_ACCEL_BUFFERING: http::HeaderName = http::HeaderName::from_static("x-accel-buffering");
+    h.insert(X_ACCEL_BUFFERING, HeaderValue::from_static("no"));
     r
 }
 

@@ -152,7 +152,7 @@ pub async fn call<D: FrameDecoder>(
 /// Tells the router when the response's rate-limit headers say the key's limits are spent
 /// (a 429's own wait is in its error; this is for answers that still succeeded).
 pub fn report_limits(headers: &HeaderMap, report: &KeyReport) {
-    if let Some(d) = crate::rate_limit_info(headers, std::time::SystemTime::now()).exhausted_for {
+    if let Some(d) = crate::ratelimit::exhausted_for(headers, std::time::SystemTime::now()) {
         report.exhausted_for(d);
     }
 }

@@ -403,28 +403,31 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Reads a whole (non-streamed) body, bounded by [`MAX_BODY_BYTES`] and the deadline.
 pub async fn read_body(resp: &mut Response) -> Result<Vec<u8>, ProviderError> {
-    let mut out = Vec::new();
-    loop {
-        let left = resp.deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, resp.chunk()).await {
-            Err(_) => {
+    let deadline = tokio::time::Instant::from_std(resp.deadline);
+    let read = async {
+        let mut out = Vec::new();
+        while let Some(chunk) = resp.chunk().await? {
+            if out.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(ProviderError::new(
-                    ErrorKind::Timeout,
-                    "the upstream did not finish its response within the total timeout",
-                ))
+                    ErrorKind::Decode,
+                    format!("the upstream's response exceeds {MAX_BODY_BYTES} bytes"),
+                ));
             }
-            Ok(Err(e)) => return Err(e),
-            Ok(Ok(None)) => return Ok(out),
-            Ok(Ok(Some(chunk))) => {
-                if out.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ProviderError::new(
-                        ErrorKind::Decode,
-                        format!("the upstream's response exceeds {MAX_BODY_BYTES} bytes"),
-                    ));
-                }
+            if out.is_empty() {
+                // Most bodies arrive in one chunk: take it without copying.
+                out = Vec::from(chunk);
+            } else {
                 out.extend_from_slice(&chunk);
             }
         }
+        Ok(out)
+    };
+    match tokio::time::timeout_at(deadline, read).await {
+        Err(_) => Err(ProviderError::new(
+            ErrorKind::Timeout,
+            "the upstream did not finish its response within the total timeout",
+        )),
+        Ok(r) => r,
     }
 }
 

@@ -97,7 +97,7 @@ fn explicit_retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration
 }
 
 /// The longest reset among the limits whose remaining count is 0, if any is.
-fn exhausted_for(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+pub(crate) fn exhausted_for(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
     let mut longest: Option<Duration> = None;
     for name in headers.keys() {
         let name = name.as_str();
