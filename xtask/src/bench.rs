@@ -117,7 +117,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     }
     let (warm, measure) = if quick { ("1", "2") } else { ("2", "5") };
     crate::run_cmd(
-        Command::new(env!("CARGO"))
+        crate::cargo()
             .current_dir(root)
             .args([
                 "bench",

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 
@@ -77,7 +76,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     }
     let report = root.join("target/conformance.json");
     let _ = std::fs::remove_file(&report);
-    let status = Command::new(env!("CARGO"))
+    let status = crate::cargo()
         .current_dir(root)
         .args([
             "test",

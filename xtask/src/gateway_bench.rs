@@ -264,12 +264,11 @@ pub fn run(root: &Path, secs: u32) -> Result<String, String> {
             ));
         }
     }
-    crate::run_cmd(Command::new(env!("CARGO")).current_dir(root).args([
-        "build",
-        "--release",
-        "-p",
-        "weir",
-    ]))?;
+    crate::run_cmd(
+        crate::cargo()
+            .current_dir(root)
+            .args(["build", "--release", "-p", "weir"]),
+    )?;
     let dir = root.join("target/weir-bench");
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let conf = dir.join("nginx.conf");

@@ -40,6 +40,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Cargo, without the variables `cargo run` set for xtask itself: build scripts that
+/// track them (ring's tracks `CARGO_MANIFEST_DIR`) would otherwise rebuild everything that
+/// the same command run from a shell already built.
+pub(crate) fn cargo() -> Command {
+    let mut c = Command::new(env!("CARGO"));
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                k.as_ref(),
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            c.env_remove(k.as_ref());
+        }
+    }
+    c
+}
+
 /// Runs a command, failing with its name if it fails.
 pub(crate) fn run_cmd(cmd: &mut Command) -> Result<(), String> {
     let status = cmd.status().map_err(|e| format!("{cmd:?}: {e}"))?;
