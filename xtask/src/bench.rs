@@ -186,9 +186,9 @@ pub fn report(root: &Path) -> Result<(), String> {
          dialect decoder, the other dialect's encoder and SSE encoding. The dialect benchmarks\n\
          run on mimalloc, the allocator the gateway binary is to use.\n\n\
          The machine is shared and noisy: consecutive runs of the same code differ by up to\n\
-         about a fifth. The 100 KB request measured 117-190 µs on the machine of an earlier\n\
-         session and 95-98 µs on this one; most of its time is serde_json scanning strings\n\
-         it must skip or copy (schemas, descriptions, text) and allocation.\n\n\
+         about a fifth. The 100 KB request has measured 94-190 µs on machines of this kind\n\
+         across sessions; most of its time is serde_json scanning strings it must skip or\n\
+         copy (schemas, descriptions, text) and allocation.\n\n\
          {}",
         machine(),
         fs::read_to_string(root.join("target/weir-bench/gateway.md"))
@@ -210,29 +210,37 @@ pub fn report(root: &Path) -> Result<(), String> {
 /// What the gateway figures mean, from profiling (kept with the report).
 const GATEWAY_NOTES: &str = "
 Reading these figures: the machine is a shared 2-core VM and the direct figure itself moves
-by a fifth between runs (112k-141k req/s within minutes), so compare Weir with the nginx
+by a fifth between runs (100k-140k req/s within minutes), so compare Weir with the nginx
 proxy floor of the same run. nginx as a proxy pays the same second loopback round trip and
-reaches 0.38-0.49 of direct; the gap to it is Weir's own CPU per request. Measured over
+reaches 0.39-0.47 of direct; the gap to it is Weir's own CPU per request. Measured over
 whole runs (the process's user and system time divided by requests) at 32 connections, a
-non-streamed request costs Weir about 13 µs of user and 13-15 µs of kernel CPU, against
-about 17 µs in all for the nginx proxy: the kernel part (two loopback sends, two reads,
-epoll; strace counts 2 writev, 2 recvfrom and about 1.2 epoll_wait per request, already the
-minimum) is the same for both, so the difference is user-space work (hyper server and
-client, JSON decode and encode, routing, metrics). At one connection every request wakes
-the process from idle twice, which roughly doubles that CPU. Streamed requests add SSE
-decoding and per-event JSON (for usage and stream failover): they reach about two thirds
-to three quarters of the non-streamed throughput.
+non-streamed request costs Weir about 27 µs of CPU (about 11 µs user, 16 µs kernel) against
+about 20 µs for the nginx proxy (4 µs user, 16 µs kernel): the kernel part (two loopback
+sends that each wake a peer, two reads, epoll; strace counts 2 writev, 2 recvfrom and 2
+epoll_wait per request at one connection, the minimum) is the same for both, so the
+difference is user-space work: hyper server and client (about 45% of Weir's instructions),
+JSON decode and encode (about 25%), routing, auth, metrics. At one connection every
+request wakes the process from idle twice and runs with cold caches: user CPU per request
+is about three times what it is at 32 connections. `/health`, answered by Weir itself, has
+the same p50 as nginx answering directly (57 µs), so the added latency is the upstream leg.
 
-Done, by profile: the upstream client is hyper's pooled client (reqwest re-parsed every
-response's URL with IDNA and cloned its service stack: about 8% of user CPU; replacing it
-took throughput from about 35.5k to 39k req/s in an A/B run); searchers built once on the
-streaming path (1.6% of samples); metric handles cached per key, model and provider; a
-same-dialect non-streamed answer is forwarded verbatim after a usage-only parse (user CPU
-per OpenAI request about 15 -> 12 µs in an A/B run). Tried and dropped: fat LTO with one
-codegen unit (no difference beyond noise) and one runtime thread (slower). Open, by
-profile: the same usage-only treatment for same-dialect streams (each event is still
-decoded into canonical events for usage and failover), fewer Instant::now calls
-(clock_gettime is about 2%), and fewer allocations per request.
+Done, by profile (instruction counts from `valgrind --tool=callgrind`, which repeat
+exactly, and CPU per request over whole runs, in A/B pairs): the upstream client is
+hyper's (reqwest re-parsed every response's URL with IDNA); searchers built once on the
+streaming path; metric handles cached per key, model and provider; a same-dialect
+non-streamed answer is forwarded verbatim after a usage-only parse. Then: plain-HTTP
+upstreams get a keep-alive pool held by the provider's endpoint (hyper-util's pool hashed
+its key byte by byte with SipHash three times per request and formatted the Host header),
+endpoints are parsed once, providers borrow the request instead of the router copying it,
+price lookups are memoized, stream events already received go out as one body frame, and
+the OpenAI stream fast path takes chunks without `logprobs`. Instructions per request
+went from about 91k to 74k (chat completions) and 193k to 127k (chat completions stream);
+CPU per non-streamed request at 32 connections from about 31.5 to 27 µs; Weir's throughput
+in the full runs from about 37k to 42k req/s. Tried and dropped: fat LTO with one codegen
+unit (no difference beyond noise) and one runtime thread (slower). Open, by profile: the
+remaining instructions are spread thin (the largest single item, memcpy, is 6%); the
+same-dialect stream still decodes each event for usage and failover; about 28
+clock_gettime calls per request (tokio's timer and metrics, hyper's date, a dozen ours).
 ";
 
 fn human_rate(bytes_per_sec: f64) -> String {
