@@ -1,6 +1,8 @@
 //! Chat Completions streams: chunks to canonical frames (a state machine that opens and
 //! closes blocks the way Anthropic streams do), and canonical frames back to chunks.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use weir_model::{
@@ -50,10 +52,11 @@ pub struct StreamDecoder {
 
 #[derive(Deserialize)]
 struct Chunk<'a> {
-    #[serde(default)]
-    id: String,
-    #[serde(default)]
-    model: String,
+    // Borrowed: most chunks repeat them and only the first one's are kept.
+    #[serde(default, borrow)]
+    id: Cow<'a, str>,
+    #[serde(default, borrow)]
+    model: Cow<'a, str>,
     #[serde(default, borrow)]
     choices: Option<Vec<ChunkChoice<'a>>>,
     #[serde(borrow)]
@@ -75,7 +78,8 @@ struct ChunkChoice<'a> {
     index: u32,
     #[serde(borrow)]
     delta: Option<ChunkDelta<'a>>,
-    finish_reason: Option<String>,
+    #[serde(borrow)]
+    finish_reason: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -231,8 +235,8 @@ impl StreamDecoder {
         if !self.started {
             self.started = true;
             out.push(StreamEvent::MessageStart {
-                id: c.id.clone(),
-                model: c.model.clone(),
+                id: c.id.into_owned(),
+                model: c.model.into_owned(),
                 usage: Usage::default(),
             });
         }
