@@ -78,8 +78,7 @@ struct ChunkChoice<'a> {
     index: u32,
     #[serde(borrow)]
     delta: Option<ChunkDelta<'a>>,
-    #[serde(borrow)]
-    finish_reason: Option<Cow<'a, str>>,
+    finish_reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -179,11 +178,18 @@ impl StreamDecoder {
         // The choice's other fields, null while text streams: OpenAI sends both,
         // compatible servers (vLLM, Groq, DeepSeek...) often only `finish_reason`.
         let mut tail = tail.strip_prefix('}')?;
+        let (mut logprobs, mut finish) = (false, false);
         loop {
-            if let Some(t) = tail.strip_prefix(r#","logprobs":null"#) {
-                tail = t;
-            } else if let Some(t) = tail.strip_prefix(r#","finish_reason":null"#) {
-                tail = t;
+            if let Some(t) = tail
+                .strip_prefix(r#","logprobs":null"#)
+                .filter(|_| !logprobs)
+            {
+                (tail, logprobs) = (t, true);
+            } else if let Some(t) = tail
+                .strip_prefix(r#","finish_reason":null"#)
+                .filter(|_| !finish)
+            {
+                (tail, finish) = (t, true);
             } else {
                 break;
             }
@@ -663,6 +669,13 @@ mod tests {
         assert!(
             started.fast_content(finished).is_none(),
             "a finishing chunk takes the general path"
+        );
+        let twice = format!(
+            r#"{{"id":"c","choices":[{{"index":0,"delta":{{"content":"x"}},"finish_reason":null{short}}}"#
+        );
+        assert!(
+            started.fast_content(&twice).is_none(),
+            "a repeated field takes the general path (which rejects it)"
         );
         assert_eq!(decode_all(&stream, false), decode_all(&stream, true));
     }

@@ -9,6 +9,7 @@
 //! the upstream). A request that never left because its idle connection turned out
 //! closed is sent on the next one, or on a new connection.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -24,16 +25,38 @@ use weir_model::ProviderError;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// At most this many idle connections are kept per origin; more are closed after use.
 const MAX_IDLE: usize = 1024;
+/// How long a connection whose response ended may take to be ready for another request
+/// before it is closed instead of pooled.
+const READY_WAIT: Duration = Duration::from_secs(5);
 
 type Sender = SendRequest<Full<Bytes>>;
 
-/// The idle connections to one origin.
-#[derive(Debug, Default)]
+/// The idle connections to one origin, oldest first.
+#[derive(Debug)]
 pub(crate) struct Pool {
     idle: Mutex<Vec<(Sender, Instant)>>,
+    /// How long a connection may stay idle.
+    timeout: Duration,
+    /// Whether a task sweeps expired connections (started with the first idle one).
+    reaper: AtomicBool,
+}
+
+impl Default for Pool {
+    fn default() -> Self {
+        Pool::new(IDLE_TIMEOUT)
+    }
 }
 
 impl Pool {
+    /// A pool whose connections stay idle at most `timeout`.
+    pub(crate) fn new(timeout: Duration) -> Self {
+        Pool {
+            idle: Mutex::default(),
+            timeout,
+            reaper: AtomicBool::new(false),
+        }
+    }
+
     fn idle(&self) -> MutexGuard<'_, Vec<(Sender, Instant)>> {
         // The list stays consistent whatever panicked while holding it.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
@@ -43,20 +66,35 @@ impl Pool {
     fn take(&self) -> Option<Sender> {
         let mut idle = self.idle();
         while let Some((tx, since)) = idle.pop() {
-            if !tx.is_closed() && since.elapsed() < IDLE_TIMEOUT {
+            if !tx.is_closed() && since.elapsed() < self.timeout {
                 return Some(tx);
             }
         }
         None
     }
 
-    fn put(&self, tx: Sender) {
+    fn put(self: &Arc<Self>, tx: Sender) {
         if tx.is_closed() {
             return;
         }
-        let mut idle = self.idle();
-        if idle.len() < MAX_IDLE {
-            idle.push((tx, Instant::now()));
+        {
+            let mut idle = self.idle();
+            sweep(&mut idle, self.timeout);
+            if idle.len() < MAX_IDLE {
+                idle.push((tx, Instant::now()));
+            }
+        }
+        if !self.reaper.swap(true, Ordering::Relaxed) {
+            // Idle connections of a pool that gets no more calls are closed on time too;
+            // the task ends with the pool.
+            let (pool, every) = (Arc::downgrade(self), self.timeout / 3);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    let Some(pool) = pool.upgrade() else { return };
+                    sweep(&mut pool.idle(), pool.timeout);
+                }
+            });
         }
     }
 
@@ -67,6 +105,15 @@ impl Pool {
     }
 }
 
+/// Drops the expired and closed connections at the front (the oldest).
+fn sweep(idle: &mut Vec<(Sender, Instant)>, timeout: Duration) {
+    let stale = idle
+        .iter()
+        .take_while(|(tx, since)| tx.is_closed() || since.elapsed() >= timeout)
+        .count();
+    idle.drain(..stale);
+}
+
 /// A connection lent to one response, returned when the response was read to its end.
 #[derive(Debug)]
 pub(crate) struct Lease {
@@ -75,9 +122,20 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
-    /// The response was read to its end: the connection may serve another.
+    /// The response was read to its end: the connection may serve another once it can
+    /// take a request (at once, normally; not while a request body it did not read is
+    /// still queued, say after an early 413).
     pub(crate) fn release(self) {
-        self.pool.put(self.tx);
+        let Lease { mut tx, pool } = self;
+        if tx.is_ready() {
+            pool.put(tx);
+            return;
+        }
+        tokio::spawn(async move {
+            if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, tx.ready()).await {
+                pool.put(tx);
+            }
+        });
     }
 }
 
@@ -337,6 +395,37 @@ mod tests {
             "{}",
             e.message
         );
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_when_they_expire_even_without_calls() {
+        let srv = upstream(Answer::KeepAlive).await;
+        let pool = std::sync::Arc::new(super::Pool::new(std::time::Duration::from_millis(150)));
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let dst: http::Uri = srv.url.parse().unwrap();
+        let req = || {
+            let mut r = http::Request::new(http_body_util::Full::new(bytes::Bytes::from("{}")));
+            *r.method_mut() = http::Method::POST;
+            *r.uri_mut() = "/v1/x".parse().unwrap();
+            r.headers_mut().insert(
+                http::header::HOST,
+                dst.authority().unwrap().as_str().parse().unwrap(),
+            );
+            r
+        };
+        // Two calls at once: two connections, both left idle.
+        let (a, b) = tokio::join!(
+            super::send(&pool, &connector, &dst, req()),
+            super::send(&pool, &connector, &dst, req())
+        );
+        for (resp, lease) in [a.unwrap(), b.unwrap()] {
+            use http_body_util::BodyExt;
+            resp.into_body().collect().await.unwrap();
+            lease.release();
+        }
+        assert_eq!(pool.idle_count(), 2);
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        assert_eq!(pool.idle_count(), 0, "the reaper closed both");
     }
 
     #[test]
