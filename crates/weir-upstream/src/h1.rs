@@ -428,6 +428,44 @@ mod tests {
         assert_eq!(pool.idle_count(), 0, "the reaper closed both");
     }
 
+    #[tokio::test]
+    async fn an_early_answer_to_an_unread_body_does_not_leave_a_stuck_connection_pooled() {
+        // The upstream answers 413 after the headers, never reads the body, keeps the
+        // connection open; the next call must not wait on that connection.
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/x", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).await.unwrap();
+                let small = String::from_utf8_lossy(&buf[..n]).contains("content-length: 2\r\n");
+                if small {
+                    // A small request: answered as usual.
+                    s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                        .await
+                        .unwrap();
+                } else {
+                    s.write_all(b"HTTP/1.1 413 Payload Too Large\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .unwrap();
+                }
+                held.push(s);
+            }
+        });
+        let up = Upstream::direct(std::time::Duration::from_secs(2));
+        let ep = pooled(&up, &url);
+        let mut r = up
+            .send(&ep, HeaderMap::new(), vec![b' '; 16 << 20], &timeouts())
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 413);
+        crate::read_body(&mut r).await.unwrap();
+        // On the stuck connection, this would time out waiting for it to be ready.
+        assert_eq!(call(&up, &ep).await, b"ok");
+    }
+
     #[test]
     fn https_and_proxied_endpoints_are_left_to_the_pooled_client() {
         let up = Upstream::direct(std::time::Duration::from_secs(2));
