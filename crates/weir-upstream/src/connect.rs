@@ -41,9 +41,9 @@ impl Proxies {
         Proxies(None)
     }
 
-    /// Whether no proxy is configured at all.
-    pub(crate) fn is_none(&self) -> bool {
-        self.0.is_none()
+    /// Whether requests to `dst` go through a proxy (`NO_PROXY` exempts some).
+    pub(crate) fn intercepts(&self, dst: &Uri) -> bool {
+        self.0.as_ref().is_some_and(|m| m.intercept(dst).is_some())
     }
 
     /// What the environment says.

@@ -479,5 +479,25 @@ mod tests {
             .endpoint(Url::parse("http://10.0.0.1:8000/v1").unwrap())
             .unwrap();
         assert!(ep.pool.is_none());
+        // An upstream NO_PROXY exempts is reached directly, so it is pooled.
+        let m = hyper_util::client::proxy::matcher::Matcher::builder()
+            .all("http://127.0.0.1:3128".to_owned())
+            .no("10.0.0.2".to_owned())
+            .build();
+        let exempting = Upstream::build(
+            std::time::Duration::from_secs(2),
+            crate::connect::Proxies::from_matcher(m),
+        );
+        let url = |u: &str| Url::parse(u).unwrap();
+        assert!(exempting
+            .endpoint(url("http://10.0.0.2:8000/v1"))
+            .unwrap()
+            .pool
+            .is_some());
+        assert!(exempting
+            .endpoint(url("http://10.0.0.1:8000/v1"))
+            .unwrap()
+            .pool
+            .is_none());
     }
 }

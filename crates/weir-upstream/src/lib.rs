@@ -170,11 +170,11 @@ impl Upstream {
     }
 
     /// The endpoint for `url`, made once for the calls a provider sends there. A
-    /// plain-HTTP one gets its origin's keep-alive pool (unless a proxy is configured);
-    /// other URLs use the shared pooled client.
+    /// plain-HTTP one gets its origin's keep-alive pool (unless it is reached through a
+    /// proxy); other URLs use the shared pooled client.
     pub fn endpoint(&self, url: Url) -> Result<Endpoint, ProviderError> {
         let mut e = Endpoint::new(url)?;
-        if e.host.is_some() && self.proxies.is_none() {
+        if e.host.is_some() && !self.proxies.intercepts(&e.uri) {
             let origin = e.url.origin().ascii_serialization();
             let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
             e.pool = Some(pools.entry(origin).or_default().clone());
