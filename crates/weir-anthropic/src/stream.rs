@@ -85,9 +85,13 @@ impl StreamDecoder {
     /// Decodes one SSE event.
     pub fn decode(&mut self, event: Event) -> Result<Frame, WireError> {
         let data = event.data();
-        if let Some((index, delta)) = fast_delta(data) {
+        let fast = match fast_delta(data) {
+            Some((index, delta)) => Some(StreamEvent::BlockDelta { index, delta }),
+            None => fast_bodiless(data),
+        };
+        if let Some(ev) = fast {
             return Ok(Frame {
-                events: vec![StreamEvent::BlockDelta { index, delta }],
+                events: vec![ev],
                 source: Some(SourceEvent {
                     dialect: Dialect::Anthropic,
                     event,
@@ -216,6 +220,26 @@ fn fast_delta(data: &str) -> Option<(u32, Delta)> {
             _ => Delta::Thinking(tok),
         },
     ))
+}
+
+/// The events that carry nothing but their type (and a block's index), in exactly the
+/// shape Anthropic writes them: one per block and one per message, read without a parser.
+fn fast_bodiless(data: &str) -> Option<StreamEvent> {
+    let data = data.trim_end();
+    match data {
+        r#"{"type":"message_stop"}"# => return Some(StreamEvent::MessageStop),
+        r#"{"type":"ping"}"# => return Some(StreamEvent::Ping),
+        _ => {}
+    }
+    let digits = data
+        .strip_prefix(r#"{"type":"content_block_stop","index":"#)?
+        .strip_suffix('}')?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(StreamEvent::BlockStop {
+        index: digits.parse().ok()?,
+    })
 }
 
 /// Writes canonical frames as a Messages SSE stream for an Anthropic client.
@@ -436,6 +460,26 @@ mod tests {
             let general = data.replacen('{', "{ ", 1);
             assert!(fast_delta(&general).is_none());
             assert_eq!(events(data), events(&general), "{data}");
+        }
+        for data in [
+            r#"{"type":"message_stop"}"#,
+            r#"{"type":"ping"}"#,
+            r#"{"type":"content_block_stop","index":0}"#,
+            r#"{"type":"content_block_stop","index":17}  "#,
+        ] {
+            assert!(fast_bodiless(data).is_some(), "{data}");
+            let general = data.replacen('{', "{ ", 1);
+            assert!(fast_bodiless(&general).is_none());
+            assert_eq!(events(data), events(&general), "{data}");
+        }
+        for other in [
+            r#"{"type":"content_block_stop","index":}"#,
+            r#"{"type":"content_block_stop","index":1,"x":2}"#,
+            r#"{"type":"content_block_stop","index":-1}"#,
+            r#"{"type":"content_block_stop","index":99999999999}"#,
+            r#"{"type":"message_stop","x":1}"#,
+        ] {
+            assert!(fast_bodiless(other).is_none(), "{other}");
         }
         for other in [
             r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"x"}}"#,
