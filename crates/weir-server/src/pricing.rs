@@ -54,12 +54,6 @@ pub struct Prices {
     memo: RwLock<HashMap<Box<str>, Option<Price>>>,
 }
 
-impl Clone for Prices {
-    fn clone(&self) -> Self {
-        Prices::new(self.configured.clone())
-    }
-}
-
 impl Prices {
     /// Prices from `[pricing]` (exact upstream model names), over the bundled list.
     pub fn new(configured: BTreeMap<String, Price>) -> Self {

@@ -4,10 +4,11 @@
 //! holds its origin's pool. HTTPS, proxied and one-off URLs go through hyper-util's pooled
 //! client instead.
 //!
-//! A connection goes back to its pool only once its response was read to the end; one
-//! whose response was dropped part-way is closed (that is how a cancelled call reaches
-//! the upstream). A request that never left because its idle connection turned out
-//! closed is sent on the next one, or on a new connection.
+//! A connection goes back to its pool only once its response was read to the end and it
+//! can take another request; one whose response was dropped part-way is closed (that is
+//! how a cancelled call reaches the upstream). Idle connections expire. A request that
+//! never left because its idle connection turned out closed is sent on the next one, or
+//! on a new connection.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -147,19 +148,17 @@ pub(crate) async fn send(
     dst: &http::Uri,
     mut req: http::Request<Full<Bytes>>,
 ) -> Result<(http::Response<Incoming>, Lease), ProviderError> {
+    let lease = |tx| Lease {
+        tx,
+        pool: pool.clone(),
+    };
     while let Some(mut tx) = pool.take() {
-        // Ready at once unless the connection is still winding up its last response.
+        // Pooled connections were ready; an error here means it closed since.
         if tx.ready().await.is_err() {
             continue;
         }
         match tx.try_send_request(req).await {
-            Ok(resp) => {
-                let lease = Lease {
-                    tx,
-                    pool: pool.clone(),
-                };
-                return Ok((resp, lease));
-            }
+            Ok(resp) => return Ok((resp, lease(tx))),
             Err(mut e) => match e.take_message() {
                 // The connection closed before the request left: try the next.
                 Some(r) => req = r,
@@ -184,13 +183,7 @@ pub(crate) async fn send(
         .send_request(req)
         .await
         .map_err(|e| crate::transport_error(&e))?;
-    Ok((
-        resp,
-        Lease {
-            tx,
-            pool: pool.clone(),
-        },
-    ))
+    Ok((resp, lease(tx)))
 }
 
 #[cfg(test)]
@@ -320,7 +313,7 @@ mod tests {
 
     fn pooled(up: &Upstream, url: &str) -> Endpoint {
         let ep = up.endpoint(Url::parse(url).unwrap()).unwrap();
-        assert!(ep.pool.is_some(), "a plain-HTTP endpoint is pooled");
+        assert!(ep.pooled.is_some(), "a plain-HTTP endpoint is pooled");
         ep
     }
 
@@ -335,12 +328,12 @@ mod tests {
         }
         assert_eq!(call(&up, &other_path).await, b"ok");
         assert_eq!(srv.accepted.load(Ordering::SeqCst), 1);
-        assert_eq!(ep.pool.as_ref().unwrap().idle_count(), 1);
+        assert_eq!(ep.pooled.as_ref().unwrap().0.idle_count(), 1);
         // Calls at once each get a connection, all kept for what follows.
         let (a, b) = tokio::join!(call(&up, &ep), call(&up, &ep));
         assert_eq!((a.as_slice(), b.as_slice()), (&b"ok"[..], &b"ok"[..]));
         assert_eq!(srv.accepted.load(Ordering::SeqCst), 2);
-        assert_eq!(ep.pool.as_ref().unwrap().idle_count(), 2);
+        assert_eq!(ep.pooled.as_ref().unwrap().0.idle_count(), 2);
     }
 
     #[tokio::test]
@@ -375,7 +368,7 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         assert_eq!(srv.closed_by_client.load(Ordering::SeqCst), 1);
-        assert_eq!(ep.pool.as_ref().unwrap().idle_count(), 0);
+        assert_eq!(ep.pooled.as_ref().unwrap().0.idle_count(), 0);
     }
 
     #[tokio::test]
@@ -472,13 +465,13 @@ mod tests {
         let tls = up
             .endpoint(Url::parse("https://api.example.com/v1").unwrap())
             .unwrap();
-        assert!(tls.pool.is_none());
+        assert!(tls.pooled.is_none());
         let proxied =
             Upstream::with_proxy(std::time::Duration::from_secs(2), "http://127.0.0.1:3128");
         let ep = proxied
             .endpoint(Url::parse("http://10.0.0.1:8000/v1").unwrap())
             .unwrap();
-        assert!(ep.pool.is_none());
+        assert!(ep.pooled.is_none());
         // An upstream NO_PROXY exempts is reached directly, so it is pooled.
         let m = hyper_util::client::proxy::matcher::Matcher::builder()
             .all("http://127.0.0.1:3128".to_owned())
@@ -492,12 +485,12 @@ mod tests {
         assert!(exempting
             .endpoint(url("http://10.0.0.2:8000/v1"))
             .unwrap()
-            .pool
+            .pooled
             .is_some());
         assert!(exempting
             .endpoint(url("http://10.0.0.1:8000/v1"))
             .unwrap()
-            .pool
+            .pooled
             .is_none());
     }
 }

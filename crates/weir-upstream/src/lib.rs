@@ -174,10 +174,13 @@ impl Upstream {
     /// proxy); other URLs use the shared pooled client.
     pub fn endpoint(&self, url: Url) -> Result<Endpoint, ProviderError> {
         let mut e = Endpoint::new(url)?;
-        if e.host.is_some() && !self.proxies.intercepts(&e.uri) {
-            let origin = e.url.origin().ascii_serialization();
-            let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
-            e.pool = Some(pools.entry(origin).or_default().clone());
+        let target = e.uri.path_and_query().map(|pq| http::Uri::from(pq.clone()));
+        if let (Some(_), Some(target)) = (&e.host, target) {
+            if !self.proxies.intercepts(&e.uri) {
+                let origin = e.url.origin().ascii_serialization();
+                let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+                e.pooled = Some((pools.entry(origin).or_default().clone(), target));
+            }
         }
         Ok(e)
     }
@@ -226,8 +229,8 @@ impl Upstream {
                 ),
             )
         };
-        if let (Some(pool), Some(origin_form)) = (&to.pool, &to.origin_form) {
-            *req.uri_mut() = origin_form.clone();
+        if let Some((pool, target)) = &to.pooled {
+            *req.uri_mut() = target.clone();
             let sent = h1::send(pool, &self.http, &to.uri, req);
             return match tokio::time::timeout(limit, sent).await {
                 Err(_) => Err(timed_out()),
@@ -314,9 +317,8 @@ pub struct Endpoint {
     uri: http::Uri,
     host: Option<http::HeaderValue>,
     /// For a pooled plain-HTTP endpoint: its origin's connections, and the request
-    /// target they are sent (path and query).
-    pool: Option<Arc<h1::Pool>>,
-    origin_form: Option<http::Uri>,
+    /// target sent on them (path and query).
+    pooled: Option<(Arc<h1::Pool>, http::Uri)>,
 }
 
 impl Endpoint {
@@ -337,19 +339,12 @@ impl Endpoint {
             }
             _ => None,
         };
-        let origin_form = uri.path_and_query().map(|pq| http::Uri::from(pq.clone()));
         Ok(Endpoint {
             url,
             uri,
             host,
-            pool: None,
-            origin_form,
+            pooled: None,
         })
-    }
-
-    /// The URL.
-    pub fn url(&self) -> &Url {
-        &self.url
     }
 }
 
