@@ -212,7 +212,7 @@ const GATEWAY_NOTES: &str = "
 Reading these figures: the machine is a shared 2-core VM and the direct figure itself moves
 by a fifth between runs (100k-140k req/s within minutes), so compare Weir with the nginx
 proxy floor of the same run. nginx as a proxy pays the same second loopback round trip and
-reaches 0.32-0.47 of direct (it moves between runs too); the gap to it is Weir's own CPU
+reaches 0.32-0.52 of direct (it moves between runs too); the gap to it is Weir's own CPU
 per request. Measured over
 whole runs (the process's user and system time divided by requests) at 32 connections, a
 non-streamed request costs Weir about 27 µs of CPU (about 11 µs user, 16 µs kernel) against
@@ -237,7 +237,9 @@ price lookups are memoized, stream events already received go out as one body fr
 the OpenAI stream fast path takes chunks without `logprobs`. Instructions per request
 went from about 91k to 74k (chat completions) and 193k to 127k (chat completions stream);
 CPU per non-streamed request at 32 connections from about 31.5 to 27 µs; Weir's throughput
-in full runs from about 37k to 39-42k req/s non-streamed and 29-31k to 33-36k streamed. Tried and dropped: fat LTO with one codegen
+in full runs from about 37k to 39-42k req/s non-streamed and 29-31k to 33-36k streamed.
+A run where the direct figure is low can show a ratio of 0.35 or more for some endpoints
+while Weir's own throughput is unchanged: read the nginx proxy column beside it. Tried and dropped: fat LTO with one codegen
 unit (no difference beyond noise) and one runtime thread (slower). Open, by profile: the
 remaining instructions are spread thin (the largest single item, memcpy, is 6%); the
 same-dialect stream still decodes each event for usage and failover; about 28
