@@ -16,7 +16,7 @@ use crate::error::stream_exception;
 const MAX_FRAME_BYTES: u32 = 16 * 1024 * 1024 + 128 * 1024 + 16;
 
 /// Turns the events of one stream into frames.
-pub trait EventHandler: Send + 'static {
+pub trait EventHandler: Send + Unpin + 'static {
     /// An event (`:message-type: event`) with its `:event-type` and payload.
     fn event(
         &mut self,

@@ -5,10 +5,13 @@ use std::convert::Infallible;
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures_util::{stream, FutureExt, StreamExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::StreamExt;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
-use http_body_util::{BodyExt, StreamBody};
+use http_body_util::BodyExt;
 use hyper::body::Frame as BodyFrame;
 use weir_model::{ApiError, Dialect, EventStream, Frame, StreamEvent};
 
@@ -168,6 +171,38 @@ fn is_usage_only_chunk(f: &Frame) -> bool {
     })
 }
 
+/// The response body: a hand-written [`hyper::body::Body`], so nothing moves between polls.
+struct SseBody(State);
+
+impl hyper::body::Body for SseBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<BodyFrame<Bytes>, Infallible>>> {
+        let st = &mut self.get_mut().0;
+        let mut out = Vec::new();
+        // Events the upstream already sent go out together: one body frame (and one
+        // write) instead of one each. Nothing waits for more.
+        while !st.done && out.len() < BATCH_BYTES {
+            match st.upstream.poll_next_unpin(cx) {
+                Poll::Ready(item) => st.absorb(item, &mut out),
+                Poll::Pending if out.is_empty() => return Poll::Pending,
+                Poll::Pending => break,
+            }
+        }
+        if out.is_empty() {
+            return Poll::Ready(None);
+        }
+        if st.log.first_byte.is_none() {
+            st.log.first_byte = Some(Instant::now());
+        }
+        Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(out)))))
+    }
+}
+
 /// A `text/event-stream` response that writes each frame as soon as it arrives.
 pub(crate) fn sse_response(
     dialect: Dialect,
@@ -192,32 +227,7 @@ pub(crate) fn sse_response(
         log,
         done: false,
     };
-    let body = stream::unfold(state, |mut st| async move {
-        loop {
-            if st.done {
-                return None;
-            }
-            let mut out = Vec::new();
-            let item = st.upstream.next().await;
-            st.absorb(item, &mut out);
-            // Events the upstream already sent go out together: one body frame (and one
-            // write) instead of one each. Nothing waits for more.
-            while !st.done && out.len() < BATCH_BYTES {
-                match st.upstream.next().now_or_never() {
-                    Some(item) => st.absorb(item, &mut out),
-                    None => break,
-                }
-            }
-            if out.is_empty() {
-                continue;
-            }
-            if st.log.first_byte.is_none() {
-                st.log.first_byte = Some(Instant::now());
-            }
-            return Some((Ok::<_, Infallible>(BodyFrame::data(Bytes::from(out))), st));
-        }
-    });
-    let mut r = Response::new(StreamBody::new(body).boxed_unsync());
+    let mut r = Response::new(SseBody(state).boxed_unsync());
     *r.status_mut() = StatusCode::OK;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -738,6 +738,36 @@ async fn an_upstream_dying_mid_stream_ends_the_stream_with_an_error_in_each_dial
 }
 
 #[tokio::test]
+async fn a_stream_that_keeps_sending_outlives_its_idle_timeout_until_the_total_one() {
+    // Events every 20 ms: the idle timer starts over with each, so only the total
+    // deadline ends the stream, and says so.
+    let up = upstream(Script::Endless(Arc::new(AtomicBool::new(false)))).await;
+    let url = weir(&anthropic_route(
+        &up.url,
+        "ticks",
+        "[providers.a.timeouts]
+connect = \"1s\"
+first_byte = \"1s\"
+idle = \"150ms\"
+total = \"700ms\"
+",
+    ))
+    .await;
+    let text = post_text(&url, "/v1/messages", &a_req("ticks", true)).await;
+    let events = sse_events(&text);
+    let ticks = events.iter().filter(|e| e.1.contains("tick ")).count();
+    assert!(ticks >= 10, "{ticks} events before the end: {text}");
+    let last = events.last().unwrap();
+    assert_eq!(last.0.as_deref(), Some("error"), "{text}");
+    let v: Value = serde_json::from_str(&last.1).unwrap();
+    assert_eq!(v["error"]["type"], "timeout_error");
+    assert_eq!(
+        v["error"]["message"],
+        "the upstream stream exceeded the total timeout"
+    );
+}
+
+#[tokio::test]
 async fn a_silent_stream_ends_with_an_idle_timeout_error() {
     let up = upstream(Script::Stall).await;
     let url = weir(&anthropic_route(

@@ -98,20 +98,31 @@ impl Response {
 
     /// The next chunk of the body, or `None` at its end.
     pub async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, ProviderError> {
-        use http_body_util::BodyExt;
+        std::future::poll_fn(|cx| self.poll_chunk(cx)).await
+    }
+
+    /// Polls for the next chunk of the body (`None` at its end), for streams written by
+    /// hand.
+    pub fn poll_chunk(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Option<bytes::Bytes>, ProviderError>> {
+        use hyper::body::Body as _;
+        use std::task::Poll;
         loop {
-            match self.body.frame().await {
-                None => {
+            match std::pin::Pin::new(&mut self.body).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(None) => {
                     if let Some(l) = self.lease.take() {
                         l.release();
                     }
-                    return Ok(None);
+                    return Poll::Ready(Ok(None));
                 }
-                Some(Err(e)) => return Err(transport_error(&e)),
-                Some(Ok(frame)) => {
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(transport_error(&e))),
+                Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         if !data.is_empty() {
-                            return Ok(Some(data));
+                            return Poll::Ready(Ok(Some(data)));
                         }
                     }
                 }

@@ -6,14 +6,19 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use futures_util::stream;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::Stream;
+use tokio::time::Sleep;
 use weir_model::{ErrorKind, EventStream, Frame, ProviderError, WireError};
 use weir_sse::Event;
 
 use crate::Response;
 
 /// A dialect's SSE stream decoder, as the SSE reader drives it.
-pub trait FrameDecoder: Send + 'static {
+pub trait FrameDecoder: Send + Unpin + 'static {
     /// Decodes one SSE event.
     fn decode(&mut self, event: Event) -> Result<Frame, WireError>;
     /// The body ended; a final frame, if the dialect closes the message itself.
@@ -21,7 +26,7 @@ pub trait FrameDecoder: Send + 'static {
 }
 
 /// Turns a streamed body's bytes into frames, whatever the framing.
-pub trait BodyDecoder: Send + 'static {
+pub trait BodyDecoder: Send + Unpin + 'static {
     /// The next bytes of the body (any split); complete frames go to `out`. An error ends
     /// the stream with it.
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<Frame>) -> Result<(), ProviderError>;
@@ -80,13 +85,21 @@ impl<D: FrameDecoder> BodyDecoder for SseBody<D> {
     }
 }
 
-struct State<B> {
+/// A streamed body read frame by frame: [`Stream`] written by hand, so that no state
+/// moves between polls and the timer is armed only while the upstream keeps us waiting.
+struct Frames<B> {
     resp: Response,
     body: B,
     idle: Duration,
+    /// Frames decoded and not yet yielded.
     pending: VecDeque<Frame>,
     scratch: Vec<Frame>,
     done: bool,
+    /// Fires at the idle or total deadline while armed (from the first wait after data).
+    timer: Pin<Box<Sleep>>,
+    armed: bool,
+    /// The armed deadline is the call's total one, not the idle one.
+    total_bound: bool,
 }
 
 /// Reads an SSE body, yielding one frame per upstream event as soon as it is complete.
@@ -99,28 +112,54 @@ pub fn sse_frames<D: FrameDecoder>(resp: Response, idle: Duration, decoder: D) -
 /// Reads a streamed body through `body`, yielding frames as soon as they are complete,
 /// with the same timeouts and cancellation as [`sse_frames`].
 pub fn body_frames<B: BodyDecoder>(resp: Response, idle: Duration, body: B) -> EventStream {
-    let state = State {
+    let timer = Box::pin(tokio::time::sleep_until(resp.deadline.into()));
+    Box::pin(Frames {
         resp,
         body,
         idle,
         pending: VecDeque::new(),
         scratch: Vec::new(),
         done: false,
-    };
-    Box::pin(stream::unfold(state, |mut st| async move {
+        timer,
+        armed: false,
+        total_bound: false,
+    })
+}
+
+impl<B: BodyDecoder> Stream for Frames<B> {
+    type Item = Result<Frame, ProviderError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let st = self.get_mut();
         loop {
             if let Some(f) = st.pending.pop_front() {
-                return Some((Ok(f), st));
+                return Poll::Ready(Some(Ok(f)));
             }
             if st.done {
-                return None;
+                return Poll::Ready(None);
             }
-            let left = st.resp.deadline.saturating_duration_since(Instant::now());
-            let wait = st.idle.min(left);
-            let chunk = match tokio::time::timeout(wait, st.resp.chunk()).await {
-                Err(_) => {
+            let chunk = match st.resp.poll_chunk(cx) {
+                Poll::Ready(Ok(c)) => {
+                    st.armed = false;
+                    c
+                }
+                Poll::Ready(Err(e)) => {
                     st.done = true;
-                    let msg = if wait < st.idle {
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Pending => {
+                    if !st.armed {
+                        let now = Instant::now();
+                        let left = st.resp.deadline.saturating_duration_since(now);
+                        st.total_bound = left < st.idle;
+                        st.timer.as_mut().reset((now + st.idle.min(left)).into());
+                        st.armed = true;
+                    }
+                    if st.timer.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    st.done = true;
+                    let msg = if st.total_bound {
                         "the upstream stream exceeded the total timeout".to_owned()
                     } else {
                         format!(
@@ -128,13 +167,8 @@ pub fn body_frames<B: BodyDecoder>(resp: Response, idle: Duration, body: B) -> E
                             st.idle.as_secs_f32()
                         )
                     };
-                    return Some((Err(ProviderError::new(ErrorKind::Timeout, msg)), st));
+                    return Poll::Ready(Some(Err(ProviderError::new(ErrorKind::Timeout, msg))));
                 }
-                Ok(Err(e)) => {
-                    st.done = true;
-                    return Some((Err(e), st));
-                }
-                Ok(Ok(c)) => c,
             };
             let fed = match &chunk {
                 Some(bytes) => st.body.feed(bytes, &mut st.scratch),
@@ -148,9 +182,9 @@ pub fn body_frames<B: BodyDecoder>(resp: Response, idle: Duration, body: B) -> E
                 st.done = true;
                 st.scratch.clear();
                 st.pending.clear();
-                return Some((Err(e), st));
+                return Poll::Ready(Some(Err(e)));
             }
             st.pending.extend(st.scratch.drain(..));
         }
-    }))
+    }
 }
