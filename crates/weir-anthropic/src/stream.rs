@@ -28,14 +28,14 @@ struct Envelope<'a> {
     #[serde(rename = "type", borrow)]
     ty: Option<Cow<'a, str>>,
     index: Option<u32>,
-    #[serde(borrow)]
-    message: Option<&'a RawValue>,
-    #[serde(borrow)]
-    content_block: Option<&'a RawValue>,
+    // The fields only one kind of event has are decoded in the same pass (`message` in
+    // `message_start`, `content_block` in `content_block_start`, `usage` in
+    // `message_delta`); `delta` differs by event, so it is decoded once the type is known.
+    message: Option<StartMessage>,
+    content_block: Option<ABlock>,
     #[serde(borrow)]
     delta: Option<&'a RawValue>,
-    #[serde(borrow)]
-    usage: Option<&'a RawValue>,
+    usage: Option<AUsage>,
     #[serde(borrow)]
     error: Option<&'a RawValue>,
 }
@@ -46,7 +46,7 @@ struct StartMessage {
     id: String,
     #[serde(default)]
     model: String,
-    usage: Option<Box<RawValue>>,
+    usage: Option<AUsage>,
 }
 
 #[derive(Deserialize)]
@@ -69,11 +69,8 @@ fn json<'a, T: Deserialize<'a>>(what: &str, s: &'a str) -> Result<T, WireError> 
     serde_json::from_str(s).map_err(|e| WireError::from_json(what, &e))
 }
 
-fn usage(raw: Option<&RawValue>) -> Result<Usage, WireError> {
-    match raw {
-        Some(r) => Ok(json::<AUsage>("usage", r.get())?.0),
-        None => Ok(Usage::default()),
-    }
+fn usage(u: Option<AUsage>) -> Usage {
+    u.map(|u| u.0).unwrap_or_default()
 }
 
 impl StreamDecoder {
@@ -106,14 +103,13 @@ impl StreamDecoder {
         };
         let ev = match ty {
             "message_start" => {
-                let msg = env
+                let m = env
                     .message
                     .ok_or_else(|| WireError::Malformed("message_start without message".into()))?;
-                let m: StartMessage = json("message_start", msg.get())?;
                 StreamEvent::MessageStart {
                     id: m.id,
                     model: m.model,
-                    usage: usage(m.usage.as_deref())?,
+                    usage: usage(m.usage),
                 }
             }
             "content_block_start" => {
@@ -122,7 +118,7 @@ impl StreamDecoder {
                 })?;
                 StreamEvent::BlockStart {
                     index: index()?,
-                    block: json::<ABlock>("content_block", b.get())?.0,
+                    block: b.0,
                 }
             }
             "content_block_delta" => {
@@ -166,7 +162,7 @@ impl StreamDecoder {
                 StreamEvent::MessageDelta {
                     stop_reason: body.stop_reason.map(|s| StopReason::from_anthropic(&s)),
                     stop_sequence: body.stop_sequence,
-                    usage: usage(env.usage)?,
+                    usage: usage(env.usage),
                 }
             }
             "message_stop" => StreamEvent::MessageStop,
