@@ -48,6 +48,19 @@ pub struct StreamDecoder {
     done: bool,
     /// An error event ended the stream.
     failed: bool,
+    /// What precedes `"choices"` in the last chunk the fast path read (id, object,
+    /// created, model...), checked to hold no usage or error: the chunks of a stream repeat
+    /// it byte for byte, so the next one need not be searched.
+    head: String,
+}
+
+/// A chunk the fast path read.
+#[derive(Debug)]
+enum Fast<'d> {
+    /// One piece of text.
+    Text(JsonStr),
+    /// The choice finished (for this reason), with nothing else in the chunk.
+    Finish(&'d str),
 }
 
 #[derive(Deserialize)]
@@ -121,18 +134,31 @@ impl StreamDecoder {
         let mut events = Vec::new();
         if data.trim_end() == "[DONE]" {
             self.finish_into(&mut events);
-        } else if let Some(text) = self.fast_content(data) {
-            let i = self.ensure_open(&mut events, Open::Text, || {
-                ContentBlock::Text(TextBlock::default())
-            });
-            events.push(StreamEvent::BlockDelta {
-                index: i,
-                delta: Delta::Text(text),
-            });
         } else {
-            let chunk: Chunk<'_> =
-                serde_json::from_str(data).map_err(|e| WireError::from_json("stream chunk", &e))?;
-            self.chunk(chunk, &mut events)?;
+            match self.fast(data) {
+                Some(Fast::Text(text)) => {
+                    let i = self.ensure_open(&mut events, Open::Text, || {
+                        ContentBlock::Text(TextBlock::default())
+                    });
+                    events.push(StreamEvent::BlockDelta {
+                        index: i,
+                        delta: Delta::Text(text),
+                    });
+                }
+                Some(Fast::Finish(reason)) => {
+                    // What the general path does with `"delta":{}` and a finish reason.
+                    self.close(&mut events);
+                    self.stop = Some(StopReason::from_openai(reason));
+                    if self.usage.is_some() && !self.delta_sent {
+                        self.message_delta(&mut events);
+                    }
+                }
+                None => {
+                    let chunk: Chunk<'_> = serde_json::from_str(data)
+                        .map_err(|e| WireError::from_json("stream chunk", &e))?;
+                    self.chunk(chunk, &mut events)?;
+                }
+            }
         }
         Ok(Frame {
             events,
@@ -143,14 +169,47 @@ impl StreamDecoder {
         })
     }
 
-    /// Most chunks of a stream carry one piece of text in exactly OpenAI's shape. Those are
-    /// read without a JSON parser: the text token is located and validated, and everything
-    /// around it must be what a plain content chunk holds (no usage, error or tool call).
-    /// Anything else returns `None` and goes through the general decoder.
-    fn fast_content(&self, data: &str) -> Option<JsonStr> {
-        const MARK: &str = r#","choices":[{"index":0,"delta":{"content":"#;
+    /// Most chunks of a stream carry one piece of text in exactly OpenAI's shape, and one
+    /// says the choice finished. Those are read without a JSON parser: the text token is
+    /// located and validated, and everything around it must be what such a chunk holds (no
+    /// usage, error, tool call or other choice). Anything else returns `None` and goes
+    /// through the general decoder.
+    fn fast<'d>(&mut self, data: &'d str) -> Option<Fast<'d>> {
         if !self.started || self.failed || self.done {
             return None;
+        }
+        let rest = self.after_head(data)?;
+        if let Some(rest) = rest.strip_prefix(r#"{"content":"#) {
+            let (token, tail) = weir_model::wire::split_string_token(rest)?;
+            if token.len() == 2 {
+                // Empty text opens no block; the general path skips it.
+                return None;
+            }
+            let tail = choice_rest(tail.strip_prefix('}')?, None)?;
+            return chunk_end(tail).then(|| JsonStr::from_token(token).map(Fast::Text))?;
+        }
+        let rest = rest.strip_prefix("{}")?;
+        let mut reason = None;
+        let tail = choice_rest(rest, Some(&mut reason))?;
+        let reason = reason?;
+        let plain =
+            !reason.is_empty() && reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        (plain && chunk_end(tail)).then_some(Fast::Finish(reason))
+    }
+
+    /// What follows `"delta":` in a chunk whose head (everything before `"choices"`) holds
+    /// no usage or error and whose first choice has index 0.
+    fn after_head<'d>(&mut self, data: &'d str) -> Option<&'d str> {
+        // The mark has no proper prefix that is also its suffix, so its first occurrence
+        // is right after a head that held none.
+        const MARK: &str = r#","choices":[{"index":0,"delta":"#;
+        if !self.head.is_empty() {
+            if let Some(rest) = data
+                .strip_prefix(self.head.as_str())
+                .and_then(|r| r.strip_prefix(MARK))
+            {
+                return Some(rest);
+            }
         }
         // Searchers built once: building one per chunk cost more than the search.
         static FINDERS: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
@@ -170,40 +229,9 @@ impl StreamDecoder {
         {
             return None;
         }
-        let (token, tail) = weir_model::wire::split_string_token(&data[at + MARK.len()..])?;
-        if token.len() == 2 {
-            // Empty text opens no block; the general path skips it.
-            return None;
-        }
-        // The choice's other fields, null while text streams: OpenAI sends both,
-        // compatible servers (vLLM, Groq, DeepSeek...) often only `finish_reason`.
-        let mut tail = tail.strip_prefix('}')?;
-        let (mut logprobs, mut finish) = (false, false);
-        loop {
-            if let Some(t) = tail
-                .strip_prefix(r#","logprobs":null"#)
-                .filter(|_| !logprobs)
-            {
-                (tail, logprobs) = (t, true);
-            } else if let Some(t) = tail
-                .strip_prefix(r#","finish_reason":null"#)
-                .filter(|_| !finish)
-            {
-                (tail, finish) = (t, true);
-            } else {
-                break;
-            }
-        }
-        let tail = tail.strip_prefix("}]")?.trim_end();
-        let plain = tail == "}" || tail == r#","usage":null}"#;
-        let obfuscated = tail
-            .strip_prefix(r#","obfuscation":"#)
-            .and_then(weir_model::wire::split_string_token)
-            .is_some_and(|(_, rest)| rest == "}");
-        if !(plain || obfuscated) {
-            return None;
-        }
-        JsonStr::from_token(token)
+        self.head.clear();
+        self.head.push_str(head);
+        Some(&data[at + MARK.len()..])
     }
 
     /// The stream ended without `[DONE]`. If the choice had finished, the message is
@@ -598,6 +626,55 @@ fn json_string(s: &str, out: &mut Vec<u8>) {
     let _ = serde_json::to_writer(&mut *out, s);
 }
 
+/// The choice's other fields after its delta, each at most once: `logprobs` null, and
+/// `finish_reason` null or (when `finish` asks for it) a plain string, put there. What
+/// follows the choice, or `None` if it holds anything else.
+fn choice_rest<'d>(mut tail: &'d str, mut finish: Option<&mut Option<&'d str>>) -> Option<&'d str> {
+    // OpenAI sends both, compatible servers (vLLM, Groq, DeepSeek...) often only
+    // `finish_reason`.
+    let (mut logprobs, mut reason) = (false, false);
+    loop {
+        if let Some(t) = tail
+            .strip_prefix(r#","logprobs":null"#)
+            .filter(|_| !logprobs)
+        {
+            (tail, logprobs) = (t, true);
+        } else if let Some(t) = tail
+            .strip_prefix(r#","finish_reason":"#)
+            .filter(|_| !reason)
+        {
+            reason = true;
+            match finish.as_mut() {
+                None => tail = t.strip_prefix("null")?,
+                Some(out) => {
+                    let t = t.strip_prefix('"')?;
+                    let end = t.find('"')?;
+                    **out = Some(&t[..end]);
+                    tail = &t[end + 1..];
+                }
+            }
+        } else {
+            break;
+        }
+    }
+    if finish.is_some() && !reason {
+        return None;
+    }
+    tail.strip_prefix("}]")
+}
+
+/// Whether what follows the choices closes a plain chunk: nothing, null usage, or
+/// OpenAI's obfuscation padding.
+fn chunk_end(tail: &str) -> bool {
+    let tail = tail.trim_end();
+    tail == "}"
+        || tail == r#","usage":null}"#
+        || tail
+            .strip_prefix(r#","obfuscation":"#)
+            .and_then(weir_model::wire::split_string_token)
+            .is_some_and(|(_, rest)| rest == "}")
+}
+
 #[derive(Serialize)]
 struct UsageChunk<'a> {
     id: &'a str,
@@ -644,39 +721,66 @@ mod tests {
             format!(r#"{head}{{"content":"d"}}{tail},"obfuscation":"x"}}"#),
             format!(r#"{head}{{"content":""}}{tail}}}"#),
             format!(r#"{head}{{}},"logprobs":null,"finish_reason":"stop"}}]}}"#),
+            format!(r#"{head}{{}},"finish_reason":"length"}}]}}"#),
             "data: [DONE]".to_owned(),
         ]
         .join("\n\n")
             + "\n\n";
-        let started = StreamDecoder {
+        let mut started = StreamDecoder {
             started: true,
             ..StreamDecoder::default()
         };
+        let text = |d: &mut StreamDecoder, s: &str| matches!(d.fast(s), Some(Fast::Text(_)));
         let plain =
             format!(r#"{{"id":"c","choices":[{{"index":0,"delta":{{"content":"x"}}{tail}}}"#);
         assert!(
-            started.fast_content(&plain).is_some(),
+            text(&mut started, &plain),
             "the fast path must take plain chunks"
+        );
+        assert!(
+            text(&mut started, &plain),
+            "and again with the head it kept"
         );
         let short_plain =
             format!(r#"{{"id":"c","choices":[{{"index":0,"delta":{{"content":"x"}}{short}}}"#);
         assert!(
-            started.fast_content(&short_plain).is_some(),
+            text(&mut started, &short_plain),
             "and those without logprobs"
         );
         let finished =
             r#"{"id":"c","choices":[{"index":0,"delta":{"content":"x"},"finish_reason":"stop"}]}"#;
         assert!(
-            started.fast_content(finished).is_none(),
-            "a finishing chunk takes the general path"
+            started.fast(finished).is_none(),
+            "a chunk with text and a finish takes the general path"
         );
         let twice = format!(
             r#"{{"id":"c","choices":[{{"index":0,"delta":{{"content":"x"}},"finish_reason":null{short}}}"#
         );
         assert!(
-            started.fast_content(&twice).is_none(),
+            started.fast(&twice).is_none(),
             "a repeated field takes the general path (which rejects it)"
         );
+        let usage_head = format!(
+            r#"{{"id":"c","usage":{{"prompt_tokens":1}},"choices":[{{"index":0,"delta":{{"content":"x"}}{short}}}"#
+        );
+        assert!(
+            started.fast(&usage_head).is_none(),
+            "a head unlike the kept one is searched again, and one with usage is not fast"
+        );
+        let finish = r#"{"id":"c","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"tool_calls"}]}"#;
+        assert!(matches!(
+            started.fast(finish),
+            Some(Fast::Finish("tool_calls"))
+        ));
+        for other in [
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":null}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"logprobs":null}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"st\"op"}]}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":1}}"#,
+            r#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":"stop"},{"index":1,"delta":{}}]}"#,
+        ] {
+            assert!(started.fast(other).is_none(), "{other}");
+        }
         assert_eq!(decode_all(&stream, false), decode_all(&stream, true));
     }
 }
