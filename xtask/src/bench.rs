@@ -213,17 +213,25 @@ Reading these figures: the machine is a shared 2-core VM and the direct figure i
 by a fifth between runs (100k-140k req/s within minutes), so compare Weir with the nginx
 proxy floor of the same run. nginx as a proxy pays the same second loopback round trip and
 reaches 0.32-0.52 of direct (it moves between runs too); the gap to it is Weir's own CPU
-per request. Measured over
-whole runs (the process's user and system time divided by requests) at 32 connections, a
-non-streamed request costs Weir about 27 µs of CPU (about 11 µs user, 16 µs kernel) against
-about 20 µs for the nginx proxy (4 µs user, 16 µs kernel): the kernel part (two loopback
-sends that each wake a peer, two reads, epoll; strace counts 2 writev, 2 recvfrom and 2
-epoll_wait per request at one connection, the minimum) is the same for both, so the
-difference is user-space work: hyper server and client (about 45% of Weir's instructions),
-JSON decode and encode (about 25%), routing, auth, metrics. At one connection every
-request wakes the process from idle twice and runs with cold caches: user CPU per request
-is about three times what it is at 32 connections. `/health`, answered by Weir itself, has
-the same p50 as nginx answering directly (57 µs), so the added latency is the upstream leg.
+per request. Measured over whole runs (the processes' user and system time divided by
+requests) at 32 connections, a non-streamed request costs Weir about 27 µs of CPU (about
+11 µs user, 16 µs kernel) and a streamed one about 32-34 µs (16-17 µs user), against about
+17-20 µs for the nginx proxy (3.5-4 µs user, 14-16 µs kernel): the kernel part (two loopback
+sends that each wake a peer, two reads, epoll; 2 writev, 2 recvfrom and 2 epoll_wait per
+request at one connection, the minimum, and as many context switches per request as the
+nginx proxy) is about the same for both, so the difference is user-space work: hyper server
+and client (about 45% of Weir's instructions), JSON decode and encode (about 25%), routing,
+auth, metrics.
+
+At one connection the cost is different in kind. The direct round trip alone takes 57 µs
+here (22 µs on the machine `../shared/bench/README.md` was measured on): each wakeup of an
+idle process is expensive on this VM. wrk, Weir and nginx then run one after another
+(perf sched shows them taking turns on one CPU), so Weir's whole CPU time per request is on
+the critical path, and it runs with cold caches: about 84 µs per request (36 µs user, 48 µs
+kernel) against 43 µs (10 user, 33 kernel) for the nginx proxy, whose added p50 is itself
+22-53 µs across runs. `/health`, answered by Weir itself, has the same p50 as nginx
+answering directly (57 µs), so the added latency is the upstream leg. The runtime count
+makes no difference at one connection (one or two runtimes: 152-155 µs p50).
 
 Done, by profile (instruction counts from `valgrind --tool=callgrind`, which repeat
 exactly, and CPU per request over whole runs, in A/B pairs): the upstream client is
@@ -234,14 +242,21 @@ upstreams get a keep-alive pool held by the provider's endpoint (hyper-util's po
 its key byte by byte with SipHash three times per request and formatted the Host header),
 endpoints are parsed once, providers borrow the request instead of the router copying it,
 price lookups are memoized, stream events already received go out as one body frame, and
-the OpenAI stream fast path takes chunks without `logprobs`. Instructions per request
-went from about 91k to 74k (chat completions) and 193k to 127k (chat completions stream);
-CPU per non-streamed request at 32 connections from about 31.5 to 27 µs; Weir's throughput
-in full runs from about 37k to 39-42k req/s non-streamed and 29-31k to 33-36k streamed.
-A run where the direct figure is low can show a ratio of 0.35 or more for some endpoints
-while Weir's own throughput is unchanged: read the nginx proxy column beside it. Tried and dropped: fat LTO with one codegen
-unit (no difference beyond noise) and one runtime thread (slower). Open, by profile: the
-remaining instructions are spread thin (the largest single item, memcpy, is 6%); the
+the OpenAI stream fast path takes chunks without `logprobs`. Then: the stream reader and
+the SSE body are hand-written instead of `futures::stream::unfold` (which moved the whole
+read state twice per event), the stream's timer is armed only while waiting, the OpenAI
+fast path matches a stream's repeated chunk head by prefix and reads the finish chunk, and
+the Anthropic decoder reads message_start, content_block_start and message_delta in one
+pass. Instructions per request went from about 91k to 73.5k (chat completions), 193k to
+111k (chat completions stream) and 173k to 116k (messages stream); CPU per non-streamed
+request at 32 connections from about 31.5 to 27 µs, per streamed request by about 1-2 µs
+in the last step (A/B, same run); Weir's throughput in full runs from about 37k to
+39-42k req/s non-streamed and 29-31k to 34-36k streamed. A run where the direct figure is
+low can show a ratio of 0.35 or more for some endpoints while Weir's own throughput is
+unchanged: read the nginx proxy column beside it. Tried and dropped: fat LTO with one
+codegen unit (no difference beyond noise) and one runtime thread (slower). Open, by
+profile: the remaining instructions are spread thin (the largest single item, memcpy, is
+6%; a usage-only skim of a same-dialect answer would save about 3k of 73.5k); the
 same-dialect stream still decodes each event for usage and failover; about 28
 clock_gettime calls per request (tokio's timer and metrics, hyper's date, a dozen ours).
 ";
