@@ -2,12 +2,11 @@
 //! each event flushed as soon as it is complete.
 
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use futures_util::StreamExt;
 use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};

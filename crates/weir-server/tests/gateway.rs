@@ -737,58 +737,51 @@ async fn an_upstream_dying_mid_stream_ends_the_stream_with_an_error_in_each_dial
     assert!(text.contains("Partial"));
 }
 
+/// Streams from `script` through a route with these idle and total timeouts, checks the
+/// stream ends with a timeout error saying `message`, and returns its events.
+async fn stream_timing_out(
+    script: Script,
+    idle: &str,
+    total: &str,
+    message: &str,
+) -> Vec<(Option<String>, String)> {
+    let up = upstream(script).await;
+    let timeouts = format!(
+        "[providers.a.timeouts]\nconnect = \"1s\"\nfirst_byte = \"1s\"\nidle = \"{idle}\"\ntotal = \"{total}\"\n"
+    );
+    let url = weir(&anthropic_route(&up.url, "timed", &timeouts)).await;
+    let text = post_text(&url, "/v1/messages", &a_req("timed", true)).await;
+    let events = sse_events(&text);
+    let last = events.last().unwrap();
+    assert_eq!(last.0.as_deref(), Some("error"), "{text}");
+    let v: Value = serde_json::from_str(&last.1).unwrap();
+    assert_eq!(v["error"]["type"], "timeout_error");
+    assert_eq!(v["error"]["message"], message, "{text}");
+    events
+}
+
 #[tokio::test]
 async fn a_stream_that_keeps_sending_outlives_its_idle_timeout_until_the_total_one() {
     // Events every 20 ms: the idle timer starts over with each, so only the total
     // deadline ends the stream, and says so.
-    let up = upstream(Script::Endless(Arc::new(AtomicBool::new(false)))).await;
-    let url = weir(&anthropic_route(
-        &up.url,
-        "ticks",
-        "[providers.a.timeouts]
-connect = \"1s\"
-first_byte = \"1s\"
-idle = \"150ms\"
-total = \"700ms\"
-",
-    ))
+    let events = stream_timing_out(
+        Script::Endless(Arc::new(AtomicBool::new(false))),
+        "150ms",
+        "700ms",
+        "the upstream stream exceeded the total timeout",
+    )
     .await;
-    let text = post_text(&url, "/v1/messages", &a_req("ticks", true)).await;
-    let events = sse_events(&text);
     let ticks = events.iter().filter(|e| e.1.contains("tick ")).count();
-    assert!(ticks >= 10, "{ticks} events before the end: {text}");
-    let last = events.last().unwrap();
-    assert_eq!(last.0.as_deref(), Some("error"), "{text}");
-    let v: Value = serde_json::from_str(&last.1).unwrap();
-    assert_eq!(v["error"]["type"], "timeout_error");
-    assert_eq!(
-        v["error"]["message"],
-        "the upstream stream exceeded the total timeout"
-    );
+    assert!(ticks >= 10, "{ticks} events before the end");
 }
 
 #[tokio::test]
 async fn a_silent_stream_ends_with_an_idle_timeout_error() {
-    let up = upstream(Script::Stall).await;
-    let url = weir(&anthropic_route(
-        &up.url,
-        "stalls",
-        "[providers.a.timeouts]
-connect = \"1s\"
-first_byte = \"1s\"
-idle = \"200ms\"
-total = \"10s\"
-",
-    ))
+    stream_timing_out(
+        Script::Stall,
+        "200ms",
+        "10s",
+        "the upstream stream was silent for more than 0.2s",
+    )
     .await;
-    let text = post_text(&url, "/v1/messages", &a_req("stalls", true)).await;
-    let events = sse_events(&text);
-    let last = events.last().unwrap();
-    assert_eq!(last.0.as_deref(), Some("error"), "{text}");
-    let v: Value = serde_json::from_str(&last.1).unwrap();
-    assert_eq!(v["error"]["type"], "timeout_error");
-    assert_eq!(
-        v["error"]["message"],
-        "the upstream stream was silent for more than 0.2s"
-    );
 }

@@ -4,11 +4,10 @@
 //! NDJSON for Ollama).
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
-
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use futures_util::Stream;
 use tokio::time::Sleep;
@@ -95,8 +94,9 @@ struct Frames<B> {
     pending: VecDeque<Frame>,
     scratch: Vec<Frame>,
     done: bool,
-    /// Fires at the idle or total deadline while armed (from the first wait after data).
-    timer: Pin<Box<Sleep>>,
+    /// Fires at the idle or total deadline while armed (from the first wait after data);
+    /// made at the first wait.
+    timer: Option<Pin<Box<Sleep>>>,
     armed: bool,
     /// The armed deadline is the call's total one, not the idle one.
     total_bound: bool,
@@ -112,7 +112,6 @@ pub fn sse_frames<D: FrameDecoder>(resp: Response, idle: Duration, decoder: D) -
 /// Reads a streamed body through `body`, yielding frames as soon as they are complete,
 /// with the same timeouts and cancellation as [`sse_frames`].
 pub fn body_frames<B: BodyDecoder>(resp: Response, idle: Duration, body: B) -> EventStream {
-    let timer = Box::pin(tokio::time::sleep_until(resp.deadline.into()));
     Box::pin(Frames {
         resp,
         body,
@@ -120,7 +119,7 @@ pub fn body_frames<B: BodyDecoder>(resp: Response, idle: Duration, body: B) -> E
         pending: VecDeque::new(),
         scratch: Vec::new(),
         done: false,
-        timer,
+        timer: None,
         armed: false,
         total_bound: false,
     })
@@ -148,14 +147,24 @@ impl<B: BodyDecoder> Stream for Frames<B> {
                     return Poll::Ready(Some(Err(e)));
                 }
                 Poll::Pending => {
-                    if !st.armed {
-                        let now = Instant::now();
-                        let left = st.resp.deadline.saturating_duration_since(now);
-                        st.total_bound = left < st.idle;
-                        st.timer.as_mut().reset((now + st.idle.min(left)).into());
-                        st.armed = true;
-                    }
-                    if st.timer.as_mut().poll(cx).is_pending() {
+                    let timer = match &mut st.timer {
+                        Some(t) if st.armed => t,
+                        slot => {
+                            let now = Instant::now();
+                            let left = st.resp.deadline.saturating_duration_since(now);
+                            st.total_bound = left < st.idle;
+                            st.armed = true;
+                            let at = (now + st.idle.min(left)).into();
+                            match slot {
+                                Some(t) => {
+                                    t.as_mut().reset(at);
+                                    t
+                                }
+                                None => slot.insert(Box::pin(tokio::time::sleep_until(at))),
+                            }
+                        }
+                    };
+                    if timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
                     }
                     st.done = true;
