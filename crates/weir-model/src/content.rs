@@ -176,9 +176,11 @@ pub struct TextBlock {
 impl TextBlock {
     /// Plain text.
     pub fn new(text: impl Into<JsonStr>) -> Self {
+        // Not `..Default::default()`: that would build (and drop) an empty token.
         TextBlock {
             text: text.into(),
-            ..Default::default()
+            cache_control: None,
+            extra: Extra::new(),
         }
     }
 }

@@ -1239,7 +1239,8 @@ impl Router {
         };
         for key in keys {
             let mut kcx = cx.clone();
-            kcx.report = KeyReport::new();
+            let report = KeyReport::new();
+            kcx.report = report.clone();
             let key_state = key.and_then(|i| pool.and_then(|p| p.keys.get(i)));
             if let Some(ks) = key_state {
                 kcx.key = Some(ks.secret.clone());
@@ -1248,12 +1249,12 @@ impl Router {
             }
             st.in_flight.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
-            let result = match provider.send(&body, kcx.clone()).await {
+            let result = match provider.send(&body, kcx).await {
                 Ok(Reply::Stream(s)) => hold::hold(s).await.map(Reply::Stream),
                 other => other,
             };
             let done = Instant::now();
-            if let (Some(i), Some(p), Some(d)) = (key, pool, kcx.report.take()) {
+            if let (Some(i), Some(p), Some(d)) = (key, pool, report.take()) {
                 self.shared
                     .rest(&target.provider, p, i, d, Rest::Exhausted, done);
             }
