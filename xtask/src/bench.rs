@@ -140,13 +140,32 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
 pub fn report(root: &Path) -> Result<(), String> {
     let mut rows = String::new();
     let mut missed = Vec::new();
+    // Rows of the codec benchmarks not run on this machine yet (e.g. `--gateway-only` on a
+    // fresh checkout) are kept from the report already written, and marked as such.
+    let previous = fs::read_to_string(root.join("docs/benchmarks.md")).unwrap_or_default();
+    let mut kept = false;
     for (id, what, target) in TARGETS {
         let Some(f) = read_figure(root, id) else {
-            // Not run on this machine yet (e.g. `--gateway-only` on a fresh checkout).
-            let _ = writeln!(
-                rows,
-                "| `{id}` | {what} | not measured | - | - | run `cargo xtask bench` |"
-            );
+            let prefix = format!("| `{id}` |");
+            match previous.lines().find(|l| l.starts_with(&prefix)) {
+                Some(line) if !line.contains("not measured") => {
+                    kept = true;
+                    let _ = writeln!(
+                        rows,
+                        "{}",
+                        line.trim_end_matches(" (earlier run) |")
+                            .trim_end_matches(" |")
+                            .to_owned()
+                            + " (earlier run) |"
+                    );
+                }
+                _ => {
+                    let _ = writeln!(
+                        rows,
+                        "| `{id}` | {what} | not measured | - | - | run `cargo xtask bench` |"
+                    );
+                }
+            }
             continue;
         };
         let micros = f.mean_ns / 1000.0;
@@ -182,7 +201,7 @@ pub fn report(root: &Path) -> Result<(), String> {
          ## Codec micro-benchmarks\n\n\
          | benchmark | what | mean time | throughput | target | |\n\
          |---|---|---|---|---|---|\n{rows}\n\
-         Throughput is input bytes per second. Stream translation includes SSE decoding, the\n\
+         {}Throughput is input bytes per second. Stream translation includes SSE decoding, the\n\
          dialect decoder, the other dialect's encoder and SSE encoding. The dialect benchmarks\n\
          run on mimalloc, the allocator the gateway binary is to use.\n\n\
          The machine is shared and noisy: consecutive runs of the same code differ by up to\n\
@@ -191,6 +210,12 @@ pub fn report(root: &Path) -> Result<(), String> {
          copy (schemas, descriptions, text) and allocation.\n\n\
          {}",
         machine(),
+        if kept {
+            "Rows marked (earlier run) were not measured in this run: they are kept from the\n\
+             report this one replaced.\n\n"
+        } else {
+            ""
+        },
         fs::read_to_string(root.join("target/weir-bench/gateway.md"))
             .map(|g| g + GATEWAY_NOTES)
             .unwrap_or_else(|_| {
