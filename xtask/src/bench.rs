@@ -254,7 +254,11 @@ idle process is expensive on this VM. wrk, Weir and nginx then run one after ano
 (perf sched shows them taking turns on one CPU), so Weir's whole CPU time per request is on
 the critical path, and it runs with cold caches: about 84 µs per request (36 µs user, 48 µs
 kernel) against 43 µs (10 user, 33 kernel) for the nginx proxy, whose added p50 is itself
-22-53 µs across runs. `/health`, answered by Weir itself, has the same p50 as nginx
+22-53 µs across runs. Sampled per request, the same code costs far more at one connection
+than at 32: header parsing (httparse) about 10 times, the status line's reason phrase 35
+times, and waking the peer (the kernel's wakeup path) about 7 times. That is the signature
+of caches and CPUs gone cold between requests (likely the VM's idle vCPUs), which only
+doing less work per request reduces. `/health`, answered by Weir itself, has the same p50 as nginx
 answering directly (57 µs), so the added latency is the upstream leg. The runtime count
 makes no difference at one connection (one or two runtimes: 152-155 µs p50).
 
@@ -272,8 +276,9 @@ the SSE body are hand-written instead of `futures::stream::unfold` (which moved 
 read state twice per event), the stream's timer is armed only while waiting, the OpenAI
 fast path matches a stream's repeated chunk head by prefix and reads the finish chunk, and
 the Anthropic decoder reads message_start, content_block_start and message_delta in one
-pass. Instructions per request went from about 91k to 73.5k (chat completions), 193k to
-111k (chat completions stream) and 173k to 116k (messages stream); CPU per non-streamed
+pass; the router clones the call context once per key attempt. Instructions per request
+went from about 91k to 73k (chat completions), about 73k to 72k (messages), 193k to 111k
+(chat completions stream) and 173k to 116k (messages stream); CPU per non-streamed
 request at 32 connections from about 31.5 to 27 µs, per streamed request by about 1-2 µs
 in the last step (A/B, same run); Weir's throughput in full runs from about 37k to
 39-42k req/s non-streamed and 29-31k to 34-36k streamed. A run where the direct figure is
@@ -281,7 +286,7 @@ low can show a ratio of 0.35 or more for some endpoints while Weir's own through
 unchanged: read the nginx proxy column beside it. Tried and dropped: fat LTO with one
 codegen unit (no difference beyond noise) and one runtime thread (slower). Open, by
 profile: the remaining instructions are spread thin (the largest single item, memcpy, is
-6%; a usage-only skim of a same-dialect answer would save about 3k of 73.5k); the
+6%; a usage-only skim of a same-dialect answer would save about 3k of 73k); the
 same-dialect stream still decodes each event for usage and failover; about 28
 clock_gettime calls per request (tokio's timer and metrics, hyper's date, a dozen ours).
 ";
