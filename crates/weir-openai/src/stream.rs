@@ -663,12 +663,12 @@ fn choice_rest<'d>(mut tail: &'d str, mut finish: Option<&mut Option<&'d str>>) 
     tail.strip_prefix("}]")
 }
 
-/// Whether what follows the choices closes a plain chunk: nothing, null usage, or
-/// OpenAI's obfuscation padding.
+/// Whether what follows the choices closes a plain chunk: nothing, null usage, OpenAI's
+/// obfuscation padding, or (as OpenAI writes every chunk of a stream with usage) both.
 fn chunk_end(tail: &str) -> bool {
     let tail = tail.trim_end();
+    let tail = tail.strip_prefix(r#","usage":null"#).unwrap_or(tail);
     tail == "}"
-        || tail == r#","usage":null}"#
         || tail
             .strip_prefix(r#","obfuscation":"#)
             .and_then(weir_model::wire::split_string_token)
@@ -719,6 +719,7 @@ mod tests {
             format!(r#"{head}{{"content":"w"}},"finish_reason":null,"logprobs":null}}]}}"#),
             format!(r#"{head}{{"content":"c"}}{tail},"usage":null}}"#),
             format!(r#"{head}{{"content":"d"}}{tail},"obfuscation":"x"}}"#),
+            format!(r#"{head}{{"content":"e"}}{tail},"usage":null,"obfuscation":"x"}}"#),
             format!(r#"{head}{{"content":""}}{tail}}}"#),
             format!(r#"{head}{{}},"logprobs":null,"finish_reason":"stop"}}]}}"#),
             format!(r#"{head}{{}},"finish_reason":"length"}}]}}"#),
@@ -741,6 +742,16 @@ mod tests {
             text(&mut started, &plain),
             "and again with the head it kept"
         );
+        // OpenAI's own chunks, when usage was asked for (as the gateway always asks).
+        let openai = format!(
+            r#"{{"id":"c","choices":[{{"index":0,"delta":{{"content":"x"}}{tail},"usage":null,"obfuscation":"auU6fTns"}}"#
+        );
+        assert!(text(&mut started, &openai), "OpenAI's own chunk shape");
+        let openai_finish = r#"{"id":"c","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null,"obfuscation":"o"}"#;
+        assert!(matches!(
+            started.fast(openai_finish),
+            Some(Fast::Finish("stop"))
+        ));
         let short_plain =
             format!(r#"{{"id":"c","choices":[{{"index":0,"delta":{{"content":"x"}}{short}}}"#);
         assert!(
