@@ -5,15 +5,12 @@
 
 use weir_anthropic::StreamDecoder;
 use weir_sse::Event;
-use weir_testkit::{corpus_dir, exchanges, sse_events};
+use weir_testkit::{assert_fast_path_agrees, corpus_dir, recorded_streams};
 
 #[test]
 fn recorded_streams_decode_the_same_on_the_fast_path_and_the_general_one() {
     let Some(root) = corpus_dir() else { return };
-    let found: Vec<_> = exchanges(&root, "anthropic")
-        .into_iter()
-        .filter(|x| x.streaming && x.status == 200 && x.content_type.contains("event-stream"))
-        .collect();
+    let found = recorded_streams(&root, &["anthropic"]);
     assert!(
         !found.is_empty(),
         "no recorded streams under {}",
@@ -22,21 +19,20 @@ fn recorded_streams_decode_the_same_on_the_fast_path_and_the_general_one() {
     let mut seen = 0;
     for x in &found {
         let (mut fast, mut general) = (StreamDecoder::new(), StreamDecoder::new());
-        for ev in sse_events(&x.body) {
-            // A space after the first key defeats every fast path's exact match.
-            let data = ev.data().replacen(r#"{"type":"#, r#"{"type": "#, 1);
-            let slow = match ev.event() {
-                Some(name) => Event::new(data).with_event(name),
-                None => Event::new(data),
-            };
-            let a = fast.decode(ev).map(|f| format!("{:?}", f.events));
-            let b = general.decode(slow).map(|f| format!("{:?}", f.events));
-            match (a, b) {
-                (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", x.name),
-                (a, b) => panic!("{}: {a:?} against {b:?}", x.name),
-            }
-            seen += 1;
-        }
+        seen += assert_fast_path_agrees(
+            x,
+            |ev| {
+                // A space after the first key defeats every fast path's exact match.
+                let data = ev.data().replacen(r#"{"type":"#, r#"{"type": "#, 1);
+                match ev.event() {
+                    Some(name) => Event::new(data).with_event(name),
+                    None => Event::new(data),
+                }
+            },
+            // Every recorded event decodes.
+            |ev| Ok(fast.decode(ev).unwrap()),
+            |ev| general.decode(ev),
+        );
     }
     println!("{} recorded streams, {seen} events", found.len());
 }

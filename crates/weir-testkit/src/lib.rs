@@ -122,6 +122,41 @@ fn header(headers: &Value, name: &str) -> Option<String> {
     None
 }
 
+/// Every stream recorded for these providers under `root` that the upstream answered
+/// (status 200, `text/event-stream`).
+pub fn recorded_streams(root: &Path, providers: &[&str]) -> Vec<Exchange> {
+    providers
+        .iter()
+        .flat_map(|p| exchanges(root, p))
+        .filter(|x| x.streaming && x.status == 200 && x.content_type.contains("event-stream"))
+        .collect()
+}
+
+/// Decodes the events of the recorded stream `x` twice: as they are with `fast`, and
+/// through `slow` (an edit that defeats exact-shape fast paths) with `general`, asserting
+/// each event gives the same canonical events both ways (or fails both ways). Returns how
+/// many events there were.
+pub fn assert_fast_path_agrees(
+    x: &Exchange,
+    slow: impl Fn(&weir_sse::Event) -> weir_sse::Event,
+    mut fast: impl FnMut(weir_sse::Event) -> Result<weir_model::Frame, weir_model::WireError>,
+    mut general: impl FnMut(weir_sse::Event) -> Result<weir_model::Frame, weir_model::WireError>,
+) -> usize {
+    let events = sse_events(&x.body);
+    let n = events.len();
+    for ev in events {
+        let slowed = slow(&ev);
+        let a = fast(ev).map(|f| format!("{:?}", f.events));
+        let b = general(slowed).map(|f| format!("{:?}", f.events));
+        match (a, b) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b, "{}", x.name),
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!("{}: {a:?} against {b:?}", x.name),
+        }
+    }
+    n
+}
+
 /// All SSE events of a complete recorded stream. Some recordings lost the blank line
 /// that ends the last event (a decoder rightly discards an unterminated event), so one is
 /// added when missing.
