@@ -186,7 +186,10 @@ impl StreamDecoder {
                 return None;
             }
             let tail = choice_rest(tail.strip_prefix('}')?, None)?;
-            return chunk_end(tail).then(|| JsonStr::from_token(token).map(Fast::Text))?;
+            if !chunk_end(tail) {
+                return None;
+            }
+            return JsonStr::from_token(token).map(Fast::Text);
         }
         let rest = rest.strip_prefix("{}")?;
         let mut reason = None;
