@@ -519,7 +519,11 @@ async fn chat(
                 }
                 Reply::Stream(s) => {
                     debug_assert!(stream);
+                    // The stream's log line takes the request's record with it; the id
+                    // stays, for the response's `x-request-id`.
+                    let request_id = log.request_id.clone();
                     let slog = StreamLog::new(std::mem::take(log));
+                    log.request_id = request_id;
                     sse_response(dialect, s, client_usage, slog)
                 }
             };

@@ -211,6 +211,17 @@ fn sse_events(text: &str) -> Vec<(Option<String>, String)> {
         .collect()
 }
 
+/// Every answer carries its request id: `req_` and 32 hex digits.
+fn assert_request_id(r: &reqwest::Response) {
+    let id = r.headers().get("x-request-id").map(|v| v.to_str().unwrap());
+    assert!(
+        id.is_some_and(|id| id.len() == 36
+            && id.starts_with("req_")
+            && id[4..].bytes().all(|b| b.is_ascii_hexdigit())),
+        "x-request-id: {id:?}"
+    );
+}
+
 fn a_req(model: &str, stream: bool) -> Value {
     json!({"model": model, "max_tokens": 100, "stream": stream, "messages": [{"role": "user", "content": "hello there"}]})
 }
@@ -262,6 +273,7 @@ async fn mock_answers_both_dialects_complete_and_streamed() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-weir-provider"], "mock");
     assert_eq!(r.headers()["x-weir-model"], "mock");
+    assert_request_id(&r);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "message");
     assert_eq!(v["content"][0]["type"], "text");
@@ -278,6 +290,9 @@ async fn mock_answers_both_dialects_complete_and_streamed() {
     assert_eq!(r.headers()["cache-control"], "no-cache");
     assert_eq!(r.headers()["x-accel-buffering"], "no");
     assert!(r.headers().get("content-length").is_none());
+    assert_eq!(r.headers()["x-weir-provider"], "mock");
+    assert_eq!(r.headers()["x-weir-model"], "mock");
+    assert_request_id(&r);
     let events = sse_events(&r.text().await.unwrap());
     let names: Vec<&str> = events.iter().filter_map(|e| e.0.as_deref()).collect();
     assert_eq!(names.first(), Some(&"message_start"));
@@ -290,6 +305,7 @@ async fn mock_answers_both_dialects_complete_and_streamed() {
         Some(KEY),
     )
     .await;
+    assert_request_id(&r);
     let events = sse_events(&r.text().await.unwrap());
     assert_eq!(events.last().unwrap().1, "[DONE]");
     let chunks: Vec<Value> = events[..events.len() - 1]
