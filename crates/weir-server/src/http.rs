@@ -186,6 +186,26 @@ fn simple_error(
     r
 }
 
+/// 405 with `allow`, in the client's dialect (an invalid request, by its type).
+fn method_not_allowed(
+    dialect: Dialect,
+    method: &Method,
+    path: &str,
+    allow: &'static str,
+    log: &RequestLog,
+) -> Response<Body> {
+    let mut e = ApiError::new(
+        ErrorKind::InvalidRequest,
+        format!("method {method} is not allowed on {path}; use {allow}"),
+    );
+    e.status = StatusCode::METHOD_NOT_ALLOWED.as_u16();
+    let mut r = error_response(dialect, &e, &log.request_id, None);
+    r.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static(allow));
+    log.emit(r.status().as_u16(), None, None, None);
+    r
+}
+
 /// A new request id: 16 random bytes, hex.
 pub(crate) fn request_id() -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -227,19 +247,15 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             format!("{path} is not implemented in this build of Weir yet"),
             &log,
         ),
+        (_, "/health" | "/v1/models") => method_not_allowed(dialect, &method, &path, "GET", &log),
         (
             _,
-            "/health"
-            | "/v1/messages"
+            "/v1/messages"
             | "/v1/chat/completions"
             | "/v1/messages/count_tokens"
-            | "/v1/models",
-        ) => simple_error(
-            dialect,
-            ErrorKind::InvalidRequest,
-            format!("method {method} is not allowed on {path}"),
-            &log,
-        ),
+            | "/v1/responses"
+            | "/v1/embeddings",
+        ) => method_not_allowed(dialect, &method, &path, "POST", &log),
         _ => simple_error(
             dialect,
             ErrorKind::NotFound,

@@ -369,6 +369,29 @@ async fn bad_input_gets_clear_errors() {
         v["error"]["message"],
         "model `gpt-nope` is not available; available: mock"
     );
+
+    // A wrong method: 405 naming the right one, in the endpoint's dialect.
+    let r = client()
+        .get(format!("{url}/v1/messages?beta=true"))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    assert_request_id(&r);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    assert_eq!(
+        v["error"]["message"],
+        "method GET is not allowed on /v1/messages; use POST"
+    );
+    let r = post(&url, "/v1/models", &json!({}), Some(KEY)).await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
 }
 
 #[tokio::test]
