@@ -4,12 +4,14 @@
 //! The file is parsed with the `toml` crate directly (not layered through figment): its
 //! spans are what lets `weir check` point at the offending line and column.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
+use toml::de::{DeTable, DeValue};
 use toml::Spanned;
 
 /// A problem in a config, located when possible.
@@ -499,16 +501,136 @@ pub fn interpolate(
     }
 }
 
-/// Parses config text (already interpolated).
+/// Parses config text (already interpolated); the first error if it does not parse (see
+/// [`parse_all`] for every error).
 pub fn parse(file: Option<&Path>, text: &str) -> Result<Config, ConfigError> {
-    toml::from_str::<Config>(text).map_err(|e| {
-        let src = Source { file, text };
-        let message = e.message().trim_end().to_owned();
-        src.error_at(e.span().map(|s| s.start), message)
-    })
+    parse_all(file, text).map_err(|mut errors| errors.swap_remove(0))
 }
 
-/// Reads, interpolates and parses a config file.
+/// Parses config text (already interpolated), or returns every error found, in file order
+/// (never an empty list).
+///
+/// A parser stops at its first error, so a text that does not parse is read again piece by
+/// piece: every syntax error, then each top-level section alone, and each provider, model,
+/// client key and price alone, so that each of them reports its own first error.
+pub fn parse_all(file: Option<&Path>, text: &str) -> Result<Config, Vec<ConfigError>> {
+    let first = match toml::from_str::<Config>(text) {
+        Ok(cfg) => return Ok(cfg),
+        Err(e) => e,
+    };
+    let src = Source { file, text };
+    let located = |e: &toml::de::Error| {
+        src.error_at(e.span().map(|s| s.start), e.message().trim_end().to_owned())
+    };
+    let (root, syntax) = DeTable::parse_recoverable(text);
+    let mut errors: Vec<ConfigError> = syntax.iter().map(located).collect();
+    if errors.is_empty() {
+        for (piece, partial) in pieces(root) {
+            match Config::deserialize(toml::de::Deserializer::from(piece)) {
+                Err(e) if !(partial && e.message().starts_with("missing field")) => {
+                    errors.push(located(&e));
+                }
+                _ => {}
+            }
+        }
+    }
+    if errors.is_empty() {
+        // The pieces all parse but the whole does not: report what the whole said.
+        errors.push(located(&first));
+    }
+    errors.sort_by_key(|e| e.position);
+    errors.dedup();
+    Err(errors)
+}
+
+type DeEntry<'i> = (Spanned<Cow<'i, str>>, Spanned<DeValue<'i>>);
+
+/// The document split into small documents that each hold one thing to check: each
+/// top-level section; each provider, price, model and client key on its own; and each key
+/// of those tables alone (`true`: such a piece lacks its table's other keys, so its
+/// "missing field" errors are not errors).
+fn pieces<'i>(root: Spanned<DeTable<'i>>) -> Vec<(Spanned<DeTable<'i>>, bool)> {
+    let span = root.span();
+    let mut out = Vec::new();
+    for (key, value) in root.into_inner() {
+        let (vspan, inner) = (value.span(), value.into_inner());
+        // Wraps a piece of this section back into a document.
+        let section = |v: DeValue<'i>| -> Spanned<DeTable<'i>> {
+            let entry = (key.clone(), Spanned::new(vspan.clone(), v));
+            Spanned::new(span.clone(), std::iter::once(entry).collect())
+        };
+        match (key.get_ref().as_ref(), inner) {
+            ("providers" | "pricing", DeValue::Table(t)) => {
+                for (name, item) in t {
+                    for (v, partial) in each_key(item) {
+                        let one = DeValue::Table(std::iter::once((name.clone(), v)).collect());
+                        out.push((section(one), partial));
+                    }
+                }
+            }
+            ("models", DeValue::Array(items)) => {
+                for item in items {
+                    for (v, partial) in each_key(item) {
+                        out.push((
+                            section(DeValue::Array(std::iter::once(v).collect())),
+                            partial,
+                        ));
+                    }
+                }
+            }
+            ("auth", DeValue::Table(t)) => {
+                let (keys, rest): (Vec<DeEntry<'i>>, Vec<DeEntry<'i>>) =
+                    t.into_iter().partition(|(k, _)| k.get_ref() == "keys");
+                let rest = Spanned::new(vspan.clone(), DeValue::Table(rest.into_iter().collect()));
+                for (v, partial) in each_key(rest) {
+                    out.push((section(v.into_inner()), partial));
+                }
+                for (k, list) in keys {
+                    let (lspan, list) = (list.span(), list.into_inner());
+                    let items: Vec<_> = match list {
+                        DeValue::Array(items) => items.into_iter().collect(),
+                        other => vec![Spanned::new(lspan.clone(), other)],
+                    };
+                    for item in items {
+                        for (v, partial) in each_key(item) {
+                            let one = DeValue::Array(std::iter::once(v).collect());
+                            let keys = (k.clone(), Spanned::new(lspan.clone(), one));
+                            out.push((
+                                section(DeValue::Table(std::iter::once(keys).collect())),
+                                partial,
+                            ));
+                        }
+                    }
+                }
+            }
+            (_, inner) => {
+                for (v, partial) in each_key(Spanned::new(vspan.clone(), inner)) {
+                    out.push((section(v.into_inner()), partial));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A table whole, then each of its keys alone (partial); any other value as it is.
+fn each_key(value: Spanned<DeValue<'_>>) -> Vec<(Spanned<DeValue<'_>>, bool)> {
+    let span = value.span();
+    let DeValue::Table(t) = value.get_ref() else {
+        return vec![(value, false)];
+    };
+    let mut out = Vec::new();
+    if t.len() > 1 {
+        for entry in t.iter() {
+            let one = DeValue::Table(std::iter::once((entry.0.clone(), entry.1.clone())).collect());
+            out.push((Spanned::new(span.clone(), one), true));
+        }
+    }
+    out.insert(0, (value, false));
+    out
+}
+
+/// Reads, interpolates and parses a config file; every error found, in file order.
 pub fn load(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
@@ -520,9 +642,21 @@ pub fn load(
             message: format!("cannot read the config: {e}"),
         }]
     })?;
-    let text = interpolate(Some(path), &raw, env)?;
-    let cfg = parse(Some(path), &text).map_err(|e| vec![e])?;
-    Ok((cfg, text))
+    match interpolate(Some(path), &raw, env) {
+        Ok(text) => Ok((parse_all(Some(path), &text)?, text)),
+        Err(mut errors) => {
+            // Read on with the missing variables empty, to report the rest too; a line
+            // whose variable is missing reports only that.
+            let text = interpolate(Some(path), &raw, &|name| env(name).or(Some(String::new())))?;
+            if let Err(more) = parse_all(Some(path), &text) {
+                let line = |e: &ConfigError| e.position.map(|(l, _)| l);
+                let missing: Vec<_> = errors.iter().map(line).collect();
+                errors.extend(more.into_iter().filter(|e| !missing.contains(&line(e))));
+                errors.sort_by_key(|e| e.position);
+            }
+            Err(errors)
+        }
+    }
 }
 
 #[cfg(test)]
@@ -571,6 +705,113 @@ mod tests {
             err.to_string()
                 .starts_with("weir.toml:3:1: unknown field `listn`"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn every_section_and_every_item_reports_its_own_error() {
+        let text = r#"[server]
+listen = "127.0.0.1:1"
+max_request_bytes = "lots"
+shutdown_grace = "5 parsecs"
+
+[[auth.keys]]
+name = "a"
+kee = "x"
+
+[[auth.keys]]
+name = "b"
+rpm = -1
+
+[providers.one]
+kind = "openai"
+base_url = 5
+
+[providers.two]
+kind = "mock"
+stream_delay = "5 parsecs"
+
+[[models]]
+name = "m"
+targets = [{ provider = "one" }]
+colour = "blue"
+sticky = "yes"
+
+[[models]]
+name = "n"
+targets = "two"
+
+[surprise]
+x = 1
+"#;
+        let errs = parse_all(Some(Path::new("w.toml")), text).unwrap_err();
+        let lines: Vec<usize> = errs.iter().map(|e| e.position.unwrap().0).collect();
+        assert_eq!(lines, [3, 4, 8, 12, 16, 20, 25, 26, 30, 32], "{errs:#?}");
+        let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert!(
+            shown[0].starts_with("w.toml:3:21: invalid type: string \"lots\""),
+            "{}",
+            shown[0]
+        );
+        assert!(
+            shown[1].starts_with("w.toml:4:18: `5 parsecs` is not a duration"),
+            "{}",
+            shown[1]
+        );
+        assert!(
+            shown[2].starts_with("w.toml:8:1: unknown field `kee`"),
+            "{}",
+            shown[2]
+        );
+        assert!(
+            shown[8].contains("invalid type: string \"two\", expected a sequence"),
+            "{}",
+            shown[8]
+        );
+        assert!(
+            shown[9].starts_with("w.toml:32:2: unknown field `surprise`"),
+            "{}",
+            shown[9]
+        );
+        // The first error alone, as `parse` gives it.
+        assert_eq!(parse(Some(Path::new("w.toml")), text).unwrap_err(), errs[0]);
+    }
+
+    #[test]
+    fn syntax_errors_are_all_reported() {
+        let errs = parse_all(None, "a = \n[server]\nlisten = \"x\"\nb = [1,\n").unwrap_err();
+        assert!(errs.len() >= 2, "{errs:#?}");
+        assert_eq!(errs[0].position.map(|p| p.0), Some(1));
+    }
+
+    #[test]
+    fn a_missing_variable_does_not_hide_the_other_errors() {
+        let dir = std::env::temp_dir().join(format!("weir-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("weir.toml");
+        std::fs::write(
+            &path,
+            "[server]\nlisten = \"${NOPE}\"\nlistn = 1\n\n[[auth.keys]]\nname = \"k\"\nkey = \"${KEY}\"\nmodel = []\n",
+        )
+        .unwrap();
+        let errs = load(&path, &env).unwrap_err();
+        let shown: Vec<String> = errs
+            .iter()
+            .map(|e| e.to_string().replace(&path.display().to_string(), "F"))
+            .collect();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(shown.len(), 3, "{shown:#?}");
+        assert!(
+            shown[0].starts_with("F:2:11: environment variable `NOPE` is not set"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1].starts_with("F:3:1: unknown field `listn`"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[2].starts_with("F:8:1: unknown field `model`"),
+            "{shown:#?}"
         );
     }
 

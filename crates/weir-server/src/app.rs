@@ -150,7 +150,11 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             )),
             started: std::time::Instant::now(),
         }),
-        _ => Err(errors),
+        _ => {
+            // In file order, whichever check found them; errors without a place last.
+            errors.sort_by_key(|e| (e.position.is_none(), e.position));
+            Err(errors)
+        }
     }
 }
 
@@ -363,7 +367,7 @@ pub fn zero_config(
         }
     };
     let text = crate::config::interpolate(None, &text, &env_with_key)?;
-    let cfg = crate::config::parse(None, &text).map_err(|e| vec![e])?;
+    let cfg = crate::config::parse_all(None, &text)?;
     let app = build(&cfg, None, &text)?;
     Ok((app, generated))
 }

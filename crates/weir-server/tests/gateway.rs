@@ -555,14 +555,20 @@ async fn models_lists_in_the_shape_the_client_speaks() {
 
 #[test]
 fn config_errors_are_all_reported_with_positions() {
-    let text = "[providers.b]\nkind = \"vertex\"\n[[models]]\nname = \"m\"\nstrategy = \"fastest\"\ntargets = [{ provider = \"nope\" }]\n";
+    let text = "[providers.b]\nkind = \"vertex\"\n[[models]]\nname = \"m\"\nstrategy = \"fastest\"\ntargets = [{ provider = \"nope\" }]\n[[auth.keys]]\nname = \"a\"\nkey = \"k\"\nrpm = 0\n";
     let cfg = weir_server::config::parse(None, text).unwrap();
     let errs: Vec<String> = weir_server::build(&cfg, None, text)
         .unwrap_err()
         .iter()
         .map(ToString::to_string)
         .collect();
-    assert_eq!(errs.len(), 3, "{errs:?}");
+    // In file order, though the keys are checked first.
+    assert_eq!(errs.len(), 4, "{errs:?}");
+    assert!(
+        errs[3].starts_with("10:7: `rpm` must be at least 1"),
+        "{}",
+        errs[3]
+    );
     assert!(
         errs[0].starts_with("2:8: kind = \"vertex\" needs project and region"),
         "{}",
