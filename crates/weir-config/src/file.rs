@@ -511,8 +511,8 @@ pub fn parse(file: Option<&Path>, text: &str) -> Result<Config, ConfigError> {
 /// (never an empty list).
 ///
 /// A parser stops at its first error, so a text that does not parse is read again piece by
-/// piece: every syntax error, then each top-level section alone, and each provider, model,
-/// client key and price alone, so that each of them reports its own first error.
+/// piece: every syntax error, then each top-level section, each provider, model, client key
+/// and price, and each key of those on its own, so that each reports its own first error.
 pub fn parse_all(file: Option<&Path>, text: &str) -> Result<Config, Vec<ConfigError>> {
     let first = match toml::from_str::<Config>(text) {
         Ok(cfg) => return Ok(cfg),
