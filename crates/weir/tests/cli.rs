@@ -12,7 +12,7 @@ fn check_prints_every_error_with_file_line_and_column_and_fails() {
     let dir = std::env::temp_dir().join(format!("weir-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.toml");
-    std::fs::write(&bad, "[providers.a]\nkind = \"anthropic\"\nkeys = [\"${WEIR_CLI_TEST_UNSET_A}\", \"${WEIR_CLI_TEST_UNSET_B}\"]\n").unwrap();
+    std::fs::write(&bad, "[providers.a]\nkind = \"anthropic\"\nkeys = [\"${WEIR_CLI_TEST_UNSET_A}\", \"${WEIR_CLI_TEST_UNSET_B}\"]\n[server]\nlistn = 1\nmax_request_bytes = -1\n").unwrap();
     let out = weir()
         .args(["check", "--config"])
         .arg(&bad)
@@ -25,7 +25,9 @@ fn check_prints_every_error_with_file_line_and_column_and_fails() {
         text,
         format!(
             "{b}:3:10: environment variable `WEIR_CLI_TEST_UNSET_A` is not set (referenced as `${{WEIR_CLI_TEST_UNSET_A}}`)\n\
-             {b}:3:38: environment variable `WEIR_CLI_TEST_UNSET_B` is not set (referenced as `${{WEIR_CLI_TEST_UNSET_B}}`)\n"
+             {b}:3:38: environment variable `WEIR_CLI_TEST_UNSET_B` is not set (referenced as `${{WEIR_CLI_TEST_UNSET_B}}`)\n\
+             {b}:5:1: unknown field `listn`, expected one of `listen`, `admin_listen`, `max_request_bytes`, `shutdown_grace`\n\
+             {b}:6:21: invalid value: integer `-1`, expected usize\n"
         )
     );
 
@@ -54,7 +56,7 @@ fn check_prints_every_error_with_file_line_and_column_and_fails() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cannot start: the config has 2 error(s)")
+        String::from_utf8_lossy(&out.stderr).contains("cannot start: the config has 4 error(s)")
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
