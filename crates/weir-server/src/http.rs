@@ -236,7 +236,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         Dialect::OpenAi
     };
     let r = match (&method, path.as_str()) {
-        (&Method::GET, "/health") => full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
+        (&Method::GET | &Method::HEAD, "/health") => {
+            full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#)
+        }
         (&Method::POST, "/v1/messages") => chat(&app, req, Dialect::Anthropic, &mut log).await,
         (&Method::POST, "/v1/chat/completions") => chat(&app, req, Dialect::OpenAi, &mut log).await,
         (&Method::POST, "/v1/messages/count_tokens") => count_tokens(&app, req, &mut log).await,
@@ -247,7 +249,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             format!("{path} is not implemented in this build of Weir yet"),
             &log,
         ),
-        (_, "/health" | "/v1/models") => method_not_allowed(dialect, &method, &path, "GET", &log),
+        (_, "/health") => method_not_allowed(dialect, &method, &path, "GET, HEAD", &log),
+        (_, "/v1/models") => method_not_allowed(dialect, &method, &path, "GET", &log),
         (
             _,
             "/v1/messages"

@@ -236,6 +236,13 @@ async fn health_needs_no_key() {
     let r = client().get(format!("{url}/health")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-request-id"));
+    // Uptime checkers that probe with HEAD get the same answer, without a body.
+    let r = client().head(format!("{url}/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_request_id(&r);
+    let r = post(&url, "/health", &json!({}), None).await;
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
 }
 
 #[tokio::test]
