@@ -504,7 +504,8 @@ pub fn interpolate(
 /// Parses config text (already interpolated); the first error if it does not parse (see
 /// [`parse_all`] for every error).
 pub fn parse(file: Option<&Path>, text: &str) -> Result<Config, ConfigError> {
-    parse_all(file, text).map_err(|mut errors| errors.swap_remove(0))
+    // `parse_all` never returns an empty list of errors.
+    parse_all(file, text).map_err(|mut errors| errors.remove(0))
 }
 
 /// Parses config text (already interpolated), or returns every error found, in file order
@@ -543,8 +544,6 @@ pub fn parse_all(file: Option<&Path>, text: &str) -> Result<Config, Vec<ConfigEr
     Err(errors)
 }
 
-type DeEntry<'i> = (Spanned<Cow<'i, str>>, Spanned<DeValue<'i>>);
-
 /// The document split into small documents that each hold one thing to check: each
 /// top-level section; each provider, price, model and client key on its own; and each key
 /// of those tables alone (`true`: such a piece lacks its table's other keys, so its
@@ -553,59 +552,51 @@ fn pieces<'i>(root: Spanned<DeTable<'i>>) -> Vec<(Spanned<DeTable<'i>>, bool)> {
     let span = root.span();
     let mut out = Vec::new();
     for (key, value) in root.into_inner() {
-        let (vspan, inner) = (value.span(), value.into_inner());
-        // Wraps a piece of this section back into a document.
-        let section = |v: DeValue<'i>| -> Spanned<DeTable<'i>> {
-            let entry = (key.clone(), Spanned::new(vspan.clone(), v));
-            Spanned::new(span.clone(), std::iter::once(entry).collect())
+        let vspan = value.span();
+        // A piece of this section, made back into a document.
+        let mut section = |v: DeValue<'i>, partial: bool| {
+            let doc = one_entry(key.clone(), Spanned::new(vspan.clone(), v));
+            out.push((Spanned::new(span.clone(), doc), partial));
         };
-        match (key.get_ref().as_ref(), inner) {
+        match (key.get_ref().as_ref(), value.into_inner()) {
             ("providers" | "pricing", DeValue::Table(t)) => {
                 for (name, item) in t {
                     for (v, partial) in each_key(item) {
-                        let one = DeValue::Table(std::iter::once((name.clone(), v)).collect());
-                        out.push((section(one), partial));
+                        section(DeValue::Table(one_entry(name.clone(), v)), partial);
                     }
                 }
             }
             ("models", DeValue::Array(items)) => {
-                for item in items {
-                    for (v, partial) in each_key(item) {
-                        out.push((
-                            section(DeValue::Array(std::iter::once(v).collect())),
-                            partial,
-                        ));
-                    }
+                for (v, partial) in items.into_iter().flat_map(each_key) {
+                    section(one_item(v), partial);
                 }
             }
             ("auth", DeValue::Table(t)) => {
-                let (keys, rest): (Vec<DeEntry<'i>>, Vec<DeEntry<'i>>) =
+                let (keys, rest): (Vec<_>, Vec<_>) =
                     t.into_iter().partition(|(k, _)| k.get_ref() == "keys");
-                let rest = Spanned::new(vspan.clone(), DeValue::Table(rest.into_iter().collect()));
-                for (v, partial) in each_key(rest) {
-                    out.push((section(v.into_inner()), partial));
+                let rest = DeValue::Table(rest.into_iter().collect());
+                for (v, partial) in each_key(Spanned::new(vspan.clone(), rest)) {
+                    section(v.into_inner(), partial);
                 }
                 for (k, list) in keys {
-                    let (lspan, list) = (list.span(), list.into_inner());
-                    let items: Vec<_> = match list {
-                        DeValue::Array(items) => items.into_iter().collect(),
-                        other => vec![Spanned::new(lspan.clone(), other)],
-                    };
-                    for item in items {
-                        for (v, partial) in each_key(item) {
-                            let one = DeValue::Array(std::iter::once(v).collect());
-                            let keys = (k.clone(), Spanned::new(lspan.clone(), one));
-                            out.push((
-                                section(DeValue::Table(std::iter::once(keys).collect())),
-                                partial,
-                            ));
+                    let lspan = list.span();
+                    match list.into_inner() {
+                        DeValue::Array(items) => {
+                            for (v, partial) in items.into_iter().flat_map(each_key) {
+                                let list = Spanned::new(lspan.clone(), one_item(v));
+                                section(DeValue::Table(one_entry(k.clone(), list)), partial);
+                            }
+                        }
+                        other => {
+                            let list = Spanned::new(lspan, other);
+                            section(DeValue::Table(one_entry(k, list)), false);
                         }
                     }
                 }
             }
             (_, inner) => {
                 for (v, partial) in each_key(Spanned::new(vspan.clone(), inner)) {
-                    out.push((section(v.into_inner()), partial));
+                    section(v.into_inner(), partial);
                 }
             }
         }
@@ -613,21 +604,27 @@ fn pieces<'i>(root: Spanned<DeTable<'i>>) -> Vec<(Spanned<DeTable<'i>>, bool)> {
     out
 }
 
-/// A table whole, then each of its keys alone (partial); any other value as it is.
+/// A table whole, and each of its keys alone (partial); any other value as it is.
 fn each_key(value: Spanned<DeValue<'_>>) -> Vec<(Spanned<DeValue<'_>>, bool)> {
-    let span = value.span();
-    let DeValue::Table(t) = value.get_ref() else {
-        return vec![(value, false)];
-    };
     let mut out = Vec::new();
-    if t.len() > 1 {
-        for entry in t.iter() {
-            let one = DeValue::Table(std::iter::once((entry.0.clone(), entry.1.clone())).collect());
-            out.push((Spanned::new(span.clone(), one), true));
+    if let DeValue::Table(t) = value.get_ref() {
+        if t.len() > 1 {
+            for (k, v) in t.iter() {
+                let one = DeValue::Table(one_entry(k.clone(), v.clone()));
+                out.push((Spanned::new(value.span(), one), true));
+            }
         }
     }
-    out.insert(0, (value, false));
+    out.push((value, false));
     out
+}
+
+fn one_entry<'i>(key: Spanned<Cow<'i, str>>, value: Spanned<DeValue<'i>>) -> DeTable<'i> {
+    std::iter::once((key, value)).collect()
+}
+
+fn one_item(value: Spanned<DeValue<'_>>) -> DeValue<'_> {
+    DeValue::Array(std::iter::once(value).collect())
 }
 
 /// Reads, interpolates and parses a config file; every error found, in file order.
@@ -775,6 +772,21 @@ x = 1
         );
         // The first error alone, as `parse` gives it.
         assert_eq!(parse(Some(Path::new("w.toml")), text).unwrap_err(), errs[0]);
+    }
+
+    #[test]
+    fn client_keys_that_are_not_a_list_say_so() {
+        let errs = parse_all(None, "[auth]\nkeys = \"sk-1\"\nadmin = 1\n").unwrap_err();
+        let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 2, "{shown:#?}");
+        assert!(
+            shown[0].starts_with("2:8: invalid type: string \"sk-1\", expected a sequence"),
+            "{shown:#?}"
+        );
+        assert!(
+            shown[1].starts_with("3:1: unknown field `admin`"),
+            "{shown:#?}"
+        );
     }
 
     #[test]

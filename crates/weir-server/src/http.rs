@@ -180,8 +180,12 @@ fn simple_error(
     message: impl Into<String>,
     log: &RequestLog,
 ) -> Response<Body> {
-    let e = ApiError::new(kind, message);
-    let r = error_response(dialect, &e, &log.request_id, None);
+    gateway_error(dialect, &ApiError::new(kind, message), log)
+}
+
+/// An error the gateway itself answers with, logged.
+fn gateway_error(dialect: Dialect, e: &ApiError, log: &RequestLog) -> Response<Body> {
+    let r = error_response(dialect, e, &log.request_id, None);
     log.emit(r.status().as_u16(), None, None, None);
     r
 }
@@ -199,10 +203,9 @@ fn method_not_allowed(
         format!("method {method} is not allowed on {path}; use {allow}"),
     );
     e.status = StatusCode::METHOD_NOT_ALLOWED.as_u16();
-    let mut r = error_response(dialect, &e, &log.request_id, None);
+    let mut r = gateway_error(dialect, &e, log);
     r.headers_mut()
         .insert(http::header::ALLOW, HeaderValue::from_static(allow));
-    log.emit(r.status().as_u16(), None, None, None);
     r
 }
 
