@@ -12,6 +12,9 @@ const GATEWAY: &str = "127.0.0.1:18090";
 /// nginx as a reverse proxy in front of the same upstream: what a proxy written in C costs
 /// on this machine, measured in the same run (the floor any gateway stands on).
 const NGINX_PROXY: &str = "127.0.0.1:18095";
+/// A bare reverse proxy on hyper (`bench/hyper-floor`): what the HTTP stack Weir is built
+/// on costs by itself, so Weir's own work can be told from it.
+const HYPER_PROXY: &str = "127.0.0.1:18096";
 
 fn nginx_proxy_conf(dir: &Path) -> String {
     let d = dir.display();
@@ -264,11 +267,14 @@ pub fn run(root: &Path, secs: u32) -> Result<String, String> {
             ));
         }
     }
-    crate::run_cmd(
-        crate::cargo()
-            .current_dir(root)
-            .args(["build", "--release", "-p", "weir"]),
-    )?;
+    crate::run_cmd(crate::cargo().current_dir(root).args([
+        "build",
+        "--release",
+        "-p",
+        "weir",
+        "-p",
+        "hyper-floor",
+    ]))?;
     let dir = root.join("target/weir-bench");
     fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let conf = dir.join("nginx.conf");
@@ -296,6 +302,13 @@ pub fn run(root: &Path, secs: u32) -> Result<String, String> {
             .arg(&dir),
     )?;
     wait_for(NGINX_PROXY)?;
+    let floor_proxy = Command::new(root.join("target/release/hyper-floor"))
+        .args([HYPER_PROXY, UPSTREAM])
+        .stdout(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start hyper-floor: {e}"))?;
+    guard.0.push(floor_proxy);
+    wait_for(HYPER_PROXY)?;
     let weir = Command::new(root.join("target/release/weir"))
         .args(["serve", "--config"])
         .arg(dir.join("weir.toml"))
@@ -325,12 +338,18 @@ pub fn run(root: &Path, secs: u32) -> Result<String, String> {
         wrk(&proxy_url, &script, 4, 1)?;
         let n1 = wrk(&proxy_url, &script, 1, secs)?;
         let n32 = wrk(&proxy_url, &script, 32, secs)?;
+        let hyper_url = format!("http://{HYPER_PROXY}{}", s.direct_path);
+        wrk(&hyper_url, &script, 4, 1)?;
+        let h1 = wrk(&hyper_url, &script, 1, secs)?;
+        let h32 = wrk(&hyper_url, &script, 32, secs)?;
         let _ = writeln!(
             floor,
-            "| `{}` | **{:.0} µs** | **{:.2}** |",
+            "| `{}` | **{:.0} µs** | **{:.2}** | **{:.0} µs** | **{:.2}** |",
             s.name,
             n1.p50_us - d1.p50_us,
-            n32.rps / d32.rps
+            n32.rps / d32.rps,
+            h1.p50_us - d1.p50_us,
+            h32.rps / d32.rps
         );
         let added = g1.p50_us - d1.p50_us;
         let ratio = g32.rps / d32.rps;
@@ -357,10 +376,15 @@ pub fn run(root: &Path, secs: u32) -> Result<String, String> {
          Targets: added p50 <= 50 µs at one connection; throughput at 32 connections >= 0.35 of\n\
          direct. For reference (`../shared/bench/README.md`, same method, this kind of machine):\n\
          LiteLLM adds 16.5 ms, Portkey 1.5 ms, and noveum-ai-gateway reaches 0.11 of direct.\n\n\
-         The floor on this machine, in the same run: nginx itself as a reverse proxy (two\n\
-         workers, keepalive to the upstream, no buffering) in front of the same upstream\n\
-         (`target/weir-bench/nginx-proxy.conf`).\n\n\
-         | endpoint | nginx proxy added p50 (c=1) | nginx proxy ratio (c=32) |\n|---|---|---|\n{floor}"
+         The floor on this machine, in the same run, in front of the same upstream: nginx\n\
+         itself as a reverse proxy (two workers, keepalive to the upstream, no buffering;\n\
+         `target/weir-bench/nginx-proxy.conf`), and a bare reverse proxy on hyper built the\n\
+         way Weir's server is (`bench/hyper-floor`: a runtime per core, keep-alive upstream\n\
+         connections, the request body read whole, the answer streamed back; no auth,\n\
+         routing, JSON, usage, metrics or logs). The gap between the hyper proxy and Weir is\n\
+         the cost of Weir's own work.\n\n\
+         | endpoint | nginx proxy added p50 (c=1) | nginx proxy ratio (c=32) | hyper proxy added p50 (c=1) | hyper proxy ratio (c=32) |\n\
+         |---|---|---|---|---|\n{floor}"
     );
     if missed.is_empty() {
         md.push_str("\nAll targets met in this run.\n");
