@@ -66,7 +66,7 @@ mod sync;
 
 use std::borrow::Cow;
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -476,7 +476,7 @@ type Sessions = Mutex<HashMap<(usize, u64), (usize, Instant)>>;
 /// to take a snapshot of. Cheap to clone.
 #[derive(Clone)]
 pub struct StateHandle {
-    pools: HashMap<String, Arc<KeyPool>>,
+    pools: BTreeMap<String, Arc<KeyPool>>,
     targets: Vec<Arc<TargetState>>,
     shared: Arc<Shared>,
 }
@@ -606,8 +606,8 @@ impl StateHandle {
 
 /// The model table, the providers behind it, and what the router learned about them.
 pub struct Router {
-    providers: HashMap<String, Arc<dyn Provider>>,
-    pools: HashMap<String, Arc<KeyPool>>,
+    providers: BTreeMap<String, Arc<dyn Provider>>,
+    pools: BTreeMap<String, Arc<KeyPool>>,
     routes: Vec<RouteState>,
     /// Distinct targets, in first-seen order (for status).
     targets: Vec<Arc<TargetState>>,
@@ -651,7 +651,7 @@ impl Router {
         routes: Vec<Route>,
         policy: Policy,
     ) -> Result<Self, String> {
-        let providers: HashMap<String, Arc<dyn Provider>> = providers
+        let providers: BTreeMap<String, Arc<dyn Provider>> = providers
             .into_iter()
             .map(|p| (p.id().to_owned(), p))
             .collect();

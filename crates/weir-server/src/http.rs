@@ -217,8 +217,8 @@ pub(crate) fn request_id() -> String {
     for (i, b) in id[4..].iter_mut().enumerate() {
         *b = HEX[((v >> ((31 - i) * 4)) & 0xf) as usize];
     }
-    // ASCII by construction.
-    String::from_utf8_lossy(&id).into_owned()
+    // ASCII by construction, so never the empty fallback.
+    std::str::from_utf8(&id).unwrap_or_default().to_owned()
 }
 
 /// Routes a request to its endpoint.
