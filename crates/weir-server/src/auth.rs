@@ -162,7 +162,8 @@ impl Keys {
     /// The key a request presents, if it matches one. Every configured key is compared
     /// (in constant time) so timing does not tell how many keys exist or which matched.
     pub fn verify(&self, headers: &HeaderMap) -> Option<&ClientKey> {
-        let presented = presented_key(headers)?;
+        // The empty key is never valid, whatever digest is configured.
+        let presented = presented_key(headers).filter(|k| !k.is_empty())?;
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for k in &self.0 {
@@ -174,13 +175,20 @@ impl Keys {
     }
 }
 
-/// The key in `x-api-key` or `Authorization: Bearer`.
+/// The key in `x-api-key` or `Authorization: Bearer`. A key sent there that is not
+/// visible ASCII is presented as the empty key, which matches none: the client is told its
+/// key is invalid, not that it sent none.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
-    if let Some(k) = headers.get(&X_API_KEY).and_then(|v| v.to_str().ok()) {
-        return Some(k.trim());
+    if let Some(k) = headers.get(&X_API_KEY) {
+        return Some(k.to_str().map_or("", str::trim));
     }
-    let auth = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let auth = headers.get(http::header::AUTHORIZATION)?;
+    let Ok(auth) = auth.to_str() else {
+        let bytes = auth.as_bytes();
+        let bearer = bytes.len() > 7 && bytes[..7].eq_ignore_ascii_case(b"bearer ");
+        return bearer.then_some("");
+    };
     let (scheme, token) = auth.trim().split_once(' ')?;
     scheme
         .eq_ignore_ascii_case("bearer")
@@ -252,6 +260,33 @@ mod tests {
             .verify(&headers(&[("authorization", "Basic sk-bob")]))
             .is_none());
         assert!(k.verify(&headers(&[])).is_none());
+    }
+
+    #[test]
+    fn a_key_that_is_not_ascii_is_presented_and_invalid_not_missing() {
+        let empty = hash_key("");
+        let k = keys(&format!(
+            "[[auth.keys]]\nname = \"empty\"\nsha256 = \"{empty}\"\n"
+        ))
+        .unwrap();
+        for (name, value) in [
+            ("x-api-key", &b"sk-\xff"[..]),
+            ("authorization", &b"Bearer sk-\xff"[..]),
+            ("authorization", &b"bearer \xfe"[..]),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, http::HeaderValue::from_bytes(value).unwrap());
+            assert_eq!(presented_key(&h), Some(""), "{name}");
+            // Not even a configured digest of the empty key lets it in.
+            assert!(k.verify(&h).is_none(), "{name}");
+        }
+        let mut basic = HeaderMap::new();
+        basic.insert(
+            "authorization",
+            http::HeaderValue::from_bytes(b"Basic \xff").unwrap(),
+        );
+        assert_eq!(presented_key(&basic), None);
+        assert!(k.verify(&headers(&[("x-api-key", " ")])).is_none());
     }
 
     #[test]
