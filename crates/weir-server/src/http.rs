@@ -245,7 +245,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         (&Method::POST, "/v1/messages") => chat(&app, req, Dialect::Anthropic, &mut log).await,
         (&Method::POST, "/v1/chat/completions") => chat(&app, req, Dialect::OpenAi, &mut log).await,
         (&Method::POST, "/v1/messages/count_tokens") => count_tokens(&app, req, &mut log).await,
-        (&Method::GET, "/v1/models") => models(&app, &req, &log),
+        (&Method::GET, "/v1/models") => models(&app, &req, &mut log),
         (&Method::POST, "/v1/responses" | "/v1/embeddings") => simple_error(
             Dialect::OpenAi,
             ErrorKind::NotFound,
@@ -607,7 +607,7 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
     )
 }
 
-fn models(app: &App, req: &Request<Incoming>, log: &RequestLog) -> Response<Body> {
+fn models(app: &App, req: &Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
     let anthropic =
         req.headers().contains_key("anthropic-version") || req.headers().contains_key("x-api-key");
     let dialect = if anthropic {
@@ -615,13 +615,9 @@ fn models(app: &App, req: &Request<Incoming>, log: &RequestLog) -> Response<Body
     } else {
         Dialect::OpenAi
     };
-    let Some(key) = app.keys.verify(req.headers()) else {
-        return simple_error(
-            dialect,
-            ErrorKind::Authentication,
-            "missing or invalid API key",
-            log,
-        );
+    let key = match authenticate(app, req.headers(), dialect, log) {
+        Ok(k) => k,
+        Err(r) => return r,
     };
     let names: Vec<&String> = app
         .listed_models

@@ -558,6 +558,30 @@ async fn models_lists_in_the_shape_the_client_speaks() {
         .unwrap();
     assert_eq!(v["data"][0]["type"], "model");
     assert_eq!(v["has_more"], false);
+    // A wrong key is told apart from a missing one, in the dialect the listing speaks.
+    let r = client()
+        .get(format!("{url}/v1/models"))
+        .header("x-api-key", "sk-wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "authentication_error");
+    assert_eq!(v["error"]["message"], "invalid API key");
+    let v: Value = client()
+        .get(format!("{url}/v1/models"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["error"]["type"], "authentication_error");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("missing API key"));
 }
 
 #[test]
@@ -609,6 +633,13 @@ async fn admin_status_and_metrics_need_the_admin_key_and_hold_no_secrets() {
     );
     let streamed = post_text(&url, "/v1/chat/completions", &o_req("mock", true)).await;
     assert!(streamed.ends_with("data: [DONE]\n\n"));
+    let listed = client()
+        .get(format!("{url}/v1/models"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.status(), 200);
     assert_eq!(
         client()
             .get(format!("{admin}/metrics"))
@@ -652,6 +683,12 @@ async fn admin_status_and_metrics_need_the_admin_key_and_hold_no_secrets() {
         metrics.contains(
             r#"weir_tokens_total{key="tester",model="c",provider="a",direction="input"} 7"#
         ),
+        "{metrics}"
+    );
+    // A model listing is counted under the key that asked.
+    assert!(
+        metrics
+            .contains(r#"weir_requests_total{key="tester",model="-",provider="-",status="200"} 1"#),
         "{metrics}"
     );
     assert!(metrics.contains("weir_active_streams 0"), "{metrics}");
