@@ -109,20 +109,30 @@ impl RequestLog {
             });
         }
         let latency_ms = latency.as_secs_f64() * 1000.0;
-        tracing::info!(
-            target: "weir::request",
-            request_id = %self.request_id,
-            key = self.key.as_deref().unwrap_or("-"),
-            model = self.model.as_deref().unwrap_or("-"),
-            provider = self.provider.as_deref().unwrap_or("-"),
-            upstream_model = self.upstream_model.as_deref().unwrap_or("-"),
-            status,
-            latency_ms = (latency_ms * 10.0).round() / 10.0,
-            ttft_ms = ttft.map_or(-1.0, |t| (t.as_secs_f64() * 10_000.0).round() / 10.0),
-            input_tokens = input.unwrap_or(0),
-            output_tokens = output.unwrap_or(0),
-            "request"
-        );
+        // `ttft_ms` is there only for streams that sent something (no sentinel value to
+        // skew a log pipeline's averages).
+        macro_rules! request_line {
+            ($($ttft:tt)*) => {
+                tracing::info!(
+                    target: "weir::request",
+                    request_id = %self.request_id,
+                    key = self.key.as_deref().unwrap_or("-"),
+                    model = self.model.as_deref().unwrap_or("-"),
+                    provider = self.provider.as_deref().unwrap_or("-"),
+                    upstream_model = self.upstream_model.as_deref().unwrap_or("-"),
+                    status,
+                    latency_ms = (latency_ms * 10.0).round() / 10.0,
+                    $($ttft)*
+                    input_tokens = input.unwrap_or(0),
+                    output_tokens = output.unwrap_or(0),
+                    "request"
+                )
+            };
+        }
+        match ttft {
+            Some(t) => request_line!(ttft_ms = (t.as_secs_f64() * 10_000.0).round() / 10.0,),
+            None => request_line!(),
+        }
     }
 }
 

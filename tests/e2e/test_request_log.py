@@ -1,0 +1,64 @@
+"""One JSON log line per request: request id (the one the client got), key name, model,
+provider, status, latency, time to first token (streams only) and tokens; never the
+prompt, the answer or a key."""
+import json
+
+import anthropic
+import openai
+
+PROMPT = "PROMPTx9Z tell me a secret"
+
+
+def request_lines(logs):
+    lines = []
+    for line in logs.splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if rec.get("message") == "request":
+            lines.append(rec)
+    return lines
+
+
+def test_each_request_logs_one_line_with_its_figures(weir_factory):
+    w = weir_factory()
+    a = anthropic.Anthropic(base_url=w.url, api_key="sk-e2e-client-key", max_retries=0)
+    o = openai.OpenAI(base_url=w.url + "/v1", api_key="sk-e2e-client-key", max_retries=0)
+    whole = a.messages.with_raw_response.create(
+        model="mock", max_tokens=50, messages=[{"role": "user", "content": PROMPT}]
+    )
+    answer = whole.parse().content[0].text
+    with o.chat.completions.with_streaming_response.create(
+        model="mock", stream=True, messages=[{"role": "user", "content": PROMPT}]
+    ) as s:
+        streamed_id = s.headers["x-request-id"]
+        s.read()
+    bad = openai.OpenAI(base_url=w.url + "/v1", api_key="sk-e2e-wrong", max_retries=0)
+    try:
+        bad.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}])
+    except openai.AuthenticationError:
+        pass
+    w.stop()
+    logs = w.logs()
+    lines = request_lines(logs)
+    assert len(lines) == 3, logs[-3000:]
+    by_id = {rec["request_id"]: rec for rec in lines}
+
+    rec = by_id[whole.headers["x-request-id"]]
+    assert (rec["key"], rec["model"], rec["provider"], rec["status"]) == ("e2e", "mock", "mock", 200)
+    assert rec["latency_ms"] >= 0
+    assert rec["input_tokens"] > 0 and rec["output_tokens"] > 0
+    # Not a stream: no time to first token, rather than a made-up value.
+    assert "ttft_ms" not in rec, rec
+
+    rec = by_id[streamed_id]
+    assert (rec["key"], rec["model"], rec["provider"], rec["status"]) == ("e2e", "mock", "mock", 200)
+    assert 0 <= rec["ttft_ms"] <= rec["latency_ms"], rec
+    assert rec["output_tokens"] > 0, rec
+
+    refused = [r for r in lines if r["status"] == 401]
+    assert len(refused) == 1 and refused[0]["key"] == "-", refused
+
+    for needle in ["PROMPTx9Z", answer, "sk-e2e-client-key", "sk-e2e-wrong"]:
+        assert needle not in logs, needle
