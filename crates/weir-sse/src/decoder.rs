@@ -449,6 +449,22 @@ impl Decoder {
     }
 }
 
+thread_local! {
+    /// The event names of the Messages API's streams, allocated once per thread rather
+    /// than once per stream.
+    static WELL_KNOWN_NAMES: [Arc<str>; 8] = [
+        "message_start",
+        "content_block_start",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "ping",
+        "error",
+    ]
+    .map(Arc::from);
+}
+
 /// Interns event names, so that a stream of a million `content_block_delta`
 /// events allocates that name once.
 #[derive(Debug, Clone, Default)]
@@ -471,7 +487,9 @@ impl NameCache {
             self.last_hit = hit;
             return Arc::clone(&self.names[hit]);
         }
-        let name: Arc<str> = Arc::from(String::from_utf8_lossy(bytes));
+        let name: Arc<str> = WELL_KNOWN_NAMES
+            .with(|known| known.iter().find(|n| n.as_bytes() == bytes).cloned())
+            .unwrap_or_else(|| Arc::from(String::from_utf8_lossy(bytes)));
         if bytes.len() <= NAME_CACHE_MAX_LEN {
             if self.names.len() < NAME_CACHE_SLOTS {
                 self.last_hit = self.names.len();
