@@ -235,60 +235,60 @@ pub fn report(root: &Path) -> Result<(), String> {
 /// What the gateway figures mean, from profiling (kept with the report).
 const GATEWAY_NOTES: &str = "
 Reading these figures: the machine is a shared 2-core VM and the direct figure itself moves
-by a fifth between runs (100k-140k req/s within minutes), so compare Weir with the nginx
-proxy floor of the same run. nginx as a proxy pays the same second loopback round trip and
-reaches 0.32-0.52 of direct (it moves between runs too); the gap to it is Weir's own CPU
-per request. Measured over whole runs (the processes' user and system time divided by
-requests) at 32 connections, a non-streamed request costs Weir about 27 µs of CPU (about
-11 µs user, 16 µs kernel) and a streamed one about 32-34 µs (16-17 µs user), against about
-17-20 µs for the nginx proxy (3.5-4 µs user, 14-16 µs kernel): the kernel part (two loopback
-sends that each wake a peer, two reads, epoll; 2 writev, 2 recvfrom and 2 epoll_wait per
-request at one connection, the minimum, and as many context switches per request as the
-nginx proxy) is about the same for both, so the difference is user-space work: hyper server
-and client (about 45% of Weir's instructions), JSON decode and encode (about 25%), routing,
-auth, metrics.
+by a fifth between runs, so compare Weir with the two floors of the same run. Both pay the
+same second loopback round trip as Weir; the hyper proxy is built on the same HTTP stack
+and runtime layout, so the gap between it and Weir is what Weir's own work costs.
 
-At one connection the cost is different in kind. The direct round trip alone takes 57 µs
-here (22 µs on the machine `../shared/bench/README.md` was measured on): each wakeup of an
-idle process is expensive on this VM. wrk, Weir and nginx then run one after another
-(perf sched shows them taking turns on one CPU), so Weir's whole CPU time per request is on
-the critical path, and it runs with cold caches: about 84 µs per request (36 µs user, 48 µs
-kernel) against 43 µs (10 user, 33 kernel) for the nginx proxy, whose added p50 is itself
-22-53 µs across runs. Sampled per request, the same code costs far more at one connection
-than at 32: header parsing (httparse) about 10 times, the status line's reason phrase 35
-times, and waking the peer (the kernel's wakeup path) about 7 times. That is the signature
-of caches and CPUs gone cold between requests (likely the VM's idle vCPUs), which only
-doing less work per request reduces. `/health`, answered by Weir itself, has the same p50 as nginx
-answering directly (57 µs), so the added latency is the upstream leg. The runtime count
-makes no difference at one connection (one or two runtimes: 152-155 µs p50).
+Where the CPU goes at 32 connections (2026-12-05, Intel Xeon, 2 cores; each process's user
+and system time over a whole run divided by its requests, `/v1/messages`, two runs each):
+a non-streamed request costs Weir about 17.3 µs (9 µs user, 8.2 µs kernel), the hyper proxy
+11.3 µs (4.5 user, 6.8 kernel) and the nginx proxy 10 µs (2.6 user, 7.4 kernel); a streamed
+one (twelve events) costs Weir about 22.5 µs (13.5 user, 9 kernel) against the same 11 µs
+for both floors, which pass the bytes through. The kernel part is the same work for all
+three (two writev and two recvfrom per request, no EAGAIN reads, about 0.12 epoll_wait and
+0.5 context switches per request), so the gap is user-space work. By instruction counts
+(`valgrind --tool=callgrind`, which repeat exactly) a non-streamed request is about 72k
+instructions in Weir against 34k in the hyper proxy. Weir's own 38k: JSON (the request
+decoded and re-encoded, 7k; the answer's usage parse, 6k), header maps (3.5k), 65
+allocations against the proxy's 15 (3.5k), auth (1k on hardware; SHA-256 runs in software
+under valgrind, 3.4k there), timers and 13 of the 24 clock reads, routing, metrics and the
+log line. A streamed request adds about 3.5k per event (SSE decoding, the dialect decoder
+for usage and failover, SSE encoding).
 
-Done, by profile (instruction counts from `valgrind --tool=callgrind`, which repeat
-exactly, and CPU per request over whole runs, in A/B pairs): the upstream client is
-hyper's (reqwest re-parsed every response's URL with IDNA); searchers built once on the
-streaming path; metric handles cached per key, model and provider; a same-dialect
-non-streamed answer is forwarded verbatim after a usage-only parse. Then: plain-HTTP
-upstreams get a keep-alive pool held by the provider's endpoint (hyper-util's pool hashed
-its key byte by byte with SipHash three times per request and formatted the Host header),
-endpoints are parsed once, providers borrow the request instead of the router copying it,
-price lookups are memoized, stream events already received go out as one body frame, and
-the OpenAI stream fast path takes chunks without `logprobs`. Then: the stream reader and
-the SSE body are hand-written instead of `futures::stream::unfold` (which moved the whole
-read state twice per event), the stream's timer is armed only while waiting, the OpenAI
-fast path matches a stream's repeated chunk head by prefix and reads the finish chunk, and
-the Anthropic decoder reads message_start, content_block_start and message_delta in one
-pass; the router clones the call context once per key attempt. Instructions per request
-went from about 91k to 73k (chat completions), about 73k to 72k (messages), 193k to 111k
-(chat completions stream) and 173k to 116k (messages stream); CPU per non-streamed
-request at 32 connections from about 31.5 to 27 µs, per streamed request by about 1-2 µs
-in the last step (A/B, same run); Weir's throughput in full runs from about 37k to
-39-42k req/s non-streamed and 29-31k to 34-36k streamed. A run where the direct figure is
-low can show a ratio of 0.35 or more for some endpoints while Weir's own throughput is
-unchanged: read the nginx proxy column beside it. Tried and dropped: fat LTO with one
-codegen unit (no difference beyond noise) and one runtime thread (slower). Open, by
-profile: the remaining instructions are spread thin (the largest single item, memcpy, is
-6%; a usage-only skim of a same-dialect answer would save about 3k of 73k); the
-same-dialect stream still decodes each event for usage and failover; about 28
-clock_gettime calls per request (tokio's timer and metrics, hyper's date, a dozen ours).
+What that means for the throughput target: with nginx, wrk and the gateway sharing two
+cores, each µs of gateway CPU per request costs about 3.5% of proxied throughput. The hyper
+proxy itself measures 0.36-0.42 of direct in these runs; to reach 0.35, Weir would have to
+do all its own work (auth, routing, JSON, usage, metrics, logging) in about 1.5 µs of CPU
+per request, a third of what the non-streamed path now takes and a sixth of the streamed
+one. Incremental work cannot close that; the open options, by estimated size: a
+same-dialect stream relay that does not decode content events (streamed requests, perhaps
+a quarter of their CPU), a usage-only skim of a same-dialect answer instead of serde
+(about 5k instructions, some 2% of throughput), fewer allocations and clock reads, and
+driving the upstream connection in the request's task (about 3-4k instructions, at the
+price of noticing an idle connection's close only when it is next used).
+
+At one connection the added latency is met on this machine (35-43 µs added p50). On the
+earlier AMD EPYC machines it measured 94-126 µs, with the nginx proxy's own added p50 at
+22-56 µs: there each wakeup of an idle process was expensive, wrk, Weir and nginx ran one
+after another on one CPU with caches gone cold, and Weir's whole CPU time per request sat
+on the critical path. `/health`, answered by Weir itself, had the same p50 as nginx
+answering directly, so the added latency is the upstream leg.
+
+Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
+pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
+same-dialect non-streamed answer forwarded verbatim after a usage-only parse; plain-HTTP
+upstreams on a keep-alive pool held by the provider's endpoint (hyper-util's pool hashed
+its key with SipHash three times per request); endpoints parsed once; providers borrow
+the request; metric handles cached; price lookups memoized; stream events already
+received written as one body frame; a hand-written stream reader and SSE body (instead of
+`futures::stream::unfold`, which moved the read state twice per event); the stream timer
+armed only while waiting; fast paths for the commonest stream events in both dialects;
+provider and key-pool lookups without SipHash; event names interned per thread.
+Instructions per request went from about 91k to 72k (chat completions), 73k to 72k
+(messages), 193k to 111k (chat completions stream) and 173k to 113k (messages stream).
+Tried and dropped: fat LTO with one codegen unit (-4% instructions, build time 14 instead
+of 9 minutes), one runtime thread (slower), more runtimes than cores (no change), pinning
+threads (no change).
 ";
 
 fn human_rate(bytes_per_sec: f64) -> String {
