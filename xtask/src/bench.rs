@@ -205,7 +205,7 @@ pub fn report(root: &Path) -> Result<(), String> {
          dialect decoder, the other dialect's encoder and SSE encoding. The dialect benchmarks\n\
          run on mimalloc, the allocator the gateway binary is to use.\n\n\
          The machine is shared and noisy: consecutive runs of the same code differ by up to\n\
-         about a fifth. The 100 KB request has measured 94-190 µs on machines of this kind\n\
+         about a fifth. The 100 KB request has measured 80-190 µs on machines of this kind\n\
          across sessions; most of its time is serde_json scanning strings it must skip or\n\
          copy (schemas, descriptions, text) and allocation.\n\n\
          {}",
