@@ -60,6 +60,17 @@ pub struct Refusal {
     pub unavailable: bool,
 }
 
+/// Dollars to the cent, or to the micro-dollar below a cent (a budget of $0.000001 is not
+/// "$0.00").
+fn usd(x: f64) -> String {
+    if x == 0.0 || x.abs() >= 0.01 {
+        format!("${x:.2}")
+    } else {
+        let s = format!("{x:.6}");
+        format!("${}", s.trim_end_matches('0'))
+    }
+}
+
 impl Refusal {
     fn limited(limit: &'static str, message: String, retry_after: Duration) -> Refusal {
         Refusal {
@@ -75,7 +86,9 @@ impl Refusal {
         Refusal::limited(
             "budget",
             format!(
-                "this key's daily budget of ${budget:.2} is spent (${spent:.2} today); it resets at 00:00 UTC, in {}h{:02}m",
+                "this key's daily budget of {} is spent ({} today); it resets at 00:00 UTC, in {}h{:02}m",
+                usd(budget),
+                usd(spent),
                 left / 3600,
                 (left % 3600) / 60
             ),
@@ -434,6 +447,15 @@ mod tests {
         assert_eq!(l.in_flight(), 2);
         drop((b, c));
         assert_eq!(l.in_flight(), 0);
+    }
+
+    #[test]
+    fn dollars_below_a_cent_are_not_rounded_to_zero() {
+        assert_eq!(super::usd(1.2), "$1.20");
+        assert_eq!(super::usd(0.0), "$0.00");
+        assert_eq!(super::usd(0.01), "$0.01");
+        assert_eq!(super::usd(0.000001), "$0.000001");
+        assert_eq!(super::usd(0.0025), "$0.0025");
     }
 
     #[test]
