@@ -826,17 +826,19 @@ impl Router {
         }
     }
 
-    /// Counts a request's input tokens with the first target that has a counter. `Ok(None)`
-    /// when none has one; an unknown model is an error like for [`Router::send`].
+    /// Counts a request's input tokens with the first target that has a counter, and says
+    /// which target counted. `Ok(None)` when none has one; an unknown model is an error like
+    /// for [`Router::send`].
     pub async fn count_tokens(
         &self,
         req: ChatRequest,
         cx: CallContext,
-    ) -> Result<Option<u64>, RouteError> {
+    ) -> Result<Option<(u64, Served)>, RouteError> {
         let ri = self
             .route_index(&req.model)
             .ok_or_else(|| self.unknown(&req.model))?;
         let rs = &self.routes[ri];
+        let mut failed_attempts = 0;
         for (ti, target) in rs.route.targets.iter().enumerate() {
             let Some(provider) = self.providers.get(&target.provider) else {
                 continue;
@@ -856,9 +858,18 @@ impl Router {
                 }
             }
             match provider.count_tokens(r, kcx).await {
-                Ok(Some(n)) => return Ok(Some(n)),
+                Ok(Some(n)) => {
+                    let served = Served {
+                        provider: target.provider.clone(),
+                        model,
+                        warnings: Vec::new(),
+                        failed_attempts,
+                    };
+                    return Ok(Some((n, served)));
+                }
                 Ok(None) => {}
                 Err(e) if e.retryable_elsewhere => {
+                    failed_attempts += 1;
                     tracing::info!(provider = %target.provider, kind = ?e.kind, "token count failed; trying the next target");
                 }
                 Err(e) => {

@@ -571,9 +571,10 @@ async fn chat(
 
 async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
     let dialect = Dialect::Anthropic;
-    if let Err(r) = authenticate(app, req.headers(), dialect, log) {
-        return r;
-    }
+    let key = match authenticate(app, req.headers(), dialect, log) {
+        Ok(k) => k,
+        Err(r) => return r,
+    };
     let (headers, body) = match read_body(app, req, dialect, log).await {
         Ok(b) => b,
         Err(r) => return r,
@@ -583,13 +584,26 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
         Err(e) => return simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log),
     };
     log.model = Some(creq.model.clone());
+    if !app.allows(key, &creq.model) {
+        return simple_error(
+            dialect,
+            ErrorKind::PermissionDenied,
+            format!("the key `{}` may not use model `{}`", key.name, creq.model),
+            log,
+        );
+    }
+    let requested = creq.model.clone();
     let mut cx = CallContext::new(log.request_id.clone());
     cx.forward_headers = forward_headers(&headers);
-    let tokens = match app.router.count_tokens(creq, cx).await {
-        Ok(Some(n)) => n,
+    let (tokens, provider, model) = match app.router.count_tokens(creq, cx).await {
+        Ok(Some((n, served))) => (n, served.provider, served.model),
         // No target has a counter (the mock, OpenAI-compatible services): an estimate
         // of about four bytes of JSON per token.
-        Ok(None) => (body.len() as u64).div_ceil(4).max(1),
+        Ok(None) => (
+            (body.len() as u64).div_ceil(4).max(1),
+            "estimate".to_owned(),
+            requested,
+        ),
         Err(RouteError::UnknownModel { model, .. }) => {
             return simple_error(
                 dialect,
@@ -609,12 +623,17 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
             return r;
         }
     };
+    log.provider = Some(provider.clone());
+    log.upstream_model = Some(model.clone());
     log.emit(200, None, Some(tokens), None);
-    full(
+    let mut r = full(
         StatusCode::OK,
         "application/json",
         format!("{{\"input_tokens\":{tokens}}}"),
-    )
+    );
+    set_header(&mut r, X_WEIR_PROVIDER, &provider);
+    set_header(&mut r, X_WEIR_MODEL, &model);
+    r
 }
 
 fn models(app: &App, req: &Request<Incoming>, log: &mut RequestLog) -> Response<Body> {

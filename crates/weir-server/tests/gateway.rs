@@ -782,14 +782,14 @@ async fn count_tokens_asks_an_anthropic_target_and_estimates_otherwise() {
         r#"{"input_tokens":42}"#.into(),
     ))
     .await;
-    let url = weir(&anthropic_route(&up.url, "c", "")).await;
+    let narrow = "[[auth.keys]]\nname = \"narrow\"\nkey = \"sk-narrow\"\nmodels = [\"mock\"]\n";
+    let url = weir(&format!("{}{narrow}", anthropic_route(&up.url, "c", ""))).await;
     let body =
         json!({"model": "c", "messages": [{"role": "user", "content": "count me"}], "system": "s"});
-    let v: Value = post(&url, "/v1/messages/count_tokens", &body, Some(KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = post(&url, "/v1/messages/count_tokens", &body, Some(KEY)).await;
+    assert_eq!(r.headers()["x-weir-provider"], "a");
+    assert_eq!(r.headers()["x-weir-model"], "c");
+    let v: Value = r.json().await.unwrap();
     assert_eq!(v, json!({"input_tokens": 42}));
     let sent: Value = serde_json::from_slice(&up.seen.lock().unwrap()[0].1).unwrap();
     assert_eq!(
@@ -799,12 +799,26 @@ async fn count_tokens_asks_an_anthropic_target_and_estimates_otherwise() {
 
     let mut to_mock = body.clone();
     to_mock["model"] = json!("mock");
-    let v: Value = post(&url, "/v1/messages/count_tokens", &to_mock, Some(KEY))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let r = post(&url, "/v1/messages/count_tokens", &to_mock, Some(KEY)).await;
+    assert_eq!(r.headers()["x-weir-provider"], "estimate");
+    assert_eq!(r.headers()["x-weir-model"], "mock");
+    let v: Value = r.json().await.unwrap();
     assert!(v["input_tokens"].as_u64().unwrap() > 0);
+
+    // A key's model allow-list holds for counting too: refused before any upstream call.
+    let r = post(&url, "/v1/messages/count_tokens", &body, Some("sk-narrow")).await;
+    assert_eq!(r.status(), 403);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "permission_error");
+    assert_eq!(up.seen.lock().unwrap().len(), 1);
+    let r = post(
+        &url,
+        "/v1/messages/count_tokens",
+        &to_mock,
+        Some("sk-narrow"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
