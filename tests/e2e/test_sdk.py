@@ -52,6 +52,11 @@ def test_anthropic_sdk_plain_and_streaming_with_beta_endpoint(weir_factory):
         final = s.get_final_message()
     assert text == "Mock reply to: hello"
     assert final.usage.output_tokens > 0
+    # The SDK overwrites its input count with any message_delta carries: the gateway must
+    # not send an unknown one as 0.
+    assert final.usage.input_tokens == m.usage.input_tokens > 0
+    with c.messages.stream(model="mock", max_tokens=100, messages=[{"role": "user", "content": "hello"}]) as s:
+        assert s.get_final_message().usage.input_tokens == m.usage.input_tokens
 
 
 @pytest.mark.parametrize("stream", [False, True])

@@ -13,7 +13,7 @@ use weir_sse::Event;
 use crate::blocks::ABlock;
 use crate::error::api_error_from_body;
 use crate::response::{AUsage, ClientStopName};
-use crate::write::{block, usage as write_usage, BlockEdits, Out};
+use crate::write::{block, delta_usage, usage as write_usage, BlockEdits, Out};
 use weir_model::json_writer::JsonWriter;
 
 /// Turns an upstream's Messages SSE events into canonical frames. Stateless: every
@@ -401,7 +401,7 @@ impl StreamEncoder {
                 }
                 w.end_object();
                 w.key("usage");
-                write_usage(&mut w, u, false);
+                delta_usage(&mut w, u);
                 w.end_object();
                 "message_delta"
             }

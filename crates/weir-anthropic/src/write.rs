@@ -202,6 +202,29 @@ pub(crate) fn content(w: &mut JsonWriter, c: &Content, out: Out) -> Result<(), S
     Ok(())
 }
 
+/// Writes a `message_delta` event's usage: `output_tokens` always (the field is required),
+/// the others only when known. Clients take each field the delta carries as the
+/// cumulative figure (the Anthropic SDKs overwrite their snapshot's `input_tokens` and
+/// cache counts with the delta's when present), so an unknown count written as 0 would
+/// erase the one `message_start` gave.
+pub(crate) fn delta_usage(w: &mut JsonWriter, u: &Usage) {
+    w.begin_object();
+    let known = [
+        ("input_tokens", u.input_tokens),
+        ("cache_creation_input_tokens", u.cache_write_tokens),
+        ("cache_read_input_tokens", u.cache_read_tokens),
+    ];
+    for (k, v) in known {
+        if let Some(v) = v {
+            w.key(k);
+            w.u64(v);
+        }
+    }
+    w.key("output_tokens");
+    w.u64(u.output_tokens.unwrap_or(0));
+    w.end_object();
+}
+
 /// Writes usage. Usage from other dialects gets Anthropic's semantics (input excludes
 /// cache reads and writes, which the canonical model already follows) and always names
 /// input and output.

@@ -818,8 +818,25 @@ fn openai_stream_reframes_into_anthropic_events() {
     assert_json(
         &got[7].1,
         &json!({"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": null},
-        "usage": {"input_tokens": 5, "output_tokens": 3, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}}),
+        "usage": {"input_tokens": 5, "output_tokens": 3}}),
     );
+    // Counts the upstream did not give are left out of message_delta, not written as 0:
+    // clients overwrite their running figures with every count a delta carries.
+    let mut enc = weir_anthropic::StreamEncoder::new();
+    let mut out = Vec::new();
+    let delta = weir_model::StreamEvent::MessageDelta {
+        stop_reason: Some(weir_model::StopReason::EndTurn),
+        stop_sequence: None,
+        usage: weir_model::Usage {
+            output_tokens: Some(7),
+            ..Default::default()
+        },
+    };
+    enc.encode(&weir_model::Frame::from_events(vec![delta]), &mut out)
+        .unwrap();
+    let ev = &sse_events(&out)[0];
+    let v: Value = serde_json::from_str(ev.data()).unwrap();
+    assert_json(&v["usage"], &json!({"output_tokens": 7}));
 }
 
 #[test]
