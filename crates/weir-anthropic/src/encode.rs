@@ -290,6 +290,18 @@ impl Plan<'_> {
             k.key(w, "thinking");
             thinking(w, t);
         }
+        if let Some(schema) = self.output_schema {
+            k.key(w, "output_config");
+            w.begin_object();
+            w.key("format");
+            w.begin_object();
+            w.key("type");
+            w.string("json_schema");
+            w.key("schema");
+            w.raw_value(schema);
+            w.end_object();
+            w.end_object();
+        }
         if let Some(md) = &r.metadata {
             if same {
                 k.key(w, "metadata");
@@ -343,6 +355,47 @@ struct Plan<'a> {
     thinking: Option<Cow<'a, ThinkingConfig>>,
     max_tokens: u32,
     temperature: Option<f64>,
+    /// The JSON Schema an OpenAI client's `response_format` asks the answer to follow,
+    /// sent as `output_config.format` (Anthropic's structured outputs).
+    output_schema: Option<&'a serde_json::value::RawValue>,
+}
+
+/// The schema of an OpenAI `response_format` of type `json_schema`; `None` for `text` and
+/// `json_object` (Anthropic has no schema-less JSON mode: the prompt asks for JSON, as
+/// OpenAI requires of `json_object` anyway).
+fn response_schema(
+    rf: &serde_json::value::RawValue,
+) -> Result<Option<&serde_json::value::RawValue>, WireError> {
+    #[derive(serde::Deserialize)]
+    struct Format<'a> {
+        #[serde(rename = "type")]
+        ty: Cow<'a, str>,
+        #[serde(borrow)]
+        json_schema: Option<JsonSchema<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct JsonSchema<'a> {
+        #[serde(borrow)]
+        schema: Option<&'a serde_json::value::RawValue>,
+    }
+    let f: Format<'_> = serde_json::from_str(rf.get()).map_err(|_| {
+        WireError::Malformed(
+            "response_format must be an object with a type (text, json_object or json_schema)"
+                .into(),
+        )
+    })?;
+    match f.ty.as_ref() {
+        "json_schema" => f
+            .json_schema
+            .and_then(|j| j.schema)
+            .map(Some)
+            .ok_or_else(|| {
+                WireError::Malformed(
+                    "response_format of type json_schema needs json_schema.schema".into(),
+                )
+            }),
+        _ => Ok(None),
+    }
 }
 
 impl<'a> Plan<'a> {
@@ -416,6 +469,10 @@ impl<'a> Plan<'a> {
                 }
             }
         }
+        let output_schema = match req.extra.get("response_format") {
+            Some(rf) if !same => response_schema(rf)?,
+            _ => None,
+        };
         let thinking = thinking_for(req, opts, same, &messages);
         let mut max_tokens = req.max_tokens.unwrap_or(opts.default_max_tokens);
         if let Some(ThinkingConfig::Enabled { budget_tokens }) = thinking.as_deref() {
@@ -434,6 +491,7 @@ impl<'a> Plan<'a> {
             thinking,
             max_tokens,
             temperature,
+            output_schema,
         })
     }
 }

@@ -977,3 +977,61 @@ fn reasoning_named_reasoning_becomes_thinking_and_stays_as_it_came_for_openai_cl
         serde_json::from_slice(&weir_openai::encode_response(&decoded).unwrap()).unwrap();
     assert_json(&again, &resp);
 }
+
+// --- structured outputs ----------------------------------------------------------------
+
+#[test]
+fn openai_response_format_json_schema_becomes_anthropic_output_config_format() {
+    let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"], "additionalProperties": false});
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "thing", "strict": true, "schema": schema}}
+    }));
+    assert_json(
+        &out["output_config"],
+        &json!({"format": {"type": "json_schema", "schema": schema}}),
+    );
+    assert!(out.get("response_format").is_none(), "{out}");
+    // JSON mode without a schema has no Anthropic counterpart (the prompt asks for JSON).
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": "answer in JSON"}],
+        "response_format": {"type": "json_object"}
+    }));
+    assert!(out.get("output_config").is_none(), "{out}");
+    // A schema format without its schema is the client's error, not silently dropped.
+    let err = try_o_to_a(json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}
+    }))
+    .unwrap_err();
+    assert!(err.to_string().contains("json_schema.schema"), "{err}");
+}
+
+#[test]
+fn anthropic_output_format_becomes_openai_response_format_json_schema() {
+    let schema = json!({"type": "object", "properties": {"b": {"type": "integer"}}});
+    let expected =
+        json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema}});
+    let out = a_to_o(json!({
+        "model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}],
+        "output_config": {"format": {"type": "json_schema", "schema": schema}, "effort": "high"}
+    }));
+    assert_json(&out["response_format"], &expected);
+    // The beta's top-level form.
+    let out = a_to_o(json!({
+        "model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}],
+        "output_format": {"type": "json_schema", "schema": schema}
+    }));
+    assert_json(&out["response_format"], &expected);
+    let out = a_to_o(json!({
+        "model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}],
+        "output_config": {"effort": "low"}
+    }));
+    assert!(out.get("response_format").is_none(), "{out}");
+}
