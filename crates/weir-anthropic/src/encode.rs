@@ -360,44 +360,6 @@ struct Plan<'a> {
     output_schema: Option<&'a serde_json::value::RawValue>,
 }
 
-/// The schema of an OpenAI `response_format` of type `json_schema`; `None` for `text` and
-/// `json_object` (Anthropic has no schema-less JSON mode: the prompt asks for JSON, as
-/// OpenAI requires of `json_object` anyway).
-fn response_schema(
-    rf: &serde_json::value::RawValue,
-) -> Result<Option<&serde_json::value::RawValue>, WireError> {
-    #[derive(serde::Deserialize)]
-    struct Format<'a> {
-        #[serde(rename = "type")]
-        ty: Cow<'a, str>,
-        #[serde(borrow)]
-        json_schema: Option<JsonSchema<'a>>,
-    }
-    #[derive(serde::Deserialize)]
-    struct JsonSchema<'a> {
-        #[serde(borrow)]
-        schema: Option<&'a serde_json::value::RawValue>,
-    }
-    let f: Format<'_> = serde_json::from_str(rf.get()).map_err(|_| {
-        WireError::Malformed(
-            "response_format must be an object with a type (text, json_object or json_schema)"
-                .into(),
-        )
-    })?;
-    match f.ty.as_ref() {
-        "json_schema" => f
-            .json_schema
-            .and_then(|j| j.schema)
-            .map(Some)
-            .ok_or_else(|| {
-                WireError::Malformed(
-                    "response_format of type json_schema needs json_schema.schema".into(),
-                )
-            }),
-        _ => Ok(None),
-    }
-}
-
 impl<'a> Plan<'a> {
     fn build(req: &'a ChatRequest, opts: &'a EncodeOptions) -> Result<Plan<'a>, WireError> {
         let same = req.origin == Some(Dialect::Anthropic);
@@ -469,8 +431,10 @@ impl<'a> Plan<'a> {
                 }
             }
         }
-        let output_schema = match req.extra.get("response_format") {
-            Some(rf) if !same => response_schema(rf)?,
+        // JSON mode without a schema has no Anthropic counterpart: the prompt asks for
+        // JSON (OpenAI requires it to), and the answer comes as text.
+        let output_schema = match req.output_format()? {
+            Some(weir_model::OutputFormat::JsonSchema(s)) if !same => Some(s),
             _ => None,
         };
         let thinking = thinking_for(req, opts, same, &messages);

@@ -1,7 +1,7 @@
 //! The request's configuration objects: `tools`, `toolConfig` and `generationConfig`.
 
 use weir_model::json_writer::JsonWriter;
-use weir_model::{ChatRequest, FunctionTool, ThinkingConfig, ToolChoice, WireError};
+use weir_model::{ChatRequest, FunctionTool, OutputFormat, ThinkingConfig, ToolChoice, WireError};
 
 use crate::request::{EncodeOptions, SchemaMode};
 
@@ -89,20 +89,44 @@ pub(crate) fn write_tool_config(
     Ok(())
 }
 
-pub(crate) fn write_generation_config(w: &mut JsonWriter, req: &ChatRequest) {
+pub(crate) fn write_generation_config(
+    w: &mut JsonWriter,
+    req: &ChatRequest,
+    opts: &EncodeOptions,
+) -> Result<(), WireError> {
     let thinking = thinking(req);
     let stops = req.stop.as_ref().map(|s| &s.sequences[..]).unwrap_or(&[]);
+    let format = req.output_format()?;
     if req.max_tokens.is_none()
         && req.temperature.is_none()
         && req.top_p.is_none()
         && req.top_k.is_none()
         && stops.is_empty()
         && thinking.is_none()
+        && format.is_none()
     {
-        return;
+        return Ok(());
     }
     w.key("generationConfig");
     w.begin_object();
+    if let Some(format) = format {
+        w.key("responseMimeType");
+        w.string("application/json");
+        if let OutputFormat::JsonSchema(schema) = format {
+            match opts.schema {
+                SchemaMode::Cleaned => {
+                    let cleaned = crate::schema::clean(schema.get())
+                        .map_err(|e| WireError::Unsupported(format!("the response schema: {e}")))?;
+                    w.key("responseSchema");
+                    w.raw(&cleaned.to_string());
+                }
+                SchemaMode::JsonSchema => {
+                    w.key("responseJsonSchema");
+                    w.raw_value(schema);
+                }
+            }
+        }
+    }
     if let Some(n) = req.max_tokens {
         w.key("maxOutputTokens");
         w.u64(u64::from(n));
@@ -139,6 +163,7 @@ pub(crate) fn write_generation_config(w: &mut JsonWriter, req: &ChatRequest) {
         w.end_object();
     }
     w.end_object();
+    Ok(())
 }
 
 /// `thinkingBudget` (-1: the model decides) and `includeThoughts`, if any.

@@ -115,7 +115,7 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
             write_tool_config(&mut w, choice, &functions)?;
         }
     }
-    write_generation_config(&mut w, req);
+    write_generation_config(&mut w, req, opts)?;
     w.end_object();
     Ok(w.into_bytes())
 }

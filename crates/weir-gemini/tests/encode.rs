@@ -867,3 +867,57 @@ fn text_is_copied_token_for_token() {
         r#"{"contents":[{"role":"user","parts":[{"text":"caf\u00e9 \"quoted\"\n"}]}]}"#
     );
 }
+
+#[test]
+fn structured_output_requests_become_response_mime_type_and_schema() {
+    let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"], "additionalProperties": false});
+    // An OpenAI client's json_schema: a cleaned responseSchema (or the JSON Schema as is).
+    let mut req = request(vec![msg(Role::User, vec![text("hi")])]);
+    req.origin = Some(Dialect::OpenAi);
+    req.extra.insert(
+        "response_format",
+        to_raw(&json!({"type": "json_schema", "json_schema": {"name": "x", "strict": true, "schema": schema}})),
+    );
+    let gc = &encode(&req)["generationConfig"];
+    assert_eq!(gc["responseMimeType"], "application/json");
+    assert_eq!(gc["responseSchema"]["properties"]["a"]["type"], "string");
+    assert!(
+        gc["responseSchema"].get("additionalProperties").is_none(),
+        "{gc}"
+    );
+    let gc = &encode_with(
+        &req,
+        &EncodeOptions {
+            schema: SchemaMode::JsonSchema,
+            ..Default::default()
+        },
+    )["generationConfig"];
+    assert_eq!(gc["responseJsonSchema"], schema);
+    assert!(gc.get("responseSchema").is_none(), "{gc}");
+    // JSON mode: JSON without a schema.
+    req.extra
+        .insert("response_format", to_raw(&json!({"type": "json_object"})));
+    let gc = &encode(&req)["generationConfig"];
+    assert_eq!(gc["responseMimeType"], "application/json");
+    assert!(gc.get("responseSchema").is_none(), "{gc}");
+    // Text: nothing.
+    req.extra
+        .insert("response_format", to_raw(&json!({"type": "text"})));
+    assert!(encode(&req).get("generationConfig").is_none());
+    // An Anthropic client's output_config.format.
+    let mut req = request(vec![msg(Role::User, vec![text("hi")])]);
+    req.origin = Some(Dialect::Anthropic);
+    req.extra.insert(
+        "output_config",
+        to_raw(&json!({"format": {"type": "json_schema", "schema": schema}, "effort": "low"})),
+    );
+    let gc = &encode(&req)["generationConfig"];
+    assert_eq!(gc["responseMimeType"], "application/json");
+    assert_eq!(gc["responseSchema"]["required"], json!(["a"]));
+    // A json_schema without its schema is the client's error.
+    req.extra.insert(
+        "output_config",
+        to_raw(&json!({"format": {"type": "json_schema"}})),
+    );
+    assert!(encode_err(&req).to_string().contains("needs its schema"));
+}

@@ -30,8 +30,8 @@ pub use json_str::JsonStr;
 pub use provider::{CallContext, Capabilities, EventStream, KeyReport, Provider, Reply};
 pub use raw::{Dialect, Extra, Key, RawJson};
 pub use request::{
-    ChatRequest, FunctionTool, MaxTokensField, Metadata, StopSequences, ThinkingConfig, Tool,
-    ToolChoice,
+    ChatRequest, FunctionTool, MaxTokensField, Metadata, OutputFormat, StopSequences,
+    ThinkingConfig, Tool, ToolChoice,
 };
 pub use response::{ChatResponse, StopReason, Usage};
 pub use secret::Secret;

@@ -66,6 +66,89 @@ impl ChatRequest {
     pub fn tools(&self) -> &[Tool] {
         self.tools.as_deref().unwrap_or(&[])
     }
+
+    /// The answer format the client asked for in its dialect's field, for encoders of
+    /// other dialects: OpenAI `response_format` (`json_object`, `json_schema`), Anthropic
+    /// `output_config.format` or the beta's `output_format` (`json_schema`). `None` for
+    /// free text. A field that is not the shape its dialect defines is an error.
+    pub fn output_format(&self) -> Result<Option<OutputFormat<'_>>, crate::WireError> {
+        #[derive(serde::Deserialize)]
+        struct Format<'a> {
+            #[serde(rename = "type")]
+            ty: std::borrow::Cow<'a, str>,
+            #[serde(borrow, default)]
+            schema: Option<&'a serde_json::value::RawValue>,
+            #[serde(borrow, default)]
+            json_schema: Option<Named<'a>>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Named<'a> {
+            #[serde(borrow, default)]
+            schema: Option<&'a serde_json::value::RawValue>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Config<'a> {
+            #[serde(borrow, default)]
+            format: Option<Format<'a>>,
+        }
+        let malformed = |field: &str, shape: &str| {
+            crate::WireError::Malformed(format!("{field} must be {shape}"))
+        };
+        let (field, format) = match self.origin {
+            Some(Dialect::OpenAi) => {
+                let Some(raw) = self.extra.get("response_format") else {
+                    return Ok(None);
+                };
+                let f: Format<'_> = serde_json::from_str(raw.get()).map_err(|_| {
+                    malformed(
+                        "response_format",
+                        "an object with a type (text, json_object or json_schema)",
+                    )
+                })?;
+                ("response_format", f)
+            }
+            Some(Dialect::Anthropic) => {
+                let shape = "an object with a type (json_schema) and a schema";
+                if let Some(raw) = self.extra.get("output_config") {
+                    let c: Config<'_> = serde_json::from_str(raw.get())
+                        .map_err(|_| malformed("output_config.format", shape))?;
+                    match c.format {
+                        Some(f) => ("output_config.format", f),
+                        None => return Ok(None),
+                    }
+                } else if let Some(raw) = self.extra.get("output_format") {
+                    let f: Format<'_> = serde_json::from_str(raw.get())
+                        .map_err(|_| malformed("output_format", shape))?;
+                    ("output_format", f)
+                } else {
+                    return Ok(None);
+                }
+            }
+            None => return Ok(None),
+        };
+        match format.ty.as_ref() {
+            "json_object" => Ok(Some(OutputFormat::Json)),
+            "json_schema" => format
+                .schema
+                .or(format.json_schema.and_then(|n| n.schema))
+                .map(|s| Some(OutputFormat::JsonSchema(s)))
+                .ok_or_else(|| {
+                    crate::WireError::Malformed(format!(
+                        "{field} of type json_schema needs its schema"
+                    ))
+                }),
+            _ => Ok(None),
+        }
+    }
+}
+
+/// An answer format a client asked for ([`ChatRequest::output_format`]).
+#[derive(Clone, Copy, Debug)]
+pub enum OutputFormat<'a> {
+    /// Any JSON object (OpenAI's JSON mode).
+    Json,
+    /// JSON following this JSON Schema.
+    JsonSchema(&'a serde_json::value::RawValue),
 }
 
 /// Which OpenAI field carries the output token limit.

@@ -896,7 +896,9 @@ impl Serialize for RequestOut<'_> {
             m.entry("user", u)?;
         }
         if !same {
-            if let Some(schema) = anthropic_output_schema(&r.extra) {
+            if let Some(weir_model::OutputFormat::JsonSchema(schema)) =
+                r.output_format().map_err(serde::ser::Error::custom)?
+            {
                 m.entry(
                     "response_format",
                     &ResponseFormatOut {
@@ -914,31 +916,6 @@ impl Serialize for RequestOut<'_> {
         }
         m.end()
     }
-}
-
-/// The JSON Schema an Anthropic client asked the answer to follow: `output_config.format`
-/// (structured outputs), or the beta's top-level `output_format`.
-fn anthropic_output_schema(extra: &weir_model::Extra) -> Option<&RawValue> {
-    #[derive(Deserialize)]
-    struct Config<'a> {
-        #[serde(borrow)]
-        format: Option<Format<'a>>,
-    }
-    #[derive(Deserialize)]
-    struct Format<'a> {
-        #[serde(rename = "type")]
-        ty: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
-        schema: Option<&'a RawValue>,
-    }
-    let format = match (extra.get("output_config"), extra.get("output_format")) {
-        (Some(c), _) => serde_json::from_str::<Config<'_>>(c.get()).ok()?.format?,
-        (None, Some(f)) => serde_json::from_str::<Format<'_>>(f.get()).ok()?,
-        (None, None) => return None,
-    };
-    (format.ty == "json_schema")
-        .then_some(format.schema)
-        .flatten()
 }
 
 /// OpenAI's `response_format` for a JSON Schema (not `strict`: a schema written for

@@ -1007,7 +1007,10 @@ fn openai_response_format_json_schema_becomes_anthropic_output_config_format() {
         "response_format": {"type": "json_schema", "json_schema": {"name": "x"}}
     }))
     .unwrap_err();
-    assert!(err.to_string().contains("json_schema.schema"), "{err}");
+    assert!(
+        err.to_string().contains("json_schema needs its schema"),
+        "{err}"
+    );
 }
 
 #[test]
