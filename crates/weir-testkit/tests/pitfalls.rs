@@ -1011,6 +1011,17 @@ fn openai_response_format_json_schema_becomes_anthropic_output_config_format() {
         err.to_string().contains("json_schema needs its schema"),
         "{err}"
     );
+    let err = try_o_to_a(json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "response_format": "json"
+    }))
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("response_format must be an object"),
+        "{err}"
+    );
 }
 
 #[test]
