@@ -6,8 +6,8 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use weir_model::{
     ApiError, ChatRequest, ChatResponse, Content, ContentBlock, Delta, ErrorKind, Frame, JsonStr,
-    MediaSource, ProviderError, Role, StopReason, StreamEvent, TextBlock, ThinkingBlock,
-    ThinkingConfig, Tool, ToolInput, ToolUseBlock, Usage, WireError,
+    MediaSource, OutputFormat, ProviderError, Role, StopReason, StreamEvent, TextBlock,
+    ThinkingBlock, ThinkingConfig, Tool, ToolInput, ToolUseBlock, Usage, WireError,
 };
 
 /// The longest NDJSON line accepted (a whole answer fits many times over).
@@ -160,6 +160,18 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
             body.insert("think".into(), false.into());
         }
         Some(ThinkingConfig::Unknown(_)) | None => {}
+    }
+    // Structured outputs: `format` takes "json" or a JSON Schema.
+    match req.output_format()? {
+        Some(OutputFormat::Json) => {
+            body.insert("format".into(), "json".into());
+        }
+        Some(OutputFormat::JsonSchema(schema)) => {
+            let schema: Value = serde_json::from_str(schema.get())
+                .map_err(|e| WireError::Malformed(format!("the response schema: {e}")))?;
+            body.insert("format".into(), schema);
+        }
+        None => {}
     }
     let mut options = Map::new();
     if let Some(t) = req.temperature {

@@ -107,6 +107,38 @@ fn requests_carry_images_tool_calls_and_results_by_name() {
 }
 
 #[test]
+fn structured_output_requests_become_format() {
+    let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+    let mut r = tool_loop();
+    r.origin = Some(weir_model::Dialect::OpenAi);
+    r.extra.insert(
+        "response_format",
+        weir_model::raw::to_raw(
+            &json!({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}),
+        ),
+    );
+    let body: Value = serde_json::from_slice(&encode_request(&r).unwrap()).unwrap();
+    assert_eq!(body["format"], schema);
+    r.extra.insert(
+        "response_format",
+        weir_model::raw::to_raw(&json!({"type": "json_object"})),
+    );
+    let body: Value = serde_json::from_slice(&encode_request(&r).unwrap()).unwrap();
+    assert_eq!(body["format"], "json");
+    r.origin = Some(weir_model::Dialect::Anthropic);
+    r.extra = Default::default();
+    r.extra.insert(
+        "output_config",
+        weir_model::raw::to_raw(&json!({"format": {"type": "json_schema", "schema": schema}})),
+    );
+    let body: Value = serde_json::from_slice(&encode_request(&r).unwrap()).unwrap();
+    assert_eq!(body["format"], schema);
+    r.extra = Default::default();
+    let body: Value = serde_json::from_slice(&encode_request(&r).unwrap()).unwrap();
+    assert!(body.get("format").is_none());
+}
+
+#[test]
 fn what_ollama_cannot_take_is_refused_clearly() {
     let mut r = tool_loop();
     r.messages[0].content.blocks[1] = ContentBlock::Image(ImageBlock {
