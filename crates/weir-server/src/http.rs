@@ -507,16 +507,17 @@ async fn chat(
                 }
                 a
             });
-            if let Some(a) = attempts
-                .iter()
-                .rev()
-                .find(|a| !a.skipped)
-                .or(attempts.last())
-            {
+            let tried = attempts.iter().rev().find(|a| !a.skipped);
+            if let Some(a) = tried.or(attempts.last()) {
                 log.provider = Some(a.provider.clone());
                 log.upstream_model = Some(a.model.clone());
             }
-            let r = error_response(dialect, &api, &log.request_id, last.retry_after);
+            let mut r = error_response(dialect, &api, &log.request_id, last.retry_after);
+            // Which upstream the error came from (the last one a request went to).
+            if let Some(a) = tried {
+                set_header(&mut r, X_WEIR_PROVIDER, &a.provider);
+                set_header(&mut r, X_WEIR_MODEL, &a.model);
+            }
             log.emit(r.status().as_u16(), None, None, None);
             r
         }
@@ -612,13 +613,19 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
                 log,
             )
         }
-        Err(RouteError::Failed { last, .. }) => {
+        Err(RouteError::Failed { last, attempts }) => {
             let api = last
                 .api_error
                 .as_deref()
                 .cloned()
                 .unwrap_or_else(|| ApiError::new(last.kind, last.message.clone()));
-            let r = error_response(dialect, &api, &log.request_id, last.retry_after);
+            let mut r = error_response(dialect, &api, &log.request_id, last.retry_after);
+            if let Some(a) = attempts.iter().rev().find(|a| !a.skipped) {
+                log.provider = Some(a.provider.clone());
+                log.upstream_model = Some(a.model.clone());
+                set_header(&mut r, X_WEIR_PROVIDER, &a.provider);
+                set_header(&mut r, X_WEIR_MODEL, &a.model);
+            }
             log.emit(r.status().as_u16(), None, None, None);
             return r;
         }

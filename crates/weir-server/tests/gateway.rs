@@ -507,6 +507,9 @@ async fn fallback_moves_to_the_next_target_and_errors_keep_status_without_leakin
     )
     .await;
     assert_eq!(r.status(), 401);
+    // The error says which upstream answered it.
+    assert_eq!(r.headers()["x-weir-provider"], "o");
+    assert_eq!(r.headers()["x-weir-model"], "bad-key");
     let text = r.text().await.unwrap();
     assert!(!text.contains("sk-leaky-upstream-key"), "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
