@@ -41,15 +41,23 @@ pub struct SseBody<D> {
 }
 
 impl<D: FrameDecoder> SseBody<D> {
-    /// SSE framing around `decoder`.
+    /// SSE framing around `decoder`. A line may be as long as a whole event (16 MiB):
+    /// image-generating models (Gemini's) send a whole base64 image on one `data:` line,
+    /// past the decoder's default of 1 MiB.
     pub fn new(decoder: D) -> Self {
         SseBody {
-            sse: weir_sse::Decoder::new(),
+            sse: weir_sse::Decoder::with_limits(UPSTREAM_LIMITS),
             decoder,
             events: Vec::new(),
         }
     }
 }
+
+/// The SSE limits for upstream streams.
+const UPSTREAM_LIMITS: weir_sse::Limits = weir_sse::Limits {
+    max_line_bytes: weir_sse::Limits::DEFAULT_MAX_EVENT_BYTES,
+    max_event_bytes: weir_sse::Limits::DEFAULT_MAX_EVENT_BYTES,
+};
 
 /// A stream decoder's error as a provider error.
 pub fn decode_error(e: WireError) -> ProviderError {
@@ -195,5 +203,41 @@ impl<B: BodyDecoder> Stream for Frames<B> {
             }
             st.pending.extend(st.scratch.drain(..));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// Records each event's data length.
+    struct Lengths(Arc<Mutex<Vec<usize>>>);
+
+    impl FrameDecoder for Lengths {
+        fn decode(&mut self, event: Event) -> Result<Frame, WireError> {
+            self.0.lock().unwrap().push(event.data().len());
+            Ok(Frame::from_events(Vec::new()))
+        }
+        fn finish(&mut self) -> Result<Option<Frame>, WireError> {
+            Ok(None)
+        }
+    }
+
+    #[test]
+    fn a_whole_base64_image_on_one_data_line_is_one_event() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let mut body = SseBody::new(Lengths(seen.clone()));
+        let image = "A".repeat(3 << 20);
+        let stream = format!("data: {{\"inlineData\":\"{image}\"}}\n\ndata: {{}}\n\n");
+        let mut out = Vec::new();
+        for chunk in stream.as_bytes().chunks(64 * 1024) {
+            body.feed(chunk, &mut out).unwrap();
+        }
+        body.finish(&mut out).unwrap();
+        assert_eq!(*seen.lock().unwrap(), [image.len() + 17, 2]);
+        assert_eq!(out.len(), 2);
     }
 }
