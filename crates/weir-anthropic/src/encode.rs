@@ -433,9 +433,14 @@ impl<'a> Plan<'a> {
         }
         // JSON mode without a schema has no Anthropic counterpart: the prompt asks for
         // JSON (OpenAI requires it to), and the answer comes as text.
-        let output_schema = match req.output_format()? {
-            Some(weir_model::OutputFormat::JsonSchema(s)) if !same => Some(s),
-            _ => None,
+        // (Anthropic's own field passes through untouched, unread, for Anthropic clients.)
+        let output_schema = if same {
+            None
+        } else {
+            match req.output_format()? {
+                Some(weir_model::OutputFormat::JsonSchema(s)) => Some(s),
+                _ => None,
+            }
         };
         let thinking = thinking_for(req, opts, same, &messages);
         let mut max_tokens = req.max_tokens.unwrap_or(opts.default_max_tokens);

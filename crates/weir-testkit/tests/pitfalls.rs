@@ -1049,3 +1049,19 @@ fn anthropic_output_format_becomes_openai_response_format_json_schema() {
     }));
     assert!(out.get("response_format").is_none(), "{out}");
 }
+
+#[test]
+fn an_anthropic_clients_own_output_config_passes_through_unread() {
+    // Even a shape Weir does not know: the upstream is the judge of its own API.
+    let req = json!({
+        "model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}],
+        "output_config": {"format": "something-newer", "effort": "high"}
+    });
+    let canon = weir_anthropic::decode_request(&serde_json::to_vec(&req).unwrap()).unwrap();
+    let out: Value = serde_json::from_slice(
+        &weir_anthropic::encode_request(&canon, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(out["output_config"], req["output_config"]);
+}
