@@ -70,7 +70,9 @@ impl ChatRequest {
     /// The answer format the client asked for in its dialect's field, for encoders of
     /// other dialects: OpenAI `response_format` (`json_object`, `json_schema`), Anthropic
     /// `output_config.format` or the beta's `output_format` (`json_schema`). `None` for
-    /// free text. A field that is not the shape its dialect defines is an error.
+    /// free text, and for an Anthropic field of a shape not known here. An OpenAI
+    /// `response_format` that is not the shape OpenAI defines, or a `json_schema` without
+    /// its schema, is an error.
     pub fn output_format(&self) -> Result<Option<OutputFormat<'_>>, crate::WireError> {
         #[derive(serde::Deserialize)]
         struct Format<'a> {
@@ -107,19 +109,19 @@ impl ChatRequest {
                 })?;
                 ("response_format", f)
             }
+            // Anthropic's fields grow new shapes: one that cannot be read here is left
+            // out like any other Anthropic-only field.
             Some(Dialect::Anthropic) => {
-                let shape = "an object with a type (json_schema) and a schema";
                 if let Some(raw) = self.extra.get("output_config") {
-                    let c: Config<'_> = serde_json::from_str(raw.get())
-                        .map_err(|_| malformed("output_config.format", shape))?;
-                    match c.format {
-                        Some(f) => ("output_config.format", f),
-                        None => return Ok(None),
+                    match serde_json::from_str::<Config<'_>>(raw.get()) {
+                        Ok(Config { format: Some(f) }) => ("output_config.format", f),
+                        _ => return Ok(None),
                     }
                 } else if let Some(raw) = self.extra.get("output_format") {
-                    let f: Format<'_> = serde_json::from_str(raw.get())
-                        .map_err(|_| malformed("output_format", shape))?;
-                    ("output_format", f)
+                    match serde_json::from_str::<Format<'_>>(raw.get()) {
+                        Ok(f) => ("output_format", f),
+                        Err(_) => return Ok(None),
+                    }
                 } else {
                     return Ok(None);
                 }
