@@ -47,7 +47,8 @@ enum Command {
     },
     /// Print the sha256 form of a client key, for `sha256 = ...` in [[auth.keys]].
     HashKey {
-        /// The key.
+        /// The key, or `-` to read it from standard input (keeps it out of shell history
+        /// and the process list).
         key: String,
     },
 }
@@ -558,6 +559,20 @@ fn main() -> ExitCode {
             }
         }
         Command::HashKey { key } => {
+            let key = if key == "-" {
+                let mut line = String::new();
+                if let Err(e) = std::io::stdin().read_line(&mut line) {
+                    eprintln!("weir: cannot read the key from standard input: {e}");
+                    return ExitCode::from(1);
+                }
+                line.trim_end_matches(['\n', '\r']).to_owned()
+            } else {
+                key
+            };
+            if key.is_empty() {
+                eprintln!("weir: the key is empty");
+                return ExitCode::from(1);
+            }
             println!("{}", weir_server::hash_key(&key));
             ExitCode::SUCCESS
         }

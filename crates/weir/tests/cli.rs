@@ -68,6 +68,24 @@ fn hash_key_and_version() {
         String::from_utf8(out.stdout).unwrap(),
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"
     );
+    // `-` reads the key from standard input (one line), so it stays out of shell history.
+    let mut child = weir()
+        .args(["hash-key", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(b"abc\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n"
+    );
+    let out = weir().args(["hash-key", ""]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
     let out = weir().arg("--version").output().unwrap();
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
