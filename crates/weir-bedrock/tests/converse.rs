@@ -431,3 +431,41 @@ fn responses_decode_with_usage_and_stop_reasons() {
     let e = decode_converse_response(b"{\"output\":", "", "m").unwrap_err();
     assert_eq!(e.kind, ErrorKind::Decode);
 }
+
+#[test]
+fn structured_output_requests_become_output_config_text_format() {
+    let schema =
+        json!({"type": "object", "properties": {"a": {"type": "string"}}, "required": ["a"]});
+    // An OpenAI client's json_schema.
+    let mut req = ChatRequest {
+        model: "m".into(),
+        messages: vec![text(Role::User, "hi")],
+        origin: Some(weir_model::Dialect::OpenAi),
+        ..Default::default()
+    };
+    req.extra.insert(
+        "response_format",
+        to_raw(&json!({"type": "json_schema", "json_schema": {"name": "x", "schema": schema}})),
+    );
+    let body = encode(&req, "amazon.nova-pro-v1:0");
+    let tf = &body["outputConfig"]["textFormat"];
+    assert_eq!(tf["type"], "json_schema");
+    // Converse takes the schema as a JSON string.
+    let sent: Value =
+        serde_json::from_str(tf["structure"]["jsonSchema"]["schema"].as_str().unwrap()).unwrap();
+    assert_eq!(sent, schema);
+    // JSON mode has no Converse counterpart; free text asks for nothing.
+    req.extra
+        .insert("response_format", to_raw(&json!({"type": "json_object"})));
+    assert!(encode(&req, "amazon.nova-pro-v1:0")
+        .get("outputConfig")
+        .is_none());
+    // An Anthropic client's output_config.format, towards a Converse model.
+    let req = anthropic(json!({
+        "model": "m", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}],
+        "output_config": {"format": {"type": "json_schema", "schema": schema}}
+    }));
+    let body = encode(&req, "amazon.nova-pro-v1:0");
+    assert!(body["outputConfig"]["textFormat"]["structure"]["jsonSchema"]["schema"].is_string());
+}

@@ -386,6 +386,26 @@ pub fn encode_converse(
         w.end_object();
     }
     tool_config(&mut w, req, &messages, has_tool_blocks, caching)?;
+    // Structured outputs: Converse takes the JSON Schema as a string. JSON mode without a
+    // schema has no Converse counterpart (the prompt asks for JSON).
+    if let Some(weir_model::OutputFormat::JsonSchema(schema)) = req.output_format()? {
+        w.key("outputConfig");
+        w.begin_object();
+        w.key("textFormat");
+        w.begin_object();
+        w.key("type");
+        w.string("json_schema");
+        w.key("structure");
+        w.begin_object();
+        w.key("jsonSchema");
+        w.begin_object();
+        w.key("schema");
+        w.string(schema.get());
+        w.end_object();
+        w.end_object();
+        w.end_object();
+        w.end_object();
+    }
     if let Some((key, value)) = reasoning {
         w.key("additionalModelRequestFields");
         w.begin_object();
