@@ -497,30 +497,7 @@ async fn chat(
                 log,
             )
         }
-        Err(RouteError::Failed { last, attempts }) => {
-            // The router's error: an upstream's own when one target answered (status and
-            // type kept), else a sanitized summary of every attempt.
-            let api = last.api_error.as_deref().cloned().unwrap_or_else(|| {
-                let mut a = ApiError::new(last.kind, last.message.clone());
-                if let Some(s) = last.status.filter(|s| (400..600).contains(s)) {
-                    a.status = s;
-                }
-                a
-            });
-            let tried = attempts.iter().rev().find(|a| !a.skipped);
-            if let Some(a) = tried.or(attempts.last()) {
-                log.provider = Some(a.provider.clone());
-                log.upstream_model = Some(a.model.clone());
-            }
-            let mut r = error_response(dialect, &api, &log.request_id, last.retry_after);
-            // Which upstream the error came from (the last one a request went to).
-            if let Some(a) = tried {
-                set_header(&mut r, X_WEIR_PROVIDER, &a.provider);
-                set_header(&mut r, X_WEIR_MODEL, &a.model);
-            }
-            log.emit(r.status().as_u16(), None, None, None);
-            r
-        }
+        Err(RouteError::Failed { last, attempts }) => route_failed(dialect, &last, &attempts, log),
         Ok((reply, served)) => {
             log.provider = Some(served.provider.clone());
             log.upstream_model = Some(served.model.clone());
@@ -570,6 +547,35 @@ async fn chat(
     }
 }
 
+/// The answer when every target failed: the upstream's own error when one answered (status
+/// and type kept), else a sanitized summary, naming the last upstream a request went to.
+fn route_failed(
+    dialect: Dialect,
+    last: &weir_model::ProviderError,
+    attempts: &[weir_router::Attempt],
+    log: &mut RequestLog,
+) -> Response<Body> {
+    let api = last.api_error.as_deref().cloned().unwrap_or_else(|| {
+        let mut a = ApiError::new(last.kind, last.message.clone());
+        if let Some(s) = last.status.filter(|s| (400..600).contains(s)) {
+            a.status = s;
+        }
+        a
+    });
+    let tried = attempts.iter().rev().find(|a| !a.skipped);
+    if let Some(a) = tried.or(attempts.last()) {
+        log.provider = Some(a.provider.clone());
+        log.upstream_model = Some(a.model.clone());
+    }
+    let mut r = error_response(dialect, &api, &log.request_id, last.retry_after);
+    if let Some(a) = tried {
+        set_header(&mut r, X_WEIR_PROVIDER, &a.provider);
+        set_header(&mut r, X_WEIR_MODEL, &a.model);
+    }
+    log.emit(r.status().as_u16(), None, None, None);
+    r
+}
+
 async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
     let dialect = Dialect::Anthropic;
     let key = match authenticate(app, req.headers(), dialect, log) {
@@ -614,20 +620,7 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
             )
         }
         Err(RouteError::Failed { last, attempts }) => {
-            let api = last
-                .api_error
-                .as_deref()
-                .cloned()
-                .unwrap_or_else(|| ApiError::new(last.kind, last.message.clone()));
-            let mut r = error_response(dialect, &api, &log.request_id, last.retry_after);
-            if let Some(a) = attempts.iter().rev().find(|a| !a.skipped) {
-                log.provider = Some(a.provider.clone());
-                log.upstream_model = Some(a.model.clone());
-                set_header(&mut r, X_WEIR_PROVIDER, &a.provider);
-                set_header(&mut r, X_WEIR_MODEL, &a.model);
-            }
-            log.emit(r.status().as_u16(), None, None, None);
-            return r;
+            return route_failed(dialect, &last, &attempts, log)
         }
     };
     log.provider = Some(provider.clone());
