@@ -8,7 +8,7 @@ use weir_model::Secret;
 use weir_router::{glob_match, Router};
 
 use crate::auth::{ClientKey, Keys};
-use crate::config::{not_built, Config, ConfigError, Source};
+use crate::config::{Config, ConfigError, Source};
 
 /// Everything a request needs, shared by all connections.
 #[derive(Debug)]
@@ -194,21 +194,15 @@ fn state_options(
                 return None;
             };
             let u = url.get_ref();
-            if u.starts_with("rediss://") {
-                errors.push(src.error_at(
-                    Some(url.span().start),
-                    not_built("TLS to Redis (rediss://); reach it over a private network or a local TLS tunnel with redis://"),
-                ));
-                return None;
-            }
             if !(u.starts_with("redis://")
+                || u.starts_with("rediss://")
                 || u.starts_with("redis+unix://")
                 || u.starts_with("unix://"))
             {
                 errors.push(src.error_at(
                     Some(url.span().start),
                     format!(
-                        "state.url must be redis://host:port (or redis+unix:///path), not {}",
+                        "state.url must be redis://host:port, rediss://host:port (TLS) or redis+unix:///path, not {}",
                         weir_redis::redact_url(u)
                     ),
                 ));
