@@ -84,7 +84,9 @@ impl StreamDecoder {
         let data = event.data();
         let fast = match fast_delta(data) {
             Some((index, delta)) => Some(StreamEvent::BlockDelta { index, delta }),
-            None => fast_bodiless(data),
+            None => fast_bodiless(data)
+                .or_else(|| fast_text_start(data))
+                .or_else(|| fast_message_delta(data)),
         };
         if let Some(ev) = fast {
             return Ok(Frame {
@@ -236,6 +238,75 @@ fn fast_bodiless(data: &str) -> Option<StreamEvent> {
     Some(StreamEvent::BlockStop {
         index: digits.parse().ok()?,
     })
+}
+
+/// `data` without its object's closing brace and the spaces around it (Anthropic pads
+/// some events with spaces before that brace).
+fn unclosed(data: &str) -> Option<&str> {
+    Some(data.trim_end().strip_suffix('}')?.trim_end())
+}
+
+/// A text block opening empty, in exactly the shape Anthropic writes it (every text block
+/// of every stream opens this way).
+fn fast_text_start(data: &str) -> Option<StreamEvent> {
+    let rest = unclosed(data)?
+        .strip_prefix(r#"{"type":"content_block_start","index":"#)?
+        .strip_suffix(r#","content_block":{"type":"text","text":""}"#)?;
+    Some(StreamEvent::BlockStart {
+        index: digits(rest)?,
+        block: ContentBlock::Text(weir_model::TextBlock::new(JsonStr::default())),
+    })
+}
+
+/// `message_delta` in the shape Anthropic writes it: a stop reason, a `null` stop
+/// sequence, and usage made only of the token counts the decoder names, each an integer.
+/// Any other shape (a matched stop sequence, server tool use, context management, a
+/// `null` count) goes through the general decoder.
+fn fast_message_delta(data: &str) -> Option<StreamEvent> {
+    let rest =
+        unclosed(data)?.strip_prefix(r#"{"type":"message_delta","delta":{"stop_reason":""#)?;
+    let (reason, rest) = rest.split_once('"')?;
+    if !reason.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return None;
+    }
+    let mut fields = rest
+        .strip_prefix(r#","stop_sequence":null},"usage":{"#)?
+        .strip_suffix('}')?;
+    let mut usage = Usage::default();
+    while !fields.is_empty() {
+        let (key, rest) = fields.strip_prefix('"')?.split_once("\":")?;
+        let end = rest.find(',').unwrap_or(rest.len());
+        let n = Some(digits(&rest[..end])?.into());
+        let slot = match key {
+            "input_tokens" => &mut usage.input_tokens,
+            "output_tokens" => &mut usage.output_tokens,
+            "cache_read_input_tokens" => &mut usage.cache_read_tokens,
+            "cache_creation_input_tokens" => &mut usage.cache_write_tokens,
+            _ => return None,
+        };
+        if slot.is_some() {
+            return None;
+        }
+        *slot = n;
+        fields = rest[end..].strip_prefix(',').unwrap_or("");
+        if end < rest.len() && fields.is_empty() {
+            return None;
+        }
+    }
+    Some(StreamEvent::MessageDelta {
+        stop_reason: Some(StopReason::from_anthropic(reason)),
+        stop_sequence: None,
+        usage,
+    })
+}
+
+/// A non-negative decimal that fits a u32, written without sign or leading zeros.
+fn digits(s: &str) -> Option<u32> {
+    let b = s.as_bytes();
+    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) || (b.len() > 1 && b[0] == b'0') {
+        return None;
+    }
+    s.parse().ok()
 }
 
 /// Writes canonical frames as a Messages SSE stream for an Anthropic client.
@@ -467,6 +538,37 @@ mod tests {
             let general = data.replacen('{', "{ ", 1);
             assert!(fast_bodiless(&general).is_none());
             assert_eq!(events(data), events(&general), "{data}");
+        }
+        for data in [
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_start","index":10,"content_block":{"type":"text","text":""}}  "#,
+            r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}      }"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"max_tokens","stop_sequence":null},"usage":{"output_tokens":124}    }"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":9}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"input_tokens":12,"cache_creation_input_tokens":0,"cache_read_input_tokens":4096,"output_tokens":130}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"max_tokens","stop_sequence":null},"usage":{}}"#,
+        ] {
+            let fast = fast_text_start(data).or_else(|| fast_message_delta(data));
+            assert!(fast.is_some(), "{data}");
+            let general = data.replacen('{', "{ ", 1);
+            assert!(fast_text_start(&general).is_none() && fast_message_delta(&general).is_none());
+            assert_eq!(events(data), events(&general), "{data}");
+        }
+        for other in [
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":"x"}}"#,
+            r#"{"type":"content_block_start","index":01,"content_block":{"type":"text","text":""}}"#,
+            r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"stop_sequence","stop_sequence":"END"},"usage":{"output_tokens":9}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":null}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":9,}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":9,"output_tokens":9}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":09}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":9,"server_tool_use":{"web_search_requests":1}}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end\u005fturn","stop_sequence":null},"usage":{"output_tokens":9}}"#,
+            r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"output_tokens":9}},"context_management":{}}"#,
+        ] {
+            assert!(fast_text_start(other).is_none(), "{other}");
+            assert!(fast_message_delta(other).is_none(), "{other}");
         }
         for other in [
             r#"{"type":"content_block_stop","index":}"#,
