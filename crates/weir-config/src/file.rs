@@ -197,6 +197,12 @@ pub struct ProviderConfig {
     pub stream_delay: Option<Dur>,
     /// `max_tokens` for Anthropic requests that have none.
     pub default_max_tokens: Option<u32>,
+    /// OpenAI-dialect providers serving reasoning models: an Anthropic client's thinking
+    /// (or `output_config.effort`) becomes `reasoning_effort` (other models reject it).
+    pub reasoning_effort_from_thinking: Option<bool>,
+    /// OpenAI-dialect providers: earlier reasoning goes back as `reasoning_content` on
+    /// assistant messages (DeepSeek-style servers; OpenAI itself rejects it).
+    pub reasoning_content_in_history: Option<bool>,
     /// What the provider supports, overriding what its kind declares (e.g. a
     /// text-only OpenAI-compatible model: `capabilities = { images = false }`).
     pub capabilities: Option<CapabilitiesConfig>,

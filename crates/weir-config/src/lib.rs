@@ -60,6 +60,20 @@ pub struct Routing {
     pub provider_kinds: Vec<(String, String)>,
 }
 
+/// A provider's own settings over its OpenAI encoding defaults.
+fn openai_encode(
+    p: &ProviderConfig,
+    mut encode: weir_openai::EncodeOptions,
+) -> weir_openai::EncodeOptions {
+    if let Some(b) = p.reasoning_effort_from_thinking {
+        encode.reasoning_effort_from_thinking = b;
+    }
+    if let Some(b) = p.reasoning_content_in_history {
+        encode.reasoning_content_in_history = b;
+    }
+    encode
+}
+
 /// Builds the providers and the router of a parsed config. Every problem found is
 /// reported, each at its position in the file. Sections that are not about routing
 /// (`[server]`, `[auth]`, `[pricing]`, ...) are left to the caller.
@@ -255,6 +269,19 @@ fn provider(
             "drop_betas applies to kind = \"bedrock\", not `{kind}`"
         ));
     }
+    let reasoning_options =
+        p.reasoning_effort_from_thinking.is_some() || p.reasoning_content_in_history.is_some();
+    let foundry_anthropic = kind == "azure"
+        && p.base_url
+            .as_deref()
+            .is_some_and(|u| u.trim_end_matches('/').ends_with("/anthropic"));
+    if reasoning_options && (!matches!(kind, "openai" | "azure") || foundry_anthropic) {
+        return Err(format!(
+            "reasoning_effort_from_thinking and reasoning_content_in_history apply to OpenAI-dialect \
+             providers (kind = \"openai\" or \"azure\"), not `{kind}`{}",
+            if foundry_anthropic { " with Foundry's Anthropic endpoint" } else { "" }
+        ));
+    }
     if p.api_version.is_some() && kind != "azure" {
         return Err(format!(
             "api_version applies to kind = \"azure\", not `{kind}`"
@@ -301,7 +328,7 @@ fn provider(
                 base_url,
                 keys,
                 timeouts,
-                encode: preset.map(|pr| pr.encode_options()).unwrap_or_default(),
+                encode: openai_encode(p, preset.map(|pr| pr.encode_options()).unwrap_or_default()),
             };
             let provider = match preset {
                 Some(pr) => weir_openai::OpenAiProvider::with_preset(c, upstream.clone(), pr)?,
@@ -425,7 +452,7 @@ fn provider(
                     base_url,
                     keys,
                     timeouts,
-                    encode: weir_openai::EncodeOptions::default(),
+                    encode: openai_encode(p, weir_openai::EncodeOptions::default()),
                 };
                 (
                     Arc::new(weir_openai::OpenAiProvider::azure(

@@ -142,6 +142,21 @@ impl ChatRequest {
             _ => Ok(None),
         }
     }
+
+    /// The effort an Anthropic client asked for (`output_config.effort`: `low`, `medium`,
+    /// `high`, ...), as written; `None` for other dialects and other shapes.
+    pub fn anthropic_effort(&self) -> Option<std::borrow::Cow<'_, str>> {
+        #[derive(serde::Deserialize)]
+        struct Config<'a> {
+            #[serde(borrow, default)]
+            effort: Option<std::borrow::Cow<'a, str>>,
+        }
+        if self.origin != Some(Dialect::Anthropic) {
+            return None;
+        }
+        let raw = self.extra.get("output_config")?;
+        serde_json::from_str::<Config<'_>>(raw.get()).ok()?.effort
+    }
 }
 
 /// An answer format a client asked for ([`ChatRequest::output_format`]).

@@ -884,9 +884,13 @@ impl Serialize for RequestOut<'_> {
                 m.entry("parallel_tool_calls", &p)?;
             }
         }
+        let asked = r.anthropic_effort();
         let effort = match (&r.reasoning_effort, &r.thinking) {
             (Some(e), _) => Some(e.as_str()),
-            (None, Some(t)) if self.opts.reasoning_effort_from_thinking && !same => effort_for(t),
+            (None, t) if self.opts.reasoning_effort_from_thinking && !same => asked
+                .as_deref()
+                .and_then(effort_named)
+                .or_else(|| t.as_ref().and_then(effort_for)),
             _ => None,
         };
         if let Some(e) = effort {
@@ -931,6 +935,16 @@ struct ResponseFormatOut<'a> {
 struct JsonSchemaOut<'a> {
     name: &'static str,
     schema: &'a RawValue,
+}
+
+/// `reasoning_effort` for an Anthropic `output_config.effort` (OpenAI's top is `high`).
+fn effort_named(e: &str) -> Option<&'static str> {
+    match e {
+        "low" => Some("low"),
+        "medium" => Some("medium"),
+        "high" | "max" => Some("high"),
+        _ => None,
+    }
 }
 
 /// `reasoning_effort` for an Anthropic thinking budget.

@@ -291,6 +291,53 @@ async fn deepseek_reasoning_and_usage_on_the_finish_chunk() {
     assert!(body.contains(r#""output_tokens":5"#), "{body}");
 }
 
+#[tokio::test]
+async fn reasoning_effort_from_thinking_is_a_provider_setting() {
+    let up = FaultyUpstream::start(Behaviour::ok("done")).await;
+    let url = weir(&format!(
+        "[providers.reasoner]\nkind = \"openai\"\nbase_url = \"{0}/v1\"\nkeys = [\"k\"]\n\
+         reasoning_effort_from_thinking = true\n\
+         [providers.plain]\nkind = \"openai\"\nbase_url = \"{0}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"reasoner\" }}]\n\
+         [[models]]\nname = \"p\"\ntargets = [{{ provider = \"plain\" }}]\n",
+        up.url()
+    ))
+    .await;
+    for model in ["r", "p"] {
+        let (status, body) = post(
+            &url,
+            "/v1/messages",
+            &json!({"model": model, "max_tokens": 10, "thinking": {"type": "adaptive"},
+                "output_config": {"effort": "low"},
+                "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let reqs = up.requests();
+    assert_eq!(reqs[0].json().unwrap()["reasoning_effort"], "low");
+    assert!(reqs[1].json().unwrap().get("reasoning_effort").is_none());
+}
+
+#[test]
+fn reasoning_settings_on_other_kinds_are_config_errors() {
+    for text in [
+        "[providers.p]\nkind = \"anthropic\"\nreasoning_effort_from_thinking = true\n",
+        "[providers.p]\nkind = \"azure\"\nbase_url = \"https://r.services.ai.azure.com/anthropic\"\nreasoning_content_in_history = true\n",
+    ] {
+        let cfg = weir_server::config::parse(None, text).unwrap();
+        let errs: Vec<String> = weir_server::build(&cfg, None, text)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            errs.iter().any(|e| e.contains("apply to OpenAI-dialect providers")),
+            "{errs:?}"
+        );
+    }
+}
+
 #[test]
 fn unknown_presets_and_presets_on_other_kinds_are_config_errors() {
     for (text, expect) in [

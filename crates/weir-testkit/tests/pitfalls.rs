@@ -1065,3 +1065,48 @@ fn an_anthropic_clients_own_output_config_passes_through_unread() {
     .unwrap();
     assert_eq!(out["output_config"], req["output_config"]);
 }
+
+#[test]
+fn thinking_and_effort_become_reasoning_effort_only_where_configured() {
+    let encode = |req: Value, on: bool| -> Value {
+        let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+        let opts = weir_openai::EncodeOptions {
+            reasoning_effort_from_thinking: on,
+            ..Default::default()
+        };
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &opts).unwrap()).unwrap()
+    };
+    let msgs = json!([{"role": "user", "content": "q"}]);
+    let budget = json!({"model": "m", "max_tokens": 20000, "messages": msgs,
+        "thinking": {"type": "enabled", "budget_tokens": 10000}});
+    // Off by default: non-reasoning models reject the field.
+    assert!(encode(budget.clone(), false)
+        .get("reasoning_effort")
+        .is_none());
+    assert_eq!(encode(budget, true)["reasoning_effort"], "high");
+    // Claude Code's adaptive thinking, with and without an explicit effort.
+    let adaptive = json!({"model": "m", "max_tokens": 64, "messages": msgs,
+        "thinking": {"type": "adaptive"}});
+    assert_eq!(encode(adaptive.clone(), true)["reasoning_effort"], "medium");
+    let mut low = adaptive.clone();
+    low["output_config"] = json!({"effort": "low"});
+    assert_eq!(encode(low, true)["reasoning_effort"], "low");
+    // Effort alone counts too; `max` is OpenAI's `high`; an unknown effort falls back to
+    // the thinking setting.
+    let effort = |e: &str| {
+        json!({"model": "m", "max_tokens": 64, "messages": msgs,
+        "output_config": {"effort": e}})
+    };
+    assert_eq!(encode(effort("max"), true)["reasoning_effort"], "high");
+    assert!(encode(effort("max"), false)
+        .get("reasoning_effort")
+        .is_none());
+    assert!(encode(effort("extreme"), true)
+        .get("reasoning_effort")
+        .is_none());
+    let mut odd = adaptive;
+    odd["output_config"] = json!({"effort": "extreme"});
+    assert_eq!(encode(odd, true)["reasoning_effort"], "medium");
+    // `output_config` itself is Anthropic's and never reaches an OpenAI upstream.
+    assert!(encode(effort("low"), true).get("output_config").is_none());
+}
