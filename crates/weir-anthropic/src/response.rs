@@ -87,6 +87,14 @@ impl<'de, const SUMMARY: bool> Deserialize<'de> for AResponse<SUMMARY> {
                                 .map(|b| b.0)
                                 .collect()
                         }
+                        // The summary reads these without keeping an explicit `null`: its
+                        // body goes to the client verbatim, never re-encoded.
+                        "stop_reason" if SUMMARY => {
+                            r.stop_reason = map
+                                .next_value::<Option<Key<'de>>>()?
+                                .map(|s| StopReason::from_anthropic(s.as_str()))
+                        }
+                        "stop_sequence" if SUMMARY => r.stop_sequence = map.next_value()?,
                         "stop_reason" => {
                             r.stop_reason = opt_value::<_, String>(&mut map, &k, &mut r.extra)?
                                 .map(|s| StopReason::from_anthropic(&s))

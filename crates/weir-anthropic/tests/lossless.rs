@@ -58,6 +58,31 @@ fn check_exchange(x: &Exchange) -> usize {
             .unwrap_or_else(|e| panic!("{}: response: {e}", x.name));
         let again = weir_anthropic::encode_response(&canon).unwrap();
         assert_json_eq(&format!("{} response", x.name), &x.body, &again);
+        // The summary (what the gateway reads of a body it forwards verbatim) agrees.
+        let summary = weir_anthropic::decode_response_summary(&x.body)
+            .unwrap_or_else(|e| panic!("{}: summary: {e}", x.name));
+        assert_eq!(
+            (
+                &summary.id,
+                &summary.model,
+                &summary.stop_reason,
+                &summary.stop_sequence
+            ),
+            (
+                &canon.id,
+                &canon.model,
+                &canon.stop_reason,
+                &canon.stop_sequence
+            ),
+            "{}: summary",
+            x.name
+        );
+        assert_eq!(
+            format!("{:?}", summary.usage),
+            format!("{:?}", canon.usage),
+            "{}: summary usage",
+            x.name
+        );
         checked += 1;
     } else if x.status >= 400 {
         let original: serde_json::Value = serde_json::from_slice(&x.body).unwrap();

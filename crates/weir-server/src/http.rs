@@ -12,7 +12,7 @@ use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use weir_model::{ApiError, CallContext, ChatRequest, Dialect, ErrorKind, Reply, WireError};
 use weir_router::RouteError;
@@ -332,22 +332,39 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    let (parts, body) = req.into_parts();
-    match Limited::new(body, limit).collect().await {
-        Ok(c) => Ok((parts.headers, c.to_bytes())),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(too_large())
+    let (parts, mut body) = req.into_parts();
+    // Read by hand rather than through `Collected`: a body that arrives as one data frame
+    // (nearly every request) is kept as that frame's bytes, without a copy.
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            simple_error(
+                dialect,
+                ErrorKind::InvalidRequest,
+                format!("cannot read the request body: {e}"),
+                log,
+            )
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        total += data.len();
+        if total > limit {
+            return Err(too_large());
         }
-        Err(e) => Err(simple_error(
-            dialect,
-            ErrorKind::InvalidRequest,
-            format!("cannot read the request body: {e}"),
-            log,
-        )),
+        match first.take() {
+            None if joined.is_empty() => first = Some(data),
+            None => joined.extend_from_slice(&data),
+            Some(f) => {
+                joined.reserve(declared.map_or(total, |n| n as usize));
+                joined.extend_from_slice(&f);
+                joined.extend_from_slice(&data);
+            }
+        }
     }
+    Ok((parts.headers, first.unwrap_or_else(|| Bytes::from(joined))))
 }
 
 fn decode(dialect: Dialect, body: &[u8]) -> Result<ChatRequest, WireError> {

@@ -336,6 +336,55 @@ async fn mock_answers_both_dialects_complete_and_streamed() {
     assert!(usage["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
 }
 
+/// Sends a chunked request (no content-length) in `chunks` over a raw connection and
+/// returns the response's status line and body.
+async fn chunked(url: &str, path: &str, chunks: &[&[u8]]) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\ncontent-type: application/json\r\n\
+         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    for c in chunks {
+        let mut frame = format!("{:x}\r\n", c.len()).into_bytes();
+        frame.extend_from_slice(c);
+        frame.extend_from_slice(b"\r\n");
+        // The gateway may answer (413) and close before the rest is sent.
+        if s.write_all(&frame).await.is_err() {
+            break;
+        }
+        s.flush().await.unwrap();
+    }
+    let _ = s.write_all(b"0\r\n\r\n").await;
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text.lines().next().unwrap_or("").to_owned();
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (status, body)
+}
+
+#[tokio::test]
+async fn chunked_bodies_are_joined_and_limited_without_a_declared_length() {
+    let (url, _admin) = weir_with_admin("").await;
+    // Under the limit, in several pieces: joined and served.
+    let req = serde_json::to_vec(&a_req("mock", false)).unwrap();
+    let pieces: Vec<&[u8]> = req.chunks(7).collect();
+    let (status, body) = chunked(&url, "/v1/messages", &pieces).await;
+    assert!(status.contains(" 200 "), "{status} {body}");
+    assert!(body.contains("\"type\":\"message\""), "{body}");
+    // Over the limit (200000 here) with no content-length: 413 in the dialect, once the
+    // limit is passed, not after the whole body.
+    let piece = vec![b' '; 64 * 1024];
+    let many: Vec<&[u8]> = std::iter::repeat_n(piece.as_slice(), 8).collect();
+    let (status, body) = chunked(&url, "/v1/messages", &many).await;
+    assert!(status.contains(" 413 "), "{status} {body}");
+    assert!(body.contains("request_too_large"), "{body}");
+}
+
 #[tokio::test]
 async fn bad_input_gets_clear_errors() {
     let url = weir("").await;
