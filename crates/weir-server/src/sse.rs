@@ -187,7 +187,13 @@ impl hyper::body::Body for SseBody {
         // write) instead of one each. Nothing waits for more.
         while !st.done && out.len() < BATCH_BYTES {
             match st.upstream.poll_next_unpin(cx) {
-                Poll::Ready(item) => st.absorb(item, &mut out),
+                Poll::Ready(item) => {
+                    if out.capacity() == 0 {
+                        // Room for a few events at once rather than growing from 8 bytes.
+                        out.reserve(2048);
+                    }
+                    st.absorb(item, &mut out)
+                }
                 Poll::Pending if out.is_empty() => return Poll::Pending,
                 Poll::Pending => break,
             }
