@@ -59,6 +59,19 @@ pub(crate) enum Plan {
 
 /// Decides the answer to `req`.
 pub(crate) fn plan(req: &ChatRequest) -> Plan {
+    if req.origin == Some(weir_model::Dialect::OpenAi) {
+        if let Some(n) = req.extra.get("n").map(|n| n.get()) {
+            if n != "1" && n != "null" {
+                return Plan::Fail(ProviderError::from_api(
+                    ApiError::new(
+                        ErrorKind::InvalidRequest,
+                        format!("the mock provider answers one choice; n = {n} is not supported"),
+                    ),
+                    None,
+                ));
+            }
+        }
+    }
     let user = last_user_text(req);
     if let Some(status) = marker(&user, ERROR_MARKER) {
         return Plan::Fail(mock_error(status));
@@ -98,7 +111,12 @@ pub(crate) fn plan(req: &ChatRequest) -> Plan {
         .sum::<usize>();
     Plan::Answer {
         answer: Answer {
-            id: format!("msg_mock_{:016x}", mix(hash)),
+            // In the client's own id style (the OpenAI SDKs show `chatcmpl-` ids).
+            id: if req.origin == Some(weir_model::Dialect::OpenAi) {
+                format!("chatcmpl-mock-{:016x}", mix(hash))
+            } else {
+                format!("msg_mock_{:016x}", mix(hash))
+            },
             model: req.model.clone(),
             blocks,
             stop_reason,

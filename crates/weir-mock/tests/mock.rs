@@ -547,3 +547,30 @@ async fn identity_models_and_capabilities() {
     let r = complete(&p, ChatRequest::default()).await;
     assert_eq!(r.usage.input_tokens, Some(1));
 }
+
+#[tokio::test]
+async fn openai_clients_get_chatcmpl_ids_and_n_above_one_is_refused() {
+    let p = provider();
+    let mut req = request("hello there");
+    req.origin = Some(weir_model::Dialect::OpenAi);
+    let r = complete(&p, req.clone()).await;
+    let hex = r.id.strip_prefix("chatcmpl-mock-").unwrap();
+    assert_eq!(hex.len(), 16);
+    for n in ["1", "null"] {
+        req.extra.insert(
+            "n".to_owned(),
+            serde_json::value::RawValue::from_string(n.into()).unwrap(),
+        );
+        complete(&p, req.clone()).await;
+    }
+    req.extra.insert(
+        "n".to_owned(),
+        serde_json::value::RawValue::from_string("3".into()).unwrap(),
+    );
+    let Err(e) = p.send(&req, cx()).await else {
+        panic!("n = 3 was answered");
+    };
+    assert_eq!(e.kind, ErrorKind::InvalidRequest);
+    assert_eq!(e.status, Some(400));
+    assert!(e.message.contains("n = 3"), "{}", e.message);
+}
