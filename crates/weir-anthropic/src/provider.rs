@@ -91,7 +91,7 @@ impl FrameDecoder for Decoder {
         self.0.decode(event)
     }
     fn finish(&mut self) -> Result<Option<Frame>, WireError> {
-        Ok(None)
+        self.0.finish()
     }
 }
 

@@ -177,8 +177,24 @@ fn write_response(
         };
         block(w, b, out, edits)?;
     }
+    // An OpenAI refusal (structured outputs) is the answer's text, with a refusal stop.
+    let refusal = if same { None } else { r.openai_refusal() };
+    if let Some(t) = &refusal {
+        if !r.content.iter().any(|b| matches!(b, ContentBlock::Text(_))) {
+            let text = ContentBlock::Text(weir_model::TextBlock::new(t.clone()));
+            let edits = BlockEdits {
+                id: None,
+                input: None,
+            };
+            block(w, &text, out, edits)?;
+        }
+    }
     w.end_array();
     match (&r.stop_reason, same) {
+        (None | Some(StopReason::EndTurn), false) if refusal.is_some() => {
+            w.key("stop_reason");
+            w.string("refusal");
+        }
         (Some(sr), _) => {
             w.key("stop_reason");
             w.string(sr.anthropic_name_for_client());

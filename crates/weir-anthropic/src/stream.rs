@@ -16,11 +16,15 @@ use crate::response::{AUsage, ClientStopName};
 use crate::write::{block, delta_usage, usage as write_usage, BlockEdits, Out};
 use weir_model::json_writer::JsonWriter;
 
-/// Turns an upstream's Messages SSE events into canonical frames. Stateless: every
-/// Anthropic event maps to at most one canonical event.
+/// Turns an upstream's Messages SSE events into canonical frames: every Anthropic event
+/// maps to at most one canonical event. It remembers only how far the message got, so that
+/// [`StreamDecoder::finish`] can tell a complete stream from one cut short.
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
-    _private: (),
+    /// A `message_delta` with a stop reason arrived.
+    stopped: bool,
+    /// `message_stop` or an `error` event arrived: nothing more is owed.
+    ended: bool,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +83,34 @@ impl StreamDecoder {
         StreamDecoder::default()
     }
 
+    /// The upstream's body ended. A stream must end with `message_stop` (or an `error`
+    /// event); one that stopped (a `message_delta` with its stop reason) but lost its
+    /// `message_stop` is completed here; any other is an error, so the client is told the
+    /// answer was cut short instead of seeing the stream end as if it were whole.
+    pub fn finish(&mut self) -> Result<Option<Frame>, WireError> {
+        if self.ended {
+            return Ok(None);
+        }
+        self.ended = true;
+        if self.stopped {
+            return Ok(Some(Frame::from_events(vec![StreamEvent::MessageStop])));
+        }
+        Err(WireError::Malformed(
+            "the stream ended before the message was complete (no message_stop)".to_owned(),
+        ))
+    }
+
+    fn note(&mut self, ev: &StreamEvent) {
+        match ev {
+            StreamEvent::MessageDelta {
+                stop_reason: Some(_),
+                ..
+            } => self.stopped = true,
+            StreamEvent::MessageStop | StreamEvent::Error(_) => self.ended = true,
+            _ => {}
+        }
+    }
+
     /// Decodes one SSE event.
     pub fn decode(&mut self, event: Event) -> Result<Frame, WireError> {
         let data = event.data();
@@ -89,6 +121,7 @@ impl StreamDecoder {
                 .or_else(|| fast_message_delta(data)),
         };
         if let Some(ev) = fast {
+            self.note(&ev);
             return Ok(Frame {
                 events: vec![ev],
                 source: Some(SourceEvent {
@@ -177,6 +210,7 @@ impl StreamDecoder {
                 event: other.to_owned(),
             },
         };
+        self.note(&ev);
         Ok(Frame {
             events: vec![ev],
             source: Some(SourceEvent {

@@ -173,7 +173,10 @@ impl EventHandler for InvokeStream {
         }
     }
 
-    fn finish(&mut self, _out: &mut Vec<Frame>) -> Result<(), ProviderError> {
+    fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), ProviderError> {
+        if let Some(f) = self.anthropic.finish().map_err(stream_decode_error)? {
+            out.push(f);
+        }
         Ok(())
     }
 }

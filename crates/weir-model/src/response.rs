@@ -37,6 +37,17 @@ pub struct ChatResponse {
     pub raw: Option<Vec<u8>>,
 }
 
+impl ChatResponse {
+    /// The refusal an OpenAI upstream gave (`message.refusal`, with structured outputs),
+    /// for translating it: other dialects carry a refusal as text with a refusal stop.
+    pub fn openai_refusal(&self) -> Option<crate::JsonStr> {
+        if self.origin != Some(Dialect::OpenAi) {
+            return None;
+        }
+        crate::JsonStr::from_raw_ref(self.message_extra.get("refusal")?).filter(|t| !t.is_empty())
+    }
+}
+
 /// Why the model stopped. Anthropic's set, which is the richest; see each dialect for the
 /// mapping of its own names.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -48,6 +48,8 @@ pub struct StreamDecoder {
     done: bool,
     /// An error event ended the stream.
     failed: bool,
+    /// The model refused (`delta.refusal`): a plain stop is then a refusal stop.
+    refused: bool,
     /// What precedes `"choices"` in the last chunk the fast path read (id, object,
     /// created, model...), checked to hold no usage or error: the chunks of a stream repeat
     /// it byte for byte, so the next one need not be searched.
@@ -241,8 +243,14 @@ impl StreamDecoder {
     /// completed; otherwise the stream was cut short and that is an error.
     pub fn finish(&mut self) -> Result<Frame, WireError> {
         let mut events = Vec::new();
-        if self.done || self.failed || !self.started {
+        if self.done || self.failed {
             return Ok(Frame::from_events(events));
+        }
+        if !self.started {
+            // An empty 200 stream (or a JSON body to a streamed request) is no answer.
+            return Err(WireError::Malformed(
+                "stream ended before any chunk arrived".into(),
+            ));
         }
         if self.stop.is_none() && !self.delta_sent {
             return Err(WireError::Malformed(
@@ -297,6 +305,7 @@ impl StreamDecoder {
                         delta: Delta::Thinking(r),
                     });
                 }
+                self.refused |= d.refusal.as_ref().is_some_and(|r| !r.is_empty());
                 for text in [d.content, d.refusal]
                     .into_iter()
                     .flatten()
@@ -404,8 +413,12 @@ impl StreamDecoder {
 
     fn message_delta(&mut self, out: &mut Vec<StreamEvent>) {
         self.delta_sent = true;
+        let stop_reason = match &self.stop {
+            Some(StopReason::EndTurn) if self.refused => Some(StopReason::Refusal),
+            other => other.clone(),
+        };
         out.push(StreamEvent::MessageDelta {
-            stop_reason: self.stop.clone(),
+            stop_reason,
             stop_sequence: None,
             usage: self.usage.clone().unwrap_or_default(),
         });

@@ -319,6 +319,90 @@ async fn reasoning_effort_from_thinking_is_a_provider_setting() {
     assert!(reqs[1].json().unwrap().get("reasoning_effort").is_none());
 }
 
+/// An Anthropic stream up to its first text delta.
+const ANTHROPIC_OPENING: &str = concat!(
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":5,\"output_tokens\":1}}}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Partial\"}}\n\n",
+);
+
+#[tokio::test]
+async fn an_anthropic_stream_that_ends_early_is_an_error_not_a_whole_answer() {
+    // The body ends cleanly (its length was declared) but without message_stop.
+    let up = FaultyUpstream::start(sse(200, ANTHROPIC_OPENING)).await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"m\"\ntargets = [{{ provider = \"a\" }}]\n",
+        up.url()
+    ))
+    .await;
+    let (status, body) = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "m", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Partial"), "{body}");
+    assert!(!body.contains("event: message_stop"), "{body}");
+    let last = body.trim_end().rsplit("\n\n").next().unwrap();
+    assert!(last.starts_with("event: error\n"), "{body}");
+    assert!(last.contains("no message_stop"), "{body}");
+    let (status, body) = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains("Partial"), "{body}");
+    assert!(!body.contains("[DONE]"), "{body}");
+    assert!(body.trim_end().ends_with("}"), "{body}");
+    assert!(body.contains("\"error\""), "{body}");
+
+    // Stopped (message_delta came) but message_stop lost: completed, not an error.
+    let stopped = format!(
+        "{ANTHROPIC_OPENING}event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
+         event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":2}}}}\n\n"
+    );
+    up.set(sse(200, &stopped));
+    let (_, body) = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "m", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert!(
+        body.trim_end()
+            .ends_with("data: {\"type\":\"message_stop\"}"),
+        "{body}"
+    );
+    assert!(!body.contains("event: error"), "{body}");
+}
+
+#[tokio::test]
+async fn an_empty_stream_is_an_upstream_failure_not_an_empty_answer() {
+    let up = FaultyUpstream::start(sse(200, "")).await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{0}\"\nkeys = [\"k\"]\n\
+         [providers.o]\nkind = \"openai\"\nbase_url = \"{0}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"a\"\ntargets = [{{ provider = \"a\" }}]\n\
+         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n",
+        up.url()
+    ))
+    .await;
+    for model in ["a", "o"] {
+        let (status, body) = post(
+            &url,
+            "/v1/chat/completions",
+            &json!({"model": model, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(status, 502, "{model}: {body}");
+        assert!(body.contains("could not be decoded"), "{model}: {body}");
+    }
+}
+
 #[test]
 fn reasoning_settings_on_other_kinds_are_config_errors() {
     for text in [

@@ -1110,3 +1110,44 @@ fn thinking_and_effort_become_reasoning_effort_only_where_configured() {
     // `output_config` itself is Anthropic's and never reaches an OpenAI upstream.
     assert!(encode(effort("low"), true).get("output_config").is_none());
 }
+
+#[test]
+fn openai_refusals_reach_anthropic_clients_as_text_with_a_refusal_stop() {
+    let out = o_resp_to_a(json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-x",
+        "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": null, "refusal": "I can't help with that."}}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 6, "total_tokens": 11}
+    }));
+    assert_json(
+        &out["content"],
+        &json!([{"type": "text", "text": "I can't help with that."}]),
+    );
+    assert_eq!(out["stop_reason"], "refusal");
+    // A plain answer is untouched.
+    let out = o_resp_to_a(json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-x",
+        "choices": [{"index": 0, "finish_reason": "stop",
+            "message": {"role": "assistant", "content": "Sure.", "refusal": null}}]
+    }));
+    assert_eq!(out["stop_reason"], "end_turn");
+
+    // Streamed: the refusal's pieces are text, and the stop is a refusal.
+    let head = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
+    let body = format!(
+        "data: {head}{{\"role\":\"assistant\",\"content\":null,\"refusal\":\"\"}},\"finish_reason\":null}}]}}\n\n\
+         data: {head}{{\"refusal\":\"I can't\"}},\"finish_reason\":null}}]}}\n\n\
+         data: {head}{{\"refusal\":\" help.\"}},\"finish_reason\":null}}]}}\n\n\
+         data: {head}{{}},\"finish_reason\":\"stop\"}}]}}\n\n\
+         data: [DONE]\n\n"
+    );
+    let mut dec = weir_openai::StreamDecoder::new();
+    let mut enc = weir_anthropic::StreamEncoder::new();
+    let mut out = Vec::new();
+    for ev in sse_events(body.as_bytes()) {
+        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
+    }
+    let text = String::from_utf8(out).unwrap();
+    assert!(text.contains(r#""text":"I can't""#), "{text}");
+    assert!(text.contains(r#""stop_reason":"refusal""#), "{text}");
+}

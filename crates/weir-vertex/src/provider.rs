@@ -351,7 +351,7 @@ impl FrameDecoder for ClaudeStream {
         self.0.decode(event)
     }
     fn finish(&mut self) -> Result<Option<Frame>, WireError> {
-        Ok(None)
+        self.0.finish()
     }
 }
 
