@@ -445,6 +445,8 @@ impl<'a> Plan<'a> {
         let thinking = thinking_for(req, opts, same, &messages);
         let mut max_tokens = req.max_tokens.unwrap_or(opts.default_max_tokens);
         if let Some(ThinkingConfig::Enabled { budget_tokens }) = thinking.as_deref() {
+            // (A budget mapped from reasoning_effort already fits below a limit the client
+            // set; this raises only the default limit, or one given with explicit thinking.)
             if !same && *budget_tokens >= max_tokens {
                 max_tokens = budget_tokens.saturating_add(opts.default_max_tokens);
             }
@@ -553,6 +555,20 @@ fn thinking_for<'a>(
     if !opts.thinking_from_reasoning_effort {
         return None;
     }
+    // What the client set explicitly wins over reasoning it asked for by effort: Anthropic
+    // refuses thinking with a forced tool, a temperature other than 1, top_k, or top_p
+    // below 0.95. And OpenAI's output limit counts reasoning, so a limit that leaves no room
+    // for Anthropic's smallest budget (1024) means no thinking.
+    let forced_tool = matches!(
+        req.tool_choice,
+        Some(ToolChoice::Required | ToolChoice::Tool(_))
+    );
+    let sampling = req.temperature.is_some_and(|t| t != 1.0)
+        || req.top_k.is_some()
+        || req.top_p.is_some_and(|p| p < 0.95);
+    if forced_tool || sampling || req.max_tokens.is_some_and(|m| m <= MIN_BUDGET) {
+        return None;
+    }
     let budget = match req.reasoning_effort.as_deref()? {
         "minimal" | "none" => return None,
         "low" => 1024,
@@ -574,7 +590,15 @@ fn thinking_for<'a>(
     if unsigned_tool_turn {
         return None;
     }
+    // Below the client's own limit, which OpenAI counts reasoning in.
+    let budget = match req.max_tokens {
+        Some(m) => budget.min(m - MIN_BUDGET).max(MIN_BUDGET),
+        None => budget,
+    };
     Some(Cow::Owned(ThinkingConfig::Enabled {
         budget_tokens: budget,
     }))
 }
+
+/// Anthropic's smallest thinking budget.
+const MIN_BUDGET: u32 = 1024;

@@ -497,19 +497,47 @@ fn unsigned_reasoning_is_not_sent_to_anthropic_and_thinking_stays_off_for_unsign
 
 #[test]
 fn reasoning_effort_maps_to_a_thinking_budget_below_max_tokens() {
-    let out = o_to_a(
-        json!({"model": "m", "reasoning_effort": "high", "max_completion_tokens": 1000,
-        "messages": [{"role": "user", "content": "q"}]}),
-    );
+    let req = |extra: Value| {
+        let mut r = json!({"model": "m", "messages": [{"role": "user", "content": "q"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        o_to_a(r)
+    };
+    // No limit from the client: the default one grows to hold the budget.
+    let out = req(json!({"reasoning_effort": "high"}));
     assert_json(
         &out["thinking"],
         &json!({"type": "enabled", "budget_tokens": 16384}),
     );
     assert!(out["max_tokens"].as_u64().unwrap() > 16384, "{out}");
-    let out = o_to_a(
-        json!({"model": "m", "reasoning_effort": "minimal", "messages": [{"role": "user", "content": "q"}]}),
-    );
+    // The client's limit counts reasoning (OpenAI): it is kept, the budget fits below it.
+    let out = req(json!({"reasoning_effort": "high", "max_completion_tokens": 20000}));
+    assert_eq!(out["max_tokens"], 20000);
+    assert_eq!(out["thinking"]["budget_tokens"], 16384);
+    let out = req(json!({"reasoning_effort": "high", "max_completion_tokens": 2000}));
+    assert_eq!(out["max_tokens"], 2000);
+    assert_eq!(out["thinking"]["budget_tokens"], 1024);
+    // No room for the smallest budget: no thinking, and the limit stays.
+    let out = req(json!({"reasoning_effort": "low", "max_completion_tokens": 500}));
+    assert!(out.get("thinking").is_none(), "{out}");
+    assert_eq!(out["max_tokens"], 500);
+    let out = req(json!({"reasoning_effort": "minimal"}));
     assert!(out.get("thinking").is_none());
+    // Settings Anthropic refuses alongside thinking win over the effort.
+    for conflict in [
+        json!({"temperature": 0.5}),
+        json!({"top_p": 0.5}),
+        json!({"tool_choice": "required", "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}]}),
+    ] {
+        let mut extra = conflict.clone();
+        extra["reasoning_effort"] = json!("low");
+        let out = req(extra);
+        assert!(out.get("thinking").is_none(), "{conflict}: {out}");
+    }
+    // temperature 1 is what thinking wants anyway.
+    let out = req(json!({"reasoning_effort": "low", "temperature": 1}));
+    assert_eq!(out["thinking"]["budget_tokens"], 1024);
 }
 
 #[test]
