@@ -148,15 +148,17 @@ fn file_part(raw: &RawValue) -> Option<ContentBlock> {
     }))
 }
 
-/// Splits `data:<media type>;base64,<data>`.
+/// Splits `data:<media type>[;param=value...];base64,<data>` into the bare media type
+/// (parameters such as `charset` dropped: sources take a media type alone) and the data.
 pub fn parse_data_url(url: &str) -> Option<(String, String)> {
     let rest = url.strip_prefix("data:")?;
     let (meta, data) = rest.split_once(',')?;
-    let media_type = meta.strip_suffix(";base64")?;
-    if media_type.is_empty() || media_type.contains(';') {
+    let meta = meta.strip_suffix(";base64")?;
+    let media_type = meta.split(';').next()?.trim();
+    if !media_type.contains('/') {
         return None;
     }
-    Some((media_type.to_owned(), data.to_owned()))
+    Some((media_type.to_ascii_lowercase(), data.to_owned()))
 }
 
 fn data_url(media_type: &str, data: &str) -> String {
@@ -303,6 +305,11 @@ mod tests {
         );
         assert_eq!(parse_data_url("https://example.com/cat.png"), None);
         assert_eq!(parse_data_url("data:image/png,notbase64"), None);
+        assert_eq!(
+            parse_data_url("data:image/JPEG;charset=utf-8;base64,/9j/"),
+            Some(("image/jpeg".to_owned(), "/9j/".to_owned()))
+        );
+        assert_eq!(parse_data_url("data:;base64,abc"), None);
         assert_eq!(data_url("image/png", "abc"), "data:image/png;base64,abc");
     }
 }
