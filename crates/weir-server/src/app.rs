@@ -277,6 +277,32 @@ fn is_loopback(listen: &str) -> bool {
     }
 }
 
+/// A config without `[[auth.keys]]` (which only a loopback listen allows) still needs a
+/// client key: as in zero-config, `WEIR_API_KEY` when set, else a generated one, returned
+/// so the caller can print it once. `key` is the one an earlier load chose (reloads keep
+/// it). Apps with keys are left as they are.
+pub fn ensure_client_key(
+    app: &mut App,
+    key: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    if !app.keys.is_empty() {
+        return None;
+    }
+    let (k, generated) = match key
+        .map(str::to_owned)
+        .or_else(|| env("WEIR_API_KEY").filter(|k| !k.is_empty()))
+    {
+        Some(k) => (k, None),
+        None => {
+            let k = crate::auth::generate_key();
+            (k.clone(), Some(k))
+        }
+    };
+    app.keys = crate::auth::Keys::single_default(&k);
+    generated
+}
+
 /// The zero-config gateway: every provider whose standard credentials are in the
 /// environment, plus the built-in `mock`; listening on 127.0.0.1:4000; one client key
 /// (`WEIR_API_KEY`, or a generated one, returned so the caller can print it once).

@@ -154,6 +154,17 @@ impl Keys {
         }
     }
 
+    /// One unlimited key named `default` (a config without `[[auth.keys]]`, on a loopback
+    /// listen: the zero-config rule, `WEIR_API_KEY` or a generated key).
+    pub fn single_default(key: &str) -> Keys {
+        Keys(vec![ClientKey {
+            name: "default".to_owned(),
+            digest: Sha256::digest(key.as_bytes()).into(),
+            models: None,
+            limiter: None,
+        }])
+    }
+
     /// Whether no keys are configured.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -940,3 +940,67 @@ async fn a_silent_stream_ends_with_an_idle_timeout_error() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_config_without_client_keys_gets_weir_api_key_or_a_generated_one() {
+    let text = "[providers.mock]\nkind = \"mock\"\n";
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let serve = |app: weir_server::App| async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(weir_server::run(
+            Arc::new(app),
+            listener,
+            None,
+            std::future::pending(),
+        ));
+        url
+    };
+    // WEIR_API_KEY, when set, is the key (nothing generated to print).
+    let mut app = weir_server::build(&cfg, None, text).unwrap();
+    let env = |name: &str| (name == "WEIR_API_KEY").then(|| "sk-from-env".to_owned());
+    assert_eq!(weir_server::ensure_client_key(&mut app, None, &env), None);
+    let url = serve(app).await;
+    let r = post(
+        &url,
+        "/v1/messages",
+        &a_req("mock", false),
+        Some("sk-from-env"),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let r = post(
+        &url,
+        "/v1/messages",
+        &a_req("mock", false),
+        Some("sk-other"),
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+    // Otherwise a generated key, returned to be printed.
+    let mut app = weir_server::build(&cfg, None, text).unwrap();
+    let generated = weir_server::ensure_client_key(&mut app, None, &|_: &str| None).unwrap();
+    let url = serve(app).await;
+    let r = post(
+        &url,
+        "/v1/messages",
+        &a_req("mock", false),
+        Some(&generated),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    // A config with keys keeps exactly those.
+    let with_keys = format!("[[auth.keys]]\nname = \"t\"\nkey = \"{KEY}\"\n{text}");
+    let cfg = weir_server::config::parse(None, &with_keys).unwrap();
+    let mut app = weir_server::build(&cfg, None, &with_keys).unwrap();
+    assert_eq!(weir_server::ensure_client_key(&mut app, None, &env), None);
+    let url = serve(app).await;
+    let r = post(
+        &url,
+        "/v1/messages",
+        &a_req("mock", false),
+        Some("sk-from-env"),
+    )
+    .await;
+    assert_eq!(r.status(), 401);
+}

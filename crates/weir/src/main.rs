@@ -101,8 +101,9 @@ fn load_with(
     match path {
         Some(p) => {
             let (cfg, text) = weir_server::config::load(p, env).map_err(to_strings)?;
-            let app = weir_server::build(&cfg, Some(p), &text).map_err(to_strings)?;
-            Ok((app, None))
+            let mut app = weir_server::build(&cfg, Some(p), &text).map_err(to_strings)?;
+            let generated = weir_server::ensure_client_key(&mut app, None, env);
+            Ok((app, generated))
         }
         None => weir_server::zero_config(env).map_err(to_strings),
     }
@@ -173,7 +174,10 @@ fn reload_all(path: &Path, key: Option<&str>, cells: &Cells) -> Result<(), Vec<S
                 .to_owned(),
         ]);
     }
-    let first = Arc::new(weir_server::rebuild(&cfg, Some(path), &text, &old).map_err(to_strings)?);
+    let mut first = weir_server::rebuild(&cfg, Some(path), &text, &old).map_err(to_strings)?;
+    // A config without client keys keeps this run's key (as printed at startup).
+    weir_server::ensure_client_key(&mut first, key, &env_with_key);
+    let first = Arc::new(first);
     let mut apps = vec![first.clone()];
     for _ in 1..cells.len() {
         let mut app = weir_server::rebuild(&cfg, Some(path), &text, &old).map_err(to_strings)?;
