@@ -91,6 +91,24 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
         ));
     }
 
+    if cfg.auth.admin_key.is_some()
+        && cfg
+            .server
+            .admin_listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:4001")
+            == cfg.server.listen
+    {
+        errors.push(src.error_at(
+            None,
+            format!(
+                "server.admin_listen must differ from server.listen (`{}`): the admin API is never \
+                 served on the API port{}",
+                cfg.server.listen,
+                if cfg.server.admin_listen.is_none() { " (admin_listen defaults to 127.0.0.1:4001)" } else { "" }
+            ),
+        ));
+    }
     if cfg.server.admin_listen.is_some() && cfg.auth.admin_key.is_none() {
         errors.push(src.error_at(
             None,

@@ -142,3 +142,34 @@ fn check_explains_a_bedrock_claude_id_without_its_inference_profile() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_refuses_the_admin_api_on_the_api_port() {
+    let dir = std::env::temp_dir().join(format!("weir-cli-admin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("admin.toml");
+    for (server, expect) in [
+        (
+            "listen = \"127.0.0.1:45220\"\nadmin_listen = \"127.0.0.1:45220\"\n",
+            "must differ",
+        ),
+        (
+            "listen = \"127.0.0.1:4001\"\n",
+            "defaults to 127.0.0.1:4001",
+        ),
+    ] {
+        std::fs::write(
+            &cfg,
+            format!("[server]\n{server}[auth]\nadmin_key = \"a\"\n[[auth.keys]]\nname = \"k\"\nkey = \"k\"\n"),
+        )
+        .unwrap();
+        let out = weir()
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(expect), "{text}");
+    }
+}
