@@ -150,5 +150,10 @@ pub async fn handle(
             r#"{"error":{"type":"not_found_error","message":"no such admin endpoint"}}"#,
         ),
     };
+    let mut r = r;
+    // Every response carries a request id, the admin port's too.
+    if let Ok(v) = http::HeaderValue::from_str(&crate::http::request_id()) {
+        r.headers_mut().insert(crate::http::X_REQUEST_ID, v);
+    }
     Ok(r)
 }

@@ -150,7 +150,7 @@ pub(crate) fn full(
     r
 }
 
-const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_WEIR_PROVIDER: HeaderName = HeaderName::from_static("x-weir-provider");
 const X_WEIR_MODEL: HeaderName = HeaderName::from_static("x-weir-model");
 const X_WEIR_WARNING: HeaderName = HeaderName::from_static("x-weir-warning");

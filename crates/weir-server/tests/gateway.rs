@@ -692,6 +692,12 @@ async fn admin_status_and_metrics_need_the_admin_key_and_hold_no_secrets() {
         .await
         .unwrap();
     assert_eq!(listed.status(), 200);
+    // Every admin response carries a request id, refusals and /health included.
+    for path in ["/metrics", "/health", "/nowhere"] {
+        let r = client().get(format!("{admin}{path}")).send().await.unwrap();
+        let id = r.headers().get("x-request-id").unwrap().to_str().unwrap();
+        assert!(id.starts_with("req_"), "{path}: {id}");
+    }
     assert_eq!(
         client()
             .get(format!("{admin}/metrics"))
