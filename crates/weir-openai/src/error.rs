@@ -126,7 +126,7 @@ fn openai_error_type(e: &ApiError) -> (&str, Option<&str>) {
         ErrorKind::InvalidRequest | ErrorKind::RequestTooLarge => ("invalid_request_error", None),
         ErrorKind::Authentication => ("authentication_error", Some("invalid_api_key")),
         ErrorKind::PermissionDenied => ("permission_error", None),
-        ErrorKind::NotFound => ("not_found_error", Some("model_not_found")),
+        ErrorKind::NotFound => ("not_found_error", None),
         ErrorKind::RateLimited => ("rate_limit_error", Some("rate_limit_exceeded")),
         ErrorKind::Overloaded => ("server_error", Some("overloaded")),
         ErrorKind::Timeout => ("timeout_error", Some("timeout")),
@@ -142,10 +142,15 @@ fn openai_error_type(e: &ApiError) -> (&str, Option<&str>) {
 pub(crate) fn openai_error_body(e: &ApiError) -> Vec<u8> {
     let (default_ty, default_code) = openai_error_type(e);
     let same = e.dialect == Some(Dialect::OpenAi);
+    // The upstream's own type and code for its dialect (a type it left out is filled
+    // in: clients expect one); Weir's own errors take the kind's, or the code they carry.
     let (ty, code) = if same {
-        (e.error_type.as_deref(), e.code.as_deref())
+        (
+            e.error_type.as_deref().or(Some(default_ty)),
+            e.code.as_deref(),
+        )
     } else {
-        (Some(default_ty), default_code)
+        (Some(default_ty), e.code.as_deref().or(default_code))
     };
     #[derive(serde::Serialize)]
     struct Inner<'a> {
@@ -174,4 +179,28 @@ pub(crate) fn openai_error_body(e: &ApiError) -> Vec<u8> {
 /// Encodes an error for an OpenAI client: `(status, body)`.
 pub fn encode_error(e: &ApiError) -> (u16, Vec<u8>) {
     (error_status(e), openai_error_body(e))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn an_upstream_error_without_a_type_still_gets_one() {
+        let e = decode_error(404, b"");
+        let (status, body) = encode_error(&e);
+        assert_eq!(status, 404);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["type"], "not_found_error", "{v}");
+        // One that has its own type and code keeps them.
+        let e = decode_error(
+            400,
+            br#"{"error":{"message":"m","type":"invalid_request_error","param":"x","code":"bad_thing"}}"#,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&encode_error(&e).1).unwrap();
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        assert_eq!(v["error"]["code"], "bad_thing");
+        assert_eq!(v["error"]["param"], "x");
+    }
 }

@@ -193,6 +193,40 @@ fn simple_error(
     gateway_error(dialect, &ApiError::new(kind, message), log)
 }
 
+/// 404 for a model no route matches, listing the models the key may use.
+fn unknown_model(
+    dialect: Dialect,
+    key: &ClientKey,
+    model: &str,
+    available: &[String],
+    log: &RequestLog,
+) -> Response<Body> {
+    let allowed: Vec<&str> = available
+        .iter()
+        .map(String::as_str)
+        .filter(|m| {
+            key.models
+                .as_ref()
+                .is_none_or(|g| g.iter().any(|g| weir_router::glob_match(g, m) || g == m))
+        })
+        .collect();
+    let e = ApiError {
+        code: Some("model_not_found".to_owned()),
+        ..ApiError::new(
+            ErrorKind::NotFound,
+            format!(
+                "model `{model}` is not available; available: {}",
+                if allowed.is_empty() {
+                    "none".into()
+                } else {
+                    allowed.join(", ")
+                }
+            ),
+        )
+    };
+    gateway_error(dialect, &e, log)
+}
+
 /// An error the gateway itself answers with, logged.
 fn gateway_error(dialect: Dialect, e: &ApiError, log: &RequestLog) -> Response<Body> {
     let r = error_response(dialect, e, &log.request_id, None);
@@ -491,28 +525,7 @@ async fn chat(
     }
     match routed {
         Err(RouteError::UnknownModel { model, available }) => {
-            let allowed: Vec<&str> = available
-                .iter()
-                .map(String::as_str)
-                .filter(|m| {
-                    key.models
-                        .as_ref()
-                        .is_none_or(|g| g.iter().any(|g| weir_router::glob_match(g, m) || g == m))
-                })
-                .collect();
-            simple_error(
-                dialect,
-                ErrorKind::NotFound,
-                format!(
-                    "model `{model}` is not available; available: {}",
-                    if allowed.is_empty() {
-                        "none".into()
-                    } else {
-                        allowed.join(", ")
-                    }
-                ),
-                log,
-            )
+            unknown_model(dialect, &key, &model, &available, log)
         }
         Err(RouteError::Failed { last, attempts }) => route_failed(dialect, &last, &attempts, log),
         Ok((reply, served)) => {
@@ -628,13 +641,8 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
             "estimate".to_owned(),
             requested,
         ),
-        Err(RouteError::UnknownModel { model, .. }) => {
-            return simple_error(
-                dialect,
-                ErrorKind::NotFound,
-                format!("model `{model}` is not available"),
-                log,
-            )
+        Err(RouteError::UnknownModel { model, available }) => {
+            return unknown_model(dialect, key, &model, &available, log)
         }
         Err(RouteError::Failed { last, attempts }) => {
             return route_failed(dialect, &last, &attempts, log)

@@ -1010,3 +1010,43 @@ async fn a_config_without_client_keys_gets_weir_api_key_or_a_generated_one() {
     .await;
     assert_eq!(r.status(), 401);
 }
+
+#[tokio::test]
+async fn not_found_errors_say_what_was_not_found() {
+    let url = weir("").await;
+    // An unknown model: model_not_found, listing what is available, on every endpoint.
+    let r = post(
+        &url,
+        "/v1/chat/completions",
+        &o_req("nope", false),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "model_not_found");
+    assert_eq!(v["error"]["type"], "not_found_error");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .ends_with("available: mock"));
+    let r = post(
+        &url,
+        "/v1/messages/count_tokens",
+        &a_req("nope", false),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "model `nope` is not available; available: mock"
+    );
+    // An unknown path is not a missing model.
+    let r = post(&url, "/v1/nowhere", &o_req("mock", false), Some(KEY)).await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["code"].is_null(), "{v}");
+    assert_eq!(v["error"]["message"], "no endpoint POST /v1/nowhere");
+}
