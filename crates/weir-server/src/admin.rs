@@ -1,6 +1,8 @@
 //! The admin API, on its own listener: `GET /health` (open), and behind
 //! `Authorization: Bearer <auth.admin_key>`: `GET /status` (JSON, no secrets),
-//! `GET /metrics` (Prometheus).
+//! `GET /metrics` (Prometheus), `POST /reload`, and the dashboard at `/` (HTML; the key
+//! may also come as HTTP Basic credentials there, since browsers cannot send a Bearer
+//! header).
 
 // The `Err` of `authorized` is a ready-made response, built once per refused request.
 #![allow(clippy::result_large_err)]
@@ -24,15 +26,23 @@ fn authorized(app: &App, req: &Request<Incoming>) -> Result<(), Response<Body>> 
             r#"{"error":{"type":"permission_error","message":"the admin API is disabled: set auth.admin_key (or WEIR_ADMIN_KEY in zero-config)"}}"#,
         ));
     };
-    let presented = req
+    let header = req
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
         .unwrap_or("");
+    let basic;
+    let presented = match header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+    {
+        Some(k) => k,
+        // Browsers (the dashboard) send Basic credentials: the key is the password.
+        None => {
+            basic = basic_password(header).unwrap_or_default();
+            &basic
+        }
+    };
     let a: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
     let b: [u8; 32] = Sha256::digest(admin.expose().as_bytes()).into();
     if bool::from(a.ct_eq(&b)) {
@@ -46,7 +56,24 @@ fn authorized(app: &App, req: &Request<Incoming>) -> Result<(), Response<Body>> 
     }
 }
 
+/// The password of `Basic <base64(user:password)>` credentials.
+fn basic_password(header: &str) -> Option<String> {
+    use base64::Engine as _;
+    let encoded = header
+        .strip_prefix("Basic ")
+        .or_else(|| header.strip_prefix("basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(encoded.trim())
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    Some(text.split_once(':')?.1.to_owned())
+}
+
 fn status(app: &App) -> String {
+    status_json(app).to_string()
+}
+
+fn status_json(app: &App) -> serde_json::Value {
     let st = app.router.status();
     let providers: Vec<serde_json::Value> = app
         .provider_kinds
@@ -76,7 +103,6 @@ fn status(app: &App) -> String {
             None => serde_json::json!({"backend": "memory"}),
         },
     })
-    .to_string()
 }
 
 /// Handles one admin request.
@@ -137,12 +163,30 @@ pub async fn handle(
             Err(r) => r,
         },
         (&Method::GET, "/") => match authorized(&app, &req) {
-            Ok(()) => full(
-                StatusCode::NOT_IMPLEMENTED,
-                "application/json",
-                r#"{"error":{"type":"not_implemented","message":"the dashboard is not implemented in this build of Weir yet"}}"#,
-            ),
-            Err(r) => r,
+            Ok(()) => {
+                let mut r = full(
+                    StatusCode::OK,
+                    "text/html; charset=utf-8",
+                    crate::dashboard::render(&status_json(&app)),
+                );
+                r.headers_mut().insert(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-store"),
+                );
+                r
+            }
+            Err(mut r) => {
+                // Lets a browser ask for the key (as the password).
+                if r.status() == StatusCode::UNAUTHORIZED {
+                    r.headers_mut().insert(
+                        http::header::WWW_AUTHENTICATE,
+                        http::HeaderValue::from_static(
+                            "Basic realm=\"weir admin (password: the admin key)\", charset=\"UTF-8\"",
+                        ),
+                    );
+                }
+                r
+            }
         },
         _ => full(
             StatusCode::NOT_FOUND,

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+mod dashboard;
 pub mod http;
 pub mod limits;
 pub mod live;

@@ -1050,3 +1050,50 @@ async fn not_found_errors_say_what_was_not_found() {
     assert!(v["error"]["code"].is_null(), "{v}");
     assert_eq!(v["error"]["message"], "no endpoint POST /v1/nowhere");
 }
+
+#[tokio::test]
+async fn the_dashboard_shows_the_status_to_a_browser_with_the_admin_key() {
+    let (_url, admin) = weir_with_admin("").await;
+    // Without credentials: 401 with a Basic challenge, so a browser asks for the key.
+    let r = client().get(format!("{admin}/")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let challenge = r.headers()["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("Basic realm="), "{challenge}");
+    // A wrong password is refused; the key as the password (any user) is let in.
+    let r = client()
+        .get(format!("{admin}/"))
+        .basic_auth("anyone", Some("sk-wrong"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let r = client()
+        .get(format!("{admin}/"))
+        .basic_auth("anyone", Some("sk-admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = r.text().await.unwrap();
+    assert!(page.contains("<h2>Targets</h2>"), "{page}");
+    assert!(page.contains("<td>mock</td>"), "{page}");
+    // Basic credentials open the page only as the admin key does: /status too.
+    let r = client()
+        .get(format!("{admin}/status"))
+        .basic_auth("x", Some("sk-admin"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client()
+        .get(format!("{admin}/"))
+        .header("authorization", "Bearer sk-admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
