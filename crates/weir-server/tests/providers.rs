@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -401,6 +402,48 @@ async fn an_empty_stream_is_an_upstream_failure_not_an_empty_answer() {
         assert_eq!(status, 502, "{model}: {body}");
         assert!(body.contains("could not be decoded"), "{model}: {body}");
     }
+}
+
+#[tokio::test]
+async fn a_key_without_quota_rests_like_a_refused_one_and_the_next_key_serves() {
+    let no_quota = Behaviour::json(
+        429,
+        &json!({"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}),
+    );
+    let up = FaultyUpstream::start(Behaviour::per_key(
+        [("sk-empty", no_quota)],
+        Behaviour::ok("served"),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-empty\", \"sk-full\"]\n\
+         [[models]]\nname = \"m\"\ntargets = [{{ provider = \"o\" }}]\n\
+         [routing]\ndefault_cooldown = \"10ms\"\n",
+        up.url()
+    ))
+    .await;
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let (status, body) = post(
+            &url,
+            "/v1/chat/completions",
+            &json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // The empty key was tried once, then rested (a plain 429 without retry-after would
+    // rest it for seconds only and be tried again).
+    let tried: Vec<_> = up
+        .requests()
+        .iter()
+        .map(|r| r.key().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(
+        tried.iter().filter(|k| *k == "sk-empty").count(),
+        1,
+        "{tried:?}"
+    );
 }
 
 #[test]

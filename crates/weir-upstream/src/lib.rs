@@ -449,8 +449,19 @@ pub fn status_error(
 ) -> ProviderError {
     let api = decode(status.as_u16(), body);
     let limits = rate_limit_info(headers, SystemTime::now());
-    ProviderError::from_api(api, limits.retry_after)
+    // OpenAI's 429 `insufficient_quota` is a key with no credit left, not a rate: it will
+    // not pass in seconds, so the key rests as long as a refused one does.
+    let retry_after = if api.code.as_deref() == Some("insufficient_quota") {
+        Some(limits.retry_after.unwrap_or_default().max(NO_QUOTA_REST))
+    } else {
+        limits.retry_after
+    };
+    ProviderError::from_api(api, retry_after)
 }
+
+/// How long a key whose quota is spent rests (as long as the router's default rest for a
+/// refused key).
+pub const NO_QUOTA_REST: Duration = Duration::from_secs(600);
 
 /// Removes a secret from an error's messages (upstreams echo keys back in 401 bodies).
 pub fn scrub(e: &mut ProviderError, secret: &str) {
