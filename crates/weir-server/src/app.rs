@@ -327,57 +327,154 @@ pub fn ensure_client_key(
 pub fn zero_config(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(App, Option<String>), Vec<ConfigError>> {
+    let (key, generated) = match env("WEIR_API_KEY").filter(|k| !k.is_empty()) {
+        Some(k) => (k, None),
+        None => {
+            let k = crate::auth::generate_key();
+            (k.clone(), Some(k))
+        }
+    };
+    let env_with_key = |name: &str| {
+        if name == "WEIR_API_KEY" {
+            Some(key.clone())
+        } else {
+            env(name)
+        }
+    };
+    let with_cloud = zero_config_text(env, true);
+    let build_text = |text: &str| -> Result<App, Vec<ConfigError>> {
+        let text = crate::config::interpolate(None, text, &env_with_key)?;
+        let cfg = crate::config::parse_all(None, &text)?;
+        build(&cfg, None, &text)
+    };
+    let app = match build_text(&with_cloud) {
+        Ok(app) => app,
+        // Bedrock's credentials are read when it is built: without them, serve the rest.
+        Err(errors) if with_cloud.contains("[providers.bedrock]") => {
+            for e in &errors {
+                tracing::warn!("zero-config: Bedrock left out: {e}");
+            }
+            build_text(&zero_config_text(env, false))?
+        }
+        Err(errors) => return Err(errors),
+    };
+    Ok((app, generated))
+}
+
+/// The zero-config file: a provider for every service whose credentials are in the
+/// environment, each serving the model names that are its own (by glob, in an order where
+/// the more specific name wins), then `mock`, one client key and the admin key.
+fn zero_config_text(env: &dyn Fn(&str) -> Option<String>, bedrock: bool) -> String {
+    let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
     let mut text = String::from("# zero-config\n");
     let mut model_routes: Vec<(&str, &str)> = Vec::new();
-    if env("ANTHROPIC_API_KEY").is_some() {
+    // Vertex AI: Claude's ids there carry a version after `@` (claude-sonnet-4-5@20250929),
+    // so they are told from Anthropic's own before `claude-*`; Gemini there only when the
+    // Gemini API itself has no key.
+    if set("GOOGLE_CLOUD_PROJECT") {
+        let region = [
+            "GOOGLE_CLOUD_REGION",
+            "CLOUD_ML_REGION",
+            "GOOGLE_CLOUD_LOCATION",
+        ]
+        .into_iter()
+        .find(|v| set(v))
+        .map_or_else(|| "\"global\"".to_owned(), |v| format!("\"${{{v}}}\""));
+        text.push_str(&format!(
+            "[providers.vertex]\nkind = \"vertex\"\nproject = \"${{GOOGLE_CLOUD_PROJECT}}\"\nregion = {region}\n"
+        ));
+        model_routes.push(("claude-*@*", "vertex"));
+    }
+    if set("ANTHROPIC_API_KEY") {
         text.push_str(
             "[providers.anthropic]\nkind = \"anthropic\"\nkeys = [\"${ANTHROPIC_API_KEY}\"]\n",
         );
-        if env("ANTHROPIC_BASE_URL").is_some() {
+        if set("ANTHROPIC_BASE_URL") {
             text.push_str("base_url = \"${ANTHROPIC_BASE_URL}\"\n");
         }
         model_routes.push(("claude-*", "anthropic"));
     }
-    if env("OPENAI_API_KEY").is_some() {
+    if set("OPENAI_API_KEY") {
         text.push_str("[providers.openai]\nkind = \"openai\"\nkeys = [\"${OPENAI_API_KEY}\"]\n");
-        if env("OPENAI_BASE_URL").is_some() {
+        if set("OPENAI_BASE_URL") {
             text.push_str("base_url = \"${OPENAI_BASE_URL}\"\n");
         }
         for g in ["gpt-*", "o1*", "o3*", "o4*", "chatgpt-*", "codex-*"] {
             model_routes.push((g, "openai"));
         }
     }
-    if env("GEMINI_API_KEY").is_some() {
+    if set("GEMINI_API_KEY") {
         text.push_str("[providers.gemini]\nkind = \"gemini\"\nkeys = [\"${GEMINI_API_KEY}\"]\n");
         model_routes.push(("gemini-*", "gemini"));
+    } else if set("GOOGLE_CLOUD_PROJECT") {
+        model_routes.push(("gemini-*", "vertex"));
     }
-    // OpenAI-compatible services share model names (llama-*, qwen-*), so zero-config
-    // cannot route to them by name: they need a config file.
-    for (var, preset) in [
-        ("GROQ_API_KEY", "groq"),
-        ("XAI_API_KEY", "xai"),
-        ("OPENROUTER_API_KEY", "openrouter"),
-        ("CEREBRAS_API_KEY", "cerebras"),
-        ("DEEPSEEK_API_KEY", "deepseek"),
+    // OpenAI-compatible services whose model names are their own.
+    for (var, preset, globs) in [
+        ("XAI_API_KEY", "xai", &["grok-*"][..]),
+        ("DEEPSEEK_API_KEY", "deepseek", &["deepseek-*"][..]),
+        // OpenRouter names every model vendor/model.
+        ("OPENROUTER_API_KEY", "openrouter", &["*/*"][..]),
     ] {
-        if env(var).is_some() {
+        if set(var) {
+            text.push_str(&format!(
+                "[providers.{preset}]\nkind = \"openai\"\npreset = \"{preset}\"\nkeys = [\"${{{var}}}\"]\n"
+            ));
+            for g in globs {
+                model_routes.push((g, preset));
+            }
+        }
+    }
+    // Groq and Cerebras serve the same open models under overlapping names (llama-*,
+    // qwen-*, gpt-oss-*), so a name cannot say which one is meant: they need a config file.
+    for (var, preset) in [("GROQ_API_KEY", "groq"), ("CEREBRAS_API_KEY", "cerebras")] {
+        if set(var) {
             tracing::warn!(
-                "{var} is set, but zero-config cannot tell its model names from others'; \
-                 add [providers.{preset}] kind = \"openai\", preset = \"{preset}\", keys = [\"${{{var}}}\"] \
-                 and a [[models]] entry to a config file"
+                "{var} is set, but zero-config cannot tell {preset}'s model names from other \
+                 services' (llama-*, qwen-*, gpt-oss-*); add [providers.{preset}] kind = \"openai\", \
+                 preset = \"{preset}\", keys = [\"${{{var}}}\"] and a [[models]] entry to a config file"
             );
         }
     }
-    if env("GOOGLE_CLOUD_PROJECT").is_some() {
+    // Bedrock: model ids are vendor.model (anthropic.claude-..., meta.llama...), or carry
+    // an inference profile's geography first (us.anthropic.claude-...).
+    let aws_region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .into_iter()
+        .find(|v| set(v));
+    let aws_credentials = (set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY"))
+        || set("AWS_BEARER_TOKEN_BEDROCK")
+        || set("AWS_PROFILE");
+    if bedrock && aws_credentials {
+        if let Some(region) = aws_region {
+            text.push_str(&format!(
+                "[providers.bedrock]\nkind = \"bedrock\"\nregion = \"${{{region}}}\"\n"
+            ));
+            for g in [
+                "us.*",
+                "eu.*",
+                "apac.*",
+                "jp.*",
+                "au.*",
+                "global.*",
+                "us-gov.*",
+                "anthropic.*",
+                "amazon.*",
+                "meta.*",
+                "mistral.*",
+                "cohere.*",
+                "ai21.*",
+                "deepseek.*",
+                "qwen.*",
+                "openai.*",
+                "writer.*",
+            ] {
+                model_routes.push((g, "bedrock"));
+            }
+        }
+    } else if bedrock && aws_region.is_some() {
         tracing::warn!(
-            "GOOGLE_CLOUD_PROJECT is set; Vertex needs a region too: add [providers.vertex] \
-             kind = \"vertex\", project, region to a config file"
-        );
-    }
-    if env("AWS_REGION").is_some() {
-        tracing::warn!(
-            "AWS_REGION is set; Bedrock's model ids need choosing: add [providers.bedrock] \
-             kind = \"bedrock\", region, and [[models]] entries to a config file"
+            "AWS_REGION is set but no AWS credentials are (AWS_ACCESS_KEY_ID and \
+             AWS_SECRET_ACCESS_KEY, AWS_BEARER_TOKEN_BEDROCK, or AWS_PROFILE): Bedrock is left out"
         );
     }
     text.push_str("[providers.mock]\nkind = \"mock\"\n");
@@ -386,28 +483,11 @@ pub fn zero_config(
             "[[models]]\nname = \"{glob}\"\ntargets = [{{ provider = \"{provider}\" }}]\n"
         ));
     }
-    let (key, generated) = match env("WEIR_API_KEY").filter(|k| !k.is_empty()) {
-        Some(k) => (k, None),
-        None => {
-            let k = crate::auth::generate_key();
-            (k.clone(), Some(k))
-        }
-    };
     text.push_str("[[auth.keys]]\nname = \"default\"\nkey = \"${WEIR_API_KEY}\"\n");
-    if env("WEIR_ADMIN_KEY").is_some_and(|k| !k.is_empty()) {
+    if set("WEIR_ADMIN_KEY") {
         text.push_str("[auth]\nadmin_key = \"${WEIR_ADMIN_KEY}\"\n");
     }
-    let env_with_key = |name: &str| {
-        if name == "WEIR_API_KEY" {
-            Some(key.clone())
-        } else {
-            env(name)
-        }
-    };
-    let text = crate::config::interpolate(None, &text, &env_with_key)?;
-    let cfg = crate::config::parse_all(None, &text)?;
-    let app = build(&cfg, None, &text)?;
-    Ok((app, generated))
+    text
 }
 
 /// Builds a new app for a reloaded config, keeping what must outlive a reload: the
@@ -460,5 +540,45 @@ impl App {
             None => true,
             Some(globs) => globs.iter().any(|g| glob_match(g, model)),
         }
+    }
+}
+
+#[cfg(test)]
+mod zero_config_tests {
+    use super::zero_config_text;
+
+    #[test]
+    fn bedrock_is_in_zero_config_only_with_a_region_and_credentials() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let full = env(&[
+            ("AWS_REGION", "us-west-2"),
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ]);
+        let text = zero_config_text(&full, true);
+        assert!(
+            text.contains("[providers.bedrock]\nkind = \"bedrock\"\nregion = \"${AWS_REGION}\"")
+        );
+        assert!(text.contains("name = \"us.*\"\ntargets = [{ provider = \"bedrock\" }]"));
+        assert!(text.contains("name = \"anthropic.*\""));
+        assert!(!zero_config_text(&full, false).contains("bedrock"));
+        let bearer = env(&[
+            ("AWS_DEFAULT_REGION", "eu-west-1"),
+            ("AWS_BEARER_TOKEN_BEDROCK", "t"),
+        ]);
+        assert!(zero_config_text(&bearer, true).contains("region = \"${AWS_DEFAULT_REGION}\""));
+        let no_credentials = env(&[("AWS_REGION", "us-west-2")]);
+        assert!(!zero_config_text(&no_credentials, true).contains("bedrock"));
+        let no_region = env(&[
+            ("AWS_ACCESS_KEY_ID", "AKID"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+        ]);
+        assert!(!zero_config_text(&no_region, true).contains("bedrock"));
     }
 }

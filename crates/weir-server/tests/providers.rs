@@ -510,6 +510,10 @@ fn zero_config_enables_the_providers_whose_keys_are_in_the_environment() {
         "WEIR_API_KEY" => Some("sk-zero".to_owned()),
         "GEMINI_API_KEY" => Some("AIza-test".to_owned()),
         "ANTHROPIC_API_KEY" => Some("sk-ant-test".to_owned()),
+        "XAI_API_KEY" => Some("xai-test".to_owned()),
+        "DEEPSEEK_API_KEY" => Some("sk-ds-test".to_owned()),
+        "OPENROUTER_API_KEY" => Some("sk-or-test".to_owned()),
+        "GOOGLE_CLOUD_PROJECT" => Some("my-project".to_owned()),
         // Not routable by name without a config file: warned about, not enabled.
         "GROQ_API_KEY" => Some("gsk-test".to_owned()),
         _ => None,
@@ -521,7 +525,30 @@ fn zero_config_enables_the_providers_whose_keys_are_in_the_environment() {
         .iter()
         .map(|(id, _)| id.as_str())
         .collect();
-    assert_eq!(ids, ["anthropic", "gemini", "mock"]);
+    assert_eq!(
+        ids,
+        [
+            "anthropic",
+            "deepseek",
+            "gemini",
+            "mock",
+            "openrouter",
+            "vertex",
+            "xai"
+        ]
+    );
+    for (model, provider) in [
+        ("grok-4", "xai"),
+        ("deepseek-chat", "deepseek"),
+        ("meta-llama/llama-3.3-70b-instruct", "openrouter"),
+        ("claude-sonnet-4-5@20250929", "vertex"),
+    ] {
+        assert_eq!(
+            app.router.resolve(model).unwrap().targets[0].provider,
+            provider,
+            "{model}"
+        );
+    }
     assert_eq!(
         app.router.resolve("gemini-2.5-flash").unwrap().targets[0].provider,
         "gemini"
@@ -531,4 +558,26 @@ fn zero_config_enables_the_providers_whose_keys_are_in_the_environment() {
         "anthropic"
     );
     assert!(app.router.resolve("llama-3.3-70b").is_none());
+    // Without a Gemini API key, Gemini models go to Vertex.
+    let env = |name: &str| match name {
+        "WEIR_API_KEY" => Some("sk-zero".to_owned()),
+        "GOOGLE_CLOUD_PROJECT" => Some("my-project".to_owned()),
+        "CLOUD_ML_REGION" => Some("us-east5".to_owned()),
+        _ => None,
+    };
+    let (app, _) = weir_server::zero_config(&env).unwrap();
+    assert_eq!(
+        app.router.resolve("gemini-2.5-pro").unwrap().targets[0].provider,
+        "vertex"
+    );
+    // Bedrock reads its credentials when it is built: whether or not this machine has
+    // them, zero-config starts (Bedrock is left out, with a warning, when it cannot).
+    let env = |name: &str| match name {
+        "WEIR_API_KEY" => Some("sk-zero".to_owned()),
+        "AWS_REGION" => Some("us-west-2".to_owned()),
+        "AWS_PROFILE" => Some("weir-test-no-such-profile".to_owned()),
+        _ => None,
+    };
+    let (app, _) = weir_server::zero_config(&env).unwrap();
+    assert!(app.router.resolve("mock").is_some());
 }
