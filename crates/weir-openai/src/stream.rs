@@ -42,6 +42,12 @@ pub struct StreamDecoder {
     next_index: u32,
     /// OpenAI tool-call index -> canonical block index.
     tools: Vec<(u32, u32)>,
+    /// Tool calls by id, for servers that leave `index` out: OpenAI index (given or
+    /// assigned) per id.
+    tool_ids: Vec<(String, u32)>,
+    /// A tool call whose first fragments came without its name: held back (its block
+    /// cannot open nameless) until the name comes, another call starts, or the choice ends.
+    pending: Option<PendingTool>,
     stop: Option<StopReason>,
     usage: Option<Usage>,
     delta_sent: bool,
@@ -54,6 +60,14 @@ pub struct StreamDecoder {
     /// created, model...), checked to hold no usage or error: the chunks of a stream repeat
     /// it byte for byte, so the next one need not be searched.
     head: String,
+}
+
+/// A tool call waiting for its name.
+#[derive(Debug)]
+struct PendingTool {
+    index: u32,
+    id: Option<String>,
+    args: Vec<JsonStr>,
 }
 
 /// A chunk the fast path read.
@@ -109,8 +123,7 @@ struct ChunkDelta<'a> {
 
 #[derive(Deserialize)]
 struct ToolCallDelta<'a> {
-    #[serde(default)]
-    index: u32,
+    index: Option<u32>,
     id: Option<String>,
     #[serde(borrow)]
     function: Option<FunctionDelta<'a>>,
@@ -318,8 +331,8 @@ impl StreamDecoder {
                         delta: Delta::Text(text),
                     });
                 }
-                for tc in d.tool_calls.unwrap_or_default() {
-                    self.tool_delta(tc, out);
+                for (position, tc) in d.tool_calls.unwrap_or_default().into_iter().enumerate() {
+                    self.tool_delta(tc, position, out);
                 }
             }
             if let Some(fr) = choice.finish_reason {
@@ -342,45 +355,112 @@ impl StreamDecoder {
         Ok(())
     }
 
-    fn tool_delta(&mut self, tc: ToolCallDelta<'_>, out: &mut Vec<StreamEvent>) {
-        let known = self
-            .tools
-            .iter()
-            .find(|(oi, _)| *oi == tc.index)
-            .map(|(_, bi)| *bi);
+    /// The OpenAI index of a fragment. Servers that leave `index` out (Ollama's several
+    /// calls in one chunk) are read by id: a new id is a new call, no id continues the last.
+    fn tool_index(&mut self, tc: &ToolCallDelta<'_>, position: usize) -> u32 {
+        if let Some(i) = tc.index {
+            if let Some(id) = &tc.id {
+                self.tool_ids.push((id.clone(), i));
+            }
+            return i;
+        }
+        match &tc.id {
+            Some(id) => match self.tool_ids.iter().find(|(known, _)| known == id) {
+                Some((_, i)) => *i,
+                None => {
+                    // Past any index a server could give alongside.
+                    let i = 1_000_000 + self.tool_ids.len() as u32 + position as u32;
+                    self.tool_ids.push((id.clone(), i));
+                    i
+                }
+            },
+            None => self
+                .pending
+                .as_ref()
+                .map(|p| p.index)
+                .or_else(|| self.tools.last().map(|(oi, _)| *oi))
+                .unwrap_or(position as u32),
+        }
+    }
+
+    fn tool_delta(&mut self, tc: ToolCallDelta<'_>, position: usize, out: &mut Vec<StreamEvent>) {
+        let oi = self.tool_index(&tc, position);
+        let known = self.tools.iter().find(|(i, _)| *i == oi).map(|(_, bi)| *bi);
         let (name, args) = match tc.function {
             Some(f) => (f.name, f.arguments),
             None => (None, None),
         };
+        let args = args.filter(|a| !a.is_empty());
         let index = match known {
             Some(bi) => bi,
             None => {
-                self.close(out);
-                let bi = self.next_index;
-                self.next_index += 1;
-                self.tools.push((tc.index, bi));
-                self.open = Some(Open::Tool(bi));
-                // Some compatible servers omit ids; synthesize a stable one.
-                let id = tc.id.unwrap_or_else(|| format!("call_{bi}"));
-                out.push(StreamEvent::BlockStart {
-                    index: bi,
-                    block: ContentBlock::ToolUse(ToolUseBlock {
-                        id,
-                        name: name.unwrap_or_default(),
-                        input: ToolInput::Arguments(String::new()),
-                        cache_control: None,
-                        extra: weir_model::Extra::new(),
-                    }),
-                });
+                let mut held = match self.pending.take() {
+                    Some(p) if p.index == oi => p,
+                    other => {
+                        // Another call starts: one held back opens as it is.
+                        if let Some(p) = other {
+                            self.pending = Some(p);
+                            self.close(out);
+                        }
+                        PendingTool {
+                            index: oi,
+                            id: None,
+                            args: Vec::new(),
+                        }
+                    }
+                };
+                if held.id.is_none() {
+                    held.id = tc.id;
+                }
+                if name.is_none() {
+                    held.args.extend(args);
+                    self.pending = Some(held);
+                    return;
+                }
+                let bi = self.open_tool(held.index, held.id, name, out);
+                for a in held.args {
+                    out.push(StreamEvent::BlockDelta {
+                        index: bi,
+                        delta: Delta::InputJson(a),
+                    });
+                }
                 bi
             }
         };
-        if let Some(a) = args.filter(|a| !a.is_empty()) {
+        if let Some(a) = args {
             out.push(StreamEvent::BlockDelta {
                 index,
                 delta: Delta::InputJson(a),
             });
         }
+    }
+
+    /// Opens a tool call's block (closing the one open).
+    fn open_tool(
+        &mut self,
+        oi: u32,
+        id: Option<String>,
+        name: Option<String>,
+        out: &mut Vec<StreamEvent>,
+    ) -> u32 {
+        self.close_open(out);
+        let bi = self.next_index;
+        self.next_index += 1;
+        self.tools.push((oi, bi));
+        self.open = Some(Open::Tool(bi));
+        // Some compatible servers omit ids; synthesize a stable one.
+        let id = id.unwrap_or_else(|| format!("call_{bi}"));
+        out.push(StreamEvent::BlockStart {
+            index: bi,
+            block: ContentBlock::ToolUse(ToolUseBlock {
+                id,
+                name: name.unwrap_or_default(),
+                input: ToolInput::Arguments(String::new()),
+                cache_control: None,
+                extra: weir_model::Extra::new(),
+            }),
+        });
+        bi
     }
 
     fn ensure_open(
@@ -405,7 +485,23 @@ impl StreamDecoder {
         i
     }
 
+    /// Closes the open block, and a tool call held back for its name (which never came:
+    /// it opens nameless rather than being lost).
     fn close(&mut self, out: &mut Vec<StreamEvent>) {
+        self.close_open(out);
+        if let Some(p) = self.pending.take() {
+            let bi = self.open_tool(p.index, p.id, None, out);
+            for a in p.args {
+                out.push(StreamEvent::BlockDelta {
+                    index: bi,
+                    delta: Delta::InputJson(a),
+                });
+            }
+            self.close_open(out);
+        }
+    }
+
+    fn close_open(&mut self, out: &mut Vec<StreamEvent>) {
         if let Some(o) = self.open.take() {
             out.push(StreamEvent::BlockStop { index: o.index() });
         }

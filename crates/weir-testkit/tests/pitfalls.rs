@@ -1179,3 +1179,105 @@ fn openai_refusals_reach_anthropic_clients_as_text_with_a_refusal_stop() {
     assert!(text.contains(r#""text":"I can't""#), "{text}");
     assert!(text.contains(r#""stop_reason":"refusal""#), "{text}");
 }
+
+/// The canonical events of an OpenAI stream made of these chunk bodies.
+fn openai_stream_events(chunks: &[String]) -> Vec<weir_model::StreamEvent> {
+    let mut dec = weir_openai::StreamDecoder::new();
+    let mut events = Vec::new();
+    for c in chunks {
+        events.extend(dec.decode(weir_sse::Event::new(c.as_str())).unwrap().events);
+    }
+    events.extend(dec.decode(weir_sse::Event::new("[DONE]")).unwrap().events);
+    events
+}
+
+/// Each tool call's (id, name, joined arguments), in block order, and whether every delta
+/// went to the open block.
+fn tool_calls_of(events: &[weir_model::StreamEvent]) -> (Vec<(String, String, String)>, bool) {
+    use weir_model::{ContentBlock, Delta, StreamEvent};
+    let mut calls: Vec<(u32, String, String, String)> = Vec::new();
+    let mut open = None;
+    let mut contiguous = true;
+    for e in events {
+        match e {
+            StreamEvent::BlockStart {
+                index,
+                block: ContentBlock::ToolUse(t),
+            } => {
+                calls.push((*index, t.id.clone(), t.name.clone(), String::new()));
+                open = Some(*index);
+            }
+            StreamEvent::BlockStart { index, .. } => open = Some(*index),
+            StreamEvent::BlockDelta {
+                index,
+                delta: Delta::InputJson(j),
+            } => {
+                contiguous &= open == Some(*index);
+                if let Some(c) = calls.iter_mut().find(|c| c.0 == *index) {
+                    c.3.push_str(&j.as_str());
+                }
+            }
+            StreamEvent::BlockStop { .. } => open = None,
+            _ => {}
+        }
+    }
+    (
+        calls.into_iter().map(|c| (c.1, c.2, c.3)).collect(),
+        contiguous,
+    )
+}
+
+#[test]
+fn tool_calls_without_index_or_with_a_late_name_are_all_kept() {
+    let head = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
+    let chunk =
+        |delta: &str, finish: &str| format!("{head}{delta},\"finish_reason\":{finish}}}]}}");
+    // Ollama: several complete calls in one chunk, without `index`.
+    let events = openai_stream_events(&[
+        chunk(r#"{"role":"assistant","content":""}"#, "null"),
+        chunk(
+            r#"{"tool_calls":[{"id":"call_a","type":"function","function":{"name":"f","arguments":"{\"x\":1}"}},{"id":"call_b","type":"function","function":{"name":"g","arguments":"{\"y\":2}"}}]}"#,
+            "null",
+        ),
+        chunk("{}", "\"tool_calls\""),
+    ]);
+    let (calls, contiguous) = tool_calls_of(&events);
+    assert!(contiguous);
+    assert_eq!(
+        calls,
+        [
+            ("call_a".into(), "f".into(), r#"{"x":1}"#.into()),
+            ("call_b".into(), "g".into(), r#"{"y":2}"#.into())
+        ]
+    );
+    // The id first, the name in a later fragment: the block opens once the name is known,
+    // with the arguments that came before it.
+    let events = openai_stream_events(&[
+        chunk(r#"{"role":"assistant","content":null}"#, "null"),
+        chunk(
+            r#"{"tool_calls":[{"index":0,"id":"call_c","type":"function","function":{"arguments":"{\"q\""}}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"tool_calls":[{"index":0,"function":{"name":"search","arguments":":\"w\"}"}}]}"#,
+            "null",
+        ),
+        chunk("{}", "\"tool_calls\""),
+    ]);
+    let (calls, contiguous) = tool_calls_of(&events);
+    assert!(contiguous);
+    assert_eq!(
+        calls,
+        [("call_c".into(), "search".into(), r#"{"q":"w"}"#.into())]
+    );
+    // A name that never comes: the call is still delivered (nameless), not lost.
+    let events = openai_stream_events(&[
+        chunk(
+            r#"{"tool_calls":[{"index":0,"id":"call_d","function":{"arguments":"{}"}}]}"#,
+            "null",
+        ),
+        chunk("{}", "\"tool_calls\""),
+    ]);
+    let (calls, _) = tool_calls_of(&events);
+    assert_eq!(calls, [("call_d".into(), String::new(), "{}".into())]);
+}
