@@ -1,5 +1,6 @@
 //! OpenAI Chat Completions requests: decoding a client's body, encoding an upstream body.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
@@ -521,7 +522,7 @@ pub(crate) struct OutMessage<'a> {
     tool_calls: Vec<&'a ContentBlock>,
     reasoning: Option<JsonStr>,
     /// For tool messages.
-    tool_call_id: Option<&'a str>,
+    tool_call_id: Option<Cow<'a, str>>,
     /// Tool-result text when it had to be rewritten (error marker, flattened parts).
     tool_text: Option<JsonStr>,
     extra: Option<&'a Extra>,
@@ -657,7 +658,7 @@ fn same_message(msg: &Message) -> OutMessage<'_> {
     for b in &msg.content.blocks {
         match b {
             ContentBlock::ToolResult(r) if msg.role == Role::Tool => {
-                m.tool_call_id = Some(&r.tool_use_id);
+                m.tool_call_id = Some(Cow::Borrowed(&r.tool_use_id));
                 m.parts.extend(r.content.blocks.iter());
                 m.form = r.content.form;
             }
@@ -679,7 +680,7 @@ fn tool_message<'a>(
     media: &mut Vec<&'a ContentBlock>,
 ) -> Result<OutMessage<'a>, String> {
     let mut m = OutMessage::new("tool");
-    m.tool_call_id = Some(&r.tool_use_id);
+    m.tool_call_id = Some(openai_tool_id(&r.tool_use_id));
     let mut texts = Vec::new();
     for b in &r.content.blocks {
         match b {
@@ -742,7 +743,7 @@ impl Serialize for MessageOut<'_, '_> {
                 },
             )?;
         }
-        if let Some(id) = m.tool_call_id {
+        if let Some(id) = &m.tool_call_id {
             map.serialize_entry("tool_call_id", id)?;
         }
         if let Some(extra) = m.extra {
@@ -770,6 +771,23 @@ impl Serialize for ToolCallsOut<'_, '_> {
     }
 }
 
+/// A tool call id OpenAI accepts: at most 40 characters. Longer ones (from other
+/// dialects) are shortened deterministically, the same way for the call and its result: a
+/// prefix of the id and a hash of all of it.
+fn openai_tool_id(id: &str) -> Cow<'_, str> {
+    const MAX: usize = 40;
+    if id.len() <= MAX {
+        return Cow::Borrowed(id);
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    let prefix: String = id.chars().take(MAX - 17).collect();
+    Cow::Owned(format!("{prefix}_{h:016x}"))
+}
+
 struct ToolCallOut<'a> {
     block: &'a ContentBlock,
     same: bool,
@@ -780,7 +798,11 @@ impl Serialize for ToolCallOut<'_> {
         match self.block {
             ContentBlock::ToolUse(t) => {
                 let mut m = s.serialize_map(None)?;
-                m.serialize_entry("id", &t.id)?;
+                if self.same {
+                    m.serialize_entry("id", &t.id)?;
+                } else {
+                    m.serialize_entry("id", &openai_tool_id(&t.id))?;
+                }
                 m.serialize_entry("type", "function")?;
                 match (self.same, t.extra.get("function")) {
                     (true, Some(f)) => m.serialize_entry("function", f)?,

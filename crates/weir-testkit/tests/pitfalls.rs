@@ -1281,3 +1281,25 @@ fn tool_calls_without_index_or_with_a_late_name_are_all_kept() {
     let (calls, _) = tool_calls_of(&events);
     assert_eq!(calls, [("call_d".into(), String::new(), "{}".into())]);
 }
+
+#[test]
+fn tool_ids_too_long_for_openai_are_shortened_identically_for_call_and_result() {
+    let long = format!("toolu_{}", "a".repeat(58));
+    let out = a_to_o(json!({
+        "model": "m", "max_tokens": 10,
+        "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": long, "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": long, "content": "r"}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_short", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_short", "content": "r"}]}
+        ]
+    }));
+    let call = out["messages"][1]["tool_calls"][0]["id"].as_str().unwrap();
+    assert_eq!(call.chars().count(), 40, "{call}");
+    assert!(call.starts_with("toolu_aaaa"), "{call}");
+    assert_eq!(out["messages"][2]["tool_call_id"], call);
+    // Ids OpenAI accepts pass unchanged.
+    assert_eq!(out["messages"][3]["tool_calls"][0]["id"], "toolu_short");
+    assert_eq!(out["messages"][4]["tool_call_id"], "toolu_short");
+}
