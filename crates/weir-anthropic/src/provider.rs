@@ -90,6 +90,14 @@ impl FrameDecoder for Decoder {
     fn decode(&mut self, event: weir_sse::Event) -> Result<Frame, WireError> {
         self.0.decode(event)
     }
+    fn relay(
+        &mut self,
+        name: Option<&str>,
+        data: &str,
+        out: &mut Vec<weir_model::StreamEvent>,
+    ) -> bool {
+        name.is_some_and(|n| self.0.relay(n, data, out))
+    }
     fn finish(&mut self) -> Result<Option<Frame>, WireError> {
         self.0.finish()
     }

@@ -100,6 +100,44 @@ impl StreamDecoder {
         ))
     }
 
+    /// Reads an event the SSE reader relays by its shape (see
+    /// `weir_upstream::FrameDecoder::relay`): the events the fast paths read in full,
+    /// when the event's name agrees with its data's type. Anything else: `false`, nothing
+    /// read.
+    pub fn relay(&mut self, name: &str, data: &str, out: &mut Vec<StreamEvent>) -> bool {
+        let ev = match name {
+            "content_block_delta" => match fast_delta(data) {
+                Some((index, delta)) => StreamEvent::BlockDelta { index, delta },
+                None => return false,
+            },
+            "content_block_start" => match fast_text_start(data) {
+                Some(ev) => ev,
+                None => return false,
+            },
+            "message_delta" => match fast_message_delta(data) {
+                Some(ev) => ev,
+                None => return false,
+            },
+            "content_block_stop" | "ping" | "message_stop" => match fast_bodiless(data) {
+                Some(ev)
+                    if matches!(
+                        (name, &ev),
+                        ("content_block_stop", StreamEvent::BlockStop { .. })
+                            | ("ping", StreamEvent::Ping)
+                            | ("message_stop", StreamEvent::MessageStop)
+                    ) =>
+                {
+                    ev
+                }
+                _ => return false,
+            },
+            _ => return false,
+        };
+        self.note(&ev);
+        out.push(ev);
+        true
+    }
+
     fn note(&mut self, ev: &StreamEvent) {
         match ev {
             StreamEvent::MessageDelta {
@@ -124,10 +162,7 @@ impl StreamDecoder {
             self.note(&ev);
             return Ok(Frame {
                 events: vec![ev],
-                source: Some(SourceEvent {
-                    dialect: Dialect::Anthropic,
-                    event,
-                }),
+                source: Some(SourceEvent::new(Dialect::Anthropic, event)),
             });
         }
         let env: Envelope<'_> = json("stream event", data)?;
@@ -213,10 +248,7 @@ impl StreamDecoder {
         self.note(&ev);
         Ok(Frame {
             events: vec![ev],
-            source: Some(SourceEvent {
-                dialect: Dialect::Anthropic,
-                event,
-            }),
+            source: Some(SourceEvent::new(Dialect::Anthropic, event)),
         })
     }
 }
@@ -363,7 +395,8 @@ impl StreamEncoder {
     pub fn encode(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<(), WireError> {
         if let Some(src) = &frame.source {
             if src.dialect == Dialect::Anthropic {
-                return weir_sse::encode(&src.event, out)
+                return src
+                    .write(out)
                     .map_err(|e| WireError::Malformed(e.to_string()));
             }
         }

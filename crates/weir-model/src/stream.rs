@@ -109,8 +109,44 @@ pub enum Delta {
 pub struct SourceEvent {
     /// The upstream's dialect.
     pub dialect: Dialect,
-    /// The event as received (moved here, not copied).
+    /// The event as received (moved here, not copied). Empty when `wire` holds the events.
     pub event: weir_sse::Event,
+    /// Relayed events: the SSE bytes of one or more events exactly as the upstream sent
+    /// them, which the reader recognised by their shape without decoding their framing
+    /// (see [`SourceEvent::relayed`]). An encoder of the same dialect writes these bytes.
+    pub wire: Option<Vec<u8>>,
+}
+
+impl SourceEvent {
+    /// A decoded event.
+    pub fn new(dialect: Dialect, event: weir_sse::Event) -> Self {
+        SourceEvent {
+            dialect,
+            event,
+            wire: None,
+        }
+    }
+
+    /// Relayed events, as they came on the wire.
+    pub fn relayed(dialect: Dialect, wire: Vec<u8>) -> Self {
+        SourceEvent {
+            dialect,
+            event: weir_sse::Event::new(String::new()),
+            wire: Some(wire),
+        }
+    }
+
+    /// Appends the source's SSE bytes to `out`: the wire bytes of relayed events, or the
+    /// decoded event written again.
+    pub fn write(&self, out: &mut Vec<u8>) -> Result<(), weir_sse::EncodeError> {
+        match &self.wire {
+            Some(w) => {
+                out.extend_from_slice(w);
+                Ok(())
+            }
+            None => weir_sse::encode(&self.event, out),
+        }
+    }
 }
 
 /// What one upstream SSE event turned into.

@@ -172,6 +172,15 @@ impl FrameDecoder for Decoder {
     fn decode(&mut self, event: weir_sse::Event) -> Result<Frame, WireError> {
         self.0.decode(event)
     }
+    fn relay(
+        &mut self,
+        name: Option<&str>,
+        data: &str,
+        out: &mut Vec<weir_model::StreamEvent>,
+    ) -> bool {
+        // OpenAI's chunks are nameless events.
+        name.is_none() && self.0.relay(data, out)
+    }
     fn finish(&mut self) -> Result<Option<Frame>, WireError> {
         let f = self.0.finish()?;
         Ok((!f.events.is_empty()).then_some(f))

@@ -147,41 +147,47 @@ impl StreamDecoder {
     pub fn decode(&mut self, event: Event) -> Result<Frame, WireError> {
         let data = event.data();
         let mut events = Vec::new();
-        if data.trim_end() == "[DONE]" {
-            self.finish_into(&mut events);
-        } else {
-            match self.fast(data) {
-                Some(Fast::Text(text)) => {
-                    let i = self.ensure_open(&mut events, Open::Text, || {
-                        ContentBlock::Text(TextBlock::default())
-                    });
-                    events.push(StreamEvent::BlockDelta {
-                        index: i,
-                        delta: Delta::Text(text),
-                    });
-                }
-                Some(Fast::Finish(reason)) => {
-                    // What the general path does with `"delta":{}` and a finish reason.
-                    self.close(&mut events);
-                    self.stop = Some(StopReason::from_openai(reason));
-                    if self.usage.is_some() && !self.delta_sent {
-                        self.message_delta(&mut events);
-                    }
-                }
-                None => {
-                    let chunk: Chunk<'_> = serde_json::from_str(data)
-                        .map_err(|e| WireError::from_json("stream chunk", &e))?;
-                    self.chunk(chunk, &mut events)?;
-                }
-            }
+        if !self.relay(data, &mut events) {
+            let chunk: Chunk<'_> =
+                serde_json::from_str(data).map_err(|e| WireError::from_json("stream chunk", &e))?;
+            self.chunk(chunk, &mut events)?;
         }
         Ok(Frame {
             events,
-            source: Some(SourceEvent {
-                dialect: Dialect::OpenAi,
-                event,
-            }),
+            source: Some(SourceEvent::new(Dialect::OpenAi, event)),
         })
+    }
+
+    /// Reads `[DONE]` and the chunks the fast path reads in full (text, finish), pushing
+    /// their events to `out`; `false` (nothing read) for any other chunk. The SSE reader
+    /// relays these without decoding their framing, and [`StreamDecoder::decode`] tries
+    /// them first.
+    pub fn relay(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> bool {
+        if data.trim_end() == "[DONE]" {
+            self.finish_into(out);
+            return true;
+        }
+        match self.fast(data) {
+            Some(Fast::Text(text)) => {
+                let i =
+                    self.ensure_open(out, Open::Text, || ContentBlock::Text(TextBlock::default()));
+                out.push(StreamEvent::BlockDelta {
+                    index: i,
+                    delta: Delta::Text(text),
+                });
+                true
+            }
+            Some(Fast::Finish(reason)) => {
+                // What the general path does with `"delta":{}` and a finish reason.
+                self.close(out);
+                self.stop = Some(StopReason::from_openai(reason));
+                if self.usage.is_some() && !self.delta_sent {
+                    self.message_delta(out);
+                }
+                true
+            }
+            None => false,
+        }
     }
 
     /// Most chunks of a stream carry one piece of text in exactly OpenAI's shape, and one
@@ -603,7 +609,8 @@ impl StreamEncoder {
     pub fn encode(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<(), WireError> {
         if let Some(src) = &frame.source {
             if src.dialect == Dialect::OpenAi {
-                return weir_sse::encode(&src.event, out)
+                return src
+                    .write(out)
                     .map_err(|e| WireError::Malformed(e.to_string()));
             }
         }

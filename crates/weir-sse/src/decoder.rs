@@ -220,6 +220,23 @@ impl Decoder {
         discarded
     }
 
+    /// Whether the decoder sits between two events: past the stream's start (its byte
+    /// order mark handled), nothing of a line or an event buffered, not poisoned. Bytes
+    /// that begin here may be read as whole events by other means (a caller recognising
+    /// an exact event shape) and the rest fed afterwards, without the decoder's state going
+    /// wrong. Events read that way do not change the last event id: they had no `id:`.
+    pub fn at_event_boundary(&self) -> bool {
+        self.bom == Bom::Done
+            && self.line.is_empty()
+            && !self.pending_cr
+            && !self.in_block
+            && !self.has_data
+            && self.data.is_empty()
+            && self.event_type.is_empty()
+            && self.block_retry.is_none()
+            && self.failed.is_none()
+    }
+
     /// The stream's last event id as of its last blank line (what a client
     /// sends as `Last-Event-ID` when reconnecting), or `None` if never set.
     pub fn last_event_id(&self) -> Option<&str> {

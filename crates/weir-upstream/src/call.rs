@@ -124,11 +124,12 @@ pub async fn call<D: FrameDecoder>(
         return Err(err);
     }
     if stream {
-        return Ok(Reply::Stream(sse_frames(
-            resp,
-            timeouts.idle,
-            (dialect.stream_decoder)(),
-        )));
+        let decoder = (dialect.stream_decoder)();
+        return Ok(Reply::Stream(if client == Some(dialect.dialect) {
+            crate::stream::sse_frames_relayed(resp, timeouts.idle, decoder, dialect.dialect)
+        } else {
+            sse_frames(resp, timeouts.idle, decoder)
+        }));
     }
     let body = read_body(&mut resp).await?;
     let verbatim = client == Some(dialect.dialect);

@@ -28,7 +28,9 @@ pub use url::Url;
 pub use call::{call, report_limits, secret_header, Dialect, HttpProviderConfig, KeyRing};
 pub use ratelimit::{rate_limit_info, RateLimitInfo, MAX_WAIT, UNKNOWN_RESET};
 pub use retry_after::retry_after;
-pub use stream::{body_frames, decode_error, sse_frames, BodyDecoder, FrameDecoder, SseBody};
+pub use stream::{
+    body_frames, decode_error, sse_frames, sse_frames_relayed, BodyDecoder, FrameDecoder, SseBody,
+};
 
 /// Timeouts for one upstream call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

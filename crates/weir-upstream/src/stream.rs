@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use futures_util::Stream;
 use tokio::time::Sleep;
-use weir_model::{ErrorKind, EventStream, Frame, ProviderError, WireError};
+use weir_model::{
+    Dialect, ErrorKind, EventStream, Frame, ProviderError, SourceEvent, StreamEvent, WireError,
+};
 use weir_sse::Event;
 
 use crate::Response;
@@ -20,6 +22,18 @@ use crate::Response;
 pub trait FrameDecoder: Send + Unpin + 'static {
     /// Decodes one SSE event.
     fn decode(&mut self, event: Event) -> Result<Frame, WireError>;
+    /// Reads an event the reader found in exactly the form `event: NAME` (optional), one
+    /// `data: DATA` line, blank line, when the client speaks the upstream's dialect (the
+    /// reader then passes the event's bytes on as they came instead of decoding and
+    /// re-encoding its framing). Pushes its canonical events to `out` and returns `true`
+    /// when it is one of the shapes the dialect reads this way; otherwise pushes nothing,
+    /// changes nothing, and returns `false`, and the event goes through [`decode`].
+    ///
+    /// [`decode`]: FrameDecoder::decode
+    fn relay(&mut self, name: Option<&str>, data: &str, out: &mut Vec<StreamEvent>) -> bool {
+        let _ = (name, data, out);
+        false
+    }
     /// The body ended; a final frame, if the dialect closes the message itself.
     fn finish(&mut self) -> Result<Option<Frame>, WireError>;
 }
@@ -38,6 +52,10 @@ pub struct SseBody<D> {
     sse: weir_sse::Decoder,
     decoder: D,
     events: Vec<Event>,
+    /// Relaying for a client of this dialect (see [`SseBody::relaying`]).
+    relay: Option<Dialect>,
+    /// Relayed events not handed on yet: their canonical events and their bytes.
+    run: Option<(Vec<StreamEvent>, Vec<u8>)>,
 }
 
 impl<D: FrameDecoder> SseBody<D> {
@@ -49,6 +67,74 @@ impl<D: FrameDecoder> SseBody<D> {
             sse: weir_sse::Decoder::with_limits(UPSTREAM_LIMITS),
             decoder,
             events: Vec::new(),
+            relay: None,
+            run: None,
+        }
+    }
+
+    /// For a client that speaks the upstream's `dialect`: complete events in the plain
+    /// shape the decoder's [`FrameDecoder::relay`] reads (nearly all of a stream: text
+    /// deltas, block stops) are read from the bytes without SSE decoding and handed on as
+    /// those bytes, consecutive ones as one frame. Everything else, and any event split
+    /// across reads, goes through the SSE decoder as before.
+    #[must_use]
+    pub fn relaying(mut self, dialect: Dialect) -> Self {
+        self.relay = Some(dialect);
+        self
+    }
+
+    fn decoded(&mut self, bytes: &[u8], out: &mut Vec<Frame>) -> Result<(), ProviderError> {
+        self.sse.feed(bytes, &mut self.events).map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Decode,
+                format!("invalid SSE from the upstream: {e}"),
+            )
+        })?;
+        for ev in self.events.drain(..) {
+            out.push(self.decoder.decode(ev).map_err(decode_error)?);
+        }
+        Ok(())
+    }
+
+    /// Reads `block` (one whole event, ending in its blank line) if it is in the plain
+    /// shape and the decoder relays it.
+    fn try_relay(&mut self, block: &[u8]) -> bool {
+        // CR ends lines too, so a block holding one is not the plain shape.
+        if memchr::memchr(b'\r', block).is_some() {
+            return false;
+        }
+        let Ok(text) = std::str::from_utf8(&block[..block.len() - 2]) else {
+            return false;
+        };
+        let (name, data_line) = match text.strip_prefix("event: ") {
+            Some(rest) => match rest.split_once('\n') {
+                Some((name, line)) if !name.is_empty() => (Some(name), line),
+                _ => return false,
+            },
+            None => (None, text),
+        };
+        let Some(data) = data_line.strip_prefix("data: ") else {
+            return false;
+        };
+        if memchr::memchr(b'\n', data.as_bytes()).is_some() {
+            return false;
+        }
+        let run = self.run.get_or_insert_with(Default::default);
+        if !self.decoder.relay(name, data, &mut run.0) {
+            return false;
+        }
+        run.1.extend_from_slice(block);
+        true
+    }
+
+    fn flush_run(&mut self, out: &mut Vec<Frame>) {
+        if let (Some(dialect), Some((events, wire))) = (self.relay, self.run.take()) {
+            if !wire.is_empty() {
+                out.push(Frame {
+                    events,
+                    source: Some(SourceEvent::relayed(dialect, wire)),
+                });
+            }
         }
     }
 }
@@ -69,19 +155,33 @@ pub fn decode_error(e: WireError) -> ProviderError {
 
 impl<D: FrameDecoder> BodyDecoder for SseBody<D> {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<Frame>) -> Result<(), ProviderError> {
-        self.sse.feed(bytes, &mut self.events).map_err(|e| {
-            ProviderError::new(
-                ErrorKind::Decode,
-                format!("invalid SSE from the upstream: {e}"),
-            )
-        })?;
-        for ev in self.events.drain(..) {
-            out.push(self.decoder.decode(ev).map_err(decode_error)?);
+        if self.relay.is_none() {
+            return self.decoded(bytes, out);
         }
+        static BLANK: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+            std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\n\n"));
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let end = BLANK.find(rest).map(|e| e + 2);
+            if let Some(end) = end {
+                if self.sse.at_event_boundary() && self.try_relay(&rest[..end]) {
+                    rest = &rest[end..];
+                    continue;
+                }
+            }
+            // Up to the end of the next event (or all there is) through the SSE decoder,
+            // after the relayed events before it.
+            let upto = end.unwrap_or(rest.len());
+            self.flush_run(out);
+            self.decoded(&rest[..upto], out)?;
+            rest = &rest[upto..];
+        }
+        self.flush_run(out);
         Ok(())
     }
 
     fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), ProviderError> {
+        self.flush_run(out);
         if self.sse.finish() {
             tracing::debug!("upstream stream ended inside an event; the partial event was dropped");
         }
@@ -115,6 +215,17 @@ struct Frames<B> {
 /// timeout error. Dropping the stream closes the upstream connection.
 pub fn sse_frames<D: FrameDecoder>(resp: Response, idle: Duration, decoder: D) -> EventStream {
     body_frames(resp, idle, SseBody::new(decoder))
+}
+
+/// [`sse_frames`] for a client of the upstream's `dialect`: plain events are relayed as
+/// their bytes (see [`SseBody::relaying`]).
+pub fn sse_frames_relayed<D: FrameDecoder>(
+    resp: Response,
+    idle: Duration,
+    decoder: D,
+    dialect: Dialect,
+) -> EventStream {
+    body_frames(resp, idle, SseBody::new(decoder).relaying(dialect))
 }
 
 /// Reads a streamed body through `body`, yielding frames as soon as they are complete,
