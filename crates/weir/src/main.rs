@@ -424,7 +424,14 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             None => tracing::info!(
                 "weir {} listening on http://{addr} (zero-config; models: {})",
                 env!("CARGO_PKG_VERSION"),
-                app.listed_models.join(", ")
+                app.router
+                    .routes()
+                    .map(|r| match r.targets.first() {
+                        Some(t) if t.provider != r.name => format!("{} -> {}", r.name, t.provider),
+                        _ => r.name.clone(),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }
         if let Some(key) = &generated {
