@@ -235,39 +235,34 @@ pub fn report(root: &Path) -> Result<(), String> {
 /// What the gateway figures mean, from profiling (kept with the report).
 const GATEWAY_NOTES: &str = "
 Reading these figures: the machine is a shared 2-core VM and the direct figure itself moves
-by a fifth between runs, so compare Weir with the two floors of the same run. Both pay the
-same second loopback round trip as Weir; the hyper proxy is built on the same HTTP stack
-and runtime layout, so the gap between it and Weir is what Weir's own work costs.
+by a fifth between runs (3-second A/B runs of one build swing by 10%), so compare Weir with
+the two floors of the same run. Both pay the same second loopback round trip as Weir; the
+hyper proxy is built on the same HTTP stack and runtime layout, so the gap between it and
+Weir is what Weir's own work costs.
 
 Where the CPU goes at 32 connections (2026-12-05, Intel Xeon, 2 cores; each process's user
-and system time over a whole run divided by its requests, `/v1/messages`, two runs each):
-a non-streamed request costs Weir about 17.3 µs (9 µs user, 8.2 µs kernel), the hyper proxy
-11.3 µs (4.5 user, 6.8 kernel) and the nginx proxy 10 µs (2.6 user, 7.4 kernel); a streamed
-one (twelve events) costs Weir about 22.5 µs (13.5 user, 9 kernel) against the same 11 µs
-for both floors, which pass the bytes through. The kernel part is the same work for all
-three (two writev and two recvfrom per request, no EAGAIN reads, about 0.12 epoll_wait and
-0.5 context switches per request), so the gap is user-space work. By instruction counts
-(`valgrind --tool=callgrind`, which repeat exactly) a non-streamed request is about 72k
-instructions in Weir against 34k in the hyper proxy. Weir's own 38k: JSON (the request
-decoded and re-encoded, 7k; the answer's usage parse, 6k), header maps (3.5k), 65
-allocations against the proxy's 15 (3.5k), auth (1k on hardware; SHA-256 runs in software
-under valgrind, 3.4k there), timers and 13 of the 24 clock reads, routing, metrics and the
-log line. A streamed request adds about 3.5k per event (SSE decoding, the dialect decoder
-for usage and failover, SSE encoding).
+and system time over a run divided by its requests, `/v1/messages`): a non-streamed
+request costs Weir about 20 µs (12 µs user, 8 µs kernel) against the hyper proxy's 12.5-13.7
+µs (5.5-6.4 user, 6.8-7.5 kernel); a streamed one (twelve events) about 23-24 µs. The
+kernel part is the same work for Weir and the hyper proxy: per request two writev, two
+recvfrom and 0.17 epoll_wait (strace), so the gap is user-space work. By instruction
+counts (`valgrind --tool=callgrind`, which repeat exactly) a non-streamed request is about
+70k instructions in Weir against 34k in the hyper proxy. Weir's own 36k: JSON (the request
+decoded and re-encoded, about 7k; the answer's usage summary, 5k), header maps (3.5k),
+allocations (3.5k), auth (1k on hardware; SHA-256 runs in software under valgrind, 3.4k
+there), timers and clock reads, routing, metrics and the log line. The wrk, nginx and
+gateway processes share the two cores, so each µs of gateway CPU per request costs about
+3.5% of proxied throughput: at 0.35 of direct, Weir has about 3-4 µs of CPU per request
+for all its own work on this machine.
 
-What that means for the throughput target: with nginx, wrk and the gateway sharing two
-cores, each µs of gateway CPU per request costs about 3.5% of proxied throughput. The hyper
-proxy itself measures 0.36-0.42 of direct in these runs; to reach 0.35, Weir would have to
-do all its own work (auth, routing, JSON, usage, metrics, logging) in about 1.5 µs of CPU
-per request, a third of what the non-streamed path now takes and a sixth of the streamed
-one. Incremental work cannot close that; the open options, by estimated size: a
-same-dialect stream relay that does not decode content events (streamed requests, perhaps
-a quarter of their CPU), a usage-only skim of a same-dialect answer instead of serde
-(about 5k instructions, some 2% of throughput), fewer allocations and clock reads, and
-driving the upstream connection in the request's task (about 3-4k instructions, at the
-price of noticing an idle connection's close only when it is next used).
+Streams: for a client of the upstream's dialect, plain events (text deltas, block
+stops...) are relayed as the upstream's bytes, without SSE decoding or re-encoding (see
+docs/architecture.md); the opening event and usage still go through the decoders. With
+that and exact-shape readers for the rest of a typical stream, a same-dialect streamed
+request went from 113k to 96k instructions (`/v1/messages`, twelve events) and from 111k
+to 105k (`/v1/chat/completions`, whose chunks were already read by prefix).
 
-At one connection the added latency is met on this machine (35-43 µs added p50). On the
+At one connection the added latency is met on this machine (29-42 µs added p50). On the
 earlier AMD EPYC machines it measured 94-126 µs, with the nginx proxy's own added p50 at
 22-56 µs: there each wakeup of an idle process was expensive, wrk, Weir and nginx ran one
 after another on one CPU with caches gone cold, and Weir's whole CPU time per request sat
@@ -283,12 +278,15 @@ the request; metric handles cached; price lookups memoized; stream events alread
 received written as one body frame; a hand-written stream reader and SSE body (instead of
 `futures::stream::unfold`, which moved the read state twice per event); the stream timer
 armed only while waiting; fast paths for the commonest stream events in both dialects;
-provider and key-pool lookups without SipHash; event names interned per thread.
-Instructions per request went from about 91k to 72k (chat completions), 73k to 72k
-(messages), 193k to 111k (chat completions stream) and 173k to 113k (messages stream).
-Tried and dropped: fat LTO with one codegen unit (-4% instructions, build time 14 instead
-of 9 minutes), one runtime thread (slower), more runtimes than cores (no change), pinning
-threads (no change).
+provider and key-pool lookups without SipHash; event names interned per thread; request
+bodies kept as their one frame; the same-dialect stream relay. Instructions per request
+went from about 91k to 72k (chat completions), 73k to 70k (messages), 193k to 105k (chat
+completions stream) and 173k to 96k (messages stream). Tried and dropped: fat LTO with one
+codegen unit (-4% instructions, build time 14 instead of 9 minutes), one runtime thread
+(slower), more runtimes than cores (no change), pinning threads (no change). Still open:
+driving the upstream connection in the request's task (about 3-4k instructions, at the
+price of noticing an idle connection's close only when it is next used), fewer
+allocations and clock reads, and an exact-shape reader for the opening event of a stream.
 ";
 
 fn human_rate(bytes_per_sec: f64) -> String {
