@@ -573,6 +573,10 @@ pub struct StreamEncoder {
     tools: Vec<(u32, u32, bool)>,
     usage: Usage,
     done: bool,
+    /// The upstream speaks OpenAI too: its chunks go out as they came, so a closing frame
+    /// the decoder makes itself (the upstream ended without `[DONE]`) only owes `[DONE]`;
+    /// its finish and usage were in the upstream's own chunks.
+    passthrough: bool,
 }
 
 impl StreamEncoder {
@@ -588,6 +592,7 @@ impl StreamEncoder {
             tools: Vec::new(),
             usage: Usage::default(),
             done: false,
+            passthrough: false,
         };
         e.render_prefix();
         e
@@ -609,10 +614,24 @@ impl StreamEncoder {
     pub fn encode(&mut self, frame: &Frame, out: &mut Vec<u8>) -> Result<(), WireError> {
         if let Some(src) = &frame.source {
             if src.dialect == Dialect::OpenAi {
+                self.passthrough = true;
                 return src
                     .write(out)
                     .map_err(|e| WireError::Malformed(e.to_string()));
             }
+        }
+        if self.passthrough {
+            for ev in &frame.events {
+                match ev {
+                    StreamEvent::MessageStop if !self.done => {
+                        self.done = true;
+                        out.extend_from_slice(b"data: [DONE]\n\n");
+                    }
+                    StreamEvent::Error(_) => self.encode_event(ev, out)?,
+                    _ => {}
+                }
+            }
+            return Ok(());
         }
         for ev in &frame.events {
             self.encode_event(ev, out)?;

@@ -160,14 +160,28 @@ impl State {
     }
 }
 
-/// Whether a frame is OpenAI's usage-only chunk (`"choices": []`).
+/// Whether a frame is OpenAI's usage-only chunk: `choices` empty (however spaced) and a
+/// `usage` that is not `null`. Azure's opening `prompt_filter_results` chunk also has no
+/// choices, but no usage: it is not hidden.
 fn is_usage_only_chunk(f: &Frame) -> bool {
     // Built once: building a searcher per event cost more than the search.
-    static EMPTY_CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(r#""choices":[]"#));
-    f.source.as_ref().is_some_and(|s| {
-        s.dialect == Dialect::OpenAi && EMPTY_CHOICES.find(s.event.data().as_bytes()).is_some()
-    })
+    static CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(r#""choices""#));
+    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(r#""usage""#));
+    let Some(src) = f.source.as_ref().filter(|s| s.dialect == Dialect::OpenAi) else {
+        return false;
+    };
+    let data = src.event.data().as_bytes();
+    let after = |finder: &memchr::memmem::Finder<'_>| -> Option<&[u8]> {
+        let at = finder.find(data)? + finder.needle().len();
+        let rest = data[at..].trim_ascii_start().strip_prefix(b":")?;
+        Some(rest.trim_ascii_start())
+    };
+    let empty_choices = after(&CHOICES)
+        .and_then(|r| r.strip_prefix(b"["))
+        .is_some_and(|r| r.trim_ascii_start().starts_with(b"]"));
+    empty_choices && after(&USAGE).is_some_and(|r| !r.starts_with(b"null"))
 }
 
 /// The response body: a hand-written [`hyper::body::Body`], so nothing moves between polls.

@@ -94,6 +94,46 @@ async fn azure_openai_deployment_urls_api_key_and_the_prompt_filter_chunk() {
         body.contains("Hello from Azure") && body.ends_with("data: [DONE]\n\n"),
         "{body}"
     );
+    assert!(body.contains("prompt_filter_results"), "{body}");
+    // The usage chunk is hidden from a client that did not ask for usage.
+    assert!(!body.contains("\"completion_tokens\":4"), "{body}");
+}
+
+#[tokio::test]
+async fn openai_passthrough_streams_keep_to_what_the_upstream_sent() {
+    let head = r#"data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"gpt-x","choices":"#;
+    let body = format!(
+        "{head}[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"\"}},\"finish_reason\":null}}]}}\n\n\
+         {head}[{{\"index\":0,\"delta\":{{\"content\":\"Hello\"}},\"finish_reason\":null}}]}}\n\n\
+         {head}[{{\"index\":0,\"delta\":{{}},\"finish_reason\":\"stop\"}}]}}\n\n\
+         {head} [ ],\"usage\":{{\"prompt_tokens\":13,\"completion_tokens\":5,\"total_tokens\":18}}}}\n\n"
+    );
+    // No `[DONE]`: the upstream just closes.
+    let up = FaultyUpstream::start(sse(200, &body)).await;
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n",
+        up.url()
+    ))
+    .await;
+    let ask = |usage: bool| {
+        let mut r =
+            json!({"model": "o", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+        if usage {
+            r["stream_options"] = json!({"include_usage": true});
+        }
+        r
+    };
+    let (status, got) = post(&url, "/v1/chat/completions", &ask(true)).await;
+    assert_eq!(status, 200);
+    // The upstream's chunks, then only the [DONE] it left out: no second finish, no
+    // made-up usage.
+    assert_eq!(got, format!("{body}data: [DONE]\n\n"));
+    // Without include_usage the usage chunk is hidden, however its empty choices are spaced.
+    let (_, got) = post(&url, "/v1/chat/completions", &ask(false)).await;
+    assert!(!got.contains("usage"), "{got}");
+    assert_eq!(got.matches("finish_reason\":\"stop").count(), 1, "{got}");
+    assert!(got.ends_with("data: [DONE]\n\n"), "{got}");
 }
 
 #[tokio::test]

@@ -186,3 +186,36 @@ fn odd_framing_is_never_relayed_but_still_read() {
         }
     }
 }
+
+#[test]
+fn a_stream_that_sets_an_event_id_is_not_relayed_after_it() {
+    // The SSE encoder writes the id on every later event; relayed bytes would not carry it.
+    let body = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\nid: 5\n\nevent: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    let (want, _) = read(
+        Anthropic(Default::default()),
+        None,
+        body.as_bytes(),
+        body.len(),
+    );
+    let (got, relayed) = read(
+        Anthropic(Default::default()),
+        Some(Dialect::Anthropic),
+        body.as_bytes(),
+        body.len(),
+    );
+    assert_eq!(relayed, 0);
+    assert_eq!(got, want);
+    // What the client receives carries the id.
+    let mut sse = SseBody::new(Anthropic(Default::default())).relaying(Dialect::Anthropic);
+    let mut frames = Vec::new();
+    sse.feed(body.as_bytes(), &mut frames).unwrap();
+    let mut out = Vec::new();
+    for f in &frames {
+        f.source.as_ref().unwrap().write(&mut out).unwrap();
+    }
+    let text = String::from_utf8(out).unwrap();
+    assert!(
+        text.contains("id: 5\ndata: {\"type\":\"message_stop\"}"),
+        "{text}"
+    );
+}

@@ -164,7 +164,12 @@ impl<D: FrameDecoder> BodyDecoder for SseBody<D> {
         while !rest.is_empty() {
             let end = BLANK.find(rest).map(|e| e + 2);
             if let Some(end) = end {
-                if self.sse.at_event_boundary() && self.try_relay(&rest[..end]) {
+                // A stream that set an event id has it written on every event after (the
+                // SSE encoder does; relayed bytes would not carry it): no relaying there.
+                if self.sse.at_event_boundary()
+                    && self.sse.last_event_id().is_none()
+                    && self.try_relay(&rest[..end])
+                {
                     rest = &rest[end..];
                     continue;
                 }
