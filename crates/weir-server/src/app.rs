@@ -115,7 +115,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             "server.admin_listen is set but auth.admin_key is not: the admin API needs a key",
         ));
     }
-    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let metrics = Arc::new(crate::metrics::Metrics::new(state_options.is_some()));
     let routing = match routing {
         Ok(r) => Some(r),
         Err(mut e) => {

@@ -146,7 +146,17 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Default for Metrics {
+    /// Metrics for a gateway with shared state in memory (no Redis series).
     fn default() -> Self {
+        Metrics::new(false)
+    }
+}
+
+impl Metrics {
+    /// The registry; with `redis`, the shared store's series (`weir_redis_up`,
+    /// `weir_redis_errors_total`) too, which a gateway without Redis does not export (a
+    /// `weir_redis_up 0` there would look like an outage).
+    pub fn new(redis: bool) -> Self {
         let mut registry = Registry::with_prefix("weir");
         let requests = Family::<RequestLabels, Counter>::default();
         let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -199,16 +209,18 @@ impl Default for Metrics {
         let ledger_written = Gauge::<i64, AtomicI64>::default();
         let redis_errors = Family::<RedisOp, Counter>::default();
         let redis_up = Gauge::<i64, AtomicI64>::default();
-        registry.register(
-            "redis_errors",
-            "Failed calls to the shared state store (Redis) by operation; `queue` counts work dropped while it was away",
-            redis_errors.clone(),
-        );
-        registry.register(
-            "redis_up",
-            "Whether the shared state store (Redis) answers: 1 yes, 0 no (or no [state] backend = \"redis\")",
-            redis_up.clone(),
-        );
+        if redis {
+            registry.register(
+                "redis_errors",
+                "Failed calls to the shared state store (Redis) by operation; `queue` counts work dropped while it was away",
+                redis_errors.clone(),
+            );
+            registry.register(
+                "redis_up",
+                "Whether the shared state store (Redis) answers: 1 yes, 0 no",
+                redis_up.clone(),
+            );
+        }
         registry.register(
             "ledger_dropped_rows",
             "Ledger rows dropped (queue full or a failed insert) since start",
