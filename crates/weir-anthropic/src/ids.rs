@@ -12,24 +12,7 @@ pub fn sanitize_tool_id(id: &str) -> Cow<'_, str> {
     if !id.is_empty() && id.len() <= 64 && id.chars().all(valid) {
         return Cow::Borrowed(id);
     }
-    let hash = fnv1a(id.as_bytes());
-    let mut out: String = id
-        .chars()
-        .map(|c| if valid(c) { c } else { '_' })
-        .take(64 - 17)
-        .collect();
-    out.push('_');
-    out.push_str(&format!("{hash:016x}"));
-    Cow::Owned(out)
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
+    Cow::Owned(weir_model::wire::rewritten_id(id, 64, valid))
 }
 
 #[cfg(test)]

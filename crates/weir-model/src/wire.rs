@@ -204,6 +204,27 @@ pub fn compact_json(text: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A tool call id rewritten to fit a dialect's rules, deterministically, so a call and the
+/// result that answers it still match: the id's characters (each one `valid` rejects as
+/// `_`), cut to leave room for `_` and a 16-hex-digit FNV-1a hash of the whole original,
+/// so ids that differ only where they were cut or replaced stay distinct. At most `max`
+/// characters.
+pub fn rewritten_id(id: &str, max: usize, valid: impl Fn(char) -> bool) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut out: String = id
+        .chars()
+        .map(|c| if valid(c) { c } else { '_' })
+        .take(max.saturating_sub(17))
+        .collect();
+    out.push('_');
+    out.push_str(&format!("{hash:016x}"));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -779,13 +779,7 @@ fn openai_tool_id(id: &str) -> Cow<'_, str> {
     if id.len() <= MAX {
         return Cow::Borrowed(id);
     }
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    let prefix: String = id.chars().take(MAX - 17).collect();
-    Cow::Owned(format!("{prefix}_{h:016x}"))
+    Cow::Owned(weir_model::wire::rewritten_id(id, MAX, |_| true))
 }
 
 struct ToolCallOut<'a> {

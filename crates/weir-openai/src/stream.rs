@@ -423,14 +423,7 @@ impl StreamDecoder {
                     self.pending = Some(held);
                     return;
                 }
-                let bi = self.open_tool(held.index, held.id, name, out);
-                for a in held.args {
-                    out.push(StreamEvent::BlockDelta {
-                        index: bi,
-                        delta: Delta::InputJson(a),
-                    });
-                }
-                bi
+                self.open_held(held, name, out)
             }
         };
         if let Some(a) = args {
@@ -441,21 +434,21 @@ impl StreamDecoder {
         }
     }
 
-    /// Opens a tool call's block (closing the one open).
-    fn open_tool(
+    /// Opens a tool call's block (closing the one open), with the arguments that came
+    /// before its name.
+    fn open_held(
         &mut self,
-        oi: u32,
-        id: Option<String>,
+        held: PendingTool,
         name: Option<String>,
         out: &mut Vec<StreamEvent>,
     ) -> u32 {
         self.close_open(out);
         let bi = self.next_index;
         self.next_index += 1;
-        self.tools.push((oi, bi));
+        self.tools.push((held.index, bi));
         self.open = Some(Open::Tool(bi));
         // Some compatible servers omit ids; synthesize a stable one.
-        let id = id.unwrap_or_else(|| format!("call_{bi}"));
+        let id = held.id.unwrap_or_else(|| format!("call_{bi}"));
         out.push(StreamEvent::BlockStart {
             index: bi,
             block: ContentBlock::ToolUse(ToolUseBlock {
@@ -466,6 +459,10 @@ impl StreamDecoder {
                 extra: weir_model::Extra::new(),
             }),
         });
+        out.extend(held.args.into_iter().map(|a| StreamEvent::BlockDelta {
+            index: bi,
+            delta: Delta::InputJson(a),
+        }));
         bi
     }
 
@@ -496,13 +493,7 @@ impl StreamDecoder {
     fn close(&mut self, out: &mut Vec<StreamEvent>) {
         self.close_open(out);
         if let Some(p) = self.pending.take() {
-            let bi = self.open_tool(p.index, p.id, None, out);
-            for a in p.args {
-                out.push(StreamEvent::BlockDelta {
-                    index: bi,
-                    delta: Delta::InputJson(a),
-                });
-            }
+            self.open_held(p, None, out);
             self.close_open(out);
         }
     }

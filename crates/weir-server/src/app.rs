@@ -96,7 +96,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             .server
             .admin_listen
             .as_deref()
-            .unwrap_or("127.0.0.1:4001")
+            .unwrap_or(DEFAULT_ADMIN_LISTEN)
             == cfg.server.listen
     {
         errors.push(src.error_at(
@@ -105,7 +105,11 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 "server.admin_listen must differ from server.listen (`{}`): the admin API is never \
                  served on the API port{}",
                 cfg.server.listen,
-                if cfg.server.admin_listen.is_none() { " (admin_listen defaults to 127.0.0.1:4001)" } else { "" }
+                if cfg.server.admin_listen.is_none() {
+                    format!(" (admin_listen defaults to {DEFAULT_ADMIN_LISTEN})")
+                } else {
+                    String::new()
+                }
             ),
         ));
     }
@@ -137,7 +141,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 cfg.server
                     .admin_listen
                     .clone()
-                    .unwrap_or_else(|| "127.0.0.1:4001".into())
+                    .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into())
             }),
             metrics,
             total_timeout: cfg.timeouts.total.0,
@@ -295,6 +299,9 @@ fn is_loopback(listen: &str) -> bool {
     }
 }
 
+/// Where the admin API listens when `auth.admin_key` is set without `server.admin_listen`.
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:4001";
+
 /// A config without `[[auth.keys]]` (which only a loopback listen allows) still needs a
 /// client key: as in zero-config, `WEIR_API_KEY` when set, else a generated one, returned
 /// so the caller can print it once. `key` is the one an earlier load chose (reloads keep
@@ -307,7 +314,18 @@ pub fn ensure_client_key(
     if !app.keys.is_empty() {
         return None;
     }
-    let (k, generated) = match key
+    let (k, generated) = default_client_key(key, env);
+    app.keys = crate::auth::Keys::single_default(&k);
+    generated
+}
+
+/// The client key when none is configured: `key` (one chosen earlier), else
+/// `WEIR_API_KEY`, else a generated one, which is returned a second time to be printed.
+fn default_client_key(
+    key: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> (String, Option<String>) {
+    match key
         .map(str::to_owned)
         .or_else(|| env("WEIR_API_KEY").filter(|k| !k.is_empty()))
     {
@@ -316,9 +334,7 @@ pub fn ensure_client_key(
             let k = crate::auth::generate_key();
             (k.clone(), Some(k))
         }
-    };
-    app.keys = crate::auth::Keys::single_default(&k);
-    generated
+    }
 }
 
 /// The zero-config gateway: every provider whose standard credentials are in the
@@ -327,13 +343,7 @@ pub fn ensure_client_key(
 pub fn zero_config(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(App, Option<String>), Vec<ConfigError>> {
-    let (key, generated) = match env("WEIR_API_KEY").filter(|k| !k.is_empty()) {
-        Some(k) => (k, None),
-        None => {
-            let k = crate::auth::generate_key();
-            (k.clone(), Some(k))
-        }
-    };
+    let (key, generated) = default_client_key(None, env);
     let env_with_key = |name: &str| {
         if name == "WEIR_API_KEY" {
             Some(key.clone())

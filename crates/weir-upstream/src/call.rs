@@ -123,16 +123,17 @@ pub async fn call<D: FrameDecoder>(
         }
         return Err(err);
     }
+    // The client speaks the upstream's dialect: its bytes can go to the client as they are.
+    let verbatim = client == Some(dialect.dialect);
     if stream {
         let decoder = (dialect.stream_decoder)();
-        return Ok(Reply::Stream(if client == Some(dialect.dialect) {
+        return Ok(Reply::Stream(if verbatim {
             crate::stream::sse_frames_relayed(resp, timeouts.idle, decoder, dialect.dialect)
         } else {
             sse_frames(resp, timeouts.idle, decoder)
         }));
     }
     let body = read_body(&mut resp).await?;
-    let verbatim = client == Some(dialect.dialect);
     let decode = if verbatim {
         dialect.decode_summary
     } else {

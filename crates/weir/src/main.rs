@@ -397,11 +397,8 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        // (The config check refused an admin listener on the API port.)
         let admin = match &app.admin_listen {
-            Some(a) if a == &app.listen => {
-                eprintln!("weir: server.admin_listen must differ from server.listen");
-                return ExitCode::FAILURE;
-            }
             Some(a) => match tokio::net::TcpListener::bind(a).await {
                 Ok(l) => Some(l),
                 Err(e) => {
