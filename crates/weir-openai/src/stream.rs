@@ -45,9 +45,14 @@ pub struct StreamDecoder {
     /// Tool calls by id, for servers that leave `index` out: OpenAI index (given or
     /// assigned) per id.
     tool_ids: Vec<(String, u32)>,
-    /// A tool call whose first fragments came without its name: held back (its block
-    /// cannot open nameless) until the name comes, another call starts, or the choice ends.
-    pending: Option<PendingTool>,
+    /// Tool calls not opened yet, in the order they started: one whose name has not come
+    /// (its block cannot open nameless), and those behind it or behind the open call while
+    /// its arguments are still incomplete (servers that interleave parallel calls' fragments
+    /// would otherwise send deltas to a block already closed). They open in order when
+    /// the call before them is complete, and all of them when the choice ends.
+    pending: Vec<PendingTool>,
+    /// How far the open tool call's arguments have come.
+    open_args: JsonDepth,
     stop: Option<StopReason>,
     usage: Option<Usage>,
     delta_sent: bool,
@@ -62,12 +67,57 @@ pub struct StreamDecoder {
     head: String,
 }
 
-/// A tool call waiting for its name.
+/// A tool call not opened yet.
 #[derive(Debug)]
 struct PendingTool {
     index: u32,
     id: Option<String>,
+    name: Option<String>,
     args: Vec<JsonStr>,
+}
+
+/// Whether a tool call's arguments, read fragment by fragment, form a whole JSON object or
+/// array yet (only the nesting is followed, not the grammar).
+#[derive(Clone, Copy, Debug, Default)]
+struct JsonDepth {
+    depth: u32,
+    started: bool,
+    in_string: bool,
+    escaped: bool,
+    /// More closed than opened: never whole.
+    broken: bool,
+}
+
+impl JsonDepth {
+    fn feed(&mut self, text: &str) {
+        for b in text.bytes() {
+            if self.in_string {
+                match (self.escaped, b) {
+                    (true, _) => self.escaped = false,
+                    (false, b'\\') => self.escaped = true,
+                    (false, b'"') => self.in_string = false,
+                    _ => {}
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_string = true,
+                b'{' | b'[' => {
+                    self.started = true;
+                    self.depth += 1;
+                }
+                b'}' | b']' => match self.depth.checked_sub(1) {
+                    Some(d) => self.depth = d,
+                    None => self.broken = true,
+                },
+                _ => {}
+            }
+        }
+    }
+
+    fn whole(&self) -> bool {
+        self.started && self.depth == 0 && !self.in_string && !self.broken
+    }
 }
 
 /// A chunk the fast path read.
@@ -380,9 +430,10 @@ impl StreamDecoder {
                     i
                 }
             },
+            // The newest call: calls open in the order they started.
             None => self
                 .pending
-                .as_ref()
+                .last()
                 .map(|p| p.index)
                 .or_else(|| self.tools.last().map(|(oi, _)| *oi))
                 .unwrap_or(position as u32),
@@ -391,79 +442,88 @@ impl StreamDecoder {
 
     fn tool_delta(&mut self, tc: ToolCallDelta<'_>, position: usize, out: &mut Vec<StreamEvent>) {
         let oi = self.tool_index(&tc, position);
-        let known = self.tools.iter().find(|(i, _)| *i == oi).map(|(_, bi)| *bi);
         let (name, args) = match tc.function {
             Some(f) => (f.name, f.arguments),
             None => (None, None),
         };
         let args = args.filter(|a| !a.is_empty());
-        let index = match known {
-            Some(bi) => bi,
+        if let Some(bi) = self.tools.iter().find(|(i, _)| *i == oi).map(|(_, bi)| *bi) {
+            if self.open == Some(Open::Tool(bi)) {
+                if let Some(a) = args {
+                    self.open_args.feed(&a.as_str());
+                    out.push(StreamEvent::BlockDelta {
+                        index: bi,
+                        delta: Delta::InputJson(a),
+                    });
+                }
+                self.advance(out);
+            }
+            // Otherwise the call's block was closed, which happens once its arguments were
+            // whole (or the choice ended): nothing after them can belong to them.
+            return;
+        }
+        let at = match self.pending.iter().position(|p| p.index == oi) {
+            Some(at) => at,
             None => {
-                let mut held = match self.pending.take() {
-                    Some(p) if p.index == oi => p,
-                    other => {
-                        // Another call starts: one held back opens as it is.
-                        if let Some(p) = other {
-                            self.pending = Some(p);
-                            self.close(out);
-                        }
-                        PendingTool {
-                            index: oi,
-                            id: None,
-                            args: Vec::new(),
-                        }
-                    }
-                };
-                if held.id.is_none() {
-                    held.id = tc.id;
-                }
-                if name.is_none() {
-                    held.args.extend(args);
-                    self.pending = Some(held);
-                    return;
-                }
-                self.open_held(held, name, out)
+                self.pending.push(PendingTool {
+                    index: oi,
+                    id: None,
+                    name: None,
+                    args: Vec::new(),
+                });
+                self.pending.len() - 1
             }
         };
-        if let Some(a) = args {
-            out.push(StreamEvent::BlockDelta {
-                index,
-                delta: Delta::InputJson(a),
-            });
+        let p = &mut self.pending[at];
+        if p.id.is_none() {
+            p.id = tc.id;
+        }
+        if p.name.is_none() {
+            p.name = name;
+        }
+        p.args.extend(args);
+        self.advance(out);
+    }
+
+    /// Opens the waiting calls whose turn has come: the first one waiting, once it has its
+    /// name and the open block is not a call whose arguments are still coming.
+    fn advance(&mut self, out: &mut Vec<StreamEvent>) {
+        while self.pending.first().is_some_and(|p| p.name.is_some())
+            && (!matches!(self.open, Some(Open::Tool(_))) || self.open_args.whole())
+        {
+            let p = self.pending.remove(0);
+            self.open_held(p, out);
         }
     }
 
     /// Opens a tool call's block (closing the one open), with the arguments that came
-    /// before its name.
-    fn open_held(
-        &mut self,
-        held: PendingTool,
-        name: Option<String>,
-        out: &mut Vec<StreamEvent>,
-    ) -> u32 {
+    /// before it could open.
+    fn open_held(&mut self, held: PendingTool, out: &mut Vec<StreamEvent>) {
         self.close_open(out);
         let bi = self.next_index;
         self.next_index += 1;
         self.tools.push((held.index, bi));
         self.open = Some(Open::Tool(bi));
+        self.open_args = JsonDepth::default();
         // Some compatible servers omit ids; synthesize a stable one.
         let id = held.id.unwrap_or_else(|| format!("call_{bi}"));
         out.push(StreamEvent::BlockStart {
             index: bi,
             block: ContentBlock::ToolUse(ToolUseBlock {
                 id,
-                name: name.unwrap_or_default(),
+                name: held.name.unwrap_or_default(),
                 input: ToolInput::Arguments(String::new()),
                 cache_control: None,
                 extra: weir_model::Extra::new(),
             }),
         });
-        out.extend(held.args.into_iter().map(|a| StreamEvent::BlockDelta {
-            index: bi,
-            delta: Delta::InputJson(a),
-        }));
-        bi
+        for a in held.args {
+            self.open_args.feed(&a.as_str());
+            out.push(StreamEvent::BlockDelta {
+                index: bi,
+                delta: Delta::InputJson(a),
+            });
+        }
     }
 
     fn ensure_open(
@@ -488,12 +548,12 @@ impl StreamDecoder {
         i
     }
 
-    /// Closes the open block, and a tool call held back for its name (which never came:
-    /// it opens nameless rather than being lost).
+    /// Closes the open block, then opens and closes each call still waiting, in order (one
+    /// whose name never came opens nameless rather than being lost).
     fn close(&mut self, out: &mut Vec<StreamEvent>) {
         self.close_open(out);
-        if let Some(p) = self.pending.take() {
-            self.open_held(p, None, out);
+        for p in std::mem::take(&mut self.pending) {
+            self.open_held(p, out);
             self.close_open(out);
         }
     }

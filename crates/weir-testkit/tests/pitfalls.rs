@@ -1303,3 +1303,61 @@ fn tool_ids_too_long_for_openai_are_shortened_identically_for_call_and_result() 
     assert_eq!(out["messages"][3]["tool_calls"][0]["id"], "toolu_short");
     assert_eq!(out["messages"][4]["tool_call_id"], "toolu_short");
 }
+
+#[test]
+fn interleaved_parallel_tool_calls_reach_anthropic_clients_one_block_at_a_time() {
+    use weir_model::StreamEvent;
+    let head = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
+    let chunk =
+        |delta: &str, finish: &str| format!("{head}{delta},\"finish_reason\":{finish}}}]}}");
+    let frag = |i: u32, first: Option<(&str, &str)>, args: &str| {
+        let args = serde_json::to_string(args).unwrap();
+        let call = match first {
+            Some((id, name)) => format!(
+                r#"{{"index":{i},"id":"{id}","type":"function","function":{{"name":"{name}","arguments":{args}}}}}"#
+            ),
+            None => format!(r#"{{"index":{i},"function":{{"arguments":{args}}}}}"#),
+        };
+        chunk(&format!(r#"{{"tool_calls":[{call}]}}"#), "null")
+    };
+    // Three calls whose fragments come round-robin (as some OpenAI-compatible servers send
+    // parallel calls).
+    let events = openai_stream_events(&[
+        chunk(r#"{"role":"assistant","content":null}"#, "null"),
+        frag(0, Some(("call_a", "f")), r#"{"x""#),
+        frag(1, Some(("call_b", "g")), r#"{"y":"#),
+        frag(2, Some(("call_c", "h")), ""),
+        frag(0, None, r#":"}{"}"#),
+        frag(1, None, "[1,"),
+        frag(2, None, r#"{"z":true}"#),
+        frag(1, None, "2]}"),
+        chunk("{}", "\"tool_calls\""),
+    ]);
+    let (calls, contiguous) = tool_calls_of(&events);
+    assert!(contiguous, "every delta goes to the open block: {events:?}");
+    assert_eq!(
+        calls,
+        [
+            ("call_a".into(), "f".into(), r#"{"x":"}{"}"#.into()),
+            ("call_b".into(), "g".into(), r#"{"y":[1,2]}"#.into()),
+            ("call_c".into(), "h".into(), r#"{"z":true}"#.into()),
+        ]
+    );
+    let stops = events
+        .iter()
+        .filter(|e| matches!(e, StreamEvent::BlockStop { .. }))
+        .count();
+    assert_eq!(stops, 3, "{events:?}");
+    // OpenAI's own order (each call whole before the next starts) still streams each call
+    // as it comes: the second opens before the choice ends.
+    let events = openai_stream_events(&[
+        chunk(r#"{"role":"assistant","content":null}"#, "null"),
+        frag(0, Some(("call_a", "f")), r#"{"x":"#),
+        frag(0, None, "1}"),
+        frag(1, Some(("call_b", "g")), r#"{"y""#),
+    ]);
+    let (calls, contiguous) = tool_calls_of(&events);
+    assert!(contiguous);
+    assert_eq!(calls.len(), 2, "{events:?}");
+    assert_eq!(calls[1].2, r#"{"y""#);
+}
