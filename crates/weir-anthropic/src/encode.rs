@@ -500,11 +500,7 @@ impl<'a> OutBlock<'a> {
             ContentBlock::ToolUse(t) => OutBlock {
                 block,
                 id: Some(sanitize_tool_id(&t.id)),
-                input: Some(
-                    t.input
-                        .to_object()
-                        .map_err(|e| format!("tool call `{}` ({}): {e}", t.name, t.id))?,
-                ),
+                input: Some(t.input.to_object()),
             },
             ContentBlock::ToolResult(r) => {
                 for inner in &r.content.blocks {

@@ -22,23 +22,20 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
 
 /// Encodes a canonical response as a Messages response for an Anthropic client.
 ///
-/// Tool calls from dialects that carry arguments as a string must hold a JSON object;
-/// anything else (an upstream that emitted broken JSON) is an error, never a panic.
+/// Tool calls from dialects that carry arguments as a string get them as an object; one
+/// that is not (an upstream model's broken or cut-short JSON) gets `{}`, as
+/// [`ToolInput::to_object`] says.
 pub fn encode_response(resp: &ChatResponse) -> Result<Vec<u8>, WireError> {
-    let mut inputs = Vec::with_capacity(resp.content.len());
-    for b in &resp.content {
-        inputs.push(match b {
+    let inputs: Vec<_> = resp
+        .content
+        .iter()
+        .map(|b| match b {
             ContentBlock::ToolUse(t) if matches!(t.input, ToolInput::Arguments(_)) => {
-                Some(t.input.to_object().map_err(|e| {
-                    WireError::Unsupported(format!(
-                        "the upstream's tool call `{}` ({}) cannot be given to an Anthropic client: {e}",
-                        t.name, t.id
-                    ))
-                })?)
+                Some(t.input.to_object())
             }
             _ => None,
-        });
-    }
+        })
+        .collect();
     let mut w = JsonWriter::with_capacity(1024);
     write_response(&mut w, resp, &inputs).map_err(WireError::Unsupported)?;
     Ok(w.into_bytes())

@@ -52,9 +52,11 @@ impl Default for EncodeOptions {
 /// body. Whether to stream is the URL's business, so `stream` is not written; neither is
 /// the model, which is in the URL too.
 ///
-/// Errors: a tool call whose arguments are not a JSON object ([`WireError::Malformed`]); a
-/// tool result whose call is not earlier in the conversation (Gemini needs the function's
-/// name, which only the call has); blocks, tools or a `tool_choice` that only another
+/// A tool call whose arguments are not a JSON object is sent with `{}`
+/// ([`weir_model::ToolInput::to_object`]).
+///
+/// Errors: a tool result whose call is not earlier in the conversation (Gemini needs the
+/// function's name, which only the call has) ([`WireError::Malformed`]); blocks, tools or a `tool_choice` that only another
 /// dialect can carry; OpenAI `function` messages ([`WireError::Unsupported`]).
 pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>, WireError> {
     let mut plan = Plan::default();
@@ -267,12 +269,7 @@ impl<'a> Plan<'a> {
                 ContentBlock::Image(img) => Some(Part::new(image(&img.source)?)),
                 ContentBlock::Document(d) => Some(Part::new(document(d))),
                 ContentBlock::ToolUse(t) => {
-                    let args = t.input.to_object().map_err(|e| {
-                        WireError::Malformed(format!(
-                            "the arguments of tool call `{}` ({}) cannot be sent to Gemini: {e}",
-                            t.id, t.name
-                        ))
-                    })?;
+                    let args = t.input.to_object();
                     self.calls.push((&t.id, &t.name));
                     Some(Part::new(Data::Call {
                         id: &t.id,

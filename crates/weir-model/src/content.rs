@@ -243,23 +243,19 @@ pub enum ToolInput {
 }
 
 impl ToolInput {
-    /// The arguments as a JSON object text, validating and normalising OpenAI strings:
-    /// an empty string is `{}`; anything that is not a JSON object is an error.
-    pub fn to_object(&self) -> Result<RawJson, String> {
+    /// The arguments as a JSON object text, for dialects that carry an object.
+    ///
+    /// OpenAI strings are validated: one that is not a JSON object (empty, or a model's
+    /// broken or cut-short output) becomes `{}`. The client then gets a call it can answer
+    /// with an error, and a conversation holding such a call can go on, where refusing it
+    /// would lose the whole response, or block the conversation for good.
+    pub fn to_object(&self) -> RawJson {
         match self {
-            ToolInput::Json(raw) => Ok(raw.clone()),
-            ToolInput::Arguments(s) => {
-                let trimmed = s.trim();
-                if trimmed.is_empty() {
-                    return Ok(crate::raw::to_raw(&serde_json::Map::new()));
-                }
-                let raw: RawJson = serde_json::from_str(trimmed)
-                    .map_err(|e| format!("arguments are not valid JSON ({e})"))?;
-                if !raw.get().starts_with('{') {
-                    return Err("arguments are not a JSON object".to_owned());
-                }
-                Ok(raw)
-            }
+            ToolInput::Json(raw) => raw.clone(),
+            ToolInput::Arguments(s) => serde_json::from_str::<RawJson>(s.trim())
+                .ok()
+                .filter(|raw| raw.get().starts_with('{'))
+                .unwrap_or_else(|| crate::raw::to_raw(&serde_json::Map::new())),
         }
     }
 

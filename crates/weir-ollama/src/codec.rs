@@ -68,10 +68,7 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
                 },
                 ContentBlock::Document(_) => return Err(unsupported("documents")),
                 ContentBlock::ToolUse(t) => {
-                    let args = t
-                        .input
-                        .to_object()
-                        .map_err(|e| WireError::Malformed(format!("tool call `{}`: {e}", t.id)))?;
+                    let args = t.input.to_object();
                     let args: Value = serde_json::from_str(args.get())
                         .map_err(|e| WireError::Malformed(e.to_string()))?;
                     calls.push(json!({"function": {"name": t.name, "arguments": args}}));

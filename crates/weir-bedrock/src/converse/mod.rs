@@ -175,10 +175,7 @@ fn plan_block<'a>(b: &'a ContentBlock, names: &mut Names) -> Result<Option<Block
             Out::ToolUse {
                 id: sanitize_tool_id(&t.id),
                 name: &t.name,
-                input: t
-                    .input
-                    .to_object()
-                    .map_err(|e| format!("tool call `{}` ({}): {e}", t.name, t.id))?,
+                input: t.input.to_object(),
             },
             t.cache_control.is_some(),
         ),
