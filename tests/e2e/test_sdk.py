@@ -202,3 +202,19 @@ def test_sigterm_lets_an_in_flight_stream_finish_then_exits_zero(weir_factory):
     rest = list(stream)
     assert rest and rest[-1].choices[0].finish_reason == "stop"
     assert w.proc.wait(15) == 0
+
+
+def test_openai_sdk_embeddings_both_encodings(weir_factory):
+    w = weir_factory()
+    c = o_client(w)
+    # The SDK asks for base64 unless told otherwise, and decodes it.
+    r = c.embeddings.create(model="mock", input=["hello", "world", "hello"])
+    vectors = [d.embedding for d in r.data]
+    assert [d.index for d in r.data] == [0, 1, 2]
+    assert len(vectors[0]) == 8 and vectors[0] == vectors[2] != vectors[1]
+    assert abs(sum(x * x for x in vectors[1]) - 1.0) < 1e-4
+    assert r.usage.prompt_tokens == 3
+    f = c.embeddings.create(model="mock", input="hello", encoding_format="float", dimensions=4)
+    assert len(f.data[0].embedding) == 4
+    with pytest.raises(openai.NotFoundError):
+        c.embeddings.create(model="no-such-model", input="x")

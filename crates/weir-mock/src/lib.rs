@@ -5,7 +5,8 @@
 //! `max_tokens` and stop sequences, streams word by word at a configurable pace, and fails
 //! on request through markers in the user's text (`[mock:error:529]`,
 //! `[mock:error-after-first:500]`). The same request always gets the same answer, ids
-//! included.
+//! included. Embeddings are unit vectors derived from each input's text (8 dimensions
+//! unless `dimensions` asks otherwise).
 //!
 //! It knows nothing about wire formats, HTTP, routing or configuration files: it sees only
 //! canonical [`ChatRequest`]s and produces canonical replies and frames, exactly in the
@@ -14,12 +15,16 @@
 #![warn(missing_docs)]
 
 mod args;
+mod embed;
 mod plan;
 mod stream;
 
 use std::time::Duration;
 
-use weir_model::{CallContext, Capabilities, ChatRequest, Provider, ProviderError, Reply};
+use weir_model::{
+    CallContext, Capabilities, ChatRequest, EmbedRequest, EmbedResponse, Provider, ProviderError,
+    Reply,
+};
 
 use crate::plan::Plan;
 
@@ -96,5 +101,14 @@ impl Provider for MockProvider {
         } else {
             Ok(Reply::Complete(Box::new(answer.to_response())))
         }
+    }
+
+    /// Deterministic unit vectors (see the crate docs).
+    async fn embed(
+        &self,
+        req: &EmbedRequest,
+        _cx: CallContext,
+    ) -> Result<EmbedResponse, ProviderError> {
+        embed::embed(req)
     }
 }

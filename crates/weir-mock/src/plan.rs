@@ -179,6 +179,11 @@ fn last_user_text(req: &ChatRequest) -> String {
         .unwrap_or_default()
 }
 
+/// The error an `[mock:error:<status>]` marker in `text` asks for.
+pub(crate) fn error_marker(text: &str) -> Option<ProviderError> {
+    marker(text, ERROR_MARKER).map(mock_error)
+}
+
 /// The status in a `<prefix><status>]` marker.
 fn marker(text: &str, prefix: &str) -> Option<u16> {
     let start = text.find(prefix)? + prefix.len();

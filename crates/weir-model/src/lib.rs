@@ -9,6 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod content;
+pub mod embed;
 pub mod error;
 pub mod json_str;
 pub mod json_writer;
@@ -25,6 +26,7 @@ pub use content::{
     RedactedThinkingBlock, Role, TextBlock, ThinkingBlock, ToolInput, ToolResultBlock,
     ToolUseBlock, UnknownBlock,
 };
+pub use embed::{EmbedRequest, EmbedResponse};
 pub use error::{ApiError, ErrorKind, ProviderError, WireError};
 pub use json_str::JsonStr;
 pub use provider::{CallContext, Capabilities, EventStream, KeyReport, Provider, Reply};

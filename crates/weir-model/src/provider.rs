@@ -181,6 +181,24 @@ pub trait Provider: Send + Sync {
         }
     }
 
+    /// Embeds `req.input` with `req.model` (already this target's model). Providers without
+    /// embeddings keep this default: a 400 that sends the router on to the next target,
+    /// without counting against this one's health.
+    async fn embed(
+        &self,
+        _req: &crate::EmbedRequest,
+        _cx: CallContext,
+    ) -> Result<crate::EmbedResponse, ProviderError> {
+        let mut e = ProviderError::new(
+            crate::ErrorKind::InvalidRequest,
+            format!("provider `{}` does not serve embeddings", self.id()),
+        );
+        e.status = Some(400);
+        e.retryable_elsewhere = true;
+        e.counts_against_health = false;
+        Err(e)
+    }
+
     /// Counts the input tokens of a request with the upstream's own counter, when it has
     /// one. `Ok(None)`: no counter (the caller estimates).
     async fn count_tokens(

@@ -5,12 +5,12 @@ use std::borrow::Cow;
 use http::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderMap;
 use weir_model::{
-    CallContext, Capabilities, ChatRequest, Dialect, ErrorKind, Frame, Provider, ProviderError,
-    Reply, Secret, WireError,
+    CallContext, Capabilities, ChatRequest, Dialect, EmbedRequest, EmbedResponse, ErrorKind, Frame,
+    Provider, ProviderError, Reply, Secret, WireError,
 };
 use weir_upstream::{
-    call, endpoint, secret_header, Endpoint, FrameDecoder, HttpProviderConfig, KeyRing, Upstream,
-    Url,
+    call, endpoint, post_json, secret_header, Endpoint, FrameDecoder, HttpProviderConfig, KeyRing,
+    Upstream, Url,
 };
 
 use crate::{
@@ -53,6 +53,7 @@ pub struct OpenAiProvider {
     upstream: Upstream,
     keys: KeyRing,
     chat_url: Endpoint,
+    embeddings_url: Endpoint,
     base: Url,
     flavor: Flavor,
     preset: Option<Preset>,
@@ -65,6 +66,9 @@ impl OpenAiProvider {
         Ok(OpenAiProvider {
             chat_url: upstream
                 .endpoint(endpoint(&cfg.base_url, "/chat/completions")?)
+                .map_err(|e| e.message)?,
+            embeddings_url: upstream
+                .endpoint(endpoint(&cfg.base_url, "/embeddings")?)
                 .map_err(|e| e.message)?,
             base: endpoint(&cfg.base_url, "")?,
             cfg,
@@ -119,10 +123,21 @@ impl OpenAiProvider {
         Ok(p)
     }
 
-    /// The URL a request for `model` goes to.
+    /// The URL a chat request for `model` goes to.
     fn url(&self, model: &str) -> Result<Cow<'_, Endpoint>, ProviderError> {
+        self.url_of(&self.chat_url, model, &["chat", "completions"])
+    }
+
+    /// The URL of an API for `model`: `fixed` (under `base_url`), or for Azure's
+    /// deployment form the deployment's `path`.
+    fn url_of<'a>(
+        &'a self,
+        fixed: &'a Endpoint,
+        model: &str,
+        path: &[&str],
+    ) -> Result<Cow<'a, Endpoint>, ProviderError> {
         match &self.flavor {
-            Flavor::OpenAi | Flavor::AzureV1 => Ok(Cow::Borrowed(&self.chat_url)),
+            Flavor::OpenAi | Flavor::AzureV1 => Ok(Cow::Borrowed(fixed)),
             Flavor::AzureDeployment { api_version } => {
                 let mut url = self.base.clone();
                 {
@@ -130,13 +145,9 @@ impl OpenAiProvider {
                         ProviderError::new(ErrorKind::Internal, "the base_url cannot take a path")
                     })?;
                     // Each segment is percent-encoded: the deployment name stays one segment.
-                    segs.pop_if_empty().extend([
-                        "openai",
-                        "deployments",
-                        model,
-                        "chat",
-                        "completions",
-                    ]);
+                    segs.pop_if_empty()
+                        .extend(["openai", "deployments", model])
+                        .extend(path);
                 }
                 url.set_query(Some(&format!("api-version={api_version}")));
                 Ok(Cow::Owned(Endpoint::new(url)?))
@@ -248,5 +259,36 @@ impl Provider for OpenAiProvider {
             cx.client_dialect,
         )
         .await
+    }
+
+    /// OpenAI's `/embeddings` (Azure: the deployment's), the body passed through with the
+    /// target's model and the answer returned as the upstream wrote it. A service without
+    /// embeddings answers with its own error (often a 404).
+    async fn embed(
+        &self,
+        req: &EmbedRequest,
+        cx: CallContext,
+    ) -> Result<EmbedResponse, ProviderError> {
+        let key = self.keys.pick(&cx);
+        let headers = self.headers(key, &cx)?;
+        let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();
+        let url = self.url_of(&self.embeddings_url, &req.model, &["embeddings"])?;
+        let body = post_json(
+            &self.upstream,
+            &url,
+            headers,
+            req.encode(),
+            &self.cfg.timeouts,
+            &secrets,
+            decode_error,
+            &cx.report,
+        )
+        .await?;
+        EmbedResponse::from_openai(body).map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Decode,
+                format!("the upstream's embeddings response could not be decoded: {e}"),
+            )
+        })
     }
 }

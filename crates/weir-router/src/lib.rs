@@ -73,7 +73,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weir_model::{
-    CallContext, Capabilities, ChatRequest, ErrorKind, KeyReport, Provider, ProviderError, Reply,
+    CallContext, Capabilities, ChatRequest, EmbedRequest, EmbedResponse, ErrorKind, KeyReport,
+    Provider, ProviderError, Reply,
 };
 
 pub use glob::glob_match;
@@ -630,12 +631,156 @@ impl std::fmt::Debug for Router {
 }
 
 /// How one target attempt ended.
-enum Outcome {
-    Served(Reply, Served),
+enum Outcome<T> {
+    Served(T, Served),
     /// Try the next target.
     Next,
     /// The request itself is at fault: stop.
     Fatal,
+}
+
+/// What a walk over a route's targets sends to each: a chat request or an embeddings
+/// request. Everything else about the walk (order, retries, breakers, key pools, failover)
+/// is the same for both.
+trait Job: Clone + Sync {
+    /// What a target answers.
+    type Out: Send;
+    /// The model the client asked for.
+    fn model(&self) -> &str;
+    /// The job as one target gets it: renamed to the target's model and, for a target
+    /// that lacks features the request uses, with them dropped (the warnings say which)
+    /// when the route allows it. `Err`: the target cannot take it and is skipped.
+    fn for_target(
+        &self,
+        route: &Route,
+        target: &Target,
+        provider: &dyn Provider,
+        model: &str,
+    ) -> Result<(Cow<'_, Self>, Vec<String>), ProviderError>;
+    /// Sends it to the target's provider.
+    fn call<'a>(
+        &'a self,
+        provider: &'a dyn Provider,
+        cx: CallContext,
+    ) -> impl std::future::Future<Output = Result<Self::Out, ProviderError>> + Send + 'a;
+    /// A served answer. A stream takes the guard `guard` makes, which holds the target's
+    /// and key's in-flight counts until the stream ends; `false` says none was taken (the
+    /// answer is whole and the counts go back now).
+    fn served(out: Self::Out, guard: impl FnOnce() -> hold::Guard) -> (Self::Out, bool);
+}
+
+impl Job for ChatRequest {
+    type Out = Reply;
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn for_target(
+        &self,
+        route: &Route,
+        target: &Target,
+        provider: &dyn Provider,
+        model: &str,
+    ) -> Result<(Cow<'_, Self>, Vec<String>), ProviderError> {
+        let caps = target
+            .capabilities
+            .unwrap_or_else(|| provider.capabilities(model));
+        let missing = Needs::of(self).missing(&caps);
+        if !missing.is_empty() {
+            if route.unsupported == Unsupported::Drop && missing.iter().all(|f| caps::droppable(f))
+            {
+                let mut r = self.clone();
+                model.clone_into(&mut r.model);
+                let warning = format!(
+                    "{}/{}: {}",
+                    target.provider,
+                    model,
+                    caps::drop_features(&mut r, &missing)
+                );
+                return Ok((Cow::Owned(r), vec![warning]));
+            }
+            let mut e = ProviderError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "{} ({model}) does not support {}",
+                    target.provider,
+                    missing.join(", ")
+                ),
+            );
+            e.retryable_elsewhere = true;
+            e.counts_against_health = false;
+            return Err(e);
+        }
+        // The client's request goes as it is unless this target renames the model: then a
+        // copy, once for all its keys.
+        if self.model == model {
+            return Ok((Cow::Borrowed(self), Vec::new()));
+        }
+        let mut r = self.clone();
+        model.clone_into(&mut r.model);
+        Ok((Cow::Owned(r), Vec::new()))
+    }
+
+    async fn call<'a>(
+        &'a self,
+        provider: &'a dyn Provider,
+        cx: CallContext,
+    ) -> Result<Reply, ProviderError> {
+        match provider.send(self, cx).await {
+            Ok(Reply::Stream(s)) => hold::hold(s).await.map(Reply::Stream),
+            other => other,
+        }
+    }
+
+    fn served(out: Reply, guard: impl FnOnce() -> hold::Guard) -> (Reply, bool) {
+        match out {
+            Reply::Complete(c) => (Reply::Complete(c), false),
+            Reply::Stream(s) => (
+                Reply::Stream(Box::pin(hold::Guarded {
+                    inner: s,
+                    guard: guard(),
+                    failed: false,
+                })),
+                true,
+            ),
+        }
+    }
+}
+
+impl Job for EmbedRequest {
+    type Out = EmbedResponse;
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn for_target(
+        &self,
+        _route: &Route,
+        _target: &Target,
+        _provider: &dyn Provider,
+        model: &str,
+    ) -> Result<(Cow<'_, Self>, Vec<String>), ProviderError> {
+        if self.model == model {
+            return Ok((Cow::Borrowed(self), Vec::new()));
+        }
+        let mut r = self.clone();
+        model.clone_into(&mut r.model);
+        Ok((Cow::Owned(r), Vec::new()))
+    }
+
+    async fn call<'a>(
+        &'a self,
+        provider: &'a dyn Provider,
+        cx: CallContext,
+    ) -> Result<EmbedResponse, ProviderError> {
+        provider.embed(self, cx).await
+    }
+
+    fn served(out: EmbedResponse, _guard: impl FnOnce() -> hold::Guard) -> (EmbedResponse, bool) {
+        (out, false)
+    }
 }
 
 impl Router {
@@ -895,11 +1040,29 @@ impl Router {
         req: ChatRequest,
         cx: CallContext,
     ) -> Result<(Reply, Served), RouteError> {
+        self.walk(&req, &cx).await
+    }
+
+    /// Sends an embeddings request, walking its route's targets as [`Router::send`] does.
+    /// Targets whose provider has no embeddings are passed over (the error says so when
+    /// none has).
+    pub async fn embed(
+        &self,
+        req: EmbedRequest,
+        cx: CallContext,
+    ) -> Result<(EmbedResponse, Served), RouteError> {
+        self.walk(&req, &cx).await
+    }
+
+    async fn walk<J: Job>(
+        &self,
+        req: &J,
+        cx: &CallContext,
+    ) -> Result<(J::Out, Served), RouteError> {
         let ri = self
-            .route_index(&req.model)
-            .ok_or_else(|| self.unknown(&req.model))?;
+            .route_index(req.model())
+            .ok_or_else(|| self.unknown(req.model()))?;
         let rs = &self.routes[ri];
-        let needs = Needs::of(&req);
         let session = rs
             .route
             .sticky
@@ -917,8 +1080,8 @@ impl Router {
                 let Some(wait) = self.retry_wait(pass, &attempts[pass_start..], cx.deadline) else {
                     break;
                 };
-                self.shared.emit(&RouterEvent::Retry { model: &req.model });
-                tracing::info!(request_id = %cx.request_id, model = %req.model, wait_ms = wait.as_millis() as u64, "retrying");
+                self.shared.emit(&RouterEvent::Retry { model: req.model() });
+                tracing::info!(request_id = %cx.request_id, model = %req.model(), wait_ms = wait.as_millis() as u64, "retrying");
                 tokio::time::sleep(wait).await;
             }
             pass_start = attempts.len();
@@ -928,7 +1091,7 @@ impl Router {
                 if cx.deadline.is_some_and(|d| Instant::now() >= d) {
                     attempts.push(Attempt {
                         provider: rs.route.targets[ti].provider.clone(),
-                        model: req.model.clone(),
+                        model: req.model().to_owned(),
                         error: ProviderError::new(
                             ErrorKind::Timeout,
                             "the request's total time ran out",
@@ -937,10 +1100,7 @@ impl Router {
                     });
                     return Err(self.exhausted(attempts));
                 }
-                match self
-                    .try_target(ri, ti, &req, &needs, &cx, &mut attempts)
-                    .await
-                {
+                match self.try_target(ri, ti, req, cx, &mut attempts).await {
                     Outcome::Served(reply, mut served) => {
                         served.failed_attempts = attempts.len();
                         if let Some(h) = session {
@@ -957,7 +1117,7 @@ impl Router {
                     Outcome::Next => {
                         if pos + 1 < n {
                             self.shared.emit(&RouterEvent::Failover {
-                                model: &req.model,
+                                model: req.model(),
                                 provider: &rs.route.targets[ti].provider,
                             });
                         }
@@ -1098,19 +1258,18 @@ impl Router {
     }
 
     /// One target: capabilities, breaker, then its keys in turn.
-    async fn try_target(
+    async fn try_target<J: Job>(
         &self,
         ri: usize,
         ti: usize,
-        req: &ChatRequest,
-        needs: &Needs,
+        req: &J,
         cx: &CallContext,
         attempts: &mut Vec<Attempt>,
-    ) -> Outcome {
+    ) -> Outcome<J::Out> {
         let rs = &self.routes[ri];
         let target = &rs.route.targets[ti];
         let st = &rs.targets[ti];
-        let model = target.model.as_deref().unwrap_or(&req.model);
+        let model = target.model.as_deref().unwrap_or(req.model());
         let skip = |attempts: &mut Vec<Attempt>, e: ProviderError| {
             attempts.push(Attempt {
                 provider: target.provider.clone(),
@@ -1127,39 +1286,10 @@ impl Router {
             );
         };
 
-        let caps = target
-            .capabilities
-            .unwrap_or_else(|| provider.capabilities(model));
-        let missing = needs.missing(&caps);
-        let mut warnings = Vec::new();
-        let mut body = None;
-        if !missing.is_empty() {
-            if rs.route.unsupported == Unsupported::Drop
-                && missing.iter().all(|f| caps::droppable(f))
-            {
-                let mut r = req.clone();
-                model.clone_into(&mut r.model);
-                warnings.push(format!(
-                    "{}/{}: {}",
-                    target.provider,
-                    model,
-                    caps::drop_features(&mut r, &missing)
-                ));
-                body = Some(r);
-            } else {
-                let mut e = ProviderError::new(
-                    ErrorKind::InvalidRequest,
-                    format!(
-                        "{} ({model}) does not support {}",
-                        target.provider,
-                        missing.join(", ")
-                    ),
-                );
-                e.retryable_elsewhere = true;
-                e.counts_against_health = false;
-                return skip(attempts, e);
-            }
-        }
+        let (body, warnings) = match req.for_target(&rs.route, target, provider.as_ref(), model) {
+            Ok(b) => b,
+            Err(e) => return skip(attempts, e),
+        };
 
         let now = Instant::now();
         let (admit, tr) = st.admit(now);
@@ -1237,17 +1367,6 @@ impl Router {
             }
         };
 
-        // The client's request goes as it is unless this target renames the model (or
-        // dropped features above): then a copy, once for all its keys.
-        let body = match body {
-            Some(b) => Cow::Owned(b),
-            None if req.model == model => Cow::Borrowed(req),
-            None => {
-                let mut r = req.clone();
-                model.clone_into(&mut r.model);
-                Cow::Owned(r)
-            }
-        };
         for key in keys {
             let mut kcx = cx.clone();
             let report = KeyReport::new();
@@ -1260,10 +1379,7 @@ impl Router {
             }
             st.in_flight.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
-            let result = match provider.send(&body, kcx).await {
-                Ok(Reply::Stream(s)) => hold::hold(s).await.map(Reply::Stream),
-                other => other,
-            };
+            let result = body.call(provider.as_ref(), kcx).await;
             let done = Instant::now();
             if let (Some(i), Some(p), Some(d)) = (key, pool, report.take()) {
                 self.shared
@@ -1279,22 +1395,15 @@ impl Router {
                 Ok(reply) => {
                     let tr = st.success(Some(done - started), done);
                     self.shared.breaker_changed(st, tr);
-                    let reply = match reply {
-                        Reply::Complete(c) => {
-                            release();
-                            Reply::Complete(c)
-                        }
-                        Reply::Stream(s) => Reply::Stream(Box::pin(hold::Guarded {
-                            inner: s,
-                            guard: hold::Guard {
-                                target: st.clone(),
-                                pool: key.and_then(|i| pool.map(|p| (p.clone(), i))),
-                                shared: self.shared.clone(),
-                                policy: self.policy.clone(),
-                            },
-                            failed: false,
-                        })),
-                    };
+                    let (reply, guarded) = J::served(reply, || hold::Guard {
+                        target: st.clone(),
+                        pool: key.and_then(|i| pool.map(|p| (p.clone(), i))),
+                        shared: self.shared.clone(),
+                        policy: self.policy.clone(),
+                    });
+                    if !guarded {
+                        release();
+                    }
                     return Outcome::Served(
                         reply,
                         Served {

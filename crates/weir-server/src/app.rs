@@ -409,7 +409,15 @@ fn zero_config_text(env: &dyn Fn(&str) -> Option<String>, bedrock: bool) -> Stri
         if set("OPENAI_BASE_URL") {
             text.push_str("base_url = \"${OPENAI_BASE_URL}\"\n");
         }
-        for g in ["gpt-*", "o1*", "o3*", "o4*", "chatgpt-*", "codex-*"] {
+        for g in [
+            "gpt-*",
+            "o1*",
+            "o3*",
+            "o4*",
+            "chatgpt-*",
+            "codex-*",
+            "text-embedding-*",
+        ] {
             model_routes.push((g, "openai"));
         }
     }

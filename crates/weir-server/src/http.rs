@@ -290,7 +290,8 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         (&Method::POST, "/v1/chat/completions") => chat(&app, req, Dialect::OpenAi, &mut log).await,
         (&Method::POST, "/v1/messages/count_tokens") => count_tokens(&app, req, &mut log).await,
         (&Method::GET, "/v1/models") => models(&app, &req, &mut log),
-        (&Method::POST, "/v1/responses" | "/v1/embeddings") => simple_error(
+        (&Method::POST, "/v1/embeddings") => embeddings(&app, req, &mut log).await,
+        (&Method::POST, "/v1/responses") => simple_error(
             Dialect::OpenAi,
             ErrorKind::NotFound,
             format!("{path} is not implemented in this build of Weir yet"),
@@ -436,6 +437,55 @@ fn session(headers: &HeaderMap, req: &ChatRequest) -> Option<String> {
         .or_else(|| req.metadata.as_ref().and_then(|m| m.user_id.clone()))
 }
 
+/// Admits a request under its key's limits and budget (the admission rides in `log`,
+/// which charges the real usage when it is written), or answers 429 (503 when the shared
+/// state cannot be reached).
+async fn admit(
+    app: &App,
+    key: &ClientKey,
+    body_len: usize,
+    dialect: Dialect,
+    log: &mut RequestLog,
+) -> Result<(), Response<Body>> {
+    let Some(limiter) = &key.limiter else {
+        return Ok(());
+    };
+    // About four bytes of JSON per input token; the real usage is charged after.
+    let estimate = (body_len as u64).div_ceil(4);
+    let admitted = match &app.state {
+        // A lease outlives the request by a minute at most if this instance dies.
+        Some(state) => {
+            limiter
+                .admit_shared(
+                    state,
+                    &key.name,
+                    estimate,
+                    app.total_timeout + Duration::from_secs(60),
+                )
+                .await
+        }
+        None => limiter.admit(estimate, Instant::now()),
+    };
+    match admitted {
+        Ok(a) => {
+            log.admission = Some(a);
+            Ok(())
+        }
+        Err(r) => {
+            app.metrics.limit_rejected(&key.name, r.limit);
+            let kind = if r.unavailable {
+                ErrorKind::Overloaded
+            } else {
+                ErrorKind::RateLimited
+            };
+            let e = ApiError::new(kind, r.message);
+            let resp = error_response(dialect, &e, &log.request_id, Some(r.retry_after));
+            log.emit(resp.status().as_u16(), None, None, None);
+            Err(resp)
+        }
+    }
+}
+
 async fn chat(
     app: &App,
     req: Request<Incoming>,
@@ -467,38 +517,8 @@ async fn chat(
             log,
         );
     }
-    if let Some(limiter) = &key.limiter {
-        // About four bytes of JSON per input token; the real usage is charged after.
-        let estimate = (body.len() as u64).div_ceil(4);
-        let admitted = match &app.state {
-            // A lease outlives the request by a minute at most if this instance dies.
-            Some(state) => {
-                limiter
-                    .admit_shared(
-                        state,
-                        &key.name,
-                        estimate,
-                        app.total_timeout + Duration::from_secs(60),
-                    )
-                    .await
-            }
-            None => limiter.admit(estimate, Instant::now()),
-        };
-        match admitted {
-            Ok(a) => log.admission = Some(a),
-            Err(r) => {
-                app.metrics.limit_rejected(&key.name, r.limit);
-                let kind = if r.unavailable {
-                    ErrorKind::Overloaded
-                } else {
-                    ErrorKind::RateLimited
-                };
-                let e = ApiError::new(kind, r.message);
-                let resp = error_response(dialect, &e, &log.request_id, Some(r.retry_after));
-                log.emit(resp.status().as_u16(), None, None, None);
-                return resp;
-            }
-        }
+    if let Err(r) = admit(app, &key, body.len(), dialect, log).await {
+        return r;
     }
     // Usage is what the gateway accounts by; ask OpenAI-dialect streams for it, and keep
     // the extra chunk from clients that did not ask.
@@ -572,6 +592,68 @@ async fn chat(
             if !served.warnings.is_empty() {
                 set_header(&mut r, X_WEIR_WARNING, &served.warnings.join("; "));
             }
+            r
+        }
+    }
+}
+
+/// `POST /v1/embeddings`: OpenAI's embeddings API, routed by `[[models]]` like chat, to
+/// the targets whose provider has embeddings; the upstream's answer goes back as it came.
+async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
+    let dialect = Dialect::OpenAi;
+    let key = match authenticate(app, req.headers(), dialect, log) {
+        Ok(k) => k.clone(),
+        Err(r) => return r,
+    };
+    let (headers, body) = match read_body(app, req, dialect, log).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let ereq = match weir_model::EmbedRequest::decode(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(request_id = %log.request_id, "undecodable request: {e}");
+            return simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log);
+        }
+    };
+    log.model = Some(ereq.model.clone());
+    if !app.allows(&key, &ereq.model) {
+        return simple_error(
+            dialect,
+            ErrorKind::PermissionDenied,
+            format!("the key `{}` may not use model `{}`", key.name, ereq.model),
+            log,
+        );
+    }
+    if let Err(r) = admit(app, &key, body.len(), dialect, log).await {
+        return r;
+    }
+    let mut cx = CallContext::new(log.request_id.clone());
+    cx.forward_headers = forward_headers(&headers);
+    cx.client_dialect = Some(dialect);
+    cx.deadline = log.started.map(|s| s + app.total_timeout);
+    let model_name = ereq.model.clone();
+    let upstream_started = Instant::now();
+    match app.router.embed(ereq, cx).await {
+        Err(RouteError::UnknownModel { model, available }) => {
+            unknown_model(dialect, &key, &model, &available, log)
+        }
+        Err(RouteError::Failed { last, attempts }) => route_failed(dialect, &last, &attempts, log),
+        Ok((resp, served)) => {
+            app.metrics.upstream(
+                &key.name,
+                &model_name,
+                &served.provider,
+                upstream_started.elapsed(),
+            );
+            log.provider = Some(served.provider.clone());
+            log.upstream_model = Some(served.model.clone());
+            let input = resp.usage.input_tokens;
+            log.usage = Some(resp.usage);
+            log.emit(200, None, input, Some(0));
+            let mut r = full(StatusCode::OK, "application/json", resp.body);
+            set_header(&mut r, X_WEIR_PROVIDER, &served.provider);
+            set_header(&mut r, X_WEIR_MODEL, &served.model);
             r
         }
     }

@@ -59,8 +59,11 @@ async fn upstream(script: Script) -> Upstream {
                 let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
                     let (script, seen, hits) = (script.clone(), seen.clone(), hits.clone());
                     async move {
-                        let (parts, body) = req.into_parts();
+                        let (mut parts, body) = req.into_parts();
                         let body = body.collect().await.unwrap().to_bytes().to_vec();
+                        // The path the request went to, for tests that check it.
+                        let path = parts.uri.path().parse().unwrap();
+                        parts.headers.insert("x-test-path", path);
                         seen.lock().unwrap().push((parts.headers, body));
                         hits.fetch_add(1, Ordering::SeqCst);
                         let resp: Response<
@@ -1098,4 +1101,119 @@ async fn the_dashboard_shows_the_status_to_a_browser_with_the_admin_key() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn embeddings_route_like_chat_and_pass_openai_answers_through() {
+    let answer = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-0.5]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":3,"total_tokens":3}}"#;
+    let up = upstream(Script::Reply(200, "application/json", answer.into())).await;
+    let failing = upstream(Script::Reply(
+        503,
+        "application/json",
+        r#"{"error":{"message":"busy","type":"server_error","param":null,"code":null}}"#.into(),
+    ))
+    .await;
+    let (url, admin) = weir_with_admin(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-up-key\"]\n\
+         [providers.busy]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-busy\"]\n\
+         [providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"emb\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"busy\" }}, {{ provider = \"o\", model = \"text-embedding-3-small\" }}]\n\
+         [[models]]\nname = \"chat-only\"\ntargets = [{{ provider = \"a\" }}]\n",
+        up.url, failing.url, up.url
+    ))
+    .await;
+    // Anthropic has no embeddings and is passed over; the busy upstream fails over.
+    let body = json!({"model": "emb", "input": ["hi"], "dimensions": 2, "user": "u"});
+    let r = post(&url, "/v1/embeddings", &body, Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-weir-provider"], "o");
+    assert_eq!(r.headers()["x-weir-model"], "text-embedding-3-small");
+    assert_request_id(&r);
+    assert_eq!(
+        r.text().await.unwrap(),
+        answer,
+        "the answer as the upstream wrote it"
+    );
+    assert_eq!(failing.hits.load(Ordering::SeqCst), 1);
+    let seen = up.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "nothing went to the Anthropic target");
+    let (headers, sent) = &seen[0];
+    assert_eq!(headers["x-test-path"], "/v1/embeddings");
+    assert_eq!(headers["authorization"], "Bearer sk-up-key");
+    let sent: Value = serde_json::from_slice(sent).unwrap();
+    assert_eq!(
+        sent,
+        json!({"model": "text-embedding-3-small", "input": ["hi"], "dimensions": 2, "user": "u"})
+    );
+
+    // The mock embeds offline.
+    let r = post(
+        &url,
+        "/v1/embeddings",
+        &json!({"model": "mock", "input": "hello"}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 8);
+
+    // No target with embeddings: the error says so, in OpenAI's shape.
+    let r = post(
+        &url,
+        "/v1/embeddings",
+        &json!({"model": "chat-only", "input": "x"}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("does not serve embeddings"), "{msg}");
+
+    let r = post(
+        &url,
+        "/v1/embeddings",
+        &json!({"model": "nope", "input": "x"}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "model_not_found");
+    for bad in [
+        json!({"model": "emb"}),
+        json!(["emb"]),
+        json!({"input": "x"}),
+    ] {
+        let r = post(&url, "/v1/embeddings", &bad, Some(KEY)).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    let r = post(&url, "/v1/embeddings", &body, None).await;
+    assert_eq!(r.status(), 401);
+    let r = client()
+        .get(format!("{url}/v1/embeddings"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(up.seen.lock().unwrap().len(), 1);
+
+    // Usage is accounted like chat's.
+    let metrics = client()
+        .get(format!("{admin}/metrics"))
+        .header("authorization", "Bearer sk-admin")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            r#"weir_tokens_total{key="tester",model="emb",provider="o",direction="input"} 3"#
+        ),
+        "{metrics}"
+    );
 }

@@ -621,3 +621,35 @@ fn zero_config_enables_the_providers_whose_keys_are_in_the_environment() {
     let (app, _) = weir_server::zero_config(&env).unwrap();
     assert!(app.router.resolve("mock").is_some());
 }
+
+#[tokio::test]
+async fn azure_embeddings_go_to_the_deployment_with_its_api_key() {
+    let answer = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[1.0]}],"model":"text-embedding-3-large","usage":{"prompt_tokens":2,"total_tokens":2}}"#;
+    let up = FaultyUpstream::start(Behaviour::Status {
+        status: 200,
+        headers: vec![],
+        content_type: "application/json".into(),
+        body: answer.into(),
+    })
+    .await;
+    let url = weir(&format!(
+        "[providers.az]\nkind = \"azure\"\nbase_url = \"{}\"\nkeys = [\"az-secret-key\"]\n\
+         [[models]]\nname = \"embed\"\ntargets = [{{ provider = \"az\", model = \"my-embedder\" }}]\n",
+        up.url()
+    ))
+    .await;
+    let (status, body) = post(
+        &url,
+        "/v1/embeddings",
+        &json!({"model": "embed", "input": "hi"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, answer);
+    let r = &up.requests()[0];
+    assert_eq!(
+        r.path,
+        "/openai/deployments/my-embedder/embeddings?api-version=2024-10-21"
+    );
+    assert_eq!(r.header("api-key"), Some("az-secret-key"));
+}

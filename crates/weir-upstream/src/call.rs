@@ -151,6 +151,34 @@ pub async fn call<D: FrameDecoder>(
     Ok(Reply::Complete(Box::new(r)))
 }
 
+/// POSTs `body` for a whole JSON answer that is not a chat response (embeddings): the
+/// body of a success, or the failure classified like [`call`]'s.
+#[allow(clippy::too_many_arguments)]
+pub async fn post_json(
+    upstream: &Upstream,
+    to: &crate::Endpoint,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    timeouts: &Timeouts,
+    secrets: &[&Secret],
+    decode_error: fn(u16, &[u8]) -> ApiError,
+    report: &KeyReport,
+) -> Result<Vec<u8>, ProviderError> {
+    let mut resp = upstream.send(to, headers, body, timeouts).await?;
+    let status = resp.status();
+    if !status.is_success() {
+        let headers = resp.headers().clone();
+        let body = read_body(&mut resp).await.unwrap_or_default();
+        let mut err = status_error(status, &headers, &body, decode_error);
+        for s in secrets {
+            scrub(&mut err, s.expose());
+        }
+        return Err(err);
+    }
+    report_limits(resp.headers(), report);
+    read_body(&mut resp).await
+}
+
 /// Tells the router when the response's rate-limit headers say the key's limits are spent
 /// (a 429's own wait is in its error; this is for answers that still succeeded).
 pub fn report_limits(headers: &HeaderMap, report: &KeyReport) {

@@ -25,7 +25,9 @@ use weir_model::{ApiError, ErrorKind, ProviderError};
 /// A parsed URL (providers parse their endpoints once, at construction).
 pub use url::Url;
 
-pub use call::{call, report_limits, secret_header, Dialect, HttpProviderConfig, KeyRing};
+pub use call::{
+    call, post_json, report_limits, secret_header, Dialect, HttpProviderConfig, KeyRing,
+};
 pub use ratelimit::{rate_limit_info, RateLimitInfo, MAX_WAIT, UNKNOWN_RESET};
 pub use retry_after::retry_after;
 pub use stream::{

@@ -1,0 +1,185 @@
+//! Embeddings: deterministic unit vectors derived from each input's text.
+
+use weir_model::{ApiError, EmbedRequest, EmbedResponse, ErrorKind, ProviderError, Usage};
+
+/// Dimensions when the request does not ask for a number.
+const DEFAULT_DIMENSIONS: usize = 8;
+/// The most dimensions the mock makes.
+const MAX_DIMENSIONS: usize = 4096;
+
+/// Answers an embeddings request: one vector per input (a string, or one token array),
+/// the same vector for the same text, `dimensions` long (default 8), unit length; as
+/// numbers, or with `encoding_format` `base64` (what OpenAI's Python SDK asks for) as
+/// little-endian 32-bit floats in base64.
+pub(crate) fn embed(req: &EmbedRequest) -> Result<EmbedResponse, ProviderError> {
+    let invalid = |msg: String| {
+        Err(ProviderError::from_api(
+            ApiError::new(ErrorKind::InvalidRequest, msg),
+            None,
+        ))
+    };
+    let inputs: Vec<String> = match serde_json::from_str(req.input.get()) {
+        Ok(serde_json::Value::String(s)) => vec![s],
+        Ok(serde_json::Value::Array(items))
+            if !items.is_empty() && items.iter().all(serde_json::Value::is_number) =>
+        {
+            vec![req.input.get().to_owned()]
+        }
+        Ok(serde_json::Value::Array(items)) if !items.is_empty() => items
+            .into_iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => s,
+                other => other.to_string(),
+            })
+            .collect(),
+        _ => {
+            return invalid(
+                "`input` must be a string, an array of strings or token arrays, not empty".into(),
+            )
+        }
+    };
+    if let Some(e) = inputs.iter().find_map(|t| crate::plan::error_marker(t)) {
+        return Err(e);
+    }
+    let dimensions = match req.get("dimensions").map(|d| d.get()) {
+        None | Some("null") => DEFAULT_DIMENSIONS,
+        Some(d) => match d.parse::<usize>() {
+            Ok(n) if (1..=MAX_DIMENSIONS).contains(&n) => n,
+            _ => {
+                return invalid(format!(
+                    "`dimensions` must be 1 to {MAX_DIMENSIONS}, not {d}"
+                ))
+            }
+        },
+    };
+    let base64 = match req.get("encoding_format").map(|f| f.get()) {
+        None | Some("null" | "\"float\"") => false,
+        Some("\"base64\"") => true,
+        Some(f) => {
+            return invalid(format!(
+                "`encoding_format` must be \"float\" or \"base64\", not {f}"
+            ))
+        }
+    };
+    let mut data = Vec::with_capacity(inputs.len());
+    let mut tokens = 0u64;
+    for (index, text) in inputs.iter().enumerate() {
+        tokens += crate::plan::words(text).max(1) as u64;
+        let v = vector(text, dimensions);
+        let embedding = if base64 {
+            use base64::Engine as _;
+            let bytes: Vec<u8> = v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
+            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+        } else {
+            serde_json::json!(v)
+        };
+        data.push(serde_json::json!({
+            "object": "embedding",
+            "index": index,
+            "embedding": embedding,
+        }));
+    }
+    let body = serde_json::json!({
+        "object": "list",
+        "data": data,
+        "model": req.model,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    });
+    Ok(EmbedResponse {
+        body: body.to_string().into_bytes(),
+        usage: Usage {
+            input_tokens: Some(tokens),
+            output_tokens: Some(0),
+            ..Usage::default()
+        },
+    })
+}
+
+/// A unit vector from `text`: each component from a hash of the text and its position.
+fn vector(text: &str, dimensions: usize) -> Vec<f64> {
+    let seed = fnv(text.as_bytes(), 0xcbf2_9ce4_8422_2325);
+    let raw: Vec<f64> = (0..dimensions as u64)
+        .map(|i| {
+            let h = fnv(&i.to_le_bytes(), seed);
+            // The top 53 bits as a number in [-1, 1).
+            (h >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        })
+        .collect();
+    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+    raw.into_iter()
+        .map(|x| {
+            let v = if norm > 0.0 { x / norm } else { 0.0 };
+            // Six decimals, as a readable, stable answer.
+            (v * 1e6).round() / 1e6
+        })
+        .collect()
+}
+
+fn fnv(bytes: &[u8], mut h: u64) -> u64 {
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn answer(body: &str) -> Result<serde_json::Value, ProviderError> {
+        let r = embed(&EmbedRequest::decode(body.as_bytes()).unwrap())?;
+        Ok(serde_json::from_slice(&r.body).unwrap())
+    }
+
+    #[test]
+    fn the_same_text_gets_the_same_unit_vector() {
+        let a = answer(r#"{"model":"m","input":["hello","world","hello"]}"#).unwrap();
+        let v = |i: usize| a["data"][i]["embedding"].as_array().unwrap().clone();
+        assert_eq!(v(0).len(), 8);
+        assert_eq!(v(0), v(2));
+        assert_ne!(v(0), v(1));
+        let norm: f64 = v(1).iter().map(|x| x.as_f64().unwrap().powi(2)).sum();
+        assert!((norm - 1.0).abs() < 1e-4, "{norm}");
+        assert_eq!(a["data"][2]["index"], 2);
+        assert_eq!(a["usage"]["prompt_tokens"], 3);
+        assert_eq!(a["model"], "m");
+        let one = answer(r#"{"model":"m","input":"hello","dimensions":3}"#).unwrap();
+        assert_eq!(one["data"][0]["embedding"].as_array().unwrap().len(), 3);
+        let b64 = answer(r#"{"model":"m","input":"hello","encoding_format":"base64"}"#).unwrap();
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64["data"][0]["embedding"].as_str().unwrap())
+            .unwrap();
+        let floats: Vec<f32> = bytes
+            .chunks(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+            .collect();
+        let plain = answer(r#"{"model":"m","input":"hello"}"#).unwrap();
+        let plain: Vec<f32> = plain["data"][0]["embedding"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect();
+        assert_eq!(floats, plain);
+        let tokens = answer(r#"{"model":"m","input":[1,2,3]}"#).unwrap();
+        assert_eq!(tokens["data"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn bad_input_and_markers_are_errors() {
+        for body in [
+            r#"{"model":"m","input":[]}"#,
+            r#"{"model":"m","input":5}"#,
+            r#"{"model":"m","input":"a","dimensions":0}"#,
+            r#"{"model":"m","input":"a","encoding_format":"int8"}"#,
+        ] {
+            let e = answer(body).unwrap_err();
+            assert_eq!(e.status, Some(400), "{body}");
+        }
+        let e = answer(r#"{"model":"m","input":"x [mock:error:503]"}"#).unwrap_err();
+        assert_eq!(e.status, Some(503));
+    }
+}
