@@ -7,8 +7,8 @@ use weir_model::{
     Reply, Secret, WireError,
 };
 use weir_upstream::{
-    call, endpoint, read_body, scrub, secret_header, status_error, Endpoint, FrameDecoder,
-    HttpProviderConfig, KeyRing, Upstream,
+    call, endpoint, get_json, listed_ids, read_body, scrub, secret_header, status_error, Endpoint,
+    FrameDecoder, HttpProviderConfig, KeyRing, Upstream, Url,
 };
 
 use crate::{
@@ -34,6 +34,7 @@ pub struct AnthropicProvider {
     keys: KeyRing,
     messages_url: Endpoint,
     count_tokens_url: Endpoint,
+    models_url: Url,
 }
 
 impl AnthropicProvider {
@@ -47,6 +48,11 @@ impl AnthropicProvider {
             count_tokens_url: upstream
                 .endpoint(endpoint(&cfg.base_url, "/v1/messages/count_tokens")?)
                 .map_err(|e| e.message)?,
+            models_url: {
+                let mut u = endpoint(&cfg.base_url, "/v1/models")?;
+                u.set_query(Some("limit=1000"));
+                u
+            },
             cfg,
             upstream,
             keys,
@@ -128,6 +134,24 @@ impl Provider for AnthropicProvider {
             ..Default::default()
         };
         self.count_tokens(req, cx).await.map(|_| ())
+    }
+
+    /// `GET /v1/models` (one page of up to 1000).
+    async fn list_models(&self, cx: CallContext) -> Result<Option<Vec<String>>, ProviderError> {
+        let key = self.keys.pick(&cx);
+        let mut headers = self.headers(key, &cx)?;
+        headers.remove(CONTENT_TYPE);
+        let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();
+        let body = get_json(
+            &self.upstream,
+            &self.models_url,
+            headers,
+            &self.cfg.timeouts,
+            &secrets,
+            decode_error,
+        )
+        .await?;
+        listed_ids(&body).map(Some)
     }
 
     async fn count_tokens(

@@ -54,7 +54,8 @@ pub fn not_built(what: &str) -> String {
 pub struct Routing {
     /// The router over every configured provider.
     pub router: Router,
-    /// Model names that can be listed (exact names; globs cannot be enumerated).
+    /// The exact model names, to list (what glob routes serve comes from their providers'
+    /// own listings: `Router::provider_models`).
     pub listed_models: Vec<String>,
     /// Provider ids and kinds, in id order.
     pub provider_kinds: Vec<(String, String)>,

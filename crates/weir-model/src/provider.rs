@@ -199,6 +199,12 @@ pub trait Provider: Send + Sync {
         Err(e)
     }
 
+    /// The model names the upstream lists (its own `GET /v1/models`), for the gateway's
+    /// listing of glob routes. `Ok(None)`: the provider has no listing.
+    async fn list_models(&self, _cx: CallContext) -> Result<Option<Vec<String>>, ProviderError> {
+        Ok(None)
+    }
+
     /// Counts the input tokens of a request with the upstream's own counter, when it has
     /// one. `Ok(None)`: no counter (the caller estimates).
     async fn count_tokens(

@@ -9,8 +9,8 @@ use weir_model::{
     Provider, ProviderError, Reply, Secret, WireError,
 };
 use weir_upstream::{
-    call, endpoint, post_json, secret_header, Endpoint, FrameDecoder, HttpProviderConfig, KeyRing,
-    Upstream, Url,
+    call, endpoint, get_json, listed_ids, post_json, secret_header, Endpoint, FrameDecoder,
+    HttpProviderConfig, KeyRing, Upstream, Url,
 };
 
 use crate::{
@@ -259,6 +259,30 @@ impl Provider for OpenAiProvider {
             cx.client_dialect,
         )
         .await
+    }
+
+    /// `GET {base_url}/models`. Azure's deployment form has no listing of deployments.
+    async fn list_models(&self, cx: CallContext) -> Result<Option<Vec<String>>, ProviderError> {
+        if matches!(self.flavor, Flavor::AzureDeployment { .. }) {
+            return Ok(None);
+        }
+        let key = self.keys.pick(&cx);
+        let mut headers = self.headers(key, &cx)?;
+        headers.remove(CONTENT_TYPE);
+        let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();
+        let url = endpoint(self.base.as_str(), "/models").map_err(|e| {
+            ProviderError::new(ErrorKind::Internal, format!("no model listing URL: {e}"))
+        })?;
+        let body = get_json(
+            &self.upstream,
+            &url,
+            headers,
+            &self.cfg.timeouts,
+            &secrets,
+            decode_error,
+        )
+        .await?;
+        listed_ids(&body).map(Some)
     }
 
     /// OpenAI's `/embeddings` (Azure: the deployment's), the body passed through with the

@@ -615,7 +615,20 @@ pub struct Router {
     policy: Arc<Policy>,
     shared: Arc<Shared>,
     sessions: Arc<Sessions>,
+    /// Providers' own model listings, by provider id, with when they were fetched (an
+    /// empty list when fetching failed).
+    listings: Arc<Mutex<Listings>>,
 }
+
+/// Providers' model listings by provider id: when fetched, and the names.
+type Listings = HashMap<String, (Instant, Arc<Vec<String>>)>;
+
+/// How long a provider's model listing is kept.
+const LISTING_TTL: Duration = Duration::from_secs(600);
+/// How long a failed listing is kept (as empty) before it is asked again.
+const LISTING_RETRY: Duration = Duration::from_secs(60);
+/// How long a provider may take to list its models.
+const LISTING_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -858,6 +871,7 @@ impl Router {
                 sink: None,
             }),
             sessions: Arc::new(Mutex::new(HashMap::new())),
+            listings: Arc::default(),
         })
     }
 
@@ -889,6 +903,7 @@ impl Router {
         }
         self.shared = other.shared.clone();
         self.sessions = other.sessions.clone();
+        self.listings = other.listings.clone();
         Ok(self)
     }
 
@@ -962,6 +977,74 @@ impl Router {
                     .iter()
                     .position(|r| r.route.is_glob() && glob_match(&r.route.name, model))
             })
+    }
+
+    /// The model names glob routes serve, as their providers list them (their own `GET
+    /// /v1/models`): for each glob route, the names its targets' providers list that match
+    /// the glob and that no earlier route takes, from targets that forward the client's
+    /// model name (a target with its own `model` serves every name as that one model).
+    /// Listings are kept 10 minutes; a provider that cannot list (5 s at most) is asked
+    /// again after a minute, and lists nothing meanwhile.
+    pub async fn provider_models(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for (ri, rs) in self.routes.iter().enumerate() {
+            if !rs.route.name.contains(['*', '?']) {
+                continue;
+            }
+            for target in rs.route.targets.iter().filter(|t| t.model.is_none()) {
+                for id in self.listing(&target.provider).await.iter() {
+                    if glob_match(&rs.route.name, id)
+                        && self.route_index(id) == Some(ri)
+                        && !out.contains(id)
+                    {
+                        out.push(id.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// One provider's listing, fetched when not kept.
+    async fn listing(&self, provider_id: &str) -> Arc<Vec<String>> {
+        let now = Instant::now();
+        if let Some((at, list)) = lock(&self.listings).get(provider_id) {
+            let ttl = if list.is_empty() {
+                LISTING_RETRY
+            } else {
+                LISTING_TTL
+            };
+            if now.saturating_duration_since(*at) < ttl {
+                return list.clone();
+            }
+        }
+        let Some(provider) = self.providers.get(provider_id) else {
+            return Arc::default();
+        };
+        let mut cx = CallContext::new(format!("list_{:016x}", rand::random::<u64>()));
+        if let Some(p) = self.pools.get(provider_id) {
+            if let Some(&i) = p.candidates(now).usable.first() {
+                cx.key = Some(p.keys[i].secret.clone());
+            }
+        }
+        let list = match tokio::time::timeout(LISTING_TIMEOUT, provider.list_models(cx)).await {
+            Ok(Ok(Some(ids))) => ids,
+            Ok(Ok(None)) => Vec::new(),
+            Ok(Err(e)) => {
+                tracing::warn!(provider = provider_id, kind = ?e.kind, status = e.status, "the provider's model listing failed: {}", e.message);
+                Vec::new()
+            }
+            Err(_) => {
+                tracing::warn!(
+                    provider = provider_id,
+                    "the provider's model listing timed out"
+                );
+                Vec::new()
+            }
+        };
+        let list = Arc::new(list);
+        lock(&self.listings).insert(provider_id.to_owned(), (Instant::now(), list.clone()));
+        list
     }
 
     fn unknown(&self, model: &str) -> RouteError {

@@ -289,7 +289,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         (&Method::POST, "/v1/messages") => chat(&app, req, Dialect::Anthropic, &mut log).await,
         (&Method::POST, "/v1/chat/completions") => chat(&app, req, Dialect::OpenAi, &mut log).await,
         (&Method::POST, "/v1/messages/count_tokens") => count_tokens(&app, req, &mut log).await,
-        (&Method::GET, "/v1/models") => models(&app, &req, &mut log),
+        (&Method::GET, "/v1/models") => models(&app, &req, &mut log).await,
         (&Method::POST, "/v1/embeddings") => embeddings(&app, req, &mut log).await,
         (&Method::POST, "/v1/responses") => simple_error(
             Dialect::OpenAi,
@@ -743,7 +743,7 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
     r
 }
 
-fn models(app: &App, req: &Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
+async fn models(app: &App, req: &Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
     let anthropic =
         req.headers().contains_key("anthropic-version") || req.headers().contains_key("x-api-key");
     let dialect = if anthropic {
@@ -755,11 +755,14 @@ fn models(app: &App, req: &Request<Incoming>, log: &mut RequestLog) -> Response<
         Ok(k) => k,
         Err(r) => return r,
     };
-    let names: Vec<&String> = app
-        .listed_models
-        .iter()
-        .filter(|m| app.allows(key, m))
-        .collect();
+    // Exact names, then what glob routes serve as their providers list it.
+    let from_providers = app.router.provider_models().await;
+    let mut names: Vec<&String> = Vec::new();
+    for m in app.listed_models.iter().chain(&from_providers) {
+        if app.allows(key, m) && !names.contains(&m) {
+            names.push(m);
+        }
+    }
     let body = if anthropic {
         let data: Vec<serde_json::Value> = names
             .iter()

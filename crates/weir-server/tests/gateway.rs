@@ -1217,3 +1217,62 @@ async fn embeddings_route_like_chat_and_pass_openai_answers_through() {
         "{metrics}"
     );
 }
+
+#[tokio::test]
+async fn models_lists_what_glob_routes_serve_as_their_providers_list_it() {
+    let up = upstream(Script::Reply(
+        200,
+        "application/json",
+        r#"{"object":"list","data":[{"id":"gpt-4o","object":"model"},{"id":"dall-e-3","object":"model"},{"id":"gpt-exact","object":"model"}]}"#.into(),
+    ))
+    .await;
+    let down = upstream(Script::Reply(
+        500,
+        "application/json",
+        r#"{"error":{"message":"no","type":"server_error"}}"#.into(),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-up\"]\n\
+         [providers.d]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-down\"]\n\
+         [[models]]\nname = \"gpt-exact\"\ntargets = [{{ provider = \"mock\" }}]\n\
+         [[models]]\nname = \"gpt-*\"\ntargets = [{{ provider = \"o\" }}]\n\
+         [[models]]\nname = \"pinned-*\"\ntargets = [{{ provider = \"o\", model = \"gpt-4o\" }}]\n\
+         [[models]]\nname = \"other-*\"\ntargets = [{{ provider = \"d\" }}]\n\
+         [[auth.keys]]\nname = \"narrow\"\nkey = \"sk-narrow\"\nmodels = [\"gpt-4*\"]\n",
+        up.url, down.url
+    ))
+    .await;
+    let list = |key: &'static str| {
+        let url = url.clone();
+        async move {
+            let v: Value = client()
+                .get(format!("{url}/v1/models"))
+                .header("authorization", format!("Bearer {key}"))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["id"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    // The exact names, then what `gpt-*` serves: not `dall-e-3` (no route takes it), not
+    // `gpt-exact` again (its own route takes it), nothing for `pinned-*` (one fixed
+    // model) or for the provider that could not list.
+    let all = list(KEY).await;
+    assert_eq!(all, ["gpt-exact", "mock", "gpt-4o"]);
+    assert_eq!(list("sk-narrow").await, ["gpt-4o"]);
+    // Listed once, with the provider's key, and kept.
+    assert_eq!(up.hits.load(Ordering::SeqCst), 1);
+    let seen = up.seen.lock().unwrap().clone();
+    assert_eq!(seen[0].0["x-test-path"], "/v1/models");
+    assert_eq!(seen[0].0["authorization"], "Bearer sk-up");
+    assert_eq!(down.hits.load(Ordering::SeqCst), 1);
+}

@@ -164,7 +164,29 @@ pub async fn post_json(
     decode_error: fn(u16, &[u8]) -> ApiError,
     report: &KeyReport,
 ) -> Result<Vec<u8>, ProviderError> {
-    let mut resp = upstream.send(to, headers, body, timeouts).await?;
+    let resp = upstream.send(to, headers, body, timeouts).await?;
+    json_answer(resp, secrets, decode_error, report).await
+}
+
+/// GETs a JSON listing (`/v1/models`), as [`post_json`] posts.
+pub async fn get_json(
+    upstream: &Upstream,
+    url: &crate::Url,
+    headers: HeaderMap,
+    timeouts: &Timeouts,
+    secrets: &[&Secret],
+    decode_error: fn(u16, &[u8]) -> ApiError,
+) -> Result<Vec<u8>, ProviderError> {
+    let resp = upstream.get(url, headers, timeouts).await?;
+    json_answer(resp, secrets, decode_error, &KeyReport::default()).await
+}
+
+async fn json_answer(
+    mut resp: crate::Response,
+    secrets: &[&Secret],
+    decode_error: fn(u16, &[u8]) -> ApiError,
+    report: &KeyReport,
+) -> Result<Vec<u8>, ProviderError> {
     let status = resp.status();
     if !status.is_success() {
         let headers = resp.headers().clone();
@@ -177,6 +199,27 @@ pub async fn post_json(
     }
     report_limits(resp.headers(), report);
     read_body(&mut resp).await
+}
+
+/// The ids of a model listing (`{"data": [{"id": ...}, ...]}`, OpenAI's and Anthropic's
+/// shape).
+pub fn listed_ids(body: &[u8]) -> Result<Vec<String>, ProviderError> {
+    #[derive(serde::Deserialize)]
+    struct Listing {
+        data: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        id: String,
+    }
+    serde_json::from_slice::<Listing>(body)
+        .map(|l| l.data.into_iter().map(|e| e.id).collect())
+        .map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Decode,
+                format!("the upstream's model listing could not be read: {e}"),
+            )
+        })
 }
 
 /// Tells the router when the response's rate-limit headers say the key's limits are spent

@@ -26,7 +26,8 @@ use weir_model::{ApiError, ErrorKind, ProviderError};
 pub use url::Url;
 
 pub use call::{
-    call, post_json, report_limits, secret_header, Dialect, HttpProviderConfig, KeyRing,
+    call, get_json, listed_ids, post_json, report_limits, secret_header, Dialect,
+    HttpProviderConfig, KeyRing,
 };
 pub use ratelimit::{rate_limit_info, RateLimitInfo, MAX_WAIT, UNKNOWN_RESET};
 pub use retry_after::retry_after;
@@ -219,6 +220,29 @@ impl Upstream {
     pub async fn send(
         &self,
         to: &Endpoint,
+        headers: HeaderMap,
+        body: Vec<u8>,
+        t: &Timeouts,
+    ) -> Result<Response, ProviderError> {
+        self.request(http::Method::POST, to, headers, body, t).await
+    }
+
+    /// GETs `url` (a listing), as [`Upstream::post`] posts.
+    pub async fn get(
+        &self,
+        url: &Url,
+        headers: HeaderMap,
+        t: &Timeouts,
+    ) -> Result<Response, ProviderError> {
+        let to = Endpoint::new(url.clone())?;
+        self.request(http::Method::GET, &to, headers, Vec::new(), t)
+            .await
+    }
+
+    async fn request(
+        &self,
+        method: http::Method,
+        to: &Endpoint,
         mut headers: HeaderMap,
         body: Vec<u8>,
         t: &Timeouts,
@@ -229,7 +253,7 @@ impl Upstream {
             headers.insert(http::header::HOST, host.clone());
         }
         let mut req = http::Request::new(http_body_util::Full::new(bytes::Bytes::from(body)));
-        *req.method_mut() = http::Method::POST;
+        *req.method_mut() = method;
         if let Some(auth) = self.proxies.http_auth(&to.uri) {
             headers.insert(http::header::PROXY_AUTHORIZATION, auth);
         }
