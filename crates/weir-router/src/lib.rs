@@ -986,13 +986,29 @@ impl Router {
     /// Listings are kept 10 minutes; a provider that cannot list (5 s at most) is asked
     /// again after a minute, and lists nothing meanwhile.
     pub async fn provider_models(&self) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        for (ri, rs) in self.routes.iter().enumerate() {
-            if !rs.route.name.contains(['*', '?']) {
-                continue;
+        let globs = || {
+            self.routes
+                .iter()
+                .enumerate()
+                .filter(|(_, rs)| rs.route.name.contains(['*', '?']))
+        };
+        // Every provider asked at once: a slow one delays the answer by its own time only.
+        let mut ids: Vec<&str> = Vec::new();
+        for (_, rs) in globs() {
+            for t in rs.route.targets.iter().filter(|t| t.model.is_none()) {
+                if !ids.contains(&t.provider.as_str()) {
+                    ids.push(&t.provider);
+                }
             }
+        }
+        let lists = futures_util::future::join_all(ids.iter().map(|id| self.listing(id))).await;
+        let mut out: Vec<String> = Vec::new();
+        for (ri, rs) in globs() {
             for target in rs.route.targets.iter().filter(|t| t.model.is_none()) {
-                for id in self.listing(&target.provider).await.iter() {
+                let Some(at) = ids.iter().position(|id| *id == target.provider) else {
+                    continue;
+                };
+                for id in lists[at].iter() {
                     if glob_match(&rs.route.name, id)
                         && self.route_index(id) == Some(ri)
                         && !out.contains(id)
