@@ -218,3 +218,21 @@ def test_openai_sdk_embeddings_both_encodings(weir_factory):
     assert len(f.data[0].embedding) == 4
     with pytest.raises(openai.NotFoundError):
         c.embeddings.create(model="no-such-model", input="x")
+
+
+def test_openai_sdk_responses_api_plain_and_streaming(weir_factory):
+    w = weir_factory()
+    c = o_client(w)
+    r = c.responses.create(model="mock", input="hello")
+    assert r.output_text == "Mock reply to: hello"
+    assert r.usage.input_tokens > 0 and r.usage.output_tokens > 0
+    r = c.responses.create(model="mock", input=[{"role": "user", "content": [{"type": "input_text", "text": "hi there"}]}])
+    assert r.output_text == "Mock reply to: hi there"
+    with c.responses.stream(model="mock", input="hello") as s:
+        deltas = [e.delta for e in s if e.type == "response.output_text.delta"]
+        final = s.get_final_response()
+    assert "".join(deltas) == "Mock reply to: hello"
+    assert final.output_text == "Mock reply to: hello"
+    assert final.usage.output_tokens > 0
+    with pytest.raises(openai.RateLimitError):
+        c.responses.create(model="mock", input="[mock:error:429]")

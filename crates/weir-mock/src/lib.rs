@@ -6,7 +6,8 @@
 //! on request through markers in the user's text (`[mock:error:529]`,
 //! `[mock:error-after-first:500]`). The same request always gets the same answer, ids
 //! included. Embeddings are unit vectors derived from each input's text (8 dimensions
-//! unless `dimensions` asks otherwise).
+//! unless `dimensions` asks otherwise). The Responses API gets the last user text echoed
+//! as one message (no tool calls), whole or streamed with OpenAI's events.
 //!
 //! It knows nothing about wire formats, HTTP, routing or configuration files: it sees only
 //! canonical [`ChatRequest`]s and produces canonical replies and frames, exactly in the
@@ -17,6 +18,7 @@
 mod args;
 mod embed;
 mod plan;
+mod responses;
 mod stream;
 
 use std::time::Duration;
@@ -101,6 +103,15 @@ impl Provider for MockProvider {
         } else {
             Ok(Reply::Complete(Box::new(answer.to_response())))
         }
+    }
+
+    /// The last user text echoed, whole or streamed with OpenAI's events.
+    async fn responses(
+        &self,
+        req: &weir_model::ResponsesRequest,
+        _cx: CallContext,
+    ) -> Result<weir_model::ResponsesReply, ProviderError> {
+        responses::respond(req, self.opts.stream_delay)
     }
 
     /// Deterministic unit vectors (see the crate docs).

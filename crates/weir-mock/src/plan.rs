@@ -270,7 +270,7 @@ fn chosen_tools<'a>(req: &'a ChatRequest, user: &str) -> Vec<&'a FunctionTool> {
 }
 
 /// The plain answer: an echo of the user, padded out when they ask for something long.
-fn echo(user: &str) -> String {
+pub(crate) fn echo(user: &str) -> String {
     let mut text = format!("Mock reply to: {}", clip(&collapse(user), QUOTE_CHARS));
     let long = user
         .split(|c: char| !c.is_alphanumeric())

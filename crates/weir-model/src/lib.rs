@@ -17,6 +17,7 @@ pub mod provider;
 pub mod raw;
 pub mod request;
 pub mod response;
+pub mod responses;
 pub mod secret;
 pub mod stream;
 pub mod wire;
@@ -36,5 +37,6 @@ pub use request::{
     ThinkingConfig, Tool, ToolChoice,
 };
 pub use response::{ChatResponse, StopReason, Usage};
+pub use responses::{ByteStream, ResponsesReply, ResponsesRequest};
 pub use secret::Secret;
 pub use stream::{Delta, Frame, SourceEvent, StreamEvent};

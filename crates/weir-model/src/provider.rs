@@ -199,6 +199,25 @@ pub trait Provider: Send + Sync {
         Err(e)
     }
 
+    /// Serves a Responses API request (`req.model` is already this target's model), the
+    /// answer passed through as the upstream wrote it. Providers without the Responses API
+    /// keep this default: a 400 that sends the router on to the next target, without
+    /// counting against this one's health.
+    async fn responses(
+        &self,
+        _req: &crate::ResponsesRequest,
+        _cx: CallContext,
+    ) -> Result<crate::ResponsesReply, ProviderError> {
+        let mut e = ProviderError::new(
+            crate::ErrorKind::InvalidRequest,
+            format!("provider `{}` does not serve the Responses API", self.id()),
+        );
+        e.status = Some(400);
+        e.retryable_elsewhere = true;
+        e.counts_against_health = false;
+        Err(e)
+    }
+
     /// The model names the upstream lists (its own `GET /v1/models`), for the gateway's
     /// listing of glob routes. `Ok(None)`: the provider has no listing.
     async fn list_models(&self, _cx: CallContext) -> Result<Option<Vec<String>>, ProviderError> {

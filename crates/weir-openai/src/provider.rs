@@ -9,8 +9,8 @@ use weir_model::{
     Provider, ProviderError, Reply, Secret, WireError,
 };
 use weir_upstream::{
-    call, endpoint, get_json, listed_ids, post_json, secret_header, Endpoint, FrameDecoder,
-    HttpProviderConfig, KeyRing, Upstream, Url,
+    call, endpoint, get_json, listed_ids, post_json, post_passthrough, secret_header, Endpoint,
+    FrameDecoder, HttpProviderConfig, KeyRing, Upstream, Url,
 };
 
 use crate::{
@@ -54,6 +54,7 @@ pub struct OpenAiProvider {
     keys: KeyRing,
     chat_url: Endpoint,
     embeddings_url: Endpoint,
+    responses_url: Endpoint,
     base: Url,
     flavor: Flavor,
     preset: Option<Preset>,
@@ -69,6 +70,9 @@ impl OpenAiProvider {
                 .map_err(|e| e.message)?,
             embeddings_url: upstream
                 .endpoint(endpoint(&cfg.base_url, "/embeddings")?)
+                .map_err(|e| e.message)?,
+            responses_url: upstream
+                .endpoint(endpoint(&cfg.base_url, "/responses")?)
                 .map_err(|e| e.message)?,
             base: endpoint(&cfg.base_url, "")?,
             cfg,
@@ -257,6 +261,43 @@ impl Provider for OpenAiProvider {
             dialect,
             &cx.report,
             cx.client_dialect,
+        )
+        .await
+    }
+
+    /// `{base_url}/responses`, passed through. Azure's deployment form has no Responses
+    /// API; a `base_url` ending in `/openai/v1` does.
+    async fn responses(
+        &self,
+        req: &weir_model::ResponsesRequest,
+        cx: CallContext,
+    ) -> Result<weir_model::ResponsesReply, ProviderError> {
+        if matches!(self.flavor, Flavor::AzureDeployment { .. }) {
+            let mut e = ProviderError::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "provider `{}` uses Azure's deployment URLs, which have no Responses API (a base_url ending in /openai/v1 has)",
+                    self.cfg.id
+                ),
+            );
+            e.status = Some(400);
+            e.retryable_elsewhere = true;
+            e.counts_against_health = false;
+            return Err(e);
+        }
+        let key = self.keys.pick(&cx);
+        let headers = self.headers(key, &cx)?;
+        let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();
+        post_passthrough(
+            &self.upstream,
+            &self.responses_url,
+            headers,
+            req.encode(),
+            &self.cfg.timeouts,
+            req.stream,
+            &secrets,
+            decode_error,
+            &cx.report,
         )
         .await
     }

@@ -110,3 +110,28 @@ impl Stream for Guarded {
         item
     }
 }
+
+/// A passed-through byte stream being served (the Responses API): holds the in-flight
+/// counts, and counts a failure after the first byte against the target's health.
+pub(crate) struct GuardedBytes {
+    pub inner: weir_model::ByteStream,
+    pub guard: Guard,
+    pub failed: bool,
+}
+
+impl Stream for GuardedBytes {
+    type Item = Result<bytes::Bytes, ProviderError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let item = self.inner.as_mut().poll_next(cx);
+        if let Poll::Ready(Some(Err(e))) = &item {
+            if e.counts_against_health && !self.failed {
+                self.failed = true;
+                let g = &self.guard;
+                let t = g.target.failure(&g.policy, Instant::now());
+                g.shared.breaker_changed(&g.target, t);
+            }
+        }
+        item
+    }
+}

@@ -74,7 +74,7 @@ use std::time::{Duration, Instant};
 
 use weir_model::{
     CallContext, Capabilities, ChatRequest, EmbedRequest, EmbedResponse, ErrorKind, KeyReport,
-    Provider, ProviderError, Reply,
+    Provider, ProviderError, Reply, ResponsesReply, ResponsesRequest,
 };
 
 pub use glob::glob_match;
@@ -761,6 +761,51 @@ impl Job for ChatRequest {
     }
 }
 
+impl Job for ResponsesRequest {
+    type Out = ResponsesReply;
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn for_target(
+        &self,
+        _route: &Route,
+        _target: &Target,
+        _provider: &dyn Provider,
+        model: &str,
+    ) -> Result<(Cow<'_, Self>, Vec<String>), ProviderError> {
+        if self.model == model {
+            return Ok((Cow::Borrowed(self), Vec::new()));
+        }
+        let mut r = self.clone();
+        model.clone_into(&mut r.model);
+        Ok((Cow::Owned(r), Vec::new()))
+    }
+
+    async fn call<'a>(
+        &'a self,
+        provider: &'a dyn Provider,
+        cx: CallContext,
+    ) -> Result<ResponsesReply, ProviderError> {
+        provider.responses(self, cx).await
+    }
+
+    fn served(out: ResponsesReply, guard: impl FnOnce() -> hold::Guard) -> (ResponsesReply, bool) {
+        match out {
+            ResponsesReply::Stream(s) => (
+                ResponsesReply::Stream(Box::pin(hold::GuardedBytes {
+                    inner: s,
+                    guard: guard(),
+                    failed: false,
+                })),
+                true,
+            ),
+            whole => (whole, false),
+        }
+    }
+}
+
 impl Job for EmbedRequest {
     type Out = EmbedResponse;
 
@@ -1150,6 +1195,17 @@ impl Router {
         req: EmbedRequest,
         cx: CallContext,
     ) -> Result<(EmbedResponse, Served), RouteError> {
+        self.walk(&req, &cx).await
+    }
+
+    /// Sends a Responses API request, walking its route's targets as [`Router::send`] does.
+    /// Targets whose provider has no Responses API are passed over. A stream is served as
+    /// soon as the upstream answered with one (there is no canonical content to wait for).
+    pub async fn responses(
+        &self,
+        req: ResponsesRequest,
+        cx: CallContext,
+    ) -> Result<(ResponsesReply, Served), RouteError> {
         self.walk(&req, &cx).await
     }
 

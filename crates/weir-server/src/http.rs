@@ -291,12 +291,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         (&Method::POST, "/v1/messages/count_tokens") => count_tokens(&app, req, &mut log).await,
         (&Method::GET, "/v1/models") => models(&app, &req, &mut log).await,
         (&Method::POST, "/v1/embeddings") => embeddings(&app, req, &mut log).await,
-        (&Method::POST, "/v1/responses") => simple_error(
-            Dialect::OpenAi,
-            ErrorKind::NotFound,
-            format!("{path} is not implemented in this build of Weir yet"),
-            &log,
-        ),
+        (&Method::POST, "/v1/responses") => responses(&app, req, &mut log).await,
         (_, "/health") => method_not_allowed(dialect, &method, &path, "GET, HEAD", &log),
         (_, "/v1/models") => method_not_allowed(dialect, &method, &path, "GET", &log),
         (
@@ -652,6 +647,79 @@ async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> 
             log.usage = Some(resp.usage);
             log.emit(200, None, input, Some(0));
             let mut r = full(StatusCode::OK, "application/json", resp.body);
+            set_header(&mut r, X_WEIR_PROVIDER, &served.provider);
+            set_header(&mut r, X_WEIR_MODEL, &served.model);
+            r
+        }
+    }
+}
+
+/// `POST /v1/responses`: OpenAI's Responses API, routed by `[[models]]` like chat to the
+/// targets whose provider speaks it, and passed through: the request with only its model
+/// renamed, the answer (whole or streamed) as the upstream wrote it.
+async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
+    let dialect = Dialect::OpenAi;
+    let key = match authenticate(app, req.headers(), dialect, log) {
+        Ok(k) => k.clone(),
+        Err(r) => return r,
+    };
+    let (headers, body) = match read_body(app, req, dialect, log).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let rreq = match weir_model::ResponsesRequest::decode(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!(request_id = %log.request_id, "undecodable request: {e}");
+            return simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log);
+        }
+    };
+    log.model = Some(rreq.model.clone());
+    if !app.allows(&key, &rreq.model) {
+        return simple_error(
+            dialect,
+            ErrorKind::PermissionDenied,
+            format!("the key `{}` may not use model `{}`", key.name, rreq.model),
+            log,
+        );
+    }
+    if let Err(r) = admit(app, &key, body.len(), dialect, log).await {
+        return r;
+    }
+    let mut cx = CallContext::new(log.request_id.clone());
+    cx.forward_headers = forward_headers(&headers);
+    cx.client_dialect = Some(dialect);
+    cx.deadline = log.started.map(|s| s + app.total_timeout);
+    let model_name = rreq.model.clone();
+    let upstream_started = Instant::now();
+    match app.router.responses(rreq, cx).await {
+        Err(RouteError::UnknownModel { model, available }) => {
+            unknown_model(dialect, &key, &model, &available, log)
+        }
+        Err(RouteError::Failed { last, attempts }) => route_failed(dialect, &last, &attempts, log),
+        Ok((reply, served)) => {
+            app.metrics.upstream(
+                &key.name,
+                &model_name,
+                &served.provider,
+                upstream_started.elapsed(),
+            );
+            log.provider = Some(served.provider.clone());
+            log.upstream_model = Some(served.model.clone());
+            let mut r = match reply {
+                weir_model::ResponsesReply::Complete { body, usage } => {
+                    let (input, output) = (usage.total_input(), usage.output_tokens);
+                    log.usage = Some(usage);
+                    log.emit(200, None, Some(input), output);
+                    full(StatusCode::OK, "application/json", body)
+                }
+                weir_model::ResponsesReply::Stream(s) => {
+                    let request_id = log.request_id.clone();
+                    let slog = StreamLog::new(std::mem::take(log));
+                    log.request_id = request_id;
+                    crate::sse::passthrough_response(s, slog)
+                }
+            };
             set_header(&mut r, X_WEIR_PROVIDER, &served.provider);
             set_header(&mut r, X_WEIR_MODEL, &served.model);
             r

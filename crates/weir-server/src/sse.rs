@@ -12,7 +12,7 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Frame as BodyFrame;
-use weir_model::{ApiError, Dialect, EventStream, Frame, StreamEvent};
+use weir_model::{ApiError, ByteStream, Dialect, EventStream, Frame, StreamEvent};
 
 use crate::http::{Body, RequestLog};
 
@@ -246,7 +246,11 @@ pub(crate) fn sse_response(
         log,
         done: false,
     };
-    let mut r = Response::new(SseBody(state).boxed_unsync());
+    sse_headers(Response::new(SseBody(state).boxed_unsync()))
+}
+
+/// 200 with the headers of an event stream.
+fn sse_headers(mut r: Response<Body>) -> Response<Body> {
     *r.status_mut() = StatusCode::OK;
     let h = r.headers_mut();
     h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
@@ -260,4 +264,135 @@ fn error_event(enc: &mut Encoder, _dialect: Dialect, e: &ApiError, out: &mut Vec
     let f = Frame::from_events(vec![StreamEvent::Error(e.clone())]);
     // Encoding an error event writes plain JSON; it cannot fail.
     let _ = enc.encode(&f, out);
+}
+
+/// A passed-through stream (the Responses API): the upstream's bytes go to the client as
+/// they come; a copy is read as SSE only for the usage its final event carries
+/// (`response.completed`, `response.incomplete` or `response.failed`). A failure after
+/// the first byte ends it with the Responses API's `error` event.
+pub(crate) fn passthrough_response(upstream: ByteStream, log: StreamLog) -> Response<Body> {
+    let scan = weir_sse::Decoder::with_limits(weir_sse::Limits {
+        max_line_bytes: 64 << 20,
+        max_event_bytes: 64 << 20,
+    });
+    sse_headers(Response::new(
+        PassthroughBody {
+            upstream,
+            log,
+            scan: Some(scan),
+            events: Vec::new(),
+            done: false,
+        }
+        .boxed_unsync(),
+    ))
+}
+
+struct PassthroughBody {
+    upstream: ByteStream,
+    log: StreamLog,
+    /// `None` once the copy could not be read as SSE (the bytes still go through).
+    scan: Option<weir_sse::Decoder>,
+    events: Vec<weir_sse::Event>,
+    done: bool,
+}
+
+impl PassthroughBody {
+    fn observe(&mut self, bytes: &[u8]) {
+        let Some(scan) = &mut self.scan else {
+            return;
+        };
+        if scan.feed(bytes, &mut self.events).is_err() {
+            self.scan = None;
+            return;
+        }
+        for ev in self.events.drain(..) {
+            if !matches!(
+                ev.event(),
+                Some("response.completed" | "response.incomplete" | "response.failed")
+            ) {
+                continue;
+            }
+            #[derive(serde::Deserialize)]
+            struct Final<'a> {
+                #[serde(borrow)]
+                response: Option<&'a serde_json::value::RawValue>,
+            }
+            let usage = serde_json::from_str::<Final<'_>>(ev.data())
+                .ok()
+                .and_then(|f| f.response)
+                .and_then(|r| {
+                    weir_model::responses::response_usage(r.get())
+                        .ok()
+                        .flatten()
+                });
+            if let Some(u) = usage {
+                self.log.input = Some(u.total_input());
+                self.log.output = u.output_tokens;
+                self.log.log.usage = Some(u);
+            }
+        }
+    }
+}
+
+impl hyper::body::Body for PassthroughBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<BodyFrame<Bytes>, Infallible>>> {
+        let me = self.get_mut();
+        if me.done {
+            return Poll::Ready(None);
+        }
+        match me.upstream.poll_next_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(None) => {
+                me.done = true;
+                me.log.set_outcome("complete");
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Ok(bytes))) => {
+                if me.log.first_byte.is_none() {
+                    me.log.first_byte = Some(Instant::now());
+                }
+                me.observe(&bytes);
+                Poll::Ready(Some(Ok(BodyFrame::data(bytes))))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                me.done = true;
+                me.log.set_outcome("upstream failed");
+                tracing::warn!(request_id = %me.log.log.request_id, kind = ?e.kind, "upstream stream failed: {}", e.message);
+                let api = e
+                    .api_error
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(|| ApiError::new(e.kind, e.message.clone()));
+                Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(
+                    responses_error_event(&api),
+                )))))
+            }
+        }
+    }
+}
+
+/// The Responses API's stream error event (`{"type":"error","code",...}`), with the type
+/// OpenAI's error bodies give the error as its code.
+fn responses_error_event(e: &ApiError) -> Vec<u8> {
+    let (_, body) = weir_openai::encode_error(e);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+    let inner = &v["error"];
+    let code = inner["code"]
+        .as_str()
+        .or(inner["type"].as_str())
+        .unwrap_or("server_error");
+    let data = serde_json::json!({
+        "type": "error",
+        "code": code,
+        "message": e.message,
+        "param": null,
+    });
+    // A leading blank line ends an event the upstream left unfinished.
+    format!("\n\nevent: error\ndata: {data}\n\n").into_bytes()
 }

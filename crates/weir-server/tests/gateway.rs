@@ -1276,3 +1276,133 @@ async fn models_lists_what_glob_routes_serve_as_their_providers_list_it() {
     assert_eq!(seen[0].0["authorization"], "Bearer sk-up");
     assert_eq!(down.hits.load(Ordering::SeqCst), 1);
 }
+
+/// A Responses API stream as OpenAI writes it (shortened).
+const RESPONSES_STREAM: &str = concat!(
+    "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"in_progress\",\"model\":\"gpt-x\",\"output\":[],\"usage\":null}}\n\n",
+    "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hi\"}\n\n",
+    "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"completed\",\"model\":\"gpt-x\",\"output\":[],\"usage\":{\"input_tokens\":11,\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":5,\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":16}}}\n\n",
+);
+
+#[tokio::test]
+async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed() {
+    let whole = r#"{"id":"resp_2","object":"response","status":"completed","model":"gpt-x","output":[{"type":"message","id":"msg_2","role":"assistant","content":[{"type":"output_text","text":"Hello","annotations":[]}]}],"usage":{"input_tokens":20,"input_tokens_details":{"cached_tokens":8},"output_tokens":3,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":23}}"#;
+    let up = upstream(Script::Reply(200, "application/json", whole.into())).await;
+    let streaming = upstream(Script::Reply(
+        200,
+        "text/event-stream",
+        RESPONSES_STREAM.into(),
+    ))
+    .await;
+    let (url, admin) = weir_with_admin(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-up\"]\n\
+         [providers.s]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-up\"]\n\
+         [providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"o\", model = \"gpt-x\" }}]\n\
+         [[models]]\nname = \"rs\"\ntargets = [{{ provider = \"s\", model = \"gpt-x\" }}]\n\
+         [[models]]\nname = \"anthropic-only\"\ntargets = [{{ provider = \"a\" }}]\n",
+        up.url, streaming.url, up.url
+    ))
+    .await;
+    let body = json!({"model": "r", "input": "hi", "store": false, "tools": []});
+    let r = post(&url, "/v1/responses", &body, Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-weir-provider"], "o");
+    assert_eq!(r.headers()["x-weir-model"], "gpt-x");
+    assert_eq!(r.text().await.unwrap(), whole);
+    let seen = up.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "nothing went to the Anthropic target");
+    assert_eq!(seen[0].0["x-test-path"], "/v1/responses");
+    let sent: Value = serde_json::from_slice(&seen[0].1).unwrap();
+    assert_eq!(
+        sent,
+        json!({"model": "gpt-x", "input": "hi", "store": false, "tools": []})
+    );
+
+    // Streamed: the upstream's bytes, as they came.
+    let r = post(
+        &url,
+        "/v1/responses",
+        &json!({"model": "rs", "input": "hi", "stream": true}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    assert_eq!(r.headers()["cache-control"], "no-cache");
+    assert!(r.headers().get("content-length").is_none());
+    assert_eq!(r.text().await.unwrap(), RESPONSES_STREAM);
+
+    // A stream asked of an upstream that answers with JSON is no stream: a 502.
+    let r = post(
+        &url,
+        "/v1/responses",
+        &json!({"model": "r", "input": "hi", "stream": true}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 502);
+
+    let r = post(
+        &url,
+        "/v1/responses",
+        &json!({"model": "anthropic-only", "input": "hi"}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("does not serve the Responses API"), "{msg}");
+    for bad in [
+        json!({"input": "x"}),
+        json!({"model": "r", "stream": "yes"}),
+        json!([1]),
+    ] {
+        let r = post(&url, "/v1/responses", &bad, Some(KEY)).await;
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+
+    // Usage of both is accounted: 20 + 11 input tokens, 3 + 5 output.
+    let metrics = client()
+        .get(format!("{admin}/metrics"))
+        .header("authorization", "Bearer sk-admin")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        r#"weir_tokens_total{key="tester",model="r",provider="o",direction="input"} 20"#,
+        r#"weir_tokens_total{key="tester",model="r",provider="o",direction="output"} 3"#,
+        r#"weir_tokens_total{key="tester",model="rs",provider="s",direction="input"} 11"#,
+        r#"weir_tokens_total{key="tester",model="rs",provider="s",direction="output"} 5"#,
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_responses_stream_that_dies_ends_with_an_error_event() {
+    let up = upstream(Script::DropMidStream).await;
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n",
+        up.url
+    ))
+    .await;
+    let text = post_text(
+        &url,
+        "/v1/responses",
+        &json!({"model": "r", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert!(text.contains("Partial"), "{text}");
+    let events = sse_events(&text);
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name.as_deref(), Some("error"), "{text}");
+    let v: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(v["type"], "error");
+    assert!(v["code"].is_string() && v["message"].is_string(), "{v}");
+}

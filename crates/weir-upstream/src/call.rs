@@ -168,6 +168,52 @@ pub async fn post_json(
     json_answer(resp, secrets, decode_error, report).await
 }
 
+/// POSTs a Responses API request and passes the answer through: a whole JSON response
+/// (read for its usage), or, when `stream`, the upstream's SSE bytes as they come.
+#[allow(clippy::too_many_arguments)]
+pub async fn post_passthrough(
+    upstream: &Upstream,
+    to: &crate::Endpoint,
+    headers: HeaderMap,
+    body: Vec<u8>,
+    timeouts: &Timeouts,
+    stream: bool,
+    secrets: &[&Secret],
+    decode_error: fn(u16, &[u8]) -> ApiError,
+    report: &KeyReport,
+) -> Result<weir_model::ResponsesReply, ProviderError> {
+    let resp = upstream.send(to, headers, body, timeouts).await?;
+    let undecodable = |what: &str| {
+        ProviderError::new(
+            ErrorKind::Decode,
+            format!("the upstream's response could not be decoded: {what}"),
+        )
+    };
+    if stream && resp.status().is_success() {
+        let sse = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
+        if !sse {
+            return Err(undecodable(
+                "a streamed request was answered without a stream",
+            ));
+        }
+        report_limits(resp.headers(), report);
+        return Ok(weir_model::ResponsesReply::Stream(crate::byte_stream(
+            resp,
+            timeouts.idle,
+        )));
+    }
+    let body = json_answer(resp, secrets, decode_error, report).await?;
+    let text = std::str::from_utf8(&body).map_err(|_| undecodable("not UTF-8"))?;
+    let usage = weir_model::responses::response_usage(text)
+        .map_err(|e| undecodable(&e.to_string()))?
+        .unwrap_or_default();
+    Ok(weir_model::ResponsesReply::Complete { body, usage })
+}
+
 /// GETs a JSON listing (`/v1/models`), as [`post_json`] posts.
 pub async fn get_json(
     upstream: &Upstream,

@@ -26,13 +26,14 @@ use weir_model::{ApiError, ErrorKind, ProviderError};
 pub use url::Url;
 
 pub use call::{
-    call, get_json, listed_ids, post_json, report_limits, secret_header, Dialect,
+    call, get_json, listed_ids, post_json, post_passthrough, report_limits, secret_header, Dialect,
     HttpProviderConfig, KeyRing,
 };
 pub use ratelimit::{rate_limit_info, RateLimitInfo, MAX_WAIT, UNKNOWN_RESET};
 pub use retry_after::retry_after;
 pub use stream::{
-    body_frames, decode_error, sse_frames, sse_frames_relayed, BodyDecoder, FrameDecoder, SseBody,
+    body_frames, byte_stream, decode_error, sse_frames, sse_frames_relayed, BodyDecoder,
+    FrameDecoder, SseBody,
 };
 
 /// Timeouts for one upstream call.

@@ -322,6 +322,34 @@ impl<B: BodyDecoder> Stream for Frames<B> {
     }
 }
 
+/// A streamed answer passed through byte for byte (the Responses API), under the same
+/// timeouts as decoded streams: `idle` between chunks, and the call's total.
+pub fn byte_stream(resp: Response, idle: Duration) -> weir_model::ByteStream {
+    Box::pin(futures_util::stream::unfold(
+        Some(resp),
+        move |state| async move {
+            let mut resp = state?;
+            let left = resp.deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(idle.min(left), resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => Some((Ok(bytes), Some(resp))),
+                Ok(Ok(None)) => None,
+                Ok(Err(e)) => Some((Err(e), None)),
+                Err(_) => {
+                    let msg = if left < idle {
+                        "the upstream stream exceeded the total timeout".to_owned()
+                    } else {
+                        format!(
+                            "the upstream stream was silent for more than {}s",
+                            idle.as_secs_f32()
+                        )
+                    };
+                    Some((Err(ProviderError::new(ErrorKind::Timeout, msg)), None))
+                }
+            }
+        },
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]

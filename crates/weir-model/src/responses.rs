@@ -1,0 +1,223 @@
+//! OpenAI's Responses API (`POST /v1/responses`), passed through: the request is kept as it
+//! came apart from its model, and the answer, whole or streamed, goes back as the upstream
+//! wrote it. Only providers that speak the Responses API serve it; nothing is translated.
+
+use std::pin::Pin;
+
+use futures_core::Stream;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use crate::raw::{Key, RawJson};
+use crate::{ProviderError, Usage, WireError};
+
+/// A Responses API request.
+#[derive(Clone, Debug)]
+pub struct ResponsesRequest {
+    /// The model the client asked for (the router renames it per target).
+    pub model: String,
+    /// Whether the client asked for a stream (`"stream": true`).
+    pub stream: bool,
+    /// Every other member (including `stream`), verbatim and in order.
+    pub fields: Vec<(String, RawJson)>,
+}
+
+impl ResponsesRequest {
+    /// Reads a request body: a JSON object with a string `model`.
+    pub fn decode(body: &[u8]) -> Result<Self, WireError> {
+        let text = crate::wire::utf8("request body", body)?;
+        serde_json::from_str(text).map_err(|e| WireError::from_json("request body", &e))
+    }
+
+    /// The body for an upstream: the request as it came, with its (possibly renamed) model
+    /// first.
+    pub fn encode(&self) -> Vec<u8> {
+        let size: usize = self
+            .fields
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum();
+        let mut w = crate::json_writer::JsonWriter::with_capacity(size + 64);
+        w.begin_object();
+        w.key("model");
+        w.string(&self.model);
+        for (k, v) in &self.fields {
+            w.key_escaped(k);
+            w.raw_value(v);
+        }
+        w.end_object();
+        w.into_bytes()
+    }
+}
+
+impl<'de> Deserialize<'de> for ResponsesRequest {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = ResponsesRequest;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Responses API request object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<ResponsesRequest, A::Error> {
+                let mut model = None;
+                let mut fields: Vec<(String, RawJson)> = Vec::new();
+                while let Some(k) = map.next_key::<Key<'de>>()? {
+                    if k.as_str() == "model" {
+                        if model.replace(map.next_value::<String>()?).is_some() {
+                            return Err(de::Error::duplicate_field("model"));
+                        }
+                        continue;
+                    }
+                    if fields.iter().any(|(f, _)| f == k.as_str()) {
+                        return Err(de::Error::custom(format_args!(
+                            "`{}` is given twice",
+                            k.as_str()
+                        )));
+                    }
+                    let v: RawJson = map.next_value()?;
+                    fields.push((k.into_owned(), v));
+                }
+                let model = model.ok_or_else(|| de::Error::missing_field("model"))?;
+                let stream = match fields.iter().find(|(k, _)| k == "stream") {
+                    None => false,
+                    Some((_, v)) => match v.get() {
+                        "true" => true,
+                        "false" | "null" => false,
+                        _ => return Err(de::Error::custom("`stream` must be a boolean")),
+                    },
+                };
+                Ok(ResponsesRequest {
+                    model,
+                    stream,
+                    fields,
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// The bytes of a streamed answer, as the upstream sent them.
+pub type ByteStream = Pin<Box<dyn Stream<Item = Result<bytes::Bytes, ProviderError>> + Send>>;
+
+/// A Responses API answer.
+pub enum ResponsesReply {
+    /// A response object: the body as the upstream wrote it, and its usage.
+    Complete {
+        /// The body.
+        body: Vec<u8>,
+        /// Its `usage`.
+        usage: Usage,
+    },
+    /// The upstream's SSE stream, byte for byte.
+    Stream(ByteStream),
+}
+
+impl std::fmt::Debug for ResponsesReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResponsesReply::Complete { usage, .. } => {
+                f.debug_struct("Complete").field("usage", usage).finish()
+            }
+            ResponsesReply::Stream(_) => f.write_str("Stream(..)"),
+        }
+    }
+}
+
+/// The usage of a Responses API response object (`{"usage": {...}}`, or the `response`
+/// of a stream's `response.completed` event): input tokens are split into uncached and
+/// cache-read, as canonical usage counts them. `Ok(None)` when there is no usage; `Err`
+/// when the text is not a JSON object.
+pub fn response_usage(response: &str) -> Result<Option<Usage>, WireError> {
+    #[derive(Deserialize)]
+    struct Shape {
+        usage: Option<RUsage>,
+    }
+    #[derive(Deserialize)]
+    struct RUsage {
+        input_tokens: Option<u64>,
+        output_tokens: Option<u64>,
+        input_tokens_details: Option<InDetails>,
+        output_tokens_details: Option<OutDetails>,
+    }
+    #[derive(Deserialize)]
+    struct InDetails {
+        cached_tokens: Option<u64>,
+    }
+    #[derive(Deserialize)]
+    struct OutDetails {
+        reasoning_tokens: Option<u64>,
+    }
+    let shape = serde_json::from_str::<Shape>(response)
+        .map_err(|e| WireError::from_json("response", &e))?;
+    let Some(u) = shape.usage else {
+        return Ok(None);
+    };
+    let cached = u.input_tokens_details.and_then(|d| d.cached_tokens);
+    Ok(Some(Usage {
+        input_tokens: u
+            .input_tokens
+            .map(|i| i.saturating_sub(cached.unwrap_or(0))),
+        output_tokens: u.output_tokens,
+        cache_read_tokens: cached.filter(|c| *c > 0),
+        reasoning_tokens: u.output_tokens_details.and_then(|d| d.reasoning_tokens),
+        ..Usage::default()
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn requests_keep_everything_but_the_model_verbatim() {
+        let body = br#"{"input": [{"role": "user", "content": "hi"}], "model": "m", "stream": true, "tools": [], "x": 1}"#;
+        let mut r = ResponsesRequest::decode(body).unwrap();
+        assert!(r.stream);
+        r.model = "gpt-x".into();
+        assert_eq!(
+            String::from_utf8(r.encode()).unwrap(),
+            r#"{"model":"gpt-x","input":[{"role": "user", "content": "hi"}],"stream":true,"tools":[],"x":1}"#
+        );
+        assert!(
+            !ResponsesRequest::decode(br#"{"model":"m","input":"x"}"#)
+                .unwrap()
+                .stream
+        );
+        for bad in [
+            &br#"{"input":"x"}"#[..],
+            br#"{"model":"m","stream":"yes"}"#,
+            br#"{"model":"m","model":"n"}"#,
+            br#"{"model":"m","input":1,"input":2}"#,
+            br#"{"model":7}"#,
+            br#"[]"#,
+        ] {
+            assert!(
+                ResponsesRequest::decode(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn usage_splits_cached_input() {
+        let u = response_usage(
+            r#"{"id":"resp_1","usage":{"input_tokens":100,"input_tokens_details":{"cached_tokens":60},"output_tokens":20,"output_tokens_details":{"reasoning_tokens":5},"total_tokens":120}}"#,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(u.input_tokens, Some(40));
+        assert_eq!(u.cache_read_tokens, Some(60));
+        assert_eq!(u.total_input(), 100);
+        assert_eq!(u.output_tokens, Some(20));
+        assert_eq!(u.reasoning_tokens, Some(5));
+        assert!(response_usage(r#"{"usage":null}"#).unwrap().is_none());
+        assert!(response_usage("[").is_err());
+        assert!(response_usage("[1]").is_err());
+    }
+}
