@@ -45,12 +45,13 @@ pub struct StreamDecoder {
     /// Tool calls by id, for servers that leave `index` out: OpenAI index (given or
     /// assigned) per id.
     tool_ids: Vec<(String, u32)>,
-    /// Tool calls not opened yet, in the order they started: one whose name has not come
-    /// (its block cannot open nameless), and those behind it or behind the open call while
-    /// its arguments are still incomplete (servers that interleave parallel calls' fragments
-    /// would otherwise send deltas to a block already closed). They open in order when
-    /// the call before them is complete, and all of them when the choice ends.
-    pending: Vec<PendingTool>,
+    /// What could not open yet, in arrival order: a tool call whose name has not come
+    /// (its block cannot open nameless), and the calls, text and reasoning that came
+    /// behind it or while the open call's arguments were incomplete (a server that
+    /// interleaves parallel calls' fragments, or sends text amid a call, would otherwise
+    /// have deltas sent to a block already closed). They open in order once what is before
+    /// them is complete, and all of them when the choice ends.
+    pending: Vec<Waiting>,
     /// How far the open tool call's arguments have come.
     open_args: JsonDepth,
     stop: Option<StopReason>,
@@ -65,6 +66,14 @@ pub struct StreamDecoder {
     /// created, model...), checked to hold no usage or error: the chunks of a stream repeat
     /// it byte for byte, so the next one need not be searched.
     head: String,
+}
+
+/// Content that could not open yet.
+#[derive(Debug)]
+enum Waiting {
+    Tool(PendingTool),
+    Text(Vec<JsonStr>),
+    Thinking(Vec<JsonStr>),
 }
 
 /// A tool call not opened yet.
@@ -219,12 +228,7 @@ impl StreamDecoder {
         }
         match self.fast(data) {
             Some(Fast::Text(text)) => {
-                let i =
-                    self.ensure_open(out, Open::Text, || ContentBlock::Text(TextBlock::default()));
-                out.push(StreamEvent::BlockDelta {
-                    index: i,
-                    delta: Delta::Text(text),
-                });
+                self.content(Open::Text, text, out);
                 true
             }
             Some(Fast::Finish(reason)) => {
@@ -366,13 +370,7 @@ impl StreamDecoder {
                     .or(d.reasoning)
                     .filter(|s| !s.is_empty())
                 {
-                    let i = self.ensure_open(out, Open::Thinking, || {
-                        ContentBlock::Thinking(ThinkingBlock::default())
-                    });
-                    out.push(StreamEvent::BlockDelta {
-                        index: i,
-                        delta: Delta::Thinking(r),
-                    });
+                    self.content(Open::Thinking, r, out);
                 }
                 self.refused |= d.refusal.as_ref().is_some_and(|r| !r.is_empty());
                 for text in [d.content, d.refusal]
@@ -380,12 +378,7 @@ impl StreamDecoder {
                     .flatten()
                     .filter(|s| !s.is_empty())
                 {
-                    let i = self
-                        .ensure_open(out, Open::Text, || ContentBlock::Text(TextBlock::default()));
-                    out.push(StreamEvent::BlockDelta {
-                        index: i,
-                        delta: Delta::Text(text),
-                    });
+                    self.content(Open::Text, text, out);
                 }
                 for (position, tc) in d.tool_calls.unwrap_or_default().into_iter().enumerate() {
                     self.tool_delta(tc, position, out);
@@ -433,8 +426,12 @@ impl StreamDecoder {
             // The newest call: calls open in the order they started.
             None => self
                 .pending
-                .last()
-                .map(|p| p.index)
+                .iter()
+                .rev()
+                .find_map(|w| match w {
+                    Waiting::Tool(p) => Some(p.index),
+                    _ => None,
+                })
                 .or_else(|| self.tools.last().map(|(oi, _)| *oi))
                 .unwrap_or(position as u32),
         }
@@ -462,19 +459,26 @@ impl StreamDecoder {
             // whole (or the choice ended): nothing after them can belong to them.
             return;
         }
-        let at = match self.pending.iter().position(|p| p.index == oi) {
+        let at = self
+            .pending
+            .iter()
+            .position(|w| matches!(w, Waiting::Tool(p) if p.index == oi));
+        let at = match at {
             Some(at) => at,
             None => {
-                self.pending.push(PendingTool {
+                self.pending.push(Waiting::Tool(PendingTool {
                     index: oi,
                     id: None,
                     name: None,
                     args: Vec::new(),
-                });
+                }));
                 self.pending.len() - 1
             }
         };
-        let p = &mut self.pending[at];
+        let Waiting::Tool(p) = &mut self.pending[at] else {
+            // (`at` was found or pushed as a tool call just above.)
+            return;
+        };
         if p.id.is_none() {
             p.id = tc.id;
         }
@@ -485,14 +489,84 @@ impl StreamDecoder {
         self.advance(out);
     }
 
-    /// Opens the waiting calls whose turn has come: the first one waiting, once it has its
-    /// name and the open block is not a call whose arguments are still coming.
+    /// A piece of text or reasoning: to its block, or behind what waits.
+    fn content(&mut self, kind: fn(u32) -> Open, piece: JsonStr, out: &mut Vec<StreamEvent>) {
+        if self.pending.is_empty() && self.open_done() {
+            self.open_content(kind, vec![piece], out);
+            return;
+        }
+        match (kind(0), self.pending.last_mut()) {
+            (Open::Text(_), Some(Waiting::Text(pieces)))
+            | (Open::Thinking(_), Some(Waiting::Thinking(pieces))) => pieces.push(piece),
+            (Open::Thinking(_), _) => self.pending.push(Waiting::Thinking(vec![piece])),
+            _ => self.pending.push(Waiting::Text(vec![piece])),
+        }
+    }
+
+    /// Whether the open block may be closed for the next: it is not a tool call whose
+    /// arguments are still coming.
+    fn open_done(&self) -> bool {
+        !matches!(self.open, Some(Open::Tool(_))) || self.open_args.whole()
+    }
+
+    /// Opens what waits, in order, while its turn has come: the first waiting, once the
+    /// open block is done and (a call) its name is known.
     fn advance(&mut self, out: &mut Vec<StreamEvent>) {
-        while self.pending.first().is_some_and(|p| p.name.is_some())
-            && (!matches!(self.open, Some(Open::Tool(_))) || self.open_args.whole())
-        {
-            let p = self.pending.remove(0);
-            self.open_held(p, out);
+        while self.open_done() {
+            let ready = match self.pending.first() {
+                Some(Waiting::Tool(p)) => p.name.is_some(),
+                Some(_) => true,
+                None => false,
+            };
+            if !ready {
+                return;
+            }
+            let w = self.pending.remove(0);
+            self.open_waiting(w, out);
+        }
+    }
+
+    fn open_waiting(&mut self, w: Waiting, out: &mut Vec<StreamEvent>) {
+        match w {
+            Waiting::Tool(p) => self.open_held(p, out),
+            Waiting::Text(pieces) => self.open_content(Open::Text, pieces, out),
+            Waiting::Thinking(pieces) => self.open_content(Open::Thinking, pieces, out),
+        }
+    }
+
+    /// Text or reasoning into its block: the open one if it is of that kind, else a new
+    /// one (closing the open block).
+    fn open_content(
+        &mut self,
+        kind: fn(u32) -> Open,
+        pieces: Vec<JsonStr>,
+        out: &mut Vec<StreamEvent>,
+    ) {
+        let index = match self.open {
+            Some(o) if o == kind(o.index()) => o.index(),
+            _ => {
+                self.close_open(out);
+                let i = self.next_index;
+                self.next_index += 1;
+                self.open = Some(kind(i));
+                out.push(StreamEvent::BlockStart {
+                    index: i,
+                    block: match kind(i) {
+                        Open::Thinking(_) => ContentBlock::Thinking(ThinkingBlock::default()),
+                        _ => ContentBlock::Text(TextBlock::default()),
+                    },
+                });
+                i
+            }
+        };
+        for piece in pieces {
+            out.push(StreamEvent::BlockDelta {
+                index,
+                delta: match kind(0) {
+                    Open::Thinking(_) => Delta::Thinking(piece),
+                    _ => Delta::Text(piece),
+                },
+            });
         }
     }
 
@@ -526,36 +600,13 @@ impl StreamDecoder {
         }
     }
 
-    fn ensure_open(
-        &mut self,
-        out: &mut Vec<StreamEvent>,
-        kind: impl Fn(u32) -> Open,
-        block: impl FnOnce() -> ContentBlock,
-    ) -> u32 {
-        if let Some(o) = self.open {
-            if o == kind(o.index()) {
-                return o.index();
-            }
-        }
-        self.close(out);
-        let i = self.next_index;
-        self.next_index += 1;
-        self.open = Some(kind(i));
-        out.push(StreamEvent::BlockStart {
-            index: i,
-            block: block(),
-        });
-        i
-    }
-
-    /// Closes the open block, then opens and closes each call still waiting, in order (one
-    /// whose name never came opens nameless rather than being lost).
+    /// Closes the open block, then opens what still waits, in order (a call whose name
+    /// never came opens nameless rather than being lost), and closes the last.
     fn close(&mut self, out: &mut Vec<StreamEvent>) {
-        self.close_open(out);
-        for p in std::mem::take(&mut self.pending) {
-            self.open_held(p, out);
-            self.close_open(out);
+        for w in std::mem::take(&mut self.pending) {
+            self.open_waiting(w, out);
         }
+        self.close_open(out);
     }
 
     fn close_open(&mut self, out: &mut Vec<StreamEvent>) {

@@ -1373,3 +1373,67 @@ fn interleaved_parallel_tool_calls_reach_anthropic_clients_one_block_at_a_time()
     assert_eq!(calls.len(), 2, "{events:?}");
     assert_eq!(calls[1].2, r#"{"y""#);
 }
+
+#[test]
+fn text_or_reasoning_amid_a_tool_call_waits_until_its_arguments_are_whole() {
+    use weir_model::{Delta, StreamEvent};
+    let head = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
+    let chunk =
+        |delta: &str, finish: &str| format!("{head}{delta},\"finish_reason\":{finish}}}]}}");
+    let frag = |i: u32, first: Option<(&str, &str)>, args: &str| {
+        let args = serde_json::to_string(args).unwrap();
+        let call = match first {
+            Some((id, name)) => format!(
+                r#"{{"index":{i},"id":"{id}","type":"function","function":{{"name":"{name}","arguments":{args}}}}}"#
+            ),
+            None => format!(r#"{{"index":{i},"function":{{"arguments":{args}}}}}"#),
+        };
+        chunk(&format!(r#"{{"tool_calls":[{call}]}}"#), "null")
+    };
+    for amid in [r#"{"content":"hmm"}"#, r#"{"reasoning_content":"hm"}"#] {
+        let events = openai_stream_events(&[
+            chunk(r#"{"role":"assistant","content":null}"#, "null"),
+            frag(0, Some(("call_a", "f")), r#"{"a":"#),
+            frag(1, Some(("call_b", "g")), r#"{"b":"#),
+            chunk(amid, "null"),
+            frag(0, None, "1}"),
+            chunk(r#"{"content":" more"}"#, "null"),
+            frag(1, None, "2}"),
+            chunk("{}", "\"tool_calls\""),
+        ]);
+        let (calls, contiguous) = tool_calls_of(&events);
+        assert!(contiguous, "{amid}: {events:?}");
+        assert_eq!(
+            calls,
+            [
+                ("call_a".into(), "f".into(), r#"{"a":1}"#.into()),
+                ("call_b".into(), "g".into(), r#"{"b":2}"#.into()),
+            ],
+            "{amid}"
+        );
+        // Every start has its stop, and every delta goes to an open block.
+        let mut open = None;
+        let mut text = String::new();
+        for e in &events {
+            match e {
+                StreamEvent::BlockStart { index, .. } => {
+                    assert!(open.is_none(), "{events:?}");
+                    open = Some(*index);
+                }
+                StreamEvent::BlockDelta { index, delta } => {
+                    assert_eq!(open, Some(*index), "{events:?}");
+                    match delta {
+                        Delta::Text(t) | Delta::Thinking(t) => text.push_str(&t.as_str()),
+                        _ => {}
+                    }
+                }
+                StreamEvent::BlockStop { index } => {
+                    assert_eq!(open.take(), Some(*index), "{events:?}");
+                }
+                _ => {}
+            }
+        }
+        assert!(open.is_none());
+        assert!(text.ends_with(" more"), "nothing is lost: {text}");
+    }
+}
