@@ -643,6 +643,44 @@ impl std::fmt::Debug for Router {
     }
 }
 
+/// A call's place in its target's and key's in-flight counts, given back when dropped
+/// (unless handed over to a served stream's guard).
+struct InFlight<'a> {
+    target: &'a TargetState,
+    key: Option<&'a state::KeyState>,
+    held: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn enter(target: &'a TargetState, key: Option<&'a state::KeyState>) -> Self {
+        target.in_flight.fetch_add(1, Ordering::Relaxed);
+        if let Some(k) = key {
+            k.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+        InFlight {
+            target,
+            key,
+            held: true,
+        }
+    }
+
+    /// The counts now belong to a [`hold::Guard`].
+    fn hand_over(&mut self) {
+        self.held = false;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if self.held {
+            self.target.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if let Some(k) = self.key {
+                k.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// How one target attempt ended.
 enum Outcome<T> {
     Served(T, Served),
@@ -1529,10 +1567,11 @@ impl Router {
             let key_state = key.and_then(|i| pool.and_then(|p| p.keys.get(i)));
             if let Some(ks) = key_state {
                 kcx.key = Some(ks.secret.clone());
-                ks.in_flight.fetch_add(1, Ordering::Relaxed);
                 lock(&ks.inner).requests += 1;
             }
-            st.in_flight.fetch_add(1, Ordering::Relaxed);
+            // Counts the call in flight until it is over: also when the request is dropped
+            // while waiting (the client went away), which ends this future here.
+            let mut in_flight = InFlight::enter(st, key_state);
             let started = Instant::now();
             let result = body.call(provider.as_ref(), kcx).await;
             let done = Instant::now();
@@ -1540,12 +1579,6 @@ impl Router {
                 self.shared
                     .rest(&target.provider, p, i, d, Rest::Exhausted, done);
             }
-            let release = || {
-                st.in_flight.fetch_sub(1, Ordering::Relaxed);
-                if let Some(ks) = key_state {
-                    ks.in_flight.fetch_sub(1, Ordering::Relaxed);
-                }
-            };
             match result {
                 Ok(reply) => {
                     let tr = st.success(Some(done - started), done);
@@ -1556,8 +1589,9 @@ impl Router {
                         shared: self.shared.clone(),
                         policy: self.policy.clone(),
                     });
-                    if !guarded {
-                        release();
+                    if guarded {
+                        // The stream's guard gives the counts back when it ends.
+                        in_flight.hand_over();
                     }
                     return Outcome::Served(
                         reply,
@@ -1570,7 +1604,7 @@ impl Router {
                     );
                 }
                 Err(e) => {
-                    release();
+                    drop(in_flight);
                     tracing::info!(
                         request_id = %cx.request_id, provider = %target.provider, model = %model,
                         key = key.map(KeyPool::label).as_deref().unwrap_or("-"),

@@ -1144,3 +1144,34 @@ async fn cooldowns_refusals_and_breakers_reach_another_instance_through_a_sink()
         rate_limited: true,
     });
 }
+
+#[tokio::test]
+async fn a_call_dropped_while_waiting_gives_its_in_flight_counts_back() {
+    let a = Fake::build(
+        "a",
+        Act::Slow(Duration::from_secs(30)),
+        &["k1"],
+        Capabilities::ALL,
+    );
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        quick(),
+    );
+    for request in [req("m"), stream_req("m")] {
+        // The client goes away: its request's future is dropped mid-call.
+        let waited = tokio::time::timeout(Duration::from_millis(20), r.send(request, cx())).await;
+        assert!(waited.is_err());
+    }
+    assert_eq!(a.calls(), 2);
+    let st = r.status();
+    assert_eq!(st.targets[0].in_flight, 0);
+    assert_eq!(st.providers[0].keys[0].in_flight, 0);
+    // A served stream holds them until it is dropped.
+    a.set(Act::Ok);
+    let (reply, _) = r.send(stream_req("m"), cx()).await.unwrap();
+    assert_eq!(r.status().targets[0].in_flight, 1);
+    drop(reply);
+    assert_eq!(r.status().targets[0].in_flight, 0);
+    assert_eq!(r.status().providers[0].keys[0].in_flight, 0);
+}
