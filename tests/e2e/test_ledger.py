@@ -44,3 +44,43 @@ def test_requests_land_in_the_ledger_and_weir_usage_reports_them(weir_factory, t
     bad = subprocess.run([binary, "usage", "--config", str(w.config_path), "--by", "colour"],
                          capture_output=True, text=True, timeout=30)
     assert bad.returncode == 1 and "key, model, provider, day" in bad.stderr
+
+
+def test_requests_in_flight_at_sigterm_land_in_the_ledger(weir_factory, tmp_path):
+    import signal
+    import threading
+
+    db = tmp_path / "ledger" / "weir.db"
+    w = weir_factory(
+        f'[ledger]\nurl = "sqlite://{db}"\n'
+        '[providers.slow]\nkind = "mock"\nstream_delay = "40ms"\n'
+        '[[models]]\nname = "slow-mock"\ntargets = [{ provider = "slow", model = "mock" }]\n',
+        # Many runtimes: the streams are likely all on runtimes other than the first,
+        # which holds the ledger's writer and is the first to finish draining.
+        env={"WEIR_WORKER_THREADS": "16"},
+    )
+    finished = []
+
+    def ask():
+        # A client each: separate connections, spread over the gateway's runtimes.
+        c = openai.OpenAI(base_url=w.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        chunks = list(c.chat.completions.create(model="slow-mock", stream=True,
+                                                messages=[{"role": "user", "content": "a long answer please"}]))
+        finished.append(chunks[-1].choices[0].finish_reason)
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for t in threads:
+        t.start()
+    import time
+    time.sleep(0.3)
+    w.proc.send_signal(signal.SIGTERM)
+    for t in threads:
+        t.join(20)
+    assert finished == ["stop"] * 6
+    assert w.proc.wait(20) == 0
+    binary = os.environ.get("WEIR_BIN", str(ROOT / "target" / "debug" / "weir"))
+    out = subprocess.run([binary, "usage", "--config", str(w.config_path), "--by", "key"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stdout.splitlines() if l.startswith("e2e"))
+    assert line.split()[1] == "6", out.stdout + w.logs()

@@ -463,6 +463,8 @@ pub struct Writer {
     tx: mpsc::Sender<Row>,
     dropped: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
+    /// Rows queued and not yet written or dropped.
+    pending: Arc<AtomicU64>,
 }
 
 impl Writer {
@@ -472,20 +474,43 @@ impl Writer {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let dropped = Arc::new(AtomicU64::new(0));
         let written = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(ledger, rx, Arc::clone(&dropped), Arc::clone(&written)));
+        let pending = Arc::new(AtomicU64::new(0));
+        tokio::spawn(run(
+            ledger,
+            rx,
+            Arc::clone(&dropped),
+            Arc::clone(&written),
+            Arc::clone(&pending),
+        ));
         Writer {
             tx,
             dropped,
             written,
+            pending,
         }
     }
 
     /// Queues a row; when the queue is full (or the task is gone) the row is dropped and
     /// counted.
     pub fn record(&self, row: Row) {
+        self.pending.fetch_add(1, Ordering::Relaxed);
         if self.tx.try_send(row).is_err() {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Waits until every row queued so far is written (or dropped), at most `max`; `false`
+    /// if some were still waiting then. For shutdown, once requests have ended.
+    pub async fn settle(&self, max: Duration) -> bool {
+        let until = tokio::time::Instant::now() + max;
+        while self.pending.load(Ordering::Relaxed) > 0 {
+            if tokio::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Rows dropped so far (queue full or insert failed).
@@ -504,6 +529,7 @@ async fn run(
     mut rx: mpsc::Receiver<Row>,
     dropped: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
+    pending: Arc<AtomicU64>,
 ) {
     let mut batch = Vec::with_capacity(BATCH);
     while let Some(first) = rx.recv().await {
@@ -532,6 +558,7 @@ async fn run(
                 dropped.fetch_add(n, Ordering::Relaxed);
             }
         }
+        pending.fetch_sub(n, Ordering::Relaxed);
         batch.clear();
     }
 }

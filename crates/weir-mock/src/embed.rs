@@ -6,6 +6,10 @@ use weir_model::{ApiError, EmbedRequest, EmbedResponse, ErrorKind, ProviderError
 const DEFAULT_DIMENSIONS: usize = 8;
 /// The most dimensions the mock makes.
 const MAX_DIMENSIONS: usize = 4096;
+/// The most inputs one request may hold (OpenAI's limit).
+const MAX_INPUTS: usize = 2048;
+/// The most numbers one answer may hold (inputs x dimensions): about 10 MB of JSON.
+const MAX_NUMBERS: usize = 1 << 20;
 
 /// Answers an embeddings request: one vector per input (a string, or one token array),
 /// the same vector for the same text, `dimensions` long (default 8), unit length; as
@@ -18,26 +22,43 @@ pub(crate) fn embed(req: &EmbedRequest) -> Result<EmbedResponse, ProviderError> 
             None,
         ))
     };
+    let token = |v: &serde_json::Value| v.as_u64().is_some();
+    let tokens = |v: &serde_json::Value| {
+        v.as_array()
+            .is_some_and(|t| !t.is_empty() && t.iter().all(token))
+    };
     let inputs: Vec<String> = match serde_json::from_str(req.input.get()) {
-        Ok(serde_json::Value::String(s)) => vec![s],
+        Ok(serde_json::Value::String(s)) if !s.is_empty() => vec![s],
+        Ok(v) if tokens(&v) => vec![req.input.get().to_owned()],
         Ok(serde_json::Value::Array(items))
-            if !items.is_empty() && items.iter().all(serde_json::Value::is_number) =>
+            if !items.is_empty()
+                && (items
+                    .iter()
+                    .all(|i| i.as_str().is_some_and(|s| !s.is_empty()))
+                    || items.iter().all(tokens)) =>
         {
-            vec![req.input.get().to_owned()]
+            items
+                .into_iter()
+                .map(|v| match v {
+                    serde_json::Value::String(s) => s,
+                    other => other.to_string(),
+                })
+                .collect()
         }
-        Ok(serde_json::Value::Array(items)) if !items.is_empty() => items
-            .into_iter()
-            .map(|v| match v {
-                serde_json::Value::String(s) => s,
-                other => other.to_string(),
-            })
-            .collect(),
         _ => {
             return invalid(
-                "`input` must be a string, an array of strings or token arrays, not empty".into(),
+                "`input` must be a non-empty string, an array of them, an array of token ids, \
+                 or an array of such arrays"
+                    .into(),
             )
         }
     };
+    if inputs.len() > MAX_INPUTS {
+        return invalid(format!(
+            "`input` holds {} items; at most {MAX_INPUTS} are accepted",
+            inputs.len()
+        ));
+    }
     if let Some(e) = inputs.iter().find_map(|t| crate::plan::error_marker(t)) {
         return Err(e);
     }
@@ -52,6 +73,13 @@ pub(crate) fn embed(req: &EmbedRequest) -> Result<EmbedResponse, ProviderError> 
             }
         },
     };
+    if inputs.len() * dimensions > MAX_NUMBERS {
+        return invalid(format!(
+            "{} inputs of {dimensions} dimensions is more than the mock answers at once \
+             ({MAX_NUMBERS} numbers)",
+            inputs.len()
+        ));
+    }
     let base64 = match req.get("encoding_format").map(|f| f.get()) {
         None | Some("null" | "\"float\"") => false,
         Some("\"base64\"") => true,
@@ -170,7 +198,24 @@ mod tests {
 
     #[test]
     fn bad_input_and_markers_are_errors() {
+        let many = format!(
+            r#"{{"model":"m","input":{}}}"#,
+            serde_json::json!(vec!["a"; 2049])
+        );
+        let wide = format!(
+            r#"{{"model":"m","input":{},"dimensions":4096}}"#,
+            serde_json::json!(vec!["a"; 1000])
+        );
         for body in [
+            many.as_str(),
+            wide.as_str(),
+            r#"{"model":"m","input":[null]}"#,
+            r#"{"model":"m","input":["a",1]}"#,
+            r#"{"model":"m","input":[[1,"a"]]}"#,
+            r#"{"model":"m","input":[-1]}"#,
+            r#"{"model":"m","input":[1.5]}"#,
+            r#"{"model":"m","input":""}"#,
+            r#"{"model":"m","input":[[]]}"#,
             r#"{"model":"m","input":[]}"#,
             r#"{"model":"m","input":5}"#,
             r#"{"model":"m","input":"a","dimensions":0}"#,

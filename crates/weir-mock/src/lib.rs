@@ -105,6 +105,14 @@ impl Provider for MockProvider {
         }
     }
 
+    fn serves_embeddings(&self) -> bool {
+        true
+    }
+
+    fn serves_responses(&self) -> bool {
+        true
+    }
+
     /// The last user text echoed, whole or streamed with OpenAI's events.
     async fn responses(
         &self,

@@ -181,6 +181,18 @@ pub trait Provider: Send + Sync {
         }
     }
 
+    /// Whether the provider serves embeddings ([`Provider::embed`]): the router passes over
+    /// targets that do not, before any call.
+    fn serves_embeddings(&self) -> bool {
+        false
+    }
+
+    /// Whether the provider serves the Responses API ([`Provider::responses`]): the router
+    /// passes over targets that do not, before any call.
+    fn serves_responses(&self) -> bool {
+        false
+    }
+
     /// Embeds `req.input` with `req.model` (already this target's model). Providers without
     /// embeddings keep this default: a 400 that sends the router on to the next target,
     /// without counting against this one's health.

@@ -265,6 +265,14 @@ impl Provider for OpenAiProvider {
         .await
     }
 
+    fn serves_embeddings(&self) -> bool {
+        true
+    }
+
+    fn serves_responses(&self) -> bool {
+        !matches!(self.flavor, Flavor::AzureDeployment { .. })
+    }
+
     /// `{base_url}/responses`, passed through. Azure's deployment form has no Responses
     /// API; a `base_url` ending in `/openai/v1` does.
     async fn responses(

@@ -686,6 +686,9 @@ enum Outcome<T> {
     Served(T, Served),
     /// Try the next target.
     Next,
+    /// This target cannot take the request (capabilities, an API its provider lacks): the
+    /// next one is tried, and it is no failover.
+    Pass,
     /// The request itself is at fault: stop.
     Fatal,
 }
@@ -799,6 +802,18 @@ impl Job for ChatRequest {
     }
 }
 
+/// Why a target whose provider lacks an API is passed over.
+fn not_served(target: &Target, api: &str) -> ProviderError {
+    let mut e = ProviderError::new(
+        ErrorKind::InvalidRequest,
+        format!("provider `{}` does not serve {api}", target.provider),
+    );
+    e.status = Some(400);
+    e.retryable_elsewhere = true;
+    e.counts_against_health = false;
+    e
+}
+
 impl Job for ResponsesRequest {
     type Out = ResponsesReply;
 
@@ -809,10 +824,13 @@ impl Job for ResponsesRequest {
     fn for_target(
         &self,
         _route: &Route,
-        _target: &Target,
-        _provider: &dyn Provider,
+        target: &Target,
+        provider: &dyn Provider,
         model: &str,
     ) -> Result<(Cow<'_, Self>, Vec<String>), ProviderError> {
+        if !provider.serves_responses() {
+            return Err(not_served(target, "the Responses API"));
+        }
         if self.model == model {
             return Ok((Cow::Borrowed(self), Vec::new()));
         }
@@ -854,10 +872,13 @@ impl Job for EmbedRequest {
     fn for_target(
         &self,
         _route: &Route,
-        _target: &Target,
-        _provider: &dyn Provider,
+        target: &Target,
+        provider: &dyn Provider,
         model: &str,
     ) -> Result<(Cow<'_, Self>, Vec<String>), ProviderError> {
+        if !provider.serves_embeddings() {
+            return Err(not_served(target, "embeddings"));
+        }
         if self.model == model {
             return Ok((Cow::Borrowed(self), Vec::new()));
         }
@@ -1307,6 +1328,7 @@ impl Router {
                         });
                         return Err(RouteError::Failed { last, attempts });
                     }
+                    Outcome::Pass => {}
                     Outcome::Next => {
                         if pos + 1 < n {
                             self.shared.emit(&RouterEvent::Failover {
@@ -1481,7 +1503,10 @@ impl Router {
 
         let (body, warnings) = match req.for_target(&rs.route, target, provider.as_ref(), model) {
             Ok(b) => b,
-            Err(e) => return skip(attempts, e),
+            Err(e) => {
+                skip(attempts, e);
+                return Outcome::Pass;
+            }
         };
 
         let now = Instant::now();
@@ -1733,6 +1758,13 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
     let Some(last) = attempts.last() else {
         return ProviderError::new(ErrorKind::Internal, "no target was tried");
     };
+    // Targets passed over because they cannot take the request say nothing about the
+    // others' failures: the answer is theirs alone (unless every target was passed over).
+    let passed = |a: &Attempt| a.skipped && a.error.kind == ErrorKind::InvalidRequest;
+    if attempts.iter().any(passed) && !attempts.iter().all(passed) {
+        let rest: Vec<Attempt> = attempts.iter().filter(|a| !passed(a)).cloned().collect();
+        return final_error(&rest);
+    }
     let real: Vec<&Attempt> = attempts.iter().filter(|a| !a.skipped).collect();
     let targets: std::collections::HashSet<(&str, &str)> = attempts
         .iter()

@@ -65,6 +65,7 @@ impl RequestLog {
         }
         if let Some(w) = &self.ledger {
             let u = self.usage.clone().unwrap_or_default();
+            let count = |n: Option<u64>| i64::try_from(n.unwrap_or(0)).unwrap_or(i64::MAX);
             let started_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as i64)
@@ -81,10 +82,11 @@ impl RequestLog {
                     .then(|| format!("{:?}", weir_model::ErrorKind::from_status(status))),
                 latency_ms: latency.as_secs_f64() * 1000.0,
                 ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
-                input_tokens: u.input_tokens.unwrap_or(0) as i64,
-                output_tokens: u.output_tokens.unwrap_or(0) as i64,
-                cache_read_tokens: u.cache_read_tokens.unwrap_or(0) as i64,
-                cache_write_tokens: u.cache_write_tokens.unwrap_or(0) as i64,
+                // (An upstream's absurd count is kept at the column's largest value.)
+                input_tokens: count(u.input_tokens),
+                output_tokens: count(u.output_tokens),
+                cache_read_tokens: count(u.cache_read_tokens),
+                cache_write_tokens: count(u.cache_write_tokens),
                 cost_usd: cost,
             });
         }
@@ -420,6 +422,11 @@ fn forward_headers(headers: &HeaderMap) -> HeaderMap {
 /// The client's session, for stickiness: `x-weir-session`, else
 /// `x-claude-code-session-id`, else `metadata.user_id`.
 fn session(headers: &HeaderMap, req: &ChatRequest) -> Option<String> {
+    header_session(headers).or_else(|| req.metadata.as_ref().and_then(|m| m.user_id.clone()))
+}
+
+/// The session the headers name (`x-weir-session`, else `x-claude-code-session-id`).
+fn header_session(headers: &HeaderMap) -> Option<String> {
     const NAMES: [HeaderName; 2] = [
         HeaderName::from_static("x-weir-session"),
         HeaderName::from_static("x-claude-code-session-id"),
@@ -429,7 +436,6 @@ fn session(headers: &HeaderMap, req: &ChatRequest) -> Option<String> {
         .find_map(|h| headers.get(h).and_then(|v| v.to_str().ok()))
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
-        .or_else(|| req.metadata.as_ref().and_then(|m| m.user_id.clone()))
 }
 
 /// Admits a request under its key's limits and budget (the admission rides in `log`,
@@ -625,6 +631,8 @@ async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> 
     }
     let mut cx = CallContext::new(log.request_id.clone());
     cx.forward_headers = forward_headers(&headers);
+    // Vectors from different models are not comparable: a session sticks here too.
+    cx.session = header_session(&headers);
     cx.client_dialect = Some(dialect);
     cx.deadline = log.started.map(|s| s + app.total_timeout);
     let model_name = ereq.model.clone();
@@ -688,6 +696,7 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
     }
     let mut cx = CallContext::new(log.request_id.clone());
     cx.forward_headers = forward_headers(&headers);
+    cx.session = header_session(&headers);
     cx.client_dialect = Some(dialect);
     cx.deadline = log.started.map(|s| s + app.total_timeout);
     let model_name = rreq.model.clone();

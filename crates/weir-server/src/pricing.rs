@@ -39,6 +39,9 @@ const BUNDLED: &[(&str, f64, f64, f64, f64)] = &[
     ("gpt-5-mini", 0.25, 2.0, 0.025, 0.25),
     ("gemini-2.5-pro", 1.25, 10.0, 0.31, 1.25),
     ("gemini-2.5-flash", 0.3, 2.5, 0.075, 0.3),
+    ("text-embedding-3-small", 0.02, 0.0, 0.02, 0.02),
+    ("text-embedding-3-large", 0.13, 0.0, 0.13, 0.13),
+    ("text-embedding-ada-002", 0.1, 0.0, 0.1, 0.1),
 ];
 
 /// How many upstream model names the price table remembers its answer for (the names

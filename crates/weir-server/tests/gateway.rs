@@ -1118,7 +1118,8 @@ async fn embeddings_route_like_chat_and_pass_openai_answers_through() {
          [providers.busy]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-busy\"]\n\
          [providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
          [[models]]\nname = \"emb\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"busy\" }}, {{ provider = \"o\", model = \"text-embedding-3-small\" }}]\n\
-         [[models]]\nname = \"chat-only\"\ntargets = [{{ provider = \"a\" }}]\n",
+         [[models]]\nname = \"chat-only\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"a\", model = \"other\" }}]\n\
+         [[models]]\nname = \"emb-busy\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"busy\" }}]\n",
         up.url, failing.url, up.url
     ))
     .await;
@@ -1171,6 +1172,16 @@ async fn embeddings_route_like_chat_and_pass_openai_answers_through() {
     assert_eq!(v["error"]["type"], "invalid_request_error");
     let msg = v["error"]["message"].as_str().unwrap();
     assert!(msg.contains("does not serve embeddings"), "{msg}");
+    // A target passed over does not hide the real failure of the others.
+    let r = post(
+        &url,
+        "/v1/embeddings",
+        &json!({"model": "emb-busy", "input": "x"}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["x-weir-provider"], "busy");
 
     let r = post(
         &url,
@@ -1405,4 +1416,41 @@ async fn a_responses_stream_that_dies_ends_with_an_error_event() {
     let v: Value = serde_json::from_str(data).unwrap();
     assert_eq!(v["type"], "error");
     assert!(v["code"].is_string() && v["message"].is_string(), "{v}");
+}
+
+#[tokio::test]
+async fn embeddings_of_one_session_stick_to_one_target() {
+    let url = weir(
+        "[providers.mock2]\nkind = \"mock\"\n\
+         [[models]]\nname = \"rr\"\nstrategy = \"round_robin\"\ntargets = [{ provider = \"mock\", model = \"mock\" }, { provider = \"mock2\", model = \"mock\" }]\n",
+    )
+    .await;
+    let served = |session: Option<&'static str>| {
+        let url = url.clone();
+        async move {
+            let mut r = client()
+                .post(format!("{url}/v1/embeddings"))
+                .bearer_auth(KEY)
+                .json(&json!({"model": "rr", "input": "x"}));
+            if let Some(s) = session {
+                r = r.header("x-weir-session", s);
+            }
+            let r = r.send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.headers()["x-weir-provider"].to_str().unwrap().to_owned()
+        }
+    };
+    let mut sticky = Vec::new();
+    let mut spread = Vec::new();
+    for _ in 0..4 {
+        sticky.push(served(Some("s1")).await);
+    }
+    for _ in 0..4 {
+        spread.push(served(None).await);
+    }
+    assert!(sticky.iter().all(|p| *p == sticky[0]), "{sticky:?}");
+    assert!(
+        spread.contains(&"mock".to_owned()) && spread.contains(&"mock2".to_owned()),
+        "{spread:?}"
+    );
 }

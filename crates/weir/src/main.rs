@@ -448,18 +448,20 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         let ledger = app.ledger.clone();
         drop(app);
         let served = weir_server::run_live(live, listener, admin, shutdown).await;
+        for handle in extra {
+            // The other runtimes drain within the same grace period. The ledger's writer
+            // lives on this runtime, which keeps running it meanwhile.
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
         if let Some(w) = ledger {
-            // The writer batches for up to 200 ms: let the last rows land.
-            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            // Every request has ended: let the rows they queued land.
+            let settled = w.settle(std::time::Duration::from_secs(5)).await;
             tracing::info!(
                 written = w.written(),
                 dropped = w.dropped(),
+                settled,
                 "ledger closed"
             );
-        }
-        for handle in extra {
-            // The other runtimes drain within the same grace period.
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
         match served {
             Ok(()) => ExitCode::SUCCESS,
