@@ -26,6 +26,15 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
 /// that is not (an upstream model's broken or cut-short JSON) gets `{}`, as
 /// [`ToolInput::to_object`] says.
 pub fn encode_response(resp: &ChatResponse) -> Result<Vec<u8>, WireError> {
+    // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
+    let lenient;
+    let resp = match resp.with_lenient_tool_calls() {
+        Some(r) => {
+            lenient = r;
+            &lenient
+        }
+        None => resp,
+    };
     let inputs: Vec<_> = resp
         .content
         .iter()

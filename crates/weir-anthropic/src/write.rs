@@ -73,7 +73,7 @@ pub(crate) fn block(
         ContentBlock::Unknown(u) => {
             if u.dialect != Dialect::Anthropic {
                 return Err(format!(
-                    "content block `{}` cannot be sent to an Anthropic upstream",
+                    "content block `{}` has no form in Anthropic's Messages API",
                     b.type_name()
                 ));
             }

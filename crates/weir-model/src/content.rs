@@ -146,6 +146,85 @@ pub enum ContentBlock {
     Unknown(UnknownBlock),
 }
 
+/// The `type_name` of an OpenAI tool call kept verbatim as an unknown block: one not in
+/// the exact shape of a function call (a custom tool call; or a call without its id or
+/// `type`, or whose arguments are not a string), so that OpenAI gets it back unchanged.
+pub const OPENAI_TOOL_CALL: &str = "openai_tool_call";
+
+impl UnknownBlock {
+    /// An OpenAI tool call kept verbatim, read as a function call for a dialect that has
+    /// no other way to carry it: the function's name; its id, else `fallback_id`; its
+    /// arguments, a string as it is, an object as its text, null or missing as none.
+    /// `None` for anything else (a custom tool call, which has no function).
+    pub fn lenient_tool_call(&self, fallback_id: &str) -> Option<ToolUseBlock> {
+        if self.dialect != Dialect::OpenAi || self.type_name.as_deref() != Some(OPENAI_TOOL_CALL) {
+            return None;
+        }
+        #[derive(serde::Deserialize)]
+        struct Call {
+            id: Option<String>,
+            #[serde(rename = "type")]
+            ty: Option<String>,
+            function: Option<Func>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Func {
+            name: Option<String>,
+            arguments: Option<RawJson>,
+        }
+        let call: Call = serde_json::from_str(self.raw.get()).ok()?;
+        if call.ty.as_deref().is_some_and(|t| t != "function") {
+            return None;
+        }
+        let f = call.function?;
+        let name = f.name.filter(|n| !n.is_empty())?;
+        let arguments = match f.arguments {
+            None => String::new(),
+            Some(a) => match serde_json::from_str::<Option<String>>(a.get()) {
+                Ok(s) => s.unwrap_or_default(),
+                Err(_) => a.get().to_owned(),
+            },
+        };
+        Some(ToolUseBlock {
+            id: call
+                .id
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| fallback_id.to_owned()),
+            name,
+            input: ToolInput::Arguments(arguments),
+            cache_control: None,
+            extra: Extra::new(),
+        })
+    }
+}
+
+/// `blocks` with OpenAI tool calls kept verbatim read as function calls where they can be
+/// ([`UnknownBlock::lenient_tool_call`]; a call without an id gets `call_` and a hash of
+/// the call); `None` when there is none to read.
+pub fn lenient_tool_calls(blocks: &[ContentBlock]) -> Option<Vec<ContentBlock>> {
+    let read = |b: &ContentBlock| match b {
+        ContentBlock::Unknown(u) => {
+            u.lenient_tool_call(&format!("call_{:016x}", fnv(u.raw.get().as_bytes())))
+        }
+        _ => None,
+    };
+    if !blocks.iter().any(|b| read(b).is_some()) {
+        return None;
+    }
+    Some(
+        blocks
+            .iter()
+            .map(|b| read(b).map_or_else(|| b.clone(), ContentBlock::ToolUse))
+            .collect(),
+    )
+}
+
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
 impl ContentBlock {
     /// A short name for the block type, for errors.
     pub fn type_name(&self) -> &str {

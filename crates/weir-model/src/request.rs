@@ -57,6 +57,28 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// The request with OpenAI tool calls kept verbatim read as function calls where they
+    /// can be ([`crate::content::lenient_tool_calls`]), for dialects that must have them
+    /// as calls; `None` when it holds none.
+    pub fn with_lenient_tool_calls(&self) -> Option<ChatRequest> {
+        let fixed: Vec<(usize, Vec<crate::ContentBlock>)> = self
+            .messages
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                crate::content::lenient_tool_calls(&m.content.blocks).map(|b| (i, b))
+            })
+            .collect();
+        if fixed.is_empty() {
+            return None;
+        }
+        let mut r = self.clone();
+        for (i, blocks) in fixed {
+            r.messages[i].content.blocks = blocks;
+        }
+        Some(r)
+    }
+
     /// Whether the client asked for a stream.
     pub fn is_stream(&self) -> bool {
         self.stream.unwrap_or(false)

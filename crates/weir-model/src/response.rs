@@ -38,6 +38,16 @@ pub struct ChatResponse {
 }
 
 impl ChatResponse {
+    /// The response with OpenAI tool calls kept verbatim read as function calls where they
+    /// can be ([`crate::content::lenient_tool_calls`]); `None` when it holds none.
+    pub fn with_lenient_tool_calls(&self) -> Option<ChatResponse> {
+        let content = crate::content::lenient_tool_calls(&self.content)?;
+        Some(ChatResponse {
+            content,
+            ..self.clone()
+        })
+    }
+
     /// The refusal an OpenAI upstream gave (`message.refusal`, with structured outputs),
     /// for translating it: other dialects carry a refusal as text with a refusal stop.
     pub fn openai_refusal(&self) -> Option<crate::JsonStr> {

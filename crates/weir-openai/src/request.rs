@@ -403,7 +403,7 @@ impl<'de> Deserialize<'de> for OToolCall {
 }
 
 /// The `type_name` of unknown blocks that belong in `tool_calls` (custom tool calls).
-pub(crate) const TOOL_CALL_TYPE: &str = "openai_tool_call";
+pub(crate) const TOOL_CALL_TYPE: &str = weir_model::content::OPENAI_TOOL_CALL;
 
 struct Tools(Vec<Tool>);
 

@@ -1437,3 +1437,60 @@ fn text_or_reasoning_amid_a_tool_call_waits_until_its_arguments_are_whole() {
         assert!(text.ends_with(" more"), "nothing is lost: {text}");
     }
 }
+
+#[test]
+fn openai_tool_calls_without_id_type_or_string_arguments_still_reach_anthropic() {
+    let calls = json!([
+        {"function": {"name": "a", "arguments": "{\"x\":1}"}},
+        {"id": null, "type": "function", "function": {"name": "b", "arguments": null}},
+        {"id": "call_c", "function": {"name": "c"}},
+        {"id": "call_d", "type": "function", "function": {"name": "d", "arguments": {"y": 2}}},
+    ]);
+    let out = o_resp_to_a(json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": null, "tool_calls": calls.clone()}}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3}
+    }));
+    let blocks = out["content"].as_array().unwrap();
+    let inputs: Vec<(&str, Value)> = blocks
+        .iter()
+        .map(|b| (b["name"].as_str().unwrap(), b["input"].clone()))
+        .collect();
+    assert_eq!(
+        inputs,
+        [
+            ("a", json!({"x": 1})),
+            ("b", json!({})),
+            ("c", json!({})),
+            ("d", json!({"y": 2})),
+        ]
+    );
+    let ids: Vec<&str> = blocks.iter().map(|b| b["id"].as_str().unwrap()).collect();
+    assert!(ids[0].starts_with("call_") && ids[1].starts_with("call_") && ids[0] != ids[1]);
+    assert_eq!(&ids[2..], ["call_c", "call_d"]);
+    // The same calls in history, sent to Anthropic.
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": null, "tool_calls": calls},
+            {"role": "tool", "tool_call_id": "call_c", "content": "done"}
+        ]
+    }));
+    let sent = out["messages"][1]["content"].as_array().unwrap();
+    assert_eq!(sent.len(), 4);
+    assert_eq!(sent[3]["input"], json!({"y": 2}));
+    assert!(sent.iter().all(|b| b["type"] == "tool_use"));
+    // OpenAI gets them back as they came.
+    let req = json!({"model": "m", "messages": [
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"function": {"name": "a", "arguments": "{}"}}
+        ]}
+    ]});
+    let canon = weir_openai::decode_request(req.to_string().as_bytes()).unwrap();
+    let back: Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &Default::default()).unwrap())
+            .unwrap();
+    assert_eq!(back["messages"], req["messages"]);
+}
