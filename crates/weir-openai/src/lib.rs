@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod args_check;
 mod error;
 mod parts;
 #[cfg(feature = "provider")]

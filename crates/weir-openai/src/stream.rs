@@ -11,6 +11,7 @@ use weir_model::{
 };
 use weir_sse::Event;
 
+use crate::args_check::ArgsCheck;
 use crate::error::{api_error_from_value, openai_error_body};
 use crate::response::{now_secs, OUsage, UsageOut};
 
@@ -52,8 +53,8 @@ pub struct StreamDecoder {
     /// have deltas sent to a block already closed). They open in order once what is before
     /// them is complete, and all of them when the choice ends.
     pending: Vec<Waiting>,
-    /// How far the open tool call's arguments have come.
-    open_args: JsonDepth,
+    /// The open tool call's arguments so far (only what continues a JSON object goes on).
+    open_args: ArgsCheck,
     stop: Option<StopReason>,
     usage: Option<Usage>,
     delta_sent: bool,
@@ -83,50 +84,6 @@ struct PendingTool {
     id: Option<String>,
     name: Option<String>,
     args: Vec<JsonStr>,
-}
-
-/// Whether a tool call's arguments, read fragment by fragment, form a whole JSON object or
-/// array yet (only the nesting is followed, not the grammar).
-#[derive(Clone, Copy, Debug, Default)]
-struct JsonDepth {
-    depth: u32,
-    started: bool,
-    in_string: bool,
-    escaped: bool,
-    /// More closed than opened: never whole.
-    broken: bool,
-}
-
-impl JsonDepth {
-    fn feed(&mut self, text: &str) {
-        for b in text.bytes() {
-            if self.in_string {
-                match (self.escaped, b) {
-                    (true, _) => self.escaped = false,
-                    (false, b'\\') => self.escaped = true,
-                    (false, b'"') => self.in_string = false,
-                    _ => {}
-                }
-                continue;
-            }
-            match b {
-                b'"' => self.in_string = true,
-                b'{' | b'[' => {
-                    self.started = true;
-                    self.depth += 1;
-                }
-                b'}' | b']' => match self.depth.checked_sub(1) {
-                    Some(d) => self.depth = d,
-                    None => self.broken = true,
-                },
-                _ => {}
-            }
-        }
-    }
-
-    fn whole(&self) -> bool {
-        self.started && self.depth == 0 && !self.in_string && !self.broken
-    }
 }
 
 /// A chunk the fast path read.
@@ -447,11 +404,7 @@ impl StreamDecoder {
         if let Some(bi) = self.tools.iter().find(|(i, _)| *i == oi).map(|(_, bi)| *bi) {
             if self.open == Some(Open::Tool(bi)) {
                 if let Some(a) = args {
-                    self.open_args.feed(&a.as_str());
-                    out.push(StreamEvent::BlockDelta {
-                        index: bi,
-                        delta: Delta::InputJson(a),
-                    });
+                    self.push_args(bi, a, out);
                 }
                 self.advance(out);
             }
@@ -578,7 +531,7 @@ impl StreamDecoder {
         self.next_index += 1;
         self.tools.push((held.index, bi));
         self.open = Some(Open::Tool(bi));
-        self.open_args = JsonDepth::default();
+        self.open_args = ArgsCheck::default();
         // Some compatible servers omit ids; synthesize a stable one.
         let id = held.id.unwrap_or_else(|| format!("call_{bi}"));
         out.push(StreamEvent::BlockStart {
@@ -592,12 +545,29 @@ impl StreamDecoder {
             }),
         });
         for a in held.args {
-            self.open_args.feed(&a.as_str());
-            out.push(StreamEvent::BlockDelta {
-                index: bi,
-                delta: Delta::InputJson(a),
-            });
+            self.push_args(bi, a, out);
         }
+    }
+
+    /// A fragment of the open call's arguments, as far as it continues a JSON object: a
+    /// fragment that breaks it is cut there, and nothing after it goes on (the client gets
+    /// the valid beginning, which it reads, instead of input it fails on).
+    fn push_args(&mut self, index: u32, a: JsonStr, out: &mut Vec<StreamEvent>) {
+        let text = a.as_str();
+        let ok = self.open_args.feed(&text);
+        let delta = if ok == text.len() {
+            drop(text);
+            a
+        } else {
+            match text.get(..ok).filter(|p| !p.is_empty()) {
+                Some(prefix) => JsonStr::from_unescaped(prefix),
+                None => return,
+            }
+        };
+        out.push(StreamEvent::BlockDelta {
+            index,
+            delta: Delta::InputJson(delta),
+        });
     }
 
     /// Closes the open block, then opens what still waits, in order (a call whose name

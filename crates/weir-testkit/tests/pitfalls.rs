@@ -1494,3 +1494,47 @@ fn openai_tool_calls_without_id_type_or_string_arguments_still_reach_anthropic()
             .unwrap();
     assert_eq!(back["messages"], req["messages"]);
 }
+
+#[test]
+fn streamed_tool_arguments_stop_where_they_stop_being_a_json_object() {
+    let head = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
+    let chunk =
+        |delta: &str, finish: &str| format!("{head}{delta},\"finish_reason\":{finish}}}]}}");
+    let frag = |first: bool, args: &str| {
+        let args = serde_json::to_string(args).unwrap();
+        let call = if first {
+            format!(
+                r#"{{"index":0,"id":"call_a","type":"function","function":{{"name":"f","arguments":{args}}}}}"#
+            )
+        } else {
+            format!(r#"{{"index":0,"function":{{"arguments":{args}}}}}"#)
+        };
+        chunk(&format!(r#"{{"tool_calls":[{call}]}}"#), "null")
+    };
+    for (pieces, expected) in [
+        (&[r#"{"city": "#, "Paris}"][..], r#"{"city": "#),
+        (
+            &[r#"{"city": "Pa"#, r#"ris"}}"#][..],
+            r#"{"city": "Paris"}"#,
+        ),
+        (&["[1,", "2]"][..], ""),
+        (&["nu", "ll"][..], ""),
+        (
+            &[r#"{"a":"\u00e9 \"q\"", "b": [1, {}]}"#][..],
+            r#"{"a":"\u00e9 \"q\"", "b": [1, {}]}"#,
+        ),
+    ] {
+        let mut chunks = vec![chunk(r#"{"role":"assistant","content":null}"#, "null")];
+        for (i, p) in pieces.iter().enumerate() {
+            chunks.push(frag(i == 0, p));
+        }
+        chunks.push(chunk("{}", "\"tool_calls\""));
+        let (calls, contiguous) = tool_calls_of(&openai_stream_events(&chunks));
+        assert!(contiguous);
+        assert_eq!(calls.len(), 1, "{pieces:?}");
+        let (id, name, args) = &calls[0];
+        assert_eq!((id.as_str(), name.as_str()), ("call_a", "f"));
+        // The arguments the client gets: the valid beginning of an object.
+        assert_eq!(*args, expected, "{pieces:?}");
+    }
+}
