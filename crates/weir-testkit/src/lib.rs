@@ -450,8 +450,14 @@ pub fn anthropic_stream(n: usize) -> Vec<u8> {
         "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
     );
     s.push_str("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_01bench\",\"name\":\"Read\",\"input\":{}}}\n\n");
-    for _ in 0..10 {
-        s.push_str("event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"path\\\": \\\"/repo\"}}\n\n");
+    // Ten fragments of one JSON object: `{"path": "/repo/dir/.../lib.rs"}`.
+    for i in 0..10 {
+        let part = match i {
+            0 => "{\\\"path\\\": \\\"/repo",
+            9 => "/lib.rs\\\"}",
+            _ => "/dir",
+        };
+        s.push_str(&format!("event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":1,\"delta\":{{\"type\":\"input_json_delta\",\"partial_json\":\"{part}\"}}}}\n\n"));
     }
     s.push_str(
         "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
@@ -470,8 +476,14 @@ pub fn openai_stream(n: usize) -> Vec<u8> {
         s.push_str(&format!("data: {head}{{\"content\":\"The quick brown fox jumps over the lazy dog, \\\"quoted\\\" and\\nnewline \"}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"));
     }
     s.push_str(&format!("data: {head}{{\"tool_calls\":[{{\"index\":0,\"id\":\"call_bench\",\"type\":\"function\",\"function\":{{\"name\":\"Read\",\"arguments\":\"\"}}}}]}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"));
-    for _ in 0..10 {
-        s.push_str(&format!("data: {head}{{\"tool_calls\":[{{\"index\":0,\"function\":{{\"arguments\":\"{{\\\"path\\\": \\\"/repo\"}}}}]}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"));
+    // Ten fragments of one JSON object, as in `anthropic_stream`.
+    for i in 0..10 {
+        let part = match i {
+            0 => "{\\\"path\\\": \\\"/repo",
+            9 => "/lib.rs\\\"}",
+            _ => "/dir",
+        };
+        s.push_str(&format!("data: {head}{{\"tool_calls\":[{{\"index\":0,\"function\":{{\"arguments\":\"{part}\"}}}}]}},\"logprobs\":null,\"finish_reason\":null}}]}}\n\n"));
     }
     s.push_str(&format!(
         "data: {head}{{}},\"logprobs\":null,\"finish_reason\":\"tool_calls\"}}]}}\n\n"
