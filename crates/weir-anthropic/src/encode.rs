@@ -45,14 +45,7 @@ impl Default for EncodeOptions {
 /// call ids made valid; `max_tokens` filled in.
 pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>, WireError> {
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
-    let lenient;
-    let req = match req.with_lenient_tool_calls() {
-        Some(r) => {
-            lenient = r;
-            &lenient
-        }
-        None => req,
-    };
+    let req = &*req.with_lenient_tool_calls();
     let plan = Plan::build(req, opts)?;
     let mut w = JsonWriter::with_capacity(req.size_hint + req.size_hint / 8 + 256);
     plan.write(&mut w).map_err(WireError::Unsupported)?;

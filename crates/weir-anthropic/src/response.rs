@@ -27,14 +27,7 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
 /// [`ToolInput::to_object`] says.
 pub fn encode_response(resp: &ChatResponse) -> Result<Vec<u8>, WireError> {
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
-    let lenient;
-    let resp = match resp.with_lenient_tool_calls() {
-        Some(r) => {
-            lenient = r;
-            &lenient
-        }
-        None => resp,
-    };
+    let resp = &*resp.with_lenient_tool_calls();
     let inputs: Vec<_> = resp
         .content
         .iter()

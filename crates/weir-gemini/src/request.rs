@@ -60,14 +60,7 @@ impl Default for EncodeOptions {
 /// dialect can carry; OpenAI `function` messages ([`WireError::Unsupported`]).
 pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>, WireError> {
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
-    let lenient;
-    let req = match req.with_lenient_tool_calls() {
-        Some(r) => {
-            lenient = r;
-            &lenient
-        }
-        None => req,
-    };
+    let req = &*req.with_lenient_tool_calls();
     let mut plan = Plan::default();
     if let Some(sys) = &req.system {
         for b in &sys.blocks {

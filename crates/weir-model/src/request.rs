@@ -59,8 +59,8 @@ pub struct ChatRequest {
 impl ChatRequest {
     /// The request with OpenAI tool calls kept verbatim read as function calls where they
     /// can be ([`crate::content::lenient_tool_calls`]), for dialects that must have them
-    /// as calls; `None` when it holds none.
-    pub fn with_lenient_tool_calls(&self) -> Option<ChatRequest> {
+    /// as calls: a copy only when it holds some.
+    pub fn with_lenient_tool_calls(&self) -> std::borrow::Cow<'_, ChatRequest> {
         let fixed: Vec<(usize, Vec<crate::ContentBlock>)> = self
             .messages
             .iter()
@@ -70,13 +70,13 @@ impl ChatRequest {
             })
             .collect();
         if fixed.is_empty() {
-            return None;
+            return std::borrow::Cow::Borrowed(self);
         }
         let mut r = self.clone();
         for (i, blocks) in fixed {
             r.messages[i].content.blocks = blocks;
         }
-        Some(r)
+        std::borrow::Cow::Owned(r)
     }
 
     /// Whether the client asked for a stream.

@@ -39,13 +39,15 @@ pub struct ChatResponse {
 
 impl ChatResponse {
     /// The response with OpenAI tool calls kept verbatim read as function calls where they
-    /// can be ([`crate::content::lenient_tool_calls`]); `None` when it holds none.
-    pub fn with_lenient_tool_calls(&self) -> Option<ChatResponse> {
-        let content = crate::content::lenient_tool_calls(&self.content)?;
-        Some(ChatResponse {
-            content,
-            ..self.clone()
-        })
+    /// can be ([`crate::content::lenient_tool_calls`]): a copy only when it holds some.
+    pub fn with_lenient_tool_calls(&self) -> std::borrow::Cow<'_, ChatResponse> {
+        match crate::content::lenient_tool_calls(&self.content) {
+            Some(content) => std::borrow::Cow::Owned(ChatResponse {
+                content,
+                ..self.clone()
+            }),
+            None => std::borrow::Cow::Borrowed(self),
+        }
     }
 
     /// The refusal an OpenAI upstream gave (`message.refusal`, with structured outputs),

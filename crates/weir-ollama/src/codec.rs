@@ -33,14 +33,7 @@ fn unsupported(what: &str) -> WireError {
 /// Encodes a canonical request as an `/api/chat` body.
 pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
-    let lenient;
-    let req = match req.with_lenient_tool_calls() {
-        Some(r) => {
-            lenient = r;
-            &lenient
-        }
-        None => req,
-    };
+    let req = &*req.with_lenient_tool_calls();
     let mut names: HashMap<&str, &str> = HashMap::new();
     for m in &req.messages {
         for b in &m.content.blocks {

@@ -701,6 +701,17 @@ trait Job: Clone + Sync {
     type Out: Send;
     /// The model the client asked for.
     fn model(&self) -> &str;
+    /// Renames the model.
+    fn set_model(&mut self, model: &str);
+    /// The job as it is, or a copy for a target that renames the model.
+    fn for_model(&self, model: &str) -> Cow<'_, Self> {
+        if self.model() == model {
+            return Cow::Borrowed(self);
+        }
+        let mut r = self.clone();
+        r.set_model(model);
+        Cow::Owned(r)
+    }
     /// The job as one target gets it: renamed to the target's model and, for a target
     /// that lacks features the request uses, with them dropped (the warnings say which)
     /// when the route allows it. `Err`: the target cannot take it and is skipped.
@@ -728,6 +739,10 @@ impl Job for ChatRequest {
 
     fn model(&self) -> &str {
         &self.model
+    }
+
+    fn set_model(&mut self, model: &str) {
+        model.clone_into(&mut self.model);
     }
 
     fn for_target(
@@ -768,12 +783,7 @@ impl Job for ChatRequest {
         }
         // The client's request goes as it is unless this target renames the model: then a
         // copy, once for all its keys.
-        if self.model == model {
-            return Ok((Cow::Borrowed(self), Vec::new()));
-        }
-        let mut r = self.clone();
-        model.clone_into(&mut r.model);
-        Ok((Cow::Owned(r), Vec::new()))
+        Ok((self.for_model(model), Vec::new()))
     }
 
     async fn call<'a>(
@@ -821,6 +831,10 @@ impl Job for ResponsesRequest {
         &self.model
     }
 
+    fn set_model(&mut self, model: &str) {
+        model.clone_into(&mut self.model);
+    }
+
     fn for_target(
         &self,
         _route: &Route,
@@ -831,12 +845,7 @@ impl Job for ResponsesRequest {
         if !provider.serves_responses() {
             return Err(not_served(target, "the Responses API"));
         }
-        if self.model == model {
-            return Ok((Cow::Borrowed(self), Vec::new()));
-        }
-        let mut r = self.clone();
-        model.clone_into(&mut r.model);
-        Ok((Cow::Owned(r), Vec::new()))
+        Ok((self.for_model(model), Vec::new()))
     }
 
     async fn call<'a>(
@@ -869,6 +878,10 @@ impl Job for EmbedRequest {
         &self.model
     }
 
+    fn set_model(&mut self, model: &str) {
+        model.clone_into(&mut self.model);
+    }
+
     fn for_target(
         &self,
         _route: &Route,
@@ -879,12 +892,7 @@ impl Job for EmbedRequest {
         if !provider.serves_embeddings() {
             return Err(not_served(target, "embeddings"));
         }
-        if self.model == model {
-            return Ok((Cow::Borrowed(self), Vec::new()));
-        }
-        let mut r = self.clone();
-        model.clone_into(&mut r.model);
-        Ok((Cow::Owned(r), Vec::new()))
+        Ok((self.for_model(model), Vec::new()))
     }
 
     async fn call<'a>(

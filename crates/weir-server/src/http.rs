@@ -598,63 +598,83 @@ async fn chat(
     }
 }
 
-/// `POST /v1/embeddings`: OpenAI's embeddings API, routed by `[[models]]` like chat, to
-/// the targets whose provider has embeddings; the upstream's answer goes back as it came.
-async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
+/// What the OpenAI pass-through endpoints (embeddings, the Responses API) have, ready to
+/// route: the caller's key, the request, and the call's context.
+struct Pass<R> {
+    key: ClientKey,
+    req: R,
+    cx: CallContext,
+}
+
+/// The pass-through endpoints' first steps, as chat's: the key, the body, the request
+/// (`decode`), the key's model allow-list and its limits. `Err`: the answer already.
+async fn pass_prelude<R>(
+    app: &App,
+    req: Request<Incoming>,
+    log: &mut RequestLog,
+    decode: fn(&[u8]) -> Result<R, WireError>,
+    model: fn(&R) -> &str,
+) -> Result<Pass<R>, Response<Body>> {
     let dialect = Dialect::OpenAi;
-    let key = match authenticate(app, req.headers(), dialect, log) {
-        Ok(k) => k.clone(),
-        Err(r) => return r,
-    };
-    let (headers, body) = match read_body(app, req, dialect, log).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let ereq = match weir_model::EmbedRequest::decode(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(request_id = %log.request_id, "undecodable request: {e}");
-            return simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log);
-        }
-    };
-    log.model = Some(ereq.model.clone());
-    if !app.allows(&key, &ereq.model) {
-        return simple_error(
+    let key = authenticate(app, req.headers(), dialect, log)?.clone();
+    let (headers, body) = read_body(app, req, dialect, log).await?;
+    let parsed = decode(&body).map_err(|e| {
+        tracing::debug!(request_id = %log.request_id, "undecodable request: {e}");
+        simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log)
+    })?;
+    let name = model(&parsed);
+    log.model = Some(name.to_owned());
+    if !app.allows(&key, name) {
+        return Err(simple_error(
             dialect,
             ErrorKind::PermissionDenied,
-            format!("the key `{}` may not use model `{}`", key.name, ereq.model),
+            format!("the key `{}` may not use model `{name}`", key.name),
             log,
-        );
+        ));
     }
-    if let Err(r) = admit(app, &key, body.len(), dialect, log).await {
-        return r;
-    }
+    admit(app, &key, body.len(), dialect, log).await?;
     let mut cx = CallContext::new(log.request_id.clone());
     cx.forward_headers = forward_headers(&headers);
-    // Vectors from different models are not comparable: a session sticks here too.
+    // Sessions stick here too (vectors of different models are not comparable; stored
+    // responses live with one upstream).
     cx.session = header_session(&headers);
     cx.client_dialect = Some(dialect);
     cx.deadline = log.started.map(|s| s + app.total_timeout);
-    let model_name = ereq.model.clone();
-    let upstream_started = Instant::now();
-    match app.router.embed(ereq, cx).await {
+    Ok(Pass {
+        key,
+        req: parsed,
+        cx,
+    })
+}
+
+/// A pass-through request's routing outcome: the error in OpenAI's shape, or, once served,
+/// the upstream's latency and the log's provider and model recorded and `answer` made
+/// (with `x-weir-provider` and `x-weir-model`).
+fn pass_outcome<T>(
+    app: &App,
+    key: &ClientKey,
+    model_name: &str,
+    upstream_started: Instant,
+    routed: Result<(T, weir_router::Served), RouteError>,
+    log: &mut RequestLog,
+    answer: impl FnOnce(T, &mut RequestLog) -> Response<Body>,
+) -> Response<Body> {
+    let dialect = Dialect::OpenAi;
+    match routed {
         Err(RouteError::UnknownModel { model, available }) => {
-            unknown_model(dialect, &key, &model, &available, log)
+            unknown_model(dialect, key, &model, &available, log)
         }
         Err(RouteError::Failed { last, attempts }) => route_failed(dialect, &last, &attempts, log),
-        Ok((resp, served)) => {
+        Ok((reply, served)) => {
             app.metrics.upstream(
                 &key.name,
-                &model_name,
+                model_name,
                 &served.provider,
                 upstream_started.elapsed(),
             );
             log.provider = Some(served.provider.clone());
             log.upstream_model = Some(served.model.clone());
-            let input = resp.usage.input_tokens;
-            log.usage = Some(resp.usage);
-            log.emit(200, None, input, Some(0));
-            let mut r = full(StatusCode::OK, "application/json", resp.body);
+            let mut r = answer(reply, log);
             set_header(&mut r, X_WEIR_PROVIDER, &served.provider);
             set_header(&mut r, X_WEIR_MODEL, &served.model);
             r
@@ -662,60 +682,60 @@ async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> 
     }
 }
 
+/// `POST /v1/embeddings`: OpenAI's embeddings API, routed by `[[models]]` like chat, to
+/// the targets whose provider has embeddings; the upstream's answer goes back as it came.
+async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
+    let pass = match pass_prelude(app, req, log, weir_model::EmbedRequest::decode, |r| {
+        &r.model
+    })
+    .await
+    {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let model_name = pass.req.model.clone();
+    let started = Instant::now();
+    let routed = app.router.embed(pass.req, pass.cx).await;
+    pass_outcome(
+        app,
+        &pass.key,
+        &model_name,
+        started,
+        routed,
+        log,
+        |resp, log| {
+            let input = resp.usage.input_tokens;
+            log.usage = Some(resp.usage);
+            log.emit(200, None, input, Some(0));
+            full(StatusCode::OK, "application/json", resp.body)
+        },
+    )
+}
+
 /// `POST /v1/responses`: OpenAI's Responses API, routed by `[[models]]` like chat to the
 /// targets whose provider speaks it, and passed through: the request with only its model
 /// renamed, the answer (whole or streamed) as the upstream wrote it.
 async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
-    let dialect = Dialect::OpenAi;
-    let key = match authenticate(app, req.headers(), dialect, log) {
-        Ok(k) => k.clone(),
+    let pass = match pass_prelude(app, req, log, weir_model::ResponsesRequest::decode, |r| {
+        &r.model
+    })
+    .await
+    {
+        Ok(p) => p,
         Err(r) => return r,
     };
-    let (headers, body) = match read_body(app, req, dialect, log).await {
-        Ok(b) => b,
-        Err(r) => return r,
-    };
-    let rreq = match weir_model::ResponsesRequest::decode(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::debug!(request_id = %log.request_id, "undecodable request: {e}");
-            return simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log);
-        }
-    };
-    log.model = Some(rreq.model.clone());
-    if !app.allows(&key, &rreq.model) {
-        return simple_error(
-            dialect,
-            ErrorKind::PermissionDenied,
-            format!("the key `{}` may not use model `{}`", key.name, rreq.model),
-            log,
-        );
-    }
-    if let Err(r) = admit(app, &key, body.len(), dialect, log).await {
-        return r;
-    }
-    let mut cx = CallContext::new(log.request_id.clone());
-    cx.forward_headers = forward_headers(&headers);
-    cx.session = header_session(&headers);
-    cx.client_dialect = Some(dialect);
-    cx.deadline = log.started.map(|s| s + app.total_timeout);
-    let model_name = rreq.model.clone();
-    let upstream_started = Instant::now();
-    match app.router.responses(rreq, cx).await {
-        Err(RouteError::UnknownModel { model, available }) => {
-            unknown_model(dialect, &key, &model, &available, log)
-        }
-        Err(RouteError::Failed { last, attempts }) => route_failed(dialect, &last, &attempts, log),
-        Ok((reply, served)) => {
-            app.metrics.upstream(
-                &key.name,
-                &model_name,
-                &served.provider,
-                upstream_started.elapsed(),
-            );
-            log.provider = Some(served.provider.clone());
-            log.upstream_model = Some(served.model.clone());
-            let mut r = match reply {
+    let model_name = pass.req.model.clone();
+    let started = Instant::now();
+    let routed = app.router.responses(pass.req, pass.cx).await;
+    pass_outcome(
+        app,
+        &pass.key,
+        &model_name,
+        started,
+        routed,
+        log,
+        |reply, log| {
+            match reply {
                 weir_model::ResponsesReply::Complete { body, usage } => {
                     let (input, output) = (usage.total_input(), usage.output_tokens);
                     log.usage = Some(usage);
@@ -723,17 +743,15 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
                     full(StatusCode::OK, "application/json", body)
                 }
                 weir_model::ResponsesReply::Stream(s) => {
+                    // The stream's log line takes the request's record with it.
                     let request_id = log.request_id.clone();
                     let slog = StreamLog::new(std::mem::take(log));
                     log.request_id = request_id;
                     crate::sse::passthrough_response(s, slog)
                 }
-            };
-            set_header(&mut r, X_WEIR_PROVIDER, &served.provider);
-            set_header(&mut r, X_WEIR_MODEL, &served.model);
-            r
-        }
-    }
+            }
+        },
+    )
 }
 
 /// The answer when every target failed: the upstream's own error when one answered (status

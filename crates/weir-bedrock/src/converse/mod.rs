@@ -239,14 +239,7 @@ pub fn encode_converse(
     opts: &EncodeOptions,
 ) -> Result<Vec<u8>, WireError> {
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
-    let lenient;
-    let req = match req.with_lenient_tool_calls() {
-        Some(r) => {
-            lenient = r;
-            &lenient
-        }
-        None => req,
-    };
+    let req = &*req.with_lenient_tool_calls();
     let caching = supports_cache_points(model);
     let mut system: Vec<(&JsonStr, bool)> = Vec::new();
     if let Some(sys) = &req.system {
