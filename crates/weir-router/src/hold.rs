@@ -135,3 +135,90 @@ impl Stream for GuardedBytes {
         item
     }
 }
+
+/// Reads a passed-through SSE byte stream (the Responses API) until its first whole event.
+/// `Err`: the upstream failed, or ended, before one (or its first event is an `error`), so
+/// the next target can still serve. `Ok`: the bytes read, followed by the rest.
+pub(crate) async fn hold_bytes(
+    mut s: weir_model::ByteStream,
+) -> Result<weir_model::ByteStream, ProviderError> {
+    let mut held: Vec<bytes::Bytes> = Vec::new();
+    let mut seen: Vec<u8> = Vec::new();
+    loop {
+        match s.next().await {
+            None => {
+                return Err(ProviderError::new(
+                    weir_model::ErrorKind::Upstream,
+                    "the upstream stream ended before its first event",
+                ))
+            }
+            Some(Err(e)) => return Err(e),
+            Some(Ok(b)) => {
+                seen.extend_from_slice(&b);
+                held.push(b);
+                if let Some(end) = first_event_end(&seen) {
+                    if let Some(e) = error_event(&seen[..end]) {
+                        return Err(e);
+                    }
+                    break;
+                }
+                if seen.len() > MAX_HELD_BYTES {
+                    // A first event this large is not a failing upstream's.
+                    break;
+                }
+            }
+        }
+    }
+    let head = futures_util::stream::iter(held.into_iter().map(Ok));
+    Ok(Box::pin(head.chain(s)))
+}
+
+/// Past this many bytes without a whole first event, a byte stream is let through.
+const MAX_HELD_BYTES: usize = 1 << 20;
+
+/// Where the first event with data ends (its blank line), if it has come: comments and
+/// blank lines before it are not events.
+fn first_event_end(b: &[u8]) -> Option<usize> {
+    let mut data = false;
+    let mut at = 0;
+    while let Some(nl) = b[at..].iter().position(|&c| c == b'\n') {
+        let line = &b[at..at + nl];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        at += nl + 1;
+        if line.is_empty() {
+            if data {
+                return Some(at);
+            }
+        } else if line.starts_with(b"data") {
+            data = true;
+        }
+    }
+    None
+}
+
+/// The failure an `error` (or `response.failed`) event states, when the first event is one.
+fn error_event(event: &[u8]) -> Option<ProviderError> {
+    let text = std::str::from_utf8(event).ok()?;
+    let mut name = None;
+    let mut data = String::new();
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            name = Some(v.trim().to_owned());
+        } else if let Some(v) = line.strip_prefix("data:") {
+            data.push_str(v.strip_prefix(' ').unwrap_or(v));
+        }
+    }
+    let v: serde_json::Value = serde_json::from_str(&data).ok()?;
+    let ty = name.or_else(|| v["type"].as_str().map(str::to_owned))?;
+    if ty != "error" && ty != "response.failed" {
+        return None;
+    }
+    let message = v["message"]
+        .as_str()
+        .or(v["response"]["error"]["message"].as_str())
+        .unwrap_or("the upstream stream failed before its first event");
+    Some(ProviderError::new(
+        weir_model::ErrorKind::Upstream,
+        format!("the upstream's stream failed: {message}"),
+    ))
+}

@@ -618,6 +618,9 @@ pub struct Router {
     /// Providers' own model listings, by provider id, with when they were fetched (an
     /// empty list when fetching failed).
     listings: Arc<Mutex<Listings>>,
+    /// One fetch of a provider's listing at a time: requests that find it stale meanwhile
+    /// wait for that fetch instead of making their own.
+    listing_fetches: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 /// Providers' model listings by provider id: when fetched, and the names.
@@ -853,7 +856,12 @@ impl Job for ResponsesRequest {
         provider: &'a dyn Provider,
         cx: CallContext,
     ) -> Result<ResponsesReply, ProviderError> {
-        provider.responses(self, cx).await
+        match provider.responses(self, cx).await? {
+            // Served only once its first event came: a stream that fails before then is
+            // the target's failure, and the next one can still serve.
+            ResponsesReply::Stream(s) => hold::hold_bytes(s).await.map(ResponsesReply::Stream),
+            whole => Ok(whole),
+        }
     }
 
     fn served(out: ResponsesReply, guard: impl FnOnce() -> hold::Guard) -> (ResponsesReply, bool) {
@@ -984,6 +992,7 @@ impl Router {
             }),
             sessions: Arc::new(Mutex::new(HashMap::new())),
             listings: Arc::default(),
+            listing_fetches: Arc::default(),
         })
     }
 
@@ -1016,6 +1025,7 @@ impl Router {
         self.shared = other.shared.clone();
         self.sessions = other.sessions.clone();
         self.listings = other.listings.clone();
+        self.listing_fetches = other.listing_fetches.clone();
         Ok(self)
     }
 
@@ -1135,17 +1145,33 @@ impl Router {
 
     /// One provider's listing, fetched when not kept.
     async fn listing(&self, provider_id: &str) -> Arc<Vec<String>> {
-        let now = Instant::now();
-        if let Some((at, list)) = lock(&self.listings).get(provider_id) {
-            let ttl = if list.is_empty() {
-                LISTING_RETRY
-            } else {
-                LISTING_TTL
-            };
-            if now.saturating_duration_since(*at) < ttl {
-                return list.clone();
-            }
+        let kept = || {
+            let now = Instant::now();
+            lock(&self.listings)
+                .get(provider_id)
+                .filter(|(at, list)| {
+                    let ttl = if list.is_empty() {
+                        LISTING_RETRY
+                    } else {
+                        LISTING_TTL
+                    };
+                    now.saturating_duration_since(*at) < ttl
+                })
+                .map(|(_, list)| list.clone())
+        };
+        if let Some(list) = kept() {
+            return list;
         }
+        let fetch = lock(&self.listing_fetches)
+            .entry(provider_id.to_owned())
+            .or_default()
+            .clone();
+        let _fetching = fetch.lock().await;
+        // Another request may have fetched it while this one waited.
+        if let Some(list) = kept() {
+            return list;
+        }
+        let now = Instant::now();
         let Some(provider) = self.providers.get(provider_id) else {
             return Arc::default();
         };

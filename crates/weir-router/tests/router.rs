@@ -54,6 +54,7 @@ struct Fake {
     keys_used: Mutex<Vec<Option<String>>>,
     requests: Mutex<Vec<ChatRequest>>,
     caps: Capabilities,
+    listings: AtomicUsize,
 }
 
 impl Fake {
@@ -74,6 +75,7 @@ impl Fake {
             keys_used: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
             caps,
+            listings: AtomicUsize::new(0),
         })
     }
 
@@ -151,6 +153,16 @@ impl Provider for Fake {
     }
     fn keys(&self) -> &[Secret] {
         &self.keys
+    }
+    async fn list_models(&self, _cx: CallContext) -> Result<Option<Vec<String>>, ProviderError> {
+        self.listings.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        Ok(Some(vec![
+            "gpt-a".into(),
+            "other".into(),
+            "gpt-b".into(),
+            "gpt-exact".into(),
+        ]))
     }
     async fn probe(&self, _model: &str, _cx: CallContext) -> Result<(), ProviderError> {
         self.probes.fetch_add(1, Ordering::SeqCst);
@@ -1174,4 +1186,29 @@ async fn a_call_dropped_while_waiting_gives_its_in_flight_counts_back() {
     drop(reply);
     assert_eq!(r.status().targets[0].in_flight, 0);
     assert_eq!(r.status().providers[0].keys[0].in_flight, 0);
+}
+
+#[tokio::test]
+async fn glob_routes_list_what_their_providers_list_fetched_once_at_a_time() {
+    let a = Fake::new("a", Act::Ok);
+    let r = router(
+        &[a.clone()],
+        vec![
+            Route::new("gpt-exact", vec![Target::new("a")]),
+            Route::new("gpt-*", vec![Target::new("a")]),
+            Route::new("pinned-*", vec![Target::with_model("a", "gpt-a")]),
+        ],
+        quick(),
+    );
+    let lists = futures_util::future::join_all((0..5).map(|_| r.provider_models())).await;
+    for l in &lists {
+        assert_eq!(l, &["gpt-a", "gpt-b"]);
+    }
+    assert_eq!(
+        a.listings.load(Ordering::SeqCst),
+        1,
+        "one fetch for five requests"
+    );
+    r.provider_models().await;
+    assert_eq!(a.listings.load(Ordering::SeqCst), 1, "kept");
 }

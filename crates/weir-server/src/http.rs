@@ -291,7 +291,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         (&Method::POST, "/v1/messages") => chat(&app, req, Dialect::Anthropic, &mut log).await,
         (&Method::POST, "/v1/chat/completions") => chat(&app, req, Dialect::OpenAi, &mut log).await,
         (&Method::POST, "/v1/messages/count_tokens") => count_tokens(&app, req, &mut log).await,
-        (&Method::GET, "/v1/models") => models(&app, &req, &mut log).await,
+        (&Method::GET, "/v1/models") => models(&app, &req, None, &mut log).await,
+        (&Method::GET, p) if p.len() > "/v1/models/".len() && p.starts_with("/v1/models/") => {
+            models(&app, &req, Some(&p["/v1/models/".len()..]), &mut log).await
+        }
         (&Method::POST, "/v1/embeddings") => embeddings(&app, req, &mut log).await,
         (&Method::POST, "/v1/responses") => responses(&app, req, &mut log).await,
         (_, "/health") => method_not_allowed(dialect, &method, &path, "GET, HEAD", &log),
@@ -838,7 +841,15 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
     r
 }
 
-async fn models(app: &App, req: &Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
+/// `GET /v1/models` (or, with `one`, `GET /v1/models/{id}`): the models the caller's key
+/// may use, in the shape of the dialect the request speaks; the Anthropic listing pages as
+/// Anthropic's does (`limit`, default 20, `after_id`, `before_id`).
+async fn models(
+    app: &App,
+    req: &Request<Incoming>,
+    one: Option<&str>,
+    log: &mut RequestLog,
+) -> Response<Body> {
     let anthropic =
         req.headers().contains_key("anthropic-version") || req.headers().contains_key("x-api-key");
     let dialect = if anthropic {
@@ -852,32 +863,119 @@ async fn models(app: &App, req: &Request<Incoming>, log: &mut RequestLog) -> Res
     };
     // Exact names, then what glob routes serve as their providers list it.
     let from_providers = app.router.provider_models().await;
-    let mut names: Vec<&String> = Vec::new();
+    let mut names: Vec<&str> = Vec::new();
     for m in app.listed_models.iter().chain(&from_providers) {
-        if app.allows(key, m) && !names.contains(&m) {
+        if app.allows(key, m) && !names.contains(&m.as_str()) {
             names.push(m);
         }
     }
+    let entry = |m: &str| {
+        if anthropic {
+            serde_json::json!({"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"})
+        } else {
+            serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": "weir"})
+        }
+    };
+    if let Some(id) = one {
+        let id = percent_decoded(id);
+        if !names.contains(&id.as_str()) {
+            let e = ApiError {
+                code: Some("model_not_found".to_owned()),
+                ..ApiError::new(
+                    ErrorKind::NotFound,
+                    format!("model `{id}` is not available to this key"),
+                )
+            };
+            return gateway_error(dialect, &e, log);
+        }
+        log.emit(200, None, None, None);
+        return full(StatusCode::OK, "application/json", entry(&id).to_string());
+    }
     let body = if anthropic {
-        let data: Vec<serde_json::Value> = names
-            .iter()
-            .map(|m| serde_json::json!({"type": "model", "id": m, "display_name": m, "created_at": "1970-01-01T00:00:00Z"}))
-            .collect();
+        let query = req.uri().query().unwrap_or("");
+        let param = |name: &str| {
+            query
+                .split('&')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| percent_decoded(v))
+        };
+        let limit = match param("limit").map(|l| l.parse::<usize>()) {
+            None => 20,
+            Some(Ok(n)) if (1..=1000).contains(&n) => n,
+            Some(_) => {
+                return simple_error(
+                    dialect,
+                    ErrorKind::InvalidRequest,
+                    "limit: must be an integer from 1 to 1000",
+                    log,
+                )
+            }
+        };
+        let position = |id: Option<String>| match id {
+            None => Ok(None),
+            Some(id) => names.iter().position(|n| *n == id).map(Some).ok_or(id),
+        };
+        let (after, before) = match (position(param("after_id")), position(param("before_id"))) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(id), _) | (_, Err(id)) => {
+                return simple_error(
+                    dialect,
+                    ErrorKind::NotFound,
+                    format!("model `{id}` is not available to this key"),
+                    log,
+                )
+            }
+        };
+        // A page after `after_id`, or the last one before `before_id`, else the first.
+        let (start, end) = match (after, before) {
+            (Some(a), _) => (a + 1, (a + 1 + limit).min(names.len())),
+            (None, Some(b)) => (b.saturating_sub(limit), b),
+            (None, None) => (0, limit.min(names.len())),
+        };
+        let page = &names[start..end];
+        let has_more = if before.is_some() && after.is_none() {
+            start > 0
+        } else {
+            end < names.len()
+        };
         serde_json::json!({
-            "data": data,
-            "has_more": false,
-            "first_id": names.first(),
-            "last_id": names.last(),
+            "data": page.iter().map(|m| entry(m)).collect::<Vec<_>>(),
+            "has_more": has_more,
+            "first_id": page.first(),
+            "last_id": page.last(),
         })
     } else {
-        let data: Vec<serde_json::Value> = names
-            .iter()
-            .map(|m| serde_json::json!({"id": m, "object": "model", "created": 0, "owned_by": "weir"}))
-            .collect();
+        let data: Vec<serde_json::Value> = names.iter().map(|m| entry(m)).collect();
         serde_json::json!({"object": "list", "data": data})
     };
     log.emit(200, None, None, None);
     full(StatusCode::OK, "application/json", body.to_string())
+}
+
+/// `%XX` escapes of a path segment or query value decoded (invalid ones kept as written).
+fn percent_decoded(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

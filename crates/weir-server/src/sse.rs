@@ -281,6 +281,7 @@ pub(crate) fn passthrough_response(upstream: ByteStream, log: StreamLog) -> Resp
             log,
             scan: Some(scan),
             events: Vec::new(),
+            finished: false,
             done: false,
         }
         .boxed_unsync(),
@@ -293,7 +294,25 @@ struct PassthroughBody {
     /// `None` once the copy could not be read as SSE (the bytes still go through).
     scan: Option<weir_sse::Decoder>,
     events: Vec<weir_sse::Event>,
+    /// The response's final event came.
+    finished: bool,
     done: bool,
+}
+
+/// The type of a Responses API stream event: its `event:` name, else its data's `type`
+/// (some compatible servers send only `data:` lines).
+fn responses_event_type(ev: &weir_sse::Event) -> Option<std::borrow::Cow<'_, str>> {
+    if let Some(name) = ev.event() {
+        return Some(std::borrow::Cow::Borrowed(name));
+    }
+    #[derive(serde::Deserialize)]
+    struct Typed<'a> {
+        #[serde(rename = "type", borrow)]
+        ty: std::borrow::Cow<'a, str>,
+    }
+    serde_json::from_str::<Typed<'_>>(ev.data())
+        .ok()
+        .map(|t| t.ty)
 }
 
 impl PassthroughBody {
@@ -301,17 +320,22 @@ impl PassthroughBody {
         let Some(scan) = &mut self.scan else {
             return;
         };
-        if scan.feed(bytes, &mut self.events).is_err() {
+        if let Err(e) = scan.feed(bytes, &mut self.events) {
+            tracing::warn!(request_id = %self.log.log.request_id, "the upstream's stream could not be read for its usage (passed on as it is): {e}");
             self.scan = None;
             return;
         }
         for ev in self.events.drain(..) {
-            if !matches!(
-                ev.event(),
-                Some("response.completed" | "response.incomplete" | "response.failed")
-            ) {
+            let final_event = responses_event_type(&ev).is_some_and(|t| {
+                matches!(
+                    &*t,
+                    "response.completed" | "response.incomplete" | "response.failed"
+                )
+            });
+            if !final_event {
                 continue;
             }
+            self.finished = true;
             #[derive(serde::Deserialize)]
             struct Final<'a> {
                 #[serde(borrow)]
@@ -350,8 +374,20 @@ impl hyper::body::Body for PassthroughBody {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
                 me.done = true;
-                me.log.set_outcome("complete");
-                Poll::Ready(None)
+                if me.finished || me.scan.is_none() {
+                    me.log.set_outcome("complete");
+                    return Poll::Ready(None);
+                }
+                // The upstream ended without the response's final event: cut short.
+                me.log.set_outcome("upstream failed");
+                tracing::warn!(request_id = %me.log.log.request_id, "the upstream's stream ended before the response finished");
+                let api = ApiError::new(
+                    weir_model::ErrorKind::Upstream,
+                    "the upstream stream ended before the response finished",
+                );
+                Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(
+                    responses_error_event(&api),
+                )))))
             }
             Poll::Ready(Some(Ok(bytes))) => {
                 if me.log.first_byte.is_none() {

@@ -1454,3 +1454,122 @@ async fn embeddings_of_one_session_stick_to_one_target() {
         "{spread:?}"
     );
 }
+
+#[tokio::test]
+async fn responses_streams_fail_over_before_their_first_event_and_are_checked_to_the_end() {
+    let empty = upstream(Script::Reply(200, "text/event-stream", String::new())).await;
+    let failing_first = upstream(Script::Reply(
+        200,
+        "text/event-stream",
+        "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"boom\"}\n\n".into(),
+    ))
+    .await;
+    // Cut short: everything but the final event.
+    let cut = RESPONSES_STREAM
+        .split_inclusive("\n\n")
+        .filter(|e| !e.contains("response.completed"))
+        .collect::<String>();
+    let truncated = upstream(Script::Reply(200, "text/event-stream", cut.clone())).await;
+    // Only `data:` lines, as some compatible servers send.
+    let data_only = RESPONSES_STREAM
+        .lines()
+        .filter(|l| !l.starts_with("event:"))
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    let nameless = upstream(Script::Reply(200, "text/event-stream", data_only.clone())).await;
+    let (url, admin) = weir_with_admin(&format!(
+        "[providers.e]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [providers.f]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [providers.t]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [providers.n]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"fo\"\ntargets = [{{ provider = \"e\" }}, {{ provider = \"f\" }}, {{ provider = \"mock\", model = \"mock\" }}]\n\
+         [[models]]\nname = \"cut\"\ntargets = [{{ provider = \"t\" }}]\n\
+         [[models]]\nname = \"nameless\"\ntargets = [{{ provider = \"n\" }}]\n",
+        empty.url, failing_first.url, truncated.url, nameless.url
+    ))
+    .await;
+    let stream = |model: &str| json!({"model": model, "input": "hi", "stream": true});
+    let r = post(&url, "/v1/responses", &stream("fo"), Some(KEY)).await;
+    assert_eq!(r.headers()["x-weir-provider"], "mock");
+    assert!(r.text().await.unwrap().contains("response.completed"));
+    assert_eq!(empty.hits.load(Ordering::SeqCst), 1);
+    assert_eq!(failing_first.hits.load(Ordering::SeqCst), 1);
+
+    let text = post_text(&url, "/v1/responses", &stream("cut")).await;
+    assert!(text.starts_with(&cut), "{text}");
+    let events = sse_events(&text);
+    assert_eq!(events.last().unwrap().0.as_deref(), Some("error"), "{text}");
+
+    let text = post_text(&url, "/v1/responses", &stream("nameless")).await;
+    assert_eq!(text, data_only, "passed on as it came");
+    let metrics = client()
+        .get(format!("{admin}/metrics"))
+        .header("authorization", "Bearer sk-admin")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line =
+        r#"weir_tokens_total{key="tester",model="nameless",provider="n",direction="input"} 11"#;
+    assert!(metrics.contains(line), "{metrics}");
+}
+
+#[tokio::test]
+async fn anthropic_model_listings_page_and_single_models_can_be_fetched() {
+    let routes: String = (0..25)
+        .map(|i| format!("[[models]]\nname = \"m{i:02}\"\ntargets = [{{ provider = \"mock\" }}]\n"))
+        .collect();
+    let url = weir(&routes).await;
+    let get = |path: String, anthropic: bool| {
+        let url = url.clone();
+        async move {
+            let mut r = client().get(format!("{url}{path}"));
+            r = if anthropic {
+                r.header("x-api-key", KEY)
+                    .header("anthropic-version", "2023-06-01")
+            } else {
+                r.bearer_auth(KEY)
+            };
+            let r = r.send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let ids = |v: &Value| {
+        v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    // Anthropic's default page is 20; the rest follow `last_id`.
+    let (_, first) = get("/v1/models".into(), true).await;
+    assert_eq!(ids(&first).len(), 20);
+    assert_eq!(first["has_more"], true);
+    assert_eq!(first["first_id"], "m00");
+    let (_, rest) = get(
+        format!("/v1/models?after_id={}", first["last_id"].as_str().unwrap()),
+        true,
+    )
+    .await;
+    assert_eq!(ids(&rest).len(), 6, "m19.. and mock: {rest}");
+    assert_eq!(rest["has_more"], false);
+    let (_, before) = get("/v1/models?before_id=m05&limit=3".into(), true).await;
+    assert_eq!(ids(&before), ["m02", "m03", "m04"]);
+    assert_eq!(before["has_more"], true);
+    let (status, _) = get("/v1/models?limit=0".into(), true).await;
+    assert_eq!(status, 400);
+    // OpenAI's listing is one page.
+    let (_, all) = get("/v1/models".into(), false).await;
+    assert_eq!(ids(&all).len(), 26);
+    // One model, in either shape.
+    let (status, m) = get("/v1/models/m07".into(), true).await;
+    assert_eq!((status, m["type"].as_str()), (200, Some("model")));
+    let (status, m) = get("/v1/models/m07".into(), false).await;
+    assert_eq!((status, m["object"].as_str()), (200, Some("model")));
+    let (status, e) = get("/v1/models/nope".into(), false).await;
+    assert_eq!(status, 404);
+    assert_eq!(e["error"]["code"], "model_not_found");
+}

@@ -248,18 +248,22 @@ async fn json_answer(
 }
 
 /// The ids of a model listing (`{"data": [{"id": ...}, ...]}`, OpenAI's and Anthropic's
-/// shape).
+/// shape); an entry without a string id is left out.
 pub fn listed_ids(body: &[u8]) -> Result<Vec<String>, ProviderError> {
     #[derive(serde::Deserialize)]
     struct Listing {
-        data: Vec<Entry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        id: String,
+        data: Vec<serde_json::Value>,
     }
     serde_json::from_slice::<Listing>(body)
-        .map(|l| l.data.into_iter().map(|e| e.id).collect())
+        .map(|l| {
+            l.data
+                .into_iter()
+                .filter_map(|e| match e.get("id") {
+                    Some(serde_json::Value::String(id)) if !id.is_empty() => Some(id.clone()),
+                    _ => None,
+                })
+                .collect()
+        })
         .map_err(|e| {
             ProviderError::new(
                 ErrorKind::Decode,
@@ -273,5 +277,19 @@ pub fn listed_ids(body: &[u8]) -> Result<Vec<String>, ProviderError> {
 pub fn report_limits(headers: &HeaderMap, report: &KeyReport) {
     if let Some(d) = crate::ratelimit::exhausted_for(headers, std::time::SystemTime::now()) {
         report.exhausted_for(d);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn listings_keep_every_entry_with_a_string_id() {
+        let body = br#"{"object":"list","data":[{"id":"gpt-ok"},{"id":123},{"id":""},{"x":1},{"id":"b","created":1}]}"#;
+        assert_eq!(listed_ids(body).unwrap(), ["gpt-ok", "b"]);
+        assert!(listed_ids(b"{}").is_err());
+        assert!(listed_ids(b"<html>").is_err());
     }
 }
