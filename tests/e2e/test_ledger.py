@@ -84,3 +84,41 @@ def test_requests_in_flight_at_sigterm_land_in_the_ledger(weir_factory, tmp_path
     assert out.returncode == 0, out.stderr
     line = next(l for l in out.stdout.splitlines() if l.startswith("e2e"))
     assert line.split()[1] == "6", out.stdout + w.logs()
+
+
+def test_a_stream_cut_at_the_end_of_the_grace_period_still_lands_in_the_ledger(weir_factory, tmp_path):
+    import signal
+    import threading
+
+    db = tmp_path / "ledger" / "weir.db"
+    w = weir_factory(
+        f'[ledger]\nurl = "sqlite://{db}"\n'
+        '[providers.slow]\nkind = "mock"\nstream_delay = "500ms"\n'
+        '[[models]]\nname = "slow-mock"\ntargets = [{ provider = "slow", model = "mock" }]\n',
+        env={"WEIR_WORKER_THREADS": "4"},
+    )
+    got = []
+
+    def ask():
+        c = openai.OpenAI(base_url=w.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        try:
+            for chunk in c.chat.completions.create(model="slow-mock", stream=True,
+                                                   messages=[{"role": "user", "content": "a long answer please"}]):
+                got.append(chunk)
+        except Exception:  # the gateway closes the stream when its grace period is over
+            pass
+
+    t = threading.Thread(target=ask)
+    t.start()
+    import time
+    time.sleep(1.0)
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.proc.wait(20) == 0
+    t.join(10)
+    assert got, "the stream had started"
+    binary = os.environ.get("WEIR_BIN", str(ROOT / "target" / "debug" / "weir"))
+    out = subprocess.run([binary, "usage", "--config", str(w.config_path), "--by", "key"],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    line = next(l for l in out.stdout.splitlines() if l.startswith("e2e"))
+    assert line.split()[1] == "1", out.stdout + w.logs()

@@ -53,6 +53,10 @@ pub async fn run_live(
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
+    // The connections' tasks: when the grace period is over, those still open are ended
+    // (what they hold, such as a stream's log line and ledger row, is let go) before this
+    // returns.
+    let mut conns = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         // `accept` is cancel-safe, so a fresh future each turn loses nothing.
@@ -73,16 +77,18 @@ pub async fn run_live(
         let _ = stream.set_nodelay(true);
         let live = live.clone();
         let io = TokioIo::new(stream);
+        // Forget the connections that ended.
+        while conns.try_join_next().is_some() {}
         if is_admin {
             let svc = service_fn(move |req| admin::handle(live.clone(), req));
             let conn = graceful.watch(builder.serve_connection(io, svc).into_owned());
-            tokio::spawn(async move {
+            conns.spawn(async move {
                 let _ = conn.await;
             });
         } else {
             let svc = service_fn(move |req| http::handle(live.get(), req));
             let conn = graceful.watch(builder.serve_connection_with_upgrades(io, svc).into_owned());
-            tokio::spawn(async move {
+            conns.spawn(async move {
                 if let Err(e) = conn.await {
                     tracing::debug!("connection ended with an error: {e}");
                 }
@@ -98,8 +104,12 @@ pub async fn run_live(
     );
     tokio::select! {
         () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(grace) => tracing::warn!("shutdown grace period over; closing remaining connections"),
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!("shutdown grace period over; closing remaining connections");
+        }
     }
+    // Ends what is left (each task's future is dropped as it is aborted).
+    conns.shutdown().await;
     Ok(())
 }
 
