@@ -42,6 +42,8 @@ pub(crate) struct RequestLog {
     pub prices: Option<Arc<crate::pricing::Prices>>,
     /// Where the request's row goes.
     pub ledger: Option<weir_ledger::Writer>,
+    /// How a stream that had answered 200 ended badly, for the ledger's error kind.
+    pub stream_error: Option<weir_model::ErrorKind>,
 }
 
 impl RequestLog {
@@ -78,8 +80,11 @@ impl RequestLog {
                 provider: self.provider.clone().unwrap_or_else(|| "-".into()),
                 upstream_model: self.upstream_model.clone().unwrap_or_else(|| "-".into()),
                 status,
-                error_kind: (status >= 400)
-                    .then(|| format!("{:?}", weir_model::ErrorKind::from_status(status))),
+                error_kind: if status >= 400 {
+                    Some(format!("{:?}", weir_model::ErrorKind::from_status(status)))
+                } else {
+                    self.stream_error.map(|k| format!("{k:?}"))
+                },
                 latency_ms: latency.as_secs_f64() * 1000.0,
                 ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
                 // (An upstream's absurd count is kept at the column's largest value.)

@@ -97,6 +97,7 @@ pub struct Metrics {
     cooldowns: Family<KeyLabels, Counter>,
     keys_refused: Family<KeyLabels, Counter>,
     limit_rejections: Family<LimitLabels, Counter>,
+    stream_errors: Family<StreamErrorLabels, Counter>,
     cost: Family<CostLabels, Counter<f64, std::sync::atomic::AtomicU64>>,
     breaker_state: Family<RouteLabels, Gauge<i64, AtomicI64>>,
     ledger_dropped: Gauge<i64, AtomicI64>,
@@ -130,6 +131,20 @@ pub struct LimitLabels {
     pub key: String,
     /// `rpm`, `tpm` or `max_concurrent`.
     pub limit: String,
+}
+
+/// Labels of a stream that ended badly after its 200.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamErrorLabels {
+    /// Client key name.
+    pub key: String,
+    /// Requested model.
+    pub model: String,
+    /// Provider.
+    pub provider: String,
+    /// `upstream` (it failed or was cut short), `timeout`, `translation` or
+    /// `client_disconnected`.
+    pub reason: String,
 }
 
 /// Labels carrying only the requested model.
@@ -246,6 +261,12 @@ impl Metrics {
             "Requests refused by a client key's limit (429), by key and limit",
             limit_rejections.clone(),
         );
+        let stream_errors = Family::<StreamErrorLabels, Counter>::default();
+        registry.register(
+            "stream_errors",
+            "Streams that ended badly after their 200 (counted as 200 in weir_requests_total), by reason",
+            stream_errors.clone(),
+        );
         registry.register(
             "failovers",
             "Requests that moved on from a target (by the provider left behind)",
@@ -279,6 +300,7 @@ impl Metrics {
             cooldowns,
             keys_refused,
             limit_rejections,
+            stream_errors,
             cost,
             breaker_state,
             ledger_dropped,
@@ -460,6 +482,18 @@ impl Metrics {
             .get_or_create(&LimitLabels {
                 key: key.to_owned(),
                 limit: limit.to_owned(),
+            })
+            .inc();
+    }
+
+    /// A stream ended badly after its 200.
+    pub fn stream_error(&self, key: &str, model: &str, provider: &str, reason: &str) {
+        self.stream_errors
+            .get_or_create(&StreamErrorLabels {
+                key: key.to_owned(),
+                model: model.to_owned(),
+                provider: provider.to_owned(),
+                reason: reason.to_owned(),
             })
             .inc();
     }

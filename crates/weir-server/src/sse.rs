@@ -45,6 +45,13 @@ impl StreamLog {
         self.outcome = outcome;
     }
 
+    /// The stream ended badly after its 200: `kind` for the ledger, `reason` for the
+    /// metrics.
+    fn failed(&mut self, outcome: &'static str, kind: weir_model::ErrorKind) {
+        self.outcome = outcome;
+        self.log.stream_error = Some(kind);
+    }
+
     fn observe(&mut self, f: &Frame) {
         for ev in &f.events {
             match ev {
@@ -70,6 +77,8 @@ impl StreamLog {
                         }
                     }
                 }
+                // The upstream's own error event, passed on to the client.
+                StreamEvent::Error(api) => self.log.stream_error = Some(api.kind),
                 _ => {}
             }
         }
@@ -83,8 +92,26 @@ impl Drop for StreamLog {
             _ => None,
         };
         tracing::debug!(request_id = %self.log.request_id, outcome = self.outcome, "stream ended");
+        if self.outcome == "client disconnected" {
+            self.log.stream_error = Some(weir_model::ErrorKind::Cancelled);
+        }
         if let Some(m) = &self.log.metrics {
             m.stream_delta(-1);
+            if let Some(kind) = self.log.stream_error {
+                let reason = match (self.outcome, kind) {
+                    ("translation failed", _) => "translation",
+                    (_, weir_model::ErrorKind::Cancelled) => "client_disconnected",
+                    (_, weir_model::ErrorKind::Timeout) => "timeout",
+                    _ => "upstream",
+                };
+                let dash = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+                m.stream_error(
+                    &dash(&self.log.key),
+                    &dash(&self.log.model),
+                    &dash(&self.log.provider),
+                    reason,
+                );
+            }
         }
         self.log.emit(200, ttft, self.input, self.output);
     }
@@ -137,7 +164,8 @@ impl State {
                 }
                 if let Err(e) = self.encoder.encode(&frame, out) {
                     self.done = true;
-                    self.log.outcome = "translation failed";
+                    self.log
+                        .failed("translation failed", weir_model::ErrorKind::Upstream);
                     let err = ApiError::new(
                         weir_model::ErrorKind::Upstream,
                         format!("cannot translate the upstream's stream: {e}"),
@@ -147,7 +175,7 @@ impl State {
             }
             Some(Err(e)) => {
                 self.done = true;
-                self.log.outcome = "upstream failed";
+                self.log.failed("upstream failed", e.kind);
                 tracing::warn!(request_id = %self.log.log.request_id, kind = ?e.kind, "upstream stream failed: {}", e.message);
                 let api = e
                     .api_error
@@ -379,7 +407,8 @@ impl hyper::body::Body for PassthroughBody {
                     return Poll::Ready(None);
                 }
                 // The upstream ended without the response's final event: cut short.
-                me.log.set_outcome("upstream failed");
+                me.log
+                    .failed("upstream failed", weir_model::ErrorKind::Upstream);
                 tracing::warn!(request_id = %me.log.log.request_id, "the upstream's stream ended before the response finished");
                 let api = ApiError::new(
                     weir_model::ErrorKind::Upstream,
@@ -398,7 +427,7 @@ impl hyper::body::Body for PassthroughBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 me.done = true;
-                me.log.set_outcome("upstream failed");
+                me.log.failed("upstream failed", e.kind);
                 tracing::warn!(request_id = %me.log.log.request_id, kind = ?e.kind, "upstream stream failed: {}", e.message);
                 let api = e
                     .api_error

@@ -1573,3 +1573,31 @@ async fn anthropic_model_listings_page_and_single_models_can_be_fetched() {
     assert_eq!(status, 404);
     assert_eq!(e["error"]["code"], "model_not_found");
 }
+
+#[tokio::test]
+async fn streams_that_fail_after_their_200_are_counted_as_stream_errors() {
+    let up = upstream(Script::DropMidStream).await;
+    let (url, admin) = weir_with_admin(&anthropic_route(&up.url, "dies", "")).await;
+    let text = post_text(&url, "/v1/messages", &a_req("dies", true)).await;
+    assert!(text.contains("event: error"), "{text}");
+    // A whole stream is no error.
+    post_text(&url, "/v1/messages", &a_req("mock", true)).await;
+    // The log line is written when the response body is dropped, just after the last read.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = client()
+        .get(format!("{admin}/metrics"))
+        .header("authorization", "Bearer sk-admin")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let line =
+        r#"weir_stream_errors_total{key="tester",model="dies",provider="a",reason="upstream"} 1"#;
+    assert!(metrics.contains(line), "{metrics}");
+    assert!(
+        !metrics.contains(r#"weir_stream_errors_total{key="tester",model="mock""#),
+        "{metrics}"
+    );
+}
