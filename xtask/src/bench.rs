@@ -253,7 +253,10 @@ allocations (3.5k), auth (1k on hardware; SHA-256 runs in software under valgrin
 there), timers and clock reads, routing, metrics and the log line. The wrk, nginx and
 gateway processes share the two cores, so each µs of gateway CPU per request costs about
 3.5% of proxied throughput: at 0.35 of direct, Weir has about 3-4 µs of CPU per request
-for all its own work on this machine.
+for all its own work on this machine. A later measurement on a slower VM of the same
+kind (direct p50 80 µs instead of 17): Weir 11.5 µs user and 9.9 µs kernel per request
+against the hyper proxy's 4.7 and 9.5, with the same syscalls per request (strace over
+2,000 requests on one connection: two epoll_wait, two writev, two recvfrom each).
 
 Streams: for a client of the upstream's dialect, plain events (text deltas, block
 stops...) are relayed as the upstream's bytes, without SSE decoding or re-encoding (see
@@ -262,7 +265,8 @@ that and exact-shape readers for the rest of a typical stream, a same-dialect st
 request went from 113k to 96k instructions (`/v1/messages`, twelve events) and from 111k
 to 105k (`/v1/chat/completions`, whose chunks were already read by prefix).
 
-At one connection the added latency is met on this machine (29-42 µs added p50). On the
+At one connection the added latency is met on this machine (29-42 µs added p50 over
+the runs of 2026-12-05). On the
 earlier AMD EPYC machines it measured 94-126 µs, with the nginx proxy's own added p50 at
 22-56 µs: there each wakeup of an idle process was expensive, wrk, Weir and nginx ran one
 after another on one CPU with caches gone cold, and Weir's whole CPU time per request sat
