@@ -1482,7 +1482,10 @@ impl Router {
                     | ErrorKind::Decode
             )
         };
-        if failed.is_empty() || !failed.iter().any(transient) {
+        // Targets passed over (they cannot take the request) neither ask for a retry nor
+        // shorten the wait for the others.
+        let failed: Vec<&Attempt> = failed.iter().filter(|a| !passed_over(a)).collect();
+        if failed.is_empty() || !failed.iter().any(|a| transient(a)) {
             return None;
         }
         let base = self
@@ -1787,6 +1790,12 @@ impl Router {
     }
 }
 
+/// A target passed over, without a call, because it cannot take the request (capabilities,
+/// an API its provider lacks).
+fn passed_over(a: &Attempt) -> bool {
+    a.skipped && a.error.kind == ErrorKind::InvalidRequest
+}
+
 /// What to answer when every attempt failed.
 fn final_error(attempts: &[Attempt]) -> ProviderError {
     let Some(last) = attempts.last() else {
@@ -1794,9 +1803,12 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
     };
     // Targets passed over because they cannot take the request say nothing about the
     // others' failures: the answer is theirs alone (unless every target was passed over).
-    let passed = |a: &Attempt| a.skipped && a.error.kind == ErrorKind::InvalidRequest;
-    if attempts.iter().any(passed) && !attempts.iter().all(passed) {
-        let rest: Vec<Attempt> = attempts.iter().filter(|a| !passed(a)).cloned().collect();
+    if attempts.iter().any(passed_over) && !attempts.iter().all(passed_over) {
+        let rest: Vec<Attempt> = attempts
+            .iter()
+            .filter(|a| !passed_over(a))
+            .cloned()
+            .collect();
         return final_error(&rest);
     }
     let real: Vec<&Attempt> = attempts.iter().filter(|a| !a.skipped).collect();

@@ -1212,3 +1212,31 @@ async fn glob_routes_list_what_their_providers_list_fetched_once_at_a_time() {
     r.provider_models().await;
     assert_eq!(a.listings.load(Ordering::SeqCst), 1, "kept");
 }
+
+#[tokio::test]
+async fn a_target_passed_over_does_not_cut_short_the_wait_for_a_resting_one() {
+    let text_only = Capabilities {
+        images: false,
+        ..Capabilities::ALL
+    };
+    let a = Fake::build("a", Act::Ok, &[], text_only);
+    let b = Fake::build("b", Act::Ok, &["kb"], Capabilities::ALL);
+    b.script
+        .lock()
+        .unwrap()
+        .push_back(Act::Limited(Duration::from_millis(40)));
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        Policy {
+            retries: 1,
+            ..quick()
+        },
+    );
+    // The retry waits for b's key to come back (not only the short backoff, which would
+    // find it still resting and call nothing), then b serves.
+    let (_, served) = r.send(image_req("m"), cx()).await.unwrap();
+    assert_eq!(served.provider, "b");
+    assert_eq!(b.calls(), 2);
+    assert_eq!(a.calls(), 0);
+}
