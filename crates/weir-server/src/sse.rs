@@ -45,11 +45,21 @@ impl StreamLog {
         self.outcome = outcome;
     }
 
-    /// The stream ended badly after its 200: `kind` for the ledger, `reason` for the
-    /// metrics.
+    /// The stream ended badly after its 200 (`kind` goes to the ledger).
     fn failed(&mut self, outcome: &'static str, kind: weir_model::ErrorKind) {
         self.outcome = outcome;
         self.log.stream_error = Some(kind);
+    }
+
+    /// The upstream's stream failed after its 200: noted and logged; the error to tell
+    /// the client.
+    fn upstream_failed(&mut self, e: &weir_model::ProviderError) -> ApiError {
+        self.failed("upstream failed", e.kind);
+        tracing::warn!(request_id = %self.log.request_id, kind = ?e.kind, "upstream stream failed: {}", e.message);
+        e.api_error
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(|| ApiError::new(e.kind, e.message.clone()))
     }
 
     fn observe(&mut self, f: &Frame) {
@@ -175,13 +185,7 @@ impl State {
             }
             Some(Err(e)) => {
                 self.done = true;
-                self.log.failed("upstream failed", e.kind);
-                tracing::warn!(request_id = %self.log.log.request_id, kind = ?e.kind, "upstream stream failed: {}", e.message);
-                let api = e
-                    .api_error
-                    .as_deref()
-                    .cloned()
-                    .unwrap_or_else(|| ApiError::new(e.kind, e.message.clone()));
+                let api = self.log.upstream_failed(&e);
                 error_event(&mut self.encoder, self.dialect, &api, out);
             }
         }
@@ -427,13 +431,7 @@ impl hyper::body::Body for PassthroughBody {
             }
             Poll::Ready(Some(Err(e))) => {
                 me.done = true;
-                me.log.failed("upstream failed", e.kind);
-                tracing::warn!(request_id = %me.log.log.request_id, kind = ?e.kind, "upstream stream failed: {}", e.message);
-                let api = e
-                    .api_error
-                    .as_deref()
-                    .cloned()
-                    .unwrap_or_else(|| ApiError::new(e.kind, e.message.clone()));
+                let api = me.log.upstream_failed(&e);
                 Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(
                     responses_error_event(&api),
                 )))))
