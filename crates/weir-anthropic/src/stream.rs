@@ -421,7 +421,7 @@ impl StreamEncoder {
                 out.extend_from_slice(
                     b"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":",
                 );
-                out.extend_from_slice(index.to_string().as_bytes());
+                out.extend_from_slice(itoa::Buffer::new().format(*index).as_bytes());
                 out.extend_from_slice(b",\"delta\":{\"type\":\"");
                 out.extend_from_slice(ty.as_bytes());
                 out.extend_from_slice(b"\",\"");

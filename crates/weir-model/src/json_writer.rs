@@ -122,7 +122,8 @@ impl JsonWriter {
     /// An unsigned integer.
     pub fn u64(&mut self, n: u64) {
         self.sep();
-        self.out.extend_from_slice(n.to_string().as_bytes());
+        self.out
+            .extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
         self.comma = true;
     }
 

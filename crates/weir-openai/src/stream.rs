@@ -675,7 +675,7 @@ impl StreamEncoder {
         p.extend_from_slice(b"data: {\"id\":");
         json_string(&self.id, &mut p);
         p.extend_from_slice(b",\"object\":\"chat.completion.chunk\",\"created\":");
-        p.extend_from_slice(self.created.to_string().as_bytes());
+        p.extend_from_slice(itoa::Buffer::new().format(self.created).as_bytes());
         p.extend_from_slice(b",\"model\":");
         json_string(&self.model, &mut p);
         p.extend_from_slice(b",\"choices\":[{\"index\":0,\"delta\":");
@@ -741,7 +741,7 @@ impl StreamEncoder {
                     self.tools.push((*index, ti, false));
                     self.chunk(out, None, |o| {
                         o.extend_from_slice(b"{\"tool_calls\":[{\"index\":");
-                        o.extend_from_slice(ti.to_string().as_bytes());
+                        o.extend_from_slice(itoa::Buffer::new().format(ti).as_bytes());
                         o.extend_from_slice(b",\"id\":");
                         json_string(&t.id, o);
                         o.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
@@ -824,7 +824,7 @@ fn token_delta(out: &mut Vec<u8>, key: &[u8], token: &JsonStr) {
 
 fn tool_arguments(out: &mut Vec<u8>, index: u32, token: &str) {
     out.extend_from_slice(b"{\"tool_calls\":[{\"index\":");
-    out.extend_from_slice(index.to_string().as_bytes());
+    out.extend_from_slice(itoa::Buffer::new().format(index).as_bytes());
     out.extend_from_slice(b",\"function\":{\"arguments\":");
     out.extend_from_slice(token.as_bytes());
     out.extend_from_slice(b"}}]}");
