@@ -115,9 +115,27 @@ impl RequestLog {
                 output,
             });
         }
-        let latency_ms = latency.as_secs_f64() * 1000.0;
+        let latency_ms = (latency.as_secs_f64() * 10_000.0).round() / 10.0;
         // `ttft_ms` is there only for streams that sent something (no sentinel value to
         // skew a log pipeline's averages).
+        let ttft_ms = ttft.map(|t| (t.as_secs_f64() * 10_000.0).round() / 10.0);
+        if crate::log::json() {
+            if tracing::enabled!(target: "weir::request", tracing::Level::INFO) {
+                crate::log::request_line(&crate::log::RequestLine {
+                    request_id: &self.request_id,
+                    key: self.key.as_deref().unwrap_or("-"),
+                    model: self.model.as_deref().unwrap_or("-"),
+                    provider: self.provider.as_deref().unwrap_or("-"),
+                    upstream_model: self.upstream_model.as_deref().unwrap_or("-"),
+                    status,
+                    latency_ms,
+                    ttft_ms,
+                    input_tokens: input.unwrap_or(0),
+                    output_tokens: output.unwrap_or(0),
+                });
+            }
+            return;
+        }
         macro_rules! request_line {
             ($($ttft:tt)*) => {
                 tracing::info!(
@@ -128,7 +146,7 @@ impl RequestLog {
                     provider = self.provider.as_deref().unwrap_or("-"),
                     upstream_model = self.upstream_model.as_deref().unwrap_or("-"),
                     status,
-                    latency_ms = (latency_ms * 10.0).round() / 10.0,
+                    latency_ms,
                     $($ttft)*
                     input_tokens = input.unwrap_or(0),
                     output_tokens = output.unwrap_or(0),
@@ -136,8 +154,8 @@ impl RequestLog {
                 )
             };
         }
-        match ttft {
-            Some(t) => request_line!(ttft_ms = (t.as_secs_f64() * 10_000.0).round() / 10.0,),
+        match ttft_ms {
+            Some(t) => request_line!(ttft_ms = t,),
             None => request_line!(),
         }
     }

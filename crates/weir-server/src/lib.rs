@@ -13,6 +13,7 @@ mod dashboard;
 pub mod http;
 pub mod limits;
 pub mod live;
+pub mod log;
 pub mod metrics;
 pub mod pricing;
 mod sse;

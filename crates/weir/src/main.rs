@@ -65,9 +65,10 @@ fn init_logging() {
         Some(_) => false,
         None => !std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
+    weir_server::log::set_json(json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(|| weir_server::log::Writer);
     if json {
         builder
             .json()
@@ -274,10 +275,12 @@ fn spawn_runtime(
         };
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_park(weir_server::log::flush)
             .build()
         else {
             return;
         };
+        weir_server::log::gather_on_this_thread();
         rt.block_on(async move {
             match shared_listener(&app.listen) {
                 Ok(listener) => {
@@ -291,6 +294,7 @@ fn spawn_runtime(
                 Err(e) => tracing::warn!("an extra runtime cannot listen on {}: {e}", app.listen),
             }
         });
+        weir_server::log::stop_gathering();
     })
 }
 
@@ -342,6 +346,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .on_thread_park(weir_server::log::flush)
         .build()
     {
         Ok(r) => r,
@@ -389,7 +394,8 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             )
         })
         .collect();
-    runtime.block_on(async move {
+    weir_server::log::gather_on_this_thread();
+    let code = runtime.block_on(async move {
         let listener = match shared_listener(&app.listen) {
             Ok(l) => l,
             Err(e) => {
@@ -470,7 +476,9 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
                 ExitCode::FAILURE
             }
         }
-    })
+    });
+    weir_server::log::stop_gathering();
+    code
 }
 
 /// `--since`: `24h`, `7d`, `90m` ago, or a UTC date; milliseconds since the epoch.
