@@ -2,6 +2,8 @@
 //! request, response and stream encoders. Text arrives as JSON tokens and is copied.
 
 use serde_json::value::RawValue;
+
+use crate::ids::sanitize_tool_id;
 use weir_model::json_writer::JsonWriter;
 use weir_model::{Content, ContentBlock, ContentForm, Dialect, MediaSource, ToolInput, Usage};
 
@@ -196,7 +198,20 @@ pub(crate) fn content(w: &mut JsonWriter, c: &Content, out: Out) -> Result<(), S
     }
     w.begin_array();
     for b in &c.blocks {
-        block(w, b, out, BlockEdits::default())?;
+        // A tool id Anthropic would refuse (an OpenAI-compatible upstream's, say
+        // `functions.Bash:0`, earlier in an Anthropic client's conversation) is rewritten
+        // as translation rewrites it, so a call and its result still match; valid ids,
+        // the rule, are written as they came.
+        let id = match b {
+            ContentBlock::ToolUse(t) => Some(sanitize_tool_id(&t.id)),
+            ContentBlock::ToolResult(r) => Some(sanitize_tool_id(&r.tool_use_id)),
+            _ => None,
+        };
+        let edits = BlockEdits {
+            id: id.as_deref(),
+            input: None,
+        };
+        block(w, b, out, edits)?;
     }
     w.end_array();
     Ok(())

@@ -151,6 +151,39 @@ fn invalid_tool_ids_are_sanitized_identically_for_call_and_result() {
         .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
 }
 
+/// An Anthropic client's conversation can hold tool ids an OpenAI-compatible upstream made
+/// (Kimi's `functions.Bash:0`); sent on to Anthropic, which would refuse them, they are
+/// rewritten as translation rewrites them, call and result alike. Everything else stays
+/// as the client wrote it, valid ids included.
+#[test]
+fn an_anthropic_client_s_invalid_tool_ids_are_sanitized_for_anthropic() {
+    let req = json!({
+        "model": "m",
+        "max_tokens": 10,
+        "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "functions.Bash:0", "name": "Bash", "input": {"c": 1}},
+                {"type": "tool_use", "id": "toolu_ok", "name": "Bash", "input": {}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "functions.Bash:0", "content": [{"type": "text", "text": "a"}]},
+                {"type": "tool_result", "tool_use_id": "toolu_ok", "content": "b", "is_error": false}
+            ]}
+        ]
+    });
+    let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let out: Value = serde_json::from_slice(
+        &weir_anthropic::encode_request(&canon, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    let fixed = weir_anthropic::sanitize_tool_id("functions.Bash:0");
+    let mut expected = req.clone();
+    expected["messages"][1]["content"][0]["id"] = json!(fixed);
+    expected["messages"][2]["content"][0]["tool_use_id"] = json!(fixed);
+    assert_json(&out, &expected);
+}
+
 #[test]
 fn parallel_tool_calls_in_responses_keep_ids_both_ways() {
     let o = a_resp_to_o(json!({
