@@ -46,6 +46,8 @@ pub struct StreamDecoder {
     /// Tool calls by id, for servers that leave `index` out: OpenAI index (given or
     /// assigned) per id.
     tool_ids: Vec<(String, u32)>,
+    /// Calls given neither index nor id that were told apart so far.
+    anonymous: u32,
     /// What could not open yet, in arrival order: a tool call whose name has not come
     /// (its block cannot open nameless), and the calls, text and reasoning that came
     /// behind it or while the open call's arguments were incomplete (a server that
@@ -380,18 +382,49 @@ impl StreamDecoder {
                     i
                 }
             },
-            // The newest call: calls open in the order they started.
-            None => self
-                .pending
-                .iter()
-                .rev()
-                .find_map(|w| match w {
-                    Waiting::Tool(p) => Some(p.index),
-                    _ => None,
-                })
-                .or_else(|| self.tools.last().map(|(oi, _)| *oi))
-                .unwrap_or(position as u32),
+            // The newest call (calls open in the order they started), unless the fragment
+            // names a tool and that call's arguments are whole: then it starts another
+            // (servers that send each call in its own chunk with neither index nor id).
+            None => {
+                let newest = self
+                    .pending
+                    .iter()
+                    .rev()
+                    .find_map(|w| match w {
+                        Waiting::Tool(p) => Some(p.index),
+                        _ => None,
+                    })
+                    .or_else(|| self.tools.last().map(|(oi, _)| *oi));
+                let named = tc.function.as_ref().is_some_and(|f| f.name.is_some());
+                match newest {
+                    Some(i) if named && self.call_whole(i) => {
+                        // Past any index a server could give, and any assigned by id.
+                        self.anonymous += 1;
+                        2_000_000 + self.anonymous
+                    }
+                    Some(i) => i,
+                    None => position as u32,
+                }
+            }
         }
+    }
+
+    /// Whether the call with this OpenAI index has its name and whole arguments (a closed
+    /// call's are, as far as this stream goes).
+    fn call_whole(&self, index: u32) -> bool {
+        if let Some(&(_, bi)) = self.tools.iter().find(|(i, _)| *i == index) {
+            return self.open != Some(Open::Tool(bi)) || self.open_args.whole();
+        }
+        self.pending.iter().any(|w| match w {
+            Waiting::Tool(p) if p.index == index && p.name.is_some() => {
+                let mut check = ArgsCheck::default();
+                for a in &p.args {
+                    check.feed(&a.as_str());
+                }
+                check.whole()
+            }
+            _ => false,
+        })
     }
 
     fn tool_delta(&mut self, tc: ToolCallDelta<'_>, position: usize, out: &mut Vec<StreamEvent>) {

@@ -1327,6 +1327,65 @@ fn tool_calls_without_index_or_with_a_late_name_are_all_kept() {
     assert_eq!(calls, [("call_d".into(), String::new(), "{}".into())]);
 }
 
+/// Servers that send each call in its own chunks with neither `index` nor `id`: a
+/// fragment naming a tool after the last call's arguments are whole starts a new call; a
+/// name repeated on a fragment of a call still coming does not.
+#[test]
+fn tool_calls_with_neither_index_nor_id_are_told_apart_by_name() {
+    let head = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
+    let chunk =
+        |delta: &str, finish: &str| format!("{head}{delta},\"finish_reason\":{finish}}}]}}");
+    let names_and_args = |events: &[weir_model::StreamEvent]| {
+        let (calls, contiguous) = tool_calls_of(events);
+        assert!(contiguous);
+        calls
+            .into_iter()
+            .map(|(_, name, args)| (name, args))
+            .collect::<Vec<(String, String)>>()
+    };
+    let events = openai_stream_events(&[
+        chunk(r#"{"role":"assistant","content":null}"#, "null"),
+        chunk(
+            r#"{"tool_calls":[{"type":"function","function":{"name":"f","arguments":"{\"x\":"}}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"tool_calls":[{"function":{"arguments":"1}"}}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"tool_calls":[{"type":"function","function":{"name":"g","arguments":"{}"}}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"tool_calls":[{"type":"function","function":{"name":"f","arguments":"{\"x\":2}"}}]}"#,
+            "null",
+        ),
+        chunk("{}", "\"tool_calls\""),
+    ]);
+    assert_eq!(
+        names_and_args(&events),
+        [
+            ("f".into(), r#"{"x":1}"#.into()),
+            ("g".into(), "{}".into()),
+            ("f".into(), r#"{"x":2}"#.into())
+        ]
+    );
+    // The name on every fragment of one call.
+    let events = openai_stream_events(&[
+        chunk(
+            r#"{"tool_calls":[{"function":{"name":"f","arguments":"{\"x\""}}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"tool_calls":[{"function":{"name":"f","arguments":":1}"}}]}"#,
+            "null",
+        ),
+        chunk("{}", "\"tool_calls\""),
+    ]);
+    assert_eq!(names_and_args(&events), [("f".into(), r#"{"x":1}"#.into())]);
+}
+
 #[test]
 fn tool_ids_too_long_for_openai_are_shortened_identically_for_call_and_result() {
     let long = format!("toolu_{}", "a".repeat(58));
