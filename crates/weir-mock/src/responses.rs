@@ -44,11 +44,15 @@ pub(crate) fn respond(
             "content": [{"type": "output_text", "text": text, "annotations": []}],
         })
     };
+    // The answer is deterministic; its time is the real one, as chat answers' `created`.
+    let created_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let response = |status: &str, output: Vec<Value>, usage: Value| {
         json!({
             "id": format!("resp_mock_{id}"),
             "object": "response",
-            "created_at": 0,
+            "created_at": created_at,
             "status": status,
             "error": null,
             "incomplete_details": null,
@@ -232,6 +236,8 @@ mod tests {
             "Mock reply to: hello there"
         );
         assert_eq!(v["status"], "completed");
+        // A real time: after 2025-01-01.
+        assert!(v["created_at"].as_u64().unwrap() > 1_735_689_600, "{v}");
         assert_eq!(usage.input_tokens, Some(2));
         assert!(respond(&req(r#"{"model":"mock"}"#), Duration::ZERO).is_err());
         let e = respond(
