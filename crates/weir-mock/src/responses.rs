@@ -85,6 +85,7 @@ pub(crate) fn respond(
     if !req.stream {
         return Ok(ResponsesReply::Complete {
             body: done.to_string().into_bytes(),
+            id: Some(format!("resp_mock_{id}")),
             usage: Usage {
                 input_tokens: Some(input_tokens),
                 output_tokens: Some(output_tokens),
@@ -223,7 +224,7 @@ mod tests {
 
     #[test]
     fn whole_answers_echo_the_last_user_text() {
-        let ResponsesReply::Complete { body, usage } = respond(
+        let ResponsesReply::Complete { body, usage, .. } = respond(
             &req(r#"{"model":"mock","input":[{"role":"user","content":"first"},{"role":"assistant","content":"x"},{"role":"user","content":[{"type":"input_text","text":"hello there"}]}]}"#),
             Duration::ZERO,
         )

@@ -29,6 +29,18 @@ impl ResponsesRequest {
         serde_json::from_str(text).map_err(|e| WireError::from_json("request body", &e))
     }
 
+    /// The `previous_response_id` the request continues, if it names one.
+    pub fn previous_response_id(&self) -> Option<&str> {
+        let (_, v) = self
+            .fields
+            .iter()
+            .find(|(k, _)| k == "previous_response_id")?;
+        let token = v.get();
+        // An id is plain ASCII; one with escapes is not looked up.
+        let id = token.strip_prefix('"')?.strip_suffix('"')?;
+        (!id.is_empty() && !id.contains('\\')).then_some(id)
+    }
+
     /// The body for an upstream: the request as it came, with its (possibly renamed) model
     /// first.
     pub fn encode(&self) -> Vec<u8> {
@@ -109,6 +121,8 @@ pub enum ResponsesReply {
     Complete {
         /// The body.
         body: Vec<u8>,
+        /// Its `id` (which a later request's `previous_response_id` names).
+        id: Option<String>,
         /// Its `usage`.
         usage: Usage,
     },
@@ -132,8 +146,14 @@ impl std::fmt::Debug for ResponsesReply {
 /// cache-read, as canonical usage counts them. `Ok(None)` when there is no usage; `Err`
 /// when the text is not a JSON object.
 pub fn response_usage(response: &str) -> Result<Option<Usage>, WireError> {
+    response_summary(response).map(|(_, usage)| usage)
+}
+
+/// The `id` and usage ([`response_usage`]) of a Responses API response object.
+pub fn response_summary(response: &str) -> Result<(Option<String>, Option<Usage>), WireError> {
     #[derive(Deserialize)]
     struct Shape {
+        id: Option<String>,
         usage: Option<RUsage>,
     }
     #[derive(Deserialize)]
@@ -154,10 +174,10 @@ pub fn response_usage(response: &str) -> Result<Option<Usage>, WireError> {
     let shape = serde_json::from_str::<Shape>(response)
         .map_err(|e| WireError::from_json("response", &e))?;
     let Some(u) = shape.usage else {
-        return Ok(None);
+        return Ok((shape.id, None));
     };
     let cached = u.input_tokens_details.and_then(|d| d.cached_tokens);
-    Ok(Some(Usage {
+    let usage = Some(Usage {
         input_tokens: u
             .input_tokens
             .map(|i| i.saturating_sub(cached.unwrap_or(0))),
@@ -165,13 +185,42 @@ pub fn response_usage(response: &str) -> Result<Option<Usage>, WireError> {
         cache_read_tokens: cached.filter(|c| *c > 0),
         reasoning_tokens: u.output_tokens_details.and_then(|d| d.reasoning_tokens),
         ..Usage::default()
-    }))
+    });
+    Ok((shape.id, usage))
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_response_a_request_continues_is_read() {
+        let id = |body: &str| {
+            ResponsesRequest::decode(body.as_bytes())
+                .unwrap()
+                .previous_response_id()
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            id(r#"{"model":"m","previous_response_id":"resp_1"}"#),
+            Some("resp_1".into())
+        );
+        for none in [
+            r#"{"model":"m"}"#,
+            r#"{"model":"m","previous_response_id":null}"#,
+            r#"{"model":"m","previous_response_id":""}"#,
+            r#"{"model":"m","previous_response_id":7}"#,
+            r#"{"model":"m","previous_response_id":"a\"b"}"#,
+        ] {
+            assert_eq!(id(none), None, "{none}");
+        }
+        let (rid, usage) =
+            response_summary(r#"{"id":"resp_9","usage":{"input_tokens":3,"output_tokens":1}}"#)
+                .unwrap();
+        assert_eq!(rid.as_deref(), Some("resp_9"));
+        assert_eq!(usage.unwrap().output_tokens, Some(1));
+    }
 
     #[test]
     fn requests_keep_everything_but_the_model_verbatim() {

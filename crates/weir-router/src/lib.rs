@@ -294,6 +294,16 @@ pub struct Served {
     pub warnings: Vec<String>,
     /// Upstream attempts before this one (other keys, targets, retries).
     pub failed_attempts: usize,
+    /// Where it was served (route, target, key), for [`Router::response_memory`].
+    pub(crate) slot: Slot,
+}
+
+/// Where a request was served: route, target and key indices.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Slot {
+    route: usize,
+    target: usize,
+    key: Option<usize>,
 }
 
 /// One attempt at a target, or a target skipped without a request.
@@ -473,6 +483,40 @@ struct Turns {
 
 type Sessions = Mutex<HashMap<(usize, u64), (usize, Instant)>>;
 
+/// Where each Responses API response was made (and when), by response id.
+type ResponsePins = Mutex<HashMap<String, (Slot, Instant)>>;
+
+/// How long a response stays pinned to where it was made after its last use.
+const RESPONSE_PIN_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// Remembers where a Responses API response was made (target and, in its key pool, key),
+/// so a request continuing it (`previous_response_id`) goes there first: the account that
+/// made a response is the only one that holds it. From [`Router::response_memory`];
+/// cheap to clone and keep until a stream's id arrives. Pins last a day after their last
+/// use, in this process (not in the shared store).
+#[derive(Clone, Debug)]
+pub struct ResponseMemory {
+    pins: Arc<ResponsePins>,
+    max: usize,
+    slot: Slot,
+}
+
+impl ResponseMemory {
+    /// Remembers that the response `id` was made here.
+    pub fn remember(&self, id: &str) {
+        let now = Instant::now();
+        let mut pins = lock(&self.pins);
+        pins.insert(id.to_owned(), (self.slot, now));
+        if pins.len() > self.max {
+            pins.retain(|_, (_, at)| now.saturating_duration_since(*at) < RESPONSE_PIN_TTL);
+            if pins.len() > self.max {
+                // Still full of live pins: forget them all rather than grow without bound.
+                pins.clear();
+            }
+        }
+    }
+}
+
 /// A router's key pools and targets, to apply other instances' [`StateChange`]s to and
 /// to take a snapshot of. Cheap to clone.
 #[derive(Clone)]
@@ -615,6 +659,9 @@ pub struct Router {
     policy: Arc<Policy>,
     shared: Arc<Shared>,
     sessions: Arc<Sessions>,
+    /// Responses API responses by id: a request that continues one (`previous_response_id`)
+    /// goes to the target and key that made it, whose account holds it.
+    response_pins: Arc<ResponsePins>,
     /// Providers' own model listings, by provider id, with when they were fetched (an
     /// empty list when fetching failed).
     listings: Arc<Mutex<Listings>>,
@@ -725,6 +772,11 @@ trait Job: Clone + Sync {
         provider: &dyn Provider,
         model: &str,
     ) -> Result<(Cow<'_, Self>, Vec<String>), ProviderError>;
+    /// The id of an earlier response this one continues (the Responses API's
+    /// `previous_response_id`), which only the account that made it holds.
+    fn follows(&self) -> Option<&str> {
+        None
+    }
     /// Sends it to the target's provider.
     fn call<'a>(
         &'a self,
@@ -849,6 +901,10 @@ impl Job for ResponsesRequest {
             return Err(not_served(target, "the Responses API"));
         }
         Ok((self.for_model(model), Vec::new()))
+    }
+
+    fn follows(&self) -> Option<&str> {
+        self.previous_response_id()
     }
 
     async fn call<'a>(
@@ -991,6 +1047,7 @@ impl Router {
                 sink: None,
             }),
             sessions: Arc::new(Mutex::new(HashMap::new())),
+            response_pins: Arc::default(),
             listings: Arc::default(),
             listing_fetches: Arc::default(),
         })
@@ -1024,6 +1081,7 @@ impl Router {
         }
         self.shared = other.shared.clone();
         self.sessions = other.sessions.clone();
+        self.response_pins = other.response_pins.clone();
         self.listings = other.listings.clone();
         self.listing_fetches = other.listing_fetches.clone();
         Ok(self)
@@ -1234,9 +1292,11 @@ impl Router {
             }
             let model = r.model.clone();
             let mut kcx = cx.clone();
+            let mut key = None;
             if let Some(pool) = self.pools.get(&target.provider) {
                 if let Some(&i) = pool.candidates(Instant::now()).usable.first() {
                     kcx.key = Some(pool.keys[i].secret.clone());
+                    key = Some(i);
                 }
             }
             match provider.count_tokens(r, kcx).await {
@@ -1246,6 +1306,11 @@ impl Router {
                         model,
                         warnings: Vec::new(),
                         failed_attempts,
+                        slot: Slot {
+                            route: ri,
+                            target: ti,
+                            key,
+                        },
                     };
                     return Ok(Some((n, served)));
                 }
@@ -1321,6 +1386,11 @@ impl Router {
                 s.hash(&mut h);
                 h.finish()
             });
+        // A continued response goes first to where it was made (also on a retry).
+        let pin = req
+            .follows()
+            .and_then(|id| self.response_pin(id))
+            .filter(|p| p.route == ri && p.target < rs.route.targets.len());
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut pass_start = 0;
         for pass in 0..=self.policy.retries {
@@ -1333,7 +1403,11 @@ impl Router {
                 tokio::time::sleep(wait).await;
             }
             pass_start = attempts.len();
-            let order = self.order(ri, session);
+            let mut order = self.order(ri, session);
+            if let Some(p) = pin {
+                order.retain(|&i| i != p.target);
+                order.insert(0, p.target);
+            }
             let n = order.len();
             for (pos, ti) in order.into_iter().enumerate() {
                 if cx.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -1348,7 +1422,11 @@ impl Router {
                     });
                     return Err(self.exhausted(attempts));
                 }
-                match self.try_target(ri, ti, req, cx, &mut attempts).await {
+                let prefer_key = pin.filter(|p| p.target == ti).and_then(|p| p.key);
+                match self
+                    .try_target(ri, ti, prefer_key, req, cx, &mut attempts)
+                    .await
+                {
                     Outcome::Served(reply, mut served) => {
                         served.failed_attempts = attempts.len();
                         if let Some(h) = session {
@@ -1448,6 +1526,28 @@ impl Router {
         order
     }
 
+    /// What remembers the Responses API responses `served` made (see [`ResponseMemory`]).
+    pub fn response_memory(&self, served: &Served) -> ResponseMemory {
+        ResponseMemory {
+            pins: self.response_pins.clone(),
+            max: self.policy.max_sessions,
+            slot: served.slot,
+        }
+    }
+
+    /// Where the response `id` was made, if remembered and recent; its use keeps it.
+    fn response_pin(&self, id: &str) -> Option<Slot> {
+        let now = Instant::now();
+        let mut pins = lock(&self.response_pins);
+        let (slot, at) = pins.get_mut(id)?;
+        if now.saturating_duration_since(*at) >= RESPONSE_PIN_TTL {
+            pins.remove(id);
+            return None;
+        }
+        *at = now;
+        Some(*slot)
+    }
+
     fn remember(&self, ri: usize, session: u64, ti: usize) {
         let now = Instant::now();
         let mut s = lock(&self.sessions);
@@ -1514,6 +1614,7 @@ impl Router {
         &self,
         ri: usize,
         ti: usize,
+        prefer_key: Option<usize>,
         req: &J,
         cx: &CallContext,
         attempts: &mut Vec<Attempt>,
@@ -1618,7 +1719,12 @@ impl Router {
                     };
                     return skip(attempts, e);
                 }
-                c.usable.into_iter().map(Some).collect()
+                let mut usable = c.usable;
+                if let Some(at) = prefer_key.and_then(|k| usable.iter().position(|&i| i == k)) {
+                    let k = usable.remove(at);
+                    usable.insert(0, k);
+                }
+                usable.into_iter().map(Some).collect()
             }
         };
 
@@ -1662,6 +1768,11 @@ impl Router {
                             model: model.to_owned(),
                             warnings,
                             failed_attempts: 0,
+                            slot: Slot {
+                                route: ri,
+                                target: ti,
+                                key,
+                            },
                         },
                     );
                 }

@@ -683,7 +683,7 @@ fn pass_outcome<T>(
     upstream_started: Instant,
     routed: Result<(T, weir_router::Served), RouteError>,
     log: &mut RequestLog,
-    answer: impl FnOnce(T, &mut RequestLog) -> Response<Body>,
+    answer: impl FnOnce(T, &weir_router::Served, &mut RequestLog) -> Response<Body>,
 ) -> Response<Body> {
     let dialect = Dialect::OpenAi;
     match routed {
@@ -700,7 +700,7 @@ fn pass_outcome<T>(
             );
             log.provider = Some(served.provider.clone());
             log.upstream_model = Some(served.model.clone());
-            let mut r = answer(reply, log);
+            let mut r = answer(reply, &served, log);
             set_header(&mut r, X_WEIR_PROVIDER, &served.provider);
             set_header(&mut r, X_WEIR_MODEL, &served.model);
             r
@@ -729,7 +729,7 @@ async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> 
         started,
         routed,
         log,
-        |resp, log| {
+        |resp, _, log| {
             let input = resp.usage.input_tokens;
             log.usage = Some(resp.usage);
             log.emit(200, None, input, Some(0));
@@ -760,9 +760,14 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
         started,
         routed,
         log,
-        |reply, log| {
+        |reply, served, log| {
+            // A later request continuing this response goes to the account that holds it.
+            let memory = app.router.response_memory(served);
             match reply {
-                weir_model::ResponsesReply::Complete { body, usage } => {
+                weir_model::ResponsesReply::Complete { body, id, usage } => {
+                    if let Some(id) = id {
+                        memory.remember(&id);
+                    }
                     let (input, output) = (usage.total_input(), usage.output_tokens);
                     log.usage = Some(usage);
                     log.emit(200, None, Some(input), output);
@@ -773,7 +778,7 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
                     let request_id = log.request_id.clone();
                     let slog = StreamLog::new(std::mem::take(log));
                     log.request_id = request_id;
-                    crate::sse::passthrough_response(s, slog)
+                    crate::sse::passthrough_response(s, slog, memory)
                 }
             }
         },

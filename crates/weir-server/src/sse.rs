@@ -302,7 +302,11 @@ fn error_event(enc: &mut Encoder, _dialect: Dialect, e: &ApiError, out: &mut Vec
 /// they come; a copy is read as SSE only for the usage its final event carries
 /// (`response.completed`, `response.incomplete` or `response.failed`). A failure after
 /// the first byte ends it with the Responses API's `error` event.
-pub(crate) fn passthrough_response(upstream: ByteStream, log: StreamLog) -> Response<Body> {
+pub(crate) fn passthrough_response(
+    upstream: ByteStream,
+    log: StreamLog,
+    memory: weir_router::ResponseMemory,
+) -> Response<Body> {
     let scan = weir_sse::Decoder::with_limits(weir_sse::Limits {
         max_line_bytes: 64 << 20,
         max_event_bytes: 64 << 20,
@@ -311,6 +315,7 @@ pub(crate) fn passthrough_response(upstream: ByteStream, log: StreamLog) -> Resp
         PassthroughBody {
             upstream,
             log,
+            memory,
             scan: Some(scan),
             events: Vec::new(),
             finished: false,
@@ -323,6 +328,8 @@ pub(crate) fn passthrough_response(upstream: ByteStream, log: StreamLog) -> Resp
 struct PassthroughBody {
     upstream: ByteStream,
     log: StreamLog,
+    /// Remembers where the response was made, once its final event names it.
+    memory: weir_router::ResponseMemory,
     /// `None` once the copy could not be read as SSE (the bytes still go through).
     scan: Option<weir_sse::Decoder>,
     events: Vec<weir_sse::Event>,
@@ -373,14 +380,14 @@ impl PassthroughBody {
                 #[serde(borrow)]
                 response: Option<&'a serde_json::value::RawValue>,
             }
-            let usage = serde_json::from_str::<Final<'_>>(ev.data())
+            let (id, usage) = serde_json::from_str::<Final<'_>>(ev.data())
                 .ok()
                 .and_then(|f| f.response)
-                .and_then(|r| {
-                    weir_model::responses::response_usage(r.get())
-                        .ok()
-                        .flatten()
-                });
+                .and_then(|r| weir_model::responses::response_summary(r.get()).ok())
+                .unwrap_or_default();
+            if let Some(id) = id {
+                self.memory.remember(&id);
+            }
             if let Some(u) = usage {
                 self.log.input = Some(u.total_input());
                 self.log.output = u.output_tokens;

@@ -1295,6 +1295,104 @@ const RESPONSES_STREAM: &str = concat!(
     "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"completed\",\"model\":\"gpt-x\",\"output\":[],\"usage\":{\"input_tokens\":11,\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":5,\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":16}}}\n\n",
 );
 
+/// A response lives in the account that made it: a request continuing it
+/// (`previous_response_id`) goes to the target and key that made it, whole or streamed,
+/// though the route rotates targets and the pool rotates keys.
+#[tokio::test]
+async fn a_continued_response_goes_to_the_target_and_key_that_made_it() {
+    let whole = |id: &str| {
+        format!(
+            r#"{{"id":"{id}","object":"response","status":"completed","model":"gpt-x","output":[],"usage":{{"input_tokens":1,"output_tokens":1}}}}"#
+        )
+    };
+    let a = upstream(Script::Reply(200, "application/json", whole("resp_A"))).await;
+    let b = upstream(Script::Reply(200, "application/json", whole("resp_B"))).await;
+    let c = upstream(Script::Reply(
+        200,
+        "text/event-stream",
+        RESPONSES_STREAM.into(),
+    ))
+    .await;
+    let d = upstream(Script::Reply(
+        200,
+        "text/event-stream",
+        RESPONSES_STREAM.replace("resp_1", "resp_D"),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-a1\", \"sk-a2\", \"sk-a3\"]\n\
+         [providers.b]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-b\"]\n\
+         [providers.c]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-c\"]\n\
+         [providers.d]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-d\"]\n\
+         [[models]]\nname = \"w\"\nstrategy = \"round_robin\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"b\" }}]\n\
+         [[models]]\nname = \"s\"\nstrategy = \"round_robin\"\ntargets = [{{ provider = \"c\" }}, {{ provider = \"d\" }}]\n",
+        a.url, b.url, c.url, d.url
+    ))
+    .await;
+    let key_of = |seen: &Seen, i: usize| {
+        seen.lock().unwrap()[i].0["authorization"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Until one of `a`'s answers is known, requests rotate.
+    while a.hits.load(Ordering::SeqCst) == 0 {
+        let r = post(
+            &url,
+            "/v1/responses",
+            &json!({"model": "w", "input": "hi"}),
+            Some(KEY),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    let maker = key_of(&a.seen, a.hits.load(Ordering::SeqCst) - 1);
+    let (a0, b0) = (a.hits.load(Ordering::SeqCst), b.hits.load(Ordering::SeqCst));
+    for _ in 0..6 {
+        let body = json!({"model": "w", "input": "more", "previous_response_id": "resp_A"});
+        let r = post(&url, "/v1/responses", &body, Some(KEY)).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-weir-provider"], "a");
+    }
+    assert_eq!(a.hits.load(Ordering::SeqCst), a0 + 6);
+    assert_eq!(b.hits.load(Ordering::SeqCst), b0);
+    for i in a0..a0 + 6 {
+        assert_eq!(
+            key_of(&a.seen, i),
+            maker,
+            "request {i} went out with another key"
+        );
+    }
+    // Without it, the route and the pool still rotate.
+    for _ in 0..4 {
+        let r = post(
+            &url,
+            "/v1/responses",
+            &json!({"model": "w", "input": "x"}),
+            Some(KEY),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(b.hits.load(Ordering::SeqCst), b0 + 2);
+
+    // Streamed: the id comes in the final event.
+    let stream = json!({"model": "s", "input": "hi", "stream": true});
+    while d.hits.load(Ordering::SeqCst) == 0 {
+        let r = post(&url, "/v1/responses", &stream, Some(KEY)).await;
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap();
+    }
+    let c0 = c.hits.load(Ordering::SeqCst);
+    for _ in 0..4 {
+        let body = json!({"model": "s", "input": "more", "stream": true, "previous_response_id": "resp_D"});
+        let r = post(&url, "/v1/responses", &body, Some(KEY)).await;
+        assert_eq!(r.headers()["x-weir-provider"], "d");
+        r.text().await.unwrap();
+    }
+    assert_eq!(c.hits.load(Ordering::SeqCst), c0);
+}
+
 #[tokio::test]
 async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed() {
     let whole = r#"{"id":"resp_2","object":"response","status":"completed","model":"gpt-x","output":[{"type":"message","id":"msg_2","role":"assistant","content":[{"type":"output_text","text":"Hello","annotations":[]}]}],"usage":{"input_tokens":20,"input_tokens_details":{"cached_tokens":8},"output_tokens":3,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":23}}"#;

@@ -208,10 +208,13 @@ pub async fn post_passthrough(
     }
     let body = json_answer(resp, secrets, decode_error, report).await?;
     let text = std::str::from_utf8(&body).map_err(|_| undecodable("not UTF-8"))?;
-    let usage = weir_model::responses::response_usage(text)
-        .map_err(|e| undecodable(&e.to_string()))?
-        .unwrap_or_default();
-    Ok(weir_model::ResponsesReply::Complete { body, usage })
+    let (id, usage) =
+        weir_model::responses::response_summary(text).map_err(|e| undecodable(&e.to_string()))?;
+    Ok(weir_model::ResponsesReply::Complete {
+        body,
+        id,
+        usage: usage.unwrap_or_default(),
+    })
 }
 
 /// GETs a JSON listing (`/v1/models`), as [`post_json`] posts.
