@@ -60,19 +60,26 @@ def test_requests_in_flight_at_sigterm_land_in_the_ledger(weir_factory, tmp_path
         env={"WEIR_WORKER_THREADS": "16"},
     )
     finished = []
+    started = threading.Semaphore(0)
 
     def ask():
         # A client each: separate connections, spread over the gateway's runtimes.
         c = openai.OpenAI(base_url=w.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
-        chunks = list(c.chat.completions.create(model="slow-mock", stream=True,
-                                                messages=[{"role": "user", "content": "a long answer please"}]))
+        chunks = []
+        for chunk in c.chat.completions.create(model="slow-mock", stream=True,
+                                               messages=[{"role": "user", "content": "a long answer please"}]):
+            if not chunks:
+                started.release()
+            chunks.append(chunk)
         finished.append(chunks[-1].choices[0].finish_reason)
 
     threads = [threading.Thread(target=ask) for _ in range(6)]
     for t in threads:
         t.start()
-    import time
-    time.sleep(0.3)
+    # Every stream is under way (on a busy machine the clients can take a while to
+    # connect; one arriving after the signal would rightly be refused).
+    for _ in threads:
+        assert started.acquire(timeout=20)
     w.proc.send_signal(signal.SIGTERM)
     for t in threads:
         t.join(20)
