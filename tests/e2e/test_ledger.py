@@ -105,6 +105,7 @@ def test_a_stream_cut_at_the_end_of_the_grace_period_still_lands_in_the_ledger(w
         env={"WEIR_WORKER_THREADS": "4"},
     )
     got = []
+    started = threading.Event()
 
     def ask():
         c = openai.OpenAI(base_url=w.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
@@ -112,13 +113,13 @@ def test_a_stream_cut_at_the_end_of_the_grace_period_still_lands_in_the_ledger(w
             for chunk in c.chat.completions.create(model="slow-mock", stream=True,
                                                    messages=[{"role": "user", "content": "a long answer please"}]):
                 got.append(chunk)
+                started.set()
         except Exception:  # the gateway closes the stream when its grace period is over
             pass
 
     t = threading.Thread(target=ask)
     t.start()
-    import time
-    time.sleep(1.0)
+    assert started.wait(20), "the stream started"
     w.proc.send_signal(signal.SIGTERM)
     assert w.proc.wait(20) == 0
     t.join(10)
