@@ -30,15 +30,20 @@ impl ResponsesRequest {
     }
 
     /// The `previous_response_id` the request continues, if it names one.
-    pub fn previous_response_id(&self) -> Option<&str> {
+    pub fn previous_response_id(&self) -> Option<std::borrow::Cow<'_, str>> {
         let (_, v) = self
             .fields
             .iter()
             .find(|(k, _)| k == "previous_response_id")?;
         let token = v.get();
-        // An id is plain ASCII; one with escapes is not looked up.
         let id = token.strip_prefix('"')?.strip_suffix('"')?;
-        (!id.is_empty() && !id.contains('\\')).then_some(id)
+        let id = if id.contains('\\') {
+            // Written with escapes (`\/`, `\u0072`): the id they spell.
+            std::borrow::Cow::Owned(serde_json::from_str::<String>(token).ok()?)
+        } else {
+            std::borrow::Cow::Borrowed(id)
+        };
+        (!id.is_empty()).then_some(id)
     }
 
     /// The body for an upstream: the request as it came, with its (possibly renamed) model
@@ -149,11 +154,14 @@ pub fn response_usage(response: &str) -> Result<Option<Usage>, WireError> {
     response_summary(response).map(|(_, usage)| usage)
 }
 
-/// The `id` and usage ([`response_usage`]) of a Responses API response object.
+/// The `id` (when a string) and usage ([`response_usage`]) of a Responses API response
+/// object.
 pub fn response_summary(response: &str) -> Result<(Option<String>, Option<Usage>), WireError> {
     #[derive(Deserialize)]
-    struct Shape {
-        id: Option<String>,
+    struct Shape<'a> {
+        // Any value: an id of another type is no reason to refuse the answer.
+        #[serde(borrow)]
+        id: Option<&'a serde_json::value::RawValue>,
         usage: Option<RUsage>,
     }
     #[derive(Deserialize)]
@@ -171,10 +179,13 @@ pub fn response_summary(response: &str) -> Result<(Option<String>, Option<Usage>
     struct OutDetails {
         reasoning_tokens: Option<u64>,
     }
-    let shape = serde_json::from_str::<Shape>(response)
+    let shape = serde_json::from_str::<Shape<'_>>(response)
         .map_err(|e| WireError::from_json("response", &e))?;
+    let id = shape
+        .id
+        .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok());
     let Some(u) = shape.usage else {
-        return Ok((shape.id, None));
+        return Ok((id, None));
     };
     let cached = u.input_tokens_details.and_then(|d| d.cached_tokens);
     let usage = Some(Usage {
@@ -186,7 +197,7 @@ pub fn response_summary(response: &str) -> Result<(Option<String>, Option<Usage>
         reasoning_tokens: u.output_tokens_details.and_then(|d| d.reasoning_tokens),
         ..Usage::default()
     });
-    Ok((shape.id, usage))
+    Ok((id, usage))
 }
 
 #[cfg(test)]
@@ -200,7 +211,7 @@ mod tests {
             ResponsesRequest::decode(body.as_bytes())
                 .unwrap()
                 .previous_response_id()
-                .map(str::to_owned)
+                .map(std::borrow::Cow::into_owned)
         };
         assert_eq!(
             id(r#"{"model":"m","previous_response_id":"resp_1"}"#),
@@ -211,9 +222,19 @@ mod tests {
             r#"{"model":"m","previous_response_id":null}"#,
             r#"{"model":"m","previous_response_id":""}"#,
             r#"{"model":"m","previous_response_id":7}"#,
-            r#"{"model":"m","previous_response_id":"a\"b"}"#,
         ] {
             assert_eq!(id(none), None, "{none}");
+        }
+        // Escapes spell the same id.
+        for escaped in [
+            r#"{"model":"m","previous_response_id":"resp_\/x"}"#,
+            r#"{"model":"m","previous_response_id":"\u0072esp_/x"}"#,
+        ] {
+            assert_eq!(id(escaped), Some("resp_/x".into()), "{escaped}");
+        }
+        // An id that is not a string is no reason to refuse the answer.
+        for body in [r#"{"id":12345,"usage":null}"#, r#"{"id":{"a":1}}"#] {
+            assert_eq!(response_summary(body).unwrap().0, None, "{body}");
         }
         let (rid, usage) =
             response_summary(r#"{"id":"resp_9","usage":{"input_tokens":3,"output_tokens":1}}"#)

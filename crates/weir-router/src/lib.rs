@@ -489,6 +489,32 @@ type ResponsePins = Mutex<HashMap<String, (Slot, Instant)>>;
 /// How long a response stays pinned to where it was made after its last use.
 const RESPONSE_PIN_TTL: Duration = Duration::from_secs(24 * 3600);
 
+/// Longest response id remembered (OpenAI's are about 50 characters): an upstream's
+/// absurd ids cannot fill memory.
+const MAX_PINNED_ID: usize = 256;
+
+/// Keeps a bounded map within `max` entries: past it, drops the entries older than `ttl`
+/// (by `at`, their last use) and then, if still full, the least recently used half, so
+/// recent entries survive a burst of new ones.
+fn make_room<K: Eq + std::hash::Hash, V>(
+    map: &mut HashMap<K, V>,
+    max: usize,
+    ttl: Duration,
+    now: Instant,
+    at: impl Fn(&V) -> Instant,
+) {
+    if map.len() <= max {
+        return;
+    }
+    map.retain(|_, v| now.saturating_duration_since(at(v)) < ttl);
+    if map.len() > max {
+        let mut times: Vec<Instant> = map.values().map(&at).collect();
+        let mid = times.len() / 2;
+        let cut = *times.select_nth_unstable(mid).1;
+        map.retain(|_, v| at(v) > cut);
+    }
+}
+
 /// Remembers where a Responses API response was made (target and, in its key pool, key),
 /// so a request continuing it (`previous_response_id`) goes there first: the account that
 /// made a response is the only one that holds it. From [`Router::response_memory`];
@@ -504,16 +530,13 @@ pub struct ResponseMemory {
 impl ResponseMemory {
     /// Remembers that the response `id` was made here.
     pub fn remember(&self, id: &str) {
+        if id.is_empty() || id.len() > MAX_PINNED_ID {
+            return;
+        }
         let now = Instant::now();
         let mut pins = lock(&self.pins);
         pins.insert(id.to_owned(), (self.slot, now));
-        if pins.len() > self.max {
-            pins.retain(|_, (_, at)| now.saturating_duration_since(*at) < RESPONSE_PIN_TTL);
-            if pins.len() > self.max {
-                // Still full of live pins: forget them all rather than grow without bound.
-                pins.clear();
-            }
-        }
+        make_room(&mut pins, self.max, RESPONSE_PIN_TTL, now, |(_, at)| *at);
     }
 }
 
@@ -774,7 +797,7 @@ trait Job: Clone + Sync {
     ) -> Result<(Cow<'_, Self>, Vec<String>), ProviderError>;
     /// The id of an earlier response this one continues (the Responses API's
     /// `previous_response_id`), which only the account that made it holds.
-    fn follows(&self) -> Option<&str> {
+    fn follows(&self) -> Option<Cow<'_, str>> {
         None
     }
     /// Sends it to the target's provider.
@@ -903,7 +926,7 @@ impl Job for ResponsesRequest {
         Ok((self.for_model(model), Vec::new()))
     }
 
-    fn follows(&self) -> Option<&str> {
+    fn follows(&self) -> Option<Cow<'_, str>> {
         self.previous_response_id()
     }
 
@@ -1389,7 +1412,7 @@ impl Router {
         // A continued response goes first to where it was made (also on a retry).
         let pin = req
             .follows()
-            .and_then(|id| self.response_pin(id))
+            .and_then(|id| self.response_pin(&id))
             .filter(|p| p.route == ri && p.target < rs.route.targets.len());
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut pass_start = 0;
@@ -1526,6 +1549,45 @@ impl Router {
         order
     }
 
+    /// Takes over `old`'s remembered responses (a router built from a reloaded config),
+    /// for the routes, targets and keys both configs have: a continued conversation keeps
+    /// its account across a reload.
+    pub fn adopt_responses(&mut self, old: &Router) {
+        let old_pins = lock(&old.response_pins);
+        let mut pins = HashMap::with_capacity(old_pins.len());
+        for (id, (slot, at)) in old_pins.iter() {
+            if let Some(slot) = self.translate(old, *slot) {
+                pins.insert(id.clone(), (slot, *at));
+            }
+        }
+        *lock(&self.response_pins) = pins;
+    }
+
+    /// Where `old`'s `slot` is in this router: the route of the same name, its target
+    /// with the same provider and model, and in that provider's pool the same key.
+    fn translate(&self, old: &Router, slot: Slot) -> Option<Slot> {
+        let old_route = &old.routes.get(slot.route)?.route;
+        let old_target = old_route.targets.get(slot.target)?;
+        let route = self
+            .routes
+            .iter()
+            .position(|r| r.route.name == old_route.name)?;
+        let target = self.routes[route]
+            .route
+            .targets
+            .iter()
+            .position(|t| t.provider == old_target.provider && t.model == old_target.model)?;
+        let key = match slot.key {
+            None => None,
+            Some(k) => {
+                let id = &old.pools.get(&old_target.provider)?.keys.get(k)?.id;
+                let pool = self.pools.get(&old_target.provider)?;
+                Some(pool.keys.iter().position(|nk| &nk.id == id)?)
+            }
+        };
+        Some(Slot { route, target, key })
+    }
+
     /// What remembers the Responses API responses `served` made (see [`ResponseMemory`]).
     pub fn response_memory(&self, served: &Served) -> ResponseMemory {
         ResponseMemory {
@@ -1552,15 +1614,13 @@ impl Router {
         let now = Instant::now();
         let mut s = lock(&self.sessions);
         s.insert((ri, session), (ti, now));
-        if s.len() > self.policy.max_sessions {
-            let ttl = self.policy.session_ttl;
-            s.retain(|_, (_, at)| now.saturating_duration_since(*at) < ttl);
-            if s.len() > self.policy.max_sessions {
-                // Still full of live sessions: forget them all rather than grow without
-                // bound (they re-pin on their next request).
-                s.clear();
-            }
-        }
+        make_room(
+            &mut s,
+            self.policy.max_sessions,
+            self.policy.session_ttl,
+            now,
+            |(_, at)| *at,
+        );
     }
 
     /// How long to wait before walking the targets again, or `None` when a retry cannot
@@ -2011,5 +2071,35 @@ fn kind_words(k: ErrorKind) -> &'static str {
         ErrorKind::RateLimited => "rate limited",
         ErrorKind::Cancelled => "cancelled",
         _ => "failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// A full map loses its expired entries, then its least recently used half: recent
+    /// entries survive any burst of new ones.
+    #[test]
+    fn bounded_maps_keep_their_recent_entries() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut m: HashMap<u64, Instant> = HashMap::new();
+        // One old entry used recently (key 0), then a burst.
+        m.insert(0, at(10_000));
+        for i in 1..=1000 {
+            m.insert(i, at(i));
+            make_room(&mut m, 100, Duration::from_secs(1_000_000), at(10_000), |v| *v);
+            assert!(m.len() <= 100);
+        }
+        assert!(m.contains_key(&0), "recently used");
+        assert!(m.contains_key(&1000), "newest");
+        assert!(m.len() >= 50);
+        // Expired entries go first, and alone when that makes room.
+        let mut m: HashMap<u64, Instant> = (0..10).map(|i| (i, at(i))).collect();
+        make_room(&mut m, 5, Duration::from_secs(10), at(14), |v| *v);
+        assert_eq!(m.len(), 5);
+        assert!((5..10).all(|i| m.contains_key(&i)));
     }
 }

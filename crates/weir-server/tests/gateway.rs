@@ -1393,6 +1393,93 @@ async fn a_continued_response_goes_to_the_target_and_key_that_made_it() {
     assert_eq!(c.hits.load(Ordering::SeqCst), c0);
 }
 
+/// A reload keeps where responses were made, by route name, target and key, though the
+/// new config orders routes, targets and keys differently; a pin whose target or key is
+/// gone from the new config is dropped.
+#[tokio::test]
+async fn a_continued_response_keeps_its_account_across_a_reload() {
+    let whole = |id: &str| {
+        format!(r#"{{"id":"{id}","object":"response","status":"completed","output":[]}}"#)
+    };
+    let a = upstream(Script::Reply(200, "application/json", whole("resp_A"))).await;
+    let b = upstream(Script::Reply(200, "application/json", whole("resp_B"))).await;
+    let config = |keys: &str, extra_route_first: bool| {
+        format!(
+            "[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n\
+             [providers.a]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [{keys}]\n\
+             [providers.b]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-b\"]\n{}\
+             [[models]]\nname = \"w\"\nstrategy = \"round_robin\"\ntargets = [{}]\n",
+            a.url,
+            b.url,
+            if extra_route_first {
+                "[[models]]\nname = \"other\"\ntargets = [{ provider = \"b\" }]\n"
+            } else {
+                ""
+            },
+            if extra_route_first {
+                "{ provider = \"b\" }, { provider = \"a\" }"
+            } else {
+                "{ provider = \"a\" }, { provider = \"b\" }"
+            }
+        )
+    };
+    let first = config("\"sk-a1\", \"sk-a2\", \"sk-a3\"", false);
+    let cfg = weir_server::config::parse(None, &first).unwrap();
+    let live = weir_server::Live::new(Arc::new(weir_server::build(&cfg, None, &first).unwrap()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(weir_server::run_live(
+        live.clone(),
+        listener,
+        None,
+        std::future::pending(),
+    ));
+    let reload = |text: String| {
+        let cfg = weir_server::config::parse(None, &text).unwrap();
+        let app = weir_server::rebuild(&cfg, None, &text, &live.get()).unwrap();
+        live.set(Arc::new(app));
+    };
+    let key_of = |seen: &Seen, i: usize| {
+        seen.lock().unwrap()[i].0["authorization"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    // Make resp_A with the pool's second key (any answer from `a` re-pins resp_A to its
+    // key: ask until the last one went out with sk-a2).
+    loop {
+        let r = post(
+            &url,
+            "/v1/responses",
+            &json!({"model": "w", "input": "hi"}),
+            Some(KEY),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let n = a.hits.load(Ordering::SeqCst);
+        if n > 0 && key_of(&a.seen, n - 1) == "Bearer sk-a2" {
+            break;
+        }
+    }
+    let continued = json!({"model": "w", "input": "more", "previous_response_id": "resp_A"});
+    // Routes, targets and keys reordered; the maker key now second to last.
+    reload(config("\"sk-a3\", \"sk-a2\", \"sk-a4\"", true));
+    for _ in 0..4 {
+        let n = a.hits.load(Ordering::SeqCst);
+        let r = post(&url, "/v1/responses", &continued, Some(KEY)).await;
+        assert_eq!(r.headers()["x-weir-provider"], "a");
+        assert_eq!(key_of(&a.seen, n), "Bearer sk-a2");
+    }
+    // The maker key gone: the pin goes with it (the pool rotates again).
+    reload(config("\"sk-a3\", \"sk-a4\"", true));
+    let mut providers = std::collections::BTreeSet::new();
+    for _ in 0..6 {
+        let r = post(&url, "/v1/responses", &continued, Some(KEY)).await;
+        providers.insert(r.headers()["x-weir-provider"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(providers.len(), 2, "{providers:?}");
+}
+
 #[tokio::test]
 async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed() {
     let whole = r#"{"id":"resp_2","object":"response","status":"completed","model":"gpt-x","output":[{"type":"message","id":"msg_2","role":"assistant","content":[{"type":"output_text","text":"Hello","annotations":[]}]}],"usage":{"input_tokens":20,"input_tokens_details":{"cached_tokens":8},"output_tokens":3,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":23}}"#;
