@@ -2090,7 +2090,13 @@ mod tests {
         m.insert(0, at(10_000));
         for i in 1..=1000 {
             m.insert(i, at(i));
-            make_room(&mut m, 100, Duration::from_secs(1_000_000), at(10_000), |v| *v);
+            make_room(
+                &mut m,
+                100,
+                Duration::from_secs(1_000_000),
+                at(10_000),
+                |v| *v,
+            );
             assert!(m.len() <= 100);
         }
         assert!(m.contains_key(&0), "recently used");

@@ -44,6 +44,18 @@ pub(crate) struct RequestLog {
     pub ledger: Option<weir_ledger::Writer>,
     /// How a stream that had answered 200 ended badly, for the ledger's error kind.
     pub stream_error: Option<weir_model::ErrorKind>,
+    /// Set while the request is being answered: dropped then (its client went away before
+    /// the answer), it is logged as a 499.
+    pub armed: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for RequestLog {
+    fn drop(&mut self) {
+        if *self.armed.get_mut() {
+            self.stream_error = Some(ErrorKind::Cancelled);
+            self.emit(ErrorKind::Cancelled.http_status(), None, None, None);
+        }
+    }
 }
 
 impl RequestLog {
@@ -54,6 +66,9 @@ impl RequestLog {
         input: Option<u64>,
         output: Option<u64>,
     ) {
+        // Written once: a request abandoned after this is not logged again.
+        self.armed
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         let latency = self.started.map_or(Duration::ZERO, |s| s.elapsed());
         if let Some(a) = &self.admission {
             a.charge(input.unwrap_or(0) + output.unwrap_or(0));
@@ -80,11 +95,12 @@ impl RequestLog {
                 provider: self.provider.clone().unwrap_or_else(|| "-".into()),
                 upstream_model: self.upstream_model.clone().unwrap_or_else(|| "-".into()),
                 status,
-                error_kind: if status >= 400 {
-                    Some(format!("{:?}", weir_model::ErrorKind::from_status(status)))
-                } else {
-                    self.stream_error.map(|k| format!("{k:?}"))
-                },
+                // How a stream ended badly after its 200 (or a request was abandoned),
+                // else what its error status says.
+                error_kind: self
+                    .stream_error
+                    .or_else(|| (status >= 400).then(|| ErrorKind::from_status(status)))
+                    .map(|k| format!("{k:?}")),
                 latency_ms: latency.as_secs_f64() * 1000.0,
                 ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
                 // (An upstream's absurd count is kept at the column's largest value.)
@@ -294,19 +310,20 @@ pub(crate) fn request_id() -> String {
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let mut log = RequestLog {
-        request_id: request_id(),
-        started: Some(Instant::now()),
-        metrics: Some(app.metrics.clone()),
-        prices: Some(app.prices.clone()),
-        ledger: app.ledger.clone(),
-        ..Default::default()
-    };
+    let mut log = RequestLog::default();
+    log.request_id = request_id();
+    log.started = Some(Instant::now());
+    log.metrics = Some(app.metrics.clone());
+    log.prices = Some(app.prices.clone());
+    log.ledger.clone_from(&app.ledger);
     let dialect = if path.starts_with("/v1/messages") {
         Dialect::Anthropic
     } else {
         Dialect::OpenAi
     };
+    // Until answered: a client that leaves before then drops this future, and `log` with
+    // it, which logs the request as abandoned (499).
+    log.armed = true.into();
     let r = match (&method, path.as_str()) {
         (&Method::GET | &Method::HEAD, "/health") => {
             full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#)
@@ -337,6 +354,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             &log,
         ),
     };
+    *log.armed.get_mut() = false;
     let mut r = r;
     if !r.headers().contains_key(&X_REQUEST_ID) {
         set_header(&mut r, X_REQUEST_ID, &log.request_id);

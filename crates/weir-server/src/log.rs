@@ -10,10 +10,12 @@
 //!
 //! Every log line, from here or from `tracing`, goes through [`Writer`]. On a thread that
 //! called [`gather_on_this_thread`] (the runtime threads) lines gather in a buffer written
-//! out with one `write(2)` when the thread's runtime goes idle ([`flush`], from the
-//! runtime's park hook), when the buffer passes 32 KiB, when its first line is 100 ms old,
-//! and when the thread's runtime ends ([`stop_gathering`]). Lines keep their order within a thread; elsewhere
-//! lines are written at once.
+//! out when the thread's runtime goes idle ([`flush`], from the runtime's park hook), when
+//! the buffer passes 32 KiB, when a line comes and the first is 100 ms old, and when the
+//! thread's runtime ends ([`stop_gathering`]); written in whole lines of at most 4 KiB per
+//! `write(2)`, so a pipe shared with other processes never tears a line. Lines keep their
+//! order within a thread; elsewhere lines are written at once. (A thread busy with one long
+//! piece of work, such as decoding a very large request, holds its lines until done.)
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -77,13 +79,43 @@ pub fn flush() {
     });
 }
 
+/// Most bytes one `write(2)` to a pipe puts in whole, never interleaved with another
+/// process's writes (POSIX `PIPE_BUF` on Linux).
+const PIPE_BUF: usize = 4096;
+
 fn write_out(g: &mut Gathered) {
     if !g.bytes.is_empty() {
-        // A log line that cannot be written is dropped, as `tracing`'s writer does.
-        let _ = std::io::stderr().lock().write_all(&g.bytes);
+        let mut err = std::io::stderr().lock();
+        for piece in whole_lines(&g.bytes, PIPE_BUF) {
+            // A log line that cannot be written is dropped, as `tracing`'s writer does.
+            let _ = err.write_all(piece);
+        }
         g.bytes.clear();
     }
     g.since = None;
+}
+
+/// `bytes` (whole lines) cut into pieces of whole lines of at most `max` bytes each, so
+/// a pipe shared with another process never gets a line torn by its writes; a longer line
+/// is a piece of its own.
+fn whole_lines(bytes: &[u8], max: usize) -> impl Iterator<Item = &[u8]> {
+    let mut rest = bytes;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let cut = if rest.len() <= max {
+            rest.len()
+        } else {
+            match memchr::memrchr(b'\n', &rest[..max]) {
+                Some(nl) => nl + 1,
+                None => memchr::memchr(b'\n', rest).map_or(rest.len(), |nl| nl + 1),
+            }
+        };
+        let (piece, more) = rest.split_at(cut);
+        rest = more;
+        Some(piece)
+    })
 }
 
 #[cfg(test)]
@@ -271,14 +303,11 @@ mod tests {
                 .finish()
         };
         let emit = |ttft: Option<Duration>| {
-            let log = crate::http::RequestLog {
-                request_id: "req_1".into(),
-                key: Some("alice".into()),
-                model: Some("m\"odel\n".into()),
-                provider: Some("anthropic".into()),
-                upstream_model: None,
-                ..Default::default()
-            };
+            let mut log = crate::http::RequestLog::default();
+            log.request_id = "req_1".into();
+            log.key = Some("alice".into());
+            log.model = Some("m\"odel\n".into());
+            log.provider = Some("anthropic".into());
             log.emit(200, ttft, Some(12), None);
         };
         for ttft in [None, Some(Duration::from_micros(1_234_567))] {
@@ -363,6 +392,26 @@ mod tests {
         assert_eq!(gathered(&|| write_lines(&big, Some(t0))), 0);
         stop_gathering();
         assert_eq!(gathered(&|| write_lines(b"e\n", Some(t0))), 0);
+    }
+
+    #[test]
+    fn gathered_lines_go_out_in_whole_lines_of_at_most_a_pipe_s_atomic_write() {
+        let line = |n: usize| format!("{}\n", "x".repeat(n - 1));
+        let text = [
+            line(1000),
+            line(2000),
+            line(1500),
+            line(5000),
+            line(10),
+            line(4096),
+        ]
+        .concat();
+        let pieces: Vec<&[u8]> = whole_lines(text.as_bytes(), 4096).collect();
+        let lens: Vec<usize> = pieces.iter().map(|p| p.len()).collect();
+        assert_eq!(lens, [3000, 1500, 5000, 10, 4096]);
+        assert!(pieces.iter().all(|p| p.ends_with(b"\n")));
+        assert_eq!(pieces.concat(), text.as_bytes());
+        assert_eq!(whole_lines(b"", 4096).count(), 0);
     }
 
     #[test]

@@ -1480,6 +1480,52 @@ async fn a_continued_response_keeps_its_account_across_a_reload() {
     assert_eq!(providers.len(), 2, "{providers:?}");
 }
 
+/// A request whose client leaves before the answer is still counted and logged, as a
+/// 499 (nginx's "client closed request"), once: not as nothing.
+#[tokio::test]
+async fn a_request_abandoned_before_its_answer_is_counted_as_499() {
+    let up = upstream(Script::Hang).await;
+    let (url, admin) = weir_with_admin(&anthropic_route(&up.url, "slow", "")).await;
+    let body =
+        json!({"model": "slow", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]});
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let r = quick
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", KEY)
+        .json(&body)
+        .send()
+        .await;
+    assert!(r.is_err(), "the upstream never answers");
+    let metrics = || async {
+        client()
+            .get(format!("{admin}/metrics"))
+            .header("authorization", "Bearer sk-admin")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let want = r#"weir_requests_total{key="tester",model="slow",provider="-",status="499"} 1"#;
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = metrics().await;
+        if seen.contains(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen.contains(want), "{seen}");
+    // An answered request is not counted again when its future ends.
+    let r = post(&url, "/health", &json!({}), None).await;
+    assert_eq!(r.status(), 405);
+    assert!(!metrics().await.contains(r#"status="499"} 2"#));
+}
+
 #[tokio::test]
 async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed() {
     let whole = r#"{"id":"resp_2","object":"response","status":"completed","model":"gpt-x","output":[{"type":"message","id":"msg_2","role":"assistant","content":[{"type":"output_text","text":"Hello","annotations":[]}]}],"usage":{"input_tokens":20,"input_tokens_details":{"cached_tokens":8},"output_tokens":3,"output_tokens_details":{"reasoning_tokens":0},"total_tokens":23}}"#;

@@ -59,15 +59,22 @@ fn env(name: &str) -> Option<String> {
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("WEIR_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = match env("WEIR_LOG_FORMAT").as_deref() {
-        Some("json") => true,
-        Some(_) => false,
-        None => !std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    // An empty WEIR_LOG is no filter at all, not one that turns everything off.
+    let filter = env("WEIR_LOG")
+        .filter(|f| !f.trim().is_empty())
+        .and_then(|f| EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| EnvFilter::new("info"));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let json = match env("WEIR_LOG_FORMAT") {
+        Some(f) if f.eq_ignore_ascii_case("json") => true,
+        Some(f) if !f.trim().is_empty() => false,
+        _ => !terminal,
     };
     weir_server::log::set_json(json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only for a terminal, not for a file or a pipe.
+        .with_ansi(terminal)
         .with_writer(|| weir_server::log::Writer);
     if json {
         builder
