@@ -265,8 +265,11 @@ that and exact-shape readers for the rest of a typical stream, a same-dialect st
 request went from 113k to 96k instructions (`/v1/messages`, twelve events) and from 111k
 to 105k (`/v1/chat/completions`, whose chunks were already read by prefix).
 
-At one connection the added latency is met on this machine (29-42 µs added p50 over
-the runs of 2026-12-05). On the
+At one connection the added latency met the target in the runs of 2026-12-05 (29-42 µs
+added p50), and missed it on three endpoints (46-63 µs) in the run of 2026-12-06, made on a
+VM about half as fast (the criterion figures above, of code unchanged since, took about
+twice as long; direct req/s fell by a third), where the hyper proxy itself added 31-48 µs.
+On the
 earlier AMD EPYC machines it measured 94-126 µs, with the nginx proxy's own added p50 at
 22-56 µs: there each wakeup of an idle process was expensive, wrk, Weir and nginx ran one
 after another on one CPU with caches gone cold, and Weir's whole CPU time per request sat
