@@ -1295,6 +1295,14 @@ const RESPONSES_STREAM: &str = concat!(
     "event: response.completed\ndata: {\"type\":\"response.completed\",\"sequence_number\":2,\"response\":{\"id\":\"resp_1\",\"object\":\"response\",\"status\":\"completed\",\"model\":\"gpt-x\",\"output\":[],\"usage\":{\"input_tokens\":11,\"input_tokens_details\":{\"cached_tokens\":0},\"output_tokens\":5,\"output_tokens_details\":{\"reasoning_tokens\":0},\"total_tokens\":16}}}\n\n",
 );
 
+/// The credentials the `i`th request an upstream saw went out with.
+fn key_of(seen: &Seen, i: usize) -> String {
+    seen.lock().unwrap()[i].0["authorization"]
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
 /// A response lives in the account that made it: a request continuing it
 /// (`previous_response_id`) goes to the target and key that made it, whole or streamed,
 /// though the route rotates targets and the pool rotates keys.
@@ -1329,12 +1337,6 @@ async fn a_continued_response_goes_to_the_target_and_key_that_made_it() {
         a.url, b.url, c.url, d.url
     ))
     .await;
-    let key_of = |seen: &Seen, i: usize| {
-        seen.lock().unwrap()[i].0["authorization"]
-            .to_str()
-            .unwrap()
-            .to_owned()
-    };
     // Until one of `a`'s answers is known, requests rotate.
     while a.hits.load(Ordering::SeqCst) == 0 {
         let r = post(
@@ -1438,12 +1440,6 @@ async fn a_continued_response_keeps_its_account_across_a_reload() {
         let cfg = weir_server::config::parse(None, &text).unwrap();
         let app = weir_server::rebuild(&cfg, None, &text, &live.get()).unwrap();
         live.set(Arc::new(app));
-    };
-    let key_of = |seen: &Seen, i: usize| {
-        seen.lock().unwrap()[i].0["authorization"]
-            .to_str()
-            .unwrap()
-            .to_owned()
     };
     // Make resp_A with the pool's second key (any answer from `a` re-pins resp_A to its
     // key: ask until the last one went out with sk-a2).
