@@ -1236,6 +1236,13 @@ fn openai_stream_events(chunks: &[String]) -> Vec<weir_model::StreamEvent> {
     events
 }
 
+/// A Chat Completions stream chunk of one choice with this `delta` and `finish_reason`.
+fn chunk(delta: &str, finish: &str) -> String {
+    format!(
+        r#"{{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{{"index":0,"delta":{delta},"finish_reason":{finish}}}]}}"#
+    )
+}
+
 /// Each tool call's (id, name, joined arguments), in block order, and whether every delta
 /// went to the open block.
 fn tool_calls_of(events: &[weir_model::StreamEvent]) -> (Vec<(String, String, String)>, bool) {
@@ -1274,9 +1281,6 @@ fn tool_calls_of(events: &[weir_model::StreamEvent]) -> (Vec<(String, String, St
 
 #[test]
 fn tool_calls_without_index_or_with_a_late_name_are_all_kept() {
-    let head = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
-    let chunk =
-        |delta: &str, finish: &str| format!("{head}{delta},\"finish_reason\":{finish}}}]}}");
     // Ollama: several complete calls in one chunk, without `index`.
     let events = openai_stream_events(&[
         chunk(r#"{"role":"assistant","content":""}"#, "null"),
@@ -1332,9 +1336,6 @@ fn tool_calls_without_index_or_with_a_late_name_are_all_kept() {
 /// name repeated on a fragment of a call still coming does not.
 #[test]
 fn tool_calls_with_neither_index_nor_id_are_told_apart_by_name() {
-    let head = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
-    let chunk =
-        |delta: &str, finish: &str| format!("{head}{delta},\"finish_reason\":{finish}}}]}}");
     let names_and_args = |events: &[weir_model::StreamEvent]| {
         let (calls, contiguous) = tool_calls_of(events);
         assert!(contiguous);
@@ -1411,9 +1412,6 @@ fn tool_ids_too_long_for_openai_are_shortened_identically_for_call_and_result() 
 #[test]
 fn interleaved_parallel_tool_calls_reach_anthropic_clients_one_block_at_a_time() {
     use weir_model::StreamEvent;
-    let head = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
-    let chunk =
-        |delta: &str, finish: &str| format!("{head}{delta},\"finish_reason\":{finish}}}]}}");
     let frag = |i: u32, first: Option<(&str, &str)>, args: &str| {
         let args = serde_json::to_string(args).unwrap();
         let call = match first {
@@ -1469,9 +1467,6 @@ fn interleaved_parallel_tool_calls_reach_anthropic_clients_one_block_at_a_time()
 #[test]
 fn text_or_reasoning_amid_a_tool_call_waits_until_its_arguments_are_whole() {
     use weir_model::{Delta, StreamEvent};
-    let head = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
-    let chunk =
-        |delta: &str, finish: &str| format!("{head}{delta},\"finish_reason\":{finish}}}]}}");
     let frag = |i: u32, first: Option<(&str, &str)>, args: &str| {
         let args = serde_json::to_string(args).unwrap();
         let call = match first {
@@ -1589,9 +1584,6 @@ fn openai_tool_calls_without_id_type_or_string_arguments_still_reach_anthropic()
 
 #[test]
 fn streamed_tool_arguments_stop_where_they_stop_being_a_json_object() {
-    let head = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
-    let chunk =
-        |delta: &str, finish: &str| format!("{head}{delta},\"finish_reason\":{finish}}}]}}");
     let frag = |first: bool, args: &str| {
         let args = serde_json::to_string(args).unwrap();
         let call = if first {
