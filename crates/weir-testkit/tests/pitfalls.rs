@@ -1236,6 +1236,19 @@ fn openai_stream_events(chunks: &[String]) -> Vec<weir_model::StreamEvent> {
     events
 }
 
+/// A chunk carrying one fragment of the tool call at `index`: its id and name with the
+/// first (`first`), then arguments.
+fn frag(index: u32, first: Option<(&str, &str)>, args: &str) -> String {
+    let args = serde_json::to_string(args).unwrap();
+    let call = match first {
+        Some((id, name)) => format!(
+            r#"{{"index":{index},"id":"{id}","type":"function","function":{{"name":"{name}","arguments":{args}}}}}"#
+        ),
+        None => format!(r#"{{"index":{index},"function":{{"arguments":{args}}}}}"#),
+    };
+    chunk(&format!(r#"{{"tool_calls":[{call}]}}"#), "null")
+}
+
 /// A Chat Completions stream chunk of one choice with this `delta` and `finish_reason`.
 fn chunk(delta: &str, finish: &str) -> String {
     format!(
@@ -1412,16 +1425,6 @@ fn tool_ids_too_long_for_openai_are_shortened_identically_for_call_and_result() 
 #[test]
 fn interleaved_parallel_tool_calls_reach_anthropic_clients_one_block_at_a_time() {
     use weir_model::StreamEvent;
-    let frag = |i: u32, first: Option<(&str, &str)>, args: &str| {
-        let args = serde_json::to_string(args).unwrap();
-        let call = match first {
-            Some((id, name)) => format!(
-                r#"{{"index":{i},"id":"{id}","type":"function","function":{{"name":"{name}","arguments":{args}}}}}"#
-            ),
-            None => format!(r#"{{"index":{i},"function":{{"arguments":{args}}}}}"#),
-        };
-        chunk(&format!(r#"{{"tool_calls":[{call}]}}"#), "null")
-    };
     // Three calls whose fragments come round-robin (as some OpenAI-compatible servers send
     // parallel calls).
     let events = openai_stream_events(&[
@@ -1467,16 +1470,6 @@ fn interleaved_parallel_tool_calls_reach_anthropic_clients_one_block_at_a_time()
 #[test]
 fn text_or_reasoning_amid_a_tool_call_waits_until_its_arguments_are_whole() {
     use weir_model::{Delta, StreamEvent};
-    let frag = |i: u32, first: Option<(&str, &str)>, args: &str| {
-        let args = serde_json::to_string(args).unwrap();
-        let call = match first {
-            Some((id, name)) => format!(
-                r#"{{"index":{i},"id":"{id}","type":"function","function":{{"name":"{name}","arguments":{args}}}}}"#
-            ),
-            None => format!(r#"{{"index":{i},"function":{{"arguments":{args}}}}}"#),
-        };
-        chunk(&format!(r#"{{"tool_calls":[{call}]}}"#), "null")
-    };
     for amid in [r#"{"content":"hmm"}"#, r#"{"reasoning_content":"hm"}"#] {
         let events = openai_stream_events(&[
             chunk(r#"{"role":"assistant","content":null}"#, "null"),
