@@ -5,8 +5,8 @@ use std::borrow::Cow;
 
 use weir_model::json_writer::JsonWriter;
 use weir_model::{
-    ChatRequest, Content, ContentBlock, Dialect, Message, RawJson, Role, TextBlock, ThinkingConfig,
-    Tool, ToolChoice, WireError,
+    ChatRequest, Content, ContentBlock, Dialect, JsonStr, Message, RawJson, Role, TextBlock,
+    ThinkingConfig, Tool, ToolChoice, WireError,
 };
 
 use crate::ids::sanitize_tool_id;
@@ -202,7 +202,7 @@ impl Plan<'_> {
                         id: b.id.as_deref(),
                         input: b.input.as_deref(),
                     };
-                    block(w, b.block, self.out, edits)?;
+                    block(w, &b.block, self.out, edits)?;
                 }
                 w.end_array();
             }
@@ -343,7 +343,7 @@ struct OutMessage<'a> {
 }
 
 struct OutBlock<'a> {
-    block: &'a ContentBlock,
+    block: Cow<'a, ContentBlock>,
     id: Option<Cow<'a, str>>,
     input: Option<RawJson>,
 }
@@ -400,6 +400,19 @@ impl<'a> Plan<'a> {
                     }
                 };
                 let mut blocks = Vec::with_capacity(m.content.blocks.len());
+                if let Some(refusal) = openai_refusal(m) {
+                    // An OpenAI assistant's refusal (`refusal` beside a null `content`) is
+                    // what the model said: Anthropic has it as text. Dropped, the turn
+                    // would vanish and the user turns around it merge.
+                    blocks.push(OutBlock {
+                        block: Cow::Owned(ContentBlock::Text(weir_model::TextBlock {
+                            text: refusal,
+                            ..Default::default()
+                        })),
+                        id: None,
+                        input: None,
+                    });
+                }
                 for b in &m.content.blocks {
                     if let Some(ob) = OutBlock::translated(b)
                         .map_err(|e| WireError::Unsupported(format!("messages[{i}]: {e}")))?
@@ -423,7 +436,7 @@ impl<'a> Plan<'a> {
             // message, before any text.
             for m in messages.iter_mut().filter(|m| m.role == "user") {
                 m.blocks
-                    .sort_by_key(|b| !matches!(b.block, ContentBlock::ToolResult(_)));
+                    .sort_by_key(|b| !matches!(*b.block, ContentBlock::ToolResult(_)));
             }
             if let Some(extra_n) = req.extra.get("n") {
                 if extra_n.get() != "1" {
@@ -487,7 +500,7 @@ fn collect_system<'a>(c: &'a Content, into: &mut Vec<&'a TextBlock>) -> Result<(
 impl<'a> OutBlock<'a> {
     fn plain(block: &'a ContentBlock) -> Self {
         OutBlock {
-            block,
+            block: Cow::Borrowed(block),
             id: None,
             input: None,
         }
@@ -500,7 +513,7 @@ impl<'a> OutBlock<'a> {
             ContentBlock::Text(t) if t.text.is_empty() => return Ok(None),
             ContentBlock::Thinking(t) if t.signature.is_none() => return Ok(None),
             ContentBlock::ToolUse(t) => OutBlock {
-                block,
+                block: Cow::Borrowed(block),
                 id: Some(sanitize_tool_id(&t.id)),
                 input: Some(t.input.to_object()),
             },
@@ -517,7 +530,7 @@ impl<'a> OutBlock<'a> {
                     }
                 }
                 OutBlock {
-                    block,
+                    block: Cow::Borrowed(block),
                     id: Some(sanitize_tool_id(&r.tool_use_id)),
                     input: None,
                 }
@@ -531,6 +544,19 @@ impl<'a> OutBlock<'a> {
             _ => OutBlock::plain(block),
         }))
     }
+}
+
+/// The refusal an OpenAI client's assistant message carries in place of text, if any.
+fn openai_refusal(m: &Message) -> Option<JsonStr> {
+    if m.role != Role::Assistant
+        || m.content
+            .blocks
+            .iter()
+            .any(|b| matches!(b, ContentBlock::Text(t) if !t.text.is_empty()))
+    {
+        return None;
+    }
+    JsonStr::from_raw_ref(m.extra.get("refusal")?).filter(|t| !t.is_empty())
 }
 
 /// Thinking to request: the client's own for Anthropic clients; for others, mapped from
@@ -579,9 +605,9 @@ fn thinking_for<'a>(
         m.role == "assistant"
             && m.blocks
                 .iter()
-                .any(|b| matches!(b.block, ContentBlock::ToolUse(_)))
+                .any(|b| matches!(*b.block, ContentBlock::ToolUse(_)))
             && !matches!(
-                m.blocks.first().map(|b| b.block),
+                m.blocks.first().map(|b| &*b.block),
                 Some(ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_))
             )
     });

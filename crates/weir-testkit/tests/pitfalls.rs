@@ -290,6 +290,28 @@ fn consecutive_same_role_messages_are_merged() {
 }
 
 #[test]
+fn an_openai_assistant_refusal_in_history_reaches_anthropic_as_its_text() {
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "do the bad thing"},
+            {"role": "assistant", "content": null, "refusal": "I can't help with that."},
+            {"role": "user", "content": "ok, something else"},
+            {"role": "assistant", "content": "Sure.", "refusal": null}
+        ]
+    }));
+    assert_json(
+        &out["messages"],
+        &json!([
+            {"role": "user", "content": [{"type": "text", "text": "do the bad thing"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "I can't help with that."}]},
+            {"role": "user", "content": [{"type": "text", "text": "ok, something else"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "Sure."}]}
+        ]),
+    );
+}
+
+#[test]
 fn anthropic_clients_messages_are_never_merged_or_reordered() {
     let req = json!({
         "model": "m", "max_tokens": 10,
