@@ -5,8 +5,8 @@ use std::borrow::Cow;
 
 use weir_model::json_writer::JsonWriter;
 use weir_model::{
-    ChatRequest, Content, ContentBlock, Dialect, JsonStr, Message, RawJson, Role, TextBlock,
-    ThinkingConfig, Tool, ToolChoice, WireError,
+    ChatRequest, Content, ContentBlock, Dialect, Message, RawJson, Role, TextBlock, ThinkingConfig,
+    Tool, ToolChoice, WireError,
 };
 
 use crate::ids::sanitize_tool_id;
@@ -400,7 +400,7 @@ impl<'a> Plan<'a> {
                     }
                 };
                 let mut blocks = Vec::with_capacity(m.content.blocks.len());
-                if let Some(refusal) = openai_refusal(m) {
+                if let Some(refusal) = m.refusal_text() {
                     // An OpenAI assistant's refusal (`refusal` beside a null `content`) is
                     // what the model said: Anthropic has it as text. Dropped, the turn
                     // would vanish and the user turns around it merge.
@@ -544,19 +544,6 @@ impl<'a> OutBlock<'a> {
             _ => OutBlock::plain(block),
         }))
     }
-}
-
-/// The refusal an OpenAI client's assistant message carries in place of text, if any.
-fn openai_refusal(m: &Message) -> Option<JsonStr> {
-    if m.role != Role::Assistant
-        || m.content
-            .blocks
-            .iter()
-            .any(|b| matches!(b, ContentBlock::Text(t) if !t.text.is_empty()))
-    {
-        return None;
-    }
-    JsonStr::from_raw_ref(m.extra.get("refusal")?).filter(|t| !t.is_empty())
 }
 
 /// Thinking to request: the client's own for Anthropic clients; for others, mapped from

@@ -243,6 +243,10 @@ impl<'a> Plan<'a> {
                 }
             }
         }
+        if let Some(refusal) = m.refusal_text() {
+            // An OpenAI assistant's refusal is what the model said: Gemini has it as text.
+            parts.insert(0, Part::new(Data::Text(Cow::Owned(refusal))));
+        }
         if parts.is_empty() {
             return Ok(());
         }

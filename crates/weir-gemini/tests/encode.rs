@@ -908,3 +908,29 @@ fn structured_output_requests_become_response_mime_type_and_schema() {
     );
     assert!(encode_err(&req).to_string().contains("needs its schema"));
 }
+
+#[test]
+fn an_openai_assistant_refusal_in_history_is_the_model_turn_s_text() {
+    let mut refused = msg(Role::Assistant, vec![]);
+    refused
+        .extra
+        .insert("refusal", to_raw(&"I can't help with that."));
+    let mut answered = Message::text(Role::Assistant, "Sure.");
+    answered.extra.insert("refusal", to_raw(&()));
+    let req = request(vec![
+        Message::text(Role::User, "Do the bad thing."),
+        refused,
+        Message::text(Role::User, "Something else, then."),
+        answered,
+    ]);
+    let body = encode(&req);
+    assert_eq!(
+        body["contents"],
+        json!([
+            {"role": "user", "parts": [{"text": "Do the bad thing."}]},
+            {"role": "model", "parts": [{"text": "I can't help with that."}]},
+            {"role": "user", "parts": [{"text": "Something else, then."}]},
+            {"role": "model", "parts": [{"text": "Sure."}]}
+        ])
+    );
+}

@@ -123,6 +123,21 @@ impl Message {
             extra: Extra::new(),
         }
     }
+
+    /// The refusal an OpenAI assistant message carries in place of text (`refusal` beside
+    /// a null `content`), for dialects that have a refusal only as text.
+    pub fn refusal_text(&self) -> Option<JsonStr> {
+        if self.role != Role::Assistant
+            || self
+                .content
+                .blocks
+                .iter()
+                .any(|b| matches!(b, ContentBlock::Text(t) if !t.text.is_empty()))
+        {
+            return None;
+        }
+        JsonStr::from_raw_ref(self.extra.get("refusal")?).filter(|t| !t.is_empty())
+    }
 }
 
 /// A piece of content.
