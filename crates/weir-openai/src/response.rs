@@ -118,6 +118,14 @@ impl<'de> de::DeserializeSeed<'de> for ChoicesSeed<'_> {
                         .map_err(|e| weir_model::wire::nested_error(&e))?;
                     r.content = c.content;
                     r.stop_reason = c.stop_reason;
+                    // Ollama, vLLM and Gemini's OpenAI endpoint say `stop` after tool calls.
+                    if matches!(r.stop_reason, Some(StopReason::EndTurn))
+                        && r.content
+                            .iter()
+                            .any(|b| matches!(b, ContentBlock::ToolUse(_)))
+                    {
+                        r.stop_reason = Some(StopReason::ToolUse);
+                    }
                     r.choice_extra = c.choice_extra;
                     r.message_extra = c.message_extra;
                 } else {

@@ -620,8 +620,15 @@ impl StreamDecoder {
 
     fn message_delta(&mut self, out: &mut Vec<StreamEvent>) {
         self.delta_sent = true;
+        let called = !self.tools.is_empty();
         let stop_reason = match &self.stop {
             Some(StopReason::EndTurn) if self.refused => Some(StopReason::Refusal),
+            // Ollama, vLLM and Gemini's OpenAI endpoint say `stop` after tool calls; a
+            // client's agent loop waits for a tool-use stop to run them.
+            Some(StopReason::EndTurn) if called => Some(StopReason::ToolUse),
+            // `[DONE]` with no finish reason at all: the answer ended as it was.
+            None if called => Some(StopReason::ToolUse),
+            None => Some(StopReason::EndTurn),
             other => other.clone(),
         };
         out.push(StreamEvent::MessageDelta {

@@ -1637,3 +1637,48 @@ fn streamed_tool_arguments_stop_where_they_stop_being_a_json_object() {
         assert_eq!(*args, expected, "{pieces:?}");
     }
 }
+
+/// The `stop_reason` of the `message_delta` an Anthropic client gets for this OpenAI stream.
+fn anthropic_stop_of(chunks: &[String]) -> Value {
+    let mut body = String::new();
+    for c in chunks {
+        body.push_str(&format!("data: {c}\n\n"));
+    }
+    body.push_str("data: [DONE]\n\n");
+    let mut dec = weir_openai::StreamDecoder::new();
+    let mut enc = weir_anthropic::StreamEncoder::new();
+    let mut out = Vec::new();
+    for ev in sse_events(body.as_bytes()) {
+        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
+    }
+    let delta = sse_events(&out)
+        .into_iter()
+        .find(|e| e.event() == Some("message_delta"))
+        .expect("a message_delta");
+    serde_json::from_str::<Value>(delta.data()).unwrap()["delta"]["stop_reason"].clone()
+}
+
+#[test]
+fn tool_calls_ending_in_a_plain_stop_are_a_tool_use_stop() {
+    // Ollama, vLLM and Gemini's OpenAI endpoint finish tool calls with `stop`.
+    let whole = o_resp_to_a(json!({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}
+    }));
+    assert_eq!(whole["stop_reason"], "tool_use");
+    let call = chunk(
+        r#"{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]}"#,
+        "null",
+    );
+    let stop = chunk("{}", r#""stop""#);
+    assert_eq!(anthropic_stop_of(&[call.clone(), stop.clone()]), "tool_use");
+    // Text alone still ends the turn.
+    let text = chunk(r#"{"content":"hi"}"#, "null");
+    assert_eq!(anthropic_stop_of(&[text.clone(), stop]), "end_turn");
+    // `[DONE]` with no finish reason at all: the turn ended as it was.
+    assert_eq!(anthropic_stop_of(&[text]), "end_turn");
+    assert_eq!(anthropic_stop_of(&[call]), "tool_use");
+}
