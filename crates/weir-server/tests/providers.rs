@@ -445,6 +445,39 @@ async fn an_empty_stream_is_an_upstream_failure_not_an_empty_answer() {
 }
 
 #[tokio::test]
+async fn a_200_error_body_reaches_the_client_as_the_upstream_s_failure() {
+    let up = FaultyUpstream::start(Behaviour::json(
+        200,
+        &json!({"error": {"message": "model overloaded, try later", "type": "server_error", "code": null}}),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n",
+        up.url()
+    ))
+    .await;
+    // Passed through (an OpenAI client) and translated (an Anthropic one).
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": "o", "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "o", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+        ),
+    ] {
+        let (status, answer) = post(&url, path, &body).await;
+        assert_eq!(status, 502, "{path}: {answer}");
+        assert!(
+            answer.contains("model overloaded, try later"),
+            "{path}: {answer}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_key_without_quota_rests_like_a_refused_one_and_the_next_key_serves() {
     let no_quota = Behaviour::json(
         429,

@@ -140,6 +140,14 @@ pub async fn call<D: FrameDecoder>(
         dialect.decode_response
     };
     let mut r = decode(&body).map_err(|e| {
+        // Some services answer a failure with 200 and an error body: its message is what
+        // the client needs, as a 502 (the upstream failed).
+        if let Some(mut err) = error_in_success(&body, dialect.decode_error) {
+            for s in secrets {
+                scrub(&mut err, s.expose());
+            }
+            return err;
+        }
         ProviderError::new(
             ErrorKind::Decode,
             format!("the upstream's response could not be decoded: {e}"),
@@ -149,6 +157,26 @@ pub async fn call<D: FrameDecoder>(
         r.raw = Some(body);
     }
     Ok(Reply::Complete(Box::new(r)))
+}
+
+/// The failure a 200 answer that is an error body (`{"error": ...}`, no answer) reports.
+fn error_in_success(
+    body: &[u8],
+    decode_error: fn(u16, &[u8]) -> ApiError,
+) -> Option<ProviderError> {
+    let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
+    if !v
+        .get("error")
+        .is_some_and(|e| e.is_object() || e.is_string())
+    {
+        return None;
+    }
+    Some(status_error(
+        http::StatusCode::BAD_GATEWAY,
+        &HeaderMap::new(),
+        body,
+        decode_error,
+    ))
 }
 
 /// POSTs `body` for a whole JSON answer that is not a chat response (embeddings): the
