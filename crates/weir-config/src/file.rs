@@ -443,6 +443,45 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
+/// The byte ranges of the TOML comments in `text` (`#` outside strings, to the end of
+/// the line).
+fn comment_spans(text: &str) -> Vec<std::ops::Range<usize>> {
+    let b = text.as_bytes();
+    let mut spans = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'#' => {
+                let end = text[i..].find('\n').map_or(b.len(), |n| i + n);
+                spans.push(i..end);
+                i = end;
+            }
+            q @ (b'"' | b'\'') => {
+                let multi = b[i..].starts_with(if q == b'"' { b"\"\"\"" } else { b"'''" });
+                let (open, close): (usize, &[u8]) = match (multi, q) {
+                    (true, b'"') => (3, b"\"\"\""),
+                    (true, _) => (3, b"'''"),
+                    (false, b'"') => (1, b"\""),
+                    (false, _) => (1, b"'"),
+                };
+                i += open;
+                while i < b.len() && !b[i..].starts_with(close) {
+                    if q == b'"' && b[i] == b'\\' {
+                        i += 1;
+                    } else if !multi && b[i] == b'\n' {
+                        // An unclosed one-line string: the parser will say so.
+                        break;
+                    }
+                    i += 1;
+                }
+                i += close.len();
+            }
+            _ => i += 1,
+        }
+    }
+    spans
+}
+
 /// Replaces `${NAME}` with the environment's value (escaped for a TOML string). Every
 /// missing variable is an error at its position; `$${` writes a literal `${`.
 pub fn interpolate(
@@ -455,7 +494,16 @@ pub fn interpolate(
     let mut errors = Vec::new();
     let mut rest = text;
     let mut base = 0;
+    let comments = comment_spans(text);
     while let Some(i) = rest.find("${") {
+        if comments.iter().any(|c| c.contains(&(base + i))) {
+            // A comment is not configuration: `${...}` there is text (a line commented
+            // out keeps working after its variable is gone).
+            out.push_str(&rest[..i + 2]);
+            rest = &rest[i + 2..];
+            base += i + 2;
+            continue;
+        }
         if rest[..i].ends_with('$') {
             out.push_str(&rest[..i - 1]);
             out.push_str("${");
@@ -693,6 +741,26 @@ mod tests {
                 "1:6: environment variable `NOPE` is not set (referenced as `${NOPE}`)",
                 "2:6: environment variable `ALSO` is not set (referenced as `${ALSO}`)"
             ]
+        );
+    }
+
+    #[test]
+    fn variables_in_comments_are_left_alone() {
+        let text = "# old: key = \"${RETIRED}\"\n\
+                    a = \"#${KEY}\" # was ${RETIRED}\n\
+                    b = '#' # ${RETIRED}\n\
+                    c = \"\"\"\n# ${KEY}\n\"\"\"\n\
+                    d = \"\\\"#\" # ${RETIRED}\n\
+                    e = \"${KEY}\"";
+        let out = interpolate(None, text, &env).unwrap();
+        assert_eq!(
+            out,
+            "# old: key = \"${RETIRED}\"\n\
+             a = \"#sk-\\\"quoted\\\"\" # was ${RETIRED}\n\
+             b = '#' # ${RETIRED}\n\
+             c = \"\"\"\n# sk-\\\"quoted\\\"\n\"\"\"\n\
+             d = \"\\\"#\" # ${RETIRED}\n\
+             e = \"sk-\\\"quoted\\\"\""
         );
     }
 
