@@ -74,6 +74,12 @@ pub struct KeyLabels {
     pub key: String,
 }
 
+/// At most this many distinct model names become label values; requests for any other
+/// are counted under `other`. Model names come from clients (a glob route forwards any
+/// name), and every label value costs series in each family for as long as the process
+/// runs.
+pub const MAX_MODEL_LABELS: usize = 500;
+
 fn latency_histogram() -> Histogram {
     // 1 ms to about 65 s.
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -85,6 +91,8 @@ pub struct Metrics {
     /// Handles of each (key, model, provider) already seen, so a request's figures cost
     /// no label allocation or family lookup.
     series: std::sync::RwLock<std::collections::HashMap<String, Arc<Series>>>,
+    /// The model names used as label values so far (at most [`MAX_MODEL_LABELS`]).
+    model_labels: std::sync::RwLock<std::collections::HashSet<Box<str>>>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     upstream_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
@@ -294,6 +302,7 @@ impl Metrics {
         );
         Metrics {
             series: std::sync::RwLock::new(std::collections::HashMap::new()),
+            model_labels: std::sync::RwLock::default(),
             failovers,
             retries,
             breaker_transitions,
@@ -343,7 +352,7 @@ impl Series {
             .requests
             .get_or_create(&RequestLabels {
                 key: o.key.to_owned(),
-                model: o.model.to_owned(),
+                model: self.route.model.clone(),
                 provider: o.provider.to_owned(),
                 status: o.status.to_string(),
             })
@@ -376,7 +385,14 @@ pub struct Observation<'a> {
 impl Metrics {
     /// Records a finished request.
     pub fn observe(&self, o: &Observation<'_>) {
-        let series = self.series(o.key, o.model, o.provider);
+        // A model no route serves (404) or the key may not use (403), never sent anywhere:
+        // the client's name is not a label value.
+        let model = if o.provider == "-" && matches!(o.status, 403 | 404) {
+            "-"
+        } else {
+            o.model
+        };
+        let series = self.series(o.key, model, o.provider);
         series.requests(self, o).inc();
         series.latency.observe(o.latency.as_secs_f64());
         if let Some(t) = o.ttft {
@@ -394,7 +410,7 @@ impl Metrics {
                     self.tokens
                         .get_or_create(&TokenLabels {
                             key: o.key.to_owned(),
-                            model: o.model.to_owned(),
+                            model: series.route.model.clone(),
                             provider: o.provider.to_owned(),
                             direction: direction.to_owned(),
                         })
@@ -407,6 +423,7 @@ impl Metrics {
 
     /// The handles of (key, model, provider), made on first use.
     fn series(&self, key: &str, model: &str, provider: &str) -> Arc<Series> {
+        let model = self.model_label(model);
         thread_local! {
             static NAME: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
         }
@@ -448,6 +465,32 @@ impl Metrics {
         })
     }
 
+    /// `model` as a label value: itself while fewer than [`MAX_MODEL_LABELS`] names are in
+    /// use, else `other`.
+    fn model_label<'m>(&self, model: &'m str) -> &'m str {
+        let known = self
+            .model_labels
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.contains(model) {
+            return model;
+        }
+        drop(known);
+        let mut known = self
+            .model_labels
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() < MAX_MODEL_LABELS {
+            known.insert(model.into());
+            return model;
+        }
+        if known.contains(model) {
+            model
+        } else {
+            "other"
+        }
+    }
+
     /// Records how long the upstream took to answer a request of client key `key`.
     pub fn upstream(&self, key: &str, model: &str, provider: &str, d: Duration) {
         let series = self.series(key, model, provider);
@@ -470,7 +513,7 @@ impl Metrics {
         self.cost
             .get_or_create(&CostLabels {
                 key: key.to_owned(),
-                model: model.to_owned(),
+                model: self.model_label(model).to_owned(),
                 provider: provider.to_owned(),
             })
             .inc_by(usd);
@@ -491,7 +534,7 @@ impl Metrics {
         self.stream_errors
             .get_or_create(&StreamErrorLabels {
                 key: key.to_owned(),
-                model: model.to_owned(),
+                model: self.model_label(model).to_owned(),
                 provider: provider.to_owned(),
                 reason: reason.to_owned(),
             })
@@ -579,5 +622,76 @@ impl weir_router::Observer for Metrics {
                 })
                 .inc(),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(m: &Metrics, model: &str, provider: &str, status: u16) {
+        m.observe(&Observation {
+            key: "k",
+            model,
+            provider,
+            status,
+            latency: Duration::from_millis(1),
+            ttft: None,
+            input: Some(1),
+            output: Some(1),
+        });
+    }
+
+    #[test]
+    fn client_chosen_model_names_cannot_grow_the_metrics_without_bound() {
+        let m = Metrics::new(false);
+        // Names no route serves, or the key may not use: one `-` series.
+        for i in 0..50 {
+            request(&m, &format!("nope-{i}"), "-", 404);
+            request(&m, &format!("denied-{i}"), "-", 403);
+        }
+        let text = m.render();
+        assert!(
+            !text.contains("nope-") && !text.contains("denied-"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"weir_requests_total{key="k",model="-",provider="-",status="404"} 50"#),
+            "{text}"
+        );
+        // Served names (a glob route forwards any): the first ones by name, then `other`.
+        for i in 0..MAX_MODEL_LABELS + 100 {
+            request(&m, &format!("m-{i}"), "p", 200);
+            m.cost("k", &format!("m-{i}"), "p", 0.5);
+        }
+        request(&m, "m-0", "p", 200);
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"weir_requests_total{key="k",model="m-0",provider="p",status="200"} 2"#
+            ),
+            "{text}"
+        );
+        // `-` took one of the places.
+        let named = (0..MAX_MODEL_LABELS + 100)
+            .filter(|i| text.contains(&format!("model=\"m-{i}\",provider=\"p\",status")))
+            .count();
+        assert_eq!(named, MAX_MODEL_LABELS - 1);
+        assert!(
+            text.contains(
+                r#"weir_requests_total{key="k",model="other",provider="p",status="200"} 101"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"weir_cost_usd_total{key="k",model="other",provider="p"} 50.5"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"weir_tokens_total{key="k",model="other",provider="p",direction="input"} 101"#
+            ),
+            "{text}"
+        );
     }
 }
