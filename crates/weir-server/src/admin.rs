@@ -122,9 +122,12 @@ pub async fn handle(
                 if let Some(w) = &app.ledger {
                     app.metrics.set_ledger(w.dropped(), w.written());
                 }
+                // The exposition is OpenMetrics text (counters' TYPE lines name the
+                // family without `_total`; `# EOF` at the end): said so, Prometheus reads
+                // the counters as counters.
                 full(
                     StatusCode::OK,
-                    "text/plain; version=0.0.4",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
                     app.metrics.render(),
                 )
             }

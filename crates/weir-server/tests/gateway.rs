@@ -734,6 +734,18 @@ async fn admin_status_and_metrics_need_the_admin_key_and_hold_no_secrets() {
                 .unwrap()
         }
     };
+    // OpenMetrics text, said so (read as Prometheus 0.0.4 text, the counters lose their type).
+    let typed = client()
+        .get(format!("{admin}/metrics"))
+        .header("authorization", "Bearer sk-admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        typed.headers()["content-type"],
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(typed.text().await.unwrap().ends_with("# EOF\n"));
     let metrics = get("/metrics").await;
     // Without Redis there is no Redis series (a `weir_redis_up 0` would read as an outage).
     assert!(!metrics.contains("weir_redis_"), "{metrics}");
