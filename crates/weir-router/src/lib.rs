@@ -1507,7 +1507,8 @@ impl Router {
                 std::iter::once(first).chain(rest).collect()
             }
             Strategy::LeastLatency => {
-                let scores: Vec<f64> = rs.targets.iter().map(|t| t.score()).collect();
+                let now = Instant::now();
+                let scores: Vec<f64> = rs.targets.iter().map(|t| t.score(now)).collect();
                 let healthy: Vec<usize> = (0..n).filter(|&i| rs.targets[i].healthy()).collect();
                 let pool = if healthy.is_empty() {
                     (0..n).collect()

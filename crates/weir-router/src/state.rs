@@ -216,8 +216,18 @@ impl TargetState {
     }
 
     /// Least-latency score: lower is better; unobserved targets score 0 so they get tried.
-    pub(crate) fn score(&self) -> f64 {
-        let latency = lock(&self.inner).latency_ms.unwrap_or(0.0);
+    /// The latency fades towards 0 while the target goes unobserved (time constant
+    /// `LATENCY_TAU`), so one that lost every comparison (after a failure, or a slow spell)
+    /// is tried again and can win its place back, rather than being passed over for good.
+    pub(crate) fn score(&self, now: Instant) -> f64 {
+        let g = lock(&self.inner);
+        let latency = match (g.latency_ms, g.latency_at) {
+            (Some(l), Some(at)) => {
+                let idle = now.saturating_duration_since(at).as_secs_f64();
+                l * (-idle / LATENCY_TAU.as_secs_f64()).exp()
+            }
+            _ => 0.0,
+        };
         latency * f64::from(self.in_flight.load(Ordering::Relaxed) + 1)
     }
 }
@@ -400,5 +410,30 @@ impl KeyPool {
 
     pub(crate) fn label(i: usize) -> String {
         format!("key-{}", i + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_target_that_lost_on_latency_is_tried_again_once_its_figure_fades() {
+        let now = Instant::now();
+        let policy = crate::Policy::default();
+        let failed = TargetState::new("fast", "m");
+        failed.failure(&policy, now);
+        let steady = TargetState::new("slow", "m");
+        steady.success(Some(Duration::from_millis(300)), now);
+        // Right after its failure the failed target loses every comparison...
+        assert!(failed.score(now) > steady.score(now));
+        // ...but while it goes unasked its figure fades, as the one observed all along
+        // does not (observed again just now).
+        let later = now + 4 * LATENCY_TAU;
+        steady.success(Some(Duration::from_millis(300)), later);
+        assert!(failed.score(later) < steady.score(later));
+        // Asked again and fast, it stays ahead.
+        failed.success(Some(Duration::from_millis(40)), later);
+        assert!(failed.score(later + Duration::from_secs(1)) < steady.score(later));
     }
 }
