@@ -138,6 +138,17 @@ impl Keys {
             if out.iter().any(|o: &ClientKey| o.name == c.name) {
                 errors.push(src.error_at(at, format!("two client keys are named `{}`", c.name)));
             }
+            if let Some(same) = digest.and_then(|d| out.iter().find(|o| o.digest == d)) {
+                // One secret under two names: requests would all be the later key's, its
+                // limits and allow-list taking the place of the other's.
+                errors.push(src.error_at(
+                    at,
+                    format!(
+                        "key `{}` has the same secret as key `{}`; give each client its own key",
+                        c.name, same.name
+                    ),
+                ));
+            }
             if let Some(digest) = digest {
                 out.push(ClientKey {
                     name: c.name.clone(),
@@ -316,6 +327,22 @@ mod tests {
             msgs[3].starts_with("9:7: `rpm` must be at least 1"),
             "{}",
             msgs[3]
+        );
+    }
+
+    #[test]
+    fn one_secret_under_two_names_is_an_error() {
+        let hashed = hash_key("sk-same");
+        let errs = keys(&format!(
+            "[[auth.keys]]\nname = \"a\"\nkey = \"sk-same\"\nrpm = 1\n\
+             [[auth.keys]]\nname = \"b\"\nkey = \"sk-other\"\n\
+             [[auth.keys]]\nname = \"c\"\nsha256 = \"{hashed}\"\n"
+        ))
+        .unwrap_err();
+        let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            msgs,
+            ["8:1: key `c` has the same secret as key `a`; give each client its own key"]
         );
     }
 
