@@ -422,6 +422,36 @@ pub struct Source<'a> {
 }
 
 impl Source<'_> {
+    /// The byte offset of a key in the text, by its path (`["server", "listen"]`; an
+    /// array of tables is indexed by a number: `["models", "2", "name"]`), for errors
+    /// about values read without their spans. `None` if the key is not written there.
+    pub fn key_at(&self, path: &[&str]) -> Option<usize> {
+        use toml::de::{DeTable, DeValue};
+        let doc = DeTable::parse(self.text).ok()?;
+        let mut table = doc.get_ref();
+        let mut at = None;
+        let mut segments = path.iter().peekable();
+        while let Some(seg) = segments.next() {
+            let (key, value) = table.get_key_value(*seg)?;
+            at = Some(key.span().start);
+            let mut value = value.get_ref();
+            if let DeValue::Array(items) = value {
+                if let Some(i) = segments.peek().and_then(|i| i.parse::<usize>().ok()) {
+                    segments.next();
+                    let item = items.get(i)?;
+                    at = Some(item.span().start);
+                    value = item.get_ref();
+                }
+            }
+            match value {
+                DeValue::Table(t) => table = t,
+                _ if segments.peek().is_none() => break,
+                _ => return None,
+            }
+        }
+        at
+    }
+
     /// An error at a byte offset.
     pub fn error_at(&self, offset: Option<usize>, message: impl Into<String>) -> ConfigError {
         ConfigError {
@@ -762,6 +792,20 @@ mod tests {
              d = \"\\\"#\" # ${RETIRED}\n\
              e = \"sk-\\\"quoted\\\"\""
         );
+    }
+
+    #[test]
+    fn keys_are_found_by_path() {
+        let text = "[server]\nlisten = \"x\"\n\n[[models]]\nname = \"a\"\n[[models]]\n\
+                    name = \"b\"\ntargets = []\n[auth]\nadmin_key = \"k\"\n";
+        let src = Source { file: None, text };
+        let pos = |path: &[&str]| src.key_at(path).map(|o| line_col(text, o));
+        assert_eq!(pos(&["server", "listen"]), Some((2, 1)));
+        assert_eq!(pos(&["models", "1", "name"]), Some((7, 1)));
+        assert_eq!(pos(&["models", "0", "name"]), Some((5, 1)));
+        assert_eq!(pos(&["auth", "admin_key"]), Some((10, 1)));
+        assert_eq!(pos(&["server", "admin_listen"]), None);
+        assert_eq!(pos(&["models", "2", "name"]), None);
     }
 
     #[test]

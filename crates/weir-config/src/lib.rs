@@ -100,7 +100,26 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
     }
 
     let mut routes = Vec::new();
-    for m in &cfg.models {
+    for (i, m) in cfg.models.iter().enumerate() {
+        let index = i.to_string();
+        let name_at = || src.key_at(&["models", &index, "name"]);
+        if let Some(first) = cfg.models[..i].iter().position(|o| o.name == m.name) {
+            let first = first.to_string();
+            errors.push(src.error_at(
+                name_at(),
+                format!(
+                    "model `{}` is already routed by an earlier [[models]] entry{}: this one \
+                     would never be reached",
+                    m.name,
+                    src.key_at(&["models", &first, "name"])
+                        .map(|o| {
+                            let (l, c) = crate::file::line_col(src.text, o);
+                            format!(" ({l}:{c})")
+                        })
+                        .unwrap_or_default()
+                ),
+            ));
+        }
         let strategy = match &m.strategy {
             None => Strategy::Fallback,
             Some(s) => match s.get_ref().parse::<Strategy>() {
@@ -123,7 +142,7 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
             }
         };
         if m.targets.is_empty() {
-            errors.push(src.error_at(None, format!("model `{}` has no targets", m.name)));
+            errors.push(src.error_at(name_at(), format!("model `{}` has no targets", m.name)));
         }
         let mut targets = Vec::new();
         for t in &m.targets {
@@ -183,7 +202,7 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
             && targets.iter().all(|t| t.weight == 0)
         {
             errors.push(src.error_at(
-                None,
+                name_at(),
                 format!(
                     "model `{}` is weighted but every target has weight 0",
                     m.name

@@ -80,9 +80,28 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             ));
         }
     }
-    if keys.is_empty() && !is_loopback(&cfg.server.listen) {
+    let listen_at = src.key_at(&["server", "listen"]);
+    let admin_listen_at = src.key_at(&["server", "admin_listen"]);
+    for (field, addr, at) in [
+        ("listen", Some(cfg.server.listen.as_str()), listen_at),
+        (
+            "admin_listen",
+            cfg.server.admin_listen.as_deref(),
+            admin_listen_at,
+        ),
+    ] {
+        if let Some(addr) = addr.filter(|a| !is_address(a)) {
+            errors.push(src.error_at(
+                at,
+                format!(
+                    "server.{field} = \"{addr}\" is not an address and port (e.g. \"127.0.0.1:4000\", \"[::1]:4000\" or \"localhost:4000\")"
+                ),
+            ));
+        }
+    }
+    if keys.is_empty() && is_address(&cfg.server.listen) && !is_loopback(&cfg.server.listen) {
         errors.push(src.error_at(
-            None,
+            listen_at,
             format!(
                 "server.listen = \"{}\" is not a loopback address and no [[auth.keys]] are configured: \
                  add client keys before exposing the gateway",
@@ -100,7 +119,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             == cfg.server.listen
     {
         errors.push(src.error_at(
-            None,
+            admin_listen_at.or(listen_at),
             format!(
                 "server.admin_listen must differ from server.listen (`{}`): the admin API is never \
                  served on the API port{}",
@@ -115,7 +134,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
     }
     if cfg.server.admin_listen.is_some() && cfg.auth.admin_key.is_none() {
         errors.push(src.error_at(
-            None,
+            admin_listen_at,
             "server.admin_listen is set but auth.admin_key is not: the admin API needs a key",
         ));
     }
@@ -290,6 +309,18 @@ fn same_state(a: Option<&weir_redis::Options>, b: Option<&weir_redis::Options>) 
         }
         _ => false,
     }
+}
+
+/// An IP address and port, or a host name and port (resolved when the listener starts).
+fn is_address(listen: &str) -> bool {
+    listen.parse::<std::net::SocketAddr>().is_ok()
+        || listen.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty()
+                && host
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+                && port.parse::<u16>().is_ok()
+        })
 }
 
 fn is_loopback(listen: &str) -> bool {

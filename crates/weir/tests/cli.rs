@@ -173,3 +173,60 @@ fn check_refuses_the_admin_api_on_the_api_port() {
         assert!(text.contains(expect), "{text}");
     }
 }
+
+#[test]
+fn check_finds_what_serve_would_trip_on_and_says_where() {
+    let dir = std::env::temp_dir().join(format!("weir-cli-where-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("where.toml");
+    let keys = "[[auth.keys]]\nname = \"k\"\nkey = \"k\"\n";
+    for (body, expect) in [
+        (
+            format!("[server]\nlisten = \"not-an-addr\"\n{keys}"),
+            "where.toml:2:1: server.listen = \"not-an-addr\" is not an address and port",
+        ),
+        (
+            format!("[server]\nlisten = \"127.0.0.1:45221\"\nadmin_listen = \"127.0.0.1:45222\"\n{keys}"),
+            "where.toml:3:1: server.admin_listen is set but auth.admin_key is not",
+        ),
+        (
+            format!("{keys}[providers.m]\nkind = \"mock\"\n[[models]]\nname = \"a\"\ntargets = [{{ provider = \"m\" }}]\n\
+                     [[models]]\nname = \"b\"\ntargets = []\n\
+                     [[models]]\nname = \"a\"\ntargets = [{{ provider = \"m\" }}]\n"),
+            "where.toml:10:1: model `b` has no targets",
+        ),
+        (
+            format!("{keys}[providers.m]\nkind = \"mock\"\n[[models]]\nname = \"a\"\ntargets = [{{ provider = \"m\" }}]\n\
+                     [[models]]\nname = \"a\"\ntargets = [{{ provider = \"m\" }}]\n"),
+            "where.toml:10:1: model `a` is already routed by an earlier [[models]] entry (7:1)",
+        ),
+    ] {
+        std::fs::write(&cfg, &body).unwrap();
+        let out = weir()
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{body}\n{text}");
+        assert!(text.contains(expect), "{body}\n{text}");
+    }
+    // A host name and port is an address (resolved when the listener starts).
+    std::fs::write(
+        &cfg,
+        format!("[server]\nlisten = \"localhost:45223\"\n{keys}"),
+    )
+    .unwrap();
+    let out = weir()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
