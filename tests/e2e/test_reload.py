@@ -75,3 +75,19 @@ def test_a_changed_file_sighup_and_post_reload_all_apply_and_a_broken_config_is_
     w.proc.send_signal(signal.SIGHUP)
     assert serves(w, "fourth"), w.logs()
     assert w.proc.poll() is None
+
+
+def test_a_reload_that_would_leave_no_client_key_anyone_holds_is_refused_and_logged(weir_factory):
+    # Started with client keys and no WEIR_API_KEY: a config without [[auth.keys]] would
+    # mean a new random key nobody was told, and every request refused.
+    w = weir_factory(ALIAS.format(name="first"), env={"WEIR_API_KEY": ""})
+    w.config_path.write_text(w.prefix.replace(f'[[auth.keys]]\nname = "e2e"\nkey = "{CLIENT_KEY}"\n', "")
+                             + ALIAS.format(name="second"))
+    status, body = post_reload(w)
+    assert status == 400, body
+    assert any("no [[auth.keys]] and WEIR_API_KEY is not set" in e for e in body["error"]["errors"]), body
+    assert ask(w, "first").choices[0].message.content == "Mock reply to: hi"
+    deadline = time.monotonic() + 5
+    while "reload (POST /reload) refused" not in w.logs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "reload (POST /reload) refused" in w.logs()

@@ -151,16 +151,24 @@ pub async fn handle(
                         "application/json",
                         r#"{"status":"reloaded"}"#,
                     ),
-                    Some(Err(errors)) => full(
-                        StatusCode::BAD_REQUEST,
-                        "application/json",
-                        serde_json::json!({"error": {
-                            "type": "invalid_request_error",
-                            "message": "the new config has errors; the running config stays",
-                            "errors": errors,
-                        }})
-                        .to_string(),
-                    ),
+                    Some(Err(errors)) => {
+                        // As SIGHUP's and the file watcher's refusals are.
+                        for e in &errors {
+                            tracing::error!(
+                                "reload (POST /reload) refused, the running config stays: {e}"
+                            );
+                        }
+                        full(
+                            StatusCode::BAD_REQUEST,
+                            "application/json",
+                            serde_json::json!({"error": {
+                                "type": "invalid_request_error",
+                                "message": "the new config has errors; the running config stays",
+                                "errors": errors,
+                            }})
+                            .to_string(),
+                        )
+                    }
                 }
             }
             Err(r) => r,

@@ -183,8 +183,16 @@ fn reload_all(path: &Path, key: Option<&str>, cells: &Cells) -> Result<(), Vec<S
         ]);
     }
     let mut first = weir_server::rebuild(&cfg, Some(path), &text, &old).map_err(to_strings)?;
-    // A config without client keys keeps this run's key (as printed at startup).
-    weir_server::ensure_client_key(&mut first, key, &env_with_key);
+    // A config without client keys keeps this run's key (as printed at startup), or
+    // takes WEIR_API_KEY. With neither, the key would be a new random one no client knows:
+    // every request would be refused, so the reload is.
+    if weir_server::ensure_client_key(&mut first, key, &env_with_key).is_some() {
+        return Err(vec![format!(
+            "{}: the new config has no [[auth.keys]] and WEIR_API_KEY is not set, so no client \
+             would hold a valid key; add [[auth.keys]] (or set WEIR_API_KEY and restart)",
+            path.display()
+        )]);
+    }
     let first = Arc::new(first);
     let mut apps = vec![first.clone()];
     for _ in 1..cells.len() {
