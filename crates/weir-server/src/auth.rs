@@ -51,20 +51,25 @@ pub fn generate_key() -> String {
 }
 
 impl Keys {
-    /// Keeps the limiters (counters, spend, requests in flight) of keys that exist in
-    /// `old` under the same name with the same limits, so a reload does not reset them.
+    /// Keeps the counters (spend, rate, tokens, requests in flight) of keys that exist in
+    /// `old` under the same name, so a reload does not reset them: the same limiter when
+    /// the limits are unchanged, else the new limits over the old counters.
     pub fn adopt_limits(&mut self, old: &Keys) {
         for k in &mut self.0 {
             let Some(mine) = &k.limiter else { continue };
-            let same = old.0.iter().find(|o| o.name == k.name).and_then(|o| {
-                o.limiter
-                    .as_ref()
-                    .filter(|l| l.config() == mine.config())
-                    .cloned()
+            let Some(theirs) = old
+                .0
+                .iter()
+                .find(|o| o.name == k.name)
+                .and_then(|o| o.limiter.as_ref())
+            else {
+                continue;
+            };
+            k.limiter = Some(if theirs.config() == mine.config() {
+                theirs.clone()
+            } else {
+                crate::limits::Limiter::carrying_over(mine.config(), theirs)
             });
-            if let Some(l) = same {
-                k.limiter = Some(l);
-            }
         }
     }
 

@@ -136,6 +136,14 @@ struct Buckets {
 #[derive(Debug)]
 pub struct Limiter {
     cfg: LimitConfig,
+    /// The counters: shared with the limiter a reload replaced (see
+    /// [`Limiter::carrying_over`]), so requests admitted before it still give back their
+    /// slot and charge their spend where the new limits see them.
+    state: Arc<Counters>,
+}
+
+#[derive(Debug)]
+struct Counters {
     buckets: Mutex<Buckets>,
     in_flight: AtomicU32,
     spend: Mutex<Spend>,
@@ -182,7 +190,7 @@ impl Admission {
             return;
         }
         if self.limiter.cfg.tpm.is_some() {
-            let mut b = lock(&self.limiter.buckets);
+            let mut b = lock(&self.limiter.state.buckets);
             b.tokens += self.estimate as f64 - used as f64;
         }
     }
@@ -205,7 +213,7 @@ impl Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         if self.holds_slot {
-            self.limiter.in_flight.fetch_sub(1, Ordering::Relaxed);
+            self.limiter.state.in_flight.fetch_sub(1, Ordering::Relaxed);
         }
         if let Some(Shared {
             state,
@@ -222,20 +230,48 @@ impl Limiter {
     /// A limiter for `cfg`.
     pub fn new(cfg: LimitConfig) -> Arc<Limiter> {
         Arc::new(Limiter {
-            buckets: Mutex::new(Buckets {
-                tat: None,
-                tokens: cfg.tpm.unwrap_or(0) as f64,
-                tokens_at: Instant::now(),
+            state: Arc::new(Counters {
+                buckets: Mutex::new(Buckets {
+                    tat: None,
+                    tokens: cfg.tpm.unwrap_or(0) as f64,
+                    tokens_at: Instant::now(),
+                }),
+                in_flight: AtomicU32::new(0),
+                spend: Mutex::new(Spend::default()),
             }),
-            in_flight: AtomicU32::new(0),
-            spend: Mutex::new(Spend::default()),
             cfg,
+        })
+    }
+
+    /// A limiter for `cfg` that goes on from `old`'s counters (a reload that changed the
+    /// key's limits): today's spend, requests in flight, the request rate and the tokens
+    /// used this minute count against the new limits, so changing a limit never gives
+    /// back room already used.
+    pub fn carrying_over(cfg: LimitConfig, old: &Limiter) -> Arc<Limiter> {
+        {
+            let mut b = lock(&old.state.buckets);
+            match (old.cfg.tpm, cfg.tpm) {
+                // Tokens used this minute stay used; the bucket is the new size.
+                (Some(before), Some(after)) => {
+                    b.tokens = (b.tokens - before as f64 + after as f64).min(after as f64)
+                }
+                // Nothing was counted before: a full bucket.
+                (None, Some(after)) => {
+                    b.tokens = after as f64;
+                    b.tokens_at = Instant::now();
+                }
+                (_, None) => {}
+            }
+        }
+        Arc::new(Limiter {
+            cfg,
+            state: old.state.clone(),
         })
     }
 
     /// USD spent today (UTC).
     pub fn spent_today(&self) -> f64 {
-        let s = lock(&self.spend);
+        let s = lock(&self.state.spend);
         if s.day == unix_now() / 86_400 {
             s.usd
         } else {
@@ -244,7 +280,7 @@ impl Limiter {
     }
 
     fn add_spend(&self, usd: f64, now_secs: u64) {
-        let mut s = lock(&self.spend);
+        let mut s = lock(&self.state.spend);
         let day = now_secs / 86_400;
         if s.day != day {
             *s = Spend { day, usd: 0.0 };
@@ -258,7 +294,7 @@ impl Limiter {
         let Some(budget) = self.cfg.daily_budget_usd else {
             return Ok(());
         };
-        let s = *lock(&self.spend);
+        let s = *lock(&self.state.spend);
         let day = now_secs / 86_400;
         if s.day == day && s.usd >= budget {
             return Err(Refusal::budget(budget, s.usd, now_secs));
@@ -273,7 +309,7 @@ impl Limiter {
 
     /// Requests in flight.
     pub fn in_flight(&self) -> u32 {
-        self.in_flight.load(Ordering::Relaxed)
+        self.state.in_flight.load(Ordering::Relaxed)
     }
 
     /// Admits a request whose input is estimated at `estimate` tokens, or says why not.
@@ -282,19 +318,19 @@ impl Limiter {
         self.check_budget(unix_now())?;
         let mut holds_slot = false;
         if let Some(max) = cfg.max_concurrent {
-            let prev = self.in_flight.fetch_add(1, Ordering::Relaxed);
+            let prev = self.state.in_flight.fetch_add(1, Ordering::Relaxed);
             if u64::from(prev) >= max {
-                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
                 return Err(Refusal::concurrent(max, u64::from(prev)));
             }
             holds_slot = true;
         }
         let release = |holds: bool| {
             if holds {
-                self.in_flight.fetch_sub(1, Ordering::Relaxed);
+                self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
             }
         };
-        let mut b = lock(&self.buckets);
+        let mut b = lock(&self.state.buckets);
         // Tokens per minute: refill, then refuse while the bucket is empty.
         if let Some(tpm) = cfg.tpm {
             let per_sec = tpm as f64 / 60.0;
@@ -447,6 +483,61 @@ mod tests {
         assert_eq!(l.in_flight(), 2);
         drop((b, c));
         assert_eq!(l.in_flight(), 0);
+    }
+
+    #[test]
+    fn new_limits_go_on_from_the_old_counters() {
+        let old = Limiter::new(LimitConfig {
+            rpm: Some(3),
+            tpm: Some(1000),
+            max_concurrent: Some(5),
+            daily_budget_usd: Some(0.001),
+        });
+        let now = Instant::now();
+        let held = old.admit(600, now).unwrap();
+        old.admit(0, now).unwrap();
+        old.admit(0, now).unwrap();
+        held.spend(0.001);
+        // Every limit changed, the budget lowered: nothing used is given back.
+        let new = Limiter::carrying_over(
+            LimitConfig {
+                rpm: Some(4),
+                tpm: Some(500),
+                max_concurrent: Some(1),
+                daily_budget_usd: Some(0.0005),
+            },
+            &old,
+        );
+        assert_eq!(new.admit(0, now).unwrap_err().limit, "budget");
+        let raised = Limiter::carrying_over(
+            LimitConfig {
+                rpm: Some(4),
+                tpm: Some(500),
+                max_concurrent: Some(1),
+                daily_budget_usd: Some(1.0),
+            },
+            &new,
+        );
+        // The request admitted before the reload still holds its slot...
+        assert_eq!(raised.in_flight(), 1);
+        assert_eq!(raised.admit(0, now).unwrap_err().limit, "max_concurrent");
+        // ...and gives it back to the new limiter when it ends.
+        drop(held);
+        assert_eq!(raised.in_flight(), 0);
+        // 600 tokens were used this minute, over the new 500.
+        assert_eq!(raised.admit(0, now).unwrap_err().limit, "tpm");
+        assert!(lock(&raised.state.buckets).tokens < 0.0);
+        // 3 of 3 requests this minute: at 4 a minute the next is 15 s away; by then the
+        // tokens have refilled past zero.
+        let tpm_only = Limiter::carrying_over(
+            LimitConfig {
+                rpm: Some(4),
+                ..Default::default()
+            },
+            &raised,
+        );
+        assert_eq!(tpm_only.admit(0, now).unwrap_err().limit, "rpm");
+        assert!(raised.admit(0, at(now, 15_001)).is_ok());
     }
 
     #[test]
