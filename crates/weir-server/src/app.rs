@@ -25,6 +25,11 @@ pub struct App {
     pub listen: String,
     /// How long in-flight requests may finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// How long a client has to send a request's headers, or an idle keep-alive connection
+    /// to start its next request ([`crate::HEADER_READ_TIMEOUT`]; read when serving starts).
+    pub header_read_timeout: Duration,
+    /// How long a request body may go without a byte ([`crate::BODY_IDLE_TIMEOUT`]).
+    pub body_idle_timeout: Duration,
     /// Model names `GET /v1/models` lists (exact names; globs cannot be enumerated).
     pub listed_models: Vec<String>,
     /// The admin address, if the admin API is served.
@@ -156,6 +161,8 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             max_request_bytes: cfg.server.max_request_bytes,
             listen: cfg.server.listen.clone(),
             shutdown_grace: cfg.server.shutdown_grace.0,
+            header_read_timeout: crate::HEADER_READ_TIMEOUT,
+            body_idle_timeout: crate::BODY_IDLE_TIMEOUT,
             admin_listen: cfg.auth.admin_key.as_ref().map(|_| {
                 cfg.server
                     .admin_listen

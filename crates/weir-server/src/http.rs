@@ -5,7 +5,9 @@
 #![allow(clippy::result_large_err)]
 
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -414,7 +416,32 @@ async fn read_body(
     let mut first: Option<Bytes> = None;
     let mut joined: Vec<u8> = Vec::new();
     let mut total = 0usize;
-    while let Some(frame) = body.frame().await {
+    loop {
+        // The frame is nearly always there already: it is taken without a timer (a poll
+        // that finds nothing loses nothing); only a body still on its way gets one.
+        let ready = hyper::body::Body::poll_frame(
+            Pin::new(&mut body),
+            &mut Context::from_waker(Waker::noop()),
+        );
+        let next = match ready {
+            Poll::Ready(frame) => Ok(frame),
+            Poll::Pending => tokio::time::timeout(app.body_idle_timeout, body.frame()).await,
+        };
+        let frame = match next {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                let mut e = ApiError::new(
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "the request body stalled: nothing arrived for {:?}",
+                        app.body_idle_timeout
+                    ),
+                );
+                e.status = 408;
+                return Err(gateway_error(dialect, &e, log));
+            }
+        };
         let frame = frame.map_err(|e| {
             simple_error(
                 dialect,

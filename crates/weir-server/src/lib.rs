@@ -32,6 +32,13 @@ pub use live::{Live, Reload};
 /// The config file (re-exported from `weir-config`).
 pub use weir_config as config;
 
+/// How long a client has to send a request's headers (and an idle keep-alive connection
+/// to begin its next request) before the connection is closed.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How long a request body may go without a byte arriving before it is answered 408.
+pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves the API on `api` (and the admin API on `admin`, if given) until `shutdown`
 /// resolves; then stops accepting and waits up to the app's grace period for in-flight
 /// requests and streams.
@@ -53,11 +60,21 @@ pub async fn run_live(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // A client gets HEADER_READ_TIMEOUT to send a request's headers, and an idle
+    // keep-alive connection as long to start its next request: a connection that trickles
+    // its headers (or sits silent) cannot hold a socket, or shutdown, indefinitely.
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(live.get().header_read_timeout);
+    builder.http2().timer(hyper_util::rt::TokioTimer::new());
     // The connections' tasks: when the grace period is over, those still open are ended
     // (what they hold, such as a stream's log line and ledger row, is let go) before this
     // returns.
     let mut conns = tokio::task::JoinSet::new();
+    // Set when shutdown begins: connections that have not sent a byte yet are let go.
+    let (stopping, stop) = tokio::sync::watch::channel(false);
     tokio::pin!(shutdown);
     loop {
         // `accept` is cancel-safe, so a fresh future each turn loses nothing.
@@ -77,25 +94,42 @@ pub async fn run_live(
         };
         let _ = stream.set_nodelay(true);
         let live = live.clone();
-        let io = TokioIo::new(stream);
         // Forget the connections that ended.
         while conns.try_join_next().is_some() {}
-        if is_admin {
-            let svc = service_fn(move |req| admin::handle(live.clone(), req));
-            let conn = graceful.watch(builder.serve_connection(io, svc).into_owned());
-            conns.spawn(async move {
-                let _ = conn.await;
-            });
-        } else {
-            let svc = service_fn(move |req| http::handle(live.get(), req));
-            let conn = graceful.watch(builder.serve_connection_with_upgrades(io, svc).into_owned());
-            conns.spawn(async move {
-                if let Err(e) = conn.await {
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        let mut stop = stop.clone();
+        let first_bytes = live.get().header_read_timeout;
+        conns.spawn(async move {
+            // Telling HTTP/1 from HTTP/2 waits for the first bytes with no timer of its own
+            // (HTTP/1's header timeout starts after): a connection that never speaks is
+            // closed here, and at once when shutdown begins.
+            let mut byte = [0u8; 1];
+            tokio::select! {
+                // (`readable` may wake before any byte is there; `peek` waits for one.)
+                first = tokio::time::timeout(first_bytes, stream.peek(&mut byte)) => {
+                    if !matches!(first, Ok(Ok(n)) if n > 0) {
+                        return;
+                    }
+                }
+                _ = stop.wait_for(|s| *s) => return,
+            }
+            let io = TokioIo::new(stream);
+            if is_admin {
+                let svc = service_fn(move |req| admin::handle(live.clone(), req));
+                let _ = watcher.watch(builder.serve_connection(io, svc)).await;
+            } else {
+                let svc = service_fn(move |req| http::handle(live.get(), req));
+                if let Err(e) = watcher
+                    .watch(builder.serve_connection_with_upgrades(io, svc))
+                    .await
+                {
                     tracing::debug!("connection ended with an error: {e}");
                 }
-            });
-        }
+            }
+        });
     }
+    let _ = stopping.send(true);
     drop(api);
     drop(admin);
     let grace = live.get().shutdown_grace;

@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody};
@@ -368,6 +368,77 @@ async fn chunked(url: &str, path: &str, chunks: &[&[u8]]) -> (String, String) {
     let status = text.lines().next().unwrap_or("").to_owned();
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     (status, body)
+}
+
+#[tokio::test]
+async fn slow_headers_silent_connections_and_stalled_bodies_do_not_hold_a_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let text = format!(
+        "[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n[providers.mock]\nkind = \"mock\"\n"
+    );
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let mut app = weir_server::build(&cfg, None, &text).unwrap();
+    app.header_read_timeout = Duration::from_millis(300);
+    app.body_idle_timeout = Duration::from_millis(300);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(weir_server::run(
+        Arc::new(app),
+        listener,
+        None,
+        std::future::pending(),
+    ));
+    let read_all = |mut s: tokio::net::TcpStream| async move {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    };
+    // Silent after connecting, and headers that never finish: closed, nothing answered.
+    let silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut trickle = tokio::net::TcpStream::connect(addr).await.unwrap();
+    trickle
+        .write_all(b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert_eq!(read_all(silent).await, "");
+    assert_eq!(read_all(trickle).await, "");
+    assert!(started.elapsed() < Duration::from_secs(4));
+    // A body that stops arriving: 408 in the client's dialect.
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stalled
+        .write_all(
+            format!(
+                "POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\n\
+                 content-type: application/json\r\ncontent-length: 100\r\n\r\n{{\"model\""
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let answer = read_all(stalled).await;
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(answer.contains(r#""type":"error""#), "{answer}");
+    assert!(answer.contains("the request body stalled"), "{answer}");
+    // A request in good time is served as ever; its keep-alive connection, idle after,
+    // is closed in as long.
+    let mut good = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = serde_json::to_vec(&a_req("mock", false)).unwrap();
+    good.write_all(
+        format!(
+            "POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    good.write_all(&body).await.unwrap();
+    let started = Instant::now();
+    let answer = read_all(good).await;
+    assert!(answer.starts_with("HTTP/1.1 200 "), "{answer}");
+    assert!(started.elapsed() < Duration::from_secs(4));
 }
 
 #[tokio::test]
