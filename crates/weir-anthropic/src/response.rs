@@ -157,7 +157,11 @@ fn write_response(
     let out = Out { same };
     w.begin_object();
     w.key("id");
-    w.string(&r.id);
+    if r.id.is_empty() && !same {
+        w.string(&weir_model::generated_id("msg_"));
+    } else {
+        w.string(&r.id);
+    }
     if !same {
         w.key("type");
         w.raw("\"message\"");
@@ -196,7 +200,11 @@ fn write_response(
         }
         (Some(sr), _) => {
             w.key("stop_reason");
-            w.string(sr.anthropic_name_for_client());
+            w.string(if same {
+                sr.anthropic_name()
+            } else {
+                sr.anthropic_name_for_client()
+            });
         }
         (None, false) => {
             w.key("stop_reason");
@@ -235,8 +243,8 @@ impl ClientStopName for StopReason {
         match self {
             StopReason::Other(s) => match s.as_str() {
                 "function_call" => "tool_use",
-                "insufficient_system_resource" => "end_turn",
-                _ => self.anthropic_name(),
+                // Another dialect's own reason: the answer ended as it is.
+                _ => "end_turn",
             },
             _ => self.anthropic_name(),
         }

@@ -445,7 +445,12 @@ impl StreamEncoder {
                 w.key("message");
                 w.begin_object();
                 w.key("id");
-                w.string(id);
+                if id.is_empty() {
+                    // An upstream that gave none (Bedrock Converse, some Gemini answers).
+                    w.string(&weir_model::generated_id("msg_"));
+                } else {
+                    w.string(id);
+                }
                 w.raw_fields(r#""type":"message","role":"assistant""#);
                 w.key("model");
                 w.string(model);

@@ -158,9 +158,18 @@ pub(crate) fn block(
             w.raw("\"thinking\"");
             w.key("thinking");
             w.json_str(&t.thinking);
-            if let Some(sig) = &t.signature {
-                w.key("signature");
-                w.string(sig);
+            match &t.signature {
+                Some(sig) => {
+                    w.key("signature");
+                    w.string(sig);
+                }
+                // Reasoning from another dialect has none, but the field is required in
+                // Anthropic's shape (streams carry it as "" too).
+                None if !out.same => {
+                    w.key("signature");
+                    w.string("");
+                }
+                None => {}
             }
             extra(w, &t.extra);
         }

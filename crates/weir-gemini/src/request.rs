@@ -59,6 +59,7 @@ impl Default for EncodeOptions {
 /// function's name, which only the call has) ([`WireError::Malformed`]); blocks, tools or a `tool_choice` that only another
 /// dialect can carry; OpenAI `function` messages ([`WireError::Unsupported`]).
 pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>, WireError> {
+    req.check_translatable("Gemini")?;
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
     let mut plan = Plan::default();

@@ -149,8 +149,8 @@ impl UsageMetadata {
 /// Canonical stop reason for a `finishReason`. `STOP` is also Gemini's reason when the turn
 /// ends in function calls, so `called_tools` turns it into `tool_use`. Stop sequences are
 /// not told apart from a natural end by Gemini (both `STOP`).
-pub(crate) fn stop_reason(finish: &str, called_tools: bool) -> StopReason {
-    match finish {
+pub(crate) fn stop_reason(finish: &str, called_tools: bool) -> Result<StopReason, WireError> {
+    Ok(match finish {
         "STOP" if called_tools => StopReason::ToolUse,
         "STOP" => StopReason::EndTurn,
         "MAX_TOKENS" => StopReason::MaxTokens,
@@ -161,9 +161,20 @@ pub(crate) fn stop_reason(finish: &str, called_tools: bool) -> StopReason {
         | "SPII"
         | "IMAGE_SAFETY"
         | "IMAGE_PROHIBITED_CONTENT"
-        | "IMAGE_RECITATION" => StopReason::Refusal,
-        other => StopReason::Other(other.to_owned()),
-    }
+        | "IMAGE_RECITATION"
+        | "LANGUAGE" => StopReason::Refusal,
+        // The model's call could not be used: no answer a client could act on (as
+        // Bedrock's `malformed_tool_use`).
+        "MALFORMED_FUNCTION_CALL" | "UNEXPECTED_TOOL_CALL" | "TOO_MANY_TOOL_CALLS" => {
+            return Err(WireError::Malformed(format!(
+                "the model's tool call could not be used (Gemini finishReason {finish})"
+            )))
+        }
+        // `OTHER`, `FINISH_REASON_UNSPECIFIED` and reasons added later: the answer ended
+        // as it is.
+        _ if called_tools => StopReason::ToolUse,
+        _ => StopReason::EndTurn,
+    })
 }
 
 /// What one Gemini part becomes: the signature carrier before it (a thinking block) and the
@@ -282,7 +293,8 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
         stop = cand
             .finish_reason
             .as_deref()
-            .map(|f| stop_reason(f, calls > 0));
+            .map(|f| stop_reason(f, calls > 0))
+            .transpose()?;
     } else if r
         .prompt_feedback
         .as_ref()

@@ -101,7 +101,7 @@ impl StreamDecoder {
             }
             if let Some(f) = cand.finish_reason {
                 self.close(&mut out);
-                self.stop = Some(stop_reason(&f, self.calls > 0));
+                self.stop = Some(stop_reason(&f, self.calls > 0)?);
             }
         } else if chunk
             .prompt_feedback

@@ -176,20 +176,36 @@ fn finish_reasons() {
     let call = json!([{"functionCall": {"name": "f", "args": {}}}]);
     assert_eq!(stop(Some("STOP"), text.clone()), Some(StopReason::EndTurn));
     assert_eq!(stop(Some("STOP"), call.clone()), Some(StopReason::ToolUse));
-    assert_eq!(stop(Some("MAX_TOKENS"), call), Some(StopReason::MaxTokens));
+    assert_eq!(
+        stop(Some("MAX_TOKENS"), call.clone()),
+        Some(StopReason::MaxTokens)
+    );
     for refusal in [
         "SAFETY",
         "RECITATION",
         "PROHIBITED_CONTENT",
         "SPII",
         "BLOCKLIST",
+        "LANGUAGE",
     ] {
         assert_eq!(stop(Some(refusal), text.clone()), Some(StopReason::Refusal));
     }
-    assert_eq!(
-        stop(Some("MALFORMED_FUNCTION_CALL"), json!([])),
-        Some(StopReason::Other("MALFORMED_FUNCTION_CALL".into()))
-    );
+    // A call the model botched is no answer: an error, as Bedrock's malformed_tool_use.
+    for botched in [
+        "MALFORMED_FUNCTION_CALL",
+        "UNEXPECTED_TOOL_CALL",
+        "TOO_MANY_TOOL_CALLS",
+    ] {
+        let cand = json!({"content": {"parts": []}, "finishReason": botched});
+        let err = decode_response(&body(json!({"candidates": [cand]}))).unwrap_err();
+        assert!(err.to_string().contains(botched), "{err}");
+    }
+    // Reasons with no counterpart (and ones added later) end the turn as it is: never a
+    // value outside the client's dialect.
+    for other in ["OTHER", "FINISH_REASON_UNSPECIFIED", "SOMETHING_NEW"] {
+        assert_eq!(stop(Some(other), text.clone()), Some(StopReason::EndTurn));
+        assert_eq!(stop(Some(other), call.clone()), Some(StopReason::ToolUse));
+    }
     assert_eq!(stop(None, text), None);
     // A candidate blocked for safety may have no content at all.
     let r = decode_response(&body(json!({"candidates": [{"finishReason": "SAFETY"}]}))).unwrap();

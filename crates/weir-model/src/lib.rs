@@ -36,7 +36,7 @@ pub use request::{
     ChatRequest, FunctionTool, MaxTokensField, Metadata, OutputFormat, StopSequences,
     ThinkingConfig, Tool, ToolChoice,
 };
-pub use response::{ChatResponse, StopReason, Usage};
+pub use response::{generated_id, ChatResponse, StopReason, Usage};
 pub use responses::{ByteStream, ResponsesReply, ResponsesRequest};
 pub use secret::Secret;
 pub use stream::{Delta, Frame, SourceEvent, StreamEvent};

@@ -57,6 +57,23 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// Refuses what an OpenAI client sent that `to` (another dialect) has no counterpart
+    /// for and that would otherwise be dropped unnoticed: the deprecated `functions` and
+    /// `function_call` (the answer could not come back in their shape either).
+    pub fn check_translatable(&self, to: &str) -> Result<(), crate::WireError> {
+        if self.origin != Some(Dialect::OpenAi) {
+            return Ok(());
+        }
+        for field in ["functions", "function_call"] {
+            if self.extra.get(field).is_some_and(|v| v.get() != "null") {
+                return Err(crate::WireError::Unsupported(format!(
+                    "`{field}` (deprecated OpenAI function calling) cannot be sent to {to}; use `tools` and `tool_choice`"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The request with OpenAI tool calls kept verbatim read as function calls where they
     /// can be ([`crate::content::lenient_tool_calls`]), for dialects that must have them
     /// as calls: a copy only when it holds some.

@@ -111,6 +111,16 @@ impl StopReason {
         }
     }
 
+    /// OpenAI's `finish_reason` for an OpenAI client of another dialect's upstream: a
+    /// reason OpenAI has no name for (another dialect's own) becomes `stop`.
+    pub fn openai_client_name(&self) -> &str {
+        match self {
+            StopReason::Other(s) if s == "function_call" => s,
+            StopReason::Other(_) => "stop",
+            _ => self.openai_name(),
+        }
+    }
+
     /// OpenAI's `finish_reason`.
     pub fn openai_name(&self) -> &str {
         match self {
@@ -129,9 +139,27 @@ impl StopReason {
             "length" => StopReason::MaxTokens,
             "tool_calls" => StopReason::ToolUse,
             "content_filter" => StopReason::Refusal,
+            // DeepSeek cut the answer short for lack of capacity: like a length stop, the
+            // answer is incomplete (not a natural end).
+            "insufficient_system_resource" => StopReason::MaxTokens,
             other => StopReason::Other(other.to_owned()),
         }
     }
+}
+
+/// An id for an answer whose upstream gave none (Bedrock Converse; Gemini without a
+/// `responseId`), as a client of `prefix`'s dialect expects one (`msg_`, `chatcmpl-`):
+/// unique within the process, and unlikely to repeat across processes (not secret).
+pub fn generated_id(prefix: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mixed =
+        (nanos ^ u64::from(std::process::id()).rotate_left(40)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    format!("{prefix}{mixed:016x}{n:08x}")
 }
 
 /// Token usage. Input figures follow Anthropic: `input_tokens` excludes the cache reads and

@@ -32,6 +32,7 @@ fn unsupported(what: &str) -> WireError {
 
 /// Encodes a canonical request as an `/api/chat` body.
 pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
+    req.check_translatable("Ollama")?;
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
     let mut names: HashMap<&str, &str> = HashMap::new();

@@ -380,7 +380,11 @@ impl Serialize for ResponseOut<'_> {
         let r = self.0;
         let same = r.origin == Some(Dialect::OpenAi);
         let mut m = s.serialize_map(None)?;
-        m.serialize_entry("id", &r.id)?;
+        if r.id.is_empty() && !same {
+            m.serialize_entry("id", &weir_model::generated_id("chatcmpl-"))?;
+        } else {
+            m.serialize_entry("id", &r.id)?;
+        }
         if !same {
             m.serialize_entry("object", "chat.completion")?;
         }
@@ -444,7 +448,8 @@ impl Serialize for ChoiceOut<'_> {
         }
         m.serialize_entry("message", &MessageOut { r, same })?;
         match (&r.stop_reason, same) {
-            (Some(sr), _) => m.serialize_entry("finish_reason", sr.openai_name())?,
+            (Some(sr), true) => m.serialize_entry("finish_reason", sr.openai_name())?,
+            (Some(sr), false) => m.serialize_entry("finish_reason", sr.openai_client_name())?,
             (None, false) => m.serialize_entry("finish_reason", &())?,
             (None, true) => {}
         }

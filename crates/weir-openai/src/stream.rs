@@ -767,7 +767,12 @@ impl StreamEncoder {
     pub fn encode_event(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) -> Result<(), WireError> {
         match ev {
             StreamEvent::MessageStart { id, model, usage } => {
-                self.id.clone_from(id);
+                if id.is_empty() {
+                    // An upstream that gave none (Bedrock Converse, some Gemini answers).
+                    self.id = weir_model::generated_id("chatcmpl-");
+                } else {
+                    self.id.clone_from(id);
+                }
                 self.model.clone_from(model);
                 self.usage.merge(usage);
                 self.render_prefix();
@@ -815,7 +820,9 @@ impl StreamEncoder {
                 stop_reason, usage, ..
             } => {
                 self.usage.merge(usage);
-                let finish = stop_reason.as_ref().map_or("stop", |r| r.openai_name());
+                let finish = stop_reason
+                    .as_ref()
+                    .map_or("stop", |r| r.openai_client_name());
                 self.chunk(out, Some(finish), |o| o.extend_from_slice(b"{}"));
             }
             StreamEvent::MessageStop => self.done_into(out)?,

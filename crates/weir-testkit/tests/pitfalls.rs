@@ -1682,3 +1682,111 @@ fn tool_calls_ending_in_a_plain_stop_are_a_tool_use_stop() {
     assert_eq!(anthropic_stop_of(&[text]), "end_turn");
     assert_eq!(anthropic_stop_of(&[call]), "tool_use");
 }
+
+#[test]
+fn deprecated_openai_function_calling_is_refused_not_dropped() {
+    for extra in [
+        json!({"functions": [{"name": "f", "parameters": {"type": "object"}}]}),
+        json!({"function_call": "auto"}),
+    ] {
+        let mut req = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            req[k] = v.clone();
+        }
+        let err = try_o_to_a(req.clone()).unwrap_err();
+        assert!(
+            matches!(&err, WireError::Unsupported(m) if m.contains("use `tools`")),
+            "{err}"
+        );
+        // OpenAI to OpenAI: passed on as it came.
+        let canon = weir_openai::decode_request(req.to_string().as_bytes()).unwrap();
+        let out: Value = serde_json::from_slice(
+            &weir_openai::encode_request(&canon, &Default::default()).unwrap(),
+        )
+        .unwrap();
+        for (k, v) in extra.as_object().unwrap() {
+            assert_eq!(&out[k], v);
+        }
+    }
+}
+
+#[test]
+fn requests_that_would_reach_anthropic_empty_or_ending_on_the_assistant_are_refused() {
+    for (messages, says) in [
+        (
+            json!([{"role": "user", "content": ""}]),
+            "no message with content",
+        ),
+        (
+            json!([{"role": "system", "content": "only a system prompt"}]),
+            "no message with content",
+        ),
+        (
+            json!([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}, {"role": "user", "content": ""}]),
+            "messages[2] is empty",
+        ),
+    ] {
+        let err = try_o_to_a(json!({"model": "m", "messages": messages})).unwrap_err();
+        assert!(
+            matches!(&err, WireError::Unsupported(m) if m.contains(says)),
+            "{messages}: {err}"
+        );
+    }
+    // An OpenAI client's own prefill (ending on an assistant message) is still one.
+    let out = o_to_a(json!({"model": "m", "messages": [
+        {"role": "user", "content": "hi"}, {"role": "assistant", "content": "Sure:"}
+    ]}));
+    assert_eq!(out["messages"][1]["role"], "assistant");
+}
+
+#[test]
+fn answers_without_an_id_get_one_in_the_client_s_form() {
+    // Bedrock Converse gives none, nor Gemini without a responseId.
+    let canon = weir_model::ChatResponse {
+        content: vec![weir_model::ContentBlock::Text(weir_model::TextBlock::new("hi"))],
+        stop_reason: Some(weir_model::StopReason::EndTurn),
+        ..Default::default()
+    };
+    let a: Value = serde_json::from_slice(&weir_anthropic::encode_response(&canon).unwrap()).unwrap();
+    let o: Value = serde_json::from_slice(&weir_openai::encode_response(&canon).unwrap()).unwrap();
+    let (a, o) = (a["id"].as_str().unwrap(), o["id"].as_str().unwrap());
+    assert!(a.starts_with("msg_") && a.len() > 20, "{a}");
+    assert!(o.starts_with("chatcmpl-") && o.len() > 25, "{o}");
+    let again: Value =
+        serde_json::from_slice(&weir_anthropic::encode_response(&canon).unwrap()).unwrap();
+    assert_ne!(again["id"], a);
+    // Streams too.
+    let frame = Frame::from_events(vec![weir_model::StreamEvent::MessageStart {
+        id: String::new(),
+        model: "m".into(),
+        usage: Default::default(),
+    }]);
+    let mut out = Vec::new();
+    weir_anthropic::StreamEncoder::new().encode(&frame, &mut out).unwrap();
+    assert!(String::from_utf8(out).unwrap().contains(r#""id":"msg_"#));
+    let mut out = Vec::new();
+    weir_openai::StreamEncoder::new(Default::default())
+        .encode(&frame, &mut out)
+        .unwrap();
+    assert!(String::from_utf8(out).unwrap().contains(r#""id":"chatcmpl-"#));
+}
+
+#[test]
+fn stop_reasons_of_another_dialect_reach_clients_as_their_own() {
+    // DeepSeek cutting an answer short for lack of capacity: incomplete, as a length stop.
+    let cut = o_resp_to_a(json!({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "part"},
+            "finish_reason": "insufficient_system_resource"}]
+    }));
+    assert_eq!(cut["stop_reason"], "max_tokens");
+    // A reason only one dialect has never reaches the other verbatim.
+    let canon = weir_model::ChatResponse {
+        stop_reason: Some(weir_model::StopReason::Other("guardrail_thing".into())),
+        ..Default::default()
+    };
+    let o: Value = serde_json::from_slice(&weir_openai::encode_response(&canon).unwrap()).unwrap();
+    assert_eq!(o["choices"][0]["finish_reason"], "stop");
+    let a: Value = serde_json::from_slice(&weir_anthropic::encode_response(&canon).unwrap()).unwrap();
+    assert_eq!(a["stop_reason"], "end_turn");
+}

@@ -238,6 +238,7 @@ pub fn encode_converse(
     model: &str,
     opts: &EncodeOptions,
 ) -> Result<Vec<u8>, WireError> {
+    req.check_translatable("Bedrock")?;
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
     let caching = supports_cache_points(model);
