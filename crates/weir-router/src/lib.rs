@@ -1857,6 +1857,11 @@ impl Router {
                             let d = e.retry_after.unwrap_or(self.policy.default_cooldown);
                             self.shared
                                 .rest(&target.provider, p, i, d, Rest::RateLimited, done);
+                            // A 429 that named no wait: the client is told the rest the key
+                            // was given, not a retry that would find it still resting.
+                            if let Some(a) = attempts.last_mut() {
+                                a.error.retry_after.get_or_insert(d);
+                            }
                             st.neutral();
                             continue;
                         }

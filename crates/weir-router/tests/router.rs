@@ -672,6 +672,30 @@ async fn everything_rate_limited_gives_429_with_the_smallest_retry_after() {
 }
 
 #[tokio::test]
+async fn a_429_without_a_wait_tells_the_client_the_rest_its_key_was_given() {
+    let a = Fake::build("a", Act::Fail(429), &["sk-one"], Capabilities::ALL);
+    let r = router(
+        &[a],
+        vec![Route::new("m", vec![Target::new("a")])],
+        Policy {
+            default_cooldown: Duration::from_secs(10),
+            ..quick()
+        },
+    );
+    let (last, _) = failure(&r, req("m")).await;
+    assert_eq!(last.status, Some(429));
+    assert_eq!(last.retry_after, Some(Duration::from_secs(10)));
+    // Asked again at once: the key is still resting, for about as long.
+    let (again, _) = failure(&r, req("m")).await;
+    assert!(
+        again
+            .retry_after
+            .is_some_and(|d| d > Duration::from_secs(8)),
+        "{again:?}"
+    );
+}
+
+#[tokio::test]
 async fn retries_walk_again_after_a_backoff_and_succeed() {
     let a = Fake::new("a", Act::Ok);
     a.script

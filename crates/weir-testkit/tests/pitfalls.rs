@@ -1743,11 +1743,14 @@ fn requests_that_would_reach_anthropic_empty_or_ending_on_the_assistant_are_refu
 fn answers_without_an_id_get_one_in_the_client_s_form() {
     // Bedrock Converse gives none, nor Gemini without a responseId.
     let canon = weir_model::ChatResponse {
-        content: vec![weir_model::ContentBlock::Text(weir_model::TextBlock::new("hi"))],
+        content: vec![weir_model::ContentBlock::Text(weir_model::TextBlock::new(
+            "hi",
+        ))],
         stop_reason: Some(weir_model::StopReason::EndTurn),
         ..Default::default()
     };
-    let a: Value = serde_json::from_slice(&weir_anthropic::encode_response(&canon).unwrap()).unwrap();
+    let a: Value =
+        serde_json::from_slice(&weir_anthropic::encode_response(&canon).unwrap()).unwrap();
     let o: Value = serde_json::from_slice(&weir_openai::encode_response(&canon).unwrap()).unwrap();
     let (a, o) = (a["id"].as_str().unwrap(), o["id"].as_str().unwrap());
     assert!(a.starts_with("msg_") && a.len() > 20, "{a}");
@@ -1762,13 +1765,17 @@ fn answers_without_an_id_get_one_in_the_client_s_form() {
         usage: Default::default(),
     }]);
     let mut out = Vec::new();
-    weir_anthropic::StreamEncoder::new().encode(&frame, &mut out).unwrap();
+    weir_anthropic::StreamEncoder::new()
+        .encode(&frame, &mut out)
+        .unwrap();
     assert!(String::from_utf8(out).unwrap().contains(r#""id":"msg_"#));
     let mut out = Vec::new();
     weir_openai::StreamEncoder::new(Default::default())
         .encode(&frame, &mut out)
         .unwrap();
-    assert!(String::from_utf8(out).unwrap().contains(r#""id":"chatcmpl-"#));
+    assert!(String::from_utf8(out)
+        .unwrap()
+        .contains(r#""id":"chatcmpl-"#));
 }
 
 #[test]
@@ -1787,6 +1794,7 @@ fn stop_reasons_of_another_dialect_reach_clients_as_their_own() {
     };
     let o: Value = serde_json::from_slice(&weir_openai::encode_response(&canon).unwrap()).unwrap();
     assert_eq!(o["choices"][0]["finish_reason"], "stop");
-    let a: Value = serde_json::from_slice(&weir_anthropic::encode_response(&canon).unwrap()).unwrap();
+    let a: Value =
+        serde_json::from_slice(&weir_anthropic::encode_response(&canon).unwrap()).unwrap();
     assert_eq!(a["stop_reason"], "end_turn");
 }
