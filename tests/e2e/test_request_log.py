@@ -62,3 +62,21 @@ def test_each_request_logs_one_line_with_its_figures(weir_factory):
 
     for needle in ["PROMPTx9Z", answer, "sk-e2e-client-key", "sk-e2e-wrong"]:
         assert needle not in logs, needle
+
+
+def test_a_budget_s_blind_spots_are_logged_once_per_model(weir_factory):
+    # A key with a daily budget, and models with no price: their cost cannot count.
+    w = weir_factory(
+        '[[auth.keys]]\nname = "capped"\nkey = "sk-e2e-capped"\ndaily_budget_usd = 1.0\n'
+        '[[models]]\nname = "named"\ntargets = [{ provider = "mock", model = "unpriced-named" }]\n'
+        '[[models]]\nname = "fwd-*"\ntargets = [{ provider = "mock" }]\n'
+    )
+    o = openai.OpenAI(base_url=w.url + "/v1", api_key="sk-e2e-capped", max_retries=0)
+    for model in ["named", "fwd-one", "fwd-one", "named"]:
+        o.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
+    records = [json.loads(l) for l in w.logs().splitlines() if l.startswith("{")]
+    warnings = [r.get("message") or r.get("fields", {}).get("message", "")
+                for r in records if r.get("level") == "WARN"]
+    priced = [m for m in warnings if "has no price" in m]
+    assert len([m for m in priced if "`unpriced-named`" in m]) == 1, warnings
+    assert len([m for m in priced if "`fwd-one`" in m]) == 1, warnings

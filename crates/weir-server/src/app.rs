@@ -152,52 +152,55 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
         }
     };
     match routing {
-        Some(routing) if errors.is_empty() => Ok(App {
-            listed_models: routing.listed_models,
-            router: routing.router.with_observer(metrics.clone()),
-            provider_kinds: routing.provider_kinds,
-            keys,
-            admin_key: cfg.auth.admin_key.clone().map(Secret::new),
-            max_request_bytes: cfg.server.max_request_bytes,
-            listen: cfg.server.listen.clone(),
-            shutdown_grace: cfg.server.shutdown_grace.0,
-            header_read_timeout: crate::HEADER_READ_TIMEOUT,
-            body_idle_timeout: crate::BODY_IDLE_TIMEOUT,
-            admin_listen: cfg.auth.admin_key.as_ref().map(|_| {
-                cfg.server
-                    .admin_listen
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into())
-            }),
-            metrics,
-            total_timeout: cfg.timeouts.total.0,
-            ledger_url: cfg.ledger.as_ref().map(|l| l.url.get_ref().clone()),
-            ledger: None,
-            state_options,
-            state: None,
-            prices: Arc::new(crate::pricing::Prices::new(
-                cfg.pricing
-                    .as_ref()
-                    .map(|p| {
-                        p.get_ref()
-                            .iter()
-                            .map(|(m, c)| {
-                                (
-                                    m.clone(),
-                                    crate::pricing::Price {
-                                        input: c.input,
-                                        output: c.output,
-                                        cache_read: c.cache_read,
-                                        cache_write: c.cache_write,
-                                    },
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            )),
-            started: std::time::Instant::now(),
-        }),
+        Some(routing) if errors.is_empty() => Ok(warn_unpriced_budgets(
+            App {
+                listed_models: routing.listed_models,
+                router: routing.router.with_observer(metrics.clone()),
+                provider_kinds: routing.provider_kinds,
+                keys,
+                admin_key: cfg.auth.admin_key.clone().map(Secret::new),
+                max_request_bytes: cfg.server.max_request_bytes,
+                listen: cfg.server.listen.clone(),
+                shutdown_grace: cfg.server.shutdown_grace.0,
+                header_read_timeout: crate::HEADER_READ_TIMEOUT,
+                body_idle_timeout: crate::BODY_IDLE_TIMEOUT,
+                admin_listen: cfg.auth.admin_key.as_ref().map(|_| {
+                    cfg.server
+                        .admin_listen
+                        .clone()
+                        .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into())
+                }),
+                metrics,
+                total_timeout: cfg.timeouts.total.0,
+                ledger_url: cfg.ledger.as_ref().map(|l| l.url.get_ref().clone()),
+                ledger: None,
+                state_options,
+                state: None,
+                prices: Arc::new(crate::pricing::Prices::new(
+                    cfg.pricing
+                        .as_ref()
+                        .map(|p| {
+                            p.get_ref()
+                                .iter()
+                                .map(|(m, c)| {
+                                    (
+                                        m.clone(),
+                                        crate::pricing::Price {
+                                            input: c.input,
+                                            output: c.output,
+                                            cache_read: c.cache_read,
+                                            cache_write: c.cache_write,
+                                        },
+                                    )
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                )),
+                started: std::time::Instant::now(),
+            },
+            cfg,
+        )),
         _ => {
             // In file order, whichever check found them; errors without a place last.
             errors.sort_by_key(|e| (e.position.is_none(), e.position));
@@ -335,6 +338,30 @@ fn is_loopback(listen: &str) -> bool {
         Ok(a) => a.ip().is_loopback(),
         Err(_) => listen.starts_with("localhost:"),
     }
+}
+
+/// Logs the targets whose upstream model has no price when a client key has a daily
+/// budget: their cost is not counted against it. (Targets that forward the client's model
+/// name are warned about when first served.)
+fn warn_unpriced_budgets(app: App, cfg: &Config) -> App {
+    if cfg
+        .auth
+        .keys
+        .iter()
+        .any(|k| k.get_ref().daily_budget_usd.is_some())
+    {
+        for m in &cfg.models {
+            for model in m.targets.iter().filter_map(|t| t.model.as_deref()) {
+                if app.prices.price(model).is_none() && crate::pricing::first_unpriced(model) {
+                    tracing::warn!(
+                        "model `{model}` (a target of `{}`) has no price: what it costs is not counted against daily_budget_usd (add [pricing.\"{model}\"])",
+                        m.name
+                    );
+                }
+            }
+        }
+    }
+    app
 }
 
 /// Where the admin API listens when `auth.admin_key` is set without `server.admin_listen`.

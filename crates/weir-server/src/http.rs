@@ -79,8 +79,18 @@ impl RequestLog {
             (Some(u), Some(m), Some(p)) => p.cost(m, u),
             _ => None,
         };
-        if let (Some(c), Some(a)) = (cost, &self.admission) {
-            a.spend(c);
+        match (cost, &self.admission) {
+            (Some(c), Some(a)) => a.spend(c),
+            (None, Some(a)) if a.has_budget() && self.usage.is_some() => {
+                if let Some(m) = &self.upstream_model {
+                    if crate::pricing::first_unpriced(m) {
+                        tracing::warn!(
+                            "model `{m}` has no price: what it costs is not counted against daily_budget_usd (add [pricing.\"{m}\"])"
+                        );
+                    }
+                }
+            }
+            _ => {}
         }
         if let Some(w) = &self.ledger {
             let u = self.usage.clone().unwrap_or_default();

@@ -197,6 +197,11 @@ impl Admission {
 }
 
 impl Admission {
+    /// Whether the key has a daily budget.
+    pub fn has_budget(&self) -> bool {
+        self.limiter.cfg.daily_budget_usd.is_some()
+    }
+
     /// Adds what the request cost to the key's spend of the day.
     pub fn spend(&self, usd: f64) {
         if usd > 0.0 {

@@ -57,6 +57,19 @@ pub struct Prices {
     memo: RwLock<HashMap<Box<str>, Option<Price>>>,
 }
 
+/// Whether `model` (unpriced) is met for the first time in this process: a budget's blind
+/// spot is logged once per model, not per request or per runtime's app. At most
+/// [`MEMO_CAP`] are remembered.
+pub fn first_unpriced(model: &str) -> bool {
+    static WARNED: std::sync::Mutex<Option<std::collections::HashSet<Box<str>>>> =
+        std::sync::Mutex::new(None);
+    let mut w = WARNED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let w = w.get_or_insert_with(Default::default);
+    w.len() < MEMO_CAP && w.insert(model.into())
+}
+
 impl Prices {
     /// Prices from `[pricing]` (exact upstream model names), over the bundled list.
     pub fn new(configured: BTreeMap<String, Price>) -> Self {
