@@ -599,6 +599,8 @@ pub fn rebuild(
     }
     app.ledger.clone_from(&old.ledger);
     app.metrics = old.metrics.clone();
+    // The new router's breakers start closed.
+    app.metrics.reset_breakers();
     app.router = app.router.with_observer(old.metrics.clone());
     // Continued Responses API conversations keep their account.
     app.router.adopt_responses(&old.router);

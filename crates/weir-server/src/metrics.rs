@@ -541,6 +541,12 @@ impl Metrics {
             .inc();
     }
 
+    /// Forgets every target's breaker state: a reload starts its targets closed (and may
+    /// drop some), so the old figures would only keep alerts firing.
+    pub fn reset_breakers(&self) {
+        self.breaker_state.clear();
+    }
+
     /// A stream started (+1) or ended (-1).
     pub fn stream_delta(&self, d: i64) {
         self.active_streams.inc_by(d);
@@ -640,6 +646,23 @@ mod tests {
             input: Some(1),
             output: Some(1),
         });
+    }
+
+    #[test]
+    fn a_reload_forgets_the_old_breakers() {
+        use weir_router::Observer;
+        let m = Metrics::new(false);
+        m.event(&weir_router::RouterEvent::Breaker {
+            provider: "dead",
+            model: "m",
+            from: "closed",
+            to: "open",
+        });
+        assert!(m
+            .render()
+            .contains(r#"weir_breaker_state{model="m",provider="dead"} 2"#));
+        m.reset_breakers();
+        assert!(!m.render().contains("weir_breaker_state{"));
     }
 
     #[test]
