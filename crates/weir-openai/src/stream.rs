@@ -681,8 +681,9 @@ pub struct StreamEncoder {
     created: u64,
     /// `{"id":...,"model":...,"choices":[{"index":0,"delta":` for this stream.
     prefix: Vec<u8>,
-    /// Canonical block index -> (OpenAI tool-call index, whether arguments were sent).
-    tools: Vec<(u32, u32, bool)>,
+    /// Canonical block index -> (OpenAI tool-call index, whether arguments were sent, the
+    /// arguments the block's start carried, as a JSON string token, if any).
+    tools: Vec<(u32, u32, bool, Option<String>)>,
     usage: Usage,
     done: bool,
     /// The upstream speaks OpenAI too: its chunks go out as they came, so a closing frame
@@ -780,10 +781,16 @@ impl StreamEncoder {
                     o.extend_from_slice(b"{\"role\":\"assistant\",\"content\":\"\"}")
                 });
             }
-            StreamEvent::BlockStart { index, block } => {
-                if let ContentBlock::ToolUse(t) = block {
+            StreamEvent::BlockStart { index, block } => match block {
+                ContentBlock::ToolUse(t) => {
                     let ti = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
-                    self.tools.push((*index, ti, false));
+                    // Anthropic starts a call with `input: {}` and streams the arguments;
+                    // a compatible service may put them in the start instead.
+                    let started = t.input.to_object();
+                    let started = (started.get().trim() != "{}")
+                        .then(|| serde_json::to_string(started.get()).ok())
+                        .flatten();
+                    self.tools.push((*index, ti, false, started));
                     self.chunk(out, None, |o| {
                         o.extend_from_slice(b"{\"tool_calls\":[{\"index\":");
                         o.extend_from_slice(itoa::Buffer::new().format(ti).as_bytes());
@@ -794,7 +801,15 @@ impl StreamEncoder {
                         o.extend_from_slice(b",\"arguments\":\"\"}}]}");
                     });
                 }
-            }
+                // Text or reasoning a block's start carries (Anthropic's are empty).
+                ContentBlock::Text(t) if !t.text.is_empty() => {
+                    self.chunk(out, None, |o| token_delta(o, b"{\"content\":", &t.text))
+                }
+                ContentBlock::Thinking(t) if !t.thinking.is_empty() => self.chunk(out, None, |o| {
+                    token_delta(o, b"{\"reasoning_content\":", &t.thinking)
+                }),
+                _ => {}
+            },
             StreamEvent::BlockDelta { index, delta } => match delta {
                 Delta::Text(t) => self.chunk(out, None, |o| token_delta(o, b"{\"content\":", t)),
                 Delta::Thinking(t) => {
@@ -811,9 +826,11 @@ impl StreamEncoder {
             },
             StreamEvent::BlockStop { index } => {
                 // A tool called without arguments streams only `partial_json: ""`; OpenAI
-                // clients parse the concatenated arguments, so they must get `{}`.
-                if let Some(&(_, ti, false)) = self.tools.iter().find(|t| t.0 == *index) {
-                    self.chunk(out, None, |o| tool_arguments(o, ti, "\"{}\""));
+                // clients parse the concatenated arguments, so they must get `{}` (or what
+                // the block's start carried).
+                if let Some((_, ti, false, started)) = self.tools.iter().find(|t| t.0 == *index) {
+                    let (ti, args) = (*ti, started.as_deref().unwrap_or("\"{}\"").to_owned());
+                    self.chunk(out, None, |o| tool_arguments(o, ti, &args));
                 }
             }
             StreamEvent::MessageDelta {

@@ -1798,3 +1798,48 @@ fn stop_reasons_of_another_dialect_reach_clients_as_their_own() {
         serde_json::from_slice(&weir_anthropic::encode_response(&canon).unwrap()).unwrap();
     assert_eq!(a["stop_reason"], "end_turn");
 }
+
+#[test]
+fn content_carried_by_a_block_start_reaches_openai_clients() {
+    // Anthropic starts blocks empty; a compatible service may not.
+    let body = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"Pre\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"fix\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_S\",\"name\":\"f\",\"input\":{\"x\":5}}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_T\",\"name\":\"g\",\"input\":{}}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"y\\\":1}\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":5}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let mut dec = weir_anthropic::StreamDecoder::new();
+    let mut enc = weir_openai::StreamEncoder::new(Default::default());
+    let mut out = Vec::new();
+    for ev in sse_events(body.as_bytes()) {
+        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
+    }
+    let mut text = String::new();
+    let mut args: Vec<String> = Vec::new();
+    for e in sse_events(&out) {
+        if e.data() == "[DONE]" {
+            continue;
+        }
+        let v: Value = serde_json::from_str(e.data()).unwrap();
+        let delta = &v["choices"][0]["delta"];
+        if let Some(t) = delta["content"].as_str() {
+            text.push_str(t);
+        }
+        for c in delta["tool_calls"].as_array().into_iter().flatten() {
+            let i = c["index"].as_u64().unwrap() as usize;
+            if args.len() <= i {
+                args.resize(i + 1, String::new());
+            }
+            args[i].push_str(c["function"]["arguments"].as_str().unwrap_or(""));
+        }
+    }
+    assert_eq!(text, "Prefix");
+    assert_eq!(args, [r#"{"x":5}"#, r#"{"y":1}"#]);
+}
