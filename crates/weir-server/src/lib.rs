@@ -133,14 +133,19 @@ pub async fn run_live(
     drop(api);
     drop(admin);
     let grace = live.get().shutdown_grace;
-    tracing::info!(
-        "shutting down: waiting up to {:?} for in-flight requests",
-        grace
-    );
-    tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections closed"),
-        () = tokio::time::sleep(grace) => {
-            tracing::warn!("shutdown grace period over; closing remaining connections");
+    // (Each runtime thread runs this loop over its own connections: only one that has
+    // some says so.)
+    while conns.try_join_next().is_some() {}
+    if !conns.is_empty() {
+        tracing::info!(
+            "shutting down: waiting up to {grace:?} for {} open connection(s)",
+            conns.len()
+        );
+        tokio::select! {
+            () = graceful.shutdown() => tracing::info!("all connections closed"),
+            () = tokio::time::sleep(grace) => {
+                tracing::warn!("shutdown grace period over; closing remaining connections");
+            }
         }
     }
     // Ends what is left (each task's future is dropped as it is aborted).

@@ -462,8 +462,12 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         if let Some(p) = &path {
             tokio::spawn(reload_triggers(p.clone(), generated.clone(), cells.clone()));
         }
+        let grace = live.get().shutdown_grace;
         let shutdown = async move {
             shutdown_signal().await;
+            tracing::info!(
+                "shutting down: no new connections; requests in flight have up to {grace:?}"
+            );
             let _ = stop_tx.send(true);
         };
         let ledger = app.ledger.clone();
@@ -485,7 +489,10 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             );
         }
         match served {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(()) => {
+                tracing::info!("stopped");
+                ExitCode::SUCCESS
+            }
             Err(e) => {
                 eprintln!("weir: {e}");
                 ExitCode::FAILURE
