@@ -7,19 +7,24 @@ fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
 }
 
+/// `weir check --config cfg`: its exit code and standard output.
+fn check(cfg: &std::path::Path) -> (Option<i32>, String) {
+    let out = weir()
+        .args(["check", "--config"])
+        .arg(cfg)
+        .output()
+        .unwrap();
+    (out.status.code(), String::from_utf8(out.stdout).unwrap())
+}
+
 #[test]
 fn check_prints_every_error_with_file_line_and_column_and_fails() {
     let dir = std::env::temp_dir().join(format!("weir-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[providers.a]\nkind = \"anthropic\"\nkeys = [\"${WEIR_CLI_TEST_UNSET_A}\", \"${WEIR_CLI_TEST_UNSET_B}\"]\n[server]\nlistn = 1\nmax_request_bytes = -1\n").unwrap();
-    let out = weir()
-        .args(["check", "--config"])
-        .arg(&bad)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let text = String::from_utf8(out.stdout).unwrap();
+    let (code, text) = check(&bad);
+    assert_eq!(code, Some(1));
     let b = bad.display();
     assert_eq!(
         text,
@@ -33,20 +38,9 @@ fn check_prints_every_error_with_file_line_and_column_and_fails() {
 
     let good = dir.join("good.toml");
     std::fs::write(&good, "[providers.demo]\nkind = \"mock\"\n").unwrap();
-    let out = weir()
-        .args(["check", "--config"])
-        .arg(&good)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(
-        String::from_utf8(out.stdout).unwrap(),
-        format!("{}: ok\n", good.display())
-    );
+    let (code, text) = check(&good);
+    assert_eq!(code, Some(0), "{text}");
+    assert_eq!(text, format!("{}: ok\n", good.display()));
 
     // serve refuses the same bad file, with a one-line reason per error.
     let out = weir()
@@ -163,13 +157,8 @@ fn check_refuses_the_admin_api_on_the_api_port() {
             format!("[server]\n{server}[auth]\nadmin_key = \"a\"\n[[auth.keys]]\nname = \"k\"\nkey = \"k\"\n"),
         )
         .unwrap();
-        let out = weir()
-            .args(["check", "--config"])
-            .arg(&cfg)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        let text = String::from_utf8(out.stdout).unwrap();
+        let (code, text) = check(&cfg);
+        assert_eq!(code, Some(1));
         assert!(text.contains(expect), "{text}");
     }
 }
@@ -202,13 +191,8 @@ fn check_finds_what_serve_would_trip_on_and_says_where() {
         ),
     ] {
         std::fs::write(&cfg, &body).unwrap();
-        let out = weir()
-            .args(["check", "--config"])
-            .arg(&cfg)
-            .output()
-            .unwrap();
-        let text = String::from_utf8(out.stdout).unwrap();
-        assert_eq!(out.status.code(), Some(1), "{body}\n{text}");
+        let (code, text) = check(&cfg);
+        assert_eq!(code, Some(1), "{body}\n{text}");
         assert!(text.contains(expect), "{body}\n{text}");
     }
     // A host name and port is an address (resolved when the listener starts).
@@ -217,16 +201,7 @@ fn check_finds_what_serve_would_trip_on_and_says_where() {
         format!("[server]\nlisten = \"localhost:45223\"\n{keys}"),
     )
     .unwrap();
-    let out = weir()
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let (code, text) = check(&cfg);
+    assert_eq!(code, Some(0), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
