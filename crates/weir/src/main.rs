@@ -580,6 +580,15 @@ fn main() -> ExitCode {
         },
         Command::Serve { config } => serve(config),
         Command::Check { config } => {
+            // Warnings found while building (e.g. a budget that cannot see an unpriced
+            // model) go to stderr; the verdict, and errors, to stdout.
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_max_level(tracing::Level::WARN)
+                .without_time()
+                .with_target(false)
+                .with_ansi(false)
+                .init();
             let path = config_path(config);
             match load(path.as_deref()) {
                 Ok(_) => {

@@ -205,3 +205,28 @@ fn check_finds_what_serve_would_trip_on_and_says_where() {
     assert_eq!(code, Some(0), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_warns_of_a_budget_that_cannot_see_an_unpriced_model() {
+    let dir = std::env::temp_dir().join(format!("weir-cli-price-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("price.toml");
+    std::fs::write(
+        &cfg,
+        "[[auth.keys]]\nname = \"k\"\nkey = \"k\"\ndaily_budget_usd = 5.0\n[providers.m]\nkind = \"mock\"\n\
+         [[models]]\nname = \"a\"\ntargets = [{ provider = \"m\", model = \"no-price-here\" }]\n",
+    )
+    .unwrap();
+    let out = weir()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let warned = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        warned.contains("model `no-price-here` (a target of `a`) has no price"),
+        "{warned}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
