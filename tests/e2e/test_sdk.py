@@ -3,6 +3,7 @@ loops with ids intact, thinking passthrough, errors, graceful shutdown."""
 import json
 import signal
 import threading
+import time
 
 import anthropic
 import openai
@@ -202,6 +203,25 @@ def test_sigterm_lets_an_in_flight_stream_finish_then_exits_zero(weir_factory):
     rest = list(stream)
     assert rest and rest[-1].choices[0].finish_reason == "stop"
     assert w.proc.wait(15) == 0
+
+
+def test_a_second_sigterm_ends_the_grace_period_at_once(weir_factory):
+    # shutdown_grace is 5 s; the stream would take far longer.
+    w = weir_factory('[providers.slow]\nkind = "mock"\nstream_delay = "500ms"\n'
+                     '[[models]]\nname = "slow-mock"\ntargets = [{ provider = "slow", model = "mock" }]\n')
+    stream = o_client(w).chat.completions.create(model="slow-mock", stream=True,
+                                                 messages=[{"role": "user", "content": "a long answer please"}])
+    next(iter(stream))
+    w.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 5
+    while "shutting down" not in w.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)  # (the second signal is listened for from just after the first)
+    started = time.monotonic()
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.proc.wait(15) == 0
+    assert time.monotonic() - started < 3, w.logs()
+    assert "told again to stop" in w.logs()
 
 
 def test_openai_sdk_embeddings_both_encodings(weir_factory):

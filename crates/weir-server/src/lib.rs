@@ -32,6 +32,27 @@ pub use live::{Live, Reload};
 /// The config file (re-exported from `weir-config`).
 pub use weir_config as config;
 
+/// Set by [`hurry_shutdown`]: shutdowns under way stop waiting for their grace period.
+static HURRY: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static HURRIED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ends the grace period of every shutdown under way (or to come) at once: the connections
+/// still open are closed (an operator's second Ctrl-C or SIGTERM).
+pub fn hurry_shutdown() {
+    HURRIED.store(true, std::sync::atomic::Ordering::SeqCst);
+    HURRY.notify_waiters();
+}
+
+async fn hurried() {
+    loop {
+        let notified = HURRY.notified();
+        if HURRIED.load(std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        notified.await;
+    }
+}
+
 /// How long a client has to send a request's headers (and an idle keep-alive connection
 /// to begin its next request) before the connection is closed.
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -145,6 +166,9 @@ pub async fn run_live(
             () = graceful.shutdown() => tracing::info!("all connections closed"),
             () = tokio::time::sleep(grace) => {
                 tracing::warn!("shutdown grace period over; closing remaining connections");
+            }
+            () = hurried() => {
+                tracing::warn!("told again to stop; closing remaining connections");
             }
         }
     }

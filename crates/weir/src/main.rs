@@ -465,8 +465,13 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         let grace = live.get().shutdown_grace;
         let shutdown = async move {
             shutdown_signal().await;
+            // A second Ctrl-C or SIGTERM ends the grace period.
+            tokio::spawn(async {
+                shutdown_signal().await;
+                weir_server::hurry_shutdown();
+            });
             tracing::info!(
-                "shutting down: no new connections; requests in flight have up to {grace:?}"
+                "shutting down: no new connections; requests in flight have up to {grace:?} (signal again to stop now)"
             );
             let _ = stop_tx.send(true);
         };
