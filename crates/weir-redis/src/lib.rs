@@ -129,6 +129,9 @@ struct Inner {
     follow: RwLock<Option<StateHandle>>,
     resync: Notify,
     scripts: Scripts,
+    /// Spend that could not be written while Redis was away, by (client key, UTC day):
+    /// written when it answers again, so a budget counts what was spent meanwhile.
+    held_spend: std::sync::Mutex<std::collections::HashMap<(String, u64), f64>>,
 }
 
 /// The shared state store. Cheap to clone; every runtime of a process uses the same one.
@@ -189,6 +192,7 @@ impl RedisState {
         let (tx, rx) = mpsc::channel(QUEUE);
         let state = RedisState {
             inner: Arc::new(Inner {
+                held_spend: std::sync::Mutex::default(),
                 client,
                 shown,
                 origin: format!("{:016x}", rand::random::<u64>()),
@@ -360,6 +364,17 @@ impl RedisState {
         Ok(v.and_then(|s| s.parse().ok()).unwrap_or(0.0))
     }
 
+    fn hold_spend(&self, key: String, day: u64, usd: f64) {
+        let mut held = self
+            .inner
+            .held_spend
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Bounded: one entry per client key and day (days older than yesterday are moot).
+        held.retain(|(_, d), _| d + 1 >= day);
+        *held.entry((key, day)).or_insert(0.0) += usd;
+    }
+
     fn enqueue(&self, op: Op) {
         if self.inner.ops.try_send(op).is_err() {
             self.count("queue");
@@ -528,6 +543,16 @@ impl RedisState {
                         self.enqueue(Op::Publish(change));
                     }
                 }
+                let held: Vec<((String, u64), f64)> = self
+                    .inner
+                    .held_spend
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .drain()
+                    .collect();
+                for ((key, day), usd) in held {
+                    self.enqueue(Op::Spend { key, day, usd });
+                }
                 self.inner.resync.notify_one();
             }
         }
@@ -537,8 +562,13 @@ impl RedisState {
     async fn writer(self, mut rx: mpsc::Receiver<Op>) {
         while let Some(op) = rx.recv().await {
             if !self.is_up() {
-                // Leases expire, charges and spend are lost for the outage: counted.
-                self.count("queue");
+                // Spend is held for when Redis answers again; leases expire and token
+                // charges are lost for the outage: counted.
+                if let Op::Spend { key, day, usd } = op {
+                    self.hold_spend(key, day, usd);
+                } else {
+                    self.count("queue");
+                }
                 continue;
             }
             let result = match op {
@@ -555,7 +585,13 @@ impl RedisState {
                 Op::Spend { key, day, usd } => {
                     let mut inv = self.inner.scripts.spend.prepare_invoke();
                     inv.key(self.key(&key, &format!("spend:{day}"))).arg(usd);
-                    self.call::<String>("spend", &inv).await.map(drop)
+                    let written = self.call::<String>("spend", &inv).await.map(drop);
+                    if written.is_err() {
+                        // (A call that timed out may have landed: spend is then counted
+                        // twice, which errs on the budget's side.)
+                        self.hold_spend(key, day, usd);
+                    }
+                    written
                 }
                 Op::Publish(change) => self.publish(&change).await,
             };

@@ -480,6 +480,9 @@ async fn without_redis_calls_fail_fast_and_it_recovers_when_redis_returns() {
         started.elapsed()
     );
 
+    // Spend while cut off is held, and written once Redis is back.
+    s.spend("team-a", 20_000, 0.25);
+    s.spend("team-a", 20_000, 0.5);
     // Meanwhile this instance learns a cooldown: published once Redis is back.
     let until_ms = weir_router::unix_ms() + 60_000;
     s.sink().publish(StateChange::KeyRest {
@@ -509,6 +512,18 @@ async fn without_redis_calls_fail_fast_and_it_recovers_when_redis_returns() {
         "the cooldown learned offline",
     )
     .await;
+    let mut spent = 0.0;
+    for _ in 0..100 {
+        spent = other.spent("team-a", 20_000).await.unwrap();
+        if spent > 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        (spent - 0.75).abs() < 1e-9,
+        "spent offline, written back: {spent}"
+    );
 }
 
 #[tokio::test]

@@ -396,6 +396,9 @@ impl Limiter {
             .max_concurrent
             .map(|_| format!("{:016x}", rand::random::<u64>()));
         let now = unix_now();
+        // What this instance spent today is a floor of what all did: it refuses on its own
+        // (the store may have lost its count, or not have this instance's yet).
+        self.check_budget(now)?;
         let verdict = state
             .admit(
                 key,
@@ -543,6 +546,45 @@ mod tests {
         );
         assert_eq!(tpm_only.admit(0, now).unwrap_err().limit, "rpm");
         assert!(raised.admit(0, at(now, 15_001)).is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_shared_budget_refuses_once_this_instance_alone_spent_it() {
+        let Some(url) = std::env::var("WEIR_TEST_REDIS_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+        else {
+            eprintln!("skipped: WEIR_TEST_REDIS_URL is not set (e.g. redis://127.0.0.1:6379)");
+            return;
+        };
+        // A store that lost its count (restarted empty, or missed this instance's spend).
+        let state = weir_redis::RedisState::connect(
+            weir_redis::Options {
+                url: weir_model::Secret::new(url),
+                prefix: format!("weir-test-floor-{:08x}", rand::random::<u32>()),
+                fail_open: true,
+                timeout: Duration::from_millis(500),
+            },
+            None,
+        )
+        .await
+        .unwrap();
+        let l = Limiter::new(LimitConfig {
+            daily_budget_usd: Some(1.0),
+            ..Default::default()
+        });
+        let first = l
+            .admit_shared(&state, "floor", 0, Duration::from_secs(60))
+            .await
+            .unwrap();
+        // Spent here; the store is not told (as if it had lost it).
+        l.add_spend(1.5, unix_now());
+        drop(first);
+        let r = l
+            .admit_shared(&state, "floor", 0, Duration::from_secs(60))
+            .await
+            .unwrap_err();
+        assert_eq!(r.limit, "budget");
     }
 
     #[test]
