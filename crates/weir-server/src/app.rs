@@ -104,6 +104,26 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             ));
         }
     }
+    if let Some(p) = &cfg.pricing {
+        for (model, c) in p.get_ref() {
+            let prices = [
+                ("input", Some(c.input)),
+                ("output", Some(c.output)),
+                ("cache_read", c.cache_read),
+                ("cache_write", c.cache_write),
+            ];
+            for (field, v) in prices {
+                if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                    errors.push(src.error_at(
+                        src.key_at(&["pricing", model, field]),
+                        format!(
+                            "pricing.\"{model}\".{field} must be a price in USD per million tokens, 0 or more"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     if keys.is_empty() && is_address(&cfg.server.listen) && !is_loopback(&cfg.server.listen) {
         errors.push(src.error_at(
             listen_at,

@@ -230,3 +230,22 @@ fn check_warns_of_a_budget_that_cannot_see_an_unpriced_model() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn check_refuses_a_negative_price() {
+    let dir = std::env::temp_dir().join(format!("weir-cli-neg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("neg.toml");
+    std::fs::write(
+        &cfg,
+        "[pricing.\"m-1\"]\ninput = 3.0\noutput = -15.0\n[providers.m]\nkind = \"mock\"\n",
+    )
+    .unwrap();
+    let (code, text) = check(&cfg);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("neg.toml:3:1: pricing.\"m-1\".output must be a price"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
