@@ -446,34 +446,51 @@ async fn an_empty_stream_is_an_upstream_failure_not_an_empty_answer() {
 
 #[tokio::test]
 async fn a_200_error_body_reaches_the_client_as_the_upstream_s_failure() {
-    let up = FaultyUpstream::start(Behaviour::json(
+    // Each dialect's error shape, answered with 200, streamed requests included.
+    let openai = FaultyUpstream::start(Behaviour::json(
         200,
         &json!({"error": {"message": "model overloaded, try later", "type": "server_error", "code": null}}),
     ))
     .await;
-    let url = weir(&format!(
-        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
-         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n",
-        up.url()
+    let anthropic = FaultyUpstream::start(Behaviour::json(
+        200,
+        &json!({"type": "error", "error": {"type": "overloaded_error", "message": "model overloaded, try later"}}),
     ))
     .await;
-    // Passed through (an OpenAI client) and translated (an Anthropic one).
-    for (path, body) in [
-        (
-            "/v1/chat/completions",
-            json!({"model": "o", "messages": [{"role": "user", "content": "hi"}]}),
-        ),
-        (
-            "/v1/messages",
-            json!({"model": "o", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
-        ),
-    ] {
-        let (status, answer) = post(&url, path, &body).await;
-        assert_eq!(status, 502, "{path}: {answer}");
-        assert!(
-            answer.contains("model overloaded, try later"),
-            "{path}: {answer}"
-        );
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n\
+         [[models]]\nname = \"a\"\ntargets = [{{ provider = \"a\" }}]\n\
+         [routing]\nbreaker_failures = 0\n",
+        openai.url(),
+        anthropic.url()
+    ))
+    .await;
+    // Passed through and translated, whole and streamed.
+    for model in ["o", "a"] {
+        for stream in [false, true] {
+            for (path, body) in [
+                (
+                    "/v1/chat/completions",
+                    json!({"model": model, "stream": stream, "messages": [{"role": "user", "content": "hi"}]}),
+                ),
+                (
+                    "/v1/messages",
+                    json!({"model": model, "stream": stream, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+                ),
+            ] {
+                let (status, answer) = post(&url, path, &body).await;
+                assert!(
+                    status == 502 || status == 529 || status == 503,
+                    "{model} {path} {stream}: {status} {answer}"
+                );
+                assert!(
+                    answer.contains("model overloaded, try later"),
+                    "{model} {path} {stream}: {answer}"
+                );
+            }
+        }
     }
 }
 

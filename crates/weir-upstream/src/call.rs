@@ -117,14 +117,23 @@ pub async fn call<D: FrameDecoder>(
     if !status.is_success() {
         let headers = resp.headers().clone();
         let body = read_body(&mut resp).await.unwrap_or_default();
-        let mut err = status_error(status, &headers, &body, dialect.decode_error);
-        for s in secrets {
-            scrub(&mut err, s.expose());
-        }
-        return Err(err);
+        let err = status_error(status, &headers, &body, dialect.decode_error);
+        return Err(scrubbed(err, secrets));
     }
     // The client speaks the upstream's dialect: its bytes can go to the client as they are.
     let verbatim = client == Some(dialect.dialect);
+    if stream && is_whole_json(resp.headers()) {
+        // A stream was asked for and a sized JSON body came: an error body (some
+        // services answer a failure so), or an answer in the wrong shape.
+        let body = read_body(&mut resp).await?;
+        if let Some(err) = error_in_success(&body, dialect.decode_error) {
+            return Err(scrubbed(err, secrets));
+        }
+        return Err(ProviderError::new(
+            ErrorKind::Decode,
+            "the upstream answered a streamed request with a JSON body, not a stream",
+        ));
+    }
     if stream {
         let decoder = (dialect.stream_decoder)();
         return Ok(Reply::Stream(if verbatim {
@@ -139,14 +148,19 @@ pub async fn call<D: FrameDecoder>(
     } else {
         dialect.decode_response
     };
+    // An error body with a 200: decoders that read leniently (Anthropic's shape has few
+    // required fields) could take it for an empty answer. (`"error"` is looked for in the
+    // bytes first, so answers are not parsed twice.)
+    if memchr::memmem::find(&body, b"\"error\"").is_some() {
+        if let Some(err) = error_in_success(&body, dialect.decode_error) {
+            return Err(scrubbed(err, secrets));
+        }
+    }
     let mut r = decode(&body).map_err(|e| {
         // Some services answer a failure with 200 and an error body: its message is what
         // the client needs, as a 502 (the upstream failed).
-        if let Some(mut err) = error_in_success(&body, dialect.decode_error) {
-            for s in secrets {
-                scrub(&mut err, s.expose());
-            }
-            return err;
+        if let Some(err) = error_in_success(&body, dialect.decode_error) {
+            return scrubbed(err, secrets);
         }
         ProviderError::new(
             ErrorKind::Decode,
@@ -159,16 +173,39 @@ pub async fn call<D: FrameDecoder>(
     Ok(Reply::Complete(Box::new(r)))
 }
 
-/// The failure a 200 answer that is an error body (`{"error": ...}`, no answer) reports.
+/// `err` with every secret taken out of its messages.
+fn scrubbed(mut err: ProviderError, secrets: &[&Secret]) -> ProviderError {
+    for s in secrets {
+        scrub(&mut err, s.expose());
+    }
+    err
+}
+
+/// Whether a response is a whole JSON body (`application/json` with a length), not a
+/// stream.
+fn is_whole_json(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::CONTENT_LENGTH)
+        && headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"))
+}
+
+/// The failure a 200 answer that is an error body reports: `{"error": ...}` with no
+/// answer beside it, or Anthropic's `{"type": "error", ...}`.
 fn error_in_success(
     body: &[u8],
     decode_error: fn(u16, &[u8]) -> ApiError,
 ) -> Option<ProviderError> {
     let v: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body).ok()?;
-    if !v
+    let error = v
         .get("error")
-        .is_some_and(|e| e.is_object() || e.is_string())
-    {
+        .is_some_and(|e| e.is_object() || e.is_string());
+    let typed_error = v.get("type").and_then(|t| t.as_str()) == Some("error");
+    let answer = ["choices", "content", "candidates", "output"]
+        .iter()
+        .any(|k| v.get(*k).is_some_and(|c| !c.is_null()));
+    if !error || (answer && !typed_error) {
         return None;
     }
     Some(status_error(
@@ -268,11 +305,8 @@ async fn json_answer(
     if !status.is_success() {
         let headers = resp.headers().clone();
         let body = read_body(&mut resp).await.unwrap_or_default();
-        let mut err = status_error(status, &headers, &body, decode_error);
-        for s in secrets {
-            scrub(&mut err, s.expose());
-        }
-        return Err(err);
+        let err = status_error(status, &headers, &body, decode_error);
+        return Err(scrubbed(err, secrets));
     }
     report_limits(resp.headers(), report);
     read_body(&mut resp).await
