@@ -432,29 +432,8 @@ impl<'a> Plan<'a> {
                     }),
                 }
             }
-            // Anthropic refuses empty content, so empty messages were left out above; a
-            // request left with none, or whose last (user) message was empty and which
-            // would now end on the assistant's turn (a prefill to continue), would not be
-            // the client's request.
-            let last_spoken = req
-                .messages
-                .iter()
-                .rposition(|m| !matches!(m.role, Role::System | Role::Developer));
-            match (last_spoken, messages.last()) {
-                (_, None) => {
-                    return Err(WireError::Unsupported(
-                        "the request has no message with content; Anthropic needs at least one user message".into(),
-                    ))
-                }
-                (Some(i), Some(last))
-                    if req.messages[i].role != Role::Assistant && last.role == "assistant" =>
-                {
-                    return Err(WireError::Unsupported(format!(
-                        "messages[{i}] is empty; Anthropic refuses empty content, and without it the request would end on the assistant's turn"
-                    )))
-                }
-                _ => {}
-            }
+            // Anthropic refuses empty content, so empty messages were left out above.
+            req.check_kept_messages("Anthropic", messages.last().map(|m| m.role == "assistant"))?;
             // Anthropic wants every tool_result of a turn at the start of the next user
             // message, before any text.
             for m in messages.iter_mut().filter(|m| m.role == "user") {

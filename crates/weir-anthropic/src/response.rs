@@ -198,17 +198,23 @@ fn write_response(
             w.key("stop_reason");
             w.string("refusal");
         }
-        (Some(sr), _) => {
+        (Some(sr), true) => {
             w.key("stop_reason");
-            w.string(if same {
-                sr.anthropic_name()
-            } else {
-                sr.anthropic_name_for_client()
-            });
+            w.string(sr.anthropic_name());
         }
-        (None, false) => {
+        // Another dialect's answer: tool calls are a tool-use stop whatever the upstream
+        // said (some say a plain stop), and a missing reason is the turn's end.
+        (sr, false) => {
+            let called = r
+                .content
+                .iter()
+                .any(|b| matches!(b, ContentBlock::ToolUse(_)));
             w.key("stop_reason");
-            w.null();
+            w.string(match sr {
+                None | Some(StopReason::EndTurn) if called => "tool_use",
+                None => "end_turn",
+                Some(sr) => sr.anthropic_name_for_client(),
+            });
         }
         (None, true) => {}
     }

@@ -383,6 +383,8 @@ fn digits(s: &str) -> Option<u32> {
 #[derive(Debug, Default)]
 pub struct StreamEncoder {
     empty: JsonStr,
+    /// A tool-use block was started: the message's stop is then a tool-use one.
+    called: bool,
 }
 
 impl StreamEncoder {
@@ -462,6 +464,7 @@ impl StreamEncoder {
                 "message_start"
             }
             StreamEvent::BlockStart { index, block: b } => {
+                self.called |= matches!(b, ContentBlock::ToolUse(_));
                 w.begin_object();
                 w.key("type");
                 w.raw("\"content_block_start\"");
@@ -533,10 +536,13 @@ impl StreamEncoder {
                 w.key("delta");
                 w.begin_object();
                 w.key("stop_reason");
-                match stop_reason {
-                    Some(r) => w.string(r.anthropic_name_for_client()),
-                    None => w.null(),
-                }
+                // (Another dialect's stream: tool calls are a tool-use stop whatever the
+                // upstream said, and a missing reason is the turn's end.)
+                w.string(match stop_reason {
+                    None | Some(StopReason::EndTurn) if self.called => "tool_use",
+                    None => "end_turn",
+                    Some(r) => r.anthropic_name_for_client(),
+                });
                 w.key("stop_sequence");
                 match stop_sequence {
                     Some(s) => w.string(s),

@@ -469,3 +469,51 @@ fn structured_output_requests_become_output_config_text_format() {
     let body = encode(&req, "amazon.nova-pro-v1:0");
     assert!(body["outputConfig"]["textFormat"]["structure"]["jsonSchema"]["schema"].is_string());
 }
+
+#[test]
+fn an_openai_refusal_in_history_is_the_assistant_s_text_and_empty_requests_are_refused() {
+    let mut refused = Message {
+        role: Role::Assistant,
+        content: Content::blocks(vec![]),
+        extra: Default::default(),
+    };
+    refused.extra.insert("refusal", to_raw(&"I can't help"));
+    let req = ChatRequest {
+        model: "m".into(),
+        origin: Some(Dialect::OpenAi),
+        messages: vec![text(Role::User, "a"), refused, text(Role::User, "b")],
+        ..Default::default()
+    };
+    let body = encode(&req, "amazon.nova-pro-v1:0");
+    assert_eq!(
+        body["messages"],
+        json!([
+            {"role": "user", "content": [{"text": "a"}]},
+            {"role": "assistant", "content": [{"text": "I can't help"}]},
+            {"role": "user", "content": [{"text": "b"}]}
+        ])
+    );
+    for messages in [
+        vec![text(Role::System, "only a system prompt")],
+        vec![text(Role::User, "")],
+        vec![
+            text(Role::User, "hi"),
+            text(Role::Assistant, "hello"),
+            text(Role::User, ""),
+        ],
+    ] {
+        let req = ChatRequest {
+            model: "m".into(),
+            origin: Some(Dialect::OpenAi),
+            messages,
+            ..Default::default()
+        };
+        let err = encode_converse(&req, "amazon.nova-pro-v1:0", &EncodeOptions::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no message with content") || err.contains("is empty"),
+            "{err}"
+        );
+    }
+}

@@ -71,6 +71,8 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
     for (i, m) in req.messages.iter().enumerate() {
         plan.message(i, m, opts)?;
     }
+    // Gemini refuses empty content, so empty messages were left out above.
+    req.check_kept_messages("Gemini", plan.turns.last().map(|t| t.role == "model"))?;
     let mut functions = Vec::new();
     for t in req.tools() {
         match t {

@@ -934,3 +934,22 @@ fn an_openai_assistant_refusal_in_history_is_the_model_turn_s_text() {
         ])
     );
 }
+
+#[test]
+fn requests_left_empty_or_ending_on_the_model_are_refused() {
+    for messages in [
+        vec![Message::text(Role::System, "only a system prompt")],
+        vec![Message::text(Role::User, "")],
+        vec![
+            Message::text(Role::User, "hi"),
+            Message::text(Role::Assistant, "hello"),
+            Message::text(Role::User, ""),
+        ],
+    ] {
+        let err = encode_err(&request(messages)).to_string();
+        assert!(
+            err.contains("no message with content") || err.contains("is empty"),
+            "{err}"
+        );
+    }
+}

@@ -57,6 +57,54 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
+    /// The request with OpenAI assistant refusals (`refusal` beside a null `content`) as
+    /// the assistant's text, for dialects that have a refusal only as text: a copy only
+    /// when it holds some.
+    pub fn with_refusals_as_text(&self) -> std::borrow::Cow<'_, ChatRequest> {
+        if !self.messages.iter().any(|m| m.refusal_text().is_some()) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut r = self.clone();
+        for m in &mut r.messages {
+            if let Some(text) = m.refusal_text() {
+                m.content.blocks.insert(
+                    0,
+                    crate::ContentBlock::Text(crate::TextBlock {
+                        text,
+                        ..Default::default()
+                    }),
+                );
+            }
+        }
+        std::borrow::Cow::Owned(r)
+    }
+
+    /// Whether the messages an encoder kept (`kept_last_role`: the role of the last one
+    /// it will send, `None` if none) still make the client's request: refuses a request
+    /// left with no message, or whose last (user) message was left out as empty, so that
+    /// it would end on the assistant's turn (a prefill to continue) instead.
+    pub fn check_kept_messages(
+        &self,
+        to: &str,
+        kept_last_is_assistant: Option<bool>,
+    ) -> Result<(), crate::WireError> {
+        let last_spoken = self
+            .messages
+            .iter()
+            .rposition(|m| !matches!(m.role, crate::Role::System | crate::Role::Developer));
+        match (last_spoken, kept_last_is_assistant) {
+            (_, None) => Err(crate::WireError::Unsupported(format!(
+                "the request has no message with content; {to} needs at least one user message"
+            ))),
+            (Some(i), Some(true)) if self.messages[i].role != crate::Role::Assistant => {
+                Err(crate::WireError::Unsupported(format!(
+                    "messages[{i}] is empty; {to} refuses empty content, and without it the request would end on the assistant's turn"
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Refuses what an OpenAI client sent that `to` (another dialect) has no counterpart
     /// for and that would otherwise be dropped unnoticed: the deprecated `functions` and
     /// `function_call` (the answer could not come back in their shape either).

@@ -449,8 +449,22 @@ impl Serialize for ChoiceOut<'_> {
         m.serialize_entry("message", &MessageOut { r, same })?;
         match (&r.stop_reason, same) {
             (Some(sr), true) => m.serialize_entry("finish_reason", sr.openai_name())?,
-            (Some(sr), false) => m.serialize_entry("finish_reason", sr.openai_client_name())?,
-            (None, false) => m.serialize_entry("finish_reason", &())?,
+            // Another dialect's answer: tool calls are a tool-calls finish whatever the
+            // upstream said, and a missing reason is the turn's end.
+            (sr, false) => {
+                let called = r
+                    .content
+                    .iter()
+                    .any(|b| matches!(b, ContentBlock::ToolUse(_)));
+                m.serialize_entry(
+                    "finish_reason",
+                    match sr {
+                        None | Some(StopReason::EndTurn) if called => "tool_calls",
+                        None => "stop",
+                        Some(sr) => sr.openai_client_name(),
+                    },
+                )?
+            }
             (None, true) => {}
         }
         if same {

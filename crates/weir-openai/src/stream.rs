@@ -837,9 +837,13 @@ impl StreamEncoder {
                 stop_reason, usage, ..
             } => {
                 self.usage.merge(usage);
-                let finish = stop_reason
-                    .as_ref()
-                    .map_or("stop", |r| r.openai_client_name());
+                // (Another dialect's stream: tool calls are a tool-calls finish whatever the
+                // upstream said.)
+                let finish = match stop_reason {
+                    None | Some(StopReason::EndTurn) if !self.tools.is_empty() => "tool_calls",
+                    None => "stop",
+                    Some(r) => r.openai_client_name(),
+                };
                 self.chunk(out, Some(finish), |o| o.extend_from_slice(b"{}"));
             }
             StreamEvent::MessageStop => self.done_into(out)?,

@@ -1843,3 +1843,34 @@ fn content_carried_by_a_block_start_reaches_openai_clients() {
     assert_eq!(text, "Prefix");
     assert_eq!(args, [r#"{"x":5}"#, r#"{"y":1}"#]);
 }
+
+#[test]
+fn tool_calls_or_a_missing_reason_never_reach_a_client_as_a_plain_or_null_stop() {
+    // An Anthropic-compatible service ending tool calls with end_turn.
+    let o = a_resp_to_o(json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}}],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 1, "output_tokens": 1}
+    }));
+    assert_eq!(o["choices"][0]["finish_reason"], "tool_calls");
+    let o = a_resp_to_o(json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "m",
+        "content": [{"type": "text", "text": "hi"}], "stop_reason": null,
+        "usage": {"input_tokens": 1, "output_tokens": 1}
+    }));
+    assert_eq!(o["choices"][0]["finish_reason"], "stop");
+    // An OpenAI-compatible service with no finish reason.
+    let a = o_resp_to_a(json!({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            "finish_reason": null}]
+    }));
+    assert_eq!(a["stop_reason"], "tool_use");
+    let a = o_resp_to_a(json!({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": null}]
+    }));
+    assert_eq!(a["stop_reason"], "end_turn");
+}

@@ -239,6 +239,7 @@ pub fn encode_converse(
     opts: &EncodeOptions,
 ) -> Result<Vec<u8>, WireError> {
     req.check_translatable("Bedrock")?;
+    let req = &*req.with_refusals_as_text();
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
     let caching = supports_cache_points(model);
@@ -278,6 +279,8 @@ pub fn encode_converse(
             _ => messages.push(Msg { role, blocks }),
         }
     }
+    // Converse refuses empty content, so empty messages were left out above.
+    req.check_kept_messages("Bedrock", messages.last().map(|m| m.role == "assistant"))?;
     // Tool results of a turn come first in the next user message, before any text.
     for m in messages.iter_mut().filter(|m| m.role == "user") {
         m.blocks
