@@ -214,7 +214,9 @@ impl Provider for GeminiProvider {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Count {
+            // (Proto3 JSON leaves a zero out: absent is 0.)
             total_tokens: Option<u64>,
+            error: Option<serde::de::IgnoredAny>,
         }
         let c: Count = serde_json::from_slice(&bytes).map_err(|e| {
             ProviderError::new(
@@ -222,6 +224,16 @@ impl Provider for GeminiProvider {
                 format!("the upstream's token count could not be decoded: {e}"),
             )
         })?;
+        if c.error.is_some() {
+            // An error body with a 200: no count (the caller estimates instead).
+            return Err(ProviderError::new(
+                ErrorKind::Upstream,
+                format!(
+                    "the upstream answered the token count with an error: {}",
+                    crate::error::message_of(&String::from_utf8_lossy(&bytes))
+                ),
+            ));
+        }
         Ok(Some(c.total_tokens.unwrap_or(0)))
     }
 }

@@ -287,6 +287,22 @@ async fn requests_gemini_cannot_take_fail_before_any_call() {
 }
 
 #[tokio::test]
+async fn a_count_answered_with_an_error_body_is_no_count() {
+    let up = FaultyUpstream::start(answer(
+        200,
+        "application/json",
+        r#"{"error": {"code": 500, "message": "backend hiccup", "status": "INTERNAL"}}"#,
+    ))
+    .await;
+    let p = provider(up.url());
+    let e = p
+        .count_tokens(request("gemini-2.5-flash", false), CallContext::new("t"))
+        .await
+        .unwrap_err();
+    assert!(e.message.contains("backend hiccup"), "{}", e.message);
+}
+
+#[tokio::test]
 async fn count_tokens_uses_the_whole_request() {
     let up = FaultyUpstream::start(answer(200, "application/json", r#"{"totalTokens": 42}"#)).await;
     let p = provider(up.url());
