@@ -303,6 +303,8 @@ impl<'de> Deserialize<'de> for OUsage {
                 let mut u = Usage::default();
                 let mut prompt: Option<u64> = None;
                 let mut cached: Option<u64> = None;
+                // DeepSeek's own name for the cached part (it may send both).
+                let mut cache_hit: Option<u64> = None;
                 while let Some(k) = map.next_key::<Key<'de>>()? {
                     match k.as_str() {
                         "prompt_tokens" => prompt = opt_value(&mut map, &k, &mut u.extra)?,
@@ -322,9 +324,15 @@ impl<'de> Deserialize<'de> for OUsage {
                             }
                             u.extra.insert(k.into_owned(), raw);
                         }
+                        "prompt_cache_hit_tokens" => {
+                            let raw: RawJson = map.next_value()?;
+                            cache_hit = serde_json::from_str(raw.get()).ok();
+                            u.extra.insert(k.into_owned(), raw);
+                        }
                         _ => u.extra.insert(k.into_owned(), map.next_value()?),
                     }
                 }
+                let cached = cached.or(cache_hit);
                 u.input_tokens = prompt.map(|p| p.saturating_sub(cached.unwrap_or(0)));
                 u.cache_read_tokens = cached;
                 Ok(OUsage(u))

@@ -777,6 +777,15 @@ fn usage_cache_semantics_map_both_ways() {
         &json!({"input_tokens": 176, "output_tokens": 50,
         "cache_read_input_tokens": 1024, "cache_creation_input_tokens": 0}),
     );
+    // DeepSeek names the cached part its own way.
+    let a = o_resp_to_a(
+        json!({"id": "c", "object": "chat.completion", "created": 1, "model": "deepseek-chat",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1000, "completion_tokens": 5, "total_tokens": 1005,
+            "prompt_cache_hit_tokens": 768, "prompt_cache_miss_tokens": 232}}),
+    );
+    assert_eq!(a["usage"]["input_tokens"], 232);
+    assert_eq!(a["usage"]["cache_read_input_tokens"], 768);
 }
 
 // --- errors ----------------------------------------------------------------------------------------
