@@ -492,6 +492,22 @@ async fn a_200_error_body_reaches_the_client_as_the_upstream_s_failure() {
             }
         }
     }
+    // The pass-through APIs too.
+    for (path, body) in [
+        ("/v1/responses", json!({"model": "o", "input": "hi"})),
+        (
+            "/v1/responses",
+            json!({"model": "o", "input": "hi", "stream": true}),
+        ),
+        ("/v1/embeddings", json!({"model": "o", "input": "hi"})),
+    ] {
+        let (status, answer) = post(&url, path, &body).await;
+        assert_eq!(status, 502, "{path} {body}: {answer}");
+        assert!(
+            answer.contains("model overloaded, try later"),
+            "{path}: {answer}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -261,6 +261,13 @@ pub async fn post_passthrough(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().starts_with("text/event-stream"));
         if !sse {
+            if is_whole_json(resp.headers()) {
+                let mut resp = resp;
+                let body = read_body(&mut resp).await?;
+                if let Some(err) = error_in_success(&body, decode_error) {
+                    return Err(scrubbed(err, secrets));
+                }
+            }
             return Err(undecodable(
                 "a streamed request was answered without a stream",
             ));
@@ -309,7 +316,14 @@ async fn json_answer(
         return Err(scrubbed(err, secrets));
     }
     report_limits(resp.headers(), report);
-    read_body(&mut resp).await
+    let body = read_body(&mut resp).await?;
+    // (As for chat answers: an error body with a 200 is the upstream's failure.)
+    if memchr::memmem::find(&body, b"\"error\"").is_some() {
+        if let Some(err) = error_in_success(&body, decode_error) {
+            return Err(scrubbed(err, secrets));
+        }
+    }
+    Ok(body)
 }
 
 /// The ids of a model listing (`{"data": [{"id": ...}, ...]}`, OpenAI's and Anthropic's
