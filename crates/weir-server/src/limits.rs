@@ -130,6 +130,10 @@ struct Buckets {
     /// Tokens left this minute (may go negative: a request's real usage is charged after).
     tokens: f64,
     tokens_at: Instant,
+    /// The (tpm, rpm) the two figures above are counted for: a reload that changes them
+    /// rescales the figures once (every runtime's rebuild of the app adopts the same
+    /// counters).
+    sized_for: (Option<u64>, Option<u64>),
 }
 
 /// One key's limiter. Shared by every clone of the key (and every runtime thread).
@@ -240,6 +244,7 @@ impl Limiter {
                     tat: None,
                     tokens: cfg.tpm.unwrap_or(0) as f64,
                     tokens_at: Instant::now(),
+                    sized_for: (cfg.tpm, cfg.rpm),
                 }),
                 in_flight: AtomicU32::new(0),
                 spend: Mutex::new(Spend::default()),
@@ -255,18 +260,37 @@ impl Limiter {
     pub fn carrying_over(cfg: LimitConfig, old: &Limiter) -> Arc<Limiter> {
         {
             let mut b = lock(&old.state.buckets);
-            match (old.cfg.tpm, cfg.tpm) {
-                // Tokens used this minute stay used; the bucket is the new size.
-                (Some(before), Some(after)) => {
-                    b.tokens = (b.tokens - before as f64 + after as f64).min(after as f64)
+            let (tpm_was, rpm_was) = b.sized_for;
+            if tpm_was != cfg.tpm {
+                match (tpm_was, cfg.tpm) {
+                    // Tokens used this minute stay used; the bucket is the new size.
+                    (Some(before), Some(after)) => {
+                        b.tokens = (b.tokens - before as f64 + after as f64).min(after as f64)
+                    }
+                    // Nothing was counted before: a full bucket.
+                    (None, Some(after)) => {
+                        b.tokens = after as f64;
+                        b.tokens_at = Instant::now();
+                    }
+                    (_, None) => {}
                 }
-                // Nothing was counted before: a full bucket.
-                (None, Some(after)) => {
-                    b.tokens = after as f64;
-                    b.tokens_at = Instant::now();
-                }
-                (_, None) => {}
             }
+            if rpm_was != cfg.rpm {
+                match (rpm_was, cfg.rpm, b.tat) {
+                    // GCRA's debt (`tat` ahead of now) is the requests used this minute
+                    // times the old interval: the same requests at the new interval.
+                    (Some(before), Some(after), Some(tat)) => {
+                        let now = Instant::now();
+                        if let Some(ahead) = tat.checked_duration_since(now) {
+                            b.tat = Some(now + ahead.mul_f64(before as f64 / after.max(1) as f64));
+                        }
+                    }
+                    // Nothing was counted before: a fresh rate.
+                    (None, Some(_), _) => b.tat = None,
+                    _ => {}
+                }
+            }
+            b.sized_for = (cfg.tpm, cfg.rpm);
         }
         Arc::new(Limiter {
             cfg,
@@ -532,11 +556,16 @@ mod tests {
         // ...and gives it back to the new limiter when it ends.
         drop(held);
         assert_eq!(raised.in_flight(), 0);
+        // Every runtime's rebuild adopts the same counters: the figures are rescaled once.
+        let again = Limiter::carrying_over(raised.config(), &new);
+        drop(again);
         // 600 tokens were used this minute, over the new 500.
         assert_eq!(raised.admit(0, now).unwrap_err().limit, "tpm");
+        let tokens = lock(&raised.state.buckets).tokens;
+        assert!((-110.0..-90.0).contains(&tokens), "{tokens}");
         assert!(lock(&raised.state.buckets).tokens < 0.0);
-        // 3 of 3 requests this minute: at 4 a minute the next is 15 s away; by then the
-        // tokens have refilled past zero.
+        // 3 requests this minute: at 4 a minute one more may go at once; then the next
+        // is 15 s away, and by then the tokens have refilled past zero.
         let tpm_only = Limiter::carrying_over(
             LimitConfig {
                 rpm: Some(4),
@@ -544,7 +573,9 @@ mod tests {
             },
             &raised,
         );
-        assert_eq!(tpm_only.admit(0, now).unwrap_err().limit, "rpm");
+        // (3 of 4 used: one more, then no more.)
+        assert!(tpm_only.admit(0, at(now, 1)).is_ok());
+        assert_eq!(tpm_only.admit(0, at(now, 2)).unwrap_err().limit, "rpm");
         assert!(raised.admit(0, at(now, 15_001)).is_ok());
     }
 
