@@ -1515,7 +1515,13 @@ impl Router {
                 } else {
                     healthy
                 };
-                let first = if pool.len() == 1 {
+                // A target whose breaker waited its time is probed first (as the walk
+                // probes it in the other strategies): passed over for being unhealthy, it
+                // would never be tried again.
+                let due = (0..n).find(|&i| rs.targets[i].probe_due(now));
+                let first = if let Some(d) = due {
+                    d
+                } else if pool.len() == 1 {
                     pool[0]
                 } else {
                     let a = rand::random_range(0..pool.len());

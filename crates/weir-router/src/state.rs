@@ -111,6 +111,11 @@ impl TargetState {
         matches!(lock(&self.inner).breaker, Breaker::Closed { .. })
     }
 
+    /// Whether the breaker is open and its wait is over: the next request may probe it.
+    pub(crate) fn probe_due(&self, now: Instant) -> bool {
+        matches!(lock(&self.inner).breaker, Breaker::Open { until, .. } if until <= now)
+    }
+
     /// A request (or probe) succeeded after `latency`.
     pub(crate) fn success(&self, latency: Option<Duration>, now: Instant) -> Transition {
         let mut g = lock(&self.inner);

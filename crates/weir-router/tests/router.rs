@@ -533,6 +533,45 @@ async fn least_latency_prefers_the_faster_target() {
 }
 
 #[tokio::test]
+async fn least_latency_probes_a_target_whose_breaker_waited_its_time() {
+    let a = Fake::new("a", Act::Ok);
+    a.script.lock().unwrap().push_back(Act::Fail(500));
+    let b = Fake::new("b", Act::Slow(Duration::from_millis(20)));
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])
+            .strategy(Strategy::LeastLatency)],
+        Policy {
+            breaker_failures: 1,
+            breaker_open: Duration::from_millis(50),
+            ..quick()
+        },
+    );
+    // Until a has been tried (and failed, opening its breaker), b covers for it.
+    while a.calls() == 0 {
+        assert_eq!(served_by(&r, req("m"), cx()).await, "b");
+    }
+    // Past its breaker's wait, the next request has a probed (in the background, as
+    // every strategy probes), and the probe closes the breaker; its latency figure then
+    // fades back into the comparisons.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    served_by(&r, req("m"), cx()).await;
+    let closed = || {
+        r.status()
+            .targets
+            .iter()
+            .any(|t| t.provider == "a" && t.breaker == "closed")
+    };
+    for _ in 0..100 {
+        if closed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(closed(), "{:?}", r.status());
+}
+
+#[tokio::test]
 async fn a_rate_limited_key_rests_and_the_next_key_serves() {
     let a = Fake::build("a", Act::Ok, &["sk-one", "sk-two"], Capabilities::ALL);
     a.key_act("sk-one", Act::Limited(Duration::from_secs(60)));
