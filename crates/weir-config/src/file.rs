@@ -505,6 +505,13 @@ fn comment_spans(text: &str) -> Vec<std::ops::Range<usize>> {
                     i += 1;
                 }
                 i += close.len();
+                // A multi-line string may end with one or two quotes of its own before
+                // its closing three (`"""a""""` is `a"`).
+                let mut extra = 0;
+                while multi && extra < 2 && b.get(i) == Some(&q) {
+                    i += 1;
+                    extra += 1;
+                }
             }
             _ => i += 1,
         }
@@ -781,6 +788,7 @@ mod tests {
                     b = '#' # ${RETIRED}\n\
                     c = \"\"\"\n# ${KEY}\n\"\"\"\n\
                     d = \"\\\"#\" # ${RETIRED}\n\
+                    f = \"\"\"q\"\"\"\" # ${RETIRED}\n\
                     e = \"${KEY}\"";
         let out = interpolate(None, text, &env).unwrap();
         assert_eq!(
@@ -790,6 +798,7 @@ mod tests {
              b = '#' # ${RETIRED}\n\
              c = \"\"\"\n# sk-\\\"quoted\\\"\n\"\"\"\n\
              d = \"\\\"#\" # ${RETIRED}\n\
+             f = \"\"\"q\"\"\"\" # ${RETIRED}\n\
              e = \"sk-\\\"quoted\\\"\""
         );
     }
