@@ -89,7 +89,13 @@ pub async fn run_live(
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(live.get().header_read_timeout);
-    builder.http2().timer(hyper_util::rt::TokioTimer::new());
+    // HTTP/2: a ping every 30 s, and a connection whose peer does not answer within
+    // 20 s is closed (an idle connection is otherwise kept for good).
+    builder
+        .http2()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Some(std::time::Duration::from_secs(30)))
+        .keep_alive_timeout(std::time::Duration::from_secs(20));
     // The connections' tasks: when the grace period is over, those still open are ended
     // (what they hold, such as a stream's log line and ledger row, is let go) before this
     // returns.
