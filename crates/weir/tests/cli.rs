@@ -7,6 +7,13 @@ fn weir() -> Command {
     Command::new(env!("CARGO_BIN_EXE_weir"))
 }
 
+/// A fresh directory for one test's files.
+fn scratch(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// `weir check --config cfg`: its exit code and standard output.
 fn check(cfg: &std::path::Path) -> (Option<i32>, String) {
     let out = weir()
@@ -19,8 +26,7 @@ fn check(cfg: &std::path::Path) -> (Option<i32>, String) {
 
 #[test]
 fn check_prints_every_error_with_file_line_and_column_and_fails() {
-    let dir = std::env::temp_dir().join(format!("weir-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("weir-cli");
     let bad = dir.join("bad.toml");
     std::fs::write(&bad, "[providers.a]\nkind = \"anthropic\"\nkeys = [\"${WEIR_CLI_TEST_UNSET_A}\", \"${WEIR_CLI_TEST_UNSET_B}\"]\n[server]\nlistn = 1\nmax_request_bytes = -1\n").unwrap();
     let (code, text) = check(&bad);
@@ -89,8 +95,7 @@ fn hash_key_and_version() {
 
 #[test]
 fn check_explains_a_bedrock_claude_id_without_its_inference_profile() {
-    let dir = std::env::temp_dir().join(format!("weir-cli-bedrock-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("weir-cli-bedrock");
     let cfg = dir.join("bedrock.toml");
     std::fs::write(
         &cfg,
@@ -139,8 +144,7 @@ fn check_explains_a_bedrock_claude_id_without_its_inference_profile() {
 
 #[test]
 fn check_refuses_the_admin_api_on_the_api_port() {
-    let dir = std::env::temp_dir().join(format!("weir-cli-admin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("weir-cli-admin");
     let cfg = dir.join("admin.toml");
     for (server, expect) in [
         (
@@ -165,8 +169,7 @@ fn check_refuses_the_admin_api_on_the_api_port() {
 
 #[test]
 fn check_finds_what_serve_would_trip_on_and_says_where() {
-    let dir = std::env::temp_dir().join(format!("weir-cli-where-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("weir-cli-where");
     let cfg = dir.join("where.toml");
     let keys = "[[auth.keys]]\nname = \"k\"\nkey = \"k\"\n";
     for (body, expect) in [
@@ -208,8 +211,7 @@ fn check_finds_what_serve_would_trip_on_and_says_where() {
 
 #[test]
 fn check_warns_of_a_budget_that_cannot_see_an_unpriced_model() {
-    let dir = std::env::temp_dir().join(format!("weir-cli-price-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("weir-cli-price");
     let cfg = dir.join("price.toml");
     std::fs::write(
         &cfg,
@@ -223,6 +225,7 @@ fn check_warns_of_a_budget_that_cannot_see_an_unpriced_model() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0));
+    // (Warnings go to stderr, which `check` leaves out.)
     let warned = String::from_utf8(out.stderr).unwrap();
     assert!(
         warned.contains("model `no-price-here` (a target of `a`) has no price"),
@@ -233,8 +236,7 @@ fn check_warns_of_a_budget_that_cannot_see_an_unpriced_model() {
 
 #[test]
 fn check_refuses_a_negative_price() {
-    let dir = std::env::temp_dir().join(format!("weir-cli-neg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("weir-cli-neg");
     let cfg = dir.join("neg.toml");
     std::fs::write(
         &cfg,
