@@ -151,7 +151,7 @@ pub async fn call<D: FrameDecoder>(
     // An error body with a 200: decoders that read leniently (Anthropic's shape has few
     // required fields) could take it for an empty answer. (`"error"` is looked for in the
     // bytes first, so answers are not parsed twice.)
-    if memchr::memmem::find(&body, b"\"error\"").is_some() {
+    if mentions_error(&body) {
         if let Some(err) = error_in_success(&body, dialect.decode_error) {
             return Err(scrubbed(err, secrets));
         }
@@ -179,6 +179,14 @@ fn scrubbed(mut err: ProviderError, secrets: &[&Secret]) -> ProviderError {
         scrub(&mut err, s.expose());
     }
     err
+}
+
+/// Whether `body` has `"error"` in it: only such an answer can be an error body. (The
+/// searcher is built once; `memmem::find` would build one per call.)
+fn mentions_error(body: &[u8]) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"error\""));
+    FINDER.find(body).is_some()
 }
 
 /// Whether a response is a whole JSON body (`application/json` with a length), not a
@@ -318,7 +326,7 @@ async fn json_answer(
     report_limits(resp.headers(), report);
     let body = read_body(&mut resp).await?;
     // (As for chat answers: an error body with a 200 is the upstream's failure.)
-    if memchr::memmem::find(&body, b"\"error\"").is_some() {
+    if mentions_error(&body) {
         if let Some(err) = error_in_success(&body, decode_error) {
             return Err(scrubbed(err, secrets));
         }
