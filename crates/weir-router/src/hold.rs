@@ -217,8 +217,51 @@ fn error_event(event: &[u8]) -> Option<ProviderError> {
         .as_str()
         .or(v["response"]["error"]["message"].as_str())
         .unwrap_or("the upstream stream failed before its first event");
-    Some(ProviderError::new(
-        weir_model::ErrorKind::Upstream,
-        format!("the upstream's stream failed: {message}"),
-    ))
+    // The event's code says what kind of failure (a rate limit is the client's 429, and
+    // rests no target).
+    let code = v["code"]
+        .as_str()
+        .or(v["response"]["error"]["code"].as_str())
+        .unwrap_or("");
+    let kind = if code.contains("rate_limit") || code == "insufficient_quota" {
+        weir_model::ErrorKind::RateLimited
+    } else if code.contains("overloaded") {
+        weir_model::ErrorKind::Overloaded
+    } else {
+        weir_model::ErrorKind::Upstream
+    };
+    let mut e = ProviderError::new(kind, format!("the upstream's stream failed: {message}"));
+    if kind != weir_model::ErrorKind::Upstream {
+        e.status = Some(kind.http_status());
+    }
+    Some(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_error_event_says_its_kind() {
+        let event = |data: &str| format!("event: error\ndata: {data}\n\n");
+        let limited = error_event(
+            event(r#"{"type":"error","code":"rate_limit_exceeded","message":"slow down","param":null}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(limited.kind, weir_model::ErrorKind::RateLimited);
+        assert_eq!(limited.status, Some(429));
+        assert!(limited.message.contains("slow down"));
+        let failed = error_event(
+            event(r#"{"type":"response.failed","response":{"error":{"code":"server_error","message":"boom"}}}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(failed.kind, weir_model::ErrorKind::Upstream);
+        assert!(failed.message.contains("boom"));
+        assert!(
+            error_event(b"event: response.created\ndata: {\"type\":\"response.created\"}\n\n")
+                .is_none()
+        );
+    }
 }
