@@ -197,6 +197,21 @@ fn client() -> reqwest::Client {
     reqwest::Client::builder().build().unwrap()
 }
 
+/// GETs `path` on the admin listener with the admin key.
+async fn admin_get(admin: &str, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{admin}{path}"))
+        .header("authorization", "Bearer sk-admin")
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The admin listener's `/metrics` text.
+async fn metrics_of(admin: &str) -> String {
+    admin_get(admin, "/metrics").await.text().await.unwrap()
+}
+
 async fn post(url: &str, path: &str, body: &Value, auth: Option<&str>) -> reqwest::Response {
     let mut r = client().post(format!("{url}{path}")).json(body);
     if let Some(k) = auth {
@@ -790,28 +805,12 @@ async fn admin_status_and_metrics_need_the_admin_key_and_hold_no_secrets() {
             .status(),
         200
     );
-    let get = |path: &str| {
+    let get = |path: &'static str| {
         let admin = admin.clone();
-        let path = path.to_owned();
-        async move {
-            client()
-                .get(format!("{admin}{path}"))
-                .header("authorization", "Bearer sk-admin")
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        }
+        async move { admin_get(&admin, path).await.text().await.unwrap() }
     };
     // OpenMetrics text, said so (read as Prometheus 0.0.4 text, the counters lose their type).
-    let typed = client()
-        .get(format!("{admin}/metrics"))
-        .header("authorization", "Bearer sk-admin")
-        .send()
-        .await
-        .unwrap();
+    let typed = admin_get(&admin, "/metrics").await;
     assert_eq!(
         typed.headers()["content-type"],
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -1177,12 +1176,7 @@ async fn the_dashboard_shows_the_status_to_a_browser_with_the_admin_key() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = client()
-        .get(format!("{admin}/"))
-        .header("authorization", "Bearer sk-admin")
-        .send()
-        .await
-        .unwrap();
+    let r = admin_get(&admin, "/").await;
     assert_eq!(r.status(), 200);
 }
 
@@ -1295,15 +1289,7 @@ async fn embeddings_route_like_chat_and_pass_openai_answers_through() {
     assert_eq!(up.seen.lock().unwrap().len(), 1);
 
     // Usage is accounted like chat's.
-    let metrics = client()
-        .get(format!("{admin}/metrics"))
-        .header("authorization", "Bearer sk-admin")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&admin).await;
     assert!(
         metrics.contains(
             r#"weir_tokens_total{key="tester",model="emb",provider="o",direction="input"} 3"#
@@ -1578,17 +1564,7 @@ async fn a_request_abandoned_before_its_answer_is_counted_as_499() {
         .send()
         .await;
     assert!(r.is_err(), "the upstream never answers");
-    let metrics = || async {
-        client()
-            .get(format!("{admin}/metrics"))
-            .header("authorization", "Bearer sk-admin")
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
+    let metrics = || metrics_of(&admin);
     let want = r#"weir_requests_total{key="tester",model="slow",provider="-",status="499"} 1"#;
     let mut seen = String::new();
     for _ in 0..50 {
@@ -1685,15 +1661,7 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
     }
 
     // Usage of both is accounted: 20 + 11 input tokens, 3 + 5 output.
-    let metrics = client()
-        .get(format!("{admin}/metrics"))
-        .header("authorization", "Bearer sk-admin")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&admin).await;
     for line in [
         r#"weir_tokens_total{key="tester",model="r",provider="o",direction="input"} 20"#,
         r#"weir_tokens_total{key="tester",model="r",provider="o",direction="output"} 3"#,
@@ -1812,15 +1780,7 @@ async fn responses_streams_fail_over_before_their_first_event_and_are_checked_to
 
     let text = post_text(&url, "/v1/responses", &stream("nameless")).await;
     assert_eq!(text, data_only, "passed on as it came");
-    let metrics = client()
-        .get(format!("{admin}/metrics"))
-        .header("authorization", "Bearer sk-admin")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&admin).await;
     let line =
         r#"weir_tokens_total{key="tester",model="nameless",provider="n",direction="input"} 11"#;
     assert!(metrics.contains(line), "{metrics}");
@@ -1894,15 +1854,7 @@ async fn streams_that_fail_after_their_200_are_counted_as_stream_errors() {
     post_text(&url, "/v1/messages", &a_req("mock", true)).await;
     // The log line is written when the response body is dropped, just after the last read.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let metrics = client()
-        .get(format!("{admin}/metrics"))
-        .header("authorization", "Bearer sk-admin")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_of(&admin).await;
     let line =
         r#"weir_stream_errors_total{key="tester",model="dies",provider="a",reason="upstream"} 1"#;
     assert!(metrics.contains(line), "{metrics}");
