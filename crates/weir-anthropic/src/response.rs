@@ -213,7 +213,7 @@ fn write_response(
             w.string(match sr {
                 None | Some(StopReason::EndTurn) if called => "tool_use",
                 None => "end_turn",
-                Some(sr) => sr.anthropic_name_for_client(),
+                Some(sr) => sr.anthropic_client_name(),
             });
         }
         (None, true) => {}
@@ -236,23 +236,4 @@ fn write_response(
     }
     w.end_object();
     Ok(())
-}
-
-/// Stop reasons as an Anthropic client may see them: reasons from other dialects that
-/// Anthropic has no name for become the nearest one.
-pub(crate) trait ClientStopName {
-    fn anthropic_name_for_client(&self) -> &str;
-}
-
-impl ClientStopName for StopReason {
-    fn anthropic_name_for_client(&self) -> &str {
-        match self {
-            StopReason::Other(s) => match s.as_str() {
-                "function_call" => "tool_use",
-                // Another dialect's own reason: the answer ended as it is.
-                _ => "end_turn",
-            },
-            _ => self.anthropic_name(),
-        }
-    }
 }

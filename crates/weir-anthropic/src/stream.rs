@@ -12,7 +12,7 @@ use weir_sse::Event;
 
 use crate::blocks::ABlock;
 use crate::error::api_error_from_body;
-use crate::response::{AUsage, ClientStopName};
+use crate::response::AUsage;
 use crate::write::{block, delta_usage, usage as write_usage, BlockEdits, Out};
 use weir_model::json_writer::JsonWriter;
 
@@ -541,7 +541,7 @@ impl StreamEncoder {
                 w.string(match stop_reason {
                     None | Some(StopReason::EndTurn) if self.called => "tool_use",
                     None => "end_turn",
-                    Some(r) => r.anthropic_name_for_client(),
+                    Some(r) => r.anthropic_client_name(),
                 });
                 w.key("stop_sequence");
                 match stop_sequence {

@@ -111,6 +111,17 @@ impl StopReason {
         }
     }
 
+    /// Anthropic's name for an Anthropic client of another dialect's upstream: a reason
+    /// Anthropic has no name for becomes the nearest one.
+    pub fn anthropic_client_name(&self) -> &str {
+        match self {
+            StopReason::Other(s) if s == "function_call" => "tool_use",
+            // Another dialect's own reason: the answer ended as it is.
+            StopReason::Other(_) => "end_turn",
+            _ => self.anthropic_name(),
+        }
+    }
+
     /// OpenAI's `finish_reason` for an OpenAI client of another dialect's upstream: a
     /// reason OpenAI has no name for (another dialect's own) becomes `stop`.
     pub fn openai_client_name(&self) -> &str {
