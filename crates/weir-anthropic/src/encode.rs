@@ -44,6 +44,8 @@ impl Default for EncodeOptions {
 /// blocks placed first in one user message; consecutive same-role messages merged; tool
 /// call ids made valid; `max_tokens` filled in.
 pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>, WireError> {
+    // An OpenAI assistant's refusal is what the model said: Anthropic has it as text.
+    let req = &*req.with_refusals_as_text();
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
     let plan = Plan::build(req, opts)?;
@@ -202,7 +204,7 @@ impl Plan<'_> {
                         id: b.id.as_deref(),
                         input: b.input.as_deref(),
                     };
-                    block(w, &b.block, self.out, edits)?;
+                    block(w, b.block, self.out, edits)?;
                 }
                 w.end_array();
             }
@@ -343,7 +345,7 @@ struct OutMessage<'a> {
 }
 
 struct OutBlock<'a> {
-    block: Cow<'a, ContentBlock>,
+    block: &'a ContentBlock,
     id: Option<Cow<'a, str>>,
     input: Option<RawJson>,
 }
@@ -400,19 +402,6 @@ impl<'a> Plan<'a> {
                     }
                 };
                 let mut blocks = Vec::with_capacity(m.content.blocks.len());
-                if let Some(refusal) = m.refusal_text() {
-                    // An OpenAI assistant's refusal (`refusal` beside a null `content`) is
-                    // what the model said: Anthropic has it as text. Dropped, the turn
-                    // would vanish and the user turns around it merge.
-                    blocks.push(OutBlock {
-                        block: Cow::Owned(ContentBlock::Text(weir_model::TextBlock {
-                            text: refusal,
-                            ..Default::default()
-                        })),
-                        id: None,
-                        input: None,
-                    });
-                }
                 for b in &m.content.blocks {
                     if let Some(ob) = OutBlock::translated(b)
                         .map_err(|e| WireError::Unsupported(format!("messages[{i}]: {e}")))?
@@ -438,7 +427,7 @@ impl<'a> Plan<'a> {
             // message, before any text.
             for m in messages.iter_mut().filter(|m| m.role == "user") {
                 m.blocks
-                    .sort_by_key(|b| !matches!(*b.block, ContentBlock::ToolResult(_)));
+                    .sort_by_key(|b| !matches!(b.block, ContentBlock::ToolResult(_)));
             }
             req.check_translatable("Anthropic")?;
             if let Some(extra_n) = req.extra.get("n") {
@@ -503,7 +492,7 @@ fn collect_system<'a>(c: &'a Content, into: &mut Vec<&'a TextBlock>) -> Result<(
 impl<'a> OutBlock<'a> {
     fn plain(block: &'a ContentBlock) -> Self {
         OutBlock {
-            block: Cow::Borrowed(block),
+            block,
             id: None,
             input: None,
         }
@@ -516,7 +505,7 @@ impl<'a> OutBlock<'a> {
             ContentBlock::Text(t) if t.text.is_empty() => return Ok(None),
             ContentBlock::Thinking(t) if t.signature.is_none() => return Ok(None),
             ContentBlock::ToolUse(t) => OutBlock {
-                block: Cow::Borrowed(block),
+                block,
                 id: Some(sanitize_tool_id(&t.id)),
                 input: Some(t.input.to_object()),
             },
@@ -533,7 +522,7 @@ impl<'a> OutBlock<'a> {
                     }
                 }
                 OutBlock {
-                    block: Cow::Borrowed(block),
+                    block,
                     id: Some(sanitize_tool_id(&r.tool_use_id)),
                     input: None,
                 }
@@ -595,9 +584,9 @@ fn thinking_for<'a>(
         m.role == "assistant"
             && m.blocks
                 .iter()
-                .any(|b| matches!(*b.block, ContentBlock::ToolUse(_)))
+                .any(|b| matches!(b.block, ContentBlock::ToolUse(_)))
             && !matches!(
-                m.blocks.first().map(|b| &*b.block),
+                m.blocks.first().map(|b| b.block),
                 Some(ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_))
             )
     });

@@ -60,6 +60,8 @@ impl Default for EncodeOptions {
 /// dialect can carry; OpenAI `function` messages ([`WireError::Unsupported`]).
 pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>, WireError> {
     req.check_translatable("Gemini")?;
+    // An OpenAI assistant's refusal is what the model said: Gemini has it as text.
+    let req = &*req.with_refusals_as_text();
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
     let mut plan = Plan::default();
@@ -245,10 +247,6 @@ impl<'a> Plan<'a> {
                     }
                 }
             }
-        }
-        if let Some(refusal) = m.refusal_text() {
-            // An OpenAI assistant's refusal is what the model said: Gemini has it as text.
-            parts.insert(0, Part::new(Data::Text(Cow::Owned(refusal))));
         }
         if parts.is_empty() {
             return Ok(());

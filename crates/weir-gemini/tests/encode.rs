@@ -917,12 +917,13 @@ fn an_openai_assistant_refusal_in_history_is_the_model_turn_s_text() {
         .insert("refusal", to_raw(&"I can't help with that."));
     let mut answered = Message::text(Role::Assistant, "Sure.");
     answered.extra.insert("refusal", to_raw(&()));
-    let req = request(vec![
+    let mut req = request(vec![
         Message::text(Role::User, "Do the bad thing."),
         refused,
         Message::text(Role::User, "Something else, then."),
         answered,
     ]);
+    req.origin = Some(Dialect::OpenAi);
     let body = encode(&req);
     assert_eq!(
         body["contents"],

@@ -57,11 +57,13 @@ pub struct ChatRequest {
 }
 
 impl ChatRequest {
-    /// The request with OpenAI assistant refusals (`refusal` beside a null `content`) as
-    /// the assistant's text, for dialects that have a refusal only as text: a copy only
+    /// An OpenAI client's request with its assistants' refusals (`refusal` beside a null
+    /// `content`) as their text, for dialects that have a refusal only as text: a copy only
     /// when it holds some.
     pub fn with_refusals_as_text(&self) -> std::borrow::Cow<'_, ChatRequest> {
-        if !self.messages.iter().any(|m| m.refusal_text().is_some()) {
+        if self.origin != Some(Dialect::OpenAi)
+            || !self.messages.iter().any(|m| m.refusal_text().is_some())
+        {
             return std::borrow::Cow::Borrowed(self);
         }
         let mut r = self.clone();

@@ -239,6 +239,7 @@ pub fn encode_converse(
     opts: &EncodeOptions,
 ) -> Result<Vec<u8>, WireError> {
     req.check_translatable("Bedrock")?;
+    // An OpenAI assistant's refusal is what the model said: Converse has it as text.
     let req = &*req.with_refusals_as_text();
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
