@@ -220,6 +220,11 @@ async fn post(url: &str, path: &str, body: &Value, auth: Option<&str>) -> reqwes
     r.send().await.unwrap()
 }
 
+/// POSTs a Responses API request with the client key.
+async fn responses(url: &str, body: &Value) -> reqwest::Response {
+    post(url, "/v1/responses", body, Some(KEY)).await
+}
+
 fn sse_events(text: &str) -> Vec<(Option<String>, String)> {
     let mut d = weir_sse::Decoder::new();
     let mut evs = Vec::new();
@@ -1408,20 +1413,14 @@ async fn a_continued_response_goes_to_the_target_and_key_that_made_it() {
     .await;
     // Until one of `a`'s answers is known, requests rotate.
     while a.hits.load(Ordering::SeqCst) == 0 {
-        let r = post(
-            &url,
-            "/v1/responses",
-            &json!({"model": "w", "input": "hi"}),
-            Some(KEY),
-        )
-        .await;
+        let r = responses(&url, &json!({"model": "w", "input": "hi"})).await;
         assert_eq!(r.status(), 200);
     }
     let maker = key_of(&a.seen, a.hits.load(Ordering::SeqCst) - 1);
     let (a0, b0) = (a.hits.load(Ordering::SeqCst), b.hits.load(Ordering::SeqCst));
     for _ in 0..6 {
         let body = json!({"model": "w", "input": "more", "previous_response_id": "resp_A"});
-        let r = post(&url, "/v1/responses", &body, Some(KEY)).await;
+        let r = responses(&url, &body).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["x-weir-provider"], "a");
     }
@@ -1436,13 +1435,7 @@ async fn a_continued_response_goes_to_the_target_and_key_that_made_it() {
     }
     // Without it, the route and the pool still rotate.
     for _ in 0..4 {
-        let r = post(
-            &url,
-            "/v1/responses",
-            &json!({"model": "w", "input": "x"}),
-            Some(KEY),
-        )
-        .await;
+        let r = responses(&url, &json!({"model": "w", "input": "x"})).await;
         assert_eq!(r.status(), 200);
     }
     assert_eq!(b.hits.load(Ordering::SeqCst), b0 + 2);
@@ -1450,14 +1443,14 @@ async fn a_continued_response_goes_to_the_target_and_key_that_made_it() {
     // Streamed: the id comes in the final event.
     let stream = json!({"model": "s", "input": "hi", "stream": true});
     while d.hits.load(Ordering::SeqCst) == 0 {
-        let r = post(&url, "/v1/responses", &stream, Some(KEY)).await;
+        let r = responses(&url, &stream).await;
         assert_eq!(r.status(), 200);
         r.text().await.unwrap();
     }
     let c0 = c.hits.load(Ordering::SeqCst);
     for _ in 0..4 {
         let body = json!({"model": "s", "input": "more", "stream": true, "previous_response_id": "resp_D"});
-        let r = post(&url, "/v1/responses", &body, Some(KEY)).await;
+        let r = responses(&url, &body).await;
         assert_eq!(r.headers()["x-weir-provider"], "d");
         r.text().await.unwrap();
     }
@@ -1513,13 +1506,7 @@ async fn a_continued_response_keeps_its_account_across_a_reload() {
     // Make resp_A with the pool's second key (any answer from `a` re-pins resp_A to its
     // key: ask until the last one went out with sk-a2).
     loop {
-        let r = post(
-            &url,
-            "/v1/responses",
-            &json!({"model": "w", "input": "hi"}),
-            Some(KEY),
-        )
-        .await;
+        let r = responses(&url, &json!({"model": "w", "input": "hi"})).await;
         assert_eq!(r.status(), 200);
         let n = a.hits.load(Ordering::SeqCst);
         if n > 0 && key_of(&a.seen, n - 1) == "Bearer sk-a2" {
@@ -1531,7 +1518,7 @@ async fn a_continued_response_keeps_its_account_across_a_reload() {
     reload(config("\"sk-a3\", \"sk-a2\", \"sk-a4\"", true));
     for _ in 0..4 {
         let n = a.hits.load(Ordering::SeqCst);
-        let r = post(&url, "/v1/responses", &continued, Some(KEY)).await;
+        let r = responses(&url, &continued).await;
         assert_eq!(r.headers()["x-weir-provider"], "a");
         assert_eq!(key_of(&a.seen, n), "Bearer sk-a2");
     }
@@ -1539,7 +1526,7 @@ async fn a_continued_response_keeps_its_account_across_a_reload() {
     reload(config("\"sk-a3\", \"sk-a4\"", true));
     let mut providers = std::collections::BTreeSet::new();
     for _ in 0..6 {
-        let r = post(&url, "/v1/responses", &continued, Some(KEY)).await;
+        let r = responses(&url, &continued).await;
         providers.insert(r.headers()["x-weir-provider"].to_str().unwrap().to_owned());
     }
     assert_eq!(providers.len(), 2, "{providers:?}");
@@ -1602,7 +1589,7 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
     ))
     .await;
     let body = json!({"model": "r", "input": "hi", "store": false, "tools": []});
-    let r = post(&url, "/v1/responses", &body, Some(KEY)).await;
+    let r = responses(&url, &body).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-weir-provider"], "o");
     assert_eq!(r.headers()["x-weir-model"], "gpt-x");
@@ -1617,13 +1604,7 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
     );
 
     // Streamed: the upstream's bytes, as they came.
-    let r = post(
-        &url,
-        "/v1/responses",
-        &json!({"model": "rs", "input": "hi", "stream": true}),
-        Some(KEY),
-    )
-    .await;
+    let r = responses(&url, &json!({"model": "rs", "input": "hi", "stream": true})).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     assert_eq!(r.headers()["cache-control"], "no-cache");
@@ -1631,22 +1612,10 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
     assert_eq!(r.text().await.unwrap(), RESPONSES_STREAM);
 
     // A stream asked of an upstream that answers with JSON is no stream: a 502.
-    let r = post(
-        &url,
-        "/v1/responses",
-        &json!({"model": "r", "input": "hi", "stream": true}),
-        Some(KEY),
-    )
-    .await;
+    let r = responses(&url, &json!({"model": "r", "input": "hi", "stream": true})).await;
     assert_eq!(r.status(), 502);
 
-    let r = post(
-        &url,
-        "/v1/responses",
-        &json!({"model": "anthropic-only", "input": "hi"}),
-        Some(KEY),
-    )
-    .await;
+    let r = responses(&url, &json!({"model": "anthropic-only", "input": "hi"})).await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
     let msg = v["error"]["message"].as_str().unwrap();
@@ -1656,7 +1625,7 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
         json!({"model": "r", "stream": "yes"}),
         json!([1]),
     ] {
-        let r = post(&url, "/v1/responses", &bad, Some(KEY)).await;
+        let r = responses(&url, &bad).await;
         assert_eq!(r.status(), 400, "{bad}");
     }
 
