@@ -141,9 +141,14 @@ pub(crate) fn snapshot(r: &Router) -> RouterStatus {
             TargetStatus {
                 provider: t.provider.clone(),
                 model: t.model.clone(),
-                breaker: g.breaker.name(),
+                // An open breaker whose time is up lets the next request through as its
+                // probe: it is half open already, not "open, reopens in 0 ms".
+                breaker: match g.breaker {
+                    Breaker::Open { until, .. } if until <= now => "half_open",
+                    ref b => b.name(),
+                },
                 open_ms: match g.breaker {
-                    Breaker::Open { until, .. } => {
+                    Breaker::Open { until, .. } if until > now => {
                         Some(until.saturating_duration_since(now).as_millis() as u64)
                     }
                     _ => None,

@@ -859,6 +859,10 @@ async fn a_failed_probe_reopens_the_breaker() {
     served_by(&r, req("m"), cx()).await;
     assert_eq!(r.status().targets[0].breaker, "open");
     tokio::time::sleep(Duration::from_millis(150)).await;
+    // Its time is up: the next request probes it, so it is shown half open, not "open,
+    // reopens in 0 ms".
+    let t = &r.status().targets[0];
+    assert_eq!((t.breaker, t.open_ms), ("half_open", None));
     served_by(&r, req("m"), cx()).await;
     for _ in 0..50 {
         if a.probes.load(Ordering::SeqCst) == 1 && r.status().targets[0].breaker == "open" {
