@@ -1570,6 +1570,25 @@ impl Router {
         *lock(&self.response_pins) = pins;
     }
 
+    /// Takes over `old`'s sessions (a router built from a reloaded config) whose route and
+    /// target both configs have: a conversation stays where its prompt cache is across a
+    /// reload.
+    pub fn adopt_sessions(&mut self, old: &Router) {
+        let old_sessions = lock(&old.sessions);
+        let mut sessions = HashMap::with_capacity(old_sessions.len());
+        for (&(route, hash), &(target, at)) in old_sessions.iter() {
+            let slot = Slot {
+                route,
+                target,
+                key: None,
+            };
+            if let Some(s) = self.translate(old, slot) {
+                sessions.insert((s.route, hash), (s.target, at));
+            }
+        }
+        *lock(&self.sessions) = sessions;
+    }
+
     /// Where `old`'s `slot` is in this router: the route of the same name, its target
     /// with the same provider and model, and in that provider's pool the same key.
     fn translate(&self, old: &Router, slot: Slot) -> Option<Slot> {

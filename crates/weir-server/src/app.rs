@@ -595,9 +595,9 @@ fn zero_config_text(env: &dyn Fn(&str) -> Option<String>, bedrock: bool) -> Stri
 
 /// Builds a new app for a reloaded config, keeping what must outlive a reload: the
 /// metrics (and the router reporting to them), the limiters of unchanged client keys, the
-/// ledger, the shared state store and where Responses API responses were made. Routing
-/// state (cooldowns, breakers, sessions) starts afresh with the new routes, except what the
-/// shared store holds, which [`App::follow_state`] reads back.
+/// ledger, the shared state store, sessions and where Responses API responses were made.
+/// Other routing state (cooldowns, breakers) starts afresh with the new routes, except what
+/// the shared store holds, which [`App::follow_state`] reads back.
 pub fn rebuild(
     cfg: &Config,
     file: Option<&Path>,
@@ -624,6 +624,7 @@ pub fn rebuild(
     app.router = app.router.with_observer(old.metrics.clone());
     // Continued Responses API conversations keep their account.
     app.router.adopt_responses(&old.router);
+    app.router.adopt_sessions(&old.router);
     if let Some(state) = &old.state {
         attach_state(&mut app, state.clone());
     }

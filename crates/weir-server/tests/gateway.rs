@@ -1532,6 +1532,77 @@ async fn a_continued_response_keeps_its_account_across_a_reload() {
     assert_eq!(providers.len(), 2, "{providers:?}");
 }
 
+/// A reload keeps sessions where they are (by route name and target, though the new
+/// config orders them differently), so a conversation keeps its prompt cache; a session
+/// whose target is gone moves on.
+#[tokio::test]
+async fn a_session_stays_on_its_target_across_a_reload() {
+    let answer = |who: &str| {
+        format!(
+            r#"{{"id":"chatcmpl-{who}","object":"chat.completion","created":1,"model":"m","choices":[{{"index":0,"message":{{"role":"assistant","content":"{who}"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}}}"#
+        )
+    };
+    let a = upstream(Script::Reply(200, "application/json", answer("a"))).await;
+    let b = upstream(Script::Reply(200, "application/json", answer("b"))).await;
+    let config = |targets: &str, extra_route_first: bool| {
+        format!(
+            "[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n\
+             [providers.a]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-a\"]\n\
+             [providers.b]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-b\"]\n{}\
+             [[models]]\nname = \"w\"\nstrategy = \"round_robin\"\ntargets = [{targets}]\n",
+            a.url,
+            b.url,
+            if extra_route_first {
+                "[[models]]\nname = \"other\"\ntargets = [{ provider = \"b\" }]\n"
+            } else {
+                ""
+            },
+        )
+    };
+    let first = config("{ provider = \"a\" }, { provider = \"b\" }", false);
+    let cfg = weir_server::config::parse(None, &first).unwrap();
+    let live = weir_server::Live::new(Arc::new(weir_server::build(&cfg, None, &first).unwrap()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(weir_server::run_live(
+        live.clone(),
+        listener,
+        None,
+        std::future::pending(),
+    ));
+    let reload = |text: String| {
+        let cfg = weir_server::config::parse(None, &text).unwrap();
+        let app = weir_server::rebuild(&cfg, None, &text, &live.get()).unwrap();
+        live.set(Arc::new(app));
+    };
+    let served_by = || async {
+        let r = client()
+            .post(format!("{url}/v1/chat/completions"))
+            .header("authorization", format!("Bearer {KEY}"))
+            .header("x-weir-session", "s-1")
+            .json(&o_req("w", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.headers()["x-weir-provider"].to_str().unwrap().to_owned()
+    };
+    // Round robin starts with the first target, and the session stays there.
+    for _ in 0..3 {
+        assert_eq!(served_by().await, "a");
+    }
+    // Routes and targets reordered: a fresh router would start with `b`.
+    reload(config("{ provider = \"b\" }, { provider = \"a\" }", true));
+    for _ in 0..3 {
+        assert_eq!(served_by().await, "a");
+    }
+    // The session's target gone: it moves on, and stays where it went.
+    reload(config("{ provider = \"b\" }", true));
+    assert_eq!(served_by().await, "b");
+    reload(config("{ provider = \"a\" }, { provider = \"b\" }", false));
+    assert_eq!(served_by().await, "b");
+}
+
 /// A request whose client leaves before the answer is still counted and logged, as a
 /// 499 (nginx's "client closed request"), once: not as nothing.
 #[tokio::test]
