@@ -212,16 +212,27 @@ def test_a_second_sigterm_ends_the_grace_period_at_once(weir_factory):
     stream = o_client(w).chat.completions.create(model="slow-mock", stream=True,
                                                  messages=[{"role": "user", "content": "a long answer please"}])
     next(iter(stream))
-    w.proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 5
-    while "shutting down" not in w.logs() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.2)  # (the second signal is listened for from just after the first)
-    started = time.monotonic()
-    w.proc.send_signal(signal.SIGTERM)
-    assert w.proc.wait(15) == 0
-    assert time.monotonic() - started < 3, w.logs()
-    assert "told again to stop" in w.logs()
+    with a_client(w).messages.stream(model="slow-mock", max_tokens=100,
+                                     messages=[{"role": "user", "content": "a long answer please"}]) as a_stream:
+        next(iter(a_stream))
+        w.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while "shutting down" not in w.logs() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # (the second signal is listened for from just after the first)
+        started = time.monotonic()
+        w.proc.send_signal(signal.SIGTERM)
+        assert w.proc.wait(15) == 0
+        assert time.monotonic() - started < 3, w.logs()
+        assert "told again to stop" in w.logs()
+        # The streams cut end with an error event each SDK raises (not a broken body).
+        with pytest.raises(anthropic.APIStatusError, match="shutting down") as e:
+            for _ in a_stream:
+                pass
+        assert e.value.body["error"]["type"] == "overloaded_error"
+    with pytest.raises(openai.APIError, match="shutting down"):
+        for _ in stream:
+            pass
 
 
 def test_openai_sdk_embeddings_both_encodings(weir_factory):

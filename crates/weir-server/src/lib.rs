@@ -60,6 +60,10 @@ pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// How long a request body may go without a byte arriving before it is answered 408.
 pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long streams cut at the end of the shutdown grace period have to write their error
+/// event before their connections are closed.
+const CUT_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Serves the API on `api` (and the admin API on `admin`, if given) until `shutdown`
 /// resolves; then stops accepting and waits up to the app's grace period for in-flight
 /// requests and streams.
@@ -146,7 +150,7 @@ pub async fn run_live(
                 let svc = service_fn(move |req| admin::handle(live.clone(), req));
                 let _ = watcher.watch(builder.serve_connection(io, svc)).await;
             } else {
-                let svc = service_fn(move |req| http::handle(live.get(), req));
+                let svc = service_fn(move |req| http::handle(live.get(), live.cut().clone(), req));
                 if let Err(e) = watcher
                     .watch(builder.serve_connection_with_upgrades(io, svc))
                     .await
@@ -168,14 +172,28 @@ pub async fn run_live(
             "shutting down: waiting up to {grace:?} for {} open connection(s)",
             conns.len()
         );
-        tokio::select! {
-            () = graceful.shutdown() => tracing::info!("all connections closed"),
+        let all_closed = graceful.shutdown();
+        tokio::pin!(all_closed);
+        let cut = tokio::select! {
+            () = &mut all_closed => {
+                tracing::info!("all connections closed");
+                false
+            }
             () = tokio::time::sleep(grace) => {
                 tracing::warn!("shutdown grace period over; closing remaining connections");
+                true
             }
             () = hurried() => {
                 tracing::warn!("told again to stop; closing remaining connections");
+                true
             }
+        };
+        if cut {
+            // Streams end with an error event in their client's dialect rather than
+            // mid-event; their connections then close. Whatever has not closed within
+            // CUT_FLUSH (a client not reading, a request without a stream) is ended below.
+            live.cut().fire();
+            let _ = tokio::time::timeout(CUT_FLUSH, &mut all_closed).await;
         }
     }
     // Ends what is left (each task's future is dropped as it is aborted).

@@ -150,8 +150,9 @@ pub struct StreamErrorLabels {
     pub model: String,
     /// Provider.
     pub provider: String,
-    /// `upstream` (it failed or was cut short), `timeout`, `translation` or
-    /// `client_disconnected`.
+    /// `upstream` (it failed or was cut short), `timeout`, `translation`,
+    /// `client_disconnected` or `shutdown` (still running when the shutdown grace period
+    /// was over).
     pub reason: String,
 }
 

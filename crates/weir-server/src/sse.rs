@@ -15,6 +15,15 @@ use hyper::body::Frame as BodyFrame;
 use weir_model::{ApiError, ByteStream, Dialect, EventStream, Frame, StreamEvent};
 
 use crate::http::{Body, RequestLog};
+use crate::live::CutWatch;
+
+/// What a stream still running when the shutdown grace period is over tells its client.
+fn shutdown_error() -> ApiError {
+    ApiError::new(
+        weir_model::ErrorKind::Overloaded,
+        "the gateway is shutting down and its grace period is over; retry the request",
+    )
+}
 
 /// The request's log line, written when the stream ends, fails or is dropped (the client
 /// went away: dropping the body drops the upstream stream, which cancels the upstream
@@ -110,6 +119,7 @@ impl Drop for StreamLog {
             if let Some(kind) = self.log.stream_error {
                 let reason = match (self.outcome, kind) {
                     ("translation failed", _) => "translation",
+                    ("shutdown grace over", _) => "shutdown",
                     (_, weir_model::ErrorKind::Cancelled) => "client_disconnected",
                     (_, weir_model::ErrorKind::Timeout) => "timeout",
                     _ => "upstream",
@@ -148,6 +158,7 @@ struct State {
     /// The gateway asked an OpenAI upstream for usage the client did not ask for.
     hide_usage_chunk: bool,
     log: StreamLog,
+    cut: CutWatch,
     done: bool,
 }
 
@@ -229,6 +240,13 @@ impl hyper::body::Body for SseBody {
     ) -> Poll<Option<Result<BodyFrame<Bytes>, Infallible>>> {
         let st = &mut self.get_mut().0;
         let mut out = Vec::new();
+        if !st.done && st.cut.poll(cx) {
+            st.done = true;
+            st.log
+                .failed("shutdown grace over", weir_model::ErrorKind::Overloaded);
+            error_event(&mut st.encoder, st.dialect, &shutdown_error(), &mut out);
+            return Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(out)))));
+        }
         // Events the upstream already sent go out together: one body frame (and one
         // write) instead of one each. Nothing waits for more.
         while !st.done && out.len() < BATCH_BYTES {
@@ -260,6 +278,7 @@ pub(crate) fn sse_response(
     upstream: EventStream,
     client_usage: bool,
     log: StreamLog,
+    cut: CutWatch,
 ) -> Response<Body> {
     let encoder = match dialect {
         Dialect::Anthropic => Encoder::Anthropic(weir_anthropic::StreamEncoder::new()),
@@ -276,6 +295,7 @@ pub(crate) fn sse_response(
         dialect,
         hide_usage_chunk: dialect == Dialect::OpenAi && !client_usage,
         log,
+        cut,
         done: false,
     };
     sse_headers(Response::new(SseBody(state).boxed_unsync()))
@@ -306,6 +326,7 @@ pub(crate) fn passthrough_response(
     upstream: ByteStream,
     log: StreamLog,
     memory: weir_router::ResponseMemory,
+    cut: CutWatch,
 ) -> Response<Body> {
     let scan = weir_sse::Decoder::with_limits(weir_sse::Limits {
         max_line_bytes: 64 << 20,
@@ -316,6 +337,7 @@ pub(crate) fn passthrough_response(
             upstream,
             log,
             memory,
+            cut,
             scan: Some(scan),
             events: Vec::new(),
             finished: false,
@@ -330,6 +352,7 @@ struct PassthroughBody {
     log: StreamLog,
     /// Remembers where the response was made, once its final event names it.
     memory: weir_router::ResponseMemory,
+    cut: CutWatch,
     /// `None` once the copy could not be read as SSE (the bytes still go through).
     scan: Option<weir_sse::Decoder>,
     events: Vec<weir_sse::Event>,
@@ -408,6 +431,14 @@ impl hyper::body::Body for PassthroughBody {
         let me = self.get_mut();
         if me.done {
             return Poll::Ready(None);
+        }
+        if me.cut.poll(cx) {
+            me.done = true;
+            me.log
+                .failed("shutdown grace over", weir_model::ErrorKind::Overloaded);
+            return Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(
+                responses_error_event(&shutdown_error()),
+            )))));
         }
         match me.upstream.poll_next_unpin(cx) {
             Poll::Pending => Poll::Pending,
