@@ -183,6 +183,16 @@ impl State {
                 if self.hide_usage_chunk && is_usage_only_chunk(&frame) {
                     return;
                 }
+                // The upstream's own error event ends the stream: what an upstream sends
+                // after it (vLLM and Azure send `[DONE]`) would close the message as if it
+                // had ended well (`end_turn`, `message_stop`).
+                if frame
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, StreamEvent::Error(_)))
+                {
+                    self.done = true;
+                }
                 if let Err(e) = self.encoder.encode(&frame, out) {
                     self.done = true;
                     self.log

@@ -990,6 +990,39 @@ async fn an_upstream_dying_mid_stream_ends_the_stream_with_an_error_in_each_dial
     assert!(text.contains("Partial"));
 }
 
+/// An upstream's error event mid-stream ends the stream there, though the upstream goes
+/// on to `[DONE]` (vLLM, Azure): the client never sees the message closed as if it ended
+/// well after the error.
+#[tokio::test]
+async fn an_error_event_ends_the_stream_though_the_upstream_sends_done_after_it() {
+    let body = concat!(
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n",
+        "data: {\"error\":{\"message\":\"The server had an error while processing your request.\",\"type\":\"server_error\"}}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let up = upstream(Script::Reply(200, "text/event-stream", body.into())).await;
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n",
+        up.url
+    ))
+    .await;
+    let text = post_text(&url, "/v1/messages", &a_req("o", true)).await;
+    let events = sse_events(&text);
+    assert_eq!(events.last().unwrap().0.as_deref(), Some("error"), "{text}");
+    assert!(
+        text.contains("Hel") && text.contains("processing your request"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("end_turn") && !text.contains("message_stop"),
+        "{text}"
+    );
+    let text = post_text(&url, "/v1/chat/completions", &o_req("o", true)).await;
+    let last: Value = serde_json::from_str(&sse_events(&text).last().unwrap().1).unwrap();
+    assert!(last["error"]["message"].is_string(), "{text}");
+}
+
 /// Streams from `script` through a route with these idle and total timeouts, checks the
 /// stream ends with a timeout error saying `message`, and returns its events.
 async fn stream_timing_out(
