@@ -153,9 +153,13 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
         }
     }
     match &req.thinking {
-        Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive) => {
+        Some(ThinkingConfig::Enabled { .. }) => {
             body.insert("think".into(), true.into());
         }
+        // The model decides: Ollama's thinking models think unless told not to, and the
+        // others answer 400 to any `think: true` (Claude Code asks for adaptive thinking
+        // on every request).
+        Some(ThinkingConfig::Adaptive) => {}
         Some(ThinkingConfig::Disabled) => {
             body.insert("think".into(), false.into());
         }

@@ -77,7 +77,9 @@ fn tool_loop() -> ChatRequest {
         ],
         max_tokens: Some(100),
         temperature: Some(0.2),
-        thinking: Some(ThinkingConfig::Adaptive),
+        thinking: Some(ThinkingConfig::Enabled {
+            budget_tokens: 1024,
+        }),
         ..Default::default()
     }
 }
@@ -104,6 +106,20 @@ fn requests_carry_images_tool_calls_and_results_by_name() {
             ]
         })
     );
+}
+
+/// Adaptive thinking leaves it to the model: no `think` (Ollama's models without
+/// thinking answer 400 to `think: true`, and Claude Code asks for adaptive thinking on
+/// every request); disabled says so.
+#[test]
+fn adaptive_thinking_sends_no_think_and_disabled_sends_false() {
+    let mut r = tool_loop();
+    r.thinking = Some(ThinkingConfig::Adaptive);
+    let body: Value = serde_json::from_slice(&encode_request(&r).unwrap()).unwrap();
+    assert!(body.get("think").is_none(), "{body}");
+    r.thinking = Some(ThinkingConfig::Disabled);
+    let body: Value = serde_json::from_slice(&encode_request(&r).unwrap()).unwrap();
+    assert_eq!(body["think"], false);
 }
 
 #[test]

@@ -90,6 +90,15 @@ impl Needs {
     }
 }
 
+/// Features a request only hints at, dropped for a target without them whatever the
+/// route's `unsupported` says: `cache_control` (a cost saving, never needed for an answer)
+/// and adaptive thinking (the model may decide not to think). Claude Code sends both on
+/// every request; refusing a target over them would leave it no fallback.
+pub(crate) fn is_hint(feature: &str, req: &ChatRequest) -> bool {
+    feature == "prompt_caching"
+        || (feature == "thinking" && matches!(req.thinking, Some(ThinkingConfig::Adaptive)))
+}
+
 /// Features that can be dropped from a request (tools cannot: the conversation would no
 /// longer make sense).
 pub(crate) fn droppable(feature: &str) -> bool {

@@ -835,7 +835,10 @@ impl Job for ChatRequest {
             .unwrap_or_else(|| provider.capabilities(model));
         let missing = Needs::of(self).missing(&caps);
         if !missing.is_empty() {
-            if route.unsupported == Unsupported::Drop && missing.iter().all(|f| caps::droppable(f))
+            let hints_only = missing.iter().all(|f| caps::is_hint(f, self));
+            if hints_only
+                || (route.unsupported == Unsupported::Drop
+                    && missing.iter().all(|f| caps::droppable(f)))
             {
                 let mut r = self.clone();
                 model.clone_into(&mut r.model);
@@ -852,7 +855,12 @@ impl Job for ChatRequest {
                 format!(
                     "{} ({model}) does not support {}",
                     target.provider,
-                    missing.join(", ")
+                    missing
+                        .iter()
+                        .filter(|f| !caps::is_hint(f, self))
+                        .copied()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ),
             );
             e.retryable_elsewhere = true;

@@ -1046,6 +1046,60 @@ async fn a_target_lacking_a_feature_is_skipped_or_gets_the_request_without_it() 
     assert!(r.send(image_req("m"), cx()).await.is_err());
 }
 
+/// `cache_control` and adaptive thinking are hints: a target without them gets the request
+/// without them (and a warning) even when the route skips targets lacking a feature; an
+/// explicit thinking budget still follows the route's `unsupported`.
+#[tokio::test]
+async fn hints_are_dropped_for_a_target_without_them_whatever_unsupported_says() {
+    let plain = Capabilities {
+        thinking: false,
+        prompt_caching: false,
+        ..Capabilities::ALL
+    };
+    let a = Fake::build("a", Act::Ok, &[], plain);
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        quick(),
+    );
+    let mut hinted = req("m");
+    hinted.thinking = Some(weir_model::ThinkingConfig::Adaptive);
+    hinted.messages = vec![Message {
+        role: Role::User,
+        content: Content::blocks(vec![ContentBlock::Text(weir_model::TextBlock {
+            text: "hi".into(),
+            cache_control: Some(weir_model::raw::to_raw(
+                &serde_json::json!({"type": "ephemeral"}),
+            )),
+            extra: Default::default(),
+        })]),
+        extra: Default::default(),
+    }];
+    let (_, served) = r.send(hinted.clone(), cx()).await.unwrap();
+    assert_eq!(
+        served.warnings,
+        ["a/m: dropped unsupported: thinking, prompt_caching"]
+    );
+    let sent = a.requests.lock().unwrap().last().cloned().unwrap();
+    assert!(sent.thinking.is_none());
+    assert!(matches!(
+        &sent.messages[0].content.blocks[0],
+        ContentBlock::Text(t) if t.cache_control.is_none()
+    ));
+    // A thinking budget asked for is not a hint: skipped (a clear 400 here), naming only it.
+    let mut budget = hinted;
+    budget.thinking = Some(weir_model::ThinkingConfig::Enabled {
+        budget_tokens: 1024,
+    });
+    let (last, _) = failure(&r, budget).await;
+    assert_eq!(last.kind, ErrorKind::InvalidRequest);
+    assert!(
+        last.message.ends_with("a (m) does not support thinking"),
+        "{}",
+        last.message
+    );
+}
+
 #[tokio::test]
 async fn two_hundred_concurrent_requests_with_one_key_rate_limited_lose_none() {
     let a = Fake::build(
