@@ -110,7 +110,14 @@ impl Preset {
         match self {
             // These know `max_completion_tokens`.
             Preset::Groq | Preset::Cerebras | Preset::Xai => {}
-            Preset::DeepSeek | Preset::OpenRouter | Preset::Zai | Preset::Together => {
+            // DeepSeek's thinking mode (on by default) answers 400 to a history whose
+            // tool-call turns lack the `reasoning_content` they came with; other turns'
+            // reasoning it ignores.
+            Preset::DeepSeek => {
+                o.max_tokens_field = Some(MaxTokensField::MaxTokens);
+                o.reasoning_content_in_history = true;
+            }
+            Preset::OpenRouter | Preset::Zai | Preset::Together => {
                 o.max_tokens_field = Some(MaxTokensField::MaxTokens);
             }
             Preset::Mistral => {

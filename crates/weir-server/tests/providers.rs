@@ -332,6 +332,35 @@ async fn deepseek_reasoning_and_usage_on_the_finish_chunk() {
     assert!(body.contains(r#""output_tokens":5"#), "{body}");
 }
 
+/// DeepSeek's thinking mode wants a tool-call turn's reasoning back (else 400): an
+/// Anthropic client's thinking block goes back as `reasoning_content` with the preset.
+#[tokio::test]
+async fn deepseek_gets_a_tool_call_turns_reasoning_back() {
+    let up = FaultyUpstream::start(Behaviour::ok("done")).await;
+    let url = preset_gateway(&up, "deepseek").await;
+    let (status, body) = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "m", "max_tokens": 10,
+            "tools": [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": [
+                    {"type": "thinking", "thinking": "I should call the tool", "signature": ""},
+                    {"type": "tool_use", "id": "call_00_abc", "name": "get_weather", "input": {"city": "P"}}]},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_00_abc", "content": "18C"}]}]}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let sent = up.requests()[0].json().unwrap();
+    let turn = &sent["messages"][1];
+    assert_eq!(
+        turn["reasoning_content"], "I should call the tool",
+        "{sent}"
+    );
+    assert_eq!(turn["tool_calls"][0]["id"], "call_00_abc", "{sent}");
+}
+
 #[tokio::test]
 async fn reasoning_effort_from_thinking_is_a_provider_setting() {
     let up = FaultyUpstream::start(Behaviour::ok("done")).await;
