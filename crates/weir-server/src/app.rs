@@ -157,6 +157,19 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             ),
         ));
     }
+    if cfg
+        .auth
+        .admin_key
+        .as_deref()
+        .is_some_and(|k| k.trim().is_empty())
+    {
+        // (Often `admin_key = "${WEIR_ADMIN_KEY}"` with the variable set but empty.) An
+        // empty key would match an empty credential: the admin API would be open.
+        errors.push(src.error_at(
+            src.key_at(&["auth", "admin_key"]),
+            "auth.admin_key is empty: the admin API would accept any request; set a key, or              remove auth.admin_key to turn the admin API off",
+        ));
+    }
     if cfg.server.admin_listen.is_some() && cfg.auth.admin_key.is_none() {
         errors.push(src.error_at(
             admin_listen_at,

@@ -182,6 +182,11 @@ fn check_finds_what_serve_would_trip_on_and_says_where() {
             "where.toml:3:1: server.admin_listen is set but auth.admin_key is not",
         ),
         (
+            // An empty admin key (often an empty `${WEIR_ADMIN_KEY}`) would open the admin API.
+            format!("[auth]\nadmin_key = \" \"\n{keys}"),
+            "where.toml:2:1: auth.admin_key is empty",
+        ),
+        (
             format!("{keys}[providers.m]\nkind = \"mock\"\n[[models]]\nname = \"a\"\ntargets = [{{ provider = \"m\" }}]\n\
                      [[models]]\nname = \"b\"\ntargets = []\n\
                      [[models]]\nname = \"a\"\ntargets = [{{ provider = \"m\" }}]\n"),
