@@ -18,7 +18,10 @@ use subtle::ConstantTimeEq;
 use crate::app::App;
 use crate::http::{full, Body};
 
-fn authorized(app: &App, req: &Request<Incoming>) -> Result<(), Response<Body>> {
+/// Whether `req` carries the admin key: as a Bearer token, or (`basic`: the dashboard's
+/// `GET /` only) as HTTP Basic credentials. Credentials a browser caches for the dashboard
+/// must not let any web page the operator visits POST `/reload` (a plain form can).
+fn authorized(app: &App, req: &Request<Incoming>, basic: bool) -> Result<(), Response<Body>> {
     let Some(admin) = &app.admin_key else {
         return Err(full(
             StatusCode::FORBIDDEN,
@@ -31,29 +34,37 @@ fn authorized(app: &App, req: &Request<Incoming>) -> Result<(), Response<Body>> 
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let basic;
+    let password;
     let presented = match header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))
     {
         Some(k) => k,
         // Browsers (the dashboard) send Basic credentials: the key is the password.
-        None => {
-            basic = basic_password(header).unwrap_or_default();
-            &basic
+        None if basic => {
+            password = basic_password(header).unwrap_or_default();
+            &password
         }
+        None => "",
     };
+    if presented.trim().is_empty() {
+        return Err(refused());
+    }
     let a: [u8; 32] = Sha256::digest(presented.trim().as_bytes()).into();
     let b: [u8; 32] = Sha256::digest(admin.expose().as_bytes()).into();
     if bool::from(a.ct_eq(&b)) {
         Ok(())
     } else {
-        Err(full(
-            StatusCode::UNAUTHORIZED,
-            "application/json",
-            r#"{"error":{"type":"authentication_error","message":"missing or invalid admin key (Authorization: Bearer <admin_key>)"}}"#,
-        ))
+        Err(refused())
     }
+}
+
+fn refused() -> Response<Body> {
+    full(
+        StatusCode::UNAUTHORIZED,
+        "application/json",
+        r#"{"error":{"type":"authentication_error","message":"missing or invalid admin key (Authorization: Bearer <admin_key>)"}}"#,
+    )
 }
 
 /// The password of `Basic <base64(user:password)>` credentials.
@@ -113,11 +124,11 @@ pub async fn handle(
     let app = live.get();
     let r = match (req.method(), req.uri().path()) {
         (&Method::GET, "/health") => full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
-        (&Method::GET, "/status") => match authorized(&app, &req) {
+        (&Method::GET, "/status") => match authorized(&app, &req, false) {
             Ok(()) => full(StatusCode::OK, "application/json", status(&app)),
             Err(r) => r,
         },
-        (&Method::GET, "/metrics") => match authorized(&app, &req) {
+        (&Method::GET, "/metrics") => match authorized(&app, &req, false) {
             Ok(()) => {
                 if let Some(w) = &app.ledger {
                     app.metrics.set_ledger(w.dropped(), w.written());
@@ -133,7 +144,7 @@ pub async fn handle(
             }
             Err(r) => r,
         },
-        (&Method::POST, "/reload") => match authorized(&app, &req) {
+        (&Method::POST, "/reload") => match authorized(&app, &req, false) {
             Ok(()) => {
                 // Building providers may read credential files: off the runtime thread.
                 let l = live.clone();
@@ -173,7 +184,7 @@ pub async fn handle(
             }
             Err(r) => r,
         },
-        (&Method::GET, "/") => match authorized(&app, &req) {
+        (&Method::GET, "/") => match authorized(&app, &req, true) {
             Ok(()) => {
                 let mut r = full(
                     StatusCode::OK,
@@ -199,11 +210,28 @@ pub async fn handle(
                 r
             }
         },
-        _ => full(
-            StatusCode::NOT_FOUND,
-            "application/json",
-            r#"{"error":{"type":"not_found_error","message":"no such admin endpoint"}}"#,
-        ),
+        (m, path) => match path {
+            "/health" | "/status" | "/metrics" | "/" | "/reload" => {
+                let allow = if path == "/reload" { "POST" } else { "GET" };
+                let mut r = full(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "application/json",
+                    serde_json::json!({"error": {
+                        "type": "invalid_request_error",
+                        "message": format!("{m} is not allowed on {path} (allowed: {allow})"),
+                    }})
+                    .to_string(),
+                );
+                r.headers_mut()
+                    .insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+                r
+            }
+            _ => full(
+                StatusCode::NOT_FOUND,
+                "application/json",
+                r#"{"error":{"type":"not_found_error","message":"no such admin endpoint"}}"#,
+            ),
+        },
     };
     let mut r = r;
     // Every response carries a request id, the admin port's too.

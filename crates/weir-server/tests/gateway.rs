@@ -1206,16 +1206,36 @@ async fn the_dashboard_shows_the_status_to_a_browser_with_the_admin_key() {
     let page = r.text().await.unwrap();
     assert!(page.contains("<h2>Targets</h2>"), "{page}");
     assert!(page.contains("<td>mock</td>"), "{page}");
-    // Basic credentials open the page only as the admin key does: /status too.
+    // Basic credentials open the page only: what a browser caches for it must not let a
+    // web page POST /reload (a plain form can), nor read /status or /metrics.
+    for (method, path) in [("GET", "/status"), ("GET", "/metrics"), ("POST", "/reload")] {
+        let r = client()
+            .request(method.parse().unwrap(), format!("{admin}{path}"))
+            .basic_auth("x", Some("sk-admin"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{method} {path}");
+    }
+    let r = admin_get(&admin, "/").await;
+    assert_eq!(r.status(), 200);
+    // A wrong method on an admin endpoint is 405 with what is allowed, not 404.
     let r = client()
-        .get(format!("{admin}/status"))
-        .basic_auth("x", Some("sk-admin"))
+        .get(format!("{admin}/reload"))
+        .header("authorization", "Bearer sk-admin")
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = admin_get(&admin, "/").await;
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "POST");
+    let r = client()
+        .post(format!("{admin}/status"))
+        .header("authorization", "Bearer sk-admin")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET");
 }
 
 #[tokio::test]
