@@ -167,10 +167,10 @@ impl Provider for GeminiProvider {
         let mut resp = self.exchange(&url, body, &cx).await?;
         if stream {
             let decoder = StreamDecoder::new().with_model(model);
-            return Ok(Reply::Stream(sse_frames(
-                resp,
-                self.cfg.timeouts.idle,
-                decoder,
+            let secrets: Vec<&Secret> = self.keys.all().iter().collect();
+            return Ok(Reply::Stream(weir_upstream::scrub_stream(
+                sse_frames(resp, self.cfg.timeouts.idle, decoder),
+                &secrets,
             )));
         }
         let body = read_body(&mut resp).await?;

@@ -1023,6 +1023,36 @@ async fn an_error_event_ends_the_stream_though_the_upstream_sends_done_after_it(
     assert!(last["error"]["message"].is_string(), "{text}");
 }
 
+/// An upstream's error event that echoes its key (in any case) reaches neither dialect's
+/// client with the key in it, as its error bodies do not.
+#[tokio::test]
+async fn an_error_event_echoing_the_upstream_key_is_scrubbed() {
+    let body = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"key sk-ant-ECHOED-key overloaded (SK-ANT-ECHOED-KEY)\"}}\n\n",
+    );
+    let up = upstream(Script::Reply(200, "text/event-stream", body.into())).await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-ant-ECHOED-key\"]\n\
+         [[models]]\nname = \"a\"\ntargets = [{{ provider = \"a\" }}]\n",
+        up.url
+    ))
+    .await;
+    for (path, req) in [
+        ("/v1/messages", a_req("a", true)),
+        ("/v1/chat/completions", o_req("a", true)),
+    ] {
+        let text = post_text(&url, path, &req).await;
+        assert!(
+            text.contains("Hel") && text.contains("key *** overloaded (***)"),
+            "{text}"
+        );
+        assert!(!text.to_ascii_lowercase().contains("echoed"), "{text}");
+    }
+}
+
 /// Streams from `script` through a route with these idle and total timeouts, checks the
 /// stream ends with a timeout error saying `message`, and returns its events.
 async fn stream_timing_out(

@@ -136,11 +136,12 @@ pub async fn call<D: FrameDecoder>(
     }
     if stream {
         let decoder = (dialect.stream_decoder)();
-        return Ok(Reply::Stream(if verbatim {
+        let frames = if verbatim {
             crate::stream::sse_frames_relayed(resp, timeouts.idle, decoder, dialect.dialect)
         } else {
             sse_frames(resp, timeouts.idle, decoder)
-        }));
+        };
+        return Ok(Reply::Stream(crate::stream::scrub_stream(frames, secrets)));
     }
     let body = read_body(&mut resp).await?;
     let decode = if verbatim {

@@ -32,8 +32,8 @@ pub use call::{
 pub use ratelimit::{rate_limit_info, RateLimitInfo, MAX_WAIT, UNKNOWN_RESET};
 pub use retry_after::retry_after;
 pub use stream::{
-    body_frames, byte_stream, decode_error, sse_frames, sse_frames_relayed, BodyDecoder,
-    FrameDecoder, SseBody,
+    body_frames, byte_stream, decode_error, scrub_stream, sse_frames, sse_frames_relayed,
+    BodyDecoder, FrameDecoder, SseBody,
 };
 
 /// Timeouts for one upstream call.
@@ -494,13 +494,34 @@ pub const NO_QUOTA_REST: Duration = Duration::from_secs(600);
 
 /// Removes a secret from an error's messages (upstreams echo keys back in 401 bodies).
 pub fn scrub(e: &mut ProviderError, secret: &str) {
-    if secret.len() < 4 {
-        return;
-    }
-    e.message = e.message.replace(secret, "***");
+    redact(&mut e.message, secret);
     if let Some(api) = &mut e.api_error {
-        api.message = api.message.replace(secret, "***");
+        redact(&mut api.message, secret);
     }
+}
+
+/// Replaces every occurrence of `secret` in `text` by `***`, in any ASCII case (an
+/// upstream may echo a key upper-cased); whether it found one.
+pub fn redact(text: &mut String, secret: &str) -> bool {
+    if secret.len() < 4 || text.len() < secret.len() {
+        return false;
+    }
+    // (ASCII lower-casing keeps every byte where it was, so positions carry over.)
+    let lower = text.to_ascii_lowercase();
+    let needle = secret.to_ascii_lowercase();
+    if !lower.contains(&needle) {
+        return false;
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(i) = lower[at..].find(&needle) {
+        out.push_str(&text[at..at + i]);
+        out.push_str("***");
+        at += i + needle.len();
+    }
+    out.push_str(&text[at..]);
+    *text = out;
+    true
 }
 
 fn human(d: Duration) -> String {

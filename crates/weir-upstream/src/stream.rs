@@ -350,6 +350,64 @@ pub fn byte_stream(resp: Response, idle: Duration) -> weir_model::ByteStream {
     ))
 }
 
+/// `stream` with `secrets` taken out of its errors: the upstream's own error events (which
+/// may echo a key, as its error bodies do) and failures. An error event that named a
+/// secret loses its source bytes, so a same-dialect client gets it re-encoded, not
+/// relayed as it came.
+pub fn scrub_stream(stream: EventStream, secrets: &[&weir_model::Secret]) -> EventStream {
+    let secrets: Vec<weir_model::Secret> = secrets
+        .iter()
+        .filter(|s| s.expose().len() >= 4)
+        .map(|s| (*s).clone())
+        .collect();
+    if secrets.is_empty() {
+        return stream;
+    }
+    Box::pin(Scrubbed {
+        inner: stream,
+        secrets,
+    })
+}
+
+struct Scrubbed {
+    inner: EventStream,
+    secrets: Vec<weir_model::Secret>,
+}
+
+impl Stream for Scrubbed {
+    type Item = Result<Frame, ProviderError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let me = self.get_mut();
+        let item = match me.inner.as_mut().poll_next(cx) {
+            Poll::Ready(item) => item,
+            Poll::Pending => return Poll::Pending,
+        };
+        Poll::Ready(item.map(|r| match r {
+            Ok(mut frame) => {
+                let mut named = false;
+                for ev in &mut frame.events {
+                    if let weir_model::StreamEvent::Error(api) = ev {
+                        for s in &me.secrets {
+                            named |= crate::redact(&mut api.message, s.expose());
+                        }
+                    }
+                }
+                if named {
+                    frame.source = None;
+                }
+                Ok(frame)
+            }
+            Err(mut e) => {
+                for s in &me.secrets {
+                    crate::scrub(&mut e, s.expose());
+                }
+                Err(e)
+            }
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
