@@ -612,7 +612,10 @@ pub fn parse_all(file: Option<&Path>, text: &str) -> Result<Config, Vec<ConfigEr
     };
     let src = Source { file, text };
     let located = |e: &toml::de::Error| {
-        src.error_at(e.span().map(|s| s.start), e.message().trim_end().to_owned())
+        src.error_at(
+            e.span().map(|s| s.start),
+            without_string_value(e.message().trim_end()),
+        )
     };
     let (root, syntax) = DeTable::parse_recoverable(text);
     let mut errors: Vec<ConfigError> = syntax.iter().map(located).collect();
@@ -633,6 +636,30 @@ pub fn parse_all(file: Option<&Path>, text: &str) -> Result<Config, Vec<ConfigEr
     errors.sort_by_key(|e| e.position);
     errors.dedup();
     Err(errors)
+}
+
+/// A type error's message without the string it quotes (`invalid type: string "sk-...",
+/// expected a sequence`): a key written where a list of keys belongs, say, must not reach
+/// `weir check`'s output, a `/reload` answer or a log. The position says where it is.
+fn without_string_value(message: &str) -> String {
+    for head in ["invalid type: string \"", "invalid value: string \""] {
+        let Some(rest) = message.strip_prefix(head) else {
+            continue;
+        };
+        // The quoted value ends at the first `"` not escaped by a backslash.
+        let mut escaped = false;
+        for (i, c) in rest.char_indices() {
+            match c {
+                '\\' if !escaped => escaped = true,
+                '"' if !escaped => {
+                    let kind = &head[..head.len() - "string \"".len()];
+                    return format!("{kind}a string{}", &rest[i + 1..]);
+                }
+                _ => escaped = false,
+            }
+        }
+    }
+    message.to_owned()
 }
 
 /// The document split into small documents that each hold one thing to check: each
@@ -873,7 +900,7 @@ x = 1
         assert_eq!(lines, [3, 4, 8, 12, 16, 20, 25, 26, 30, 32], "{errs:#?}");
         let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert!(
-            shown[0].starts_with("w.toml:3:21: invalid type: string \"lots\""),
+            shown[0].starts_with("w.toml:3:21: invalid type: a string,"),
             "{}",
             shown[0]
         );
@@ -888,7 +915,7 @@ x = 1
             shown[2]
         );
         assert!(
-            shown[8].contains("invalid type: string \"two\", expected a sequence"),
+            shown[8].contains("invalid type: a string, expected a sequence"),
             "{}",
             shown[8]
         );
@@ -907,8 +934,14 @@ x = 1
         let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(shown.len(), 2, "{shown:#?}");
         assert!(
-            shown[0].starts_with("2:8: invalid type: string \"sk-1\", expected a sequence"),
+            shown[0].starts_with("2:8: invalid type: a string, expected a sequence"),
             "{shown:#?}"
+        );
+        // The value (a key, here) is not quoted back.
+        assert!(!shown[0].contains("sk-1"), "{shown:#?}");
+        assert_eq!(
+            without_string_value(r#"invalid value: string "s\"k\\", expected x"#),
+            "invalid value: a string, expected x"
         );
         assert!(
             shown[1].starts_with("3:1: unknown field `admin`"),
