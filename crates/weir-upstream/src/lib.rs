@@ -338,6 +338,24 @@ fn tls_config() -> rustls::ClientConfig {
 /// An endpoint's URL: `base_url` (scheme, host, optional path prefix) and the endpoint's
 /// `path`, parsed once. The error never repeats the URL (it may carry credentials).
 pub fn endpoint(base_url: &str, path: &str) -> Result<Url, String> {
+    if let Ok(base) = Url::parse(base_url) {
+        // The endpoint's path is appended: a query would swallow it.
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(
+                "base_url cannot carry a query string or fragment (the endpoint's path is \
+                 appended to it); keys go in the provider's `keys`"
+                    .into(),
+            );
+        }
+        // Never sent (and hyper's pool would log them at trace): refused, not dropped.
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(
+                "base_url cannot carry credentials (user:password@); keys go in the \
+                 provider's `keys`"
+                    .into(),
+            );
+        }
+    }
     let url = Url::parse(&format!("{}{path}", base_url.trim_end_matches('/')))
         .map_err(|e| format!("base_url is not a valid URL ({e})"))?;
     match url.scheme() {
@@ -540,6 +558,25 @@ mod tests {
     fn host(url: &str) -> Option<String> {
         let e = Endpoint::new(Url::parse(url).unwrap()).unwrap();
         e.host.map(|h| h.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn base_urls_with_a_query_or_credentials_are_refused_without_repeating_them() {
+        for bad in [
+            "http://127.0.0.1:9/v1?key=SECRETQ",
+            "http://127.0.0.1:9/v1#SECRETF",
+            "https://user:SECRETP@example.com/v1",
+            "https://SECRETU@example.com/v1",
+        ] {
+            let e = endpoint(bad, "/chat/completions").unwrap_err();
+            assert!(e.starts_with("base_url cannot carry"), "{e}");
+            assert!(!e.contains("SECRET"), "{e}");
+        }
+        let ok = endpoint("https://example.com/v1/", "/chat/completions?api-version=1").unwrap();
+        assert_eq!(
+            ok.as_str(),
+            "https://example.com/v1/chat/completions?api-version=1"
+        );
     }
 
     #[test]
