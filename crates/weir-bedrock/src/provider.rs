@@ -308,7 +308,7 @@ impl Provider for BedrockProvider {
             )
         };
         let url = self.url(&model, action)?;
-        tracing::debug!(provider = %self.cfg.id, model = %model, action, "bedrock call");
+        tracing::debug!(provider = %self.cfg.id, model = %weir_model::log_safe(&model), action, "bedrock call");
         let mut resp = match self.post(&url, body, accept, &cx, &betas).await {
             Ok(r) => r,
             Err(mut e) => {

@@ -40,3 +40,32 @@ pub use response::{generated_id, ChatResponse, StopReason, Usage};
 pub use responses::{ByteStream, ResponsesReply, ResponsesRequest};
 pub use secret::Secret;
 pub use stream::{Delta, Frame, SourceEvent, StreamEvent};
+
+/// `s` fit for a text log line: control characters (newlines, ESC) escaped, so a value a
+/// client chose (a model name a glob route forwards) cannot forge or colour log lines.
+pub fn log_safe(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod log_safe_tests {
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(super::log_safe("claude-é"), "claude-é");
+        assert_eq!(
+            super::log_safe("a\nFAKE INFO\u{1b}[31m"),
+            "a\\nFAKE INFO\\u{1b}[31m"
+        );
+    }
+}

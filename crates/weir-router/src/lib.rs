@@ -1430,7 +1430,7 @@ impl Router {
                     break;
                 };
                 self.shared.emit(&RouterEvent::Retry { model: req.model() });
-                tracing::info!(request_id = %cx.request_id, model = %req.model(), wait_ms = wait.as_millis() as u64, "retrying");
+                tracing::info!(request_id = %cx.request_id, model = %weir_model::log_safe(req.model()), wait_ms = wait.as_millis() as u64, "retrying");
                 tokio::time::sleep(wait).await;
             }
             pass_start = attempts.len();
@@ -1873,7 +1873,8 @@ impl Router {
                 Err(e) => {
                     drop(in_flight);
                     tracing::info!(
-                        request_id = %cx.request_id, provider = %target.provider, model = %model,
+                        request_id = %cx.request_id, provider = %target.provider,
+                        model = %weir_model::log_safe(model),
                         key = key.map(KeyPool::label).as_deref().unwrap_or("-"),
                         kind = ?e.kind, status = e.status, "upstream attempt failed"
                     );
