@@ -189,8 +189,20 @@ impl Keys {
     /// The key a request presents, if it matches one. Every configured key is compared
     /// (in constant time) so timing does not tell how many keys exist or which matched.
     pub fn verify(&self, headers: &HeaderMap) -> Option<&ClientKey> {
+        // `x-api-key` first; a Bearer token when that is absent or not a key of this
+        // gateway (an Anthropic SDK or Claude Code with both ANTHROPIC_API_KEY and
+        // ANTHROPIC_AUTH_TOKEN set sends both, the gateway's key in the Bearer one).
+        if let Some(k) = x_api_key(headers).and_then(|p| self.matching(p)) {
+            return Some(k);
+        }
+        bearer_key(headers).and_then(|p| self.matching(p))
+    }
+
+    fn matching(&self, presented: &str) -> Option<&ClientKey> {
         // The empty key is never valid, whatever digest is configured.
-        let presented = presented_key(headers).filter(|k| !k.is_empty())?;
+        if presented.is_empty() {
+            return None;
+        }
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
         let mut found = None;
         for k in &self.0 {
@@ -206,10 +218,17 @@ impl Keys {
 /// visible ASCII is presented as the empty key, which matches none: the client is told its
 /// key is invalid, not that it sent none.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    x_api_key(headers).or_else(|| bearer_key(headers))
+}
+
+fn x_api_key(headers: &HeaderMap) -> Option<&str> {
     const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
-    if let Some(k) = headers.get(&X_API_KEY) {
-        return Some(k.to_str().map_or("", str::trim));
-    }
+    headers
+        .get(&X_API_KEY)
+        .map(|k| k.to_str().map_or("", str::trim))
+}
+
+fn bearer_key(headers: &HeaderMap) -> Option<&str> {
     let auth = headers.get(http::header::AUTHORIZATION)?;
     let Ok(auth) = auth.to_str() else {
         let bytes = auth.as_bytes();
@@ -287,6 +306,21 @@ mod tests {
             .verify(&headers(&[("authorization", "Basic sk-bob")]))
             .is_none());
         assert!(k.verify(&headers(&[])).is_none());
+        // Both headers (Claude Code with both ANTHROPIC_API_KEY and ANTHROPIC_AUTH_TOKEN):
+        // a valid x-api-key wins, and a Bearer key stands in for one that is not valid.
+        let both = |x: &str, b: &str| {
+            k.verify(&headers(&[
+                ("x-api-key", x),
+                ("authorization", &format!("Bearer {b}")),
+            ]))
+            .map(|c| c.name.clone())
+        };
+        assert_eq!(both("sk-bob", "sk-alice").as_deref(), Some("bob"));
+        assert_eq!(
+            both("sk-ant-elsewhere", "sk-alice").as_deref(),
+            Some("alice")
+        );
+        assert_eq!(both("sk-ant-elsewhere", "sk-wrong"), None);
     }
 
     #[test]
