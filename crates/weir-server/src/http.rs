@@ -430,6 +430,25 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
+    // A compressed body would otherwise be read as bytes that are not JSON (or, for `br`,
+    // not UTF-8): say what is wrong instead.
+    if let Some(enc) = req
+        .headers()
+        .get(http::header::CONTENT_ENCODING)
+        .filter(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
+    {
+        let name: String = enc.to_str().unwrap_or("?").chars().take(32).collect();
+        return Err(simple_error(
+            dialect,
+            ErrorKind::InvalidRequest,
+            format!(
+                "request bodies with content-encoding `{}` are not supported: send the JSON \
+                 uncompressed",
+                weir_model::log_safe(&name)
+            ),
+            log,
+        ));
+    }
     let (parts, mut body) = req.into_parts();
     // Read by hand rather than through `Collected`: a body that arrives as one data frame
     // (nearly every request) is kept as that frame's bytes, without a copy.

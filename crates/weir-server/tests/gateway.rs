@@ -510,6 +510,21 @@ async fn bad_input_gets_clear_errors() {
         v["error"]["message"],
         "invalid request body: messages[0]: expected value at line 1 column 32"
     );
+    // A compressed body is refused as such, not as bytes that are not JSON.
+    let r = client()
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", KEY)
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08, 0x00])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "request bodies with content-encoding `gzip` are not supported: send the JSON uncompressed"
+    );
 
     let r = post(&url, "/v1/messages", &a_req("gpt-nope", false), Some(KEY)).await;
     assert_eq!(r.status(), 404);
