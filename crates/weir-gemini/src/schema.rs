@@ -190,6 +190,25 @@ fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
     if nullable {
         out.insert("nullable".into(), Value::Bool(true));
     }
+    // Gemini answers 400 to an array without an item schema ("items: missing field"),
+    // and to one whose items say nothing of their type: such items are taken as strings
+    // (JSON Schema's "anything" has no Gemini form).
+    if out.get("type").and_then(Value::as_str) == Some("array") {
+        match out.get_mut("items") {
+            Some(Value::Object(items)) => {
+                if !["type", "anyOf", "enum"]
+                    .iter()
+                    .any(|k| items.contains_key(*k))
+                {
+                    items.insert("type".into(), Value::String("string".into()));
+                }
+            }
+            Some(_) => {}
+            None => {
+                out.insert("items".into(), serde_json::json!({"type": "string"}));
+            }
+        }
+    }
     Value::Object(out)
 }
 
@@ -226,6 +245,25 @@ mod tests {
                     "tags": {"type": "array", "items": {"type": "string"}}
                 },
                 "required": ["when"]
+            })
+        );
+    }
+
+    #[test]
+    fn arrays_always_get_a_typed_item_schema() {
+        let s = json!({"type": "object", "properties": {
+            "bare": {"type": "array"},
+            "any": {"type": "array", "items": {}},
+            "described": {"type": "array", "items": {"description": "a tag"}},
+            "ints": {"type": "array", "items": {"type": "integer"}}
+        }});
+        assert_eq!(
+            clean(&s.to_string()).unwrap()["properties"],
+            json!({
+                "bare": {"type": "array", "items": {"type": "string"}},
+                "any": {"type": "array", "items": {"type": "string"}},
+                "described": {"type": "array", "items": {"description": "a tag", "type": "string"}},
+                "ints": {"type": "array", "items": {"type": "integer"}}
             })
         );
     }
