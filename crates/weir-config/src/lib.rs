@@ -311,6 +311,15 @@ fn provider(
     if let Some(k) = &p.key {
         keys.push(Secret::new(k.clone()));
     }
+    // (Often a `${VAR}` set but empty.) Sent, it is a 401 on every call that picks it.
+    if let Some(i) = keys.iter().position(|k| k.expose().trim().is_empty()) {
+        return Err(format!("keys[{i}] is empty"));
+    }
+    if let Some(i) = (1..keys.len()).find(|&i| keys[..i].contains(&keys[i])) {
+        return Err(format!(
+            "keys[{i}] repeats an earlier key (a pool rotates distinct keys)"
+        ));
+    }
     let timeouts = p.timeouts.as_ref().unwrap_or(&cfg.timeouts).to_timeouts();
     Ok(match kind {
         "anthropic" => {

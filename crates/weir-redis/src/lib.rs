@@ -174,6 +174,18 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Whether `url` is a Redis URL the store can use (parsed only; nothing is connected). The
+/// error names the URL with its password redacted.
+pub fn check_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url).map(drop).map_err(|e| {
+        format!(
+            "state.url {} is not a Redis URL: {}",
+            redact_url(url),
+            e.detail().unwrap_or("malformed")
+        )
+    })
+}
+
 impl RedisState {
     /// Starts the store's background work on the current Tokio runtime (which must outlive
     /// every use) and tries Redis once. An unreachable Redis is not an error: it is logged

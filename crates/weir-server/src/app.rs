@@ -167,7 +167,13 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
         // empty key would match an empty credential: the admin API would be open.
         errors.push(src.error_at(
             src.key_at(&["auth", "admin_key"]),
-            "auth.admin_key is empty: the admin API would accept any request; set a key, or              remove auth.admin_key to turn the admin API off",
+            "auth.admin_key is empty: the admin API would accept any request; set a key, or \
+             remove auth.admin_key to turn the admin API off",
+        ));
+    } else if cfg.auth.admin_key.as_deref().is_some_and(|k| keys.holds(k)) {
+        errors.push(src.error_at(
+            src.key_at(&["auth", "admin_key"]),
+            "auth.admin_key is also a client key: every holder of that key would be an admin",
         ));
     }
     if cfg.server.admin_listen.is_some() && cfg.auth.admin_key.is_none() {
@@ -290,6 +296,11 @@ fn state_options(
                         weir_redis::redact_url(u)
                     ),
                 ));
+                return None;
+            }
+            // As `weir serve` would find when it connects.
+            if let Err(e) = weir_redis::check_url(u) {
+                errors.push(src.error_at(Some(url.span().start), e));
                 return None;
             }
             if s.prefix.is_empty() || s.prefix.contains(char::is_whitespace) {

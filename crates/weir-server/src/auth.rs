@@ -84,8 +84,16 @@ impl Keys {
             let at = Some(k.span().start);
             let c = k.get_ref();
             let digest = match (&c.key, &c.sha256) {
-                (Some(plain), None) if !plain.is_empty() => {
+                (Some(plain), None) if !plain.trim().is_empty() && plain.trim() == plain => {
                     Some(Sha256::digest(plain.as_bytes()).into())
+                }
+                (Some(plain), None) if !plain.trim().is_empty() => {
+                    // Header values arrive trimmed: this key could never match.
+                    errors.push(src.error_at(
+                        at,
+                        format!("key `{}` begins or ends with whitespace", c.name),
+                    ));
+                    None
                 }
                 (Some(_), None) => {
                     errors.push(src.error_at(at, format!("key `{}` is empty", c.name)));
@@ -196,6 +204,11 @@ impl Keys {
             return Some(k);
         }
         bearer_key(headers).and_then(|p| self.matching(p))
+    }
+
+    /// Whether `secret` is one of these keys (the admin key must not be).
+    pub fn holds(&self, secret: &str) -> bool {
+        self.matching(secret.trim()).is_some()
     }
 
     fn matching(&self, presented: &str) -> Option<&ClientKey> {

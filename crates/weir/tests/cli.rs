@@ -187,6 +187,26 @@ fn check_finds_what_serve_would_trip_on_and_says_where() {
             "where.toml:2:1: auth.admin_key is empty",
         ),
         (
+            format!("[auth]\nadmin_key = \"k\"\n{keys}"),
+            "where.toml:2:1: auth.admin_key is also a client key",
+        ),
+        (
+            "[[auth.keys]]\nname = \"s\"\nkey = \" k2\"\n".to_owned(),
+            "where.toml:1:1: key `s` begins or ends with whitespace",
+        ),
+        (
+            format!("{keys}[providers.o]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nkeys = [\"sk-1\", \" \"]\n"),
+            "keys[1] is empty",
+        ),
+        (
+            format!("{keys}[providers.o]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nkeys = [\"sk-1\", \"sk-1\"]\n"),
+            "keys[1] repeats an earlier key",
+        ),
+        (
+            format!("{keys}[state]\nbackend = \"redis\"\nurl = \"redis://:SECRETPW@[bad/0\"\n"),
+            "where.toml:6:7: state.url redis://***@[bad/0 is not a Redis URL",
+        ),
+        (
             format!("{keys}[providers.m]\nkind = \"mock\"\n[[models]]\nname = \"a\"\ntargets = [{{ provider = \"m\" }}]\n\
                      [[models]]\nname = \"b\"\ntargets = []\n\
                      [[models]]\nname = \"a\"\ntargets = [{{ provider = \"m\" }}]\n"),
