@@ -150,9 +150,6 @@ impl StopReason {
             "length" => StopReason::MaxTokens,
             "tool_calls" => StopReason::ToolUse,
             "content_filter" => StopReason::Refusal,
-            // DeepSeek cut the answer short for lack of capacity: like a length stop, the
-            // answer is incomplete (not a natural end).
-            "insufficient_system_resource" => StopReason::MaxTokens,
             other => StopReason::Other(other.to_owned()),
         }
     }

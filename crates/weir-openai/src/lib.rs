@@ -29,3 +29,17 @@ pub use provider::{Flavor, OpenAiConfig, OpenAiProvider, AZURE_API_VERSION, DEFA
 pub use request::{decode_request, encode_request, EncodeOptions};
 pub use response::{decode_response, decode_response_summary, encode_response};
 pub use stream::{StreamDecoder, StreamEncodeOptions, StreamEncoder};
+
+/// DeepSeek's `finish_reason` for an answer cut short because the service ran out of
+/// capacity.
+pub(crate) const OUT_OF_CAPACITY: &str = "insufficient_system_resource";
+
+/// What a client is told of an answer cut short for lack of capacity: overloaded, which
+/// clients and the router retry (as a length stop, an agent would carry on from half an
+/// answer).
+pub(crate) fn out_of_capacity() -> weir_model::ApiError {
+    weir_model::ApiError::new(
+        weir_model::ErrorKind::Overloaded,
+        "the upstream ran out of capacity mid-answer (finish_reason insufficient_system_resource); retry",
+    )
+}

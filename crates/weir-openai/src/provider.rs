@@ -250,7 +250,7 @@ impl Provider for OpenAiProvider {
             stream_decoder: || Decoder(StreamDecoder::new()),
         };
         let url = self.url(&req.model)?;
-        call(
+        let reply = call(
             &self.upstream,
             &url,
             headers,
@@ -262,7 +262,20 @@ impl Provider for OpenAiProvider {
             &cx.report,
             cx.client_dialect,
         )
-        .await
+        .await?;
+        // A whole answer cut short for lack of capacity is the upstream's failure (the
+        // stream decoder says so as an error event).
+        if let Reply::Complete(r) = &reply {
+            if matches!(&r.stop_reason, Some(weir_model::StopReason::Other(s)) if s == crate::OUT_OF_CAPACITY)
+            {
+                let api = crate::out_of_capacity();
+                let mut e = ProviderError::new(api.kind, api.message.clone());
+                e.api_error = Some(Box::new(api));
+                e.retryable_elsewhere = true;
+                return Err(e);
+            }
+        }
+        Ok(reply)
     }
 
     fn serves_embeddings(&self) -> bool {

@@ -193,7 +193,7 @@ impl StreamDecoder {
             Some(Fast::Finish(reason)) => {
                 // What the general path does with `"delta":{}` and a finish reason.
                 self.close(out);
-                self.stop = Some(StopReason::from_openai(reason));
+                self.finish_reason(reason, out);
                 if self.usage.is_some() && !self.delta_sent {
                     self.message_delta(out);
                 }
@@ -345,7 +345,7 @@ impl StreamDecoder {
             }
             if let Some(fr) = choice.finish_reason {
                 self.close(out);
-                self.stop = Some(StopReason::from_openai(&fr));
+                self.finish_reason(&fr, out);
             }
         }
         let usage = c
@@ -605,6 +605,16 @@ impl StreamDecoder {
 
     /// Closes the open block, then opens what still waits, in order (a call whose name
     /// never came opens nameless rather than being lost), and closes the last.
+    /// The choice's `finish_reason`. DeepSeek's `insufficient_system_resource` (the
+    /// service ran out of capacity mid-answer) is an overloaded error, which clients
+    /// retry, not a stop: the answer is cut short.
+    fn finish_reason(&mut self, reason: &str, out: &mut Vec<StreamEvent>) {
+        if reason == crate::OUT_OF_CAPACITY {
+            out.push(StreamEvent::Error(crate::out_of_capacity()));
+        }
+        self.stop = Some(StopReason::from_openai(reason));
+    }
+
     fn close(&mut self, out: &mut Vec<StreamEvent>) {
         for w in std::mem::take(&mut self.pending) {
             self.open_waiting(w, out);

@@ -332,6 +332,52 @@ async fn deepseek_reasoning_and_usage_on_the_finish_chunk() {
     assert!(body.contains(r#""output_tokens":5"#), "{body}");
 }
 
+/// DeepSeek's `insufficient_system_resource` (out of capacity mid-answer) is an overloaded
+/// error the client retries, whole or streamed, not a stop an agent would carry on from.
+#[tokio::test]
+async fn deepseek_out_of_capacity_is_an_overloaded_error() {
+    let whole = r#"{"id":"c1","object":"chat.completion","created":1,"model":"deepseek-chat","choices":[{"index":0,"message":{"role":"assistant","content":"part"},"finish_reason":"insufficient_system_resource"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+    let whole: Value = serde_json::from_str(whole).unwrap();
+    let up = FaultyUpstream::start(Behaviour::json(200, &whole)).await;
+    let url = preset_gateway(&up, "deepseek").await;
+    let (status, body) = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 529, "{body}");
+    assert!(
+        body.contains("overloaded_error") && body.contains("capacity"),
+        "{body}"
+    );
+
+    let stream = [
+        chunk(r#"{"role":"assistant","content":"part"}"#, ""),
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"insufficient_system_resource\"}]}\n\n".to_owned(),
+        "data: [DONE]\n\n".to_owned(),
+    ]
+    .concat();
+    let up = FaultyUpstream::start(sse(200, &stream)).await;
+    let url = preset_gateway(&up, "deepseek").await;
+    let (status, body) = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "m", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""text":"part""#), "{body}");
+    assert!(
+        body.contains("event: error") && body.contains("overloaded_error"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("max_tokens\"") && !body.contains("message_stop"),
+        "{body}"
+    );
+}
+
 /// DeepSeek's thinking mode wants a tool-call turn's reasoning back (else 400): an
 /// Anthropic client's thinking block goes back as `reasoning_content` with the preset.
 #[tokio::test]
