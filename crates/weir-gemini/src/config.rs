@@ -97,7 +97,13 @@ pub(crate) fn write_generation_config(
     let thinking = thinking(req);
     let stops = req.stop.as_ref().map(|s| &s.sequences[..]).unwrap_or(&[]);
     let format = req.output_format()?;
+    // OpenAI's `seed` (an integer; anything else is left out, as Gemini would refuse it).
+    let seed = (req.origin == Some(weir_model::Dialect::OpenAi))
+        .then(|| req.extra.get("seed"))
+        .flatten()
+        .and_then(|raw| raw.get().trim().parse::<i64>().ok());
     if req.max_tokens.is_none()
+        && seed.is_none()
         && req.temperature.is_none()
         && req.top_p.is_none()
         && req.top_k.is_none()
@@ -142,6 +148,10 @@ pub(crate) fn write_generation_config(
     if let Some(k) = req.top_k {
         w.key("topK");
         w.u64(u64::from(k));
+    }
+    if let Some(seed) = seed {
+        w.key("seed");
+        w.raw(&seed.to_string());
     }
     if !stops.is_empty() {
         w.key("stopSequences");

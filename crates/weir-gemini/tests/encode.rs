@@ -117,6 +117,18 @@ fn plain_text_with_sampling_settings() {
 }
 
 #[test]
+fn an_openai_clients_integer_seed_goes_to_generation_config() {
+    let mut req = request(vec![Message::text(Role::User, "Hello")]);
+    req.origin = Some(weir_model::Dialect::OpenAi);
+    req.extra
+        .insert("seed", weir_model::raw::to_raw(&serde_json::json!(42)));
+    assert_eq!(encode(&req)["generationConfig"]["seed"], 42);
+    req.extra
+        .insert("seed", weir_model::raw::to_raw(&serde_json::json!("x")));
+    assert!(encode(&req).get("generationConfig").is_none());
+}
+
+#[test]
 fn system_text_is_hoisted_and_same_role_turns_merge() {
     let mut req = request(vec![
         Message::text(Role::System, "From an OpenAI system message."),
