@@ -398,7 +398,14 @@ impl PassthroughBody {
             return;
         }
         for ev in self.events.drain(..) {
-            let final_event = responses_event_type(&ev).is_some_and(|t| {
+            let ty = responses_event_type(&ev);
+            // The API's own `error` event ends the stream too: no second one is added.
+            if ty.as_deref() == Some("error") {
+                self.finished = true;
+                self.log.log.stream_error = Some(weir_model::ErrorKind::Upstream);
+                continue;
+            }
+            let final_event = ty.is_some_and(|t| {
                 matches!(
                     &*t,
                     "response.completed" | "response.incomplete" | "response.failed"

@@ -1834,6 +1834,38 @@ async fn a_responses_stream_that_dies_ends_with_an_error_event() {
     assert!(v["code"].is_string() && v["message"].is_string(), "{v}");
 }
 
+/// A Responses stream that ends with the API's own `error` event gets no second one from
+/// the gateway, and a key the event echoes is scrubbed from the bytes passed through.
+#[tokio::test]
+async fn a_responses_streams_own_error_event_ends_it_once_without_the_key() {
+    let body = concat!(
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\"}}\n\n",
+        "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"key sk-resp-ECHOED failed\",\"param\":null}\n\n",
+    );
+    let up = upstream(Script::Reply(200, "text/event-stream", body.into())).await;
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-resp-ECHOED\"]\n\
+         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n",
+        up.url
+    ))
+    .await;
+    let text = post_text(
+        &url,
+        "/v1/responses",
+        &json!({"model": "r", "input": "hi", "stream": true}),
+    )
+    .await;
+    let errors = sse_events(&text)
+        .iter()
+        .filter(|(name, _)| name.as_deref() == Some("error"))
+        .count();
+    assert_eq!(errors, 1, "{text}");
+    assert!(
+        text.contains("key *** failed") && !text.contains("ECHOED"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn embeddings_of_one_session_stick_to_one_target() {
     let url = weir(

@@ -282,10 +282,9 @@ pub async fn post_passthrough(
             ));
         }
         report_limits(resp.headers(), report);
-        return Ok(weir_model::ResponsesReply::Stream(crate::byte_stream(
-            resp,
-            timeouts.idle,
-        )));
+        return Ok(weir_model::ResponsesReply::Stream(
+            crate::stream::scrub_bytes(crate::byte_stream(resp, timeouts.idle), secrets),
+        ));
     }
     let body = json_answer(resp, secrets, decode_error, report).await?;
     let text = std::str::from_utf8(&body).map_err(|_| undecodable("not UTF-8"))?;

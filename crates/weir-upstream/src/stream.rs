@@ -350,6 +350,52 @@ pub fn byte_stream(resp: Response, idle: Duration) -> weir_model::ByteStream {
     ))
 }
 
+/// A passed-through stream's bytes with `secrets` replaced by `***` (an error event may
+/// echo a key), and its failures scrubbed. A secret split across two reads is not seen;
+/// upstreams write an event whole.
+pub(crate) fn scrub_bytes(
+    stream: weir_model::ByteStream,
+    secrets: &[&weir_model::Secret],
+) -> weir_model::ByteStream {
+    use futures_util::StreamExt as _;
+    let secrets: Vec<weir_model::Secret> = secrets
+        .iter()
+        .filter(|s| s.expose().len() >= 4)
+        .map(|s| (*s).clone())
+        .collect();
+    if secrets.is_empty() {
+        return stream;
+    }
+    Box::pin(stream.map(move |item| match item {
+        Ok(bytes) => {
+            let mut out: Option<Vec<u8>> = None;
+            for s in &secrets {
+                let needle = s.expose().as_bytes();
+                let hay = out.as_deref().unwrap_or(&bytes);
+                if memchr::memmem::find(hay, needle).is_none() {
+                    continue;
+                }
+                let mut replaced = Vec::with_capacity(hay.len());
+                let mut at = 0;
+                for i in memchr::memmem::find_iter(hay, needle) {
+                    replaced.extend_from_slice(&hay[at..i]);
+                    replaced.extend_from_slice(b"***");
+                    at = i + needle.len();
+                }
+                replaced.extend_from_slice(&hay[at..]);
+                out = Some(replaced);
+            }
+            Ok(out.map_or(bytes, bytes::Bytes::from))
+        }
+        Err(mut e) => {
+            for s in &secrets {
+                crate::scrub(&mut e, s.expose());
+            }
+            Err(e)
+        }
+    }))
+}
+
 /// `stream` with `secrets` taken out of its errors: the upstream's own error events (which
 /// may echo a key, as its error bodies do) and failures. An error event that named a
 /// secret loses its source bytes, so a same-dialect client gets it re-encoded, not
