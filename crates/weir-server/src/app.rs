@@ -54,6 +54,9 @@ pub struct App {
     pub state_options: Option<weir_redis::Options>,
     /// Limits, budgets and routing state shared with other instances.
     pub state: Option<weir_redis::RedisState>,
+    /// What ends this app's streams when the shutdown grace period is over: the cut of the
+    /// [`Live`](crate::Live) cell that put it in force (set then).
+    pub(crate) cut: std::sync::OnceLock<Arc<crate::live::Cut>>,
 }
 
 /// Builds the gateway from a parsed config. Every problem found is reported, each at its
@@ -193,6 +196,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
     match routing {
         Some(routing) if errors.is_empty() => Ok(warn_unpriced_budgets(
             App {
+                cut: std::sync::OnceLock::new(),
                 listed_models: routing.listed_models,
                 router: routing.router.with_observer(metrics.clone()),
                 provider_kinds: routing.provider_kinds,
@@ -658,6 +662,15 @@ pub fn rebuild(
 }
 
 impl App {
+    /// What one stream watches to end at the shutdown cut (never fires for an app that
+    /// no [`Live`](crate::Live) put in force).
+    pub(crate) fn cut_watch(&self) -> crate::live::CutWatch {
+        match self.cut.get() {
+            Some(c) => c.watch(),
+            None => Arc::<crate::live::Cut>::default().watch(),
+        }
+    }
+
     /// Makes the shared state store apply other instances' changes to this app's router
     /// (after a reload swapped it in, or after other runtimes joined its state).
     pub fn follow_state(&self) {

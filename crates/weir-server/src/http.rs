@@ -319,13 +319,7 @@ pub(crate) fn request_id() -> String {
 }
 
 /// Routes a request to its endpoint.
-///
-/// `cut` ends its streams when the shutdown grace period is over ([`Live::cut`](crate::Live::cut)).
-pub async fn handle(
-    app: Arc<App>,
-    cut: Arc<crate::live::Cut>,
-    req: Request<Incoming>,
-) -> Result<Response<Body>, Infallible> {
+pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let mut log = RequestLog::default();
@@ -346,19 +340,15 @@ pub async fn handle(
         (&Method::GET | &Method::HEAD, "/health") => {
             full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#)
         }
-        (&Method::POST, "/v1/messages") => {
-            chat(&app, &cut, req, Dialect::Anthropic, &mut log).await
-        }
-        (&Method::POST, "/v1/chat/completions") => {
-            chat(&app, &cut, req, Dialect::OpenAi, &mut log).await
-        }
+        (&Method::POST, "/v1/messages") => chat(&app, req, Dialect::Anthropic, &mut log).await,
+        (&Method::POST, "/v1/chat/completions") => chat(&app, req, Dialect::OpenAi, &mut log).await,
         (&Method::POST, "/v1/messages/count_tokens") => count_tokens(&app, req, &mut log).await,
         (&Method::GET, "/v1/models") => models(&app, &req, None, &mut log).await,
         (&Method::GET, p) if p.len() > "/v1/models/".len() && p.starts_with("/v1/models/") => {
             models(&app, &req, Some(&p["/v1/models/".len()..]), &mut log).await
         }
         (&Method::POST, "/v1/embeddings") => embeddings(&app, req, &mut log).await,
-        (&Method::POST, "/v1/responses") => responses(&app, &cut, req, &mut log).await,
+        (&Method::POST, "/v1/responses") => responses(&app, req, &mut log).await,
         (_, "/health") => method_not_allowed(dialect, &method, &path, "GET, HEAD", &log),
         (_, "/v1/models") => method_not_allowed(dialect, &method, &path, "GET", &log),
         (
@@ -599,7 +589,6 @@ async fn admit(
 
 async fn chat(
     app: &App,
-    cut: &Arc<crate::live::Cut>,
     req: Request<Incoming>,
     dialect: Dialect,
     log: &mut RequestLog,
@@ -696,7 +685,7 @@ async fn chat(
                     let request_id = log.request_id.clone();
                     let slog = StreamLog::new(std::mem::take(log));
                     log.request_id = request_id;
-                    sse_response(dialect, s, client_usage, slog, cut.watch())
+                    sse_response(dialect, s, client_usage, slog, app.cut_watch())
                 }
             };
             set_header(&mut r, X_WEIR_PROVIDER, &served.provider);
@@ -826,12 +815,7 @@ async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> 
 /// `POST /v1/responses`: OpenAI's Responses API, routed by `[[models]]` like chat to the
 /// targets whose provider speaks it, and passed through: the request with only its model
 /// renamed, the answer (whole or streamed) as the upstream wrote it.
-async fn responses(
-    app: &App,
-    cut: &Arc<crate::live::Cut>,
-    req: Request<Incoming>,
-    log: &mut RequestLog,
-) -> Response<Body> {
+async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
     let pass = match pass_prelude(app, req, log, weir_model::ResponsesRequest::decode, |r| {
         &r.model
     })
@@ -868,7 +852,7 @@ async fn responses(
                     let request_id = log.request_id.clone();
                     let slog = StreamLog::new(std::mem::take(log));
                     log.request_id = request_id;
-                    crate::sse::passthrough_response(s, slog, memory, cut.watch())
+                    crate::sse::passthrough_response(s, slog, memory, app.cut_watch())
                 }
             }
         },

@@ -150,7 +150,7 @@ pub async fn run_live(
                 let svc = service_fn(move |req| admin::handle(live.clone(), req));
                 let _ = watcher.watch(builder.serve_connection(io, svc)).await;
             } else {
-                let svc = service_fn(move |req| http::handle(live.get(), live.cut().clone(), req));
+                let svc = service_fn(move |req| http::handle(live.get(), req));
                 if let Err(e) = watcher
                     .watch(builder.serve_connection_with_upgrades(io, svc))
                     .await

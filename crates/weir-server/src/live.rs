@@ -74,10 +74,13 @@ impl std::fmt::Debug for Live {
 impl Live {
     /// A cell holding `app`.
     pub fn new(app: Arc<App>) -> Arc<Live> {
+        let cut = Arc::<Cut>::default();
+        // (An app already in force elsewhere keeps that cell's cut.)
+        let _ = app.cut.set(cut.clone());
         Arc::new(Live {
             current: RwLock::new(app),
             reload: RwLock::new(None),
-            cut: Arc::default(),
+            cut,
         })
     }
 
@@ -92,6 +95,7 @@ impl Live {
 
     /// Puts `app` in force; requests already running keep the one they started with.
     pub fn set(&self, app: Arc<App>) {
+        let _ = app.cut.set(self.cut.clone());
         *self
             .current
             .write()
