@@ -38,8 +38,13 @@ pub(crate) const OUT_OF_CAPACITY: &str = "insufficient_system_resource";
 /// clients and the router retry (as a length stop, an agent would carry on from half an
 /// answer).
 pub(crate) fn out_of_capacity() -> weir_model::ApiError {
-    weir_model::ApiError::new(
-        weir_model::ErrorKind::Overloaded,
-        "the upstream ran out of capacity mid-answer (finish_reason insufficient_system_resource); retry",
-    )
+    weir_model::ApiError::new(weir_model::ErrorKind::Overloaded, OUT_OF_CAPACITY_MESSAGE)
+}
+
+const OUT_OF_CAPACITY_MESSAGE: &str =
+    "the upstream ran out of capacity mid-answer (finish_reason insufficient_system_resource); retry";
+
+/// Whether `e` is [`out_of_capacity`]'s error.
+pub(crate) fn is_out_of_capacity(e: &weir_model::ApiError) -> bool {
+    e.message == OUT_OF_CAPACITY_MESSAGE
 }

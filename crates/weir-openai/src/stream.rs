@@ -170,9 +170,14 @@ impl StreamDecoder {
                 serde_json::from_str(data).map_err(|e| WireError::from_json("stream chunk", &e))?;
             self.chunk(chunk, &mut events)?;
         }
+        // A chunk cut short for lack of capacity goes to OpenAI clients as the error it
+        // became, not as the finish chunk it was (a relayed source hides its events).
+        let cut = events
+            .iter()
+            .any(|e| matches!(e, StreamEvent::Error(a) if crate::is_out_of_capacity(a)));
         Ok(Frame {
             events,
-            source: Some(SourceEvent::new(Dialect::OpenAi, event)),
+            source: (!cut).then(|| SourceEvent::new(Dialect::OpenAi, event)),
         })
     }
 
@@ -190,6 +195,8 @@ impl StreamDecoder {
                 self.content(Open::Text, text, out);
                 true
             }
+            // Not relayed: its frame must carry the error (see `decode`).
+            Some(Fast::Finish(crate::OUT_OF_CAPACITY)) => false,
             Some(Fast::Finish(reason)) => {
                 // What the general path does with `"delta":{}` and a finish reason.
                 self.close(out);

@@ -192,6 +192,8 @@ impl State {
                     .any(|e| matches!(e, StreamEvent::Error(_)))
                 {
                     self.done = true;
+                    // (`observe` noted the error's kind.)
+                    self.log.set_outcome("upstream failed");
                 }
                 if let Err(e) = self.encoder.encode(&frame, out) {
                     self.done = true;

@@ -1016,7 +1016,7 @@ async fn an_error_event_ends_the_stream_though_the_upstream_sends_done_after_it(
         "data: [DONE]\n\n",
     );
     let up = upstream(Script::Reply(200, "text/event-stream", body.into())).await;
-    let url = weir(&format!(
+    let (url, admin) = weir_with_admin(&format!(
         "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
          [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n",
         up.url
@@ -1036,6 +1036,19 @@ async fn an_error_event_ends_the_stream_though_the_upstream_sends_done_after_it(
     let text = post_text(&url, "/v1/chat/completions", &o_req("o", true)).await;
     let last: Value = serde_json::from_str(&sse_events(&text).last().unwrap().1).unwrap();
     assert!(last["error"]["message"].is_string(), "{text}");
+    // Counted as the upstream's failure, not as clients that went away.
+    let metrics = metrics_of(&admin).await;
+    let line = |reason: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("weir_stream_errors_total") && l.contains(reason))
+            .map(str::to_owned)
+    };
+    assert!(
+        line("reason=\"upstream\"").is_some_and(|l| l.ends_with(" 2")),
+        "{metrics}"
+    );
+    assert!(line("client_disconnected").is_none(), "{metrics}");
 }
 
 /// An upstream's error event that echoes its key (in any case) reaches neither dialect's

@@ -351,6 +351,15 @@ async fn deepseek_out_of_capacity_is_an_overloaded_error() {
         body.contains("overloaded_error") && body.contains("capacity"),
         "{body}"
     );
+    // An OpenAI client, whose answers otherwise go verbatim: 503, not the cut answer.
+    let (status, body) = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("capacity"), "{body}");
 
     let stream = [
         chunk(r#"{"role":"assistant","content":"part"}"#, ""),
@@ -376,6 +385,20 @@ async fn deepseek_out_of_capacity_is_an_overloaded_error() {
         !body.contains("max_tokens\"") && !body.contains("message_stop"),
         "{body}"
     );
+    // An OpenAI client's stream, relayed otherwise: the error, not the finish chunk.
+    let (status, body) = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let last = body.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("\"error\"") && last.contains("capacity"),
+        "{body}"
+    );
+    assert!(!body.contains("[DONE]"), "{body}");
 }
 
 /// DeepSeek's thinking mode wants a tool-call turn's reasoning back (else 400): an
