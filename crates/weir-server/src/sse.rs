@@ -353,6 +353,7 @@ pub(crate) fn passthrough_response(
             scan: Some(scan),
             events: Vec::new(),
             finished: false,
+            errored: false,
             done: false,
         }
         .boxed_unsync(),
@@ -370,6 +371,8 @@ struct PassthroughBody {
     events: Vec<weir_sse::Event>,
     /// The response's final event came.
     finished: bool,
+    /// The API's `error` event came: nothing after the read that held it is passed on.
+    errored: bool,
     done: bool,
 }
 
@@ -401,10 +404,14 @@ impl PassthroughBody {
         }
         for ev in self.events.drain(..) {
             let ty = responses_event_type(&ev);
-            // The API's own `error` event ends the stream too: no second one is added.
+            // The API's own `error` event ends the stream: no second one is added, and
+            // what an upstream sends after it is not passed on (as chat streams end at
+            // theirs).
             if ty.as_deref() == Some("error") {
                 self.finished = true;
-                self.log.log.stream_error = Some(weir_model::ErrorKind::Upstream);
+                self.errored = true;
+                self.log
+                    .failed("upstream failed", weir_model::ErrorKind::Upstream);
                 continue;
             }
             let final_event = ty.is_some_and(|t| {
@@ -484,6 +491,7 @@ impl hyper::body::Body for PassthroughBody {
                     me.log.first_byte = Some(Instant::now());
                 }
                 me.observe(&bytes);
+                me.done = me.errored;
                 Poll::Ready(Some(Ok(BodyFrame::data(bytes))))
             }
             Poll::Ready(Some(Err(e))) => {

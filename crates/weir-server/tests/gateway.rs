@@ -1879,6 +1879,43 @@ async fn a_responses_streams_own_error_event_ends_it_once_without_the_key() {
     );
 }
 
+/// A Responses stream's `error` event ends it: what the upstream sends in later reads is
+/// not passed on, and the request is logged as the upstream's failure.
+#[tokio::test]
+async fn nothing_after_a_responses_error_event_is_passed_on() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // An upstream that sends the error event, then, a moment later, more events.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let _ = sock.read(&mut buf).await.unwrap();
+        let chunk = |s: &str| format!("{:x}\r\n{s}\r\n", s.len());
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        // (An error as the first event would be failed over instead.)
+        let first = chunk("event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\nevent: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"boom\",\"param\":null}\n\n");
+        sock.write_all(format!("{head}{first}").as_bytes())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let later = chunk("event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"AFTER\"}\n\n");
+        let _ = sock.write_all(format!("{later}0\r\n\r\n").as_bytes()).await;
+    });
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
+    ))
+    .await;
+    let text = post_text(
+        &url,
+        "/v1/responses",
+        &json!({"model": "r", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert!(text.contains("boom") && !text.contains("AFTER"), "{text}");
+}
+
 #[tokio::test]
 async fn embeddings_of_one_session_stick_to_one_target() {
     let url = weir(

@@ -350,50 +350,130 @@ pub fn byte_stream(resp: Response, idle: Duration) -> weir_model::ByteStream {
     ))
 }
 
-/// A passed-through stream's bytes with `secrets` replaced by `***` (an error event may
-/// echo a key), and its failures scrubbed. A secret split across two reads is not seen;
-/// upstreams write an event whole.
+/// A passed-through stream's bytes with `secrets` replaced by `***`, in any ASCII case (an
+/// error event may echo a key), and its failures scrubbed. A secret split across reads is
+/// caught too: the end of a read that could begin one is held back until the next read
+/// (or the end) shows it is not one; an event's own end (`\n\n`) never could.
 pub(crate) fn scrub_bytes(
     stream: weir_model::ByteStream,
     secrets: &[&weir_model::Secret],
 ) -> weir_model::ByteStream {
-    use futures_util::StreamExt as _;
-    let secrets: Vec<weir_model::Secret> = secrets
+    let secrets: Vec<Vec<u8>> = secrets
         .iter()
-        .filter(|s| s.expose().len() >= 4)
-        .map(|s| (*s).clone())
+        .map(|s| s.expose().as_bytes().to_ascii_lowercase())
+        .filter(|s| s.len() >= 4)
         .collect();
     if secrets.is_empty() {
         return stream;
     }
-    Box::pin(stream.map(move |item| match item {
-        Ok(bytes) => {
-            let mut out: Option<Vec<u8>> = None;
-            for s in &secrets {
-                let needle = s.expose().as_bytes();
-                let hay = out.as_deref().unwrap_or(&bytes);
-                if memchr::memmem::find(hay, needle).is_none() {
-                    continue;
+    Box::pin(ScrubBytes {
+        inner: stream,
+        secrets,
+        held: Vec::new(),
+        failed: None,
+        done: false,
+    })
+}
+
+struct ScrubBytes {
+    inner: weir_model::ByteStream,
+    /// Lower-cased.
+    secrets: Vec<Vec<u8>>,
+    /// The end of the last read, which may be the start of a secret.
+    held: Vec<u8>,
+    /// A failure to pass on after the held bytes.
+    failed: Option<ProviderError>,
+    done: bool,
+}
+
+impl ScrubBytes {
+    /// `data` with every secret replaced, and how many of its last bytes could begin one.
+    fn scrub(&self, data: &[u8]) -> (Vec<u8>, usize) {
+        let lower = data.to_ascii_lowercase();
+        let mut out = Vec::with_capacity(data.len());
+        let mut at = 0;
+        'scan: while at < data.len() {
+            for s in &self.secrets {
+                if lower[at..].starts_with(s) {
+                    out.extend_from_slice(b"***");
+                    at += s.len();
+                    continue 'scan;
                 }
-                let mut replaced = Vec::with_capacity(hay.len());
-                let mut at = 0;
-                for i in memchr::memmem::find_iter(hay, needle) {
-                    replaced.extend_from_slice(&hay[at..i]);
-                    replaced.extend_from_slice(b"***");
-                    at = i + needle.len();
+            }
+            out.push(data[at]);
+            at += 1;
+        }
+        let lower_out = out.to_ascii_lowercase();
+        let hold = self
+            .secrets
+            .iter()
+            .filter_map(|s| {
+                (1..s.len().min(lower_out.len() + 1))
+                    .rev()
+                    .find(|&k| lower_out[lower_out.len() - k..] == s[..k])
+            })
+            .max()
+            .unwrap_or(0);
+        (out, hold)
+    }
+}
+
+impl Stream for ScrubBytes {
+    type Item = Result<bytes::Bytes, ProviderError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let me = self.get_mut();
+        if let Some(e) = me.failed.take() {
+            me.done = true;
+            return Poll::Ready(Some(Err(e)));
+        }
+        if me.done {
+            return Poll::Ready(None);
+        }
+        loop {
+            let item = match me.inner.as_mut().poll_next(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(item) => item,
+            };
+            match item {
+                Some(Ok(bytes)) => {
+                    let mut data = std::mem::take(&mut me.held);
+                    data.extend_from_slice(&bytes);
+                    let (mut out, hold) = me.scrub(&data);
+                    me.held = out.split_off(out.len() - hold);
+                    if out.is_empty() {
+                        continue;
+                    }
+                    return Poll::Ready(Some(Ok(bytes::Bytes::from(out))));
                 }
-                replaced.extend_from_slice(&hay[at..]);
-                out = Some(replaced);
+                Some(Err(mut e)) => {
+                    for s in &me.secrets {
+                        if let Ok(s) = std::str::from_utf8(s) {
+                            crate::redact(&mut e.message, s);
+                            if let Some(api) = &mut e.api_error {
+                                crate::redact(&mut api.message, s);
+                            }
+                        }
+                    }
+                    if me.held.is_empty() {
+                        me.done = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    me.failed = Some(e);
+                    let held = std::mem::take(&mut me.held);
+                    return Poll::Ready(Some(Ok(bytes::Bytes::from(held))));
+                }
+                None => {
+                    me.done = true;
+                    if me.held.is_empty() {
+                        return Poll::Ready(None);
+                    }
+                    let held = std::mem::take(&mut me.held);
+                    return Poll::Ready(Some(Ok(bytes::Bytes::from(held))));
+                }
             }
-            Ok(out.map_or(bytes, bytes::Bytes::from))
         }
-        Err(mut e) => {
-            for s in &secrets {
-                crate::scrub(&mut e, s.expose());
-            }
-            Err(e)
-        }
-    }))
+    }
 }
 
 /// `stream` with `secrets` taken out of its errors: the upstream's own error events (which
@@ -460,6 +540,63 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    /// What `scrub_bytes` makes of `chunks` (then a failure, if `fail`): each item.
+    async fn scrubbed(chunks: &[&str], fail: bool) -> Vec<Result<String, String>> {
+        use futures_util::StreamExt as _;
+        let mut items: Vec<Result<bytes::Bytes, ProviderError>> = chunks
+            .iter()
+            .map(|c| Ok(bytes::Bytes::from(c.to_string())))
+            .collect();
+        if fail {
+            items.push(Err(ProviderError::new(
+                ErrorKind::Connect,
+                "reset while sending sk-secret-123",
+            )));
+        }
+        let secret = weir_model::Secret::new("sk-Secret-123".to_owned());
+        scrub_bytes(Box::pin(futures_util::stream::iter(items)), &[&secret])
+            .map(|r| {
+                r.map(|b| String::from_utf8(b.to_vec()).unwrap())
+                    .map_err(|e| e.message)
+            })
+            .collect()
+            .await
+    }
+
+    #[tokio::test]
+    async fn passed_through_bytes_lose_a_secret_in_any_case_even_split_across_reads() {
+        let out = scrubbed(
+            &[
+                "data: key sk-Se",
+                "CRET-123 end\n\n",
+                "data: SK-SECRET-123\n\n",
+            ],
+            false,
+        )
+        .await;
+        // The end of the first read could begin the key: held back, not sent half.
+        assert_eq!(
+            out,
+            [
+                Ok("data: key ".to_owned()),
+                Ok("*** end\n\n".to_owned()),
+                Ok("data: ***\n\n".to_owned())
+            ]
+        );
+        // Held bytes that turn out not to be the key go out with the next read, or at the
+        // end, and before a failure (scrubbed too).
+        let out = scrubbed(&["a sk-S", "x\n\n", "sk-"], true).await;
+        assert_eq!(
+            out,
+            [
+                Ok("a ".to_owned()),
+                Ok("sk-Sx\n\n".to_owned()),
+                Ok("sk-".to_owned()),
+                Err("reset while sending ***".to_owned())
+            ]
+        );
+    }
 
     /// Records each event's data length.
     struct Lengths(Arc<Mutex<Vec<usize>>>);
