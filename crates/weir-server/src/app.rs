@@ -295,10 +295,10 @@ fn state_options(
             {
                 errors.push(src.error_at(
                     Some(url.span().start),
-                    format!(
-                        "state.url must be redis://host:port, rediss://host:port (TLS) or redis+unix:///path, not {}",
-                        weir_redis::redact_url(u)
-                    ),
+                    // (Not quoted: without `scheme://`, a password in it cannot be told
+                    // apart to redact.)
+                    "state.url must start with redis://host:port, rediss://host:port (TLS) or \
+                     redis+unix:///path",
                 ));
                 return None;
             }
@@ -432,6 +432,19 @@ pub fn ensure_client_key(
     generated
 }
 
+/// An error when the admin key is also a client key (every holder of it would be an
+/// admin). [`build`] finds this for configured keys; this also covers the default key
+/// [`ensure_client_key`] adds (`WEIR_API_KEY`).
+pub fn check_admin_key(app: &App) -> Result<(), String> {
+    match &app.admin_key {
+        Some(a) if app.keys.holds(a.expose()) => Err(
+            "auth.admin_key is also a client key (WEIR_API_KEY): every holder of that key would be an admin"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// The client key when none is configured: `key` (one chosen earlier), else
 /// `WEIR_API_KEY`, else a generated one, which is returned a second time to be printed.
 fn default_client_key(
@@ -440,8 +453,12 @@ fn default_client_key(
 ) -> (String, Option<String>) {
     match key
         .map(str::to_owned)
-        .or_else(|| env("WEIR_API_KEY").filter(|k| !k.is_empty()))
-    {
+        // (Header values arrive trimmed: a padded key could never match.)
+        .or_else(|| {
+            env("WEIR_API_KEY")
+                .map(|k| k.trim().to_owned())
+                .filter(|k| !k.is_empty())
+        }) {
         Some(k) => (k, None),
         None => {
             let k = crate::auth::generate_key();

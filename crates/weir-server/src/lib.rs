@@ -26,7 +26,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-pub use app::{build, connect_state, ensure_client_key, rebuild, zero_config, App};
+pub use app::{
+    build, check_admin_key, connect_state, ensure_client_key, rebuild, zero_config, App,
+};
 pub use auth::{generate_key, hash_key};
 pub use live::{Live, Reload};
 /// The config file (re-exported from `weir-config`).

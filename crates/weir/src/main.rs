@@ -111,6 +111,8 @@ fn load_with(
             let (cfg, text) = weir_server::config::load(p, env).map_err(to_strings)?;
             let mut app = weir_server::build(&cfg, Some(p), &text).map_err(to_strings)?;
             let generated = weir_server::ensure_client_key(&mut app, None, env);
+            weir_server::check_admin_key(&app)
+                .map_err(|e| vec![format!("{}: {e}", p.display())])?;
             Ok((app, generated))
         }
         None => weir_server::zero_config(env).map_err(to_strings),
@@ -193,6 +195,7 @@ fn reload_all(path: &Path, key: Option<&str>, cells: &Cells) -> Result<(), Vec<S
             path.display()
         )]);
     }
+    weir_server::check_admin_key(&first).map_err(|e| vec![format!("{}: {e}", path.display())])?;
     let first = Arc::new(first);
     let mut apps = vec![first.clone()];
     for _ in 1..cells.len() {

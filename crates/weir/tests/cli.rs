@@ -207,6 +207,11 @@ fn check_finds_what_serve_would_trip_on_and_says_where() {
             "where.toml:6:7: state.url redis://***@[bad/0 is not a Redis URL",
         ),
         (
+            // Not quoted back: without `://` its password cannot be told apart.
+            format!("{keys}[state]\nbackend = \"redis\"\nurl = \"redis:/:TOPSECRET@127.0.0.1:6379\"\n"),
+            "where.toml:6:7: state.url must start with redis://",
+        ),
+        (
             format!("{keys}[providers.m]\nkind = \"mock\"\n[[models]]\nname = \"a\"\ntargets = [{{ provider = \"m\" }}]\n\
                      [[models]]\nname = \"b\"\ntargets = []\n\
                      [[models]]\nname = \"a\"\ntargets = [{{ provider = \"m\" }}]\n"),
@@ -222,6 +227,7 @@ fn check_finds_what_serve_would_trip_on_and_says_where() {
         let (code, text) = check(&cfg);
         assert_eq!(code, Some(1), "{body}\n{text}");
         assert!(text.contains(expect), "{body}\n{text}");
+        assert!(!text.contains("SECRET"), "{body}\n{text}");
     }
     // A host name and port is an address (resolved when the listener starts).
     std::fs::write(
@@ -275,4 +281,37 @@ fn check_refuses_a_negative_price() {
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// With no `[[auth.keys]]`, the client key is WEIR_API_KEY: an admin key equal to it
+/// would make every client an admin, so the config is refused; a padded WEIR_API_KEY is
+/// taken trimmed (header values arrive trimmed), not refused.
+#[test]
+fn check_refuses_an_admin_key_equal_to_weir_api_key() {
+    let dir = scratch("weir-cli-admin-default");
+    let cfg = dir.join("admin.toml");
+    std::fs::write(
+        &cfg,
+        "[auth]\nadmin_key = \"${ADM}\"\n[providers.m]\nkind = \"mock\"\n",
+    )
+    .unwrap();
+    let run = |adm: &str, api: &str| {
+        let out = weir()
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .env("ADM", adm)
+            .env("WEIR_API_KEY", api)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8(out.stdout).unwrap())
+    };
+    let (code, text) = run("same-key", " same-key ");
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("auth.admin_key is also a client key (WEIR_API_KEY)"),
+        "{text}"
+    );
+    assert!(!text.contains("same-key"), "{text}");
+    let (code, text) = run("admin-key", "client-key");
+    assert_eq!(code, Some(0), "{text}");
 }
