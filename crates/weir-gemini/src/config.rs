@@ -97,11 +97,12 @@ pub(crate) fn write_generation_config(
     let thinking = thinking(req);
     let stops = req.stop.as_ref().map(|s| &s.sequences[..]).unwrap_or(&[]);
     let format = req.output_format()?;
-    // OpenAI's `seed` (an integer; anything else is left out, as Gemini would refuse it).
+    // OpenAI's `seed`: Gemini's is a 32-bit integer; anything else is left out (Gemini
+    // would refuse the request for it).
     let seed = (req.origin == Some(weir_model::Dialect::OpenAi))
         .then(|| req.extra.get("seed"))
         .flatten()
-        .and_then(|raw| raw.get().trim().parse::<i64>().ok());
+        .and_then(|raw| raw.get().trim().parse::<i32>().ok());
     if req.max_tokens.is_none()
         && seed.is_none()
         && req.temperature.is_none()

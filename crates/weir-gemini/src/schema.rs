@@ -191,16 +191,21 @@ fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
         out.insert("nullable".into(), Value::Bool(true));
     }
     // Gemini answers 400 to an array without an item schema ("items: missing field"),
-    // and to one whose items say nothing of their type: such items are taken as strings
-    // (JSON Schema's "anything" has no Gemini form).
+    // and to one whose items say nothing of their type: such items get the type their
+    // keywords imply, else string (JSON Schema's "anything" has no Gemini form).
     if out.get("type").and_then(Value::as_str) == Some("array") {
         match out.get_mut("items") {
             Some(Value::Object(items)) => {
-                if !["type", "anyOf", "enum"]
-                    .iter()
-                    .any(|k| items.contains_key(*k))
-                {
-                    items.insert("type".into(), Value::String("string".into()));
+                if !items.contains_key("type") && !items.contains_key("anyOf") {
+                    let implied =
+                        if items.contains_key("properties") || items.contains_key("required") {
+                            "object"
+                        } else if items.contains_key("items") {
+                            "array"
+                        } else {
+                            "string"
+                        };
+                    items.insert("type".into(), Value::String(implied.into()));
                 }
             }
             Some(_) => {}
@@ -255,7 +260,9 @@ mod tests {
             "bare": {"type": "array"},
             "any": {"type": "array", "items": {}},
             "described": {"type": "array", "items": {"description": "a tag"}},
-            "ints": {"type": "array", "items": {"type": "integer"}}
+            "ints": {"type": "array", "items": {"type": "integer"}},
+            "objects": {"type": "array", "items": {"properties": {"q": {"type": "string"}}}},
+            "choices": {"type": "array", "items": {"enum": ["a", "b"]}}
         }});
         assert_eq!(
             clean(&s.to_string()).unwrap()["properties"],
@@ -263,7 +270,9 @@ mod tests {
                 "bare": {"type": "array", "items": {"type": "string"}},
                 "any": {"type": "array", "items": {"type": "string"}},
                 "described": {"type": "array", "items": {"description": "a tag", "type": "string"}},
-                "ints": {"type": "array", "items": {"type": "integer"}}
+                "ints": {"type": "array", "items": {"type": "integer"}},
+                "objects": {"type": "array", "items": {"type": "object", "properties": {"q": {"type": "string"}}}},
+                "choices": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}}
             })
         );
     }

@@ -123,9 +123,10 @@ fn an_openai_clients_integer_seed_goes_to_generation_config() {
     req.extra
         .insert("seed", weir_model::raw::to_raw(&serde_json::json!(42)));
     assert_eq!(encode(&req)["generationConfig"]["seed"], 42);
-    req.extra
-        .insert("seed", weir_model::raw::to_raw(&serde_json::json!("x")));
-    assert!(encode(&req).get("generationConfig").is_none());
+    for unusable in [serde_json::json!("x"), serde_json::json!(4_294_967_296_u64)] {
+        req.extra.insert("seed", weir_model::raw::to_raw(&unusable));
+        assert!(encode(&req).get("generationConfig").is_none(), "{unusable}");
+    }
 }
 
 #[test]

@@ -1274,7 +1274,7 @@ impl Router {
             Ok(Ok(Some(ids))) => ids,
             Ok(Ok(None)) => Vec::new(),
             Ok(Err(e)) => {
-                tracing::warn!(provider = provider_id, kind = ?e.kind, status = e.status, "the provider's model listing failed: {}", e.message);
+                tracing::warn!(provider = provider_id, kind = ?e.kind, status = e.status, "the provider's model listing failed: {}", weir_model::log_safe(&e.message));
                 Vec::new()
             }
             Err(_) => {

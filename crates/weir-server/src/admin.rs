@@ -123,7 +123,9 @@ pub async fn handle(
 ) -> Result<Response<Body>, Infallible> {
     let app = live.get();
     let r = match (req.method(), req.uri().path()) {
-        (&Method::GET, "/health") => full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#),
+        (&Method::GET | &Method::HEAD, "/health") => {
+            full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#)
+        }
         (&Method::GET, "/status") => match authorized(&app, &req, false) {
             Ok(()) => full(StatusCode::OK, "application/json", status(&app)),
             Err(r) => r,
@@ -212,7 +214,11 @@ pub async fn handle(
         },
         (m, path) => match path {
             "/health" | "/status" | "/metrics" | "/" | "/reload" => {
-                let allow = if path == "/reload" { "POST" } else { "GET" };
+                let allow = match path {
+                    "/reload" => "POST",
+                    "/health" => "GET, HEAD",
+                    _ => "GET",
+                };
                 let mut r = full(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "application/json",

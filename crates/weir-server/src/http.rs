@@ -84,6 +84,8 @@ impl RequestLog {
             (None, Some(a)) if a.has_budget() && self.usage.is_some() => {
                 if let Some(m) = &self.upstream_model {
                     if crate::pricing::first_unpriced(m) {
+                        // (A glob route forwards the name a client chose.)
+                        let m = weir_model::log_safe(m);
                         tracing::warn!(
                             "model `{m}` has no price: what it costs is not counted against daily_budget_usd (add [pricing.\"{m}\"])"
                         );
@@ -424,8 +426,9 @@ async fn read_body(
     // not UTF-8): say what is wrong instead.
     if let Some(enc) = req
         .headers()
-        .get(http::header::CONTENT_ENCODING)
-        .filter(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .find(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
     {
         let name: String = enc.to_str().unwrap_or("?").chars().take(32).collect();
         return Err(simple_error(

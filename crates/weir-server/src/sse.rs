@@ -64,7 +64,7 @@ impl StreamLog {
     /// the client.
     fn upstream_failed(&mut self, e: &weir_model::ProviderError) -> ApiError {
         self.failed("upstream failed", e.kind);
-        tracing::warn!(request_id = %self.log.request_id, kind = ?e.kind, "upstream stream failed: {}", e.message);
+        tracing::warn!(request_id = %self.log.request_id, kind = ?e.kind, "upstream stream failed: {}", weir_model::log_safe(&e.message));
         e.api_error
             .as_deref()
             .cloned()

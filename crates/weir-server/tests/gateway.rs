@@ -514,6 +514,7 @@ async fn bad_input_gets_clear_errors() {
     let r = client()
         .post(format!("{url}/v1/messages"))
         .header("x-api-key", KEY)
+        .header("content-encoding", "identity")
         .header("content-encoding", "gzip")
         .body(vec![0x1f, 0x8b, 0x08, 0x00])
         .send()
@@ -1294,6 +1295,9 @@ async fn the_dashboard_shows_the_status_to_a_browser_with_the_admin_key() {
         .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET");
+    // The admin port's health check answers HEAD as the API port's does.
+    let r = client().head(format!("{admin}/health")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
