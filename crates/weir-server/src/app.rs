@@ -30,6 +30,8 @@ pub struct App {
     pub header_read_timeout: Duration,
     /// How long a request body may go without a byte ([`crate::BODY_IDLE_TIMEOUT`]).
     pub body_idle_timeout: Duration,
+    /// How long a request body may take in all ([`crate::BODY_TOTAL_TIMEOUT`]).
+    pub body_total_timeout: Duration,
     /// Model names `GET /v1/models` lists (exact names; globs cannot be enumerated).
     pub listed_models: Vec<String>,
     /// The admin address, if the admin API is served.
@@ -207,6 +209,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 shutdown_grace: cfg.server.shutdown_grace.0,
                 header_read_timeout: crate::HEADER_READ_TIMEOUT,
                 body_idle_timeout: crate::BODY_IDLE_TIMEOUT,
+                body_total_timeout: crate::BODY_TOTAL_TIMEOUT,
                 admin_listen: cfg.auth.admin_key.as_ref().map(|_| {
                     cfg.server
                         .admin_listen

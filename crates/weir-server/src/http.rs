@@ -455,9 +455,15 @@ async fn read_body(
             Pin::new(&mut body),
             &mut Context::from_waker(Waker::noop()),
         );
+        let mut over_total = false;
         let next = match ready {
             Poll::Ready(frame) => Ok(frame),
-            Poll::Pending => tokio::time::timeout(app.body_idle_timeout, body.frame()).await,
+            Poll::Pending => {
+                let deadline = log.started.unwrap_or_else(Instant::now) + app.body_total_timeout;
+                let left = deadline.saturating_duration_since(Instant::now());
+                over_total = left < app.body_idle_timeout;
+                tokio::time::timeout(app.body_idle_timeout.min(left), body.frame()).await
+            }
         };
         let frame = match next {
             Ok(Some(frame)) => frame,
@@ -465,10 +471,17 @@ async fn read_body(
             Err(_) => {
                 let mut e = ApiError::new(
                     ErrorKind::InvalidRequest,
-                    format!(
-                        "the request body stalled: nothing arrived for {:?}",
-                        app.body_idle_timeout
-                    ),
+                    if over_total {
+                        format!(
+                            "the request body took too long: it did not arrive whole within {:?}",
+                            app.body_total_timeout
+                        )
+                    } else {
+                        format!(
+                            "the request body stalled: nothing arrived for {:?}",
+                            app.body_idle_timeout
+                        )
+                    },
                 );
                 e.status = 408;
                 return Err(gateway_error(dialect, &e, log));

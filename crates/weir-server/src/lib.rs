@@ -62,6 +62,11 @@ pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// How long a request body may go without a byte arriving before it is answered 408.
 pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// How long a request body may take in all, from the request's arrival: a client that
+/// trickles a byte at a time, never silent for BODY_IDLE_TIMEOUT, cannot hold a connection
+/// for ever (a 10 MB body at 1 Mbit/s takes 80 s).
+pub const BODY_TOTAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// How long streams cut at the end of the shutdown grace period have to write their error
 /// event before their connections are closed.
 const CUT_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);

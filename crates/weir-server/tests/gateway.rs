@@ -400,6 +400,7 @@ async fn slow_headers_silent_connections_and_stalled_bodies_do_not_hold_a_connec
     let mut app = weir_server::build(&cfg, None, &text).unwrap();
     app.header_read_timeout = Duration::from_millis(300);
     app.body_idle_timeout = Duration::from_millis(300);
+    app.body_total_timeout = Duration::from_millis(1000);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(weir_server::run(
@@ -440,6 +441,33 @@ async fn slow_headers_silent_connections_and_stalled_bodies_do_not_hold_a_connec
     assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
     assert!(answer.contains(r#""type":"error""#), "{answer}");
     assert!(answer.contains("the request body stalled"), "{answer}");
+    // A body that trickles, never silent for the idle timeout, still has a deadline.
+    let mut trickled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    trickled
+        .write_all(
+            format!(
+                "POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\n\
+                 content-type: application/json\r\ncontent-length: 100\r\n\r\n{{"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let dripping = tokio::spawn(async move {
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if trickled.write_all(b" ").await.is_err() {
+                break;
+            }
+        }
+        read_all(trickled).await
+    });
+    let answer = dripping.await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(
+        answer.contains("the request body took too long"),
+        "{answer}"
+    );
     // A request in good time is served as ever; its keep-alive connection, idle after,
     // is closed in as long.
     let mut good = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -1296,7 +1324,11 @@ async fn the_dashboard_shows_the_status_to_a_browser_with_the_admin_key() {
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET");
     // The admin port's health check answers HEAD as the API port's does.
-    let r = client().head(format!("{admin}/health")).send().await.unwrap();
+    let r = client()
+        .head(format!("{admin}/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
