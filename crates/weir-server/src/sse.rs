@@ -160,10 +160,17 @@ struct State {
     log: StreamLog,
     cut: CutWatch,
     done: bool,
+    /// The upstream's message ended (`message_stop`, `[DONE]`): the client's stream ends
+    /// there, and the upstream's body, whatever it still sends, is read to its end apart.
+    ended: bool,
 }
 
 /// Up to this many bytes of events already received are written as one body frame.
 const BATCH_BYTES: usize = 64 * 1024;
+
+/// How long the rest of an upstream body whose message already ended is read, so its
+/// connection can serve again, before it is closed.
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl State {
     /// Writes what the upstream stream yielded (a frame, its failure, or its end) to
@@ -194,6 +201,19 @@ impl State {
                     self.done = true;
                     // (`observe` noted the error's kind.)
                     self.log.set_outcome("upstream failed");
+                }
+                if !self.done
+                    && frame
+                        .events
+                        .iter()
+                        .any(|e| matches!(e, StreamEvent::MessageStop))
+                {
+                    // Nothing comes after the message's end: an upstream that lingers
+                    // (keep-alive pings, a late close) must not hold the client, nor time
+                    // a finished answer out.
+                    self.done = true;
+                    self.ended = true;
+                    self.log.set_outcome("complete");
                 }
                 if let Err(e) = self.encoder.encode(&frame, out) {
                     self.done = true;
@@ -274,6 +294,10 @@ impl hyper::body::Body for SseBody {
                 Poll::Pending => break,
             }
         }
+        if st.ended {
+            st.ended = false;
+            st.release_upstream(cx);
+        }
         if out.is_empty() {
             return Poll::Ready(None);
         }
@@ -281,6 +305,29 @@ impl hyper::body::Body for SseBody {
             st.log.first_byte = Some(Instant::now());
         }
         Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(out)))))
+    }
+}
+
+impl State {
+    /// Reads what the upstream sends after its message ended, to the body's end, so its
+    /// connection goes back to the pool: at once when that is already here (nearly
+    /// always), else in a task of its own for up to [`DRAIN`].
+    fn release_upstream(&mut self, cx: &mut Context<'_>) {
+        loop {
+            match self.upstream.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(None | Some(Err(_))) => return,
+                Poll::Pending => break,
+            }
+        }
+        let mut rest =
+            std::mem::replace(&mut self.upstream, Box::pin(futures_util::stream::empty()));
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(DRAIN, async {
+                while let Some(Ok(_)) = rest.next().await {}
+            })
+            .await;
+        });
     }
 }
 
@@ -309,6 +356,7 @@ pub(crate) fn sse_response(
         log,
         cut,
         done: false,
+        ended: false,
     };
     sse_headers(Response::new(SseBody(state).boxed_unsync()))
 }

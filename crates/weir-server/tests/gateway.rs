@@ -1110,6 +1110,55 @@ async fn an_error_event_echoing_the_upstream_key_is_scrubbed() {
     }
 }
 
+/// A stream ends for the client when the upstream's message does (`[DONE]`), though the
+/// upstream holds its body open after it: no wait for the upstream's idle timeout, and no
+/// timeout error after a complete answer.
+#[tokio::test]
+async fn a_stream_ends_at_the_messages_end_though_the_upstream_lingers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = sock.read(&mut buf).await;
+                let events = concat!(
+                    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"}}]}\n\n",
+                    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+                    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n",
+                    "data: [DONE]\n\n",
+                );
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                let chunk = format!("{:x}\r\n{events}\r\n", events.len());
+                let _ = sock.write_all(format!("{head}{chunk}").as_bytes()).await;
+                // The body stays open well past the route's idle timeout.
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                let _ = sock.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
+         [providers.o.timeouts]\nidle = \"1s\"\n\
+         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n"
+    ))
+    .await;
+    for (path, req, end) in [
+        ("/v1/messages", a_req("o", true), "message_stop"),
+        ("/v1/chat/completions", o_req("o", true), "[DONE]"),
+    ] {
+        let started = Instant::now();
+        let text = post_text(&url, path, &req).await;
+        assert!(started.elapsed() < Duration::from_millis(900), "{text}");
+        assert!(text.trim_end().ends_with(end.trim_end()) || text.contains(end), "{text}");
+        assert!(!text.contains("error"), "{text}");
+    }
+}
+
 /// Streams from `script` through a route with these idle and total timeouts, checks the
 /// stream ends with a timeout error saying `message`, and returns its events.
 async fn stream_timing_out(

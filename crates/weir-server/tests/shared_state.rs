@@ -334,7 +334,7 @@ fn state_config_mistakes_are_reported_where_they_are() {
         ("backend = \"redis\"\n", "needs state.url"),
         (
             "backend = \"redis\"\nurl = \"http://user:hunter2@h\"\n",
-            "must be redis://",
+            "must start with redis://",
         ),
         (
             "backend = \"redis\"\nurl = \"redis://h\"\nfail_mode = \"maybe\"\n",
