@@ -46,6 +46,9 @@ pub(crate) struct RequestLog {
     pub ledger: Option<weir_ledger::Writer>,
     /// How a stream that had answered 200 ended badly, for the ledger's error kind.
     pub stream_error: Option<weir_model::ErrorKind>,
+    /// The request's input tokens as estimated from its body (a quarter of its bytes), for
+    /// a stream cut before the upstream reported usage.
+    pub input_estimate: u64,
     /// Set while the request is being answered: dropped then (its client went away before
     /// the answer), it is logged as a 499.
     pub armed: std::sync::atomic::AtomicBool,
@@ -617,6 +620,7 @@ async fn chat(
         Ok(b) => b,
         Err(r) => return r,
     };
+    log.input_estimate = (body.len() as u64).div_ceil(4);
     let mut creq = match decode(dialect, &body) {
         Ok(r) => r,
         Err(e) => {

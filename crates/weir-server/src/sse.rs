@@ -12,7 +12,7 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Frame as BodyFrame;
-use weir_model::{ApiError, ByteStream, Dialect, EventStream, Frame, StreamEvent};
+use weir_model::{ApiError, ByteStream, Delta, Dialect, EventStream, Frame, StreamEvent};
 
 use crate::http::{Body, RequestLog};
 use crate::live::CutWatch;
@@ -34,6 +34,9 @@ pub(crate) struct StreamLog {
     input: Option<u64>,
     output: Option<u64>,
     outcome: &'static str,
+    /// Bytes of text, reasoning and tool arguments streamed: the output a stream cut
+    /// before its usage is charged (a quarter of them, in tokens).
+    streamed: u64,
 }
 
 impl StreamLog {
@@ -47,6 +50,7 @@ impl StreamLog {
             input: None,
             output: None,
             outcome: "client disconnected",
+            streamed: 0,
         }
     }
 
@@ -98,6 +102,14 @@ impl StreamLog {
                 }
                 // The upstream's own error event, passed on to the client.
                 StreamEvent::Error(api) => self.log.stream_error = Some(api.kind),
+                StreamEvent::BlockDelta { delta, .. } => {
+                    self.streamed += match delta {
+                        Delta::Text(t) | Delta::Thinking(t) | Delta::InputJson(t) => {
+                            t.token().len().saturating_sub(2) as u64
+                        }
+                        Delta::Signature(_) | Delta::Unknown { .. } => 0,
+                    };
+                }
                 _ => {}
             }
         }
@@ -113,6 +125,21 @@ impl Drop for StreamLog {
         tracing::debug!(request_id = %self.log.request_id, outcome = self.outcome, "stream ended");
         if self.outcome == "client disconnected" {
             self.log.stream_error = Some(weir_model::ErrorKind::Cancelled);
+        }
+        if self.outcome != "complete" {
+            // Cut before its usage came (OpenAI's is in the final chunk): charged what was
+            // streamed, estimated, so leaving early does not make an answer free of limits
+            // and budgets. The upstream bills it all the same.
+            let output = self.streamed.div_ceil(4);
+            let u = self.log.usage.get_or_insert_with(Default::default);
+            if u.output_tokens.is_none_or(|o| o < output) {
+                u.output_tokens = Some(output);
+                self.output = Some(output);
+            }
+            if u.input_tokens.is_none() && u.cache_read_tokens.is_none() {
+                u.input_tokens = Some(self.log.input_estimate);
+                self.input = Some(self.log.input_estimate);
+            }
         }
         if let Some(m) = &self.log.metrics {
             m.stream_delta(-1);

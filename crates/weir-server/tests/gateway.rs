@@ -1159,6 +1159,51 @@ async fn a_stream_ends_at_the_messages_end_though_the_upstream_lingers() {
     }
 }
 
+/// A stream cut before the upstream reported usage (OpenAI's comes in the final chunk) is
+/// charged an estimate (a quarter of the bytes streamed, and of the request's body), not
+/// nothing: leaving early does not make an answer free of limits and budgets.
+#[tokio::test]
+async fn a_stream_cut_before_its_usage_is_charged_an_estimate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let _ = sock.read(&mut buf).await;
+        let text = "x".repeat(400);
+        let event = format!(
+            "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"{text}\"}}}}]}}\n\n"
+        );
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        let _ = sock
+            .write_all(format!("{head}{:x}\r\n{event}\r\n", event.len()).as_bytes())
+            .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Gone without the final chunk (and its usage).
+    });
+    let (url, admin) = weir_with_admin(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n"
+    ))
+    .await;
+    let req = a_req("o", true);
+    let text = post_text(&url, "/v1/messages", &req).await;
+    assert!(text.contains("xxxx") && text.contains("event: error"), "{text}");
+    let metrics = metrics_of(&admin).await;
+    let tokens = |direction: &str| -> u64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("weir_tokens_total") && l.contains(direction))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    assert_eq!(tokens("direction=\"output\""), 100, "{metrics}");
+    let body_len = serde_json::to_vec(&req).unwrap().len() as u64;
+    assert_eq!(tokens("direction=\"input\""), body_len.div_ceil(4), "{metrics}");
+}
+
 /// Streams from `script` through a route with these idle and total timeouts, checks the
 /// stream ends with a timeout error saying `message`, and returns its events.
 async fn stream_timing_out(
