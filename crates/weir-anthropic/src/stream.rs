@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use weir_model::{
-    ApiError, ContentBlock, Delta, Dialect, Frame, JsonStr, SourceEvent, StopReason, StreamEvent,
-    Usage, WireError,
+    ContentBlock, Delta, Dialect, Frame, JsonStr, SourceEvent, StopReason, StreamEvent, Usage,
+    WireError,
 };
 use weir_sse::Event;
 
@@ -385,12 +385,23 @@ pub struct StreamEncoder {
     empty: JsonStr,
     /// A tool-use block was started: the message's stop is then a tool-use one.
     called: bool,
+    /// The gateway's request id, put on the error events the gateway itself makes (as on
+    /// its error bodies).
+    request_id: Option<String>,
 }
 
 impl StreamEncoder {
     /// An encoder for one stream.
     pub fn new() -> Self {
         StreamEncoder::default()
+    }
+
+    /// An encoder whose own error events carry `request_id`.
+    pub fn with_request_id(request_id: String) -> Self {
+        StreamEncoder {
+            request_id: Some(request_id),
+            ..StreamEncoder::default()
+        }
     }
 
     /// Appends the SSE bytes for `frame` to `out`.
@@ -563,7 +574,9 @@ impl StreamEncoder {
                 "ping"
             }
             StreamEvent::Error(e) => {
-                w.raw(&stream_error_json(e));
+                // An upstream's error is its own; the gateway's says which request it was.
+                let id = self.request_id.as_deref().filter(|_| e.dialect.is_none());
+                w.raw(&crate::error::error_json(e, id));
                 "error"
             }
             StreamEvent::Unknown { .. } => return Ok(()),
@@ -576,11 +589,6 @@ impl StreamEncoder {
         out.extend_from_slice(b"\n\n");
         Ok(())
     }
-}
-
-/// The data of an `event: error` for a client.
-pub(crate) fn stream_error_json(e: &ApiError) -> String {
-    crate::error::error_json(e, None)
 }
 
 #[cfg(test)]

@@ -367,7 +367,9 @@ pub(crate) fn sse_response(
     cut: CutWatch,
 ) -> Response<Body> {
     let encoder = match dialect {
-        Dialect::Anthropic => Encoder::Anthropic(weir_anthropic::StreamEncoder::new()),
+        Dialect::Anthropic => Encoder::Anthropic(weir_anthropic::StreamEncoder::with_request_id(
+            log.log.request_id.clone(),
+        )),
         Dialect::OpenAi => Encoder::OpenAi(Box::new(weir_openai::StreamEncoder::new(
             weir_openai::StreamEncodeOptions {
                 include_usage: client_usage,

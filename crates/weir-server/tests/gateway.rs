@@ -1154,7 +1154,10 @@ async fn a_stream_ends_at_the_messages_end_though_the_upstream_lingers() {
         let started = Instant::now();
         let text = post_text(&url, path, &req).await;
         assert!(started.elapsed() < Duration::from_millis(900), "{text}");
-        assert!(text.trim_end().ends_with(end.trim_end()) || text.contains(end), "{text}");
+        assert!(
+            text.trim_end().ends_with(end.trim_end()) || text.contains(end),
+            "{text}"
+        );
         assert!(!text.contains("error"), "{text}");
     }
 }
@@ -1189,7 +1192,10 @@ async fn a_stream_cut_before_its_usage_is_charged_an_estimate() {
     .await;
     let req = a_req("o", true);
     let text = post_text(&url, "/v1/messages", &req).await;
-    assert!(text.contains("xxxx") && text.contains("event: error"), "{text}");
+    assert!(
+        text.contains("xxxx") && text.contains("event: error"),
+        "{text}"
+    );
     let metrics = metrics_of(&admin).await;
     let tokens = |direction: &str| -> u64 {
         metrics
@@ -1201,7 +1207,11 @@ async fn a_stream_cut_before_its_usage_is_charged_an_estimate() {
     };
     assert_eq!(tokens("direction=\"output\""), 100, "{metrics}");
     let body_len = serde_json::to_vec(&req).unwrap().len() as u64;
-    assert_eq!(tokens("direction=\"input\""), body_len.div_ceil(4), "{metrics}");
+    assert_eq!(
+        tokens("direction=\"input\""),
+        body_len.div_ceil(4),
+        "{metrics}"
+    );
 }
 
 /// Streams from `script` through a route with these idle and total timeouts, checks the
@@ -1217,13 +1227,17 @@ async fn stream_timing_out(
         "[providers.a.timeouts]\nconnect = \"1s\"\nfirst_byte = \"1s\"\nidle = \"{idle}\"\ntotal = \"{total}\"\n"
     );
     let url = weir(&anthropic_route(&up.url, "timed", &timeouts)).await;
-    let text = post_text(&url, "/v1/messages", &a_req("timed", true)).await;
+    let r = post(&url, "/v1/messages", &a_req("timed", true), Some(KEY)).await;
+    let request_id = r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let text = r.text().await.unwrap();
     let events = sse_events(&text);
     let last = events.last().unwrap();
     assert_eq!(last.0.as_deref(), Some("error"), "{text}");
     let v: Value = serde_json::from_str(&last.1).unwrap();
     assert_eq!(v["error"]["type"], "timeout_error");
     assert_eq!(v["error"]["message"], message, "{text}");
+    // The gateway's own error says which request it was, as its error bodies do.
+    assert_eq!(v["request_id"], request_id.as_str(), "{text}");
     events
 }
 
