@@ -81,10 +81,13 @@ impl Drop for Guard {
     }
 }
 
-/// A served stream: passes frames through and records a mid-stream failure.
+/// A served stream: passes frames through and records a mid-stream failure. The guard
+/// goes at the message's end (`MessageStop`): what the upstream's body does after it (a
+/// reset, a linger read apart by the server) is not the answer's, so it neither counts
+/// against the target nor keeps its in-flight counts up.
 pub(crate) struct Guarded {
     pub inner: EventStream,
-    pub guard: Guard,
+    pub guard: Option<Guard>,
     pub failed: bool,
 }
 
@@ -94,17 +97,24 @@ impl Stream for Guarded {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let item = self.inner.as_mut().poll_next(cx);
         if let Poll::Ready(Some(r)) = &item {
+            let Some(g) = &self.guard else {
+                return item;
+            };
             let health = match r {
                 Err(e) => Some(e.counts_against_health),
                 Ok(f) => error_in(f).map(|e| e.counts_against_health),
             };
-            if let Some(counts) = health {
-                if counts && !self.failed {
-                    self.failed = true;
-                    let g = &self.guard;
-                    let t = g.target.failure(&g.policy, Instant::now());
-                    g.shared.breaker_changed(&g.target, t);
-                }
+            let counts = health == Some(true) && !self.failed;
+            if counts {
+                let t = g.target.failure(&g.policy, Instant::now());
+                g.shared.breaker_changed(&g.target, t);
+            }
+            let ended = matches!(r, Ok(f) if f.events.iter().any(|e| matches!(e, StreamEvent::MessageStop)));
+            if counts {
+                self.failed = true;
+            }
+            if ended {
+                self.guard = None;
             }
         }
         item

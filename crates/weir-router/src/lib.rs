@@ -889,7 +889,7 @@ impl Job for ChatRequest {
             Reply::Stream(s) => (
                 Reply::Stream(Box::pin(hold::Guarded {
                     inner: s,
-                    guard: guard(),
+                    guard: Some(guard()),
                     failed: false,
                 })),
                 true,

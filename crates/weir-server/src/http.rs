@@ -738,6 +738,7 @@ async fn pass_prelude<R>(
     let dialect = Dialect::OpenAi;
     let key = authenticate(app, req.headers(), dialect, log)?.clone();
     let (headers, body) = read_body(app, req, dialect, log).await?;
+    log.input_estimate = (body.len() as u64).div_ceil(4);
     let parsed = decode(&body).map_err(|e| {
         tracing::debug!(request_id = %log.request_id, "undecodable request: {e}");
         simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log)

@@ -212,7 +212,20 @@ impl State {
                 self.done = true;
                 self.log.set_outcome("complete");
             }
-            Some(Ok(frame)) => {
+            Some(Ok(mut frame)) => {
+                // Nothing after an error event reaches the client (a decoder may close the
+                // message after it, as for DeepSeek's out-of-capacity finish); re-encoded,
+                // as the source event would carry it all.
+                if let Some(i) = frame
+                    .events
+                    .iter()
+                    .position(|e| matches!(e, StreamEvent::Error(_)))
+                {
+                    if i + 1 < frame.events.len() {
+                        frame.events.truncate(i + 1);
+                        frame.source = None;
+                    }
+                }
                 self.log.observe(&frame);
                 if self.hide_usage_chunk && is_usage_only_chunk(&frame) {
                     return;
@@ -431,6 +444,7 @@ pub(crate) fn passthrough_response(
             events: Vec::new(),
             finished: false,
             errored: false,
+            end_data: None,
             done: false,
         }
         .boxed_unsync(),
@@ -448,8 +462,11 @@ struct PassthroughBody {
     events: Vec<weir_sse::Event>,
     /// The response's final event came.
     finished: bool,
-    /// The API's `error` event came: nothing after the read that held it is passed on.
+    /// The API's `error` event came.
     errored: bool,
+    /// The data of the event that ended the response (its final event or an error), to
+    /// find where it ends in the read that held it: nothing after it is passed on.
+    end_data: Option<String>,
     done: bool,
 }
 
@@ -480,6 +497,10 @@ impl PassthroughBody {
             return;
         }
         for ev in self.events.drain(..) {
+            if self.end_data.is_some() {
+                // After the response's end: not passed on, not read.
+                continue;
+            }
             let ty = responses_event_type(&ev);
             // The API's own `error` event ends the stream: no second one is added, and
             // what an upstream sends after it is not passed on (as chat streams end at
@@ -487,8 +508,22 @@ impl PassthroughBody {
             if ty.as_deref() == Some("error") {
                 self.finished = true;
                 self.errored = true;
+                self.end_data = Some(ev.data().to_owned());
                 self.log
                     .failed("upstream failed", weir_model::ErrorKind::Upstream);
+                continue;
+            }
+            if ty.as_deref().is_some_and(|t| t.ends_with(".delta")) {
+                // What was streamed, for the estimate a stream cut before its usage is
+                // charged.
+                #[derive(serde::Deserialize)]
+                struct Piece<'a> {
+                    #[serde(borrow)]
+                    delta: Option<std::borrow::Cow<'a, str>>,
+                }
+                if let Ok(Piece { delta: Some(d) }) = serde_json::from_str::<Piece<'_>>(ev.data()) {
+                    self.log.streamed += d.len() as u64;
+                }
                 continue;
             }
             let final_event = ty.is_some_and(|t| {
@@ -501,6 +536,7 @@ impl PassthroughBody {
                 continue;
             }
             self.finished = true;
+            self.end_data = Some(ev.data().to_owned());
             #[derive(serde::Deserialize)]
             struct Final<'a> {
                 #[serde(borrow)]
@@ -568,7 +604,20 @@ impl hyper::body::Body for PassthroughBody {
                     me.log.first_byte = Some(Instant::now());
                 }
                 me.observe(&bytes);
-                me.done = me.errored;
+                let mut bytes = bytes;
+                if let Some(data) = me.end_data.take() {
+                    // The response ended (its final event, or an error): the client's
+                    // stream ends with that event; anything after it in this read is not
+                    // passed on, and the rest of the upstream's body is read apart.
+                    if let Some(end) = event_end(&bytes, &data) {
+                        bytes.truncate(end);
+                    }
+                    me.done = true;
+                    if !me.errored {
+                        me.log.set_outcome("complete");
+                    }
+                    me.release_upstream(cx);
+                }
                 Poll::Ready(Some(Ok(BodyFrame::data(bytes))))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -580,6 +629,39 @@ impl hyper::body::Body for PassthroughBody {
             }
         }
     }
+}
+
+impl PassthroughBody {
+    /// As [`State::release_upstream`]: the rest of the upstream's body is read, at once
+    /// or in a task for up to [`DRAIN`], so its connection can serve again.
+    fn release_upstream(&mut self, cx: &mut Context<'_>) {
+        loop {
+            match self.upstream.poll_next_unpin(cx) {
+                Poll::Ready(Some(Ok(_))) => {}
+                Poll::Ready(None | Some(Err(_))) => return,
+                Poll::Pending => break,
+            }
+        }
+        let mut rest =
+            std::mem::replace(&mut self.upstream, Box::pin(futures_util::stream::empty()));
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(DRAIN, async {
+                while let Some(Ok(_)) = rest.next().await {}
+            })
+            .await;
+        });
+    }
+}
+
+/// Where, in `bytes`, the event whose data is `data` ends (after its blank line), if its
+/// data is there as one line; else `None` (all of `bytes` goes on).
+fn event_end(bytes: &[u8], data: &str) -> Option<usize> {
+    let start = memchr::memmem::find(bytes, data.as_bytes())? + data.len();
+    let rest = &bytes[start..];
+    [&b"\n\n"[..], b"\r\n\r\n", b"\r\r"]
+        .iter()
+        .filter_map(|sep| memchr::memmem::find(rest, sep).map(|i| start + i + sep.len()))
+        .min()
 }
 
 /// The Responses API's stream error event (`{"type":"error","code",...}`), with the type

@@ -1998,6 +1998,8 @@ async fn a_responses_streams_own_error_event_ends_it_once_without_the_key() {
     let body = concat!(
         "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\"}}\n\n",
         "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"key sk-resp-ECHOED failed\",\"param\":null}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"AFTER\"}\n\n",
+        "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\"}}\n\n",
     );
     let up = upstream(Script::Reply(200, "text/event-stream", body.into())).await;
     let url = weir(&format!(
@@ -2019,6 +2021,11 @@ async fn a_responses_streams_own_error_event_ends_it_once_without_the_key() {
     assert_eq!(errors, 1, "{text}");
     assert!(
         text.contains("key *** failed") && !text.contains("ECHOED"),
+        "{text}"
+    );
+    // What the upstream sent after the error, in the same read, is not passed on.
+    assert!(
+        !text.contains("AFTER") && !text.contains("response.completed"),
         "{text}"
     );
 }
@@ -2058,6 +2065,141 @@ async fn nothing_after_a_responses_error_event_is_passed_on() {
     )
     .await;
     assert!(text.contains("boom") && !text.contains("AFTER"), "{text}");
+}
+
+/// A Responses stream ends for the client with the response's final event, though the
+/// upstream holds its body open after it (as chat streams end at `message_stop`).
+#[tokio::test]
+async fn a_responses_stream_ends_at_its_final_event_though_the_upstream_lingers() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let _ = sock.read(&mut buf).await;
+        let events = concat!(
+            "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n",
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1,\"total_tokens\":4}}}\n\n",
+        );
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        let _ = sock
+            .write_all(format!("{head}{:x}\r\n{events}\r\n", events.len()).as_bytes())
+            .await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        let _ = sock.write_all(b"0\r\n\r\n").await;
+    });
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
+         [providers.o.timeouts]\nidle = \"1s\"\n\
+         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
+    ))
+    .await;
+    let started = Instant::now();
+    let text = post_text(
+        &url,
+        "/v1/responses",
+        &json!({"model": "r", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_millis(900), "{text}");
+    assert!(
+        text.contains("response.completed") && !text.contains("error"),
+        "{text}"
+    );
+}
+
+/// What an upstream's body does after the message ended (here: it is cut off before its
+/// chunked end) is not the answer's: the target is not counted as failing.
+#[tokio::test]
+async fn a_failure_after_the_messages_end_does_not_count_against_the_target() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = sock.read(&mut buf).await;
+                let events = concat!(
+                    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n",
+                    "data: [DONE]\n\n",
+                );
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                let _ = sock
+                    .write_all(format!("{head}{:x}\r\n{events}\r\n", events.len()).as_bytes())
+                    .await;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                // Closed without the chunked body's end: a broken body, after [DONE].
+            });
+        }
+    });
+    let (url, admin) = weir_with_admin(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n"
+    ))
+    .await;
+    for _ in 0..4 {
+        let text = post_text(&url, "/v1/chat/completions", &o_req("o", true)).await;
+        assert!(text.contains("[DONE]") && !text.contains("error"), "{text}");
+    }
+    // (The tails are read apart; give them their moment.)
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status: Value = admin_get(&admin, "/status").await.json().await.unwrap();
+    let t = &status["targets"][0];
+    assert_eq!(t["failures"], 0, "{status}");
+    assert_eq!(t["in_flight"], 0, "{status}");
+}
+
+/// A Responses stream cut before its final event (which carries the usage) is charged an
+/// estimate from the text deltas it streamed, as chat streams are.
+#[tokio::test]
+async fn a_responses_stream_cut_before_its_usage_is_charged_an_estimate() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        let mut buf = vec![0u8; 65536];
+        let _ = sock.read(&mut buf).await;
+        let text = "x".repeat(400);
+        let events = format!(
+            "event: response.created\ndata: {{\"type\":\"response.created\",\"response\":{{\"id\":\"resp_1\"}}}}\n\n\
+             event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"delta\":\"{text}\"}}\n\n"
+        );
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+        let _ = sock
+            .write_all(format!("{head}{:x}\r\n{events}\r\n", events.len()).as_bytes())
+            .await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Gone before `response.completed`.
+    });
+    let (url, admin) = weir_with_admin(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
+    ))
+    .await;
+    let text = post_text(
+        &url,
+        "/v1/responses",
+        &json!({"model": "r", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert!(
+        text.contains("xxxx") && text.contains("event: error"),
+        "{text}"
+    );
+    let metrics = metrics_of(&admin).await;
+    let output = metrics
+        .lines()
+        .find(|l| l.starts_with("weir_tokens_total") && l.contains("direction=\"output\""))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse::<u64>().ok());
+    assert_eq!(output, Some(100), "{metrics}");
 }
 
 #[tokio::test]

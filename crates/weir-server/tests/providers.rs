@@ -385,6 +385,9 @@ async fn deepseek_out_of_capacity_is_an_overloaded_error() {
         !body.contains("max_tokens\"") && !body.contains("message_stop"),
         "{body}"
     );
+    // Nothing follows the error (the decoder's closing message_delta is not passed on).
+    let last = body.trim_end().rsplit("\n\n").next().unwrap_or_default();
+    assert!(last.starts_with("event: error"), "{body}");
     // An OpenAI client's stream, relayed otherwise: the error, not the finish chunk.
     let (status, body) = post(
         &url,
