@@ -273,7 +273,11 @@ On the
 earlier AMD EPYC machines it measured 94-126 µs, with the nginx proxy's own added p50 at
 22-56 µs: there each wakeup of an idle process was expensive, wrk, Weir and nginx ran one
 after another on one CPU with caches gone cold, and Weir's whole CPU time per request sat
-on the critical path. `/health`, answered by Weir itself, had the same p50 as nginx
+on the critical path. The run of 2026-12-06 on such a machine (95-127 µs added, the hyper
+proxy 34-64 µs) measured it: at one connection a `/v1/messages` request cost Weir 37.6 µs
+user and 50.1 µs kernel time, against 14.1 and 16.5 at 32 connections, and the hyper proxy
+12.9 and 35.1 (6.3 and 15.8): the same instructions run about three times slower with cold
+caches, and Weir's longer path suffers most. `/health`, answered by Weir itself, had the same p50 as nginx
 answering directly, so the added latency is the upstream leg.
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
