@@ -122,11 +122,26 @@ impl Stream for Guarded {
 }
 
 /// A passed-through byte stream being served (the Responses API): holds the in-flight
-/// counts, and counts a failure after the first byte against the target's health.
+/// counts, and counts a failure after the first byte against the target's health, until
+/// the response's final event (`event: response.completed`, `.incomplete`, `.failed`)
+/// has gone by: what the body does after it is not the answer's (as [`Guarded`]).
 pub(crate) struct GuardedBytes {
     pub inner: weir_model::ByteStream,
-    pub guard: Guard,
+    pub guard: Option<Guard>,
     pub failed: bool,
+}
+
+/// Whether `bytes` hold a Responses stream's final event line.
+fn ends_response(bytes: &[u8]) -> bool {
+    static FINAL: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
+        std::sync::LazyLock::new(|| {
+            [
+                memchr::memmem::Finder::new("event: response.completed"),
+                memchr::memmem::Finder::new("event: response.incomplete"),
+                memchr::memmem::Finder::new("event: response.failed"),
+            ]
+        });
+    FINAL.iter().any(|f| f.find(bytes).is_some())
 }
 
 impl Stream for GuardedBytes {
@@ -134,13 +149,17 @@ impl Stream for GuardedBytes {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let item = self.inner.as_mut().poll_next(cx);
-        if let Poll::Ready(Some(Err(e))) = &item {
-            if e.counts_against_health && !self.failed {
-                self.failed = true;
-                let g = &self.guard;
+        let Some(g) = &self.guard else {
+            return item;
+        };
+        match &item {
+            Poll::Ready(Some(Err(e))) if e.counts_against_health && !self.failed => {
                 let t = g.target.failure(&g.policy, Instant::now());
                 g.shared.breaker_changed(&g.target, t);
+                self.failed = true;
             }
+            Poll::Ready(Some(Ok(bytes))) if ends_response(bytes) => self.guard = None,
+            _ => {}
         }
         item
     }

@@ -956,7 +956,7 @@ impl Job for ResponsesRequest {
             ResponsesReply::Stream(s) => (
                 ResponsesReply::Stream(Box::pin(hold::GuardedBytes {
                     inner: s,
-                    guard: guard(),
+                    guard: Some(guard()),
                     failed: false,
                 })),
                 true,

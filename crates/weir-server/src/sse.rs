@@ -213,13 +213,14 @@ impl State {
                 self.log.set_outcome("complete");
             }
             Some(Ok(mut frame)) => {
-                // Nothing after an error event reaches the client (a decoder may close the
-                // message after it, as for DeepSeek's out-of-capacity finish); re-encoded,
-                // as the source event would carry it all.
+                // Nothing after an error event or the message's end reaches the client (a
+                // decoder may close the message after an error, as for DeepSeek's
+                // out-of-capacity finish; an upstream may write more after message_stop in
+                // the same read); re-encoded, as the source events would carry it all.
                 if let Some(i) = frame
                     .events
                     .iter()
-                    .position(|e| matches!(e, StreamEvent::Error(_)))
+                    .position(|e| matches!(e, StreamEvent::Error(_) | StreamEvent::MessageStop))
                 {
                     if i + 1 < frame.events.len() {
                         frame.events.truncate(i + 1);
@@ -445,6 +446,7 @@ pub(crate) fn passthrough_response(
             finished: false,
             errored: false,
             end_data: None,
+            prev_newline: false,
             done: false,
         }
         .boxed_unsync(),
@@ -466,7 +468,9 @@ struct PassthroughBody {
     errored: bool,
     /// The data of the event that ended the response (its final event or an error), to
     /// find where it ends in the read that held it: nothing after it is passed on.
-    end_data: Option<String>,
+    end_data: Option<(String, String)>,
+    /// The last read ended a line (for finding an event's end across reads).
+    prev_newline: bool,
     done: bool,
 }
 
@@ -508,7 +512,7 @@ impl PassthroughBody {
             if ty.as_deref() == Some("error") {
                 self.finished = true;
                 self.errored = true;
-                self.end_data = Some(ev.data().to_owned());
+                self.end_data = Some(("error".to_owned(), ev.data().to_owned()));
                 self.log
                     .failed("upstream failed", weir_model::ErrorKind::Upstream);
                 continue;
@@ -526,17 +530,17 @@ impl PassthroughBody {
                 }
                 continue;
             }
-            let final_event = ty.is_some_and(|t| {
+            let final_event = ty.as_ref().is_some_and(|t| {
                 matches!(
-                    &*t,
+                    &**t,
                     "response.completed" | "response.incomplete" | "response.failed"
                 )
             });
-            if !final_event {
+            let Some(name) = ty.filter(|_| final_event).map(|t| t.into_owned()) else {
                 continue;
-            }
+            };
             self.finished = true;
-            self.end_data = Some(ev.data().to_owned());
+            self.end_data = Some((name, ev.data().to_owned()));
             #[derive(serde::Deserialize)]
             struct Final<'a> {
                 #[serde(borrow)]
@@ -605,11 +609,12 @@ impl hyper::body::Body for PassthroughBody {
                 }
                 me.observe(&bytes);
                 let mut bytes = bytes;
-                if let Some(data) = me.end_data.take() {
+                let ends_line = bytes.ends_with(b"\n") || bytes.ends_with(b"\r");
+                if let Some((name, data)) = me.end_data.take() {
                     // The response ended (its final event, or an error): the client's
                     // stream ends with that event; anything after it in this read is not
                     // passed on, and the rest of the upstream's body is read apart.
-                    if let Some(end) = event_end(&bytes, &data) {
+                    if let Some(end) = event_end(&bytes, &name, &data, me.prev_newline) {
                         bytes.truncate(end);
                     }
                     me.done = true;
@@ -618,6 +623,7 @@ impl hyper::body::Body for PassthroughBody {
                     }
                     me.release_upstream(cx);
                 }
+                me.prev_newline = ends_line;
                 Poll::Ready(Some(Ok(BodyFrame::data(bytes))))
             }
             Poll::Ready(Some(Err(e))) => {
@@ -653,15 +659,37 @@ impl PassthroughBody {
     }
 }
 
-/// Where, in `bytes`, the event whose data is `data` ends (after its blank line), if its
-/// data is there as one line; else `None` (all of `bytes` goes on).
-fn event_end(bytes: &[u8], data: &str) -> Option<usize> {
-    let start = memchr::memmem::find(bytes, data.as_bytes())? + data.len();
-    let rest = &bytes[start..];
-    [&b"\n\n"[..], b"\r\n\r\n", b"\r\r"]
-        .iter()
-        .filter_map(|sep| memchr::memmem::find(rest, sep).map(|i| start + i + sep.len()))
-        .min()
+/// Where, in `bytes` (one read), the event that ended the response ends, just after its
+/// blank line: the event is `name`'s (`event: <name>` line) or, for servers that send no
+/// event lines, the one whose data is `data` on one line. An event begun in an earlier read
+/// (`begun`) ends at the first blank line here (`prev_newline`: the earlier read ended a
+/// line, so a line break at the start of this one is that blank line). `None`: not found;
+/// all of `bytes` goes on.
+fn event_end(bytes: &[u8], name: &str, data: &str, prev_newline: bool) -> Option<usize> {
+    let blank_after = |from: usize| -> Option<usize> {
+        let rest = &bytes[from..];
+        [&b"\n\n"[..], b"\r\n\r\n", b"\n\r\n", b"\r\r"]
+            .iter()
+            .filter_map(|sep| memchr::memmem::find(rest, sep).map(|i| from + i + sep.len()))
+            .min()
+    };
+    let line = format!("event: {name}");
+    if let Some(p) = memchr::memmem::find(bytes, line.as_bytes()) {
+        return blank_after(p);
+    }
+    if let Some(p) = memchr::memmem::find(bytes, data.as_bytes()) {
+        return blank_after(p + data.len());
+    }
+    // Begun in an earlier read.
+    if prev_newline {
+        if bytes.starts_with(b"\r\n") {
+            return Some(2);
+        }
+        if bytes.starts_with(b"\n") || bytes.starts_with(b"\r") {
+            return Some(1);
+        }
+    }
+    blank_after(0)
 }
 
 /// The Responses API's stream error event (`{"type":"error","code",...}`), with the type

@@ -2202,6 +2202,128 @@ async fn a_responses_stream_cut_before_its_usage_is_charged_an_estimate() {
     assert_eq!(output, Some(100), "{metrics}");
 }
 
+/// An upstream that writes more after the message's end in the same read: a same-dialect
+/// client gets nothing after `message_stop`.
+#[tokio::test]
+async fn nothing_after_message_stop_is_relayed_even_within_one_read() {
+    let body = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"end\"}}\n\n",
+        "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":2}}\n\n",
+        "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"JUNK\"}}\n\n",
+    );
+    let up = upstream(Script::Reply(200, "text/event-stream", body.into())).await;
+    let url = weir(&anthropic_route(&up.url, "a", "")).await;
+    let text = post_text(&url, "/v1/messages", &a_req("a", true)).await;
+    assert!(
+        text.contains("\"end\"") && text.contains("message_stop"),
+        "{text}"
+    );
+    assert!(!text.contains("JUNK"), "{text}");
+}
+
+/// A Responses stream's final event split across two reads, with more after it: the
+/// client's stream ends right after the event, whatever the split.
+#[tokio::test]
+async fn a_responses_final_event_split_across_reads_still_ends_the_stream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stream = concat!(
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n",
+        "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\"}}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"JUNK\"}\n\n",
+    );
+    let end = stream.find("event: response.output_text.delta").unwrap();
+    let start = stream.find("event: response.completed").unwrap();
+    for split in [start + 10, start + 60, end - 3, end - 1] {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let up = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            let _ = sock.read(&mut buf).await;
+            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+            let (a, b) = stream.split_at(split);
+            let _ = sock
+                .write_all(format!("{head}{:x}\r\n{a}\r\n", a.len()).as_bytes())
+                .await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let _ = sock
+                .write_all(format!("{:x}\r\n{b}\r\n0\r\n\r\n", b.len()).as_bytes())
+                .await;
+        });
+        let url = weir(&format!(
+            "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
+             [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
+        ))
+        .await;
+        let text = post_text(
+            &url,
+            "/v1/responses",
+            &json!({"model": "r", "input": "hi", "stream": true}),
+        )
+        .await;
+        assert_eq!(text, &stream[..end], "split at {split}");
+    }
+}
+
+/// A Responses upstream that resets its connection after the final event: the client's
+/// stream was whole, and the target is not counted as failing.
+#[tokio::test]
+async fn a_responses_reset_after_the_final_event_does_not_count_against_the_target() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = sock.read(&mut buf).await;
+                let events = concat!(
+                    "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n",
+                    "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\"}}\n\n",
+                );
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
+                let _ = sock
+                    .write_all(format!("{head}{:x}\r\n{events}\r\n", events.len()).as_bytes())
+                    .await;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                // Closed without the chunked body's end.
+            });
+        }
+    });
+    let (url, admin) = weir_with_admin(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
+    ))
+    .await;
+    for _ in 0..3 {
+        let text = post_text(
+            &url,
+            "/v1/responses",
+            &json!({"model": "r", "input": "hi", "stream": true}),
+        )
+        .await;
+        assert!(
+            text.contains("response.completed") && !text.contains("error"),
+            "{text}"
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let status: Value = admin_get(&admin, "/status").await.json().await.unwrap();
+    let t = &status["targets"][0];
+    assert_eq!(
+        (&t["failures"], &t["in_flight"]),
+        (&json!(0), &json!(0)),
+        "{status}"
+    );
+}
+
 #[tokio::test]
 async fn embeddings_of_one_session_stick_to_one_target() {
     let url = weir(
