@@ -113,7 +113,8 @@ pub struct ReportRow {
     pub group: String,
     /// Requests in the group.
     pub requests: i64,
-    /// Requests whose status was 400 or more.
+    /// Requests whose status was 400 or more, or that failed after their 200 (a stream
+    /// that ended badly: its row has an `error_kind`).
     pub errors: i64,
     /// Input tokens summed.
     pub input_tokens: i64,
@@ -360,7 +361,7 @@ fn report_sql(by: By, backend: Backend) -> String {
     format!(
         "SELECT {group}, \
          CAST(COUNT(*) AS BIGINT), \
-         CAST(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END) AS BIGINT), \
+         CAST(SUM(CASE WHEN status >= 400 OR error_kind IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT), \
          CAST(SUM(input_tokens) AS BIGINT), \
          CAST(SUM(output_tokens) AS BIGINT), \
          CAST(SUM(COALESCE(cost_usd, 0.0)) AS {real}) \

@@ -277,6 +277,18 @@ async fn writer_writes_everything() {
     assert_eq!(report[0].output_tokens, 2000);
 }
 
+/// A stream that failed after its 200 (its row has an error kind) counts as an error.
+#[tokio::test]
+async fn streams_that_failed_after_their_200_count_as_errors() {
+    let ledger = Ledger::open("sqlite::memory:").await.unwrap();
+    let mut failed = row("s-1", DAY1, "k", "m", "p", 200, 1, 1, None);
+    failed.error_kind = Some("Upstream".into());
+    let fine = row("s-2", DAY1, "k", "m", "p", 200, 1, 1, None);
+    ledger.insert(&[failed, fine]).await.unwrap();
+    let report = ledger.report(None, By::Key).await.unwrap();
+    assert_eq!((report[0].requests, report[0].errors), (2, 1));
+}
+
 #[tokio::test]
 async fn writer_drops_when_full() {
     let ledger = Ledger::open("sqlite::memory:").await.unwrap();
