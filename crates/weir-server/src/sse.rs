@@ -337,7 +337,7 @@ impl hyper::body::Body for SseBody {
         }
         if st.ended {
             st.ended = false;
-            st.release_upstream(cx);
+            release_upstream(&mut st.upstream, cx);
         }
         if out.is_empty() {
             return Poll::Ready(None);
@@ -349,27 +349,29 @@ impl hyper::body::Body for SseBody {
     }
 }
 
-impl State {
-    /// Reads what the upstream sends after its message ended, to the body's end, so its
-    /// connection goes back to the pool: at once when that is already here (nearly
-    /// always), else in a task of its own for up to [`DRAIN`].
-    fn release_upstream(&mut self, cx: &mut Context<'_>) {
-        loop {
-            match self.upstream.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(_))) => {}
-                Poll::Ready(None | Some(Err(_))) => return,
-                Poll::Pending => break,
-            }
+/// Reads what `upstream` sends after its message ended, to the body's end, so its connection
+/// goes back to the pool: at once when that is already here (nearly always), else in a task
+/// of its own for up to [`DRAIN`]. `upstream` is left empty.
+fn release_upstream<T: Send + 'static>(
+    upstream: &mut Pin<
+        Box<dyn futures_util::Stream<Item = Result<T, weir_model::ProviderError>> + Send>,
+    >,
+    cx: &mut Context<'_>,
+) {
+    loop {
+        match upstream.poll_next_unpin(cx) {
+            Poll::Ready(Some(Ok(_))) => {}
+            Poll::Ready(None | Some(Err(_))) => return,
+            Poll::Pending => break,
         }
-        let mut rest =
-            std::mem::replace(&mut self.upstream, Box::pin(futures_util::stream::empty()));
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(DRAIN, async {
-                while let Some(Ok(_)) = rest.next().await {}
-            })
-            .await;
-        });
     }
+    let mut rest = std::mem::replace(upstream, Box::pin(futures_util::stream::empty()));
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(DRAIN, async {
+            while let Some(Ok(_)) = rest.next().await {}
+        })
+        .await;
+    });
 }
 
 /// A `text/event-stream` response that writes each frame as soon as it arrives.
@@ -621,7 +623,7 @@ impl hyper::body::Body for PassthroughBody {
                     if !me.errored {
                         me.log.set_outcome("complete");
                     }
-                    me.release_upstream(cx);
+                    release_upstream(&mut me.upstream, cx);
                 }
                 me.prev_newline = ends_line;
                 Poll::Ready(Some(Ok(BodyFrame::data(bytes))))
@@ -634,28 +636,6 @@ impl hyper::body::Body for PassthroughBody {
                 )))))
             }
         }
-    }
-}
-
-impl PassthroughBody {
-    /// As [`State::release_upstream`]: the rest of the upstream's body is read, at once
-    /// or in a task for up to [`DRAIN`], so its connection can serve again.
-    fn release_upstream(&mut self, cx: &mut Context<'_>) {
-        loop {
-            match self.upstream.poll_next_unpin(cx) {
-                Poll::Ready(Some(Ok(_))) => {}
-                Poll::Ready(None | Some(Err(_))) => return,
-                Poll::Pending => break,
-            }
-        }
-        let mut rest =
-            std::mem::replace(&mut self.upstream, Box::pin(futures_util::stream::empty()));
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(DRAIN, async {
-                while let Some(Ok(_)) = rest.next().await {}
-            })
-            .await;
-        });
     }
 }
 
