@@ -188,6 +188,61 @@ fn anthropic_route(url: &str, model: &str, provider_extra: &str) -> String {
     )
 }
 
+/// How a [`raw_sse_upstream`] ends each answer after its chunks.
+#[derive(Clone, Copy)]
+enum Then {
+    /// Ends the chunked body at once.
+    Finish,
+    /// Waits, then ends the chunked body (an upstream that lingers).
+    Linger(Duration),
+    /// Waits, then closes the connection without ending the body (a broken body).
+    Cut(Duration),
+}
+
+/// An upstream speaking raw HTTP/1.1, for what hyper would not let a test upstream do:
+/// each request (on any number of connections) gets a 200 `text/event-stream` whose
+/// chunked body is `chunks`, one write each, 50 ms apart, then `then`.
+async fn raw_sse_upstream(chunks: Vec<String>, then: Then) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let chunks = chunks.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let _ = sock.read(&mut buf).await;
+                let mut out = String::from(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n",
+                );
+                for (i, c) in chunks.iter().enumerate() {
+                    if i > 0 {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    out.push_str(&format!("{:x}\r\n{c}\r\n", c.len()));
+                    if sock.write_all(out.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    out.clear();
+                }
+                match then {
+                    Then::Finish => {}
+                    Then::Linger(d) => tokio::time::sleep(d).await,
+                    Then::Cut(d) => {
+                        tokio::time::sleep(d).await;
+                        return;
+                    }
+                }
+                let _ = sock.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    url
+}
+
 /// A request's whole response body as text.
 async fn post_text(url: &str, path: &str, body: &Value) -> String {
     post(url, path, body, Some(KEY)).await.text().await.unwrap()
@@ -1115,32 +1170,18 @@ async fn an_error_event_echoing_the_upstream_key_is_scrubbed() {
 /// timeout error after a complete answer.
 #[tokio::test]
 async fn a_stream_ends_at_the_messages_end_though_the_upstream_lingers() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let _ = sock.read(&mut buf).await;
-                let events = concat!(
-                    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"}}]}\n\n",
-                    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
-                    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n",
-                    "data: [DONE]\n\n",
-                );
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-                let chunk = format!("{:x}\r\n{events}\r\n", events.len());
-                let _ = sock.write_all(format!("{head}{chunk}").as_bytes()).await;
-                // The body stays open well past the route's idle timeout.
-                tokio::time::sleep(Duration::from_secs(4)).await;
-                let _ = sock.write_all(b"0\r\n\r\n").await;
-            });
-        }
-    });
+    // The body stays open well past the route's idle timeout.
+    let up = raw_sse_upstream(
+        vec![concat!(
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"}}]}\n\n",
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n",
+            "data: [DONE]\n\n",
+        )
+        .into()],
+        Then::Linger(Duration::from_secs(4)),
+    )
+    .await;
     let url = weir(&format!(
         "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
          [providers.o.timeouts]\nidle = \"1s\"\n\
@@ -1167,24 +1208,15 @@ async fn a_stream_ends_at_the_messages_end_though_the_upstream_lingers() {
 /// nothing: leaving early does not make an answer free of limits and budgets.
 #[tokio::test]
 async fn a_stream_cut_before_its_usage_is_charged_an_estimate() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 65536];
-        let _ = sock.read(&mut buf).await;
-        let text = "x".repeat(400);
-        let event = format!(
+    // Gone without the final chunk (and its usage).
+    let text = "x".repeat(400);
+    let up = raw_sse_upstream(
+        vec![format!(
             "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"{text}\"}}}}]}}\n\n"
-        );
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-        let _ = sock
-            .write_all(format!("{head}{:x}\r\n{event}\r\n", event.len()).as_bytes())
-            .await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        // Gone without the final chunk (and its usage).
-    });
+        )],
+        Then::Cut(Duration::from_millis(50)),
+    )
+    .await;
     let (url, admin) = weir_with_admin(&format!(
         "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
          [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n"
@@ -2034,25 +2066,16 @@ async fn a_responses_streams_own_error_event_ends_it_once_without_the_key() {
 /// not passed on, and the request is logged as the upstream's failure.
 #[tokio::test]
 async fn nothing_after_a_responses_error_event_is_passed_on() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     // An upstream that sends the error event, then, a moment later, more events.
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 65536];
-        let _ = sock.read(&mut buf).await.unwrap();
-        let chunk = |s: &str| format!("{:x}\r\n{s}\r\n", s.len());
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-        // (An error as the first event would be failed over instead.)
-        let first = chunk("event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\nevent: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"boom\",\"param\":null}\n\n");
-        sock.write_all(format!("{head}{first}").as_bytes())
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let later = chunk("event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"AFTER\"}\n\n");
-        let _ = sock.write_all(format!("{later}0\r\n\r\n").as_bytes()).await;
-    });
+    // (An error as the first event would be failed over instead.)
+    let up = raw_sse_upstream(
+        vec![
+            "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\nevent: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"boom\",\"param\":null}\n\n".into(),
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"AFTER\"}\n\n".into(),
+        ],
+        Then::Finish,
+    )
+    .await;
     let url = weir(&format!(
         "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
          [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
@@ -2071,25 +2094,16 @@ async fn nothing_after_a_responses_error_event_is_passed_on() {
 /// upstream holds its body open after it (as chat streams end at `message_stop`).
 #[tokio::test]
 async fn a_responses_stream_ends_at_its_final_event_though_the_upstream_lingers() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 65536];
-        let _ = sock.read(&mut buf).await;
-        let events = concat!(
+    let up = raw_sse_upstream(
+        vec![concat!(
             "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n",
             "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n",
             "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1,\"total_tokens\":4}}}\n\n",
-        );
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-        let _ = sock
-            .write_all(format!("{head}{:x}\r\n{events}\r\n", events.len()).as_bytes())
-            .await;
-        tokio::time::sleep(Duration::from_secs(4)).await;
-        let _ = sock.write_all(b"0\r\n\r\n").await;
-    });
+        )
+        .into()],
+        Then::Linger(Duration::from_secs(4)),
+    )
+    .await;
     let url = weir(&format!(
         "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
          [providers.o.timeouts]\nidle = \"1s\"\n\
@@ -2114,30 +2128,16 @@ async fn a_responses_stream_ends_at_its_final_event_though_the_upstream_lingers(
 /// chunked end) is not the answer's: the target is not counted as failing.
 #[tokio::test]
 async fn a_failure_after_the_messages_end_does_not_count_against_the_target() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let _ = sock.read(&mut buf).await;
-                let events = concat!(
-                    "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n",
-                    "data: [DONE]\n\n",
-                );
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-                let _ = sock
-                    .write_all(format!("{head}{:x}\r\n{events}\r\n", events.len()).as_bytes())
-                    .await;
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                // Closed without the chunked body's end: a broken body, after [DONE].
-            });
-        }
-    });
+    // Closed without the chunked body's end: a broken body, after [DONE].
+    let up = raw_sse_upstream(
+        vec![concat!(
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        )
+        .into()],
+        Then::Cut(Duration::from_millis(30)),
+    )
+    .await;
     let (url, admin) = weir_with_admin(&format!(
         "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
          [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n"
@@ -2159,25 +2159,16 @@ async fn a_failure_after_the_messages_end_does_not_count_against_the_target() {
 /// estimate from the text deltas it streamed, as chat streams are.
 #[tokio::test]
 async fn a_responses_stream_cut_before_its_usage_is_charged_an_estimate() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.unwrap();
-        let mut buf = vec![0u8; 65536];
-        let _ = sock.read(&mut buf).await;
-        let text = "x".repeat(400);
-        let events = format!(
+    // Gone before `response.completed`.
+    let text = "x".repeat(400);
+    let up = raw_sse_upstream(
+        vec![format!(
             "event: response.created\ndata: {{\"type\":\"response.created\",\"response\":{{\"id\":\"resp_1\"}}}}\n\n\
              event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"delta\":\"{text}\"}}\n\n"
-        );
-        let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-        let _ = sock
-            .write_all(format!("{head}{:x}\r\n{events}\r\n", events.len()).as_bytes())
-            .await;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        // Gone before `response.completed`.
-    });
+        )],
+        Then::Cut(Duration::from_millis(50)),
+    )
+    .await;
     let (url, admin) = weir_with_admin(&format!(
         "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
          [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
@@ -2229,7 +2220,6 @@ async fn nothing_after_message_stop_is_relayed_even_within_one_read() {
 /// client's stream ends right after the event, whatever the split.
 #[tokio::test]
 async fn a_responses_final_event_split_across_reads_still_ends_the_stream() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stream = concat!(
         "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n",
         "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\"}}\n\n",
@@ -2238,22 +2228,8 @@ async fn a_responses_final_event_split_across_reads_still_ends_the_stream() {
     let end = stream.find("event: response.output_text.delta").unwrap();
     let start = stream.find("event: response.completed").unwrap();
     for split in [start + 10, start + 60, end - 3, end - 1] {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let up = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move {
-            let (mut sock, _) = listener.accept().await.unwrap();
-            let mut buf = vec![0u8; 65536];
-            let _ = sock.read(&mut buf).await;
-            let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-            let (a, b) = stream.split_at(split);
-            let _ = sock
-                .write_all(format!("{head}{:x}\r\n{a}\r\n", a.len()).as_bytes())
-                .await;
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let _ = sock
-                .write_all(format!("{:x}\r\n{b}\r\n0\r\n\r\n", b.len()).as_bytes())
-                .await;
-        });
+        let (first, second) = stream.split_at(split);
+        let up = raw_sse_upstream(vec![first.into(), second.into()], Then::Finish).await;
         let url = weir(&format!(
             "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
              [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
@@ -2273,30 +2249,16 @@ async fn a_responses_final_event_split_across_reads_still_ends_the_stream() {
 /// stream was whole, and the target is not counted as failing.
 #[tokio::test]
 async fn a_responses_reset_after_the_final_event_does_not_count_against_the_target() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let up = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 65536];
-                let _ = sock.read(&mut buf).await;
-                let events = concat!(
-                    "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n",
-                    "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\"}}\n\n",
-                );
-                let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n";
-                let _ = sock
-                    .write_all(format!("{head}{:x}\r\n{events}\r\n", events.len()).as_bytes())
-                    .await;
-                tokio::time::sleep(Duration::from_millis(30)).await;
-                // Closed without the chunked body's end.
-            });
-        }
-    });
+    // Closed without the chunked body's end.
+    let up = raw_sse_upstream(
+        vec![concat!(
+            "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\"}}\n\n",
+        )
+        .into()],
+        Then::Cut(Duration::from_millis(30)),
+    )
+    .await;
     let (url, admin) = weir_with_admin(&format!(
         "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
          [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
