@@ -243,6 +243,29 @@ async fn raw_sse_upstream(chunks: Vec<String>, then: Then) -> String {
     url
 }
 
+/// A gateway serving `text` whose config a test can swap as a reload would: its URL and
+/// cell (see [`reload_into`]).
+async fn reloadable(text: &str) -> (String, Arc<weir_server::Live>) {
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let live = weir_server::Live::new(Arc::new(weir_server::build(&cfg, None, text).unwrap()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(weir_server::run_live(
+        live.clone(),
+        listener,
+        None,
+        std::future::pending(),
+    ));
+    (url, live)
+}
+
+/// Reloads `live` with `text`, as the binary does.
+fn reload_into(live: &weir_server::Live, text: &str) {
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let app = weir_server::rebuild(&cfg, None, text, &live.get()).unwrap();
+    live.set(Arc::new(app));
+}
+
 /// A request's whole response body as text.
 async fn post_text(url: &str, path: &str, body: &Value) -> String {
     post(url, path, body, Some(KEY)).await.text().await.unwrap()
@@ -1775,21 +1798,8 @@ async fn a_continued_response_keeps_its_account_across_a_reload() {
         )
     };
     let first = config("\"sk-a1\", \"sk-a2\", \"sk-a3\"", false);
-    let cfg = weir_server::config::parse(None, &first).unwrap();
-    let live = weir_server::Live::new(Arc::new(weir_server::build(&cfg, None, &first).unwrap()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(weir_server::run_live(
-        live.clone(),
-        listener,
-        None,
-        std::future::pending(),
-    ));
-    let reload = |text: String| {
-        let cfg = weir_server::config::parse(None, &text).unwrap();
-        let app = weir_server::rebuild(&cfg, None, &text, &live.get()).unwrap();
-        live.set(Arc::new(app));
-    };
+    let (url, live) = reloadable(&first).await;
+    let reload = |text: String| reload_into(&live, &text);
     // Make resp_A with the pool's second key (any answer from `a` re-pins resp_A to its
     // key: ask until the last one went out with sk-a2).
     loop {
@@ -1847,21 +1857,8 @@ async fn a_session_stays_on_its_target_across_a_reload() {
         )
     };
     let first = config("{ provider = \"a\" }, { provider = \"b\" }", false);
-    let cfg = weir_server::config::parse(None, &first).unwrap();
-    let live = weir_server::Live::new(Arc::new(weir_server::build(&cfg, None, &first).unwrap()));
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(weir_server::run_live(
-        live.clone(),
-        listener,
-        None,
-        std::future::pending(),
-    ));
-    let reload = |text: String| {
-        let cfg = weir_server::config::parse(None, &text).unwrap();
-        let app = weir_server::rebuild(&cfg, None, &text, &live.get()).unwrap();
-        live.set(Arc::new(app));
-    };
+    let (url, live) = reloadable(&first).await;
+    let reload = |text: String| reload_into(&live, &text);
     let served_by = || async {
         let r = client()
             .post(format!("{url}/v1/chat/completions"))
