@@ -266,6 +266,15 @@ fn reload_into(live: &weir_server::Live, text: &str) {
     live.set(Arc::new(app));
 }
 
+/// One OpenAI-kind provider `o` at `url` (its `/v1`) serving `model`; `provider_extra`
+/// goes in its table (e.g. `[providers.o.timeouts]`).
+fn openai_route(url: &str, model: &str, provider_extra: &str) -> String {
+    format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{url}/v1\"\nkeys = [\"k\"]\n{provider_extra}\
+         [[models]]\nname = \"{model}\"\ntargets = [{{ provider = \"o\" }}]\n"
+    )
+}
+
 /// A request's whole response body as text.
 async fn post_text(url: &str, path: &str, body: &Value) -> String {
     post(url, path, body, Some(KEY)).await.text().await.unwrap()
@@ -1123,12 +1132,7 @@ async fn an_error_event_ends_the_stream_though_the_upstream_sends_done_after_it(
         "data: [DONE]\n\n",
     );
     let up = upstream(Script::Reply(200, "text/event-stream", body.into())).await;
-    let (url, admin) = weir_with_admin(&format!(
-        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
-         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n",
-        up.url
-    ))
-    .await;
+    let (url, admin) = weir_with_admin(&openai_route(&up.url, "o", "")).await;
     let text = post_text(&url, "/v1/messages", &a_req("o", true)).await;
     let events = sse_events(&text);
     assert_eq!(events.last().unwrap().0.as_deref(), Some("error"), "{text}");
@@ -1205,10 +1209,10 @@ async fn a_stream_ends_at_the_messages_end_though_the_upstream_lingers() {
         Then::Linger(Duration::from_secs(4)),
     )
     .await;
-    let url = weir(&format!(
-        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
-         [providers.o.timeouts]\nidle = \"1s\"\n\
-         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n"
+    let url = weir(&openai_route(
+        &up,
+        "o",
+        "[providers.o.timeouts]\nidle = \"1s\"\n",
     ))
     .await;
     for (path, req, end) in [
@@ -1240,11 +1244,7 @@ async fn a_stream_cut_before_its_usage_is_charged_an_estimate() {
         Then::Cut(Duration::from_millis(50)),
     )
     .await;
-    let (url, admin) = weir_with_admin(&format!(
-        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
-         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n"
-    ))
-    .await;
+    let (url, admin) = weir_with_admin(&openai_route(&up, "o", "")).await;
     let req = a_req("o", true);
     let text = post_text(&url, "/v1/messages", &req).await;
     assert!(
@@ -1999,12 +1999,7 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
 #[tokio::test]
 async fn a_responses_stream_that_dies_ends_with_an_error_event() {
     let up = upstream(Script::DropMidStream).await;
-    let url = weir(&format!(
-        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
-         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n",
-        up.url
-    ))
-    .await;
+    let url = weir(&openai_route(&up.url, "r", "")).await;
     let text = post_text(
         &url,
         "/v1/responses",
@@ -2073,11 +2068,7 @@ async fn nothing_after_a_responses_error_event_is_passed_on() {
         Then::Finish,
     )
     .await;
-    let url = weir(&format!(
-        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
-         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
-    ))
-    .await;
+    let url = weir(&openai_route(&up, "r", "")).await;
     let text = post_text(
         &url,
         "/v1/responses",
@@ -2101,10 +2092,10 @@ async fn a_responses_stream_ends_at_its_final_event_though_the_upstream_lingers(
         Then::Linger(Duration::from_secs(4)),
     )
     .await;
-    let url = weir(&format!(
-        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
-         [providers.o.timeouts]\nidle = \"1s\"\n\
-         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
+    let url = weir(&openai_route(
+        &up,
+        "r",
+        "[providers.o.timeouts]\nidle = \"1s\"\n",
     ))
     .await;
     let started = Instant::now();
@@ -2135,11 +2126,7 @@ async fn a_failure_after_the_messages_end_does_not_count_against_the_target() {
         Then::Cut(Duration::from_millis(30)),
     )
     .await;
-    let (url, admin) = weir_with_admin(&format!(
-        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
-         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n"
-    ))
-    .await;
+    let (url, admin) = weir_with_admin(&openai_route(&up, "o", "")).await;
     for _ in 0..4 {
         let text = post_text(&url, "/v1/chat/completions", &o_req("o", true)).await;
         assert!(text.contains("[DONE]") && !text.contains("error"), "{text}");
@@ -2166,11 +2153,7 @@ async fn a_responses_stream_cut_before_its_usage_is_charged_an_estimate() {
         Then::Cut(Duration::from_millis(50)),
     )
     .await;
-    let (url, admin) = weir_with_admin(&format!(
-        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
-         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
-    ))
-    .await;
+    let (url, admin) = weir_with_admin(&openai_route(&up, "r", "")).await;
     let text = post_text(
         &url,
         "/v1/responses",
@@ -2227,11 +2210,7 @@ async fn a_responses_final_event_split_across_reads_still_ends_the_stream() {
     for split in [start + 10, start + 60, end - 3, end - 1] {
         let (first, second) = stream.split_at(split);
         let up = raw_sse_upstream(vec![first.into(), second.into()], Then::Finish).await;
-        let url = weir(&format!(
-            "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
-             [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
-        ))
-        .await;
+        let url = weir(&openai_route(&up, "r", "")).await;
         let text = post_text(
             &url,
             "/v1/responses",
@@ -2256,11 +2235,7 @@ async fn a_responses_reset_after_the_final_event_does_not_count_against_the_targ
         Then::Cut(Duration::from_millis(30)),
     )
     .await;
-    let (url, admin) = weir_with_admin(&format!(
-        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}/v1\"\nkeys = [\"k\"]\n\
-         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n"
-    ))
-    .await;
+    let (url, admin) = weir_with_admin(&openai_route(&up, "r", "")).await;
     for _ in 0..3 {
         let text = post_text(
             &url,
