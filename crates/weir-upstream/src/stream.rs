@@ -447,13 +447,12 @@ impl Stream for ScrubBytes {
                     return Poll::Ready(Some(Ok(bytes::Bytes::from(out))));
                 }
                 Some(Err(mut e)) => {
-                    for s in &me.secrets {
-                        if let Ok(s) = std::str::from_utf8(s) {
-                            crate::redact(&mut e.message, s);
-                            if let Some(api) = &mut e.api_error {
-                                crate::redact(&mut api.message, s);
-                            }
-                        }
+                    for s in me
+                        .secrets
+                        .iter()
+                        .filter_map(|s| std::str::from_utf8(s).ok())
+                    {
+                        crate::scrub(&mut e, s);
                     }
                     if me.held.is_empty() {
                         me.done = true;
