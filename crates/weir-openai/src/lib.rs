@@ -34,17 +34,17 @@ pub use stream::{StreamDecoder, StreamEncodeOptions, StreamEncoder};
 /// capacity.
 pub(crate) const OUT_OF_CAPACITY: &str = "insufficient_system_resource";
 
-/// What a client is told of an answer cut short for lack of capacity: overloaded, which
-/// clients and the router retry (as a length stop, an agent would carry on from half an
-/// answer).
-pub(crate) fn out_of_capacity() -> weir_model::ApiError {
-    weir_model::ApiError::new(weir_model::ErrorKind::Overloaded, OUT_OF_CAPACITY_MESSAGE)
+/// Whether a stop reason says the upstream cut the answer short for lack of capacity:
+/// reported as overloaded, which clients and the router retry (as a length stop, an
+/// agent would carry on from half an answer).
+pub(crate) fn cut_short(stop: &Option<weir_model::StopReason>) -> bool {
+    matches!(stop, Some(weir_model::StopReason::Other(s)) if s == OUT_OF_CAPACITY)
 }
 
-const OUT_OF_CAPACITY_MESSAGE: &str =
-    "the upstream ran out of capacity mid-answer (finish_reason insufficient_system_resource); retry";
-
-/// Whether `e` is [`out_of_capacity`]'s error.
-pub(crate) fn is_out_of_capacity(e: &weir_model::ApiError) -> bool {
-    e.message == OUT_OF_CAPACITY_MESSAGE
+/// The error a client gets for an answer [`cut_short`].
+pub(crate) fn out_of_capacity() -> weir_model::ApiError {
+    weir_model::ApiError::new(
+        weir_model::ErrorKind::Overloaded,
+        "the upstream ran out of capacity mid-answer (finish_reason insufficient_system_resource); retry",
+    )
 }

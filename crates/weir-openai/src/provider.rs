@@ -266,7 +266,6 @@ impl Provider for OpenAiProvider {
         // A whole answer cut short for lack of capacity is the upstream's failure (the
         // stream decoder says so as an error event).
         if let Reply::Complete(r) = &reply {
-            let cut = |stop: &Option<weir_model::StopReason>| matches!(stop, Some(weir_model::StopReason::Other(s)) if s == crate::OUT_OF_CAPACITY);
             // An OpenAI client's answer goes verbatim, decoded only for its usage: its
             // finish reason is read only when the body names the reason at all.
             static NAMED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
@@ -274,9 +273,10 @@ impl Provider for OpenAiProvider {
             let cut_short = match &r.raw {
                 Some(raw) => {
                     NAMED.find(raw).is_some()
-                        && crate::decode_response(raw).is_ok_and(|full| cut(&full.stop_reason))
+                        && crate::decode_response(raw)
+                            .is_ok_and(|full| crate::cut_short(&full.stop_reason))
                 }
-                None => cut(&r.stop_reason),
+                None => crate::cut_short(&r.stop_reason),
             };
             if cut_short {
                 let api = crate::out_of_capacity();

@@ -165,6 +165,7 @@ impl StreamDecoder {
     pub fn decode(&mut self, event: Event) -> Result<Frame, WireError> {
         let data = event.data();
         let mut events = Vec::new();
+        let was_cut = self.cut_short();
         if !self.relay(data, &mut events) {
             let chunk: Chunk<'_> =
                 serde_json::from_str(data).map_err(|e| WireError::from_json("stream chunk", &e))?;
@@ -172,13 +173,16 @@ impl StreamDecoder {
         }
         // A chunk cut short for lack of capacity goes to OpenAI clients as the error it
         // became, not as the finish chunk it was (a relayed source hides its events).
-        let cut = events
-            .iter()
-            .any(|e| matches!(e, StreamEvent::Error(a) if crate::is_out_of_capacity(a)));
+        let cut = !was_cut && self.cut_short();
         Ok(Frame {
             events,
             source: (!cut).then(|| SourceEvent::new(Dialect::OpenAi, event)),
         })
+    }
+
+    /// Whether the upstream cut the answer short for lack of capacity.
+    fn cut_short(&self) -> bool {
+        crate::cut_short(&self.stop)
     }
 
     /// Reads `[DONE]` and the chunks the fast path reads in full (text, finish), pushing
