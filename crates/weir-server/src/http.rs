@@ -445,6 +445,28 @@ async fn read_body(
             log,
         ));
     }
+    // hyper takes `Transfer-Encoding: gzip, chunked` as chunked, and the body would then
+    // be compressed bytes: only plain chunked is taken.
+    if let Some(coding) = req
+        .headers()
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .find(|c| !c.eq_ignore_ascii_case(b"chunked"))
+    {
+        let name: String = String::from_utf8_lossy(coding).chars().take(32).collect();
+        return Err(simple_error(
+            dialect,
+            ErrorKind::InvalidRequest,
+            format!(
+                "request bodies with transfer-encoding `{}` are not supported: send the JSON \
+                 uncompressed",
+                weir_model::log_safe(&name)
+            ),
+            log,
+        ));
+    }
     let (parts, mut body) = req.into_parts();
     // Read by hand rather than through `Collected`: a body that arrives as one data frame
     // (nearly every request) is kept as that frame's bytes, without a copy.

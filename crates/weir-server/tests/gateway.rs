@@ -449,13 +449,18 @@ async fn mock_answers_both_dialects_complete_and_streamed() {
 /// Sends a chunked request (no content-length) in `chunks` over a raw connection and
 /// returns the response's status line and body.
 async fn chunked(url: &str, path: &str, chunks: &[&[u8]]) -> (String, String) {
+    chunked_as(url, path, "chunked", chunks).await
+}
+
+/// [`chunked`] with the given `transfer-encoding` (whose last coding must be chunked).
+async fn chunked_as(url: &str, path: &str, te: &str, chunks: &[&[u8]]) -> (String, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
         .await
         .unwrap();
     let head = format!(
         "POST {path} HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\ncontent-type: application/json\r\n\
-         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+         transfer-encoding: {te}\r\nconnection: close\r\n\r\n"
     );
     s.write_all(head.as_bytes()).await.unwrap();
     for c in chunks {
@@ -640,6 +645,15 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(
         v["error"]["message"],
         "request bodies with content-encoding `gzip` are not supported: send the JSON uncompressed"
+    );
+
+    // So is one compressed by a transfer coding before its chunking.
+    let (status, body) = chunked_as(&url, "/v1/messages", "gzip, chunked", &[&[0x1f, 0x8b]]).await;
+    assert!(status.contains(" 400 "), "{status}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "request bodies with transfer-encoding `gzip` are not supported: send the JSON uncompressed"
     );
 
     let r = post(&url, "/v1/messages", &a_req("gpt-nope", false), Some(KEY)).await;
