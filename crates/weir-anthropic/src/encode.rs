@@ -150,7 +150,8 @@ fn tool_choice(
         }
         _ => w.raw("\"auto\""),
     }
-    if let Some(p) = parallel {
+    // (`none` takes no other field: Anthropic refuses it with one.)
+    if let Some(p) = parallel.filter(|_| !matches!(choice, Some(ToolChoice::None))) {
         w.key("disable_parallel_tool_use");
         w.bool(!p);
     }
@@ -251,7 +252,12 @@ impl Plan<'_> {
             k.key(w, "temperature");
             w.f64(t);
         }
-        if let Some(t) = r.top_p {
+        // Current Claude models refuse temperature and top_p together; OpenAI clients
+        // often send both (an Anthropic client's choice goes as it came).
+        if let Some(t) = r
+            .top_p
+            .filter(|_| self.out.same || self.temperature.is_none())
+        {
             k.key(w, "top_p");
             w.f64(t);
         }

@@ -94,6 +94,12 @@ fn text_system_and_cache_points() {
         v["messages"][0]["content"],
         json!([{"text": "Long context"}, {"text": "Question?"}])
     );
+    // Claude refuses temperature with top_p: the temperature is kept.
+    let v = encode(&req, "us.anthropic.claude-sonnet-4-5-20250929-v1:0");
+    assert_eq!(
+        v["inferenceConfig"],
+        json!({"maxTokens": 100, "temperature": 0.5, "stopSequences": ["END"]})
+    );
 }
 
 #[test]

@@ -262,18 +262,39 @@ pub(crate) struct ContentOut<'a> {
     pub blocks: &'a [&'a ContentBlock],
     pub form: ContentForm,
     pub same: bool,
+    /// Text-only content goes as one string, its parts joined by newlines (for servers
+    /// that refuse content arrays).
+    pub join_text: bool,
 }
 
 impl Serialize for ContentOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.join_text && self.blocks.len() > 1 {
+            let texts: Option<Vec<&weir_model::JsonStr>> = self
+                .blocks
+                .iter()
+                .map(|b| match b {
+                    ContentBlock::Text(t) => Some(&t.text),
+                    _ => None,
+                })
+                .collect();
+            if let Some(joined) = texts.and_then(|t| weir_model::JsonStr::join(t, "\n")) {
+                return joined.serialize(s);
+            }
+        }
         let plain = match self.blocks {
-            [ContentBlock::Text(t)] if t.cache_control.is_none() && t.extra.is_empty() => {
+            // (Translating, a part's cache_control and extra fields are not written.)
+            [ContentBlock::Text(t)]
+                if (t.cache_control.is_none() && t.extra.is_empty())
+                    || !self.same
+                    || self.join_text =>
+            {
                 Some(Some(&t.text))
             }
             [] if self.form == ContentForm::String => Some(None),
             _ => None,
         };
-        let want_string = self.form == ContentForm::String || !self.same;
+        let want_string = self.form == ContentForm::String || !self.same || self.join_text;
         match (plain, want_string) {
             (Some(Some(text)), true) => return text.serialize(s),
             (Some(None), true) => return s.serialize_str(""),

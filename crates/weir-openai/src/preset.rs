@@ -112,10 +112,12 @@ impl Preset {
             Preset::Groq | Preset::Cerebras | Preset::Xai => {}
             // DeepSeek's thinking mode (on by default) answers 400 to a history whose
             // tool-call turns lack the `reasoning_content` they came with; other turns'
-            // reasoning it ignores.
+            // reasoning it ignores. Its content is a string: it answers 400 to an array
+            // of parts (Claude Code sends several text blocks per turn).
             Preset::DeepSeek => {
                 o.max_tokens_field = Some(MaxTokensField::MaxTokens);
                 o.reasoning_content_in_history = true;
+                o.text_as_string = true;
             }
             Preset::OpenRouter | Preset::Zai | Preset::Together => {
                 o.max_tokens_field = Some(MaxTokensField::MaxTokens);

@@ -33,6 +33,9 @@ pub struct EncodeOptions {
     /// Send earlier reasoning back as `reasoning_content` on assistant messages (DeepSeek-
     /// style servers); OpenAI itself rejects it.
     pub reasoning_content_in_history: bool,
+    /// Send text-only message content as one string, never an array of parts (servers
+    /// that refuse arrays: DeepSeek).
+    pub text_as_string: bool,
 }
 
 impl Default for EncodeOptions {
@@ -42,6 +45,7 @@ impl Default for EncodeOptions {
             request_stream_usage: true,
             reasoning_effort_from_thinking: false,
             reasoning_content_in_history: false,
+            text_as_string: false,
         }
     }
 }
@@ -706,6 +710,7 @@ fn tool_message<'a>(
 struct MessageOut<'a, 'b> {
     m: &'b OutMessage<'a>,
     same: bool,
+    join_text: bool,
 }
 
 impl Serialize for MessageOut<'_, '_> {
@@ -727,6 +732,7 @@ impl Serialize for MessageOut<'_, '_> {
                         blocks: &m.parts,
                         form: m.form,
                         same: self.same,
+                        join_text: self.join_text,
                     },
                 )?;
             }
@@ -983,6 +989,7 @@ impl Serialize for MessagesOut<'_, '_> {
             seq.serialize_element(&MessageOut {
                 m,
                 same: self.0.same,
+                join_text: self.0.opts.text_as_string,
             })?;
         }
         seq.end()

@@ -1876,3 +1876,97 @@ fn tool_calls_or_a_missing_reason_never_reach_a_client_as_a_plain_or_null_stop()
     }));
     assert_eq!(a["stop_reason"], "end_turn");
 }
+
+#[test]
+fn tool_choice_none_carries_no_parallel_flag_to_anthropic() {
+    // Anthropic's `none` takes only `type`; it answers 400 to `disable_parallel_tool_use`.
+    let out = o_to_a(json!({
+        "model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "tools": [weather_tool_o()], "tool_choice": "none", "parallel_tool_calls": false
+    }));
+    assert_json(&out["tool_choice"], &json!({"type": "none"}));
+    let out = o_to_a(json!({
+        "model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "tools": [weather_tool_o()], "tool_choice": "auto", "parallel_tool_calls": false
+    }));
+    assert_json(
+        &out["tool_choice"],
+        &json!({"type": "auto", "disable_parallel_tool_use": true}),
+    );
+}
+
+#[test]
+fn temperature_and_top_p_together_keep_only_the_temperature_for_anthropic() {
+    // Current Claude models refuse the pair; OpenAI clients often send both.
+    let out = o_to_a(json!({
+        "model": "m", "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0.2, "top_p": 0.8
+    }));
+    assert_eq!(out["temperature"], json!(0.2));
+    assert!(out.get("top_p").is_none(), "{out}");
+    let out = o_to_a(json!({
+        "model": "m", "messages": [{"role": "user", "content": "hi"}], "top_p": 0.8
+    }));
+    assert_eq!(out["top_p"], json!(0.8));
+    // An Anthropic client's own choice goes as it came.
+    let req = json!({
+        "model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0.2, "top_p": 0.8
+    });
+    let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let out: Value = serde_json::from_slice(
+        &weir_anthropic::encode_request(&canon, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(out["top_p"], json!(0.8));
+}
+
+#[test]
+fn text_content_goes_to_deepseek_as_one_string() {
+    // DeepSeek answers 400 to content arrays; Claude Code sends several text blocks per
+    // turn, with cache_control.
+    let req = json!({
+        "model": "m", "max_tokens": 10,
+        "system": [{"type": "text", "text": "S1", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "a"},
+                {"type": "text", "text": "b", "cache_control": {"type": "ephemeral"}}
+            ]},
+            {"role": "assistant", "content": [{"type": "text", "text": "c"}]},
+            {"role": "user", "content": [
+                {"type": "text", "text": "look"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}
+            ]}
+        ]
+    });
+    let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let opts = weir_openai::Preset::DeepSeek.encode_options();
+    let out: Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &opts).unwrap()).unwrap();
+    assert_json(
+        &out["messages"][0],
+        &json!({"role": "system", "content": "S1"}),
+    );
+    assert_json(
+        &out["messages"][1],
+        &json!({"role": "user", "content": "a\nb"}),
+    );
+    assert_json(
+        &out["messages"][2],
+        &json!({"role": "assistant", "content": "c"}),
+    );
+    // Content that is not all text keeps its parts (DeepSeek takes no images anyway).
+    assert!(out["messages"][3]["content"].is_array(), "{out}");
+    // Elsewhere, several parts stay parts; one text part with cache_control (not sent
+    // when translating) is a string.
+    let out = a_to_o(req);
+    assert_json(
+        &out["messages"][0],
+        &json!({"role": "system", "content": "S1"}),
+    );
+    assert_json(
+        &out["messages"][1]["content"],
+        &json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]),
+    );
+}

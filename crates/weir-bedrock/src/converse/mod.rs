@@ -362,8 +362,12 @@ pub fn encode_converse(
         w.end_array();
     }
     let stops = req.stop.as_ref().map(|s| &s.sequences[..]).unwrap_or(&[]);
-    if max_tokens.is_some() || req.temperature.is_some() || req.top_p.is_some() || !stops.is_empty()
-    {
+    // Current Claude models refuse temperature and top_p together (OpenAI clients often
+    // send both): the temperature is kept.
+    let top_p = req
+        .top_p
+        .filter(|_| req.temperature.is_none() || !model.contains("anthropic."));
+    if max_tokens.is_some() || req.temperature.is_some() || top_p.is_some() || !stops.is_empty() {
         w.key("inferenceConfig");
         w.begin_object();
         if let Some(n) = max_tokens {
@@ -375,7 +379,7 @@ pub fn encode_converse(
             // OpenAI's range goes to 2; Converse models take 0..=1.
             w.f64(t.clamp(0.0, 1.0));
         }
-        if let Some(p) = req.top_p {
+        if let Some(p) = top_p {
             w.key("topP");
             w.f64(p);
         }
