@@ -166,14 +166,22 @@ pub struct KeyConfig {
     pub models: Option<Vec<String>>,
 }
 
+impl ProviderConfig {
+    /// `base_url`, if set.
+    pub fn base_url(&self) -> Option<&str> {
+        self.base_url.as_ref().map(|b| b.get_ref().as_str())
+    }
+}
+
 /// One `[providers.<id>]`.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// anthropic | openai | mock | (later) bedrock, vertex, gemini, azure, ollama.
     pub kind: Spanned<String>,
-    /// Scheme and host of the API (and path prefix for OpenAI-compatible services).
-    pub base_url: Option<String>,
+    /// Scheme and host of the API (and path prefix for OpenAI-compatible services); where
+    /// it is in the file, for its errors.
+    pub base_url: Option<Spanned<String>>,
     /// The key pool.
     #[serde(default)]
     pub keys: Vec<String>,
@@ -555,12 +563,29 @@ pub fn interpolate(
             break;
         };
         let name = &rest[i + 2..i + end];
-        let valid = !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !valid {
+        let name_len = name
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(name.len());
+        if name_len < name.len() || name.is_empty() {
+            // Only the name is quoted: what follows, up to the next `}` anywhere in the
+            // file, may be secrets (an unclosed `${` before a key line).
+            let shown = &name[..name_len];
             errors.push(src.error_at(
                 Some(base + i),
-                format!("`${{{name}}}` is not a valid variable name"),
+                if shown.is_empty() {
+                    "`${` must be followed by a variable name (letters, digits and `_`) and `}`"
+                        .to_owned()
+                } else {
+                    format!(
+                        "`${{{shown}` is not closed by `}}` (a variable name is letters, digits \
+                         and `_`)"
+                    )
+                },
             ));
+            // Scanning goes on after the name.
+            rest = &rest[i + 2 + name_len..];
+            base += i + 2 + name_len;
+            continue;
         } else {
             match env(name) {
                 Some(v) => {
@@ -806,6 +831,24 @@ mod tests {
                 "2:6: environment variable `ALSO` is not set (referenced as `${ALSO}`)"
             ]
         );
+    }
+
+    #[test]
+    fn a_malformed_reference_quotes_only_its_name() {
+        // An unclosed `${` before a key line must not quote the key (up to the next `}`).
+        let text =
+            "a = \"${ADMIN\"\nkey = \"sk-secret\"\nb = \"${}\"\nc = \"${X-Y}\"\nd = { e = 1 }";
+        let errs = interpolate(None, text, &env).unwrap_err();
+        let msgs: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            msgs,
+            [
+                "1:6: `${ADMIN` is not closed by `}` (a variable name is letters, digits and `_`)",
+                "3:6: `${` must be followed by a variable name (letters, digits and `_`) and `}`",
+                "4:6: `${X` is not closed by `}` (a variable name is letters, digits and `_`)",
+            ]
+        );
+        assert!(!msgs.concat().contains("sk-secret"));
     }
 
     #[test]

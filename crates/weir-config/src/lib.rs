@@ -95,7 +95,14 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
                 }
                 providers.push(prov);
             }
-            Err(msg) => errors.push(src.error_at(Some(p.kind.span().start), msg)),
+            Err(msg) => {
+                // An error about base_url points at it; others at the provider's kind.
+                let at = match &p.base_url {
+                    Some(b) if msg.starts_with("base_url") => b.span().start,
+                    _ => p.kind.span().start,
+                };
+                errors.push(src.error_at(Some(at), msg));
+            }
         }
     }
 
@@ -292,8 +299,7 @@ fn provider(
     let reasoning_options =
         p.reasoning_effort_from_thinking.is_some() || p.reasoning_content_in_history.is_some();
     let foundry_anthropic = kind == "azure"
-        && p.base_url
-            .as_deref()
+        && p.base_url()
             .is_some_and(|u| u.trim_end_matches('/').ends_with("/anthropic"));
     if reasoning_options && (!matches!(kind, "openai" | "azure") || foundry_anthropic) {
         return Err(format!(
@@ -330,9 +336,8 @@ fn provider(
             let c = weir_anthropic::AnthropicConfig {
                 id: id.to_owned(),
                 base_url: p
-                    .base_url
-                    .clone()
-                    .unwrap_or_else(|| weir_anthropic::DEFAULT_BASE_URL.into()),
+                    .base_url()
+                    .map_or_else(|| weir_anthropic::DEFAULT_BASE_URL.into(), str::to_owned),
                 keys,
                 timeouts,
                 encode,
@@ -345,9 +350,9 @@ fn provider(
         "openai" => {
             let preset = match &p.preset {
                 Some(name) => Some(weir_openai::Preset::parse(name.get_ref())?),
-                None => p.base_url.as_deref().and_then(weir_openai::Preset::infer),
+                None => p.base_url().and_then(weir_openai::Preset::infer),
             };
-            let base_url = p.base_url.clone().unwrap_or_else(|| {
+            let base_url = p.base_url().map(str::to_owned).unwrap_or_else(|| {
                 preset
                     .map_or(weir_openai::DEFAULT_BASE_URL, |pr| pr.base_url())
                     .into()
@@ -375,7 +380,7 @@ fn provider(
                     .into());
             }
             let mut c = weir_bedrock::BedrockConfig::new(id, region);
-            c.base_url.clone_from(&p.base_url);
+            c.base_url = p.base_url().map(str::to_owned);
             c.timeouts = timeouts;
             c.drop_betas.clone_from(&p.drop_betas);
             if let Some(m) = p.default_max_tokens {
@@ -390,9 +395,8 @@ fn provider(
             let c = weir_gemini::GeminiConfig {
                 id: id.to_owned(),
                 base_url: p
-                    .base_url
-                    .clone()
-                    .unwrap_or_else(|| weir_gemini::DEFAULT_BASE_URL.into()),
+                    .base_url()
+                    .map_or_else(|| weir_gemini::DEFAULT_BASE_URL.into(), str::to_owned),
                 keys,
                 timeouts,
                 encode: weir_gemini::EncodeOptions::default(),
@@ -417,7 +421,7 @@ fn provider(
                 );
             }
             let mut c = weir_vertex::VertexConfig::new(id, project, region);
-            c.base_url.clone_from(&p.base_url);
+            c.base_url = p.base_url().map(str::to_owned);
             c.timeouts = timeouts;
             if let Some(m) = p.default_max_tokens {
                 c.anthropic_encode.default_max_tokens = m;
@@ -434,9 +438,8 @@ fn provider(
             let c = weir_ollama::OllamaConfig {
                 id: id.to_owned(),
                 base_url: p
-                    .base_url
-                    .clone()
-                    .unwrap_or_else(|| weir_ollama::DEFAULT_BASE_URL.into()),
+                    .base_url()
+                    .map_or_else(|| weir_ollama::DEFAULT_BASE_URL.into(), str::to_owned),
                 keys,
                 timeouts,
                 encode: (),
@@ -447,7 +450,7 @@ fn provider(
             )
         }
         "azure" => {
-            let Some(base_url) = p.base_url.clone() else {
+            let Some(base_url) = p.base_url().map(str::to_owned) else {
                 return Err(
                     "kind = \"azure\" needs base_url: https://<resource>.openai.azure.com \
                      (deployment URLs; the target's model is the deployment), \

@@ -283,6 +283,26 @@ fn check_refuses_a_negative_price() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn check_points_a_base_url_error_at_the_base_url() {
+    let dir = scratch("weir-cli-base-url");
+    let cfg = dir.join("bu.toml");
+    std::fs::write(
+        &cfg,
+        "[providers.anth]\nkind = \"anthropic\"\nkeys = [\"k\"]\n\n# where it is\n\
+         base_url = \"https://user:pass@example.com\"\n",
+    )
+    .unwrap();
+    let (code, text) = check(&cfg);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("bu.toml:6:12: base_url cannot carry credentials"),
+        "{text}"
+    );
+    assert!(!text.contains("pass@"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// With no `[[auth.keys]]`, the client key is WEIR_API_KEY: an admin key equal to it
 /// would make every client an admin, so the config is refused; a padded WEIR_API_KEY is
 /// taken trimmed (header values arrive trimmed), not refused.
