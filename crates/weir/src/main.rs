@@ -464,6 +464,21 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         }
         if let Some(p) = &path {
             tokio::spawn(reload_triggers(p.clone(), generated.clone(), cells.clone()));
+        } else {
+            // SIGHUP's default action ends the process (a `systemctl reload`, a closed
+            // terminal): with no file to reload, it is noted and nothing else.
+            #[cfg(unix)]
+            if let Ok(mut hup) =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::warn!(
+                            "SIGHUP: nothing to reload (serving the zero-config defaults, no --config)"
+                        );
+                    }
+                });
+            }
         }
         let grace = live.get().shutdown_grace;
         let shutdown = async move {

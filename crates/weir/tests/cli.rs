@@ -335,3 +335,67 @@ fn check_refuses_an_admin_key_equal_to_weir_api_key() {
     let (code, text) = run("admin-key", "client-key");
     assert_eq!(code, Some(0), "{text}");
 }
+
+/// SIGHUP's default action ends a process: with no config file to reload, the
+/// zero-config gateway notes it and keeps serving.
+#[cfg(unix)]
+#[test]
+fn zero_config_serve_survives_sighup() {
+    use std::io::{Read, Write};
+    if std::net::TcpListener::bind("127.0.0.1:4000").is_err() {
+        println!("skipped: 127.0.0.1:4000 (the zero-config address) is in use");
+        return;
+    }
+    let dir = scratch("weir-cli-zero-hup");
+    let mut child = weir()
+        .arg("serve")
+        .current_dir(&dir)
+        .env("WEIR_API_KEY", "sk-zero-hup")
+        .env_remove("WEIR_ADMIN_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let health = || {
+        let mut s = std::net::TcpStream::connect("127.0.0.1:4000").ok()?;
+        s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while health().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "SIGHUP ended the process"
+    );
+    assert!(health().unwrap().starts_with("HTTP/1.1 200"));
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    let status = child.wait().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(logs.contains("SIGHUP: nothing to reload"), "{logs}");
+    assert_eq!(status.code(), Some(0), "{logs}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
