@@ -369,8 +369,9 @@ fn report_sql(by: By, backend: Backend) -> String {
     )
 }
 
-/// The file path of a SQLite URL; `None` for an in-memory database.
-fn sqlite_path(url: &str) -> Option<String> {
+/// The file path of a SQLite URL (relative paths are from the current directory); `None`
+/// for an in-memory database or another kind of URL.
+pub fn sqlite_path(url: &str) -> Option<String> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))?;
@@ -422,7 +423,8 @@ pub fn render(rows: &[ReportRow], by: By) -> String {
         errors: rows.iter().map(|r| r.errors).sum(),
         input_tokens: rows.iter().map(|r| r.input_tokens).sum(),
         output_tokens: rows.iter().map(|r| r.output_tokens).sum(),
-        cost_usd: rows.iter().map(|r| r.cost_usd).sum(),
+        // (An empty sum is -0.0, which would print as `-0.0000`.)
+        cost_usd: rows.iter().map(|r| r.cost_usd).sum::<f64>() + 0.0,
     };
     let body: Vec<[String; 6]> = rows.iter().map(line).collect();
     let total = line(&total);
@@ -493,7 +495,20 @@ impl Writer {
 
     /// Queues a row; when the queue is full (or the task is gone) the row is dropped and
     /// counted.
-    pub fn record(&self, row: Row) {
+    pub fn record(&self, mut row: Row) {
+        // PostgreSQL text cannot hold NUL, and one such row fails its whole batch: a
+        // client-chosen model name must not erase other requests' rows.
+        for text in [
+            &mut row.request_id,
+            &mut row.key,
+            &mut row.model,
+            &mut row.provider,
+            &mut row.upstream_model,
+        ] {
+            if text.contains('\0') {
+                *text = text.replace('\0', "\u{fffd}");
+            }
+        }
         self.pending.fetch_add(1, Ordering::Relaxed);
         if self.tx.try_send(row).is_err() {
             self.pending.fetch_sub(1, Ordering::Relaxed);

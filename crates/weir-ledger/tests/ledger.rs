@@ -370,6 +370,13 @@ async fn postgres_reports() {
         ));
         wait_for(&writer, 1).await;
         assert_eq!(writer.written(), 1);
+        // A NUL (PostgreSQL text cannot hold one) in a client-chosen model name does not
+        // fail the batch it is in.
+        for (id, model) in [("pg-nul", "no-such-\0model"), ("pg-ok", "m")] {
+            writer.record(row(id, DAY2 + 6, "dave", model, "p", 404, 0, 0, None));
+        }
+        wait_for(&writer, 3).await;
+        assert_eq!((writer.written(), writer.dropped()), (3, 0));
         Ok::<_, String>(())
     })
     .await;

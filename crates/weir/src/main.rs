@@ -529,14 +529,32 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
 /// `--since`: `24h`, `7d`, `90m` ago, or a UTC date; milliseconds since the epoch.
 fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
     let s = s.trim();
-    if let Some((y, rest)) = s.split_once('-') {
-        let mut parts = rest.split('-');
-        let (m, d) = (parts.next(), parts.next());
-        if let (Ok(y), Some(Ok(m)), Some(Ok(d))) = (
-            y.parse::<i64>(),
-            m.map(str::parse::<i64>),
-            d.map(str::parse::<i64>),
-        ) {
+    if s.contains('-') {
+        let bad = || format!("--since `{s}`: not a date (use YYYY-MM-DD, e.g. 2026-11-01)");
+        let parts: Vec<&str> = s.split('-').collect();
+        let num = |p: &str, len: usize| {
+            (p.len() == len && p.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| p.parse::<i64>().ok())
+                .flatten()
+        };
+        let [y, m, d] = parts[..] else {
+            return Err(bad());
+        };
+        let (Some(y), Some(m), Some(d)) = (num(y, 4), num(m, 2), num(d, 2)) else {
+            return Err(bad());
+        };
+        let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+        let days = match m {
+            1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+            4 | 6 | 9 | 11 => 30,
+            2 if leap => 29,
+            2 => 28,
+            _ => return Err(bad()),
+        };
+        if !(1..=days).contains(&d) {
+            return Err(bad());
+        }
+        {
             // Days from the civil date (Howard Hinnant's algorithm).
             let y = if m <= 2 { y - 1 } else { y };
             let era = y.div_euclid(400);
@@ -577,6 +595,19 @@ fn usage(config: Option<PathBuf>, since: Option<String>, by: &str) -> Result<Str
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     let since = since.map(|s| parse_since(&s, now_ms)).transpose()?;
+    // A report never creates a ledger: a relative path is from the directory serve runs
+    // in, and an empty report from another directory would look like no usage.
+    if let Some(file) = weir_ledger::sqlite_path(&url) {
+        let file = std::path::Path::new(&file);
+        if !file.exists() {
+            let shown = std::env::current_dir().map_or_else(|_| file.to_owned(), |d| d.join(file));
+            return Err(format!(
+                "no ledger at {}: a relative path in [ledger] url is taken from the directory \
+                 `weir serve` runs in; run `weir usage` there or make the path absolute",
+                shown.display()
+            ));
+        }
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -648,5 +679,31 @@ fn main() -> ExitCode {
             println!("{}", weir_server::hash_key(&key));
             ExitCode::SUCCESS
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_since;
+
+    #[test]
+    fn since_takes_real_dates_and_durations_only() {
+        let now = 1_800_000_000_000;
+        assert_eq!(parse_since("2026-11-01", now), Ok(1_793_491_200_000));
+        assert_eq!(parse_since("2024-02-29", now), Ok(1_709_164_800_000));
+        assert_eq!(parse_since("1970-01-01", now), Ok(0));
+        assert_eq!(parse_since("24h", now), Ok(now - 86_400_000));
+        for bad in [
+            "2026-13-01",
+            "2026-02-30",
+            "2025-02-29",
+            "2026-12-06-junk",
+            "2026-1-1",
+            "2026-00-10",
+            "-5d",
+        ] {
+            assert!(parse_since(bad, now).is_err(), "{bad}");
+        }
+        assert!(parse_since("5 days", now).is_err());
     }
 }

@@ -399,3 +399,42 @@ fn zero_config_serve_survives_sighup() {
     assert_eq!(status.code(), Some(0), "{logs}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A report never creates a ledger: a relative SQLite path is from serve's directory, and
+/// an empty report from elsewhere would look like no usage.
+#[test]
+fn usage_refuses_a_ledger_file_that_is_not_there() {
+    let dir = scratch("weir-cli-usage-missing");
+    let cfg = dir.join("weir.toml");
+    std::fs::write(
+        &cfg,
+        "[ledger]\nurl = \"sqlite://data/ledger.db\"\n[providers.m]\nkind = \"mock\"\n",
+    )
+    .unwrap();
+    let elsewhere = dir.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let out = weir()
+        .args(["usage", "--config"])
+        .arg(&cfg)
+        .current_dir(&elsewhere)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        err.contains("data/ledger.db: a relative path in [ledger] url is taken from"),
+        "{err}"
+    );
+    assert!(!elsewhere.join("data").exists());
+    // An impossible date is an error, not a report from some other day.
+    let out = weir()
+        .args(["usage", "--since", "2026-02-30", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8(out.stderr)
+        .unwrap()
+        .contains("--since `2026-02-30`: not a date"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
