@@ -1958,12 +1958,18 @@ fn text_content_goes_to_deepseek_as_one_string() {
     );
     // Content that is not all text keeps its parts (DeepSeek takes no images anyway).
     assert!(out["messages"][3]["content"].is_array(), "{out}");
-    // Elsewhere, several parts stay parts; one text part with cache_control (not sent
-    // when translating) is a string.
+    // Elsewhere, a user's several parts stay parts; one text part with cache_control (not
+    // sent when translating) is a string, and so is a system prompt of several blocks
+    // (Groq takes a system message's content only as a string): one text, as hoisted.
+    let mut req = req;
+    req["system"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "text", "text": "S2"}));
     let out = a_to_o(req);
     assert_json(
         &out["messages"][0],
-        &json!({"role": "system", "content": "S1"}),
+        &json!({"role": "system", "content": "S1\n\nS2"}),
     );
     assert_json(
         &out["messages"][1]["content"],
