@@ -16,7 +16,8 @@
 //! counts the error, and serves on its local state: limits are counted by this instance
 //! alone (fail open), or requests of keys with limits are refused with 503 (fail closed).
 //! A background check notices Redis answering again, logs it, publishes what the instance
-//! learned meanwhile and reads what the others did.
+//! learned meanwhile (routing state, the spend it counted and the in-flight slots it gave
+//! back while Redis was away) and reads what the others did.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -101,10 +102,36 @@ impl std::error::Error for Unavailable {}
 
 /// Work done off the request path, in order, by one task.
 enum Op {
-    Release { key: String, lease: String },
-    Charge { key: String, tpm: u64, delta: f64 },
-    Spend { key: String, day: u64, usd: f64 },
+    Release {
+        key: String,
+        lease: String,
+    },
+    Charge {
+        key: String,
+        tpm: u64,
+        delta: f64,
+    },
+    Spend {
+        key: String,
+        day: u64,
+        usd: f64,
+    },
     Publish(StateChange),
+    /// Redis answers again: write what was held while it was away. Queued behind whatever
+    /// the writer held before, so nothing held is left behind.
+    Flush,
+}
+
+/// What the writer could not write while Redis was away, written when it answers again.
+#[derive(Default)]
+struct Held {
+    /// Spend by (client key, UTC day): a budget counts what was spent meanwhile.
+    spend: std::collections::HashMap<(String, u64), f64>,
+    /// In-flight leases given back, as (client key, lease): else their slots stay taken
+    /// until the leases expire (the request's total timeout plus a minute). Releasing a
+    /// lease that expired meanwhile, or that a timed-out admission never took, removes
+    /// nothing.
+    releases: Vec<(String, String)>,
 }
 
 struct Scripts {
@@ -129,9 +156,8 @@ struct Inner {
     follow: RwLock<Option<StateHandle>>,
     resync: Notify,
     scripts: Scripts,
-    /// Spend that could not be written while Redis was away, by (client key, UTC day):
-    /// written when it answers again, so a budget counts what was spent meanwhile.
-    held_spend: std::sync::Mutex<std::collections::HashMap<(String, u64), f64>>,
+    /// What could not be written while Redis was away (spend, releases).
+    held: std::sync::Mutex<Held>,
 }
 
 /// The shared state store. Cheap to clone; every runtime of a process uses the same one.
@@ -150,7 +176,8 @@ impl std::fmt::Debug for RedisState {
     }
 }
 
-/// Queued operations waiting for Redis; beyond this they are dropped (and counted).
+/// Queued operations waiting for Redis; beyond this they are dropped (and counted). Also
+/// the most releases held while Redis is away.
 const QUEUE: usize = 10_000;
 /// How often an unreachable Redis is tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
@@ -204,7 +231,7 @@ impl RedisState {
         let (tx, rx) = mpsc::channel(QUEUE);
         let state = RedisState {
             inner: Arc::new(Inner {
-                held_spend: std::sync::Mutex::default(),
+                held: std::sync::Mutex::default(),
                 client,
                 shown,
                 origin: format!("{:016x}", rand::random::<u64>()),
@@ -317,7 +344,21 @@ impl RedisState {
                     .unwrap_or(u64::MAX)
                     .max(1),
             );
-        let (verdict, retry_ms, detail): (String, u64, String) = self.call("admit", &inv).await?;
+        // Whether the script goes to Redis (while down, no call is made).
+        let sent = self.is_up();
+        let answer: Result<(String, u64, String), Unavailable> = self.call("admit", &inv).await;
+        let (verdict, retry_ms, detail) = match answer {
+            Ok(a) => a,
+            Err(Unavailable) => {
+                // A call that timed out may still run when Redis answers again (a stalled
+                // Redis): its lease would hold a slot until it expires. The caller holds no
+                // shared lease, so give this one back (a no-op if it never landed).
+                if sent && limits.max_concurrent.is_some() {
+                    self.release(client_key, lease);
+                }
+                return Err(Unavailable);
+            }
+        };
         let limit = match verdict.as_str() {
             "ok" => return Ok(Verdict::Admitted),
             "rpm" => "rpm",
@@ -376,15 +417,69 @@ impl RedisState {
         Ok(v.and_then(|s| s.parse().ok()).unwrap_or(0.0))
     }
 
-    fn hold_spend(&self, key: String, day: u64, usd: f64) {
-        let mut held = self
-            .inner
-            .held_spend
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        // Plain figures and names: valid after any panic.
+        self.inner
+            .held
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn hold_spend(&self, key: String, day: u64, usd: f64) {
+        let mut held = self.held();
         // Bounded: one entry per client key and day (days older than yesterday are moot).
-        held.retain(|(_, d), _| d + 1 >= day);
-        *held.entry((key, day)).or_insert(0.0) += usd;
+        held.spend.retain(|(_, d), _| d + 1 >= day);
+        *held.spend.entry((key, day)).or_insert(0.0) += usd;
+    }
+
+    fn hold_release(&self, key: String, lease: String) {
+        let mut held = self.held();
+        // Bounded: beyond this many, the leases expire on their own (counted).
+        if held.releases.len() >= QUEUE {
+            drop(held);
+            self.count("queue");
+            return;
+        }
+        held.releases.push((key, lease));
+    }
+
+    /// Writes what was held while Redis was away; what fails again is held again.
+    async fn flush(&self) {
+        let Held { spend, releases } = std::mem::take(&mut *self.held());
+        for (key, lease) in releases {
+            self.write_release(key, lease).await;
+        }
+        for ((key, day), usd) in spend {
+            self.write_spend(key, day, usd).await;
+        }
+    }
+
+    async fn write_release(&self, key: String, lease: String) {
+        if !self.is_up() {
+            self.hold_release(key, lease);
+            return;
+        }
+        let mut cmd = redis::cmd("ZREM");
+        cmd.arg(self.key(&key, "leases")).arg(&lease);
+        if self.query::<i64>("release", &cmd).await.is_err() {
+            // (Removing a lease that is gone already, should the call have landed, is
+            // harmless.)
+            self.hold_release(key, lease);
+        }
+    }
+
+    async fn write_spend(&self, key: String, day: u64, usd: f64) {
+        if !self.is_up() {
+            self.hold_spend(key, day, usd);
+            return;
+        }
+        let mut inv = self.inner.scripts.spend.prepare_invoke();
+        inv.key(self.key(&key, &format!("spend:{day}"))).arg(usd);
+        if self.call::<String>("spend", &inv).await.is_err() {
+            // (A call that timed out may have landed: spend is then counted twice, which
+            // errs on the budget's side.)
+            self.hold_spend(key, day, usd);
+        }
     }
 
     fn enqueue(&self, op: Op) {
@@ -555,16 +650,7 @@ impl RedisState {
                         self.enqueue(Op::Publish(change));
                     }
                 }
-                let held: Vec<((String, u64), f64)> = self
-                    .inner
-                    .held_spend
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner)
-                    .drain()
-                    .collect();
-                for ((key, day), usd) in held {
-                    self.enqueue(Op::Spend { key, day, usd });
-                }
+                self.enqueue(Op::Flush);
                 self.inner.resync.notify_one();
             }
         }
@@ -573,41 +659,27 @@ impl RedisState {
     /// Runs queued operations in order.
     async fn writer(self, mut rx: mpsc::Receiver<Op>) {
         while let Some(op) = rx.recv().await {
-            if !self.is_up() {
-                // Spend is held for when Redis answers again; leases expire and token
-                // charges are lost for the outage: counted.
-                if let Op::Spend { key, day, usd } = op {
-                    self.hold_spend(key, day, usd);
-                } else {
-                    self.count("queue");
+            // Spend and releases are held while Redis is away (or when their call fails)
+            // and written when it answers again; token charges and routing changes are
+            // lost for the outage (counted; the router's snapshot is published again).
+            match op {
+                Op::Release { key, lease } => self.write_release(key, lease).await,
+                Op::Spend { key, day, usd } => self.write_spend(key, day, usd).await,
+                Op::Flush => {
+                    if self.is_up() {
+                        self.flush().await;
+                    }
                 }
-                continue;
-            }
-            let result = match op {
-                Op::Release { key, lease } => {
-                    let mut cmd = redis::cmd("ZREM");
-                    cmd.arg(self.key(&key, "leases")).arg(lease);
-                    self.query::<i64>("release", &cmd).await.map(drop)
-                }
+                Op::Charge { .. } | Op::Publish(_) if !self.is_up() => self.count("queue"),
                 Op::Charge { key, tpm, delta } => {
                     let mut inv = self.inner.scripts.charge.prepare_invoke();
                     inv.key(self.key(&key, "rate")).arg(tpm).arg(delta);
-                    self.call::<i64>("charge", &inv).await.map(drop)
+                    let _ = self.call::<i64>("charge", &inv).await;
                 }
-                Op::Spend { key, day, usd } => {
-                    let mut inv = self.inner.scripts.spend.prepare_invoke();
-                    inv.key(self.key(&key, &format!("spend:{day}"))).arg(usd);
-                    let written = self.call::<String>("spend", &inv).await.map(drop);
-                    if written.is_err() {
-                        // (A call that timed out may have landed: spend is then counted
-                        // twice, which errs on the budget's side.)
-                        self.hold_spend(key, day, usd);
-                    }
-                    written
+                Op::Publish(change) => {
+                    let _ = self.publish(&change).await;
                 }
-                Op::Publish(change) => self.publish(&change).await,
-            };
-            let _ = result;
+            }
         }
     }
 

@@ -552,3 +552,159 @@ async fn an_unreachable_redis_at_start_is_not_an_error_and_a_bad_url_is() {
         "redis://***@host:6379/0"
     );
 }
+
+/// A throwaway `redis-server` of this test's own (no persistence), which the test can
+/// stall (`kill -STOP`) and resume (`kill -CONT`): a Redis that stops answering without
+/// dropping its connections. `None` (with a note) when `redis-server` is not on PATH.
+struct Throwaway {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Throwaway {
+    async fn start() -> Option<Throwaway> {
+        // A free port: bound, then given back for the server.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = match std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("skipped: cannot start redis-server ({e}); install Redis to run it");
+                return None;
+            }
+        };
+        let t = Throwaway {
+            child,
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        for _ in 0..250 {
+            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+                return Some(t);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("redis-server did not listen on {port}");
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+
+    fn stall(&self) {
+        self.signal("-STOP");
+    }
+
+    fn resume(&self) {
+        self.signal("-CONT");
+    }
+}
+
+/// The errors counted, by `op`.
+#[derive(Default)]
+struct Ops(Mutex<Vec<&'static str>>);
+
+impl Observe for Ops {
+    fn error(&self, op: &'static str) {
+        self.0.lock().unwrap().push(op);
+    }
+    fn reachable(&self, _: bool) {}
+}
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn slots_given_back_while_redis_stalls_are_free_again_when_it_answers() {
+    let Some(redis) = Throwaway::start().await else {
+        return;
+    };
+    let p = prefix();
+    let stalled = |url: &str| {
+        let mut o = options(url, &p);
+        o.timeout = Duration::from_millis(250);
+        o
+    };
+    let ops = Arc::new(Ops::default());
+    let one = RedisState::connect(stalled(&redis.url), Some(ops.clone()))
+        .await
+        .unwrap();
+    let two = RedisState::connect(stalled(&redis.url), Some(ops.clone()))
+        .await
+        .unwrap();
+    let limits = Limits {
+        max_concurrent: Some(4),
+        ..Limits::default()
+    };
+    // Two requests in flight, one on each instance.
+    assert_eq!(admit(&one, &limits, "a").await, Verdict::Admitted);
+    assert_eq!(admit(&two, &limits, "b").await, Verdict::Admitted);
+
+    redis.stall();
+    // Admissions time out (the instances mark Redis down and fall back); their scripts
+    // still run when Redis resumes, taking the two free slots for leases nobody holds.
+    assert!(one
+        .admit("team-a", &limits, 10, "late-1", LEASE_TTL, 20_000)
+        .await
+        .is_err());
+    assert!(two
+        .admit("team-a", &limits, 10, "late-2", LEASE_TTL, 20_000)
+        .await
+        .is_err());
+    assert!(!one.is_up() && !two.is_up());
+    // Both requests end while Redis is away, and so does one whose lease already expired
+    // (or never existed): giving it back must be harmless.
+    one.release("team-a", "a");
+    two.release("team-a", "b");
+    one.release("team-a", "never-taken");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    redis.resume();
+    eventually(|| one.is_up() && two.is_up(), "Redis to answer again").await;
+    // A third instance gets all four slots: every lease was given back once Redis
+    // answered, not when it expires (a minute here; the request's total timeout plus a
+    // minute in the gateway).
+    let three = instance(&redis.url, &p).await;
+    let mut got = Vec::new();
+    for _ in 0..100 {
+        for lease in ["w", "x", "y", "z"] {
+            if !got.contains(&lease) && admit(&three, &limits, lease).await == Verdict::Admitted {
+                got.push(lease);
+            }
+        }
+        if got.len() == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        got,
+        ["w", "x", "y", "z"],
+        "slots free again after the stall"
+    );
+    // Nothing given back was dropped (`queue`) or failed on replay (`release`).
+    let errors = ops.0.lock().unwrap().clone();
+    assert!(
+        !errors.iter().any(|op| ["queue", "release"].contains(op)),
+        "{errors:?}"
+    );
+}
