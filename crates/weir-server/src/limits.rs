@@ -166,7 +166,8 @@ pub struct Admission {
     estimate: u64,
     holds_slot: bool,
     charged: std::sync::atomic::AtomicBool,
-    /// Admitted by the shared store: what to give back and charge there.
+    /// The key's limits are shared (`admit_shared`): what to give back, charge and spend
+    /// there.
     shared: Option<Shared>,
 }
 
@@ -175,7 +176,11 @@ pub struct Admission {
 struct Shared {
     state: weir_redis::RedisState,
     key: String,
-    /// The in-flight lease, when `max_concurrent` is set.
+    /// Admitted by the store (its token bucket holds the estimate), not by this instance
+    /// alone while the store was away (fail open).
+    counted: bool,
+    /// The in-flight lease, when `max_concurrent` is set and the store admitted it (one
+    /// admitted while the store was away took none, so gives none back).
     lease: Option<String>,
 }
 
@@ -186,7 +191,7 @@ impl Admission {
         if self.charged.swap(true, Ordering::Relaxed) {
             return;
         }
-        if let Some(s) = &self.shared {
+        if let Some(s) = self.shared.as_ref().filter(|s| s.counted) {
             if let Some(tpm) = self.limiter.cfg.tpm {
                 s.state
                     .charge(&s.key, tpm, self.estimate as f64 - used as f64);
@@ -212,6 +217,8 @@ impl Admission {
             let now = unix_now();
             // Kept locally too, so a store that goes away leaves this instance's count.
             self.limiter.add_spend(usd, now);
+            // Also when admitted while the store was away: it holds the spend until it
+            // answers again, so the shared budget counts it.
             if let Some(s) = &self.shared {
                 s.state.spend(&s.key, now / 86_400, usd);
             }
@@ -228,6 +235,7 @@ impl Drop for Admission {
             state,
             key,
             lease: Some(lease),
+            ..
         }) = &self.shared
         {
             state.release(key, lease);
@@ -442,6 +450,7 @@ impl Limiter {
                 shared: Some(Shared {
                     state: state.clone(),
                     key: key.to_owned(),
+                    counted: true,
                     lease,
                 }),
             }),
@@ -459,7 +468,17 @@ impl Limiter {
                 _ => Refusal::rpm(cfg.rpm.unwrap_or(0), retry_after),
             }),
             Err(weir_redis::Unavailable) if state.fail_open() => {
-                self.admit(estimate, Instant::now())
+                // Counted here alone; its spend still goes to the store (held there until
+                // Redis answers). It holds no shared lease (the store gives back the one a
+                // timed-out admission may have taken).
+                let mut admission = self.admit(estimate, Instant::now())?;
+                admission.shared = Some(Shared {
+                    state: state.clone(),
+                    key: key.to_owned(),
+                    counted: false,
+                    lease: None,
+                });
+                Ok(admission)
             }
             Err(weir_redis::Unavailable) => Err(Refusal {
                 limit: "state_unavailable",
@@ -616,6 +635,132 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(r.limit, "budget");
+    }
+
+    /// A throwaway `redis-server` (no persistence) the test stalls with `kill -STOP`; `None`
+    /// (with a note) when `redis-server` is not on PATH.
+    struct Throwaway {
+        child: std::process::Child,
+        url: String,
+    }
+
+    impl Throwaway {
+        async fn start() -> Option<Throwaway> {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let child = match std::process::Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(std::process::Stdio::null())
+                .spawn()
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("skipped: cannot start redis-server ({e}); install Redis to run it");
+                    return None;
+                }
+            };
+            let t = Throwaway {
+                child,
+                url: format!("redis://127.0.0.1:{port}"),
+            };
+            for _ in 0..250 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                    .await
+                    .is_ok()
+                {
+                    return Some(t);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!("redis-server did not listen on {port}");
+        }
+
+        fn signal(&self, sig: &str) {
+            let ok = std::process::Command::new("kill")
+                .args([sig, &self.child.id().to_string()])
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok, "kill {sig}");
+        }
+    }
+
+    impl Drop for Throwaway {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("kill")
+                .args(["-CONT", &self.child.id().to_string()])
+                .status();
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    #[tokio::test]
+    async fn spend_of_a_request_admitted_while_redis_is_away_is_written_when_it_answers() {
+        let Some(redis) = Throwaway::start().await else {
+            return;
+        };
+        let connect = || {
+            weir_redis::RedisState::connect(
+                weir_redis::Options {
+                    url: weir_model::Secret::new(redis.url.clone()),
+                    prefix: format!("weir-test-outage-{:08x}", rand::random::<u32>()),
+                    fail_open: true,
+                    timeout: Duration::from_millis(250),
+                },
+                None,
+            )
+        };
+        let state = connect().await.unwrap();
+        let l = Limiter::new(LimitConfig {
+            daily_budget_usd: Some(1.0),
+            max_concurrent: Some(1),
+            ..Default::default()
+        });
+        redis.signal("-STOP");
+        // Redis does not answer: admitted on this instance's count alone (fail open).
+        let a = l
+            .admit_shared(&state, "outage", 0, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(!state.is_up());
+        a.spend(0.25);
+        a.charge(100);
+        drop(a);
+        // A request admitted while Redis is known down (no call at all) spends too.
+        let b = l
+            .admit_shared(&state, "outage", 0, Duration::from_secs(60))
+            .await
+            .unwrap();
+        b.spend(0.5);
+        drop(b);
+        redis.signal("-CONT");
+        // Once Redis answers, the shared budget counts what was spent meanwhile.
+        let day = unix_now() / 86_400;
+        let mut spent = 0.0;
+        for _ in 0..100 {
+            if state.is_up() {
+                spent = state.spent("outage", day).await.unwrap_or(0.0);
+                if spent > 0.0 {
+                    break;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            (spent - 0.75).abs() < 1e-9,
+            "spent while Redis was away: {spent}"
+        );
+        // The key's only slot is free: a fail-open admission gave back no shared lease,
+        // and the one its timed-out call may have taken was given back.
+        assert!(l
+            .admit_shared(&state, "outage", 0, Duration::from_secs(60))
+            .await
+            .is_ok());
     }
 
     #[test]
