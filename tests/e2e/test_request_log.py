@@ -80,3 +80,49 @@ def test_a_budget_s_blind_spots_are_logged_once_per_model(weir_factory):
     priced = [m for m in warnings if "has no price" in m]
     assert len([m for m in priced if "`unpriced-named`" in m]) == 1, warnings
     assert len([m for m in priced if "`fwd-one`" in m]) == 1, warnings
+
+
+def test_a_request_cut_by_shutdown_is_logged_as_the_gateway_s_not_the_client_s(weir_factory):
+    """A request still waiting on its upstream when the grace period ends (here: a second
+    SIGTERM) is logged 503 (overloaded), not 499 as if its client had left."""
+    import signal
+    import socket
+    import threading
+    import time
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    held = []
+    threading.Thread(target=lambda: held.append(silent.accept()), daemon=True).start()
+    port = silent.getsockname()[1]
+    w = weir_factory(
+        f'[providers.hang]\nkind = "openai"\nbase_url = "http://127.0.0.1:{port}/v1"\nkeys = ["k"]\n'
+        '[[models]]\nname = "hangs"\ntargets = [{ provider = "hang" }]\n'
+    )
+    o = openai.OpenAI(base_url=w.url + "/v1", api_key="sk-e2e-client-key", max_retries=0)
+    failed = []
+
+    def ask():
+        try:
+            o.chat.completions.create(model="hangs", messages=[{"role": "user", "content": "hi"}])
+        except openai.APIError as e:
+            failed.append(e)
+
+    t = threading.Thread(target=ask)
+    t.start()
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert held, "the request reached the upstream"
+    w.proc.send_signal(signal.SIGTERM)
+    while "shutting down" not in w.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)  # (the second signal is listened for from just after the first)
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.proc.wait(15) == 0
+    t.join(10)
+    assert failed, "the client got no answer"
+    lines = [l for l in request_lines(w.logs()) if l.get("model") == "hangs"]
+    assert [l["status"] for l in lines] == [503], w.logs()
+    silent.close()

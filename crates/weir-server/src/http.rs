@@ -52,13 +52,21 @@ pub(crate) struct RequestLog {
     /// Set while the request is being answered: dropped then (its client went away before
     /// the answer), it is logged as a 499.
     pub armed: std::sync::atomic::AtomicBool,
+    /// The shutdown cut: a request dropped once it has fired was ended by the gateway
+    /// (its grace period was over), not by its client.
+    pub cut: Option<Arc<crate::live::Cut>>,
 }
 
 impl Drop for RequestLog {
     fn drop(&mut self) {
         if *self.armed.get_mut() {
-            self.stream_error = Some(ErrorKind::Cancelled);
-            self.emit(ErrorKind::Cancelled.http_status(), None, None, None);
+            if self.cut.as_ref().is_some_and(|c| c.fired()) {
+                self.stream_error = Some(ErrorKind::Overloaded);
+                self.emit(503, None, None, None);
+            } else {
+                self.stream_error = Some(ErrorKind::Cancelled);
+                self.emit(ErrorKind::Cancelled.http_status(), None, None, None);
+            }
         }
     }
 }
@@ -333,6 +341,7 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
     log.metrics = Some(app.metrics.clone());
     log.prices = Some(app.prices.clone());
     log.ledger.clone_from(&app.ledger);
+    log.cut = app.cut.get().cloned();
     let dialect = if path.starts_with("/v1/messages") {
         Dialect::Anthropic
     } else {

@@ -28,6 +28,11 @@ impl Cut {
         self.notify.notify_waiters();
     }
 
+    /// Whether it has fired.
+    pub(crate) fn fired(&self) -> bool {
+        self.fired.load(Ordering::Acquire)
+    }
+
     /// What one stream polls to learn it must end.
     pub(crate) fn watch(self: &Arc<Self>) -> CutWatch {
         // Made now, the future gets a `notify_waiters` that comes before its first poll.
