@@ -135,6 +135,10 @@ pub async fn handle(
                 if let Some(w) = &app.ledger {
                     app.metrics.set_ledger(w.dropped(), w.written());
                 }
+                // As /status shows them (a due breaker is half open).
+                for t in app.router.status().targets {
+                    app.metrics.breaker_now(&t.provider, &t.model, t.breaker);
+                }
                 // The exposition is OpenMetrics text (counters' TYPE lines name the
                 // family without `_total`; `# EOF` at the end): said so, Prometheus reads
                 // the counters as counters.

@@ -548,6 +548,23 @@ impl Metrics {
         self.breaker_state.clear();
     }
 
+    /// Sets a breaker's state as it stands now (for a scrape): an open breaker whose time
+    /// is up lets the next request through as its probe, so it is half open already,
+    /// though no request has come to make the transition.
+    pub fn breaker_now(&self, provider: &str, model: &str, state: &str) {
+        let value = match state {
+            "open" => 2,
+            "half_open" => 1,
+            _ => return,
+        };
+        self.breaker_state
+            .get_or_create(&RouteLabels {
+                model: model.to_owned(),
+                provider: provider.to_owned(),
+            })
+            .set(value);
+    }
+
     /// A stream started (+1) or ended (-1).
     pub fn stream_delta(&self, d: i64) {
         self.active_streams.inc_by(d);

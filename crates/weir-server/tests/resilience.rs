@@ -407,6 +407,11 @@ async fn a_breaker_opens_skips_the_target_probes_and_closes() {
     let st = w.status().await;
     assert_eq!(target(&st, "a")["breaker"], "open", "{st}");
     assert!(target(&st, "a")["open_ms"].as_u64().unwrap() <= 300);
+    let m = w.metrics().await;
+    assert!(
+        m.contains(r#"weir_breaker_state{model="m",provider="a"} 2"#),
+        "{m}"
+    );
     // Open: no request reaches a.
     for _ in 0..3 {
         let (_, h, _) = w.call('a', "m", false, &[]).await;
@@ -417,6 +422,14 @@ async fn a_breaker_opens_skips_the_target_probes_and_closes() {
     // closes the breaker.
     a.set(Behaviour::ok("from a"));
     tokio::time::sleep(Duration::from_millis(350)).await;
+    // Its time up, the breaker lets the next request through as its probe: half open, in
+    // the metrics as in /status, before any request comes.
+    assert_eq!(target(&w.status().await, "a")["breaker"], "half_open");
+    let m = w.metrics().await;
+    assert!(
+        m.contains(r#"weir_breaker_state{model="m",provider="a"} 1"#),
+        "{m}"
+    );
     let (_, h, _) = w.call('a', "m", false, &[]).await;
     assert_eq!(h["x-weir-provider"], "b");
     let mut closed = false;
