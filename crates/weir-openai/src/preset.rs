@@ -122,9 +122,12 @@ impl Preset {
             Preset::OpenRouter | Preset::Zai | Preset::Together => {
                 o.max_tokens_field = Some(MaxTokensField::MaxTokens);
             }
+            // Mistral answers 400 to a user message right after a tool message (Claude
+            // Code's image results, a turn interrupted after its tool results).
             Preset::Mistral => {
                 o.max_tokens_field = Some(MaxTokensField::MaxTokens);
                 o.request_stream_usage = false;
+                o.assistant_after_tool = true;
             }
         }
         o
@@ -158,9 +161,18 @@ impl Preset {
                     removed.push("parallel_tool_calls");
                 }
             }
+            // Mistral refuses fields it does not know (422 extra_forbidden): it has no
+            // `user` (an Anthropic client's metadata.user_id), and calls the seed
+            // `random_seed`.
             Preset::Mistral => {
                 if req.include_usage.take().is_some() {
                     removed.push("stream_options");
+                }
+                if req.metadata.take().is_some() {
+                    removed.push("user");
+                }
+                if let Some(seed) = req.extra.remove("seed") {
+                    req.extra.insert("random_seed".to_owned(), seed);
                 }
             }
             Preset::Xai

@@ -36,6 +36,9 @@ pub struct EncodeOptions {
     /// Send text-only message content as one string, never an array of parts (servers
     /// that refuse arrays: DeepSeek).
     pub text_as_string: bool,
+    /// Put an empty assistant message between a tool message and a user message that
+    /// follows it (Mistral refuses that order).
+    pub assistant_after_tool: bool,
 }
 
 impl Default for EncodeOptions {
@@ -46,6 +49,7 @@ impl Default for EncodeOptions {
             reasoning_effort_from_thinking: false,
             reasoning_content_in_history: false,
             text_as_string: false,
+            assistant_after_tool: false,
         }
     }
 }
@@ -984,8 +988,19 @@ struct MessagesOut<'a, 'b>(&'b RequestOut<'a>);
 
 impl Serialize for MessagesOut<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut seq = s.serialize_seq(Some(self.0.messages.len()))?;
+        let mut seq = s.serialize_seq(None)?;
+        let mut after_tool = false;
         for m in &self.0.messages {
+            if after_tool && m.role == "user" && self.0.opts.assistant_after_tool {
+                let mut bridge = OutMessage::new("assistant");
+                bridge.form = ContentForm::String;
+                seq.serialize_element(&MessageOut {
+                    m: &bridge,
+                    same: self.0.same,
+                    join_text: false,
+                })?;
+            }
+            after_tool = m.role == "tool";
             seq.serialize_element(&MessageOut {
                 m,
                 same: self.0.same,

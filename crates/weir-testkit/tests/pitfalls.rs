@@ -1976,3 +1976,57 @@ fn text_content_goes_to_deepseek_as_one_string() {
         &json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]),
     );
 }
+
+#[test]
+fn mistral_gets_no_user_field_and_an_assistant_between_a_tool_result_and_a_user_turn() {
+    // Mistral refuses unknown fields (422 extra_forbidden: Claude Code's metadata.user_id
+    // became `user`) and a user message right after a tool message (400: here a tool
+    // result with an image, which goes in a user message after the tool message).
+    let req = json!({
+        "model": "m", "max_tokens": 10, "metadata": {"user_id": "u1"},
+        "tools": [weather_tool_a()],
+        "messages": [
+            {"role": "user", "content": "look"},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                    {"type": "text", "text": "sunny"},
+                    {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBO"}}
+                ]}
+            ]}
+        ]
+    });
+    let mut canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let removed = weir_openai::Preset::Mistral.adapt(&mut canon);
+    assert!(removed.contains(&"user"), "{removed:?}");
+    let opts = weir_openai::Preset::Mistral.encode_options();
+    let out: Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &opts).unwrap()).unwrap();
+    assert!(out.get("user").is_none(), "{out}");
+    let roles: Vec<&str> = out["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "assistant", "user"]);
+    assert_json(
+        &out["messages"][3],
+        &json!({"role": "assistant", "content": ""}),
+    );
+    // Elsewhere no bridge is added, and `user` stays.
+    let out = a_to_o(req);
+    assert_eq!(out["messages"].as_array().unwrap().len(), 4, "{out}");
+    assert_eq!(out["user"], "u1");
+    // An OpenAI client's seed is Mistral's random_seed.
+    let mut canon = weir_openai::decode_request(
+        br#"{"model":"m","seed":7,"messages":[{"role":"user","content":"hi"}]}"#,
+    )
+    .unwrap();
+    weir_openai::Preset::Mistral.adapt(&mut canon);
+    let out: Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &opts).unwrap()).unwrap();
+    assert_eq!((out.get("seed"), &out["random_seed"]), (None, &json!(7)));
+}
