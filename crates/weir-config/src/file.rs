@@ -205,6 +205,9 @@ pub struct ProviderConfig {
     pub stream_delay: Option<Dur>,
     /// `max_tokens` for Anthropic requests that have none.
     pub default_max_tokens: Option<u32>,
+    /// OpenAI-dialect providers: the largest output limit the upstream accepts; a
+    /// client's larger `max_tokens` is lowered to it (Claude Code asks for 32000-64000).
+    pub max_output_tokens: Option<u32>,
     /// OpenAI-dialect providers serving reasoning models: an Anthropic client's thinking
     /// (or `output_config.effort`) becomes `reasoning_effort` (other models reject it).
     pub reasoning_effort_from_thinking: Option<bool>,

@@ -175,11 +175,24 @@ impl Preset {
                     req.extra.insert("random_seed".to_owned(), seed);
                 }
             }
-            Preset::Xai
-            | Preset::OpenRouter
-            | Preset::DeepSeek
-            | Preset::Zai
-            | Preset::Together => {}
+            // DeepSeek answers 400 to an output limit over its model's maximum (Claude
+            // Code asks for 32000-64000; deepseek-chat takes 8192).
+            Preset::DeepSeek => {
+                let max = if req.model.starts_with("deepseek-chat") {
+                    Some(8192)
+                } else if req.model.starts_with("deepseek-reasoner") {
+                    Some(65536)
+                } else {
+                    None
+                };
+                if let (Some(max), Some(asked)) = (max, req.max_tokens) {
+                    if asked > max {
+                        req.max_tokens = Some(max);
+                        removed.push("max_tokens (lowered to the model's maximum)");
+                    }
+                }
+            }
+            Preset::Xai | Preset::OpenRouter | Preset::Zai | Preset::Together => {}
         }
         removed
     }

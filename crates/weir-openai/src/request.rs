@@ -39,6 +39,8 @@ pub struct EncodeOptions {
     /// Put an empty assistant message between a tool message and a user message that
     /// follows it (Mistral refuses that order).
     pub assistant_after_tool: bool,
+    /// The largest output limit the upstream accepts: a larger one is lowered to it.
+    pub max_output_tokens: Option<u32>,
 }
 
 impl Default for EncodeOptions {
@@ -50,6 +52,7 @@ impl Default for EncodeOptions {
             reasoning_content_in_history: false,
             text_as_string: false,
             assistant_after_tool: false,
+            max_output_tokens: None,
         }
     }
 }
@@ -843,6 +846,7 @@ impl Serialize for RequestOut<'_> {
         m.entry("model", &r.model)?;
         m.entry("messages", &MessagesOut(self))?;
         if let Some(mt) = r.max_tokens {
+            let mt = self.opts.max_output_tokens.map_or(mt, |cap| mt.min(cap));
             let field = self.opts.max_tokens_field.unwrap_or(if same {
                 r.max_tokens_field
             } else {

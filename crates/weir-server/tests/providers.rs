@@ -658,6 +658,7 @@ fn reasoning_settings_on_other_kinds_are_config_errors() {
     for text in [
         "[providers.p]\nkind = \"anthropic\"\nreasoning_effort_from_thinking = true\n",
         "[providers.p]\nkind = \"azure\"\nbase_url = \"https://r.services.ai.azure.com/anthropic\"\nreasoning_content_in_history = true\n",
+        "[providers.p]\nkind = \"gemini\"\nkeys = [\"k\"]\nmax_output_tokens = 8192\n",
     ] {
         let cfg = weir_server::config::parse(None, text).unwrap();
         let errs: Vec<String> = weir_server::build(&cfg, None, text)

@@ -2030,3 +2030,39 @@ fn mistral_gets_no_user_field_and_an_assistant_between_a_tool_result_and_a_user_
         serde_json::from_slice(&weir_openai::encode_request(&canon, &opts).unwrap()).unwrap();
     assert_eq!((out.get("seed"), &out["random_seed"]), (None, &json!(7)));
 }
+
+#[test]
+fn output_limits_over_the_upstream_s_maximum_are_lowered() {
+    // Claude Code asks for 32000-64000 output tokens; deepseek-chat answers 400 above 8192.
+    let req = |model: &str, max: u32| {
+        weir_anthropic::decode_request(
+            json!({"model": model, "max_tokens": max, "messages": [{"role": "user", "content": "hi"}]})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap()
+    };
+    let deepseek = |model: &str, max: u32| {
+        let mut canon = req(model, max);
+        weir_openai::Preset::DeepSeek.adapt(&mut canon);
+        let opts = weir_openai::Preset::DeepSeek.encode_options();
+        let out: Value =
+            serde_json::from_slice(&weir_openai::encode_request(&canon, &opts).unwrap()).unwrap();
+        out["max_tokens"].clone()
+    };
+    assert_eq!(deepseek("deepseek-chat", 32000), json!(8192));
+    assert_eq!(deepseek("deepseek-chat", 4000), json!(4000));
+    assert_eq!(deepseek("deepseek-reasoner", 64000), json!(64000));
+    assert_eq!(deepseek("deepseek-reasoner", 100_000), json!(65536));
+    // A provider's max_output_tokens, for any OpenAI-dialect upstream.
+    let opts = weir_openai::EncodeOptions {
+        max_output_tokens: Some(16384),
+        ..Default::default()
+    };
+    for (asked, sent) in [(64000, 16384), (1000, 1000)] {
+        let out: Value =
+            serde_json::from_slice(&weir_openai::encode_request(&req("m", asked), &opts).unwrap())
+                .unwrap();
+        assert_eq!(out["max_completion_tokens"], json!(sent));
+    }
+}
