@@ -32,8 +32,10 @@ pub(crate) fn write_tools(
                 SchemaMode::Cleaned => {
                     let cleaned = crate::schema::clean(params.get())
                         .map_err(|e| WireError::Unsupported(format!("tool `{}`: {e}", f.name)))?;
-                    w.key("parameters");
-                    w.raw(&cleaned.to_string());
+                    if !crate::schema::takes_nothing(&cleaned) {
+                        w.key("parameters");
+                        w.raw(&cleaned.to_string());
+                    }
                 }
                 SchemaMode::JsonSchema => {
                     w.key("parametersJsonSchema");

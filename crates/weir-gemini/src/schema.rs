@@ -35,6 +35,18 @@ const KEEP: &[&str] = &[
     "default",
 ];
 
+/// Whether a cleaned `parameters` schema declares no parameters at all (an object with no
+/// properties): Gemini refuses `{"type": "object", "properties": {}}`, so such a function
+/// goes without `parameters` (Claude Code declares one).
+pub(crate) fn takes_nothing(cleaned: &Value) -> bool {
+    cleaned.get("type").and_then(Value::as_str) == Some("object")
+        && cleaned.get("properties").is_none()
+        && cleaned
+            .get("required")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+}
+
 /// Cleans a JSON Schema for Gemini's `parameters`.
 pub(crate) fn clean(schema: &str) -> Result<Value, String> {
     let root: Value =
@@ -131,7 +143,11 @@ fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
                         .iter()
                         .map(|(name, s)| (name.clone(), node(s, cx, refs)))
                         .collect();
-                    out.insert("properties".into(), Value::Object(cleaned));
+                    // Gemini answers 400 to an empty map ("should be non-empty for OBJECT
+                    // type"); without it, the object is any object.
+                    if !cleaned.is_empty() {
+                        out.insert("properties".into(), Value::Object(cleaned));
+                    }
                 }
             }
             "items" => {

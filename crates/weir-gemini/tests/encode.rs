@@ -967,3 +967,33 @@ fn requests_left_empty_or_ending_on_the_model_are_refused() {
         );
     }
 }
+
+#[test]
+fn a_function_without_parameters_goes_without_an_empty_schema() {
+    // Gemini answers 400 to `"properties": {}` ("should be non-empty for OBJECT type");
+    // Claude Code declares such a tool on every request.
+    let mut req = request(vec![Message::text(Role::User, "hi")]);
+    req.tools = Some(vec![
+        function(
+            "placeholder",
+            json!({"type": "object", "properties": {}, "additionalProperties": false}),
+        ),
+        function(
+            "nested",
+            json!({"type": "object", "properties": {
+                "opts": {"type": "object", "properties": {}},
+                "q": {"type": "string"}
+            }}),
+        ),
+    ]);
+    let out = encode(&req);
+    let decls = &out["tools"][0]["functionDeclarations"];
+    assert_eq!(decls[0].get("parameters"), None, "{decls}");
+    assert_eq!(
+        decls[1]["parameters"],
+        json!({"type": "object", "properties": {
+            "opts": {"type": "object"},
+            "q": {"type": "string"}
+        }})
+    );
+}
