@@ -35,12 +35,16 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
     req.check_translatable("Ollama")?;
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
-    let mut names: HashMap<&str, &str> = HashMap::new();
+    // Each call's name and place among its message's calls: Ollama pairs results with
+    // calls by name and order only, so results go in the order of their calls.
+    let mut names: HashMap<&str, (&str, usize)> = HashMap::new();
     for m in &req.messages {
-        for b in &m.content.blocks {
-            if let ContentBlock::ToolUse(t) = b {
-                names.insert(&t.id, &t.name);
-            }
+        let calls = m.content.blocks.iter().filter_map(|b| match b {
+            ContentBlock::ToolUse(t) => Some(t),
+            _ => None,
+        });
+        for (i, t) in calls.enumerate() {
+            names.insert(&t.id, (&t.name, i));
         }
     }
     let mut messages: Vec<Value> = Vec::new();
@@ -57,6 +61,7 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
         let mut thinking = String::new();
         let mut images: Vec<&str> = Vec::new();
         let mut calls: Vec<Value> = Vec::new();
+        let mut results: Vec<(usize, Value)> = Vec::new();
         for b in &m.content.blocks {
             match b {
                 ContentBlock::Text(t) => {
@@ -77,17 +82,34 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
                     calls.push(json!({"function": {"name": t.name, "arguments": args}}));
                 }
                 ContentBlock::ToolResult(r) => {
-                    let name = names.get(r.tool_use_id.as_str()).ok_or_else(|| {
+                    let (name, place) = names.get(r.tool_use_id.as_str()).ok_or_else(|| {
                         WireError::Malformed(format!(
                             "tool result for `{}` has no matching tool call in the conversation",
                             r.tool_use_id
                         ))
                     })?;
+                    // A tool message carries text: a result's images go in the user
+                    // message after the tool messages (a screenshot the tool took).
+                    for part in &r.content.blocks {
+                        match part {
+                            ContentBlock::Image(i) => match &i.source {
+                                MediaSource::Base64 { data, .. } => images.push(data),
+                                _ => return Err(unsupported("image URLs (only base64 images)")),
+                            },
+                            ContentBlock::Document(_) => {
+                                return Err(unsupported("documents in tool results"))
+                            }
+                            _ => {}
+                        }
+                    }
                     let mut content = text_of(&r.content);
                     if r.is_error == Some(true) {
                         content = format!("Error: {content}");
                     }
-                    messages.push(json!({"role": "tool", "content": content, "tool_name": name}));
+                    results.push((
+                        *place,
+                        json!({"role": "tool", "content": content, "tool_name": name}),
+                    ));
                 }
                 ContentBlock::Thinking(t) => thinking.push_str(&t.thinking.as_str()),
                 // Opaque to Ollama; earlier turns' redacted thinking is left out.
@@ -100,6 +122,9 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
                 }
             }
         }
+        // (A stable sort: results of one call keep their order.)
+        results.sort_by_key(|(place, _)| *place);
+        messages.extend(results.into_iter().map(|(_, m)| m));
         if text.is_empty() && images.is_empty() && calls.is_empty() && thinking.is_empty() {
             continue;
         }

@@ -108,6 +108,37 @@ fn requests_carry_images_tool_calls_and_results_by_name() {
     );
 }
 
+/// Ollama pairs results with calls by name and order only: results go in the order of
+/// their calls, and a result's image (a screenshot a tool took) goes in the user message
+/// after the tool messages.
+#[test]
+fn results_follow_their_calls_order_and_keep_their_images() {
+    let mut req = tool_loop();
+    let last = req.messages.last_mut().unwrap();
+    last.content.blocks.reverse();
+    if let ContentBlock::ToolResult(r) = &mut last.content.blocks[0] {
+        r.content.blocks.push(ContentBlock::Image(ImageBlock {
+            source: MediaSource::Base64 {
+                media_type: "image/png".into(),
+                data: "c2hvdA==".into(),
+            },
+            detail: None,
+            cache_control: None,
+            extra: Default::default(),
+        }));
+    }
+    let body: Value = serde_json::from_slice(&encode_request(&req).unwrap()).unwrap();
+    let messages = body["messages"].as_array().unwrap();
+    assert_eq!(
+        messages[3..],
+        [
+            json!({"role": "tool", "content": "sunny", "tool_name": "get_weather"}),
+            json!({"role": "tool", "content": "noon", "tool_name": "get_time"}),
+            json!({"role": "user", "content": "", "images": ["c2hvdA=="]}),
+        ]
+    );
+}
+
 /// Adaptive thinking leaves it to the model: no `think` (Ollama's models without
 /// thinking answer 400 to `think: true`, and Claude Code asks for adaptive thinking on
 /// every request); disabled says so.
