@@ -1077,8 +1077,10 @@ async fn count_tokens_asks_an_anthropic_target_and_estimates_otherwise() {
         r#"{"input_tokens":42}"#.into(),
     ))
     .await;
-    let narrow = "[[auth.keys]]\nname = \"narrow\"\nkey = \"sk-narrow\"\nmodels = [\"mock\"]\n";
-    let url = weir(&format!("{}{narrow}", anthropic_route(&up.url, "c", ""))).await;
+    let narrow = "[[auth.keys]]\nname = \"narrow\"\nkey = \"sk-narrow\"\nmodels = [\"mock\"]\n\
+                  [[auth.keys]]\nname = \"slow\"\nkey = \"sk-slow\"\nrpm = 1\n";
+    let (url, admin) =
+        weir_with_admin(&format!("{}{narrow}", anthropic_route(&up.url, "c", ""))).await;
     let body =
         json!({"model": "c", "messages": [{"role": "user", "content": "count me"}], "system": "s"});
     let r = post(&url, "/v1/messages/count_tokens", &body, Some(KEY)).await;
@@ -1114,6 +1116,16 @@ async fn count_tokens_asks_an_anthropic_target_and_estimates_otherwise() {
     )
     .await;
     assert_eq!(r.status(), 200);
+
+    // A count calls the upstream: it counts against the key's rpm (and max_concurrent).
+    let r = post(&url, "/v1/messages/count_tokens", &body, Some("sk-slow")).await;
+    assert_eq!(r.status(), 200);
+    let r = post(&url, "/v1/messages/count_tokens", &body, Some("sk-slow")).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(up.seen.lock().unwrap().len(), 2);
+    // A count is not input consumed: no tokens in the metrics.
+    let m = metrics_of(&admin).await;
+    assert!(!m.contains("weir_tokens_total{"), "{m}");
 }
 
 #[tokio::test]
