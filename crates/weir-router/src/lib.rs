@@ -1421,7 +1421,7 @@ impl Router {
         let pin = req
             .follows()
             .and_then(|id| self.response_pin(&id))
-            .filter(|p| p.route == ri && p.target < rs.route.targets.len());
+            .and_then(|p| self.pin_in_route(p, ri));
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut pass_start = 0;
         for pass in 0..=self.policy.retries {
@@ -1629,6 +1629,27 @@ impl Router {
             max: self.policy.max_sessions,
             slot: served.slot,
         }
+    }
+
+    /// Where route `ri` sends a request continuing a response made at `p`: the same
+    /// target, or, when the client changed model (another route), this route's target on
+    /// the provider that made it, with the same model first. The stored response lives
+    /// with the provider's account (the pinned key), whatever the model.
+    fn pin_in_route(&self, p: Slot, ri: usize) -> Option<Slot> {
+        let targets = &self.routes.get(ri)?.route.targets;
+        if p.route == ri {
+            return (p.target < targets.len()).then_some(p);
+        }
+        let made = self.routes.get(p.route)?.route.targets.get(p.target)?;
+        let target = targets
+            .iter()
+            .position(|t| t.provider == made.provider && t.model == made.model)
+            .or_else(|| targets.iter().position(|t| t.provider == made.provider))?;
+        Some(Slot {
+            route: ri,
+            target,
+            key: p.key,
+        })
     }
 
     /// Where the response `id` was made, if remembered and recent; its use keeps it.

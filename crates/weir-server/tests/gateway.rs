@@ -1743,7 +1743,8 @@ async fn a_continued_response_goes_to_the_target_and_key_that_made_it() {
          [providers.c]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-c\"]\n\
          [providers.d]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-d\"]\n\
          [[models]]\nname = \"w\"\nstrategy = \"round_robin\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"b\" }}]\n\
-         [[models]]\nname = \"s\"\nstrategy = \"round_robin\"\ntargets = [{{ provider = \"c\" }}, {{ provider = \"d\" }}]\n",
+         [[models]]\nname = \"s\"\nstrategy = \"round_robin\"\ntargets = [{{ provider = \"c\" }}, {{ provider = \"d\" }}]\n\
+         [[models]]\nname = \"w2\"\nstrategy = \"round_robin\"\ntargets = [{{ provider = \"b\" }}, {{ provider = \"a\", model = \"gpt-y\" }}]\n",
         a.url, b.url, c.url, d.url
     ))
     .await;
@@ -1775,6 +1776,24 @@ async fn a_continued_response_goes_to_the_target_and_key_that_made_it() {
         assert_eq!(r.status(), 200);
     }
     assert_eq!(b.hits.load(Ordering::SeqCst), b0 + 2);
+    // A client that changes model mid-conversation (another route) still goes to the
+    // account that holds the response: the new route's target on that provider.
+    // (`a` names every answer resp_A: the last one made it.)
+    let (a1, b1) = (a.hits.load(Ordering::SeqCst), b.hits.load(Ordering::SeqCst));
+    let maker = key_of(&a.seen, a1 - 1);
+    for _ in 0..4 {
+        let body = json!({"model": "w2", "input": "more", "previous_response_id": "resp_A"});
+        let r = responses(&url, &body).await;
+        assert_eq!(r.headers()["x-weir-provider"], "a");
+    }
+    assert_eq!(b.hits.load(Ordering::SeqCst), b1);
+    for i in a1..a1 + 4 {
+        assert_eq!(
+            key_of(&a.seen, i),
+            maker,
+            "request {i} went out with another key"
+        );
+    }
 
     // Streamed: the id comes in the final event.
     let stream = json!({"model": "s", "input": "hi", "stream": true});
