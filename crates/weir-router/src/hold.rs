@@ -131,15 +131,23 @@ pub(crate) struct GuardedBytes {
     pub failed: bool,
 }
 
-/// Whether `bytes` hold a Responses stream's final event line.
+/// Whether `bytes` hold a Responses stream's final event: its `event:` line, or, from a
+/// server that sends `data:` lines only, its type in the data (quotes inside strings are
+/// escaped, so text cannot look like it).
 fn ends_response(bytes: &[u8]) -> bool {
-    static FINAL: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
+    static FINAL: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
         std::sync::LazyLock::new(|| {
-            [
-                memchr::memmem::Finder::new("event: response.completed"),
-                memchr::memmem::Finder::new("event: response.incomplete"),
-                memchr::memmem::Finder::new("event: response.failed"),
-            ]
+            ["completed", "incomplete", "failed"]
+                .iter()
+                .flat_map(|end| {
+                    [
+                        format!("event: response.{end}"),
+                        format!("\"type\":\"response.{end}\""),
+                        format!("\"type\": \"response.{end}\""),
+                    ]
+                })
+                .map(|p| memchr::memmem::Finder::new(p.as_bytes()).into_owned())
+                .collect()
         });
     FINAL.iter().any(|f| f.find(bytes).is_some())
 }

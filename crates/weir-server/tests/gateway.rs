@@ -2270,16 +2270,25 @@ async fn a_responses_final_event_split_across_reads_still_ends_the_stream() {
 /// stream was whole, and the target is not counted as failing.
 #[tokio::test]
 async fn a_responses_reset_after_the_final_event_does_not_count_against_the_target() {
-    // Closed without the chunked body's end.
-    let up = raw_sse_upstream(
-        vec![concat!(
+    // With event lines, and (some compatible servers) data lines only, spaced as Python's
+    // json.dumps writes them.
+    for body in [
+        concat!(
             "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n",
             "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\"}}\n\n",
-        )
-        .into()],
-        Then::Cut(Duration::from_millis(30)),
-    )
-    .await;
+        ),
+        concat!(
+            "data: {\"type\": \"response.created\", \"response\": {\"id\": \"resp_1\"}}\n\n",
+            "data: {\"type\": \"response.completed\", \"response\": {\"id\": \"resp_1\", \"status\": \"completed\"}}\n\n",
+        ),
+    ] {
+        reset_after_the_final_event(body).await;
+    }
+}
+
+async fn reset_after_the_final_event(body: &str) {
+    // Closed without the chunked body's end.
+    let up = raw_sse_upstream(vec![body.into()], Then::Cut(Duration::from_millis(30))).await;
     let (url, admin) = weir_with_admin(&openai_route(&up, "r", "")).await;
     for _ in 0..3 {
         let text = post_text(
