@@ -1,6 +1,8 @@
 //! OpenAI-compatible services with their own quirks: `kind = "openai"` plus `preset =
 //! "<name>"` (or a `base_url` on the service's host, which implies it).
 
+use std::borrow::Cow;
+
 use weir_model::{ChatRequest, MaxTokensField};
 
 use crate::EncodeOptions;
@@ -135,29 +137,43 @@ impl Preset {
 
     /// Removes what the service rejects. Returns the fields removed (for a debug log).
     pub fn adapt(self, req: &mut ChatRequest) -> Vec<&'static str> {
+        let (adapted, removed) = self.adapted(req);
+        if let Cow::Owned(r) = adapted {
+            *req = r;
+        }
+        removed
+    }
+
+    /// [`Preset::adapt`] without a copy of the request when nothing needs removing (most
+    /// requests: a Claude Code request is 50-100 KB).
+    pub fn adapted(self, req: &ChatRequest) -> (Cow<'_, ChatRequest>, Vec<&'static str>) {
+        let mut req = Cow::Borrowed(req);
         let mut removed = Vec::new();
-        let mut strip = |req: &mut ChatRequest, fields: &[&'static str]| {
+        let mut strip = |req: &mut Cow<'_, ChatRequest>, fields: &[&'static str]| {
             for f in fields {
-                if req.extra.remove(f).is_some() {
+                if req.extra.contains(f) {
+                    req.to_mut().extra.remove(f);
                     removed.push(*f);
                 }
             }
         };
         match self {
             Preset::Groq => {
-                strip(req, &["logprobs", "logit_bias", "top_logprobs", "n"]);
-                for m in &mut req.messages {
-                    if m.extra.remove("name").is_some() {
-                        removed.push("messages[].name");
+                strip(&mut req, &["logprobs", "logit_bias", "top_logprobs", "n"]);
+                if req.messages.iter().any(|m| m.extra.contains("name")) {
+                    for m in &mut req.to_mut().messages {
+                        m.extra.remove("name");
                     }
+                    removed.push("messages[].name");
                 }
             }
             Preset::Cerebras => {
                 strip(
-                    req,
+                    &mut req,
                     &["frequency_penalty", "presence_penalty", "logit_bias"],
                 );
-                if req.parallel_tool_calls.take().is_some() {
+                if req.parallel_tool_calls.is_some() {
+                    req.to_mut().parallel_tool_calls = None;
                     removed.push("parallel_tool_calls");
                 }
             }
@@ -165,14 +181,19 @@ impl Preset {
             // `user` (an Anthropic client's metadata.user_id), and calls the seed
             // `random_seed`.
             Preset::Mistral => {
-                if req.include_usage.take().is_some() {
+                if req.include_usage.is_some() {
+                    req.to_mut().include_usage = None;
                     removed.push("stream_options");
                 }
-                if req.metadata.take().is_some() {
+                if req.metadata.is_some() {
+                    req.to_mut().metadata = None;
                     removed.push("user");
                 }
-                if let Some(seed) = req.extra.remove("seed") {
-                    req.extra.insert("random_seed".to_owned(), seed);
+                if req.extra.contains("seed") {
+                    let r = req.to_mut();
+                    if let Some(seed) = r.extra.remove("seed") {
+                        r.extra.insert("random_seed".to_owned(), seed);
+                    }
                 }
             }
             // DeepSeek answers 400 to an output limit over its model's maximum (Claude
@@ -187,14 +208,14 @@ impl Preset {
                 };
                 if let (Some(max), Some(asked)) = (max, req.max_tokens) {
                     if asked > max {
-                        req.max_tokens = Some(max);
+                        req.to_mut().max_tokens = Some(max);
                         removed.push("max_tokens (lowered to the model's maximum)");
                     }
                 }
             }
             Preset::Xai | Preset::OpenRouter | Preset::Zai | Preset::Together => {}
         }
-        removed
+        (req, removed)
     }
 }
 
@@ -202,6 +223,24 @@ impl Preset {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn a_request_with_nothing_to_remove_is_not_copied() {
+        let plain: ChatRequest = crate::decode_request(
+            br#"{"model":"deepseek-chat","max_tokens":100,"messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .unwrap();
+        for p in PRESETS {
+            let (r, removed) = p.adapted(&plain);
+            assert!(matches!(r, Cow::Borrowed(_)), "{}", p.name());
+            assert!(removed.is_empty());
+        }
+        let mut big = plain.clone();
+        big.max_tokens = Some(32000);
+        let (r, _) = Preset::DeepSeek.adapted(&big);
+        assert_eq!(r.max_tokens, Some(8192));
+        assert!(matches!(r, Cow::Owned(_)));
+    }
 
     #[test]
     fn names_and_hosts() {

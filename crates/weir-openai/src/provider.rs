@@ -223,8 +223,7 @@ impl Provider for OpenAiProvider {
         let adapted;
         let req = match self.preset {
             Some(p) => {
-                let mut r = req.clone();
-                let removed = p.adapt(&mut r);
+                let (r, removed) = p.adapted(req);
                 if !removed.is_empty() {
                     tracing::debug!(
                         preset = p.name(),
@@ -233,7 +232,7 @@ impl Provider for OpenAiProvider {
                     );
                 }
                 adapted = r;
-                &adapted
+                &*adapted
             }
             None => req,
         };
