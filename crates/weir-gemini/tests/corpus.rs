@@ -205,7 +205,9 @@ fn everything() -> ChatRequest {
         tools: Some(vec![Tool::Function(FunctionTool {
             name: "f".into(),
             description: Some("d".into()),
-            parameters: Some(to_raw(&json!({"type": "object"}))),
+            parameters: Some(to_raw(
+                &json!({"type": "object", "properties": {"q": {"type": "string"}}}),
+            )),
             strict: None,
             cache_control: None,
             extra: Default::default(),

@@ -963,11 +963,6 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
             log,
         );
     }
-    // A count calls the upstream with the gateway's credentials: it counts against the
-    // key's rpm and max_concurrent (as no tokens: nothing is generated).
-    if let Err(r) = admit(app, key, 0, dialect, log).await {
-        return r;
-    }
     let requested = creq.model.clone();
     let mut cx = CallContext::new(log.request_id.clone());
     cx.forward_headers = forward_headers(&headers);
