@@ -51,7 +51,18 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
     if let Some(s) = &req.system {
         messages.push(json!({"role": "system", "content": text_of(s)}));
     }
+    // Tool results waiting to go out in the order of their calls: an Anthropic client's
+    // come in one user message, an OpenAI client's in consecutive tool messages.
+    let mut results: Vec<(usize, Value)> = Vec::new();
+    let flush = |results: &mut Vec<(usize, Value)>, messages: &mut Vec<Value>| {
+        // (A stable sort: results of one call keep their order.)
+        results.sort_by_key(|(place, _)| *place);
+        messages.extend(results.drain(..).map(|(_, m)| m));
+    };
     for m in &req.messages {
+        if m.role != Role::Tool {
+            flush(&mut results, &mut messages);
+        }
         let role = match m.role {
             Role::System | Role::Developer => "system",
             Role::User | Role::Tool | Role::Function => "user",
@@ -61,7 +72,6 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
         let mut thinking = String::new();
         let mut images: Vec<&str> = Vec::new();
         let mut calls: Vec<Value> = Vec::new();
-        let mut results: Vec<(usize, Value)> = Vec::new();
         for b in &m.content.blocks {
             match b {
                 ContentBlock::Text(t) => {
@@ -122,9 +132,9 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
                 }
             }
         }
-        // (A stable sort: results of one call keep their order.)
-        results.sort_by_key(|(place, _)| *place);
-        messages.extend(results.into_iter().map(|(_, m)| m));
+        if m.role != Role::Tool {
+            flush(&mut results, &mut messages);
+        }
         if text.is_empty() && images.is_empty() && calls.is_empty() && thinking.is_empty() {
             continue;
         }
@@ -142,6 +152,7 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
         }
         messages.push(Value::Object(msg));
     }
+    flush(&mut results, &mut messages);
     let mut body = Map::new();
     body.insert("model".into(), req.model.clone().into());
     body.insert("messages".into(), messages.into());

@@ -139,6 +139,28 @@ fn results_follow_their_calls_order_and_keep_their_images() {
     );
 }
 
+/// An OpenAI client's results come in separate tool messages: they too go in the order
+/// of their calls.
+#[test]
+fn separate_tool_messages_follow_their_calls_order() {
+    let mut req = tool_loop();
+    let last = req.messages.pop().unwrap();
+    for b in last.content.blocks.into_iter().rev() {
+        req.messages.push(msg(Role::Tool, vec![b]));
+    }
+    req.messages.push(msg(Role::User, vec![text("and?")]));
+    let body: Value = serde_json::from_slice(&encode_request(&req).unwrap()).unwrap();
+    let messages = body["messages"].as_array().unwrap();
+    assert_eq!(
+        messages[3..],
+        [
+            json!({"role": "tool", "content": "sunny", "tool_name": "get_weather"}),
+            json!({"role": "tool", "content": "noon", "tool_name": "get_time"}),
+            json!({"role": "user", "content": "and?"}),
+        ]
+    );
+}
+
 /// Adaptive thinking leaves it to the model: no `think` (Ollama's models without
 /// thinking answer 400 to `think: true`, and Claude Code asks for adaptive thinking on
 /// every request); disabled says so.
