@@ -299,6 +299,9 @@ fn provider(
             "drop_betas applies to kind = \"bedrock\", not `{kind}`"
         ));
     }
+    if p.max_output_tokens == Some(0) {
+        return Err("max_output_tokens must be at least 1".into());
+    }
     let reasoning_options = p.reasoning_effort_from_thinking.is_some()
         || p.reasoning_content_in_history.is_some()
         || p.max_output_tokens.is_some();

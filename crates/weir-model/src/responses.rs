@@ -67,6 +67,17 @@ impl ResponsesRequest {
     }
 }
 
+/// `req` with its `max_output_tokens` lowered to `cap`, when it asks for more (`None`:
+/// nothing to change).
+pub fn with_max_output_tokens(req: &ResponsesRequest, cap: u32) -> Option<ResponsesRequest> {
+    let i = req.fields.iter().position(|(k, v)| {
+        k == "max_output_tokens" && v.get().parse::<u64>().is_ok_and(|n| n > u64::from(cap))
+    })?;
+    let mut out = req.clone();
+    out.fields[i].1 = crate::raw::to_raw(&cap);
+    Some(out)
+}
+
 impl<'de> Deserialize<'de> for ResponsesRequest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;

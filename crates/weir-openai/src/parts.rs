@@ -270,16 +270,21 @@ pub(crate) struct ContentOut<'a> {
 impl Serialize for ContentOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if self.join_text && self.blocks.len() > 1 {
-            let texts: Option<Vec<&weir_model::JsonStr>> = self
+            // (A text document goes as a text part: it is joined too.)
+            let texts: Option<Vec<std::borrow::Cow<'_, str>>> = self
                 .blocks
                 .iter()
                 .map(|b| match b {
-                    ContentBlock::Text(t) => Some(&t.text),
+                    ContentBlock::Text(t) => Some(t.text.as_str()),
+                    ContentBlock::Document(d) => match &d.source {
+                        MediaSource::Text { data, .. } => Some(data.as_str().into()),
+                        _ => None,
+                    },
                     _ => None,
                 })
                 .collect();
-            if let Some(joined) = texts.and_then(|t| weir_model::JsonStr::join(t, "\n")) {
-                return joined.serialize(s);
+            if let Some(texts) = texts {
+                return s.serialize_str(&texts.join("\n"));
             }
         }
         let plain = match self.blocks {

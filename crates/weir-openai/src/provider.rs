@@ -316,6 +316,18 @@ impl Provider for OpenAiProvider {
             e.counts_against_health = false;
             return Err(e);
         }
+        // The provider's max_output_tokens holds for the Responses API too.
+        let capped;
+        let req = match self.cfg.encode.max_output_tokens {
+            Some(cap) => match weir_model::responses::with_max_output_tokens(req, cap) {
+                Some(r) => {
+                    capped = r;
+                    &capped
+                }
+                None => req,
+            },
+            None => req,
+        };
         let key = self.keys.pick(&cx);
         let headers = self.headers(key, &cx)?;
         let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();

@@ -1723,6 +1723,35 @@ fn key_of(seen: &Seen, i: usize) -> String {
         .to_owned()
 }
 
+/// A provider's max_output_tokens holds for the Responses API as for chat.
+#[tokio::test]
+async fn max_output_tokens_caps_responses_requests_too() {
+    let up = upstream(Script::Reply(
+        200,
+        "application/json",
+        r#"{"id":"resp_1","object":"response","status":"completed","output":[],"usage":{"input_tokens":1,"output_tokens":1}}"#.into(),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\nmax_output_tokens = 1000\n\
+         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\" }}]\n",
+        up.url
+    ))
+    .await;
+    for (asked, sent) in [(5000, 1000), (300, 300)] {
+        let r = responses(
+            &url,
+            &json!({"model": "r", "input": "hi", "max_output_tokens": asked}),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let seen = up.seen.lock().unwrap();
+        let body: Value = serde_json::from_slice(&seen.last().unwrap().1).unwrap();
+        assert_eq!(body["max_output_tokens"], json!(sent));
+        assert_eq!(body["input"], "hi");
+    }
+}
+
 /// A response lives in the account that made it: a request continuing it
 /// (`previous_response_id`) goes to the target and key that made it, whole or streamed,
 /// though the route rotates targets and the pool rotates keys.

@@ -674,6 +674,22 @@ fn reasoning_settings_on_other_kinds_are_config_errors() {
 }
 
 #[test]
+fn a_zero_max_output_tokens_is_a_config_error() {
+    let text = "[providers.p]\nkind = \"openai\"\nkeys = [\"k\"]\nmax_output_tokens = 0\n";
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let errs: Vec<String> = weir_server::build(&cfg, None, text)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("max_output_tokens must be at least 1")),
+        "{errs:?}"
+    );
+}
+
+#[test]
 fn unknown_presets_and_presets_on_other_kinds_are_config_errors() {
     for (text, expect) in [
         (

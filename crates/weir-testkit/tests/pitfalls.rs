@@ -1956,6 +1956,15 @@ fn text_content_goes_to_deepseek_as_one_string() {
         &out["messages"][2],
         &json!({"role": "assistant", "content": "c"}),
     );
+    // A text document goes as text: joined too.
+    let doc = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": [
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "DOC"}},
+        {"type": "text", "text": "summarize"}
+    ]}]});
+    let canon = weir_anthropic::decode_request(doc.to_string().as_bytes()).unwrap();
+    let doc_out: Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &opts).unwrap()).unwrap();
+    assert_eq!(doc_out["messages"][0]["content"], "DOC\nsummarize");
     // Content that is not all text keeps its parts (DeepSeek takes no images anyway).
     assert!(out["messages"][3]["content"].is_array(), "{out}");
     // Elsewhere, a user's several parts stay parts; one text part with cache_control (not
