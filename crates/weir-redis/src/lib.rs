@@ -23,7 +23,7 @@
 
 mod wire;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -126,12 +126,33 @@ enum Op {
 #[derive(Default)]
 struct Held {
     /// Spend by (client key, UTC day): a budget counts what was spent meanwhile.
-    spend: std::collections::HashMap<(String, u64), f64>,
+    spend: std::collections::HashMap<(String, u64), HeldSpend>,
     /// In-flight leases given back, as (client key, lease): else their slots stay taken
     /// until the leases expire (the request's total timeout plus a minute). Releasing a
     /// lease that expired meanwhile, or that a timed-out admission never took, removes
     /// nothing.
     releases: Vec<(String, String)>,
+}
+
+/// One key's spend of one day that is not known to be written.
+#[derive(Default)]
+struct HeldSpend {
+    /// Writes sent that got no answer, as (write number, usd), oldest first: they may have
+    /// landed (a stalled Redis runs them when it resumes), so they are replayed under the
+    /// same number, which Redis applies once. A new one is made only once every earlier
+    /// one was written, so in practice there is at most one.
+    sent: Vec<(u64, f64)>,
+    /// Spend not sent yet (Redis was known to be away): written under a new number.
+    unsent: f64,
+}
+
+/// What became of a spend write.
+enum SpendWrite {
+    Written,
+    /// Not sent: Redis is known to be away.
+    NotSent,
+    /// Sent without an answer (or refused): it may have landed.
+    InDoubt,
 }
 
 struct Scripts {
@@ -158,6 +179,8 @@ struct Inner {
     scripts: Scripts,
     /// What could not be written while Redis was away (spend, releases).
     held: std::sync::Mutex<Held>,
+    /// The last spend write number taken (per instance, increasing).
+    spend_writes: AtomicU64,
 }
 
 /// The shared state store. Cheap to clone; every runtime of a process uses the same one.
@@ -232,6 +255,7 @@ impl RedisState {
         let state = RedisState {
             inner: Arc::new(Inner {
                 held: std::sync::Mutex::default(),
+                spend_writes: AtomicU64::new(0),
                 client,
                 shown,
                 origin: format!("{:016x}", rand::random::<u64>()),
@@ -400,7 +424,8 @@ impl RedisState {
 
     /// Adds `usd` to the key's spend of UTC day `day` (queued).
     pub fn spend(&self, client_key: &str, day: u64, usd: f64) {
-        if usd > 0.0 {
+        // (Redis cannot add an infinite figure: the write would fail for ever.)
+        if usd > 0.0 && usd.is_finite() {
             self.enqueue(Op::Spend {
                 key: client_key.to_owned(),
                 day,
@@ -425,11 +450,19 @@ impl RedisState {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn hold_spend(&self, key: String, day: u64, usd: f64) {
+    fn hold_spend(&self, key: String, day: u64, spend: HeldSpend) {
+        if spend.sent.is_empty() && spend.unsent <= 0.0 {
+            return;
+        }
         let mut held = self.held();
         // Bounded: one entry per client key and day (days older than yesterday are moot).
         held.spend.retain(|(_, d), _| d + 1 >= day);
-        *held.spend.entry((key, day)).or_insert(0.0) += usd;
+        // (Only the writer holds spend, and it takes a key's entry before writing it: the
+        // entry is new.)
+        let entry = held.spend.entry((key, day)).or_default();
+        entry.sent.extend(spend.sent);
+        entry.sent.sort_by_key(|&(n, _)| n);
+        entry.unsent += spend.unsent;
     }
 
     fn hold_release(&self, key: String, lease: String) {
@@ -449,8 +482,8 @@ impl RedisState {
         for (key, lease) in releases {
             self.write_release(key, lease).await;
         }
-        for ((key, day), usd) in spend {
-            self.write_spend(key, day, usd).await;
+        for ((key, day), spend) in spend {
+            self.write_held_spend(key, day, spend).await;
         }
     }
 
@@ -469,16 +502,57 @@ impl RedisState {
     }
 
     async fn write_spend(&self, key: String, day: u64, usd: f64) {
+        // Whatever is held for this key and day goes first (a no-op lookup normally), so
+        // writes land in the order of their numbers.
+        let held = self.held().spend.remove(&(key.clone(), day));
+        let mut spend = held.unwrap_or_default();
+        spend.unsent += usd;
+        self.write_held_spend(key, day, spend).await;
+    }
+
+    /// Writes a key's spend of a day: replays the writes in doubt, oldest first, then the
+    /// rest under a new number (one call when nothing is in doubt); holds what is left.
+    async fn write_held_spend(&self, key: String, day: u64, mut spend: HeldSpend) {
+        while let Some(&(n, usd)) = spend.sent.first() {
+            match self.send_spend(&key, day, n, usd).await {
+                SpendWrite::Written => {
+                    spend.sent.remove(0);
+                }
+                SpendWrite::NotSent | SpendWrite::InDoubt => {
+                    self.hold_spend(key, day, spend);
+                    return;
+                }
+            }
+        }
+        if spend.unsent > 0.0 {
+            let n = self.inner.spend_writes.fetch_add(1, Ordering::Relaxed) + 1;
+            match self.send_spend(&key, day, n, spend.unsent).await {
+                SpendWrite::Written => spend.unsent = 0.0,
+                SpendWrite::NotSent => {}
+                SpendWrite::InDoubt => {
+                    spend.sent.push((n, spend.unsent));
+                    spend.unsent = 0.0;
+                }
+            }
+        }
+        self.hold_spend(key, day, spend);
+    }
+
+    async fn send_spend(&self, key: &str, day: u64, n: u64, usd: f64) -> SpendWrite {
         if !self.is_up() {
-            self.hold_spend(key, day, usd);
-            return;
+            return SpendWrite::NotSent;
         }
         let mut inv = self.inner.scripts.spend.prepare_invoke();
-        inv.key(self.key(&key, &format!("spend:{day}"))).arg(usd);
-        if self.call::<String>("spend", &inv).await.is_err() {
-            // (A call that timed out may have landed: spend is then counted twice, which
-            // errs on the budget's side.)
-            self.hold_spend(key, day, usd);
+        inv.key(self.key(key, &format!("spend:{day}")))
+            .key(self.key(key, &format!("spend:{day}:writes")))
+            .arg(usd)
+            .arg(&self.inner.origin)
+            .arg(n);
+        match self.call::<String>("spend", &inv).await {
+            Ok(_) => SpendWrite::Written,
+            // A call that timed out may have landed (or still land): replayed under the
+            // same number, it counts once.
+            Err(Unavailable) => SpendWrite::InDoubt,
         }
     }
 

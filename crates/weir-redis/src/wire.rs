@@ -77,8 +77,22 @@ redis.call('PEXPIRE', KEYS[1], 120000)
 return 1
 ";
 
-/// Adds to a day's spend: KEYS: spend key; ARGV: usd. Kept two days.
+/// Adds to a day's spend, once per write: KEYS: spend key, hash of the last write applied
+/// per instance (same hash tag); ARGV: usd, instance, write number. An instance numbers its
+/// spend writes in increasing order and replays a write whose call went unanswered (it may
+/// have landed) under the same number, before any later write of that key and day: a
+/// number not above the instance's last one applied was applied already, and is skipped.
+/// Both keys are kept two days (refreshed together): a held write of day `d` is dropped
+/// once the day is older than yesterday, so a replay never outlives its record. Returns
+/// the day's spend.
 pub(crate) const SPEND: &str = r"
+local n = tonumber(ARGV[3])
+local last = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
+if n <= last then
+  return redis.call('GET', KEYS[1]) or '0'
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[2], 172800)
 local v = redis.call('INCRBYFLOAT', KEYS[1], ARGV[1])
 redis.call('EXPIRE', KEYS[1], 172800)
 return v

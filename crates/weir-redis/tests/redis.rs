@@ -708,3 +708,77 @@ async fn slots_given_back_while_redis_stalls_are_free_again_when_it_answers() {
         "{errors:?}"
     );
 }
+
+#[tokio::test]
+async fn spend_whose_call_timed_out_but_landed_is_counted_once() {
+    let Some(redis) = Throwaway::start().await else {
+        return;
+    };
+    let p = prefix();
+    let stalled = |url: &str| {
+        let mut o = options(url, &p);
+        o.timeout = Duration::from_millis(250);
+        o
+    };
+    let ops = Arc::new(Ops::default());
+    let one = RedisState::connect(stalled(&redis.url), Some(ops.clone()))
+        .await
+        .unwrap();
+    let two = RedisState::connect(stalled(&redis.url), None)
+        .await
+        .unwrap();
+    one.spend("team-a", 20_000, 1.0);
+    for _ in 0..100 {
+        if two.spent("team-a", 20_000).await.unwrap() == 1.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(two.spent("team-a", 20_000).await.unwrap(), 1.0);
+
+    // A request costing $5 ends while Redis is stalled: the spend script goes out, gets no
+    // answer within the timeout (the writer holds it), and runs when Redis resumes.
+    redis.stall();
+    one.spend("team-a", 20_000, 5.0);
+    eventually(|| !one.is_up(), "the spend call to time out").await;
+    assert!(
+        ops.0.lock().unwrap().contains(&"spend"),
+        "the spend call went out and timed out: {:?}",
+        ops.0.lock().unwrap()
+    );
+    // More spend while Redis is known to be away is held without a call.
+    one.spend("team-a", 20_000, 0.5);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    redis.resume();
+    eventually(|| one.is_up(), "Redis to answer again").await;
+
+    // The held spend is replayed once Redis answers; the call that landed late is not
+    // counted again.
+    let mut seen = 0.0;
+    for _ in 0..100 {
+        seen = two.spent("team-a", 20_000).await.unwrap();
+        if seen >= 6.5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Give a second replay the chance to show up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let total = two.spent("team-a", 20_000).await.unwrap();
+    assert!(
+        (total - 6.5).abs() < 1e-9,
+        "spend after the stall: {total} (seen {seen}), want 6.5 ($5 once)"
+    );
+    // Later spend, from either instance, still counts.
+    one.spend("team-a", 20_000, 0.25);
+    two.spend("team-a", 20_000, 0.25);
+    let mut total = 0.0;
+    for _ in 0..100 {
+        total = two.spent("team-a", 20_000).await.unwrap();
+        if total >= 7.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!((total - 7.0).abs() < 1e-9, "{total}");
+}
