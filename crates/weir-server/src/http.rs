@@ -435,46 +435,32 @@ async fn read_body(
         return Err(too_large());
     }
     // A compressed body would otherwise be read as bytes that are not JSON (or, for `br`,
-    // not UTF-8): say what is wrong instead.
-    if let Some(enc) = req
-        .headers()
-        .get_all(http::header::CONTENT_ENCODING)
-        .iter()
-        .find(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
-    {
-        let name: String = enc.to_str().unwrap_or("?").chars().take(32).collect();
-        return Err(simple_error(
-            dialect,
-            ErrorKind::InvalidRequest,
-            format!(
-                "request bodies with content-encoding `{}` are not supported: send the JSON \
-                 uncompressed",
-                weir_model::log_safe(&name)
-            ),
-            log,
-        ));
-    }
-    // hyper takes `Transfer-Encoding: gzip, chunked` as chunked, and the body would then
-    // be compressed bytes: only plain chunked is taken.
-    if let Some(coding) = req
-        .headers()
-        .get_all(http::header::TRANSFER_ENCODING)
-        .iter()
-        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
-        .map(<[u8]>::trim_ascii)
-        .find(|c| !c.eq_ignore_ascii_case(b"chunked"))
-    {
-        let name: String = String::from_utf8_lossy(coding).chars().take(32).collect();
-        return Err(simple_error(
-            dialect,
-            ErrorKind::InvalidRequest,
-            format!(
-                "request bodies with transfer-encoding `{}` are not supported: send the JSON \
-                 uncompressed",
-                weir_model::log_safe(&name)
-            ),
-            log,
-        ));
+    // not UTF-8): say what is wrong instead. (hyper takes `Transfer-Encoding: gzip,
+    // chunked` as chunked, and hands over the still compressed bytes.)
+    for (header, plain) in [
+        (http::header::CONTENT_ENCODING, "identity"),
+        (http::header::TRANSFER_ENCODING, "chunked"),
+    ] {
+        if let Some(coding) = req
+            .headers()
+            .get_all(&header)
+            .iter()
+            .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+            .map(<[u8]>::trim_ascii)
+            .find(|c| !c.eq_ignore_ascii_case(plain.as_bytes()))
+        {
+            let name: String = String::from_utf8_lossy(coding).chars().take(32).collect();
+            return Err(simple_error(
+                dialect,
+                ErrorKind::InvalidRequest,
+                format!(
+                    "request bodies with {header} `{}` are not supported: send the JSON \
+                     uncompressed",
+                    weir_model::log_safe(&name)
+                ),
+                log,
+            ));
+        }
     }
     let (parts, mut body) = req.into_parts();
     // Read by hand rather than through `Collected`: a body that arrives as one data frame
