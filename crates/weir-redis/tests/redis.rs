@@ -6,6 +6,7 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use weir_testkit::redis::Throwaway;
 
 use tokio::net::{TcpListener, TcpStream};
 use weir_model::{CallContext, ChatRequest, Provider, ProviderError, Reply, Secret};
@@ -553,65 +554,6 @@ async fn an_unreachable_redis_at_start_is_not_an_error_and_a_bad_url_is() {
     );
 }
 
-/// A throwaway `redis-server` of this test's own (no persistence), which the test can
-/// stall (`kill -STOP`) and resume (`kill -CONT`): a Redis that stops answering without
-/// dropping its connections. `None` (with a note) when `redis-server` is not on PATH.
-struct Throwaway {
-    child: std::process::Child,
-    url: String,
-}
-
-impl Throwaway {
-    async fn start() -> Option<Throwaway> {
-        // A free port: bound, then given back for the server.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = match std::process::Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-        {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("skipped: cannot start redis-server ({e}); install Redis to run it");
-                return None;
-            }
-        };
-        let t = Throwaway {
-            child,
-            url: format!("redis://127.0.0.1:{port}"),
-        };
-        for _ in 0..250 {
-            if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-                return Some(t);
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("redis-server did not listen on {port}");
-    }
-
-    fn signal(&self, sig: &str) {
-        let ok = std::process::Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "kill {sig}");
-    }
-
-    fn stall(&self) {
-        self.signal("-STOP");
-    }
-
-    fn resume(&self) {
-        self.signal("-CONT");
-    }
-}
-
 /// The errors counted, by `op`.
 #[derive(Default)]
 struct Ops(Mutex<Vec<&'static str>>);
@@ -621,16 +563,6 @@ impl Observe for Ops {
         self.0.lock().unwrap().push(op);
     }
     fn reachable(&self, _: bool) {}
-}
-
-impl Drop for Throwaway {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("kill")
-            .args(["-CONT", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 #[tokio::test]

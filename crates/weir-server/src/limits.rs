@@ -637,67 +637,7 @@ mod tests {
         assert_eq!(r.limit, "budget");
     }
 
-    /// A throwaway `redis-server` (no persistence) the test stalls with `kill -STOP`; `None`
-    /// (with a note) when `redis-server` is not on PATH.
-    struct Throwaway {
-        child: std::process::Child,
-        url: String,
-    }
-
-    impl Throwaway {
-        async fn start() -> Option<Throwaway> {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            let child = match std::process::Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .stdout(std::process::Stdio::null())
-                .spawn()
-            {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("skipped: cannot start redis-server ({e}); install Redis to run it");
-                    return None;
-                }
-            };
-            let t = Throwaway {
-                child,
-                url: format!("redis://127.0.0.1:{port}"),
-            };
-            for _ in 0..250 {
-                if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                    .await
-                    .is_ok()
-                {
-                    return Some(t);
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            panic!("redis-server did not listen on {port}");
-        }
-
-        fn signal(&self, sig: &str) {
-            let ok = std::process::Command::new("kill")
-                .args([sig, &self.child.id().to_string()])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "kill {sig}");
-        }
-    }
-
-    impl Drop for Throwaway {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("kill")
-                .args(["-CONT", &self.child.id().to_string()])
-                .status();
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
+    use weir_testkit::redis::Throwaway;
 
     #[tokio::test]
     async fn spend_of_a_request_admitted_while_redis_is_away_is_written_when_it_answers() {
@@ -721,7 +661,7 @@ mod tests {
             max_concurrent: Some(1),
             ..Default::default()
         });
-        redis.signal("-STOP");
+        redis.stall();
         // Redis does not answer: admitted on this instance's count alone (fail open).
         let a = l
             .admit_shared(&state, "outage", 0, Duration::from_secs(60))
@@ -738,7 +678,7 @@ mod tests {
             .unwrap();
         b.spend(0.5);
         drop(b);
-        redis.signal("-CONT");
+        redis.resume();
         // Once Redis answers, the shared budget counts what was spent meanwhile.
         let day = unix_now() / 86_400;
         let mut spent = 0.0;

@@ -1,7 +1,7 @@
 //! Test support shared by Weir's crates: walking the recorded-traffic corpus (read at test
 //! time from `$WEIR_CORPUS`, never copied into the repository), the project's own
 //! fixtures, SSE helpers, a JSON comparison that names the first difference, and a
-//! fault-injecting upstream server ([`upstream`]).
+//! fault-injecting upstream server ([`upstream`]), and a throwaway Redis server ([`redis`]).
 //!
 //! A dev-dependency only: nothing in the gateway links it.
 #![forbid(unsafe_code)]
@@ -10,6 +10,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+pub mod redis;
 pub mod upstream;
 
 use serde_json::Value;
