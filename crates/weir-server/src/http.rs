@@ -55,6 +55,8 @@ pub(crate) struct RequestLog {
     /// The shutdown cut: a request dropped once it has fired was ended by the gateway
     /// (its grace period was over), not by its client.
     pub cut: Option<Arc<crate::live::Cut>>,
+    /// The request's metric series, once the upstream answered.
+    pub series: Option<crate::metrics::SeriesHandle>,
 }
 
 impl Drop for RequestLog {
@@ -146,6 +148,7 @@ impl RequestLog {
         }
         if let Some(m) = &self.metrics {
             m.observe(&crate::metrics::Observation {
+                series: self.series.as_ref(),
                 key: self.key.as_deref().unwrap_or("-"),
                 model: self.model.as_deref().unwrap_or("-"),
                 provider: self.provider.as_deref().unwrap_or("-"),
@@ -674,12 +677,12 @@ async fn chat(
     let upstream_started = Instant::now();
     let routed = app.router.send(creq, cx).await;
     if let Ok((_, served)) = &routed {
-        app.metrics.upstream(
+        log.series = Some(app.metrics.upstream(
             &key.name,
             &model_name,
             &served.provider,
             upstream_started.elapsed(),
-        );
+        ));
     }
     match routed {
         Err(RouteError::UnknownModel { model, available }) => {
@@ -804,12 +807,12 @@ fn pass_outcome<T>(
         }
         Err(RouteError::Failed { last, attempts }) => route_failed(dialect, &last, &attempts, log),
         Ok((reply, served)) => {
-            app.metrics.upstream(
+            log.series = Some(app.metrics.upstream(
                 &key.name,
                 model_name,
                 &served.provider,
                 upstream_started.elapsed(),
-            );
+            ));
             log.provider = Some(served.provider.clone());
             log.upstream_model = Some(served.model.clone());
             let mut r = answer(reply, &served, log);

@@ -363,8 +363,21 @@ impl Series {
     }
 }
 
+/// The metric handles of one (client key, model, provider), as [`Metrics::upstream`] found
+/// them: a request's own observation reuses them instead of looking them up again.
+#[derive(Clone)]
+pub struct SeriesHandle(Arc<Series>);
+
+impl std::fmt::Debug for SeriesHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SeriesHandle")
+    }
+}
+
 /// One finished request, as the log line and the metrics see it.
 pub struct Observation<'a> {
+    /// Its series' handles, when the request was served (same key, model and provider).
+    pub series: Option<&'a SeriesHandle>,
     /// Client key name.
     pub key: &'a str,
     /// Requested model.
@@ -393,7 +406,10 @@ impl Metrics {
         } else {
             o.model
         };
-        let series = self.series(o.key, model, o.provider);
+        let series = match o.series {
+            Some(h) => h.0.clone(),
+            None => self.series(o.key, model, o.provider),
+        };
         series.requests(self, o).inc();
         series.latency.observe(o.latency.as_secs_f64());
         if let Some(t) = o.ttft {
@@ -492,13 +508,15 @@ impl Metrics {
         }
     }
 
-    /// Records how long the upstream took to answer a request of client key `key`.
-    pub fn upstream(&self, key: &str, model: &str, provider: &str, d: Duration) {
+    /// Records how long the upstream took to answer a request of client key `key`; returns
+    /// the series, for the request's own observation.
+    pub fn upstream(&self, key: &str, model: &str, provider: &str, d: Duration) -> SeriesHandle {
         let series = self.series(key, model, provider);
         series
             .upstream
             .get_or_init(|| self.upstream_latency.get_or_create(&series.route).clone())
             .observe(d.as_secs_f64());
+        SeriesHandle(series)
     }
 
     /// The ledger writer's counts, set when metrics are read.
@@ -655,6 +673,7 @@ mod tests {
 
     fn request(m: &Metrics, model: &str, provider: &str, status: u16) {
         m.observe(&Observation {
+            series: None,
             key: "k",
             model,
             provider,
