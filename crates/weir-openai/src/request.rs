@@ -927,7 +927,14 @@ impl Serialize for RequestOut<'_> {
             m.entry("reasoning_effort", e)?;
         }
         if let Some(u) = r.metadata.as_ref().and_then(|md| md.user_id.as_ref()) {
-            m.entry("user", u)?;
+            // OpenAI (and Azure) answer 400 to a `user` over 64 characters; Claude Code's
+            // metadata.user_id is a JSON blob of about 150. A longer one goes as its
+            // SHA-256 (64 hex digits): still one stable id per user.
+            if same || u.len() <= MAX_USER_LEN {
+                m.entry("user", u)?;
+            } else {
+                m.entry("user", &user_digest(u))?;
+            }
         }
         if !same {
             if let Some(weir_model::OutputFormat::JsonSchema(schema)) =
@@ -975,6 +982,18 @@ fn effort_named(e: &str) -> Option<&'static str> {
         "high" | "max" => Some("high"),
         _ => None,
     }
+}
+
+/// The longest `user` OpenAI takes.
+const MAX_USER_LEN: usize = 64;
+
+/// A user id as 64 hex digits (its SHA-256).
+fn user_digest(id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(id.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// `reasoning_effort` for an Anthropic thinking budget.

@@ -2075,3 +2075,31 @@ fn output_limits_over_the_upstream_s_maximum_are_lowered() {
         assert_eq!(out["max_completion_tokens"], json!(sent));
     }
 }
+
+#[test]
+fn a_long_user_id_reaches_openai_as_its_digest() {
+    // OpenAI and Azure answer 400 to a `user` over 64 characters; Claude Code's
+    // metadata.user_id is a JSON blob of about 150.
+    let long = format!(
+        r#"{{"device_id":"{}","account_uuid":"","session_id":"5f0c0a4e-0000-4000-8000-000000000000"}}"#,
+        "a".repeat(64)
+    );
+    let out = a_to_o(json!({
+        "model": "m", "max_tokens": 10, "metadata": {"user_id": long},
+        "messages": [{"role": "user", "content": "hi"}]
+    }));
+    let user = out["user"].as_str().unwrap();
+    assert_eq!(user.len(), 64);
+    assert!(user.bytes().all(|b| b.is_ascii_hexdigit()), "{user}");
+    let again = a_to_o(json!({
+        "model": "m", "max_tokens": 10, "metadata": {"user_id": long},
+        "messages": [{"role": "user", "content": "hi"}]
+    }));
+    assert_eq!(again["user"], out["user"], "one stable id per user");
+    // A short one goes as it is.
+    let out = a_to_o(json!({
+        "model": "m", "max_tokens": 10, "metadata": {"user_id": "u1"},
+        "messages": [{"role": "user", "content": "hi"}]
+    }));
+    assert_eq!(out["user"], "u1");
+}
