@@ -32,6 +32,9 @@ pub struct App {
     pub body_idle_timeout: Duration,
     /// How long a request body may take in all ([`crate::BODY_TOTAL_TIMEOUT`]).
     pub body_total_timeout: Duration,
+    /// How long a client may take no bytes of an answer before its connection is closed
+    /// (`[timeouts] idle`, as for an upstream's silence; read when a connection starts).
+    pub client_stall_timeout: Duration,
     /// Model names `GET /v1/models` lists (exact names; globs cannot be enumerated).
     pub listed_models: Vec<String>,
     /// The admin address, if the admin API is served.
@@ -210,6 +213,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 header_read_timeout: crate::HEADER_READ_TIMEOUT,
                 body_idle_timeout: crate::BODY_IDLE_TIMEOUT,
                 body_total_timeout: crate::BODY_TOTAL_TIMEOUT,
+                client_stall_timeout: cfg.timeouts.idle.0,
                 admin_listen: cfg.auth.admin_key.as_ref().map(|_| {
                     cfg.server
                         .admin_listen

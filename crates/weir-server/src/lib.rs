@@ -17,6 +17,7 @@ pub mod log;
 pub mod metrics;
 pub mod pricing;
 mod sse;
+mod stall;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -138,6 +139,7 @@ pub async fn run_live(
         let watcher = graceful.watcher();
         let mut stop = stop.clone();
         let first_bytes = live.get().header_read_timeout;
+        let stall = live.get().client_stall_timeout;
         conns.spawn(async move {
             // Telling HTTP/1 from HTTP/2 waits for the first bytes with no timer of its own
             // (HTTP/1's header timeout starts after): a connection that never speaks is
@@ -152,7 +154,7 @@ pub async fn run_live(
                 }
                 _ = stop.wait_for(|s| *s) => return,
             }
-            let io = TokioIo::new(stream);
+            let io = stall::StallGuard::new(TokioIo::new(stream), stall);
             if is_admin {
                 let svc = service_fn(move |req| admin::handle(live.clone(), req));
                 let _ = watcher.watch(builder.serve_connection(io, svc)).await;

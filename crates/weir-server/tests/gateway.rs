@@ -2518,3 +2518,66 @@ async fn streams_that_fail_after_their_200_are_counted_as_stream_errors() {
         "{metrics}"
     );
 }
+
+/// A client that stops reading a long stream is cut off after `[timeouts] idle` without
+/// taking a byte: its upstream call and its key's max_concurrent slot are let go.
+#[tokio::test]
+async fn a_client_that_stops_reading_is_let_go_after_the_idle_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n\
+                 event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+    let delta = format!(
+        "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{}\"}}}}\n\n",
+        "x".repeat(1000)
+    );
+    // 20 MB: more than the sockets' buffers hold.
+    let up = raw_sse_upstream(vec![start.into(), delta.repeat(20_000)], Then::Finish).await;
+    let (url, admin) = weir_with_admin(&format!(
+        "[timeouts]\nidle = \"1s\"\n[[auth.keys]]\nname = \"one\"\nkey = \"sk-one\"\nmax_concurrent = 1\n{}",
+        anthropic_route(&up, "big", "")
+    ))
+    .await;
+    let body = json!({"model": "big", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let mut stalled = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    stalled
+        .write_all(
+            format!(
+                "POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: sk-one\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    // The stream holds the key's one slot while the client reads nothing...
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let again = || {
+        let url = url.clone();
+        async move {
+            client()
+                .post(format!("{url}/v1/messages"))
+                .header("x-api-key", "sk-one")
+                .json(&a_req("mock", false))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(again().await, 429);
+    // ...until it has taken nothing for a second.
+    let mut freed = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if again().await == 200 {
+            freed = true;
+            break;
+        }
+    }
+    assert!(freed, "the stalled client's slot was never let go");
+    let status: Value = admin_get(&admin, "/status").await.json().await.unwrap();
+    assert_eq!(status["targets"][0]["in_flight"], json!(0), "{status}");
+    drop(stalled);
+}
