@@ -17,7 +17,6 @@ pub mod log;
 pub mod metrics;
 pub mod pricing;
 mod sse;
-mod stall;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -139,7 +138,18 @@ pub async fn run_live(
         let watcher = graceful.watcher();
         let mut stop = stop.clone();
         let first_bytes = live.get().header_read_timeout;
-        let stall = live.get().client_stall_timeout;
+        // A client that takes no bytes (its receive window stays shut) or acknowledges none
+        // for this long has its connection closed by the kernel (TCP_USER_TIMEOUT): hyper
+        // waits on a blocked write for ever, and the answer behind it would hold its
+        // upstream call, its key's max_concurrent slot and what was buffered for it. A
+        // client that reads, however slowly, keeps its window opening and is not cut.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            let stall = live.get().client_stall_timeout;
+            if let Err(e) = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(stall)) {
+                tracing::debug!("cannot set TCP_USER_TIMEOUT: {e}");
+            }
+        }
         conns.spawn(async move {
             // Telling HTTP/1 from HTTP/2 waits for the first bytes with no timer of its own
             // (HTTP/1's header timeout starts after): a connection that never speaks is
@@ -154,7 +164,7 @@ pub async fn run_live(
                 }
                 _ = stop.wait_for(|s| *s) => return,
             }
-            let io = stall::StallGuard::new(TokioIo::new(stream), stall);
+            let io = TokioIo::new(stream);
             if is_admin {
                 let svc = service_fn(move |req| admin::handle(live.clone(), req));
                 let _ = watcher.watch(builder.serve_connection(io, svc)).await;

@@ -2581,3 +2581,59 @@ async fn a_client_that_stops_reading_is_let_go_after_the_idle_timeout() {
     assert_eq!(status["targets"][0]["in_flight"], json!(0), "{status}");
     drop(stalled);
 }
+
+/// A client that reads steadily, however slowly, is never cut: only one that takes no
+/// bytes for `[timeouts] idle` is.
+#[tokio::test]
+async fn a_slow_but_steady_reader_gets_the_whole_stream() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n\
+                 event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+    let delta = format!(
+        "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{}\"}}}}\n\n",
+        "x".repeat(1000)
+    );
+    let end = "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+               event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":5}}\n\n\
+               event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    // 4 MB, read at about 1.3 MB/s: a second without a write going through is common.
+    let up = raw_sse_upstream(
+        vec![start.into(), delta.repeat(4_000), end.into()],
+        Then::Finish,
+    )
+    .await;
+    let url = weir(&format!(
+        "[timeouts]\nidle = \"1s\"\n{}",
+        anthropic_route(&up, "big", "")
+    ))
+    .await;
+    let body = json!({"model": "big", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let mut s = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    s.write_all(
+        format!(
+            "POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = s.read(&mut buf).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(
+        text.contains("event: message_stop"),
+        "cut after {} bytes",
+        got.len()
+    );
+}
