@@ -2524,14 +2524,8 @@ async fn streams_that_fail_after_their_200_are_counted_as_stream_errors() {
 #[tokio::test]
 async fn a_client_that_stops_reading_is_let_go_after_the_idle_timeout() {
     use tokio::io::AsyncWriteExt;
-    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n\
-                 event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
-    let delta = format!(
-        "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{}\"}}}}\n\n",
-        "x".repeat(1000)
-    );
     // 20 MB: more than the sockets' buffers hold.
-    let up = raw_sse_upstream(vec![start.into(), delta.repeat(20_000)], Then::Finish).await;
+    let up = raw_sse_upstream(long_text_stream(20_000), Then::Finish).await;
     let (url, admin) = weir_with_admin(&format!(
         "[timeouts]\nidle = \"1s\"\n[[auth.keys]]\nname = \"one\"\nkey = \"sk-one\"\nmax_concurrent = 1\n{}",
         anthropic_route(&up, "big", "")
@@ -2587,21 +2581,8 @@ async fn a_client_that_stops_reading_is_let_go_after_the_idle_timeout() {
 #[tokio::test]
 async fn a_slow_but_steady_reader_gets_the_whole_stream() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n\
-                 event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
-    let delta = format!(
-        "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{}\"}}}}\n\n",
-        "x".repeat(1000)
-    );
-    let end = "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
-               event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":5}}\n\n\
-               event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
     // 4 MB, read at about 1.3 MB/s: a second without a write going through is common.
-    let up = raw_sse_upstream(
-        vec![start.into(), delta.repeat(4_000), end.into()],
-        Then::Finish,
-    )
-    .await;
+    let up = raw_sse_upstream(long_text_stream(4_000), Then::Finish).await;
     let url = weir(&format!(
         "[timeouts]\nidle = \"1s\"\n{}",
         anthropic_route(&up, "big", "")
@@ -2636,4 +2617,19 @@ async fn a_slow_but_steady_reader_gets_the_whole_stream() {
         "cut after {} bytes",
         got.len()
     );
+}
+
+/// An Anthropic stream of `n` text deltas of 1,000 bytes each, for [`raw_sse_upstream`]:
+/// its opening, the deltas (one chunk), its end.
+fn long_text_stream(n: usize) -> Vec<String> {
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n\
+                 event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n";
+    let delta = format!(
+        "event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"{}\"}}}}\n\n",
+        "x".repeat(1000)
+    );
+    let end = "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n\
+               event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":5}}\n\n\
+               event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
+    vec![start.into(), delta.repeat(n), end.into()]
 }
