@@ -135,21 +135,22 @@ pub(crate) struct GuardedBytes {
 /// server that sends `data:` lines only, its type in the data (quotes inside strings are
 /// escaped, so text cannot look like it).
 fn ends_response(bytes: &[u8]) -> bool {
-    static FINAL: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+    static FINAL: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
         std::sync::LazyLock::new(|| {
-            ["completed", "incomplete", "failed"]
-                .iter()
-                .flat_map(|end| {
-                    [
-                        format!("event: response.{end}"),
-                        format!("\"type\":\"response.{end}\""),
-                        format!("\"type\": \"response.{end}\""),
-                    ]
-                })
-                .map(|p| memchr::memmem::Finder::new(p.as_bytes()).into_owned())
-                .collect()
+            [
+                memchr::memmem::Finder::new("response.completed"),
+                memchr::memmem::Finder::new("response.incomplete"),
+                memchr::memmem::Finder::new("response.failed"),
+            ]
         });
-    FINAL.iter().any(|f| f.find(bytes).is_some())
+    FINAL.iter().any(|f| {
+        f.find_iter(bytes).any(|at| {
+            let before = &bytes[..at];
+            before.ends_with(b"event: ")
+                || before.ends_with(b"\"type\":\"")
+                || before.ends_with(b"\"type\": \"")
+        })
+    })
 }
 
 impl Stream for GuardedBytes {
