@@ -758,8 +758,16 @@ impl RedisState {
     }
 
     async fn publish(&self, change: &StateChange) -> Result<(), Unavailable> {
+        let Some(message) = encode_message(&self.inner.origin, change) else {
+            return Ok(());
+        };
+        if let StateChange::ResponseMade { .. } = change {
+            // Only published: instances that are up learn it; nothing to read back later.
+            let mut cmd = redis::cmd("PUBLISH");
+            cmd.arg(self.channel()).arg(message);
+            return self.query::<i64>("publish", &cmd).await.map(drop);
+        }
         let field = encode_field(change);
-        let message = encode_message(&self.inner.origin, change);
         match wire::until_and_value(change) {
             Some((until_ms, value)) => {
                 let mut inv = self.inner.scripts.routing_set.prepare_invoke();

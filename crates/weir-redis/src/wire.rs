@@ -136,9 +136,11 @@ end
 return 0
 ";
 
-/// The routing hash field a change sets.
+/// The routing hash field a change sets (none for a response pin, which is only
+/// published: see [`encode_message`]).
 pub(crate) fn encode_field(c: &StateChange) -> String {
     match c {
+        StateChange::ResponseMade { .. } => String::new(),
         StateChange::KeyRest { provider, key, .. } => format!("rest\t{provider}\t{key}"),
         StateChange::KeyRefused { provider, key, .. } => format!("refused\t{provider}\t{key}"),
         StateChange::BreakerOpen {
@@ -166,7 +168,7 @@ pub(crate) fn until_and_value(c: &StateChange) -> Option<(u64, String)> {
         StateChange::BreakerOpen {
             until_ms, opened, ..
         } => Some((*until_ms, format!("{until_ms}\t{opened}"))),
-        StateChange::BreakerClosed { .. } => None,
+        StateChange::BreakerClosed { .. } | StateChange::ResponseMade { .. } => None,
     }
 }
 
@@ -175,10 +177,33 @@ pub(crate) fn until_of(c: &StateChange) -> Option<u64> {
 }
 
 /// The channel message of a change: `origin`, the field, then the value (`-` when the
-/// field is removed).
-pub(crate) fn encode_message(origin: &str, c: &StateChange) -> String {
+/// field is removed). A response pin is `origin`, `response`, provider, model, then route,
+/// key id (`-` for none) and the response id; `None` when one of its names holds a tab or
+/// a line break (nothing to share).
+pub(crate) fn encode_message(origin: &str, c: &StateChange) -> Option<String> {
+    if let StateChange::ResponseMade {
+        id,
+        route,
+        provider,
+        model,
+        key,
+    } = c
+    {
+        let key = key.as_deref().unwrap_or("-");
+        let names = [id, route, provider, model].map(String::as_str);
+        if names
+            .iter()
+            .chain([&key])
+            .any(|n| n.contains(['\t', '\n', '\r']))
+        {
+            return None;
+        }
+        return Some(format!(
+            "{origin}\tresponse\t{provider}\t{model}\t{route}\t{key}\t{id}"
+        ));
+    }
     let value = until_and_value(c).map_or_else(|| "-".to_owned(), |(_, v)| v);
-    format!("{origin}\t{}\t{value}", encode_field(c))
+    Some(format!("{origin}\t{}\t{value}", encode_field(c)))
 }
 
 /// A hash entry as a change.
@@ -225,6 +250,21 @@ pub(crate) fn decode_message(m: &str) -> Option<(&str, StateChange)> {
     let origin = parts.next()?;
     let (kind, provider, name) = (parts.next()?, parts.next()?, parts.next()?);
     let value = parts.next()?;
+    if kind == "response" {
+        let mut v = value.splitn(3, '\t');
+        let (route, key, id) = (v.next()?, v.next()?, v.next()?);
+        if id.is_empty() || id.contains('\t') {
+            return None;
+        }
+        let change = StateChange::ResponseMade {
+            id: id.to_owned(),
+            route: route.to_owned(),
+            provider: provider.to_owned(),
+            model: name.to_owned(),
+            key: (key != "-").then(|| key.to_owned()),
+        };
+        return Some((origin, change));
+    }
     let change = decode_entry(&format!("{kind}\t{provider}\t{name}"), value)?;
     Some((origin, change))
 }
@@ -265,9 +305,23 @@ mod tests {
                 provider: "azure".into(),
                 model: "gpt-4o".into(),
             },
+            StateChange::ResponseMade {
+                id: "resp_0123456789abcdef".into(),
+                route: "gpt-*".into(),
+                provider: "openai".into(),
+                model: "gpt-5.1".into(),
+                key: Some("0123456789abcdef".into()),
+            },
+            StateChange::ResponseMade {
+                id: "resp_1".into(),
+                route: "local".into(),
+                provider: "ollama".into(),
+                model: String::new(),
+                key: None,
+            },
         ];
         for c in changes {
-            let m = encode_message("abc", &c);
+            let m = encode_message("abc", &c).unwrap();
             assert_eq!(decode_message(&m), Some(("abc", c.clone())), "{m}");
             if let Some((_, v)) = until_and_value(&c) {
                 assert_eq!(decode_entry(&encode_field(&c), &v), Some(c));
@@ -284,8 +338,25 @@ mod tests {
             "abc\trest\tp\tk\tnot-a-number\t1",
             "abc\tunknown\tp\tk\t1\t1",
             "abc\trest\tp\tk\t-",
+            "abc\tresponse\tp\tm\troute\t-",
+            "abc\tresponse\tp\tm\troute\t-\t",
+            "abc\tresponse\tp\tm\troute\t-\tid\twith-tab",
         ] {
             assert_eq!(decode_message(m), None, "{m}");
+        }
+    }
+
+    #[test]
+    fn a_response_pin_with_a_tab_or_line_break_in_a_name_is_not_shared() {
+        for (id, route) in [("resp\t1", "r"), ("resp_1", "r\nx"), ("resp_1\r", "r")] {
+            let c = StateChange::ResponseMade {
+                id: id.into(),
+                route: route.into(),
+                provider: "p".into(),
+                model: "m".into(),
+                key: None,
+            };
+            assert_eq!(encode_message("abc", &c), None, "{c:?}");
         }
     }
 }

@@ -519,26 +519,66 @@ fn make_room<K: Eq + std::hash::Hash, V>(
 /// so a request continuing it (`previous_response_id`) goes there first: the account that
 /// made a response is the only one that holds it. From [`Router::response_memory`];
 /// cheap to clone and keep until a stream's id arrives. Pins last a day after their last
-/// use, in this process (not in the shared store).
-#[derive(Clone, Debug)]
+/// use, in this process; with a [`StateSink`], other instances learn each pin as it is
+/// made (a [`StateChange::ResponseMade`]).
+#[derive(Clone)]
 pub struct ResponseMemory {
     pins: Arc<ResponsePins>,
     max: usize,
     slot: Slot,
+    /// With a [`StateSink`]: where the pin is published, and the slot by name.
+    share: Option<Arc<SharedPin>>,
+}
+
+/// A pin's place by name, for other instances (whose indices may differ).
+struct SharedPin {
+    shared: Arc<Shared>,
+    route: String,
+    provider: String,
+    model: String,
+    key: Option<String>,
+}
+
+impl std::fmt::Debug for ResponseMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseMemory")
+            .field("slot", &self.slot)
+            .field("shared", &self.share.is_some())
+            .finish()
+    }
 }
 
 impl ResponseMemory {
-    /// Remembers that the response `id` was made here.
+    /// Remembers that the response `id` was made here (and tells other instances, when
+    /// the router has a [`StateSink`]).
     pub fn remember(&self, id: &str) {
         if id.is_empty() || id.len() > MAX_PINNED_ID {
             return;
         }
-        let now = Instant::now();
-        let mut pins = lock(&self.pins);
-        pins.insert(id.to_owned(), (self.slot, now));
-        make_room(&mut pins, self.max, RESPONSE_PIN_TTL, now, |(_, at)| *at);
+        insert_pin(&self.pins, self.max, id, self.slot);
+        if let Some(s) = &self.share {
+            s.shared.publish(StateChange::ResponseMade {
+                id: id.to_owned(),
+                route: s.route.clone(),
+                provider: s.provider.clone(),
+                model: s.model.clone(),
+                key: s.key.clone(),
+            });
+        }
     }
 }
+
+/// Pins the response `id` to `slot`, now.
+fn insert_pin(pins: &ResponsePins, max: usize, id: &str, slot: Slot) {
+    let now = Instant::now();
+    let mut pins = lock(pins);
+    pins.insert(id.to_owned(), (slot, now));
+    make_room(&mut pins, max, RESPONSE_PIN_TTL, now, |(_, at)| *at);
+}
+
+/// A route's name and its targets' providers and models (empty for a target forwarding
+/// the client's), to find a slot named by another instance.
+type RouteNames = Vec<(String, Vec<(String, String)>)>;
 
 /// A router's key pools and targets, to apply other instances' [`StateChange`]s to and
 /// to take a snapshot of. Cheap to clone.
@@ -547,6 +587,9 @@ pub struct StateHandle {
     pools: BTreeMap<String, Arc<KeyPool>>,
     targets: Vec<Arc<TargetState>>,
     shared: Arc<Shared>,
+    response_pins: Arc<ResponsePins>,
+    max_pins: usize,
+    routes: Arc<RouteNames>,
 }
 
 impl std::fmt::Debug for StateHandle {
@@ -619,7 +662,50 @@ impl StateHandle {
                         .breaker_transition(t, tr, " (another instance closed it)");
                 }
             }
+            StateChange::ResponseMade {
+                id,
+                route,
+                provider,
+                model,
+                key,
+            } => {
+                if id.is_empty() || id.len() > MAX_PINNED_ID {
+                    return;
+                }
+                if let Some(slot) = self.find_slot(route, provider, model, key.as_deref()) {
+                    insert_pin(&self.response_pins, self.max_pins, id, slot);
+                }
+            }
         }
+    }
+
+    /// The slot another instance named: the route of that name, its target with that
+    /// provider and model, and that key of the provider's pool; `None` when this router
+    /// has no such place (another config).
+    fn find_slot(
+        &self,
+        route: &str,
+        provider: &str,
+        model: &str,
+        key: Option<&str>,
+    ) -> Option<Slot> {
+        let (ri, (_, targets)) = self
+            .routes
+            .iter()
+            .enumerate()
+            .find(|(_, (name, _))| name == route)?;
+        let ti = targets
+            .iter()
+            .position(|(p, m)| p == provider && m == model)?;
+        let key = match key {
+            None => None,
+            Some(k) => Some(self.pools.get(provider)?.find(k)?),
+        };
+        Some(Slot {
+            route: ri,
+            target: ti,
+            key,
+        })
     }
 
     fn target_states<'a>(
@@ -1157,10 +1243,26 @@ impl Router {
     /// other instances' changes: it stays valid while the router is replaced (a reload
     /// hands the follower the new router's handle).
     pub fn state_handle(&self) -> StateHandle {
+        let routes = self
+            .routes
+            .iter()
+            .map(|r| {
+                let targets = r
+                    .route
+                    .targets
+                    .iter()
+                    .map(|t| (t.provider.clone(), t.model.clone().unwrap_or_default()))
+                    .collect();
+                (r.route.name.clone(), targets)
+            })
+            .collect();
         StateHandle {
             pools: self.pools.clone(),
             targets: self.targets.clone(),
             shared: self.shared.clone(),
+            response_pins: self.response_pins.clone(),
+            max_pins: self.policy.max_sessions,
+            routes: Arc::new(routes),
         }
     }
 
@@ -1624,10 +1726,27 @@ impl Router {
 
     /// What remembers the Responses API responses `served` made (see [`ResponseMemory`]).
     pub fn response_memory(&self, served: &Served) -> ResponseMemory {
+        let slot = served.slot;
+        let share = self.shared.sink.as_ref().and_then(|_| {
+            let route = self.routes.get(slot.route)?;
+            let target = route.route.targets.get(slot.target)?;
+            let key = match slot.key {
+                None => None,
+                Some(k) => Some(self.pools.get(&target.provider)?.keys.get(k)?.id.clone()),
+            };
+            Some(Arc::new(SharedPin {
+                shared: self.shared.clone(),
+                route: route.route.name.clone(),
+                provider: target.provider.clone(),
+                model: target.model.clone().unwrap_or_default(),
+                key,
+            }))
+        });
         ResponseMemory {
             pins: self.response_pins.clone(),
             max: self.policy.max_sessions,
-            slot: served.slot,
+            slot,
+            share,
         }
     }
 

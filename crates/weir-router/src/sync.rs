@@ -54,6 +54,21 @@ pub enum StateChange {
         /// The target's upstream model.
         model: String,
     },
+    /// A Responses API response was made at a route's target, with a key of its pool:
+    /// a request continuing it goes there on every instance. Published once, never part
+    /// of a snapshot (an instance that starts late does not learn earlier responses).
+    ResponseMade {
+        /// The response's id.
+        id: String,
+        /// The route's name (the model table's `name`).
+        route: String,
+        /// The target's provider id.
+        provider: String,
+        /// The target's upstream model (empty for a target forwarding the client's).
+        model: String,
+        /// The key's [`key_id`]; `None` for a provider without a key pool.
+        key: Option<String>,
+    },
 }
 
 /// Where a router publishes its [`StateChange`]s. Called inline on the request path: it

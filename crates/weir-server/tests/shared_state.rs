@@ -278,6 +278,90 @@ async fn a_cooldown_and_a_breaker_one_instance_learns_are_respected_by_the_other
     );
 }
 
+/// A Responses API response lives with the account that made it: a request continuing it
+/// at the other instance goes to the same target and key, though the route rotates targets
+/// and the pool rotates keys.
+#[tokio::test]
+async fn a_response_made_at_one_instance_is_continued_at_the_other_where_it_was_made() {
+    let Some(url) = redis_url() else { return };
+    let made = |id: &str| {
+        Behaviour::json(
+            200,
+            &json!({"id": id, "object": "response", "status": "completed", "model": "gpt-x",
+                    "output": [], "usage": {"input_tokens": 1, "output_tokens": 1}}),
+        )
+    };
+    let a = FaultyUpstream::start(made("resp_shared_a")).await;
+    let b = FaultyUpstream::start(made("resp_shared_b")).await;
+    let p = prefix();
+    let text = config(
+        &redis_state(&url, &p),
+        "",
+        &format!(
+            "[providers.a]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-a1\", \"sk-a2\", \"sk-a3\"]\n\
+             [providers.b]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-b\"]\n\
+             [[models]]\nname = \"w\"\nstrategy = \"round_robin\"\n\
+             targets = [{{ provider = \"a\" }}, {{ provider = \"b\" }}]\n",
+            a.url(),
+            b.url()
+        ),
+    );
+    let (one, two) = (instance(&text).await, instance(&text).await);
+    let responses = |w: &Weir, body: Value| {
+        let url = format!("{}/v1/responses", w.url);
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .bearer_auth(KEY)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    // The first instance makes a response at `a` (the route alternates a and b).
+    while a.hits() == 0 {
+        responses(&one, json!({"model": "w", "input": "hi"})).await;
+    }
+    let maker = a.requests()[0].key().unwrap().to_owned();
+    // Later answers are other responses (the second instance must not pin its own).
+    a.set(made("resp_later_a"));
+    b.set(made("resp_later_b"));
+    // At the second instance, continuing it goes to `a` with that key every time, once
+    // the pin has arrived (over pub/sub, within milliseconds). Without it the route
+    // alternates targets and the pool keys: four in a row at one key never happens.
+    let continued = json!({"model": "w", "input": "more", "previous_response_id": "resp_shared_a"});
+    let mut same = false;
+    for _ in 0..50 {
+        let (a0, b0) = (a.hits(), b.hits());
+        for _ in 0..4 {
+            responses(&two, continued.clone()).await;
+        }
+        let keys: Vec<String> = a.requests()[a0..]
+            .iter()
+            .map(|r| r.key().unwrap().to_owned())
+            .collect();
+        if b.hits() == b0 && keys.len() == 4 && keys.iter().all(|k| *k == maker) {
+            same = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let last: Vec<_> = a
+        .requests()
+        .iter()
+        .rev()
+        .take(8)
+        .map(|r| r.key().map(str::to_owned))
+        .collect();
+    assert!(
+        same,
+        "made with {maker}; a's last keys, newest first: {last:?}"
+    );
+}
+
 #[tokio::test]
 async fn without_redis_a_fail_open_gateway_counts_locally_and_a_fail_closed_one_refuses() {
     // Nothing listens on port 1: Redis is away from the start.
