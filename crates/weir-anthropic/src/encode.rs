@@ -436,13 +436,6 @@ impl<'a> Plan<'a> {
                     .sort_by_key(|b| !matches!(b.block, ContentBlock::ToolResult(_)));
             }
             req.check_translatable("Anthropic")?;
-            if let Some(extra_n) = req.extra.get("n") {
-                if extra_n.get() != "1" {
-                    return Err(WireError::Unsupported(
-                        "n > 1 is not supported by Anthropic".into(),
-                    ));
-                }
-            }
         }
         // JSON mode without a schema has no Anthropic counterpart: the prompt asks for
         // JSON (OpenAI requires it to), and the answer comes as text.

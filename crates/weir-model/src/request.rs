@@ -107,19 +107,79 @@ impl ChatRequest {
         }
     }
 
-    /// Refuses what an OpenAI client sent that `to` (another dialect) has no counterpart
-    /// for and that would otherwise be dropped unnoticed: the deprecated `functions` and
-    /// `function_call` (the answer could not come back in their shape either).
+    /// Refuses what a client sent that `to` (another dialect) has no counterpart for and
+    /// that would otherwise be dropped unnoticed, changing what the client gets:
+    /// - from an OpenAI client: the deprecated `functions` and `function_call` (the answer
+    ///   could not come back in their shape either), several choices (`n` > 1),
+    ///   `logprobs`/`top_logprobs`, `web_search_options`, and audio output (`audio`, or
+    ///   `"audio"` in `modalities`);
+    /// - from an Anthropic client: `mcp_servers` (tools the model would not see) and
+    ///   `container` (code execution's).
+    ///
+    /// Fields set to their defaults (null, `n: 1`, `logprobs: false`, `top_logprobs: 0`,
+    /// an empty list) ask for nothing and pass.
     pub fn check_translatable(&self, to: &str) -> Result<(), crate::WireError> {
-        if self.origin != Some(Dialect::OpenAi) {
-            return Ok(());
-        }
-        for field in ["functions", "function_call"] {
-            if self.extra.get(field).is_some_and(|v| v.get() != "null") {
-                return Err(crate::WireError::Unsupported(format!(
-                    "`{field}` (deprecated OpenAI function calling) cannot be sent to {to}; use `tools` and `tool_choice`"
-                )));
+        let asks = |field: &str| -> Option<serde_json::Value> {
+            let v: serde_json::Value = serde_json::from_str(self.extra.get(field)?.get()).ok()?;
+            let nothing = match (field, &v) {
+                (_, serde_json::Value::Null) => true,
+                ("n", v) => v.as_f64() == Some(1.0),
+                ("logprobs", v) => v.as_bool() == Some(false),
+                ("top_logprobs", v) => v.as_f64() == Some(0.0),
+                ("modalities", v) => v
+                    .as_array()
+                    .is_some_and(|m| m.iter().all(|x| x.as_str() != Some("audio"))),
+                ("mcp_servers", v) => v.as_array().is_some_and(Vec::is_empty),
+                _ => false,
+            };
+            (!nothing).then_some(v)
+        };
+        let refuse = |what: String| Err(crate::WireError::Unsupported(what));
+        match self.origin {
+            Some(Dialect::OpenAi) => {
+                for field in ["functions", "function_call"] {
+                    if asks(field).is_some() {
+                        return refuse(format!(
+                            "`{field}` (deprecated OpenAI function calling) cannot be sent to {to}; use `tools` and `tool_choice`"
+                        ));
+                    }
+                }
+                if asks("n").is_some() {
+                    return refuse(format!(
+                        "`n` > 1 (several choices) is not supported by {to}; send one request per choice"
+                    ));
+                }
+                for field in ["logprobs", "top_logprobs"] {
+                    if asks(field).is_some() {
+                        return refuse(format!("`{field}` is not supported by {to}"));
+                    }
+                }
+                if asks("web_search_options").is_some() {
+                    return refuse(format!(
+                        "`web_search_options` (OpenAI web search) cannot be sent to {to}"
+                    ));
+                }
+                for field in ["modalities", "audio"] {
+                    if asks(field).is_some() {
+                        return refuse(format!(
+                            "audio output (`{field}`) is not supported by {to}"
+                        ));
+                    }
+                }
             }
+            Some(Dialect::Anthropic) => {
+                if asks("mcp_servers").is_some() {
+                    return refuse(format!(
+                        "`mcp_servers` (Anthropic's MCP connector) cannot be sent to {to}; give the model the servers' tools as `tools`"
+                    ));
+                }
+                if asks("container").is_some() {
+                    return refuse(format!(
+                        "`container` (Anthropic code execution) cannot be sent to {to}"
+                    ));
+                }
+            }
+            _ => {}
         }
         Ok(())
     }

@@ -149,9 +149,13 @@ impl Preset {
     pub fn adapted(self, req: &ChatRequest) -> (Cow<'_, ChatRequest>, Vec<&'static str>) {
         let mut req = Cow::Borrowed(req);
         let mut removed = Vec::new();
+        // A field the service refuses is removed only when it asks for nothing (its
+        // default: `n: 1`, `logprobs: false`, a zero penalty, an empty `logit_bias`,
+        // null); one that asks for something is sent, so the service's 400 names it
+        // rather than the client silently getting less than it asked for.
         let mut strip = |req: &mut Cow<'_, ChatRequest>, fields: &[&'static str]| {
             for f in fields {
-                if req.extra.contains(f) {
+                if req.extra.get(f).is_some_and(|v| asks_nothing(f, v.get())) {
                     req.to_mut().extra.remove(f);
                     removed.push(*f);
                 }
@@ -172,7 +176,8 @@ impl Preset {
                     &mut req,
                     &["frequency_penalty", "presence_penalty", "logit_bias"],
                 );
-                if req.parallel_tool_calls.is_some() {
+                // `true` is the default; `false` is sent (and refused by the service).
+                if req.parallel_tool_calls == Some(true) {
                     req.to_mut().parallel_tool_calls = None;
                     removed.push("parallel_tool_calls");
                 }
@@ -181,8 +186,10 @@ impl Preset {
             // `user` (an Anthropic client's metadata.user_id), and calls the seed
             // `random_seed`.
             Preset::Mistral => {
-                if req.include_usage.is_some() {
-                    req.to_mut().include_usage = None;
+                if req.include_usage.is_some() || req.extra.contains("stream_options") {
+                    let r = req.to_mut();
+                    r.include_usage = None;
+                    r.extra.remove("stream_options");
                     removed.push("stream_options");
                 }
                 if req.metadata.is_some() {
@@ -216,6 +223,22 @@ impl Preset {
             Preset::Xai | Preset::OpenRouter | Preset::Zai | Preset::Together => {}
         }
         (req, removed)
+    }
+}
+
+/// Whether `raw`, the value of the sampling or output field `field`, asks for nothing
+/// beyond the default: null, or `n: 1`, `logprobs: false`, `top_logprobs: 0`, a zero
+/// penalty, an empty `logit_bias`.
+fn asks_nothing(field: &str, raw: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(raw) else {
+        return false;
+    };
+    match (field, &v) {
+        (_, serde_json::Value::Null) => true,
+        ("n", v) => v.as_f64() == Some(1.0),
+        ("logprobs", v) => v.as_bool() == Some(false),
+        ("logit_bias", v) => v.as_object().is_some_and(serde_json::Map::is_empty),
+        (_, v) => v.as_f64() == Some(0.0),
     }
 }
 

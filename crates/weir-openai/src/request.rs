@@ -114,15 +114,26 @@ impl<'de> Visitor<'de> for RequestVisitor {
                 }
                 "stream" => r.stream = opt_value(&mut map, &k, &mut r.extra)?,
                 "stream_options" => {
+                    // `include_usage` is read whatever else the object holds (e.g. OpenAI's
+                    // `include_obfuscation`); the other keys are kept for an OpenAI
+                    // upstream, which gets them back beside `include_usage`.
                     let raw: RawJson = map.next_value()?;
                     #[derive(Deserialize)]
                     #[serde(deny_unknown_fields)]
                     struct Only {
                         include_usage: bool,
                     }
-                    match serde_json::from_str::<Only>(raw.get()) {
-                        Ok(o) => r.include_usage = Some(o.include_usage),
-                        Err(_) => r.extra.insert("stream_options", raw),
+                    #[derive(Deserialize)]
+                    struct Usage {
+                        include_usage: bool,
+                    }
+                    if let Ok(o) = serde_json::from_str::<Only>(raw.get()) {
+                        r.include_usage = Some(o.include_usage);
+                    } else {
+                        if let Ok(u) = serde_json::from_str::<Usage>(raw.get()) {
+                            r.include_usage = Some(u.include_usage);
+                        }
+                        r.extra.insert("stream_options", raw);
                     }
                 }
                 "temperature" => r.temperature = opt_value(&mut map, &k, &mut r.extra)?,
@@ -497,6 +508,7 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
     let same = req.origin == Some(Dialect::OpenAi);
     let messages = plan_messages(req, opts, same)?;
     if !same {
+        req.check_translatable("an OpenAI-compatible upstream")?;
         for t in req.tools() {
             if let Tool::Unknown { name, .. } = t {
                 return Err(WireError::Unsupported(format!(
@@ -880,7 +892,8 @@ impl Serialize for RequestOut<'_> {
                 "stream_options",
                 &serde_json::json!({ "include_usage": iu }),
             )?,
-            (None, _) => {}
+            (None, Some(raw)) => m.entry("stream_options", raw)?,
+            (None, None) => {}
         }
         if let Some(t) = r.temperature {
             m.entry("temperature", &t)?;

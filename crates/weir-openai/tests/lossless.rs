@@ -137,6 +137,27 @@ fn deprecated_function_messages_and_both_token_limits_round_trip() {
 }
 
 #[test]
+fn stream_options_with_other_keys_round_trip_and_still_ask_for_usage() {
+    for options in [
+        serde_json::json!({"include_usage": true, "include_obfuscation": false}),
+        serde_json::json!({"include_obfuscation": false}),
+        serde_json::json!({"include_usage": false}),
+    ] {
+        let req = serde_json::json!({
+            "model": "gpt-4o", "stream": true, "stream_options": options,
+            "messages": [{"role": "user", "content": "hi"}]
+        });
+        round_trip_request(req.clone());
+        let canon = weir_openai::decode_request(req.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            canon.include_usage,
+            options["include_usage"].as_bool(),
+            "{options}"
+        );
+    }
+}
+
+#[test]
 fn responses_without_choices_or_with_part_arrays_round_trip() {
     round_trip_response(serde_json::json!({
         "id": "c", "object": "chat.completion", "created": 1, "model": "m", "choices": [],

@@ -437,13 +437,19 @@ async fn mock_answers_both_dialects_complete_and_streamed() {
     );
     assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
 
-    let mut with_usage = o_req("mock", true);
-    with_usage["stream_options"] = json!({"include_usage": true});
-    let r = post(&url, "/v1/chat/completions", &with_usage, Some(KEY)).await;
-    let events = sse_events(&r.text().await.unwrap());
-    let usage: Value = serde_json::from_str(&events[events.len() - 2].1).unwrap();
-    assert_eq!(usage["choices"], json!([]));
-    assert!(usage["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    // Asked for, also beside other stream options (OpenAI's `include_obfuscation`).
+    for options in [
+        json!({"include_usage": true}),
+        json!({"include_usage": true, "include_obfuscation": false}),
+    ] {
+        let mut with_usage = o_req("mock", true);
+        with_usage["stream_options"] = options.clone();
+        let r = post(&url, "/v1/chat/completions", &with_usage, Some(KEY)).await;
+        let events = sse_events(&r.text().await.unwrap());
+        let usage: Value = serde_json::from_str(&events[events.len() - 2].1).unwrap();
+        assert_eq!(usage["choices"], json!([]), "{options}");
+        assert!(usage["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+    }
 }
 
 /// Sends a chunked request (no content-length) in `chunks` over a raw connection and

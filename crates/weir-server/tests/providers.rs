@@ -226,7 +226,7 @@ async fn groq_gets_no_fields_it_rejects_and_its_x_groq_usage_is_read() {
     let (status, body) = post(
         &url,
         "/v1/chat/completions",
-        &json!({"model": "m", "stream": true, "logprobs": true, "top_logprobs": 2, "logit_bias": {"50256": -100}, "n": 1,
+        &json!({"model": "m", "stream": true, "logprobs": false, "top_logprobs": null, "logit_bias": {}, "n": 1,
                 "messages": [{"role": "user", "name": "alice", "content": "hi"}]}),
     )
     .await;
@@ -236,6 +236,19 @@ async fn groq_gets_no_fields_it_rejects_and_its_x_groq_usage_is_read() {
         assert!(sent.get(f).is_none(), "{f} was sent: {sent}");
     }
     assert!(sent["messages"][0].get("name").is_none(), "{sent}");
+    // Fields that ask for something Groq does not do are sent, so Groq's 400 names them
+    // instead of the client silently getting one choice and no logprobs.
+    post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "m", "logprobs": true, "top_logprobs": 2, "logit_bias": {"50256": -100}, "n": 2,
+                "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    let sent = up.requests()[1].json().unwrap();
+    for f in ["logprobs", "top_logprobs", "logit_bias", "n"] {
+        assert!(sent.get(f).is_some(), "{f} was not sent: {sent}");
+    }
     // An Anthropic client gets the usage Groq reported in x_groq.
     let (_, body) = post(
         &url,
@@ -254,8 +267,8 @@ async fn cerebras_and_mistral_get_what_they_accept() {
     let (status, _) = post(
         &url,
         "/v1/chat/completions",
-        &json!({"model": "m", "frequency_penalty": 0.5, "presence_penalty": 0.1, "parallel_tool_calls": false,
-                "max_completion_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}),
+        &json!({"model": "m", "frequency_penalty": 0, "presence_penalty": 0.0, "parallel_tool_calls": true,
+                "logit_bias": null, "max_completion_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}),
     )
     .await;
     assert_eq!(status, 200);
@@ -264,10 +277,27 @@ async fn cerebras_and_mistral_get_what_they_accept() {
         "frequency_penalty",
         "presence_penalty",
         "parallel_tool_calls",
+        "logit_bias",
     ] {
         assert!(sent.get(f).is_none(), "{f} was sent: {sent}");
     }
     assert_eq!(sent["max_completion_tokens"], 50);
+    // What asks for something is sent (Cerebras's 400 names it), not silently dropped.
+    post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "m", "frequency_penalty": 0.5, "presence_penalty": 0.1, "parallel_tool_calls": false,
+                "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    let sent = up.requests()[1].json().unwrap();
+    for f in [
+        "frequency_penalty",
+        "presence_penalty",
+        "parallel_tool_calls",
+    ] {
+        assert!(sent.get(f).is_some(), "{f} was not sent: {sent}");
+    }
 
     let up = FaultyUpstream::start(Behaviour::ok("fine")).await;
     let url = preset_gateway(&up, "mistral").await;

@@ -1720,6 +1720,76 @@ fn deprecated_openai_function_calling_is_refused_not_dropped() {
 }
 
 #[test]
+fn what_another_dialect_cannot_honour_is_refused_not_dropped_and_defaults_pass() {
+    let with = |base: &Value, extra: &Value| {
+        let mut req = base.clone();
+        for (k, v) in extra.as_object().unwrap() {
+            req[k] = v.clone();
+        }
+        req
+    };
+    let o = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+    for (extra, says) in [
+        (json!({"n": 2}), "`n` > 1"),
+        (json!({"logprobs": true}), "`logprobs`"),
+        (json!({"top_logprobs": 3}), "`top_logprobs`"),
+        (json!({"web_search_options": {}}), "`web_search_options`"),
+        (json!({"modalities": ["text", "audio"]}), "audio output"),
+        (
+            json!({"audio": {"voice": "alloy", "format": "wav"}}),
+            "audio output",
+        ),
+    ] {
+        let err = try_o_to_a(with(&o, &extra)).unwrap_err();
+        assert!(
+            matches!(&err, WireError::Unsupported(m) if m.contains(says) && m.contains("Anthropic")),
+            "{extra}: {err}"
+        );
+        // OpenAI to OpenAI: passed on as it came.
+        let canon = weir_openai::decode_request(with(&o, &extra).to_string().as_bytes()).unwrap();
+        let out: Value = serde_json::from_slice(
+            &weir_openai::encode_request(&canon, &Default::default()).unwrap(),
+        )
+        .unwrap();
+        for (k, v) in extra.as_object().unwrap() {
+            assert_eq!(&out[k], v);
+        }
+    }
+    // What asks for nothing more than the default goes through.
+    for extra in [
+        json!({"n": 1}),
+        json!({"n": null}),
+        json!({"logprobs": false, "top_logprobs": 0}),
+        json!({"modalities": ["text"]}),
+        json!({"audio": null, "web_search_options": null}),
+    ] {
+        assert!(try_o_to_a(with(&o, &extra)).is_ok(), "{extra}");
+    }
+
+    // An Anthropic client's MCP servers and container, to an OpenAI-compatible upstream.
+    let a =
+        json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let a_to_o = |req: Value| {
+        let canon = weir_anthropic::decode_request(req.to_string().as_bytes())?;
+        weir_openai::encode_request(&canon, &Default::default())
+    };
+    for (extra, says) in [
+        (
+            json!({"mcp_servers": [{"type": "url", "url": "https://mcp.example.com/sse", "name": "x"}]}),
+            "`mcp_servers`",
+        ),
+        (json!({"container": "container_011"}), "`container`"),
+    ] {
+        let err = a_to_o(with(&a, &extra)).unwrap_err();
+        assert!(
+            matches!(&err, WireError::Unsupported(m) if m.contains(says) && m.contains("OpenAI-compatible")),
+            "{extra}: {err}"
+        );
+    }
+    assert!(a_to_o(with(&a, &json!({"mcp_servers": []}))).is_ok());
+}
+
+#[test]
 fn requests_that_would_reach_anthropic_empty_or_ending_on_the_assistant_are_refused() {
     for (messages, says) in [
         (
