@@ -7,7 +7,7 @@ use serde_json::{json, Map, Value};
 use weir_model::{
     ApiError, ChatRequest, ChatResponse, Content, ContentBlock, Delta, ErrorKind, Frame, JsonStr,
     MediaSource, OutputFormat, ProviderError, Role, StopReason, StreamEvent, TextBlock,
-    ThinkingBlock, ThinkingConfig, Tool, ToolInput, ToolUseBlock, Usage, WireError,
+    ThinkingBlock, ThinkingConfig, Tool, ToolChoice, ToolInput, ToolUseBlock, Usage, WireError,
 };
 
 /// The longest NDJSON line accepted (a whole answer fits many times over).
@@ -158,10 +158,28 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
     body.insert("messages".into(), messages.into());
     // Ollama streams unless told not to.
     body.insert("stream".into(), req.is_stream().into());
-    if let Some(tools) = &req.tools {
+    // Ollama has no `tool_choice`: `none` sends no tools and a named tool is the only
+    // one sent; `required` (some tool, any) cannot be asked for.
+    let only = match &req.tool_choice {
+        None | Some(ToolChoice::Auto) => None,
+        Some(ToolChoice::None) => Some(None),
+        Some(ToolChoice::Tool(name)) => Some(Some(name.as_str())),
+        Some(ToolChoice::Required) => {
+            return Err(unsupported(
+                "`tool_choice` requiring a tool call (it has no tool_choice)",
+            ))
+        }
+        Some(ToolChoice::Unknown { .. }) => {
+            return Err(unsupported(
+                "this `tool_choice` form (it has no tool_choice)",
+            ))
+        }
+    };
+    if let (Some(tools), false) = (&req.tools, only == Some(None)) {
         let mut out = Vec::new();
         for t in tools {
             match t {
+                Tool::Function(f) if only.is_some_and(|n| n != Some(f.name.as_str())) => {}
                 Tool::Function(f) => {
                     let params: Value = match &f.parameters {
                         Some(p) => serde_json::from_str(p.get())

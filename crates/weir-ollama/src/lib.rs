@@ -14,7 +14,8 @@
 //! - Images travel as base64 (`images`); image URLs and documents are not accepted by
 //!   Ollama and are refused with a clear error (the router's capabilities skip such
 //!   targets first).
-//! - `tool_choice` has no Ollama equivalent and is not sent.
+//! - `tool_choice` has no Ollama equivalent: `none` sends no tools, a named tool is the
+//!   only tool sent (the model is not forced to call it), and `required` is refused.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

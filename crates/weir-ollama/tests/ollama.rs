@@ -208,6 +208,43 @@ fn structured_output_requests_become_format() {
 }
 
 #[test]
+fn tool_choice_none_sends_no_tools_a_named_tool_only_that_one_and_required_is_refused() {
+    let tool = |name: &str| {
+        weir_model::Tool::Function(weir_model::FunctionTool {
+            name: name.into(),
+            description: None,
+            parameters: Some(weir_model::raw::to_raw(&json!({"type": "object"}))),
+            strict: None,
+            cache_control: None,
+            extra: Default::default(),
+        })
+    };
+    let names = |r: &ChatRequest| -> Vec<String> {
+        let body: Value = serde_json::from_slice(&encode_request(r).unwrap()).unwrap();
+        body["tools"]
+            .as_array()
+            .map(|t| {
+                t.iter()
+                    .map(|t| t["function"]["name"].as_str().unwrap().to_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut r = tool_loop();
+    r.tools = Some(vec![tool("weather"), tool("time")]);
+    assert_eq!(names(&r), ["weather", "time"]);
+    r.tool_choice = Some(weir_model::ToolChoice::Auto);
+    assert_eq!(names(&r), ["weather", "time"]);
+    r.tool_choice = Some(weir_model::ToolChoice::None);
+    assert!(names(&r).is_empty());
+    r.tool_choice = Some(weir_model::ToolChoice::Tool("time".into()));
+    assert_eq!(names(&r), ["time"]);
+    r.tool_choice = Some(weir_model::ToolChoice::Required);
+    let e = encode_request(&r).unwrap_err().to_string();
+    assert!(e.contains("tool_choice"), "{e}");
+}
+
+#[test]
 fn what_ollama_cannot_take_is_refused_clearly() {
     let mut r = tool_loop();
     r.messages[0].content.blocks[1] = ContentBlock::Image(ImageBlock {
