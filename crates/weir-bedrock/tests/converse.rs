@@ -432,7 +432,10 @@ fn responses_decode_with_usage_and_stop_reasons() {
         assert_eq!(stop_reason(name).unwrap(), want, "{name}");
     }
     for bad in ["malformed_model_output", "malformed_tool_use"] {
-        assert_eq!(stop_reason(bad).unwrap_err().kind, ErrorKind::Upstream);
+        let e = stop_reason(bad).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Upstream);
+        // The model failed, not Bedrock: tried again, but no breaker opens on it.
+        assert!(e.retryable_elsewhere && !e.counts_against_health);
     }
     let e = decode_converse_response(b"{\"output\":", "", "m").unwrap_err();
     assert_eq!(e.kind, ErrorKind::Decode);

@@ -189,6 +189,7 @@ fn converse_stream_ends_at_the_body_end_when_metadata_is_missing() {
     let e = decode_pieces(ConverseStream::new("", "m"), &[&body]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Upstream);
     assert!(e.message.contains("malformed_tool_use"), "{}", e.message);
+    assert!(!e.counts_against_health);
 }
 
 #[test]

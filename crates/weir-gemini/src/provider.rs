@@ -175,10 +175,12 @@ impl Provider for GeminiProvider {
         }
         let body = read_body(&mut resp).await?;
         let mut r = decode_response(&body).map_err(|e| {
-            ProviderError::new(
+            let mut err = ProviderError::new(
                 ErrorKind::Decode,
                 format!("the upstream's response could not be decoded: {e}"),
-            )
+            );
+            err.counts_against_health = e.counts_against_health();
+            err
         })?;
         if r.model.is_empty() {
             model.clone_into(&mut r.model);

@@ -235,6 +235,7 @@ impl<'a> Plan<'a> {
         let mut parts = self.parts(&m.content.blocks).map_err(|e| match e {
             WireError::Malformed(s) => WireError::Malformed(format!("messages[{i}]: {s}")),
             WireError::Unsupported(s) => WireError::Unsupported(format!("messages[{i}]: {s}")),
+            WireError::ModelOutput(s) => WireError::ModelOutput(format!("messages[{i}]: {s}")),
         })?;
         if role == "model" {
             if let Some(ph) = &opts.missing_signature {

@@ -166,7 +166,7 @@ pub(crate) fn stop_reason(finish: &str, called_tools: bool) -> Result<StopReason
         // The model's call could not be used: no answer a client could act on (as
         // Bedrock's `malformed_tool_use`).
         "MALFORMED_FUNCTION_CALL" | "UNEXPECTED_TOOL_CALL" | "TOO_MANY_TOOL_CALLS" => {
-            return Err(WireError::Malformed(format!(
+            return Err(WireError::ModelOutput(format!(
                 "the model's tool call could not be used (Gemini finishReason {finish})"
             )))
         }

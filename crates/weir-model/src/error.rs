@@ -204,9 +204,20 @@ pub enum WireError {
     /// The input is well-formed but cannot be expressed in the target dialect.
     #[error("{0}")]
     Unsupported(String),
+    /// The upstream answered well, but the model's answer cannot be used (a tool call it
+    /// could not form, e.g. Gemini's `MALFORMED_FUNCTION_CALL`): worth another try, but
+    /// not a sign the upstream is unhealthy.
+    #[error("{0}")]
+    ModelOutput(String),
 }
 
 impl WireError {
+    /// Whether this error says the upstream is unhealthy, when it is its answer that
+    /// could not be decoded: not for [`WireError::ModelOutput`].
+    pub fn counts_against_health(&self) -> bool {
+        !matches!(self, WireError::ModelOutput(_))
+    }
+
     /// A malformed-input error from a serde_json error, keeping its line and column.
     pub fn from_json(what: &str, err: &serde_json::Error) -> Self {
         WireError::Malformed(format!("invalid {what}: {err}"))

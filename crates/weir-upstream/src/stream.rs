@@ -147,10 +147,12 @@ const UPSTREAM_LIMITS: weir_sse::Limits = weir_sse::Limits {
 
 /// A stream decoder's error as a provider error.
 pub fn decode_error(e: WireError) -> ProviderError {
-    ProviderError::new(
+    let mut err = ProviderError::new(
         ErrorKind::Decode,
         format!("the upstream's stream could not be decoded: {e}"),
-    )
+    );
+    err.counts_against_health = e.counts_against_health();
+    err
 }
 
 impl<D: FrameDecoder> BodyDecoder for SseBody<D> {

@@ -366,10 +366,12 @@ pub(crate) fn invalid(e: WireError) -> ProviderError {
 }
 
 pub(crate) fn undecodable(e: WireError) -> ProviderError {
-    ProviderError::new(
+    let mut err = ProviderError::new(
         ErrorKind::Decode,
         format!("Vertex AI's response could not be decoded: {e}"),
-    )
+    );
+    err.counts_against_health = e.counts_against_health();
+    err
 }
 
 /// Puts `"anthropic_version"` first in an encoded Messages body (an object: the encoder

@@ -35,6 +35,9 @@ pub fn stop_reason(s: &str) -> Result<StopReason, ProviderError> {
                 format!("the model's output could not be used (Bedrock stop reason `{s}`)"),
             );
             e.status = Some(502);
+            // The model failed, not the service: tried again, not held against the
+            // target's health.
+            e.counts_against_health = false;
             return Err(e);
         }
         other => StopReason::Other(other.to_owned()),
