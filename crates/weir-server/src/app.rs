@@ -580,17 +580,48 @@ fn zero_config_text(env: &dyn Fn(&str) -> Option<String>, bedrock: bool) -> Stri
             }
         }
     }
-    // Groq and Cerebras serve the same open models under overlapping names (llama-*,
-    // qwen-*, gpt-oss-*), so a name cannot say which one is meant: they need a config file.
-    for (var, preset) in [("GROQ_API_KEY", "groq"), ("CEREBRAS_API_KEY", "cerebras")] {
-        if set(var) {
-            tracing::warn!(
-                "{var} is set, but zero-config cannot tell {preset}'s model names from other \
-                 services' (llama-*, qwen-*, gpt-oss-*); add [providers.{preset}] kind = \"openai\", \
-                 preset = \"{preset}\", keys = [\"${{{var}}}\"] and a [[models]] entry to a config file"
-            );
+    // Groq and Cerebras serve the same open models, each under names of its own shape
+    // (Groq: llama-3.3-70b-versatile, openai/gpt-oss-120b; Cerebras: llama-3.3-70b,
+    // gpt-oss-120b). Their routes go first: `gpt-oss-*` is not OpenAI's `gpt-*`, and
+    // `deepseek-r1-distill-*` not DeepSeek's. Groq's vendor/model names are OpenRouter's
+    // too: with an OpenRouter key they stay OpenRouter's.
+    let mut open_models: Vec<(&str, &str)> = Vec::new();
+    if set("GROQ_API_KEY") {
+        text.push_str(
+            "[providers.groq]\nkind = \"openai\"\npreset = \"groq\"\nkeys = [\"${GROQ_API_KEY}\"]\n",
+        );
+        for g in [
+            "groq/*",
+            "llama-*-versatile",
+            "llama-*-instant",
+            "deepseek-r1-distill-*",
+            "mistral-saba-*",
+            "allam-*",
+        ] {
+            open_models.push((g, "groq"));
+        }
+        if !set("OPENROUTER_API_KEY") {
+            for g in ["meta-llama/*", "openai/gpt-oss-*", "qwen/*", "moonshotai/*"] {
+                open_models.push((g, "groq"));
+            }
         }
     }
+    if set("CEREBRAS_API_KEY") {
+        text.push_str(
+            "[providers.cerebras]\nkind = \"openai\"\npreset = \"cerebras\"\nkeys = [\"${CEREBRAS_API_KEY}\"]\n",
+        );
+        for g in [
+            "llama3.1-*",
+            "llama-3.3-70b",
+            "llama-4-*",
+            "gpt-oss-*",
+            "qwen-3-*",
+            "zai-glm-*",
+        ] {
+            open_models.push((g, "cerebras"));
+        }
+    }
+    model_routes.splice(0..0, open_models);
     // Bedrock: model ids are vendor.model (anthropic.claude-..., meta.llama...), or carry
     // an inference profile's geography first (us.anthropic.claude-...).
     let aws_region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
@@ -714,7 +745,64 @@ impl App {
 
 #[cfg(test)]
 mod zero_config_tests {
-    use super::zero_config_text;
+    use super::{zero_config, zero_config_text};
+
+    #[test]
+    fn every_service_with_a_key_serves_its_own_names_groq_and_cerebras_included() {
+        let vars = [
+            ("OPENAI_API_KEY", "sk-o"),
+            ("DEEPSEEK_API_KEY", "sk-d"),
+            ("GROQ_API_KEY", "gsk-g"),
+            ("CEREBRAS_API_KEY", "csk-c"),
+            ("WEIR_API_KEY", "sk-client"),
+        ];
+        let provider_of = |vars: &[(&'static str, &'static str)], model: &str| {
+            let vars = vars.to_vec();
+            let env = move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).to_owned())
+            };
+            let (app, _) = zero_config(&env).unwrap();
+            app.router
+                .resolve(model)
+                .map(|r| r.targets[0].provider.clone())
+        };
+        for (model, provider) in [
+            ("llama-3.3-70b-versatile", "groq"),
+            ("llama-3.1-8b-instant", "groq"),
+            ("openai/gpt-oss-120b", "groq"),
+            ("meta-llama/llama-4-scout-17b-16e-instruct", "groq"),
+            ("deepseek-r1-distill-llama-70b", "groq"),
+            ("llama-3.3-70b", "cerebras"),
+            ("llama3.1-8b", "cerebras"),
+            ("gpt-oss-120b", "cerebras"),
+            ("qwen-3-32b", "cerebras"),
+            ("zai-glm-4.6", "cerebras"),
+            ("gpt-4o", "openai"),
+            ("deepseek-chat", "deepseek"),
+            ("mock", "mock"),
+        ] {
+            assert_eq!(
+                provider_of(&vars, model).as_deref(),
+                Some(provider),
+                "{model}"
+            );
+        }
+        // With OpenRouter, vendor/model names are OpenRouter's.
+        let mut with_router = vars.to_vec();
+        with_router.push(("OPENROUTER_API_KEY", "sk-or"));
+        assert_eq!(
+            provider_of(&with_router, "openai/gpt-oss-120b").as_deref(),
+            Some("openrouter")
+        );
+        assert_eq!(
+            provider_of(&with_router, "llama-3.3-70b-versatile").as_deref(),
+            Some("groq")
+        );
+        // Without their keys, their names are nobody's.
+        assert_eq!(provider_of(&vars[..2], "llama-3.3-70b"), None);
+    }
 
     #[test]
     fn bedrock_is_in_zero_config_only_with_a_region_and_credentials() {

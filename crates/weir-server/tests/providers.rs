@@ -768,7 +768,7 @@ fn zero_config_enables_the_providers_whose_keys_are_in_the_environment() {
         "DEEPSEEK_API_KEY" => Some("sk-ds-test".to_owned()),
         "OPENROUTER_API_KEY" => Some("sk-or-test".to_owned()),
         "GOOGLE_CLOUD_PROJECT" => Some("my-project".to_owned()),
-        // Not routable by name without a config file: warned about, not enabled.
+        // Groq's own name shapes only: its vendor/model names stay OpenRouter's.
         "GROQ_API_KEY" => Some("gsk-test".to_owned()),
         _ => None,
     };
@@ -785,6 +785,7 @@ fn zero_config_enables_the_providers_whose_keys_are_in_the_environment() {
             "anthropic",
             "deepseek",
             "gemini",
+            "groq",
             "mock",
             "openrouter",
             "vertex",
@@ -795,6 +796,7 @@ fn zero_config_enables_the_providers_whose_keys_are_in_the_environment() {
         ("grok-4", "xai"),
         ("deepseek-chat", "deepseek"),
         ("meta-llama/llama-3.3-70b-instruct", "openrouter"),
+        ("llama-3.3-70b-versatile", "groq"),
         ("claude-sonnet-4-5@20250929", "vertex"),
     ] {
         assert_eq!(

@@ -119,6 +119,12 @@ fn load_with(
     }
 }
 
+/// Runs `f` with logging off on this thread: for the builds of the extra runtimes' apps,
+/// which would repeat the first build's warnings once per runtime.
+fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), f)
+}
+
 /// How many runtimes serve the API: `WEIR_WORKER_THREADS`, else one per core.
 fn runtime_count() -> usize {
     env("WEIR_WORKER_THREADS")
@@ -199,7 +205,9 @@ fn reload_all(path: &Path, key: Option<&str>, cells: &Cells) -> Result<(), Vec<S
     let first = Arc::new(first);
     let mut apps = vec![first.clone()];
     for _ in 1..cells.len() {
-        let mut app = weir_server::rebuild(&cfg, Some(path), &text, &old).map_err(to_strings)?;
+        // The first build logged what it had to say (warnings about the config).
+        let mut app =
+            quietly(|| weir_server::rebuild(&cfg, Some(path), &text, &old)).map_err(to_strings)?;
         app.keys = first.keys.clone();
         app.router = app
             .router
@@ -275,7 +283,9 @@ fn spawn_runtime(
             ("WEIR_API_KEY", Some(k)) => Some(k.clone()),
             _ => env(name),
         };
-        let Ok((mut app, _)) = load_with(path.as_deref(), &env_with_key) else {
+        // The first runtime's build logged what it had to say (zero-config's and the
+        // config's warnings): not again per runtime.
+        let Ok((mut app, _)) = quietly(|| load_with(path.as_deref(), &env_with_key)) else {
             return;
         };
         app.metrics = first.metrics.clone();
