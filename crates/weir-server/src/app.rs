@@ -405,8 +405,19 @@ fn warn_unpriced_budgets(app: App, cfg: &Config) -> App {
         .iter()
         .any(|k| k.get_ref().daily_budget_usd.is_some())
     {
+        // The built-in mock costs nothing.
+        let priced = |t: &&weir_config::TargetConfig| {
+            cfg.providers
+                .get(t.provider.get_ref())
+                .is_none_or(|p| p.kind.get_ref() != "mock")
+        };
         for m in &cfg.models {
-            for model in m.targets.iter().filter_map(|t| t.model.as_deref()) {
+            for model in m
+                .targets
+                .iter()
+                .filter(priced)
+                .filter_map(|t| t.model.as_deref())
+            {
                 if app.prices.price(model).is_none() && crate::pricing::first_unpriced(model) {
                     tracing::warn!(
                         "model `{model}` (a target of `{}`) has no price: what it costs is not counted against daily_budget_usd (add [pricing.\"{model}\"])",

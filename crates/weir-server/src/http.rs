@@ -334,6 +334,17 @@ pub(crate) fn request_id() -> String {
     std::str::from_utf8(&id).unwrap_or_default().to_owned()
 }
 
+/// The dialect of an answer to a request for no endpoint: Anthropic's for an Anthropic
+/// client (its path, or the `anthropic-version` header its SDKs always send), else
+/// OpenAI's.
+fn guess(req: &Request<Incoming>, by_path: Dialect) -> Dialect {
+    if req.headers().contains_key("anthropic-version") {
+        Dialect::Anthropic
+    } else {
+        by_path
+    }
+}
+
 /// Routes a request to its endpoint.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
@@ -366,8 +377,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         }
         (&Method::POST, "/v1/embeddings") => embeddings(&app, req, &mut log).await,
         (&Method::POST, "/v1/responses") => responses(&app, req, &mut log).await,
-        (_, "/health") => method_not_allowed(dialect, &method, &path, "GET, HEAD", &log),
-        (_, "/v1/models") => method_not_allowed(dialect, &method, &path, "GET", &log),
+        (_, "/health") => {
+            method_not_allowed(guess(&req, dialect), &method, &path, "GET, HEAD", &log)
+        }
+        (_, "/v1/models") => method_not_allowed(guess(&req, dialect), &method, &path, "GET", &log),
         (
             _,
             "/v1/messages"
@@ -375,9 +388,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             | "/v1/messages/count_tokens"
             | "/v1/responses"
             | "/v1/embeddings",
-        ) => method_not_allowed(dialect, &method, &path, "POST", &log),
+        ) => method_not_allowed(guess(&req, dialect), &method, &path, "POST", &log),
         _ => simple_error(
-            dialect,
+            guess(&req, dialect),
             ErrorKind::NotFound,
             format!("no endpoint {method} {path}"),
             &log,

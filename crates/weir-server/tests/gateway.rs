@@ -1466,6 +1466,23 @@ async fn not_found_errors_say_what_was_not_found() {
     let v: Value = r.json().await.unwrap();
     assert!(v["error"]["code"].is_null(), "{v}");
     assert_eq!(v["error"]["message"], "no endpoint POST /v1/nowhere");
+    // An Anthropic client (its SDKs always send anthropic-version) gets Anthropic's shape.
+    for (method, path) in [("POST", "/v1/complete"), ("DELETE", "/v1/models")] {
+        let r = client()
+            .request(method.parse().unwrap(), format!("{url}{path}"))
+            .header("x-api-key", KEY)
+            .header("anthropic-version", "2023-06-01")
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers().contains_key("x-request-id"));
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["type"], "error", "{path}: {v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(path),
+            "{v}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -110,6 +110,20 @@ fn load_with(
         Some(p) => {
             let (cfg, text) = weir_server::config::load(p, env).map_err(to_strings)?;
             let mut app = weir_server::build(&cfg, Some(p), &text).map_err(to_strings)?;
+            if app.admin_key.is_none() && env("WEIR_ADMIN_KEY").is_some_and(|k| !k.is_empty()) {
+                tracing::warn!(
+                    "WEIR_ADMIN_KEY is set, but {} has no [auth] admin_key, so there is no admin \
+                     API (/status, /metrics, /reload): add admin_key = \"${{WEIR_ADMIN_KEY}}\" to [auth]",
+                    p.display()
+                );
+            }
+            if app.router.routes().next().is_none() {
+                tracing::warn!(
+                    "{} has no [[models]]: every request for a model gets 404 (zero-config's \
+                     models, mock included, apply only without a config file)",
+                    p.display()
+                );
+            }
             let generated = weir_server::ensure_client_key(&mut app, None, env);
             weir_server::check_admin_key(&app)
                 .map_err(|e| vec![format!("{}: {e}", p.display())])?;
