@@ -32,9 +32,11 @@ const NOTES: &str = "
   breaker probes use it too (free).
 - **openai** and its presets (`groq`, `xai`, `cerebras`, `openrouter`, `deepseek`, `zai`,
   `mistral`, `together`): lossless for OpenAI clients. Presets set the base URL and the
-  output-limit field and strip what the service rejects (Groq: `logprobs`, `logit_bias`,
-  `top_logprobs`, `n`, `messages[].name`; Cerebras: penalties, `logit_bias`,
-  `parallel_tool_calls`; Mistral: `stream_options`). Reasoning in `reasoning_content` or
+  output-limit field and strip what the service rejects when it asks for nothing more
+  than the default (Groq: `logprobs`, `logit_bias`, `top_logprobs`, `n`, and
+  `messages[].name` always; Cerebras: penalties, `logit_bias`, `parallel_tool_calls`;
+  Mistral: `stream_options` always): `n: 2` or `logprobs: true` to Groq is sent, and
+  Groq's 400 names it, rather than the client silently getting one choice. Reasoning in `reasoning_content` or
   `reasoning` becomes thinking for Anthropic clients.
 - **azure**: Azure OpenAI deployment URLs (the target's `model` is the deployment name,
   `api_version` defaults to 2024-10-21) or the `/openai/v1` form, key in `api-key`; the
@@ -54,8 +56,10 @@ const NOTES: &str = "
   Anthropic clients inside thinking blocks; a matched stop sequence is reported as a
   normal end (Gemini does not distinguish them).
 - **ollama**: the native `/api/chat` (NDJSON); images as base64 only; tool calls get
-  ids. Ollama's OpenAI- and Anthropic-compatible endpoints work with `kind = \"openai\"`
-  (`base_url = \"http://localhost:11434/v1\"`) and `kind = \"anthropic\"`.
+  ids. It has no `tool_choice`: `none` sends no tools, a named tool is the only one sent,
+  `required` sends the tools as they are (neither is enforced). Ollama's OpenAI- and Anthropic-compatible
+  endpoints work with `kind = \"openai\"` (`base_url = \"http://localhost:11434/v1\"`) and
+  `kind = \"anthropic\"`.
 ";
 
 pub fn run(root: &Path, args: &[String]) -> Result<(), String> {

@@ -159,16 +159,13 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
     // Ollama streams unless told not to.
     body.insert("stream".into(), req.is_stream().into());
     // Ollama has no `tool_choice`: `none` sends no tools and a named tool is the only
-    // one sent; `required` (some tool, any) cannot be asked for.
+    // one sent; `required` (some tool, any) cannot be asked for: the tools go as they
+    // are (models called with tools and a request for them call them; agent frameworks
+    // send `required` routinely).
     let only = match &req.tool_choice {
-        None | Some(ToolChoice::Auto) => None,
+        None | Some(ToolChoice::Auto) | Some(ToolChoice::Required) => None,
         Some(ToolChoice::None) => Some(None),
         Some(ToolChoice::Tool(name)) => Some(Some(name.as_str())),
-        Some(ToolChoice::Required) => {
-            return Err(unsupported(
-                "`tool_choice` requiring a tool call (it has no tool_choice)",
-            ))
-        }
         Some(ToolChoice::Unknown { .. }) => {
             return Err(unsupported(
                 "this `tool_choice` form (it has no tool_choice)",

@@ -15,7 +15,7 @@
 //!   Ollama and are refused with a clear error (the router's capabilities skip such
 //!   targets first).
 //! - `tool_choice` has no Ollama equivalent: `none` sends no tools, a named tool is the
-//!   only tool sent (the model is not forced to call it), and `required` is refused.
+//!   only tool sent, and `required` sends the tools as they are (neither is enforced).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -525,6 +525,16 @@ pub fn zero_config(
 fn zero_config_text(env: &dyn Fn(&str) -> Option<String>, bedrock: bool) -> String {
     let set = |name: &str| env(name).is_some_and(|v| !v.is_empty());
     let mut text = String::from("# zero-config\n");
+    // Where it listens, when the defaults (127.0.0.1:4000, admin 127.0.0.1:4001) are taken.
+    if set("WEIR_LISTEN") || set("WEIR_ADMIN_LISTEN") {
+        text.push_str("[server]\n");
+        if set("WEIR_LISTEN") {
+            text.push_str("listen = \"${WEIR_LISTEN}\"\n");
+        }
+        if set("WEIR_ADMIN_LISTEN") && set("WEIR_ADMIN_KEY") {
+            text.push_str("admin_listen = \"${WEIR_ADMIN_LISTEN}\"\n");
+        }
+    }
     let mut model_routes: Vec<(&str, &str)> = Vec::new();
     // Vertex AI: Claude's ids there carry a version after `@` (claude-sonnet-4-5@20250929),
     // so they are told from Anthropic's own before `claude-*`; Gemini there only when the
@@ -813,6 +823,22 @@ mod zero_config_tests {
         );
         // Without their keys, their names are nobody's.
         assert_eq!(provider_of(&vars[..2], "llama-3.3-70b"), None);
+    }
+
+    #[test]
+    fn weir_listen_and_weir_admin_listen_move_zero_config() {
+        let env = |name: &str| match name {
+            "WEIR_LISTEN" => Some("127.0.0.1:4010".to_owned()),
+            "WEIR_ADMIN_LISTEN" => Some("127.0.0.1:4011".to_owned()),
+            "WEIR_ADMIN_KEY" => Some("sk-admin".to_owned()),
+            _ => None,
+        };
+        let (app, _) = zero_config(&env).unwrap();
+        assert_eq!(app.listen, "127.0.0.1:4010");
+        assert_eq!(app.admin_listen.as_deref(), Some("127.0.0.1:4011"));
+        let (app, _) = zero_config(&|_: &str| None).unwrap();
+        assert_eq!(app.listen, "127.0.0.1:4000");
+        assert_eq!(app.admin_listen, None);
     }
 
     #[test]

@@ -383,7 +383,12 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     // SO_REUSEPORT would let a second gateway share the port silently: refuse a port in
     // use first, as a plain bind would.
     if let Err(e) = std::net::TcpListener::bind(&app.listen) {
-        eprintln!("weir: cannot listen on {}: {e}", app.listen);
+        let hint = if path.is_some() {
+            "server.listen"
+        } else {
+            "zero-config: set WEIR_LISTEN, e.g. WEIR_LISTEN=127.0.0.1:4010, or [server] listen in a config file"
+        };
+        eprintln!("weir: cannot listen on {} ({hint}): {e}", app.listen);
         return ExitCode::FAILURE;
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -418,6 +423,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let zero_config = path.is_none();
     let app = Arc::new(app);
     let live = weir_server::Live::new(app.clone());
     let cells: Cells = Arc::new(std::sync::Mutex::new(vec![live.clone()]));
@@ -450,7 +456,12 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             Some(a) => match tokio::net::TcpListener::bind(a).await {
                 Ok(l) => Some(l),
                 Err(e) => {
-                    eprintln!("weir: cannot listen on {a} (server.admin_listen): {e}");
+                    let hint = if zero_config {
+                        "zero-config: set WEIR_ADMIN_LISTEN"
+                    } else {
+                        "server.admin_listen"
+                    };
+                    eprintln!("weir: cannot listen on {a} ({hint}): {e}");
                     return ExitCode::FAILURE;
                 }
             },
@@ -484,7 +495,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             println!("weir: no WEIR_API_KEY set; this run's client key is: {key}");
         }
         if let Some(a) = admin.as_ref().and_then(|l| l.local_addr().ok()) {
-            tracing::info!("admin API on http://{a} (/status, /metrics)");
+            tracing::info!("admin API on http://{a} (dashboard at /, /status, /metrics, POST /reload)");
         }
         if let Some(p) = &path {
             tokio::spawn(reload_triggers(p.clone(), generated.clone(), cells.clone()));
