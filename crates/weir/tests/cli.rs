@@ -247,7 +247,9 @@ fn check_warns_of_a_budget_that_cannot_see_an_unpriced_model() {
     std::fs::write(
         &cfg,
         "[[auth.keys]]\nname = \"k\"\nkey = \"k\"\ndaily_budget_usd = 5.0\n[providers.m]\nkind = \"mock\"\n\
-         [[models]]\nname = \"a\"\ntargets = [{ provider = \"m\", model = \"no-price-here\" }]\n",
+         [providers.o]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nkeys = [\"sk-o\"]\n\
+         [[models]]\nname = \"a\"\ntargets = [{ provider = \"o\", model = \"no-price-here\" }]\n\
+         [[models]]\nname = \"b\"\ntargets = [{ provider = \"m\", model = \"mock\" }]\n",
     )
     .unwrap();
     let out = weir()
@@ -262,6 +264,8 @@ fn check_warns_of_a_budget_that_cannot_see_an_unpriced_model() {
         warned.contains("model `no-price-here` (a target of `a`) has no price"),
         "{warned}"
     );
+    // The built-in mock costs nothing: nothing to warn about.
+    assert!(!warned.contains("`mock`"), "{warned}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
