@@ -48,6 +48,10 @@ const NOTES: &str = "
   `apac.`, `global.`): `weir check` says so. Credentials: the AWS environment variables,
   the shared files with `AWS_PROFILE` (static keys), or `AWS_BEARER_TOKEN_BEDROCK`; SSO,
   `credential_process`, assumed roles and instance metadata are not supported yet.
+  Converse cannot be told `tool_choice: none` once the conversation holds tool calls
+  (the tools must then be declared, and it has no `none`), and an OpenAI client's
+  `response_format: json_object` without a schema is not sent (as for Anthropic: the
+  prompt asks for JSON).
 - **vertex**: Claude through rawPredict (lossless), Gemini through generateContent.
   Tokens from Google's credentials (`GOOGLE_APPLICATION_CREDENTIALS`, application default
   credentials, the metadata server), refreshed before expiry and fetched anew after a 401.
@@ -56,7 +60,7 @@ const NOTES: &str = "
   Anthropic clients inside thinking blocks; a matched stop sequence is reported as a
   normal end (Gemini does not distinguish them).
 - **ollama**: the native `/api/chat` (NDJSON); images as base64 only; tool calls get
-  ids. It has no `tool_choice`: `none` sends no tools, a named tool is the only one sent,
+  ids; an OpenAI client's `seed` and penalties become options. It has no `tool_choice`: `none` sends no tools, a named tool is the only one sent,
   `required` sends the tools as they are (neither is enforced). Ollama's OpenAI- and Anthropic-compatible
   endpoints work with `kind = \"openai\"` (`base_url = \"http://localhost:11434/v1\"`) and
   `kind = \"anthropic\"`.

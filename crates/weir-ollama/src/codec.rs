@@ -244,6 +244,19 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
     if let Some(s) = &req.stop {
         options.insert("stop".into(), json!(s.sequences));
     }
+    // An OpenAI client's seed and penalties are Ollama options of the same names.
+    if req.origin == Some(weir_model::Dialect::OpenAi) {
+        for field in ["seed", "presence_penalty", "frequency_penalty"] {
+            if let Some(v) = req
+                .extra
+                .get(field)
+                .and_then(|raw| serde_json::from_str::<Value>(raw.get()).ok())
+                .filter(Value::is_number)
+            {
+                options.insert(field.into(), v);
+            }
+        }
+    }
     if !options.is_empty() {
         body.insert("options".into(), options.into());
     }

@@ -245,6 +245,24 @@ fn tool_choice_none_sends_no_tools_and_a_named_tool_only_that_one() {
 }
 
 #[test]
+fn an_openai_clients_seed_and_penalties_are_options() {
+    let mut r = tool_loop();
+    r.origin = Some(weir_model::Dialect::OpenAi);
+    for (k, v) in [
+        ("seed", json!(42)),
+        ("presence_penalty", json!(0.5)),
+        ("frequency_penalty", json!(-0.25)),
+    ] {
+        r.extra.insert(k, weir_model::raw::to_raw(&v));
+    }
+    let body: Value = serde_json::from_slice(&encode_request(&r).unwrap()).unwrap();
+    assert_eq!(body["options"]["seed"], 42);
+    assert_eq!(body["options"]["presence_penalty"], 0.5);
+    assert_eq!(body["options"]["frequency_penalty"], -0.25);
+    assert!(body.get("seed").is_none(), "{body}");
+}
+
+#[test]
 fn what_ollama_cannot_take_is_refused_clearly() {
     let mut r = tool_loop();
     r.messages[0].content.blocks[1] = ContentBlock::Image(ImageBlock {
