@@ -60,8 +60,9 @@ const NOTES: &str = "
   Anthropic clients inside thinking blocks; a matched stop sequence is reported as a
   normal end (Gemini does not distinguish them).
 - **ollama**: the native `/api/chat` (NDJSON); images as base64 only; tool calls get
-  ids; an OpenAI client's `seed` and penalties become options. It has no `tool_choice`: `none` sends no tools, a named tool is the only one sent,
-  `required` sends the tools as they are (neither is enforced). Ollama's OpenAI- and Anthropic-compatible
+  ids; an OpenAI client's `seed` and penalties become options. It has no `tool_choice`:
+  `none` sends no tools, a named tool is the only one sent, `required` sends the tools as
+  they are (neither is enforced). Ollama's OpenAI- and Anthropic-compatible
   endpoints work with `kind = \"openai\"` (`base_url = \"http://localhost:11434/v1\"`) and
   `kind = \"anthropic\"`.
 ";
