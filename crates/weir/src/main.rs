@@ -615,7 +615,11 @@ fn parse_since(s: &str, now_ms: i64) -> Result<i64, String> {
 
 fn usage(config: Option<PathBuf>, since: Option<String>, by: &str) -> Result<String, String> {
     let path = config_path(config).ok_or("weir usage needs a config file with a [ledger] url")?;
-    let (cfg, _) = weir_server::config::load(&path, &env).map_err(|e| {
+    // Only the ledger's url matters here: variables the rest of the file names (provider
+    // keys) need not be set to read a report.
+    const UNSET: &str = "weir-usage-variable-not-set";
+    let env_or_unset = |name: &str| env(name).or_else(|| Some(UNSET.to_owned()));
+    let (cfg, _) = weir_server::config::load(&path, &env_or_unset).map_err(|e| {
         e.iter()
             .map(ToString::to_string)
             .collect::<Vec<_>>()
@@ -625,6 +629,12 @@ fn usage(config: Option<PathBuf>, since: Option<String>, by: &str) -> Result<Str
         .ledger
         .map(|l| l.url.into_inner())
         .ok_or_else(|| format!("{} has no [ledger] url", path.display()))?;
+    if url.contains(UNSET) {
+        return Err(format!(
+            "{}: [ledger] url names an environment variable that is not set",
+            path.display()
+        ));
+    }
     let by: weir_ledger::By = by.parse()?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -404,6 +404,43 @@ fn zero_config_serve_survives_sighup() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A report reads only the ledger's url: the provider keys a file names need not be set.
+#[test]
+fn usage_needs_only_the_ledgers_variables() {
+    let dir = scratch("weir-cli-usage-vars");
+    let cfg = dir.join("weir.toml");
+    std::fs::write(
+        &cfg,
+        "[ledger]\nurl = \"sqlite://${WEIR_CLI_TEST_LEDGER_DIR}/ledger.db\"\n\
+         [providers.o]\nkind = \"openai\"\nkeys = [\"${WEIR_CLI_TEST_UNSET_KEY}\"]\n",
+    )
+    .unwrap();
+    // The provider's key is not set: the report goes on to the ledger (not there).
+    let out = weir()
+        .args(["usage", "--config"])
+        .arg(&cfg)
+        .env("WEIR_CLI_TEST_LEDGER_DIR", &dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("no ledger at"), "{err}");
+    // The ledger's own variable unset: said so.
+    let out = weir()
+        .args(["usage", "--config"])
+        .arg(&cfg)
+        .env_remove("WEIR_CLI_TEST_LEDGER_DIR")
+        .output()
+        .unwrap();
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("[ledger] url names an environment variable that is not set"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A report never creates a ledger: a relative SQLite path is from serve's directory, and
 /// an empty report from elsewhere would look like no usage.
 #[test]
