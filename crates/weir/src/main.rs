@@ -60,14 +60,28 @@ fn env(name: &str) -> Option<String> {
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     // An empty WEIR_LOG is no filter at all, not one that turns everything off.
+    let mut mistakes = Vec::new();
     let filter = env("WEIR_LOG")
         .filter(|f| !f.trim().is_empty())
-        .and_then(|f| EnvFilter::try_new(f).ok())
+        .and_then(|f| match EnvFilter::try_new(&f) {
+            Ok(filter) => Some(filter),
+            Err(e) => {
+                mistakes.push(format!("WEIR_LOG={f:?} is not a filter ({e}); logging at info"));
+                None
+            }
+        })
         .unwrap_or_else(|| EnvFilter::new("info"));
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let json = match env("WEIR_LOG_FORMAT") {
         Some(f) if f.eq_ignore_ascii_case("json") => true,
-        Some(f) if !f.trim().is_empty() => false,
+        Some(f) if f.eq_ignore_ascii_case("text") => false,
+        Some(f) if !f.trim().is_empty() => {
+            mistakes.push(format!(
+                "WEIR_LOG_FORMAT={f:?} is neither json nor text; writing {}",
+                if terminal { "text" } else { "JSON lines" }
+            ));
+            !terminal
+        }
         _ => !terminal,
     };
     weir_server::log::set_json(json);
@@ -84,6 +98,9 @@ fn init_logging() {
             .init();
     } else {
         builder.init();
+    }
+    for m in mistakes {
+        tracing::warn!("{m}");
     }
 }
 
