@@ -642,7 +642,7 @@ pub fn parse_all(file: Option<&Path>, text: &str) -> Result<Config, Vec<ConfigEr
     let located = |e: &toml::de::Error| {
         src.error_at(
             e.span().map(|s| s.start),
-            without_string_value(e.message().trim_end()),
+            plain_types(&without_string_value(e.message().trim_end())),
         )
     };
     let (root, syntax) = DeTable::parse_recoverable(text);
@@ -688,6 +688,22 @@ fn without_string_value(message: &str) -> String {
         }
     }
     message.to_owned()
+}
+
+/// A type error's message with Rust's type names said as a config's reader knows them
+/// (`expected u64` is `expected a whole number of 0 or more`).
+fn plain_types(message: &str) -> String {
+    let Some((head, ty)) = message.rsplit_once(", expected ") else {
+        return message.to_owned();
+    };
+    let plain = match ty {
+        "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of 0 or more",
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
+        "f32" | "f64" => "a number",
+        "a boolean" | "bool" => "true or false",
+        _ => return message.to_owned(),
+    };
+    format!("{head}, expected {plain}")
 }
 
 /// The document split into small documents that each hold one thing to check: each
@@ -988,6 +1004,22 @@ x = 1
         assert_eq!(
             without_string_value(r#"invalid value: string "s\"k\\", expected x"#),
             "invalid value: a string, expected x"
+        );
+        // Rust's type names are said plainly.
+        let errs = parse_all(
+            None,
+            "[server]\nmax_request_bytes = 1.5\n[[auth.keys]]\nname = \"a\"\nkey = \"k\"\nrpm = -1\ndaily_budget_usd = \"z\"\n",
+        )
+        .unwrap_err();
+        let plain: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            plain,
+            [
+                "2:21: invalid type: floating point `1.5`, expected a whole number of 0 or more",
+                "6:7: invalid value: integer `-1`, expected a whole number of 0 or more",
+                "7:20: invalid type: a string, expected a number",
+            ],
+            "{plain:#?}"
         );
         assert!(
             shown[1].starts_with("3:1: unknown field `admin`"),

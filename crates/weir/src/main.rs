@@ -66,7 +66,9 @@ fn init_logging() {
         .and_then(|f| match EnvFilter::try_new(&f) {
             Ok(filter) => Some(filter),
             Err(e) => {
-                mistakes.push(format!("WEIR_LOG={f:?} is not a filter ({e}); logging at info"));
+                mistakes.push(format!(
+                    "WEIR_LOG={f:?} is not a filter ({e}); logging at info"
+                ));
                 None
             }
         })
