@@ -72,6 +72,7 @@ fn reordered<'de, A: MapAccess<'de>>(first: Key<'de>, mut map: A) -> Result<ABlo
     let ty = fields.remove(pos);
     fields.insert(0, ty);
     let text = object_text(fields.iter().map(|(k, v)| (k.as_str(), &**v)));
+    let _nested = weir_model::wire::NestGuard::enter()?;
     let block: ABlock =
         serde_json::from_str(&text).map_err(|e| weir_model::wire::nested_error(&e))?;
     Ok(block)
@@ -326,6 +327,7 @@ impl<'de> Deserialize<'de> for RawContent {
         if let Some(s) = JsonStr::from_raw_ref(raw) {
             return Ok(RawContent(Content::text(s)));
         }
+        let _nested = weir_model::wire::NestGuard::enter()?;
         let c: AContent =
             serde_json::from_str(raw.get()).map_err(|e| weir_model::wire::nested_error(&e))?;
         Ok(RawContent(c.0))

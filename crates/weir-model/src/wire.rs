@@ -70,6 +70,42 @@ impl<'de> Deserialize<'de> for RawFields<'de> {
     }
 }
 
+thread_local! {
+    /// How many nested parses (a raw slice of the document parsed again) are under way on
+    /// this thread.
+    static NESTED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Most nested parses at once: content blocks inside a tool result's content, at most a
+/// few levels in real traffic. Each starts serde_json's depth limit afresh, so without
+/// this bound a client could nest them until the thread's stack overflows.
+const MAX_NESTED: u32 = 16;
+
+/// Held while a raw slice of the document is parsed again (see [`MAX_NESTED`]).
+#[derive(Debug)]
+pub struct NestGuard(());
+
+impl NestGuard {
+    /// Enters one more nested parse, or refuses when there are too many.
+    pub fn enter<E: serde::de::Error>() -> Result<NestGuard, E> {
+        NESTED.with(|n| {
+            if n.get() >= MAX_NESTED {
+                return Err(E::custom(format!(
+                    "content is nested more than {MAX_NESTED} levels deep"
+                )));
+            }
+            n.set(n.get() + 1);
+            Ok(NestGuard(()))
+        })
+    }
+}
+
+impl Drop for NestGuard {
+    fn drop(&mut self) {
+        NESTED.with(|n| n.set(n.get().saturating_sub(1)));
+    }
+}
+
 /// An error from parsing a nested value (a raw slice of the document) as an error of the
 /// outer deserializer: the inner position, relative to the slice, would mislead, so it is
 /// dropped and the outer deserializer adds the document position.

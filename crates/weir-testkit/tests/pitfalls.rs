@@ -1719,6 +1719,38 @@ fn deprecated_openai_function_calling_is_refused_not_dropped() {
     }
 }
 
+/// Tool results nest content blocks, each parsed again from its raw slice: deep nesting
+/// is refused with a 400-kind error, never a stack overflow that takes the process down.
+#[test]
+fn deeply_nested_tool_results_are_refused_not_a_stack_overflow() {
+    let nest = |levels: usize, reorder: bool| {
+        let open = if reorder {
+            r#"[{"tool_use_id":"t","type":"tool_result","content":"#
+        } else {
+            r#"[{"type":"tool_result","tool_use_id":"t","content":"#
+        };
+        let mut body =
+            String::from(r#"{"model":"m","max_tokens":5,"messages":[{"role":"user","content":"#);
+        for _ in 0..levels {
+            body.push_str(open);
+        }
+        body.push_str(r#""x""#);
+        for _ in 0..levels {
+            body.push_str("}]");
+        }
+        body.push_str("}]}");
+        body
+    };
+    for reorder in [false, true] {
+        // Real nesting (a tool result holding blocks) decodes.
+        assert!(weir_anthropic::decode_request(nest(3, reorder).as_bytes()).is_ok());
+        let err = weir_anthropic::decode_request(nest(30_000, reorder).as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("nested more than"), "{err}");
+        // And the thread is fine afterwards.
+        assert!(weir_anthropic::decode_request(nest(3, reorder).as_bytes()).is_ok());
+    }
+}
+
 #[test]
 fn what_another_dialect_cannot_honour_is_refused_not_dropped_and_defaults_pass() {
     let with = |base: &Value, extra: &Value| {
