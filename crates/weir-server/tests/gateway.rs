@@ -810,6 +810,56 @@ async fn fallback_moves_to_the_next_target_and_errors_keep_status_without_leakin
     assert_eq!(v["error"]["code"], "invalid_api_key");
 }
 
+/// An upstream error body may echo the key in any field, not only its message, or in an
+/// HTML page whose excerpt is cut inside the key: none of it reaches the client.
+#[tokio::test]
+async fn upstream_keys_echoed_in_any_error_field_or_a_cut_excerpt_are_scrubbed() {
+    let key = "sk-upstream-ECHOED-0123456789";
+    let openai = upstream(Script::Reply(
+        400,
+        "application/json",
+        format!(r#"{{"error":{{"message":"bad","type":"invalid_request_error","param":"Bearer {key}","code":"bad {key}"}}}}"#),
+    ))
+    .await;
+    let anthropic = upstream(Script::Reply(
+        401,
+        "application/json",
+        format!(
+            r#"{{"type":"error","error":{{"type":"authentication_error {key}","message":"no"}}}}"#
+        ),
+    ))
+    .await;
+    // The excerpt of a non-JSON body keeps 200 characters: the key straddles the cut.
+    let page = format!(
+        "<html>{}{key}</html>",
+        "x".repeat(200 - "upstream answered 502: ".len() - 6 + 12)
+    );
+    let html = upstream(Script::Reply(502, "text/html", page)).await;
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}\"\nkeys = [\"{key}\"]\n\
+         [providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"{key}\"]\n\
+         [providers.h]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"{key}\"]\n\
+         [routing]\nretries = 0\n\
+         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n\
+         [[models]]\nname = \"a\"\ntargets = [{{ provider = \"a\" }}]\n\
+         [[models]]\nname = \"h\"\ntargets = [{{ provider = \"h\" }}]\n",
+        openai.url, anthropic.url, html.url
+    ))
+    .await;
+    for (path, req) in [
+        ("/v1/chat/completions", o_req("o", false)),
+        ("/v1/messages", a_req("a", false)),
+        ("/v1/chat/completions", o_req("a", false)),
+        ("/v1/messages", a_req("h", false)),
+    ] {
+        let r = post(&url, path, &req, Some(KEY)).await;
+        assert!(r.status().as_u16() >= 400);
+        let text = r.text().await.unwrap();
+        // Not the key, nor the start of it where an excerpt was cut.
+        assert!(!text.contains("sk-upstream"), "{path} {req}: {text}");
+    }
+}
+
 #[tokio::test]
 async fn a_client_that_goes_away_cancels_the_upstream_request() {
     let closed = Arc::new(AtomicBool::new(false));
@@ -1212,7 +1262,7 @@ async fn an_error_event_echoing_the_upstream_key_is_scrubbed() {
         "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
         "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
         "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
-        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"key sk-ant-ECHOED-key overloaded (SK-ANT-ECHOED-KEY)\"}}\n\n",
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error sk-ant-ECHOED-key\",\"message\":\"key sk-ant-ECHOED-key overloaded (SK-ANT-ECHOED-KEY)\"}}\n\n",
     );
     let up = upstream(Script::Reply(200, "text/event-stream", body.into())).await;
     let url = weir(&format!(

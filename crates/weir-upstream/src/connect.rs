@@ -72,10 +72,13 @@ impl Proxies {
         if dst.scheme() != Some(&http::uri::Scheme::HTTP) {
             return None;
         }
-        self.0
+        let auth = self
+            .0
             .as_ref()?
             .intercept(dst)
-            .and_then(|i| i.basic_auth().cloned())
+            .and_then(|i| i.basic_auth().cloned())?;
+        crate::note_proxy_auth(&auth);
+        Some(auth)
     }
 }
 
@@ -107,6 +110,7 @@ impl Service<Uri> for Connect {
                 Some(i) if dst.scheme() == Some(&http::uri::Scheme::HTTPS) => {
                     let mut tunnel = Tunnel::new(i.uri().clone(), http);
                     if let Some(auth) = i.basic_auth() {
+                        crate::note_proxy_auth(auth);
                         tunnel = tunnel.with_auth(auth.clone());
                     }
                     Ok(Conn {

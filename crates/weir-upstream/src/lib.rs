@@ -141,12 +141,25 @@ impl Upstream {
     /// A client with `connect` as its connection timeout, through the proxy the
     /// environment names (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`), if any.
     pub fn new(connect: Duration) -> Result<Self, String> {
+        for v in [
+            "ALL_PROXY",
+            "all_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "HTTP_PROXY",
+            "http_proxy",
+        ] {
+            if let Ok(p) = std::env::var(v) {
+                note_proxy_url(&p);
+            }
+        }
         Ok(Upstream::build(connect, connect::Proxies::from_env()))
     }
 
     /// A client that sends plain-HTTP upstream calls to `proxy` (e.g.
     /// `http://user:pass@proxy:3128`) and tunnels HTTPS ones through it.
     pub fn with_proxy(connect: Duration, proxy: &str) -> Self {
+        note_proxy_url(proxy);
         let m = hyper_util::client::proxy::matcher::Matcher::builder()
             .all(proxy.to_owned())
             .build();
@@ -510,11 +523,88 @@ pub fn status_error(
 /// refused key).
 pub const NO_QUOTA_REST: Duration = Duration::from_secs(600);
 
-/// Removes a secret from an error's messages (upstreams echo keys back in 401 bodies).
+/// Removes a secret from an error (upstreams echo keys back in 401 bodies), and the
+/// proxies' credentials (a proxy's error page may echo its `Proxy-Authorization`): from
+/// its message and from every field of its upstream error body.
 pub fn scrub(e: &mut ProviderError, secret: &str) {
-    redact(&mut e.message, secret);
-    if let Some(api) = &mut e.api_error {
-        redact(&mut api.message, secret);
+    let proxy = lock_read(&PROXY_SECRETS);
+    for s in std::iter::once(secret).chain(proxy.iter().map(String::as_str)) {
+        redact_cut(&mut e.message, s);
+        if let Some(api) = &mut e.api_error {
+            redact_api(api, s);
+        }
+    }
+}
+
+/// Removes `secret` from every text field of an error body; whether it found it.
+pub fn redact_api(api: &mut weir_model::ApiError, secret: &str) -> bool {
+    let mut found = redact_cut(&mut api.message, secret);
+    for field in [&mut api.error_type, &mut api.code, &mut api.param]
+        .into_iter()
+        .flatten()
+    {
+        found |= redact_cut(field, secret);
+    }
+    found
+}
+
+/// [`redact`], and a start of `secret` (8 characters or more) that ends `text`: an
+/// excerpt of an error body may have been cut inside a key.
+fn redact_cut(text: &mut String, secret: &str) -> bool {
+    let mut found = redact(text, secret);
+    let lower = text.to_ascii_lowercase();
+    let needle = secret.to_ascii_lowercase();
+    let longest = needle.len().saturating_sub(1).min(lower.len());
+    for n in (8..=longest).rev() {
+        if lower.ends_with(&needle[..n]) && text.is_char_boundary(text.len() - n) {
+            text.truncate(text.len() - n);
+            text.push_str("***");
+            found = true;
+            break;
+        }
+    }
+    found
+}
+
+/// Credentials of the proxies upstream calls go through, as sent (`Proxy-Authorization`
+/// values and their tokens), to scrub from errors like keys.
+static PROXY_SECRETS: std::sync::RwLock<Vec<String>> = std::sync::RwLock::new(Vec::new());
+
+fn lock_read<T>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    // A list of strings stays valid after a panic elsewhere.
+    l.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Remembers a proxy's `Proxy-Authorization` (`Basic <token>`), and its token, as secrets.
+pub(crate) fn note_proxy_auth(auth: &http::HeaderValue) {
+    let Ok(value) = auth.to_str() else { return };
+    let token = value.split_once(' ').map_or(value, |(_, t)| t.trim());
+    if lock_read(&PROXY_SECRETS).iter().any(|s| s == token) {
+        return;
+    }
+    let mut w = PROXY_SECRETS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !w.iter().any(|s| s == token) && token.len() >= 4 {
+        w.push(token.to_owned());
+    }
+}
+
+/// Remembers the password of a proxy URL (`http://user:password@proxy:3128`) as a secret.
+pub(crate) fn note_proxy_url(proxy: &str) {
+    let Ok(u) = url::Url::parse(proxy) else {
+        return;
+    };
+    let Some(p) = u.password() else { return };
+    // (Percent-decoded; a `+` in a URL's userinfo is a plus, not a space.)
+    let p = url::form_urlencoded::parse(format!("p={}", p.replace('+', "%2B")).as_bytes())
+        .next()
+        .map_or_else(|| p.to_owned(), |(_, v)| v.into_owned());
+    let mut w = PROXY_SECRETS
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if p.len() >= 4 && !w.contains(&p) {
+        w.push(p);
     }
 }
 
@@ -558,6 +648,33 @@ mod tests {
     fn host(url: &str) -> Option<String> {
         let e = Endpoint::new(Url::parse(url).unwrap()).unwrap();
         e.host.map(|h| h.to_str().unwrap().to_owned())
+    }
+
+    #[test]
+    fn proxy_credentials_and_keys_are_scrubbed_from_every_field_and_a_cut_tail() {
+        note_proxy_url("http://puser:PROXY%2BPASS+123@127.0.0.1:3128");
+        note_proxy_auth(&http::HeaderValue::from_static(
+            "Basic cHVzZXI6UFJPWFlQQVNTMTIz",
+        ));
+        let mut api = weir_model::ApiError::new(
+            ErrorKind::InvalidRequest,
+            "proxy said Basic cHVzZXI6UFJPWFlQQVNTMTIz",
+        );
+        api.param = Some("password PROXY+PASS+123".into());
+        api.code = Some("key sk-the-upstream-key".into());
+        api.error_type = Some("cut sk-the-ups".into());
+        let mut e = ProviderError::from_api(api, None);
+        e.message = "ends in sk-the-upstr".into();
+        scrub(&mut e, "sk-the-upstream-key");
+        let api = e.api_error.as_deref().unwrap();
+        assert_eq!(api.message, "proxy said Basic ***");
+        assert_eq!(api.param.as_deref(), Some("password ***"));
+        assert_eq!(api.code.as_deref(), Some("key ***"));
+        assert_eq!(api.error_type.as_deref(), Some("cut ***"));
+        assert_eq!(e.message, "ends in ***");
+        // Short tails are words, not cut keys.
+        let mut t = "ends in sk-the".to_owned();
+        assert!(!redact_cut(&mut t, "sk-the-upstream-key"));
     }
 
     #[test]

@@ -516,7 +516,7 @@ impl Stream for Scrubbed {
                 for ev in &mut frame.events {
                     if let weir_model::StreamEvent::Error(api) = ev {
                         for s in &me.secrets {
-                            named |= crate::redact(&mut api.message, s.expose());
+                            named |= crate::redact_api(api, s.expose());
                         }
                     }
                 }
