@@ -166,8 +166,7 @@ impl Provider for AnthropicProvider {
             ..self.cfg.encode.clone()
         };
         let mut body: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(
-            &encode_request(&req, &opts)
-                .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?,
+            &encode_request(&req, &opts).map_err(|e| ProviderError::unexpressible(&e))?,
         )
         .map_err(|e| ProviderError::new(ErrorKind::Internal, e.to_string()))?;
         body.remove("max_tokens");
@@ -203,8 +202,8 @@ impl Provider for AnthropicProvider {
     }
 
     async fn send(&self, req: &ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
-        let body = encode_request(req, &self.cfg.encode)
-            .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+        let body =
+            encode_request(req, &self.cfg.encode).map_err(|e| ProviderError::unexpressible(&e))?;
         let key = self.keys.pick(&cx);
         let headers = self.headers(key, &cx)?;
         let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();

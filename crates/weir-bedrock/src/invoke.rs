@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use http::HeaderMap;
 use serde::Deserialize;
 use weir_anthropic::{encode_request, EncodeOptions, StreamDecoder};
-use weir_model::{ChatRequest, ErrorKind, Frame, ProviderError, WireError};
+use weir_model::{ChatRequest, Frame, ProviderError, WireError};
 use weir_upstream::decode_error as stream_decode_error;
 
 use crate::eventstream::EventHandler;
@@ -183,7 +183,7 @@ impl EventHandler for InvokeStream {
 
 /// An InvokeModel error for a request that could not be encoded.
 pub(crate) fn encode_error(e: &WireError) -> ProviderError {
-    ProviderError::new(ErrorKind::InvalidRequest, e.to_string())
+    ProviderError::unexpressible(e)
 }
 
 #[cfg(test)]

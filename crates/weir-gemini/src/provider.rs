@@ -154,8 +154,8 @@ impl Provider for GeminiProvider {
     }
 
     async fn send(&self, req: &ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
-        let body = encode_request(req, &self.cfg.encode)
-            .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+        let body =
+            encode_request(req, &self.cfg.encode).map_err(|e| ProviderError::unexpressible(&e))?;
         let stream = req.is_stream();
         let method = if stream {
             "streamGenerateContent"
@@ -195,8 +195,8 @@ impl Provider for GeminiProvider {
         req: ChatRequest,
         cx: CallContext,
     ) -> Result<Option<u64>, ProviderError> {
-        let inner = encode_request(&req, &self.cfg.encode)
-            .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+        let inner =
+            encode_request(&req, &self.cfg.encode).map_err(|e| ProviderError::unexpressible(&e))?;
         let url = self.url(&req.model, "countTokens")?;
         let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
         // `inner` is an object that always has `contents`: its fields follow `model`.

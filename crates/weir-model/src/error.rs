@@ -185,6 +185,25 @@ impl ProviderError {
         }
     }
 
+    /// A request this target's encoder cannot express (a field its API has no counterpart
+    /// for): nothing was sent, and another target may take it, so the router passes this
+    /// one over as it does a target lacking a capability.
+    pub fn unexpressible(e: &WireError) -> Self {
+        let mut p = ProviderError::new(ErrorKind::InvalidRequest, e.to_string());
+        p.retryable_elsewhere = true;
+        p.counts_against_health = false;
+        p
+    }
+
+    /// Whether this is [`ProviderError::unexpressible`]'s error (no upstream answered).
+    pub fn is_unexpressible(&self) -> bool {
+        self.kind == ErrorKind::InvalidRequest
+            && self.retryable_elsewhere
+            && !self.counts_against_health
+            && self.status.is_none()
+            && self.api_error.is_none()
+    }
+
     /// From an upstream's error answer.
     pub fn from_api(api: ApiError, retry_after: Option<Duration>) -> Self {
         let mut e = ProviderError::new(api.kind, api.message.clone());

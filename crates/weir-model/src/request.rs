@@ -146,7 +146,7 @@ impl ChatRequest {
                 }
                 if asks("n").is_some() {
                     return refuse(format!(
-                        "`n` > 1 (several choices) is not supported by {to}; send one request per choice"
+                        "`n` other than 1 (several choices) is not supported by {to}; send one request per choice"
                     ));
                 }
                 for field in ["logprobs", "top_logprobs"] {

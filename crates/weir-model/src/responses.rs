@@ -29,6 +29,15 @@ impl ResponsesRequest {
         serde_json::from_str(text).map_err(|e| WireError::from_json("request body", &e))
     }
 
+    /// Whether the upstream keeps the response (the API's default; `"store": false` says
+    /// not): only a stored response can be continued by its id.
+    pub fn stores(&self) -> bool {
+        !self
+            .fields
+            .iter()
+            .any(|(k, v)| k == "store" && v.get().trim() == "false")
+    }
+
     /// The `previous_response_id` the request continues, if it names one.
     pub fn previous_response_id(&self) -> Option<std::borrow::Cow<'_, str>> {
         let (_, v) = self

@@ -62,8 +62,7 @@ impl Provider for OllamaProvider {
     }
 
     async fn send(&self, req: &ChatRequest, cx: CallContext) -> Result<Reply, ProviderError> {
-        let body = encode_request(req)
-            .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+        let body = encode_request(req).map_err(|e| ProviderError::unexpressible(&e))?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         let key = self.keys.pick(&cx);

@@ -176,8 +176,13 @@ impl Preset {
                     &mut req,
                     &["frequency_penalty", "presence_penalty", "logit_bias"],
                 );
-                // `true` is the default; `false` is sent (and refused by the service).
-                if req.parallel_tool_calls == Some(true) {
+                // `true` is the default; an OpenAI client's `false` is sent (and refused by
+                // the service, naming the field it sent). Another dialect's client never
+                // named the field (Anthropic's `disable_parallel_tool_use`): it goes.
+                let openai = req.origin == Some(weir_model::Dialect::OpenAi);
+                if req.parallel_tool_calls.is_some()
+                    && (req.parallel_tool_calls == Some(true) || !openai)
+                {
                     req.to_mut().parallel_tool_calls = None;
                     removed.push("parallel_tool_calls");
                 }

@@ -236,8 +236,8 @@ impl Provider for OpenAiProvider {
             }
             None => req,
         };
-        let body = encode_request(req, &self.cfg.encode)
-            .map_err(|e| ProviderError::new(ErrorKind::InvalidRequest, e.to_string()))?;
+        let body =
+            encode_request(req, &self.cfg.encode).map_err(|e| ProviderError::unexpressible(&e))?;
         let key = self.keys.pick(&cx);
         let headers = self.headers(key, &cx)?;
         let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();

@@ -523,6 +523,8 @@ fn make_room<K: Eq + std::hash::Hash, V>(
 /// made (a [`StateChange::ResponseMade`]).
 #[derive(Clone)]
 pub struct ResponseMemory {
+    /// Off for a response the upstream does not keep (`store: false`).
+    on: bool,
     pins: Arc<ResponsePins>,
     max: usize,
     slot: Slot,
@@ -549,10 +551,18 @@ impl std::fmt::Debug for ResponseMemory {
 }
 
 impl ResponseMemory {
+    /// This memory, remembering nothing when `stored` is false: a response the upstream
+    /// does not keep (`store: false`) cannot be continued, so pinning (and telling other
+    /// instances) would only fill the table.
+    pub fn if_stored(mut self, stored: bool) -> Self {
+        self.on = stored;
+        self
+    }
+
     /// Remembers that the response `id` was made here (and tells other instances, when
     /// the router has a [`StateSink`]).
     pub fn remember(&self, id: &str) {
-        if id.is_empty() || id.len() > MAX_PINNED_ID {
+        if !self.on || id.is_empty() || id.len() > MAX_PINNED_ID {
             return;
         }
         insert_pin(&self.pins, self.max, id, self.slot);
@@ -1743,6 +1753,7 @@ impl Router {
             }))
         });
         ResponseMemory {
+            on: true,
             pins: self.response_pins.clone(),
             max: self.policy.max_sessions,
             slot,
@@ -2018,11 +2029,13 @@ impl Router {
                         key = key.map(KeyPool::label).as_deref().unwrap_or("-"),
                         kind = ?e.kind, status = e.status, "upstream attempt failed"
                     );
+                    // A request this target cannot express was not sent: passed over, as
+                    // a target lacking a capability is.
                     let attempt = Attempt {
                         provider: target.provider.clone(),
                         model: model.to_owned(),
                         error: e.clone(),
-                        skipped: false,
+                        skipped: e.is_unexpressible(),
                     };
                     attempts.push(attempt);
                     if let (Some(i), Some(p)) = (key, pool) {
@@ -2074,6 +2087,11 @@ impl Router {
                     if e.counts_against_health {
                         let tr = st.failure(&self.policy, done);
                         self.shared.breaker_changed(st, tr);
+                    } else if e.retryable_elsewhere
+                        && matches!(e.kind, ErrorKind::Decode | ErrorKind::Upstream)
+                    {
+                        // An answer the model botched: worse than none for least-latency.
+                        st.unusable(done);
                     } else {
                         st.neutral();
                     }

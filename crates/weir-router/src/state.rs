@@ -162,6 +162,17 @@ impl TargetState {
         lock(&self.inner).requests += 1;
     }
 
+    /// A request the target answered but whose answer was no use (the model's malformed
+    /// tool call): counted in the error rate and as a slow answer for least-latency, so
+    /// such a target stops being preferred, but not toward its breaker (it is healthy).
+    pub(crate) fn unusable(&self, now: Instant) {
+        let mut g = lock(&self.inner);
+        g.requests += 1;
+        g.failures += 1;
+        g.error_rate = g.error_rate * (1.0 - ERROR_WEIGHT) + ERROR_WEIGHT;
+        observe_latency(&mut g, 5_000.0, now);
+    }
+
     /// The half-open probe failed: open again, for twice as long (capped).
     pub(crate) fn probe_failed(&self, policy: &Policy, now: Instant) -> Transition {
         let mut g = lock(&self.inner);

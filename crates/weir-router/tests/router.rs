@@ -40,6 +40,9 @@ enum Act {
     StreamDiesAfterContent,
     /// Waits, then answers.
     Slow(Duration),
+    /// Answers with what the model botched (a malformed tool call): retried elsewhere,
+    /// not held against the target's health.
+    Unusable,
 }
 
 struct Fake {
@@ -199,6 +202,14 @@ impl Provider for Fake {
         match act {
             Act::Ok => Ok(ok(req)),
             Act::Fail(s) => Err(error(s, None)),
+            Act::Unusable => {
+                let mut e = ProviderError::new(
+                    ErrorKind::Decode,
+                    "the model's tool call could not be used",
+                );
+                e.counts_against_health = false;
+                Err(e)
+            }
             Act::Limited(d) => Err(error(429, Some(d))),
             Act::OkExhausted(d) => {
                 cx.report.exhausted_for(d);
@@ -530,6 +541,32 @@ async fn least_latency_prefers_the_faster_target() {
             .unwrap()
     };
     assert!(lat("slow") >= 40.0 && lat("fast") < 40.0, "{st:?}");
+}
+
+#[tokio::test]
+async fn least_latency_stops_preferring_a_target_whose_answers_are_unusable() {
+    let bad = Fake::new("bad", Act::Unusable);
+    let good = Fake::new("good", Act::Slow(Duration::from_millis(5)));
+    let r = router(
+        &[bad.clone(), good.clone()],
+        vec![
+            Route::new("m", vec![Target::new("bad"), Target::new("good")])
+                .strategy(Strategy::LeastLatency),
+        ],
+        Policy {
+            breaker_failures: 1,
+            ..quick()
+        },
+    );
+    for _ in 0..10 {
+        assert_eq!(served_by(&r, req("m"), cx()).await, "good");
+    }
+    // Tried once or twice while unmeasured, then passed over; its breaker stays closed.
+    assert!(bad.calls() <= 2, "bad was called {} times", bad.calls());
+    let st = r.status();
+    let t = st.targets.iter().find(|t| t.provider == "bad").unwrap();
+    assert_eq!(t.breaker, "closed");
+    assert!(t.error_rate > 0.0, "{st:?}");
 }
 
 #[tokio::test]

@@ -491,6 +491,22 @@ fn default_client_key(
 pub fn zero_config(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(App, Option<String>), Vec<ConfigError>> {
+    // Zero-config's key is one nobody chose for a network: it stays on loopback, as a
+    // config file without [[auth.keys]] must.
+    for var in ["WEIR_LISTEN", "WEIR_ADMIN_LISTEN"] {
+        if let Some(addr) = env(var).filter(|a| !a.trim().is_empty()) {
+            if !is_loopback(addr.trim()) {
+                return Err(vec![ConfigError {
+                    file: None,
+                    position: None,
+                    message: format!(
+                        "{var}={addr} is not a loopback address: zero-config listens on loopback \
+                         only; to listen on a network, use a config file with [[auth.keys]]"
+                    ),
+                }]);
+            }
+        }
+    }
     let (key, generated) = default_client_key(None, env);
     let env_with_key = |name: &str| {
         if name == "WEIR_API_KEY" {
@@ -839,6 +855,19 @@ mod zero_config_tests {
         let (app, _) = zero_config(&|_: &str| None).unwrap();
         assert_eq!(app.listen, "127.0.0.1:4000");
         assert_eq!(app.admin_listen, None);
+        // Never a network address: zero-config's key was chosen by nobody.
+        for (var, addr) in [
+            ("WEIR_LISTEN", "0.0.0.0:4010"),
+            ("WEIR_ADMIN_LISTEN", "192.168.1.5:4011"),
+        ] {
+            let env = |name: &str| (name == var).then(|| addr.to_owned());
+            let errors = zero_config(&env).err().unwrap();
+            assert!(
+                errors[0].to_string().contains("not a loopback address"),
+                "{}",
+                errors[0]
+            );
+        }
     }
 
     #[test]

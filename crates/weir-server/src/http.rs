@@ -879,6 +879,7 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
         Err(r) => return r,
     };
     let model_name = pass.req.model.clone();
+    let stored = pass.req.stores();
     let started = Instant::now();
     let routed = app.router.responses(pass.req, pass.cx).await;
     pass_outcome(
@@ -890,7 +891,7 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
         log,
         |reply, served, log| {
             // A later request continuing this response goes to the account that holds it.
-            let memory = app.router.response_memory(served);
+            let memory = app.router.response_memory(served).if_stored(stored);
             match reply {
                 weir_model::ResponsesReply::Complete { body, id, usage } => {
                     if let Some(id) = id {

@@ -860,6 +860,68 @@ async fn upstream_keys_echoed_in_any_error_field_or_a_cut_excerpt_are_scrubbed()
     }
 }
 
+/// A target whose dialect cannot honour a field the client sent is passed over, as one
+/// lacking a capability is: a route mixing dialects answers the same request the same way
+/// whichever target comes first, and 400 only when no target can take it.
+#[tokio::test]
+async fn a_target_that_cannot_express_a_request_is_passed_over() {
+    let anthropic = upstream(Script::Reply(
+        200,
+        "application/json",
+        r#"{"id":"msg_1","type":"message","role":"assistant","model":"c","content":[{"type":"text","text":"from anthropic"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":1}}"#.into(),
+    ))
+    .await;
+    let openai = upstream(Script::Reply(
+        200,
+        "application/json",
+        r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"from openai"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#.into(),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k1\"]\n\
+         [providers.o]\nkind = \"openai\"\nbase_url = \"{}\"\nkeys = [\"k2\"]\n\
+         [[models]]\nname = \"rr\"\nstrategy = \"round_robin\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"o\" }}]\n\
+         [[models]]\nname = \"fb\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"o\" }}]\n\
+         [[models]]\nname = \"only-a\"\ntargets = [{{ provider = \"a\" }}]\n\
+         [[models]]\nname = \"rr-oa\"\nstrategy = \"round_robin\"\ntargets = [{{ provider = \"o\" }}, {{ provider = \"a\" }}]\n",
+        anthropic.url, openai.url
+    ))
+    .await;
+    for model in ["rr", "fb"] {
+        for _ in 0..4 {
+            let mut req = o_req(model, false);
+            req["logprobs"] = json!(true);
+            let r = post(&url, "/v1/chat/completions", &req, Some(KEY)).await;
+            assert_eq!(r.status(), 200, "{model}");
+            assert_eq!(r.headers()["x-weir-provider"], "o");
+        }
+    }
+    // An Anthropic client's MCP servers: only the Anthropic target takes them.
+    for _ in 0..4 {
+        let mut req = a_req("rr-oa", false);
+        req["mcp_servers"] =
+            json!([{"type": "url", "url": "https://mcp.example.com/sse", "name": "x"}]);
+        let r = post(&url, "/v1/messages", &req, Some(KEY)).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-weir-provider"], "a");
+    }
+    // No target can: 400 in the client's dialect, naming the field.
+    let mut req = o_req("only-a", false);
+    req["logprobs"] = json!(true);
+    let r = post(&url, "/v1/chat/completions", &req, Some(KEY)).await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`logprobs`"),
+        "{v}"
+    );
+    assert_eq!(anthropic.hits.load(Ordering::SeqCst), 4);
+}
+
 #[tokio::test]
 async fn a_client_that_goes_away_cancels_the_upstream_request() {
     let closed = Arc::new(AtomicBool::new(false));
@@ -1828,6 +1890,36 @@ async fn max_output_tokens_caps_responses_requests_too() {
 /// A response lives in the account that made it: a request continuing it
 /// (`previous_response_id`) goes to the target and key that made it, whole or streamed,
 /// though the route rotates targets and the pool rotates keys.
+/// A response the upstream does not keep (`store: false`, as Codex sends every turn) cannot
+/// be continued by its id: it is not pinned, and continuing "it" rotates as usual.
+#[tokio::test]
+async fn a_response_not_stored_is_not_pinned() {
+    let whole = |id: &str| {
+        format!(
+            r#"{{"id":"{id}","object":"response","status":"completed","model":"gpt-x","output":[],"usage":{{"input_tokens":1,"output_tokens":1}}}}"#
+        )
+    };
+    let a = upstream(Script::Reply(200, "application/json", whole("resp_NS"))).await;
+    let b = upstream(Script::Reply(200, "application/json", whole("resp_B"))).await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-a\"]\n\
+         [providers.b]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-b\"]\n\
+         [[models]]\nname = \"w\"\nstrategy = \"round_robin\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"b\" }}]\n",
+        a.url, b.url
+    ))
+    .await;
+    while a.hits.load(Ordering::SeqCst) == 0 {
+        let r = responses(&url, &json!({"model": "w", "input": "hi", "store": false})).await;
+        assert_eq!(r.status(), 200);
+    }
+    let b0 = b.hits.load(Ordering::SeqCst);
+    for _ in 0..4 {
+        let body = json!({"model": "w", "input": "more", "store": false, "previous_response_id": "resp_NS"});
+        assert_eq!(responses(&url, &body).await.status(), 200);
+    }
+    assert_eq!(b.hits.load(Ordering::SeqCst) - b0, 2, "rotated as usual");
+}
+
 #[tokio::test]
 async fn a_continued_response_goes_to_the_target_and_key_that_made_it() {
     let whole = |id: &str| {

@@ -298,6 +298,18 @@ async fn cerebras_and_mistral_get_what_they_accept() {
     ] {
         assert!(sent.get(f).is_some(), "{f} was not sent: {sent}");
     }
+    // An Anthropic client never named the field: its disable_parallel_tool_use does not
+    // reach Cerebras as a parallel_tool_calls it refuses.
+    post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}],
+                "tools": [{"name": "t", "input_schema": {"type": "object"}}],
+                "tool_choice": {"type": "auto", "disable_parallel_tool_use": true}}),
+    )
+    .await;
+    let sent = up.requests()[2].json().unwrap();
+    assert!(sent.get("parallel_tool_calls").is_none(), "{sent}");
 
     let up = FaultyUpstream::start(Behaviour::ok("fine")).await;
     let url = preset_gateway(&up, "mistral").await;

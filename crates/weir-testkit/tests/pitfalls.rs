@@ -1762,7 +1762,8 @@ fn what_another_dialect_cannot_honour_is_refused_not_dropped_and_defaults_pass()
     };
     let o = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
     for (extra, says) in [
-        (json!({"n": 2}), "`n` > 1"),
+        (json!({"n": 2}), "`n` other than 1"),
+        (json!({"n": 0}), "`n` other than 1"),
         (json!({"logprobs": true}), "`logprobs`"),
         (json!({"top_logprobs": 3}), "`top_logprobs`"),
         (json!({"web_search_options": {}}), "`web_search_options`"),

@@ -362,7 +362,7 @@ pub(crate) fn json_headers() -> HeaderMap {
 }
 
 pub(crate) fn invalid(e: WireError) -> ProviderError {
-    ProviderError::new(ErrorKind::InvalidRequest, e.to_string())
+    ProviderError::unexpressible(&e)
 }
 
 pub(crate) fn undecodable(e: WireError) -> ProviderError {

@@ -404,6 +404,8 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     if let Err(e) = std::net::TcpListener::bind(&app.listen) {
         let hint = if path.is_some() {
             "server.listen"
+        } else if env("WEIR_LISTEN").is_some_and(|l| !l.trim().is_empty()) {
+            "WEIR_LISTEN"
         } else {
             "zero-config: set WEIR_LISTEN, e.g. WEIR_LISTEN=127.0.0.1:4010, or [server] listen in a config file"
         };
