@@ -67,6 +67,10 @@ impl ErrorKind {
             429 => ErrorKind::RateLimited,
             503 | 529 => ErrorKind::Overloaded,
             500..=599 => ErrorKind::Upstream,
+            // An interim, redirect or switching answer is no answer a gateway can pass on
+            // (redirects are not followed: the key would go to another host): the upstream
+            // failed, and another target may do better.
+            100..=399 => ErrorKind::Upstream,
             _ => ErrorKind::InvalidRequest,
         }
     }

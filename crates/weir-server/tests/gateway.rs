@@ -860,6 +860,36 @@ async fn upstream_keys_echoed_in_any_error_field_or_a_cut_excerpt_are_scrubbed()
     }
 }
 
+/// An upstream's redirect is not followed (the key would go to another host) nor passed
+/// on: it is the target failing, a 502, and the next target serves.
+#[tokio::test]
+async fn an_upstream_redirect_is_a_failure_that_fails_over() {
+    let redirect = upstream(Script::Reply(
+        307,
+        "text/html",
+        "<a href=\"http://elsewhere/\">moved</a>".into(),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.r]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k1\"]\n\
+         [routing]\nretries = 0\n\
+         [[models]]\nname = \"fo\"\ntargets = [{{ provider = \"r\" }}, {{ provider = \"mock\", model = \"mock\" }}]\n\
+         [[models]]\nname = \"only\"\ntargets = [{{ provider = \"r\" }}]\n",
+        redirect.url
+    ))
+    .await;
+    let r = post(&url, "/v1/messages", &a_req("fo", false), Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-weir-provider"], "mock");
+    let r = post(&url, "/v1/messages", &a_req("only", false), Some(KEY)).await;
+    assert_eq!(r.status(), 502);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("307"),
+        "{v}"
+    );
+}
+
 /// A target whose dialect cannot honour a field the client sent is passed over, as one
 /// lacking a capability is: a route mixing dialects answers the same request the same way
 /// whichever target comes first, and 400 only when no target can take it.

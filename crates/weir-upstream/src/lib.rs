@@ -507,7 +507,18 @@ pub fn status_error(
     body: &[u8],
     decode: impl Fn(u16, &[u8]) -> ApiError,
 ) -> ProviderError {
-    let api = decode(status.as_u16(), body);
+    let mut api = decode(status.as_u16(), body);
+    if status.as_u16() < 400 {
+        // An interim, redirect or protocol switch is not an answer to pass on (a 101 would
+        // hand the client's connection over; redirects are not followed, the key would go
+        // to another host): the upstream failed, a 502, and another target may do better.
+        api = weir_model::ApiError::new(
+            ErrorKind::Upstream,
+            format!(
+                "the upstream answered {status} instead of a response (redirects are not followed)"
+            ),
+        );
+    }
     let limits = rate_limit_info(headers, SystemTime::now());
     // OpenAI's 429 `insufficient_quota` is a key with no credit left, not a rate: it will
     // not pass in seconds, so the key rests as long as a refused one does.
