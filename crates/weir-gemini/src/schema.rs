@@ -15,6 +15,11 @@ use serde_json::{Map, Value};
 /// (the innermost reference becomes an unconstrained object).
 const MAX_REF_DEPTH: u32 = 8;
 
+/// Most schema nodes the cleaned schema may have once `$ref`s are inlined: a schema whose
+/// properties each refer back to the root would otherwise grow as properties to the
+/// power of the depth (a few hundred bytes becoming gigabytes).
+const MAX_NODES: usize = 20_000;
+
 /// Keywords copied as they are.
 const KEEP: &[&str] = &[
     "description",
@@ -54,12 +59,23 @@ pub(crate) fn clean(schema: &str) -> Result<Value, String> {
     if !root.is_object() {
         return Err("the schema is not a JSON object".into());
     }
-    let cx = Defs { root: &root };
-    Ok(node(&root, &cx, 0))
+    let cx = Defs {
+        root: &root,
+        nodes: std::cell::Cell::new(0),
+    };
+    let out = node(&root, &cx, 0);
+    if cx.nodes.get() > MAX_NODES {
+        return Err(format!(
+            "the schema grows past {MAX_NODES} nodes once its $refs are inlined (Gemini takes no $ref)"
+        ));
+    }
+    Ok(out)
 }
 
 struct Defs<'a> {
     root: &'a Value,
+    /// Nodes built so far (past [`MAX_NODES`], building stops).
+    nodes: std::cell::Cell<usize>,
 }
 
 impl Defs<'_> {
@@ -74,6 +90,10 @@ impl Defs<'_> {
 }
 
 fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
+    cx.nodes.set(cx.nodes.get() + 1);
+    if cx.nodes.get() > MAX_NODES {
+        return Value::Object(Map::new());
+    }
     let m = match v {
         Value::Object(m) => m,
         // `true` and other degenerate schemas: anything goes.
@@ -325,6 +345,21 @@ mod tests {
         }
         assert_eq!(depth, MAX_REF_DEPTH as usize);
         assert!(out.get("$defs").is_none());
+    }
+
+    #[test]
+    fn a_schema_whose_refs_fan_out_is_refused_not_expanded() {
+        // Six properties each back to the root: 6^9 nodes if inlined to the depth limit.
+        let props: serde_json::Map<String, Value> = (0..6)
+            .map(|i| (format!("p{i}"), json!({"$ref": "#"})))
+            .collect();
+        let s = json!({"type": "object", "properties": props});
+        let e = clean(&s.to_string()).unwrap_err();
+        assert!(e.contains("once its $refs are inlined"), "{e}");
+        // A small fan-out still inlines.
+        let s =
+            json!({"type": "object", "properties": {"a": {"$ref": "#"}, "b": {"type": "string"}}});
+        assert!(clean(&s.to_string()).is_ok());
     }
 
     #[test]
