@@ -164,6 +164,14 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Bytes of the upstream event this frame holds (its data and relayed bytes), to
+    /// bound what is held in memory.
+    pub fn source_bytes(&self) -> usize {
+        self.source.as_ref().map_or(0, |s| {
+            s.event.data().len() + s.wire.as_ref().map_or(0, Vec::len)
+        })
+    }
+
     /// A frame built in code, without a source event.
     pub fn from_events(events: Vec<StreamEvent>) -> Self {
         Frame {

@@ -15,9 +15,13 @@ use weir_model::{EventStream, Frame, ProviderError, StreamEvent};
 use crate::state::{KeyPool, TargetState};
 use crate::{Policy, Shared};
 
-/// At most this many opening frames are held; a stream that sends more without content
-/// is let through (it is not one that failed early).
+/// At most this many opening frames, or this many of their bytes, are held; a stream that
+/// sends more without content is let through (it is not one that failed early). The byte
+/// bound keeps an upstream's huge opening events (up to the SSE limit of 16 MB each) from
+/// holding a gigabyte per request.
 const MAX_HELD: usize = 64;
+/// (Also: past this many bytes without a whole first event, a byte stream is let through.)
+const MAX_HELD_BYTES: usize = 1 << 20;
 
 /// Whether a frame ends the holding: content, or the message's end.
 fn releases(f: &Frame) -> bool {
@@ -41,6 +45,7 @@ fn error_in(f: &Frame) -> Option<ProviderError> {
 /// error is the stream's). `Ok`: the held frames followed by the rest of the stream.
 pub(crate) async fn hold(mut s: EventStream) -> Result<EventStream, ProviderError> {
     let mut held: Vec<Frame> = Vec::new();
+    let mut bytes = 0;
     loop {
         match s.next().await {
             None => break,
@@ -49,7 +54,8 @@ pub(crate) async fn hold(mut s: EventStream) -> Result<EventStream, ProviderErro
                 if let Some(e) = error_in(&f) {
                     return Err(e);
                 }
-                let done = releases(&f) || held.len() + 1 >= MAX_HELD;
+                bytes += f.source_bytes();
+                let done = releases(&f) || held.len() + 1 >= MAX_HELD || bytes >= MAX_HELD_BYTES;
                 held.push(f);
                 if done {
                     break;
@@ -211,9 +217,6 @@ pub(crate) async fn hold_bytes(
     Ok(Box::pin(head.chain(s)))
 }
 
-/// Past this many bytes without a whole first event, a byte stream is let through.
-const MAX_HELD_BYTES: usize = 1 << 20;
-
 /// Where the first event with data ends (its blank line), if it has come: comments and
 /// blank lines before it are not events.
 fn first_event_end(b: &[u8]) -> Option<usize> {
@@ -278,6 +281,32 @@ fn error_event(event: &[u8]) -> Option<ProviderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Opening events without content are held up to a megabyte, not 64 of any size: a
+    /// stream of huge pings is let through once past it (it would never release here).
+    #[tokio::test]
+    async fn huge_opening_events_are_held_up_to_a_megabyte() {
+        let ping = |kb: usize| {
+            let source = weir_model::SourceEvent::new(
+                weir_model::Dialect::Anthropic,
+                weir_sse::Event::new("x".repeat(kb << 10)),
+            );
+            Ok(Frame {
+                events: vec![StreamEvent::Ping],
+                source: Some(source),
+            })
+        };
+        // Three 512 KB pings, then an upstream that never sends another byte.
+        let frames = futures_util::stream::iter([ping(512), ping(512), ping(512)]);
+        let s: EventStream = Box::pin(frames.chain(futures_util::stream::pending()));
+        let mut out = tokio::time::timeout(std::time::Duration::from_secs(10), hold(s))
+            .await
+            .expect("let through past a megabyte")
+            .unwrap();
+        // Both pings held so far come first.
+        assert_eq!(out.next().await.unwrap().unwrap().source_bytes(), 512 << 10);
+        assert_eq!(out.next().await.unwrap().unwrap().source_bytes(), 512 << 10);
+    }
 
     #[test]
     fn a_first_error_event_says_its_kind() {
