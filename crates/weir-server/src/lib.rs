@@ -11,6 +11,7 @@ pub mod app;
 pub mod auth;
 mod dashboard;
 pub mod http;
+mod idle;
 pub mod limits;
 pub mod live;
 pub mod log;
@@ -67,6 +68,9 @@ pub const BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_sec
 /// for ever (a 10 MB body at 1 Mbit/s takes 80 s).
 pub const BODY_TOTAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// At most one "accept failed" line per this period (per runtime thread).
+const ACCEPT_LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// How long streams cut at the end of the shutdown grace period have to write their error
 /// event before their connections are closed.
 const CUT_FLUSH: std::time::Duration = std::time::Duration::from_millis(500);
@@ -113,6 +117,11 @@ pub async fn run_live(
     let mut conns = tokio::task::JoinSet::new();
     // Set when shutdown begins: connections that have not sent a byte yet are let go.
     let (stopping, stop) = tokio::sync::watch::channel(false);
+    // Failed accepts (out of file descriptors, typically) are logged once per period with
+    // how many there were, not one line each: a flood of connections must not flood the
+    // log too.
+    let mut accept_failures: u64 = 0;
+    let mut accept_logged: Option<std::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         // `accept` is cancel-safe, so a fresh future each turn loses nothing.
@@ -125,7 +134,15 @@ pub async fn run_live(
             Ok((s, _)) => s,
             Err(e) => {
                 // Out of file descriptors and the like: keep serving the others.
-                tracing::warn!("accept failed: {e}");
+                accept_failures += 1;
+                if accept_logged.is_none_or(|t| t.elapsed() >= ACCEPT_LOG_EVERY) {
+                    tracing::warn!(
+                        failures = accept_failures,
+                        "accept failed: {e} ({accept_failures} time(s) since the last such line)"
+                    );
+                    accept_failures = 0;
+                    accept_logged = Some(std::time::Instant::now());
+                }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }
@@ -154,20 +171,50 @@ pub async fn run_live(
             // Telling HTTP/1 from HTTP/2 waits for the first bytes with no timer of its own
             // (HTTP/1's header timeout starts after): a connection that never speaks is
             // closed here, and at once when shutdown begins.
-            let mut byte = [0u8; 1];
-            tokio::select! {
+            let mut first = [0u8; 3];
+            let seen = tokio::select! {
                 // (`readable` may wake before any byte is there; `peek` waits for one.)
-                first = tokio::time::timeout(first_bytes, stream.peek(&mut byte)) => {
-                    if !matches!(first, Ok(Ok(n)) if n > 0) {
-                        return;
+                first = tokio::time::timeout(first_bytes, stream.peek(&mut first)) => {
+                    match first {
+                        Ok(Ok(n)) if n > 0 => n,
+                        _ => return,
                     }
                 }
                 _ = stop.wait_for(|s| *s) => return,
-            }
+            };
+            // HTTP/2 with prior knowledge opens with `PRI * HTTP/2.0`; HTTP/1 methods
+            // starting with P (POST, PUT, PATCH) differ by their third byte at the latest.
+            let h2 = first[..seen] == b"PRI"[..seen];
             let io = TokioIo::new(stream);
             if is_admin {
                 let svc = service_fn(move |req| admin::handle(live.clone(), req));
                 let _ = watcher.watch(builder.serve_connection(io, svc)).await;
+            } else if h2 {
+                // HTTP/2 keeps a connection with no stream for as long as its peer answers
+                // pings: one with no request in flight for the header timeout is let go,
+                // as HTTP/1 keep-alive connections are.
+                let activity = idle::Activity::new();
+                let svc = {
+                    let activity = activity.clone();
+                    service_fn(move |req| {
+                        let in_flight = activity.begin();
+                        let answer = http::handle(live.get(), req);
+                        async move {
+                            let r = answer.await?;
+                            Ok::<_, std::convert::Infallible>(
+                                r.map(|b| idle::Tracked::wrap(b, in_flight)),
+                            )
+                        }
+                    })
+                };
+                tokio::select! {
+                    r = watcher.watch(builder.serve_connection(io, svc)) => {
+                        if let Err(e) = r {
+                            tracing::debug!("connection ended with an error: {e}");
+                        }
+                    }
+                    () = activity.idle(first_bytes) => {}
+                }
             } else {
                 let svc = service_fn(move |req| http::handle(live.get(), req));
                 if let Err(e) = watcher

@@ -1165,6 +1165,67 @@ async fn admin_status_and_metrics_need_the_admin_key_and_hold_no_secrets() {
     }
 }
 
+/// An HTTP/2 connection with no request in flight is closed after the header timeout, as
+/// an idle HTTP/1 keep-alive one is: idle connections (which need no key) cannot hold file
+/// descriptors for good by answering pings.
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let text = format!(
+        "[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n[providers.mock]\nkind = \"mock\"\nstream_delay = \"100ms\"\n"
+    );
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let mut app = weir_server::build(&cfg, None, &text).unwrap();
+    app.header_read_timeout = Duration::from_millis(300);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(weir_server::run(
+        Arc::new(app),
+        listener,
+        None,
+        std::future::pending(),
+    ));
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    // The preface and an empty SETTINGS frame, then nothing.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    assert!(closed.is_ok(), "the idle HTTP/2 connection was kept open");
+    // The same over a connection that is used: answered, then closed once idle.
+    let c = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = c
+        .post(format!("http://{addr}/v1/messages"))
+        .header("x-api-key", KEY)
+        .json(&a_req("mock", false))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), http::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    // A stream longer than the idle period is in flight all along: never cut.
+    let mut req = a_req("mock", true);
+    req["messages"][0]["content"] = json!("one two three four five six seven eight nine ten");
+    let started = std::time::Instant::now();
+    let r = c
+        .post(format!("http://{addr}/v1/messages"))
+        .header("x-api-key", KEY)
+        .json(&req)
+        .send()
+        .await
+        .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(
+        started.elapsed() > Duration::from_millis(600),
+        "the stream was too short to tell"
+    );
+    assert!(text.contains("message_stop"), "{text}");
+}
+
 #[tokio::test]
 async fn h2c_prior_knowledge_is_served() {
     let url = weir("").await;

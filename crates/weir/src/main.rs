@@ -380,8 +380,38 @@ async fn shutdown_signal() {
     }
 }
 
+/// Raises the soft limit on open files to the hard one, as servers do (nginx's
+/// `worker_rlimit_nofile`, Go's runtime): each client connection, upstream connection and
+/// stream holds a descriptor, and the usual soft limit of 1024 is reached by a thousand
+/// clients.
+#[cfg(unix)]
+fn raise_open_files_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::debug!("cannot raise the open files limit: {e}");
+        }
+    }
+    let now = getrlimit(Resource::Nofile).current;
+    if now.is_some_and(|n| n < 4096) {
+        tracing::warn!(
+            "the open files limit is {} (ulimit -n): each connection takes one; raise it to serve more clients",
+            now.unwrap_or_default()
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() {}
+
 fn serve(config: Option<PathBuf>) -> ExitCode {
     init_logging();
+    raise_open_files_limit();
     let path = config_path(config);
     let (app, generated) = match load(path.as_deref()) {
         Ok(a) => a,
