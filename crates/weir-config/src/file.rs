@@ -696,6 +696,18 @@ fn plain_types(message: &str) -> String {
     let Some((head, ty)) = message.rsplit_once(", expected ") else {
         return message.to_owned();
     };
+    // A number where a string belongs may be a numeric secret (`admin_key = 12345678`):
+    // its value is not repeated, as a string's never is.
+    if ty == "a string" || ty == "a sequence" {
+        for (lead, kind) in [
+            ("invalid type: integer `", "an integer"),
+            ("invalid type: floating point `", "a number"),
+        ] {
+            if head.starts_with(lead) {
+                return format!("invalid type: {kind}, expected {ty}");
+            }
+        }
+    }
     let plain = match ty {
         "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of 0 or more",
         "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
@@ -1004,6 +1016,12 @@ x = 1
         assert_eq!(
             without_string_value(r#"invalid value: string "s\"k\\", expected x"#),
             "invalid value: a string, expected x"
+        );
+        // A number where a string belongs (perhaps a numeric key) is not repeated.
+        let errs = parse_all(None, "[auth]\nadmin_key = 12345678\n").unwrap_err();
+        assert_eq!(
+            errs[0].to_string(),
+            "2:13: invalid type: an integer, expected a string"
         );
         // Rust's type names are said plainly.
         let errs = parse_all(

@@ -332,6 +332,16 @@ fn provider(
     if let Some(i) = keys.iter().position(|k| k.expose().trim().is_empty()) {
         return Err(format!("keys[{i}] is empty"));
     }
+    // A key goes in a header: a control character (a line break pasted in) would fail
+    // every call with a 500.
+    if let Some(i) = keys
+        .iter()
+        .position(|k| k.expose().chars().any(char::is_control))
+    {
+        return Err(format!(
+            "keys[{i}] holds a control character (a line break?): it cannot be sent in a header"
+        ));
+    }
     if let Some(i) = (1..keys.len()).find(|&i| keys[..i].contains(&keys[i])) {
         return Err(format!(
             "keys[{i}] repeats an earlier key (a pool rotates distinct keys)"

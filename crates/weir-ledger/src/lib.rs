@@ -409,7 +409,18 @@ pub fn render(rows: &[ReportRow], by: By) -> String {
     ];
     let line = |r: &ReportRow| {
         [
-            r.group.clone(),
+            // Model names are clients' choice (a glob route forwards any): control
+            // characters would move the operator's cursor or forge rows; shown escaped.
+            r.group
+                .chars()
+                .flat_map(|c| {
+                    let escaped = c.is_control().then(|| c.escape_default());
+                    escaped
+                        .into_iter()
+                        .flatten()
+                        .chain((!c.is_control()).then_some(c))
+                })
+                .collect::<String>(),
             r.requests.to_string(),
             r.errors.to_string(),
             r.input_tokens.to_string(),
@@ -582,6 +593,37 @@ async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn report_names_with_control_characters_are_shown_escaped() {
+        let row = ReportRow {
+            group: "evil\u{1b}]0;pwned\u{7}\nTOTAL".into(),
+            requests: 1,
+            errors: 0,
+            input_tokens: 0,
+            output_tokens: 0,
+            cost_usd: 0.0,
+        };
+        let plain = ReportRow {
+            group: "plain".into(),
+            ..row.clone()
+        };
+        let table = render(&[row], By::Model);
+        assert!(
+            !table.contains('\u{1b}') && !table.contains('\u{7}'),
+            "{table}"
+        );
+        assert!(
+            table.contains("evil\\u{1b}]0;pwned\\u{7}\\nTOTAL"),
+            "{table}"
+        );
+        // No forged row.
+        assert_eq!(
+            table.lines().count(),
+            render(&[plain], By::Model).lines().count(),
+            "{table}"
+        );
+    }
 
     #[test]
     fn by_parses_and_lists_choices() {

@@ -203,6 +203,10 @@ fn check_finds_what_serve_would_trip_on_and_says_where() {
             "keys[1] repeats an earlier key",
         ),
         (
+            format!("{keys}[providers.o]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nkeys = [\"sk-1\", \"sk-\\n2\"]\n"),
+            "keys[1] holds a control character",
+        ),
+        (
             format!("{keys}[state]\nbackend = \"redis\"\nurl = \"redis://:SECRETPW@[bad/0\"\n"),
             "where.toml:6:7: state.url redis://***@[bad/0 is not a Redis URL",
         ),
