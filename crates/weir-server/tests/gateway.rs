@@ -1437,6 +1437,28 @@ async fn an_error_event_echoing_the_upstream_key_is_scrubbed() {
     }
 }
 
+/// A key named only in an error event's other fields (kept when relayed to a client of the
+/// same dialect) is not relayed either: the event goes re-encoded.
+#[tokio::test]
+async fn an_error_event_naming_the_key_in_other_fields_is_not_relayed() {
+    let body = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
+        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"busy\",\"details\":{\"key\":\"sk-ant-DETAILS-key\"}}}\n\n",
+    );
+    let up = upstream(Script::Reply(200, "text/event-stream", body.into())).await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-ant-DETAILS-key\"]\n\
+         [[models]]\nname = \"a\"\ntargets = [{{ provider = \"a\" }}]\n",
+        up.url
+    ))
+    .await;
+    let text = post_text(&url, "/v1/messages", &a_req("a", true)).await;
+    assert!(text.contains("Hel") && text.contains("busy"), "{text}");
+    assert!(!text.contains("DETAILS"), "{text}");
+}
+
 /// A stream ends for the client when the upstream's message does (`[DONE]`), though the
 /// upstream holds its body open after it: no wait for the upstream's idle timeout, and no
 /// timeout error after a complete answer.

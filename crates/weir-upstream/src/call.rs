@@ -163,9 +163,13 @@ pub async fn call<D: FrameDecoder>(
         if let Some(err) = error_in_success(&body, dialect.decode_error) {
             return scrubbed(err, secrets);
         }
-        ProviderError::new(
-            ErrorKind::Decode,
-            format!("the upstream's response could not be decoded: {e}"),
+        // (serde's message may quote a value of the body: a key echoed there.)
+        scrubbed(
+            ProviderError::new(
+                ErrorKind::Decode,
+                format!("the upstream's response could not be decoded: {e}"),
+            ),
+            secrets,
         )
     })?;
     if verbatim {
@@ -288,8 +292,8 @@ pub async fn post_passthrough(
     }
     let body = json_answer(resp, secrets, decode_error, report).await?;
     let text = std::str::from_utf8(&body).map_err(|_| undecodable("not UTF-8"))?;
-    let (id, usage) =
-        weir_model::responses::response_summary(text).map_err(|e| undecodable(&e.to_string()))?;
+    let (id, usage) = weir_model::responses::response_summary(text)
+        .map_err(|e| scrubbed(undecodable(&e.to_string()), secrets))?;
     Ok(weir_model::ResponsesReply::Complete {
         body,
         id,

@@ -520,6 +520,26 @@ impl Stream for Scrubbed {
                         }
                     }
                 }
+                // An error event's upstream bytes (relayed to a client of the same dialect)
+                // may name the key in fields the canonical error does not keep: then the
+                // event goes re-encoded, without them.
+                if !named
+                    && frame
+                        .events
+                        .iter()
+                        .any(|e| matches!(e, weir_model::StreamEvent::Error(_)))
+                {
+                    if let Some(src) = &frame.source {
+                        let mut text = src.event.data().to_owned();
+                        if let Some(w) = &src.wire {
+                            text.push_str(&String::from_utf8_lossy(w));
+                        }
+                        named = me
+                            .secrets
+                            .iter()
+                            .any(|s| crate::redact(&mut text, s.expose()));
+                    }
+                }
                 if named {
                     frame.source = None;
                 }

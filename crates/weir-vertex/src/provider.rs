@@ -194,7 +194,15 @@ impl VertexProvider {
                     continue;
                 }
             }
-            let (api, detail_wait) = crate::error::decode(status.as_u16(), &resp_body);
+            let (mut api, detail_wait) = crate::error::decode(status.as_u16(), &resp_body);
+            if status.as_u16() < 400 {
+                // An interim, redirect or protocol switch is not an answer to pass on:
+                // the upstream failed (as weir_upstream::status_error says for the others).
+                api = weir_model::ApiError::new(
+                    ErrorKind::Upstream,
+                    format!("Vertex AI answered {status} instead of a response (redirects are not followed)"),
+                );
+            }
             let header_wait = rate_limit_info(&resp_headers, SystemTime::now()).retry_after;
             let wait = header_wait.or(detail_wait.map(|d| d.min(MAX_WAIT)));
             let mut err = ProviderError::from_api(api, wait);
