@@ -1457,6 +1457,24 @@ async fn an_error_event_naming_the_key_in_other_fields_is_not_relayed() {
     let text = post_text(&url, "/v1/messages", &a_req("a", true)).await;
     assert!(text.contains("Hel") && text.contains("busy"), "{text}");
     assert!(!text.contains("DETAILS"), "{text}");
+    // OpenAI to OpenAI.
+    let up = raw_sse_upstream(
+        vec![concat!(
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hel\"}}]}\n\n",
+            "data: {\"error\":{\"message\":\"busy\",\"type\":\"server_error\",\"details\":{\"key\":\"sk-oai-DETAILS-key\"}}}\n\n",
+        )
+        .into()],
+        Then::Finish,
+    )
+    .await;
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{up}\"\nkeys = [\"sk-oai-DETAILS-key\"]\n\
+         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\" }}]\n"
+    ))
+    .await;
+    let text = post_text(&url, "/v1/chat/completions", &o_req("o", true)).await;
+    assert!(text.contains("Hel") && text.contains("busy"), "{text}");
+    assert!(!text.contains("DETAILS"), "{text}");
 }
 
 /// A stream ends for the client when the upstream's message does (`[DONE]`), though the
