@@ -13,6 +13,7 @@ pub(crate) fn write_tools(
     w: &mut JsonWriter,
     functions: &[&FunctionTool],
     opts: &EncodeOptions,
+    budget: &crate::schema::Budget,
 ) -> Result<(), WireError> {
     w.key("tools");
     w.begin_array();
@@ -30,7 +31,7 @@ pub(crate) fn write_tools(
         if let Some(params) = &f.parameters {
             match opts.schema {
                 SchemaMode::Cleaned => {
-                    let cleaned = crate::schema::clean(params.get())
+                    let cleaned = crate::schema::clean(params.get(), budget)
                         .map_err(|e| WireError::Unsupported(format!("tool `{}`: {e}", f.name)))?;
                     if !crate::schema::takes_nothing(&cleaned) {
                         w.key("parameters");
@@ -95,6 +96,7 @@ pub(crate) fn write_generation_config(
     w: &mut JsonWriter,
     req: &ChatRequest,
     opts: &EncodeOptions,
+    budget: &crate::schema::Budget,
 ) -> Result<(), WireError> {
     let thinking = thinking(req);
     let stops = req.stop.as_ref().map(|s| &s.sequences[..]).unwrap_or(&[]);
@@ -124,7 +126,7 @@ pub(crate) fn write_generation_config(
         if let OutputFormat::JsonSchema(schema) = format {
             match opts.schema {
                 SchemaMode::Cleaned => {
-                    let cleaned = crate::schema::clean(schema.get())
+                    let cleaned = crate::schema::clean(schema.get(), budget)
                         .map_err(|e| WireError::Unsupported(format!("the response schema: {e}")))?;
                     w.key("responseSchema");
                     w.raw(&cleaned.to_string());

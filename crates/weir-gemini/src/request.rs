@@ -118,13 +118,15 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
         w.end_array();
         w.end_object();
     }
+    // (One budget for every schema of the request: see `schema::MAX_BYTES`.)
+    let budget = crate::schema::Budget::new();
     if !functions.is_empty() {
-        write_tools(&mut w, &functions, opts)?;
+        write_tools(&mut w, &functions, opts, &budget)?;
         if let Some(choice) = &req.tool_choice {
             write_tool_config(&mut w, choice, &functions)?;
         }
     }
-    write_generation_config(&mut w, req, opts)?;
+    write_generation_config(&mut w, req, opts, &budget)?;
     w.end_object();
     Ok(w.into_bytes())
 }

@@ -20,6 +20,36 @@ const MAX_REF_DEPTH: u32 = 8;
 /// power of the depth (a few hundred bytes becoming gigabytes).
 const MAX_NODES: usize = 20_000;
 
+/// Most bytes (estimated) the cleaned schemas of one request may hold: inlining copies a
+/// referenced schema's keywords (a long `description`, say) at every reference, and a
+/// request has many tools.
+const MAX_BYTES: usize = 4 << 20;
+
+/// What the cleaned schemas of one request may still hold, shared by its tools and its
+/// response schema.
+pub(crate) struct Budget(std::cell::Cell<usize>);
+
+impl Budget {
+    pub(crate) fn new() -> Self {
+        Budget(std::cell::Cell::new(MAX_BYTES))
+    }
+}
+
+/// A value's size as JSON, about.
+fn weight(v: &Value) -> usize {
+    match v {
+        Value::String(s) => s.len() + 2,
+        Value::Array(a) => 2 + a.iter().map(weight).sum::<usize>(),
+        Value::Object(m) => {
+            2 + m
+                .iter()
+                .map(|(k, v)| k.len() + 4 + weight(v))
+                .sum::<usize>()
+        }
+        _ => 8,
+    }
+}
+
 /// Keywords copied as they are.
 const KEEP: &[&str] = &[
     "description",
@@ -53,7 +83,7 @@ pub(crate) fn takes_nothing(cleaned: &Value) -> bool {
 }
 
 /// Cleans a JSON Schema for Gemini's `parameters`.
-pub(crate) fn clean(schema: &str) -> Result<Value, String> {
+pub(crate) fn clean(schema: &str, budget: &Budget) -> Result<Value, String> {
     let root: Value =
         serde_json::from_str(schema).map_err(|e| format!("the schema is not JSON ({e})"))?;
     if !root.is_object() {
@@ -62,11 +92,19 @@ pub(crate) fn clean(schema: &str) -> Result<Value, String> {
     let cx = Defs {
         root: &root,
         nodes: std::cell::Cell::new(0),
+        budget,
+        over: std::cell::Cell::new(false),
     };
     let out = node(&root, &cx, 0);
     if cx.nodes.get() > MAX_NODES {
         return Err(format!(
             "the schema grows past {MAX_NODES} nodes once its $refs are inlined (Gemini takes no $ref)"
+        ));
+    }
+    if cx.over.get() {
+        return Err(format!(
+            "the request's schemas grow past {} MiB once their $refs are inlined (Gemini takes no $ref)",
+            MAX_BYTES >> 20
         ));
     }
     Ok(out)
@@ -76,6 +114,32 @@ struct Defs<'a> {
     root: &'a Value,
     /// Nodes built so far (past [`MAX_NODES`], building stops).
     nodes: std::cell::Cell<usize>,
+    budget: &'a Budget,
+    /// The budget ran out (building stops).
+    over: std::cell::Cell<bool>,
+}
+
+impl Defs<'_> {
+    /// Takes `n` bytes from the budget; `false` (and building stops) when it runs out.
+    fn charge(&self, n: usize) -> bool {
+        let left = self.budget.0.get();
+        if n > left || self.over.get() {
+            self.over.set(true);
+            self.budget.0.set(0);
+            return false;
+        }
+        self.budget.0.set(left - n);
+        true
+    }
+
+    /// `v`, copied, if the budget has room for it.
+    fn copy(&self, v: &Value) -> Value {
+        if self.charge(weight(v)) {
+            v.clone()
+        } else {
+            Value::Null
+        }
+    }
 }
 
 impl Defs<'_> {
@@ -91,7 +155,7 @@ impl Defs<'_> {
 
 fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
     cx.nodes.set(cx.nodes.get() + 1);
-    if cx.nodes.get() > MAX_NODES {
+    if cx.nodes.get() > MAX_NODES || !cx.charge(16) {
         return Value::Object(Map::new());
     }
     let m = match v {
@@ -114,7 +178,7 @@ fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
         // Siblings of `$ref` (a description, typically) refine the target.
         for k in ["description", "title", "nullable", "default"] {
             if let Some(val) = m.get(k) {
-                out.insert(k.into(), val.clone());
+                out.insert(k.into(), cx.copy(val));
             }
         }
         return Value::Object(out);
@@ -152,10 +216,10 @@ fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
                     .as_array()
                     .is_some_and(|a| a.iter().all(Value::is_string)) =>
             {
-                out.insert("enum".into(), val.clone());
+                out.insert("enum".into(), cx.copy(val));
             }
             "const" if val.is_string() => {
-                out.insert("enum".into(), Value::Array(vec![val.clone()]));
+                out.insert("enum".into(), Value::Array(vec![cx.copy(val)]));
             }
             "properties" => {
                 if let Value::Object(props) = val {
@@ -218,7 +282,7 @@ fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
                 }
             }
             _ if KEEP.contains(&k.as_str()) => {
-                out.insert(k.clone(), val.clone());
+                out.insert(k.clone(), cx.copy(val));
             }
             _ => {}
         }
@@ -275,7 +339,7 @@ mod tests {
             "required": ["when"]
         });
         assert_eq!(
-            clean(&s.to_string()).unwrap(),
+            clean(&s.to_string(), &Budget::new()).unwrap(),
             json!({
                 "type": "object",
                 "properties": {
@@ -301,7 +365,7 @@ mod tests {
             "choices": {"type": "array", "items": {"enum": ["a", "b"]}}
         }});
         assert_eq!(
-            clean(&s.to_string()).unwrap()["properties"],
+            clean(&s.to_string(), &Budget::new()).unwrap()["properties"],
             json!({
                 "bare": {"type": "array", "items": {"type": "string"}},
                 "any": {"type": "array", "items": {"type": "string"}},
@@ -327,7 +391,7 @@ mod tests {
                 "list": {"$ref": "#/$defs/Node"}
             }
         });
-        let out = clean(&s.to_string()).unwrap();
+        let out = clean(&s.to_string(), &Budget::new()).unwrap();
         assert_eq!(
             out["properties"]["pet"],
             json!({"type": "object", "properties": {"name": {"type": "string"}}, "description": "d", "nullable": true})
@@ -354,17 +418,32 @@ mod tests {
             .map(|i| (format!("p{i}"), json!({"$ref": "#"})))
             .collect();
         let s = json!({"type": "object", "properties": props});
-        let e = clean(&s.to_string()).unwrap_err();
+        let e = clean(&s.to_string(), &Budget::new()).unwrap_err();
         assert!(e.contains("once its $refs are inlined"), "{e}");
+        // Few references, but a long description copied at each: the bytes are bounded,
+        // across every schema of a request (one budget).
+        let s = json!({
+            "$defs": {"X": {"type": "string", "description": "A".repeat(100_000)}},
+            "type": "object",
+            "properties": (0..100).map(|i| (format!("p{i}"), json!({"$ref": "#/$defs/X"}))).collect::<serde_json::Map<String, Value>>()
+        });
+        let e = clean(&s.to_string(), &Budget::new()).unwrap_err();
+        assert!(e.contains("MiB once their $refs are inlined"), "{e}");
+        let one = json!({"type": "object", "properties": {"d": {"type": "string", "description": "A".repeat(1_000_000)}}});
+        let budget = Budget::new();
+        for _ in 0..4 {
+            assert!(clean(&one.to_string(), &budget).is_ok());
+        }
+        assert!(clean(&one.to_string(), &budget).is_err());
         // A small fan-out still inlines.
         let s =
             json!({"type": "object", "properties": {"a": {"$ref": "#"}, "b": {"type": "string"}}});
-        assert!(clean(&s.to_string()).is_ok());
+        assert!(clean(&s.to_string(), &Budget::new()).is_ok());
     }
 
     #[test]
     fn non_objects_are_errors() {
-        assert!(clean("[1]").is_err());
-        assert!(clean("{").is_err());
+        assert!(clean("[1]", &Budget::new()).is_err());
+        assert!(clean("{", &Budget::new()).is_err());
     }
 }
