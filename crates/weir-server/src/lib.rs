@@ -186,7 +186,27 @@ pub async fn run_live(
             // starting with P (POST, PUT, PATCH) differ by their third byte at the latest.
             let h2 = first[..seen] == b"PRI"[..seen];
             let io = TokioIo::new(stream);
-            if is_admin {
+            if is_admin && h2 {
+                // (As the API's HTTP/2 connections below.)
+                let activity = idle::Activity::new();
+                let svc = {
+                    let activity = activity.clone();
+                    service_fn(move |req| {
+                        let in_flight = activity.begin();
+                        let answer = admin::handle(live.clone(), req);
+                        async move {
+                            let r = answer.await?;
+                            Ok::<_, std::convert::Infallible>(
+                                r.map(|b| idle::Tracked::wrap(b, in_flight)),
+                            )
+                        }
+                    })
+                };
+                tokio::select! {
+                    _ = watcher.watch(builder.serve_connection(io, svc)) => {}
+                    () = activity.idle(first_bytes) => {}
+                }
+            } else if is_admin {
                 let svc = service_fn(move |req| admin::handle(live.clone(), req));
                 let _ = watcher.watch(builder.serve_connection(io, svc)).await;
             } else if h2 {

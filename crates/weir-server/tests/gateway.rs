@@ -1179,10 +1179,12 @@ async fn an_idle_http2_connection_is_closed() {
     app.header_read_timeout = Duration::from_millis(300);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_addr = admin.local_addr().unwrap();
     tokio::spawn(weir_server::run(
         Arc::new(app),
         listener,
-        None,
+        Some(admin),
         std::future::pending(),
     ));
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -1193,6 +1195,16 @@ async fn an_idle_http2_connection_is_closed() {
     let mut out = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
     assert!(closed.is_ok(), "the idle HTTP/2 connection was kept open");
+    // The admin port's too.
+    let mut s = tokio::net::TcpStream::connect(admin_addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    assert!(
+        closed.is_ok(),
+        "the idle admin HTTP/2 connection was kept open"
+    );
     // The same over a connection that is used: answered, then closed once idle.
     let c = reqwest::Client::builder()
         .http2_prior_knowledge()
