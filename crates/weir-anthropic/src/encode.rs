@@ -23,6 +23,8 @@ pub struct EncodeOptions {
     pub omit_model: bool,
     /// Leave `stream` out of the body (Bedrock chooses by endpoint).
     pub omit_stream: bool,
+    /// Leave `max_tokens` out of the body (the token-counting endpoint refuses it).
+    pub omit_max_tokens: bool,
 }
 
 impl Default for EncodeOptions {
@@ -32,6 +34,7 @@ impl Default for EncodeOptions {
             thinking_from_reasoning_effort: true,
             omit_model: false,
             omit_stream: false,
+            omit_max_tokens: false,
         }
     }
 }
@@ -238,7 +241,9 @@ impl Plan<'_> {
             self.message(w, m)?;
         }
         w.end_array();
-        if !same || r.max_tokens.is_some() || !r.extra.contains("max_tokens") {
+        if self.opts.omit_max_tokens {
+            // (Counting tokens: no output limit.)
+        } else if !same || r.max_tokens.is_some() || !r.extra.contains("max_tokens") {
             k.key(w, "max_tokens");
             w.u64(u64::from(
                 r.max_tokens.filter(|_| same).unwrap_or(self.max_tokens),
@@ -334,6 +339,9 @@ impl Plan<'_> {
             let mut skip = k.0;
             if self.opts.omit_model || self.opts.omit_stream {
                 skip.extend(["model", "stream"]);
+            }
+            if self.opts.omit_max_tokens {
+                skip.push("max_tokens");
             }
             w.extra(&r.extra, &skip);
         }

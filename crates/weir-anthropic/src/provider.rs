@@ -163,15 +163,12 @@ impl Provider for AnthropicProvider {
         req.stream = None;
         let opts = EncodeOptions {
             omit_stream: true,
+            omit_max_tokens: true,
             ..self.cfg.encode.clone()
         };
-        let mut body: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(
-            &encode_request(&req, &opts).map_err(|e| ProviderError::unexpressible(&e))?,
-        )
-        .map_err(|e| ProviderError::new(ErrorKind::Internal, e.to_string()))?;
-        body.remove("max_tokens");
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| ProviderError::new(ErrorKind::Internal, e.to_string()))?;
+        // (Not parsed again to drop max_tokens: a deeply nested tool input, fine as raw
+        // JSON, would fail serde_json's depth limit as a 500.)
+        let body = encode_request(&req, &opts).map_err(|e| ProviderError::unexpressible(&e))?;
         let key = self.keys.pick(&cx);
         let headers = self.headers(key, &cx)?;
         let mut resp = self

@@ -1357,6 +1357,22 @@ async fn count_tokens_asks_an_anthropic_target_and_estimates_otherwise() {
         tokens.iter().all(|l| l.contains(r#"provider="mock""#)),
         "{tokens:?}"
     );
+    // A tool input nested deeper than serde_json's limit is raw JSON to Weir: counted,
+    // not a 500.
+    let deep = format!(
+        r#"{{"model":"c","messages":[{{"role":"user","content":"q"}},{{"role":"assistant","content":[{{"type":"tool_use","id":"toolu_1","name":"t","input":{{"a":{}0{}}}}}]}},{{"role":"user","content":[{{"type":"tool_result","tool_use_id":"toolu_1","content":"ok"}}]}}]}}"#,
+        "[".repeat(5000),
+        "]".repeat(5000)
+    );
+    let r = client()
+        .post(format!("{url}/v1/messages/count_tokens"))
+        .header("x-api-key", KEY)
+        .header("content-type", "application/json")
+        .body(deep)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 #[tokio::test]
