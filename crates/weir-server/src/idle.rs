@@ -84,6 +84,42 @@ impl Drop for InFlight {
     }
 }
 
+/// Serves an HTTP/2 connection with `handle` until it ends or has had no request in flight
+/// for `idle` (then it is dropped).
+pub(crate) async fn serve_h2<H, F>(
+    io: hyper_util::rt::TokioIo<tokio::net::TcpStream>,
+    builder: &hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    watcher: hyper_util::server::graceful::Watcher,
+    idle: Duration,
+    handle: H,
+) where
+    H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<hyper::Response<Body>, std::convert::Infallible>>
+        + Send
+        + 'static,
+{
+    let activity = Activity::new();
+    let svc = {
+        let activity = activity.clone();
+        hyper::service::service_fn(move |req| {
+            let in_flight = activity.begin();
+            let answer = handle(req);
+            async move {
+                let r = answer.await?;
+                Ok::<_, std::convert::Infallible>(r.map(|b| Tracked::wrap(b, in_flight)))
+            }
+        })
+    };
+    tokio::select! {
+        r = watcher.watch(builder.serve_connection(io, svc)) => {
+            if let Err(e) = r {
+                tracing::debug!("connection ended with an error: {e}");
+            }
+        }
+        () = activity.idle(idle) => {}
+    }
+}
+
 /// An answer's body that keeps its request in flight until it ends or is dropped.
 pub(crate) struct Tracked {
     inner: Body,

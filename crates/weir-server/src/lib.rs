@@ -186,55 +186,18 @@ pub async fn run_live(
             // starting with P (POST, PUT, PATCH) differ by their third byte at the latest.
             let h2 = first[..seen] == b"PRI"[..seen];
             let io = TokioIo::new(stream);
+            // HTTP/2 keeps a connection with no stream for as long as its peer answers
+            // pings: one with no request in flight for the header timeout is let go, as
+            // HTTP/1 keep-alive connections are (see `idle`).
             if is_admin && h2 {
-                // (As the API's HTTP/2 connections below.)
-                let activity = idle::Activity::new();
-                let svc = {
-                    let activity = activity.clone();
-                    service_fn(move |req| {
-                        let in_flight = activity.begin();
-                        let answer = admin::handle(live.clone(), req);
-                        async move {
-                            let r = answer.await?;
-                            Ok::<_, std::convert::Infallible>(
-                                r.map(|b| idle::Tracked::wrap(b, in_flight)),
-                            )
-                        }
-                    })
-                };
-                tokio::select! {
-                    _ = watcher.watch(builder.serve_connection(io, svc)) => {}
-                    () = activity.idle(first_bytes) => {}
-                }
+                let handle = move |req| admin::handle(live.clone(), req);
+                idle::serve_h2(io, &builder, watcher, first_bytes, handle).await;
             } else if is_admin {
                 let svc = service_fn(move |req| admin::handle(live.clone(), req));
                 let _ = watcher.watch(builder.serve_connection(io, svc)).await;
             } else if h2 {
-                // HTTP/2 keeps a connection with no stream for as long as its peer answers
-                // pings: one with no request in flight for the header timeout is let go,
-                // as HTTP/1 keep-alive connections are.
-                let activity = idle::Activity::new();
-                let svc = {
-                    let activity = activity.clone();
-                    service_fn(move |req| {
-                        let in_flight = activity.begin();
-                        let answer = http::handle(live.get(), req);
-                        async move {
-                            let r = answer.await?;
-                            Ok::<_, std::convert::Infallible>(
-                                r.map(|b| idle::Tracked::wrap(b, in_flight)),
-                            )
-                        }
-                    })
-                };
-                tokio::select! {
-                    r = watcher.watch(builder.serve_connection(io, svc)) => {
-                        if let Err(e) = r {
-                            tracing::debug!("connection ended with an error: {e}");
-                        }
-                    }
-                    () = activity.idle(first_bytes) => {}
-                }
+                let handle = move |req| http::handle(live.get(), req);
+                idle::serve_h2(io, &builder, watcher, first_bytes, handle).await;
             } else {
                 let svc = service_fn(move |req| http::handle(live.get(), req));
                 if let Err(e) = watcher

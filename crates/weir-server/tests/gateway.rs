@@ -1187,24 +1187,20 @@ async fn an_idle_http2_connection_is_closed() {
         Some(admin),
         std::future::pending(),
     ));
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    // The preface and an empty SETTINGS frame, then nothing.
-    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
-    assert!(closed.is_ok(), "the idle HTTP/2 connection was kept open");
-    // The admin port's too.
-    let mut s = tokio::net::TcpStream::connect(admin_addr).await.unwrap();
-    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .await
-        .unwrap();
-    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
-    assert!(
-        closed.is_ok(),
-        "the idle admin HTTP/2 connection was kept open"
-    );
+    // The preface and an empty SETTINGS frame, then nothing: on the API port and the
+    // admin port, closed.
+    for (port, at) in [("API", addr), ("admin", admin_addr)] {
+        let mut s = tokio::net::TcpStream::connect(at).await.unwrap();
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+            .await
+            .unwrap();
+        let mut out = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        assert!(
+            closed.is_ok(),
+            "an idle HTTP/2 connection to the {port} port was kept open"
+        );
+    }
     // The same over a connection that is used: answered, then closed once idle.
     let c = reqwest::Client::builder()
         .http2_prior_knowledge()

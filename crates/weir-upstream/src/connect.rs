@@ -34,6 +34,16 @@ impl std::fmt::Debug for Proxies {
     }
 }
 
+/// The environment variables that name a proxy.
+pub(crate) const PROXY_VARS: [&str; 6] = [
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+];
+
 impl Proxies {
     /// No proxy.
     #[cfg(test)]
@@ -48,16 +58,9 @@ impl Proxies {
 
     /// What the environment says.
     pub(crate) fn from_env() -> Proxies {
-        let named = [
-            "ALL_PROXY",
-            "all_proxy",
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-        ]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+        let named = PROXY_VARS
+            .iter()
+            .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
         Proxies(named.then(|| Arc::new(Matcher::from_env())))
     }
 

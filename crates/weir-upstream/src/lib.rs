@@ -141,14 +141,7 @@ impl Upstream {
     /// A client with `connect` as its connection timeout, through the proxy the
     /// environment names (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`), if any.
     pub fn new(connect: Duration) -> Result<Self, String> {
-        for v in [
-            "ALL_PROXY",
-            "all_proxy",
-            "HTTPS_PROXY",
-            "https_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-        ] {
+        for v in connect::PROXY_VARS {
             if let Ok(p) = std::env::var(v) {
                 note_proxy_url(&p);
             }
