@@ -325,7 +325,7 @@ impl Provider for BedrockProvider {
         let idle = self.cfg.timeouts.idle;
         if stream {
             // Dropping the stream drops the response, which closes the connection.
-            return Ok(Reply::Stream(if anthropic {
+            let frames = if anthropic {
                 body_frames(resp, idle, EventStreamBody::new(InvokeStream::new()))
             } else {
                 body_frames(
@@ -333,7 +333,11 @@ impl Provider for BedrockProvider {
                     idle,
                     EventStreamBody::new(ConverseStream::new(id, model)),
                 )
-            }));
+            };
+            // A mid-stream error may echo the credentials, as an error body may.
+            let auth = self.auth().ok();
+            let secrets = auth.as_ref().map(Auth::secrets).unwrap_or_default();
+            return Ok(Reply::Stream(weir_upstream::scrub_stream(frames, &secrets)));
         }
         let body = read_body(&mut resp).await?;
         let r = if anthropic {

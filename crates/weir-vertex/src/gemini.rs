@@ -72,13 +72,14 @@ pub(crate) async fn send(
     } else {
         p.url("google", &req.model, "generateContent", None)?
     };
-    let mut resp = p.post(&url, &json_headers(), body, &cx).await?;
+    let (mut resp, token) = p.post_with_token(&url, &json_headers(), body, &cx).await?;
     if stream {
         let decoder = weir_gemini::StreamDecoder::new().with_model(req.model.clone());
-        return Ok(Reply::Stream(sse_frames(
-            resp,
-            p.config().timeouts.idle,
-            decoder,
+        let frames = sse_frames(resp, p.config().timeouts.idle, decoder);
+        // A mid-stream error may echo the token, as an error body may.
+        return Ok(Reply::Stream(weir_upstream::scrub_stream(
+            frames,
+            &[&token],
         )));
     }
     let body = read_body(&mut resp).await?;

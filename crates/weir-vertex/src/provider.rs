@@ -164,6 +164,18 @@ impl VertexProvider {
         body: Vec<u8>,
         cx: &CallContext,
     ) -> Result<Response, ProviderError> {
+        Ok(self.post_with_token(url, headers, body, cx).await?.0)
+    }
+
+    /// [`VertexProvider::post`], with the access token the answer came with (to scrub a
+    /// stream's error events of it).
+    pub(crate) async fn post_with_token(
+        &self,
+        url: &Url,
+        headers: &HeaderMap,
+        body: Vec<u8>,
+        cx: &CallContext,
+    ) -> Result<(Response, weir_model::Secret), ProviderError> {
         let mut token = self.tokens.token().await?;
         let mut retried = false;
         loop {
@@ -176,7 +188,7 @@ impl VertexProvider {
             let status = resp.status();
             if status.is_success() {
                 report_limits(resp.headers(), &cx.report);
-                return Ok(resp);
+                return Ok((resp, token));
             }
             let resp_headers = resp.headers().clone();
             let resp_body = read_body(&mut resp).await.unwrap_or_default();
@@ -249,14 +261,19 @@ impl VertexProvider {
             "rawPredict"
         };
         let url = self.url("anthropic", &req.model, method, None)?;
-        let mut resp = self
-            .post(&url, &Self::claude_headers(&cx), body, &cx)
+        let (mut resp, token) = self
+            .post_with_token(&url, &Self::claude_headers(&cx), body, &cx)
             .await?;
         if stream {
-            return Ok(Reply::Stream(sse_frames(
+            let frames = sse_frames(
                 resp,
                 self.cfg.timeouts.idle,
                 ClaudeStream(weir_anthropic::StreamDecoder::new()),
+            );
+            // A mid-stream error may echo the token, as an error body may.
+            return Ok(Reply::Stream(weir_upstream::scrub_stream(
+                frames,
+                &[&token],
             )));
         }
         let body = read_body(&mut resp).await?;

@@ -20,6 +20,44 @@ use weir_testkit::upstream::{Behaviour, FaultyUpstream};
 use weir_upstream::Upstream;
 use weir_vertex::{FnTokenSource, StaticToken, VertexConfig, VertexProvider};
 
+/// A mid-stream error echoing the access token reaches no client with it, as an error
+/// body does not.
+#[tokio::test]
+async fn a_stream_error_echoing_the_token_is_scrubbed() {
+    let body = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"token ya29.SECRET-token refused\"}}\n\n",
+    );
+    let up = FaultyUpstream::start(Behaviour::Status {
+        status: 200,
+        headers: vec![],
+        content_type: "text/event-stream".into(),
+        body: body.into(),
+    })
+    .await;
+    let p = provider(
+        &up,
+        "us-east5",
+        Arc::new(StaticToken::new("ya29.SECRET-token")),
+    );
+    let Reply::Stream(mut s) = p
+        .send(&claude_request(true), CallContext::new("req-1"))
+        .await
+        .unwrap()
+    else {
+        panic!("expected a stream")
+    };
+    let mut seen = String::new();
+    while let Some(f) = s.next().await {
+        match f {
+            Ok(f) => seen.push_str(&format!("{f:?}")),
+            Err(e) => seen.push_str(&format!("{e:?}")),
+        }
+    }
+    assert!(seen.contains("refused"), "{seen}");
+    assert!(!seen.contains("SECRET"), "{seen}");
+}
+
 #[tokio::test]
 async fn claude_raw_predict_envelope() {
     let up = FaultyUpstream::start(status(200, &message_json())).await;
