@@ -119,20 +119,11 @@ impl ChatRequest {
     /// Fields set to their defaults (null, `n: 1`, `logprobs: false`, `top_logprobs: 0`,
     /// an empty list) ask for nothing and pass.
     pub fn check_translatable(&self, to: &str) -> Result<(), crate::WireError> {
-        let asks = |field: &str| -> Option<serde_json::Value> {
-            let v: serde_json::Value = serde_json::from_str(self.extra.get(field)?.get()).ok()?;
-            let nothing = match (field, &v) {
-                (_, serde_json::Value::Null) => true,
-                ("n", v) => v.as_f64() == Some(1.0),
-                ("logprobs", v) => v.as_bool() == Some(false),
-                ("top_logprobs", v) => v.as_f64() == Some(0.0),
-                ("modalities", v) => v
-                    .as_array()
-                    .is_some_and(|m| m.iter().all(|x| x.as_str() != Some("audio"))),
-                ("mcp_servers", v) => v.as_array().is_some_and(Vec::is_empty),
-                _ => false,
-            };
-            (!nothing).then_some(v)
+        let asks = |field: &str| {
+            self.extra
+                .get(field)
+                .is_some_and(|v| !asks_nothing(field, v.get()))
+                .then_some(())
         };
         let refuse = |what: String| Err(crate::WireError::Unsupported(what));
         match self.origin {
@@ -388,6 +379,28 @@ pub enum ToolChoice {
         /// The whole value.
         raw: RawJson,
     },
+}
+
+/// Whether `raw`, the value a client gave an optional request field, asks for nothing
+/// beyond the field's absence: null, `n: 1`, `logprobs: false`, a zero `top_logprobs` or
+/// penalty, an empty `logit_bias` or `mcp_servers`, `modalities` without audio. (For the
+/// refusals of [`ChatRequest::check_translatable`] and the fields presets strip.)
+pub fn asks_nothing(field: &str, raw: &str) -> bool {
+    let Ok(v) = serde_json::from_str::<serde_json::Value>(raw) else {
+        return false;
+    };
+    match (field, &v) {
+        (_, serde_json::Value::Null) => true,
+        ("n", v) => v.as_f64() == Some(1.0),
+        ("logprobs", v) => v.as_bool() == Some(false),
+        ("top_logprobs" | "frequency_penalty" | "presence_penalty", v) => v.as_f64() == Some(0.0),
+        ("logit_bias", v) => v.as_object().is_some_and(serde_json::Map::is_empty),
+        ("mcp_servers", v) => v.as_array().is_some_and(Vec::is_empty),
+        ("modalities", v) => v
+            .as_array()
+            .is_some_and(|m| m.iter().all(|x| x.as_str() != Some("audio"))),
+        _ => false,
+    }
 }
 
 /// Anthropic extended thinking.

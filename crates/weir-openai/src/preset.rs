@@ -155,7 +155,11 @@ impl Preset {
         // rather than the client silently getting less than it asked for.
         let mut strip = |req: &mut Cow<'_, ChatRequest>, fields: &[&'static str]| {
             for f in fields {
-                if req.extra.get(f).is_some_and(|v| asks_nothing(f, v.get())) {
+                if req
+                    .extra
+                    .get(f)
+                    .is_some_and(|v| weir_model::request::asks_nothing(f, v.get()))
+                {
                     req.to_mut().extra.remove(f);
                     removed.push(*f);
                 }
@@ -228,22 +232,6 @@ impl Preset {
             Preset::Xai | Preset::OpenRouter | Preset::Zai | Preset::Together => {}
         }
         (req, removed)
-    }
-}
-
-/// Whether `raw`, the value of the sampling or output field `field`, asks for nothing
-/// beyond the default: null, or `n: 1`, `logprobs: false`, `top_logprobs: 0`, a zero
-/// penalty, an empty `logit_bias`.
-fn asks_nothing(field: &str, raw: &str) -> bool {
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(raw) else {
-        return false;
-    };
-    match (field, &v) {
-        (_, serde_json::Value::Null) => true,
-        ("n", v) => v.as_f64() == Some(1.0),
-        ("logprobs", v) => v.as_bool() == Some(false),
-        ("logit_bias", v) => v.as_object().is_some_and(serde_json::Map::is_empty),
-        (_, v) => v.as_f64() == Some(0.0),
     }
 }
 
