@@ -6,6 +6,15 @@
 //! descriptors for good with idle connections. Each HTTP/2 connection counts its requests
 //! in flight, answers included (a streamed answer is in flight until its body ends), and
 //! is let go once it has had none for the idle period.
+//!
+//! HTTP/2 also has flow control of its own, out of the kernel's sight: a client that opens
+//! a stream with a receive window of zero and never widens it is sent no byte of the
+//! answer, so hyper waits for window for ever and the stream stays in flight (TCP, and so
+//! `TCP_USER_TIMEOUT`, sees nothing wrong). Before any key is checked, a 401 held that way
+//! kept its connection open for good. A connection whose answers all wait for the client
+//! to take data, with none taken for the stall period (`timeouts.idle`, as for a blocked
+//! TCP window), is closed too. An answer waiting on its upstream is not waiting on the
+//! client, so a long silence from a model cuts nothing here.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -20,19 +29,34 @@ use hyper::body::{Frame, SizeHint};
 
 use crate::http::Body;
 
-/// One connection's requests in flight and when the last one ended.
+/// One connection's requests in flight, how many of their answers wait for the client,
+/// and when the connection last moved.
 #[derive(Debug)]
 pub(crate) struct Activity {
     active: AtomicUsize,
-    /// Milliseconds since `epoch` when the connection was last busy.
+    /// Answers whose next frame waits for the client to take data: made or last polled
+    /// with a frame, and not polled since.
+    blocked: AtomicUsize,
+    /// Milliseconds since `epoch` when the connection last moved: a request began or
+    /// ended, or an answer's body was polled.
     last_ms: AtomicU64,
     epoch: Instant,
+}
+
+/// Why a connection is let go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Quiet {
+    /// No request in flight for the idle period.
+    Idle,
+    /// Every answer in flight has waited for the client to take data for the stall period.
+    Stalled,
 }
 
 impl Activity {
     pub(crate) fn new() -> Arc<Activity> {
         Arc::new(Activity {
             active: AtomicUsize::new(0),
+            blocked: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         })
@@ -60,15 +84,36 @@ impl Activity {
         self.epoch.elapsed().saturating_sub(last)
     }
 
-    /// Resolves once the connection has had no request in flight for `idle`.
-    pub(crate) async fn idle(&self, idle: Duration) {
+    /// How long every answer in flight has waited for the client with nothing taken (zero
+    /// while there is none, or while one is still being made or waits on its upstream).
+    fn stalled_for(&self) -> Duration {
+        let active = self.active.load(Ordering::Relaxed);
+        if active == 0 || self.blocked.load(Ordering::Relaxed) < active {
+            return Duration::ZERO;
+        }
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    /// Resolves once the connection has had no request in flight for `idle`, or its
+    /// answers have all waited for the client for `stall`.
+    pub(crate) async fn quiet(&self, idle: Duration, stall: Duration) -> Quiet {
         loop {
-            let quiet = self.idle_for();
+            let (quiet, stalled) = (self.idle_for(), self.stalled_for());
             if quiet >= idle {
-                return;
+                return Quiet::Idle;
             }
-            // Checked again when the period could first be over (at least a second on).
-            tokio::time::sleep((idle - quiet).max(Duration::from_secs(1))).await;
+            if stalled >= stall {
+                return Quiet::Stalled;
+            }
+            // Checked again when either period could first be over (the idle one is
+            // counted from a moment since, the stall from now at the earliest).
+            let next = if self.active.load(Ordering::Relaxed) == 0 {
+                idle - quiet
+            } else {
+                (stall - stalled).min(idle)
+            };
+            tokio::time::sleep(next.max(Duration::from_millis(100))).await;
         }
     }
 }
@@ -84,13 +129,14 @@ impl Drop for InFlight {
     }
 }
 
-/// Serves an HTTP/2 connection with `handle` until it ends or has had no request in flight
-/// for `idle` (then it is dropped).
+/// Serves an HTTP/2 connection with `handle` until it ends, has had no request in flight
+/// for `idle`, or its answers have all waited for the client for `stall` (then it is
+/// dropped).
 pub(crate) async fn serve_h2<H, F>(
     io: hyper_util::rt::TokioIo<tokio::net::TcpStream>,
     builder: &hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     watcher: hyper_util::server::graceful::Watcher,
-    idle: Duration,
+    (idle, stall): (Duration, Duration),
     handle: H,
 ) where
     H: Fn(hyper::Request<hyper::body::Incoming>) -> F + Send + Sync + 'static,
@@ -116,22 +162,39 @@ pub(crate) async fn serve_h2<H, F>(
                 tracing::debug!("connection ended with an error: {e}");
             }
         }
-        () = activity.idle(idle) => {}
+        why = activity.quiet(idle, stall) => {
+            if why == Quiet::Stalled {
+                tracing::debug!("closing an HTTP/2 connection whose client took no data for {stall:?}");
+            }
+        }
     }
 }
 
-/// An answer's body that keeps its request in flight until it ends or is dropped.
+/// An answer's body that keeps its request in flight until it ends or is dropped, and
+/// tells its connection whether it waits for the client.
 pub(crate) struct Tracked {
     inner: Body,
-    _in_flight: InFlight,
+    in_flight: InFlight,
+    /// Counted in `Activity::blocked`: not polled since it was made or gave a frame.
+    blocked: bool,
 }
 
 impl Tracked {
     pub(crate) fn wrap(inner: Body, in_flight: InFlight) -> Body {
+        in_flight.0.blocked.fetch_add(1, Ordering::Relaxed);
         Body::new(Tracked {
             inner,
-            _in_flight: in_flight,
+            in_flight,
+            blocked: true,
         })
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if self.blocked {
+            self.in_flight.0.blocked.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -143,7 +206,20 @@ impl hyper::body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        // hyper polls an answer when the client has room for more of it.
+        let this = &mut *self;
+        let activity = &this.in_flight.0;
+        if this.blocked {
+            this.blocked = false;
+            activity.blocked.fetch_sub(1, Ordering::Relaxed);
+        }
+        activity.touch();
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(_)) = polled {
+            this.blocked = true;
+            activity.blocked.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -167,12 +243,107 @@ mod tests {
         let second = a.begin();
         drop(first);
         // One answer still streams: never idle.
-        let waited =
-            tokio::time::timeout(Duration::from_secs(120), a.idle(Duration::from_secs(30)));
+        let waited = tokio::time::timeout(Duration::from_secs(120), a.quiet(THIRTY, NINETY));
         assert!(waited.await.is_err());
         drop(second);
         let started = tokio::time::Instant::now();
-        a.idle(Duration::from_secs(30)).await;
+        assert_eq!(a.quiet(THIRTY, NINETY).await, Quiet::Idle);
         assert!(started.elapsed() >= Duration::from_secs(29));
+    }
+
+    const THIRTY: Duration = Duration::from_secs(30);
+    const NINETY: Duration = Duration::from_secs(90);
+
+    /// A body that gives `frames` frames, waiting `gap` before each (as an answer waits
+    /// on its upstream).
+    struct Slow {
+        frames: usize,
+        gap: Duration,
+        sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+
+    impl hyper::body::Body for Slow {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            if self.frames == 0 {
+                return Poll::Ready(None);
+            }
+            let gap = self.gap;
+            let sleep = self
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(gap)));
+            std::task::ready!(std::future::Future::poll(sleep.as_mut(), cx));
+            self.sleep = None;
+            self.frames -= 1;
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"x")))))
+        }
+    }
+
+    fn poll_once(body: &mut Body) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
+        use hyper::body::Body as _;
+        let waker = std::task::Waker::noop();
+        Pin::new(body).poll_frame(&mut Context::from_waker(waker))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_whose_answers_all_wait_for_the_client_is_stalled() {
+        // Never polled (an HTTP/2 window kept at zero): stalled after the period, though
+        // far from idle.
+        let a = Activity::new();
+        let held = Tracked::wrap(
+            Body::new(http_body_util::Full::new(Bytes::from("{}"))),
+            a.begin(),
+        );
+        let started = tokio::time::Instant::now();
+        assert_eq!(a.quiet(NINETY, THIRTY).await, Quiet::Stalled);
+        assert!(started.elapsed() >= Duration::from_secs(29));
+        drop(held);
+
+        // Polled, given a frame, then not polled again: stalled too.
+        let a = Activity::new();
+        let mut taken = Tracked::wrap(
+            Body::new(Slow {
+                frames: 3,
+                gap: Duration::ZERO,
+                sleep: None,
+            }),
+            a.begin(),
+        );
+        assert!(matches!(poll_once(&mut taken), Poll::Ready(Some(_))));
+        assert_eq!(a.quiet(NINETY, THIRTY).await, Quiet::Stalled);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answers_waiting_on_their_upstream_or_still_being_made_never_stall() {
+        let a = Activity::new();
+        // A body polled and waiting on its upstream, far longer than the stall period.
+        let mut waiting = Tracked::wrap(
+            Body::new(Slow {
+                frames: 1,
+                gap: Duration::from_secs(600),
+                sleep: None,
+            }),
+            a.begin(),
+        );
+        assert!(poll_once(&mut waiting).is_pending());
+        let quiet = tokio::time::timeout(Duration::from_secs(300), a.quiet(NINETY, THIRTY));
+        assert!(quiet.await.is_err(), "cut while its upstream was silent");
+        drop(waiting);
+        // An answer waiting on the client beside a request still being answered (no body
+        // yet): not stalled either.
+        let _making = a.begin();
+        let _held = Tracked::wrap(
+            Body::new(http_body_util::Full::new(Bytes::from("{}"))),
+            a.begin(),
+        );
+        let quiet = tokio::time::timeout(Duration::from_secs(300), a.quiet(NINETY, THIRTY));
+        assert!(
+            quiet.await.is_err(),
+            "cut while another answer was being made"
+        );
     }
 }

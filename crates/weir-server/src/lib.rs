@@ -155,6 +155,7 @@ pub async fn run_live(
         let watcher = graceful.watcher();
         let mut stop = stop.clone();
         let first_bytes = live.get().header_read_timeout;
+        let stall = live.get().client_stall_timeout;
         // A client that takes no bytes (its receive window stays shut) or acknowledges none
         // for this long has its connection closed by the kernel (TCP_USER_TIMEOUT): hyper
         // waits on a blocked write for ever, and the answer behind it would hold its
@@ -162,7 +163,6 @@ pub async fn run_live(
         // client that reads, however slowly, keeps its window opening and is not cut.
         #[cfg(any(target_os = "linux", target_os = "android"))]
         {
-            let stall = live.get().client_stall_timeout;
             if let Err(e) = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(stall)) {
                 tracing::debug!("cannot set TCP_USER_TIMEOUT: {e}");
             }
@@ -188,16 +188,17 @@ pub async fn run_live(
             let io = TokioIo::new(stream);
             // HTTP/2 keeps a connection with no stream for as long as its peer answers
             // pings: one with no request in flight for the header timeout is let go, as
-            // HTTP/1 keep-alive connections are (see `idle`).
+            // HTTP/1 keep-alive connections are, and one whose answers all wait on a shut
+            // HTTP/2 window for the stall period (see `idle`).
             if is_admin && h2 {
                 let handle = move |req| admin::handle(live.clone(), req);
-                idle::serve_h2(io, &builder, watcher, first_bytes, handle).await;
+                idle::serve_h2(io, &builder, watcher, (first_bytes, stall), handle).await;
             } else if is_admin {
                 let svc = service_fn(move |req| admin::handle(live.clone(), req));
                 let _ = watcher.watch(builder.serve_connection(io, svc)).await;
             } else if h2 {
                 let handle = move |req| http::handle(live.get(), req);
-                idle::serve_h2(io, &builder, watcher, first_bytes, handle).await;
+                idle::serve_h2(io, &builder, watcher, (first_bytes, stall), handle).await;
             } else {
                 let svc = service_fn(move |req| http::handle(live.get(), req));
                 if let Err(e) = watcher

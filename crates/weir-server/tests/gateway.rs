@@ -1177,6 +1177,9 @@ async fn an_idle_http2_connection_is_closed() {
     let cfg = weir_server::config::parse(None, &text).unwrap();
     let mut app = weir_server::build(&cfg, None, &text).unwrap();
     app.header_read_timeout = Duration::from_millis(300);
+    // Shorter than the mock's gaps between events: an answer waiting on its upstream is
+    // not waiting on the client, and is not cut for it.
+    app.client_stall_timeout = Duration::from_millis(60);
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -1222,6 +1225,75 @@ async fn an_idle_http2_connection_is_closed() {
         "the stream was too short to tell"
     );
     assert!(text.contains("message_stop"), "{text}");
+}
+
+/// An HTTP/2 client that keeps its receive window at zero is sent no byte of an answer,
+/// and hyper waits for window for ever: before any key is checked, such streams (a 401 or
+/// `/health`) held their connection open for good. A connection whose answers all wait
+/// for the client for the stall period (`timeouts.idle`) is closed.
+#[tokio::test]
+async fn an_http2_connection_whose_client_takes_no_data_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let text = format!("[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n");
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let mut app = weir_server::build(&cfg, None, &text).unwrap();
+    // Long enough that only the stall can close the connection within the test.
+    app.header_read_timeout = Duration::from_secs(60);
+    app.client_stall_timeout = Duration::from_millis(300);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(weir_server::run(
+        Arc::new(app),
+        listener,
+        None,
+        std::future::pending(),
+    ));
+    // Frames: the preface; SETTINGS with INITIAL_WINDOW_SIZE (0x4) = 0; HEADERS on stream
+    // 1 (END_STREAM | END_HEADERS) for `POST /v1/messages` with no key (HPACK: :method
+    // POST, :scheme http, :path and :authority as literals).
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 6, 0x4, 0, 0, 0, 0, 0, 0, 0x4, 0, 0, 0, 0]);
+    let mut block = vec![0x83, 0x86, 0x44, 12];
+    block.extend_from_slice(b"/v1/messages");
+    block.extend_from_slice(&[0x41, 9]);
+    block.extend_from_slice(b"localhost");
+    out.extend_from_slice(&[
+        0,
+        0,
+        u8::try_from(block.len()).unwrap(),
+        0x1,
+        0x5,
+        0,
+        0,
+        0,
+        1,
+    ]);
+    out.extend_from_slice(&block);
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&out).await.unwrap();
+    let mut got = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    assert!(
+        closed.is_ok(),
+        "a connection whose window stayed shut was kept open"
+    );
+    // The answer's headers went (a HEADERS frame for stream 1), its body could not.
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at + 9 <= got.len() {
+        let len =
+            usize::from(got[at]) << 16 | usize::from(got[at + 1]) << 8 | usize::from(got[at + 2]);
+        frames.push((
+            got[at + 3],
+            u32::from_be_bytes([got[at + 5], got[at + 6], got[at + 7], got[at + 8]]),
+        ));
+        at += 9 + len;
+    }
+    assert!(frames.contains(&(0x1, 1)), "no answer headers: {frames:?}");
+    assert!(
+        !frames.contains(&(0x0, 1)),
+        "data sent past a shut window: {frames:?}"
+    );
 }
 
 #[tokio::test]
