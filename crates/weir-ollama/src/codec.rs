@@ -165,7 +165,21 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
     let only = match &req.tool_choice {
         None | Some(ToolChoice::Auto) | Some(ToolChoice::Required) => None,
         Some(ToolChoice::None) => Some(None),
-        Some(ToolChoice::Tool(name)) => Some(Some(name.as_str())),
+        Some(ToolChoice::Tool(name)) => {
+            // Sending no tools would answer as if `none` were asked; OpenAI and Anthropic
+            // refuse such a request too.
+            let offered = req
+                .tools
+                .iter()
+                .flatten()
+                .any(|t| matches!(t, Tool::Function(f) if f.name == *name));
+            if !offered {
+                return Err(WireError::Unsupported(format!(
+                    "`tool_choice` names the tool `{name}`, which is not among the request's tools"
+                )));
+            }
+            Some(Some(name.as_str()))
+        }
         Some(ToolChoice::Unknown { .. }) => {
             return Err(unsupported(
                 "this `tool_choice` form (it has no tool_choice)",

@@ -239,6 +239,10 @@ fn tool_choice_none_sends_no_tools_and_a_named_tool_only_that_one() {
     assert!(names(&r).is_empty());
     r.tool_choice = Some(weir_model::ToolChoice::Tool("time".into()));
     assert_eq!(names(&r), ["time"]);
+    // A named tool the request does not offer: refused, not answered as `none`.
+    r.tool_choice = Some(weir_model::ToolChoice::Tool("clock".into()));
+    let e = encode_request(&r).unwrap_err().to_string();
+    assert!(e.contains("`clock`"), "{e}");
     // `required` cannot be asked of Ollama: the tools go as they are.
     r.tool_choice = Some(weir_model::ToolChoice::Required);
     assert_eq!(names(&r), ["weather", "time"]);
