@@ -148,7 +148,16 @@ fn load_with(
                 .map_err(|e| vec![format!("{}: {e}", p.display())])?;
             Ok((app, generated))
         }
-        None => weir_server::zero_config(env).map_err(to_strings),
+        None => {
+            let set = |name: &str| env(name).is_some_and(|v| !v.trim().is_empty());
+            if set("WEIR_ADMIN_LISTEN") && !set("WEIR_ADMIN_KEY") {
+                tracing::warn!(
+                    "zero-config: WEIR_ADMIN_LISTEN is set, but WEIR_ADMIN_KEY is not, so there \
+                     is no admin API (/status, /metrics, /reload): set WEIR_ADMIN_KEY too"
+                );
+            }
+            weir_server::zero_config(env).map_err(to_strings)
+        }
     }
 }
 

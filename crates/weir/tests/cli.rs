@@ -408,6 +408,67 @@ fn zero_config_serve_survives_sighup() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Zero-config opens the admin API only with `WEIR_ADMIN_KEY`: `WEIR_ADMIN_LISTEN` alone
+/// says so rather than leaving the admin port silently absent.
+#[cfg(unix)]
+#[test]
+fn zero_config_warns_of_an_admin_listener_without_an_admin_key() {
+    use std::io::{Read, Write};
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string()
+    };
+    let (api, admin) = (free(), free());
+    let dir = scratch("weir-cli-zero-admin");
+    let mut child = weir()
+        .arg("serve")
+        .current_dir(&dir)
+        .env("WEIR_API_KEY", "sk-zero-admin")
+        .env("WEIR_LISTEN", &api)
+        .env("WEIR_ADMIN_LISTEN", &admin)
+        .env_remove("WEIR_ADMIN_KEY")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let health = || {
+        let mut s = std::net::TcpStream::connect(&api).ok()?;
+        s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+            .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while health().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(std::net::TcpStream::connect(&admin).is_err());
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().unwrap();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains("WEIR_ADMIN_LISTEN is set, but WEIR_ADMIN_KEY is not"),
+        "{logs}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A report reads only the ledger's url: the provider keys a file names need not be set.
 #[test]
 fn usage_needs_only_the_ledgers_variables() {
