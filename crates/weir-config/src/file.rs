@@ -82,6 +82,9 @@ pub struct ServerConfig {
     pub admin_listen: Option<String>,
     /// Larger request bodies get 413.
     pub max_request_bytes: usize,
+    /// Request bodies held at once, all requests together; a body that would pass it gets
+    /// 503 (retry-after 1).
+    pub max_buffered_bytes: usize,
     /// How long in-flight requests may run on after SIGTERM.
     pub shutdown_grace: Dur,
 }
@@ -92,6 +95,7 @@ impl Default for ServerConfig {
             listen: "127.0.0.1:4000".into(),
             admin_listen: None,
             max_request_bytes: 32 * 1024 * 1024,
+            max_buffered_bytes: 1024 * 1024 * 1024,
             shutdown_grace: d(30),
         }
     }

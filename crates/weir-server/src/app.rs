@@ -21,6 +21,11 @@ pub struct App {
     pub admin_key: Option<Secret>,
     /// Larger bodies get 413.
     pub max_request_bytes: usize,
+    /// Request bodies held at once (`server.max_buffered_bytes`): past it, 503.
+    pub max_buffered_bytes: usize,
+    /// The bytes of request bodies held now, shared by the process's runtimes and kept
+    /// across reloads.
+    pub buffered: Arc<crate::http::Buffered>,
     /// The API address.
     pub listen: String,
     /// How long in-flight requests may finish after a shutdown signal.
@@ -92,6 +97,16 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 "ledger.url must be sqlite://<path> or postgres://... (e.g. \"sqlite://weir-ledger.db\")",
             ));
         }
+    }
+    if cfg.server.max_buffered_bytes < cfg.server.max_request_bytes {
+        errors.push(src.error_at(
+            src.key_at(&["server", "max_buffered_bytes"]),
+            format!(
+                "server.max_buffered_bytes ({}) is below server.max_request_bytes ({}): a \
+                 request that large could never be read",
+                cfg.server.max_buffered_bytes, cfg.server.max_request_bytes
+            ),
+        ));
     }
     let listen_at = src.key_at(&["server", "listen"]);
     let admin_listen_at = src.key_at(&["server", "admin_listen"]);
@@ -208,6 +223,8 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 keys,
                 admin_key: cfg.auth.admin_key.clone().map(Secret::new),
                 max_request_bytes: cfg.server.max_request_bytes,
+                max_buffered_bytes: cfg.server.max_buffered_bytes,
+                buffered: Arc::default(),
                 listen: cfg.server.listen.clone(),
                 shutdown_grace: cfg.server.shutdown_grace.0,
                 header_read_timeout: crate::HEADER_READ_TIMEOUT,
@@ -738,6 +755,7 @@ pub fn rebuild(
         )]);
     }
     app.ledger.clone_from(&old.ledger);
+    app.buffered = old.buffered.clone();
     app.metrics = old.metrics.clone();
     // The new router's breakers start closed.
     app.metrics.reset_breakers();

@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -426,13 +427,65 @@ fn authenticate<'a>(
     }
 }
 
-/// Reads the body, refusing one larger than the limit before reading it whole.
+/// The bytes of request bodies the process holds now (`server.max_buffered_bytes` bounds
+/// them: a request body is held, decoded and encoded again while its upstream call is
+/// made, and many large ones at once could take all memory).
+#[derive(Debug, Default)]
+pub struct Buffered(AtomicUsize);
+
+impl Buffered {
+    /// The bytes held now.
+    pub fn held(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A request body's share of [`Buffered`], given back when dropped (once its request has
+/// been answered, or its stream has begun).
+pub(crate) struct Charge {
+    of: Arc<Buffered>,
+    bytes: usize,
+}
+
+impl Charge {
+    fn new(of: &Arc<Buffered>) -> Charge {
+        Charge {
+            of: of.clone(),
+            bytes: 0,
+        }
+    }
+
+    /// Holds `more` bytes, unless all bodies together would then pass `limit`.
+    fn hold(&mut self, more: usize, limit: usize) -> bool {
+        let held = self
+            .of
+            .0
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |now| {
+                now.checked_add(more).filter(|&n| n <= limit)
+            })
+            .is_ok();
+        if held {
+            self.bytes += more;
+        }
+        held
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        self.of.0.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
+}
+
+/// Reads the body, refusing one larger than the limit before reading it whole, or one
+/// that would take the bodies held at once past `server.max_buffered_bytes` (503). The
+/// charge holds the body's bytes against that bound until dropped.
 async fn read_body(
     app: &App,
     req: Request<Incoming>,
     dialect: Dialect,
     log: &RequestLog,
-) -> Result<(HeaderMap, Bytes), Response<Body>> {
+) -> Result<(HeaderMap, Bytes, Charge), Response<Body>> {
     let limit = app.max_request_bytes;
     let too_large = || {
         simple_error(
@@ -442,6 +495,16 @@ async fn read_body(
             log,
         )
     };
+    let overloaded = || {
+        let e = ApiError::new(
+            ErrorKind::Overloaded,
+            "the gateway holds too many request bodies at once (server.max_buffered_bytes); \
+             retry shortly",
+        );
+        let r = error_response(dialect, &e, &log.request_id, Some(Duration::from_secs(1)));
+        log.emit(r.status().as_u16(), None, None, None);
+        r
+    };
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
@@ -449,6 +512,13 @@ async fn read_body(
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
+    }
+    // A declared length is held before reading (it is at most `limit`, checked above);
+    // a chunked body, frame by frame.
+    let mut charge = Charge::new(&app.buffered);
+    let declared_len = declared.map_or(0, |n| n as usize);
+    if !charge.hold(declared_len, app.max_buffered_bytes) {
+        return Err(overloaded());
     }
     // A compressed body would otherwise be read as bytes that are not JSON (or, for `br`,
     // not UTF-8): say what is wrong instead. (hyper takes `Transfer-Encoding: gzip,
@@ -538,6 +608,9 @@ async fn read_body(
         if total > limit {
             return Err(too_large());
         }
+        if total > charge.bytes && !charge.hold(total - charge.bytes, app.max_buffered_bytes) {
+            return Err(overloaded());
+        }
         match first.take() {
             None if joined.is_empty() => first = Some(data),
             None => joined.extend_from_slice(&data),
@@ -548,7 +621,11 @@ async fn read_body(
             }
         }
     }
-    Ok((parts.headers, first.unwrap_or_else(|| Bytes::from(joined))))
+    Ok((
+        parts.headers,
+        first.unwrap_or_else(|| Bytes::from(joined)),
+        charge,
+    ))
 }
 
 fn decode(dialect: Dialect, body: &[u8]) -> Result<ChatRequest, WireError> {
@@ -649,7 +726,8 @@ async fn chat(
         Ok(k) => k.clone(),
         Err(r) => return r,
     };
-    let (headers, body) = match read_body(app, req, dialect, log).await {
+    // The body's bytes stay held until the upstream has answered (this function returns).
+    let (headers, body, _charge) = match read_body(app, req, dialect, log).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -757,6 +835,8 @@ struct Pass<R> {
     key: ClientKey,
     req: R,
     cx: CallContext,
+    /// The body's bytes, held until the request has been answered.
+    _charge: Charge,
 }
 
 /// The pass-through endpoints' first steps, as chat's: the key, the body, the request
@@ -770,7 +850,7 @@ async fn pass_prelude<R>(
 ) -> Result<Pass<R>, Response<Body>> {
     let dialect = Dialect::OpenAi;
     let key = authenticate(app, req.headers(), dialect, log)?.clone();
-    let (headers, body) = read_body(app, req, dialect, log).await?;
+    let (headers, body, charge) = read_body(app, req, dialect, log).await?;
     log.input_estimate = (body.len() as u64).div_ceil(4);
     let parsed = decode(&body).map_err(|e| {
         tracing::debug!(request_id = %log.request_id, "undecodable request: {e}");
@@ -798,6 +878,7 @@ async fn pass_prelude<R>(
         key,
         req: parsed,
         cx,
+        _charge: charge,
     })
 }
 
@@ -949,7 +1030,7 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
         Ok(k) => k,
         Err(r) => return r,
     };
-    let (headers, body) = match read_body(app, req, dialect, log).await {
+    let (headers, body, _charge) = match read_body(app, req, dialect, log).await {
         Ok(b) => b,
         Err(r) => return r,
     };

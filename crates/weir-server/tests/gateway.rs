@@ -1296,6 +1296,103 @@ async fn an_http2_connection_whose_client_takes_no_data_is_closed() {
     );
 }
 
+/// Request bodies held at once are bounded (`server.max_buffered_bytes`): a body that
+/// would pass the bound gets 503 with retry-after, in the client's dialect, and the bytes
+/// are given back once a request is answered.
+#[tokio::test]
+async fn request_bodies_held_at_once_are_bounded() {
+    let hang = upstream(Script::Hang).await;
+    let text = format!(
+        "[server]\nmax_request_bytes = 4000\nmax_buffered_bytes = 6000\n\
+         [[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n\
+         [providers.mock]\nkind = \"mock\"\nstream_delay = \"0ms\"\n\
+         [providers.slow]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
+         [providers.slow.timeouts]\nfirst_byte = \"1500ms\"\n\
+         [[models]]\nname = \"hangs\"\ntargets = [{{ provider = \"slow\" }}]\n",
+        hang.url
+    );
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let app = Arc::new(weir_server::build(&cfg, None, &text).unwrap());
+    let buffered = app.buffered.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(weir_server::run(
+        app,
+        listener,
+        None,
+        std::future::pending(),
+    ));
+    // About 3,500 bytes each: one is held while its upstream hangs, a second would pass
+    // 6,000.
+    let big = |model: &str| {
+        let mut r = a_req(model, false);
+        r["messages"][0]["content"] = json!("x".repeat(3400));
+        r
+    };
+    let held = tokio::spawn({
+        let url = url.clone();
+        let body = big("hangs");
+        async move { post(&url, "/v1/messages", &body, Some(KEY)).await.status() }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while buffered.held() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first body was never held"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let r = post(&url, "/v1/messages", &big("mock"), Some(KEY)).await;
+    // (Anthropic's status for overloaded is 529; OpenAI clients get 503.)
+    assert_eq!(r.status(), 529);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert_eq!(v["error"]["type"], "overloaded_error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("max_buffered_bytes"),
+        "{v}"
+    );
+    // The OpenAI dialect says it in its own shape.
+    let mut o = o_req("mock", false);
+    o["messages"][0]["content"] = json!("x".repeat(3400));
+    let r = post(&url, "/v1/chat/completions", &o, Some(KEY)).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: Value = r.json().await.unwrap();
+    assert!(v["error"]["message"].is_string(), "{v}");
+    // A small body still fits beside the held one.
+    let r = post(&url, "/v1/messages", &a_req("mock", false), Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+    // Once the first is answered (its upstream timed out), its bytes are given back.
+    assert_eq!(held.await.unwrap(), 504);
+    assert_eq!(buffered.held(), 0);
+    let r = post(&url, "/v1/messages", &big("mock"), Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[test]
+fn a_buffered_bound_below_the_request_limit_is_a_config_error() {
+    let text = "[server]\nmax_request_bytes = 4000\nmax_buffered_bytes = 3000\n";
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let Err(errors) = weir_server::build(&cfg, None, text) else {
+        panic!("built");
+    };
+    let all = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        all.contains("max_buffered_bytes (3000) is below server.max_request_bytes (4000)"),
+        "{all}"
+    );
+    assert!(all.contains("3:"), "not placed at its line: {all}");
+}
+
 #[tokio::test]
 async fn h2c_prior_knowledge_is_served() {
     let url = weir("").await;

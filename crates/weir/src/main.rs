@@ -331,6 +331,7 @@ fn spawn_runtime(
             return;
         };
         app.metrics = first.metrics.clone();
+        app.buffered = first.buffered.clone();
         app.ledger.clone_from(&first.ledger);
         // The same shared store (its router sink comes with the shared routing state).
         app.state.clone_from(&first.state);
