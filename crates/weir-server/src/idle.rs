@@ -106,13 +106,11 @@ impl Activity {
             if stalled >= stall {
                 return Quiet::Stalled;
             }
-            // Checked again when either period could first be over (the idle one is
-            // counted from a moment since, the stall from now at the earliest).
-            let next = if self.active.load(Ordering::Relaxed) == 0 {
-                idle - quiet
-            } else {
-                (stall - stalled).min(idle)
-            };
+            // Checked again when either period could first be over: a request may begin
+            // and stall, or end and leave the connection idle, meanwhile (so a stall is
+            // seen within twice its period, an idle connection within the idle period
+            // after its last request).
+            let next = (idle - quiet).min(stall - stalled);
             tokio::time::sleep(next.max(Duration::from_millis(100))).await;
         }
     }

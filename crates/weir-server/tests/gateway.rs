@@ -1270,7 +1270,12 @@ async fn an_http2_connection_whose_client_takes_no_data_is_closed() {
     ]);
     out.extend_from_slice(&block);
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(&out).await.unwrap();
+    // The request comes a moment after the preface: the connection was idle when first
+    // watched, and is watched again for a stall all the same.
+    let (preface, request) = out.split_at(24 + 15);
+    s.write_all(preface).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.write_all(request).await.unwrap();
     let mut got = Vec::new();
     let closed = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
     assert!(
