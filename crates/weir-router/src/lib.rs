@@ -2052,10 +2052,16 @@ impl Router {
                             st.neutral();
                             continue;
                         }
-                        if matches!(
-                            e.kind,
-                            ErrorKind::Authentication | ErrorKind::PermissionDenied
-                        ) {
+                        // A 403 (OpenAI's "project does not have access to model", Anthropic's
+                        // permission_error, Bedrock's AccessDenied) is about what was asked,
+                        // often one model: the next key is tried, but the key stays in the
+                        // pool, or one client asking for a model the account lacks would
+                        // take the provider away from every other model.
+                        if e.kind == ErrorKind::PermissionDenied {
+                            st.neutral();
+                            continue;
+                        }
+                        if e.kind == ErrorKind::Authentication {
                             let status = e.status.unwrap_or(401);
                             p.refuse(
                                 i,

@@ -43,6 +43,8 @@ pub struct KeyStatus {
     /// The status the upstream refused it with (it is tried again after
     /// [`crate::Policy::refused_key_retry`]).
     pub refused_status: Option<u16>,
+    /// Milliseconds until a refused key is tried again.
+    pub refused_ms: Option<u64>,
     /// Requests in flight on it.
     pub in_flight: u32,
     /// Requests sent with it.
@@ -123,6 +125,7 @@ pub(crate) fn snapshot(r: &Router) -> RouterStatus {
                                 }),
                                 cooldown_ms: cooling.map(|(u, _)| (u - now).as_millis() as u64),
                                 refused_status: refused.map(|(s, _)| s),
+                                refused_ms: refused.map(|(_, u)| (u - now).as_millis() as u64),
                                 in_flight: k.in_flight.load(Ordering::Relaxed),
                                 requests: g.requests,
                                 rate_limited: g.rate_limited,

@@ -663,10 +663,13 @@ async fn a_refused_key_leaves_the_pool_and_is_shown_as_such() {
     let st = r.status();
     assert_eq!(st.providers[0].keys[0].state, "refused");
     assert_eq!(st.providers[0].keys[0].refused_status, Some(401));
+    // When it is tried again.
+    let back = st.providers[0].keys[0].refused_ms.unwrap();
+    assert!(back > 0 && u128::from(back) <= quick().refused_key_retry.as_millis());
 
     // With every key refused, the target is skipped without a request, and the client
     // gets the same answer as the request that saw the refusal.
-    a.key_act("sk-good", Act::Fail(403));
+    a.key_act("sk-good", Act::Fail(401));
     let (first, _) = failure(&r, req("m")).await;
     let calls = a.calls();
     let (last, attempts) = failure(&r, req("m")).await;
@@ -674,10 +677,48 @@ async fn a_refused_key_leaves_the_pool_and_is_shown_as_such() {
     assert!(attempts[0].skipped);
     assert_eq!(
         (last.status, last.kind),
-        (Some(403), ErrorKind::PermissionDenied)
+        (Some(401), ErrorKind::Authentication)
     );
     assert_eq!(last.message, first.message);
-    assert_eq!(last.message, "upstream says 403");
+    assert_eq!(last.message, "upstream says 401");
+}
+
+/// A 403 is about what was asked (often one model the account lacks), not the key: the
+/// next key and then the next target are tried, but no key leaves the pool, so other
+/// requests are not turned away for it.
+#[tokio::test]
+async fn a_403_tries_the_next_key_and_target_but_takes_no_key_out() {
+    let a = Fake::build("a", Act::Ok, &["sk-one", "sk-two"], Capabilities::ALL);
+    let b = Fake::new("b", Act::Ok);
+    a.key_act("sk-one", Act::Fail(403));
+    a.key_act("sk-two", Act::Fail(403));
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![
+            Route::new("m", vec![Target::new("a"), Target::new("b")]),
+            Route::new("only-a", vec![Target::new("a")]),
+        ],
+        quick(),
+    );
+    assert_eq!(served_by(&r, req("m"), cx()).await, "b");
+    assert_eq!(a.calls(), 2, "both keys are tried");
+    let st = r.status();
+    assert!(
+        st.providers[0].keys.iter().all(|k| k.state == "ok"),
+        "{:?}",
+        st.providers[0].keys
+    );
+    // Alone, the target answers the client with the upstream's 403 every time, asking
+    // the upstream again (nothing is remembered against the keys).
+    let (last, _) = failure(&r, req("only-a")).await;
+    assert_eq!(
+        (last.status, last.kind),
+        (Some(403), ErrorKind::PermissionDenied)
+    );
+    assert_eq!(a.calls(), 4);
+    // The keys serve what they may.
+    a.key_act("sk-one", Act::Ok);
+    assert_eq!(served_by(&r, req("only-a"), cx()).await, "a");
 }
 
 #[tokio::test]

@@ -78,6 +78,7 @@ pub(crate) fn render(status: &Value) -> String {
             ("cooldown_ms", "rests for"),
             ("cooldown_reason", "why"),
             ("refused_status", "refused with"),
+            ("refused_ms", "retried in"),
             ("requests", "requests"),
             ("rate_limited", "429s"),
             ("in_flight", "in flight"),
