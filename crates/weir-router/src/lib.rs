@@ -1554,9 +1554,10 @@ impl Router {
             let n = order.len();
             for (pos, ti) in order.into_iter().enumerate() {
                 if cx.deadline.is_some_and(|d| Instant::now() >= d) {
+                    let target = &rs.route.targets[ti];
                     attempts.push(Attempt {
-                        provider: rs.route.targets[ti].provider.clone(),
-                        model: req.model().to_owned(),
+                        provider: target.provider.clone(),
+                        model: target.model.as_deref().unwrap_or(req.model()).to_owned(),
                         error: ProviderError::new(
                             ErrorKind::Timeout,
                             "the request's total time ran out",

@@ -371,6 +371,35 @@ mod tests {
         assert_eq!(ep.pooled.as_ref().unwrap().0.idle_count(), 0);
     }
 
+    /// A whole body that stalls after its headers is a timeout after the idle period, not
+    /// after the whole call's `total`: the next target can still be tried.
+    #[tokio::test]
+    async fn a_whole_body_that_stalls_times_out_after_the_idle_period() {
+        let srv = upstream(Answer::Partial).await;
+        let up = Upstream::direct(std::time::Duration::from_secs(2));
+        let ep = pooled(&up, &srv.url);
+        let t = Timeouts {
+            idle: std::time::Duration::from_millis(200),
+            total: std::time::Duration::from_secs(60),
+            ..timeouts()
+        };
+        let mut r = up
+            .send(&ep, HeaderMap::new(), b"{}".to_vec(), &t)
+            .await
+            .unwrap();
+        let started = std::time::Instant::now();
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(10), crate::read_body(&mut r));
+        let e = read.await.expect("read for the whole total").unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        assert_eq!(e.kind, weir_model::ErrorKind::Timeout);
+        assert_eq!(
+            e.message,
+            "the upstream's response body stalled: nothing arrived for 200ms"
+        );
+        assert!(e.retryable_elsewhere);
+    }
+
     #[tokio::test]
     async fn a_refused_connection_is_a_connect_error() {
         let l = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -87,6 +87,8 @@ pub struct Response {
     body: hyper::body::Incoming,
     /// When the whole call must be over.
     pub deadline: Instant,
+    /// The longest silence allowed between two chunks of the body.
+    pub idle: Duration,
     /// The pooled connection the response came on, returned at the body's end.
     lease: Option<h1::Lease>,
 }
@@ -287,6 +289,7 @@ impl Upstream {
                         head,
                         body,
                         deadline,
+                        idle: t.idle,
                         lease: Some(lease),
                     })
                 }
@@ -303,6 +306,7 @@ impl Upstream {
                     head,
                     body,
                     deadline,
+                    idle: t.idle,
                     lease: None,
                 })
             }
@@ -432,7 +436,15 @@ pub(crate) fn classify(e: &(dyn std::error::Error + 'static), connect: bool) -> 
         }
         cur = c.source();
     }
-    if timed_out {
+    if timed_out && connect {
+        ProviderError::new(
+            ErrorKind::Timeout,
+            format!(
+                "cannot connect to the upstream: no connection within the connect timeout ({})",
+                root_cause(e)
+            ),
+        )
+    } else if timed_out {
         ProviderError::new(
             ErrorKind::Timeout,
             format!("upstream timed out: {}", root_cause(e)),
@@ -460,12 +472,37 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     msg
 }
 
-/// Reads a whole (non-streamed) body, bounded by [`MAX_BODY_BYTES`] and the deadline.
+/// Reads a whole (non-streamed) body, bounded by [`MAX_BODY_BYTES`], the deadline and,
+/// between two chunks, the idle timeout (a body that stalls after its headers is a
+/// timeout, so the next target is tried, rather than a wait for the whole `total`).
 pub async fn read_body(resp: &mut Response) -> Result<Vec<u8>, ProviderError> {
     let deadline = tokio::time::Instant::from_std(resp.deadline);
+    let idle = resp.idle;
     let read = async {
         let mut out = Vec::new();
-        while let Some(chunk) = resp.chunk().await? {
+        loop {
+            // Nearly always there already: taken without a timer; only a body still on
+            // its way gets one.
+            let ready =
+                resp.poll_chunk(&mut std::task::Context::from_waker(std::task::Waker::noop()));
+            let next = match ready {
+                std::task::Poll::Ready(next) => next,
+                std::task::Poll::Pending => match tokio::time::timeout(idle, resp.chunk()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        return Err(ProviderError::new(
+                            ErrorKind::Timeout,
+                            format!(
+                                "the upstream's response body stalled: nothing arrived for {}",
+                                human(idle)
+                            ),
+                        ))
+                    }
+                },
+            };
+            let Some(chunk) = next? else {
+                break;
+            };
             if out.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(ProviderError::new(
                     ErrorKind::Decode,
