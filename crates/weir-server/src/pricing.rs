@@ -21,28 +21,85 @@ pub struct Price {
 }
 
 /// List prices of well-known models (USD per million tokens: input, output, cache read,
-/// cache write), matched by the longest name contained in the upstream model id, so dated
-/// ids and Bedrock/Vertex ids find them. These are defaults to start from: prices change,
-/// and `[pricing."<model>"]` in the config always wins.
+/// cache write (Anthropic's 5-minute rate)), as the vendors published them. A name
+/// matches an upstream model id that contains it whole (see [`names_model`]): alone, or
+/// with a provider prefix (`us.anthropic.`, `openai/`) and a date or version suffix
+/// (`-20250929`, `-2025-08-07`, `@20250929`, `-v1:0`, `-latest`), so dated ids and
+/// Bedrock/Vertex ids find them, while another model that merely starts the same way
+/// (`gpt-5-nano` against `gpt-5`, `claude-opus-4-6` against `claude-opus-4`) does not
+/// take its price: a model not listed has no price (logged once when a key has a budget)
+/// rather than a wrong one. These are defaults to start from: prices change, and
+/// `[pricing."<model>"]` in the config always wins.
 const BUNDLED: &[(&str, f64, f64, f64, f64)] = &[
     ("claude-opus-4", 15.0, 75.0, 1.5, 18.75),
+    ("claude-opus-4-1", 15.0, 75.0, 1.5, 18.75),
     ("claude-opus-4-5", 5.0, 25.0, 0.5, 6.25),
+    ("claude-opus-4-6", 5.0, 25.0, 0.5, 6.25),
+    ("claude-opus-5", 5.0, 25.0, 0.5, 6.25),
     ("claude-sonnet-4", 3.0, 15.0, 0.3, 3.75),
+    ("claude-sonnet-4-5", 3.0, 15.0, 0.3, 3.75),
     ("claude-3-7-sonnet", 3.0, 15.0, 0.3, 3.75),
+    ("claude-3-5-sonnet", 3.0, 15.0, 0.3, 3.75),
     ("claude-haiku-4-5", 1.0, 5.0, 0.1, 1.25),
     ("claude-3-5-haiku", 0.8, 4.0, 0.08, 1.0),
+    ("claude-3-haiku", 0.25, 1.25, 0.03, 0.3),
     ("gpt-4o", 2.5, 10.0, 1.25, 2.5),
+    // The first gpt-4o snapshot kept its launch price.
+    ("gpt-4o-2024-05-13", 5.0, 15.0, 5.0, 5.0),
     ("gpt-4o-mini", 0.15, 0.6, 0.075, 0.15),
     ("gpt-4.1", 2.0, 8.0, 0.5, 2.0),
     ("gpt-4.1-mini", 0.4, 1.6, 0.1, 0.4),
+    ("gpt-4.1-nano", 0.1, 0.4, 0.025, 0.1),
     ("gpt-5", 1.25, 10.0, 0.125, 1.25),
     ("gpt-5-mini", 0.25, 2.0, 0.025, 0.25),
+    ("gpt-5-nano", 0.05, 0.4, 0.005, 0.05),
+    ("gpt-5-pro", 15.0, 120.0, 15.0, 15.0),
+    ("o3", 2.0, 8.0, 0.5, 2.0),
+    ("o4-mini", 1.1, 4.4, 0.275, 1.1),
     ("gemini-2.5-pro", 1.25, 10.0, 0.31, 1.25),
     ("gemini-2.5-flash", 0.3, 2.5, 0.075, 0.3),
+    ("gemini-2.5-flash-lite", 0.1, 0.4, 0.025, 0.1),
     ("text-embedding-3-small", 0.02, 0.0, 0.02, 0.02),
     ("text-embedding-3-large", 0.13, 0.0, 0.13, 0.13),
     ("text-embedding-ada-002", 0.1, 0.0, 0.1, 0.1),
 ];
+
+/// Whether the upstream model id `model` names the bundled model `name`: `name` appears
+/// in it after the start or a prefix separator (`.`, `/`, `:`), followed by nothing or
+/// by a date or version: `@...`, `:...`, `-latest`, `-v<digit>...`, `-YYYYMMDD...` or
+/// `-YYYY-MM-DD...`. Anything else after it (`-nano`, `-6`, `.1`, `-mini`) is another
+/// model.
+fn names_model(model: &str, name: &str) -> bool {
+    model.match_indices(name).any(|(at, _)| {
+        let before_ok = model[..at]
+            .chars()
+            .next_back()
+            .is_none_or(|c| matches!(c, '.' | '/' | ':'));
+        before_ok && version_suffix(&model[at + name.len()..])
+    })
+}
+
+/// What may follow a model's name in an id of the same model (see [`names_model`]).
+fn version_suffix(rest: &str) -> bool {
+    let b = rest.as_bytes();
+    let digits = |from: usize, n: usize| {
+        b.len() >= from + n && b[from..from + n].iter().all(u8::is_ascii_digit)
+    };
+    let ends_at = |i: usize| b.get(i).is_none_or(|c| !c.is_ascii_digit());
+    rest.is_empty()
+        || rest.starts_with('@')
+        || rest.starts_with(':')
+        || rest == "-latest"
+        || (rest.starts_with("-v") && digits(2, 1))
+        || (rest.starts_with('-') && digits(1, 8) && ends_at(9))
+        || (rest.starts_with('-')
+            && digits(1, 4)
+            && b.get(5) == Some(&b'-')
+            && digits(6, 2)
+            && b.get(8) == Some(&b'-')
+            && digits(9, 2)
+            && ends_at(11))
+}
 
 /// How many upstream model names the price table remembers its answer for (the names
 /// come from upstreams, so the memo is bounded; past it, it starts over).
@@ -98,9 +155,13 @@ impl Prices {
         if let Some(p) = self.configured.get(model) {
             return Some(*p);
         }
+        // OpenRouter writes versions with dots (`anthropic/claude-opus-4.1`).
+        let dashed = model.contains("claude").then(|| model.replace('.', "-"));
         BUNDLED
             .iter()
-            .filter(|(name, ..)| model.contains(name))
+            .filter(|(name, ..)| {
+                names_model(model, name) || dashed.as_deref().is_some_and(|m| names_model(m, name))
+            })
             .max_by_key(|(name, ..)| name.len())
             .map(|&(_, input, output, cache_read, cache_write)| Price {
                 input,
@@ -157,5 +218,49 @@ mod tests {
         // The longest match: gpt-4o-mini, not gpt-4o.
         assert_eq!(p.price("gpt-4o-mini-2024-07-18").unwrap().input, 0.15);
         assert_eq!(p.cost("some-local-model", &u), None);
+    }
+
+    #[test]
+    fn another_model_that_starts_the_same_way_does_not_take_a_listed_price() {
+        let p = Prices::new(BTreeMap::new());
+        let input = |m: &str| p.price(m).map(|p| p.input);
+        // Dated, versioned, prefixed and cloud ids of a listed model find it.
+        for (id, price) in [
+            ("gpt-5", 1.25),
+            ("gpt-5-2025-08-07", 1.25),
+            ("openai/gpt-5", 1.25),
+            ("gpt-5-nano", 0.05),
+            ("gpt-5-nano-2025-08-07", 0.05),
+            ("gpt-4.1-nano-2025-04-14", 0.1),
+            ("gpt-4o-2024-05-13", 5.0),
+            ("gpt-4o-2024-08-06", 2.5),
+            ("claude-opus-4-20250514", 15.0),
+            ("claude-opus-4-1", 15.0),
+            ("anthropic/claude-opus-4.1", 15.0),
+            ("claude-opus-4-6", 5.0),
+            ("claude-opus-4-5@20251101", 5.0),
+            ("anthropic.claude-opus-4-1-20250805-v1:0", 15.0),
+            ("us.anthropic.claude-haiku-4-5-20251001-v1:0", 1.0),
+            ("claude-3-7-sonnet-latest", 3.0),
+            ("gemini-2.5-flash-lite", 0.1),
+        ] {
+            assert_eq!(input(id), Some(price), "{id}");
+        }
+        // Other models named like a listed one: no price rather than a wrong one.
+        for id in [
+            "gpt-5.5",
+            "gpt-5-codex",
+            "gpt-5.5-pro",
+            "chatgpt-4o-latest",
+            "claude-opus-4-7",
+            "claude-opus-5-5",
+            "claude-sonnet-4-6",
+            "o3-pro",
+            "o3-mini",
+            "gemini-2.5-flash-image",
+            "my-gpt-5",
+        ] {
+            assert_eq!(input(id), None, "{id}");
+        }
     }
 }
