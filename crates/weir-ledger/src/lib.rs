@@ -120,6 +120,10 @@ pub struct ReportRow {
     pub input_tokens: i64,
     /// Output tokens summed.
     pub output_tokens: i64,
+    /// Input tokens read from the prompt cache, summed (not in `input_tokens`).
+    pub cache_read_tokens: i64,
+    /// Input tokens written to the prompt cache, summed (not in `input_tokens`).
+    pub cache_write_tokens: i64,
     /// Cost summed (unknown costs count as zero).
     pub cost_usd: f64,
 }
@@ -269,7 +273,8 @@ impl Ledger {
     ) -> Result<Vec<ReportRow>, String> {
         let since = since_unix_ms.unwrap_or(i64::MIN);
         let fail = |e: sqlx::Error| format!("ledger: report failed: {e}");
-        let rows: Vec<(String, i64, i64, i64, i64, f64)> = match &self.pool {
+        type Sums = (String, i64, i64, i64, i64, i64, i64, f64);
+        let rows: Vec<Sums> = match &self.pool {
             Pool::Sqlite(pool) => {
                 let sql = report_sql(by, Backend::Sqlite);
                 sqlx::query_as(&sql)
@@ -290,12 +295,23 @@ impl Ledger {
         Ok(rows
             .into_iter()
             .map(
-                |(group, requests, errors, input_tokens, output_tokens, cost_usd)| ReportRow {
+                |(
                     group,
                     requests,
                     errors,
                     input_tokens,
                     output_tokens,
+                    cache_read_tokens,
+                    cache_write_tokens,
+                    cost_usd,
+                )| ReportRow {
+                    group,
+                    requests,
+                    errors,
+                    input_tokens,
+                    output_tokens,
+                    cache_read_tokens,
+                    cache_write_tokens,
                     cost_usd,
                 },
             )
@@ -356,7 +372,7 @@ fn report_sql(by: By, backend: Backend) -> String {
     };
     let order = match by {
         By::Day => "1",
-        _ => "6 DESC, 2 DESC, 1",
+        _ => "8 DESC, 2 DESC, 1",
     };
     format!(
         "SELECT {group}, \
@@ -364,6 +380,8 @@ fn report_sql(by: By, backend: Backend) -> String {
          CAST(SUM(CASE WHEN status >= 400 OR error_kind IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT), \
          CAST(SUM(input_tokens) AS BIGINT), \
          CAST(SUM(output_tokens) AS BIGINT), \
+         CAST(COALESCE(SUM(cache_read_tokens), 0) AS BIGINT), \
+         CAST(COALESCE(SUM(cache_write_tokens), 0) AS BIGINT), \
          CAST(SUM(COALESCE(cost_usd, 0.0)) AS {real}) \
          FROM requests WHERE unix_ms >= $1 GROUP BY 1 ORDER BY {order}"
     )
@@ -405,6 +423,8 @@ pub fn render(rows: &[ReportRow], by: By) -> String {
         "ERRORS".to_string(),
         "INPUT_TOKENS".to_string(),
         "OUTPUT_TOKENS".to_string(),
+        "CACHE_READ_TOKENS".to_string(),
+        "CACHE_WRITE_TOKENS".to_string(),
         "COST_USD".to_string(),
     ];
     let line = |r: &ReportRow| {
@@ -425,6 +445,8 @@ pub fn render(rows: &[ReportRow], by: By) -> String {
             r.errors.to_string(),
             r.input_tokens.to_string(),
             r.output_tokens.to_string(),
+            r.cache_read_tokens.to_string(),
+            r.cache_write_tokens.to_string(),
             format!("{:.4}", r.cost_usd),
         ]
     };
@@ -434,25 +456,27 @@ pub fn render(rows: &[ReportRow], by: By) -> String {
         errors: rows.iter().map(|r| r.errors).sum(),
         input_tokens: rows.iter().map(|r| r.input_tokens).sum(),
         output_tokens: rows.iter().map(|r| r.output_tokens).sum(),
+        cache_read_tokens: rows.iter().map(|r| r.cache_read_tokens).sum(),
+        cache_write_tokens: rows.iter().map(|r| r.cache_write_tokens).sum(),
         // (An empty sum is -0.0, which would print as `-0.0000`.)
         cost_usd: rows.iter().map(|r| r.cost_usd).sum::<f64>() + 0.0,
     };
-    let body: Vec<[String; 6]> = rows.iter().map(line).collect();
+    let body: Vec<[String; 8]> = rows.iter().map(line).collect();
     let total = line(&total);
-    let mut widths = [0usize; 6];
+    let mut widths = [0usize; 8];
     for cells in std::iter::once(&header).chain(&body).chain([&total]) {
         for (w, c) in widths.iter_mut().zip(cells) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let format_line = |cells: &[String; 6]| {
+    let format_line = |cells: &[String; 8]| {
         let mut out = format!("{:<w$}", cells[0], w = widths[0]);
         for (c, w) in cells.iter().zip(widths).skip(1) {
             out.push_str(&format!("  {c:>w$}"));
         }
         out.trim_end().to_string() + "\n"
     };
-    let rule = format!("{}\n", "-".repeat(widths.iter().sum::<usize>() + 2 * 5));
+    let rule = format!("{}\n", "-".repeat(widths.iter().sum::<usize>() + 2 * 7));
     let mut out = format_line(&header);
     out.push_str(&rule);
     for cells in &body {
@@ -602,6 +626,8 @@ mod tests {
             errors: 0,
             input_tokens: 0,
             output_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
             cost_usd: 0.0,
         };
         let plain = ReportRow {

@@ -135,6 +135,9 @@ fn rr(group: &str, requests: i64, errors: i64, input: i64, output: i64, cost: f6
         errors,
         input_tokens: input,
         output_tokens: output,
+        // Every row read 1 token from the cache and wrote 2 (see `row`).
+        cache_read_tokens: requests,
+        cache_write_tokens: 2 * requests,
         cost_usd: cost,
     }
 }
