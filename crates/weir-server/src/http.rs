@@ -795,13 +795,21 @@ async fn chat(
                     };
                     match encoded {
                         Ok(body) => {
-                            log.usage = Some(resp.usage.clone());
-                            log.emit(
-                                200,
-                                None,
-                                Some(resp.usage.total_input()),
-                                resp.usage.output_tokens,
-                            );
+                            let mut usage = resp.usage.clone();
+                            if usage.input_tokens.is_none()
+                                && usage.output_tokens.is_none()
+                                && usage.cache_read_tokens.is_none()
+                            {
+                                // The upstream reported no usage (some OpenAI-compatible
+                                // servers): charged an estimate, as a stream cut before its
+                                // usage is (a quarter of the request's and the answer's
+                                // bytes), so limits and budgets still see it.
+                                usage.input_tokens = Some(log.input_estimate);
+                                usage.output_tokens = Some((body.len() as u64).div_ceil(4));
+                            }
+                            let (input, output) = (usage.total_input(), usage.output_tokens);
+                            log.usage = Some(usage);
+                            log.emit(200, None, Some(input), output);
                             full(StatusCode::OK, "application/json", body)
                         }
                         Err(e) => {

@@ -126,10 +126,14 @@ impl Drop for StreamLog {
         if self.outcome == "client disconnected" {
             self.log.stream_error = Some(weir_model::ErrorKind::Cancelled);
         }
-        if self.outcome != "complete" {
-            // Cut before its usage came (OpenAI's is in the final chunk): charged what was
-            // streamed, estimated, so leaving early does not make an answer free of limits
-            // and budgets. The upstream bills it all the same.
+        let reported = self.log.usage.as_ref().is_some_and(|u| {
+            u.input_tokens.is_some() || u.output_tokens.is_some() || u.cache_read_tokens.is_some()
+        });
+        if self.outcome != "complete" || !reported {
+            // Cut before its usage came (OpenAI's is in the final chunk), or from an
+            // upstream that reports none (some OpenAI-compatible servers ignore
+            // `stream_options`): charged what was streamed, estimated, so neither makes an
+            // answer free of limits and budgets. The upstream bills it all the same.
             let output = self.streamed.div_ceil(4);
             let u = self.log.usage.get_or_insert_with(Default::default);
             if u.output_tokens.is_none_or(|o| o < output) {

@@ -1742,6 +1742,61 @@ async fn a_stream_cut_before_its_usage_is_charged_an_estimate() {
     );
 }
 
+/// An upstream that reports no usage (some OpenAI-compatible servers, whole or streamed)
+/// is charged an estimate, not nothing: limits and budgets still see its answers.
+#[tokio::test]
+async fn an_answer_without_usage_is_charged_an_estimate() {
+    let answer = format!(
+        r#"{{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{{"index":0,"message":{{"role":"assistant","content":"{}"}},"finish_reason":"stop"}}]}}"#,
+        "y".repeat(400)
+    );
+    let whole = upstream(Script::Reply(200, "application/json", answer.clone())).await;
+    let streamed = raw_sse_upstream(
+        vec![
+            format!(
+                "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"{}\"}},\"finish_reason\":\"stop\"}}]}}\n\n",
+                "z".repeat(400)
+            ),
+            "data: [DONE]\n\n".to_owned(),
+        ],
+        Then::Finish,
+    )
+    .await;
+    for (stream, route) in [
+        (false, openai_route(&whole.url, "o", "")),
+        (true, openai_route(&streamed, "o", "")),
+    ] {
+        let (url, admin) = weir_with_admin(&route).await;
+        let req = o_req("o", stream);
+        let r = post(&url, "/v1/chat/completions", &req, Some(KEY)).await;
+        assert_eq!(r.status(), 200);
+        let text = r.text().await.unwrap();
+        assert!(text.contains("yyyy") || text.contains("zzzz"), "{text}");
+        let metrics = metrics_of(&admin).await;
+        let tokens = |direction: &str| -> u64 {
+            metrics
+                .lines()
+                .find(|l| l.starts_with("weir_tokens_total") && l.contains(direction))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        let body_len = serde_json::to_vec(&req).unwrap().len() as u64;
+        assert_eq!(
+            tokens("direction=\"input\""),
+            body_len.div_ceil(4),
+            "stream {stream}: {metrics}"
+        );
+        let output = tokens("direction=\"output\"");
+        if stream {
+            assert_eq!(output, 100, "{metrics}");
+        } else {
+            // A quarter of the answer's bytes (the JSON around its text included).
+            assert_eq!(output, (answer.len() as u64).div_ceil(4), "{metrics}");
+        }
+    }
+}
+
 /// Streams from `script` through a route with these idle and total timeouts, checks the
 /// stream ends with a timeout error saying `message`, and returns its events.
 async fn stream_timing_out(
