@@ -112,10 +112,15 @@ impl Stream for Guarded {
             };
             let counts = health == Some(true) && !self.failed;
             if counts {
-                let t = g.target.failure(&g.policy, Instant::now());
+                let t = g.target.stream_failed(&g.policy, Instant::now());
                 g.shared.breaker_changed(&g.target, t);
             }
             let ended = matches!(r, Ok(f) if f.events.iter().any(|e| matches!(e, StreamEvent::MessageStop)));
+            if ended && !counts && !self.failed {
+                // Ended well: the stream's success (see `TargetState::stream_started`).
+                let t = g.target.stream_completed();
+                g.shared.breaker_changed(&g.target, t);
+            }
             if counts {
                 self.failed = true;
             }
@@ -169,11 +174,18 @@ impl Stream for GuardedBytes {
         };
         match &item {
             Poll::Ready(Some(Err(e))) if e.counts_against_health && !self.failed => {
-                let t = g.target.failure(&g.policy, Instant::now());
+                let t = g.target.stream_failed(&g.policy, Instant::now());
                 g.shared.breaker_changed(&g.target, t);
                 self.failed = true;
             }
-            Poll::Ready(Some(Ok(bytes))) if ends_response(bytes) => self.guard = None,
+            Poll::Ready(Some(Ok(bytes))) if ends_response(bytes) => {
+                // Ended (its final event): the stream's success.
+                if !self.failed {
+                    let t = g.target.stream_completed();
+                    g.shared.breaker_changed(&g.target, t);
+                }
+                self.guard = None;
+            }
             _ => {}
         }
         item

@@ -1995,8 +1995,6 @@ impl Router {
             }
             match result {
                 Ok(reply) => {
-                    let tr = st.success(Some(done - started), done);
-                    self.shared.breaker_changed(st, tr);
                     let (reply, guarded) = J::served(reply, || hold::Guard {
                         target: st.clone(),
                         pool: key.and_then(|i| pool.map(|p| (p.clone(), i))),
@@ -2004,8 +2002,13 @@ impl Router {
                         policy: self.policy.clone(),
                     });
                     if guarded {
-                        // The stream's guard gives the counts back when it ends.
+                        // The stream's guard gives the counts back when it ends, and
+                        // counts its success then (or its failure on the way).
                         in_flight.hand_over();
+                        st.stream_started(done - started, done);
+                    } else {
+                        let tr = st.success(Some(done - started), done);
+                        self.shared.breaker_changed(st, tr);
                     }
                     return Outcome::Served(
                         reply,

@@ -129,6 +129,34 @@ impl TargetState {
         (from != "closed").then_some((from, "closed"))
     }
 
+    /// A stream began (its first content came after `latency`): counted as a request and
+    /// for least-latency, but not yet as a success, which it is only once it ends well
+    /// ([`TargetState::stream_completed`]); one that fails on the way counts as a failure
+    /// ([`TargetState::stream_failed`]). Otherwise a target whose streams all fail after
+    /// their first content would reset its run of failures with each new stream and never
+    /// open its breaker.
+    pub(crate) fn stream_started(&self, latency: Duration, now: Instant) {
+        let mut g = lock(&self.inner);
+        g.requests += 1;
+        observe_latency(&mut g, latency.as_secs_f64() * 1000.0, now);
+    }
+
+    /// A stream [`TargetState::stream_started`] ended well: a success.
+    pub(crate) fn stream_completed(&self) -> Transition {
+        let mut g = lock(&self.inner);
+        g.error_rate *= 1.0 - ERROR_WEIGHT;
+        let from = g.breaker.name();
+        g.breaker = Breaker::Closed { failures: 0 };
+        (from != "closed").then_some((from, "closed"))
+    }
+
+    /// A stream [`TargetState::stream_started`] failed on the way (already counted as a
+    /// request): a failure, toward the breaker.
+    pub(crate) fn stream_failed(&self, policy: &Policy, now: Instant) -> Transition {
+        lock(&self.inner).requests -= 1;
+        self.failure(policy, now)
+    }
+
     /// A request failed in a way that says the target is unhealthy (5xx, timeout,
     /// connection). Opens the breaker after `policy.breaker_failures` in a row.
     pub(crate) fn failure(&self, policy: &Policy, now: Instant) -> Transition {

@@ -1013,6 +1013,61 @@ async fn a_stream_failing_after_content_ends_with_the_error() {
     assert_eq!((t.in_flight, t.failures), (0, 1));
 }
 
+/// Streams that fail after their first content count toward the breaker as any failure
+/// does: a stream is a success only once it ends well, so each new stream's start does not
+/// wipe the run of failures (the breaker of a target whose streams all broke mid-way
+/// never opened).
+#[tokio::test]
+async fn streams_failing_after_content_open_the_breaker() {
+    let (a, b) = (
+        Fake::new("a", Act::StreamDiesAfterContent),
+        Fake::new("b", Act::Ok),
+    );
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        Policy {
+            breaker_failures: 3,
+            ..quick()
+        },
+    );
+    for _ in 0..3 {
+        let (reply, served) = r.send(stream_req("m"), cx()).await.unwrap();
+        assert_eq!(served.provider, "a");
+        assert!(collect_text(reply).await.1.is_some());
+    }
+    let t = &r.status().targets[0];
+    assert_eq!((t.breaker, t.requests, t.failures), ("open", 3, 3));
+    // Open: the next stream goes to b without asking a.
+    let (reply, served) = r.send(stream_req("m"), cx()).await.unwrap();
+    assert_eq!(served.provider, "b");
+    assert!(collect_text(reply).await.1.is_none());
+    assert_eq!(a.calls(), 3);
+    // A stream that ends well is a success: its target's run of failures starts over.
+    let c = Fake::new("c", Act::StreamDiesAfterContent);
+    let r = router(
+        &[c.clone()],
+        vec![Route::new("m", vec![Target::new("c")])],
+        Policy {
+            breaker_failures: 3,
+            ..quick()
+        },
+    );
+    for act in [
+        Act::StreamDiesAfterContent,
+        Act::StreamDiesAfterContent,
+        Act::Ok,
+        Act::StreamDiesAfterContent,
+        Act::StreamDiesAfterContent,
+    ] {
+        c.set(act);
+        let (reply, _) = r.send(stream_req("m"), cx()).await.unwrap();
+        collect_text(reply).await;
+    }
+    let t = &r.status().targets[0];
+    assert_eq!((t.breaker, t.requests, t.failures), ("closed", 5, 4));
+}
+
 #[tokio::test]
 async fn a_session_sticks_to_its_target_while_it_is_healthy() {
     let (r, f) = three(Strategy::RoundRobin, [1, 1, 1]);
