@@ -635,6 +635,30 @@ fn decode(dialect: Dialect, body: &[u8]) -> Result<ChatRequest, WireError> {
     }
 }
 
+/// `call`'s outcome, or `None` if the shutdown grace period ended first (the call is
+/// dropped, which cancels it upstream).
+async fn unless_cut<T>(app: &App, call: impl std::future::Future<Output = T>) -> Option<T> {
+    let mut cut = app.cut_watch();
+    tokio::select! {
+        biased;
+        out = call => Some(out),
+        () = std::future::poll_fn(|cx| if cut.poll(cx) { Poll::Ready(()) } else { Poll::Pending }) => None,
+    }
+}
+
+/// The answer to a request still waiting on its upstream when the shutdown grace period
+/// ends: the dialect's overloaded error with `retry-after`, as cut streams end with, so an
+/// SDK retries (elsewhere) rather than seeing an empty reply.
+fn shutting_down(dialect: Dialect, log: &RequestLog) -> Response<Body> {
+    let e = ApiError::new(
+        ErrorKind::Overloaded,
+        "the gateway is shutting down and its grace period is over; retry",
+    );
+    let r = error_response(dialect, &e, &log.request_id, Some(Duration::from_secs(1)));
+    log.emit(r.status().as_u16(), None, None, None);
+    r
+}
+
 /// Client headers forwarded upstream: `anthropic-*` and `openai-beta` only; never
 /// credentials, cookies or hop-by-hop headers.
 fn forward_headers(headers: &HeaderMap) -> HeaderMap {
@@ -766,7 +790,9 @@ async fn chat(
     cx.deadline = log.started.map(|s| s + app.total_timeout);
     let model_name = creq.model.clone();
     let upstream_started = Instant::now();
-    let routed = app.router.send(creq, cx).await;
+    let Some(routed) = unless_cut(app, app.router.send(creq, cx)).await else {
+        return shutting_down(dialect, log);
+    };
     if let Ok((_, served)) = &routed {
         log.series = Some(app.metrics.upstream(
             &key.name,
@@ -938,7 +964,9 @@ async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> 
     };
     let model_name = pass.req.model.clone();
     let started = Instant::now();
-    let routed = app.router.embed(pass.req, pass.cx).await;
+    let Some(routed) = unless_cut(app, app.router.embed(pass.req, pass.cx)).await else {
+        return shutting_down(Dialect::OpenAi, log);
+    };
     pass_outcome(
         app,
         &pass.key,
@@ -970,7 +998,9 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
     let model_name = pass.req.model.clone();
     let stored = pass.req.stores();
     let started = Instant::now();
-    let routed = app.router.responses(pass.req, pass.cx).await;
+    let Some(routed) = unless_cut(app, app.router.responses(pass.req, pass.cx)).await else {
+        return shutting_down(Dialect::OpenAi, log);
+    };
     pass_outcome(
         app,
         &pass.key,

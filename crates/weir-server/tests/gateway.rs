@@ -1398,6 +1398,55 @@ fn a_buffered_bound_below_the_request_limit_is_a_config_error() {
     assert!(all.contains("3:"), "not placed at its line: {all}");
 }
 
+/// A request still waiting on its upstream when the shutdown grace period ends gets the
+/// dialect's overloaded error with retry-after (as a cut stream ends with one), not an
+/// empty reply.
+#[tokio::test]
+async fn a_request_waiting_on_its_upstream_at_the_end_of_the_grace_period_gets_an_error() {
+    let hang = upstream(Script::Hang).await;
+    let text = format!(
+        "[server]\nshutdown_grace = \"300ms\"\n[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n\
+         [providers.slow]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"hangs\"\ntargets = [{{ provider = \"slow\" }}]\n",
+        hang.url
+    );
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let app = Arc::new(weir_server::build(&cfg, None, &text).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(weir_server::run(app, listener, None, async move {
+        let _ = stopped.await;
+    }));
+    let waiting = [
+        ("/v1/messages", a_req("hangs", false)),
+        ("/v1/messages", a_req("hangs", true)),
+        ("/v1/chat/completions", o_req("hangs", false)),
+    ]
+    .map(|(path, body)| {
+        let url = url.clone();
+        tokio::spawn(async move { post(&url, path, &body, Some(KEY)).await })
+    });
+    while hang.hits.load(Ordering::SeqCst) < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(()).unwrap();
+    for (i, w) in waiting.into_iter().enumerate() {
+        let r = w.await.unwrap();
+        assert_eq!(r.status(), if i == 2 { 503 } else { 529 }, "request {i}");
+        assert_eq!(r.headers()["retry-after"], "1");
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("shutting down"),
+            "{v}"
+        );
+    }
+    server.await.unwrap().unwrap();
+}
+
 #[tokio::test]
 async fn h2c_prior_knowledge_is_served() {
     let url = weir("").await;

@@ -576,9 +576,11 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
                 });
             }
         }
-        let grace = live.get().shutdown_grace;
+        let grace_of = live.clone();
         let shutdown = async move {
             shutdown_signal().await;
+            // The grace in force now (a reload may have changed it).
+            let grace = grace_of.get().shutdown_grace;
             // A second Ctrl-C or SIGTERM ends the grace period.
             tokio::spawn(async {
                 shutdown_signal().await;
