@@ -5,7 +5,10 @@ use weir_router::StateChange;
 
 /// Admits a request against a key's limits, atomically.
 ///
-/// KEYS: rate hash (`tat`, `tokens`, `tokens_at`), leases sorted set, spend of the day.
+/// KEYS: rate hash (`tat`, `tokens`, `tokens_at`, and the `rpm` and `tpm` they were
+/// counted at), leases sorted set, spend of the day. A lowered or raised limit counts
+/// what was already used at the new rate, but never longer than the old rate would have
+/// (as the in-memory limiter does on reload).
 /// ARGV: rpm, tpm, max_concurrent (0 = none), budget USD (-1 = none), estimate, lease id,
 /// lease ttl ms. Returns `{verdict, retry_after_ms, detail}`. Time is Redis's own.
 pub(crate) const ADMIT: &str = r"
@@ -30,9 +33,16 @@ if maxc > 0 then
 end
 local tokens
 if tpm > 0 then
-  local h = redis.call('HMGET', KEYS[1], 'tokens', 'tokens_at')
+  local h = redis.call('HMGET', KEYS[1], 'tokens', 'tokens_at', 'tpm')
   tokens = tonumber(h[1]) or tpm
   local at = tonumber(h[2]) or now
+  local was = tonumber(h[3]) or tpm
+  if was ~= tpm and was > 0 and h[1] then
+    tokens = math.min(was, tokens + math.max(0, now - at) * was / 60000)
+    local used = was - tokens
+    tokens = math.min(tpm, math.max(tokens - was + tpm, -used * tpm / was))
+    at = now
+  end
   tokens = math.min(tpm, tokens + math.max(0, now - at) * tpm / 60000)
   if tokens <= 0 then
     return {'tpm', math.ceil((1 - tokens) * 60000 / tpm), ''}
@@ -41,16 +51,22 @@ end
 if rpm > 0 then
   local interval = 60000 / rpm
   local tau = interval * (rpm - 1)
-  local tat = tonumber(redis.call('HGET', KEYS[1], 'tat')) or now
+  local h = redis.call('HMGET', KEYS[1], 'tat', 'rpm')
+  local tat = tonumber(h[1]) or now
+  local was = tonumber(h[2]) or rpm
   if tat < now then tat = now end
+  if was ~= rpm and was > 0 then
+    local ahead = tat - now
+    tat = now + math.min(ahead * was / rpm, ahead + tau)
+  end
   local allowed_at = tat - tau
   if allowed_at > now then
     return {'rpm', math.ceil(allowed_at - now), ''}
   end
-  redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', tat + interval))
+  redis.call('HSET', KEYS[1], 'tat', string.format('%.3f', tat + interval), 'rpm', rpm)
 end
 if tpm > 0 then
-  redis.call('HSET', KEYS[1], 'tokens', string.format('%.3f', tokens - estimate), 'tokens_at', now)
+  redis.call('HSET', KEYS[1], 'tokens', string.format('%.3f', tokens - estimate), 'tokens_at', now, 'tpm', tpm)
 end
 if rpm > 0 or tpm > 0 then
   redis.call('PEXPIRE', KEYS[1], 120000)

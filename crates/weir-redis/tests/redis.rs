@@ -184,6 +184,69 @@ async fn requests_in_flight_are_leases_shared_by_instances_and_given_back() {
     );
 }
 
+/// A limit lowered on reload counts what was already used, at the new rate, but not for
+/// longer than the old rate would have (as the in-memory limiter does): before, a lowered
+/// `rpm` or `tpm` forgot what was used.
+#[tokio::test]
+async fn a_lowered_limit_counts_what_was_already_used() {
+    let Some(url) = redis_url() else { return };
+    let p = prefix();
+    let one = instance(&url, &p).await;
+    let before = Limits {
+        rpm: Some(60),
+        ..Limits::default()
+    };
+    for i in 0..30 {
+        assert_eq!(
+            admit(&one, &before, &format!("r{i}")).await,
+            Verdict::Admitted
+        );
+    }
+    let after = Limits {
+        rpm: Some(6),
+        ..Limits::default()
+    };
+    let Verdict::Refused {
+        limit, retry_after, ..
+    } = admit(&one, &after, "next").await
+    else {
+        panic!("30 requests this minute, lowered to 6: admitted");
+    };
+    assert_eq!(limit, "rpm");
+    // The 30 requests are a debt of 30 s at the old rate: no longer than that.
+    assert!(
+        retry_after > Duration::from_secs(20) && retry_after <= Duration::from_secs(30),
+        "{retry_after:?}"
+    );
+    let before = Limits {
+        tpm: Some(1000),
+        ..Limits::default()
+    };
+    let v = one
+        .admit("team-t", &before, 498, "t", LEASE_TTL, 20_000)
+        .await
+        .unwrap();
+    assert_eq!(v, Verdict::Admitted);
+    let after = Limits {
+        tpm: Some(200),
+        ..Limits::default()
+    };
+    let Verdict::Refused {
+        limit, retry_after, ..
+    } = one
+        .admit("team-t", &after, 10, "u", LEASE_TTL, 20_000)
+        .await
+        .unwrap()
+    else {
+        panic!("498 tokens this minute, lowered to 200: admitted");
+    };
+    assert_eq!(limit, "tpm");
+    assert!(
+        retry_after > Duration::from_secs(20) && retry_after <= Duration::from_secs(31),
+        "{retry_after:?}"
+    );
+}
+
 #[tokio::test]
 async fn tokens_per_minute_take_the_estimate_and_charge_the_real_usage() {
     let Some(url) = redis_url() else { return };

@@ -271,9 +271,21 @@ impl Limiter {
             let (tpm_was, rpm_was) = b.sized_for;
             if tpm_was != cfg.tpm {
                 match (tpm_was, cfg.tpm) {
-                    // Tokens used this minute stay used; the bucket is the new size.
+                    // Tokens used this minute stay used; the bucket is the new size. But
+                    // they are not remembered longer than the old size would have taken
+                    // to refill them (at most a minute), or lowering a limit would shut
+                    // the key out for minutes.
                     (Some(before), Some(after)) => {
-                        b.tokens = (b.tokens - before as f64 + after as f64).min(after as f64)
+                        let now = Instant::now();
+                        let per_sec = before as f64 / 60.0;
+                        let elapsed = now.saturating_duration_since(b.tokens_at).as_secs_f64();
+                        let tokens = (b.tokens + elapsed * per_sec).min(before as f64);
+                        let used = before as f64 - tokens;
+                        let floor = -used * after as f64 / before.max(1) as f64;
+                        b.tokens = (tokens - before as f64 + after as f64)
+                            .max(floor)
+                            .min(after as f64);
+                        b.tokens_at = now;
                     }
                     // Nothing was counted before: a full bucket.
                     (None, Some(after)) => {
@@ -286,11 +298,18 @@ impl Limiter {
             if rpm_was != cfg.rpm {
                 match (rpm_was, cfg.rpm, b.tat) {
                     // GCRA's debt (`tat` ahead of now) is the requests used this minute
-                    // times the old interval: the same requests at the new interval.
+                    // times the old interval: the same requests at the new interval, but
+                    // not remembered longer than at the old one (at most a minute: the
+                    // wait past the new burst is at most the old debt).
                     (Some(before), Some(after), Some(tat)) => {
                         let now = Instant::now();
                         if let Some(ahead) = tat.checked_duration_since(now) {
-                            b.tat = Some(now + ahead.mul_f64(before as f64 / after.max(1) as f64));
+                            let t = Duration::from_secs_f64(60.0 / after.max(1) as f64);
+                            let tau = t.saturating_mul(
+                                u32::try_from(after.max(1) - 1).unwrap_or(u32::MAX),
+                            );
+                            let scaled = ahead.mul_f64(before as f64 / after.max(1) as f64);
+                            b.tat = Some(now + scaled.min(ahead + tau));
                         }
                     }
                     // Nothing was counted before: a fresh rate.
@@ -596,6 +615,57 @@ mod tests {
         assert!(tpm_only.admit(0, at(now, 1)).is_ok());
         assert_eq!(tpm_only.admit(0, at(now, 2)).unwrap_err().limit, "rpm");
         assert!(raised.admit(0, at(now, 15_001)).is_ok());
+    }
+
+    /// A lowered rate counts what was used at the new rate, but not for longer than the
+    /// old rate would have (a minute at most): 30 requests at 60 a minute, lowered to 6,
+    /// shut the key out for four minutes.
+    #[test]
+    fn a_lowered_rate_remembers_what_was_used_no_longer_than_the_old_one() {
+        let old = Limiter::new(LimitConfig {
+            rpm: Some(60),
+            ..Default::default()
+        });
+        let now = Instant::now();
+        for _ in 0..30 {
+            old.admit(0, now).unwrap();
+        }
+        let new = Limiter::carrying_over(
+            LimitConfig {
+                rpm: Some(6),
+                ..Default::default()
+            },
+            &old,
+        );
+        let refused = new.admit(0, at(now, 1_000)).unwrap_err();
+        assert_eq!(refused.limit, "rpm");
+        assert!(
+            refused.retry_after <= Duration::from_secs(30),
+            "{:?}",
+            refused.retry_after
+        );
+        assert!(new.admit(0, at(now, 31_000)).is_ok());
+
+        let old = Limiter::new(LimitConfig {
+            tpm: Some(1000),
+            ..Default::default()
+        });
+        old.admit(498, now).unwrap();
+        let new = Limiter::carrying_over(
+            LimitConfig {
+                tpm: Some(200),
+                ..Default::default()
+            },
+            &old,
+        );
+        let refused = new.admit(0, at(now, 1_000)).unwrap_err();
+        assert_eq!(refused.limit, "tpm");
+        assert!(
+            refused.retry_after <= Duration::from_secs(31),
+            "{:?}",
+            refused.retry_after
+        );
+        assert!(new.admit(0, at(now, 32_000)).is_ok());
     }
 
     #[tokio::test]
