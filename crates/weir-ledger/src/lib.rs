@@ -569,6 +569,11 @@ impl Writer {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Rows queued or being written, not yet landed.
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
     /// Rows written so far (for tests and /status).
     pub fn written(&self) -> u64 {
         self.written.load(Ordering::Relaxed)

@@ -602,9 +602,17 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         if let Some(w) = ledger {
             // Every request has ended: let the rows they queued land.
             let settled = w.settle(std::time::Duration::from_secs(5)).await;
+            // What has not landed by now is lost with the process: counted and said.
+            let lost = if settled { 0 } else { w.pending() };
+            if lost > 0 {
+                tracing::warn!(
+                    lost,
+                    "ledger: {lost} row(s) not written within 5 s of the shutdown are lost"
+                );
+            }
             tracing::info!(
                 written = w.written(),
-                dropped = w.dropped(),
+                dropped = w.dropped() + lost,
                 settled,
                 "ledger closed"
             );
