@@ -5,6 +5,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -635,15 +636,25 @@ fn decode(dialect: Dialect, body: &[u8]) -> Result<ChatRequest, WireError> {
     }
 }
 
-/// `call`'s outcome, or `None` if the shutdown grace period ended first (the call is
-/// dropped, which cancels it upstream).
-async fn unless_cut<T>(app: &App, call: impl std::future::Future<Output = T>) -> Option<T> {
-    let mut cut = app.cut_watch();
-    tokio::select! {
-        biased;
-        out = call => Some(out),
-        () = std::future::poll_fn(|cx| if cut.poll(cx) { Poll::Ready(()) } else { Poll::Pending }) => None,
-    }
+/// `call`'s outcome, or `None` if the shutdown grace period ended first (the caller then
+/// drops the call, which cancels it upstream). The call is pinned where the caller made
+/// it (a routed call's future is large: moving it into a `select!` cost a copy of it).
+async fn unless_cut<F: Future>(app: &App, mut call: Pin<&mut F>) -> Option<F::Output> {
+    let Some(cut) = app.cut.get() else {
+        return Some(call.await);
+    };
+    let notified = cut.notified();
+    tokio::pin!(notified);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(out) = call.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        if cut.fired() || notified.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 /// The answer to a request still waiting on its upstream when the shutdown grace period
@@ -790,7 +801,9 @@ async fn chat(
     cx.deadline = log.started.map(|s| s + app.total_timeout);
     let model_name = creq.model.clone();
     let upstream_started = Instant::now();
-    let Some(routed) = unless_cut(app, app.router.send(creq, cx)).await else {
+    let call = app.router.send(creq, cx);
+    tokio::pin!(call);
+    let Some(routed) = unless_cut(app, call).await else {
         return shutting_down(dialect, log);
     };
     if let Ok((_, served)) = &routed {
@@ -964,7 +977,9 @@ async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> 
     };
     let model_name = pass.req.model.clone();
     let started = Instant::now();
-    let Some(routed) = unless_cut(app, app.router.embed(pass.req, pass.cx)).await else {
+    let call = app.router.embed(pass.req, pass.cx);
+    tokio::pin!(call);
+    let Some(routed) = unless_cut(app, call).await else {
         return shutting_down(Dialect::OpenAi, log);
     };
     pass_outcome(
@@ -998,7 +1013,9 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
     let model_name = pass.req.model.clone();
     let stored = pass.req.stores();
     let started = Instant::now();
-    let Some(routed) = unless_cut(app, app.router.responses(pass.req, pass.cx)).await else {
+    let call = app.router.responses(pass.req, pass.cx);
+    tokio::pin!(call);
+    let Some(routed) = unless_cut(app, call).await else {
         return shutting_down(Dialect::OpenAi, log);
     };
     pass_outcome(

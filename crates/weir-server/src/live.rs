@@ -33,6 +33,12 @@ impl Cut {
         self.fired.load(Ordering::Acquire)
     }
 
+    /// A future that resolves when it fires (made before the firing, it sees it even if
+    /// not yet polled); check [`Cut::fired`] too, for a firing before it was made.
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.notify.notified()
+    }
+
     /// What one stream polls to learn it must end.
     pub(crate) fn watch(self: &Arc<Self>) -> CutWatch {
         // Made now, the future gets a `notify_waiters` that comes before its first poll.
