@@ -245,6 +245,11 @@ pub(crate) fn error_response(
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut r = full(status, "application/json", body);
+    if status.as_u16() == 529 {
+        // Not a registered status: hyper would write `529 <none>`.
+        r.extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(b"Overloaded"));
+    }
     set_header(&mut r, X_REQUEST_ID, request_id);
     if status == StatusCode::TOO_MANY_REQUESTS || retry_after.is_some() {
         let secs = retry_after
@@ -989,7 +994,11 @@ async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> 
         started,
         routed,
         log,
-        |resp, _, log| {
+        |mut resp, _, log| {
+            // An upstream that reports no usage is charged an estimate (as chat is).
+            if resp.usage.input_tokens.is_none() {
+                resp.usage.input_tokens = Some(log.input_estimate);
+            }
             let input = resp.usage.input_tokens;
             log.usage = Some(resp.usage);
             log.emit(200, None, input, Some(0));
@@ -1029,9 +1038,22 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
             // A later request continuing this response goes to the account that holds it.
             let memory = app.router.response_memory(served).if_stored(stored);
             match reply {
-                weir_model::ResponsesReply::Complete { body, id, usage } => {
+                weir_model::ResponsesReply::Complete {
+                    body,
+                    id,
+                    mut usage,
+                } => {
                     if let Some(id) = id {
                         memory.remember(&id);
+                    }
+                    // An upstream that reports no usage is charged an estimate (as chat
+                    // is): a quarter of the request's and the answer's bytes.
+                    if usage.input_tokens.is_none()
+                        && usage.output_tokens.is_none()
+                        && usage.cache_read_tokens.is_none()
+                    {
+                        usage.input_tokens = Some(log.input_estimate);
+                        usage.output_tokens = Some((body.len() as u64).div_ceil(4));
                     }
                     let (input, output) = (usage.total_input(), usage.output_tokens);
                     log.usage = Some(usage);
@@ -1105,7 +1127,12 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
     let requested = creq.model.clone();
     let mut cx = CallContext::new(log.request_id.clone());
     cx.forward_headers = forward_headers(&headers);
-    let (tokens, provider, model) = match app.router.count_tokens(creq, cx).await {
+    let call = app.router.count_tokens(creq, cx);
+    tokio::pin!(call);
+    let Some(counted) = unless_cut(app, call).await else {
+        return shutting_down(dialect, log);
+    };
+    let (tokens, provider, model) = match counted {
         Ok(Some((n, served))) => (n, served.provider, served.model),
         // No target has a counter (the mock, OpenAI-compatible services): an estimate
         // of about four bytes of JSON per token.
@@ -1156,7 +1183,11 @@ async fn models(
         Err(r) => return r,
     };
     // Exact names, then what glob routes serve as their providers list it.
-    let from_providers = app.router.provider_models().await;
+    let listing = app.router.provider_models();
+    tokio::pin!(listing);
+    let Some(from_providers) = unless_cut(app, listing).await else {
+        return shutting_down(dialect, log);
+    };
     let mut names: Vec<&str> = Vec::new();
     for m in app.listed_models.iter().chain(&from_providers) {
         if app.allows(key, m) && !names.contains(&m.as_str()) {
@@ -1274,6 +1305,17 @@ fn percent_decoded(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    /// 529 is not a registered status: without a reason phrase of its own, hyper writes
+    /// `HTTP/1.1 529 <none>`.
+    #[test]
+    fn an_overloaded_answer_has_a_reason_phrase() {
+        let e = weir_model::ApiError::new(weir_model::ErrorKind::Overloaded, "busy");
+        let r = super::error_response(weir_model::Dialect::Anthropic, &e, "req_1", None);
+        assert_eq!(r.status().as_u16(), 529);
+        let reason = r.extensions().get::<hyper::ext::ReasonPhrase>();
+        assert_eq!(reason.map(|p| p.as_bytes()), Some(&b"Overloaded"[..]));
+    }
+
     #[test]
     fn request_ids_are_req_and_32_random_hex_digits() {
         let a = super::request_id();

@@ -40,6 +40,11 @@ pub(crate) struct Activity {
     /// Milliseconds since `epoch` when the connection last moved: a request began or
     /// ended, or an answer's body was polled.
     last_ms: AtomicU64,
+    /// Milliseconds since `epoch` when its answers last moved (a body polled), or when
+    /// one first waited for the client after none did. A request beginning does not
+    /// count: a client that keeps opening streams it never reads (a 401 needs no key)
+    /// must not keep a stalled connection.
+    moved_ms: AtomicU64,
     epoch: Instant,
 }
 
@@ -58,13 +63,31 @@ impl Activity {
             active: AtomicUsize::new(0),
             blocked: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
+            moved_ms: AtomicU64::new(0),
             epoch: Instant::now(),
         })
     }
 
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn touch(&self) {
-        let ms = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// An answer moved (its body was polled): the stall clock starts over.
+    fn moved(&self) {
+        let now = self.now_ms();
+        self.last_ms.store(now, Ordering::Relaxed);
+        self.moved_ms.store(now, Ordering::Relaxed);
+    }
+
+    /// One more answer waits for the client; the first of them starts the stall clock.
+    fn block(&self) {
+        if self.blocked.fetch_add(1, Ordering::Relaxed) == 0 {
+            self.moved_ms.store(self.now_ms(), Ordering::Relaxed);
+        }
     }
 
     /// A request begins; it is in flight until the guard (and the answer holding it) is
@@ -91,8 +114,8 @@ impl Activity {
         if active == 0 || self.blocked.load(Ordering::Relaxed) < active {
             return Duration::ZERO;
         }
-        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        self.epoch.elapsed().saturating_sub(last)
+        let moved = Duration::from_millis(self.moved_ms.load(Ordering::Relaxed));
+        self.epoch.elapsed().saturating_sub(moved)
     }
 
     /// Resolves once the connection has had no request in flight for `idle`, or its
@@ -179,7 +202,7 @@ pub(crate) struct Tracked {
 
 impl Tracked {
     pub(crate) fn wrap(inner: Body, in_flight: InFlight) -> Body {
-        in_flight.0.blocked.fetch_add(1, Ordering::Relaxed);
+        in_flight.0.block();
         Body::new(Tracked {
             inner,
             in_flight,
@@ -211,11 +234,11 @@ impl hyper::body::Body for Tracked {
             this.blocked = false;
             activity.blocked.fetch_sub(1, Ordering::Relaxed);
         }
-        activity.touch();
+        activity.moved();
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
         if let Poll::Ready(Some(_)) = polled {
             this.blocked = true;
-            activity.blocked.fetch_add(1, Ordering::Relaxed);
+            activity.block();
         }
         polled
     }
@@ -313,6 +336,44 @@ mod tests {
         );
         assert!(matches!(poll_once(&mut taken), Poll::Ready(Some(_))));
         assert_eq!(a.quiet(NINETY, THIRTY).await, Quiet::Stalled);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn new_requests_do_not_keep_a_stalled_connection() {
+        // One answer never taken; every 2 s another request whose answer is never taken
+        // either (a 401 needs no key): stalled all the same, 30 s after the first.
+        let a = std::sync::Arc::new(Activity::new());
+        let started = tokio::time::Instant::now();
+        let mut held = vec![Tracked::wrap(
+            Body::new(http_body_util::Full::new(Bytes::from("{}"))),
+            a.begin(),
+        )];
+        let quiet = tokio::spawn({
+            let a = a.clone();
+            async move { a.quiet(NINETY, THIRTY).await }
+        });
+        while !quiet.is_finished() && started.elapsed() < Duration::from_secs(120) {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            held.push(Tracked::wrap(
+                Body::new(http_body_util::Full::new(Bytes::from("{}"))),
+                a.begin(),
+            ));
+        }
+        let quiet = tokio::time::timeout(Duration::from_secs(1), quiet).await;
+        assert_eq!(quiet.expect("never stalled").unwrap(), Quiet::Stalled);
+        assert!(
+            started.elapsed() < Duration::from_secs(65),
+            "{:?}",
+            started.elapsed()
+        );
+        // A request after a long quiet spell is not stalled the moment it begins.
+        let a = Activity::new();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let _fresh = Tracked::wrap(
+            Body::new(http_body_util::Full::new(Bytes::from("{}"))),
+            a.begin(),
+        );
+        assert_eq!(a.stalled_for(), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

@@ -298,7 +298,7 @@ impl Metrics {
         );
         registry.register(
             "keys_refused",
-            "Keys the upstream refused (401/403), taken out of the pool",
+            "Keys the upstream refused (401, or Bedrock's credential errors), taken out of the pool",
             keys_refused.clone(),
         );
         Metrics {

@@ -32,6 +32,9 @@ pub struct Price {
 /// `[pricing."<model>"]` in the config always wins.
 const BUNDLED: &[(&str, f64, f64, f64, f64)] = &[
     ("claude-opus-4", 15.0, 75.0, 1.5, 18.75),
+    // Anthropic's aliases of the first Claude 4 models.
+    ("claude-opus-4-0", 15.0, 75.0, 1.5, 18.75),
+    ("claude-sonnet-4-0", 3.0, 15.0, 0.3, 3.75),
     ("claude-opus-4-1", 15.0, 75.0, 1.5, 18.75),
     ("claude-opus-4-5", 5.0, 25.0, 0.5, 6.25),
     ("claude-opus-4-6", 5.0, 25.0, 0.5, 6.25),
@@ -236,6 +239,8 @@ mod tests {
             ("gpt-4o-2024-08-06", 2.5),
             ("claude-opus-4-20250514", 15.0),
             ("claude-opus-4-1", 15.0),
+            ("claude-opus-4-0", 15.0),
+            ("claude-sonnet-4-0", 3.0),
             ("anthropic/claude-opus-4.1", 15.0),
             ("claude-opus-4-6", 5.0),
             ("claude-opus-4-5@20251101", 5.0),

@@ -1421,19 +1421,20 @@ async fn a_request_waiting_on_its_upstream_at_the_end_of_the_grace_period_gets_a
     let waiting = [
         ("/v1/messages", a_req("hangs", false)),
         ("/v1/messages", a_req("hangs", true)),
+        ("/v1/messages/count_tokens", a_req("hangs", false)),
         ("/v1/chat/completions", o_req("hangs", false)),
     ]
     .map(|(path, body)| {
         let url = url.clone();
         tokio::spawn(async move { post(&url, path, &body, Some(KEY)).await })
     });
-    while hang.hits.load(Ordering::SeqCst) < 3 {
+    while hang.hits.load(Ordering::SeqCst) < 4 {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     stop.send(()).unwrap();
     for (i, w) in waiting.into_iter().enumerate() {
         let r = w.await.unwrap();
-        assert_eq!(r.status(), if i == 2 { 503 } else { 529 }, "request {i}");
+        assert_eq!(r.status(), if i == 3 { 503 } else { 529 }, "request {i}");
         assert_eq!(r.headers()["retry-after"], "1");
         let v: Value = r.json().await.unwrap();
         assert!(
@@ -1843,6 +1844,33 @@ async fn an_answer_without_usage_is_charged_an_estimate() {
             // A quarter of the answer's bytes (the JSON around its text included).
             assert_eq!(output, (answer.len() as u64).div_ceil(4), "{metrics}");
         }
+    }
+    // The Responses API and embeddings alike.
+    for (path, answer, req) in [
+        (
+            "/v1/responses",
+            r#"{"id":"resp_1","object":"response","status":"completed","output":[{"type":"message","role":"assistant","content":[{"type":"output_text","text":"hi"}]}]}"#,
+            json!({"model": "o", "input": "x".repeat(400)}),
+        ),
+        (
+            "/v1/embeddings",
+            r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,0.2]}],"model":"m"}"#,
+            json!({"model": "o", "input": "x".repeat(400)}),
+        ),
+    ] {
+        let up = upstream(Script::Reply(200, "application/json", answer.to_owned())).await;
+        let (url, admin) = weir_with_admin(&openai_route(&up.url, "o", "")).await;
+        let r = post(&url, path, &req, Some(KEY)).await;
+        assert_eq!(r.status(), 200, "{path}");
+        let metrics = metrics_of(&admin).await;
+        let input = metrics
+            .lines()
+            .find(|l| l.starts_with("weir_tokens_total") && l.contains("direction=\"input\""))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        let body_len = serde_json::to_vec(&req).unwrap().len() as u64;
+        assert_eq!(input, body_len.div_ceil(4), "{path}: {metrics}");
     }
 }
 
