@@ -190,6 +190,14 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// Whether the upstream reported no token count at all (no input, output or cache
+    /// read: some OpenAI-compatible servers send no usage).
+    pub fn unreported(&self) -> bool {
+        self.input_tokens.is_none()
+            && self.output_tokens.is_none()
+            && self.cache_read_tokens.is_none()
+    }
+
     /// All input tokens: uncached + cache read + cache write.
     pub fn total_input(&self) -> u64 {
         self.input_tokens.unwrap_or(0)

@@ -641,6 +641,17 @@ fn decode(dialect: Dialect, body: &[u8]) -> Result<ChatRequest, WireError> {
     }
 }
 
+/// A whole answer's usage when the upstream reported none (some OpenAI-compatible
+/// servers): an estimate, as a stream cut before its usage is charged (a quarter of the
+/// request's bytes, `input_estimate`, and of the answer's), so limits, budgets and the
+/// ledger still see it.
+fn estimate_unreported(usage: &mut weir_model::Usage, input_estimate: u64, answer_len: usize) {
+    if usage.unreported() {
+        usage.input_tokens = Some(input_estimate);
+        usage.output_tokens = Some((answer_len as u64).div_ceil(4));
+    }
+}
+
 /// `call`'s outcome, or `None` if the shutdown grace period ended first (the caller then
 /// drops the call, which cancels it upstream). The call is pinned where the caller made
 /// it (a routed call's future is large: moving it into a `select!` cost a copy of it).
@@ -840,17 +851,7 @@ async fn chat(
                     match encoded {
                         Ok(body) => {
                             let mut usage = resp.usage.clone();
-                            if usage.input_tokens.is_none()
-                                && usage.output_tokens.is_none()
-                                && usage.cache_read_tokens.is_none()
-                            {
-                                // The upstream reported no usage (some OpenAI-compatible
-                                // servers): charged an estimate, as a stream cut before its
-                                // usage is (a quarter of the request's and the answer's
-                                // bytes), so limits and budgets still see it.
-                                usage.input_tokens = Some(log.input_estimate);
-                                usage.output_tokens = Some((body.len() as u64).div_ceil(4));
-                            }
+                            estimate_unreported(&mut usage, log.input_estimate, body.len());
                             let (input, output) = (usage.total_input(), usage.output_tokens);
                             log.usage = Some(usage);
                             log.emit(200, None, Some(input), output);
@@ -1046,15 +1047,7 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
                     if let Some(id) = id {
                         memory.remember(&id);
                     }
-                    // An upstream that reports no usage is charged an estimate (as chat
-                    // is): a quarter of the request's and the answer's bytes.
-                    if usage.input_tokens.is_none()
-                        && usage.output_tokens.is_none()
-                        && usage.cache_read_tokens.is_none()
-                    {
-                        usage.input_tokens = Some(log.input_estimate);
-                        usage.output_tokens = Some((body.len() as u64).div_ceil(4));
-                    }
+                    estimate_unreported(&mut usage, log.input_estimate, body.len());
                     let (input, output) = (usage.total_input(), usage.output_tokens);
                     log.usage = Some(usage);
                     log.emit(200, None, Some(input), output);

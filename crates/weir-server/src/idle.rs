@@ -273,6 +273,14 @@ mod tests {
     }
 
     const THIRTY: Duration = Duration::from_secs(30);
+
+    /// An answer made on `a` and never polled (its client's window kept shut).
+    fn held(a: &Arc<Activity>) -> Body {
+        Tracked::wrap(
+            Body::new(http_body_util::Full::new(Bytes::from("{}"))),
+            a.begin(),
+        )
+    }
     const NINETY: Duration = Duration::from_secs(90);
 
     /// A body that gives `frames` frames, waiting `gap` before each (as an answer waits
@@ -315,10 +323,7 @@ mod tests {
         // Never polled (an HTTP/2 window kept at zero): stalled after the period, though
         // far from idle.
         let a = Activity::new();
-        let held = Tracked::wrap(
-            Body::new(http_body_util::Full::new(Bytes::from("{}"))),
-            a.begin(),
-        );
+        let held = held(&a);
         let started = tokio::time::Instant::now();
         assert_eq!(a.quiet(NINETY, THIRTY).await, Quiet::Stalled);
         assert!(started.elapsed() >= Duration::from_secs(29));
@@ -342,22 +347,16 @@ mod tests {
     async fn new_requests_do_not_keep_a_stalled_connection() {
         // One answer never taken; every 2 s another request whose answer is never taken
         // either (a 401 needs no key): stalled all the same, 30 s after the first.
-        let a = std::sync::Arc::new(Activity::new());
+        let a = Activity::new();
         let started = tokio::time::Instant::now();
-        let mut held = vec![Tracked::wrap(
-            Body::new(http_body_util::Full::new(Bytes::from("{}"))),
-            a.begin(),
-        )];
+        let mut answers = vec![held(&a)];
         let quiet = tokio::spawn({
             let a = a.clone();
             async move { a.quiet(NINETY, THIRTY).await }
         });
         while !quiet.is_finished() && started.elapsed() < Duration::from_secs(120) {
             tokio::time::sleep(Duration::from_secs(2)).await;
-            held.push(Tracked::wrap(
-                Body::new(http_body_util::Full::new(Bytes::from("{}"))),
-                a.begin(),
-            ));
+            answers.push(held(&a));
         }
         let quiet = tokio::time::timeout(Duration::from_secs(1), quiet).await;
         assert_eq!(quiet.expect("never stalled").unwrap(), Quiet::Stalled);
@@ -369,10 +368,7 @@ mod tests {
         // A request after a long quiet spell is not stalled the moment it begins.
         let a = Activity::new();
         tokio::time::sleep(Duration::from_secs(60)).await;
-        let _fresh = Tracked::wrap(
-            Body::new(http_body_util::Full::new(Bytes::from("{}"))),
-            a.begin(),
-        );
+        let _fresh = held(&a);
         assert_eq!(a.stalled_for(), Duration::ZERO);
     }
 
@@ -395,10 +391,7 @@ mod tests {
         // An answer waiting on the client beside a request still being answered (no body
         // yet): not stalled either.
         let _making = a.begin();
-        let _held = Tracked::wrap(
-            Body::new(http_body_util::Full::new(Bytes::from("{}"))),
-            a.begin(),
-        );
+        let _held = held(&a);
         let quiet = tokio::time::timeout(Duration::from_secs(300), a.quiet(NINETY, THIRTY));
         assert!(
             quiet.await.is_err(),

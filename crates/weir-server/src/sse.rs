@@ -126,10 +126,12 @@ impl Drop for StreamLog {
         if self.outcome == "client disconnected" {
             self.log.stream_error = Some(weir_model::ErrorKind::Cancelled);
         }
-        let reported = self.log.usage.as_ref().is_some_and(|u| {
-            u.input_tokens.is_some() || u.output_tokens.is_some() || u.cache_read_tokens.is_some()
-        });
-        if self.outcome != "complete" || !reported {
+        let unreported = self
+            .log
+            .usage
+            .as_ref()
+            .is_none_or(weir_model::Usage::unreported);
+        if self.outcome != "complete" || unreported {
             // Cut before its usage came (OpenAI's is in the final chunk), or from an
             // upstream that reports none (some OpenAI-compatible servers ignore
             // `stream_options`): charged what was streamed, estimated, so neither makes an

@@ -299,6 +299,18 @@ async fn metrics_of(admin: &str) -> String {
     admin_get(admin, "/metrics").await.text().await.unwrap()
 }
 
+/// `weir_tokens_total`'s figure for `direction` (`input`, `output`) in a `/metrics` text
+/// with one series of it (0 when there is none).
+fn tokens_in(metrics: &str, direction: &str) -> u64 {
+    let label = format!("direction=\"{direction}\"");
+    metrics
+        .lines()
+        .find(|l| l.starts_with("weir_tokens_total") && l.contains(&label))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
 async fn post(url: &str, path: &str, body: &Value, auth: Option<&str>) -> reqwest::Response {
     let mut r = client().post(format!("{url}{path}")).json(body);
     if let Some(k) = auth {
@@ -1775,18 +1787,10 @@ async fn a_stream_cut_before_its_usage_is_charged_an_estimate() {
         "{text}"
     );
     let metrics = metrics_of(&admin).await;
-    let tokens = |direction: &str| -> u64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with("weir_tokens_total") && l.contains(direction))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    assert_eq!(tokens("direction=\"output\""), 100, "{metrics}");
+    assert_eq!(tokens_in(&metrics, "output"), 100, "{metrics}");
     let body_len = serde_json::to_vec(&req).unwrap().len() as u64;
     assert_eq!(
-        tokens("direction=\"input\""),
+        tokens_in(&metrics, "input"),
         body_len.div_ceil(4),
         "{metrics}"
     );
@@ -1823,21 +1827,13 @@ async fn an_answer_without_usage_is_charged_an_estimate() {
         let text = r.text().await.unwrap();
         assert!(text.contains("yyyy") || text.contains("zzzz"), "{text}");
         let metrics = metrics_of(&admin).await;
-        let tokens = |direction: &str| -> u64 {
-            metrics
-                .lines()
-                .find(|l| l.starts_with("weir_tokens_total") && l.contains(direction))
-                .and_then(|l| l.rsplit(' ').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0)
-        };
         let body_len = serde_json::to_vec(&req).unwrap().len() as u64;
         assert_eq!(
-            tokens("direction=\"input\""),
+            tokens_in(&metrics, "input"),
             body_len.div_ceil(4),
             "stream {stream}: {metrics}"
         );
-        let output = tokens("direction=\"output\"");
+        let output = tokens_in(&metrics, "output");
         if stream {
             assert_eq!(output, 100, "{metrics}");
         } else {
@@ -1863,12 +1859,7 @@ async fn an_answer_without_usage_is_charged_an_estimate() {
         let r = post(&url, path, &req, Some(KEY)).await;
         assert_eq!(r.status(), 200, "{path}");
         let metrics = metrics_of(&admin).await;
-        let input = metrics
-            .lines()
-            .find(|l| l.starts_with("weir_tokens_total") && l.contains("direction=\"input\""))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(0);
+        let input = tokens_in(&metrics, "input");
         let body_len = serde_json::to_vec(&req).unwrap().len() as u64;
         assert_eq!(input, body_len.div_ceil(4), "{path}: {metrics}");
     }

@@ -344,12 +344,35 @@ fn check_refuses_an_admin_key_equal_to_weir_api_key() {
     assert_eq!(code, Some(0), "{text}");
 }
 
+/// `GET /health` on `addr`: the raw answer, or `None` if it cannot be asked.
+fn health(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// Waits (20 s at most) until a gateway answers `/health` on `addr`.
+fn wait_for_health(addr: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while health(addr).is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
 /// SIGHUP's default action ends a process: with no config file to reload, the
 /// zero-config gateway notes it and keeps serving.
 #[cfg(unix)]
 #[test]
 fn zero_config_serve_survives_sighup() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     if std::net::TcpListener::bind("127.0.0.1:4000").is_err() {
         println!("skipped: 127.0.0.1:4000 (the zero-config address) is in use");
         return;
@@ -364,22 +387,8 @@ fn zero_config_serve_survives_sighup() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let health = || {
-        let mut s = std::net::TcpStream::connect("127.0.0.1:4000").ok()?;
-        s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-            .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out)
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while health().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the gateway did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    let health = || health("127.0.0.1:4000");
+    wait_for_health("127.0.0.1:4000");
     let pid = child.id().to_string();
     let hup = std::process::Command::new("kill")
         .args(["-HUP", &pid])
@@ -413,7 +422,7 @@ fn zero_config_serve_survives_sighup() {
 #[cfg(unix)]
 #[test]
 fn zero_config_warns_of_an_admin_listener_without_an_admin_key() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let free = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -434,22 +443,7 @@ fn zero_config_warns_of_an_admin_listener_without_an_admin_key() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let health = || {
-        let mut s = std::net::TcpStream::connect(&api).ok()?;
-        s.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
-            .ok()?;
-        let mut out = String::new();
-        s.read_to_string(&mut out).ok()?;
-        Some(out)
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while health().is_none() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the gateway did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    wait_for_health(&api);
     assert!(std::net::TcpStream::connect(&admin).is_err());
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
