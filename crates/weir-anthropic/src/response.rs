@@ -127,8 +127,17 @@ impl<'de> Deserialize<'de> for AUsage {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AUsage, A::Error> {
                 let mut u = Usage::default();
+                let mut billed: Option<Usage> = None;
                 while let Some(k) = map.next_key::<Key<'de>>()? {
                     match k.as_str() {
+                        // Compaction: the top-level counts are the final sampling's only;
+                        // every iteration (the summary's included) is billed. Kept as it
+                        // came for the client, and summed for accounting.
+                        "iterations" => {
+                            let raw: weir_model::RawJson = map.next_value()?;
+                            billed = iterations_sum(raw.get(), true);
+                            u.extra.insert(k.into_owned(), raw);
+                        }
                         "input_tokens" => u.input_tokens = opt_value(&mut map, &k, &mut u.extra)?,
                         "output_tokens" => u.output_tokens = opt_value(&mut map, &k, &mut u.extra)?,
                         "cache_read_input_tokens" => {
@@ -140,12 +149,56 @@ impl<'de> Deserialize<'de> for AUsage {
                         _ => u.extra.insert(k.into_owned(), map.next_value()?),
                     }
                 }
+                if let Some(b) = billed {
+                    u.input_tokens = b.input_tokens;
+                    u.output_tokens = b.output_tokens;
+                    u.cache_read_tokens = b.cache_read_tokens;
+                    u.cache_write_tokens = b.cache_write_tokens;
+                }
                 Ok(AUsage(u))
             }
         }
         d.deserialize_map(V)
             .map_err(|e| de::Error::custom(format_args!("usage: {e}")))
     }
+}
+
+/// The tokens of the sampling iterations of a compacted request (`usage.iterations`),
+/// summed: all of them (`compaction`: what is billed), or those of the answer alone (what
+/// the top-level counts say). `None` for an empty or unreadable list.
+pub(crate) fn iterations_sum(raw: &str, compaction: bool) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct Iteration {
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        input_tokens: Option<u64>,
+        output_tokens: Option<u64>,
+        cache_read_input_tokens: Option<u64>,
+        cache_creation_input_tokens: Option<u64>,
+    }
+    let mut list: Vec<Iteration> = serde_json::from_str(raw).ok()?;
+    if !compaction {
+        list.retain(|i| i.kind.as_deref() != Some("compaction"));
+    }
+    if list.is_empty() {
+        return None;
+    }
+    let sum = |f: fn(&Iteration) -> Option<u64>| {
+        let mut any = false;
+        let total = list
+            .iter()
+            .filter_map(f)
+            .inspect(|_| any = true)
+            .sum::<u64>();
+        any.then_some(total)
+    };
+    Some(Usage {
+        input_tokens: sum(|i| i.input_tokens),
+        output_tokens: sum(|i| i.output_tokens),
+        cache_read_tokens: sum(|i| i.cache_read_input_tokens),
+        cache_write_tokens: sum(|i| i.cache_creation_input_tokens),
+        ..Usage::default()
+    })
 }
 
 fn write_response(

@@ -255,6 +255,19 @@ pub(crate) fn delta_usage(w: &mut JsonWriter, u: &Usage) {
 pub(crate) fn usage(w: &mut JsonWriter, u: &Usage, same: bool) {
     w.begin_object();
     if same {
+        // A compacted request's counts are summed over its iterations for accounting;
+        // the top level said the answer's alone, and says it again.
+        let top = u
+            .extra
+            .get("iterations")
+            .and_then(|raw| crate::response::iterations_sum(raw.get(), false));
+        let u = match &top {
+            Some(t) => &Usage {
+                extra: u.extra.clone(),
+                ..t.clone()
+            },
+            None => u,
+        };
         let fields = [
             ("input_tokens", u.input_tokens),
             ("output_tokens", u.output_tokens),

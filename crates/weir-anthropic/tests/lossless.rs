@@ -112,3 +112,46 @@ fn corpus_round_trips_losslessly() {
     println!("checked {n} recorded Anthropic bodies and streams");
     assert!(n > 0);
 }
+
+/// A compacted request's `usage` counts the answer's sampling only; its `iterations` list
+/// every sampling, the summary's included, all billed. The gateway accounts the sums, and
+/// gives the usage back to an Anthropic client as it came.
+#[test]
+fn compaction_iterations_are_summed_for_accounting_and_kept_for_the_client() {
+    let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":181,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":8,"iterations":[{"input_tokens":100,"output_tokens":83,"cache_read_input_tokens":55096,"cache_creation_input_tokens":0,"type":"compaction"},{"input_tokens":181,"output_tokens":8,"cache_read_input_tokens":0,"cache_creation_input_tokens":0,"type":"message"}]}}"#;
+    let billed = |u: &weir_model::Usage| {
+        (
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_tokens,
+            u.cache_write_tokens,
+        )
+    };
+    let whole = weir_anthropic::decode_response(body).unwrap();
+    assert_eq!(
+        billed(&whole.usage),
+        (Some(281), Some(91), Some(55096), Some(0))
+    );
+    let summary = weir_anthropic::decode_response_summary(body).unwrap();
+    assert_eq!(
+        billed(&summary.usage),
+        (Some(281), Some(91), Some(55096), Some(0))
+    );
+    let again = weir_anthropic::encode_response(&whole).unwrap();
+    assert_json_eq("compacted response", body, &again);
+    // The stream's final usage alike.
+    let delta = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"input_tokens":181,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":8,"iterations":[{"input_tokens":100,"output_tokens":83,"cache_read_input_tokens":55096,"cache_creation_input_tokens":0,"type":"compaction"},{"input_tokens":181,"output_tokens":8,"cache_read_input_tokens":0,"cache_creation_input_tokens":0,"type":"message"}]}}"#;
+    let mut dec = weir_anthropic::StreamDecoder::new();
+    let sse = format!("event: message_delta\ndata: {delta}\n\n");
+    let event = sse_events(sse.as_bytes()).remove(0);
+    let frame = dec.decode(event).unwrap();
+    let usage = frame
+        .events
+        .iter()
+        .find_map(|e| match e {
+            weir_model::StreamEvent::MessageDelta { usage, .. } => Some(usage.clone()),
+            _ => None,
+        })
+        .expect("a message_delta");
+    assert_eq!(billed(&usage), (Some(281), Some(91), Some(55096), Some(0)));
+}
