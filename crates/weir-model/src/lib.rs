@@ -30,7 +30,9 @@ pub use content::{
 pub use embed::{EmbedRequest, EmbedResponse};
 pub use error::{ApiError, ErrorKind, ProviderError, WireError};
 pub use json_str::JsonStr;
-pub use provider::{CallContext, Capabilities, EventStream, KeyReport, Provider, Reply};
+pub use provider::{
+    Attempted, CallContext, Capabilities, EventStream, KeyReport, Progress, Provider, Reply,
+};
 pub use raw::{Dialect, Extra, Key, RawJson};
 pub use request::{
     ChatRequest, FunctionTool, MaxTokensField, Metadata, OutputFormat, StopSequences,

@@ -88,6 +88,61 @@ pub struct CallContext {
     /// The client's dialect: a provider of the same dialect may answer a non-streamed
     /// request with the upstream's body verbatim ([`ChatResponse::raw`](crate::ChatResponse::raw)).
     pub client_dialect: Option<crate::Dialect>,
+    /// Where the router tells the caller what it has done so far (see [`Progress`]).
+    pub progress: Progress,
+}
+
+/// What the router has done for a request so far, for its caller to read if the request
+/// is dropped before its answer (the client went away): the attempt in flight, and the
+/// usage its upstream already reported (a stream's opening event, held until its first
+/// content). Clones share it; the default watches nothing and costs nothing.
+#[derive(Clone, Debug, Default)]
+pub struct Progress(Option<Arc<Mutex<Attempted>>>);
+
+/// What [`Progress`] holds.
+#[derive(Clone, Debug, Default)]
+pub struct Attempted {
+    /// The provider of the attempt in flight (empty: none yet).
+    pub provider: String,
+    /// Its upstream model.
+    pub model: String,
+    /// Usage its upstream reported already.
+    pub usage: Option<crate::response::Usage>,
+}
+
+impl Progress {
+    /// A progress that is watched (the caller keeps a clone).
+    pub fn watched() -> Progress {
+        Progress(Some(Arc::default()))
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Attempted)) {
+        if let Some(p) = &self.0 {
+            // The state is plain data, valid after any panic: keep going.
+            f(&mut p.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        }
+    }
+
+    /// An attempt begins on `provider`'s `model`.
+    pub fn attempt(&self, provider: &str, model: &str) {
+        self.with(|a| {
+            provider.clone_into(&mut a.provider);
+            model.clone_into(&mut a.model);
+            a.usage = None;
+        });
+    }
+
+    /// The attempt's upstream reported `usage`.
+    pub fn usage(&self, usage: &crate::response::Usage) {
+        self.with(|a| a.usage = Some(usage.clone()));
+    }
+
+    /// What was recorded, if anything was.
+    pub fn get(&self) -> Option<Attempted> {
+        let p = self.0.as_ref()?;
+        let a = p.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        (!a.provider.is_empty()).then(|| a.clone())
+    }
 }
 
 impl CallContext {
@@ -101,6 +156,7 @@ impl CallContext {
             session: None,
             report: KeyReport::default(),
             client_dialect: None,
+            progress: Progress::default(),
         }
     }
 }

@@ -43,7 +43,10 @@ fn error_in(f: &Frame) -> Option<ProviderError> {
 
 /// Reads `s` until content arrives. `Err`: the upstream failed before any content (the
 /// error is the stream's). `Ok`: the held frames followed by the rest of the stream.
-pub(crate) async fn hold(mut s: EventStream) -> Result<EventStream, ProviderError> {
+pub(crate) async fn hold(
+    mut s: EventStream,
+    progress: &weir_model::Progress,
+) -> Result<EventStream, ProviderError> {
     let mut held: Vec<Frame> = Vec::new();
     let mut bytes = 0;
     loop {
@@ -55,6 +58,13 @@ pub(crate) async fn hold(mut s: EventStream) -> Result<EventStream, ProviderErro
                     return Err(e);
                 }
                 bytes += f.source_bytes();
+                // Usage reported before the first content (Anthropic's opening event): the
+                // caller charges it if its client leaves meanwhile.
+                for e in &f.events {
+                    if let StreamEvent::MessageStart { usage, .. } = e {
+                        progress.usage(usage);
+                    }
+                }
                 let done = releases(&f) || held.len() + 1 >= MAX_HELD || bytes >= MAX_HELD_BYTES;
                 held.push(f);
                 if done {
@@ -311,10 +321,13 @@ mod tests {
         // Three 512 KB pings, then an upstream that never sends another byte.
         let frames = futures_util::stream::iter([ping(512), ping(512), ping(512)]);
         let s: EventStream = Box::pin(frames.chain(futures_util::stream::pending()));
-        let mut out = tokio::time::timeout(std::time::Duration::from_secs(10), hold(s))
-            .await
-            .expect("let through past a megabyte")
-            .unwrap();
+        let mut out = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            hold(s, &weir_model::Progress::default()),
+        )
+        .await
+        .expect("let through past a megabyte")
+        .unwrap();
         // Both pings held so far come first.
         assert_eq!(out.next().await.unwrap().unwrap().source_bytes(), 512 << 10);
         assert_eq!(out.next().await.unwrap().unwrap().source_bytes(), 512 << 10);

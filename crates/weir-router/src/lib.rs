@@ -973,8 +973,9 @@ impl Job for ChatRequest {
         provider: &'a dyn Provider,
         cx: CallContext,
     ) -> Result<Reply, ProviderError> {
+        let progress = cx.progress.clone();
         match provider.send(self, cx).await {
-            Ok(Reply::Stream(s)) => hold::hold(s).await.map(Reply::Stream),
+            Ok(Reply::Stream(s)) => hold::hold(s, &progress).await.map(Reply::Stream),
             other => other,
         }
     }
@@ -1986,6 +1987,7 @@ impl Router {
             // Counts the call in flight until it is over: also when the request is dropped
             // while waiting (the client went away), which ends this future here.
             let mut in_flight = InFlight::enter(st, key_state);
+            cx.progress.attempt(&target.provider, model);
             let started = Instant::now();
             let result = body.call(provider.as_ref(), kcx).await;
             let done = Instant::now();

@@ -59,6 +59,8 @@ pub(crate) struct RequestLog {
     pub cut: Option<Arc<crate::live::Cut>>,
     /// The request's metric series, once the upstream answered.
     pub series: Option<crate::metrics::SeriesHandle>,
+    /// What the router did before the answer: read when the client leaves first.
+    pub progress: weir_model::Progress,
 }
 
 impl Drop for RequestLog {
@@ -69,7 +71,18 @@ impl Drop for RequestLog {
                 self.emit(503, None, None, None);
             } else {
                 self.stream_error = Some(ErrorKind::Cancelled);
-                self.emit(ErrorKind::Cancelled.http_status(), None, None, None);
+                // The attempt in flight names the provider, and usage its upstream already
+                // reported (a stream's opening event) is charged: it is billed.
+                let mut input = None;
+                if let Some(a) = self.progress.get() {
+                    self.provider.get_or_insert(a.provider);
+                    self.upstream_model.get_or_insert(a.model);
+                    if let Some(u) = a.usage {
+                        input = Some(u.total_input());
+                        self.usage = Some(u);
+                    }
+                }
+                self.emit(ErrorKind::Cancelled.http_status(), None, input, None);
             }
         }
     }
@@ -815,6 +828,8 @@ async fn chat(
     cx.session = session(&headers, &creq);
     cx.client_dialect = Some(dialect);
     cx.deadline = log.started.map(|s| s + app.total_timeout);
+    cx.progress = weir_model::Progress::watched();
+    log.progress = cx.progress.clone();
     let model_name = creq.model.clone();
     let upstream_started = Instant::now();
     let call = app.router.send(creq, cx);
@@ -927,6 +942,8 @@ async fn pass_prelude<R>(
     cx.session = header_session(&headers);
     cx.client_dialect = Some(dialect);
     cx.deadline = log.started.map(|s| s + app.total_timeout);
+    cx.progress = weir_model::Progress::watched();
+    log.progress = cx.progress.clone();
     Ok(Pass {
         key,
         req: parsed,

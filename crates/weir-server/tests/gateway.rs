@@ -2579,7 +2579,8 @@ async fn a_session_stays_on_its_target_across_a_reload() {
 }
 
 /// A request whose client leaves before the answer is still counted and logged, as a
-/// 499 (nginx's "client closed request"), once: not as nothing.
+/// 499 (nginx's "client closed request"), once: not as nothing; under the provider it was
+/// sent to.
 #[tokio::test]
 async fn a_request_abandoned_before_its_answer_is_counted_as_499() {
     let up = upstream(Script::Hang).await;
@@ -2598,7 +2599,7 @@ async fn a_request_abandoned_before_its_answer_is_counted_as_499() {
         .await;
     assert!(r.is_err(), "the upstream never answers");
     let metrics = || metrics_of(&admin);
-    let want = r#"weir_requests_total{key="tester",model="slow",provider="-",status="499"} 1"#;
+    let want = r#"weir_requests_total{key="tester",model="slow",provider="a",status="499"} 1"#;
     let mut seen = String::new();
     for _ in 0..50 {
         seen = metrics().await;
@@ -2612,6 +2613,41 @@ async fn a_request_abandoned_before_its_answer_is_counted_as_499() {
     let r = post(&url, "/health", &json!({}), None).await;
     assert_eq!(r.status(), 405);
     assert!(!metrics().await.contains(r#"status="499"} 2"#));
+}
+
+/// A stream whose client leaves after the upstream's opening event (its usage) but before
+/// its first content is charged that usage: the upstream bills it.
+#[tokio::test]
+async fn a_stream_abandoned_before_its_content_is_charged_the_usage_already_reported() {
+    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1000,\"cache_read_input_tokens\":50000,\"output_tokens\":1}}}\n\n";
+    let up = raw_sse_upstream(
+        vec![start.to_owned()],
+        Then::Linger(Duration::from_secs(10)),
+    )
+    .await;
+    let (url, admin) = weir_with_admin(&anthropic_route(&up, "held", "")).await;
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let r = quick
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", KEY)
+        .json(&a_req("held", true))
+        .send()
+        .await;
+    assert!(r.is_err(), "no content came");
+    let want = r#"weir_requests_total{key="tester",model="held",provider="a",status="499"} 1"#;
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = metrics_of(&admin).await;
+        if seen.contains(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen.contains(want), "{seen}");
+    assert_eq!(tokens_in(&seen, "input"), 51_000, "{seen}");
 }
 
 #[tokio::test]
