@@ -307,6 +307,27 @@ async fn a_response_made_at_one_instance_is_continued_at_the_other_where_it_was_
         ),
     );
     let (one, two) = (instance(&text).await, instance(&text).await);
+    // Pins travel by pub/sub only: an instance not yet subscribed when a response is made
+    // never learns it (as documented). Both subscribe in the background: wait for them.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let conn = client.get_multiplexed_async_connection().await.unwrap();
+    let channel = format!("{p}:routing:changes");
+    eventually(
+        || {
+            let (mut conn, channel) = (conn.clone(), channel.clone());
+            async move {
+                let (_, n): (String, u64) = redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(&channel)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                n >= 2
+            }
+        },
+        "both instances subscribed",
+    )
+    .await;
     let responses = |w: &Weir, body: Value| {
         let url = format!("{}/v1/responses", w.url);
         async move {
