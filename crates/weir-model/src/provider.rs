@@ -123,12 +123,16 @@ impl Progress {
         }
     }
 
-    /// An attempt begins on `provider`'s `model`.
+    /// Whether anyone reads it.
+    pub fn is_watched(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// The attempt in flight is on `provider`'s `model`.
     pub fn attempt(&self, provider: &str, model: &str) {
         self.with(|a| {
             provider.clone_into(&mut a.provider);
             model.clone_into(&mut a.model);
-            a.usage = None;
         });
     }
 

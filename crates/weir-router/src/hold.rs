@@ -49,20 +49,30 @@ pub(crate) async fn hold(
 ) -> Result<EventStream, ProviderError> {
     let mut held: Vec<Frame> = Vec::new();
     let mut bytes = 0;
+    // Usage reported before the first content (Anthropic's opening event): given to the
+    // caller if the hold is dropped (its client left meanwhile), which charges it.
+    let mut abandoned = Reported {
+        progress,
+        usage: None,
+    };
     loop {
         match s.next().await {
             None => break,
-            Some(Err(e)) => return Err(e),
+            Some(Err(e)) => {
+                abandoned.usage = None;
+                return Err(e);
+            }
             Some(Ok(f)) => {
                 if let Some(e) = error_in(&f) {
+                    abandoned.usage = None;
                     return Err(e);
                 }
                 bytes += f.source_bytes();
-                // Usage reported before the first content (Anthropic's opening event): the
-                // caller charges it if its client leaves meanwhile.
-                for e in &f.events {
-                    if let StreamEvent::MessageStart { usage, .. } = e {
-                        progress.usage(usage);
+                if progress.is_watched() {
+                    for e in &f.events {
+                        if let StreamEvent::MessageStart { usage, .. } = e {
+                            abandoned.usage = Some(usage.clone());
+                        }
                     }
                 }
                 let done = releases(&f) || held.len() + 1 >= MAX_HELD || bytes >= MAX_HELD_BYTES;
@@ -73,8 +83,43 @@ pub(crate) async fn hold(
             }
         }
     }
+    // Served: the stream's own log charges its usage from here.
+    abandoned.usage = None;
     let head = futures_util::stream::iter(held.into_iter().map(Ok));
     Ok(Box::pin(head.chain(s)))
+}
+
+/// Usage a held stream reported, given to the caller's [`weir_model::Progress`] if the
+/// hold is dropped unfinished (its client left before the first content).
+struct Reported<'a> {
+    progress: &'a weir_model::Progress,
+    usage: Option<weir_model::Usage>,
+}
+
+impl Drop for Reported<'_> {
+    fn drop(&mut self) {
+        if let Some(u) = &self.usage {
+            self.progress.usage(u);
+        }
+    }
+}
+
+/// A call in flight, told to the caller's [`weir_model::Progress`] only if it is dropped
+/// unfinished (its client left): nothing is written on the way of every request.
+pub(crate) struct Attempting<'a> {
+    pub progress: &'a weir_model::Progress,
+    pub provider: &'a str,
+    pub model: &'a str,
+    /// Cleared once the call is over.
+    pub armed: bool,
+}
+
+impl Drop for Attempting<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.progress.attempt(self.provider, self.model);
+        }
+    }
 }
 
 /// What a stream being served holds on to: the target's and key's in-flight counts, and

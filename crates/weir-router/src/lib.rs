@@ -1987,9 +1987,17 @@ impl Router {
             // Counts the call in flight until it is over: also when the request is dropped
             // while waiting (the client went away), which ends this future here.
             let mut in_flight = InFlight::enter(st, key_state);
-            cx.progress.attempt(&target.provider, model);
+            // Told to the caller only if the call is dropped unfinished (its client left):
+            // nothing is written on the way of every request.
+            let mut abandoned = hold::Attempting {
+                progress: &cx.progress,
+                provider: &target.provider,
+                model,
+                armed: true,
+            };
             let started = Instant::now();
             let result = body.call(provider.as_ref(), kcx).await;
+            abandoned.armed = false;
             let done = Instant::now();
             if let (Some(i), Some(p), Some(d)) = (key, pool, report.take()) {
                 self.shared
