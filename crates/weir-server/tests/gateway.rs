@@ -1657,17 +1657,21 @@ async fn an_error_event_ends_the_stream_though_the_upstream_sends_done_after_it(
     assert!(line("client_disconnected").is_none(), "{metrics}");
 }
 
+/// An Anthropic stream's opening, up to a first text delta "Hel" (then the tests' error).
+const HEL_SO_FAR: &str = concat!(
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
+);
+
 /// An upstream's error event that echoes its key (in any case) reaches neither dialect's
 /// client with the key in it, as its error bodies do not.
 #[tokio::test]
 async fn an_error_event_echoing_the_upstream_key_is_scrubbed() {
-    let body = concat!(
-        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
-        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
-        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
-        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error sk-ant-ECHOED-key\",\"message\":\"key sk-ant-ECHOED-key overloaded (SK-ANT-ECHOED-KEY)\"}}\n\n",
+    let body = format!(
+        "{HEL_SO_FAR}event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error sk-ant-ECHOED-key\",\"message\":\"key sk-ant-ECHOED-key overloaded (SK-ANT-ECHOED-KEY)\"}}}}\n\n"
     );
-    let up = upstream(Script::Reply(200, "text/event-stream", body.into())).await;
+    let up = upstream(Script::Reply(200, "text/event-stream", body)).await;
     let url = weir(&format!(
         "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-ant-ECHOED-key\"]\n\
          [[models]]\nname = \"a\"\ntargets = [{{ provider = \"a\" }}]\n",
@@ -1691,13 +1695,10 @@ async fn an_error_event_echoing_the_upstream_key_is_scrubbed() {
 /// same dialect) is not relayed either: the event goes re-encoded.
 #[tokio::test]
 async fn an_error_event_naming_the_key_in_other_fields_is_not_relayed() {
-    let body = concat!(
-        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"c\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n",
-        "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
-        "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
-        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"busy\",\"details\":{\"key\":\"sk-ant-DETAILS-key\"}}}\n\n",
+    let body = format!(
+        "{HEL_SO_FAR}event: error\ndata: {{\"type\":\"error\",\"error\":{{\"type\":\"overloaded_error\",\"message\":\"busy\",\"details\":{{\"key\":\"sk-ant-DETAILS-key\"}}}}}}\n\n"
     );
-    let up = upstream(Script::Reply(200, "text/event-stream", body.into())).await;
+    let up = upstream(Script::Reply(200, "text/event-stream", body)).await;
     let url = weir(&format!(
         "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-ant-DETAILS-key\"]\n\
          [[models]]\nname = \"a\"\ntargets = [{{ provider = \"a\" }}]\n",

@@ -355,6 +355,20 @@ fn health(addr: &str) -> Option<String> {
     Some(out)
 }
 
+/// Sends SIGTERM to a gateway started with its stderr piped; its exit status and logs.
+fn stop(mut child: std::process::Child) -> (std::process::ExitStatus, String) {
+    use std::io::Read;
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let mut logs = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut logs).unwrap();
+    }
+    (status, logs)
+}
+
 /// Waits (20 s at most) until a gateway answers `/health` on `addr`.
 fn wait_for_health(addr: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
@@ -372,7 +386,6 @@ fn wait_for_health(addr: &str) {
 #[cfg(unix)]
 #[test]
 fn zero_config_serve_survives_sighup() {
-    use std::io::Read;
     if std::net::TcpListener::bind("127.0.0.1:4000").is_err() {
         println!("skipped: 127.0.0.1:4000 (the zero-config address) is in use");
         return;
@@ -401,17 +414,7 @@ fn zero_config_serve_survives_sighup() {
         "SIGHUP ended the process"
     );
     assert!(health().unwrap().starts_with("HTTP/1.1 200"));
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status();
-    let status = child.wait().unwrap();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let (status, logs) = stop(child);
     assert!(logs.contains("SIGHUP: nothing to reload"), "{logs}");
     assert_eq!(status.code(), Some(0), "{logs}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -422,7 +425,6 @@ fn zero_config_serve_survives_sighup() {
 #[cfg(unix)]
 #[test]
 fn zero_config_warns_of_an_admin_listener_without_an_admin_key() {
-    use std::io::Read;
     let free = || {
         std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -432,7 +434,7 @@ fn zero_config_warns_of_an_admin_listener_without_an_admin_key() {
     };
     let (api, admin) = (free(), free());
     let dir = scratch("weir-cli-zero-admin");
-    let mut child = weir()
+    let child = weir()
         .arg("serve")
         .current_dir(&dir)
         .env("WEIR_API_KEY", "sk-zero-admin")
@@ -445,17 +447,7 @@ fn zero_config_warns_of_an_admin_listener_without_an_admin_key() {
         .unwrap();
     wait_for_health(&api);
     assert!(std::net::TcpStream::connect(&admin).is_err());
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    child.wait().unwrap();
-    let mut logs = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut logs)
-        .unwrap();
+    let (_, logs) = stop(child);
     assert!(
         logs.contains("WEIR_ADMIN_LISTEN is set, but WEIR_ADMIN_KEY is not"),
         "{logs}"
