@@ -317,6 +317,40 @@ impl Ledger {
             )
             .collect())
     }
+
+    /// What each client key (by name) spent in requests that ended at or after
+    /// `since_unix_ms`, for keys with a known cost: what a restarted gateway counts
+    /// against today's budgets. A request is counted on the day it ended, as its spend
+    /// was (rows keep when a request started and how long it took); requests longer than
+    /// a day are not looked for.
+    pub async fn spent_since(&self, since_unix_ms: i64) -> Result<Vec<(String, f64)>, String> {
+        let fail = |e: sqlx::Error| format!("ledger: reading spend failed: {e}");
+        // The first bound uses the index on `unix_ms`.
+        let from = since_unix_ms.saturating_sub(86_400_000);
+        let since = since_unix_ms as f64;
+        match &self.pool {
+            Pool::Sqlite(pool) => sqlx::query_as(
+                "SELECT key_name, CAST(SUM(cost_usd) AS REAL) FROM requests \
+                 WHERE unix_ms >= $1 AND unix_ms + latency_ms >= $2 AND cost_usd IS NOT NULL \
+                 GROUP BY key_name",
+            )
+            .bind(from)
+            .bind(since)
+            .fetch_all(pool)
+            .await
+            .map_err(fail),
+            Pool::Postgres(pool) => sqlx::query_as(
+                "SELECT key_name, CAST(SUM(cost_usd) AS DOUBLE PRECISION) FROM requests \
+                 WHERE unix_ms >= $1 AND unix_ms + latency_ms >= $2 AND cost_usd IS NOT NULL \
+                 GROUP BY key_name",
+            )
+            .bind(from)
+            .bind(since)
+            .fetch_all(pool)
+            .await
+            .map_err(fail),
+        }
+    }
 }
 
 fn bind_row<'q, DB>(

@@ -193,6 +193,25 @@ async fn check_reports(ledger: &Ledger) {
         .await
         .unwrap()
         .is_empty());
+
+    // Spend by key counts requests that ended at or after the time (each row took
+    // 12.5 ms), with a known cost.
+    let spent = |since: i64| async move {
+        let mut s = ledger.spent_since(since).await.unwrap();
+        s.sort_by(|a, b| a.0.cmp(&b.0));
+        s
+    };
+    assert_eq!(spent(DAY2).await, vec![("bob".to_string(), 2.0)]);
+    assert_eq!(
+        spent(DAY1 + 1_010).await,
+        vec![("alice".to_string(), 1.25), ("bob".to_string(), 2.0)]
+    );
+    // Started before, ended after.
+    assert_eq!(
+        spent(DAY1 + 10).await,
+        vec![("alice".to_string(), 1.75), ("bob".to_string(), 2.0)]
+    );
+    assert!(spent(DAY2 + 86_400_000).await.is_empty());
 }
 
 #[tokio::test]

@@ -372,6 +372,30 @@ pub async fn connect_state(app: &mut App) -> Result<(), String> {
     Ok(())
 }
 
+/// Counts what each client key with a daily budget spent today, as the ledger tells it,
+/// so a restart does not give a day's budget back. Only at start: a reload keeps the
+/// counters. A ledger that cannot be read is logged, and budgets count from zero.
+pub async fn restore_spend(keys: &crate::auth::Keys, ledger: &weir_ledger::Ledger) {
+    if !keys.any_budget() {
+        return;
+    }
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let midnight = now_ms - now_ms.rem_euclid(86_400_000);
+    match ledger.spent_since(midnight).await {
+        Ok(spent) => {
+            let n = keys.restore_spend(&spent);
+            if n > 0 {
+                tracing::info!("daily budgets: today's spend of {n} key(s) read from the ledger");
+            }
+        }
+        Err(e) => tracing::warn!(
+            "daily budgets count from zero: today's spend could not be read from the ledger: {e}"
+        ),
+    }
+}
+
 /// Wires an app (new, or rebuilt on reload) to a connected store: its router publishes
 /// what it learns and its limiters count there. The store applies other instances'
 /// changes to the router it follows ([`App::follow_state`]).

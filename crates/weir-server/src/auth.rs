@@ -73,6 +73,29 @@ impl Keys {
         }
     }
 
+    /// Whether any key has a daily budget.
+    pub fn any_budget(&self) -> bool {
+        self.0
+            .iter()
+            .any(|k| k.limiter.as_ref().is_some_and(|l| l.has_budget()))
+    }
+
+    /// Adds what keys (by name) already spent today, as the ledger tells it after a
+    /// restart, to their budgets' counts; returns how many keys with a budget it found.
+    pub fn restore_spend(&self, spent: &[(String, f64)]) -> usize {
+        let mut restored = 0;
+        for (name, usd) in spent {
+            let limiter = self.0.iter().find(|k| &k.name == name);
+            if let Some(l) = limiter.and_then(|k| k.limiter.as_ref()) {
+                if l.has_budget() && *usd > 0.0 {
+                    l.restore_spend(*usd);
+                    restored += 1;
+                }
+            }
+        }
+        restored
+    }
+
     /// Keys from `[[auth.keys]]`.
     pub fn from_config(
         keys: &[Spanned<KeyConfig>],

@@ -335,6 +335,17 @@ impl Limiter {
         }
     }
 
+    /// Whether the key has a daily budget.
+    pub fn has_budget(&self) -> bool {
+        self.cfg.daily_budget_usd.is_some()
+    }
+
+    /// Counts `usd` as spent today before any request is served (what the ledger says
+    /// was spent before a restart).
+    pub fn restore_spend(&self, usd: f64) {
+        self.add_spend(usd, unix_now());
+    }
+
     fn add_spend(&self, usd: f64, now_secs: u64) {
         let mut s = lock(&self.state.spend);
         let day = now_secs / 86_400;

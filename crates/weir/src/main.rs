@@ -469,6 +469,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     if let Some(url) = app.ledger_url.clone() {
         match runtime.block_on(weir_ledger::Ledger::open(&url)) {
             Ok(ledger) => {
+                runtime.block_on(weir_server::app::restore_spend(&app.keys, &ledger));
                 let writer = runtime.block_on(async { weir_ledger::Writer::spawn(ledger, 10_000) });
                 app.ledger = Some(writer);
             }

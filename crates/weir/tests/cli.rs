@@ -530,3 +530,83 @@ fn usage_refuses_a_ledger_file_that_is_not_there() {
         .contains("--since `2026-02-30`: not a date"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `POST /v1/chat/completions` to `addr` with client key `key`: the raw answer.
+fn chat(addr: &str, key: &str) -> String {
+    use std::io::{Read, Write};
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"Say hello to the ledger."}]}"#;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\
+         authorization: Bearer {key}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// A restart does not give a key its day's budget back: what the ledger says the key
+/// spent today counts.
+#[cfg(unix)]
+#[test]
+fn a_restart_keeps_what_a_key_spent_today_from_the_ledger() {
+    let dir = scratch("weir-cli-budget-restart");
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let cfg = dir.join("weir.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nlisten = \"{addr}\"\n[ledger]\nurl = \"sqlite://{}/ledger.db\"\n\
+             [[auth.keys]]\nname = \"spender\"\nkey = \"sk-spender\"\ndaily_budget_usd = 0.001\n\
+             [[auth.keys]]\nname = \"other\"\nkey = \"sk-other\"\ndaily_budget_usd = 0.001\n\
+             [providers.m]\nkind = \"mock\"\n[pricing.\"mock\"]\ninput = 1000.0\noutput = 1000.0\n\
+             [[models]]\nname = \"m\"\ntargets = [{{ provider = \"m\", model = \"mock\" }}]\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    let start = || {
+        let child = weir()
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("WEIR_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_health(&addr);
+        child
+    };
+    let child = start();
+    // A dozen tokens at $1000 per million spend the budget in one request.
+    let first = chat(&addr, "sk-spender");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let spent = chat(&addr, "sk-spender");
+    assert!(spent.starts_with("HTTP/1.1 429"), "{spent}");
+    assert!(spent.contains("daily budget"), "{spent}");
+    // (Stopping writes the ledger's last rows.)
+    let (status, logs) = stop(child);
+    assert_eq!(status.code(), Some(0), "{logs}");
+
+    let child = start();
+    let again = chat(&addr, "sk-spender");
+    // The other key spent nothing: its budget is whole.
+    let other = chat(&addr, "sk-other");
+    let (_, logs) = stop(child);
+    assert!(again.starts_with("HTTP/1.1 429"), "{again}\n{logs}");
+    assert!(again.contains("daily budget"), "{again}");
+    assert!(other.starts_with("HTTP/1.1 200"), "{other}");
+    assert!(
+        logs.contains("today's spend of 1 key(s) read from the ledger"),
+        "{logs}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
