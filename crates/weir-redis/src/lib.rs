@@ -161,6 +161,23 @@ struct Scripts {
     spend: redis::Script,
     routing_set: redis::Script,
     routing_del: redis::Script,
+    renew: redis::Script,
+}
+
+/// An in-flight lease this instance holds (by lease id in [`Inner::leases`]).
+struct LiveLease {
+    /// The client key it counts against.
+    key: String,
+    ttl_ms: u64,
+    /// When it is renewed next (a third of its ttl after the last time).
+    due: tokio::time::Instant,
+}
+
+/// The leases this instance holds, and when the renewer wakes next.
+struct Leases {
+    live: std::collections::HashMap<String, LiveLease>,
+    /// `None` while the renewer waits with nothing to renew.
+    wake_at: Option<tokio::time::Instant>,
 }
 
 struct Inner {
@@ -181,6 +198,11 @@ struct Inner {
     held: std::sync::Mutex<Held>,
     /// The last spend write number taken (per instance, increasing).
     spend_writes: AtomicU64,
+    /// Leases held, renewed while held: one outlives its request only by its ttl when the
+    /// instance dies without giving it back.
+    leases: std::sync::Mutex<Leases>,
+    /// Wakes the renewer when a lease falls due before it planned to wake.
+    renew: Notify,
 }
 
 /// The shared state store. Cheap to clone; every runtime of a process uses the same one.
@@ -202,6 +224,9 @@ impl std::fmt::Debug for RedisState {
 /// Queued operations waiting for Redis; beyond this they are dropped (and counted). Also
 /// the most releases held while Redis is away.
 const QUEUE: usize = 10_000;
+/// How long an in-flight lease outlives an instance that died holding it (or that lost
+/// Redis): a live instance renews its leases every third of this.
+pub const LEASE_TTL: Duration = Duration::from_secs(30);
 /// How often an unreachable Redis is tried again.
 const RETRY_EVERY: Duration = Duration::from_secs(1);
 /// How often a reachable Redis is checked when nothing else talks to it.
@@ -256,6 +281,11 @@ impl RedisState {
             inner: Arc::new(Inner {
                 held: std::sync::Mutex::default(),
                 spend_writes: AtomicU64::new(0),
+                leases: std::sync::Mutex::new(Leases {
+                    live: std::collections::HashMap::new(),
+                    wake_at: None,
+                }),
+                renew: Notify::new(),
                 client,
                 shown,
                 origin: format!("{:016x}", rand::random::<u64>()),
@@ -271,6 +301,7 @@ impl RedisState {
                     spend: redis::Script::new(wire::SPEND),
                     routing_set: redis::Script::new(wire::ROUTING_SET),
                     routing_del: redis::Script::new(wire::ROUTING_DEL),
+                    renew: redis::Script::new(wire::RENEW),
                 },
                 opts,
             }),
@@ -293,6 +324,7 @@ impl RedisState {
         tokio::spawn(state.clone().writer(rx));
         tokio::spawn(state.clone().monitor());
         tokio::spawn(state.clone().subscriber());
+        tokio::spawn(state.clone().renewer());
         Ok(state)
     }
 
@@ -342,8 +374,9 @@ impl RedisState {
 
     /// Admits a request of `client_key` (estimated at `estimate` tokens) against its
     /// limits, counted by every instance together. `lease` names its in-flight slot
-    /// (released with [`release`](Self::release)); the slot expires after `lease_ttl` if
-    /// never released. `day` is the UTC day (days since the epoch) the spend counts in.
+    /// (released with [`release`](Self::release)); this instance renews it every third of
+    /// `lease_ttl` until then, so it expires `lease_ttl` after the instance dies or loses
+    /// Redis. `day` is the UTC day (days since the epoch) the spend counts in.
     pub async fn admit(
         &self,
         client_key: &str,
@@ -372,6 +405,12 @@ impl RedisState {
         let sent = self.is_up();
         let answer: Result<(String, u64, String), Unavailable> = self.call("admit", &inv).await;
         let (verdict, retry_ms, detail) = match answer {
+            Ok((v, _, _)) if v == "ok" => {
+                if limits.max_concurrent.is_some() {
+                    self.hold_lease(client_key, lease, lease_ttl);
+                }
+                return Ok(Verdict::Admitted);
+            }
             Ok(a) => a,
             Err(Unavailable) => {
                 // A call that timed out may still run when Redis answers again (a stalled
@@ -404,6 +443,7 @@ impl RedisState {
 
     /// Gives back a request's in-flight slot (queued; never blocks).
     pub fn release(&self, client_key: &str, lease: &str) {
+        self.leases().live.remove(lease);
         self.enqueue(Op::Release {
             key: client_key.to_owned(),
             lease: lease.to_owned(),
@@ -440,6 +480,81 @@ impl RedisState {
         cmd.arg(self.key(client_key, &format!("spend:{day}")));
         let v: Option<String> = self.query("spent", &cmd).await?;
         Ok(v.and_then(|s| s.parse().ok()).unwrap_or(0.0))
+    }
+
+    fn leases(&self) -> std::sync::MutexGuard<'_, Leases> {
+        // Plain names and times: valid after any panic.
+        self.inner
+            .leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn hold_lease(&self, client_key: &str, lease: &str, ttl: Duration) {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let due = tokio::time::Instant::now() + Duration::from_millis(ttl_ms / 3);
+        let mut l = self.leases();
+        l.live.insert(
+            lease.to_owned(),
+            LiveLease {
+                key: client_key.to_owned(),
+                ttl_ms,
+                due,
+            },
+        );
+        // Leases share one ttl in practice: the renewer is woken only when it was idle.
+        if l.wake_at.is_none_or(|at| due < at) {
+            l.wake_at = Some(due);
+            drop(l);
+            self.inner.renew.notify_one();
+        }
+    }
+
+    /// Renews the leases this instance holds, each a third of its ttl after the last time,
+    /// while Redis answers (a lease that expired meanwhile is not taken again).
+    async fn renewer(self) {
+        loop {
+            let next = {
+                let mut l = self.leases();
+                let next = l.live.values().map(|x| x.due).min();
+                l.wake_at = next;
+                next
+            };
+            match next {
+                None => {
+                    self.inner.renew.notified().await;
+                    continue;
+                }
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = self.inner.renew.notified() => continue,
+                    }
+                }
+            }
+            let now = tokio::time::Instant::now();
+            let mut due: std::collections::HashMap<String, Vec<(String, u64)>> =
+                std::collections::HashMap::new();
+            for (lease, l) in &mut self.leases().live {
+                if l.due <= now {
+                    l.due = now + Duration::from_millis(l.ttl_ms / 3);
+                    due.entry(l.key.clone())
+                        .or_default()
+                        .push((lease.clone(), l.ttl_ms));
+                }
+            }
+            if !self.is_up() {
+                continue;
+            }
+            for (key, leases) in due {
+                let mut inv = self.inner.scripts.renew.prepare_invoke();
+                inv.key(self.key(&key, "leases"));
+                for (lease, ttl_ms) in leases {
+                    inv.arg(lease).arg(ttl_ms);
+                }
+                let _: Result<i64, Unavailable> = self.call("renew", &inv).await;
+            }
+        }
     }
 
     fn held(&self) -> std::sync::MutexGuard<'_, Held> {

@@ -78,6 +78,24 @@ end
 return {'ok', 0, ''}
 ";
 
+/// Renews leases still held: KEYS: leases sorted set; ARGV: lease id, ttl ms, ... A lease
+/// no longer in the set (released, or expired) is not added back.
+pub(crate) const RENEW: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local longest = 0
+for i = 1, #ARGV, 2 do
+  local ttl = tonumber(ARGV[i + 1])
+  redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i])
+  if ttl > longest then longest = ttl end
+end
+local left = redis.call('PTTL', KEYS[1])
+if left >= 0 and left < longest + 1000 then
+  redis.call('PEXPIRE', KEYS[1], longest + 1000)
+end
+return 1
+";
+
 /// Gives back (or takes) tokens after a call: KEYS: rate hash; ARGV: tpm, delta.
 pub(crate) const CHARGE: &str = r"
 local delta, tpm = tonumber(ARGV[2]), tonumber(ARGV[1])

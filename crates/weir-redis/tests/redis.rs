@@ -152,36 +152,63 @@ async fn requests_in_flight_are_leases_shared_by_instances_and_given_back() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(got, "the released slot was not given to the other instance");
-    // A lease an instance never gives back (it died) expires.
-    let short = two
-        .admit(
-            "team-c",
-            &limits,
-            0,
-            "lost",
-            Duration::from_millis(200),
-            20_000,
-        )
-        .await
-        .unwrap();
-    assert_eq!(short, Verdict::Admitted);
-    let _ = two
-        .admit("team-c", &limits, 0, "held", LEASE_TTL, 20_000)
-        .await
-        .unwrap();
-    assert!(matches!(
-        two.admit("team-c", &limits, 0, "third", LEASE_TTL, 20_000)
-            .await
-            .unwrap(),
-        Verdict::Refused { .. }
-    ));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(
-        two.admit("team-c", &limits, 0, "third", LEASE_TTL, 20_000)
-            .await
-            .unwrap(),
-        Verdict::Admitted
+    // A lease is renewed while its instance holds it, long past its ttl, and given back
+    // at once when released.
+    let one_slot = Limits {
+        max_concurrent: Some(1),
+        ..Limits::default()
+    };
+    let ttl = Duration::from_millis(600);
+    let held = two.admit("team-c", &one_slot, 0, "held", ttl, 20_000).await;
+    assert_eq!(held.unwrap(), Verdict::Admitted);
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let next = one.admit("team-c", &one_slot, 0, "next", ttl, 20_000).await;
+    assert!(
+        matches!(next.unwrap(), Verdict::Refused { .. }),
+        "a lease held by a live instance expired"
     );
+    two.release("team-c", "held");
+    let mut got = false;
+    for _ in 0..100 {
+        let next = one.admit("team-c", &one_slot, 0, "next", ttl, 20_000).await;
+        if next.unwrap() == Verdict::Admitted {
+            got = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(got, "the released lease was not given back");
+    // The lease of an instance that died holding it (its runtime gone, as a killed
+    // process's) expires after its ttl: nothing renews it.
+    let (u, q) = (url.clone(), p.clone());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dying = instance(&u, &q).await;
+            let one_slot = Limits {
+                max_concurrent: Some(1),
+                ..Limits::default()
+            };
+            let lost = dying
+                .admit("team-d", &one_slot, 0, "lost", ttl, 20_000)
+                .await;
+            assert_eq!(lost.unwrap(), Verdict::Admitted);
+        });
+    })
+    .join()
+    .unwrap();
+    let after = one
+        .admit("team-d", &one_slot, 0, "after", ttl, 20_000)
+        .await;
+    assert!(matches!(after.unwrap(), Verdict::Refused { .. }));
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let after = one
+        .admit("team-d", &one_slot, 0, "after", ttl, 20_000)
+        .await;
+    assert_eq!(after.unwrap(), Verdict::Admitted);
 }
 
 /// A limit lowered on reload counts what was already used, at the new rate, but not for

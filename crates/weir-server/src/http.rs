@@ -747,15 +747,10 @@ async fn admit(
     // About four bytes of JSON per input token; the real usage is charged after.
     let estimate = (body_len as u64).div_ceil(4);
     let admitted = match &app.state {
-        // A lease outlives the request by a minute at most if this instance dies.
+        // Renewed while the request runs: it outlives it by 30 s if this instance dies.
         Some(state) => {
             limiter
-                .admit_shared(
-                    state,
-                    &key.name,
-                    estimate,
-                    app.total_timeout + Duration::from_secs(60),
-                )
+                .admit_shared(state, &key.name, estimate, weir_redis::LEASE_TTL)
                 .await
         }
         None => limiter.admit(estimate, Instant::now()),
