@@ -15,8 +15,9 @@ use crate::write::{block, content, BlockEdits, Out};
 /// Options for encoding a request to an Anthropic upstream.
 #[derive(Clone, Debug)]
 pub struct EncodeOptions {
-    /// `max_tokens` when the request has none (Anthropic requires it).
-    pub default_max_tokens: u32,
+    /// `max_tokens` when the request has none (Anthropic requires it); `None`: the
+    /// model's own output limit ([`default_max_tokens`]).
+    pub default_max_tokens: Option<u32>,
     /// Map OpenAI `reasoning_effort` to extended thinking (the target model supports it).
     pub thinking_from_reasoning_effort: bool,
     /// Leave `model` out of the body (Bedrock and Vertex put it in the URL).
@@ -30,7 +31,7 @@ pub struct EncodeOptions {
 impl Default for EncodeOptions {
     fn default() -> Self {
         EncodeOptions {
-            default_max_tokens: 4096,
+            default_max_tokens: None,
             thinking_from_reasoning_effort: true,
             omit_model: false,
             omit_stream: false,
@@ -55,6 +56,51 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
     let mut w = JsonWriter::with_capacity(req.size_hint + req.size_hint / 8 + 256);
     plan.write(&mut w).map_err(WireError::Unsupported)?;
     Ok(w.into_bytes())
+}
+
+/// The `max_tokens` sent for a request that set none (an OpenAI client's means "as much
+/// as the model can"): the model's output limit for the Claude models whose limit is
+/// known (by name, also as a dated, Bedrock or Vertex id), 32000 for later Claude 4+
+/// models, else 4096 (other Anthropic-compatible servers). A whole (non-streamed) answer
+/// is held to 21333 tokens: about ten minutes of generation, the default `total`
+/// timeout, and where Anthropic's SDKs require streaming.
+pub fn default_max_tokens(model: &str, stream: bool) -> u32 {
+    const LIMITS: &[(&str, u32)] = &[
+        ("claude-opus-4-5", 64_000),
+        ("claude-opus-4-1", 32_000),
+        ("claude-opus-4-0", 32_000),
+        ("claude-opus-4-2", 32_000),
+        ("claude-opus-4@", 32_000),
+        ("claude-sonnet-4", 64_000),
+        ("claude-haiku-4", 64_000),
+        ("claude-3-7-sonnet", 64_000),
+        ("claude-3-5-", 8_192),
+        ("claude-3-", 4_096),
+    ];
+    let m = model.to_ascii_lowercase();
+    let limit = LIMITS
+        .iter()
+        .find(|(name, _)| m.contains(name))
+        .map(|&(_, limit)| limit)
+        .or_else(|| later_claude(&m).then_some(32_000))
+        .unwrap_or(4_096);
+    if stream {
+        limit
+    } else {
+        limit.min(21_333)
+    }
+}
+
+/// `claude-{opus,sonnet,haiku}-N...` with N >= 4 (a Claude model newer than the table).
+fn later_claude(m: &str) -> bool {
+    ["claude-opus-", "claude-sonnet-", "claude-haiku-"]
+        .iter()
+        .any(|family| {
+            m.split(family).nth(1).is_some_and(|rest| {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                digits.parse::<u32>().is_ok_and(|n| (4..100).contains(&n))
+            })
+        })
 }
 
 /// Keys written by the encoder, so kept fields never duplicate them.
@@ -457,12 +503,15 @@ impl<'a> Plan<'a> {
             }
         };
         let thinking = thinking_for(req, opts, same, &messages);
-        let mut max_tokens = req.max_tokens.unwrap_or(opts.default_max_tokens);
+        let default = opts
+            .default_max_tokens
+            .unwrap_or_else(|| default_max_tokens(&req.model, req.stream == Some(true)));
+        let mut max_tokens = req.max_tokens.unwrap_or(default);
         if let Some(ThinkingConfig::Enabled { budget_tokens }) = thinking.as_deref() {
             // (A budget mapped from reasoning_effort already fits below a limit the client
             // set; this raises only the default limit, or one given with explicit thinking.)
             if !same && *budget_tokens >= max_tokens {
-                max_tokens = budget_tokens.saturating_add(opts.default_max_tokens);
+                max_tokens = budget_tokens.saturating_add(default.min(4096));
             }
         }
         // OpenAI's temperature goes to 2; Anthropic's stops at 1.
@@ -612,3 +661,21 @@ fn thinking_for<'a>(
 
 /// Anthropic's smallest thinking budget.
 const MIN_BUDGET: u32 = 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::default_max_tokens as d;
+
+    #[test]
+    fn default_max_tokens_knows_claude_ids_of_every_cloud() {
+        assert_eq!(d("anthropic.claude-sonnet-4-5-20250929-v1:0", true), 64_000);
+        assert_eq!(d("us.anthropic.claude-opus-4-20250514-v1:0", true), 32_000);
+        assert_eq!(d("claude-opus-4@20250514", true), 32_000);
+        assert_eq!(d("claude-opus-4-5@20251101", true), 64_000);
+        assert_eq!(d("claude-haiku-4-5", false), 21_333);
+        assert_eq!(d("claude-3-7-sonnet-latest", true), 64_000);
+        assert_eq!(d("claude-sonnet-5", true), 32_000);
+        assert_eq!(d("anthropic.claude-v2", true), 4_096);
+        assert_eq!(d("deepseek-chat", true), 4_096);
+    }
+}

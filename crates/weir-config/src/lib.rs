@@ -352,7 +352,7 @@ fn provider(
         "anthropic" => {
             let mut encode = weir_anthropic::EncodeOptions::default();
             if let Some(m) = p.default_max_tokens {
-                encode.default_max_tokens = m;
+                encode.default_max_tokens = Some(m);
             }
             let c = weir_anthropic::AnthropicConfig {
                 id: id.to_owned(),
@@ -405,7 +405,7 @@ fn provider(
             c.timeouts = timeouts;
             c.drop_betas.clone_from(&p.drop_betas);
             if let Some(m) = p.default_max_tokens {
-                c.encode.default_max_tokens = m;
+                c.encode.default_max_tokens = Some(m);
             }
             (
                 Arc::new(weir_bedrock::BedrockProvider::new(c, upstream.clone())?),
@@ -445,7 +445,7 @@ fn provider(
             c.base_url = p.base_url().map(str::to_owned);
             c.timeouts = timeouts;
             if let Some(m) = p.default_max_tokens {
-                c.anthropic_encode.default_max_tokens = m;
+                c.anthropic_encode.default_max_tokens = Some(m);
             }
             (
                 Arc::new(weir_vertex::VertexProvider::with_google_auth(
@@ -486,7 +486,7 @@ fn provider(
                 }
                 let mut encode = weir_anthropic::EncodeOptions::default();
                 if let Some(m) = p.default_max_tokens {
-                    encode.default_max_tokens = m;
+                    encode.default_max_tokens = Some(m);
                 }
                 let c = weir_anthropic::AnthropicConfig {
                     id: id.to_owned(),

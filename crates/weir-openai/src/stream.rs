@@ -48,6 +48,10 @@ pub struct StreamDecoder {
     tool_ids: Vec<(String, u32)>,
     /// Calls given neither index nor id that were told apart so far.
     anonymous: u32,
+    /// OpenAI indexes a server gave again to a new call (a new id and a name at an index
+    /// another call holds: servers that number every parallel call 0), as (index given,
+    /// index the newest call there was assigned).
+    reused: Vec<(u32, u32)>,
     /// What could not open yet, in arrival order: a tool call whose name has not come
     /// (its block cannot open nameless), and the calls, text and reasoning that came
     /// behind it or while the open call's arguments were incomplete (a server that
@@ -377,10 +381,32 @@ impl StreamDecoder {
     /// The OpenAI index of a fragment. Servers that leave `index` out (Ollama's several
     /// calls in one chunk) are read by id: a new id is a new call, no id continues the last.
     fn tool_index(&mut self, tc: &ToolCallDelta<'_>, position: usize) -> u32 {
-        if let Some(i) = tc.index {
-            if let Some(id) = &tc.id {
-                self.tool_ids.push((id.clone(), i));
+        if let Some(given) = tc.index {
+            let current = self
+                .reused
+                .iter()
+                .rev()
+                .find(|(g, _)| *g == given)
+                .map_or(given, |&(_, a)| a);
+            let Some(id) = &tc.id else {
+                return current;
+            };
+            if let Some(&(_, known)) = self.tool_ids.iter().find(|(k, _)| k == id) {
+                return known;
             }
+            // Another call's id at this index: a new call if the fragment names its tool
+            // (a new call's first fragment does), else a server that changes ids midway.
+            let named = tc.function.as_ref().is_some_and(|f| f.name.is_some());
+            let held = self.tool_ids.iter().any(|&(_, a)| a == current);
+            let i = if held && named {
+                // Past any index a server could give, or that is assigned otherwise.
+                let i = 3_000_000 + self.reused.len() as u32;
+                self.reused.push((given, i));
+                i
+            } else {
+                current
+            };
+            self.tool_ids.push((id.clone(), i));
             return i;
         }
         match &tc.id {

@@ -637,6 +637,21 @@ event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n
 fn max_tokens_defaults_when_missing_and_maps_from_either_openai_field() {
     let out = o_to_a(json!({"model": "m", "messages": [{"role": "user", "content": "q"}]}));
     assert_eq!(out["max_tokens"], 4096);
+    // A Claude model's own output limit (an OpenAI client that sets none asks for as much
+    // as the model can), a whole answer held to about ten minutes of generation.
+    let q = json!([{"role": "user", "content": "q"}]);
+    for (model, stream, limit) in [
+        ("claude-sonnet-4-5-20250929", true, 64_000),
+        ("claude-sonnet-4-5-20250929", false, 21_333),
+        ("claude-opus-4-1", true, 32_000),
+        ("claude-3-5-haiku-latest", false, 8_192),
+        ("claude-3-haiku-20240307", true, 4_096),
+        ("claude-opus-4-7", true, 32_000),
+        ("glm-4.6", true, 4_096),
+    ] {
+        let out = o_to_a(json!({"model": model, "stream": stream, "messages": q}));
+        assert_eq!(out["max_tokens"], limit, "{model} stream={stream}");
+    }
     let out = o_to_a(
         json!({"model": "m", "max_tokens": 77, "messages": [{"role": "user", "content": "q"}]}),
     );
@@ -1373,6 +1388,46 @@ fn tool_calls_without_index_or_with_a_late_name_are_all_kept() {
     ]);
     let (calls, _) = tool_calls_of(&events);
     assert_eq!(calls, [("call_d".into(), String::new(), "{}".into())]);
+}
+
+/// Servers that number every parallel call 0 (Ollama's OpenAI API, SGLang, LiteLLM's
+/// ollama_chat): a new id with a name at an index another call holds is a new call, its
+/// fragments without an id follow it; a new id without a name continues the call.
+#[test]
+fn parallel_tool_calls_that_all_say_index_0_are_all_kept() {
+    let events = openai_stream_events(&[
+        chunk(r#"{"role":"assistant","content":null}"#, "null"),
+        chunk(
+            r#"{"tool_calls":[{"index":0,"id":"call_A","type":"function","function":{"name":"get_weather","arguments":"{\"city\":"}}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"tool_calls":[{"index":0,"function":{"arguments":"\"Paris\"}"}}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"tool_calls":[{"index":0,"id":"call_B","type":"function","function":{"name":"get_time","arguments":"{\"tz\":"}}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"tool_calls":[{"index":0,"id":"call_B2","function":{"arguments":"\"CET\"}"}}]}"#,
+            "null",
+        ),
+        chunk("{}", "\"tool_calls\""),
+    ]);
+    let (calls, contiguous) = tool_calls_of(&events);
+    assert!(contiguous);
+    assert_eq!(
+        calls,
+        [
+            (
+                "call_A".into(),
+                "get_weather".into(),
+                r#"{"city":"Paris"}"#.into()
+            ),
+            ("call_B".into(), "get_time".into(), r#"{"tz":"CET"}"#.into())
+        ]
+    );
 }
 
 /// Servers that send each call in its own chunks with neither `index` nor `id`: a

@@ -321,9 +321,10 @@ pub fn encode_converse(
     };
     let mut max_tokens = req.max_tokens;
     if let Some(b) = budget {
-        let needed = max_tokens.unwrap_or(opts.default_max_tokens);
+        let default = opts.default_max_tokens.unwrap_or(4096);
+        let needed = max_tokens.unwrap_or(default);
         max_tokens = Some(if b >= needed {
-            b.saturating_add(opts.default_max_tokens)
+            b.saturating_add(default)
         } else {
             needed
         });
