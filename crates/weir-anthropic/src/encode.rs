@@ -317,10 +317,13 @@ impl Plan<'_> {
             w.u64(u64::from(t));
         }
         if let Some(stop) = &r.stop {
-            if same || !stop.sequences.is_empty() {
+            // Anthropic refuses a sequence of whitespace alone ("\n" is a common OpenAI
+            // stop): it is left out of a translated request.
+            let kept = |s: &&String| same || !s.trim().is_empty();
+            if same || stop.sequences.iter().any(|s| kept(&s)) {
                 k.key(w, "stop_sequences");
                 w.begin_array();
-                for s in &stop.sequences {
+                for s in stop.sequences.iter().filter(kept) {
                     w.string(s);
                 }
                 w.end_array();

@@ -129,11 +129,15 @@ pub(crate) fn error_json(e: &ApiError, request_id: Option<&str>) -> String {
         #[serde(skip_serializing_if = "Option::is_none")]
         request_id: Option<&'a str>,
     }
+    let overflow = (e.dialect != Some(Dialect::Anthropic)
+        && e.is_context_overflow()
+        && !e.message.starts_with("prompt is too long"))
+    .then(|| e.as_prompt_too_long());
     let body = Body {
         ty: "error",
         error: Inner {
             ty: anthropic_error_type(e),
-            message: &e.message,
+            message: overflow.as_deref().unwrap_or(&e.message),
         },
         request_id,
     };
@@ -144,4 +148,49 @@ pub(crate) fn error_json(e: &ApiError, request_id: Option<&str>) -> String {
 /// Encodes an error for an Anthropic client: `(status, body)`.
 pub fn encode_error(e: &ApiError, request_id: Option<&str>) -> (u16, Vec<u8>) {
     (error_status(e), error_json(e, request_id).into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn openai_error(code: Option<&str>, message: &str) -> ApiError {
+        ApiError {
+            kind: ErrorKind::InvalidRequest,
+            dialect: Some(Dialect::OpenAi),
+            status: 400,
+            error_type: Some("invalid_request_error".into()),
+            code: code.map(str::to_owned),
+            param: None,
+            message: message.into(),
+        }
+    }
+
+    /// Claude Code compacts a conversation when the error says "prompt is too long".
+    #[test]
+    fn another_dialects_context_overflow_says_prompt_is_too_long() {
+        let e = openai_error(
+            Some("context_length_exceeded"),
+            "This model's maximum context length is 128000 tokens. However, your messages resulted in 130,512 tokens. Please reduce the length of the messages.",
+        );
+        let v: serde_json::Value = serde_json::from_str(&error_json(&e, None)).unwrap();
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(
+            m.starts_with("prompt is too long: 130512 tokens > 128000 maximum ("),
+            "{m}"
+        );
+        assert_eq!(v["error"]["type"], "invalid_request_error");
+        // Counts not given: the wording, then the upstream's message.
+        let e = openai_error(None, "Input exceeds the context window of this model");
+        let v: serde_json::Value = serde_json::from_str(&error_json(&e, None)).unwrap();
+        assert_eq!(
+            v["error"]["message"],
+            "prompt is too long: Input exceeds the context window of this model"
+        );
+        // Other errors keep their message.
+        let e = openai_error(Some("invalid_value"), "temperature: too high");
+        let v: serde_json::Value = serde_json::from_str(&error_json(&e, None)).unwrap();
+        assert_eq!(v["error"]["message"], "temperature: too high");
+    }
 }

@@ -142,6 +142,54 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// Whether this is a prompt over the model's context window: Anthropic's "prompt is
+    /// too long", OpenAI's `context_length_exceeded` (and the wording compatible servers
+    /// use). Clients react to it (Claude Code compacts the conversation), so each dialect
+    /// gets the other's in its own words.
+    pub fn is_context_overflow(&self) -> bool {
+        if self.kind != ErrorKind::InvalidRequest {
+            return false;
+        }
+        if self.code.as_deref() == Some("context_length_exceeded") {
+            return true;
+        }
+        let m = self.message.to_ascii_lowercase();
+        m.starts_with("prompt is too long")
+            || m.contains("maximum context length")
+            || m.contains("context_length_exceeded")
+            || m.contains("context window")
+    }
+
+    /// The message an Anthropic client gets for a context overflow of another dialect:
+    /// Anthropic's own wording (`prompt is too long: N tokens > M maximum` when the
+    /// upstream's message gives both counts), the upstream's message after it.
+    pub fn as_prompt_too_long(&self) -> String {
+        let m = self.message.to_ascii_lowercase();
+        let after = |marker: &str| -> Option<u64> {
+            let rest = &m[m.find(marker)? + marker.len()..];
+            let digits: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_ascii_digit() || *c == ',')
+                .filter(char::is_ascii_digit)
+                .collect();
+            digits.parse().ok()
+        };
+        let max = after("maximum context length is");
+        let used = after("resulted in").or_else(|| after("requested"));
+        match (used, max) {
+            (Some(u), Some(x)) => {
+                format!(
+                    "prompt is too long: {u} tokens > {x} maximum ({})",
+                    self.message
+                )
+            }
+            _ => format!("prompt is too long: {}", self.message),
+        }
+    }
+}
+
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

@@ -149,6 +149,8 @@ pub(crate) fn openai_error_body(e: &ApiError) -> Vec<u8> {
             e.error_type.as_deref().or(Some(default_ty)),
             e.code.as_deref(),
         )
+    } else if e.is_context_overflow() {
+        (Some(default_ty), Some("context_length_exceeded"))
     } else {
         (Some(default_ty), e.code.as_deref().or(default_code))
     };
@@ -202,5 +204,28 @@ mod tests {
         assert_eq!(v["error"]["type"], "invalid_request_error");
         assert_eq!(v["error"]["code"], "bad_thing");
         assert_eq!(v["error"]["param"], "x");
+    }
+
+    #[test]
+    fn an_anthropic_prompt_too_long_is_context_length_exceeded() {
+        let e = weir_anthropic_shaped("prompt is too long: 208310 tokens > 200000 maximum");
+        let v: serde_json::Value = serde_json::from_slice(&encode_error(&e).1).unwrap();
+        assert_eq!(v["error"]["code"], "context_length_exceeded", "{v}");
+        assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+        let e = weir_anthropic_shaped("messages: text content blocks must be non-empty");
+        let v: serde_json::Value = serde_json::from_slice(&encode_error(&e).1).unwrap();
+        assert!(v["error"]["code"].is_null(), "{v}");
+    }
+
+    fn weir_anthropic_shaped(message: &str) -> ApiError {
+        ApiError {
+            kind: ErrorKind::InvalidRequest,
+            dialect: Some(Dialect::Anthropic),
+            status: 400,
+            error_type: Some("invalid_request_error".into()),
+            code: None,
+            param: None,
+            message: message.into(),
+        }
     }
 }

@@ -158,7 +158,15 @@ pub fn parse_data_url(url: &str) -> Option<(String, String)> {
     if !media_type.contains('/') {
         return None;
     }
-    Some((media_type.to_ascii_lowercase(), data.to_owned()))
+    let media_type = media_type.to_ascii_lowercase();
+    // (A common misspelling browsers and OpenAI accept; Anthropic, Bedrock and Gemini
+    // take only the registered name.)
+    let media_type = if media_type == "image/jpg" {
+        "image/jpeg".to_owned()
+    } else {
+        media_type
+    };
+    Some((media_type, data.to_owned()))
 }
 
 fn data_url(media_type: &str, data: &str) -> String {
@@ -336,6 +344,10 @@ mod tests {
             Some(("image/jpeg".to_owned(), "/9j/".to_owned()))
         );
         assert_eq!(parse_data_url("data:;base64,abc"), None);
+        assert_eq!(
+            parse_data_url("data:image/jpg;base64,/9j/"),
+            Some(("image/jpeg".to_owned(), "/9j/".to_owned()))
+        );
         assert_eq!(data_url("image/png", "abc"), "data:image/png;base64,abc");
     }
 }

@@ -207,6 +207,13 @@ impl<'de> Deserialize<'de> for OMessage {
                         "content" => {
                             let raw: RawJson = map.next_value()?;
                             match raw.get().as_bytes().first() {
+                                // An empty string beside tool calls (or a filtered
+                                // answer) is no text block: Anthropic refuses empty ones
+                                // when a client sends the turn back. Kept as it came for
+                                // the same dialect.
+                                Some(b'"') if raw.get() == "\"\"" => {
+                                    extra.insert("content", raw);
+                                }
                                 Some(b'"') => text = JsonStr::from_raw(raw),
                                 Some(b'n') => extra.insert_null("content"),
                                 // Some compatible servers answer with an array of parts:

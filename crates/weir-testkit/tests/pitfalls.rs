@@ -715,6 +715,15 @@ fn stop_sequences_map_both_ways() {
         json!({"model": "m", "messages": [{"role": "user", "content": "q"}], "stop": ["a", "b"]}),
     );
     assert_json(&out["stop_sequences"], &json!(["a", "b"]));
+    // Anthropic refuses whitespace alone: left out.
+    let out = o_to_a(
+        json!({"model": "m", "messages": [{"role": "user", "content": "q"}], "stop": ["\n", "END", " "]}),
+    );
+    assert_json(&out["stop_sequences"], &json!(["END"]));
+    let out = o_to_a(
+        json!({"model": "m", "messages": [{"role": "user", "content": "q"}], "stop": "\n\n"}),
+    );
+    assert!(out.get("stop_sequences").is_none(), "{out}");
     let out = a_to_o(
         json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": "q"}], "stop_sequences": ["x"]}),
     );
@@ -1228,6 +1237,28 @@ fn thinking_and_effort_become_reasoning_effort_only_where_configured() {
     assert_eq!(encode(odd, true)["reasoning_effort"], "medium");
     // `output_config` itself is Anthropic's and never reaches an OpenAI upstream.
     assert!(encode(effort("low"), true).get("output_config").is_none());
+}
+
+/// An empty `content` beside tool calls (or of a filtered answer) is no text block:
+/// Anthropic refuses empty text blocks when the client sends the turn back.
+#[test]
+fn an_empty_openai_content_is_no_empty_text_block() {
+    let out = o_resp_to_a(json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-x",
+        "choices": [{"index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": "", "tool_calls": [{"id": "call_1",
+                "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]
+    }));
+    assert_json(
+        &out["content"],
+        &json!([{"type": "tool_use", "id": "call_1", "name": "f", "input": {}}]),
+    );
+    let out = o_resp_to_a(json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-x",
+        "choices": [{"index": 0, "finish_reason": "content_filter",
+            "message": {"role": "assistant", "content": ""}}]
+    }));
+    assert_json(&out["content"], &json!([]));
 }
 
 #[test]
