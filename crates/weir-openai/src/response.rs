@@ -305,11 +305,14 @@ impl<'de> Deserialize<'de> for OUsage {
                 #[derive(Deserialize, Default)]
                 struct Details {
                     cached_tokens: Option<u64>,
+                    /// (OpenRouter's, and the OpenAI SDK's since 2026.)
+                    cache_write_tokens: Option<u64>,
                     reasoning_tokens: Option<u64>,
                 }
                 let mut u = Usage::default();
                 let mut prompt: Option<u64> = None;
                 let mut cached: Option<u64> = None;
+                let mut written: Option<u64> = None;
                 // DeepSeek's own name for the cached part (it may send both).
                 let mut cache_hit: Option<u64> = None;
                 while let Some(k) = map.next_key::<Key<'de>>()? {
@@ -325,6 +328,7 @@ impl<'de> Deserialize<'de> for OUsage {
                             if let Some(d) = d {
                                 if k.as_str() == "prompt_tokens_details" {
                                     cached = d.cached_tokens;
+                                    written = d.cache_write_tokens;
                                 } else {
                                     u.reasoning_tokens = d.reasoning_tokens;
                                 }
@@ -340,8 +344,12 @@ impl<'de> Deserialize<'de> for OUsage {
                     }
                 }
                 let cached = cached.or(cache_hit);
-                u.input_tokens = prompt.map(|p| p.saturating_sub(cached.unwrap_or(0)));
+                u.input_tokens = prompt.map(|p| {
+                    p.saturating_sub(cached.unwrap_or(0))
+                        .saturating_sub(written.unwrap_or(0))
+                });
                 u.cache_read_tokens = cached;
+                u.cache_write_tokens = written.filter(|&w| w > 0);
                 Ok(OUsage(u))
             }
         }
@@ -373,10 +381,17 @@ impl Serialize for UsageOut<'_> {
             m.serialize_entry("prompt_tokens", &prompt)?;
             m.serialize_entry("completion_tokens", &completion)?;
             m.serialize_entry("total_tokens", &(prompt + completion))?;
-            m.serialize_entry(
-                "prompt_tokens_details",
-                &serde_json::json!({ "cached_tokens": u.cache_read_tokens.unwrap_or(0) }),
-            )?;
+            let cached = u.cache_read_tokens.unwrap_or(0);
+            match u.cache_write_tokens.filter(|&w| w > 0) {
+                Some(w) => m.serialize_entry(
+                    "prompt_tokens_details",
+                    &serde_json::json!({ "cached_tokens": cached, "cache_write_tokens": w }),
+                )?,
+                None => m.serialize_entry(
+                    "prompt_tokens_details",
+                    &serde_json::json!({ "cached_tokens": cached }),
+                )?,
+            }
             if let Some(r) = u.reasoning_tokens {
                 m.serialize_entry(
                     "completion_tokens_details",

@@ -788,7 +788,19 @@ fn usage_cache_semantics_map_both_ways() {
     assert_json(
         &o["usage"],
         &json!({"prompt_tokens": 240, "completion_tokens": 7, "total_tokens": 247,
-        "prompt_tokens_details": {"cached_tokens": 200}}),
+        "prompt_tokens_details": {"cached_tokens": 200, "cache_write_tokens": 30}}),
+    );
+    // OpenRouter (and the OpenAI SDK since 2026) count cache writes apart.
+    let a = o_resp_to_a(
+        json!({"id": "c", "object": "chat.completion", "created": 1, "model": "g",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "x"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 240, "completion_tokens": 7, "total_tokens": 247,
+            "prompt_tokens_details": {"cached_tokens": 200, "cache_write_tokens": 30}}}),
+    );
+    assert_json(
+        &a["usage"],
+        &json!({"input_tokens": 10, "output_tokens": 7,
+        "cache_read_input_tokens": 200, "cache_creation_input_tokens": 30}),
     );
     let a = o_resp_to_a(
         json!({"id": "c", "object": "chat.completion", "created": 1, "model": "g",
