@@ -457,12 +457,26 @@ fn tool_from_raw(raw: &RawValue) -> Result<Tool, serde_json::Error> {
         name,
         raw: raw.to_owned(),
     };
+    // Another kind of tool (OpenAI's `custom`, a provider's own): its name, for errors.
+    let other = || {
+        #[derive(Deserialize)]
+        struct Named {
+            name: Option<String>,
+        }
+        #[derive(Deserialize)]
+        struct Other {
+            name: Option<String>,
+            custom: Option<Named>,
+        }
+        let o: Option<Other> = serde_json::from_str(raw.get()).ok();
+        unknown(o.and_then(|o| o.name.or(o.custom.and_then(|c| c.name))))
+    };
     let outer: Outer<'_> = match serde_json::from_str(raw.get()) {
         Ok(o) => o,
-        Err(_) => return Ok(unknown(None)),
+        Err(_) => return Ok(other()),
     };
     let (true, Some(func)) = (outer.ty == "function", outer.function) else {
-        return Ok(unknown(None));
+        return Ok(other());
     };
     let fields: RawFields<'_> = serde_json::from_str(func.get())?;
     let mut t = FunctionTool {

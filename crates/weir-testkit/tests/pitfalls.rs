@@ -2304,3 +2304,14 @@ fn a_long_user_id_reaches_openai_as_its_digest() {
     }));
     assert_eq!(out["user"], "u1");
 }
+
+/// A tool of another kind than a function (OpenAI's `custom`) is refused by name.
+#[test]
+fn a_custom_tool_is_refused_by_its_name() {
+    let err = try_o_to_a(
+        json!({"model": "m", "messages": [{"role": "user", "content": "q"}],
+        "tools": [{"type": "custom", "custom": {"name": "grammar_tool", "description": "d"}}]}),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("tool `grammar_tool`"), "{err}");
+}
