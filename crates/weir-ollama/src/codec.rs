@@ -36,17 +36,10 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
     // Each call's name and place among its message's calls: Ollama pairs results with
-    // calls by name and order only, so results go in the order of their calls.
+    // calls by name and order only, so results go in the order of their calls. Filled as
+    // the conversation goes: a result answers the latest call of its id before it (a
+    // client may number each turn's calls from 0 again).
     let mut names: HashMap<&str, (&str, usize)> = HashMap::new();
-    for m in &req.messages {
-        let calls = m.content.blocks.iter().filter_map(|b| match b {
-            ContentBlock::ToolUse(t) => Some(t),
-            _ => None,
-        });
-        for (i, t) in calls.enumerate() {
-            names.insert(&t.id, (&t.name, i));
-        }
-    }
     let mut messages: Vec<Value> = Vec::new();
     if let Some(s) = &req.system {
         messages.push(json!({"role": "system", "content": text_of(s)}));
@@ -62,6 +55,13 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
     for m in &req.messages {
         if m.role != Role::Tool {
             flush(&mut results, &mut messages);
+        }
+        let calls = m.content.blocks.iter().filter_map(|b| match b {
+            ContentBlock::ToolUse(t) => Some(t),
+            _ => None,
+        });
+        for (i, t) in calls.enumerate() {
+            names.insert(&t.id, (&t.name, i));
         }
         let role = match m.role {
             Role::System | Role::Developer => "system",
@@ -608,10 +608,14 @@ impl weir_upstream::BodyDecoder for NdjsonDecoder {
     fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), ProviderError> {
         let line = std::mem::take(&mut self.line);
         self.line(&line, out)?;
-        if self.started && !self.done {
+        if !self.done {
             return Err(ProviderError::new(
                 ErrorKind::Decode,
-                "the Ollama stream ended before its last (`done`) line",
+                if self.started {
+                    "the Ollama stream ended before its last (`done`) line"
+                } else {
+                    "the Ollama stream ended before any response line"
+                },
             ));
         }
         Ok(())

@@ -161,6 +161,52 @@ fn separate_tool_messages_follow_their_calls_order() {
     );
 }
 
+/// A client that numbers each turn's calls from 0 again: a result answers the latest
+/// call of its id before it.
+#[test]
+fn a_call_id_used_again_names_its_own_turns_tool() {
+    let mut req = tool_loop();
+    let call = |id: &str, name: &str| {
+        ContentBlock::ToolUse(ToolUseBlock {
+            id: id.into(),
+            name: name.into(),
+            input: ToolInput::Arguments("{}".into()),
+            cache_control: None,
+            extra: Default::default(),
+        })
+    };
+    let result = |id: &str, out: &str| {
+        ContentBlock::ToolResult(ToolResultBlock {
+            tool_use_id: id.into(),
+            content: Content::text(out),
+            is_error: None,
+            cache_control: None,
+            extra: Default::default(),
+        })
+    };
+    req.messages = vec![
+        msg(Role::User, vec![text("weather, then time")]),
+        msg(Role::Assistant, vec![call("call_0", "get_weather")]),
+        msg(Role::User, vec![result("call_0", "sunny")]),
+        msg(Role::Assistant, vec![call("call_0", "get_time")]),
+        msg(Role::User, vec![result("call_0", "12:00")]),
+    ];
+    let body: Value = serde_json::from_slice(&encode_request(&req).unwrap()).unwrap();
+    let tools: Vec<&Value> = body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .collect();
+    assert_eq!(
+        tools,
+        [
+            &json!({"role": "tool", "content": "sunny", "tool_name": "get_weather"}),
+            &json!({"role": "tool", "content": "12:00", "tool_name": "get_time"}),
+        ]
+    );
+}
+
 /// Adaptive thinking leaves it to the model: no `think` (Ollama's models without
 /// thinking answer 400 to `think: true`, and Claude Code asks for adaptive thinking on
 /// every request); disabled says so.
@@ -426,6 +472,12 @@ fn tool_calls_errors_and_cut_streams() {
     let e = decode_all(&[cut.as_bytes()]).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Decode);
     assert!(decode_all(&[b"{not json}\n"]).is_err());
+    // An empty (or blank) body is no answer: an error, not an empty success.
+    for body in [&b""[..], b"\n\n"] {
+        let e = decode_all(&[body]).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Decode);
+        assert!(e.message.contains("before any response line"), "{e}");
+    }
 }
 
 fn provider(url: &str) -> OllamaProvider {
