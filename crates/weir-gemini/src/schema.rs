@@ -185,6 +185,7 @@ fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
     }
     let mut out = Map::new();
     let mut nullable = false;
+    let mut one_of: Option<String> = None;
     for (k, val) in m {
         match k.as_str() {
             "type" => match val {
@@ -210,13 +211,21 @@ fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
                     }
                 }
             }
-            // Gemini enums are string enums; others would be a 400.
+            // Gemini enums are string enums; others would be a 400: their values are
+            // said in the description instead, so the model still sees them.
             "enum"
                 if val
                     .as_array()
                     .is_some_and(|a| a.iter().all(Value::is_string)) =>
             {
                 out.insert("enum".into(), cx.copy(val));
+            }
+            "enum" => {
+                if let Some(values) = val.as_array().filter(|a| !a.is_empty()) {
+                    let listed: Vec<String> = values.iter().map(Value::to_string).collect();
+                    let _ = cx.charge(listed.iter().map(String::len).sum());
+                    one_of = Some(format!("One of: {}.", listed.join(", ")));
+                }
             }
             "const" if val.is_string() => {
                 out.insert("enum".into(), Value::Array(vec![cx.copy(val)]));
@@ -290,6 +299,38 @@ fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
     if nullable {
         out.insert("nullable".into(), Value::Bool(true));
     }
+    if let Some(values) = one_of {
+        let described = match out.get("description").and_then(Value::as_str) {
+            Some(d) if !d.is_empty() => format!("{d} {values}"),
+            _ => values,
+        };
+        out.insert("description".into(), Value::String(described));
+    }
+    // Gemini allows `enum` only on strings and `properties` only on objects ("only allowed
+    // for STRING type"): an untyped schema gets the type they imply.
+    if !out.contains_key("type") && !out.contains_key("anyOf") {
+        if out.contains_key("enum") {
+            out.insert("type".into(), Value::String("string".into()));
+        } else if out.contains_key("properties") {
+            out.insert("type".into(), Value::String("object".into()));
+        }
+    }
+    // `required` may name only properties the schema defines.
+    if let Some(Value::Array(required)) = out.get("required") {
+        let defined = |n: &Value| {
+            n.as_str().is_some_and(|n| {
+                out.get("properties")
+                    .and_then(Value::as_object)
+                    .is_some_and(|p| p.contains_key(n))
+            })
+        };
+        let kept: Vec<Value> = required.iter().filter(|n| defined(n)).cloned().collect();
+        if kept.is_empty() {
+            out.remove("required");
+        } else if kept.len() != required.len() {
+            out.insert("required".into(), Value::Array(kept));
+        }
+    }
     // Gemini answers 400 to an array without an item schema ("items: missing field"),
     // and to one whose items say nothing of their type: such items get the type their
     // keywords imply, else string (JSON Schema's "anything" has no Gemini form).
@@ -345,12 +386,37 @@ mod tests {
                 "properties": {
                     "additionalProperties": {"type": "string"},
                     "when": {"type": "string", "format": "date-time"},
-                    "unit": {"enum": ["celsius"]},
+                    "unit": {"type": "string", "enum": ["celsius"]},
                     "n": {"type": "integer", "nullable": true},
                     "tags": {"type": "array", "items": {"type": "string"}}
                 },
                 "required": ["when"]
             })
+        );
+    }
+
+    #[test]
+    fn enums_and_properties_get_the_type_gemini_requires_for_them() {
+        let out = clean(
+            r#"{"type":"object","properties":{
+                "op": {"const": "insert_text"},
+                "mode": {"enum": ["a", "b"]},
+                "level": {"type": "integer", "enum": [1, 2, 3], "description": "How loud."},
+                "opts": {"properties": {"x": {"type": "string"}}, "required": ["x", "y"]},
+                "any": {"type": "object", "required": ["q"]}
+            },"required":["op","missing"]}"#,
+            &Budget::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            json!({"type": "object", "properties": {
+                "op": {"type": "string", "enum": ["insert_text"]},
+                "mode": {"type": "string", "enum": ["a", "b"]},
+                "level": {"type": "integer", "description": "How loud. One of: 1, 2, 3."},
+                "opts": {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]},
+                "any": {"type": "object"}
+            }, "required": ["op"]})
         );
     }
 
