@@ -30,6 +30,35 @@ pub fn betas_from_headers(headers: &HeaderMap) -> Vec<String> {
     out
 }
 
+/// Claude on Bedrock takes images and documents as bytes only (no `url` source): a
+/// translated request that links one is refused before the call, naming the message. (An
+/// Anthropic client's body goes as it came, and Bedrock says so itself.)
+fn refuse_fetched_media(req: &ChatRequest) -> Result<(), WireError> {
+    use weir_model::{ContentBlock, MediaSource};
+    fn fetched(b: &ContentBlock) -> bool {
+        match b {
+            ContentBlock::Image(i) => {
+                matches!(&i.source, MediaSource::Url(u) if !u.starts_with("data:"))
+            }
+            ContentBlock::Document(d) => {
+                matches!(&d.source, MediaSource::Url(u) if !u.starts_with("data:"))
+            }
+            ContentBlock::ToolResult(r) => r.content.blocks.iter().any(fetched),
+            _ => false,
+        }
+    }
+    match req
+        .messages
+        .iter()
+        .position(|m| m.content.blocks.iter().any(fetched))
+    {
+        Some(i) => Err(WireError::Unsupported(format!(
+            "messages[{i}]: Claude on Bedrock takes images and documents as bytes (base64); it cannot fetch them by URL"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Encodes an InvokeModel body: the Anthropic Messages encoding of `req` (as
 /// `weir-anthropic` writes it for Anthropic's own API, so Anthropic clients' requests
 /// pass unchanged) without `model` and `stream`, with `anthropic_version` first and the
@@ -62,6 +91,9 @@ pub fn encode_invoke_body(
         }
     }
     betas.retain(|b| !drop_betas.contains(b));
+    if req.origin != Some(weir_model::Dialect::Anthropic) {
+        refuse_fetched_media(req)?;
+    }
     let body = encode_request(req, &opts)?;
     let Some(rest) = body.strip_prefix(b"{") else {
         return Err(WireError::Malformed(
@@ -254,6 +286,43 @@ mod tests {
             std::str::from_utf8(&body).unwrap(),
             r#"{"anthropic_version":"bedrock-2023-05-31","messages":[{"role":"user","content":"Hi"}],"max_tokens":8}"#
         );
+    }
+
+    #[test]
+    fn a_translated_request_linking_an_image_is_refused_by_message() {
+        use weir_model::{Content, ContentBlock, ImageBlock, MediaSource, Message, Role};
+        let image = |src: MediaSource| {
+            ContentBlock::Image(ImageBlock {
+                source: src,
+                detail: None,
+                cache_control: None,
+                extra: Default::default(),
+            })
+        };
+        let mut req = ChatRequest {
+            model: "anthropic.claude-sonnet-4-5-20250929-v1:0".into(),
+            origin: Some(weir_model::Dialect::OpenAi),
+            messages: vec![Message {
+                role: Role::User,
+                content: Content::blocks(vec![image(MediaSource::Url(
+                    "https://example.com/cat.png".into(),
+                ))]),
+                extra: Default::default(),
+            }],
+            ..Default::default()
+        };
+        let e = encode_invoke_body(&mut req, &EncodeOptions::default(), &[], &[]).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("messages[0]: Claude on Bedrock takes images"),
+            "{e}"
+        );
+        // Bytes go.
+        req.messages[0].content = Content::blocks(vec![image(MediaSource::Base64 {
+            media_type: "image/png".into(),
+            data: "iVBORw0KGgo=".into(),
+        })]);
+        assert!(encode_invoke_body(&mut req, &EncodeOptions::default(), &[], &[]).is_ok());
     }
 
     #[test]
