@@ -163,6 +163,8 @@ async fn a_429_is_a_rate_limit_with_the_wait_from_the_body() {
     assert_eq!((e.kind, e.status), (ErrorKind::RateLimited, Some(429)));
     assert_eq!(e.retry_after, Some(Duration::from_secs(13)));
     assert!(e.retryable_elsewhere && !e.counts_against_health);
+    // Gemini's quotas are per model: the router rests this model, not the key.
+    assert!(e.per_model_quota);
     assert_eq!(
         e.api_error.as_ref().unwrap().error_type.as_deref(),
         Some("RESOURCE_EXHAUSTED")

@@ -212,6 +212,9 @@ pub struct ProviderError {
     pub status: Option<u16>,
     /// How long the upstream asked us to wait.
     pub retry_after: Option<Duration>,
+    /// A rate limit on what was asked of the key (its quota for this model, as Gemini's
+    /// are), not on the key: the target rests, the key keeps serving other models.
+    pub per_model_quota: bool,
     /// May the router try another target? Derived from `kind`, overridable by a provider
     /// that knows better.
     pub retryable_elsewhere: bool,
@@ -230,6 +233,7 @@ impl ProviderError {
             kind,
             status: None,
             retry_after: None,
+            per_model_quota: false,
             retryable_elsewhere: kind.retryable_elsewhere(),
             counts_against_health: kind.counts_against_health(),
             api_error: None,

@@ -1910,6 +1910,17 @@ impl Router {
                 e.retry_after = Some(left);
                 return skip(attempts, e);
             }
+            Admit::Limited(left) => {
+                let mut e = ProviderError::new(
+                    ErrorKind::RateLimited,
+                    format!(
+                        "{} ({model}) is rate limited (its quota for this model is spent)",
+                        target.provider
+                    ),
+                );
+                e.retry_after = Some(left);
+                return skip(attempts, e);
+            }
             Admit::Probe => {
                 self.spawn_probe(provider.clone(), &target.provider, st.clone(), model);
                 let mut e = ProviderError::new(
@@ -2054,6 +2065,21 @@ impl Router {
                     attempts.push(attempt);
                     if let (Some(i), Some(p)) = (key, pool) {
                         let label = KeyPool::label(i);
+                        if e.kind == ErrorKind::RateLimited
+                            && e.per_model_quota
+                            && p.keys.len() == 1
+                        {
+                            // The key's quota for this model: the target rests, the key
+                            // serves other models meanwhile. (In a pool, the key rests:
+                            // the others serve this model and the rest.)
+                            let d = e.retry_after.unwrap_or(self.policy.default_cooldown);
+                            st.limit(d, done);
+                            if let Some(a) = attempts.last_mut() {
+                                a.error.retry_after.get_or_insert(d);
+                            }
+                            st.neutral();
+                            continue;
+                        }
                         if e.kind == ErrorKind::RateLimited {
                             let d = e.retry_after.unwrap_or(self.policy.default_cooldown);
                             self.shared

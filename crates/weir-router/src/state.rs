@@ -45,6 +45,8 @@ pub(crate) enum Admit {
     No(Duration),
     /// The open period is over: the caller starts a probe (and skips the target).
     Probe,
+    /// The upstream's quota for this model is spent; try again after the duration.
+    Limited(Duration),
 }
 
 #[derive(Debug)]
@@ -58,6 +60,9 @@ pub(crate) struct TargetInner {
     pub error_rate: f64,
     pub requests: u64,
     pub failures: u64,
+    /// The upstream's quota for this model is spent until then (Gemini's per-model
+    /// quotas): the target is passed over, its keys serve other models.
+    pub limited_until: Option<Instant>,
 }
 
 /// One target's health: shared by every route that names the same provider and model.
@@ -88,12 +93,28 @@ impl TargetState {
                 error_rate: 0.0,
                 requests: 0,
                 failures: 0,
+                limited_until: None,
             }),
+        }
+    }
+
+    /// The upstream's quota for this model is spent for `d` (a per-model 429).
+    pub(crate) fn limit(&self, d: Duration, now: Instant) {
+        let mut g = lock(&self.inner);
+        let until = now + d;
+        if g.limited_until.is_none_or(|u| u < until) {
+            g.limited_until = Some(until);
         }
     }
 
     pub(crate) fn admit(&self, now: Instant) -> (Admit, Transition) {
         let mut g = lock(&self.inner);
+        if let Some(until) = g.limited_until {
+            if until > now {
+                return (Admit::Limited(until - now), None);
+            }
+            g.limited_until = None;
+        }
         match g.breaker {
             Breaker::Closed { .. } => (Admit::Yes, None),
             Breaker::Open { until, opened } if now >= until => {

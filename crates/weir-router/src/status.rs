@@ -66,6 +66,10 @@ pub struct TargetStatus {
     pub open_ms: Option<u64>,
     /// Health failures in a row (while closed).
     pub consecutive_failures: u32,
+    /// Milliseconds until the upstream's quota for this model is back (a per-model 429,
+    /// as Gemini's): the target is passed over meanwhile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limited_ms: Option<u64>,
     /// Peak-EWMA latency (time to first token for streams), milliseconds.
     pub latency_ms: Option<f64>,
     /// Recent share of failed requests (exponentially weighted, about the last 20).
@@ -160,6 +164,10 @@ pub(crate) fn snapshot(r: &Router) -> RouterStatus {
                     Breaker::Closed { failures } => failures,
                     _ => 0,
                 },
+                limited_ms: g
+                    .limited_until
+                    .filter(|&u| u > now)
+                    .map(|u| u.saturating_duration_since(now).as_millis() as u64),
                 latency_ms: g.latency_ms.map(|l| (l * 10.0).round() / 10.0),
                 error_rate: (g.error_rate * 1000.0).round() / 1000.0,
                 in_flight: t.in_flight.load(Ordering::Relaxed),

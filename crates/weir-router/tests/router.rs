@@ -30,6 +30,9 @@ enum Act {
     Fail(u16),
     /// 429 with a retry-after.
     Limited(Duration),
+    /// 429 with a retry-after for requests of this (upstream) model, its quota spent (as
+    /// Gemini's per-model quotas); other models answer.
+    QuotaFor(&'static str, Duration),
     /// Answers, but reports the key's limits exhausted for the duration.
     OkExhausted(Duration),
     /// A stream whose first event is an `overloaded_error`.
@@ -211,6 +214,12 @@ impl Provider for Fake {
                 Err(e)
             }
             Act::Limited(d) => Err(error(429, Some(d))),
+            Act::QuotaFor(m, d) if req.model == m => {
+                let mut e = error(429, Some(d));
+                e.per_model_quota = true;
+                Err(e)
+            }
+            Act::QuotaFor(..) => Ok(ok(req)),
             Act::OkExhausted(d) => {
                 cx.report.exhausted_for(d);
                 Ok(ok(req))
@@ -786,6 +795,47 @@ async fn everything_rate_limited_gives_429_with_the_smallest_retry_after() {
     assert_eq!(last.retry_after, Some(Duration::from_secs(5)));
     // A 5 s wait exceeds max_retry_wait: no retry, the client is told when to come back.
     assert_eq!(attempts.len(), 2);
+}
+
+/// Gemini's quotas are per model: a 429 for one model rests that target, and the key goes
+/// on serving the others (it rested the key, and every model with it).
+#[tokio::test]
+async fn a_per_model_quota_rests_the_target_not_the_key() {
+    let a = Fake::build(
+        "a",
+        Act::QuotaFor("gemini-pro", Duration::from_secs(45)),
+        &["sk-g"],
+        Capabilities::ALL,
+    );
+    let r = router(
+        &[a.clone()],
+        vec![
+            Route::new("pro", vec![Target::with_model("a", "gemini-pro")]),
+            Route::new("flash", vec![Target::with_model("a", "gemini-flash")]),
+        ],
+        quick(),
+    );
+    let (last, _) = failure(&r, req("pro")).await;
+    assert_eq!(
+        (last.status, last.kind),
+        (Some(429), ErrorKind::RateLimited)
+    );
+    assert_eq!(last.retry_after, Some(Duration::from_secs(45)));
+    // The other model is served with the same key.
+    assert_eq!(served_by(&r, req("flash"), cx()).await, "a");
+    // The limited one is passed over without a call, and says for how long.
+    let calls = a.calls();
+    let (again, attempts) = failure(&r, req("pro")).await;
+    assert_eq!(a.calls(), calls);
+    assert!(attempts[0].skipped);
+    assert_eq!(again.kind, ErrorKind::RateLimited);
+    assert!(again
+        .retry_after
+        .is_some_and(|d| d > Duration::from_secs(40)));
+    let st = r.status();
+    assert_eq!(st.providers[0].keys[0].state, "ok");
+    let pro = st.targets.iter().find(|t| t.model == "gemini-pro").unwrap();
+    assert!(pro.limited_ms.is_some_and(|ms| ms > 40_000), "{pro:?}");
 }
 
 #[tokio::test]
