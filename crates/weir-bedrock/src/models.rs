@@ -75,7 +75,8 @@ pub fn check_model_id(id: &str) -> Option<String> {
         "Bedrock serves `{bare}` on demand only through an inference profile (the bare model id \
          fails with \"on-demand throughput isn't supported\"): use `us.{bare}`, or the `eu.`, \
          `apac.`, `jp.`, `au.` or `global.` profile that matches the provider's region, or an \
-         inference profile ARN"
+         inference profile ARN (an application inference profile's ARN goes in the provider's \
+         anthropic_models too, so it is served as Claude)"
     ))
 }
 
@@ -243,7 +244,8 @@ mod tests {
                  inference profile (the bare model id fails with \"on-demand throughput isn't \
                  supported\"): use `us.anthropic.claude-sonnet-4-5-20250929-v1:0`, or the `eu.`, \
                  `apac.`, `jp.`, `au.` or `global.` profile that matches the provider's region, or an \
-                 inference profile ARN"
+                 inference profile ARN (an application inference profile's ARN goes in the \
+                 provider's anthropic_models too, so it is served as Claude)"
             )
         );
         for ok in [

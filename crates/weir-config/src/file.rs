@@ -201,6 +201,10 @@ pub struct ProviderConfig {
     /// not serve there with a 400).
     #[serde(default)]
     pub drop_betas: Vec<String>,
+    /// Bedrock: more model ids served as Claude through InvokeModel (application inference
+    /// profile ARNs, whose opaque ids do not say which model they route to).
+    #[serde(default)]
+    pub anthropic_models: Vec<String>,
     /// OpenAI-compatible preset (groq, xai, ...).
     pub preset: Option<Spanned<String>>,
     /// Per-provider timeouts.

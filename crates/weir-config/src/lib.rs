@@ -299,6 +299,11 @@ fn provider(
             "drop_betas applies to kind = \"bedrock\", not `{kind}`"
         ));
     }
+    if !p.anthropic_models.is_empty() && kind != "bedrock" {
+        return Err(format!(
+            "anthropic_models applies to kind = \"bedrock\", not `{kind}`"
+        ));
+    }
     if p.max_output_tokens == Some(0) {
         return Err("max_output_tokens must be at least 1".into());
     }
@@ -404,6 +409,7 @@ fn provider(
             c.base_url = p.base_url().map(str::to_owned);
             c.timeouts = timeouts;
             c.drop_betas.clone_from(&p.drop_betas);
+            c.anthropic_models.clone_from(&p.anthropic_models);
             if let Some(m) = p.default_max_tokens {
                 c.encode.default_max_tokens = Some(m);
             }

@@ -142,6 +142,52 @@ fn check_explains_a_bedrock_claude_id_without_its_inference_profile() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `anthropic_models` names application inference profile ARNs served as Claude: a
+/// Bedrock key, refused elsewhere.
+#[test]
+fn check_takes_anthropic_models_for_bedrock_only() {
+    let dir = scratch("weir-cli-bedrock-arn");
+    let cfg = dir.join("arn.toml");
+    let arn = "arn:aws:bedrock:us-west-2:123456789012:application-inference-profile/abc123";
+    for (kind, expect) in [
+        ("kind = \"bedrock\"\nregion = \"us-west-2\"", None),
+        (
+            "kind = \"openai\"\nkeys = [\"sk-o\"]",
+            Some("anthropic_models applies to kind = \"bedrock\", not `openai`"),
+        ),
+    ] {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[providers.p]\n{kind}\nanthropic_models = [\"{arn}\"]\n\
+                 [[models]]\nname = \"claude\"\ntargets = [{{ provider = \"p\", model = \"{arn}\" }}]\n"
+            ),
+        )
+        .unwrap();
+        let out = weir()
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .env_clear()
+            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+            .env(
+                "AWS_SECRET_ACCESS_KEY",
+                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            )
+            .env("HOME", &dir)
+            .output()
+            .unwrap();
+        let text = String::from_utf8(out.stdout).unwrap();
+        match expect {
+            None => assert!(out.status.success(), "{text}"),
+            Some(e) => {
+                assert_eq!(out.status.code(), Some(1), "{text}");
+                assert!(text.contains(e), "{text}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn check_refuses_the_admin_api_on_the_api_port() {
     let dir = scratch("weir-cli-admin");
