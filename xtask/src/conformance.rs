@@ -45,7 +45,9 @@ const NOTES: &str = "
 - **bedrock**: Claude models through InvokeModel (lossless for Anthropic clients;
   `anthropic-beta` moves into the body; `drop_betas` removes betas Bedrock refuses),
   others through Converse. Claude 4.x ids need an inference-profile prefix (`us.`, `eu.`,
-  `apac.`, `global.`): `weir check` says so. Credentials: the AWS environment variables,
+  `apac.`, `global.`): `weir check` says so; an application inference profile's ARN goes
+  in `anthropic_models` to be served as Claude. Images and documents go as bytes (a URL
+  is refused before the call). Credentials: the AWS environment variables,
   the shared files with `AWS_PROFILE` (static keys), or `AWS_BEARER_TOKEN_BEDROCK`; SSO,
   `credential_process`, assumed roles and instance metadata are not supported yet.
   Converse cannot be told `tool_choice: none` once the conversation holds tool calls

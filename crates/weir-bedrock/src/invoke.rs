@@ -30,9 +30,9 @@ pub fn betas_from_headers(headers: &HeaderMap) -> Vec<String> {
     out
 }
 
-/// Claude on Bedrock takes images and documents as bytes only (no `url` source): a
-/// translated request that links one is refused before the call, naming the message. (An
-/// Anthropic client's body goes as it came, and Bedrock says so itself.)
+/// Claude on Bedrock takes images and documents as bytes only (no `url` source, which
+/// Anthropic's own API fetches): a request that links one is refused before the call,
+/// naming the message, so the router passes the target over to one that can fetch it.
 fn refuse_fetched_media(req: &ChatRequest) -> Result<(), WireError> {
     use weir_model::{ContentBlock, MediaSource};
     fn fetched(b: &ContentBlock) -> bool {
@@ -91,9 +91,7 @@ pub fn encode_invoke_body(
         }
     }
     betas.retain(|b| !drop_betas.contains(b));
-    if req.origin != Some(weir_model::Dialect::Anthropic) {
-        refuse_fetched_media(req)?;
-    }
+    refuse_fetched_media(req)?;
     let body = encode_request(req, &opts)?;
     let Some(rest) = body.strip_prefix(b"{") else {
         return Err(WireError::Malformed(
