@@ -78,7 +78,7 @@ use weir_model::{
 };
 
 pub use glob::glob_match;
-pub use status::{KeyStatus, ProviderStatus, RouteStatus, RouterStatus, TargetStatus};
+pub use status::{KeyStatus, ModelLimit, ProviderStatus, RouteStatus, RouterStatus, TargetStatus};
 pub use sync::{key_id, unix_ms, StateChange, StateSink};
 
 use caps::Needs;
@@ -1379,7 +1379,7 @@ impl Router {
         };
         let mut cx = CallContext::new(format!("list_{:016x}", rand::random::<u64>()));
         if let Some(p) = self.pools.get(provider_id) {
-            if let Some(&i) = p.candidates(now).usable.first() {
+            if let Some(&i) = p.candidates(now, None).usable.first() {
                 cx.key = Some(p.keys[i].secret.clone());
             }
         }
@@ -1438,7 +1438,7 @@ impl Router {
             let mut kcx = cx.clone();
             let mut key = None;
             if let Some(pool) = self.pools.get(&target.provider) {
-                if let Some(&i) = pool.candidates(Instant::now()).usable.first() {
+                if let Some(&i) = pool.candidates(Instant::now(), Some(&model)).usable.first() {
                     kcx.key = Some(pool.keys[i].secret.clone());
                     key = Some(i);
                 }
@@ -1910,17 +1910,6 @@ impl Router {
                 e.retry_after = Some(left);
                 return skip(attempts, e);
             }
-            Admit::Limited(left) => {
-                let mut e = ProviderError::new(
-                    ErrorKind::RateLimited,
-                    format!(
-                        "{} ({model}) is rate limited (its quota for this model is spent)",
-                        target.provider
-                    ),
-                );
-                e.retry_after = Some(left);
-                return skip(attempts, e);
-            }
             Admit::Probe => {
                 self.spawn_probe(provider.clone(), &target.provider, st.clone(), model);
                 let mut e = ProviderError::new(
@@ -1942,7 +1931,7 @@ impl Router {
         let keys: Vec<Option<usize>> = match pool {
             None => vec![None],
             Some(p) => {
-                let c = p.candidates(now);
+                let c = p.candidates(now, Some(model));
                 if c.usable.is_empty() {
                     let e = if c.all_refused {
                         // The same answer the upstream gave when it refused the key, so
@@ -1967,10 +1956,18 @@ impl Router {
                     } else {
                         let mut e = ProviderError::new(
                             ErrorKind::RateLimited,
-                            format!(
-                                "every key of provider `{}` is rate limited",
-                                target.provider
-                            ),
+                            if c.model_limited {
+                                format!(
+                                    "every key of provider `{}` is rate limited for `{}` (its quota for this model is spent)",
+                                    target.provider,
+                                    weir_model::log_safe(model)
+                                )
+                            } else {
+                                format!(
+                                    "every key of provider `{}` is rate limited",
+                                    target.provider
+                                )
+                            },
                         );
                         e.retry_after = c.soonest;
                         e
@@ -2065,15 +2062,11 @@ impl Router {
                     attempts.push(attempt);
                     if let (Some(i), Some(p)) = (key, pool) {
                         let label = KeyPool::label(i);
-                        if e.kind == ErrorKind::RateLimited
-                            && e.per_model_quota
-                            && p.keys.len() == 1
-                        {
-                            // The key's quota for this model: the target rests, the key
-                            // serves other models meanwhile. (In a pool, the key rests:
-                            // the others serve this model and the rest.)
+                        if e.kind == ErrorKind::RateLimited && e.per_model_quota {
+                            // The key's quota for this model is spent: the next key is
+                            // tried, and this one serves other models meanwhile.
                             let d = e.retry_after.unwrap_or(self.policy.default_cooldown);
-                            st.limit(d, done);
+                            p.limit_model(i, model, d, done);
                             if let Some(a) = attempts.last_mut() {
                                 a.error.retry_after.get_or_insert(d);
                             }
@@ -2166,7 +2159,7 @@ impl Router {
         let probe = async move {
             let mut cx = CallContext::new(format!("probe_{:016x}", rand::random::<u64>()));
             if let Some(p) = &pool {
-                if let Some(&i) = p.candidates(Instant::now()).usable.first() {
+                if let Some(&i) = p.candidates(Instant::now(), Some(&model)).usable.first() {
                     cx.key = Some(p.keys[i].secret.clone());
                 }
             }

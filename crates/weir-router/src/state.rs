@@ -45,8 +45,6 @@ pub(crate) enum Admit {
     No(Duration),
     /// The open period is over: the caller starts a probe (and skips the target).
     Probe,
-    /// The upstream's quota for this model is spent; try again after the duration.
-    Limited(Duration),
 }
 
 #[derive(Debug)]
@@ -60,9 +58,6 @@ pub(crate) struct TargetInner {
     pub error_rate: f64,
     pub requests: u64,
     pub failures: u64,
-    /// The upstream's quota for this model is spent until then (Gemini's per-model
-    /// quotas): the target is passed over, its keys serve other models.
-    pub limited_until: Option<Instant>,
 }
 
 /// One target's health: shared by every route that names the same provider and model.
@@ -93,28 +88,12 @@ impl TargetState {
                 error_rate: 0.0,
                 requests: 0,
                 failures: 0,
-                limited_until: None,
             }),
-        }
-    }
-
-    /// The upstream's quota for this model is spent for `d` (a per-model 429).
-    pub(crate) fn limit(&self, d: Duration, now: Instant) {
-        let mut g = lock(&self.inner);
-        let until = now + d;
-        if g.limited_until.is_none_or(|u| u < until) {
-            g.limited_until = Some(until);
         }
     }
 
     pub(crate) fn admit(&self, now: Instant) -> (Admit, Transition) {
         let mut g = lock(&self.inner);
-        if let Some(until) = g.limited_until {
-            if until > now {
-                return (Admit::Limited(until - now), None);
-            }
-            g.limited_until = None;
-        }
         match g.breaker {
             Breaker::Closed { .. } => (Admit::Yes, None),
             Breaker::Open { until, opened } if now >= until => {
@@ -331,6 +310,9 @@ pub(crate) struct KeyInner {
     pub refusal: Option<weir_model::ApiError>,
     pub requests: u64,
     pub rate_limited: u64,
+    /// Models whose quota on this key is spent, until when (a per-model 429, as
+    /// Gemini's): the key serves other models meanwhile.
+    pub model_limits: Vec<(Box<str>, Instant)>,
 }
 
 #[derive(Debug)]
@@ -360,6 +342,8 @@ pub(crate) struct Candidates {
     pub all_refused: bool,
     /// The upstream's answer to the last refused key.
     pub refusal: Option<weir_model::ApiError>,
+    /// A key was passed over because its quota for the model is spent.
+    pub model_limited: bool,
 }
 
 impl KeyPool {
@@ -378,7 +362,9 @@ impl KeyPool {
         }
     }
 
-    pub(crate) fn candidates(&self, now: Instant) -> Candidates {
+    /// The keys to try, for a request of `model` when one is given (keys whose quota for
+    /// it is spent are passed over).
+    pub(crate) fn candidates(&self, now: Instant, model: Option<&str>) -> Candidates {
         let n = self.keys.len();
         let mut c = Candidates::default();
         if n == 0 {
@@ -413,6 +399,20 @@ impl KeyPool {
                 }
                 g.cooldown_until = None;
             }
+            if !g.model_limits.is_empty() {
+                g.model_limits.retain(|(_, until)| *until > now);
+                let limited = model.and_then(|m| {
+                    g.model_limits
+                        .iter()
+                        .find(|(l, _)| &**l == m)
+                        .map(|(_, until)| *until - now)
+                });
+                if let Some(left) = limited {
+                    c.model_limited = true;
+                    c.soonest = Some(c.soonest.map_or(left, |s: Duration| s.min(left)));
+                    continue;
+                }
+            }
             usable.push((k.in_flight.load(Ordering::Relaxed), turn, i));
         }
         usable.sort_unstable();
@@ -422,6 +422,20 @@ impl KeyPool {
             c.soonest = None;
         }
         c
+    }
+
+    /// Key `i`'s quota for `model` is spent for `d` (a per-model 429): the key serves
+    /// other models meanwhile.
+    pub(crate) fn limit_model(&self, i: usize, model: &str, d: Duration, now: Instant) {
+        if let Some(k) = self.keys.get(i) {
+            let mut g = lock(&k.inner);
+            g.rate_limited += 1;
+            let until = now + d;
+            match g.model_limits.iter_mut().find(|(m, _)| &**m == model) {
+                Some((_, u)) => *u = (*u).max(until),
+                None => g.model_limits.push((model.into(), until)),
+            }
+        }
     }
 
     pub(crate) fn rest(&self, i: usize, d: Duration, why: Rest, now: Instant) {

@@ -51,6 +51,19 @@ pub struct KeyStatus {
     pub requests: u64,
     /// 429s it got.
     pub rate_limited: u64,
+    /// Models whose quota on this key is spent (a per-model 429, as Gemini's), with the
+    /// milliseconds until it is back; the key serves other models meanwhile.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub model_limits: Vec<ModelLimit>,
+}
+
+/// A model whose quota on a key is spent.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelLimit {
+    /// The upstream model.
+    pub model: String,
+    /// Milliseconds until it is asked of the key again.
+    pub ms: u64,
 }
 
 /// A target's health.
@@ -66,10 +79,6 @@ pub struct TargetStatus {
     pub open_ms: Option<u64>,
     /// Health failures in a row (while closed).
     pub consecutive_failures: u32,
-    /// Milliseconds until the upstream's quota for this model is back (a per-model 429,
-    /// as Gemini's): the target is passed over meanwhile.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limited_ms: Option<u64>,
     /// Peak-EWMA latency (time to first token for streams), milliseconds.
     pub latency_ms: Option<f64>,
     /// Recent share of failed requests (exponentially weighted, about the last 20).
@@ -133,6 +142,15 @@ pub(crate) fn snapshot(r: &Router) -> RouterStatus {
                                 in_flight: k.in_flight.load(Ordering::Relaxed),
                                 requests: g.requests,
                                 rate_limited: g.rate_limited,
+                                model_limits: g
+                                    .model_limits
+                                    .iter()
+                                    .filter(|(_, u)| *u > now)
+                                    .map(|(m, u)| ModelLimit {
+                                        model: m.to_string(),
+                                        ms: (*u - now).as_millis() as u64,
+                                    })
+                                    .collect(),
                             }
                         })
                         .collect()
@@ -164,10 +182,6 @@ pub(crate) fn snapshot(r: &Router) -> RouterStatus {
                     Breaker::Closed { failures } => failures,
                     _ => 0,
                 },
-                limited_ms: g
-                    .limited_until
-                    .filter(|&u| u > now)
-                    .map(|u| u.saturating_duration_since(now).as_millis() as u64),
                 latency_ms: g.latency_ms.map(|l| (l * 10.0).round() / 10.0),
                 error_rate: (g.error_rate * 1000.0).round() / 1000.0,
                 in_flight: t.in_flight.load(Ordering::Relaxed),

@@ -797,10 +797,11 @@ async fn everything_rate_limited_gives_429_with_the_smallest_retry_after() {
     assert_eq!(attempts.len(), 2);
 }
 
-/// Gemini's quotas are per model: a 429 for one model rests that target, and the key goes
-/// on serving the others (it rested the key, and every model with it).
+/// Gemini's quotas are per model: a 429 for one model rests that model on that key, and
+/// the key goes on serving the others (it rested the key, and every model with it); a
+/// glob route's models are told apart; in a pool, the next key serves the model.
 #[tokio::test]
-async fn a_per_model_quota_rests_the_target_not_the_key() {
+async fn a_per_model_quota_rests_the_model_on_the_key_not_the_key() {
     let a = Fake::build(
         "a",
         Act::QuotaFor("gemini-pro", Duration::from_secs(45)),
@@ -811,7 +812,7 @@ async fn a_per_model_quota_rests_the_target_not_the_key() {
         &[a.clone()],
         vec![
             Route::new("pro", vec![Target::with_model("a", "gemini-pro")]),
-            Route::new("flash", vec![Target::with_model("a", "gemini-flash")]),
+            Route::new("gemini-*", vec![Target::new("a")]),
         ],
         quick(),
     );
@@ -821,21 +822,43 @@ async fn a_per_model_quota_rests_the_target_not_the_key() {
         (Some(429), ErrorKind::RateLimited)
     );
     assert_eq!(last.retry_after, Some(Duration::from_secs(45)));
-    // The other model is served with the same key.
-    assert_eq!(served_by(&r, req("flash"), cx()).await, "a");
-    // The limited one is passed over without a call, and says for how long.
+    // Other models are served with the same key, also through a glob route.
+    assert_eq!(served_by(&r, req("gemini-flash"), cx()).await, "a");
+    // The limited one is passed over without a call, by any route, and says for how long.
     let calls = a.calls();
-    let (again, attempts) = failure(&r, req("pro")).await;
-    assert_eq!(a.calls(), calls);
-    assert!(attempts[0].skipped);
-    assert_eq!(again.kind, ErrorKind::RateLimited);
-    assert!(again
-        .retry_after
-        .is_some_and(|d| d > Duration::from_secs(40)));
+    for route in ["pro", "gemini-pro"] {
+        let (again, attempts) = failure(&r, req(route)).await;
+        assert_eq!(a.calls(), calls);
+        assert!(attempts[0].skipped);
+        assert_eq!(again.kind, ErrorKind::RateLimited);
+        assert!(again.message.contains("for `gemini-pro`"), "{again:?}");
+        assert!(again
+            .retry_after
+            .is_some_and(|d| d > Duration::from_secs(40)));
+    }
     let st = r.status();
-    assert_eq!(st.providers[0].keys[0].state, "ok");
-    let pro = st.targets.iter().find(|t| t.model == "gemini-pro").unwrap();
-    assert!(pro.limited_ms.is_some_and(|ms| ms > 40_000), "{pro:?}");
+    let key = &st.providers[0].keys[0];
+    assert_eq!(key.state, "ok");
+    assert_eq!(key.model_limits.len(), 1);
+    assert_eq!(key.model_limits[0].model, "gemini-pro");
+    assert!(key.model_limits[0].ms > 40_000);
+
+    // A pool: the next key serves the model.
+    let b = Fake::build("b", Act::Ok, &["sk-1", "sk-2"], Capabilities::ALL);
+    b.key_act("sk-1", Act::QuotaFor("gemini-pro", Duration::from_secs(45)));
+    let r = router(
+        &[b.clone()],
+        vec![Route::new(
+            "pro",
+            vec![Target::with_model("b", "gemini-pro")],
+        )],
+        quick(),
+    );
+    for _ in 0..4 {
+        assert_eq!(served_by(&r, req("pro"), cx()).await, "b");
+    }
+    let used = b.keys_used();
+    assert_eq!(used.iter().filter(|k| *k == "sk-1").count(), 1, "{used:?}");
 }
 
 #[tokio::test]
