@@ -117,6 +117,13 @@ enum Op {
         usd: f64,
     },
     Publish(StateChange),
+    /// Leases still held, as (lease, ttl ms), of one client key: written again with a new
+    /// expiry (also when an outage or a Redis restart lost them). Queued by the renewer
+    /// while it holds the lease table, so a release of one of them is queued after.
+    Renew {
+        key: String,
+        leases: Vec<(String, u64)>,
+    },
     /// Redis answers again: write what was held while it was away. Queued behind whatever
     /// the writer held before, so nothing held is left behind.
     Flush,
@@ -128,7 +135,7 @@ struct Held {
     /// Spend by (client key, UTC day): a budget counts what was spent meanwhile.
     spend: std::collections::HashMap<(String, u64), HeldSpend>,
     /// In-flight leases given back, as (client key, lease): else their slots stay taken
-    /// until the leases expire (the request's total timeout plus a minute). Releasing a
+    /// until the leases expire ([`LEASE_TTL`] after their last renewal). Releasing a
     /// lease that expired meanwhile, or that a timed-out admission never took, removes
     /// nothing.
     releases: Vec<(String, String)>,
@@ -203,6 +210,8 @@ struct Inner {
     leases: std::sync::Mutex<Leases>,
     /// Wakes the renewer when a lease falls due before it planned to wake.
     renew: Notify,
+    /// The writer is writing an operation it took from the queue.
+    writing: AtomicBool,
 }
 
 /// The shared state store. Cheap to clone; every runtime of a process uses the same one.
@@ -286,6 +295,7 @@ impl RedisState {
                     wake_at: None,
                 }),
                 renew: Notify::new(),
+                writing: AtomicBool::new(false),
                 client,
                 shown,
                 origin: format!("{:016x}", rand::random::<u64>()),
@@ -535,25 +545,57 @@ impl RedisState {
             let now = tokio::time::Instant::now();
             let mut due: std::collections::HashMap<String, Vec<(String, u64)>> =
                 std::collections::HashMap::new();
-            for (lease, l) in &mut self.leases().live {
+            let up = self.is_up();
+            // Queued while the table is held: a release (which leaves the table first)
+            // is queued after any renewal of its lease, so it is never written back.
+            let mut table = self.leases();
+            for (lease, l) in &mut table.live {
                 if l.due <= now {
                     l.due = now + Duration::from_millis(l.ttl_ms / 3);
-                    due.entry(l.key.clone())
-                        .or_default()
-                        .push((lease.clone(), l.ttl_ms));
+                    if up {
+                        due.entry(l.key.clone())
+                            .or_default()
+                            .push((lease.clone(), l.ttl_ms));
+                    }
                 }
-            }
-            if !self.is_up() {
-                continue;
             }
             for (key, leases) in due {
-                let mut inv = self.inner.scripts.renew.prepare_invoke();
-                inv.key(self.key(&key, "leases"));
-                for (lease, ttl_ms) in leases {
-                    inv.arg(lease).arg(ttl_ms);
-                }
-                let _: Result<i64, Unavailable> = self.call("renew", &inv).await;
+                self.enqueue(Op::Renew { key, leases });
             }
+            drop(table);
+        }
+    }
+
+    /// Waits (at most `max`) until what is queued for Redis (releases of in-flight slots,
+    /// spend, token charges) is written: at shutdown, so the slots of requests that just
+    /// ended are not left to expire. Whether the queue emptied.
+    pub async fn drain(&self, max: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + max;
+        loop {
+            let idle = self.inner.ops.capacity() == self.inner.ops.max_capacity()
+                && !self.inner.writing.load(Ordering::Acquire);
+            if idle || !self.is_up() {
+                return idle;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Renews every lease held at once (Redis answers again: what it lost meanwhile, by
+    /// expiry or a restart, is written back before others count without it).
+    fn renew_all_now(&self) {
+        let now = tokio::time::Instant::now();
+        let mut l = self.leases();
+        for lease in l.live.values_mut() {
+            lease.due = now;
+        }
+        if !l.live.is_empty() {
+            l.wake_at = Some(now);
+            drop(l);
+            self.inner.renew.notify_one();
         }
     }
 
@@ -840,6 +882,7 @@ impl RedisState {
                     }
                 }
                 self.enqueue(Op::Flush);
+                self.renew_all_now();
                 self.inner.resync.notify_one();
             }
         }
@@ -848,26 +891,42 @@ impl RedisState {
     /// Runs queued operations in order.
     async fn writer(self, mut rx: mpsc::Receiver<Op>) {
         while let Some(op) = rx.recv().await {
-            // Spend and releases are held while Redis is away (or when their call fails)
-            // and written when it answers again; token charges and routing changes are
-            // lost for the outage (counted; the router's snapshot is published again).
-            match op {
-                Op::Release { key, lease } => self.write_release(key, lease).await,
-                Op::Spend { key, day, usd } => self.write_spend(key, day, usd).await,
-                Op::Flush => {
-                    if self.is_up() {
-                        self.flush().await;
-                    }
+            self.inner.writing.store(true, Ordering::Release);
+            self.write(op).await;
+            self.inner.writing.store(false, Ordering::Release);
+        }
+    }
+
+    async fn write(&self, op: Op) {
+        // Spend and releases are held while Redis is away (or when their call fails)
+        // and written when it answers again; token charges and routing changes are
+        // lost for the outage (counted; the router's snapshot is published again).
+        match op {
+            Op::Release { key, lease } => self.write_release(key, lease).await,
+            Op::Spend { key, day, usd } => self.write_spend(key, day, usd).await,
+            Op::Flush => {
+                if self.is_up() {
+                    self.flush().await;
                 }
-                Op::Charge { .. } | Op::Publish(_) if !self.is_up() => self.count("queue"),
-                Op::Charge { key, tpm, delta } => {
-                    let mut inv = self.inner.scripts.charge.prepare_invoke();
-                    inv.key(self.key(&key, "rate")).arg(tpm).arg(delta);
-                    let _ = self.call::<i64>("charge", &inv).await;
+            }
+            Op::Charge { .. } | Op::Publish(_) | Op::Renew { .. } if !self.is_up() => {
+                self.count("queue")
+            }
+            Op::Renew { key, leases } => {
+                let mut inv = self.inner.scripts.renew.prepare_invoke();
+                inv.key(self.key(&key, "leases"));
+                for (lease, ttl_ms) in leases {
+                    inv.arg(lease).arg(ttl_ms);
                 }
-                Op::Publish(change) => {
-                    let _ = self.publish(&change).await;
-                }
+                let _ = self.call::<i64>("renew", &inv).await;
+            }
+            Op::Charge { key, tpm, delta } => {
+                let mut inv = self.inner.scripts.charge.prepare_invoke();
+                inv.key(self.key(&key, "rate")).arg(tpm).arg(delta);
+                let _ = self.call::<i64>("charge", &inv).await;
+            }
+            Op::Publish(change) => {
+                let _ = self.publish(&change).await;
             }
         }
     }

@@ -79,14 +79,16 @@ return {'ok', 0, ''}
 ";
 
 /// Renews leases still held: KEYS: leases sorted set; ARGV: lease id, ttl ms, ... A lease
-/// no longer in the set (released, or expired) is not added back.
+/// the set lost (it expired during an outage, or Redis restarted empty) is added back:
+/// its request still runs. (Releases are queued after renewals, so a released lease is
+/// never written back.)
 pub(crate) const RENEW: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local longest = 0
 for i = 1, #ARGV, 2 do
   local ttl = tonumber(ARGV[i + 1])
-  redis.call('ZADD', KEYS[1], 'XX', now + ttl, ARGV[i])
+  redis.call('ZADD', KEYS[1], now + ttl, ARGV[i])
   if ttl > longest then longest = ttl end
 end
 local left = redis.call('PTTL', KEYS[1])

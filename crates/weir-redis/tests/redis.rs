@@ -167,7 +167,30 @@ async fn requests_in_flight_are_leases_shared_by_instances_and_given_back() {
         matches!(next.unwrap(), Verdict::Refused { .. }),
         "a lease held by a live instance expired"
     );
+    // Redis loses it (restarted empty, or it expired during an outage): the holder writes
+    // it back at its next renewal.
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: i64 = redis::cmd("DEL")
+        .arg(format!("{p}:key:{{team-c}}:leases"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let next = one.admit("team-c", &one_slot, 0, "next", ttl, 20_000).await;
+    assert!(
+        matches!(next.unwrap(), Verdict::Refused { .. }),
+        "a lease Redis lost was not written back"
+    );
     two.release("team-c", "held");
+    // Draining (at shutdown) returns once the release is written.
+    assert!(two.drain(Duration::from_secs(2)).await);
+    let held: i64 = redis::cmd("ZCARD")
+        .arg(format!("{p}:key:{{team-c}}:leases"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(held, 0, "the released lease is still in Redis after draining");
     let mut got = false;
     for _ in 0..100 {
         let next = one.admit("team-c", &one_slot, 0, "next", ttl, 20_000).await;

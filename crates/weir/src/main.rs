@@ -593,12 +593,20 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             let _ = stop_tx.send(true);
         };
         let ledger = app.ledger.clone();
+        let state = app.state.clone();
         drop(app);
         let served = weir_server::run_live(live, listener, admin, shutdown).await;
         for handle in extra {
             // The other runtimes drain within the same grace period. The ledger's writer
             // lives on this runtime, which keeps running it meanwhile.
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        if let Some(s) = state {
+            // Every request has ended: give their in-flight slots (and spend) back to
+            // Redis, or other instances would wait for the leases to expire.
+            if !s.drain(std::time::Duration::from_secs(2)).await {
+                tracing::warn!("shared state: not everything queued for Redis was written within 2 s of the shutdown");
+            }
         }
         if let Some(w) = ledger {
             // Every request has ended: let the rows they queued land.
