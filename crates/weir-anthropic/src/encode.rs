@@ -65,6 +65,11 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
 /// is held to 21333 tokens: about ten minutes of generation, the default `total`
 /// timeout, and where Anthropic's SDKs require streaming.
 pub fn default_max_tokens(model: &str, stream: bool) -> u32 {
+    known_limit(model, stream).unwrap_or(4_096)
+}
+
+/// [`default_max_tokens`] for a Claude model whose output limit is known.
+fn known_limit(model: &str, stream: bool) -> Option<u32> {
     const LIMITS: &[(&str, u32)] = &[
         ("claude-opus-4-5", 64_000),
         ("claude-opus-4-1", 32_000),
@@ -82,13 +87,8 @@ pub fn default_max_tokens(model: &str, stream: bool) -> u32 {
         .iter()
         .find(|(name, _)| m.contains(name))
         .map(|&(_, limit)| limit)
-        .or_else(|| later_claude(&m).then_some(32_000))
-        .unwrap_or(4_096);
-    if stream {
-        limit
-    } else {
-        limit.min(21_333)
-    }
+        .or_else(|| later_claude(&m).then_some(32_000))?;
+    Some(if stream { limit } else { limit.min(21_333) })
 }
 
 /// `claude-{opus,sonnet,haiku}-N...` with N >= 4 (a Claude model newer than the table).
@@ -652,10 +652,17 @@ fn thinking_for<'a>(
     if unsigned_tool_turn {
         return None;
     }
-    // Below the client's own limit, which OpenAI counts reasoning in.
+    // Below the client's own limit, which OpenAI counts reasoning in; without one, below
+    // the limit sent for it (the model's, when known), leaving room for the answer.
     let budget = match req.max_tokens {
         Some(m) => budget.min(m - MIN_BUDGET).max(MIN_BUDGET),
-        None => budget,
+        None => match opts
+            .default_max_tokens
+            .or_else(|| known_limit(&req.model, req.stream == Some(true)))
+        {
+            Some(limit) => budget.min(limit.saturating_sub(4096)).max(MIN_BUDGET),
+            None => budget,
+        },
     };
     Some(Cow::Owned(ThinkingConfig::Enabled {
         budget_tokens: budget,

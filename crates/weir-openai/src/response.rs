@@ -211,7 +211,7 @@ impl<'de> Deserialize<'de> for OMessage {
                                 // answer) is no text block: Anthropic refuses empty ones
                                 // when a client sends the turn back. Kept as it came for
                                 // the same dialect.
-                                Some(b'"') if raw.get() == "\"\"" => {
+                                Some(b'"') if blank(raw.get()) => {
                                     extra.insert("content", raw);
                                 }
                                 Some(b'"') => text = JsonStr::from_raw(raw),
@@ -269,6 +269,12 @@ impl<'de> Deserialize<'de> for OMessage {
         }
         d.deserialize_map(V)
     }
+}
+
+/// Whether a JSON string token is empty or whitespace alone (Anthropic refuses a text
+/// block of whitespace alone, as models put before tool calls). Only short ones are read.
+fn blank(token: &str) -> bool {
+    token.len() <= 64 && serde_json::from_str::<String>(token).is_ok_and(|s| s.trim().is_empty())
 }
 
 /// The text of an array of content parts (`{"type":"text","text":...}`), joined.

@@ -48,6 +48,8 @@ pub struct StreamDecoder {
     tool_ids: Vec<(String, u32)>,
     /// Calls given neither index nor id that were told apart so far.
     anonymous: u32,
+    /// Whitespace text pieces before any text block opened (see `content`).
+    blank: Vec<JsonStr>,
     /// OpenAI indexes a server gave again to a new call (a new id and a name at an index
     /// another call holds: servers that number every parallel call 0), as (index given,
     /// index the newest call there was assigned).
@@ -388,17 +390,30 @@ impl StreamDecoder {
                 .rev()
                 .find(|(g, _)| *g == given)
                 .map_or(given, |&(_, a)| a);
+            let named = tc.function.as_ref().is_some_and(|f| f.name.is_some());
             let Some(id) = &tc.id else {
+                // No id: a fragment naming a tool after the call here is whole starts
+                // another call (servers that number every call 0 and send no ids).
+                if named && self.call_whole(current) && self.holds(current) {
+                    let i = 3_000_000 + self.reused.len() as u32;
+                    self.reused.push((given, i));
+                    return i;
+                }
                 return current;
             };
             if let Some(&(_, known)) = self.tool_ids.iter().find(|(k, _)| k == id) {
                 return known;
             }
             // Another call's id at this index: a new call if the fragment names its tool
-            // (a new call's first fragment does), else a server that changes ids midway.
-            let named = tc.function.as_ref().is_some_and(|f| f.name.is_some());
-            let held = self.tool_ids.iter().any(|&(_, a)| a == current);
-            let i = if held && named {
+            // or opens with its id alone (a new call's first fragment does one or the
+            // other), else a server that changes ids midway through a call's arguments.
+            let args = tc
+                .function
+                .as_ref()
+                .and_then(|f| f.arguments.as_ref())
+                .is_some_and(|a| !a.is_empty());
+            let held = self.tool_ids.iter().any(|&(_, a)| a == current) || self.holds(current);
+            let i = if held && (named || !args) {
                 // Past any index a server could give, or that is assigned otherwise.
                 let i = 3_000_000 + self.reused.len() as u32;
                 self.reused.push((given, i));
@@ -446,6 +461,15 @@ impl StreamDecoder {
         }
     }
 
+    /// Whether a call has this OpenAI index already (opened or waiting).
+    fn holds(&self, index: u32) -> bool {
+        self.tools.iter().any(|(i, _)| *i == index)
+            || self
+                .pending
+                .iter()
+                .any(|w| matches!(w, Waiting::Tool(p) if p.index == index))
+    }
+
     /// Whether the call with this OpenAI index has its name and whole arguments (a closed
     /// call's are, as far as this stream goes).
     fn call_whole(&self, index: u32) -> bool {
@@ -464,7 +488,14 @@ impl StreamDecoder {
         })
     }
 
-    fn tool_delta(&mut self, tc: ToolCallDelta<'_>, position: usize, out: &mut Vec<StreamEvent>) {
+    fn tool_delta(
+        &mut self,
+        mut tc: ToolCallDelta<'_>,
+        position: usize,
+        out: &mut Vec<StreamEvent>,
+    ) {
+        // An empty id is no id (a block gets one of its own).
+        tc.id = tc.id.filter(|id| !id.is_empty());
         let oi = self.tool_index(&tc, position);
         let (name, args) = match tc.function {
             Some(f) => (f.name, f.arguments),
@@ -515,6 +546,20 @@ impl StreamDecoder {
     /// A piece of text or reasoning: to its block, or behind what waits.
     fn content(&mut self, kind: fn(u32) -> Open, piece: JsonStr, out: &mut Vec<StreamEvent>) {
         if self.pending.is_empty() && self.open_done() {
+            // Whitespace before any text (models write "\n\n" before tool calls) opens no
+            // block until text follows: Anthropic refuses a text block of whitespace alone
+            // when a client sends the turn back.
+            let text = matches!(kind(0), Open::Text(_));
+            if text && !matches!(self.open, Some(Open::Text(_))) {
+                if piece.as_str().trim().is_empty() {
+                    self.blank.push(piece);
+                    return;
+                }
+                let mut pieces = std::mem::take(&mut self.blank);
+                pieces.push(piece);
+                self.open_content(kind, pieces, out);
+                return;
+            }
             self.open_content(kind, vec![piece], out);
             return;
         }
@@ -596,6 +641,8 @@ impl StreamDecoder {
     /// Opens a tool call's block (closing the one open), with the arguments that came
     /// before it could open.
     fn open_held(&mut self, held: PendingTool, out: &mut Vec<StreamEvent>) {
+        // (Whitespace before a call is not text.)
+        self.blank.clear();
         self.close_open(out);
         let bi = self.next_index;
         self.next_index += 1;

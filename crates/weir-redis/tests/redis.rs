@@ -190,7 +190,10 @@ async fn requests_in_flight_are_leases_shared_by_instances_and_given_back() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(held, 0, "the released lease is still in Redis after draining");
+    assert_eq!(
+        held, 0,
+        "the released lease is still in Redis after draining"
+    );
     let mut got = false;
     for _ in 0..100 {
         let next = one.admit("team-c", &one_slot, 0, "next", ttl, 20_000).await;

@@ -652,6 +652,21 @@ fn max_tokens_defaults_when_missing_and_maps_from_either_openai_field() {
         let out = o_to_a(json!({"model": model, "stream": stream, "messages": q}));
         assert_eq!(out["max_tokens"], limit, "{model} stream={stream}");
     }
+    // A thinking budget mapped from reasoning_effort stays below that limit, with room
+    // for the answer (xhigh's 32768 exceeded Opus 4.1's 32000 output limit).
+    for (model, stream, limit, budget) in [
+        ("claude-opus-4-1", true, 32_000, 27_904),
+        ("claude-sonnet-4-5", false, 21_333, 17_237),
+        ("claude-sonnet-4-5", true, 64_000, 32_768),
+    ] {
+        let out = o_to_a(json!({"model": model, "stream": stream, "messages": q,
+            "reasoning_effort": "xhigh"}));
+        assert_eq!(out["max_tokens"], limit, "{model} stream={stream}");
+        assert_eq!(
+            out["thinking"]["budget_tokens"], budget,
+            "{model} stream={stream}"
+        );
+    }
     let out = o_to_a(
         json!({"model": "m", "max_tokens": 77, "messages": [{"role": "user", "content": "q"}]}),
     );
@@ -1271,6 +1286,55 @@ fn an_empty_openai_content_is_no_empty_text_block() {
             "message": {"role": "assistant", "content": ""}}]
     }));
     assert_json(&out["content"], &json!([]));
+    // Whitespace alone (models write "\n\n" before tool calls) is no text block either,
+    // whole or streamed.
+    let out = o_resp_to_a(json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-x",
+        "choices": [{"index": 0, "finish_reason": "tool_calls",
+            "message": {"role": "assistant", "content": "\n\n", "tool_calls": [{"id": "call_1",
+                "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]
+    }));
+    assert_eq!(out["content"].as_array().unwrap().len(), 1, "{out}");
+    assert_eq!(out["content"][0]["type"], "tool_use");
+    let events = openai_stream_events(&[
+        chunk(r#"{"role":"assistant","content":"\n"}"#, "null"),
+        chunk(r#"{"content":"\n"}"#, "null"),
+        chunk(
+            r#"{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"f","arguments":"{}"}}]}"#,
+            "null",
+        ),
+        chunk("{}", "\"tool_calls\""),
+    ]);
+    let texts = events
+        .iter()
+        .filter(|e| {
+            matches!(
+                e,
+                weir_model::StreamEvent::BlockStart {
+                    block: weir_model::ContentBlock::Text(_),
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(texts, 0, "{events:?}");
+    // Whitespace then text: the text keeps it.
+    let events = openai_stream_events(&[
+        chunk(r#"{"role":"assistant","content":"\n"}"#, "null"),
+        chunk(r#"{"content":"Hi"}"#, "null"),
+        chunk("{}", "\"stop\""),
+    ]);
+    let text: String = events
+        .iter()
+        .filter_map(|e| match e {
+            weir_model::StreamEvent::BlockDelta {
+                delta: weir_model::Delta::Text(t),
+                ..
+            } => Some(t.as_str().into_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, "\nHi");
 }
 
 #[test]
@@ -1471,6 +1535,51 @@ fn parallel_tool_calls_that_all_say_index_0_are_all_kept() {
             ("call_B".into(), "get_time".into(), r#"{"tz":"CET"}"#.into())
         ]
     );
+    // Each call's id alone first, its name and arguments after.
+    let events = openai_stream_events(&[
+        chunk(r#"{"tool_calls":[{"index":0,"id":"call_a"}]}"#, "null"),
+        chunk(
+            r#"{"tool_calls":[{"index":0,"function":{"name":"get_weather","arguments":"{\"city\":\"Paris\"}"}}]}"#,
+            "null",
+        ),
+        chunk(r#"{"tool_calls":[{"index":0,"id":"call_b"}]}"#, "null"),
+        chunk(
+            r#"{"tool_calls":[{"index":0,"function":{"name":"get_time","arguments":"{\"tz\":\"CET\"}"}}]}"#,
+            "null",
+        ),
+        chunk("{}", "\"tool_calls\""),
+    ]);
+    let (calls, contiguous) = tool_calls_of(&events);
+    assert!(contiguous);
+    assert_eq!(
+        calls,
+        [
+            (
+                "call_a".into(),
+                "get_weather".into(),
+                r#"{"city":"Paris"}"#.into()
+            ),
+            ("call_b".into(), "get_time".into(), r#"{"tz":"CET"}"#.into())
+        ]
+    );
+    // Empty ids: the calls are told apart by name once the first is whole, and get ids
+    // of their own.
+    let events = openai_stream_events(&[
+        chunk(
+            r#"{"tool_calls":[{"index":0,"id":"","function":{"name":"f","arguments":"{}"}}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"tool_calls":[{"index":0,"id":"","function":{"name":"g","arguments":"{}"}}]}"#,
+            "null",
+        ),
+        chunk("{}", "\"tool_calls\""),
+    ]);
+    let (calls, _) = tool_calls_of(&events);
+    let names: Vec<&str> = calls.iter().map(|c| c.1.as_str()).collect();
+    assert_eq!(names, ["f", "g"]);
+    assert!(calls.iter().all(|c| !c.0.is_empty()), "{calls:?}");
+    assert_ne!(calls[0].0, calls[1].0);
 }
 
 /// Servers that send each call in its own chunks with neither `index` nor `id`: a
