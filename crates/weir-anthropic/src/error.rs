@@ -181,6 +181,17 @@ mod tests {
             "{m}"
         );
         assert_eq!(v["error"]["type"], "invalid_request_error");
+        // OpenAI's newer wording.
+        let e = openai_error(
+            Some("context_length_exceeded"),
+            "Input tokens exceed the configured limit of 272000 tokens. Your messages resulted in 300000 tokens. Please reduce the length of the messages.",
+        );
+        let v: serde_json::Value = serde_json::from_str(&error_json(&e, None)).unwrap();
+        let m = v["error"]["message"].as_str().unwrap();
+        assert!(
+            m.starts_with("prompt is too long: 300000 tokens > 272000 maximum ("),
+            "{m}"
+        );
         // Counts not given: the wording, then the upstream's message.
         let e = openai_error(None, "Input exceeds the context window of this model");
         let v: serde_json::Value = serde_json::from_str(&error_json(&e, None)).unwrap();

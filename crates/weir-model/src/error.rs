@@ -159,6 +159,9 @@ impl ApiError {
             || m.contains("maximum context length")
             || m.contains("context_length_exceeded")
             || m.contains("context window")
+            // OpenAI's newer wording, and Bedrock's.
+            || m.contains("input tokens exceed the configured limit")
+            || m.contains("input is too long")
     }
 
     /// The message an Anthropic client gets for a context overflow of another dialect:
@@ -176,8 +179,10 @@ impl ApiError {
                 .collect();
             digits.parse().ok()
         };
-        let max = after("maximum context length is");
-        let used = after("resulted in").or_else(|| after("requested"));
+        let max = after("maximum context length is").or_else(|| after("configured limit of"));
+        let used = after("resulted in")
+            .or_else(|| after("requested about"))
+            .or_else(|| after("requested"));
         match (used, max) {
             (Some(u), Some(x)) => {
                 format!(

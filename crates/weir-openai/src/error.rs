@@ -212,6 +212,10 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&encode_error(&e).1).unwrap();
         assert_eq!(v["error"]["code"], "context_length_exceeded", "{v}");
         assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+        // Bedrock's wording.
+        let e = weir_anthropic_shaped("Input is too long for requested model.");
+        let v: serde_json::Value = serde_json::from_slice(&encode_error(&e).1).unwrap();
+        assert_eq!(v["error"]["code"], "context_length_exceeded", "{v}");
         let e = weir_anthropic_shaped("messages: text content blocks must be non-empty");
         let v: serde_json::Value = serde_json::from_slice(&encode_error(&e).1).unwrap();
         assert!(v["error"]["code"].is_null(), "{v}");
