@@ -506,15 +506,17 @@ impl<'a> Plan<'a> {
             }
         };
         let thinking = thinking_for(req, opts, same, &messages);
-        let default = opts
-            .default_max_tokens
-            .unwrap_or_else(|| default_max_tokens(&req.model, req.stream == Some(true)));
-        let mut max_tokens = req.max_tokens.unwrap_or(default);
+        // (Looked up only when needed: most requests set their limit.)
+        let default = || {
+            opts.default_max_tokens
+                .unwrap_or_else(|| default_max_tokens(&req.model, req.stream == Some(true)))
+        };
+        let mut max_tokens = req.max_tokens.unwrap_or_else(default);
         if let Some(ThinkingConfig::Enabled { budget_tokens }) = thinking.as_deref() {
             // (A budget mapped from reasoning_effort already fits below a limit the client
             // set; this raises only the default limit, or one given with explicit thinking.)
             if !same && *budget_tokens >= max_tokens {
-                max_tokens = budget_tokens.saturating_add(default.min(4096));
+                max_tokens = budget_tokens.saturating_add(default().min(4096));
             }
         }
         // OpenAI's temperature goes to 2; Anthropic's stops at 1.
