@@ -294,7 +294,14 @@ and 16.0 against 4.9 and 14.1; the same syscalls per request (two `writev`, two
 `recvfrom`, two `epoll_wait` at one connection; the clock is TSC, read in the vDSO) and two
 context switches each. Callgrind: 73.4k instructions per request at the session's start,
 73.1k at its end; memory copies are 6% of them, spread over a dozen moves of request,
-response and future states.
+response and future states. The next session (same kind of machine, the run above:
+Weir 0.28-0.36 of direct, the hyper proxy 0.40-0.48) measured the hyper proxy at 34.3k
+instructions per `/v1/messages` request against Weir's 74.2k (103.4k against 34.4k
+streamed), and its CPU at one connection at 15.0 µs user and 39.0 µs kernel against
+Weir's 43.8 and 54.9: at one connection most of either process's time is the kernel
+waking the other process (a third of the samples of `perf record -e cpu-clock` are in
+`sock_def_readable` and `finish_task_switch`, costly on this VM), and Weir's
+user-space time is its instructions, about 2.2 times the proxy's, run on cold caches.
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
