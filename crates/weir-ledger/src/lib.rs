@@ -328,27 +328,26 @@ impl Ledger {
         // The first bound uses the index on `unix_ms`.
         let from = since_unix_ms.saturating_sub(86_400_000);
         let since = since_unix_ms as f64;
+        let sql = |real: &str| {
+            format!(
+                "SELECT key_name, CAST(SUM(cost_usd) AS {real}) FROM requests \
+                 WHERE unix_ms >= $1 AND unix_ms + latency_ms >= $2 AND cost_usd IS NOT NULL \
+                 GROUP BY key_name"
+            )
+        };
         match &self.pool {
-            Pool::Sqlite(pool) => sqlx::query_as(
-                "SELECT key_name, CAST(SUM(cost_usd) AS REAL) FROM requests \
-                 WHERE unix_ms >= $1 AND unix_ms + latency_ms >= $2 AND cost_usd IS NOT NULL \
-                 GROUP BY key_name",
-            )
-            .bind(from)
-            .bind(since)
-            .fetch_all(pool)
-            .await
-            .map_err(fail),
-            Pool::Postgres(pool) => sqlx::query_as(
-                "SELECT key_name, CAST(SUM(cost_usd) AS DOUBLE PRECISION) FROM requests \
-                 WHERE unix_ms >= $1 AND unix_ms + latency_ms >= $2 AND cost_usd IS NOT NULL \
-                 GROUP BY key_name",
-            )
-            .bind(from)
-            .bind(since)
-            .fetch_all(pool)
-            .await
-            .map_err(fail),
+            Pool::Sqlite(pool) => sqlx::query_as(&sql("REAL"))
+                .bind(from)
+                .bind(since)
+                .fetch_all(pool)
+                .await
+                .map_err(fail),
+            Pool::Postgres(pool) => sqlx::query_as(&sql("DOUBLE PRECISION"))
+                .bind(from)
+                .bind(since)
+                .fetch_all(pool)
+                .await
+                .map_err(fail),
         }
     }
 }

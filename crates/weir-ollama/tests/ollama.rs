@@ -28,25 +28,28 @@ fn msg(role: Role, blocks: Vec<ContentBlock>) -> Message {
     }
 }
 
+fn call_with(id: &str, name: &str, args: &str) -> ContentBlock {
+    ContentBlock::ToolUse(ToolUseBlock {
+        id: id.into(),
+        name: name.into(),
+        input: ToolInput::Arguments(args.into()),
+        cache_control: None,
+        extra: Default::default(),
+    })
+}
+
+fn result(id: &str, out: &str) -> ContentBlock {
+    ContentBlock::ToolResult(ToolResultBlock {
+        tool_use_id: id.into(),
+        content: Content::text(out),
+        is_error: None,
+        cache_control: None,
+        extra: Default::default(),
+    })
+}
+
 fn tool_loop() -> ChatRequest {
-    let call = |id: &str, name: &str| {
-        ContentBlock::ToolUse(ToolUseBlock {
-            id: id.into(),
-            name: name.into(),
-            input: ToolInput::Arguments(r#"{"city":"Paris"}"#.into()),
-            cache_control: None,
-            extra: Default::default(),
-        })
-    };
-    let result = |id: &str, out: &str| {
-        ContentBlock::ToolResult(ToolResultBlock {
-            tool_use_id: id.into(),
-            content: Content::text(out),
-            is_error: None,
-            cache_control: None,
-            extra: Default::default(),
-        })
-    };
+    let call = |id: &str, name: &str| call_with(id, name, r#"{"city":"Paris"}"#);
     ChatRequest {
         model: "qwen3:0.6b".into(),
         system: Some(Content::text("Be brief.")),
@@ -166,24 +169,7 @@ fn separate_tool_messages_follow_their_calls_order() {
 #[test]
 fn a_call_id_used_again_names_its_own_turns_tool() {
     let mut req = tool_loop();
-    let call = |id: &str, name: &str| {
-        ContentBlock::ToolUse(ToolUseBlock {
-            id: id.into(),
-            name: name.into(),
-            input: ToolInput::Arguments("{}".into()),
-            cache_control: None,
-            extra: Default::default(),
-        })
-    };
-    let result = |id: &str, out: &str| {
-        ContentBlock::ToolResult(ToolResultBlock {
-            tool_use_id: id.into(),
-            content: Content::text(out),
-            is_error: None,
-            cache_control: None,
-            extra: Default::default(),
-        })
-    };
+    let call = |id: &str, name: &str| call_with(id, name, "{}");
     req.messages = vec![
         msg(Role::User, vec![text("weather, then time")]),
         msg(Role::Assistant, vec![call("call_0", "get_weather")]),

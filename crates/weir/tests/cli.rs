@@ -93,6 +93,23 @@ fn hash_key_and_version() {
     );
 }
 
+/// `weir check --config cfg` with only example AWS credentials in the environment (and
+/// `home` as HOME, so no real ~/.aws is read).
+fn check_with_aws(cfg: &std::path::Path, home: &std::path::Path) -> std::process::Output {
+    weir()
+        .args(["check", "--config"])
+        .arg(cfg)
+        .env_clear()
+        .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        .env(
+            "AWS_SECRET_ACCESS_KEY",
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+        )
+        .env("HOME", home)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn check_explains_a_bedrock_claude_id_without_its_inference_profile() {
     let dir = scratch("weir-cli-bedrock");
@@ -103,20 +120,7 @@ fn check_explains_a_bedrock_claude_id_without_its_inference_profile() {
          [[models]]\nname = \"sonnet\"\ntargets = [{ provider = \"bedrock\", model = \"anthropic.claude-sonnet-4-5-20250929-v1:0\" }]\n",
     )
     .unwrap();
-    let run = || {
-        weir()
-            .args(["check", "--config"])
-            .arg(&cfg)
-            .env_clear()
-            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            )
-            .env("HOME", &dir)
-            .output()
-            .unwrap()
-    };
+    let run = || check_with_aws(&cfg, &dir);
     let out = run();
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8(out.stdout).unwrap();
@@ -164,18 +168,7 @@ fn check_takes_anthropic_models_for_bedrock_only() {
             ),
         )
         .unwrap();
-        let out = weir()
-            .args(["check", "--config"])
-            .arg(&cfg)
-            .env_clear()
-            .env("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
-            .env(
-                "AWS_SECRET_ACCESS_KEY",
-                "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            )
-            .env("HOME", &dir)
-            .output()
-            .unwrap();
+        let out = check_with_aws(&cfg, &dir);
         let text = String::from_utf8(out.stdout).unwrap();
         match expect {
             None => assert!(out.status.success(), "{text}"),
