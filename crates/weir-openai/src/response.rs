@@ -219,7 +219,8 @@ impl<'de> Deserialize<'de> for OMessage {
                                 // Some compatible servers answer with an array of parts:
                                 // keep it as it came and read its text for translation.
                                 _ => {
-                                    text = text_of_parts(&raw);
+                                    text = text_of_parts(&raw)
+                                        .filter(|t| !t.as_str().trim().is_empty());
                                     extra.insert("content", raw);
                                 }
                             }
@@ -272,9 +273,25 @@ impl<'de> Deserialize<'de> for OMessage {
 }
 
 /// Whether a JSON string token is empty or whitespace alone (Anthropic refuses a text
-/// block of whitespace alone, as models put before tool calls). Only short ones are read.
+/// block of whitespace alone, as models put before tool calls): read in place, up to its
+/// first other character. (Whitespace written as `\u` escapes counts as text.)
 fn blank(token: &str) -> bool {
-    token.len() <= 64 && serde_json::from_str::<String>(token).is_ok_and(|s| s.trim().is_empty())
+    let Some(inner) = token.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
+        return false;
+    };
+    let mut bytes = inner.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' => {}
+            b'\\' => {
+                if !matches!(bytes.next(), Some(b'n' | b't' | b'r')) {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// The text of an array of content parts (`{"type":"text","text":...}`), joined.
@@ -566,5 +583,21 @@ impl Serialize for MessageOut<'_> {
             m.serialize_entry("refusal", &())?;
         }
         m.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn blank_reads_whitespace_tokens_in_place() {
+        use super::blank;
+        for t in [r#""""#, r#"" ""#, r#""\n\n""#, r#"" \t\r\n ""#] {
+            assert!(blank(t), "{t}");
+        }
+        let long = format!("\"{}\"", "\\n".repeat(100));
+        assert!(blank(&long));
+        for t in [r#""a""#, r#""\n x""#, r#""\"""#, r#""\u0020""#, "null"] {
+            assert!(!blank(t), "{t}");
+        }
     }
 }
