@@ -69,6 +69,12 @@ pub(crate) struct TargetState {
     pub inner: Mutex<TargetInner>,
 }
 
+/// The name a model's quota goes by: Gemini takes `models/gemini-2.5-flash` and
+/// `gemini-2.5-flash` alike.
+fn quota_name(model: &str) -> &str {
+    model.strip_prefix("models/").unwrap_or(model)
+}
+
 /// A breaker transition, for logs and metrics: `(from, to)`.
 pub(crate) type Transition = Option<(&'static str, &'static str)>;
 
@@ -402,6 +408,7 @@ impl KeyPool {
             if !g.model_limits.is_empty() {
                 g.model_limits.retain(|(_, until)| *until > now);
                 let limited = model.and_then(|m| {
+                    let m = quota_name(m);
                     g.model_limits
                         .iter()
                         .find(|(l, _)| &**l == m)
@@ -427,6 +434,7 @@ impl KeyPool {
     /// Key `i`'s quota for `model` is spent for `d` (a per-model 429): the key serves
     /// other models meanwhile.
     pub(crate) fn limit_model(&self, i: usize, model: &str, d: Duration, now: Instant) {
+        let model = quota_name(model);
         if let Some(k) = self.keys.get(i) {
             let mut g = lock(&k.inner);
             g.rate_limited += 1;

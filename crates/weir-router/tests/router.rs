@@ -812,6 +812,7 @@ async fn a_per_model_quota_rests_the_model_on_the_key_not_the_key() {
         &[a.clone()],
         vec![
             Route::new("pro", vec![Target::with_model("a", "gemini-pro")]),
+            Route::new("full", vec![Target::with_model("a", "models/gemini-pro")]),
             Route::new("gemini-*", vec![Target::new("a")]),
         ],
         quick(),
@@ -826,12 +827,15 @@ async fn a_per_model_quota_rests_the_model_on_the_key_not_the_key() {
     assert_eq!(served_by(&r, req("gemini-flash"), cx()).await, "a");
     // The limited one is passed over without a call, by any route, and says for how long.
     let calls = a.calls();
-    for route in ["pro", "gemini-pro"] {
+    for route in ["pro", "gemini-pro", "full"] {
         let (again, attempts) = failure(&r, req(route)).await;
         assert_eq!(a.calls(), calls);
         assert!(attempts[0].skipped);
         assert_eq!(again.kind, ErrorKind::RateLimited);
-        assert!(again.message.contains("for `gemini-pro`"), "{again:?}");
+        assert!(
+            again.message.contains("gemini-pro` (its quota"),
+            "{again:?}"
+        );
         assert!(again
             .retry_after
             .is_some_and(|d| d > Duration::from_secs(40)));
