@@ -415,12 +415,6 @@ impl RedisState {
         let sent = self.is_up();
         let answer: Result<(String, u64, String), Unavailable> = self.call("admit", &inv).await;
         let (verdict, retry_ms, detail) = match answer {
-            Ok((v, _, _)) if v == "ok" => {
-                if limits.max_concurrent.is_some() {
-                    self.hold_lease(client_key, lease, lease_ttl);
-                }
-                return Ok(Verdict::Admitted);
-            }
             Ok(a) => a,
             Err(Unavailable) => {
                 // A call that timed out may still run when Redis answers again (a stalled
@@ -433,7 +427,12 @@ impl RedisState {
             }
         };
         let limit = match verdict.as_str() {
-            "ok" => return Ok(Verdict::Admitted),
+            "ok" => {
+                if limits.max_concurrent.is_some() {
+                    self.hold_lease(client_key, lease, lease_ttl);
+                }
+                return Ok(Verdict::Admitted);
+            }
             "rpm" => "rpm",
             "tpm" => "tpm",
             "max_concurrent" => "max_concurrent",

@@ -208,7 +208,7 @@ impl Admission {
 impl Admission {
     /// Whether the key has a daily budget.
     pub fn has_budget(&self) -> bool {
-        self.limiter.cfg.daily_budget_usd.is_some()
+        self.limiter.has_budget()
     }
 
     /// Adds what the request cost to the key's spend of the day.
