@@ -214,18 +214,27 @@ impl UnknownBlock {
 }
 
 /// `blocks` with OpenAI tool calls kept verbatim read as function calls where they can be
-/// ([`UnknownBlock::lenient_tool_call`]; a call without an id gets `call_` and a hash of
-/// the call); `None` when there is none to read.
-pub fn lenient_tool_calls(blocks: &[ContentBlock]) -> Option<Vec<ContentBlock>> {
-    let read = |b: &ContentBlock| match b {
-        ContentBlock::Unknown(u) => {
-            u.lenient_tool_call(&format!("call_{:016x}", fnv(u.raw.get().as_bytes())))
-        }
-        _ => None,
+/// ([`UnknownBlock::lenient_tool_call`]); `None` when there is none to read. A call
+/// without an id gets, in an answer (`answer`), a [`generated_id`](crate::generated_id):
+/// unique, as the client will send it back and may meet the same call again in a later
+/// turn; in a request, a hash of the call, so that encoding the same
+/// history twice (a retry on the next target) gives the same ids.
+pub fn lenient_tool_calls(blocks: &[ContentBlock], answer: bool) -> Option<Vec<ContentBlock>> {
+    let is_call = |b: &ContentBlock| match b {
+        ContentBlock::Unknown(u) => u.lenient_tool_call("").is_some(),
+        _ => false,
     };
-    if !blocks.iter().any(|b| read(b).is_some()) {
+    if !blocks.iter().any(is_call) {
         return None;
     }
+    let read = |b: &ContentBlock| match b {
+        ContentBlock::Unknown(u) => u.lenient_tool_call(&if answer {
+            crate::generated_id("call_")
+        } else {
+            format!("call_{:016x}", fnv(u.raw.get().as_bytes()))
+        }),
+        _ => None,
+    };
     Some(
         blocks
             .iter()

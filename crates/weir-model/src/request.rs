@@ -184,7 +184,7 @@ impl ChatRequest {
             .iter()
             .enumerate()
             .filter_map(|(i, m)| {
-                crate::content::lenient_tool_calls(&m.content.blocks).map(|b| (i, b))
+                crate::content::lenient_tool_calls(&m.content.blocks, false).map(|b| (i, b))
             })
             .collect();
         if fixed.is_empty() {

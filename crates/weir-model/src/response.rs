@@ -41,7 +41,7 @@ impl ChatResponse {
     /// The response with OpenAI tool calls kept verbatim read as function calls where they
     /// can be ([`crate::content::lenient_tool_calls`]): a copy only when it holds some.
     pub fn with_lenient_tool_calls(&self) -> std::borrow::Cow<'_, ChatResponse> {
-        match crate::content::lenient_tool_calls(&self.content) {
+        match crate::content::lenient_tool_calls(&self.content, true) {
             Some(content) => std::borrow::Cow::Owned(ChatResponse {
                 content,
                 ..self.clone()

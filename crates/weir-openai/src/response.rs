@@ -264,6 +264,15 @@ impl<'de> Deserialize<'de> for OMessage {
                 if let Some(t) = text {
                     blocks.push(ContentBlock::Text(TextBlock::new(t)));
                 }
+                // A call with an empty id (some compatible servers) gets one of our own,
+                // unique, as in streams: a client sends it back with the call's result.
+                for c in &mut calls {
+                    if let ContentBlock::ToolUse(t) = c {
+                        if t.id.is_empty() {
+                            t.id = weir_model::generated_id("call_");
+                        }
+                    }
+                }
                 blocks.append(&mut calls);
                 Ok(OMessage(blocks, extra))
             }

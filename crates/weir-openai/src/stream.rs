@@ -649,8 +649,10 @@ impl StreamDecoder {
         self.tools.push((held.index, bi));
         self.open = Some(Open::Tool(bi));
         self.open_args = ArgsCheck::default();
-        // Some compatible servers omit ids; synthesize a stable one.
-        let id = held.id.unwrap_or_else(|| format!("call_{bi}"));
+        // Some compatible servers omit ids: one of our own, unique (not `call_{index}`,
+        // which the next turn's calls would repeat: a conversation with two tool calls of
+        // one id is refused by Anthropic when it is sent there).
+        let id = held.id.unwrap_or_else(|| weir_model::generated_id("call_"));
         out.push(StreamEvent::BlockStart {
             index: bi,
             block: ContentBlock::ToolUse(ToolUseBlock {

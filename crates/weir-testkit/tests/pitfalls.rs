@@ -1875,6 +1875,39 @@ fn anthropic_stop_of(chunks: &[String]) -> Value {
 }
 
 #[test]
+fn tool_calls_without_an_id_get_a_new_one_in_every_answer() {
+    // The next turn's call would otherwise repeat the last turn's id (`call_0` in both), and
+    // a conversation holding two calls of one id is refused when sent to Anthropic.
+    let whole = |id: Value| {
+        let out = o_resp_to_a(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+                "role": "assistant", "content": null, "tool_calls": [
+                    {"id": id, "type": "function", "function": {"name": "f", "arguments": "{}"}}]}}]
+        }));
+        out["content"][0]["id"].as_str().unwrap().to_owned()
+    };
+    for id in [json!(""), json!(null)] {
+        let (a, b) = (whole(id.clone()), whole(id));
+        assert!(a.starts_with("call_") && a.len() > 10, "{a}");
+        assert_ne!(a, b);
+    }
+    let streamed = || {
+        let events = openai_stream_events(&[
+            chunk(
+                r#"{"tool_calls":[{"index":0,"type":"function","function":{"name":"f","arguments":"{}"}}]}"#,
+                "null",
+            ),
+            chunk("{}", "\"tool_calls\""),
+        ]);
+        tool_calls_of(&events).0.remove(0).0
+    };
+    let (a, b) = (streamed(), streamed());
+    assert!(a.starts_with("call_") && a.len() > 10, "{a}");
+    assert_ne!(a, b);
+}
+
+#[test]
 fn tool_calls_ending_in_a_plain_stop_are_a_tool_use_stop() {
     // Ollama, vLLM and Gemini's OpenAI endpoint finish tool calls with `stop`.
     let whole = o_resp_to_a(json!({
