@@ -72,14 +72,25 @@ impl Drop for RequestLog {
             } else {
                 self.stream_error = Some(ErrorKind::Cancelled);
                 // The attempt in flight names the provider, and usage its upstream already
-                // reported (a stream's opening event) is charged: it is billed.
+                // reported (a stream's opening event) is charged: it is billed. Without
+                // any, the request's estimated input is: the upstream has the request and
+                // bills what it read of it (a whole answer is generated, and billed, after
+                // its client left; leaving early must not be a way around a budget).
                 let mut input = None;
                 if let Some(a) = self.progress.get() {
+                    let sent = !a.provider.is_empty();
                     self.provider.get_or_insert(a.provider);
                     self.upstream_model.get_or_insert(a.model);
                     if let Some(u) = a.usage {
                         input = Some(u.total_input());
                         self.usage = Some(u);
+                    } else if sent && self.input_estimate > 0 {
+                        input = Some(self.input_estimate);
+                        self.usage = Some(weir_model::Usage {
+                            input_tokens: Some(self.input_estimate),
+                            output_tokens: Some(0),
+                            ..Default::default()
+                        });
                     }
                 }
                 self.emit(ErrorKind::Cancelled.http_status(), None, input, None);

@@ -2610,6 +2610,9 @@ async fn a_request_abandoned_before_its_answer_is_counted_as_499() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(seen.contains(want), "{seen}");
+    // The upstream has the request (and bills it): its estimated input is charged.
+    let estimate = body.to_string().len().div_ceil(4) as u64;
+    assert_eq!(tokens_in(&seen, "input"), estimate, "{seen}");
     // An answered request is not counted again when its future ends.
     let r = post(&url, "/health", &json!({}), None).await;
     assert_eq!(r.status(), 405);
