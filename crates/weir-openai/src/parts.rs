@@ -327,6 +327,45 @@ impl Serialize for ContentOut<'_> {
     }
 }
 
+/// The text and reasoning of a `content` field that is an array of parts, in order, each
+/// piece with whether it is reasoning: `text` parts, and `thinking` parts (Mistral's
+/// reasoning models: `{"type": "thinking", "thinking": [{"type": "text", "text": ...}]}`,
+/// or a string). Other parts (images, references) have no text and are skipped. `None`
+/// if `raw` is not an array of objects.
+pub(crate) fn pieces_of_parts(raw: &RawValue) -> Option<Vec<(bool, JsonStr)>> {
+    #[derive(Deserialize)]
+    struct Part {
+        #[serde(rename = "type")]
+        ty: Option<String>,
+        text: Option<JsonStr>,
+        thinking: Option<Box<RawValue>>,
+    }
+    fn read(raw: &RawValue, thinking: bool, out: &mut Vec<(bool, JsonStr)>) -> Option<()> {
+        if raw.get().starts_with('"') {
+            out.push((thinking, JsonStr::from_raw_ref(raw)?));
+            return Some(());
+        }
+        let parts: Vec<Part> = serde_json::from_str(raw.get()).ok()?;
+        for p in parts {
+            match (p.ty.as_deref(), p.text, p.thinking) {
+                (Some("text"), Some(text), _) => out.push((thinking, text)),
+                (Some("thinking"), _, Some(inner)) if !thinking => {
+                    // (A part that cannot be read is skipped, not the whole content.)
+                    let _ = read(&inner, true, out);
+                }
+                _ => {}
+            }
+        }
+        Some(())
+    }
+    if !raw.get().starts_with('[') {
+        return None;
+    }
+    let mut out = Vec::new();
+    read(raw, false, &mut out)?;
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -201,6 +201,8 @@ impl<'de> Deserialize<'de> for OMessage {
                 let mut extra = Extra::new();
                 let mut text: Option<JsonStr> = None;
                 let mut reasoning: Option<JsonStr> = None;
+                // Reasoning given as thinking parts of `content`, when no field has it.
+                let mut parts_reasoning: Option<JsonStr> = None;
                 let mut calls: Vec<ContentBlock> = Vec::new();
                 while let Some(k) = map.next_key::<Key<'de>>()? {
                     match k.as_str() {
@@ -216,11 +218,22 @@ impl<'de> Deserialize<'de> for OMessage {
                                 }
                                 Some(b'"') => text = JsonStr::from_raw(raw),
                                 Some(b'n') => extra.insert_null("content"),
-                                // Some compatible servers answer with an array of parts:
-                                // keep it as it came and read its text for translation.
+                                // Some compatible servers answer with an array of parts
+                                // (Mistral's reasoning models, with thinking parts): keep
+                                // it as it came and read its text and reasoning for
+                                // translation.
                                 _ => {
-                                    text = text_of_parts(&raw)
-                                        .filter(|t| !t.as_str().trim().is_empty());
+                                    let pieces =
+                                        crate::parts::pieces_of_parts(&raw).unwrap_or_default();
+                                    let joined = |thinking: bool| {
+                                        JsonStr::join(
+                                            pieces.iter().filter(|p| p.0 == thinking).map(|p| &p.1),
+                                            "",
+                                        )
+                                        .filter(|t| !t.as_str().trim().is_empty())
+                                    };
+                                    text = joined(false);
+                                    parts_reasoning = joined(true);
                                     extra.insert("content", raw);
                                 }
                             }
@@ -254,7 +267,7 @@ impl<'de> Deserialize<'de> for OMessage {
                     }
                 }
                 let mut blocks = Vec::with_capacity(calls.len() + 2);
-                if let Some(thinking) = reasoning {
+                if let Some(thinking) = reasoning.or(parts_reasoning) {
                     blocks.push(ContentBlock::Thinking(ThinkingBlock {
                         thinking,
                         signature: None,
@@ -301,23 +314,6 @@ fn blank(token: &str) -> bool {
         }
     }
     true
-}
-
-/// The text of an array of content parts (`{"type":"text","text":...}`), joined.
-fn text_of_parts(raw: &RawJson) -> Option<JsonStr> {
-    #[derive(Deserialize)]
-    struct Part {
-        #[serde(rename = "type")]
-        ty: Option<String>,
-        text: Option<JsonStr>,
-    }
-    let parts: Vec<Part> = serde_json::from_str(raw.get()).ok()?;
-    let texts: Vec<&JsonStr> = parts
-        .iter()
-        .filter(|p| p.ty.as_deref() == Some("text"))
-        .filter_map(|p| p.text.as_ref())
-        .collect();
-    JsonStr::join(texts, "")
 }
 
 /// OpenAI usage, decoded into canonical (Anthropic) semantics: `prompt_tokens` includes
@@ -570,10 +566,12 @@ impl Serialize for MessageOut<'_> {
             (None, false) => m.serialize_entry("content", &())?,
             (None, true) => {}
         }
-        // The same dialect writes the reasoning field it came with (kept in the extras).
+        // The same dialect writes the reasoning field it came with (kept in the extras), or
+        // the parts array of `content` it came in (Mistral's thinking parts).
         let kept = same
             && (r.message_extra.contains("reasoning_content")
-                || r.message_extra.contains("reasoning"));
+                || r.message_extra.contains("reasoning")
+                || r.message_extra.contains("content"));
         if let Some(rc) = reasoning.filter(|_| !kept) {
             m.serialize_entry("reasoning_content", &rc)?;
         }

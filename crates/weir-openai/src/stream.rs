@@ -136,13 +136,35 @@ struct ChunkChoice<'a> {
 
 #[derive(Deserialize)]
 struct ChunkDelta<'a> {
-    content: Option<JsonStr>,
+    content: Option<DeltaContent>,
     reasoning_content: Option<JsonStr>,
     /// Groq, OpenRouter and Ollama name it `reasoning`.
     reasoning: Option<JsonStr>,
     refusal: Option<JsonStr>,
     #[serde(borrow)]
     tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+}
+
+/// A delta's `content`: a string (nearly always), or an array of parts (Mistral's
+/// reasoning models stream thinking and text parts), read as its pieces, each with whether
+/// it is reasoning.
+enum DeltaContent {
+    Text(JsonStr),
+    Parts(Vec<(bool, JsonStr)>),
+}
+
+impl<'de> Deserialize<'de> for DeltaContent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        let read = if raw.get().starts_with('"') {
+            JsonStr::from_raw(raw).map(DeltaContent::Text)
+        } else {
+            crate::parts::pieces_of_parts(&raw).map(DeltaContent::Parts)
+        };
+        read.ok_or_else(|| {
+            serde::de::Error::custom("content: expected a string or an array of content parts")
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -349,12 +371,21 @@ impl StreamDecoder {
                     self.content(Open::Thinking, r, out);
                 }
                 self.refused |= d.refusal.as_ref().is_some_and(|r| !r.is_empty());
-                for text in [d.content, d.refusal]
-                    .into_iter()
-                    .flatten()
-                    .filter(|s| !s.is_empty())
-                {
-                    self.content(Open::Text, text, out);
+                match d.content {
+                    Some(DeltaContent::Text(text)) if !text.is_empty() => {
+                        self.content(Open::Text, text, out);
+                    }
+                    Some(DeltaContent::Parts(pieces)) => {
+                        for (thinking, piece) in pieces.into_iter().filter(|p| !p.1.is_empty()) {
+                            let kind: fn(u32) -> Open =
+                                if thinking { Open::Thinking } else { Open::Text };
+                            self.content(kind, piece, out);
+                        }
+                    }
+                    _ => {}
+                }
+                if let Some(refusal) = d.refusal.filter(|r| !r.is_empty()) {
+                    self.content(Open::Text, refusal, out);
                 }
                 for (position, tc) in d.tool_calls.unwrap_or_default().into_iter().enumerate() {
                     self.tool_delta(tc, position, out);

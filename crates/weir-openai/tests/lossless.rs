@@ -173,12 +173,20 @@ fn responses_without_choices_or_with_part_arrays_round_trip() {
     let anthropic: serde_json::Value =
         serde_json::from_slice(&weir_anthropic_like_text(&canon)).unwrap();
     assert_eq!(anthropic, serde_json::json!("Hi"));
+    assert!(
+        matches!(&canon.content[0], weir_model::ContentBlock::Thinking(t) if t.thinking.as_str() == "hm"),
+        "{:?}",
+        canon.content
+    );
 }
 
-/// The text a translation would carry (the canonical text block).
+/// The text a translation would carry (the canonical text block, after any reasoning).
 fn weir_anthropic_like_text(r: &weir_model::ChatResponse) -> Vec<u8> {
     match r.content.as_slice() {
-        [weir_model::ContentBlock::Text(t)] => t.text.token().as_bytes().to_vec(),
+        [weir_model::ContentBlock::Text(t)]
+        | [weir_model::ContentBlock::Thinking(_), weir_model::ContentBlock::Text(t)] => {
+            t.text.token().as_bytes().to_vec()
+        }
         other => panic!("unexpected content {other:?}"),
     }
 }

@@ -1908,6 +1908,69 @@ fn tool_calls_without_an_id_get_a_new_one_in_every_answer() {
 }
 
 #[test]
+fn mistral_thinking_parts_become_thinking_whole_and_streamed() {
+    // Mistral's reasoning models (magistral, mistral-small) give `content` as an array of
+    // `thinking` and `text` parts, streamed (vercel/ai's magistral-medium recording) and
+    // whole: an OpenAI client gets them as they came; an Anthropic client thinking then
+    // text. (The stream failed to decode, for both clients.)
+    let events = openai_stream_events(&[
+        chunk(
+            r#"{"role":"assistant","content":[{"type":"thinking","thinking":[{"type":"text","text":"The user is asking"}]}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"content":[{"type":"thinking","thinking":[{"type":"text","text":" for 2+2."}]}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"content":[{"type":"text","text":"2 + 2 = 4"}]}"#,
+            "null",
+        ),
+        chunk(r#"{"content":""}"#, "\"stop\""),
+    ]);
+    use weir_model::{ContentBlock, Delta, StreamEvent};
+    let mut blocks: Vec<(&str, String)> = Vec::new();
+    for e in &events {
+        match e {
+            StreamEvent::BlockStart { block, .. } => blocks.push((
+                match block {
+                    ContentBlock::Thinking(_) => "thinking",
+                    ContentBlock::Text(_) => "text",
+                    _ => "other",
+                },
+                String::new(),
+            )),
+            StreamEvent::BlockDelta { delta, .. } => match delta {
+                Delta::Text(t) | Delta::Thinking(t) => {
+                    blocks.last_mut().unwrap().1.push_str(&t.as_str())
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    assert_eq!(
+        blocks,
+        [
+            ("thinking", "The user is asking for 2+2.".to_owned()),
+            ("text", "2 + 2 = 4".to_owned())
+        ]
+    );
+    let whole = o_resp_to_a(json!({
+        "id": "6f23", "object": "chat.completion", "created": 1, "model": "mistral-small-latest",
+        "choices": [{"index": 0, "finish_reason": "stop", "message": {
+            "role": "assistant", "tool_calls": null, "content": [
+                {"type": "thinking", "thinking": [{"type": "text", "text": "17 times 23"}], "closed": true},
+                {"type": "text", "text": "391"}]}}],
+        "usage": {"prompt_tokens": 28, "completion_tokens": 94, "total_tokens": 122}
+    }));
+    assert_eq!(whole["content"][0]["type"], "thinking", "{whole}");
+    assert_eq!(whole["content"][0]["thinking"], "17 times 23");
+    assert_eq!(whole["content"][1]["text"], "391");
+    assert_eq!(whole["content"].as_array().unwrap().len(), 2);
+}
+
+#[test]
 fn tool_calls_ending_in_a_plain_stop_are_a_tool_use_stop() {
     // Ollama, vLLM and Gemini's OpenAI endpoint finish tool calls with `stop`.
     let whole = o_resp_to_a(json!({
