@@ -590,12 +590,72 @@ fn insert_pin(pins: &ResponsePins, max: usize, id: &str, slot: Slot) {
 /// the client's), to find a slot named by another instance.
 type RouteNames = Vec<(String, Vec<(String, String)>)>;
 
+/// The health (breaker, latency, errors) of each model that targets forwarding the
+/// client's model name on glob routes were asked for, by provider and model: one model
+/// failing must not open the breaker of every model behind `claude-*`. Bounded: past
+/// [`MAX_FORWARDED`] models, a name shares its route target's one state.
+#[derive(Debug, Default)]
+struct Forwarded(Mutex<ForwardedMap>);
+
+/// [`Forwarded`]'s states by provider, then model, and how many there are.
+#[derive(Debug, Default)]
+struct ForwardedMap {
+    by_provider: HashMap<String, HashMap<String, Arc<TargetState>>>,
+    len: usize,
+}
+
+/// How many models [`Forwarded`] keeps a state of (client-chosen names: a bound on what
+/// clients can make the router hold).
+const MAX_FORWARDED: usize = 1024;
+
+impl Forwarded {
+    /// `provider`'s `model`'s state, made if there is room.
+    fn get_or_make(&self, provider: &str, model: &str) -> Option<Arc<TargetState>> {
+        let mut map = lock(&self.0);
+        if let Some(t) = map.by_provider.get(provider).and_then(|m| m.get(model)) {
+            return Some(t.clone());
+        }
+        if map.len >= MAX_FORWARDED {
+            return None;
+        }
+        map.len += 1;
+        let t = Arc::new(TargetState::new(provider, model));
+        map.by_provider
+            .entry(provider.to_owned())
+            .or_default()
+            .insert(model.to_owned(), t.clone());
+        Some(t)
+    }
+
+    /// `provider`'s `model`'s state, if one was made.
+    fn get(&self, provider: &str, model: &str) -> Option<Arc<TargetState>> {
+        lock(&self.0)
+            .by_provider
+            .get(provider)
+            .and_then(|m| m.get(model))
+            .cloned()
+    }
+
+    /// The states made so far, ordered by provider and model.
+    fn all(&self) -> Vec<Arc<TargetState>> {
+        let map = lock(&self.0);
+        let mut v: Vec<Arc<TargetState>> = map
+            .by_provider
+            .values()
+            .flat_map(|m| m.values().cloned())
+            .collect();
+        v.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
+        v
+    }
+}
+
 /// A router's key pools and targets, to apply other instances' [`StateChange`]s to and
 /// to take a snapshot of. Cheap to clone.
 #[derive(Clone)]
 pub struct StateHandle {
     pools: BTreeMap<String, Arc<KeyPool>>,
     targets: Vec<Arc<TargetState>>,
+    forwarded: Arc<Forwarded>,
     shared: Arc<Shared>,
     response_pins: Arc<ResponsePins>,
     max_pins: usize,
@@ -659,17 +719,17 @@ impl StateHandle {
                 let Some(until) = sync::from_unix_ms(*until_ms, now, now_ms) else {
                     return;
                 };
-                for t in self.target_states(provider, model) {
+                for t in self.target_states(provider, model, true) {
                     let tr = t.open_shared(until, *opened);
                     self.shared
-                        .breaker_transition(t, tr, " (another instance opened it)");
+                        .breaker_transition(&t, tr, " (another instance opened it)");
                 }
             }
             StateChange::BreakerClosed { provider, model } => {
-                for t in self.target_states(provider, model) {
+                for t in self.target_states(provider, model, false) {
                     let tr = t.close_shared();
                     self.shared
-                        .breaker_transition(t, tr, " (another instance closed it)");
+                        .breaker_transition(&t, tr, " (another instance closed it)");
                 }
             }
             StateChange::ResponseMade {
@@ -718,14 +778,28 @@ impl StateHandle {
         })
     }
 
-    fn target_states<'a>(
-        &'a self,
-        provider: &'a str,
-        model: &'a str,
-    ) -> impl Iterator<Item = &'a Arc<TargetState>> + 'a {
-        self.targets
+    /// The states of `provider`'s `model`: a route target's, or one a glob route's target
+    /// forwarding the client's model name has for it (made if `make` and such a target
+    /// would take the name).
+    fn target_states(&self, provider: &str, model: &str, make: bool) -> Vec<Arc<TargetState>> {
+        let mut v: Vec<Arc<TargetState>> = self
+            .targets
             .iter()
-            .filter(move |t| t.provider == provider && t.model == model)
+            .filter(|t| t.provider == provider && t.model == model)
+            .cloned()
+            .collect();
+        let forwarded = if make
+            && self.routes.iter().any(|(name, targets)| {
+                name.contains(['*', '?'])
+                    && glob_match(name, model)
+                    && targets.iter().any(|(p, m)| p == provider && m.is_empty())
+            }) {
+            self.forwarded.get_or_make(provider, model)
+        } else {
+            self.forwarded.get(provider, model)
+        };
+        v.extend(forwarded);
+        v
     }
 
     /// What this router knows now that other instances should too: resting and refused
@@ -754,7 +828,7 @@ impl StateHandle {
                 }
             }
         }
-        for t in &self.targets {
+        for t in self.targets.iter().chain(&self.forwarded.all()) {
             if let Some((until, opened)) = t.open_until().filter(|(u, _)| *u > now) {
                 out.push(StateChange::BreakerOpen {
                     provider: t.provider.clone(),
@@ -775,6 +849,8 @@ pub struct Router {
     routes: Vec<RouteState>,
     /// Distinct targets, in first-seen order (for status).
     targets: Vec<Arc<TargetState>>,
+    /// The models glob routes' forwarding targets were asked for (see [`Forwarded`]).
+    forwarded: Arc<Forwarded>,
     policy: Arc<Policy>,
     shared: Arc<Shared>,
     sessions: Arc<Sessions>,
@@ -1169,6 +1245,7 @@ impl Router {
             pools,
             routes: states,
             targets,
+            forwarded: Arc::default(),
             policy: Arc::new(policy),
             shared: Arc::new(Shared {
                 observer: None,
@@ -1203,6 +1280,7 @@ impl Router {
         }
         self.pools.clone_from(&other.pools);
         self.targets.clone_from(&other.targets);
+        self.forwarded = other.forwarded.clone();
         for (mine, theirs) in self.routes.iter_mut().zip(&other.routes) {
             mine.targets.clone_from(&theirs.targets);
             mine.turns = theirs.turns.clone();
@@ -1270,6 +1348,7 @@ impl Router {
         StateHandle {
             pools: self.pools.clone(),
             targets: self.targets.clone(),
+            forwarded: self.forwarded.clone(),
             shared: self.shared.clone(),
             response_pins: self.response_pins.clone(),
             max_pins: self.policy.max_sessions,
@@ -1427,7 +1506,7 @@ impl Router {
             let Some(provider) = self.providers.get(&target.provider) else {
                 continue;
             };
-            if !rs.targets[ti].healthy() {
+            if !self.target_state(rs, ti, &req.model).healthy() {
                 continue;
             }
             let mut r = req.clone();
@@ -1547,7 +1626,7 @@ impl Router {
                 tokio::time::sleep(wait).await;
             }
             pass_start = attempts.len();
-            let mut order = self.order(ri, session);
+            let mut order = self.order(ri, session, req.model());
             if let Some(p) = pin {
                 order.retain(|&i| i != p.target);
                 order.insert(0, p.target);
@@ -1600,8 +1679,26 @@ impl Router {
         Err(self.exhausted(attempts))
     }
 
-    /// The order to try a route's targets in for one request.
-    fn order(&self, ri: usize, session: Option<u64>) -> Vec<usize> {
+    /// The health state of route `rs`'s target `ti` for a request for `model`: the
+    /// target's own, or, for a target forwarding the client's model name on a glob route,
+    /// that model's (see [`Forwarded`]).
+    fn target_state<'a>(
+        &self,
+        rs: &'a RouteState,
+        ti: usize,
+        model: &str,
+    ) -> Cow<'a, Arc<TargetState>> {
+        let t = &rs.route.targets[ti];
+        if t.model.is_none() && rs.route.is_glob() {
+            if let Some(s) = self.forwarded.get_or_make(&t.provider, model) {
+                return Cow::Owned(s);
+            }
+        }
+        Cow::Borrowed(&rs.targets[ti])
+    }
+
+    /// The order to try a route's targets in for one request (for `model`).
+    fn order(&self, ri: usize, session: Option<u64>, model: &str) -> Vec<usize> {
         let rs = &self.routes[ri];
         let n = rs.route.targets.len();
         let mut order: Vec<usize> = match rs.route.strategy {
@@ -1630,8 +1727,9 @@ impl Router {
             }
             Strategy::LeastLatency => {
                 let now = Instant::now();
-                let scores: Vec<f64> = rs.targets.iter().map(|t| t.score(now)).collect();
-                let healthy: Vec<usize> = (0..n).filter(|&i| rs.targets[i].healthy()).collect();
+                let states: Vec<_> = (0..n).map(|i| self.target_state(rs, i, model)).collect();
+                let scores: Vec<f64> = states.iter().map(|t| t.score(now)).collect();
+                let healthy: Vec<usize> = (0..n).filter(|&i| states[i].healthy()).collect();
                 let pool = if healthy.is_empty() {
                     (0..n).collect()
                 } else {
@@ -1640,7 +1738,7 @@ impl Router {
                 // A target whose breaker waited its time is probed first (as the walk
                 // probes it in the other strategies): passed over for being unhealthy, it
                 // would never be tried again.
-                let due = (0..n).find(|&i| rs.targets[i].probe_due(now));
+                let due = (0..n).find(|&i| states[i].probe_due(now));
                 let first = if let Some(d) = due {
                     d
                 } else if pool.len() == 1 {
@@ -1669,7 +1767,7 @@ impl Router {
                 (now.saturating_duration_since(at) < self.policy.session_ttl).then_some(ti)
             });
             if let Some(ti) = pinned {
-                if ti < n && rs.targets[ti].healthy() {
+                if ti < n && self.target_state(rs, ti, model).healthy() {
                     order.retain(|&i| i != ti);
                     order.insert(0, ti);
                 }
@@ -1868,8 +1966,8 @@ impl Router {
     ) -> Outcome<J::Out> {
         let rs = &self.routes[ri];
         let target = &rs.route.targets[ti];
-        let st = &rs.targets[ti];
         let model = target.model.as_deref().unwrap_or(req.model());
+        let st = &*self.target_state(rs, ti, model);
         let skip = |attempts: &mut Vec<Attempt>, e: ProviderError| {
             attempts.push(Attempt {
                 provider: target.provider.clone(),

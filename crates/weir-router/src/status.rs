@@ -158,9 +158,11 @@ pub(crate) fn snapshot(r: &Router) -> RouterStatus {
                 .unwrap_or_default(),
         })
         .collect();
+    let forwarded = r.forwarded.all();
     let targets = r
         .targets
         .iter()
+        .chain(&forwarded)
         .map(|t| {
             let g = lock(&t.inner);
             TargetStatus {

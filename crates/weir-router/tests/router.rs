@@ -1571,3 +1571,55 @@ async fn a_target_passed_over_does_not_cut_short_the_wait_for_a_resting_one() {
     assert_eq!(b.calls(), 2);
     assert_eq!(a.calls(), 0);
 }
+
+/// On a glob route, a target forwarding the client's model name keeps each model's health
+/// apart: one model failing (a model retired upstream, an answer Weir cannot read) must not
+/// open the breaker of every model behind `claude-*`. Another instance learns it per model.
+#[tokio::test]
+async fn a_glob_route_s_forwarding_target_has_a_breaker_per_model() {
+    let make = || (Fake::new("a", Act::Ok), Fake::new("b", Act::Ok));
+    let routes = || {
+        vec![Route::new(
+            "claude-*",
+            vec![Target::new("a"), Target::new("b")],
+        )]
+    };
+    let policy = || Policy {
+        breaker_failures: 2,
+        breaker_open: Duration::from_secs(30),
+        ..quick()
+    };
+    let (a, b) = make();
+    let relay = Arc::new(Relay(Mutex::new(Vec::new())));
+    let r = router(&[a.clone(), b.clone()], routes(), policy()).with_state_sink(relay.clone());
+    a.script
+        .lock()
+        .unwrap()
+        .extend([Act::Fail(500), Act::Fail(500)]);
+    for _ in 0..2 {
+        assert_eq!(served_by(&r, req("claude-x"), cx()).await, "b");
+    }
+    assert_eq!(served_by(&r, req("claude-x"), cx()).await, "b");
+    assert_eq!(a.calls(), 2, "claude-x's breaker is open");
+    assert_eq!(served_by(&r, req("claude-y"), cx()).await, "a");
+    let st = r.status();
+    let of = |model: &str| {
+        st.targets
+            .iter()
+            .find(|t| t.provider == "a" && t.model == model)
+            .map(|t| t.breaker)
+    };
+    assert_eq!(of("claude-x"), Some("open"), "{:?}", st.targets);
+    assert_eq!(of("claude-y"), Some("closed"));
+
+    // Another instance opens claude-x only.
+    let (a2, b2) = make();
+    let second = router(&[a2.clone(), b2.clone()], routes(), policy());
+    for c in relay.0.lock().unwrap().iter() {
+        second.apply(c);
+    }
+    assert_eq!(served_by(&second, req("claude-x"), cx()).await, "b");
+    assert_eq!(a2.calls(), 0);
+    assert_eq!(served_by(&second, req("claude-z"), cx()).await, "a");
+    assert_eq!(second.state_snapshot().len(), 1);
+}
