@@ -202,7 +202,8 @@ impl BedrockProvider {
         let mut resp = self
             .upstream
             .post(url, headers, body, &self.timeouts(cx))
-            .await?;
+            .await
+            .map_err(|e| weir_upstream::for_whole_answer(e, accept == EVENT_STREAM))?;
         let status = resp.status();
         if status.is_success() {
             report_limits(resp.headers(), &cx.report);

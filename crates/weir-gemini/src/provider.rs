@@ -115,6 +115,8 @@ impl GeminiProvider {
             .upstream
             .post(url, headers, body, &self.cfg.timeouts)
             .await
+            // Streams are the `:streamGenerateContent` method.
+            .map_err(|e| weir_upstream::for_whole_answer(e, url.path().contains(":stream")))
             .map_err(scrubbed)?;
         let status = resp.status();
         if status.is_success() {

@@ -76,7 +76,8 @@ impl Provider for OllamaProvider {
         let mut resp = self
             .upstream
             .send(&self.chat_url, headers, body, &self.cfg.timeouts)
-            .await?;
+            .await
+            .map_err(|e| weir_upstream::for_whole_answer(e, req.is_stream()))?;
         let status = resp.status();
         if !status.is_success() {
             let headers = resp.headers().clone();

@@ -1497,6 +1497,20 @@ async fn an_upstream_that_never_answers_times_out_with_a_clear_error_and_falls_b
     .await;
     assert_eq!(r.status(), 504);
     let v: Value = r.json().await.unwrap();
+    // A whole answer's headers come once it is written: the error says what to do.
+    assert_eq!(
+        v["error"]["message"],
+        "the upstream sent no response headers within 300ms (a whole answer's headers come once all of it is written: stream, or raise [timeouts] first_byte for long answers)"
+    );
+    let r = post(
+        &url,
+        "/v1/chat/completions",
+        &o_req("hangs", true),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 504);
+    let v: Value = r.json().await.unwrap();
     assert_eq!(
         v["error"]["message"],
         "the upstream sent no response headers within 300ms"

@@ -108,7 +108,10 @@ pub async fn call<D: FrameDecoder>(
     report: &KeyReport,
     client: Option<weir_model::Dialect>,
 ) -> Result<Reply, ProviderError> {
-    let mut resp = upstream.send(to, headers, body, timeouts).await?;
+    let mut resp = upstream
+        .send(to, headers, body, timeouts)
+        .await
+        .map_err(|e| crate::for_whole_answer(e, stream))?;
     let status = resp.status();
     if status.is_success() {
         // An error's own wait is in its `retry_after`.
@@ -260,7 +263,10 @@ pub async fn post_passthrough(
     decode_error: fn(u16, &[u8]) -> ApiError,
     report: &KeyReport,
 ) -> Result<weir_model::ResponsesReply, ProviderError> {
-    let resp = upstream.send(to, headers, body, timeouts).await?;
+    let resp = upstream
+        .send(to, headers, body, timeouts)
+        .await
+        .map_err(|e| crate::for_whole_answer(e, stream))?;
     let undecodable = |what: &str| {
         ProviderError::new(
             ErrorKind::Decode,

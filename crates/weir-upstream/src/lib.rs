@@ -271,10 +271,7 @@ impl Upstream {
         let timed_out = || {
             ProviderError::new(
                 ErrorKind::Timeout,
-                format!(
-                    "the upstream sent no response headers within {}",
-                    human(limit)
-                ),
+                format!("{NO_HEADERS_WITHIN} {}", human(limit)),
             )
         };
         if let Some((pool, target)) = &to.pooled {
@@ -671,6 +668,22 @@ pub fn redact(text: &mut String, secret: &str) -> bool {
     out.push_str(&text[at..]);
     *text = out;
     true
+}
+
+/// How the error of a call whose response headers did not come in time begins.
+const NO_HEADERS_WITHIN: &str = "the upstream sent no response headers within";
+
+/// `e` for a call whose answer was to be whole (not `stream`): a `first_byte` timeout says
+/// that a whole answer's headers come only once it is all written, so `first_byte` bounds
+/// its generation (reasoning models and long answers take minutes; Claude Code falls back
+/// to a whole answer of up to 32000 tokens when a stream fails).
+pub fn for_whole_answer(mut e: ProviderError, stream: bool) -> ProviderError {
+    if !stream && e.kind == ErrorKind::Timeout && e.message.starts_with(NO_HEADERS_WITHIN) {
+        e.message.push_str(
+            " (a whole answer's headers come once all of it is written: stream, or raise [timeouts] first_byte for long answers)",
+        );
+    }
+    e
 }
 
 fn human(d: Duration) -> String {

@@ -184,7 +184,10 @@ impl VertexProvider {
             let mut resp = self
                 .upstream
                 .post(url, h, body.clone(), &self.cfg.timeouts)
-                .await?;
+                .await
+                // Streams are the `:stream...` methods (streamRawPredict,
+                // streamGenerateContent).
+                .map_err(|e| weir_upstream::for_whole_answer(e, url.path().contains(":stream")))?;
             let status = resp.status();
             if status.is_success() {
                 report_limits(resp.headers(), &cx.report);
