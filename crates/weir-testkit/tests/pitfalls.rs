@@ -1940,12 +1940,10 @@ fn mistral_thinking_parts_become_thinking_whole_and_streamed() {
                 },
                 String::new(),
             )),
-            StreamEvent::BlockDelta { delta, .. } => match delta {
-                Delta::Text(t) | Delta::Thinking(t) => {
-                    blocks.last_mut().unwrap().1.push_str(&t.as_str())
-                }
-                _ => {}
-            },
+            StreamEvent::BlockDelta {
+                delta: Delta::Text(t) | Delta::Thinking(t),
+                ..
+            } => blocks.last_mut().unwrap().1.push_str(&t.as_str()),
             _ => {}
         }
     }
