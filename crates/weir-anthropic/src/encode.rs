@@ -124,7 +124,8 @@ fn thinking(w: &mut JsonWriter, t: &ThinkingConfig) {
             w.u64(u64::from(*budget_tokens));
             w.end_object();
         }
-        ThinkingConfig::Adaptive => w.raw(r#"{"type":"adaptive"}"#),
+        ThinkingConfig::Adaptive(Some(raw)) => w.raw_value(raw),
+        ThinkingConfig::Adaptive(None) => w.raw(r#"{"type":"adaptive"}"#),
         ThinkingConfig::Disabled => w.raw(r#"{"type":"disabled"}"#),
     }
 }

@@ -125,12 +125,22 @@ fn thinking_from_raw(raw: RawJson) -> ThinkingConfig {
         #[serde(rename = "type")]
         ty: String,
     }
+    #[derive(Deserialize)]
+    struct Typed {
+        #[serde(rename = "type")]
+        ty: String,
+    }
     if let Ok(b) = serde_json::from_str::<Bare>(raw.get()) {
         match b.ty.as_str() {
-            "adaptive" => return ThinkingConfig::Adaptive,
+            "adaptive" => return ThinkingConfig::Adaptive(None),
             "disabled" => return ThinkingConfig::Disabled,
             _ => {}
         }
+    }
+    // Adaptive with options (Claude Code's `display`): adaptive for other dialects, and
+    // written back as it came.
+    if serde_json::from_str::<Typed>(raw.get()).is_ok_and(|t| t.ty == "adaptive") {
+        return ThinkingConfig::Adaptive(Some(raw));
     }
     match serde_json::from_str::<Enabled>(raw.get()) {
         Ok(e) if e._ty == "enabled" => ThinkingConfig::Enabled {

@@ -156,7 +156,7 @@ fn effort(req: &ChatRequest) -> Option<&'static str> {
                 _ => "high",
             })
         }
-        Some(ThinkingConfig::Adaptive) => return Some("medium"),
+        Some(ThinkingConfig::Adaptive(_)) => return Some("medium"),
         Some(ThinkingConfig::Unknown(_)) | None => {}
     }
     match req.reasoning_effort.as_deref()? {

@@ -186,7 +186,7 @@ fn thinking(req: &ChatRequest) -> Option<(i64, bool)> {
     let budget = |n: u32| i64::from(n.min(MAX_THINKING_BUDGET));
     match &req.thinking {
         Some(ThinkingConfig::Enabled { budget_tokens }) => Some((budget(*budget_tokens), true)),
-        Some(ThinkingConfig::Adaptive) => Some((-1, true)),
+        Some(ThinkingConfig::Adaptive(_)) => Some((-1, true)),
         // The model's default: some Gemini models cannot turn thinking off (a budget of 0
         // is a 400 for 2.5 Pro), so "disabled" is not sent as 0.
         Some(ThinkingConfig::Disabled) => None,

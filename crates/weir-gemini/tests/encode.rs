@@ -498,7 +498,7 @@ fn thinking_config_variants() {
         json!({"thinkingBudget": 24576, "includeThoughts": true})
     );
     assert_eq!(
-        config(Some(ThinkingConfig::Adaptive), None),
+        config(Some(ThinkingConfig::Adaptive(None)), None),
         json!({"thinkingBudget": -1, "includeThoughts": true})
     );
     assert_eq!(

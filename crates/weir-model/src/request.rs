@@ -411,8 +411,9 @@ pub enum ThinkingConfig {
         /// Tokens the model may think for; below `max_tokens`.
         budget_tokens: u32,
     },
-    /// The model decides how much to think.
-    Adaptive,
+    /// The model decides how much to think; with the object verbatim when it has more
+    /// than its type (`display`, ...), for the same dialect to write back.
+    Adaptive(Option<RawJson>),
     /// No thinking.
     Disabled,
     /// A form the decoder does not model, verbatim.

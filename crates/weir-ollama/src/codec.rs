@@ -224,7 +224,7 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
         // The model decides: Ollama's thinking models think unless told not to, and the
         // others answer 400 to any `think: true` (Claude Code asks for adaptive thinking
         // on every request).
-        Some(ThinkingConfig::Adaptive) => {}
+        Some(ThinkingConfig::Adaptive(_)) => {}
         Some(ThinkingConfig::Disabled) => {
             body.insert("think".into(), false.into());
         }

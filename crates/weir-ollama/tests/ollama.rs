@@ -199,7 +199,7 @@ fn a_call_id_used_again_names_its_own_turns_tool() {
 #[test]
 fn adaptive_thinking_sends_no_think_and_disabled_sends_false() {
     let mut r = tool_loop();
-    r.thinking = Some(ThinkingConfig::Adaptive);
+    r.thinking = Some(ThinkingConfig::Adaptive(None));
     let body: Value = serde_json::from_slice(&encode_request(&r).unwrap()).unwrap();
     assert!(body.get("think").is_none(), "{body}");
     r.thinking = Some(ThinkingConfig::Disabled);

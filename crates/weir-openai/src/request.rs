@@ -1001,12 +1001,13 @@ struct JsonSchemaOut<'a> {
     schema: &'a RawValue,
 }
 
-/// `reasoning_effort` for an Anthropic `output_config.effort` (OpenAI's top is `high`).
+/// `reasoning_effort` for an Anthropic `output_config.effort` (OpenAI's top is `high`;
+/// Claude Code offers `xhigh` and `max` above it).
 fn effort_named(e: &str) -> Option<&'static str> {
     match e {
         "low" => Some("low"),
         "medium" => Some("medium"),
-        "high" | "max" => Some("high"),
+        "high" | "xhigh" | "max" => Some("high"),
         _ => None,
     }
 }
@@ -1029,7 +1030,7 @@ fn effort_for(t: &ThinkingConfig) -> Option<&'static str> {
         ThinkingConfig::Enabled { budget_tokens } if *budget_tokens <= 2048 => Some("low"),
         ThinkingConfig::Enabled { budget_tokens } if *budget_tokens <= 8192 => Some("medium"),
         ThinkingConfig::Enabled { .. } => Some("high"),
-        ThinkingConfig::Adaptive => Some("medium"),
+        ThinkingConfig::Adaptive(_) => Some("medium"),
         ThinkingConfig::Disabled | ThinkingConfig::Unknown(_) => None,
     }
 }

@@ -20,7 +20,7 @@ impl Needs {
             tools: req.tools.as_ref().is_some_and(|t| !t.is_empty()),
             thinking: matches!(
                 req.thinking,
-                Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive)
+                Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive(_))
             ),
             prompt_caching: req
                 .tools
@@ -96,7 +96,7 @@ impl Needs {
 /// every request; refusing a target over them would leave it no fallback.
 pub(crate) fn is_hint(feature: &str, req: &ChatRequest) -> bool {
     feature == "prompt_caching"
-        || (feature == "thinking" && matches!(req.thinking, Some(ThinkingConfig::Adaptive)))
+        || (feature == "thinking" && matches!(req.thinking, Some(ThinkingConfig::Adaptive(_))))
 }
 
 /// Features that can be dropped from a request (tools cannot: the conversation would no
@@ -216,7 +216,7 @@ mod tests {
             extra: Default::default(),
         })]);
         assert_eq!(Needs::of(&r), Needs::default());
-        r.thinking = Some(ThinkingConfig::Adaptive);
+        r.thinking = Some(ThinkingConfig::Adaptive(None));
         assert_eq!(
             Needs::of(&r).missing(&Capabilities {
                 thinking: false,

@@ -1273,7 +1273,7 @@ async fn hints_are_dropped_for_a_target_without_them_whatever_unsupported_says()
         quick(),
     );
     let mut hinted = req("m");
-    hinted.thinking = Some(weir_model::ThinkingConfig::Adaptive);
+    hinted.thinking = Some(weir_model::ThinkingConfig::Adaptive(None));
     hinted.messages = vec![Message {
         role: Role::User,
         content: Content::blocks(vec![ContentBlock::Text(weir_model::TextBlock {

@@ -1253,6 +1253,21 @@ fn thinking_and_effort_become_reasoning_effort_only_where_configured() {
         "output_config": {"effort": e}})
     };
     assert_eq!(encode(effort("max"), true)["reasoning_effort"], "high");
+    assert_eq!(encode(effort("xhigh"), true)["reasoning_effort"], "high");
+    // Claude Code's `--effort xhigh` thinking: adaptive with a `display` option. Still
+    // adaptive thinking for OpenAI (it was not recognised: no reasoning_effort at all), and
+    // written back as it came for Anthropic.
+    let mut shown = effort("xhigh");
+    shown["thinking"] = json!({"type": "adaptive", "display": "updates"});
+    assert_eq!(encode(shown.clone(), true)["reasoning_effort"], "high");
+    shown["output_config"] = json!({});
+    assert_eq!(encode(shown.clone(), true)["reasoning_effort"], "medium");
+    let canon = weir_anthropic::decode_request(shown.to_string().as_bytes()).unwrap();
+    let back: Value = serde_json::from_slice(
+        &weir_anthropic::encode_request(&canon, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(back["thinking"], shown["thinking"]);
     assert!(encode(effort("max"), false)
         .get("reasoning_effort")
         .is_none());

@@ -294,7 +294,7 @@ pub fn encode_converse(
 
     let thinking_explicit = matches!(
         req.thinking,
-        Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive)
+        Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive(_))
     );
     let (reasoning, budget) = if thinking_explicit
         || (opts.thinking_from_reasoning_effort && req.reasoning_effort.is_some())
