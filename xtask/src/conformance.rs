@@ -37,7 +37,10 @@ const NOTES: &str = "
   `messages[].name` always; Cerebras: penalties, `logit_bias`, `parallel_tool_calls`;
   Mistral: `stream_options` always): `n: 2` or `logprobs: true` to Groq is sent, and
   Groq's 400 names it, rather than the client silently getting one choice. Reasoning in `reasoning_content` or
-  `reasoning` becomes thinking for Anthropic clients.
+  `reasoning` (or Mistral's thinking parts of `content`) becomes thinking for Anthropic
+  clients; DeepSeek and Z.AI get it back as `reasoning_content` on assistant turns, and
+  OpenRouter its `reasoning_details` (reasoning signatures, Gemini's encrypted thought
+  signatures), which travel through Anthropic clients as the thinking block's signature.
 - **azure**: Azure OpenAI deployment URLs (the target's `model` is the deployment name,
   `api_version` defaults to 2024-10-21) or the `/openai/v1` form, key in `api-key`; the
   opening `prompt_filter_results` chunk is tolerated. A `base_url` ending in `/anthropic`

@@ -199,6 +199,18 @@ mod tests {
             v["error"]["message"],
             "prompt is too long: Input exceeds the context window of this model"
         );
+        // Z.AI's (code 1261), and Gemini's.
+        for said in [
+            "Prompt exceeds max length",
+            "The input token count (1200000) exceeds the maximum number of tokens allowed (1048576).",
+        ] {
+            let e = openai_error(None, said);
+            let v: serde_json::Value = serde_json::from_str(&error_json(&e, None)).unwrap();
+            assert_eq!(
+                v["error"]["message"],
+                format!("prompt is too long: {said}")
+            );
+        }
         // Other errors keep their message.
         let e = openai_error(Some("invalid_value"), "temperature: too high");
         let v: serde_json::Value = serde_json::from_str(&error_json(&e, None)).unwrap();

@@ -162,6 +162,9 @@ impl ApiError {
             // OpenAI's newer wording, and Bedrock's.
             || m.contains("input tokens exceed the configured limit")
             || m.contains("input is too long")
+            // Z.AI's (code 1261) and Gemini's OpenAI endpoint's.
+            || m.contains("prompt exceeds max length")
+            || m.contains("exceeds the maximum number of tokens allowed")
     }
 
     /// The message an Anthropic client gets for a context overflow of another dialect:

@@ -30,6 +30,13 @@ pub use request::{decode_request, encode_request, EncodeOptions};
 pub use response::{decode_response, decode_response_summary, encode_response};
 pub use stream::{StreamDecoder, StreamEncodeOptions, StreamEncoder};
 
+/// The prefix of a canonical thinking signature that is an upstream's `reasoning_details`
+/// (OpenRouter: reasoning signatures, encrypted reasoning) as JSON: a client of another
+/// dialect keeps it with the thinking block and sends it back, and it goes back to the
+/// upstream as the assistant message's `reasoning_details`
+/// ([`EncodeOptions::reasoning_details_in_history`]).
+pub const REASONING_DETAILS_SIGNATURE: &str = "openai-reasoning-details:";
+
 /// DeepSeek's `finish_reason` for an answer cut short because the service ran out of
 /// capacity.
 pub(crate) const OUT_OF_CAPACITY: &str = "insufficient_system_resource";

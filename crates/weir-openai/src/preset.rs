@@ -121,7 +121,18 @@ impl Preset {
                 o.reasoning_content_in_history = true;
                 o.text_as_string = true;
             }
-            Preset::OpenRouter | Preset::Zai | Preset::Together => {
+            // OpenRouter needs `reasoning_details` back (reasoning signatures of Claude,
+            // Gemini's encrypted thought signatures: without them a tool loop's next call
+            // is refused); Z.AI wants its interleaved reasoning back with the tool results.
+            Preset::OpenRouter => {
+                o.max_tokens_field = Some(MaxTokensField::MaxTokens);
+                o.reasoning_details_in_history = true;
+            }
+            Preset::Zai => {
+                o.max_tokens_field = Some(MaxTokensField::MaxTokens);
+                o.reasoning_content_in_history = true;
+            }
+            Preset::Together => {
                 o.max_tokens_field = Some(MaxTokensField::MaxTokens);
             }
             // Mistral answers 400 to a user message right after a tool message (Claude

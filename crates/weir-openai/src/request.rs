@@ -33,6 +33,10 @@ pub struct EncodeOptions {
     /// Send earlier reasoning back as `reasoning_content` on assistant messages (DeepSeek-
     /// style servers); OpenAI itself rejects it.
     pub reasoning_content_in_history: bool,
+    /// Send earlier `reasoning_details` back on assistant messages (OpenRouter, which
+    /// needs reasoning signatures and encrypted reasoning back in tool loops); OpenAI
+    /// itself rejects the field.
+    pub reasoning_details_in_history: bool,
     /// Send text-only message content as one string, never an array of parts (servers
     /// that refuse arrays: DeepSeek).
     pub text_as_string: bool,
@@ -50,6 +54,7 @@ impl Default for EncodeOptions {
             request_stream_usage: true,
             reasoning_effort_from_thinking: false,
             reasoning_content_in_history: false,
+            reasoning_details_in_history: false,
             text_as_string: false,
             assistant_after_tool: false,
             max_output_tokens: None,
@@ -558,6 +563,8 @@ pub(crate) struct OutMessage<'a> {
     form: ContentForm,
     tool_calls: Vec<&'a ContentBlock>,
     reasoning: Option<JsonStr>,
+    /// `reasoning_details` carried in thinking signatures (a JSON array).
+    reasoning_details: Option<Box<RawValue>>,
     /// For tool messages.
     tool_call_id: Option<Cow<'a, str>>,
     /// Tool-result text when it had to be rewritten (error marker, flattened parts).
@@ -573,6 +580,7 @@ impl<'a> OutMessage<'a> {
             form: ContentForm::Blocks,
             tool_calls: Vec::new(),
             reasoning: None,
+            reasoning_details: None,
             tool_call_id: None,
             tool_text: None,
             extra: None,
@@ -660,9 +668,17 @@ fn plan_messages<'a>(
             Role::Assistant => {
                 let mut m = OutMessage::new("assistant");
                 let mut reasoning = Vec::new();
+                let mut details = Vec::new();
                 for b in &msg.content.blocks {
                     match b {
-                        ContentBlock::Thinking(t) => reasoning.push(&t.thinking),
+                        ContentBlock::Thinking(t) => {
+                            reasoning.push(&t.thinking);
+                            details.extend(
+                                t.signature.as_deref().and_then(|s| {
+                                    s.strip_prefix(crate::REASONING_DETAILS_SIGNATURE)
+                                }),
+                            );
+                        }
                         ContentBlock::RedactedThinking(_) => {}
                         ContentBlock::ToolUse(_) => m.tool_calls.push(b),
                         ContentBlock::Unknown(u) if u.dialect != Dialect::OpenAi => {
@@ -676,6 +692,9 @@ fn plan_messages<'a>(
                 if opts.reasoning_content_in_history {
                     m.reasoning = JsonStr::join(reasoning, "");
                 }
+                if opts.reasoning_details_in_history {
+                    m.reasoning_details = joined_details(&details);
+                }
                 m.form = ContentForm::String;
                 if m.parts.is_empty() && m.tool_calls.is_empty() {
                     continue;
@@ -685,6 +704,21 @@ fn plan_messages<'a>(
         }
     }
     Ok(out)
+}
+
+/// The `reasoning_details` arrays thinking signatures carried, as one array; `None` if
+/// there are none (or none is an array: a signature a client altered is left out).
+fn joined_details(details: &[&str]) -> Option<Box<RawValue>> {
+    let mut items: Vec<&RawValue> = Vec::new();
+    for d in details {
+        if let Ok(v) = serde_json::from_str::<Vec<&RawValue>>(d) {
+            items.extend(v);
+        }
+    }
+    if items.is_empty() {
+        return None;
+    }
+    serde_json::value::to_raw_value(&items).ok()
 }
 
 /// An OpenAI-origin message, rebuilt field by field.
@@ -772,6 +806,9 @@ impl Serialize for MessageOut<'_, '_> {
         }
         if let Some(r) = &m.reasoning {
             map.serialize_entry("reasoning_content", r)?;
+        }
+        if let Some(d) = &m.reasoning_details {
+            map.serialize_entry("reasoning_details", d)?;
         }
         if !m.tool_calls.is_empty() {
             map.serialize_entry(

@@ -203,6 +203,8 @@ impl<'de> Deserialize<'de> for OMessage {
                 let mut reasoning: Option<JsonStr> = None;
                 // Reasoning given as thinking parts of `content`, when no field has it.
                 let mut parts_reasoning: Option<JsonStr> = None;
+                // `reasoning_details` (OpenRouter), carried as the thinking signature.
+                let mut details: Option<String> = None;
                 let mut calls: Vec<ContentBlock> = Vec::new();
                 while let Some(k) = map.next_key::<Key<'de>>()? {
                     match k.as_str() {
@@ -251,6 +253,19 @@ impl<'de> Deserialize<'de> for OMessage {
                             }
                             extra.insert(k.into_owned(), raw);
                         }
+                        "reasoning_details" => {
+                            let raw: RawJson = map.next_value()?;
+                            if serde_json::from_str::<Vec<&serde_json::value::RawValue>>(raw.get())
+                                .is_ok_and(|v| !v.is_empty())
+                            {
+                                details = Some(format!(
+                                    "{}{}",
+                                    crate::REASONING_DETAILS_SIGNATURE,
+                                    raw.get()
+                                ));
+                            }
+                            extra.insert("reasoning_details", raw);
+                        }
                         "tool_calls" => {
                             let raw: RawJson = map.next_value()?;
                             match serde_json::from_str::<Option<Vec<OToolCall>>>(raw.get()) {
@@ -267,12 +282,15 @@ impl<'de> Deserialize<'de> for OMessage {
                     }
                 }
                 let mut blocks = Vec::with_capacity(calls.len() + 2);
-                if let Some(thinking) = reasoning.or(parts_reasoning) {
-                    blocks.push(ContentBlock::Thinking(ThinkingBlock {
-                        thinking,
-                        signature: None,
+                match (reasoning.or(parts_reasoning), details) {
+                    (None, None) => {}
+                    // (Encrypted reasoning alone makes an empty thinking block: it must
+                    // come back.)
+                    (thinking, signature) => blocks.push(ContentBlock::Thinking(ThinkingBlock {
+                        thinking: thinking.unwrap_or_else(JsonStr::empty),
+                        signature,
                         extra: Extra::new(),
-                    }));
+                    })),
                 }
                 if let Some(t) = text {
                     blocks.push(ContentBlock::Text(TextBlock::new(t)));
@@ -571,6 +589,7 @@ impl Serialize for MessageOut<'_> {
         let kept = same
             && (r.message_extra.contains("reasoning_content")
                 || r.message_extra.contains("reasoning")
+                || r.message_extra.contains("reasoning_details")
                 || r.message_extra.contains("content"));
         if let Some(rc) = reasoning.filter(|_| !kept) {
             m.serialize_entry("reasoning_content", &rc)?;

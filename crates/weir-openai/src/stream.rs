@@ -71,6 +71,9 @@ pub struct StreamDecoder {
     failed: bool,
     /// The model refused (`delta.refusal`): a plain stop is then a refusal stop.
     refused: bool,
+    /// `reasoning_details` (OpenRouter) received and not yet given to a thinking block,
+    /// its streamed pieces joined (see [`merge_details`]).
+    details: Vec<serde_json::Value>,
     /// What precedes `"choices"` in the last chunk the fast path read (id, object,
     /// created, model...), checked to hold no usage or error: the chunks of a stream repeat
     /// it byte for byte, so the next one need not be searched.
@@ -140,6 +143,9 @@ struct ChunkDelta<'a> {
     reasoning_content: Option<JsonStr>,
     /// Groq, OpenRouter and Ollama name it `reasoning`.
     reasoning: Option<JsonStr>,
+    /// OpenRouter's reasoning as items (signatures, encrypted reasoning).
+    #[serde(borrow)]
+    reasoning_details: Option<&'a RawValue>,
     refusal: Option<JsonStr>,
     #[serde(borrow)]
     tool_calls: Option<Vec<ToolCallDelta<'a>>>,
@@ -369,6 +375,9 @@ impl StreamDecoder {
                     .filter(|s| !s.is_empty())
                 {
                     self.content(Open::Thinking, r, out);
+                }
+                if let Some(d) = d.reasoning_details {
+                    merge_details(&mut self.details, d);
                 }
                 self.refused |= d.refusal.as_ref().is_some_and(|r| !r.is_empty());
                 match d.content {
@@ -737,10 +746,33 @@ impl StreamDecoder {
             self.open_waiting(w, out);
         }
         self.close_open(out);
+        if !self.details.is_empty() {
+            // Reasoning details that came with no reasoning text open (encrypted
+            // reasoning), or after its block closed: a thinking block of their own, so they
+            // come back with the turn.
+            let i = self.next_index;
+            self.next_index += 1;
+            out.push(StreamEvent::BlockStart {
+                index: i,
+                block: ContentBlock::Thinking(ThinkingBlock::default()),
+            });
+            self.open = Some(Open::Thinking(i));
+            self.close_open(out);
+        }
     }
 
     fn close_open(&mut self, out: &mut Vec<StreamEvent>) {
         if let Some(o) = self.open.take() {
+            if matches!(o, Open::Thinking(_)) && !self.details.is_empty() {
+                let details = serde_json::Value::Array(std::mem::take(&mut self.details));
+                out.push(StreamEvent::BlockDelta {
+                    index: o.index(),
+                    delta: Delta::Signature(format!(
+                        "{}{details}",
+                        crate::REASONING_DETAILS_SIGNATURE
+                    )),
+                });
+            }
             out.push(StreamEvent::BlockStop { index: o.index() });
         }
     }
@@ -778,6 +810,40 @@ impl StreamDecoder {
             self.message_delta(out);
         }
         out.push(StreamEvent::MessageStop);
+    }
+}
+
+/// Adds a chunk's `reasoning_details` to those received: a piece that continues the last
+/// item (same type and index) is joined to it (its text, summary or data appended, its
+/// other fields, such as the signature, set); anything else is a new item.
+fn merge_details(into: &mut Vec<serde_json::Value>, raw: &RawValue) {
+    use serde_json::Value;
+    let Ok(items) = serde_json::from_str::<Vec<Value>>(raw.get()) else {
+        return;
+    };
+    for item in items {
+        let Value::Object(new) = item else {
+            continue;
+        };
+        if let Some(Value::Object(last)) = into.last_mut() {
+            if last.get("type") == new.get("type") && last.get("index") == new.get("index") {
+                for (k, v) in new {
+                    match (last.get_mut(&k), v) {
+                        (_, Value::Null) => {}
+                        (Some(Value::String(s)), Value::String(more))
+                            if matches!(k.as_str(), "text" | "summary" | "data") =>
+                        {
+                            s.push_str(&more);
+                        }
+                        (_, v) => {
+                            last.insert(k, v);
+                        }
+                    }
+                }
+                continue;
+            }
+        }
+        into.push(Value::Object(new));
     }
 }
 

@@ -1984,6 +1984,110 @@ fn mistral_thinking_parts_become_thinking_whole_and_streamed() {
 }
 
 #[test]
+fn openrouter_reasoning_details_come_back_with_the_turn() {
+    // OpenRouter gives reasoning signatures (Claude) and encrypted reasoning (Gemini's
+    // thought signatures) as `reasoning_details`, and needs them back in a tool loop. An
+    // Anthropic client carries them as the thinking block's signature.
+    let details = json!([{"type": "reasoning.text", "text": "Let me look.", "signature": "ORSIG",
+        "format": "anthropic-claude-v1", "index": 0}]);
+    let out = o_resp_to_a(json!({
+        "id": "gen-1", "object": "chat.completion", "created": 1, "model": "anthropic/claude-x",
+        "choices": [{"index": 0, "finish_reason": "tool_calls", "message": {
+            "role": "assistant", "content": "", "reasoning": "Let me look.",
+            "reasoning_details": details,
+            "tool_calls": [{"id": "call_1", "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]}}]
+    }));
+    assert_eq!(out["content"][0]["type"], "thinking", "{out}");
+    assert_eq!(out["content"][0]["thinking"], "Let me look.");
+    let signature = out["content"][0]["signature"].as_str().unwrap().to_owned();
+    // The turn sent back, to OpenRouter (and to a server that does not take them).
+    let history = |content: Value| {
+        json!({"model": "m", "max_tokens": 100, "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": content},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "ok"}]}]})
+    };
+    let encode = |req: Value, preset: Option<weir_openai::Preset>| -> Value {
+        let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+        let opts = preset.map(|p| p.encode_options()).unwrap_or_default();
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &opts).unwrap()).unwrap()
+    };
+    let turn = history(out["content"].clone());
+    let sent = encode(turn.clone(), Some(weir_openai::Preset::OpenRouter));
+    assert_eq!(sent["messages"][1]["reasoning_details"], details, "{sent}");
+    assert!(encode(turn.clone(), None)["messages"][1]
+        .get("reasoning_details")
+        .is_none());
+    // Z.AI wants its interleaved reasoning back with the tool results, as DeepSeek does.
+    let zai = encode(turn, Some(weir_openai::Preset::Zai));
+    assert_eq!(
+        zai["messages"][1]["reasoning_content"], "Let me look.",
+        "{zai}"
+    );
+
+    // Streamed: the pieces joined, the signature last, on the thinking block.
+    let events = openai_stream_events(&[
+        chunk(
+            r#"{"role":"assistant","reasoning":"Let me","reasoning_details":[{"type":"reasoning.text","text":"Let me","format":"anthropic-claude-v1","index":0}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"reasoning":" look.","reasoning_details":[{"type":"reasoning.text","text":" look.","signature":null,"index":0}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"reasoning_details":[{"type":"reasoning.text","signature":"ORSIG","index":0}]}"#,
+            "null",
+        ),
+        chunk(r#"{"content":"Done."}"#, "\"stop\""),
+    ]);
+    let signatures: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            weir_model::StreamEvent::BlockDelta {
+                delta: weir_model::Delta::Signature(s),
+                ..
+            } => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(signatures.len(), 1, "{events:?}");
+    let carried: Value = serde_json::from_str(
+        signatures[0]
+            .strip_prefix(weir_openai::REASONING_DETAILS_SIGNATURE)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(carried, details);
+    assert!(signature.starts_with(weir_openai::REASONING_DETAILS_SIGNATURE));
+
+    // Encrypted reasoning alone (Gemini through OpenRouter), beside a tool call: a thinking
+    // block of its own, after the call.
+    let events = openai_stream_events(&[
+        chunk(
+            r#"{"role":"assistant","tool_calls":[{"index":0,"id":"call_9","type":"function","function":{"name":"f","arguments":"{}"}}]}"#,
+            "null",
+        ),
+        chunk(
+            r#"{"reasoning_details":[{"type":"reasoning.encrypted","data":"ENC","format":"google-gemini-v1","index":0}]}"#,
+            "\"tool_calls\"",
+        ),
+    ]);
+    let starts: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            weir_model::StreamEvent::BlockStart { block, .. } => Some(block.type_name()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(starts, ["tool_use", "thinking"]);
+    assert!(events.iter().any(|e| matches!(e,
+        weir_model::StreamEvent::BlockDelta { delta: weir_model::Delta::Signature(s), .. }
+            if s.contains("\"data\":\"ENC\""))));
+}
+
+#[test]
 fn tool_calls_ending_in_a_plain_stop_are_a_tool_use_stop() {
     // Ollama, vLLM and Gemini's OpenAI endpoint finish tool calls with `stop`.
     let whole = o_resp_to_a(json!({
