@@ -41,6 +41,9 @@ const NOTES: &str = "
   clients; DeepSeek and Z.AI get it back as `reasoning_content` on assistant turns, and
   OpenRouter its `reasoning_details` (reasoning signatures, Gemini's encrypted thought
   signatures), which travel through Anthropic clients as the thinking block's signature.
+  Such carried state (and Gemini's) is left out when the conversation goes to Anthropic,
+  Bedrock or Vertex Claude later (a failover chain), which refuse it as a signature; a
+  tool turn that loses its thinking that way turns thinking off for that request.
 - **azure**: Azure OpenAI deployment URLs (the target's `model` is the deployment name,
   `api_version` defaults to 2024-10-21) or the `/openai/v1` form, key in `api-key`; the
   opening `prompt_filter_results` chunk is tolerated. A `base_url` ending in `/anthropic`

@@ -565,7 +565,9 @@ impl<'a> OutBlock<'a> {
     fn translated(block: &'a ContentBlock) -> Result<Option<Self>, String> {
         Ok(Some(match block {
             ContentBlock::Text(t) if t.text.is_empty() => return Ok(None),
-            ContentBlock::Thinking(t) if t.signature.is_none() => return Ok(None),
+            ContentBlock::Thinking(t) if t.signature.is_none() || t.carries_state() => {
+                return Ok(None)
+            }
             ContentBlock::ToolUse(t) => OutBlock {
                 block,
                 id: Some(sanitize_tool_id(&t.id)),
@@ -610,6 +612,31 @@ fn thinking_for<'a>(
     messages: &[OutMessage<'_>],
 ) -> Option<Cow<'a, ThinkingConfig>> {
     if same {
+        // A tool turn another upstream served (its thinking carried that upstream's state,
+        // which is not sent) has no thinking block before its calls, which Anthropic
+        // demands when thinking is on: off for this request, as for translated history.
+        let lost_lead = req.messages.iter().any(|m| {
+            let blocks = &m.content.blocks;
+            m.role == Role::Assistant
+                && blocks.iter().any(|b| matches!(b, ContentBlock::ToolUse(_)))
+                && blocks
+                    .iter()
+                    .any(|b| matches!(b, ContentBlock::Thinking(t) if t.carries_state()))
+                && !matches!(
+                    blocks
+                        .iter()
+                        .find(|b| !matches!(b, ContentBlock::Thinking(t) if t.carries_state())),
+                    Some(ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_))
+                )
+        });
+        if lost_lead
+            && matches!(
+                req.thinking,
+                Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive(_))
+            )
+        {
+            return None;
+        }
         return req.thinking.as_ref().map(Cow::Borrowed);
     }
     if let Some(t) = &req.thinking {

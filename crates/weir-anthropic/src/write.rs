@@ -207,6 +207,12 @@ pub(crate) fn content(w: &mut JsonWriter, c: &Content, out: Out) -> Result<(), S
     }
     w.begin_array();
     for b in &c.blocks {
+        // Another upstream's state riding on a thinking block (a turn Gemini or OpenRouter
+        // served earlier in the conversation) is no Anthropic signature: Anthropic refuses
+        // the whole request for it.
+        if matches!(b, ContentBlock::Thinking(t) if t.carries_state()) {
+            continue;
+        }
         // A tool id Anthropic would refuse (an OpenAI-compatible upstream's, say
         // `functions.Bash:0`, earlier in an Anthropic client's conversation) is rewritten
         // as translation rewrites it, so a call and its result still match; valid ids,

@@ -5,12 +5,12 @@ use std::hash::BuildHasher;
 
 /// The prefix of a canonical thinking signature that is the `thoughtSignature` of a Gemini
 /// thought part (`thought: true`) holding the block's text.
-pub const THOUGHT_SIGNATURE_PREFIX: &str = "gemini-thought:";
+pub const THOUGHT_SIGNATURE_PREFIX: &str = weir_model::content::CARRIED_SIGNATURE_PREFIXES[0];
 
 /// The prefix of a canonical thinking signature that is the `thoughtSignature` of the Gemini
 /// part written right after the (empty) thinking block: a `functionCall` or a text part,
 /// which have no canonical place for a signature.
-pub const NEXT_PART_SIGNATURE_PREFIX: &str = "gemini-next-part:";
+pub const NEXT_PART_SIGNATURE_PREFIX: &str = weir_model::content::CARRIED_SIGNATURE_PREFIXES[1];
 
 /// The placeholder signature Google documents for function calls Gemini did not produce
 /// (history from another model or an OpenAI client that lost the signature): Gemini 3

@@ -413,6 +413,30 @@ pub struct ThinkingBlock {
     pub extra: Extra,
 }
 
+impl ThinkingBlock {
+    /// Whether its signature is another provider's state carried through a client
+    /// ([`carried_signature`]): Anthropic refuses it as a signature.
+    pub fn carries_state(&self) -> bool {
+        self.signature.as_deref().is_some_and(carried_signature)
+    }
+}
+
+/// The prefixes of thinking signatures that are not Anthropic's but another upstream's
+/// state riding on a thinking block through Anthropic clients: Gemini's thought
+/// signatures (`weir-gemini`) and OpenAI-compatible `reasoning_details` (`weir-openai`).
+pub const CARRIED_SIGNATURE_PREFIXES: [&str; 3] = [
+    "gemini-thought:",
+    "gemini-next-part:",
+    "openai-reasoning-details:",
+];
+
+/// Whether a thinking signature is one of [`CARRIED_SIGNATURE_PREFIXES`].
+pub fn carried_signature(signature: &str) -> bool {
+    CARRIED_SIGNATURE_PREFIXES
+        .iter()
+        .any(|p| signature.starts_with(p))
+}
+
 /// Encrypted reasoning.
 #[derive(Clone, Debug)]
 pub struct RedactedThinkingBlock {

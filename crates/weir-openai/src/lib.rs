@@ -35,7 +35,7 @@ pub use stream::{StreamDecoder, StreamEncodeOptions, StreamEncoder};
 /// dialect keeps it with the thinking block and sends it back, and it goes back to the
 /// upstream as the assistant message's `reasoning_details`
 /// ([`EncodeOptions::reasoning_details_in_history`]).
-pub const REASONING_DETAILS_SIGNATURE: &str = "openai-reasoning-details:";
+pub const REASONING_DETAILS_SIGNATURE: &str = weir_model::content::CARRIED_SIGNATURE_PREFIXES[2];
 
 /// DeepSeek's `finish_reason` for an answer cut short because the service ran out of
 /// capacity.

@@ -2088,6 +2088,45 @@ fn openrouter_reasoning_details_come_back_with_the_turn() {
 }
 
 #[test]
+fn another_upstreams_state_carried_in_thinking_is_not_sent_to_anthropic() {
+    // A Claude Code conversation that OpenRouter (or Gemini) served a turn of, then sent
+    // to Anthropic (a failover chain): the carried state is no Anthropic signature, and
+    // Anthropic refuses the whole request for it. Left out; thinking goes off for the
+    // request, as Anthropic demands thinking before the calls of a tool turn.
+    let carried = format!(
+        "{}[{{\"type\":\"reasoning.encrypted\",\"data\":\"ENC\"}}]",
+        weir_openai::REASONING_DETAILS_SIGNATURE
+    );
+    let req = json!({"model": "m", "max_tokens": 2000, "thinking": {"type": "adaptive"},
+        "messages": [
+            {"role": "user", "content": "go"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "", "signature": carried},
+                {"type": "tool_use", "id": "call_1", "name": "f", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "call_1", "content": "ok"}]}]});
+    let encode = |req: &Value| -> Value {
+        let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+        serde_json::from_slice(
+            &weir_anthropic::encode_request(&canon, &Default::default()).unwrap(),
+        )
+        .unwrap()
+    };
+    let out = encode(&req);
+    assert_eq!(
+        out["messages"][1]["content"],
+        json!([{"type": "tool_use", "id": "call_1", "name": "f", "input": {}}]),
+        "{out}"
+    );
+    assert!(out.get("thinking").is_none(), "{out}");
+    // Anthropic's own signatures pass as they came, and thinking stays on.
+    let mut own = req.clone();
+    own["messages"][1]["content"][0]["signature"] = json!("EqQBCkYIBRgCKkA");
+    let out = encode(&own);
+    assert_eq!(out["messages"][1], own["messages"][1]);
+    assert_eq!(out["thinking"], json!({"type": "adaptive"}));
+}
+
+#[test]
 fn tool_calls_ending_in_a_plain_stop_are_a_tool_use_stop() {
     // Ollama, vLLM and Gemini's OpenAI endpoint finish tool calls with `stop`.
     let whole = o_resp_to_a(json!({

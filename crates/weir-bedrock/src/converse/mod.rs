@@ -194,8 +194,9 @@ fn plan_block<'a>(b: &'a ContentBlock, names: &mut Names) -> Result<Option<Block
                 r.cache_control.is_some(),
             )
         }
+        // (Another upstream's state carried as a signature is none Bedrock takes.)
         ContentBlock::Thinking(t) => match &t.signature {
-            Some(sig) if !sig.is_empty() => (
+            Some(sig) if !sig.is_empty() && !t.carries_state() => (
                 Out::Reasoning {
                     text: &t.thinking,
                     signature: sig,
