@@ -222,6 +222,10 @@ pub struct ProviderConfig {
     /// OpenAI-dialect providers: earlier reasoning goes back as `reasoning_content` on
     /// assistant messages (DeepSeek-style servers; OpenAI itself rejects it).
     pub reasoning_content_in_history: Option<bool>,
+    /// OpenAI-dialect providers: an Anthropic client's system messages inside `messages`
+    /// go as user text (chat templates that take one leading system message: vLLM with
+    /// Gemma's or Mistral's).
+    pub system_as_user: Option<bool>,
     /// What the provider supports, overriding what its kind declares (e.g. a
     /// text-only OpenAI-compatible model: `capabilities = { images = false }`).
     pub capabilities: Option<CapabilitiesConfig>,

@@ -72,6 +72,9 @@ fn openai_encode(
     if let Some(b) = p.reasoning_content_in_history {
         encode.reasoning_content_in_history = b;
     }
+    if let Some(b) = p.system_as_user {
+        encode.system_as_user = b;
+    }
     if let Some(n) = p.max_output_tokens {
         encode.max_output_tokens = Some(n);
     }
@@ -309,14 +312,15 @@ fn provider(
     }
     let reasoning_options = p.reasoning_effort_from_thinking.is_some()
         || p.reasoning_content_in_history.is_some()
+        || p.system_as_user.is_some()
         || p.max_output_tokens.is_some();
     let foundry_anthropic = kind == "azure"
         && p.base_url()
             .is_some_and(|u| u.trim_end_matches('/').ends_with("/anthropic"));
     if reasoning_options && (!matches!(kind, "openai" | "azure") || foundry_anthropic) {
         return Err(format!(
-            "reasoning_effort_from_thinking, reasoning_content_in_history and max_output_tokens \
-             apply to OpenAI-dialect providers (kind = \"openai\" or \"azure\"), not `{kind}`{}",
+            "reasoning_effort_from_thinking, reasoning_content_in_history, system_as_user and \
+             max_output_tokens apply to OpenAI-dialect providers (kind = \"openai\" or \"azure\"), not `{kind}`{}",
             if foundry_anthropic {
                 " with Foundry's Anthropic endpoint"
             } else {

@@ -43,6 +43,11 @@ pub struct EncodeOptions {
     /// Put an empty assistant message between a tool message and a user message that
     /// follows it (Mistral refuses that order).
     pub assistant_after_tool: bool,
+    /// An Anthropic client's system messages inside `messages` (Claude Code sends one
+    /// after the first user turn) go as user text, joined to the user message next to them:
+    /// chat templates that take one leading system message and alternating turns (vLLM
+    /// with Gemma's or Mistral's) refuse a system message later on.
+    pub system_as_user: bool,
     /// The largest output limit the upstream accepts: a larger one is lowered to it.
     pub max_output_tokens: Option<u32>,
 }
@@ -57,6 +62,7 @@ impl Default for EncodeOptions {
             reasoning_details_in_history: false,
             text_as_string: false,
             assistant_after_tool: false,
+            system_as_user: false,
             max_output_tokens: None,
         }
     }
@@ -648,9 +654,25 @@ fn plan_messages<'a>(
                 }
                 user.parts.extend(trailing_media);
                 user.form = msg.content.form;
-                if !user.parts.is_empty() {
-                    out.push(user);
+                if user.parts.is_empty() {
+                    continue;
                 }
+                if opts.system_as_user && req.origin == Some(Dialect::Anthropic) {
+                    // A user or system message next to a user message of this kind joins
+                    // it, as parts (the template wants user and assistant in turn).
+                    let joinable = |m: &OutMessage<'_>| {
+                        m.role == "user" && m.tool_call_id.is_none() && m.tool_text.is_none()
+                    };
+                    if role == "system" {
+                        user.role = "user";
+                    }
+                    if let Some(prev) = out.last_mut().filter(|m| joinable(m)) {
+                        prev.parts.extend(user.parts);
+                        prev.form = ContentForm::Blocks;
+                        continue;
+                    }
+                }
+                out.push(user);
             }
             Role::Tool => {
                 let mut media = Vec::new();

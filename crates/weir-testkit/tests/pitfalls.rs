@@ -2127,6 +2127,54 @@ fn another_upstreams_state_carried_in_thinking_is_not_sent_to_anthropic() {
 }
 
 #[test]
+fn system_turns_can_go_as_user_text_for_strict_chat_templates() {
+    // Claude Code puts a system message after its first user turn; vLLM's Gemma and
+    // Mistral templates take one leading system message and alternating turns.
+    let req = json!({"model": "m", "max_tokens": 100, "system": "You are Claude Code.",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": "<env>linux</env>"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "system", "content": "<reminder/>"},
+            {"role": "user", "content": "go"}]});
+    let encode = |on: bool| -> Value {
+        let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+        let opts = weir_openai::EncodeOptions {
+            system_as_user: on,
+            ..Default::default()
+        };
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &opts).unwrap()).unwrap()
+    };
+    let roles = |v: &Value| -> Vec<String> {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    // By default as they came (OpenAI takes system messages anywhere).
+    assert_eq!(
+        roles(&encode(false)),
+        ["system", "user", "system", "assistant", "system", "user"]
+    );
+    let out = encode(true);
+    assert_eq!(
+        roles(&out),
+        ["system", "user", "assistant", "user"],
+        "{out}"
+    );
+    assert_eq!(
+        out["messages"][1]["content"],
+        json!([{"type": "text", "text": "hi"}, {"type": "text", "text": "<env>linux</env>"}])
+    );
+    assert_eq!(
+        out["messages"][3]["content"],
+        json!([{"type": "text", "text": "<reminder/>"}, {"type": "text", "text": "go"}])
+    );
+}
+
+#[test]
 fn tool_calls_ending_in_a_plain_stop_are_a_tool_use_stop() {
     // Ollama, vLLM and Gemini's OpenAI endpoint finish tool calls with `stop`.
     let whole = o_resp_to_a(json!({
