@@ -81,7 +81,10 @@ impl Drop for RequestLog {
                     let sent = !a.provider.is_empty();
                     self.provider.get_or_insert(a.provider);
                     self.upstream_model.get_or_insert(a.model);
-                    if let Some(u) = a.usage {
+                    // (An opening event that says 0 input, as an OpenAI stream's first
+                    // chunk and some Anthropic-compatible servers' message_start do, is no
+                    // report of it.)
+                    if let Some(u) = a.usage.filter(|u| u.total_input() > 0) {
                         input = Some(u.total_input());
                         self.usage = Some(u);
                     } else if sent && self.input_estimate > 0 {

@@ -3294,3 +3294,37 @@ fn long_text_stream(n: usize) -> Vec<String> {
                event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n";
     vec![start.into(), delta.repeat(n), end.into()]
 }
+
+/// A stream whose client leaves while its opening is held and no input was reported (an
+/// OpenAI stream's role chunk says nothing of usage; a reasoning model then thinks) is
+/// charged the request's estimated input: the upstream bills it.
+#[tokio::test]
+async fn a_held_stream_abandoned_without_reported_input_is_charged_the_estimate() {
+    let role = "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}]}\n\n";
+    let up = raw_sse_upstream(vec![role.to_owned()], Then::Linger(Duration::from_secs(10))).await;
+    let (url, admin) = weir_with_admin(&openai_route(&up, "thinks", "")).await;
+    let quick = reqwest::Client::builder()
+        .timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let body = o_req("thinks", true);
+    let r = quick
+        .post(format!("{url}/v1/chat/completions"))
+        .bearer_auth(KEY)
+        .json(&body)
+        .send()
+        .await;
+    assert!(r.is_err(), "no content came");
+    let want = r#"weir_requests_total{key="tester",model="thinks",provider="o",status="499"} 1"#;
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = metrics_of(&admin).await;
+        if seen.contains(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen.contains(want), "{seen}");
+    let estimate = body.to_string().len().div_ceil(4) as u64;
+    assert_eq!(tokens_in(&seen, "input"), estimate, "{seen}");
+}
