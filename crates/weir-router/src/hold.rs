@@ -22,6 +22,11 @@ use crate::{Policy, Shared};
 const MAX_HELD: usize = 64;
 /// (Also: past this many bytes without a whole first event, a byte stream is let through.)
 const MAX_HELD_BYTES: usize = 1 << 20;
+/// The longest a stream's opening is held: then it is let through as it is (the client
+/// gets its status, headers and opening events; a reasoning model may think for minutes
+/// before its first content, and proxies on the way close a silent connection). Upstreams
+/// that fail early (Anthropic's `overloaded_error` after `message_start`) do so at once.
+pub(crate) const MAX_HOLD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether a frame ends the holding: content, or the message's end.
 fn releases(f: &Frame) -> bool {
@@ -55,8 +60,23 @@ pub(crate) async fn hold(
         progress,
         usage: None,
     };
+    let deadline = tokio::time::Instant::now() + MAX_HOLD;
+    // Armed only when a frame is not there at once (most streams' openings are).
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
-        match s.next().await {
+        let next = std::future::poll_fn(|cx| {
+            if let Poll::Ready(item) = s.poll_next_unpin(cx) {
+                return Poll::Ready(Some(item));
+            }
+            let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            std::future::Future::poll(t.as_mut(), cx).map(|()| None)
+        })
+        .await;
+        let Some(next) = next else {
+            // Held long enough: served as it is.
+            break;
+        };
+        match next {
             None => break,
             Some(Err(e)) => {
                 abandoned.usage = None;
@@ -366,16 +386,39 @@ mod tests {
         // Three 512 KB pings, then an upstream that never sends another byte.
         let frames = futures_util::stream::iter([ping(512), ping(512), ping(512)]);
         let s: EventStream = Box::pin(frames.chain(futures_util::stream::pending()));
-        let mut out = tokio::time::timeout(
-            std::time::Duration::from_secs(10),
-            hold(s, &weir_model::Progress::default()),
-        )
-        .await
-        .expect("let through past a megabyte")
-        .unwrap();
+        // (Well before the time bound lets it through.)
+        let mut out = tokio::time::timeout(MAX_HOLD / 2, hold(s, &weir_model::Progress::default()))
+            .await
+            .expect("let through past a megabyte")
+            .unwrap();
         // Both pings held so far come first.
         assert_eq!(out.next().await.unwrap().unwrap().source_bytes(), 512 << 10);
         assert_eq!(out.next().await.unwrap().unwrap().source_bytes(), 512 << 10);
+    }
+
+    /// A stream with no content yet (a reasoning model thinking) is let through after
+    /// [`MAX_HOLD`], with what it sent: the client has its status and opening events.
+    #[tokio::test]
+    async fn an_opening_without_content_is_held_a_second_at_most() {
+        let start = Ok(Frame {
+            events: vec![StreamEvent::MessageStart {
+                id: "m".into(),
+                model: "m".into(),
+                usage: Default::default(),
+            }],
+            source: None,
+        });
+        let s: EventStream =
+            Box::pin(futures_util::stream::iter([start]).chain(futures_util::stream::pending()));
+        let began = std::time::Instant::now();
+        let mut out =
+            tokio::time::timeout(MAX_HOLD * 10, hold(s, &weir_model::Progress::default()))
+                .await
+                .expect("let through after MAX_HOLD")
+                .unwrap();
+        assert!(began.elapsed() >= MAX_HOLD);
+        let first = out.next().await.unwrap().unwrap();
+        assert!(matches!(first.events[0], StreamEvent::MessageStart { .. }));
     }
 
     #[test]
