@@ -296,6 +296,27 @@ fn simple_error(
     gateway_error(dialect, &ApiError::new(kind, message), log)
 }
 
+/// The answer to a model the key may not use: 404 (listing what it may use) when no route
+/// serves it either, since a misspelt name is no permission problem; else 403.
+fn refused_model(
+    app: &App,
+    dialect: Dialect,
+    key: &ClientKey,
+    model: &str,
+    log: &RequestLog,
+) -> Response<Body> {
+    if app.router.resolve(model).is_none() {
+        let available: Vec<String> = app.router.routes().map(|r| r.name.clone()).collect();
+        return unknown_model(dialect, key, model, &available, log);
+    }
+    simple_error(
+        dialect,
+        ErrorKind::PermissionDenied,
+        format!("the key `{}` may not use model `{model}`", key.name),
+        log,
+    )
+}
+
 /// 404 for a model no route matches, listing the models the key may use.
 fn unknown_model(
     dialect: Dialect,
@@ -815,12 +836,7 @@ async fn chat(
     };
     log.model = Some(creq.model.clone());
     if !app.allows(&key, &creq.model) {
-        return simple_error(
-            dialect,
-            ErrorKind::PermissionDenied,
-            format!("the key `{}` may not use model `{}`", key.name, creq.model),
-            log,
-        );
+        return refused_model(app, dialect, &key, &creq.model, log);
     }
     if let Err(r) = admit(app, &key, body.len(), dialect, log).await {
         return r;
@@ -936,12 +952,7 @@ async fn pass_prelude<R>(
     let name = model(&parsed);
     log.model = Some(name.to_owned());
     if !app.allows(&key, name) {
-        return Err(simple_error(
-            dialect,
-            ErrorKind::PermissionDenied,
-            format!("the key `{}` may not use model `{name}`", key.name),
-            log,
-        ));
+        return Err(refused_model(app, dialect, &key, name, log));
     }
     admit(app, &key, body.len(), dialect, log).await?;
     let mut cx = CallContext::new(log.request_id.clone());
@@ -1136,12 +1147,7 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
     };
     log.model = Some(creq.model.clone());
     if !app.allows(key, &creq.model) {
-        return simple_error(
-            dialect,
-            ErrorKind::PermissionDenied,
-            format!("the key `{}` may not use model `{}`", key.name, creq.model),
-            log,
-        );
+        return refused_model(app, dialect, key, &creq.model, log);
     }
     let requested = creq.model.clone();
     let mut cx = CallContext::new(log.request_id.clone());

@@ -1575,6 +1575,18 @@ async fn count_tokens_asks_an_anthropic_target_and_estimates_otherwise() {
     )
     .await;
     assert_eq!(r.status(), 200);
+    // A name no route serves is a 404 listing what the key may use, not a refusal.
+    let mut typo = a_req("mokc", false);
+    let r = post(&url, "/v1/messages", &typo, Some("sk-narrow")).await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "model `mokc` is not available; available: mock"
+    );
+    typo["model"] = json!("c");
+    let r = post(&url, "/v1/messages", &typo, Some("sk-narrow")).await;
+    assert_eq!(r.status(), 403);
 
     for _ in 0..2 {
         let r = post(&url, "/v1/messages/count_tokens", &to_mock, Some("sk-slow")).await;
