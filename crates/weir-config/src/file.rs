@@ -106,13 +106,28 @@ impl Default for ServerConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct TimeoutsConfig {
     /// Connection establishment.
+    #[serde(deserialize_with = "timeout")]
     pub connect: Dur,
     /// Until the upstream's response headers.
+    #[serde(deserialize_with = "timeout")]
     pub first_byte: Dur,
     /// Longest silence inside a stream.
+    #[serde(deserialize_with = "timeout")]
     pub idle: Dur,
     /// The whole call.
+    #[serde(deserialize_with = "timeout")]
     pub total: Dur,
+}
+
+/// A timeout: a duration above zero (`"0s"` would fail every call at once).
+fn timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Dur, D::Error> {
+    let t = Dur::deserialize(d)?;
+    if t.0.is_zero() {
+        return Err(serde::de::Error::custom(
+            "a timeout must be longer than 0 (\"0s\" would fail every call)",
+        ));
+    }
+    Ok(t)
 }
 
 impl Default for TimeoutsConfig {
@@ -1054,6 +1069,20 @@ x = 1
         assert!(
             shown[1].starts_with("3:1: unknown field `admin`"),
             "{shown:#?}"
+        );
+    }
+
+    #[test]
+    fn a_zero_timeout_is_an_error_at_its_place() {
+        let text = "[timeouts]\nidle = \"0s\"\n[providers.p]\nkind = \"mock\"\n[providers.p.timeouts]\ntotal = \"0ms\"\n";
+        let errs = parse_all(Some(Path::new("w.toml")), text).unwrap_err();
+        let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shown,
+            [
+                "w.toml:2:8: a timeout must be longer than 0 (\"0s\" would fail every call)",
+                "w.toml:6:9: a timeout must be longer than 0 (\"0s\" would fail every call)"
+            ]
         );
     }
 
