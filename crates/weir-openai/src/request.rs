@@ -728,13 +728,14 @@ fn plan_messages<'a>(
     Ok(out)
 }
 
-/// The `reasoning_details` arrays thinking signatures carried, as one array; `None` if
-/// there are none (or none is an array: a signature a client altered is left out).
+/// The `reasoning_details` arrays thinking signatures carried, as one array, pieces of one
+/// item joined (a stream's signature that came in a block of its own); `None` if there are
+/// none (or none is an array: a signature a client altered is left out).
 fn joined_details(details: &[&str]) -> Option<Box<RawValue>> {
-    let mut items: Vec<&RawValue> = Vec::new();
+    let mut items: Vec<serde_json::Value> = Vec::new();
     for d in details {
-        if let Ok(v) = serde_json::from_str::<Vec<&RawValue>>(d) {
-            items.extend(v);
+        if let Ok(v) = serde_json::from_str::<Vec<serde_json::Value>>(d) {
+            crate::stream::merge_details(&mut items, v);
         }
     }
     if items.is_empty() {

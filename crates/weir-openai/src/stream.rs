@@ -377,7 +377,14 @@ impl StreamDecoder {
                     self.content(Open::Thinking, r, out);
                 }
                 if let Some(d) = d.reasoning_details {
-                    merge_details(&mut self.details, d);
+                    if let Ok(items) = serde_json::from_str::<Vec<serde_json::Value>>(d.get()) {
+                        merge_details(&mut self.details, items);
+                    }
+                    // Before any content (encrypted reasoning alone): a thinking block opens
+                    // for them now, so it comes first, as in a whole answer.
+                    if self.open.is_none() && self.pending.is_empty() && !self.details.is_empty() {
+                        self.open_content(Open::Thinking, Vec::new(), out);
+                    }
                 }
                 self.refused |= d.refusal.as_ref().is_some_and(|r| !r.is_empty());
                 match d.content {
@@ -746,10 +753,16 @@ impl StreamDecoder {
             self.open_waiting(w, out);
         }
         self.close_open(out);
+        if !self.details.is_empty() && self.tools.is_empty() {
+            // Details that came after the answer's text: a turn without tool calls needs
+            // no reasoning back, and a thinking block after the text would end the
+            // message (Claude Code reads its last block as the answer).
+            self.details.clear();
+        }
         if !self.details.is_empty() {
-            // Reasoning details that came with no reasoning text open (encrypted
-            // reasoning), or after its block closed: a thinking block of their own, so they
-            // come back with the turn.
+            // Details that came after a tool call opened: a thinking block of their own
+            // after it, so they come back with the turn (Gemini's thought signatures are
+            // required on a tool turn).
             let i = self.next_index;
             self.next_index += 1;
             out.push(StreamEvent::BlockStart {
@@ -813,14 +826,11 @@ impl StreamDecoder {
     }
 }
 
-/// Adds a chunk's `reasoning_details` to those received: a piece that continues the last
-/// item (same type and index) is joined to it (its text, summary or data appended, its
-/// other fields, such as the signature, set); anything else is a new item.
-fn merge_details(into: &mut Vec<serde_json::Value>, raw: &RawValue) {
+/// Adds `reasoning_details` items to those received: a piece that continues the last item
+/// (same type and index) is joined to it (its text, summary or data appended, its other
+/// fields, such as the signature, set); anything else is a new item.
+pub(crate) fn merge_details(into: &mut Vec<serde_json::Value>, items: Vec<serde_json::Value>) {
     use serde_json::Value;
-    let Ok(items) = serde_json::from_str::<Vec<Value>>(raw.get()) else {
-        return;
-    };
     for item in items {
         let Value::Object(new) = item else {
             continue;

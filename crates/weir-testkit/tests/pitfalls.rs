@@ -2085,6 +2085,51 @@ fn openrouter_reasoning_details_come_back_with_the_turn() {
     assert!(events.iter().any(|e| matches!(e,
         weir_model::StreamEvent::BlockDelta { delta: weir_model::Delta::Signature(s), .. }
             if s.contains("\"data\":\"ENC\""))));
+    let block_types = |events: &[weir_model::StreamEvent]| -> Vec<String> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                weir_model::StreamEvent::BlockStart { block, .. } => {
+                    Some(block.type_name().to_owned())
+                }
+                _ => None,
+            })
+            .collect()
+    };
+    // Before any content: the thinking block comes first, as in a whole answer.
+    let events = openai_stream_events(&[
+        chunk(
+            r#"{"role":"assistant","reasoning_details":[{"type":"reasoning.encrypted","data":"ENC","index":0}]}"#,
+            "null",
+        ),
+        chunk(r#"{"content":"Hi."}"#, "\"stop\""),
+    ]);
+    assert_eq!(block_types(&events), ["thinking", "text"]);
+    // After the text of a turn without tool calls: not needed back, and no thinking block
+    // after the text (Claude Code reads the last block as the answer).
+    let events = openai_stream_events(&[
+        chunk(r#"{"role":"assistant","content":"Hi."}"#, "null"),
+        chunk(
+            r#"{"reasoning_details":[{"type":"reasoning.encrypted","data":"ENC","index":0}]}"#,
+            "\"stop\"",
+        ),
+    ]);
+    assert_eq!(block_types(&events), ["text"]);
+    // A signature that came in a block of its own joins its text on the way back.
+    let split = |items: Value| {
+        json!({"type": "thinking", "thinking": "",
+            "signature": format!("{}{items}", weir_openai::REASONING_DETAILS_SIGNATURE)})
+    };
+    let turn = history(json!([
+        split(json!([{"type": "reasoning.text", "text": "Let me look.", "index": 0}])),
+        {"type": "tool_use", "id": "call_1", "name": "f", "input": {}},
+        split(json!([{"type": "reasoning.text", "signature": "ORSIG", "index": 0}]))
+    ]));
+    let sent = encode(turn, Some(weir_openai::Preset::OpenRouter));
+    assert_eq!(
+        sent["messages"][1]["reasoning_details"],
+        json!([{"type": "reasoning.text", "text": "Let me look.", "signature": "ORSIG", "index": 0}])
+    );
 }
 
 #[test]
