@@ -593,15 +593,42 @@ type RouteNames = Vec<(String, Vec<(String, String)>)>;
 /// The health (breaker, latency, errors) of each model that targets forwarding the
 /// client's model name on glob routes were asked for, by provider and model: one model
 /// failing must not open the breaker of every model behind `claude-*`. Bounded: past
-/// [`MAX_FORWARDED`] models, a name shares its route target's one state.
+/// [`MAX_FORWARDED`] models, the least recently asked-for idle one is forgotten (one
+/// without requests in flight or failures), and when none is idle a new name shares its
+/// route target's one state.
 #[derive(Debug, Default)]
 struct Forwarded(Mutex<ForwardedMap>);
 
-/// [`Forwarded`]'s states by provider, then model, and how many there are.
+/// [`Forwarded`]'s states (with when each was last asked for) by provider, then model,
+/// and how many there are.
 #[derive(Debug, Default)]
 struct ForwardedMap {
-    by_provider: HashMap<String, HashMap<String, Arc<TargetState>>>,
+    by_provider: HashMap<String, HashMap<String, (Arc<TargetState>, Instant)>>,
     len: usize,
+}
+
+impl ForwardedMap {
+    /// Forgets the least recently asked-for idle state; `false` if none is idle.
+    fn evict_one(&mut self) -> bool {
+        let oldest = self
+            .by_provider
+            .iter()
+            .flat_map(|(p, m)| m.iter().map(move |(model, (t, at))| (p, model, t, *at)))
+            .filter(|(_, _, t, _)| t.idle())
+            .min_by_key(|(_, _, _, at)| *at)
+            .map(|(p, m, _, _)| (p.clone(), m.clone()));
+        let Some((p, m)) = oldest else {
+            return false;
+        };
+        if let Some(models) = self.by_provider.get_mut(&p) {
+            models.remove(&m);
+            if models.is_empty() {
+                self.by_provider.remove(&p);
+            }
+        }
+        self.len -= 1;
+        true
+    }
 }
 
 /// How many models [`Forwarded`] keeps a state of (client-chosen names: a bound on what
@@ -611,11 +638,17 @@ const MAX_FORWARDED: usize = 1024;
 impl Forwarded {
     /// `provider`'s `model`'s state, made if there is room.
     fn get_or_make(&self, provider: &str, model: &str) -> Option<Arc<TargetState>> {
+        let now = Instant::now();
         let mut map = lock(&self.0);
-        if let Some(t) = map.by_provider.get(provider).and_then(|m| m.get(model)) {
+        if let Some((t, at)) = map
+            .by_provider
+            .get_mut(provider)
+            .and_then(|m| m.get_mut(model))
+        {
+            *at = now;
             return Some(t.clone());
         }
-        if map.len >= MAX_FORWARDED {
+        if map.len >= MAX_FORWARDED && !map.evict_one() {
             return None;
         }
         map.len += 1;
@@ -623,7 +656,7 @@ impl Forwarded {
         map.by_provider
             .entry(provider.to_owned())
             .or_default()
-            .insert(model.to_owned(), t.clone());
+            .insert(model.to_owned(), (t.clone(), now));
         Some(t)
     }
 
@@ -633,7 +666,7 @@ impl Forwarded {
             .by_provider
             .get(provider)
             .and_then(|m| m.get(model))
-            .cloned()
+            .map(|(t, _)| t.clone())
     }
 
     /// The states made so far, ordered by provider and model.
@@ -642,7 +675,7 @@ impl Forwarded {
         let mut v: Vec<Arc<TargetState>> = map
             .by_provider
             .values()
-            .flat_map(|m| m.values().cloned())
+            .flat_map(|m| m.values().map(|(t, _)| t.clone()))
             .collect();
         v.sort_by(|a, b| (&a.provider, &a.model).cmp(&(&b.provider, &b.model)));
         v
@@ -788,7 +821,10 @@ impl StateHandle {
             .filter(|t| t.provider == provider && t.model == model)
             .cloned()
             .collect();
+        // (A pattern is no model a client asked for: a route target's own state, as an
+        // instance over the limit publishes it.)
         let forwarded = if make
+            && !model.contains(['*', '?'])
             && self.routes.iter().any(|(name, targets)| {
                 name.contains(['*', '?'])
                     && glob_match(name, model)
@@ -1689,7 +1725,7 @@ impl Router {
         model: &str,
     ) -> Cow<'a, Arc<TargetState>> {
         let t = &rs.route.targets[ti];
-        if t.model.is_none() && rs.route.is_glob() {
+        if t.model.is_none() && rs.route.is_glob() && !model.contains(['*', '?']) {
             if let Some(s) = self.forwarded.get_or_make(&t.provider, model) {
                 return Cow::Owned(s);
             }

@@ -117,6 +117,13 @@ impl TargetState {
         matches!(lock(&self.inner).breaker, Breaker::Closed { .. })
     }
 
+    /// Whether forgetting it loses nothing but history: no request in flight, and a
+    /// closed breaker that counts no failure.
+    pub(crate) fn idle(&self) -> bool {
+        self.in_flight.load(Ordering::Relaxed) == 0
+            && matches!(lock(&self.inner).breaker, Breaker::Closed { failures: 0 })
+    }
+
     /// Whether the breaker is open and its wait is over: the next request may probe it.
     pub(crate) fn probe_due(&self, now: Instant) -> bool {
         matches!(lock(&self.inner).breaker, Breaker::Open { until, .. } if until <= now)

@@ -1623,3 +1623,42 @@ async fn a_glob_route_s_forwarding_target_has_a_breaker_per_model() {
     assert_eq!(served_by(&second, req("claude-z"), cx()).await, "a");
     assert_eq!(second.state_snapshot().len(), 1);
 }
+
+/// Per-model states are bounded: past 1,024 models the least recently used idle one is
+/// forgotten, never one with failures (its open breaker holds), so a client sending
+/// junk names cannot take per-model health from the models in use.
+#[tokio::test]
+async fn per_model_states_past_the_bound_forget_idle_ones_only() {
+    let (a, b) = (Fake::new("a", Act::Ok), Fake::new("b", Act::Ok));
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![Route::new("m-*", vec![Target::new("a"), Target::new("b")])],
+        Policy {
+            breaker_failures: 2,
+            breaker_open: Duration::from_secs(30),
+            ..quick()
+        },
+    );
+    a.script
+        .lock()
+        .unwrap()
+        .extend([Act::Fail(500), Act::Fail(500)]);
+    for _ in 0..2 {
+        assert_eq!(served_by(&r, req("m-bad"), cx()).await, "b");
+    }
+    for i in 0..1500 {
+        assert_eq!(served_by(&r, req(&format!("m-{i}")), cx()).await, "a");
+    }
+    let st = r.status();
+    let per_model = st.targets.iter().filter(|t| t.provider == "a").count();
+    // (The route target's own state is listed too.)
+    assert_eq!(per_model, 1024 + 1, "bounded");
+    assert!(st
+        .targets
+        .iter()
+        .any(|t| t.model == "m-bad" && t.breaker == "open"));
+    assert!(st.targets.iter().any(|t| t.model == "m-1499"));
+    let calls = a.calls();
+    assert_eq!(served_by(&r, req("m-bad"), cx()).await, "b");
+    assert_eq!(a.calls(), calls, "m-bad's breaker still holds");
+}
