@@ -210,6 +210,12 @@ impl fmt::Display for ApiError {
     }
 }
 
+/// What a `first_byte` timeout of a call whose answer was to be whole adds to its message:
+/// a whole answer's headers come only once all of it is written, so `first_byte` bounds
+/// its generation (reasoning models and long answers take minutes; Claude Code falls back
+/// to a whole answer of up to 32000 tokens when a stream fails).
+pub const WHOLE_ANSWER_TIMEOUT_HINT: &str = " (a whole answer's headers come once all of it is written: stream, or raise [timeouts] first_byte for long answers)";
+
 /// A provider call failed.
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{kind:?}: {message}")]

@@ -2421,6 +2421,24 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
             return a.error.clone();
         }
     }
+    if all(&[ErrorKind::Timeout]) {
+        // Every target timed out: a timeout (504), saying once why a whole answer's did.
+        let hint = real
+            .iter()
+            .any(|a| {
+                a.error
+                    .message
+                    .ends_with(weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT)
+            })
+            .then_some(weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT)
+            .unwrap_or_default();
+        let mut e = ProviderError::new(
+            ErrorKind::Timeout,
+            format!("all targets timed out: {}{hint}", summary()),
+        );
+        e.status = Some(ErrorKind::Timeout.http_status());
+        return e;
+    }
     let unavailable = all(&[ErrorKind::Overloaded, ErrorKind::RateLimited]);
     let kind = if unavailable {
         ErrorKind::Overloaded

@@ -1484,10 +1484,21 @@ async fn an_upstream_that_never_answers_times_out_with_a_clear_error_and_falls_b
     let url = weir(&format!(
         "[providers.slow]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n[providers.slow.timeouts]\nconnect = \"1s\"\nfirst_byte = \"300ms\"\nidle = \"1s\"\ntotal = \"5s\"\n\
          [[models]]\nname = \"hangs\"\ntargets = [{{ provider = \"slow\" }}]\n\
-         [[models]]\nname = \"hangs-then-mock\"\ntargets = [{{ provider = \"slow\" }}, {{ provider = \"mock\", model = \"mock\" }}]\n",
-        hang.url
+         [[models]]\nname = \"hangs-then-mock\"\ntargets = [{{ provider = \"slow\" }}, {{ provider = \"mock\", model = \"mock\" }}]\n\
+         [providers.slow2]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n[providers.slow2.timeouts]\nconnect = \"1s\"\nfirst_byte = \"300ms\"\nidle = \"1s\"\ntotal = \"5s\"\n\
+         [[models]]\nname = \"both-hang\"\ntargets = [{{ provider = \"slow\" }}, {{ provider = \"slow2\" }}]\n",
+        hang.url, hang.url
     ))
     .await;
+    // Every target timed out: a timeout, saying once why a whole answer's did.
+    let r = post(&url, "/v1/messages", &a_req("both-hang", false), Some(KEY)).await;
+    assert_eq!(r.status(), 504);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "timeout_error", "{v}");
+    assert_eq!(
+        v["error"]["message"],
+        "all targets timed out: slow (both-hang): timed out; slow2 (both-hang): timed out (a whole answer's headers come once all of it is written: stream, or raise [timeouts] first_byte for long answers)"
+    );
     let r = post(
         &url,
         "/v1/chat/completions",

@@ -674,14 +674,11 @@ pub fn redact(text: &mut String, secret: &str) -> bool {
 const NO_HEADERS_WITHIN: &str = "the upstream sent no response headers within";
 
 /// `e` for a call whose answer was to be whole (not `stream`): a `first_byte` timeout says
-/// that a whole answer's headers come only once it is all written, so `first_byte` bounds
-/// its generation (reasoning models and long answers take minutes; Claude Code falls back
-/// to a whole answer of up to 32000 tokens when a stream fails).
+/// why ([`weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT`]).
 pub fn for_whole_answer(mut e: ProviderError, stream: bool) -> ProviderError {
     if !stream && e.kind == ErrorKind::Timeout && e.message.starts_with(NO_HEADERS_WITHIN) {
-        e.message.push_str(
-            " (a whole answer's headers come once all of it is written: stream, or raise [timeouts] first_byte for long answers)",
-        );
+        e.message
+            .push_str(weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT);
     }
     e
 }
