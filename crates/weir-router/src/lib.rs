@@ -2423,15 +2423,16 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
     }
     if all(&[ErrorKind::Timeout]) {
         // Every target timed out: a timeout (504), saying once why a whole answer's did.
-        let hint = real
-            .iter()
-            .any(|a| {
-                a.error
-                    .message
-                    .ends_with(weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT)
-            })
-            .then_some(weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT)
-            .unwrap_or_default();
+        let whole = real.iter().any(|a| {
+            a.error
+                .message
+                .ends_with(weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT)
+        });
+        let hint = if whole {
+            weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT
+        } else {
+            ""
+        };
         let mut e = ProviderError::new(
             ErrorKind::Timeout,
             format!("all targets timed out: {}{hint}", summary()),
