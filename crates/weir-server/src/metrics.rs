@@ -34,6 +34,17 @@ pub struct RouteLabels {
     pub provider: String,
 }
 
+/// Labels of a request's latencies and of streams being written.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SeriesLabels {
+    /// Client key name.
+    pub key: String,
+    /// Requested model.
+    pub model: String,
+    /// Provider.
+    pub provider: String,
+}
+
 /// Labels of token counts.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TokenLabels {
@@ -94,11 +105,11 @@ pub struct Metrics {
     /// The model names used as label values so far (at most [`MAX_MODEL_LABELS`]).
     model_labels: std::sync::RwLock<std::collections::HashSet<Box<str>>>,
     requests: Family<RequestLabels, Counter>,
-    latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
-    upstream_latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
-    ttft: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    latency: Family<SeriesLabels, Histogram, fn() -> Histogram>,
+    upstream_latency: Family<SeriesLabels, Histogram, fn() -> Histogram>,
+    ttft: Family<SeriesLabels, Histogram, fn() -> Histogram>,
     tokens: Family<TokenLabels, Counter>,
-    active_streams: Gauge<i64, AtomicI64>,
+    active_streams: Family<SeriesLabels, Gauge<i64, AtomicI64>>,
     failovers: Family<ProviderLabels, Counter>,
     retries: Family<RouteModel, Counter>,
     breaker_transitions: Family<BreakerLabels, Counter>,
@@ -183,18 +194,18 @@ impl Metrics {
     pub fn new(redis: bool) -> Self {
         let mut registry = Registry::with_prefix("weir");
         let requests = Family::<RequestLabels, Counter>::default();
-        let latency = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+        let latency = Family::<SeriesLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
         let upstream_latency =
-            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            Family::<SeriesLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 latency_histogram as fn() -> Histogram,
             );
-        let ttft = Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+        let ttft = Family::<SeriesLabels, Histogram, fn() -> Histogram>::new_with_constructor(
             latency_histogram as fn() -> Histogram,
         );
         let tokens = Family::<TokenLabels, Counter>::default();
-        let active_streams = Gauge::<i64, AtomicI64>::default();
+        let active_streams = Family::<SeriesLabels, Gauge<i64, AtomicI64>>::default();
         registry.register(
             "requests",
             "Requests answered, by client key, model, provider and status",
@@ -202,7 +213,7 @@ impl Metrics {
         );
         registry.register(
             "request_duration_seconds",
-            "Total request latency",
+            "Total request latency, by client key, model and provider",
             latency.clone(),
         );
         registry.register(
@@ -218,7 +229,7 @@ impl Metrics {
         registry.register("tokens", "Tokens reported by upstreams", tokens.clone());
         registry.register(
             "active_streams",
-            "Streams being written",
+            "Streams being written, by client key, model and provider",
             active_streams.clone(),
         );
         let failovers = Family::<ProviderLabels, Counter>::default();
@@ -330,8 +341,9 @@ impl Metrics {
 
 /// The metric handles of one (key, model, provider).
 struct Series {
-    route: RouteLabels,
+    labels: SeriesLabels,
     latency: Histogram,
+    active: std::sync::OnceLock<Gauge<i64, AtomicI64>>,
     ttft: std::sync::OnceLock<Histogram>,
     upstream: std::sync::OnceLock<Histogram>,
     input: std::sync::OnceLock<Counter>,
@@ -353,7 +365,7 @@ impl Series {
             .requests
             .get_or_create(&RequestLabels {
                 key: o.key.to_owned(),
-                model: self.route.model.clone(),
+                model: self.labels.model.clone(),
                 provider: o.provider.to_owned(),
                 status: o.status.to_string(),
             })
@@ -415,7 +427,7 @@ impl Metrics {
         if let Some(t) = o.ttft {
             series
                 .ttft
-                .get_or_init(|| self.ttft.get_or_create(&series.route).clone())
+                .get_or_init(|| self.ttft.get_or_create(&series.labels).clone())
                 .observe(t.as_secs_f64());
         }
         for (direction, n, cell) in [
@@ -427,7 +439,7 @@ impl Metrics {
                     self.tokens
                         .get_or_create(&TokenLabels {
                             key: o.key.to_owned(),
-                            model: series.route.model.clone(),
+                            model: series.labels.model.clone(),
                             provider: o.provider.to_owned(),
                             direction: direction.to_owned(),
                         })
@@ -460,13 +472,15 @@ impl Metrics {
                 return s.clone();
             }
             drop(read);
-            let route = RouteLabels {
+            let labels = SeriesLabels {
+                key: key.to_owned(),
                 model: model.to_owned(),
                 provider: provider.to_owned(),
             };
             let made = Arc::new(Series {
-                latency: self.latency.get_or_create(&route).clone(),
-                route,
+                latency: self.latency.get_or_create(&labels).clone(),
+                active: std::sync::OnceLock::new(),
+                labels,
                 ttft: std::sync::OnceLock::new(),
                 upstream: std::sync::OnceLock::new(),
                 input: std::sync::OnceLock::new(),
@@ -514,7 +528,7 @@ impl Metrics {
         let series = self.series(key, model, provider);
         series
             .upstream
-            .get_or_init(|| self.upstream_latency.get_or_create(&series.route).clone())
+            .get_or_init(|| self.upstream_latency.get_or_create(&series.labels).clone())
             .observe(d.as_secs_f64());
         SeriesHandle(series)
     }
@@ -583,9 +597,23 @@ impl Metrics {
             .set(value);
     }
 
-    /// A stream started (+1) or ended (-1).
-    pub fn stream_delta(&self, d: i64) {
-        self.active_streams.inc_by(d);
+    /// The gauge of streams being written of a request's series (its own, when it was
+    /// served: `series`), for the stream to count itself in while it is written.
+    pub fn active_streams(
+        &self,
+        series: Option<&SeriesHandle>,
+        key: &str,
+        model: &str,
+        provider: &str,
+    ) -> Gauge<i64, AtomicI64> {
+        let series = match series {
+            Some(h) => h.0.clone(),
+            None => self.series(key, model, provider),
+        };
+        series
+            .active
+            .get_or_init(|| self.active_streams.get_or_create(&series.labels).clone())
+            .clone()
     }
 
     /// The text exposition.

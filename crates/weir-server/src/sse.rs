@@ -37,13 +37,23 @@ pub(crate) struct StreamLog {
     /// Bytes of text, reasoning and tool arguments streamed: the output a stream cut
     /// before its usage is charged (a quarter of them, in tokens).
     streamed: u64,
+    /// The `active_streams` gauge this stream counts in while it is written.
+    active: Option<prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>>,
 }
 
 impl StreamLog {
     pub(crate) fn new(log: RequestLog) -> Self {
-        if let Some(m) = &log.metrics {
-            m.stream_delta(1);
-        }
+        let active = log.metrics.as_ref().map(|m| {
+            let dash = |s: &Option<String>| s.as_deref().unwrap_or("-").to_owned();
+            let g = m.active_streams(
+                log.series.as_ref(),
+                &dash(&log.key),
+                &dash(&log.model),
+                &dash(&log.provider),
+            );
+            g.inc();
+            g
+        });
         StreamLog {
             log,
             first_byte: None,
@@ -51,6 +61,7 @@ impl StreamLog {
             output: None,
             outcome: "client disconnected",
             streamed: 0,
+            active,
         }
     }
 
@@ -147,8 +158,10 @@ impl Drop for StreamLog {
                 self.input = Some(self.log.input_estimate);
             }
         }
+        if let Some(g) = &self.active {
+            g.dec();
+        }
         if let Some(m) = &self.log.metrics {
-            m.stream_delta(-1);
             if let Some(kind) = self.log.stream_error {
                 let reason = match (self.outcome, kind) {
                     ("translation failed", _) => "translation",

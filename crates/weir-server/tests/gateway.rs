@@ -1146,10 +1146,21 @@ async fn admin_status_and_metrics_need_the_admin_key_and_hold_no_secrets() {
             .contains(r#"weir_requests_total{key="tester",model="-",provider="-",status="200"} 1"#),
         "{metrics}"
     );
-    assert!(metrics.contains("weir_active_streams 0"), "{metrics}");
+    // Latencies and streams by client key too.
     assert!(
-        metrics
-            .contains("weir_time_to_first_token_seconds_count{model=\"mock\",provider=\"mock\"} 1"),
+        metrics.contains(r#"weir_active_streams{key="tester",model="mock",provider="mock"} 0"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"weir_time_to_first_token_seconds_count{key="tester",model="mock",provider="mock"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"weir_request_duration_seconds_count{key="tester",model="c",provider="a"} 1"#
+        ),
         "{metrics}"
     );
     let status: Value = serde_json::from_str(&get("/status").await).unwrap();
