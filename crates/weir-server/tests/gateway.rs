@@ -301,6 +301,20 @@ async fn metrics_of(admin: &str) -> String {
 
 /// `weir_tokens_total`'s figure for `direction` (`input`, `output`) in a `/metrics` text
 /// with one series of it (0 when there is none).
+/// The admin port's metrics once they hold `want` (a request's figures are recorded with
+/// its log line, just after its client's answer or departure), else the last read.
+async fn metrics_with(admin: &str, want: &str) -> String {
+    let mut seen = String::new();
+    for _ in 0..50 {
+        seen = metrics_of(admin).await;
+        if seen.contains(want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    seen
+}
+
 fn tokens_in(metrics: &str, direction: &str) -> u64 {
     let label = format!("direction=\"{direction}\"");
     metrics
@@ -2649,14 +2663,7 @@ async fn a_request_abandoned_before_its_answer_is_counted_as_499() {
     assert!(r.is_err(), "the upstream never answers");
     let metrics = || metrics_of(&admin);
     let want = r#"weir_requests_total{key="tester",model="slow",provider="a",status="499"} 1"#;
-    let mut seen = String::new();
-    for _ in 0..50 {
-        seen = metrics().await;
-        if seen.contains(want) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let seen = metrics_with(&admin, want).await;
     assert!(seen.contains(want), "{seen}");
     // The upstream has the request (and bills it): its estimated input is charged.
     let estimate = body.to_string().len().div_ceil(4) as u64;
@@ -2690,14 +2697,7 @@ async fn a_stream_abandoned_before_its_content_is_charged_the_usage_already_repo
         .await;
     assert!(r.is_err(), "no content came");
     let want = r#"weir_requests_total{key="tester",model="held",provider="a",status="499"} 1"#;
-    let mut seen = String::new();
-    for _ in 0..50 {
-        seen = metrics_of(&admin).await;
-        if seen.contains(want) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let seen = metrics_with(&admin, want).await;
     assert!(seen.contains(want), "{seen}");
     assert_eq!(tokens_in(&seen, "input"), 51_000, "{seen}");
 }
@@ -3350,14 +3350,7 @@ async fn a_held_stream_abandoned_without_reported_input_is_charged_the_estimate(
         .await;
     assert!(r.is_err(), "no content came");
     let want = r#"weir_requests_total{key="tester",model="thinks",provider="o",status="499"} 1"#;
-    let mut seen = String::new();
-    for _ in 0..50 {
-        seen = metrics_of(&admin).await;
-        if seen.contains(want) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let seen = metrics_with(&admin, want).await;
     assert!(seen.contains(want), "{seen}");
     let estimate = body.to_string().len().div_ceil(4) as u64;
     assert_eq!(tokens_in(&seen, "input"), estimate, "{seen}");
