@@ -87,6 +87,11 @@ impl StreamLog {
     }
 
     fn observe(&mut self, f: &Frame) {
+        // Time to first token: the first content written (an opening held past its second
+        // goes out before any, and is no token).
+        if self.first_byte.is_none() && f.events.iter().any(StreamEvent::is_content) {
+            self.first_byte = Some(Instant::now());
+        }
         for ev in &f.events {
             match ev {
                 StreamEvent::MessageStart { usage, .. }
@@ -153,7 +158,9 @@ impl Drop for StreamLog {
                 u.output_tokens = Some(output);
                 self.output = Some(output);
             }
-            if u.input_tokens.is_none() && u.cache_read_tokens.is_none() {
+            // (An opening that said 0 input, as some Anthropic-compatible servers' does,
+            // reported none: no request is free of input.)
+            if u.total_input() == 0 {
                 u.input_tokens = Some(self.log.input_estimate);
                 self.input = Some(self.log.input_estimate);
             }
@@ -360,9 +367,6 @@ impl hyper::body::Body for SseBody {
         }
         if out.is_empty() {
             return Poll::Ready(None);
-        }
-        if st.log.first_byte.is_none() {
-            st.log.first_byte = Some(Instant::now());
         }
         Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(out)))))
     }

@@ -3355,3 +3355,69 @@ async fn a_held_stream_abandoned_without_reported_input_is_charged_the_estimate(
     let estimate = body.to_string().len().div_ceil(4) as u64;
     assert_eq!(tokens_in(&seen, "input"), estimate, "{seen}");
 }
+
+/// A stream whose opening outlasts the hold (a model thinking behind pings): time to first
+/// token is the first content's, not when the opening was let through; and a client that
+/// leaves then, when the opening said 0 input (as some Anthropic-compatible servers'
+/// does), is charged the request's estimated input.
+#[tokio::test]
+async fn a_stream_let_through_before_content_times_its_first_token_and_charges_its_input() {
+    let start = |input: u32| {
+        format!("event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{{\"input_tokens\":{input},\"output_tokens\":1}}}}}}\n\n")
+    };
+    let ping = "event: ping\ndata: {\"type\": \"ping\"}\n\n".to_owned();
+    // 30 pings, 50 ms apart: the text comes after 1.5 s.
+    let mut chunks = vec![start(5)];
+    chunks.extend(std::iter::repeat_n(ping.clone(), 30));
+    chunks.push("event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\nevent: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":2}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".to_owned());
+    let up = raw_sse_upstream(chunks, Then::Finish).await;
+    let (url, admin) = weir_with_admin(&anthropic_route(&up, "slow-thought", "")).await;
+    let r = post(
+        &url,
+        "/v1/messages",
+        &a_req("slow-thought", true),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("\"hi\""));
+    let want = r#"weir_time_to_first_token_seconds_count{key="tester",model="slow-thought",provider="a"} 1"#;
+    let seen = metrics_with(&admin, want).await;
+    let sum: f64 = seen
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "weir_time_to_first_token_seconds_sum{key=\"tester\",model=\"slow-thought\"",
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        sum >= 1.4,
+        "the first token came after 1.5 s, not at the release: {sum}"
+    );
+
+    // The client leaves after the release, before any content; the opening said 0 input.
+    let mut chunks = vec![start(0)];
+    chunks.extend(std::iter::repeat_n(ping, 60));
+    let up = raw_sse_upstream(chunks, Then::Linger(Duration::from_secs(10))).await;
+    let (url, admin) = weir_with_admin(&anthropic_route(&up, "zero-input", "")).await;
+    let body = a_req("zero-input", true);
+    let mut r = client()
+        .post(format!("{url}/v1/messages"))
+        .header("x-api-key", KEY)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "let through after a second");
+    let _ = r.chunk().await;
+    drop(r);
+    let want =
+        r#"weir_requests_total{key="tester",model="zero-input",provider="a",status="200"} 1"#;
+    let seen = metrics_with(&admin, want).await;
+    assert!(seen.contains(want), "{seen}");
+    let estimate = body.to_string().len().div_ceil(4) as u64;
+    assert_eq!(tokens_in(&seen, "input"), estimate, "{seen}");
+}

@@ -2163,6 +2163,19 @@ fn another_upstreams_state_carried_in_thinking_is_not_sent_to_anthropic() {
         "{out}"
     );
     assert!(out.get("thinking").is_none(), "{out}");
+    // Only the tool turn the request continues needs its thinking: an earlier turn
+    // another upstream served leaves thinking on.
+    let mut later = req.clone();
+    later["messages"].as_array_mut().unwrap().extend([
+        json!({"role": "assistant", "content": "Done."}),
+        json!({"role": "user", "content": "next"}),
+    ]);
+    let out = encode(&later);
+    assert_eq!(out["thinking"], json!({"type": "adaptive"}), "{out}");
+    assert_eq!(
+        out["messages"][1]["content"],
+        json!([{"type": "tool_use", "id": "call_1", "name": "f", "input": {}}])
+    );
     // Anthropic's own signatures pass as they came, and thinking stays on.
     let mut own = req.clone();
     own["messages"][1]["content"][0]["signature"] = json!("EqQBCkYIBRgCKkA");
