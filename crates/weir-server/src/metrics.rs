@@ -223,7 +223,7 @@ impl Metrics {
         );
         registry.register(
             "time_to_first_token_seconds",
-            "Time until the first streamed byte",
+            "Time until a stream's first content, by client key, model and provider",
             ttft.clone(),
         );
         registry.register("tokens", "Tokens reported by upstreams", tokens.clone());
@@ -400,7 +400,7 @@ pub struct Observation<'a> {
     pub status: u16,
     /// Total latency.
     pub latency: Duration,
-    /// Time to first byte of a stream.
+    /// Time to a stream's first content.
     pub ttft: Option<Duration>,
     /// Input tokens (all, cache included).
     pub input: Option<u64>,
