@@ -400,7 +400,7 @@ pub struct StateConfig {
     /// requests of keys with limits or budgets (503).
     pub fail_mode: Option<Spanned<String>>,
     /// How long one Redis call may take before Redis counts as unreachable.
-    #[serde(default = "default_state_timeout")]
+    #[serde(default = "default_state_timeout", deserialize_with = "timeout")]
     pub timeout: Dur,
 }
 
@@ -1074,14 +1074,15 @@ x = 1
 
     #[test]
     fn a_zero_timeout_is_an_error_at_its_place() {
-        let text = "[timeouts]\nidle = \"0s\"\n[providers.p]\nkind = \"mock\"\n[providers.p.timeouts]\ntotal = \"0ms\"\n";
+        let text = "[timeouts]\nidle = \"0s\"\n[providers.p]\nkind = \"mock\"\n[providers.p.timeouts]\ntotal = \"0ms\"\n[state]\ntimeout = \"0s\"\n";
         let errs = parse_all(Some(Path::new("w.toml")), text).unwrap_err();
         let shown: Vec<String> = errs.iter().map(ToString::to_string).collect();
         assert_eq!(
             shown,
             [
                 "w.toml:2:8: a timeout must be longer than 0 (\"0s\" would fail every call)",
-                "w.toml:6:9: a timeout must be longer than 0 (\"0s\" would fail every call)"
+                "w.toml:6:9: a timeout must be longer than 0 (\"0s\" would fail every call)",
+                "w.toml:8:11: a timeout must be longer than 0 (\"0s\" would fail every call)"
             ]
         );
     }

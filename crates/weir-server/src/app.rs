@@ -337,9 +337,6 @@ fn state_options(
                     "state.prefix must be a non-empty word (e.g. \"weir\")",
                 ));
             }
-            if s.timeout.0.is_zero() {
-                errors.push(src.error_at(None, "state.timeout must be above zero"));
-            }
             Some(weir_redis::Options {
                 url: Secret::new(u.clone()),
                 prefix: s.prefix.clone(),
