@@ -612,20 +612,19 @@ fn thinking_for<'a>(
     messages: &[OutMessage<'_>],
 ) -> Option<Cow<'a, ThinkingConfig>> {
     if same {
-        // The tool turn the request continues (the last assistant turn, when only tool
-        // results follow it), if another upstream served it: its thinking carried that
-        // upstream's state, which is not sent, so it has no thinking block before its
-        // calls, which Anthropic demands of that turn when thinking is on: off for this
-        // request, as for translated history. (Earlier turns need none.)
+        // The tool turn the request continues (the last assistant turn, when the user
+        // messages after it hold tool results), if another upstream served it: its
+        // thinking carried that upstream's state, which is not sent, so it has no thinking
+        // block before its calls, which Anthropic demands of that turn when thinking is
+        // on: off for this request, as for translated history. (Earlier turns need none.)
         let last = req.messages.iter().rposition(|m| m.role == Role::Assistant);
         let continued = last.filter(|&i| {
-            req.messages[i + 1..].iter().all(|m| {
-                m.role != Role::Assistant
-                    && m.content
-                        .blocks
-                        .iter()
-                        .any(|b| matches!(b, ContentBlock::ToolResult(_)))
-            }) && i + 1 < req.messages.len()
+            req.messages[i + 1..].iter().any(|m| {
+                m.content
+                    .blocks
+                    .iter()
+                    .any(|b| matches!(b, ContentBlock::ToolResult(_)))
+            })
         });
         let lost_lead = continued.map(|i| &req.messages[i]).is_some_and(|m| {
             let blocks = &m.content.blocks;

@@ -697,6 +697,10 @@ fn estimate_unreported(usage: &mut weir_model::Usage, input_estimate: u64, answe
     if usage.unreported() {
         usage.input_tokens = Some(input_estimate);
         usage.output_tokens = Some((answer_len as u64).div_ceil(4));
+    } else if usage.total_input() == 0 {
+        // Input reported as 0 (some compatible servers) is none reported: no request is
+        // free of input.
+        usage.input_tokens = Some(input_estimate);
     }
 }
 

@@ -147,19 +147,21 @@ impl Drop for StreamLog {
             .usage
             .as_ref()
             .is_none_or(weir_model::Usage::unreported);
-        if self.outcome != "complete" || unreported {
+        let no_input = self.log.usage.as_ref().is_none_or(|u| u.total_input() == 0);
+        if self.outcome != "complete" || unreported || no_input {
             // Cut before its usage came (OpenAI's is in the final chunk), or from an
             // upstream that reports none (some OpenAI-compatible servers ignore
             // `stream_options`): charged what was streamed, estimated, so neither makes an
             // answer free of limits and budgets. The upstream bills it all the same.
+            let cut = self.outcome != "complete" || unreported;
             let output = self.streamed.div_ceil(4);
             let u = self.log.usage.get_or_insert_with(Default::default);
-            if u.output_tokens.is_none_or(|o| o < output) {
+            if cut && u.output_tokens.is_none_or(|o| o < output) {
                 u.output_tokens = Some(output);
                 self.output = Some(output);
             }
-            // (An opening that said 0 input, as some Anthropic-compatible servers' does,
-            // reported none: no request is free of input.)
+            // Input reported as 0 (some Anthropic-compatible servers' `message_start` and
+            // totals say so) is none reported: no request is free of input.
             if u.total_input() == 0 {
                 u.input_tokens = Some(self.log.input_estimate);
                 self.input = Some(self.log.input_estimate);
@@ -543,6 +545,11 @@ impl PassthroughBody {
                 continue;
             }
             if ty.as_deref().is_some_and(|t| t.ends_with(".delta")) {
+                // Time to first token: the first content (`response.created` and the
+                // like come at once, and are none).
+                if self.log.first_byte.is_none() {
+                    self.log.first_byte = Some(Instant::now());
+                }
                 // What was streamed, for the estimate a stream cut before its usage is
                 // charged.
                 #[derive(serde::Deserialize)]
@@ -629,9 +636,6 @@ impl hyper::body::Body for PassthroughBody {
                 )))))
             }
             Poll::Ready(Some(Ok(bytes))) => {
-                if me.log.first_byte.is_none() {
-                    me.log.first_byte = Some(Instant::now());
-                }
                 me.observe(&bytes);
                 let mut bytes = bytes;
                 let ends_line = bytes.ends_with(b"\n") || bytes.ends_with(b"\r");

@@ -3420,4 +3420,17 @@ async fn a_stream_let_through_before_content_times_its_first_token_and_charges_i
     assert!(seen.contains(want), "{seen}");
     let estimate = body.to_string().len().div_ceil(4) as u64;
     assert_eq!(tokens_in(&seen, "input"), estimate, "{seen}");
+
+    // A whole stream whose every figure says 0 input is charged the estimate too.
+    let ended = "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\nevent: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hi\"}}\n\nevent: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\nevent: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":2}}\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n".to_owned();
+    let up = raw_sse_upstream(vec![start(0), ended], Then::Finish).await;
+    let (url, admin) = weir_with_admin(&anthropic_route(&up, "no-input", "")).await;
+    let body = a_req("no-input", true);
+    let r = post(&url, "/v1/messages", &body, Some(KEY)).await;
+    assert!(r.text().await.unwrap().contains("message_stop"));
+    let want = r#"weir_requests_total{key="tester",model="no-input",provider="a",status="200"} 1"#;
+    let seen = metrics_with(&admin, want).await;
+    let estimate = body.to_string().len().div_ceil(4) as u64;
+    assert_eq!(tokens_in(&seen, "input"), estimate, "{seen}");
+    assert_eq!(tokens_in(&seen, "output"), 2, "the reported output stands");
 }

@@ -2163,6 +2163,13 @@ fn another_upstreams_state_carried_in_thinking_is_not_sent_to_anthropic() {
         "{out}"
     );
     assert!(out.get("thinking").is_none(), "{out}");
+    // Tool results followed by more user text still continue that turn.
+    let mut more = req.clone();
+    more["messages"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"role": "user", "content": "and then?"}));
+    assert!(encode(&more).get("thinking").is_none());
     // Only the tool turn the request continues needs its thinking: an earlier turn
     // another upstream served leaves thinking on.
     let mut later = req.clone();
