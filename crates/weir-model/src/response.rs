@@ -198,6 +198,13 @@ impl Usage {
             && self.cache_read_tokens.is_none()
     }
 
+    /// Whether it reports the request's input: some input tokens. An input of 0, as an
+    /// OpenAI stream's opening chunk and some Anthropic-compatible servers' figures say,
+    /// is none reported (no request is free of input), so the gateway charges its estimate.
+    pub fn reports_input(&self) -> bool {
+        self.total_input() > 0
+    }
+
     /// All input tokens: uncached + cache read + cache write.
     pub fn total_input(&self) -> u64 {
         self.input_tokens.unwrap_or(0)

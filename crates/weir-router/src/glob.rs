@@ -1,5 +1,10 @@
 //! Model-name globs: `*` matches any run of characters, `?` one character.
 
+/// Whether `s` is a pattern (holds `*` or `?`), not a plain name.
+pub(crate) fn is_pattern(s: &str) -> bool {
+    s.contains(['*', '?'])
+}
+
 /// Whether `name` matches `pattern`.
 pub fn glob_match(pattern: &str, name: &str) -> bool {
     let p: Vec<char> = pattern.chars().collect();

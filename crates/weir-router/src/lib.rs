@@ -231,7 +231,7 @@ impl Route {
     }
 
     fn is_glob(&self) -> bool {
-        self.name.contains(['*', '?'])
+        glob::is_pattern(&self.name)
     }
 }
 
@@ -824,9 +824,9 @@ impl StateHandle {
         // (A pattern is no model a client asked for: a route target's own state, as an
         // instance over the limit publishes it.)
         let forwarded = if make
-            && !model.contains(['*', '?'])
+            && !glob::is_pattern(model)
             && self.routes.iter().any(|(name, targets)| {
-                name.contains(['*', '?'])
+                glob::is_pattern(name)
                     && glob_match(name, model)
                     && targets.iter().any(|(p, m)| p == provider && m.is_empty())
             }) {
@@ -1429,7 +1429,7 @@ impl Router {
             self.routes
                 .iter()
                 .enumerate()
-                .filter(|(_, rs)| rs.route.name.contains(['*', '?']))
+                .filter(|(_, rs)| rs.route.is_glob())
         };
         // Every provider asked at once: a slow one delays the answer by its own time only.
         let mut ids: Vec<&str> = Vec::new();
@@ -1725,7 +1725,7 @@ impl Router {
         model: &str,
     ) -> Cow<'a, Arc<TargetState>> {
         let t = &rs.route.targets[ti];
-        if t.model.is_none() && rs.route.is_glob() && !model.contains(['*', '?']) {
+        if t.model.is_none() && rs.route.is_glob() && !glob::is_pattern(model) {
             if let Some(s) = self.forwarded.get_or_make(&t.provider, model) {
                 return Cow::Owned(s);
             }

@@ -81,10 +81,7 @@ impl Drop for RequestLog {
                     let sent = !a.provider.is_empty();
                     self.provider.get_or_insert(a.provider);
                     self.upstream_model.get_or_insert(a.model);
-                    // (An opening event that says 0 input, as an OpenAI stream's first
-                    // chunk and some Anthropic-compatible servers' message_start do, is no
-                    // report of it.)
-                    if let Some(u) = a.usage.filter(|u| u.total_input() > 0) {
+                    if let Some(u) = a.usage.filter(weir_model::Usage::reports_input) {
                         input = Some(u.total_input());
                         self.usage = Some(u);
                     } else if sent && self.input_estimate > 0 {
@@ -697,9 +694,7 @@ fn estimate_unreported(usage: &mut weir_model::Usage, input_estimate: u64, answe
     if usage.unreported() {
         usage.input_tokens = Some(input_estimate);
         usage.output_tokens = Some((answer_len as u64).div_ceil(4));
-    } else if usage.total_input() == 0 {
-        // Input reported as 0 (some compatible servers) is none reported: no request is
-        // free of input.
+    } else if !usage.reports_input() {
         usage.input_tokens = Some(input_estimate);
     }
 }

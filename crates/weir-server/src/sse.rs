@@ -30,7 +30,7 @@ fn shutdown_error() -> ApiError {
 /// request).
 pub(crate) struct StreamLog {
     log: RequestLog,
-    first_byte: Option<Instant>,
+    first_token: Option<Instant>,
     input: Option<u64>,
     output: Option<u64>,
     outcome: &'static str,
@@ -56,7 +56,7 @@ impl StreamLog {
         });
         StreamLog {
             log,
-            first_byte: None,
+            first_token: None,
             input: None,
             output: None,
             outcome: "client disconnected",
@@ -89,8 +89,8 @@ impl StreamLog {
     fn observe(&mut self, f: &Frame) {
         // Time to first token: the first content written (an opening held past its second
         // goes out before any, and is no token).
-        if self.first_byte.is_none() && f.events.iter().any(StreamEvent::is_content) {
-            self.first_byte = Some(Instant::now());
+        if self.first_token.is_none() && f.events.iter().any(StreamEvent::is_content) {
+            self.first_token = Some(Instant::now());
         }
         for ev in &f.events {
             match ev {
@@ -134,7 +134,7 @@ impl StreamLog {
 
 impl Drop for StreamLog {
     fn drop(&mut self) {
-        let ttft = match (self.first_byte, self.log.started) {
+        let ttft = match (self.first_token, self.log.started) {
             (Some(f), Some(s)) => Some(f.duration_since(s)),
             _ => None,
         };
@@ -147,25 +147,22 @@ impl Drop for StreamLog {
             .usage
             .as_ref()
             .is_none_or(weir_model::Usage::unreported);
-        let no_input = self.log.usage.as_ref().is_none_or(|u| u.total_input() == 0);
-        if self.outcome != "complete" || unreported || no_input {
-            // Cut before its usage came (OpenAI's is in the final chunk), or from an
-            // upstream that reports none (some OpenAI-compatible servers ignore
-            // `stream_options`): charged what was streamed, estimated, so neither makes an
-            // answer free of limits and budgets. The upstream bills it all the same.
-            let cut = self.outcome != "complete" || unreported;
+        // Cut before its usage came (OpenAI's is in the final chunk), or from an upstream
+        // that reports none (some OpenAI-compatible servers ignore `stream_options`), or
+        // no input: charged what was streamed and the request's input, estimated, so
+        // neither makes an answer free of limits and budgets. The upstream bills it all
+        // the same.
+        if self.outcome != "complete" || unreported {
             let output = self.streamed.div_ceil(4);
             let u = self.log.usage.get_or_insert_with(Default::default);
-            if cut && u.output_tokens.is_none_or(|o| o < output) {
+            if u.output_tokens.is_none_or(|o| o < output) {
                 u.output_tokens = Some(output);
                 self.output = Some(output);
             }
-            // Input reported as 0 (some Anthropic-compatible servers' `message_start` and
-            // totals say so) is none reported: no request is free of input.
-            if u.total_input() == 0 {
-                u.input_tokens = Some(self.log.input_estimate);
-                self.input = Some(self.log.input_estimate);
-            }
+        }
+        if let Some(u) = self.log.usage.as_mut().filter(|u| !u.reports_input()) {
+            u.input_tokens = Some(self.log.input_estimate);
+            self.input = Some(self.log.input_estimate);
         }
         if let Some(g) = &self.active {
             g.dec();
@@ -547,8 +544,8 @@ impl PassthroughBody {
             if ty.as_deref().is_some_and(|t| t.ends_with(".delta")) {
                 // Time to first token: the first content (`response.created` and the
                 // like come at once, and are none).
-                if self.log.first_byte.is_none() {
-                    self.log.first_byte = Some(Instant::now());
+                if self.log.first_token.is_none() {
+                    self.log.first_token = Some(Instant::now());
                 }
                 // What was streamed, for the estimate a stream cut before its usage is
                 // charged.
