@@ -203,8 +203,10 @@ def test_a_rate_limited_key_rests_and_the_pool_serves_on(weir_factory, scripted)
         assert r.choices[0].message.content == "served with k2"
     assert [k for _, k in up.seen].count("sk-k1") == 1
     keys = next(p for p in w.status()["providers"] if p["id"] == "p")["keys"]
-    assert keys[0]["state"] == "cooling_down" and keys[0]["cooldown_reason"] == "rate_limited"
-    assert 25_000 < keys[0]["cooldown_ms"] <= 30_000
+    # Upstreams' limits are per model: the key rests for the model asked for.
+    assert keys[0]["state"] == "ok" and keys[0]["rate_limited"] == 1
+    assert [m["model"] for m in keys[0]["model_limits"]] == ["m"]
+    assert 25_000 < keys[0]["model_limits"][0]["ms"] <= 30_000
     assert keys[1]["state"] == "ok"
     assert "sk-k1" not in json.dumps(w.status())
 

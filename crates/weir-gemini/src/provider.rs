@@ -129,8 +129,6 @@ impl GeminiProvider {
         if err.retry_after.is_none() {
             err.retry_after = retry_delay(&body).map(|d| d.min(MAX_WAIT));
         }
-        // Gemini's quotas are per model and project: a 429 rests this model, not the key.
-        err.per_model_quota = err.kind == ErrorKind::RateLimited;
         Err(scrubbed(err))
     }
 }

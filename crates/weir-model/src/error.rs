@@ -143,6 +143,13 @@ impl ApiError {
 }
 
 impl ApiError {
+    /// Whether the key has no credit left (OpenAI's 429 `insufficient_quota`), which is
+    /// not a rate: it holds for every model and passes only when someone pays.
+    pub fn credit_spent(&self) -> bool {
+        self.code.as_deref() == Some("insufficient_quota")
+            || self.error_type.as_deref() == Some("insufficient_quota")
+    }
+
     /// Whether this is a prompt over the model's context window: Anthropic's "prompt is
     /// too long", OpenAI's `context_length_exceeded` (and the wording compatible servers
     /// use). Clients react to it (Claude Code compacts the conversation), so each dialect
@@ -226,8 +233,12 @@ pub struct ProviderError {
     pub status: Option<u16>,
     /// How long the upstream asked us to wait.
     pub retry_after: Option<Duration>,
-    /// A rate limit on what was asked of the key (its quota for this model, as Gemini's
-    /// are), not on the key: the target rests, the key keeps serving other models.
+    /// A rate limit on what was asked of the key (its quota for this model), not on the
+    /// key: the key rests for this model only and keeps serving others. Every upstream
+    /// 429 is one ([`ProviderError::from_api`]): Anthropic's, OpenAI's, Groq's, Gemini's
+    /// and Azure's limits are per model, and where a service's are per key the cost is
+    /// one refused request per model. Not OpenAI's `insufficient_quota` (the key has no
+    /// credit left, for every model).
     pub per_model_quota: bool,
     /// May the router try another target? Derived from `kind`, overridable by a provider
     /// that knows better.
@@ -279,6 +290,7 @@ impl ProviderError {
         let mut e = ProviderError::new(api.kind, api.message.clone());
         e.status = Some(api.status);
         e.retry_after = retry_after;
+        e.per_model_quota = api.kind == ErrorKind::RateLimited && !api.credit_spent();
         e.api_error = Some(Box::new(api));
         e
     }

@@ -177,6 +177,13 @@ return 0
 pub(crate) fn encode_field(c: &StateChange) -> String {
     match c {
         StateChange::ResponseMade { .. } => String::new(),
+        // A key's limit for one model: the key id (hex) and the model, `/` between them.
+        StateChange::KeyRest {
+            provider,
+            key,
+            model: Some(model),
+            ..
+        } => format!("rest\t{provider}\t{key}/{model}"),
         StateChange::KeyRest { provider, key, .. } => format!("rest\t{provider}\t{key}"),
         StateChange::KeyRefused { provider, key, .. } => format!("refused\t{provider}\t{key}"),
         StateChange::BreakerOpen {
@@ -238,8 +245,14 @@ pub(crate) fn encode_message(origin: &str, c: &StateChange) -> Option<String> {
             "{origin}\tresponse\t{provider}\t{model}\t{route}\t{key}\t{id}"
         ));
     }
+    let field = encode_field(c);
+    // Names come from configuration, but a forwarded model's is the client's: one that
+    // would break the fields apart is not shared.
+    if field.contains(['\n', '\r']) || field.matches('\t').count() != 2 {
+        return None;
+    }
     let value = until_and_value(c).map_or_else(|| "-".to_owned(), |(_, v)| v);
-    Some(format!("{origin}\t{}\t{value}", encode_field(c)))
+    Some(format!("{origin}\t{field}\t{value}"))
 }
 
 /// A hash entry as a change.
@@ -258,12 +271,19 @@ pub(crate) fn decode_entry(field: &str, value: &str) -> Option<StateChange> {
     let (until, extra) = value.split_once('\t')?;
     let until_ms: u64 = until.parse().ok()?;
     Some(match kind {
-        "rest" => StateChange::KeyRest {
-            provider,
-            key: name,
-            until_ms,
-            rate_limited: extra == "1",
-        },
+        "rest" => {
+            let (key, model) = match name.split_once('/') {
+                Some((key, model)) => (key.to_owned(), Some(model.to_owned())),
+                None => (name, None),
+            };
+            StateChange::KeyRest {
+                provider,
+                key,
+                model,
+                until_ms,
+                rate_limited: extra == "1",
+            }
+        }
         "refused" => StateChange::KeyRefused {
             provider,
             key: name,
@@ -316,14 +336,23 @@ mod tests {
             StateChange::KeyRest {
                 provider: "anthropic".into(),
                 key: "0123456789abcdef".into(),
+                model: None,
                 until_ms: 1_800_000_000_123,
                 rate_limited: true,
             },
             StateChange::KeyRest {
                 provider: "openai".into(),
                 key: "fedcba9876543210".into(),
+                model: None,
                 until_ms: 1_800_000_000_000,
                 rate_limited: false,
+            },
+            StateChange::KeyRest {
+                provider: "openrouter".into(),
+                key: "fedcba9876543210".into(),
+                model: Some("anthropic/claude-opus-4.5".into()),
+                until_ms: 1_800_000_000_000,
+                rate_limited: true,
             },
             StateChange::KeyRefused {
                 provider: "openai".into(),
@@ -379,6 +408,20 @@ mod tests {
             "abc\tresponse\tp\tm\troute\t-\tid\twith-tab",
         ] {
             assert_eq!(decode_message(m), None, "{m}");
+        }
+    }
+
+    #[test]
+    fn a_model_limit_with_a_tab_or_line_break_in_its_name_is_not_shared() {
+        for model in ["a\tb", "a\nb", "a\r"] {
+            let c = StateChange::KeyRest {
+                provider: "p".into(),
+                key: "0123456789abcdef".into(),
+                model: Some(model.into()),
+                until_ms: 1,
+                rate_limited: true,
+            };
+            assert_eq!(encode_message("abc", &c), None, "{c:?}");
         }
     }
 

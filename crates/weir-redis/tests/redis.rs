@@ -438,6 +438,7 @@ async fn a_cooldown_or_breaker_one_instance_learns_reaches_the_others() {
     one.sink().publish(StateChange::KeyRest {
         provider: "up".into(),
         key: weir_router::key_id("sk-shared-1"),
+        model: None,
         until_ms,
         rate_limited: true,
     });
@@ -451,6 +452,23 @@ async fn a_cooldown_or_breaker_one_instance_learns_reaches_the_others() {
     assert!(left > 58_000 && left <= 60_000, "{left}");
     // The instance that published it does not apply its own message.
     assert_eq!(key_state(&r1, 0), "ok");
+    // A key's limit for one model is shared as that: the key stays usable for others.
+    one.sink().publish(StateChange::KeyRest {
+        provider: "up".into(),
+        key: weir_router::key_id("sk-shared-2"),
+        model: Some("vendor/big-model".into()),
+        until_ms,
+        rate_limited: true,
+    });
+    eventually(
+        || !r2.status().providers[0].keys[1].model_limits.is_empty(),
+        "the model limit at two",
+    )
+    .await;
+    let k = &r2.status().providers[0].keys[1];
+    assert_eq!(k.state, "ok");
+    assert_eq!(k.model_limits[0].model, "vendor/big-model");
+    assert!(k.model_limits[0].ms > 55_000, "{:?}", k.model_limits);
 
     two.sink().publish(StateChange::BreakerOpen {
         provider: "up".into(),
@@ -605,12 +623,14 @@ async fn without_redis_calls_fail_fast_and_it_recovers_when_redis_returns() {
     s.sink().publish(StateChange::KeyRest {
         provider: "up".into(),
         key: weir_router::key_id("sk-shared-2"),
+        model: None,
         until_ms,
         rate_limited: true,
     });
     r.apply(&StateChange::KeyRest {
         provider: "up".into(),
         key: weir_router::key_id("sk-shared-2"),
+        model: None,
         until_ms,
         rate_limited: true,
     });

@@ -459,6 +459,38 @@ impl Shared {
             self.publish(StateChange::KeyRest {
                 provider: provider.to_owned(),
                 key: k.id.clone(),
+                model: None,
+                until_ms: unix_ms()
+                    .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                rate_limited: why == Rest::RateLimited,
+            });
+        }
+    }
+
+    /// Rests key `i` of `provider`'s pool for upstream `model` only, counts it, and
+    /// publishes it.
+    #[allow(clippy::too_many_arguments)]
+    fn limit_model(
+        &self,
+        provider: &str,
+        pool: &KeyPool,
+        i: usize,
+        model: &str,
+        d: Duration,
+        why: Rest,
+        now: Instant,
+    ) {
+        pool.limit_model(i, model, d, why, now);
+        self.emit(&RouterEvent::Cooldown {
+            provider,
+            key: &KeyPool::label(i),
+            duration: d,
+        });
+        if let Some(k) = pool.keys.get(i) {
+            self.publish(StateChange::KeyRest {
+                provider: provider.to_owned(),
+                key: k.id.clone(),
+                model: Some(model.to_owned()),
                 until_ms: unix_ms()
                     .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 rate_limited: why == Rest::RateLimited,
@@ -711,6 +743,7 @@ impl StateHandle {
             StateChange::KeyRest {
                 provider,
                 key,
+                model,
                 until_ms,
                 rate_limited,
             } => {
@@ -720,6 +753,10 @@ impl StateHandle {
                 if let (Some(i), Some(until)) =
                     (pool.find(key), sync::from_unix_ms(*until_ms, now, now_ms))
                 {
+                    if let Some(model) = model {
+                        pool.limit_model_until(i, model, until);
+                        return;
+                    }
                     let why = if *rate_limited {
                         Rest::RateLimited
                     } else {
@@ -850,8 +887,18 @@ impl StateHandle {
                     out.push(StateChange::KeyRest {
                         provider: provider.clone(),
                         key: k.id.clone(),
+                        model: None,
                         until_ms: sync::to_unix_ms(until, now, now_ms),
                         rate_limited: why == Rest::RateLimited,
+                    });
+                }
+                for (model, until) in g.model_limits.iter().filter(|(_, u)| *u > now) {
+                    out.push(StateChange::KeyRest {
+                        provider: provider.clone(),
+                        key: k.id.clone(),
+                        model: Some(model.to_string()),
+                        until_ms: sync::to_unix_ms(*until, now, now_ms),
+                        rate_limited: true,
                     });
                 }
                 if let Some((status, until)) = g.refused.filter(|(_, u)| *u > now) {
@@ -2142,8 +2189,10 @@ impl Router {
             abandoned.armed = false;
             let done = Instant::now();
             if let (Some(i), Some(p), Some(d)) = (key, pool, report.take()) {
+                // Rate-limit headers speak of the limits of the model asked for (Anthropic's
+                // and OpenAI's are per model).
                 self.shared
-                    .rest(&target.provider, p, i, d, Rest::Exhausted, done);
+                    .limit_model(&target.provider, p, i, model, d, Rest::Exhausted, done);
             }
             match result {
                 Ok(reply) => {
@@ -2200,7 +2249,15 @@ impl Router {
                             // The key's quota for this model is spent: the next key is
                             // tried, and this one serves other models meanwhile.
                             let d = e.retry_after.unwrap_or(self.policy.default_cooldown);
-                            p.limit_model(i, model, d, done);
+                            self.shared.limit_model(
+                                &target.provider,
+                                p,
+                                i,
+                                model,
+                                d,
+                                Rest::RateLimited,
+                                done,
+                            );
                             if let Some(a) = attempts.last_mut() {
                                 a.error.retry_after.get_or_insert(d);
                             }

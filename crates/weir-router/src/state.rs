@@ -71,6 +71,9 @@ pub(crate) struct TargetState {
 
 /// The name a model's quota goes by: Gemini takes `models/gemini-2.5-flash` and
 /// `gemini-2.5-flash` alike.
+/// How many models' limits one key remembers at most.
+const MAX_MODEL_LIMITS: usize = 256;
+
 fn quota_name(model: &str) -> &str {
     model.strip_prefix("models/").unwrap_or(model)
 }
@@ -438,17 +441,37 @@ impl KeyPool {
         c
     }
 
-    /// Key `i`'s quota for `model` is spent for `d` (a per-model 429): the key serves
-    /// other models meanwhile.
-    pub(crate) fn limit_model(&self, i: usize, model: &str, d: Duration, now: Instant) {
+    /// Key `i`'s quota for `model` is spent until `until` (a per-model 429, or headers
+    /// saying the model's limit is at zero): the key serves other models meanwhile.
+    pub(crate) fn limit_model(&self, i: usize, model: &str, d: Duration, why: Rest, now: Instant) {
+        if let Some(k) = self.keys.get(i) {
+            if why == Rest::RateLimited {
+                lock(&k.inner).rate_limited += 1;
+            }
+        }
+        self.limit_model_until(i, model, now + d);
+    }
+
+    /// Key `i`'s quota for `model` is spent until `until`, unless known to be spent
+    /// longer.
+    pub(crate) fn limit_model_until(&self, i: usize, model: &str, until: Instant) {
         let model = quota_name(model);
         if let Some(k) = self.keys.get(i) {
             let mut g = lock(&k.inner);
-            g.rate_limited += 1;
-            let until = now + d;
             match g.model_limits.iter_mut().find(|(m, _)| &**m == model) {
                 Some((_, u)) => *u = (*u).max(until),
-                None => g.model_limits.push((model.into(), until)),
+                None => {
+                    if g.model_limits.len() >= MAX_MODEL_LIMITS {
+                        // Forwarded names are the client's: bounded, the one that ends
+                        // first makes room (it costs at most one refused request).
+                        if let Some(first) =
+                            (0..g.model_limits.len()).min_by_key(|&j| g.model_limits[j].1)
+                        {
+                            g.model_limits.swap_remove(first);
+                        }
+                    }
+                    g.model_limits.push((model.into(), until));
+                }
             }
         }
     }

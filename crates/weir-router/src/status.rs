@@ -51,7 +51,7 @@ pub struct KeyStatus {
     pub requests: u64,
     /// 429s it got.
     pub rate_limited: u64,
-    /// Models whose quota on this key is spent (a per-model 429, as Gemini's), with the
+    /// Models whose quota on this key is spent (an upstream's 429 is per model), with the
     /// milliseconds until it is back; the key serves other models meanwhile.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub model_limits: Vec<ModelLimit>,

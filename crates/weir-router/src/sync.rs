@@ -14,12 +14,15 @@ use sha2::{Digest, Sha256};
 /// A change in what a router knows that other instances should learn.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StateChange {
-    /// A key rests (a 429, or headers saying a limit is at zero) until `until_ms`.
+    /// A key rests (a 429, or headers saying a limit is at zero) until `until_ms`: for
+    /// one upstream model when `model` names it, else for all.
     KeyRest {
         /// The key's provider id.
         provider: String,
         /// The key's [`key_id`].
         key: String,
+        /// The upstream model whose limit it is (`None`: the key's, every model's).
+        model: Option<String>,
         /// Unix milliseconds.
         until_ms: u64,
         /// The upstream answered 429 (else its headers said a limit is at zero).

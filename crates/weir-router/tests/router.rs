@@ -28,10 +28,11 @@ enum Act {
     Ok,
     /// Fails with a status.
     Fail(u16),
-    /// 429 with a retry-after.
+    /// 429 with a retry-after, for the key whatever the model (as OpenAI's
+    /// `insufficient_quota`).
     Limited(Duration),
     /// 429 with a retry-after for requests of this (upstream) model, its quota spent (as
-    /// Gemini's per-model quotas); other models answer.
+    /// upstreams' 429s are); other models answer.
     QuotaFor(&'static str, Duration),
     /// Answers, but reports the key's limits exhausted for the duration.
     OkExhausted(Duration),
@@ -213,10 +214,14 @@ impl Provider for Fake {
                 e.counts_against_health = false;
                 Err(e)
             }
-            Act::Limited(d) => Err(error(429, Some(d))),
-            Act::QuotaFor(m, d) if req.model == m => {
+            Act::Limited(d) => {
                 let mut e = error(429, Some(d));
-                e.per_model_quota = true;
+                e.per_model_quota = false;
+                Err(e)
+            }
+            Act::QuotaFor(m, d) if req.model == m => {
+                let e = error(429, Some(d));
+                assert!(e.per_model_quota, "an upstream's 429 is per model");
                 Err(e)
             }
             Act::QuotaFor(..) => Ok(ok(req)),
@@ -751,7 +756,7 @@ async fn a_refused_key_gets_another_chance_after_a_while() {
 }
 
 #[tokio::test]
-async fn headers_saying_a_limit_is_spent_rest_the_key_without_spending_a_request() {
+async fn headers_saying_a_model_limit_is_spent_rest_the_key_for_it_without_spending_a_request() {
     let a = Fake::build("a", Act::Ok, &["sk-one", "sk-two"], Capabilities::ALL);
     a.key_act("sk-one", Act::OkExhausted(Duration::from_secs(30)));
     let r = router(
@@ -769,11 +774,14 @@ async fn headers_saying_a_limit_is_spent_rest_the_key_without_spending_a_request
         1,
         "{used:?}"
     );
+    // The headers spoke of the limits of the model asked for: the key rests for it only.
     let k = &r.status().providers[0].keys[0];
-    assert_eq!(
-        (k.state, k.cooldown_reason),
-        ("cooling_down", Some("limit_exhausted"))
-    );
+    assert_eq!((k.state, k.cooldown_reason), ("ok", None));
+    assert_eq!(k.model_limits.len(), 1, "{:?}", k.model_limits);
+    assert_eq!(k.model_limits[0].model, "m");
+    assert!(k.model_limits[0].ms > 25_000);
+    // Not counted as a 429.
+    assert_eq!(k.rate_limited, 0);
 }
 
 #[tokio::test]
@@ -797,9 +805,10 @@ async fn everything_rate_limited_gives_429_with_the_smallest_retry_after() {
     assert_eq!(attempts.len(), 2);
 }
 
-/// Gemini's quotas are per model: a 429 for one model rests that model on that key, and
-/// the key goes on serving the others (it rested the key, and every model with it); a
-/// glob route's models are told apart; in a pool, the next key serves the model.
+/// Upstreams' quotas are per model (Anthropic's, OpenAI's, Gemini's): a 429 for one model
+/// rests that model on that key, and the key goes on serving the others (it rested the
+/// key, and every model with it); a glob route's models are told apart; in a pool, the
+/// next key serves the model.
 #[tokio::test]
 async fn a_per_model_quota_rests_the_model_on_the_key_not_the_key() {
     let a = Fake::build(
@@ -1483,9 +1492,44 @@ async fn cooldowns_refusals_and_breakers_reach_another_instance_through_a_sink()
     second.apply(&weir_router::StateChange::KeyRest {
         provider: "zzz".into(),
         key: "0".into(),
+        model: None,
         until_ms: u64::MAX,
         rate_limited: true,
     });
+}
+
+#[tokio::test]
+async fn a_model_limit_reaches_another_instance_as_a_model_limit() {
+    let make = || Fake::build("a", Act::Ok, &["sk-one"], Capabilities::ALL);
+    let routes = || vec![Route::new("claude-*", vec![Target::new("a")])];
+    let (a1, a2) = (make(), make());
+    a1.set(Act::QuotaFor("claude-opus", Duration::from_secs(60)));
+    let relay = Arc::new(Relay(Mutex::new(Vec::new())));
+    let first = router(&[a1.clone()], routes(), quick()).with_state_sink(relay.clone());
+    let second = router(&[a2.clone()], routes(), quick());
+    let _ = failure(&first, req("claude-opus")).await;
+    let changes = relay.0.lock().unwrap().clone();
+    assert!(
+        changes.iter().any(|c| matches!(c, weir_router::StateChange::KeyRest { model: Some(m), rate_limited: true, .. } if m == "claude-opus")),
+        "{changes:?}"
+    );
+    for c in &changes {
+        second.apply(c);
+    }
+    // A snapshot of the first carries it too (for an instance that joins later).
+    assert!(first.state_snapshot().iter().any(
+        |c| matches!(c, weir_router::StateChange::KeyRest { model: Some(m), .. } if m == "claude-opus")
+    ));
+    let st = second.status();
+    let key = &st.providers[0].keys[0];
+    assert_eq!(key.state, "ok");
+    assert_eq!(key.model_limits[0].model, "claude-opus");
+    assert!(key.model_limits[0].ms > 55_000);
+    // The second instance passes the model over without a call, and serves the others.
+    let (e, _) = failure(&second, req("claude-opus")).await;
+    assert_eq!(e.kind, ErrorKind::RateLimited);
+    assert_eq!(a2.calls(), 0);
+    assert_eq!(served_by(&second, req("claude-haiku"), cx()).await, "a");
 }
 
 #[tokio::test]

@@ -667,6 +667,7 @@ async fn a_key_without_quota_rests_like_a_refused_one_and_the_next_key_serves() 
     let url = weir(&format!(
         "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-empty\", \"sk-full\"]\n\
          [[models]]\nname = \"m\"\ntargets = [{{ provider = \"o\" }}]\n\
+         [[models]]\nname = \"m2\"\ntargets = [{{ provider = \"o\", model = \"other\" }}]\n\
          [routing]\ndefault_cooldown = \"10ms\"\n",
         up.url()
     ))
@@ -693,6 +694,22 @@ async fn a_key_without_quota_rests_like_a_refused_one_and_the_next_key_serves() 
         1,
         "{tried:?}"
     );
+    // No credit is no credit for any model: the key rests whole, not for `m` alone.
+    for _ in 0..3 {
+        let (status, body) = post(
+            &url,
+            "/v1/chat/completions",
+            &json!({"model": "m2", "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let empty = up
+        .requests()
+        .iter()
+        .filter(|r| r.key() == Some("sk-empty"))
+        .count();
+    assert_eq!(empty, 1);
 }
 
 #[test]

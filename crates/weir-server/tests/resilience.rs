@@ -256,7 +256,7 @@ async fn a_slow_drip_is_served_to_the_end() {
 }
 
 #[tokio::test]
-async fn each_rate_limit_header_format_cools_only_that_key_for_its_time() {
+async fn each_rate_limit_header_format_cools_only_that_key_for_that_model_for_its_time() {
     // (format, provider kind, the cooldown it should give, in seconds, with slack)
     let cases: Vec<(RateLimitFormat, &str, u64, u64)> = vec![
         (RateLimitFormat::RetryAfterSeconds(30), "anthropic", 29, 30),
@@ -302,8 +302,10 @@ async fn each_rate_limit_header_format_cools_only_that_key_for_its_time() {
         );
         let st = w.status().await;
         let k1 = &st["providers"][0]["keys"][0];
-        assert_eq!(k1["state"], "cooling_down", "{format:?} {st}");
-        let ms = k1["cooldown_ms"].as_u64().unwrap();
+        // Upstreams' limits are per model: the key rests for the model asked for.
+        assert_eq!(k1["state"], "ok", "{format:?} {st}");
+        assert_eq!(k1["model_limits"][0]["model"], "m", "{format:?} {st}");
+        let ms = k1["model_limits"][0]["ms"].as_u64().unwrap();
         assert!(
             (lo * 1000..=hi * 1000).contains(&ms),
             "{format:?}: cooldown {ms} ms, expected {lo}-{hi} s"
@@ -317,6 +319,46 @@ async fn each_rate_limit_header_format_cools_only_that_key_for_its_time() {
             "{m}"
         );
     }
+}
+
+/// Anthropic's limits are per model class (OpenAI's, Gemini's and Groq's per model): Opus
+/// rate limited on a key leaves that key serving Haiku (Claude Code's side requests), on
+/// a glob route forwarding the client's names; Opus is passed over until its reset.
+#[tokio::test]
+async fn a_429_for_one_model_leaves_the_key_serving_the_others() {
+    let up = FaultyUpstream::start(Behaviour::per_model(
+        [(
+            "claude-opus-x",
+            Behaviour::rate_limited(RateLimitFormat::RetryAfterSeconds(30)),
+        )],
+        Behaviour::ok("served"),
+    ))
+    .await;
+    let w = weir(&format!(
+        "[providers.p]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-only\"]\n\
+         [[models]]\nname = \"claude-*\"\ntargets = [{{ provider = \"p\" }}]\n",
+        up.url()
+    ))
+    .await;
+    let (status, h, body) = w.call('a', "claude-opus-x", false, &[]).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(h["retry-after"], "30");
+    for _ in 0..3 {
+        let (status, _, body) = w.call('a', "claude-haiku-x", false, &[]).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Opus again: told to wait, without a request upstream.
+    let hits = up.hits();
+    let (status, h, body) = w.call('a', "claude-opus-x", true, &[]).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("claude-opus-x"), "{body}");
+    let wait: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((28..=30).contains(&wait), "{wait}");
+    assert_eq!(up.hits(), hits);
+    let st = w.status().await;
+    let k = &st["providers"][0]["keys"][0];
+    assert_eq!(k["state"], "ok", "{st}");
+    assert_eq!(k["model_limits"][0]["model"], "claude-opus-x", "{st}");
 }
 
 #[tokio::test]
@@ -559,7 +601,7 @@ async fn two_hundred_concurrent_requests_while_one_key_answers_429_lose_none() {
     assert_eq!(ok, 200);
     let st = w.status().await;
     let keys = st["providers"][0]["keys"].as_array().unwrap();
-    assert_eq!(keys[1]["state"], "cooling_down", "{st}");
+    assert_eq!(keys[1]["model_limits"][0]["model"], "m", "{st}");
     assert!(keys.iter().all(|k| k["in_flight"] == 0), "{st}");
     assert_eq!(target(&st, "p")["in_flight"], 0);
 }

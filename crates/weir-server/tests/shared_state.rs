@@ -219,20 +219,21 @@ async fn a_cooldown_and_a_breaker_one_instance_learns_are_respected_by_the_other
         assert_eq!(s, 200, "{body}");
     }
     assert_eq!(used_key_1(), 1);
+    // The key rests for the model asked for (upstreams' limits are per model).
     let key1 = |st: &Value| {
         st["providers"]
             .as_array()
             .unwrap()
             .iter()
             .find(|p| p["id"] == "up")
-            .unwrap()["keys"][0]["state"]
+            .unwrap()["keys"][0]["model_limits"][0]["model"]
             .as_str()
-            .unwrap()
+            .unwrap_or("none")
             .to_owned()
     };
-    assert_eq!(key1(&one.status().await), "cooling_down");
+    assert_eq!(key1(&one.status().await), "m");
     eventually(
-        || async { key1(&two.status().await) == "cooling_down" },
+        || async { key1(&two.status().await) == "m" },
         "instance two to learn the cooldown",
     )
     .await;

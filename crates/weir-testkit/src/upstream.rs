@@ -142,6 +142,9 @@ pub enum Behaviour {
     /// <key>`, else `api-key`): the first pair whose key matches, otherwise the boxed
     /// default.
     PerKey(Vec<(String, Behaviour)>, Box<Behaviour>),
+    /// Chooses by the request body's `model`: the first pair whose model matches,
+    /// otherwise the boxed default.
+    PerModel(Vec<(String, Behaviour)>, Box<Behaviour>),
     /// Waits, then behaves.
     Delay(Duration, Box<Behaviour>),
 }
@@ -201,6 +204,17 @@ impl Behaviour {
     ) -> Behaviour {
         Behaviour::PerKey(
             pairs.into_iter().map(|(k, b)| (k.into(), b)).collect(),
+            Box::new(default),
+        )
+    }
+
+    /// [`Behaviour::PerModel`] from `(model, behaviour)` pairs and a default.
+    pub fn per_model<M: Into<String>>(
+        pairs: impl IntoIterator<Item = (M, Behaviour)>,
+        default: Behaviour,
+    ) -> Behaviour {
+        Behaviour::PerModel(
+            pairs.into_iter().map(|(m, b)| (m.into(), b)).collect(),
             Box::new(default),
         )
     }
@@ -599,6 +613,12 @@ async fn handle(
                     None => *default,
                 }
             }
+            Behaviour::PerModel(pairs, default) => {
+                match pairs.into_iter().find(|(m, _)| *m == ctx.model) {
+                    Some((_, b)) => b,
+                    None => *default,
+                }
+            }
             Behaviour::Delay(delay, then) => {
                 tokio::time::sleep(delay).await;
                 *then
@@ -734,6 +754,7 @@ fn respond(b: Behaviour, ctx: &Ctx, shared: &Arc<Shared>) -> Response<UpBody> {
         // Resolved by `handle` before answering; kept total for safety.
         (
             Behaviour::PerKey(..)
+            | Behaviour::PerModel(..)
             | Behaviour::Delay(..)
             | Behaviour::Hang
             | Behaviour::ResetConnection,

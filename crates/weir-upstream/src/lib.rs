@@ -549,7 +549,7 @@ pub fn status_error(
     let limits = rate_limit_info(headers, SystemTime::now());
     // OpenAI's 429 `insufficient_quota` is a key with no credit left, not a rate: it will
     // not pass in seconds, so the key rests as long as a refused one does.
-    let retry_after = if api.code.as_deref() == Some("insufficient_quota") {
+    let retry_after = if api.credit_spent() {
         Some(limits.retry_after.unwrap_or_default().max(NO_QUOTA_REST))
     } else {
         limits.retry_after
