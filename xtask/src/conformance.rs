@@ -29,7 +29,13 @@ const NOTES: &str = "
 
 - **anthropic**: lossless for Anthropic clients (thinking signatures, `cache_control`,
   unknown fields and events, `anthropic-beta`). `count_tokens` uses Anthropic's counter;
-  breaker probes use it too (free).
+  breaker probes use it too (free). For OpenAI clients, what Anthropic refuses is left
+  out: stop sequences of whitespace alone (`\\n`), text of whitespace alone (the `\\n\\n`
+  Claude writes before tool calls, sent back), blank parts of tool results; a function
+  without `\"type\"` in its parameters gets `\"type\": \"object\"`. A `thinking` object sent
+  as an extra field (as Anthropic's OpenAI-compatible endpoint takes it) is Anthropic's
+  thinking; a `file` of a text type goes as a text document, one neither PDF nor text
+  is refused with a 400.
 - **openai** and its presets (`groq`, `xai`, `cerebras`, `openrouter`, `deepseek`, `zai`,
   `mistral`, `together`): lossless for OpenAI clients. Presets set the base URL and the
   output-limit field and strip what the service rejects when it asks for nothing more
@@ -44,6 +50,9 @@ const NOTES: &str = "
   Such carried state (and Gemini's) is left out when the conversation goes to Anthropic,
   Bedrock or Vertex Claude later (a failover chain), which refuse it as a signature; a
   tool turn that loses its thinking that way turns thinking off for that request.
+  For Anthropic clients: OpenAI does not say which stop sequence ended an answer, so
+  one that did ends as `end_turn` with `stop_sequence: null`; an assistant message last
+  (a prefill) is sent as it is, and OpenAI answers after it rather than continuing it.
 - **azure**: Azure OpenAI deployment URLs (the target's `model` is the deployment name,
   `api_version` defaults to 2024-10-21) or the `/openai/v1` form, key in `api-key`; the
   opening `prompt_filter_results` chunk is tolerated. A `base_url` ending in `/anthropic`

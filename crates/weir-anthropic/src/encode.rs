@@ -3,6 +3,8 @@
 
 use std::borrow::Cow;
 
+use serde_json::value::RawValue;
+
 use weir_model::json_writer::JsonWriter;
 use weir_model::{
     ChatRequest, Content, ContentBlock, Dialect, Message, RawJson, Role, TextBlock, ThinkingConfig,
@@ -148,9 +150,15 @@ fn tool(w: &mut JsonWriter, t: &Tool, out: Out) -> Result<(), String> {
                 w.json_str(d);
             }
             match &f.parameters {
-                Some(p) => {
+                Some(p) if out.same => {
                     w.key("input_schema");
                     w.raw_value(p);
+                }
+                // Anthropic requires `"type": "object"`; OpenAI takes `{}` or a schema of
+                // properties alone.
+                Some(p) => {
+                    w.key("input_schema");
+                    object_schema(w, p);
                 }
                 // Anthropic requires a schema; OpenAI allows none.
                 None if !out.same => {
@@ -174,6 +182,30 @@ fn tool(w: &mut JsonWriter, t: &Tool, out: Out) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Writes an OpenAI function's parameters as an Anthropic `input_schema`: as they are
+/// when they say `"type"`, else with `"type": "object"` added (not an object: an empty
+/// object schema).
+fn object_schema(w: &mut JsonWriter, p: &RawValue) {
+    // (Keys as `String`: a borrowed key cannot hold an escape.)
+    let Ok(fields) = serde_json::from_str::<std::collections::BTreeMap<String, &RawValue>>(p.get())
+    else {
+        w.raw(r#"{"type":"object","properties":{}}"#);
+        return;
+    };
+    if fields.contains_key("type") {
+        w.raw_value(p);
+        return;
+    }
+    w.begin_object();
+    w.key("type");
+    w.raw("\"object\"");
+    for (k, v) in fields {
+        w.key_escaped(&k);
+        w.raw_value(v);
+    }
+    w.end_object();
 }
 
 fn tool_choice(
@@ -564,7 +596,9 @@ impl<'a> OutBlock<'a> {
     /// reasoning that Anthropic would reject).
     fn translated(block: &'a ContentBlock) -> Result<Option<Self>, String> {
         Ok(Some(match block {
-            ContentBlock::Text(t) if t.text.is_empty() => return Ok(None),
+            // Anthropic refuses text blocks of whitespace alone; OpenAI answers often
+            // hold one ("\n\n" before tool calls) that clients send back.
+            ContentBlock::Text(t) if t.text.is_blank() => return Ok(None),
             ContentBlock::Thinking(t) if t.signature.is_none() || t.carries_state() => {
                 return Ok(None)
             }
@@ -654,6 +688,32 @@ fn thinking_for<'a>(
             return Some(Cow::Borrowed(t));
         }
     }
+    let unsigned_tool_turn = || {
+        messages.iter().any(|m| {
+            m.role == "assistant"
+                && m.blocks
+                    .iter()
+                    .any(|b| matches!(b.block, ContentBlock::ToolUse(_)))
+                && !matches!(
+                    m.blocks.first().map(|b| b.block),
+                    Some(ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_))
+                )
+        })
+    };
+    // An OpenAI client's own `thinking` (Anthropic's object, sent as an extra field, as
+    // Anthropic's OpenAI-compatible endpoint takes it) wins over its reasoning_effort;
+    // off, like that, when a tool turn of the history lacks the signed thinking Anthropic
+    // would demand before its calls.
+    if let Some(raw) = req.extra.get("thinking") {
+        let t = crate::request::thinking_from_raw(raw.to_owned());
+        match t {
+            ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive(_) => {
+                return (!unsigned_tool_turn()).then_some(Cow::Owned(t));
+            }
+            ThinkingConfig::Disabled => return Some(Cow::Owned(t)),
+            ThinkingConfig::Unknown(_) => {}
+        }
+    }
     if !opts.thinking_from_reasoning_effort {
         return None;
     }
@@ -679,17 +739,7 @@ fn thinking_for<'a>(
         "xhigh" => 32768,
         _ => return None,
     };
-    let unsigned_tool_turn = messages.iter().any(|m| {
-        m.role == "assistant"
-            && m.blocks
-                .iter()
-                .any(|b| matches!(b.block, ContentBlock::ToolUse(_)))
-            && !matches!(
-                m.blocks.first().map(|b| b.block),
-                Some(ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_))
-            )
-    });
-    if unsigned_tool_turn {
+    if unsigned_tool_turn() {
         return None;
     }
     // Below the client's own limit, which OpenAI counts reasoning in; without one, below

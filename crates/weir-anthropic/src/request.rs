@@ -111,7 +111,7 @@ impl<'de> Visitor<'de> for RequestVisitor {
     }
 }
 
-fn thinking_from_raw(raw: RawJson) -> ThinkingConfig {
+pub(crate) fn thinking_from_raw(raw: RawJson) -> ThinkingConfig {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Enabled {

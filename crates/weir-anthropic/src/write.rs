@@ -52,6 +52,34 @@ fn source(w: &mut JsonWriter, s: &MediaSource) {
     w.end_object();
 }
 
+/// The text a base64 document of a text type holds; an error naming the type for
+/// anything Anthropic cannot take.
+fn text_of_base64(media_type: &str, data: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    let mime = media_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    let texty = mime.starts_with("text/")
+        || matches!(
+            mime.as_str(),
+            "application/json" | "application/xml" | "application/x-yaml" | "application/yaml"
+        );
+    let refused = || {
+        format!("a document of type `{media_type}` cannot be sent to Anthropic (PDF or text only)")
+    };
+    if !texty {
+        return Err(refused());
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data.trim())
+        .map_err(|_| format!("a document of type `{media_type}` is not valid base64"))?;
+    String::from_utf8(bytes)
+        .map_err(|_| format!("a document of type `{media_type}` is not UTF-8 text"))
+}
+
 fn cache_control(w: &mut JsonWriter, c: Option<&RawValue>) {
     if let Some(c) = c {
         w.key("cache_control");
@@ -108,7 +136,24 @@ pub(crate) fn block(
             w.key("type");
             w.raw("\"document\"");
             w.key("source");
-            source(w, &d.source);
+            match &d.source {
+                // Anthropic takes base64 documents as PDF only; another dialect's file of
+                // text (an OpenAI `file` part of `text/plain`, CSV, JSON...) goes as a
+                // plain text source, anything else is refused here rather than upstream.
+                MediaSource::Base64 { media_type, data }
+                    if !out.same && media_type != "application/pdf" =>
+                {
+                    let text = text_of_base64(media_type, data)?;
+                    source(
+                        w,
+                        &MediaSource::Text {
+                            media_type: "text/plain".into(),
+                            data: text,
+                        },
+                    );
+                }
+                s => source(w, s),
+            }
             if let Some(t) = &d.title {
                 w.key("title");
                 w.string(t);
@@ -141,7 +186,22 @@ pub(crate) fn block(
             w.raw("\"tool_result\"");
             w.key("tool_use_id");
             w.string(edits.id.unwrap_or(&r.tool_use_id));
-            if r.content.form != ContentForm::Absent || !r.content.blocks.is_empty() {
+            let blank = |b: &ContentBlock| matches!(b, ContentBlock::Text(t) if t.text.is_blank());
+            if !out.same && r.content.blocks.iter().any(blank) {
+                // Anthropic refuses blank text blocks, which another dialect's tool output
+                // may hold (`[{"type": "text", "text": ""}]`): left out, and the content
+                // with them when nothing else is left.
+                let kept: Vec<&ContentBlock> =
+                    r.content.blocks.iter().filter(|b| !blank(b)).collect();
+                if !kept.is_empty() {
+                    w.key("content");
+                    w.begin_array();
+                    for b in kept {
+                        block(w, b, out, BlockEdits::default())?;
+                    }
+                    w.end_array();
+                }
+            } else if r.content.form != ContentForm::Absent || !r.content.blocks.is_empty() {
                 w.key("content");
                 content(w, &r.content, out)?;
             }

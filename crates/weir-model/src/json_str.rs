@@ -95,6 +95,19 @@ impl JsonStr {
     pub fn is_empty(&self) -> bool {
         self.0.get().len() == 2
     }
+
+    /// Whether the string is empty or whitespace only (`"\n\n"`, which Anthropic refuses
+    /// as a text block).
+    pub fn is_blank(&self) -> bool {
+        let tok = self.0.get();
+        let inner = &tok[1..tok.len() - 1];
+        // Most text starts with something visible: decided without decoding.
+        match inner.chars().next() {
+            None => true,
+            Some(c) if c != '\\' && !c.is_whitespace() => false,
+            Some(_) => self.as_str().trim().is_empty(),
+        }
+    }
 }
 
 impl Default for JsonStr {
@@ -169,6 +182,23 @@ impl<'de> Deserialize<'de> for JsonStr {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn blank_is_empty_or_whitespace_however_escaped() {
+        for (s, blank) in [
+            ("", true),
+            ("\n\n", true),
+            (" \t\r\n\u{a0}", true),
+            ("\n x", false),
+            ("x", false),
+            ("\\", false),
+            ("\"", false),
+        ] {
+            assert_eq!(super::JsonStr::new(s).is_blank(), blank, "{s:?}");
+        }
+        let escaped = super::JsonStr::from_token(r#""\u0020\n""#).unwrap();
+        assert!(escaped.is_blank());
+    }
+
     use super::*;
 
     #[test]

@@ -2789,3 +2789,145 @@ fn a_custom_tool_is_refused_by_its_name() {
     .unwrap_err();
     assert!(err.to_string().contains("tool `grammar_tool`"), "{err}");
 }
+
+// --- what Anthropic refuses in an OpenAI client's request (a feature audit) ------------
+
+#[test]
+fn whitespace_only_text_is_left_out_for_anthropic_so_a_tool_loop_continues() {
+    // Claude often writes "\n\n" before its tool calls; the OpenAI client sends it back.
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": "\n\n", "tool_calls": [
+                {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": [{"type": "text", "text": ""}, {"type": "text", "text": "sunny"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": " \t"}, {"type": "text", "text": "It is sunny."}]},
+            {"role": "user", "content": "and now?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "toolu_2", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "toolu_2", "content": [{"type": "text", "text": ""}]},
+        ]
+    }));
+    assert_json(
+        &out["messages"],
+        &json!([
+            {"role": "user", "content": [{"type": "text", "text": "weather?"}]},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "Paris"}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [{"type": "text", "text": "sunny"}]}
+            ]},
+            {"role": "assistant", "content": [{"type": "text", "text": "It is sunny."}]},
+            {"role": "user", "content": [{"type": "text", "text": "and now?"}]},
+            {"role": "assistant", "content": [
+                {"type": "tool_use", "id": "toolu_2", "name": "get_weather", "input": {}}
+            ]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_2"}]},
+        ]),
+    );
+}
+
+#[test]
+fn a_function_schema_without_a_type_gets_type_object_for_anthropic() {
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": "hi"}],
+        "tools": [
+            {"type": "function", "function": {"name": "ping", "parameters": {}}},
+            {"type": "function", "function": {"name": "q\"uote", "parameters": {"properties": {"a\nb": {"type": "string"}}, "required": ["a\nb"]}}},
+            {"type": "function", "function": {"name": "typed", "parameters": {"properties": {}, "type": "object"}}},
+            {"type": "function", "function": {"name": "none"}},
+        ]
+    }));
+    assert_json(
+        &out["tools"],
+        &json!([
+            {"name": "ping", "input_schema": {"type": "object"}},
+            {"name": "q\"uote", "input_schema": {"type": "object", "properties": {"a\nb": {"type": "string"}}, "required": ["a\nb"]}},
+            {"name": "typed", "input_schema": {"properties": {}, "type": "object"}},
+            {"name": "none", "input_schema": {"type": "object", "properties": {}}},
+        ]),
+    );
+}
+
+#[test]
+fn an_openai_client_s_thinking_object_reaches_anthropic() {
+    // As Anthropic's own OpenAI-compatible endpoint takes it (the SDK's extra_body).
+    let out = o_to_a(json!({
+        "model": "m",
+        "max_tokens": 1000,
+        "thinking": {"type": "enabled", "budget_tokens": 2000},
+        "messages": [{"role": "user", "content": "think"}]
+    }));
+    assert_eq!(
+        out["thinking"],
+        json!({"type": "enabled", "budget_tokens": 2000})
+    );
+    // The output limit is raised above the budget, as for reasoning_effort.
+    assert!(out["max_tokens"].as_u64().unwrap() > 2000, "{out}");
+    let out = o_to_a(json!({
+        "model": "m",
+        "thinking": {"type": "adaptive"},
+        "reasoning_effort": "low",
+        "messages": [{"role": "user", "content": "think"}]
+    }));
+    assert_eq!(out["thinking"], json!({"type": "adaptive"}));
+    // A tool turn in the history without Anthropic's signed thinking before its calls:
+    // off, or Anthropic would refuse the request.
+    let out = o_to_a(json!({
+        "model": "m",
+        "thinking": {"type": "enabled", "budget_tokens": 2000},
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+            ]},
+            {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
+        ]
+    }));
+    assert!(out.get("thinking").is_none(), "{out}");
+}
+
+#[test]
+fn an_openai_file_of_text_goes_as_a_text_document_and_other_types_are_refused() {
+    use base64::Engine as _;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"file_data": format!("data:text/plain;base64,{}", b64("héllo\nworld")), "filename": "f.txt"}},
+            {"type": "file", "file": {"file_data": format!("data:text/csv;base64,{}", b64("a,b\n1,2")), "filename": "t.csv"}},
+            {"type": "file", "file": {"file_data": format!("data:application/pdf;base64,{}", b64("%PDF-1.4")), "filename": "d.pdf"}},
+            {"type": "text", "text": "summarize"}
+        ]}]
+    }));
+    let content = &out["messages"][0]["content"];
+    assert_eq!(
+        content[0]["source"],
+        json!({"type": "text", "media_type": "text/plain", "data": "héllo\nworld"})
+    );
+    assert_eq!(content[1]["source"]["data"], "a,b\n1,2");
+    assert_eq!(content[2]["source"]["type"], "base64");
+    assert_eq!(content[2]["source"]["media_type"], "application/pdf");
+    for (media, data) in [
+        (
+            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+            b64("PK"),
+        ),
+        ("text/plain", "%%%not base64".to_owned()),
+    ] {
+        let e = try_o_to_a(json!({
+            "model": "m",
+            "messages": [{"role": "user", "content": [
+                {"type": "file", "file": {"file_data": format!("data:{media};base64,{data}"), "filename": "x"}}
+            ]}]
+        }))
+        .unwrap_err();
+        assert!(matches!(e, WireError::Unsupported(_)), "{e:?}");
+        assert!(e.to_string().contains(media), "{e}");
+    }
+}
