@@ -140,6 +140,25 @@ impl Message {
     }
 }
 
+/// The text of an OpenAI `{"type": "refusal", "refusal": "..."}` content part (kept
+/// verbatim as an unknown block), when the block is one.
+pub(crate) fn refusal_part(b: &ContentBlock) -> Option<JsonStr> {
+    let ContentBlock::Unknown(u) = b else {
+        return None;
+    };
+    if u.dialect != Dialect::OpenAi || u.type_name.as_deref() != Some("refusal") {
+        return None;
+    }
+    #[derive(serde::Deserialize)]
+    struct Part {
+        refusal: JsonStr,
+    }
+    serde_json::from_str::<Part>(u.raw.get())
+        .ok()
+        .map(|p| p.refusal)
+        .filter(|t| !t.is_empty())
+}
+
 /// A piece of content.
 #[derive(Clone, Debug)]
 pub enum ContentBlock {

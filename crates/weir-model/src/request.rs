@@ -58,16 +58,33 @@ pub struct ChatRequest {
 
 impl ChatRequest {
     /// An OpenAI client's request with its assistants' refusals (`refusal` beside a null
-    /// `content`) as their text, for dialects that have a refusal only as text: a copy only
-    /// when it holds some.
+    /// `content`, or `{"type": "refusal"}` parts of it) as their text, for dialects that
+    /// have a refusal only as text: a copy only when it holds some.
     pub fn with_refusals_as_text(&self) -> std::borrow::Cow<'_, ChatRequest> {
+        let has_part = |m: &crate::Message| {
+            m.content
+                .blocks
+                .iter()
+                .any(|b| crate::content::refusal_part(b).is_some())
+        };
         if self.origin != Some(Dialect::OpenAi)
-            || !self.messages.iter().any(|m| m.refusal_text().is_some())
+            || !self
+                .messages
+                .iter()
+                .any(|m| m.refusal_text().is_some() || has_part(m))
         {
             return std::borrow::Cow::Borrowed(self);
         }
         let mut r = self.clone();
         for m in &mut r.messages {
+            for b in &mut m.content.blocks {
+                if let Some(text) = crate::content::refusal_part(b) {
+                    *b = crate::ContentBlock::Text(crate::TextBlock {
+                        text,
+                        ..Default::default()
+                    });
+                }
+            }
             if let Some(text) = m.refusal_text() {
                 m.content.blocks.insert(
                     0,

@@ -297,7 +297,10 @@ fn an_openai_assistant_refusal_in_history_reaches_anthropic_as_its_text() {
             {"role": "user", "content": "do the bad thing"},
             {"role": "assistant", "content": null, "refusal": "I can't help with that."},
             {"role": "user", "content": "ok, something else"},
-            {"role": "assistant", "content": "Sure.", "refusal": null}
+            {"role": "assistant", "content": "Sure.", "refusal": null},
+            {"role": "user", "content": "and this?"},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "Nor that."}]},
+            {"role": "user", "content": "fine"}
         ]
     }));
     assert_json(
@@ -306,7 +309,10 @@ fn an_openai_assistant_refusal_in_history_reaches_anthropic_as_its_text() {
             {"role": "user", "content": [{"type": "text", "text": "do the bad thing"}]},
             {"role": "assistant", "content": [{"type": "text", "text": "I can't help with that."}]},
             {"role": "user", "content": [{"type": "text", "text": "ok, something else"}]},
-            {"role": "assistant", "content": [{"type": "text", "text": "Sure."}]}
+            {"role": "assistant", "content": [{"type": "text", "text": "Sure."}]},
+            {"role": "user", "content": [{"type": "text", "text": "and this?"}]},
+            {"role": "assistant", "content": [{"type": "text", "text": "Nor that."}]},
+            {"role": "user", "content": [{"type": "text", "text": "fine"}]}
         ]),
     );
 }
