@@ -526,3 +526,41 @@ fn an_openai_refusal_in_history_is_the_assistant_s_text_and_empty_requests_are_r
         );
     }
 }
+
+#[test]
+fn blank_text_is_left_out_as_converse_refuses_it() {
+    // Converse: "The text field in the ContentBlock object is blank".
+    let req = anthropic(json!({
+        "model": "m",
+        "max_tokens": 100,
+        "system": [{"type": "text", "text": " "}, {"type": "text", "text": "Be brief."}],
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": [
+                {"type": "text", "text": "\n\n"},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_1", "content": [
+                    {"type": "text", "text": "\t"}, {"type": "text", "text": "sunny"}
+                ]}
+            ]}
+        ],
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}]
+    }));
+    let out = encode(&req, "amazon.nova-pro-v1:0");
+    assert_eq!(out["system"], json!([{"text": "Be brief."}]));
+    assert_eq!(
+        out["messages"][1]["content"].as_array().unwrap().len(),
+        1,
+        "{out}"
+    );
+    assert!(
+        out["messages"][1]["content"][0].get("toolUse").is_some(),
+        "{out}"
+    );
+    assert_eq!(
+        out["messages"][2]["content"][0]["toolResult"]["content"],
+        json!([{"text": "sunny"}])
+    );
+}

@@ -93,7 +93,7 @@ fn block(w: &mut JsonWriter, b: &Block<'_>, caching: bool) -> Result<(), String>
             let mut names = doc_names.iter();
             for inner in &r.content.blocks {
                 match inner {
-                    ContentBlock::Text(t) if t.text.is_empty() => {}
+                    ContentBlock::Text(t) if t.text.is_blank() => {}
                     ContentBlock::Text(t) => {
                         w.begin_object();
                         w.key("text");
@@ -159,12 +159,13 @@ fn block(w: &mut JsonWriter, b: &Block<'_>, caching: bool) -> Result<(), String>
     Ok(())
 }
 
-/// Prepares a block; `None` drops it (empty text, reasoning without a signature, which
+/// Prepares a block; `None` drops it (blank text, which Converse refuses as "blank";
+/// reasoning without a signature, which
 /// no Converse model takes back).
 fn plan_block<'a>(b: &'a ContentBlock, names: &mut Names) -> Result<Option<Block<'a>>, String> {
     check_media(b)?;
     let (out, cache) = match b {
-        ContentBlock::Text(t) if t.text.is_empty() => return Ok(None),
+        ContentBlock::Text(t) if t.text.is_blank() => return Ok(None),
         ContentBlock::Text(t) => (Out::Text(&t.text), t.cache_control.is_some()),
         ContentBlock::Image(i) => (Out::Image(i), i.cache_control.is_some()),
         ContentBlock::Document(d) => (
@@ -220,7 +221,7 @@ fn plan_block<'a>(b: &'a ContentBlock, names: &mut Names) -> Result<Option<Block
 fn system_text<'a>(c: &'a Content, into: &mut Vec<(&'a JsonStr, bool)>) -> Result<(), WireError> {
     for b in &c.blocks {
         match b {
-            ContentBlock::Text(t) if t.text.is_empty() => {}
+            ContentBlock::Text(t) if t.text.is_blank() => {}
             ContentBlock::Text(t) => into.push((&t.text, t.cache_control.is_some())),
             other => {
                 return Err(WireError::Unsupported(format!(
