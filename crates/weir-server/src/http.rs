@@ -531,7 +531,29 @@ impl Drop for Charge {
 /// Reads the body, refusing one larger than the limit before reading it whole, or one
 /// that would take the bodies held at once past `server.max_buffered_bytes` (503). The
 /// charge holds the body's bytes against that bound until dropped.
+///
+/// A refusal leaves the rest of the body unread, so hyper closes an HTTP/1.1 connection
+/// after it: the answer says `connection: close`, or a client's pool would send its next
+/// request on a connection about to close.
 async fn read_body(
+    app: &App,
+    req: Request<Incoming>,
+    dialect: Dialect,
+    log: &RequestLog,
+) -> Result<(HeaderMap, Bytes, Charge), Response<Body>> {
+    let h1 = req.version() < http::Version::HTTP_2;
+    read_body_inner(app, req, dialect, log).await.map_err(|mut r| {
+        if h1 {
+            r.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        r
+    })
+}
+
+async fn read_body_inner(
     app: &App,
     req: Request<Incoming>,
     dialect: Dialect,

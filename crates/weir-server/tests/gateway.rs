@@ -644,8 +644,14 @@ async fn bad_input_gets_clear_errors() {
         .await
         .unwrap();
     assert_eq!(r.status(), 413);
+    // The rest of the body is not read, so the connection closes after the answer: it
+    // says so, or a client's pool would send its next request into the closing socket.
+    assert_eq!(r.headers()["connection"], "close");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "request_too_large");
+    // A request body read whole keeps the connection.
+    let r = post(&url, "/v1/messages", &a_req("gpt-nope", false), Some(KEY)).await;
+    assert!(r.headers().get("connection").is_none());
 
     let r = client()
         .post(format!("{url}/v1/chat/completions"))
