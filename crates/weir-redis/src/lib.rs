@@ -233,6 +233,14 @@ impl std::fmt::Debug for RedisState {
 /// Queued operations waiting for Redis; beyond this they are dropped (and counted). Also
 /// the most releases held while Redis is away.
 const QUEUE: usize = 10_000;
+/// How long a refusal for `max_concurrent` waits at most for this instance's queued
+/// writes (releases among them) before it is asked again.
+const RELEASE_GRACE: Duration = Duration::from_millis(50);
+
+/// And then for another instance's release to land (written within a millisecond or two
+/// of its request's end when Redis is well).
+const RELEASE_LANDING: Duration = Duration::from_millis(5);
+
 /// How long an in-flight lease outlives an instance that died holding it (or that lost
 /// Redis): a live instance renews its leases every third of this.
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
@@ -387,7 +395,41 @@ impl RedisState {
     /// (released with [`release`](Self::release)); this instance renews it every third of
     /// `lease_ttl` until then, so it expires `lease_ttl` after the instance dies or loses
     /// Redis. `day` is the UTC day (days since the epoch) the spend counts in.
+    ///
+    /// A refusal for `max_concurrent` is asked again once, after a moment: a request that
+    /// just ended gives its slot back through the write queue (this instance's, or
+    /// another's), and its client's next request, sent as soon as the answer was read,
+    /// could otherwise find the slot still taken.
     pub async fn admit(
+        &self,
+        client_key: &str,
+        limits: &Limits,
+        estimate: u64,
+        lease: &str,
+        lease_ttl: Duration,
+        day: u64,
+    ) -> Result<Verdict, Unavailable> {
+        let first = self
+            .admit_once(client_key, limits, estimate, lease, lease_ttl, day)
+            .await?;
+        if !matches!(
+            first,
+            Verdict::Refused {
+                limit: "max_concurrent",
+                ..
+            }
+        ) {
+            return Ok(first);
+        }
+        // This instance's own releases are written first; another instance's get the
+        // same moment to land.
+        self.drain(RELEASE_GRACE).await;
+        tokio::time::sleep(RELEASE_LANDING).await;
+        self.admit_once(client_key, limits, estimate, lease, lease_ttl, day)
+            .await
+    }
+
+    async fn admit_once(
         &self,
         client_key: &str,
         limits: &Limits,

@@ -152,6 +152,19 @@ async fn requests_in_flight_are_leases_shared_by_instances_and_given_back() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(got, "the released slot was not given to the other instance");
+    // A slot given back and asked for again at once on one instance (a client's next
+    // request as soon as it read the answer): admitted, not refused for the release still
+    // queued.
+    let mut held = "c".to_owned();
+    for i in 0..20 {
+        two.release("team-a", &held);
+        held = format!("c{i}");
+        assert_eq!(
+            admit(&two, &limits, &held).await,
+            Verdict::Admitted,
+            "round {i}"
+        );
+    }
     // A lease is renewed while its instance holds it, long past its ttl, and given back
     // at once when released.
     let one_slot = Limits {

@@ -542,15 +542,17 @@ async fn read_body(
     log: &RequestLog,
 ) -> Result<(HeaderMap, Bytes, Charge), Response<Body>> {
     let h1 = req.version() < http::Version::HTTP_2;
-    read_body_inner(app, req, dialect, log).await.map_err(|mut r| {
-        if h1 {
-            r.headers_mut().insert(
-                http::header::CONNECTION,
-                http::HeaderValue::from_static("close"),
-            );
-        }
-        r
-    })
+    read_body_inner(app, req, dialect, log)
+        .await
+        .map_err(|mut r| {
+            if h1 {
+                r.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            r
+        })
 }
 
 async fn read_body_inner(
