@@ -38,6 +38,46 @@ impl Needs {
         n
     }
 
+    /// What a Responses API request uses, read from its fields as they came: function
+    /// tools or calls, `input_image` and `input_file` parts, `reasoning`. (It is passed
+    /// through, never translated, so nothing can be dropped from it.)
+    pub(crate) fn of_responses(req: &weir_model::ResponsesRequest) -> Needs {
+        use serde_json::Value;
+        let mut n = Needs::default();
+        for (k, v) in &req.fields {
+            match k.as_str() {
+                "tools" => {
+                    n.tools |= serde_json::from_str::<Vec<serde::de::IgnoredAny>>(v.get())
+                        .is_ok_and(|t| !t.is_empty());
+                }
+                "reasoning" => {
+                    n.thinking |= serde_json::from_str::<Value>(v.get()).is_ok_and(|r| {
+                        r.is_object() && r.get("effort").and_then(Value::as_str) != Some("none")
+                    });
+                }
+                "input" => {
+                    let Ok(Value::Array(items)) = serde_json::from_str::<Value>(v.get()) else {
+                        continue;
+                    };
+                    for item in &items {
+                        let ty = item.get("type").and_then(Value::as_str);
+                        n.tools |= matches!(ty, Some("function_call" | "function_call_output"));
+                        let parts = item.get("content").and_then(Value::as_array);
+                        for p in parts.into_iter().flatten() {
+                            match p.get("type").and_then(Value::as_str) {
+                                Some("input_image") => n.images = true,
+                                Some("input_file") => n.documents = true,
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        n
+    }
+
     fn scan(&mut self, c: &Content) {
         for b in &c.blocks {
             match b {

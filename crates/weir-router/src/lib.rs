@@ -1105,22 +1105,11 @@ impl Job for ChatRequest {
                 );
                 return Ok((Cow::Owned(r), vec![warning]));
             }
-            let mut e = ProviderError::new(
-                ErrorKind::InvalidRequest,
-                format!(
-                    "{} ({model}) does not support {}",
-                    target.provider,
-                    missing
-                        .iter()
-                        .filter(|f| !caps::is_hint(f, self))
-                        .copied()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            );
-            e.retryable_elsewhere = true;
-            e.counts_against_health = false;
-            return Err(e);
+            let needed = missing
+                .into_iter()
+                .filter(|f| !caps::is_hint(f, self))
+                .collect();
+            return Err(lacks(target, model, needed));
         }
         // The client's request goes as it is unless this target renames the model: then a
         // copy, once for all its keys.
@@ -1152,6 +1141,21 @@ impl Job for ChatRequest {
             ),
         }
     }
+}
+
+/// Why a target lacking features the request uses is passed over.
+fn lacks(target: &Target, model: &str, features: Vec<&str>) -> ProviderError {
+    let mut e = ProviderError::new(
+        ErrorKind::InvalidRequest,
+        format!(
+            "{} ({model}) does not support {}",
+            target.provider,
+            features.join(", ")
+        ),
+    );
+    e.retryable_elsewhere = true;
+    e.counts_against_health = false;
+    e
 }
 
 /// Why a target whose provider lacks an API is passed over.
@@ -1186,6 +1190,17 @@ impl Job for ResponsesRequest {
     ) -> Result<(Cow<'_, Self>, Vec<String>), ProviderError> {
         if !provider.serves_responses() {
             return Err(not_served(target, "the Responses API"));
+        }
+        // A target lacking a feature the request uses is passed over, as for chat; the
+        // request goes as it came, so nothing is dropped (whatever `unsupported` says).
+        let caps = target
+            .capabilities
+            .unwrap_or_else(|| provider.capabilities(model));
+        if !(caps.images && caps.documents && caps.tools && caps.thinking) {
+            let missing = Needs::of_responses(self).missing(&caps);
+            if !missing.is_empty() {
+                return Err(lacks(target, model, missing));
+            }
         }
         Ok((self.for_model(model), Vec::new()))
     }

@@ -898,3 +898,59 @@ async fn azure_embeddings_go_to_the_deployment_with_its_api_key() {
     );
     assert_eq!(r.header("api-key"), Some("az-secret-key"));
 }
+
+/// A target declared without a feature a Responses API request uses is passed over, as for
+/// chat completions (they were sent anyway; found by an audit).
+#[tokio::test]
+async fn responses_skip_a_target_lacking_a_feature_the_request_uses() {
+    let up = FaultyUpstream::start(Behaviour::ok("served")).await;
+    let url = weir(&format!(
+        "[providers.capped]\nkind = \"openai\"\nbase_url = \"{0}/v1\"\nkeys = [\"sk-capped\"]\n\
+         capabilities = {{ images = false, tools = false }}\n\
+         [providers.full]\nkind = \"openai\"\nbase_url = \"{0}/v1\"\nkeys = [\"sk-full\"]\n\
+         [[models]]\nname = \"fb\"\ntargets = [{{ provider = \"capped\" }}, {{ provider = \"full\" }}]\n\
+         [[models]]\nname = \"only\"\ntargets = [{{ provider = \"capped\" }}]\n",
+        up.url()
+    ))
+    .await;
+    let image = json!([{"role": "user", "content": [
+        {"type": "input_text", "text": "see"},
+        {"type": "input_image", "image_url": "https://x/y.png"}
+    ]}]);
+    let tool = json!([{"type": "function", "name": "f", "parameters": {"type": "object"}}]);
+    let call = json!([
+        {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "c1", "output": "ok"}
+    ]);
+    // (The scripted upstream has no Responses API: its 404 comes back; what matters is
+    // which key it was sent with.)
+    for body in [
+        json!({"model": "fb", "input": image}),
+        json!({"model": "fb", "input": "x", "tools": tool}),
+        json!({"model": "fb", "input": call}),
+    ] {
+        post(&url, "/v1/responses", &body).await;
+        let key = up.requests().last().unwrap().key().map(str::to_owned);
+        assert_eq!(key.as_deref(), Some("sk-full"), "{body}");
+    }
+    // Plain text still goes to the first target.
+    post(
+        &url,
+        "/v1/responses",
+        &json!({"model": "fb", "input": "x", "tools": []}),
+    )
+    .await;
+    let key = up.requests().last().unwrap().key().map(str::to_owned);
+    assert_eq!(key.as_deref(), Some("sk-capped"));
+    // Its only target lacks it: a 400 saying so, nothing sent.
+    let hits = up.hits();
+    let (status, answer) = post(
+        &url,
+        "/v1/responses",
+        &json!({"model": "only", "input": image}),
+    )
+    .await;
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer.contains("does not support images"), "{answer}");
+    assert_eq!(up.hits(), hits);
+}
