@@ -32,7 +32,23 @@ pub(crate) fn respond(
         return Err(e);
     }
     let text = echo(&user);
-    let id = format!("{:016x}", fnv(&format!("{}\n{}", req.model, user)));
+    // Deterministic, and distinct for distinct requests (a continuation, other settings).
+    let mut whole = req.model.clone();
+    for (k, v) in &req.fields {
+        whole.push('\n');
+        whole.push_str(k);
+        whole.push('=');
+        whole.push_str(v.get());
+    }
+    let id = format!("{:016x}", fnv(&whole));
+    // What the request set, echoed as OpenAI does.
+    let field = |name: &str, default: Value| {
+        req.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| serde_json::from_str::<Value>(v.get()).ok())
+            .unwrap_or(default)
+    };
     let input_tokens = words(&user).max(1) as u64;
     let output_tokens = words(&text) as u64;
     let message = |status: &str, text: &str| {
@@ -56,22 +72,22 @@ pub(crate) fn respond(
             "status": status,
             "error": null,
             "incomplete_details": null,
-            "instructions": null,
-            "max_output_tokens": null,
+            "instructions": field("instructions", Value::Null),
+            "max_output_tokens": field("max_output_tokens", Value::Null),
             "model": req.model,
             "output": output,
             "parallel_tool_calls": true,
-            "previous_response_id": null,
+            "previous_response_id": field("previous_response_id", Value::Null),
             "reasoning": {"effort": null, "summary": null},
-            "store": false,
-            "temperature": 1.0,
+            "store": field("store", json!(false)),
+            "temperature": field("temperature", json!(1.0)),
             "text": {"format": {"type": "text"}},
             "tool_choice": "auto",
             "tools": [],
-            "top_p": 1.0,
+            "top_p": field("top_p", json!(1.0)),
             "truncation": "disabled",
             "usage": usage,
-            "metadata": {},
+            "metadata": field("metadata", json!({})),
         })
     };
     let usage = json!({

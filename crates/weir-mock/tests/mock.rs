@@ -574,3 +574,34 @@ async fn openai_clients_get_chatcmpl_ids_and_n_above_one_is_refused() {
     assert_eq!(e.status, Some(400));
     assert!(e.message.contains("n = 3"), "{}", e.message);
 }
+
+#[tokio::test]
+async fn responses_ids_differ_by_request_and_the_request_s_settings_are_echoed() {
+    use weir_model::{ResponsesReply, ResponsesRequest};
+    let p = provider();
+    let answer = |body: Value| {
+        let p = &p;
+        async move {
+            let req = ResponsesRequest::decode(body.to_string().as_bytes()).unwrap();
+            match p.responses(&req, cx()).await.unwrap() {
+                ResponsesReply::Complete { body, .. } => {
+                    serde_json::from_slice::<Value>(&body).unwrap()
+                }
+                ResponsesReply::Stream(_) => panic!("a stream"),
+            }
+        }
+    };
+    let plain = answer(json!({"model": "mock", "input": "x"})).await;
+    let again = answer(json!({"model": "mock", "input": "x"})).await;
+    let styled = answer(json!({"model": "mock", "input": "x", "instructions": "Talk like a pirate", "max_output_tokens": 16, "temperature": 0.1})).await;
+    let next =
+        answer(json!({"model": "mock", "input": "x", "previous_response_id": plain["id"]})).await;
+    assert_eq!(plain["id"], again["id"], "deterministic");
+    assert_ne!(plain["id"], styled["id"]);
+    assert_ne!(plain["id"], next["id"]);
+    assert_eq!(styled["instructions"], "Talk like a pirate");
+    assert_eq!(styled["max_output_tokens"], 16);
+    assert_eq!(styled["temperature"], 0.1);
+    assert_eq!(next["previous_response_id"], plain["id"]);
+    assert_eq!(plain["previous_response_id"], Value::Null);
+}

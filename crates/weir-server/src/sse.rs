@@ -472,6 +472,7 @@ pub(crate) fn passthrough_response(
             end_data: None,
             prev_newline: false,
             done: false,
+            last_sequence: None,
         }
         .boxed_unsync(),
     ))
@@ -496,6 +497,21 @@ struct PassthroughBody {
     /// The last read ended a line (for finding an event's end across reads).
     prev_newline: bool,
     done: bool,
+    /// The highest `sequence_number` of the upstream's events: an `error` event of the
+    /// gateway's own comes next in the sequence.
+    last_sequence: Option<u64>,
+}
+
+/// The `sequence_number` of a Responses API event's data (an unescaped `"` can only open a
+/// key in JSON text, so the key is found without parsing the event).
+fn sequence_number(data: &str) -> Option<u64> {
+    const KEY: &str = "\"sequence_number\":";
+    let at = memchr::memmem::find(data.as_bytes(), KEY.as_bytes())? + KEY.len();
+    let digits = data[at..].trim_start();
+    let end = digits
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(digits.len());
+    digits[..end].parse().ok()
 }
 
 /// The type of a Responses API stream event: its `event:` name, else its data's `type`
@@ -528,6 +544,9 @@ impl PassthroughBody {
             if self.end_data.is_some() {
                 // After the response's end: not passed on, not read.
                 continue;
+            }
+            if let Some(n) = sequence_number(ev.data()) {
+                self.last_sequence = Some(self.last_sequence.map_or(n, |l| l.max(n)));
             }
             let ty = responses_event_type(&ev);
             // The API's own `error` event ends the stream: no second one is added, and
@@ -592,6 +611,12 @@ impl PassthroughBody {
     }
 }
 
+impl PassthroughBody {
+    fn next_sequence(&self) -> Option<u64> {
+        self.last_sequence.map(|n| n.saturating_add(1))
+    }
+}
+
 impl hyper::body::Body for PassthroughBody {
     type Data = Bytes;
     type Error = Infallible;
@@ -609,7 +634,7 @@ impl hyper::body::Body for PassthroughBody {
             me.log
                 .failed("shutdown grace over", weir_model::ErrorKind::Overloaded);
             return Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(
-                responses_error_event(&shutdown_error()),
+                responses_error_event(&shutdown_error(), me.next_sequence()),
             )))));
         }
         match me.upstream.poll_next_unpin(cx) {
@@ -629,7 +654,7 @@ impl hyper::body::Body for PassthroughBody {
                     "the upstream stream ended before the response finished",
                 );
                 Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(
-                    responses_error_event(&api),
+                    responses_error_event(&api, me.next_sequence()),
                 )))))
             }
             Poll::Ready(Some(Ok(bytes))) => {
@@ -656,7 +681,7 @@ impl hyper::body::Body for PassthroughBody {
                 me.done = true;
                 let api = me.log.upstream_failed(&e);
                 Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(
-                    responses_error_event(&api),
+                    responses_error_event(&api, me.next_sequence()),
                 )))))
             }
         }
@@ -697,8 +722,9 @@ fn event_end(bytes: &[u8], name: &str, data: &str, prev_newline: bool) -> Option
 }
 
 /// The Responses API's stream error event (`{"type":"error","code",...}`), with the type
-/// OpenAI's error bodies give the error as its code.
-fn responses_error_event(e: &ApiError) -> Vec<u8> {
+/// OpenAI's error bodies give the error as its code, and the next `sequence_number` when
+/// the upstream's events had them.
+fn responses_error_event(e: &ApiError, sequence: Option<u64>) -> Vec<u8> {
     let (_, body) = weir_openai::encode_error(e);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let inner = &v["error"];
@@ -706,12 +732,15 @@ fn responses_error_event(e: &ApiError) -> Vec<u8> {
         .as_str()
         .or(inner["type"].as_str())
         .unwrap_or("server_error");
-    let data = serde_json::json!({
+    let mut data = serde_json::json!({
         "type": "error",
         "code": code,
         "message": e.message,
         "param": null,
     });
+    if let Some(n) = sequence {
+        data["sequence_number"] = n.into();
+    }
     // A leading blank line ends an event the upstream left unfinished.
     format!("\n\nevent: error\ndata: {data}\n\n").into_bytes()
 }

@@ -2863,6 +2863,39 @@ async fn nothing_after_a_responses_error_event_is_passed_on() {
     assert!(text.contains("boom") && !text.contains("AFTER"), "{text}");
 }
 
+/// The gateway's own `error` event comes next in the stream's sequence (the SDK's event
+/// type has `sequence_number`); upstreams that number nothing get none.
+#[tokio::test]
+async fn a_responses_error_event_of_the_gateway_takes_the_next_sequence_number() {
+    let numbered = [
+        "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\"}}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\": 7,\"delta\":\"Hi\"}\n\n",
+    ];
+    let unnumbered = [
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n",
+    ];
+    for (events, expected) in [(numbered, Some(8)), (unnumbered, None)] {
+        let up = raw_sse_upstream(
+            events.iter().map(|e| (*e).to_owned()).collect(),
+            Then::Finish,
+        )
+        .await;
+        let url = weir(&openai_route(&up, "r", "")).await;
+        let text = post_text(
+            &url,
+            "/v1/responses",
+            &json!({"model": "r", "input": "hi", "stream": true}),
+        )
+        .await;
+        let events = sse_events(&text);
+        let (name, data) = events.last().unwrap();
+        assert_eq!(name.as_deref(), Some("error"), "{text}");
+        let v: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(v["sequence_number"].as_u64(), expected, "{text}");
+    }
+}
+
 /// A Responses stream ends for the client with the response's final event, though the
 /// upstream holds its body open after it (as chat streams end at `message_stop`).
 #[tokio::test]
