@@ -38,6 +38,21 @@ impl ResponsesRequest {
             .any(|(k, v)| k == "store" && v.get().trim() == "false")
     }
 
+    /// The session the request names for stickiness: `metadata.user_id`, else `user` (as
+    /// an OpenAI chat request's `user` is its `metadata.user_id`).
+    pub fn user_session(&self) -> Option<String> {
+        #[derive(serde::Deserialize)]
+        struct Meta {
+            user_id: Option<String>,
+        }
+        let field = |name: &str| self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        field("metadata")
+            .and_then(|v| serde_json::from_str::<Meta>(v.get()).ok())
+            .and_then(|m| m.user_id)
+            .or_else(|| field("user").and_then(|v| serde_json::from_str::<String>(v.get()).ok()))
+            .filter(|s| !s.is_empty())
+    }
+
     /// The `previous_response_id` the request continues, if it names one.
     pub fn previous_response_id(&self) -> Option<std::borrow::Cow<'_, str>> {
         let (_, v) = self
@@ -224,6 +239,26 @@ pub fn response_summary(response: &str) -> Result<(Option<String>, Option<Usage>
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_session_is_metadata_user_id_else_user() {
+        let session = |body: &str| {
+            ResponsesRequest::decode(body.as_bytes())
+                .unwrap()
+                .user_session()
+        };
+        assert_eq!(
+            session(r#"{"model":"m","metadata":{"user_id":"u-1"},"user":"u-2"}"#).as_deref(),
+            Some("u-1")
+        );
+        assert_eq!(
+            session(r#"{"model":"m","user":"u-2"}"#).as_deref(),
+            Some("u-2")
+        );
+        assert_eq!(session(r#"{"model":"m","metadata":{"team":"x"}}"#), None);
+        assert_eq!(session(r#"{"model":"m","user":""}"#), None);
+        assert_eq!(session(r#"{"model":"m","metadata":null,"user":7}"#), None);
+    }
 
     #[test]
     fn the_response_a_request_continues_is_read() {

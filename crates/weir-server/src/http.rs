@@ -1082,8 +1082,13 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
     };
     let model_name = pass.req.model.clone();
     let stored = pass.req.stores();
+    let mut cx = pass.cx;
+    // As for chat: the headers' session, else `metadata.user_id`, else `user`.
+    if cx.session.is_none() {
+        cx.session = pass.req.user_session();
+    }
     let started = Instant::now();
-    let call = app.router.responses(pass.req, pass.cx);
+    let call = app.router.responses(pass.req, cx);
     tokio::pin!(call);
     let Some(routed) = unless_cut(app, call).await else {
         return shutting_down(Dialect::OpenAi, log);
