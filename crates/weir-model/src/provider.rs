@@ -165,11 +165,18 @@ impl CallContext {
     }
 }
 
-/// A provider's report on the key a call used: set when the upstream's rate-limit headers
-/// say a limit is exhausted (`remaining: 0`), so the key can rest until it resets without
-/// spending a request. Shared between the router and the provider (clones share state).
+/// A provider's report on the call it made with a key: set when the upstream's rate-limit
+/// headers say a limit is exhausted (`remaining: 0`), so the key can rest until it resets
+/// without spending a request; and the upstream's own id for the request, for the client
+/// and the log. Shared between the router and the provider (clones share state).
 #[derive(Clone, Debug, Default)]
-pub struct KeyReport(Arc<Mutex<Option<Duration>>>);
+pub struct KeyReport(Arc<Mutex<Reported>>);
+
+#[derive(Debug, Default)]
+struct Reported {
+    exhausted: Option<Duration>,
+    request_id: Option<String>,
+}
 
 impl KeyReport {
     /// A fresh, empty report.
@@ -180,13 +187,25 @@ impl KeyReport {
     /// The key's limits are exhausted for `d`.
     pub fn exhausted_for(&self, d: Duration) {
         if let Ok(mut g) = self.0.lock() {
-            *g = Some(g.map_or(d, |old| old.max(d)));
+            g.exhausted = Some(g.exhausted.map_or(d, |old| old.max(d)));
         }
     }
 
-    /// What was reported, clearing it.
+    /// What was reported of the key's limits, clearing it.
     pub fn take(&self) -> Option<Duration> {
-        self.0.lock().ok().and_then(|mut g| g.take())
+        self.0.lock().ok().and_then(|mut g| g.exhausted.take())
+    }
+
+    /// The upstream named the request `id` (Anthropic's `request-id`, `x-request-id`...).
+    pub fn upstream_request_id(&self, id: &str) {
+        if let Ok(mut g) = self.0.lock() {
+            g.request_id = Some(id.to_owned());
+        }
+    }
+
+    /// The upstream's id for the request, if it gave one.
+    pub fn request_id(&self) -> Option<String> {
+        self.0.lock().ok().and_then(|g| g.request_id.clone())
     }
 }
 

@@ -294,6 +294,9 @@ pub struct Served {
     pub warnings: Vec<String>,
     /// Upstream attempts before this one (other keys, targets, retries).
     pub failed_attempts: usize,
+    /// The upstream's own id for the request (its `request-id` or `x-request-id`), if it
+    /// gave one.
+    pub upstream_request_id: Option<String>,
     /// Where it was served (route, target, key), for [`Router::response_memory`].
     pub(crate) slot: Slot,
 }
@@ -1627,6 +1630,7 @@ impl Router {
                         model,
                         warnings: Vec::new(),
                         failed_attempts,
+                        upstream_request_id: None,
                         slot: Slot {
                             route: ri,
                             target: ti,
@@ -2233,6 +2237,7 @@ impl Router {
                             model: model.to_owned(),
                             warnings,
                             failed_attempts: 0,
+                            upstream_request_id: report.request_id(),
                             slot: Slot {
                                 route: ri,
                                 target: ti,

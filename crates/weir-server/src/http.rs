@@ -36,6 +36,8 @@ pub(crate) struct RequestLog {
     pub model: Option<String>,
     pub provider: Option<String>,
     pub upstream_model: Option<String>,
+    /// The upstream's own id for the request, when it gave one.
+    pub upstream_request_id: Option<String>,
     pub started: Option<Instant>,
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The key's limiter slot and token reservation, released with the log.
@@ -197,6 +199,7 @@ impl RequestLog {
                     model: self.model.as_deref().unwrap_or("-"),
                     provider: self.provider.as_deref().unwrap_or("-"),
                     upstream_model: self.upstream_model.as_deref().unwrap_or("-"),
+                    upstream_request_id: self.upstream_request_id.as_deref(),
                     status,
                     latency_ms,
                     ttft_ms,
@@ -215,6 +218,7 @@ impl RequestLog {
                     model = self.model.as_deref().unwrap_or("-"),
                     provider = self.provider.as_deref().unwrap_or("-"),
                     upstream_model = self.upstream_model.as_deref().unwrap_or("-"),
+                    upstream_request_id = self.upstream_request_id.as_deref().unwrap_or("-"),
                     status,
                     latency_ms,
                     $($ttft)*
@@ -247,6 +251,9 @@ pub(crate) fn full(
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_WEIR_PROVIDER: HeaderName = HeaderName::from_static("x-weir-provider");
+/// The upstream's own id for the request (for the provider's support, and its logs).
+const X_WEIR_UPSTREAM_REQUEST_ID: HeaderName =
+    HeaderName::from_static("x-weir-upstream-request-id");
 const X_WEIR_MODEL: HeaderName = HeaderName::from_static("x-weir-model");
 const X_WEIR_WARNING: HeaderName = HeaderName::from_static("x-weir-warning");
 
@@ -901,6 +908,8 @@ async fn chat(
         Ok((reply, served)) => {
             log.provider = Some(served.provider.clone());
             log.upstream_model = Some(served.model.clone());
+            log.upstream_request_id
+                .clone_from(&served.upstream_request_id);
             let mut r = match reply {
                 Reply::Complete(mut resp) => {
                     // A same-dialect upstream's body goes out as it came (lossless and
@@ -937,6 +946,9 @@ async fn chat(
             };
             set_header(&mut r, X_WEIR_PROVIDER, &served.provider);
             set_header(&mut r, X_WEIR_MODEL, &served.model);
+            if let Some(id) = &served.upstream_request_id {
+                set_header(&mut r, X_WEIR_UPSTREAM_REQUEST_ID, id);
+            }
             if !served.warnings.is_empty() {
                 set_header(&mut r, X_WEIR_WARNING, &served.warnings.join("; "));
             }
@@ -1022,9 +1034,14 @@ fn pass_outcome<T>(
             ));
             log.provider = Some(served.provider.clone());
             log.upstream_model = Some(served.model.clone());
+            log.upstream_request_id
+                .clone_from(&served.upstream_request_id);
             let mut r = answer(reply, &served, log);
             set_header(&mut r, X_WEIR_PROVIDER, &served.provider);
             set_header(&mut r, X_WEIR_MODEL, &served.model);
+            if let Some(id) = &served.upstream_request_id {
+                set_header(&mut r, X_WEIR_UPSTREAM_REQUEST_ID, id);
+            }
             r
         }
     }

@@ -179,6 +179,7 @@ pub(crate) struct RequestLine<'a> {
     pub model: &'a str,
     pub provider: &'a str,
     pub upstream_model: &'a str,
+    pub upstream_request_id: Option<&'a str>,
     pub status: u16,
     /// Rounded to 0.1 ms.
     pub latency_ms: f64,
@@ -209,6 +210,10 @@ pub(crate) fn request_line(r: &RequestLine<'_>) {
     w.string(r.provider);
     w.key("upstream_model");
     w.string(r.upstream_model);
+    if let Some(id) = r.upstream_request_id {
+        w.key("upstream_request_id");
+        w.string(id);
+    }
     w.key("status");
     w.u64(u64::from(r.status));
     w.key("latency_ms");

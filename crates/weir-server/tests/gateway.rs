@@ -78,6 +78,9 @@ async fn upstream(script: Script) -> Upstream {
                                 *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
                                 r.headers_mut()
                                     .insert("content-type", ctype.parse().unwrap());
+                                // The upstream's own id for the request, as Anthropic names it.
+                                r.headers_mut()
+                                    .insert("request-id", "req_scripted_1".parse().unwrap());
                                 r
                             }
                             Script::DropMidStream | Script::Stall => {
@@ -756,6 +759,9 @@ async fn anthropic_upstream_passes_through_losslessly_and_translates_for_openai_
         .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["x-weir-provider"], "anthropic");
+    // The upstream's own id for the request, for its support and logs (a stream's too:
+    // its headers came before the first event).
+    assert_eq!(r.headers()["x-weir-upstream-request-id"], "req_scripted_1");
     let got = sse_events(&r.text().await.unwrap());
     let want = sse_events(&body);
     assert_eq!(

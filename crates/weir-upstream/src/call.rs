@@ -370,17 +370,78 @@ pub fn listed_ids(body: &[u8]) -> Result<Vec<String>, ProviderError> {
 }
 
 /// Tells the router when the response's rate-limit headers say the key's limits are spent
-/// (a 429's own wait is in its error; this is for answers that still succeeded).
+/// (a 429's own wait is in its error; this is for answers that still succeeded), and the
+/// upstream's id for the request.
 pub fn report_limits(headers: &HeaderMap, report: &KeyReport) {
     if let Some(d) = crate::ratelimit::exhausted_for(headers, std::time::SystemTime::now()) {
         report.exhausted_for(d);
     }
+    if let Some(id) = upstream_request_id(headers) {
+        report.upstream_request_id(id);
+    }
+}
+
+/// The upstream's id for a request, from the first of the headers providers name it in
+/// (Anthropic's `request-id`; OpenAI's and most others' `x-request-id`; AWS's
+/// `x-amzn-requestid`; Azure's `apim-request-id`), when it is short visible ASCII.
+pub fn upstream_request_id(headers: &HeaderMap) -> Option<&str> {
+    [
+        "request-id",
+        "x-request-id",
+        "x-amzn-requestid",
+        "apim-request-id",
+    ]
+    .iter()
+    .filter_map(|h| headers.get(*h))
+    .filter_map(|v| v.to_str().ok())
+    .map(str::trim)
+    .find(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn the_upstream_request_id_is_read_from_the_providers_headers() {
+        let of = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, v.parse().unwrap());
+            }
+            upstream_request_id(&h).map(str::to_owned)
+        };
+        assert_eq!(
+            of(&[("request-id", "req_011CV")]).as_deref(),
+            Some("req_011CV")
+        );
+        assert_eq!(
+            of(&[("x-request-id", "abc"), ("request-id", "req_1")]).as_deref(),
+            Some("req_1")
+        );
+        assert_eq!(
+            of(&[("x-amzn-requestid", "a-b-c")]).as_deref(),
+            Some("a-b-c")
+        );
+        assert_eq!(
+            of(&[("request-id", "has space"), ("x-request-id", "ok")]).as_deref(),
+            Some("ok")
+        );
+        assert_eq!(of(&[("request-id", &"x".repeat(300))]), None);
+        assert_eq!(of(&[]), None);
+        let report = KeyReport::new();
+        report_limits(
+            &[(
+                http::header::HeaderName::from_static("request-id"),
+                "req_9".parse().unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+            &report,
+        );
+        assert_eq!(report.request_id().as_deref(), Some("req_9"));
+    }
 
     #[test]
     fn listings_keep_every_entry_with_a_string_id() {
