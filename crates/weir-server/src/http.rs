@@ -199,7 +199,7 @@ impl RequestLog {
                     model: self.model.as_deref().unwrap_or("-"),
                     provider: self.provider.as_deref().unwrap_or("-"),
                     upstream_model: self.upstream_model.as_deref().unwrap_or("-"),
-                    upstream_request_id: self.upstream_request_id.as_deref(),
+                    upstream_request_id: self.upstream_request_id.as_deref().unwrap_or("-"),
                     status,
                     latency_ms,
                     ttft_ms,

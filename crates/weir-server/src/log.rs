@@ -179,7 +179,7 @@ pub(crate) struct RequestLine<'a> {
     pub model: &'a str,
     pub provider: &'a str,
     pub upstream_model: &'a str,
-    pub upstream_request_id: Option<&'a str>,
+    pub upstream_request_id: &'a str,
     pub status: u16,
     /// Rounded to 0.1 ms.
     pub latency_ms: f64,
@@ -210,10 +210,8 @@ pub(crate) fn request_line(r: &RequestLine<'_>) {
     w.string(r.provider);
     w.key("upstream_model");
     w.string(r.upstream_model);
-    if let Some(id) = r.upstream_request_id {
-        w.key("upstream_request_id");
-        w.string(id);
-    }
+    w.key("upstream_request_id");
+    w.string(r.upstream_request_id);
     w.key("status");
     w.u64(u64::from(r.status));
     w.key("latency_ms");
@@ -313,6 +311,7 @@ mod tests {
             log.key = Some("alice".into());
             log.model = Some("m\"odel\n".into());
             log.provider = Some("anthropic".into());
+            log.upstream_request_id = ttft.map(|_| "req_upstream\"1".into());
             log.emit(200, ttft, Some(12), None);
         };
         for ttft in [None, Some(Duration::from_micros(1_234_567))] {
