@@ -385,17 +385,19 @@ pub fn report_limits(headers: &HeaderMap, report: &KeyReport) {
 /// (Anthropic's `request-id`; OpenAI's and most others' `x-request-id`; AWS's
 /// `x-amzn-requestid`; Azure's `apim-request-id`), when it is short visible ASCII.
 pub fn upstream_request_id(headers: &HeaderMap) -> Option<&str> {
-    [
-        "request-id",
-        "x-request-id",
-        "x-amzn-requestid",
-        "apim-request-id",
-    ]
-    .iter()
-    .filter_map(|h| headers.get(*h))
-    .filter_map(|v| v.to_str().ok())
-    .map(str::trim)
-    .find(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
+    // Names, not strings: a `&str` is parsed into a name on every lookup.
+    const NAMES: [http::HeaderName; 4] = [
+        http::HeaderName::from_static("request-id"),
+        http::HeaderName::from_static("x-request-id"),
+        http::HeaderName::from_static("x-amzn-requestid"),
+        http::HeaderName::from_static("apim-request-id"),
+    ];
+    NAMES
+        .iter()
+        .filter_map(|h| headers.get(h))
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .find(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 #[cfg(test)]
