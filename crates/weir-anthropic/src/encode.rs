@@ -571,6 +571,8 @@ impl<'a> Plan<'a> {
 fn collect_system<'a>(c: &'a Content, into: &mut Vec<&'a TextBlock>) -> Result<(), WireError> {
     for b in &c.blocks {
         match b {
+            // Anthropic refuses blank system text ("must contain non-whitespace text").
+            ContentBlock::Text(t) if t.text.is_blank() => {}
             ContentBlock::Text(t) => into.push(t),
             other => {
                 return Err(WireError::Unsupported(format!(
@@ -711,7 +713,24 @@ fn thinking_for<'a>(
                 return (!unsigned_tool_turn()).then_some(Cow::Owned(t));
             }
             ThinkingConfig::Disabled => return Some(Cow::Owned(t)),
-            ThinkingConfig::Unknown(_) => {}
+            // Enabled with more than a budget (`display`): enabled with that budget (the
+            // rest is Anthropic's default display); without a budget (DeepSeek's and Z.AI's
+            // form), nothing Anthropic takes.
+            ThinkingConfig::Unknown(raw) => {
+                #[derive(serde::Deserialize)]
+                struct Loose {
+                    #[serde(rename = "type")]
+                    ty: String,
+                    budget_tokens: u32,
+                }
+                if let Ok(l) = serde_json::from_str::<Loose>(raw.get()) {
+                    if l.ty == "enabled" && !unsigned_tool_turn() {
+                        return Some(Cow::Owned(ThinkingConfig::Enabled {
+                            budget_tokens: l.budget_tokens,
+                        }));
+                    }
+                }
+            }
         }
     }
     if !opts.thinking_from_reasoning_effort {

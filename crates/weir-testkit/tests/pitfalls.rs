@@ -2838,6 +2838,27 @@ fn whitespace_only_text_is_left_out_for_anthropic_so_a_tool_loop_continues() {
 }
 
 #[test]
+fn blank_system_text_is_left_out_for_anthropic() {
+    for system in [
+        json!(" "),
+        json!("\n\n"),
+        json!([{"type": "text", "text": " "}]),
+        json!(""),
+    ] {
+        let out = o_to_a(json!({
+            "model": "m",
+            "messages": [{"role": "system", "content": system}, {"role": "developer", "content": " "}, {"role": "user", "content": "hi"}]
+        }));
+        assert!(out.get("system").is_none(), "{system}: {out}");
+    }
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [{"role": "system", "content": "A"}, {"role": "system", "content": " "}, {"role": "user", "content": "hi"}]
+    }));
+    assert_eq!(out["system"], "A");
+}
+
+#[test]
 fn a_function_schema_without_a_type_gets_type_object_for_anthropic() {
     let out = o_to_a(json!({
         "model": "m",
@@ -2882,6 +2903,23 @@ fn an_openai_client_s_thinking_object_reaches_anthropic() {
         "messages": [{"role": "user", "content": "think"}]
     }));
     assert_eq!(out["thinking"], json!({"type": "adaptive"}));
+    // Enabled with a display option: enabled with its budget.
+    let out = o_to_a(json!({
+        "model": "m",
+        "thinking": {"type": "enabled", "budget_tokens": 3000, "display": "summarized"},
+        "messages": [{"role": "user", "content": "think"}]
+    }));
+    assert_eq!(
+        out["thinking"],
+        json!({"type": "enabled", "budget_tokens": 3000})
+    );
+    // DeepSeek's form (no budget) is nothing Anthropic takes: not sent.
+    let out = o_to_a(json!({
+        "model": "m",
+        "thinking": {"type": "enabled"},
+        "messages": [{"role": "user", "content": "think"}]
+    }));
+    assert!(out.get("thinking").is_none(), "{out}");
     // A tool turn in the history without Anthropic's signed thinking before its calls:
     // off, or Anthropic would refuse the request.
     let out = o_to_a(json!({
