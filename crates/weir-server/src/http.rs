@@ -38,6 +38,9 @@ pub(crate) struct RequestLog {
     pub upstream_model: Option<String>,
     /// The upstream's own id for the request, when it gave one.
     pub upstream_request_id: Option<String>,
+    /// The request's body was read whole (an answer given before leaves the rest unread,
+    /// and hyper then closes an HTTP/1.1 connection).
+    pub body_read: std::sync::atomic::AtomicBool,
     pub started: Option<Instant>,
     pub metrics: Option<Arc<crate::metrics::Metrics>>,
     /// The key's limiter slot and token reservation, released with the log.
@@ -102,6 +105,15 @@ impl Drop for RequestLog {
 }
 
 impl RequestLog {
+    /// The request's record, for a stream's log line to take with it; what the response's
+    /// headers still need (the id for `x-request-id`, whether the body was read) stays.
+    pub(crate) fn hand_over(&mut self) -> RequestLog {
+        let taken = std::mem::take(self);
+        self.request_id.clone_from(&taken.request_id);
+        *self.body_read.get_mut() = taken.body_read.load(Ordering::Relaxed);
+        taken
+    }
+
     pub(crate) fn emit(
         &self,
         status: u16,
@@ -423,6 +435,16 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
     // Until answered: a client that leaves before then drops this future, and `log` with
     // it, which logs the request as abandoned (499).
     log.armed = true.into();
+    // An HTTP/1.1 request with a body that is answered before its body was read whole (a
+    // refused key, no such endpoint, too large): hyper closes the connection after the
+    // answer, which must then say so, or a client's pool sends its next request into the
+    // closing socket.
+    let unread_closes = req.version() < http::Version::HTTP_2
+        && (req
+            .headers()
+            .get(CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+            || req.headers().contains_key(http::header::TRANSFER_ENCODING));
     let r = match (&method, path.as_str()) {
         (&Method::GET | &Method::HEAD, "/health") => {
             full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#)
@@ -459,6 +481,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
     let mut r = r;
     if !r.headers().contains_key(&X_REQUEST_ID) {
         set_header(&mut r, X_REQUEST_ID, &log.request_id);
+    }
+    if unread_closes && !*log.body_read.get_mut() {
+        r.headers_mut()
+            .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(r)
 }
@@ -539,27 +565,19 @@ impl Drop for Charge {
 /// that would take the bodies held at once past `server.max_buffered_bytes` (503). The
 /// charge holds the body's bytes against that bound until dropped.
 ///
-/// A refusal leaves the rest of the body unread, so hyper closes an HTTP/1.1 connection
-/// after it: the answer says `connection: close`, or a client's pool would send its next
-/// request on a connection about to close.
+/// A refusal leaves the rest of the body unread (see [`handle`] for what that does to the
+/// connection).
 async fn read_body(
     app: &App,
     req: Request<Incoming>,
     dialect: Dialect,
     log: &RequestLog,
 ) -> Result<(HeaderMap, Bytes, Charge), Response<Body>> {
-    let h1 = req.version() < http::Version::HTTP_2;
-    read_body_inner(app, req, dialect, log)
-        .await
-        .map_err(|mut r| {
-            if h1 {
-                r.headers_mut().insert(
-                    http::header::CONNECTION,
-                    http::HeaderValue::from_static("close"),
-                );
-            }
-            r
-        })
+    let read = read_body_inner(app, req, dialect, log).await;
+    if read.is_ok() {
+        log.body_read.store(true, Ordering::Relaxed);
+    }
+    read
 }
 
 async fn read_body_inner(
@@ -936,11 +954,7 @@ async fn chat(
                 }
                 Reply::Stream(s) => {
                     debug_assert!(stream);
-                    // The stream's log line takes the request's record with it; the id
-                    // stays, for the response's `x-request-id`.
-                    let request_id = log.request_id.clone();
-                    let slog = StreamLog::new(std::mem::take(log));
-                    log.request_id = request_id;
+                    let slog = StreamLog::new(log.hand_over());
                     sse_response(dialect, s, client_usage, slog, app.cut_watch())
                 }
             };
@@ -1136,10 +1150,7 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
                     full(StatusCode::OK, "application/json", body)
                 }
                 weir_model::ResponsesReply::Stream(s) => {
-                    // The stream's log line takes the request's record with it.
-                    let request_id = log.request_id.clone();
-                    let slog = StreamLog::new(std::mem::take(log));
-                    log.request_id = request_id;
+                    let slog = StreamLog::new(log.hand_over());
                     crate::sse::passthrough_response(s, slog, memory, app.cut_watch())
                 }
             }

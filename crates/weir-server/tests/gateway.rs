@@ -652,8 +652,21 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(r.headers()["connection"], "close");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "request_too_large");
-    // A request body read whole keeps the connection.
+    // A request body read whole keeps the connection, a stream's too.
     let r = post(&url, "/v1/messages", &a_req("gpt-nope", false), Some(KEY)).await;
+    assert!(r.headers().get("connection").is_none());
+    let r = post(&url, "/v1/messages", &a_req("mock", true), Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("connection").is_none());
+    // Answered before its body was read (a wrong key, no such endpoint): closed, and said.
+    for (path, key) in [("/v1/messages", Some("wrong")), ("/v1/nope", Some(KEY))] {
+        let r = post(&url, path, &a_req("mock", false), key).await;
+        assert!(r.status().is_client_error());
+        assert_eq!(r.headers()["connection"], "close", "{path}");
+    }
+    // Nothing to read: kept.
+    let r = client().get(format!("{url}/v1/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
     assert!(r.headers().get("connection").is_none());
 
     let r = client()
