@@ -385,19 +385,29 @@ pub fn report_limits(headers: &HeaderMap, report: &KeyReport) {
 /// (Anthropic's `request-id`; OpenAI's and most others' `x-request-id`; AWS's
 /// `x-amzn-requestid`; Azure's `apim-request-id`), when it is short visible ASCII.
 pub fn upstream_request_id(headers: &HeaderMap) -> Option<&str> {
-    // Names, not strings: a `&str` is parsed into a name on every lookup.
-    const NAMES: [http::HeaderName; 4] = [
-        http::HeaderName::from_static("request-id"),
-        http::HeaderName::from_static("x-request-id"),
-        http::HeaderName::from_static("x-amzn-requestid"),
-        http::HeaderName::from_static("apim-request-id"),
+    // One pass over the few headers an answer has (cheaper than four hashed lookups, on
+    // every request), the first name in this order winning.
+    const NAMES: [&str; 4] = [
+        "request-id",
+        "x-request-id",
+        "x-amzn-requestid",
+        "apim-request-id",
     ];
-    NAMES
-        .iter()
-        .filter_map(|h| headers.get(h))
-        .filter_map(|v| v.to_str().ok())
-        .map(str::trim)
-        .find(|v| !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()))
+    let mut best: Option<(usize, &str)> = None;
+    for (name, value) in headers {
+        let Some(rank) = NAMES.iter().position(|n| *n == name.as_str()) else {
+            continue;
+        };
+        if best.is_some_and(|(b, _)| b <= rank) {
+            continue;
+        }
+        let Ok(v) = value.to_str() else { continue };
+        let v = v.trim();
+        if !v.is_empty() && v.len() <= 200 && v.bytes().all(|b| b.is_ascii_graphic()) {
+            best = Some((rank, v));
+        }
+    }
+    best.map(|(_, v)| v)
 }
 
 #[cfg(test)]
