@@ -310,6 +310,19 @@ latency handles labelled by key): callgrind over 1,000 requests on one connectio
 same method for both builds, put it at +0.2k instructions per `/v1/messages` request
 (80.0k to 80.2k), +0.4k for chat completions (84.2k to 84.6k), +0.6k for either stream
 (110.2k to 110.8k, 121.7k to 122.3k): under 1%, within this run's noise.
+The next session (same kind of machine; the table above is its last run, where the nginx
+proxy reached 0.34-0.41 of direct and the hyper proxy 0.36-0.39) ran the benchmark three
+times: at its start, on the previous session's code, Weir reached 0.25-0.28 of direct with
+93-147 µs added; at its end 0.24-0.32 with 91-239 µs, in a run where the hyper proxy itself
+once added 193 µs, then the run above. At one connection these VMs swing by tens of
+microseconds between runs; instruction counts do not. Callgrind over 1,000 requests on
+one connection, both builds measured the same way in one sitting, puts the session's
+changes (the upstream's request id read from the answer's headers for the response and the
+log line, per-model key rests, an HTTP/1.1 close flag) at +0.06k instructions per
+`/v1/messages` request (81.16k to 81.22k), +0.6k for chat completions (85.27k to 85.85k)
+and +0.9k for either stream (110.7k to 111.7k, 122.4k to 123.3k): under 1%. The same
+comparison caught a first version of the request-id read at +2k (four header names parsed
+from strings on every lookup), replaced by one pass over the answer's few headers.
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
