@@ -409,9 +409,8 @@ impl RedisState {
         lease_ttl: Duration,
         day: u64,
     ) -> Result<Verdict, Unavailable> {
-        let first = self
-            .admit_once(client_key, limits, estimate, lease, lease_ttl, day)
-            .await?;
+        let once = || self.admit_once(client_key, limits, estimate, lease, lease_ttl, day);
+        let first = once().await?;
         if !matches!(
             first,
             Verdict::Refused {
@@ -425,8 +424,7 @@ impl RedisState {
         // same moment to land.
         self.drain(RELEASE_GRACE).await;
         tokio::time::sleep(RELEASE_LANDING).await;
-        self.admit_once(client_key, limits, estimate, lease, lease_ttl, day)
-            .await
+        once().await
     }
 
     async fn admit_once(

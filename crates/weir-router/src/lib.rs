@@ -450,40 +450,23 @@ impl Shared {
         }
     }
 
-    /// Rests key `i` of `provider`'s pool, counts it, and publishes it.
-    fn rest(&self, provider: &str, pool: &KeyPool, i: usize, d: Duration, why: Rest, now: Instant) {
-        pool.rest(i, d, why, now);
-        self.emit(&RouterEvent::Cooldown {
-            provider,
-            key: &KeyPool::label(i),
-            duration: d,
-        });
-        if let Some(k) = pool.keys.get(i) {
-            self.publish(StateChange::KeyRest {
-                provider: provider.to_owned(),
-                key: k.id.clone(),
-                model: None,
-                until_ms: unix_ms()
-                    .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-                rate_limited: why == Rest::RateLimited,
-            });
-        }
-    }
-
-    /// Rests key `i` of `provider`'s pool for upstream `model` only, counts it, and
-    /// publishes it.
+    /// Rests key `i` of `provider`'s pool (for upstream `model` only, when named: an
+    /// upstream's limits are per model), counts it, and publishes it.
     #[allow(clippy::too_many_arguments)]
-    fn limit_model(
+    fn rest(
         &self,
         provider: &str,
         pool: &KeyPool,
         i: usize,
-        model: &str,
+        model: Option<&str>,
         d: Duration,
         why: Rest,
         now: Instant,
     ) {
-        pool.limit_model(i, model, d, why, now);
+        match model {
+            Some(m) => pool.limit_model(i, m, d, why, now),
+            None => pool.rest(i, d, why, now),
+        }
         self.emit(&RouterEvent::Cooldown {
             provider,
             key: &KeyPool::label(i),
@@ -493,7 +476,7 @@ impl Shared {
             self.publish(StateChange::KeyRest {
                 provider: provider.to_owned(),
                 key: k.id.clone(),
-                model: Some(model.to_owned()),
+                model: model.map(str::to_owned),
                 until_ms: unix_ms()
                     .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 rate_limited: why == Rest::RateLimited,
@@ -2210,8 +2193,15 @@ impl Router {
             if let (Some(i), Some(p), Some(d)) = (key, pool, report.take()) {
                 // Rate-limit headers speak of the limits of the model asked for (Anthropic's
                 // and OpenAI's are per model).
-                self.shared
-                    .limit_model(&target.provider, p, i, model, d, Rest::Exhausted, done);
+                self.shared.rest(
+                    &target.provider,
+                    p,
+                    i,
+                    Some(model),
+                    d,
+                    Rest::Exhausted,
+                    done,
+                );
             }
             match result {
                 Ok(reply) => {
@@ -2269,11 +2259,11 @@ impl Router {
                             // The key's quota for this model is spent: the next key is
                             // tried, and this one serves other models meanwhile.
                             let d = e.retry_after.unwrap_or(self.policy.default_cooldown);
-                            self.shared.limit_model(
+                            self.shared.rest(
                                 &target.provider,
                                 p,
                                 i,
-                                model,
+                                Some(model),
                                 d,
                                 Rest::RateLimited,
                                 done,
@@ -2286,8 +2276,15 @@ impl Router {
                         }
                         if e.kind == ErrorKind::RateLimited {
                             let d = e.retry_after.unwrap_or(self.policy.default_cooldown);
-                            self.shared
-                                .rest(&target.provider, p, i, d, Rest::RateLimited, done);
+                            self.shared.rest(
+                                &target.provider,
+                                p,
+                                i,
+                                None,
+                                d,
+                                Rest::RateLimited,
+                                done,
+                            );
                             // A 429 that named no wait: the client is told the rest the key
                             // was given, not a retry that would find it still resting.
                             if let Some(a) = attempts.last_mut() {
