@@ -573,19 +573,6 @@ async fn read_body(
     dialect: Dialect,
     log: &RequestLog,
 ) -> Result<(HeaderMap, Bytes, Charge), Response<Body>> {
-    let read = read_body_inner(app, req, dialect, log).await;
-    if read.is_ok() {
-        log.body_read.store(true, Ordering::Relaxed);
-    }
-    read
-}
-
-async fn read_body_inner(
-    app: &App,
-    req: Request<Incoming>,
-    dialect: Dialect,
-    log: &RequestLog,
-) -> Result<(HeaderMap, Bytes, Charge), Response<Body>> {
     let limit = app.max_request_bytes;
     let too_large = || {
         simple_error(
@@ -721,6 +708,7 @@ async fn read_body_inner(
             }
         }
     }
+    log.body_read.store(true, Ordering::Relaxed);
     Ok((
         parts.headers,
         first.unwrap_or_else(|| Bytes::from(joined)),
