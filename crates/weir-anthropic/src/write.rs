@@ -73,7 +73,13 @@ fn text_of_base64(media_type: &str, data: &str) -> Result<String, String> {
     if !texty {
         return Err(refused());
     }
-    let bytes = base64::engine::general_purpose::STANDARD
+    // Padding optional: clients and data URLs differ.
+    const LENIENT: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    let bytes = LENIENT
         .decode(data.trim())
         .map_err(|_| format!("a document of type `{media_type}` is not valid base64"))?;
     String::from_utf8(bytes)

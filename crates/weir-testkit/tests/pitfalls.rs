@@ -2955,6 +2955,14 @@ fn an_openai_file_of_text_goes_as_a_text_document_and_other_types_are_refused() 
         json!({"type": "text", "media_type": "text/plain", "data": "héllo\nworld"})
     );
     assert_eq!(content[1]["source"]["data"], "a,b\n1,2");
+    // Unpadded base64 is read too.
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": [
+            {"type": "file", "file": {"file_data": "data:text/plain;base64,aGk", "filename": "f.txt"}}
+        ]}]
+    }));
+    assert_eq!(out["messages"][0]["content"][0]["source"]["data"], "hi");
     assert_eq!(content[2]["source"]["type"], "base64");
     assert_eq!(content[2]["source"]["media_type"], "application/pdf");
     for (media, data) in [
