@@ -805,6 +805,10 @@ fn header_session(headers: &HeaderMap) -> Option<String> {
 /// Admits a request under its key's limits and budget (the admission rides in `log`,
 /// which charges the real usage when it is written), or answers 429 (503 when the shared
 /// state cannot be reached).
+/// How long a `max_concurrent` refusal waits for a slot on its way back before it is
+/// asked again (memory backend; the shared one waits for its queued releases).
+const CONCURRENCY_GRACE: Duration = Duration::from_millis(5);
+
 async fn admit(
     app: &App,
     key: &ClientKey,
@@ -824,7 +828,16 @@ async fn admit(
                 .admit_shared(state, &key.name, estimate, weir_redis::LEASE_TTL)
                 .await
         }
-        None => limiter.admit(estimate, Instant::now()),
+        None => match limiter.admit(estimate, Instant::now()) {
+            // A slot may be on its way back: a request whose client just left is let go
+            // when its connection's task next runs, and the client's next request can
+            // come first. A moment for it, then asked again once.
+            Err(r) if r.limit == "max_concurrent" => {
+                tokio::time::sleep(CONCURRENCY_GRACE).await;
+                limiter.admit(estimate, Instant::now()).map_err(|_| r)
+            }
+            other => other,
+        },
     };
     match admitted {
         Ok(a) => {
