@@ -62,8 +62,11 @@ impl Needs {
                     for item in &items {
                         let ty = item.get("type").and_then(Value::as_str);
                         n.tools |= matches!(ty, Some("function_call" | "function_call_output"));
-                        let parts = item.get("content").and_then(Value::as_array);
-                        for p in parts.into_iter().flatten() {
+                        // A message's content parts, and a function call's output parts.
+                        let parts = ["content", "output"]
+                            .iter()
+                            .filter_map(|k| item.get(k).and_then(Value::as_array));
+                        for p in parts.flatten() {
                             match p.get("type").and_then(Value::as_str) {
                                 Some("input_image") => n.images = true,
                                 Some("input_file") => n.documents = true,

@@ -922,6 +922,11 @@ async fn responses_skip_a_target_lacking_a_feature_the_request_uses() {
         {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
         {"type": "function_call_output", "call_id": "c1", "output": "ok"}
     ]);
+    // An image a function call's output holds.
+    let output_image = json!([{"role": "user", "content": "see"}, {
+        "type": "function_call_output", "call_id": "c1",
+        "output": [{"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo="}]
+    }]);
     // (The scripted upstream has no Responses API: its 404 comes back; what matters is
     // which key it was sent with.)
     for body in [
@@ -942,6 +947,23 @@ async fn responses_skip_a_target_lacking_a_feature_the_request_uses() {
     .await;
     let key = up.requests().last().unwrap().key().map(str::to_owned);
     assert_eq!(key.as_deref(), Some("sk-capped"));
+    // (A call's output is a tool use too: checked where tools are on.)
+    let url2 = weir(&format!(
+        "[providers.capped]\nkind = \"openai\"\nbase_url = \"{0}/v1\"\nkeys = [\"sk-capped\"]\n\
+         capabilities = {{ images = false }}\n\
+         [providers.full]\nkind = \"openai\"\nbase_url = \"{0}/v1\"\nkeys = [\"sk-full\"]\n\
+         [[models]]\nname = \"fb\"\ntargets = [{{ provider = \"capped\" }}, {{ provider = \"full\" }}]\n",
+        up.url()
+    ))
+    .await;
+    post(
+        &url2,
+        "/v1/responses",
+        &json!({"model": "fb", "input": output_image}),
+    )
+    .await;
+    let key = up.requests().last().unwrap().key().map(str::to_owned);
+    assert_eq!(key.as_deref(), Some("sk-full"));
     // Its only target lacks it: a 400 saying so, nothing sent.
     let hits = up.hits();
     let (status, answer) = post(
