@@ -138,6 +138,13 @@ impl<'de> Deserialize<'de> for AUsage {
                             billed = iterations_sum(raw.get(), true);
                             u.extra.insert(k.into_owned(), raw);
                         }
+                        // The writes by duration, kept as they came; the one-hour ones
+                        // are priced apart.
+                        "cache_creation" => {
+                            let raw: weir_model::RawJson = map.next_value()?;
+                            u.cache_write_1h_tokens = one_hour_writes(raw.get());
+                            u.extra.insert(k.into_owned(), raw);
+                        }
                         "input_tokens" => u.input_tokens = opt_value(&mut map, &k, &mut u.extra)?,
                         "output_tokens" => u.output_tokens = opt_value(&mut map, &k, &mut u.extra)?,
                         "cache_read_input_tokens" => {
@@ -154,6 +161,7 @@ impl<'de> Deserialize<'de> for AUsage {
                     u.output_tokens = b.output_tokens;
                     u.cache_read_tokens = b.cache_read_tokens;
                     u.cache_write_tokens = b.cache_write_tokens;
+                    u.cache_write_1h_tokens = b.cache_write_1h_tokens;
                 }
                 Ok(AUsage(u))
             }
@@ -161,6 +169,18 @@ impl<'de> Deserialize<'de> for AUsage {
         d.deserialize_map(V)
             .map_err(|e| de::Error::custom(format_args!("usage: {e}")))
     }
+}
+
+/// `usage.cache_creation`'s one-hour writes (`ephemeral_1h_input_tokens`); `None` when
+/// it does not say.
+pub(crate) fn one_hour_writes(raw: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct CacheCreation {
+        ephemeral_1h_input_tokens: Option<u64>,
+    }
+    serde_json::from_str::<CacheCreation>(raw)
+        .ok()?
+        .ephemeral_1h_input_tokens
 }
 
 /// The tokens of the sampling iterations of a compacted request (`usage.iterations`),
@@ -175,6 +195,7 @@ pub(crate) fn iterations_sum(raw: &str, compaction: bool) -> Option<Usage> {
         output_tokens: Option<u64>,
         cache_read_input_tokens: Option<u64>,
         cache_creation_input_tokens: Option<u64>,
+        cache_creation: Option<Box<serde_json::value::RawValue>>,
     }
     let mut list: Vec<Iteration> = serde_json::from_str(raw).ok()?;
     if !compaction {
@@ -197,6 +218,11 @@ pub(crate) fn iterations_sum(raw: &str, compaction: bool) -> Option<Usage> {
         output_tokens: sum(|i| i.output_tokens),
         cache_read_tokens: sum(|i| i.cache_read_input_tokens),
         cache_write_tokens: sum(|i| i.cache_creation_input_tokens),
+        cache_write_1h_tokens: sum(|i| {
+            i.cache_creation
+                .as_deref()
+                .and_then(|c| one_hour_writes(c.get()))
+        }),
         ..Usage::default()
     })
 }

@@ -155,3 +155,48 @@ fn compaction_iterations_are_summed_for_accounting_and_kept_for_the_client() {
         .expect("a message_delta");
     assert_eq!(billed(&usage), (Some(281), Some(91), Some(55096), Some(0)));
 }
+
+/// Writes kept one hour cost more than five-minute ones: `usage.cache_creation` says how
+/// many there were, read for pricing (whole answers, summaries, stream openings and
+/// deltas, compaction iterations) and given back to the client as it came.
+#[test]
+fn one_hour_cache_writes_are_read_and_kept() {
+    let usage = r#"{"input_tokens":3,"cache_creation_input_tokens":1500,"cache_read_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":500,"ephemeral_1h_input_tokens":1000},"output_tokens":8,"service_tier":"standard"}"#;
+    let body = format!(
+        r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{{"type":"text","text":"ok"}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{usage}}}"#
+    );
+    let writes = |u: &weir_model::Usage| (u.cache_write_tokens, u.cache_write_1h_tokens);
+    let whole = weir_anthropic::decode_response(body.as_bytes()).unwrap();
+    assert_eq!(writes(&whole.usage), (Some(1500), Some(1000)));
+    let summary = weir_anthropic::decode_response_summary(body.as_bytes()).unwrap();
+    assert_eq!(writes(&summary.usage), (Some(1500), Some(1000)));
+    let again = weir_anthropic::encode_response(&whole).unwrap();
+    assert_json_eq("one-hour writes", body.as_bytes(), &again);
+
+    let start = format!(
+        r#"{{"type":"message_start","message":{{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[],"stop_reason":null,"stop_sequence":null,"usage":{usage}}}}}"#
+    );
+    let delta = format!(
+        r#"{{"type":"message_delta","delta":{{"stop_reason":"end_turn","stop_sequence":null}},"usage":{usage}}}"#
+    );
+    let compacted = r#"{"type":"message_delta","delta":{"stop_reason":"end_turn","stop_sequence":null},"usage":{"input_tokens":3,"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"output_tokens":8,"iterations":[{"input_tokens":100,"output_tokens":83,"cache_read_input_tokens":0,"cache_creation_input_tokens":700,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":700},"type":"compaction"},{"input_tokens":3,"output_tokens":8,"cache_read_input_tokens":0,"cache_creation_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0},"type":"message"}]}}"#;
+    for (name, data, want) in [
+        ("message_start", start.as_str(), (Some(1500), Some(1000))),
+        ("message_delta", delta.as_str(), (Some(1500), Some(1000))),
+        ("message_delta", compacted, (Some(700), Some(700))),
+    ] {
+        let mut dec = weir_anthropic::StreamDecoder::new();
+        let sse = format!("event: {name}\ndata: {data}\n\n");
+        let frame = dec.decode(sse_events(sse.as_bytes()).remove(0)).unwrap();
+        let usage = frame
+            .events
+            .iter()
+            .find_map(|e| match e {
+                weir_model::StreamEvent::MessageStart { usage, .. }
+                | weir_model::StreamEvent::MessageDelta { usage, .. } => Some(usage.clone()),
+                _ => None,
+            })
+            .expect("an event with usage");
+        assert_eq!(writes(&usage), want, "{name}: {data}");
+    }
+}

@@ -381,8 +381,11 @@ pub struct PriceConfig {
     pub output: f64,
     /// Cache reads.
     pub cache_read: Option<f64>,
-    /// Cache writes.
+    /// Cache writes (Anthropic's five-minute ones).
     pub cache_write: Option<f64>,
+    /// One-hour cache writes (Anthropic's `ttl: "1h"`); twice `input` when not set, as
+    /// Anthropic prices them.
+    pub cache_write_1h: Option<f64>,
 }
 
 /// `[state]`.

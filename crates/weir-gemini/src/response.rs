@@ -132,6 +132,7 @@ impl UsageMetadata {
             output_tokens: output,
             cache_read_tokens: cached,
             cache_write_tokens: None,
+            cache_write_1h_tokens: None,
             reasoning_tokens: self.thoughts_token_count,
             extra: Extra::new(),
         }

@@ -183,6 +183,10 @@ pub struct Usage {
     pub cache_read_tokens: Option<u64>,
     /// Input tokens written to the prompt cache.
     pub cache_write_tokens: Option<u64>,
+    /// Of `cache_write_tokens`, those written to be kept one hour (Anthropic's
+    /// `cache_creation.ephemeral_1h_input_tokens`), which cost more than the five-minute
+    /// writes.
+    pub cache_write_1h_tokens: Option<u64>,
     /// Output tokens spent on reasoning, when reported separately.
     pub reasoning_tokens: Option<u64>,
     /// Unknown fields, and the source dialect's own breakdown objects.
@@ -238,6 +242,7 @@ impl Usage {
         take(&mut self.output_tokens, later.output_tokens);
         take(&mut self.cache_read_tokens, later.cache_read_tokens);
         take(&mut self.cache_write_tokens, later.cache_write_tokens);
+        take(&mut self.cache_write_1h_tokens, later.cache_write_1h_tokens);
         take(&mut self.reasoning_tokens, later.reasoning_tokens);
     }
 }

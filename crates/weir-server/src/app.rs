@@ -134,6 +134,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 ("output", Some(c.output)),
                 ("cache_read", c.cache_read),
                 ("cache_write", c.cache_write),
+                ("cache_write_1h", c.cache_write_1h),
             ];
             for (field, v) in prices {
                 if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
@@ -257,6 +258,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                                             output: c.output,
                                             cache_read: c.cache_read,
                                             cache_write: c.cache_write,
+                                            cache_write_1h: c.cache_write_1h,
                                         },
                                     )
                                 })

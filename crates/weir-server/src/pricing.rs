@@ -16,8 +16,11 @@ pub struct Price {
     pub output: f64,
     /// Cache reads; the input price when unknown.
     pub cache_read: Option<f64>,
-    /// Cache writes; the input price when unknown.
+    /// Cache writes (Anthropic's five-minute ones); the input price when unknown.
     pub cache_write: Option<f64>,
+    /// One-hour cache writes (Anthropic's `ttl: "1h"`); twice the input price when unknown,
+    /// as Anthropic prices them (only Anthropic's models report such writes).
+    pub cache_write_1h: Option<f64>,
 }
 
 /// List prices of well-known models (USD per million tokens: input, output, cache read,
@@ -171,6 +174,7 @@ impl Prices {
                 output,
                 cache_read: Some(cache_read),
                 cache_write: Some(cache_write),
+                cache_write_1h: None,
             })
     }
 
@@ -178,11 +182,15 @@ impl Prices {
     pub fn cost(&self, model: &str, usage: &Usage) -> Option<f64> {
         let p = self.price(model)?;
         let n = |v: Option<u64>| v.unwrap_or(0) as f64;
+        // The one-hour writes are part of the writes reported.
+        let writes = usage.cache_write_tokens.unwrap_or(0);
+        let hour = usage.cache_write_1h_tokens.unwrap_or(0).min(writes);
         Some(
             (n(usage.input_tokens) * p.input
                 + n(usage.output_tokens) * p.output
                 + n(usage.cache_read_tokens) * p.cache_read.unwrap_or(p.input)
-                + n(usage.cache_write_tokens) * p.cache_write.unwrap_or(p.input))
+                + (writes - hour) as f64 * p.cache_write.unwrap_or(p.input)
+                + hour as f64 * p.cache_write_1h.unwrap_or(2.0 * p.input))
                 / 1_000_000.0,
         )
     }
@@ -203,6 +211,7 @@ mod tests {
                 output: 2.0,
                 cache_read: None,
                 cache_write: None,
+                cache_write_1h: None,
             },
         );
         let p = Prices::new(c);
@@ -221,6 +230,44 @@ mod tests {
         // The longest match: gpt-4o-mini, not gpt-4o.
         assert_eq!(p.price("gpt-4o-mini-2024-07-18").unwrap().input, 0.15);
         assert_eq!(p.cost("some-local-model", &u), None);
+    }
+
+    #[test]
+    fn one_hour_cache_writes_cost_twice_the_input_unless_priced() {
+        let mut c = BTreeMap::new();
+        c.insert(
+            "claude-custom".to_owned(),
+            Price {
+                input: 1.0,
+                output: 0.0,
+                cache_read: None,
+                cache_write: Some(1.25),
+                cache_write_1h: Some(3.0),
+            },
+        );
+        let p = Prices::new(c);
+        // A million writes, a quarter of them for one hour.
+        let u = Usage {
+            cache_write_tokens: Some(1_000_000),
+            cache_write_1h_tokens: Some(250_000),
+            ..Default::default()
+        };
+        let close = |a: Option<f64>, b: f64| assert!((a.unwrap() - b).abs() < 1e-9, "{a:?} {b}");
+        // Sonnet 4.5: 3.75 per million five-minute writes, 6 (twice the input) per hour.
+        close(p.cost("claude-sonnet-4-5", &u), 0.75 * 3.75 + 0.25 * 6.0);
+        close(p.cost("claude-custom", &u), 0.75 * 1.25 + 0.25 * 3.0);
+        // A figure above the writes reported counts as all of them, never more.
+        let over = Usage {
+            cache_write_1h_tokens: Some(2_000_000),
+            ..u.clone()
+        };
+        close(p.cost("claude-sonnet-4-5", &over), 6.0);
+        // Without the breakdown, every write is a five-minute one, as before.
+        let plain = Usage {
+            cache_write_1h_tokens: None,
+            ..u
+        };
+        close(p.cost("claude-sonnet-4-5", &plain), 3.75);
     }
 
     #[test]

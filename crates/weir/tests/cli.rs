@@ -327,6 +327,18 @@ fn check_refuses_a_negative_price() {
         text.contains("neg.toml:3:1: pricing.\"m-1\".output must be a price"),
         "{text}"
     );
+    // The one-hour cache write price is a price like the others.
+    std::fs::write(
+        &cfg,
+        "[pricing.\"m-1\"]\ninput = 3.0\noutput = 15.0\ncache_write_1h = -6.0\n[providers.m]\nkind = \"mock\"\n",
+    )
+    .unwrap();
+    let (code, text) = check(&cfg);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("neg.toml:4:1: pricing.\"m-1\".cache_write_1h must be a price"),
+        "{text}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
