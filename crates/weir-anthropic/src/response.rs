@@ -145,6 +145,12 @@ impl<'de> Deserialize<'de> for AUsage {
                             u.cache_write_1h_tokens = one_hour_writes(raw.get());
                             u.extra.insert(k.into_owned(), raw);
                         }
+                        // Server tools' runs, kept as they came; web searches are billed.
+                        "server_tool_use" => {
+                            let raw: weir_model::RawJson = map.next_value()?;
+                            u.web_search_requests = web_searches(raw.get());
+                            u.extra.insert(k.into_owned(), raw);
+                        }
                         "input_tokens" => u.input_tokens = opt_value(&mut map, &k, &mut u.extra)?,
                         "output_tokens" => u.output_tokens = opt_value(&mut map, &k, &mut u.extra)?,
                         "cache_read_input_tokens" => {
@@ -181,6 +187,18 @@ pub(crate) fn one_hour_writes(raw: &str) -> Option<u64> {
     serde_json::from_str::<CacheCreation>(raw)
         .ok()?
         .ephemeral_1h_input_tokens
+}
+
+/// `usage.server_tool_use`'s web searches (`web_search_requests`); `None` when it does not
+/// say.
+pub(crate) fn web_searches(raw: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct ServerToolUse {
+        web_search_requests: Option<u64>,
+    }
+    serde_json::from_str::<ServerToolUse>(raw)
+        .ok()?
+        .web_search_requests
 }
 
 /// The tokens of the sampling iterations of a compacted request (`usage.iterations`),

@@ -156,20 +156,24 @@ fn compaction_iterations_are_summed_for_accounting_and_kept_for_the_client() {
     assert_eq!(billed(&usage), (Some(281), Some(91), Some(55096), Some(0)));
 }
 
-/// Writes kept one hour cost more than five-minute ones: `usage.cache_creation` says how
-/// many there were, read for pricing (whole answers, summaries, stream openings and
+/// Writes kept one hour cost more than five-minute ones, and web searches are billed:
+/// `usage.cache_creation` and `usage.server_tool_use` say how many there were, read for
+/// pricing (whole answers, summaries, stream openings and
 /// deltas, compaction iterations) and given back to the client as it came.
 #[test]
-fn one_hour_cache_writes_are_read_and_kept() {
-    let usage = r#"{"input_tokens":3,"cache_creation_input_tokens":1500,"cache_read_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":500,"ephemeral_1h_input_tokens":1000},"output_tokens":8,"service_tier":"standard"}"#;
+fn one_hour_cache_writes_and_web_searches_are_read_and_kept() {
+    let usage = r#"{"input_tokens":3,"cache_creation_input_tokens":1500,"cache_read_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":500,"ephemeral_1h_input_tokens":1000},"output_tokens":8,"server_tool_use":{"web_search_requests":2,"web_fetch_requests":1},"service_tier":"standard"}"#;
     let body = format!(
         r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{{"type":"text","text":"ok"}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{usage}}}"#
     );
+    let searches = |u: &weir_model::Usage| u.web_search_requests;
     let writes = |u: &weir_model::Usage| (u.cache_write_tokens, u.cache_write_1h_tokens);
     let whole = weir_anthropic::decode_response(body.as_bytes()).unwrap();
     assert_eq!(writes(&whole.usage), (Some(1500), Some(1000)));
     let summary = weir_anthropic::decode_response_summary(body.as_bytes()).unwrap();
     assert_eq!(writes(&summary.usage), (Some(1500), Some(1000)));
+    assert_eq!(searches(&whole.usage), Some(2));
+    assert_eq!(searches(&summary.usage), Some(2));
     let again = weir_anthropic::encode_response(&whole).unwrap();
     assert_json_eq("one-hour writes", body.as_bytes(), &again);
 
@@ -198,5 +202,11 @@ fn one_hour_cache_writes_are_read_and_kept() {
             })
             .expect("an event with usage");
         assert_eq!(writes(&usage), want, "{name}: {data}");
+        let searched = if data.contains("web_search_requests") {
+            Some(2)
+        } else {
+            None
+        };
+        assert_eq!(searches(&usage), searched, "{name}: {data}");
     }
 }

@@ -386,6 +386,9 @@ pub struct PriceConfig {
     /// One-hour cache writes (Anthropic's `ttl: "1h"`); twice `input` when not set, as
     /// Anthropic prices them.
     pub cache_write_1h: Option<f64>,
+    /// USD per 1,000 web searches run by the upstream (Anthropic's web search tool); 10
+    /// when not set, Anthropic's price.
+    pub web_search: Option<f64>,
 }
 
 /// `[state]`.

@@ -133,6 +133,7 @@ impl UsageMetadata {
             cache_read_tokens: cached,
             cache_write_tokens: None,
             cache_write_1h_tokens: None,
+            web_search_requests: None,
             reasoning_tokens: self.thoughts_token_count,
             extra: Extra::new(),
         }

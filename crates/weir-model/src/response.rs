@@ -187,6 +187,9 @@ pub struct Usage {
     /// `cache_creation.ephemeral_1h_input_tokens`), which cost more than the five-minute
     /// writes.
     pub cache_write_1h_tokens: Option<u64>,
+    /// Web searches the upstream ran for the answer (Anthropic's
+    /// `server_tool_use.web_search_requests`), billed per search.
+    pub web_search_requests: Option<u64>,
     /// Output tokens spent on reasoning, when reported separately.
     pub reasoning_tokens: Option<u64>,
     /// Unknown fields, and the source dialect's own breakdown objects.
@@ -243,6 +246,7 @@ impl Usage {
         take(&mut self.cache_read_tokens, later.cache_read_tokens);
         take(&mut self.cache_write_tokens, later.cache_write_tokens);
         take(&mut self.cache_write_1h_tokens, later.cache_write_1h_tokens);
+        take(&mut self.web_search_requests, later.web_search_requests);
         take(&mut self.reasoning_tokens, later.reasoning_tokens);
     }
 }

@@ -135,6 +135,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 ("cache_read", c.cache_read),
                 ("cache_write", c.cache_write),
                 ("cache_write_1h", c.cache_write_1h),
+                ("web_search", c.web_search),
             ];
             for (field, v) in prices {
                 if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
@@ -259,6 +260,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                                             cache_read: c.cache_read,
                                             cache_write: c.cache_write,
                                             cache_write_1h: c.cache_write_1h,
+                                            web_search: c.web_search,
                                         },
                                     )
                                 })

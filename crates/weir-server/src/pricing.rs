@@ -21,7 +21,13 @@ pub struct Price {
     /// One-hour cache writes (Anthropic's `ttl: "1h"`); twice the input price when unknown,
     /// as Anthropic prices them (only Anthropic's models report such writes).
     pub cache_write_1h: Option<f64>,
+    /// USD per 1,000 web searches the upstream ran (only Anthropic's models report them);
+    /// Anthropic's 10 when unknown.
+    pub web_search: Option<f64>,
 }
+
+/// Anthropic's price of web searches, USD per 1,000.
+const WEB_SEARCH_PER_1K: f64 = 10.0;
 
 /// List prices of well-known models (USD per million tokens: input, output, cache read,
 /// cache write (Anthropic's 5-minute rate)), as the vendors published them. A name
@@ -175,6 +181,7 @@ impl Prices {
                 cache_read: Some(cache_read),
                 cache_write: Some(cache_write),
                 cache_write_1h: None,
+                web_search: None,
             })
     }
 
@@ -191,7 +198,9 @@ impl Prices {
                 + n(usage.cache_read_tokens) * p.cache_read.unwrap_or(p.input)
                 + (writes - hour) as f64 * p.cache_write.unwrap_or(p.input)
                 + hour as f64 * p.cache_write_1h.unwrap_or(2.0 * p.input))
-                / 1_000_000.0,
+                / 1_000_000.0
+                + n(usage.web_search_requests) * p.web_search.unwrap_or(WEB_SEARCH_PER_1K)
+                    / 1_000.0,
         )
     }
 }
@@ -212,6 +221,7 @@ mod tests {
                 cache_read: None,
                 cache_write: None,
                 cache_write_1h: None,
+                web_search: None,
             },
         );
         let p = Prices::new(c);
@@ -233,7 +243,7 @@ mod tests {
     }
 
     #[test]
-    fn one_hour_cache_writes_cost_twice_the_input_unless_priced() {
+    fn one_hour_cache_writes_and_web_searches_cost_anthropics_rates_unless_priced() {
         let mut c = BTreeMap::new();
         c.insert(
             "claude-custom".to_owned(),
@@ -243,6 +253,7 @@ mod tests {
                 cache_read: None,
                 cache_write: Some(1.25),
                 cache_write_1h: Some(3.0),
+                web_search: Some(20.0),
             },
         );
         let p = Prices::new(c);
@@ -268,6 +279,13 @@ mod tests {
             ..u
         };
         close(p.cost("claude-sonnet-4-5", &plain), 3.75);
+        // Web searches: Anthropic's $10 per 1,000 unless priced.
+        let searches = Usage {
+            web_search_requests: Some(3),
+            ..Default::default()
+        };
+        close(p.cost("claude-sonnet-4-5", &searches), 0.03);
+        close(p.cost("claude-custom", &searches), 0.06);
     }
 
     #[test]

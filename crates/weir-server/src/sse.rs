@@ -110,6 +110,7 @@ impl StreamLog {
                         (&mut u.cache_read_tokens, usage.cache_read_tokens),
                         (&mut u.cache_write_tokens, usage.cache_write_tokens),
                         (&mut u.cache_write_1h_tokens, usage.cache_write_1h_tokens),
+                        (&mut u.web_search_requests, usage.web_search_requests),
                         (&mut u.reasoning_tokens, usage.reasoning_tokens),
                     ] {
                         if theirs.is_some() {

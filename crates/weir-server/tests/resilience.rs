@@ -986,13 +986,14 @@ async fn a_same_dialect_answer_that_is_not_a_response_fails_over() {
 }
 
 #[tokio::test]
-async fn one_hour_cache_writes_are_priced_as_such_whole_and_streamed() {
+async fn one_hour_cache_writes_and_web_searches_are_priced_whole_and_streamed() {
     // A million cache writes, a quarter of them kept one hour: at $1 input and $1.25 the
     // five-minute write, the hour at twice the input (Anthropic's rate) unless priced.
     let usage = json!({
         "input_tokens": 0, "output_tokens": 0, "cache_read_input_tokens": 0,
         "cache_creation_input_tokens": 1_000_000,
-        "cache_creation": {"ephemeral_5m_input_tokens": 750_000, "ephemeral_1h_input_tokens": 250_000}
+        "cache_creation": {"ephemeral_5m_input_tokens": 750_000, "ephemeral_1h_input_tokens": 250_000},
+        "server_tool_use": {"web_search_requests": 1}
     });
     let whole = json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
         "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
@@ -1005,7 +1006,7 @@ async fn one_hour_cache_writes_are_priced_as_such_whole_and_streamed() {
          event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n\
          event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"ok\"}}}}\n\n\
          event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
-         event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":0}}}}\n\n\
+         event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":0,\"server_tool_use\":{{\"web_search_requests\":1}}}}}}\n\n\
          event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
     );
     let up = FaultyUpstream::start(Behaviour::json(200, &whole)).await;
@@ -1013,7 +1014,7 @@ async fn one_hour_cache_writes_are_priced_as_such_whole_and_streamed() {
         "[auth]\nadmin_key = \"{ADMIN}\"\n[[auth.keys]]\nname = \"k\"\nkey = \"{KEY}\"\n\
          [providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-up\"]\n\
          [[models]]\nname = \"claude-x\"\ntargets = [{{ provider = \"a\" }}]\n\
-         [pricing.\"claude-x\"]\ninput = 1.0\noutput = 0.0\ncache_write = 1.25\n",
+         [pricing.\"claude-x\"]\ninput = 1.0\noutput = 0.0\ncache_write = 1.25\nweb_search = 1000.0\n",
         up.url()
     ))
     .await;
@@ -1034,10 +1035,10 @@ async fn one_hour_cache_writes_are_priced_as_such_whole_and_streamed() {
     let (status, _, body) = w.call('a', "claude-x", true, &[]).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("ephemeral_1h_input_tokens"), "{body}");
-    // 0.75 x 1.25 + 0.25 x 2.0 = 1.4375 a request.
+    // 0.75 x 1.25 + 0.25 x 2.0 = 1.4375 a request, and $1 for its web search.
     let m = w.metrics().await;
     assert!(
-        m.contains(r#"weir_cost_usd_total{key="k",model="claude-x",provider="a"} 2.875"#),
+        m.contains(r#"weir_cost_usd_total{key="k",model="claude-x",provider="a"} 4.875"#),
         "{m}"
     );
 }
