@@ -1455,6 +1455,16 @@ impl Router {
         self.route_index(model).map(|i| &self.routes[i].route)
     }
 
+    /// What [`Router::send`] would answer for a model no route serves
+    /// ([`RouteError::UnknownModel`]), without sending anything: for a check that must
+    /// come first (a client's limits are not spent on a request that cannot be routed).
+    pub fn known(&self, model: &str) -> Result<(), RouteError> {
+        match self.route_index(model) {
+            Some(_) => Ok(()),
+            None => Err(self.unknown(model)),
+        }
+    }
+
     fn route_index(&self, model: &str) -> Option<usize> {
         self.routes
             .iter()

@@ -809,6 +809,25 @@ fn header_session(headers: &HeaderMap) -> Option<String> {
 /// asked again (memory backend; the shared one waits for its queued releases).
 const CONCURRENCY_GRACE: Duration = Duration::from_millis(5);
 
+/// The 404 for a model no route serves, checked before a limited key's limits are: such
+/// a request costs the client nothing and is counted as unknown (`model="-"`), never as
+/// its own series. (Without limits, routing answers the same 404 itself.)
+fn unroutable(
+    app: &App,
+    key: &ClientKey,
+    model: &str,
+    dialect: Dialect,
+    log: &RequestLog,
+) -> Option<Response<Body>> {
+    key.limiter.as_ref()?;
+    match app.router.known(model) {
+        Err(RouteError::UnknownModel { model, available }) => {
+            Some(unknown_model(dialect, key, &model, &available, log))
+        }
+        _ => None,
+    }
+}
+
 async fn admit(
     app: &App,
     key: &ClientKey,
@@ -886,6 +905,9 @@ async fn chat(
     log.model = Some(creq.model.clone());
     if !app.allows(&key, &creq.model) {
         return refused_model(app, dialect, &key, &creq.model, log);
+    }
+    if let Some(r) = unroutable(app, &key, &creq.model, dialect, log) {
+        return r;
     }
     if let Err(r) = admit(app, &key, body.len(), dialect, log).await {
         return r;
@@ -1003,6 +1025,9 @@ async fn pass_prelude<R>(
     log.model = Some(name.to_owned());
     if !app.allows(&key, name) {
         return Err(refused_model(app, dialect, &key, name, log));
+    }
+    if let Some(r) = unroutable(app, &key, name, dialect, log) {
+        return Err(r);
     }
     admit(app, &key, body.len(), dialect, log).await?;
     let mut cx = CallContext::new(log.request_id.clone());

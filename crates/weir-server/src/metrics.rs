@@ -92,8 +92,9 @@ pub struct KeyLabels {
 pub const MAX_MODEL_LABELS: usize = 500;
 
 fn latency_histogram() -> Histogram {
-    // 1 ms to about 65 s.
-    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+    // 1 ms to about 17 minutes: past the default `total` timeout (10 minutes), so a long
+    // stream or a slow first token still lands in a bucket of its own, not only `+Inf`.
+    Histogram::new(exponential_buckets(0.001, 2.0, 21))
 }
 
 /// The gateway's metrics.
@@ -711,6 +712,32 @@ mod tests {
             input: Some(1),
             output: Some(1),
         });
+    }
+
+    #[test]
+    fn latency_buckets_reach_past_ten_minutes() {
+        let m = Metrics::new(false);
+        m.observe(&Observation {
+            series: None,
+            key: "k",
+            model: "m",
+            provider: "p",
+            status: 200,
+            latency: Duration::from_secs(9 * 60),
+            ttft: Some(Duration::from_secs(100)),
+            input: Some(1),
+            output: Some(1),
+        });
+        let text = m.render();
+        // Nine minutes: above the 524.288 s bound, within the 1048.576 s one.
+        assert!(
+            text.contains(r#"weir_request_duration_seconds_bucket{le="524.288",key="k",model="m",provider="p"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"weir_request_duration_seconds_bucket{le="1048.576",key="k",model="m",provider="p"} 1"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1042,3 +1042,26 @@ async fn one_hour_cache_writes_and_web_searches_are_priced_whole_and_streamed() 
         "{m}"
     );
 }
+
+#[tokio::test]
+async fn an_unknown_model_is_a_404_that_spends_no_limit_and_makes_no_series() {
+    let w = limited("rpm = 2", "").await;
+    for i in 0..5 {
+        for dialect in ['a', 'o'] {
+            let (status, _, body) = w.call(dialect, &format!("junk-{i}"), false, &[]).await;
+            assert_eq!(status, 404, "{body}");
+            assert!(body.contains("is not available"), "{body}");
+        }
+    }
+    // The key's two requests a minute are all still there.
+    for _ in 0..2 {
+        assert_eq!(w.call('a', "mock", false, &[]).await.0, 200);
+    }
+    assert_eq!(w.call('a', "mock", false, &[]).await.0, 429);
+    let m = w.metrics().await;
+    assert!(!m.contains("junk-"), "{m}");
+    assert!(
+        m.contains(r#"weir_requests_total{key="limited",model="-",provider="-",status="404"} 10"#),
+        "{m}"
+    );
+}
