@@ -149,6 +149,20 @@ pub(crate) struct Guard {
     pub pool: Option<(Arc<KeyPool>, usize)>,
     pub shared: Arc<Shared>,
     pub policy: Arc<Policy>,
+    /// When the request was sent, until the stream's first content is seen (which gives
+    /// the target its latency).
+    pub first_content_from: Option<Instant>,
+}
+
+impl Guard {
+    /// The stream's first content went by (now), if it had not.
+    fn content_seen(&mut self) {
+        if let Some(from) = self.first_content_from.take() {
+            let now = Instant::now();
+            self.target
+                .first_content(now.saturating_duration_since(from), now);
+        }
+    }
 }
 
 impl Drop for Guard {
@@ -178,6 +192,15 @@ impl Stream for Guarded {
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let item = self.inner.as_mut().poll_next(cx);
         if let Poll::Ready(Some(r)) = &item {
+            if let Some(g) = self
+                .guard
+                .as_mut()
+                .filter(|g| g.first_content_from.is_some())
+            {
+                if matches!(r, Ok(f) if f.events.iter().any(StreamEvent::is_content)) {
+                    g.content_seen();
+                }
+            }
             let Some(g) = &self.guard else {
                 return item;
             };
@@ -244,6 +267,10 @@ impl Stream for GuardedBytes {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let item = self.inner.as_mut().poll_next(cx);
+        // Its first event (held until whole) is its first answer.
+        if let (Some(g), Poll::Ready(Some(Ok(_)))) = (self.guard.as_mut(), &item) {
+            g.content_seen();
+        }
         let Some(g) = &self.guard else {
             return item;
         };

@@ -297,6 +297,11 @@ pub struct Served {
     /// The upstream's own id for the request (its `request-id` or `x-request-id`), if it
     /// gave one.
     pub upstream_request_id: Option<String>,
+    /// When the attempt that served began (earlier attempts, failed over, not included).
+    pub started: Instant,
+    /// How long that attempt took to answer: a whole answer, or a stream handed over
+    /// (at its first content, or once its opening was held [`hold::MAX_HOLD`] without).
+    pub latency: Duration,
     /// Where it was served (route, target, key), for [`Router::response_memory`].
     pub(crate) slot: Slot,
 }
@@ -1616,6 +1621,7 @@ impl Router {
                     key = Some(i);
                 }
             }
+            let started = Instant::now();
             match provider.count_tokens(r, kcx).await {
                 Ok(Some(n)) => {
                     let served = Served {
@@ -1624,6 +1630,8 @@ impl Router {
                         warnings: Vec::new(),
                         failed_attempts,
                         upstream_request_id: None,
+                        started,
+                        latency: started.elapsed(),
                         slot: Slot {
                             route: ri,
                             target: ti,
@@ -2220,12 +2228,14 @@ impl Router {
                         pool: key.and_then(|i| pool.map(|p| (p.clone(), i))),
                         shared: self.shared.clone(),
                         policy: self.policy.clone(),
+                        first_content_from: Some(started),
                     });
                     if guarded {
                         // The stream's guard gives the counts back when it ends, and
-                        // counts its success then (or its failure on the way).
+                        // counts its success then (or its failure on the way); its
+                        // latency is its first content's, which may come after the hold.
                         in_flight.hand_over();
-                        st.stream_started(done - started, done);
+                        st.stream_started();
                     } else {
                         let tr = st.success(Some(done - started), done);
                         self.shared.breaker_changed(st, tr);
@@ -2238,6 +2248,8 @@ impl Router {
                             warnings,
                             failed_attempts: 0,
                             upstream_request_id: report.request_id(),
+                            started,
+                            latency: done - started,
                             slot: Slot {
                                 route: ri,
                                 target: ti,

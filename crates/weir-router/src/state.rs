@@ -54,6 +54,10 @@ pub(crate) struct TargetInner {
     /// until the first observation.
     pub latency_ms: Option<f64>,
     pub latency_at: Option<Instant>,
+    /// Recent latency of the answers the target gave (time to first content for streams),
+    /// milliseconds, exponentially weighted: what `/status` shows. `latency_ms` also
+    /// counts each failure as a slow answer, which ranks but is not a latency.
+    pub recent_ms: Option<f64>,
     /// Exponentially weighted share of failed requests (each request weighs 1/20).
     pub error_rate: f64,
     pub requests: u64,
@@ -94,6 +98,7 @@ impl TargetState {
                 breaker: Breaker::Closed { failures: 0 },
                 latency_ms: None,
                 latency_at: None,
+                recent_ms: None,
                 error_rate: 0.0,
                 requests: 0,
                 failures: 0,
@@ -138,23 +143,27 @@ impl TargetState {
         g.requests += 1;
         g.error_rate *= 1.0 - ERROR_WEIGHT;
         if let Some(l) = latency {
-            observe_latency(&mut g, l.as_secs_f64() * 1000.0, now);
+            answered(&mut g, l.as_secs_f64() * 1000.0, now);
         }
         let from = g.breaker.name();
         g.breaker = Breaker::Closed { failures: 0 };
         (from != "closed").then_some((from, "closed"))
     }
 
-    /// A stream began (its first content came after `latency`): counted as a request and
-    /// for least-latency, but not yet as a success, which it is only once it ends well
-    /// ([`TargetState::stream_completed`]); one that fails on the way counts as a failure
-    /// ([`TargetState::stream_failed`]). Otherwise a target whose streams all fail after
-    /// their first content would reset its run of failures with each new stream and never
-    /// open its breaker.
-    pub(crate) fn stream_started(&self, latency: Duration, now: Instant) {
-        let mut g = lock(&self.inner);
-        g.requests += 1;
-        observe_latency(&mut g, latency.as_secs_f64() * 1000.0, now);
+    /// A stream was handed to its client: counted as a request, but not yet as a success,
+    /// which it is only once it ends well ([`TargetState::stream_completed`]); one that
+    /// fails on the way counts as a failure ([`TargetState::stream_failed`]). Otherwise a
+    /// target whose streams all fail after their first content would reset its run of
+    /// failures with each new stream and never open its breaker. Its latency is taken at
+    /// its first content ([`TargetState::first_content`]).
+    pub(crate) fn stream_started(&self) {
+        lock(&self.inner).requests += 1;
+    }
+
+    /// A stream's first content came `latency` after its request was sent: for
+    /// least-latency and `/status`.
+    pub(crate) fn first_content(&self, latency: Duration, now: Instant) {
+        answered(&mut lock(&self.inner), latency.as_secs_f64() * 1000.0, now);
     }
 
     /// A stream [`TargetState::stream_started`] ended well: a success.
@@ -290,6 +299,13 @@ impl TargetState {
         };
         latency * f64::from(self.in_flight.load(Ordering::Relaxed) + 1)
     }
+}
+
+/// An answer came after `ms`: for least-latency and for `recent_ms` (each answer weighs a
+/// quarter).
+fn answered(g: &mut TargetInner, ms: f64, now: Instant) {
+    observe_latency(g, ms, now);
+    g.recent_ms = Some(g.recent_ms.map_or(ms, |r| r * 0.75 + ms * 0.25));
 }
 
 /// Peak-EWMA: a slower observation is taken at once, a faster one blends in with a weight

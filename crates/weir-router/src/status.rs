@@ -79,7 +79,9 @@ pub struct TargetStatus {
     pub open_ms: Option<u64>,
     /// Health failures in a row (while closed).
     pub consecutive_failures: u32,
-    /// Peak-EWMA latency (time to first token for streams), milliseconds.
+    /// Recent latency of its answers (time to first content for streams), milliseconds,
+    /// exponentially weighted (each answer weighs a quarter); failures are not latencies
+    /// and leave it as it was.
     pub latency_ms: Option<f64>,
     /// Recent share of failed requests (exponentially weighted, about the last 20).
     pub error_rate: f64,
@@ -184,7 +186,7 @@ pub(crate) fn snapshot(r: &Router) -> RouterStatus {
                     Breaker::Closed { failures } => failures,
                     _ => 0,
                 },
-                latency_ms: g.latency_ms.map(|l| (l * 10.0).round() / 10.0),
+                latency_ms: g.recent_ms.map(|l| (l * 10.0).round() / 10.0),
                 error_rate: (g.error_rate * 1000.0).round() / 1000.0,
                 in_flight: t.in_flight.load(Ordering::Relaxed),
                 requests: g.requests,

@@ -64,6 +64,9 @@ pub(crate) struct RequestLog {
     pub cut: Option<Arc<crate::live::Cut>>,
     /// The request's metric series, once the upstream answered.
     pub series: Option<crate::metrics::SeriesHandle>,
+    /// When a stream's serving attempt was sent: its upstream latency is taken at its
+    /// first content.
+    pub upstream_from: Option<Instant>,
     /// What the router did before the answer: read when the client leaves first.
     pub progress: weir_model::Progress,
 }
@@ -927,19 +930,20 @@ async fn chat(
     cx.progress = weir_model::Progress::watched();
     log.progress = cx.progress.clone();
     let model_name = creq.model.clone();
-    let upstream_started = Instant::now();
     let call = app.router.send(creq, cx);
     tokio::pin!(call);
     let Some(routed) = unless_cut(app, call).await else {
         return shutting_down(dialect, log);
     };
-    if let Ok((_, served)) = &routed {
-        log.series = Some(app.metrics.upstream(
-            &key.name,
-            &model_name,
-            &served.provider,
-            upstream_started.elapsed(),
-        ));
+    if let Ok((reply, served)) = &routed {
+        // The serving attempt's own time (not the failed ones' before it); a stream's is
+        // its first content's, which may come after the router handed it over.
+        let series = app.metrics.served(&key.name, &model_name, &served.provider);
+        match reply {
+            Reply::Stream(_) => log.upstream_from = Some(served.started),
+            Reply::Complete(_) => app.metrics.upstream_took(&series, served.latency),
+        }
+        log.series = Some(series);
     }
     match routed {
         Err(RouteError::UnknownModel { model, available }) => {
@@ -1054,7 +1058,6 @@ fn pass_outcome<T>(
     app: &App,
     key: &ClientKey,
     model_name: &str,
-    upstream_started: Instant,
     routed: Result<(T, weir_router::Served), RouteError>,
     log: &mut RequestLog,
     answer: impl FnOnce(T, &weir_router::Served, &mut RequestLog) -> Response<Body>,
@@ -1066,12 +1069,11 @@ fn pass_outcome<T>(
         }
         Err(RouteError::Failed { last, attempts }) => route_failed(dialect, &last, &attempts, log),
         Ok((reply, served)) => {
-            log.series = Some(app.metrics.upstream(
-                &key.name,
-                model_name,
-                &served.provider,
-                upstream_started.elapsed(),
-            ));
+            log.series =
+                Some(
+                    app.metrics
+                        .upstream(&key.name, model_name, &served.provider, served.latency),
+                );
             log.provider = Some(served.provider.clone());
             log.upstream_model = Some(served.model.clone());
             log.upstream_request_id
@@ -1099,7 +1101,6 @@ async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> 
         Err(r) => return r,
     };
     let model_name = pass.req.model.clone();
-    let started = Instant::now();
     let call = app.router.embed(pass.req, pass.cx);
     tokio::pin!(call);
     let Some(routed) = unless_cut(app, call).await else {
@@ -1109,7 +1110,6 @@ async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> 
         app,
         &pass.key,
         &model_name,
-        started,
         routed,
         log,
         |mut resp, _, log| {
@@ -1144,7 +1144,6 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
     if cx.session.is_none() {
         cx.session = pass.req.user_session();
     }
-    let started = Instant::now();
     let call = app.router.responses(pass.req, cx);
     tokio::pin!(call);
     let Some(routed) = unless_cut(app, call).await else {
@@ -1154,7 +1153,6 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
         app,
         &pass.key,
         &model_name,
-        started,
         routed,
         log,
         |reply, served, log| {

@@ -526,12 +526,24 @@ impl Metrics {
     /// Records how long the upstream took to answer a request of client key `key`; returns
     /// the series, for the request's own observation.
     pub fn upstream(&self, key: &str, model: &str, provider: &str, d: Duration) -> SeriesHandle {
-        let series = self.series(key, model, provider);
+        let series = self.served(key, model, provider);
+        self.upstream_took(&series, d);
+        series
+    }
+
+    /// A served request's series, its upstream latency to be told later
+    /// ([`Metrics::upstream_took`]: a stream's, at its first content).
+    pub fn served(&self, key: &str, model: &str, provider: &str) -> SeriesHandle {
+        SeriesHandle(self.series(key, model, provider))
+    }
+
+    /// The upstream latency of a request of `series`.
+    pub fn upstream_took(&self, series: &SeriesHandle, d: Duration) {
+        let series = &series.0;
         series
             .upstream
             .get_or_init(|| self.upstream_latency.get_or_create(&series.labels).clone())
             .observe(d.as_secs_f64());
-        SeriesHandle(series)
     }
 
     /// The ledger writer's counts, set when metrics are read.

@@ -90,7 +90,15 @@ impl StreamLog {
         // Time to first token: the first content written (an opening held past its second
         // goes out before any, and is no token).
         if self.first_token.is_none() && f.events.iter().any(StreamEvent::is_content) {
-            self.first_token = Some(Instant::now());
+            let now = Instant::now();
+            self.first_token = Some(now);
+            if let (Some(m), Some(series), Some(from)) = (
+                &self.log.metrics,
+                &self.log.series,
+                self.log.upstream_from.take(),
+            ) {
+                m.upstream_took(series, now.saturating_duration_since(from));
+            }
         }
         for ev in &f.events {
             match ev {

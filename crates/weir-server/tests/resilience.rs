@@ -1065,3 +1065,54 @@ async fn an_unknown_model_is_a_404_that_spends_no_limit_and_makes_no_series() {
         "{m}"
     );
 }
+
+/// The upstream latency Weir reports is the serving attempt's own: not the failed
+/// attempts' before it, and for a stream, the time to its first content, which may come
+/// after the router hands it over (an opening is held a second at most). `/status` shows
+/// the latency of answers, never the penalty a failure weighs in least-latency ranking.
+#[tokio::test]
+async fn upstream_latency_is_the_serving_attempts_own_to_its_first_content() {
+    let a = FaultyUpstream::start(Behaviour::delayed(
+        Duration::from_millis(600),
+        Behaviour::Html500,
+    ))
+    .await;
+    let b = FaultyUpstream::start(Behaviour::ok("from b")).await;
+    let w = weir(&two(&a, &b, "", "retries = 0")).await;
+    let (status, h, body) = w.call('a', "m", false, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(h["x-weir-provider"], "b");
+    let sum = |m: &str, provider: &str| -> f64 {
+        let prefix = format!(
+            "weir_upstream_duration_seconds_sum{{key=\"tester\",model=\"m\",provider=\"{provider}\"}} "
+        );
+        m.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {prefix}in {m}"))
+            .parse()
+            .unwrap()
+    };
+    let m = w.metrics().await;
+    assert!(sum(&m, "b") < 0.5, "b answered at once: {m}");
+    let st = w.status().await;
+    // a failed (after 600 ms): no latency of an answer to show.
+    assert!(target(&st, "a")["latency_ms"].is_null(), "{st}");
+    assert!(
+        target(&st, "b")["latency_ms"].as_f64().unwrap() < 500.0,
+        "{st}"
+    );
+
+    // A stream whose first text comes 1.5 s after the request (an event every 500 ms),
+    // handed over after the 1 s hold.
+    b.set(Behaviour::SlowDrip {
+        interval: Duration::from_millis(500),
+    });
+    let (status, _, body) = w.call('a', "m", true, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let m = w.metrics().await;
+    assert!(sum(&m, "b") >= 1.4, "{m}");
+    let st = w.status().await;
+    // A quarter of 1.5 s and more, after an answer at once.
+    let shown = target(&st, "b")["latency_ms"].as_f64().unwrap();
+    assert!(shown >= 370.0, "{st}");
+}
