@@ -62,7 +62,7 @@ impl ErrorKind {
             401 => ErrorKind::Authentication,
             403 => ErrorKind::PermissionDenied,
             404 => ErrorKind::NotFound,
-            408 => ErrorKind::Timeout,
+            408 | 504 => ErrorKind::Timeout,
             413 => ErrorKind::RequestTooLarge,
             429 => ErrorKind::RateLimited,
             503 | 529 => ErrorKind::Overloaded,

@@ -361,6 +361,7 @@ impl<'de> Deserialize<'de> for OUsage {
                 let mut written: Option<u64> = None;
                 // DeepSeek's own name for the cached part (it may send both).
                 let mut cache_hit: Option<u64> = None;
+                let mut total: Option<u64> = None;
                 while let Some(k) = map.next_key::<Key<'de>>()? {
                     match k.as_str() {
                         "prompt_tokens" => prompt = opt_value(&mut map, &k, &mut u.extra)?,
@@ -381,12 +382,29 @@ impl<'de> Deserialize<'de> for OUsage {
                             }
                             u.extra.insert(k.into_owned(), raw);
                         }
-                        "prompt_cache_hit_tokens" => {
+                        "prompt_cache_hit_tokens" | "total_tokens" => {
                             let raw: RawJson = map.next_value()?;
-                            cache_hit = serde_json::from_str(raw.get()).ok();
+                            let n = serde_json::from_str(raw.get()).ok();
+                            if k.as_str() == "total_tokens" {
+                                total = n;
+                            } else {
+                                cache_hit = n;
+                            }
                             u.extra.insert(k.into_owned(), raw);
                         }
                         _ => u.extra.insert(k.into_owned(), map.next_value()?),
+                    }
+                }
+                // xAI counts reasoning apart from `completion_tokens` (and bills it as
+                // completion): its total says so. OpenAI's completion includes it.
+                if let (Some(t), Some(p), Some(c), Some(r)) =
+                    (total, prompt, u.output_tokens, u.reasoning_tokens)
+                {
+                    if r > 0 && p.checked_add(c).and_then(|pc| pc.checked_add(r)) == Some(t) {
+                        // An OpenAI client gets the upstream's own figure back.
+                        u.extra
+                            .insert("completion_tokens", weir_model::raw::to_raw(&c));
+                        u.output_tokens = Some(c + r);
                     }
                 }
                 let cached = cached.or(cache_hit);
@@ -419,7 +437,11 @@ impl Serialize for UsageOut<'_> {
             if u.input_tokens.is_some() {
                 m.serialize_entry("prompt_tokens", &prompt)?;
             }
-            if let Some(o) = u.output_tokens {
+            // (Kept in `extra` when it left out reasoning counted in `output_tokens`.)
+            if let Some(o) = u
+                .output_tokens
+                .filter(|_| !u.extra.contains("completion_tokens"))
+            {
                 m.serialize_entry("completion_tokens", &o)?;
             }
             u.extra.serialize_into(&mut m, &[])?;

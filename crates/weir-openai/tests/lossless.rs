@@ -190,3 +190,25 @@ fn weir_anthropic_like_text(r: &weir_model::ChatResponse) -> Vec<u8> {
         other => panic!("unexpected content {other:?}"),
     }
 }
+
+/// xAI counts reasoning apart from `completion_tokens` (its `total_tokens` is prompt,
+/// completion and reasoning summed) and bills it as completion: the gateway's output
+/// counts it, while an OpenAI client gets xAI's figures back unchanged. OpenAI's own
+/// completion includes reasoning: counted once.
+#[test]
+fn reasoning_outside_the_completion_is_output_and_the_figures_round_trip() {
+    let body = |total: u64| {
+        serde_json::json!({"id": "c1", "object": "chat.completion", "created": 1, "model": "grok-4",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 6000, "completion_tokens": 300, "total_tokens": total,
+                "prompt_tokens_details": {"cached_tokens": 5000},
+                "completion_tokens_details": {"reasoning_tokens": 500}}})
+    };
+    for (total, output) in [(6800, 800), (6300, 300)] {
+        let b = body(total);
+        let r = weir_openai::decode_response(b.to_string().as_bytes()).unwrap();
+        assert_eq!(r.usage.output_tokens, Some(output), "total {total}");
+        assert_eq!(r.usage.input_tokens, Some(1000));
+        round_trip_response(b);
+    }
+}

@@ -104,9 +104,8 @@ impl StreamLog {
             match ev {
                 StreamEvent::MessageStart { usage, .. }
                 | StreamEvent::MessageDelta { usage, .. } => {
-                    if usage.input_tokens.is_some() || usage.cache_read_tokens.is_some() {
-                        self.input = Some(usage.total_input());
-                    }
+                    let reports_input =
+                        usage.input_tokens.is_some() || usage.cache_read_tokens.is_some();
                     if usage.output_tokens.is_some() {
                         self.output = usage.output_tokens;
                     }
@@ -124,6 +123,11 @@ impl StreamLog {
                         if theirs.is_some() {
                             *mine = theirs;
                         }
+                    }
+                    // The input so far, all kinds (a later event may repeat some of the
+                    // figures an earlier one gave, not all).
+                    if reports_input {
+                        self.input = Some(u.total_input());
                     }
                 }
                 // The upstream's own error event, passed on to the client.

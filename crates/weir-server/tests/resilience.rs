@@ -1116,3 +1116,50 @@ async fn upstream_latency_is_the_serving_attempts_own_to_its_first_content() {
     let shown = target(&st, "b")["latency_ms"].as_f64().unwrap();
     assert!(shown >= 370.0, "{st}");
 }
+
+/// Some Anthropic-compatible servers repeat only part of the input in `message_delta`
+/// (the uncached part): the input counted is all that the stream reported, merged.
+#[tokio::test]
+async fn a_stream_counts_its_merged_input_when_a_later_event_repeats_part_of_it() {
+    let opening = json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+        "role": "assistant", "model": "claude-x", "content": [], "stop_reason": null,
+        "stop_sequence": null, "usage": {"input_tokens": 100, "cache_read_input_tokens": 5000,
+        "cache_creation_input_tokens": 2000, "output_tokens": 1}}});
+    let stream = format!(
+        "event: message_start\ndata: {opening}\n\n\
+         event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n\
+         event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"ok\"}}}}\n\n\
+         event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
+         event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"input_tokens\":100,\"output_tokens\":300}}}}\n\n\
+         event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+    );
+    let up = FaultyUpstream::start(Behaviour::Status {
+        status: 200,
+        headers: vec![],
+        content_type: "text/event-stream".into(),
+        body: stream,
+    })
+    .await;
+    let w = start(&format!(
+        "[auth]\nadmin_key = \"{ADMIN}\"\n[[auth.keys]]\nname = \"k\"\nkey = \"{KEY}\"\n\
+         [providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-up\"]\n\
+         [[models]]\nname = \"claude-x\"\ntargets = [{{ provider = \"a\" }}]\n",
+        up.url()
+    ))
+    .await;
+    let (status, _, body) = w.call('a', "claude-x", true, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    let m = w.metrics().await;
+    assert!(
+        m.contains(
+            r#"weir_tokens_total{key="k",model="claude-x",provider="a",direction="input"} 7100"#
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains(
+            r#"weir_tokens_total{key="k",model="claude-x",provider="a",direction="output"} 300"#
+        ),
+        "{m}"
+    );
+}
