@@ -51,6 +51,8 @@ def test_each_request_logs_one_line_with_its_figures(weir_factory):
     assert rec["input_tokens"] > 0 and rec["output_tokens"] > 0
     # Not a stream: no time to first token, rather than a made-up value.
     assert "ttft_ms" not in rec, rec
+    # Nothing went wrong: no error kind.
+    assert "error_kind" not in rec, rec
 
     rec = by_id[streamed_id]
     assert (rec["key"], rec["model"], rec["provider"], rec["status"]) == ("e2e", "mock", "mock", 200)
@@ -59,6 +61,7 @@ def test_each_request_logs_one_line_with_its_figures(weir_factory):
 
     refused = [r for r in lines if r["status"] == 401]
     assert len(refused) == 1 and refused[0]["key"] == "-", refused
+    assert refused[0]["error_kind"] == "Authentication", refused
 
     for needle in ["PROMPTx9Z", answer, "sk-e2e-client-key", "sk-e2e-wrong"]:
         assert needle not in logs, needle

@@ -249,6 +249,9 @@ pub struct ProviderError {
     pub api_error: Option<Box<ApiError>>,
     /// Sanitized message: never a key, never a URL with credentials.
     pub message: String,
+    /// The upstream's own id for the request (its `request-id` or `x-request-id`), when
+    /// it answered with an error and said one: to quote to its support.
+    pub upstream_request_id: Option<String>,
 }
 
 impl ProviderError {
@@ -263,6 +266,7 @@ impl ProviderError {
             counts_against_health: kind.counts_against_health(),
             api_error: None,
             message: message.into(),
+            upstream_request_id: None,
         }
     }
 

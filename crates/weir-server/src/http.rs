@@ -150,6 +150,12 @@ impl RequestLog {
             }
             _ => {}
         }
+        // How a stream ended badly after its 200 (or a request was abandoned), else what
+        // its error status says.
+        let error_kind = self
+            .stream_error
+            .or_else(|| (status >= 400).then(|| ErrorKind::from_status(status)))
+            .map(|k| format!("{k:?}"));
         if let Some(w) = &self.ledger {
             let u = self.usage.clone().unwrap_or_default();
             let count = |n: Option<u64>| i64::try_from(n.unwrap_or(0)).unwrap_or(i64::MAX);
@@ -165,12 +171,7 @@ impl RequestLog {
                 provider: self.provider.clone().unwrap_or_else(|| "-".into()),
                 upstream_model: self.upstream_model.clone().unwrap_or_else(|| "-".into()),
                 status,
-                // How a stream ended badly after its 200 (or a request was abandoned),
-                // else what its error status says.
-                error_kind: self
-                    .stream_error
-                    .or_else(|| (status >= 400).then(|| ErrorKind::from_status(status)))
-                    .map(|k| format!("{k:?}")),
+                error_kind: error_kind.clone(),
                 latency_ms: latency.as_secs_f64() * 1000.0,
                 ttft_ms: ttft.map(|t| t.as_secs_f64() * 1000.0),
                 // (An upstream's absurd count is kept at the column's largest value.)
@@ -216,6 +217,7 @@ impl RequestLog {
                     upstream_model: self.upstream_model.as_deref().unwrap_or("-"),
                     upstream_request_id: self.upstream_request_id.as_deref().unwrap_or("-"),
                     status,
+                    error_kind: error_kind.as_deref(),
                     latency_ms,
                     ttft_ms,
                     input_tokens: input.unwrap_or(0),
@@ -235,6 +237,7 @@ impl RequestLog {
                     upstream_model = self.upstream_model.as_deref().unwrap_or("-"),
                     upstream_request_id = self.upstream_request_id.as_deref().unwrap_or("-"),
                     status,
+                    error_kind = error_kind.as_deref(),
                     latency_ms,
                     $($ttft)*
                     input_tokens = input.unwrap_or(0),
@@ -1206,6 +1209,11 @@ fn route_failed(
     if let Some(a) = tried {
         set_header(&mut r, X_WEIR_PROVIDER, &a.provider);
         set_header(&mut r, X_WEIR_MODEL, &a.model);
+        // The upstream's own id for the answer passed on, to quote to its support.
+        if let Some(id) = &a.error.upstream_request_id {
+            set_header(&mut r, X_WEIR_UPSTREAM_REQUEST_ID, id);
+            log.upstream_request_id = Some(id.clone());
+        }
     }
     log.emit(r.status().as_u16(), None, None, None);
     r

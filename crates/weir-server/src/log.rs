@@ -181,6 +181,9 @@ pub(crate) struct RequestLine<'a> {
     pub upstream_model: &'a str,
     pub upstream_request_id: &'a str,
     pub status: u16,
+    /// What went wrong, when something did: the error's kind for an error status, or how
+    /// a stream ended badly after its 200 (as the ledger's `error_kind`).
+    pub error_kind: Option<&'a str>,
     /// Rounded to 0.1 ms.
     pub latency_ms: f64,
     /// Rounded to 0.1 ms; only for streams that sent something.
@@ -214,6 +217,10 @@ pub(crate) fn request_line(r: &RequestLine<'_>) {
     w.string(r.upstream_request_id);
     w.key("status");
     w.u64(u64::from(r.status));
+    if let Some(k) = r.error_kind {
+        w.key("error_kind");
+        w.string(k);
+    }
     w.key("latency_ms");
     w.f64(r.latency_ms);
     if let Some(t) = r.ttft_ms {

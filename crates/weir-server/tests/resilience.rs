@@ -1163,3 +1163,33 @@ async fn a_stream_counts_its_merged_input_when_a_later_event_repeats_part_of_it(
         "{m}"
     );
 }
+
+/// An upstream's error passed on carries the upstream's own request id, as a served
+/// answer does: the header and the log line (what its support asks for).
+#[tokio::test]
+async fn an_upstream_error_passed_on_names_the_upstreams_request_id() {
+    let up = FaultyUpstream::start(Behaviour::Status {
+        status: 400,
+        headers: vec![("request-id".into(), "req_011CUpstream".into())],
+        content_type: "application/json".into(),
+        body:
+            json!({"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}})
+                .to_string(),
+    })
+    .await;
+    let w = start(&format!(
+        "[auth]\nadmin_key = \"{ADMIN}\"\n[[auth.keys]]\nname = \"k\"\nkey = \"{KEY}\"\n\
+         [providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-up\"]\n\
+         [[models]]\nname = \"claude-x\"\ntargets = [{{ provider = \"a\" }}]\n",
+        up.url()
+    ))
+    .await;
+    for dialect in ['a', 'o'] {
+        let (status, h, body) = w.call(dialect, "claude-x", false, &[]).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(
+            h["x-weir-upstream-request-id"], "req_011CUpstream",
+            "{body}"
+        );
+    }
+}

@@ -554,7 +554,9 @@ pub fn status_error(
     } else {
         limits.retry_after
     };
-    ProviderError::from_api(api, retry_after)
+    let mut e = ProviderError::from_api(api, retry_after);
+    e.upstream_request_id = crate::call::upstream_request_id(headers).map(str::to_owned);
+    e
 }
 
 /// How long a key whose quota is spent rests (as long as the router's default rest for a
