@@ -62,6 +62,21 @@ pub(crate) fn render(status: &Value) -> String {
         }
         for k in pool {
             let mut row = k.as_object().cloned().unwrap_or_default();
+            // The models whose quota on the key is spent (it serves the others).
+            if let Some(Value::Array(limits)) = row.get("model_limits") {
+                let text = limits
+                    .iter()
+                    .map(|l| {
+                        format!(
+                            "{} ({})",
+                            l["model"].as_str().unwrap_or("?"),
+                            duration(l["ms"].as_u64().unwrap_or(0).div_ceil(1000))
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                row.insert("model_limits".into(), Value::String(text));
+            }
             row.insert("provider".into(), p["id"].clone());
             row.insert("kind".into(), p["kind"].clone());
             keys.push(Value::Object(row));
@@ -77,6 +92,7 @@ pub(crate) fn render(status: &Value) -> String {
             ("state", "state"),
             ("cooldown_ms", "rests for"),
             ("cooldown_reason", "why"),
+            ("model_limits", "models resting"),
             ("refused_status", "refused with"),
             ("refused_ms", "retried in"),
             ("requests", "requests"),
@@ -231,7 +247,10 @@ mod tests {
                 {"id": "anthropic", "kind": "anthropic", "keys": [
                     {"key": "key-1", "state": "resting", "cooldown_ms": 42000,
                      "cooldown_reason": "429", "refused_status": null, "requests": 7,
-                     "rate_limited": 1, "in_flight": 0}]},
+                     "rate_limited": 1, "in_flight": 0},
+                    {"key": "key-2", "state": "ok", "cooldown_ms": null, "requests": 3,
+                     "rate_limited": 1, "in_flight": 0,
+                     "model_limits": [{"model": "claude-<b>", "ms": 90500}]}]},
                 {"id": "mock", "kind": "mock", "keys": []}
             ],
             "targets": [{"model": "<script>", "provider": "anthropic", "breaker": "open",
@@ -251,5 +270,7 @@ mod tests {
         assert!(page.contains("<td class=\"num\">42 s</td>"));
         assert!(page.contains("(none needed)"));
         assert!(page.contains("anthropic, mock"));
+        // A key resting for one model only says which, and for how long.
+        assert!(page.contains("<td>claude-&lt;b&gt; (91 s)</td>"), "{page}");
     }
 }
