@@ -167,7 +167,11 @@ impl<'de> Deserialize<'de> for AUsage {
                     u.output_tokens = b.output_tokens;
                     u.cache_read_tokens = b.cache_read_tokens;
                     u.cache_write_tokens = b.cache_write_tokens;
-                    u.cache_write_1h_tokens = b.cache_write_1h_tokens;
+                    // (Iterations that do not break their writes down leave the top
+                    // level's figure.)
+                    if b.cache_write_1h_tokens.is_some() {
+                        u.cache_write_1h_tokens = b.cache_write_1h_tokens;
+                    }
                 }
                 Ok(AUsage(u))
             }

@@ -176,6 +176,16 @@ fn one_hour_cache_writes_and_web_searches_are_read_and_kept() {
     assert_eq!(searches(&summary.usage), Some(2));
     let again = weir_anthropic::encode_response(&whole).unwrap();
     assert_json_eq("one-hour writes", body.as_bytes(), &again);
+    // Compaction iterations that do not break their writes down leave the top level's.
+    let iterations = r#","iterations":[{"input_tokens":3,"output_tokens":8,"cache_read_input_tokens":0,"cache_creation_input_tokens":1500,"type":"message"}]}"#;
+    let with = body.replacen(
+        r#","service_tier":"standard"}"#,
+        &format!(r#","service_tier":"standard"{iterations}"#),
+        1,
+    );
+    assert_ne!(with, body);
+    let compacted = weir_anthropic::decode_response(with.as_bytes()).unwrap();
+    assert_eq!(writes(&compacted.usage), (Some(1500), Some(1000)));
 
     let start = format!(
         r#"{{"type":"message_start","message":{{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[],"stop_reason":null,"stop_sequence":null,"usage":{usage}}}}}"#

@@ -163,10 +163,22 @@ impl Guard {
                 .first_content(now.saturating_duration_since(from), now);
         }
     }
+
+    /// The stream failed: counted as a failure, not timed.
+    fn failed(&mut self) {
+        self.first_content_from = None;
+    }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        // Over before any content (its client left while it thought, or it ended empty):
+        // its first content would have come later than now, and least-latency is told
+        // so, or a slow target whose clients give up would never be measured.
+        if let Some(from) = self.first_content_from.take() {
+            let now = Instant::now();
+            self.target.waited(now.saturating_duration_since(from), now);
+        }
         self.target.in_flight.fetch_sub(1, Ordering::Relaxed);
         if let Some((pool, i)) = &self.pool {
             if let Some(k) = pool.keys.get(*i) {
@@ -221,6 +233,9 @@ impl Stream for Guarded {
             }
             if counts {
                 self.failed = true;
+                if let Some(g) = &mut self.guard {
+                    g.failed();
+                }
             }
             if ended {
                 self.guard = None;
@@ -267,9 +282,12 @@ impl Stream for GuardedBytes {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let item = self.inner.as_mut().poll_next(cx);
-        // Its first event (held until whole) is its first answer.
-        if let (Some(g), Poll::Ready(Some(Ok(_)))) = (self.guard.as_mut(), &item) {
-            g.content_seen();
+        // Its first content: the first `*.delta` event (`response.created` and the like
+        // come at once, and are none).
+        if let (Some(g), Poll::Ready(Some(Ok(bytes)))) = (self.guard.as_mut(), &item) {
+            if g.first_content_from.is_some() && bytes.windows(6).any(|w| w == b".delta") {
+                g.content_seen();
+            }
         }
         let Some(g) = &self.guard else {
             return item;
@@ -279,6 +297,9 @@ impl Stream for GuardedBytes {
                 let t = g.target.stream_failed(&g.policy, Instant::now());
                 g.shared.breaker_changed(&g.target, t);
                 self.failed = true;
+                if let Some(g) = &mut self.guard {
+                    g.failed();
+                }
             }
             Poll::Ready(Some(Ok(bytes))) if ends_response(bytes) => {
                 // Ended (its final event): the stream's success.

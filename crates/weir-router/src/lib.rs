@@ -2258,8 +2258,14 @@ impl Router {
                         },
                     );
                 }
-                Err(e) => {
+                Err(mut e) => {
                     drop(in_flight);
+                    // An error the upstream answered after its headers (an error event
+                    // before content, an error body with a 200) is of the request its
+                    // headers named.
+                    if e.upstream_request_id.is_none() {
+                        e.upstream_request_id = report.request_id();
+                    }
                     tracing::info!(
                         request_id = %cx.request_id, provider = %target.provider,
                         model = %weir_model::log_safe(model),

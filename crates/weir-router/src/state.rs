@@ -160,6 +160,13 @@ impl TargetState {
         lock(&self.inner).requests += 1;
     }
 
+    /// A stream ended, or its client left, `waited` after its request was sent and
+    /// before any content: its first content would have come later, which least-latency
+    /// counts (it is no answer for `/status`).
+    pub(crate) fn waited(&self, waited: Duration, now: Instant) {
+        observe_latency(&mut lock(&self.inner), waited.as_secs_f64() * 1000.0, now);
+    }
+
     /// A stream's first content came `latency` after its request was sent: for
     /// least-latency and `/status`.
     pub(crate) fn first_content(&self, latency: Duration, now: Instant) {

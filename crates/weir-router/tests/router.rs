@@ -44,6 +44,8 @@ enum Act {
     StreamDiesAfterContent,
     /// Waits, then answers.
     Slow(Duration),
+    /// A stream that opens at once and sends its content after the duration.
+    LateContent(Duration),
     /// Answers with what the model botched (a malformed tool call): retried elsewhere,
     /// not held against the target's health.
     Unusable,
@@ -242,6 +244,18 @@ impl Provider for Fake {
                 start(),
                 Err(ProviderError::new(ErrorKind::Connect, "connection reset")),
             ])),
+            Act::LateContent(d) => {
+                let later = futures_util::stream::once(async move {
+                    tokio::time::sleep(d).await;
+                    text_delta("late")
+                })
+                .chain(futures_util::stream::iter(vec![frame(
+                    StreamEvent::MessageStop,
+                )]));
+                Ok(Reply::Stream(Box::pin(
+                    futures_util::stream::iter(vec![start()]).chain(later),
+                )))
+            }
             Act::StreamDiesAfterContent => Ok(stream(vec![
                 start(),
                 text_delta("partial"),
@@ -555,6 +569,42 @@ async fn least_latency_prefers_the_faster_target() {
             .unwrap()
     };
     assert!(lat("slow") >= 40.0 && lat("fast") < 40.0, "{st:?}");
+}
+
+/// A stream is timed to its first content, which may come after the router handed it
+/// over (its opening is held a second at most); one whose client leaves before any
+/// content counts the time it waited, or a target slow to answer whose clients give up
+/// would never be measured and would keep winning as unmeasured.
+#[tokio::test]
+async fn least_latency_counts_streams_given_up_before_their_first_content() {
+    let slow = Fake::new("slow", Act::LateContent(Duration::from_secs(30)));
+    let fast = Fake::new("fast", Act::Ok);
+    let r = router(
+        &[slow.clone(), fast.clone()],
+        vec![
+            Route::new("m", vec![Target::new("slow"), Target::new("fast")])
+                .strategy(Strategy::LeastLatency),
+        ],
+        quick(),
+    );
+    for _ in 0..5 {
+        let (reply, _) = r.send(stream_req("m"), cx()).await.unwrap();
+        // The client reads for a moment (the fast stream whole, the slow one's opening),
+        // then leaves.
+        let Reply::Stream(mut s) = reply else {
+            panic!("a stream")
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(50), async {
+            while s.next().await.is_some() {}
+        })
+        .await;
+    }
+    assert!(slow.calls() <= 2, "slow served {}", slow.calls());
+    let st = r.status();
+    let target = |p: &str| st.targets.iter().find(|t| t.provider == p).unwrap().clone();
+    // The slow one gave no answer to show; the fast one's first content came at once.
+    assert_eq!(target("slow").latency_ms, None, "{st:?}");
+    assert!(target("fast").latency_ms.unwrap() < 500.0, "{st:?}");
 }
 
 #[tokio::test]

@@ -139,11 +139,14 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             ];
             for (field, v) in prices {
                 if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                    let unit = if field == "web_search" {
+                        "USD per 1,000 searches"
+                    } else {
+                        "USD per million tokens"
+                    };
                     errors.push(src.error_at(
                         src.key_at(&["pricing", model, field]),
-                        format!(
-                            "pricing.\"{model}\".{field} must be a price in USD per million tokens, 0 or more"
-                        ),
+                        format!("pricing.\"{model}\".{field} must be a price in {unit}, 0 or more"),
                     ));
                 }
             }

@@ -1062,6 +1062,7 @@ fn pass_outcome<T>(
     key: &ClientKey,
     model_name: &str,
     routed: Result<(T, weir_router::Served), RouteError>,
+    streamed: fn(&T) -> bool,
     log: &mut RequestLog,
     answer: impl FnOnce(T, &weir_router::Served, &mut RequestLog) -> Response<Body>,
 ) -> Response<Body> {
@@ -1072,11 +1073,14 @@ fn pass_outcome<T>(
         }
         Err(RouteError::Failed { last, attempts }) => route_failed(dialect, &last, &attempts, log),
         Ok((reply, served)) => {
-            log.series =
-                Some(
-                    app.metrics
-                        .upstream(&key.name, model_name, &served.provider, served.latency),
-                );
+            // As for chat: a stream's upstream latency is its first content's.
+            let series = app.metrics.served(&key.name, model_name, &served.provider);
+            if streamed(&reply) {
+                log.upstream_from = Some(served.started);
+            } else {
+                app.metrics.upstream_took(&series, served.latency);
+            }
+            log.series = Some(series);
             log.provider = Some(served.provider.clone());
             log.upstream_model = Some(served.model.clone());
             log.upstream_request_id
@@ -1114,6 +1118,7 @@ async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> 
         &pass.key,
         &model_name,
         routed,
+        |_| false,
         log,
         |mut resp, _, log| {
             // An upstream that reports no usage is charged an estimate (as chat is).
@@ -1157,6 +1162,7 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
         &pass.key,
         &model_name,
         routed,
+        |r| matches!(r, weir_model::ResponsesReply::Stream(_)),
         log,
         |reply, served, log| {
             // A later request continuing this response goes to the account that holds it.

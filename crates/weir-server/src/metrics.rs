@@ -523,16 +523,9 @@ impl Metrics {
         }
     }
 
-    /// Records how long the upstream took to answer a request of client key `key`; returns
-    /// the series, for the request's own observation.
-    pub fn upstream(&self, key: &str, model: &str, provider: &str, d: Duration) -> SeriesHandle {
-        let series = self.served(key, model, provider);
-        self.upstream_took(&series, d);
-        series
-    }
-
-    /// A served request's series, its upstream latency to be told later
-    /// ([`Metrics::upstream_took`]: a stream's, at its first content).
+    /// A served request's series (client key `key`, requested `model`, `provider`), its
+    /// upstream latency told with [`Metrics::upstream_took`] (a stream's, at its first
+    /// content).
     pub fn served(&self, key: &str, model: &str, provider: &str) -> SeriesHandle {
         SeriesHandle(self.series(key, model, provider))
     }

@@ -86,19 +86,25 @@ impl StreamLog {
             .unwrap_or_else(|| ApiError::new(e.kind, e.message.clone()))
     }
 
+    /// The stream's first content is written (now): its time to first token, and its
+    /// upstream's latency.
+    fn content_began(&mut self) {
+        let now = Instant::now();
+        self.first_token = Some(now);
+        if let (Some(m), Some(series), Some(from)) = (
+            &self.log.metrics,
+            &self.log.series,
+            self.log.upstream_from.take(),
+        ) {
+            m.upstream_took(series, now.saturating_duration_since(from));
+        }
+    }
+
     fn observe(&mut self, f: &Frame) {
         // Time to first token: the first content written (an opening held past its second
         // goes out before any, and is no token).
         if self.first_token.is_none() && f.events.iter().any(StreamEvent::is_content) {
-            let now = Instant::now();
-            self.first_token = Some(now);
-            if let (Some(m), Some(series), Some(from)) = (
-                &self.log.metrics,
-                &self.log.series,
-                self.log.upstream_from.take(),
-            ) {
-                m.upstream_took(series, now.saturating_duration_since(from));
-            }
+            self.content_began();
         }
         for ev in &f.events {
             match ev {
@@ -578,7 +584,7 @@ impl PassthroughBody {
                 // Time to first token: the first content (`response.created` and the
                 // like come at once, and are none).
                 if self.log.first_token.is_none() {
-                    self.log.first_token = Some(Instant::now());
+                    self.log.content_began();
                 }
                 // What was streamed, for the estimate a stream cut before its usage is
                 // charged.

@@ -3492,3 +3492,42 @@ async fn a_stream_let_through_before_content_times_its_first_token_and_charges_i
     assert_eq!(tokens_in(&seen, "input"), estimate, "{seen}");
     assert_eq!(tokens_in(&seen, "output"), 2, "the reported output stands");
 }
+
+/// A Responses stream's upstream latency is its first content's (a `*.delta` event), not
+/// its `response.created`'s, which comes at once: in the metric and in `/status`.
+#[tokio::test]
+async fn a_responses_streams_upstream_latency_is_its_first_contents() {
+    let mut chunks = vec![
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n".to_owned(),
+    ];
+    // Ten keep-alive comments, 50 ms apart, before the first text.
+    chunks.extend((0..10).map(|_| ": thinking\n\n".to_owned()));
+    chunks.push(concat!(
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n",
+        "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1,\"total_tokens\":4}}}\n\n",
+    ).to_owned());
+    let up = raw_sse_upstream(chunks, Then::Finish).await;
+    let (url, admin) = weir_with_admin(&openai_route(&up, "r", "")).await;
+    let text = post_text(
+        &url,
+        "/v1/responses",
+        &json!({"model": "r", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert!(text.contains("response.completed"), "{text}");
+    let m = admin_get(&admin, "/metrics").await.text().await.unwrap();
+    let took: f64 = m
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("weir_upstream_duration_seconds_sum{")
+                .and_then(|l| l.split_once("} "))
+                .map(|(_, v)| v.parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("{m}"));
+    assert!(took >= 0.45, "{m}");
+    let status: Value = admin_get(&admin, "/status").await.json().await.unwrap();
+    assert!(
+        status["targets"][0]["latency_ms"].as_f64().unwrap() >= 450.0,
+        "{status}"
+    );
+}

@@ -1192,4 +1192,34 @@ async fn an_upstream_error_passed_on_names_the_upstreams_request_id() {
             "{body}"
         );
     }
+    // Errors told after the upstream's headers: an error event before any content, and
+    // an error body with a 200.
+    let overloaded =
+        json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}});
+    let event_first = Behaviour::Status {
+        status: 200,
+        headers: vec![("request-id".into(), "req_011CEvent".into())],
+        content_type: "text/event-stream".into(),
+        body: format!(
+            "event: message_start\ndata: {}\n\nevent: error\ndata: {overloaded}\n\n",
+            json!({"type": "message_start", "message": {"id": "msg_1", "type": "message",
+                "role": "assistant", "model": "claude-x", "content": [], "stop_reason": null,
+                "stop_sequence": null, "usage": {"input_tokens": 3, "output_tokens": 1}}})
+        ),
+    };
+    let body_200 = Behaviour::Status {
+        status: 200,
+        headers: vec![("request-id".into(), "req_011CBody".into())],
+        content_type: "application/json".into(),
+        body: overloaded.to_string(),
+    };
+    for (b, stream, id) in [
+        (event_first, true, "req_011CEvent"),
+        (body_200, false, "req_011CBody"),
+    ] {
+        up.set(b);
+        let (status, h, body) = w.call('a', "claude-x", stream, &[]).await;
+        assert_eq!(status, 529, "{body}");
+        assert_eq!(h["x-weir-upstream-request-id"], id, "{body}");
+    }
 }

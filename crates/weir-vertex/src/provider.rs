@@ -221,6 +221,8 @@ impl VertexProvider {
             let header_wait = rate_limit_info(&resp_headers, SystemTime::now()).retry_after;
             let wait = header_wait.or(detail_wait.map(|d| d.min(MAX_WAIT)));
             let mut err = ProviderError::from_api(api, wait);
+            err.upstream_request_id =
+                weir_upstream::upstream_request_id(&resp_headers).map(str::to_owned);
             scrub(&mut err, token.expose());
             return Err(err);
         }

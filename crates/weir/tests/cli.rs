@@ -336,7 +336,20 @@ fn check_refuses_a_negative_price() {
     let (code, text) = check(&cfg);
     assert_eq!(code, Some(1), "{text}");
     assert!(
-        text.contains("neg.toml:4:1: pricing.\"m-1\".cache_write_1h must be a price"),
+        text.contains(
+            "neg.toml:4:1: pricing.\"m-1\".cache_write_1h must be a price in USD per million tokens"
+        ),
+        "{text}"
+    );
+    std::fs::write(
+        &cfg,
+        "[pricing.\"m-1\"]\ninput = 3.0\noutput = 15.0\nweb_search = -10.0\n[providers.m]\nkind = \"mock\"\n",
+    )
+    .unwrap();
+    let (code, text) = check(&cfg);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("pricing.\"m-1\".web_search must be a price in USD per 1,000 searches"),
         "{text}"
     );
     let _ = std::fs::remove_dir_all(&dir);
