@@ -134,6 +134,7 @@ impl UsageMetadata {
             cache_write_tokens: None,
             cache_write_1h_tokens: None,
             web_search_requests: None,
+            billed_usd: None,
             reasoning_tokens: self.thoughts_token_count,
             extra: Extra::new(),
         }

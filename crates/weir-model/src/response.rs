@@ -190,6 +190,10 @@ pub struct Usage {
     /// Web searches the upstream ran for the answer (Anthropic's
     /// `server_tool_use.web_search_requests`), billed per search.
     pub web_search_requests: Option<u64>,
+    /// What the upstream says the request cost, in USD (OpenRouter's `usage.cost`, its
+    /// own key's inference added when the account brings its own key): the cost counted,
+    /// whatever a price list says.
+    pub billed_usd: Option<f64>,
     /// Output tokens spent on reasoning, when reported separately.
     pub reasoning_tokens: Option<u64>,
     /// Unknown fields, and the source dialect's own breakdown objects.
@@ -247,6 +251,9 @@ impl Usage {
         take(&mut self.cache_write_tokens, later.cache_write_tokens);
         take(&mut self.cache_write_1h_tokens, later.cache_write_1h_tokens);
         take(&mut self.web_search_requests, later.web_search_requests);
+        if later.billed_usd.is_some() {
+            self.billed_usd = later.billed_usd;
+        }
         take(&mut self.reasoning_tokens, later.reasoning_tokens);
     }
 }

@@ -362,6 +362,12 @@ impl<'de> Deserialize<'de> for OUsage {
                 // DeepSeek's own name for the cached part (it may send both).
                 let mut cache_hit: Option<u64> = None;
                 let mut total: Option<u64> = None;
+                // OpenRouter: what it charged, and whether the account brought its own
+                // key (then `cost` is OpenRouter's fee, and the inference is billed by the
+                // provider apart: `cost_details.upstream_inference_cost`).
+                let mut cost: Option<f64> = None;
+                let mut byok = false;
+                let mut upstream_cost: Option<f64> = None;
                 while let Some(k) = map.next_key::<Key<'de>>()? {
                     match k.as_str() {
                         "prompt_tokens" => prompt = opt_value(&mut map, &k, &mut u.extra)?,
@@ -378,6 +384,23 @@ impl<'de> Deserialize<'de> for OUsage {
                                     written = d.cache_write_tokens;
                                 } else {
                                     u.reasoning_tokens = d.reasoning_tokens;
+                                }
+                            }
+                            u.extra.insert(k.into_owned(), raw);
+                        }
+                        "cost" | "is_byok" | "cost_details" => {
+                            #[derive(Deserialize)]
+                            struct CostDetails {
+                                upstream_inference_cost: Option<f64>,
+                            }
+                            let raw: RawJson = map.next_value()?;
+                            match k.as_str() {
+                                "cost" => cost = serde_json::from_str(raw.get()).ok(),
+                                "is_byok" => byok = raw.get() == "true",
+                                _ => {
+                                    upstream_cost = serde_json::from_str::<CostDetails>(raw.get())
+                                        .ok()
+                                        .and_then(|d| d.upstream_inference_cost)
                                 }
                             }
                             u.extra.insert(k.into_owned(), raw);
@@ -407,6 +430,11 @@ impl<'de> Deserialize<'de> for OUsage {
                         u.output_tokens = Some(c + r);
                     }
                 }
+                u.billed_usd = cost.filter(|c| c.is_finite() && *c >= 0.0).map(|c| {
+                    c + upstream_cost
+                        .filter(|u| byok && u.is_finite() && *u >= 0.0)
+                        .unwrap_or(0.0)
+                });
                 let cached = cached.or(cache_hit);
                 u.input_tokens = prompt.map(|p| {
                     p.saturating_sub(cached.unwrap_or(0))

@@ -212,3 +212,29 @@ fn reasoning_outside_the_completion_is_output_and_the_figures_round_trip() {
         round_trip_response(b);
     }
 }
+
+/// OpenRouter says what it charged (`usage.cost`; with the account's own key, the
+/// provider's inference is billed apart, in `cost_details.upstream_inference_cost`): that
+/// is the request's cost. The figures go back to an OpenAI client as they came.
+#[test]
+fn openrouters_billed_cost_is_read_and_round_trips() {
+    let body = |byok: bool| {
+        serde_json::json!({"id": "gen-1", "object": "chat.completion", "created": 1,
+            "model": "meta-llama/llama-3.3-70b-instruct", "provider": "Together",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12,
+                "cost": 0.0123, "is_byok": byok,
+                "cost_details": {"upstream_inference_cost": 0.1, "upstream_inference_prompt_cost": 0.06}}})
+    };
+    for (byok, billed) in [(false, 0.0123), (true, 0.1123)] {
+        let b = body(byok);
+        let r = weir_openai::decode_response(b.to_string().as_bytes()).unwrap();
+        let got = r.usage.billed_usd.unwrap();
+        assert!((got - billed).abs() < 1e-12, "byok {byok}: {got}");
+        round_trip_response(b);
+    }
+    let plain = serde_json::json!({"id": "c", "object": "chat.completion", "created": 1, "model": "gpt-4o",
+        "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}});
+    let r = weir_openai::decode_response(plain.to_string().as_bytes()).unwrap();
+    assert_eq!(r.usage.billed_usd, None);
+}

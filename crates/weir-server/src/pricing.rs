@@ -185,8 +185,13 @@ impl Prices {
             })
     }
 
-    /// What `usage` cost on `model`, in USD; `None` when the model has no price.
+    /// What `usage` cost on `model`, in USD: what the upstream said it charged, when it
+    /// said (OpenRouter), else by the model's price; `None` when it has neither.
     pub fn cost(&self, model: &str, usage: &Usage) -> Option<f64> {
+        // What the upstream says it charged is what it costs.
+        if let Some(billed) = usage.billed_usd {
+            return Some(billed);
+        }
         let p = self.price(model)?;
         let n = |v: Option<u64>| v.unwrap_or(0) as f64;
         // The one-hour writes are part of the writes reported.
@@ -286,6 +291,14 @@ mod tests {
         };
         close(p.cost("claude-sonnet-4-5", &searches), 0.03);
         close(p.cost("claude-custom", &searches), 0.06);
+        // What the upstream said it charged wins, priced model or not.
+        let billed = Usage {
+            input_tokens: Some(1_000_000),
+            billed_usd: Some(0.0123),
+            ..Default::default()
+        };
+        close(p.cost("claude-sonnet-4-5", &billed), 0.0123);
+        close(p.cost("meta-llama/llama-3.3-70b-instruct", &billed), 0.0123);
     }
 
     #[test]

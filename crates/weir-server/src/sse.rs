@@ -130,6 +130,9 @@ impl StreamLog {
                             *mine = theirs;
                         }
                     }
+                    if usage.billed_usd.is_some() {
+                        u.billed_usd = usage.billed_usd;
+                    }
                     // The input so far, all kinds (a later event may repeat some of the
                     // figures an earlier one gave, not all).
                     if reports_input {
