@@ -328,10 +328,11 @@ one connection; the table above is its run at 628fa6a) measured the previous ses
 code first: Weir 0.24-0.31 of direct with 184-212 µs added, the nginx proxy 0.36-0.50 and
 49-55 µs, the hyper proxy 0.32-0.52 and 35-74 µs. Its changes to the request path (the
 serving attempt's own latency, a stream's taken at its first content, an unknown model
-refused before a limited key's limits, usage fields for one-hour cache writes and web
-searches) moved callgrind's count per request (1,000 requests on one connection, both
-builds in one sitting) by under 0.5%: `/v1/messages` 81.37k to 80.99k, chat completions
-85.93k to 85.82k, messages stream 111.7k to 112.1k, chat stream 123.8k to 123.8k. Its
+refused before a limited key's limits, usage fields for one-hour cache writes, web
+searches, OpenRouter's billed cost and xAI's reasoning) moved callgrind's count per
+request (1,000 requests on one connection, both builds in one sitting) by under 1%:
+`/v1/messages` 81.37k to 81.55k, chat completions 85.93k to 86.53k (`total_tokens` now
+read), messages stream 111.7k to 112.3k, chat stream 123.8k to 124.6k. Its
 profile is as flat as the last ones': after the hyper proxy's 34k, no piece of Weir's own
 work is above 6% of the whole (the answer's usage read, 5.5k; the request's decoding, 4.7k;
 the log line, 3k when written; SHA-256 of the key, 3.5k under valgrind, about 1k on the
