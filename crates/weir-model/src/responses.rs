@@ -205,6 +205,11 @@ pub fn response_summary(response: &str) -> Result<(Option<String>, Option<Usage>
         output_tokens: Option<u64>,
         input_tokens_details: Option<InDetails>,
         output_tokens_details: Option<OutDetails>,
+        /// OpenRouter: what it charged (see [`Usage::billed_usd`]); any value (what is
+        /// not a number is no reason to refuse the usage).
+        cost: Option<serde_json::Value>,
+        is_byok: Option<serde_json::Value>,
+        cost_details: Option<serde_json::Value>,
     }
     #[derive(Deserialize)]
     struct InDetails {
@@ -230,6 +235,21 @@ pub fn response_summary(response: &str) -> Result<(Option<String>, Option<Usage>
         output_tokens: u.output_tokens,
         cache_read_tokens: cached.filter(|c| *c > 0),
         reasoning_tokens: u.output_tokens_details.and_then(|d| d.reasoning_tokens),
+        billed_usd: u
+            .cost
+            .and_then(|c| c.as_f64())
+            .filter(|c| c.is_finite() && *c >= 0.0)
+            .map(|c| {
+                let own_key = u
+                    .cost_details
+                    .and_then(|d| d["upstream_inference_cost"].as_f64())
+                    .filter(|c| {
+                        u.is_byok.as_ref().and_then(|b| b.as_bool()) == Some(true)
+                            && c.is_finite()
+                            && *c >= 0.0
+                    });
+                c + own_key.unwrap_or(0.0)
+            }),
         ..Usage::default()
     });
     Ok((id, usage))
@@ -327,6 +347,34 @@ mod tests {
                 String::from_utf8_lossy(bad)
             );
         }
+    }
+
+    #[test]
+    fn openrouters_billed_cost_is_read_and_anything_else_there_ignored() {
+        let billed = |usage: &str| {
+            response_usage(&format!(r#"{{"id":"r","usage":{usage}}}"#))
+                .unwrap()
+                .unwrap()
+                .billed_usd
+        };
+        assert_eq!(billed(r#"{"input_tokens":1,"cost":0.5}"#), Some(0.5));
+        assert_eq!(
+            billed(
+                r#"{"cost":0.5,"is_byok":true,"cost_details":{"upstream_inference_cost":0.25}}"#
+            ),
+            Some(0.75)
+        );
+        assert_eq!(
+            billed(
+                r#"{"cost":0.5,"is_byok":false,"cost_details":{"upstream_inference_cost":0.25}}"#
+            ),
+            Some(0.5)
+        );
+        assert_eq!(
+            billed(r#"{"cost":"n/a","is_byok":"yes","cost_details":[]}"#),
+            None
+        );
+        assert_eq!(billed(r#"{"input_tokens":1}"#), None);
     }
 
     #[test]

@@ -130,6 +130,11 @@ pub(crate) struct Attempting<'a> {
     pub progress: &'a weir_model::Progress,
     pub provider: &'a str,
     pub model: &'a str,
+    /// The target called, and when: a call its client gave up on waited that long at
+    /// least, which least-latency counts (or a target too slow for its clients' patience
+    /// would never be measured, and keep winning as unmeasured).
+    pub target: &'a TargetState,
+    pub started: Instant,
     /// Cleared once the call is over.
     pub armed: bool,
 }
@@ -138,6 +143,9 @@ impl Drop for Attempting<'_> {
     fn drop(&mut self) {
         if self.armed {
             self.progress.attempt(self.provider, self.model);
+            let now = Instant::now();
+            self.target
+                .waited(now.saturating_duration_since(self.started), now);
         }
     }
 }
@@ -285,7 +293,7 @@ impl Stream for GuardedBytes {
         // Its first content: the first `*.delta` event (`response.created` and the like
         // come at once, and are none).
         if let (Some(g), Poll::Ready(Some(Ok(bytes)))) = (self.guard.as_mut(), &item) {
-            if g.first_content_from.is_some() && bytes.windows(6).any(|w| w == b".delta") {
+            if g.first_content_from.is_some() && has_delta_event(bytes) {
                 g.content_seen();
             }
         }
@@ -313,6 +321,31 @@ impl Stream for GuardedBytes {
         }
         item
     }
+}
+
+/// Whether SSE bytes hold a `*.delta` event: an event name (`event: ...delta` at its
+/// line's end) or a type (`"type":"...delta"`), not the word in some text (where a quote
+/// or a line end would be escaped).
+fn has_delta_event(bytes: &[u8]) -> bool {
+    let named = bytes
+        .windows(7)
+        .any(|w| w.starts_with(b".delta") && matches!(w[6], b'\n' | b'\r'));
+    named
+        || bytes.windows(7).enumerate().any(|(i, w)| {
+            if w != b"\"type\":" {
+                return false;
+            }
+            // The value: a string, its quotes unescaped (a quote inside is `\"`).
+            let rest = &bytes[i + 7..];
+            let rest = &rest[rest.iter().take_while(|b| **b == b' ').count()..];
+            let Some(value) = rest.strip_prefix(b"\"") else {
+                return false;
+            };
+            value
+                .iter()
+                .position(|b| *b == b'"')
+                .is_some_and(|end| value[..end].ends_with(b".delta"))
+        })
 }
 
 /// Reads a passed-through SSE byte stream (the Responses API) until its first whole event.
@@ -467,6 +500,22 @@ mod tests {
         assert!(began.elapsed() >= MAX_HOLD);
         let first = out.next().await.unwrap().unwrap();
         assert!(matches!(first.events[0], StreamEvent::MessageStart { .. }));
+    }
+
+    #[test]
+    fn a_delta_event_is_told_from_the_word_in_text() {
+        assert!(has_delta_event(
+            b"event: response.output_text.delta\ndata: {}\n\n"
+        ));
+        assert!(has_delta_event(
+            b"data: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n"
+        ));
+        assert!(has_delta_event(
+            b"data: {\"type\": \"response.reasoning_summary_text.delta\"}\n\n"
+        ));
+        assert!(!has_delta_event(
+            b"event: response.created\ndata: {\"type\":\"response.created\",\"instructions\":\"explain x.delta please, \\\"y.delta\\\"\\nz.delta\"}\n\n"
+        ));
     }
 
     #[test]

@@ -2198,13 +2198,15 @@ impl Router {
             let mut in_flight = InFlight::enter(st, key_state);
             // Told to the caller only if the call is dropped unfinished (its client left):
             // nothing is written on the way of every request.
+            let started = Instant::now();
             let mut abandoned = hold::Attempting {
                 progress: &cx.progress,
                 provider: &target.provider,
                 model,
+                target: st,
+                started,
                 armed: true,
             };
-            let started = Instant::now();
             let result = body.call(provider.as_ref(), kcx).await;
             abandoned.armed = false;
             let done = Instant::now();

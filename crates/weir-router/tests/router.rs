@@ -600,6 +600,22 @@ async fn least_latency_counts_streams_given_up_before_their_first_content() {
         .await;
     }
     assert!(slow.calls() <= 2, "slow served {}", slow.calls());
+    // A client that leaves before any answer at all (whole, or a stream still held)
+    // counts its wait too.
+    let slower = Fake::new("slower", Act::Slow(Duration::from_secs(30)));
+    let r2 = router(
+        &[slower.clone(), fast.clone()],
+        vec![
+            Route::new("m", vec![Target::new("slower"), Target::new("fast")])
+                .strategy(Strategy::LeastLatency),
+        ],
+        quick(),
+    );
+    for streamed in [false, true, false, true, false] {
+        let req = if streamed { stream_req("m") } else { req("m") };
+        let _ = tokio::time::timeout(Duration::from_millis(100), r2.send(req, cx())).await;
+    }
+    assert!(slower.calls() <= 2, "slower served {}", slower.calls());
     let st = r.status();
     let target = |p: &str| st.targets.iter().find(|t| t.provider == p).unwrap().clone();
     // The slow one gave no answer to show; the fast one's first content came at once.

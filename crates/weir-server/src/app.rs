@@ -450,11 +450,16 @@ fn warn_unpriced_budgets(app: App, cfg: &Config) -> App {
         .iter()
         .any(|k| k.get_ref().daily_budget_usd.is_some())
     {
-        // The built-in mock costs nothing.
+        // The built-in mock costs nothing; OpenRouter says what each request cost.
         let priced = |t: &&weir_config::TargetConfig| {
-            cfg.providers
-                .get(t.provider.get_ref())
-                .is_none_or(|p| p.kind.get_ref() != "mock")
+            cfg.providers.get(t.provider.get_ref()).is_none_or(|p| {
+                let openrouter = p
+                    .preset
+                    .as_ref()
+                    .is_some_and(|s| s.get_ref() == "openrouter")
+                    || p.base_url().is_some_and(|u| u.contains("openrouter.ai"));
+                p.kind.get_ref() != "mock" && !openrouter
+            })
         };
         for m in &cfg.models {
             for model in m

@@ -191,6 +191,20 @@ fn scrubbed(mut err: ProviderError, secrets: &[&Secret]) -> ProviderError {
 
 /// Whether `body` has `"error"` in it: only such an answer can be an error body. (The
 /// searcher is built once; `memmem::find` would build one per call.)
+/// The failure a whole answer with a success status reports, when it is an error body
+/// (`{"error": ...}` with no answer beside it, or Anthropic's `{"type": "error", ...}`),
+/// decoded with `decode_error`: for providers that read their answers themselves.
+pub fn error_in_answer(
+    body: &[u8],
+    decode_error: fn(u16, &[u8]) -> ApiError,
+) -> Option<ProviderError> {
+    if mentions_error(body) {
+        error_in_success(body, decode_error)
+    } else {
+        None
+    }
+}
+
 fn mentions_error(body: &[u8]) -> bool {
     static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
         std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\"error\""));

@@ -26,8 +26,8 @@ use weir_model::{ApiError, ErrorKind, ProviderError};
 pub use url::Url;
 
 pub use call::{
-    call, get_json, listed_ids, post_json, post_passthrough, report_limits, secret_header,
-    upstream_request_id, Dialect, HttpProviderConfig, KeyRing,
+    call, error_in_answer, get_json, listed_ids, post_json, post_passthrough, report_limits,
+    secret_header, upstream_request_id, Dialect, HttpProviderConfig, KeyRing,
 };
 pub use ratelimit::{rate_limit_info, RateLimitInfo, MAX_WAIT, UNKNOWN_RESET};
 pub use retry_after::retry_after;

@@ -282,6 +282,13 @@ impl VertexProvider {
             )));
         }
         let body = read_body(&mut resp).await?;
+        // An error body with a 200 is Claude's failure (as Anthropic's own API is read).
+        if let Some(mut err) = weir_upstream::error_in_answer(&body, weir_anthropic::decode_error) {
+            err.upstream_request_id =
+                weir_upstream::upstream_request_id(resp.headers()).map(str::to_owned);
+            scrub(&mut err, token.expose());
+            return Err(err);
+        }
         let r = weir_anthropic::decode_response(&body).map_err(undecodable)?;
         Ok(Reply::Complete(Box::new(r)))
     }

@@ -442,3 +442,30 @@ fn construction_checks_the_envelope_and_needs_no_credentials() {
     cfg.base_url = Some("ftp://example.com".into());
     assert!(VertexProvider::with_google_auth(cfg, up).is_err());
 }
+
+/// An Anthropic error body with a 200 is Claude's failure (as Anthropic's own API is
+/// read), and errors name the upstream's request id, as answers do.
+#[tokio::test]
+async fn an_error_body_with_a_200_is_a_failure_naming_the_request_id() {
+    let up = FaultyUpstream::start(Behaviour::Status {
+        status: 200,
+        headers: vec![("x-request-id".into(), "vtx-req-1".into())],
+        content_type: "application/json".into(),
+        body:
+            json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+                .to_string(),
+    })
+    .await;
+    let p = provider(&up, "us-east5", Arc::new(FnTokenSource::numbered("tok-")));
+    let e = complete(&p, claude_request(false)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Overloaded, "{e:?}");
+    assert_eq!(e.upstream_request_id.as_deref(), Some("vtx-req-1"));
+    up.set(Behaviour::Status {
+        status: 429,
+        headers: vec![("x-request-id".into(), "vtx-req-2".into())],
+        content_type: "application/json".into(),
+        body: json!([google_error(429, "RESOURCE_EXHAUSTED", "Quota exceeded")]).to_string(),
+    });
+    let e = complete(&p, claude_request(false)).await.unwrap_err();
+    assert_eq!(e.upstream_request_id.as_deref(), Some("vtx-req-2"));
+}

@@ -292,7 +292,9 @@ fn check_warns_of_a_budget_that_cannot_see_an_unpriced_model() {
         "[[auth.keys]]\nname = \"k\"\nkey = \"k\"\ndaily_budget_usd = 5.0\n[providers.m]\nkind = \"mock\"\n\
          [providers.o]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:9/v1\"\nkeys = [\"sk-o\"]\n\
          [[models]]\nname = \"a\"\ntargets = [{ provider = \"o\", model = \"no-price-here\" }]\n\
-         [[models]]\nname = \"b\"\ntargets = [{ provider = \"m\", model = \"mock\" }]\n",
+         [[models]]\nname = \"b\"\ntargets = [{ provider = \"m\", model = \"mock\" }]\n\
+         [providers.or]\nkind = \"openai\"\npreset = \"openrouter\"\nkeys = [\"sk-or\"]\n\
+         [[models]]\nname = \"c\"\ntargets = [{ provider = \"or\", model = \"meta-llama/unlisted\" }]\n",
     )
     .unwrap();
     let out = weir()
@@ -307,8 +309,10 @@ fn check_warns_of_a_budget_that_cannot_see_an_unpriced_model() {
         warned.contains("model `no-price-here` (a target of `a`) has no price"),
         "{warned}"
     );
-    // The built-in mock costs nothing: nothing to warn about.
+    // The built-in mock costs nothing, and OpenRouter says what it charged: nothing to
+    // warn about.
     assert!(!warned.contains("`mock`"), "{warned}");
+    assert!(!warned.contains("meta-llama/unlisted"), "{warned}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
