@@ -237,6 +237,16 @@ impl Usage {
             && self.reasoning_tokens.is_none()
     }
 
+    /// What an upstream that says so charged (OpenRouter: `cost`, and with the account's
+    /// own provider key, `is_byok`, the provider's inference billed apart,
+    /// `cost_details.upstream_inference_cost`), for [`Usage::billed_usd`]; a figure that
+    /// is no amount is none.
+    pub fn billed(cost: Option<f64>, own_key: bool, inference: Option<f64>) -> Option<f64> {
+        let amount = |c: &f64| c.is_finite() && *c >= 0.0;
+        let inference = inference.filter(|c| own_key && amount(c)).unwrap_or(0.0);
+        cost.filter(amount).map(|c| c + inference)
+    }
+
     /// Folds a later report into this one: figures present in `later` replace these
     /// (Anthropic `message_delta` usage is cumulative).
     pub fn merge(&mut self, later: &Usage) {

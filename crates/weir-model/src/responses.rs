@@ -235,21 +235,12 @@ pub fn response_summary(response: &str) -> Result<(Option<String>, Option<Usage>
         output_tokens: u.output_tokens,
         cache_read_tokens: cached.filter(|c| *c > 0),
         reasoning_tokens: u.output_tokens_details.and_then(|d| d.reasoning_tokens),
-        billed_usd: u
-            .cost
-            .and_then(|c| c.as_f64())
-            .filter(|c| c.is_finite() && *c >= 0.0)
-            .map(|c| {
-                let own_key = u
-                    .cost_details
-                    .and_then(|d| d["upstream_inference_cost"].as_f64())
-                    .filter(|c| {
-                        u.is_byok.as_ref().and_then(|b| b.as_bool()) == Some(true)
-                            && c.is_finite()
-                            && *c >= 0.0
-                    });
-                c + own_key.unwrap_or(0.0)
-            }),
+        billed_usd: Usage::billed(
+            u.cost.and_then(|c| c.as_f64()),
+            u.is_byok.and_then(|b| b.as_bool()) == Some(true),
+            u.cost_details
+                .and_then(|d| d["upstream_inference_cost"].as_f64()),
+        ),
         ..Usage::default()
     });
     Ok((id, usage))

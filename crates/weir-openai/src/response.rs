@@ -430,11 +430,7 @@ impl<'de> Deserialize<'de> for OUsage {
                         u.output_tokens = Some(c + r);
                     }
                 }
-                u.billed_usd = cost.filter(|c| c.is_finite() && *c >= 0.0).map(|c| {
-                    c + upstream_cost
-                        .filter(|u| byok && u.is_finite() && *u >= 0.0)
-                        .unwrap_or(0.0)
-                });
+                u.billed_usd = Usage::billed(cost, byok, upstream_cost);
                 let cached = cached.or(cache_hit);
                 u.input_tokens = prompt.map(|p| {
                     p.saturating_sub(cached.unwrap_or(0))

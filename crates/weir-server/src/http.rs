@@ -939,14 +939,14 @@ async fn chat(
         return shutting_down(dialect, log);
     };
     if let Ok((reply, served)) = &routed {
-        // The serving attempt's own time (not the failed ones' before it); a stream's is
-        // its first content's, which may come after the router handed it over.
-        let series = app.metrics.served(&key.name, &model_name, &served.provider);
-        match reply {
-            Reply::Stream(_) => log.upstream_from = Some(served.started),
-            Reply::Complete(_) => app.metrics.upstream_took(&series, served.latency),
-        }
-        log.series = Some(series);
+        upstream_timed(
+            app,
+            &key,
+            &model_name,
+            served,
+            matches!(reply, Reply::Stream(_)),
+            log,
+        );
     }
     match routed {
         Err(RouteError::UnknownModel { model, available }) => {
@@ -999,6 +999,26 @@ async fn chat(
             r
         }
     }
+}
+
+/// A served request's metric series, and its upstream latency: the serving attempt's own
+/// time (not the failed ones' before it); a stream's is its first content's, which may
+/// come after the router handed it over (told by the stream's log).
+fn upstream_timed(
+    app: &App,
+    key: &ClientKey,
+    model: &str,
+    served: &weir_router::Served,
+    stream: bool,
+    log: &mut RequestLog,
+) {
+    let series = app.metrics.served(&key.name, model, &served.provider);
+    if stream {
+        log.upstream_from = Some(served.started);
+    } else {
+        app.metrics.upstream_took(&series, served.latency);
+    }
+    log.series = Some(series);
 }
 
 /// What the OpenAI pass-through endpoints (embeddings, the Responses API) have, ready to
@@ -1073,14 +1093,7 @@ fn pass_outcome<T>(
         }
         Err(RouteError::Failed { last, attempts }) => route_failed(dialect, &last, &attempts, log),
         Ok((reply, served)) => {
-            // As for chat: a stream's upstream latency is its first content's.
-            let series = app.metrics.served(&key.name, model_name, &served.provider);
-            if streamed(&reply) {
-                log.upstream_from = Some(served.started);
-            } else {
-                app.metrics.upstream_took(&series, served.latency);
-            }
-            log.series = Some(series);
+            upstream_timed(app, key, model_name, &served, streamed(&reply), log);
             log.provider = Some(served.provider.clone());
             log.upstream_model = Some(served.model.clone());
             log.upstream_request_id
