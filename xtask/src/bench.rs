@@ -331,8 +331,8 @@ serving attempt's own latency, a stream's taken at its first content, an unknown
 refused before a limited key's limits, usage fields for one-hour cache writes, web
 searches, OpenRouter's billed cost and xAI's reasoning) moved callgrind's count per
 request (1,000 requests on one connection, both builds in one sitting) by under 1%:
-`/v1/messages` 81.37k to 81.55k, chat completions 85.93k to 86.53k (`total_tokens` now
-read), messages stream 111.7k to 112.3k, chat stream 123.8k to 124.6k. Its
+`/v1/messages` 81.37k to 81.44k, chat completions 85.93k to 86.58k (`total_tokens` now
+read), messages stream 111.7k to 112.5k, chat stream 123.8k to 124.9k. Its
 profile is as flat as the last ones': after the hyper proxy's 34k, no piece of Weir's own
 work is above 6% of the whole (the answer's usage read, 5.5k; the request's decoding, 4.7k;
 the log line, 3k when written; SHA-256 of the key, 3.5k under valgrind, about 1k on the
