@@ -389,6 +389,28 @@ pub struct PriceConfig {
     /// USD per 1,000 web searches run by the upstream (Anthropic's web search tool); 10
     /// when not set, Anthropic's price.
     pub web_search: Option<f64>,
+    /// The prices of a request whose prompt is over a number of tokens (Claude Sonnet 4
+    /// and 4.5 with the 1M context window, Gemini 2.5 Pro).
+    pub long_context: Option<LongContextConfig>,
+}
+
+/// `[pricing."<model>".long_context]`: a request whose prompt (input, cache reads and
+/// cache writes together) is over `above` tokens is charged these prices, all of it.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LongContextConfig {
+    /// Prompt tokens over which these prices apply (e.g. 200000).
+    pub above: u64,
+    /// USD per million input tokens.
+    pub input: f64,
+    /// USD per million output tokens.
+    pub output: f64,
+    /// Cache reads; when not set, the short prompts' price scaled as `input` is.
+    pub cache_read: Option<f64>,
+    /// Cache writes (five-minute ones); when not set, scaled as `input` is.
+    pub cache_write: Option<f64>,
+    /// One-hour cache writes; when not set, scaled as `input` is.
+    pub cache_write_1h: Option<f64>,
 }
 
 /// `[state]`.

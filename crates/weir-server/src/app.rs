@@ -137,6 +137,24 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 ("cache_write_1h", c.cache_write_1h),
                 ("web_search", c.web_search),
             ];
+            let long = c.long_context.as_ref();
+            let long_prices = [
+                ("input", long.map(|l| l.input)),
+                ("output", long.map(|l| l.output)),
+                ("cache_read", long.and_then(|l| l.cache_read)),
+                ("cache_write", long.and_then(|l| l.cache_write)),
+                ("cache_write_1h", long.and_then(|l| l.cache_write_1h)),
+            ];
+            for (field, v) in long_prices {
+                if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
+                    errors.push(src.error_at(
+                        src.key_at(&["pricing", model, "long_context", field]),
+                        format!(
+                            "pricing.\"{model}\".long_context.{field} must be a price in USD per million tokens, 0 or more"
+                        ),
+                    ));
+                }
+            }
             for (field, v) in prices {
                 if v.is_some_and(|v| !(v.is_finite() && v >= 0.0)) {
                     let unit = if field == "web_search" {
@@ -264,6 +282,16 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                                             cache_write: c.cache_write,
                                             cache_write_1h: c.cache_write_1h,
                                             web_search: c.web_search,
+                                            long: c.long_context.as_ref().map(|l| {
+                                                crate::pricing::LongPrice {
+                                                    above: l.above,
+                                                    input: l.input,
+                                                    output: l.output,
+                                                    cache_read: l.cache_read,
+                                                    cache_write: l.cache_write,
+                                                    cache_write_1h: l.cache_write_1h,
+                                                }
+                                            }),
                                         },
                                     )
                                 })

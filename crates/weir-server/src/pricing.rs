@@ -24,6 +24,79 @@ pub struct Price {
     /// USD per 1,000 web searches the upstream ran (only Anthropic's models report them);
     /// Anthropic's 10 when unknown.
     pub web_search: Option<f64>,
+    /// The prices of prompts over a number of tokens, for models priced higher there.
+    pub long: Option<LongPrice>,
+}
+
+/// The prices of a request whose prompt (input, cache reads and cache writes together) is
+/// over `above` tokens: the whole request is charged them, as Anthropic (Claude Sonnet 4
+/// and 4.5 with the 1M context window) and Google (Gemini 2.5 Pro) bill it. Web searches
+/// cost the same either way.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LongPrice {
+    /// Prompt tokens over which these prices apply.
+    pub above: u64,
+    /// Input tokens (cache excluded).
+    pub input: f64,
+    /// Output tokens.
+    pub output: f64,
+    /// Cache reads; the short prompts' price scaled as `input` is, when unknown.
+    pub cache_read: Option<f64>,
+    /// Five-minute cache writes; scaled as `input` is, when unknown.
+    pub cache_write: Option<f64>,
+    /// One-hour cache writes; scaled as `input` is, when unknown.
+    pub cache_write_1h: Option<f64>,
+}
+
+/// USD per million tokens of each kind, every default applied: what one request is
+/// charged.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Rates {
+    input: f64,
+    output: f64,
+    cache_read: f64,
+    cache_write: f64,
+    cache_write_1h: f64,
+}
+
+impl Price {
+    /// The rates of a request whose prompt is `prompt` tokens.
+    fn rates(&self, prompt: u64) -> Rates {
+        let short = Rates {
+            input: self.input,
+            output: self.output,
+            cache_read: self.cache_read.unwrap_or(self.input),
+            cache_write: self.cache_write.unwrap_or(self.input),
+            cache_write_1h: self.cache_write_1h.unwrap_or(2.0 * self.input),
+        };
+        match self.long {
+            Some(l) if prompt > l.above => {
+                // Cache prices not given follow input's rise (Anthropic's and Google's
+                // long prices keep the short ones' ratios); a free input has no ratio.
+                let scale = |short_rate: f64, free_input_rate: f64| {
+                    if self.input > 0.0 {
+                        short_rate * l.input / self.input
+                    } else {
+                        free_input_rate
+                    }
+                };
+                Rates {
+                    input: l.input,
+                    output: l.output,
+                    cache_read: l
+                        .cache_read
+                        .unwrap_or_else(|| scale(short.cache_read, l.input)),
+                    cache_write: l
+                        .cache_write
+                        .unwrap_or_else(|| scale(short.cache_write, l.input)),
+                    cache_write_1h: l
+                        .cache_write_1h
+                        .unwrap_or_else(|| scale(short.cache_write_1h, 2.0 * l.input)),
+                }
+            }
+            _ => short,
+        }
+    }
 }
 
 /// Anthropic's price of web searches, USD per 1,000.
@@ -47,9 +120,22 @@ const BUNDLED: &[(&str, f64, f64, f64, f64)] = &[
     ("claude-opus-4-1", 15.0, 75.0, 1.5, 18.75),
     ("claude-opus-4-5", 5.0, 25.0, 0.5, 6.25),
     ("claude-opus-4-6", 5.0, 25.0, 0.5, 6.25),
+    ("claude-opus-4-7", 5.0, 25.0, 0.5, 6.25),
+    ("claude-opus-4-8", 5.0, 25.0, 0.5, 6.25),
     ("claude-opus-5", 5.0, 25.0, 0.5, 6.25),
+    // From Opus 5.5 and Fable 5.1 on, cache reads cost less than a tenth of input.
+    ("claude-opus-5-5", 4.0, 20.0, 0.2, 5.0),
+    ("claude-fable-5", 10.0, 50.0, 1.0, 12.5),
+    ("claude-fable-5-1", 10.0, 50.0, 0.25, 12.5),
+    ("claude-fable-5-2", 8.0, 40.0, 0.2, 10.0),
     ("claude-sonnet-4", 3.0, 15.0, 0.3, 3.75),
     ("claude-sonnet-4-5", 3.0, 15.0, 0.3, 3.75),
+    ("claude-sonnet-4-6", 3.0, 15.0, 0.3, 3.75),
+    ("claude-sonnet-5", 2.0, 10.0, 0.2, 2.5),
+    // Sonnet 5.5's cache reads: 0.10 since 2026-10-07 (0.20 before).
+    ("claude-sonnet-5-5", 2.0, 10.0, 0.1, 2.5),
+    // Prompts over 100,000 tokens cost five times as much (see BUNDLED_LONG).
+    ("claude-haiku-5-5", 0.1, 0.5, 0.01, 0.125),
     ("claude-3-7-sonnet", 3.0, 15.0, 0.3, 3.75),
     ("claude-3-5-sonnet", 3.0, 15.0, 0.3, 3.75),
     ("claude-haiku-4-5", 1.0, 5.0, 0.1, 1.25),
@@ -66,14 +152,43 @@ const BUNDLED: &[(&str, f64, f64, f64, f64)] = &[
     ("gpt-5-mini", 0.25, 2.0, 0.025, 0.25),
     ("gpt-5-nano", 0.05, 0.4, 0.005, 0.05),
     ("gpt-5-pro", 15.0, 120.0, 15.0, 15.0),
+    ("gpt-5.1", 1.25, 10.0, 0.125, 1.25),
+    ("gpt-5.4", 2.5, 15.0, 0.25, 2.5),
+    ("gpt-5.4-mini", 0.75, 4.5, 0.075, 0.75),
+    ("gpt-5.5", 5.0, 30.0, 0.5, 5.0),
+    // GPT-5.6 and 6.x bill cache writes (1.25 times input), which their usage does not
+    // tell apart from input: such writes are charged as input.
+    ("gpt-5.6-luna", 0.2, 1.2, 0.02, 0.25),
+    ("gpt-6-astra", 10.0, 50.0, 1.0, 12.5),
+    ("gpt-6-sol", 2.0, 10.0, 0.2, 2.5),
+    ("gpt-6-luna", 0.1, 0.5, 0.01, 0.125),
+    ("gpt-6.2-sol", 2.0, 10.0, 0.1, 2.5),
     ("o3", 2.0, 8.0, 0.5, 2.0),
     ("o4-mini", 1.1, 4.4, 0.275, 1.1),
-    ("gemini-2.5-pro", 1.25, 10.0, 0.31, 1.25),
-    ("gemini-2.5-flash", 0.3, 2.5, 0.075, 0.3),
-    ("gemini-2.5-flash-lite", 0.1, 0.4, 0.025, 0.1),
+    ("gemini-2.5-pro", 1.25, 10.0, 0.125, 1.25),
+    ("gemini-2.5-flash", 0.3, 2.5, 0.03, 0.3),
+    ("gemini-2.5-flash-lite", 0.1, 0.4, 0.01, 0.1),
     ("text-embedding-3-small", 0.02, 0.0, 0.02, 0.02),
     ("text-embedding-3-large", 0.13, 0.0, 0.13, 0.13),
     ("text-embedding-ada-002", 0.1, 0.0, 0.1, 0.1),
+];
+
+/// Bundled models priced higher for long prompts: the name (as in [`BUNDLED`]), the
+/// prompt tokens over which the request is charged more, and its input and output prices;
+/// cache prices rise as input's does. Claude Sonnet 4 and 4.5 (whose 1M context window
+/// was a beta; Anthropic's later models serve theirs at one price), Claude Haiku 5.5,
+/// OpenAI's models with a 1M window and Gemini 2.5 Pro.
+const BUNDLED_LONG: &[(&str, u64, f64, f64)] = &[
+    ("claude-sonnet-4", 200_000, 6.0, 22.5),
+    ("claude-sonnet-4-0", 200_000, 6.0, 22.5),
+    ("claude-sonnet-4-5", 200_000, 6.0, 22.5),
+    ("claude-haiku-5-5", 100_000, 0.5, 2.5),
+    // OpenAI's 1M-window models: over 272,000 input tokens, twice input, 1.5 times output.
+    ("gpt-5.4", 272_000, 5.0, 22.5),
+    ("gpt-5.5", 272_000, 10.0, 45.0),
+    ("gpt-6-sol", 272_000, 4.0, 15.0),
+    ("gpt-6.2-sol", 272_000, 4.0, 15.0),
+    ("gemini-2.5-pro", 200_000, 2.5, 15.0),
 ];
 
 /// Whether the upstream model id `model` names the bundled model `name`: `name` appears
@@ -175,13 +290,24 @@ impl Prices {
                 names_model(model, name) || dashed.as_deref().is_some_and(|m| names_model(m, name))
             })
             .max_by_key(|(name, ..)| name.len())
-            .map(|&(_, input, output, cache_read, cache_write)| Price {
+            .map(|&(name, input, output, cache_read, cache_write)| Price {
                 input,
                 output,
                 cache_read: Some(cache_read),
                 cache_write: Some(cache_write),
                 cache_write_1h: None,
                 web_search: None,
+                long: BUNDLED_LONG
+                    .iter()
+                    .find(|(long_name, ..)| *long_name == name)
+                    .map(|&(_, above, input, output)| LongPrice {
+                        above,
+                        input,
+                        output,
+                        cache_read: None,
+                        cache_write: None,
+                        cache_write_1h: None,
+                    }),
             })
     }
 
@@ -197,12 +323,18 @@ impl Prices {
         // The one-hour writes are part of the writes reported.
         let writes = usage.cache_write_tokens.unwrap_or(0);
         let hour = usage.cache_write_1h_tokens.unwrap_or(0).min(writes);
+        let prompt = usage
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(usage.cache_read_tokens.unwrap_or(0))
+            .saturating_add(writes);
+        let r = p.rates(prompt);
         Some(
-            (n(usage.input_tokens) * p.input
-                + n(usage.output_tokens) * p.output
-                + n(usage.cache_read_tokens) * p.cache_read.unwrap_or(p.input)
-                + (writes - hour) as f64 * p.cache_write.unwrap_or(p.input)
-                + hour as f64 * p.cache_write_1h.unwrap_or(2.0 * p.input))
+            (n(usage.input_tokens) * r.input
+                + n(usage.output_tokens) * r.output
+                + n(usage.cache_read_tokens) * r.cache_read
+                + (writes - hour) as f64 * r.cache_write
+                + hour as f64 * r.cache_write_1h)
                 / 1_000_000.0
                 + n(usage.web_search_requests) * p.web_search.unwrap_or(WEB_SEARCH_PER_1K)
                     / 1_000.0,
@@ -227,6 +359,7 @@ mod tests {
                 cache_write: None,
                 cache_write_1h: None,
                 web_search: None,
+                long: None,
             },
         );
         let p = Prices::new(c);
@@ -237,11 +370,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(p.cost("claude-sonnet-4-5-20250929", &u), Some(4.0));
-        // Bedrock's id contains the bundled name.
+        // Bedrock's id contains the bundled name (a prompt of two million tokens: the
+        // long prices, 6 + 22.5 + 0.6).
         let bedrock = p
             .cost("us.anthropic.claude-sonnet-4-5-20250929-v1:0", &u)
             .unwrap();
-        assert!((bedrock - 18.3).abs() < 1e-9, "{bedrock}");
+        assert!((bedrock - 29.1).abs() < 1e-9, "{bedrock}");
         // The longest match: gpt-4o-mini, not gpt-4o.
         assert_eq!(p.price("gpt-4o-mini-2024-07-18").unwrap().input, 0.15);
         assert_eq!(p.cost("some-local-model", &u), None);
@@ -259,6 +393,7 @@ mod tests {
                 cache_write: Some(1.25),
                 cache_write_1h: Some(3.0),
                 web_search: Some(20.0),
+                long: None,
             },
         );
         let p = Prices::new(c);
@@ -269,21 +404,21 @@ mod tests {
             ..Default::default()
         };
         let close = |a: Option<f64>, b: f64| assert!((a.unwrap() - b).abs() < 1e-9, "{a:?} {b}");
-        // Sonnet 4.5: 3.75 per million five-minute writes, 6 (twice the input) per hour.
-        close(p.cost("claude-sonnet-4-5", &u), 0.75 * 3.75 + 0.25 * 6.0);
+        // Haiku 4.5: 1.25 per million five-minute writes, 2 (twice the input) per hour.
+        close(p.cost("claude-haiku-4-5", &u), 0.75 * 1.25 + 0.25 * 2.0);
         close(p.cost("claude-custom", &u), 0.75 * 1.25 + 0.25 * 3.0);
         // A figure above the writes reported counts as all of them, never more.
         let over = Usage {
             cache_write_1h_tokens: Some(2_000_000),
             ..u.clone()
         };
-        close(p.cost("claude-sonnet-4-5", &over), 6.0);
+        close(p.cost("claude-haiku-4-5", &over), 2.0);
         // Without the breakdown, every write is a five-minute one, as before.
         let plain = Usage {
             cache_write_1h_tokens: None,
             ..u
         };
-        close(p.cost("claude-sonnet-4-5", &plain), 3.75);
+        close(p.cost("claude-haiku-4-5", &plain), 1.25);
         // Web searches: Anthropic's $10 per 1,000 unless priced.
         let searches = Usage {
             web_search_requests: Some(3),
@@ -299,6 +434,97 @@ mod tests {
         };
         close(p.cost("claude-sonnet-4-5", &billed), 0.0123);
         close(p.cost("meta-llama/llama-3.3-70b-instruct", &billed), 0.0123);
+    }
+
+    #[test]
+    fn long_prompts_cost_the_long_prices_for_the_whole_request() {
+        let close = |a: Option<f64>, b: f64| assert!((a.unwrap() - b).abs() < 1e-9, "{a:?} {b}");
+        let p = Prices::new(BTreeMap::new());
+        // Sonnet 4.5: the prompt is input, cache reads and writes together; at 200,000 it
+        // is short, one more is long, and then every token costs the long price.
+        let at = |input: u64, read: u64| Usage {
+            input_tokens: Some(input),
+            cache_read_tokens: Some(read),
+            output_tokens: Some(1_000_000),
+            ..Default::default()
+        };
+        close(
+            p.cost("claude-sonnet-4-5-20250929", &at(100_000, 100_000)),
+            0.1 * 3.0 + 0.1 * 0.3 + 15.0,
+        );
+        close(
+            p.cost("claude-sonnet-4-5-20250929", &at(100_000, 100_001)),
+            0.1 * 6.0 + 0.100_001 * 0.6 + 22.5,
+        );
+        // Cache writes count toward the prompt and cost the long prices (twice the short
+        // ones: 7.50 and 12 per million), on Bedrock's ids too.
+        let writes = Usage {
+            input_tokens: Some(1),
+            cache_write_tokens: Some(400_000),
+            cache_write_1h_tokens: Some(100_000),
+            ..Default::default()
+        };
+        close(
+            p.cost("us.anthropic.claude-sonnet-4-5-20250929-v1:0", &writes),
+            (6.0 + 300_000.0 * 7.5 + 100_000.0 * 12.0) / 1e6,
+        );
+        // Gemini 2.5 Pro over 200,000: 2.50 in, 15 out, cache reads 0.25.
+        let gemini = Usage {
+            input_tokens: Some(150_000),
+            cache_read_tokens: Some(100_000),
+            output_tokens: Some(10_000),
+            ..Default::default()
+        };
+        close(
+            p.cost("gemini-2.5-pro", &gemini),
+            0.15 * 2.5 + 0.1 * 0.25 + 0.01 * 15.0,
+        );
+        // Haiku 5.5 from 100,000 on, five times everything, output too; GPT-5.5 over
+        // 272,000.
+        close(
+            p.cost("claude-haiku-5-5", &at(50_000, 50_001)),
+            0.05 * 0.5 + 0.050_001 * 0.05 + 2.5,
+        );
+        close(
+            p.cost("claude-haiku-5-5", &at(50_000, 50_000)),
+            0.005 + 0.0005 + 0.5,
+        );
+        close(p.cost("gpt-5.5", &at(272_000, 0)), 0.272 * 5.0 + 30.0);
+        close(p.cost("gpt-5.5", &at(272_001, 0)), 0.272_001 * 10.0 + 45.0);
+        // A model without a long tier costs its one price at any length.
+        close(p.cost("claude-opus-4-6", &at(900_000, 0)), 0.9 * 5.0 + 25.0);
+        // Configured: given cache prices are taken, missing ones follow input's rise.
+        let mut c = BTreeMap::new();
+        c.insert(
+            "m".to_owned(),
+            Price {
+                input: 2.0,
+                output: 8.0,
+                cache_read: Some(0.5),
+                cache_write: None,
+                cache_write_1h: None,
+                web_search: None,
+                long: Some(LongPrice {
+                    above: 1_000,
+                    input: 3.0,
+                    output: 9.0,
+                    cache_read: None,
+                    cache_write: Some(4.0),
+                    cache_write_1h: None,
+                }),
+            },
+        );
+        let p = Prices::new(c);
+        let u = Usage {
+            input_tokens: Some(1_000_000),
+            cache_read_tokens: Some(1_000_000),
+            cache_write_tokens: Some(2_000_000),
+            cache_write_1h_tokens: Some(1_000_000),
+            web_search_requests: Some(1_000),
+            ..Default::default()
+        };
+        // Input 3, reads 0.5 × 1.5, writes 4, one-hour writes 2 × 2 × 1.5; searches 10.
+        close(p.cost("m", &u), 3.0 + 0.75 + 4.0 + 6.0 + 10.0);
     }
 
     #[test]
@@ -326,18 +552,32 @@ mod tests {
             ("us.anthropic.claude-haiku-4-5-20251001-v1:0", 1.0),
             ("claude-3-7-sonnet-latest", 3.0),
             ("gemini-2.5-flash-lite", 0.1),
+            ("claude-opus-4-7", 5.0),
+            ("claude-opus-5-5", 4.0),
+            ("claude-sonnet-4-6", 3.0),
+            ("claude-sonnet-5-5", 2.0),
+            ("claude-fable-5-1", 10.0),
+            ("claude-fable-5", 10.0),
+            ("claude-haiku-5-5", 0.1),
+            ("gpt-5.5", 5.0),
+            ("gpt-5.5-2026-04-23", 5.0),
+            ("gpt-5.4-mini", 0.75),
+            ("gpt-6-sol", 2.0),
+            ("gpt-6.2-sol", 2.0),
         ] {
             assert_eq!(input(id), Some(price), "{id}");
         }
         // Other models named like a listed one: no price rather than a wrong one.
         for id in [
-            "gpt-5.5",
-            "gpt-5-codex",
             "gpt-5.5-pro",
+            "gpt-5-codex",
+            "gpt-5.4-nano",
+            "gpt-6",
             "chatgpt-4o-latest",
-            "claude-opus-4-7",
-            "claude-opus-5-5",
-            "claude-sonnet-4-6",
+            "claude-opus-4-9",
+            "claude-opus-5-6",
+            "claude-sonnet-4-7",
+            "claude-mythos-5-1",
             "o3-pro",
             "o3-mini",
             "gemini-2.5-flash-image",

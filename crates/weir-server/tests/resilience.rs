@@ -1044,6 +1044,40 @@ async fn one_hour_cache_writes_and_web_searches_are_priced_whole_and_streamed() 
 }
 
 #[tokio::test]
+async fn a_configured_long_context_tier_prices_a_long_prompt_whole() {
+    // Prompts over 1,000 tokens cost $2 input and $20 output a million: one request of 600
+    // input and 500 cache reads (1,100 in all) and one of 1,000 exactly.
+    let answer = |input: u64, read: u64| {
+        json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+            "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+            "stop_sequence": null, "usage": {"input_tokens": input, "output_tokens": 1_000,
+            "cache_read_input_tokens": read, "cache_creation_input_tokens": 0}})
+    };
+    let up = FaultyUpstream::start(Behaviour::json(200, &answer(600, 500))).await;
+    let w = start(&format!(
+        "[auth]\nadmin_key = \"{ADMIN}\"\n[[auth.keys]]\nname = \"k\"\nkey = \"{KEY}\"\n\
+         [providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-up\"]\n\
+         [[models]]\nname = \"claude-x\"\ntargets = [{{ provider = \"a\" }}]\n\
+         [pricing.\"claude-x\"]\ninput = 1000.0\noutput = 10000.0\ncache_read = 100.0\n\
+         long_context = {{ above = 1000, input = 2000.0, output = 20000.0 }}\n",
+        up.url()
+    ))
+    .await;
+    let (status, _, body) = w.call('a', "claude-x", false, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    up.set(Behaviour::json(200, &answer(500, 500)));
+    let (status, _, body) = w.call('a', "claude-x", false, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    // Long: 600 x 2000 + 500 x 200 (reads rise as input does) + 1000 x 20000, a million:
+    // 21.3. Short: 500 x 1000 + 500 x 100 + 1000 x 10000: 10.55.
+    let m = w.metrics().await;
+    assert!(
+        m.contains(r#"weir_cost_usd_total{key="k",model="claude-x",provider="a"} 31.85"#),
+        "{m}"
+    );
+}
+
+#[tokio::test]
 async fn an_unknown_model_is_a_404_that_spends_no_limit_and_makes_no_series() {
     let w = limited("rpm = 2", "").await;
     for i in 0..5 {

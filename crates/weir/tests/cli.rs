@@ -356,6 +356,37 @@ fn check_refuses_a_negative_price() {
         text.contains("pricing.\"m-1\".web_search must be a price in USD per 1,000 searches"),
         "{text}"
     );
+    // Long prompts' prices too, pointed at where they are.
+    std::fs::write(
+        &cfg,
+        "[pricing.\"m-1\"]\ninput = 3.0\noutput = 15.0\n\n[pricing.\"m-1\".long_context]\n\
+         above = 200000\ninput = 6.0\noutput = 22.5\ncache_read = -0.6\n[providers.m]\nkind = \"mock\"\n",
+    )
+    .unwrap();
+    let (code, text) = check(&cfg);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(
+            "neg.toml:9:1: pricing.\"m-1\".long_context.cache_read must be a price in USD per million tokens"
+        ),
+        "{text}"
+    );
+    // A well-formed tier passes; an unknown key in it is refused like any other.
+    std::fs::write(
+        &cfg,
+        "[pricing.\"m-1\"]\ninput = 3.0\noutput = 15.0\nlong_context = { above = 200000, input = 6.0, output = 22.5 }\n[providers.m]\nkind = \"mock\"\n",
+    )
+    .unwrap();
+    let (code, text) = check(&cfg);
+    assert_eq!(code, Some(0), "{text}");
+    std::fs::write(
+        &cfg,
+        "[pricing.\"m-1\"]\ninput = 3.0\noutput = 15.0\nlong_context = { above = 200000, input = 6.0, output = 22.5, outptu = 1.0 }\n[providers.m]\nkind = \"mock\"\n",
+    )
+    .unwrap();
+    let (code, text) = check(&cfg);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(text.contains("outptu"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
