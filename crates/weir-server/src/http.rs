@@ -731,8 +731,8 @@ fn decode(dialect: Dialect, body: &[u8]) -> Result<ChatRequest, WireError> {
 
 /// A whole answer's usage when the upstream reported none (some OpenAI-compatible
 /// servers): an estimate, as a stream cut before its usage is charged (a quarter of the
-/// request's bytes, `input_estimate`, and of the answer's), so limits, budgets and the
-/// ledger still see it.
+/// request's bytes, `input_estimate`, and of what the answer says: `answer_len`), so
+/// limits, budgets and the ledger still see it.
 fn estimate_unreported(usage: &mut weir_model::Usage, input_estimate: u64, answer_len: usize) {
     if usage.unreported() {
         usage.input_tokens = Some(input_estimate);
@@ -740,6 +740,46 @@ fn estimate_unreported(usage: &mut weir_model::Usage, input_estimate: u64, answe
     } else if !usage.reports_input() {
         usage.input_tokens = Some(input_estimate);
     }
+}
+
+/// Bytes of what a whole answer says (see [`said_len`]). A same-dialect answer passed on
+/// verbatim was read for its usage only: without usage, it is read whole here (rare:
+/// servers that report none).
+fn said_in(resp: &weir_model::ChatResponse) -> usize {
+    match (&resp.raw, resp.origin) {
+        (Some(raw), Some(origin)) if resp.content.is_empty() => {
+            let whole = match origin {
+                Dialect::Anthropic => weir_anthropic::decode_response(raw),
+                Dialect::OpenAi => weir_openai::decode_response(raw),
+            };
+            whole.map_or(raw.len(), |r| said_len(&r.content))
+        }
+        _ => said_len(&resp.content),
+    }
+}
+
+/// Bytes of what a whole answer says (text, reasoning, tool calls' names and arguments,
+/// blocks kept verbatim), as a stream's are counted: its JSON envelope (ids, roles,
+/// `finish_reason`) is not output the model wrote.
+fn said_len(content: &[weir_model::ContentBlock]) -> usize {
+    use weir_model::{ContentBlock as B, ToolInput};
+    content
+        .iter()
+        .map(|b| match b {
+            B::Text(t) => t.text.token().len().saturating_sub(2),
+            B::Thinking(t) => t.thinking.token().len().saturating_sub(2),
+            B::RedactedThinking(t) => t.data.len(),
+            B::ToolUse(t) => {
+                t.name.len()
+                    + match &t.input {
+                        ToolInput::Json(j) => j.get().len(),
+                        ToolInput::Arguments(a) => a.len(),
+                    }
+            }
+            B::Unknown(u) => u.raw.get().len(),
+            B::Image(_) | B::Document(_) | B::ToolResult(_) => 0,
+        })
+        .sum()
 }
 
 /// `call`'s outcome, or `None` if the shutdown grace period ended first (the caller then
@@ -960,6 +1000,11 @@ async fn chat(
                 .clone_from(&served.upstream_request_id);
             let mut r = match reply {
                 Reply::Complete(mut resp) => {
+                    let said = if resp.usage.unreported() {
+                        said_in(&resp)
+                    } else {
+                        0
+                    };
                     // A same-dialect upstream's body goes out as it came (lossless and
                     // cheaper); anything else is encoded in the client's dialect.
                     let raw = resp.raw.take().filter(|_| resp.origin == Some(dialect));
@@ -971,7 +1016,7 @@ async fn chat(
                     match encoded {
                         Ok(body) => {
                             let mut usage = resp.usage.clone();
-                            estimate_unreported(&mut usage, log.input_estimate, body.len());
+                            estimate_unreported(&mut usage, log.input_estimate, said);
                             let (input, output) = (usage.total_input(), usage.output_tokens);
                             log.usage = Some(usage);
                             log.emit(200, None, Some(input), output);
