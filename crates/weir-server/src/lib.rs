@@ -212,7 +212,9 @@ pub async fn run_live(
     }
     let _ = stopping.send(true);
     drop(api);
-    drop(admin);
+    // The admin port stays open while what is in flight drains, so `/status` and
+    // `/metrics` can be watched through it; it closes when the drain is over.
+    let admin = admin.map(|admin| tokio::spawn(serve_admin_draining(admin, live.clone(), builder)));
     let grace = live.get().shutdown_grace;
     // (Each runtime thread runs this loop over its own connections: only one that has
     // some says so.)
@@ -248,7 +250,39 @@ pub async fn run_live(
     }
     // Ends what is left (each task's future is dropped as it is aborted).
     conns.shutdown().await;
+    if let Some(admin) = admin {
+        admin.abort();
+        let _ = admin.await;
+    }
     Ok(())
+}
+
+/// The admin port during shutdown: each connection serves one request (a connection kept
+/// alive would not end with the drain) and has the header timeout to send it. Runs until
+/// aborted, which ends its connections too.
+async fn serve_admin_draining(
+    admin: TcpListener,
+    live: Arc<Live>,
+    mut builder: auto::Builder<TokioExecutor>,
+) {
+    builder.http1().keep_alive(false);
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        let Ok((stream, _)) = admin.accept().await else {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            continue;
+        };
+        while conns.try_join_next().is_some() {}
+        let live = live.clone();
+        let builder = builder.clone();
+        let limit = live.get().header_read_timeout;
+        conns.spawn(async move {
+            let svc = service_fn(move |req| admin::handle(live.clone(), req));
+            let _ =
+                tokio::time::timeout(limit, builder.serve_connection(TokioIo::new(stream), svc))
+                    .await;
+        });
+    }
 }
 
 async fn accept_optional(

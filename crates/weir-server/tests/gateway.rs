@@ -1510,6 +1510,56 @@ async fn a_request_waiting_on_its_upstream_at_the_end_of_the_grace_period_gets_a
     server.await.unwrap().unwrap();
 }
 
+/// During shutdown the admin port stays open while a stream drains (its metrics show
+/// the stream), and closes when the drain is over.
+#[tokio::test]
+async fn the_admin_port_answers_while_streams_drain_and_closes_after() {
+    let text = format!(
+        "[server]\nshutdown_grace = \"10s\"\n[auth]\nadmin_key = \"sk-admin\"\n\
+         [[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n\
+         [providers.mock]\nkind = \"mock\"\nstream_delay = \"150ms\"\n"
+    );
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let app = Arc::new(weir_server::build(&cfg, None, &text).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_url = format!("http://{}", admin.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(weir_server::run(app, listener, Some(admin), async move {
+        let _ = stopped.await;
+    }));
+    let r = post(&url, "/v1/messages", &a_req("mock", true), Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+    stop.send(()).unwrap();
+    // The API port stops taking connections; the admin port still answers.
+    let mut refused = false;
+    for _ in 0..100 {
+        if client().get(format!("{url}/health")).send().await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(refused, "the API port still accepts");
+    let m = metrics_of(&admin_url).await;
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("weir_active_streams{") && l.ends_with(" 1")),
+        "{m}"
+    );
+    assert_eq!(admin_get(&admin_url, "/status").await.status(), 200);
+    // The stream ends whole; then the server returns and the admin port is closed.
+    let body = r.text().await.unwrap();
+    assert!(body.contains("message_stop"), "{body}");
+    server.await.unwrap().unwrap();
+    assert!(client()
+        .get(format!("{admin_url}/status"))
+        .send()
+        .await
+        .is_err());
+}
+
 #[tokio::test]
 async fn h2c_prior_knowledge_is_served() {
     let url = weir("").await;
