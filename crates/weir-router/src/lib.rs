@@ -1893,6 +1893,68 @@ impl Router {
         *lock(&self.response_pins) = pins;
     }
 
+    /// Takes over what `old` (the router a reloaded config replaces) knows of the upstreams
+    /// both configs call: a target of the same provider and model keeps its breaker,
+    /// latency, counts and requests in flight, and a key of the same provider keeps its
+    /// rests, its refusal and its quotas spent per model. Otherwise a reload, even of an
+    /// unchanged file, would send requests straight back to rate-limited or revoked keys
+    /// and failing targets. A provider for which `same_upstream` says no (moved to another
+    /// kind or base URL) starts afresh.
+    pub fn adopt_state(&mut self, old: &Router, same_upstream: impl Fn(&str) -> bool) {
+        for t in &mut self.targets {
+            if !same_upstream(&t.provider) {
+                continue;
+            }
+            let Some(kept) = old
+                .targets
+                .iter()
+                .find(|o| o.provider == t.provider && o.model == t.model)
+            else {
+                continue;
+            };
+            for r in &mut self.routes {
+                for rt in &mut r.targets {
+                    if Arc::ptr_eq(rt, t) {
+                        *rt = kept.clone();
+                    }
+                }
+            }
+            *t = kept.clone();
+        }
+        {
+            let kept = lock(&old.forwarded.0);
+            let mut map = lock(&self.forwarded.0);
+            for (provider, models) in &kept.by_provider {
+                if same_upstream(provider) && self.providers.contains_key(provider) {
+                    map.len += models.len();
+                    map.by_provider.insert(provider.clone(), models.clone());
+                }
+            }
+        }
+        for (id, pool) in &mut self.pools {
+            if !same_upstream(id) {
+                continue;
+            }
+            let Some(kept) = old.pools.get(id) else {
+                continue;
+            };
+            let same_keys = kept.keys.len() == pool.keys.len()
+                && kept.keys.iter().zip(&pool.keys).all(|(a, b)| a.id == b.id);
+            if same_keys {
+                // The very pool: its keys' requests in flight count on.
+                *pool = kept.clone();
+            } else {
+                // Keys added or removed: those kept keep what is known of them (their
+                // requests in flight are counted where they started).
+                for k in &pool.keys {
+                    if let Some(o) = kept.keys.iter().find(|o| o.id == k.id) {
+                        *lock(&k.inner) = lock(&o.inner).clone();
+                    }
+                }
+            }
+        }
+    }
+
     /// Takes over `old`'s sessions (a router built from a reloaded config) whose route and
     /// target both configs have: a conversation stays where its prompt cache is across a
     /// reload.

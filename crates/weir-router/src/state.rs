@@ -338,7 +338,7 @@ pub(crate) enum Rest {
     Exhausted,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct KeyInner {
     pub cooldown_until: Option<(Instant, Rest)>,
     /// The upstream refused the key (401/403): out of the pool until the instant, then

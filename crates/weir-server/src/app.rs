@@ -48,6 +48,10 @@ pub struct App {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Provider ids and kinds, for `/status`.
     pub provider_kinds: Vec<(String, String)>,
+    /// Where each provider sends its calls (kind, preset, base URL, region, project, API
+    /// version), by id: a reload keeps what was learnt about a provider whose upstream
+    /// stays the same (see [`rebuild`]).
+    pub upstreams: std::collections::BTreeMap<String, String>,
     /// When the gateway started.
     pub started: std::time::Instant,
     /// A request's whole time budget (`[timeouts] total`), retries included.
@@ -243,6 +247,22 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 listed_models: routing.listed_models,
                 router: routing.router.with_observer(metrics.clone()),
                 provider_kinds: routing.provider_kinds,
+                upstreams: cfg
+                    .providers
+                    .iter()
+                    .map(|(id, p)| {
+                        let upstream = format!(
+                            "{} {:?} {:?} {:?} {:?} {:?}",
+                            p.kind.get_ref(),
+                            p.preset.as_ref().map(|s| s.get_ref()),
+                            p.base_url.as_ref().map(|s| s.get_ref()),
+                            p.region,
+                            p.project,
+                            p.api_version
+                        );
+                        (id.clone(), upstream)
+                    })
+                    .collect(),
                 keys,
                 admin_key: cfg.auth.admin_key.clone().map(Secret::new),
                 max_request_bytes: cfg.server.max_request_bytes,
@@ -818,9 +838,17 @@ pub fn rebuild(
     app.ledger.clone_from(&old.ledger);
     app.buffered = old.buffered.clone();
     app.metrics = old.metrics.clone();
-    // The new router's breakers start closed.
+    // Targets no longer configured leave the breaker gauge; those kept are set again
+    // from the router at the next scrape.
     app.metrics.reset_breakers();
     app.router = app.router.with_observer(old.metrics.clone());
+    // What was learnt about the upstreams both configs call (rests, refused keys,
+    // breakers, latency, requests in flight) stays.
+    app.router.adopt_state(&old.router, |provider| {
+        app.upstreams
+            .get(provider)
+            .is_some_and(|u| old.upstreams.get(provider) == Some(u))
+    });
     // Continued Responses API conversations keep their account.
     app.router.adopt_responses(&old.router);
     app.router.adopt_sessions(&old.router);

@@ -1043,6 +1043,89 @@ async fn one_hour_cache_writes_and_web_searches_are_priced_whole_and_streamed() 
     );
 }
 
+/// A reload keeps what was learnt about the upstreams both configs call: a key resting
+/// after a 429 stays resting and an open breaker stays open, even when the file did not
+/// change; a provider moved to another base URL starts afresh.
+#[tokio::test]
+async fn a_reload_keeps_key_rests_and_breakers_of_unchanged_upstreams() {
+    let limited = FaultyUpstream::start(Behaviour::Status {
+        status: 429,
+        headers: vec![("retry-after".into(), "30".into())],
+        content_type: "application/json".into(),
+        body: r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down"}}"#
+            .into(),
+    })
+    .await;
+    let failing = FaultyUpstream::start(Behaviour::json(
+        500,
+        &json!({"type": "error", "error": {"type": "api_error", "message": "boom"}}),
+    ))
+    .await;
+    let good = FaultyUpstream::start(Behaviour::ok("fine")).await;
+    let config = |a_url: &str| {
+        format!(
+            "[auth]\nadmin_key = \"{ADMIN}\"\n[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n\
+             [providers.a]\nkind = \"anthropic\"\nbase_url = \"{a_url}\"\nkeys = [\"sk-k1\"]\n\
+             [providers.b]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-k2\"]\n\
+             [[models]]\nname = \"rests\"\ntargets = [{{ provider = \"a\" }}]\n\
+             [[models]]\nname = \"breaks\"\ntargets = [{{ provider = \"b\" }}]\n\
+             [routing]\nretries = 0\nbreaker_failures = 1\nbreaker_open = \"1m\"\n",
+            failing.url()
+        )
+    };
+    let text = config(limited.url());
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let live = weir_server::Live::new(Arc::new(weir_server::build(&cfg, None, &text).unwrap()));
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let w = Weir {
+        url: format!("http://{}", api.local_addr().unwrap()),
+        admin: format!("http://{}", admin.local_addr().unwrap()),
+    };
+    tokio::spawn(weir_server::run_live(
+        live.clone(),
+        api,
+        Some(admin),
+        std::future::pending(),
+    ));
+    let reload = |text: &str| {
+        let cfg = weir_server::config::parse(None, text).unwrap();
+        let app = weir_server::rebuild(&cfg, None, text, &live.get()).unwrap();
+        live.set(Arc::new(app));
+    };
+    assert_eq!(w.call('a', "rests", false, &[]).await.0, 429);
+    assert_eq!(limited.hits(), 1);
+    assert_eq!(w.call('a', "breaks", false, &[]).await.0, 500);
+    assert_eq!(failing.hits(), 1);
+    // The same file again: the key still rests (the client is told without a call), the
+    // breaker is still open.
+    reload(&text);
+    let (status, h, _) = w.call('a', "rests", false, &[]).await;
+    assert_eq!(status, 429);
+    let wait: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((25..=30).contains(&wait), "{wait}");
+    assert_eq!(limited.hits(), 1, "a resting key was called after a reload");
+    assert_ne!(w.call('a', "breaks", false, &[]).await.0, 200);
+    assert_eq!(
+        failing.hits(),
+        1,
+        "an open breaker's target was called after a reload"
+    );
+    let status = w.status().await;
+    let b = status["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["provider"] == "b")
+        .unwrap();
+    assert_eq!(b["breaker"], "open", "{status}");
+    // Provider a moved elsewhere: its key's rest was the old upstream's.
+    reload(&config(good.url()));
+    let (status, _, body) = w.call('a', "rests", false, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(good.hits(), 1);
+}
+
 #[tokio::test]
 async fn a_configured_long_context_tier_prices_a_long_prompt_whole() {
     // Prompts over 1,000 tokens cost $2 input and $20 output a million: one request of 600

@@ -220,6 +220,9 @@ fn reload_all(path: &Path, key: Option<&str>, cells: &Cells) -> Result<(), Vec<S
     let to_strings = |errs: Vec<weir_server::config::ConfigError>| {
         errs.iter().map(ToString::to_string).collect::<Vec<_>>()
     };
+    // The file as read for this reload, for the file watcher (see LOADED_TEXT; `text` has
+    // the environment's values in it).
+    let raw = std::fs::read_to_string(path).ok();
     let (cfg, text) = weir_server::config::load(path, &env_with_key).map_err(to_strings)?;
     let cells: Vec<Arc<weir_server::Live>> = lock(cells).clone();
     let Some(first_cell) = cells.first() else {
@@ -262,14 +265,23 @@ fn reload_all(path: &Path, key: Option<&str>, cells: &Cells) -> Result<(), Vec<S
     for (cell, app) in cells.iter().zip(apps) {
         cell.set(app);
     }
+    *lock(&LOADED_TEXT) = raw;
     tracing::info!("config reloaded from {}", path.display());
     Ok(())
 }
+
+/// The config file's text (before `${VAR}`s are filled in) as the last reload read it:
+/// the file watcher passes over a file
+/// whose text is what is in force (one that a SIGHUP or POST /reload already loaded, or
+/// one only touched), so one edit is one reload.
+static LOADED_TEXT: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
 
 /// Reloads on SIGHUP and when the config file changes (checked every two seconds).
 async fn reload_triggers(path: PathBuf, key: Option<String>, cells: Cells) {
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut seen = modified(&path);
+    // What the start read (near enough: the file as it is now).
+    lock(&LOADED_TEXT).get_or_insert_with(|| std::fs::read_to_string(&path).unwrap_or_default());
     #[cfg(unix)]
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
@@ -292,6 +304,10 @@ async fn reload_triggers(path: PathBuf, key: Option<String>, cells: Cells) {
                     continue;
                 }
                 seen = now;
+                let text = std::fs::read_to_string(&path).ok();
+                if text.is_some() && text == *lock(&LOADED_TEXT) {
+                    continue;
+                }
                 "the config file changed"
             }
         };
