@@ -383,15 +383,16 @@ impl Limiter {
     pub fn admit(self: &Arc<Self>, estimate: u64, now: Instant) -> Result<Admission, Refusal> {
         let cfg = self.cfg;
         self.check_budget(unix_now())?;
-        let mut holds_slot = false;
+        // Requests in flight are counted whatever the limits, so a reload that adds
+        // `max_concurrent` counts those already running.
+        let prev = self.state.in_flight.fetch_add(1, Ordering::Relaxed);
         if let Some(max) = cfg.max_concurrent {
-            let prev = self.state.in_flight.fetch_add(1, Ordering::Relaxed);
             if u64::from(prev) >= max {
                 self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
                 return Err(Refusal::concurrent(max, u64::from(prev)));
             }
-            holds_slot = true;
         }
+        let holds_slot = true;
         let release = |holds: bool| {
             if holds {
                 self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -564,6 +565,28 @@ mod tests {
         assert_eq!(l.in_flight(), 2);
         drop((b, c));
         assert_eq!(l.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_reload_adding_max_concurrent_counts_the_requests_already_in_flight() {
+        let old = Limiter::new(LimitConfig {
+            tpm: Some(1_000_000),
+            ..Default::default()
+        });
+        let now = Instant::now();
+        let running = [old.admit(1, now).unwrap(), old.admit(1, now).unwrap()];
+        let new = Limiter::carrying_over(
+            LimitConfig {
+                tpm: Some(1_000_000),
+                max_concurrent: Some(2),
+                ..Default::default()
+            },
+            &old,
+        );
+        let refused = new.admit(1, now).unwrap_err();
+        assert_eq!(refused.limit, "max_concurrent");
+        drop(running);
+        assert!(new.admit(1, now).is_ok());
     }
 
     #[test]
@@ -835,7 +858,9 @@ mod tests {
         // 100 tokens of debt refill at 10 per second.
         assert!(r.retry_after > Duration::from_secs(10) && r.retry_after < Duration::from_secs(11));
         assert!(l.admit(10, at(t0, 11_000)).is_ok());
-        // A refused request does not hold a slot or spend tokens.
+        // A refused request does not hold a slot: only `a`, still running, does.
+        assert_eq!(l.in_flight(), 1);
+        drop(a);
         assert_eq!(l.in_flight(), 0);
     }
 }
