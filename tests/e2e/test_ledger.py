@@ -130,3 +130,26 @@ def test_a_stream_cut_at_the_end_of_the_grace_period_still_lands_in_the_ledger(w
     assert out.returncode == 0, out.stderr
     line = next(l for l in out.stdout.splitlines() if l.startswith("e2e"))
     assert line.split()[1] == "1", out.stdout + w.logs()
+
+
+def test_a_key_given_a_budget_by_a_reload_starts_from_what_the_ledger_says_it_spent(weir_factory, tmp_path):
+    # As after a restart: a key that had no limits (so nothing counted its spend) and gains
+    # a daily budget on reload has today's spend read from the ledger.
+    import json
+
+    db = tmp_path / "ledger" / "weir.db"
+    rest = f'[ledger]\nurl = "sqlite://{db}"\n[pricing.mock]\ninput = 1000000.0\noutput = 1000000.0\n'
+    w = weir_factory(rest)
+    c = openai.OpenAI(base_url=w.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}])
+    budgeted = w.prefix.replace(f'key = "{CLIENT_KEY}"\n', f'key = "{CLIENT_KEY}"\ndaily_budget_usd = 1.0\n')
+    assert budgeted != w.prefix
+    w.config_path.write_text(budgeted + rest)
+    req = urllib.request.Request(w.admin_url + "/reload", method="POST",
+                                 headers={"authorization": "Bearer sk-e2e-admin"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert json.loads(r.read()) == {"status": "reloaded"}
+    # $5 spent before the reload, against a budget of $1.
+    with pytest.raises(openai.RateLimitError) as e:
+        c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}])
+    assert "daily budget" in str(e.value), e.value

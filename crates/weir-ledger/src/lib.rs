@@ -532,6 +532,8 @@ const BATCH_WINDOW: Duration = Duration::from_millis(200);
 #[derive(Clone, Debug)]
 pub struct Writer {
     tx: mpsc::Sender<Row>,
+    /// The ledger written to, for reads (a reload's budgets).
+    ledger: Ledger,
     dropped: Arc<AtomicU64>,
     written: Arc<AtomicU64>,
     /// Rows queued and not yet written or dropped.
@@ -547,7 +549,7 @@ impl Writer {
         let written = Arc::new(AtomicU64::new(0));
         let pending = Arc::new(AtomicU64::new(0));
         tokio::spawn(run(
-            ledger,
+            ledger.clone(),
             rx,
             Arc::clone(&dropped),
             Arc::clone(&written),
@@ -555,10 +557,16 @@ impl Writer {
         ));
         Writer {
             tx,
+            ledger,
             dropped,
             written,
             pending,
         }
+    }
+
+    /// The ledger this writes to.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
     }
 
     /// Queues a row; when the queue is full (or the task is gone) the row is dropped and

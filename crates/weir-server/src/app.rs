@@ -425,10 +425,15 @@ pub async fn connect_state(app: &mut App) -> Result<(), String> {
 }
 
 /// Counts what each client key with a daily budget spent today, as the ledger tells it,
-/// so a restart does not give a day's budget back. Only at start: a reload keeps the
-/// counters. A ledger that cannot be read is logged, and budgets count from zero.
-pub async fn restore_spend(keys: &crate::auth::Keys, ledger: &weir_ledger::Ledger) {
-    if !keys.any_budget() {
+/// so a restart does not give a day's budget back; with `only`, just those keys (a
+/// reload's [`Keys::fresh_budgets`](crate::auth::Keys::fresh_budgets): the others keep
+/// their counters). A ledger that cannot be read is logged, and budgets count from zero.
+pub async fn restore_spend(
+    keys: &crate::auth::Keys,
+    ledger: &weir_ledger::Ledger,
+    only: Option<&[String]>,
+) {
+    if !keys.any_budget() || only.is_some_and(<[String]>::is_empty) {
         return;
     }
     let now_ms = std::time::SystemTime::now()
@@ -437,7 +442,7 @@ pub async fn restore_spend(keys: &crate::auth::Keys, ledger: &weir_ledger::Ledge
     let midnight = now_ms - now_ms.rem_euclid(86_400_000);
     match ledger.spent_since(midnight).await {
         Ok(spent) => {
-            let n = keys.restore_spend(&spent);
+            let n = keys.restore_spend(&spent, only);
             if n > 0 {
                 tracing::info!("daily budgets: today's spend of {n} key(s) read from the ledger");
             }

@@ -73,6 +73,22 @@ impl Keys {
         }
     }
 
+    /// Keys with a daily budget whose counters start with this config (keys `old` does
+    /// not have, or had without limits, so that nothing counted their spend): what they
+    /// spent today is only in the ledger, as after a restart.
+    pub fn fresh_budgets(&self, old: &Keys) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|k| k.limiter.as_ref().is_some_and(|l| l.has_budget()))
+            .filter(|k| {
+                !old.0
+                    .iter()
+                    .any(|o| o.name == k.name && o.limiter.is_some())
+            })
+            .map(|k| k.name.clone())
+            .collect()
+    }
+
     /// Whether any key has a daily budget.
     pub fn any_budget(&self) -> bool {
         self.0
@@ -82,9 +98,12 @@ impl Keys {
 
     /// Adds what keys (by name) already spent today, as the ledger tells it after a
     /// restart, to their budgets' counts; returns how many keys with a budget it found.
-    pub fn restore_spend(&self, spent: &[(String, f64)]) -> usize {
+    pub fn restore_spend(&self, spent: &[(String, f64)], only: Option<&[String]>) -> usize {
         let mut restored = 0;
         for (name, usd) in spent {
+            if only.is_some_and(|names| !names.contains(name)) {
+                continue;
+            }
             let limiter = self.0.iter().find(|k| &k.name == name);
             if let Some(l) = limiter.and_then(|k| k.limiter.as_ref()) {
                 if l.has_budget() && *usd > 0.0 {

@@ -247,6 +247,21 @@ fn reload_all(path: &Path, key: Option<&str>, cells: &Cells) -> Result<(), Vec<S
         )]);
     }
     weir_server::check_admin_key(&first).map_err(|e| vec![format!("{}: {e}", path.display())])?;
+    // A key that gains a budget (new, or without limits until now) starts from what the
+    // ledger says it spent today, as it would after a restart. (This runs on a blocking
+    // thread of the runtime that holds the ledger's writer.)
+    let fresh = first.keys.fresh_budgets(&old.keys);
+    if let (false, Some(writer), Ok(rt)) = (
+        fresh.is_empty(),
+        first.ledger.as_ref(),
+        tokio::runtime::Handle::try_current(),
+    ) {
+        rt.block_on(async {
+            // Rows still queued are part of today's spend.
+            writer.settle(std::time::Duration::from_secs(1)).await;
+            weir_server::app::restore_spend(&first.keys, writer.ledger(), Some(&fresh)).await;
+        });
+    }
     let first = Arc::new(first);
     let mut apps = vec![first.clone()];
     for _ in 1..cells.len() {
@@ -485,7 +500,7 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
     if let Some(url) = app.ledger_url.clone() {
         match runtime.block_on(weir_ledger::Ledger::open(&url)) {
             Ok(ledger) => {
-                runtime.block_on(weir_server::app::restore_spend(&app.keys, &ledger));
+                runtime.block_on(weir_server::app::restore_spend(&app.keys, &ledger, None));
                 let writer = runtime.block_on(async { weir_ledger::Writer::spawn(ledger, 10_000) });
                 app.ledger = Some(writer);
             }
