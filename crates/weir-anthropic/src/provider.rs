@@ -127,13 +127,23 @@ impl Provider for AnthropicProvider {
     }
 
     /// The token counter: free, and served by the same API as messages.
+    /// Counting tokens costs nothing; a service without `count_tokens` (many
+    /// Anthropic-compatible ones answer 404 or 405) is asked for a one-token message
+    /// instead, as its 404 would otherwise pass for a healthy answer and close the breaker
+    /// of a target whose messages still fail.
     async fn probe(&self, model: &str, cx: CallContext) -> Result<(), ProviderError> {
-        let req = ChatRequest {
+        let mut req = ChatRequest {
             model: model.to_owned(),
             messages: vec![weir_model::Message::text(weir_model::Role::User, "ping")],
             ..Default::default()
         };
-        self.count_tokens(req, cx).await.map(|_| ())
+        match self.count_tokens(req.clone(), cx.clone()).await {
+            Err(e) if matches!(e.status, Some(404 | 405)) => {
+                req.max_tokens = Some(1);
+                self.send(&req, cx).await.map(|_| ())
+            }
+            counted => counted.map(|_| ()),
+        }
     }
 
     /// `GET /v1/models` (one page of up to 1000).

@@ -509,6 +509,65 @@ async fn a_breaker_opens_skips_the_target_probes_and_closes() {
     }
 }
 
+/// An Anthropic-compatible service without `count_tokens` (404) is probed with a
+/// one-token message: its breaker stays open while messages still fail, and closes when
+/// they are served again.
+#[tokio::test]
+async fn a_service_without_count_tokens_is_probed_with_a_message() {
+    let not_found = Behaviour::json(
+        404,
+        &json!({"type": "error", "error": {"type": "not_found_error", "message": "no such path"}}),
+    );
+    let a = FaultyUpstream::start(Behaviour::per_path(
+        [("/count_tokens", not_found.clone())],
+        Behaviour::Overloaded529,
+    ))
+    .await;
+    let b = FaultyUpstream::start(Behaviour::ok("from b")).await;
+    let w = weir(&two(
+        &a,
+        &b,
+        "",
+        "retries = 0\nbreaker_failures = 1\nbreaker_open = \"200ms\"\nbreaker_max_open = \"200ms\"",
+    ))
+    .await;
+    assert_eq!(w.call('a', "m", false, &[]).await.0, 200);
+    assert_eq!(target(&w.status().await, "a")["breaker"], "open");
+    // The probe: count_tokens (404), then a message (still 529): open again.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(w.call('a', "m", false, &[]).await.0, 200);
+    let mut paths = Vec::new();
+    for _ in 0..100 {
+        paths = a.requests().iter().map(|r| r.path.clone()).collect();
+        if paths.len() >= 3 && target(&w.status().await, "a")["breaker"] == "open" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        paths,
+        ["/v1/messages", "/v1/messages/count_tokens", "/v1/messages"],
+        "{paths:?}"
+    );
+    assert_eq!(target(&w.status().await, "a")["breaker"], "open");
+    // Messages served again: the next probe closes it.
+    a.set(Behaviour::per_path(
+        [("/count_tokens", not_found)],
+        Behaviour::ok("from a"),
+    ));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    w.call('a', "m", false, &[]).await;
+    let mut closed = false;
+    for _ in 0..100 {
+        if target(&w.status().await, "a")["breaker"] == "closed" {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(closed, "{}", w.status().await);
+}
+
 #[tokio::test]
 async fn weighted_and_round_robin_distribute_and_sessions_stick() {
     let a = FaultyUpstream::start(Behaviour::ok("a")).await;

@@ -145,6 +145,9 @@ pub enum Behaviour {
     /// Chooses by the request body's `model`: the first pair whose model matches,
     /// otherwise the boxed default.
     PerModel(Vec<(String, Behaviour)>, Box<Behaviour>),
+    /// The behaviour of the first pair whose path ends the request's path (without its
+    /// query), else the default: e.g. `/count_tokens` apart from `/messages`.
+    PerPath(Vec<(String, Behaviour)>, Box<Behaviour>),
     /// Waits, then behaves.
     Delay(Duration, Box<Behaviour>),
 }
@@ -215,6 +218,17 @@ impl Behaviour {
     ) -> Behaviour {
         Behaviour::PerModel(
             pairs.into_iter().map(|(m, b)| (m.into(), b)).collect(),
+            Box::new(default),
+        )
+    }
+
+    /// [`Behaviour::PerPath`] from `(path suffix, behaviour)` pairs and a default.
+    pub fn per_path<P: Into<String>>(
+        pairs: impl IntoIterator<Item = (P, Behaviour)>,
+        default: Behaviour,
+    ) -> Behaviour {
+        Behaviour::PerPath(
+            pairs.into_iter().map(|(p, b)| (p.into(), b)).collect(),
             Box::new(default),
         )
     }
@@ -619,6 +633,13 @@ async fn handle(
                     None => *default,
                 }
             }
+            Behaviour::PerPath(pairs, default) => {
+                let path = ctx.path.split('?').next().unwrap_or_default();
+                match pairs.into_iter().find(|(p, _)| path.ends_with(p.as_str())) {
+                    Some((_, b)) => b,
+                    None => *default,
+                }
+            }
             Behaviour::Delay(delay, then) => {
                 tokio::time::sleep(delay).await;
                 *then
@@ -755,6 +776,7 @@ fn respond(b: Behaviour, ctx: &Ctx, shared: &Arc<Shared>) -> Response<UpBody> {
         (
             Behaviour::PerKey(..)
             | Behaviour::PerModel(..)
+            | Behaviour::PerPath(..)
             | Behaviour::Delay(..)
             | Behaviour::Hang
             | Behaviour::ResetConnection,
