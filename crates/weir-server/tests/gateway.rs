@@ -29,6 +29,8 @@ enum Script {
     Hang,
     /// Starts an SSE stream, sends one text delta, then drops the connection.
     DropMidStream,
+    /// Starts an SSE stream, then sends SSE comments as fast as it can for 5 s.
+    Flood,
     /// Starts an SSE stream, sends one text delta, then goes silent.
     Stall,
 }
@@ -109,6 +111,27 @@ async fn upstream(script: Script) -> Upstream {
                             Script::Hang => {
                                 std::future::pending::<()>().await;
                                 unreachable!()
+                            }
+                            Script::Flood => {
+                                let (tx, rx) = tokio::sync::mpsc::channel::<
+                                    Result<Frame<Bytes>, std::io::Error>,
+                                >(64);
+                                tokio::spawn(async move {
+                                    let start = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":1,\"output_tokens\":1}}}\n\n";
+                                    let _ = tx.send(Ok(Frame::data(Bytes::from(start)))).await;
+                                    let until = std::time::Instant::now() + Duration::from_secs(5);
+                                    while std::time::Instant::now() < until {
+                                        let ping = Bytes::from_static(b": ping\n\n");
+                                        if tx.send(Ok(Frame::data(ping))).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                });
+                                let body = StreamBody::new(tokio_stream(rx));
+                                let mut r = Response::new(body.boxed_unsync());
+                                r.headers_mut()
+                                    .insert("content-type", "text/event-stream".parse().unwrap());
+                                r
                             }
                             Script::Endless(closed) => {
                                 let (tx, rx) = tokio::sync::mpsc::channel::<
@@ -2034,6 +2057,30 @@ async fn stream_timing_out(
     // The gateway's own error says which request it was, as its error bodies do.
     assert_eq!(v["request_id"], request_id.as_str(), "{text}");
     events
+}
+
+#[tokio::test]
+async fn a_stream_flooded_with_comments_still_ends_at_the_total_timeout() {
+    // Comments as fast as the upstream can send them: no timer gets to fire between two,
+    // and the total deadline must end the stream all the same.
+    let up = upstream(Script::Flood).await;
+    let timeouts = "[providers.a.timeouts]\nconnect = \"1s\"\nfirst_byte = \"1s\"\nidle = \"150ms\"\ntotal = \"500ms\"\n";
+    let url = weir(&anthropic_route(&up.url, "timed", timeouts)).await;
+    let started = std::time::Instant::now();
+    let r = post(&url, "/v1/messages", &a_req("timed", true), Some(KEY)).await;
+    let status = r.status();
+    let text = r.text().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    // Nothing came before the deadline: a timeout, before the stream was let through.
+    assert_eq!(status, 504, "{text}");
+    assert!(
+        text.contains("the upstream stream exceeded the total timeout"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

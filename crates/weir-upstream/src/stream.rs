@@ -279,6 +279,16 @@ impl<B: BodyDecoder> Stream for Frames<B> {
                             let now = Instant::now();
                             let left = st.resp.deadline.saturating_duration_since(now);
                             st.total_bound = left < st.idle;
+                            if left.is_zero() {
+                                // Past the total deadline: an upstream that sends more
+                                // often than a timer can fire (comments or pings in a
+                                // tight loop) would otherwise re-arm it for ever.
+                                st.done = true;
+                                return Poll::Ready(Some(Err(ProviderError::new(
+                                    ErrorKind::Timeout,
+                                    "the upstream stream exceeded the total timeout",
+                                ))));
+                            }
                             st.armed = true;
                             let at = (now + st.idle.min(left)).into();
                             match slot {
@@ -332,6 +342,14 @@ pub fn byte_stream(resp: Response, idle: Duration) -> weir_model::ByteStream {
         move |state| async move {
             let mut resp = state?;
             let left = resp.deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                // (`timeout` would still take a chunk that is ready: a flood never ends.)
+                let e = ProviderError::new(
+                    ErrorKind::Timeout,
+                    "the upstream stream exceeded the total timeout",
+                );
+                return Some((Err(e), None));
+            }
             match tokio::time::timeout(idle.min(left), resp.chunk()).await {
                 Ok(Ok(Some(bytes))) => Some((Ok(bytes), Some(resp))),
                 Ok(Ok(None)) => None,
