@@ -7,8 +7,8 @@ use weir_model::{
     Reply, Secret, WireError,
 };
 use weir_upstream::{
-    call, endpoint, get_json, listed_ids, read_body, scrub, secret_header, status_error, Endpoint,
-    FrameDecoder, HttpProviderConfig, KeyRing, Upstream, Url,
+    call, endpoint, get_json, listed_ids, read_body, read_error_body, scrub, secret_header,
+    status_error, Endpoint, FrameDecoder, HttpProviderConfig, KeyRing, Upstream, Url,
 };
 
 use crate::{
@@ -187,14 +187,15 @@ impl Provider for AnthropicProvider {
             .await?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = read_body(&mut resp).await?;
         if !status.is_success() {
+            let body = read_error_body(&mut resp).await;
             let mut err = status_error(status, &headers, &body, decode_error);
             for k in self.keys.all().iter().chain(key) {
                 scrub(&mut err, k.expose());
             }
             return Err(err);
         }
+        let body = read_body(&mut resp).await?;
         #[derive(serde::Deserialize)]
         struct Count {
             input_tokens: u64,

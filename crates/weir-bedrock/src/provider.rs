@@ -11,8 +11,8 @@ use weir_model::{
     CallContext, Capabilities, ChatRequest, ErrorKind, Provider, ProviderError, Reply,
 };
 use weir_upstream::{
-    body_frames, endpoint, read_body, report_limits, scrub, secret_header, status_error, Timeouts,
-    Upstream, Url,
+    body_frames, endpoint, read_body, read_error_body, report_limits, scrub, secret_header,
+    status_error, Timeouts, Upstream, Url,
 };
 
 use crate::converse::{decode_converse_response, encode_converse, ConverseStream};
@@ -210,7 +210,7 @@ impl BedrockProvider {
             return Ok(resp);
         }
         let headers = resp.headers().clone();
-        let body = read_body(&mut resp).await.unwrap_or_default();
+        let body = read_error_body(&mut resp).await;
         let error_type = headers
             .get("x-amzn-errortype")
             .and_then(|v| v.to_str().ok())

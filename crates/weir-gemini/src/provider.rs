@@ -7,8 +7,8 @@ use weir_model::{
     CallContext, Capabilities, ChatRequest, ErrorKind, Provider, ProviderError, Reply, Secret,
 };
 use weir_upstream::{
-    endpoint, read_body, report_limits, scrub, secret_header, sse_frames, status_error,
-    HttpProviderConfig, KeyRing, Response, Upstream, Url, MAX_WAIT,
+    endpoint, read_body, read_error_body, report_limits, scrub, secret_header, sse_frames,
+    status_error, HttpProviderConfig, KeyRing, Response, Upstream, Url, MAX_WAIT,
 };
 
 use crate::StreamDecoder;
@@ -124,7 +124,7 @@ impl GeminiProvider {
             return Ok(resp);
         }
         let headers = resp.headers().clone();
-        let body = read_body(&mut resp).await.unwrap_or_default();
+        let body = read_error_body(&mut resp).await;
         let mut err = status_error(status, &headers, &body, decode_error);
         if err.retry_after.is_none() {
             err.retry_after = retry_delay(&body).map(|d| d.min(MAX_WAIT));

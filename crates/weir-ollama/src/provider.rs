@@ -6,8 +6,8 @@ use weir_model::{
     CallContext, Capabilities, ChatRequest, ErrorKind, Provider, ProviderError, Reply, Secret,
 };
 use weir_upstream::{
-    body_frames, endpoint, read_body, report_limits, scrub, secret_header, status_error, Endpoint,
-    HttpProviderConfig, KeyRing, Upstream,
+    body_frames, endpoint, read_body, read_error_body, report_limits, scrub, secret_header,
+    status_error, Endpoint, HttpProviderConfig, KeyRing, Upstream,
 };
 
 use crate::codec::{decode_error, decode_response, encode_request, NdjsonDecoder};
@@ -81,7 +81,7 @@ impl Provider for OllamaProvider {
         let status = resp.status();
         if !status.is_success() {
             let headers = resp.headers().clone();
-            let body = read_body(&mut resp).await.unwrap_or_default();
+            let body = read_error_body(&mut resp).await;
             let mut err = status_error(status, &headers, &body, decode_error);
             for k in self.keys.all().iter().chain(key) {
                 scrub(&mut err, k.expose());

@@ -10,7 +10,9 @@ use weir_model::{
     WireError,
 };
 
-use crate::{read_body, scrub, sse_frames, status_error, FrameDecoder, Timeouts, Upstream};
+use crate::{
+    read_body, read_error_body, scrub, sse_frames, status_error, FrameDecoder, Timeouts, Upstream,
+};
 
 /// Settings every HTTP provider has; `E` is its dialect's encoding options.
 #[derive(Clone, Debug)]
@@ -119,7 +121,7 @@ pub async fn call<D: FrameDecoder>(
     }
     if !status.is_success() {
         let headers = resp.headers().clone();
-        let body = read_body(&mut resp).await.unwrap_or_default();
+        let body = read_error_body(&mut resp).await;
         let err = status_error(status, &headers, &body, dialect.decode_error);
         return Err(scrubbed(err, secrets));
     }
@@ -343,7 +345,7 @@ async fn json_answer(
     let status = resp.status();
     if !status.is_success() {
         let headers = resp.headers().clone();
-        let body = read_body(&mut resp).await.unwrap_or_default();
+        let body = read_error_body(&mut resp).await;
         let err = status_error(status, &headers, &body, decode_error);
         return Err(scrubbed(err, secrets));
     }

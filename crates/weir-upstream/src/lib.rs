@@ -473,10 +473,36 @@ fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
 /// between two chunks, the idle timeout (a body that stalls after its headers is a
 /// timeout, so the next target is tried, rather than a wait for the whole `total`).
 pub async fn read_body(resp: &mut Response) -> Result<Vec<u8>, ProviderError> {
+    let mut out = Vec::new();
+    read_into(resp, &mut out, MAX_BODY_BYTES, false).await?;
+    Ok(out)
+}
+
+/// How much of an error answer's body is read: only its message is used, and an upstream
+/// answering an error with an endless body must not have the gateway hold megabytes of it
+/// per request.
+pub const ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// Reads an error answer's body: its first [`ERROR_BODY_BYTES`] (what is past them is left
+/// unread, the connection then closed), or what came before it failed or timed out (the
+/// error is then described from what there is).
+pub async fn read_error_body(resp: &mut Response) -> Vec<u8> {
+    let mut out = Vec::new();
+    let _ = read_into(resp, &mut out, ERROR_BODY_BYTES, true).await;
+    out
+}
+
+/// Reads `resp`'s body into `out`, at most `limit` bytes: past them, an error, or with
+/// `truncate`, the first `limit` bytes kept and the rest left unread.
+async fn read_into(
+    resp: &mut Response,
+    out: &mut Vec<u8>,
+    limit: usize,
+    truncate: bool,
+) -> Result<(), ProviderError> {
     let deadline = tokio::time::Instant::from_std(resp.deadline);
     let idle = resp.idle;
     let read = async {
-        let mut out = Vec::new();
         loop {
             // Nearly always there already: taken without a timer; only a body still on
             // its way gets one.
@@ -500,20 +526,25 @@ pub async fn read_body(resp: &mut Response) -> Result<Vec<u8>, ProviderError> {
             let Some(chunk) = next? else {
                 break;
             };
-            if out.len() + chunk.len() > MAX_BODY_BYTES {
+            if out.len() + chunk.len() > limit {
+                if truncate {
+                    let room = limit - out.len();
+                    out.extend_from_slice(&chunk[..room]);
+                    return Ok(());
+                }
                 return Err(ProviderError::new(
                     ErrorKind::Decode,
-                    format!("the upstream's response exceeds {MAX_BODY_BYTES} bytes"),
+                    format!("the upstream's response exceeds {limit} bytes"),
                 ));
             }
             if out.is_empty() {
                 // Most bodies arrive in one chunk: take it without copying.
-                out = Vec::from(chunk);
+                *out = Vec::from(chunk);
             } else {
                 out.extend_from_slice(&chunk);
             }
         }
-        Ok(out)
+        Ok(())
     };
     match tokio::time::timeout_at(deadline, read).await {
         Err(_) => Err(ProviderError::new(

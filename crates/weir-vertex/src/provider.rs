@@ -13,8 +13,8 @@ use weir_model::{
     Reply, WireError,
 };
 use weir_upstream::{
-    endpoint, rate_limit_info, read_body, report_limits, scrub, secret_header, sse_frames,
-    FrameDecoder, Response, Timeouts, Upstream, Url, MAX_WAIT,
+    endpoint, rate_limit_info, read_body, read_error_body, report_limits, scrub, secret_header,
+    sse_frames, FrameDecoder, Response, Timeouts, Upstream, Url, MAX_WAIT,
 };
 
 use crate::tokens::{GoogleTokens, TokenSource};
@@ -194,7 +194,7 @@ impl VertexProvider {
                 return Ok((resp, token));
             }
             let resp_headers = resp.headers().clone();
-            let resp_body = read_body(&mut resp).await.unwrap_or_default();
+            let resp_body = read_error_body(&mut resp).await;
             if status.as_u16() == 401 && !retried {
                 self.tokens.invalidate(&token);
                 let fresh = self.tokens.token().await?;
