@@ -962,6 +962,25 @@ impl std::fmt::Debug for Router {
     }
 }
 
+/// The upstream's id for a request, unless it holds one of the provider's keys (in any
+/// ASCII case): an upstream that echoes its key in a header must not have it passed on to
+/// the client and the logs as an id.
+fn id_without_keys(id: Option<String>, pool: Option<&Arc<KeyPool>>) -> Option<String> {
+    let Some(pool) = pool else {
+        return id;
+    };
+    id.filter(|id| {
+        !pool.keys.iter().any(|k| {
+            let key = k.secret.expose().as_bytes();
+            !key.is_empty()
+                && id
+                    .as_bytes()
+                    .windows(key.len())
+                    .any(|w| w.eq_ignore_ascii_case(key))
+        })
+    })
+}
+
 /// A call's place in its target's and key's in-flight counts, given back when dropped
 /// (unless handed over to a served stream's guard).
 struct InFlight<'a> {
@@ -2311,7 +2330,7 @@ impl Router {
                             model: model.to_owned(),
                             warnings,
                             failed_attempts: 0,
-                            upstream_request_id: report.request_id(),
+                            upstream_request_id: id_without_keys(report.request_id(), pool),
                             started,
                             latency: done - started,
                             slot: Slot {
@@ -2330,6 +2349,7 @@ impl Router {
                     if e.upstream_request_id.is_none() {
                         e.upstream_request_id = report.request_id();
                     }
+                    e.upstream_request_id = id_without_keys(e.upstream_request_id.take(), pool);
                     tracing::info!(
                         request_id = %cx.request_id, provider = %target.provider,
                         model = %weir_model::log_safe(model),

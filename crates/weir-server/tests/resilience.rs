@@ -1398,4 +1398,32 @@ async fn an_upstream_error_passed_on_names_the_upstreams_request_id() {
         assert_eq!(status, 529, "{body}");
         assert_eq!(h["x-weir-upstream-request-id"], id, "{body}");
     }
+    // An id that holds the upstream key (in any case) is not an id to pass on, served or
+    // failed.
+    let w = start(&format!(
+        "[auth]\nadmin_key = \"{ADMIN}\"\n[[auth.keys]]\nname = \"k\"\nkey = \"{KEY}\"\n\
+         [providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-up\"]\n\
+         [[models]]\nname = \"claude-x\"\ntargets = [{{ provider = \"a\" }}]\n",
+        up.url()
+    ))
+    .await;
+    for status in [200, 400] {
+        up.set(Behaviour::Status {
+            status,
+            headers: vec![("request-id".into(), "rid-SK-UP".into())],
+            content_type: "application/json".into(),
+            body: if status == 200 {
+                json!({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-x",
+                    "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                    "stop_sequence": null, "usage": {"input_tokens": 1, "output_tokens": 1}})
+                .to_string()
+            } else {
+                json!({"type": "error", "error": {"type": "invalid_request_error", "message": "bad"}})
+                    .to_string()
+            },
+        });
+        let (got, h, body) = w.call('a', "claude-x", false, &[]).await;
+        assert_eq!(got, status, "{body}");
+        assert!(h.get("x-weir-upstream-request-id").is_none(), "{h:?}");
+    }
 }
