@@ -126,6 +126,20 @@ impl Keys {
             let at = Some(k.span().start);
             let c = k.get_ref();
             let digest = match (&c.key, &c.sha256) {
+                (Some(plain), None)
+                    if !plain.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) =>
+                {
+                    // HTTP clients send header values as ASCII (most refuse anything else):
+                    // this key could never arrive as written.
+                    errors.push(src.error_at(
+                        at,
+                        format!(
+                            "key `{}` has characters other than printable ASCII, which clients cannot send in a header",
+                            c.name
+                        ),
+                    ));
+                    None
+                }
                 (Some(plain), None) if !plain.trim().is_empty() && plain.trim() == plain => {
                     Some(Sha256::digest(plain.as_bytes()).into())
                 }
@@ -422,6 +436,24 @@ mod tests {
             "{}",
             msgs[3]
         );
+    }
+
+    #[test]
+    fn a_key_no_client_can_send_is_an_error() {
+        for bad in ["sk-\u{fc}n\u{ef}-KEY", "sk-tab\tkey"] {
+            let text = format!("[[auth.keys]]\nname = \"u\"\nkey = \"{bad}\"\n");
+            let msgs: Vec<String> = keys(&text)
+                .unwrap_err()
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            assert!(
+                msgs[0].contains("key `u` has characters other than printable ASCII"),
+                "{msgs:?}"
+            );
+        }
+        // A space inside is printable and arrives intact.
+        assert!(keys("[[auth.keys]]\nname = \"s\"\nkey = \"sk two words\"\n").is_ok());
     }
 
     #[test]
