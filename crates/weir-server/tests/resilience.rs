@@ -460,8 +460,8 @@ async fn a_breaker_opens_skips_the_target_probes_and_closes() {
         assert_eq!(h["x-weir-provider"], "b");
     }
     assert_eq!(a.hits(), 2);
-    // a recovers; after the open period one probe (not a user request: the token counter)
-    // closes the breaker.
+    // a recovers; after the open period one probe (not a user request) closes the
+    // breaker.
     a.set(Behaviour::ok("from a"));
     tokio::time::sleep(Duration::from_millis(350)).await;
     // Its time up, the breaker lets the next request through as its probe: half open, in
@@ -483,9 +483,19 @@ async fn a_breaker_opens_skips_the_target_probes_and_closes() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(closed);
+    // The probe: the token counter, which this upstream lacks (404), then a one-token
+    // message.
     let paths: Vec<String> = a.requests().iter().map(|r| r.path.clone()).collect();
-    assert_eq!(paths[2], "/v1/messages/count_tokens", "{paths:?}");
-    assert_eq!(paths.len(), 3, "{paths:?}");
+    assert_eq!(
+        paths[2..],
+        ["/v1/messages/count_tokens", "/v1/messages"],
+        "{paths:?}"
+    );
+    assert_eq!(
+        a.requests()[3].json().unwrap()["max_tokens"],
+        1,
+        "{paths:?}"
+    );
     let (_, h, body) = w.call('a', "m", false, &[]).await;
     assert_eq!(
         (
