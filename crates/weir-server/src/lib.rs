@@ -95,6 +95,20 @@ pub async fn run_live(
     admin: Option<TcpListener>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    run_live_until(live, api, admin, shutdown, std::future::ready(())).await
+}
+
+/// [`run_live`] for a process with other runtimes: once this one's connections are done,
+/// it waits for `others_done` (their drains) before it returns, the admin port still
+/// answering meanwhile, so the drain can be watched to its end whichever runtime holds
+/// the streams.
+pub async fn run_live_until(
+    live: Arc<Live>,
+    api: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: impl Future<Output = ()>,
+    others_done: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     // A client gets HEADER_READ_TIMEOUT to send a request's headers, and an idle
@@ -250,6 +264,7 @@ pub async fn run_live(
     }
     // Ends what is left (each task's future is dropped as it is aborted).
     conns.shutdown().await;
+    others_done.await;
     if let Some(admin) = admin {
         admin.abort();
         let _ = admin.await;

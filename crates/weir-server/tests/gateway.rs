@@ -1583,6 +1583,43 @@ async fn the_admin_port_answers_while_streams_drain_and_closes_after() {
         .is_err());
 }
 
+/// With several runtimes, the one holding the admin port keeps it open until the others'
+/// drains are over too, though its own connections are done.
+#[tokio::test]
+async fn the_admin_port_stays_open_until_the_other_runtimes_have_drained() {
+    let text = "[auth]\nadmin_key = \"sk-admin\"\n[providers.mock]\nkind = \"mock\"\n";
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let live = weir_server::Live::new(Arc::new(weir_server::build(&cfg, None, text).unwrap()));
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_url = format!("http://{}", admin.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (others_done, others) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(weir_server::run_live_until(
+        live,
+        listener,
+        Some(admin),
+        async move {
+            let _ = stopped.await;
+        },
+        async move {
+            let _ = others.await;
+        },
+    ));
+    stop.send(()).unwrap();
+    // This runtime has nothing in flight; another is still draining.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(admin_get(&admin_url, "/status").await.status(), 200);
+    assert!(!server.is_finished());
+    others_done.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    assert!(client()
+        .get(format!("{admin_url}/status"))
+        .send()
+        .await
+        .is_err());
+}
+
 #[tokio::test]
 async fn h2c_prior_knowledge_is_served() {
     let url = weir("").await;

@@ -626,12 +626,16 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
         let ledger = app.ledger.clone();
         let state = app.state.clone();
         drop(app);
-        let served = weir_server::run_live(live, listener, admin, shutdown).await;
-        for handle in extra {
-            // The other runtimes drain within the same grace period. The ledger's writer
-            // lives on this runtime, which keeps running it meanwhile.
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
+        let others_done = async move {
+            for handle in extra {
+                // The other runtimes drain within the same grace period. The ledger's
+                // writer and the admin port live on this runtime, which keeps running them
+                // meanwhile.
+                let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+            }
+        };
+        let served =
+            weir_server::run_live_until(live, listener, admin, shutdown, others_done).await;
         if let Some(s) = state {
             // Every request has ended: give their in-flight slots (and spend) back to
             // Redis, or other instances would wait for the leases to expire.
