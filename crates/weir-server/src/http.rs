@@ -766,8 +766,8 @@ fn said_len(content: &[weir_model::ContentBlock]) -> usize {
     content
         .iter()
         .map(|b| match b {
-            B::Text(t) => t.text.token().len().saturating_sub(2),
-            B::Thinking(t) => t.thinking.token().len().saturating_sub(2),
+            B::Text(t) => t.text.as_str().len(),
+            B::Thinking(t) => t.thinking.as_str().len(),
             B::RedactedThinking(t) => t.data.len(),
             B::ToolUse(t) => {
                 t.name.len()

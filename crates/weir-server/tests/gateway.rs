@@ -2000,7 +2000,8 @@ async fn a_stream_cut_before_its_usage_is_charged_an_estimate() {
 async fn an_answer_without_usage_is_charged_an_estimate() {
     let answer = format!(
         r#"{{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{{"index":0,"message":{{"role":"assistant","content":"{}"}},"finish_reason":"stop"}}]}}"#,
-        "y".repeat(400)
+        // 400 bytes of text, 200 of them newlines written as escapes (600 bytes of JSON).
+        "y".repeat(200) + &"\\n".repeat(200)
     );
     let whole = upstream(Script::Reply(200, "application/json", answer.clone())).await;
     let streamed = raw_sse_upstream(
