@@ -337,6 +337,25 @@ profile is as flat as the last ones': after the hyper proxy's 34k, no piece of W
 work is above 6% of the whole (the answer's usage read, 5.5k; the request's decoding, 4.7k;
 the log line, 3k when written; SHA-256 of the key, 3.5k under valgrind, about 1k on the
 CPU's SHA instructions), so the targets are not within reach of another trim.
+The session after (an AMD EPYC VM faster than the last: nginx answering directly in 60-78
+µs at one connection and 120-137k req/s at 32; the table above is its run at 081d5b6) had
+the nginx proxy add 15-29 µs at 0.41-0.48 of direct and the hyper proxy 8-27 µs at
+0.36-0.46, against Weir's 36-135 µs at 0.29-0.32: chat completions met the latency target
+(36 µs), the other three did not. At one connection (`/v1/messages`, 5 s of wrk, the
+processes' own counters) Weir spent 26 µs user and 46 µs kernel time per request against
+the hyper proxy's 11 and 36, with the same syscalls per request (two `writev`, two
+`recvfrom`, two `epoll_wait`, by `strace -c`) and the same two context switches, but 0.36
+CPU migrations per request against 0.14 (`perf stat`): on these VMs a request's path runs
+on cold caches, and Weir's longer path, moved between the cores more often, pays more
+for it. Its changes to the request path (an error answer's body read to its first 64 KiB,
+a stream's total deadline checked when it would re-arm its timer, the upstream's request
+id checked against the provider's keys, a limited key's requests in flight always
+counted) moved callgrind's count per request (1,000 requests on one connection, both
+builds in one sitting; counts on this machine run lower than on the last for the same
+code) by +1.1k for `/v1/messages` (76.4k to 77.5k), -0.5k for chat completions (81.5k to
+80.9k), +0.3k for the messages stream (107.8k to 108.1k) and -0.4k for the chat stream
+(119.6k to 119.1k): a function-level diff shows no new work on the path, only functions
+of serde_json and hyper inlined differently.
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
