@@ -553,6 +553,18 @@ pub fn ensure_client_key(
     generated
 }
 
+/// An error when the config has no client keys and `WEIR_API_KEY`, the key then, has
+/// characters no client can send in a header (it could never match).
+pub fn check_env_key(app: &App, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
+    match env("WEIR_API_KEY") {
+        Some(k) if app.keys.is_empty() && !crate::auth::sendable(k.trim()) => Err(
+            "WEIR_API_KEY has characters other than printable ASCII, which clients cannot send in a header"
+                .into(),
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// An error when the admin key is also a client key (every holder of it would be an
 /// admin). [`build`] finds this for configured keys; this also covers the default key
 /// [`ensure_client_key`] adds (`WEIR_API_KEY`).
@@ -611,6 +623,15 @@ pub fn zero_config(
         }
     }
     let (key, generated) = default_client_key(None, env);
+    if !crate::auth::sendable(&key) {
+        return Err(vec![ConfigError {
+            file: None,
+            position: None,
+            message: "WEIR_API_KEY has characters other than printable ASCII, which clients \
+                      cannot send in a header"
+                .into(),
+        }]);
+    }
     let env_with_key = |name: &str| {
         if name == "WEIR_API_KEY" {
             Some(key.clone())

@@ -33,6 +33,12 @@ impl std::fmt::Debug for ClientKey {
 #[derive(Clone, Debug, Default)]
 pub struct Keys(Vec<ClientKey>);
 
+/// Whether a client can send `key` in a header: printable ASCII (spaces inside
+/// included). HTTP clients send header values as ASCII, most refusing anything else.
+pub fn sendable(key: &str) -> bool {
+    key.bytes().all(|b| b == b' ' || b.is_ascii_graphic())
+}
+
 /// The sha256 of a key, hex (what `weir hash-key` prints).
 pub fn hash_key(key: &str) -> String {
     Sha256::digest(key.as_bytes())
@@ -126,9 +132,7 @@ impl Keys {
             let at = Some(k.span().start);
             let c = k.get_ref();
             let digest = match (&c.key, &c.sha256) {
-                (Some(plain), None)
-                    if !plain.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) =>
-                {
+                (Some(plain), None) if !sendable(plain) => {
                     // HTTP clients send header values as ASCII (most refuse anything else):
                     // this key could never arrive as written.
                     errors.push(src.error_at(

@@ -28,7 +28,8 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 pub use app::{
-    build, check_admin_key, connect_state, ensure_client_key, rebuild, zero_config, App,
+    build, check_admin_key, check_env_key, connect_state, ensure_client_key, rebuild, zero_config,
+    App,
 };
 pub use auth::{generate_key, hash_key};
 pub use live::{Live, Reload};

@@ -143,6 +143,8 @@ fn load_with(
                     p.display()
                 );
             }
+            weir_server::check_env_key(&app, env)
+                .map_err(|e| vec![format!("{}: {e}", p.display())])?;
             let generated = weir_server::ensure_client_key(&mut app, None, env);
             weir_server::check_admin_key(&app)
                 .map_err(|e| vec![format!("{}: {e}", p.display())])?;
@@ -239,6 +241,8 @@ fn reload_all(path: &Path, key: Option<&str>, cells: &Cells) -> Result<(), Vec<S
     // A config without client keys keeps this run's key (as printed at startup), or
     // takes WEIR_API_KEY. With neither, the key would be a new random one no client knows:
     // every request would be refused, so the reload is.
+    weir_server::check_env_key(&first, &env_with_key)
+        .map_err(|e| vec![format!("{}: {e}", path.display())])?;
     if weir_server::ensure_client_key(&mut first, key, &env_with_key).is_some() {
         return Err(vec![format!(
             "{}: the new config has no [[auth.keys]] and WEIR_API_KEY is not set, so no client \

@@ -390,6 +390,53 @@ fn check_refuses_a_negative_price() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Without `[[auth.keys]]`, WEIR_API_KEY is the client key: one no client can send in a
+/// header is refused by `check` and by a zero-config `serve`.
+#[test]
+fn a_weir_api_key_no_client_can_send_is_refused() {
+    let dir = scratch("weir-cli-env-key");
+    let cfg = dir.join("nokeys.toml");
+    std::fs::write(&cfg, "[providers.m]\nkind = \"mock\"\n").unwrap();
+    let out = weir()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("WEIR_API_KEY", "sk-tab\tkey")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("WEIR_API_KEY has characters other than printable ASCII"),
+        "{text}"
+    );
+    let out = weir()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("WEIR_API_KEY", "sk two words")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = weir()
+        .arg("serve")
+        .env("WEIR_API_KEY", "sk-caf\u{e9}")
+        .env("WEIR_LISTEN", "127.0.0.1:0")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        text.contains("WEIR_API_KEY has characters other than printable ASCII"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn check_points_a_base_url_error_at_the_base_url() {
     let dir = scratch("weir-cli-base-url");
