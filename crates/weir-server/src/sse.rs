@@ -493,7 +493,7 @@ pub(crate) fn passthrough_response(
             finished: false,
             errored: false,
             end_data: None,
-            prev_newline: false,
+            held: Bytes::new(),
             done: false,
             last_sequence: None,
         }
@@ -517,8 +517,10 @@ struct PassthroughBody {
     /// The data of the event that ended the response (its final event or an error), to
     /// find where it ends in the read that held it: nothing after it is passed on.
     end_data: Option<(String, String)>,
-    /// The last read ended a line (for finding an event's end across reads).
-    prev_newline: bool,
+    /// The start of an event the last read cut, held until its end comes: only whole
+    /// events reach the client, so a failure or timeout mid-event cannot leave half of one
+    /// to be read with the error event after it.
+    held: Bytes,
     done: bool,
     /// The highest `sequence_number` of the upstream's events: an `error` event of the
     /// gateway's own comes next in the sequence.
@@ -660,64 +662,96 @@ impl hyper::body::Body for PassthroughBody {
                 responses_error_event(&shutdown_error(), me.next_sequence()),
             )))));
         }
-        match me.upstream.poll_next_unpin(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(None) => {
-                me.done = true;
-                if me.finished || me.scan.is_none() {
-                    me.log.set_outcome("complete");
-                    return Poll::Ready(None);
-                }
-                // The upstream ended without the response's final event: cut short.
-                me.log
-                    .failed("upstream failed", weir_model::ErrorKind::Upstream);
-                tracing::warn!(request_id = %me.log.log.request_id, "the upstream's stream ended before the response finished");
-                let api = ApiError::new(
-                    weir_model::ErrorKind::Upstream,
-                    "the upstream stream ended before the response finished",
-                );
-                Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(
-                    responses_error_event(&api, me.next_sequence()),
-                )))))
-            }
-            Poll::Ready(Some(Ok(bytes))) => {
-                me.observe(&bytes);
-                let mut bytes = bytes;
-                let ends_line = bytes.ends_with(b"\n") || bytes.ends_with(b"\r");
-                if let Some((name, data)) = me.end_data.take() {
-                    // The response ended (its final event, or an error): the client's
-                    // stream ends with that event; anything after it in this read is not
-                    // passed on, and the rest of the upstream's body is read apart.
-                    if let Some(end) = event_end(&bytes, &name, &data, me.prev_newline) {
-                        bytes.truncate(end);
-                    }
+        loop {
+            return match me.upstream.poll_next_unpin(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(None) => {
                     me.done = true;
-                    if !me.errored {
+                    if me.finished || me.scan.is_none() {
                         me.log.set_outcome("complete");
+                        if !me.held.is_empty() {
+                            // Not read as SSE: passed on as it came.
+                            return Poll::Ready(Some(Ok(BodyFrame::data(std::mem::take(
+                                &mut me.held,
+                            )))));
+                        }
+                        return Poll::Ready(None);
                     }
-                    release_upstream(&mut me.upstream, cx);
+                    // The upstream ended without the response's final event: cut short.
+                    me.log
+                        .failed("upstream failed", weir_model::ErrorKind::Upstream);
+                    tracing::warn!(request_id = %me.log.log.request_id, "the upstream's stream ended before the response finished");
+                    let api = ApiError::new(
+                        weir_model::ErrorKind::Upstream,
+                        "the upstream stream ended before the response finished",
+                    );
+                    Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(
+                        responses_error_event(&api, me.next_sequence()),
+                    )))))
                 }
-                me.prev_newline = ends_line;
-                Poll::Ready(Some(Ok(BodyFrame::data(bytes))))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                me.done = true;
-                let api = me.log.upstream_failed(&e);
-                Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(
-                    responses_error_event(&api, me.next_sequence()),
-                )))))
-            }
+                Poll::Ready(Some(Ok(bytes))) => {
+                    me.observe(&bytes);
+                    let mut bytes = if me.held.is_empty() {
+                        bytes
+                    } else {
+                        let mut joined = Vec::with_capacity(me.held.len() + bytes.len());
+                        joined.extend_from_slice(&me.held);
+                        joined.extend_from_slice(&bytes);
+                        me.held = Bytes::new();
+                        Bytes::from(joined)
+                    };
+                    if let Some((name, data)) = me.end_data.take() {
+                        // The response ended (its final event, or an error): the client's
+                        // stream ends with that event; anything after it in this read is not
+                        // passed on, and the rest of the upstream's body is read apart.
+                        if let Some(end) = event_end(&bytes, &name, &data) {
+                            bytes.truncate(end);
+                        }
+                        me.done = true;
+                        if !me.errored {
+                            me.log.set_outcome("complete");
+                        }
+                        release_upstream(&mut me.upstream, cx);
+                    } else if me.scan.is_some() {
+                        // Whole events only; the one this read cut waits for its end.
+                        let whole = events_end(&bytes);
+                        me.held = bytes.split_off(whole);
+                        if bytes.is_empty() {
+                            continue;
+                        }
+                    }
+                    Poll::Ready(Some(Ok(BodyFrame::data(bytes))))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    me.done = true;
+                    // An event the failure cut is not passed on.
+                    me.held = Bytes::new();
+                    let api = me.log.upstream_failed(&e);
+                    Poll::Ready(Some(Ok(BodyFrame::data(Bytes::from(
+                        responses_error_event(&api, me.next_sequence()),
+                    )))))
+                }
+            };
         }
     }
 }
 
-/// Where, in `bytes` (one read), the event that ended the response ends, just after its
-/// blank line: the event is `name`'s (`event: <name>` line) or, for servers that send no
-/// event lines, the one whose data is `data` on one line. An event begun in an earlier read
-/// (`begun`) ends at the first blank line here (`prev_newline`: the earlier read ended a
-/// line, so a line break at the start of this one is that blank line). `None`: not found;
-/// all of `bytes` goes on.
-fn event_end(bytes: &[u8], name: &str, data: &str, prev_newline: bool) -> Option<usize> {
+/// Where the last whole event in `bytes` ends: just after its blank line (`\n\n`,
+/// `\r\n\r\n`, `\n\r\n` or `\r\r`), or 0 when no event ends in it.
+fn events_end(bytes: &[u8]) -> usize {
+    [&b"\n\n"[..], b"\r\n\r\n", b"\n\r\n", b"\r\r"]
+        .iter()
+        .filter_map(|sep| memchr::memmem::rfind(bytes, sep).map(|i| i + sep.len()))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Where, in `bytes` (what is passed on now: the read, after the start of an event an
+/// earlier read cut), the event that ended the response ends, just after its blank line:
+/// the event is `name`'s (`event: <name>` line) or, for servers that send no event lines,
+/// the one whose data is `data` on one line; else the first blank line. `None`: not
+/// found; all of `bytes` goes on.
+fn event_end(bytes: &[u8], name: &str, data: &str) -> Option<usize> {
     let blank_after = |from: usize| -> Option<usize> {
         let rest = &bytes[from..];
         [&b"\n\n"[..], b"\r\n\r\n", b"\n\r\n", b"\r\r"]
@@ -731,15 +765,6 @@ fn event_end(bytes: &[u8], name: &str, data: &str, prev_newline: bool) -> Option
     }
     if let Some(p) = memchr::memmem::find(bytes, data.as_bytes()) {
         return blank_after(p + data.len());
-    }
-    // Begun in an earlier read.
-    if prev_newline {
-        if bytes.starts_with(b"\r\n") {
-            return Some(2);
-        }
-        if bytes.starts_with(b"\n") || bytes.starts_with(b"\r") {
-            return Some(1);
-        }
     }
     blank_after(0)
 }

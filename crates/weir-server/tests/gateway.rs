@@ -2960,6 +2960,41 @@ async fn a_responses_stream_that_dies_ends_with_an_error_event() {
     assert!(v["code"].is_string() && v["message"].is_string(), "{v}");
 }
 
+/// A Responses stream that fails in the middle of an event: the client gets the whole
+/// events before it and the error event, not the half event (which, ended by the error
+/// event's blank line, would read as a broken event).
+#[tokio::test]
+async fn a_responses_stream_failing_mid_event_passes_on_whole_events_only() {
+    let created = "event: response.created\ndata: {\"type\":\"response.created\",\"sequence_number\":0,\"response\":{\"id\":\"resp_1\"}}\n\n";
+    let delta = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":1,\"delta\":\"Hi\"}\n\n";
+    let half =
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"seq";
+    let up = raw_sse_upstream(
+        vec![created.to_owned(), format!("{delta}{half}")],
+        Then::Cut(Duration::from_millis(50)),
+    )
+    .await;
+    let url = weir(&openai_route(&up, "r", "")).await;
+    let text = post_text(
+        &url,
+        "/v1/responses",
+        &json!({"model": "r", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert!(text.starts_with(&format!("{created}{delta}")), "{text}");
+    assert!(!text.contains("\"seq\n"), "{text}");
+    let events = sse_events(&text);
+    for (_, data) in &events {
+        serde_json::from_str::<Value>(data).unwrap_or_else(|e| panic!("{e}: {data}\n{text}"));
+    }
+    let (name, data) = events.last().unwrap();
+    assert_eq!(name.as_deref(), Some("error"), "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(data).unwrap()["sequence_number"],
+        2
+    );
+}
+
 /// A Responses stream that ends with the API's own `error` event gets no second one from
 /// the gateway, and a key the event echoes is scrubbed from the bytes passed through.
 #[tokio::test]
