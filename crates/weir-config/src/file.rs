@@ -87,6 +87,10 @@ pub struct ServerConfig {
     pub max_buffered_bytes: usize,
     /// How long in-flight requests may run on after SIGTERM.
     pub shutdown_grace: Dur,
+    /// Client connections open at once on the API port; past it, new ones wait in the
+    /// kernel's queue until one closes. Default (`None`): half the open-files limit, so
+    /// clients cannot take the descriptors upstream calls and the admin port need.
+    pub max_connections: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +101,7 @@ impl Default for ServerConfig {
             max_request_bytes: 32 * 1024 * 1024,
             max_buffered_bytes: 1024 * 1024 * 1024,
             shutdown_grace: d(30),
+            max_connections: None,
         }
     }
 }

@@ -23,9 +23,15 @@ pub struct App {
     pub max_request_bytes: usize,
     /// Request bodies held at once (`server.max_buffered_bytes`): past it, 503.
     pub max_buffered_bytes: usize,
+    /// Client connections at once (`server.max_connections`); `None`: the process's
+    /// default ([`crate::set_default_max_connections`]).
+    pub max_connections: Option<usize>,
     /// The bytes of request bodies held now, shared by the process's runtimes and kept
     /// across reloads.
     pub buffered: Arc<crate::http::Buffered>,
+    /// Client connections open now, shared by the process's runtimes and kept across
+    /// reloads (for `max_connections`).
+    pub connections: Arc<crate::Connections>,
     /// The API address.
     pub listen: String,
     /// How long in-flight requests may finish after a shutdown signal.
@@ -110,6 +116,12 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                  request that large could never be read",
                 cfg.server.max_buffered_bytes, cfg.server.max_request_bytes
             ),
+        ));
+    }
+    if cfg.server.max_connections == Some(0) {
+        errors.push(src.error_at(
+            src.key_at(&["server", "max_connections"]),
+            "server.max_connections must be at least 1 (leave it out for half the open-files limit)",
         ));
     }
     let listen_at = src.key_at(&["server", "listen"]);
@@ -267,7 +279,9 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 admin_key: cfg.auth.admin_key.clone().map(Secret::new),
                 max_request_bytes: cfg.server.max_request_bytes,
                 max_buffered_bytes: cfg.server.max_buffered_bytes,
+                max_connections: cfg.server.max_connections,
                 buffered: Arc::default(),
+                connections: Arc::default(),
                 listen: cfg.server.listen.clone(),
                 shutdown_grace: cfg.server.shutdown_grace.0,
                 header_read_timeout: crate::HEADER_READ_TIMEOUT,
@@ -863,6 +877,7 @@ pub fn rebuild(
     }
     app.ledger.clone_from(&old.ledger);
     app.buffered = old.buffered.clone();
+    app.connections = old.connections.clone();
     app.metrics = old.metrics.clone();
     // Targets no longer configured leave the breaker gauge; those kept are set again
     // from the router at the next scrape.

@@ -47,6 +47,65 @@ pub fn hurry_shutdown() {
     HURRY.notify_waiters();
 }
 
+/// The cap on client connections when the config sets none
+/// ([`set_default_max_connections`]; 0: none).
+static DEFAULT_MAX_CONNECTIONS: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+/// Client connections open on the API port, counted by every runtime of the process
+/// together and across reloads ([`App::connections`]).
+#[derive(Debug, Default)]
+pub struct Connections {
+    open: std::sync::atomic::AtomicUsize,
+    /// Woken when one closes.
+    closed: tokio::sync::Notify,
+}
+
+/// The cap on client connections when `server.max_connections` is not set (the binary
+/// sets half the open-files limit; 0, the default here, is none).
+pub fn set_default_max_connections(n: usize) {
+    DEFAULT_MAX_CONNECTIONS.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Waits until the process has room for another client connection. (Runtimes that check
+/// at the same moment may each take the last place: the cap is passed by at most the
+/// number of runtimes.)
+async fn room_for_a_connection(live: &Live) {
+    use std::sync::atomic::Ordering;
+    loop {
+        let app = live.get();
+        let closed = app.connections.closed.notified();
+        let cap = app
+            .max_connections
+            .unwrap_or_else(|| DEFAULT_MAX_CONNECTIONS.load(Ordering::Relaxed));
+        if cap == 0 || app.connections.open.load(Ordering::Relaxed) < cap {
+            return;
+        }
+        closed.await;
+    }
+}
+
+/// A client connection counted in [`Connections`] until dropped.
+struct OpenConnection(Arc<Connections>);
+
+impl OpenConnection {
+    fn new(connections: Arc<Connections>) -> Self {
+        connections
+            .open
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        OpenConnection(connections)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0
+            .open
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        self.0.closed.notify_waiters();
+    }
+}
+
 async fn hurried() {
     loop {
         let notified = HURRY.notified();
@@ -141,7 +200,12 @@ pub async fn run_live_until(
     loop {
         // `accept` is cancel-safe, so a fresh future each turn loses nothing.
         let (stream, is_admin) = tokio::select! {
-            accepted = api.accept() => (accepted, false),
+            // Past the cap on client connections, new ones wait in the kernel's queue
+            // (the admin port is not counted and still answers).
+            accepted = async {
+                room_for_a_connection(&live).await;
+                api.accept().await
+            } => (accepted, false),
             accepted = accept_optional(admin.as_ref()) => (accepted, true),
             () = &mut shutdown => break,
         };
@@ -182,7 +246,9 @@ pub async fn run_live_until(
                 tracing::debug!("cannot set TCP_USER_TIMEOUT: {e}");
             }
         }
+        let counted = (!is_admin).then(|| OpenConnection::new(live.get().connections.clone()));
         conns.spawn(async move {
+            let _counted = counted;
             // Telling HTTP/1 from HTTP/2 waits for the first bytes with no timer of its own
             // (HTTP/1's header timeout starts after): a connection that never speaks is
             // closed here, and at once when shutdown begins.

@@ -1620,6 +1620,52 @@ async fn the_admin_port_stays_open_until_the_other_runtimes_have_drained() {
         .is_err());
 }
 
+/// Past `max_connections`, a new client connection waits in the kernel's queue until one
+/// closes; the admin port is not counted and still answers.
+#[tokio::test]
+async fn past_max_connections_a_new_connection_waits_for_one_to_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let text = format!(
+        "[server]\nmax_connections = 2\n[auth]\nadmin_key = \"sk-admin\"\n\
+         [[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n[providers.mock]\nkind = \"mock\"\n"
+    );
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let app = Arc::new(weir_server::build(&cfg, None, &text).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin_url = format!("http://{}", admin.local_addr().unwrap());
+    tokio::spawn(weir_server::run(
+        app,
+        listener,
+        Some(admin),
+        std::future::pending(),
+    ));
+    let health = |mut c: tokio::net::TcpStream| async move {
+        c.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 64];
+        let n = c.read(&mut buf).await.unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    // Two connections that send nothing hold the two places.
+    let first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let _second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let waiting = tokio::spawn(health(third));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "a third connection was served");
+    assert_eq!(admin_get(&admin_url, "/status").await.status(), 200);
+    drop(first);
+    let answer = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the third connection is served once one closes")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
 #[tokio::test]
 async fn h2c_prior_knowledge_is_served() {
     let url = weir("").await;

@@ -367,6 +367,7 @@ fn spawn_runtime(
         };
         app.metrics = first.metrics.clone();
         app.buffered = first.buffered.clone();
+        app.connections = first.connections.clone();
         app.ledger.clone_from(&first.ledger);
         // The same shared store (its router sink comes with the shared routing state).
         app.state.clone_from(&first.state);
@@ -448,6 +449,11 @@ fn raise_open_files_limit() {
             "the open files limit is {} (ulimit -n): each connection takes one; raise it to serve more clients",
             now.unwrap_or_default()
         );
+    }
+    // Half the descriptors for clients, the rest for upstream calls, the admin port, the
+    // ledger and the config file: clients holding connections open cannot starve them.
+    if let Some(n) = now {
+        weir_server::set_default_max_connections(usize::try_from(n / 2).unwrap_or(usize::MAX));
     }
 }
 
