@@ -567,14 +567,16 @@ pub fn ensure_client_key(
     generated
 }
 
+const UNSENDABLE_ENV_KEY: &str =
+    "WEIR_API_KEY has characters other than printable ASCII, which clients cannot send in a header";
+
 /// An error when the config has no client keys and `WEIR_API_KEY`, the key then, has
 /// characters no client can send in a header (it could never match).
 pub fn check_env_key(app: &App, env: &dyn Fn(&str) -> Option<String>) -> Result<(), String> {
     match env("WEIR_API_KEY") {
-        Some(k) if app.keys.is_empty() && !crate::auth::sendable(k.trim()) => Err(
-            "WEIR_API_KEY has characters other than printable ASCII, which clients cannot send in a header"
-                .into(),
-        ),
+        Some(k) if app.keys.is_empty() && !crate::auth::sendable(k.trim()) => {
+            Err(UNSENDABLE_ENV_KEY.into())
+        }
         _ => Ok(()),
     }
 }
@@ -641,9 +643,7 @@ pub fn zero_config(
         return Err(vec![ConfigError {
             file: None,
             position: None,
-            message: "WEIR_API_KEY has characters other than printable ASCII, which clients \
-                      cannot send in a header"
-                .into(),
+            message: UNSENDABLE_ENV_KEY.into(),
         }]);
     }
     let env_with_key = |name: &str| {

@@ -392,11 +392,8 @@ impl Limiter {
                 return Err(Refusal::concurrent(max, u64::from(prev)));
             }
         }
-        let holds_slot = true;
-        let release = |holds: bool| {
-            if holds {
-                self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
-            }
+        let release = || {
+            self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
         };
         let mut b = lock(&self.state.buckets);
         // Tokens per minute: refill, then refuse while the bucket is empty.
@@ -408,7 +405,7 @@ impl Limiter {
             if b.tokens <= 0.0 {
                 let wait = Duration::from_secs_f64((1.0 - b.tokens) / per_sec);
                 drop(b);
-                release(holds_slot);
+                release();
                 return Err(Refusal::tpm(tpm, wait));
             }
         }
@@ -421,7 +418,7 @@ impl Limiter {
             if allowed_at > now {
                 let wait = allowed_at - now;
                 drop(b);
-                release(holds_slot);
+                release();
                 return Err(Refusal::rpm(rpm, wait));
             }
             b.tat = Some(tat + t);
@@ -432,7 +429,7 @@ impl Limiter {
         Ok(Admission {
             limiter: self.clone(),
             estimate,
-            holds_slot,
+            holds_slot: true,
             charged: std::sync::atomic::AtomicBool::new(false),
             shared: None,
         })
