@@ -289,16 +289,19 @@ impl Keys {
 
 /// The key in `x-api-key` or `Authorization: Bearer`. A key sent there that is not
 /// visible ASCII is presented as the empty key, which matches none: the client is told its
-/// key is invalid, not that it sent none.
+/// key is invalid, not that it sent none. An empty (or blank) `x-api-key` is no key at all,
+/// as an SDK sends when its key variable is set but empty: the client is told it sent none.
 pub fn presented_key(headers: &HeaderMap) -> Option<&str> {
     x_api_key(headers).or_else(|| bearer_key(headers))
 }
 
 fn x_api_key(headers: &HeaderMap) -> Option<&str> {
     const X_API_KEY: http::HeaderName = http::HeaderName::from_static("x-api-key");
-    headers
-        .get(&X_API_KEY)
-        .map(|k| k.to_str().map_or("", str::trim))
+    let k = headers.get(&X_API_KEY)?;
+    match k.to_str() {
+        Ok(k) => Some(k.trim()).filter(|k| !k.is_empty()),
+        Err(_) => Some(""),
+    }
 }
 
 fn bearer_key(headers: &HeaderMap) -> Option<&str> {
@@ -421,6 +424,19 @@ mod tests {
         );
         assert_eq!(presented_key(&basic), None);
         assert!(k.verify(&headers(&[("x-api-key", " ")])).is_none());
+    }
+
+    #[test]
+    fn an_empty_x_api_key_is_no_key_and_the_bearer_one_counts() {
+        let k = keys("[[auth.keys]]\nname = \"alice\"\nkey = \"sk-alice\"\n").unwrap();
+        for blank in ["", "  "] {
+            let h = headers(&[("x-api-key", blank)]);
+            assert_eq!(presented_key(&h), None, "{blank:?}");
+            assert!(k.verify(&h).is_none());
+            let h = headers(&[("x-api-key", blank), ("authorization", "Bearer sk-alice")]);
+            assert_eq!(presented_key(&h), Some("sk-alice"));
+            assert_eq!(k.verify(&h).map(|k| k.name.as_str()), Some("alice"));
+        }
     }
 
     #[test]
