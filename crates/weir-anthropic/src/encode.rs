@@ -639,8 +639,8 @@ impl<'a> OutBlock<'a> {
 }
 
 /// Thinking to request: the client's own for Anthropic clients; for others, mapped from
-/// `reasoning_effort`, and off when the history holds tool calls without the signed
-/// thinking Anthropic would demand before them.
+/// `reasoning_effort`, and off when the tool turn the request continues holds calls
+/// without the signed thinking Anthropic would demand before them.
 fn thinking_for<'a>(
     req: &'a ChatRequest,
     opts: &EncodeOptions,
@@ -690,17 +690,28 @@ fn thinking_for<'a>(
             return Some(Cow::Borrowed(t));
         }
     }
+    // The tool turn the request continues (the last assistant turn, when a message after
+    // it holds tool results) without thinking before its calls: Anthropic refuses thinking
+    // then. Earlier turns need none (their thinking may be left out), so an agent that
+    // made tool calls once keeps its reasoning for the next questions.
     let unsigned_tool_turn = || {
-        messages.iter().any(|m| {
-            m.role == "assistant"
-                && m.blocks
-                    .iter()
-                    .any(|b| matches!(b.block, ContentBlock::ToolUse(_)))
-                && !matches!(
-                    m.blocks.first().map(|b| b.block),
-                    Some(ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_))
-                )
-        })
+        let Some(last) = messages.iter().rposition(|m| m.role == "assistant") else {
+            return false;
+        };
+        let continued = messages[last + 1..].iter().any(|m| {
+            m.blocks
+                .iter()
+                .any(|b| matches!(b.block, ContentBlock::ToolResult(_)))
+        });
+        let m = &messages[last];
+        continued
+            && m.blocks
+                .iter()
+                .any(|b| matches!(b.block, ContentBlock::ToolUse(_)))
+            && !matches!(
+                m.blocks.first().map(|b| b.block),
+                Some(ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_))
+            )
     };
     // An OpenAI client's own `thinking` (Anthropic's object, sent as an extra field, as
     // Anthropic's OpenAI-compatible endpoint takes it) wins over its reasoning_effort;

@@ -569,6 +569,34 @@ fn unsigned_reasoning_is_not_sent_to_anthropic_and_thinking_stays_off_for_unsign
 }
 
 #[test]
+fn thinking_comes_back_once_a_tool_loop_has_finished() {
+    // The unsigned tool turn is history: the request continues a plain answer, and
+    // Anthropic needs thinking only before the calls of the turn being continued.
+    let finished = json!([
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c", "content": "r"},
+        {"role": "assistant", "content": "answer 1"},
+        {"role": "user", "content": "next question"}
+    ]);
+    let out = o_to_a(json!({"model": "m", "reasoning_effort": "high", "messages": finished}));
+    assert_eq!(out["thinking"]["type"], "enabled", "{out}");
+    let out = o_to_a(json!({"model": "m", "messages": finished,
+        "thinking": {"type": "enabled", "budget_tokens": 2048}}));
+    assert_eq!(out["thinking"]["budget_tokens"], 2048, "{out}");
+    // A second round of calls, being continued: off again.
+    let mut again = finished.as_array().unwrap().clone();
+    again.push(json!({"role": "assistant", "content": null, "tool_calls": [{"id": "d", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}));
+    again.push(json!({"role": "tool", "tool_call_id": "d", "content": "r2"}));
+    for extra in [json!({"reasoning_effort": "high"}), json!({"thinking": {"type": "enabled", "budget_tokens": 2048}})] {
+        let mut r = json!({"model": "m", "messages": again});
+        r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let out = o_to_a(r);
+        assert!(out.get("thinking").is_none(), "{out}");
+    }
+}
+
+#[test]
 fn reasoning_effort_maps_to_a_thinking_budget_below_max_tokens() {
     let req = |extra: Value| {
         let mut r = json!({"model": "m", "messages": [{"role": "user", "content": "q"}]});
