@@ -110,8 +110,23 @@ impl<'de> Visitor<'de> for RequestVisitor {
                     r.messages = map.next_value::<Messages>()?.0;
                     have_messages = true;
                 }
-                // Both fields may be present; the first non-null one is the canonical
-                // limit and the other is kept as it came.
+                // Both fields may be present; `max_completion_tokens` is the canonical
+                // limit whatever their order (OpenAI deprecates `max_tokens` for it, and
+                // vLLM reads them so), else the non-null `max_tokens`; the other is kept
+                // as it came.
+                "max_completion_tokens"
+                    if r.max_tokens_field == MaxTokensField::MaxTokens
+                        && r.max_tokens.is_some() =>
+                {
+                    if let Some(v) = opt_value::<_, u32>(&mut map, &k, &mut r.extra)? {
+                        if let Some(old) = r.max_tokens.replace(v) {
+                            let old = serde_json::value::to_raw_value(&old)
+                                .map_err(serde::de::Error::custom)?;
+                            r.extra.insert("max_tokens".to_owned(), old);
+                        }
+                        r.max_tokens_field = MaxTokensField::MaxCompletionTokens;
+                    }
+                }
                 "max_completion_tokens" | "max_tokens" if r.max_tokens.is_some() => {
                     r.extra.insert(k.into_owned(), map.next_value()?)
                 }

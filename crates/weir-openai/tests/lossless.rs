@@ -137,6 +137,30 @@ fn deprecated_function_messages_and_both_token_limits_round_trip() {
 }
 
 #[test]
+fn max_completion_tokens_is_the_limit_whichever_comes_first() {
+    for body in [
+        r#"{"model":"m","messages":[],"max_tokens":100,"max_completion_tokens":50}"#,
+        r#"{"model":"m","messages":[],"max_completion_tokens":50,"max_tokens":100}"#,
+        r#"{"model":"m","messages":[],"max_tokens":null,"max_completion_tokens":50}"#,
+    ] {
+        let canon = weir_openai::decode_request(body.as_bytes()).unwrap();
+        assert_eq!(canon.max_tokens, Some(50), "{body}");
+        assert_eq!(
+            canon.max_tokens_field,
+            weir_model::MaxTokensField::MaxCompletionTokens,
+            "{body}"
+        );
+        round_trip_request(serde_json::from_str(body).unwrap());
+    }
+    // A null `max_completion_tokens` leaves `max_tokens` the limit.
+    let canon = weir_openai::decode_request(
+        br#"{"model":"m","messages":[],"max_tokens":100,"max_completion_tokens":null}"#,
+    )
+    .unwrap();
+    assert_eq!(canon.max_tokens, Some(100));
+}
+
+#[test]
 fn stream_options_with_other_keys_round_trip_and_still_ask_for_usage() {
     for options in [
         serde_json::json!({"include_usage": true, "include_obfuscation": false}),
