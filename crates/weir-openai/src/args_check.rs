@@ -73,6 +73,11 @@ impl ArgsCheck {
         text.len()
     }
 
+    /// Whether no byte of the object has come yet (only whitespace, or nothing).
+    pub(crate) fn before_object(&self) -> bool {
+        !self.bad && self.st == St::Start
+    }
+
     /// Whether the text read so far is a whole JSON object.
     pub(crate) fn whole(&self) -> bool {
         !self.bad && self.st == St::Done

@@ -717,15 +717,22 @@ impl StreamDecoder {
 
     /// A fragment of the open call's arguments, as far as it continues a JSON object: a
     /// fragment that breaks it is cut there, and nothing after it goes on (the client gets
-    /// the valid beginning, which it reads, instead of input it fails on).
+    /// the valid beginning, which it reads, instead of input it fails on). Whitespace
+    /// before the object is left out: Anthropic's SDKs parse the input received so far
+    /// at each delta, and fail on input that is only whitespace.
     fn push_args(&mut self, index: u32, a: JsonStr, out: &mut Vec<StreamEvent>) {
         let text = a.as_str();
+        let lead = if self.open_args.before_object() {
+            text.len() - text.trim_start_matches([' ', '\t', '\n', '\r']).len()
+        } else {
+            0
+        };
         let ok = self.open_args.feed(&text);
-        let delta = if ok == text.len() {
+        let delta = if ok == text.len() && lead == 0 {
             drop(text);
             a
         } else {
-            match text.get(..ok).filter(|p| !p.is_empty()) {
+            match text.get(lead.min(ok)..ok).filter(|p| !p.is_empty()) {
                 Some(prefix) => JsonStr::from_unescaped(prefix),
                 None => return,
             }

@@ -588,9 +588,14 @@ fn thinking_comes_back_once_a_tool_loop_has_finished() {
     let mut again = finished.as_array().unwrap().clone();
     again.push(json!({"role": "assistant", "content": null, "tool_calls": [{"id": "d", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}));
     again.push(json!({"role": "tool", "tool_call_id": "d", "content": "r2"}));
-    for extra in [json!({"reasoning_effort": "high"}), json!({"thinking": {"type": "enabled", "budget_tokens": 2048}})] {
+    for extra in [
+        json!({"reasoning_effort": "high"}),
+        json!({"thinking": {"type": "enabled", "budget_tokens": 2048}}),
+    ] {
         let mut r = json!({"model": "m", "messages": again});
-        r.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        r.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
         let out = o_to_a(r);
         assert!(out.get("thinking").is_none(), "{out}");
     }
@@ -1901,6 +1906,27 @@ fn streamed_tool_arguments_stop_where_they_stop_being_a_json_object() {
         // The arguments the client gets: the valid beginning of an object.
         assert_eq!(*args, expected, "{pieces:?}");
     }
+    // Whitespace before the object is left out: the Anthropic SDKs parse the input so far
+    // at each delta and fail on one that is only whitespace.
+    let chunks = vec![
+        chunk(r#"{"role":"assistant","content":null}"#, "null"),
+        frag(true, " "),
+        frag(false, "\n {\"a\""),
+        frag(false, ": \"x y\" }"),
+        chunk("{}", "\"tool_calls\""),
+    ];
+    let events = openai_stream_events(&chunks);
+    let deltas: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            weir_model::StreamEvent::BlockDelta {
+                delta: weir_model::Delta::InputJson(j),
+                ..
+            } => Some(j.as_str().into_owned()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deltas, [r#"{"a""#, r#": "x y" }"#]);
 }
 
 /// The `stop_reason` of the `message_delta` an Anthropic client gets for this OpenAI stream.
