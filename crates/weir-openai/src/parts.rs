@@ -150,15 +150,26 @@ fn file_part(raw: &RawValue) -> Option<ContentBlock> {
 
 /// Splits `data:<media type>[;param=value...];base64,<data>` into the bare media type
 /// (parameters such as `charset` dropped: sources take a media type alone) and the data.
+/// The scheme and `base64` are read in any case; a URL without a media type gets the one
+/// its data's first bytes show (PNG, JPEG, GIF, WebP, PDF), as browsers sniff it.
 pub fn parse_data_url(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let meta = meta.strip_suffix(";base64")?;
-    let media_type = meta.split(';').next()?.trim();
-    if !media_type.contains('/') {
+    let scheme = url.get(..5)?;
+    if !scheme.eq_ignore_ascii_case("data:") {
         return None;
     }
-    let media_type = media_type.to_ascii_lowercase();
+    let (meta, data) = url[5..].split_once(',')?;
+    let cut = meta.len().checked_sub(7)?;
+    if !meta.get(cut..)?.eq_ignore_ascii_case(";base64") {
+        return None;
+    }
+    let media_type = meta[..cut].split(';').next()?.trim();
+    let media_type = if media_type.is_empty() {
+        sniffed(data)?.to_owned()
+    } else if media_type.contains('/') {
+        media_type.to_ascii_lowercase()
+    } else {
+        return None;
+    };
     // (A common misspelling browsers and OpenAI accept; Anthropic, Bedrock and Gemini
     // take only the registered name.)
     let media_type = if media_type == "image/jpg" {
@@ -167,6 +178,21 @@ pub fn parse_data_url(url: &str) -> Option<(String, String)> {
         media_type
     };
     Some((media_type, data.to_owned()))
+}
+
+/// The media type base64 data's first bytes show, for the kinds a model takes.
+fn sniffed(data: &str) -> Option<&'static str> {
+    const MAGIC: &[(&str, &str)] = &[
+        ("iVBORw0KGgo", "image/png"),
+        ("/9j/", "image/jpeg"),
+        ("R0lGOD", "image/gif"),
+        ("JVBERi0", "application/pdf"),
+    ];
+    if let Some(&(_, t)) = MAGIC.iter().find(|(m, _)| data.starts_with(m)) {
+        return Some(t);
+    }
+    // `RIFF`, four bytes of size, `WEBP` (bytes 9-11, "EBP", are characters 12-15).
+    (data.starts_with("UklGR") && data.get(12..16) == Some("RUJQ")).then_some("image/webp")
 }
 
 fn data_url(media_type: &str, data: &str) -> String {
@@ -383,6 +409,27 @@ mod tests {
             Some(("image/jpeg".to_owned(), "/9j/".to_owned()))
         );
         assert_eq!(parse_data_url("data:;base64,abc"), None);
+        assert_eq!(
+            parse_data_url("DATA:IMAGE/PNG;BASE64,iVBORw0KGgo="),
+            Some(("image/png".into(), "iVBORw0KGgo=".into()))
+        );
+        // No media type: the data's own magic bytes tell it.
+        for (data, media_type) in [
+            ("iVBORw0KGgoAAAANSUhEUg==", "image/png"),
+            ("/9j/4AAQSkZJRg==", "image/jpeg"),
+            ("R0lGODlhAQABAA==", "image/gif"),
+            ("JVBERi0xLjQK", "application/pdf"),
+            ("UklGRiQAAABXRUJQVlA4IA==", "image/webp"),
+        ] {
+            assert_eq!(
+                parse_data_url(&format!("data:;base64,{data}")),
+                Some((media_type.into(), data.into())),
+                "{data}"
+            );
+        }
+        assert_eq!(parse_data_url("data:;base64,UklGRiQAAABXQVZF"), None);
+        assert_eq!(parse_data_url("data:;base6,abc"), None);
+        assert_eq!(parse_data_url("data:"), None);
         assert_eq!(
             parse_data_url("data:image/jpg;base64,/9j/"),
             Some(("image/jpeg".to_owned(), "/9j/".to_owned()))
