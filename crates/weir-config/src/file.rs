@@ -91,6 +91,10 @@ pub struct ServerConfig {
     /// kernel's queue until one closes. Default (`None`): half the open-files limit, so
     /// clients cannot take the descriptors upstream calls and the admin port need.
     pub max_connections: Option<usize>,
+    /// Client connections open at once from one address (IPv6: one address, not a
+    /// prefix); past it, a new one from that address is closed at once. Default (`None`):
+    /// no such cap (clients behind one proxy or load balancer share its address).
+    pub max_connections_per_ip: Option<usize>,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +106,7 @@ impl Default for ServerConfig {
             max_buffered_bytes: 1024 * 1024 * 1024,
             shutdown_grace: d(30),
             max_connections: None,
+            max_connections_per_ip: None,
         }
     }
 }

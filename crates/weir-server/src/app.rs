@@ -26,6 +26,9 @@ pub struct App {
     /// Client connections at once (`server.max_connections`); `None`: the process's
     /// default ([`crate::set_default_max_connections`]).
     pub max_connections: Option<usize>,
+    /// Client connections at once from one address (`server.max_connections_per_ip`);
+    /// `None`: no such cap.
+    pub max_connections_per_ip: Option<usize>,
     /// The bytes of request bodies held now, shared by the process's runtimes and kept
     /// across reloads.
     pub buffered: Arc<crate::http::Buffered>,
@@ -116,6 +119,12 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                  request that large could never be read",
                 cfg.server.max_buffered_bytes, cfg.server.max_request_bytes
             ),
+        ));
+    }
+    if cfg.server.max_connections_per_ip == Some(0) {
+        errors.push(src.error_at(
+            src.key_at(&["server", "max_connections_per_ip"]),
+            "server.max_connections_per_ip must be at least 1 (leave it out for no cap per address)",
         ));
     }
     if cfg.server.max_connections == Some(0) {
@@ -280,6 +289,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 max_request_bytes: cfg.server.max_request_bytes,
                 max_buffered_bytes: cfg.server.max_buffered_bytes,
                 max_connections: cfg.server.max_connections,
+                max_connections_per_ip: cfg.server.max_connections_per_ip,
                 buffered: Arc::default(),
                 connections: Arc::default(),
                 listen: cfg.server.listen.clone(),

@@ -59,6 +59,42 @@ pub struct Connections {
     open: std::sync::atomic::AtomicUsize,
     /// Woken when one closes.
     closed: tokio::sync::Notify,
+    /// How many are open from each client address (for `max_connections_per_ip`).
+    by_address: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+impl Connections {
+    /// Counts a new connection from `ip`, unless that address holds `cap` already.
+    fn admit(&self, ip: std::net::IpAddr, cap: Option<usize>) -> bool {
+        // (A poisoned lock means a panic while it was held, which the code below cannot
+        // do: the counts are still whole.)
+        let mut by = self
+            .by_address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = by.entry(ip).or_insert(0);
+        if cap.is_some_and(|cap| *n >= cap) {
+            if *n == 0 {
+                by.remove(&ip);
+            }
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, ip: std::net::IpAddr) {
+        let mut by = self
+            .by_address
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let std::collections::hash_map::Entry::Occupied(mut e) = by.entry(ip) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+    }
 }
 
 /// The cap on client connections when `server.max_connections` is not set (the binary
@@ -85,20 +121,30 @@ async fn room_for_a_connection(live: &Live) {
     }
 }
 
-/// A client connection counted in [`Connections`] until dropped.
-struct OpenConnection(Arc<Connections>);
+/// A client connection counted in [`Connections`] (in all, and by its address) until
+/// dropped.
+struct OpenConnection(Arc<Connections>, std::net::IpAddr);
 
 impl OpenConnection {
-    fn new(connections: Arc<Connections>) -> Self {
+    /// The connection counted, unless its address holds `per_ip` connections already.
+    fn new(
+        connections: Arc<Connections>,
+        ip: std::net::IpAddr,
+        per_ip: Option<usize>,
+    ) -> Option<Self> {
+        if !connections.admit(ip, per_ip) {
+            return None;
+        }
         connections
             .open
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        OpenConnection(connections)
+        Some(OpenConnection(connections, ip))
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
+        self.0.release(self.1);
         self.0
             .open
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
@@ -196,6 +242,9 @@ pub async fn run_live_until(
     // log too.
     let mut accept_failures: u64 = 0;
     let mut accept_logged: Option<std::time::Instant> = None;
+    // Connections closed for their address's cap, logged the same way.
+    let mut refused_by_address: u64 = 0;
+    let mut refused_logged: Option<std::time::Instant> = None;
     tokio::pin!(shutdown);
     loop {
         // `accept` is cancel-safe, so a fresh future each turn loses nothing.
@@ -209,8 +258,8 @@ pub async fn run_live_until(
             accepted = accept_optional(admin.as_ref()) => (accepted, true),
             () = &mut shutdown => break,
         };
-        let stream = match stream {
-            Ok((s, _)) => s,
+        let (stream, peer) = match stream {
+            Ok(s) => s,
             Err(e) => {
                 // Out of file descriptors and the like: keep serving the others.
                 accept_failures += 1;
@@ -246,7 +295,32 @@ pub async fn run_live_until(
                 tracing::debug!("cannot set TCP_USER_TIMEOUT: {e}");
             }
         }
-        let counted = (!is_admin).then(|| OpenConnection::new(live.get().connections.clone()));
+        let counted = if is_admin {
+            None
+        } else {
+            let app = live.get();
+            let ip = peer.ip().to_canonical();
+            match OpenConnection::new(app.connections.clone(), ip, app.max_connections_per_ip) {
+                Some(c) => Some(c),
+                None => {
+                    // Closed at once: this address holds its share of the connections.
+                    refused_by_address += 1;
+                    if refused_logged.is_none_or(|t| t.elapsed() >= ACCEPT_LOG_EVERY) {
+                        tracing::warn!(
+                            client = %ip,
+                            refused = refused_by_address,
+                            "closed a new connection from {ip}: it holds \
+                             server.max_connections_per_ip ({}) already \
+                             ({refused_by_address} such time(s) since the last such line)",
+                            app.max_connections_per_ip.unwrap_or_default()
+                        );
+                        refused_by_address = 0;
+                        refused_logged = Some(std::time::Instant::now());
+                    }
+                    continue;
+                }
+            }
+        };
         conns.spawn(async move {
             let _counted = counted;
             // Telling HTTP/1 from HTTP/2 waits for the first bytes with no timer of its own

@@ -1483,6 +1483,28 @@ fn a_buffered_bound_below_the_request_limit_is_a_config_error() {
     assert!(all.contains("3:"), "not placed at its line: {all}");
 }
 
+#[test]
+fn connection_caps_of_zero_are_config_errors() {
+    let text = "[server]\nmax_connections = 0\nmax_connections_per_ip = 0\n";
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let Err(errors) = weir_server::build(&cfg, None, text) else {
+        panic!("built");
+    };
+    let all = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        all.contains("2:1: server.max_connections must be at least 1"),
+        "{all}"
+    );
+    assert!(
+        all.contains("3:1: server.max_connections_per_ip must be at least 1"),
+        "{all}"
+    );
+}
+
 /// A request still waiting on its upstream when the shutdown grace period ends gets the
 /// dialect's overloaded error with retry-after (as a cut stream ends with one), not an
 /// empty reply.
@@ -1664,6 +1686,55 @@ async fn past_max_connections_a_new_connection_waits_for_one_to_close() {
         .expect("the third connection is served once one closes")
         .unwrap();
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
+
+/// Past `max_connections_per_ip`, a new connection from that address is closed at once;
+/// once one of its connections closes, the address is served again.
+#[tokio::test]
+async fn past_max_connections_per_ip_a_new_connection_from_that_address_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let text = format!(
+        "[server]\nmax_connections_per_ip = 2\n[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n\
+         [providers.mock]\nkind = \"mock\"\n"
+    );
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let app = Arc::new(weir_server::build(&cfg, None, &text).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(weir_server::run(
+        app,
+        listener,
+        None,
+        std::future::pending(),
+    ));
+    async fn health(c: &mut tokio::net::TcpStream) -> String {
+        c.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(5), c.read(&mut buf))
+            .await
+            .expect("an answer or a close")
+            .unwrap_or(0);
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+    let first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(
+        health(&mut third).await,
+        "",
+        "a third connection was served"
+    );
+    // The held connections are served as usual, and stay open.
+    assert!(health(&mut second).await.starts_with("HTTP/1.1 200"));
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut again = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let answer = health(&mut again).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(health(&mut second).await.starts_with("HTTP/1.1 200"));
 }
 
 #[tokio::test]
