@@ -212,6 +212,34 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Why a reload from `old` to `new` cannot be made for the listeners it would move: the
+/// ports are bound once, at startup.
+fn moved_listeners(old: &weir_server::App, new: &weir_server::App) -> Option<String> {
+    if new.listen != old.listen {
+        return Some(format!(
+            "server.listen cannot change on reload (`{}` is in force); restart to move it",
+            old.listen
+        ));
+    }
+    match (&old.admin_listen, &new.admin_listen) {
+        (a, b) if a == b => None,
+        (None, Some(_)) => Some(
+            "the admin API starts only with the process: the new config serves it ([auth] \
+             admin_key is set), the running one does not; restart to serve it"
+                .to_owned(),
+        ),
+        (Some(_), None) => Some(
+            "the admin API stops only with the process: the new config has no [auth] \
+             admin_key, the running one serves it; restart to stop it"
+                .to_owned(),
+        ),
+        (Some(a), Some(_)) => Some(format!(
+            "server.admin_listen cannot change on reload (`{a}` is in force); restart to move it"
+        )),
+        (None, None) => None,
+    }
+}
+
 /// Rebuilds every runtime's app from the config file and swaps them in, or returns the
 /// new config's errors (the running config stays).
 fn reload_all(path: &Path, key: Option<&str>, cells: &Cells) -> Result<(), Vec<String>> {
@@ -231,13 +259,11 @@ fn reload_all(path: &Path, key: Option<&str>, cells: &Cells) -> Result<(), Vec<S
         return Ok(());
     };
     let old = first_cell.get();
-    if cfg.server.listen != old.listen || cfg.server.admin_listen != old.admin_listen {
-        return Err(vec![
-            "server.listen and server.admin_listen cannot change on reload; restart to move them"
-                .to_owned(),
-        ]);
-    }
     let mut first = weir_server::rebuild(&cfg, Some(path), &text, &old).map_err(to_strings)?;
+    // The addresses as resolved (admin_listen has a default once admin_key is set).
+    if let Some(e) = moved_listeners(&old, &first) {
+        return Err(vec![format!("{}: {e}", path.display())]);
+    }
     // A config without client keys keeps this run's key (as printed at startup), or
     // takes WEIR_API_KEY. With neither, the key would be a new random one no client knows:
     // every request would be refused, so the reload is.
@@ -854,7 +880,64 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
     use super::parse_since;
+
+    /// A reload of a config with an admin key and the default admin address is made (the
+    /// file leaves `admin_listen` out; the running app has the default filled in), and one
+    /// that would start or stop the admin API, or move a port, is refused saying so.
+    #[test]
+    fn a_reload_keeps_the_default_admin_address_and_refuses_to_move_a_listener() {
+        let dir = std::env::temp_dir().join(format!("weir-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("weir.toml");
+        let keys = "[[auth.keys]]\nname = \"a\"\nkey = \"sk-reload-test-a\"\n\
+                    [providers.demo]\nkind = \"mock\"\n";
+        let with_admin = format!("[auth]\nadmin_key = \"adm-reload-test\"\n{keys}");
+        let start = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let (cfg, text) = weir_server::config::load(&path, &|_| None).unwrap();
+            let app = weir_server::build(&cfg, Some(&path), &text).unwrap();
+            super::Cells::new(std::sync::Mutex::new(vec![weir_server::Live::new(
+                std::sync::Arc::new(app),
+            )]))
+        };
+        let reload = |cells: &super::Cells, text: &str| {
+            std::fs::write(&path, text).unwrap();
+            super::reload_all(&path, None, cells)
+        };
+        let cells = start(&with_admin);
+        reload(&cells, &format!("{with_admin}# edited\n")).unwrap();
+        let e = reload(&cells, keys).unwrap_err().join("\n");
+        assert!(
+            e.contains("the admin API stops only with the process"),
+            "{e}"
+        );
+        let e = reload(
+            &cells,
+            &format!("[server]\nadmin_listen = \"127.0.0.1:4999\"\n{with_admin}"),
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(
+            e.contains("server.admin_listen cannot change on reload (`127.0.0.1:4001`"),
+            "{e}"
+        );
+        let e = reload(
+            &cells,
+            &format!("[server]\nlisten = \"127.0.0.1:4998\"\n{with_admin}"),
+        )
+        .unwrap_err()
+        .join("\n");
+        assert!(e.contains("server.listen cannot change on reload"), "{e}");
+        let cells = start(keys);
+        let e = reload(&cells, &with_admin).unwrap_err().join("\n");
+        assert!(
+            e.contains("the admin API starts only with the process"),
+            "{e}"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn since_takes_real_dates_and_durations_only() {
