@@ -916,8 +916,22 @@ async fn admit(
             } else {
                 ErrorKind::RateLimited
             };
-            let e = ApiError::new(kind, r.message);
-            let resp = error_response(dialect, &e, &log.request_id, Some(r.retry_after));
+            let spent = r.limit == "budget";
+            let mut e = ApiError::new(kind, r.message);
+            if spent {
+                // OpenAI's code for a spent quota, which tools do not retry.
+                e.code = Some("insufficient_quota".into());
+            }
+            let mut resp = error_response(dialect, &e, &log.request_id, Some(r.retry_after));
+            if spent {
+                // The budget comes back at midnight UTC: the official SDKs would sleep
+                // until then (Anthropic's obeys any retry-after) and retry, holding their
+                // caller for hours. `x-should-retry: false` tells them not to.
+                resp.headers_mut().insert(
+                    HeaderName::from_static("x-should-retry"),
+                    HeaderValue::from_static("false"),
+                );
+            }
             log.emit(resp.status().as_u16(), None, None, None);
             Err(resp)
         }

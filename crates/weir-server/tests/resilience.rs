@@ -821,6 +821,8 @@ async fn tpm_charges_what_the_upstream_reported() {
     for i in 0..20 {
         let (status, h, _) = w.call('a', "mock", false, &[]).await;
         if status == 429 {
+            // A rate comes back within a minute: that refusal may be retried.
+            assert!(h.get("x-should-retry").is_none());
             refused = Some((i, h["retry-after"].to_str().unwrap().to_owned()));
             break;
         }
@@ -856,12 +858,19 @@ async fn a_spent_daily_budget_refuses_until_midnight_and_cost_is_counted() {
     assert!(msg.contains("resets at 00:00 UTC"), "{msg}");
     let secs: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
     assert!((1..=86_400).contains(&secs));
+    // The SDKs would sleep until midnight and retry: they are told not to.
+    assert_eq!(h["x-should-retry"], "false");
+    let (status, h, body) = w.call('o', "mock", false, &[]).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(h["x-should-retry"], "false");
+    let v = serde_json::from_str::<Value>(&body).unwrap();
+    assert_eq!(v["error"]["code"], "insufficient_quota", "{v}");
     let m = w.metrics().await;
     assert!(
         m.contains(r#"weir_cost_usd_total{key="limited",model="mock",provider="mock"} 10.0"#),
         "{m}"
     );
-    assert!(m.contains(r#"limit="budget"} 1"#), "{m}");
+    assert!(m.contains(r#"limit="budget"} 2"#), "{m}");
 }
 
 #[tokio::test]
