@@ -153,3 +153,39 @@ def test_a_key_given_a_budget_by_a_reload_starts_from_what_the_ledger_says_it_sp
     with pytest.raises(openai.RateLimitError) as e:
         c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}])
     assert "daily budget" in str(e.value), e.value
+
+
+def test_a_key_with_other_limits_given_a_budget_after_a_restart_counts_what_the_ledger_says(weir_factory, tmp_path):
+    # The key spends $5, the gateway restarts; a reload gives the key a rate limit (so it
+    # has counters, which know nothing of the spend before the restart), another gives it
+    # a budget of $1: today's spend is read from the ledger, as for a key without limits.
+    import json
+
+    db = tmp_path / "ledger" / "weir.db"
+    rest = f'[ledger]\nurl = "sqlite://{db}"\n[pricing.mock]\ninput = 1000000.0\noutput = 1000000.0\n'
+    first = weir_factory(rest)
+    c = openai.OpenAI(base_url=first.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+    c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}])
+    assert first.stop() == 0
+
+    w = weir_factory(rest)
+    c = openai.OpenAI(base_url=w.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+
+    def reload(key_lines):
+        prefix = w.prefix.replace(f'key = "{CLIENT_KEY}"\n', f'key = "{CLIENT_KEY}"\n{key_lines}')
+        assert prefix != w.prefix
+        w.config_path.write_text(prefix + rest)
+        req = urllib.request.Request(w.admin_url + "/reload", method="POST",
+                                     headers={"authorization": "Bearer sk-e2e-admin"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert json.loads(r.read()) == {"status": "reloaded"}
+
+    reload("rpm = 1000\n")
+    c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}])
+    reload("rpm = 1000\ndaily_budget_usd = 1.0\n")
+    with pytest.raises(openai.RateLimitError) as e:
+        c.chat.completions.create(model="mock", messages=[{"role": "user", "content": "hi"}])
+    assert "daily budget" in str(e.value), e.value
+    # Counted once: the ledger's $10 (the rows of both runs), not the ledger's and this
+    # run's own count added.
+    assert "($10.00 today)" in str(e.value), e.value

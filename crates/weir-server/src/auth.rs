@@ -79,9 +79,9 @@ impl Keys {
         }
     }
 
-    /// Keys with a daily budget whose counters start with this config (keys `old` does
-    /// not have, or had without limits, so that nothing counted their spend): what they
-    /// spent today is only in the ledger, as after a restart.
+    /// Keys with a daily budget that `old` did not give them (keys it does not have, or
+    /// had without a budget: what this process counted of their spend, if anything, is
+    /// not what they spent today, which only the ledger knows, as after a restart).
     pub fn fresh_budgets(&self, old: &Keys) -> Vec<String> {
         self.0
             .iter()
@@ -89,7 +89,7 @@ impl Keys {
             .filter(|k| {
                 !old.0
                     .iter()
-                    .any(|o| o.name == k.name && o.limiter.is_some())
+                    .any(|o| o.name == k.name && o.limiter.as_ref().is_some_and(|l| l.has_budget()))
             })
             .map(|k| k.name.clone())
             .collect()
@@ -102,8 +102,9 @@ impl Keys {
             .any(|k| k.limiter.as_ref().is_some_and(|l| l.has_budget()))
     }
 
-    /// Adds what keys (by name) already spent today, as the ledger tells it after a
-    /// restart, to their budgets' counts; returns how many keys with a budget it found.
+    /// Raises keys' (by name) counts of today's spend to what the ledger says they spent
+    /// today (after a restart, or a reload that gives them a budget; the ledger holds what
+    /// this process counted too); returns how many keys with a budget it found.
     pub fn restore_spend(&self, spent: &[(String, f64)], only: Option<&[String]>) -> usize {
         let mut restored = 0;
         for (name, usd) in spent {

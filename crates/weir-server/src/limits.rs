@@ -340,10 +340,16 @@ impl Limiter {
         self.cfg.daily_budget_usd.is_some()
     }
 
-    /// Counts `usd` as spent today before any request is served (what the ledger says
-    /// was spent before a restart).
+    /// Counts at least `usd` as spent today: what the ledger says was spent today, after a
+    /// restart or when a reload gives the key a budget (the ledger holds what this
+    /// process counted itself, so it is raised to that, not added to).
     pub fn restore_spend(&self, usd: f64) {
-        self.add_spend(usd, unix_now());
+        let mut s = lock(&self.state.spend);
+        let day = unix_now() / 86_400;
+        if s.day != day {
+            *s = Spend { day, usd: 0.0 };
+        }
+        s.usd = s.usd.max(usd);
     }
 
     fn add_spend(&self, usd: f64, now_secs: u64) {
