@@ -602,6 +602,81 @@ pub fn interpolate(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, Vec<ConfigError>> {
+    interpolate_recorded(file, text, env).map(|(out, _)| out)
+}
+
+/// One `${NAME}` (or `$${`) of a file and what it became: byte ranges in the file and in
+/// the interpolated text.
+#[derive(Clone, Copy, Debug)]
+struct Expansion {
+    raw: usize,
+    raw_len: usize,
+    out: usize,
+    out_len: usize,
+}
+
+/// Moves errors placed in the interpolated text of `raw` (by `env`; a missing variable
+/// counts as empty) to where they are in `raw` itself: lines are the same, but a column
+/// after a `${NAME}` on its line moves by the difference in length.
+pub fn placed_in_file(
+    raw: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: Vec<ConfigError>,
+) -> Vec<ConfigError> {
+    let Ok((text, expansions)) =
+        interpolate_recorded(None, raw, &|name| env(name).or(Some(String::new())))
+    else {
+        return errors;
+    };
+    if expansions.is_empty() {
+        return errors;
+    }
+    errors
+        .into_iter()
+        .map(|mut e| {
+            if let Some((line, col)) = e.position {
+                if let Some(at) = offset_of(&text, line, col) {
+                    let mut raw_at = at;
+                    for x in &expansions {
+                        if at < x.out {
+                            break;
+                        }
+                        if at < x.out + x.out_len {
+                            // Inside what a reference became: the reference.
+                            raw_at = x.raw;
+                            break;
+                        }
+                        raw_at = at - x.out - x.out_len + x.raw + x.raw_len;
+                    }
+                    e.position = Some(line_col(raw, raw_at));
+                }
+            }
+            e
+        })
+        .collect()
+}
+
+/// The byte offset of a 1-based line and column (in characters) of `text`.
+fn offset_of(text: &str, line: usize, col: usize) -> Option<usize> {
+    let start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n').nth(line - 2)?.0 + 1
+    };
+    let rest = &text[start..];
+    let in_line = rest
+        .char_indices()
+        .nth(col.saturating_sub(1))
+        .map_or(rest.len(), |(i, _)| i);
+    Some(start + in_line)
+}
+
+fn interpolate_recorded(
+    file: Option<&Path>,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(String, Vec<Expansion>), Vec<ConfigError>> {
+    let mut expansions = Vec::new();
     let src = Source { file, text };
     let mut out = String::with_capacity(text.len());
     let mut errors = Vec::new();
@@ -619,6 +694,12 @@ pub fn interpolate(
         }
         if rest[..i].ends_with('$') {
             out.push_str(&rest[..i - 1]);
+            expansions.push(Expansion {
+                raw: base + i - 1,
+                raw_len: 3,
+                out: out.len(),
+                out_len: 2,
+            });
             out.push_str("${");
             rest = &rest[i + 2..];
             base += i + 2;
@@ -657,6 +738,7 @@ pub fn interpolate(
         } else {
             match env(name) {
                 Some(v) => {
+                    let from = out.len();
                     for c in v.chars() {
                         match c {
                             '"' => out.push_str("\\\""),
@@ -665,6 +747,12 @@ pub fn interpolate(
                             c => out.push(c),
                         }
                     }
+                    expansions.push(Expansion {
+                        raw: base + i,
+                        raw_len: end + 1,
+                        out: from,
+                        out_len: out.len() - from,
+                    });
                 }
                 None => errors.push(src.error_at(
                     Some(base + i),
@@ -679,7 +767,7 @@ pub fn interpolate(
     }
     out.push_str(rest);
     if errors.is_empty() {
-        Ok(out)
+        Ok((out, expansions))
     } else {
         Err(errors)
     }
@@ -879,12 +967,16 @@ pub fn load(
         }]
     })?;
     match interpolate(Some(path), &raw, env) {
-        Ok(text) => Ok((parse_all(Some(path), &text)?, text)),
+        Ok(text) => match parse_all(Some(path), &text) {
+            Ok(cfg) => Ok((cfg, text)),
+            Err(errors) => Err(placed_in_file(&raw, env, errors)),
+        },
         Err(mut errors) => {
             // Read on with the missing variables empty, to report the rest too; a line
             // whose variable is missing reports only that.
             let text = interpolate(Some(path), &raw, &|name| env(name).or(Some(String::new())))?;
             if let Err(more) = parse_all(Some(path), &text) {
+                let more = placed_in_file(&raw, env, more);
                 let line = |e: &ConfigError| e.position.map(|(l, _)| l);
                 let missing: Vec<_> = errors.iter().map(line).collect();
                 errors.extend(more.into_iter().filter(|e| !missing.contains(&line(e))));
@@ -1161,6 +1253,50 @@ x = 1
             shown[2].starts_with("F:8:1: unknown field `model`"),
             "{shown:#?}"
         );
+    }
+
+    #[test]
+    fn errors_after_a_variable_are_placed_where_they_are_in_the_file() {
+        let dir = std::env::temp_dir().join(format!("weir-config-cols-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("weir.toml");
+        let long = |name: &str| match name {
+            "LONG_VARIABLE_NAME_HERE" => Some("x".into()),
+            "Q" => Some("a\"b".into()),
+            _ => None,
+        };
+        let show = |text: &str| {
+            std::fs::write(&path, text).unwrap();
+            let errs = load(&path, &long).unwrap_err();
+            errs.iter()
+                .map(|e| e.to_string().replace(&path.display().to_string(), "F"))
+                .collect::<Vec<_>>()
+        };
+        // The `5` is at column 48 of the file (the value `x` is shorter than its reference).
+        let shown = show(
+            "[providers.p]\nkind = \"openai\"\nbase_url = \"http://h\"\n\
+             keys = [\"${LONG_VARIABLE_NAME_HERE}\", \"$${x}\", 5]\n",
+        );
+        assert!(shown[0].starts_with("F:4:48: "), "{shown:#?}");
+        // A longer value (escaped quote), and a missing variable read as empty.
+        let shown = show(
+            "[server]\nshutdown_grace = [\"${NOPE}\", 1]\n[providers.p]\nkind = \"openai\"\n\
+             keys = [\"${Q}\", 5]\n",
+        );
+        assert!(
+            shown[0].starts_with("F:2:20: environment variable `NOPE`"),
+            "{shown:#?}"
+        );
+        assert!(shown[1].starts_with("F:5:17: "), "{shown:#?}");
+        let shown =
+            show("[server]\nadmin_listen = \"${Q}\"\nlisten = \"${Q}\" \nlistn = 1 # ${Q}\n");
+        assert!(
+            shown[0].starts_with("F:4:1: unknown field `listn`"),
+            "{shown:#?}"
+        );
+        let shown = show("[providers.p]\nkind = \"openai\"\nkeys = [\"${Q}\", \"${Q}\", 5]\n");
+        assert!(shown[0].starts_with("F:3:25: "), "{shown:#?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -128,7 +128,8 @@ fn load_with(
     match path {
         Some(p) => {
             let (cfg, text) = weir_server::config::load(p, env).map_err(to_strings)?;
-            let mut app = weir_server::build(&cfg, Some(p), &text).map_err(to_strings)?;
+            let mut app = weir_server::build(&cfg, Some(p), &text)
+                .map_err(|e| to_strings(in_file(p, None, env, e)))?;
             if app.admin_key.is_none() && env("WEIR_ADMIN_KEY").is_some_and(|k| !k.is_empty()) {
                 tracing::warn!(
                     "WEIR_ADMIN_KEY is set, but {} has no [auth] admin_key, so there is no admin \
@@ -212,6 +213,28 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Errors of a config built from `path` (placed in its text as interpolated) moved to where
+/// they are in the file (`raw`, its text as read, else read again).
+fn in_file(
+    path: &Path,
+    raw: Option<&str>,
+    env: &dyn Fn(&str) -> Option<String>,
+    errors: Vec<weir_server::config::ConfigError>,
+) -> Vec<weir_server::config::ConfigError> {
+    let read;
+    let raw = match raw {
+        Some(r) => r,
+        None => match std::fs::read_to_string(path) {
+            Ok(r) => {
+                read = r;
+                &read
+            }
+            Err(_) => return errors,
+        },
+    };
+    weir_server::config::placed_in_file(raw, env, errors)
+}
+
 /// Why a reload from `old` to `new` cannot be made for the listeners it would move: the
 /// ports are bound once, at startup.
 fn moved_listeners(old: &weir_server::App, new: &weir_server::App) -> Option<String> {
@@ -259,7 +282,8 @@ fn reload_all(path: &Path, key: Option<&str>, cells: &Cells) -> Result<(), Vec<S
         return Ok(());
     };
     let old = first_cell.get();
-    let mut first = weir_server::rebuild(&cfg, Some(path), &text, &old).map_err(to_strings)?;
+    let mut first = weir_server::rebuild(&cfg, Some(path), &text, &old)
+        .map_err(|e| to_strings(in_file(path, raw.as_deref(), &env_with_key, e)))?;
     // The addresses as resolved (admin_listen has a default once admin_key is set).
     if let Some(e) = moved_listeners(&old, &first) {
         return Err(vec![format!("{}: {e}", path.display())]);

@@ -61,6 +61,44 @@ fn check_prints_every_error_with_file_line_and_column_and_fails() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A line with a `${VAR}` has its errors at their columns in the file, not in the text
+/// with the variable's value in it (which is longer or shorter).
+#[test]
+fn check_places_errors_after_a_variable_at_their_column_in_the_file() {
+    let dir = scratch("weir-cli-columns");
+    let cfg = dir.join("w.toml");
+    std::fs::write(
+        &cfg,
+        "[providers.mock]\nkind = \"mock\"\n[[models]]\nname = \"m\"\n\
+         targets = [{ provider = \"${WEIR_TEST_PROVIDER_NAME}\" }, { provider = \"nope\" }]\n\
+         [providers.o]\nkind = \"openai\"\nkeys = [\"${WEIR_TEST_PROVIDER_NAME}\", 5]\n",
+    )
+    .unwrap();
+    let out = weir()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("WEIR_TEST_PROVIDER_NAME", "mock")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8(out.stdout).unwrap();
+    // A syntax-level (type) error, then fix it to see the one found when building.
+    assert!(shown.contains("w.toml:8:39: invalid type"), "{shown}");
+    let text = std::fs::read_to_string(&cfg).unwrap().replace(", 5]", "]");
+    std::fs::write(&cfg, text).unwrap();
+    let out = weir()
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .env("WEIR_TEST_PROVIDER_NAME", "mock")
+        .output()
+        .unwrap();
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        shown.contains("w.toml:5:70: model `m` targets provider `nope`"),
+        "{shown}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn hash_key_and_version() {
     let out = weir().args(["hash-key", "abc"]).output().unwrap();
