@@ -416,6 +416,14 @@ pub fn parse_expiry(s: &str) -> Option<SystemTime> {
     SystemTime::try_from(dt).ok()
 }
 
+/// Where credentials came from, for messages.
+fn source(a: &Auth) -> &str {
+    match a {
+        Auth::SigV4(c) => c.source.as_str(),
+        Auth::Bearer(_) => "AWS_BEARER_TOKEN_BEDROCK",
+    }
+}
+
 /// The credentials in use, reloaded when they near their expiry.
 #[derive(Debug)]
 pub struct CredentialsCache {
@@ -427,6 +435,11 @@ pub struct CredentialsCache {
 struct CacheState {
     current: Auth,
     last_reload: Option<SystemTime>,
+    /// The upstream refused the current credentials as expired: reload them even if
+    /// they carry no expiry (a file rewritten by a tool that writes none).
+    stale: bool,
+    /// Never reloaded (credentials given in code).
+    fixed: bool,
 }
 
 impl CredentialsCache {
@@ -438,6 +451,8 @@ impl CredentialsCache {
             state: Mutex::new(CacheState {
                 current,
                 last_reload: None,
+                stale: false,
+                fixed: false,
             }),
         })
     }
@@ -449,6 +464,8 @@ impl CredentialsCache {
             state: Mutex::new(CacheState {
                 current: auth,
                 last_reload: Some(SystemTime::UNIX_EPOCH),
+                stale: false,
+                fixed: true,
             }),
         }
         .never_reload()
@@ -464,31 +481,42 @@ impl CredentialsCache {
     }
 
     /// The credentials to use at `now`: the loaded ones, or fresh ones when those are
-    /// within [`REFRESH_BEFORE_EXPIRY`] of their expiry. A failed reload keeps the old
-    /// credentials while they are still valid; once they have expired it is an error.
+    /// within [`REFRESH_BEFORE_EXPIRY`] of their expiry or the upstream refused them as
+    /// expired ([`CredentialsCache::invalidate`]; at most one reload per
+    /// [`RELOAD_INTERVAL`]). A failed reload keeps the old credentials while they are
+    /// still valid; once they have expired it is an error, and so are reloaded ones that
+    /// have expired already (they are never sent).
     pub fn get(&self, now: SystemTime) -> Result<Auth, CredentialsError> {
         let mut s = self
             .state
             .lock()
             .map_err(|_| err("the credentials cache is poisoned"))?;
-        let Some(expires_at) = s.current.expires_at() else {
-            return Ok(s.current.clone());
-        };
-        if now + REFRESH_BEFORE_EXPIRY < expires_at {
+        let expires_at = s.current.expires_at();
+        let due = s.stale || expires_at.is_some_and(|e| now + REFRESH_BEFORE_EXPIRY >= e);
+        if !due || s.fixed {
             return Ok(s.current.clone());
         }
+        let valid = |at: Option<SystemTime>| at.is_none_or(|e| now < e);
         let recently = s
             .last_reload
             .is_some_and(|t| now.duration_since(t).unwrap_or(Duration::ZERO) < RELOAD_INTERVAL);
         if !recently {
             s.last_reload = Some(now);
             match self.loader.load() {
-                Ok(fresh) => {
+                Ok(fresh) if valid(fresh.expires_at()) => {
                     s.current = fresh;
+                    s.stale = false;
                     return Ok(s.current.clone());
                 }
-                Err(e) if now < expires_at => {
-                    tracing::warn!(error = %e, "could not reload AWS credentials that expire soon; using the current ones");
+                Ok(fresh) => {
+                    // Expired already: nothing better than the current ones.
+                    tracing::warn!(
+                        "the AWS credentials reloaded from {} have expired",
+                        source(&fresh)
+                    );
+                }
+                Err(e) if valid(expires_at) => {
+                    tracing::warn!(error = %e, "could not reload AWS credentials that expire soon or were refused as expired; using the current ones");
                 }
                 Err(e) => {
                     return Err(err(format!(
@@ -497,29 +525,31 @@ impl CredentialsCache {
                 }
             }
         }
-        if now < s.current.expires_at().unwrap_or(expires_at) {
+        if valid(s.current.expires_at()) {
             Ok(s.current.clone())
         } else {
             Err(err(format!(
                 "the AWS credentials from {} have expired",
-                match &s.current {
-                    Auth::SigV4(c) => c.source.as_str(),
-                    Auth::Bearer(_) => "AWS_BEARER_TOKEN_BEDROCK",
-                }
+                source(&s.current)
             )))
         }
     }
 
     /// Forces a reload on the next [`CredentialsCache::get`] (the upstream said the
-    /// token expired): the credentials are treated as expiring now.
+    /// token expired), also of credentials that carry no expiry.
     pub fn invalidate(&self, now: SystemTime) {
         if let Ok(mut s) = self.state.lock() {
+            if s.fixed || matches!(s.current, Auth::Bearer(_)) {
+                return;
+            }
             if let Auth::SigV4(c) = &mut s.current {
-                if c.expires_at.is_some() {
+                if c.expires_at.is_some_and(|e| e > now) {
                     c.expires_at = Some(now);
-                    s.last_reload = None;
                 }
             }
+            // (A reload within RELOAD_INTERVAL waits: an upstream refusing every request
+            // does not have the files read for each.)
+            s.stale = true;
         }
     }
 }

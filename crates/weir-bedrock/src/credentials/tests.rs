@@ -224,3 +224,63 @@ fn fixed_credentials_never_expire() {
     let cache = CredentialsCache::fixed(Auth::SigV4(c));
     assert!(cache.get(SystemTime::now()).is_ok());
 }
+
+#[test]
+fn credentials_without_an_expiry_are_reloaded_once_refused_as_expired() {
+    let d = TempDir::new("stale");
+    let creds = d.file(
+        "credentials",
+        "[default]\naws_access_key_id = ASIAOLD\naws_secret_access_key = s1\naws_session_token = t1\n",
+    );
+    let conf = d.0.join("config");
+    let cache =
+        CredentialsCache::new(CredentialsLoader::with_env(|_| None).with_files(&creds, &conf))
+            .unwrap();
+    let key = |a: Auth| sigv4(a).access_key_id.expose().to_owned();
+    let now = SystemTime::now();
+    d.file(
+        "credentials",
+        "[default]\naws_access_key_id = ASIANEW\naws_secret_access_key = s2\naws_session_token = t2\n",
+    );
+    // No expiry: used as they are until the upstream refuses them.
+    assert_eq!(key(cache.get(now).unwrap()), "ASIAOLD");
+    cache.invalidate(now);
+    assert_eq!(key(cache.get(now).unwrap()), "ASIANEW");
+    // Refused again at once (the file not rewritten yet): at most one reload per interval,
+    // the current ones meanwhile.
+    d.file(
+        "credentials",
+        "[default]\naws_access_key_id = ASIANEWER\naws_secret_access_key = s3\naws_session_token = t3\n",
+    );
+    cache.invalidate(now);
+    assert_eq!(key(cache.get(now).unwrap()), "ASIANEW");
+    assert_eq!(
+        key(cache.get(now + Duration::from_secs(11)).unwrap()),
+        "ASIANEWER"
+    );
+    // Reloaded: no longer stale, so not read again.
+    d.file(
+        "credentials",
+        "[default]\naws_access_key_id = ASIALATEST\naws_secret_access_key = s4\n",
+    );
+    assert_eq!(
+        key(cache.get(now + Duration::from_secs(30)).unwrap()),
+        "ASIANEWER"
+    );
+}
+
+#[test]
+fn credentials_that_have_expired_are_never_handed_out() {
+    let env = env(&[
+        ("AWS_ACCESS_KEY_ID", "AKIAEXPIRED"),
+        ("AWS_SECRET_ACCESS_KEY", "x"),
+        ("AWS_SESSION_TOKEN", "tok"),
+        ("AWS_CREDENTIAL_EXPIRATION", "2020-01-01T00:00:00Z"),
+    ]);
+    let cache = CredentialsCache::new(CredentialsLoader::with_env(env)).unwrap();
+    let now = SystemTime::now();
+    for later in [0, 1, 11, 30] {
+        let e = cache.get(now + Duration::from_secs(later)).unwrap_err().0;
+        assert!(e.contains("expired"), "{later}: {e}");
+    }
+}
