@@ -2211,7 +2211,21 @@ impl Router {
             .get(&target.provider)
             .filter(|p| !p.keys.is_empty());
         let keys: Vec<Option<usize>> = match pool {
-            None => vec![None],
+            None => {
+                if let Some(left) = st.resting(now) {
+                    let mut e = ProviderError::new(
+                        ErrorKind::RateLimited,
+                        format!(
+                            "{} ({}) is rate limited",
+                            target.provider,
+                            weir_model::log_safe(model)
+                        ),
+                    );
+                    e.retry_after = Some(left);
+                    return skip(attempts, e);
+                }
+                vec![None]
+            }
             Some(p) => {
                 let c = p.candidates(now, Some(model));
                 if c.usable.is_empty() {
@@ -2365,6 +2379,21 @@ impl Router {
                         skipped: e.is_unexpressible(),
                     };
                     attempts.push(attempt);
+                    if key.is_none() && e.kind == ErrorKind::RateLimited {
+                        // No key to rest (the provider's credentials are the account's):
+                        // the target rests, so the next requests go straight to the
+                        // others instead of each paying a throttled round trip.
+                        let d = e.retry_after.unwrap_or(self.policy.default_cooldown);
+                        st.rest_until(done + d);
+                        if let Some(a) = attempts.last_mut() {
+                            a.error.retry_after.get_or_insert(d);
+                        }
+                        return if e.retryable_elsewhere {
+                            Outcome::Next
+                        } else {
+                            Outcome::Fatal
+                        };
+                    }
                     if let (Some(i), Some(p)) = (key, pool) {
                         let label = KeyPool::label(i);
                         if e.kind == ErrorKind::RateLimited && e.per_model_quota {

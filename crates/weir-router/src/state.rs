@@ -62,6 +62,9 @@ pub(crate) struct TargetInner {
     pub error_rate: f64,
     pub requests: u64,
     pub failures: u64,
+    /// A provider without a key pool (Bedrock, Vertex: its credentials are the account's)
+    /// answered 429: the target rests until then, as a pool key would.
+    pub resting_until: Option<Instant>,
 }
 
 /// One target's health: shared by every route that names the same provider and model.
@@ -98,6 +101,7 @@ impl TargetState {
                 breaker: Breaker::Closed { failures: 0 },
                 latency_ms: None,
                 latency_at: None,
+                resting_until: None,
                 recent_ms: None,
                 error_rate: 0.0,
                 requests: 0,
@@ -220,6 +224,21 @@ impl TargetState {
     /// A request failed for a reason that says nothing about health (4xx, 429).
     pub(crate) fn neutral(&self) {
         lock(&self.inner).requests += 1;
+    }
+
+    /// Rests the target (keyless provider, 429) until `until`.
+    pub(crate) fn rest_until(&self, until: Instant) {
+        let mut g = lock(&self.inner);
+        g.requests += 1;
+        g.resting_until = Some(g.resting_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// How long the target still rests at `now`, if it does.
+    pub(crate) fn resting(&self, now: Instant) -> Option<Duration> {
+        lock(&self.inner)
+            .resting_until
+            .filter(|&u| u > now)
+            .map(|u| u - now)
     }
 
     /// A request the target answered but whose answer was no use (the model's malformed

@@ -871,6 +871,36 @@ async fn everything_rate_limited_gives_429_with_the_smallest_retry_after() {
     assert_eq!(attempts.len(), 2);
 }
 
+/// A provider without a key pool (Bedrock, Vertex: the account's credentials) that
+/// answers 429 rests as a key would: the next requests go straight to the next target.
+#[tokio::test]
+async fn a_keyless_target_that_answered_429_rests() {
+    let a = Fake::new("a", Act::Limited(Duration::from_secs(30)));
+    let b = Fake::new("b", Act::Ok);
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![
+            Route::new("m", vec![Target::with_model("a", "x"), Target::new("b")]),
+            Route::new("only-a", vec![Target::with_model("a", "x")]),
+        ],
+        quick(),
+    );
+    assert_eq!(served_by(&r, req("m"), cx()).await, "b");
+    assert_eq!(a.calls(), 1);
+    for _ in 0..3 {
+        assert_eq!(served_by(&r, req("m"), cx()).await, "b");
+    }
+    assert_eq!(a.calls(), 1, "a resting target was called");
+    // Alone, it is a 429 that says how long is left, without a call.
+    let (last, attempts) = failure(&r, req("only-a")).await;
+    assert_eq!(a.calls(), 1);
+    assert!(attempts[0].skipped);
+    assert_eq!(last.kind, ErrorKind::RateLimited);
+    assert!(last
+        .retry_after
+        .is_some_and(|d| d > Duration::from_secs(25) && d <= Duration::from_secs(30)));
+}
+
 /// Upstreams' quotas are per model (Anthropic's, OpenAI's, Gemini's): a 429 for one model
 /// rests that model on that key, and the key goes on serving the others (it rested the
 /// key, and every model with it); a glob route's models are told apart; in a pool, the
