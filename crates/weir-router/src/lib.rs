@@ -2364,11 +2364,19 @@ impl Router {
                         e.upstream_request_id = report.request_id();
                     }
                     e.upstream_request_id = id_without_keys(e.upstream_request_id.take(), pool);
+                    // Without an upstream's answer, the message says what failed here
+                    // (credentials, connect, timeout); an answer's may quote the request.
+                    let why = if e.status.is_none() && e.api_error.is_none() {
+                        weir_model::log_safe(&e.message)
+                    } else {
+                        std::borrow::Cow::Borrowed("-")
+                    };
                     tracing::info!(
                         request_id = %cx.request_id, provider = %target.provider,
                         model = %weir_model::log_safe(model),
                         key = key.map(KeyPool::label).as_deref().unwrap_or("-"),
-                        kind = ?e.kind, status = e.status, "upstream attempt failed"
+                        kind = ?e.kind, status = e.status, error = %why,
+                        "upstream attempt failed"
                     );
                     // A request this target cannot express was not sent: passed over, as
                     // a target lacking a capability is.
@@ -2586,7 +2594,12 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
                     api.error_type.as_deref().unwrap_or("error")
                 ),
                 (None, Some(s)) => s.to_string(),
-                (None, None) => kind_words(a.error.kind).to_owned(),
+                // No upstream answered: what failed here (missing cloud credentials,
+                // say) is said, or nobody could tell why.
+                (None, None) => match kind_words(a.error.kind) {
+                    "failed" => format!("failed: {}", a.error.message),
+                    words => words.to_owned(),
+                },
             };
             let p = format!("{} ({}): {what}", a.provider, a.model);
             if !parts.contains(&p) {

@@ -1271,13 +1271,7 @@ fn route_failed(
     attempts: &[weir_router::Attempt],
     log: &mut RequestLog,
 ) -> Response<Body> {
-    let api = last.api_error.as_deref().cloned().unwrap_or_else(|| {
-        let mut a = ApiError::new(last.kind, last.message.clone());
-        if let Some(s) = last.status.filter(|s| (400..600).contains(s)) {
-            a.status = s;
-        }
-        a
-    });
+    let api = client_error(last);
     let tried = attempts.iter().rev().find(|a| !a.skipped);
     if let Some(a) = tried.or(attempts.last()) {
         log.provider = Some(a.provider.clone());
@@ -1295,6 +1289,24 @@ fn route_failed(
     }
     log.emit(r.status().as_u16(), None, None, None);
     r
+}
+
+/// The error a client gets for a request every target failed: the upstream's own when one
+/// answered; else one of the failure's kind. The gateway's own credentials for an upstream
+/// failing (cloud credentials missing or expired: no upstream answered) is a 502, not a
+/// 401, which SDKs and Claude Code take for their own key being wrong.
+fn client_error(last: &weir_model::ProviderError) -> ApiError {
+    last.api_error.as_deref().cloned().unwrap_or_else(|| {
+        let kind = match last.kind {
+            ErrorKind::Authentication if last.status.is_none() => ErrorKind::Upstream,
+            k => k,
+        };
+        let mut a = ApiError::new(kind, last.message.clone());
+        if let Some(s) = last.status.filter(|s| (400..600).contains(s)) {
+            a.status = s;
+        }
+        a
+    })
 }
 
 async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
@@ -1496,6 +1508,8 @@ fn percent_decoded(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{client_error, ErrorKind};
+
     /// 529 is not a registered status: without a reason phrase of its own, hyper writes
     /// `HTTP/1.1 529 <none>`.
     #[test]
@@ -1505,6 +1519,21 @@ mod tests {
         assert_eq!(r.status().as_u16(), 529);
         let reason = r.extensions().get::<hyper::ext::ReasonPhrase>();
         assert_eq!(reason.map(|p| p.as_bytes()), Some(&b"Overloaded"[..]));
+    }
+
+    #[test]
+    fn the_gateways_own_failed_credentials_are_a_502_not_the_clients_401() {
+        let local = weir_model::ProviderError::new(
+            ErrorKind::Authentication,
+            "no usable Google credentials for Vertex AI",
+        );
+        let e = client_error(&local);
+        assert_eq!((e.status, e.kind), (502, ErrorKind::Upstream));
+        assert!(e.message.contains("no usable Google credentials"));
+        // An upstream's own 401 (its key refused) stays what it said.
+        let mut refused = local.clone();
+        refused.status = Some(401);
+        assert_eq!(client_error(&refused).status, 401);
     }
 
     #[test]
