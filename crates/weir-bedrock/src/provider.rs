@@ -98,7 +98,8 @@ pub struct BedrockProvider {
 
 impl BedrockProvider {
     /// A provider over a shared HTTP client. Fails when the region or `base_url` is not
-    /// usable, or when no credentials can be found (the message says what was looked at).
+    /// usable. Credentials not found now are warned of (saying what was looked at) and
+    /// looked for again when a request needs them.
     pub fn new(cfg: BedrockConfig, upstream: Upstream) -> Result<Self, String> {
         let region_ok = !cfg.region.is_empty()
             && cfg
@@ -117,8 +118,18 @@ impl BedrockProvider {
             .unwrap_or_else(|| format!("https://bedrock-runtime.{}.amazonaws.com", cfg.region));
         endpoint(&base_url, "/model")?;
         let creds = match &cfg.credentials {
-            CredentialSource::Chain(loader) => CredentialsCache::new(loader.clone())
-                .map_err(|e| format!("Bedrock credentials: {e}"))?,
+            CredentialSource::Chain(loader) => {
+                let (creds, missing) = CredentialsCache::lazy(loader.clone());
+                if let Some(e) = missing {
+                    tracing::warn!(
+                        provider = %cfg.id,
+                        "Bedrock credentials: {e}; requests to provider `{}` fail (502) until \
+                         some are found (looked for again at most every 10 s)",
+                        cfg.id
+                    );
+                }
+                creds
+            }
             CredentialSource::Fixed(auth) => CredentialsCache::fixed(auth.clone()),
         };
         Ok(BedrockProvider {

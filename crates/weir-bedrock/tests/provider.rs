@@ -470,8 +470,11 @@ async fn listed_arns_go_through_invoke_and_profile_errors_name_the_fix() {
     );
 }
 
-#[test]
-fn construction_fails_clearly_without_credentials_or_region() {
+/// Missing credentials do not stop the provider (nor the gateway) from being built: its
+/// requests fail saying what was looked at, until some appear. A bad region does.
+#[tokio::test]
+async fn without_credentials_requests_fail_clearly_until_some_appear_and_a_bad_region_fails_construction(
+) {
     let upstream = Upstream::new(Duration::from_secs(1)).unwrap();
     let dir = std::env::temp_dir().join("weir-bedrock-no-such-dir");
     let cfg = BedrockConfig {
@@ -481,11 +484,18 @@ fn construction_fails_clearly_without_credentials_or_region() {
         ),
         ..BedrockConfig::new("bedrock", "us-east-1")
     };
-    let e = BedrockProvider::new(cfg, upstream.clone()).unwrap_err();
-    assert!(
-        e.starts_with("Bedrock credentials: no AWS credentials found"),
-        "{e}"
-    );
+    let p = BedrockProvider::new(cfg, upstream.clone()).unwrap();
+    let e = match p
+        .send(&anthropic_request(CLAUDE, false), CallContext::new("r"))
+        .await
+    {
+        Err(e) => e,
+        Ok(_) => panic!("answered without credentials"),
+    };
+    assert!(e.message.starts_with("no AWS credentials found"), "{e:?}");
+    assert_eq!(e.kind, ErrorKind::Authentication);
+    assert!(e.retryable_elsewhere);
+    assert_eq!(e.status, None);
     let cfg = BedrockConfig {
         credentials: CredentialSource::Fixed(Auth::SigV4(creds())),
         ..BedrockConfig::new("bedrock", "us east 1")

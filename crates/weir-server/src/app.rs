@@ -671,7 +671,8 @@ pub fn zero_config(
     };
     let app = match build_text(&with_cloud) {
         Ok(app) => app,
-        // Bedrock's credentials are read when it is built: without them, serve the rest.
+        // Bedrock cannot be built (a region that is not one, say): serve the rest. (Its
+        // credentials missing is not that: its requests fail until some are found.)
         Err(errors) if with_cloud.contains("[providers.bedrock]") => {
             for e in &errors {
                 tracing::warn!("zero-config: Bedrock left out: {e}");

@@ -440,6 +440,9 @@ struct CacheState {
     stale: bool,
     /// Never reloaded (credentials given in code).
     fixed: bool,
+    /// No credentials were found (why): `current` is a placeholder never handed out, and
+    /// the sources are looked at again at most once per [`RELOAD_INTERVAL`].
+    missing: Option<String>,
 }
 
 impl CredentialsCache {
@@ -453,8 +456,43 @@ impl CredentialsCache {
                 last_reload: None,
                 stale: false,
                 fixed: false,
+                missing: None,
             }),
         })
+    }
+
+    /// Loads credentials if there are any now; if not, the cache is made all the same
+    /// (with why, to warn of) and looks again when asked for them: a gateway starts, and
+    /// serves its other providers, while this one's credentials are missing.
+    pub fn lazy(loader: CredentialsLoader) -> (Self, Option<CredentialsError>) {
+        match loader.load() {
+            Ok(current) => (
+                CredentialsCache {
+                    loader,
+                    state: Mutex::new(CacheState {
+                        current,
+                        last_reload: None,
+                        stale: false,
+                        fixed: false,
+                        missing: None,
+                    }),
+                },
+                None,
+            ),
+            Err(e) => (
+                CredentialsCache {
+                    loader,
+                    state: Mutex::new(CacheState {
+                        current: Auth::Bearer(Secret::new(String::new())),
+                        last_reload: Some(SystemTime::now()),
+                        stale: false,
+                        fixed: false,
+                        missing: Some(e.0.clone()),
+                    }),
+                },
+                Some(e),
+            ),
+        }
     }
 
     /// Fixed credentials that are never reloaded (tests, keys from the config file).
@@ -466,6 +504,7 @@ impl CredentialsCache {
                 last_reload: Some(SystemTime::UNIX_EPOCH),
                 stale: false,
                 fixed: true,
+                missing: None,
             }),
         }
         .never_reload()
@@ -491,6 +530,30 @@ impl CredentialsCache {
             .state
             .lock()
             .map_err(|_| err("the credentials cache is poisoned"))?;
+        if s.missing.is_some() {
+            let recently = s
+                .last_reload
+                .is_some_and(|t| now.duration_since(t).unwrap_or(Duration::ZERO) < RELOAD_INTERVAL);
+            if !recently {
+                s.last_reload = Some(now);
+                match self.loader.load() {
+                    Ok(fresh) if fresh.expires_at().is_none_or(|e| now < e) => {
+                        tracing::info!("AWS credentials found in {}", source(&fresh));
+                        s.current = fresh;
+                        s.missing = None;
+                        return Ok(s.current.clone());
+                    }
+                    Ok(fresh) => {
+                        s.missing = Some(format!(
+                            "the AWS credentials from {} have expired",
+                            source(&fresh)
+                        ));
+                    }
+                    Err(e) => s.missing = Some(e.0),
+                }
+            }
+            return Err(err(s.missing.clone().unwrap_or_default()));
+        }
         let expires_at = s.current.expires_at();
         let due = s.stale || expires_at.is_some_and(|e| now + REFRESH_BEFORE_EXPIRY >= e);
         if !due || s.fixed {
@@ -539,7 +602,7 @@ impl CredentialsCache {
     /// token expired), also of credentials that carry no expiry.
     pub fn invalidate(&self, now: SystemTime) {
         if let Ok(mut s) = self.state.lock() {
-            if s.fixed || matches!(s.current, Auth::Bearer(_)) {
+            if s.fixed || s.missing.is_some() || matches!(s.current, Auth::Bearer(_)) {
                 return;
             }
             if let Auth::SigV4(c) = &mut s.current {

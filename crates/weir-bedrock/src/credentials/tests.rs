@@ -284,3 +284,24 @@ fn credentials_that_have_expired_are_never_handed_out() {
         assert!(e.contains("expired"), "{later}: {e}");
     }
 }
+
+#[test]
+fn credentials_missing_at_start_are_found_once_they_appear() {
+    let d = TempDir::new("lazy");
+    let creds = d.0.join("credentials");
+    let conf = d.0.join("config");
+    let (cache, missing) =
+        CredentialsCache::lazy(CredentialsLoader::with_env(|_| None).with_files(&creds, &conf));
+    assert!(missing.unwrap().0.starts_with("no AWS credentials found"));
+    let now = SystemTime::now();
+    let e = cache.get(now).unwrap_err().0;
+    assert!(e.starts_with("no AWS credentials found"), "{e}");
+    d.file(
+        "credentials",
+        "[default]\naws_access_key_id = AKIALATE\naws_secret_access_key = s\n",
+    );
+    // Looked for again at most every ten seconds.
+    assert!(cache.get(now + Duration::from_secs(1)).is_err());
+    let found = cache.get(now + Duration::from_secs(11)).unwrap();
+    assert_eq!(sigv4(found).access_key_id.expose(), "AKIALATE");
+}
