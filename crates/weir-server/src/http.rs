@@ -49,6 +49,9 @@ pub(crate) struct RequestLog {
     pub usage: Option<weir_model::Usage>,
     /// Prices, for the cost.
     pub prices: Option<Arc<crate::pricing::Prices>>,
+    /// Served by the built-in mock, which costs nothing: no warning that its model has
+    /// no price.
+    pub by_mock: bool,
     /// Where the request's row goes.
     pub ledger: Option<weir_ledger::Writer>,
     /// How a stream that had answered 200 ended badly, for the ledger's error kind.
@@ -137,7 +140,7 @@ impl RequestLog {
         };
         match (cost, &self.admission) {
             (Some(c), Some(a)) => a.spend(c),
-            (None, Some(a)) if a.has_budget() && self.usage.is_some() => {
+            (None, Some(a)) if a.has_budget() && self.usage.is_some() && !self.by_mock => {
                 if let Some(m) = &self.upstream_model {
                     if crate::pricing::first_unpriced(m) {
                         // (A glob route forwards the name a client chose.)
@@ -1008,6 +1011,12 @@ async fn chat(
         }
         Err(RouteError::Failed { last, attempts }) => route_failed(dialect, &last, &attempts, log),
         Ok((reply, served)) => {
+            if log.admission.as_ref().is_some_and(|a| a.has_budget()) {
+                log.by_mock = app
+                    .provider_kinds
+                    .iter()
+                    .any(|(id, kind)| *id == served.provider && kind == "mock");
+            }
             log.provider = Some(served.provider.clone());
             log.upstream_model = Some(served.model.clone());
             log.upstream_request_id
