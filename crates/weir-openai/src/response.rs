@@ -637,7 +637,9 @@ impl Serialize for MessageOut<'_> {
                 || r.message_extra.contains("reasoning")
                 || r.message_extra.contains("reasoning_details")
                 || r.message_extra.contains("content"));
-        if let Some(rc) = reasoning.filter(|_| !kept) {
+        // (A thinking block that only carries a signature, as Gemini's can, has no text:
+        // no empty field.)
+        if let Some(rc) = reasoning.filter(|r| !kept && !r.is_empty()) {
             m.serialize_entry("reasoning_content", &rc)?;
         }
         if !calls.is_empty() {

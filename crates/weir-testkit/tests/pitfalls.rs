@@ -526,6 +526,22 @@ fn thinking_is_exposed_as_reasoning_content_to_openai_clients() {
             "role": "assistant", "content": "42", "reasoning_content": "Let me think.", "refusal": null
         }),
     );
+    // Thinking that is only a signature (Gemini's can be): no empty reasoning_content.
+    let o = a_resp_to_o(json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [
+            {"type": "thinking", "thinking": "", "signature": "sig=="},
+            {"type": "text", "text": "42"}
+        ],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 10, "output_tokens": 5}
+    }));
+    assert!(
+        o["choices"][0]["message"]
+            .get("reasoning_content")
+            .is_none(),
+        "{o}"
+    );
 }
 
 #[test]
