@@ -121,6 +121,12 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             ),
         ));
     }
+    if cfg.server.max_request_bytes == 0 {
+        errors.push(src.error_at(
+            src.key_at(&["server", "max_request_bytes"]),
+            "server.max_request_bytes must be at least 1: every request has a body",
+        ));
+    }
     if cfg.server.max_connections_per_ip == Some(0) {
         errors.push(src.error_at(
             src.key_at(&["server", "max_connections_per_ip"]),

@@ -1484,8 +1484,8 @@ fn a_buffered_bound_below_the_request_limit_is_a_config_error() {
 }
 
 #[test]
-fn connection_caps_of_zero_are_config_errors() {
-    let text = "[server]\nmax_connections = 0\nmax_connections_per_ip = 0\n";
+fn connection_caps_and_a_request_limit_of_zero_are_config_errors() {
+    let text = "[server]\nmax_connections = 0\nmax_connections_per_ip = 0\nmax_request_bytes = 0\n";
     let cfg = weir_server::config::parse(None, text).unwrap();
     let Err(errors) = weir_server::build(&cfg, None, text) else {
         panic!("built");
@@ -1501,6 +1501,10 @@ fn connection_caps_of_zero_are_config_errors() {
     );
     assert!(
         all.contains("3:1: server.max_connections_per_ip must be at least 1"),
+        "{all}"
+    );
+    assert!(
+        all.contains("4:1: server.max_request_bytes must be at least 1"),
         "{all}"
     );
 }
