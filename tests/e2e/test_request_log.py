@@ -67,15 +67,24 @@ def test_each_request_logs_one_line_with_its_figures(weir_factory):
         assert needle not in logs, needle
 
 
-def test_a_budget_s_blind_spots_are_logged_once_per_model(weir_factory):
-    # A key with a daily budget, and models with no price: their cost cannot count.
+def test_a_budget_s_blind_spots_are_logged_once_per_model(weir_factory, upstream):
+    # A key with a daily budget, and models with no price: their cost cannot count. (The
+    # built-in mock costs nothing: no warning for its answers.)
+    answer = json.dumps({
+        "id": "c", "object": "chat.completion", "created": 1, "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    }).encode()
+    upstream.routes["/v1/chat/completions"] = (200, "application/json", answer)
     w = weir_factory(
+        f'[providers.up]\nkind = "openai"\nbase_url = "{upstream.url}/v1"\nkeys = ["k"]\n'
         '[[auth.keys]]\nname = "capped"\nkey = "sk-e2e-capped"\ndaily_budget_usd = 1.0\n'
-        '[[models]]\nname = "named"\ntargets = [{ provider = "mock", model = "unpriced-named" }]\n'
-        '[[models]]\nname = "fwd-*"\ntargets = [{ provider = "mock" }]\n'
+        '[[models]]\nname = "named"\ntargets = [{ provider = "up", model = "unpriced-named" }]\n'
+        '[[models]]\nname = "fwd-*"\ntargets = [{ provider = "up" }]\n'
+        '[[models]]\nname = "free-*"\ntargets = [{ provider = "mock" }]\n'
     )
     o = openai.OpenAI(base_url=w.url + "/v1", api_key="sk-e2e-capped", max_retries=0)
-    for model in ["named", "fwd-one", "fwd-one", "named"]:
+    for model in ["named", "fwd-one", "fwd-one", "named", "free-one"]:
         o.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
     records = [json.loads(l) for l in w.logs().splitlines() if l.startswith("{")]
     warnings = [r.get("message") or r.get("fields", {}).get("message", "")
@@ -83,6 +92,7 @@ def test_a_budget_s_blind_spots_are_logged_once_per_model(weir_factory):
     priced = [m for m in warnings if "has no price" in m]
     assert len([m for m in priced if "`unpriced-named`" in m]) == 1, warnings
     assert len([m for m in priced if "`fwd-one`" in m]) == 1, warnings
+    assert not [m for m in priced if "free-one" in m], warnings
 
 
 def test_a_request_cut_by_shutdown_is_logged_as_the_gateway_s_not_the_client_s(weir_factory):
