@@ -385,9 +385,21 @@ impl Provider for BedrockProvider {
             aws_smithy_types::base64::encode(&invoke)
         );
         let url = self.url(&model, "count-tokens")?;
-        let mut resp = self
-            .post(&url, body.into_bytes(), JSON, &cx, &betas)
-            .await?;
+        let mut resp = match self.post(&url, body.into_bytes(), JSON, &cx, &betas).await {
+            Ok(r) => r,
+            // CountTokens takes fewer model ids than inference (not every inference
+            // profile or cross-region model): estimated, rather than a count refused for a
+            // model that serves messages.
+            Err(e) if matches!(e.kind, ErrorKind::InvalidRequest | ErrorKind::NotFound) => {
+                tracing::debug!(
+                    model = %weir_model::log_safe(&model),
+                    "Bedrock refused to count tokens ({}); estimated instead",
+                    weir_model::log_safe(&e.message)
+                );
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
         let body = read_body(&mut resp).await?;
         #[derive(Deserialize)]
         struct Count {

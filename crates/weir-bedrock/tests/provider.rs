@@ -420,6 +420,26 @@ async fn count_tokens_uses_the_foundation_model() {
     );
 }
 
+/// CountTokens refuses some ids inference takes (inference profiles): the count is left
+/// to the gateway's estimate rather than failing.
+#[tokio::test]
+async fn a_count_refused_as_invalid_is_left_to_the_estimate() {
+    let up = FaultyUpstream::start(answer(
+        400,
+        &[("x-amzn-errortype", "ValidationException")],
+        "application/json",
+        r#"{"message":"The provided model identifier is invalid."}"#,
+    ))
+    .await;
+    let p = provider(&up, Auth::SigV4(creds()));
+    let n = p
+        .count_tokens(anthropic_request(CLAUDE, false), CallContext::new("r"))
+        .await
+        .unwrap();
+    assert_eq!(n, None);
+    assert_eq!(up.requests().len(), 1);
+}
+
 #[tokio::test]
 async fn listed_arns_go_through_invoke_and_profile_errors_name_the_fix() {
     const ARN: &str = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3";
