@@ -151,6 +151,13 @@ impl<'de> Deserialize<'de> for AUsage {
                             u.web_search_requests = web_searches(raw.get());
                             u.extra.insert(k.into_owned(), raw);
                         }
+                        // The output's breakdown, kept as it came; its thinking tokens are
+                        // the reasoning an OpenAI client is told of (part of the output).
+                        "output_tokens_details" => {
+                            let raw: weir_model::RawJson = map.next_value()?;
+                            u.reasoning_tokens = thinking_tokens(raw.get());
+                            u.extra.insert(k.into_owned(), raw);
+                        }
                         "input_tokens" => u.input_tokens = opt_value(&mut map, &k, &mut u.extra)?,
                         "output_tokens" => u.output_tokens = opt_value(&mut map, &k, &mut u.extra)?,
                         "cache_read_input_tokens" => {
@@ -191,6 +198,15 @@ pub(crate) fn one_hour_writes(raw: &str) -> Option<u64> {
     serde_json::from_str::<CacheCreation>(raw)
         .ok()?
         .ephemeral_1h_input_tokens
+}
+
+/// `usage.output_tokens_details`'s thinking tokens; `None` when it does not say.
+pub(crate) fn thinking_tokens(raw: &str) -> Option<u64> {
+    #[derive(Deserialize)]
+    struct Details {
+        thinking_tokens: Option<u64>,
+    }
+    serde_json::from_str::<Details>(raw).ok()?.thinking_tokens
 }
 
 /// `usage.server_tool_use`'s web searches (`web_search_requests`); `None` when it does not

@@ -1049,6 +1049,57 @@ fn openai_stream_reframes_into_anthropic_events() {
     assert_json(&v["usage"], &json!({"output_tokens": 7}));
 }
 
+/// Anthropic's `output_tokens_details.thinking_tokens` is the reasoning an OpenAI client is
+/// told of (`completion_tokens_details.reasoning_tokens`), whole and streamed; an Anthropic
+/// client gets the breakdown as it came.
+#[test]
+fn thinking_tokens_become_reasoning_tokens_for_openai_clients() {
+    let usage = json!({"input_tokens": 10, "output_tokens": 943, "output_tokens_details": {"thinking_tokens": 261}});
+    let whole = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [{"type": "text", "text": "42"}],
+        "stop_reason": "end_turn", "stop_sequence": null, "usage": usage
+    });
+    let o = a_resp_to_o(whole.clone());
+    assert_eq!(o["usage"]["completion_tokens"], 943, "{o}");
+    assert_eq!(
+        o["usage"]["completion_tokens_details"]["reasoning_tokens"], 261,
+        "{o}"
+    );
+    assert!(o["usage"].get("output_tokens_details").is_none(), "{o}");
+    let canon = weir_anthropic::decode_response(whole.to_string().as_bytes()).unwrap();
+    let again: Value =
+        serde_json::from_slice(&weir_anthropic::encode_response(&canon).unwrap()).unwrap();
+    assert_json(&again["usage"], &usage);
+
+    let body = format!(
+        "event: message_start\ndata: {}\n\nevent: message_delta\ndata: {}\n\nevent: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n",
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude", "content": [], "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": usage}),
+    );
+    let mut dec = weir_anthropic::StreamDecoder::new();
+    let mut enc = weir_openai::StreamEncoder::new(weir_openai::StreamEncodeOptions {
+        include_usage: true,
+        created: None,
+    });
+    let mut out = Vec::new();
+    for ev in sse_events(body.as_bytes()) {
+        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
+    }
+    let last_usage = sse_events(&out)
+        .iter()
+        .filter(|e| e.data() != "[DONE]")
+        .map(|e| serde_json::from_str::<Value>(e.data()).unwrap())
+        .filter(|c| !c["usage"].is_null())
+        .last()
+        .expect("a usage chunk")["usage"]
+        .clone();
+    assert_eq!(
+        last_usage["completion_tokens_details"]["reasoning_tokens"], 261,
+        "{last_usage}"
+    );
+}
+
 #[test]
 fn anthropic_stream_reframes_into_openai_chunks_with_usage_and_done() {
     let body = concat!(
