@@ -461,8 +461,10 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         (&Method::POST, "/v1/messages") => chat(&app, req, Dialect::Anthropic, &mut log).await,
         (&Method::POST, "/v1/chat/completions") => chat(&app, req, Dialect::OpenAi, &mut log).await,
         (&Method::POST, "/v1/messages/count_tokens") => count_tokens(&app, req, &mut log).await,
-        (&Method::GET, "/v1/models") => models(&app, &req, None, &mut log).await,
-        (&Method::GET, p) if p.len() > "/v1/models/".len() && p.starts_with("/v1/models/") => {
+        (&Method::GET | &Method::HEAD, "/v1/models") => models(&app, &req, None, &mut log).await,
+        (&Method::GET | &Method::HEAD, p)
+            if p.len() > "/v1/models/".len() && p.starts_with("/v1/models/") =>
+        {
             models(&app, &req, Some(&p["/v1/models/".len()..]), &mut log).await
         }
         (&Method::POST, "/v1/embeddings") => embeddings(&app, req, &mut log).await,
@@ -470,7 +472,9 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
         (_, "/health") => {
             method_not_allowed(guess(&req, dialect), &method, &path, "GET, HEAD", &log)
         }
-        (_, "/v1/models") => method_not_allowed(guess(&req, dialect), &method, &path, "GET", &log),
+        (_, p) if p == "/v1/models" || p.starts_with("/v1/models/") => {
+            method_not_allowed(guess(&req, dialect), &method, &path, "GET, HEAD", &log)
+        }
         (
             _,
             "/v1/messages"
@@ -488,6 +492,13 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
     };
     *log.armed.get_mut() = false;
     let mut r = r;
+    if method == Method::HEAD {
+        // The headers a GET would have, without its body: over HTTP/2 a HEAD answer with
+        // a body is a protocol error to the client (HTTP/1 leaves it out by itself).
+        let (mut parts, _) = r.into_parts();
+        parts.headers.remove(CONTENT_LENGTH);
+        r = Response::from_parts(parts, Full::new(Bytes::new()).boxed_unsync());
+    }
     if !r.headers().contains_key(&X_REQUEST_ID) {
         set_header(&mut r, X_REQUEST_ID, &log.request_id);
     }

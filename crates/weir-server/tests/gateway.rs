@@ -1757,6 +1757,29 @@ async fn h2c_prior_knowledge_is_served() {
         .unwrap();
     assert_eq!(r.version(), http::Version::HTTP_2);
     assert_eq!(r.status(), 200);
+    // HEAD answers carry no body (over HTTP/2 one is a protocol error to the client).
+    for path in ["/health", "/v1/models"] {
+        let r = c
+            .head(format!("{url}{path}"))
+            .header("x-api-key", KEY)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            (r.version(), r.status().as_u16()),
+            (http::Version::HTTP_2, 200),
+            "{path}"
+        );
+        assert!(r.bytes().await.unwrap().is_empty(), "{path}");
+    }
+    let r = c
+        .delete(format!("{url}/v1/models/mock"))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
 }
 
 #[tokio::test]
