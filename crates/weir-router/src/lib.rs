@@ -1660,6 +1660,12 @@ impl Router {
                     return Ok(Some((n, served)));
                 }
                 Ok(None) => {}
+                // No counter there (a compatible service answers 404 or 405 at the
+                // counting endpoint): as a provider that has none, the next target is
+                // asked, else the count is estimated.
+                Err(e) if matches!(e.status, Some(404 | 405)) => {
+                    tracing::debug!(provider = %target.provider, status = e.status, "no token counter; trying the next target");
+                }
                 Err(e) if e.retryable_elsewhere => {
                     failed_attempts += 1;
                     tracing::info!(provider = %target.provider, kind = ?e.kind, "token count failed; trying the next target");

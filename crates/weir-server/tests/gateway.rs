@@ -1841,6 +1841,27 @@ async fn an_upstream_that_never_answers_times_out_with_a_clear_error_and_falls_b
     assert_eq!(r.headers()["x-weir-provider"], "mock");
 }
 
+/// An Anthropic-compatible service without a counter (404 or 405 there): the count is
+/// estimated, not the upstream's refusal passed on.
+#[tokio::test]
+async fn count_tokens_estimates_for_a_service_without_a_counter() {
+    for status in [404, 405] {
+        let up = upstream(Script::Reply(
+            status,
+            "application/json",
+            r#"{"type":"error","error":{"type":"not_found_error","message":"Not Found"}}"#.into(),
+        ))
+        .await;
+        let url = weir(&anthropic_route(&up.url, "c", "")).await;
+        let body = json!({"model": "c", "messages": [{"role": "user", "content": "count me"}]});
+        let r = post(&url, "/v1/messages/count_tokens", &body, Some(KEY)).await;
+        assert_eq!(r.status(), 200, "{status}");
+        assert_eq!(r.headers()["x-weir-provider"], "estimate");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["input_tokens"].as_u64().unwrap() > 0);
+    }
+}
+
 #[tokio::test]
 async fn count_tokens_asks_an_anthropic_target_and_estimates_otherwise() {
     let up = upstream(Script::Reply(
