@@ -261,6 +261,12 @@ impl Upstream {
         if let Some(host) = &to.host {
             headers.insert(http::header::HOST, host.clone());
         }
+        // Answers are read as they come: no compression (without this header a server
+        // may choose any).
+        headers.insert(
+            http::header::ACCEPT_ENCODING,
+            http::HeaderValue::from_static("identity"),
+        );
         let mut req = http::Request::new(http_body_util::Full::new(bytes::Bytes::from(body)));
         *req.method_mut() = method;
         if let Some(auth) = self.proxies.http_auth(&to.uri) {
@@ -282,6 +288,7 @@ impl Upstream {
                 Ok(Err(e)) => Err(e),
                 Ok(Ok((resp, lease))) => {
                     let (head, body) = resp.into_parts();
+                    uncompressed(&head)?;
                     Ok(Response {
                         head,
                         body,
@@ -299,6 +306,7 @@ impl Upstream {
             Ok(Err(e)) => Err(transport_error(&e)),
             Ok(Ok(resp)) => {
                 let (head, body) = resp.into_parts();
+                uncompressed(&head)?;
                 Ok(Response {
                     head,
                     body,
@@ -307,6 +315,28 @@ impl Upstream {
                     lease: None,
                 })
             }
+        }
+    }
+}
+
+/// An answer compressed all the same (a proxy's doing, or a server that ignores
+/// `accept-encoding: identity`) is an error that says so, not one about undecodable bytes.
+fn uncompressed(head: &http::response::Parts) -> Result<(), ProviderError> {
+    match head.headers.get(http::header::CONTENT_ENCODING) {
+        None => Ok(()),
+        Some(v) if v.as_bytes().eq_ignore_ascii_case(b"identity") => Ok(()),
+        Some(v) => {
+            let mut e = ProviderError::new(
+                ErrorKind::Upstream,
+                format!(
+                    "the upstream answered {} compressed (content-encoding: {}), though asked \
+                     for no compression; the gateway does not decompress answers",
+                    head.status.as_u16(),
+                    weir_model::log_safe(&String::from_utf8_lossy(v.as_bytes()))
+                ),
+            );
+            e.retryable_elsewhere = true;
+            Err(e)
         }
     }
 }
