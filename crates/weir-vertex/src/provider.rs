@@ -305,15 +305,13 @@ impl VertexProvider {
         let opts = EncodeOptions {
             omit_model: false,
             omit_stream: true,
+            omit_max_tokens: true,
             ..self.cfg.anthropic_encode.clone()
         };
+        // (Not parsed again to edit: a deeply nested tool input, fine as raw JSON, would
+        // fail serde_json's depth limit as a 500.)
         let body = weir_anthropic::encode_request(&req, &opts).map_err(invalid)?;
-        let mut body: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
-            .map_err(|e| ProviderError::new(ErrorKind::Internal, e.to_string()))?;
-        body.remove("max_tokens");
-        body.insert("anthropic_version".into(), ANTHROPIC_VERSION.into());
-        let body = serde_json::to_vec(&body)
-            .map_err(|e| ProviderError::new(ErrorKind::Internal, e.to_string()))?;
+        let body = with_anthropic_version(body)?;
         let url = self.url("anthropic", "count-tokens", "rawPredict", None)?;
         let mut resp = self
             .post(&url, &Self::claude_headers(&cx), body, &cx)

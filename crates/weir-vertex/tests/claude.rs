@@ -405,6 +405,26 @@ async fn claude_token_counting() {
             "future_field": {"kept": true}
         })
     );
+    // A tool schema nested past serde_json's depth limit is sent as it came.
+    let mut schema = json!({"type": "object"});
+    for _ in 0..140 {
+        schema = json!({"type": "object", "properties": {"x": schema}});
+    }
+    let mut deep = claude_request(false);
+    deep.tools = Some(vec![weir_model::Tool::Function(weir_model::FunctionTool {
+        name: "deep".into(),
+        description: None,
+        parameters: Some(serde_json::value::to_raw_value(&schema).unwrap()),
+        strict: None,
+        cache_control: None,
+        extra: weir_model::Extra::new(),
+    })]);
+    let n = p
+        .count_tokens(deep, CallContext::new("req-2"))
+        .await
+        .unwrap();
+    assert_eq!(n, Some(12));
+    assert!(up.requests()[1].body.len() > 140 * 30);
 }
 
 #[tokio::test]
