@@ -1276,7 +1276,15 @@ impl Job for EmbedRequest {
         provider: &'a dyn Provider,
         cx: CallContext,
     ) -> Result<EmbedResponse, ProviderError> {
-        provider.embed(self, cx).await
+        match provider.embed(self, cx).await {
+            // An OpenAI-compatible service without embeddings (Groq's, Cerebras') answers
+            // 404 or 405 there: the next target is tried, as for a provider without them.
+            Err(mut e) if matches!(e.status, Some(404 | 405)) => {
+                e.retryable_elsewhere = true;
+                Err(e)
+            }
+            other => other,
+        }
     }
 
     fn served(out: EmbedResponse, _guard: impl FnOnce() -> hold::Guard) -> (EmbedResponse, bool) {

@@ -2502,6 +2502,37 @@ async fn the_dashboard_shows_the_status_to_a_browser_with_the_admin_key() {
     assert_eq!(r.status(), 200);
 }
 
+/// An OpenAI-compatible service without embeddings answers 404 there: the next target
+/// serves.
+#[tokio::test]
+async fn embeddings_pass_over_a_service_that_has_none() {
+    let answer = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5]}],"model":"e","usage":{"prompt_tokens":1,"total_tokens":1}}"#;
+    let up = upstream(Script::Reply(200, "application/json", answer.into())).await;
+    let none = upstream(Script::Reply(
+        404,
+        "application/json",
+        r#"{"error":{"message":"Unknown request URL: POST /openai/v1/embeddings","type":"invalid_request_error","code":"unknown_url"}}"#.into(),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [providers.groq]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"emb\"\ntargets = [{{ provider = \"groq\" }}, {{ provider = \"o\" }}]\n",
+        up.url, none.url
+    ))
+    .await;
+    let r = post(
+        &url,
+        "/v1/embeddings",
+        &json!({"model": "emb", "input": "x"}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-weir-provider"], "o");
+    assert_eq!(none.hits.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test]
 async fn embeddings_route_like_chat_and_pass_openai_answers_through() {
     let answer = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.5,-0.5]}],"model":"text-embedding-3-small","usage":{"prompt_tokens":3,"total_tokens":3}}"#;
