@@ -772,6 +772,52 @@ fn said_in(resp: &weir_model::ChatResponse) -> usize {
     }
 }
 
+/// Bytes of what a whole Responses API answer says (`output`: messages' text and refusals,
+/// reasoning summaries and text, function calls' names and arguments), as [`said_len`]
+/// counts a chat answer's; its whole body if it cannot be read so.
+fn responses_said(body: &[u8]) -> usize {
+    #[derive(serde::Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow, default)]
+        output: Vec<Item<'a>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item<'a> {
+        #[serde(borrow, default)]
+        content: Vec<Part<'a>>,
+        #[serde(borrow, default)]
+        summary: Vec<Part<'a>>,
+        #[serde(borrow)]
+        name: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        arguments: Option<std::borrow::Cow<'a, str>>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Part<'a> {
+        #[serde(borrow)]
+        text: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        refusal: Option<std::borrow::Cow<'a, str>>,
+    }
+    let len = |s: &Option<std::borrow::Cow<'_, str>>| s.as_ref().map_or(0, |s| s.len());
+    match serde_json::from_slice::<Answer<'_>>(body) {
+        Ok(a) => a
+            .output
+            .iter()
+            .map(|i| {
+                len(&i.name)
+                    + len(&i.arguments)
+                    + i.content
+                        .iter()
+                        .chain(&i.summary)
+                        .map(|p| len(&p.text) + len(&p.refusal))
+                        .sum::<usize>()
+            })
+            .sum(),
+        Err(_) => body.len(),
+    }
+}
+
 /// Bytes of what a whole answer says (text, reasoning, tool calls' names and arguments,
 /// blocks kept verbatim), as a stream's are counted: its JSON envelope (ids, roles,
 /// `finish_reason`) is not output the model wrote.
@@ -1268,7 +1314,12 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
                     if let Some(id) = id {
                         memory.remember(&id);
                     }
-                    estimate_unreported(&mut usage, log.input_estimate, body.len());
+                    let said = if usage.unreported() {
+                        responses_said(&body)
+                    } else {
+                        0
+                    };
+                    estimate_unreported(&mut usage, log.input_estimate, said);
                     let (input, output) = (usage.total_input(), usage.output_tokens);
                     log.usage = Some(usage);
                     log.emit(200, None, Some(input), output);
@@ -1539,6 +1590,17 @@ mod tests {
         assert_eq!(r.status().as_u16(), 529);
         let reason = r.extensions().get::<hyper::ext::ReasonPhrase>();
         assert_eq!(reason.map(|p| p.as_bytes()), Some(&b"Overloaded"[..]));
+    }
+
+    #[test]
+    fn a_responses_answer_says_its_output_not_its_envelope() {
+        let body = br#"{"id":"resp_1","object":"response","status":"completed","model":"m","output":[
+            {"type":"reasoning","id":"rs_1","summary":[{"type":"summary_text","text":"why"}]},
+            {"type":"message","id":"msg_1","role":"assistant","content":[{"type":"output_text","text":"hello from fake","annotations":[]}]},
+            {"type":"function_call","id":"fc_1","call_id":"c","name":"f","arguments":"{\"a\":1}"}
+        ],"usage":null}"#;
+        assert_eq!(super::responses_said(body), 3 + 15 + 1 + 7);
+        assert_eq!(super::responses_said(b"not json"), 8);
     }
 
     #[test]
