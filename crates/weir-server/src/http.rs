@@ -1477,7 +1477,10 @@ async fn models(
     };
     if let Some(id) = one {
         let id = percent_decoded(id);
-        if !names.contains(&id.as_str()) {
+        // A name no listing has may still be served: a glob route takes it (Gemini's,
+        // Bedrock's and Vertex's models are not listed).
+        let served = || app.allows(key, &id) && app.router.known(&id).is_ok();
+        if !names.contains(&id.as_str()) && !served() {
             let e = ApiError {
                 code: Some("model_not_found".to_owned()),
                 ..ApiError::new(

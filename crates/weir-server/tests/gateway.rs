@@ -3568,9 +3568,13 @@ async fn responses_streams_fail_over_before_their_first_event_and_are_checked_to
 
 #[tokio::test]
 async fn anthropic_model_listings_page_and_single_models_can_be_fetched() {
-    let routes: String = (0..25)
+    let mut routes: String = (0..25)
         .map(|i| format!("[[models]]\nname = \"m{i:02}\"\ntargets = [{{ provider = \"mock\" }}]\n"))
         .collect();
+    // A glob route of a provider that lists nothing (as Gemini's, Bedrock's).
+    routes.push_str(
+        "[[models]]\nname = \"gem-*\"\ntargets = [{ provider = \"mock\", model = \"mock\" }]\n",
+    );
     let url = weir(&routes).await;
     let get = |path: String, anthropic: bool| {
         let url = url.clone();
@@ -3622,6 +3626,9 @@ async fn anthropic_model_listings_page_and_single_models_can_be_fetched() {
     let (status, e) = get("/v1/models/nope".into(), false).await;
     assert_eq!(status, 404);
     assert_eq!(e["error"]["code"], "model_not_found");
+    // Not listed, but served by a glob route: it can be fetched.
+    let (status, m) = get("/v1/models/gem-pro".into(), false).await;
+    assert_eq!((status, m["id"].as_str()), (200, Some("gem-pro")));
 }
 
 #[tokio::test]
