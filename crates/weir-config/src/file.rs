@@ -95,6 +95,10 @@ pub struct ServerConfig {
     /// prefix); past it, a new one from that address is closed at once. Default (`None`):
     /// no such cap (clients behind one proxy or load balancer share its address).
     pub max_connections_per_ip: Option<usize>,
+    /// Origins of browser apps allowed to call the API (CORS): exact origins
+    /// (`https://app.example.com`, `http://localhost:3000`) or `*`. Default: none (a
+    /// browser page of another origin cannot read the API's answers).
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +111,7 @@ impl Default for ServerConfig {
             shutdown_grace: d(30),
             max_connections: None,
             max_connections_per_ip: None,
+            cors_origins: Vec::new(),
         }
     }
 }

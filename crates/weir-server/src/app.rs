@@ -29,6 +29,9 @@ pub struct App {
     /// Client connections at once from one address (`server.max_connections_per_ip`);
     /// `None`: no such cap.
     pub max_connections_per_ip: Option<usize>,
+    /// Origins allowed to call the API from a browser (`server.cors_origins`); `None`:
+    /// no CORS.
+    pub cors: Option<crate::http::Cors>,
     /// The bytes of request bodies held now, shared by the process's runtimes and kept
     /// across reloads.
     pub buffered: Arc<crate::http::Buffered>,
@@ -120,6 +123,17 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 cfg.server.max_buffered_bytes, cfg.server.max_request_bytes
             ),
         ));
+    }
+    for (i, o) in cfg.server.cors_origins.iter().enumerate() {
+        if let Err(why) = crate::http::Cors::check_origin(o) {
+            errors.push(
+                src.error_at(
+                    src.key_at(&["server", "cors_origins", &i.to_string()])
+                        .or_else(|| src.key_at(&["server", "cors_origins"])),
+                    format!("server.cors_origins: `{}` {why}", weir_model::log_safe(o)),
+                ),
+            );
+        }
     }
     if cfg.server.max_request_bytes == 0 {
         errors.push(src.error_at(
@@ -296,6 +310,7 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 max_buffered_bytes: cfg.server.max_buffered_bytes,
                 max_connections: cfg.server.max_connections,
                 max_connections_per_ip: cfg.server.max_connections_per_ip,
+                cors: crate::http::Cors::new(&cfg.server.cors_origins),
                 buffered: Arc::default(),
                 connections: Arc::default(),
                 listen: cfg.server.listen.clone(),

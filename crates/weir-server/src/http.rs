@@ -425,8 +425,97 @@ fn guess(req: &Request<Incoming>, by_path: Dialect) -> Dialect {
     }
 }
 
+/// Browser origins allowed to call the API (`server.cors_origins`).
+#[derive(Clone, Debug)]
+pub struct Cors {
+    any: bool,
+    origins: Vec<String>,
+}
+
+/// Headers a browser app may read from an answer.
+const CORS_EXPOSED: &str = "x-request-id, x-weir-provider, x-weir-model, \
+    x-weir-upstream-request-id, x-weir-warning, retry-after";
+
+impl Cors {
+    /// From the config's list; `None` when it is empty.
+    pub fn new(origins: &[String]) -> Option<Cors> {
+        (!origins.is_empty()).then(|| Cors {
+            any: origins.iter().any(|o| o == "*"),
+            origins: origins
+                .iter()
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
+        })
+    }
+
+    /// Why an entry is not an origin (`scheme://host[:port]`, or `*`).
+    pub fn check_origin(o: &str) -> Result<(), &'static str> {
+        if o == "*" {
+            return Ok(());
+        }
+        let Some((scheme, rest)) = o.split_once("://") else {
+            return Err("is not an origin: scheme://host[:port], or *");
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        if !matches!(scheme, "http" | "https") {
+            return Err("is not an origin: the scheme is http or https");
+        }
+        if rest.is_empty() || rest.contains(['/', '?', '#', '*', ' ']) {
+            return Err("is not an origin: scheme://host[:port], without a path (or *)");
+        }
+        Ok(())
+    }
+
+    /// The request's `Origin` when it is allowed.
+    fn allowed(&self, headers: &HeaderMap) -> Option<HeaderValue> {
+        let origin = headers.get(http::header::ORIGIN)?;
+        let o = origin.to_str().ok()?;
+        (self.any || self.origins.iter().any(|a| a.eq_ignore_ascii_case(o))).then(|| origin.clone())
+    }
+}
+
+/// The answer to a browser's preflight from an allowed origin: any method of the API's
+/// and the headers it asks for (keys and versions), for ten minutes.
+fn preflight(req: &Request<Incoming>) -> Response<Body> {
+    use http::header::{
+        ACCESS_CONTROL_ALLOW_HEADERS, ACCESS_CONTROL_ALLOW_METHODS, ACCESS_CONTROL_MAX_AGE,
+        ACCESS_CONTROL_REQUEST_HEADERS,
+    };
+    let mut r = Response::new(Full::new(Bytes::new()).boxed_unsync());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    let h = r.headers_mut();
+    h.insert(
+        ACCESS_CONTROL_ALLOW_METHODS,
+        HeaderValue::from_static("GET, HEAD, POST, OPTIONS"),
+    );
+    if let Some(asked) = req.headers().get(ACCESS_CONTROL_REQUEST_HEADERS) {
+        h.insert(ACCESS_CONTROL_ALLOW_HEADERS, asked.clone());
+    }
+    h.insert(ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("600"));
+    r
+}
+
 /// Routes a request to its endpoint.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    let origin = app.cors.as_ref().and_then(|c| c.allowed(req.headers()));
+    let mut r = route(app, req, origin.is_some()).await?;
+    if let Some(origin) = origin {
+        let h = r.headers_mut();
+        h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+        h.insert(
+            http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
+            HeaderValue::from_static(CORS_EXPOSED),
+        );
+        h.append(http::header::VARY, HeaderValue::from_static("origin"));
+    }
+    Ok(r)
+}
+
+async fn route(
+    app: Arc<App>,
+    req: Request<Incoming>,
+    cors: bool,
+) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
     let mut log = RequestLog::default();
@@ -455,6 +544,16 @@ pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Bo
             .is_some_and(|v| v.as_bytes() != b"0")
             || req.headers().contains_key(http::header::TRANSFER_ENCODING));
     let r = match (&method, path.as_str()) {
+        (&Method::OPTIONS, _)
+            if cors
+                && req
+                    .headers()
+                    .contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD) =>
+        {
+            let r = preflight(&req);
+            log.emit(204, None, None, None);
+            r
+        }
         (&Method::GET | &Method::HEAD, "/health") => {
             full(StatusCode::OK, "application/json", r#"{"status":"ok"}"#)
         }

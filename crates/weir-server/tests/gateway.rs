@@ -1741,6 +1741,103 @@ async fn past_max_connections_per_ip_a_new_connection_from_that_address_is_close
     assert!(health(&mut second).await.starts_with("HTTP/1.1 200"));
 }
 
+/// `server.cors_origins`: a browser app of an allowed origin gets its preflight answered
+/// and can read answers (errors and streams included); another origin gets nothing that
+/// lets it read them.
+#[tokio::test]
+async fn browser_apps_of_allowed_origins_can_call_the_api() {
+    let text = format!(
+        "[server]\ncors_origins = [\"http://localhost:3000\", \"https://app.example.com/\"]\n\
+         [[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n[providers.mock]\nkind = \"mock\"\n"
+    );
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let app = Arc::new(weir_server::build(&cfg, None, &text).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(weir_server::run(
+        app,
+        listener,
+        None,
+        std::future::pending(),
+    ));
+    let c = client();
+    let preflight = |origin: &'static str| {
+        c.request(reqwest::Method::OPTIONS, format!("{url}/v1/messages"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "x-api-key,content-type,anthropic-version",
+            )
+            .send()
+    };
+    let r = preflight("http://localhost:3000").await.unwrap();
+    assert_eq!(r.status(), 204);
+    let h = r.headers();
+    assert_eq!(h["access-control-allow-origin"], "http://localhost:3000");
+    assert_eq!(
+        h["access-control-allow-headers"],
+        "x-api-key,content-type,anthropic-version"
+    );
+    assert!(h["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .contains("POST"));
+    let r = preflight("https://evil.example").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+    assert_ne!(r.status(), 204);
+    for (key, status) in [(KEY, 200), ("sk-wrong", 401)] {
+        let r = c
+            .post(format!("{url}/v1/messages"))
+            .header("origin", "https://app.example.com")
+            .header("x-api-key", key)
+            .json(&a_req("mock", true))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+        assert_eq!(
+            r.headers()["access-control-allow-origin"],
+            "https://app.example.com"
+        );
+        assert!(r.headers()["access-control-expose-headers"]
+            .to_str()
+            .unwrap()
+            .contains("x-request-id"));
+    }
+    // Without cors_origins, none.
+    let plain = weir("").await;
+    let r = c
+        .post(format!("{plain}/v1/messages"))
+        .header("origin", "http://localhost:3000")
+        .header("x-api-key", KEY)
+        .json(&a_req("mock", false))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none());
+}
+
+#[test]
+fn cors_origins_must_be_origins() {
+    let text = "[server]\ncors_origins = [\"http://ok:3000\", \"localhost:3000\", \"https://a.example/path\", \"*\"]\n";
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let Err(errors) = weir_server::build(&cfg, None, text) else {
+        panic!("built");
+    };
+    let all = errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(all.contains("`localhost:3000` is not an origin"), "{all}");
+    assert!(
+        all.contains("`https://a.example/path` is not an origin"),
+        "{all}"
+    );
+    assert_eq!(errors.len(), 2, "{all}");
+}
+
 #[tokio::test]
 async fn h2c_prior_knowledge_is_served() {
     let url = weir("").await;

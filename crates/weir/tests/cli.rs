@@ -37,7 +37,7 @@ fn check_prints_every_error_with_file_line_and_column_and_fails() {
         format!(
             "{b}:3:10: environment variable `WEIR_CLI_TEST_UNSET_A` is not set (referenced as `${{WEIR_CLI_TEST_UNSET_A}}`)\n\
              {b}:3:38: environment variable `WEIR_CLI_TEST_UNSET_B` is not set (referenced as `${{WEIR_CLI_TEST_UNSET_B}}`)\n\
-             {b}:5:1: unknown field `listn`, expected one of `listen`, `admin_listen`, `max_request_bytes`, `max_buffered_bytes`, `shutdown_grace`, `max_connections`, `max_connections_per_ip`\n\
+             {b}:5:1: unknown field `listn`, expected one of `listen`, `admin_listen`, `max_request_bytes`, `max_buffered_bytes`, `shutdown_grace`, `max_connections`, `max_connections_per_ip`, `cors_origins`\n\
              {b}:6:21: invalid value: integer `-1`, expected a whole number of 0 or more\n"
         )
     );
