@@ -1090,8 +1090,7 @@ fn thinking_tokens_become_reasoning_tokens_for_openai_clients() {
         .iter()
         .filter(|e| e.data() != "[DONE]")
         .map(|e| serde_json::from_str::<Value>(e.data()).unwrap())
-        .filter(|c| !c["usage"].is_null())
-        .last()
+        .rfind(|c| !c["usage"].is_null())
         .expect("a usage chunk")["usage"]
         .clone();
     assert_eq!(
