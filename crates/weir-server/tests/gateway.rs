@@ -761,7 +761,7 @@ async fn bad_input_gets_clear_errors() {
     );
     let r = post(&url, "/v1/models", &json!({}), Some(KEY)).await;
     assert_eq!(r.status(), 405);
-    assert_eq!(r.headers()["allow"], "GET");
+    assert_eq!(r.headers()["allow"], "GET, HEAD");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error");
 }
