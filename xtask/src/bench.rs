@@ -357,6 +357,17 @@ code) by +1.1k for `/v1/messages` (76.4k to 77.5k), -0.5k for chat completions (
 (119.6k to 119.1k): a function-level diff shows no new work on the path, only functions
 of serde_json and hyper inlined differently.
 
+The session after (an AMD EPYC VM, noisier: the table above is its run, where the nginx
+proxy added 34-63 µs at 0.34-0.43 of direct and the hyper proxy 55-70 µs at 0.30-0.40,
+against Weir's 120-169 µs at 0.26-0.32) changed the request path lightly: upstreams asked
+for `accept-encoding: identity` and their answers checked for a compression, the browser
+origin looked up when CORS is configured, the HEAD check, the handler split in two. Its
+callgrind counts (1,000 requests on one connection, both builds in one sitting): +0.2k
+instructions per `/v1/messages` request (80.96k to 81.15k), +0.8k for chat completions
+(82.98k to 83.81k), +0.2k for the messages stream (111.5k to 111.7k) and +0.5k for the chat
+stream (120.9k to 121.5k): under 1%; by function, about 0.3k of it is the header insert and
+lookups, the rest functions of hyper and the handler inlined differently.
+
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
 same-dialect non-streamed answer forwarded verbatim after a usage-only parse; plain-HTTP
