@@ -2378,9 +2378,11 @@ impl Router {
                         e.upstream_request_id = report.request_id();
                     }
                     e.upstream_request_id = id_without_keys(e.upstream_request_id.take(), pool);
-                    // Without an upstream's answer, the message says what failed here
-                    // (credentials, connect, timeout); an answer's may quote the request.
-                    let why = if e.status.is_none() && e.api_error.is_none() {
+                    // What failed in the gateway itself (its cloud credentials, the
+                    // connection, a timeout) is said; an upstream's answer (an error body,
+                    // an undecodable answer, an event stream's error) may quote the request
+                    // or the answer, and is not.
+                    let why = if gateway_side(&e) {
                         weir_model::log_safe(&e.message)
                     } else {
                         std::borrow::Cow::Borrowed("-")
@@ -2608,12 +2610,14 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
                     api.error_type.as_deref().unwrap_or("error")
                 ),
                 (None, Some(s)) => s.to_string(),
-                // No upstream answered: what failed here (missing cloud credentials,
-                // say) is said, or nobody could tell why.
-                (None, None) => match kind_words(a.error.kind) {
-                    "failed" => format!("failed: {}", a.error.message),
-                    words => words.to_owned(),
-                },
+                // The gateway's own cloud credentials failed (no upstream answered):
+                // said, without their details (paths, variables), which its log has.
+                (None, None)
+                    if gateway_side(&a.error) && a.error.kind == ErrorKind::Authentication =>
+                {
+                    CREDENTIALS_FAILED.to_owned()
+                }
+                (None, None) => kind_words(a.error.kind).to_owned(),
             };
             let p = format!("{} ({}): {what}", a.provider, a.model);
             if !parts.contains(&p) {
@@ -2692,6 +2696,25 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
     e.status = Some(kind.http_status());
     e.retry_after = min_retry;
     e
+}
+
+/// How a client is told that the gateway's own credentials for an upstream (AWS, Google)
+/// are missing, expired or refused before any upstream answered.
+pub const CREDENTIALS_FAILED: &str =
+    "the gateway's credentials for this upstream are not usable (its log says why)";
+
+/// Whether an error is the gateway's own (its credentials, the connection, a timeout), not
+/// an upstream's answer: its message quotes nothing the upstream or the client sent.
+fn gateway_side(e: &ProviderError) -> bool {
+    e.status.is_none()
+        && e.api_error.is_none()
+        && matches!(
+            e.kind,
+            ErrorKind::Authentication
+                | ErrorKind::Connect
+                | ErrorKind::Timeout
+                | ErrorKind::Internal
+        )
 }
 
 fn kind_words(k: ErrorKind) -> &'static str {

@@ -434,7 +434,7 @@ pub struct Cors {
 
 /// Headers a browser app may read from an answer.
 const CORS_EXPOSED: &str = "x-request-id, x-weir-provider, x-weir-model, \
-    x-weir-upstream-request-id, x-weir-warning, retry-after";
+    x-weir-upstream-request-id, x-weir-warning, retry-after, x-should-retry";
 
 impl Cors {
     /// From the config's list; `None` when it is empty.
@@ -497,17 +497,22 @@ fn preflight(req: &Request<Incoming>) -> Response<Body> {
 
 /// Routes a request to its endpoint.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
-    let origin = app.cors.as_ref().and_then(|c| c.allowed(req.headers()));
+    let Some(cors) = app.cors.as_ref() else {
+        return route(app, req, false).await;
+    };
+    let origin = cors.allowed(req.headers());
     let mut r = route(app, req, origin.is_some()).await?;
+    let h = r.headers_mut();
     if let Some(origin) = origin {
-        let h = r.headers_mut();
         h.insert(http::header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
         h.insert(
             http::header::ACCESS_CONTROL_EXPOSE_HEADERS,
             HeaderValue::from_static(CORS_EXPOSED),
         );
-        h.append(http::header::VARY, HeaderValue::from_static("origin"));
     }
+    // Every answer depends on the origin (the allowed one is echoed), also one that
+    // names none.
+    h.append(http::header::VARY, HeaderValue::from_static("origin"));
     Ok(r)
 }
 
@@ -571,7 +576,11 @@ async fn route(
         (_, "/health") => {
             method_not_allowed(guess(&req, dialect), &method, &path, "GET, HEAD", &log)
         }
-        (_, p) if p == "/v1/models" || p.starts_with("/v1/models/") => {
+        (m, p)
+            if *m != Method::GET
+                && *m != Method::HEAD
+                && (p == "/v1/models" || p.starts_with("/v1/models/")) =>
+        {
             method_not_allowed(guess(&req, dialect), &method, &path, "GET, HEAD", &log)
         }
         (
@@ -1464,14 +1473,14 @@ fn route_failed(
 /// The error a client gets for a request every target failed: the upstream's own when one
 /// answered; else one of the failure's kind. The gateway's own credentials for an upstream
 /// failing (cloud credentials missing or expired: no upstream answered) is a 502, not a
-/// 401, which SDKs and Claude Code take for their own key being wrong.
+/// 401, which SDKs and Claude Code take for their own key being wrong, and says so without
+/// their details (file paths, variables), which the log has.
 fn client_error(last: &weir_model::ProviderError) -> ApiError {
     last.api_error.as_deref().cloned().unwrap_or_else(|| {
-        let kind = match last.kind {
-            ErrorKind::Authentication if last.status.is_none() => ErrorKind::Upstream,
-            k => k,
-        };
-        let mut a = ApiError::new(kind, last.message.clone());
+        if last.kind == ErrorKind::Authentication && last.status.is_none() {
+            return ApiError::new(ErrorKind::Upstream, weir_router::CREDENTIALS_FAILED);
+        }
+        let mut a = ApiError::new(last.kind, last.message.clone());
         if let Some(s) = last.status.filter(|s| (400..600).contains(s)) {
             a.status = s;
         }
@@ -1713,7 +1722,7 @@ mod tests {
         );
         let e = client_error(&local);
         assert_eq!((e.status, e.kind), (502, ErrorKind::Upstream));
-        assert!(e.message.contains("no usable Google credentials"));
+        assert_eq!(e.message, weir_router::CREDENTIALS_FAILED);
         // An upstream's own 401 (its key refused) stays what it said.
         let mut refused = local.clone();
         refused.status = Some(401);

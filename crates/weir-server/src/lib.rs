@@ -65,7 +65,7 @@ pub struct Connections {
 
 impl Connections {
     /// Counts a new connection from `ip`, unless that address holds `cap` already.
-    fn admit(&self, ip: std::net::IpAddr, cap: Option<usize>) -> bool {
+    fn admit(&self, ip: std::net::IpAddr, cap: usize) -> bool {
         // (A poisoned lock means a panic while it was held, which the code below cannot
         // do: the counts are still whole.)
         let mut by = self
@@ -73,7 +73,7 @@ impl Connections {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let n = by.entry(ip).or_insert(0);
-        if cap.is_some_and(|cap| *n >= cap) {
+        if *n >= cap {
             if *n == 0 {
                 by.remove(&ip);
             }
@@ -121,30 +121,36 @@ async fn room_for_a_connection(live: &Live) {
     }
 }
 
-/// A client connection counted in [`Connections`] (in all, and by its address) until
-/// dropped.
-struct OpenConnection(Arc<Connections>, std::net::IpAddr);
+/// A client connection counted in [`Connections`] (in all, and by its address when a cap
+/// per address is set) until dropped.
+struct OpenConnection(Arc<Connections>, Option<std::net::IpAddr>);
 
 impl OpenConnection {
     /// The connection counted, unless its address holds `per_ip` connections already.
+    /// (Connections made while no cap was set are not counted by address: a reload that
+    /// sets one counts those made after it.)
     fn new(
         connections: Arc<Connections>,
         ip: std::net::IpAddr,
         per_ip: Option<usize>,
     ) -> Option<Self> {
-        if !connections.admit(ip, per_ip) {
-            return None;
-        }
+        let by_address = match per_ip {
+            Some(cap) if !connections.admit(ip, cap) => return None,
+            Some(_) => Some(ip),
+            None => None,
+        };
         connections
             .open
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Some(OpenConnection(connections, ip))
+        Some(OpenConnection(connections, by_address))
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.release(self.1);
+        if let Some(ip) = self.1 {
+            self.0.release(ip);
+        }
         self.0
             .open
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);

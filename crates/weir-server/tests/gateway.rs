@@ -1786,6 +1786,8 @@ async fn browser_apps_of_allowed_origins_can_call_the_api() {
     let r = preflight("https://evil.example").await.unwrap();
     assert!(r.headers().get("access-control-allow-origin").is_none());
     assert_ne!(r.status(), 204);
+    // What a cache keeps depends on the origin, also for an answer without CORS headers.
+    assert_eq!(r.headers()["vary"], "origin");
     for (key, status) in [(KEY, 200), ("sk-wrong", 401)] {
         let r = c
             .post(format!("{url}/v1/messages"))
@@ -1800,10 +1802,10 @@ async fn browser_apps_of_allowed_origins_can_call_the_api() {
             r.headers()["access-control-allow-origin"],
             "https://app.example.com"
         );
-        assert!(r.headers()["access-control-expose-headers"]
+        let exposed = r.headers()["access-control-expose-headers"]
             .to_str()
-            .unwrap()
-            .contains("x-request-id"));
+            .unwrap();
+        assert!(exposed.contains("x-request-id") && exposed.contains("x-should-retry"));
     }
     // Without cors_origins, none.
     let plain = weir("").await;
@@ -1877,6 +1879,14 @@ async fn h2c_prior_knowledge_is_served() {
         .unwrap();
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET, HEAD");
+    // A GET of no model at all: not found, not a method refused.
+    let r = c
+        .get(format!("{url}/v1/models/"))
+        .header("x-api-key", KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
 }
 
 #[tokio::test]
