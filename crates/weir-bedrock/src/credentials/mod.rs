@@ -448,51 +448,36 @@ struct CacheState {
 impl CredentialsCache {
     /// Loads credentials once; fails when there are none.
     pub fn new(loader: CredentialsLoader) -> Result<Self, CredentialsError> {
-        let current = loader.load()?;
-        Ok(CredentialsCache {
-            loader,
-            state: Mutex::new(CacheState {
-                current,
-                last_reload: None,
-                stale: false,
-                fixed: false,
-                missing: None,
-            }),
-        })
+        match CredentialsCache::lazy(loader) {
+            (cache, None) => Ok(cache),
+            (_, Some(e)) => Err(e),
+        }
     }
 
     /// Loads credentials if there are any now; if not, the cache is made all the same
     /// (with why, to warn of) and looks again when asked for them: a gateway starts, and
     /// serves its other providers, while this one's credentials are missing.
     pub fn lazy(loader: CredentialsLoader) -> (Self, Option<CredentialsError>) {
-        match loader.load() {
-            Ok(current) => (
-                CredentialsCache {
-                    loader,
-                    state: Mutex::new(CacheState {
-                        current,
-                        last_reload: None,
-                        stale: false,
-                        fixed: false,
-                        missing: None,
-                    }),
-                },
-                None,
-            ),
+        let (current, last_reload, missing) = match loader.load() {
+            Ok(current) => (current, None, None),
+            // (A placeholder, never handed out while `missing` says why.)
             Err(e) => (
-                CredentialsCache {
-                    loader,
-                    state: Mutex::new(CacheState {
-                        current: Auth::Bearer(Secret::new(String::new())),
-                        last_reload: Some(SystemTime::now()),
-                        stale: false,
-                        fixed: false,
-                        missing: Some(e.0.clone()),
-                    }),
-                },
+                Auth::Bearer(Secret::new(String::new())),
+                Some(SystemTime::now()),
                 Some(e),
             ),
-        }
+        };
+        let cache = CredentialsCache {
+            loader,
+            state: Mutex::new(CacheState {
+                current,
+                last_reload,
+                stale: false,
+                fixed: false,
+                missing: missing.as_ref().map(|e| e.0.clone()),
+            }),
+        };
+        (cache, missing)
     }
 
     /// Fixed credentials that are never reloaded (tests, keys from the config file).
