@@ -613,6 +613,13 @@ impl PassthroughBody {
                 continue;
             };
             self.finished = true;
+            if name == "response.failed" {
+                // The response failed upstream (its usage, if any, is still charged): a
+                // stream error in the log line, metrics and ledger, as a chat stream's.
+                self.errored = true;
+                self.log
+                    .failed("upstream failed", weir_model::ErrorKind::Upstream);
+            }
             self.end_data = Some((name, ev.data().to_owned()));
             #[derive(serde::Deserialize)]
             struct Final<'a> {

@@ -3361,6 +3361,35 @@ async fn nothing_after_a_responses_error_event_is_passed_on() {
     assert!(text.contains("boom") && !text.contains("AFTER"), "{text}");
 }
 
+/// A Responses stream that ends with `response.failed` is counted as a stream that failed
+/// upstream (metrics, log line and ledger), not as a whole answer.
+#[tokio::test]
+async fn a_responses_stream_ending_with_response_failed_counts_as_a_stream_error() {
+    let up = raw_sse_upstream(
+        vec![
+            "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n\
+             event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n\
+             event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"id\":\"resp_1\",\"status\":\"failed\",\"error\":{\"code\":\"server_error\",\"message\":\"boom\"}}}\n\n".into(),
+        ],
+        Then::Finish,
+    )
+    .await;
+    let (url, admin) = weir_with_admin(&openai_route(&up, "r", "")).await;
+    let text = post_text(
+        &url,
+        "/v1/responses",
+        &json!({"model": "r", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert!(text.contains("response.failed"), "{text}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let metrics = metrics_of(&admin).await;
+    assert!(
+        metrics.contains(r#"model="r",provider="o",reason="upstream"} 1"#),
+        "{metrics}"
+    );
+}
+
 /// The gateway's own `error` event comes next in the stream's sequence (the SDK's event
 /// type has `sequence_number`); upstreams that number nothing get none.
 #[tokio::test]
