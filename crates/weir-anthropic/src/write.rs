@@ -131,7 +131,11 @@ pub(crate) fn block(
             }
             w.begin_object();
             w.key("type");
-            w.raw("\"image\"");
+            // Another dialect's "image" that is a PDF (OpenAI's `image_url` with a PDF
+            // data URL): Anthropic takes PDFs as documents only.
+            let pdf = !out.same
+                && matches!(&i.source, MediaSource::Base64 { media_type, .. } if media_type == "application/pdf");
+            w.raw(if pdf { "\"document\"" } else { "\"image\"" });
             w.key("source");
             source(w, &i.source);
             cache_control(w, i.cache_control.as_deref());

@@ -354,6 +354,17 @@ fn images_data_url_and_https_url_to_anthropic_sources() {
             {"type": "text", "text": "what?"}
         ]),
     );
+    // A PDF sent as an image (a PDF data URL, or one whose bytes say PDF) is a document
+    // to Anthropic, which takes PDFs only so.
+    let out = o_to_a(json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": [
+            {"type": "image_url", "image_url": {"url": "data:application/pdf;base64,JVBERi0xLjQK"}},
+            {"type": "image_url", "image_url": {"url": "data:;base64,JVBERi0xLjQK"}}
+        ]}]
+    }));
+    let pdf = json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}});
+    assert_json(&out["messages"][0]["content"], &json!([pdf, pdf]));
 }
 
 #[test]
