@@ -1464,9 +1464,8 @@ async fn request_bodies_held_at_once_are_bounded() {
     assert_eq!(r.status(), 200);
 }
 
-#[test]
-fn a_buffered_bound_below_the_request_limit_is_a_config_error() {
-    let text = "[server]\nmax_request_bytes = 4000\nmax_buffered_bytes = 3000\n";
+/// The errors building a config gives (it must not build), one per line, and how many.
+fn build_errors(text: &str) -> (String, usize) {
     let cfg = weir_server::config::parse(None, text).unwrap();
     let Err(errors) = weir_server::build(&cfg, None, text) else {
         panic!("built");
@@ -1476,6 +1475,29 @@ fn a_buffered_bound_below_the_request_limit_is_a_config_error() {
         .map(ToString::to_string)
         .collect::<Vec<_>>()
         .join("\n");
+    (all, errors.len())
+}
+
+/// Starts Weir on a whole config of its own (its `[server]` section included), without an
+/// admin port; returns its base URL.
+async fn weir_own(text: &str) -> String {
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let app = Arc::new(weir_server::build(&cfg, None, text).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(weir_server::run(
+        app,
+        listener,
+        None,
+        std::future::pending(),
+    ));
+    url
+}
+
+#[test]
+fn a_buffered_bound_below_the_request_limit_is_a_config_error() {
+    let text = "[server]\nmax_request_bytes = 4000\nmax_buffered_bytes = 3000\n";
+    let (all, _) = build_errors(text);
     assert!(
         all.contains("max_buffered_bytes (3000) is below server.max_request_bytes (4000)"),
         "{all}"
@@ -1486,15 +1508,7 @@ fn a_buffered_bound_below_the_request_limit_is_a_config_error() {
 #[test]
 fn connection_caps_and_a_request_limit_of_zero_are_config_errors() {
     let text = "[server]\nmax_connections = 0\nmax_connections_per_ip = 0\nmax_request_bytes = 0\n";
-    let cfg = weir_server::config::parse(None, text).unwrap();
-    let Err(errors) = weir_server::build(&cfg, None, text) else {
-        panic!("built");
-    };
-    let all = errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n");
+    let (all, _) = build_errors(text);
     assert!(
         all.contains("2:1: server.max_connections must be at least 1"),
         "{all}"
@@ -1701,16 +1715,8 @@ async fn past_max_connections_per_ip_a_new_connection_from_that_address_is_close
         "[server]\nmax_connections_per_ip = 2\n[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n\
          [providers.mock]\nkind = \"mock\"\n"
     );
-    let cfg = weir_server::config::parse(None, &text).unwrap();
-    let app = Arc::new(weir_server::build(&cfg, None, &text).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(weir_server::run(
-        app,
-        listener,
-        None,
-        std::future::pending(),
-    ));
+    let url = weir_own(&text).await;
+    let addr = url.trim_start_matches("http://").to_owned();
     async fn health(c: &mut tokio::net::TcpStream) -> String {
         c.write_all(b"GET /health HTTP/1.1\r\nhost: x\r\n\r\n")
             .await
@@ -1722,10 +1728,10 @@ async fn past_max_connections_per_ip_a_new_connection_from_that_address_is_close
             .unwrap_or(0);
         String::from_utf8_lossy(&buf[..n]).into_owned()
     }
-    let first = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut second = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let first = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(&addr).await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut third = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut third = tokio::net::TcpStream::connect(&addr).await.unwrap();
     assert_eq!(
         health(&mut third).await,
         "",
@@ -1735,7 +1741,7 @@ async fn past_max_connections_per_ip_a_new_connection_from_that_address_is_close
     assert!(health(&mut second).await.starts_with("HTTP/1.1 200"));
     drop(first);
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut again = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut again = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let answer = health(&mut again).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(health(&mut second).await.starts_with("HTTP/1.1 200"));
@@ -1750,16 +1756,7 @@ async fn browser_apps_of_allowed_origins_can_call_the_api() {
         "[server]\ncors_origins = [\"http://localhost:3000\", \"https://app.example.com/\"]\n\
          [[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n[providers.mock]\nkind = \"mock\"\n"
     );
-    let cfg = weir_server::config::parse(None, &text).unwrap();
-    let app = Arc::new(weir_server::build(&cfg, None, &text).unwrap());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(weir_server::run(
-        app,
-        listener,
-        None,
-        std::future::pending(),
-    ));
+    let url = weir_own(&text).await;
     let c = client();
     let preflight = |origin: &'static str| {
         c.request(reqwest::Method::OPTIONS, format!("{url}/v1/messages"))
@@ -1823,21 +1820,13 @@ async fn browser_apps_of_allowed_origins_can_call_the_api() {
 #[test]
 fn cors_origins_must_be_origins() {
     let text = "[server]\ncors_origins = [\"http://ok:3000\", \"localhost:3000\", \"https://a.example/path\", \"*\"]\n";
-    let cfg = weir_server::config::parse(None, text).unwrap();
-    let Err(errors) = weir_server::build(&cfg, None, text) else {
-        panic!("built");
-    };
-    let all = errors
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join("\n");
+    let (all, count) = build_errors(text);
     assert!(all.contains("`localhost:3000` is not an origin"), "{all}");
     assert!(
         all.contains("`https://a.example/path` is not an origin"),
         "{all}"
     );
-    assert_eq!(errors.len(), 2, "{all}");
+    assert_eq!(count, 2, "{all}");
 }
 
 #[tokio::test]

@@ -416,6 +416,19 @@ pub fn parse_expiry(s: &str) -> Option<SystemTime> {
     SystemTime::try_from(dt).ok()
 }
 
+impl CacheState {
+    /// Whether the sources were read less than [`RELOAD_INTERVAL`] before `now`.
+    fn reloaded_recently(&self, now: SystemTime) -> bool {
+        self.last_reload
+            .is_some_and(|t| now.duration_since(t).unwrap_or(Duration::ZERO) < RELOAD_INTERVAL)
+    }
+}
+
+/// Whether credentials expiring at `at` (`None`: never) are still valid at `now`.
+fn valid_at(at: Option<SystemTime>, now: SystemTime) -> bool {
+    at.is_none_or(|e| now < e)
+}
+
 /// Where credentials came from, for messages.
 fn source(a: &Auth) -> &str {
     match a {
@@ -516,13 +529,10 @@ impl CredentialsCache {
             .lock()
             .map_err(|_| err("the credentials cache is poisoned"))?;
         if s.missing.is_some() {
-            let recently = s
-                .last_reload
-                .is_some_and(|t| now.duration_since(t).unwrap_or(Duration::ZERO) < RELOAD_INTERVAL);
-            if !recently {
+            if !s.reloaded_recently(now) {
                 s.last_reload = Some(now);
                 match self.loader.load() {
-                    Ok(fresh) if fresh.expires_at().is_none_or(|e| now < e) => {
+                    Ok(fresh) if valid_at(fresh.expires_at(), now) => {
                         tracing::info!("AWS credentials found in {}", source(&fresh));
                         s.current = fresh;
                         s.missing = None;
@@ -544,11 +554,8 @@ impl CredentialsCache {
         if !due || s.fixed {
             return Ok(s.current.clone());
         }
-        let valid = |at: Option<SystemTime>| at.is_none_or(|e| now < e);
-        let recently = s
-            .last_reload
-            .is_some_and(|t| now.duration_since(t).unwrap_or(Duration::ZERO) < RELOAD_INTERVAL);
-        if !recently {
+        let valid = |at: Option<SystemTime>| valid_at(at, now);
+        if !s.reloaded_recently(now) {
             s.last_reload = Some(now);
             match self.loader.load() {
                 Ok(fresh) if valid(fresh.expires_at()) => {
