@@ -74,24 +74,21 @@ fn check_places_errors_after_a_variable_at_their_column_in_the_file() {
          [providers.o]\nkind = \"openai\"\nkeys = [\"${WEIR_TEST_PROVIDER_NAME}\", 5]\n",
     )
     .unwrap();
-    let out = weir()
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .env("WEIR_TEST_PROVIDER_NAME", "mock")
-        .output()
-        .unwrap();
-    let shown = String::from_utf8(out.stdout).unwrap();
+    let check_with_var = || {
+        let out = weir()
+            .args(["check", "--config"])
+            .arg(&cfg)
+            .env("WEIR_TEST_PROVIDER_NAME", "mock")
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let shown = check_with_var();
     // A syntax-level (type) error, then fix it to see the one found when building.
     assert!(shown.contains("w.toml:8:39: invalid type"), "{shown}");
     let text = std::fs::read_to_string(&cfg).unwrap().replace(", 5]", "]");
     std::fs::write(&cfg, text).unwrap();
-    let out = weir()
-        .args(["check", "--config"])
-        .arg(&cfg)
-        .env("WEIR_TEST_PROVIDER_NAME", "mock")
-        .output()
-        .unwrap();
-    let shown = String::from_utf8(out.stdout).unwrap();
+    let shown = check_with_var();
     assert!(
         shown.contains("w.toml:5:70: model `m` targets provider `nope`"),
         "{shown}"
