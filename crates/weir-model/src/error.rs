@@ -245,6 +245,10 @@ pub struct ProviderError {
     pub retryable_elsewhere: bool,
     /// Does this count against the target's health? Derived from `kind`.
     pub counts_against_health: bool,
+    /// The same request to this target would fail the same way (an answer the gateway
+    /// cannot read, whatever the model said): another target may take it, but a retry
+    /// here would only pay for another generation. The message is the gateway's own.
+    pub repeats: bool,
     /// The upstream's error body in canonical form, when it sent one.
     pub api_error: Option<Box<ApiError>>,
     /// Sanitized message: never a key, never a URL with credentials.
@@ -264,6 +268,7 @@ impl ProviderError {
             per_model_quota: false,
             retryable_elsewhere: kind.retryable_elsewhere(),
             counts_against_health: kind.counts_against_health(),
+            repeats: false,
             api_error: None,
             message: message.into(),
             upstream_request_id: None,

@@ -2115,7 +2115,8 @@ impl Router {
         deadline: Option<Instant>,
     ) -> Option<Duration> {
         let transient = |a: &Attempt| {
-            matches!(
+            !a.error.repeats
+                && matches!(
                 a.error.kind,
                 ErrorKind::RateLimited
                     | ErrorKind::Overloaded
@@ -2706,7 +2707,8 @@ pub const CREDENTIALS_FAILED: &str =
 /// Whether an error is the gateway's own (its credentials, the connection, a timeout), not
 /// an upstream's answer: its message quotes nothing the upstream or the client sent.
 fn gateway_side(e: &ProviderError) -> bool {
-    e.status.is_none()
+    e.repeats
+        || e.status.is_none()
         && e.api_error.is_none()
         && matches!(
             e.kind,

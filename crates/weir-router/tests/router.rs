@@ -49,6 +49,9 @@ enum Act {
     /// Answers with what the model botched (a malformed tool call): retried elsewhere,
     /// not held against the target's health.
     Unusable,
+    /// Answers in a way the gateway cannot read, whatever the request (a compressed
+    /// body): the same every time.
+    Unreadable,
 }
 
 struct Fake {
@@ -214,6 +217,12 @@ impl Provider for Fake {
                     "the model's tool call could not be used",
                 );
                 e.counts_against_health = false;
+                Err(e)
+            }
+            Act::Unreadable => {
+                let mut e = ProviderError::new(ErrorKind::Upstream, "compressed answer");
+                e.retryable_elsewhere = true;
+                e.repeats = true;
                 Err(e)
             }
             Act::Limited(d) => {
@@ -1012,6 +1021,28 @@ async fn retries_walk_again_after_a_backoff_and_succeed() {
     let (_, served) = r.send(req("m"), cx()).await.unwrap();
     assert_eq!(served.failed_attempts, 2);
     assert_eq!(a.calls(), 3);
+}
+
+#[tokio::test]
+async fn an_answer_that_fails_the_same_way_each_time_moves_on_but_is_not_retried() {
+    let a = Fake::new("a", Act::Unreadable);
+    let b = Fake::new("b", Act::Unreadable);
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        Policy {
+            retries: 2,
+            ..quick()
+        },
+    );
+    let Err(RouteError::Failed { attempts, .. }) = r.send(req("m"), cx()).await else {
+        panic!("an unreadable answer was served");
+    };
+    // Each target asked once: another pass would pay for two more generations.
+    assert_eq!((a.calls(), b.calls(), attempts.len()), (1, 1, 2));
+    b.set(Act::Ok);
+    let (_, served) = r.send(req("m"), cx()).await.unwrap();
+    assert_eq!(served.provider, "b");
 }
 
 #[tokio::test]

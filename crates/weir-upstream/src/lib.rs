@@ -336,6 +336,7 @@ fn uncompressed(head: &http::response::Parts) -> Result<(), ProviderError> {
                 ),
             );
             e.retryable_elsewhere = true;
+            e.repeats = true;
             Err(e)
         }
     }
