@@ -150,6 +150,8 @@ enum Data<'a> {
     Response {
         id: &'a str,
         name: &'a str,
+        /// The answered call's place among its turn's calls.
+        place: usize,
         /// `output`, or `error` for a failed call (the keys Google documents).
         key: &'static str,
         output: JsonStr,
@@ -191,8 +193,8 @@ struct Turn<'a> {
 struct Plan<'a> {
     system: Vec<&'a JsonStr>,
     turns: Vec<Turn<'a>>,
-    /// Tool calls seen so far: id, name.
-    calls: Vec<(&'a str, &'a str)>,
+    /// Tool calls seen so far: id, name, place among its message's calls.
+    calls: Vec<(&'a str, &'a str, usize)>,
 }
 
 impl<'a> Plan<'a> {
@@ -258,6 +260,9 @@ impl<'a> Plan<'a> {
             Some(last) if last.role == role => last.parts.append(&mut parts),
             _ => self.turns.push(Turn { role, parts }),
         }
+        if let Some(last) = self.turns.last_mut().filter(|t| t.role == "user") {
+            in_call_order(&mut last.parts);
+        }
         Ok(())
     }
 
@@ -268,6 +273,7 @@ impl<'a> Plan<'a> {
         let mut out = Vec::with_capacity(blocks.len());
         let mut carried: Option<&'a str> = None;
         let mut deferred: Vec<Part<'a>> = Vec::new();
+        let mut calls = 0;
         for b in blocks {
             if !matches!(b, ContentBlock::ToolResult(_)) {
                 out.append(&mut deferred);
@@ -280,7 +286,8 @@ impl<'a> Plan<'a> {
                 ContentBlock::Document(d) => Some(Part::new(document(d))),
                 ContentBlock::ToolUse(t) => {
                     let args = t.input.to_object();
-                    self.calls.push((&t.id, &t.name));
+                    self.calls.push((&t.id, &t.name, calls));
+                    calls += 1;
                     Some(Part::new(Data::Call {
                         id: &t.id,
                         name: &t.name,
@@ -288,8 +295,8 @@ impl<'a> Plan<'a> {
                     }))
                 }
                 ContentBlock::ToolResult(r) => {
-                    let name = self.name_of(&r.tool_use_id)?;
-                    Some(Part::new(tool_result(r, name, &mut deferred)?))
+                    let (name, place) = self.name_of(&r.tool_use_id)?;
+                    Some(Part::new(tool_result(r, name, place, &mut deferred)?))
                 }
                 ContentBlock::Thinking(t) => match classify(t.signature.as_deref()) {
                     Signature::Thought(sig) => Some(Part {
@@ -338,13 +345,14 @@ impl<'a> Plan<'a> {
         Ok(out)
     }
 
-    /// The name of the function an earlier call with this id called (the latest such call).
-    fn name_of(&self, id: &str) -> Result<&'a str, WireError> {
+    /// The name of the function an earlier call with this id called (the latest such
+    /// call), and the call's place among its message's calls.
+    fn name_of(&self, id: &str) -> Result<(&'a str, usize), WireError> {
         self.calls
             .iter()
             .rev()
-            .find(|(cid, _)| *cid == id)
-            .map(|(_, name)| *name)
+            .find(|(cid, _, _)| *cid == id)
+            .map(|(_, name, place)| (*name, *place))
             .ok_or_else(|| {
                 WireError::Unsupported(format!(
                     "tool result for `{id}` answers no earlier tool call; Gemini needs the called \
@@ -354,9 +362,34 @@ impl<'a> Plan<'a> {
     }
 }
 
+/// A user turn answering several calls: its function responses first, in the order of
+/// the calls, then its other parts in their order. Gemini makes no ids of its own and
+/// pairs responses with calls by place, so results a client sent in another order (or
+/// as separate tool messages) would answer the wrong calls of one function.
+fn in_call_order(parts: &mut [Part<'_>]) {
+    let place = |p: &Part<'_>| match p.data {
+        Data::Response { place, .. } => Some(place),
+        _ => None,
+    };
+    let mut responses = parts.iter().filter_map(place);
+    let Some(first) = responses.next() else {
+        return;
+    };
+    let ordered = responses
+        .try_fold(first, |prev, p| (p >= prev).then_some(p))
+        .is_some();
+    let leading = parts.iter().take_while(|p| place(p).is_some()).count();
+    if ordered && parts[leading..].iter().all(|p| place(p).is_none()) {
+        return;
+    }
+    // (A stable sort: the other parts keep their order.)
+    parts.sort_by_key(|p| place(p).map_or((1, 0), |n| (0, n)));
+}
+
 fn tool_result<'a>(
     r: &'a ToolResultBlock,
     name: &'a str,
+    place: usize,
     media: &mut Vec<Part<'a>>,
 ) -> Result<Data<'a>, WireError> {
     let mut texts = Vec::new();
@@ -377,6 +410,7 @@ fn tool_result<'a>(
     Ok(Data::Response {
         id: &r.tool_use_id,
         name,
+        place,
         key: if r.is_error == Some(true) {
             "error"
         } else {
@@ -494,6 +528,7 @@ fn write_part(w: &mut JsonWriter, p: &Part<'_>, opts: &EncodeOptions) {
             name,
             key,
             output,
+            place: _,
         } => {
             w.key("functionResponse");
             w.begin_object();

@@ -677,6 +677,75 @@ fn tool_result_images_follow_the_function_responses() {
 }
 
 #[test]
+fn function_responses_go_in_the_order_of_their_calls() {
+    let png = ContentBlock::Image(ImageBlock {
+        source: MediaSource::Base64 {
+            media_type: "image/png".into(),
+            data: "AAAA".into(),
+        },
+        detail: None,
+        cache_control: None,
+        extra: Default::default(),
+    });
+    let calls = msg(
+        Role::Assistant,
+        vec![
+            call("c0", "get_weather", json_input(json!({"city": "Paris"}))),
+            call("c1", "get_weather", json_input(json!({"city": "Rome"}))),
+            call("c2", "get_time", json_input(json!({}))),
+        ],
+    );
+    let tool = |id: &str, blocks: Vec<ContentBlock>| {
+        msg(Role::Tool, vec![result(id, Content::blocks(blocks), None)])
+    };
+    // An OpenAI client's tool messages, and an Anthropic client's one user message, both
+    // answering in another order than the calls were made.
+    let openai = request(vec![
+        Message::text(Role::User, "Weather in Paris and Rome, and the time?"),
+        calls.clone(),
+        tool("c2", vec![text("09:30")]),
+        tool("c1", vec![text("Rome: 21C"), png.clone()]),
+        tool("c0", vec![text("Paris: 18C")]),
+        Message::text(Role::User, "Thanks."),
+    ]);
+    let anthropic = request(vec![
+        Message::text(Role::User, "Weather in Paris and Rome, and the time?"),
+        calls,
+        msg(
+            Role::User,
+            vec![
+                result("c1", Content::blocks(vec![text("Rome: 21C"), png]), None),
+                result("c2", Content::text("09:30"), None),
+                result("c0", Content::text("Paris: 18C"), None),
+                text("Thanks."),
+            ],
+        ),
+    ]);
+    for req in [openai, anthropic] {
+        let body = encode(&req);
+        let parts = body["contents"][2]["parts"].as_array().unwrap();
+        let summary: Vec<String> = parts
+            .iter()
+            .map(|p| match (&p["functionResponse"], &p["text"]) {
+                (Value::Object(r), _) => format!("{} {}", r["name"], r["response"]["output"]),
+                (_, Value::String(t)) => t.clone(),
+                _ => p.as_object().unwrap().keys().next().unwrap().clone(),
+            })
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                r#""get_weather" "Paris: 18C""#,
+                r#""get_weather" "Rome: 21C""#,
+                r#""get_time" "09:30""#,
+                "inlineData",
+                "Thanks."
+            ]
+        );
+    }
+}
+
+#[test]
 fn tool_arguments_that_are_not_an_object_are_sent_as_an_empty_one() {
     let with_args = |args: &str| {
         request(vec![
