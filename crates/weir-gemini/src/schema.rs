@@ -153,6 +153,19 @@ impl Defs<'_> {
     }
 }
 
+/// The JSON Schema type every one of `values` has (`integer` over `number`), if one does.
+fn implied_type(values: &[Value]) -> Option<&'static str> {
+    if values.iter().all(|v| v.is_i64() || v.is_u64()) {
+        Some("integer")
+    } else if values.iter().all(Value::is_number) {
+        Some("number")
+    } else if values.iter().all(Value::is_boolean) {
+        Some("boolean")
+    } else {
+        None
+    }
+}
+
 fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
     cx.nodes.set(cx.nodes.get() + 1);
     if cx.nodes.get() > MAX_NODES || !cx.charge(16) {
@@ -186,6 +199,8 @@ fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
     let mut out = Map::new();
     let mut nullable = false;
     let mut one_of: Option<String> = None;
+    // The type a non-string `enum` or `const` implies, for a schema that names none.
+    let mut implied: Option<&'static str> = None;
     for (k, val) in m {
         match k.as_str() {
             "type" => match val {
@@ -220,15 +235,21 @@ fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
             {
                 out.insert("enum".into(), cx.copy(val));
             }
-            "enum" => {
-                if let Some(values) = val.as_array().filter(|a| !a.is_empty()) {
+            "const" if val.is_string() => {
+                out.insert("enum".into(), Value::Array(vec![cx.copy(val)]));
+            }
+            "enum" | "const" => {
+                let values = match val {
+                    Value::Array(a) if k == "enum" => a.as_slice(),
+                    one if k == "const" => std::slice::from_ref(one),
+                    _ => &[],
+                };
+                if !values.is_empty() {
                     let listed: Vec<String> = values.iter().map(Value::to_string).collect();
                     let _ = cx.charge(listed.iter().map(String::len).sum());
                     one_of = Some(format!("One of: {}.", listed.join(", ")));
+                    implied = implied_type(values);
                 }
-            }
-            "const" if val.is_string() => {
-                out.insert("enum".into(), Value::Array(vec![cx.copy(val)]));
             }
             "properties" => {
                 if let Value::Object(props) = val {
@@ -313,6 +334,9 @@ fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
             out.insert("type".into(), Value::String("string".into()));
         } else if out.contains_key("properties") {
             out.insert("type".into(), Value::String("object".into()));
+        } else if let Some(t) = implied {
+            // Values said in the description keep their type.
+            out.insert("type".into(), Value::String(t.into()));
         }
     }
     // `required` may name only properties the schema defines.
@@ -402,6 +426,10 @@ mod tests {
                 "op": {"const": "insert_text"},
                 "mode": {"enum": ["a", "b"]},
                 "level": {"type": "integer", "enum": [1, 2, 3], "description": "How loud."},
+                "rank": {"enum": [1, 2, 3]},
+                "ratio": {"enum": [0.5, 1]},
+                "flag": {"const": true},
+                "mixed": {"enum": [1, "a"]},
                 "opts": {"properties": {"x": {"type": "string"}}, "required": ["x", "y"]},
                 "any": {"type": "object", "required": ["q"]}
             },"required":["op","missing"]}"#,
@@ -414,6 +442,10 @@ mod tests {
                 "op": {"type": "string", "enum": ["insert_text"]},
                 "mode": {"type": "string", "enum": ["a", "b"]},
                 "level": {"type": "integer", "description": "How loud. One of: 1, 2, 3."},
+                "rank": {"type": "integer", "description": "One of: 1, 2, 3."},
+                "ratio": {"type": "number", "description": "One of: 0.5, 1."},
+                "flag": {"type": "boolean", "description": "One of: true."},
+                "mixed": {"description": "One of: 1, \"a\"."},
                 "opts": {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]},
                 "any": {"type": "object"}
             }, "required": ["op"]})
