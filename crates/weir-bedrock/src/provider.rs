@@ -1,6 +1,7 @@
 //! The Bedrock provider: one call, signed (or with a Bedrock API key), to InvokeModel for
 //! Anthropic models or Converse for the rest, answered whole or as an AWS event stream.
 
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
@@ -93,7 +94,8 @@ pub struct BedrockProvider {
     cfg: BedrockConfig,
     base_url: String,
     upstream: Upstream,
-    creds: CredentialsCache,
+    /// Shared by the providers every runtime builds from the same sources.
+    creds: Arc<CredentialsCache>,
 }
 
 impl BedrockProvider {
@@ -119,7 +121,7 @@ impl BedrockProvider {
         endpoint(&base_url, "/model")?;
         let creds = match &cfg.credentials {
             CredentialSource::Chain(loader) => {
-                let (creds, missing) = CredentialsCache::lazy(loader.clone());
+                let (creds, missing) = CredentialsCache::shared(loader);
                 if let Some(e) = missing {
                     tracing::warn!(
                         provider = %cfg.id,
@@ -130,7 +132,7 @@ impl BedrockProvider {
                 }
                 creds
             }
-            CredentialSource::Fixed(auth) => CredentialsCache::fixed(auth.clone()),
+            CredentialSource::Fixed(auth) => Arc::new(CredentialsCache::fixed(auth.clone())),
         };
         Ok(BedrockProvider {
             cfg,
@@ -209,12 +211,50 @@ impl BedrockProvider {
         betas: &[String],
     ) -> Result<weir_upstream::Response, ProviderError> {
         let auth = self.auth()?;
-        let headers = self.headers(url, &body, accept, &auth)?;
+        // Kept to be sent again, once, should Bedrock refuse the credentials as expired
+        // and fresh ones be found: rotated credentials then cost the client nothing.
+        let again = matches!(auth, Auth::SigV4(_)).then(|| body.clone());
+        match self.post_with(url, body, accept, cx, betas, &auth).await {
+            Err((e, true)) => {
+                let fresh = self.auth().ok().filter(|f| f.secrets() != auth.secrets());
+                match (fresh, again) {
+                    (Some(fresh), Some(body)) => {
+                        tracing::info!(request_id = %cx.request_id, provider = %self.cfg.id, "Bedrock refused the AWS credentials as expired; sending again with reloaded ones");
+                        self.post_with(url, body, accept, cx, betas, &fresh)
+                            .await
+                            .map_err(|(e, _)| e)
+                    }
+                    _ => Err(e),
+                }
+            }
+            answer => answer.map_err(|(e, _)| e),
+        }
+    }
+
+    /// [`Self::post`] with these credentials; an error says whether Bedrock refused them
+    /// as expired.
+    async fn post_with(
+        &self,
+        url: &Url,
+        body: Vec<u8>,
+        accept: &'static str,
+        cx: &CallContext,
+        betas: &[String],
+        auth: &Auth,
+    ) -> Result<weir_upstream::Response, (ProviderError, bool)> {
+        let headers = self
+            .headers(url, &body, accept, auth)
+            .map_err(|e| (e, false))?;
         let mut resp = self
             .upstream
             .post(url, headers, body, &self.timeouts(cx))
             .await
-            .map_err(|e| weir_upstream::for_whole_answer(e, accept == EVENT_STREAM))?;
+            .map_err(|e| {
+                (
+                    weir_upstream::for_whole_answer(e, accept == EVENT_STREAM),
+                    false,
+                )
+            })?;
         let status = resp.status();
         if status.is_success() {
             report_limits(resp.headers(), &cx.report);
@@ -232,7 +272,8 @@ impl BedrockProvider {
         if err.kind == ErrorKind::RateLimited && err.retry_after.is_none() {
             err.retry_after = Some(THROTTLE_RETRY_AFTER);
         }
-        if error_type.as_deref().map(error_type_name) == Some("ExpiredTokenException") {
+        let expired = error_type.as_deref().map(error_type_name) == Some("ExpiredTokenException");
+        if expired {
             self.creds.invalidate(SystemTime::now());
         }
         if err.message.contains("invalid beta flag") && !betas.is_empty() {
@@ -248,7 +289,7 @@ impl BedrockProvider {
         for s in auth.secrets() {
             scrub(&mut err, s.expose());
         }
-        Err(err)
+        Err((err, expired))
     }
 
     /// The upstream's request id (Converse answers have no id of their own).

@@ -525,3 +525,86 @@ async fn without_credentials_requests_fail_clearly_until_some_appear_and_a_bad_r
         "`us east 1` is not an AWS region (e.g. us-east-1)"
     );
 }
+
+#[tokio::test]
+async fn credentials_refused_as_expired_are_reloaded_and_the_request_sent_again_once() {
+    let dir = std::env::temp_dir().join(format!("weir-bedrock-rotated-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (creds_file, conf_file) = (dir.join("credentials"), dir.join("config"));
+    let write = |token: &str| {
+        std::fs::write(
+            &creds_file,
+            format!(
+                "[default]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\naws_session_token = {token}\n"
+            ),
+        )
+        .unwrap();
+    };
+    write("OLD-TOKEN");
+    std::fs::write(&conf_file, "").unwrap();
+    let expired = || {
+        answer(
+            403,
+            &[(
+                "x-amzn-errortype",
+                "ExpiredTokenException:http://internal.amazon.com/coral/com.amazon.coral.service/",
+            )],
+            "application/json",
+            r#"{"message":"The security token included in the request is expired"}"#,
+        )
+    };
+    let up = FaultyUpstream::start(answer(200, &[], "application/json", ANTHROPIC_RESPONSE)).await;
+    let cfg = BedrockConfig {
+        base_url: Some(up.url().to_owned()),
+        credentials: CredentialSource::Chain(
+            CredentialsLoader::with_env(|_| None).with_files(&creds_file, &conf_file),
+        ),
+        ..BedrockConfig::new("bedrock", "us-east-1")
+    };
+    let p = BedrockProvider::new(cfg, Upstream::new(Duration::from_secs(5)).unwrap()).unwrap();
+
+    // The file was rewritten with fresh credentials: the refused request goes again with
+    // them, and the client never hears of it.
+    write("NEW-TOKEN");
+    up.queue(vec![expired()]);
+    let reply = p
+        .send(&anthropic_request(CLAUDE, false), CallContext::new("r"))
+        .await;
+    assert!(reply.is_ok(), "{:?}", reply.err());
+    let tokens: Vec<Option<String>> = up
+        .requests()
+        .iter()
+        .map(|r| r.header("x-amz-security-token").map(str::to_owned))
+        .collect();
+    assert_eq!(
+        tokens,
+        [Some("OLD-TOKEN".to_owned()), Some("NEW-TOKEN".to_owned())]
+    );
+
+    // Nothing fresher to be found: the refusal is the answer, sent once.
+    up.queue(vec![expired()]);
+    let e = p
+        .send(&anthropic_request(CLAUDE, false), CallContext::new("r"))
+        .await
+        .err()
+        .expect("an expired token was served");
+    assert_eq!(e.status, Some(403));
+    assert_eq!(up.hits(), 3);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn providers_reading_the_same_sources_share_one_credentials_cache() {
+    use weir_bedrock::credentials::CredentialsCache;
+    let loader = |profile: &str| CredentialsLoader::from_process_env().with_profile(profile);
+    let (a, _) = CredentialsCache::shared(&loader("weir-test-shared"));
+    let (b, _) = CredentialsCache::shared(&loader("weir-test-shared"));
+    let (c, _) = CredentialsCache::shared(&loader("weir-test-other"));
+    assert!(std::sync::Arc::ptr_eq(&a, &b));
+    assert!(!std::sync::Arc::ptr_eq(&a, &c));
+    // A loader over an environment of its own is never shared.
+    let own = || CredentialsLoader::with_env(|_| None).with_profile("weir-test-shared");
+    let (d, _) = CredentialsCache::shared(&own());
+    let (e, _) = CredentialsCache::shared(&own());
+    assert!(!std::sync::Arc::ptr_eq(&d, &e));
+}

@@ -127,6 +127,9 @@ pub struct CredentialsLoader {
     credentials_file: Option<PathBuf>,
     config_file: Option<PathBuf>,
     profile: Option<String>,
+    /// Reads the process environment: loaders that also name the same files and profile
+    /// find the same credentials, so they share one cache ([`CredentialsCache::shared`]).
+    process_env: bool,
 }
 
 impl fmt::Debug for CredentialsLoader {
@@ -142,7 +145,10 @@ impl fmt::Debug for CredentialsLoader {
 impl CredentialsLoader {
     /// A loader over the process environment.
     pub fn from_process_env() -> Self {
-        CredentialsLoader::with_env(|name| std::env::var(name).ok())
+        CredentialsLoader {
+            process_env: true,
+            ..CredentialsLoader::with_env(|name| std::env::var(name).ok())
+        }
     }
 
     /// A loader over an environment given as a lookup closure. The default file paths
@@ -153,6 +159,7 @@ impl CredentialsLoader {
             credentials_file: None,
             config_file: None,
             profile: None,
+            process_env: false,
         }
     }
 
@@ -490,6 +497,42 @@ impl CredentialsCache {
                 missing: missing.as_ref().map(|e| e.0.clone()),
             }),
         };
+        (cache, missing)
+    }
+
+    /// The cache of every provider whose loader reads the same sources (the process
+    /// environment, the same files and profile): the gateway builds its providers once per
+    /// runtime, and credentials refused as expired by one runtime's call must be reloaded
+    /// for all of them, not found stale by each in turn. Other loaders (an environment
+    /// given as a closure) get a cache of their own. The second value says why no
+    /// credentials were found, for a new cache only (so the warning is given once).
+    pub fn shared(loader: &CredentialsLoader) -> (Arc<Self>, Option<CredentialsError>) {
+        type Sources = (Option<PathBuf>, Option<PathBuf>, Option<String>);
+        static SHARED: Mutex<Vec<(Sources, std::sync::Weak<CredentialsCache>)>> =
+            Mutex::new(Vec::new());
+        if !loader.process_env {
+            let (cache, missing) = CredentialsCache::lazy(loader.clone());
+            return (Arc::new(cache), missing);
+        }
+        let sources = (
+            loader.credentials_file.clone(),
+            loader.config_file.clone(),
+            loader.profile.clone(),
+        );
+        let mut shared = SHARED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        shared.retain(|(_, c)| c.strong_count() > 0);
+        if let Some(cache) = shared
+            .iter()
+            .find(|(s, _)| *s == sources)
+            .and_then(|(_, c)| c.upgrade())
+        {
+            return (cache, None);
+        }
+        let (cache, missing) = CredentialsCache::lazy(loader.clone());
+        let cache = Arc::new(cache);
+        shared.push((sources, Arc::downgrade(&cache)));
         (cache, missing)
     }
 
