@@ -583,11 +583,12 @@ async fn credentials_refused_as_expired_are_reloaded_and_the_request_sent_again_
 
     // Nothing fresher to be found: the refusal is the answer, sent once.
     up.queue(vec![expired()]);
-    let e = p
+    let Err(e) = p
         .send(&anthropic_request(CLAUDE, false), CallContext::new("r"))
         .await
-        .err()
-        .expect("an expired token was served");
+    else {
+        panic!("an expired token was served");
+    };
     assert_eq!(e.status, Some(403));
     assert_eq!(up.hits(), 3);
     std::fs::remove_dir_all(&dir).unwrap();
