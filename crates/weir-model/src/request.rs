@@ -189,7 +189,34 @@ impl ChatRequest {
             }
             _ => {}
         }
-        Ok(())
+        self.check_data_urls()
+    }
+
+    /// A `data:` URL a client's dialect left as a URL (it could not be read as base64
+    /// data of a media type) is an error here: other upstreams take only http(s) URLs, so
+    /// theirs would be a puzzling 400.
+    fn check_data_urls(&self) -> Result<(), crate::WireError> {
+        use crate::{ContentBlock, MediaSource};
+        fn unread(blocks: &[ContentBlock]) -> bool {
+            let data_url = |s: &MediaSource| {
+                matches!(s, MediaSource::Url(u)
+                    if u.trim_start().get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:")))
+            };
+            blocks.iter().any(|b| match b {
+                ContentBlock::Image(i) => data_url(&i.source),
+                ContentBlock::Document(d) => data_url(&d.source),
+                ContentBlock::ToolResult(r) => unread(&r.content.blocks),
+                _ => false,
+            })
+        }
+        match self.messages.iter().position(|m| unread(&m.content.blocks)) {
+            Some(i) => Err(crate::WireError::Malformed(format!(
+                "messages[{i}]: a data URL could not be read: it must be \
+                 `data:<media type>;base64,<data>` (the media type may be left out for PNG, \
+                 JPEG, GIF, WebP and PDF data)"
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// The request with OpenAI tool calls kept verbatim read as function calls where they

@@ -365,6 +365,32 @@ fn images_data_url_and_https_url_to_anthropic_sources() {
     }));
     let pdf = json!({"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": "JVBERi0xLjQK"}});
     assert_json(&out["messages"][0]["content"], &json!([pdf, pdf]));
+    // A data URL that cannot be read is the gateway's clear 400, not a `url` source
+    // Anthropic would refuse; also inside a tool result.
+    for url in [
+        "data:base64,iVBORw0KGgo=",
+        "data:;base64,AAAA",
+        " data:image/png;base64,iVBORw0KGgo=",
+        "DATA:image/png,notbase64",
+    ] {
+        let image = json!({"type": "image_url", "image_url": {"url": url}});
+        for messages in [
+            json!([{"role": "user", "content": [image]}]),
+            json!([
+                {"role": "user", "content": "look"},
+                {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "shot", "arguments": "{}"}}]},
+                {"role": "tool", "tool_call_id": "c1", "content": [image]}
+            ]),
+        ] {
+            let last = messages.as_array().unwrap().len() - 1;
+            let e = try_o_to_a(json!({"model": "m", "messages": messages})).unwrap_err();
+            assert_eq!(
+                e.to_string(),
+                format!("messages[{last}]: a data URL could not be read: it must be `data:<media type>;base64,<data>` (the media type may be left out for PNG, JPEG, GIF, WebP and PDF data)"),
+                "{url}"
+            );
+        }
+    }
 }
 
 #[test]
