@@ -1587,7 +1587,9 @@ async fn models(
         let id = percent_decoded(id);
         // A name no listing has may still be served: a glob route takes it (Gemini's,
         // Bedrock's and Vertex's models are not listed).
-        let served = || app.allows(key, &id) && app.router.known(&id).is_ok();
+        // (A pattern is no model, though a glob route matches its text.)
+        let served =
+            || !id.contains(['*', '?']) && app.allows(key, &id) && app.router.known(&id).is_ok();
         if !names.contains(&id.as_str()) && !served() {
             let e = ApiError {
                 code: Some("model_not_found".to_owned()),

@@ -3754,6 +3754,11 @@ async fn anthropic_model_listings_page_and_single_models_can_be_fetched() {
     // Not listed, but served by a glob route: it can be fetched.
     let (status, m) = get("/v1/models/gem-pro".into(), false).await;
     assert_eq!((status, m["id"].as_str()), (200, Some("gem-pro")));
+    // A pattern is no model, even one the glob matches as text.
+    for pattern in ["gem-*", "gem-p%3F", "gem-%2A"] {
+        let (status, _) = get(format!("/v1/models/{pattern}"), false).await;
+        assert_eq!(status, 404, "{pattern}");
+    }
 }
 
 #[tokio::test]
