@@ -1087,8 +1087,13 @@ async fn admit(
             let spent = r.limit == "budget";
             let mut e = ApiError::new(kind, r.message);
             if spent {
-                // OpenAI's code for a spent quota, which tools do not retry.
+                // OpenAI's code for a spent quota, which tools do not retry; OpenAI
+                // clients get its type too (as OpenAI sends it).
                 e.code = Some("insufficient_quota".into());
+                if dialect == Dialect::OpenAi {
+                    e.dialect = Some(Dialect::OpenAi);
+                    e.error_type = Some("insufficient_quota".into());
+                }
             }
             let mut resp = error_response(dialect, &e, &log.request_id, Some(r.retry_after));
             if spent {

@@ -864,7 +864,9 @@ async fn a_spent_daily_budget_refuses_until_midnight_and_cost_is_counted() {
     assert_eq!(status, 429, "{body}");
     assert_eq!(h["x-should-retry"], "false");
     let v = serde_json::from_str::<Value>(&body).unwrap();
+    // OpenAI's own shape for a spent quota: type and code.
     assert_eq!(v["error"]["code"], "insufficient_quota", "{v}");
+    assert_eq!(v["error"]["type"], "insufficient_quota", "{v}");
     let m = w.metrics().await;
     assert!(
         m.contains(r#"weir_cost_usd_total{key="limited",model="mock",provider="mock"} 10.0"#),
