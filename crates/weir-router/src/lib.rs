@@ -942,6 +942,17 @@ pub struct Router {
 /// Providers' model listings by provider id: when fetched, and the names.
 type Listings = HashMap<String, (Instant, Arc<Vec<String>>)>;
 
+/// How long a target whose upstream has no token counter is not asked for counts.
+const NO_COUNTER_FOR: Duration = Duration::from_secs(3600);
+
+/// Whether an upstream's 404 says the model is unknown (Anthropic's `not_found_error`
+/// with `model: <name>`), not that there is no such endpoint.
+fn unknown_model(e: &ProviderError) -> bool {
+    e.api_error.as_ref().is_some_and(|a| {
+        a.error_type.as_deref() == Some("not_found_error") && a.message.starts_with("model:")
+    })
+}
+
 /// How long a provider's model listing is kept.
 const LISTING_TTL: Duration = Duration::from_secs(600);
 /// How long a failed listing is kept (as empty) before it is asked again.
@@ -1632,7 +1643,8 @@ impl Router {
             let Some(provider) = self.providers.get(&target.provider) else {
                 continue;
             };
-            if !self.target_state(rs, ti, &req.model).healthy() {
+            let state = self.target_state(rs, ti, &req.model);
+            if !state.healthy() || state.has_no_counter(Instant::now()) {
                 continue;
             }
             let mut r = req.clone();
@@ -1670,9 +1682,12 @@ impl Router {
                 Ok(None) => {}
                 // No counter there (a compatible service answers 404 or 405 at the
                 // counting endpoint): as a provider that has none, the next target is
-                // asked, else the count is estimated.
-                Err(e) if matches!(e.status, Some(404 | 405)) => {
+                // asked, else the count is estimated; the target is not asked again for
+                // a while. (Not Anthropic's 404 for a model it does not know: that is
+                // the client's to hear.)
+                Err(e) if matches!(e.status, Some(404 | 405)) && !unknown_model(&e) => {
                     tracing::debug!(provider = %target.provider, status = e.status, "no token counter; trying the next target");
+                    state.no_counter_until(Instant::now() + NO_COUNTER_FOR);
                 }
                 Err(e) if e.retryable_elsewhere => {
                     failed_attempts += 1;
@@ -2117,14 +2132,14 @@ impl Router {
         let transient = |a: &Attempt| {
             !a.error.repeats
                 && matches!(
-                a.error.kind,
-                ErrorKind::RateLimited
-                    | ErrorKind::Overloaded
-                    | ErrorKind::Upstream
-                    | ErrorKind::Timeout
-                    | ErrorKind::Connect
-                    | ErrorKind::Decode
-            )
+                    a.error.kind,
+                    ErrorKind::RateLimited
+                        | ErrorKind::Overloaded
+                        | ErrorKind::Upstream
+                        | ErrorKind::Timeout
+                        | ErrorKind::Connect
+                        | ErrorKind::Decode
+                )
         };
         // Targets passed over (they cannot take the request) neither ask for a retry nor
         // shorten the wait for the others.
@@ -2709,14 +2724,14 @@ pub const CREDENTIALS_FAILED: &str =
 fn gateway_side(e: &ProviderError) -> bool {
     e.repeats
         || e.status.is_none()
-        && e.api_error.is_none()
-        && matches!(
-            e.kind,
-            ErrorKind::Authentication
-                | ErrorKind::Connect
-                | ErrorKind::Timeout
-                | ErrorKind::Internal
-        )
+            && e.api_error.is_none()
+            && matches!(
+                e.kind,
+                ErrorKind::Authentication
+                    | ErrorKind::Connect
+                    | ErrorKind::Timeout
+                    | ErrorKind::Internal
+            )
 }
 
 fn kind_words(k: ErrorKind) -> &'static str {

@@ -65,6 +65,9 @@ pub(crate) struct TargetInner {
     /// A provider without a key pool (Bedrock, Vertex: its credentials are the account's)
     /// answered 429: the target rests until then, as a pool key would.
     pub resting_until: Option<Instant>,
+    /// The target's upstream has no token counter (it answered 404 or 405 there): counts
+    /// are not asked of it until then.
+    pub no_counter_until: Option<Instant>,
 }
 
 /// One target's health: shared by every route that names the same provider and model.
@@ -102,6 +105,7 @@ impl TargetState {
                 latency_ms: None,
                 latency_at: None,
                 resting_until: None,
+                no_counter_until: None,
                 recent_ms: None,
                 error_rate: 0.0,
                 requests: 0,
@@ -231,6 +235,16 @@ impl TargetState {
         let mut g = lock(&self.inner);
         g.requests += 1;
         g.resting_until = Some(g.resting_until.map_or(until, |u| u.max(until)));
+    }
+
+    /// Remembers that the target's upstream has no token counter, until `until`.
+    pub(crate) fn no_counter_until(&self, until: Instant) {
+        lock(&self.inner).no_counter_until = Some(until);
+    }
+
+    /// Whether the target's upstream was found to have no token counter, at `now`.
+    pub(crate) fn has_no_counter(&self, now: Instant) -> bool {
+        lock(&self.inner).no_counter_until.is_some_and(|u| u > now)
     }
 
     /// How long the target still rests at `now`, if it does.

@@ -1950,12 +1950,30 @@ async fn count_tokens_estimates_for_a_service_without_a_counter() {
         .await;
         let url = weir(&anthropic_route(&up.url, "c", "")).await;
         let body = json!({"model": "c", "messages": [{"role": "user", "content": "count me"}]});
-        let r = post(&url, "/v1/messages/count_tokens", &body, Some(KEY)).await;
-        assert_eq!(r.status(), 200, "{status}");
-        assert_eq!(r.headers()["x-weir-provider"], "estimate");
-        let v: Value = r.json().await.unwrap();
-        assert!(v["input_tokens"].as_u64().unwrap() > 0);
+        for _ in 0..2 {
+            let r = post(&url, "/v1/messages/count_tokens", &body, Some(KEY)).await;
+            assert_eq!(r.status(), 200, "{status}");
+            assert_eq!(r.headers()["x-weir-provider"], "estimate");
+            let v: Value = r.json().await.unwrap();
+            assert!(v["input_tokens"].as_u64().unwrap() > 0);
+        }
+        // Found to have no counter, the service is not asked again.
+        assert_eq!(up.hits.load(Ordering::SeqCst), 1, "{status}");
     }
+    // Anthropic's 404 for a model it does not know is the client's to hear.
+    let up = upstream(Script::Reply(
+        404,
+        "application/json",
+        r#"{"type":"error","error":{"type":"not_found_error","message":"model: claude-sonnet-9"}}"#
+            .into(),
+    ))
+    .await;
+    let url = weir(&anthropic_route(&up.url, "c", "")).await;
+    let body = json!({"model": "c", "messages": [{"role": "user", "content": "count me"}]});
+    let r = post(&url, "/v1/messages/count_tokens", &body, Some(KEY)).await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["message"], "model: claude-sonnet-9", "{v}");
 }
 
 #[tokio::test]
