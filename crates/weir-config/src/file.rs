@@ -168,6 +168,40 @@ impl TimeoutsConfig {
     }
 }
 
+/// `[providers.x.timeouts]`: the timeouts given override `[timeouts]`'s, one by one.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderTimeouts {
+    /// Connection establishment.
+    #[serde(default, deserialize_with = "some_timeout")]
+    pub connect: Option<Dur>,
+    /// Until the upstream's response headers.
+    #[serde(default, deserialize_with = "some_timeout")]
+    pub first_byte: Option<Dur>,
+    /// Longest silence inside a stream.
+    #[serde(default, deserialize_with = "some_timeout")]
+    pub idle: Option<Dur>,
+    /// The whole call.
+    #[serde(default, deserialize_with = "some_timeout")]
+    pub total: Option<Dur>,
+}
+
+fn some_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Dur>, D::Error> {
+    timeout(d).map(Some)
+}
+
+impl ProviderTimeouts {
+    /// These timeouts over `base` (the `[timeouts]` table).
+    pub fn over(&self, base: &TimeoutsConfig) -> TimeoutsConfig {
+        TimeoutsConfig {
+            connect: self.connect.unwrap_or(base.connect),
+            first_byte: self.first_byte.unwrap_or(base.first_byte),
+            idle: self.idle.unwrap_or(base.idle),
+            total: self.total.unwrap_or(base.total),
+        }
+    }
+}
+
 /// `[auth]`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -237,8 +271,8 @@ pub struct ProviderConfig {
     pub anthropic_models: Vec<String>,
     /// OpenAI-compatible preset (groq, xai, ...).
     pub preset: Option<Spanned<String>>,
-    /// Per-provider timeouts.
-    pub timeouts: Option<TimeoutsConfig>,
+    /// Per-provider timeouts: each one given overrides `[timeouts]`'s.
+    pub timeouts: Option<ProviderTimeouts>,
     /// Mock: pause between streamed chunks.
     pub stream_delay: Option<Dur>,
     /// `max_tokens` for Anthropic requests that have none.
@@ -1346,5 +1380,23 @@ targets = [
         assert_eq!(c.timeouts.total.0, Duration::from_secs(600));
         assert_eq!(c.models[0].targets.len(), 2);
         assert_eq!(c.providers["anthropic"].keys, ["a", "b"]);
+    }
+
+    #[test]
+    fn a_providers_timeouts_override_the_global_ones_one_by_one() {
+        let text = "[timeouts]\nfirst_byte = \"2s\"\nidle = \"7s\"\n\
+                    [providers.p]\nkind = \"mock\"\n[providers.p.timeouts]\nconnect = \"5s\"\nidle = \"9s\"\n";
+        let c = parse(None, text).unwrap();
+        let t = c.providers["p"]
+            .timeouts
+            .as_ref()
+            .unwrap()
+            .over(&c.timeouts)
+            .to_timeouts();
+        // Given: connect and idle; from [timeouts]: first_byte; the default: total.
+        assert_eq!(
+            [t.connect, t.first_byte, t.idle, t.total],
+            [5, 2, 9, 600].map(Duration::from_secs)
+        );
     }
 }

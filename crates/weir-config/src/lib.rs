@@ -356,7 +356,11 @@ fn provider(
             "keys[{i}] repeats an earlier key (a pool rotates distinct keys)"
         ));
     }
-    let timeouts = p.timeouts.as_ref().unwrap_or(&cfg.timeouts).to_timeouts();
+    let timeouts = p
+        .timeouts
+        .as_ref()
+        .map_or_else(|| cfg.timeouts.clone(), |t| t.over(&cfg.timeouts))
+        .to_timeouts();
     Ok(match kind {
         "anthropic" => {
             let mut encode = weir_anthropic::EncodeOptions::default();
