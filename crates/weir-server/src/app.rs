@@ -655,17 +655,28 @@ pub fn zero_config(
 ) -> Result<(App, Option<String>), Vec<ConfigError>> {
     // Zero-config's key is one nobody chose for a network: it stays on loopback, as a
     // config file without [[auth.keys]] must.
+    let unplaced = |message: String| ConfigError {
+        file: None,
+        position: None,
+        message,
+    };
     for var in ["WEIR_LISTEN", "WEIR_ADMIN_LISTEN"] {
         if let Some(addr) = env(var).filter(|a| !a.trim().is_empty()) {
-            if !is_loopback(addr.trim()) {
-                return Err(vec![ConfigError {
-                    file: None,
-                    position: None,
-                    message: format!(
-                        "{var}={addr} is not a loopback address: zero-config listens on loopback \
-                         only; to listen on a network, use a config file with [[auth.keys]]"
-                    ),
-                }]);
+            let addr = addr.trim();
+            let localhost = addr
+                .strip_prefix("localhost:")
+                .is_some_and(|p| p.parse::<u16>().is_ok());
+            if !localhost && addr.parse::<std::net::SocketAddr>().is_err() {
+                return Err(vec![unplaced(format!(
+                    "{var}={addr} is not an address to listen on: give an IP address and a \
+                     port, e.g. 127.0.0.1:4000"
+                ))]);
+            }
+            if !is_loopback(addr) {
+                return Err(vec![unplaced(format!(
+                    "{var}={addr} is not a loopback address: zero-config listens on loopback \
+                     only; to listen on a network, use a config file with [[auth.keys]]"
+                ))]);
             }
         }
     }
@@ -698,11 +709,32 @@ pub fn zero_config(
             for e in &errors {
                 tracing::warn!("zero-config: Bedrock left out: {e}");
             }
-            build_text(&zero_config_text(env, false))?
+            build_text(&zero_config_text(env, false)).map_err(|errors| {
+                errors
+                    .into_iter()
+                    .map(|e| unplaced(zero_config_error(&e.message)))
+                    .collect::<Vec<_>>()
+            })?
         }
-        Err(errors) => return Err(errors),
+        // The file is the gateway's own, never seen by the user: its lines and columns
+        // would mislead.
+        Err(errors) => {
+            return Err(errors
+                .into_iter()
+                .map(|e| unplaced(zero_config_error(&e.message)))
+                .collect())
+        }
     };
     Ok((app, generated))
+}
+
+/// An error in the zero-config file, said in the environment's terms (the file is the
+/// gateway's own: its lines and keys would mislead).
+fn zero_config_error(message: &str) -> String {
+    let message = message
+        .replace("server.admin_listen", "WEIR_ADMIN_LISTEN")
+        .replace("server.listen", "WEIR_LISTEN");
+    format!("zero-config: {message}")
 }
 
 /// The zero-config file: a provider for every service whose credentials are in the
@@ -1048,6 +1080,25 @@ mod zero_config_tests {
                 errors[0]
             );
         }
+        // What is no address is told so; the gateway's own file is never quoted.
+        for addr in ["127.0.0.1", "127.0.0.1:99999", "notanaddr", "localhost:abc"] {
+            let env = |name: &str| (name == "WEIR_LISTEN").then(|| addr.to_owned());
+            let errors = zero_config(&env).err().unwrap();
+            assert_eq!(
+                errors[0].to_string(),
+                format!("WEIR_LISTEN={addr} is not an address to listen on: give an IP address and a port, e.g. 127.0.0.1:4000")
+            );
+        }
+        let env = |name: &str| match name {
+            "WEIR_LISTEN" | "WEIR_ADMIN_LISTEN" => Some("127.0.0.1:4010".to_owned()),
+            "WEIR_ADMIN_KEY" => Some("sk-admin".to_owned()),
+            _ => None,
+        };
+        let errors = zero_config(&env).err().unwrap();
+        assert_eq!(
+            errors[0].to_string(),
+            "zero-config: WEIR_ADMIN_LISTEN must differ from WEIR_LISTEN (`127.0.0.1:4010`): the admin API is never served on the API port",
+        );
     }
 
     #[test]

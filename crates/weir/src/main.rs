@@ -172,10 +172,22 @@ fn quietly<T>(f: impl FnOnce() -> T) -> T {
 
 /// How many runtimes serve the API: `WEIR_WORKER_THREADS`, else one per core.
 fn runtime_count() -> usize {
-    env("WEIR_WORKER_THREADS")
-        .and_then(|n| n.parse::<usize>().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .clamp(1, 64)
+    let cores = || std::thread::available_parallelism().map_or(1, |n| n.get());
+    let n = match env("WEIR_WORKER_THREADS").filter(|v| !v.trim().is_empty()) {
+        None => cores(),
+        Some(v) => match v.trim().parse::<usize>() {
+            Ok(n) if (1..=64).contains(&n) => n,
+            _ => {
+                let n = cores().clamp(1, 64);
+                tracing::warn!(
+                    "WEIR_WORKER_THREADS={} is not a number from 1 to 64; using {n} (one per core)",
+                    weir_model::log_safe(&v)
+                );
+                n
+            }
+        },
+    };
+    n.clamp(1, 64)
 }
 
 /// A listener the runtimes of this process share (SO_REUSEPORT: the kernel spreads
@@ -520,10 +532,10 @@ fn serve(config: Option<PathBuf>) -> ExitCode {
             for e in &errors {
                 eprintln!("weir: {e}");
             }
-            eprintln!(
-                "weir: cannot start: the config has {} error(s)",
-                errors.len()
-            );
+            // (One error is its own one-line reason.)
+            if errors.len() > 1 {
+                eprintln!("weir: cannot start: the config has {} errors", errors.len());
+            }
             return ExitCode::FAILURE;
         }
     };

@@ -55,9 +55,7 @@ fn check_prints_every_error_with_file_line_and_column_and_fails() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("cannot start: the config has 4 error(s)")
-    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot start: the config has 4 errors"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
