@@ -2485,12 +2485,14 @@ impl Router {
                         }
                         if e.kind == ErrorKind::Authentication {
                             let status = e.status.unwrap_or(401);
-                            p.refuse(
-                                i,
-                                status,
-                                done + self.policy.refused_key_retry,
-                                e.api_error.as_deref().cloned(),
-                            );
+                            // The client's key was fine: say whose was refused, also when
+                            // the refusal is given again while the key rests.
+                            let mut api = e.api_error.as_deref().cloned();
+                            if let Some(a) = attempts.last_mut() {
+                                gateway_key_refused(&mut a.error, &target.provider);
+                                api = a.error.api_error.as_deref().cloned();
+                            }
+                            p.refuse(i, status, done + self.policy.refused_key_retry, api);
                             st.neutral();
                             if let Some(k) = p.keys.get(i) {
                                 self.shared.publish(StateChange::KeyRefused {
@@ -2712,6 +2714,17 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
     e.status = Some(kind.http_status());
     e.retry_after = min_retry;
     e
+}
+
+/// An upstream's refusal of a pool key, said as what it is: the gateway's key for
+/// `provider`, not the client's (whose key the gateway accepted).
+fn gateway_key_refused(e: &mut ProviderError, provider: &str) {
+    let say =
+        |m: &str| format!("the upstream refused the gateway's key for provider `{provider}`: {m}");
+    e.message = say(&e.message);
+    if let Some(api) = e.api_error.as_deref_mut() {
+        api.message = say(&api.message);
+    }
 }
 
 /// How a client is told that the gateway's own credentials for an upstream (AWS, Google)

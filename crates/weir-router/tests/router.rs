@@ -769,7 +769,11 @@ async fn a_refused_key_leaves_the_pool_and_is_shown_as_such() {
         (Some(401), ErrorKind::Authentication)
     );
     assert_eq!(last.message, first.message);
-    assert_eq!(last.message, "upstream says 401");
+    // Said as what it is: the gateway's key, not the client's.
+    assert_eq!(
+        last.message,
+        "the upstream refused the gateway's key for provider `a`: upstream says 401"
+    );
 }
 
 /// A 403 is about what was asked (often one model the account lacks), not the key: the

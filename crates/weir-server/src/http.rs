@@ -1456,7 +1456,12 @@ fn route_failed(
     log: &mut RequestLog,
 ) -> Response<Body> {
     let api = client_error(last);
-    let tried = attempts.iter().rev().find(|a| !a.skipped);
+    // (A skipped attempt with an upstream's answer: a refusal given again while its key
+    // rests.)
+    let tried = attempts
+        .iter()
+        .rev()
+        .find(|a| !a.skipped || a.error.api_error.is_some());
     if let Some(a) = tried.or(attempts.last()) {
         log.provider = Some(a.provider.clone());
         log.upstream_model = Some(a.model.clone());

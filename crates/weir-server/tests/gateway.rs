@@ -882,6 +882,26 @@ async fn fallback_moves_to_the_next_target_and_errors_keep_status_without_leakin
     assert!(!text.contains("sk-leaky-upstream-key"), "{text}");
     let v: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(v["error"]["code"], "invalid_api_key");
+    // Whose key it was is said (the client's was accepted), also when the refusal is
+    // given again while the key rests, without asking the upstream.
+    for _ in 0..2 {
+        let r = post(
+            &url,
+            "/v1/chat/completions",
+            &o_req("bad-key", false),
+            Some(KEY),
+        )
+        .await;
+        assert_eq!(r.status(), 401);
+        assert_eq!(r.headers()["x-weir-provider"], "o");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            v["error"]["message"],
+            "the upstream refused the gateway's key for provider `o`: Incorrect API key provided: ***.",
+            "{v}"
+        );
+    }
+    assert_eq!(unauthorized.hits.load(Ordering::SeqCst), 1);
 }
 
 /// An upstream error body may echo the key in any field, not only its message, or in an
