@@ -333,6 +333,30 @@ fn provider(
             "api_version applies to kind = \"azure\", not `{kind}`"
         ));
     }
+    // Keys a kind would not read are errors, as unknown ones are: a typo or a table
+    // pasted from another provider must not pass for a setting.
+    let unread = [
+        (p.region.is_some(), "region", &["bedrock", "vertex"][..]),
+        (p.project.is_some(), "project", &["vertex"][..]),
+        (p.stream_delay.is_some(), "stream_delay", &["mock"][..]),
+        (
+            p.default_max_tokens.is_some(),
+            "default_max_tokens",
+            &["anthropic", "bedrock", "vertex", "azure"][..],
+        ),
+    ];
+    for (set, key, kinds) in unread {
+        if set && !kinds.contains(&kind) {
+            let kinds: Vec<String> = kinds.iter().map(|k| format!("\"{k}\"")).collect();
+            return Err(format!(
+                "{key} applies to kind = {}, not `{kind}`",
+                kinds.join(" | ")
+            ));
+        }
+    }
+    if kind == "mock" && (p.base_url.is_some() || !p.keys.is_empty() || p.key.is_some()) {
+        return Err("the built-in mock answers itself: it takes no base_url or keys".into());
+    }
     let mut keys: Vec<Secret> = p.keys.iter().cloned().map(Secret::new).collect();
     if let Some(k) = &p.key {
         keys.push(Secret::new(k.clone()));

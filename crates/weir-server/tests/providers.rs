@@ -759,6 +759,31 @@ fn unknown_presets_and_presets_on_other_kinds_are_config_errors() {
             "[providers.p]\nkind = \"anthropic\"\npreset = \"groq\"\n",
             "preset applies to kind = \"openai\"",
         ),
+        // Keys another kind reads are no settings of this one.
+        (
+            "[providers.p]\nkind = \"anthropic\"\nregion = \"us-east-1\"\n",
+            "region applies to kind = \"bedrock\" | \"vertex\", not `anthropic`",
+        ),
+        (
+            "[providers.p]\nkind = \"anthropic\"\nproject = \"p\"\n",
+            "project applies to kind = \"vertex\", not `anthropic`",
+        ),
+        (
+            "[providers.p]\nkind = \"openai\"\nstream_delay = \"10ms\"\n",
+            "stream_delay applies to kind = \"mock\", not `openai`",
+        ),
+        (
+            "[providers.p]\nkind = \"openai\"\ndefault_max_tokens = 100\n",
+            "default_max_tokens applies to kind = \"anthropic\" | \"bedrock\" | \"vertex\" | \"azure\", not `openai`",
+        ),
+        (
+            "[providers.p]\nkind = \"mock\"\nbase_url = \"http://x\"\n",
+            "the built-in mock answers itself: it takes no base_url or keys",
+        ),
+        (
+            "[providers.p]\nkind = \"mock\"\nkeys = [\"k\"]\n",
+            "the built-in mock answers itself: it takes no base_url or keys",
+        ),
     ] {
         let cfg = weir_server::config::parse(None, text).unwrap();
         let errs: Vec<String> = weir_server::build(&cfg, None, text)
