@@ -695,6 +695,29 @@ impl Drop for Charge {
 ///
 /// A refusal leaves the rest of the body unread (see [`handle`] for what that does to the
 /// connection).
+/// Whether a request body's read failed because the client went away (its connection
+/// closed or reset before the body's end).
+fn client_left(e: &hyper::Error) -> bool {
+    use std::error::Error as _;
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof
+                    | std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::BrokenPipe
+            );
+        }
+        cause = c.source();
+    }
+    false
+}
+
 async fn read_body(
     app: &App,
     req: Request<Incoming>,
@@ -728,13 +751,9 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    // A declared length is held before reading (it is at most `limit`, checked above);
-    // a chunked body, frame by frame.
+    // Bytes are held as they arrive, not as declared: clients that declare large bodies
+    // and send them slowly (or never) hold what they sent, not the gateway's whole bound.
     let mut charge = Charge::new(&app.buffered);
-    let declared_len = declared.map_or(0, |n| n as usize);
-    if !charge.hold(declared_len, app.max_buffered_bytes) {
-        return Err(overloaded());
-    }
     // A compressed body would otherwise be read as bytes that are not JSON (or, for `br`,
     // not UTF-8): say what is wrong instead. (hyper takes `Transfer-Encoding: gzip,
     // chunked` as chunked, and hands over the still compressed bytes.)
@@ -809,6 +828,15 @@ async fn read_body(
             }
         };
         let frame = frame.map_err(|e| {
+            if client_left(&e) {
+                // The client left with its body half sent: no bad request, an abandoned
+                // one (499), as a client leaving before its answer.
+                let e = ApiError::new(
+                    ErrorKind::Cancelled,
+                    "the client closed its connection before its request body arrived whole",
+                );
+                return gateway_error(dialect, &e, log);
+            }
             simple_error(
                 dialect,
                 ErrorKind::InvalidRequest,
@@ -830,7 +858,14 @@ async fn read_body(
             None if joined.is_empty() => first = Some(data),
             None => joined.extend_from_slice(&data),
             Some(f) => {
-                joined.reserve(declared.map_or(total, |n| n as usize));
+                // (The declared length, if the body has come that far: a declared length
+                // is no reason to hold memory for bytes that may never come.)
+                let declared = declared.map_or(0, |n| n as usize);
+                joined.reserve(if declared <= total.saturating_mul(4) {
+                    declared
+                } else {
+                    total
+                });
                 joined.extend_from_slice(&f);
                 joined.extend_from_slice(&data);
             }

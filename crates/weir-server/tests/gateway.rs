@@ -1482,6 +1482,69 @@ async fn request_bodies_held_at_once_are_bounded() {
     assert_eq!(buffered.held(), 0);
     let r = post(&url, "/v1/messages", &big("mock"), Some(KEY)).await;
     assert_eq!(r.status(), 200);
+    // A body is held as its bytes arrive, not as declared: clients declaring large bodies
+    // and sending little cannot take the bound from the others.
+    use tokio::io::AsyncWriteExt;
+    let addr = url.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        c.write_all(
+            format!(
+                "POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\n\
+                 content-type: application/json\r\ncontent-length: 3900\r\n\r\n{{\"model\""
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        slow.push(c);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while buffered.held() < 16 {
+        assert!(std::time::Instant::now() < deadline, "{}", buffered.held());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(buffered.held(), 16);
+    let r = post(&url, "/v1/messages", &big("mock"), Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+    drop(slow);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while buffered.held() > 0 {
+        assert!(std::time::Instant::now() < deadline, "{}", buffered.held());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A client that leaves with its body half sent abandoned its request (499): it sent no
+/// bad one (400).
+#[tokio::test]
+async fn a_body_cut_by_the_client_leaving_is_an_abandoned_request() {
+    use tokio::io::AsyncWriteExt;
+    let (url, admin) = weir_with_admin("").await;
+    let addr = url.trim_start_matches("http://").to_owned();
+    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    c.write_all(
+        format!(
+            "POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\n\
+             content-type: application/json\r\ncontent-length: 500\r\n\r\n{{\"model\""
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(c);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let m = metrics_of(&admin).await;
+        if m.contains(r#"status="499""#) {
+            assert!(!m.contains(r#"status="400""#), "{m}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{m}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The errors building a config gives (it must not build), one per line, and how many.
