@@ -15,10 +15,17 @@
 //! to take data, with none taken for the stall period (`timeouts.idle`, as for a blocked
 //! TCP window), is closed too. An answer waiting on its upstream is not waiting on the
 //! client, so a long silence from a model cuts nothing here.
+//!
+//! One answer the client stops taking while it takes the others (a response body it
+//! leaked, say) would hold its upstream call and its key's `max_concurrent` slot for as
+//! long as the others keep the connection busy: hyper polls an answer only when its
+//! stream has window, so no timer inside the answer runs. Such an answer is ended on its
+//! own once it has waited for the client for the stall period: its body (the upstream
+//! call with it) is dropped, and the stream ends when the client next takes data.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -46,6 +53,23 @@ pub(crate) struct Activity {
     /// must not keep a stalled connection.
     moved_ms: AtomicU64,
     epoch: Instant,
+    /// The answers made on the connection, to end one that waits for the client too long.
+    answers: Mutex<Vec<Weak<Answer>>>,
+}
+
+/// An answer's body, shared with its connection's watch so that one the client stops
+/// taking can be ended (dropped) from there.
+struct Answer {
+    body: Mutex<Option<Body>>,
+    /// Milliseconds since the connection's epoch when it began to wait for the client;
+    /// `u64::MAX` while it does not.
+    waits_since: AtomicU64,
+}
+
+impl Answer {
+    fn body(&self) -> std::sync::MutexGuard<'_, Option<Body>> {
+        self.body.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Why a connection is let go.
@@ -65,7 +89,46 @@ impl Activity {
             last_ms: AtomicU64::new(0),
             moved_ms: AtomicU64::new(0),
             epoch: Instant::now(),
+            answers: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Ends the answers that have waited for the client for `stall` (their bodies, and
+    /// the upstream calls in them, are dropped); returns how long until the next one
+    /// waiting would be due, if one waits.
+    fn end_stalled_answers(&self, stall: Duration) -> Option<Duration> {
+        let now = self.now_ms();
+        let stall_ms = u64::try_from(stall.as_millis()).unwrap_or(u64::MAX);
+        let mut ended: Vec<Body> = Vec::new();
+        let mut next: Option<u64> = None;
+        {
+            let mut answers = self.answers.lock().unwrap_or_else(PoisonError::into_inner);
+            answers.retain(|a| {
+                let Some(a) = a.upgrade() else {
+                    return false;
+                };
+                let since = a.waits_since.load(Ordering::Relaxed);
+                if since == u64::MAX {
+                    return true;
+                }
+                let waited = now.saturating_sub(since);
+                if waited >= stall_ms {
+                    ended.extend(a.body().take());
+                    return false;
+                }
+                let left = stall_ms - waited;
+                next = Some(next.map_or(left, |n| n.min(left)));
+                true
+            });
+        }
+        if !ended.is_empty() {
+            tracing::debug!(
+                "ending {} HTTP/2 answer(s) whose client took no data for {stall:?}",
+                ended.len()
+            );
+        }
+        drop(ended);
+        next.map(Duration::from_millis)
     }
 
     fn now_ms(&self) -> u64 {
@@ -129,11 +192,12 @@ impl Activity {
             if stalled >= stall {
                 return Quiet::Stalled;
             }
+            let one_due = self.end_stalled_answers(stall).unwrap_or(stall);
             // Checked again when either period could first be over: a request may begin
             // and stall, or end and leave the connection idle, meanwhile (so a stall is
             // seen within twice its period, an idle connection within the idle period
             // after its last request).
-            let next = (idle - quiet).min(stall - stalled);
+            let next = (idle - quiet).min(stall - stalled).min(one_due);
             tokio::time::sleep(next.max(Duration::from_millis(100))).await;
         }
     }
@@ -194,7 +258,7 @@ pub(crate) async fn serve_h2<H, F>(
 /// An answer's body that keeps its request in flight until it ends or is dropped, and
 /// tells its connection whether it waits for the client.
 pub(crate) struct Tracked {
-    inner: Body,
+    answer: Arc<Answer>,
     in_flight: InFlight,
     /// Counted in `Activity::blocked`: not polled since it was made or gave a frame.
     blocked: bool,
@@ -202,9 +266,19 @@ pub(crate) struct Tracked {
 
 impl Tracked {
     pub(crate) fn wrap(inner: Body, in_flight: InFlight) -> Body {
-        in_flight.0.block();
+        let activity = &in_flight.0;
+        activity.block();
+        let answer = Arc::new(Answer {
+            body: Mutex::new(Some(inner)),
+            waits_since: AtomicU64::new(activity.now_ms()),
+        });
+        activity
+            .answers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(Arc::downgrade(&answer));
         Body::new(Tracked {
-            inner,
+            answer,
             in_flight,
             blocked: true,
         })
@@ -233,22 +307,36 @@ impl hyper::body::Body for Tracked {
         if this.blocked {
             this.blocked = false;
             activity.blocked.fetch_sub(1, Ordering::Relaxed);
+            this.answer.waits_since.store(u64::MAX, Ordering::Relaxed);
         }
         activity.moved();
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        let polled = match this.answer.body().as_mut() {
+            Some(body) => Pin::new(body).poll_frame(cx),
+            // Ended by the connection's watch: the client had stopped taking it.
+            None => Poll::Ready(None),
+        };
         if let Poll::Ready(Some(_)) = polled {
             this.blocked = true;
             activity.block();
+            this.answer
+                .waits_since
+                .store(activity.now_ms(), Ordering::Relaxed);
         }
         polled
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.answer
+            .body()
+            .as_ref()
+            .is_none_or(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        self.answer
+            .body()
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
     }
 }
 
@@ -341,6 +429,59 @@ mod tests {
         );
         assert!(matches!(poll_once(&mut taken), Poll::Ready(Some(_))));
         assert_eq!(a.quiet(NINETY, THIRTY).await, Quiet::Stalled);
+    }
+
+    /// A body that says when it is dropped (its upstream call with it).
+    struct Watched(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for Watched {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    impl hyper::body::Body for Watched {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"x")))))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_answer_the_client_stops_taking_is_ended_while_the_others_move() {
+        let a = Activity::new();
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut left = Tracked::wrap(Body::new(Watched(dropped.clone())), a.begin());
+        // Taken once, then never again (its stream's window stays shut).
+        assert!(matches!(poll_once(&mut left), Poll::Ready(Some(_))));
+        let mut read = Tracked::wrap(
+            Body::new(Slow {
+                frames: 1000,
+                gap: Duration::ZERO,
+                sleep: None,
+            }),
+            a.begin(),
+        );
+        let quiet = tokio::spawn({
+            let a = a.clone();
+            async move { a.quiet(NINETY, THIRTY).await }
+        });
+        let started = tokio::time::Instant::now();
+        while !dropped.load(Ordering::SeqCst) {
+            assert!(started.elapsed() < Duration::from_secs(70), "never ended");
+            assert!(matches!(poll_once(&mut read), Poll::Ready(Some(_))));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        assert!(started.elapsed() >= Duration::from_secs(29));
+        // The connection itself serves on, and the ended answer ends its stream.
+        assert!(!quiet.is_finished());
+        assert!(matches!(poll_once(&mut left), Poll::Ready(None)));
+        assert!(matches!(poll_once(&mut read), Poll::Ready(Some(_))));
+        quiet.abort();
     }
 
     #[tokio::test(start_paused = true)]
