@@ -46,7 +46,7 @@ pub(crate) fn api_error_from_value(status: Option<u16>, inner: &serde_json::Valu
             _ => None,
         }
     };
-    let (message, ty, code, param) = match inner {
+    let (mut message, ty, code, param) = match inner {
         serde_json::Value::String(s) => (s.clone(), None, None, None),
         serde_json::Value::Object(_) => (
             as_string(inner.get("message")).unwrap_or_default(),
@@ -56,6 +56,26 @@ pub(crate) fn api_error_from_value(status: Option<u16>, inner: &serde_json::Valu
         ),
         _ => (String::new(), None, None, None),
     };
+    // OpenRouter says "Provider returned error" and puts the cause in `metadata`: the
+    // provider's name and its own error, which the message then quotes (cut short).
+    if let Some(meta) = inner.get("metadata") {
+        let raw = match meta.get("raw") {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(v) if !v.is_null() => Some(v.to_string()),
+            _ => None,
+        };
+        if let Some(raw) = raw.filter(|r| !r.trim().is_empty()) {
+            let raw: String = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+            let mut cut: String = raw.chars().take(500).collect();
+            if cut.len() < raw.len() {
+                cut.push('…');
+            }
+            message = match meta.get("provider_name").and_then(|p| p.as_str()) {
+                Some(p) => format!("{message} ({p}: {cut})"),
+                None => format!("{message} ({cut})"),
+            };
+        }
+    }
     // In-stream errors have no HTTP status; OpenRouter puts it in an integer `code`.
     let status = status
         .or_else(|| {
@@ -187,6 +207,19 @@ pub fn encode_error(e: &ApiError) -> (u16, Vec<u8>) {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn openrouters_provider_error_is_quoted_in_the_message() {
+        let e = decode_error(
+            400,
+            br#"{"error":{"code":400,"message":"Provider returned error","metadata":{"raw":"{\n  \"error\": {\"message\": \"Unsupported parameter: logit_bias\"}\n}","provider_name":"Google"}},"user_id":"u"}"#,
+        );
+        assert_eq!(
+            e.message,
+            r#"Provider returned error (Google: { "error": {"message": "Unsupported parameter: logit_bias"} })"#
+        );
+        assert_eq!(e.status, 400);
+    }
 
     #[test]
     fn an_upstream_error_without_a_type_still_gets_one() {
