@@ -126,7 +126,7 @@ impl Response {
                     }
                     return Poll::Ready(Ok(None));
                 }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(transport_error(&e))),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(body_error(&e))),
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
                         if !data.is_empty() {
@@ -448,6 +448,31 @@ impl Endpoint {
 /// from a URL (a URL may carry credentials).
 pub fn transport_error(e: &(dyn std::error::Error + 'static)) -> ProviderError {
     classify(e, false)
+}
+
+/// A failure reading an answer's body: one the upstream cut short (its connection closed
+/// before the body's end) says so, rather than that a connection failed.
+fn body_error(e: &hyper::Error) -> ProviderError {
+    use std::error::Error as _;
+    let mut cut = e.is_incomplete_message();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            cut |= io.kind() == std::io::ErrorKind::UnexpectedEof;
+        }
+        cur = c.source();
+    }
+    if cut {
+        ProviderError::new(
+            ErrorKind::Upstream,
+            format!(
+                "the upstream's answer was cut off: its connection closed before the end ({})",
+                root_cause(e)
+            ),
+        )
+    } else {
+        transport_error(e)
+    }
 }
 
 /// [`transport_error`], knowing (`connect`) the failure was in making the connection.
