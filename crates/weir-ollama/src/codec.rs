@@ -228,7 +228,21 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
         Some(ThinkingConfig::Disabled) => {
             body.insert("think".into(), false.into());
         }
-        Some(ThinkingConfig::Unknown(_)) | None => {}
+        Some(ThinkingConfig::Unknown(_)) => {}
+        // An OpenAI client's `reasoning_effort`: `none` turns thinking off; a level turns
+        // it on (gpt-oss takes the level itself; other thinking models only on or off).
+        None => match req.reasoning_effort.as_deref() {
+            Some("none") => {
+                body.insert("think".into(), false.into());
+            }
+            Some(level @ ("low" | "medium" | "high")) if req.model.starts_with("gpt-oss") => {
+                body.insert("think".into(), level.into());
+            }
+            Some("minimal" | "low" | "medium" | "high" | "xhigh") => {
+                body.insert("think".into(), true.into());
+            }
+            _ => {}
+        },
     }
     // Structured outputs: `format` takes "json" or a JSON Schema.
     match req.output_format()? {

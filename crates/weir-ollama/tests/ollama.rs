@@ -207,6 +207,25 @@ fn adaptive_thinking_sends_no_think_and_disabled_sends_false() {
     assert_eq!(body["think"], false);
 }
 
+/// An OpenAI client's `reasoning_effort` turns thinking on or off; gpt-oss takes the
+/// level itself.
+#[test]
+fn reasoning_effort_becomes_think() {
+    let think = |model: &str, effort: Option<&str>| {
+        let mut r = tool_loop();
+        r.model = model.into();
+        r.thinking = None;
+        r.reasoning_effort = effort.map(str::to_owned);
+        let body: Value = serde_json::from_slice(&encode_request(&r).unwrap()).unwrap();
+        body.get("think").cloned()
+    };
+    assert_eq!(think("qwen3", Some("high")), Some(json!(true)));
+    assert_eq!(think("qwen3", Some("none")), Some(json!(false)));
+    assert_eq!(think("gpt-oss:20b", Some("low")), Some(json!("low")));
+    assert_eq!(think("gpt-oss:20b", Some("minimal")), Some(json!(true)));
+    assert_eq!(think("qwen3", None), None);
+}
+
 #[test]
 fn structured_output_requests_become_format() {
     let schema = json!({"type": "object", "properties": {"a": {"type": "string"}}});
