@@ -47,6 +47,7 @@ const NOTES: &str = "
   clients; DeepSeek and Z.AI get it back as `reasoning_content` on assistant turns, and
   OpenRouter its `reasoning_details` (reasoning signatures, Gemini's encrypted thought
   signatures), which travel through Anthropic clients as the thinking block's signature.
+  An Anthropic client's thinking turned on or off reaches Z.AI as its `thinking` type.
   Such carried state (and Gemini's) is left out when the conversation goes to Anthropic,
   Bedrock or Vertex Claude later (a failover chain), which refuse it as a signature; a
   tool turn that loses its thinking that way turns thinking off for that request.

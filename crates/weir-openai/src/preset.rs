@@ -128,9 +128,11 @@ impl Preset {
                 o.max_tokens_field = Some(MaxTokensField::MaxTokens);
                 o.reasoning_details_in_history = true;
             }
+            // Z.AI turns GLM's thinking on and off with its own `thinking` field.
             Preset::Zai => {
                 o.max_tokens_field = Some(MaxTokensField::MaxTokens);
                 o.reasoning_content_in_history = true;
+                o.thinking_type = true;
             }
             Preset::Together => {
                 o.max_tokens_field = Some(MaxTokensField::MaxTokens);

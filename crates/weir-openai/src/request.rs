@@ -50,6 +50,10 @@ pub struct EncodeOptions {
     pub system_as_user: bool,
     /// The largest output limit the upstream accepts: a larger one is lowered to it.
     pub max_output_tokens: Option<u32>,
+    /// Another dialect's client's thinking turned on or off goes as `thinking: {"type":
+    /// "enabled" | "disabled"}` (Z.AI's GLM models); adaptive thinking leaves it to the
+    /// model.
+    pub thinking_type: bool,
 }
 
 impl Default for EncodeOptions {
@@ -64,6 +68,7 @@ impl Default for EncodeOptions {
             assistant_after_tool: false,
             system_as_user: false,
             max_output_tokens: None,
+            thinking_type: false,
         }
     }
 }
@@ -1027,6 +1032,16 @@ impl Serialize for RequestOut<'_> {
         };
         if let Some(e) = effort {
             m.entry("reasoning_effort", e)?;
+        }
+        if self.opts.thinking_type && !same {
+            let ty = match &r.thinking {
+                Some(ThinkingConfig::Enabled { .. }) => Some("enabled"),
+                Some(ThinkingConfig::Disabled) => Some("disabled"),
+                _ => None,
+            };
+            if let Some(ty) = ty {
+                m.entry("thinking", &serde_json::json!({ "type": ty }))?;
+            }
         }
         if let Some(u) = r.metadata.as_ref().and_then(|md| md.user_id.as_ref()) {
             // OpenAI (and Azure) answer 400 to a `user` over 64 characters; Claude Code's

@@ -3140,3 +3140,35 @@ fn an_openai_file_of_text_goes_as_a_text_document_and_other_types_are_refused() 
         assert!(e.to_string().contains(media), "{e}");
     }
 }
+
+/// Z.AI turns GLM's thinking on and off with its own `thinking` field: an Anthropic
+/// client's enabled or disabled thinking goes as it; adaptive leaves it to the model.
+#[test]
+fn zai_gets_an_anthropic_clients_thinking_as_its_thinking_type() {
+    let opts = weir_openai::Preset::Zai.encode_options();
+    let thinking = |t: Value| {
+        let req = json!({"model": "glm-4.6", "max_tokens": 2000, "thinking": t,
+            "messages": [{"role": "user", "content": "hi"}]});
+        let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+        let out: Value =
+            serde_json::from_slice(&weir_openai::encode_request(&canon, &opts).unwrap()).unwrap();
+        out.get("thinking").cloned()
+    };
+    assert_eq!(
+        thinking(json!({"type": "enabled", "budget_tokens": 1024})),
+        Some(json!({"type": "enabled"}))
+    );
+    assert_eq!(
+        thinking(json!({"type": "disabled"})),
+        Some(json!({"type": "disabled"}))
+    );
+    assert_eq!(thinking(json!({"type": "adaptive"})), None);
+    // Other services never get the field.
+    let req = json!({"model": "m", "max_tokens": 10, "thinking": {"type": "disabled"},
+        "messages": [{"role": "user", "content": "hi"}]});
+    let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let out: Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &Default::default()).unwrap())
+            .unwrap();
+    assert!(out.get("thinking").is_none(), "{out}");
+}
