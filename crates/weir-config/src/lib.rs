@@ -116,6 +116,16 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
     for (i, m) in cfg.models.iter().enumerate() {
         let index = i.to_string();
         let name_at = || src.key_at(&["models", &index, "name"]);
+        if m.name.trim().is_empty() {
+            errors.push(
+                src.error_at(
+                    name_at(),
+                    "a [[models]] name is empty: no request names that model (for every name, \
+                 write name = \"*\")"
+                        .to_owned(),
+                ),
+            );
+        }
         if let Some(first) = cfg.models[..i].iter().position(|o| o.name == m.name) {
             let first = first.to_string();
             errors.push(src.error_at(

@@ -227,12 +227,13 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
     }
 
     if cfg.auth.admin_key.is_some()
-        && cfg
-            .server
-            .admin_listen
-            .as_deref()
-            .unwrap_or(DEFAULT_ADMIN_LISTEN)
-            == cfg.server.listen
+        && same_listener(
+            cfg.server
+                .admin_listen
+                .as_deref()
+                .unwrap_or(DEFAULT_ADMIN_LISTEN),
+            &cfg.server.listen,
+        )
     {
         errors.push(src.error_at(
             admin_listen_at.or(listen_at),
@@ -529,6 +530,26 @@ fn is_address(listen: &str) -> bool {
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
                 && port.parse::<u16>().is_ok()
         })
+}
+
+/// Whether two listen addresses would take the same port: equal, or one on every
+/// address (`0.0.0.0`, `[::]`) and the other on one of them, on the same port.
+fn same_listener(a: &str, b: &str) -> bool {
+    if a == b {
+        return true;
+    }
+    match (
+        a.parse::<std::net::SocketAddr>(),
+        b.parse::<std::net::SocketAddr>(),
+    ) {
+        (Ok(a), Ok(b)) => {
+            a.port() == b.port()
+                && a.port() != 0
+                && (a.ip().is_unspecified() || b.ip().is_unspecified())
+                && a.is_ipv4() == b.is_ipv4()
+        }
+        _ => false,
+    }
 }
 
 fn is_loopback(listen: &str) -> bool {

@@ -1589,6 +1589,21 @@ fn a_buffered_bound_below_the_request_limit_is_a_config_error() {
 }
 
 #[test]
+fn an_admin_port_on_the_api_port_and_an_empty_model_name_are_config_errors() {
+    let (all, _) = build_errors(
+        "[server]\nlisten = \"127.0.0.1:4100\"\nadmin_listen = \"0.0.0.0:4100\"\n\
+         [auth]\nadmin_key = \"sk-admin\"\n[[auth.keys]]\nname = \"t\"\nkey = \"sk-t\"\n\
+         [providers.mock]\nkind = \"mock\"\n\
+         [[models]]\nname = \"\"\ntargets = [{ provider = \"mock\" }]\n",
+    );
+    assert!(
+        all.contains("server.admin_listen must differ from server.listen"),
+        "{all}"
+    );
+    assert!(all.contains("a [[models]] name is empty"), "{all}");
+}
+
+#[test]
 fn connection_caps_and_a_request_limit_of_zero_are_config_errors() {
     let text = "[server]\nmax_connections = 0\nmax_connections_per_ip = 0\nmax_request_bytes = 0\n";
     let (all, _) = build_errors(text);
