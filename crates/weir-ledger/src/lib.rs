@@ -212,6 +212,7 @@ impl Ledger {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url)
                 .map_err(|e| format!("ledger: bad PostgreSQL URL: {}", redact(&e)))?;
+            tracing::info!("ledger: connecting to PostgreSQL (up to 10 s)");
             let pool = PgPoolOptions::new()
                 .max_connections(4)
                 .acquire_timeout(Duration::from_secs(10))
@@ -443,7 +444,16 @@ fn redact(message: &str, url: &str) -> String {
         return message.to_string();
     };
     match userinfo.split_once(':') {
-        Some((_, password)) if !password.is_empty() => message.replace(password, "***"),
+        Some((user, password)) if !password.is_empty() => {
+            let message = message.replace(userinfo, &format!("{user}:***"));
+            // Bare, only a password long enough not to be found in ordinary words (a
+            // one-letter one would turn every "p" of the message into `***`).
+            if password.len() >= 4 {
+                message.replace(password, "***")
+            } else {
+                message
+            }
+        }
         _ => message.to_string(),
     }
 }
@@ -728,6 +738,16 @@ mod tests {
             "failed at postgres://weir:***@db"
         );
         assert_eq!(redact("plain", "postgres://weir@db/x"), "plain");
+        assert_eq!(redact("the s3cret leaked", url), "the *** leaked");
+        // A short password is not searched for in words (it would garble them), only in
+        // the URL's form.
+        assert_eq!(
+            redact(
+                "pool timed out at postgres://u:p@127.0.0.1:1/db",
+                "postgres://u:p@127.0.0.1:1/db"
+            ),
+            "pool timed out at postgres://u:***@127.0.0.1:1/db"
+        );
     }
 
     #[tokio::test]
