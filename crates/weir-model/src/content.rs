@@ -475,3 +475,50 @@ pub struct UnknownBlock {
     /// The whole block, verbatim.
     pub raw: RawJson,
 }
+
+/// Splits `data:<media type>[;param=value...];base64,<data>` into the bare media type
+/// (parameters such as `charset` dropped: sources take a media type alone) and the data.
+/// The scheme and `base64` are read in any case; a URL without a media type gets the one
+/// its data's first bytes show (PNG, JPEG, GIF, WebP, PDF), as browsers sniff it.
+pub fn parse_data_url(url: &str) -> Option<(String, String)> {
+    let scheme = url.get(..5)?;
+    if !scheme.eq_ignore_ascii_case("data:") {
+        return None;
+    }
+    let (meta, data) = url[5..].split_once(',')?;
+    let cut = meta.len().checked_sub(7)?;
+    if !meta.get(cut..)?.eq_ignore_ascii_case(";base64") {
+        return None;
+    }
+    let media_type = meta[..cut].split(';').next()?.trim();
+    let media_type = if media_type.is_empty() {
+        sniffed(data)?.to_owned()
+    } else if media_type.contains('/') {
+        media_type.to_ascii_lowercase()
+    } else {
+        return None;
+    };
+    // (A common misspelling browsers and OpenAI accept; Anthropic, Bedrock and Gemini
+    // take only the registered name.)
+    let media_type = if media_type == "image/jpg" {
+        "image/jpeg".to_owned()
+    } else {
+        media_type
+    };
+    Some((media_type, data.to_owned()))
+}
+
+/// The media type base64 data's first bytes show, for the kinds a model takes.
+fn sniffed(data: &str) -> Option<&'static str> {
+    const MAGIC: &[(&str, &str)] = &[
+        ("iVBORw0KGgo", "image/png"),
+        ("/9j/", "image/jpeg"),
+        ("R0lGOD", "image/gif"),
+        ("JVBERi0", "application/pdf"),
+    ];
+    if let Some(&(_, t)) = MAGIC.iter().find(|(m, _)| data.starts_with(m)) {
+        return Some(t);
+    }
+    // `RIFF`, four bytes of size, `WEBP` (bytes 9-11, "EBP", are characters 12-15).
+    (data.starts_with("UklGR") && data.get(12..16) == Some("RUJQ")).then_some("image/webp")
+}

@@ -23,8 +23,8 @@ pub mod stream;
 pub mod wire;
 
 pub use content::{
-    Content, ContentBlock, ContentForm, DocumentBlock, ImageBlock, MediaSource, Message,
-    RedactedThinkingBlock, Role, TextBlock, ThinkingBlock, ToolInput, ToolResultBlock,
+    parse_data_url, Content, ContentBlock, ContentForm, DocumentBlock, ImageBlock, MediaSource,
+    Message, RedactedThinkingBlock, Role, TextBlock, ThinkingBlock, ToolInput, ToolResultBlock,
     ToolUseBlock, UnknownBlock,
 };
 pub use embed::{EmbedRequest, EmbedResponse};
