@@ -34,12 +34,24 @@ fn source(w: &mut JsonWriter, s: &MediaSource) {
             w.key("data");
             w.string(data);
         }
-        MediaSource::Url(url) => {
-            w.key("type");
-            w.raw("\"url\"");
-            w.key("url");
-            w.string(url);
-        }
+        // Data kept as a URL goes as what Anthropic takes for it (its `url` sources
+        // are fetched over http(s)).
+        MediaSource::Url(url) => match weir_model::inline_data_url(url) {
+            Some((media_type, data)) => {
+                w.key("type");
+                w.raw("\"base64\"");
+                w.key("media_type");
+                w.string(media_type);
+                w.key("data");
+                w.string(data);
+            }
+            None => {
+                w.key("type");
+                w.raw("\"url\"");
+                w.key("url");
+                w.string(url);
+            }
+        },
         MediaSource::Text { media_type, data } => {
             w.key("type");
             w.raw("\"text\"");

@@ -213,7 +213,9 @@ impl BedrockProvider {
         let auth = self.auth()?;
         // Kept to be sent again, once, should Bedrock refuse the credentials as expired
         // and fresh ones be found: rotated credentials then cost the client nothing.
-        let again = matches!(auth, Auth::SigV4(_)).then(|| body.clone());
+        let again = (matches!(auth, Auth::SigV4(_))
+            && matches!(self.cfg.credentials, CredentialSource::Chain(_)))
+        .then(|| body.clone());
         match self.post_with(url, body, accept, cx, betas, &auth).await {
             Err((e, true)) => {
                 let fresh = self.auth().ok().filter(|f| f.secrets() != auth.secrets());

@@ -94,7 +94,19 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
     let mut providers: Vec<Arc<dyn Provider>> = Vec::new();
     let mut implicit: Vec<Route> = Vec::new();
     for (id, p) in &cfg.providers {
-        match provider(id, p, cfg, &upstream) {
+        // A provider with a connect timeout of its own gets a client of its own (the
+        // timeout is the connector's).
+        let own = match p.timeouts.as_ref().and_then(|t| t.connect) {
+            Some(c) if c != cfg.timeouts.connect => match Upstream::new(c.0) {
+                Ok(u) => Some(u),
+                Err(e) => {
+                    errors.push(src.error_at(None, e));
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        match provider(id, p, cfg, own.as_ref().unwrap_or(&upstream)) {
             Ok((prov, models)) => {
                 for m in models {
                     implicit.push(Route::new(m, vec![Target::new(id.clone())]));
@@ -356,7 +368,9 @@ fn provider(
         ),
     ];
     for (set, key, kinds) in unread {
-        if set && !kinds.contains(&kind) {
+        // (Azure reads `default_max_tokens` only for Foundry's Anthropic endpoint.)
+        let azure_openai = kind == "azure" && !foundry_anthropic && key == "default_max_tokens";
+        if set && (!kinds.contains(&kind) || azure_openai) {
             let kinds: Vec<String> = kinds.iter().map(|k| format!("\"{k}\"")).collect();
             return Err(format!(
                 "{key} applies to kind = {}, not `{kind}`",

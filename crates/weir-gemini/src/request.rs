@@ -193,8 +193,10 @@ struct Turn<'a> {
 struct Plan<'a> {
     system: Vec<&'a JsonStr>,
     turns: Vec<Turn<'a>>,
-    /// Tool calls seen so far: id, name, place among its message's calls.
+    /// Tool calls seen so far: id, name, place among its model turn's calls.
     calls: Vec<(&'a str, &'a str, usize)>,
+    /// Calls in the model turn being built (consecutive assistant messages are one turn).
+    turn_calls: usize,
 }
 
 impl<'a> Plan<'a> {
@@ -236,6 +238,11 @@ impl<'a> Plan<'a> {
             Role::User | Role::Tool => "user",
             Role::Assistant => "model",
         };
+        // A model turn's calls are placed from 0; an assistant message joined to the
+        // turn before it continues its count.
+        if role == "model" && self.turns.last().is_none_or(|t| t.role != "model") {
+            self.turn_calls = 0;
+        }
         let mut parts = self.parts(&m.content.blocks).map_err(|e| match e {
             WireError::Malformed(s) => WireError::Malformed(format!("messages[{i}]: {s}")),
             WireError::Unsupported(s) => WireError::Unsupported(format!("messages[{i}]: {s}")),
@@ -273,7 +280,6 @@ impl<'a> Plan<'a> {
         let mut out = Vec::with_capacity(blocks.len());
         let mut carried: Option<&'a str> = None;
         let mut deferred: Vec<Part<'a>> = Vec::new();
-        let mut calls = 0;
         for b in blocks {
             if !matches!(b, ContentBlock::ToolResult(_)) {
                 out.append(&mut deferred);
@@ -286,8 +292,8 @@ impl<'a> Plan<'a> {
                 ContentBlock::Document(d) => Some(Part::new(document(d))),
                 ContentBlock::ToolUse(t) => {
                     let args = t.input.to_object();
-                    self.calls.push((&t.id, &t.name, calls));
-                    calls += 1;
+                    self.calls.push((&t.id, &t.name, self.turn_calls));
+                    self.turn_calls += 1;
                     Some(Part::new(Data::Call {
                         id: &t.id,
                         name: &t.name,
@@ -447,12 +453,8 @@ fn document(d: &DocumentBlock) -> Data<'_> {
 /// A `data:` URL inline; any other URL as `fileData` with a MIME type guessed from the
 /// path's extension (Gemini requires one), `fallback` when it has none we know.
 fn url_data<'a>(url: &'a str, fallback: &'static str) -> Data<'a> {
-    if let Some(rest) = url.strip_prefix("data:") {
-        if let Some((meta, data)) = rest.split_once(',') {
-            if let Some(mime) = meta.strip_suffix(";base64").filter(|m| !m.is_empty()) {
-                return Data::Inline { mime, data };
-            }
-        }
+    if let Some((mime, data)) = weir_model::inline_data_url(url) {
+        return Data::Inline { mime, data };
     }
     Data::File {
         mime: guess_mime(url).unwrap_or(fallback),

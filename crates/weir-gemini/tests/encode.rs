@@ -746,6 +746,39 @@ fn function_responses_go_in_the_order_of_their_calls() {
 }
 
 #[test]
+fn calls_of_consecutive_assistant_messages_are_placed_as_one_turn() {
+    // Two assistant messages make one model turn: its calls are a, b, c, and results in
+    // that order stay so.
+    let req = request(vec![
+        Message::text(Role::User, "go"),
+        msg(
+            Role::Assistant,
+            vec![
+                call("a", "f", json_input(json!({}))),
+                call("b", "f", json_input(json!({}))),
+            ],
+        ),
+        msg(Role::Assistant, vec![call("c", "f", json_input(json!({})))]),
+        msg(
+            Role::User,
+            vec![
+                result("a", Content::text("A"), None),
+                result("b", Content::text("B"), None),
+                result("c", Content::text("C"), None),
+            ],
+        ),
+    ]);
+    let body = encode(&req);
+    let outputs: Vec<&Value> = body["contents"][2]["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["functionResponse"]["response"]["output"])
+        .collect();
+    assert_eq!(outputs, [&json!("A"), &json!("B"), &json!("C")]);
+}
+
+#[test]
 fn tool_arguments_that_are_not_an_object_are_sent_as_an_empty_one() {
     let with_args = |args: &str| {
         request(vec![

@@ -522,3 +522,12 @@ fn sniffed(data: &str) -> Option<&'static str> {
     // `RIFF`, four bytes of size, `WEBP` (bytes 9-11, "EBP", are characters 12-15).
     (data.starts_with("UklGR") && data.get(12..16) == Some("RUJQ")).then_some("image/webp")
 }
+
+/// A URL source that holds its data inline, `data:<media type>;base64,<data>` (the form
+/// every encoder reads from a URL source), split into media type and data.
+pub fn inline_data_url(url: &str) -> Option<(&str, &str)> {
+    let rest = url.strip_prefix("data:")?;
+    let (meta, data) = rest.split_once(',')?;
+    let media_type = meta.strip_suffix(";base64").filter(|m| !m.is_empty())?;
+    Some((media_type, data))
+}

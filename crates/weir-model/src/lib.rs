@@ -23,9 +23,9 @@ pub mod stream;
 pub mod wire;
 
 pub use content::{
-    parse_data_url, Content, ContentBlock, ContentForm, DocumentBlock, ImageBlock, MediaSource,
-    Message, RedactedThinkingBlock, Role, TextBlock, ThinkingBlock, ToolInput, ToolResultBlock,
-    ToolUseBlock, UnknownBlock,
+    inline_data_url, parse_data_url, Content, ContentBlock, ContentForm, DocumentBlock, ImageBlock,
+    MediaSource, Message, RedactedThinkingBlock, Role, TextBlock, ThinkingBlock, ToolInput,
+    ToolResultBlock, ToolUseBlock, UnknownBlock,
 };
 pub use embed::{EmbedRequest, EmbedResponse};
 pub use error::{ApiError, ErrorKind, ProviderError, WireError};

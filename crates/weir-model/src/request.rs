@@ -198,11 +198,11 @@ impl ChatRequest {
     fn check_data_urls(&self) -> Result<(), crate::WireError> {
         use crate::{ContentBlock, MediaSource};
         fn unread(blocks: &[ContentBlock]) -> bool {
-            // (One that can be read is taken as data by the encoders.)
+            // (One in the form the encoders read is taken as data.)
             let data_url = |s: &MediaSource| {
                 matches!(s, MediaSource::Url(u)
                     if u.trim_start().get(..5).is_some_and(|p| p.eq_ignore_ascii_case("data:"))
-                        && crate::parse_data_url(u).is_none())
+                        && crate::inline_data_url(u).is_none())
             };
             blocks.iter().any(|b| match b {
                 ContentBlock::Image(i) => data_url(&i.source),

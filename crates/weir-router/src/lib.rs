@@ -48,7 +48,8 @@
 //! - **Retries**: when every target failed in a way that may pass, the walk repeats
 //!   ([`Policy::retries`]) after a jittered backoff that respects `retry-after`, within the
 //!   request's deadline. A request the upstream rejected as invalid (400) is returned at
-//!   once.
+//!   once; a target whose failure would repeat (an answer the gateway cannot read,
+//!   `ProviderError::repeats`) is not asked again.
 //! - **Exhaustion**: 429 with the smallest retry-after when every target was rate
 //!   limited; otherwise 503 (all unavailable) or 502, with a sanitized summary.
 //!
@@ -1767,6 +1768,9 @@ impl Router {
             .and_then(|p| self.pin_in_route(p, ri));
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut pass_start = 0;
+        // Targets whose failure would repeat (an answer the gateway cannot read): not
+        // asked again when another target's failure brings a retry.
+        let mut repeating: Vec<usize> = Vec::new();
         for pass in 0..=self.policy.retries {
             if pass > 0 {
                 let Some(wait) = self.retry_wait(pass, &attempts[pass_start..], cx.deadline) else {
@@ -1782,6 +1786,7 @@ impl Router {
                 order.retain(|&i| i != p.target);
                 order.insert(0, p.target);
             }
+            order.retain(|ti| !repeating.contains(ti));
             let n = order.len();
             for (pos, ti) in order.into_iter().enumerate() {
                 if cx.deadline.is_some_and(|d| Instant::now() >= d) {
@@ -1817,6 +1822,9 @@ impl Router {
                     }
                     Outcome::Pass => {}
                     Outcome::Next => {
+                        if attempts.last().is_some_and(|a| a.error.repeats) {
+                            repeating.push(ti);
+                        }
                         if pos + 1 < n {
                             self.shared.emit(&RouterEvent::Failover {
                                 model: req.model(),

@@ -1047,6 +1047,19 @@ async fn an_answer_that_fails_the_same_way_each_time_moves_on_but_is_not_retried
     b.set(Act::Ok);
     let (_, served) = r.send(req("m"), cx()).await.unwrap();
     assert_eq!(served.provider, "b");
+    // Beside a target that fails as it may not again (a 503), retried: only that one.
+    let a = Fake::new("a", Act::Unreadable);
+    let b = Fake::new("b", Act::Fail(503));
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        Policy {
+            retries: 2,
+            ..quick()
+        },
+    );
+    assert!(r.send(req("m"), cx()).await.is_err());
+    assert_eq!((a.calls(), b.calls()), (1, 3));
 }
 
 #[tokio::test]

@@ -542,11 +542,17 @@ fn same_listener(a: &str, b: &str) -> bool {
         a.parse::<std::net::SocketAddr>(),
         b.parse::<std::net::SocketAddr>(),
     ) {
+        // (`[::]` takes IPv4 addresses too: the listeners leave IPV6_V6ONLY unset.)
         (Ok(a), Ok(b)) => {
+            let (wide, one) = if a.ip().is_unspecified() {
+                (a, b)
+            } else {
+                (b, a)
+            };
             a.port() == b.port()
                 && a.port() != 0
-                && (a.ip().is_unspecified() || b.ip().is_unspecified())
-                && a.is_ipv4() == b.is_ipv4()
+                && wide.ip().is_unspecified()
+                && (wide.is_ipv6() || one.is_ipv4())
         }
         _ => false,
     }

@@ -689,12 +689,6 @@ impl Drop for Charge {
     }
 }
 
-/// Reads the body, refusing one larger than the limit before reading it whole, or one
-/// that would take the bodies held at once past `server.max_buffered_bytes` (503). The
-/// charge holds the body's bytes against that bound until dropped.
-///
-/// A refusal leaves the rest of the body unread (see [`handle`] for what that does to the
-/// connection).
 /// Whether a request body's read failed because the client went away (its connection
 /// closed or reset before the body's end).
 fn client_left(e: &hyper::Error) -> bool {
@@ -718,6 +712,12 @@ fn client_left(e: &hyper::Error) -> bool {
     false
 }
 
+/// Reads the body, refusing one larger than the limit before reading it whole, or one
+/// that would take the bodies held at once past `server.max_buffered_bytes` (503). The
+/// charge holds the body's bytes against that bound until dropped.
+///
+/// A refusal leaves the rest of the body unread (see [`handle`] for what that does to the
+/// connection).
 async fn read_body(
     app: &App,
     req: Request<Incoming>,

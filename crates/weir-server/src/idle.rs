@@ -272,11 +272,16 @@ impl Tracked {
             body: Mutex::new(Some(inner)),
             waits_since: AtomicU64::new(activity.now_ms()),
         });
-        activity
+        let mut answers = activity
             .answers
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(Arc::downgrade(&answer));
+            .unwrap_or_else(PoisonError::into_inner);
+        // Answers that ended are let go as the list doubles (and at each watch).
+        if answers.len() >= 64 && answers.len().is_power_of_two() {
+            answers.retain(|a| a.strong_count() > 0);
+        }
+        answers.push(Arc::downgrade(&answer));
+        drop(answers);
         Body::new(Tracked {
             answer,
             in_flight,

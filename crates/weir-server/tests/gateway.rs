@@ -1601,6 +1601,15 @@ fn an_admin_port_on_the_api_port_and_an_empty_model_name_are_config_errors() {
         "{all}"
     );
     assert!(all.contains("a [[models]] name is empty"), "{all}");
+    // `[::]` takes IPv4 addresses too.
+    let (all, _) = build_errors(
+        "[server]\nlisten = \"127.0.0.1:4100\"\nadmin_listen = \"[::]:4100\"\n\
+         [auth]\nadmin_key = \"sk-admin\"\n[[auth.keys]]\nname = \"t\"\nkey = \"sk-t\"\n",
+    );
+    assert!(
+        all.contains("server.admin_listen must differ from server.listen"),
+        "{all}"
+    );
 }
 
 #[test]

@@ -784,6 +784,11 @@ fn unknown_presets_and_presets_on_other_kinds_are_config_errors() {
             "[providers.p]\nkind = \"mock\"\nkeys = [\"k\"]\n",
             "the built-in mock answers itself: it takes no base_url or keys",
         ),
+        // Azure reads it only for Foundry's Anthropic endpoint.
+        (
+            "[providers.p]\nkind = \"azure\"\nbase_url = \"https://r.openai.azure.com\"\nkeys = [\"k\"]\ndefault_max_tokens = 100\n",
+            "default_max_tokens applies to kind =",
+        ),
     ] {
         let cfg = weir_server::config::parse(None, text).unwrap();
         let errs: Vec<String> = weir_server::build(&cfg, None, text)

@@ -3172,3 +3172,25 @@ fn zai_gets_an_anthropic_clients_thinking_as_its_thinking_type() {
             .unwrap();
     assert!(out.get("thinking").is_none(), "{out}");
 }
+
+/// Data kept as a URL (an Anthropic `url` source holding a data URL) goes to Anthropic as
+/// the base64 source it takes: its `url` sources are fetched over http(s).
+#[test]
+fn a_data_url_kept_as_a_url_source_goes_to_anthropic_as_base64() {
+    let req = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "url", "url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
+    ]}]});
+    let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let out: Value = serde_json::from_slice(
+        &weir_anthropic::encode_request(&canon, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    assert_json(
+        &out["messages"][0]["content"],
+        &json!([
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0KGgo="}},
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}
+        ]),
+    );
+}

@@ -66,10 +66,7 @@ fn document_format(media_type: &str) -> Option<&'static str> {
 
 /// `data:<type>;base64,<data>` split, for URL sources that are really inline.
 fn data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
-    let (meta, data) = rest.split_once(',')?;
-    let media_type = meta.strip_suffix(";base64")?;
-    Some((media_type, data))
+    weir_model::inline_data_url(url)
 }
 
 /// `"source":{...}` of an image or document: inline bytes, or an S3 object. Bedrock
