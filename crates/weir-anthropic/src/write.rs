@@ -24,27 +24,22 @@ pub(crate) struct BlockEdits<'a> {
 }
 
 fn source(w: &mut JsonWriter, s: &MediaSource) {
+    // `{"type": ty, "media_type": ..., "data": ...}`
+    let typed = |w: &mut JsonWriter, ty: &str, media_type: &str, data: &str| {
+        w.key("type");
+        w.string(ty);
+        w.key("media_type");
+        w.string(media_type);
+        w.key("data");
+        w.string(data);
+    };
     w.begin_object();
     match s {
-        MediaSource::Base64 { media_type, data } => {
-            w.key("type");
-            w.raw("\"base64\"");
-            w.key("media_type");
-            w.string(media_type);
-            w.key("data");
-            w.string(data);
-        }
+        MediaSource::Base64 { media_type, data } => typed(w, "base64", media_type, data),
         // Data kept as a URL goes as what Anthropic takes for it (its `url` sources
         // are fetched over http(s)).
         MediaSource::Url(url) => match weir_model::inline_data_url(url) {
-            Some((media_type, data)) => {
-                w.key("type");
-                w.raw("\"base64\"");
-                w.key("media_type");
-                w.string(media_type);
-                w.key("data");
-                w.string(data);
-            }
+            Some((media_type, data)) => typed(w, "base64", media_type, data),
             None => {
                 w.key("type");
                 w.raw("\"url\"");
@@ -52,14 +47,7 @@ fn source(w: &mut JsonWriter, s: &MediaSource) {
                 w.string(url);
             }
         },
-        MediaSource::Text { media_type, data } => {
-            w.key("type");
-            w.raw("\"text\"");
-            w.key("media_type");
-            w.string(media_type);
-            w.key("data");
-            w.string(data);
-        }
+        MediaSource::Text { media_type, data } => typed(w, "text", media_type, data),
     }
     w.end_object();
 }

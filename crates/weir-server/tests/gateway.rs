@@ -1484,21 +1484,9 @@ async fn request_bodies_held_at_once_are_bounded() {
     assert_eq!(r.status(), 200);
     // A body is held as its bytes arrive, not as declared: clients declaring large bodies
     // and sending little cannot take the bound from the others.
-    use tokio::io::AsyncWriteExt;
-    let addr = url.trim_start_matches("http://").to_owned();
     let mut slow = Vec::new();
     for _ in 0..2 {
-        let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
-        c.write_all(
-            format!(
-                "POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\n\
-                 content-type: application/json\r\ncontent-length: 3900\r\n\r\n{{\"model\""
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-        slow.push(c);
+        slow.push(partial_body(&url, 3900).await);
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while buffered.held() < 16 {
@@ -1516,23 +1504,31 @@ async fn request_bodies_held_at_once_are_bounded() {
     }
 }
 
-/// A client that leaves with its body half sent abandoned its request (499): it sent no
-/// bad one (400).
-#[tokio::test]
-async fn a_body_cut_by_the_client_leaving_is_an_abandoned_request() {
+/// A connection to Weir at `url` that sent a `/v1/messages` request declaring a body of
+/// `declared` bytes and only its first 8.
+async fn partial_body(url: &str, declared: usize) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
-    let (url, admin) = weir_with_admin("").await;
-    let addr = url.trim_start_matches("http://").to_owned();
-    let mut c = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut c = tokio::net::TcpStream::connect(url.trim_start_matches("http://"))
+        .await
+        .unwrap();
     c.write_all(
         format!(
             "POST /v1/messages HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\n\
-             content-type: application/json\r\ncontent-length: 500\r\n\r\n{{\"model\""
+             content-type: application/json\r\ncontent-length: {declared}\r\n\r\n{{\"model\""
         )
         .as_bytes(),
     )
     .await
     .unwrap();
+    c
+}
+
+/// A client that leaves with its body half sent abandoned its request (499): it sent no
+/// bad one (400).
+#[tokio::test]
+async fn a_body_cut_by_the_client_leaving_is_an_abandoned_request() {
+    let (url, admin) = weir_with_admin("").await;
+    let c = partial_body(&url, 500).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(c);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
