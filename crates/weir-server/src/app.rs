@@ -896,6 +896,12 @@ fn zero_config_text(env: &dyn Fn(&str) -> Option<String>, bedrock: bool) -> Stri
     let aws_credentials = (set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY"))
         || set("AWS_BEARER_TOKEN_BEDROCK")
         || set("AWS_PROFILE");
+    if bedrock && aws_credentials && aws_region.is_none() {
+        tracing::warn!(
+            "AWS credentials are set but no region is (AWS_REGION or AWS_DEFAULT_REGION): \
+             Bedrock is left out"
+        );
+    }
     if bedrock && aws_credentials {
         if let Some(region) = aws_region {
             text.push_str(&format!(

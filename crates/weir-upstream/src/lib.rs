@@ -458,7 +458,10 @@ fn body_error(e: &hyper::Error) -> ProviderError {
     let mut cur = e.source();
     while let Some(c) = cur {
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            cut |= io.kind() == std::io::ErrorKind::UnexpectedEof;
+            cut |= matches!(
+                io.kind(),
+                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+            );
         }
         cur = c.source();
     }

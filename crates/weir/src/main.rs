@@ -130,6 +130,20 @@ fn load_with(
             let (cfg, text) = weir_server::config::load(p, env).map_err(to_strings)?;
             let mut app = weir_server::build(&cfg, Some(p), &text)
                 .map_err(|e| to_strings(in_file(p, None, env, e)))?;
+            // Zero-config's variables do nothing beside a config file (unless the file
+            // uses them): said, not ignored.
+            for (var, used) in [
+                ("WEIR_LISTEN", Some(app.listen.as_str())),
+                ("WEIR_ADMIN_LISTEN", app.admin_listen.as_deref()),
+            ] {
+                if env(var).is_some_and(|v| !v.trim().is_empty() && Some(v.trim()) != used) {
+                    tracing::warn!(
+                        "{var} is set, but it applies only without a config file: {} says where \
+                         to listen ([server] listen / admin_listen)",
+                        p.display()
+                    );
+                }
+            }
             if app.admin_key.is_none() && env("WEIR_ADMIN_KEY").is_some_and(|k| !k.is_empty()) {
                 tracing::warn!(
                     "WEIR_ADMIN_KEY is set, but {} has no [auth] admin_key, so there is no admin \

@@ -634,6 +634,45 @@ fn zero_config_warns_of_an_admin_listener_without_an_admin_key() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `WEIR_LISTEN` beside a config file that does not use it is said to do nothing.
+#[cfg(unix)]
+#[test]
+fn weir_listen_beside_a_config_file_is_warned_of_unless_the_file_uses_it() {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .to_string()
+    };
+    let dir = scratch("weir-cli-listen-var");
+    let cfg = dir.join("weir.toml");
+    for (listen, warned) in [(free(), true), ("${WEIR_LISTEN}".to_owned(), false)] {
+        std::fs::write(
+            &cfg,
+            format!("[server]\nlisten = \"{listen}\"\n[providers.mock]\nkind = \"mock\"\n"),
+        )
+        .unwrap();
+        let var = free();
+        let child = weir()
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .env("WEIR_LISTEN", &var)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_health(if warned { &listen } else { &var });
+        let (_, logs) = stop(child);
+        assert_eq!(
+            logs.contains("WEIR_LISTEN is set, but it applies only without a config file"),
+            warned,
+            "{logs}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A report reads only the ledger's url: the provider keys a file names need not be set.
 #[test]
 fn usage_needs_only_the_ledgers_variables() {
