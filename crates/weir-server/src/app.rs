@@ -569,6 +569,17 @@ fn is_loopback(listen: &str) -> bool {
 /// budget: their cost is not counted against it. (Targets that forward the client's model
 /// name are warned about when first served.)
 fn warn_unpriced_budgets(app: App, cfg: &Config) -> App {
+    // (Without `models` a key may use every model; an empty list allows none.)
+    for k in &cfg.auth.keys {
+        let k = k.get_ref();
+        if k.models.as_ref().is_some_and(Vec::is_empty) {
+            tracing::warn!(
+                key = %k.name,
+                "client key `{}` has models = [] and may use no model (leave models out for every model)",
+                k.name
+            );
+        }
+    }
     if cfg
         .auth
         .keys
