@@ -368,6 +368,9 @@ pub struct RoutingConfig {
     pub refused_key_retry: Dur,
     /// How long a session is remembered after its last request.
     pub session_ttl: Dur,
+    /// The longest a stream's opening is held for its first content (failover before
+    /// the client sees anything); `"0s"`: every event at once.
+    pub stream_hold: Dur,
 }
 
 impl Default for RoutingConfig {
@@ -383,6 +386,7 @@ impl Default for RoutingConfig {
             default_cooldown: Dur(p.default_cooldown),
             refused_key_retry: Dur(p.refused_key_retry),
             session_ttl: Dur(p.session_ttl),
+            stream_hold: Dur(p.stream_hold),
         }
     }
 }
@@ -400,6 +404,7 @@ impl RoutingConfig {
             default_cooldown: self.default_cooldown.0,
             refused_key_retry: self.refused_key_retry.0,
             session_ttl: self.session_ttl.0,
+            stream_hold: self.stream_hold.0,
             ..weir_router::Policy::default()
         }
     }

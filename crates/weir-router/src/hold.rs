@@ -22,7 +22,8 @@ use crate::{Policy, Shared};
 const MAX_HELD: usize = 64;
 /// (Also: past this many bytes without a whole first event, a byte stream is let through.)
 const MAX_HELD_BYTES: usize = 1 << 20;
-/// The longest a stream's opening is held: then it is let through as it is (the client
+/// The longest a stream's opening is held by default ([`crate::Policy::stream_hold`]):
+/// then it is let through as it is (the client
 /// gets its status, headers and opening events; a reasoning model may think for minutes
 /// before its first content, and proxies on the way close a silent connection). Upstreams
 /// that fail early (Anthropic's `overloaded_error` after `message_start`) do so at once.
@@ -51,7 +52,11 @@ fn error_in(f: &Frame) -> Option<ProviderError> {
 pub(crate) async fn hold(
     mut s: EventStream,
     progress: &weir_model::Progress,
+    max: std::time::Duration,
 ) -> Result<EventStream, ProviderError> {
+    // Zero: nothing is held past the first frame, which is still read (an error as the
+    // stream's first event goes to the next target; nothing was sent yet).
+    let first_only = max.is_zero();
     let mut held: Vec<Frame> = Vec::new();
     let mut bytes = 0;
     // Usage reported before the first content (Anthropic's opening event): given to the
@@ -60,13 +65,17 @@ pub(crate) async fn hold(
         progress,
         usage: None,
     };
-    let deadline = tokio::time::Instant::now() + MAX_HOLD;
+    let deadline = tokio::time::Instant::now() + max;
     // Armed only when a frame is not there at once (most streams' openings are).
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {
         let next = std::future::poll_fn(|cx| {
             if let Poll::Ready(item) = s.poll_next_unpin(cx) {
                 return Poll::Ready(Some(item));
+            }
+            if first_only {
+                // (The stream's own timeouts bound the wait for its first event.)
+                return Poll::Pending;
             }
             let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
             std::future::Future::poll(t.as_mut(), cx).map(|()| None)
@@ -95,7 +104,10 @@ pub(crate) async fn hold(
                         }
                     }
                 }
-                let done = releases(&f) || held.len() + 1 >= MAX_HELD || bytes >= MAX_HELD_BYTES;
+                let done = first_only
+                    || releases(&f)
+                    || held.len() + 1 >= MAX_HELD
+                    || bytes >= MAX_HELD_BYTES;
                 held.push(f);
                 if done {
                     break;
@@ -468,10 +480,13 @@ mod tests {
         let frames = futures_util::stream::iter([ping(512), ping(512), ping(512)]);
         let s: EventStream = Box::pin(frames.chain(futures_util::stream::pending()));
         // (Well before the time bound lets it through.)
-        let mut out = tokio::time::timeout(MAX_HOLD / 2, hold(s, &weir_model::Progress::default()))
-            .await
-            .expect("let through past a megabyte")
-            .unwrap();
+        let mut out = tokio::time::timeout(
+            MAX_HOLD / 2,
+            hold(s, &weir_model::Progress::default(), MAX_HOLD),
+        )
+        .await
+        .expect("let through past a megabyte")
+        .unwrap();
         // Both pings held so far come first.
         assert_eq!(out.next().await.unwrap().unwrap().source_bytes(), 512 << 10);
         assert_eq!(out.next().await.unwrap().unwrap().source_bytes(), 512 << 10);
@@ -492,11 +507,13 @@ mod tests {
         let s: EventStream =
             Box::pin(futures_util::stream::iter([start]).chain(futures_util::stream::pending()));
         let began = std::time::Instant::now();
-        let mut out =
-            tokio::time::timeout(MAX_HOLD * 10, hold(s, &weir_model::Progress::default()))
-                .await
-                .expect("let through after MAX_HOLD")
-                .unwrap();
+        let mut out = tokio::time::timeout(
+            MAX_HOLD * 10,
+            hold(s, &weir_model::Progress::default(), MAX_HOLD),
+        )
+        .await
+        .expect("let through after MAX_HOLD")
+        .unwrap();
         assert!(began.elapsed() >= MAX_HOLD);
         let first = out.next().await.unwrap().unwrap();
         assert!(matches!(first.events[0], StreamEvent::MessageStart { .. }));

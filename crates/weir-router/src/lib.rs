@@ -264,6 +264,10 @@ pub struct Policy {
     pub session_ttl: Duration,
     /// The most sessions remembered.
     pub max_sessions: usize,
+    /// The longest a stream's opening events are held for its first content, so that a
+    /// stream failing before content goes to the next target unseen (zero: every event
+    /// is sent at once, and a stream is the client's from its first byte).
+    pub stream_hold: Duration,
 }
 
 impl Default for Policy {
@@ -280,6 +284,7 @@ impl Default for Policy {
             refused_key_retry: Duration::from_secs(600),
             session_ttl: Duration::from_secs(3600),
             max_sessions: 100_000,
+            stream_hold: hold::MAX_HOLD,
         }
     }
 }
@@ -1077,11 +1082,13 @@ trait Job: Clone + Sync {
     fn follows(&self) -> Option<Cow<'_, str>> {
         None
     }
-    /// Sends it to the target's provider.
+    /// Sends it to the target's provider; a stream's opening is held at most `hold` for
+    /// its first event with content.
     fn call<'a>(
         &'a self,
         provider: &'a dyn Provider,
         cx: CallContext,
+        hold: Duration,
     ) -> impl std::future::Future<Output = Result<Self::Out, ProviderError>> + Send + 'a;
     /// A served answer. A stream takes the guard `guard` makes, which holds the target's
     /// and key's in-flight counts until the stream ends; `false` says none was taken (the
@@ -1142,10 +1149,11 @@ impl Job for ChatRequest {
         &'a self,
         provider: &'a dyn Provider,
         cx: CallContext,
+        hold: Duration,
     ) -> Result<Reply, ProviderError> {
         let progress = cx.progress.clone();
         match provider.send(self, cx).await {
-            Ok(Reply::Stream(s)) => hold::hold(s, &progress).await.map(Reply::Stream),
+            Ok(Reply::Stream(s)) => hold::hold(s, &progress, hold).await.map(Reply::Stream),
             other => other,
         }
     }
@@ -1235,6 +1243,7 @@ impl Job for ResponsesRequest {
         &'a self,
         provider: &'a dyn Provider,
         cx: CallContext,
+        _hold: Duration,
     ) -> Result<ResponsesReply, ProviderError> {
         match provider.responses(self, cx).await? {
             // Served only once its first event came: a stream that fails before then is
@@ -1287,6 +1296,7 @@ impl Job for EmbedRequest {
         &'a self,
         provider: &'a dyn Provider,
         cx: CallContext,
+        _hold: Duration,
     ) -> Result<EmbedResponse, ProviderError> {
         match provider.embed(self, cx).await {
             // An OpenAI-compatible service without embeddings (Groq's, Cerebras') answers
@@ -2340,7 +2350,9 @@ impl Router {
                 started,
                 armed: true,
             };
-            let result = body.call(provider.as_ref(), kcx).await;
+            let result = body
+                .call(provider.as_ref(), kcx, self.policy.stream_hold)
+                .await;
             abandoned.armed = false;
             let done = Instant::now();
             if let (Some(i), Some(p), Some(d)) = (key, pool, report.take()) {

@@ -1220,6 +1220,53 @@ async fn a_stream_failing_before_content_moves_to_the_next_target_invisibly() {
     }
 }
 
+/// With `stream_hold` zero, a stream is served at its first event (its opening is not held
+/// for content), though an error as its very first event still moves on.
+#[tokio::test(start_paused = true)]
+async fn with_no_hold_a_stream_is_served_at_its_first_event() {
+    let no_hold = || Policy {
+        stream_hold: Duration::ZERO,
+        ..quick()
+    };
+    let (a, b) = (
+        Fake::new("a", Act::LateContent(Duration::from_secs(30))),
+        Fake::new("b", Act::Ok),
+    );
+    let r = router(
+        &[a, b.clone()],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        no_hold(),
+    );
+    let began = tokio::time::Instant::now();
+    let (_, served) = r.send(stream_req("m"), cx()).await.unwrap();
+    assert_eq!(served.provider, "a");
+    assert!(
+        began.elapsed() < Duration::from_millis(100),
+        "{:?}",
+        began.elapsed()
+    );
+    // Held by default: served once the hold ran out.
+    let r = router(
+        &[
+            Fake::new("a", Act::LateContent(Duration::from_secs(30))),
+            b.clone(),
+        ],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        quick(),
+    );
+    let began = tokio::time::Instant::now();
+    r.send(stream_req("m"), cx()).await.unwrap();
+    assert!(began.elapsed() >= Duration::from_secs(1));
+    // A first event that is an error: the next target, all the same.
+    let r = router(
+        &[Fake::new("a", Act::StreamErrorFirst), b],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        no_hold(),
+    );
+    let (_, served) = r.send(stream_req("m"), cx()).await.unwrap();
+    assert_eq!(served.provider, "b");
+}
+
 #[tokio::test]
 async fn a_stream_failing_after_content_ends_with_the_error() {
     let (a, b) = (
