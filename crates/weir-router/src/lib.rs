@@ -306,7 +306,8 @@ pub struct Served {
     /// When the attempt that served began (earlier attempts, failed over, not included).
     pub started: Instant,
     /// How long that attempt took to answer: a whole answer, or a stream handed over
-    /// (at its first content, or once its opening was held [`hold::MAX_HOLD`] without).
+    /// (at its first content, or once its opening was held [`Policy::stream_hold`]
+    /// without).
     pub latency: Duration,
     /// Where it was served (route, target, key), for [`Router::response_memory`].
     pub(crate) slot: Slot,
