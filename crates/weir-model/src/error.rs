@@ -150,6 +150,12 @@ impl ApiError {
             || self.error_type.as_deref() == Some("insufficient_quota")
     }
 
+    /// Whether this 404 says the model is unknown (Anthropic's `not_found_error` with
+    /// `model: <name>`), not that the endpoint is missing.
+    pub fn is_unknown_model(&self) -> bool {
+        self.error_type.as_deref() == Some("not_found_error") && self.message.starts_with("model:")
+    }
+
     /// Whether this is a prompt over the model's context window: Anthropic's "prompt is
     /// too long", OpenAI's `context_length_exceeded` (and the wording compatible servers
     /// use). Clients react to it (Claude Code compacts the conversation), so each dialect

@@ -952,14 +952,6 @@ type Listings = HashMap<String, (Instant, Arc<Vec<String>>)>;
 /// How long a target whose upstream has no token counter is not asked for counts.
 const NO_COUNTER_FOR: Duration = Duration::from_secs(3600);
 
-/// Whether an upstream's 404 says the model is unknown (Anthropic's `not_found_error`
-/// with `model: <name>`), not that there is no such endpoint.
-fn unknown_model(e: &ProviderError) -> bool {
-    e.api_error.as_ref().is_some_and(|a| {
-        a.error_type.as_deref() == Some("not_found_error") && a.message.starts_with("model:")
-    })
-}
-
 /// How long a provider's model listing is kept.
 const LISTING_TTL: Duration = Duration::from_secs(600);
 /// How long a failed listing is kept (as empty) before it is asked again.
@@ -1697,7 +1689,10 @@ impl Router {
                 // asked, else the count is estimated; the target is not asked again for
                 // a while. (Not Anthropic's 404 for a model it does not know: that is
                 // the client's to hear.)
-                Err(e) if matches!(e.status, Some(404 | 405)) && !unknown_model(&e) => {
+                Err(e)
+                    if matches!(e.status, Some(404 | 405))
+                        && !e.api_error.as_ref().is_some_and(|a| a.is_unknown_model()) =>
+                {
                     tracing::debug!(provider = %target.provider, status = e.status, "no token counter; trying the next target");
                     state.no_counter_until(Instant::now() + NO_COUNTER_FOR);
                 }

@@ -565,11 +565,9 @@ fn is_loopback(listen: &str) -> bool {
     }
 }
 
-/// Logs the targets whose upstream model has no price when a client key has a daily
-/// budget: their cost is not counted against it. (Targets that forward the client's model
-/// name are warned about when first served.)
-fn warn_unpriced_budgets(app: App, cfg: &Config) -> App {
-    // (Without `models` a key may use every model; an empty list allows none.)
+/// Logs the client keys with `models = []`: without `models` a key may use every model,
+/// and an empty list, easily read the same way, allows none.
+fn warn_empty_model_lists(cfg: &Config) {
     for k in &cfg.auth.keys {
         let k = k.get_ref();
         if k.models.as_ref().is_some_and(Vec::is_empty) {
@@ -580,6 +578,13 @@ fn warn_unpriced_budgets(app: App, cfg: &Config) -> App {
             );
         }
     }
+}
+
+/// Logs the targets whose upstream model has no price when a client key has a daily
+/// budget: their cost is not counted against it. (Targets that forward the client's model
+/// name are warned about when first served.)
+fn warn_unpriced_budgets(app: App, cfg: &Config) -> App {
+    warn_empty_model_lists(cfg);
     if cfg
         .auth
         .keys

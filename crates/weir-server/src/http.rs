@@ -692,24 +692,13 @@ impl Drop for Charge {
 /// Whether a request body's read failed because the client went away (its connection
 /// closed or reset before the body's end).
 fn client_left(e: &hyper::Error) -> bool {
-    use std::error::Error as _;
-    if e.is_incomplete_message() || e.is_canceled() {
-        return true;
-    }
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.kind(),
-                std::io::ErrorKind::UnexpectedEof
-                    | std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-            );
-        }
-        cause = c.source();
-    }
-    false
+    use std::io::ErrorKind as Io;
+    e.is_incomplete_message()
+        || e.is_canceled()
+        || matches!(
+            weir_upstream::io_error_kind(e),
+            Some(Io::UnexpectedEof | Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe)
+        )
 }
 
 /// Reads the body, refusing one larger than the limit before reading it whole, or one

@@ -258,10 +258,16 @@ pub(crate) async fn serve_h2<H, F>(
 /// An answer's body that keeps its request in flight until it ends or is dropped, and
 /// tells its connection whether it waits for the client.
 pub(crate) struct Tracked {
+    /// Counted in `Activity::blocked` while it waits for the client (not polled since it
+    /// was made or gave a frame: `Answer::waits_since` says since when).
     answer: Arc<Answer>,
     in_flight: InFlight,
-    /// Counted in `Activity::blocked`: not polled since it was made or gave a frame.
-    blocked: bool,
+}
+
+impl Answer {
+    fn waits(&self) -> bool {
+        self.waits_since.load(Ordering::Relaxed) != u64::MAX
+    }
 }
 
 impl Tracked {
@@ -282,17 +288,13 @@ impl Tracked {
         }
         answers.push(Arc::downgrade(&answer));
         drop(answers);
-        Body::new(Tracked {
-            answer,
-            in_flight,
-            blocked: true,
-        })
+        Body::new(Tracked { answer, in_flight })
     }
 }
 
 impl Drop for Tracked {
     fn drop(&mut self) {
-        if self.blocked {
+        if self.answer.waits() {
             self.in_flight.0.blocked.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -309,8 +311,7 @@ impl hyper::body::Body for Tracked {
         // hyper polls an answer when the client has room for more of it.
         let this = &mut *self;
         let activity = &this.in_flight.0;
-        if this.blocked {
-            this.blocked = false;
+        if this.answer.waits() {
             activity.blocked.fetch_sub(1, Ordering::Relaxed);
             this.answer.waits_since.store(u64::MAX, Ordering::Relaxed);
         }
@@ -321,7 +322,6 @@ impl hyper::body::Body for Tracked {
             None => Poll::Ready(None),
         };
         if let Poll::Ready(Some(_)) = polled {
-            this.blocked = true;
             activity.block();
             this.answer
                 .waits_since

@@ -450,21 +450,26 @@ pub fn transport_error(e: &(dyn std::error::Error + 'static)) -> ProviderError {
     classify(e, false)
 }
 
-/// A failure reading an answer's body: one the upstream cut short (its connection closed
-/// before the body's end) says so, rather than that a connection failed.
-fn body_error(e: &hyper::Error) -> ProviderError {
-    use std::error::Error as _;
-    let mut cut = e.is_incomplete_message();
+/// The kind of the first I/O error among `e`'s causes (a hyper error's, say), if any.
+pub fn io_error_kind(e: &(dyn std::error::Error + 'static)) -> Option<std::io::ErrorKind> {
     let mut cur = e.source();
     while let Some(c) = cur {
         if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            cut |= matches!(
-                io.kind(),
-                std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
-            );
+            return Some(io.kind());
         }
         cur = c.source();
     }
+    None
+}
+
+/// A failure reading an answer's body: one the upstream cut short (its connection closed
+/// before the body's end) says so, rather than that a connection failed.
+fn body_error(e: &hyper::Error) -> ProviderError {
+    let cut = e.is_incomplete_message()
+        || matches!(
+            io_error_kind(e),
+            Some(std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset)
+        );
     if cut {
         ProviderError::new(
             ErrorKind::Upstream,
