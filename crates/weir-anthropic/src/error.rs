@@ -42,6 +42,7 @@ pub(crate) fn api_error_from_body(status: Option<u16>, inner: &str) -> ApiError 
         #[serde(rename = "type")]
         ty: Option<String>,
         message: Option<String>,
+        details: Option<Box<serde_json::value::RawValue>>,
     }
     let inner: Inner = serde_json::from_str(inner).unwrap_or_default();
     let kind = match inner.ty.as_deref() {
@@ -62,8 +63,16 @@ pub(crate) fn api_error_from_body(status: Option<u16>, inner: &str) -> ApiError 
         code: None,
         param: None,
         message: inner.message.unwrap_or_default(),
+        // Kept for the client's SDK (it may act on them), unless absurdly large.
+        details: inner
+            .details
+            .map(|d| d.get().to_owned())
+            .filter(|d| d != "null" && d.len() <= MAX_DETAILS),
     }
 }
+
+/// The largest `error.details` passed on to clients, in bytes.
+const MAX_DETAILS: usize = 4096;
 
 fn kind_of(ty: &str) -> Option<ErrorKind> {
     Some(match ty {
@@ -120,6 +129,8 @@ pub(crate) fn error_json(e: &ApiError, request_id: Option<&str>) -> String {
         #[serde(rename = "type")]
         ty: &'a str,
         message: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        details: Option<&'a serde_json::value::RawValue>,
     }
     #[derive(serde::Serialize)]
     struct Body<'a> {
@@ -138,6 +149,12 @@ pub(crate) fn error_json(e: &ApiError, request_id: Option<&str>) -> String {
         error: Inner {
             ty: anthropic_error_type(e),
             message: overflow.as_deref().unwrap_or(&e.message),
+            // Another dialect's (none has them) never; Anthropic's or the gateway's own.
+            details: e
+                .details
+                .as_deref()
+                .filter(|_| e.dialect != Some(Dialect::OpenAi))
+                .and_then(|d| serde_json::from_str(d).ok()),
         },
         request_id,
     };
@@ -164,6 +181,7 @@ mod tests {
             code: code.map(str::to_owned),
             param: None,
             message: message.into(),
+            details: None,
         }
     }
 

@@ -35,6 +35,8 @@ pub struct AnthropicProvider {
     messages_url: Endpoint,
     count_tokens_url: Endpoint,
     models_url: Url,
+    /// Anthropic's own API (not a compatible service): it has message threads.
+    first_party: bool,
 }
 
 impl AnthropicProvider {
@@ -53,6 +55,7 @@ impl AnthropicProvider {
                 u.set_query(Some("limit=1000"));
                 u
             },
+            first_party: endpoint(&cfg.base_url, "/")?.host_str() == Some("api.anthropic.com"),
             cfg,
             upstream,
             keys,
@@ -120,8 +123,12 @@ impl Provider for AnthropicProvider {
     }
 
     fn capabilities(&self, _model: &str) -> Capabilities {
+        // Message threads only where they are known to be kept: a compatible service
+        // that ignored `thread` would answer a continuing request's few messages as the
+        // whole conversation (`capabilities = { threads = true }` says otherwise).
         Capabilities {
             native_dialect: Some(Dialect::Anthropic),
+            threads: self.first_party,
             ..Capabilities::ALL
         }
     }

@@ -71,6 +71,7 @@ pub fn decode_error(status: u16, error_type: Option<&str>, body: &[u8]) -> ApiEr
         .and_then(exception_kind)
         .map_or_else(|| ErrorKind::from_status(status), |(k, _)| k);
     ApiError {
+        details: None,
         kind,
         dialect: None,
         status,
@@ -86,6 +87,7 @@ pub fn decode_error(status: u16, error_type: Option<&str>, body: &[u8]) -> ApiEr
 pub fn stream_exception(name: &str, payload: &[u8]) -> ProviderError {
     let (kind, status) = exception_kind(name).unwrap_or((ErrorKind::Upstream, 500));
     let api = ApiError {
+        details: None,
         kind,
         dialect: None,
         status,

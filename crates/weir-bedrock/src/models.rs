@@ -96,6 +96,7 @@ pub fn capabilities(model: &str) -> Capabilities {
         parallel_tools: true,
         thinking: false,
         prompt_caching: false,
+        threads: false,
     };
     if base.starts_with("amazon.nova") {
         c.images = !base.starts_with("amazon.nova-micro");
@@ -133,8 +134,11 @@ pub fn capabilities(model: &str) -> Capabilities {
 
 /// What an Anthropic model served through InvokeModel supports: everything, natively.
 pub(crate) fn anthropic_capabilities() -> Capabilities {
+    // Message threads are Anthropic's own API's (and Claude Platform on AWS's), not
+    // Bedrock's.
     Capabilities {
         native_dialect: Some(Dialect::Anthropic),
+        threads: false,
         ..Capabilities::ALL
     }
 }

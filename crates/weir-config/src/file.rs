@@ -311,6 +311,8 @@ pub struct CapabilitiesConfig {
     pub thinking: Option<bool>,
     /// Prompt caching.
     pub prompt_caching: Option<bool>,
+    /// Anthropic's message threads (by default only Anthropic's own API has them).
+    pub threads: Option<bool>,
 }
 
 impl CapabilitiesConfig {
@@ -324,6 +326,7 @@ impl CapabilitiesConfig {
             parallel_tools: self.parallel_tools.unwrap_or(base.parallel_tools),
             thinking: self.thinking.unwrap_or(base.thinking),
             prompt_caching: self.prompt_caching.unwrap_or(base.prompt_caching),
+            threads: self.threads.unwrap_or(base.threads),
         }
     }
 }

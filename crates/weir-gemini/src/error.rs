@@ -71,6 +71,7 @@ pub(crate) fn from_value(status: u16, inner: &Value) -> ApiError {
             .unwrap_or(ErrorKind::Upstream)
     };
     ApiError {
+        details: None,
         kind,
         dialect: None,
         status: http.unwrap_or_else(|| kind.http_status()),

@@ -152,6 +152,7 @@ impl Provider for GeminiProvider {
             parallel_tools: true,
             thinking: true,
             prompt_caching: false,
+            threads: false,
         }
     }
 

@@ -80,7 +80,11 @@ impl Provider for MockProvider {
 
     /// Everything is supported; the mock speaks no native dialect.
     fn capabilities(&self, _model: &str) -> Capabilities {
-        Capabilities::ALL
+        // It keeps no conversations.
+        Capabilities {
+            threads: false,
+            ..Capabilities::ALL
+        }
     }
 
     async fn send(&self, req: &ChatRequest, _cx: CallContext) -> Result<Reply, ProviderError> {

@@ -125,6 +125,10 @@ pub struct ApiError {
     pub param: Option<String>,
     /// Human-readable message. Must never contain secrets.
     pub message: String,
+    /// Anthropic's `error.details` as JSON text (what a client's SDK acts on, e.g.
+    /// `{"error_code":"thread_not_found"}`), kept as it came; written back to Anthropic
+    /// clients only.
+    pub details: Option<String>,
 }
 
 impl ApiError {
@@ -138,6 +142,7 @@ impl ApiError {
             code: None,
             param: None,
             message: message.into(),
+            details: None,
         }
     }
 }

@@ -52,6 +52,9 @@ pub struct Capabilities {
     pub thinking: bool,
     /// Prompt caching (`cache_control`).
     pub prompt_caching: bool,
+    /// Anthropic's message threads (`thread`: the upstream keeps the conversation, so a
+    /// continuing request holds only the new messages).
+    pub threads: bool,
 }
 
 impl Capabilities {
@@ -64,6 +67,7 @@ impl Capabilities {
         parallel_tools: true,
         thinking: true,
         prompt_caching: true,
+        threads: true,
     };
 }
 

@@ -56,6 +56,18 @@ pub struct ChatRequest {
     pub size_hint: usize,
 }
 
+/// How a request uses Anthropic's message threads (`thread`), which only an upstream
+/// that keeps conversations can serve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ThreadUse {
+    /// `{"type": "create"}` (or a form not known here): the upstream keeps the
+    /// conversation under the answer's id.
+    Create,
+    /// `{"type": "continue", "previous_message_id": id}`: the request holds only the new
+    /// messages; the rest is held where the answer `id` was made.
+    Continue(String),
+}
+
 impl ChatRequest {
     /// An OpenAI client's request with its assistants' refusals (`refusal` beside a null
     /// `content`, or `{"type": "refusal"}` parts of it) as their text, for dialects that
@@ -246,6 +258,29 @@ impl ChatRequest {
     /// Whether the client asked for a stream.
     pub fn is_stream(&self) -> bool {
         self.stream.unwrap_or(false)
+    }
+
+    /// How an Anthropic client's request uses message threads (its `thread` field);
+    /// `None` without one (or with `null`).
+    pub fn thread(&self) -> Option<ThreadUse> {
+        if self.origin != Some(Dialect::Anthropic) {
+            return None;
+        }
+        let raw = self.extra.get("thread")?;
+        #[derive(serde::Deserialize)]
+        struct Thread<'a> {
+            #[serde(rename = "type", borrow)]
+            ty: Option<std::borrow::Cow<'a, str>>,
+            previous_message_id: Option<String>,
+        }
+        match serde_json::from_str::<Option<Thread<'_>>>(raw.get()) {
+            Ok(None) => None,
+            Ok(Some(Thread {
+                ty: Some(ty),
+                previous_message_id: Some(id),
+            })) if ty == "continue" => Some(ThreadUse::Continue(id)),
+            _ => Some(ThreadUse::Create),
+        }
     }
 
     /// The tools, or an empty slice.

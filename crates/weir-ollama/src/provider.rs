@@ -57,6 +57,7 @@ impl Provider for OllamaProvider {
             native_dialect: None,
             documents: false,
             prompt_caching: false,
+            threads: false,
             ..Capabilities::ALL
         }
     }

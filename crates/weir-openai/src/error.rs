@@ -94,6 +94,7 @@ pub(crate) fn api_error_from_value(status: Option<u16>, inner: &serde_json::Valu
             .unwrap_or(ErrorKind::Upstream),
     };
     ApiError {
+        details: None,
         kind,
         dialect: Some(Dialect::OpenAi),
         status: status.unwrap_or(openai_status(kind)),
@@ -256,6 +257,7 @@ mod tests {
 
     fn weir_anthropic_shaped(message: &str) -> ApiError {
         ApiError {
+            details: None,
             kind: ErrorKind::InvalidRequest,
             dialect: Some(Dialect::Anthropic),
             status: 400,

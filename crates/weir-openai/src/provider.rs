@@ -215,6 +215,7 @@ impl Provider for OpenAiProvider {
     fn capabilities(&self, _model: &str) -> Capabilities {
         Capabilities {
             native_dialect: Some(Dialect::OpenAi),
+            threads: false,
             ..Capabilities::ALL
         }
     }

@@ -12,6 +12,7 @@ pub(crate) struct Needs {
     pub tools: bool,
     pub thinking: bool,
     pub prompt_caching: bool,
+    pub threads: bool,
 }
 
 impl Needs {
@@ -27,6 +28,7 @@ impl Needs {
                 .iter()
                 .flatten()
                 .any(|t| matches!(t, Tool::Function(f) if f.cache_control.is_some())),
+            threads: req.thread().is_some(),
             ..Needs::default()
         };
         if let Some(s) = &req.system {
@@ -129,6 +131,9 @@ impl Needs {
         if self.prompt_caching && !caps.prompt_caching {
             m.push("prompt_caching");
         }
+        if self.threads && !caps.threads {
+            m.push("threads");
+        }
         m
     }
 }
@@ -143,9 +148,9 @@ pub(crate) fn is_hint(feature: &str, req: &ChatRequest) -> bool {
 }
 
 /// Features that can be dropped from a request (tools cannot: the conversation would no
-/// longer make sense).
+/// longer make sense; nor can a thread: a continuing request holds only the new messages).
 pub(crate) fn droppable(feature: &str) -> bool {
-    feature != "tools"
+    feature != "tools" && feature != "threads"
 }
 
 /// Removes `features` from a request; returns the warning to show the client.

@@ -74,8 +74,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use weir_model::{
-    CallContext, Capabilities, ChatRequest, EmbedRequest, EmbedResponse, ErrorKind, KeyReport,
-    Provider, ProviderError, Reply, ResponsesReply, ResponsesRequest,
+    ApiError, CallContext, Capabilities, ChatRequest, EmbedRequest, EmbedResponse, ErrorKind,
+    KeyReport, Provider, ProviderError, Reply, ResponsesReply, ResponsesRequest, ThreadUse,
 };
 
 pub use glob::glob_match;
@@ -1071,7 +1071,8 @@ trait Job: Clone + Sync {
         model: &str,
     ) -> Result<(Cow<'_, Self>, Vec<String>), ProviderError>;
     /// The id of an earlier response this one continues (the Responses API's
-    /// `previous_response_id`), which only the account that made it holds.
+    /// `previous_response_id`, a message thread's `previous_message_id`), which only the
+    /// account that made it holds.
     fn follows(&self) -> Option<Cow<'_, str>> {
         None
     }
@@ -1127,6 +1128,9 @@ impl Job for ChatRequest {
                 );
                 return Ok((Cow::Owned(r), vec![warning]));
             }
+            if missing.contains(&"threads") {
+                return Err(keeps_no_threads(self.thread().as_ref()));
+            }
             let needed = missing
                 .into_iter()
                 .filter(|f| !caps::is_hint(f, self))
@@ -1136,6 +1140,13 @@ impl Job for ChatRequest {
         // The client's request goes as it is unless this target renames the model: then a
         // copy, once for all its keys.
         Ok((self.for_model(model), Vec::new()))
+    }
+
+    fn follows(&self) -> Option<Cow<'_, str>> {
+        match self.thread()? {
+            ThreadUse::Continue(id) => Some(Cow::Owned(id)),
+            ThreadUse::Create => None,
+        }
     }
 
     async fn call<'a>(
@@ -1176,6 +1187,36 @@ fn lacks(target: &Target, model: &str, features: Vec<&str>) -> ProviderError {
             features.join(", ")
         ),
     );
+    e.retryable_elsewhere = true;
+    e.counts_against_health = false;
+    e
+}
+
+/// Why a target that keeps no message threads is passed over, in the words Anthropic's
+/// SDKs act on (`error.details.error_code`): a new thread is `thread_unsupported_request`
+/// (they send the conversation again without `thread`, if told to), a continued one
+/// `thread_not_found` (they send the whole conversation again, as a new thread).
+fn keeps_no_threads(thread: Option<&ThreadUse>) -> ProviderError {
+    let (kind, message, code) = match thread {
+        Some(ThreadUse::Continue(_)) => (
+            ErrorKind::NotFound,
+            "keeps no message threads, so it has no thread to continue: send the whole \
+             conversation again",
+            "thread_not_found",
+        ),
+        _ => (
+            ErrorKind::InvalidRequest,
+            "keeps no message threads: send the conversation without `thread`",
+            "thread_unsupported_request",
+        ),
+    };
+    let mut api = ApiError::new(kind, message);
+    api.details = Some(format!(r#"{{"error_code":"{code}"}}"#));
+    // Skipped like any target lacking a feature; the refusal is the client's only if no
+    // target can take the request.
+    let mut e = ProviderError::new(ErrorKind::InvalidRequest, message);
+    e.status = Some(api.status);
+    e.api_error = Some(Box::new(api));
     e.retryable_elsewhere = true;
     e.counts_against_health = false;
     e
@@ -2689,6 +2730,13 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
             format!("no target can serve this request: {}", summary()),
         );
         e.retryable_elsewhere = false;
+        // A thread no target keeps: the refusal the client's SDK acts on, with the summary.
+        if let Some(api) = attempts.iter().find_map(|a| a.error.api_error.as_deref()) {
+            let mut api = api.clone();
+            api.message.clone_from(&e.message);
+            e.status = Some(api.status);
+            e.api_error = Some(Box::new(api));
+        }
         return e;
     }
     if targets.len() == 1 {

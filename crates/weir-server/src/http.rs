@@ -271,6 +271,8 @@ pub(crate) fn full(
 }
 
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// Anthropic's name for it.
+const REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 const X_WEIR_PROVIDER: HeaderName = HeaderName::from_static("x-weir-provider");
 /// The upstream's own id for the request (for the provider's support, and its logs).
 const X_WEIR_UPSTREAM_REQUEST_ID: HeaderName =
@@ -360,6 +362,7 @@ fn unknown_model(
         })
         .collect();
     let e = ApiError {
+        details: None,
         code: Some("model_not_found".to_owned()),
         ..ApiError::new(
             ErrorKind::NotFound,
@@ -433,7 +436,7 @@ pub struct Cors {
 }
 
 /// Headers a browser app may read from an answer.
-const CORS_EXPOSED: &str = "x-request-id, x-weir-provider, x-weir-model, \
+const CORS_EXPOSED: &str = "x-request-id, request-id, x-weir-provider, x-weir-model, \
     x-weir-upstream-request-id, x-weir-warning, retry-after, x-should-retry";
 
 impl Cors {
@@ -609,6 +612,13 @@ async fn route(
     }
     if !r.headers().contains_key(&X_REQUEST_ID) {
         set_header(&mut r, X_REQUEST_ID, &log.request_id);
+    }
+    // Anthropic's SDKs read the id as `request-id` (`_request_id`, `APIError.requestID`),
+    // as the API names it: the same id, which the log line and error bodies carry.
+    if dialect == Dialect::Anthropic {
+        if let Some(id) = r.headers().get(&X_REQUEST_ID).cloned() {
+            r.headers_mut().insert(REQUEST_ID, id);
+        }
     }
     if unread_closes && !*log.body_read.get_mut() {
         r.headers_mut()
@@ -1176,6 +1186,7 @@ async fn chat(
         creq.include_usage = Some(true);
     }
     let stream = creq.is_stream();
+    let thread = creq.thread().is_some();
     let mut cx = CallContext::new(log.request_id.clone());
     cx.forward_headers = forward_headers(&headers);
     cx.session = session(&headers, &creq);
@@ -1215,8 +1226,14 @@ async fn chat(
             log.upstream_model = Some(served.model.clone());
             log.upstream_request_id
                 .clone_from(&served.upstream_request_id);
+            // A message thread is held by the account that answered: a request continuing
+            // it from this answer goes there.
+            let memory = thread.then(|| app.router.response_memory(&served));
             let mut r = match reply {
                 Reply::Complete(mut resp) => {
+                    if let Some(m) = &memory {
+                        m.remember(&resp.id);
+                    }
                     let said = if resp.usage.unreported() {
                         said_in(&resp)
                     } else {
@@ -1246,7 +1263,7 @@ async fn chat(
                 }
                 Reply::Stream(s) => {
                     debug_assert!(stream);
-                    let slog = StreamLog::new(log.hand_over());
+                    let slog = StreamLog::new(log.hand_over()).in_thread(memory);
                     sse_response(dialect, s, client_usage, slog, app.cut_watch())
                 }
             };
@@ -1626,6 +1643,7 @@ async fn models(
             || !id.contains(['*', '?']) && app.allows(key, &id) && app.router.known(&id).is_ok();
         if !names.contains(&id.as_str()) && !served() {
             let e = ApiError {
+                details: None,
                 code: Some("model_not_found".to_owned()),
                 ..ApiError::new(
                     ErrorKind::NotFound,

@@ -39,6 +39,9 @@ pub(crate) struct StreamLog {
     streamed: u64,
     /// The `active_streams` gauge this stream counts in while it is written.
     active: Option<prometheus_client::metrics::gauge::Gauge<i64, std::sync::atomic::AtomicI64>>,
+    /// For a message thread's answer: where its id is remembered (a request continuing
+    /// the thread goes to the account that holds it).
+    thread: Option<weir_router::ResponseMemory>,
 }
 
 impl StreamLog {
@@ -62,7 +65,14 @@ impl StreamLog {
             outcome: "client disconnected",
             streamed: 0,
             active,
+            thread: None,
         }
+    }
+
+    /// This stream answers a message thread's request: its id is remembered in `memory`.
+    pub(crate) fn in_thread(mut self, memory: Option<weir_router::ResponseMemory>) -> Self {
+        self.thread = memory;
+        self
     }
 
     fn set_outcome(&mut self, outcome: &'static str) {
@@ -107,6 +117,9 @@ impl StreamLog {
             self.content_began();
         }
         for ev in &f.events {
+            if let (StreamEvent::MessageStart { id, .. }, Some(m)) = (ev, self.thread.take()) {
+                m.remember(id);
+            }
             match ev {
                 StreamEvent::MessageStart { usage, .. }
                 | StreamEvent::MessageDelta { usage, .. } => {

@@ -4161,3 +4161,219 @@ async fn a_responses_streams_upstream_latency_is_its_first_contents() {
         "{status}"
     );
 }
+
+/// A message's whole answer as Anthropic writes it, with the id `id`.
+fn a_message(id: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","type":"message","role":"assistant","model":"claude-x","content":[{{"type":"text","text":"ok"}}],"stop_reason":"end_turn","stop_sequence":null,"usage":{{"input_tokens":3,"output_tokens":1}}}}"#
+    )
+}
+
+/// Anthropic's message threads: the upstream keeps the conversation, so a request
+/// continuing it (`thread: {"type": "continue", "previous_message_id": ...}`, with only
+/// the new messages) goes to the target and key that answered that message, whole or
+/// streamed, though the route rotates targets and the pool keys; a target that keeps no
+/// threads (another dialect, or an Anthropic-compatible service not said to) is passed
+/// over, and when none can take the request the client gets the refusal its SDK acts on
+/// (`error.details.error_code`): it sends the conversation again without `thread`, or
+/// whole as a new thread.
+#[tokio::test]
+async fn message_threads_stay_with_the_account_that_holds_them() {
+    let a = upstream(Script::Reply(200, "application/json", a_message("msg_A"))).await;
+    let b = upstream(Script::Reply(200, "application/json", a_message("msg_B"))).await;
+    let stream = |id: &str| {
+        format!(
+            "event: message_start\ndata: {{\"type\":\"message_start\",\"message\":{{\"id\":\"{id}\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-x\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{{\"input_tokens\":3,\"output_tokens\":1}}}}}}\n\n\
+             event: content_block_start\ndata: {{\"type\":\"content_block_start\",\"index\":0,\"content_block\":{{\"type\":\"text\",\"text\":\"\"}}}}\n\n\
+             event: content_block_delta\ndata: {{\"type\":\"content_block_delta\",\"index\":0,\"delta\":{{\"type\":\"text_delta\",\"text\":\"ok\"}}}}\n\n\
+             event: content_block_stop\ndata: {{\"type\":\"content_block_stop\",\"index\":0}}\n\n\
+             event: message_delta\ndata: {{\"type\":\"message_delta\",\"delta\":{{\"stop_reason\":\"end_turn\",\"stop_sequence\":null}},\"usage\":{{\"output_tokens\":1}}}}\n\n\
+             event: message_stop\ndata: {{\"type\":\"message_stop\"}}\n\n"
+        )
+    };
+    let c = upstream(Script::Reply(200, "text/event-stream", stream("msg_C"))).await;
+    let d = upstream(Script::Reply(200, "text/event-stream", stream("msg_D"))).await;
+    let o = upstream(Script::Reply(200, "application/json", "{}".into())).await;
+    let threads = "capabilities = { threads = true }\n";
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"ka1\", \"ka2\", \"ka3\"]\n{threads}\
+         [providers.b]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"kb\"]\n{threads}\
+         [providers.c]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"kc\"]\n{threads}\
+         [providers.d]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"kd\"]\n{threads}\
+         [providers.compatible]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"kx\"]\n\
+         [providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"ko\"]\n\
+         [[models]]\nname = \"t\"\nstrategy = \"round_robin\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"b\" }}]\n\
+         [[models]]\nname = \"ts\"\nstrategy = \"round_robin\"\ntargets = [{{ provider = \"c\" }}, {{ provider = \"d\" }}]\n\
+         [[models]]\nname = \"mixed\"\ntargets = [{{ provider = \"o\" }}, {{ provider = \"b\" }}]\n\
+         [[models]]\nname = \"none\"\ntargets = [{{ provider = \"o\" }}, {{ provider = \"compatible\" }}]\n",
+        a.url, b.url, c.url, d.url, o.url, o.url
+    ))
+    .await;
+    let turn = |model: &str, thread: Value, stream: bool| {
+        json!({"model": model, "max_tokens": 10, "stream": stream, "thread": thread,
+               "messages": [{"role": "user", "content": "hi"}]})
+    };
+    let create = json!({"type": "create"});
+    let cont = |id: &str| json!({"type": "continue", "previous_message_id": id});
+    let key = |up: &Upstream, i: usize| {
+        up.seen.lock().unwrap()[i].0["x-api-key"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+
+    // Whole answers: until one of `a`'s is known, requests rotate.
+    while a.hits.load(Ordering::SeqCst) == 0 {
+        let r = post(
+            &url,
+            "/v1/messages",
+            &turn("t", create.clone(), false),
+            Some(KEY),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+    }
+    let last = a.hits.load(Ordering::SeqCst) - 1;
+    let sent: Value = serde_json::from_slice(&a.seen.lock().unwrap()[last].1).unwrap();
+    assert_eq!(sent["thread"], create, "the thread goes to the upstream");
+    let maker = key(&a, last);
+    let (a0, b0) = (a.hits.load(Ordering::SeqCst), b.hits.load(Ordering::SeqCst));
+    for _ in 0..6 {
+        let r = post(
+            &url,
+            "/v1/messages",
+            &turn("t", cont("msg_A"), false),
+            Some(KEY),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-weir-provider"], "a");
+    }
+    assert_eq!(
+        (a.hits.load(Ordering::SeqCst), b.hits.load(Ordering::SeqCst)),
+        (a0 + 6, b0)
+    );
+    for i in a0..a0 + 6 {
+        assert_eq!(key(&a, i), maker, "request {i} went out with another key");
+    }
+    // Without a thread, the route and the pool still rotate.
+    for _ in 0..4 {
+        let r = post(&url, "/v1/messages", &a_req("t", false), Some(KEY)).await;
+        assert_eq!(r.status(), 200);
+    }
+    assert_eq!(b.hits.load(Ordering::SeqCst), b0 + 2);
+
+    // Streamed: the id comes in `message_start`.
+    while d.hits.load(Ordering::SeqCst) == 0 {
+        let r = post(
+            &url,
+            "/v1/messages",
+            &turn("ts", create.clone(), true),
+            Some(KEY),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap();
+    }
+    let c0 = c.hits.load(Ordering::SeqCst);
+    for _ in 0..4 {
+        let r = post(
+            &url,
+            "/v1/messages",
+            &turn("ts", cont("msg_D"), true),
+            Some(KEY),
+        )
+        .await;
+        assert_eq!(r.headers()["x-weir-provider"], "d");
+        assert!(r.text().await.unwrap().contains("message_stop"));
+    }
+    assert_eq!(c.hits.load(Ordering::SeqCst), c0);
+
+    // A target that keeps no threads is passed over for one that does.
+    for _ in 0..2 {
+        let r = post(
+            &url,
+            "/v1/messages",
+            &turn("mixed", create.clone(), false),
+            Some(KEY),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["x-weir-provider"], "b");
+    }
+    // None can: refused as Anthropic's SDKs understand, and nothing is sent upstream.
+    let r = post(
+        &url,
+        "/v1/messages",
+        &turn("none", create.clone(), false),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["type"], "invalid_request_error", "{e}");
+    assert_eq!(
+        e["error"]["details"]["error_code"], "thread_unsupported_request",
+        "{e}"
+    );
+    let m = e["error"]["message"].as_str().unwrap();
+    assert!(m.contains("compatible") && m.contains("`thread`"), "{m}");
+    let r = post(
+        &url,
+        "/v1/messages",
+        &turn("none", cont("msg_Z"), true),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["type"], "not_found_error", "{e}");
+    assert_eq!(
+        e["error"]["details"]["error_code"], "thread_not_found",
+        "{e}"
+    );
+    assert_eq!(o.hits.load(Ordering::SeqCst), 0);
+    // Without `thread`, the same route serves as ever (here: the OpenAI target).
+    post(
+        &url,
+        "/v1/messages",
+        &turn("none", Value::Null, false),
+        Some(KEY),
+    )
+    .await;
+    assert_ne!(o.hits.load(Ordering::SeqCst), 0);
+}
+
+/// An Anthropic upstream's error `details` (what its SDKs act on) reach an Anthropic
+/// client as they came, and the request's id comes as `request-id` too; an OpenAI
+/// client's error shape has no place for details.
+#[tokio::test]
+async fn anthropic_error_details_and_the_request_id_reach_anthropic_clients() {
+    let body = r#"{"type":"error","error":{"type":"not_found_error","message":"thread not found","details":{"error_code":"thread_not_found"}},"request_id":"req_up"}"#;
+    let up = upstream(Script::Reply(404, "application/json", body.into())).await;
+    let url = weir(&anthropic_route(&up.url, "claude-x", "")).await;
+    let r = post(&url, "/v1/messages", &a_req("claude-x", false), Some(KEY)).await;
+    assert_eq!(r.status(), 404);
+    // Anthropic's SDKs read the request's id as `request-id`.
+    let id = r.headers()["x-request-id"].clone();
+    assert_eq!(r.headers()["request-id"], id);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["request_id"], id.to_str().unwrap());
+    assert_eq!(
+        e["error"]["details"],
+        json!({"error_code": "thread_not_found"}),
+        "{e}"
+    );
+    assert_eq!(e["error"]["message"], "thread not found");
+    let r = post(
+        &url,
+        "/v1/chat/completions",
+        &o_req("claude-x", false),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().get("request-id").is_none());
+    let e: Value = r.json().await.unwrap();
+    assert!(e["error"].get("details").is_none(), "{e}");
+}

@@ -121,6 +121,7 @@ fn from_google(http_status: u16, g: GoogleError) -> (ApiError, Option<Duration>)
         ),
     };
     let e = ApiError {
+        details: None,
         kind,
         dialect: None,
         status: http_status,

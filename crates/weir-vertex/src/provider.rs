@@ -339,8 +339,10 @@ impl Provider for VertexProvider {
 
     fn capabilities(&self, model: &str) -> Capabilities {
         if is_claude(model) {
+            // Message threads are Anthropic's own API's, not Vertex AI's.
             Capabilities {
                 native_dialect: Some(Dialect::Anthropic),
+                threads: false,
                 ..Capabilities::ALL
             }
         } else {
@@ -352,6 +354,7 @@ impl Provider for VertexProvider {
                 parallel_tools: true,
                 thinking: true,
                 prompt_caching: false,
+                threads: false,
             }
         }
     }
