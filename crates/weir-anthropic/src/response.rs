@@ -248,7 +248,7 @@ pub(crate) fn iterations_sum(raw: &str, compaction: bool) -> Option<Usage> {
             .iter()
             .filter_map(f)
             .inspect(|_| any = true)
-            .sum::<u64>();
+            .fold(0u64, u64::saturating_add);
         any.then_some(total)
     };
     Some(Usage {

@@ -58,14 +58,21 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("`{s}` is not a duration (use e.g. \"250ms\", \"30s\", \"5m\")"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+    let secs = |per: u64| n.checked_mul(per).map(Duration::from_secs);
+    let d = match unit {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => secs(1),
+        "m" => secs(60),
+        "h" => secs(3600),
         _ => return Err(format!("`{s}` is not a duration (units: ms, s, m, h)")),
-    })
+    };
+    // Deadlines are made by adding durations to the clock: one that far would overflow it.
+    d.filter(|d| *d <= MAX_DURATION)
+        .ok_or_else(|| format!("`{s}` is too long (at most 100 years, \"876000h\")"))
 }
+
+/// The longest duration a setting takes.
+const MAX_DURATION: Duration = Duration::from_secs(876_000 * 3600);
 
 fn d(secs: u64) -> Dur {
     Dur(Duration::from_secs(secs))
@@ -1051,6 +1058,12 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert!(parse_duration("5 minutes").is_err());
         assert!(parse_duration("s").is_err());
+        // Past any deadline the clock can hold: refused, not wrapped or left to panic.
+        assert_eq!(parse_duration("876000h"), Ok(MAX_DURATION));
+        for long in ["876001h", "9223372036854775807s", "307445734561825861h"] {
+            let e = parse_duration(long).unwrap_err();
+            assert!(e.contains("too long"), "{long}: {e}");
+        }
     }
 
     #[test]

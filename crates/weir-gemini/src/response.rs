@@ -121,11 +121,15 @@ impl UsageMetadata {
         let cached = self.cached_content_token_count;
         let input = match (self.prompt_token_count, self.tool_use_prompt_token_count) {
             (None, None) => None,
-            (p, t) => Some((p.unwrap_or(0) + t.unwrap_or(0)).saturating_sub(cached.unwrap_or(0))),
+            (p, t) => Some(
+                p.unwrap_or(0)
+                    .saturating_add(t.unwrap_or(0))
+                    .saturating_sub(cached.unwrap_or(0)),
+            ),
         };
         let output = match (self.candidates_token_count, self.thoughts_token_count) {
             (None, None) => None,
-            (c, t) => Some(c.unwrap_or(0) + t.unwrap_or(0)),
+            (c, t) => Some(c.unwrap_or(0).saturating_add(t.unwrap_or(0))),
         };
         Usage {
             input_tokens: input,

@@ -218,9 +218,47 @@ impl Usage {
 
     /// All input tokens: uncached + cache read + cache write.
     pub fn total_input(&self) -> u64 {
-        self.input_tokens.unwrap_or(0)
-            + self.cache_read_tokens.unwrap_or(0)
-            + self.cache_write_tokens.unwrap_or(0)
+        self.input_tokens
+            .unwrap_or(0)
+            .saturating_add(self.cache_read_tokens.unwrap_or(0))
+            .saturating_add(self.cache_write_tokens.unwrap_or(0))
+    }
+
+    /// A token count past any real request's (2^40, a trillion): an upstream reporting
+    /// more is broken, or hostile, and is not believed for accounting.
+    pub const MAX_TOKENS: u64 = 1 << 40;
+
+    /// Whether a count is past [`Usage::MAX_TOKENS`].
+    pub fn past_belief(&self) -> bool {
+        [
+            self.input_tokens,
+            self.output_tokens,
+            self.cache_read_tokens,
+            self.cache_write_tokens,
+            self.cache_write_1h_tokens,
+            self.web_search_requests,
+            self.reasoning_tokens,
+        ]
+        .into_iter()
+        .flatten()
+        .any(|n| n > Self::MAX_TOKENS)
+    }
+
+    /// This usage without the counts past belief (as if unreported: the gateway's
+    /// estimate stands in).
+    pub fn believed(&self) -> Usage {
+        let keep = |n: Option<u64>| n.filter(|&n| n <= Self::MAX_TOKENS);
+        Usage {
+            input_tokens: keep(self.input_tokens),
+            output_tokens: keep(self.output_tokens),
+            cache_read_tokens: keep(self.cache_read_tokens),
+            cache_write_tokens: keep(self.cache_write_tokens),
+            cache_write_1h_tokens: keep(self.cache_write_1h_tokens),
+            web_search_requests: keep(self.web_search_requests),
+            reasoning_tokens: keep(self.reasoning_tokens),
+            billed_usd: self.billed_usd,
+            extra: Extra::new(),
+        }
     }
 
     /// Output tokens, zero when unreported.

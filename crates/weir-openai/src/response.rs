@@ -427,7 +427,7 @@ impl<'de> Deserialize<'de> for OUsage {
                         // An OpenAI client gets the upstream's own figure back.
                         u.extra
                             .insert("completion_tokens", weir_model::raw::to_raw(&c));
-                        u.output_tokens = Some(c + r);
+                        u.output_tokens = Some(c.saturating_add(r));
                     }
                 }
                 u.billed_usd = Usage::billed(cost, byok, upstream_cost);
@@ -472,7 +472,7 @@ impl Serialize for UsageOut<'_> {
         } else {
             m.serialize_entry("prompt_tokens", &prompt)?;
             m.serialize_entry("completion_tokens", &completion)?;
-            m.serialize_entry("total_tokens", &(prompt + completion))?;
+            m.serialize_entry("total_tokens", &prompt.saturating_add(completion))?;
             let cached = u.cache_read_tokens.unwrap_or(0);
             match u.cache_write_tokens.filter(|&w| w > 0) {
                 Some(w) => m.serialize_entry(

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_core::Stream;
 use futures_util::StreamExt;
@@ -65,7 +65,8 @@ pub(crate) async fn hold(
         progress,
         usage: None,
     };
-    let deadline = tokio::time::Instant::now() + max;
+    // (Past a year is no limit, and adding more could overflow the clock.)
+    let deadline = tokio::time::Instant::now() + max.min(Duration::from_secs(365 * 86_400));
     // Armed only when a frame is not there at once (most streams' openings are).
     let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
     loop {

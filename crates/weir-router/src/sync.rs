@@ -106,7 +106,10 @@ pub(crate) fn to_unix_ms(until: Instant, now: Instant, now_ms: u64) -> u64 {
 
 /// Unix milliseconds as an `Instant`, or `None` when already past.
 pub(crate) fn from_unix_ms(until_ms: u64, now: Instant, now_ms: u64) -> Option<Instant> {
-    (until_ms > now_ms).then(|| now + Duration::from_millis(until_ms - now_ms))
+    // Another instance's figure: a deadline past any clock's reach is none.
+    (until_ms > now_ms)
+        .then(|| now.checked_add(Duration::from_millis(until_ms - now_ms)))
+        .flatten()
 }
 
 #[cfg(test)]

@@ -131,16 +131,29 @@ impl RequestLog {
         self.armed
             .store(false, std::sync::atomic::Ordering::Relaxed);
         let latency = self.started.map_or(Duration::ZERO, |s| s.elapsed());
+        // A count past belief (a broken or hostile upstream's) is neither charged, priced,
+        // recorded nor counted: as if unreported.
+        let believed = |n: Option<u64>| n.filter(|&n| n <= weir_model::Usage::MAX_TOKENS);
+        let (input, output) = (believed(input), believed(output));
+        let sane;
+        let usage = match &self.usage {
+            Some(u) if u.past_belief() => {
+                tracing::warn!(request_id = %self.request_id, "the upstream reported a token count past belief (over 2^40); not counted");
+                sane = u.believed();
+                Some(&sane)
+            }
+            u => u.as_ref(),
+        };
         if let Some(a) = &self.admission {
-            a.charge(input.unwrap_or(0) + output.unwrap_or(0));
+            a.charge(input.unwrap_or(0).saturating_add(output.unwrap_or(0)));
         }
-        let cost = match (&self.usage, &self.upstream_model, &self.prices) {
+        let cost = match (usage, &self.upstream_model, &self.prices) {
             (Some(u), Some(m), Some(p)) => p.cost(m, u),
             _ => None,
         };
         match (cost, &self.admission) {
             (Some(c), Some(a)) => a.spend(c),
-            (None, Some(a)) if a.has_budget() && self.usage.is_some() && !self.by_mock => {
+            (None, Some(a)) if a.has_budget() && usage.is_some() && !self.by_mock => {
                 if let Some(m) = &self.upstream_model {
                     if crate::pricing::first_unpriced(m) {
                         // (A glob route forwards the name a client chose.)
@@ -160,7 +173,7 @@ impl RequestLog {
             .or_else(|| (status >= 400).then(|| ErrorKind::from_status(status)))
             .map(|k| format!("{k:?}"));
         if let Some(w) = &self.ledger {
-            let u = self.usage.clone().unwrap_or_default();
+            let u = usage.cloned().unwrap_or_default();
             let count = |n: Option<u64>| i64::try_from(n.unwrap_or(0)).unwrap_or(i64::MAX);
             let started_ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

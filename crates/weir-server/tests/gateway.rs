@@ -4377,3 +4377,28 @@ async fn anthropic_error_details_and_the_request_id_reach_anthropic_clients() {
     let e: Value = r.json().await.unwrap();
     assert!(e["error"].get("details").is_none(), "{e}");
 }
+
+/// An upstream's token count past belief (a broken or hostile one's: 2^64 - 1) does not
+/// wrap in the client's totals, and is not counted: the metrics keep the gateway's
+/// estimate, not a wrapped or absurd figure.
+#[tokio::test]
+async fn a_token_count_past_belief_neither_wraps_nor_counts() {
+    let body = r#"{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":18446744073709551615}}"#;
+    let up = upstream(Script::Reply(200, "application/json", body.into())).await;
+    let (url, admin) = weir_with_admin(&anthropic_route(&up.url, "claude-x", "")).await;
+    for _ in 0..2 {
+        let r = post(
+            &url,
+            "/v1/chat/completions",
+            &o_req("claude-x", false),
+            Some(KEY),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["usage"]["total_tokens"], u64::MAX, "{v}");
+    }
+    let m = metrics_with(&admin, "direction=\"input\"").await;
+    assert_eq!(tokens_in(&m, "input"), 20, "{m}");
+    assert!(tokens_in(&m, "output") < 10, "{m}");
+}
