@@ -72,7 +72,9 @@ impl<'de, const SUMMARY: bool> Deserialize<'de> for AResponse<SUMMARY> {
                     origin: Some(Dialect::Anthropic),
                     ..Default::default()
                 };
+                let mut answered = false;
                 while let Some(k) = map.next_key::<Key<'de>>()? {
+                    answered |= k.as_str() == "content";
                     match k.as_str() {
                         "id" => r.id = map.next_value()?,
                         "model" => r.model = map.next_value()?,
@@ -106,6 +108,12 @@ impl<'de, const SUMMARY: bool> Deserialize<'de> for AResponse<SUMMARY> {
                         }
                         _ => r.extra.insert(k.into_owned(), map.next_value()?),
                     }
+                }
+                // A 200 without `content` (`{}`, an error object) carries no answer.
+                if !answered {
+                    return Err(de::Error::custom(
+                        "not a Messages response: it has no `content`",
+                    ));
                 }
                 Ok(AResponse(r))
             }

@@ -220,3 +220,19 @@ fn one_hour_cache_writes_and_web_searches_are_read_and_kept() {
         assert_eq!(searches(&usage), searched, "{name}: {data}");
     }
 }
+
+/// A 200 whose body is no Messages response (`{}`, an error object) carries no answer:
+/// an error, whole or summarized, never an empty success passed on.
+#[test]
+fn a_body_without_content_is_no_response() {
+    for body in [
+        &b"{}"[..],
+        br#"{"message":"The system encountered an unexpected error"}"#,
+    ] {
+        let e = weir_anthropic::decode_response(body).unwrap_err();
+        assert!(e.to_string().contains("no `content`"), "{e}");
+        assert!(weir_anthropic::decode_response_summary(body).is_err());
+    }
+    let ok = br#"{"id":"m","type":"message","role":"assistant","content":[],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":0}}"#;
+    assert!(weir_anthropic::decode_response_summary(ok).is_ok());
+}

@@ -564,3 +564,12 @@ fn blank_text_is_left_out_as_converse_refuses_it() {
         json!([{"text": "sunny"}])
     );
 }
+
+/// A 200 without `output` (an error object sent with a 200) carries no answer.
+#[test]
+fn a_converse_body_without_output_is_no_response() {
+    let body = br#"{"message":"The system encountered an unexpected error during processing. Try your request again."}"#;
+    let e = decode_converse_response(body, "r", "amazon.nova-pro-v1:0").unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Decode);
+    assert!(e.message.contains("no `output`"), "{}", e.message);
+}

@@ -286,6 +286,12 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
             crate::error::message_of(err.get())
         )));
     }
+    // A 200 with neither (`{}`) carries no answer.
+    if r.candidates.is_none() && r.prompt_feedback.is_none() {
+        return Err(WireError::Malformed(
+            "not a generateContent response: it has no `candidates`".into(),
+        ));
+    }
     let id = r.response_id.take().unwrap_or_default();
     let mut content = Vec::new();
     let mut calls = 0;

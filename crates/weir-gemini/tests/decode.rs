@@ -528,3 +528,13 @@ fn errors_inside_and_ends_of_streams() {
         .events
         .is_empty());
 }
+
+/// A 200 with neither candidates nor a blocked prompt's feedback (`{}`) carries no
+/// answer; a blocked prompt is a refusal.
+#[test]
+fn a_body_without_candidates_is_no_response() {
+    let e = decode_response(b"{}").unwrap_err();
+    assert!(e.to_string().contains("no `candidates`"), "{e}");
+    let blocked = decode_response(br#"{"promptFeedback":{"blockReason":"SAFETY"}}"#).unwrap();
+    assert_eq!(blocked.stop_reason, Some(StopReason::Refusal));
+}

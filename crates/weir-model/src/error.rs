@@ -71,7 +71,9 @@ impl ErrorKind {
             // (redirects are not followed: the key would go to another host): the upstream
             // failed, and another target may do better.
             100..=399 => ErrorKind::Upstream,
-            _ => ErrorKind::InvalidRequest,
+            400..=499 => ErrorKind::InvalidRequest,
+            // No HTTP status at all: a broken upstream.
+            _ => ErrorKind::Upstream,
         }
     }
 

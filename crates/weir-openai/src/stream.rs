@@ -200,6 +200,12 @@ impl StreamDecoder {
         let data = event.data();
         let mut events = Vec::new();
         let was_cut = self.cut_short();
+        if !self.started && data.trim_end() == "[DONE]" {
+            // `[DONE]` before any chunk: a 200 stream with no answer in it.
+            return Err(WireError::Malformed(
+                "stream ended before any chunk arrived".into(),
+            ));
+        }
         if !self.relay(data, &mut events) {
             let chunk: Chunk<'_> =
                 serde_json::from_str(data).map_err(|e| WireError::from_json("stream chunk", &e))?;
@@ -225,6 +231,10 @@ impl StreamDecoder {
     /// them first.
     pub fn relay(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> bool {
         if data.trim_end() == "[DONE]" {
+            if !self.started {
+                // No answer at all: `decode` says so.
+                return false;
+            }
             self.finish_into(out);
             return true;
         }
@@ -1193,6 +1203,17 @@ mod tests {
                 format!("{:?}", d.decode(ev).unwrap().events)
             })
             .collect()
+    }
+
+    /// `[DONE]` before any chunk is a 200 with no answer in it, an error (as an empty
+    /// body is), not an empty stream an Anthropic client would get as a bare 200.
+    #[test]
+    fn done_before_any_chunk_is_no_answer() {
+        let mut d = StreamDecoder::new();
+        let mut relayed = Vec::new();
+        assert!(!d.relay("[DONE]", &mut relayed), "not relayed as an end");
+        let e = d.decode(Event::new("[DONE]".to_owned())).unwrap_err();
+        assert!(e.to_string().contains("before any chunk"), "{e}");
     }
 
     #[test]

@@ -640,6 +640,15 @@ pub fn status_error(
                 "the upstream answered {status} instead of a response (redirects are not followed)"
             ),
         );
+    } else if status.as_u16() > 599 {
+        // No HTTP status: a broken upstream, whose number no client should get.
+        api = weir_model::ApiError::new(
+            ErrorKind::Upstream,
+            format!(
+                "the upstream answered with no HTTP status ({})",
+                status.as_u16()
+            ),
+        );
     }
     let limits = rate_limit_info(headers, SystemTime::now());
     // OpenAI's 429 `insufficient_quota` is a key with no credit left, not a rate: it will
@@ -796,6 +805,28 @@ mod tests {
     fn host(url: &str) -> Option<String> {
         let e = Endpoint::new(Url::parse(url).unwrap()).unwrap();
         e.host.map(|h| h.to_str().unwrap().to_owned())
+    }
+
+    /// A status no HTTP answer has (999) is the upstream's failure, a 502 another target
+    /// may make good: not the client's fault, and not a number to pass on.
+    #[test]
+    fn a_status_past_599_is_an_upstream_failure() {
+        let decode = |status: u16, _: &[u8]| {
+            let mut e = weir_model::ApiError::new(ErrorKind::from_status(status), "x");
+            e.status = status;
+            e
+        };
+        let status = StatusCode::from_u16(999).unwrap();
+        let e = status_error(status, &HeaderMap::new(), b"<html>oops</html>", decode);
+        assert_eq!(e.kind, ErrorKind::Upstream);
+        assert!(e.retryable_elsewhere);
+        let api = e.api_error.unwrap();
+        assert_eq!(api.status, 502);
+        assert!(
+            api.message.contains("no HTTP status (999)"),
+            "{}",
+            api.message
+        );
     }
 
     #[test]

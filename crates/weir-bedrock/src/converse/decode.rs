@@ -182,6 +182,11 @@ pub fn decode_converse_response(
     let text = weir_model::wire::utf8("response body", body).map_err(|e| decode(e.to_string()))?;
     let r: CResponse = serde_json::from_str(text)
         .map_err(|e| decode(format!("invalid Converse response: {e}")))?;
+    // A 200 without `output` (`{}`, an error object such as `{"message": ...}`) carries
+    // no answer.
+    if r.output.is_none() {
+        return Err(decode("not a Converse response: it has no `output`".into()));
+    }
     let mut content = Vec::new();
     for b in r
         .output
