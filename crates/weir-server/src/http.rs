@@ -170,7 +170,12 @@ impl RequestLog {
         // its error status says.
         let error_kind = self
             .stream_error
-            .or_else(|| (status >= 400).then(|| ErrorKind::from_status(status)))
+            .or_else(|| match status {
+                // The gateway's own status for a request its client abandoned.
+                499 => Some(ErrorKind::Cancelled),
+                s if s >= 400 => Some(ErrorKind::from_status(s)),
+                _ => None,
+            })
             .map(|k| format!("{k:?}"));
         if let Some(w) = &self.ledger {
             let u = usage.cloned().unwrap_or_default();
@@ -722,6 +727,20 @@ fn client_left(e: &hyper::Error) -> bool {
             weir_upstream::io_error_kind(e),
             Some(Io::UnexpectedEof | Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe)
         )
+        || h2_peer_ended(e)
+}
+
+/// HTTP/2: the client reset the stream, or its connection went away (not an error of
+/// the gateway's own protocol handling).
+fn h2_peer_ended(e: &hyper::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        if let Some(h2) = c.downcast_ref::<h2::Error>() {
+            return h2.is_remote() || h2.is_io() || h2.is_go_away();
+        }
+        cur = c.source();
+    }
+    false
 }
 
 /// Reads the body, refusing one larger than the limit before reading it whole, or one

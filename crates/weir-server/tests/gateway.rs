@@ -1531,16 +1531,65 @@ async fn a_body_cut_by_the_client_leaving_is_an_abandoned_request() {
     let c = partial_body(&url, 500).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(c);
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        let m = metrics_of(&admin).await;
-        if m.contains(r#"status="499""#) {
-            assert!(!m.contains(r#"status="400""#), "{m}");
-            break;
+    let abandoned = |m: &str| -> u64 {
+        m.lines()
+            .filter(|l| l.starts_with("weir_requests_total") && l.contains(r#"status="499""#))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let until = |n: u64| {
+        let admin = admin.clone();
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            loop {
+                let m = metrics_of(&admin).await;
+                if abandoned(&m) >= n {
+                    assert!(!m.contains(r#"status="400""#), "{m}");
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "{m}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        assert!(std::time::Instant::now() < deadline, "{m}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    };
+    until(1).await;
+
+    // HTTP/2: the client resets its stream (RST_STREAM, CANCEL) with the body half sent.
+    // Frames: the preface; empty SETTINGS; HEADERS on stream 1 (END_HEADERS, not
+    // END_STREAM: a body follows) for `POST /v1/messages` with the key (HPACK: :method
+    // POST, :scheme http, literals); 12 bytes of DATA; RST_STREAM.
+    use tokio::io::AsyncWriteExt;
+    let frame = |ty: u8, flags: u8, payload: &[u8]| {
+        let n = u32::try_from(payload.len()).unwrap().to_be_bytes();
+        let mut f = vec![n[1], n[2], n[3], ty, flags, 0, 0, 0, 1];
+        f.extend_from_slice(payload);
+        f
+    };
+    let literal = |block: &mut Vec<u8>, name: &[u8], value: &[u8]| {
+        block.push(0);
+        block.push(u8::try_from(name.len()).unwrap());
+        block.extend_from_slice(name);
+        block.push(u8::try_from(value.len()).unwrap());
+        block.extend_from_slice(value);
+    };
+    let mut block = vec![0x83, 0x86];
+    literal(&mut block, b":path", b"/v1/messages");
+    literal(&mut block, b":authority", b"localhost");
+    literal(&mut block, b"x-api-key", KEY.as_bytes());
+    literal(&mut block, b"content-length", b"1000");
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    out.extend(frame(0x1, 0x4, &block));
+    out.extend(frame(0x0, 0, br#"{"model":"m""#));
+    let addr = url.trim_start_matches("http://");
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(&out).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(&frame(0x3, 0, &8u32.to_be_bytes()))
+        .await
+        .unwrap();
+    until(2).await;
+    drop(s);
 }
 
 /// The errors building a config gives (it must not build), one per line, and how many.
