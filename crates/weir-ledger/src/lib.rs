@@ -435,6 +435,24 @@ pub fn sqlite_path(url: &str) -> Option<String> {
 }
 
 /// `message` with the URL's password (if any) replaced by `***`.
+/// `text` with each occurrence of `word` that no letter or digit adjoins replaced.
+fn replace_word(text: &str, word: &str, with: &str) -> String {
+    let alnum = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
+    let mut out = String::with_capacity(text.len());
+    let mut last = 0;
+    for (at, _) in text.match_indices(word) {
+        let end = at + word.len();
+        if at < last || alnum(text[..at].chars().next_back()) || alnum(text[end..].chars().next()) {
+            continue;
+        }
+        out.push_str(&text[last..at]);
+        out.push_str(with);
+        last = end;
+    }
+    out.push_str(&text[last..]);
+    out
+}
+
 fn redact(message: &str, url: &str) -> String {
     let Some((_, rest)) = url.split_once("://") else {
         return message.to_string();
@@ -446,13 +464,10 @@ fn redact(message: &str, url: &str) -> String {
     match userinfo.split_once(':') {
         Some((user, password)) if !password.is_empty() => {
             let message = message.replace(userinfo, &format!("{user}:***"));
-            // Bare, only a password long enough not to be found in ordinary words (a
-            // one-letter one would turn every "p" of the message into `***`).
-            if password.len() >= 4 {
-                message.replace(password, "***")
-            } else {
-                message
-            }
+            // Bare, only where it stands as a word of its own: inside words ("data" in
+            // "database", "p" in "pool") it is no secret, and `***` there would garble
+            // the message and point at the password.
+            replace_word(&message, password, "***")
         }
         _ => message.to_string(),
     }
@@ -739,14 +754,37 @@ mod tests {
         );
         assert_eq!(redact("plain", "postgres://weir@db/x"), "plain");
         assert_eq!(redact("the s3cret leaked", url), "the *** leaked");
-        // A short password is not searched for in words (it would garble them), only in
-        // the URL's form.
+        // Inside words a password is no secret: replacing it there would garble the
+        // message and point at the password ("***base" for "database").
+        assert_eq!(
+            redact(
+                "error returned from database: database \"x\" does not exist; data: 1",
+                "postgres://postgres:data@127.0.0.1:5432/x"
+            ),
+            "error returned from database: database \"x\" does not exist; ***: 1"
+        );
+        assert_eq!(
+            redact("pool timed out", "postgres://u:time@127.0.0.1:1/db"),
+            "pool timed out"
+        );
         assert_eq!(
             redact(
                 "pool timed out at postgres://u:p@127.0.0.1:1/db",
                 "postgres://u:p@127.0.0.1:1/db"
             ),
             "pool timed out at postgres://u:***@127.0.0.1:1/db"
+        );
+        // A short password too, where it is a word.
+        assert_eq!(
+            redact(
+                "pool timed out at postgres://u:p@127.0.0.1:1/db",
+                "postgres://u:p@127.0.0.1:1/db"
+            ),
+            "pool timed out at postgres://u:***@127.0.0.1:1/db"
+        );
+        assert_eq!(
+            redact("password p refused", "postgres://u:p@h/db"),
+            "password *** refused"
         );
     }
 

@@ -538,21 +538,20 @@ fn same_listener(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
-    match (
-        a.parse::<std::net::SocketAddr>(),
-        b.parse::<std::net::SocketAddr>(),
-    ) {
-        // (`[::]` takes IPv4 addresses too: the listeners leave IPV6_V6ONLY unset.)
+    // (`localhost` is where it listens first.)
+    let parse = |s: &str| match s.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}").parse::<std::net::SocketAddr>(),
+        None => s.parse(),
+    };
+    // Whether listening on `wide` takes `one`'s address: an unspecified address takes
+    // every address of its family, and `[::]` IPv4's too (the listeners leave
+    // IPV6_V6ONLY unset), so `0.0.0.0` and `[::]` take each other's.
+    let takes = |wide: std::net::SocketAddr, one: std::net::SocketAddr| {
+        wide.ip().is_unspecified() && (wide.is_ipv6() || one.is_ipv4() || one.ip().is_unspecified())
+    };
+    match (parse(a), parse(b)) {
         (Ok(a), Ok(b)) => {
-            let (wide, one) = if a.ip().is_unspecified() {
-                (a, b)
-            } else {
-                (b, a)
-            };
-            a.port() == b.port()
-                && a.port() != 0
-                && wide.ip().is_unspecified()
-                && (wide.is_ipv6() || one.is_ipv4())
+            a.port() == b.port() && a.port() != 0 && (a == b || takes(a, b) || takes(b, a))
         }
         _ => false,
     }

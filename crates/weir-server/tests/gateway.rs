@@ -1646,15 +1646,24 @@ fn an_admin_port_on_the_api_port_and_an_empty_model_name_are_config_errors() {
         "{all}"
     );
     assert!(all.contains("a [[models]] name is empty"), "{all}");
-    // `[::]` takes IPv4 addresses too.
-    let (all, _) = build_errors(
-        "[server]\nlisten = \"127.0.0.1:4100\"\nadmin_listen = \"[::]:4100\"\n\
-         [auth]\nadmin_key = \"sk-admin\"\n[[auth.keys]]\nname = \"t\"\nkey = \"sk-t\"\n",
-    );
-    assert!(
-        all.contains("server.admin_listen must differ from server.listen"),
-        "{all}"
-    );
+    // `[::]` takes IPv4 addresses too (and `0.0.0.0` then clashes with it, whichever is
+    // the admin port); `localhost` is 127.0.0.1.
+    for (listen, admin) in [
+        ("127.0.0.1:4100", "[::]:4100"),
+        ("[::]:4100", "0.0.0.0:4100"),
+        ("0.0.0.0:4100", "[::]:4100"),
+        ("localhost:4100", "0.0.0.0:4100"),
+        ("127.0.0.1:4100", "localhost:4100"),
+    ] {
+        let (all, _) = build_errors(&format!(
+            "[server]\nlisten = \"{listen}\"\nadmin_listen = \"{admin}\"\n\
+             [auth]\nadmin_key = \"sk-admin\"\n[[auth.keys]]\nname = \"t\"\nkey = \"sk-t\"\n",
+        ));
+        assert!(
+            all.contains("server.admin_listen must differ from server.listen"),
+            "{listen} / {admin}: {all}"
+        );
+    }
 }
 
 #[test]
