@@ -271,7 +271,7 @@ impl Answer {
 }
 
 impl Tracked {
-    pub(crate) fn wrap(inner: Body, in_flight: InFlight) -> Body {
+    pub(crate) fn wrap(inner: Body, in_flight: InFlight) -> Tracked {
         let activity = &in_flight.0;
         activity.block();
         let answer = Arc::new(Answer {
@@ -288,7 +288,7 @@ impl Tracked {
         }
         answers.push(Arc::downgrade(&answer));
         drop(answers);
-        Body::new(Tracked { answer, in_flight })
+        Tracked { answer, in_flight }
     }
 }
 
@@ -300,9 +300,23 @@ impl Drop for Tracked {
     }
 }
 
+/// An answer ended by its connection's watch: its stream is reset (hyper resets a
+/// stream whose body fails), so the client sees it cut, not a clean end that would pass
+/// for the whole answer.
+#[derive(Debug)]
+pub(crate) struct Ended;
+
+impl std::fmt::Display for Ended {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the answer was ended: its client took no data for the idle period")
+    }
+}
+
+impl std::error::Error for Ended {}
+
 impl hyper::body::Body for Tracked {
     type Data = Bytes;
-    type Error = std::convert::Infallible;
+    type Error = Ended;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
@@ -317,9 +331,14 @@ impl hyper::body::Body for Tracked {
         }
         activity.moved();
         let polled = match this.answer.body().as_mut() {
-            Some(body) => Pin::new(body).poll_frame(cx),
+            Some(body) => match Pin::new(body).poll_frame(cx) {
+                Poll::Ready(Some(Err(never))) => match never {},
+                Poll::Ready(Some(Ok(f))) => Poll::Ready(Some(Ok(f))),
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
             // Ended by the connection's watch: the client had stopped taking it.
-            None => Poll::Ready(None),
+            None => Poll::Ready(Some(Err(Ended))),
         };
         if let Poll::Ready(Some(_)) = polled {
             activity.block();
@@ -331,10 +350,11 @@ impl hyper::body::Body for Tracked {
     }
 
     fn is_end_stream(&self) -> bool {
+        // (An ended answer is not at its end: polled, it fails, and its stream is reset.)
         self.answer
             .body()
             .as_ref()
-            .is_none_or(|b| b.is_end_stream())
+            .is_some_and(|b| b.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -368,7 +388,7 @@ mod tests {
     const THIRTY: Duration = Duration::from_secs(30);
 
     /// An answer made on `a` and never polled (its client's window kept shut).
-    fn held(a: &Arc<Activity>) -> Body {
+    fn held(a: &Arc<Activity>) -> Tracked {
         Tracked::wrap(
             Body::new(http_body_util::Full::new(Bytes::from("{}"))),
             a.begin(),
@@ -405,7 +425,7 @@ mod tests {
         }
     }
 
-    fn poll_once(body: &mut Body) -> Poll<Option<Result<Frame<Bytes>, std::convert::Infallible>>> {
+    fn poll_once(body: &mut Tracked) -> Poll<Option<Result<Frame<Bytes>, Ended>>> {
         use hyper::body::Body as _;
         let waker = std::task::Waker::noop();
         Pin::new(body).poll_frame(&mut Context::from_waker(waker))
@@ -484,8 +504,11 @@ mod tests {
         assert!(started.elapsed() >= Duration::from_secs(29));
         // The connection itself serves on, and the ended answer ends its stream.
         assert!(!quiet.is_finished());
-        assert!(matches!(poll_once(&mut left), Poll::Ready(None)));
-        assert!(matches!(poll_once(&mut read), Poll::Ready(Some(_))));
+        assert!(matches!(
+            poll_once(&mut left),
+            Poll::Ready(Some(Err(Ended)))
+        ));
+        assert!(matches!(poll_once(&mut read), Poll::Ready(Some(Ok(_)))));
         quiet.abort();
     }
 
