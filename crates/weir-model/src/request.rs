@@ -207,7 +207,7 @@ impl ChatRequest {
     /// A `data:` URL a client's dialect left as a URL (it could not be read as base64
     /// data of a media type) is an error here: other upstreams take only http(s) URLs, so
     /// theirs would be a puzzling 400.
-    fn check_data_urls(&self) -> Result<(), crate::WireError> {
+    pub fn check_data_urls(&self) -> Result<(), crate::WireError> {
         use crate::{ContentBlock, MediaSource};
         fn unread(blocks: &[ContentBlock]) -> bool {
             // (One in the form the encoders read is taken as data.)

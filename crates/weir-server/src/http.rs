@@ -911,10 +911,14 @@ async fn read_body(
 }
 
 fn decode(dialect: Dialect, body: &[u8]) -> Result<ChatRequest, WireError> {
-    match dialect {
+    let r = match dialect {
         Dialect::Anthropic => weir_anthropic::decode_request(body),
         Dialect::OpenAi => weir_openai::decode_request(body),
-    }
+    }?;
+    // An unreadable `data:` URL is refused alike for every target and dialect (no
+    // upstream takes one as a URL).
+    r.check_data_urls()?;
+    Ok(r)
 }
 
 /// A whole answer's usage when the upstream reported none (some OpenAI-compatible

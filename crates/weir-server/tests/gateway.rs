@@ -4460,3 +4460,37 @@ async fn a_token_count_past_belief_neither_wraps_nor_counts() {
     assert_eq!(tokens_in(&m, "input"), 20, "{m}");
     assert!(tokens_in(&m, "output") < 10, "{m}");
 }
+
+/// A `data:` URL that cannot be read as base64 data of a media type is refused for an
+/// Anthropic client too (no upstream takes one as a URL), whatever the target.
+#[tokio::test]
+async fn an_unreadable_data_url_is_refused_in_either_dialect() {
+    let url = weir("[[models]]\nname = \"m\"\ntargets = [{ provider = \"mock\" }]\n").await;
+    for bad in [
+        "data:image/png,AAAA",
+        "data:;base64,AAAAAAAA",
+        " data:image/png;base64,AAAA",
+    ] {
+        let body = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": bad}},
+            {"type": "text", "text": "what is it?"}]}]});
+        let r = post(&url, "/v1/messages", &body, Some(KEY)).await;
+        assert_eq!(r.status(), 400, "{bad}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["type"], "invalid_request_error");
+        assert!(
+            e["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("a data URL could not be read"),
+            "{bad}: {e}"
+        );
+    }
+    let good = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "url", "url": "data:image/png;base64,iVBORw0KGgo="}},
+        {"type": "text", "text": "what is it?"}]}]});
+    assert_eq!(
+        post(&url, "/v1/messages", &good, Some(KEY)).await.status(),
+        200
+    );
+}
