@@ -226,7 +226,18 @@ impl BedrockProvider {
                             .await
                             .map_err(|(e, _)| e)
                     }
-                    _ => Err(e),
+                    // No fresh ones: the gateway's credentials failed, not the client's
+                    // key, though Bedrock said 403 (which clients read as their own key
+                    // refused). Told as the gateway's own failure (a 502).
+                    _ => {
+                        tracing::warn!(request_id = %cx.request_id, provider = %self.cfg.id, "Bedrock refused the AWS credentials as expired, and no fresh ones were found: {}", e.message);
+                        let mut failed = ProviderError::new(
+                            ErrorKind::Authentication,
+                            "Bedrock refused the gateway's AWS credentials as expired, and no fresh ones were found",
+                        );
+                        failed.upstream_request_id = e.upstream_request_id;
+                        Err(failed)
+                    }
                 }
             }
             answer => answer.map_err(|(e, _)| e),

@@ -581,7 +581,9 @@ async fn credentials_refused_as_expired_are_reloaded_and_the_request_sent_again_
         [Some("OLD-TOKEN".to_owned()), Some("NEW-TOKEN".to_owned())]
     );
 
-    // Nothing fresher to be found: the refusal is the answer, sent once.
+    // Nothing fresher to be found: sent once, and the failure is the gateway's own
+    // credentials' (no status: a 502 for the client), not a 403 a client would take for
+    // its own key refused.
     up.queue(vec![expired()]);
     let Err(e) = p
         .send(&anthropic_request(CLAUDE, false), CallContext::new("r"))
@@ -589,8 +591,25 @@ async fn credentials_refused_as_expired_are_reloaded_and_the_request_sent_again_
     else {
         panic!("an expired token was served");
     };
-    assert_eq!(e.status, Some(403));
+    assert_eq!((e.kind, e.status), (ErrorKind::Authentication, None));
+    assert!(e.message.contains("the gateway's AWS credentials"), "{e:?}");
     assert_eq!(up.hits(), 3);
+
+    // Fresh ones written a moment later (well within the 10 s between ordinary reloads)
+    // are read for the next request, the refused ones being due for a reload.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    write("NEWER-TOKEN");
+    let reply = p
+        .send(&anthropic_request(CLAUDE, false), CallContext::new("r"))
+        .await;
+    assert!(reply.is_ok(), "{:?}", reply.err());
+    let last = up
+        .requests()
+        .last()
+        .unwrap()
+        .header("x-amz-security-token")
+        .map(str::to_owned);
+    assert_eq!(last.as_deref(), Some("NEWER-TOKEN"));
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

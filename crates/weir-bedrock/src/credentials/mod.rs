@@ -40,6 +40,12 @@ pub const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 /// sources may not have been refreshed yet).
 const RELOAD_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How often credentials the upstream refused as expired are read again: a tool that
+/// rewrites the files a moment after their expiry is common, and each refusal is a
+/// client's failed request, but an upstream refusing every request must not have the
+/// sources read for each.
+const REFUSED_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Reads an environment variable.
 pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
@@ -424,10 +430,16 @@ pub fn parse_expiry(s: &str) -> Option<SystemTime> {
 }
 
 impl CacheState {
-    /// Whether the sources were read less than [`RELOAD_INTERVAL`] before `now`.
+    /// Whether the sources were read less than [`RELOAD_INTERVAL`] before `now`
+    /// ([`REFUSED_RELOAD_INTERVAL`] once the upstream refused the credentials).
     fn reloaded_recently(&self, now: SystemTime) -> bool {
+        let interval = if self.stale {
+            REFUSED_RELOAD_INTERVAL
+        } else {
+            RELOAD_INTERVAL
+        };
         self.last_reload
-            .is_some_and(|t| now.duration_since(t).unwrap_or(Duration::ZERO) < RELOAD_INTERVAL)
+            .is_some_and(|t| now.duration_since(t).unwrap_or(Duration::ZERO) < interval)
     }
 }
 
@@ -645,8 +657,8 @@ impl CredentialsCache {
                     c.expires_at = Some(now);
                 }
             }
-            // (A reload within RELOAD_INTERVAL waits: an upstream refusing every request
-            // does not have the files read for each.)
+            // (A reload within REFUSED_RELOAD_INTERVAL waits: an upstream refusing every
+            // request does not have the files read for each.)
             s.stale = true;
         }
     }
