@@ -1058,8 +1058,16 @@ async fn an_answer_that_fails_the_same_way_each_time_moves_on_but_is_not_retried
             ..quick()
         },
     );
-    assert!(r.send(req("m"), cx()).await.is_err());
+    let Err(RouteError::Failed { last, .. }) = r.send(req("m"), cx()).await else {
+        panic!("served");
+    };
     assert_eq!((a.calls(), b.calls()), (1, 3));
+    // The summary says why the answer could not be used, not just "failed".
+    assert!(
+        last.message.contains("a (m): compressed answer"),
+        "{}",
+        last.message
+    );
 }
 
 #[tokio::test]

@@ -317,10 +317,15 @@ pub(crate) fn error_response(
     };
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
     let mut r = full(status, "application/json", body);
-    if status.as_u16() == 529 {
-        // Not a registered status: hyper would write `529 <none>`.
+    // Not registered statuses: hyper would write `529 <none>`.
+    let reason: Option<&'static [u8]> = match status.as_u16() {
+        529 => Some(b"Overloaded"),
+        499 => Some(b"Client Closed Request"),
+        _ => None,
+    };
+    if let Some(reason) = reason {
         r.extensions_mut()
-            .insert(hyper::ext::ReasonPhrase::from_static(b"Overloaded"));
+            .insert(hyper::ext::ReasonPhrase::from_static(reason));
     }
     set_header(&mut r, X_REQUEST_ID, request_id);
     if status == StatusCode::TOO_MANY_REQUESTS || retry_after.is_some() {
@@ -1791,6 +1796,15 @@ mod tests {
         assert_eq!(r.status().as_u16(), 529);
         let reason = r.extensions().get::<hyper::ext::ReasonPhrase>();
         assert_eq!(reason.map(|p| p.as_bytes()), Some(&b"Overloaded"[..]));
+        // Nor is 499 (a client that left with its body half sent may still read).
+        let e = weir_model::ApiError::new(weir_model::ErrorKind::Cancelled, "left");
+        let r = super::error_response(weir_model::Dialect::OpenAi, &e, "req_1", None);
+        assert_eq!(r.status().as_u16(), 499);
+        let reason = r.extensions().get::<hyper::ext::ReasonPhrase>();
+        assert_eq!(
+            reason.map(|p| p.as_bytes()),
+            Some(&b"Client Closed Request"[..])
+        );
     }
 
     #[test]
