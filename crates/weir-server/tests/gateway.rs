@@ -2047,10 +2047,26 @@ async fn an_upstream_that_never_answers_times_out_with_a_clear_error_and_falls_b
          [[models]]\nname = \"hangs\"\ntargets = [{{ provider = \"slow\" }}]\n\
          [[models]]\nname = \"hangs-then-mock\"\ntargets = [{{ provider = \"slow\" }}, {{ provider = \"mock\", model = \"mock\" }}]\n\
          [providers.slow2]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n[providers.slow2.timeouts]\nconnect = \"1s\"\nfirst_byte = \"300ms\"\nidle = \"1s\"\ntotal = \"5s\"\n\
-         [[models]]\nname = \"both-hang\"\ntargets = [{{ provider = \"slow\" }}, {{ provider = \"slow2\" }}]\n",
-        hang.url, hang.url
+         [[models]]\nname = \"both-hang\"\ntargets = [{{ provider = \"slow\" }}, {{ provider = \"slow2\" }}]\n\
+         [providers.short]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\ntimeouts = {{ total = \"300ms\", first_byte = \"30s\" }}\n\
+         [[models]]\nname = \"short\"\ntargets = [{{ provider = \"short\" }}]\n",
+        hang.url, hang.url, hang.url
     ))
     .await;
+    // The call's total time ran out first: said so, with no advice about first_byte.
+    let r = post(
+        &url,
+        "/v1/chat/completions",
+        &o_req("short", false),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 504);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "the call's total time (300ms, [timeouts] total) ran out before the upstream's response headers"
+    );
     // Every target timed out: a timeout, saying once why a whole answer's did.
     let r = post(&url, "/v1/messages", &a_req("both-hang", false), Some(KEY)).await;
     assert_eq!(r.status(), 504);

@@ -275,10 +275,16 @@ impl Upstream {
         *req.headers_mut() = headers;
         let limit = t.first_byte.min(t.total);
         let timed_out = || {
-            ProviderError::new(
-                ErrorKind::Timeout,
-                format!("{NO_HEADERS_WITHIN} {}", human(limit)),
-            )
+            // Said by the timeout that ran out (a first-byte hint would mislead).
+            let message = if t.total < t.first_byte {
+                format!(
+                    "the call's total time ({}, [timeouts] total) ran out before the upstream's response headers",
+                    human(limit)
+                )
+            } else {
+                format!("{NO_HEADERS_WITHIN} {}", human(limit))
+            };
+            ProviderError::new(ErrorKind::Timeout, message)
         };
         if let Some((pool, target)) = &to.pooled {
             *req.uri_mut() = target.clone();
