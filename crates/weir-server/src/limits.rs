@@ -66,8 +66,14 @@ fn usd(x: f64) -> String {
     if x == 0.0 || x.abs() >= 0.01 {
         format!("${x:.2}")
     } else {
+        // (Below a millionth it would print as `$0.`.)
         let s = format!("{x:.6}");
-        format!("${}", s.trim_end_matches('0'))
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        if s == "0" || s == "-0" {
+            format!("${x:.2e}")
+        } else {
+            format!("${s}")
+        }
     }
 }
 
@@ -817,6 +823,7 @@ mod tests {
         assert_eq!(super::usd(0.01), "$0.01");
         assert_eq!(super::usd(0.000001), "$0.000001");
         assert_eq!(super::usd(0.0025), "$0.0025");
+        assert_eq!(super::usd(0.0000001), "$1.00e-7");
     }
 
     #[test]

@@ -144,6 +144,16 @@ fn load_with(
                     );
                 }
             }
+            if !app.keys.is_empty()
+                && env("WEIR_API_KEY")
+                    .is_some_and(|k| !k.trim().is_empty() && !app.keys.holds(k.trim()))
+            {
+                tracing::warn!(
+                    "WEIR_API_KEY is set, but {} has [[auth.keys]] and it is none of them, so it \
+                     is no client key: add one with key = \"${{WEIR_API_KEY}}\"",
+                    p.display()
+                );
+            }
             if app.admin_key.is_none() && env("WEIR_ADMIN_KEY").is_some_and(|k| !k.is_empty()) {
                 tracing::warn!(
                     "WEIR_ADMIN_KEY is set, but {} has no [auth] admin_key, so there is no admin \
