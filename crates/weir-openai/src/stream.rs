@@ -69,6 +69,9 @@ pub struct StreamDecoder {
     done: bool,
     /// An error event ended the stream.
     failed: bool,
+    /// Choices past the first (`n` > 1, passed through) begun and not yet finished: a
+    /// stream that ends with one of them unfinished was cut short.
+    others_open: Vec<u32>,
     /// The model refused (`delta.refusal`): a plain stop is then a refusal stop.
     refused: bool,
     /// `reasoning_details` (OpenRouter) received and not yet given to a thinking block,
@@ -339,7 +342,7 @@ impl StreamDecoder {
                 "stream ended before any chunk arrived".into(),
             ));
         }
-        if self.stop.is_none() && !self.delta_sent {
+        if (self.stop.is_none() && !self.delta_sent) || !self.others_open.is_empty() {
             return Err(WireError::Malformed(
                 "stream ended before the response finished".into(),
             ));
@@ -376,6 +379,14 @@ impl StreamDecoder {
             if choice.index != 0 {
                 // Canonical streams carry one choice; `n > 1` streams are only passed
                 // through to OpenAI clients (via the frame's source).
+                let open = self.others_open.iter().position(|&i| i == choice.index);
+                match (open, choice.finish_reason.is_some()) {
+                    (None, false) => self.others_open.push(choice.index),
+                    (Some(at), true) => {
+                        self.others_open.swap_remove(at);
+                    }
+                    _ => {}
+                }
                 continue;
             }
             if let Some(d) = choice.delta {
@@ -1214,6 +1225,38 @@ mod tests {
         assert!(!d.relay("[DONE]", &mut relayed), "not relayed as an end");
         let e = d.decode(Event::new("[DONE]".to_owned())).unwrap_err();
         assert!(e.to_string().contains("before any chunk"), "{e}");
+    }
+
+    /// With several choices (`n` > 1, passed through), a stream cut after the first one
+    /// finished, another still open, was cut short: no made-up end.
+    #[test]
+    fn a_stream_cut_with_a_choice_unfinished_is_cut_short() {
+        let chunk = |i: u32, delta: &str, finish: &str| {
+            format!(
+                r#"{{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{{"index":{i},"delta":{delta},"finish_reason":{finish}}}]}}"#
+            )
+        };
+        let feed = |chunks: &[String]| {
+            let mut d = StreamDecoder::new();
+            for c in chunks {
+                d.decode(Event::new(c.clone())).unwrap();
+            }
+            d.finish()
+        };
+        let mut chunks = vec![
+            chunk(0, r#"{"role":"assistant","content":""}"#, "null"),
+            chunk(1, r#"{"role":"assistant","content":""}"#, "null"),
+            chunk(0, r#"{"content":"A"}"#, "null"),
+            chunk(1, r#"{"content":"B"}"#, "null"),
+            chunk(0, "{}", r#""stop""#),
+        ];
+        let e = feed(&chunks).unwrap_err();
+        assert!(
+            e.to_string().contains("before the response finished"),
+            "{e}"
+        );
+        chunks.push(chunk(1, "{}", r#""stop""#));
+        assert!(feed(&chunks).is_ok());
     }
 
     #[test]
