@@ -316,16 +316,18 @@ fn provider(
             "unknown provider kind `{kind}` (anthropic | openai | bedrock | vertex | gemini | azure | ollama | mock)"
         ));
     }
+    // Every key the kind would not read, said at once (one fix, not one per `weir check`).
+    let mut wrong: Vec<String> = Vec::new();
     if p.preset.is_some() && kind != "openai" {
-        return Err(format!("preset applies to kind = \"openai\", not `{kind}`"));
+        wrong.push(format!("preset applies to kind = \"openai\", not `{kind}`"));
     }
     if !p.drop_betas.is_empty() && kind != "bedrock" {
-        return Err(format!(
+        wrong.push(format!(
             "drop_betas applies to kind = \"bedrock\", not `{kind}`"
         ));
     }
     if !p.anthropic_models.is_empty() && kind != "bedrock" {
-        return Err(format!(
+        wrong.push(format!(
             "anthropic_models applies to kind = \"bedrock\", not `{kind}`"
         ));
     }
@@ -340,7 +342,7 @@ fn provider(
         && p.base_url()
             .is_some_and(|u| u.trim_end_matches('/').ends_with("/anthropic"));
     if reasoning_options && (!matches!(kind, "openai" | "azure") || foundry_anthropic) {
-        return Err(format!(
+        wrong.push(format!(
             "reasoning_effort_from_thinking, reasoning_content_in_history, system_as_user and \
              max_output_tokens apply to OpenAI-dialect providers (kind = \"openai\" or \"azure\"), not `{kind}`{}",
             if foundry_anthropic {
@@ -351,7 +353,7 @@ fn provider(
         ));
     }
     if p.api_version.is_some() && kind != "azure" {
-        return Err(format!(
+        wrong.push(format!(
             "api_version applies to kind = \"azure\", not `{kind}`"
         ));
     }
@@ -372,14 +374,17 @@ fn provider(
         let azure_openai = kind == "azure" && !foundry_anthropic && key == "default_max_tokens";
         if set && (!kinds.contains(&kind) || azure_openai) {
             let kinds: Vec<String> = kinds.iter().map(|k| format!("\"{k}\"")).collect();
-            return Err(format!(
+            wrong.push(format!(
                 "{key} applies to kind = {}, not `{kind}`",
                 kinds.join(" | ")
             ));
         }
     }
     if kind == "mock" && (p.base_url.is_some() || !p.keys.is_empty() || p.key.is_some()) {
-        return Err("the built-in mock answers itself: it takes no base_url or keys".into());
+        wrong.push("the built-in mock answers itself: it takes no base_url or keys".into());
+    }
+    if !wrong.is_empty() {
+        return Err(wrong.join("; "));
     }
     let mut keys: Vec<Secret> = p.keys.iter().cloned().map(Secret::new).collect();
     if let Some(k) = &p.key {

@@ -789,6 +789,11 @@ fn unknown_presets_and_presets_on_other_kinds_are_config_errors() {
             "[providers.p]\nkind = \"azure\"\nbase_url = \"https://r.openai.azure.com\"\nkeys = [\"k\"]\ndefault_max_tokens = 100\n",
             "default_max_tokens applies to kind =",
         ),
+        // Every key the kind does not read, at once.
+        (
+            "[providers.p]\nkind = \"gemini\"\nkeys = [\"k\"]\nregion = \"r\"\npreset = \"groq\"\nstream_delay = \"1s\"\n",
+            "preset applies to kind = \"openai\", not `gemini`; region applies to kind = \"bedrock\" | \"vertex\", not `gemini`; stream_delay applies to kind = \"mock\", not `gemini`",
+        ),
     ] {
         let cfg = weir_server::config::parse(None, text).unwrap();
         let errs: Vec<String> = weir_server::build(&cfg, None, text)
