@@ -540,7 +540,14 @@ async fn identity_models_and_capabilities() {
         Duration::from_millis(20)
     );
     let caps = p.capabilities("mock");
-    assert_eq!(caps, weir_model::Capabilities::ALL);
+    // Everything but message threads (it keeps no conversations).
+    assert_eq!(
+        caps,
+        weir_model::Capabilities {
+            threads: false,
+            ..weir_model::Capabilities::ALL
+        }
+    );
     assert!(caps.native_dialect.is_none());
 
     // An empty conversation is still answered, with at least one input token.

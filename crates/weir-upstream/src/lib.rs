@@ -695,7 +695,55 @@ pub fn redact_api(api: &mut weir_model::ApiError, secret: &str) -> bool {
     {
         found |= redact_cut(field, secret);
     }
+    if let Some(details) = &mut api.details {
+        found |= redact_json(details, secret);
+    }
     found
+}
+
+/// Removes `secret` from every string (and key) of a JSON text, read decoded (an escape
+/// cannot hide it); whether it found it. Text that is not JSON is dropped whole.
+fn redact_json(text: &mut String, secret: &str) -> bool {
+    use serde_json::Value;
+    fn walk(v: &mut Value, secret: &str) -> bool {
+        match v {
+            Value::String(s) => redact(s, secret),
+            Value::Array(items) => items.iter_mut().fold(false, |f, i| walk(i, secret) | f),
+            Value::Object(map) => {
+                let mut found = false;
+                let old = std::mem::take(map);
+                for (mut k, mut v) in old {
+                    found |= redact(&mut k, secret) | walk(&mut v, secret);
+                    map.insert(k, v);
+                }
+                found
+            }
+            _ => false,
+        }
+    }
+    if secret.len() < 4 {
+        return false;
+    }
+    // (At once when it holds neither the secret nor an escape that could spell it.)
+    let plain = text
+        .to_ascii_lowercase()
+        .contains(&secret.to_ascii_lowercase());
+    if !plain && !text.contains('\\') {
+        return false;
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(mut v) => {
+            let found = walk(&mut v, secret);
+            if found {
+                *text = v.to_string();
+            }
+            found
+        }
+        Err(_) => {
+            *text = "{}".into();
+            true
+        }
+    }
 }
 
 /// [`redact`], and a start of `secret` (8 characters or more) that ends `text`: an
@@ -848,6 +896,11 @@ mod tests {
         api.param = Some("password PROXY+PASS+123".into());
         api.code = Some("key sk-the-upstream-key".into());
         api.error_type = Some("cut sk-the-ups".into());
+        // In `details` (JSON kept as it came), plain or spelt with escapes, value or key.
+        api.details = Some(
+            r#"{"key":"sk-the-upstream-key","k":["\u0073k-the-upstream-key"],"sk-the-upstream-key":1}"#
+                .into(),
+        );
         let mut e = ProviderError::from_api(api, None);
         e.message = "ends in sk-the-upstr".into();
         scrub(&mut e, "sk-the-upstream-key");
@@ -856,6 +909,12 @@ mod tests {
         assert_eq!(api.param.as_deref(), Some("password ***"));
         assert_eq!(api.code.as_deref(), Some("key ***"));
         assert_eq!(api.error_type.as_deref(), Some("cut ***"));
+        let details: serde_json::Value =
+            serde_json::from_str(api.details.as_deref().unwrap()).unwrap();
+        assert_eq!(
+            details,
+            serde_json::json!({"key": "***", "k": ["***"], "***": 1})
+        );
         assert_eq!(e.message, "ends in ***");
         // Short tails are words, not cut keys.
         let mut t = "ends in sk-the".to_owned();
