@@ -253,6 +253,31 @@ struct State {
     ended: bool,
 }
 
+impl State {
+    /// An Anthropic client's `message_start` from an upstream that tells the input only at
+    /// the end (OpenAI-compatible streams): the gateway's estimate there, not 0, which
+    /// clients that read the input from `message_start` alone (LangChain) would keep. The
+    /// closing `message_delta` carries the upstream's own figure. (After `observe`: the
+    /// accounting waits for that figure.)
+    fn estimate_opening_input(&self, frame: &mut Frame) {
+        // (An Anthropic upstream's own events go as they came.)
+        if frame
+            .source
+            .as_ref()
+            .is_some_and(|s| s.dialect == Dialect::Anthropic)
+        {
+            return;
+        }
+        for ev in &mut frame.events {
+            if let StreamEvent::MessageStart { usage, .. } = ev {
+                if !usage.reports_input() {
+                    usage.input_tokens = Some(self.log.log.input_estimate.max(1));
+                }
+            }
+        }
+    }
+}
+
 /// Up to this many bytes of events already received are written as one body frame.
 const BATCH_BYTES: usize = 64 * 1024;
 
@@ -289,6 +314,9 @@ impl State {
                     }
                 }
                 self.log.observe(&frame);
+                if self.dialect == Dialect::Anthropic {
+                    self.estimate_opening_input(&mut frame);
+                }
                 if self.hide_usage_chunk && is_usage_only_chunk(&frame) {
                     return;
                 }

@@ -4510,3 +4510,42 @@ async fn an_unreadable_data_url_is_refused_in_either_dialect() {
         200
     );
 }
+
+/// An OpenAI-compatible stream tells its input only at the end: an Anthropic client's
+/// `message_start` carries the gateway's estimate (clients that read the input there
+/// alone, as LangChain does, would keep 0), and the closing `message_delta` the
+/// upstream's own figure.
+#[tokio::test]
+async fn an_anthropic_clients_stream_from_openai_opens_with_an_input_estimate() {
+    let chunk = |body: &str| {
+        format!("data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",{body}}}\n\n")
+    };
+    let body = [
+        chunk(r#""choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]"#),
+        chunk(r#""choices":[{"index":0,"delta":{"content":"hi"},"finish_reason":null}]"#),
+        chunk(r#""choices":[{"index":0,"delta":{},"finish_reason":"stop"}]"#),
+        chunk(r#""choices":[],"usage":{"prompt_tokens":123,"completion_tokens":1,"total_tokens":124}"#),
+        "data: [DONE]\n\n".to_owned(),
+    ]
+    .concat();
+    let up = upstream(Script::Reply(200, "text/event-stream", body)).await;
+    let url = weir(&openai_route(&up.url, "o", "")).await;
+    let text = post_text(&url, "/v1/messages", &a_req("o", true)).await;
+    let events = sse_events(&text);
+    let data = |name: &str| -> Value {
+        let (_, d) = events
+            .iter()
+            .find(|(n, _)| n.as_deref() == Some(name))
+            .unwrap_or_else(|| panic!("no {name}: {text}"));
+        serde_json::from_str(d).unwrap()
+    };
+    let opening = data("message_start")["message"]["usage"]["input_tokens"]
+        .as_u64()
+        .unwrap();
+    assert!(opening > 0 && opening != 123, "{text}");
+    assert_eq!(
+        data("message_delta")["usage"]["input_tokens"],
+        123,
+        "{text}"
+    );
+}
