@@ -1828,7 +1828,9 @@ impl Router {
                 tokio::time::sleep(wait).await;
             }
             pass_start = attempts.len();
-            let mut order = self.order(ri, session, req.model());
+            // (A pinned request takes no turn of the rotation: with new and continued
+            // conversations alternating, every new one would land on the same target.)
+            let mut order = self.order(ri, session, req.model(), pin.is_none());
             if let Some(p) = pin {
                 order.retain(|&i| i != p.target);
                 order.insert(0, p.target);
@@ -1904,14 +1906,23 @@ impl Router {
     }
 
     /// The order to try a route's targets in for one request (for `model`).
-    fn order(&self, ri: usize, session: Option<u64>, model: &str) -> Vec<usize> {
+    fn order(&self, ri: usize, session: Option<u64>, model: &str, turn: bool) -> Vec<usize> {
         let rs = &self.routes[ri];
         let n = rs.route.targets.len();
         let mut order: Vec<usize> = match rs.route.strategy {
             Strategy::Fallback => (0..n).collect(),
             Strategy::RoundRobin => {
-                let start = rs.turns.next.fetch_add(1, Ordering::Relaxed) % n;
+                let start = if turn {
+                    rs.turns.next.fetch_add(1, Ordering::Relaxed)
+                } else {
+                    rs.turns.next.load(Ordering::Relaxed)
+                } % n;
                 (0..n).map(|i| (start + i) % n).collect()
+            }
+            Strategy::Weighted if !turn => {
+                let mut all: Vec<usize> = (0..n).collect();
+                all.sort_by_key(|&i| std::cmp::Reverse(rs.route.targets[i].weight));
+                all
             }
             Strategy::Weighted => {
                 let first = {

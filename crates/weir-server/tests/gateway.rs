@@ -4336,6 +4336,30 @@ async fn message_threads_stay_with_the_account_that_holds_them() {
         assert_eq!(r.status(), 200);
     }
     assert_eq!(b.hits.load(Ordering::SeqCst), b0 + 2);
+    // A continuation takes no turn of the rotation: new threads, each continued once,
+    // still spread over the targets.
+    let mut made = Vec::new();
+    for _ in 0..6 {
+        let r = post(
+            &url,
+            "/v1/messages",
+            &turn("t", create.clone(), false),
+            Some(KEY),
+        )
+        .await;
+        let by = r.headers()["x-weir-provider"].to_str().unwrap().to_owned();
+        let id: Value = r.json().await.unwrap();
+        let r = post(
+            &url,
+            "/v1/messages",
+            &turn("t", cont(id["id"].as_str().unwrap()), false),
+            Some(KEY),
+        )
+        .await;
+        assert_eq!(r.headers()["x-weir-provider"], by.as_str());
+        made.push(by);
+    }
+    assert_eq!(made.iter().filter(|p| *p == "a").count(), 3, "{made:?}");
 
     // Streamed: the id comes in `message_start`.
     while d.hits.load(Ordering::SeqCst) == 0 {
