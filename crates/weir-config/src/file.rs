@@ -55,9 +55,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration (use e.g. \"250ms\", \"30s\", \"5m\")"))?;
+    let n: u64 = num.parse().map_err(|_| {
+        // (All digits, and still no number: past any u64.)
+        if !num.is_empty() {
+            format!("`{s}` is too long (at most 100 years, \"876000h\")")
+        } else {
+            format!("`{s}` is not a duration (use e.g. \"250ms\", \"30s\", \"5m\")")
+        }
+    })?;
     let secs = |per: u64| n.checked_mul(per).map(Duration::from_secs);
     let d = match unit {
         "ms" => Some(Duration::from_millis(n)),
@@ -1060,7 +1065,12 @@ mod tests {
         assert!(parse_duration("s").is_err());
         // Past any deadline the clock can hold: refused, not wrapped or left to panic.
         assert_eq!(parse_duration("876000h"), Ok(MAX_DURATION));
-        for long in ["876001h", "9223372036854775807s", "307445734561825861h"] {
+        for long in [
+            "876001h",
+            "9223372036854775807s",
+            "307445734561825861h",
+            "99999999999999999999h",
+        ] {
             let e = parse_duration(long).unwrap_err();
             assert!(e.contains("too long"), "{long}: {e}");
         }

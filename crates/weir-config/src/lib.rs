@@ -334,17 +334,34 @@ fn provider(
     if p.max_output_tokens == Some(0) {
         return Err("max_output_tokens must be at least 1".into());
     }
-    let reasoning_options = p.reasoning_effort_from_thinking.is_some()
-        || p.reasoning_content_in_history.is_some()
-        || p.system_as_user.is_some()
-        || p.max_output_tokens.is_some();
+    let reasoning_set: Vec<&str> = [
+        (
+            p.reasoning_effort_from_thinking.is_some(),
+            "reasoning_effort_from_thinking",
+        ),
+        (
+            p.reasoning_content_in_history.is_some(),
+            "reasoning_content_in_history",
+        ),
+        (p.system_as_user.is_some(), "system_as_user"),
+        (p.max_output_tokens.is_some(), "max_output_tokens"),
+    ]
+    .into_iter()
+    .filter_map(|(set, key)| set.then_some(key))
+    .collect();
+    let reasoning_options = !reasoning_set.is_empty();
     let foundry_anthropic = kind == "azure"
         && p.base_url()
             .is_some_and(|u| u.trim_end_matches('/').ends_with("/anthropic"));
     if reasoning_options && (!matches!(kind, "openai" | "azure") || foundry_anthropic) {
         wrong.push(format!(
-            "reasoning_effort_from_thinking, reasoning_content_in_history, system_as_user and \
-             max_output_tokens apply to OpenAI-dialect providers (kind = \"openai\" or \"azure\"), not `{kind}`{}",
+            "{} {} to OpenAI-dialect providers (kind = \"openai\" or \"azure\"), not `{kind}`{}",
+            reasoning_set.join(", "),
+            if reasoning_set.len() == 1 {
+                "applies"
+            } else {
+                "apply"
+            },
             if foundry_anthropic {
                 " with Foundry's Anthropic endpoint"
             } else {
@@ -382,6 +399,21 @@ fn provider(
     }
     if kind == "mock" && (p.base_url.is_some() || !p.keys.is_empty() || p.key.is_some()) {
         wrong.push("the built-in mock answers itself: it takes no base_url or keys".into());
+    }
+    let has_keys = !p.keys.is_empty() || p.key.is_some();
+    if kind == "bedrock" && has_keys {
+        wrong.push(
+            "kind = \"bedrock\" takes no keys: credentials come from the AWS environment \
+             variables, the shared credentials files (AWS_PROFILE), or AWS_BEARER_TOKEN_BEDROCK"
+                .into(),
+        );
+    }
+    if kind == "vertex" && has_keys {
+        wrong.push(
+            "kind = \"vertex\" takes no keys: it authenticates with Google credentials \
+             (GOOGLE_APPLICATION_CREDENTIALS, or gcloud auth application-default login)"
+                .into(),
+        );
     }
     if !wrong.is_empty() {
         return Err(wrong.join("; "));
@@ -461,11 +493,6 @@ fn provider(
             let Some(region) = p.region.clone() else {
                 return Err("kind = \"bedrock\" needs region (e.g. region = \"us-west-2\")".into());
             };
-            if !keys.is_empty() {
-                return Err("kind = \"bedrock\" takes no keys: credentials come from the AWS environment \
-                     variables, the shared credentials files (AWS_PROFILE), or AWS_BEARER_TOKEN_BEDROCK"
-                    .into());
-            }
             let mut c = weir_bedrock::BedrockConfig::new(id, region);
             c.base_url = p.base_url().map(str::to_owned);
             c.timeouts = timeouts;
@@ -501,13 +528,6 @@ fn provider(
                         .into(),
                 );
             };
-            if !keys.is_empty() {
-                return Err(
-                    "kind = \"vertex\" takes no keys: it authenticates with Google credentials \
-                     (GOOGLE_APPLICATION_CREDENTIALS, or gcloud auth application-default login)"
-                        .into(),
-                );
-            }
             let mut c = weir_vertex::VertexConfig::new(id, project, region);
             c.base_url = p.base_url().map(str::to_owned);
             c.timeouts = timeouts;

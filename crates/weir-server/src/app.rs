@@ -538,10 +538,19 @@ fn same_listener(a: &str, b: &str) -> bool {
     if a == b {
         return true;
     }
-    // (`localhost` is where it listens first.)
-    let parse = |s: &str| match s.strip_prefix("localhost:") {
-        Some(port) => format!("127.0.0.1:{port}").parse::<std::net::SocketAddr>(),
-        None => s.parse(),
+    // (`localhost`, in any case, is where it listens first; an IPv4-mapped address is
+    // that IPv4 address.)
+    let parse = |s: &str| {
+        let a = match s.get(..10) {
+            Some(host) if host.eq_ignore_ascii_case("localhost:") => {
+                format!("127.0.0.1:{}", &s[10..]).parse::<std::net::SocketAddr>()
+            }
+            _ => s.parse(),
+        }?;
+        Ok::<_, std::net::AddrParseError>(std::net::SocketAddr::new(
+            a.ip().to_canonical(),
+            a.port(),
+        ))
     };
     // Whether listening on `wide` takes `one`'s address: an unspecified address takes
     // every address of its family, and `[::]` IPv4's too (the listeners leave

@@ -1654,6 +1654,8 @@ fn an_admin_port_on_the_api_port_and_an_empty_model_name_are_config_errors() {
         ("0.0.0.0:4100", "[::]:4100"),
         ("localhost:4100", "0.0.0.0:4100"),
         ("127.0.0.1:4100", "localhost:4100"),
+        ("LOCALHOST:4100", "127.0.0.1:4100"),
+        ("[::ffff:127.0.0.1]:4100", "127.0.0.1:4100"),
     ] {
         let (all, _) = build_errors(&format!(
             "[server]\nlisten = \"{listen}\"\nadmin_listen = \"{admin}\"\n\

@@ -714,10 +714,13 @@ async fn a_key_without_quota_rests_like_a_refused_one_and_the_next_key_serves() 
 
 #[test]
 fn reasoning_settings_on_other_kinds_are_config_errors() {
-    for text in [
-        "[providers.p]\nkind = \"anthropic\"\nreasoning_effort_from_thinking = true\n",
-        "[providers.p]\nkind = \"azure\"\nbase_url = \"https://r.services.ai.azure.com/anthropic\"\nreasoning_content_in_history = true\n",
-        "[providers.p]\nkind = \"gemini\"\nkeys = [\"k\"]\nmax_output_tokens = 8192\n",
+    // (Naming the keys set, no others.)
+    for (text, said) in [
+        ("[providers.p]\nkind = \"anthropic\"\nreasoning_effort_from_thinking = true\n", "reasoning_effort_from_thinking applies to OpenAI-dialect providers"),
+        ("[providers.p]\nkind = \"azure\"\nbase_url = \"https://r.services.ai.azure.com/anthropic\"\nreasoning_content_in_history = true\n", "reasoning_content_in_history applies to OpenAI-dialect providers"),
+        ("[providers.p]\nkind = \"gemini\"\nkeys = [\"k\"]\nmax_output_tokens = 8192\nsystem_as_user = true\n", "system_as_user, max_output_tokens apply to OpenAI-dialect providers"),
+        // With another wrong key, all of them at once.
+        ("[providers.b]\nkind = \"bedrock\"\nregion = \"us-east-1\"\nkeys = [\"a\"]\nproject = \"p\"\n", "project applies to kind = \"vertex\", not `bedrock`; kind = \"bedrock\" takes no keys"),
     ] {
         let cfg = weir_server::config::parse(None, text).unwrap();
         let errs: Vec<String> = weir_server::build(&cfg, None, text)
@@ -725,10 +728,7 @@ fn reasoning_settings_on_other_kinds_are_config_errors() {
             .iter()
             .map(ToString::to_string)
             .collect();
-        assert!(
-            errs.iter().any(|e| e.contains("apply to OpenAI-dialect providers")),
-            "{errs:?}"
-        );
+        assert!(errs.iter().any(|e| e.contains(said)), "{errs:?}");
     }
 }
 

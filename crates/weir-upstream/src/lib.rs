@@ -651,7 +651,7 @@ pub fn status_error(
         api = weir_model::ApiError::new(
             ErrorKind::Upstream,
             format!(
-                "the upstream answered with no HTTP status ({})",
+                "the upstream answered with a status no HTTP answer has ({})",
                 status.as_u16()
             ),
         );
@@ -877,7 +877,7 @@ mod tests {
         let api = e.api_error.unwrap();
         assert_eq!(api.status, 502);
         assert!(
-            api.message.contains("no HTTP status (999)"),
+            api.message.contains("no HTTP answer has (999)"),
             "{}",
             api.message
         );
