@@ -219,7 +219,8 @@ impl Provider for GeminiProvider {
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Count {
-            // (Proto3 JSON leaves a zero out: absent is 0.)
+            // (Proto3 JSON leaves a zero out, but no request is free of tokens: absent or
+            // 0 is no count, as `{}` is.)
             total_tokens: Option<u64>,
             error: Option<serde::de::IgnoredAny>,
         }
@@ -239,6 +240,7 @@ impl Provider for GeminiProvider {
                 ),
             ));
         }
-        Ok(Some(c.total_tokens.unwrap_or(0)))
+        // No count (the caller estimates, or asks the next target), never a made-up 0.
+        Ok(c.total_tokens.filter(|&n| n > 0))
     }
 }

@@ -304,6 +304,19 @@ async fn a_count_answered_with_an_error_body_is_no_count() {
     assert!(e.message.contains("backend hiccup"), "{}", e.message);
 }
 
+/// A count answered `{}` (or 0) is no count: the caller estimates, where a 0 would pass
+/// for the request's size.
+#[tokio::test]
+async fn a_count_answered_empty_is_no_count() {
+    let up = FaultyUpstream::start(answer(200, "application/json", "{}")).await;
+    let p = provider(up.url());
+    let n = p
+        .count_tokens(request("gemini-2.5-flash", false), CallContext::new("t"))
+        .await
+        .unwrap();
+    assert_eq!(n, None);
+}
+
 #[tokio::test]
 async fn count_tokens_uses_the_whole_request() {
     let up = FaultyUpstream::start(answer(200, "application/json", r#"{"totalTokens": 42}"#)).await;

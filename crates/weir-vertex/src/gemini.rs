@@ -25,12 +25,13 @@ fn options(p: &VertexProvider) -> weir_gemini::EncodeOptions {
 /// fields).
 const COUNTED: &[&str] = &["contents", "systemInstruction", "tools", "generationConfig"];
 
-/// Counts a Gemini request's input tokens with `:countTokens`.
+/// Counts a Gemini request's input tokens with `:countTokens`; `None` for an answer with
+/// no count (`{}` or 0: no request is free of tokens), which the caller estimates.
 pub(crate) async fn count(
     p: &VertexProvider,
     req: ChatRequest,
     cx: CallContext,
-) -> Result<u64, ProviderError> {
+) -> Result<Option<u64>, ProviderError> {
     let body = weir_gemini::encode_request(&req, &options(p)).map_err(invalid)?;
     let mut fields: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(&body)
         .map_err(|e| ProviderError::new(ErrorKind::Internal, e.to_string()))?;
@@ -51,7 +52,7 @@ pub(crate) async fn count(
             format!("Vertex AI's token count could not be decoded: {e}"),
         )
     })?;
-    Ok(c.total_tokens.unwrap_or(0))
+    Ok(c.total_tokens.filter(|&n| n > 0))
 }
 
 /// Sends a request for a Gemini model.

@@ -376,7 +376,7 @@ impl Provider for VertexProvider {
         if is_claude(&req.model) {
             self.count_claude(req, cx).await.map(Some)
         } else {
-            crate::gemini::count(self, req, cx).await.map(Some)
+            crate::gemini::count(self, req, cx).await
         }
     }
 }
