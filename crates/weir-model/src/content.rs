@@ -526,8 +526,38 @@ fn sniffed(data: &str) -> Option<&'static str> {
 /// A URL source that holds its data inline, `data:<media type>;base64,<data>` (the form
 /// every encoder reads from a URL source), split into media type and data.
 pub fn inline_data_url(url: &str) -> Option<(&str, &str)> {
-    let rest = url.strip_prefix("data:")?;
+    // (The scheme and `;base64` in any case, as URLs allow.)
+    let rest = url
+        .get(..5)
+        .filter(|s| s.eq_ignore_ascii_case("data:"))
+        .map(|_| &url[5..])?;
     let (meta, data) = rest.split_once(',')?;
-    let media_type = meta.strip_suffix(";base64").filter(|m| !m.is_empty())?;
+    let cut = meta.len().checked_sub(7)?;
+    let media_type = meta
+        .get(cut..)
+        .filter(|b| b.eq_ignore_ascii_case(";base64"))
+        .map(|_| &meta[..cut])
+        .filter(|m| !m.is_empty())?;
     Some((media_type, data))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    /// The inline form, its scheme and `;base64` in any case (as URLs allow); anything
+    /// else is not data to send.
+    #[test]
+    fn inline_data_urls() {
+        for (url, want) in [
+            ("data:image/png;base64,AAAA", Some(("image/png", "AAAA"))),
+            ("DATA:image/png;BASE64,AAAA", Some(("image/png", "AAAA"))),
+            ("data:image/png,AAAA", None),
+            ("data:;base64,AAAA", None),
+            (" data:image/png;base64,AAAA", None),
+            ("https://x/y.png", None),
+        ] {
+            assert_eq!(super::inline_data_url(url), want, "{url}");
+        }
+    }
 }
