@@ -370,7 +370,7 @@ lookups, the rest functions of hyper and the handler inlined differently. At the
 last commit (after its review): 81.40k for `/v1/messages` and 83.89k for chat completions,
 0.5% and 1.1% above where it began.
 
-The session after (an AMD EPYC VM again; the table above is its last run, at 6d2f373,
+The session after (an AMD EPYC VM again; in its run at 6d2f373,
 where the nginx proxy added 20-32 µs at 0.37-0.43 of direct and the hyper proxy 35-51 µs
 at 0.37-0.41, against Weir's 95-130 µs at 0.25-0.32) ran the benchmark three times: on
 the previous session's code first (Weir 100-162 µs added at 0.24-0.31, the hyper proxy
@@ -383,6 +383,20 @@ length). Callgrind over 1,000 requests on one connection, both builds in one sit
 79.38k and 79.07k; the messages stream 107.15k and 107.23k: no change beyond noise. At
 its last commit (a configurable stream hold added): 76.59k for `/v1/messages`, 107.05k
 for its stream.
+
+The session after (an AMD EPYC VM; the table above is its last run, at 503bbb6, where the
+nginx proxy added 34-46 µs at 0.33-0.47 of direct and the hyper proxy 34-41 µs at
+0.33-0.43, against Weir's 96-129 µs at 0.27-0.31; a short run midway, with an auditor on
+the same cores, had Weir at 97-126 µs and 0.26-0.29) added to the request path a
+`request-id` header on `/v1/messages` answers (Anthropic's name for `x-request-id`,
+which its SDKs read), a look for a message thread (`thread`) in an Anthropic request's
+extra fields, the data-URL check for both dialects, and a bound on believed token
+counts in the log line. Callgrind over 1,000 requests on one connection, the session's
+first build and its last in one sitting: `/v1/messages` 76.54k instructions per request
+to 78.26k (+2.2%), chat completions 79.09k to 79.56k (+0.6%), the messages stream 106.84k
+to 109.06k (+2.1%). By function, the new header is most of it (about 0.6k: hashing it
+into the map, writing it), the thread look 0.06k (three calls of an empty extra-field
+search); the rest is serde_json and hyper code inlined differently.
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
