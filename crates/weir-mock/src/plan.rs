@@ -194,7 +194,6 @@ fn marker(text: &str, prefix: &str) -> Option<u16> {
 /// The error a marker asks for.
 fn mock_error(status: u16) -> ProviderError {
     let api = ApiError {
-        details: None,
         status,
         ..ApiError::new(
             ErrorKind::from_status(status),

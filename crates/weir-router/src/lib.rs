@@ -2745,7 +2745,11 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
         );
         e.retryable_elsewhere = false;
         // A thread no target keeps: the refusal the client's SDK acts on, with the summary.
-        if let Some(api) = attempts.iter().find_map(|a| a.error.api_error.as_deref()) {
+        if let Some(api) = attempts
+            .iter()
+            .filter_map(|a| a.error.api_error.as_deref())
+            .find(|api| api.details.is_some())
+        {
             let mut api = api.clone();
             api.message.clone_from(&e.message);
             e.status = Some(api.status);

@@ -385,7 +385,6 @@ fn unknown_model(
         })
         .collect();
     let e = ApiError {
-        details: None,
         code: Some("model_not_found".to_owned()),
         ..ApiError::new(
             ErrorKind::NotFound,
@@ -1684,7 +1683,6 @@ async fn models(
             || !id.contains(['*', '?']) && app.allows(key, &id) && app.router.known(&id).is_ok();
         if !names.contains(&id.as_str()) && !served() {
             let e = ApiError {
-                details: None,
                 code: Some("model_not_found".to_owned()),
                 ..ApiError::new(
                     ErrorKind::NotFound,

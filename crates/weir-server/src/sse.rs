@@ -117,8 +117,10 @@ impl StreamLog {
             self.content_began();
         }
         for ev in &f.events {
-            if let (StreamEvent::MessageStart { id, .. }, Some(m)) = (ev, self.thread.take()) {
-                m.remember(id);
+            if let StreamEvent::MessageStart { id, .. } = ev {
+                if let Some(m) = self.thread.take() {
+                    m.remember(id);
+                }
             }
             match ev {
                 StreamEvent::MessageStart { usage, .. }
