@@ -216,28 +216,34 @@ impl BedrockProvider {
         let again = (matches!(auth, Auth::SigV4(_))
             && matches!(self.cfg.credentials, CredentialSource::Chain(_)))
         .then(|| body.clone());
+        // Credentials Bedrock refuses as expired are the gateway's failure, not the
+        // client's key, though Bedrock says 403 (which clients read as their own key
+        // refused): told as the gateway's own failure (a 502).
+        let gateways = |e: ProviderError, why: &str| {
+            tracing::warn!(request_id = %cx.request_id, provider = %self.cfg.id, "Bedrock refused the AWS credentials as expired, {why}: {}", e.message);
+            let mut failed = ProviderError::new(
+                ErrorKind::Authentication,
+                format!("Bedrock refused the gateway's AWS credentials as expired, {why}"),
+            );
+            failed.upstream_request_id = e.upstream_request_id;
+            failed
+        };
         match self.post_with(url, body, accept, cx, betas, &auth).await {
             Err((e, true)) => {
                 let fresh = self.auth().ok().filter(|f| f.secrets() != auth.secrets());
                 match (fresh, again) {
                     (Some(fresh), Some(body)) => {
                         tracing::info!(request_id = %cx.request_id, provider = %self.cfg.id, "Bedrock refused the AWS credentials as expired; sending again with reloaded ones");
-                        self.post_with(url, body, accept, cx, betas, &fresh)
-                            .await
-                            .map_err(|(e, _)| e)
+                        match self.post_with(url, body, accept, cx, betas, &fresh).await {
+                            Err((e, true)) => Err(gateways(e, "and the reloaded ones too")),
+                            answer => answer.map_err(|(e, _)| e),
+                        }
                     }
-                    // No fresh ones: the gateway's credentials failed, not the client's
-                    // key, though Bedrock said 403 (which clients read as their own key
-                    // refused). Told as the gateway's own failure (a 502).
-                    _ => {
-                        tracing::warn!(request_id = %cx.request_id, provider = %self.cfg.id, "Bedrock refused the AWS credentials as expired, and no fresh ones were found: {}", e.message);
-                        let mut failed = ProviderError::new(
-                            ErrorKind::Authentication,
-                            "Bedrock refused the gateway's AWS credentials as expired, and no fresh ones were found",
-                        );
-                        failed.upstream_request_id = e.upstream_request_id;
-                        Err(failed)
-                    }
+                    (Some(_), None) => Err(gateways(
+                        e,
+                        "and the request could not be sent again with the reloaded ones",
+                    )),
+                    (None, _) => Err(gateways(e, "and no fresh ones were found")),
                 }
             }
             answer => answer.map_err(|(e, _)| e),

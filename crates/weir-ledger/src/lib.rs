@@ -434,7 +434,6 @@ pub fn sqlite_path(url: &str) -> Option<String> {
     Some(path.to_string())
 }
 
-/// `message` with the URL's password (if any) replaced by `***`.
 /// `text` with each occurrence of `word` that no letter or digit adjoins replaced.
 fn replace_word(text: &str, word: &str, with: &str) -> String {
     let alnum = |c: Option<char>| c.is_some_and(char::is_alphanumeric);
@@ -442,7 +441,7 @@ fn replace_word(text: &str, word: &str, with: &str) -> String {
     let mut last = 0;
     for (at, _) in text.match_indices(word) {
         let end = at + word.len();
-        if at < last || alnum(text[..at].chars().next_back()) || alnum(text[end..].chars().next()) {
+        if alnum(text[..at].chars().next_back()) || alnum(text[end..].chars().next()) {
             continue;
         }
         out.push_str(&text[last..at]);
@@ -453,6 +452,7 @@ fn replace_word(text: &str, word: &str, with: &str) -> String {
     out
 }
 
+/// `message` with the URL's password (if any) replaced by `***`.
 fn redact(message: &str, url: &str) -> String {
     let Some((_, rest)) = url.split_once("://") else {
         return message.to_string();
@@ -464,10 +464,14 @@ fn redact(message: &str, url: &str) -> String {
     match userinfo.split_once(':') {
         Some((user, password)) if !password.is_empty() => {
             let message = message.replace(userinfo, &format!("{user}:***"));
-            // Bare, only where it stands as a word of its own: inside words ("data" in
-            // "database", "p" in "pool") it is no secret, and `***` there would garble
-            // the message and point at the password.
-            replace_word(&message, password, "***")
+            // Bare: a long one anywhere; a short one only where it stands as a word of its
+            // own (inside words, "data" in "database" or "p" in "pool", it is no secret,
+            // and `***` there would garble the message and point at the password).
+            if password.len() >= 8 {
+                message.replace(password, "***")
+            } else {
+                replace_word(&message, password, "***")
+            }
         }
         _ => message.to_string(),
     }
@@ -785,6 +789,11 @@ mod tests {
         assert_eq!(
             redact("password p refused", "postgres://u:p@h/db"),
             "password *** refused"
+        );
+        // A long one anywhere, glued to other characters or not.
+        assert_eq!(
+            redact("got Xs3cretpassX", "postgres://u:s3cretpass@h/db"),
+            "got X***X"
         );
     }
 

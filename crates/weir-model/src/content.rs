@@ -481,23 +481,8 @@ pub struct UnknownBlock {
 /// The scheme and `base64` are read in any case; a URL without a media type gets the one
 /// its data's first bytes show (PNG, JPEG, GIF, WebP, PDF), as browsers sniff it.
 pub fn parse_data_url(url: &str) -> Option<(String, String)> {
-    let scheme = url.get(..5)?;
-    if !scheme.eq_ignore_ascii_case("data:") {
-        return None;
-    }
-    let (meta, data) = url[5..].split_once(',')?;
-    let cut = meta.len().checked_sub(7)?;
-    if !meta.get(cut..)?.eq_ignore_ascii_case(";base64") {
-        return None;
-    }
-    let media_type = meta[..cut].split(';').next()?.trim();
-    let media_type = if media_type.is_empty() {
-        sniffed(data)?.to_owned()
-    } else if media_type.contains('/') {
-        media_type.to_ascii_lowercase()
-    } else {
-        return None;
-    };
+    let (media_type, data) = inline_data_url(url)?;
+    let media_type = media_type.to_ascii_lowercase();
     // (A common misspelling browsers and OpenAI accept; Anthropic, Bedrock and Gemini
     // take only the registered name.)
     let media_type = if media_type == "image/jpg" {
@@ -523,21 +508,27 @@ fn sniffed(data: &str) -> Option<&'static str> {
     (data.starts_with("UklGR") && data.get(12..16) == Some("RUJQ")).then_some("image/webp")
 }
 
-/// A URL source that holds its data inline, `data:<media type>;base64,<data>` (the form
-/// every encoder reads from a URL source), split into media type and data.
+/// A URL source that holds its data inline (the form every encoder reads from a URL
+/// source), borrowed: [`parse_data_url`]'s media type as written (parameters dropped, or
+/// sniffed from the data) and the data.
 pub fn inline_data_url(url: &str) -> Option<(&str, &str)> {
-    // (The scheme and `;base64` in any case, as URLs allow.)
     let rest = url
         .get(..5)
         .filter(|s| s.eq_ignore_ascii_case("data:"))
         .map(|_| &url[5..])?;
     let (meta, data) = rest.split_once(',')?;
     let cut = meta.len().checked_sub(7)?;
-    let media_type = meta
-        .get(cut..)
-        .filter(|b| b.eq_ignore_ascii_case(";base64"))
-        .map(|_| &meta[..cut])
-        .filter(|m| !m.is_empty())?;
+    if !meta.get(cut..)?.eq_ignore_ascii_case(";base64") {
+        return None;
+    }
+    let media_type = meta[..cut].split(';').next()?.trim();
+    let media_type = if media_type.is_empty() {
+        sniffed(data)?
+    } else if media_type.contains('/') {
+        media_type
+    } else {
+        return None;
+    };
     Some((media_type, data))
 }
 
@@ -554,6 +545,16 @@ mod tests {
             ("DATA:image/png;BASE64,AAAA", Some(("image/png", "AAAA"))),
             ("data:image/png,AAAA", None),
             ("data:;base64,AAAA", None),
+            // No media type, but the data shows one; parameters are no part of it.
+            (
+                "data:;base64,iVBORw0KGgoAAAA",
+                Some(("image/png", "iVBORw0KGgoAAAA")),
+            ),
+            (
+                "data:image/png;charset=x;base64,AAAA",
+                Some(("image/png", "AAAA")),
+            ),
+            ("data:png;base64,AAAA", None),
             (" data:image/png;base64,AAAA", None),
             ("https://x/y.png", None),
         ] {

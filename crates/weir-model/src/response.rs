@@ -244,8 +244,8 @@ impl Usage {
         .any(|n| n > Self::MAX_TOKENS)
     }
 
-    /// This usage without the counts past belief (as if unreported: the gateway's
-    /// estimate stands in).
+    /// This usage without the counts past belief (as if unreported: the caller's
+    /// estimate stands in for a missing input).
     pub fn believed(&self) -> Usage {
         let keep = |n: Option<u64>| n.filter(|&n| n <= Self::MAX_TOKENS);
         Usage {

@@ -203,7 +203,7 @@ impl StreamDecoder {
         let data = event.data();
         let mut events = Vec::new();
         let was_cut = self.cut_short();
-        if !self.started && data.trim_end() == "[DONE]" {
+        if !self.started && !self.failed && data.trim_end() == "[DONE]" {
             // `[DONE]` before any chunk: a 200 stream with no answer in it.
             return Err(WireError::Malformed(
                 "stream ended before any chunk arrived".into(),
@@ -234,7 +234,7 @@ impl StreamDecoder {
     /// them first.
     pub fn relay(&mut self, data: &str, out: &mut Vec<StreamEvent>) -> bool {
         if data.trim_end() == "[DONE]" {
-            if !self.started {
+            if !self.started && !self.failed {
                 // No answer at all: `decode` says so.
                 return false;
             }
@@ -1225,6 +1225,20 @@ mod tests {
         assert!(!d.relay("[DONE]", &mut relayed), "not relayed as an end");
         let e = d.decode(Event::new("[DONE]".to_owned())).unwrap_err();
         assert!(e.to_string().contains("before any chunk"), "{e}");
+        // After an error chunk (which said what went wrong), `[DONE]` adds no second error.
+        let mut d = StreamDecoder::new();
+        let f = d
+            .decode(Event::new(
+                r#"{"error":{"message":"busy","code":502}}"#.to_owned(),
+            ))
+            .unwrap();
+        assert!(
+            matches!(f.events.as_slice(), [StreamEvent::Error(_)]),
+            "{:?}",
+            f.events
+        );
+        let f = d.decode(Event::new("[DONE]".to_owned())).unwrap();
+        assert!(f.events.is_empty(), "{:?}", f.events);
     }
 
     /// With several choices (`n` > 1, passed through), a stream cut after the first one

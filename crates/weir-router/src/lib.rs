@@ -1192,6 +1192,9 @@ fn lacks(target: &Target, model: &str, features: Vec<&str>) -> ProviderError {
     e
 }
 
+/// How [`keeps_no_threads`]'s details begin (`thread_not_found`, `thread_unsupported_request`).
+const THREAD_REFUSAL: &str = r#"{"error_code":"thread_"#;
+
 /// Why a target that keeps no message threads is passed over, in the words Anthropic's
 /// SDKs act on (`error.details.error_code`): a new thread is `thread_unsupported_request`
 /// (they send the conversation again without `thread`, if told to), a continued one
@@ -1202,16 +1205,16 @@ fn keeps_no_threads(thread: Option<&ThreadUse>) -> ProviderError {
             ErrorKind::NotFound,
             "keeps no message threads, so it has no thread to continue: send the whole \
              conversation again",
-            "thread_not_found",
+            "not_found",
         ),
         _ => (
             ErrorKind::InvalidRequest,
             "keeps no message threads: send the conversation without `thread`",
-            "thread_unsupported_request",
+            "unsupported_request",
         ),
     };
     let mut api = ApiError::new(kind, message);
-    api.details = Some(format!(r#"{{"error_code":"{code}"}}"#));
+    api.details = Some(format!(r#"{THREAD_REFUSAL}{code}"}}"#));
     // Skipped like any target lacking a feature; the refusal is the client's only if no
     // target can take the request.
     let mut e = ProviderError::new(ErrorKind::InvalidRequest, message);
@@ -2748,7 +2751,11 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
         if let Some(api) = attempts
             .iter()
             .filter_map(|a| a.error.api_error.as_deref())
-            .find(|api| api.details.is_some())
+            .find(|api| {
+                api.details
+                    .as_deref()
+                    .is_some_and(|d| d.starts_with(THREAD_REFUSAL))
+            })
         {
             let mut api = api.clone();
             api.message.clone_from(&e.message);

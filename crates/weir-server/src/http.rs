@@ -132,18 +132,27 @@ impl RequestLog {
             .store(false, std::sync::atomic::Ordering::Relaxed);
         let latency = self.started.map_or(Duration::ZERO, |s| s.elapsed());
         // A count past belief (a broken or hostile upstream's) is neither charged, priced,
-        // recorded nor counted: as if unreported.
-        let believed = |n: Option<u64>| n.filter(|&n| n <= weir_model::Usage::MAX_TOKENS);
-        let (input, output) = (believed(input), believed(output));
+        // recorded nor counted: as if unreported, the request's estimate standing in for
+        // its input (the sum of believed figures stays well under the bound below).
+        let (mut input, mut output) = (input, output);
         let sane;
         let usage = match &self.usage {
             Some(u) if u.past_belief() => {
                 tracing::warn!(request_id = %self.request_id, "the upstream reported a token count past belief (over 2^40); not counted");
-                sane = u.believed();
+                let mut s = u.believed();
+                if s.total_input() == 0 {
+                    s.input_tokens = Some(self.input_estimate);
+                }
+                input = Some(s.total_input());
+                output = s.output_tokens;
+                sane = s;
                 Some(&sane)
             }
             u => u.as_ref(),
         };
+        let bound = 4 * weir_model::Usage::MAX_TOKENS;
+        let input = input.map(|n| if n > bound { self.input_estimate } else { n });
+        let output = output.filter(|&n| n <= bound);
         if let Some(a) = &self.admission {
             a.charge(input.unwrap_or(0).saturating_add(output.unwrap_or(0)));
         }
@@ -281,8 +290,8 @@ pub(crate) fn full(
 ) -> Response<Body> {
     let mut r = Response::new(Full::new(body.into()).boxed_unsync());
     *r.status_mut() = status;
-    // Room for the headers every answer gets (request id, provider, model...).
-    r.headers_mut().reserve(6);
+    // Room for the headers every answer gets (request ids, provider, model...).
+    r.headers_mut().reserve(8);
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
@@ -638,9 +647,7 @@ async fn route(
     // Anthropic's SDKs read the id as `request-id` (`_request_id`, `APIError.requestID`),
     // as the API names it: the same id, which the log line and error bodies carry.
     if dialect == Dialect::Anthropic {
-        if let Some(id) = r.headers().get(&X_REQUEST_ID).cloned() {
-            r.headers_mut().insert(REQUEST_ID, id);
-        }
+        set_header(&mut r, REQUEST_ID, &log.request_id);
     }
     if unread_closes && !*log.body_read.get_mut() {
         r.headers_mut()
@@ -740,7 +747,8 @@ fn h2_peer_ended(e: &hyper::Error) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(c) = cur {
         if let Some(h2) = c.downcast_ref::<h2::Error>() {
-            return h2.is_remote() || h2.is_io() || h2.is_go_away();
+            // (A GOAWAY the client sent is remote; the gateway's own is its own error.)
+            return h2.is_remote() || h2.is_io();
         }
         cur = c.source();
     }

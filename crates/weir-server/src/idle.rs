@@ -21,7 +21,9 @@
 //! long as the others keep the connection busy: hyper polls an answer only when its
 //! stream has window, so no timer inside the answer runs. Such an answer is ended on its
 //! own once it has waited for the client for the stall period: its body (the upstream
-//! call with it) is dropped, and the stream ends when the client next takes data.
+//! call with it) is dropped, and the stream is reset (an error, not an end that would pass
+//! for the whole answer) when hyper next polls it, once the client gives it window:
+//! hyper sends nothing on a stream without window, and the gateway has no handle on it.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -308,7 +310,7 @@ pub(crate) struct Ended;
 
 impl std::fmt::Display for Ended {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the answer was ended: its client took no data for the idle period")
+        f.write_str("the answer was ended: its client took no data for the stall period")
     }
 }
 
@@ -340,7 +342,7 @@ impl hyper::body::Body for Tracked {
             // Ended by the connection's watch: the client had stopped taking it.
             None => Poll::Ready(Some(Err(Ended))),
         };
-        if let Poll::Ready(Some(_)) = polled {
+        if let Poll::Ready(Some(Ok(_))) = polled {
             activity.block();
             this.answer
                 .waits_since

@@ -4501,6 +4501,21 @@ async fn a_token_count_past_belief_neither_wraps_nor_counts() {
     let m = metrics_with(&admin, "direction=\"input\"").await;
     assert_eq!(tokens_in(&m, "input"), 20, "{m}");
     assert!(tokens_in(&m, "output") < 10, "{m}");
+    // An input past belief: the request's estimate (a quarter of its bytes) stands in.
+    let body = body
+        .replace(
+            "\"input_tokens\":10",
+            "\"input_tokens\":18446744073709551615",
+        )
+        .replace("18446744073709551615}", "3}");
+    let up = upstream(Script::Reply(200, "application/json", body)).await;
+    let (url, admin) = weir_with_admin(&anthropic_route(&up.url, "claude-x", "")).await;
+    let r = post(&url, "/v1/messages", &a_req("claude-x", false), Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+    let m = metrics_with(&admin, "direction=\"input\"").await;
+    let input = tokens_in(&m, "input");
+    assert!(input > 0 && input < 100, "{m}");
+    assert_eq!(tokens_in(&m, "output"), 3, "{m}");
 }
 
 /// A `data:` URL that cannot be read as base64 data of a media type is refused for an
@@ -4528,13 +4543,17 @@ async fn an_unreadable_data_url_is_refused_in_either_dialect() {
             "{bad}: {e}"
         );
     }
-    let good = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": [
-        {"type": "image", "source": {"type": "url", "url": "data:image/png;base64,iVBORw0KGgo="}},
-        {"type": "text", "text": "what is it?"}]}]});
-    assert_eq!(
-        post(&url, "/v1/messages", &good, Some(KEY)).await.status(),
-        200
-    );
+    // (Without a media type, where the data shows one, as OpenAI clients may send it.)
+    for good in [
+        "data:image/png;base64,iVBORw0KGgo=",
+        "data:;base64,iVBORw0KGgo=",
+    ] {
+        let body = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": [
+            {"type": "image", "source": {"type": "url", "url": good}},
+            {"type": "text", "text": "what is it?"}]}]});
+        let r = post(&url, "/v1/messages", &body, Some(KEY)).await;
+        assert_eq!(r.status(), 200, "{good}");
+    }
 }
 
 /// An OpenAI-compatible stream tells its input only at the end: an Anthropic client's
