@@ -610,6 +610,21 @@ async fn credentials_refused_as_expired_are_reloaded_and_the_request_sent_again_
         .header("x-amz-security-token")
         .map(str::to_owned);
     assert_eq!(last.as_deref(), Some("NEWER-TOKEN"));
+
+    // Reloaded ones refused as expired too: still the gateway's failure, not a 403.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    write("NEWEST-TOKEN");
+    let before = up.hits();
+    up.queue(vec![expired(), expired()]);
+    let Err(e) = p
+        .send(&anthropic_request(CLAUDE, false), CallContext::new("r"))
+        .await
+    else {
+        panic!("an expired token was served");
+    };
+    assert_eq!((e.kind, e.status), (ErrorKind::Authentication, None));
+    assert!(e.message.contains("the reloaded ones too"), "{e:?}");
+    assert_eq!(up.hits(), before + 2);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
