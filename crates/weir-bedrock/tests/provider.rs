@@ -562,14 +562,14 @@ async fn credentials_refused_as_expired_are_reloaded_and_the_request_sent_again_
         ..BedrockConfig::new("bedrock", "us-east-1")
     };
     let p = BedrockProvider::new(cfg, Upstream::new(Duration::from_secs(5)).unwrap()).unwrap();
+    let req = anthropic_request(CLAUDE, false);
+    let send = || p.send(&req, CallContext::new("r"));
 
     // The file was rewritten with fresh credentials: the refused request goes again with
     // them, and the client never hears of it.
     write("NEW-TOKEN");
     up.queue(vec![expired()]);
-    let reply = p
-        .send(&anthropic_request(CLAUDE, false), CallContext::new("r"))
-        .await;
+    let reply = send().await;
     assert!(reply.is_ok(), "{:?}", reply.err());
     let tokens: Vec<Option<String>> = up
         .requests()
@@ -585,10 +585,7 @@ async fn credentials_refused_as_expired_are_reloaded_and_the_request_sent_again_
     // credentials' (no status: a 502 for the client), not a 403 a client would take for
     // its own key refused.
     up.queue(vec![expired()]);
-    let Err(e) = p
-        .send(&anthropic_request(CLAUDE, false), CallContext::new("r"))
-        .await
-    else {
+    let Err(e) = send().await else {
         panic!("an expired token was served");
     };
     assert_eq!((e.kind, e.status), (ErrorKind::Authentication, None));
@@ -599,9 +596,7 @@ async fn credentials_refused_as_expired_are_reloaded_and_the_request_sent_again_
     // are read for the next request, the refused ones being due for a reload.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     write("NEWER-TOKEN");
-    let reply = p
-        .send(&anthropic_request(CLAUDE, false), CallContext::new("r"))
-        .await;
+    let reply = send().await;
     assert!(reply.is_ok(), "{:?}", reply.err());
     let last = up
         .requests()
@@ -616,10 +611,7 @@ async fn credentials_refused_as_expired_are_reloaded_and_the_request_sent_again_
     write("NEWEST-TOKEN");
     let before = up.hits();
     up.queue(vec![expired(), expired()]);
-    let Err(e) = p
-        .send(&anthropic_request(CLAUDE, false), CallContext::new("r"))
-        .await
-    else {
+    let Err(e) = send().await else {
         panic!("an expired token was served");
     };
     assert_eq!((e.kind, e.status), (ErrorKind::Authentication, None));
