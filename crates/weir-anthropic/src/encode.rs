@@ -85,24 +85,94 @@ fn known_limit(model: &str, stream: bool) -> Option<u32> {
         ("claude-3-", 4_096),
     ];
     let m = model.to_ascii_lowercase();
-    let limit = LIMITS
-        .iter()
-        .find(|(name, _)| m.contains(name))
-        .map(|&(_, limit)| limit)
-        .or_else(|| later_claude(&m).then_some(32_000))?;
+    let limit = match ClaudeVersion::of(&m) {
+        // Opus from 4.6, and every Claude 5 model and family after (Fable, Mythos):
+        // 128K. (Sonnet 4.6 and Haiku 4.x are in the table.)
+        Some(v) if v.at_least(5, 0) || (v.family == "opus" && v.at_least(4, 6)) => 128_000,
+        _ => LIMITS
+            .iter()
+            .find(|(name, _)| m.contains(name))
+            .map(|&(_, limit)| limit)
+            .or_else(|| ClaudeVersion::of(&m).map(|_| 32_000))?,
+    };
     Some(if stream { limit } else { limit.min(21_333) })
 }
 
-/// `claude-{opus,sonnet,haiku}-N...` with N >= 4 (a Claude model newer than the table).
-fn later_claude(m: &str) -> bool {
-    ["claude-opus-", "claude-sonnet-", "claude-haiku-"]
-        .iter()
-        .any(|family| {
-            m.split(family).nth(1).is_some_and(|rest| {
-                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                digits.parse::<u32>().is_ok_and(|n| (4..100).contains(&n))
-            })
+/// The forms of thinking a Claude model takes, by its id (also a dated, Bedrock or Vertex
+/// one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ThinkingForm {
+    /// Only a budget (`{"type":"enabled","budget_tokens":N}`): Claude before 4.6, and any
+    /// model not named as a Claude model.
+    Budget,
+    /// Adaptive thinking (`{"type":"adaptive"}`, `output_config.effort`) and a budget:
+    /// Claude 4.6.
+    Both,
+    /// Adaptive thinking only, a budget being refused with a 400: Claude 4.7 on.
+    Adaptive,
+}
+
+/// [`ThinkingForm`] for a model id.
+pub fn thinking_form(model: &str) -> ThinkingForm {
+    match ClaudeVersion::of(&model.to_ascii_lowercase()) {
+        Some(v) if v.budget_refused() => ThinkingForm::Adaptive,
+        Some(v) if v.adaptive() => ThinkingForm::Both,
+        _ => ThinkingForm::Budget,
+    }
+}
+
+/// A Claude model's family and version, read from its id (also a dated, Bedrock or
+/// Vertex one): `claude-opus-4-6` is opus 4.6, `us.anthropic.claude-fable-5-1-v1:0` fable
+/// 5.1, `claude-sonnet-4-20250514` sonnet 4.0. Only the `claude-<family>-<major>` form
+/// (Claude 4 on) is read; Claude 3's `claude-3-5-sonnet` form is `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ClaudeVersion<'a> {
+    family: &'a str,
+    major: u32,
+    minor: u32,
+}
+
+impl<'a> ClaudeVersion<'a> {
+    /// `m` in lower case.
+    fn of(m: &'a str) -> Option<ClaudeVersion<'a>> {
+        let rest = &m[m.find("claude-")? + "claude-".len()..];
+        let family_len = rest.find(|c: char| !c.is_ascii_lowercase())?;
+        let (family, rest) = rest.split_at(family_len);
+        let rest = rest.strip_prefix('-')?;
+        // One or two digits: more is a date (`claude-opus-4-20250514`).
+        let number = |s: &str| -> Option<(u32, usize)> {
+            let n = s.bytes().take_while(u8::is_ascii_digit).count();
+            if n == 0 || n > 2 {
+                return None;
+            }
+            Some((s[..n].parse().ok()?, n))
+        };
+        let (major, n) = number(rest)?;
+        let minor = rest[n..]
+            .strip_prefix(['-', '.'])
+            .and_then(number)
+            .map_or(0, |(minor, _)| minor);
+        (!family.is_empty() && major >= 4).then_some(ClaudeVersion {
+            family,
+            major,
+            minor,
         })
+    }
+
+    fn at_least(&self, major: u32, minor: u32) -> bool {
+        (self.major, self.minor) >= (major, minor)
+    }
+
+    /// Takes adaptive thinking (`{"type":"adaptive"}` and `output_config.effort`): Claude
+    /// 4.6 on. From 4.7 (and Claude 5, Fable, Mythos) the budget form is refused.
+    fn adaptive(&self) -> bool {
+        self.at_least(4, 6)
+    }
+
+    /// Refuses `{"type":"enabled","budget_tokens":N}` with a 400.
+    fn budget_refused(&self) -> bool {
+        self.at_least(4, 7)
+    }
 }
 
 /// Keys written by the encoder, so kept fields never duplicate them.
@@ -387,20 +457,26 @@ impl Plan<'_> {
             k.key(w, "thinking");
             thinking(w, t);
         }
-        if let Some(schema) = self.output_schema {
+        if self.output_schema.is_some() || self.effort.is_some() {
             k.key(w, "output_config");
             w.begin_object();
-            w.key("format");
-            w.begin_object();
-            w.key("type");
-            w.string("json_schema");
-            w.key("schema");
-            w.raw_value(schema);
-            w.end_object();
+            if let Some(effort) = self.effort {
+                w.key("effort");
+                w.string(effort);
+            }
+            if let Some(schema) = self.output_schema {
+                w.key("format");
+                w.begin_object();
+                w.key("type");
+                w.string("json_schema");
+                w.key("schema");
+                w.raw_value(schema);
+                w.end_object();
+            }
             w.end_object();
         }
-        if let Some(md) = &r.metadata {
-            if same {
+        match &r.metadata {
+            Some(md) if same => {
                 k.key(w, "metadata");
                 w.begin_object();
                 if let Some(u) = &md.user_id {
@@ -409,12 +485,16 @@ impl Plan<'_> {
                 }
                 w.extra(&md.extra, &["user_id"]);
                 w.end_object();
-            } else if let Some(u) = &md.user_id {
-                k.key(w, "metadata");
-                w.begin_object();
-                w.key("user_id");
-                w.string(u);
-                w.end_object();
+            }
+            _ if same => {}
+            _ => {
+                if let Some(u) = r.end_user() {
+                    k.key(w, "metadata");
+                    w.begin_object();
+                    w.key("user_id");
+                    w.string(u);
+                    w.end_object();
+                }
             }
         }
         if same {
@@ -458,6 +538,8 @@ struct Plan<'a> {
     /// The JSON Schema an OpenAI client's `response_format` asks the answer to follow,
     /// sent as `output_config.format` (Anthropic's structured outputs).
     output_schema: Option<&'a serde_json::value::RawValue>,
+    /// `output_config.effort` for adaptive thinking mapped from `reasoning_effort`.
+    effort: Option<&'static str>,
 }
 
 impl<'a> Plan<'a> {
@@ -538,7 +620,7 @@ impl<'a> Plan<'a> {
                 _ => None,
             }
         };
-        let thinking = thinking_for(req, opts, same, &messages);
+        let (thinking, effort) = thinking_for(req, opts, same, &messages);
         // (Looked up only when needed: most requests set their limit.)
         let default = || {
             opts.default_max_tokens
@@ -564,6 +646,7 @@ impl<'a> Plan<'a> {
             max_tokens,
             temperature,
             output_schema,
+            effort,
         })
     }
 }
@@ -641,50 +724,86 @@ impl<'a> OutBlock<'a> {
 /// Thinking to request: the client's own for Anthropic clients; for others, mapped from
 /// `reasoning_effort`, and off when the tool turn the request continues holds calls
 /// without the signed thinking Anthropic would demand before them.
+/// With the effort to send as `output_config.effort` beside adaptive thinking mapped from
+/// `reasoning_effort`.
 fn thinking_for<'a>(
     req: &'a ChatRequest,
     opts: &EncodeOptions,
     same: bool,
     messages: &[OutMessage<'_>],
-) -> Option<Cow<'a, ThinkingConfig>> {
+) -> (Option<Cow<'a, ThinkingConfig>>, Option<&'static str>) {
     if same {
-        // The tool turn the request continues (the last assistant turn, when the user
-        // messages after it hold tool results), if another upstream served it: its
-        // thinking carried that upstream's state, which is not sent, so it has no thinking
-        // block before its calls, which Anthropic demands of that turn when thinking is
-        // on: off for this request, as for translated history. (Earlier turns need none.)
-        let last = req.messages.iter().rposition(|m| m.role == Role::Assistant);
-        let continued = last.filter(|&i| {
-            req.messages[i + 1..].iter().any(|m| {
-                m.content
-                    .blocks
-                    .iter()
-                    .any(|b| matches!(b, ContentBlock::ToolResult(_)))
-            })
-        });
-        let lost_lead = continued.map(|i| &req.messages[i]).is_some_and(|m| {
-            let blocks = &m.content.blocks;
-            blocks.iter().any(|b| matches!(b, ContentBlock::ToolUse(_)))
-                && blocks
-                    .iter()
-                    .any(|b| matches!(b, ContentBlock::Thinking(t) if t.carries_state()))
-                && !matches!(
-                    blocks
-                        .iter()
-                        .find(|b| !matches!(b, ContentBlock::Thinking(t) if t.carries_state())),
-                    Some(ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_))
-                )
-        });
-        if lost_lead
-            && matches!(
-                req.thinking,
-                Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive(_))
-            )
-        {
-            return None;
-        }
-        return req.thinking.as_ref().map(Cow::Borrowed);
+        return (thinking_as_sent(req), None);
     }
+    let model = req.model.to_ascii_lowercase();
+    let claude = ClaudeVersion::of(&model);
+    let mut effort = None;
+    let t = translated_thinking(req, opts, messages, claude, &mut effort);
+    // Claude 4.7 on refuses a thinking budget: the budget form an OpenAI client asked for
+    // is adaptive thinking there, as Anthropic's migration guide has it.
+    let t = match t {
+        Some(t)
+            if matches!(*t, ThinkingConfig::Enabled { .. })
+                && claude.is_some_and(|c| c.budget_refused()) =>
+        {
+            Some(Cow::Owned(ThinkingConfig::Adaptive(None)))
+        }
+        t => t,
+    };
+    (t, effort)
+}
+
+/// An Anthropic client's own thinking, as it came, but for a continued tool turn another
+/// upstream served.
+fn thinking_as_sent(req: &ChatRequest) -> Option<Cow<'_, ThinkingConfig>> {
+    // The tool turn the request continues (the last assistant turn, when the user
+    // messages after it hold tool results), if another upstream served it: its
+    // thinking carried that upstream's state, which is not sent, so it has no thinking
+    // block before its calls, which Anthropic demands of that turn when thinking is
+    // on: off for this request, as for translated history. (Earlier turns need none.)
+    let last = req.messages.iter().rposition(|m| m.role == Role::Assistant);
+    let continued = last.filter(|&i| {
+        req.messages[i + 1..].iter().any(|m| {
+            m.content
+                .blocks
+                .iter()
+                .any(|b| matches!(b, ContentBlock::ToolResult(_)))
+        })
+    });
+    let lost_lead = continued.map(|i| &req.messages[i]).is_some_and(|m| {
+        let blocks = &m.content.blocks;
+        blocks.iter().any(|b| matches!(b, ContentBlock::ToolUse(_)))
+            && blocks
+                .iter()
+                .any(|b| matches!(b, ContentBlock::Thinking(t) if t.carries_state()))
+            && !matches!(
+                blocks
+                    .iter()
+                    .find(|b| !matches!(b, ContentBlock::Thinking(t) if t.carries_state())),
+                Some(ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_))
+            )
+    });
+    if lost_lead
+        && matches!(
+            req.thinking,
+            Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive(_))
+        )
+    {
+        return None;
+    }
+    req.thinking.as_ref().map(Cow::Borrowed)
+}
+
+/// Thinking for a request from another dialect: its own (an OpenAI client's `thinking`
+/// extra field), else mapped from `reasoning_effort`: a budget, or for a Claude model
+/// that takes adaptive thinking, that and an `effort`.
+fn translated_thinking<'a>(
+    req: &'a ChatRequest,
+    opts: &EncodeOptions,
+    messages: &[OutMessage<'_>],
+    claude: Option<ClaudeVersion<'_>>,
+    effort: &mut Option<&'static str>,
+) -> Option<Cow<'a, ThinkingConfig>> {
     if let Some(t) = &req.thinking {
         if !matches!(t, ThinkingConfig::Unknown(_)) {
             return Some(Cow::Borrowed(t));
@@ -761,6 +880,23 @@ fn thinking_for<'a>(
     if forced_tool || sampling || req.max_tokens.is_some_and(|m| m <= MIN_BUDGET) {
         return None;
     }
+    if let Some(c) = claude.filter(ClaudeVersion::adaptive) {
+        // OpenAI's levels as Anthropic's: `minimal` is the least there is; `xhigh` came
+        // with Claude 4.7 (4.6 has `max` above `high`).
+        let level = match req.reasoning_effort.as_deref()? {
+            "minimal" | "low" => "low",
+            "medium" => "medium",
+            "high" => "high",
+            "xhigh" if c.budget_refused() => "xhigh",
+            "xhigh" => "max",
+            _ => return None,
+        };
+        if unsigned_tool_turn() {
+            return None;
+        }
+        *effort = Some(level);
+        return Some(Cow::Owned(ThinkingConfig::Adaptive(None)));
+    }
     let budget = match req.reasoning_effort.as_deref()? {
         "minimal" | "none" => return None,
         "low" => 1024,
@@ -804,8 +940,48 @@ mod tests {
         assert_eq!(d("claude-opus-4-5@20251101", true), 64_000);
         assert_eq!(d("claude-haiku-4-5", false), 21_333);
         assert_eq!(d("claude-3-7-sonnet-latest", true), 64_000);
-        assert_eq!(d("claude-sonnet-5", true), 32_000);
+        assert_eq!(d("claude-sonnet-5", true), 128_000);
+        assert_eq!(d("claude-opus-4-6", true), 128_000);
+        assert_eq!(d("claude-opus-4-7@20260301", true), 128_000);
+        assert_eq!(d("claude-sonnet-4-6", true), 64_000);
+        assert_eq!(d("us.anthropic.claude-fable-5-1-v1:0", true), 128_000);
+        assert_eq!(d("claude-mythos-5", false), 21_333);
+        assert_eq!(d("claude-opus-5-5", true), 128_000);
         assert_eq!(d("anthropic.claude-v2", true), 4_096);
         assert_eq!(d("deepseek-chat", true), 4_096);
+    }
+
+    #[test]
+    fn claude_versions_are_read_from_every_cloud_s_ids() {
+        use super::ClaudeVersion as V;
+        let v = |family, major, minor| {
+            Some(V {
+                family,
+                major,
+                minor,
+            })
+        };
+        for (id, want) in [
+            ("claude-opus-4-6", v("opus", 4, 6)),
+            ("claude-sonnet-4-20250514", v("sonnet", 4, 0)),
+            ("claude-sonnet-4-5-20250929", v("sonnet", 4, 5)),
+            ("claude-opus-4@20250514", v("opus", 4, 0)),
+            ("claude-opus-4-7@20260301", v("opus", 4, 7)),
+            ("us.anthropic.claude-fable-5-1-v1:0", v("fable", 5, 1)),
+            ("claude-opus-5", v("opus", 5, 0)),
+            ("claude-sonnet-4.6", v("sonnet", 4, 6)),
+            ("claude-3-5-sonnet-20241022", None),
+            ("claude-3-7-sonnet-latest", None),
+            ("anthropic.claude-v2", None),
+            ("claude-instant-1", None),
+            ("deepseek-chat", None),
+        ] {
+            assert_eq!(V::of(id), want, "{id}");
+        }
+        assert!(!V::of("claude-opus-4-5").unwrap().adaptive());
+        assert!(V::of("claude-sonnet-4-6").unwrap().adaptive());
+        assert!(!V::of("claude-sonnet-4-6").unwrap().budget_refused());
+        assert!(V::of("claude-opus-4-7").unwrap().budget_refused());
+        assert!(V::of("claude-mythos-5").unwrap().budget_refused());
     }
 }

@@ -194,6 +194,23 @@ pub(crate) fn reasoning_fields(
 ) -> (Option<(&'static str, String)>, Option<u32>) {
     let base = base_model(model);
     if base.contains("claude") {
+        // Claude 4.6 on: adaptive thinking for adaptive or effort-sized thinking (the
+        // model sizes it), and for a budget where budgets are refused (4.7 on).
+        use weir_anthropic::ThinkingForm;
+        let form = weir_anthropic::thinking_form(base);
+        let adaptive = match &req.thinking {
+            Some(ThinkingConfig::Enabled { .. }) => form == ThinkingForm::Adaptive,
+            _ => form != ThinkingForm::Budget,
+        };
+        if adaptive {
+            return match thinking_budget(req) {
+                Some(_) => (
+                    Some(("thinking", r#"{"type":"adaptive"}"#.to_owned())),
+                    None,
+                ),
+                None => (None, None),
+            };
+        }
         return match thinking_budget(req) {
             Some(b) => (
                 Some((
@@ -226,6 +243,57 @@ pub(crate) fn reasoning_fields(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn claude_from_4_6_gets_adaptive_thinking_through_converse() {
+        let req = |thinking: Option<ThinkingConfig>, effort: Option<&str>| ChatRequest {
+            thinking,
+            reasoning_effort: effort.map(str::to_owned),
+            ..Default::default()
+        };
+        let adaptive = (
+            Some(("thinking", r#"{"type":"adaptive"}"#.to_owned())),
+            None,
+        );
+        let budget = |b: u32| {
+            (
+                Some((
+                    "thinking",
+                    format!(r#"{{"type":"enabled","budget_tokens":{b}}}"#),
+                )),
+                Some(b),
+            )
+        };
+        let opus5 = "us.anthropic.claude-opus-5-v1:0";
+        let sonnet46 = "anthropic.claude-sonnet-4-6";
+        let enabled = Some(ThinkingConfig::Enabled {
+            budget_tokens: 2000,
+        });
+        assert_eq!(reasoning_fields(opus5, &req(None, Some("high"))), adaptive);
+        assert_eq!(
+            reasoning_fields(opus5, &req(enabled.clone(), None)),
+            adaptive
+        );
+        assert_eq!(
+            reasoning_fields(sonnet46, &req(Some(ThinkingConfig::Adaptive(None)), None)),
+            adaptive
+        );
+        assert_eq!(
+            reasoning_fields(sonnet46, &req(enabled.clone(), None)),
+            budget(2000)
+        );
+        assert_eq!(
+            reasoning_fields(
+                "anthropic.claude-haiku-4-5-20251001-v1:0",
+                &req(None, Some("low"))
+            ),
+            budget(1024)
+        );
+        assert_eq!(
+            reasoning_fields(opus5, &req(Some(ThinkingConfig::Disabled), Some("high"))),
+            (None, None)
+        );
+    }
 
     #[test]
     fn claude_4_and_3_7_need_an_inference_profile() {

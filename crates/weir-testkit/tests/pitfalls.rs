@@ -700,6 +700,79 @@ fn reasoning_effort_maps_to_a_thinking_budget_below_max_tokens() {
 }
 
 #[test]
+fn reasoning_effort_is_adaptive_thinking_and_an_effort_for_claude_4_6_on() {
+    let req = |model: &str, extra: Value| {
+        let mut r = json!({"model": model, "messages": [{"role": "user", "content": "q"}]});
+        for (k, v) in extra.as_object().unwrap() {
+            r[k] = v.clone();
+        }
+        o_to_a(r)
+    };
+    // Claude 4.7 on refuses a budget ("thinking.type.enabled is not supported for this
+    // model"); 4.6 takes both, adaptive preferred.
+    for (model, effort, want) in [
+        ("claude-opus-5", "high", "high"),
+        ("claude-fable-5-1", "minimal", "low"),
+        ("us.anthropic.claude-opus-4-7-v1:0", "xhigh", "xhigh"),
+        ("claude-sonnet-4-6", "xhigh", "max"),
+        ("claude-sonnet-4-6", "medium", "medium"),
+    ] {
+        let out = req(model, json!({"reasoning_effort": effort}));
+        assert_json(&out["thinking"], &json!({"type": "adaptive"}));
+        assert_json(&out["output_config"], &json!({"effort": want}));
+    }
+    // Beside structured outputs, one output_config.
+    let out = req(
+        "claude-opus-5",
+        json!({"reasoning_effort": "low", "response_format": {"type": "json_schema",
+            "json_schema": {"name": "x", "schema": {"type": "object"}}}}),
+    );
+    assert_json(
+        &out["output_config"],
+        &json!({"effort": "low", "format": {"type": "json_schema", "schema": {"type": "object"}}}),
+    );
+    // `none`, and settings Anthropic refuses beside thinking, still mean no thinking.
+    for extra in [
+        json!({"reasoning_effort": "none"}),
+        json!({"reasoning_effort": "high", "temperature": 0.5}),
+        json!({"reasoning_effort": "high", "max_completion_tokens": 500}),
+    ] {
+        let out = req("claude-opus-5", extra.clone());
+        assert!(out.get("thinking").is_none(), "{extra}: {out}");
+        assert!(out.get("output_config").is_none(), "{extra}: {out}");
+    }
+    // An OpenAI client's own Anthropic budget is adaptive thinking where budgets are refused,
+    // and stays a budget where they are not.
+    let own = json!({"thinking": {"type": "enabled", "budget_tokens": 2048}});
+    assert_json(
+        &req("claude-sonnet-5", own.clone())["thinking"],
+        &json!({"type": "adaptive"}),
+    );
+    assert_json(
+        &req("claude-sonnet-4-6", own.clone())["thinking"],
+        &json!({"type": "enabled", "budget_tokens": 2048}),
+    );
+    // Earlier models keep the budget form.
+    let out = req("claude-haiku-4-5", json!({"reasoning_effort": "high"}));
+    assert_eq!(out["thinking"]["type"], "enabled", "{out}");
+    assert!(out.get("output_config").is_none(), "{out}");
+    // And an Anthropic client's own thinking is passed as it came, whatever the model.
+    let canon = weir_anthropic::decode_request(
+        json!({"model": "claude-opus-5", "max_tokens": 4000,
+            "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "messages": [{"role": "user", "content": "q"}]})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let a: Value = serde_json::from_slice(
+        &weir_anthropic::encode_request(&canon, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(a["thinking"]["budget_tokens"], 2048, "{a}");
+}
+
+#[test]
 fn thinking_streams_to_openai_clients_as_reasoning_content_deltas() {
     let body = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n\
 event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}\n\n\
@@ -738,7 +811,8 @@ fn max_tokens_defaults_when_missing_and_maps_from_either_openai_field() {
         ("claude-opus-4-1", true, 32_000),
         ("claude-3-5-haiku-latest", false, 8_192),
         ("claude-3-haiku-20240307", true, 4_096),
-        ("claude-opus-4-7", true, 32_000),
+        ("claude-opus-4-7", true, 128_000),
+        ("claude-fable-5-1", true, 128_000),
         ("glm-4.6", true, 4_096),
     ] {
         let out = o_to_a(json!({"model": model, "stream": stream, "messages": q}));
