@@ -166,11 +166,20 @@ pub(crate) fn write_generation_config(
         }
         w.end_array();
     }
-    if let Some((budget, include)) = thinking {
+    if let Some((amount, include)) = thinking {
         w.key("thinkingConfig");
         w.begin_object();
-        w.key("thinkingBudget");
-        w.raw(&budget.to_string());
+        match amount {
+            Amount::Budget(budget) => {
+                w.key("thinkingBudget");
+                w.raw(&budget.to_string());
+            }
+            Amount::Level(level) => {
+                w.key("thinkingLevel");
+                w.string(level);
+            }
+            Amount::Default => {}
+        }
         if include {
             w.key("includeThoughts");
             w.bool(true);
@@ -181,12 +190,57 @@ pub(crate) fn write_generation_config(
     Ok(())
 }
 
-/// `thinkingBudget` (-1: the model decides) and `includeThoughts`, if any.
-fn thinking(req: &ChatRequest) -> Option<(i64, bool)> {
-    let budget = |n: u32| i64::from(n.min(MAX_THINKING_BUDGET));
+/// How much to think, as `thinkingConfig` says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Amount {
+    /// `thinkingBudget` (-1: the model decides): Gemini 2.x.
+    Budget(i64),
+    /// `thinkingLevel`: Gemini 3 on, where a budget is only for compatibility, and
+    /// Gemini 4 refuses it.
+    Level(&'static str),
+    /// Neither: the model's own default (dynamic thinking on Gemini 3 on).
+    Default,
+}
+
+/// Whether the model takes `thinkingLevel` rather than `thinkingBudget`: Gemini 3 on, by
+/// the version in its name (`gemini-3-pro-preview`, `gemini-3.1-pro`, `gemini-4-neon`), and
+/// the `-latest` aliases, which name current models.
+fn takes_levels(model: &str) -> bool {
+    let m = model.to_ascii_lowercase();
+    let Some(i) = m.find("gemini-") else {
+        return false;
+    };
+    let rest = &m[i + "gemini-".len()..];
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    match rest[..digits].parse::<u32>() {
+        Ok(major) => major >= 3,
+        Err(_) => m.ends_with("-latest"),
+    }
+}
+
+/// `thinkingConfig`'s amount and `includeThoughts`, if any.
+fn thinking(req: &ChatRequest) -> Option<(Amount, bool)> {
+    let levels = takes_levels(&req.model);
+    // An Anthropic budget as a level: Gemini 3's are coarse, and `minimal` and `xhigh`
+    // are not taken by every model, so low, medium or high.
+    let budget = |n: u32| {
+        if !levels {
+            return Amount::Budget(i64::from(n.min(MAX_THINKING_BUDGET)));
+        }
+        Amount::Level(match n {
+            0..=2048 => "low",
+            2049..=8192 => "medium",
+            _ => "high",
+        })
+    };
+    let dynamic = if levels {
+        Amount::Default
+    } else {
+        Amount::Budget(-1)
+    };
     match &req.thinking {
         Some(ThinkingConfig::Enabled { budget_tokens }) => Some((budget(*budget_tokens), true)),
-        Some(ThinkingConfig::Adaptive(_)) => Some((-1, true)),
+        Some(ThinkingConfig::Adaptive(_)) => Some((dynamic, true)),
         // The model's default: some Gemini models cannot turn thinking off (a budget of 0
         // is a 400 for 2.5 Pro), so "disabled" is not sent as 0.
         Some(ThinkingConfig::Disabled) => None,
@@ -198,16 +252,26 @@ fn thinking(req: &ChatRequest) -> Option<(i64, bool)> {
                     .get("budget_tokens")
                     .and_then(serde_json::Value::as_u64)
                     .map(|n| (budget(u32::try_from(n).unwrap_or(u32::MAX)), true)),
-                Some("adaptive") => Some((-1, true)),
+                Some("adaptive") => Some((dynamic, true)),
                 _ => None,
             }
         }
-        // OpenAI's reasoning_effort, as Google's own OpenAI compatibility layer maps it.
+        // OpenAI's reasoning_effort: for Gemini 3 on, the level of the same name (`none`
+        // and `minimal` as `low`: thinking cannot be turned off on every model, and
+        // `minimal` is refused by several; `xhigh` as `high`, the most every model takes);
+        // before, a budget, as Google's own OpenAI compatibility layer maps it.
+        None if levels => match req.reasoning_effort.as_deref()? {
+            "none" => Some((Amount::Level("low"), false)),
+            "minimal" | "low" => Some((Amount::Level("low"), true)),
+            "medium" => Some((Amount::Level("medium"), true)),
+            "high" | "xhigh" => Some((Amount::Level("high"), true)),
+            _ => None,
+        },
         None => match req.reasoning_effort.as_deref()? {
-            "none" => Some((0, false)),
-            "minimal" | "low" => Some((1024, true)),
-            "medium" => Some((8192, true)),
-            "high" => Some((i64::from(MAX_THINKING_BUDGET), true)),
+            "none" => Some((Amount::Budget(0), false)),
+            "minimal" | "low" => Some((Amount::Budget(1024), true)),
+            "medium" => Some((Amount::Budget(8192), true)),
+            "high" => Some((Amount::Budget(i64::from(MAX_THINKING_BUDGET)), true)),
             _ => None,
         },
     }

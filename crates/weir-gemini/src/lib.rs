@@ -62,13 +62,20 @@
 //! [`MAX_THINKING_BUDGET`]) with `includeThoughts`, adaptive to `thinkingBudget: -1`,
 //! disabled to nothing (the model's default: some models cannot stop thinking). Without
 //! it, OpenAI `reasoning_effort` maps as Google's OpenAI layer does (`none` 0, `low` 1024,
-//! `medium` 8192, `high` 24576).
+//! `medium` 8192, `high` 24576). That is for Gemini 2.x; Gemini 3 on (by the version in the
+//! model's name, and the `-latest` aliases) gets `thinkingLevel` instead, which Gemini 4
+//! demands: a budget up to 2048 is `low`, up to 8192 `medium`, above `high`; adaptive
+//! thinking is no level (the model's own dynamic thinking); `reasoning_effort` is the level
+//! of its name, `none` and `minimal` being `low` and `xhigh` `high` (levels every model
+//! takes).
 //!
 //! **Responses.** The first candidate is read. `finishReason` `STOP` is `end_turn`, or
 //! `tool_use` when the answer calls functions; `MAX_TOKENS` is `max_tokens`; the safety
 //! family (`SAFETY`, `RECITATION`, `BLOCKLIST`, `PROHIBITED_CONTENT`, `SPII`, `IMAGE_*`)
-//! is `refusal`, as is a prompt blocked before any candidate; other reasons
-//! (`MALFORMED_FUNCTION_CALL`, `OTHER`, ...) are kept verbatim. Gemini reports a matched
+//! is `refusal`, as is a prompt blocked before any candidate; a botched tool call
+//! (`MALFORMED_FUNCTION_CALL`, `UNEXPECTED_TOOL_CALL`, `TOO_MANY_TOOL_CALLS`), a
+//! conversation Gemini could not continue (`MISSING_THOUGHT_SIGNATURE`) and a malformed
+//! answer (`MALFORMED_RESPONSE`) are errors; other reasons (`OTHER`, ...) end the turn. Gemini reports a matched
 //! stop sequence as `STOP`. Usage: `promptTokenCount` includes cached tokens and canonical
 //! input does not, so input is prompt + tool-use prompt (search results) - cached, cache
 //! reads are `cachedContentTokenCount`, output is candidates + thoughts, reasoning is

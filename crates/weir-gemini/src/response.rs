@@ -169,6 +169,7 @@ pub(crate) fn stop_reason(finish: &str, called_tools: bool) -> Result<StopReason
         | "IMAGE_SAFETY"
         | "IMAGE_PROHIBITED_CONTENT"
         | "IMAGE_RECITATION"
+        | "IMAGE_OTHER"
         | "LANGUAGE" => StopReason::Refusal,
         // The model's call could not be used: no answer a client could act on (as
         // Bedrock's `malformed_tool_use`).
@@ -176,6 +177,21 @@ pub(crate) fn stop_reason(finish: &str, called_tools: bool) -> Result<StopReason
             return Err(WireError::ModelOutput(format!(
                 "the model's tool call could not be used (Gemini finishReason {finish})"
             )))
+        }
+        // Generation failed: Gemini could not use the conversation (a replayed call
+        // without the thought signature Gemini 3 demands) or answered something malformed.
+        "MISSING_THOUGHT_SIGNATURE" => {
+            return Err(WireError::ModelOutput(
+                "Gemini could not continue the conversation: a function call in it lacks \
+                 its thought signature (Gemini finishReason MISSING_THOUGHT_SIGNATURE)"
+                    .to_owned(),
+            ))
+        }
+        "MALFORMED_RESPONSE" => {
+            return Err(WireError::ModelOutput(
+                "the model's answer was malformed (Gemini finishReason MALFORMED_RESPONSE)"
+                    .to_owned(),
+            ))
         }
         // `OTHER`, `FINISH_REASON_UNSPECIFIED` and reasons added later: the answer ended
         // as it is.

@@ -187,14 +187,18 @@ fn finish_reasons() {
         "SPII",
         "BLOCKLIST",
         "LANGUAGE",
+        "IMAGE_OTHER",
     ] {
         assert_eq!(stop(Some(refusal), text.clone()), Some(StopReason::Refusal));
     }
-    // A call the model botched is no answer: an error, as Bedrock's malformed_tool_use.
+    // A call the model botched is no answer: an error, as Bedrock's malformed_tool_use;
+    // so are a conversation Gemini could not continue and a malformed answer.
     for botched in [
         "MALFORMED_FUNCTION_CALL",
         "UNEXPECTED_TOOL_CALL",
         "TOO_MANY_TOOL_CALLS",
+        "MISSING_THOUGHT_SIGNATURE",
+        "MALFORMED_RESPONSE",
     ] {
         let cand = json!({"content": {"parts": []}, "finishReason": botched});
         let err = decode_response(&body(json!({"candidates": [cand]}))).unwrap_err();

@@ -523,6 +523,62 @@ fn thinking_config_variants() {
 }
 
 #[test]
+fn gemini_3_on_gets_thinking_levels_not_budgets() {
+    // Gemini 4 refuses any thinkingBudget; Gemini 3 keeps it only for compatibility.
+    let config = |model: &str, thinking: Option<ThinkingConfig>, effort: Option<&str>| {
+        let mut req = request(vec![Message::text(Role::User, "Think")]);
+        req.model = model.into();
+        req.thinking = thinking;
+        req.reasoning_effort = effort.map(str::to_owned);
+        encode(&req)["generationConfig"]["thinkingConfig"].clone()
+    };
+    for model in [
+        "gemini-4-neon",
+        "gemini-3.1-pro",
+        "models/gemini-3-flash-preview",
+        "gemini-flash-latest",
+    ] {
+        // Claude Code's adaptive thinking: the model's own dynamic thinking.
+        assert_eq!(
+            config(model, Some(ThinkingConfig::Adaptive(None)), None),
+            json!({"includeThoughts": true}),
+            "{model}"
+        );
+        assert_eq!(
+            config(
+                model,
+                Some(ThinkingConfig::Enabled {
+                    budget_tokens: 4096
+                }),
+                None
+            ),
+            json!({"thinkingLevel": "medium", "includeThoughts": true}),
+            "{model}"
+        );
+        for (effort, level, include) in [
+            ("none", "low", false),
+            ("minimal", "low", true),
+            ("high", "high", true),
+            ("xhigh", "high", true),
+        ] {
+            let mut want = json!({"thinkingLevel": level});
+            if include {
+                want["includeThoughts"] = json!(true);
+            }
+            assert_eq!(config(model, None, Some(effort)), want, "{model} {effort}");
+        }
+    }
+    // Gemini 2.5 and names without a version keep budgets.
+    for model in ["gemini-2.5-pro", "tunedModels/my-model"] {
+        assert_eq!(
+            config(model, Some(ThinkingConfig::Adaptive(None)), None),
+            json!({"thinkingBudget": -1, "includeThoughts": true}),
+            "{model}"
+        );
+    }
+}
+
+#[test]
 fn images_and_documents() {
     let image = |source| {
         ContentBlock::Image(ImageBlock {

@@ -90,7 +90,8 @@ fn anthropic_client_tool_loop() {
     );
     assert_eq!(
         body["generationConfig"],
-        json!({"maxOutputTokens": 4096, "thinkingConfig": {"thinkingBudget": -1, "includeThoughts": true}})
+        // Adaptive thinking is Gemini 3's own dynamic thinking: no level, no budget.
+        json!({"maxOutputTokens": 4096, "thinkingConfig": {"includeThoughts": true}})
     );
     assert!(body["tools"][0]["functionDeclarations"][0]["parameters"]
         .get("additionalProperties")
