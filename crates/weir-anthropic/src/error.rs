@@ -82,6 +82,9 @@ fn kind_of(ty: &str) -> Option<ErrorKind> {
         "not_found_error" => ErrorKind::NotFound,
         "request_too_large" => ErrorKind::RequestTooLarge,
         "rate_limit_error" => ErrorKind::RateLimited,
+        // 402: the key's organization has no credit left. Like OpenAI's
+        // `insufficient_quota` ([`ApiError::credit_spent`]): the key rests, others serve.
+        "billing_error" => ErrorKind::RateLimited,
         "api_error" => ErrorKind::Upstream,
         "overloaded_error" => ErrorKind::Overloaded,
         "timeout_error" => ErrorKind::Timeout,

@@ -150,11 +150,15 @@ impl ApiError {
 }
 
 impl ApiError {
-    /// Whether the key has no credit left (OpenAI's 429 `insufficient_quota`), which is
-    /// not a rate: it holds for every model and passes only when someone pays.
+    /// Whether the key has no credit left (OpenAI's 429 `insufficient_quota`, Anthropic's
+    /// 402 `billing_error`), which is not a rate: it holds for every model and passes only
+    /// when someone pays.
     pub fn credit_spent(&self) -> bool {
         self.code.as_deref() == Some("insufficient_quota")
-            || self.error_type.as_deref() == Some("insufficient_quota")
+            || matches!(
+                self.error_type.as_deref(),
+                Some("insufficient_quota" | "billing_error")
+            )
     }
 
     /// Whether this 404 says the model is unknown (Anthropic's `not_found_error` with

@@ -138,6 +138,8 @@ fn openai_status(kind: ErrorKind) -> u16 {
 pub fn error_status(e: &ApiError) -> u16 {
     match e.kind {
         ErrorKind::Overloaded => 503,
+        // Another dialect's spent credit (Anthropic's 402) as OpenAI says it.
+        _ if e.dialect != Some(Dialect::OpenAi) && e.credit_spent() => 429,
         _ => e.status,
     }
 }
@@ -172,6 +174,8 @@ pub(crate) fn openai_error_body(e: &ApiError) -> Vec<u8> {
         )
     } else if e.is_context_overflow() {
         (Some(default_ty), Some("context_length_exceeded"))
+    } else if e.credit_spent() {
+        (Some("insufficient_quota"), Some("insufficient_quota"))
     } else {
         (Some(default_ty), e.code.as_deref().or(default_code))
     };
@@ -220,6 +224,22 @@ mod tests {
             r#"Provider returned error (Google: { "error": {"message": "Unsupported parameter: logit_bias"} })"#
         );
         assert_eq!(e.status, 400);
+    }
+
+    #[test]
+    fn anthropics_billing_error_is_openais_insufficient_quota() {
+        let e = weir_model::ApiError {
+            dialect: Some(Dialect::Anthropic),
+            status: 402,
+            error_type: Some("billing_error".into()),
+            ..weir_model::ApiError::new(ErrorKind::RateLimited, "Your credit balance is too low")
+        };
+        assert!(e.credit_spent());
+        let (status, body) = encode_error(&e);
+        assert_eq!(status, 429);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["type"], "insufficient_quota", "{v}");
+        assert_eq!(v["error"]["code"], "insufficient_quota", "{v}");
     }
 
     #[test]

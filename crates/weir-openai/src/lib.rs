@@ -41,11 +41,50 @@ pub const REASONING_DETAILS_SIGNATURE: &str = weir_model::content::CARRIED_SIGNA
 /// capacity.
 pub(crate) const OUT_OF_CAPACITY: &str = "insufficient_system_resource";
 
-/// Whether a stop reason says the upstream cut the answer short for lack of capacity:
-/// reported as overloaded, which clients and the router retry (as a length stop, an
-/// agent would carry on from half an answer).
+/// OpenRouter's `finish_reason` for an answer its provider failed mid-way, with an
+/// `error` object on the choice.
+pub(crate) const FAILED_MID_ANSWER: &str = "error";
+
+/// Whether a stop reason says the upstream cut the answer short: for lack of capacity
+/// (reported as overloaded), or failing (OpenRouter's `error`), which clients and the
+/// router retry (as a stop, an agent would carry on from half an answer).
 pub(crate) fn cut_short(stop: &Option<weir_model::StopReason>) -> bool {
-    matches!(stop, Some(weir_model::StopReason::Other(s)) if s == OUT_OF_CAPACITY)
+    matches!(stop, Some(weir_model::StopReason::Other(s))
+        if s == OUT_OF_CAPACITY || s == FAILED_MID_ANSWER)
+}
+
+/// The error a client gets for an answer [`cut_short`] with `reason`, given the choice's
+/// `error` object, if any.
+pub(crate) fn cut_short_error(
+    reason: &str,
+    choice_error: Option<&serde_json::value::RawValue>,
+) -> weir_model::ApiError {
+    if reason == OUT_OF_CAPACITY {
+        return out_of_capacity();
+    }
+    let said = choice_error
+        .and_then(|raw| serde_json::from_str::<serde_json::Value>(raw.get()).ok())
+        .filter(|v| v.is_object() || v.is_string())
+        .map(|v| error::api_error_from_value(None, &v));
+    let mut e = said.unwrap_or_else(|| {
+        weir_model::ApiError::new(weir_model::ErrorKind::Upstream, String::new())
+    });
+    // The answer was under way: the upstream failed, whatever the choice's code says
+    // (but for a rate or overload, which clients wait on); never the client's fault or key.
+    use weir_model::ErrorKind::{Overloaded, RateLimited, Timeout};
+    if !matches!(e.kind, RateLimited | Overloaded | Timeout) {
+        e.kind = weir_model::ErrorKind::Upstream;
+        e.status = 502;
+    }
+    e.message = if e.message.is_empty() {
+        "the upstream failed mid-answer (finish_reason error)".to_owned()
+    } else {
+        format!(
+            "the upstream failed mid-answer (finish_reason error): {}",
+            e.message
+        )
+    };
+    e
 }
 
 /// The error a client gets for an answer [`cut_short`].

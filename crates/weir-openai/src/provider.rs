@@ -267,22 +267,37 @@ impl Provider for OpenAiProvider {
         // stream decoder says so as an error event).
         if let Reply::Complete(r) = &reply {
             // An OpenAI client's answer goes verbatim, decoded only for its usage: its
-            // finish reason is read only when the body names the reason at all.
-            static NAMED: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-                std::sync::LazyLock::new(|| memchr::memmem::Finder::new(crate::OUT_OF_CAPACITY));
-            let cut_short = match &r.raw {
-                Some(raw) => {
-                    NAMED.find(raw).is_some()
-                        && crate::decode_response(raw)
-                            .is_ok_and(|full| crate::cut_short(&full.stop_reason))
+            // finish reason is read only when the body names the reason at all (`"error"`
+            // with its quotes is in no JSON string's escaped text).
+            static NAMED: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 2]> =
+                std::sync::LazyLock::new(|| {
+                    [
+                        memchr::memmem::Finder::new(crate::OUT_OF_CAPACITY),
+                        memchr::memmem::Finder::new(r#""error""#),
+                    ]
+                });
+            let full;
+            let answer = match &r.raw {
+                Some(raw) if NAMED.iter().any(|f| f.find(raw).is_some()) => {
+                    full = crate::decode_response(raw).ok();
+                    full.as_ref()
                 }
-                None => crate::cut_short(&r.stop_reason),
+                Some(_) => None,
+                None => Some(&**r),
             };
-            if cut_short {
-                let api = crate::out_of_capacity();
+            if let Some(a) = answer.filter(|a| crate::cut_short(&a.stop_reason)) {
+                let reason = match &a.stop_reason {
+                    Some(weir_model::StopReason::Other(s)) => s.as_str(),
+                    _ => "",
+                };
+                let api = crate::cut_short_error(reason, a.choice_extra.get("error"));
                 let mut e = ProviderError::new(api.kind, api.message.clone());
+                e.status = Some(api.status);
                 e.api_error = Some(Box::new(api));
                 e.retryable_elsewhere = true;
+                for s in &secrets {
+                    weir_upstream::scrub(&mut e, s.expose());
+                }
                 return Err(e);
             }
         }

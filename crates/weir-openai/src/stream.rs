@@ -138,6 +138,9 @@ struct ChunkChoice<'a> {
     #[serde(borrow)]
     delta: Option<ChunkDelta<'a>>,
     finish_reason: Option<String>,
+    /// Why the answer failed (OpenRouter, with `finish_reason` `error`).
+    #[serde(borrow)]
+    error: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -247,11 +250,11 @@ impl StreamDecoder {
                 true
             }
             // Not relayed: its frame must carry the error (see `decode`).
-            Some(Fast::Finish(crate::OUT_OF_CAPACITY)) => false,
+            Some(Fast::Finish(crate::OUT_OF_CAPACITY | crate::FAILED_MID_ANSWER)) => false,
             Some(Fast::Finish(reason)) => {
                 // What the general path does with `"delta":{}` and a finish reason.
                 self.close(out);
-                self.finish_reason(reason, out);
+                self.finish_reason(reason, None, out);
                 if self.usage.is_some() && !self.delta_sent {
                     self.message_delta(out);
                 }
@@ -430,7 +433,7 @@ impl StreamDecoder {
             }
             if let Some(fr) = choice.finish_reason {
                 self.close(out);
-                self.finish_reason(&fr, out);
+                self.finish_reason(&fr, choice.error, out);
             }
         }
         let usage = c
@@ -768,10 +771,16 @@ impl StreamDecoder {
     /// never came opens nameless rather than being lost), and closes the last.
     /// The choice's `finish_reason`. DeepSeek's `insufficient_system_resource` (the
     /// service ran out of capacity mid-answer) is an overloaded error, which clients
-    /// retry, not a stop: the answer is cut short.
-    fn finish_reason(&mut self, reason: &str, out: &mut Vec<StreamEvent>) {
-        if reason == crate::OUT_OF_CAPACITY {
-            out.push(StreamEvent::Error(crate::out_of_capacity()));
+    /// retry, not a stop: the answer is cut short; so is OpenRouter's `error` (its
+    /// provider failed mid-answer, as the choice's `error` says).
+    fn finish_reason(
+        &mut self,
+        reason: &str,
+        error: Option<&RawValue>,
+        out: &mut Vec<StreamEvent>,
+    ) {
+        if reason == crate::OUT_OF_CAPACITY || reason == crate::FAILED_MID_ANSWER {
+            out.push(StreamEvent::Error(crate::cut_short_error(reason, error)));
         }
         self.stop = Some(StopReason::from_openai(reason));
     }

@@ -446,6 +446,86 @@ async fn deepseek_out_of_capacity_is_an_overloaded_error() {
     assert!(!body.contains("[DONE]"), "{body}");
 }
 
+/// OpenRouter's `finish_reason: "error"` (its provider failed mid-answer; the choice
+/// carries an `error`) is the upstream's failure, not an answer that ended: a whole one
+/// fails over to the next target, a stream ends with an error event in either dialect.
+#[tokio::test]
+async fn openrouters_error_finish_is_a_failure_not_an_end_of_turn() {
+    let whole = json!({"id": "gen-1", "object": "chat.completion", "created": 1, "model": "x",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "part"},
+            "finish_reason": "error", "error": {"code": 502, "message": "Provider disconnected"}}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4}});
+    let bad = FaultyUpstream::start(Behaviour::json(200, &whole)).await;
+    let good = FaultyUpstream::start(Behaviour::ok("served")).await;
+    let url = weir(&format!(
+        "[providers.or]\nkind = \"openai\"\npreset = \"openrouter\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-or\"]\n\
+         [providers.b]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-b\"]\n\
+         [[models]]\nname = \"m\"\ntargets = [{{ provider = \"or\" }}, {{ provider = \"b\" }}]\n\
+         [[models]]\nname = \"only\"\ntargets = [{{ provider = \"or\" }}]\n",
+        bad.url(),
+        good.url()
+    ))
+    .await;
+    for path in ["/v1/chat/completions", "/v1/messages"] {
+        let (status, body) = post(
+            &url,
+            path,
+            &json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(status, 200, "{path}: {body}");
+        assert!(body.contains("served"), "{path}: {body}");
+        let (status, body) = post(
+            &url,
+            path,
+            &json!({"model": "only", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(status, 502, "{path}: {body}");
+        assert!(
+            body.contains("failed mid-answer") && body.contains("Provider disconnected"),
+            "{path}: {body}"
+        );
+        assert!(!body.contains("\"part\""), "{path}: {body}");
+    }
+
+    let stream = [
+        chunk(r#"{"role":"assistant","content":"part"}"#, ""),
+        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"error\",\"error\":{\"code\":502,\"message\":\"Provider disconnected\"}}]}\n\n".to_owned(),
+        "data: [DONE]\n\n".to_owned(),
+    ]
+    .concat();
+    let up = FaultyUpstream::start(sse(200, &stream)).await;
+    let url = preset_gateway(&up, "openrouter").await;
+    let (status, body) = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "m", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""text":"part""#), "{body}");
+    let last = body.trim_end().rsplit("\n\n").next().unwrap_or_default();
+    assert!(
+        last.starts_with("event: error") && last.contains("Provider disconnected"),
+        "{body}"
+    );
+    assert!(!body.contains("end_turn"), "{body}");
+    let (status, body) = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let last = body.trim_end().lines().last().unwrap_or_default();
+    assert!(
+        last.contains("\"error\"") && last.contains("Provider disconnected"),
+        "{body}"
+    );
+    assert!(!body.contains("[DONE]"), "{body}");
+}
+
 /// DeepSeek's thinking mode wants a tool-call turn's reasoning back (else 400): an
 /// Anthropic client's thinking block goes back as `reasoning_content` with the preset.
 #[tokio::test]
@@ -659,13 +739,27 @@ async fn a_key_without_quota_rests_like_a_refused_one_and_the_next_key_serves() 
         429,
         &json!({"error": {"message": "You exceeded your current quota", "type": "insufficient_quota", "param": null, "code": "insufficient_quota"}}),
     );
+    key_without_credit_rests("openai", "/v1", no_quota).await;
+}
+
+#[tokio::test]
+async fn an_anthropic_key_without_credit_rests_like_a_refused_one_and_the_next_key_serves() {
+    // Anthropic's 402: it was taken for the client's own mistake, and no other key tried.
+    let no_credit = Behaviour::json(
+        402,
+        &json!({"type": "error", "error": {"type": "billing_error", "message": "Your credit balance is too low to access the Anthropic API."}}),
+    );
+    key_without_credit_rests("anthropic", "", no_credit).await;
+}
+
+async fn key_without_credit_rests(kind: &str, path: &str, no_quota: Behaviour) {
     let up = FaultyUpstream::start(Behaviour::per_key(
         [("sk-empty", no_quota)],
         Behaviour::ok("served"),
     ))
     .await;
     let url = weir(&format!(
-        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-empty\", \"sk-full\"]\n\
+        "[providers.o]\nkind = \"{kind}\"\nbase_url = \"{}{path}\"\nkeys = [\"sk-empty\", \"sk-full\"]\n\
          [[models]]\nname = \"m\"\ntargets = [{{ provider = \"o\" }}]\n\
          [[models]]\nname = \"m2\"\ntargets = [{{ provider = \"o\", model = \"other\" }}]\n\
          [routing]\ndefault_cooldown = \"10ms\"\n",
