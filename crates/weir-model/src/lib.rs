@@ -36,7 +36,7 @@ pub use provider::{
 pub use raw::{Dialect, Extra, Key, RawJson};
 pub use request::{
     ChatRequest, FunctionTool, MaxTokensField, Metadata, OutputFormat, StopSequences,
-    ThinkingConfig, ThreadUse, Tool, ToolChoice,
+    ThinkingConfig, ThreadUse, Tool, ToolChoice, IMAGE_TOKENS,
 };
 pub use response::{generated_id, ChatResponse, StopReason, Usage};
 pub use responses::{ByteStream, ResponsesReply, ResponsesRequest};

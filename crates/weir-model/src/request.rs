@@ -4,6 +4,10 @@ use crate::content::{Content, Message};
 use crate::json_str::JsonStr;
 use crate::raw::{Dialect, Extra, RawJson};
 
+/// What [`ChatRequest::estimate_input_tokens`] charges an image: about what Anthropic
+/// charges its largest (1.15 megapixels), and more than OpenAI charges a high-detail one.
+pub const IMAGE_TOKENS: u64 = 1_600;
+
 /// A chat request, whichever dialect it arrived in.
 ///
 /// Decoders fill what the dialect says and keep the rest in `extra` fields; encoders of the
@@ -204,6 +208,51 @@ impl ChatRequest {
         self.check_data_urls()
     }
 
+    /// Input tokens the request is estimated at, before any upstream has counted them:
+    /// about four bytes of its JSON (`body_len`) per token, except inline image data,
+    /// which is charged [`IMAGE_TOKENS`] an image whatever its size (a megabyte of
+    /// base64 is not 250,000 tokens: providers scale images down and charge by pixels).
+    /// Documents stay charged by their bytes, which errs high for PDFs.
+    pub fn estimate_input_tokens(&self, body_len: usize) -> u64 {
+        use crate::{ContentBlock, MediaSource};
+        fn inline_len(s: &MediaSource) -> usize {
+            match s {
+                MediaSource::Base64 { data, .. } => data.len(),
+                MediaSource::Url(u)
+                    if u.trim_start()
+                        .get(..5)
+                        .is_some_and(|p| p.eq_ignore_ascii_case("data:")) =>
+                {
+                    u.len()
+                }
+                _ => 0,
+            }
+        }
+        // (Bytes of image data, images.)
+        fn images(blocks: &[ContentBlock], depth: u8, acc: &mut (usize, u64)) {
+            for b in blocks {
+                match b {
+                    ContentBlock::Image(i) => {
+                        acc.0 += inline_len(&i.source);
+                        acc.1 += 1;
+                    }
+                    // Tool results hold blocks; the decoders bound their nesting.
+                    ContentBlock::ToolResult(r) if depth < 16 => {
+                        images(&r.content.blocks, depth + 1, acc)
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let mut acc = (0, 0);
+        for m in &self.messages {
+            images(&m.content.blocks, 0, &mut acc);
+        }
+        let text = body_len.saturating_sub(acc.0) as u64;
+        text.div_ceil(4)
+            .saturating_add(acc.1.saturating_mul(IMAGE_TOKENS))
+    }
+
     /// A `data:` URL a client's dialect left as a URL (it could not be read as base64
     /// data of a media type) is an error here: other upstreams take only http(s) URLs, so
     /// theirs would be a puzzling 400.
@@ -253,6 +302,21 @@ impl ChatRequest {
             r.messages[i].content.blocks = blocks;
         }
         std::borrow::Cow::Owned(r)
+    }
+
+    /// The end user the client names: `metadata.user_id` (Anthropic), `user` (OpenAI),
+    /// else OpenAI's `safety_identifier`, which replaces `user`.
+    pub fn end_user(&self) -> Option<&str> {
+        if let Some(u) = self.metadata.as_ref().and_then(|m| m.user_id.as_deref()) {
+            return Some(u);
+        }
+        if self.origin != Some(Dialect::OpenAi) {
+            return None;
+        }
+        let raw = self.extra.get("safety_identifier")?;
+        // A plain string (no escapes) as it is in the JSON; anything else names no one.
+        let s = raw.get().strip_prefix('"')?.strip_suffix('"')?;
+        (!s.is_empty() && !s.contains('\\')).then_some(s)
     }
 
     /// Whether the client asked for a stream.

@@ -1080,9 +1080,10 @@ fn forward_headers(headers: &HeaderMap) -> HeaderMap {
 }
 
 /// The client's session, for stickiness: `x-weir-session`, else
-/// `x-claude-code-session-id`, else `metadata.user_id`.
+/// `x-claude-code-session-id`, else the end user (`metadata.user_id`, OpenAI's `user` or
+/// `safety_identifier`).
 fn session(headers: &HeaderMap, req: &ChatRequest) -> Option<String> {
-    header_session(headers).or_else(|| req.metadata.as_ref().and_then(|m| m.user_id.clone()))
+    header_session(headers).or_else(|| req.end_user().map(str::to_owned))
 }
 
 /// The session the headers name (`x-weir-session`, else `x-claude-code-session-id`).
@@ -1127,15 +1128,14 @@ fn unroutable(
 async fn admit(
     app: &App,
     key: &ClientKey,
-    body_len: usize,
+    estimate: u64,
     dialect: Dialect,
     log: &mut RequestLog,
 ) -> Result<(), Response<Body>> {
     let Some(limiter) = &key.limiter else {
         return Ok(());
     };
-    // About four bytes of JSON per input token; the real usage is charged after.
-    let estimate = (body_len as u64).div_ceil(4);
+    // The request's input tokens by estimate; the real usage is charged after.
     let admitted = match &app.state {
         // Renewed while the request runs: it outlives it by 30 s if this instance dies.
         Some(state) => {
@@ -1217,6 +1217,7 @@ async fn chat(
             return simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log);
         }
     };
+    log.input_estimate = creq.estimate_input_tokens(body.len());
     log.model = Some(creq.model.clone());
     if !app.allows(&key, &creq.model) {
         return refused_model(app, dialect, &key, &creq.model, log);
@@ -1224,7 +1225,7 @@ async fn chat(
     if let Some(r) = unroutable(app, &key, &creq.model, dialect, log) {
         return r;
     }
-    if let Err(r) = admit(app, &key, body.len(), dialect, log).await {
+    if let Err(r) = admit(app, &key, log.input_estimate, dialect, log).await {
         return r;
     }
     // Usage is what the gateway accounts by; ask OpenAI-dialect streams for it, and keep
@@ -1383,7 +1384,7 @@ async fn pass_prelude<R>(
     if let Some(r) = unroutable(app, &key, name, dialect, log) {
         return Err(r);
     }
-    admit(app, &key, body.len(), dialect, log).await?;
+    admit(app, &key, log.input_estimate, dialect, log).await?;
     let mut cx = CallContext::new(log.request_id.clone());
     cx.forward_headers = forward_headers(&headers);
     // Sessions stick here too (vectors of different models are not comparable; stored
@@ -1606,6 +1607,7 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
         return refused_model(app, dialect, key, &creq.model, log);
     }
     let requested = creq.model.clone();
+    let estimate = creq.estimate_input_tokens(body.len()).max(1);
     let mut cx = CallContext::new(log.request_id.clone());
     cx.forward_headers = forward_headers(&headers);
     let call = app.router.count_tokens(creq, cx);
@@ -1616,12 +1618,8 @@ async fn count_tokens(app: &App, req: Request<Incoming>, log: &mut RequestLog) -
     let (tokens, provider, model) = match counted {
         Ok(Some((n, served))) => (n, served.provider, served.model),
         // No target has a counter (the mock, OpenAI-compatible services): an estimate
-        // of about four bytes of JSON per token.
-        Ok(None) => (
-            (body.len() as u64).div_ceil(4).max(1),
-            "estimate".to_owned(),
-            requested,
-        ),
+        // of about four bytes of JSON per token, images at a fixed count.
+        Ok(None) => (estimate, "estimate".to_owned(), requested),
         Err(RouteError::UnknownModel { model, available }) => {
             return unknown_model(dialect, key, &model, &available, log)
         }

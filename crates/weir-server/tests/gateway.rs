@@ -2155,6 +2155,32 @@ async fn count_tokens_estimates_for_a_service_without_a_counter() {
     assert_eq!(v["error"]["message"], "model: claude-sonnet-9", "{v}");
 }
 
+/// An image is estimated at a fixed count, not by its base64 (40 KB of it is not 10,000
+/// tokens, nor 5 MB 1.3 million): Claude Code reads the count to decide when to compact.
+#[tokio::test]
+async fn count_tokens_estimates_an_image_by_count_not_by_bytes() {
+    let up = upstream(Script::Reply(
+        404,
+        "application/json",
+        r#"{"type":"error","error":{"type":"not_found_error","message":"Not Found"}}"#.into(),
+    ))
+    .await;
+    let url = weir(&anthropic_route(&up.url, "c", "")).await;
+    let data = "A".repeat(40_000);
+    let body = json!({"model": "c", "messages": [{"role": "user", "content": [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}},
+        {"type": "text", "text": "what is this?"}]}]});
+    let r = post(&url, "/v1/messages/count_tokens", &body, Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-weir-provider"], "estimate");
+    let v: Value = r.json().await.unwrap();
+    let n = v["input_tokens"].as_u64().unwrap();
+    assert!(
+        (weir_model::IMAGE_TOKENS..weir_model::IMAGE_TOKENS + 200).contains(&n),
+        "{v}"
+    );
+}
+
 #[tokio::test]
 async fn count_tokens_asks_an_anthropic_target_and_estimates_otherwise() {
     let up = upstream(Script::Reply(

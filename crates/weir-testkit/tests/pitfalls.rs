@@ -700,6 +700,65 @@ fn reasoning_effort_maps_to_a_thinking_budget_below_max_tokens() {
 }
 
 #[test]
+fn input_estimates_charge_images_by_count_in_either_dialect() {
+    let data = "A".repeat(400_000);
+    let a = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "compare"},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}},
+        {"type": "tool_result", "tool_use_id": "t", "content": [
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}]}]}]})
+    .to_string();
+    let o = json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "compare"},
+        {"type": "image_url", "image_url": {"url": format!("data:image/png;base64,{data}")}},
+        {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}]}]})
+    .to_string();
+    for (body, req) in [
+        (&a, weir_anthropic::decode_request(a.as_bytes()).unwrap()),
+        (&o, weir_openai::decode_request(o.as_bytes()).unwrap()),
+    ] {
+        let n = req.estimate_input_tokens(body.len());
+        // Two images, and the rest of the JSON at four bytes a token.
+        assert!(
+            (2 * weir_model::IMAGE_TOKENS..2 * weir_model::IMAGE_TOKENS + 100).contains(&n),
+            "{n}"
+        );
+    }
+    // Without images, four bytes a token, as before.
+    let plain = json!({"model": "m", "messages": [{"role": "user", "content": "x".repeat(4000)}]})
+        .to_string();
+    let req = weir_openai::decode_request(plain.as_bytes()).unwrap();
+    assert_eq!(
+        req.estimate_input_tokens(plain.len()),
+        (plain.len() as u64).div_ceil(4)
+    );
+}
+
+#[test]
+fn openai_safety_identifier_names_the_end_user_as_user_did() {
+    // OpenAI deprecated `user` for `safety_identifier`: Anthropic gets it as
+    // metadata.user_id, as it got `user`.
+    let body = json!({"model": "m", "safety_identifier": "user-123",
+        "messages": [{"role": "user", "content": "q"}]});
+    let out = o_to_a(body.clone());
+    assert_json(&out["metadata"], &json!({"user_id": "user-123"}));
+    let canon = weir_openai::decode_request(body.to_string().as_bytes()).unwrap();
+    assert_eq!(canon.end_user(), Some("user-123"));
+    // Back to OpenAI, as it came: no `user` added.
+    let back: Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &Default::default()).unwrap())
+            .unwrap();
+    assert_eq!(back["safety_identifier"], "user-123", "{back}");
+    assert!(back.get("user").is_none(), "{back}");
+    // `user` still wins when both are given.
+    let out = o_to_a(
+        json!({"model": "m", "user": "u-old", "safety_identifier": "u-new",
+        "messages": [{"role": "user", "content": "q"}]}),
+    );
+    assert_eq!(out["metadata"]["user_id"], "u-old");
+}
+
+#[test]
 fn reasoning_effort_is_adaptive_thinking_and_an_effort_for_claude_4_6_on() {
     let req = |model: &str, extra: Value| {
         let mut r = json!({"model": model, "messages": [{"role": "user", "content": "q"}]});
