@@ -249,6 +249,25 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             ),
         ));
     }
+    // A provider pointed at the gateway itself: every request would come back to it
+    // until it ran out of connections.
+    for (id, p) in &cfg.providers {
+        if let Some(url) = p
+            .base_url
+            .as_ref()
+            .filter(|u| points_at(u.get_ref(), &cfg.server.listen))
+        {
+            errors.push(src.error_at(
+                src.key_at(&["providers", id, "base_url"]),
+                format!(
+                    "providers.{id}.base_url = \"{}\" is this gateway's own address \
+                     (server.listen = \"{}\"): its requests would come back to it",
+                    url.get_ref(),
+                    cfg.server.listen
+                ),
+            ));
+        }
+    }
     if cfg
         .auth
         .admin_key
@@ -566,6 +585,57 @@ fn same_listener(a: &str, b: &str) -> bool {
     }
 }
 
+/// The base URL variables that point at zero-config's own address. One set for Claude
+/// Code or an SDK to reach this gateway (`ANTHROPIC_BASE_URL=http://127.0.0.1:4000`) is
+/// not an upstream: each request would come back to the gateway until it ran out of
+/// connections.
+fn self_pointing(env: &dyn Fn(&str) -> Option<String>) -> Vec<&'static str> {
+    let listen = env("WEIR_LISTEN")
+        .filter(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_LISTEN.to_owned());
+    ["ANTHROPIC_BASE_URL", "OPENAI_BASE_URL"]
+        .into_iter()
+        .filter(|var| env(var).is_some_and(|url| points_at(&url, listen.trim())))
+        .collect()
+}
+
+/// Where zero-config listens unless `WEIR_LISTEN` says otherwise.
+const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+
+/// Whether `url` names the address `listen` (`host:port`): the same port, and the same
+/// host or, for a listener on loopback or every address, any name of this machine's
+/// loopback.
+fn points_at(url: &str, listen: &str) -> bool {
+    let Ok(uri) = url.trim().parse::<http::Uri>() else {
+        return false;
+    };
+    let Some(host) = uri.host() else {
+        return false;
+    };
+    let port = uri.port_u16().unwrap_or(match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    });
+    let Some((lhost, lport)) = listen.rsplit_once(':') else {
+        return false;
+    };
+    if lport.parse::<u16>().ok() != Some(port) {
+        return false;
+    }
+    let unbracket = |h: &str| {
+        h.trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase()
+    };
+    let (host, lhost) = (unbracket(host), unbracket(lhost));
+    let local = |h: &str| {
+        h == "localhost"
+            || h.parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback() || ip.is_unspecified())
+    };
+    host == lhost || (local(&host) && local(&lhost))
+}
+
 fn is_loopback(listen: &str) -> bool {
     match listen.parse::<std::net::SocketAddr>() {
         Ok(a) => a.ip().is_loopback(),
@@ -742,6 +812,19 @@ pub fn zero_config(
     let env_with_key = |name: &str| {
         if name == "WEIR_API_KEY" {
             Some(key.clone())
+        } else {
+            env(name)
+        }
+    };
+    let looped = self_pointing(env);
+    for var in &looped {
+        tracing::warn!(
+            "zero-config: {var} points at this gateway; its provider uses the service's own URL"
+        );
+    }
+    let env = &|name: &str| {
+        if looped.contains(&name) {
+            None
         } else {
             env(name)
         }
@@ -1108,6 +1191,66 @@ mod zero_config_tests {
         );
         // Without their keys, their names are nobody's.
         assert_eq!(provider_of(&vars[..2], "llama-3.3-70b"), None);
+    }
+
+    #[test]
+    fn a_base_url_pointing_at_the_gateway_itself_is_not_an_upstream() {
+        for (url, listen, loops) in [
+            ("http://127.0.0.1:4000", "127.0.0.1:4000", true),
+            ("http://localhost:4000/", "127.0.0.1:4000", true),
+            ("http://[::1]:4000/v1", "127.0.0.1:4000", true),
+            ("http://LOCALHOST:4000", "0.0.0.0:4000", true),
+            ("http://127.0.0.1:4000/v1", "[::1]:4000", true),
+            ("http://127.0.0.1:4001", "127.0.0.1:4000", false),
+            ("https://api.anthropic.com", "127.0.0.1:4000", false),
+            ("http://10.0.0.5:4000", "127.0.0.1:4000", false),
+            ("http://127.0.0.1", "127.0.0.1:80", true),
+            ("not a url", "127.0.0.1:4000", false),
+        ] {
+            assert_eq!(super::points_at(url, listen), loops, "{url} {listen}");
+        }
+        // Zero-config leaves such a base URL out: the provider uses the service's own.
+        let env = |listen: Option<&'static str>| {
+            move |name: &str| {
+                match name {
+                    "ANTHROPIC_API_KEY" => Some("sk-ant-x"),
+                    "ANTHROPIC_BASE_URL" => Some("http://localhost:4000"),
+                    "OPENAI_API_KEY" => Some("sk-o"),
+                    "OPENAI_BASE_URL" => Some("http://127.0.0.1:4100/v1"),
+                    "WEIR_LISTEN" => listen,
+                    _ => None,
+                }
+                .map(str::to_owned)
+            }
+        };
+        assert_eq!(super::self_pointing(&env(None)), ["ANTHROPIC_BASE_URL"]);
+        assert_eq!(
+            super::self_pointing(&env(Some("127.0.0.1:4100"))),
+            ["OPENAI_BASE_URL"]
+        );
+        let (app, _) = super::zero_config(&env(None)).unwrap();
+        assert!(
+            !app.upstreams["anthropic"].contains("localhost"),
+            "{:?}",
+            app.upstreams
+        );
+        assert!(
+            app.upstreams["openai"].contains(":4100"),
+            "{:?}",
+            app.upstreams
+        );
+        // A config file's provider pointed there is an error.
+        let text = "[server]\nlisten = \"127.0.0.1:4321\"\n[providers.a]\nkind = \"anthropic\"\n\
+                    base_url = \"http://localhost:4321\"\nkeys = [\"k\"]\n";
+        let cfg = crate::config::parse_all(None, text).unwrap();
+        let errors = super::build(&cfg, None, text).err().unwrap();
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.message.contains("this gateway's own address")
+                    && e.position == Some((5, 1))),
+            "{errors:?}"
+        );
     }
 
     #[test]
