@@ -233,8 +233,15 @@ fn thinking(req: &ChatRequest) -> Option<(Amount, bool)> {
             _ => "high",
         })
     };
+    // Adaptive thinking: the model's own dynamic thinking, at the level an Anthropic
+    // client's `output_config.effort` names (Claude Code sends one) on Gemini 3 on.
     let dynamic = if levels {
-        Amount::Default
+        match req.anthropic_effort().as_deref() {
+            Some("low") => Amount::Level("low"),
+            Some("medium") => Amount::Level("medium"),
+            Some("high" | "xhigh" | "max") => Amount::Level("high"),
+            _ => Amount::Default,
+        }
     } else {
         Amount::Budget(-1)
     };

@@ -568,6 +568,20 @@ fn gemini_3_on_gets_thinking_levels_not_budgets() {
             assert_eq!(config(model, None, Some(effort)), want, "{model} {effort}");
         }
     }
+    // Claude Code's adaptive thinking with an effort: that level.
+    for (effort, level) in [("low", "low"), ("medium", "medium"), ("max", "high")] {
+        let mut req = request(vec![Message::text(Role::User, "Think")]);
+        req.model = "gemini-3.1-pro".into();
+        req.origin = Some(weir_model::Dialect::Anthropic);
+        req.thinking = Some(ThinkingConfig::Adaptive(None));
+        req.extra
+            .insert("output_config", to_raw(&json!({"effort": effort})));
+        assert_eq!(
+            encode(&req)["generationConfig"]["thinkingConfig"],
+            json!({"thinkingLevel": level, "includeThoughts": true}),
+            "{effort}"
+        );
+    }
     // Gemini 2.5 and names without a version keep budgets.
     for model in ["gemini-2.5-pro", "tunedModels/my-model"] {
         assert_eq!(
