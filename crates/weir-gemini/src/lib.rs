@@ -65,7 +65,8 @@
 //! `medium` 8192, `high` 24576). That is for Gemini 2.x; Gemini 3 on (by the version in the
 //! model's name, and the `-latest` aliases) gets `thinkingLevel` instead, which Gemini 4
 //! demands: a budget up to 2048 is `low`, up to 8192 `medium`, above `high`; adaptive
-//! thinking is no level (the model's own dynamic thinking); `reasoning_effort` is the level
+//! thinking is the level of an Anthropic client's `output_config.effort` (`xhigh` and `max`
+//! as `high`), else no level (the model's own dynamic thinking); `reasoning_effort` is the level
 //! of its name, `none` and `minimal` being `low` and `xhigh` `high` (levels every model
 //! takes).
 //!
