@@ -99,6 +99,10 @@ pub(crate) fn anthropic_error_type(e: &ApiError) -> &str {
             return t;
         }
     }
+    // Another dialect's 402 (no credit left) as Anthropic says it.
+    if e.status == 402 && e.credit_spent() {
+        return "billing_error";
+    }
     match e.kind {
         ErrorKind::InvalidRequest => "invalid_request_error",
         ErrorKind::Authentication => "authentication_error",

@@ -64,7 +64,9 @@ impl ErrorKind {
             404 => ErrorKind::NotFound,
             408 | 504 => ErrorKind::Timeout,
             413 => ErrorKind::RequestTooLarge,
-            429 => ErrorKind::RateLimited,
+            // 402: the key's account has no credit left ([`ApiError::credit_spent`]): the
+            // key rests, others serve.
+            402 | 429 => ErrorKind::RateLimited,
             503 | 529 => ErrorKind::Overloaded,
             500..=599 => ErrorKind::Upstream,
             // An interim, redirect or switching answer is no answer a gateway can pass on
@@ -154,7 +156,10 @@ impl ApiError {
     /// 402 `billing_error`), which is not a rate: it holds for every model and passes only
     /// when someone pays.
     pub fn credit_spent(&self) -> bool {
-        self.code.as_deref() == Some("insufficient_quota")
+        // 402 Payment Required: DeepSeek's "Insufficient Balance", OpenRouter's
+        // "Insufficient credits".
+        self.status == 402
+            || self.code.as_deref() == Some("insufficient_quota")
             || matches!(
                 self.error_type.as_deref(),
                 Some("insufficient_quota" | "billing_error")

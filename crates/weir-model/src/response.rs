@@ -150,6 +150,9 @@ impl StopReason {
             "length" => StopReason::MaxTokens,
             "tool_calls" => StopReason::ToolUse,
             "content_filter" => StopReason::Refusal,
+            // Z.AI's filtered answer; Z.AI's and Mistral's full context window.
+            "sensitive" => StopReason::Refusal,
+            "model_context_window_exceeded" | "model_length" => StopReason::ContextWindowExceeded,
             other => StopReason::Other(other.to_owned()),
         }
     }

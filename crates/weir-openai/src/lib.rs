@@ -41,16 +41,23 @@ pub const REASONING_DETAILS_SIGNATURE: &str = weir_model::content::CARRIED_SIGNA
 /// capacity.
 pub(crate) const OUT_OF_CAPACITY: &str = "insufficient_system_resource";
 
-/// OpenRouter's `finish_reason` for an answer its provider failed mid-way, with an
-/// `error` object on the choice.
+/// OpenRouter's (and Mistral's) `finish_reason` for an answer its provider failed
+/// mid-way, with an `error` object on the choice.
 pub(crate) const FAILED_MID_ANSWER: &str = "error";
+
+/// Z.AI's `finish_reason` for an answer cut by a failure on its side.
+pub(crate) const NETWORK_ERROR: &str = "network_error";
 
 /// Whether a stop reason says the upstream cut the answer short: for lack of capacity
 /// (reported as overloaded), or failing (OpenRouter's `error`), which clients and the
 /// router retry (as a stop, an agent would carry on from half an answer).
 pub(crate) fn cut_short(stop: &Option<weir_model::StopReason>) -> bool {
-    matches!(stop, Some(weir_model::StopReason::Other(s))
-        if s == OUT_OF_CAPACITY || s == FAILED_MID_ANSWER)
+    matches!(stop, Some(weir_model::StopReason::Other(s)) if failed(s))
+}
+
+/// Whether a `finish_reason` says the answer was cut short ([`cut_short`]).
+pub(crate) fn failed(reason: &str) -> bool {
+    matches!(reason, OUT_OF_CAPACITY | FAILED_MID_ANSWER | NETWORK_ERROR)
 }
 
 /// The error a client gets for an answer [`cut_short`] with `reason`, given the choice's
@@ -77,10 +84,10 @@ pub(crate) fn cut_short_error(
         e.status = 502;
     }
     e.message = if e.message.is_empty() {
-        "the upstream failed mid-answer (finish_reason error)".to_owned()
+        format!("the upstream failed mid-answer (finish_reason {reason})")
     } else {
         format!(
-            "the upstream failed mid-answer (finish_reason error): {}",
+            "the upstream failed mid-answer (finish_reason {reason}): {}",
             e.message
         )
     };

@@ -269,11 +269,12 @@ impl Provider for OpenAiProvider {
             // An OpenAI client's answer goes verbatim, decoded only for its usage: its
             // finish reason is read only when the body names the reason at all (`"error"`
             // with its quotes is in no JSON string's escaped text).
-            static NAMED: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 2]> =
+            static NAMED: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
                 std::sync::LazyLock::new(|| {
                     [
                         memchr::memmem::Finder::new(crate::OUT_OF_CAPACITY),
                         memchr::memmem::Finder::new(r#""error""#),
+                        memchr::memmem::Finder::new(crate::NETWORK_ERROR),
                     ]
                 });
             let full;

@@ -118,8 +118,14 @@ impl<'de> de::DeserializeSeed<'de> for ChoicesSeed<'_> {
                         .map_err(|e| weir_model::wire::nested_error(&e))?;
                     r.content = c.content;
                     r.stop_reason = c.stop_reason;
-                    // Ollama, vLLM and Gemini's OpenAI endpoint say `stop` after tool calls.
-                    if matches!(r.stop_reason, Some(StopReason::EndTurn))
+                    // Ollama, vLLM and Gemini's OpenAI endpoint say `stop` after tool calls,
+                    // others their own reason (Together's `eos`).
+                    let plain = match &r.stop_reason {
+                        Some(StopReason::EndTurn) => true,
+                        Some(StopReason::Other(s)) => s != "function_call" && !crate::failed(s),
+                        _ => false,
+                    };
+                    if plain
                         && r.content
                             .iter()
                             .any(|b| matches!(b, ContentBlock::ToolUse(_)))

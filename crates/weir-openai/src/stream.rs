@@ -250,7 +250,7 @@ impl StreamDecoder {
                 true
             }
             // Not relayed: its frame must carry the error (see `decode`).
-            Some(Fast::Finish(crate::OUT_OF_CAPACITY | crate::FAILED_MID_ANSWER)) => false,
+            Some(Fast::Finish(reason)) if crate::failed(reason) => false,
             Some(Fast::Finish(reason)) => {
                 // What the general path does with `"delta":{}` and a finish reason.
                 self.close(out);
@@ -779,7 +779,7 @@ impl StreamDecoder {
         error: Option<&RawValue>,
         out: &mut Vec<StreamEvent>,
     ) {
-        if reason == crate::OUT_OF_CAPACITY || reason == crate::FAILED_MID_ANSWER {
+        if crate::failed(reason) {
             out.push(StreamEvent::Error(crate::cut_short_error(reason, error)));
         }
         self.stop = Some(StopReason::from_openai(reason));
@@ -835,6 +835,10 @@ impl StreamDecoder {
             // Ollama, vLLM and Gemini's OpenAI endpoint say `stop` after tool calls; a
             // client's agent loop waits for a tool-use stop to run them.
             Some(StopReason::EndTurn) if called => Some(StopReason::ToolUse),
+            // So do others, with their own reasons (Together's `eos`).
+            Some(StopReason::Other(s)) if called && s != "function_call" && !crate::failed(s) => {
+                Some(StopReason::ToolUse)
+            }
             // `[DONE]` with no finish reason at all: the answer ended as it was.
             None if called => Some(StopReason::ToolUse),
             None => Some(StopReason::EndTurn),

@@ -700,6 +700,36 @@ fn reasoning_effort_maps_to_a_thinking_budget_below_max_tokens() {
 }
 
 #[test]
+fn compatible_services_finish_reasons_reach_anthropic_clients_by_meaning() {
+    let answer = |finish: &str, calls: bool| {
+        let mut message = json!({"role": "assistant", "content": "a"});
+        if calls {
+            message["tool_calls"] = json!([{"id": "c1", "type": "function",
+                "function": {"name": "f", "arguments": "{}"}}]);
+        }
+        o_resp_to_a(
+            json!({"id": "x", "object": "chat.completion", "created": 1, "model": "m",
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}]}),
+        )
+    };
+    for (finish, want) in [
+        // Z.AI's filtered answer.
+        ("sensitive", "refusal"),
+        // Z.AI's and Mistral's full context window.
+        (
+            "model_context_window_exceeded",
+            "model_context_window_exceeded",
+        ),
+        ("model_length", "model_context_window_exceeded"),
+        ("something_new", "end_turn"),
+    ] {
+        assert_eq!(answer(finish, false)["stop_reason"], want, "{finish}");
+    }
+    // Tool calls with a service's own reason (Together's `eos`) are a tool-use stop.
+    assert_eq!(answer("eos", true)["stop_reason"], "tool_use");
+}
+
+#[test]
 fn input_estimates_charge_images_by_count_in_either_dialect() {
     let data = "A".repeat(400_000);
     let a = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [
