@@ -114,12 +114,16 @@ impl Preset {
             Preset::Groq | Preset::Cerebras | Preset::Xai => {}
             // DeepSeek's thinking mode (on by default) answers 400 to a history whose
             // tool-call turns lack the `reasoning_content` they came with; other turns'
-            // reasoning it ignores. Its content is a string: it answers 400 to an array
-            // of parts (Claude Code sends several text blocks per turn).
+            // reasoning it ignores: thinking goes off for a request that continues such a
+            // turn. A client's thinking on or off is its `thinking` field. Its content is a
+            // string: it answers 400 to an array of parts (Claude Code sends several text
+            // blocks per turn).
             Preset::DeepSeek => {
                 o.max_tokens_field = Some(MaxTokensField::MaxTokens);
                 o.reasoning_content_in_history = true;
                 o.text_as_string = true;
+                o.thinking_type = true;
+                o.thinking_off_for_unreasoned_tool_turn = true;
             }
             // OpenRouter needs `reasoning_details` back (reasoning signatures of Claude,
             // Gemini's encrypted thought signatures: without them a tool loop's next call
@@ -225,24 +229,13 @@ impl Preset {
                     }
                 }
             }
-            // DeepSeek answers 400 to an output limit over its model's maximum (Claude
-            // Code asks for 32000-64000; deepseek-chat takes 8192).
-            Preset::DeepSeek => {
-                let max = if req.model.starts_with("deepseek-chat") {
-                    Some(8192)
-                } else if req.model.starts_with("deepseek-reasoner") {
-                    Some(65536)
-                } else {
-                    None
-                };
-                if let (Some(max), Some(asked)) = (max, req.max_tokens) {
-                    if asked > max {
-                        req.to_mut().max_tokens = Some(max);
-                        removed.push("max_tokens (lowered to the model's maximum)");
-                    }
-                }
-            }
-            Preset::Xai | Preset::OpenRouter | Preset::Zai | Preset::Together => {}
+            // (DeepSeek's V4 models, which `deepseek-chat` and `deepseek-reasoner` now
+            // name, take up to 384K output tokens: a client's limit goes as it is.)
+            Preset::DeepSeek
+            | Preset::Xai
+            | Preset::OpenRouter
+            | Preset::Zai
+            | Preset::Together => {}
         }
         (req, removed)
     }
@@ -264,11 +257,11 @@ mod tests {
             assert!(matches!(r, Cow::Borrowed(_)), "{}", p.name());
             assert!(removed.is_empty());
         }
+        // DeepSeek's V4 models take Claude Code's limits as they are.
         let mut big = plain.clone();
-        big.max_tokens = Some(32000);
+        big.max_tokens = Some(64000);
         let (r, _) = Preset::DeepSeek.adapted(&big);
-        assert_eq!(r.max_tokens, Some(8192));
-        assert!(matches!(r, Cow::Owned(_)));
+        assert_eq!(r.max_tokens, Some(64000));
     }
 
     #[test]

@@ -54,6 +54,11 @@ pub struct EncodeOptions {
     /// "enabled" | "disabled"}` (Z.AI's GLM models); adaptive thinking leaves it to the
     /// model.
     pub thinking_type: bool,
+    /// With [`EncodeOptions::thinking_type`]: thinking goes off (`{"type":"disabled"}`)
+    /// for a request continuing a tool-call turn that carries no reasoning (served by
+    /// another upstream, or without thinking), which a service that wants the turn's
+    /// reasoning back in thinking mode refuses (DeepSeek).
+    pub thinking_off_for_unreasoned_tool_turn: bool,
 }
 
 impl Default for EncodeOptions {
@@ -69,6 +74,7 @@ impl Default for EncodeOptions {
             system_as_user: false,
             max_output_tokens: None,
             thinking_type: false,
+            thinking_off_for_unreasoned_tool_turn: false,
         }
     }
 }
@@ -1035,8 +1041,11 @@ impl Serialize for RequestOut<'_> {
         }
         if self.opts.thinking_type && !same {
             let ty = match &r.thinking {
-                Some(ThinkingConfig::Enabled { .. }) => Some("enabled"),
                 Some(ThinkingConfig::Disabled) => Some("disabled"),
+                _ if self.opts.thinking_off_for_unreasoned_tool_turn && unreasoned_tool_turn(r) => {
+                    Some("disabled")
+                }
+                Some(ThinkingConfig::Enabled { .. }) => Some("enabled"),
                 _ => None,
             };
             if let Some(ty) = ty {
@@ -1100,6 +1109,26 @@ fn effort_named(e: &str) -> Option<&'static str> {
         "high" | "xhigh" | "max" => Some("high"),
         _ => None,
     }
+}
+
+/// Whether the request continues a tool-call turn (the last assistant turn, with tool
+/// results after it) that carries no reasoning text.
+fn unreasoned_tool_turn(r: &ChatRequest) -> bool {
+    let Some(last) = r.messages.iter().rposition(|m| m.role == Role::Assistant) else {
+        return false;
+    };
+    let blocks = &r.messages[last].content.blocks;
+    let called = blocks.iter().any(|b| matches!(b, ContentBlock::ToolUse(_)));
+    let answered = r.messages[last + 1..].iter().any(|m| {
+        m.content
+            .blocks
+            .iter()
+            .any(|b| matches!(b, ContentBlock::ToolResult(_)))
+    });
+    let reasoned = blocks
+        .iter()
+        .any(|b| matches!(b, ContentBlock::Thinking(t) if !t.thinking.as_str().trim().is_empty()));
+    called && answered && !reasoned
 }
 
 /// The longest `user` OpenAI takes.

@@ -526,6 +526,26 @@ async fn openrouters_error_finish_is_a_failure_not_an_end_of_turn() {
     assert!(!body.contains("[DONE]"), "{body}");
 }
 
+/// Z.AI's `network_error` (the answer cut by a failure on its side) is a failure too.
+#[tokio::test]
+async fn zais_network_error_finish_is_a_failure() {
+    let whole = json!({"id": "z-1", "object": "chat.completion", "created": 1, "model": "glm",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "part"},
+            "finish_reason": "network_error"}]});
+    let up = FaultyUpstream::start(Behaviour::json(200, &whole)).await;
+    let url = preset_gateway(&up, "zai").await;
+    for path in ["/v1/chat/completions", "/v1/messages"] {
+        let (status, body) = post(
+            &url,
+            path,
+            &json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]}),
+        )
+        .await;
+        assert_eq!(status, 502, "{path}: {body}");
+        assert!(body.contains("network_error"), "{path}: {body}");
+    }
+}
+
 /// DeepSeek's thinking mode wants a tool-call turn's reasoning back (else 400): an
 /// Anthropic client's thinking block goes back as `reasoning_content` with the preset.
 #[tokio::test]
@@ -553,6 +573,56 @@ async fn deepseek_gets_a_tool_call_turns_reasoning_back() {
         "{sent}"
     );
     assert_eq!(turn["tool_calls"][0]["id"], "call_00_abc", "{sent}");
+    // The tool turn carries reasoning, and the client's thinking is on: so is DeepSeek's.
+    assert!(sent.get("thinking").is_none(), "{sent}");
+
+    // A tool turn without reasoning (another upstream served it, or thinking was off):
+    // DeepSeek's thinking mode would refuse it, so thinking goes off for this request.
+    // The client's own thinking on or off goes as DeepSeek's `thinking`.
+    for (thinking, tool_turn_reasoned, want) in [
+        (json!(null), false, json!({"type": "disabled"})),
+        (
+            json!({"type": "enabled", "budget_tokens": 2048}),
+            false,
+            json!({"type": "disabled"}),
+        ),
+        (
+            json!({"type": "enabled", "budget_tokens": 2048}),
+            true,
+            json!({"type": "enabled"}),
+        ),
+        (
+            json!({"type": "disabled"}),
+            true,
+            json!({"type": "disabled"}),
+        ),
+    ] {
+        let mut assistant = vec![
+            json!({"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {"city": "P"}}),
+        ];
+        if tool_turn_reasoned {
+            assistant.insert(
+                0,
+                json!({"type": "thinking", "thinking": "call it", "signature": ""}),
+            );
+        }
+        let mut body = json!({"model": "m", "max_tokens": 4000,
+            "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+            "messages": [
+                {"role": "user", "content": "weather?"},
+                {"role": "assistant", "content": assistant},
+                {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "18C"}]}]});
+        if !thinking.is_null() {
+            body["thinking"] = thinking.clone();
+        }
+        let (status, answer) = post(&url, "/v1/messages", &body).await;
+        assert_eq!(status, 200, "{answer}");
+        let sent = up.requests().last().unwrap().json().unwrap();
+        assert_eq!(
+            sent["thinking"], want,
+            "{thinking} {tool_turn_reasoned}: {sent}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -750,6 +820,16 @@ async fn an_anthropic_key_without_credit_rests_like_a_refused_one_and_the_next_k
         &json!({"type": "error", "error": {"type": "billing_error", "message": "Your credit balance is too low to access the Anthropic API."}}),
     );
     key_without_credit_rests("anthropic", "", no_credit).await;
+}
+
+#[tokio::test]
+async fn a_402_key_without_credit_rests_like_a_refused_one_and_the_next_key_serves() {
+    // DeepSeek's "Insufficient Balance", OpenRouter's "Insufficient credits".
+    let no_credit = Behaviour::json(
+        402,
+        &json!({"error": {"message": "Insufficient Balance", "type": "unknown_error", "param": null, "code": "invalid_request_error"}}),
+    );
+    key_without_credit_rests("openai", "/v1", no_credit).await;
 }
 
 async fn key_without_credit_rests(kind: &str, path: &str, no_quota: Behaviour) {
