@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use weir_model::{ChatRequest, MaxTokensField};
+use weir_model::{ChatRequest, ContentBlock, MaxTokensField};
 
 use crate::EncodeOptions;
 
@@ -228,6 +228,33 @@ impl Preset {
                         r.extra.insert("random_seed".to_owned(), seed);
                     }
                 }
+                // Mistral refuses any tool call id but nine letters and digits: ids from
+                // another upstream (Claude's `toolu_...`, OpenAI's `call_...`) in the
+                // history, after a failover, are rewritten, the same way for a call and
+                // its result.
+                let foreign = |id: &str| mistral_tool_id(id).is_some();
+                let rewrite = req.messages.iter().any(|m| {
+                    m.content.blocks.iter().any(|b| match b {
+                        ContentBlock::ToolUse(t) => foreign(&t.id),
+                        ContentBlock::ToolResult(r) => foreign(&r.tool_use_id),
+                        _ => false,
+                    })
+                });
+                if rewrite {
+                    for m in &mut req.to_mut().messages {
+                        for b in &mut m.content.blocks {
+                            let id = match b {
+                                ContentBlock::ToolUse(t) => &mut t.id,
+                                ContentBlock::ToolResult(r) => &mut r.tool_use_id,
+                                _ => continue,
+                            };
+                            if let Some(new) = mistral_tool_id(id) {
+                                *id = new;
+                            }
+                        }
+                    }
+                    removed.push("tool call ids (rewritten as Mistral's nine characters)");
+                }
             }
             // (DeepSeek's V4 models, which `deepseek-chat` and `deepseek-reasoner` now
             // name, take up to 384K output tokens: a client's limit goes as it is.)
@@ -239,6 +266,29 @@ impl Preset {
         }
         (req, removed)
     }
+}
+
+/// A tool call id as Mistral takes it, nine letters and digits, for one it would refuse:
+/// the FNV-1a hash of the whole id in base 62, so the call and its result still match.
+fn mistral_tool_id(id: &str) -> Option<String> {
+    if id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return None;
+    }
+    const DIGITS: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    Some(
+        (0..9)
+            .map(|_| {
+                let d = DIGITS[(hash % 62) as usize];
+                hash /= 62;
+                char::from(d)
+            })
+            .collect(),
+    )
 }
 
 #[cfg(test)]
@@ -262,6 +312,52 @@ mod tests {
         big.max_tokens = Some(64000);
         let (r, _) = Preset::DeepSeek.adapted(&big);
         assert_eq!(r.max_tokens, Some(64000));
+    }
+
+    #[test]
+    fn mistral_gets_tool_call_ids_of_nine_letters_and_digits() {
+        let req: ChatRequest = request_with_foreign_ids();
+        let (r, removed) = Preset::Mistral.adapted(&req);
+        assert!(!removed.is_empty());
+        let ids: Vec<&str> = r
+            .messages
+            .iter()
+            .flat_map(|m| &m.content.blocks)
+            .filter_map(|b| match b {
+                ContentBlock::ToolUse(t) => Some(t.id.as_str()),
+                ContentBlock::ToolResult(r) => Some(r.tool_use_id.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ids.len(), 4, "{ids:?}");
+        for id in &ids {
+            assert!(
+                id.len() == 9 && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "{id}"
+            );
+        }
+        // Each call and its result still match; the two calls stay apart; Mistral's own
+        // ids are kept.
+        assert_eq!(ids[0], ids[2]);
+        assert_eq!(ids[1], ids[3]);
+        assert_ne!(ids[0], ids[1]);
+        assert_eq!(ids[1], "D681Ber86");
+        // Other presets leave ids alone.
+        let (r, _) = Preset::Groq.adapted(&req);
+        assert!(matches!(r, Cow::Borrowed(_)));
+    }
+
+    fn request_with_foreign_ids() -> ChatRequest {
+        crate::decode_request(
+            br#"{"model":"m","messages":[
+                {"role":"user","content":"q"},
+                {"role":"assistant","content":null,"tool_calls":[
+                    {"id":"toolu_01A09q90qw90lq917835lq9","type":"function","function":{"name":"f","arguments":"{}"}},
+                    {"id":"D681Ber86","type":"function","function":{"name":"g","arguments":"{}"}}]},
+                {"role":"tool","tool_call_id":"toolu_01A09q90qw90lq917835lq9","content":"r1"},
+                {"role":"tool","tool_call_id":"D681Ber86","content":"r2"}]}"#,
+        )
+        .unwrap()
     }
 
     #[test]
