@@ -217,7 +217,18 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
             body.insert("tools".into(), out.into());
         }
     }
+    // gpt-oss takes a level (`true` is its default, medium); other thinking models only
+    // on or off.
+    let levels = req.model.starts_with("gpt-oss");
     match &req.thinking {
+        Some(ThinkingConfig::Enabled { budget_tokens }) if levels => {
+            let level = match budget_tokens {
+                0..=2048 => "low",
+                2049..=8192 => "medium",
+                _ => "high",
+            };
+            body.insert("think".into(), level.into());
+        }
         Some(ThinkingConfig::Enabled { .. }) => {
             body.insert("think".into(), true.into());
         }
@@ -235,8 +246,14 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
             Some("none") => {
                 body.insert("think".into(), false.into());
             }
-            Some(level @ ("low" | "medium" | "high")) if req.model.starts_with("gpt-oss") => {
+            Some(level @ ("low" | "medium" | "high")) if levels => {
                 body.insert("think".into(), level.into());
+            }
+            Some("minimal") if levels => {
+                body.insert("think".into(), "low".into());
+            }
+            Some("xhigh") if levels => {
+                body.insert("think".into(), "high".into());
             }
             Some("minimal" | "low" | "medium" | "high" | "xhigh") => {
                 body.insert("think".into(), true.into());

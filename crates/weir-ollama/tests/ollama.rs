@@ -222,8 +222,20 @@ fn reasoning_effort_becomes_think() {
     assert_eq!(think("qwen3", Some("high")), Some(json!(true)));
     assert_eq!(think("qwen3", Some("none")), Some(json!(false)));
     assert_eq!(think("gpt-oss:20b", Some("low")), Some(json!("low")));
-    assert_eq!(think("gpt-oss:20b", Some("minimal")), Some(json!(true)));
+    // (`true` is gpt-oss's medium.)
+    assert_eq!(think("gpt-oss:20b", Some("minimal")), Some(json!("low")));
+    assert_eq!(think("gpt-oss:20b", Some("xhigh")), Some(json!("high")));
     assert_eq!(think("qwen3", None), None);
+    // An Anthropic client's thinking budget is gpt-oss's level by its size.
+    for (budget, level) in [(1024, "low"), (4096, "medium"), (20000, "high")] {
+        let mut r = tool_loop();
+        r.model = "gpt-oss:120b".into();
+        r.thinking = Some(ThinkingConfig::Enabled {
+            budget_tokens: budget,
+        });
+        let body: Value = serde_json::from_slice(&encode_request(&r).unwrap()).unwrap();
+        assert_eq!(body["think"], level, "{budget}");
+    }
 }
 
 #[test]
