@@ -128,9 +128,12 @@ impl Preset {
             // OpenRouter needs `reasoning_details` back (reasoning signatures of Claude,
             // Gemini's encrypted thought signatures: without them a tool loop's next call
             // is refused); Z.AI wants its interleaved reasoning back with the tool results.
+            // An Anthropic client's thinking goes as OpenRouter's `reasoning`, which it
+            // maps for every model that reasons.
             Preset::OpenRouter => {
                 o.max_tokens_field = Some(MaxTokensField::MaxTokens);
                 o.reasoning_details_in_history = true;
+                o.reasoning_object = true;
             }
             // Z.AI turns GLM's thinking on and off with its own `thinking` field.
             Preset::Zai => {

@@ -59,6 +59,10 @@ pub struct EncodeOptions {
     /// another upstream, or without thinking), which a service that wants the turn's
     /// reasoning back in thinking mode refuses (DeepSeek).
     pub thinking_off_for_unreasoned_tool_turn: bool,
+    /// Another dialect's client's thinking goes as OpenRouter's `reasoning` object: a
+    /// budget as `max_tokens`, off as `enabled: false`, adaptive thinking with an effort
+    /// (`output_config.effort`) as that `effort`.
+    pub reasoning_object: bool,
 }
 
 impl Default for EncodeOptions {
@@ -75,6 +79,7 @@ impl Default for EncodeOptions {
             max_output_tokens: None,
             thinking_type: false,
             thinking_off_for_unreasoned_tool_turn: false,
+            reasoning_object: false,
         }
     }
 }
@@ -1050,6 +1055,35 @@ impl Serialize for RequestOut<'_> {
             };
             if let Some(ty) = ty {
                 m.entry("thinking", &serde_json::json!({ "type": ty }))?;
+            }
+        }
+        if self.opts.reasoning_object && !same && !r.extra.contains("reasoning") {
+            // (Not on for a request continuing a tool-call turn without reasoning: Claude
+            // behind OpenRouter would refuse thinking for it.)
+            let unreasoned = || unreasoned_tool_turn(r);
+            let reasoning = match &r.thinking {
+                Some(ThinkingConfig::Enabled { .. } | ThinkingConfig::Adaptive(_))
+                    if unreasoned() =>
+                {
+                    None
+                }
+                Some(ThinkingConfig::Enabled { budget_tokens }) => {
+                    Some(serde_json::json!({ "max_tokens": budget_tokens }))
+                }
+                Some(ThinkingConfig::Disabled) => Some(serde_json::json!({ "enabled": false })),
+                // Adaptive thinking: the effort asked for, else the model's own default.
+                Some(ThinkingConfig::Adaptive(_)) => asked
+                    .as_deref()
+                    .and_then(|e| match e {
+                        "low" | "medium" | "high" | "xhigh" => Some(e),
+                        "max" => Some("xhigh"),
+                        _ => None,
+                    })
+                    .map(|e| serde_json::json!({ "effort": e })),
+                _ => None,
+            };
+            if let Some(reasoning) = reasoning {
+                m.entry("reasoning", &reasoning)?;
             }
         }
         if let Some(u) = r.metadata.as_ref().and_then(|md| md.user_id.as_ref()) {

@@ -700,6 +700,44 @@ fn reasoning_effort_maps_to_a_thinking_budget_below_max_tokens() {
 }
 
 #[test]
+fn openrouter_gets_an_anthropic_clients_thinking_as_its_reasoning_object() {
+    let sent = |body: &str| -> Value {
+        let req = weir_anthropic::decode_request(body.as_bytes()).unwrap();
+        let opts = weir_openai::Preset::OpenRouter.encode_options();
+        serde_json::from_slice(&weir_openai::encode_request(&req, &opts).unwrap()).unwrap()
+    };
+    let q = r#""messages":[{"role":"user","content":"q"}]"#;
+    for (thinking, want) in [
+        (
+            r#""thinking":{"type":"enabled","budget_tokens":3000}"#,
+            json!({"max_tokens": 3000}),
+        ),
+        (
+            r#""thinking":{"type":"disabled"}"#,
+            json!({"enabled": false}),
+        ),
+        (
+            r#""thinking":{"type":"adaptive"},"output_config":{"effort":"max"}"#,
+            json!({"effort": "xhigh"}),
+        ),
+        (r#""thinking":{"type":"adaptive"}"#, Value::Null),
+    ] {
+        let out = sent(&format!(
+            r#"{{"model":"m","max_tokens":9000,{thinking},{q}}}"#
+        ));
+        assert_eq!(out["reasoning"], want, "{thinking}: {out}");
+    }
+    // A tool turn without reasoning being continued: none asked for.
+    let out = sent(
+        r#"{"model":"m","max_tokens":9000,"thinking":{"type":"enabled","budget_tokens":3000},
+        "messages":[{"role":"user","content":"q"},
+        {"role":"assistant","content":[{"type":"tool_use","id":"t","name":"f","input":{}}]},
+        {"role":"user","content":[{"type":"tool_result","tool_use_id":"t","content":"r"}]}]}"#,
+    );
+    assert!(out.get("reasoning").is_none(), "{out}");
+}
+
+#[test]
 fn compatible_services_finish_reasons_reach_anthropic_clients_by_meaning() {
     let answer = |finish: &str, calls: bool| {
         let mut message = json!({"role": "assistant", "content": "a"});
