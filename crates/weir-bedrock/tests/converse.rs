@@ -84,6 +84,21 @@ fn text_system_and_cache_points() {
         "inferenceConfig": {"maxTokens": 100, "temperature": 0.5, "topP": 0.9, "stopSequences": ["END"]}
     });
     assert_eq!(encode(&req, "us.amazon.nova-pro-v1:0"), expected);
+    // Anthropic's one-hour cache_control is Converse's one-hour cache point.
+    let long = anthropic(json!({
+        "model": "m", "max_tokens": 100,
+        "system": [{"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "Q", "cache_control": {"type": "ephemeral", "ttl": "5m"}}]}]
+    }));
+    let v = encode(&long, "us.anthropic.claude-sonnet-4-5-20250929-v1:0");
+    assert_eq!(
+        v["system"],
+        json!([{"text": "Be brief."}, {"cachePoint": {"type": "default", "ttl": "1h"}}])
+    );
+    assert_eq!(
+        v["messages"][0]["content"],
+        json!([{"text": "Q"}, {"cachePoint": {"type": "default"}}])
+    );
     // Models without prompt caching get no cache points.
     let v = encode(&req, "mistral.mistral-large-2407-v1:0");
     assert_eq!(
@@ -384,6 +399,19 @@ fn responses_decode_with_usage_and_stop_reasons() {
         (Some(74), Some(26), Some(1024), Some(12))
     );
     assert_eq!(u.total_input(), 74 + 1024 + 12);
+    assert_eq!(u.cache_write_1h_tokens, None);
+    // Cache writes by TTL: the one-hour ones are priced apart.
+    let ttl_body = br#"{"output":{"message":{"content":[{"text":"x"}],"role":"assistant"}},"stopReason":"end_turn",
+    "usage":{"inputTokens":5,"outputTokens":1,"cacheReadInputTokens":0,"cacheWriteInputTokens":3500,
+    "cacheDetails":[{"ttl":"1h","inputTokens":3000},{"ttl":"5m","inputTokens":500}],"totalTokens":3506}}"#;
+    let by_ttl = decode_converse_response(ttl_body, "req-10", "m").unwrap();
+    assert_eq!(
+        (
+            by_ttl.usage.cache_write_tokens,
+            by_ttl.usage.cache_write_1h_tokens
+        ),
+        (Some(3500), Some(3000))
+    );
     let kinds: Vec<String> = r
         .content
         .iter()

@@ -53,15 +53,34 @@ struct CUsage {
     output_tokens: Option<u64>,
     cache_read_input_tokens: Option<u64>,
     cache_write_input_tokens: Option<u64>,
+    /// The cache writes by TTL (`5m`, `1h`), which are priced apart.
+    #[serde(default)]
+    cache_details: Vec<CacheDetail>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CacheDetail {
+    ttl: Option<String>,
+    input_tokens: Option<u64>,
 }
 
 impl From<CUsage> for Usage {
     fn from(u: CUsage) -> Usage {
+        let one_hour = u
+            .cache_details
+            .iter()
+            .filter(|d| d.ttl.as_deref() == Some("1h"))
+            .filter_map(|d| d.input_tokens)
+            .fold(None, |sum: Option<u64>, n| {
+                Some(sum.unwrap_or(0).saturating_add(n))
+            });
         Usage {
             input_tokens: u.input_tokens,
             output_tokens: u.output_tokens,
             cache_read_tokens: u.cache_read_input_tokens,
             cache_write_tokens: u.cache_write_input_tokens,
+            cache_write_1h_tokens: one_hour,
             ..Default::default()
         }
     }

@@ -45,8 +45,8 @@ enum Out<'a> {
 
 struct Block<'a> {
     out: Out<'a>,
-    /// A `cachePoint` follows the block (the block carried `cache_control`).
-    cache: bool,
+    /// A `cachePoint` follows the block: the block's `cache_control`.
+    cache: Option<&'a RawJson>,
 }
 
 struct Msg<'a> {
@@ -54,8 +54,18 @@ struct Msg<'a> {
     blocks: Vec<Block<'a>>,
 }
 
-fn cache_point(w: &mut JsonWriter) {
-    w.raw(r#"{"cachePoint":{"type":"default"}}"#);
+/// A `cachePoint` for a block's `cache_control`: with Anthropic's one-hour `ttl`, that
+/// one (Converse's default is five minutes).
+fn cache_point(w: &mut JsonWriter, cache_control: &RawJson) {
+    #[derive(serde::Deserialize)]
+    struct Cc<'a> {
+        #[serde(borrow)]
+        ttl: Option<&'a str>,
+    }
+    match serde_json::from_str::<Cc<'_>>(cache_control.get()) {
+        Ok(Cc { ttl: Some("1h") }) => w.raw(r#"{"cachePoint":{"type":"default","ttl":"1h"}}"#),
+        _ => w.raw(r#"{"cachePoint":{"type":"default"}}"#),
+    }
 }
 
 fn block(w: &mut JsonWriter, b: &Block<'_>, caching: bool) -> Result<(), String> {
@@ -153,8 +163,8 @@ fn block(w: &mut JsonWriter, b: &Block<'_>, caching: bool) -> Result<(), String>
             w.end_object();
         }
     }
-    if b.cache && caching {
-        cache_point(w);
+    if let Some(cc) = b.cache.filter(|_| caching) {
+        cache_point(w, cc);
     }
     Ok(())
 }
@@ -166,11 +176,11 @@ fn plan_block<'a>(b: &'a ContentBlock, names: &mut Names) -> Result<Option<Block
     check_media(b)?;
     let (out, cache) = match b {
         ContentBlock::Text(t) if t.text.is_blank() => return Ok(None),
-        ContentBlock::Text(t) => (Out::Text(&t.text), t.cache_control.is_some()),
-        ContentBlock::Image(i) => (Out::Image(i), i.cache_control.is_some()),
+        ContentBlock::Text(t) => (Out::Text(&t.text), t.cache_control.as_ref()),
+        ContentBlock::Image(i) => (Out::Image(i), i.cache_control.as_ref()),
         ContentBlock::Document(d) => (
             Out::Document(d, names.name(d.title.as_deref())),
-            d.cache_control.is_some(),
+            d.cache_control.as_ref(),
         ),
         ContentBlock::ToolUse(t) => (
             Out::ToolUse {
@@ -178,7 +188,7 @@ fn plan_block<'a>(b: &'a ContentBlock, names: &mut Names) -> Result<Option<Block
                 name: &t.name,
                 input: t.input.to_object(),
             },
-            t.cache_control.is_some(),
+            t.cache_control.as_ref(),
         ),
         ContentBlock::ToolResult(r) => {
             let docs = r
@@ -192,7 +202,7 @@ fn plan_block<'a>(b: &'a ContentBlock, names: &mut Names) -> Result<Option<Block
                 .collect();
             (
                 Out::ToolResult(r, sanitize_tool_id(&r.tool_use_id), docs),
-                r.cache_control.is_some(),
+                r.cache_control.as_ref(),
             )
         }
         // (Another upstream's state carried as a signature is none Bedrock takes.)
@@ -202,11 +212,11 @@ fn plan_block<'a>(b: &'a ContentBlock, names: &mut Names) -> Result<Option<Block
                     text: &t.thinking,
                     signature: sig,
                 },
-                false,
+                None,
             ),
             _ => return Ok(None),
         },
-        ContentBlock::RedactedThinking(r) => (Out::Redacted(&r.data), false),
+        ContentBlock::RedactedThinking(r) => (Out::Redacted(&r.data), None),
         ContentBlock::Unknown(_) => {
             return Err(format!(
                 "content of type `{}` cannot be sent to Bedrock Converse",
@@ -218,11 +228,14 @@ fn plan_block<'a>(b: &'a ContentBlock, names: &mut Names) -> Result<Option<Block
 }
 
 /// System text: from `system` and from system/developer messages, in order.
-fn system_text<'a>(c: &'a Content, into: &mut Vec<(&'a JsonStr, bool)>) -> Result<(), WireError> {
+fn system_text<'a>(
+    c: &'a Content,
+    into: &mut Vec<(&'a JsonStr, Option<&'a RawJson>)>,
+) -> Result<(), WireError> {
     for b in &c.blocks {
         match b {
             ContentBlock::Text(t) if t.text.is_blank() => {}
-            ContentBlock::Text(t) => into.push((&t.text, t.cache_control.is_some())),
+            ContentBlock::Text(t) => into.push((&t.text, t.cache_control.as_ref())),
             other => {
                 return Err(WireError::Unsupported(format!(
                     "system content of type `{}` cannot be sent to Bedrock",
@@ -246,7 +259,7 @@ pub fn encode_converse(
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
     let caching = supports_cache_points(model);
-    let mut system: Vec<(&JsonStr, bool)> = Vec::new();
+    let mut system: Vec<(&JsonStr, Option<&RawJson>)> = Vec::new();
     if let Some(sys) = &req.system {
         system_text(sys, &mut system)?;
     }
@@ -358,8 +371,8 @@ pub fn encode_converse(
             w.key("text");
             w.json_str(t);
             w.end_object();
-            if *cache && caching {
-                cache_point(&mut w);
+            if let Some(cc) = cache.filter(|_| caching) {
+                cache_point(&mut w, cc);
             }
         }
         w.end_array();
@@ -496,8 +509,8 @@ fn tool_config(
         w.end_object();
         w.end_object();
         w.end_object();
-        if f.cache_control.is_some() && caching {
-            cache_point(w);
+        if let Some(cc) = f.cache_control.as_ref().filter(|_| caching) {
+            cache_point(w, cc);
         }
     }
     w.end_array();
