@@ -184,6 +184,27 @@ fn thinking_budget(req: &ChatRequest) -> Option<u32> {
     }
 }
 
+/// `output_config.effort` to send beside adaptive thinking to a Claude model on Converse:
+/// an Anthropic client's own, else an OpenAI client's `reasoning_effort` as Anthropic's
+/// levels (`minimal` as `low`; `xhigh` as `xhigh` from Claude 4.7, `max` on 4.6).
+pub(crate) fn claude_effort(model: &str, req: &ChatRequest) -> Option<&'static str> {
+    let adaptive_only =
+        weir_anthropic::thinking_form(base_model(model)) == weir_anthropic::ThinkingForm::Adaptive;
+    if let Some(e) = req.anthropic_effort() {
+        return ["low", "medium", "high", "xhigh", "max"]
+            .into_iter()
+            .find(|l| *l == e);
+    }
+    match req.reasoning_effort.as_deref()? {
+        "minimal" | "low" => Some("low"),
+        "medium" => Some("medium"),
+        "high" => Some("high"),
+        "xhigh" if adaptive_only => Some("xhigh"),
+        "xhigh" => Some("max"),
+        _ => None,
+    }
+}
+
 /// Reasoning settings for Converse's `additionalModelRequestFields`, as the model family
 /// takes them (`(key, JSON value)`), and the thinking budget when there is one (the
 /// output limit must exceed it). Families that always reason (DeepSeek R1) or never do

@@ -356,6 +356,42 @@ fn reasoning_history_and_settings() {
         json!({"thinking": {"type": "enabled", "budget_tokens": 16384}})
     );
     assert_eq!(v["inferenceConfig"], json!({"maxTokens": 16384 + 4096}));
+    // Claude 4.7 on refuses budgets: adaptive thinking and the effort.
+    let v = encode(
+        &req,
+        "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/claude-opus-4-7-x",
+    );
+    assert_eq!(
+        v["additionalModelRequestFields"],
+        json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "high"}})
+    );
+    // An Anthropic client's own adaptive thinking and effort.
+    let own = anthropic(json!({"model": "m", "max_tokens": 4000,
+        "thinking": {"type": "adaptive"}, "output_config": {"effort": "max"},
+        "messages": [{"role": "user", "content": "q"}]}));
+    assert_eq!(
+        encode(&own, "us.anthropic.claude-opus-5-v1:0")["additionalModelRequestFields"],
+        json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}})
+    );
+    // A tool turn being continued without signed reasoning: no thinking, adaptive or not.
+    let mut tools = req.clone();
+    tools.messages = vec![
+        text(Role::User, "Q"),
+        Message {
+            role: Role::Assistant,
+            content: Content::blocks(vec![tool_call("call_1", "{}")]),
+            extra: Default::default(),
+        },
+        tool_message("call_1", "r", None),
+    ];
+    tools.tools = Some(vec![weather_tool()]);
+    for model in [
+        "us.anthropic.claude-opus-4-7-v1:0",
+        "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    ] {
+        let v = encode(&tools, model);
+        assert_eq!(v.get("additionalModelRequestFields"), None, "{model}: {v}");
+    }
     // Models that take no reasoning settings get none.
     assert_eq!(
         encode(&req, "us.amazon.nova-pro-v1:0").get("additionalModelRequestFields"),

@@ -3081,7 +3081,8 @@ fn mistral_gets_no_user_field_and_an_assistant_between_a_tool_result_and_a_user_
 
 #[test]
 fn output_limits_over_the_upstream_s_maximum_are_lowered() {
-    // Claude Code asks for 32000-64000 output tokens; deepseek-chat answers 400 above 8192.
+    // Claude Code asks for 32000-64000 output tokens: DeepSeek's V4 models (which
+    // deepseek-chat and deepseek-reasoner now name) take up to 384K, so it goes as it is.
     let req = |model: &str, max: u32| {
         weir_anthropic::decode_request(
             json!({"model": model, "max_tokens": max, "messages": [{"role": "user", "content": "hi"}]})
@@ -3098,10 +3099,9 @@ fn output_limits_over_the_upstream_s_maximum_are_lowered() {
             serde_json::from_slice(&weir_openai::encode_request(&canon, &opts).unwrap()).unwrap();
         out["max_tokens"].clone()
     };
-    assert_eq!(deepseek("deepseek-chat", 32000), json!(8192));
+    assert_eq!(deepseek("deepseek-chat", 32000), json!(32000));
     assert_eq!(deepseek("deepseek-chat", 4000), json!(4000));
-    assert_eq!(deepseek("deepseek-reasoner", 64000), json!(64000));
-    assert_eq!(deepseek("deepseek-reasoner", 100_000), json!(65536));
+    assert_eq!(deepseek("deepseek-v4-pro", 100_000), json!(100_000));
     // A provider's max_output_tokens, for any OpenAI-dialect upstream.
     let opts = weir_openai::EncodeOptions {
         max_output_tokens: Some(16384),

@@ -17,7 +17,7 @@ use weir_model::{
     ThinkingConfig, Tool, ToolChoice, ToolResultBlock, WireError,
 };
 
-use crate::models::{base_model, reasoning_fields, supports_cache_points};
+use crate::models::{base_model, claude_effort, reasoning_fields, supports_cache_points};
 
 mod decode;
 mod media;
@@ -329,11 +329,18 @@ pub fn encode_converse(
                 Some(Out::Reasoning { .. } | Out::Redacted(_))
             )
     });
-    let (reasoning, budget) = if budget.is_some() && !thinking_explicit && unsigned_tool_turn {
+    // (Adaptive thinking has no budget, and is thinking all the same.)
+    let claude_thinking = reasoning.as_ref().is_some_and(|(k, _)| *k == "thinking");
+    let (reasoning, budget) = if claude_thinking && !thinking_explicit && unsigned_tool_turn {
         (None, None)
     } else {
         (reasoning, budget)
     };
+    // Adaptive thinking's effort, in Anthropic's `output_config`.
+    let effort = reasoning
+        .as_ref()
+        .filter(|(k, v)| *k == "thinking" && v.contains("adaptive"))
+        .and_then(|_| claude_effort(model, req));
     let mut max_tokens = req.max_tokens;
     if let Some(b) = budget {
         let default = opts.default_max_tokens.unwrap_or(4096);
@@ -435,6 +442,13 @@ pub fn encode_converse(
         w.begin_object();
         w.key(key);
         w.raw(&value);
+        if let Some(effort) = effort {
+            w.key("output_config");
+            w.begin_object();
+            w.key("effort");
+            w.string(effort);
+            w.end_object();
+        }
         w.end_object();
     }
     w.end_object();
