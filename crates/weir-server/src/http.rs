@@ -583,6 +583,19 @@ async fn route(
             .is_some_and(|v| v.as_bytes() != b"0")
             || req.headers().contains_key(http::header::TRANSFER_ENCODING));
     let r = match (&method, path.as_str()) {
+        // A provider's base_url names this gateway: forwarding it again would loop until
+        // connections ran out.
+        (&Method::POST, _) if weir_upstream::came_back(req.headers()) => {
+            // (A server error to the gateway that sent it: it tries its next target.)
+            let mut e = ApiError::new(
+                ErrorKind::Upstream,
+                "this request came back to the gateway that sent it upstream: a provider's \
+                 base_url points at the gateway itself",
+            );
+            e.status = 508;
+            tracing::error!(request_id = %log.request_id, "a request came back to this gateway: a provider's base_url points at it");
+            gateway_error(guess(&req, dialect), &e, &log)
+        }
         (&Method::OPTIONS, _)
             if cors
                 && req

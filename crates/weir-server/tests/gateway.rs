@@ -1622,6 +1622,54 @@ async fn weir_own(text: &str) -> String {
     url
 }
 
+/// A provider whose base_url names the gateway itself by an address its config check
+/// cannot know (here: the config's listen is another port; in life, the machine's own
+/// address or a name for it): the request that comes back is refused (508), not forwarded
+/// again until connections run out, and a route with another target is served by it.
+#[tokio::test]
+async fn a_request_that_comes_back_to_the_gateway_is_refused_not_forwarded_again() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let text = format!(
+        "[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n\
+         [providers.mock]\nkind = \"mock\"\nstream_delay = \"0ms\"\n\
+         [providers.itself]\nkind = \"anthropic\"\nbase_url = \"{url}\"\nkeys = [\"{KEY}\"]\n\
+         [[models]]\nname = \"loop\"\ntargets = [{{ provider = \"itself\" }}]\n\
+         [[models]]\nname = \"loop-then-mock\"\ntargets = [{{ provider = \"itself\" }}, {{ provider = \"mock\", model = \"mock\" }}]\n"
+    );
+    let cfg = weir_server::config::parse(None, &text).unwrap();
+    let app = Arc::new(weir_server::build(&cfg, None, &text).unwrap());
+    tokio::spawn(weir_server::run(
+        app,
+        listener,
+        None,
+        std::future::pending(),
+    ));
+    let body = |model: &str| json!({"model": model, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&url, "/v1/messages", &body("loop"), Some(KEY)).await;
+    assert_eq!(r.status(), 508);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("came back to the gateway"),
+        "{v}"
+    );
+    let r = post(&url, "/v1/messages", &body("loop-then-mock"), Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+    // A client's own Via (another proxy's) is no loop.
+    let r = client()
+        .post(format!("{url}/v1/chat/completions"))
+        .header("authorization", format!("Bearer {KEY}"))
+        .header("via", "1.1 proxy.example, 1.1 weir-0000000000000000")
+        .json(&json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
 #[test]
 fn a_buffered_bound_below_the_request_limit_is_a_config_error() {
     let text = "[server]\nmax_request_bytes = 4000\nmax_buffered_bytes = 3000\n";

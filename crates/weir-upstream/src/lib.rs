@@ -267,6 +267,7 @@ impl Upstream {
             http::header::ACCEPT_ENCODING,
             http::HeaderValue::from_static("identity"),
         );
+        headers.insert(http::header::VIA, via().clone());
         let mut req = http::Request::new(http_body_util::Full::new(bytes::Bytes::from(body)));
         *req.method_mut() = method;
         if let Some(auth) = self.proxies.http_auth(&to.uri) {
@@ -667,6 +668,40 @@ pub fn status_error(
     let mut e = ProviderError::from_api(api, retry_after);
     e.upstream_request_id = crate::call::upstream_request_id(headers).map(str::to_owned);
     e
+}
+
+/// This process's `Via` entry (RFC 9110's, which a proxy adds to what it forwards), sent
+/// with every upstream request: `1.1 weir-<16 hex digits>`, random per process, so a
+/// request that comes back to this gateway (a provider's `base_url` naming the gateway
+/// itself, by any address or name) is told from a client's ([`came_back`]) instead of
+/// being forwarded again until connections run out.
+pub fn via() -> &'static http::HeaderValue {
+    static VIA: std::sync::LazyLock<http::HeaderValue> = std::sync::LazyLock::new(|| {
+        use std::hash::{BuildHasher, Hasher};
+        // RandomState's keys are random per process; the clock and pid add to them.
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.write_u128(
+            SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
+        );
+        // Hex digits and ASCII text: always a valid header value.
+        http::HeaderValue::from_str(&format!("1.1 weir-{:016x}", h.finish()))
+            .unwrap_or_else(|_| http::HeaderValue::from_static("1.1 weir"))
+    });
+    &VIA
+}
+
+/// Whether a request's `Via` headers hold this process's entry ([`via`]): it was sent by
+/// this gateway to itself.
+pub fn came_back(headers: &http::HeaderMap) -> bool {
+    let ours = via().as_bytes();
+    headers.get_all(http::header::VIA).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|entry| entry.trim_ascii() == ours)
+    })
 }
 
 /// How long a key whose quota is spent rests (as long as the router's default rest for a
