@@ -63,7 +63,8 @@ impl AnthropicProvider {
     }
 
     fn headers(&self, key: Option<&Secret>, cx: &CallContext) -> Result<HeaderMap, ProviderError> {
-        let mut h = HeaderMap::new();
+        // Room for these and what the upstream layer adds (host, accept-encoding, via).
+        let mut h = HeaderMap::with_capacity(8);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in &cx.forward_headers {
             if name.as_str().starts_with("anthropic-") {

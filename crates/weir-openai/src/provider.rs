@@ -160,7 +160,8 @@ impl OpenAiProvider {
     }
 
     fn headers(&self, key: Option<&Secret>, cx: &CallContext) -> Result<HeaderMap, ProviderError> {
-        let mut h = HeaderMap::new();
+        // Room for these and what the upstream layer adds (host, accept-encoding, via).
+        let mut h = HeaderMap::with_capacity(8);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in &cx.forward_headers {
             if name.as_str() == "openai-beta" {
@@ -179,6 +180,19 @@ impl OpenAiProvider {
         }
         Ok(h)
     }
+}
+
+/// The first `finish_reason` string in an answer's bytes (the first choice's: `choices`
+/// come in order), read without decoding it. (`"finish_reason"` with its quotes is in no
+/// JSON string's text, where the quotes would be escaped.)
+fn first_finish_reason(body: &[u8]) -> Option<&str> {
+    static KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(r#""finish_reason""#));
+    let at = KEY.find(body)? + r#""finish_reason""#.len();
+    let rest = body[at..].trim_ascii_start().strip_prefix(b":")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b"\"")?;
+    let end = memchr::memchr(b'"', rest)?;
+    std::str::from_utf8(&rest[..end]).ok()
 }
 
 struct Decoder(StreamDecoder);
@@ -266,20 +280,11 @@ impl Provider for OpenAiProvider {
         // A whole answer cut short for lack of capacity is the upstream's failure (the
         // stream decoder says so as an error event).
         if let Reply::Complete(r) = &reply {
-            // An OpenAI client's answer goes verbatim, decoded only for its usage: its
-            // finish reason is read only when the body names the reason at all (`"error"`
-            // with its quotes is in no JSON string's escaped text).
-            static NAMED: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
-                std::sync::LazyLock::new(|| {
-                    [
-                        memchr::memmem::Finder::new(crate::OUT_OF_CAPACITY),
-                        memchr::memmem::Finder::new(r#""error""#),
-                        memchr::memmem::Finder::new(crate::NETWORK_ERROR),
-                    ]
-                });
+            // An OpenAI client's answer goes verbatim, decoded only for its usage: in full
+            // only when its first finish reason is one that says so.
             let full;
             let answer = match &r.raw {
-                Some(raw) if NAMED.iter().any(|f| f.find(raw).is_some()) => {
+                Some(raw) if first_finish_reason(raw).is_some_and(crate::failed) => {
                     full = crate::decode_response(raw).ok();
                     full.as_ref()
                 }
@@ -415,5 +420,27 @@ impl Provider for OpenAiProvider {
                 format!("the upstream's embeddings response could not be decoded: {e}"),
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_first_finish_reason_is_read_in_any_spacing() {
+        use super::first_finish_reason as f;
+        assert_eq!(
+            f(br#"{"choices":[{"finish_reason":"error","error":{}}]}"#),
+            Some("error")
+        );
+        assert_eq!(
+            f(b"{\"choices\":[{\"finish_reason\" :\n \"network_error\"},{\"finish_reason\":\"stop\"}]}"),
+            Some("network_error")
+        );
+        assert_eq!(f(br#"{"choices":[{"finish_reason":null}]}"#), None);
+        // Quoted inside text, its quotes are escaped: not a key.
+        assert_eq!(
+            f(br#"{"choices":[{"message":{"content":"say \"finish_reason\":\"error\""},"finish_reason":"stop"}]}"#),
+            Some("stop")
+        );
     }
 }
