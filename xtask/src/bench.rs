@@ -384,7 +384,7 @@ length). Callgrind over 1,000 requests on one connection, both builds in one sit
 its last commit (a configurable stream hold added): 76.59k for `/v1/messages`, 107.05k
 for its stream.
 
-The session after (an AMD EPYC VM; the table above is its last run, at 503bbb6, where the
+The session after (an AMD EPYC VM; in its run at 503bbb6, where the
 nginx proxy added 34-46 µs at 0.33-0.47 of direct and the hyper proxy 34-41 µs at
 0.33-0.43, against Weir's 96-129 µs at 0.27-0.31; a short run midway, with an auditor on
 the same cores, had Weir at 97-126 µs and 0.26-0.29) added to the request path a
@@ -400,6 +400,29 @@ search); the rest is serde_json and hyper code inlined differently. At its last 
 (after a review; the header set from the id itself, room made for it in the map): 77.75k
 for `/v1/messages` (+1.6% on the first build), 79.52k for chat completions (+0.5%) and
 108.74k for the messages stream (+1.8%).
+
+The session after (an Intel Xeon VM, 2 vCPUs; the table above is its run at fd9793f)
+measured the previous session's code first: Weir added 34-46 µs at one connection, under
+the target on all four endpoints, and reached 0.23-0.28 of direct at 32, where the nginx
+proxy added 15-20 µs at 0.39-0.44 and the hyper proxy 20-24 µs at 0.35-0.40. In the run
+above: Weir 37-59 µs (the chat stream over the target) at 0.22-0.28, the nginx proxy 12-25
+µs at 0.38-0.46, the hyper proxy 8-25 µs at 0.34-0.43. At 32 connections
+(`/v1/messages`, each process's user and system time over 4-6 s of wrk divided by its
+requests) Weir spent 23.9 µs per request (13.5 user, 9.9 kernel) against the hyper
+proxy's 14.3 (5.5 user, 8.4 kernel), with 0.50 context switches per request against 0.41
+(`perf stat`); `perf record` put 49% of Weir's samples in the kernel (13.5% in
+`finish_task_switch`, the cost of being switched back in on this VM). The user-time gap,
+8 µs, is Weir's own work; on this machine the throughput target needs Weir's whole CPU
+per request near 17 µs. Its changes to the request path (a `via` header on upstream
+requests and a look for this process's own on incoming ones, against request loops; an
+input estimate that charges images by count; an OpenAI answer's first `finish_reason`
+read from its bytes for OpenAI clients) moved callgrind's count per request (1,000
+requests on one connection, the session's first build and its last in one sitting):
+`/v1/messages` 77.71k to 77.93k (+0.3%), chat completions 79.54k to 80.16k (+0.8%), the
+messages stream 108.66k to 109.08k (+0.4%). By function: the `via` header about 0.25k
+(inserted, written), the loop look 0.07k, the estimate 0.07k. A first version read the
+finish reason with three byte searches (+0.36k on chat completions); one search for the
+key replaced them.
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
