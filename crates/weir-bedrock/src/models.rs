@@ -195,6 +195,14 @@ pub(crate) fn claude_effort(model: &str, req: &ChatRequest) -> Option<&'static s
             .into_iter()
             .find(|l| *l == e);
     }
+    // A budget where budgets are refused: the effort of its size.
+    if let Some(ThinkingConfig::Enabled { budget_tokens }) = &req.thinking {
+        return Some(match budget_tokens {
+            0..=2048 => "low",
+            2049..=8192 => "medium",
+            _ => "high",
+        });
+    }
     match req.reasoning_effort.as_deref()? {
         "minimal" | "low" => Some("low"),
         "medium" => Some("medium"),
@@ -224,8 +232,15 @@ pub(crate) fn reasoning_fields(
             _ => form != ThinkingForm::Budget,
         };
         if adaptive {
+            // (`minimal`, which sizes no budget, is the least adaptive thinking.)
+            let minimal =
+                req.thinking.is_none() && req.reasoning_effort.as_deref() == Some("minimal");
             return match thinking_budget(req) {
                 Some(_) => (
+                    Some(("thinking", r#"{"type":"adaptive"}"#.to_owned())),
+                    None,
+                ),
+                None if minimal => (
                     Some(("thinking", r#"{"type":"adaptive"}"#.to_owned())),
                     None,
                 ),

@@ -373,6 +373,33 @@ fn reasoning_history_and_settings() {
         encode(&own, "us.anthropic.claude-opus-5-v1:0")["additionalModelRequestFields"],
         json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "max"}})
     );
+    // `minimal` is the least adaptive thinking; an Anthropic budget, the effort of its size.
+    let mut minimal = req.clone();
+    minimal.reasoning_effort = Some("minimal".to_owned());
+    assert_eq!(
+        encode(&minimal, "us.anthropic.claude-opus-4-7-v1:0")["additionalModelRequestFields"],
+        json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "low"}})
+    );
+    let budget = anthropic(json!({"model": "m", "max_tokens": 9000,
+        "thinking": {"type": "enabled", "budget_tokens": 6000},
+        "messages": [{"role": "user", "content": "q"}]}));
+    assert_eq!(
+        encode(&budget, "us.anthropic.claude-opus-4-7-v1:0")["additionalModelRequestFields"],
+        json!({"thinking": {"type": "adaptive"}, "output_config": {"effort": "medium"}})
+    );
+    // An Anthropic client's own thinking, continuing a tool turn another upstream served
+    // (its reasoning is that upstream's state, not sent): none, as Claude would refuse it.
+    let foreign = anthropic(json!({"model": "m", "max_tokens": 4000,
+        "thinking": {"type": "adaptive"},
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "messages": [
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "", "signature": "gemini-thought:abc"},
+                {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "r"}]}]}));
+    let v = encode(&foreign, "us.anthropic.claude-opus-4-7-v1:0");
+    assert_eq!(v.get("additionalModelRequestFields"), None, "{v}");
     // A tool turn being continued without signed reasoning: no thinking, adaptive or not.
     let mut tools = req.clone();
     tools.messages = vec![

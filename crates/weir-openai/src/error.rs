@@ -167,6 +167,12 @@ pub(crate) fn openai_error_body(e: &ApiError) -> Vec<u8> {
     let same = e.dialect == Some(Dialect::OpenAi);
     // The upstream's own type and code for its dialect (a type it left out is filled
     // in: clients expect one); Weir's own errors take the kind's, or the code they carry.
+    // (A spent credit's type is OpenAI's for it, not the rate limit its kind shares.)
+    let default_ty = if e.credit_spent() {
+        "insufficient_quota"
+    } else {
+        default_ty
+    };
     let (ty, code) = if same {
         (
             e.error_type.as_deref().or(Some(default_ty)),
@@ -175,7 +181,7 @@ pub(crate) fn openai_error_body(e: &ApiError) -> Vec<u8> {
     } else if e.is_context_overflow() {
         (Some(default_ty), Some("context_length_exceeded"))
     } else if e.credit_spent() {
-        (Some("insufficient_quota"), Some("insufficient_quota"))
+        (Some(default_ty), Some("insufficient_quota"))
     } else {
         (Some(default_ty), e.code.as_deref().or(default_code))
     };
@@ -240,6 +246,20 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["type"], "insufficient_quota", "{v}");
         assert_eq!(v["error"]["code"], "insufficient_quota", "{v}");
+    }
+
+    #[test]
+    fn an_openai_dialect_402_without_a_type_is_insufficient_quota() {
+        // OpenRouter's "Insufficient credits": no type, an integer code.
+        let e = decode_error(
+            402,
+            br#"{"error":{"message":"Insufficient credits","code":402}}"#,
+        );
+        assert!(e.credit_spent());
+        let (status, body) = encode_error(&e);
+        assert_eq!(status, 402);
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["type"], "insufficient_quota", "{v}");
     }
 
     #[test]

@@ -1056,6 +1056,14 @@ impl Serialize for RequestOut<'_> {
             if let Some(ty) = ty {
                 m.entry("thinking", &serde_json::json!({ "type": ty }))?;
             }
+        } else if same
+            && self.opts.thinking_off_for_unreasoned_tool_turn
+            && !r.extra.contains("thinking")
+            && unreasoned_tool_turn(r)
+        {
+            // An OpenAI client that did not send a tool turn's reasoning back (the SDKs do
+            // not keep `reasoning_content`): thinking off, where it would be refused.
+            m.entry("thinking", &serde_json::json!({ "type": "disabled" }))?;
         }
         if self.opts.reasoning_object && !same && !r.extra.contains("reasoning") {
             // (Not on for a request continuing a tool-call turn without reasoning: Claude
@@ -1145,24 +1153,35 @@ fn effort_named(e: &str) -> Option<&'static str> {
     }
 }
 
-/// Whether the request continues a tool-call turn (the last assistant turn, with tool
-/// results after it) that carries no reasoning text.
+/// Whether the request continues a tool loop (tool results after the last assistant
+/// turn) of which a tool-call turn since the user last spoke carries no reasoning text.
 fn unreasoned_tool_turn(r: &ChatRequest) -> bool {
     let Some(last) = r.messages.iter().rposition(|m| m.role == Role::Assistant) else {
         return false;
     };
-    let blocks = &r.messages[last].content.blocks;
-    let called = blocks.iter().any(|b| matches!(b, ContentBlock::ToolUse(_)));
-    let answered = r.messages[last + 1..].iter().any(|m| {
-        m.content
-            .blocks
-            .iter()
-            .any(|b| matches!(b, ContentBlock::ToolResult(_)))
-    });
-    let reasoned = blocks
+    let result = |b: &ContentBlock| matches!(b, ContentBlock::ToolResult(_));
+    let continued = r.messages[last + 1..]
         .iter()
-        .any(|b| matches!(b, ContentBlock::Thinking(t) if !t.thinking.as_str().trim().is_empty()));
-    called && answered && !reasoned
+        .any(|m| m.content.blocks.iter().any(result));
+    if !continued {
+        return false;
+    }
+    // Where the user last spoke (not only tool results: Anthropic's carry them in user
+    // messages).
+    let spoke = r.messages[..last]
+        .iter()
+        .rposition(|m| m.role == Role::User && !m.content.blocks.iter().all(result))
+        .map_or(0, |i| i + 1);
+    r.messages[spoke..=last]
+        .iter()
+        .filter(|m| m.role == Role::Assistant)
+        .any(|m| {
+            let blocks = &m.content.blocks;
+            blocks.iter().any(|b| matches!(b, ContentBlock::ToolUse(_)))
+                && !blocks.iter().any(
+                    |b| matches!(b, ContentBlock::Thinking(t) if !t.thinking.as_str().trim().is_empty()),
+                )
+        })
 }
 
 /// The longest `user` OpenAI takes.

@@ -623,6 +623,53 @@ async fn deepseek_gets_a_tool_call_turns_reasoning_back() {
             "{thinking} {tool_turn_reasoned}: {sent}"
         );
     }
+    // An earlier tool round of the same exchange without reasoning counts too.
+    let call = |id: &str| json!({"type": "tool_use", "id": id, "name": "get_weather", "input": {}});
+    let result = |id: &str| json!({"role": "user", "content": [{"type": "tool_result", "tool_use_id": id, "content": "r"}]});
+    let body = json!({"model": "m", "max_tokens": 4000,
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": [call("toolu_1")]},
+            result("toolu_1"),
+            {"role": "assistant", "content": [{"type": "thinking", "thinking": "again", "signature": ""}, call("toolu_2")]},
+            result("toolu_2")]});
+    let (status, answer) = post(&url, "/v1/messages", &body).await;
+    assert_eq!(status, 200, "{answer}");
+    let sent = up.requests().last().unwrap().json().unwrap();
+    assert_eq!(sent["thinking"], json!({"type": "disabled"}), "{sent}");
+    // An OpenAI client that did not send reasoning_content back (the SDKs keep none): the
+    // same, unless it set `thinking` itself.
+    let messages = json!([
+        {"role": "user", "content": "weather?"},
+        {"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "content": "18C"}]);
+    for (extra, want) in [
+        (json!({}), json!({"type": "disabled"})),
+        (
+            json!({"thinking": {"type": "enabled"}}),
+            json!({"type": "enabled"}),
+        ),
+    ] {
+        let mut body = json!({"model": "m", "messages": messages});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        let (status, answer) = post(&url, "/v1/chat/completions", &body).await;
+        assert_eq!(status, 200, "{answer}");
+        let sent = up.requests().last().unwrap().json().unwrap();
+        assert_eq!(sent["thinking"], want, "{extra}: {sent}");
+    }
+    // A conversation without tool calls is left as it came.
+    let (status, _) = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let sent = up.requests().last().unwrap().json().unwrap();
+    assert!(sent.get("thinking").is_none(), "{sent}");
 }
 
 #[tokio::test]

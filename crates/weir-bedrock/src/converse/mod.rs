@@ -329,13 +329,35 @@ pub fn encode_converse(
                 Some(Out::Reasoning { .. } | Out::Redacted(_))
             )
     });
+    // The turn being continued (tool results after it) without signed reasoning before its
+    // calls: Claude refuses thinking even when the client asked for it (its reasoning
+    // there came from another upstream, whose state is not sent).
+    let continued_unsigned = messages
+        .iter()
+        .rposition(|m| m.role == "assistant")
+        .is_some_and(|last| {
+            let m = &messages[last];
+            messages[last + 1..].iter().any(|n| {
+                n.blocks
+                    .iter()
+                    .any(|b| matches!(b.out, Out::ToolResult(..)))
+            }) && m
+                .blocks
+                .iter()
+                .any(|b| matches!(b.out, Out::ToolUse { .. }))
+                && !matches!(
+                    m.blocks.first().map(|b| &b.out),
+                    Some(Out::Reasoning { .. } | Out::Redacted(_))
+                )
+        });
     // (Adaptive thinking has no budget, and is thinking all the same.)
     let claude_thinking = reasoning.as_ref().is_some_and(|(k, _)| *k == "thinking");
-    let (reasoning, budget) = if claude_thinking && !thinking_explicit && unsigned_tool_turn {
-        (None, None)
-    } else {
-        (reasoning, budget)
-    };
+    let (reasoning, budget) =
+        if claude_thinking && ((!thinking_explicit && unsigned_tool_turn) || continued_unsigned) {
+            (None, None)
+        } else {
+            (reasoning, budget)
+        };
     // Adaptive thinking's effort, in Anthropic's `output_config`.
     let effort = reasoning
         .as_ref()
