@@ -531,6 +531,17 @@ fn preflight(req: &Request<Incoming>) -> Response<Body> {
 
 /// Routes a request to its endpoint.
 pub async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+    // Sent by other Weir gateways: their entries go on with this one's, so a loop through
+    // several comes back to one of them.
+    if let Some(before) = weir_upstream::gateway_vias(req.headers()) {
+        return weir_upstream::INCOMING_VIA
+            .scope(before, handle_here(app, req))
+            .await;
+    }
+    handle_here(app, req).await
+}
+
+async fn handle_here(app: Arc<App>, req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     let Some(cors) = app.cors.as_ref() else {
         return route(app, req, false).await;
     };
@@ -1094,9 +1105,16 @@ fn forward_headers(headers: &HeaderMap) -> HeaderMap {
 
 /// The client's session, for stickiness: `x-weir-session`, else
 /// `x-claude-code-session-id`, else the end user (`metadata.user_id`, OpenAI's `user` or
-/// `safety_identifier`).
+/// `safety_identifier`), else OpenAI's `prompt_cache_key` (a cache is kept per account).
 fn session(headers: &HeaderMap, req: &ChatRequest) -> Option<String> {
-    header_session(headers).or_else(|| req.end_user().map(str::to_owned))
+    header_session(headers)
+        .or_else(|| req.end_user().map(str::to_owned))
+        .or_else(|| {
+            let raw = req.extra.get("prompt_cache_key")?;
+            serde_json::from_str::<String>(raw.get())
+                .ok()
+                .filter(|k| !k.is_empty())
+        })
 }
 
 /// The session the headers name (`x-weir-session`, else `x-claude-code-session-id`).
@@ -1848,6 +1866,37 @@ mod tests {
         let mut refused = local.clone();
         refused.status = Some(401);
         assert_eq!(client_error(&refused).status, 401);
+    }
+
+    #[test]
+    fn the_session_is_a_header_else_the_end_user_else_the_prompt_cache_key() {
+        use http::{HeaderMap, HeaderValue};
+        let req = |body: &str| weir_openai::decode_request(body.as_bytes()).unwrap();
+        let none = HeaderMap::new();
+        let q = r#""messages":[{"role":"user","content":"q"}]"#;
+        let s = |body: String| super::session(&none, &req(&body));
+        assert_eq!(
+            s(format!(r#"{{"model":"m","prompt_cache_key":"k1",{q}}}"#)).as_deref(),
+            Some("k1")
+        );
+        assert_eq!(
+            s(format!(
+                r#"{{"model":"m","safety_identifier":"u1","prompt_cache_key":"k1",{q}}}"#
+            ))
+            .as_deref(),
+            Some("u1")
+        );
+        assert_eq!(s(format!(r#"{{"model":"m",{q}}}"#)), None);
+        let mut h = HeaderMap::new();
+        h.insert("x-weir-session", HeaderValue::from_static("h1"));
+        assert_eq!(
+            super::session(
+                &h,
+                &req(&format!(r#"{{"model":"m","prompt_cache_key":"k1",{q}}}"#))
+            )
+            .as_deref(),
+            Some("h1")
+        );
     }
 
     #[test]

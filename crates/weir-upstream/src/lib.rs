@@ -267,7 +267,16 @@ impl Upstream {
             http::header::ACCEPT_ENCODING,
             http::HeaderValue::from_static("identity"),
         );
-        headers.insert(http::header::VIA, via().clone());
+        // Other gateways' entries the request came with, then this one's.
+        match INCOMING_VIA.try_with(http::HeaderValue::clone) {
+            Ok(before) => {
+                headers.insert(http::header::VIA, before);
+                headers.append(http::header::VIA, via().clone());
+            }
+            Err(_) => {
+                headers.insert(http::header::VIA, via().clone());
+            }
+        }
         let mut req = http::Request::new(http_body_util::Full::new(bytes::Bytes::from(body)));
         *req.method_mut() = method;
         if let Some(auth) = self.proxies.http_auth(&to.uri) {
@@ -693,6 +702,33 @@ pub fn via() -> &'static http::HeaderValue {
     &VIA
 }
 
+tokio::task_local! {
+    /// The Weir entries of the `Via` headers of the request being served
+    /// ([`gateway_vias`]), sent on before this process's own: a loop through several
+    /// gateways comes back to one of them with its own entry ([`came_back`]).
+    pub static INCOMING_VIA: http::HeaderValue;
+}
+
+/// The Weir gateways' entries of a request's `Via` headers, joined, if any (other
+/// proxies' are not sent on: they name the client's side).
+pub fn gateway_vias(headers: &http::HeaderMap) -> Option<http::HeaderValue> {
+    let mut joined: Vec<u8> = Vec::new();
+    for v in headers.get_all(http::header::VIA) {
+        for entry in v.as_bytes().split(|&b| b == b',') {
+            let entry = entry.trim_ascii();
+            if entry.starts_with(b"1.1 weir-") {
+                if !joined.is_empty() {
+                    joined.extend_from_slice(b", ");
+                }
+                joined.extend_from_slice(entry);
+            }
+        }
+    }
+    (!joined.is_empty())
+        .then(|| http::HeaderValue::from_bytes(&joined).ok())
+        .flatten()
+}
+
 /// Whether a request's `Via` headers hold this process's entry ([`via`]): it was sent by
 /// this gateway to itself.
 pub fn came_back(headers: &http::HeaderMap) -> bool {
@@ -894,6 +930,95 @@ mod tests {
     fn host(url: &str) -> Option<String> {
         let e = Endpoint::new(Url::parse(url).unwrap()).unwrap();
         e.host.map(|h| h.to_str().unwrap().to_owned())
+    }
+
+    /// Upstream requests carry this process's `Via` entry after the Weir entries the
+    /// request being served came with, so a loop through several gateways comes back to
+    /// one of them; other proxies' entries are not sent on.
+    #[tokio::test]
+    async fn via_carries_the_gateways_before_this_one() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/x", l.local_addr().unwrap());
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                            let vias: Vec<String> = head
+                                .lines()
+                                .filter_map(|l| l.strip_prefix("via:"))
+                                .map(|v| v.trim().to_owned())
+                                .collect();
+                            tx.send(vias).unwrap();
+                            // (The body, `{}`, arrived with the head or is left unread.)
+                            buf.clear();
+                            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                                .await
+                                .unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        let up = Upstream::direct(Duration::from_secs(2));
+        let ep = up.endpoint(Url::parse(&url).unwrap()).unwrap();
+        let t = Timeouts {
+            connect: Duration::from_secs(2),
+            first_byte: Duration::from_secs(2),
+            idle: Duration::from_secs(2),
+            total: Duration::from_secs(5),
+        };
+        let own = via().to_str().unwrap().to_ascii_lowercase();
+        up.send(&ep, http::HeaderMap::new(), b"{}".to_vec(), &t)
+            .await
+            .unwrap();
+        assert_eq!(rx.recv().await.unwrap(), vec![own.clone()]);
+        let mut incoming = http::HeaderMap::new();
+        incoming.append(
+            http::header::VIA,
+            http::HeaderValue::from_static("1.1 squid, 1.1 weir-00000000000000aa"),
+        );
+        incoming.append(
+            http::header::VIA,
+            http::HeaderValue::from_static("1.1 weir-00000000000000bb"),
+        );
+        let before = gateway_vias(&incoming).unwrap();
+        assert_eq!(
+            before,
+            "1.1 weir-00000000000000aa, 1.1 weir-00000000000000bb"
+        );
+        INCOMING_VIA
+            .scope(before, async {
+                up.send(&ep, http::HeaderMap::new(), b"{}".to_vec(), &t)
+                    .await
+                    .unwrap();
+            })
+            .await;
+        assert_eq!(
+            rx.recv().await.unwrap(),
+            vec![
+                "1.1 weir-00000000000000aa, 1.1 weir-00000000000000bb".to_owned(),
+                own.clone()
+            ]
+        );
+        // Such a request, back at this gateway, is known by its own entry among them.
+        let mut back = incoming.clone();
+        back.append(http::header::VIA, via().clone());
+        assert!(came_back(&back));
+        assert!(!came_back(&incoming));
+        assert!(gateway_vias(&http::HeaderMap::new()).is_none());
     }
 
     /// A status no HTTP answer has (999) is the upstream's failure, a 502 another target
