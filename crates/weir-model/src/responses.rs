@@ -38,19 +38,42 @@ impl ResponsesRequest {
             .any(|(k, v)| k == "store" && v.get().trim() == "false")
     }
 
-    /// The session the request names for stickiness: `metadata.user_id`, else `user` (as
-    /// an OpenAI chat request's `user` is its `metadata.user_id`).
+    /// The session the request names for stickiness: its `conversation` (stored by the
+    /// upstream account that made it: every turn goes where the first went), else
+    /// `metadata.user_id`, `user`, `safety_identifier` or `prompt_cache_key` (which OpenAI
+    /// has replace `user`; a cache is kept per account).
     pub fn user_session(&self) -> Option<String> {
         #[derive(serde::Deserialize)]
         struct Meta {
             user_id: Option<String>,
         }
+        #[derive(serde::Deserialize)]
+        #[serde(untagged)]
+        enum Conversation {
+            Id(String),
+            Object { id: String },
+        }
         let field = |name: &str| self.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-        field("metadata")
-            .and_then(|v| serde_json::from_str::<Meta>(v.get()).ok())
-            .and_then(|m| m.user_id)
-            .or_else(|| field("user").and_then(|v| serde_json::from_str::<String>(v.get()).ok()))
-            .filter(|s| !s.is_empty())
+        let string = |name: &str| {
+            field(name)
+                .and_then(|v| serde_json::from_str::<String>(v.get()).ok())
+                .filter(|s| !s.is_empty())
+        };
+        field("conversation")
+            .and_then(|v| serde_json::from_str::<Conversation>(v.get()).ok())
+            .map(|c| match c {
+                Conversation::Id(id) | Conversation::Object { id } => format!("conversation:{id}"),
+            })
+            .filter(|s| s.len() > "conversation:".len())
+            .or_else(|| {
+                field("metadata")
+                    .and_then(|v| serde_json::from_str::<Meta>(v.get()).ok())
+                    .and_then(|m| m.user_id)
+                    .filter(|s| !s.is_empty())
+            })
+            .or_else(|| string("user"))
+            .or_else(|| string("safety_identifier"))
+            .or_else(|| string("prompt_cache_key"))
     }
 
     /// The `previous_response_id` the request continues, if it names one.
@@ -210,6 +233,8 @@ pub fn response_summary(response: &str) -> Result<(Option<String>, Option<Usage>
         cost: Option<serde_json::Value>,
         is_byok: Option<serde_json::Value>,
         cost_details: Option<serde_json::Value>,
+        /// xAI: what it charged, in ten-billionths of a dollar.
+        cost_in_usd_ticks: Option<serde_json::Value>,
     }
     #[derive(Deserialize)]
     struct InDetails {
@@ -236,7 +261,11 @@ pub fn response_summary(response: &str) -> Result<(Option<String>, Option<Usage>
         cache_read_tokens: cached.filter(|c| *c > 0),
         reasoning_tokens: u.output_tokens_details.and_then(|d| d.reasoning_tokens),
         billed_usd: Usage::billed(
-            u.cost.and_then(|c| c.as_f64()),
+            u.cost.and_then(|c| c.as_f64()).or_else(|| {
+                u.cost_in_usd_ticks
+                    .and_then(|t| t.as_f64())
+                    .map(|ticks| ticks / 1e10)
+            }),
             u.is_byok.and_then(|b| b.as_bool()) == Some(true),
             u.cost_details
                 .and_then(|d| d["upstream_inference_cost"].as_f64()),
@@ -269,6 +298,30 @@ mod tests {
         assert_eq!(session(r#"{"model":"m","metadata":{"team":"x"}}"#), None);
         assert_eq!(session(r#"{"model":"m","user":""}"#), None);
         assert_eq!(session(r#"{"model":"m","metadata":null,"user":7}"#), None);
+        // OpenAI's replacements for `user`.
+        assert_eq!(
+            session(r#"{"model":"m","safety_identifier":"s-1","prompt_cache_key":"k"}"#).as_deref(),
+            Some("s-1")
+        );
+        assert_eq!(
+            session(r#"{"model":"m","prompt_cache_key":"k-1"}"#).as_deref(),
+            Some("k-1")
+        );
+        // A conversation goes where it is kept, before any user.
+        for body in [
+            r#"{"model":"m","user":"u","conversation":"conv_1"}"#,
+            r#"{"model":"m","conversation":{"id":"conv_1"}}"#,
+        ] {
+            assert_eq!(
+                session(body).as_deref(),
+                Some("conversation:conv_1"),
+                "{body}"
+            );
+        }
+        assert_eq!(
+            session(r#"{"model":"m","conversation":"","user":"u"}"#).as_deref(),
+            Some("u")
+        );
     }
 
     #[test]
@@ -349,6 +402,11 @@ mod tests {
                 .billed_usd
         };
         assert_eq!(billed(r#"{"input_tokens":1,"cost":0.5}"#), Some(0.5));
+        // xAI's, in ten-billionths of a dollar.
+        assert_eq!(
+            billed(r#"{"input_tokens":1,"cost_in_usd_ticks":158000000}"#),
+            Some(0.0158)
+        );
         assert_eq!(
             billed(
                 r#"{"cost":0.5,"is_byok":true,"cost_details":{"upstream_inference_cost":0.25}}"#

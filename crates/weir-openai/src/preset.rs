@@ -261,11 +261,11 @@ impl Preset {
             }
             // (DeepSeek's V4 models, which `deepseek-chat` and `deepseek-reasoner` now
             // name, take up to 384K output tokens: a client's limit goes as it is.)
-            Preset::DeepSeek
-            | Preset::Xai
-            | Preset::OpenRouter
-            | Preset::Zai
-            | Preset::Together => {}
+            // xAI's reasoning models (grok-4.3) refuse the penalties.
+            Preset::Xai => {
+                strip(&mut req, &["presence_penalty", "frequency_penalty"]);
+            }
+            Preset::DeepSeek | Preset::OpenRouter | Preset::Zai | Preset::Together => {}
         }
         (req, removed)
     }

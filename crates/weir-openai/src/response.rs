@@ -394,6 +394,16 @@ impl<'de> Deserialize<'de> for OUsage {
                             }
                             u.extra.insert(k.into_owned(), raw);
                         }
+                        // xAI's billed cost, in ten-billionths of a dollar.
+                        "cost_in_usd_ticks" => {
+                            let raw: RawJson = map.next_value()?;
+                            if cost.is_none() {
+                                cost = serde_json::from_str::<f64>(raw.get())
+                                    .ok()
+                                    .map(|ticks| ticks / 1e10);
+                            }
+                            u.extra.insert(k.into_owned(), raw);
+                        }
                         "cost" | "is_byok" | "cost_details" => {
                             #[derive(Deserialize)]
                             struct CostDetails {

@@ -913,6 +913,10 @@ fn zero_config_text(env: &dyn Fn(&str) -> Option<String>, bedrock: bool) -> Stri
             text.push_str("base_url = \"${ANTHROPIC_BASE_URL}\"\n");
         }
         model_routes.push(("claude-*", "anthropic"));
+    } else if set("GOOGLE_CLOUD_PROJECT") {
+        // Claude's ids on Vertex are Anthropic's own from the 4.6 models on (no `@date`):
+        // without an Anthropic key, Vertex serves them.
+        model_routes.push(("claude-*", "vertex"));
     }
     if set("OPENAI_API_KEY") {
         text.push_str("[providers.openai]\nkind = \"openai\"\nkeys = [\"${OPENAI_API_KEY}\"]\n");
@@ -1191,6 +1195,28 @@ mod zero_config_tests {
         );
         // Without their keys, their names are nobody's.
         assert_eq!(provider_of(&vars[..2], "llama-3.3-70b"), None);
+    }
+
+    #[test]
+    fn vertex_serves_claudes_own_ids_without_an_anthropic_key() {
+        let env = |anthropic: bool| {
+            move |name: &str| {
+                match name {
+                    "GOOGLE_CLOUD_PROJECT" => Some("p"),
+                    "ANTHROPIC_API_KEY" if anthropic => Some("sk-ant"),
+                    _ => None,
+                }
+                .map(str::to_owned)
+            }
+        };
+        let route = |provider: &str| {
+            format!("[[models]]\nname = \"claude-*\"\ntargets = [{{ provider = \"{provider}\" }}]")
+        };
+        let text = super::zero_config_text(&env(false), true);
+        assert!(text.contains(&route("vertex")), "{text}");
+        let text = super::zero_config_text(&env(true), true);
+        assert!(text.contains(&route("anthropic")), "{text}");
+        assert!(!text.contains(&route("vertex")), "{text}");
     }
 
     #[test]

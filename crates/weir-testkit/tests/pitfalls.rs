@@ -738,6 +738,32 @@ fn openrouter_gets_an_anthropic_clients_thinking_as_its_reasoning_object() {
 }
 
 #[test]
+fn xais_billed_cost_and_refused_penalties() {
+    // xAI bills in ten-billionths of a dollar (`cost_in_usd_ticks`).
+    let r = weir_openai::decode_response(
+        json!({"id": "x", "object": "chat.completion", "created": 1, "model": "grok-4.3",
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "a"}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12, "cost_in_usd_ticks": 158000000}})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(r.usage.billed_usd, Some(0.0158));
+    // Its reasoning models refuse the penalties: ones that ask nothing are left out.
+    let mut req = weir_openai::decode_request(
+        br#"{"model":"grok-4.3","presence_penalty":0,"frequency_penalty":0.5,"messages":[{"role":"user","content":"q"}]}"#,
+    )
+    .unwrap();
+    weir_openai::Preset::Xai.adapt(&mut req);
+    let out: Value = serde_json::from_slice(
+        &weir_openai::encode_request(&req, &weir_openai::Preset::Xai.encode_options()).unwrap(),
+    )
+    .unwrap();
+    assert!(out.get("presence_penalty").is_none(), "{out}");
+    assert_eq!(out["frequency_penalty"], 0.5, "{out}");
+}
+
+#[test]
 fn compatible_services_finish_reasons_reach_anthropic_clients_by_meaning() {
     let answer = |finish: &str, calls: bool| {
         let mut message = json!({"role": "assistant", "content": "a"});
