@@ -676,6 +676,9 @@ pub fn status_error(
     };
     let mut e = ProviderError::from_api(api, retry_after);
     e.upstream_request_id = crate::call::upstream_request_id(headers).map(str::to_owned);
+    // 508 Loop Detected (a gateway that got its own request back, [`came_back`]): asked
+    // again, it would loop again.
+    e.repeats = status.as_u16() == 508;
     e
 }
 
@@ -935,6 +938,24 @@ mod tests {
     /// Upstream requests carry this process's `Via` entry after the Weir entries the
     /// request being served came with, so a loop through several gateways comes back to
     /// one of them; other proxies' entries are not sent on.
+    /// A 508 (a gateway that got its own request back) is not asked again: it would loop
+    /// again.
+    #[test]
+    fn a_loop_detected_answer_repeats() {
+        let decode = |status: u16, _: &[u8]| {
+            weir_model::ApiError::new(ErrorKind::from_status(status), "came back")
+        };
+        for (status, repeats) in [(508, true), (502, false), (500, false)] {
+            let e = status_error(
+                StatusCode::from_u16(status).unwrap(),
+                &HeaderMap::new(),
+                b"",
+                decode,
+            );
+            assert_eq!(e.repeats, repeats, "{status}");
+        }
+    }
+
     #[tokio::test]
     async fn via_carries_the_gateways_before_this_one() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
