@@ -130,8 +130,9 @@ pub struct ApiError {
     /// Human-readable message. Must never contain secrets.
     pub message: String,
     /// Anthropic's `error.details` as JSON text (what a client's SDK acts on, e.g.
-    /// `{"error_code":"thread_not_found"}`), kept as it came; written back to Anthropic
-    /// clients only.
+    /// `{"error_code":"thread_not_found"}`), kept as it came, written back to Anthropic
+    /// clients only; or an OpenAI-dialect error's `innererror` (Azure's content filter
+    /// findings), as an object of that field, written back to OpenAI clients only.
     pub details: Option<String>,
 }
 

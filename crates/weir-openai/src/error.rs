@@ -93,8 +93,19 @@ pub(crate) fn api_error_from_value(status: Option<u16>, inner: &serde_json::Valu
             .or_else(|| ty.as_deref().map(kind_of))
             .unwrap_or(ErrorKind::Upstream),
     };
+    // Azure's content filter findings (`innererror`: which category, at what severity),
+    // kept for OpenAI clients as they came, unless absurdly large.
+    let details = inner.as_object().and_then(|o| {
+        let kept: serde_json::Map<String, serde_json::Value> = ["innererror", "inner_error"]
+            .into_iter()
+            .filter_map(|k| o.get(k).map(|v| (k.to_owned(), v.clone())))
+            .collect();
+        (!kept.is_empty())
+            .then(|| serde_json::Value::Object(kept).to_string())
+            .filter(|d| d.len() <= MAX_DETAILS)
+    });
     ApiError {
-        details: None,
+        details,
         kind,
         dialect: Some(Dialect::OpenAi),
         status: status.unwrap_or(openai_status(kind)),
@@ -104,6 +115,9 @@ pub(crate) fn api_error_from_value(status: Option<u16>, inner: &serde_json::Valu
         message,
     }
 }
+
+/// The largest `innererror` passed on to clients, in bytes.
+const MAX_DETAILS: usize = 4096;
 
 fn kind_of(ty: &str) -> ErrorKind {
     match ty {
@@ -192,6 +206,9 @@ pub(crate) fn openai_error_body(e: &ApiError) -> Vec<u8> {
         ty: Option<&'a str>,
         param: Option<&'a str>,
         code: Option<&'a str>,
+        /// An OpenAI-dialect upstream's `innererror` (Azure's), for OpenAI clients.
+        #[serde(flatten)]
+        details: Option<serde_json::Map<String, serde_json::Value>>,
     }
     #[derive(serde::Serialize)]
     struct Body<'a> {
@@ -203,6 +220,11 @@ pub(crate) fn openai_error_body(e: &ApiError) -> Vec<u8> {
             ty,
             param: e.param.as_deref(),
             code,
+            details: e
+                .details
+                .as_deref()
+                .filter(|_| same)
+                .and_then(|d| serde_json::from_str(d).ok()),
         },
     };
     // Plain strings only: serialization cannot fail.
@@ -246,6 +268,21 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["error"]["type"], "insufficient_quota", "{v}");
         assert_eq!(v["error"]["code"], "insufficient_quota", "{v}");
+    }
+
+    #[test]
+    fn azures_content_filter_findings_reach_openai_clients() {
+        let body = br#"{"error":{"message":"The response was filtered","type":null,"param":"prompt","code":"content_filter","status":400,"innererror":{"code":"ResponsibleAIPolicyViolation","content_filter_result":{"jailbreak":{"filtered":true,"detected":true}}}}}"#;
+        let e = decode_error(400, body);
+        let v: serde_json::Value = serde_json::from_slice(&encode_error(&e).1).unwrap();
+        assert_eq!(
+            v["error"]["innererror"]["content_filter_result"]["jailbreak"]["filtered"], true,
+            "{v}"
+        );
+        assert_eq!(v["error"]["code"], "content_filter");
+        // Not to Anthropic clients, whose errors have no such field.
+        assert!(e.details.is_some());
+        assert_eq!(e.dialect, Some(Dialect::OpenAi));
     }
 
     #[test]
