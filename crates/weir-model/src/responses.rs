@@ -38,6 +38,14 @@ impl ResponsesRequest {
             .any(|(k, v)| k == "store" && v.get().trim() == "false")
     }
 
+    /// Whether the request asks for background mode (`"background": true`), whose result is
+    /// fetched later with `GET /v1/responses/{id}`.
+    pub fn background(&self) -> bool {
+        self.fields
+            .iter()
+            .any(|(k, v)| k == "background" && v.get().trim() == "true")
+    }
+
     /// The session the request names for stickiness: its `conversation` (stored by the
     /// upstream account that made it: every turn goes where the first went), else
     /// `metadata.user_id`, `user`, `safety_identifier` or `prompt_cache_key` (which OpenAI

@@ -1517,6 +1517,19 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
         Ok(p) => p,
         Err(r) => return r,
     };
+    // A background response is fetched later with `GET /v1/responses/{id}`, which the
+    // gateway does not serve: its result could not be had through it, nor its usage
+    // counted against the key.
+    if pass.req.background() {
+        let mut e = ApiError::new(
+            ErrorKind::InvalidRequest,
+            "background responses are not supported through this gateway: their result is \
+             fetched with GET /v1/responses/{id}, which it does not serve; stream the response \
+             instead",
+        );
+        e.param = Some("background".into());
+        return gateway_error(Dialect::OpenAi, &e, log);
+    }
     let model_name = pass.req.model.clone();
     let stored = pass.req.stores();
     let mut cx = pass.cx;

@@ -3451,6 +3451,25 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
         up.url, streaming.url, up.url
     ))
     .await;
+    // Background mode is refused, before any upstream: its result would be fetched with a
+    // GET the gateway does not serve, and its usage never counted.
+    let hits = up.hits.load(Ordering::SeqCst);
+    let r = responses(
+        &url,
+        &json!({"model": "r", "input": "hi", "background": true}),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "background", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("background responses"),
+        "{v}"
+    );
+    assert_eq!(up.hits.load(Ordering::SeqCst), hits);
     let body = json!({"model": "r", "input": "hi", "store": false, "tools": []});
     let r = responses(&url, &body).await;
     assert_eq!(r.status(), 200);
