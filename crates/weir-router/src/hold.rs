@@ -361,16 +361,31 @@ fn has_delta_event(bytes: &[u8]) -> bool {
         })
 }
 
-/// Reads a passed-through SSE byte stream (the Responses API) until its first whole event.
-/// `Err`: the upstream failed, or ended, before one (or its first event is an `error`), so
-/// the next target can still serve. `Ok`: the bytes read, followed by the rest.
+/// Reads a passed-through SSE byte stream (the Responses API) until its first whole event
+/// that is not an opening one (`response.created`, `response.queued`,
+/// `response.in_progress`, which say nothing of the answer), or for at most `hold` once
+/// the first whole event came. `Err`: the upstream failed, or ended, before (an `error` or
+/// `response.failed` event among them), so the next target can still serve. `Ok`: the
+/// bytes read, followed by the rest.
 pub(crate) async fn hold_bytes(
     mut s: weir_model::ByteStream,
+    hold: Duration,
 ) -> Result<weir_model::ByteStream, ProviderError> {
     let mut held: Vec<bytes::Bytes> = Vec::new();
     let mut seen: Vec<u8> = Vec::new();
-    loop {
-        match s.next().await {
+    // Where the events not yet looked at start, and until when opening events are held.
+    let mut at = 0;
+    let mut until: Option<tokio::time::Instant> = None;
+    'read: loop {
+        let next = match until {
+            Some(t) => match tokio::time::timeout_at(t, s.next()).await {
+                Ok(next) => next,
+                // Only opening events within the hold: served as they are.
+                Err(_) => break,
+            },
+            None => s.next().await,
+        };
+        match next {
             None => {
                 return Err(ProviderError::new(
                     weir_model::ErrorKind::Upstream,
@@ -381,14 +396,19 @@ pub(crate) async fn hold_bytes(
             Some(Ok(b)) => {
                 seen.extend_from_slice(&b);
                 held.push(b);
-                if let Some(end) = first_event_end(&seen) {
-                    if let Some(e) = error_event(&seen[..end]) {
+                while let Some(len) = first_event_end(&seen[at..]) {
+                    let event = &seen[at..at + len];
+                    at += len;
+                    if let Some(e) = error_event(event) {
                         return Err(e);
                     }
-                    break;
+                    if !opening_event(event) {
+                        break 'read;
+                    }
+                    until.get_or_insert_with(|| tokio::time::Instant::now() + hold);
                 }
                 if seen.len() > MAX_HELD_BYTES {
-                    // A first event this large is not a failing upstream's.
+                    // Opening events this large are not a failing upstream's.
                     break;
                 }
             }
@@ -396,6 +416,38 @@ pub(crate) async fn hold_bytes(
     }
     let head = futures_util::stream::iter(held.into_iter().map(Ok));
     Ok(Box::pin(head.chain(s)))
+}
+
+/// Whether an event only opens the response (`response.created`, `response.queued`,
+/// `response.in_progress`): by its name, else its data's `type`.
+fn opening_event(event: &[u8]) -> bool {
+    const OPENING: [&str; 3] = [
+        "response.created",
+        "response.queued",
+        "response.in_progress",
+    ];
+    let Ok(text) = std::str::from_utf8(event) else {
+        return false;
+    };
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            return OPENING.contains(&v.trim());
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Typed<'a> {
+        #[serde(rename = "type", borrow)]
+        ty: Option<std::borrow::Cow<'a, str>>,
+    }
+    let data: String = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .map(|v| v.strip_prefix(' ').unwrap_or(v))
+        .collect();
+    serde_json::from_str::<Typed<'_>>(&data)
+        .ok()
+        .and_then(|t| t.ty)
+        .is_some_and(|t| OPENING.contains(&t.as_ref()))
 }
 
 /// Where the first event with data ends (its blank line), if it has come: comments and
@@ -437,15 +489,21 @@ fn error_event(event: &[u8]) -> Option<ProviderError> {
     }
     let message = v["message"]
         .as_str()
+        .or(v["error"]["message"].as_str())
         .or(v["response"]["error"]["message"].as_str())
         .unwrap_or("the upstream stream failed before its first event");
-    // The event's code says what kind of failure (a rate limit is the client's 429, and
-    // rests no target).
+    // The event's code (or its error's type, as OpenAI nests it) says what kind of
+    // failure (a rate limit is the client's 429, and rests no target).
     let code = v["code"]
         .as_str()
+        .or(v["error"]["code"].as_str())
         .or(v["response"]["error"]["code"].as_str())
+        .or(v["error"]["type"].as_str())
         .unwrap_or("");
-    let kind = if code.contains("rate_limit") || code == "insufficient_quota" {
+    let kind = if code.contains("rate_limit")
+        || code == "insufficient_quota"
+        || code == "too_many_requests"
+    {
         weir_model::ErrorKind::RateLimited
     } else if code.contains("overloaded") {
         weir_model::ErrorKind::Overloaded
@@ -462,6 +520,58 @@ fn error_event(event: &[u8]) -> Option<ProviderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A Responses stream is held past its opening events: an error after them (OpenAI
+    /// sends a rate limit so, after `response.created`) is the target's failure, which
+    /// the next target can make good; an event with content serves it; opening events
+    /// alone are let through after the hold.
+    #[tokio::test]
+    async fn responses_streams_are_held_past_their_opening_events() {
+        let stream = |events: &[&str], then_pending: bool| -> weir_model::ByteStream {
+            let chunks: Vec<Result<bytes::Bytes, ProviderError>> = events
+                .iter()
+                .map(|e| Ok(bytes::Bytes::from(e.to_string())))
+                .collect();
+            let s = futures_util::stream::iter(chunks);
+            if then_pending {
+                Box::pin(s.chain(futures_util::stream::pending()))
+            } else {
+                Box::pin(s)
+            }
+        };
+        let created = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r\"}}\n\n";
+        let progress = "event: response.in_progress\ndata: {\"type\":\"response.in_progress\"}\n\n";
+        let limited = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"too_many_requests\",\"code\":\"rate_limit_exceeded\",\"message\":\"Rate limit reached\"}}\n\n";
+        let delta = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n";
+        let hold = Duration::from_millis(50);
+        let Err(e) = hold_bytes(stream(&[created, progress, limited], true), hold).await else {
+            panic!("an error after the opening events is a failure");
+        };
+        assert_eq!(e.kind, weir_model::ErrorKind::RateLimited, "{e:?}");
+        assert!(e.message.contains("Rate limit reached"), "{e:?}");
+        // Content: served, every byte in order.
+        let mut out = hold_bytes(stream(&[created, progress, delta], true), hold)
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.extend_from_slice(&out.next().await.unwrap().unwrap());
+        }
+        assert_eq!(got, [created, progress, delta].concat().into_bytes());
+        // Opening events only: let through once the hold is over.
+        let out = tokio::time::timeout(
+            Duration::from_secs(5),
+            hold_bytes(stream(&[created], true), hold),
+        )
+        .await
+        .expect("let through after the hold");
+        assert!(out.is_ok());
+        // One event split across reads is read whole.
+        let (a, b) = delta.split_at(10);
+        assert!(hold_bytes(stream(&[created, a, b], true), hold)
+            .await
+            .is_ok());
+    }
 
     /// Opening events without content are held up to a megabyte, not 64 of any size: a
     /// stream of huge pings is let through once past it (it would never release here).

@@ -1280,12 +1280,15 @@ impl Job for ResponsesRequest {
         &'a self,
         provider: &'a dyn Provider,
         cx: CallContext,
-        _hold: Duration,
+        hold: Duration,
     ) -> Result<ResponsesReply, ProviderError> {
         match provider.responses(self, cx).await? {
-            // Served only once its first event came: a stream that fails before then is
-            // the target's failure, and the next one can still serve.
-            ResponsesReply::Stream(s) => hold::hold_bytes(s).await.map(ResponsesReply::Stream),
+            // Served only once an event past the opening ones came (or `hold` after the
+            // first): a stream that fails before then is the target's failure, and the
+            // next one can still serve.
+            ResponsesReply::Stream(s) => {
+                hold::hold_bytes(s, hold).await.map(ResponsesReply::Stream)
+            }
             whole => Ok(whole),
         }
     }

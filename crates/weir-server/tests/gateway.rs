@@ -3583,6 +3583,7 @@ async fn a_responses_stream_failing_mid_event_passes_on_whole_events_only() {
 async fn a_responses_streams_own_error_event_ends_it_once_without_the_key() {
     let body = concat!(
         "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\",\"status\":\"in_progress\"}}\n\n",
+        "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"BEFORE\"}\n\n",
         "event: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"key sk-resp-ECHOED failed\",\"param\":null}\n\n",
         "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"AFTER\"}\n\n",
         "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"id\":\"resp_1\",\"status\":\"completed\"}}\n\n",
@@ -3616,15 +3617,48 @@ async fn a_responses_streams_own_error_event_ends_it_once_without_the_key() {
     );
 }
 
+/// A Responses stream whose error comes after its opening events but before any content
+/// (OpenAI sends a rate limit so) is the target's failure: the next target serves.
+#[tokio::test]
+async fn a_responses_stream_failing_after_its_opening_events_fails_over() {
+    let limited = concat!(
+        "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\n",
+        "event: response.in_progress\ndata: {\"type\":\"response.in_progress\",\"response\":{\"id\":\"resp_1\"}}\n\n",
+        "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"too_many_requests\",\"code\":\"rate_limit_exceeded\",\"message\":\"Rate limit reached\"}}\n\n",
+    );
+    let first = upstream(Script::Reply(200, "text/event-stream", limited.into())).await;
+    let second = upstream(Script::Reply(
+        200,
+        "text/event-stream",
+        RESPONSES_STREAM.into(),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [providers.b]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"b\" }}]\n",
+        first.url, second.url
+    ))
+    .await;
+    let text = post_text(
+        &url,
+        "/v1/responses",
+        &json!({"model": "r", "input": "hi", "stream": true}),
+    )
+    .await;
+    assert_eq!(text, RESPONSES_STREAM);
+    assert_eq!(first.hits.load(Ordering::SeqCst), 1);
+}
+
 /// A Responses stream's `error` event ends it: what the upstream sends in later reads is
 /// not passed on, and the request is logged as the upstream's failure.
 #[tokio::test]
 async fn nothing_after_a_responses_error_event_is_passed_on() {
     // An upstream that sends the error event, then, a moment later, more events.
-    // (An error as the first event would be failed over instead.)
+    // (An error before any content would be failed over instead.)
     let up = raw_sse_upstream(
         vec![
-            "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\nevent: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"boom\",\"param\":null}\n\n".into(),
+            "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"resp_1\"}}\n\nevent: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"BEFORE\"}\n\nevent: error\ndata: {\"type\":\"error\",\"code\":\"server_error\",\"message\":\"boom\",\"param\":null}\n\n".into(),
             "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"AFTER\"}\n\n".into(),
         ],
         Then::Finish,
