@@ -112,6 +112,12 @@ pub enum ThinkingForm {
     Adaptive,
 }
 
+/// Whether a model id names Claude `major.minor` or later (also a dated, Bedrock or Vertex
+/// id; Claude 3's `claude-3-5-sonnet` form is never).
+pub fn claude_at_least(model: &str, major: u32, minor: u32) -> bool {
+    ClaudeVersion::of(&model.to_ascii_lowercase()).is_some_and(|v| v.at_least(major, minor))
+}
+
 /// [`ThinkingForm`] for a model id.
 pub fn thinking_form(model: &str) -> ThinkingForm {
     match ClaudeVersion::of(&model.to_ascii_lowercase()) {

@@ -99,6 +99,18 @@ fn text_system_and_cache_points() {
         v["messages"][0]["content"],
         json!([{"text": "Q"}, {"cachePoint": {"type": "default"}}])
     );
+    // Bedrock keeps an hour's cache for Claude 4.5 on only: others get their default.
+    for model in [
+        "us.amazon.nova-pro-v1:0",
+        "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+    ] {
+        let v = encode(&long, model);
+        assert_eq!(
+            v["system"],
+            json!([{"text": "Be brief."}, {"cachePoint": {"type": "default"}}]),
+            "{model}"
+        );
+    }
     // Models without prompt caching get no cache points.
     let v = encode(&req, "mistral.mistral-large-2407-v1:0");
     assert_eq!(

@@ -221,6 +221,12 @@ fn takes_levels(model: &str) -> bool {
 /// `thinkingConfig`'s amount and `includeThoughts`, if any.
 fn thinking(req: &ChatRequest) -> Option<(Amount, bool)> {
     let levels = takes_levels(&req.model);
+    // Gemini 3 Pro takes `low` and `high` only: its `medium` is `high`.
+    let medium = if req.model.to_ascii_lowercase().contains("gemini-3-pro") {
+        "high"
+    } else {
+        "medium"
+    };
     // An Anthropic budget as a level: Gemini 3's are coarse, and `minimal` and `xhigh`
     // are not taken by every model, so low, medium or high.
     let budget = |n: u32| {
@@ -229,7 +235,7 @@ fn thinking(req: &ChatRequest) -> Option<(Amount, bool)> {
         }
         Amount::Level(match n {
             0..=2048 => "low",
-            2049..=8192 => "medium",
+            2049..=8192 => medium,
             _ => "high",
         })
     };
@@ -238,7 +244,7 @@ fn thinking(req: &ChatRequest) -> Option<(Amount, bool)> {
     let dynamic = if levels {
         match req.anthropic_effort().as_deref() {
             Some("low") => Amount::Level("low"),
-            Some("medium") => Amount::Level("medium"),
+            Some("medium") => Amount::Level(medium),
             Some("high" | "xhigh" | "max") => Amount::Level("high"),
             _ => Amount::Default,
         }
@@ -270,7 +276,7 @@ fn thinking(req: &ChatRequest) -> Option<(Amount, bool)> {
         None if levels => match req.reasoning_effort.as_deref()? {
             "none" => Some((Amount::Level("low"), false)),
             "minimal" | "low" => Some((Amount::Level("low"), true)),
-            "medium" => Some((Amount::Level("medium"), true)),
+            "medium" => Some((Amount::Level(medium), true)),
             "high" | "xhigh" => Some((Amount::Level("high"), true)),
             _ => None,
         },

@@ -582,6 +582,15 @@ fn gemini_3_on_gets_thinking_levels_not_budgets() {
             "{effort}"
         );
     }
+    // Gemini 3 Pro takes low and high only.
+    assert_eq!(
+        config("gemini-3-pro-preview", None, Some("medium")),
+        json!({"thinkingLevel": "high", "includeThoughts": true})
+    );
+    assert_eq!(
+        config("gemini-3.1-pro", None, Some("medium")),
+        json!({"thinkingLevel": "medium", "includeThoughts": true})
+    );
     // Gemini 2.5 and names without a version keep budgets.
     for model in ["gemini-2.5-pro", "tunedModels/my-model"] {
         assert_eq!(

@@ -47,9 +47,10 @@ impl ResponsesRequest {
     }
 
     /// The session the request names for stickiness: its `conversation` (stored by the
-    /// upstream account that made it: every turn goes where the first went), else
-    /// `metadata.user_id`, `user`, `safety_identifier` or `prompt_cache_key` (which OpenAI
-    /// has replace `user`; a cache is kept per account).
+    /// upstream account that made it: its turns go where the first went while the session
+    /// lasts), else `metadata.user_id`, `user` or `safety_identifier` (which OpenAI has
+    /// replace `user`). Not `prompt_cache_key`: an application may send one for every
+    /// user, which would hold all its requests on one target.
     pub fn user_session(&self) -> Option<String> {
         #[derive(serde::Deserialize)]
         struct Meta {
@@ -81,7 +82,6 @@ impl ResponsesRequest {
             })
             .or_else(|| string("user"))
             .or_else(|| string("safety_identifier"))
-            .or_else(|| string("prompt_cache_key"))
     }
 
     /// The `previous_response_id` the request continues, if it names one.
@@ -311,10 +311,7 @@ mod tests {
             session(r#"{"model":"m","safety_identifier":"s-1","prompt_cache_key":"k"}"#).as_deref(),
             Some("s-1")
         );
-        assert_eq!(
-            session(r#"{"model":"m","prompt_cache_key":"k-1"}"#).as_deref(),
-            Some("k-1")
-        );
+        assert_eq!(session(r#"{"model":"m","prompt_cache_key":"k-1"}"#), None);
         // A conversation goes where it is kept, before any user.
         for body in [
             r#"{"model":"m","user":"u","conversation":"conv_1"}"#,

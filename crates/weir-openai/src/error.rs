@@ -280,7 +280,8 @@ mod tests {
             "{v}"
         );
         assert_eq!(v["error"]["code"], "content_filter");
-        // Not to Anthropic clients, whose errors have no such field.
+        // (Kept as an OpenAI error's details, which Anthropic clients do not get: see
+        // weir-testkit's pitfalls.)
         assert!(e.details.is_some());
         assert_eq!(e.dialect, Some(Dialect::OpenAi));
     }

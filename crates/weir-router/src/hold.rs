@@ -398,9 +398,17 @@ pub(crate) async fn hold_bytes(
                 held.push(b);
                 while let Some(len) = first_event_end(&seen[at..]) {
                     let event = &seen[at..at + len];
+                    let first = at == 0;
                     at += len;
                     if let Some(e) = error_event(event) {
-                        return Err(e);
+                        // After the opening events, only a failure another target may not
+                        // have (a rate limit, an overload, a server error); the others
+                        // (a prompt too long, a policy) are the client's to read in the
+                        // stream, as the API sends them.
+                        if first || e.transient {
+                            return Err(e.error);
+                        }
+                        break 'read;
                     }
                     if !opening_event(event) {
                         break 'read;
@@ -470,8 +478,15 @@ fn first_event_end(b: &[u8]) -> Option<usize> {
     None
 }
 
-/// The failure an `error` (or `response.failed`) event states, when the first event is one.
-fn error_event(event: &[u8]) -> Option<ProviderError> {
+/// The failure an `error` or `response.failed` event states.
+struct EventError {
+    error: ProviderError,
+    /// A rate limit, an overload or a server error: another target (or key) may serve.
+    transient: bool,
+}
+
+/// The failure an `error` (or `response.failed`) event states, if it is one.
+fn error_event(event: &[u8]) -> Option<EventError> {
     let text = std::str::from_utf8(event).ok()?;
     let mut name = None;
     let mut data = String::new();
@@ -510,11 +525,16 @@ fn error_event(event: &[u8]) -> Option<ProviderError> {
     } else {
         weir_model::ErrorKind::Upstream
     };
+    let transient = kind != weir_model::ErrorKind::Upstream
+        || matches!(code, "server_error" | "internal_error" | "");
     let mut e = ProviderError::new(kind, format!("the upstream's stream failed: {message}"));
     if kind != weir_model::ErrorKind::Upstream {
         e.status = Some(kind.http_status());
     }
-    Some(e)
+    Some(EventError {
+        error: e,
+        transient,
+    })
 }
 
 #[cfg(test)]
@@ -545,7 +565,7 @@ mod tests {
         let delta = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n";
         let hold = Duration::from_millis(50);
         let Err(e) = hold_bytes(stream(&[created, progress, limited], true), hold).await else {
-            panic!("an error after the opening events is a failure");
+            panic!("a rate limit after the opening events is a failure");
         };
         assert_eq!(e.kind, weir_model::ErrorKind::RateLimited, "{e:?}");
         assert!(e.message.contains("Rate limit reached"), "{e:?}");
@@ -566,11 +586,27 @@ mod tests {
         .await
         .expect("let through after the hold");
         assert!(out.is_ok());
-        // One event split across reads is read whole.
+        // One event split across reads is read whole (served at once, not by the hold).
         let (a, b) = delta.split_at(10);
-        assert!(hold_bytes(stream(&[created, a, b], true), hold)
+        let long = Duration::from_secs(600);
+        let served = tokio::time::timeout(
+            Duration::from_secs(5),
+            hold_bytes(stream(&[created, a, b], true), long),
+        )
+        .await
+        .expect("served by its content, not the hold");
+        assert!(served.is_ok());
+        // A failure the client caused (a prompt too long), after the opening events, is
+        // the client's to read in the stream: served as it came.
+        let too_long = "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"error\":{\"code\":\"context_length_exceeded\",\"message\":\"too long\"}}}\n\n";
+        let mut out = hold_bytes(stream(&[created, progress, too_long], true), long)
             .await
-            .is_ok());
+            .unwrap();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.extend_from_slice(&out.next().await.unwrap().unwrap());
+        }
+        assert_eq!(got, [created, progress, too_long].concat().into_bytes());
     }
 
     /// Opening events without content are held up to a megabyte, not 64 of any size: a
@@ -654,6 +690,8 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap();
+        assert!(limited.transient);
+        let limited = limited.error;
         assert_eq!(limited.kind, weir_model::ErrorKind::RateLimited);
         assert_eq!(limited.status, Some(429));
         assert!(limited.message.contains("slow down"));
@@ -662,8 +700,16 @@ mod tests {
                 .as_bytes(),
         )
         .unwrap();
+        assert!(failed.transient);
+        let failed = failed.error;
         assert_eq!(failed.kind, weir_model::ErrorKind::Upstream);
         assert!(failed.message.contains("boom"));
+        let too_long = error_event(
+            event(r#"{"type":"response.failed","response":{"error":{"code":"context_length_exceeded","message":"long"}}}"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert!(!too_long.transient);
         assert!(
             error_event(b"event: response.created\ndata: {\"type\":\"response.created\"}\n\n")
                 .is_none()

@@ -596,7 +596,7 @@ async fn route(
     let r = match (&method, path.as_str()) {
         // A provider's base_url names this gateway: forwarding it again would loop until
         // connections ran out.
-        (&Method::POST, _) if weir_upstream::came_back(req.headers()) => {
+        (_, _) if weir_upstream::came_back(req.headers()) => {
             // (A server error to the gateway that sent it: it tries its next target.)
             let mut e = ApiError::new(
                 ErrorKind::Upstream,
@@ -1105,16 +1105,10 @@ fn forward_headers(headers: &HeaderMap) -> HeaderMap {
 
 /// The client's session, for stickiness: `x-weir-session`, else
 /// `x-claude-code-session-id`, else the end user (`metadata.user_id`, OpenAI's `user` or
-/// `safety_identifier`), else OpenAI's `prompt_cache_key` (a cache is kept per account).
+/// `safety_identifier`). (Not `prompt_cache_key`: an application may send one for every
+/// user, which would hold all its requests on one target.)
 fn session(headers: &HeaderMap, req: &ChatRequest) -> Option<String> {
-    header_session(headers)
-        .or_else(|| req.end_user().map(str::to_owned))
-        .or_else(|| {
-            let raw = req.extra.get("prompt_cache_key")?;
-            serde_json::from_str::<String>(raw.get())
-                .ok()
-                .filter(|k| !k.is_empty())
-        })
+    header_session(headers).or_else(|| req.end_user().map(str::to_owned))
 }
 
 /// The session the headers name (`x-weir-session`, else `x-claude-code-session-id`).
@@ -1509,27 +1503,26 @@ async fn embeddings(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> 
 /// targets whose provider speaks it, and passed through: the request with only its model
 /// renamed, the answer (whole or streamed) as the upstream wrote it.
 async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> Response<Body> {
-    let pass = match pass_prelude(app, req, log, weir_model::ResponsesRequest::decode, |r| {
-        &r.model
-    })
-    .await
-    {
+    // A background response not streamed is fetched later with `GET
+    // /v1/responses/{id}`, which the gateway does not serve: its result could not be had
+    // through it, nor its usage counted against the key. Refused before the key's limits.
+    // (Streamed, its result and usage come in the stream.)
+    let decode = |body: &[u8]| {
+        let r = weir_model::ResponsesRequest::decode(body)?;
+        if r.background() && !r.stream {
+            return Err(WireError::Unsupported(
+                "background responses are not supported through this gateway unless \
+                 streamed: their result is fetched with GET /v1/responses/{id}, which it \
+                 does not serve; set \"stream\": true"
+                    .into(),
+            ));
+        }
+        Ok(r)
+    };
+    let pass = match pass_prelude(app, req, log, decode, |r| &r.model).await {
         Ok(p) => p,
         Err(r) => return r,
     };
-    // A background response is fetched later with `GET /v1/responses/{id}`, which the
-    // gateway does not serve: its result could not be had through it, nor its usage
-    // counted against the key.
-    if pass.req.background() {
-        let mut e = ApiError::new(
-            ErrorKind::InvalidRequest,
-            "background responses are not supported through this gateway: their result is \
-             fetched with GET /v1/responses/{id}, which it does not serve; stream the response \
-             instead",
-        );
-        e.param = Some("background".into());
-        return gateway_error(Dialect::OpenAi, &e, log);
-    }
     let model_name = pass.req.model.clone();
     let stored = pass.req.stores();
     let mut cx = pass.cx;
@@ -1882,15 +1875,15 @@ mod tests {
     }
 
     #[test]
-    fn the_session_is_a_header_else_the_end_user_else_the_prompt_cache_key() {
+    fn the_session_is_a_header_else_the_end_user_not_the_prompt_cache_key() {
         use http::{HeaderMap, HeaderValue};
         let req = |body: &str| weir_openai::decode_request(body.as_bytes()).unwrap();
         let none = HeaderMap::new();
         let q = r#""messages":[{"role":"user","content":"q"}]"#;
         let s = |body: String| super::session(&none, &req(&body));
         assert_eq!(
-            s(format!(r#"{{"model":"m","prompt_cache_key":"k1",{q}}}"#)).as_deref(),
-            Some("k1")
+            s(format!(r#"{{"model":"m","prompt_cache_key":"k1",{q}}}"#)),
+            None
         );
         assert_eq!(
             s(format!(

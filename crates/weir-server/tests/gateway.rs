@@ -3451,8 +3451,8 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
         up.url, streaming.url, up.url
     ))
     .await;
-    // Background mode is refused, before any upstream: its result would be fetched with a
-    // GET the gateway does not serve, and its usage never counted.
+    // Background mode not streamed is refused, before any upstream: its result would be
+    // fetched with a GET the gateway does not serve, and its usage never counted.
     let hits = up.hits.load(Ordering::SeqCst);
     let r = responses(
         &url,
@@ -3461,7 +3461,6 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
     .await;
     assert_eq!(r.status(), 400);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["param"], "background", "{v}");
     assert!(
         v["error"]["message"]
             .as_str()
@@ -3470,6 +3469,14 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
         "{v}"
     );
     assert_eq!(up.hits.load(Ordering::SeqCst), hits);
+    // Streamed, its result and usage come in the stream: served.
+    let r = responses(
+        &url,
+        &json!({"model": "rs", "input": "hi", "background": true, "stream": true}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), RESPONSES_STREAM);
     let body = json!({"model": "r", "input": "hi", "store": false, "tools": []});
     let r = responses(&url, &body).await;
     assert_eq!(r.status(), 200);
@@ -3511,13 +3518,14 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
         assert_eq!(r.status(), 400, "{bad}");
     }
 
-    // Usage of both is accounted: 20 + 11 input tokens, 3 + 5 output.
+    // Usage of both is accounted: 20 + 11 input tokens, 3 + 5 output (the stream twice,
+    // once in background mode).
     let metrics = metrics_of(&admin).await;
     for line in [
         r#"weir_tokens_total{key="tester",model="r",provider="o",direction="input"} 20"#,
         r#"weir_tokens_total{key="tester",model="r",provider="o",direction="output"} 3"#,
-        r#"weir_tokens_total{key="tester",model="rs",provider="s",direction="input"} 11"#,
-        r#"weir_tokens_total{key="tester",model="rs",provider="s",direction="output"} 5"#,
+        r#"weir_tokens_total{key="tester",model="rs",provider="s",direction="input"} 22"#,
+        r#"weir_tokens_total{key="tester",model="rs",provider="s",direction="output"} 10"#,
     ] {
         assert!(metrics.contains(line), "{line}\n{metrics}");
     }

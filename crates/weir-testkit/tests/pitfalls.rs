@@ -738,6 +738,25 @@ fn openrouter_gets_an_anthropic_clients_thinking_as_its_reasoning_object() {
 }
 
 #[test]
+fn azures_content_filter_findings_go_to_openai_clients_only() {
+    let e = weir_openai::decode_error(
+        400,
+        br#"{"error":{"message":"filtered","code":"content_filter","innererror":{"code":"ResponsibleAIPolicyViolation","content_filter_result":{"hate":{"filtered":true,"severity":"high"}}}}}"#,
+    );
+    let (_, body) = weir_openai::encode_error(&e);
+    let o: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        o["error"]["innererror"]["content_filter_result"]["hate"]["severity"],
+        "high",
+        "{o}"
+    );
+    let (_, body) = weir_anthropic::encode_error(&e, None);
+    let a: Value = serde_json::from_slice(&body).unwrap();
+    assert!(a["error"].get("innererror").is_none(), "{a}");
+    assert!(a["error"].get("details").is_none(), "{a}");
+}
+
+#[test]
 fn xais_billed_cost_and_refused_penalties() {
     // xAI bills in ten-billionths of a dollar (`cost_in_usd_ticks`).
     let r = weir_openai::decode_response(

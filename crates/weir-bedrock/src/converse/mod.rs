@@ -54,21 +54,37 @@ struct Msg<'a> {
     blocks: Vec<Block<'a>>,
 }
 
+/// The cache points a model takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Caching {
+    Off,
+    FiveMinutes,
+    OneHour,
+}
+
+impl Caching {
+    fn on(self) -> bool {
+        self != Caching::Off
+    }
+}
+
 /// A `cachePoint` for a block's `cache_control`: with Anthropic's one-hour `ttl`, that
-/// one (Converse's default is five minutes).
-fn cache_point(w: &mut JsonWriter, cache_control: &RawJson) {
+/// one where the model keeps it (Converse's default is five minutes).
+fn cache_point(w: &mut JsonWriter, cache_control: &RawJson, caching: Caching) {
     #[derive(serde::Deserialize)]
     struct Cc<'a> {
         #[serde(borrow)]
         ttl: Option<&'a str>,
     }
     match serde_json::from_str::<Cc<'_>>(cache_control.get()) {
-        Ok(Cc { ttl: Some("1h") }) => w.raw(r#"{"cachePoint":{"type":"default","ttl":"1h"}}"#),
+        Ok(Cc { ttl: Some("1h") }) if caching == Caching::OneHour => {
+            w.raw(r#"{"cachePoint":{"type":"default","ttl":"1h"}}"#)
+        }
         _ => w.raw(r#"{"cachePoint":{"type":"default"}}"#),
     }
 }
 
-fn block(w: &mut JsonWriter, b: &Block<'_>, caching: bool) -> Result<(), String> {
+fn block(w: &mut JsonWriter, b: &Block<'_>, caching: Caching) -> Result<(), String> {
     match &b.out {
         Out::Text(t) => {
             w.begin_object();
@@ -163,8 +179,8 @@ fn block(w: &mut JsonWriter, b: &Block<'_>, caching: bool) -> Result<(), String>
             w.end_object();
         }
     }
-    if let Some(cc) = b.cache.filter(|_| caching) {
-        cache_point(w, cc);
+    if let Some(cc) = b.cache.filter(|_| caching.on()) {
+        cache_point(w, cc, caching);
     }
     Ok(())
 }
@@ -258,7 +274,12 @@ pub fn encode_converse(
     let req = &*req.with_refusals_as_text();
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
-    let caching = supports_cache_points(model);
+    let caching = match supports_cache_points(model) {
+        false => Caching::Off,
+        // Bedrock keeps an hour's cache for Claude 4.5 on only.
+        true if weir_anthropic::claude_at_least(base_model(model), 4, 5) => Caching::OneHour,
+        true => Caching::FiveMinutes,
+    };
     let mut system: Vec<(&JsonStr, Option<&RawJson>)> = Vec::new();
     if let Some(sys) = &req.system {
         system_text(sys, &mut system)?;
@@ -400,8 +421,8 @@ pub fn encode_converse(
             w.key("text");
             w.json_str(t);
             w.end_object();
-            if let Some(cc) = cache.filter(|_| caching) {
-                cache_point(&mut w, cc);
+            if let Some(cc) = cache.filter(|_| caching.on()) {
+                cache_point(&mut w, cc, caching);
             }
         }
         w.end_array();
@@ -483,7 +504,7 @@ fn tool_config(
     req: &ChatRequest,
     messages: &[Msg<'_>],
     has_tool_blocks: bool,
-    caching: bool,
+    caching: Caching,
 ) -> Result<(), WireError> {
     let tools = req.tools();
     let choice_none = matches!(req.tool_choice, Some(ToolChoice::None));
@@ -545,8 +566,8 @@ fn tool_config(
         w.end_object();
         w.end_object();
         w.end_object();
-        if let Some(cc) = f.cache_control.as_ref().filter(|_| caching) {
-            cache_point(w, cc);
+        if let Some(cc) = f.cache_control.as_ref().filter(|_| caching.on()) {
+            cache_point(w, cc, caching);
         }
     }
     w.end_array();
