@@ -401,12 +401,14 @@ search); the rest is serde_json and hyper code inlined differently. At its last 
 for `/v1/messages` (+1.6% on the first build), 79.52k for chat completions (+0.5%) and
 108.74k for the messages stream (+1.8%).
 
-The session after (an Intel Xeon VM, 2 vCPUs; the table above is its run at fd9793f)
-measured the previous session's code first: Weir added 34-46 µs at one connection, under
-the target on all four endpoints, and reached 0.23-0.28 of direct at 32, where the nginx
-proxy added 15-20 µs at 0.39-0.44 and the hyper proxy 20-24 µs at 0.35-0.40. In the run
-above: Weir 37-59 µs (the chat stream over the target) at 0.22-0.28, the nginx proxy 12-25
-µs at 0.38-0.46, the hyper proxy 8-25 µs at 0.34-0.43. At 32 connections
+The session after (an Intel Xeon VM, 2 vCPUs; the table above is its last run, at
+1fd152c) measured the previous session's code first: Weir added 34-46 µs at one
+connection, under the target on all four endpoints, and reached 0.23-0.28 of direct at 32,
+where the nginx proxy added 15-20 µs at 0.39-0.44 and the hyper proxy 20-24 µs at
+0.35-0.40. Midway (fd9793f): Weir 37-59 µs (the chat stream over the target) at 0.22-0.28,
+the nginx proxy 12-25 µs at 0.38-0.46, the hyper proxy 8-25 µs at 0.34-0.43. In the run
+above: Weir 35-52 µs (the messages stream over the target) at 0.23-0.27, the nginx proxy
+15-22 µs at 0.39-0.44, the hyper proxy 19-32 µs at 0.36-0.41. At 32 connections
 (`/v1/messages`, each process's user and system time over 4-6 s of wrk divided by its
 requests) Weir spent 23.9 µs per request (13.5 user, 9.9 kernel) against the hyper
 proxy's 14.3 (5.5 user, 8.4 kernel), with 0.50 context switches per request against 0.41
@@ -422,7 +424,7 @@ requests on one connection, the session's first build and its last in one sittin
 messages stream 108.66k to 109.08k (+0.4%). By function: the `via` header about 0.25k
 (inserted, written), the loop look 0.07k, the estimate 0.07k. A first version read the
 finish reason with three byte searches (+0.36k on chat completions); one search for the
-key replaced them.
+key replaced them. At its last commit (1fd152c): 77.94k, 80.19k and 109.12k.
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
