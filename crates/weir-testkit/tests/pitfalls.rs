@@ -746,8 +746,7 @@ fn azures_content_filter_findings_go_to_openai_clients_only() {
     let (_, body) = weir_openai::encode_error(&e);
     let o: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
-        o["error"]["innererror"]["content_filter_result"]["hate"]["severity"],
-        "high",
+        o["error"]["innererror"]["content_filter_result"]["hate"]["severity"], "high",
         "{o}"
     );
     let (_, body) = weir_anthropic::encode_error(&e, None);
