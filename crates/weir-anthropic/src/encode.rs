@@ -118,6 +118,21 @@ pub fn claude_at_least(model: &str, major: u32, minor: u32) -> bool {
     ClaudeVersion::of(&model.to_ascii_lowercase()).is_some_and(|v| v.at_least(major, minor))
 }
 
+/// OpenAI's `reasoning_effort` as Anthropic's `output_config.effort` for a Claude model
+/// that takes adaptive thinking: `minimal` is the least there is (`low`); `xhigh` came
+/// with Claude 4.7 (`adaptive_only`; 4.6 has `max` above `high`). `None`: no thinking
+/// (`none`, or a level Anthropic has no counterpart for).
+pub fn effort_level(reasoning_effort: &str, adaptive_only: bool) -> Option<&'static str> {
+    Some(match reasoning_effort {
+        "minimal" | "low" => "low",
+        "medium" => "medium",
+        "high" => "high",
+        "xhigh" if adaptive_only => "xhigh",
+        "xhigh" => "max",
+        _ => return None,
+    })
+}
+
 /// [`ThinkingForm`] for a model id.
 pub fn thinking_form(model: &str) -> ThinkingForm {
     match ClaudeVersion::of(&model.to_ascii_lowercase()) {
@@ -887,16 +902,7 @@ fn translated_thinking<'a>(
         return None;
     }
     if let Some(c) = claude.filter(ClaudeVersion::adaptive) {
-        // OpenAI's levels as Anthropic's: `minimal` is the least there is; `xhigh` came
-        // with Claude 4.7 (4.6 has `max` above `high`).
-        let level = match req.reasoning_effort.as_deref()? {
-            "minimal" | "low" => "low",
-            "medium" => "medium",
-            "high" => "high",
-            "xhigh" if c.budget_refused() => "xhigh",
-            "xhigh" => "max",
-            _ => return None,
-        };
+        let level = effort_level(req.reasoning_effort.as_deref()?, c.budget_refused())?;
         if unsigned_tool_turn() {
             return None;
         }

@@ -154,11 +154,7 @@ fn effort(req: &ChatRequest) -> Option<&'static str> {
     match &req.thinking {
         Some(ThinkingConfig::Disabled) => return None,
         Some(ThinkingConfig::Enabled { budget_tokens }) => {
-            return Some(match budget_tokens {
-                0..=2048 => "low",
-                2049..=8192 => "medium",
-                _ => "high",
-            })
+            return Some(ThinkingConfig::budget_level(*budget_tokens))
         }
         Some(ThinkingConfig::Adaptive(_)) => return Some("medium"),
         Some(ThinkingConfig::Unknown(_)) | None => {}
@@ -197,20 +193,9 @@ pub(crate) fn claude_effort(model: &str, req: &ChatRequest) -> Option<&'static s
     }
     // A budget where budgets are refused: the effort of its size.
     if let Some(ThinkingConfig::Enabled { budget_tokens }) = &req.thinking {
-        return Some(match budget_tokens {
-            0..=2048 => "low",
-            2049..=8192 => "medium",
-            _ => "high",
-        });
+        return Some(ThinkingConfig::budget_level(*budget_tokens));
     }
-    match req.reasoning_effort.as_deref()? {
-        "minimal" | "low" => Some("low"),
-        "medium" => Some("medium"),
-        "high" => Some("high"),
-        "xhigh" if adaptive_only => Some("xhigh"),
-        "xhigh" => Some("max"),
-        _ => None,
-    }
+    weir_anthropic::effort_level(req.reasoning_effort.as_deref()?, adaptive_only)
 }
 
 /// Reasoning settings for Converse's `additionalModelRequestFields`, as the model family

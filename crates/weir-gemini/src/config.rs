@@ -233,10 +233,9 @@ fn thinking(req: &ChatRequest) -> Option<(Amount, bool)> {
         if !levels {
             return Amount::Budget(i64::from(n.min(MAX_THINKING_BUDGET)));
         }
-        Amount::Level(match n {
-            0..=2048 => "low",
-            2049..=8192 => medium,
-            _ => "high",
+        Amount::Level(match ThinkingConfig::budget_level(n) {
+            "medium" => medium,
+            level => level,
         })
     };
     // Adaptive thinking: the model's own dynamic thinking, at the level an Anthropic

@@ -565,6 +565,18 @@ pub enum ThinkingConfig {
     Unknown(RawJson),
 }
 
+impl ThinkingConfig {
+    /// The effort level a thinking budget amounts to, for upstreams that take levels:
+    /// up to 2048 tokens `low`, up to 8192 `medium`, above `high`.
+    pub fn budget_level(budget_tokens: u32) -> &'static str {
+        match budget_tokens {
+            0..=2048 => "low",
+            2049..=8192 => "medium",
+            _ => "high",
+        }
+    }
+}
+
 /// End-user identity and other request metadata.
 #[derive(Clone, Debug, Default)]
 pub struct Metadata {

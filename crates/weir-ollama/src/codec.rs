@@ -222,12 +222,10 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
     let levels = req.model.starts_with("gpt-oss");
     match &req.thinking {
         Some(ThinkingConfig::Enabled { budget_tokens }) if levels => {
-            let level = match budget_tokens {
-                0..=2048 => "low",
-                2049..=8192 => "medium",
-                _ => "high",
-            };
-            body.insert("think".into(), level.into());
+            body.insert(
+                "think".into(),
+                ThinkingConfig::budget_level(*budget_tokens).into(),
+            );
         }
         Some(ThinkingConfig::Enabled { .. }) => {
             body.insert("think".into(), true.into());

@@ -1199,9 +1199,9 @@ fn user_digest(id: &str) -> String {
 /// `reasoning_effort` for an Anthropic thinking budget.
 fn effort_for(t: &ThinkingConfig) -> Option<&'static str> {
     match t {
-        ThinkingConfig::Enabled { budget_tokens } if *budget_tokens <= 2048 => Some("low"),
-        ThinkingConfig::Enabled { budget_tokens } if *budget_tokens <= 8192 => Some("medium"),
-        ThinkingConfig::Enabled { .. } => Some("high"),
+        ThinkingConfig::Enabled { budget_tokens } => {
+            Some(ThinkingConfig::budget_level(*budget_tokens))
+        }
         ThinkingConfig::Adaptive(_) => Some("medium"),
         ThinkingConfig::Disabled | ThinkingConfig::Unknown(_) => None,
     }

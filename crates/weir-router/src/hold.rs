@@ -547,51 +547,48 @@ mod tests {
     /// alone are let through after the hold.
     #[tokio::test]
     async fn responses_streams_are_held_past_their_opening_events() {
-        let stream = |events: &[&str], then_pending: bool| -> weir_model::ByteStream {
+        // The events, then an upstream that sends nothing more.
+        let stream = |events: &[&str]| -> weir_model::ByteStream {
             let chunks: Vec<Result<bytes::Bytes, ProviderError>> = events
                 .iter()
                 .map(|e| Ok(bytes::Bytes::from(e.to_string())))
                 .collect();
-            let s = futures_util::stream::iter(chunks);
-            if then_pending {
-                Box::pin(s.chain(futures_util::stream::pending()))
-            } else {
-                Box::pin(s)
-            }
+            Box::pin(futures_util::stream::iter(chunks).chain(futures_util::stream::pending()))
         };
+        // Served: the events' bytes come first, in order.
+        async fn served_as_sent(events: &[&str], s: weir_model::ByteStream, hold: Duration) {
+            let mut out = hold_bytes(s, hold).await.unwrap();
+            let mut got = Vec::new();
+            for _ in events {
+                got.extend_from_slice(&out.next().await.unwrap().unwrap());
+            }
+            assert_eq!(got, events.concat().into_bytes());
+        }
         let created = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"id\":\"r\"}}\n\n";
         let progress = "event: response.in_progress\ndata: {\"type\":\"response.in_progress\"}\n\n";
         let limited = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"too_many_requests\",\"code\":\"rate_limit_exceeded\",\"message\":\"Rate limit reached\"}}\n\n";
         let delta = "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n";
         let hold = Duration::from_millis(50);
-        let Err(e) = hold_bytes(stream(&[created, progress, limited], true), hold).await else {
+        let Err(e) = hold_bytes(stream(&[created, progress, limited]), hold).await else {
             panic!("a rate limit after the opening events is a failure");
         };
         assert_eq!(e.kind, weir_model::ErrorKind::RateLimited, "{e:?}");
         assert!(e.message.contains("Rate limit reached"), "{e:?}");
         // Content: served, every byte in order.
-        let mut out = hold_bytes(stream(&[created, progress, delta], true), hold)
-            .await
-            .unwrap();
-        let mut got = Vec::new();
-        for _ in 0..3 {
-            got.extend_from_slice(&out.next().await.unwrap().unwrap());
-        }
-        assert_eq!(got, [created, progress, delta].concat().into_bytes());
+        let events = [created, progress, delta];
+        served_as_sent(&events, stream(&events), hold).await;
         // Opening events only: let through once the hold is over.
-        let out = tokio::time::timeout(
-            Duration::from_secs(5),
-            hold_bytes(stream(&[created], true), hold),
-        )
-        .await
-        .expect("let through after the hold");
+        let out =
+            tokio::time::timeout(Duration::from_secs(5), hold_bytes(stream(&[created]), hold))
+                .await
+                .expect("let through after the hold");
         assert!(out.is_ok());
         // One event split across reads is read whole (served at once, not by the hold).
         let (a, b) = delta.split_at(10);
         let long = Duration::from_secs(600);
         let served = tokio::time::timeout(
             Duration::from_secs(5),
-            hold_bytes(stream(&[created, a, b], true), long),
+            hold_bytes(stream(&[created, a, b]), long),
         )
         .await
         .expect("served by its content, not the hold");
@@ -599,14 +596,8 @@ mod tests {
         // A failure the client caused (a prompt too long), after the opening events, is
         // the client's to read in the stream: served as it came.
         let too_long = "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"error\":{\"code\":\"context_length_exceeded\",\"message\":\"too long\"}}}\n\n";
-        let mut out = hold_bytes(stream(&[created, progress, too_long], true), long)
-            .await
-            .unwrap();
-        let mut got = Vec::new();
-        for _ in 0..3 {
-            got.extend_from_slice(&out.next().await.unwrap().unwrap());
-        }
-        assert_eq!(got, [created, progress, too_long].concat().into_bytes());
+        let events = [created, progress, too_long];
+        served_as_sent(&events, stream(&events), long).await;
     }
 
     /// Opening events without content are held up to a megabyte, not 64 of any size: a

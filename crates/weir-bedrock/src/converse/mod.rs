@@ -339,8 +339,9 @@ pub fn encode_converse(
     } else {
         (None, None)
     };
-    // Claude refuses thinking when earlier tool calls came without signed reasoning.
-    let unsigned_tool_turn = messages.iter().any(|m| {
+    // A turn with tool calls but no signed reasoning before them: Claude refuses thinking
+    // when earlier tool calls came so.
+    let unsigned = |m: &Msg<'_>| {
         m.role == "assistant"
             && m.blocks
                 .iter()
@@ -349,27 +350,21 @@ pub fn encode_converse(
                 m.blocks.first().map(|b| &b.out),
                 Some(Out::Reasoning { .. } | Out::Redacted(_))
             )
-    });
-    // The turn being continued (tool results after it) without signed reasoning before its
-    // calls: Claude refuses thinking even when the client asked for it (its reasoning
-    // there came from another upstream, whose state is not sent).
+    };
+    let unsigned_tool_turn = messages.iter().any(unsigned);
+    // The turn being continued (tool results after it) so: refused even when the client
+    // asked for thinking (its reasoning there came from another upstream, whose state is
+    // not sent).
     let continued_unsigned = messages
         .iter()
         .rposition(|m| m.role == "assistant")
         .is_some_and(|last| {
-            let m = &messages[last];
-            messages[last + 1..].iter().any(|n| {
-                n.blocks
-                    .iter()
-                    .any(|b| matches!(b.out, Out::ToolResult(..)))
-            }) && m
-                .blocks
-                .iter()
-                .any(|b| matches!(b.out, Out::ToolUse { .. }))
-                && !matches!(
-                    m.blocks.first().map(|b| &b.out),
-                    Some(Out::Reasoning { .. } | Out::Redacted(_))
-                )
+            unsigned(&messages[last])
+                && messages[last + 1..].iter().any(|n| {
+                    n.blocks
+                        .iter()
+                        .any(|b| matches!(b.out, Out::ToolResult(..)))
+                })
         });
     // (Adaptive thinking has no budget, and is thinking all the same.)
     let claude_thinking = reasoning.as_ref().is_some_and(|(k, _)| *k == "thinking");
