@@ -133,6 +133,13 @@ pub fn effort_level(reasoning_effort: &str, adaptive_only: bool) -> Option<&'sta
     })
 }
 
+/// Whether a Claude model refuses `temperature`, `top_p` and `top_k` (a 400, "`temperature`
+/// is deprecated for this model"): Claude 4.7 on, as for thinking budgets (also a dated,
+/// Bedrock or Vertex id).
+pub fn sampling_refused(model: &str) -> bool {
+    thinking_form(model) == ThinkingForm::Adaptive
+}
+
 /// [`ThinkingForm`] for a model id.
 pub fn thinking_form(model: &str) -> ThinkingForm {
     match ClaudeVersion::of(&model.to_ascii_lowercase()) {
@@ -427,16 +434,11 @@ impl Plan<'_> {
             k.key(w, "temperature");
             w.f64(t);
         }
-        // Current Claude models refuse temperature and top_p together; OpenAI clients
-        // often send both (an Anthropic client's choice goes as it came).
-        if let Some(t) = r
-            .top_p
-            .filter(|_| self.out.same || self.temperature.is_none())
-        {
+        if let Some(t) = self.top_p {
             k.key(w, "top_p");
             w.f64(t);
         }
-        if let Some(t) = r.top_k {
+        if let Some(t) = self.top_k {
             k.key(w, "top_k");
             w.u64(u64::from(t));
         }
@@ -556,6 +558,9 @@ struct Plan<'a> {
     thinking: Option<Cow<'a, ThinkingConfig>>,
     max_tokens: u32,
     temperature: Option<f64>,
+    /// `top_p` and `top_k` as sent: none where the model refuses sampling parameters.
+    top_p: Option<f64>,
+    top_k: Option<u32>,
     /// The JSON Schema an OpenAI client's `response_format` asks the answer to follow,
     /// sent as `output_config.format` (Anthropic's structured outputs).
     output_schema: Option<&'a serde_json::value::RawValue>,
@@ -655,8 +660,22 @@ impl<'a> Plan<'a> {
                 max_tokens = budget_tokens.saturating_add(default().min(4096));
             }
         }
+        // Claude 4.7 on (Claude 5, Fable, Mythos) refuses temperature, top_p and top_k with
+        // a 400 ("`temperature` is deprecated for this model"): a translated request, whose
+        // client did not write it for Claude, leaves them out. (An Anthropic client's go as
+        // they came: Anthropic's own error says what to change.)
+        let sampling = same || !sampling_refused(&req.model);
         // OpenAI's temperature goes to 2; Anthropic's stops at 1.
-        let temperature = req.temperature.map(|t| if same { t } else { t.min(1.0) });
+        let temperature =
+            req.temperature
+                .filter(|_| sampling)
+                .map(|t| if same { t } else { t.min(1.0) });
+        // Current Claude models refuse temperature and top_p together; OpenAI clients
+        // often send both (an Anthropic client's choice goes as it came).
+        let top_p = req
+            .top_p
+            .filter(|_| sampling && (same || temperature.is_none()));
+        let top_k = req.top_k.filter(|_| sampling);
         Ok(Plan {
             req,
             opts,
@@ -666,6 +685,8 @@ impl<'a> Plan<'a> {
             thinking,
             max_tokens,
             temperature,
+            top_p,
+            top_k,
             output_schema,
             effort,
         })
@@ -895,9 +916,11 @@ fn translated_thinking<'a>(
         req.tool_choice,
         Some(ToolChoice::Required | ToolChoice::Tool(_))
     );
-    let sampling = req.temperature.is_some_and(|t| t != 1.0)
-        || req.top_k.is_some()
-        || req.top_p.is_some_and(|p| p < 0.95);
+    // (Models that refuse sampling parameters are sent none.)
+    let sampling = !claude.is_some_and(|c| c.budget_refused())
+        && (req.temperature.is_some_and(|t| t != 1.0)
+            || req.top_k.is_some()
+            || req.top_p.is_some_and(|p| p < 0.95));
     if forced_tool || sampling || req.max_tokens.is_some_and(|m| m <= MIN_BUDGET) {
         return None;
     }

@@ -24,8 +24,8 @@ mod stream;
 mod write;
 
 pub use encode::{
-    claude_at_least, default_max_tokens, effort_level, encode_request, thinking_form,
-    EncodeOptions, ThinkingForm,
+    claude_at_least, default_max_tokens, effort_level, encode_request, sampling_refused,
+    thinking_form, EncodeOptions, ThinkingForm,
 };
 pub use error::{decode_error, encode_error, error_status};
 pub use ids::sanitize_tool_id;

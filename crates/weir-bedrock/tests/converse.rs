@@ -127,6 +127,18 @@ fn text_system_and_cache_points() {
         v["inferenceConfig"],
         json!({"maxTokens": 100, "temperature": 0.5, "stopSequences": ["END"]})
     );
+    // Claude 4.7 on refuses both (a 400, "`temperature` is deprecated for this model").
+    for model in [
+        "us.anthropic.claude-opus-4-7",
+        "global.anthropic.claude-sonnet-5-v1:0",
+    ] {
+        let v = encode(&req, model);
+        assert_eq!(
+            v["inferenceConfig"],
+            json!({"maxTokens": 100, "stopSequences": ["END"]}),
+            "{model}"
+        );
+    }
 }
 
 #[test]

@@ -3005,6 +3005,61 @@ fn temperature_and_top_p_together_keep_only_the_temperature_for_anthropic() {
 }
 
 #[test]
+fn sampling_parameters_are_left_out_for_claude_models_that_refuse_them() {
+    // Claude 4.7 on (Opus 4.7 and 4.8, Claude 5, Fable) answers 400 "`temperature` is
+    // deprecated for this model" to temperature, top_p or top_k; OpenAI clients often
+    // send a temperature.
+    for model in [
+        "claude-opus-4-7",
+        "claude-sonnet-5",
+        "claude-opus-5-20261001",
+        "claude-fable-5-1",
+    ] {
+        let out = o_to_a(json!({
+            "model": model, "messages": [{"role": "user", "content": "hi"}],
+            "temperature": 0.2, "top_p": 0.8
+        }));
+        for k in ["temperature", "top_p", "top_k"] {
+            assert!(out.get(k).is_none(), "{model}: {out}");
+        }
+        // Thinking asked for by effort is no longer given up for the temperature.
+        let out = o_to_a(json!({
+            "model": model, "messages": [{"role": "user", "content": "hi"}],
+            "temperature": 0, "reasoning_effort": "high"
+        }));
+        assert_eq!(out["thinking"], json!({"type": "adaptive"}), "{model}");
+        assert_eq!(out["output_config"]["effort"], json!("high"), "{model}");
+        assert!(out.get("temperature").is_none(), "{model}: {out}");
+    }
+    // Earlier models keep them (and the effort gives way to the temperature).
+    for model in [
+        "claude-sonnet-4-5",
+        "claude-opus-4-6",
+        "claude-3-5-haiku-latest",
+    ] {
+        let out = o_to_a(json!({
+            "model": model, "messages": [{"role": "user", "content": "hi"}],
+            "temperature": 0.2, "reasoning_effort": "high"
+        }));
+        assert_eq!(out["temperature"], json!(0.2), "{model}");
+        assert!(out.get("thinking").is_none(), "{model}: {out}");
+    }
+    // An Anthropic client's own choice goes as it came, for Anthropic's own error.
+    let req = json!({
+        "model": "claude-opus-4-7", "max_tokens": 10,
+        "messages": [{"role": "user", "content": "hi"}],
+        "temperature": 0.2, "top_k": 5
+    });
+    let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let out: Value = serde_json::from_slice(
+        &weir_anthropic::encode_request(&canon, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(out["temperature"], json!(0.2));
+    assert_eq!(out["top_k"], json!(5));
+}
+
+#[test]
 fn text_content_goes_to_deepseek_as_one_string() {
     // DeepSeek answers 400 to content arrays; Claude Code sends several text blocks per
     // turn, with cache_control.

@@ -423,19 +423,21 @@ pub fn encode_converse(
         w.end_array();
     }
     let stops = req.stop.as_ref().map(|s| &s.sequences[..]).unwrap_or(&[]);
-    // Current Claude models refuse temperature and top_p together (OpenAI clients often
-    // send both): the temperature is kept.
+    // Claude 4.7 on refuses temperature and top_p (a 400); earlier Claude models refuse
+    // the two together (OpenAI clients often send both): the temperature is kept.
+    let sampling = !weir_anthropic::sampling_refused(base_model(model));
+    let temperature = req.temperature.filter(|_| sampling);
     let top_p = req
         .top_p
-        .filter(|_| req.temperature.is_none() || !model.contains("anthropic."));
-    if max_tokens.is_some() || req.temperature.is_some() || top_p.is_some() || !stops.is_empty() {
+        .filter(|_| sampling && (temperature.is_none() || !model.contains("anthropic.")));
+    if max_tokens.is_some() || temperature.is_some() || top_p.is_some() || !stops.is_empty() {
         w.key("inferenceConfig");
         w.begin_object();
         if let Some(n) = max_tokens {
             w.key("maxTokens");
             w.u64(u64::from(n));
         }
-        if let Some(t) = req.temperature {
+        if let Some(t) = temperature {
             w.key("temperature");
             // OpenAI's range goes to 2; Converse models take 0..=1.
             w.f64(t.clamp(0.0, 1.0));
