@@ -1859,7 +1859,7 @@ impl Router {
                 }
                 let prefer_key = pin.filter(|p| p.target == ti).and_then(|p| p.key);
                 match self
-                    .try_target(ri, ti, prefer_key, req, cx, &mut attempts)
+                    .try_target(ri, ti, prefer_key, session, req, cx, &mut attempts)
                     .await
                 {
                     Outcome::Served(reply, mut served) => {
@@ -2240,12 +2240,15 @@ impl Router {
         Some(wait)
     }
 
-    /// One target: capabilities, breaker, then its keys in turn.
+    /// One target: capabilities, breaker, then its keys in turn (`prefer_key` first, else
+    /// the session's own key, when usable).
+    #[allow(clippy::too_many_arguments)]
     async fn try_target<J: Job>(
         &self,
         ri: usize,
         ti: usize,
         prefer_key: Option<usize>,
+        session: Option<u64>,
         req: &J,
         cx: &CallContext,
         attempts: &mut Vec<Attempt>,
@@ -2373,6 +2376,18 @@ impl Router {
                     return skip(attempts, e);
                 }
                 let mut usable = c.usable;
+                // A session keeps to one key of the pool as it keeps to one target: a
+                // prompt cache, and reasoning encrypted for one organisation (Responses
+                // `store: false`), belong to the key's account. The key is the session's
+                // by rendezvous hashing, so it is the same on every instance and moves only
+                // while it rests.
+                let prefer_key = prefer_key.or_else(|| {
+                    let h = session.filter(|_| usable.len() > 1)?;
+                    usable
+                        .iter()
+                        .copied()
+                        .max_by_key(|&i| session_key_rank(h, i))
+                });
                 if let Some(at) = prefer_key.and_then(|k| usable.iter().position(|&i| i == k)) {
                     let k = usable.remove(at);
                     usable.insert(0, k);
@@ -2849,6 +2864,14 @@ fn kind_words(k: ErrorKind) -> &'static str {
         ErrorKind::Cancelled => "cancelled",
         _ => "failed",
     }
+}
+
+/// A pool key's rank for a session (the highest serves it): splitmix64 of the two.
+fn session_key_rank(session: u64, key: usize) -> u64 {
+    let mut z = session ^ (key as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

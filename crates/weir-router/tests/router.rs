@@ -737,6 +737,51 @@ async fn a_rate_limited_key_rests_and_the_next_key_serves() {
 }
 
 #[tokio::test]
+async fn a_session_keeps_to_one_key_of_the_pool_while_it_is_usable() {
+    let keys = ["sk-1", "sk-2", "sk-3", "sk-4"];
+    let a = Fake::build("a", Act::Ok, &keys, Capabilities::ALL);
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        quick(),
+    );
+    let with = |s: &str| {
+        let mut c = cx();
+        c.session = Some(s.into());
+        c
+    };
+    let mut chosen = std::collections::HashSet::new();
+    for s in 0..12 {
+        let session = format!("session-{s}");
+        for _ in 0..4 {
+            served_by(&r, req("m"), with(&session)).await;
+        }
+        let used = a.keys_used();
+        let last: Vec<_> = used[used.len() - 4..].to_vec();
+        assert!(last.iter().all(|k| *k == last[0]), "{session}: {last:?}");
+        chosen.insert(last[0].clone());
+    }
+    // Sessions spread over the pool; requests without one still rotate.
+    assert!(chosen.len() >= 3, "{chosen:?}");
+    let before = a.keys_used().len();
+    for _ in 0..4 {
+        served_by(&r, req("m"), cx()).await;
+    }
+    let rotated: std::collections::HashSet<_> = a.keys_used()[before..].iter().cloned().collect();
+    assert_eq!(rotated.len(), 4, "{rotated:?}");
+    // The session's key rests: another serves meanwhile.
+    let own = {
+        served_by(&r, req("m"), with("session-0")).await;
+        a.keys_used().last().unwrap().clone()
+    };
+    a.key_act(&own, Act::Limited(Duration::from_secs(60)));
+    served_by(&r, req("m"), with("session-0")).await;
+    let used = a.keys_used();
+    assert_eq!(used[used.len() - 2], own);
+    assert_ne!(used[used.len() - 1], own);
+}
+
+#[tokio::test]
 async fn a_refused_key_leaves_the_pool_and_is_shown_as_such() {
     let a = Fake::build("a", Act::Ok, &["sk-bad", "sk-good"], Capabilities::ALL);
     a.key_act("sk-bad", Act::Fail(401));

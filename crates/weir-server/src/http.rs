@@ -1103,19 +1103,26 @@ fn forward_headers(headers: &HeaderMap) -> HeaderMap {
     out
 }
 
-/// The client's session, for stickiness: `x-weir-session`, else
-/// `x-claude-code-session-id`, else the end user (`metadata.user_id`, OpenAI's `user` or
+/// The client's session, for stickiness: the headers' (see [`header_session`]), else the
+/// end user (`metadata.user_id`, OpenAI's `user` or
 /// `safety_identifier`). (Not `prompt_cache_key`: an application may send one for every
 /// user, which would hold all its requests on one target.)
 fn session(headers: &HeaderMap, req: &ChatRequest) -> Option<String> {
     header_session(headers).or_else(|| req.end_user().map(str::to_owned))
 }
 
-/// The session the headers name (`x-weir-session`, else `x-claude-code-session-id`).
+/// The session the headers name: `x-weir-session`, else a coding agent's own
+/// (`x-claude-code-session-id` from Claude Code, `x-session-affinity` from opencode, which
+/// sends it for gateways, `session-id` from Codex, `session_id` from its earlier versions,
+/// `x-session-id`).
 fn header_session(headers: &HeaderMap) -> Option<String> {
-    const NAMES: [HeaderName; 2] = [
+    const NAMES: [HeaderName; 6] = [
         HeaderName::from_static("x-weir-session"),
         HeaderName::from_static("x-claude-code-session-id"),
+        HeaderName::from_static("x-session-affinity"),
+        HeaderName::from_static("session-id"),
+        HeaderName::from_static("session_id"),
+        HeaderName::from_static("x-session-id"),
     ];
     NAMES
         .iter()
@@ -1903,6 +1910,20 @@ mod tests {
             .as_deref(),
             Some("h1")
         );
+        // Coding agents' own session headers; Weir's own wins.
+        for (name, value) in [
+            ("x-claude-code-session-id", "cc"),
+            ("x-session-affinity", "oc"),
+            ("session-id", "codex"),
+            ("session_id", "codex-old"),
+            ("x-session-id", "x"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.insert(name, HeaderValue::from_static(value));
+            assert_eq!(super::header_session(&h).as_deref(), Some(value), "{name}");
+            h.insert("x-weir-session", HeaderValue::from_static("w"));
+            assert_eq!(super::header_session(&h).as_deref(), Some("w"), "{name}");
+        }
     }
 
     #[test]
