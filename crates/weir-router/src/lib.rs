@@ -2354,6 +2354,18 @@ impl Router {
                         e.retryable_elsewhere = true;
                         e.counts_against_health = false;
                         e
+                    } else if c.no_credit {
+                        // Said as the upstream said it: a 402 (OpenAI clients get 429
+                        // `insufficient_quota`), not a rate limit that passes in seconds.
+                        let mut api = weir_model::ApiError::new(
+                            ErrorKind::RateLimited,
+                            format!(
+                                "every key of provider `{}` is out of credit (its account has none left); the keys are tried again later",
+                                target.provider
+                            ),
+                        );
+                        api.status = 402;
+                        ProviderError::from_api(api, c.soonest)
                     } else {
                         let mut e = ProviderError::new(
                             ErrorKind::RateLimited,
@@ -2546,15 +2558,12 @@ impl Router {
                         }
                         if e.kind == ErrorKind::RateLimited {
                             let d = e.retry_after.unwrap_or(self.policy.default_cooldown);
-                            self.shared.rest(
-                                &target.provider,
-                                p,
-                                i,
-                                None,
-                                d,
-                                Rest::RateLimited,
-                                done,
-                            );
+                            let why = if e.api_error.as_ref().is_some_and(|a| a.credit_spent()) {
+                                Rest::NoCredit
+                            } else {
+                                Rest::RateLimited
+                            };
+                            self.shared.rest(&target.provider, p, i, None, d, why, done);
                             // A 429 that named no wait: the client is told the rest the key
                             // was given, not a retry that would find it still resting.
                             if let Some(a) = attempts.last_mut() {
@@ -2742,11 +2751,31 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
     }
     if all(&[ErrorKind::RateLimited]) {
         if targets.len() == 1 {
-            if let Some(a) = real.last() {
+            // The upstream's last answer, else the pool's (every key out of credit).
+            if let Some(a) = real
+                .last()
+                .copied()
+                .or_else(|| attempts.iter().rev().find(|a| a.error.api_error.is_some()))
+            {
                 let mut e = a.error.clone();
                 e.retry_after = min_retry;
                 return e;
             }
+        }
+        // No credit left anywhere: said so (a 402; OpenAI clients get 429
+        // `insufficient_quota`), not as a rate limit that passes in seconds.
+        if attempts.iter().all(|a| {
+            a.error
+                .api_error
+                .as_deref()
+                .is_some_and(weir_model::ApiError::credit_spent)
+        }) {
+            let mut api = weir_model::ApiError::new(
+                ErrorKind::RateLimited,
+                format!("every target is out of credit [{}]", summary()),
+            );
+            api.status = 402;
+            return ProviderError::from_api(api, min_retry);
         }
         let mut e = ProviderError::new(
             ErrorKind::RateLimited,

@@ -369,6 +369,8 @@ pub(crate) enum Rest {
     RateLimited,
     /// The upstream's headers said a limit is at zero.
     Exhausted,
+    /// The key's account has no credit left (a 402, OpenAI's `insufficient_quota`).
+    NoCredit,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -416,6 +418,8 @@ pub(crate) struct Candidates {
     pub refusal: Option<weir_model::ApiError>,
     /// A key was passed over because its quota for the model is spent.
     pub model_limited: bool,
+    /// Every key not refused rests for want of credit (and one does).
+    pub no_credit: bool,
 }
 
 impl KeyPool {
@@ -444,6 +448,7 @@ impl KeyPool {
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
         let mut refused = 0;
+        let mut no_credit = 0;
         let mut latest_refusal: Option<Instant> = None;
         let mut usable: Vec<(u32, usize, usize)> = Vec::with_capacity(n);
         for turn in 0..n {
@@ -463,8 +468,9 @@ impl KeyPool {
                 g.refused = None;
                 g.refusal = None;
             }
-            if let Some((until, _)) = g.cooldown_until {
+            if let Some((until, why)) = g.cooldown_until {
                 if until > now {
+                    no_credit += usize::from(why == Rest::NoCredit);
                     let left = until - now;
                     c.soonest = Some(c.soonest.map_or(left, |s: Duration| s.min(left)));
                     continue;
@@ -491,6 +497,7 @@ impl KeyPool {
         usable.sort_unstable();
         c.usable = usable.into_iter().map(|(_, _, i)| i).collect();
         c.all_refused = refused == n;
+        c.no_credit = no_credit > 0 && no_credit + refused == n;
         if !c.usable.is_empty() {
             c.soonest = None;
         }

@@ -137,6 +137,7 @@ pub(crate) fn snapshot(r: &Router) -> RouterStatus {
                                 cooldown_reason: cooling.map(|(_, why)| match why {
                                     Rest::RateLimited => "rate_limited",
                                     Rest::Exhausted => "limit_exhausted",
+                                    Rest::NoCredit => "no_credit",
                                 }),
                                 cooldown_ms: cooling.map(|(u, _)| (u - now).as_millis() as u64),
                                 refused_status: refused.map(|(s, _)| s),

@@ -782,6 +782,61 @@ async fn a_session_keeps_to_one_key_of_the_pool_while_it_is_usable() {
 }
 
 #[tokio::test]
+async fn keys_out_of_credit_rest_and_say_so_when_none_is_left() {
+    let a = Fake::build(
+        "a",
+        Act::Fail(402),
+        &["sk-one", "sk-two"],
+        Capabilities::ALL,
+    );
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        Policy {
+            retries: 0,
+            ..quick()
+        },
+    );
+    // Both keys are tried and rest.
+    assert!(r.send(req("m"), cx()).await.is_err());
+    assert_eq!(a.calls(), 2);
+    let st = r.status();
+    for k in &st.providers[0].keys {
+        assert_eq!(k.cooldown_reason, Some("no_credit"), "{st:?}");
+    }
+    // The next request is told why, as a 402 (not "rate limited"), without a call.
+    let Err(RouteError::Failed { last, .. }) = r.send(req("m"), cx()).await else {
+        panic!("expected a failure");
+    };
+    assert_eq!(a.calls(), 2);
+    assert!(last.message.contains("out of credit"), "{}", last.message);
+    let api = last.api_error.as_deref().unwrap();
+    assert_eq!(api.status, 402);
+    assert!(api.credit_spent());
+    // Two providers out of credit: the same, for both.
+    let b = Fake::build("b", Act::Fail(402), &["sk-three"], Capabilities::ALL);
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        Policy {
+            retries: 0,
+            ..quick()
+        },
+    );
+    for _ in 0..2 {
+        let Err(RouteError::Failed { last, .. }) = r.send(req("m"), cx()).await else {
+            panic!("expected a failure");
+        };
+        assert!(
+            last.message.starts_with("every target is out of credit"),
+            "{}",
+            last.message
+        );
+        assert_eq!(last.api_error.as_deref().unwrap().status, 402);
+    }
+}
+
+#[tokio::test]
 async fn a_refused_key_leaves_the_pool_and_is_shown_as_such() {
     let a = Fake::build("a", Act::Ok, &["sk-bad", "sk-good"], Capabilities::ALL);
     a.key_act("sk-bad", Act::Fail(401));
