@@ -251,6 +251,78 @@ def test_openai_sdk_embeddings_both_encodings(weir_factory):
         c.embeddings.create(model="no-such-model", input="x")
 
 
+CLAUDE_TOOL_ANSWER = json.dumps({
+    "id": "msg_1", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+    "content": [
+        {"type": "thinking", "thinking": "Check the weather.", "signature": "sig-abc"},
+        {"type": "text", "text": "Looking it up."},
+        {"type": "tool_use", "id": "toolu_01", "name": "get_weather", "input": {"city": "Oslo"}},
+    ],
+    "stop_reason": "tool_use", "stop_sequence": None,
+    "usage": {"input_tokens": 30, "output_tokens": 12},
+}).encode()
+
+CLAUDE_TEXT_STREAM = "".join(
+    f"event: {e}\ndata: {json.dumps(d)}\n\n"
+    for e, d in [
+        ("message_start", {"type": "message_start", "message": {"id": "msg_2", "type": "message", "role": "assistant",
+                                                               "model": "claude-sonnet-4-5", "content": [], "stop_reason": None,
+                                                               "usage": {"input_tokens": 40, "output_tokens": 1}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "It is "}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "sunny."}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 5}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+).encode()
+
+
+def test_openai_sdk_responses_api_reaches_claude_through_the_bridge(weir_factory, upstream):
+    """Codex, the Agents SDK and the AI SDK speak only the Responses API: a Claude route
+    serves it by translation, a tool loop with signed reasoning included."""
+    upstream.routes["/v1/messages"] = (200, "application/json", CLAUDE_TOOL_ANSWER)
+    upstream.routes["/s/v1/messages"] = (200, "text/event-stream", CLAUDE_TEXT_STREAM)
+    w = weir_factory(
+        f'[providers.claude]\nkind = "anthropic"\nbase_url = "{upstream.url}"\nkeys = ["{UPSTREAM_KEY}"]\n'
+        f'[providers.claude_s]\nkind = "anthropic"\nbase_url = "{upstream.url}/s"\nkeys = ["{UPSTREAM_KEY}"]\n'
+        '[[models]]\nname = "sonnet"\ntargets = [{ provider = "claude", model = "claude-sonnet-4-5" }]\n'
+        '[[models]]\nname = "sonnet-s"\ntargets = [{ provider = "claude_s", model = "claude-sonnet-4-5" }]\n'
+    )
+    c = o_client(w)
+    tools = [{"type": "function", "name": "get_weather", "description": "Weather by city",
+              "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}]
+    r = c.responses.create(model="sonnet", input="Weather in Oslo?", tools=tools, reasoning={"effort": "medium"},
+                           include=["reasoning.encrypted_content"], store=False)
+    assert r.status == "completed"
+    assert r.output_text == "Looking it up."
+    calls = [o for o in r.output if o.type == "function_call"]
+    assert [(c_.call_id, c_.name, json.loads(c_.arguments)) for c_ in calls] == [("toolu_01", "get_weather", {"city": "Oslo"})]
+    assert r.usage.input_tokens == 30 and r.usage.output_tokens == 12
+    # The next turn sends the output back with the tool's result, as Codex does.
+    history = [{"role": "user", "content": "Weather in Oslo?"}]
+    history += [o.model_dump(exclude_none=True) for o in r.output]
+    history.append({"type": "function_call_output", "call_id": "toolu_01", "output": "sunny"})
+    with c.responses.stream(model="sonnet-s", input=history, tools=tools, store=False) as s:
+        deltas = [e.delta for e in s if e.type == "response.output_text.delta"]
+        final = s.get_final_response()
+    assert "".join(deltas) == "It is sunny."
+    assert final.output_text == "It is sunny."
+    assert final.usage.input_tokens == 40 and final.usage.output_tokens == 5
+    sent = upstream.requests[-1][2]
+    assistant = sent["messages"][1]
+    assert assistant["role"] == "assistant"
+    assert assistant["content"][0] == {"type": "thinking", "thinking": "Check the weather.", "signature": "sig-abc"}
+    assert [b["type"] for b in assistant["content"][1:]] == ["text", "tool_use"]
+    assert assistant["content"][2]["id"] == "toolu_01"
+    result = sent["messages"][2]["content"][0]
+    assert result["type"] == "tool_result" and result["tool_use_id"] == "toolu_01"
+    # State an OpenAI account keeps cannot be had from Claude: a clear 400.
+    with pytest.raises(openai.BadRequestError) as e:
+        c.responses.create(model="sonnet", input="hi", previous_response_id=final.id)
+    assert "previous_response_id" in str(e.value)
+
+
 def test_openai_sdk_responses_api_plain_and_streaming(weir_factory):
     w = weir_factory()
     c = o_client(w)

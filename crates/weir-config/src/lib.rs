@@ -111,7 +111,7 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
                 for m in models {
                     implicit.push(Route::new(m, vec![Target::new(id.clone())]));
                 }
-                providers.push(prov);
+                providers.push(weir_openai::ResponsesBridge::wrap(prov));
             }
             Err(msg) => {
                 // An error about base_url points at it; others at the provider's kind.

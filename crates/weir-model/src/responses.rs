@@ -247,6 +247,8 @@ pub fn response_summary(response: &str) -> Result<(Option<String>, Option<Usage>
     #[derive(Deserialize)]
     struct InDetails {
         cached_tokens: Option<u64>,
+        /// Cache writes, as the Responses bridge (`weir_openai::bridge`) reports Claude's.
+        cache_creation_input_tokens: Option<u64>,
     }
     #[derive(Deserialize)]
     struct OutDetails {
@@ -260,13 +262,17 @@ pub fn response_summary(response: &str) -> Result<(Option<String>, Option<Usage>
     let Some(u) = shape.usage else {
         return Ok((id, None));
     };
-    let cached = u.input_tokens_details.and_then(|d| d.cached_tokens);
+    let (cached, written) = u.input_tokens_details.map_or((None, None), |d| {
+        (d.cached_tokens, d.cache_creation_input_tokens)
+    });
     let usage = Some(Usage {
-        input_tokens: u
-            .input_tokens
-            .map(|i| i.saturating_sub(cached.unwrap_or(0))),
+        input_tokens: u.input_tokens.map(|i| {
+            i.saturating_sub(cached.unwrap_or(0))
+                .saturating_sub(written.unwrap_or(0))
+        }),
         output_tokens: u.output_tokens,
         cache_read_tokens: cached.filter(|c| *c > 0),
+        cache_write_tokens: written.filter(|c| *c > 0),
         reasoning_tokens: u.output_tokens_details.and_then(|d| d.reasoning_tokens),
         billed_usd: Usage::billed(
             u.cost.and_then(|c| c.as_f64()).or_else(|| {

@@ -12,6 +12,9 @@
 #![warn(missing_docs)]
 
 mod args_check;
+pub mod bridge;
+#[cfg(feature = "provider")]
+mod bridge_provider;
 mod error;
 mod parts;
 #[cfg(feature = "provider")]
@@ -20,6 +23,8 @@ mod request;
 mod response;
 mod stream;
 
+#[cfg(feature = "provider")]
+pub use bridge_provider::ResponsesBridge;
 pub use error::{decode_error, encode_error, error_status};
 pub use parts::parse_data_url;
 #[cfg(feature = "provider")]

@@ -3444,11 +3444,9 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
     let (url, admin) = weir_with_admin(&format!(
         "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-up\"]\n\
          [providers.s]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-up\"]\n\
-         [providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
-         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"o\", model = \"gpt-x\" }}]\n\
-         [[models]]\nname = \"rs\"\ntargets = [{{ provider = \"s\", model = \"gpt-x\" }}]\n\
-         [[models]]\nname = \"anthropic-only\"\ntargets = [{{ provider = \"a\" }}]\n",
-        up.url, streaming.url, up.url
+         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"o\", model = \"gpt-x\" }}]\n\
+         [[models]]\nname = \"rs\"\ntargets = [{{ provider = \"s\", model = \"gpt-x\" }}]\n",
+        up.url, streaming.url
     ))
     .await;
     // Background mode not streamed is refused, before any upstream: its result would be
@@ -3484,7 +3482,7 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
     assert_eq!(r.headers()["x-weir-model"], "gpt-x");
     assert_eq!(r.text().await.unwrap(), whole);
     let seen = up.seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 1, "nothing went to the Anthropic target");
+    assert_eq!(seen.len(), 1);
     assert_eq!(seen[0].0["x-test-path"], "/v1/responses");
     let sent: Value = serde_json::from_slice(&seen[0].1).unwrap();
     assert_eq!(
@@ -3504,11 +3502,6 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
     let r = responses(&url, &json!({"model": "r", "input": "hi", "stream": true})).await;
     assert_eq!(r.status(), 502);
 
-    let r = responses(&url, &json!({"model": "anthropic-only", "input": "hi"})).await;
-    assert_eq!(r.status(), 400);
-    let v: Value = r.json().await.unwrap();
-    let msg = v["error"]["message"].as_str().unwrap();
-    assert!(msg.contains("does not serve the Responses API"), "{msg}");
     for bad in [
         json!({"input": "x"}),
         json!({"model": "r", "stream": "yes"}),
@@ -3526,6 +3519,207 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
         r#"weir_tokens_total{key="tester",model="r",provider="o",direction="output"} 3"#,
         r#"weir_tokens_total{key="tester",model="rs",provider="s",direction="input"} 22"#,
         r#"weir_tokens_total{key="tester",model="rs",provider="s",direction="output"} 10"#,
+    ] {
+        assert!(metrics.contains(line), "{line}\n{metrics}");
+    }
+}
+
+const CLAUDE_ANSWER: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"thinking","thinking":"Plan it.","signature":"sig-1"},{"type":"text","text":"Patching."},{"type":"tool_use","id":"toolu_1","name":"apply_patch","input":{"input":"*** Begin Patch"}},{"type":"tool_use","id":"toolu_2","name":"shell","input":{"cmd":["ls"]}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":10,"cache_read_input_tokens":5,"cache_creation_input_tokens":3,"output_tokens":7}}"#;
+
+const CLAUDE_STREAM: &str = concat!(
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_2\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"thinking\",\"thinking\":\"\",\"signature\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"thinking_delta\",\"thinking\":\"Hm.\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"signature_delta\",\"signature\":\"sig-2\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hel\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":1,\"delta\":{\"type\":\"text_delta\",\"text\":\"lo\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"tool_use\",\"id\":\"toolu_9\",\"name\":\"shell\",\"input\":{}}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"cmd\\\":\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"[\\\"ls\\\"]}\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
+    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"tool_use\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":9}}\n\n",
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+);
+
+#[tokio::test]
+async fn responses_requests_reach_chat_upstreams_through_the_bridge() {
+    let whole = upstream(Script::Reply(200, "application/json", CLAUDE_ANSWER.into())).await;
+    let streaming = upstream(Script::Reply(
+        200,
+        "text/event-stream",
+        CLAUDE_STREAM.into(),
+    ))
+    .await;
+    let (url, admin) = weir_with_admin(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
+         [providers.s]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"c\"\ntargets = [{{ provider = \"a\", model = \"claude-sonnet-4-5\" }}]\n\
+         [[models]]\nname = \"cs\"\ntargets = [{{ provider = \"s\", model = \"claude-sonnet-4-5\" }}]\n",
+        whole.url, streaming.url
+    ))
+    .await;
+    // A Codex-shaped turn: instructions, a user message, an earlier signed reasoning item,
+    // a call and its output; a function tool, a custom tool and a hosted one.
+    let body = json!({
+        "model": "c",
+        "instructions": "Be brief.",
+        "input": [
+            {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "fix it"}]},
+            {"type": "reasoning", "id": "rs_0", "summary": [{"type": "summary_text", "text": "Look first."}],
+             "encrypted_content": "weir.thinking.v1:sig-0"},
+            {"type": "reasoning", "id": "rs_x", "summary": [], "encrypted_content": "gAAAA-openai-only"},
+            {"type": "function_call", "call_id": "call_a", "name": "shell", "arguments": "{\"cmd\":[\"cat\",\"f\"]}"},
+            {"type": "function_call_output", "call_id": "call_a", "output": "bug here"}
+        ],
+        "tools": [
+            {"type": "function", "name": "shell", "description": "Run", "parameters": {"type": "object", "properties": {"cmd": {"type": "array"}}}},
+            {"type": "custom", "name": "apply_patch", "description": "Patch files",
+             "format": {"type": "grammar", "syntax": "lark", "definition": "start: PATCH"}},
+            {"type": "web_search"}
+        ],
+        "reasoning": {"effort": "high", "summary": "auto"},
+        "store": false,
+        "include": ["reasoning.encrypted_content"],
+        "prompt_cache_key": "s-1",
+        "max_output_tokens": 4000
+    });
+    let r = responses(&url, &body).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-weir-provider"], "a");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "response");
+    assert_eq!(v["status"], "completed");
+    assert_eq!(v["output"][0]["type"], "reasoning");
+    assert_eq!(v["output"][0]["summary"][0]["text"], "Plan it.");
+    assert_eq!(
+        v["output"][0]["encrypted_content"],
+        "weir.thinking.v1:sig-1"
+    );
+    assert_eq!(v["output"][1]["type"], "message");
+    assert_eq!(v["output"][1]["content"][0]["text"], "Patching.");
+    assert_eq!(v["output"][2]["type"], "custom_tool_call");
+    assert_eq!(v["output"][2]["call_id"], "toolu_1");
+    assert_eq!(v["output"][2]["input"], "*** Begin Patch");
+    assert_eq!(v["output"][3]["type"], "function_call");
+    assert_eq!(v["output"][3]["call_id"], "toolu_2");
+    assert_eq!(v["output"][3]["arguments"], r#"{"cmd":["ls"]}"#);
+    assert_eq!(v["usage"]["input_tokens"], 18);
+    assert_eq!(v["usage"]["input_tokens_details"]["cached_tokens"], 5);
+    assert_eq!(v["usage"]["output_tokens"], 7);
+    // What Claude was sent.
+    let seen = whole.seen.lock().unwrap().clone();
+    assert_eq!(seen[0].0["x-test-path"], "/v1/messages");
+    let sent: Value = serde_json::from_slice(&seen[0].1).unwrap();
+    assert_eq!(sent["model"], "claude-sonnet-4-5");
+    assert_eq!(sent["system"], "Be brief.", "{sent}");
+    assert_eq!(sent["max_tokens"], 4000);
+    let names: Vec<&str> = sent["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["shell", "apply_patch"], "{sent}");
+    assert_eq!(
+        sent["tools"][1]["input_schema"]["required"],
+        json!(["input"])
+    );
+    let msgs = sent["messages"].as_array().unwrap();
+    assert_eq!(msgs[1]["role"], "assistant");
+    assert_eq!(
+        msgs[1]["content"][0],
+        json!({"type": "thinking", "thinking": "Look first.", "signature": "sig-0"})
+    );
+    assert_eq!(msgs[1]["content"][1]["type"], "tool_use");
+    assert_eq!(msgs[1]["content"][1]["id"], "call_a");
+    assert_eq!(msgs[2]["content"][0]["type"], "tool_result");
+    assert_eq!(msgs[2]["content"][0]["tool_use_id"], "call_a");
+    assert!(
+        sent.get("thinking").is_some(),
+        "effort asks for thinking: {sent}"
+    );
+
+    // Streamed: the Responses API's events, in order, numbered.
+    let r = responses(&url, &json!({"model": "cs", "input": "hi", "stream": true})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let text = r.text().await.unwrap();
+    let events: Vec<Value> = text
+        .split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect();
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        types,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.reasoning_summary_part.added",
+            "response.reasoning_summary_text.delta",
+            "response.reasoning_summary_text.done",
+            "response.reasoning_summary_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.output_item.added",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.delta",
+            "response.function_call_arguments.done",
+            "response.output_item.done",
+            "response.completed",
+        ],
+        "{text}"
+    );
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["sequence_number"], i, "{e}");
+    }
+    let done = &events[events.len() - 1]["response"];
+    assert_eq!(
+        done["output"][0]["encrypted_content"],
+        "weir.thinking.v1:sig-2"
+    );
+    assert_eq!(done["output"][1]["content"][0]["text"], "Hello");
+    assert_eq!(done["output"][2]["call_id"], "toolu_9");
+    assert_eq!(done["output"][2]["arguments"], r#"{"cmd":["ls"]}"#);
+    assert_eq!(done["usage"]["input_tokens"], 12);
+    assert_eq!(done["usage"]["output_tokens"], 9);
+
+    // What needs an OpenAI account's stored state is refused, saying why.
+    for body in [
+        json!({"model": "c", "input": "hi", "previous_response_id": "resp_1"}),
+        json!({"model": "c", "input": [{"type": "item_reference", "id": "msg_1"}]}),
+    ] {
+        let r = responses(&url, &body).await;
+        assert_eq!(r.status(), 400, "{body}");
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Responses bridge")
+                || v["error"]["message"].as_str().unwrap().contains("stored"),
+            "{v}"
+        );
+    }
+
+    // Usage is accounted: 18 input (cache reads and writes with it), 7 output; the stream
+    // 12 and 9.
+    let metrics = metrics_of(&admin).await;
+    for line in [
+        r#"weir_tokens_total{key="tester",model="c",provider="a",direction="input"} 18"#,
+        r#"weir_tokens_total{key="tester",model="c",provider="a",direction="output"} 7"#,
+        r#"weir_tokens_total{key="tester",model="cs",provider="s",direction="input"} 12"#,
+        r#"weir_tokens_total{key="tester",model="cs",provider="s",direction="output"} 9"#,
     ] {
         assert!(metrics.contains(line), "{line}\n{metrics}");
     }

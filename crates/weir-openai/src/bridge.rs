@@ -1,0 +1,1372 @@
+//! The Responses API bridge: a Responses request served by a chat upstream (Anthropic,
+//! Bedrock, Vertex, Gemini, Ollama), for clients that speak nothing else (Codex, the
+//! Vercel AI SDK's default OpenAI model, the OpenAI Agents SDK).
+//!
+//! The request becomes a canonical chat request as an OpenAI client's would
+//! ([`chat_request`]); the answer becomes a Responses object ([`response_body`]) or the
+//! Responses stream events ([`StreamBridge`]). It is stateless: what needs a response the
+//! upstream account stored (`previous_response_id`, `conversation`, background mode,
+//! stored prompts, item references) is refused, so the router passes the target over.
+//!
+//! Reasoning: a Claude thinking block goes out as a `reasoning` item whose one summary part
+//! is the whole thinking text and whose `encrypted_content` carries its signature
+//! ([`SIGNED_THINKING`]); sent back (Codex keeps `encrypted_content` with
+//! `store: false`), it is the signed thinking block again. Other providers' encrypted
+//! reasoning (OpenAI's own) is left out: only its account can read it.
+
+use serde_json::{json, Map, Value};
+use weir_model::raw::to_raw;
+use weir_model::request::{FunctionTool, Metadata, Tool, ToolChoice};
+use weir_model::stream::Delta;
+use weir_model::{
+    ApiError, ChatRequest, ChatResponse, Content, ContentBlock, Dialect, DocumentBlock, Extra,
+    ImageBlock, JsonStr, MediaSource, Message, RedactedThinkingBlock, ResponsesRequest, Role,
+    StopReason, StreamEvent, TextBlock, ThinkingBlock, ToolInput, ToolResultBlock, ToolUseBlock,
+    Usage, WireError,
+};
+
+/// The prefix of a `reasoning` item's `encrypted_content` that is a Claude thinking
+/// block's signature (the item's summary being its text).
+pub const SIGNED_THINKING: &str = "weir.thinking.v1:";
+/// The prefix of a `reasoning` item's `encrypted_content` that is Claude's redacted
+/// thinking.
+pub const REDACTED_THINKING: &str = "weir.redacted.v1:";
+
+/// Hosted tools OpenAI runs itself: no chat upstream has them, so they are left out.
+const HOSTED_TOOLS: &[&str] = &[
+    "web_search",
+    "web_search_preview",
+    "web_search_2025_08_26",
+    "web_search_preview_2025_03_11",
+    "file_search",
+    "code_interpreter",
+    "image_generation",
+    "computer_use_preview",
+    "computer_use",
+    "local_shell",
+    "mcp",
+];
+
+/// Records of hosted tool runs in a conversation's history: their results are in the
+/// messages that follow, and no chat upstream can take the records.
+const HOSTED_CALLS: &[&str] = &[
+    "web_search_call",
+    "file_search_call",
+    "code_interpreter_call",
+    "image_generation_call",
+    "computer_call",
+    "computer_call_output",
+    "mcp_list_tools",
+    "mcp_call",
+    "mcp_approval_request",
+    "mcp_approval_response",
+];
+
+/// A Responses request as a chat request, with what its answer needs.
+#[derive(Clone, Debug)]
+pub struct Bridged {
+    /// The chat request (an OpenAI client's, as far as encoders are concerned).
+    pub chat: ChatRequest,
+    /// What the answer is written with.
+    pub answer: AnswerInfo,
+}
+
+/// What writing the answer back as a Responses object needs from the request.
+#[derive(Clone, Debug, Default)]
+pub struct AnswerInfo {
+    /// Custom (free-text) tools, whose calls are `custom_tool_call` items.
+    pub custom_tools: Vec<String>,
+    /// Hosted tools left out of the request (for the warning header).
+    pub dropped_tools: Vec<String>,
+    /// Echoed fields of the response object.
+    pub echo: Map<String, Value>,
+}
+
+fn unsupported(what: impl Into<String>) -> WireError {
+    WireError::Unsupported(what.into())
+}
+
+fn malformed(what: impl Into<String>) -> WireError {
+    WireError::Malformed(what.into())
+}
+
+/// Reads a Responses request as a chat request.
+pub fn chat_request(req: &ResponsesRequest) -> Result<Bridged, WireError> {
+    let mut chat = ChatRequest {
+        origin: Some(Dialect::OpenAi),
+        model: req.model.clone(),
+        ..ChatRequest::default()
+    };
+    let mut answer = AnswerInfo::default();
+    let mut messages: Vec<Message> = Vec::new();
+    let mut instructions: Option<String> = None;
+    let mut input: Option<Value> = None;
+    for (k, raw) in &req.fields {
+        let v: Value =
+            serde_json::from_str(raw.get()).map_err(|e| WireError::from_json(k.as_str(), &e))?;
+        if v.is_null() {
+            continue;
+        }
+        match k.as_str() {
+            "previous_response_id" | "conversation" | "prompt" => {
+                return Err(unsupported(format!(
+                    "`{k}` names state an OpenAI account keeps; a target reached through the Responses bridge has none"
+                )))
+            }
+            "background" if v == Value::Bool(true) => {
+                return Err(unsupported(
+                    "background mode needs an upstream that serves the Responses API",
+                ))
+            }
+            "input" => input = Some(v),
+            "instructions" => match v {
+                Value::String(s) => instructions = Some(s),
+                Value::Array(items) => {
+                    // Instructions as input items (a stored prompt's): their messages first.
+                    input_items(&Value::Array(items), &mut messages)?;
+                }
+                _ => return Err(malformed("instructions must be a string")),
+            },
+            "tools" => {
+                let Value::Array(tools) = v else {
+                    return Err(malformed("tools must be an array"));
+                };
+                chat.tools = Some(read_tools(&tools, &mut answer)?);
+            }
+            "tool_choice" => chat.tool_choice = Some(read_tool_choice(&v)),
+            "parallel_tool_calls" => chat.parallel_tool_calls = v.as_bool(),
+            "max_output_tokens" => {
+                chat.max_tokens = Some(
+                    v.as_u64()
+                        .and_then(|n| u32::try_from(n).ok())
+                        .ok_or_else(|| malformed("max_output_tokens must be a positive integer"))?,
+                );
+            }
+            "temperature" => chat.temperature = v.as_f64(),
+            "top_p" => chat.top_p = v.as_f64(),
+            "stream" => chat.stream = v.as_bool(),
+            "reasoning" => {
+                if let Some(e) = v.get("effort").and_then(Value::as_str) {
+                    chat.reasoning_effort = Some(e.to_owned());
+                }
+            }
+            "text" => {
+                if let Some(f) = v.get("format").filter(|f| {
+                    matches!(
+                        f.get("type").and_then(Value::as_str),
+                        Some("json_schema" | "json_object")
+                    )
+                }) {
+                    // (Read as Chat Completions' `response_format`, whose `schema` may sit
+                    // at the top of the object as it does here.)
+                    chat.extra.insert("response_format", to_raw(f));
+                }
+            }
+            "user" | "safety_identifier" => {
+                if let Some(u) = v.as_str().filter(|u| !u.is_empty()) {
+                    let m = chat.metadata.get_or_insert_with(Metadata::default);
+                    if m.user_id.is_none() || k == "safety_identifier" {
+                        m.user_id = Some(u.to_owned());
+                    }
+                }
+            }
+            // Read by the gateway, or asking nothing a chat upstream could do: `store`
+            // (nothing is stored: a bridged response cannot be continued by its id),
+            // `include` (encrypted reasoning always comes), `metadata`,
+            // `prompt_cache_key`, `service_tier`, `truncation`, `top_logprobs`,
+            // `stream_options`, `max_tool_calls`, `text.verbosity`.
+            _ => {}
+        }
+        if matches!(
+            k.as_str(),
+            "temperature" | "top_p" | "parallel_tool_calls" | "max_output_tokens" | "metadata"
+        ) {
+            answer.echo.insert(
+                k.clone(),
+                serde_json::from_str(raw.get()).unwrap_or(Value::Null),
+            );
+        }
+    }
+    if let Some(text) = instructions {
+        messages.insert(0, Message::text(Role::System, text));
+    }
+    match input {
+        Some(Value::String(s)) => messages.push(Message::text(Role::User, s)),
+        Some(items @ Value::Array(_)) => input_items(&items, &mut messages)?,
+        Some(_) => return Err(malformed("input must be a string or an array of items")),
+        None => {}
+    }
+    if !messages
+        .iter()
+        .any(|m| m.role != Role::System && m.role != Role::Developer)
+    {
+        return Err(malformed("input must hold at least one message"));
+    }
+    chat.messages = messages;
+    Ok(Bridged { chat, answer })
+}
+
+fn read_tools(tools: &[Value], answer: &mut AnswerInfo) -> Result<Vec<Tool>, WireError> {
+    let mut out = Vec::with_capacity(tools.len());
+    for t in tools {
+        let ty = t.get("type").and_then(Value::as_str).unwrap_or("function");
+        let name = || {
+            t.get("name")
+                .and_then(Value::as_str)
+                .filter(|n| !n.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| malformed(format!("a {ty} tool needs a name")))
+        };
+        let description = t.get("description").and_then(Value::as_str);
+        match ty {
+            "function" => out.push(Tool::Function(FunctionTool {
+                name: name()?,
+                description: description.map(JsonStr::from),
+                parameters: t.get("parameters").filter(|p| !p.is_null()).map(to_raw),
+                strict: t.get("strict").and_then(Value::as_bool),
+                cache_control: None,
+                extra: Extra::new(),
+            })),
+            "custom" => {
+                // A free-text tool (Codex's `apply_patch`): a function taking the text as
+                // `input`, its grammar told in the description.
+                let name = name()?;
+                let mut desc = description.unwrap_or_default().to_owned();
+                if let Some(f) = t.get("format").filter(|f| f["type"] == "grammar") {
+                    let syntax = f["syntax"].as_str().unwrap_or("grammar");
+                    if let Some(def) = f["definition"].as_str() {
+                        desc.push_str(&format!(
+                            "\n\nThe input is text in this {syntax} grammar:\n{def}"
+                        ));
+                    }
+                }
+                out.push(Tool::Function(FunctionTool {
+                    name: name.clone(),
+                    description: Some(JsonStr::from(desc)),
+                    parameters: Some(to_raw(&json!({
+                        "type": "object",
+                        "properties": {"input": {"type": "string", "description": "The tool's input, as free text."}},
+                        "required": ["input"],
+                        "additionalProperties": false
+                    }))),
+                    strict: None,
+                    cache_control: None,
+                    extra: Extra::new(),
+                }));
+                answer.custom_tools.push(name);
+            }
+            other if HOSTED_TOOLS.contains(&other) || other.starts_with("web_search") => {
+                answer.dropped_tools.push(other.to_owned());
+            }
+            other => {
+                return Err(unsupported(format!(
+                    "tools of type `{other}` cannot be sent through the Responses bridge"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_tool_choice(v: &Value) -> ToolChoice {
+    match v {
+        Value::String(s) => match s.as_str() {
+            "none" => ToolChoice::None,
+            "required" => ToolChoice::Required,
+            _ => ToolChoice::Auto,
+        },
+        Value::Object(o) => match (
+            o.get("type").and_then(Value::as_str),
+            o.get("name").and_then(Value::as_str),
+        ) {
+            (Some("function" | "custom"), Some(n)) => ToolChoice::Tool(n.to_owned()),
+            _ => ToolChoice::Auto,
+        },
+        _ => ToolChoice::Auto,
+    }
+}
+
+/// The last message if it is the assistant's, else a new one.
+fn assistant(messages: &mut Vec<Message>) -> &mut Message {
+    if messages.last().is_none_or(|m| m.role != Role::Assistant) {
+        messages.push(Message {
+            role: Role::Assistant,
+            content: Content::blocks(Vec::new()),
+            extra: Extra::new(),
+        });
+    }
+    let last = messages.len() - 1;
+    &mut messages[last]
+}
+
+fn input_items(items: &Value, messages: &mut Vec<Message>) -> Result<(), WireError> {
+    let Value::Array(items) = items else {
+        return Err(malformed("input must be a string or an array of items"));
+    };
+    // Reasoning given before the assistant turn it belongs to.
+    let mut thinking: Vec<ContentBlock> = Vec::new();
+    for item in items {
+        let ty =
+            item.get("type")
+                .and_then(Value::as_str)
+                .unwrap_or(if item.get("role").is_some() {
+                    "message"
+                } else {
+                    ""
+                });
+        match ty {
+            "message" => {
+                let role = match item.get("role").and_then(Value::as_str) {
+                    Some("user") => Role::User,
+                    Some("assistant") => Role::Assistant,
+                    Some("system") => Role::System,
+                    Some("developer") => Role::Developer,
+                    other => {
+                        return Err(malformed(format!(
+                            "a message's role must be user, assistant, system or developer, not {}",
+                            other.unwrap_or("missing")
+                        )))
+                    }
+                };
+                let blocks = content_parts(item.get("content").unwrap_or(&Value::Null))?;
+                if role == Role::Assistant {
+                    let m = assistant(messages);
+                    m.content.blocks.append(&mut thinking);
+                    m.content.blocks.extend(blocks);
+                } else {
+                    messages.push(Message {
+                        role,
+                        content: Content::blocks(blocks),
+                        extra: Extra::new(),
+                    });
+                }
+            }
+            "function_call" | "custom_tool_call" => {
+                let call_id = str_field(item, "call_id")?;
+                let name = str_field(item, "name")?;
+                let input = if ty == "function_call" {
+                    item.get("arguments")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                } else {
+                    json!({"input": item.get("input").and_then(Value::as_str).unwrap_or_default()})
+                        .to_string()
+                };
+                let m = assistant(messages);
+                m.content.blocks.append(&mut thinking);
+                m.content.blocks.push(ContentBlock::ToolUse(ToolUseBlock {
+                    id: call_id.to_owned(),
+                    name: name.to_owned(),
+                    input: ToolInput::Arguments(input),
+                    cache_control: None,
+                    extra: Extra::new(),
+                }));
+            }
+            "function_call_output" | "custom_tool_call_output" => {
+                let call_id = str_field(item, "call_id")?;
+                let content = match item.get("output") {
+                    Some(Value::String(s)) => Content::text(s.as_str()),
+                    Some(parts @ Value::Array(_)) => Content::blocks(content_parts(parts)?),
+                    _ => Content::text(""),
+                };
+                messages.push(Message {
+                    role: Role::Tool,
+                    content: Content::blocks(vec![ContentBlock::ToolResult(ToolResultBlock {
+                        tool_use_id: call_id.to_owned(),
+                        content,
+                        is_error: None,
+                        cache_control: None,
+                        extra: Extra::new(),
+                    })]),
+                    extra: Extra::new(),
+                });
+            }
+            "reasoning" => {
+                let sealed = item.get("encrypted_content").and_then(Value::as_str);
+                if let Some(sig) = sealed.and_then(|s| s.strip_prefix(SIGNED_THINKING)) {
+                    let text: String = item
+                        .get("summary")
+                        .and_then(Value::as_array)
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|p| p.get("text").and_then(Value::as_str))
+                        .collect();
+                    thinking.push(ContentBlock::Thinking(ThinkingBlock {
+                        thinking: JsonStr::from(text),
+                        signature: Some(sig.to_owned()),
+                        extra: Extra::new(),
+                    }));
+                } else if let Some(data) = sealed.and_then(|s| s.strip_prefix(REDACTED_THINKING)) {
+                    thinking.push(ContentBlock::RedactedThinking(RedactedThinkingBlock {
+                        data: data.to_owned(),
+                        extra: Extra::new(),
+                    }));
+                }
+                // (Another account's reasoning: only it can read it.)
+            }
+            t if HOSTED_CALLS.contains(&t) => {}
+            "item_reference" => {
+                return Err(unsupported(
+                    "`item_reference` input items name items an OpenAI account stored",
+                ))
+            }
+            other => {
+                return Err(unsupported(format!(
+                    "input items of type `{}` cannot be sent through the Responses bridge",
+                    if other.is_empty() { "(none)" } else { other }
+                )))
+            }
+        }
+    }
+    Ok(())
+}
+
+fn str_field<'a>(item: &'a Value, key: &str) -> Result<&'a str, WireError> {
+    item.get(key)
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            malformed(format!(
+                "a {} item needs its `{key}`",
+                item.get("type").and_then(Value::as_str).unwrap_or("input")
+            ))
+        })
+}
+
+fn content_parts(content: &Value) -> Result<Vec<ContentBlock>, WireError> {
+    let parts = match content {
+        Value::String(s) => return Ok(vec![ContentBlock::Text(TextBlock::new(s.as_str()))]),
+        Value::Array(parts) => parts,
+        Value::Null => return Ok(Vec::new()),
+        _ => {
+            return Err(malformed(
+                "a message's content must be a string or an array",
+            ))
+        }
+    };
+    let mut out = Vec::with_capacity(parts.len());
+    for p in parts {
+        let ty = p.get("type").and_then(Value::as_str).unwrap_or_default();
+        match ty {
+            "input_text" | "output_text" | "text" | "summary_text" | "reasoning_text" => {
+                let text = p.get("text").and_then(Value::as_str).unwrap_or_default();
+                out.push(ContentBlock::Text(TextBlock::new(text)));
+            }
+            "refusal" => {
+                let text = p.get("refusal").and_then(Value::as_str).unwrap_or_default();
+                out.push(ContentBlock::Text(TextBlock::new(text)));
+            }
+            "input_image" => {
+                let Some(url) = p.get("image_url").and_then(Value::as_str) else {
+                    return Err(unsupported(
+                        "an input_image by file_id names a file an OpenAI account stored",
+                    ));
+                };
+                out.push(ContentBlock::Image(ImageBlock {
+                    source: media(url),
+                    detail: p.get("detail").and_then(Value::as_str).map(str::to_owned),
+                    cache_control: None,
+                    extra: Extra::new(),
+                }));
+            }
+            "input_file" => {
+                let source = if let Some(d) = p.get("file_data").and_then(Value::as_str) {
+                    if d.starts_with("data:") {
+                        media(d)
+                    } else {
+                        MediaSource::Base64 {
+                            media_type: "application/pdf".to_owned(),
+                            data: d.to_owned(),
+                        }
+                    }
+                } else if let Some(u) = p.get("file_url").and_then(Value::as_str) {
+                    MediaSource::Url(u.to_owned())
+                } else {
+                    return Err(unsupported(
+                        "an input_file by file_id names a file an OpenAI account stored",
+                    ));
+                };
+                out.push(ContentBlock::Document(DocumentBlock {
+                    source,
+                    title: p.get("filename").and_then(Value::as_str).map(str::to_owned),
+                    cache_control: None,
+                    extra: Extra::new(),
+                }));
+            }
+            other => {
+                return Err(unsupported(format!(
+                    "content parts of type `{other}` cannot be sent through the Responses bridge"
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn media(url: &str) -> MediaSource {
+    match weir_model::parse_data_url(url) {
+        Some((media_type, data)) => MediaSource::Base64 { media_type, data },
+        None => MediaSource::Url(url.to_owned()),
+    }
+}
+
+/// Responses usage: input counts cache reads (`cached_tokens`) and writes
+/// (`cache_creation_input_tokens`, Weir's own field, read back by
+/// [`weir_model::responses::response_usage`]); output counts reasoning.
+pub fn usage_json(u: &Usage) -> Value {
+    let input = u.total_input();
+    let output = u.output_tokens.unwrap_or(0);
+    let mut details = json!({"cached_tokens": u.cache_read_tokens.unwrap_or(0)});
+    if let Some(w) = u.cache_write_tokens.filter(|w| *w > 0) {
+        details["cache_creation_input_tokens"] = json!(w);
+    }
+    json!({
+        "input_tokens": input,
+        "input_tokens_details": details,
+        "output_tokens": output,
+        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens.unwrap_or(0)},
+        "total_tokens": input + output,
+    })
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The response object around `output`.
+#[allow(clippy::too_many_arguments)]
+fn response_object(
+    id: &str,
+    created_at: u64,
+    model: &str,
+    status: &str,
+    stop: Option<&StopReason>,
+    output: Vec<Value>,
+    usage: Option<&Usage>,
+    info: &AnswerInfo,
+) -> Value {
+    let incomplete = match stop {
+        Some(StopReason::MaxTokens | StopReason::ContextWindowExceeded) => {
+            Some(json!({"reason": "max_output_tokens"}))
+        }
+        Some(StopReason::Refusal) => Some(json!({"reason": "content_filter"})),
+        _ => None,
+    };
+    let status = if status == "completed" && incomplete.is_some() {
+        "incomplete"
+    } else {
+        status
+    };
+    let mut o = json!({
+        "id": id,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "error": null,
+        "incomplete_details": if status == "incomplete" { incomplete.unwrap_or(Value::Null) } else { Value::Null },
+        "instructions": null,
+        "max_output_tokens": null,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": true,
+        "previous_response_id": null,
+        "reasoning": {"effort": null, "summary": null},
+        "store": false,
+        "temperature": null,
+        "text": {"format": {"type": "text"}},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": null,
+        "truncation": "disabled",
+        "usage": usage.map_or(Value::Null, usage_json),
+        "metadata": {},
+    });
+    if let Value::Object(m) = &mut o {
+        for (k, v) in &info.echo {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    o
+}
+
+/// A finished output item for a content block (`None`: nothing to show).
+fn output_item(block: &ContentBlock, info: &AnswerInfo, tag: &str) -> Option<Value> {
+    Some(match block {
+        ContentBlock::Thinking(t) => {
+            let text = t.thinking.as_str();
+            if text.is_empty() && t.signature.is_none() {
+                return None;
+            }
+            reasoning_item(&format!("rs_{tag}"), &text, t.signature.as_deref(), None)
+        }
+        ContentBlock::RedactedThinking(r) => {
+            reasoning_item(&format!("rs_{tag}"), "", None, Some(&r.data))
+        }
+        ContentBlock::ToolUse(c) => call_item(
+            &format!("fc_{tag}"),
+            &c.id,
+            &c.name,
+            &c.input.as_arguments(),
+            info.custom_tools.contains(&c.name),
+            "completed",
+        ),
+        _ => return None,
+    })
+}
+
+fn reasoning_item(id: &str, text: &str, signature: Option<&str>, redacted: Option<&str>) -> Value {
+    let mut item = json!({
+        "id": id,
+        "type": "reasoning",
+        "summary": if text.is_empty() { json!([]) } else { json!([{"type": "summary_text", "text": text}]) },
+    });
+    if let Some(s) = signature {
+        item["encrypted_content"] = json!(format!("{SIGNED_THINKING}{s}"));
+    } else if let Some(d) = redacted {
+        item["encrypted_content"] = json!(format!("{REDACTED_THINKING}{d}"));
+    }
+    item
+}
+
+/// The input a custom tool's call carries: its arguments' `input`, else the arguments.
+fn custom_input(arguments: &str) -> String {
+    serde_json::from_str::<Value>(arguments)
+        .ok()
+        .and_then(|v| v.get("input").and_then(Value::as_str).map(str::to_owned))
+        .unwrap_or_else(|| arguments.to_owned())
+}
+
+fn call_item(
+    id: &str,
+    call_id: &str,
+    name: &str,
+    arguments: &str,
+    custom: bool,
+    status: &str,
+) -> Value {
+    if custom {
+        json!({"id": id, "type": "custom_tool_call", "status": status, "call_id": call_id, "name": name, "input": custom_input(arguments)})
+    } else {
+        json!({"id": id, "type": "function_call", "status": status, "call_id": call_id, "name": name, "arguments": arguments})
+    }
+}
+
+fn message_item(id: &str, texts: &[String], status: &str) -> Value {
+    let content: Vec<Value> = texts
+        .iter()
+        .map(|t| json!({"type": "output_text", "text": t, "annotations": [], "logprobs": []}))
+        .collect();
+    json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
+}
+
+/// A whole chat answer as a Responses object: the body and its id.
+pub fn response_body(resp: &ChatResponse, info: &AnswerInfo) -> (Vec<u8>, String) {
+    let id = weir_model::generated_id("resp_");
+    // Item ids unique across responses: the response's, numbered.
+    let tag = |n: usize| format!("{}_{n}", &id["resp_".len()..]);
+    let mut output: Vec<Value> = Vec::new();
+    let mut texts: Vec<String> = Vec::new();
+    let flush = |texts: &mut Vec<String>, output: &mut Vec<Value>| {
+        if !texts.is_empty() {
+            output.push(message_item(
+                &format!("msg_{}", tag(output.len())),
+                texts,
+                "completed",
+            ));
+            texts.clear();
+        }
+    };
+    for (n, b) in resp.content.iter().enumerate() {
+        if let ContentBlock::Text(t) = b {
+            texts.push(t.text.as_str().into_owned());
+            continue;
+        }
+        flush(&mut texts, &mut output);
+        if let Some(item) = output_item(b, info, &tag(n)) {
+            output.push(item);
+        }
+    }
+    flush(&mut texts, &mut output);
+    let o = response_object(
+        &id,
+        resp.created.unwrap_or_else(now_secs),
+        &resp.model,
+        "completed",
+        resp.stop_reason.as_ref(),
+        output,
+        Some(&resp.usage),
+        info,
+    );
+    (serde_json::to_vec(&o).unwrap_or_default(), id)
+}
+
+/// An open block of a stream.
+#[derive(Debug)]
+enum Open {
+    Text {
+        text: String,
+    },
+    Reasoning {
+        text: String,
+        signature: Option<String>,
+        redacted: Option<String>,
+    },
+    Call {
+        call_id: String,
+        name: String,
+        arguments: String,
+        custom: bool,
+    },
+    Other,
+}
+
+#[derive(Debug)]
+struct OpenBlock {
+    open: Open,
+    item_id: String,
+    /// Its output index, once announced (`output_item.added`).
+    output_index: Option<usize>,
+}
+
+/// Canonical stream events as the Responses API's stream events.
+#[derive(Debug)]
+pub struct StreamBridge {
+    info: AnswerInfo,
+    id: String,
+    model: String,
+    created_at: u64,
+    seq: u64,
+    started: bool,
+    finished: bool,
+    blocks: Vec<Option<OpenBlock>>,
+    output: Vec<Value>,
+    usage: Usage,
+    stop: Option<StopReason>,
+}
+
+impl StreamBridge {
+    /// A bridge for one stream, answering a request with `info`.
+    pub fn new(info: AnswerInfo, model: &str) -> Self {
+        StreamBridge {
+            info,
+            id: weir_model::generated_id("resp_"),
+            model: model.to_owned(),
+            created_at: now_secs(),
+            seq: 0,
+            started: false,
+            finished: false,
+            blocks: Vec::new(),
+            output: Vec::new(),
+            usage: Usage::default(),
+            stop: None,
+        }
+    }
+
+    /// Whether the stream's final event was written.
+    pub fn finished(&self) -> bool {
+        self.finished
+    }
+
+    fn emit(&mut self, out: &mut Vec<u8>, ty: &str, mut data: Value) {
+        if let Value::Object(m) = &mut data {
+            m.insert("type".into(), json!(ty));
+            m.insert("sequence_number".into(), json!(self.seq));
+        }
+        self.seq += 1;
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(ty.as_bytes());
+        out.extend_from_slice(b"\ndata: ");
+        out.extend_from_slice(&serde_json::to_vec(&data).unwrap_or_default());
+        out.extend_from_slice(b"\n\n");
+    }
+
+    fn object(&self, status: &str, usage: bool) -> Value {
+        response_object(
+            &self.id,
+            self.created_at,
+            &self.model,
+            status,
+            self.stop.as_ref().filter(|_| status != "in_progress"),
+            if status == "in_progress" {
+                Vec::new()
+            } else {
+                self.output.clone()
+            },
+            usage.then_some(&self.usage),
+            &self.info,
+        )
+    }
+
+    fn start(&mut self, out: &mut Vec<u8>) {
+        if !self.started {
+            self.started = true;
+            let o = self.object("in_progress", false);
+            self.emit(out, "response.created", json!({"response": o}));
+            let o = self.object("in_progress", false);
+            self.emit(out, "response.in_progress", json!({"response": o}));
+        }
+    }
+
+    /// Announces block `i` (its item added) if not yet.
+    fn announce(&mut self, i: usize, out: &mut Vec<u8>) {
+        let next = self.output.len()
+            + self
+                .blocks
+                .iter()
+                .flatten()
+                .filter(|b| b.output_index.is_some())
+                .count();
+        let Some(Some(b)) = self.blocks.get_mut(i) else {
+            return;
+        };
+        if b.output_index.is_some() || matches!(b.open, Open::Other) {
+            return;
+        }
+        b.output_index = Some(next);
+        let item_id = b.item_id.clone();
+        let (item, part) = match &b.open {
+            Open::Text { .. } => (
+                message_item(&item_id, &[], "in_progress"),
+                Some((
+                    "response.content_part.added",
+                    json!({"item_id": item_id, "output_index": next, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
+                )),
+            ),
+            Open::Reasoning { .. } => (
+                json!({"id": item_id, "type": "reasoning", "summary": []}),
+                Some((
+                    "response.reasoning_summary_part.added",
+                    json!({"item_id": item_id, "output_index": next, "summary_index": 0, "part": {"type": "summary_text", "text": ""}}),
+                )),
+            ),
+            Open::Call {
+                call_id,
+                name,
+                custom,
+                ..
+            } => (
+                call_item(&item_id, call_id, name, "", *custom, "in_progress"),
+                None,
+            ),
+            Open::Other => return,
+        };
+        self.emit(
+            out,
+            "response.output_item.added",
+            json!({"output_index": next, "item": item}),
+        );
+        if let Some((ty, data)) = part {
+            self.emit(out, ty, data);
+        }
+    }
+
+    fn delta(&mut self, i: usize, delta: &Delta, out: &mut Vec<u8>) {
+        let announce = match self.blocks.get(i) {
+            Some(Some(b)) => matches!(
+                (&b.open, delta),
+                (Open::Text { .. }, Delta::Text(_))
+                    | (Open::Reasoning { .. }, Delta::Thinking(_))
+                    | (Open::Call { .. }, Delta::InputJson(_))
+            ),
+            _ => false,
+        };
+        if announce {
+            self.announce(i, out);
+        }
+        let Some(Some(b)) = self.blocks.get_mut(i) else {
+            return;
+        };
+        let item_id = b.item_id.clone();
+        let index = b.output_index.unwrap_or(0);
+        match (&mut b.open, delta) {
+            (Open::Text { text }, Delta::Text(d)) => {
+                let d = d.as_str();
+                text.push_str(&d);
+                let data = json!({"item_id": item_id, "output_index": index, "content_index": 0, "delta": d, "logprobs": []});
+                self.emit(out, "response.output_text.delta", data);
+            }
+            (Open::Reasoning { text, .. }, Delta::Thinking(d)) => {
+                let d = d.as_str();
+                text.push_str(&d);
+                let data = json!({"item_id": item_id, "output_index": index, "summary_index": 0, "delta": d});
+                self.emit(out, "response.reasoning_summary_text.delta", data);
+            }
+            (Open::Reasoning { signature, .. }, Delta::Signature(s)) => {
+                signature.get_or_insert_with(String::new).push_str(s);
+            }
+            (
+                Open::Call {
+                    arguments, custom, ..
+                },
+                Delta::InputJson(d),
+            ) => {
+                let d = d.as_str();
+                arguments.push_str(&d);
+                if !*custom {
+                    let data = json!({"item_id": item_id, "output_index": index, "delta": d});
+                    self.emit(out, "response.function_call_arguments.delta", data);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn stop_block(&mut self, i: usize, out: &mut Vec<u8>) {
+        let worth = match self.blocks.get(i) {
+            Some(Some(b)) => match &b.open {
+                Open::Text { text } => !text.is_empty() || b.output_index.is_some(),
+                Open::Reasoning {
+                    text,
+                    signature,
+                    redacted,
+                } => !text.is_empty() || signature.is_some() || redacted.is_some(),
+                Open::Call { .. } => true,
+                Open::Other => false,
+            },
+            _ => false,
+        };
+        if worth {
+            self.announce(i, out);
+        }
+        let Some(b) = self.blocks.get_mut(i).and_then(Option::take) else {
+            return;
+        };
+        let Some(index) = b.output_index else {
+            return;
+        };
+        let id = b.item_id;
+        let item = match b.open {
+            Open::Text { text } => {
+                self.emit(out, "response.output_text.done", json!({"item_id": id, "output_index": index, "content_index": 0, "text": text, "logprobs": []}));
+                self.emit(out, "response.content_part.done", json!({"item_id": id, "output_index": index, "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": [], "logprobs": []}}));
+                message_item(&id, &[text], "completed")
+            }
+            Open::Reasoning {
+                text,
+                signature,
+                redacted,
+            } => {
+                self.emit(
+                    out,
+                    "response.reasoning_summary_text.done",
+                    json!({"item_id": id, "output_index": index, "summary_index": 0, "text": text}),
+                );
+                self.emit(out, "response.reasoning_summary_part.done", json!({"item_id": id, "output_index": index, "summary_index": 0, "part": {"type": "summary_text", "text": text}}));
+                reasoning_item(&id, &text, signature.as_deref(), redacted.as_deref())
+            }
+            Open::Call {
+                call_id,
+                name,
+                arguments,
+                custom,
+            } => {
+                let arguments = if arguments.trim().is_empty() {
+                    "{}".to_owned()
+                } else {
+                    arguments
+                };
+                if custom {
+                    let input = custom_input(&arguments);
+                    self.emit(
+                        out,
+                        "response.custom_tool_call_input.delta",
+                        json!({"item_id": id, "output_index": index, "delta": input}),
+                    );
+                    self.emit(
+                        out,
+                        "response.custom_tool_call_input.done",
+                        json!({"item_id": id, "output_index": index, "input": input}),
+                    );
+                } else {
+                    self.emit(
+                        out,
+                        "response.function_call_arguments.done",
+                        json!({"item_id": id, "output_index": index, "arguments": arguments}),
+                    );
+                }
+                call_item(&id, &call_id, &name, &arguments, custom, "completed")
+            }
+            Open::Other => return,
+        };
+        self.emit(
+            out,
+            "response.output_item.done",
+            json!({"output_index": index, "item": item}),
+        );
+        // (Items finish in the order they opened: Claude's blocks never interleave.)
+        self.output.push(item);
+    }
+
+    /// Writes what one canonical event amounts to. `Err`: the upstream failed mid-stream
+    /// (the gateway ends the stream with the API's `error` event).
+    pub fn push(&mut self, ev: &StreamEvent, out: &mut Vec<u8>) -> Result<(), Box<ApiError>> {
+        match ev {
+            StreamEvent::MessageStart { model, usage, .. } => {
+                if !model.is_empty() {
+                    model.clone_into(&mut self.model);
+                }
+                merge(&mut self.usage, usage);
+                self.start(out);
+            }
+            StreamEvent::BlockStart { index, block } => {
+                self.start(out);
+                let i = *index as usize;
+                if self.blocks.len() <= i {
+                    self.blocks.resize_with(i + 1, || None);
+                }
+                let (open, prefix, initial) = match block {
+                    ContentBlock::Text(t) => (
+                        Open::Text {
+                            text: String::new(),
+                        },
+                        "msg",
+                        Some(Delta::Text(t.text.clone())),
+                    ),
+                    ContentBlock::Thinking(t) => (
+                        Open::Reasoning {
+                            text: String::new(),
+                            signature: t.signature.clone(),
+                            redacted: None,
+                        },
+                        "rs",
+                        Some(Delta::Thinking(t.thinking.clone())),
+                    ),
+                    ContentBlock::RedactedThinking(r) => (
+                        Open::Reasoning {
+                            text: String::new(),
+                            signature: None,
+                            redacted: Some(r.data.clone()),
+                        },
+                        "rs",
+                        None,
+                    ),
+                    ContentBlock::ToolUse(c) => {
+                        let args = match &c.input {
+                            ToolInput::Arguments(a) => a.clone(),
+                            ToolInput::Json(raw) if raw.get().trim() == "{}" => String::new(),
+                            ToolInput::Json(raw) => raw.get().to_owned(),
+                        };
+                        (
+                            Open::Call {
+                                call_id: c.id.clone(),
+                                name: c.name.clone(),
+                                arguments: String::new(),
+                                custom: self.info.custom_tools.contains(&c.name),
+                            },
+                            "fc",
+                            (!args.is_empty()).then(|| Delta::InputJson(JsonStr::from(args))),
+                        )
+                    }
+                    _ => (Open::Other, "x", None),
+                };
+                self.blocks[i] = Some(OpenBlock {
+                    open,
+                    item_id: format!("{prefix}_{}_{i}", &self.id[5..self.id.len().min(21)]),
+                    output_index: None,
+                });
+                if matches!(
+                    self.blocks[i].as_ref().map(|b| &b.open),
+                    Some(Open::Call { .. })
+                ) {
+                    self.announce(i, out);
+                }
+                if let Some(d) = initial {
+                    let empty = match &d {
+                        Delta::Text(t) | Delta::Thinking(t) | Delta::InputJson(t) => t.is_empty(),
+                        _ => true,
+                    };
+                    if !empty {
+                        self.delta(i, &d, out);
+                    }
+                }
+            }
+            StreamEvent::BlockDelta { index, delta } => self.delta(*index as usize, delta, out),
+            StreamEvent::BlockStop { index } => self.stop_block(*index as usize, out),
+            StreamEvent::MessageDelta {
+                stop_reason, usage, ..
+            } => {
+                if stop_reason.is_some() {
+                    self.stop.clone_from(stop_reason);
+                }
+                merge(&mut self.usage, usage);
+            }
+            StreamEvent::MessageStop => {
+                self.start(out);
+                for i in 0..self.blocks.len() {
+                    self.stop_block(i, out);
+                }
+                let o = self.object("completed", true);
+                let ty = if o["status"] == "incomplete" {
+                    "response.incomplete"
+                } else {
+                    "response.completed"
+                };
+                self.emit(out, ty, json!({"response": o}));
+                self.finished = true;
+            }
+            StreamEvent::Error(e) => return Err(Box::new(e.clone())),
+            StreamEvent::Ping | StreamEvent::Unknown { .. } => {}
+        }
+        Ok(())
+    }
+}
+
+/// Usage reported later in a stream over what came before (a field reported wins).
+fn merge(into: &mut Usage, u: &Usage) {
+    let take = |a: &mut Option<u64>, b: Option<u64>| {
+        if b.is_some() {
+            *a = b;
+        }
+    };
+    take(&mut into.input_tokens, u.input_tokens);
+    take(&mut into.output_tokens, u.output_tokens);
+    take(&mut into.cache_read_tokens, u.cache_read_tokens);
+    take(&mut into.cache_write_tokens, u.cache_write_tokens);
+    take(&mut into.cache_write_1h_tokens, u.cache_write_1h_tokens);
+    take(&mut into.reasoning_tokens, u.reasoning_tokens);
+    take(&mut into.web_search_requests, u.web_search_requests);
+    if u.billed_usd.is_some() {
+        into.billed_usd = u.billed_usd;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use weir_model::ErrorKind;
+
+    fn bridged(body: Value) -> Result<Bridged, WireError> {
+        chat_request(&ResponsesRequest::decode(body.to_string().as_bytes()).unwrap())
+    }
+
+    fn events(out: &[u8]) -> Vec<Value> {
+        std::str::from_utf8(out)
+            .unwrap()
+            .split("\n\n")
+            .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn requests_become_an_openai_clients_chat_request() {
+        let b = bridged(json!({
+            "model": "m",
+            "instructions": "Sys",
+            "input": [
+                {"role": "developer", "content": "Dev"},
+                {"role": "user", "content": [
+                    {"type": "input_text", "text": "look"},
+                    {"type": "input_image", "image_url": "data:image/png;base64,iVBORw0KGgo=", "detail": "low"},
+                    {"type": "input_file", "filename": "a.pdf", "file_data": "data:application/pdf;base64,JVBERi0="}
+                ]},
+                {"type": "custom_tool_call", "call_id": "c1", "name": "apply_patch", "input": "*** Begin"},
+                {"type": "custom_tool_call_output", "call_id": "c1", "output": "ok"},
+                {"type": "web_search_call", "id": "ws_1", "status": "completed"},
+                {"type": "reasoning", "summary": [], "encrypted_content": "weir.redacted.v1:xyz"},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "done"}]}
+            ],
+            "tool_choice": {"type": "function", "name": "f"},
+            "text": {"format": {"type": "json_schema", "name": "o", "schema": {"type": "object"}}},
+            "safety_identifier": "u-1",
+            "temperature": 0.5
+        }))
+        .unwrap();
+        let c = &b.chat;
+        assert_eq!(c.origin, Some(Dialect::OpenAi));
+        let roles: Vec<Role> = c.messages.iter().map(|m| m.role).collect();
+        assert_eq!(
+            roles,
+            [
+                Role::System,
+                Role::Developer,
+                Role::User,
+                Role::Assistant,
+                Role::Tool,
+                Role::Assistant
+            ]
+        );
+        let user = &c.messages[2].content.blocks;
+        assert!(
+            matches!(&user[1], ContentBlock::Image(i) if matches!(&i.source, MediaSource::Base64 { media_type, .. } if media_type == "image/png"))
+        );
+        assert!(
+            matches!(&user[2], ContentBlock::Document(d) if d.title.as_deref() == Some("a.pdf"))
+        );
+        let ContentBlock::ToolUse(call) = &c.messages[3].content.blocks[0] else {
+            panic!("{:?}", c.messages[3]);
+        };
+        assert_eq!(call.input.as_arguments(), r#"{"input":"*** Begin"}"#);
+        assert!(matches!(
+            c.messages[5].content.blocks[0],
+            ContentBlock::RedactedThinking(_)
+        ));
+        assert!(matches!(&c.tool_choice, Some(ToolChoice::Tool(n)) if n == "f"));
+        assert!(matches!(
+            c.output_format().unwrap(),
+            Some(weir_model::OutputFormat::JsonSchema(_))
+        ));
+        assert_eq!(c.end_user(), Some("u-1"));
+        assert_eq!(b.answer.echo["temperature"], json!(0.5));
+        // State kept by an OpenAI account, and what cannot be carried: refused.
+        for body in [
+            json!({"model": "m", "input": "x", "previous_response_id": "r"}),
+            json!({"model": "m", "input": "x", "conversation": "c"}),
+            json!({"model": "m", "input": "x", "background": true}),
+            json!({"model": "m", "input": [{"type": "item_reference", "id": "i"}]}),
+            json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]}),
+            json!({"model": "m", "input": "x", "tools": [{"type": "made_up"}]}),
+        ] {
+            assert!(
+                matches!(bridged(body.clone()), Err(WireError::Unsupported(_))),
+                "{body}"
+            );
+        }
+        assert!(matches!(
+            bridged(json!({"model": "m"})),
+            Err(WireError::Malformed(_))
+        ));
+    }
+
+    fn start(bridge: &mut StreamBridge, out: &mut Vec<u8>) {
+        bridge
+            .push(
+                &StreamEvent::MessageStart {
+                    id: "m".into(),
+                    model: "claude".into(),
+                    usage: Usage {
+                        input_tokens: Some(5),
+                        ..Usage::default()
+                    },
+                },
+                out,
+            )
+            .unwrap();
+    }
+
+    #[test]
+    fn custom_tool_calls_stream_their_input_and_a_cut_answer_is_incomplete() {
+        let info = AnswerInfo {
+            custom_tools: vec!["apply_patch".into()],
+            ..AnswerInfo::default()
+        };
+        let mut b = StreamBridge::new(info, "m");
+        let mut out = Vec::new();
+        start(&mut b, &mut out);
+        let call = ContentBlock::ToolUse(ToolUseBlock {
+            id: "toolu_1".into(),
+            name: "apply_patch".into(),
+            input: ToolInput::Json(to_raw(&json!({}))),
+            cache_control: None,
+            extra: Extra::new(),
+        });
+        for ev in [
+            // An empty text block that never fills: no item.
+            StreamEvent::BlockStart {
+                index: 0,
+                block: ContentBlock::Text(TextBlock::new("")),
+            },
+            StreamEvent::BlockStop { index: 0 },
+            StreamEvent::BlockStart {
+                index: 1,
+                block: call,
+            },
+            StreamEvent::BlockDelta {
+                index: 1,
+                delta: Delta::InputJson(JsonStr::from(r#"{"input":"*** Be"#)),
+            },
+            StreamEvent::BlockDelta {
+                index: 1,
+                delta: Delta::InputJson(JsonStr::from(r#"gin"}"#)),
+            },
+            StreamEvent::BlockStop { index: 1 },
+            StreamEvent::MessageDelta {
+                stop_reason: Some(StopReason::MaxTokens),
+                stop_sequence: None,
+                usage: Usage {
+                    output_tokens: Some(9),
+                    ..Usage::default()
+                },
+            },
+            StreamEvent::MessageStop,
+        ] {
+            b.push(&ev, &mut out).unwrap();
+        }
+        let evs = events(&out);
+        let types: Vec<&str> = evs.iter().map(|e| e["type"].as_str().unwrap()).collect();
+        assert_eq!(
+            types,
+            [
+                "response.created",
+                "response.in_progress",
+                "response.output_item.added",
+                "response.custom_tool_call_input.delta",
+                "response.custom_tool_call_input.done",
+                "response.output_item.done",
+                "response.incomplete",
+            ]
+        );
+        assert_eq!(evs[2]["output_index"], 0);
+        assert_eq!(evs[4]["input"], "*** Begin");
+        let done = &evs[6]["response"];
+        assert_eq!(done["status"], "incomplete");
+        assert_eq!(done["incomplete_details"]["reason"], "max_output_tokens");
+        assert_eq!(done["output"][0]["type"], "custom_tool_call");
+        assert_eq!(done["output"][0]["call_id"], "toolu_1");
+        assert_eq!(done["usage"]["input_tokens"], 5);
+        assert_eq!(done["usage"]["output_tokens"], 9);
+        assert!(b.finished());
+    }
+
+    #[test]
+    fn an_upstream_error_mid_stream_is_returned_for_the_gateway_to_end_the_stream() {
+        let mut b = StreamBridge::new(AnswerInfo::default(), "m");
+        let mut out = Vec::new();
+        start(&mut b, &mut out);
+        let e = b
+            .push(
+                &StreamEvent::Error(ApiError::new(ErrorKind::Overloaded, "busy")),
+                &mut out,
+            )
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Overloaded);
+        assert!(!b.finished());
+    }
+
+    #[test]
+    fn whole_answers_keep_usage_with_cache_writes_readable_back() {
+        let resp = ChatResponse {
+            model: "claude".into(),
+            content: vec![
+                ContentBlock::Text(TextBlock::new("a")),
+                ContentBlock::Text(TextBlock::new("b")),
+            ],
+            stop_reason: Some(StopReason::EndTurn),
+            usage: Usage {
+                input_tokens: Some(10),
+                cache_read_tokens: Some(4),
+                cache_write_tokens: Some(6),
+                output_tokens: Some(2),
+                ..Usage::default()
+            },
+            ..ChatResponse::default()
+        };
+        let (body, id) = response_body(&resp, &AnswerInfo::default());
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["id"], json!(id));
+        assert_eq!(v["output"].as_array().unwrap().len(), 1, "{v}");
+        assert_eq!(v["output"][0]["content"].as_array().unwrap().len(), 2);
+        assert_eq!(v["usage"]["input_tokens"], 20);
+        let u = weir_model::responses::response_usage(&String::from_utf8(body).unwrap())
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (u.input_tokens, u.cache_read_tokens, u.cache_write_tokens),
+            (Some(10), Some(4), Some(6))
+        );
+    }
+}
