@@ -2735,7 +2735,9 @@ fn final_error(attempts: &[Attempt]) -> ProviderError {
                 }
                 // An answer the gateway cannot read (its message is the gateway's own, and
                 // says why: e.g. compressed though asked not to be).
-                (None, None) if a.error.repeats => a.error.message.clone(),
+                (None, None) if a.error.repeats && a.error.kind != ErrorKind::Timeout => {
+                    a.error.message.clone()
+                }
                 (None, None) => kind_words(a.error.kind).to_owned(),
             };
             let p = format!("{} ({}): {what}", a.provider, a.model);

@@ -1601,6 +1601,18 @@ fn route_failed(
         log.upstream_model = Some(a.model.clone());
     }
     let mut r = error_response(dialect, &api, &log.request_id, last.retry_after);
+    if last.kind == ErrorKind::Timeout
+        && last
+            .message
+            .ends_with(weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT)
+    {
+        // A whole answer longer than `first_byte`: the SDKs retry a 504 twice, each
+        // paying for the whole answer again, to time out the same way.
+        r.headers_mut().insert(
+            HeaderName::from_static("x-should-retry"),
+            HeaderValue::from_static("false"),
+        );
+    }
     if let Some(a) = tried {
         set_header(&mut r, X_WEIR_PROVIDER, &a.provider);
         set_header(&mut r, X_WEIR_MODEL, &a.model);

@@ -2126,6 +2126,7 @@ async fn an_upstream_that_never_answers_times_out_with_a_clear_error_and_falls_b
         v["error"]["message"],
         "all targets timed out: slow (both-hang): timed out; slow2 (both-hang): timed out (a whole answer's headers come once all of it is written: stream, or raise [timeouts] first_byte for long answers)"
     );
+    let before = hang.hits.load(Ordering::SeqCst);
     let r = post(
         &url,
         "/v1/chat/completions",
@@ -2134,6 +2135,10 @@ async fn an_upstream_that_never_answers_times_out_with_a_clear_error_and_falls_b
     )
     .await;
     assert_eq!(r.status(), 504);
+    // Asked again, it would be written (and billed) again, to time out the same way: asked
+    // once, and the client told not to ask again.
+    assert_eq!(hang.hits.load(Ordering::SeqCst) - before, 1);
+    assert_eq!(r.headers()["x-should-retry"], "false");
     let v: Value = r.json().await.unwrap();
     // A whole answer's headers come once it is written: the error says what to do.
     assert_eq!(
@@ -2148,6 +2153,7 @@ async fn an_upstream_that_never_answers_times_out_with_a_clear_error_and_falls_b
     )
     .await;
     assert_eq!(r.status(), 504);
+    assert!(r.headers().get("x-should-retry").is_none());
     let v: Value = r.json().await.unwrap();
     assert_eq!(
         v["error"]["message"],

@@ -908,11 +908,15 @@ pub fn redact(text: &mut String, secret: &str) -> bool {
 const NO_HEADERS_WITHIN: &str = "the upstream sent no response headers within";
 
 /// `e` for a call whose answer was to be whole (not `stream`): a `first_byte` timeout says
-/// why ([`weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT`]).
+/// why ([`weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT`]), and is not asked of the target
+/// again (`repeats`): the upstream was most likely still writing a long answer, and asked
+/// again it would write (and bill) it again, to time out the same way. Another target may
+/// still take it.
 pub fn for_whole_answer(mut e: ProviderError, stream: bool) -> ProviderError {
     if !stream && e.kind == ErrorKind::Timeout && e.message.starts_with(NO_HEADERS_WITHIN) {
         e.message
             .push_str(weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT);
+        e.repeats = true;
     }
     e
 }
