@@ -322,7 +322,20 @@ pub(crate) fn delta_usage(w: &mut JsonWriter, u: &Usage) {
     }
     w.key("output_tokens");
     w.u64(u.output_tokens.unwrap_or(0));
+    thinking_tokens(w, u);
     w.end_object();
+}
+
+/// Another dialect's reasoning tokens as Anthropic's `output_tokens_details`, which the
+/// SDKs and frameworks read (LangChain's reasoning token count).
+fn thinking_tokens(w: &mut JsonWriter, u: &Usage) {
+    if let Some(r) = u.reasoning_tokens {
+        w.key("output_tokens_details");
+        w.begin_object();
+        w.key("thinking_tokens");
+        w.u64(r);
+        w.end_object();
+    }
 }
 
 /// Writes usage. Usage from other dialects gets Anthropic's semantics (input excludes
@@ -366,6 +379,7 @@ pub(crate) fn usage(w: &mut JsonWriter, u: &Usage, same: bool) {
         w.u64(u.cache_write_tokens.unwrap_or(0));
         w.key("cache_read_input_tokens");
         w.u64(u.cache_read_tokens.unwrap_or(0));
+        thinking_tokens(w, u);
     }
     w.end_object();
 }

@@ -903,12 +903,19 @@ fn reasoning_effort_is_adaptive_thinking_and_an_effort_for_claude_4_6_on() {
         &json!({"effort": "low", "format": {"type": "json_schema", "schema": {"type": "object"}}}),
     );
     // `none`, and settings Anthropic refuses beside thinking, still mean no thinking.
-    for extra in [
-        json!({"reasoning_effort": "none"}),
-        json!({"reasoning_effort": "high", "temperature": 0.5}),
-        json!({"reasoning_effort": "high", "max_completion_tokens": 500}),
+    // (A temperature only where the model takes one: Claude 4.7 on is sent none.)
+    for (model, extra) in [
+        ("claude-opus-5", json!({"reasoning_effort": "none"})),
+        (
+            "claude-sonnet-4-6",
+            json!({"reasoning_effort": "high", "temperature": 0.5}),
+        ),
+        (
+            "claude-opus-5",
+            json!({"reasoning_effort": "high", "max_completion_tokens": 500}),
+        ),
     ] {
-        let out = req("claude-opus-5", extra.clone());
+        let out = req(model, extra.clone());
         assert!(out.get("thinking").is_none(), "{extra}: {out}");
         assert!(out.get("output_config").is_none(), "{extra}: {out}");
     }
@@ -1163,7 +1170,30 @@ fn usage_cache_semantics_map_both_ways() {
     assert_json(
         &a["usage"],
         &json!({"input_tokens": 176, "output_tokens": 50,
-        "cache_read_input_tokens": 1024, "cache_creation_input_tokens": 0}),
+        "cache_read_input_tokens": 1024, "cache_creation_input_tokens": 0,
+        "output_tokens_details": {"thinking_tokens": 20}}),
+    );
+    // Streamed, the final delta says it too.
+    let body = concat!(
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"g\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"x\"},\"finish_reason\":null}]}\n\n",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"g\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+        "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"g\",\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":50,\"total_tokens\":60,\"completion_tokens_details\":{\"reasoning_tokens\":20}}}\n\n",
+        "data: [DONE]\n\n",
+    );
+    let mut dec = weir_openai::StreamDecoder::new();
+    let mut enc = weir_anthropic::StreamEncoder::new();
+    let mut out = Vec::new();
+    for ev in sse_events(body.as_bytes()) {
+        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
+    }
+    let delta = sse_events(&out)
+        .into_iter()
+        .find(|e| e.event() == Some("message_delta"))
+        .expect("a message_delta");
+    let v: Value = serde_json::from_str(delta.data()).unwrap();
+    assert_eq!(
+        v["usage"]["output_tokens_details"]["thinking_tokens"], 20,
+        "{v}"
     );
     // DeepSeek names the cached part its own way.
     let a = o_resp_to_a(
