@@ -448,6 +448,19 @@ pub(crate) fn request_id() -> String {
     std::str::from_utf8(&id).unwrap_or_default().to_owned()
 }
 
+/// The endpoint a path missing its `/v1` would name (`/chat/completions`, `/messages`...).
+fn without_v1(path: &str) -> Option<&'static str> {
+    const ENDPOINTS: [&str; 6] = [
+        "/v1/messages",
+        "/v1/messages/count_tokens",
+        "/v1/chat/completions",
+        "/v1/responses",
+        "/v1/embeddings",
+        "/v1/models",
+    ];
+    ENDPOINTS.into_iter().find(|e| e["/v1".len()..] == *path)
+}
+
 /// The dialect of an answer to a request for no endpoint: Anthropic's for an Anthropic
 /// client (its path, or the `anthropic-version` header its SDKs always send), else
 /// OpenAI's.
@@ -652,7 +665,14 @@ async fn route(
         _ => simple_error(
             guess(&req, dialect),
             ErrorKind::NotFound,
-            format!("no endpoint {method} {path}"),
+            match without_v1(&path) {
+                // A base URL set without `/v1` (the Anthropic SDK's has none; the OpenAI
+                // SDK's and the AI SDK's need it): said what to change.
+                Some(known) => format!(
+                    "no endpoint {method} {path} (did you mean {known}? the base URL needs to end in /v1)"
+                ),
+                None => format!("no endpoint {method} {path}"),
+            },
             &log,
         ),
     };
@@ -1581,6 +1601,9 @@ async fn responses(app: &App, req: Request<Incoming>, log: &mut RequestLog) -> R
     )
 }
 
+/// A wait longer than this is the caller's to plan: the answer says `x-should-retry: false`.
+const LONG_WAIT: Duration = Duration::from_secs(60);
+
 /// The answer when every target failed: the upstream's own error when one answered (status
 /// and type kept), else a sanitized summary, naming the last upstream a request went to.
 fn route_failed(
@@ -1601,10 +1624,13 @@ fn route_failed(
         log.upstream_model = Some(a.model.clone());
     }
     let mut r = error_response(dialect, &api, &log.request_id, last.retry_after);
-    if last.kind == ErrorKind::Timeout
-        && last
-            .message
-            .ends_with(weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT)
+    // A whole answer longer than `first_byte`, or a wait over a minute (an upstream's
+    // long retry-after: the JS SDKs sleep for any, silently, before each retry).
+    if last.retry_after.is_some_and(|d| d > LONG_WAIT)
+        || last.kind == ErrorKind::Timeout
+            && last
+                .message
+                .ends_with(weir_model::error::WHOLE_ANSWER_TIMEOUT_HINT)
     {
         // A whole answer longer than `first_byte`: the SDKs retry a 504 twice, each
         // paying for the whole answer again, to time out the same way.

@@ -2787,6 +2787,14 @@ async fn not_found_errors_say_what_was_not_found() {
     let v: Value = r.json().await.unwrap();
     assert!(v["error"]["code"].is_null(), "{v}");
     assert_eq!(v["error"]["message"], "no endpoint POST /v1/nowhere");
+    // A base URL set without `/v1`: said what to change.
+    let r = post(&url, "/chat/completions", &o_req("m", false), Some(KEY)).await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["error"]["message"],
+        "no endpoint POST /chat/completions (did you mean /v1/chat/completions? the base URL needs to end in /v1)"
+    );
     // An Anthropic client (its SDKs always send anthropic-version) gets Anthropic's shape.
     for (method, path) in [("POST", "/v1/complete"), ("DELETE", "/v1/models")] {
         let r = client()

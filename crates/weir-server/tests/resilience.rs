@@ -343,6 +343,10 @@ async fn a_429_for_one_model_leaves_the_key_serving_the_others() {
     let (status, h, body) = w.call('a', "claude-opus-x", false, &[]).await;
     assert_eq!(status, 429, "{body}");
     assert_eq!(h["retry-after"], "30");
+    assert!(
+        h.get("x-should-retry").is_none(),
+        "a short wait is the SDK's to take"
+    );
     for _ in 0..3 {
         let (status, _, body) = w.call('a', "claude-haiku-x", false, &[]).await;
         assert_eq!(status, 200, "{body}");
@@ -359,6 +363,29 @@ async fn a_429_for_one_model_leaves_the_key_serving_the_others() {
     let k = &st["providers"][0]["keys"][0];
     assert_eq!(k["state"], "ok", "{st}");
     assert_eq!(k["model_limits"][0]["model"], "claude-opus-x", "{st}");
+}
+
+/// A wait of an hour is the caller's to plan: the JS SDKs would sleep through it silently
+/// before each of their retries.
+#[tokio::test]
+async fn a_long_retry_after_tells_the_sdks_not_to_retry() {
+    let up = FaultyUpstream::start(Behaviour::rate_limited(RateLimitFormat::RetryAfterSeconds(
+        3600,
+    )))
+    .await;
+    let w = weir(&format!(
+        "[providers.p]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"sk-only\"]\n\
+         [[models]]\nname = \"m\"\ntargets = [{{ provider = \"p\" }}]\n",
+        up.url()
+    ))
+    .await;
+    for dialect in ['a', 'o'] {
+        let (status, h, body) = w.call(dialect, "m", false, &[]).await;
+        assert_eq!(status, 429, "{body}");
+        let wait: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!(wait > 3500, "{wait}");
+        assert_eq!(h["x-should-retry"], "false");
+    }
 }
 
 #[tokio::test]
