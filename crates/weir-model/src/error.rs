@@ -317,15 +317,58 @@ impl ProviderError {
             && self.api_error.is_none()
     }
 
-    /// From an upstream's error answer.
+    /// From an upstream's error answer. A rate limit whose wait came in no header takes
+    /// the one its message names (OpenAI's "Please try again in 2.5s.", also in an error
+    /// sent inside a stream).
     pub fn from_api(api: ApiError, retry_after: Option<Duration>) -> Self {
         let mut e = ProviderError::new(api.kind, api.message.clone());
         e.status = Some(api.status);
-        e.retry_after = retry_after;
+        e.retry_after = retry_after.or_else(|| {
+            (api.kind == ErrorKind::RateLimited)
+                .then(|| wait_in_message(&api.message))
+                .flatten()
+        });
         e.per_model_quota = api.kind == ErrorKind::RateLimited && !api.credit_spent();
         e.api_error = Some(Box::new(api));
         e
     }
+}
+
+/// The wait a rate limit's message names: "try again in " and a duration written as Go
+/// writes them (`6ms`, `2.5s`, `1m30s`, `1h2m3.5s`), at most a day.
+fn wait_in_message(message: &str) -> Option<Duration> {
+    const AT: &str = "try again in ";
+    let at = message.find(AT)? + AT.len();
+    let mut rest = &message[at..];
+    let mut total = 0.0_f64;
+    let mut any = false;
+    loop {
+        // (A number starts with a digit: a sentence's full stop ends the duration.)
+        if !rest.starts_with(|c: char| c.is_ascii_digit()) {
+            break;
+        }
+        let n = rest
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || *b == b'.')
+            .count();
+        let value: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let (scale, len) = if rest.starts_with("ms") {
+            (0.001, 2)
+        } else if rest.starts_with('s') {
+            (1.0, 1)
+        } else if rest.starts_with('m') {
+            (60.0, 1)
+        } else if rest.starts_with('h') {
+            (3600.0, 1)
+        } else {
+            return None;
+        };
+        total += value * scale;
+        rest = &rest[len..];
+        any = true;
+    }
+    (any && total.is_finite() && total <= 86_400.0).then(|| Duration::from_secs_f64(total))
 }
 
 /// A dialect codec could not decode or encode something.
@@ -359,6 +402,33 @@ impl WireError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_rate_limits_message_names_its_wait() {
+        use std::time::Duration;
+        let w = |m: &str| super::wait_in_message(m);
+        assert_eq!(
+            w("Rate limit reached for gpt-4o on tokens per min. Please try again in 2.5s. Visit..."),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(w("Please try again in 20ms."), Some(Duration::from_millis(20)));
+        assert_eq!(w("try again in 1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(w("try again in 1h2m3.5s"), Some(Duration::from_secs_f64(3723.5)));
+        assert_eq!(w("try again later"), None);
+        assert_eq!(w("try again in 5 minutes"), None);
+        assert_eq!(w("try again in 9999h"), None);
+        let mut api = ApiError::new(ErrorKind::RateLimited, "Please try again in 3s.");
+        api.status = 429;
+        assert_eq!(
+            ProviderError::from_api(api.clone(), None).retry_after,
+            Some(Duration::from_secs(3))
+        );
+        // A header's wait wins.
+        assert_eq!(
+            ProviderError::from_api(api, Some(Duration::from_secs(7))).retry_after,
+            Some(Duration::from_secs(7))
+        );
+    }
+
     use super::*;
 
     #[test]
