@@ -74,8 +74,15 @@ pub struct Bridged {
 /// What writing the answer back as a Responses object needs from the request.
 #[derive(Clone, Debug, Default)]
 pub struct AnswerInfo {
-    /// Custom (free-text) tools, whose calls are `custom_tool_call` items.
+    /// Custom (free-text) tools, by the name the upstream knows, whose calls are
+    /// `custom_tool_call` items.
     pub custom_tools: Vec<String>,
+    /// Tools of a `namespace` (Codex's): the name the upstream knows, the namespace and
+    /// the tool's own name, which calls are written back with.
+    pub namespaced: Vec<(String, String, String)>,
+    /// Whether the client lets its responses be kept (`store`, true unless it says
+    /// false): then the items of the answer are remembered for `item_reference`s.
+    pub store: bool,
     /// Hosted tools left out of the request (for the warning header).
     pub dropped_tools: Vec<String>,
     /// Echoed fields of the response object.
@@ -97,10 +104,15 @@ pub fn chat_request(req: &ResponsesRequest) -> Result<Bridged, WireError> {
         model: req.model.clone(),
         ..ChatRequest::default()
     };
-    let mut answer = AnswerInfo::default();
+    let mut answer = AnswerInfo {
+        store: req.stores(),
+        ..AnswerInfo::default()
+    };
     let mut messages: Vec<Message> = Vec::new();
     let mut instructions: Option<String> = None;
     let mut input: Option<Value> = None;
+    let mut tools: Vec<Value> = Vec::new();
+    let mut instruction_items: Option<Value> = None;
     for (k, raw) in &req.fields {
         let v: Value =
             serde_json::from_str(raw.get()).map_err(|e| WireError::from_json(k.as_str(), &e))?;
@@ -121,17 +133,15 @@ pub fn chat_request(req: &ResponsesRequest) -> Result<Bridged, WireError> {
             "input" => input = Some(v),
             "instructions" => match v {
                 Value::String(s) => instructions = Some(s),
-                Value::Array(items) => {
-                    // Instructions as input items (a stored prompt's): their messages first.
-                    input_items(&Value::Array(items), &mut messages)?;
-                }
+                // Instructions as input items (a stored prompt's): their messages first.
+                items @ Value::Array(_) => instruction_items = Some(items),
                 _ => return Err(malformed("instructions must be a string")),
             },
             "tools" => {
-                let Value::Array(tools) = v else {
+                let Value::Array(t) = v else {
                     return Err(malformed("tools must be an array"));
                 };
-                chat.tools = Some(read_tools(&tools, &mut answer)?);
+                tools.extend(t);
             }
             "tool_choice" => chat.tool_choice = Some(read_tool_choice(&v)),
             "parallel_tool_calls" => chat.parallel_tool_calls = v.as_bool(),
@@ -179,7 +189,16 @@ pub fn chat_request(req: &ResponsesRequest) -> Result<Bridged, WireError> {
         }
         if matches!(
             k.as_str(),
-            "temperature" | "top_p" | "parallel_tool_calls" | "max_output_tokens" | "metadata"
+            "temperature"
+                | "top_p"
+                | "parallel_tool_calls"
+                | "max_output_tokens"
+                | "metadata"
+                | "instructions"
+                | "tools"
+                | "tool_choice"
+                | "reasoning"
+                | "text"
         ) {
             answer.echo.insert(
                 k.clone(),
@@ -187,12 +206,31 @@ pub fn chat_request(req: &ResponsesRequest) -> Result<Bridged, WireError> {
             );
         }
     }
+    // Tools first (the `tools` field's, and those an input item adds: Codex's
+    // `additional_tools`), so the history's calls are named as the tools are.
+    if let Some(Value::Array(items)) = &input {
+        for item in items {
+            if item.get("type").and_then(Value::as_str) == Some("additional_tools") {
+                if let Some(Value::Array(t)) = item.get("tools") {
+                    tools.extend(t.iter().cloned());
+                }
+            }
+        }
+    }
+    if !tools.is_empty() {
+        let mut out = Vec::with_capacity(tools.len());
+        read_tools(&tools, None, &mut out, &mut answer)?;
+        chat.tools = Some(out);
+    }
+    if let Some(items) = &instruction_items {
+        input_items(items, &mut messages, &answer)?;
+    }
     if let Some(text) = instructions {
         messages.insert(0, Message::text(Role::System, text));
     }
     match input {
         Some(Value::String(s)) => messages.push(Message::text(Role::User, s)),
-        Some(items @ Value::Array(_)) => input_items(&items, &mut messages)?,
+        Some(items @ Value::Array(_)) => input_items(&items, &mut messages, &answer)?,
         Some(_) => return Err(malformed("input must be a string or an array of items")),
         None => {}
     }
@@ -206,21 +244,54 @@ pub fn chat_request(req: &ResponsesRequest) -> Result<Bridged, WireError> {
     Ok(Bridged { chat, answer })
 }
 
-fn read_tools(tools: &[Value], answer: &mut AnswerInfo) -> Result<Vec<Tool>, WireError> {
-    let mut out = Vec::with_capacity(tools.len());
+/// Reads tools into `out`: functions; custom tools as functions taking `input`; a
+/// namespace's tools as their own (named `<namespace>__<name>` when another tool has the
+/// name), remembered in `answer` to name their calls back; hosted tools left out.
+fn read_tools(
+    tools: &[Value],
+    namespace: Option<&str>,
+    out: &mut Vec<Tool>,
+    answer: &mut AnswerInfo,
+) -> Result<(), WireError> {
     for t in tools {
         let ty = t.get("type").and_then(Value::as_str).unwrap_or("function");
-        let name = || {
-            t.get("name")
+        let taken = |n: &str, out: &Vec<Tool>| {
+            out.iter()
+                .any(|t| matches!(t, Tool::Function(f) if f.name == n))
+        };
+        let name = |out: &Vec<Tool>, answer: &mut AnswerInfo| {
+            let own = t
+                .get("name")
                 .and_then(Value::as_str)
                 .filter(|n| !n.is_empty())
-                .map(str::to_owned)
-                .ok_or_else(|| malformed(format!("a {ty} tool needs a name")))
+                .ok_or_else(|| malformed(format!("a {ty} tool needs a name")))?;
+            let Some(ns) = namespace else {
+                return Ok::<String, WireError>(own.to_owned());
+            };
+            let exposed = if taken(own, out) {
+                format!("{ns}__{own}")
+            } else {
+                own.to_owned()
+            };
+            answer
+                .namespaced
+                .push((exposed.clone(), ns.to_owned(), own.to_owned()));
+            Ok(exposed)
         };
         let description = t.get("description").and_then(Value::as_str);
         match ty {
+            "namespace" => {
+                let ns = t
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| malformed("a namespace tool needs a name"))?;
+                if let Some(Value::Array(members)) = t.get("tools") {
+                    read_tools(members, Some(ns), out, answer)?;
+                }
+            }
             "function" => out.push(Tool::Function(FunctionTool {
-                name: name()?,
+                name: name(out, answer)?,
                 description: description.map(JsonStr::from),
                 parameters: t.get("parameters").filter(|p| !p.is_null()).map(to_raw),
                 strict: t.get("strict").and_then(Value::as_bool),
@@ -230,7 +301,7 @@ fn read_tools(tools: &[Value], answer: &mut AnswerInfo) -> Result<Vec<Tool>, Wir
             "custom" => {
                 // A free-text tool (Codex's `apply_patch`): a function taking the text as
                 // `input`, its grammar told in the description.
-                let name = name()?;
+                let name = name(out, answer)?;
                 let mut desc = description.unwrap_or_default().to_owned();
                 if let Some(f) = t.get("format").filter(|f| f["type"] == "grammar") {
                     let syntax = f["syntax"].as_str().unwrap_or("grammar");
@@ -265,7 +336,32 @@ fn read_tools(tools: &[Value], answer: &mut AnswerInfo) -> Result<Vec<Tool>, Wir
             }
         }
     }
-    Ok(out)
+    Ok(())
+}
+
+impl AnswerInfo {
+    /// The name the upstream knows a call of the client's tool by (a namespace's tool may
+    /// have been renamed).
+    fn exposed<'a>(&'a self, namespace: Option<&str>, name: &'a str) -> &'a str {
+        match namespace {
+            Some(ns) => self
+                .namespaced
+                .iter()
+                .find(|(_, n, own)| n == ns && own == name)
+                .map_or(name, |(exposed, _, _)| exposed.as_str()),
+            None => name,
+        }
+    }
+
+    /// The namespace and own name of a tool the upstream called by `exposed`.
+    fn called<'a>(&'a self, exposed: &'a str) -> (Option<&'a str>, &'a str) {
+        self.namespaced
+            .iter()
+            .find(|(e, _, _)| e == exposed)
+            .map_or((None, exposed), |(_, ns, own)| {
+                (Some(ns.as_str()), own.as_str())
+            })
+    }
 }
 
 fn read_tool_choice(v: &Value) -> ToolChoice {
@@ -299,13 +395,30 @@ fn assistant(messages: &mut Vec<Message>) -> &mut Message {
     &mut messages[last]
 }
 
-fn input_items(items: &Value, messages: &mut Vec<Message>) -> Result<(), WireError> {
+fn input_items(
+    items: &Value,
+    messages: &mut Vec<Message>,
+    answer: &AnswerInfo,
+) -> Result<(), WireError> {
     let Value::Array(items) = items else {
         return Err(malformed("input must be a string or an array of items"));
     };
     // Reasoning given before the assistant turn it belongs to.
     let mut thinking: Vec<ContentBlock> = Vec::new();
-    for item in items {
+    // An `item_reference` to an item this gateway answered with (and remembers), read as
+    // that item; one it does not know (another instance's, forgotten, or an OpenAI
+    // account's) is left out: the conversation goes on without it.
+    let resolved: Vec<std::borrow::Cow<'_, Value>> = items
+        .iter()
+        .filter_map(|item| {
+            if item.get("type").and_then(Value::as_str) != Some("item_reference") {
+                return Some(std::borrow::Cow::Borrowed(item));
+            }
+            let id = item.get("id").and_then(Value::as_str)?;
+            recall(id).map(std::borrow::Cow::Owned)
+        })
+        .collect();
+    for item in resolved.iter().map(|c| c.as_ref()) {
         let ty =
             item.get("type")
                 .and_then(Value::as_str)
@@ -343,7 +456,10 @@ fn input_items(items: &Value, messages: &mut Vec<Message>) -> Result<(), WireErr
             }
             "function_call" | "custom_tool_call" => {
                 let call_id = str_field(item, "call_id")?;
-                let name = str_field(item, "name")?;
+                let name = answer.exposed(
+                    item.get("namespace").and_then(Value::as_str),
+                    str_field(item, "name")?,
+                );
                 let input = if ty == "function_call" {
                     item.get("arguments")
                         .and_then(Value::as_str)
@@ -405,12 +521,9 @@ fn input_items(items: &Value, messages: &mut Vec<Message>) -> Result<(), WireErr
                 }
                 // (Another account's reasoning: only it can read it.)
             }
+            // (Tools, read above.)
+            "additional_tools" => {}
             t if HOSTED_CALLS.contains(&t) => {}
-            "item_reference" => {
-                return Err(unsupported(
-                    "`item_reference` input items name items an OpenAI account stored",
-                ))
-            }
             other => {
                 return Err(unsupported(format!(
                     "input items of type `{}` cannot be sent through the Responses bridge",
@@ -511,6 +624,70 @@ fn media(url: &str) -> MediaSource {
     }
 }
 
+/// How long answered items are remembered for `item_reference`s.
+const ITEM_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The most bytes of remembered items (their JSON), per process.
+const ITEM_BYTES: usize = 64 << 20;
+
+#[derive(Default)]
+struct Items {
+    map: std::collections::HashMap<String, (std::time::Instant, String)>,
+    bytes: usize,
+}
+
+fn items() -> std::sync::MutexGuard<'static, Items> {
+    static ITEMS: std::sync::OnceLock<std::sync::Mutex<Items>> = std::sync::OnceLock::new();
+    let m = ITEMS.get_or_init(Default::default);
+    // (A panic while holding it leaves only a map of strings: still usable.)
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Remembers answered items by id, for a client that stores its responses and refers to
+/// them later (`item_reference`, as the AI SDK does by default): an hour, 64 MiB at most
+/// (expired ones go first, then the oldest half).
+fn remember(output: &[Value]) {
+    let now = std::time::Instant::now();
+    let mut g = items();
+    for item in output {
+        let Some(id) = item.get("id").and_then(Value::as_str) else {
+            continue;
+        };
+        let text = item.to_string();
+        if g.bytes + text.len() > ITEM_BYTES {
+            g.map
+                .retain(|_, (at, _)| now.saturating_duration_since(*at) < ITEM_TTL);
+            if g.bytes_now() + text.len() > ITEM_BYTES {
+                let mut ages: Vec<std::time::Instant> = g.map.values().map(|(at, _)| *at).collect();
+                ages.sort_unstable();
+                if let Some(&cut) = ages.get(ages.len() / 2) {
+                    g.map.retain(|_, (at, _)| *at > cut);
+                }
+            }
+            g.bytes = g.bytes_now();
+        }
+        g.bytes += text.len();
+        if let Some((_, old)) = g.map.insert(id.to_owned(), (now, text)) {
+            g.bytes -= old.len();
+        }
+    }
+}
+
+impl Items {
+    fn bytes_now(&self) -> usize {
+        self.map.values().map(|(_, t)| t.len()).sum()
+    }
+}
+
+/// An item remembered by [`remember`], if it is still known.
+fn recall(id: &str) -> Option<Value> {
+    let g = items();
+    let (at, text) = g.map.get(id)?;
+    if at.elapsed() >= ITEM_TTL {
+        return None;
+    }
+    serde_json::from_str(text).ok()
+}
+
 /// Responses usage: input counts cache reads (`cached_tokens`) and writes
 /// (`cache_creation_input_tokens`, Weir's own field, read back by
 /// [`weir_model::responses::response_usage`]); output counts reasoning.
@@ -605,14 +782,17 @@ fn output_item(block: &ContentBlock, info: &AnswerInfo, tag: &str) -> Option<Val
         ContentBlock::RedactedThinking(r) => {
             reasoning_item(&format!("rs_{tag}"), "", None, Some(&r.data))
         }
-        ContentBlock::ToolUse(c) => call_item(
-            &format!("fc_{tag}"),
-            &c.id,
-            &c.name,
-            &c.input.as_arguments(),
-            info.custom_tools.contains(&c.name),
-            "completed",
-        ),
+        ContentBlock::ToolUse(c) => {
+            let (namespace, name) = info.called(&c.name);
+            call_item(
+                &format!("fc_{tag}"),
+                &c.id,
+                (namespace, name),
+                &c.input.as_arguments(),
+                info.custom_tools.contains(&c.name),
+                "completed",
+            )
+        }
         _ => return None,
     })
 }
@@ -639,19 +819,25 @@ fn custom_input(arguments: &str) -> String {
         .unwrap_or_else(|| arguments.to_owned())
 }
 
+/// A call item: `custom_tool_call` for a custom tool, else `function_call`; a namespace's
+/// tool's names its namespace.
 fn call_item(
     id: &str,
     call_id: &str,
-    name: &str,
+    (namespace, name): (Option<&str>, &str),
     arguments: &str,
     custom: bool,
     status: &str,
 ) -> Value {
-    if custom {
+    let mut item = if custom {
         json!({"id": id, "type": "custom_tool_call", "status": status, "call_id": call_id, "name": name, "input": custom_input(arguments)})
     } else {
         json!({"id": id, "type": "function_call", "status": status, "call_id": call_id, "name": name, "arguments": arguments})
+    };
+    if let Some(ns) = namespace {
+        item["namespace"] = json!(ns);
     }
+    item
 }
 
 fn message_item(id: &str, texts: &[String], status: &str) -> Value {
@@ -690,6 +876,9 @@ pub fn response_body(resp: &ChatResponse, info: &AnswerInfo) -> (Vec<u8>, String
         }
     }
     flush(&mut texts, &mut output);
+    if info.store {
+        remember(&output);
+    }
     let o = response_object(
         &id,
         resp.created.unwrap_or_else(now_secs),
@@ -716,7 +905,9 @@ enum Open {
     },
     Call {
         call_id: String,
+        /// The tool's own name (a namespace's, as the client named it).
         name: String,
+        namespace: Option<String>,
         arguments: String,
         custom: bool,
     },
@@ -768,6 +959,37 @@ impl StreamBridge {
     /// Whether the stream's final event was written.
     pub fn finished(&self) -> bool {
         self.finished
+    }
+
+    /// Whether the client has seen an item (after which the stream cannot move to another
+    /// target).
+    pub fn committed(&self) -> bool {
+        !self.output.is_empty()
+            || self
+                .blocks
+                .iter()
+                .flatten()
+                .any(|b| b.output_index.is_some())
+    }
+
+    /// Ends a committed stream the upstream failed: `response.failed` with the error's
+    /// code and message, the items finished so far and the usage known (Codex reads the
+    /// failure there, not in a bare `error` event; the gateway reads the usage).
+    pub fn fail(&mut self, e: &ApiError, out: &mut Vec<u8>) {
+        let code = if e.is_context_overflow() {
+            "context_length_exceeded"
+        } else {
+            match e.kind {
+                weir_model::ErrorKind::RateLimited => "rate_limit_exceeded",
+                weir_model::ErrorKind::Overloaded => "server_is_overloaded",
+                weir_model::ErrorKind::InvalidRequest => "invalid_prompt",
+                _ => "server_error",
+            }
+        };
+        let mut o = self.object("failed", true);
+        o["error"] = json!({"code": code, "message": e.message});
+        self.emit(out, "response.failed", json!({"response": o}));
+        self.finished = true;
     }
 
     fn emit(&mut self, out: &mut Vec<u8>, ty: &str, mut data: Value) {
@@ -845,10 +1067,18 @@ impl StreamBridge {
             Open::Call {
                 call_id,
                 name,
+                namespace,
                 custom,
                 ..
             } => (
-                call_item(&item_id, call_id, name, "", *custom, "in_progress"),
+                call_item(
+                    &item_id,
+                    call_id,
+                    (namespace.as_deref(), name),
+                    "",
+                    *custom,
+                    "in_progress",
+                ),
                 None,
             ),
             Open::Other => return,
@@ -960,6 +1190,7 @@ impl StreamBridge {
             Open::Call {
                 call_id,
                 name,
+                namespace,
                 arguments,
                 custom,
             } => {
@@ -987,7 +1218,14 @@ impl StreamBridge {
                         json!({"item_id": id, "output_index": index, "arguments": arguments}),
                     );
                 }
-                call_item(&id, &call_id, &name, &arguments, custom, "completed")
+                call_item(
+                    &id,
+                    &call_id,
+                    (namespace.as_deref(), &name),
+                    &arguments,
+                    custom,
+                    "completed",
+                )
             }
             Open::Other => return,
         };
@@ -996,6 +1234,9 @@ impl StreamBridge {
             "response.output_item.done",
             json!({"output_index": index, "item": item}),
         );
+        if self.info.store {
+            remember(std::slice::from_ref(&item));
+        }
         // (Items finish in the order they opened: Claude's blocks never interleave.)
         self.output.push(item);
     }
@@ -1049,10 +1290,12 @@ impl StreamBridge {
                             ToolInput::Json(raw) if raw.get().trim() == "{}" => String::new(),
                             ToolInput::Json(raw) => raw.get().to_owned(),
                         };
+                        let (namespace, name) = self.info.called(&c.name);
                         (
                             Open::Call {
                                 call_id: c.id.clone(),
-                                name: c.name.clone(),
+                                name: name.to_owned(),
+                                namespace: namespace.map(str::to_owned),
                                 arguments: String::new(),
                                 custom: self.info.custom_tools.contains(&c.name),
                             },
@@ -1064,7 +1307,7 @@ impl StreamBridge {
                 };
                 self.blocks[i] = Some(OpenBlock {
                     open,
-                    item_id: format!("{prefix}_{}_{i}", &self.id[5..self.id.len().min(21)]),
+                    item_id: format!("{prefix}_{}_{i}", &self.id["resp_".len()..]),
                     output_index: None,
                 });
                 if matches!(
@@ -1217,7 +1460,6 @@ mod tests {
             json!({"model": "m", "input": "x", "previous_response_id": "r"}),
             json!({"model": "m", "input": "x", "conversation": "c"}),
             json!({"model": "m", "input": "x", "background": true}),
-            json!({"model": "m", "input": [{"type": "item_reference", "id": "i"}]}),
             json!({"model": "m", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]}),
             json!({"model": "m", "input": "x", "tools": [{"type": "made_up"}]}),
         ] {
@@ -1319,6 +1561,161 @@ mod tests {
         assert_eq!(done["output"][0]["call_id"], "toolu_1");
         assert_eq!(done["usage"]["input_tokens"], 5);
         assert_eq!(done["usage"]["output_tokens"], 9);
+        assert!(b.finished());
+    }
+
+    #[test]
+    fn namespaces_and_additional_tools_are_flattened_and_named_back() {
+        let b = bridged(json!({
+            "model": "m",
+            "input": [
+                {"type": "additional_tools", "role": "developer", "tools": [
+                    {"type": "namespace", "name": "functions", "tools": [
+                        {"type": "custom", "name": "exec", "description": "Run JS"},
+                        {"type": "function", "name": "wait", "parameters": {"type": "object"}}
+                    ]}
+                ]},
+                {"role": "user", "content": "go"},
+                {"type": "function_call", "namespace": "multi", "name": "wait", "call_id": "c1", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "ok"}
+            ],
+            "tools": [
+                {"type": "function", "name": "shell", "parameters": {"type": "object"}},
+                {"type": "namespace", "name": "multi", "tools": [
+                    {"type": "function", "name": "spawn", "parameters": {"type": "object"}},
+                    {"type": "function", "name": "wait", "parameters": {"type": "object"}}
+                ]}
+            ]
+        }))
+        .unwrap();
+        let names: Vec<&str> = b
+            .chat
+            .tools()
+            .iter()
+            .map(|t| match t {
+                Tool::Function(f) => f.name.as_str(),
+                Tool::Unknown { .. } => "?",
+            })
+            .collect();
+        // (`wait` twice: the second, another namespace's, qualified.)
+        assert_eq!(names, ["shell", "spawn", "wait", "exec", "functions__wait"]);
+        // The history's call of multi's `wait` is the tool the upstream knows as `wait`.
+        let ContentBlock::ToolUse(call) = &b.chat.messages[1].content.blocks[0] else {
+            panic!("{:?}", b.chat.messages);
+        };
+        assert_eq!(call.name, "wait");
+        // Calls come back with their namespace and own name.
+        let resp = ChatResponse {
+            content: vec![
+                ContentBlock::ToolUse(ToolUseBlock {
+                    id: "t1".into(),
+                    name: "functions__wait".into(),
+                    input: ToolInput::Arguments("{}".into()),
+                    cache_control: None,
+                    extra: Extra::new(),
+                }),
+                ContentBlock::ToolUse(ToolUseBlock {
+                    id: "t2".into(),
+                    name: "exec".into(),
+                    input: ToolInput::Arguments(r#"{"input":"1+1"}"#.into()),
+                    cache_control: None,
+                    extra: Extra::new(),
+                }),
+                ContentBlock::ToolUse(ToolUseBlock {
+                    id: "t3".into(),
+                    name: "shell".into(),
+                    input: ToolInput::Arguments("{}".into()),
+                    cache_control: None,
+                    extra: Extra::new(),
+                }),
+            ],
+            ..ChatResponse::default()
+        };
+        let (body, _) = response_body(&resp, &b.answer);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let o = &v["output"];
+        assert_eq!(
+            (&o[0]["namespace"], &o[0]["name"]),
+            (&json!("functions"), &json!("wait"))
+        );
+        assert_eq!(o[1]["type"], "custom_tool_call");
+        assert_eq!(
+            (&o[1]["namespace"], &o[1]["input"]),
+            (&json!("functions"), &json!("1+1"))
+        );
+        assert!(o[2].get("namespace").is_none(), "{v}");
+    }
+
+    #[test]
+    fn item_references_to_answered_items_are_read_as_them_others_left_out() {
+        let resp = ChatResponse {
+            content: vec![
+                ContentBlock::Thinking(ThinkingBlock {
+                    thinking: JsonStr::from("hmm"),
+                    signature: Some("sig-r".into()),
+                    extra: Extra::new(),
+                }),
+                ContentBlock::Text(TextBlock::new("said")),
+            ],
+            ..ChatResponse::default()
+        };
+        let stored = AnswerInfo {
+            store: true,
+            ..AnswerInfo::default()
+        };
+        let (body, _) = response_body(&resp, &stored);
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let (rs, msg) = (v["output"][0]["id"].clone(), v["output"][1]["id"].clone());
+        let b = bridged(json!({"model": "m", "input": [
+            {"role": "user", "content": "q"},
+            {"type": "item_reference", "id": rs},
+            {"type": "item_reference", "id": msg},
+            {"type": "item_reference", "id": "rs_unknown"},
+            {"role": "user", "content": "more"}
+        ]}))
+        .unwrap();
+        let a = &b.chat.messages[1];
+        assert_eq!(a.role, Role::Assistant);
+        assert!(
+            matches!(&a.content.blocks[0], ContentBlock::Thinking(t) if t.signature.as_deref() == Some("sig-r"))
+        );
+        assert!(matches!(&a.content.blocks[1], ContentBlock::Text(t) if t.text.as_str() == "said"));
+        assert_eq!(b.chat.messages.len(), 3);
+        // A client that stores nothing has nothing remembered.
+        let (body, _) = response_body(&resp, &AnswerInfo::default());
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert!(recall(v["output"][1]["id"].as_str().unwrap()).is_none());
+    }
+
+    #[test]
+    fn a_committed_stream_that_fails_ends_with_response_failed() {
+        let mut b = StreamBridge::new(AnswerInfo::default(), "m");
+        let mut out = Vec::new();
+        start(&mut b, &mut out);
+        assert!(!b.committed());
+        for ev in [
+            StreamEvent::BlockStart {
+                index: 0,
+                block: ContentBlock::Text(TextBlock::new("")),
+            },
+            StreamEvent::BlockDelta {
+                index: 0,
+                delta: Delta::Text(JsonStr::from("par")),
+            },
+        ] {
+            b.push(&ev, &mut out).unwrap();
+        }
+        assert!(b.committed());
+        let mut e = ApiError::new(ErrorKind::Overloaded, "busy");
+        e.status = 529;
+        b.fail(&e, &mut out);
+        let evs = events(&out);
+        let last = evs.last().unwrap();
+        assert_eq!(last["type"], "response.failed");
+        assert_eq!(last["response"]["status"], "failed");
+        assert_eq!(last["response"]["error"]["code"], "server_is_overloaded");
+        assert_eq!(last["response"]["error"]["message"], "busy");
+        assert_eq!(last["response"]["usage"]["input_tokens"], 5);
         assert!(b.finished());
     }
 

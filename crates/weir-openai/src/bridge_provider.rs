@@ -124,6 +124,28 @@ struct BridgeStream {
     bridge: StreamBridge,
 }
 
+impl BridgeStream {
+    /// The upstream failed: before the client saw an item, the error itself (the target
+    /// failed, and the next may serve); after, `response.failed` ends the stream (written
+    /// after what `out` already holds).
+    fn failed(
+        &mut self,
+        mut out: Vec<u8>,
+        e: ProviderError,
+    ) -> Result<bytes::Bytes, ProviderError> {
+        if !self.bridge.committed() {
+            return Err(e);
+        }
+        let api = e
+            .api_error
+            .as_deref()
+            .cloned()
+            .unwrap_or_else(|| weir_model::ApiError::new(e.kind, e.message.clone()));
+        self.bridge.fail(&api, &mut out);
+        Ok(bytes::Bytes::from(out))
+    }
+}
+
 impl Stream for BridgeStream {
     type Item = Result<bytes::Bytes, ProviderError>;
 
@@ -138,14 +160,16 @@ impl Stream for BridgeStream {
                     let mut out = Vec::new();
                     for ev in &frame.events {
                         if let Err(api) = this.bridge.push(ev, &mut out) {
-                            return Poll::Ready(Some(Err(ProviderError::from_api(*api, None))));
+                            return Poll::Ready(Some(
+                                this.failed(out, ProviderError::from_api(*api, None)),
+                            ));
                         }
                     }
                     if !out.is_empty() {
                         return Poll::Ready(Some(Ok(bytes::Bytes::from(out))));
                     }
                 }
-                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(this.failed(Vec::new(), e))),
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
             }

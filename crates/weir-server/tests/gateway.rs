@@ -3567,12 +3567,21 @@ async fn responses_requests_reach_chat_upstreams_through_the_bridge() {
         CLAUDE_STREAM.into(),
     ))
     .await;
+    // A stream that fails once its text began.
+    let cut: String = CLAUDE_STREAM
+        .split_inclusive("\n\n")
+        .take(7)
+        .chain(["event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n"])
+        .collect();
+    let failing = upstream(Script::Reply(200, "text/event-stream", cut)).await;
     let (url, admin) = weir_with_admin(&format!(
         "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
          [providers.s]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
+         [providers.f]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
          [[models]]\nname = \"c\"\ntargets = [{{ provider = \"a\", model = \"claude-sonnet-4-5\" }}]\n\
-         [[models]]\nname = \"cs\"\ntargets = [{{ provider = \"s\", model = \"claude-sonnet-4-5\" }}]\n",
-        whole.url, streaming.url
+         [[models]]\nname = \"cs\"\ntargets = [{{ provider = \"s\", model = \"claude-sonnet-4-5\" }}]\n\
+         [[models]]\nname = \"cf\"\ntargets = [{{ provider = \"f\", model = \"claude-sonnet-4-5\" }}]\n",
+        whole.url, streaming.url, failing.url
     ))
     .await;
     // A Codex-shaped turn: instructions, a user message, an earlier signed reasoning item,
@@ -3708,10 +3717,29 @@ async fn responses_requests_reach_chat_upstreams_through_the_bridge() {
     assert_eq!(done["usage"]["input_tokens"], 12);
     assert_eq!(done["usage"]["output_tokens"], 9);
 
+    // Failing once its text began: `response.failed` says why (Codex reads it there), with
+    // what was finished and the usage known.
+    let r = responses(&url, &json!({"model": "cf", "input": "hi", "stream": true})).await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let last: Value = serde_json::from_str(
+        text.trim_end()
+            .rsplit("\n\n")
+            .next()
+            .and_then(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(last["type"], "response.failed", "{text}");
+    assert_eq!(last["response"]["error"]["code"], "server_is_overloaded");
+    assert_eq!(last["response"]["output"][0]["type"], "reasoning");
+    assert_eq!(text.matches("event: response.failed").count(), 1, "{text}");
+    assert!(!text.contains("event: error"), "{text}");
+
     // What needs an OpenAI account's stored state is refused, saying why.
     for body in [
         json!({"model": "c", "input": "hi", "previous_response_id": "resp_1"}),
-        json!({"model": "c", "input": [{"type": "item_reference", "id": "msg_1"}]}),
+        json!({"model": "c", "input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f"}]}]}),
     ] {
         let r = responses(&url, &body).await;
         assert_eq!(r.status(), 400, "{body}");
@@ -3734,6 +3762,7 @@ async fn responses_requests_reach_chat_upstreams_through_the_bridge() {
         r#"weir_tokens_total{key="tester",model="c",provider="a",direction="output"} 7"#,
         r#"weir_tokens_total{key="tester",model="cs",provider="s",direction="input"} 12"#,
         r#"weir_tokens_total{key="tester",model="cs",provider="s",direction="output"} 9"#,
+        r#"weir_tokens_total{key="tester",model="cf",provider="f",direction="input"} 12"#,
     ] {
         assert!(metrics.contains(line), "{line}\n{metrics}");
     }
