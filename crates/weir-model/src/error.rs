@@ -410,9 +410,15 @@ mod tests {
             w("Rate limit reached for gpt-4o on tokens per min. Please try again in 2.5s. Visit..."),
             Some(Duration::from_millis(2500))
         );
-        assert_eq!(w("Please try again in 20ms."), Some(Duration::from_millis(20)));
+        assert_eq!(
+            w("Please try again in 20ms."),
+            Some(Duration::from_millis(20))
+        );
         assert_eq!(w("try again in 1m30s"), Some(Duration::from_secs(90)));
-        assert_eq!(w("try again in 1h2m3.5s"), Some(Duration::from_secs_f64(3723.5)));
+        assert_eq!(
+            w("try again in 1h2m3.5s"),
+            Some(Duration::from_secs_f64(3723.5))
+        );
         assert_eq!(w("try again later"), None);
         assert_eq!(w("try again in 5 minutes"), None);
         assert_eq!(w("try again in 9999h"), None);

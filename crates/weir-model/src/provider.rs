@@ -94,6 +94,9 @@ pub struct CallContext {
     pub client_dialect: Option<crate::Dialect>,
     /// Where the router tells the caller what it has done so far (see [`Progress`]).
     pub progress: Progress,
+    /// The name of the gateway's client key the request came with, for state a provider
+    /// keeps per client (the Responses bridge's remembered items).
+    pub client_key: Option<String>,
 }
 
 /// What the router has done for a request so far, for its caller to read if the request
@@ -165,6 +168,7 @@ impl CallContext {
             report: KeyReport::default(),
             client_dialect: None,
             progress: Progress::default(),
+            client_key: None,
         }
     }
 }

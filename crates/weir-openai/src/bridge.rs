@@ -4,9 +4,11 @@
 //!
 //! The request becomes a canonical chat request as an OpenAI client's would
 //! ([`chat_request`]); the answer becomes a Responses object ([`response_body`]) or the
-//! Responses stream events ([`StreamBridge`]). It is stateless: what needs a response the
-//! upstream account stored (`previous_response_id`, `conversation`, background mode,
-//! stored prompts, item references) is refused, so the router passes the target over.
+//! Responses stream events ([`StreamBridge`]). What needs a response an upstream account
+//! stored (`previous_response_id`, `conversation`, background mode, stored prompts,
+//! `file_id`s) is refused, so the router passes the target over; `item_reference`s to
+//! items this process answered the same client key with are read from its memory
+//! ([`remember`]).
 //!
 //! Reasoning: a Claude thinking block goes out as a `reasoning` item whose one summary part
 //! is the whole thinking text and whose `encrypted_content` carries its signature
@@ -83,8 +85,11 @@ pub struct AnswerInfo {
     /// Whether the client lets its responses be kept (`store`, true unless it says
     /// false): then the items of the answer are remembered for `item_reference`s.
     pub store: bool,
-    /// Hosted tools left out of the request (for the warning header).
+    /// Hosted tools left out of the request (logged).
     pub dropped_tools: Vec<String>,
+    /// The client key the answer's items are remembered for (`item_reference`s of
+    /// another key never read them).
+    pub owner: String,
     /// Echoed fields of the response object.
     pub echo: Map<String, Value>,
 }
@@ -97,8 +102,9 @@ fn malformed(what: impl Into<String>) -> WireError {
     WireError::Malformed(what.into())
 }
 
-/// Reads a Responses request as a chat request.
-pub fn chat_request(req: &ResponsesRequest) -> Result<Bridged, WireError> {
+/// Reads a Responses request as a chat request, for the client key `owner` (whose
+/// remembered items its `item_reference`s may name).
+pub fn chat_request(req: &ResponsesRequest, owner: &str) -> Result<Bridged, WireError> {
     let mut chat = ChatRequest {
         origin: Some(Dialect::OpenAi),
         model: req.model.clone(),
@@ -106,6 +112,7 @@ pub fn chat_request(req: &ResponsesRequest) -> Result<Bridged, WireError> {
     };
     let mut answer = AnswerInfo {
         store: req.stores(),
+        owner: owner.to_owned(),
         ..AnswerInfo::default()
     };
     let mut messages: Vec<Message> = Vec::new();
@@ -148,6 +155,7 @@ pub fn chat_request(req: &ResponsesRequest) -> Result<Bridged, WireError> {
             "max_output_tokens" => {
                 chat.max_tokens = Some(
                     v.as_u64()
+                        .filter(|n| *n > 0)
                         .and_then(|n| u32::try_from(n).ok())
                         .ok_or_else(|| malformed("max_output_tokens must be a positive integer"))?,
                 );
@@ -167,15 +175,27 @@ pub fn chat_request(req: &ResponsesRequest) -> Result<Bridged, WireError> {
                         Some("json_schema" | "json_object")
                     )
                 }) {
-                    // (Read as Chat Completions' `response_format`, whose `schema` may sit
-                    // at the top of the object as it does here.)
-                    chat.extra.insert("response_format", to_raw(f));
+                    // As Chat Completions' `response_format` (an OpenAI-compatible upstream,
+                    // an Azure deployment, takes it as it is).
+                    let format = if f["type"] == "json_schema" {
+                        let mut named = Map::new();
+                        for k in ["name", "schema", "strict", "description"] {
+                            if let Some(v) = f.get(k) {
+                                named.insert(k.to_owned(), v.clone());
+                            }
+                        }
+                        json!({"type": "json_schema", "json_schema": named})
+                    } else {
+                        f.clone()
+                    };
+                    chat.extra.insert("response_format", to_raw(&format));
                 }
             }
+            // The end user: `user`, else `safety_identifier` (as for chat).
             "user" | "safety_identifier" => {
                 if let Some(u) = v.as_str().filter(|u| !u.is_empty()) {
                     let m = chat.metadata.get_or_insert_with(Metadata::default);
-                    if m.user_id.is_none() || k == "safety_identifier" {
+                    if m.user_id.is_none() || k == "user" {
                         m.user_id = Some(u.to_owned());
                     }
                 }
@@ -218,9 +238,17 @@ pub fn chat_request(req: &ResponsesRequest) -> Result<Bridged, WireError> {
         }
     }
     if !tools.is_empty() {
-        let mut out = Vec::with_capacity(tools.len());
-        read_tools(&tools, None, &mut out, &mut answer)?;
+        let mut names: Vec<String> = Vec::new();
+        tool_names(&tools, &mut names);
+        let mut out = Vec::with_capacity(names.len());
+        read_tools(&tools, None, &names, &mut out, &mut answer)?;
         chat.tools = Some(out);
+    }
+    // A tool named by its own name that was renamed (a namespace's): the name sent.
+    if let Some(ToolChoice::Tool(n)) = &mut chat.tool_choice {
+        if let Some((exposed, _, _)) = answer.namespaced.iter().find(|(_, _, own)| own == n) {
+            n.clone_from(exposed);
+        }
     }
     if let Some(items) = &instruction_items {
         input_items(items, &mut messages, &answer)?;
@@ -244,31 +272,47 @@ pub fn chat_request(req: &ResponsesRequest) -> Result<Bridged, WireError> {
     Ok(Bridged { chat, answer })
 }
 
+/// Every tool name `tools` holds, namespaces' members included (a name twice: two tools).
+fn tool_names(tools: &[Value], into: &mut Vec<String>) {
+    for t in tools {
+        match t.get("type").and_then(Value::as_str) {
+            Some("namespace") => {
+                if let Some(Value::Array(members)) = t.get("tools") {
+                    tool_names(members, into);
+                }
+            }
+            _ => {
+                if let Some(n) = t.get("name").and_then(Value::as_str) {
+                    into.push(n.to_owned());
+                }
+            }
+        }
+    }
+}
+
 /// Reads tools into `out`: functions; custom tools as functions taking `input`; a
-/// namespace's tools as their own (named `<namespace>__<name>` when another tool has the
-/// name), remembered in `answer` to name their calls back; hosted tools left out.
+/// namespace's tools as their own (named `<namespace>__<name>` when another tool anywhere
+/// has the name: `names` holds them all), remembered in `answer` to name their calls
+/// back; hosted tools left out.
 fn read_tools(
     tools: &[Value],
-    namespace: Option<&str>,
+    namespace: Option<(&str, &str)>,
+    names: &[String],
     out: &mut Vec<Tool>,
     answer: &mut AnswerInfo,
 ) -> Result<(), WireError> {
     for t in tools {
         let ty = t.get("type").and_then(Value::as_str).unwrap_or("function");
-        let taken = |n: &str, out: &Vec<Tool>| {
-            out.iter()
-                .any(|t| matches!(t, Tool::Function(f) if f.name == n))
-        };
-        let name = |out: &Vec<Tool>, answer: &mut AnswerInfo| {
+        let name = |answer: &mut AnswerInfo| {
             let own = t
                 .get("name")
                 .and_then(Value::as_str)
                 .filter(|n| !n.is_empty())
                 .ok_or_else(|| malformed(format!("a {ty} tool needs a name")))?;
-            let Some(ns) = namespace else {
+            let Some((ns, _)) = namespace else {
                 return Ok::<String, WireError>(own.to_owned());
             };
-            let exposed = if taken(own, out) {
+            let exposed = if names.iter().filter(|n| *n == own).count() > 1 {
                 format!("{ns}__{own}")
             } else {
                 own.to_owned()
@@ -278,6 +322,16 @@ fn read_tools(
                 .push((exposed.clone(), ns.to_owned(), own.to_owned()));
             Ok(exposed)
         };
+        // A namespace's description, which was the model's only word on the group.
+        let described = |d: Option<&str>| -> Option<String> {
+            match namespace {
+                Some((ns, about)) if !about.is_empty() => Some(format!(
+                    "{}\n\n(One of the `{ns}` tools: {about})",
+                    d.unwrap_or_default()
+                )),
+                _ => d.map(str::to_owned),
+            }
+        };
         let description = t.get("description").and_then(Value::as_str);
         match ty {
             "namespace" => {
@@ -286,13 +340,14 @@ fn read_tools(
                     .and_then(Value::as_str)
                     .filter(|n| !n.is_empty())
                     .ok_or_else(|| malformed("a namespace tool needs a name"))?;
+                let about = description.unwrap_or_default();
                 if let Some(Value::Array(members)) = t.get("tools") {
-                    read_tools(members, Some(ns), out, answer)?;
+                    read_tools(members, Some((ns, about)), names, out, answer)?;
                 }
             }
             "function" => out.push(Tool::Function(FunctionTool {
-                name: name(out, answer)?,
-                description: description.map(JsonStr::from),
+                name: name(answer)?,
+                description: described(description).map(JsonStr::from),
                 parameters: t.get("parameters").filter(|p| !p.is_null()).map(to_raw),
                 strict: t.get("strict").and_then(Value::as_bool),
                 cache_control: None,
@@ -301,8 +356,8 @@ fn read_tools(
             "custom" => {
                 // A free-text tool (Codex's `apply_patch`): a function taking the text as
                 // `input`, its grammar told in the description.
-                let name = name(out, answer)?;
-                let mut desc = description.unwrap_or_default().to_owned();
+                let name = name(answer)?;
+                let mut desc = described(description).unwrap_or_default();
                 if let Some(f) = t.get("format").filter(|f| f["type"] == "grammar") {
                     let syntax = f["syntax"].as_str().unwrap_or("grammar");
                     if let Some(def) = f["definition"].as_str() {
@@ -408,14 +463,19 @@ fn input_items(
     // An `item_reference` to an item this gateway answered with (and remembers), read as
     // that item; one it does not know (another instance's, forgotten, or an OpenAI
     // account's) is left out: the conversation goes on without it.
+    let mut unknown = false;
     let resolved: Vec<std::borrow::Cow<'_, Value>> = items
         .iter()
         .filter_map(|item| {
             if item.get("type").and_then(Value::as_str) != Some("item_reference") {
                 return Some(std::borrow::Cow::Borrowed(item));
             }
-            let id = item.get("id").and_then(Value::as_str)?;
-            recall(id).map(std::borrow::Cow::Owned)
+            let found = item
+                .get("id")
+                .and_then(Value::as_str)
+                .and_then(|id| recall(&answer.owner, id));
+            unknown |= found.is_none();
+            found.map(std::borrow::Cow::Owned)
         })
         .collect();
     for item in resolved.iter().map(|c| c.as_ref()) {
@@ -532,6 +592,26 @@ fn input_items(
             }
         }
     }
+    // A reference left out that took a call with it: its result would answer nothing,
+    // which the upstream refuses. Said as what it is.
+    if unknown {
+        let calls: Vec<&str> = messages
+            .iter()
+            .flat_map(|m| &m.content.blocks)
+            .filter_map(|b| match b {
+                ContentBlock::ToolUse(c) => Some(c.id.as_str()),
+                _ => None,
+            })
+            .collect();
+        let orphan = messages.iter().flat_map(|m| &m.content.blocks).any(|b| {
+            matches!(b, ContentBlock::ToolResult(r) if !calls.contains(&r.tool_use_id.as_str()))
+        });
+        if orphan {
+            return Err(unsupported(
+                "an item_reference names an item this gateway does not remember (made on another instance, or over an hour ago): send the items themselves (\"store\": false)",
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -624,15 +704,51 @@ fn media(url: &str) -> MediaSource {
     }
 }
 
+/// The prefix of a bridged response's id: such a response cannot be continued by its id
+/// (the gateway does not remember where it was made).
+pub const BRIDGED_ID: &str = "resp_wb";
+
+/// Whether a response id is one the bridge made ([`BRIDGED_ID`]).
+pub fn is_bridged_id(id: &str) -> bool {
+    id.starts_with(BRIDGED_ID)
+}
+
+/// A response id no one can guess (its items are recalled by id): 128 bits of SipHash,
+/// keyed at random per process, over a counter.
+fn fresh_id() -> String {
+    use std::hash::BuildHasher;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static KEYS: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+        std::sync::OnceLock::new();
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let keys = KEYS.get_or_init(Default::default);
+    let n = COUNT.fetch_add(1, Ordering::Relaxed);
+    format!(
+        "{BRIDGED_ID}{:016x}{:016x}",
+        keys.hash_one(n.wrapping_mul(2)),
+        keys.hash_one(n.wrapping_mul(2) | 1)
+    )
+}
+
 /// How long answered items are remembered for `item_reference`s.
 const ITEM_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
-/// The most bytes of remembered items (their JSON), per process.
+/// The most bytes the remembered items take (their JSON, keys and about 96 bytes of
+/// bookkeeping each), per process; past it, the memory is brought down to three
+/// quarters (expired items first, then the oldest).
 const ITEM_BYTES: usize = 64 << 20;
+/// An item larger than this is not remembered.
+const ITEM_MAX: usize = ITEM_BYTES / 16;
+const ITEM_OVERHEAD: usize = 96;
 
 #[derive(Default)]
 struct Items {
-    map: std::collections::HashMap<String, (std::time::Instant, String)>,
+    /// By client key and item id: when, and the item's JSON.
+    map: std::collections::HashMap<(String, String), (std::time::Instant, String)>,
     bytes: usize,
+}
+
+fn cost(key: &(String, String), text: &str) -> usize {
+    key.0.len() + key.1.len() + text.len() + ITEM_OVERHEAD
 }
 
 fn items() -> std::sync::MutexGuard<'static, Items> {
@@ -642,10 +758,9 @@ fn items() -> std::sync::MutexGuard<'static, Items> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// Remembers answered items by id, for a client that stores its responses and refers to
-/// them later (`item_reference`, as the AI SDK does by default): an hour, 64 MiB at most
-/// (expired ones go first, then the oldest half).
-fn remember(output: &[Value]) {
+/// Remembers answered items by client key and id, for a client that stores its
+/// responses and refers to them later (`item_reference`, as the AI SDK does by default).
+fn remember(owner: &str, output: &[Value]) {
     let now = std::time::Instant::now();
     let mut g = items();
     for item in output {
@@ -653,35 +768,45 @@ fn remember(output: &[Value]) {
             continue;
         };
         let text = item.to_string();
-        if g.bytes + text.len() > ITEM_BYTES {
+        let key = (owner.to_owned(), id.to_owned());
+        let c = cost(&key, &text);
+        if c > ITEM_MAX {
+            continue;
+        }
+        if g.bytes + c > ITEM_BYTES {
+            let g = &mut *g;
             g.map
                 .retain(|_, (at, _)| now.saturating_duration_since(*at) < ITEM_TTL);
-            if g.bytes_now() + text.len() > ITEM_BYTES {
-                let mut ages: Vec<std::time::Instant> = g.map.values().map(|(at, _)| *at).collect();
+            let mut ages: Vec<(std::time::Instant, usize)> =
+                g.map.iter().map(|(k, (at, t))| (*at, cost(k, t))).collect();
+            let mut total: usize = ages.iter().map(|(_, c)| c).sum();
+            if total + c > ITEM_BYTES / 4 * 3 {
                 ages.sort_unstable();
-                if let Some(&cut) = ages.get(ages.len() / 2) {
+                let mut cut = None;
+                for (at, c) in &ages {
+                    if total + c <= ITEM_BYTES / 4 * 3 {
+                        break;
+                    }
+                    total -= c;
+                    cut = Some(*at);
+                }
+                if let Some(cut) = cut {
                     g.map.retain(|_, (at, _)| *at > cut);
                 }
             }
-            g.bytes = g.bytes_now();
+            g.bytes = g.map.iter().map(|(k, (_, t))| cost(k, t)).sum();
         }
-        g.bytes += text.len();
-        if let Some((_, old)) = g.map.insert(id.to_owned(), (now, text)) {
-            g.bytes -= old.len();
+        if let Some((_, old)) = g.map.insert(key.clone(), (now, text)) {
+            g.bytes -= cost(&key, &old);
         }
+        g.bytes += c;
     }
 }
 
-impl Items {
-    fn bytes_now(&self) -> usize {
-        self.map.values().map(|(_, t)| t.len()).sum()
-    }
-}
-
-/// An item remembered by [`remember`], if it is still known.
-fn recall(id: &str) -> Option<Value> {
+/// An item [`remember`]ed for `owner`, if it is still known.
+fn recall(owner: &str, id: &str) -> Option<Value> {
     let g = items();
-    let (at, text) = g.map.get(id)?;
+    let (at, text) = g.map.get(&(owner.to_owned(), id.to_owned()))?;
     if at.elapsed() >= ITEM_TTL {
         return None;
     }
@@ -703,7 +828,7 @@ pub fn usage_json(u: &Usage) -> Value {
         "input_tokens_details": details,
         "output_tokens": output,
         "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens.unwrap_or(0)},
-        "total_tokens": input + output,
+        "total_tokens": input.saturating_add(output),
     })
 }
 
@@ -751,7 +876,7 @@ fn response_object(
         "parallel_tool_calls": true,
         "previous_response_id": null,
         "reasoning": {"effort": null, "summary": null},
-        "store": false,
+        "store": info.store,
         "temperature": null,
         "text": {"format": {"type": "text"}},
         "tool_choice": "auto",
@@ -764,6 +889,10 @@ fn response_object(
     if let Value::Object(m) = &mut o {
         for (k, v) in &info.echo {
             m.insert(k.clone(), v.clone());
+        }
+        // (`text` always says its format, as OpenAI's does.)
+        if let Some(Value::Object(t)) = m.get_mut("text") {
+            t.entry("format").or_insert_with(|| json!({"type": "text"}));
         }
     }
     o
@@ -850,7 +979,7 @@ fn message_item(id: &str, texts: &[String], status: &str) -> Value {
 
 /// A whole chat answer as a Responses object: the body and its id.
 pub fn response_body(resp: &ChatResponse, info: &AnswerInfo) -> (Vec<u8>, String) {
-    let id = weir_model::generated_id("resp_");
+    let id = fresh_id();
     // Item ids unique across responses: the response's, numbered.
     let tag = |n: usize| format!("{}_{n}", &id["resp_".len()..]);
     let mut output: Vec<Value> = Vec::new();
@@ -877,7 +1006,7 @@ pub fn response_body(resp: &ChatResponse, info: &AnswerInfo) -> (Vec<u8>, String
     }
     flush(&mut texts, &mut output);
     if info.store {
-        remember(&output);
+        remember(&info.owner, &output);
     }
     let o = response_object(
         &id,
@@ -891,6 +1020,9 @@ pub fn response_body(resp: &ChatResponse, info: &AnswerInfo) -> (Vec<u8>, String
     );
     (serde_json::to_vec(&o).unwrap_or_default(), id)
 }
+
+/// The most content blocks a bridged answer may have (the index sizes a table).
+const MAX_BLOCKS: usize = 4096;
 
 /// An open block of a stream.
 #[derive(Debug)]
@@ -943,7 +1075,7 @@ impl StreamBridge {
     pub fn new(info: AnswerInfo, model: &str) -> Self {
         StreamBridge {
             info,
-            id: weir_model::generated_id("resp_"),
+            id: fresh_id(),
             model: model.to_owned(),
             created_at: now_secs(),
             seq: 0,
@@ -975,19 +1107,30 @@ impl StreamBridge {
     /// Ends a committed stream the upstream failed: `response.failed` with the error's
     /// code and message, the items finished so far and the usage known (Codex reads the
     /// failure there, not in a bare `error` event; the gateway reads the usage).
-    pub fn fail(&mut self, e: &ApiError, out: &mut Vec<u8>) {
+    pub fn fail(
+        &mut self,
+        e: &ApiError,
+        retry_after: Option<std::time::Duration>,
+        out: &mut Vec<u8>,
+    ) {
+        // (An overload is `server_error`, which Codex retries: its `server_is_overloaded`
+        // means "choose another model" to it, and a Claude overload passes.)
         let code = if e.is_context_overflow() {
             "context_length_exceeded"
         } else {
             match e.kind {
                 weir_model::ErrorKind::RateLimited => "rate_limit_exceeded",
-                weir_model::ErrorKind::Overloaded => "server_is_overloaded",
                 weir_model::ErrorKind::InvalidRequest => "invalid_prompt",
                 _ => "server_error",
             }
         };
+        let mut message = e.message.clone();
+        if let Some(d) = retry_after.filter(|_| e.kind == weir_model::ErrorKind::RateLimited) {
+            // Where Codex reads a rate limit's wait.
+            message.push_str(&format!(" Please try again in {:.1}s.", d.as_secs_f64()));
+        }
         let mut o = self.object("failed", true);
-        o["error"] = json!({"code": code, "message": e.message});
+        o["error"] = json!({"code": code, "message": message});
         self.emit(out, "response.failed", json!({"response": o}));
         self.finished = true;
     }
@@ -1235,7 +1378,7 @@ impl StreamBridge {
             json!({"output_index": index, "item": item}),
         );
         if self.info.store {
-            remember(std::slice::from_ref(&item));
+            remember(&self.info.owner, std::slice::from_ref(&item));
         }
         // (Items finish in the order they opened: Claude's blocks never interleave.)
         self.output.push(item);
@@ -1255,6 +1398,14 @@ impl StreamBridge {
             StreamEvent::BlockStart { index, block } => {
                 self.start(out);
                 let i = *index as usize;
+                if i >= MAX_BLOCKS {
+                    let mut e = ApiError::new(
+                        weir_model::ErrorKind::Decode,
+                        format!("the upstream's stream opened a content block at index {i}"),
+                    );
+                    e.status = 502;
+                    return Err(Box::new(e));
+                }
                 if self.blocks.len() <= i {
                     self.blocks.resize_with(i + 1, || None);
                 }
@@ -1383,7 +1534,14 @@ mod tests {
     use weir_model::ErrorKind;
 
     fn bridged(body: Value) -> Result<Bridged, WireError> {
-        chat_request(&ResponsesRequest::decode(body.to_string().as_bytes()).unwrap())
+        bridged_for("", body)
+    }
+
+    fn bridged_for(owner: &str, body: Value) -> Result<Bridged, WireError> {
+        chat_request(
+            &ResponsesRequest::decode(body.to_string().as_bytes()).unwrap(),
+            owner,
+        )
     }
 
     fn events(out: &[u8]) -> Vec<Value> {
@@ -1597,13 +1755,42 @@ mod tests {
                 Tool::Unknown { .. } => "?",
             })
             .collect();
-        // (`wait` twice: the second, another namespace's, qualified.)
-        assert_eq!(names, ["shell", "spawn", "wait", "exec", "functions__wait"]);
-        // The history's call of multi's `wait` is the tool the upstream knows as `wait`.
+        // (`wait` in two namespaces: both qualified, whatever their order.)
+        assert_eq!(
+            names,
+            ["shell", "spawn", "multi__wait", "exec", "functions__wait"]
+        );
+        // The history's call of multi's `wait` is the tool the upstream knows by that name.
         let ContentBlock::ToolUse(call) = &b.chat.messages[1].content.blocks[0] else {
             panic!("{:?}", b.chat.messages);
         };
-        assert_eq!(call.name, "wait");
+        assert_eq!(call.name, "multi__wait");
+        // A namespace's tool clashing with a top-level one declared after it.
+        let clash = bridged(json!({"model": "m", "input": "x", "tools": [
+            {"type": "namespace", "name": "mcp", "description": "MCP tools", "tools": [
+                {"type": "function", "name": "shell"}
+            ]},
+            {"type": "function", "name": "shell"}
+        ]}))
+        .unwrap();
+        let tools: Vec<(&str, String)> = clash
+            .chat
+            .tools()
+            .iter()
+            .map(|t| match t {
+                Tool::Function(f) => (
+                    f.name.as_str(),
+                    f.description
+                        .as_ref()
+                        .map(|d| d.as_str().into_owned())
+                        .unwrap_or_default(),
+                ),
+                Tool::Unknown { .. } => ("?", String::new()),
+            })
+            .collect();
+        assert_eq!(tools[0].0, "mcp__shell");
+        assert!(tools[0].1.contains("MCP tools"), "{tools:?}");
+        assert_eq!(tools[1].0, "shell");
         // Calls come back with their namespace and own name.
         let resp = ChatResponse {
             content: vec![
@@ -1666,14 +1853,14 @@ mod tests {
         let (body, _) = response_body(&resp, &stored);
         let v: Value = serde_json::from_slice(&body).unwrap();
         let (rs, msg) = (v["output"][0]["id"].clone(), v["output"][1]["id"].clone());
-        let b = bridged(json!({"model": "m", "input": [
+        let input = json!([
             {"role": "user", "content": "q"},
             {"type": "item_reference", "id": rs},
             {"type": "item_reference", "id": msg},
             {"type": "item_reference", "id": "rs_unknown"},
             {"role": "user", "content": "more"}
-        ]}))
-        .unwrap();
+        ]);
+        let b = bridged(json!({"model": "m", "input": input})).unwrap();
         let a = &b.chat.messages[1];
         assert_eq!(a.role, Role::Assistant);
         assert!(
@@ -1681,10 +1868,26 @@ mod tests {
         );
         assert!(matches!(&a.content.blocks[1], ContentBlock::Text(t) if t.text.as_str() == "said"));
         assert_eq!(b.chat.messages.len(), 3);
+        // Another client key reads none of them.
+        let other = bridged_for("other", json!({"model": "m", "input": input})).unwrap();
+        assert_eq!(other.chat.messages.len(), 2, "{:?}", other.chat.messages);
+        // A reference lost with a call, whose result would answer nothing: said so.
+        let lost = bridged(json!({"model": "m", "input": [
+            {"role": "user", "content": "q"},
+            {"type": "item_reference", "id": "fc_unknown"},
+            {"type": "function_call_output", "call_id": "call_1", "output": "ok"}
+        ]}));
+        assert!(
+            matches!(&lost, Err(WireError::Unsupported(m)) if m.contains("does not remember")),
+            "{lost:?}"
+        );
         // A client that stores nothing has nothing remembered.
         let (body, _) = response_body(&resp, &AnswerInfo::default());
         let v: Value = serde_json::from_slice(&body).unwrap();
-        assert!(recall(v["output"][1]["id"].as_str().unwrap()).is_none());
+        assert!(recall("", v["output"][1]["id"].as_str().unwrap()).is_none());
+        // Ids cannot be guessed from one another.
+        assert!(is_bridged_id(v["id"].as_str().unwrap()));
+        assert_eq!(v["id"].as_str().unwrap().len(), BRIDGED_ID.len() + 32);
     }
 
     #[test]
@@ -1708,12 +1911,13 @@ mod tests {
         assert!(b.committed());
         let mut e = ApiError::new(ErrorKind::Overloaded, "busy");
         e.status = 529;
-        b.fail(&e, &mut out);
+        b.fail(&e, None, &mut out);
         let evs = events(&out);
         let last = evs.last().unwrap();
         assert_eq!(last["type"], "response.failed");
         assert_eq!(last["response"]["status"], "failed");
-        assert_eq!(last["response"]["error"]["code"], "server_is_overloaded");
+        // (An overload passes: Codex retries a `server_error`.)
+        assert_eq!(last["response"]["error"]["code"], "server_error");
         assert_eq!(last["response"]["error"]["message"], "busy");
         assert_eq!(last["response"]["usage"]["input_tokens"], 5);
         assert!(b.finished());

@@ -83,7 +83,8 @@ impl Provider for ResponsesBridge {
         req: &ResponsesRequest,
         mut cx: CallContext,
     ) -> Result<ResponsesReply, ProviderError> {
-        let b = bridge::chat_request(req).map_err(|e| ProviderError::unexpressible(&e))?;
+        let owner = cx.client_key.clone().unwrap_or_default();
+        let b = bridge::chat_request(req, &owner).map_err(|e| ProviderError::unexpressible(&e))?;
         if !b.answer.dropped_tools.is_empty() {
             tracing::debug!(request_id = %cx.request_id, tools = ?b.answer.dropped_tools, "hosted tools left out of a bridged Responses request");
         }
@@ -91,10 +92,11 @@ impl Provider for ResponsesBridge {
         cx.client_dialect = None;
         match self.inner.send(&b.chat, cx).await? {
             Reply::Complete(resp) => {
-                let (body, id) = bridge::response_body(&resp, &b.answer);
+                let (body, _) = bridge::response_body(&resp, &b.answer);
                 Ok(ResponsesReply::Complete {
                     body,
-                    id: Some(id),
+                    // (Not remembered for `previous_response_id`: it cannot be continued.)
+                    id: None,
                     usage: resp.usage,
                 })
             }
@@ -141,7 +143,7 @@ impl BridgeStream {
             .as_deref()
             .cloned()
             .unwrap_or_else(|| weir_model::ApiError::new(e.kind, e.message.clone()));
-        self.bridge.fail(&api, &mut out);
+        self.bridge.fail(&api, e.retry_after, &mut out);
         Ok(bytes::Bytes::from(out))
     }
 }

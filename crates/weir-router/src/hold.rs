@@ -279,6 +279,21 @@ pub(crate) struct GuardedBytes {
 /// Whether `bytes` hold a Responses stream's final event: its `event:` line, or, from a
 /// server that sends `data:` lines only, its type in the data (quotes inside strings are
 /// escaped, so text cannot look like it).
+/// Whether `bytes` hold a `response.failed` event for a transient failure.
+fn failed_transiently(bytes: &[u8]) -> bool {
+    let failed = memchr::memmem::Finder::new("response.failed");
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
+        let (event, tail) = rest.split_at(end);
+        if failed.find(event).is_some() && error_event(event).is_some_and(|e| e.transient) {
+            return true;
+        }
+        rest = tail;
+    }
+    false
+}
+
 fn ends_response(bytes: &[u8]) -> bool {
     static FINAL: std::sync::LazyLock<[memchr::memmem::Finder<'static>; 3]> =
         std::sync::LazyLock::new(|| {
@@ -323,10 +338,21 @@ impl Stream for GuardedBytes {
                 }
             }
             Poll::Ready(Some(Ok(bytes))) if ends_response(bytes) => {
-                // Ended (its final event): the stream's success.
+                // Ended (its final event): the stream's success, unless it is a
+                // `response.failed` for a transient failure (a server error, an overload,
+                // a cut upstream), which counts against the target as a failed stream.
                 if !self.failed {
-                    let t = g.target.stream_completed();
-                    g.shared.breaker_changed(&g.target, t);
+                    if failed_transiently(bytes) {
+                        let t = g.target.stream_failed(&g.policy, Instant::now());
+                        g.shared.breaker_changed(&g.target, t);
+                        self.failed = true;
+                        if let Some(g) = &mut self.guard {
+                            g.failed();
+                        }
+                    } else {
+                        let t = g.target.stream_completed();
+                        g.shared.breaker_changed(&g.target, t);
+                    }
                 }
                 self.guard = None;
             }
@@ -540,6 +566,25 @@ fn error_event(event: &[u8]) -> Option<EventError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transient_response_failed_is_a_failed_stream() {
+        let failed = |code: &str| {
+            format!(
+                "event: response.output_text.delta\ndata: {{\"type\":\"response.output_text.delta\",\"delta\":\"x\"}}\n\n\
+                 event: response.failed\ndata: {{\"type\":\"response.failed\",\"response\":{{\"status\":\"failed\",\"error\":{{\"code\":\"{code}\",\"message\":\"m\"}}}}}}\n\n"
+            )
+        };
+        assert!(failed_transiently(failed("server_error").as_bytes()));
+        assert!(failed_transiently(failed("rate_limit_exceeded").as_bytes()));
+        // The request's own fault is no failure of the target.
+        assert!(!failed_transiently(
+            failed("context_length_exceeded").as_bytes()
+        ));
+        assert!(!failed_transiently(
+            b"event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{}}\n\n"
+        ));
+    }
 
     /// A Responses stream is held past its opening events: an error after them (OpenAI
     /// sends a rate limit so, after `response.created`) is the target's failure, which

@@ -1443,6 +1443,7 @@ async fn pass_prelude<R>(
     // responses live with one upstream).
     cx.session = header_session(&headers);
     cx.client_dialect = Some(dialect);
+    cx.client_key = Some(key.name.clone());
     cx.deadline = log.started.map(|s| s + app.total_timeout);
     cx.progress = weir_model::Progress::watched();
     log.progress = cx.progress.clone();
@@ -1626,7 +1627,9 @@ fn route_failed(
     let mut r = error_response(dialect, &api, &log.request_id, last.retry_after);
     // A whole answer longer than `first_byte`, or a wait over a minute (an upstream's
     // long retry-after: the JS SDKs sleep for any, silently, before each retry).
+    // And no credit left: it comes back only when someone pays.
     if last.retry_after.is_some_and(|d| d > LONG_WAIT)
+        || api.credit_spent()
         || last.kind == ErrorKind::Timeout
             && last
                 .message

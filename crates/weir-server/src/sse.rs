@@ -570,6 +570,19 @@ struct PassthroughBody {
     last_sequence: Option<u64>,
 }
 
+/// The kind of failure a `response.failed` event's `response.error.code` names.
+fn failed_kind(data: &str) -> weir_model::ErrorKind {
+    use weir_model::ErrorKind;
+    let v: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+    match v["response"]["error"]["code"].as_str().unwrap_or("") {
+        c if c.contains("rate_limit") || c == "insufficient_quota" => ErrorKind::RateLimited,
+        c if c.contains("overloaded") => ErrorKind::Overloaded,
+        "context_length_exceeded" | "invalid_prompt" => ErrorKind::InvalidRequest,
+        c if c.contains("timeout") => ErrorKind::Timeout,
+        _ => ErrorKind::Upstream,
+    }
+}
+
 /// The `sequence_number` of a Responses API event's data (an unescaped `"` can only open a
 /// key in JSON text, so the key is found without parsing the event).
 fn sequence_number(data: &str) -> Option<u64> {
@@ -658,10 +671,10 @@ impl PassthroughBody {
             self.finished = true;
             if name == "response.failed" {
                 // The response failed upstream (its usage, if any, is still charged): a
-                // stream error in the log line, metrics and ledger, as a chat stream's.
+                // stream error in the log line, metrics and ledger, as a chat stream's,
+                // of the kind its error's code names.
                 self.errored = true;
-                self.log
-                    .failed("upstream failed", weir_model::ErrorKind::Upstream);
+                self.log.failed("upstream failed", failed_kind(ev.data()));
             }
             self.end_data = Some((name, ev.data().to_owned()));
             #[derive(serde::Deserialize)]
@@ -674,7 +687,8 @@ impl PassthroughBody {
                 .and_then(|f| f.response)
                 .and_then(|r| weir_model::responses::response_summary(r.get()).ok())
                 .unwrap_or_default();
-            if let Some(id) = id {
+            // (A bridged response cannot be continued by its id: not remembered.)
+            if let Some(id) = id.filter(|id| !weir_openai::bridge::is_bridged_id(id)) {
                 self.memory.remember(&id);
             }
             if let Some(u) = usage {
