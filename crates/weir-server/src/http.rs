@@ -1136,17 +1136,33 @@ fn session(headers: &HeaderMap, req: &ChatRequest) -> Option<String> {
 /// sends it for gateways, `session-id` from Codex, `session_id` from its earlier versions,
 /// `x-session-id`).
 fn header_session(headers: &HeaderMap) -> Option<String> {
-    const NAMES: [HeaderName; 6] = [
-        HeaderName::from_static("x-weir-session"),
-        HeaderName::from_static("x-claude-code-session-id"),
-        HeaderName::from_static("x-session-affinity"),
-        HeaderName::from_static("session-id"),
-        HeaderName::from_static("session_id"),
-        HeaderName::from_static("x-session-id"),
+    // (One pass over the request's few headers, comparing names, costs a fraction of
+    // hashing six names into the map's lookups, on every request.)
+    const NAMES: [&str; 6] = [
+        "x-weir-session",
+        "x-claude-code-session-id",
+        "x-session-affinity",
+        "session-id",
+        "session_id",
+        "x-session-id",
     ];
-    NAMES
-        .iter()
-        .find_map(|h| headers.get(h).and_then(|v| v.to_str().ok()))
+    let mut best: Option<(usize, &str)> = None;
+    for (name, value) in headers {
+        let n = name.as_str();
+        if !(n.starts_with("x-") || n.starts_with("session")) {
+            continue;
+        }
+        let Some(rank) = NAMES.iter().position(|c| *c == n) else {
+            continue;
+        };
+        if best.is_some_and(|(r, _)| r <= rank) {
+            continue;
+        }
+        if let Ok(v) = value.to_str() {
+            best = Some((rank, v));
+        }
+    }
+    best.map(|(_, v)| v)
         .filter(|v| !v.is_empty())
         .map(str::to_owned)
 }
