@@ -401,7 +401,7 @@ search); the rest is serde_json and hyper code inlined differently. At its last 
 for `/v1/messages` (+1.6% on the first build), 79.52k for chat completions (+0.5%) and
 108.74k for the messages stream (+1.8%).
 
-The session after (an Intel Xeon VM, 2 vCPUs; the table above is its last run, at
+The session after (an Intel Xeon VM, 2 vCPUs; in its last run, at
 1fd152c) measured the previous session's code first: Weir added 34-46 µs at one
 connection, under the target on all four endpoints, and reached 0.23-0.28 of direct at 32,
 where the nginx proxy added 15-20 µs at 0.39-0.44 and the hyper proxy 20-24 µs at
@@ -425,6 +425,21 @@ messages stream 108.66k to 109.08k (+0.4%). By function: the `via` header about 
 (inserted, written), the loop look 0.07k, the estimate 0.07k. A first version read the
 finish reason with three byte searches (+0.36k on chat completions); one search for the
 key replaced them. At its last commit (1fd152c): 77.94k, 80.19k and 109.12k.
+
+The session after (the same kind of Intel Xeon VM; the table above is its last run, at
+ee6756f) ran the benchmark twice: midway (03bbca1), Weir added 34-56 µs at 0.24-0.27 of
+direct, the nginx proxy 12-21 µs at 0.38-0.42, the hyper proxy 19-30 µs at 0.35-0.38; in
+the run above 32-54 µs (the chat stream over the target) at 0.22-0.28, the nginx proxy
+16-26 µs at 0.40-0.44, the hyper proxy 18-21 µs at 0.36-0.40. Its changes to the request
+path: the session read from coding agents' headers too (four more names), a session's
+own key in a pool, the client key's name in the call context, the Responses bridge
+wrapping providers without that API (its `send` returns the inner future unboxed).
+Callgrind over 1,000 requests on one connection, the session's first build and its last
+in one sitting: `/v1/messages` 80.92k instructions per request to 80.87k, chat
+completions 80.68k to 81.15k (+0.6%, hyper and tokio code inlined differently), the
+messages stream 112.92k to 112.93k. A first version looked the six session headers up in
+the header map (+0.6k: six names hashed on every request); one pass over the request's
+headers comparing names replaced it.
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
