@@ -197,13 +197,22 @@ pub(crate) fn encode_field(c: &StateChange) -> String {
 /// removes it.
 pub(crate) fn until_and_value(c: &StateChange) -> Option<(u64, String)> {
     match c {
+        // (`2`: no credit left; an instance that predates it reads a limit at zero.)
         StateChange::KeyRest {
             until_ms,
             rate_limited,
+            no_credit,
             ..
         } => Some((
             *until_ms,
-            format!("{until_ms}\t{}", u8::from(*rate_limited)),
+            format!(
+                "{until_ms}\t{}",
+                if *no_credit {
+                    2
+                } else {
+                    u8::from(*rate_limited)
+                }
+            ),
         )),
         StateChange::KeyRefused {
             until_ms, status, ..
@@ -282,6 +291,7 @@ pub(crate) fn decode_entry(field: &str, value: &str) -> Option<StateChange> {
                 model,
                 until_ms,
                 rate_limited: extra == "1",
+                no_credit: extra == "2",
             }
         }
         "refused" => StateChange::KeyRefused {
@@ -339,6 +349,7 @@ mod tests {
                 model: None,
                 until_ms: 1_800_000_000_123,
                 rate_limited: true,
+                no_credit: false,
             },
             StateChange::KeyRest {
                 provider: "openai".into(),
@@ -346,6 +357,15 @@ mod tests {
                 model: None,
                 until_ms: 1_800_000_000_000,
                 rate_limited: false,
+                no_credit: false,
+            },
+            StateChange::KeyRest {
+                provider: "deepseek".into(),
+                key: "fedcba9876543210".into(),
+                model: None,
+                until_ms: 1_800_000_000_000,
+                rate_limited: false,
+                no_credit: true,
             },
             StateChange::KeyRest {
                 provider: "openrouter".into(),
@@ -353,6 +373,7 @@ mod tests {
                 model: Some("anthropic/claude-opus-4.5".into()),
                 until_ms: 1_800_000_000_000,
                 rate_limited: true,
+                no_credit: false,
             },
             StateChange::KeyRefused {
                 provider: "openai".into(),
@@ -420,6 +441,7 @@ mod tests {
                 model: Some(model.into()),
                 until_ms: 1,
                 rate_limited: true,
+                no_credit: false,
             };
             assert_eq!(encode_message("abc", &c), None, "{c:?}");
         }

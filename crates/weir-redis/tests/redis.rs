@@ -454,6 +454,7 @@ async fn a_cooldown_or_breaker_one_instance_learns_reaches_the_others() {
         model: None,
         until_ms,
         rate_limited: true,
+        no_credit: false,
     });
     eventually(
         || key_state(&r2, 0) == "cooling_down",
@@ -472,6 +473,7 @@ async fn a_cooldown_or_breaker_one_instance_learns_reaches_the_others() {
         model: Some("vendor/big-model".into()),
         until_ms,
         rate_limited: true,
+        no_credit: false,
     });
     eventually(
         || !r2.status().providers[0].keys[1].model_limits.is_empty(),
@@ -639,6 +641,7 @@ async fn without_redis_calls_fail_fast_and_it_recovers_when_redis_returns() {
         model: None,
         until_ms,
         rate_limited: true,
+        no_credit: false,
     });
     r.apply(&StateChange::KeyRest {
         provider: "up".into(),
@@ -646,6 +649,7 @@ async fn without_redis_calls_fail_fast_and_it_recovers_when_redis_returns() {
         model: None,
         until_ms,
         rate_limited: true,
+        no_credit: false,
     });
 
     relay.restore();

@@ -492,6 +492,7 @@ impl Shared {
                 until_ms: unix_ms()
                     .saturating_add(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 rate_limited: why == Rest::RateLimited,
+                no_credit: why == Rest::NoCredit,
             });
         }
     }
@@ -744,6 +745,7 @@ impl StateHandle {
                 model,
                 until_ms,
                 rate_limited,
+                no_credit,
             } => {
                 let Some(pool) = self.pools.get(provider) else {
                     return;
@@ -755,7 +757,9 @@ impl StateHandle {
                         pool.limit_model_until(i, model, until);
                         return;
                     }
-                    let why = if *rate_limited {
+                    let why = if *no_credit {
+                        Rest::NoCredit
+                    } else if *rate_limited {
                         Rest::RateLimited
                     } else {
                         Rest::Exhausted
@@ -888,6 +892,7 @@ impl StateHandle {
                         model: None,
                         until_ms: sync::to_unix_ms(until, now, now_ms),
                         rate_limited: why == Rest::RateLimited,
+                        no_credit: why == Rest::NoCredit,
                     });
                 }
                 for (model, until) in g.model_limits.iter().filter(|(_, u)| *u > now) {
@@ -897,6 +902,7 @@ impl StateHandle {
                         model: Some(model.to_string()),
                         until_ms: sync::to_unix_ms(*until, now, now_ms),
                         rate_limited: true,
+                        no_credit: false,
                     });
                 }
                 if let Some((status, until)) = g.refused.filter(|(_, u)| *u > now) {

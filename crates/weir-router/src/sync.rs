@@ -27,6 +27,8 @@ pub enum StateChange {
         until_ms: u64,
         /// The upstream answered 429 (else its headers said a limit is at zero).
         rate_limited: bool,
+        /// The key's account has no credit left (a 402, `insufficient_quota`).
+        no_credit: bool,
     },
     /// The upstream refused a key (401/403): out of the pool until `until_ms`.
     KeyRefused {

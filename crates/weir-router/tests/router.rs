@@ -813,6 +813,25 @@ async fn keys_out_of_credit_rest_and_say_so_when_none_is_left() {
     let api = last.api_error.as_deref().unwrap();
     assert_eq!(api.status, 402);
     assert!(api.credit_spent());
+    // Told by another instance (shared state), a key rests as out of credit too.
+    let c = Fake::build("c", Act::Ok, &["sk-c"], Capabilities::ALL);
+    let other = router(
+        &[c.clone()],
+        vec![Route::new("m", vec![Target::new("c")])],
+        quick(),
+    );
+    other.apply(&weir_router::StateChange::KeyRest {
+        provider: "c".into(),
+        key: weir_router::key_id("sk-c"),
+        model: None,
+        until_ms: weir_router::unix_ms() + 60_000,
+        rate_limited: false,
+        no_credit: true,
+    });
+    assert_eq!(
+        other.status().providers[0].keys[0].cooldown_reason,
+        Some("no_credit")
+    );
     // Two providers out of credit: the same, for both.
     let b = Fake::build("b", Act::Fail(402), &["sk-three"], Capabilities::ALL);
     let r = router(
@@ -1794,6 +1813,7 @@ async fn cooldowns_refusals_and_breakers_reach_another_instance_through_a_sink()
         model: None,
         until_ms: u64::MAX,
         rate_limited: true,
+        no_credit: false,
     });
 }
 
