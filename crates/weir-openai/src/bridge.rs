@@ -1392,7 +1392,7 @@ impl StreamBridge {
                 if !model.is_empty() {
                     model.clone_into(&mut self.model);
                 }
-                merge(&mut self.usage, usage);
+                self.usage.merge(usage);
                 self.start(out);
             }
             StreamEvent::BlockStart { index, block } => {
@@ -1485,7 +1485,7 @@ impl StreamBridge {
                 if stop_reason.is_some() {
                     self.stop.clone_from(stop_reason);
                 }
-                merge(&mut self.usage, usage);
+                self.usage.merge(usage);
             }
             StreamEvent::MessageStop => {
                 self.start(out);
@@ -1505,25 +1505,6 @@ impl StreamBridge {
             StreamEvent::Ping | StreamEvent::Unknown { .. } => {}
         }
         Ok(())
-    }
-}
-
-/// Usage reported later in a stream over what came before (a field reported wins).
-fn merge(into: &mut Usage, u: &Usage) {
-    let take = |a: &mut Option<u64>, b: Option<u64>| {
-        if b.is_some() {
-            *a = b;
-        }
-    };
-    take(&mut into.input_tokens, u.input_tokens);
-    take(&mut into.output_tokens, u.output_tokens);
-    take(&mut into.cache_read_tokens, u.cache_read_tokens);
-    take(&mut into.cache_write_tokens, u.cache_write_tokens);
-    take(&mut into.cache_write_1h_tokens, u.cache_write_1h_tokens);
-    take(&mut into.reasoning_tokens, u.reasoning_tokens);
-    take(&mut into.web_search_requests, u.web_search_requests);
-    if u.billed_usd.is_some() {
-        into.billed_usd = u.billed_usd;
     }
 }
 
