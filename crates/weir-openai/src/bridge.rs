@@ -120,6 +120,7 @@ pub fn chat_request(req: &ResponsesRequest, owner: &str) -> Result<Bridged, Wire
     let mut input: Option<Value> = None;
     let mut tools: Vec<Value> = Vec::new();
     let mut instruction_items: Option<Value> = None;
+    let mut choice_namespace: Option<String> = None;
     for (k, raw) in &req.fields {
         let v: Value =
             serde_json::from_str(raw.get()).map_err(|e| WireError::from_json(k.as_str(), &e))?;
@@ -150,7 +151,10 @@ pub fn chat_request(req: &ResponsesRequest, owner: &str) -> Result<Bridged, Wire
                 };
                 tools.extend(t);
             }
-            "tool_choice" => chat.tool_choice = Some(read_tool_choice(&v)),
+            "tool_choice" => {
+                chat.tool_choice = Some(read_tool_choice(&v));
+                choice_namespace = v.get("namespace").and_then(Value::as_str).map(str::to_owned);
+            }
             "parallel_tool_calls" => chat.parallel_tool_calls = v.as_bool(),
             "max_output_tokens" => {
                 chat.max_tokens = Some(
@@ -244,11 +248,24 @@ pub fn chat_request(req: &ResponsesRequest, owner: &str) -> Result<Bridged, Wire
         read_tools(&tools, None, &names, &mut out, &mut answer)?;
         chat.tools = Some(out);
     }
-    // A tool named by its own name that was renamed (a namespace's): the name sent.
+    // A tool named by its own name, as the upstream knows it: a namespace's by its
+    // namespace, else the top-level tool of that name, else a namespace's of that name.
+    let tools = chat.tools.as_deref().unwrap_or_default();
     if let Some(ToolChoice::Tool(n)) = &mut chat.tool_choice {
-        if let Some((exposed, _, _)) = answer.namespaced.iter().find(|(_, _, own)| own == n) {
-            n.clone_from(exposed);
-        }
+        let top_level = tools.iter().any(|t| {
+            matches!(t, Tool::Function(f) if f.name == *n)
+                && !answer.namespaced.iter().any(|(e, _, _)| e == n)
+        });
+        let exposed = match &choice_namespace {
+            Some(ns) => answer.exposed(Some(ns), n).to_owned(),
+            None if top_level => n.clone(),
+            None => answer
+                .namespaced
+                .iter()
+                .find(|(_, _, own)| own == n)
+                .map_or_else(|| n.clone(), |(e, _, _)| e.clone()),
+        };
+        *n = exposed;
     }
     if let Some(items) = &instruction_items {
         input_items(items, &mut messages, &answer)?;
@@ -1125,7 +1142,9 @@ impl StreamBridge {
             }
         };
         let mut message = e.message.clone();
-        if let Some(d) = retry_after.filter(|_| e.kind == weir_model::ErrorKind::RateLimited) {
+        if let Some(d) = retry_after.filter(|_| {
+            e.kind == weir_model::ErrorKind::RateLimited && !message.contains("try again in")
+        }) {
             // Where Codex reads a rate limit's wait.
             message.push_str(&format!(" Please try again in {:.1}s.", d.as_secs_f64()));
         }
@@ -1769,6 +1788,39 @@ mod tests {
                 Tool::Unknown { .. } => ("?", String::new()),
             })
             .collect();
+        // `tool_choice` names the tool meant: by its namespace, else the top-level one.
+        let choice = |tools: Value, choice: Value| {
+            let b =
+                bridged(json!({"model": "m", "input": "x", "tools": tools, "tool_choice": choice}))
+                    .unwrap();
+            match b.chat.tool_choice {
+                Some(ToolChoice::Tool(n)) => n,
+                other => panic!("{other:?}"),
+            }
+        };
+        let two = json!([
+            {"type": "namespace", "name": "a", "tools": [{"type": "function", "name": "wait"}]},
+            {"type": "namespace", "name": "b", "tools": [{"type": "function", "name": "wait"}]},
+            {"type": "function", "name": "wait"}
+        ]);
+        assert_eq!(
+            choice(two.clone(), json!({"type": "function", "name": "wait"})),
+            "wait"
+        );
+        assert_eq!(
+            choice(
+                two,
+                json!({"type": "function", "namespace": "b", "name": "wait"})
+            ),
+            "b__wait"
+        );
+        assert_eq!(
+            choice(
+                json!([{"type": "namespace", "name": "a", "tools": [{"type": "function", "name": "wait"}]}]),
+                json!({"type": "function", "name": "wait"})
+            ),
+            "wait"
+        );
         assert_eq!(tools[0].0, "mcp__shell");
         assert!(tools[0].1.contains("MCP tools"), "{tools:?}");
         assert_eq!(tools[1].0, "shell");
@@ -1902,6 +1954,21 @@ mod tests {
         assert_eq!(last["response"]["error"]["message"], "busy");
         assert_eq!(last["response"]["usage"]["input_tokens"], 5);
         assert!(b.finished());
+        // A rate limit says its wait, once (its message may name it already).
+        for (message, want) in [
+            ("slow down", "slow down Please try again in 2.5s."),
+            ("Please try again in 2.5s.", "Please try again in 2.5s."),
+        ] {
+            let mut b = StreamBridge::new(AnswerInfo::default(), "m");
+            let mut out = Vec::new();
+            start(&mut b, &mut out);
+            let e = ApiError::new(ErrorKind::RateLimited, message);
+            b.fail(&e, Some(std::time::Duration::from_millis(2500)), &mut out);
+            let evs = events(&out);
+            let last = evs.last().unwrap();
+            assert_eq!(last["response"]["error"]["code"], "rate_limit_exceeded");
+            assert_eq!(last["response"]["error"]["message"], want);
+        }
     }
 
     #[test]

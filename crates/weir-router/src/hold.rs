@@ -279,14 +279,18 @@ pub(crate) struct GuardedBytes {
 /// Whether `bytes` hold a Responses stream's final event: its `event:` line, or, from a
 /// server that sends `data:` lines only, its type in the data (quotes inside strings are
 /// escaped, so text cannot look like it).
-/// Whether `bytes` hold a `response.failed` event for a transient failure.
+/// Whether `bytes` hold a `response.failed` event for a transient failure that counts
+/// against a target's health (a server error, an overload; not a rate limit, which is the
+/// client's 429 and rests no target).
 fn failed_transiently(bytes: &[u8]) -> bool {
     let failed = memchr::memmem::Finder::new("response.failed");
     let mut rest = bytes;
     while !rest.is_empty() {
         let end = memchr::memmem::find(rest, b"\n\n").map_or(rest.len(), |i| i + 2);
         let (event, tail) = rest.split_at(end);
-        if failed.find(event).is_some() && error_event(event).is_some_and(|e| e.transient) {
+        if failed.find(event).is_some()
+            && error_event(event).is_some_and(|e| e.transient && e.error.counts_against_health)
+        {
             return true;
         }
         rest = tail;
@@ -576,7 +580,10 @@ mod tests {
             )
         };
         assert!(failed_transiently(failed("server_error").as_bytes()));
-        assert!(failed_transiently(failed("rate_limit_exceeded").as_bytes()));
+        // A rate limit rests no target.
+        assert!(!failed_transiently(
+            failed("rate_limit_exceeded").as_bytes()
+        ));
         // The request's own fault is no failure of the target.
         assert!(!failed_transiently(
             failed("context_length_exceeded").as_bytes()
