@@ -849,12 +849,6 @@ pub fn usage_json(u: &Usage) -> Value {
     })
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The response object around `output`.
 #[allow(clippy::too_many_arguments)]
 fn response_object(
@@ -1027,7 +1021,7 @@ pub fn response_body(resp: &ChatResponse, info: &AnswerInfo) -> (Vec<u8>, String
     }
     let o = response_object(
         &id,
-        resp.created.unwrap_or_else(now_secs),
+        resp.created.unwrap_or_else(crate::response::now_secs),
         &resp.model,
         "completed",
         resp.stop_reason.as_ref(),
@@ -1094,7 +1088,7 @@ impl StreamBridge {
             info,
             id: fresh_id(),
             model: model.to_owned(),
-            created_at: now_secs(),
+            created_at: crate::response::now_secs(),
             seq: 0,
             started: false,
             finished: false,

@@ -403,34 +403,46 @@ async fn deepseek_out_of_capacity_is_an_overloaded_error() {
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("capacity"), "{body}");
 
+    let finish = r#"{"index":0,"delta":{},"finish_reason":"insufficient_system_resource"}"#;
+    let body = stream_cut_short("deepseek", finish, "capacity").await;
+    assert!(body.contains("overloaded_error"), "{body}");
+    assert!(
+        !body.contains("max_tokens\"") && !body.contains("message_stop"),
+        "{body}"
+    );
+}
+
+/// A stream whose finish chunk (`finish`, the choice object) says the answer was cut
+/// short, through the `preset`: an Anthropic client gets the text so far and then an error
+/// event naming `needle`, with nothing after it; an OpenAI client's stream ends with the
+/// error, not the finish chunk nor `[DONE]`. The Anthropic client's body, for more checks.
+async fn stream_cut_short(preset: &str, finish: &str, needle: &str) -> String {
     let stream = [
         chunk(r#"{"role":"assistant","content":"part"}"#, ""),
-        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"insufficient_system_resource\"}]}\n\n".to_owned(),
+        format!("data: {{\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{finish}]}}\n\n"),
         "data: [DONE]\n\n".to_owned(),
     ]
     .concat();
     let up = FaultyUpstream::start(sse(200, &stream)).await;
-    let url = preset_gateway(&up, "deepseek").await;
-    let (status, body) = post(
+    let url = preset_gateway(&up, preset).await;
+    let (status, anthropic) = post(
         &url,
         "/v1/messages",
         &json!({"model": "m", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
     )
     .await;
     assert_eq!(status, 200);
-    assert!(body.contains(r#""text":"part""#), "{body}");
-    assert!(
-        body.contains("event: error") && body.contains("overloaded_error"),
-        "{body}"
-    );
-    assert!(
-        !body.contains("max_tokens\"") && !body.contains("message_stop"),
-        "{body}"
-    );
+    assert!(anthropic.contains(r#""text":"part""#), "{anthropic}");
     // Nothing follows the error (the decoder's closing message_delta is not passed on).
-    let last = body.trim_end().rsplit("\n\n").next().unwrap_or_default();
-    assert!(last.starts_with("event: error"), "{body}");
-    // An OpenAI client's stream, relayed otherwise: the error, not the finish chunk.
+    let last = anthropic
+        .trim_end()
+        .rsplit("\n\n")
+        .next()
+        .unwrap_or_default();
+    assert!(
+        last.starts_with("event: error") && last.contains(needle),
+        "{anthropic}"
+    );
     let (status, body) = post(
         &url,
         "/v1/chat/completions",
@@ -440,10 +452,11 @@ async fn deepseek_out_of_capacity_is_an_overloaded_error() {
     assert_eq!(status, 200);
     let last = body.trim_end().lines().last().unwrap_or_default();
     assert!(
-        last.contains("\"error\"") && last.contains("capacity"),
+        last.contains("\"error\"") && last.contains(needle),
         "{body}"
     );
     assert!(!body.contains("[DONE]"), "{body}");
+    anthropic
 }
 
 /// OpenRouter's `finish_reason: "error"` (its provider failed mid-answer; the choice
@@ -489,41 +502,9 @@ async fn openrouters_error_finish_is_a_failure_not_an_end_of_turn() {
         assert!(!body.contains("\"part\""), "{path}: {body}");
     }
 
-    let stream = [
-        chunk(r#"{"role":"assistant","content":"part"}"#, ""),
-        "data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"error\",\"error\":{\"code\":502,\"message\":\"Provider disconnected\"}}]}\n\n".to_owned(),
-        "data: [DONE]\n\n".to_owned(),
-    ]
-    .concat();
-    let up = FaultyUpstream::start(sse(200, &stream)).await;
-    let url = preset_gateway(&up, "openrouter").await;
-    let (status, body) = post(
-        &url,
-        "/v1/messages",
-        &json!({"model": "m", "max_tokens": 10, "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    assert!(body.contains(r#""text":"part""#), "{body}");
-    let last = body.trim_end().rsplit("\n\n").next().unwrap_or_default();
-    assert!(
-        last.starts_with("event: error") && last.contains("Provider disconnected"),
-        "{body}"
-    );
+    let finish = r#"{"index":0,"delta":{},"finish_reason":"error","error":{"code":502,"message":"Provider disconnected"}}"#;
+    let body = stream_cut_short("openrouter", finish, "Provider disconnected").await;
     assert!(!body.contains("end_turn"), "{body}");
-    let (status, body) = post(
-        &url,
-        "/v1/chat/completions",
-        &json!({"model": "m", "stream": true, "messages": [{"role": "user", "content": "hi"}]}),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let last = body.trim_end().lines().last().unwrap_or_default();
-    assert!(
-        last.contains("\"error\"") && last.contains("Provider disconnected"),
-        "{body}"
-    );
-    assert!(!body.contains("[DONE]"), "{body}");
 }
 
 /// Z.AI's `network_error` (the answer cut by a failure on its side) is a failure too.
