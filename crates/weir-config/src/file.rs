@@ -302,6 +302,11 @@ pub struct ProviderConfig {
     /// go as user text (chat templates that take one leading system message: vLLM with
     /// Gemma's or Mistral's).
     pub system_as_user: Option<bool>,
+    /// Kinds openai, azure and mock: whether the upstream has the Responses API. `false`:
+    /// it is served by translation to chat completions; `true`: only passed through;
+    /// unset: passed through, translated once the upstream answers that it has no such
+    /// endpoint.
+    pub responses_api: Option<bool>,
     /// What the provider supports, overriding what its kind declares (e.g. a
     /// text-only OpenAI-compatible model: `capabilities = { images = false }`).
     pub capabilities: Option<CapabilitiesConfig>,

@@ -111,7 +111,19 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
                 for m in models {
                     implicit.push(Route::new(m, vec![Target::new(id.clone())]));
                 }
-                providers.push(weir_openai::ResponsesBridge::wrap(prov));
+                if p.responses_api == Some(true) && !prov.serves_responses() {
+                    // (Only Azure's deployment URLs get here: other kinds without the
+                    // API are refused the key by `provider`.)
+                    errors.push(src.error_at(
+                        Some(p.kind.span().start),
+                        "responses_api = true, but Azure's deployment URLs have no Responses API (a base_url ending in /openai/v1 has): leave it unset to serve it by translation",
+                    ));
+                    continue;
+                }
+                providers.push(weir_openai::ResponsesBridge::wrap_with(
+                    prov,
+                    p.responses_api,
+                ));
             }
             Err(msg) => {
                 // An error about base_url points at it; others at the provider's kind.
@@ -362,6 +374,18 @@ fn provider(
             } else {
                 "apply"
             },
+            if foundry_anthropic {
+                " with Foundry's Anthropic endpoint"
+            } else {
+                ""
+            }
+        ));
+    }
+    if p.responses_api.is_some()
+        && (!matches!(kind, "openai" | "azure" | "mock") || foundry_anthropic)
+    {
+        wrong.push(format!(
+            "responses_api applies to kinds openai, azure and mock, not `{kind}`{}: it serves the Responses API by translation",
             if foundry_anthropic {
                 " with Foundry's Anthropic endpoint"
             } else {

@@ -2,6 +2,7 @@
 //! [`crate::bridge`].
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -15,19 +16,79 @@ use crate::bridge::{self, StreamBridge};
 
 /// A provider that serves the Responses API by translating it to its chat requests; every
 /// other call goes to it unchanged.
+///
+/// Wrapped around a provider that has the API itself (an OpenAI-compatible service may or
+/// may not), it passes the API through and falls back to the translation when the
+/// upstream answers that it has no such endpoint (404, 405 or 501), remembering it for
+/// the provider's next requests once a translated request got past that.
 pub struct ResponsesBridge {
     inner: Arc<dyn Provider>,
+    /// `None`: always translate. `Some(absent)`: pass through first, unless the upstream
+    /// was found to lack the endpoint (`absent`).
+    native: Option<AtomicBool>,
 }
 
 impl ResponsesBridge {
-    /// `inner` as it is when it serves the Responses API itself, else bridged.
+    /// `inner` as it is when it serves the Responses API itself, else bridged. (The
+    /// same as [`ResponsesBridge::wrap_with`] with `None`.)
     pub fn wrap(inner: Arc<dyn Provider>) -> Arc<dyn Provider> {
-        if inner.serves_responses() {
-            inner
-        } else {
-            Arc::new(ResponsesBridge { inner })
+        Self::wrap_with(inner, None)
+    }
+
+    /// `inner` serving the Responses API as `native` says:
+    /// - `Some(true)`: only as the upstream serves it (`inner` unchanged when it does);
+    /// - `Some(false)`: always by translation to chat requests;
+    /// - `None`: passed through where `inner` serves it, falling back to the translation
+    ///   when the upstream answers that it has no such endpoint; translated otherwise.
+    pub fn wrap_with(inner: Arc<dyn Provider>, native: Option<bool>) -> Arc<dyn Provider> {
+        match (native, inner.serves_responses()) {
+            (Some(true), true) => inner,
+            (None, true) => Arc::new(ResponsesBridge {
+                inner,
+                native: Some(AtomicBool::new(false)),
+            }),
+            _ => Arc::new(ResponsesBridge {
+                inner,
+                native: None,
+            }),
         }
     }
+
+    /// The request translated to a chat request and the answer back.
+    async fn bridged(
+        &self,
+        req: &ResponsesRequest,
+        mut cx: CallContext,
+    ) -> Result<ResponsesReply, ProviderError> {
+        let owner = cx.client_key.clone().unwrap_or_default();
+        let b = bridge::chat_request(req, &owner).map_err(|e| ProviderError::unexpressible(&e))?;
+        if !b.answer.dropped_tools.is_empty() {
+            tracing::debug!(request_id = %cx.request_id, tools = ?b.answer.dropped_tools, "hosted tools left out of a bridged Responses request");
+        }
+        // The answer is translated: the provider reads it whole, never verbatim.
+        cx.client_dialect = None;
+        match self.inner.send(&b.chat, cx).await? {
+            Reply::Complete(resp) => {
+                let (body, _) = bridge::response_body(&resp, &b.answer);
+                Ok(ResponsesReply::Complete {
+                    body,
+                    // (Not remembered for `previous_response_id`: it cannot be continued.)
+                    id: None,
+                    usage: resp.usage,
+                })
+            }
+            Reply::Stream(s) => Ok(ResponsesReply::Stream(Box::pin(BridgeStream {
+                bridge: StreamBridge::new(b.answer, &req.model),
+                inner: s,
+            }))),
+        }
+    }
+}
+
+/// Whether an upstream's error says it has no Responses endpoint: a 404 (the path is
+/// unknown, or so is the model: the chat request then says which), 405 or 501.
+fn no_endpoint(e: &ProviderError) -> bool {
+    matches!(e.status, Some(404 | 405 | 501))
 }
 
 #[async_trait::async_trait]
@@ -81,30 +142,33 @@ impl Provider for ResponsesBridge {
     async fn responses(
         &self,
         req: &ResponsesRequest,
-        mut cx: CallContext,
+        cx: CallContext,
     ) -> Result<ResponsesReply, ProviderError> {
-        let owner = cx.client_key.clone().unwrap_or_default();
-        let b = bridge::chat_request(req, &owner).map_err(|e| ProviderError::unexpressible(&e))?;
-        if !b.answer.dropped_tools.is_empty() {
-            tracing::debug!(request_id = %cx.request_id, tools = ?b.answer.dropped_tools, "hosted tools left out of a bridged Responses request");
+        let Some(absent) = &self.native else {
+            return self.bridged(req, cx).await;
+        };
+        if absent.load(Ordering::Relaxed) {
+            return self.bridged(req, cx).await;
         }
-        // The answer is translated: the provider reads it whole, never verbatim.
-        cx.client_dialect = None;
-        match self.inner.send(&b.chat, cx).await? {
-            Reply::Complete(resp) => {
-                let (body, _) = bridge::response_body(&resp, &b.answer);
-                Ok(ResponsesReply::Complete {
-                    body,
-                    // (Not remembered for `previous_response_id`: it cannot be continued.)
-                    id: None,
-                    usage: resp.usage,
-                })
-            }
-            Reply::Stream(s) => Ok(ResponsesReply::Stream(Box::pin(BridgeStream {
-                bridge: StreamBridge::new(b.answer, &req.model),
-                inner: s,
-            }))),
+        let status = match self.inner.responses(req, cx.clone()).await {
+            Err(e) if no_endpoint(&e) => e.status,
+            other => return other,
+        };
+        let reply = self.bridged(req, cx).await;
+        // A 404 for an unknown model fails the chat request too; one that got past it was
+        // the endpoint's.
+        let past = match &reply {
+            Ok(_) => true,
+            Err(e) => !no_endpoint(e) && e.status.is_some(),
+        };
+        if past && !absent.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                provider = %self.inner.id(),
+                status = status.unwrap_or_default(),
+                "the upstream has no Responses API: this provider serves it by translation to chat completions from now on (set responses_api = false to skip the first try)"
+            );
         }
+        reply
     }
 
     async fn list_models(&self, cx: CallContext) -> Result<Option<Vec<String>>, ProviderError> {

@@ -33,6 +33,8 @@ enum Script {
     Flood,
     /// Starts an SSE stream, sends one text delta, then goes silent.
     Stall,
+    /// Per path: status, content type, body; any other path gets a plain 404.
+    Paths(Vec<(&'static str, u16, &'static str, String)>),
 }
 
 /// Requests an upstream received: headers and body.
@@ -71,6 +73,22 @@ async fn upstream(script: Script) -> Upstream {
                         let resp: Response<
                             http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>,
                         > = match script {
+                            Script::Paths(paths) => {
+                                let (status, ctype, body) = paths
+                                    .iter()
+                                    .find(|p| p.0 == parts.uri.path())
+                                    .map(|p| (p.1, p.2, p.3.clone()))
+                                    .unwrap_or((404, "text/plain", "Not Found".into()));
+                                let mut r = Response::new(
+                                    Full::new(Bytes::from(body))
+                                        .map_err(|never| match never {})
+                                        .boxed_unsync(),
+                                );
+                                *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                                r.headers_mut()
+                                    .insert("content-type", ctype.parse().unwrap());
+                                r
+                            }
                             Script::Reply(status, ctype, body) => {
                                 let mut r = Response::new(
                                     Full::new(Bytes::from(body))
@@ -3536,6 +3554,155 @@ async fn the_responses_api_passes_through_to_openai_targets_whole_and_streamed()
     ] {
         assert!(metrics.contains(line), "{line}\n{metrics}");
     }
+}
+
+/// What an OpenAI-compatible upstream without the Responses API (DeepSeek's older models,
+/// Z.AI, vLLM builds without it) answers a chat completion.
+const CHAT_ANSWER: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1,"model":"glm-x","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}"#;
+
+#[tokio::test]
+async fn the_responses_api_falls_back_to_translation_where_a_compatible_service_lacks_it() {
+    let chat_only = || {
+        Script::Paths(vec![(
+            "/v1/chat/completions",
+            200,
+            "application/json",
+            CHAT_ANSWER.into(),
+        )])
+    };
+    let (auto, forced, strict) = (
+        upstream(chat_only()).await,
+        upstream(chat_only()).await,
+        upstream(chat_only()).await,
+    );
+    let streams = upstream(Script::Paths(vec![(
+        "/v1/chat/completions",
+        200,
+        "text/event-stream",
+        concat!(
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"Hi\"}}]}\n\n",
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n",
+            "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":1,\"total_tokens\":4}}\n\n",
+            "data: [DONE]\n\n",
+        )
+        .into(),
+    )]))
+    .await;
+    // A service that knows neither the model nor... anything: 404 everywhere, with
+    // OpenAI's model_not_found body.
+    let unknown_model = upstream(Script::Reply(
+        404,
+        "application/json",
+        r#"{"error":{"message":"The model `nope` does not exist","type":"invalid_request_error","code":"model_not_found"}}"#.into(),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.auto]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-up\"]\n\
+         [providers.forced]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-up\"]\nresponses_api = false\n\
+         [providers.strict]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-up\"]\nresponses_api = true\n\
+         [providers.gone]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-up\"]\n\
+         [providers.streams]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-up\"]\n\
+         [[models]]\nname = \"streams\"\ntargets = [{{ provider = \"streams\", model = \"glm-x\" }}]\n\
+         [[models]]\nname = \"auto\"\ntargets = [{{ provider = \"auto\", model = \"glm-x\" }}]\n\
+         [[models]]\nname = \"forced\"\ntargets = [{{ provider = \"forced\", model = \"glm-x\" }}]\n\
+         [[models]]\nname = \"strict\"\ntargets = [{{ provider = \"strict\", model = \"glm-x\" }}]\n\
+         [[models]]\nname = \"gone\"\ntargets = [{{ provider = \"gone\", model = \"nope\" }}]\n",
+        auto.url, forced.url, strict.url, unknown_model.url, streams.url
+    ))
+    .await;
+    let paths = |u: &Upstream| -> Vec<String> {
+        u.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(h, _)| h["x-test-path"].to_str().unwrap().to_owned())
+            .collect()
+    };
+    let text_of = |v: &Value| -> String {
+        v["output"][0]["content"][0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // Unset: tried as the Responses API first; its 404 sends the request through the
+    // translation, and the provider's next requests go there directly.
+    let r = responses(&url, &json!({"model": "auto", "input": "hi"})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-weir-provider"], "auto");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["object"], "response");
+    assert_eq!(text_of(&v), "Hi there", "{v}");
+    assert_eq!(v["usage"]["input_tokens"], 9, "{v}");
+    let r = responses(&url, &json!({"model": "auto", "input": "again"})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(text_of(&r.json().await.unwrap()), "Hi there");
+    assert_eq!(
+        paths(&auto),
+        [
+            "/v1/responses",
+            "/v1/chat/completions",
+            "/v1/chat/completions"
+        ]
+    );
+    // Streamed alike: the Responses events, translated from the chat stream.
+    for _ in 0..2 {
+        let r = responses(
+            &url,
+            &json!({"model": "streams", "input": "hi", "stream": true}),
+        )
+        .await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        let events = r.text().await.unwrap();
+        assert!(
+            events.contains("event: response.output_text.delta"),
+            "{events}"
+        );
+        assert!(events.contains("event: response.completed"), "{events}");
+    }
+    assert_eq!(
+        paths(&streams),
+        [
+            "/v1/responses",
+            "/v1/chat/completions",
+            "/v1/chat/completions"
+        ]
+    );
+    // What went to chat completions is the translation: messages, not `input`.
+    let sent: Value = serde_json::from_slice(&auto.seen.lock().unwrap()[1].1).unwrap();
+    assert_eq!(sent["model"], "glm-x");
+    assert_eq!(sent["messages"][0]["content"], "hi", "{sent}");
+    assert!(sent.get("input").is_none(), "{sent}");
+
+    // `responses_api = false`: translated from the first request.
+    let r = responses(&url, &json!({"model": "forced", "input": "hi"})).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(text_of(&r.json().await.unwrap()), "Hi there");
+    assert_eq!(paths(&forced), ["/v1/chat/completions"]);
+
+    // `responses_api = true`: passed through only, the upstream's 404 as it is.
+    let r = responses(&url, &json!({"model": "strict", "input": "hi"})).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(paths(&strict), ["/v1/responses"]);
+
+    // A 404 the chat request gets too (the model is unknown) is the client's answer, and
+    // teaches nothing: the next request tries the Responses API again.
+    for _ in 0..2 {
+        let r = responses(&url, &json!({"model": "gone", "input": "hi"})).await;
+        assert_eq!(r.status(), 404);
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"]["code"], "model_not_found", "{v}");
+    }
+    assert_eq!(
+        paths(&unknown_model),
+        [
+            "/v1/responses",
+            "/v1/chat/completions",
+            "/v1/responses",
+            "/v1/chat/completions"
+        ]
+    );
 }
 
 const CLAUDE_ANSWER: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"thinking","thinking":"Plan it.","signature":"sig-1"},{"type":"text","text":"Patching."},{"type":"tool_use","id":"toolu_1","name":"apply_patch","input":{"input":"*** Begin Patch"}},{"type":"tool_use","id":"toolu_2","name":"shell","input":{"cmd":["ls"]}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":10,"cache_read_input_tokens":5,"cache_creation_input_tokens":3,"output_tokens":7}}"#;

@@ -214,6 +214,54 @@ fn check_takes_anthropic_models_for_bedrock_only() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `responses_api` is for kinds that may serve the Responses API themselves; Azure's
+/// deployment URLs cannot be told they do.
+#[test]
+fn check_takes_responses_api_where_the_upstream_may_have_it() {
+    let dir = scratch("weir-cli-responses-api");
+    let cfg = dir.join("responses.toml");
+    for (kind, expect) in [
+        ("kind = \"openai\"\nkeys = [\"sk-o\"]\nresponses_api = false", None),
+        ("kind = \"openai\"\nkeys = [\"sk-o\"]\nresponses_api = true", None),
+        ("kind = \"mock\"\nresponses_api = false", None),
+        (
+            "kind = \"azure\"\nbase_url = \"https://r.openai.azure.com/openai/v1\"\nkeys = [\"k\"]\nresponses_api = true",
+            None,
+        ),
+        (
+            "kind = \"azure\"\nbase_url = \"https://r.openai.azure.com\"\nkeys = [\"k\"]\nresponses_api = true",
+            Some("Azure's deployment URLs have no Responses API"),
+        ),
+        (
+            "kind = \"anthropic\"\nkeys = [\"k\"]\nresponses_api = false",
+            Some("responses_api applies to kinds openai, azure and mock, not `anthropic`"),
+        ),
+        (
+            "kind = \"openai\"\nkeys = [\"sk-o\"]\nresponses_api = \"yes\"",
+            Some("expected true or false"),
+        ),
+    ] {
+        std::fs::write(
+            &cfg,
+            format!(
+                "[providers.p]\n{kind}\n\
+                 [[models]]\nname = \"m\"\ntargets = [{{ provider = \"p\", model = \"m\" }}]\n"
+            ),
+        )
+        .unwrap();
+        let (code, text) = check(&cfg);
+        match expect {
+            None => assert_eq!(code, Some(0), "{kind}: {text}"),
+            Some(e) => {
+                assert_eq!(code, Some(1), "{kind}: {text}");
+                assert!(text.contains(e), "{kind}: {text}");
+                assert!(text.starts_with(&format!("{}:", cfg.display())), "{text}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn check_refuses_the_admin_api_on_the_api_port() {
     let dir = scratch("weir-cli-admin");
