@@ -164,7 +164,7 @@ impl Provider for AnthropicProvider {
             &self.upstream,
             &self.models_url,
             headers,
-            &self.cfg.timeouts,
+            &self.cfg.timeouts.within(cx.deadline),
             &secrets,
             decode_error,
         )
@@ -191,7 +191,12 @@ impl Provider for AnthropicProvider {
         let headers = self.headers(key, &cx)?;
         let mut resp = self
             .upstream
-            .send(&self.count_tokens_url, headers, body, &self.cfg.timeouts)
+            .send(
+                &self.count_tokens_url,
+                headers,
+                body,
+                &self.cfg.timeouts.within(cx.deadline),
+            )
             .await?;
         let status = resp.status();
         let headers = resp.headers().clone();
@@ -228,7 +233,7 @@ impl Provider for AnthropicProvider {
             &self.messages_url,
             headers,
             body,
-            &self.cfg.timeouts,
+            &self.cfg.timeouts.within(cx.deadline),
             req.is_stream(),
             &secrets,
             Self::dialect(),

@@ -24,8 +24,18 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
 ///
 /// Tool calls from dialects that carry arguments as a string get them as an object; one
 /// that is not (an upstream model's broken or cut-short JSON) gets `{}`, as
-/// [`ToolInput::to_object`] says.
+/// [`ToolInput::to_object`] says. A response holding the upstream's body verbatim
+/// ([`ChatResponse::raw`], an Anthropic upstream's) is that body.
 pub fn encode_response(resp: &ChatResponse) -> Result<Vec<u8>, WireError> {
+    // A provider asked for the upstream's body verbatim decoded only a summary of it.
+    if let Some(raw) = &resp.raw {
+        return match resp.origin {
+            Some(weir_model::Dialect::Anthropic) => Ok(raw.clone()),
+            _ => Err(WireError::Unsupported(
+                "this response holds only a summary of another dialect's answer (`raw`, asked for with `CallContext::client_dialect`): call without client_dialect to translate it".into(),
+            )),
+        };
+    }
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let resp = &*resp.with_lenient_tool_calls();
     let inputs: Vec<_> = resp

@@ -236,3 +236,17 @@ fn a_body_without_content_is_no_response() {
     let ok = br#"{"id":"m","type":"message","role":"assistant","content":[],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":0}}"#;
     assert!(weir_anthropic::decode_response_summary(ok).is_ok());
 }
+
+/// A response holding the upstream's body verbatim (what a provider gives when told the
+/// client's dialect) encodes as that body, not as its empty summary; one of the other
+/// dialect is refused rather than written empty.
+#[test]
+fn a_verbatim_response_encodes_as_its_body() {
+    let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"m","content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":3,"output_tokens":1}}"#;
+    let mut resp = weir_anthropic::decode_response_summary(body).unwrap();
+    assert!(resp.content.is_empty());
+    resp.raw = Some(body.to_vec());
+    assert_eq!(weir_anthropic::encode_response(&resp).unwrap(), body);
+    resp.origin = Some(weir_model::Dialect::OpenAi);
+    assert!(weir_anthropic::encode_response(&resp).is_err());
+}

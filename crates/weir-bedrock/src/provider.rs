@@ -2,7 +2,7 @@
 //! Anthropic models or Converse for the rest, answered whole or as an AWS event stream.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use http::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use http::HeaderMap;
@@ -192,13 +192,7 @@ impl BedrockProvider {
     }
 
     fn timeouts(&self, cx: &CallContext) -> Timeouts {
-        let mut t = self.cfg.timeouts;
-        if let Some(deadline) = cx.deadline {
-            t.total = t
-                .total
-                .min(deadline.saturating_duration_since(Instant::now()));
-        }
-        t
+        self.cfg.timeouts.within(cx.deadline)
     }
 
     /// POSTs a body; an error status becomes a classified, scrubbed error.

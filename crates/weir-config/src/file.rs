@@ -1,5 +1,6 @@
 //! The config file: TOML with `${ENV}` interpolation, unknown keys rejected, and every
-//! error reported with file:line:column. See `../shared/docs/contract.md`, section 2.
+//! error reported with file:line:column. Every key is described in the README's commented
+//! `weir.toml`.
 //!
 //! The file is parsed with the `toml` crate directly (not layered through figment): its
 //! spans are what lets `weir check` point at the offending line and column.
@@ -13,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use toml::de::{DeTable, DeValue};
 use toml::Spanned;
+use weir_model::Secret;
 
 /// A problem in a config, located when possible.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,6 +26,8 @@ pub struct ConfigError {
     /// What is wrong and, where possible, how to fix it.
     pub message: String,
 }
+
+impl std::error::Error for ConfigError {}
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -219,7 +223,7 @@ impl ProviderTimeouts {
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// Bearer key for the admin endpoints.
-    pub admin_key: Option<String>,
+    pub admin_key: Option<Secret>,
     /// Client keys.
     pub keys: Vec<Spanned<KeyConfig>>,
 }
@@ -231,7 +235,7 @@ pub struct KeyConfig {
     /// Name used in logs and metrics.
     pub name: String,
     /// The key itself.
-    pub key: Option<String>,
+    pub key: Option<Secret>,
     /// Or its sha256, hex.
     pub sha256: Option<String>,
     /// Requests per minute.
@@ -257,16 +261,16 @@ impl ProviderConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
-    /// anthropic | openai | mock | (later) bedrock, vertex, gemini, azure, ollama.
+    /// anthropic | openai | bedrock | vertex | gemini | azure | ollama | mock.
     pub kind: Spanned<String>,
     /// Scheme and host of the API (and path prefix for OpenAI-compatible services); where
     /// it is in the file, for its errors.
     pub base_url: Option<Spanned<String>>,
     /// The key pool.
     #[serde(default)]
-    pub keys: Vec<String>,
+    pub keys: Vec<Secret>,
     /// A single key (shorthand for a one-key pool).
-    pub key: Option<String>,
+    pub key: Option<Secret>,
     /// Cloud region (Bedrock, Vertex).
     pub region: Option<String>,
     /// Cloud project (Vertex).
@@ -310,6 +314,24 @@ pub struct ProviderConfig {
     /// What the provider supports, overriding what its kind declares (e.g. a
     /// text-only OpenAI-compatible model: `capabilities = { images = false }`).
     pub capabilities: Option<CapabilitiesConfig>,
+}
+
+impl ProviderConfig {
+    /// The upstream this provider calls: its kind, preset, base URL, region, project and
+    /// API version. Two configs' providers of one id and identity call the same service,
+    /// so what was learnt about it (resting keys, breakers, a missing Responses API) holds
+    /// across a reload.
+    pub fn upstream_identity(&self) -> String {
+        format!(
+            "{} {:?} {:?} {:?} {:?} {:?}",
+            self.kind.get_ref(),
+            self.preset.as_ref().map(|s| s.get_ref()),
+            self.base_url.as_ref().map(|s| s.get_ref()),
+            self.region,
+            self.project,
+            self.api_version
+        )
+    }
 }
 
 /// `capabilities = { ... }` of a provider: each omitted feature keeps the kind's default.
@@ -488,7 +510,7 @@ pub struct LongContextConfig {
 }
 
 /// `[state]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StateConfig {
     /// memory | redis.
@@ -515,11 +537,50 @@ fn default_state_timeout() -> Dur {
 }
 
 /// `[ledger]`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LedgerConfig {
     /// sqlite:// or postgres:// URL.
     pub url: Spanned<String>,
+}
+
+/// A URL with its password (or whole user part) shown as `***`: Redis and PostgreSQL
+/// URLs carry credentials.
+fn redacted_url(url: &str) -> Cow<'_, str> {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return Cow::Borrowed(url);
+    };
+    let authority_end = url[scheme_end..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| scheme_end + i);
+    match url[scheme_end..authority_end].rfind('@') {
+        Some(at) => Cow::Owned(format!(
+            "{}***{}",
+            &url[..scheme_end],
+            &url[scheme_end + at..]
+        )),
+        None => Cow::Borrowed(url),
+    }
+}
+
+impl fmt::Debug for StateConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StateConfig")
+            .field("backend", &self.backend)
+            .field("url", &self.url.as_ref().map(|u| redacted_url(u.get_ref())))
+            .field("prefix", &self.prefix)
+            .field("fail_mode", &self.fail_mode)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl fmt::Debug for LedgerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LedgerConfig")
+            .field("url", &redacted_url(self.url.get_ref()))
+            .finish()
+    }
 }
 
 /// The whole file.
@@ -1415,7 +1476,25 @@ targets = [
         let c = parse(None, text).unwrap();
         assert_eq!(c.timeouts.total.0, Duration::from_secs(600));
         assert_eq!(c.models[0].targets.len(), 2);
-        assert_eq!(c.providers["anthropic"].keys, ["a", "b"]);
+        let keys: Vec<&str> = c.providers["anthropic"]
+            .keys
+            .iter()
+            .map(Secret::expose)
+            .collect();
+        assert_eq!(keys, ["a", "b"]);
+        // Secrets stay out of the config's Debug (a panic message, a log line).
+        let shown = format!("{c:?}");
+        for secret in ["\"admin\"", "\"k\"", "\"a\"", "\"b\""] {
+            assert!(!shown.contains(secret), "{secret}: {shown}");
+        }
+        for (url, shown) in [
+            ("redis://:pw@h:6379/0", "redis://***@h:6379/0"),
+            ("postgres://u:pw@h/db?x=a@b", "postgres://***@h/db?x=a@b"),
+            ("sqlite://weir.db", "sqlite://weir.db"),
+            ("redis://h", "redis://h"),
+        ] {
+            assert_eq!(redacted_url(url), shown);
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Weir's config file and what it builds: TOML with `${ENV}` interpolation, unknown keys
-//! rejected, every error reported with file:line:column (see the contract, section 2);
-//! then the providers and the [`Router`] it describes.
+//! rejected, every error reported with file:line:column (every key is described in the
+//! README's commented `weir.toml`); then the providers and the [`Router`] it describes.
 //!
 //! This is how a Rust service embeds Weir's routing from a config string, without the
 //! HTTP server:
@@ -17,6 +17,12 @@
 //! "#).map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
 //! # let _ = router; Ok(()) }
 //! ```
+//!
+//! Only the routing sections are read here: `[providers]`, `[[models]]`, `[timeouts]`
+//! and `[routing]`. Client keys and their limits (`[auth]`), `[pricing]`,
+//! `[ledger]`, `[state]` and `[server]` are the HTTP server's (`weir-server`), and a config
+//! string holding them builds the same router. A [`Router`] is `Send + Sync`: share one
+//! behind an `Arc` across tasks.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -120,9 +126,11 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
                     ));
                     continue;
                 }
+                let upstream = format!("{id} {}", p.upstream_identity());
                 providers.push(weir_openai::ResponsesBridge::wrap_with(
                     prov,
                     p.responses_api,
+                    &upstream,
                 ));
             }
             Err(msg) => {
@@ -442,9 +450,9 @@ fn provider(
     if !wrong.is_empty() {
         return Err(wrong.join("; "));
     }
-    let mut keys: Vec<Secret> = p.keys.iter().cloned().map(Secret::new).collect();
+    let mut keys: Vec<Secret> = p.keys.clone();
     if let Some(k) = &p.key {
-        keys.push(Secret::new(k.clone()));
+        keys.push(k.clone());
     }
     // (Often a `${VAR}` set but empty.) Sent, it is a 401 on every call that picks it.
     if let Some(i) = keys.iter().position(|k| k.expose().trim().is_empty()) {

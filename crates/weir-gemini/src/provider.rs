@@ -113,7 +113,7 @@ impl GeminiProvider {
         };
         let mut resp = self
             .upstream
-            .post(url, headers, body, &self.cfg.timeouts)
+            .post(url, headers, body, &self.cfg.timeouts.within(cx.deadline))
             .await
             // Streams are the `:streamGenerateContent` method.
             .map_err(|e| weir_upstream::for_whole_answer(e, url.path().contains(":stream")))

@@ -22,6 +22,9 @@ pub mod secret;
 pub mod stream;
 pub mod wire;
 
+/// The attribute [`Provider`] is declared with: implement it as
+/// `#[weir_model::async_trait] impl Provider for MyProvider { ... }`.
+pub use async_trait::async_trait;
 pub use content::{
     inline_data_url, parse_data_url, Content, ContentBlock, ContentForm, DocumentBlock, ImageBlock,
     MediaSource, Message, RedactedThinkingBlock, Role, TextBlock, ThinkingBlock, ToolInput,

@@ -78,7 +78,8 @@ pub struct CallContext {
     pub request_id: String,
     /// The upstream key chosen from the provider's pool, if the provider uses keys.
     pub key: Option<Secret>,
-    /// When the whole call must be finished.
+    /// When the whole call must be finished: the router starts no attempt after it, and
+    /// Weir's HTTP providers end an attempt still running then (a timeout).
     pub deadline: Option<Instant>,
     /// Client headers to forward (`anthropic-beta`, `anthropic-version`, `openai-beta`):
     /// already filtered; never credentials or hop-by-hop headers.
@@ -90,7 +91,9 @@ pub struct CallContext {
     /// key's rate limits (read by the router after the call).
     pub report: KeyReport,
     /// The client's dialect: a provider of the same dialect may answer a non-streamed
-    /// request with the upstream's body verbatim ([`ChatResponse::raw`](crate::ChatResponse::raw)).
+    /// request with the upstream's body verbatim ([`ChatResponse::raw`](crate::ChatResponse::raw)),
+    /// decoding only its id, model and usage (`content` stays empty). That dialect's
+    /// `encode_response` writes it; leave this `None` to get the whole answer decoded.
     pub client_dialect: Option<crate::Dialect>,
     /// Where the router tells the caller what it has done so far (see [`Progress`]).
     pub progress: Progress,

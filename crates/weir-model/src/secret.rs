@@ -31,6 +31,13 @@ impl fmt::Display for Secret {
     }
 }
 
+/// Read from a string (a config file's key): the value never reaches `Debug`.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
 impl From<String> for Secret {
     fn from(s: String) -> Self {
         Secret(s)

@@ -43,7 +43,9 @@ pub enum StreamEvent {
         /// Block index.
         index: u32,
     },
-    /// The stop reason and final usage (cumulative).
+    /// The stop reason and final usage (cumulative for what the upstream reports here:
+    /// Anthropic reports input tokens only in [`StreamEvent::MessageStart`]; fold both with
+    /// [`Usage::merge`](crate::Usage::merge)).
     MessageDelta {
         /// Why generation stopped.
         stop_reason: Option<StopReason>,

@@ -81,7 +81,7 @@ thread_local! {
 /// this bound a client could nest them until the thread's stack overflows.
 const MAX_NESTED: u32 = 16;
 
-/// Held while a raw slice of the document is parsed again (see [`MAX_NESTED`]).
+/// Held while a raw slice of the document is parsed again (see `MAX_NESTED`: at most 16 levels).
 #[derive(Debug)]
 pub struct NestGuard(());
 

@@ -76,7 +76,12 @@ impl Provider for OllamaProvider {
         }
         let mut resp = self
             .upstream
-            .send(&self.chat_url, headers, body, &self.cfg.timeouts)
+            .send(
+                &self.chat_url,
+                headers,
+                body,
+                &self.cfg.timeouts.within(cx.deadline),
+            )
             .await
             .map_err(|e| weir_upstream::for_whole_answer(e, req.is_stream()))?;
         let status = resp.status();

@@ -8,7 +8,7 @@
 //! stored (`previous_response_id`, `conversation`, background mode, stored prompts,
 //! `file_id`s) is refused, so the router passes the target over; `item_reference`s to
 //! items this process answered the same client key with are read from its memory
-//! ([`remember`]).
+//! (`remember`).
 //!
 //! Reasoning: a Claude thinking block goes out as a `reasoning` item whose one summary part
 //! is the whole thinking text and whose `encrypted_content` carries its signature
@@ -21,10 +21,10 @@ use weir_model::raw::to_raw;
 use weir_model::request::{FunctionTool, Metadata, Tool, ToolChoice};
 use weir_model::stream::Delta;
 use weir_model::{
-    ApiError, ChatRequest, ChatResponse, Content, ContentBlock, Dialect, DocumentBlock, Extra,
-    ImageBlock, JsonStr, MediaSource, Message, RedactedThinkingBlock, ResponsesRequest, Role,
-    StopReason, StreamEvent, TextBlock, ThinkingBlock, ToolInput, ToolResultBlock, ToolUseBlock,
-    Usage, WireError,
+    ApiError, ChatRequest, ChatResponse, Content, ContentBlock, ContentForm, Dialect,
+    DocumentBlock, Extra, ImageBlock, JsonStr, MediaSource, Message, RedactedThinkingBlock,
+    ResponsesRequest, Role, StopReason, StreamEvent, TextBlock, ThinkingBlock, ToolInput,
+    ToolResultBlock, ToolUseBlock, Usage, WireError,
 };
 
 /// The prefix of a `reasoning` item's `encrypted_content` that is a Claude thinking
@@ -33,6 +33,12 @@ pub const SIGNED_THINKING: &str = "weir.thinking.v1:";
 /// The prefix of a `reasoning` item's `encrypted_content` that is Claude's redacted
 /// thinking.
 pub const REDACTED_THINKING: &str = "weir.redacted.v1:";
+/// The `encrypted_content` of a `reasoning` item whose thinking has no signature (an
+/// OpenAI-compatible upstream's `reasoning_content`: DeepSeek, Z.AI): clients that keep
+/// encrypted reasoning (Codex) send the item back, and its summary goes back to the
+/// upstream as the turn's reasoning, which DeepSeek's thinking mode requires on tool-call
+/// turns.
+pub const UNSIGNED_REASONING: &str = "weir.reasoning.v1:";
 
 /// Hosted tools OpenAI runs itself: no chat upstream has them, so they are left out.
 const HOSTED_TOOLS: &[&str] = &[
@@ -285,7 +291,42 @@ pub fn chat_request(req: &ResponsesRequest, owner: &str) -> Result<Bridged, Wire
     {
         return Err(malformed("input must hold at least one message"));
     }
+    // As a chat client writes them: one text part as a string, and an assistant turn
+    // without text (only calls) with `null` content (some services refuse `[]`).
+    for m in &mut messages {
+        let texts = m
+            .content
+            .blocks
+            .iter()
+            .filter(|b| {
+                !matches!(
+                    b,
+                    ContentBlock::ToolUse(_)
+                        | ContentBlock::Thinking(_)
+                        | ContentBlock::RedactedThinking(_)
+                )
+            })
+            .count();
+        let text_only = m.content.blocks.iter().all(|b| {
+            matches!(
+                b,
+                ContentBlock::Text(_)
+                    | ContentBlock::ToolUse(_)
+                    | ContentBlock::Thinking(_)
+                    | ContentBlock::RedactedThinking(_)
+            )
+        });
+        if m.role == Role::Assistant && texts == 0 {
+            m.content.form = ContentForm::Null;
+        } else if texts == 1 && text_only && m.role != Role::Tool {
+            m.content.form = ContentForm::String;
+        }
+    }
     chat.messages = messages;
+    // The upstream's usage, which chat streams report only when asked.
+    if chat.stream == Some(true) {
+        chat.include_usage = Some(true);
+    }
     Ok(Bridged { chat, answer })
 }
 
@@ -509,8 +550,10 @@ fn input_items(
                 let role = match item.get("role").and_then(Value::as_str) {
                     Some("user") => Role::User,
                     Some("assistant") => Role::Assistant,
-                    Some("system") => Role::System,
-                    Some("developer") => Role::Developer,
+                    // Chat-only services know `system`, not always `developer` (DeepSeek
+                    // refuses it; chat templates drop it): Codex's instructions are in such
+                    // messages.
+                    Some("system" | "developer") => Role::System,
                     other => {
                         return Err(malformed(format!(
                             "a message's role must be user, assistant, system or developer, not {}",
@@ -577,17 +620,25 @@ fn input_items(
             }
             "reasoning" => {
                 let sealed = item.get("encrypted_content").and_then(Value::as_str);
-                if let Some(sig) = sealed.and_then(|s| s.strip_prefix(SIGNED_THINKING)) {
-                    let text: String = item
-                        .get("summary")
+                let summary = || -> String {
+                    item.get("summary")
                         .and_then(Value::as_array)
                         .into_iter()
                         .flatten()
                         .filter_map(|p| p.get("text").and_then(Value::as_str))
-                        .collect();
+                        .collect()
+                };
+                if let Some(sig) = sealed.and_then(|s| s.strip_prefix(SIGNED_THINKING)) {
                     thinking.push(ContentBlock::Thinking(ThinkingBlock {
-                        thinking: JsonStr::from(text),
+                        thinking: JsonStr::from(summary()),
                         signature: Some(sig.to_owned()),
+                        extra: Extra::new(),
+                    }));
+                } else if sealed == Some(UNSIGNED_REASONING) {
+                    // (Unsigned: an upstream that signs its thinking drops it.)
+                    thinking.push(ContentBlock::Thinking(ThinkingBlock {
+                        thinking: JsonStr::from(summary()),
+                        signature: None,
                         extra: Extra::new(),
                     }));
                 } else if let Some(data) = sealed.and_then(|s| s.strip_prefix(REDACTED_THINKING)) {
@@ -947,6 +998,8 @@ fn reasoning_item(id: &str, text: &str, signature: Option<&str>, redacted: Optio
         item["encrypted_content"] = json!(format!("{SIGNED_THINKING}{s}"));
     } else if let Some(d) = redacted {
         item["encrypted_content"] = json!(format!("{REDACTED_THINKING}{d}"));
+    } else if !text.is_empty() {
+        item["encrypted_content"] = json!(UNSIGNED_REASONING);
     }
     item
 }
@@ -1547,6 +1600,43 @@ mod tests {
             .collect()
     }
 
+    /// Reasoning without a signature (DeepSeek's, Z.AI's `reasoning_content`) goes out
+    /// marked, and comes back on the tool-call turn it preceded, where DeepSeek's thinking
+    /// mode requires it; streams ask for the usage chat streams report only when asked.
+    #[test]
+    fn unsigned_reasoning_comes_back_and_streams_ask_for_usage() {
+        let item = reasoning_item("rs_1", "Let me look.", None, None);
+        assert_eq!(item["encrypted_content"], UNSIGNED_REASONING);
+        assert!(reasoning_item("rs_2", "", None, None)
+            .get("encrypted_content")
+            .is_none());
+        let b = bridged(json!({
+            "model": "m",
+            "stream": true,
+            "input": [
+                {"role": "user", "content": "list files"},
+                item,
+                {"type": "function_call", "call_id": "call_1", "name": "shell", "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "call_1", "output": "a.txt"}
+            ]
+        }))
+        .unwrap();
+        assert_eq!(b.chat.include_usage, Some(true));
+        let turn = &b.chat.messages[1];
+        assert!(matches!(
+            &turn.content.blocks[0],
+            ContentBlock::Thinking(t) if t.signature.is_none() && t.thinking == *"Let me look."
+        ));
+        let body: Value =
+            serde_json::from_slice(&crate::encode_request(&b.chat, &Default::default()).unwrap())
+                .unwrap();
+        let sent = &body["messages"][1];
+        assert_eq!(sent["reasoning_content"], "Let me look.", "{body}");
+        assert_eq!(sent["content"], Value::Null, "{body}");
+        assert_eq!(sent["tool_calls"][0]["id"], "call_1", "{body}");
+        assert_eq!(body["stream_options"]["include_usage"], true, "{body}");
+    }
+
     #[test]
     fn requests_become_an_openai_clients_chat_request() {
         let b = bridged(json!({
@@ -1578,13 +1668,32 @@ mod tests {
             roles,
             [
                 Role::System,
-                Role::Developer,
+                Role::System,
                 Role::User,
                 Role::Assistant,
                 Role::Tool,
                 Role::Assistant
             ]
         );
+        // Written as a chat client writes them: one text as a string, a turn of calls
+        // only with null content, parts where there is more than text.
+        let forms: Vec<ContentForm> = c.messages.iter().map(|m| m.content.form).collect();
+        assert_eq!(forms[1], ContentForm::String);
+        assert_eq!(forms[2], ContentForm::Blocks);
+        assert_eq!(forms[3], ContentForm::Null);
+        assert_eq!(forms[5], ContentForm::String);
+        assert_eq!(c.include_usage, None);
+        // (Up to the tool result: Claude's redacted thinking has no OpenAI form.)
+        let mut upto = c.clone();
+        upto.messages.truncate(5);
+        let body: Value =
+            serde_json::from_slice(&crate::encode_request(&upto, &Default::default()).unwrap())
+                .unwrap();
+        assert_eq!(
+            body["messages"][1],
+            json!({"role": "system", "content": "Dev"})
+        );
+        assert_eq!(body["messages"][3]["content"], Value::Null, "{body}");
         let user = &c.messages[2].content.blocks;
         assert!(
             matches!(&user[1], ContentBlock::Image(i) if matches!(&i.source, MediaSource::Base64 { media_type, .. } if media_type == "image/png"))

@@ -1,9 +1,9 @@
 //! [`ResponsesBridge`]: a provider without the Responses API, serving it through
 //! [`crate::bridge`].
 
+use std::collections::HashSet;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
@@ -20,19 +20,39 @@ use crate::bridge::{self, StreamBridge};
 /// Wrapped around a provider that has the API itself (an OpenAI-compatible service may or
 /// may not), it passes the API through and falls back to the translation when the
 /// upstream answers that it has no such endpoint (404, 405 or 501), remembering it for
-/// the provider's next requests once a translated request got past that.
+/// the process (every runtime's copy of the provider, and across reloads that keep its
+/// upstream) once a translated request got past that.
 pub struct ResponsesBridge {
     inner: Arc<dyn Provider>,
-    /// `None`: always translate. `Some(absent)`: pass through first, unless the upstream
-    /// was found to lack the endpoint (`absent`).
-    native: Option<AtomicBool>,
+    /// `None`: always translate. `Some(upstream)`: pass through first, unless the
+    /// upstream is one found to lack the endpoint ([`ABSENT`]).
+    native: Option<String>,
+}
+
+/// Upstreams (as named to [`ResponsesBridge::wrap_with`]) found to have no Responses API.
+/// As many as the configs named, at most.
+static ABSENT: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
+
+fn absent(upstream: &str) -> bool {
+    // (A poisoned lock still holds a valid set: entries are only ever added.)
+    ABSENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains(upstream)
+}
+
+/// Records `upstream` as lacking the API; whether it was news.
+fn learn_absent(upstream: &str) -> bool {
+    ABSENT
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(upstream.to_owned())
 }
 
 impl ResponsesBridge {
-    /// `inner` as it is when it serves the Responses API itself, else bridged. (The
-    /// same as [`ResponsesBridge::wrap_with`] with `None`.)
+    /// `inner` as it is when it serves the Responses API itself, else bridged.
     pub fn wrap(inner: Arc<dyn Provider>) -> Arc<dyn Provider> {
-        Self::wrap_with(inner, None)
+        Self::wrap_with(inner, Some(true), "")
     }
 
     /// `inner` serving the Responses API as `native` says:
@@ -40,12 +60,19 @@ impl ResponsesBridge {
     /// - `Some(false)`: always by translation to chat requests;
     /// - `None`: passed through where `inner` serves it, falling back to the translation
     ///   when the upstream answers that it has no such endpoint; translated otherwise.
-    pub fn wrap_with(inner: Arc<dyn Provider>, native: Option<bool>) -> Arc<dyn Provider> {
+    ///
+    /// `upstream` names the service `inner` calls (its id and URL, say): what is learnt
+    /// of it holds for every provider wrapped with that name.
+    pub fn wrap_with(
+        inner: Arc<dyn Provider>,
+        native: Option<bool>,
+        upstream: &str,
+    ) -> Arc<dyn Provider> {
         match (native, inner.serves_responses()) {
             (Some(true), true) => inner,
             (None, true) => Arc::new(ResponsesBridge {
                 inner,
-                native: Some(AtomicBool::new(false)),
+                native: Some(upstream.to_owned()),
             }),
             _ => Arc::new(ResponsesBridge {
                 inner,
@@ -144,10 +171,10 @@ impl Provider for ResponsesBridge {
         req: &ResponsesRequest,
         cx: CallContext,
     ) -> Result<ResponsesReply, ProviderError> {
-        let Some(absent) = &self.native else {
+        let Some(upstream) = &self.native else {
             return self.bridged(req, cx).await;
         };
-        if absent.load(Ordering::Relaxed) {
+        if absent(upstream) {
             return self.bridged(req, cx).await;
         }
         let status = match self.inner.responses(req, cx.clone()).await {
@@ -161,7 +188,7 @@ impl Provider for ResponsesBridge {
             Ok(_) => true,
             Err(e) => !no_endpoint(e) && e.status.is_some(),
         };
-        if past && !absent.swap(true, Ordering::Relaxed) {
+        if past && learn_absent(upstream) {
             tracing::warn!(
                 provider = %self.inner.id(),
                 status = status.unwrap_or_default(),

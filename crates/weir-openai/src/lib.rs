@@ -29,7 +29,9 @@ pub use error::{decode_error, encode_error, error_status};
 pub use parts::parse_data_url;
 #[cfg(feature = "provider")]
 mod preset;
+#[cfg(feature = "provider")]
 pub use preset::{Preset, PRESETS};
+#[cfg(feature = "provider")]
 pub use provider::{Flavor, OpenAiConfig, OpenAiProvider, AZURE_API_VERSION, DEFAULT_BASE_URL};
 pub use request::{decode_request, encode_request, EncodeOptions};
 pub use response::{decode_response, decode_response_summary, encode_response};

@@ -33,8 +33,19 @@ pub fn decode_response_summary(body: &[u8]) -> Result<ChatResponse, WireError> {
 }
 
 /// Encodes a canonical response as a Chat Completions response for an OpenAI client.
-/// Thinking from other dialects is exposed as `reasoning_content`.
+/// Thinking from other dialects is exposed as `reasoning_content`. A response holding the
+/// upstream's body verbatim ([`ChatResponse::raw`](weir_model::ChatResponse::raw), an
+/// OpenAI-dialect upstream's) is that body.
 pub fn encode_response(resp: &ChatResponse) -> Result<Vec<u8>, WireError> {
+    // A provider asked for the upstream's body verbatim decoded only a summary of it.
+    if let Some(raw) = &resp.raw {
+        return match resp.origin {
+            Some(weir_model::Dialect::OpenAi) => Ok(raw.clone()),
+            _ => Err(WireError::Unsupported(
+                "this response holds only a summary of another dialect's answer (`raw`, asked for with `CallContext::client_dialect`): call without client_dialect to translate it".into(),
+            )),
+        };
+    }
     serde_json::to_vec(&ResponseOut(resp)).map_err(|e| WireError::Unsupported(e.to_string()))
 }
 

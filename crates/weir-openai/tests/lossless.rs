@@ -262,3 +262,17 @@ fn openrouters_billed_cost_is_read_and_round_trips() {
     let r = weir_openai::decode_response(plain.to_string().as_bytes()).unwrap();
     assert_eq!(r.usage.billed_usd, None);
 }
+
+/// A response holding the upstream's body verbatim (what a provider gives when told the
+/// client's dialect) encodes as that body, not as its empty summary; one of the other
+/// dialect is refused rather than written empty.
+#[test]
+fn a_verbatim_response_encodes_as_its_body() {
+    let body = br#"{"id":"c1","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#;
+    let mut resp = weir_openai::decode_response_summary(body).unwrap();
+    assert!(resp.content.is_empty());
+    resp.raw = Some(body.to_vec());
+    assert_eq!(weir_openai::encode_response(&resp).unwrap(), body);
+    resp.origin = Some(weir_model::Dialect::Anthropic);
+    assert!(weir_openai::encode_response(&resp).is_err());
+}

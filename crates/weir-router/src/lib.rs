@@ -345,7 +345,7 @@ pub enum RouteError {
         /// Route names (exact names and globs), in table order.
         available: Vec<String>,
     },
-    /// The request failed: `error` is what to answer the client (an upstream's own error
+    /// The request failed: `last` is what to answer the client (an upstream's own error
     /// when one target answered, else a summary), `attempts` what each try got.
     Failed {
         /// The error returned to the client.
@@ -353,6 +353,35 @@ pub enum RouteError {
         /// Each attempt, in order.
         attempts: Vec<Attempt>,
     },
+}
+
+/// What a client would be told: the unknown model and what exists, or the error answered.
+impl std::fmt::Display for RouteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RouteError::UnknownModel { model, available } => write!(
+                f,
+                "no route for model `{model}` (available: {})",
+                available.join(", ")
+            ),
+            RouteError::Failed { last, attempts } => {
+                write!(f, "{last}")?;
+                if attempts.len() > 1 {
+                    write!(f, " (after {} attempts)", attempts.len())?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for RouteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RouteError::UnknownModel { .. } => None,
+            RouteError::Failed { last, .. } => Some(last),
+        }
+    }
 }
 
 /// Something the router did, for metrics.
@@ -1373,10 +1402,13 @@ impl Router {
         routes: Vec<Route>,
         policy: Policy,
     ) -> Result<Self, String> {
-        let providers: BTreeMap<String, Arc<dyn Provider>> = providers
-            .into_iter()
-            .map(|p| (p.id().to_owned(), p))
-            .collect();
+        let mut by_id: BTreeMap<String, Arc<dyn Provider>> = BTreeMap::new();
+        for p in providers {
+            if let Some(p) = by_id.insert(p.id().to_owned(), p) {
+                return Err(format!("two providers have the id `{}`", p.id()));
+            }
+        }
+        let providers = by_id;
         let pools = providers
             .iter()
             .map(|(id, p)| (id.clone(), Arc::new(KeyPool::new(p.keys()))))
@@ -2915,6 +2947,39 @@ fn session_key_rank(session: u64, key: usize) -> u64 {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Embedders get a route error as a std error: `?` into `Box<dyn Error>`, `{e}`.
+    #[test]
+    fn route_errors_are_std_errors() {
+        let unknown: Box<dyn std::error::Error> = Box::new(RouteError::UnknownModel {
+            model: "gpt-x".into(),
+            available: vec!["claude-*".into(), "gpt-4o".into()],
+        });
+        assert_eq!(
+            unknown.to_string(),
+            "no route for model `gpt-x` (available: claude-*, gpt-4o)"
+        );
+        assert!(unknown.source().is_none());
+        let last = ProviderError::new(ErrorKind::RateLimited, "slow down");
+        let attempt = Attempt {
+            provider: "a".into(),
+            model: "m".into(),
+            error: last.clone(),
+            skipped: false,
+        };
+        let failed: Box<dyn std::error::Error> = Box::new(RouteError::Failed {
+            last,
+            attempts: vec![attempt.clone(), attempt],
+        });
+        assert_eq!(
+            failed.to_string(),
+            "RateLimited: slow down (after 2 attempts)"
+        );
+        assert_eq!(
+            failed.source().unwrap().to_string(),
+            "RateLimited: slow down"
+        );
+    }
 
     /// A full map loses its expired entries, then its least recently used half: recent
     /// entries survive any burst of new ones.

@@ -489,6 +489,16 @@ fn routes_must_name_known_providers_and_weights_must_allow_a_pick() {
     )
     .unwrap_err();
     assert_eq!(err, "model `m` targets unknown provider `nope`");
+    // Two providers of one id: one would silently serve for both.
+    let err = Router::new(
+        vec![
+            a.clone() as Arc<dyn Provider>,
+            Fake::new("a", Act::Ok) as Arc<dyn Provider>,
+        ],
+        vec![Route::new("m", vec![Target::new("a")])],
+    )
+    .unwrap_err();
+    assert_eq!(err, "two providers have the id `a`");
     let err = Router::new(
         vec![a as Arc<dyn Provider>],
         vec![Route::new("m", vec![Target::new("a").weight(0)]).strategy(Strategy::Weighted)],

@@ -271,8 +271,8 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
     if cfg
         .auth
         .admin_key
-        .as_deref()
-        .is_some_and(|k| k.trim().is_empty())
+        .as_ref()
+        .is_some_and(|k| k.expose().trim().is_empty())
     {
         // (Often `admin_key = "${WEIR_ADMIN_KEY}"` with the variable set but empty.) An
         // empty key would match an empty credential: the admin API would be open.
@@ -281,7 +281,12 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             "auth.admin_key is empty: the admin API would accept any request; set a key, or \
              remove auth.admin_key to turn the admin API off",
         ));
-    } else if cfg.auth.admin_key.as_deref().is_some_and(|k| keys.holds(k)) {
+    } else if cfg
+        .auth
+        .admin_key
+        .as_ref()
+        .is_some_and(|k| keys.holds(k.expose()))
+    {
         errors.push(src.error_at(
             src.key_at(&["auth", "admin_key"]),
             "auth.admin_key is also a client key: every holder of that key would be an admin",
@@ -311,21 +316,10 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                 upstreams: cfg
                     .providers
                     .iter()
-                    .map(|(id, p)| {
-                        let upstream = format!(
-                            "{} {:?} {:?} {:?} {:?} {:?}",
-                            p.kind.get_ref(),
-                            p.preset.as_ref().map(|s| s.get_ref()),
-                            p.base_url.as_ref().map(|s| s.get_ref()),
-                            p.region,
-                            p.project,
-                            p.api_version
-                        );
-                        (id.clone(), upstream)
-                    })
+                    .map(|(id, p)| (id.clone(), p.upstream_identity()))
                     .collect(),
                 keys,
-                admin_key: cfg.auth.admin_key.clone().map(Secret::new),
+                admin_key: cfg.auth.admin_key.clone(),
                 max_request_bytes: cfg.server.max_request_bytes,
                 max_buffered_bytes: cfg.server.max_buffered_bytes,
                 max_connections: cfg.server.max_connections,
@@ -346,7 +340,13 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                         .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.into())
                 }),
                 metrics,
-                total_timeout: cfg.timeouts.total.0,
+                // (A provider given a longer `total` of its own keeps it.)
+                total_timeout: cfg
+                    .providers
+                    .values()
+                    .filter_map(|p| p.timeouts.as_ref().and_then(|t| t.total))
+                    .map(|d| d.0)
+                    .fold(cfg.timeouts.total.0, Duration::max),
                 ledger_url: cfg.ledger.as_ref().map(|l| l.url.get_ref().clone()),
                 ledger: None,
                 state_options,

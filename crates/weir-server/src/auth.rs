@@ -132,7 +132,7 @@ impl Keys {
         for k in keys {
             let at = Some(k.span().start);
             let c = k.get_ref();
-            let digest = match (&c.key, &c.sha256) {
+            let digest = match (c.key.as_ref().map(weir_model::Secret::expose), &c.sha256) {
                 (Some(plain), None) if !sendable(plain) => {
                     // HTTP clients send header values as ASCII (most refuse anything else):
                     // this key could never arrive as written.

@@ -39,7 +39,8 @@ pub use stream::{
 /// Timeouts for one upstream call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
-    /// Establishing the connection.
+    /// Establishing the connection. (Read by [`Upstream::new`], whose connector it is:
+    /// a provider's calls use their `Upstream`'s.)
     pub connect: Duration,
     /// From sending the request until the response headers arrive.
     pub first_byte: Duration,
@@ -47,6 +48,20 @@ pub struct Timeouts {
     pub idle: Duration,
     /// The whole call, body included.
     pub total: Duration,
+}
+
+impl Timeouts {
+    /// These timeouts with `total` ending no later than `deadline` (a request's own total,
+    /// over every attempt: [`weir_model::CallContext::deadline`]).
+    pub fn within(&self, deadline: Option<std::time::Instant>) -> Timeouts {
+        let mut t = *self;
+        if let Some(d) = deadline {
+            t.total = t
+                .total
+                .min(d.saturating_duration_since(std::time::Instant::now()));
+        }
+        t
+    }
 }
 
 impl Default for Timeouts {
@@ -377,6 +392,11 @@ fn tls_config() -> rustls::ClientConfig {
             ),
         }
     }
+    // ring: no C toolchain or cmake to build (aws-lc-rs needs both). rustls 0.23.48
+    // deprecates ring's provider for lacking post-quantum key exchange; embedders who
+    // resolve that release would otherwise see a warning. Moving to aws-lc-rs is a
+    // deliberate change of its own.
+    #[allow(deprecated)]
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     match rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -933,6 +953,22 @@ fn human(d: Duration) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// An attempt ends by the request's deadline: a later attempt gets what is left of
+    /// the request's total, not a total of its own.
+    #[test]
+    fn timeouts_end_by_the_deadline() {
+        let t = Timeouts::default();
+        assert_eq!(t.within(None), t);
+        let soon = std::time::Instant::now() + Duration::from_secs(5);
+        let w = t.within(Some(soon));
+        assert!(w.total <= Duration::from_secs(5) && w.total > Duration::from_secs(4));
+        assert_eq!((w.first_byte, w.idle), (t.first_byte, t.idle));
+        let past = std::time::Instant::now() - Duration::from_secs(1);
+        assert_eq!(t.within(Some(past)).total, Duration::ZERO);
+        let late = std::time::Instant::now() + Duration::from_secs(3600);
+        assert_eq!(t.within(Some(late)).total, t.total);
+    }
 
     fn host(url: &str) -> Option<String> {
         let e = Endpoint::new(Url::parse(url).unwrap()).unwrap();

@@ -183,7 +183,7 @@ impl VertexProvider {
             secret_header(&mut h, AUTHORIZATION, &format!("Bearer {}", token.expose()))?;
             let mut resp = self
                 .upstream
-                .post(url, h, body.clone(), &self.cfg.timeouts)
+                .post(url, h, body.clone(), &self.cfg.timeouts.within(cx.deadline))
                 .await
                 // Streams are the `:stream...` methods (streamRawPredict,
                 // streamGenerateContent).
