@@ -230,6 +230,7 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
                     ));
                 }
             }
+            #[cfg(feature = "bedrock")]
             if let (Some(pc), Some(model)) = (pcfg, &t.model) {
                 if pc.kind.get_ref() == "bedrock" {
                     if let Some(fix) = weir_bedrock::check_model_id(model) {
@@ -521,6 +522,7 @@ fn provider(
             };
             (Arc::new(provider), Vec::new())
         }
+        #[cfg(feature = "bedrock")]
         "bedrock" => {
             let Some(region) = p.region.clone() else {
                 return Err("kind = \"bedrock\" needs region (e.g. region = \"us-west-2\")".into());
@@ -553,6 +555,7 @@ fn provider(
                 Vec::new(),
             )
         }
+        #[cfg(feature = "vertex")]
         "vertex" => {
             let (Some(project), Some(region)) = (p.project.clone(), p.region.clone()) else {
                 return Err(
@@ -636,7 +639,7 @@ fn provider(
                 )
             }
         }
-        _ => {
+        "mock" => {
             let mut opts = weir_mock::MockOptions::default();
             if let Some(d) = p.stream_delay {
                 opts.stream_delay = d.0;
@@ -645,5 +648,36 @@ fn provider(
             let models = mock.models().to_vec();
             (Arc::new(mock), models)
         }
+        // (A kind whose cargo feature this build was made without.)
+        other => {
+            return Err(format!(
+                "kind = \"{other}\" is not in this build of weir-config (its `{other}` cargo feature is off)"
+            ))
+        }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    /// A kind whose cargo feature is off is refused by name, not served by another kind.
+    #[test]
+    fn kinds_follow_the_build() {
+        let cfg = "[providers.b]\nkind = \"bedrock\"\nregion = \"us-west-2\"\n\
+                   [[models]]\nname = \"m\"\ntargets = [{ provider = \"b\", model = \"us.anthropic.claude-sonnet-4-5-20250929-v1:0\" }]\n";
+        let built = super::router_from_str(cfg);
+        if cfg!(feature = "bedrock") {
+            assert!(built.is_ok());
+        } else {
+            let errs = built.err().unwrap();
+            assert!(
+                errs[0]
+                    .to_string()
+                    .contains("`bedrock` cargo feature is off"),
+                "{}",
+                errs[0]
+            );
+        }
+    }
 }

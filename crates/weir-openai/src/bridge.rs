@@ -1683,12 +1683,14 @@ mod tests {
         assert_eq!(forms[3], ContentForm::Null);
         assert_eq!(forms[5], ContentForm::String);
         assert_eq!(c.include_usage, None);
-        // (Up to the tool result: Claude's redacted thinking has no OpenAI form.)
-        let mut upto = c.clone();
-        upto.messages.truncate(5);
+        // (Claude's redacted thinking has no OpenAI form: left out.)
         let body: Value =
-            serde_json::from_slice(&crate::encode_request(&upto, &Default::default()).unwrap())
+            serde_json::from_slice(&crate::encode_request(c, &Default::default()).unwrap())
                 .unwrap();
+        assert_eq!(
+            body["messages"][5],
+            json!({"role": "assistant", "content": "done"})
+        );
         assert_eq!(
             body["messages"][1],
             json!({"role": "system", "content": "Dev"})

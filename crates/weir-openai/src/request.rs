@@ -788,6 +788,9 @@ fn same_message(msg: &Message) -> OutMessage<'_> {
                 m.form = r.content.form;
             }
             ContentBlock::Thinking(t) => m.reasoning = Some(t.thinking.clone()),
+            // (Only Claude's redacted thinking, carried through the Responses bridge: no
+            // OpenAI-compatible service could read it.)
+            ContentBlock::RedactedThinking(_) => {}
             ContentBlock::ToolUse(_) => m.tool_calls.push(b),
             ContentBlock::Unknown(u) if u.type_name.as_deref() == Some(TOOL_CALL_TYPE) => {
                 m.tool_calls.push(b)
