@@ -58,6 +58,10 @@ pub struct ChatRequest {
     /// Size in bytes of the wire form this was decoded from (0 if built in code); encoders
     /// size their output buffers from it.
     pub size_hint: usize,
+    /// Built by the gateway in `origin`'s shape from another API (the Responses bridge),
+    /// not sent by a client: where a target's options decide what goes (earlier reasoning
+    /// sent back), they are followed rather than the request passed as it came.
+    pub bridged: bool,
 }
 
 /// How a request uses Anthropic's message threads (`thread`), which only an upstream

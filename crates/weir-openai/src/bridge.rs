@@ -113,6 +113,7 @@ fn malformed(what: impl Into<String>) -> WireError {
 pub fn chat_request(req: &ResponsesRequest, owner: &str) -> Result<Bridged, WireError> {
     let mut chat = ChatRequest {
         origin: Some(Dialect::OpenAi),
+        bridged: true,
         model: req.model.clone(),
         ..ChatRequest::default()
     };
@@ -1627,11 +1628,32 @@ mod tests {
             &turn.content.blocks[0],
             ContentBlock::Thinking(t) if t.signature.is_none() && t.thinking == *"Let me look."
         ));
+        // Sent back where the target takes reasoning back (DeepSeek's and Z.AI's presets);
+        // elsewhere left out, as for another dialect's request (Mistral refuses the field).
+        let opts = crate::EncodeOptions {
+            reasoning_content_in_history: true,
+            ..Default::default()
+        };
         let body: Value =
-            serde_json::from_slice(&crate::encode_request(&b.chat, &Default::default()).unwrap())
-                .unwrap();
+            serde_json::from_slice(&crate::encode_request(&b.chat, &opts).unwrap()).unwrap();
         let sent = &body["messages"][1];
         assert_eq!(sent["reasoning_content"], "Let me look.", "{body}");
+        let plain: Value =
+            serde_json::from_slice(&crate::encode_request(&b.chat, &Default::default()).unwrap())
+                .unwrap();
+        assert!(
+            plain["messages"][1].get("reasoning_content").is_none(),
+            "{plain}"
+        );
+        // An OpenAI client's own reasoning_content passes as it came, whatever the options.
+        let client = crate::decode_request(
+            br#"{"model":"m","messages":[{"role":"user","content":"q"},{"role":"assistant","content":null,"reasoning_content":"mine","tool_calls":[{"id":"c","type":"function","function":{"name":"f","arguments":"{}"}}]},{"role":"tool","tool_call_id":"c","content":"r"}]}"#,
+        )
+        .unwrap();
+        let passed: Value =
+            serde_json::from_slice(&crate::encode_request(&client, &Default::default()).unwrap())
+                .unwrap();
+        assert_eq!(passed["messages"][1]["reasoning_content"], "mine");
         assert_eq!(sent["content"], Value::Null, "{body}");
         assert_eq!(sent["tool_calls"][0]["id"], "call_1", "{body}");
         assert_eq!(body["stream_options"]["include_usage"], true, "{body}");

@@ -654,15 +654,18 @@ fn plan_messages<'a>(
             out.push(m);
         }
     }
+    // A client's own reasoning goes as it sent it; the bridge's only where the target
+    // takes it back (a service that knows no `reasoning_content` may refuse the field).
+    let keep_reasoning = !req.bridged || opts.reasoning_content_in_history;
     for (i, msg) in req.messages.iter().enumerate() {
         let at = |e: String| WireError::Unsupported(format!("messages[{i}]: {e}"));
         if same {
-            out.push(same_message(msg));
+            out.push(same_message(msg, keep_reasoning));
             continue;
         }
         match msg.role {
             // Only OpenAI decodes `function` messages; write them as they are.
-            Role::Function => out.push(same_message(msg)),
+            Role::Function => out.push(same_message(msg, false)),
             Role::System | Role::Developer | Role::User => {
                 let role = if msg.role == Role::User {
                     "user"
@@ -776,7 +779,9 @@ fn joined_details(details: &[&str]) -> Option<Box<RawValue>> {
 }
 
 /// An OpenAI-origin message, rebuilt field by field.
-fn same_message(msg: &Message) -> OutMessage<'_> {
+/// A message of an OpenAI client's request as it came; its reasoning (`reasoning_content`)
+/// kept where `keep_reasoning`.
+fn same_message(msg: &Message, keep_reasoning: bool) -> OutMessage<'_> {
     let mut m = OutMessage::new(msg.role.as_str());
     m.form = msg.content.form;
     m.extra = Some(&msg.extra);
@@ -787,7 +792,14 @@ fn same_message(msg: &Message) -> OutMessage<'_> {
                 m.parts.extend(r.content.blocks.iter());
                 m.form = r.content.form;
             }
-            ContentBlock::Thinking(t) => m.reasoning = Some(t.thinking.clone()),
+            ContentBlock::Thinking(t) if keep_reasoning => {
+                // (Several only from the bridge: reasoning items before one turn.)
+                m.reasoning = match m.reasoning.take() {
+                    Some(before) => JsonStr::join([&before, &t.thinking], "\n"),
+                    None => Some(t.thinking.clone()),
+                }
+            }
+            ContentBlock::Thinking(_) => {}
             // (Only Claude's redacted thinking, carried through the Responses bridge: no
             // OpenAI-compatible service could read it.)
             ContentBlock::RedactedThinking(_) => {}
