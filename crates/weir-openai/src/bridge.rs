@@ -40,6 +40,39 @@ pub const REDACTED_THINKING: &str = "weir.redacted.v1:";
 /// turns.
 pub const UNSIGNED_REASONING: &str = "weir.reasoning.v1:";
 
+/// `req` without the reasoning items the bridge wrote (their `encrypted_content` starts
+/// `weir.`: Claude's signed or redacted thinking, another service's reasoning), or `None`
+/// when it holds none. For an upstream that serves the Responses API itself: it would
+/// refuse encrypted content it did not write (a conversation that moved to it from a
+/// bridged target), as the bridge leaves out OpenAI's.
+pub fn without_bridged_reasoning(req: &ResponsesRequest) -> Option<ResponsesRequest> {
+    let i = req
+        .fields
+        .iter()
+        .position(|(k, v)| k == "input" && v.get().contains("\"weir."))?;
+    let Ok(Value::Array(items)) = serde_json::from_str::<Value>(req.fields[i].1.get()) else {
+        return None;
+    };
+    let bridged = |item: &Value| {
+        item.get("type").and_then(Value::as_str) == Some("reasoning")
+            && item
+                .get("encrypted_content")
+                .and_then(Value::as_str)
+                .is_some_and(|c| {
+                    [SIGNED_THINKING, REDACTED_THINKING, UNSIGNED_REASONING]
+                        .iter()
+                        .any(|p| c.starts_with(p))
+                })
+    };
+    if !items.iter().any(bridged) {
+        return None;
+    }
+    let kept: Vec<Value> = items.into_iter().filter(|item| !bridged(item)).collect();
+    let mut out = req.clone();
+    out.fields[i].1 = to_raw(&kept);
+    Some(out)
+}
+
 /// Hosted tools OpenAI runs itself: no chat upstream has them, so they are left out.
 const HOSTED_TOOLS: &[&str] = &[
     "web_search",
@@ -1599,6 +1632,52 @@ mod tests {
             .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
             .map(|d| serde_json::from_str(d).unwrap())
             .collect()
+    }
+
+    /// A conversation that moves from a bridged target to one serving the API itself
+    /// loses the bridge's reasoning items (the upstream would refuse their content), and
+    /// nothing else.
+    #[test]
+    fn bridged_reasoning_is_left_out_for_native_upstreams() {
+        let req = |input: Value| {
+            ResponsesRequest::decode(
+                json!({"model": "m", "input": input, "store": false})
+                    .to_string()
+                    .as_bytes(),
+            )
+            .unwrap()
+        };
+        let mixed = req(json!([
+            {"role": "user", "content": "hi"},
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "weir.thinking.v1:sig"},
+            {"type": "reasoning", "id": "rs_2", "summary": [{"type": "summary_text", "text": "t"}], "encrypted_content": "weir.reasoning.v1:"},
+            {"type": "reasoning", "id": "rs_3", "summary": [], "encrypted_content": "gAAAA-openai-own"},
+            {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "weir.thinking.v1: as text"}]}
+        ]));
+        let out = without_bridged_reasoning(&mixed).unwrap();
+        let input: Value = serde_json::from_str(
+            out.fields
+                .iter()
+                .find(|(k, _)| k == "input")
+                .unwrap()
+                .1
+                .get(),
+        )
+        .unwrap();
+        let ids: Vec<&str> = input
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.get("id").and_then(Value::as_str).unwrap_or("-"))
+            .collect();
+        assert_eq!(ids, ["-", "rs_3", "-"]);
+        assert_eq!(out.fields.len(), mixed.fields.len());
+        // Nothing of the bridge's: untouched.
+        assert!(without_bridged_reasoning(&req(json!("weir.thinking.v1: just text"))).is_none());
+        assert!(without_bridged_reasoning(&req(json!([
+            {"type": "message", "role": "user", "content": "weir.thinking.v1:x"}
+        ])))
+        .is_none());
     }
 
     /// Reasoning without a signature (DeepSeek's, Z.AI's `reasoning_content`) goes out

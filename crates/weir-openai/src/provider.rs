@@ -350,6 +350,16 @@ impl Provider for OpenAiProvider {
             },
             None => req,
         };
+        // Reasoning the Responses bridge wrote (a conversation that began on a Claude or
+        // DeepSeek target): this upstream would refuse it.
+        let own;
+        let req = match crate::bridge::without_bridged_reasoning(req) {
+            Some(r) => {
+                own = r;
+                &own
+            }
+            None => req,
+        };
         let key = self.keys.pick(&cx);
         let headers = self.headers(key, &cx)?;
         let secrets: Vec<&Secret> = self.keys.all().iter().chain(key).collect();
