@@ -373,6 +373,25 @@ fn reasoning_history_and_settings() {
         json!({"reasoning_effort": "high"})
     );
     assert_eq!(v["inferenceConfig"], json!({"maxTokens": 1000}));
+    // Without a limit of the client's (Codex sets none): the provider's default_max_tokens
+    // when set, else none (the model's own default).
+    let unlimited = ChatRequest {
+        max_tokens: None,
+        reasoning_effort: None,
+        ..req.clone()
+    };
+    let opts = EncodeOptions {
+        default_max_tokens: Some(8192),
+        ..Default::default()
+    };
+    let v: Value = serde_json::from_slice(
+        &encode_converse(&unlimited, "amazon.nova-pro-v1:0", &opts).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(v["inferenceConfig"], json!({"maxTokens": 8192}));
+    assert!(encode(&unlimited, "amazon.nova-pro-v1:0")
+        .get("inferenceConfig")
+        .is_none());
     // A Claude reached through Converse takes a thinking budget, below maxTokens.
     let v = encode(&req, "custom.claude-3-7-import");
     assert_eq!(

@@ -382,6 +382,26 @@ fn tool_names(tools: &[Value], into: &mut Vec<String>) {
     }
 }
 
+/// The longest tool name upstreams take (Gemini's and Bedrock's limit, and OpenAI's).
+const MAX_TOOL_NAME: usize = 64;
+
+/// `name` as an upstream takes it: at most [`MAX_TOOL_NAME`] bytes, a longer one cut and
+/// ended with a hash of the whole (FNV-1a: the same on every instance and turn, so the
+/// history's calls are named alike), which the answer maps back.
+fn fitting(name: String) -> String {
+    if name.len() <= MAX_TOOL_NAME {
+        return name;
+    }
+    let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    let mut cut = MAX_TOOL_NAME - 9;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}_{hash:08x}", &name[..cut])
+}
+
 /// Reads tools into `out`: functions; custom tools as functions taking `input`; a
 /// namespace's tools as their own (named `<namespace>__<name>` when another tool anywhere
 /// has the name: `names` holds them all), remembered in `answer` to name their calls
@@ -404,11 +424,11 @@ fn read_tools(
             let Some((ns, _)) = namespace else {
                 return Ok::<String, WireError>(own.to_owned());
             };
-            let exposed = if names.iter().filter(|n| *n == own).count() > 1 {
+            let exposed = fitting(if names.iter().filter(|n| *n == own).count() > 1 {
                 format!("{ns}__{own}")
             } else {
                 own.to_owned()
-            };
+            });
             answer
                 .namespaced
                 .push((exposed.clone(), ns.to_owned(), own.to_owned()));
@@ -1009,17 +1029,30 @@ fn output_item(block: &ContentBlock, info: &AnswerInfo, tag: &str) -> Option<Val
         }
         ContentBlock::ToolUse(c) => {
             let (namespace, name) = info.called(&c.name);
+            let arguments = c.input.as_arguments();
+            let status = call_status(&arguments);
             call_item(
                 &format!("fc_{tag}"),
                 &c.id,
                 (namespace, name),
-                &c.input.as_arguments(),
+                &arguments,
                 info.custom_tools.contains(&c.name),
-                "completed",
+                status,
             )
         }
         _ => return None,
     })
+}
+
+/// A call's status: `incomplete` when its arguments are not whole JSON (the answer was
+/// cut by its output limit mid-call), as OpenAI marks such items, so a client does not run
+/// half a call.
+fn call_status(arguments: &str) -> &'static str {
+    if serde_json::from_str::<serde::de::IgnoredAny>(arguments).is_ok() {
+        "completed"
+    } else {
+        "incomplete"
+    }
 }
 
 fn reasoning_item(id: &str, text: &str, signature: Option<&str>, redacted: Option<&str>) -> Value {
@@ -1461,13 +1494,14 @@ impl StreamBridge {
                         json!({"item_id": id, "output_index": index, "arguments": arguments}),
                     );
                 }
+                let status = call_status(&arguments);
                 call_item(
                     &id,
                     &call_id,
                     (namespace.as_deref(), &name),
                     &arguments,
                     custom,
-                    "completed",
+                    status,
                 )
             }
             Open::Other => return,
@@ -1632,6 +1666,112 @@ mod tests {
             .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
             .map(|d| serde_json::from_str(d).unwrap())
             .collect()
+    }
+
+    /// A call cut by the output limit (arguments not whole JSON) is `incomplete`.
+    #[test]
+    fn a_call_cut_short_is_incomplete() {
+        assert_eq!(call_status(r#"{"city": "Paris"}"#), "completed");
+        assert_eq!(call_status("{}"), "completed");
+        assert_eq!(call_status(r#"{"city": ""#), "incomplete");
+        let mut s = StreamBridge::new(AnswerInfo::default(), "m");
+        let mut out = Vec::new();
+        let stream = [
+            StreamEvent::MessageStart {
+                id: "m1".into(),
+                model: "m".into(),
+                usage: Usage::default(),
+            },
+            StreamEvent::BlockStart {
+                index: 0,
+                block: ContentBlock::ToolUse(ToolUseBlock {
+                    id: "call_1".into(),
+                    name: "weather".into(),
+                    input: ToolInput::Arguments(String::new()),
+                    cache_control: None,
+                    extra: Extra::new(),
+                }),
+            },
+            StreamEvent::BlockDelta {
+                index: 0,
+                delta: Delta::InputJson(r#"{"city": ""#.into()),
+            },
+            StreamEvent::BlockStop { index: 0 },
+            StreamEvent::MessageDelta {
+                stop_reason: Some(StopReason::MaxTokens),
+                stop_sequence: None,
+                usage: Usage::default(),
+            },
+            StreamEvent::MessageStop,
+        ];
+        for e in &stream {
+            s.push(e, &mut out).unwrap();
+        }
+        let done: Vec<Value> = events(&out)
+            .into_iter()
+            .filter(|e| e["type"] == "response.output_item.done")
+            .collect();
+        assert_eq!(done[0]["item"]["status"], "incomplete", "{done:?}");
+    }
+
+    /// Names two namespaces share are qualified, and a qualified name past 64 bytes (two
+    /// MCP servers' long tool names) is cut with a hash, the same on every turn; calls
+    /// come back by the client's own names.
+    #[test]
+    fn long_qualified_tool_names_fit_upstreams() {
+        let long = "get_long_descriptive_tool_name_for_issue_tracker_x";
+        let body = json!({
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "hi"},
+                {"type": "function_call", "call_id": "c1", "namespace": "mcp__issue_tracker", "name": long, "arguments": "{}"},
+                {"type": "function_call_output", "call_id": "c1", "output": "ok"}
+            ],
+            "tools": [
+                {"type": "namespace", "name": "mcp__docs_srv", "tools": [{"type": "function", "name": long, "parameters": {"type": "object"}}]},
+                {"type": "namespace", "name": "mcp__issue_tracker", "tools": [{"type": "function", "name": long, "parameters": {"type": "object"}}]}
+            ]
+        });
+        let b = bridged(body.clone()).unwrap();
+        let names: Vec<String> = b
+            .chat
+            .tools
+            .as_deref()
+            .unwrap()
+            .iter()
+            .map(|t| match t {
+                Tool::Function(f) => f.name.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert!(names.iter().all(|n| n.len() <= 64), "{names:?}");
+        assert_ne!(names[0], names[1]);
+        assert!(
+            names[1].starts_with("mcp__issue_tracker__get_long"),
+            "{names:?}"
+        );
+        // The history's call is named as its tool is, and the same on the next turn.
+        let ContentBlock::ToolUse(call) = &b.chat.messages[1].content.blocks[0] else {
+            panic!("{:?}", b.chat.messages[1]);
+        };
+        assert_eq!(call.name, names[1]);
+        let again: Vec<String> = bridged(body)
+            .unwrap()
+            .chat
+            .tools
+            .unwrap()
+            .iter()
+            .map(|t| match t {
+                Tool::Function(f) => f.name.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(again, names);
+        assert_eq!(
+            b.answer.called(&names[1]),
+            (Some("mcp__issue_tracker"), long)
+        );
+        assert_eq!(fitting("short".into()), "short");
     }
 
     /// A conversation that moves from a bridged target to one serving the API itself

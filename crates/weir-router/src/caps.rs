@@ -53,8 +53,12 @@ impl Needs {
                         .is_ok_and(|t| !t.is_empty());
                 }
                 "reasoning" => {
+                    // An effort asks for reasoning; `summary` alone (Codex sends it to every
+                    // model) or a null effort asks nothing of a model without it.
                     n.thinking |= serde_json::from_str::<Value>(v.get()).is_ok_and(|r| {
-                        r.is_object() && r.get("effort").and_then(Value::as_str) != Some("none")
+                        r.get("effort")
+                            .and_then(Value::as_str)
+                            .is_some_and(|e| e != "none")
                     });
                 }
                 "input" => {
@@ -254,6 +258,23 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    /// A Responses request needs reasoning when it asks an effort: Codex sends
+    /// `reasoning: {"summary": "auto"}` to every model, which asks nothing of one without it.
+    #[test]
+    fn responses_need_thinking_only_for_an_effort() {
+        let needs = |reasoning: &str| {
+            let body = format!(r#"{{"model":"m","input":"hi","reasoning":{reasoning}}}"#);
+            Needs::of_responses(&weir_model::ResponsesRequest::decode(body.as_bytes()).unwrap())
+                .thinking
+        };
+        assert!(needs(r#"{"effort":"high"}"#));
+        assert!(needs(r#"{"effort":"medium","summary":"auto"}"#));
+        assert!(!needs(r#"{"summary":"auto"}"#));
+        assert!(!needs(r#"{"effort":null}"#));
+        assert!(!needs(r#"{"effort":"none"}"#));
+        assert!(!needs("null"));
     }
 
     #[test]
