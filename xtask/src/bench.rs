@@ -426,7 +426,7 @@ messages stream 108.66k to 109.08k (+0.4%). By function: the `via` header about 
 finish reason with three byte searches (+0.36k on chat completions); one search for the
 key replaced them. At its last commit (1fd152c): 77.94k, 80.19k and 109.12k.
 
-The session after (the same kind of Intel Xeon VM; the table above is its last run, at
+The session after (the same kind of Intel Xeon VM; in its last run, at
 ee6756f) ran the benchmark twice: midway (03bbca1), Weir added 34-56 µs at 0.24-0.27 of
 direct, the nginx proxy 12-21 µs at 0.38-0.42, the hyper proxy 19-30 µs at 0.35-0.38; in
 the run above 32-54 µs (the chat stream over the target) at 0.22-0.28, the nginx proxy
@@ -440,6 +440,22 @@ completions 80.68k to 81.15k (+0.6%, hyper and tokio code inlined differently), 
 messages stream 112.92k to 112.93k. A first version looked the six session headers up in
 the header map (+0.6k: six names hashed on every request); one pass over the request's
 headers comparing names replaced it.
+
+The next session (an Intel Xeon VM, 2 vCPUs, slower: nginx answered directly at 70-88 µs
+p50 and 115-141k requests per second, against 69-73 µs and 165-178k in the session
+before; the table above is its run, at 9b51a77): Weir added 68-86 µs at one connection,
+over the target on all four endpoints, at 0.25-0.32 of direct, where the nginx proxy added
+20-48 µs at 0.43-0.51 and the hyper proxy 17-43 µs at 0.36-0.49. The session's first build
+and its last, run side by side behind the same nginx (wrk, 4 s per measurement, three
+rounds alternating, `/v1/messages`): p50 at one connection 176, 158, 138 µs for the first
+and 151, 127, 129 µs for the last, direct 78-80 µs; 32-41k requests per second for the
+first and 35-41k for the last: the same within this VM's noise, so the added latency over
+the target is this machine's, not the code's. Its changes to the request path: providers
+of kind openai wrapped by the Responses bridge's fallback (one more virtual call on chat
+requests), and each HTTP attempt's total bounded by the request's deadline (one clock
+read). Callgrind over 1,000 requests on one connection, both builds in one sitting:
+`/v1/messages` 80.86k instructions per request to 80.93k (+0.1%), chat completions 81.21k
+to 81.24k.
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
