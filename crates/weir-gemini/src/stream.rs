@@ -46,6 +46,8 @@ pub struct StreamDecoder {
     usage: Option<UsageMetadata>,
     done: bool,
     failed: bool,
+    /// Signatures of later chunks of the open text block, carried once it closes.
+    after_text: Vec<String>,
 }
 
 impl StreamDecoder {
@@ -138,7 +140,14 @@ impl StreamDecoder {
 
     fn part(&mut self, p: Part<'_>, out: &mut Vec<StreamEvent>) {
         let d = part_blocks(p, &self.response_id, &mut self.calls);
-        if let Some(ContentBlock::Thinking(carrier)) = d.carrier {
+        let extends_text = matches!(self.open, Some(Open::Text(_)))
+            && matches!(d.block, Some(ContentBlock::Text(_)));
+        if let (Some(ContentBlock::Thinking(carrier)), true) = (&d.carrier, extends_text) {
+            // A signature on a later chunk of the text under way: the text stays one block
+            // (a client shows one message), and the signature follows it, written back as a
+            // signature-only part after the text, as Gemini ends a turn.
+            self.after_text.extend(carrier.signature.clone());
+        } else if let Some(ContentBlock::Thinking(carrier)) = d.carrier {
             let i = self.open_block(out, ContentBlock::Thinking(ThinkingBlock::default()));
             if let Some(sig) = carrier.signature {
                 out.push(StreamEvent::BlockDelta {
@@ -233,6 +242,19 @@ impl StreamDecoder {
     fn close(&mut self, out: &mut Vec<StreamEvent>) {
         if let Some(o) = self.open.take() {
             out.push(StreamEvent::BlockStop { index: o.index() });
+        }
+        for sig in std::mem::take(&mut self.after_text) {
+            let i = self.next_index;
+            self.next_index += 1;
+            out.push(StreamEvent::BlockStart {
+                index: i,
+                block: ContentBlock::Thinking(ThinkingBlock::default()),
+            });
+            out.push(StreamEvent::BlockDelta {
+                index: i,
+                delta: Delta::Signature(sig),
+            });
+            out.push(StreamEvent::BlockStop { index: i });
         }
     }
 

@@ -419,8 +419,13 @@ fn a_stream_with_thoughts_signatures_and_parallel_calls() {
     check_well_formed(&events).unwrap();
 }
 
+/// A signature on a later chunk of a text under way (Gemini 3 signs a text's last part)
+/// leaves the text one block, so clients show one message (the Responses bridge made two
+/// of it, and Codex printed only the second); the signature follows the text, to be written
+/// back as a signature-only part after it, as Gemini itself ends a turn (text parts'
+/// signatures are not validated; function calls' keep their place).
 #[test]
-fn a_signed_text_part_starts_a_new_text_block() {
+fn a_signed_later_text_chunk_keeps_the_text_whole() {
     let bytes = sse(&[
         r#"{"candidates": [{"content": {"parts": [{"text": "Hello"}]}}]}"#,
         r#"{"candidates": [{"content": {"parts": [{"text": " world", "thoughtSignature": "S"}]}}]}"#,
@@ -432,14 +437,12 @@ fn a_signed_text_part_starts_a_new_text_block() {
         [
             "+0 text",
             "0 text Hello",
+            "0 text  world",
+            "0 text !",
             "-0",
             "+1 thinking",
             "1 sig gemini-next-part:S",
             "-1",
-            "+2 text",
-            "2 text  world",
-            "2 text !",
-            "-2",
             // No usage ever came: the message ends when the body does.
             "delta end_turn in=- out=- cache=- reasoning=-",
             "stop",

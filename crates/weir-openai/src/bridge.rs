@@ -599,6 +599,18 @@ fn input_items(
                 } else {
                     ""
                 });
+        // Reasoning after a turn's content (Gemini's signature on its last text comes as a
+        // reasoning item after the message) stays with that turn, not the next.
+        let closes_turn = match ty {
+            "message" => item.get("role").and_then(Value::as_str) != Some("assistant"),
+            "function_call_output" | "custom_tool_call_output" => true,
+            _ => false,
+        };
+        if closes_turn && !thinking.is_empty() {
+            if let Some(m) = messages.last_mut().filter(|m| m.role == Role::Assistant) {
+                m.content.blocks.append(&mut thinking);
+            }
+        }
         match ty {
             "message" => {
                 let role = match item.get("role").and_then(Value::as_str) {
@@ -712,6 +724,11 @@ fn input_items(
                     if other.is_empty() { "(none)" } else { other }
                 )))
             }
+        }
+    }
+    if !thinking.is_empty() {
+        if let Some(m) = messages.last_mut().filter(|m| m.role == Role::Assistant) {
+            m.content.blocks.append(&mut thinking);
         }
     }
     // A reference left out that took a call with it: its result would answer nothing,
@@ -1666,6 +1683,50 @@ mod tests {
             .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
             .map(|d| serde_json::from_str(d).unwrap())
             .collect()
+    }
+
+    /// Reasoning after a turn's content (Gemini's signature on its last text) stays with
+    /// that turn rather than moving to the next one.
+    #[test]
+    fn trailing_reasoning_stays_with_its_turn() {
+        let sig = json!({"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "weir.thinking.v1:gemini-next-part:S"});
+        let b = bridged(json!({
+            "model": "m",
+            "input": [
+                {"role": "user", "content": "q1"},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "A1"}]},
+                sig.clone(),
+                {"role": "user", "content": "q2"},
+                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "A2"}]},
+                sig
+            ]
+        }))
+        .unwrap();
+        let turns: Vec<Vec<&str>> = b
+            .chat
+            .messages
+            .iter()
+            .map(|m| {
+                m.content
+                    .blocks
+                    .iter()
+                    .map(|b| match b {
+                        ContentBlock::Text(_) => "text",
+                        ContentBlock::Thinking(_) => "thinking",
+                        _ => "other",
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            turns,
+            [
+                vec!["text"],
+                vec!["text", "thinking"],
+                vec!["text"],
+                vec!["text", "thinking"]
+            ]
+        );
     }
 
     /// A call cut by the output limit (arguments not whole JSON) is `incomplete`.
