@@ -60,8 +60,9 @@ pub struct BedrockConfig {
     pub timeouts: Timeouts,
     /// Where credentials come from.
     pub credentials: CredentialSource,
-    /// Anthropic encoding options (InvokeModel bodies; `default_max_tokens` and
-    /// `thinking_from_reasoning_effort` also apply to Converse).
+    /// Anthropic encoding options (InvokeModel bodies; `thinking_from_reasoning_effort`
+    /// also applies to Converse, and `default_max_tokens` there only beside a thinking
+    /// budget: other Converse models keep their own default).
     pub encode: EncodeOptions,
     /// `anthropic-beta` values never sent (Bedrock answers 400 "invalid beta flag" to
     /// betas a model does not serve there).

@@ -553,14 +553,21 @@ fn redacted_url(url: &str) -> Cow<'_, str> {
     let authority_end = url[scheme_end..]
         .find(['/', '?', '#'])
         .map_or(url.len(), |i| scheme_end + i);
-    match url[scheme_end..authority_end].rfind('@') {
+    let mut shown = match url[scheme_end..authority_end].rfind('@') {
         Some(at) => Cow::Owned(format!(
             "{}***{}",
             &url[..scheme_end],
             &url[scheme_end + at..]
         )),
         None => Cow::Borrowed(url),
+    };
+    // A password in the query (`?password=`, `sslpassword=`): the query goes whole.
+    if let Some(q) = shown.find('?') {
+        if shown[q..].to_ascii_lowercase().contains("pass") {
+            shown = Cow::Owned(format!("{}?***", &shown[..q]));
+        }
     }
+    shown
 }
 
 impl fmt::Debug for StateConfig {
@@ -1492,6 +1499,11 @@ targets = [
             ("postgres://u:pw@h/db?x=a@b", "postgres://***@h/db?x=a@b"),
             ("sqlite://weir.db", "sqlite://weir.db"),
             ("redis://h", "redis://h"),
+            (
+                "postgres://h/db?sslmode=require",
+                "postgres://h/db?sslmode=require",
+            ),
+            ("postgres://h/db?user=u&password=pw", "postgres://h/db?***"),
         ] {
             assert_eq!(redacted_url(url), shown);
         }

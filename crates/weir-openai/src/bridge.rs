@@ -44,7 +44,8 @@ pub const UNSIGNED_REASONING: &str = "weir.reasoning.v1:";
 /// `weir.`: Claude's signed or redacted thinking, another service's reasoning), or `None`
 /// when it holds none. For an upstream that serves the Responses API itself: it would
 /// refuse encrypted content it did not write (a conversation that moved to it from a
-/// bridged target), as the bridge leaves out OpenAI's.
+/// bridged target), as the bridge leaves out OpenAI's. (`input` is then written anew: its
+/// objects' keys in sorted order.)
 pub fn without_bridged_reasoning(req: &ResponsesRequest) -> Option<ResponsesRequest> {
     let i = req
         .fields
@@ -357,10 +358,8 @@ pub fn chat_request(req: &ResponsesRequest, owner: &str) -> Result<Bridged, Wire
         }
     }
     chat.messages = messages;
-    // The upstream's usage, which chat streams report only when asked.
-    if chat.stream == Some(true) {
-        chat.include_usage = Some(true);
-    }
+    // (The stream's usage, which chat streams report only when asked, is asked for by the
+    // encoder for a bridged request, as the provider's options say.)
     Ok(Bridged { chat, answer })
 }
 
@@ -385,21 +384,17 @@ fn tool_names(tools: &[Value], into: &mut Vec<String>) {
 /// The longest tool name upstreams take (Gemini's and Bedrock's limit, and OpenAI's).
 const MAX_TOOL_NAME: usize = 64;
 
-/// `name` as an upstream takes it: at most [`MAX_TOOL_NAME`] bytes, a longer one cut and
-/// ended with a hash of the whole (FNV-1a: the same on every instance and turn, so the
+/// `name` as an upstream takes it: at most [`MAX_TOOL_NAME`] characters, a longer one cut
+/// and ended with a hash of the whole (FNV-1a: the same on every instance and turn, so the
 /// history's calls are named alike), which the answer maps back.
 fn fitting(name: String) -> String {
     if name.len() <= MAX_TOOL_NAME {
         return name;
     }
-    let hash = name.bytes().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
-    });
-    let mut cut = MAX_TOOL_NAME - 9;
-    while !name.is_char_boundary(cut) {
-        cut -= 1;
-    }
-    format!("{}_{hash:08x}", &name[..cut])
+    // (Bedrock's rule for the characters too: `[a-zA-Z0-9_-]`.)
+    weir_model::wire::rewritten_id(&name, MAX_TOOL_NAME, |c| {
+        c.is_ascii_alphanumeric() || c == '_' || c == '-'
+    })
 }
 
 /// Reads tools into `out`: functions; custom tools as functions taking `input`; a
@@ -1065,7 +1060,10 @@ fn output_item(block: &ContentBlock, info: &AnswerInfo, tag: &str) -> Option<Val
 /// cut by its output limit mid-call), as OpenAI marks such items, so a client does not run
 /// half a call.
 fn call_status(arguments: &str) -> &'static str {
-    if serde_json::from_str::<serde::de::IgnoredAny>(arguments).is_ok() {
+    // (No arguments at all, as some servers write a call without any: whole.)
+    if arguments.trim().is_empty()
+        || serde_json::from_str::<serde::de::IgnoredAny>(arguments).is_ok()
+    {
         "completed"
     } else {
         "incomplete"
@@ -1734,6 +1732,7 @@ mod tests {
     fn a_call_cut_short_is_incomplete() {
         assert_eq!(call_status(r#"{"city": "Paris"}"#), "completed");
         assert_eq!(call_status("{}"), "completed");
+        assert_eq!(call_status(""), "completed");
         assert_eq!(call_status(r#"{"city": ""#), "incomplete");
         let mut s = StreamBridge::new(AnswerInfo::default(), "m");
         let mut out = Vec::new();
@@ -1902,7 +1901,7 @@ mod tests {
             ]
         }))
         .unwrap();
-        assert_eq!(b.chat.include_usage, Some(true));
+        assert!(b.chat.bridged);
         let turn = &b.chat.messages[1];
         assert!(matches!(
             &turn.content.blocks[0],

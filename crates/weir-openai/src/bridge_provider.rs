@@ -112,10 +112,26 @@ impl ResponsesBridge {
     }
 }
 
-/// Whether an upstream's error says it has no Responses endpoint: a 404 (the path is
-/// unknown, or so is the model: the chat request then says which), 405 or 501.
+/// Whether an upstream's error says it has no Responses endpoint: a 405 or 501, or a 404
+/// about the path rather than the request. An OpenAI-shaped 404 (an `error` with a `type`)
+/// names what the request named ("Item with id ... not found", "The model ... does not
+/// exist", a response id): the client's to read, and nothing about the endpoint, unless it
+/// says the URL is unknown, as OpenAI does for a path it does not serve. Servers without
+/// the route answer their framework's 404 (`{"detail":"Not Found"}`, plain text, HTML).
 fn no_endpoint(e: &ProviderError) -> bool {
-    matches!(e.status, Some(404 | 405 | 501))
+    match e.status {
+        Some(405 | 501) => true,
+        Some(404) => match e.api_error.as_deref() {
+            Some(api) if api.error_type.is_some() || api.code.is_some() || api.param.is_some() => {
+                let m = api.message.to_ascii_lowercase();
+                m.contains("invalid url")
+                    || m.contains("unrecognized request url")
+                    || m.trim_end_matches('.') == "not found"
+            }
+            _ => true,
+        },
+        _ => false,
+    }
 }
 
 #[async_trait::async_trait]
@@ -177,21 +193,29 @@ impl Provider for ResponsesBridge {
         if absent(upstream) {
             return self.bridged(req, cx).await;
         }
-        let status = match self.inner.responses(req, cx.clone()).await {
-            Err(e) if no_endpoint(&e) => e.status,
+        let native = match self.inner.responses(req, cx.clone()).await {
+            Err(e) if no_endpoint(&e) => e,
             other => return other,
         };
+        // What the translation cannot carry keeps the upstream's own answer.
+        if bridge::chat_request(req, cx.client_key.as_deref().unwrap_or_default()).is_err() {
+            return Err(native);
+        }
         let reply = self.bridged(req, cx).await;
-        // A 404 for an unknown model fails the chat request too; one that got past it was
-        // the endpoint's.
+        // A chat request that got past what refused the Responses request shows the
+        // endpoint was missing; one refused alike (the model is unknown there too) or not
+        // answered leaves the upstream's own answer to the client, and teaches nothing.
         let past = match &reply {
             Ok(_) => true,
             Err(e) => !no_endpoint(e) && e.status.is_some(),
         };
-        if past && learn_absent(upstream) {
+        if !past {
+            return Err(native);
+        }
+        if learn_absent(upstream) {
             tracing::warn!(
                 provider = %self.inner.id(),
-                status = status.unwrap_or_default(),
+                status = native.status.unwrap_or_default(),
                 "the upstream has no Responses API: this provider serves it by translation to chat completions from now on (set responses_api = false to skip the first try)"
             );
         }

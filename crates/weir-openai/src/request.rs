@@ -993,9 +993,12 @@ impl Serialize for RequestOut<'_> {
         if let Some(st) = r.stream {
             m.entry("stream", &st)?;
         }
+        // The stream's usage is asked for where the gateway wrote the request (another
+        // dialect's, or the Responses bridge's): an OpenAI client's asks as it chose.
+        let asked_for_us = !same || r.bridged;
         let include_usage = match r.include_usage {
-            Some(v) => Some(v || (self.opts.request_stream_usage && !same && r.is_stream())),
-            None if self.opts.request_stream_usage && r.is_stream() && !same => Some(true),
+            Some(v) => Some(v || (self.opts.request_stream_usage && asked_for_us && r.is_stream())),
+            None if self.opts.request_stream_usage && r.is_stream() && asked_for_us => Some(true),
             None => None,
         };
         match (

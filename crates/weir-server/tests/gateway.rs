@@ -3686,23 +3686,82 @@ async fn the_responses_api_falls_back_to_translation_where_a_compatible_service_
     assert_eq!(r.status(), 404);
     assert_eq!(paths(&strict), ["/v1/responses"]);
 
-    // A 404 the chat request gets too (the model is unknown) is the client's answer, and
-    // teaches nothing: the next request tries the Responses API again.
+    // An OpenAI-shaped 404 about what the request named (the model, an item) is the
+    // client's answer, as the upstream wrote it, and says nothing about the endpoint.
     for _ in 0..2 {
         let r = responses(&url, &json!({"model": "gone", "input": "hi"})).await;
         assert_eq!(r.status(), 404);
         let v: Value = r.json().await.unwrap();
         assert_eq!(v["error"]["code"], "model_not_found", "{v}");
     }
-    assert_eq!(
-        paths(&unknown_model),
-        [
-            "/v1/responses",
-            "/v1/chat/completions",
-            "/v1/responses",
-            "/v1/chat/completions"
-        ]
-    );
+    assert_eq!(paths(&unknown_model), ["/v1/responses", "/v1/responses"]);
+}
+
+#[tokio::test]
+async fn the_responses_fallback_reads_what_a_404_is_about() {
+    let answer = |status: u16, ctype: &'static str, body: &str| {
+        Script::Paths(vec![
+            ("/v1/responses", status, ctype, body.to_owned()),
+            (
+                "/v1/chat/completions",
+                200,
+                "application/json",
+                CHAT_ANSWER.to_owned(),
+            ),
+        ])
+    };
+    let cases = [
+        // No such route, as servers without it say: translated.
+        (405, "text/plain", "Method Not Allowed", true),
+        (501, "text/plain", "Not Implemented", true),
+        (404, "application/json", r#"{"detail":"Not Found"}"#, true),
+        (
+            404,
+            "application/json",
+            r#"{"error":{"message":"Invalid URL (POST /v1/responses)","type":"invalid_request_error","param":null,"code":null}}"#,
+            true,
+        ),
+        // What the request named, in OpenAI's words: the client's answer, untranslated.
+        (
+            404,
+            "application/json",
+            r#"{"error":{"message":"Item with id 'rs_1' not found. Items are not persisted when `store` is set to false.","type":"invalid_request_error","param":"input","code":null}}"#,
+            false,
+        ),
+    ];
+    let mut config = String::new();
+    let mut ups = Vec::new();
+    for (i, (status, ctype, body, _)) in cases.iter().enumerate() {
+        let up = upstream(answer(*status, ctype, body)).await;
+        config.push_str(&format!(
+            "[providers.p{i}]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-up\"]\n\
+             [[models]]\nname = \"m{i}\"\ntargets = [{{ provider = \"p{i}\", model = \"glm-x\" }}]\n",
+            up.url
+        ));
+        ups.push(up);
+    }
+    let url = weir(&config).await;
+    for (i, (status, _, body, translated)) in cases.iter().enumerate() {
+        let r = responses(&url, &json!({"model": format!("m{i}"), "input": "hi"})).await;
+        let hits: Vec<String> = ups[i]
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(h, _)| h["x-test-path"].to_str().unwrap().to_owned())
+            .collect();
+        if *translated {
+            assert_eq!(r.status(), 200, "{body}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["output"][0]["content"][0]["text"], "Hi there", "{v}");
+            assert_eq!(hits, ["/v1/responses", "/v1/chat/completions"], "{body}");
+        } else {
+            assert_eq!(r.status(), *status, "{body}");
+            let v: Value = r.json().await.unwrap();
+            assert_eq!(v["error"]["param"], "input", "{v}");
+            assert_eq!(hits, ["/v1/responses"], "{body}");
+        }
+    }
 }
 
 const CLAUDE_ANSWER: &str = r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"thinking","thinking":"Plan it.","signature":"sig-1"},{"type":"text","text":"Patching."},{"type":"tool_use","id":"toolu_1","name":"apply_patch","input":{"input":"*** Begin Patch"}},{"type":"tool_use","id":"toolu_2","name":"shell","input":{"cmd":["ls"]}}],"stop_reason":"tool_use","stop_sequence":null,"usage":{"input_tokens":10,"cache_read_input_tokens":5,"cache_creation_input_tokens":3,"output_tokens":7}}"#;

@@ -379,9 +379,10 @@ pub fn encode_converse(
         .as_ref()
         .filter(|(k, v)| *k == "thinking" && v.contains("adaptive"))
         .and_then(|_| claude_effort(model, req));
-    // A request without a limit (an OpenAI client's, Codex's) gets the provider's
-    // `default_max_tokens` when one is set; otherwise the model's own default holds.
-    let mut max_tokens = req.max_tokens.or(opts.default_max_tokens);
+    // A request without a limit (an OpenAI client's, Codex's) keeps the model's own
+    // default: the provider's `default_max_tokens` is often set for its Claude models (read
+    // through InvokeModel), and would be too large for others (a ValidationException).
+    let mut max_tokens = req.max_tokens;
     if let Some(b) = budget {
         let default = opts.default_max_tokens.unwrap_or(4096);
         let needed = max_tokens.unwrap_or(default);
