@@ -124,9 +124,14 @@ fn no_endpoint(e: &ProviderError) -> bool {
         Some(404) => match e.api_error.as_deref() {
             Some(api) if api.error_type.is_some() || api.code.is_some() || api.param.is_some() => {
                 let m = api.message.to_ascii_lowercase();
+                let m = m.trim_end_matches('.');
+                // OpenAI's, Groq's older and llama.cpp's words for a path they do not serve.
                 m.contains("invalid url")
                     || m.contains("unrecognized request url")
-                    || m.trim_end_matches('.') == "not found"
+                    || m.contains("unknown request url")
+                    || api.code.as_deref() == Some("unknown_url")
+                    || m == "not found"
+                    || m == "file not found"
             }
             _ => true,
         },

@@ -3721,6 +3721,13 @@ async fn the_responses_fallback_reads_what_a_404_is_about() {
             r#"{"error":{"message":"Invalid URL (POST /v1/responses)","type":"invalid_request_error","param":null,"code":null}}"#,
             true,
         ),
+        // llama.cpp's answer for a path it does not serve.
+        (
+            404,
+            "application/json",
+            r#"{"error":{"code":404,"message":"File Not Found","type":"not_found_error"}}"#,
+            true,
+        ),
         // What the request named, in OpenAI's words: the client's answer, untranslated.
         (
             404,
