@@ -1792,18 +1792,20 @@ mod tests {
                 {"type": "namespace", "name": "mcp__issue_tracker", "tools": [{"type": "function", "name": long, "parameters": {"type": "object"}}]}
             ]
         });
+        let tool_names = |b: &Bridged| -> Vec<String> {
+            b.chat
+                .tools
+                .as_deref()
+                .unwrap()
+                .iter()
+                .map(|t| match t {
+                    Tool::Function(f) => f.name.clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
         let b = bridged(body.clone()).unwrap();
-        let names: Vec<String> = b
-            .chat
-            .tools
-            .as_deref()
-            .unwrap()
-            .iter()
-            .map(|t| match t {
-                Tool::Function(f) => f.name.clone(),
-                other => panic!("{other:?}"),
-            })
-            .collect();
+        let names = tool_names(&b);
         assert!(names.iter().all(|n| n.len() <= 64), "{names:?}");
         assert_ne!(names[0], names[1]);
         assert!(
@@ -1815,18 +1817,7 @@ mod tests {
             panic!("{:?}", b.chat.messages[1]);
         };
         assert_eq!(call.name, names[1]);
-        let again: Vec<String> = bridged(body)
-            .unwrap()
-            .chat
-            .tools
-            .unwrap()
-            .iter()
-            .map(|t| match t {
-                Tool::Function(f) => f.name.clone(),
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(again, names);
+        assert_eq!(tool_names(&bridged(body).unwrap()), names);
         assert_eq!(
             b.answer.called(&names[1]),
             (Some("mcp__issue_tracker"), long)

@@ -47,6 +47,23 @@ struct Upstream {
     hits: Arc<AtomicUsize>,
 }
 
+/// A scripted upstream's whole answer.
+fn whole_reply(
+    status: u16,
+    ctype: &str,
+    body: String,
+) -> Response<http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>> {
+    let mut r = Response::new(
+        Full::new(Bytes::from(body))
+            .map_err(|never| match never {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    r.headers_mut()
+        .insert("content-type", ctype.parse().unwrap());
+    r
+}
+
 async fn upstream(script: Script) -> Upstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -79,25 +96,10 @@ async fn upstream(script: Script) -> Upstream {
                                     .find(|p| p.0 == parts.uri.path())
                                     .map(|p| (p.1, p.2, p.3.clone()))
                                     .unwrap_or((404, "text/plain", "Not Found".into()));
-                                let mut r = Response::new(
-                                    Full::new(Bytes::from(body))
-                                        .map_err(|never| match never {})
-                                        .boxed_unsync(),
-                                );
-                                *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                                r.headers_mut()
-                                    .insert("content-type", ctype.parse().unwrap());
-                                r
+                                whole_reply(status, ctype, body)
                             }
                             Script::Reply(status, ctype, body) => {
-                                let mut r = Response::new(
-                                    Full::new(Bytes::from(body))
-                                        .map_err(|never| match never {})
-                                        .boxed_unsync(),
-                                );
-                                *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                                r.headers_mut()
-                                    .insert("content-type", ctype.parse().unwrap());
+                                let mut r = whole_reply(status, ctype, body);
                                 // The upstream's own id for the request, as Anthropic names it.
                                 r.headers_mut()
                                     .insert("request-id", "req_scripted_1".parse().unwrap());
