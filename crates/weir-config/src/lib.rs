@@ -14,7 +14,7 @@
 //!     [[models]]
 //!     name = "fast"
 //!     targets = [{ provider = "demo", model = "mock" }]
-//! "#).map_err(|errs| errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))?;
+//! "#)?;
 //! # let _ = router; Ok(()) }
 //! ```
 //!
@@ -308,10 +308,10 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
 
 /// A router from config text: `${ENV}` references are filled from the process
 /// environment, then the text is parsed and built like a config file.
-pub fn router_from_str(text: &str) -> Result<Router, Vec<ConfigError>> {
+pub fn router_from_str(text: &str) -> Result<Router, ConfigErrors> {
     let env = |name: &str| std::env::var(name).ok();
-    let text = interpolate(None, text, &env)?;
-    let cfg = parse(None, &text).map_err(|e| vec![e])?;
+    let text = interpolate(None, text, &env).map_err(ConfigErrors)?;
+    let cfg = parse(None, &text).map_err(|e| ConfigErrors(vec![e]))?;
     build_routing(
         &cfg,
         &Source {
@@ -320,6 +320,33 @@ pub fn router_from_str(text: &str) -> Result<Router, Vec<ConfigError>> {
         },
     )
     .map(|r| r.router)
+    .map_err(ConfigErrors)
+}
+
+/// Every problem a config has, each at its position: a std error (one problem per line),
+/// and the list itself.
+#[derive(Clone, Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl std::ops::Deref for ConfigErrors {
+    type Target = [ConfigError];
+    fn deref(&self) -> &[ConfigError] {
+        &self.0
+    }
 }
 
 fn provider(
@@ -678,6 +705,8 @@ mod tests {
                 "{}",
                 errs[0]
             );
+            let boxed: Box<dyn std::error::Error> = Box::new(errs);
+            assert!(boxed.to_string().contains("cargo feature is off"));
         }
     }
 }

@@ -303,7 +303,7 @@ impl Upstream {
             // Said by the timeout that ran out (a first-byte hint would mislead).
             let message = if t.total < t.first_byte {
                 format!(
-                    "the call's total time ({}, [timeouts] total) ran out before the upstream's response headers",
+                    "the call's total time ({}: [timeouts] total, or what the request had left of it) ran out before the upstream's response headers",
                     human(limit)
                 )
             } else {

@@ -41,13 +41,7 @@ fn from_config() -> Result<Router, String> {
         ]
         "#,
     )
-    .map_err(|errors| {
-        errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("\n")
-    })
+    .map_err(|errors| errors.to_string())
 }
 
 /// The same router built from code.

@@ -574,8 +574,7 @@ impl CredentialsCache {
 
     /// The credentials to use at `now`: the loaded ones, or fresh ones when those are
     /// within [`REFRESH_BEFORE_EXPIRY`] of their expiry or the upstream refused them as
-    /// expired ([`CredentialsCache::invalidate`]; at most one reload per
-    /// [`RELOAD_INTERVAL`]). A failed reload keeps the old credentials while they are
+    /// expired ([`CredentialsCache::invalidate`]; at most one reload every 10 s). A failed reload keeps the old credentials while they are
     /// still valid; once they have expired it is an error, and so are reloaded ones that
     /// have expired already (they are never sent).
     pub fn get(&self, now: SystemTime) -> Result<Auth, CredentialsError> {
