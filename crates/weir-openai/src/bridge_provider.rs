@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use futures_core::Stream;
 use weir_model::{
     CallContext, Capabilities, ChatRequest, EventStream, Provider, ProviderError, Reply,
-    ResponsesReply, ResponsesRequest, Secret,
+    ResponsesReply, ResponsesRequest, Secret, WireError,
 };
 
 use crate::bridge::{self, StreamBridge};
@@ -19,7 +19,7 @@ use crate::bridge::{self, StreamBridge};
 ///
 /// Wrapped around a provider that has the API itself (an OpenAI-compatible service may or
 /// may not), it passes the API through and falls back to the translation when the
-/// upstream answers that it has no such endpoint (404, 405 or 501), remembering it for
+/// upstream answers that it has no such endpoint ([`no_endpoint`]), remembering it for
 /// the process (every runtime's copy of the provider, and across reloads that keep its
 /// upstream) once a translated request got past that.
 pub struct ResponsesBridge {
@@ -33,20 +33,11 @@ pub struct ResponsesBridge {
 /// As many as the configs named, at most.
 static ABSENT: LazyLock<Mutex<HashSet<String>>> = LazyLock::new(Mutex::default);
 
-fn absent(upstream: &str) -> bool {
+fn absent() -> std::sync::MutexGuard<'static, HashSet<String>> {
     // (A poisoned lock still holds a valid set: entries are only ever added.)
     ABSENT
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .contains(upstream)
-}
-
-/// Records `upstream` as lacking the API; whether it was news.
-fn learn_absent(upstream: &str) -> bool {
-    ABSENT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(upstream.to_owned())
 }
 
 impl ResponsesBridge {
@@ -81,14 +72,28 @@ impl ResponsesBridge {
         }
     }
 
+    /// The request translated to a chat request, for the client key in `cx`.
+    fn translated(req: &ResponsesRequest, cx: &CallContext) -> Result<bridge::Bridged, WireError> {
+        bridge::chat_request(req, cx.client_key.as_deref().unwrap_or_default())
+    }
+
     /// The request translated to a chat request and the answer back.
     async fn bridged(
         &self,
         req: &ResponsesRequest,
+        cx: CallContext,
+    ) -> Result<ResponsesReply, ProviderError> {
+        let b = Self::translated(req, &cx).map_err(|e| ProviderError::unexpressible(&e))?;
+        self.send_bridged(req, b, cx).await
+    }
+
+    /// A translated request sent, and its answer translated back.
+    async fn send_bridged(
+        &self,
+        req: &ResponsesRequest,
+        b: bridge::Bridged,
         mut cx: CallContext,
     ) -> Result<ResponsesReply, ProviderError> {
-        let owner = cx.client_key.clone().unwrap_or_default();
-        let b = bridge::chat_request(req, &owner).map_err(|e| ProviderError::unexpressible(&e))?;
         if !b.answer.dropped_tools.is_empty() {
             tracing::debug!(request_id = %cx.request_id, tools = ?b.answer.dropped_tools, "hosted tools left out of a bridged Responses request");
         }
@@ -195,7 +200,7 @@ impl Provider for ResponsesBridge {
         let Some(upstream) = &self.native else {
             return self.bridged(req, cx).await;
         };
-        if absent(upstream) {
+        if absent().contains(upstream) {
             return self.bridged(req, cx).await;
         }
         let native = match self.inner.responses(req, cx.clone()).await {
@@ -203,10 +208,10 @@ impl Provider for ResponsesBridge {
             other => return other,
         };
         // What the translation cannot carry keeps the upstream's own answer.
-        if bridge::chat_request(req, cx.client_key.as_deref().unwrap_or_default()).is_err() {
+        let Ok(b) = Self::translated(req, &cx) else {
             return Err(native);
-        }
-        let reply = self.bridged(req, cx).await;
+        };
+        let reply = self.send_bridged(req, b, cx).await;
         // A chat request that got past what refused the Responses request shows the
         // endpoint was missing; one refused alike (the model is unknown there too) or not
         // answered leaves the upstream's own answer to the client, and teaches nothing.
@@ -217,7 +222,7 @@ impl Provider for ResponsesBridge {
         if !past {
             return Err(native);
         }
-        if learn_absent(upstream) {
+        if absent().insert(upstream.clone()) {
             tracing::warn!(
                 provider = %self.inner.id(),
                 status = native.status.unwrap_or_default(),

@@ -33,6 +33,17 @@ fn o_resp_to_a(resp: Value) -> Value {
 }
 
 #[track_caller]
+/// An OpenAI SSE stream as an Anthropic client receives it.
+fn o_stream_to_a(body: &str) -> Vec<u8> {
+    let mut dec = weir_openai::StreamDecoder::new();
+    let mut enc = weir_anthropic::StreamEncoder::new();
+    let mut out = Vec::new();
+    for ev in sse_events(body.as_bytes()) {
+        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
+    }
+    out
+}
+
 fn assert_json(actual: &Value, expected: &Value) {
     if let Some(d) = json_diff(actual, expected) {
         panic!("{d}\nactual:   {actual}\nexpected: {expected}");
@@ -1180,12 +1191,7 @@ fn usage_cache_semantics_map_both_ways() {
         "data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"g\",\"choices\":[],\"usage\":{\"prompt_tokens\":10,\"completion_tokens\":50,\"total_tokens\":60,\"completion_tokens_details\":{\"reasoning_tokens\":20}}}\n\n",
         "data: [DONE]\n\n",
     );
-    let mut dec = weir_openai::StreamDecoder::new();
-    let mut enc = weir_anthropic::StreamEncoder::new();
-    let mut out = Vec::new();
-    for ev in sse_events(body.as_bytes()) {
-        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
-    }
+    let out = o_stream_to_a(body);
     let delta = sse_events(&out)
         .into_iter()
         .find(|e| e.event() == Some("message_delta"))
@@ -1303,12 +1309,7 @@ fn openai_stream_reframes_into_anthropic_events() {
         "data: {\"id\":\"c1\",\"model\":\"g\",\"choices\":[],\"usage\":{\"prompt_tokens\":5,\"completion_tokens\":3,\"total_tokens\":8}}\n\n",
         "data: [DONE]\n\n",
     );
-    let mut dec = weir_openai::StreamDecoder::new();
-    let mut enc = weir_anthropic::StreamEncoder::new();
-    let mut out = Vec::new();
-    for ev in sse_events(body.as_bytes()) {
-        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
-    }
+    let out = o_stream_to_a(body);
     let got: Vec<(String, Value)> = sse_events(&out)
         .iter()
         .map(|e| {
@@ -1799,12 +1800,7 @@ fn openai_refusals_reach_anthropic_clients_as_text_with_a_refusal_stop() {
          data: {head}{{}},\"finish_reason\":\"stop\"}}]}}\n\n\
          data: [DONE]\n\n"
     );
-    let mut dec = weir_openai::StreamDecoder::new();
-    let mut enc = weir_anthropic::StreamEncoder::new();
-    let mut out = Vec::new();
-    for ev in sse_events(body.as_bytes()) {
-        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
-    }
+    let out = o_stream_to_a(&body);
     let text = String::from_utf8(out).unwrap();
     assert!(text.contains(r#""text":"I can't""#), "{text}");
     assert!(text.contains(r#""stop_reason":"refusal""#), "{text}");
@@ -2314,12 +2310,7 @@ fn anthropic_stop_of(chunks: &[String]) -> Value {
         body.push_str(&format!("data: {c}\n\n"));
     }
     body.push_str("data: [DONE]\n\n");
-    let mut dec = weir_openai::StreamDecoder::new();
-    let mut enc = weir_anthropic::StreamEncoder::new();
-    let mut out = Vec::new();
-    for ev in sse_events(body.as_bytes()) {
-        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
-    }
+    let out = o_stream_to_a(&body);
     let delta = sse_events(&out)
         .into_iter()
         .find(|e| e.event() == Some("message_delta"))
