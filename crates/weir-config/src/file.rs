@@ -228,8 +228,8 @@ pub struct AuthConfig {
     pub keys: Vec<Spanned<KeyConfig>>,
 }
 
-/// One `[[auth.keys]]`.
-#[derive(Clone, Debug, Deserialize)]
+/// One `[[auth.keys]]`. Its `Debug` shows neither the key nor its hash.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyConfig {
     /// Name used in logs and metrics.
@@ -250,6 +250,97 @@ pub struct KeyConfig {
     pub models: Option<Vec<String>>,
 }
 
+impl fmt::Debug for KeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every field named, so a new one cannot be forgotten here.
+        let Self {
+            name,
+            key,
+            sha256,
+            rpm,
+            tpm,
+            max_concurrent,
+            daily_budget_usd,
+            models,
+        } = self;
+        f.debug_struct("KeyConfig")
+            .field("name", name)
+            .field("key", key)
+            // An unsalted hash of a weak key is as good as the key.
+            .field("sha256", &sha256.as_ref().map(|_| "***"))
+            .field("rpm", rpm)
+            .field("tpm", tpm)
+            .field("max_concurrent", max_concurrent)
+            .field("daily_budget_usd", daily_budget_usd)
+            .field("models", models)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ProviderConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Every field named, so a new one cannot be forgotten here.
+        let Self {
+            kind,
+            base_url,
+            keys,
+            key,
+            region,
+            project,
+            api_version,
+            drop_betas,
+            anthropic_models,
+            preset,
+            timeouts,
+            stream_delay,
+            default_max_tokens,
+            max_output_tokens,
+            reasoning_effort_from_thinking,
+            reasoning_content_in_history,
+            system_as_user,
+            responses_api,
+            capabilities,
+        } = self;
+        f.debug_struct("ProviderConfig")
+            .field("kind", kind)
+            .field(
+                "base_url",
+                &base_url.as_ref().map(|u| redacted_base_url(u.get_ref())),
+            )
+            .field("keys", keys)
+            .field("key", key)
+            .field("region", region)
+            .field("project", project)
+            .field("api_version", api_version)
+            .field("drop_betas", drop_betas)
+            .field("anthropic_models", anthropic_models)
+            .field("preset", preset)
+            .field("timeouts", timeouts)
+            .field("stream_delay", stream_delay)
+            .field("default_max_tokens", default_max_tokens)
+            .field("max_output_tokens", max_output_tokens)
+            .field(
+                "reasoning_effort_from_thinking",
+                reasoning_effort_from_thinking,
+            )
+            .field("reasoning_content_in_history", reasoning_content_in_history)
+            .field("system_as_user", system_as_user)
+            .field("responses_api", responses_api)
+            .field("capabilities", capabilities)
+            .finish()
+    }
+}
+
+/// A base URL as `Debug` shows it: a user part and a query (where a key could be put,
+/// `?key=`, `?sig=`) become `***`.
+fn redacted_base_url(url: &str) -> Cow<'_, str> {
+    let shown = redacted_url(url);
+    match shown.find('?') {
+        Some(q) if !shown[q..].ends_with("?***") => Cow::Owned(format!("{}?***", &shown[..q])),
+        _ => shown,
+    }
+}
+
 impl ProviderConfig {
     /// `base_url`, if set.
     pub fn base_url(&self) -> Option<&str> {
@@ -257,8 +348,9 @@ impl ProviderConfig {
     }
 }
 
-/// One `[providers.<id>]`.
-#[derive(Clone, Debug, Deserialize)]
+/// One `[providers.<id>]`. Its `Debug` shows no secret: keys print as `***`, and the
+/// base URL without its user part or query.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// anthropic | openai | bedrock | vertex | gemini | azure | ollama | mock.
@@ -1507,6 +1599,22 @@ targets = [
         ] {
             assert_eq!(redacted_url(url), shown);
         }
+    }
+
+    #[test]
+    fn a_providers_base_url_and_a_keys_hash_stay_out_of_debug() {
+        let text = "[[auth.keys]]\nname = \"bob\"\nsha256 = \"feedc0de\"\n\
+                    [providers.p]\nkind = \"openai\"\n\
+                    base_url = \"https://u:pw@h.example/v1?key=sk-q\"\n\
+                    [providers.q]\nkind = \"openai\"\nbase_url = \"https://h.example/v1\"\n";
+        let c = parse(None, text).unwrap();
+        let shown = format!("{c:?}");
+        for secret in ["pw", "sk-q", "feedc0de"] {
+            assert!(!shown.contains(secret), "{secret}: {shown}");
+        }
+        assert!(shown.contains("https://***@h.example/v1?***"), "{shown}");
+        assert!(shown.contains("\"https://h.example/v1\""), "{shown}");
+        assert!(shown.contains("bob"), "{shown}");
     }
 
     #[test]
