@@ -35,7 +35,7 @@ pub use preset::{Preset, PRESETS};
 pub use provider::{Flavor, OpenAiConfig, OpenAiProvider, AZURE_API_VERSION, DEFAULT_BASE_URL};
 pub use request::{decode_request, encode_request, EncodeOptions};
 pub use response::{decode_response, decode_response_summary, encode_response};
-pub use stream::{StreamDecoder, StreamEncodeOptions, StreamEncoder};
+pub use stream::{is_usage_only_chunk, StreamDecoder, StreamEncodeOptions, StreamEncoder};
 
 /// The prefix of a canonical thinking signature that is an upstream's `reasoning_details`
 /// (OpenRouter: reasoning signatures, encrypted reasoning) as JSON: a client of another

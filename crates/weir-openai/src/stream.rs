@@ -898,10 +898,36 @@ pub(crate) fn merge_details(into: &mut Vec<serde_json::Value>, items: Vec<serde_
     }
 }
 
+/// Whether a frame is an OpenAI upstream's usage-only chunk (`"choices": []` and a
+/// `usage`): the chunk `stream_options.include_usage` asks for, which a client that did not
+/// ask for it must not get (the gateway asks for it to count tokens).
+pub fn is_usage_only_chunk(f: &Frame) -> bool {
+    // Built once: building a searcher per event cost more than the search.
+    static CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(r#""choices""#));
+    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(r#""usage""#));
+    let Some(src) = f.source.as_ref().filter(|s| s.dialect == Dialect::OpenAi) else {
+        return false;
+    };
+    let data = src.event.data().as_bytes();
+    let after = |finder: &memchr::memmem::Finder<'_>| -> Option<&[u8]> {
+        let at = finder.find(data)? + finder.needle().len();
+        let rest = data[at..].trim_ascii_start().strip_prefix(b":")?;
+        Some(rest.trim_ascii_start())
+    };
+    let empty_choices = after(&CHOICES)
+        .and_then(|r| r.strip_prefix(b"["))
+        .is_some_and(|r| r.trim_ascii_start().starts_with(b"]"));
+    empty_choices && after(&USAGE).is_some_and(|r| !r.starts_with(b"null"))
+}
+
 /// Options for writing a stream to an OpenAI client.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StreamEncodeOptions {
-    /// The client asked for `stream_options.include_usage`: end with a usage chunk.
+    /// The client asked for `stream_options.include_usage`: end with a usage chunk. When
+    /// it did not, an OpenAI upstream's own usage chunk (asked for to count tokens) is not
+    /// passed on either.
     pub include_usage: bool,
     /// `created` for every chunk (unix seconds); the current time when `None`.
     pub created: Option<u64>,
@@ -972,6 +998,9 @@ impl StreamEncoder {
         if let Some(src) = &frame.source {
             if src.dialect == Dialect::OpenAi {
                 self.passthrough = true;
+                if !self.opts.include_usage && is_usage_only_chunk(frame) {
+                    return Ok(());
+                }
                 return src
                     .write(out)
                     .map_err(|e| WireError::Malformed(e.to_string()));
@@ -1227,6 +1256,39 @@ mod tests {
                 format!("{:?}", d.decode(ev).unwrap().events)
             })
             .collect()
+    }
+
+    /// A passed-through usage chunk reaches only a client that asked for one: the
+    /// gateway asks an upstream for it to count tokens.
+    #[test]
+    fn an_upstreams_usage_chunk_reaches_only_a_client_that_asked() {
+        let stream = concat!(
+            r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}"#,
+            "\n\n",
+            r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#,
+            "\n\n",
+            r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}}"#,
+            "\n\n",
+            "data: [DONE]\n\n",
+        );
+        for include_usage in [false, true] {
+            let mut d = StreamDecoder::new();
+            let mut sse = weir_sse::Decoder::new();
+            let mut evs = Vec::new();
+            sse.feed(stream.as_bytes(), &mut evs).unwrap();
+            let mut enc = StreamEncoder::new(StreamEncodeOptions {
+                include_usage,
+                ..Default::default()
+            });
+            let mut out = Vec::new();
+            for ev in evs {
+                enc.encode(&d.decode(ev).unwrap(), &mut out).unwrap();
+            }
+            let out = String::from_utf8(out).unwrap();
+            assert_eq!(out.contains(r#""usage""#), include_usage, "{out}");
+            assert!(out.contains(r#""content":"Hi""#), "{out}");
+            assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
+        }
     }
 
     /// `[DONE]` before any chunk is a 200 with no answer in it, an error (as an empty

@@ -30,7 +30,11 @@ fn check_exchange(x: &Exchange) -> usize {
     if x.content_type.starts_with("text/event-stream") {
         let events = sse_events(&x.body);
         let mut dec = weir_openai::StreamDecoder::new();
-        let mut enc = weir_openai::StreamEncoder::new(Default::default());
+        // As the recorded client asked: a usage chunk in the recording was asked for.
+        let mut enc = weir_openai::StreamEncoder::new(weir_openai::StreamEncodeOptions {
+            include_usage: true,
+            ..Default::default()
+        });
         let mut out = Vec::new();
         for ev in &events {
             let frame = dec

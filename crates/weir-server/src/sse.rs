@@ -319,7 +319,7 @@ impl State {
                 if self.dialect == Dialect::Anthropic {
                     self.estimate_opening_input(&mut frame);
                 }
-                if self.hide_usage_chunk && is_usage_only_chunk(&frame) {
+                if self.hide_usage_chunk && weir_openai::is_usage_only_chunk(&frame) {
                     return;
                 }
                 // The upstream's own error event ends the stream: what an upstream sends
@@ -370,27 +370,6 @@ impl State {
 /// Whether a frame is OpenAI's usage-only chunk: `choices` empty (however spaced) and a
 /// `usage` that is not `null`. Azure's opening `prompt_filter_results` chunk also has no
 /// choices, but no usage: it is not hidden.
-fn is_usage_only_chunk(f: &Frame) -> bool {
-    // Built once: building a searcher per event cost more than the search.
-    static CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(r#""choices""#));
-    static USAGE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(r#""usage""#));
-    let Some(src) = f.source.as_ref().filter(|s| s.dialect == Dialect::OpenAi) else {
-        return false;
-    };
-    let data = src.event.data().as_bytes();
-    let after = |finder: &memchr::memmem::Finder<'_>| -> Option<&[u8]> {
-        let at = finder.find(data)? + finder.needle().len();
-        let rest = data[at..].trim_ascii_start().strip_prefix(b":")?;
-        Some(rest.trim_ascii_start())
-    };
-    let empty_choices = after(&CHOICES)
-        .and_then(|r| r.strip_prefix(b"["))
-        .is_some_and(|r| r.trim_ascii_start().starts_with(b"]"));
-    empty_choices && after(&USAGE).is_some_and(|r| !r.starts_with(b"null"))
-}
-
 /// The response body: a hand-written [`hyper::body::Body`], so nothing moves between polls.
 struct SseBody(State);
 
