@@ -557,6 +557,12 @@ pub struct TargetConfig {
     /// What this model supports, over the provider's `capabilities` and its kind's
     /// defaults (e.g. `capabilities = { images = false }` for a text-only model).
     pub capabilities: Option<CapabilitiesConfig>,
+    /// The output limit sent to this target when the client set none (a model whose own
+    /// default is small: Llama on Bedrock stops at 512 tokens).
+    pub default_max_tokens: Option<Spanned<u32>>,
+    /// The largest output limit this target accepts: a client's larger `max_tokens` is
+    /// lowered to it (Claude Code asks for 32000-64000).
+    pub max_output_tokens: Option<Spanned<u32>>,
 }
 
 /// `[pricing."<model>"]`.

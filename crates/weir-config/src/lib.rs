@@ -241,6 +241,19 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
             let mut target = Target::new(t.provider.get_ref().clone())
                 .weight(t.weight.as_ref().map_or(1, |w| *w.get_ref()));
             target.model.clone_from(&t.model);
+            for (limit, key) in [
+                (&t.default_max_tokens, "default_max_tokens"),
+                (&t.max_output_tokens, "max_output_tokens"),
+            ] {
+                if let Some(n) = limit.as_ref().filter(|n| *n.get_ref() == 0) {
+                    errors.push(src.error_at(
+                        Some(n.span().start),
+                        format!("{key} must be at least 1 (model `{}`)", m.name),
+                    ));
+                }
+            }
+            target.default_max_tokens = t.default_max_tokens.as_ref().map(|n| *n.get_ref());
+            target.max_output_tokens = t.max_output_tokens.as_ref().map(|n| *n.get_ref());
             let provider_caps = pcfg.and_then(|p| p.capabilities);
             if provider_caps.is_some() || t.capabilities.is_some() {
                 if let Some(p) = providers.iter().find(|p| p.id() == t.provider.get_ref()) {

@@ -133,6 +133,19 @@ pub fn with_max_output_tokens(req: &ResponsesRequest, cap: u32) -> Option<Respon
     Some(out)
 }
 
+/// Sets `req`'s `max_output_tokens` to `n`, replacing the one it has, if any.
+pub fn set_max_output_tokens(req: &mut ResponsesRequest, n: u32) {
+    let v = crate::raw::to_raw(&n);
+    match req
+        .fields
+        .iter_mut()
+        .find(|(k, _)| k == "max_output_tokens")
+    {
+        Some(f) => f.1 = v,
+        None => req.fields.push(("max_output_tokens".to_owned(), v)),
+    }
+}
+
 impl<'de> Deserialize<'de> for ResponsesRequest {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V;

@@ -75,7 +75,8 @@ use std::time::{Duration, Instant};
 
 use weir_model::{
     ApiError, CallContext, Capabilities, ChatRequest, EmbedRequest, EmbedResponse, ErrorKind,
-    KeyReport, Provider, ProviderError, Reply, ResponsesReply, ResponsesRequest, ThreadUse,
+    KeyReport, Provider, ProviderError, Reply, ResponsesReply, ResponsesRequest, ThinkingConfig,
+    ThreadUse,
 };
 
 pub use glob::glob_match;
@@ -96,6 +97,11 @@ pub struct Target {
     pub weight: u32,
     /// What this target supports, overriding what the provider declares.
     pub capabilities: Option<Capabilities>,
+    /// The output limit this target gets when the request sets none.
+    pub default_max_tokens: Option<u32>,
+    /// The largest output limit this target accepts: a request's larger one is lowered
+    /// to it (and a thinking budget that would no longer fit below it, to half of it).
+    pub max_output_tokens: Option<u32>,
 }
 
 impl Target {
@@ -106,6 +112,8 @@ impl Target {
             model: None,
             weight: 1,
             capabilities: None,
+            default_max_tokens: None,
+            max_output_tokens: None,
         }
     }
 
@@ -1125,6 +1133,25 @@ trait Job: Clone + Sync {
     fn served(out: Self::Out, guard: impl FnOnce() -> hold::Guard) -> (Self::Out, bool);
 }
 
+/// The output limit `target` is to get instead of the request's `asked`, if another: its
+/// `default_max_tokens` when none was asked, its `max_output_tokens` when more was.
+fn target_max_tokens(asked: Option<u32>, target: &Target) -> Option<u32> {
+    let n = asked.or(target.default_max_tokens)?;
+    let n = target.max_output_tokens.map_or(n, |cap| n.min(cap));
+    (Some(n) != asked).then_some(n)
+}
+
+/// Sets a chat request's output limit to `n`; a thinking budget that would not fit below
+/// it (Anthropic refuses a budget at or above `max_tokens`) becomes half of it.
+fn fit_output(r: &mut ChatRequest, n: u32) {
+    r.max_tokens = Some(n);
+    if let Some(ThinkingConfig::Enabled { budget_tokens }) = &mut r.thinking {
+        if *budget_tokens >= n {
+            *budget_tokens = n / 2;
+        }
+    }
+}
+
 impl Job for ChatRequest {
     type Out = Reply;
 
@@ -1161,6 +1188,9 @@ impl Job for ChatRequest {
                     model,
                     caps::drop_features(&mut r, &missing)
                 );
+                if let Some(n) = target_max_tokens(r.max_tokens, target) {
+                    fit_output(&mut r, n);
+                }
                 return Ok((Cow::Owned(r), vec![warning]));
             }
             if missing.contains(&"threads") {
@@ -1172,9 +1202,17 @@ impl Job for ChatRequest {
                 .collect();
             return Err(lacks(target, model, needed));
         }
-        // The client's request goes as it is unless this target renames the model: then a
-        // copy, once for all its keys.
-        Ok((self.for_model(model), Vec::new()))
+        // The client's request goes as it is unless this target renames the model or
+        // limits its output: then a copy, once for all its keys.
+        match target_max_tokens(self.max_tokens, target) {
+            None => Ok((self.for_model(model), Vec::new())),
+            Some(n) => {
+                let mut r = self.clone();
+                model.clone_into(&mut r.model);
+                fit_output(&mut r, n);
+                Ok((Cow::Owned(r), Vec::new()))
+            }
+        }
     }
 
     fn follows(&self) -> Option<Cow<'_, str>> {
@@ -1302,6 +1340,19 @@ impl Job for ResponsesRequest {
             let missing = Needs::of_responses(self).missing(&caps);
             if !missing.is_empty() {
                 return Err(lacks(target, model, missing));
+            }
+        }
+        if target.default_max_tokens.is_some() || target.max_output_tokens.is_some() {
+            let asked = self.fields.iter().find_map(|(k, v)| {
+                (k == "max_output_tokens")
+                    .then(|| v.get().parse::<u32>().ok())
+                    .flatten()
+            });
+            if let Some(n) = target_max_tokens(asked, target) {
+                let mut r = self.clone();
+                model.clone_into(&mut r.model);
+                weir_model::responses::set_max_output_tokens(&mut r, n);
+                return Ok((Cow::Owned(r), Vec::new()));
             }
         }
         Ok((self.for_model(model), Vec::new()))

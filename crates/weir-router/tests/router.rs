@@ -15,7 +15,7 @@ use futures_util::StreamExt;
 use weir_model::{
     ApiError, CallContext, Capabilities, ChatRequest, ChatResponse, Content, ContentBlock, Delta,
     ErrorKind, Frame, ImageBlock, MediaSource, Message, Provider, ProviderError, Reply, Role,
-    Secret, StreamEvent, Usage,
+    Secret, StreamEvent, ThinkingConfig, Usage,
 };
 use weir_router::{
     Observer, Policy, Route, RouteError, Router, RouterEvent, Strategy, Target, Unsupported,
@@ -1591,6 +1591,49 @@ async fn a_target_lacking_a_feature_is_skipped_or_gets_the_request_without_it() 
         quick(),
     );
     assert!(r.send(image_req("m"), cx()).await.is_err());
+}
+
+/// A target's output limits: its default where the request set none, its cap where the
+/// request asked for more (a thinking budget that no longer fits is halved with it); a
+/// target without limits gets the request as it came.
+#[tokio::test]
+async fn a_targets_output_limits_apply_to_it_alone() {
+    let a = Fake::new("a", Act::Ok);
+    let b = Fake::new("b", Act::Ok);
+    let mut limited = Target::with_model("a", "llama");
+    limited.default_max_tokens = Some(2048);
+    limited.max_output_tokens = Some(8192);
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![
+            Route::new("m", vec![limited]),
+            Route::new("n", vec![Target::new("b")]),
+        ],
+        quick(),
+    );
+    let sent = |f: &Fake| f.requests.lock().unwrap().last().cloned().unwrap();
+    let budget_of = |r: &ChatRequest| match r.thinking {
+        Some(ThinkingConfig::Enabled { budget_tokens }) => Some(budget_tokens),
+        _ => None,
+    };
+    for (asked, thinking, expect, budget) in [
+        (None, None, Some(2048), None),
+        (Some(100), None, Some(100), None),
+        (Some(64000), Some(32000), Some(8192), Some(4096)),
+        (Some(64000), Some(4000), Some(8192), Some(4000)),
+    ] {
+        let mut q = req("m");
+        q.max_tokens = asked;
+        q.thinking = thinking.map(|budget_tokens| ThinkingConfig::Enabled { budget_tokens });
+        assert_eq!(served_by(&r, q.clone(), cx()).await, "a");
+        let to_a = sent(&a);
+        assert_eq!((to_a.model.as_str(), to_a.max_tokens), ("llama", expect));
+        assert_eq!(budget_of(&to_a), budget);
+        q.model = "n".into();
+        assert_eq!(served_by(&r, q, cx()).await, "b");
+        let to_b = sent(&b);
+        assert_eq!((to_b.max_tokens, budget_of(&to_b)), (asked, thinking));
+    }
 }
 
 /// `cache_control` and adaptive thinking are hints: a target without them gets the request

@@ -3155,6 +3155,60 @@ async fn max_output_tokens_caps_responses_requests_too() {
     }
 }
 
+/// A target's own output limits (`default_max_tokens`, `max_output_tokens` in
+/// `[[models]]`) apply to chat and Responses requests sent to it.
+#[tokio::test]
+async fn a_targets_output_limits_reach_its_upstream() {
+    let chat_up = upstream(Script::Reply(
+        200,
+        "application/json",
+        r#"{"id":"c","object":"chat.completion","created":1,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#.into(),
+    ))
+    .await;
+    let resp_up = upstream(Script::Reply(
+        200,
+        "application/json",
+        r#"{"id":"resp_1","object":"response","status":"completed","output":[],"usage":{"input_tokens":1,"output_tokens":1}}"#.into(),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\n\
+         [providers.r]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"k\"]\nresponses_api = true\n\
+         [[models]]\nname = \"c\"\ntargets = [{{ provider = \"o\", default_max_tokens = 2048, max_output_tokens = 4000 }}]\n\
+         [[models]]\nname = \"r\"\ntargets = [{{ provider = \"r\", default_max_tokens = 2048, max_output_tokens = 4000 }}]\n",
+        chat_up.url, resp_up.url
+    ))
+    .await;
+    let last_body = |up: &Upstream| -> Value {
+        serde_json::from_slice(&up.seen.lock().unwrap().last().unwrap().1).unwrap()
+    };
+    let msgs = json!([{"role": "user", "content": "hi"}]);
+    for (asked, sent) in [(None, 2048), (Some(9000), 4000), (Some(300), 300)] {
+        let mut body = json!({"model": "c", "messages": msgs});
+        let mut rbody = json!({"model": "r", "input": "hi"});
+        if let Some(n) = asked {
+            body["max_tokens"] = json!(n);
+            rbody["max_output_tokens"] = json!(n);
+        }
+        let r = post(&url, "/v1/chat/completions", &body, Some(KEY)).await;
+        assert_eq!(r.status(), 200);
+        // (The client's field when it set one; else OpenAI's current one.)
+        let b = last_body(&chat_up);
+        let field = if asked.is_some() {
+            "max_tokens"
+        } else {
+            "max_completion_tokens"
+        };
+        assert_eq!(b[field], json!(sent), "{asked:?}: {b}");
+        assert_eq!(responses(&url, &rbody).await.status(), 200);
+        assert_eq!(
+            last_body(&resp_up)["max_output_tokens"],
+            json!(sent),
+            "{asked:?}"
+        );
+    }
+}
+
 /// A response lives in the account that made it: a request continuing it
 /// (`previous_response_id`) goes to the target and key that made it, whole or streamed,
 /// though the route rotates targets and the pool rotates keys.

@@ -951,6 +951,25 @@ fn a_zero_max_output_tokens_is_a_config_error() {
 }
 
 #[test]
+fn a_targets_zero_output_limits_are_config_errors() {
+    let text = "[providers.p]\nkind = \"openai\"\nkeys = [\"k\"]\n\
+                [[models]]\nname = \"m\"\n\
+                targets = [{ provider = \"p\", default_max_tokens = 0, max_output_tokens = 0 }]\n";
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let errs: Vec<String> = weir_server::build(&cfg, None, text)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    for key in ["default_max_tokens", "max_output_tokens"] {
+        let said = format!("{key} must be at least 1 (model `m`)");
+        assert!(errs.iter().any(|e| e.contains(&said)), "{errs:?}");
+    }
+    // Where in the file: line 6, at each value.
+    assert!(errs.iter().all(|e| e.starts_with("6:")), "{errs:?}");
+}
+
+#[test]
 fn unknown_presets_and_presets_on_other_kinds_are_config_errors() {
     for (text, expect) in [
         (
