@@ -41,7 +41,8 @@ const NOTES: &str = "
   output-limit field and strip what the service rejects when it asks for nothing more
   than the default (Groq: `logprobs`, `logit_bias`, `top_logprobs`, `n`, and
   `messages[].name` always; Cerebras: penalties, `logit_bias`, `parallel_tool_calls`;
-  Mistral: `stream_options` always): `n: 2` or `logprobs: true` to Groq is sent, and
+  xAI: penalties; Mistral: `stream_options` and `user` always, and `seed` goes as
+  `random_seed`): `n: 2` or `logprobs: true` to Groq is sent, and
   Groq's 400 names it, rather than the client silently getting one choice. Reasoning in `reasoning_content` or
   `reasoning` (or Mistral's thinking parts of `content`) becomes thinking for Anthropic
   clients; DeepSeek and Z.AI get it back as `reasoning_content` on assistant turns, and
@@ -61,7 +62,7 @@ const NOTES: &str = "
 - **bedrock**: Claude models through InvokeModel (lossless for Anthropic clients;
   `anthropic-beta` moves into the body; `drop_betas` removes betas Bedrock refuses),
   others through Converse. Claude 4.x ids need an inference-profile prefix (`us.`, `eu.`,
-  `apac.`, `global.`): `weir check` says so; an application inference profile's ARN goes
+  `apac.`, `jp.`, `au.`, `ca.`, `us-gov.`, `global.`): `weir check` says so; an application inference profile's ARN goes
   in `anthropic_models` to be served as Claude. Images and documents go as bytes (a URL
   is refused before the call). Credentials: the AWS environment variables,
   the shared files with `AWS_PROFILE` (static keys), or `AWS_BEARER_TOKEN_BEDROCK`; SSO,
@@ -77,7 +78,8 @@ const NOTES: &str = "
   results find their function by them; Gemini's thought signatures travel through
   Anthropic clients inside thinking blocks; a matched stop sequence is reported as a
   normal end (Gemini does not distinguish them).
-- **ollama**: the native `/api/chat` (NDJSON); images as base64 only; tool calls get
+- **ollama**: the native `/api/chat` (NDJSON); no key by default, `keys` go as Bearer
+  (hosted Ollama); images as base64 only; tool calls get
   ids; an OpenAI client's `seed` and penalties become options. It has no `tool_choice`:
   `none` sends no tools, a named tool is the only one sent, `required` sends the tools as
   they are (neither is enforced). Ollama's OpenAI- and Anthropic-compatible
