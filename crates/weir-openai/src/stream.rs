@@ -898,9 +898,11 @@ pub(crate) fn merge_details(into: &mut Vec<serde_json::Value>, items: Vec<serde_
     }
 }
 
-/// Whether a frame is an OpenAI upstream's usage-only chunk (`"choices": []` and a
-/// `usage`): the chunk `stream_options.include_usage` asks for, which a client that did not
-/// ask for it must not get (the gateway asks for it to count tokens).
+/// Whether a frame is an OpenAI upstream's usage-only chunk: `choices` empty (however
+/// spaced) and a `usage` that is not `null`, the chunk `stream_options.include_usage` asks
+/// for, which a client that did not ask for it must not get (the gateway asks for it to
+/// count tokens). Azure's opening `prompt_filter_results` chunk also has no choices, but no
+/// usage: it is not one.
 pub fn is_usage_only_chunk(f: &Frame) -> bool {
     // Built once: building a searcher per event cost more than the search.
     static CHOICES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =

@@ -245,8 +245,6 @@ struct State {
     upstream: EventStream,
     encoder: Encoder,
     dialect: Dialect,
-    /// The gateway asked an OpenAI upstream for usage the client did not ask for.
-    hide_usage_chunk: bool,
     log: StreamLog,
     cut: CutWatch,
     done: bool,
@@ -319,9 +317,8 @@ impl State {
                 if self.dialect == Dialect::Anthropic {
                     self.estimate_opening_input(&mut frame);
                 }
-                if self.hide_usage_chunk && weir_openai::is_usage_only_chunk(&frame) {
-                    return;
-                }
+                // (The usage chunk the gateway asked an OpenAI upstream for, which the client
+                // did not, is left out by the encoder: `StreamEncodeOptions::include_usage`.)
                 // The upstream's own error event ends the stream: what an upstream sends
                 // after it (vLLM and Azure send `[DONE]`) would close the message as if it
                 // had ended well (`end_turn`, `message_stop`).
@@ -367,9 +364,6 @@ impl State {
     }
 }
 
-/// Whether a frame is OpenAI's usage-only chunk: `choices` empty (however spaced) and a
-/// `usage` that is not `null`. Azure's opening `prompt_filter_results` chunk also has no
-/// choices, but no usage: it is not hidden.
 /// The response body: a hand-written [`hyper::body::Body`], so nothing moves between polls.
 struct SseBody(State);
 
@@ -464,7 +458,6 @@ pub(crate) fn sse_response(
         upstream,
         encoder,
         dialect,
-        hide_usage_chunk: dialect == Dialect::OpenAi && !client_usage,
         log,
         cut,
         done: false,

@@ -2518,6 +2518,8 @@ async fn a_stream_ends_at_the_messages_end_though_the_upstream_lingers() {
             "{text}"
         );
         assert!(!text.contains("error"), "{text}");
+        // The usage chunk the gateway asked for reaches no client that did not ask.
+        assert!(!text.contains(r#""choices":[]"#), "{text}");
     }
 }
 
