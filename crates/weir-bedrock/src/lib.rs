@@ -25,6 +25,7 @@ pub mod credentials;
 pub mod sigv4;
 
 mod converse;
+mod embed;
 mod error;
 mod eventstream;
 mod invoke;
@@ -33,6 +34,7 @@ mod provider;
 
 pub use converse::{decode_converse_response, encode_converse, stop_reason, ConverseStream};
 pub use credentials::{Auth, AwsCredentials, CredentialsError, CredentialsLoader};
+pub use embed::{EmbedPlan, Family as EmbedFamily, COHERE_BATCH};
 pub use error::{decode_error, stream_exception, THROTTLE_RETRY_AFTER};
 pub use eventstream::{EventHandler, EventStreamBody};
 pub use invoke::{betas_from_headers, encode_invoke_body, InvokeStream, BEDROCK_ANTHROPIC_VERSION};

@@ -9,7 +9,8 @@ use http::HeaderMap;
 use serde::Deserialize;
 use weir_anthropic::EncodeOptions;
 use weir_model::{
-    CallContext, Capabilities, ChatRequest, ErrorKind, Provider, ProviderError, Reply,
+    CallContext, Capabilities, ChatRequest, EmbedRequest, EmbedResponse, ErrorKind, Provider,
+    ProviderError, Reply,
 };
 use weir_upstream::{
     body_frames, endpoint, read_body, read_error_body, report_limits, scrub, secret_header,
@@ -413,6 +414,59 @@ impl Provider for BedrockProvider {
             decode_converse_response(&body, &id, &model)?
         };
         Ok(Reply::Complete(Box::new(r)))
+    }
+
+    fn serves_embeddings(&self) -> bool {
+        true
+    }
+
+    /// OpenAI's embeddings request through InvokeModel, to Amazon Titan Text Embeddings
+    /// (one call per text) or Cohere Embed (96 texts per call), answered as OpenAI's list.
+    /// Its usage is what Bedrock reports (Titan's `inputTextTokenCount`, else the
+    /// `x-amzn-bedrock-input-token-count` header), else an estimate (a token for every four
+    /// bytes of text).
+    async fn embed(
+        &self,
+        req: &EmbedRequest,
+        cx: CallContext,
+    ) -> Result<EmbedResponse, ProviderError> {
+        let model = req.model.as_str();
+        let plan = crate::EmbedPlan::new(req, model).map_err(|e| encode_error(&e))?;
+        let url = self.url(model, "invoke")?;
+        let mut vectors = Vec::with_capacity(plan.texts.len());
+        let mut counted = Some(0u64);
+        for part in plan.texts.chunks(plan.family.batch()) {
+            let mut resp = self.post(&url, plan.body(part), JSON, &cx, &[]).await?;
+            let header_count = resp
+                .headers()
+                .get("x-amzn-bedrock-input-token-count")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let body = read_body(&mut resp).await?;
+            let (got, count) =
+                crate::embed::decode_answer(plan.family, &body).map_err(decode_failure)?;
+            if got.len() != part.len() {
+                return Err(decode_failure(format!(
+                    "{} texts were answered with {} embeddings",
+                    part.len(),
+                    got.len()
+                )));
+            }
+            counted = counted.zip(count.or(header_count)).map(|(a, b)| a + b);
+            vectors.extend(got);
+        }
+        let tokens = counted.unwrap_or_else(|| {
+            plan.texts
+                .iter()
+                .map(|t| (t.len() as u64).div_ceil(4))
+                .sum()
+        });
+        Ok(EmbedResponse::openai_list(
+            model,
+            &vectors,
+            plan.base64,
+            tokens,
+        ))
     }
 
     /// Bedrock's CountTokens, for Anthropic models (the InvokeModel body, base64-encoded,

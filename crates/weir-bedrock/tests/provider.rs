@@ -635,3 +635,100 @@ fn providers_reading_the_same_sources_share_one_credentials_cache() {
     let (e, _) = CredentialsCache::shared(&own());
     assert!(!std::sync::Arc::ptr_eq(&d, &e));
 }
+
+fn embed_request(body: Value) -> weir_model::EmbedRequest {
+    weir_model::EmbedRequest::decode(body.to_string().as_bytes()).unwrap()
+}
+
+/// Titan Text Embeddings: one signed InvokeModel call per text; the answer is OpenAI's list
+/// with Titan's own token counts.
+#[tokio::test]
+async fn titan_embeddings_one_call_per_text() {
+    let up = FaultyUpstream::start(answer(
+        200,
+        &[],
+        "application/json",
+        r#"{"embedding":[0.5,-1.0],"inputTextTokenCount":3}"#,
+    ))
+    .await;
+    let p = provider(&up, Auth::SigV4(creds()));
+    assert!(p.serves_embeddings());
+    let model = "amazon.titan-embed-text-v2:0";
+    let req = embed_request(json!({"model": model, "input": ["a", "bb"], "dimensions": 256}));
+    let r = p.embed(&req, CallContext::new("t")).await.unwrap();
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].path, "/model/amazon.titan-embed-text-v2%3A0/invoke");
+    assert_signed_as_received(&up, &seen[1]);
+    let bodies: Vec<Value> = seen
+        .iter()
+        .map(|s| serde_json::from_slice(&s.body).unwrap())
+        .collect();
+    assert_eq!(
+        bodies,
+        [
+            json!({"inputText": "a", "dimensions": 256}),
+            json!({"inputText": "bb", "dimensions": 256})
+        ]
+    );
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["data"][1]["index"], 1);
+    assert_eq!(v["data"][1]["embedding"], json!([0.5, -1.0]));
+    assert_eq!(v["usage"]["prompt_tokens"], 6);
+    assert_eq!(r.usage.input_tokens, Some(6));
+}
+
+/// Cohere Embed: the texts in one call, `input_type` as the client gave it (else
+/// `search_document`), the count from Bedrock's header; a count of vectors that does not
+/// match the texts is the upstream's failure, not a short answer.
+#[tokio::test]
+async fn cohere_embeddings_in_one_call() {
+    let up = FaultyUpstream::start(answer(
+        200,
+        &[("x-amzn-bedrock-input-token-count", "5")],
+        "application/json",
+        r#"{"id":"e1","embeddings":{"float":[[1.0],[2.0]]},"texts":["a","b"],"response_type":"embeddings_by_type"}"#,
+    ))
+    .await;
+    let p = provider(&up, Auth::SigV4(creds()));
+    let req = embed_request(json!({
+        "model": "m", "input": ["a", "b"], "input_type": "search_query", "encoding_format": "base64",
+    }));
+    let mut req2 = req.clone();
+    req2.model = "cohere.embed-english-v3".into();
+    let r = p.embed(&req2, CallContext::new("t")).await.unwrap();
+    let seen = up.requests();
+    assert_eq!(seen.len(), 1);
+    let body: Value = serde_json::from_slice(&seen[0].body).unwrap();
+    assert_eq!(
+        body,
+        json!({"texts": ["a", "b"], "input_type": "search_query", "embedding_types": ["float"]})
+    );
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    // 2.0 as a little-endian f32.
+    assert_eq!(v["data"][1]["embedding"], "AAAAQA==");
+    assert_eq!(v["usage"]["prompt_tokens"], 5);
+
+    let three =
+        embed_request(json!({"model": "cohere.embed-english-v3", "input": ["a", "b", "c"]}));
+    let e = p.embed(&three, CallContext::new("t")).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Decode, "{}", e.message);
+    assert!(
+        e.message
+            .contains("3 texts were answered with 2 embeddings"),
+        "{}",
+        e.message
+    );
+
+    // A model that is not an embeddings model is passed over, before any call.
+    let calls = up.requests().len();
+    let other = embed_request(json!({"model": NOVA, "input": "a"}));
+    let e = p.embed(&other, CallContext::new("t")).await.unwrap_err();
+    assert!(e.is_unexpressible(), "{e:?}");
+    assert!(
+        e.message.contains("Titan Text Embeddings and Cohere Embed"),
+        "{}",
+        e.message
+    );
+    assert_eq!(up.requests().len(), calls);
+}

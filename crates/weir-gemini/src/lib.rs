@@ -99,7 +99,7 @@ mod stream;
 pub use carry::{NEXT_PART_SIGNATURE_PREFIX, SKIP_SIGNATURE_VALIDATOR, THOUGHT_SIGNATURE_PREFIX};
 pub use config::MAX_THINKING_BUDGET;
 pub use error::{decode_error, retry_delay};
-pub use provider::{GeminiConfig, GeminiProvider, API_VERSION, DEFAULT_BASE_URL};
+pub use provider::{GeminiConfig, GeminiProvider, API_VERSION, DEFAULT_BASE_URL, EMBED_BATCH};
 pub use request::{encode_request, EncodeOptions, SchemaMode};
 pub use response::decode_response;
 pub use stream::StreamDecoder;

@@ -4,7 +4,8 @@ use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::HeaderMap;
 use serde::Deserialize;
 use weir_model::{
-    CallContext, Capabilities, ChatRequest, ErrorKind, Provider, ProviderError, Reply, Secret,
+    CallContext, Capabilities, ChatRequest, EmbedRequest, EmbedResponse, ErrorKind, Provider,
+    ProviderError, Reply, Secret,
 };
 use weir_upstream::{
     endpoint, read_body, read_error_body, report_limits, scrub, secret_header, sse_frames,
@@ -23,6 +24,9 @@ pub const DEFAULT_BASE_URL: &str = "https://generativelanguage.googleapis.com";
 
 /// The API version segment of every URL.
 pub const API_VERSION: &str = "v1beta";
+
+/// The most texts one `batchEmbedContents` call takes: a longer request is sent in parts.
+pub const EMBED_BATCH: usize = 100;
 
 /// Sends canonical requests to the Gemini API.
 #[derive(Debug)]
@@ -189,6 +193,104 @@ impl Provider for GeminiProvider {
             model.clone_into(&mut r.model);
         }
         Ok(Reply::Complete(Box::new(r)))
+    }
+
+    fn serves_embeddings(&self) -> bool {
+        true
+    }
+
+    /// OpenAI's embeddings request as `batchEmbedContents` calls of at most
+    /// [`EMBED_BATCH`] texts: `dimensions` is `outputDimensionality`, and `task_type`
+    /// (Gemini's own, e.g. `RETRIEVAL_QUERY`) is `taskType`. The answer is OpenAI's list;
+    /// its usage is Gemini's `usageMetadata` when sent, else an estimate (a token for
+    /// every four bytes of text).
+    async fn embed(
+        &self,
+        req: &EmbedRequest,
+        cx: CallContext,
+    ) -> Result<EmbedResponse, ProviderError> {
+        let unexpressible = |e: weir_model::WireError| ProviderError::unexpressible(&e);
+        req.only_known_members("Gemini", &["task_type"])
+            .map_err(unexpressible)?;
+        let texts = req.texts("Gemini").map_err(unexpressible)?;
+        let dimensions = req.dimensions().map_err(unexpressible)?;
+        let base64 = req.base64().map_err(unexpressible)?;
+        let task_type = match req.get("task_type") {
+            None => None,
+            Some(t) => Some(serde_json::from_str::<String>(t.get()).map_err(|_| {
+                ProviderError::unexpressible(&weir_model::WireError::Malformed(
+                    "`task_type` must be a string (RETRIEVAL_QUERY, RETRIEVAL_DOCUMENT, ...)"
+                        .into(),
+                ))
+            })?),
+        };
+        let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
+        let url = self.url(model, "batchEmbedContents")?;
+        let qualified = format!("models/{model}");
+        let mut vectors = Vec::with_capacity(texts.len());
+        let mut counted = Some(0u64);
+        for part in texts.chunks(EMBED_BATCH) {
+            let requests: Vec<serde_json::Value> = part
+                .iter()
+                .map(|t| {
+                    let mut r = serde_json::json!({
+                        "model": qualified,
+                        "content": {"parts": [{"text": t}]},
+                    });
+                    if let Some(d) = dimensions {
+                        r["outputDimensionality"] = d.into();
+                    }
+                    if let Some(t) = &task_type {
+                        r["taskType"] = t.as_str().into();
+                    }
+                    r
+                })
+                .collect();
+            let body = serde_json::to_vec(&serde_json::json!({ "requests": requests }))
+                .map_err(|e| ProviderError::new(ErrorKind::Internal, e.to_string()))?;
+            let mut resp = self.exchange(&url, body, &cx).await?;
+            let bytes = read_body(&mut resp).await?;
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Batch {
+                #[serde(default)]
+                embeddings: Vec<Values>,
+                usage_metadata: Option<Meta>,
+            }
+            #[derive(Deserialize)]
+            struct Values {
+                #[serde(default)]
+                values: Vec<f64>,
+            }
+            #[derive(Deserialize)]
+            #[serde(rename_all = "camelCase")]
+            struct Meta {
+                prompt_token_count: Option<u64>,
+            }
+            let batch: Batch = serde_json::from_slice(&bytes).map_err(|e| {
+                ProviderError::new(
+                    ErrorKind::Decode,
+                    format!("the upstream's embeddings could not be decoded: {e}"),
+                )
+            })?;
+            if batch.embeddings.len() != part.len() {
+                return Err(ProviderError::new(
+                    ErrorKind::Decode,
+                    format!(
+                        "the upstream answered {} texts with {} embeddings",
+                        part.len(),
+                        batch.embeddings.len()
+                    ),
+                ));
+            }
+            counted = counted
+                .zip(batch.usage_metadata.and_then(|m| m.prompt_token_count))
+                .map(|(a, b)| a + b);
+            vectors.extend(batch.embeddings.into_iter().map(|e| e.values));
+        }
+        let tokens =
+            counted.unwrap_or_else(|| texts.iter().map(|t| (t.len() as u64).div_ceil(4)).sum());
+        Ok(EmbedResponse::openai_list(model, &vectors, base64, tokens))
     }
 
     /// Gemini's `countTokens`, given the whole `generateContent` request (tools and

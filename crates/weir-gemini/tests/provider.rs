@@ -356,3 +356,126 @@ fn base_urls_are_checked_at_construction() {
         "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse"
     );
 }
+
+/// A stand-in for `batchEmbedContents`: one vector per request in the body, `[index,
+/// texts' length]`, and a `usageMetadata` unless the path says otherwise.
+struct Embedder;
+
+impl wiremock::Respond for Embedder {
+    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap();
+        let requests = body["requests"].as_array().unwrap();
+        let embeddings: Vec<serde_json::Value> = requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let text = r["content"]["parts"][0]["text"].as_str().unwrap();
+                json!({"values": [i as f64, text.len() as f64 / 4.0]})
+            })
+            .collect();
+        let mut answer = json!({ "embeddings": embeddings });
+        if !req.url.path().contains("no-usage") {
+            answer["usageMetadata"] = json!({"promptTokenCount": requests.len() * 10});
+        }
+        wiremock::ResponseTemplate::new(200).set_body_json(answer)
+    }
+}
+
+fn embed_request(body: serde_json::Value) -> weir_model::EmbedRequest {
+    weir_model::EmbedRequest::decode(body.to_string().as_bytes()).unwrap()
+}
+
+/// OpenAI's embeddings request as `batchEmbedContents` calls of at most 100 texts, and
+/// their answers as OpenAI's list, in order, numbers or base64, with Gemini's usage.
+#[tokio::test]
+async fn embeddings_go_as_batches_and_come_back_as_openais_list() {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(Embedder)
+        .mount(&server)
+        .await;
+    let p = provider(&server.uri());
+    assert!(p.serves_embeddings());
+    let texts: Vec<String> = (0..150).map(|i| "x".repeat(i % 7 + 1)).collect();
+    let req = embed_request(json!({
+        "model": "gemini-embedding-001", "input": texts, "dimensions": 768,
+        "task_type": "RETRIEVAL_DOCUMENT", "user": "u",
+    }));
+    let r = p.embed(&req, CallContext::new("t")).await.unwrap();
+    let calls = server.received_requests().await.unwrap();
+    assert_eq!(calls.len(), 2, "100 texts, then 50");
+    assert_eq!(
+        calls[0].url.path(),
+        "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+    );
+    assert_eq!(
+        calls[0]
+            .headers
+            .get("x-goog-api-key")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        KEY
+    );
+    let first: serde_json::Value = serde_json::from_slice(&calls[0].body).unwrap();
+    assert_eq!(first["requests"].as_array().unwrap().len(), 100);
+    assert_eq!(
+        first["requests"][3],
+        json!({"model": "models/gemini-embedding-001", "content": {"parts": [{"text": "xxxx"}]},
+               "outputDimensionality": 768, "taskType": "RETRIEVAL_DOCUMENT"})
+    );
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    let data = v["data"].as_array().unwrap();
+    assert_eq!(data.len(), 150);
+    // The 101st text is the second batch's first.
+    assert_eq!(data[100]["index"], 100);
+    assert_eq!(data[100]["embedding"], json!([0.0, 0.75]));
+    assert_eq!(data[3]["embedding"], json!([3.0, 1.0]));
+    assert_eq!(v["model"], "gemini-embedding-001");
+    assert_eq!(v["usage"]["prompt_tokens"], 1500);
+    assert_eq!(r.usage.input_tokens, Some(1500));
+
+    // base64, and an estimate where Gemini reports no usage (a token per 4 bytes).
+    let p = provider(&format!("{}/no-usage", server.uri()));
+    let req = embed_request(json!({
+        "model": "models/m", "input": "12345678", "encoding_format": "base64",
+    }));
+    let r = p.embed(&req, CallContext::new("t")).await.unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    // [0.0, 2.0] as little-endian f32s.
+    assert_eq!(v["data"][0]["embedding"], "AAAAAAAAAEA=");
+    assert_eq!(v["usage"]["prompt_tokens"], 2);
+}
+
+/// What Gemini's embeddings cannot take is refused before any call, saying why.
+#[tokio::test]
+async fn embeddings_gemini_cannot_take_are_refused() {
+    let server = wiremock::MockServer::start().await;
+    let p = provider(&server.uri());
+    for (body, says) in [
+        (
+            json!({"model": "m", "input": [1, 2, 3]}),
+            "token ids is not supported by Gemini",
+        ),
+        (
+            json!({"model": "m", "input": "a", "input_type": "query"}),
+            "`input_type` is not supported by Gemini's embeddings",
+        ),
+        (
+            json!({"model": "m", "input": "a", "dimensions": -1}),
+            "`dimensions` must be a positive integer",
+        ),
+        (
+            json!({"model": "m", "input": "a", "task_type": 3}),
+            "`task_type` must be a string",
+        ),
+    ] {
+        let e = p
+            .embed(&embed_request(body.clone()), CallContext::new("t"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidRequest, "{body}");
+        assert!(e.message.contains(says), "{body}: {}", e.message);
+    }
+    assert!(server.received_requests().await.unwrap().is_empty());
+}

@@ -1,6 +1,6 @@
 //! Embeddings: deterministic unit vectors derived from each input's text.
 
-use weir_model::{ApiError, EmbedRequest, EmbedResponse, ErrorKind, ProviderError, Usage};
+use weir_model::{ApiError, EmbedInput, EmbedRequest, EmbedResponse, ErrorKind, ProviderError};
 
 /// Dimensions when the request does not ask for a number.
 const DEFAULT_DIMENSIONS: usize = 8;
@@ -22,36 +22,17 @@ pub(crate) fn embed(req: &EmbedRequest) -> Result<EmbedResponse, ProviderError> 
             None,
         ))
     };
-    let token = |v: &serde_json::Value| v.as_u64().is_some();
-    let tokens = |v: &serde_json::Value| {
-        v.as_array()
-            .is_some_and(|t| !t.is_empty() && t.iter().all(token))
-    };
-    let inputs: Vec<String> = match serde_json::from_str(req.input.get()) {
-        Ok(serde_json::Value::String(s)) if !s.is_empty() => vec![s],
-        Ok(v) if tokens(&v) => vec![req.input.get().to_owned()],
-        Ok(serde_json::Value::Array(items))
-            if !items.is_empty()
-                && (items
-                    .iter()
-                    .all(|i| i.as_str().is_some_and(|s| !s.is_empty()))
-                    || items.iter().all(tokens)) =>
-        {
-            items
-                .into_iter()
-                .map(|v| match v {
-                    serde_json::Value::String(s) => s,
-                    other => other.to_string(),
-                })
-                .collect()
-        }
-        _ => {
-            return invalid(
-                "`input` must be a non-empty string, an array of them, an array of token ids, \
-                 or an array of such arrays"
-                    .into(),
-            )
-        }
+    let wire = |e: weir_model::WireError| invalid(e.to_string());
+    let inputs: Vec<String> = match req.inputs() {
+        Ok(inputs) => inputs
+            .into_iter()
+            .map(|i| match i {
+                EmbedInput::Text(t) => t,
+                // Token ids as their JSON text, so the same ids get the same vector.
+                EmbedInput::Tokens(t) => serde_json::to_string(&t).unwrap_or_default(),
+            })
+            .collect(),
+        Err(e) => return wire(e),
     };
     if inputs.len() > MAX_INPUTS {
         return invalid(format!(
@@ -62,16 +43,15 @@ pub(crate) fn embed(req: &EmbedRequest) -> Result<EmbedResponse, ProviderError> 
     if let Some(e) = inputs.iter().find_map(|t| crate::plan::error_marker(t)) {
         return Err(e);
     }
-    let dimensions = match req.get("dimensions").map(|d| d.get()) {
-        None | Some("null") => DEFAULT_DIMENSIONS,
-        Some(d) => match d.parse::<usize>() {
-            Ok(n) if (1..=MAX_DIMENSIONS).contains(&n) => n,
-            _ => {
-                return invalid(format!(
-                    "`dimensions` must be 1 to {MAX_DIMENSIONS}, not {d}"
-                ))
-            }
-        },
+    let dimensions = match req.dimensions() {
+        Ok(None) => DEFAULT_DIMENSIONS,
+        Ok(Some(n)) if n as usize <= MAX_DIMENSIONS => n as usize,
+        Ok(Some(n)) => {
+            return invalid(format!(
+                "`dimensions` must be 1 to {MAX_DIMENSIONS}, not {n}"
+            ))
+        }
+        Err(e) => return wire(e),
     };
     if inputs.len() * dimensions > MAX_NUMBERS {
         return invalid(format!(
@@ -80,47 +60,18 @@ pub(crate) fn embed(req: &EmbedRequest) -> Result<EmbedResponse, ProviderError> 
             inputs.len()
         ));
     }
-    let base64 = match req.get("encoding_format").map(|f| f.get()) {
-        None | Some("null" | "\"float\"") => false,
-        Some("\"base64\"") => true,
-        Some(f) => {
-            return invalid(format!(
-                "`encoding_format` must be \"float\" or \"base64\", not {f}"
-            ))
-        }
+    let base64 = match req.base64() {
+        Ok(b) => b,
+        Err(e) => return wire(e),
     };
-    let mut data = Vec::with_capacity(inputs.len());
-    let mut tokens = 0u64;
-    for (index, text) in inputs.iter().enumerate() {
-        tokens += crate::plan::words(text).max(1) as u64;
-        let v = vector(text, dimensions);
-        let embedding = if base64 {
-            use base64::Engine as _;
-            let bytes: Vec<u8> = v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
-            serde_json::Value::String(base64::engine::general_purpose::STANDARD.encode(bytes))
-        } else {
-            serde_json::json!(v)
-        };
-        data.push(serde_json::json!({
-            "object": "embedding",
-            "index": index,
-            "embedding": embedding,
-        }));
-    }
-    let body = serde_json::json!({
-        "object": "list",
-        "data": data,
-        "model": req.model,
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    });
-    Ok(EmbedResponse {
-        body: body.to_string().into_bytes(),
-        usage: Usage {
-            input_tokens: Some(tokens),
-            output_tokens: Some(0),
-            ..Usage::default()
-        },
-    })
+    let tokens = inputs
+        .iter()
+        .map(|t| crate::plan::words(t).max(1) as u64)
+        .sum();
+    let vectors: Vec<Vec<f64>> = inputs.iter().map(|t| vector(t, dimensions)).collect();
+    Ok(EmbedResponse::openai_list(
+        &req.model, &vectors, base64, tokens,
+    ))
 }
 
 /// A unit vector from `text`: each component from a hash of the text and its position.

@@ -50,6 +50,117 @@ impl EmbedRequest {
     pub fn get(&self, name: &str) -> Option<&RawJson> {
         self.extra.iter().find(|(k, _)| k == name).map(|(_, v)| v)
     }
+
+    /// The inputs, in order, for a provider that translates: `input` must be a non-empty
+    /// string, an array of them, an array of token ids, or an array of such arrays.
+    pub fn inputs(&self) -> Result<Vec<EmbedInput>, WireError> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum One {
+            Text(String),
+            Tokens(Vec<u64>),
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Shape {
+            One(One),
+            Many(Vec<One>),
+        }
+        let invalid = || {
+            WireError::Malformed(
+                "`input` must be a non-empty string, an array of them, an array of token ids, \
+                 or an array of such arrays"
+                    .into(),
+            )
+        };
+        let shape: Shape = serde_json::from_str(self.input.get()).map_err(|_| invalid())?;
+        let all = match shape {
+            Shape::One(one) => vec![one],
+            // (An array of numbers is read as one input of token ids by `One`.)
+            Shape::Many(many) => many,
+        };
+        let texts = all
+            .iter()
+            .all(|o| matches!(o, One::Text(t) if !t.is_empty()));
+        let tokens = all
+            .iter()
+            .all(|o| matches!(o, One::Tokens(t) if !t.is_empty()));
+        if all.is_empty() || !(texts || tokens) {
+            return Err(invalid());
+        }
+        Ok(all
+            .into_iter()
+            .map(|o| match o {
+                One::Text(t) => EmbedInput::Text(t),
+                One::Tokens(t) => EmbedInput::Tokens(t),
+            })
+            .collect())
+    }
+
+    /// The inputs as texts, for an upstream that takes nothing else (`provider` names it in
+    /// the error that refuses token ids).
+    pub fn texts(&self, provider: &str) -> Result<Vec<String>, WireError> {
+        self.inputs()?
+            .into_iter()
+            .map(|i| match i {
+                EmbedInput::Text(t) => Ok(t),
+                EmbedInput::Tokens(_) => Err(WireError::Unsupported(format!(
+                    "`input` as token ids is not supported by {provider}: send text"
+                ))),
+            })
+            .collect()
+    }
+
+    /// `dimensions`, if given: a positive integer.
+    pub fn dimensions(&self) -> Result<Option<u32>, WireError> {
+        match self.get("dimensions").map(|v| v.get()) {
+            None | Some("null") => Ok(None),
+            Some(d) => match d.parse::<u32>() {
+                Ok(n) if n > 0 => Ok(Some(n)),
+                _ => Err(WireError::Malformed(format!(
+                    "`dimensions` must be a positive integer, not {d}"
+                ))),
+            },
+        }
+    }
+
+    /// Whether the vectors are to be written in base64 (`encoding_format: "base64"`, what
+    /// OpenAI's Python SDK asks for) rather than as numbers (`"float"`, the default).
+    pub fn base64(&self) -> Result<bool, WireError> {
+        match self.get("encoding_format").map(|v| v.get()) {
+            None | Some("null" | "\"float\"") => Ok(false),
+            Some("\"base64\"") => Ok(true),
+            Some(f) => Err(WireError::Malformed(format!(
+                "`encoding_format` must be \"float\" or \"base64\", not {f}"
+            ))),
+        }
+    }
+
+    /// Refuses a member that a translating provider would have to drop: any but
+    /// `dimensions`, `encoding_format`, `user` (advisory) and those in `also` (which the
+    /// provider reads itself).
+    pub fn only_known_members(&self, provider: &str, also: &[&str]) -> Result<(), WireError> {
+        const KNOWN: [&str; 3] = ["dimensions", "encoding_format", "user"];
+        match self
+            .extra
+            .iter()
+            .find(|(k, _)| !KNOWN.contains(&k.as_str()) && !also.contains(&k.as_str()))
+        {
+            Some((k, _)) => Err(WireError::Unsupported(format!(
+                "`{k}` is not supported by {provider}'s embeddings"
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One input of an embeddings request ([`EmbedRequest::inputs`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EmbedInput {
+    /// A text.
+    Text(String),
+    /// Token ids.
+    Tokens(Vec<u64>),
 }
 
 impl<'de> Deserialize<'de> for EmbedRequest {
@@ -132,10 +243,144 @@ impl EmbedResponse {
     }
 }
 
+impl EmbedResponse {
+    /// An OpenAI embeddings answer made by a provider that translates: one `embedding`
+    /// object per vector, in order, as numbers or (`base64`) as little-endian 32-bit floats
+    /// in base64, with `prompt_tokens` as its usage.
+    pub fn openai_list(
+        model: &str,
+        vectors: &[Vec<f64>],
+        base64: bool,
+        prompt_tokens: u64,
+    ) -> Self {
+        use base64::Engine as _;
+        let numbers: usize = vectors.iter().map(Vec::len).sum();
+        let mut w = crate::json_writer::JsonWriter::with_capacity(128 + numbers * 12);
+        w.begin_object();
+        w.key("object");
+        w.string("list");
+        w.key("data");
+        w.begin_array();
+        let mut bytes = Vec::new();
+        for (index, v) in vectors.iter().enumerate() {
+            w.begin_object();
+            w.key("object");
+            w.string("embedding");
+            w.key("index");
+            w.raw(itoa::Buffer::new().format(index));
+            w.key("embedding");
+            if base64 {
+                bytes.clear();
+                bytes.extend(v.iter().flat_map(|x| (*x as f32).to_le_bytes()));
+                w.string(&base64::engine::general_purpose::STANDARD.encode(&bytes));
+            } else {
+                w.begin_array();
+                for x in v {
+                    // (Not finite: not a number JSON can hold; an upstream never sends one.)
+                    w.raw(&serde_json::Number::from_f64(*x).map_or("0".into(), |n| n.to_string()));
+                }
+                w.end_array();
+            }
+            w.end_object();
+        }
+        w.end_array();
+        w.key("model");
+        w.string(model);
+        w.key("usage");
+        w.begin_object();
+        w.key("prompt_tokens");
+        w.raw(itoa::Buffer::new().format(prompt_tokens));
+        w.key("total_tokens");
+        w.raw(itoa::Buffer::new().format(prompt_tokens));
+        w.end_object();
+        w.end_object();
+        EmbedResponse {
+            body: w.into_bytes(),
+            usage: Usage {
+                input_tokens: Some(prompt_tokens),
+                output_tokens: Some(0),
+                ..Usage::default()
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn inputs_options_and_members_are_read_for_translation() {
+        let r = |body: &str| EmbedRequest::decode(body.as_bytes()).unwrap();
+        assert_eq!(r(r#"{"model":"m","input":"a"}"#).texts("X").unwrap(), ["a"]);
+        assert_eq!(
+            r(r#"{"model":"m","input":["a","b"]}"#).texts("X").unwrap(),
+            ["a", "b"]
+        );
+        assert_eq!(
+            r(r#"{"model":"m","input":[1,2]}"#).inputs().unwrap(),
+            [EmbedInput::Tokens(vec![1, 2])]
+        );
+        assert_eq!(
+            r(r#"{"model":"m","input":[[1],[2,3]]}"#)
+                .inputs()
+                .unwrap()
+                .len(),
+            2
+        );
+        let e = r(r#"{"model":"m","input":[1,2]}"#)
+            .texts("Gemini")
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("token ids is not supported by Gemini"),
+            "{e}"
+        );
+        for bad in [
+            r#""""#,
+            "[]",
+            r#"["a",""]"#,
+            r#"["a",[1]]"#,
+            "[[]]",
+            "{}",
+            "1",
+        ] {
+            let q = r(&format!(r#"{{"model":"m","input":{bad}}}"#));
+            assert!(q.inputs().is_err(), "{bad}");
+        }
+        let q = r(
+            r#"{"model":"m","input":"a","dimensions":256,"encoding_format":"base64","user":"u"}"#,
+        );
+        assert_eq!(q.dimensions().unwrap(), Some(256));
+        assert!(q.base64().unwrap());
+        assert!(q.only_known_members("X", &[]).is_ok());
+        let q = r(
+            r#"{"model":"m","input":"a","dimensions":0,"encoding_format":"hex","task_type":"t","x":1}"#,
+        );
+        assert!(q.dimensions().is_err());
+        assert!(q.base64().is_err());
+        let e = q.only_known_members("X", &["task_type"]).unwrap_err();
+        assert_eq!(e.to_string(), "`x` is not supported by X's embeddings");
+    }
+
+    #[test]
+    fn a_translated_answer_is_openais_list() {
+        let r = EmbedResponse::openai_list("m", &[vec![0.5, -0.25], vec![1.0, 0.0]], false, 7);
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"object":"list","data":[
+                {"object":"embedding","index":0,"embedding":[0.5,-0.25]},
+                {"object":"embedding","index":1,"embedding":[1.0,0.0]}],
+                "model":"m","usage":{"prompt_tokens":7,"total_tokens":7}})
+        );
+        assert_eq!(r.usage.input_tokens, Some(7));
+        let b = EmbedResponse::openai_list("m", &[vec![0.5, -0.25]], true, 1);
+        let v: serde_json::Value = serde_json::from_slice(&b.body).unwrap();
+        // 0.5 and -0.25 as little-endian f32s.
+        assert_eq!(v["data"][0]["embedding"], "AAAAPwAAgL4=");
+    }
 
     #[test]
     fn requests_keep_everything_but_the_model_verbatim() {

@@ -2905,6 +2905,66 @@ async fn the_dashboard_shows_the_status_to_a_browser_with_the_admin_key() {
     assert_eq!(r.status(), 200);
 }
 
+/// Gemini serves OpenAI's embeddings by translation: the client gets OpenAI's list, and
+/// what Gemini cannot take a 400 in OpenAI's shape naming it.
+#[tokio::test]
+async fn gemini_serves_openai_embeddings() {
+    let up = upstream(Script::Reply(
+        200,
+        "application/json",
+        r#"{"embeddings":[{"values":[0.25,-0.5]}],"usageMetadata":{"promptTokenCount":2}}"#.into(),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.g]\nkind = \"gemini\"\nbase_url = \"{}\"\nkeys = [\"AIza-k\"]\n\
+         [[models]]\nname = \"emb\"\ntargets = [{{ provider = \"g\", model = \"gemini-embedding-001\" }}]\n",
+        up.url
+    ))
+    .await;
+    let r = post(
+        &url,
+        "/v1/embeddings",
+        &json!({"model": "emb", "input": "hi", "dimensions": 2}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["x-weir-provider"], "g");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v,
+        json!({"object": "list", "data": [{"object": "embedding", "index": 0, "embedding": [0.25, -0.5]}],
+               "model": "gemini-embedding-001", "usage": {"prompt_tokens": 2, "total_tokens": 2}})
+    );
+    let (headers, sent) = up.seen.lock().unwrap()[0].clone();
+    assert_eq!(
+        headers["x-test-path"],
+        "/v1beta/models/gemini-embedding-001:batchEmbedContents"
+    );
+    let sent: Value = serde_json::from_slice(&sent).unwrap();
+    assert_eq!(sent["requests"][0]["outputDimensionality"], 2);
+    let r = post(
+        &url,
+        "/v1/embeddings",
+        &json!({"model": "emb", "input": [[1, 2]]}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error");
+    let msg = v["error"]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("token ids is not supported by Gemini"),
+        "{msg}"
+    );
+    assert_eq!(
+        up.hits.load(Ordering::SeqCst),
+        1,
+        "nothing sent for the refused one"
+    );
+}
+
 /// An OpenAI-compatible service without embeddings answers 404 there: the next target
 /// serves.
 #[tokio::test]
