@@ -64,11 +64,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod embed;
 mod error;
 mod gemini;
 mod provider;
 mod tokens;
 
+pub use embed::PREDICT_BATCH;
 pub use error::{decode_error, kind_of_status};
 pub use provider::{default_base_url, is_claude, VertexConfig, VertexProvider, ANTHROPIC_VERSION};
 pub use tokens::{

@@ -367,6 +367,26 @@ impl Provider for VertexProvider {
         }
     }
 
+    fn serves_embeddings(&self) -> bool {
+        true
+    }
+
+    /// Google's text embedding models through `:predict` (250 texts a call, one for
+    /// `gemini-embedding-001`), answered as OpenAI's list; Claude has no embeddings.
+    async fn embed(
+        &self,
+        req: &weir_model::EmbedRequest,
+        cx: CallContext,
+    ) -> Result<weir_model::EmbedResponse, ProviderError> {
+        if is_claude(&req.model) {
+            return Err(invalid(WireError::Unsupported(format!(
+                "`{}` is not an embeddings model",
+                req.model
+            ))));
+        }
+        crate::embed::embed(self, req, cx).await
+    }
+
     /// Claude: Vertex's `count-tokens:rawPredict`. Gemini: the model's `:countTokens`.
     async fn count_tokens(
         &self,

@@ -220,3 +220,71 @@ async fn gemini_token_counting() {
     assert_eq!(sent["contents"], full["contents"]);
     assert_eq!(sent["tools"], full["tools"]);
 }
+
+fn embed_request(body: Value) -> weir_model::EmbedRequest {
+    weir_model::EmbedRequest::decode(body.to_string().as_bytes()).unwrap()
+}
+
+/// Google's embedding models through `:predict`: `gemini-embedding-001` one text a call,
+/// others several; `task_type` and `dimensions` carried; OpenAI's list back with Vertex's
+/// token counts; Claude models are passed over.
+#[tokio::test]
+async fn embeddings_through_predict() {
+    let one = json!({"predictions": [{"embeddings": {"values": [0.5, -0.5],
+        "statistics": {"token_count": 3.0, "truncated": false}}}]});
+    let up = FaultyUpstream::start(status(200, &one)).await;
+    let p = provider(
+        &up,
+        "us-central1",
+        Arc::new(FnTokenSource::numbered("tok-")),
+    );
+    assert!(p.serves_embeddings());
+    let req = embed_request(json!({
+        "model": "gemini-embedding-001", "input": ["a", "b"], "dimensions": 2,
+        "task_type": "RETRIEVAL_QUERY",
+    }));
+    let r = p.embed(&req, CallContext::new("t")).await.unwrap();
+    let seen = up.requests();
+    assert_eq!(seen.len(), 2, "one text a call");
+    assert_eq!(
+        seen[0].path,
+        "/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-embedding-001:predict"
+    );
+    assert_eq!(bearer(&seen[0]), Some("Bearer tok-1"));
+    let body: Value = serde_json::from_slice(&seen[1].body).unwrap();
+    assert_eq!(
+        body,
+        json!({"instances": [{"content": "b", "task_type": "RETRIEVAL_QUERY"}],
+               "parameters": {"outputDimensionality": 2}})
+    );
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["data"][1]["index"], 1);
+    assert_eq!(v["data"][1]["embedding"], json!([0.5, -0.5]));
+    assert_eq!(v["usage"]["prompt_tokens"], 6);
+
+    // Other models take several texts a call; a count that does not match is a failure.
+    let e = p
+        .embed(
+            &embed_request(json!({"model": "text-embedding-005", "input": ["a", "b"]})),
+            CallContext::new("t"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(up.requests().len(), 3, "both texts in one call");
+    assert_eq!(e.kind, ErrorKind::Decode);
+    assert!(
+        e.message.contains("answered 2 texts with 1 embeddings"),
+        "{}",
+        e.message
+    );
+
+    let e = p
+        .embed(
+            &embed_request(json!({"model": MODEL, "input": "a"})),
+            CallContext::new("t"),
+        )
+        .await
+        .unwrap_err();
+    assert!(e.is_unexpressible(), "{e:?}");
+    assert_eq!(up.requests().len(), 3);
+}

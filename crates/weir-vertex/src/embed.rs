@@ -1,0 +1,127 @@
+//! Embeddings on Vertex AI: Google's text embedding models (`gemini-embedding-001`,
+//! `text-embedding-005`, `text-multilingual-embedding-002`) through `:predict`, from
+//! OpenAI's request and back to OpenAI's list.
+
+use serde::Deserialize;
+use weir_model::{CallContext, EmbedRequest, EmbedResponse, ErrorKind, ProviderError, WireError};
+use weir_upstream::read_body;
+
+use crate::provider::{invalid, json_headers, VertexProvider};
+
+/// The most texts one `:predict` call takes (`gemini-embedding-001` takes one).
+pub const PREDICT_BATCH: usize = 250;
+/// The most bytes of text one call carries: Vertex refuses a call over 20,000 tokens.
+const BATCH_BYTES: usize = 60_000;
+
+/// The texts per call for `model`.
+fn batch_of(model: &str) -> usize {
+    if model.contains("gemini-embedding") {
+        1
+    } else {
+        PREDICT_BATCH
+    }
+}
+
+/// The `:predict` instances' `task_type` and the parameters' `outputDimensionality`:
+/// Google's `task_type` (`RETRIEVAL_QUERY`, ...) is the one member beyond OpenAI's.
+pub(crate) async fn embed(
+    p: &VertexProvider,
+    req: &EmbedRequest,
+    cx: CallContext,
+) -> Result<EmbedResponse, ProviderError> {
+    req.only_known_members("Vertex AI", &["task_type"])
+        .map_err(invalid)?;
+    let texts = req.texts("Vertex AI").map_err(invalid)?;
+    let dimensions = req.dimensions().map_err(invalid)?;
+    let base64 = req.base64().map_err(invalid)?;
+    let task_type = match req.get("task_type") {
+        None => None,
+        Some(t) => Some(serde_json::from_str::<String>(t.get()).map_err(|_| {
+            invalid(WireError::Malformed(
+                "`task_type` must be a string (RETRIEVAL_QUERY, RETRIEVAL_DOCUMENT, ...)".into(),
+            ))
+        })?),
+    };
+    let url = p.url("google", &req.model, "predict", None)?;
+    let most = batch_of(&req.model);
+    let mut vectors = Vec::with_capacity(texts.len());
+    let mut counted = Some(0u64);
+    let mut rest = texts.as_slice();
+    while !rest.is_empty() {
+        // As many texts as the model takes at once, within the bytes a call may carry (at
+        // least one, which Vertex judges alone).
+        let mut n = 0;
+        let mut bytes = 0;
+        while n < rest.len() && n < most && (n == 0 || bytes + rest[n].len() <= BATCH_BYTES) {
+            bytes += rest[n].len();
+            n += 1;
+        }
+        let (part, after) = rest.split_at(n);
+        rest = after;
+        let instances: Vec<serde_json::Value> = part
+            .iter()
+            .map(|t| match &task_type {
+                Some(tt) => serde_json::json!({"content": t, "task_type": tt}),
+                None => serde_json::json!({ "content": t }),
+            })
+            .collect();
+        let mut body = serde_json::json!({ "instances": instances });
+        if let Some(d) = dimensions {
+            body["parameters"] = serde_json::json!({ "outputDimensionality": d });
+        }
+        let mut resp = p
+            .post(&url, &json_headers(), body.to_string().into_bytes(), &cx)
+            .await?;
+        let bytes = read_body(&mut resp).await?;
+        #[derive(Deserialize)]
+        struct Answer {
+            #[serde(default)]
+            predictions: Vec<Prediction>,
+        }
+        #[derive(Deserialize)]
+        struct Prediction {
+            embeddings: Embedding,
+        }
+        #[derive(Deserialize)]
+        struct Embedding {
+            values: Vec<f64>,
+            statistics: Option<Statistics>,
+        }
+        #[derive(Deserialize)]
+        struct Statistics {
+            token_count: Option<f64>,
+        }
+        let a: Answer = serde_json::from_slice(&bytes).map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Decode,
+                format!("Vertex AI's embeddings could not be decoded: {e}"),
+            )
+        })?;
+        if a.predictions.len() != part.len() {
+            return Err(ProviderError::new(
+                ErrorKind::Decode,
+                format!(
+                    "Vertex AI answered {} texts with {} embeddings",
+                    part.len(),
+                    a.predictions.len()
+                ),
+            ));
+        }
+        for pr in a.predictions {
+            // (Vertex writes the count as a number that may have a fraction: `6.0`.)
+            let count = pr
+                .embeddings
+                .statistics
+                .and_then(|s| s.token_count)
+                .filter(|c| c.is_finite() && *c >= 0.0)
+                .map(|c| c.round() as u64);
+            counted = counted.zip(count).map(|(a, b)| a + b);
+            vectors.push(pr.embeddings.values);
+        }
+    }
+    let tokens =
+        counted.unwrap_or_else(|| texts.iter().map(|t| (t.len() as u64).div_ceil(4)).sum());
+    Ok(EmbedResponse::openai_list(
+        &req.model, &vectors, base64, tokens,
+    ))
+}
