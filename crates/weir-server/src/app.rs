@@ -904,6 +904,10 @@ fn zero_config_text(env: &dyn Fn(&str) -> Option<String>, bedrock: bool) -> Stri
             "[providers.vertex]\nkind = \"vertex\"\nproject = \"${{GOOGLE_CLOUD_PROJECT}}\"\nregion = {region}\n"
         ));
         model_routes.push(("claude-*@*", "vertex"));
+        // Google's embedding models (gemini-embedding-* goes with gemini-*), before
+        // OpenAI's `text-embedding-*` (whose names are text-embedding-3-*, -ada-002).
+        model_routes.push(("text-embedding-0*", "vertex"));
+        model_routes.push(("text-multilingual-embedding-*", "vertex"));
     }
     if set("ANTHROPIC_API_KEY") {
         text.push_str(

@@ -1111,6 +1111,36 @@ fn zero_config_enables_the_providers_whose_keys_are_in_the_environment() {
         app.router.resolve("gemini-2.5-pro").unwrap().targets[0].provider,
         "vertex"
     );
+    for model in [
+        "text-embedding-005",
+        "text-multilingual-embedding-002",
+        "gemini-embedding-001",
+    ] {
+        assert_eq!(
+            app.router.resolve(model).unwrap().targets[0].provider,
+            "vertex",
+            "{model}"
+        );
+    }
+    // OpenAI's embedding names stay OpenAI's, beside Vertex.
+    let env = |name: &str| match name {
+        "WEIR_API_KEY" => Some("sk-zero".to_owned()),
+        "GOOGLE_CLOUD_PROJECT" => Some("my-project".to_owned()),
+        "OPENAI_API_KEY" => Some("sk-test".to_owned()),
+        _ => None,
+    };
+    let (app, _) = weir_server::zero_config(&env).unwrap();
+    for (model, provider) in [
+        ("text-embedding-3-small", "openai"),
+        ("text-embedding-ada-002", "openai"),
+        ("text-embedding-005", "vertex"),
+    ] {
+        assert_eq!(
+            app.router.resolve(model).unwrap().targets[0].provider,
+            provider,
+            "{model}"
+        );
+    }
     // Bedrock reads its credentials when it is built: whether or not this machine has
     // them, zero-config starts (Bedrock is left out, with a warning, when it cannot).
     let env = |name: &str| match name {
