@@ -171,6 +171,12 @@ const BUNDLED: &[(&str, f64, f64, f64, f64)] = &[
     ("text-embedding-3-small", 0.02, 0.0, 0.02, 0.02),
     ("text-embedding-3-large", 0.13, 0.0, 0.13, 0.13),
     ("text-embedding-ada-002", 0.1, 0.0, 0.1, 0.1),
+    // Embedding models other providers serve (input only).
+    ("gemini-embedding-001", 0.15, 0.0, 0.15, 0.15),
+    ("amazon.titan-embed-text-v2", 0.02, 0.0, 0.02, 0.02),
+    ("amazon.titan-embed-text-v1", 0.1, 0.0, 0.1, 0.1),
+    ("cohere.embed-english-v3", 0.1, 0.0, 0.1, 0.1),
+    ("cohere.embed-multilingual-v3", 0.1, 0.0, 0.1, 0.1),
 ];
 
 /// Bundled models priced higher for long prompts: the name (as in [`BUNDLED`]), the
@@ -379,6 +385,10 @@ mod tests {
         // The longest match: gpt-4o-mini, not gpt-4o.
         assert_eq!(p.price("gpt-4o-mini-2024-07-18").unwrap().input, 0.15);
         assert_eq!(p.cost("some-local-model", &u), None);
+        // Embedding models on Bedrock, with a version suffix or a profile's prefix.
+        assert_eq!(p.price("amazon.titan-embed-text-v2:0").unwrap().input, 0.02);
+        assert_eq!(p.price("us.cohere.embed-english-v3").unwrap().input, 0.1);
+        assert_eq!(p.price("cohere.embed-english-v4"), None);
     }
 
     #[test]
