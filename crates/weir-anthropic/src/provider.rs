@@ -123,6 +123,15 @@ impl Provider for AnthropicProvider {
         self.keys.all()
     }
 
+    fn default_output(&self, model: &str, stream: bool) -> Option<u32> {
+        Some(
+            self.cfg
+                .encode
+                .default_max_tokens
+                .unwrap_or_else(|| crate::default_max_tokens(model, stream)),
+        )
+    }
+
     fn capabilities(&self, _model: &str) -> Capabilities {
         // Message threads only where they are known to be kept: a compatible service
         // that ignored `thread` would answer a continuing request's few messages as the

@@ -330,6 +330,16 @@ impl Provider for BedrockProvider {
         &self.cfg.id
     }
 
+    /// Claude's (through InvokeModel, which must send one); Converse models keep their own.
+    fn default_output(&self, model: &str, stream: bool) -> Option<u32> {
+        self.anthropic(model).then(|| {
+            self.cfg
+                .encode
+                .default_max_tokens
+                .unwrap_or_else(|| weir_anthropic::default_max_tokens(model, stream))
+        })
+    }
+
     fn capabilities(&self, model: &str) -> Capabilities {
         if self.anthropic(model) {
             anthropic_capabilities()

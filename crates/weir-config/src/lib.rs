@@ -252,6 +252,19 @@ pub fn build_routing(cfg: &Config, src: &Source<'_>) -> Result<Routing, Vec<Conf
                     ));
                 }
             }
+            if let (Some(d), Some(cap)) = (&t.default_max_tokens, &t.max_output_tokens) {
+                if d.get_ref() > cap.get_ref() {
+                    errors.push(src.error_at(
+                        Some(d.span().start),
+                        format!(
+                            "default_max_tokens ({}) is above max_output_tokens ({}) (model `{}`)",
+                            d.get_ref(),
+                            cap.get_ref(),
+                            m.name
+                        ),
+                    ));
+                }
+            }
             target.default_max_tokens = t.default_max_tokens.as_ref().map(|n| *n.get_ref());
             target.max_output_tokens = t.max_output_tokens.as_ref().map(|n| *n.get_ref());
             let provider_caps = pcfg.and_then(|p| p.capabilities);

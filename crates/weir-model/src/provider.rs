@@ -271,6 +271,13 @@ pub trait Provider: Send + Sync {
         }
     }
 
+    /// The output limit this provider sends for `model` when a request sets none (Claude
+    /// must be given one); `None` when it sends none and the upstream decides. The router
+    /// reads it to hold such a request within a target's `max_output_tokens`.
+    fn default_output(&self, _model: &str, _stream: bool) -> Option<u32> {
+        None
+    }
+
     /// Whether the provider serves embeddings ([`Provider::embed`]): the router passes over
     /// targets that do not, before any call.
     fn serves_embeddings(&self) -> bool {

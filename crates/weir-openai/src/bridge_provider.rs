@@ -180,6 +180,10 @@ impl Provider for ResponsesBridge {
         self.inner.serves_embeddings()
     }
 
+    fn default_output(&self, model: &str, stream: bool) -> Option<u32> {
+        self.inner.default_output(model, stream)
+    }
+
     fn serves_responses(&self) -> bool {
         true
     }

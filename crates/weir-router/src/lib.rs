@@ -100,7 +100,10 @@ pub struct Target {
     /// The output limit this target gets when the request sets none.
     pub default_max_tokens: Option<u32>,
     /// The largest output limit this target accepts: a request's larger one is lowered
-    /// to it (and a thinking budget that would no longer fit below it, to half of it).
+    /// to it, as is the provider's own default for a request that sets none
+    /// ([`Provider::default_output`]); a thinking budget that would no longer fit below it
+    /// becomes half of it (at least 1024, Anthropic's least; where none fits, thinking is
+    /// dropped with a warning).
     pub max_output_tokens: Option<u32>,
 }
 
@@ -1134,22 +1137,49 @@ trait Job: Clone + Sync {
 }
 
 /// The output limit `target` is to get instead of the request's `asked`, if another: its
-/// `default_max_tokens` when none was asked, its `max_output_tokens` when more was.
-fn target_max_tokens(asked: Option<u32>, target: &Target) -> Option<u32> {
-    let n = asked.or(target.default_max_tokens)?;
+/// `default_max_tokens` when none was asked, its `max_output_tokens` when more was, or
+/// when none was asked and the provider would send more of its own (`provider_default`,
+/// [`Provider::default_output`]: Claude's 21333 for a whole answer).
+fn target_max_tokens(
+    asked: Option<u32>,
+    target: &Target,
+    provider_default: impl FnOnce() -> Option<u32>,
+) -> Option<u32> {
+    let n = match asked.or(target.default_max_tokens) {
+        Some(n) => n,
+        None => {
+            target.max_output_tokens?;
+            provider_default()?
+        }
+    };
     let n = target.max_output_tokens.map_or(n, |cap| n.min(cap));
     (Some(n) != asked).then_some(n)
 }
 
-/// Sets a chat request's output limit to `n`; a thinking budget that would not fit below
-/// it (Anthropic refuses a budget at or above `max_tokens`) becomes half of it.
-fn fit_output(r: &mut ChatRequest, n: u32) {
+/// The least thinking budget Anthropic takes.
+const MIN_THINKING_BUDGET: u32 = 1024;
+
+/// Sets a chat request's output limit to `n`. A thinking budget that would not fit below
+/// it (Anthropic refuses a budget at or above `max_tokens`) becomes half of it, at least
+/// [`MIN_THINKING_BUDGET`]; where no budget fits, thinking is dropped, and the warning says
+/// so.
+fn fit_output(r: &mut ChatRequest, n: u32, target: &Target, model: &str) -> Option<String> {
     r.max_tokens = Some(n);
     if let Some(ThinkingConfig::Enabled { budget_tokens }) = &mut r.thinking {
         if *budget_tokens >= n {
-            *budget_tokens = n / 2;
+            if n > MIN_THINKING_BUDGET {
+                *budget_tokens = (n / 2).max(MIN_THINKING_BUDGET);
+            } else {
+                r.thinking = None;
+                return Some(format!(
+                    "{}/{model}: thinking dropped: an output limit of {n} leaves no room for a \
+                     thinking budget",
+                    target.provider
+                ));
+            }
         }
     }
+    None
 }
 
 impl Job for ChatRequest {
@@ -1188,10 +1218,13 @@ impl Job for ChatRequest {
                     model,
                     caps::drop_features(&mut r, &missing)
                 );
-                if let Some(n) = target_max_tokens(r.max_tokens, target) {
-                    fit_output(&mut r, n);
+                let mut warnings = vec![warning];
+                if let Some(n) = target_max_tokens(r.max_tokens, target, || {
+                    provider.default_output(model, r.is_stream())
+                }) {
+                    warnings.extend(fit_output(&mut r, n, target, model));
                 }
-                return Ok((Cow::Owned(r), vec![warning]));
+                return Ok((Cow::Owned(r), warnings));
             }
             if missing.contains(&"threads") {
                 return Err(keeps_no_threads(self.thread().as_ref()));
@@ -1204,13 +1237,15 @@ impl Job for ChatRequest {
         }
         // The client's request goes as it is unless this target renames the model or
         // limits its output: then a copy, once for all its keys.
-        match target_max_tokens(self.max_tokens, target) {
+        match target_max_tokens(self.max_tokens, target, || {
+            provider.default_output(model, self.is_stream())
+        }) {
             None => Ok((self.for_model(model), Vec::new())),
             Some(n) => {
                 let mut r = self.clone();
                 model.clone_into(&mut r.model);
-                fit_output(&mut r, n);
-                Ok((Cow::Owned(r), Vec::new()))
+                let warning = fit_output(&mut r, n, target, model);
+                Ok((Cow::Owned(r), warning.into_iter().collect()))
             }
         }
     }
@@ -1348,7 +1383,9 @@ impl Job for ResponsesRequest {
                     .then(|| v.get().parse::<u32>().ok())
                     .flatten()
             });
-            if let Some(n) = target_max_tokens(asked, target) {
+            if let Some(n) = target_max_tokens(asked, target, || {
+                provider.default_output(model, self.stream)
+            }) {
                 let mut r = self.clone();
                 model.clone_into(&mut r.model);
                 weir_model::responses::set_max_output_tokens(&mut r, n);
@@ -2998,6 +3035,54 @@ fn session_key_rank(session: u64, key: usize) -> u64 {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A target's cap also holds a request without a limit where the provider would send
+    /// one of its own above it; budgets keep Anthropic's least, or thinking goes.
+    #[test]
+    fn output_limits_hold_the_providers_default_and_keep_budgets_valid() {
+        let mut t = Target::new("p");
+        t.max_output_tokens = Some(8192);
+        let claude = || Some(21_333);
+        let none = || None;
+        assert_eq!(target_max_tokens(None, &t, claude), Some(8192));
+        assert_eq!(target_max_tokens(None, &t, || Some(4096)), Some(4096));
+        assert_eq!(
+            target_max_tokens(None, &t, none),
+            None,
+            "the upstream decides"
+        );
+        assert_eq!(target_max_tokens(Some(100), &t, claude), None);
+        t.default_max_tokens = Some(2048);
+        assert_eq!(target_max_tokens(None, &t, claude), Some(2048));
+        let uncapped = Target::new("p");
+        assert_eq!(target_max_tokens(None, &uncapped, claude), None);
+
+        let budget_after = |n: u32, budget: u32| {
+            let mut r = ChatRequest {
+                thinking: Some(ThinkingConfig::Enabled {
+                    budget_tokens: budget,
+                }),
+                ..Default::default()
+            };
+            let warning = fit_output(&mut r, n, &t, "m");
+            assert_eq!(r.max_tokens, Some(n));
+            match r.thinking {
+                Some(ThinkingConfig::Enabled { budget_tokens }) => {
+                    assert!(warning.is_none());
+                    Some(budget_tokens)
+                }
+                _ => {
+                    assert!(warning.unwrap().contains("thinking dropped"));
+                    None
+                }
+            }
+        };
+        assert_eq!(budget_after(8192, 31_999), Some(4096));
+        assert_eq!(budget_after(8192, 4000), Some(4000));
+        assert_eq!(budget_after(1500, 31_999), Some(1024));
+        assert_eq!(budget_after(1500, 4000), Some(1024));
+        assert_eq!(budget_after(1024, 4000), None);
+    }
 
     /// Embedders get a route error as a std error: `?` into `Box<dyn Error>`, `{e}`.
     #[test]

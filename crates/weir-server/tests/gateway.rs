@@ -3269,6 +3269,30 @@ async fn a_targets_output_limits_reach_its_upstream() {
             "{asked:?}"
         );
     }
+
+    // Claude must be sent a limit: a request with none gets the cap, not the provider's
+    // own default (21333) above it.
+    let claude_up = upstream(Script::Reply(
+        200,
+        "application/json",
+        r#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-x","content":[{"type":"text","text":"ok"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":1,"output_tokens":1}}"#.into(),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"claude-x\"\ntargets = [{{ provider = \"a\", model = \"claude-sonnet-4-5\", max_output_tokens = 8192 }}]\n",
+        claude_up.url
+    ))
+    .await;
+    let r = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "claude-x", "messages": msgs}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(last_body(&claude_up)["max_tokens"], 8192);
 }
 
 /// A response lives in the account that made it: a request continuing it

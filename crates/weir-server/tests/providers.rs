@@ -967,6 +967,20 @@ fn a_targets_zero_output_limits_are_config_errors() {
     }
     // Where in the file: line 6, at each value.
     assert!(errs.iter().all(|e| e.starts_with("6:")), "{errs:?}");
+    let text = "[providers.p]\nkind = \"openai\"\nkeys = [\"k\"]\n\
+                [[models]]\nname = \"m\"\n\
+                targets = [{ provider = \"p\", default_max_tokens = 9000, max_output_tokens = 4000 }]\n";
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    let errs: Vec<String> = weir_server::build(&cfg, None, text)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        errs.iter()
+            .any(|e| e.contains("default_max_tokens (9000) is above max_output_tokens (4000)")),
+        "{errs:?}"
+    );
 }
 
 #[test]

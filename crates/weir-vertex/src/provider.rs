@@ -337,6 +337,16 @@ impl Provider for VertexProvider {
         &self.cfg.id
     }
 
+    /// Claude's (rawPredict must send one); Gemini models keep their own.
+    fn default_output(&self, model: &str, stream: bool) -> Option<u32> {
+        is_claude(model).then(|| {
+            self.cfg
+                .anthropic_encode
+                .default_max_tokens
+                .unwrap_or_else(|| weir_anthropic::default_max_tokens(model, stream))
+        })
+    }
+
     fn capabilities(&self, model: &str) -> Capabilities {
         if is_claude(model) {
             // Message threads are Anthropic's own API's, not Vertex AI's.
