@@ -81,10 +81,33 @@ impl EmbedPlan {
             })?,
         };
         let dimensions = req.dimensions()?;
-        if dimensions.is_some() && model.contains("titan-embed-text-v1") {
-            return Err(WireError::Unsupported(
-                "`dimensions` is not supported by Titan Text Embeddings v1".into(),
-            ));
+        if let Some(d) = dimensions {
+            // Refused here, so that a route's next target (which may take it) is tried.
+            let (name, allowed): (&str, &[u32]) = if model.contains("titan-embed-text-v1") {
+                ("Titan Text Embeddings v1", &[])
+            } else if model.contains("titan-embed-text-v2") {
+                ("Titan Text Embeddings v2", &[256, 512, 1024])
+            } else if model.contains("cohere.embed-v4") {
+                ("Cohere Embed v4", &[256, 512, 1024, 1536])
+            } else if family == Family::Cohere {
+                ("Cohere Embed v3", &[])
+            } else {
+                ("", &[d])
+            };
+            if !allowed.contains(&d) {
+                return Err(WireError::Unsupported(if allowed.is_empty() {
+                    format!("`dimensions` is not supported by {name}")
+                } else {
+                    format!(
+                        "`dimensions` {d} is not supported by {name} (it takes {})",
+                        allowed
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                }));
+            }
         }
         Ok(EmbedPlan {
             family,
@@ -181,6 +204,13 @@ mod tests {
             String::from_utf8(p.body(&p.texts[1..])).unwrap(),
             r#"{"dimensions":256,"inputText":"b"}"#
         );
+        let v4 = EmbedPlan::new(
+            &req(serde_json::json!({"model": "m", "input": "a", "dimensions": 1536})),
+            "cohere.embed-v4:0",
+        )
+        .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&v4.body(&v4.texts)).unwrap();
+        assert_eq!(body["output_dimension"], 1536);
         let p = EmbedPlan::new(
             &req(serde_json::json!({"model": "m", "input": "a", "input_type": "search_query"})),
             "cohere.embed-english-v3",
@@ -207,6 +237,21 @@ mod tests {
                 serde_json::json!({"model": "m", "input": "a", "dimensions": 8}),
                 "amazon.titan-embed-text-v1",
                 "not supported by Titan Text Embeddings v1",
+            ),
+            (
+                serde_json::json!({"model": "m", "input": "a", "dimensions": 300}),
+                "amazon.titan-embed-text-v2:0",
+                "`dimensions` 300 is not supported by Titan Text Embeddings v2 (it takes 256, 512, 1024)",
+            ),
+            (
+                serde_json::json!({"model": "m", "input": "a", "dimensions": 256}),
+                "cohere.embed-english-v3",
+                "not supported by Cohere Embed v3",
+            ),
+            (
+                serde_json::json!({"model": "m", "input": "a", "dimensions": 300}),
+                "us.cohere.embed-v4:0",
+                "it takes 256, 512, 1024, 1536",
             ),
             (
                 serde_json::json!({"model": "m", "input": [[1]]}),

@@ -317,6 +317,40 @@ impl BedrockProvider {
     }
 }
 
+/// The most embeddings calls one request has in flight at once.
+const EMBED_CALLS_AT_ONCE: usize = 8;
+
+impl BedrockProvider {
+    /// One InvokeModel call of an embeddings request: the vectors of `part`, in order, and
+    /// the tokens Bedrock counted (Titan's `inputTextTokenCount`, else the
+    /// `x-amzn-bedrock-input-token-count` header), if it said.
+    async fn embed_part(
+        &self,
+        url: &Url,
+        plan: &crate::EmbedPlan,
+        part: &[String],
+        cx: &CallContext,
+    ) -> Result<(Vec<Vec<f64>>, Option<u64>), ProviderError> {
+        let mut resp = self.post(url, plan.body(part), JSON, cx, &[]).await?;
+        let header_count = resp
+            .headers()
+            .get("x-amzn-bedrock-input-token-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let body = read_body(&mut resp).await?;
+        let (got, count) =
+            crate::embed::decode_answer(plan.family, &body).map_err(decode_failure)?;
+        if got.len() != part.len() {
+            return Err(decode_failure(format!(
+                "{} texts were answered with {} embeddings",
+                part.len(),
+                got.len()
+            )));
+        }
+        Ok((got, count.or(header_count)))
+    }
+}
+
 fn decode_failure(e: impl std::fmt::Display) -> ProviderError {
     ProviderError::new(
         ErrorKind::Decode,
@@ -443,28 +477,31 @@ impl Provider for BedrockProvider {
         let model = req.model.as_str();
         let plan = crate::EmbedPlan::new(req, model).map_err(|e| encode_error(&e))?;
         let url = self.url(model, "invoke")?;
-        let mut vectors = Vec::with_capacity(plan.texts.len());
+        // Several calls at once (Titan takes one text a call), answers kept in order.
+        let parts: Vec<Vec<Vec<f64>>>;
         let mut counted = Some(0u64);
-        for part in plan.texts.chunks(plan.family.batch()) {
-            let mut resp = self.post(&url, plan.body(part), JSON, &cx, &[]).await?;
-            let header_count = resp
-                .headers()
-                .get("x-amzn-bedrock-input-token-count")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            let body = read_body(&mut resp).await?;
-            let (got, count) =
-                crate::embed::decode_answer(plan.family, &body).map_err(decode_failure)?;
-            if got.len() != part.len() {
-                return Err(decode_failure(format!(
-                    "{} texts were answered with {} embeddings",
-                    part.len(),
-                    got.len()
-                )));
-            }
-            counted = counted.zip(count.or(header_count)).map(|(a, b)| a + b);
-            vectors.extend(got);
+        {
+            use futures_util::{StreamExt as _, TryStreamExt as _};
+            // (Made first, run as the stream polls them: a closure in the stream would
+            // not be general enough for the `Send` future `async_trait` needs.)
+            let calls: Vec<_> = plan
+                .texts
+                .chunks(plan.family.batch())
+                .map(|part| self.embed_part(&url, &plan, part, &cx))
+                .collect();
+            let answers: Vec<(Vec<Vec<f64>>, Option<u64>)> = futures_util::stream::iter(calls)
+                .buffered(EMBED_CALLS_AT_ONCE)
+                .try_collect()
+                .await?;
+            parts = answers
+                .into_iter()
+                .map(|(v, count)| {
+                    counted = counted.zip(count).map(|(a, b)| a + b);
+                    v
+                })
+                .collect();
         }
+        let vectors: Vec<Vec<f64>> = parts.into_iter().flatten().collect();
         let tokens = counted.unwrap_or_else(|| {
             plan.texts
                 .iter()

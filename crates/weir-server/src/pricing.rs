@@ -177,6 +177,7 @@ const BUNDLED: &[(&str, f64, f64, f64, f64)] = &[
     ("amazon.titan-embed-text-v1", 0.1, 0.0, 0.1, 0.1),
     ("cohere.embed-english-v3", 0.1, 0.0, 0.1, 0.1),
     ("cohere.embed-multilingual-v3", 0.1, 0.0, 0.1, 0.1),
+    ("cohere.embed-v4", 0.12, 0.0, 0.12, 0.12),
 ];
 
 /// Bundled models priced higher for long prompts: the name (as in [`BUNDLED`]), the
@@ -388,6 +389,7 @@ mod tests {
         // Embedding models on Bedrock, with a version suffix or a profile's prefix.
         assert_eq!(p.price("amazon.titan-embed-text-v2:0").unwrap().input, 0.02);
         assert_eq!(p.price("us.cohere.embed-english-v3").unwrap().input, 0.1);
+        assert_eq!(p.price("us.cohere.embed-v4:0").unwrap().input, 0.12);
         assert_eq!(p.price("cohere.embed-english-v4"), None);
     }
 

@@ -10,8 +10,9 @@ use crate::provider::{invalid, json_headers, VertexProvider};
 
 /// The most texts one `:predict` call takes (`gemini-embedding-001` takes one).
 pub const PREDICT_BATCH: usize = 250;
-/// The most bytes of text one call carries: Vertex refuses a call over 20,000 tokens.
-const BATCH_BYTES: usize = 60_000;
+/// The most bytes of text one call carries: Vertex refuses a call over 20,000 tokens, and
+/// dense text (digits, identifiers) can take a token per byte.
+const BATCH_BYTES: usize = 18_000;
 
 /// The texts per call for `model`.
 fn batch_of(model: &str) -> usize {

@@ -381,8 +381,9 @@ impl Provider for VertexProvider {
         true
     }
 
-    /// Google's text embedding models through `:predict` (250 texts a call, one for
-    /// `gemini-embedding-001`), answered as OpenAI's list; Claude has no embeddings.
+    /// Google's text embedding models through `:predict` (250 texts and 18 KB a call,
+    /// one text for `gemini-embedding-001`), answered as OpenAI's list; Claude has no
+    /// embeddings.
     async fn embed(
         &self,
         req: &weir_model::EmbedRequest,

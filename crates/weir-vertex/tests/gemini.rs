@@ -278,6 +278,19 @@ async fn embeddings_through_predict() {
         e.message
     );
 
+    // Long texts go in calls of at most 18 KB (a call is refused over 20,000 tokens).
+    let long = "7".repeat(10_000);
+    let r = p
+        .embed(
+            &embed_request(json!({"model": "text-embedding-005", "input": [long, long, long]})),
+            CallContext::new("t"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(up.requests().len(), 6, "one call each");
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 3);
+
     let e = p
         .embed(
             &embed_request(json!({"model": MODEL, "input": "a"})),
@@ -286,5 +299,5 @@ async fn embeddings_through_predict() {
         .await
         .unwrap_err();
     assert!(e.is_unexpressible(), "{e:?}");
-    assert_eq!(up.requests().len(), 3);
+    assert_eq!(up.requests().len(), 6);
 }
