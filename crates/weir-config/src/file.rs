@@ -1091,6 +1091,23 @@ fn plain_types(message: &str) -> String {
             }
         }
     }
+    // A whole number too large for its field (`max_output_tokens = 5000000000`).
+    let largest = match ty {
+        "u8" => Some(u64::from(u8::MAX)),
+        "u16" => Some(u64::from(u16::MAX)),
+        "u32" => Some(u64::from(u32::MAX)),
+        _ => None,
+    };
+    if let Some(max) = largest {
+        if head
+            .strip_prefix("invalid value: integer `")
+            .and_then(|n| n.strip_suffix('`'))
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n > max)
+        {
+            return format!("{head}, expected a whole number of at most {max}");
+        }
+    }
     let plain = match ty {
         "u8" | "u16" | "u32" | "u64" | "usize" => "a whole number of 0 or more",
         "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number",
@@ -1436,6 +1453,16 @@ x = 1
                 "7:20: invalid type: a string, expected a number",
             ],
             "{plain:#?}"
+        );
+        // Too large for its field: the limit is said, not "0 or more".
+        let errs = parse_all(
+            None,
+            "[providers.p]\nkind = \"openai\"\nmax_output_tokens = 5000000000\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errs[0].to_string(),
+            "3:21: invalid value: integer `5000000000`, expected a whole number of at most 4294967295"
         );
         assert!(
             shown[1].starts_with("3:1: unknown field `admin`"),
