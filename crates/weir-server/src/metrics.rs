@@ -653,10 +653,12 @@ impl weir_router::Observer for Metrics {
                     provider: (*provider).to_owned(),
                 })
                 .inc(),
+            // Model names here may be a client's (a glob route forwards them): capped as
+            // the requests' are.
             E::Retry { model } => self
                 .retries
                 .get_or_create(&RouteModel {
-                    model: (*model).to_owned(),
+                    model: self.model_label(model).to_owned(),
                 })
                 .inc(),
             E::Breaker {
@@ -665,9 +667,10 @@ impl weir_router::Observer for Metrics {
                 to,
                 ..
             } => {
+                let model = self.model_label(model);
                 self.breaker_state
                     .get_or_create(&RouteLabels {
-                        model: (*model).to_owned(),
+                        model: model.to_owned(),
                         provider: (*provider).to_owned(),
                     })
                     .set(match *to {
@@ -678,7 +681,7 @@ impl weir_router::Observer for Metrics {
                 self.breaker_transitions
                     .get_or_create(&BreakerLabels {
                         provider: (*provider).to_owned(),
-                        model: (*model).to_owned(),
+                        model: model.to_owned(),
                         to: (*to).to_owned(),
                     })
                     .inc()
@@ -810,6 +813,30 @@ mod tests {
         assert!(
             text.contains(
                 r#"weir_tokens_total{key="k",model="other",provider="p",direction="input"} 101"#
+            ),
+            "{text}"
+        );
+        // Retries and breakers of forwarded names are capped alike.
+        use weir_router::Observer;
+        for i in 0..100 {
+            let model = format!("x-{i}");
+            m.event(&weir_router::RouterEvent::Retry { model: &model });
+            m.event(&weir_router::RouterEvent::Breaker {
+                provider: "p",
+                model: &model,
+                from: "closed",
+                to: "open",
+            });
+        }
+        let text = m.render();
+        assert!(!text.contains("x-"), "{text}");
+        assert!(
+            text.contains(r#"weir_retries_total{model="other"} 100"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"weir_breaker_transitions_total{provider="p",model="other",to="open"} 100"#
             ),
             "{text}"
         );
