@@ -665,8 +665,8 @@ type RouteNames = Vec<(String, Vec<(String, String)>)>;
 /// client's model name on glob routes were asked for, by provider and model: one model
 /// failing must not open the breaker of every model behind `claude-*`. Bounded: past
 /// [`MAX_FORWARDED`] models, the least recently asked-for idle one is forgotten (one
-/// without requests in flight or failures), and when none is idle a new name shares its
-/// route target's one state.
+/// without requests in flight or failures), else one not asked for in [`FORWARDED_STALE`],
+/// and when none may go a new name shares its route target's one state.
 #[derive(Debug, Default)]
 struct Forwarded(Mutex<ForwardedMap>);
 
@@ -679,14 +679,26 @@ struct ForwardedMap {
 }
 
 impl ForwardedMap {
-    /// Forgets the least recently asked-for idle state; `false` if none is idle.
-    fn evict_one(&mut self) -> bool {
-        let oldest = self
-            .by_provider
-            .iter()
-            .flat_map(|(p, m)| m.iter().map(move |(model, (t, at))| (p, model, t, *at)))
+    /// Forgets the least recently asked-for idle state, else the least recently asked-for
+    /// one not asked for in [`FORWARDED_STALE`] with nothing in flight (a model that failed
+    /// once, or whose breaker opened, and was not asked for again would otherwise hold its
+    /// place for good); `false` if none may go.
+    fn evict_one(&mut self, now: Instant) -> bool {
+        let states = || {
+            self.by_provider
+                .iter()
+                .flat_map(|(p, m)| m.iter().map(move |(model, (t, at))| (p, model, t, *at)))
+        };
+        let oldest = states()
             .filter(|(_, _, t, _)| t.idle())
             .min_by_key(|(_, _, _, at)| *at)
+            .or_else(|| {
+                states()
+                    .filter(|(_, _, t, at)| {
+                        t.unused() && now.saturating_duration_since(*at) >= FORWARDED_STALE
+                    })
+                    .min_by_key(|(_, _, _, at)| *at)
+            })
             .map(|(p, m, _, _)| (p.clone(), m.clone()));
         let Some((p, m)) = oldest else {
             return false;
@@ -706,6 +718,10 @@ impl ForwardedMap {
 /// clients can make the router hold).
 const MAX_FORWARDED: usize = 1024;
 
+/// How long a forwarded model's state that is not idle (failures counted, a breaker not
+/// closed) is kept when no one asks for it and the table is full.
+const FORWARDED_STALE: Duration = Duration::from_secs(300);
+
 impl Forwarded {
     /// `provider`'s `model`'s state, made if there is room.
     fn get_or_make(&self, provider: &str, model: &str) -> Option<Arc<TargetState>> {
@@ -719,7 +735,7 @@ impl Forwarded {
             *at = now;
             return Some(t.clone());
         }
-        if map.len >= MAX_FORWARDED && !map.evict_one() {
+        if map.len >= MAX_FORWARDED && !map.evict_one(now) {
             return None;
         }
         map.len += 1;
@@ -3035,6 +3051,36 @@ fn session_key_rank(session: u64, key: usize) -> u64 {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// A full table of forwarded states forgets an idle one first; one with failures only
+    /// once no one asked for it for a while, so failures counted once cannot hold every
+    /// place for good.
+    #[test]
+    fn forwarded_states_with_failures_go_once_stale() {
+        let policy = Policy::default();
+        let now = Instant::now();
+        let mut map = ForwardedMap::default();
+        for m in ["failed", "idle"] {
+            let t = Arc::new(TargetState::new("p", m));
+            if m == "failed" {
+                let _ = t.failure(&policy, now);
+            }
+            map.by_provider
+                .entry("p".into())
+                .or_default()
+                .insert(m.into(), (t, now));
+            map.len += 1;
+        }
+        assert!(map.evict_one(now));
+        assert!(
+            map.by_provider["p"].contains_key("failed"),
+            "the idle one went"
+        );
+        assert!(!map.evict_one(now + FORWARDED_STALE / 2), "not stale yet");
+        assert!(map.evict_one(now + FORWARDED_STALE));
+        assert_eq!(map.len, 0);
+        assert!(map.by_provider.is_empty());
+    }
 
     /// A target's cap also holds a request without a limit where the provider would send
     /// one of its own above it; budgets keep Anthropic's least, or thinking goes.

@@ -136,8 +136,12 @@ impl TargetState {
     /// Whether forgetting it loses nothing but history: no request in flight, and a
     /// closed breaker that counts no failure.
     pub(crate) fn idle(&self) -> bool {
+        self.unused() && matches!(lock(&self.inner).breaker, Breaker::Closed { failures: 0 })
+    }
+
+    /// Whether no request (or probe) is in flight on it.
+    pub(crate) fn unused(&self) -> bool {
         self.in_flight.load(Ordering::Relaxed) == 0
-            && matches!(lock(&self.inner).breaker, Breaker::Closed { failures: 0 })
     }
 
     /// Whether the breaker is open and its wait is over: the next request may probe it.
