@@ -1094,6 +1094,8 @@ pub fn rebuild(
     // Targets no longer configured leave the breaker gauge; those kept are set again
     // from the router at the next scrape.
     app.metrics.reset_breakers();
+    // Keys the new config no longer has leave the request series.
+    app.metrics.forget_keys(&|name| app.keys.has(name));
     app.router = app.router.with_observer(old.metrics.clone());
     // What was learnt about the upstreams both configs call (rests, refused keys,
     // breakers, latency, requests in flight) stays.

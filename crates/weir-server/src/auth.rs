@@ -250,6 +250,11 @@ impl Keys {
         }])
     }
 
+    /// Whether a key of this name is configured.
+    pub fn has(&self, name: &str) -> bool {
+        self.0.iter().any(|k| k.name == name)
+    }
+
     /// Whether no keys are configured.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

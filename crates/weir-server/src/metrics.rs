@@ -91,6 +91,24 @@ pub struct KeyLabels {
 /// runs.
 pub const MAX_MODEL_LABELS: usize = 500;
 
+/// `weir_stream_errors_total`'s reasons.
+const STREAM_ERROR_REASONS: &[&str] = &[
+    "upstream",
+    "timeout",
+    "translation",
+    "client_disconnected",
+    "shutdown",
+];
+
+/// `weir_limit_rejections_total`'s limits.
+const LIMITS: &[&str] = &[
+    "rpm",
+    "tpm",
+    "max_concurrent",
+    "budget",
+    "state_unavailable",
+];
+
 fn latency_histogram() -> Histogram {
     // 1 ms to about 17 minutes: past the default `total` timeout (10 minutes), so a long
     // stream or a slow first token still lands in a bucket of its own, not only `+Inf`.
@@ -580,6 +598,74 @@ impl Metrics {
             .inc();
     }
 
+    /// Forgets the series of client keys a reload removed (`keep` says which names stay;
+    /// `-`, no key, always does): key names come and go with reloads, and each costs some
+    /// seventy lines of every scrape for as long as the process runs. A series with a
+    /// stream still being written stays until a later reload.
+    pub fn forget_keys(&self, keep: &dyn Fn(&str) -> bool) {
+        let mut gone: Vec<String> = Vec::new();
+        self.series
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|_, s| {
+                let key = s.labels.key.as_str();
+                if key == "-" || keep(key) || s.active.get().is_some_and(|g| g.get() > 0) {
+                    return true;
+                }
+                let l = &s.labels;
+                self.latency.remove(l);
+                self.upstream_latency.remove(l);
+                self.ttft.remove(l);
+                self.active_streams.remove(l);
+                for (status, _) in s
+                    .by_status
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .iter()
+                {
+                    self.requests.remove(&RequestLabels {
+                        key: l.key.clone(),
+                        model: l.model.clone(),
+                        provider: l.provider.clone(),
+                        status: status.to_string(),
+                    });
+                }
+                for direction in ["input", "output"] {
+                    self.tokens.remove(&TokenLabels {
+                        key: l.key.clone(),
+                        model: l.model.clone(),
+                        provider: l.provider.clone(),
+                        direction: direction.to_owned(),
+                    });
+                }
+                self.cost.remove(&CostLabels {
+                    key: l.key.clone(),
+                    model: l.model.clone(),
+                    provider: l.provider.clone(),
+                });
+                for reason in STREAM_ERROR_REASONS {
+                    self.stream_errors.remove(&StreamErrorLabels {
+                        key: l.key.clone(),
+                        model: l.model.clone(),
+                        provider: l.provider.clone(),
+                        reason: (*reason).to_owned(),
+                    });
+                }
+                if !gone.contains(&l.key) {
+                    gone.push(l.key.clone());
+                }
+                false
+            });
+        for key in gone {
+            for limit in LIMITS {
+                self.limit_rejections.remove(&LimitLabels {
+                    key: key.clone(),
+                    limit: (*limit).to_owned(),
+                });
+            }
+        }
+    }
+
     /// Forgets every target's breaker state: a reload starts its targets closed (and may
     /// drop some), so the old figures would only keep alerts firing.
     pub fn reset_breakers(&self) {
@@ -746,6 +832,42 @@ mod tests {
             text.contains(r#"weir_request_duration_seconds_bucket{le="1048.576",key="k",model="m",provider="p"} 1"#),
             "{text}"
         );
+    }
+
+    #[test]
+    fn removed_keys_leave_the_series_unless_a_stream_is_being_written() {
+        let m = Metrics::new(false);
+        for key in ["kept", "gone", "streaming"] {
+            m.observe(&Observation {
+                series: None,
+                key,
+                model: "m",
+                provider: "p",
+                status: 200,
+                latency: Duration::from_millis(1),
+                ttft: Some(Duration::from_millis(1)),
+                input: Some(1),
+                output: Some(1),
+            });
+            m.cost(key, "m", "p", 0.5);
+            m.stream_error(key, "m", "p", "timeout");
+            m.limit_rejected(key, "rpm");
+        }
+        let g = m.active_streams(None, "streaming", "m", "p");
+        g.inc();
+        m.forget_keys(&|k| k == "kept");
+        let text = m.render();
+        assert!(!text.contains(r#"key="gone""#), "{text}");
+        assert!(text.contains(r#"weir_requests_total{key="kept""#), "{text}");
+        assert!(
+            text.contains(r#"weir_requests_total{key="streaming""#),
+            "{text}"
+        );
+        g.dec();
+        m.forget_keys(&|k| k == "kept");
+        let text = m.render();
+        assert!(!text.contains(r#"key="streaming""#), "{text}");
+        assert!(text.contains(r#"weir_requests_total{key="kept""#), "{text}");
     }
 
     #[test]
