@@ -646,7 +646,7 @@ impl<'a> Plan<'a> {
                 _ => None,
             }
         };
-        let (thinking, effort) = thinking_for(req, opts, same, &messages);
+        let (mut thinking, effort) = thinking_for(req, opts, same, &messages);
         // (Looked up only when needed: most requests set their limit.)
         let default = || {
             opts.default_max_tokens
@@ -658,6 +658,21 @@ impl<'a> Plan<'a> {
             // set; this raises only the default limit, or one given with explicit thinking.)
             if !same && *budget_tokens >= max_tokens {
                 max_tokens = budget_tokens.saturating_add(default().min(4096));
+            }
+        }
+        // The target's own cap (`output_cap`) holds over any raise; a budget that no longer
+        // fits below the limit is halved (at least the least Anthropic takes), or, with no
+        // room for one, thinking goes.
+        if let Some(cap) = req.output_cap.filter(|cap| max_tokens > *cap) {
+            max_tokens = cap;
+            if let Some(ThinkingConfig::Enabled { budget_tokens }) = thinking.as_deref() {
+                if *budget_tokens >= max_tokens {
+                    thinking = (max_tokens > MIN_BUDGET).then(|| {
+                        Cow::Owned(ThinkingConfig::Enabled {
+                            budget_tokens: (max_tokens / 2).max(MIN_BUDGET),
+                        })
+                    });
+                }
             }
         }
         // Claude 4.7 on (Claude 5, Fable, Mythos) refuses temperature, top_p and top_k with

@@ -707,3 +707,33 @@ fn a_converse_body_without_output_is_no_response() {
     assert_eq!(e.kind, ErrorKind::Decode);
     assert!(e.message.contains("no `output`"), "{}", e.message);
 }
+
+/// A target's cap (`ChatRequest::output_cap`) holds over Converse's raise of the limit for
+/// Claude's thinking budget, the budget fitted below it.
+#[test]
+fn a_targets_output_cap_holds_over_the_raise_for_a_budget() {
+    // Converse, Claude by an id it serves through Converse.
+    let mut canon = weir_anthropic::decode_request(
+        json!({"model": "m", "max_tokens": 4096, "messages": [{"role": "user", "content": "hi"}],
+               "thinking": {"type": "enabled", "budget_tokens": 10000}})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let model = "arn:aws:bedrock:us-east-1:1:application-inference-profile/claude-sonnet-4-5-x";
+    let converse = |c: &weir_model::ChatRequest| -> Value {
+        serde_json::from_slice(
+            &weir_bedrock::encode_converse(c, model, &Default::default()).unwrap(),
+        )
+        .unwrap()
+    };
+    let raised = converse(&canon);
+    assert_eq!(raised["inferenceConfig"]["maxTokens"], 14096, "{raised}");
+    canon.output_cap = Some(8192);
+    let out = converse(&canon);
+    assert_eq!(out["inferenceConfig"]["maxTokens"], 8192, "{out}");
+    assert_eq!(
+        out["additionalModelRequestFields"]["thinking"]["budget_tokens"], 4096,
+        "{out}"
+    );
+}

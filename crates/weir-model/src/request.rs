@@ -62,6 +62,10 @@ pub struct ChatRequest {
     /// not sent by a client: where a target's options decide what goes (earlier reasoning
     /// sent back), they are followed rather than the request passed as it came.
     pub bridged: bool,
+    /// The largest output limit the target takes (its `max_output_tokens`, set by the
+    /// router), not on the wire: an encoder that raises `max_tokens` (to make room beside a
+    /// thinking budget) stays within it, fitting the budget below.
+    pub output_cap: Option<u32>,
 }
 
 /// How a request uses Anthropic's message threads (`thread`), which only an upstream

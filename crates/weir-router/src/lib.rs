@@ -1155,7 +1155,8 @@ trait Job: Clone + Sync {
 /// The output limit `target` is to get instead of the request's `asked`, if another: its
 /// `default_max_tokens` when none was asked, its `max_output_tokens` when more was, or
 /// when none was asked and the provider would send more of its own (`provider_default`,
-/// [`Provider::default_output`]: Claude's 21333 for a whole answer).
+/// [`Provider::default_output`]: Claude's 21333 for a whole answer). A provider default
+/// within the cap is left to the provider, which sizes a derived thinking budget by it.
 fn target_max_tokens(
     asked: Option<u32>,
     target: &Target,
@@ -1164,8 +1165,8 @@ fn target_max_tokens(
     let n = match asked.or(target.default_max_tokens) {
         Some(n) => n,
         None => {
-            target.max_output_tokens?;
-            provider_default()?
+            let cap = target.max_output_tokens?;
+            return provider_default().filter(|d| *d > cap).map(|_| cap);
         }
     };
     let n = target.max_output_tokens.map_or(n, |cap| n.min(cap));
@@ -1181,21 +1182,41 @@ const MIN_THINKING_BUDGET: u32 = 1024;
 /// so.
 fn fit_output(r: &mut ChatRequest, n: u32, target: &Target, model: &str) -> Option<String> {
     r.max_tokens = Some(n);
-    if let Some(ThinkingConfig::Enabled { budget_tokens }) = &mut r.thinking {
-        if *budget_tokens >= n {
-            if n > MIN_THINKING_BUDGET {
-                *budget_tokens = (n / 2).max(MIN_THINKING_BUDGET);
-            } else {
-                r.thinking = None;
-                return Some(format!(
-                    "{}/{model}: thinking dropped: an output limit of {n} leaves no room for a \
-                     thinking budget",
-                    target.provider
-                ));
+    let fitted = (n > MIN_THINKING_BUDGET).then(|| (n / 2).max(MIN_THINKING_BUDGET));
+    match &mut r.thinking {
+        Some(ThinkingConfig::Enabled { budget_tokens }) if *budget_tokens >= n => match fitted {
+            Some(b) => *budget_tokens = b,
+            None => r.thinking = None,
+        },
+        // A form the model does not name (an Anthropic client's `display`...), kept as it
+        // came: its budget fitted in place.
+        Some(ThinkingConfig::Unknown(raw)) => {
+            let Ok(serde_json::Value::Object(mut o)) = serde_json::from_str(raw.get()) else {
+                return None;
+            };
+            if o.get("budget_tokens")
+                .and_then(serde_json::Value::as_u64)
+                .is_none_or(|b| b < u64::from(n))
+            {
+                return None;
+            }
+            match fitted {
+                Some(b) => {
+                    o.insert("budget_tokens".into(), b.into());
+                    *raw = weir_model::raw::to_raw(&o);
+                }
+                None => r.thinking = None,
             }
         }
+        _ => return None,
     }
-    None
+    r.thinking.is_none().then(|| {
+        format!(
+            "{}/{model}: thinking dropped: an output limit of {n} leaves no room for a \
+             thinking budget",
+            target.provider
+        )
+    })
 }
 
 impl Job for ChatRequest {
@@ -1240,6 +1261,7 @@ impl Job for ChatRequest {
                 }) {
                     warnings.extend(fit_output(&mut r, n, target, model));
                 }
+                r.output_cap = target.max_output_tokens;
                 return Ok((Cow::Owned(r), warnings));
             }
             if missing.contains(&"threads") {
@@ -1253,17 +1275,18 @@ impl Job for ChatRequest {
         }
         // The client's request goes as it is unless this target renames the model or
         // limits its output: then a copy, once for all its keys.
-        match target_max_tokens(self.max_tokens, target, || {
+        let limit = target_max_tokens(self.max_tokens, target, || {
             provider.default_output(model, self.is_stream())
-        }) {
-            None => Ok((self.for_model(model), Vec::new())),
-            Some(n) => {
-                let mut r = self.clone();
-                model.clone_into(&mut r.model);
-                let warning = fit_output(&mut r, n, target, model);
-                Ok((Cow::Owned(r), warning.into_iter().collect()))
-            }
+        });
+        if limit.is_none() && target.max_output_tokens.is_none() {
+            return Ok((self.for_model(model), Vec::new()));
         }
+        let mut r = self.clone();
+        model.clone_into(&mut r.model);
+        // (The encoders keep to the cap where they raise the limit for a thinking budget.)
+        r.output_cap = target.max_output_tokens;
+        let warning = limit.and_then(|n| fit_output(&mut r, n, target, model));
+        Ok((Cow::Owned(r), warning.into_iter().collect()))
     }
 
     fn follows(&self) -> Option<Cow<'_, str>> {
@@ -1394,11 +1417,19 @@ impl Job for ResponsesRequest {
             }
         }
         if target.default_max_tokens.is_some() || target.max_output_tokens.is_some() {
-            let asked = self.fields.iter().find_map(|(k, v)| {
-                (k == "max_output_tokens")
-                    .then(|| v.get().parse::<u32>().ok())
-                    .flatten()
-            });
+            let asked = match self
+                .fields
+                .iter()
+                .find(|(k, _)| k == "max_output_tokens")
+                .map(|(_, v)| v.get())
+            {
+                None | Some("null") => None,
+                Some(v) => match v.parse::<u64>() {
+                    Ok(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
+                    // Not a whole number: sent as it came, for the upstream to refuse.
+                    Err(_) => return Ok((self.for_model(model), Vec::new())),
+                },
+            };
             if let Some(n) = target_max_tokens(asked, target, || {
                 provider.default_output(model, self.stream)
             }) {
@@ -3091,7 +3122,9 @@ mod tests {
         let claude = || Some(21_333);
         let none = || None;
         assert_eq!(target_max_tokens(None, &t, claude), Some(8192));
-        assert_eq!(target_max_tokens(None, &t, || Some(4096)), Some(4096));
+        // A provider default within the cap is the provider's to send (it sizes a derived
+        // budget by it).
+        assert_eq!(target_max_tokens(None, &t, || Some(4096)), None);
         assert_eq!(
             target_max_tokens(None, &t, none),
             None,
@@ -3128,6 +3161,32 @@ mod tests {
         assert_eq!(budget_after(1500, 31_999), Some(1024));
         assert_eq!(budget_after(1500, 4000), Some(1024));
         assert_eq!(budget_after(1024, 4000), None);
+
+        // An Anthropic client's form the model does not name: its budget fitted in place.
+        let unknown = |budget: u32| ChatRequest {
+            thinking: Some(ThinkingConfig::Unknown(weir_model::raw::to_raw(
+                &serde_json::json!({"type": "enabled", "budget_tokens": budget, "display": "summarized"}),
+            ))),
+            ..Default::default()
+        };
+        let mut r = unknown(32_000);
+        assert!(fit_output(&mut r, 8192, &t, "m").is_none());
+        let Some(ThinkingConfig::Unknown(raw)) = &r.thinking else {
+            panic!("{:?}", r.thinking)
+        };
+        let v: serde_json::Value = serde_json::from_str(raw.get()).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "enabled", "budget_tokens": 4096, "display": "summarized"})
+        );
+        let mut r = unknown(2000);
+        assert!(fit_output(&mut r, 8192, &t, "m").is_none());
+        assert!(
+            matches!(&r.thinking, Some(ThinkingConfig::Unknown(raw)) if raw.get().contains("2000"))
+        );
+        let mut r = unknown(2000);
+        assert!(fit_output(&mut r, 1000, &t, "m").is_some());
+        assert!(r.thinking.is_none());
     }
 
     /// Embedders get a route error as a std error: `?` into `Box<dyn Error>`, `{e}`.

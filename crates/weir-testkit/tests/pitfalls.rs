@@ -3515,3 +3515,28 @@ fn a_data_url_kept_as_a_url_source_goes_to_anthropic_as_base64() {
         ]),
     );
 }
+
+/// A target's cap (`ChatRequest::output_cap`, set by the router from `max_output_tokens`)
+/// holds where an encoder raises the limit to make room beside a thinking budget: an
+/// OpenAI client's own `thinking` toward Claude (Converse: weir-bedrock's tests).
+#[test]
+fn a_targets_output_cap_holds_over_a_raise_for_thinking() {
+    let body = json!({"model": "claude-sonnet-4-5", "max_tokens": 8192,
+        "messages": [{"role": "user", "content": "hi"}],
+        "thinking": {"type": "enabled", "budget_tokens": 32000}});
+    let mut canon = weir_openai::decode_request(body.to_string().as_bytes()).unwrap();
+    let raised = weir_anthropic::encode_request(&canon, &Default::default()).unwrap();
+    let raised: Value = serde_json::from_slice(&raised).unwrap();
+    assert_eq!(raised["max_tokens"], 36096, "without a cap: {raised}");
+    canon.output_cap = Some(8192);
+    let out = weir_anthropic::encode_request(&canon, &Default::default()).unwrap();
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(out["max_tokens"], 8192, "{out}");
+    assert_eq!(out["thinking"]["budget_tokens"], 4096, "{out}");
+    // No room for a budget: no thinking.
+    canon.output_cap = Some(1000);
+    let out = weir_anthropic::encode_request(&canon, &Default::default()).unwrap();
+    let out: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(out["max_tokens"], 1000, "{out}");
+    assert!(out.get("thinking").is_none(), "{out}");
+}

@@ -368,7 +368,7 @@ pub fn encode_converse(
         });
     // (Adaptive thinking has no budget, and is thinking all the same.)
     let claude_thinking = reasoning.as_ref().is_some_and(|(k, _)| *k == "thinking");
-    let (reasoning, budget) =
+    let (mut reasoning, budget) =
         if claude_thinking && ((!thinking_explicit && unsigned_tool_turn) || continued_unsigned) {
             (None, None)
         } else {
@@ -391,6 +391,25 @@ pub fn encode_converse(
         } else {
             needed
         });
+        // The target's own cap (`output_cap`) holds over that raise; the budget is fitted
+        // below it (halved, at least 1024, Claude's least), or thinking goes.
+        if let Some(cap) = req
+            .output_cap
+            .filter(|cap| max_tokens.is_some_and(|m| m > *cap))
+        {
+            max_tokens = Some(cap);
+            if b >= cap {
+                reasoning = (cap > 1024).then(|| {
+                    (
+                        "thinking",
+                        format!(
+                            r#"{{"type":"enabled","budget_tokens":{}}}"#,
+                            (cap / 2).max(1024)
+                        ),
+                    )
+                });
+            }
+        }
     }
 
     let mut w = JsonWriter::with_capacity(req.size_hint + req.size_hint / 4 + 256);
