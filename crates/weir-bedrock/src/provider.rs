@@ -475,33 +475,28 @@ impl Provider for BedrockProvider {
         cx: CallContext,
     ) -> Result<EmbedResponse, ProviderError> {
         let model = req.model.as_str();
-        let plan = crate::EmbedPlan::new(req, model).map_err(|e| encode_error(&e))?;
+        // (What the client must fix is a 400; what this model cannot take passes the
+        // target over.)
+        let plan = crate::EmbedPlan::new(req, model).map_err(|e| ProviderError::refused(&e))?;
         let url = self.url(model, "invoke")?;
-        // Several calls at once (Titan takes one text a call), answers kept in order.
-        let parts: Vec<Vec<Vec<f64>>>;
+        // Several calls at once (Titan takes one text a call), at most
+        // EMBED_CALLS_AT_ONCE made at a time, answers kept in order.
+        let mut parts = plan.texts.chunks(plan.family.batch());
+        let mut running = futures_util::stream::FuturesOrdered::new();
+        let mut vectors: Vec<Vec<f64>> = Vec::with_capacity(plan.texts.len());
         let mut counted = Some(0u64);
-        {
-            use futures_util::{StreamExt as _, TryStreamExt as _};
-            // (Made first, run as the stream polls them: a closure in the stream would
-            // not be general enough for the `Send` future `async_trait` needs.)
-            let calls: Vec<_> = plan
-                .texts
-                .chunks(plan.family.batch())
-                .map(|part| self.embed_part(&url, &plan, part, &cx))
-                .collect();
-            let answers: Vec<(Vec<Vec<f64>>, Option<u64>)> = futures_util::stream::iter(calls)
-                .buffered(EMBED_CALLS_AT_ONCE)
-                .try_collect()
-                .await?;
-            parts = answers
-                .into_iter()
-                .map(|(v, count)| {
-                    counted = counted.zip(count).map(|(a, b)| a + b);
-                    v
-                })
-                .collect();
+        loop {
+            while running.len() < EMBED_CALLS_AT_ONCE {
+                let Some(part) = parts.next() else { break };
+                running.push_back(self.embed_part(&url, &plan, part, &cx));
+            }
+            let Some(answer) = futures_util::StreamExt::next(&mut running).await else {
+                break;
+            };
+            let (got, count) = answer?;
+            counted = counted.zip(count).map(|(a, b)| a.saturating_add(b));
+            vectors.extend(got);
         }
-        let vectors: Vec<Vec<f64>> = parts.into_iter().flatten().collect();
         let tokens = counted.unwrap_or_else(|| {
             plan.texts
                 .iter()

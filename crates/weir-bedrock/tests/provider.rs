@@ -732,3 +732,56 @@ async fn cohere_embeddings_in_one_call() {
     );
     assert_eq!(up.requests().len(), calls);
 }
+
+/// Answers Titan with a vector holding the text's length, sooner for longer texts, so
+/// calls made at once finish out of order.
+struct TitanEcho;
+
+impl wiremock::Respond for TitanEcho {
+    fn respond(&self, req: &wiremock::Request) -> wiremock::ResponseTemplate {
+        let body: Value = serde_json::from_slice(&req.body).unwrap();
+        let n = body["inputText"].as_str().unwrap().len();
+        wiremock::ResponseTemplate::new(200)
+            .set_body_json(json!({"embedding": [n as f64], "inputTextTokenCount": 1}))
+            .set_delay(Duration::from_millis(200u64.saturating_sub(n as u64 * 10)))
+    }
+}
+
+/// Titan's calls go several at once and finish in any order; the answer keeps the inputs'
+/// order. Past 2048 inputs (OpenAI's limit) the request is refused before any call, a 400
+/// the client must fix, not a pass-over.
+#[tokio::test]
+async fn titan_calls_at_once_keep_the_inputs_order() {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(TitanEcho)
+        .mount(&server)
+        .await;
+    let cfg = BedrockConfig {
+        base_url: Some(server.uri()),
+        credentials: CredentialSource::Fixed(Auth::SigV4(creds())),
+        ..BedrockConfig::new("bedrock", "us-east-1")
+    };
+    let p = BedrockProvider::new(cfg, Upstream::new(Duration::from_secs(5)).unwrap()).unwrap();
+    let texts: Vec<String> = (1..=20).map(|n| "x".repeat(n)).collect();
+    let req = embed_request(json!({"model": "amazon.titan-embed-text-v2:0", "input": texts}));
+    let r = p.embed(&req, CallContext::new("t")).await.unwrap();
+    let v: Value = serde_json::from_slice(&r.body).unwrap();
+    let lengths: Vec<u64> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["embedding"][0].as_f64().unwrap() as u64)
+        .collect();
+    assert_eq!(lengths, (1..=20).collect::<Vec<u64>>());
+    assert_eq!(v["usage"]["prompt_tokens"], 20);
+
+    let calls = server.received_requests().await.unwrap().len();
+    let too_many =
+        embed_request(json!({"model": "amazon.titan-embed-text-v2:0", "input": vec!["a"; 2049]}));
+    let e = p.embed(&too_many, CallContext::new("t")).await.unwrap_err();
+    assert!(!e.is_unexpressible(), "{e:?}");
+    assert_eq!(e.status, Some(400));
+    assert!(e.message.contains("at most 2048"), "{}", e.message);
+    assert_eq!(server.received_requests().await.unwrap().len(), calls);
+}

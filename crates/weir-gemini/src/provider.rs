@@ -209,16 +209,18 @@ impl Provider for GeminiProvider {
         req: &EmbedRequest,
         cx: CallContext,
     ) -> Result<EmbedResponse, ProviderError> {
-        let unexpressible = |e: weir_model::WireError| ProviderError::unexpressible(&e);
+        // (What the client must fix is a 400; what Gemini cannot take passes the target
+        // over.)
+        let refused = |e: weir_model::WireError| ProviderError::refused(&e);
         req.only_known_members("Gemini", &["task_type"])
-            .map_err(unexpressible)?;
-        let texts = req.texts("Gemini").map_err(unexpressible)?;
-        let dimensions = req.dimensions().map_err(unexpressible)?;
-        let base64 = req.base64().map_err(unexpressible)?;
+            .map_err(refused)?;
+        let texts = req.texts("Gemini").map_err(refused)?;
+        let dimensions = req.dimensions().map_err(refused)?;
+        let base64 = req.base64().map_err(refused)?;
         let task_type = match req.get("task_type") {
             None => None,
             Some(t) => Some(serde_json::from_str::<String>(t.get()).map_err(|_| {
-                ProviderError::unexpressible(&weir_model::WireError::Malformed(
+                ProviderError::refused(&weir_model::WireError::Malformed(
                     "`task_type` must be a string (RETRIEVAL_QUERY, RETRIEVAL_DOCUMENT, ...)"
                         .into(),
                 ))
@@ -259,7 +261,6 @@ impl Provider for GeminiProvider {
             }
             #[derive(Deserialize)]
             struct Values {
-                #[serde(default)]
                 values: Vec<f64>,
             }
             #[derive(Deserialize)]
@@ -273,6 +274,12 @@ impl Provider for GeminiProvider {
                     format!("the upstream's embeddings could not be decoded: {e}"),
                 )
             })?;
+            if batch.embeddings.iter().any(|e| e.values.is_empty()) {
+                return Err(ProviderError::new(
+                    ErrorKind::Decode,
+                    "the upstream answered an embedding without values",
+                ));
+            }
             if batch.embeddings.len() != part.len() {
                 return Err(ProviderError::new(
                     ErrorKind::Decode,
@@ -285,7 +292,7 @@ impl Provider for GeminiProvider {
             }
             counted = counted
                 .zip(batch.usage_metadata.and_then(|m| m.prompt_token_count))
-                .map(|(a, b)| a + b);
+                .map(|(a, b)| a.saturating_add(b));
             vectors.extend(batch.embeddings.into_iter().map(|e| e.values));
         }
         let tokens =

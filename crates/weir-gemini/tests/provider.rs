@@ -476,6 +476,11 @@ async fn embeddings_gemini_cannot_take_are_refused() {
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidRequest, "{body}");
         assert!(e.message.contains(says), "{body}: {}", e.message);
+        // What Gemini cannot take passes the target over; what the client must fix does
+        // not (any target would refuse it).
+        let passes_over = says.contains("not supported");
+        assert_eq!(e.is_unexpressible(), passes_over, "{body}");
+        assert_eq!(e.status, (!passes_over).then_some(400), "{body}");
     }
     assert!(server.received_requests().await.unwrap().is_empty());
 }

@@ -6,8 +6,6 @@ use weir_model::{ApiError, EmbedInput, EmbedRequest, EmbedResponse, ErrorKind, P
 const DEFAULT_DIMENSIONS: usize = 8;
 /// The most dimensions the mock makes.
 const MAX_DIMENSIONS: usize = 4096;
-/// The most inputs one request may hold (OpenAI's limit).
-const MAX_INPUTS: usize = 2048;
 /// The most numbers one answer may hold (inputs x dimensions): about 10 MB of JSON.
 const MAX_NUMBERS: usize = 1 << 20;
 
@@ -34,12 +32,6 @@ pub(crate) fn embed(req: &EmbedRequest) -> Result<EmbedResponse, ProviderError> 
             .collect(),
         Err(e) => return wire(e),
     };
-    if inputs.len() > MAX_INPUTS {
-        return invalid(format!(
-            "`input` holds {} items; at most {MAX_INPUTS} are accepted",
-            inputs.len()
-        ));
-    }
     if let Some(e) = inputs.iter().find_map(|t| crate::plan::error_marker(t)) {
         return Err(e);
     }

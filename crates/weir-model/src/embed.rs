@@ -88,6 +88,12 @@ impl EmbedRequest {
         if all.is_empty() || !(texts || tokens) {
             return Err(invalid());
         }
+        if all.len() > MAX_INPUTS {
+            return Err(WireError::Malformed(format!(
+                "`input` holds {} items; at most {MAX_INPUTS} are accepted",
+                all.len()
+            )));
+        }
         Ok(all
             .into_iter()
             .map(|o| match o {
@@ -153,6 +159,10 @@ impl EmbedRequest {
         }
     }
 }
+
+/// The most inputs one embeddings request may hold (OpenAI's limit): each may cost an
+/// upstream call where the upstream takes one text a call.
+pub const MAX_INPUTS: usize = 2048;
 
 /// One input of an embeddings request ([`EmbedRequest::inputs`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -337,6 +347,13 @@ mod tests {
                 .contains("token ids is not supported by Gemini"),
             "{e}"
         );
+        let many = |n: usize| {
+            let list = serde_json::to_string(&vec!["a"; n]).unwrap();
+            r(&format!(r#"{{"model":"m","input":{list}}}"#))
+        };
+        let e = many(MAX_INPUTS + 1).inputs().unwrap_err();
+        assert!(e.to_string().contains("at most 2048"), "{e}");
+        assert!(many(MAX_INPUTS).inputs().is_ok());
         for bad in [
             r#""""#,
             "[]",

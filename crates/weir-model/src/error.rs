@@ -310,6 +310,24 @@ impl ProviderError {
         p
     }
 
+    /// A request refused before anything was sent: malformed (`WireError::Malformed`,
+    /// the client's to fix, as any target would say) is a 400 returned at once; anything
+    /// else is [`ProviderError::unexpressible`] here, and another target may take it.
+    pub fn refused(e: &WireError) -> Self {
+        match e {
+            WireError::Malformed(_) => {
+                let mut p = ProviderError::from_api(
+                    ApiError::new(ErrorKind::InvalidRequest, e.to_string()),
+                    None,
+                );
+                p.retryable_elsewhere = false;
+                p.counts_against_health = false;
+                p
+            }
+            _ => ProviderError::unexpressible(e),
+        }
+    }
+
     /// Whether this is [`ProviderError::unexpressible`]'s error (no upstream answered).
     pub fn is_unexpressible(&self) -> bool {
         self.kind == ErrorKind::InvalidRequest

@@ -928,8 +928,8 @@ pub fn is_usage_only_chunk(f: &Frame) -> bool {
 #[derive(Clone, Copy, Debug, Default)]
 pub struct StreamEncodeOptions {
     /// The client asked for `stream_options.include_usage`: end with a usage chunk. When
-    /// it did not, an OpenAI upstream's own usage chunk (asked for to count tokens) is not
-    /// passed on either.
+    /// it did not, an OpenAI upstream's own usage-only chunk (asked for to count tokens) is
+    /// not passed on either (usage on a chunk that also has choices goes as it came).
     pub include_usage: bool,
     /// `created` for every chunk (unix seconds); the current time when `None`.
     pub created: Option<u64>,

@@ -1030,6 +1030,7 @@ fn zero_config_text(env: &dyn Fn(&str) -> Option<String>, bedrock: bool) -> Stri
                 "au.*",
                 "global.*",
                 "us-gov.*",
+                "ca.*",
                 "anthropic.*",
                 "amazon.*",
                 "meta.*",

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use weir_model::{CallContext, EmbedRequest, EmbedResponse, ErrorKind, ProviderError, WireError};
 use weir_upstream::read_body;
 
-use crate::provider::{invalid, json_headers, VertexProvider};
+use crate::provider::{json_headers, VertexProvider};
 
 /// The most texts one `:predict` call takes (`gemini-embedding-001` takes one).
 pub const PREDICT_BATCH: usize = 250;
@@ -30,15 +30,17 @@ pub(crate) async fn embed(
     req: &EmbedRequest,
     cx: CallContext,
 ) -> Result<EmbedResponse, ProviderError> {
+    // (What the client must fix is a 400; what Vertex cannot take passes the target over.)
+    let refused = |e: WireError| ProviderError::refused(&e);
     req.only_known_members("Vertex AI", &["task_type"])
-        .map_err(invalid)?;
-    let texts = req.texts("Vertex AI").map_err(invalid)?;
-    let dimensions = req.dimensions().map_err(invalid)?;
-    let base64 = req.base64().map_err(invalid)?;
+        .map_err(refused)?;
+    let texts = req.texts("Vertex AI").map_err(refused)?;
+    let dimensions = req.dimensions().map_err(refused)?;
+    let base64 = req.base64().map_err(refused)?;
     let task_type = match req.get("task_type") {
         None => None,
         Some(t) => Some(serde_json::from_str::<String>(t.get()).map_err(|_| {
-            invalid(WireError::Malformed(
+            refused(WireError::Malformed(
                 "`task_type` must be a string (RETRIEVAL_QUERY, RETRIEVAL_DOCUMENT, ...)".into(),
             ))
         })?),
@@ -116,7 +118,7 @@ pub(crate) async fn embed(
                 .and_then(|s| s.token_count)
                 .filter(|c| c.is_finite() && *c >= 0.0)
                 .map(|c| c.round() as u64);
-            counted = counted.zip(count).map(|(a, b)| a + b);
+            counted = counted.zip(count).map(|(a, b)| a.saturating_add(b));
             vectors.push(pr.embeddings.values);
         }
     }
