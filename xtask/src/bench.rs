@@ -443,7 +443,7 @@ headers comparing names replaced it.
 
 The next session (an Intel Xeon VM, 2 vCPUs, slower: nginx answered directly at 70-88 µs
 p50 and 115-141k requests per second, against 69-73 µs and 165-178k in the session
-before; the table above is its run, at 9b51a77): Weir added 68-86 µs at one connection,
+before; in its last run, at 9b51a77): Weir added 68-86 µs at one connection,
 over the target on all four endpoints, at 0.25-0.32 of direct, where the nginx proxy added
 20-48 µs at 0.43-0.51 and the hyper proxy 17-43 µs at 0.36-0.49. The session's first build
 and its last, run side by side behind the same nginx (wrk, 4 s per measurement, three
@@ -456,6 +456,19 @@ requests), and each HTTP attempt's total bounded by the request's deadline (one 
 read). Callgrind over 1,000 requests on one connection, both builds in one sitting:
 `/v1/messages` 80.86k instructions per request to 80.93k (+0.1%), chat completions 81.21k
 to 81.24k.
+
+The next session (another Intel Xeon VM, 2 vCPUs, faster at 32 connections: nginx
+answered directly at 62-65 µs p50 and 208-233k requests per second; the table above is its
+run, at 5a7213b): Weir added 33-41 µs at one connection, within the target on all four
+endpoints, at 0.23-0.26 of direct, where the nginx proxy added 9-15 µs at 0.39-0.42 and
+the hyper proxy 13-17 µs at 0.32-0.38: with the direct figure this high, every proxy's
+ratio is lower, and Weir's gap to the hyper proxy is the same as before. Its changes to
+the request path: a target with output limits gets a copy of the request (none in the
+benchmark), and the check that hides an OpenAI upstream's usage chunk moved from the
+server into the stream encoder (the same one search per chunk). Callgrind over 1,000
+requests on one connection, the session's first build (ef54742) and its last (5a7213b) in
+one sitting: `/v1/messages` 76.97k instructions per request for both, chat completions
+76.87k to 76.82k (counts on this machine run lower than on the last for the same code).
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
