@@ -3083,6 +3083,29 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// An open breaker is closed by its probe's answer, not by a request that was under
+    /// way when it opened and ended well after.
+    #[test]
+    fn a_success_already_under_way_does_not_close_an_open_breaker() {
+        let policy = Policy {
+            breaker_failures: 2,
+            ..Policy::default()
+        };
+        let t = TargetState::new("p", "m");
+        let now = Instant::now();
+        let _ = t.failure(&policy, now);
+        assert_eq!(t.failure(&policy, now), Some(("closed", "open")));
+        assert_eq!(t.success(None, now), None);
+        assert!(t.open_until().is_some(), "still open");
+        assert_eq!(t.stream_completed(), None);
+        assert!(t.open_until().is_some(), "still open");
+        // The open period over, the probe's success closes it.
+        let later = now + policy.breaker_open;
+        assert_eq!(t.admit(later).0, Admit::Probe);
+        assert_eq!(t.success(None, later), Some(("half_open", "closed")));
+        assert!(t.healthy());
+    }
+
     /// A full table of forwarded states forgets an idle one first; one with failures only
     /// once no one asked for it for a while, so failures counted once cannot hold every
     /// place for good.

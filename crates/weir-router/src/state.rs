@@ -15,6 +15,19 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A success's effect on the breaker: closed with no failures counted, or, while open,
+/// nothing. A request admitted before the breaker opened that ends well after it opened
+/// is not the probe's answer: an upstream failing most requests would otherwise close its
+/// breaker with each slow success that was already under way.
+fn close_after_success(g: &mut TargetInner) -> Transition {
+    let from = g.breaker.name();
+    if from == "open" {
+        return None;
+    }
+    g.breaker = Breaker::Closed { failures: 0 };
+    (from != "closed").then_some((from, "closed"))
+}
+
 /// A circuit breaker's state.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Breaker {
@@ -157,9 +170,7 @@ impl TargetState {
         if let Some(l) = latency {
             answered(&mut g, l.as_secs_f64() * 1000.0, now);
         }
-        let from = g.breaker.name();
-        g.breaker = Breaker::Closed { failures: 0 };
-        (from != "closed").then_some((from, "closed"))
+        close_after_success(&mut g)
     }
 
     /// A stream was handed to its client: counted as a request, but not yet as a success,
@@ -189,9 +200,7 @@ impl TargetState {
     pub(crate) fn stream_completed(&self) -> Transition {
         let mut g = lock(&self.inner);
         g.error_rate *= 1.0 - ERROR_WEIGHT;
-        let from = g.breaker.name();
-        g.breaker = Breaker::Closed { failures: 0 };
-        (from != "closed").then_some((from, "closed"))
+        close_after_success(&mut g)
     }
 
     /// A stream [`TargetState::stream_started`] failed on the way (already counted as a
