@@ -111,7 +111,8 @@ impl EmbedRequest {
             .map(|i| match i {
                 EmbedInput::Text(t) => Ok(t),
                 EmbedInput::Tokens(_) => Err(WireError::Unsupported(format!(
-                    "`input` as token ids is not supported by {provider}: send text"
+                    "`input` as token ids is not supported by {provider}: send text \
+                     (LangChain's OpenAIEmbeddings: check_embedding_ctx_length=False)"
                 ))),
             })
             .collect()
