@@ -3,7 +3,7 @@
 //! OpenAI's list.
 
 use serde::Deserialize;
-use weir_model::{EmbedRequest, WireError};
+use weir_model::{EmbedRequest, EmbedTexts, WireError};
 
 /// The most texts one Cohere Embed call takes on Bedrock.
 pub const COHERE_BATCH: usize = 96;
@@ -45,12 +45,9 @@ impl Family {
 pub struct EmbedPlan {
     /// The family.
     pub family: Family,
-    /// The texts, in order.
-    pub texts: Vec<String>,
-    /// `dimensions`: Titan v2's `dimensions`, Cohere v4's `output_dimension`.
-    pub dimensions: Option<u32>,
-    /// The answer in base64.
-    pub base64: bool,
+    /// The texts and options (`dimensions`: Titan v2's `dimensions`, Cohere v4's
+    /// `output_dimension`).
+    pub request: EmbedTexts,
     /// Cohere's `input_type` (`search_document` unless the request says).
     pub input_type: String,
 }
@@ -65,23 +62,12 @@ impl EmbedPlan {
                  models, not `{model}`"
             )));
         };
-        let also: &[&str] = match family {
+        let own: &[&str] = match family {
             Family::Titan => &[],
             Family::Cohere => &["input_type"],
         };
-        req.only_known_members("Bedrock", also)?;
-        let input_type = match req.get("input_type") {
-            None => "search_document".to_owned(),
-            Some(t) => serde_json::from_str::<String>(t.get()).map_err(|_| {
-                WireError::Malformed(
-                    "`input_type` must be a string (search_document, search_query, \
-                     classification, clustering)"
-                        .into(),
-                )
-            })?,
-        };
-        let dimensions = req.dimensions()?;
-        if let Some(d) = dimensions {
+        let request = req.translated("Bedrock", own)?;
+        if let Some(d) = request.dimensions {
             // Refused here, so that a route's next target (which may take it) is tried.
             let (name, allowed): (&str, &[u32]) = if model.contains("titan-embed-text-v1") {
                 ("Titan Text Embeddings v1", &[])
@@ -111,10 +97,11 @@ impl EmbedPlan {
         }
         Ok(EmbedPlan {
             family,
-            texts: req.texts("Bedrock")?,
-            dimensions,
-            base64: req.base64()?,
-            input_type,
+            input_type: request
+                .member("input_type")
+                .unwrap_or("search_document")
+                .to_owned(),
+            request,
         })
     }
 
@@ -128,7 +115,7 @@ impl EmbedPlan {
                 "embedding_types": ["float"],
             }),
         };
-        if let Some(d) = self.dimensions {
+        if let Some(d) = self.request.dimensions {
             let key = match self.family {
                 Family::Titan => "dimensions",
                 Family::Cohere => "output_dimension",
@@ -201,7 +188,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            String::from_utf8(p.body(&p.texts[1..])).unwrap(),
+            String::from_utf8(p.body(&p.request.texts[1..])).unwrap(),
             r#"{"dimensions":256,"inputText":"b"}"#
         );
         let v4 = EmbedPlan::new(
@@ -209,14 +196,14 @@ mod tests {
             "cohere.embed-v4:0",
         )
         .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&v4.body(&v4.texts)).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&v4.body(&v4.request.texts)).unwrap();
         assert_eq!(body["output_dimension"], 1536);
         let p = EmbedPlan::new(
             &req(serde_json::json!({"model": "m", "input": "a", "input_type": "search_query"})),
             "cohere.embed-english-v3",
         )
         .unwrap();
-        let body: serde_json::Value = serde_json::from_slice(&p.body(&p.texts)).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&p.body(&p.request.texts)).unwrap();
         assert_eq!(
             body,
             serde_json::json!({"texts": ["a"], "input_type": "search_query", "embedding_types": ["float"]})

@@ -481,9 +481,9 @@ impl Provider for BedrockProvider {
         let url = self.url(model, "invoke")?;
         // Several calls at once (Titan takes one text a call), at most
         // EMBED_CALLS_AT_ONCE made at a time, answers kept in order.
-        let mut parts = plan.texts.chunks(plan.family.batch());
+        let mut parts = plan.request.texts.chunks(plan.family.batch());
         let mut running = futures_util::stream::FuturesOrdered::new();
-        let mut vectors: Vec<Vec<f64>> = Vec::with_capacity(plan.texts.len());
+        let mut vectors: Vec<Vec<f64>> = Vec::with_capacity(plan.request.texts.len());
         let mut counted = Some(0u64);
         loop {
             while running.len() < EMBED_CALLS_AT_ONCE {
@@ -497,16 +497,11 @@ impl Provider for BedrockProvider {
             counted = counted.zip(count).map(|(a, b)| a.saturating_add(b));
             vectors.extend(got);
         }
-        let tokens = counted.unwrap_or_else(|| {
-            plan.texts
-                .iter()
-                .map(|t| (t.len() as u64).div_ceil(4))
-                .sum()
-        });
+        let tokens = counted.unwrap_or_else(|| plan.request.estimated_tokens());
         Ok(EmbedResponse::openai_list(
             model,
             &vectors,
-            plan.base64,
+            plan.request.base64,
             tokens,
         ))
     }

@@ -211,39 +211,28 @@ impl Provider for GeminiProvider {
     ) -> Result<EmbedResponse, ProviderError> {
         // (What the client must fix is a 400; what Gemini cannot take passes the target
         // over.)
-        let refused = |e: weir_model::WireError| ProviderError::refused(&e);
-        req.only_known_members("Gemini", &["task_type"])
-            .map_err(refused)?;
-        let texts = req.texts("Gemini").map_err(refused)?;
-        let dimensions = req.dimensions().map_err(refused)?;
-        let base64 = req.base64().map_err(refused)?;
-        let task_type = match req.get("task_type") {
-            None => None,
-            Some(t) => Some(serde_json::from_str::<String>(t.get()).map_err(|_| {
-                ProviderError::refused(&weir_model::WireError::Malformed(
-                    "`task_type` must be a string (RETRIEVAL_QUERY, RETRIEVAL_DOCUMENT, ...)"
-                        .into(),
-                ))
-            })?),
-        };
+        let t = req
+            .translated("Gemini", &["task_type"])
+            .map_err(|e| ProviderError::refused(&e))?;
+        let task_type = t.member("task_type");
         let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
         let url = self.url(model, "batchEmbedContents")?;
         let qualified = format!("models/{model}");
-        let mut vectors = Vec::with_capacity(texts.len());
+        let mut vectors = Vec::with_capacity(t.texts.len());
         let mut counted = Some(0u64);
-        for part in texts.chunks(EMBED_BATCH) {
+        for part in t.texts.chunks(EMBED_BATCH) {
             let requests: Vec<serde_json::Value> = part
                 .iter()
-                .map(|t| {
+                .map(|text| {
                     let mut r = serde_json::json!({
                         "model": qualified,
-                        "content": {"parts": [{"text": t}]},
+                        "content": {"parts": [{"text": text}]},
                     });
-                    if let Some(d) = dimensions {
+                    if let Some(d) = t.dimensions {
                         r["outputDimensionality"] = d.into();
                     }
-                    if let Some(t) = &task_type {
-                        r["taskType"] = t.as_str().into();
+                    if let Some(tt) = task_type {
+                        r["taskType"] = tt.into();
                     }
                     r
                 })
@@ -295,9 +284,10 @@ impl Provider for GeminiProvider {
                 .map(|(a, b)| a.saturating_add(b));
             vectors.extend(batch.embeddings.into_iter().map(|e| e.values));
         }
-        let tokens =
-            counted.unwrap_or_else(|| texts.iter().map(|t| (t.len() as u64).div_ceil(4)).sum());
-        Ok(EmbedResponse::openai_list(model, &vectors, base64, tokens))
+        let tokens = counted.unwrap_or_else(|| t.estimated_tokens());
+        Ok(EmbedResponse::openai_list(
+            model, &vectors, t.base64, tokens,
+        ))
     }
 
     /// Gemini's `countTokens`, given the whole `generateContent` request (tools and

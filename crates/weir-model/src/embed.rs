@@ -161,6 +161,63 @@ impl EmbedRequest {
     }
 }
 
+impl EmbedRequest {
+    /// The request as a provider that translates it reads it, checked before any call:
+    /// its texts, `dimensions`, `encoding_format`, and the provider's own string members
+    /// (`own`: Gemini's `task_type`, Cohere's `input_type`); any other member is refused.
+    /// What the provider cannot take (token ids, another member) is
+    /// [`WireError::Unsupported`]; what no target could take, [`WireError::Malformed`].
+    pub fn translated(&self, provider: &str, own: &[&str]) -> Result<EmbedTexts, WireError> {
+        self.only_known_members(provider, own)?;
+        let mut members = Vec::new();
+        for name in own {
+            if let Some(v) = self.get(name) {
+                let s = serde_json::from_str::<String>(v.get())
+                    .map_err(|_| WireError::Malformed(format!("`{name}` must be a string")))?;
+                members.push(((*name).to_owned(), s));
+            }
+        }
+        Ok(EmbedTexts {
+            texts: self.texts(provider)?,
+            dimensions: self.dimensions()?,
+            base64: self.base64()?,
+            members,
+        })
+    }
+}
+
+/// An embeddings request as a translating provider reads it ([`EmbedRequest::translated`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmbedTexts {
+    /// The texts, in order.
+    pub texts: Vec<String>,
+    /// `dimensions`, if asked.
+    pub dimensions: Option<u32>,
+    /// The vectors are to be written in base64.
+    pub base64: bool,
+    /// The provider's own members that were given, by name.
+    pub members: Vec<(String, String)>,
+}
+
+impl EmbedTexts {
+    /// The provider's own member `name`, if given.
+    pub fn member(&self, name: &str) -> Option<&str> {
+        self.members
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The input tokens where the upstream counts none: a token for every four bytes of
+    /// text.
+    pub fn estimated_tokens(&self) -> u64 {
+        self.texts
+            .iter()
+            .map(|t| (t.len() as u64).div_ceil(4))
+            .fold(0, u64::saturating_add)
+    }
+}
+
 /// The most inputs one embeddings request may hold (OpenAI's limit): each may cost an
 /// upstream call where the upstream takes one text a call.
 pub const MAX_INPUTS: usize = 2048;
@@ -380,6 +437,21 @@ mod tests {
         assert!(q.base64().is_err());
         let e = q.only_known_members("X", &["task_type"]).unwrap_err();
         assert_eq!(e.to_string(), "`x` is not supported by X's embeddings");
+        let t = r(r#"{"model":"m","input":["abcde","a"],"task_type":"Q","dimensions":8}"#)
+            .translated("X", &["task_type"])
+            .unwrap();
+        assert_eq!(t.member("task_type"), Some("Q"));
+        assert_eq!(
+            (t.dimensions, t.base64, t.estimated_tokens()),
+            (Some(8), false, 3)
+        );
+        let e = r(r#"{"model":"m","input":"a","task_type":3}"#)
+            .translated("X", &["task_type"])
+            .unwrap_err();
+        assert!(
+            matches!(&e, WireError::Malformed(m) if m.contains("`task_type` must be a string")),
+            "{e}"
+        );
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub use content::{
     MediaSource, Message, RedactedThinkingBlock, Role, TextBlock, ThinkingBlock, ToolInput,
     ToolResultBlock, ToolUseBlock, UnknownBlock,
 };
-pub use embed::{EmbedInput, EmbedRequest, EmbedResponse};
+pub use embed::{EmbedInput, EmbedRequest, EmbedResponse, EmbedTexts};
 pub use error::{ApiError, ErrorKind, ProviderError, WireError};
 pub use json_str::JsonStr;
 pub use provider::{

@@ -3,7 +3,7 @@
 //! OpenAI's request and back to OpenAI's list.
 
 use serde::Deserialize;
-use weir_model::{CallContext, EmbedRequest, EmbedResponse, ErrorKind, ProviderError, WireError};
+use weir_model::{CallContext, EmbedRequest, EmbedResponse, ErrorKind, ProviderError};
 use weir_upstream::read_body;
 
 use crate::provider::{json_headers, VertexProvider};
@@ -31,20 +31,10 @@ pub(crate) async fn embed(
     cx: CallContext,
 ) -> Result<EmbedResponse, ProviderError> {
     // (What the client must fix is a 400; what Vertex cannot take passes the target over.)
-    let refused = |e: WireError| ProviderError::refused(&e);
-    req.only_known_members("Vertex AI", &["task_type"])
-        .map_err(refused)?;
-    let texts = req.texts("Vertex AI").map_err(refused)?;
-    let dimensions = req.dimensions().map_err(refused)?;
-    let base64 = req.base64().map_err(refused)?;
-    let task_type = match req.get("task_type") {
-        None => None,
-        Some(t) => Some(serde_json::from_str::<String>(t.get()).map_err(|_| {
-            refused(WireError::Malformed(
-                "`task_type` must be a string (RETRIEVAL_QUERY, RETRIEVAL_DOCUMENT, ...)".into(),
-            ))
-        })?),
-    };
+    let t = req
+        .translated("Vertex AI", &["task_type"])
+        .map_err(|e| ProviderError::refused(&e))?;
+    let (texts, task_type) = (&t.texts, t.member("task_type"));
     let url = p.url("google", &req.model, "predict", None)?;
     let most = batch_of(&req.model);
     let mut vectors = Vec::with_capacity(texts.len());
@@ -63,13 +53,13 @@ pub(crate) async fn embed(
         rest = after;
         let instances: Vec<serde_json::Value> = part
             .iter()
-            .map(|t| match &task_type {
-                Some(tt) => serde_json::json!({"content": t, "task_type": tt}),
-                None => serde_json::json!({ "content": t }),
+            .map(|text| match task_type {
+                Some(tt) => serde_json::json!({"content": text, "task_type": tt}),
+                None => serde_json::json!({ "content": text }),
             })
             .collect();
         let mut body = serde_json::json!({ "instances": instances });
-        if let Some(d) = dimensions {
+        if let Some(d) = t.dimensions {
             body["parameters"] = serde_json::json!({ "outputDimensionality": d });
         }
         let mut resp = p
@@ -122,9 +112,8 @@ pub(crate) async fn embed(
             vectors.push(pr.embeddings.values);
         }
     }
-    let tokens =
-        counted.unwrap_or_else(|| texts.iter().map(|t| (t.len() as u64).div_ceil(4)).sum());
+    let tokens = counted.unwrap_or_else(|| t.estimated_tokens());
     Ok(EmbedResponse::openai_list(
-        &req.model, &vectors, base64, tokens,
+        &req.model, &vectors, t.base64, tokens,
     ))
 }
