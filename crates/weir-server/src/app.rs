@@ -892,22 +892,29 @@ fn zero_config_text(env: &dyn Fn(&str) -> Option<String>, bedrock: bool) -> Stri
     // so they are told from Anthropic's own before `claude-*`; Gemini there only when the
     // Gemini API itself has no key.
     if set("GOOGLE_CLOUD_PROJECT") {
-        let region = [
+        let region_var = [
             "GOOGLE_CLOUD_REGION",
             "CLOUD_ML_REGION",
             "GOOGLE_CLOUD_LOCATION",
         ]
         .into_iter()
-        .find(|v| set(v))
-        .map_or_else(|| "\"global\"".to_owned(), |v| format!("\"${{{v}}}\""));
+        .find(|v| set(v));
+        let region =
+            region_var.map_or_else(|| "\"global\"".to_owned(), |v| format!("\"${{{v}}}\""));
         text.push_str(&format!(
             "[providers.vertex]\nkind = \"vertex\"\nproject = \"${{GOOGLE_CLOUD_PROJECT}}\"\nregion = {region}\n"
         ));
         model_routes.push(("claude-*@*", "vertex"));
         // Google's embedding models (gemini-embedding-* goes with gemini-*), before
-        // OpenAI's `text-embedding-*` (whose names are text-embedding-3-*, -ada-002).
-        model_routes.push(("text-embedding-0*", "vertex"));
-        model_routes.push(("text-multilingual-embedding-*", "vertex"));
+        // OpenAI's `text-embedding-*` (whose names are text-embedding-3-*, -ada-002); only
+        // in a region: the global endpoint serves Gemini's chat models, not these.
+        if region_var
+            .and_then(env)
+            .is_some_and(|r| !r.trim().eq_ignore_ascii_case("global"))
+        {
+            model_routes.push(("text-embedding-0*", "vertex"));
+            model_routes.push(("text-multilingual-embedding-*", "vertex"));
+        }
     }
     if set("ANTHROPIC_API_KEY") {
         text.push_str(

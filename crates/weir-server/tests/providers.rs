@@ -1140,6 +1140,7 @@ fn zero_config_enables_the_providers_whose_keys_are_in_the_environment() {
     let env = |name: &str| match name {
         "WEIR_API_KEY" => Some("sk-zero".to_owned()),
         "GOOGLE_CLOUD_PROJECT" => Some("my-project".to_owned()),
+        "GOOGLE_CLOUD_REGION" => Some("europe-west4".to_owned()),
         "OPENAI_API_KEY" => Some("sk-test".to_owned()),
         _ => None,
     };
@@ -1155,6 +1156,14 @@ fn zero_config_enables_the_providers_whose_keys_are_in_the_environment() {
             "{model}"
         );
     }
+    // The global endpoint (no region set) does not serve them: not routed there.
+    let env = |name: &str| match name {
+        "WEIR_API_KEY" => Some("sk-zero".to_owned()),
+        "GOOGLE_CLOUD_PROJECT" => Some("my-project".to_owned()),
+        _ => None,
+    };
+    let (app, _) = weir_server::zero_config(&env).unwrap();
+    assert!(app.router.resolve("text-embedding-005").is_none());
     // Bedrock reads its credentials when it is built: whether or not this machine has
     // them, zero-config starts (Bedrock is left out, with a warning, when it cannot).
     let env = |name: &str| match name {
