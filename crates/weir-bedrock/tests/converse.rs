@@ -737,3 +737,25 @@ fn a_targets_output_cap_holds_over_the_raise_for_a_budget() {
         "{out}"
     );
 }
+
+/// An Anthropic client's thinking with more than its type (`display`) is thinking all the
+/// same: Converse gets its budget, as without `display`.
+#[test]
+fn thinking_with_display_reaches_converse() {
+    let canon = weir_anthropic::decode_request(
+        json!({"model": "m", "max_tokens": 8192, "messages": [{"role": "user", "content": "hi"}],
+               "thinking": {"type": "enabled", "budget_tokens": 2048, "display": "summarized"}})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+    let out: Value =
+        serde_json::from_slice(&encode_converse(&canon, model, &EncodeOptions::default()).unwrap())
+            .unwrap();
+    assert_eq!(
+        out["additionalModelRequestFields"]["thinking"],
+        json!({"type": "enabled", "budget_tokens": 2048}),
+        "{out}"
+    );
+}

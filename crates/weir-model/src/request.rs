@@ -81,6 +81,34 @@ pub enum ThreadUse {
 }
 
 impl ChatRequest {
+    /// The request with a thinking object the decoder kept verbatim (an Anthropic client's
+    /// `{"type": "enabled", "budget_tokens": N, "display": ...}`) read as the budget or
+    /// adaptive thinking it is, for encoders of other dialects, which would otherwise
+    /// leave it out: a copy only when there is one.
+    pub fn with_thinking_read(&self) -> std::borrow::Cow<'_, ChatRequest> {
+        let Some(ThinkingConfig::Unknown(raw)) = &self.thinking else {
+            return std::borrow::Cow::Borrowed(self);
+        };
+        #[derive(serde::Deserialize)]
+        struct Form {
+            r#type: String,
+            budget_tokens: Option<u32>,
+        }
+        let read = match serde_json::from_str::<Form>(raw.get()) {
+            Ok(Form {
+                r#type,
+                budget_tokens: Some(budget_tokens),
+            }) if r#type == "enabled" => ThinkingConfig::Enabled { budget_tokens },
+            Ok(Form { r#type, .. }) if r#type == "adaptive" => {
+                ThinkingConfig::Adaptive(Some(raw.clone()))
+            }
+            _ => return std::borrow::Cow::Borrowed(self),
+        };
+        let mut r = self.clone();
+        r.thinking = Some(read);
+        std::borrow::Cow::Owned(r)
+    }
+
     /// An OpenAI client's request with its assistants' refusals (`refusal` beside a null
     /// `content`, or `{"type": "refusal"}` parts of it) as their text, for dialects that
     /// have a refusal only as text: a copy only when it holds some.

@@ -20,6 +20,9 @@ pub struct ResponsesRequest {
     pub stream: bool,
     /// Every other member (including `stream`), verbatim and in order.
     pub fields: Vec<(String, RawJson)>,
+    /// The largest output limit the target takes ([`crate::ChatRequest::output_cap`]),
+    /// set by the router, not on the wire: a translated request keeps within it.
+    pub output_cap: Option<u32>,
 }
 
 impl ResponsesRequest {
@@ -189,6 +192,7 @@ impl<'de> Deserialize<'de> for ResponsesRequest {
                     model,
                     stream,
                     fields,
+                    output_cap: None,
                 })
             }
         }

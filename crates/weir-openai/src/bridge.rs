@@ -149,6 +149,7 @@ pub fn chat_request(req: &ResponsesRequest, owner: &str) -> Result<Bridged, Wire
         origin: Some(Dialect::OpenAi),
         bridged: true,
         model: req.model.clone(),
+        output_cap: req.output_cap,
         ..ChatRequest::default()
     };
     let mut answer = AnswerInfo {

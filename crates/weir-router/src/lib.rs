@@ -1416,30 +1416,36 @@ impl Job for ResponsesRequest {
                 return Err(lacks(target, model, missing));
             }
         }
-        if target.default_max_tokens.is_some() || target.max_output_tokens.is_some() {
-            let asked = match self
-                .fields
-                .iter()
-                .find(|(k, _)| k == "max_output_tokens")
-                .map(|(_, v)| v.get())
-            {
-                None | Some("null") => None,
-                Some(v) => match v.parse::<u64>() {
-                    Ok(n) => Some(u32::try_from(n).unwrap_or(u32::MAX)),
-                    // Not a whole number: sent as it came, for the upstream to refuse.
-                    Err(_) => return Ok((self.for_model(model), Vec::new())),
-                },
-            };
-            if let Some(n) = target_max_tokens(asked, target, || {
-                provider.default_output(model, self.stream)
-            }) {
-                let mut r = self.clone();
-                model.clone_into(&mut r.model);
-                weir_model::responses::set_max_output_tokens(&mut r, n);
-                return Ok((Cow::Owned(r), Vec::new()));
-            }
+        if target.default_max_tokens.is_none() && target.max_output_tokens.is_none() {
+            return Ok((self.for_model(model), Vec::new()));
         }
-        Ok((self.for_model(model), Vec::new()))
+        let asked = match self
+            .fields
+            .iter()
+            .find(|(k, _)| k == "max_output_tokens")
+            .map(|(_, v)| v.get())
+        {
+            None | Some("null") => None,
+            // A whole number however written (`1e5`, `100000.0`); anything else goes as it
+            // came, for the upstream to refuse.
+            Some(v) => match v.parse::<f64>() {
+                Ok(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 => {
+                    // (Saturating: a count past u32's range is as good as its top.)
+                    Some(n.min(f64::from(u32::MAX)) as u32)
+                }
+                _ => return Ok((self.for_model(model), Vec::new())),
+            },
+        };
+        let mut r = self.clone();
+        model.clone_into(&mut r.model);
+        // (A translated request keeps within the cap where its encoder raises a limit.)
+        r.output_cap = target.max_output_tokens;
+        if let Some(n) = target_max_tokens(asked, target, || {
+            provider.default_output(model, self.stream)
+        }) {
+            weir_model::responses::set_max_output_tokens(&mut r, n);
+        }
+        Ok((Cow::Owned(r), Vec::new()))
     }
 
     fn follows(&self) -> Option<Cow<'_, str>> {

@@ -299,6 +299,9 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
         ));
     }
     let metrics = Arc::new(crate::metrics::Metrics::new(state_options.is_some()));
+    if let Ok(r) = &routing {
+        metrics.name_models(configured_models(&r.router));
+    }
     let routing = match routing {
         Ok(r) => Some(r),
         Err(mut e) => {
@@ -394,6 +397,19 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
             Err(errors)
         }
     }
+}
+
+/// The model names a config gives itself: exact route names and targets' upstream models
+/// (a glob's name is not a model's).
+fn configured_models(router: &weir_router::Router) -> Vec<String> {
+    let mut names = Vec::new();
+    for r in router.routes() {
+        if !r.name.contains(['*', '?']) {
+            names.push(r.name.clone());
+        }
+        names.extend(r.targets.iter().filter_map(|t| t.model.clone()));
+    }
+    names
 }
 
 /// `[state]` checked: `None` for the embedded (memory) backend.
@@ -1104,6 +1120,7 @@ pub fn rebuild(
     app.metrics.reset_breakers();
     // Keys the new config no longer has leave the request series.
     app.metrics.forget_keys(&|name| app.keys.has(name));
+    app.metrics.name_models(configured_models(&app.router));
     app.router = app.router.with_observer(old.metrics.clone());
     // What was learnt about the upstreams both configs call (rests, refused keys,
     // breakers, latency, requests in flight) stays.

@@ -123,6 +123,9 @@ pub struct Metrics {
     series: std::sync::RwLock<std::collections::HashMap<String, Arc<Series>>>,
     /// The model names used as label values so far (at most [`MAX_MODEL_LABELS`]).
     model_labels: std::sync::RwLock<std::collections::HashSet<Box<str>>>,
+    /// The config's own model names (exact routes, targets' upstream models): labels of
+    /// their own whatever clients sent through glob routes, outside that count.
+    named_models: std::sync::RwLock<std::collections::HashSet<Box<str>>>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<SeriesLabels, Histogram, fn() -> Histogram>,
     upstream_latency: Family<SeriesLabels, Histogram, fn() -> Histogram>,
@@ -334,6 +337,7 @@ impl Metrics {
         Metrics {
             series: std::sync::RwLock::new(std::collections::HashMap::new()),
             model_labels: std::sync::RwLock::default(),
+            named_models: std::sync::RwLock::default(),
             failovers,
             retries,
             breaker_transitions,
@@ -518,6 +522,14 @@ impl Metrics {
     /// `model` as a label value: itself while fewer than [`MAX_MODEL_LABELS`] names are in
     /// use, else `other`.
     fn model_label<'m>(&self, model: &'m str) -> &'m str {
+        if self
+            .named_models
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(model)
+        {
+            return model;
+        }
         let known = self
             .model_labels
             .read()
@@ -596,6 +608,17 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// The config's own model names (exact route names, targets' upstream models), which
+    /// keep labels of their own however many names clients send through glob routes
+    /// (a reload gives the new config's).
+    pub fn name_models(&self, names: impl IntoIterator<Item = String>) {
+        *self
+            .named_models
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            names.into_iter().map(String::into_boxed_str).collect();
     }
 
     /// Forgets the series of client keys a reload removed (`keep` says which names stay;
@@ -683,7 +706,7 @@ impl Metrics {
         };
         self.breaker_state
             .get_or_create(&RouteLabels {
-                model: model.to_owned(),
+                model: self.model_label(model).to_owned(),
                 provider: provider.to_owned(),
             })
             .set(value);
@@ -950,8 +973,20 @@ mod tests {
                 to: "open",
             });
         }
+        for i in 0..100 {
+            m.breaker_now("p", &format!("y-{i}"), "open");
+        }
+        // The config's own names keep their labels, however many clients sent.
+        m.name_models(["configured".to_owned()]);
+        request(&m, "configured", "p", 200);
         let text = m.render();
-        assert!(!text.contains("x-"), "{text}");
+        assert!(!text.contains("x-") && !text.contains("y-"), "{text}");
+        assert!(
+            text.contains(
+                r#"weir_requests_total{key="k",model="configured",provider="p",status="200"} 1"#
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(r#"weir_retries_total{model="other"} 100"#),
             "{text}"

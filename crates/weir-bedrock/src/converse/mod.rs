@@ -272,6 +272,8 @@ pub fn encode_converse(
     req.check_translatable("Bedrock")?;
     // An OpenAI assistant's refusal is what the model said: Converse has it as text.
     let req = &*req.with_refusals_as_text();
+    // An Anthropic client's thinking with more than its type (`display`) is still thinking.
+    let req = &*req.with_thinking_read();
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
     let caching = match supports_cache_points(model) {
