@@ -1684,6 +1684,18 @@ mod tests {
             .collect()
     }
 
+    /// The target's cap the router set on the Responses request reaches the chat request
+    /// the bridge makes (its encoder keeps within it).
+    #[test]
+    fn the_targets_output_cap_carries_over() {
+        let mut req = ResponsesRequest::decode(
+            br#"{"model":"m","input":"hi","reasoning":{"effort":"high"}}"#,
+        )
+        .unwrap();
+        req.output_cap = Some(8192);
+        assert_eq!(chat_request(&req, "").unwrap().chat.output_cap, Some(8192));
+    }
+
     /// Reasoning after a turn's content (Gemini's signature on its last text) stays with
     /// that turn rather than moving to the next one.
     #[test]

@@ -3089,6 +3089,62 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
+    /// A Responses request for a capped target carries the cap (for the bridge's encoder)
+    /// and has its limit read however the number is written.
+    #[test]
+    fn a_responses_request_for_a_capped_target_carries_the_cap() {
+        struct Claude;
+        #[async_trait::async_trait]
+        impl Provider for Claude {
+            fn id(&self) -> &str {
+                "c"
+            }
+            fn capabilities(&self, _model: &str) -> Capabilities {
+                Capabilities::ALL
+            }
+            async fn send(&self, _: &ChatRequest, _: CallContext) -> Result<Reply, ProviderError> {
+                Err(ProviderError::new(ErrorKind::Internal, "not called"))
+            }
+            fn serves_responses(&self) -> bool {
+                true
+            }
+            fn default_output(&self, _model: &str, _stream: bool) -> Option<u32> {
+                Some(21_333)
+            }
+        }
+        let mut t = Target::new("c");
+        t.max_output_tokens = Some(8192);
+        let route = Route::new("m", vec![t.clone()]);
+        let limit_of = |body: &str| {
+            let req = ResponsesRequest::decode(body.as_bytes()).unwrap();
+            let (r, _) = req.for_target(&route, &t, &Claude, "claude").unwrap();
+            let limit = r
+                .fields
+                .iter()
+                .find(|(k, _)| k == "max_output_tokens")
+                .map(|(_, v)| v.get().to_owned());
+            (r.output_cap, limit)
+        };
+        let cap = Some(8192);
+        assert_eq!(
+            limit_of(r#"{"model":"m","input":"hi"}"#),
+            (cap, Some("8192".into()))
+        );
+        assert_eq!(
+            limit_of(r#"{"model":"m","input":"hi","max_output_tokens":1e5}"#),
+            (cap, Some("8192".into()))
+        );
+        assert_eq!(
+            limit_of(r#"{"model":"m","input":"hi","max_output_tokens":100}"#),
+            (cap, Some("100".into()))
+        );
+        // Not a whole number: as it came, for the upstream to refuse.
+        assert_eq!(
+            limit_of(r#"{"model":"m","input":"hi","max_output_tokens":"lots"}"#),
+            (None, Some("\"lots\"".into()))
+        );
+    }
+
     /// An open breaker is closed by its probe's answer, not by a request that was under
     /// way when it opened and ended well after.
     #[test]
