@@ -115,17 +115,24 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 21))
 }
 
+/// The model names in use as label values: the config's own (`named`: exact routes,
+/// targets' upstream models), and at most [`MAX_MODEL_LABELS`] others (`others` of them),
+/// which clients choose through glob routes.
+#[derive(Default)]
+struct ModelLabels {
+    in_use: std::collections::HashSet<Box<str>>,
+    named: std::collections::HashSet<Box<str>>,
+    others: usize,
+}
+
 /// The gateway's metrics.
 pub struct Metrics {
     registry: Registry,
     /// Handles of each (key, model, provider) already seen, so a request's figures cost
     /// no label allocation or family lookup.
     series: std::sync::RwLock<std::collections::HashMap<String, Arc<Series>>>,
-    /// The model names used as label values so far (at most [`MAX_MODEL_LABELS`]).
-    model_labels: std::sync::RwLock<std::collections::HashSet<Box<str>>>,
-    /// The config's own model names (exact routes, targets' upstream models): labels of
-    /// their own whatever clients sent through glob routes, outside that count.
-    named_models: std::sync::RwLock<std::collections::HashSet<Box<str>>>,
+    /// The model names used as label values so far.
+    model_labels: std::sync::RwLock<ModelLabels>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<SeriesLabels, Histogram, fn() -> Histogram>,
     upstream_latency: Family<SeriesLabels, Histogram, fn() -> Histogram>,
@@ -337,7 +344,6 @@ impl Metrics {
         Metrics {
             series: std::sync::RwLock::new(std::collections::HashMap::new()),
             model_labels: std::sync::RwLock::default(),
-            named_models: std::sync::RwLock::default(),
             failovers,
             retries,
             breaker_transitions,
@@ -519,38 +525,34 @@ impl Metrics {
         })
     }
 
-    /// `model` as a label value: itself while fewer than [`MAX_MODEL_LABELS`] names are in
-    /// use, else `other`.
+    /// `model` as a label value: itself if the config names it, or while fewer than
+    /// [`MAX_MODEL_LABELS`] other names are in use; else `other`.
     fn model_label<'m>(&self, model: &'m str) -> &'m str {
-        if self
-            .named_models
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .contains(model)
-        {
-            return model;
-        }
-        let known = self
+        let labels = self
             .model_labels
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if known.contains(model) {
+        if labels.in_use.contains(model) {
             return model;
         }
-        drop(known);
-        let mut known = self
+        drop(labels);
+        let mut labels = self
             .model_labels
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if known.len() < MAX_MODEL_LABELS {
-            known.insert(model.into());
+        if labels.in_use.contains(model) {
             return model;
         }
-        if known.contains(model) {
-            model
-        } else {
-            "other"
+        if labels.named.contains(model) {
+            labels.in_use.insert(model.into());
+            return model;
         }
+        if labels.others < MAX_MODEL_LABELS {
+            labels.others += 1;
+            labels.in_use.insert(model.into());
+            return model;
+        }
+        "other"
     }
 
     /// A served request's series (client key `key`, requested `model`, `provider`), its
@@ -614,11 +616,10 @@ impl Metrics {
     /// keep labels of their own however many names clients send through glob routes
     /// (a reload gives the new config's).
     pub fn name_models(&self, names: impl IntoIterator<Item = String>) {
-        *self
-            .named_models
+        self.model_labels
             .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            names.into_iter().map(String::into_boxed_str).collect();
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .named = names.into_iter().map(String::into_boxed_str).collect();
     }
 
     /// Forgets the series of client keys a reload removed (`keep` says which names stay;
