@@ -466,9 +466,11 @@ ratio is lower, and Weir's gap to the hyper proxy is the same as before. Its cha
 the request path: a target with output limits gets a copy of the request (none in the
 benchmark), and the check that hides an OpenAI upstream's usage chunk moved from the
 server into the stream encoder (the same one search per chunk). Callgrind over 1,000
-requests on one connection, the session's first build (ef54742) and its last (5a7213b) in
-one sitting: `/v1/messages` 76.97k instructions per request for both, chat completions
-76.87k to 76.82k (counts on this machine run lower than on the last for the same code).
+requests on one connection, the session's first build (ef54742) and the benchmarked one
+(5a7213b) in one sitting: `/v1/messages` 76.97k instructions per request for both, chat
+completions 76.87k to 76.82k (counts on this machine run lower than on the last for the
+same code); its last build (191fcf3, after the metrics' label set for the config's model
+names) 76.91k and 76.80k.
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
