@@ -10,6 +10,16 @@ use weir_testkit::upstream::{Behaviour, FaultyUpstream};
 
 const KEY: &str = "sk-test-client";
 
+/// What building the gateway from `text` reports, one line per error (it must fail).
+fn config_errors(text: &str) -> Vec<String> {
+    let cfg = weir_server::config::parse(None, text).unwrap();
+    weir_server::build(&cfg, None, text)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
 async fn weir(extra: &str) -> String {
     let text = format!("[[auth.keys]]\nname = \"tester\"\nkey = \"{KEY}\"\n{extra}");
     let cfg = weir_server::config::parse(None, &text).unwrap();
@@ -186,12 +196,7 @@ fn azure_config_mistakes_are_explained() {
         ),
     ] {
         let text = format!("[providers.az]\nkind = \"azure\"\n{extra}");
-        let cfg = weir_server::config::parse(None, &text).unwrap();
-        let errs: Vec<String> = weir_server::build(&cfg, None, &text)
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let errs = config_errors(&text);
         assert!(errs.iter().any(|e| e.contains(expect)), "{errs:?}");
     }
 }
@@ -924,12 +929,7 @@ fn reasoning_settings_on_other_kinds_are_config_errors() {
         // With another wrong key, all of them at once.
         ("[providers.b]\nkind = \"bedrock\"\nregion = \"us-east-1\"\nkeys = [\"a\"]\nproject = \"p\"\n", "project applies to kind = \"vertex\", not `bedrock`; kind = \"bedrock\" takes no keys"),
     ] {
-        let cfg = weir_server::config::parse(None, text).unwrap();
-        let errs: Vec<String> = weir_server::build(&cfg, None, text)
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let errs = config_errors(text);
         assert!(errs.iter().any(|e| e.contains(said)), "{errs:?}");
     }
 }
@@ -937,12 +937,7 @@ fn reasoning_settings_on_other_kinds_are_config_errors() {
 #[test]
 fn a_zero_max_output_tokens_is_a_config_error() {
     let text = "[providers.p]\nkind = \"openai\"\nkeys = [\"k\"]\nmax_output_tokens = 0\n";
-    let cfg = weir_server::config::parse(None, text).unwrap();
-    let errs: Vec<String> = weir_server::build(&cfg, None, text)
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let errs = config_errors(text);
     assert!(
         errs.iter()
             .any(|e| e.contains("max_output_tokens must be at least 1")),
@@ -955,12 +950,7 @@ fn a_targets_zero_output_limits_are_config_errors() {
     let text = "[providers.p]\nkind = \"openai\"\nkeys = [\"k\"]\n\
                 [[models]]\nname = \"m\"\n\
                 targets = [{ provider = \"p\", default_max_tokens = 0, max_output_tokens = 0 }]\n";
-    let cfg = weir_server::config::parse(None, text).unwrap();
-    let errs: Vec<String> = weir_server::build(&cfg, None, text)
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let errs = config_errors(text);
     for key in ["default_max_tokens", "max_output_tokens"] {
         let said = format!("{key} must be at least 1 (model `m`)");
         assert!(errs.iter().any(|e| e.contains(&said)), "{errs:?}");
@@ -970,12 +960,7 @@ fn a_targets_zero_output_limits_are_config_errors() {
     let text = "[providers.p]\nkind = \"openai\"\nkeys = [\"k\"]\n\
                 [[models]]\nname = \"m\"\n\
                 targets = [{ provider = \"p\", default_max_tokens = 9000, max_output_tokens = 4000 }]\n";
-    let cfg = weir_server::config::parse(None, text).unwrap();
-    let errs: Vec<String> = weir_server::build(&cfg, None, text)
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let errs = config_errors(text);
     assert!(
         errs.iter()
             .any(|e| e.contains("default_max_tokens (9000) is above max_output_tokens (4000)")),
@@ -1030,12 +1015,7 @@ fn unknown_presets_and_presets_on_other_kinds_are_config_errors() {
             "preset applies to kind = \"openai\", not `gemini`; region applies to kind = \"bedrock\" | \"vertex\", not `gemini`; stream_delay applies to kind = \"mock\", not `gemini`",
         ),
     ] {
-        let cfg = weir_server::config::parse(None, text).unwrap();
-        let errs: Vec<String> = weir_server::build(&cfg, None, text)
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let errs = config_errors(text);
         assert!(errs.iter().any(|e| e.contains(expect)), "{errs:?}");
     }
 }
@@ -1043,12 +1023,7 @@ fn unknown_presets_and_presets_on_other_kinds_are_config_errors() {
 #[test]
 fn vertex_needs_project_and_region_and_builds_without_credentials_at_hand() {
     let text = "[providers.v]\nkind = \"vertex\"\nregion = \"us-east5\"\n";
-    let cfg = weir_server::config::parse(None, text).unwrap();
-    let errs: Vec<String> = weir_server::build(&cfg, None, text)
-        .unwrap_err()
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+    let errs = config_errors(text);
     assert!(errs[0].contains("needs project and region"), "{errs:?}");
     // Credentials are looked for at the first request, never while loading the config.
     let text = "[providers.v]\nkind = \"vertex\"\nproject = \"my-project\"\nregion = \"global\"\n\
