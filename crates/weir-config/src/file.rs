@@ -626,12 +626,18 @@ pub struct StateConfig {
     pub timeout: Dur,
 }
 
+/// `[state]`'s `prefix` when none is given.
+pub const DEFAULT_STATE_PREFIX: &str = "weir";
+
+/// `[state]`'s `timeout` when none is given.
+pub const DEFAULT_STATE_TIMEOUT: Duration = Duration::from_millis(250);
+
 fn default_state_prefix() -> String {
-    "weir".into()
+    DEFAULT_STATE_PREFIX.into()
 }
 
 fn default_state_timeout() -> Dur {
-    Dur(Duration::from_millis(250))
+    Dur(DEFAULT_STATE_TIMEOUT)
 }
 
 /// `[ledger]`.

@@ -437,6 +437,20 @@ fn state_options(
                     "state.url is only used with backend = \"redis\"",
                 ));
             }
+            // The others too, where they say something (a default cannot be told from
+            // one given).
+            for (set, key) in [
+                (s.fail_mode.is_some(), "fail_mode"),
+                (s.prefix != weir_config::DEFAULT_STATE_PREFIX, "prefix"),
+                (s.timeout.0 != weir_config::DEFAULT_STATE_TIMEOUT, "timeout"),
+            ] {
+                if set {
+                    errors.push(src.error_at(
+                        Some(s.backend.span().start),
+                        format!("state.{key} is only used with backend = \"redis\""),
+                    ));
+                }
+            }
             None
         }
         "redis" => {

@@ -451,6 +451,18 @@ fn state_config_mistakes_are_reported_where_they_are() {
             "backend = \"memory\"\nurl = \"redis://h\"\n",
             "only used with",
         ),
+        (
+            "backend = \"memory\"\nfail_mode = \"closed\"\n",
+            "state.fail_mode is only used with",
+        ),
+        (
+            "backend = \"memory\"\nprefix = \"team-a\"\n",
+            "state.prefix is only used with",
+        ),
+        (
+            "backend = \"memory\"\ntimeout = \"1s\"\n",
+            "state.timeout is only used with",
+        ),
     ];
     for (state, want) in cases {
         let text = config(state, "", "[providers.mock]\nkind = \"mock\"\n");
