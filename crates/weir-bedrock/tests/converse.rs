@@ -759,3 +759,29 @@ fn thinking_with_display_reaches_converse() {
         "{out}"
     );
 }
+
+/// An OpenAI client's own `thinking` (Anthropic's object, as an extra field) reaches
+/// Converse as InvokeModel's encoder carries it.
+#[test]
+fn an_openai_clients_own_thinking_reaches_converse() {
+    let mut canon = weir_anthropic::decode_request(
+        json!({"model": "m", "max_tokens": 8000, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    canon.origin = Some(weir_model::Dialect::OpenAi);
+    canon.extra.insert(
+        "thinking".to_owned(),
+        to_raw(&json!({"type": "enabled", "budget_tokens": 2048})),
+    );
+    let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
+    let out: Value =
+        serde_json::from_slice(&encode_converse(&canon, model, &EncodeOptions::default()).unwrap())
+            .unwrap();
+    assert_eq!(
+        out["additionalModelRequestFields"]["thinking"],
+        json!({"type": "enabled", "budget_tokens": 2048}),
+        "{out}"
+    );
+}

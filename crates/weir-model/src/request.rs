@@ -82,12 +82,18 @@ pub enum ThreadUse {
 
 impl ChatRequest {
     /// The request with a thinking object the decoder kept verbatim (an Anthropic client's
-    /// `{"type": "enabled", "budget_tokens": N, "display": ...}`) read as the budget or
+    /// `{"type": "enabled", "budget_tokens": N, "display": ...}`, or an OpenAI client's
+    /// own `thinking`, Anthropic's object sent as an extra field) read as the budget or
     /// adaptive thinking it is, for encoders of other dialects, which would otherwise
     /// leave it out: a copy only when there is one.
     pub fn with_thinking_read(&self) -> std::borrow::Cow<'_, ChatRequest> {
-        let Some(ThinkingConfig::Unknown(raw)) = &self.thinking else {
-            return std::borrow::Cow::Borrowed(self);
+        let raw = match &self.thinking {
+            Some(ThinkingConfig::Unknown(raw)) => &**raw,
+            None if self.origin == Some(Dialect::OpenAi) => match self.extra.get("thinking") {
+                Some(raw) => raw,
+                None => return std::borrow::Cow::Borrowed(self),
+            },
+            _ => return std::borrow::Cow::Borrowed(self),
         };
         #[derive(serde::Deserialize)]
         struct Form {
@@ -100,7 +106,7 @@ impl ChatRequest {
                 budget_tokens: Some(budget_tokens),
             }) if r#type == "enabled" => ThinkingConfig::Enabled { budget_tokens },
             Ok(Form { r#type, .. }) if r#type == "adaptive" => {
-                ThinkingConfig::Adaptive(Some(raw.clone()))
+                ThinkingConfig::Adaptive(Some(crate::raw::to_raw(raw)))
             }
             _ => return std::borrow::Cow::Borrowed(self),
         };
