@@ -3,7 +3,7 @@
 //! OpenAI's request and back to OpenAI's list.
 
 use serde::Deserialize;
-use weir_model::{CallContext, EmbedRequest, EmbedResponse, ErrorKind, ProviderError};
+use weir_model::{CallContext, EmbedRequest, EmbedResponse, EmbedTexts, ErrorKind, ProviderError};
 use weir_upstream::read_body;
 
 use crate::provider::{json_headers, VertexProvider};
@@ -23,8 +23,32 @@ fn batch_of(model: &str) -> usize {
     }
 }
 
+/// The most `:predict` calls one request has in flight at once (`gemini-embedding-001`
+/// takes one text a call).
+const CALLS_AT_ONCE: usize = 8;
+
+/// The texts of each call: as many as the model takes at once, within the bytes a call may
+/// carry (at least one, which Vertex judges alone).
+fn parts(texts: &[String], most: usize) -> Vec<&[String]> {
+    let mut out = Vec::new();
+    let mut rest = texts;
+    while !rest.is_empty() {
+        let mut n = 0;
+        let mut bytes = 0;
+        while n < rest.len() && n < most && (n == 0 || bytes + rest[n].len() <= BATCH_BYTES) {
+            bytes += rest[n].len();
+            n += 1;
+        }
+        let (part, after) = rest.split_at(n);
+        out.push(part);
+        rest = after;
+    }
+    out
+}
+
 /// The `:predict` instances' `task_type` and the parameters' `outputDimensionality`:
-/// Google's `task_type` (`RETRIEVAL_QUERY`, ...) is the one member beyond OpenAI's.
+/// Google's `task_type` (`RETRIEVAL_QUERY`, ...) is the one member beyond OpenAI's. Up to
+/// [`CALLS_AT_ONCE`] calls at a time, answers kept in order.
 pub(crate) async fn embed(
     p: &VertexProvider,
     req: &EmbedRequest,
@@ -34,86 +58,99 @@ pub(crate) async fn embed(
     let t = req
         .translated("Vertex AI", &["task_type"])
         .map_err(|e| ProviderError::refused(&e))?;
-    let (texts, task_type) = (&t.texts, t.member("task_type"));
     let url = p.url("google", &req.model, "predict", None)?;
-    let most = batch_of(&req.model);
-    let mut vectors = Vec::with_capacity(texts.len());
+    let mut calls = parts(&t.texts, batch_of(&req.model)).into_iter();
+    let mut running = futures_util::stream::FuturesOrdered::new();
+    let mut vectors = Vec::with_capacity(t.texts.len());
     let mut counted = Some(0u64);
-    let mut rest = texts.as_slice();
-    while !rest.is_empty() {
-        // As many texts as the model takes at once, within the bytes a call may carry (at
-        // least one, which Vertex judges alone).
-        let mut n = 0;
-        let mut bytes = 0;
-        while n < rest.len() && n < most && (n == 0 || bytes + rest[n].len() <= BATCH_BYTES) {
-            bytes += rest[n].len();
-            n += 1;
+    loop {
+        while running.len() < CALLS_AT_ONCE {
+            let Some(part) = calls.next() else { break };
+            running.push_back(call(p, &url, &t, part, &cx));
         }
-        let (part, after) = rest.split_at(n);
-        rest = after;
-        let instances: Vec<serde_json::Value> = part
-            .iter()
-            .map(|text| match task_type {
-                Some(tt) => serde_json::json!({"content": text, "task_type": tt}),
-                None => serde_json::json!({ "content": text }),
-            })
-            .collect();
-        let mut body = serde_json::json!({ "instances": instances });
-        if let Some(d) = t.dimensions {
-            body["parameters"] = serde_json::json!({ "outputDimensionality": d });
-        }
-        let mut resp = p
-            .post(&url, &json_headers(), body.to_string().into_bytes(), &cx)
-            .await?;
-        let bytes = read_body(&mut resp).await?;
-        #[derive(Deserialize)]
-        struct Answer {
-            #[serde(default)]
-            predictions: Vec<Prediction>,
-        }
-        #[derive(Deserialize)]
-        struct Prediction {
-            embeddings: Embedding,
-        }
-        #[derive(Deserialize)]
-        struct Embedding {
-            values: Vec<f64>,
-            statistics: Option<Statistics>,
-        }
-        #[derive(Deserialize)]
-        struct Statistics {
-            token_count: Option<f64>,
-        }
-        let a: Answer = serde_json::from_slice(&bytes).map_err(|e| {
-            ProviderError::new(
-                ErrorKind::Decode,
-                format!("Vertex AI's embeddings could not be decoded: {e}"),
-            )
-        })?;
-        if a.predictions.len() != part.len() {
-            return Err(ProviderError::new(
-                ErrorKind::Decode,
-                format!(
-                    "Vertex AI answered {} texts with {} embeddings",
-                    part.len(),
-                    a.predictions.len()
-                ),
-            ));
-        }
-        for pr in a.predictions {
-            // (Vertex writes the count as a number that may have a fraction: `6.0`.)
-            let count = pr
-                .embeddings
-                .statistics
-                .and_then(|s| s.token_count)
-                .filter(|c| c.is_finite() && *c >= 0.0)
-                .map(|c| c.round() as u64);
-            counted = counted.zip(count).map(|(a, b)| a.saturating_add(b));
-            vectors.push(pr.embeddings.values);
-        }
+        let Some(answer) = futures_util::StreamExt::next(&mut running).await else {
+            break;
+        };
+        let (got, count) = answer?;
+        counted = counted.zip(count).map(|(a, b)| a.saturating_add(b));
+        vectors.extend(got);
     }
     let tokens = counted.unwrap_or_else(|| t.estimated_tokens());
     Ok(EmbedResponse::openai_list(
         &req.model, &vectors, t.base64, tokens,
     ))
+}
+
+/// One `:predict` call: the vectors of `part`, in order, and the tokens Vertex counted, if
+/// it said for every text.
+async fn call(
+    p: &VertexProvider,
+    url: &weir_upstream::Url,
+    t: &EmbedTexts,
+    part: &[String],
+    cx: &CallContext,
+) -> Result<(Vec<Vec<f64>>, Option<u64>), ProviderError> {
+    let instances: Vec<serde_json::Value> = part
+        .iter()
+        .map(|text| match t.member("task_type") {
+            Some(tt) => serde_json::json!({"content": text, "task_type": tt}),
+            None => serde_json::json!({ "content": text }),
+        })
+        .collect();
+    let mut body = serde_json::json!({ "instances": instances });
+    if let Some(d) = t.dimensions {
+        body["parameters"] = serde_json::json!({ "outputDimensionality": d });
+    }
+    let mut resp = p
+        .post(url, &json_headers(), body.to_string().into_bytes(), cx)
+        .await?;
+    let bytes = read_body(&mut resp).await?;
+    #[derive(Deserialize)]
+    struct Answer {
+        #[serde(default)]
+        predictions: Vec<Prediction>,
+    }
+    #[derive(Deserialize)]
+    struct Prediction {
+        embeddings: Embedding,
+    }
+    #[derive(Deserialize)]
+    struct Embedding {
+        values: Vec<f64>,
+        statistics: Option<Statistics>,
+    }
+    #[derive(Deserialize)]
+    struct Statistics {
+        token_count: Option<f64>,
+    }
+    let a: Answer = serde_json::from_slice(&bytes).map_err(|e| {
+        ProviderError::new(
+            ErrorKind::Decode,
+            format!("Vertex AI's embeddings could not be decoded: {e}"),
+        )
+    })?;
+    if a.predictions.len() != part.len() {
+        return Err(ProviderError::new(
+            ErrorKind::Decode,
+            format!(
+                "Vertex AI answered {} texts with {} embeddings",
+                part.len(),
+                a.predictions.len()
+            ),
+        ));
+    }
+    let mut counted = Some(0u64);
+    let mut vectors = Vec::with_capacity(part.len());
+    for pr in a.predictions {
+        // (Vertex writes the count as a number that may have a fraction: `6.0`.)
+        let count = pr
+            .embeddings
+            .statistics
+            .and_then(|s| s.token_count)
+            .filter(|c| c.is_finite() && *c >= 0.0)
+            .map(|c| c.round() as u64);
+        counted = counted.zip(count).map(|(a, b)| a.saturating_add(b));
+        vectors.push(pr.embeddings.values);
+    }
+    Ok((vectors, counted))
 }

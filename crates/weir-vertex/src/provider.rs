@@ -382,8 +382,8 @@ impl Provider for VertexProvider {
     }
 
     /// Google's text embedding models through `:predict` (250 texts and 18 KB a call,
-    /// one text for `gemini-embedding-001`), answered as OpenAI's list; Claude has no
-    /// embeddings.
+    /// one text for `gemini-embedding-001`, up to eight calls at once), answered as OpenAI's
+    /// list; Claude has no embeddings.
     async fn embed(
         &self,
         req: &weir_model::EmbedRequest,

@@ -250,10 +250,15 @@ async fn embeddings_through_predict() {
         seen[0].path,
         "/v1/projects/my-project/locations/us-central1/publishers/google/models/gemini-embedding-001:predict"
     );
-    assert_eq!(bearer(&seen[0]), Some("Bearer tok-1"));
-    let body: Value = serde_json::from_slice(&seen[1].body).unwrap();
+    assert!(bearer(&seen[0]).is_some_and(|b| b.starts_with("Bearer tok-")));
+    // (The calls go at once: in either order.)
+    let mut bodies: Vec<Value> = seen
+        .iter()
+        .map(|s| serde_json::from_slice(&s.body).unwrap())
+        .collect();
+    bodies.sort_by_key(|b| b["instances"][0]["content"].as_str().unwrap().to_owned());
     assert_eq!(
-        body,
+        bodies[1],
         json!({"instances": [{"content": "b", "task_type": "RETRIEVAL_QUERY"}],
                "parameters": {"outputDimensionality": 2}})
     );
