@@ -479,21 +479,18 @@ impl Provider for BedrockProvider {
         // target over.)
         let plan = crate::EmbedPlan::new(req, model).map_err(|e| ProviderError::refused(&e))?;
         let url = self.url(model, "invoke")?;
-        // Several calls at once (Titan takes one text a call), at most
-        // EMBED_CALLS_AT_ONCE made at a time, answers kept in order.
-        let mut parts = plan.request.texts.chunks(plan.family.batch());
-        let mut running = futures_util::stream::FuturesOrdered::new();
+        // Several calls at once (Titan takes one text a call), answers kept in order.
+        let answers = weir_upstream::in_order(
+            plan.request
+                .texts
+                .chunks(plan.family.batch())
+                .map(|part| self.embed_part(&url, &plan, part, &cx)),
+            EMBED_CALLS_AT_ONCE,
+        )
+        .await?;
         let mut vectors: Vec<Vec<f64>> = Vec::with_capacity(plan.request.texts.len());
         let mut counted = Some(0u64);
-        loop {
-            while running.len() < EMBED_CALLS_AT_ONCE {
-                let Some(part) = parts.next() else { break };
-                running.push_back(self.embed_part(&url, &plan, part, &cx));
-            }
-            let Some(answer) = futures_util::StreamExt::next(&mut running).await else {
-                break;
-            };
-            let (got, count) = answer?;
+        for (got, count) in answers {
             counted = counted.zip(count).map(|(a, b)| a.saturating_add(b));
             vectors.extend(got);
         }

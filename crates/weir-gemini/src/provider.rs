@@ -4,8 +4,8 @@ use http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
 use http::HeaderMap;
 use serde::Deserialize;
 use weir_model::{
-    CallContext, Capabilities, ChatRequest, EmbedRequest, EmbedResponse, ErrorKind, Provider,
-    ProviderError, Reply, Secret,
+    CallContext, Capabilities, ChatRequest, EmbedRequest, EmbedResponse, EmbedTexts, ErrorKind,
+    Provider, ProviderError, Reply, Secret,
 };
 use weir_upstream::{
     endpoint, read_body, read_error_body, report_limits, scrub, secret_header, sse_frames,
@@ -27,6 +27,9 @@ pub const API_VERSION: &str = "v1beta";
 
 /// The most texts one `batchEmbedContents` call takes: a longer request is sent in parts.
 pub const EMBED_BATCH: usize = 100;
+
+/// The most `batchEmbedContents` calls one request has in flight at once.
+const EMBED_CALLS_AT_ONCE: usize = 4;
 
 /// Sends canonical requests to the Gemini API.
 #[derive(Debug)]
@@ -135,6 +138,81 @@ impl GeminiProvider {
         }
         Err(scrubbed(err))
     }
+
+    /// One `batchEmbedContents` call: the vectors of `part`, in order, and the tokens
+    /// Gemini counted, if it said.
+    async fn embed_part(
+        &self,
+        url: &Url,
+        t: &EmbedTexts,
+        qualified: &str,
+        part: &[String],
+        cx: &CallContext,
+    ) -> Result<(Vec<Vec<f64>>, Option<u64>), ProviderError> {
+        let task_type = t.member("task_type");
+        let requests: Vec<serde_json::Value> = part
+            .iter()
+            .map(|text| {
+                let mut r = serde_json::json!({
+                    "model": qualified,
+                    "content": {"parts": [{"text": text}]},
+                });
+                if let Some(d) = t.dimensions {
+                    r["outputDimensionality"] = d.into();
+                }
+                if let Some(tt) = task_type {
+                    r["taskType"] = tt.into();
+                }
+                r
+            })
+            .collect();
+        let body = serde_json::to_vec(&serde_json::json!({ "requests": requests }))
+            .map_err(|e| ProviderError::new(ErrorKind::Internal, e.to_string()))?;
+        let mut resp = self.exchange(url, body, cx).await?;
+        let bytes = read_body(&mut resp).await?;
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Batch {
+            #[serde(default)]
+            embeddings: Vec<Values>,
+            usage_metadata: Option<Meta>,
+        }
+        #[derive(Deserialize)]
+        struct Values {
+            values: Vec<f64>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Meta {
+            prompt_token_count: Option<u64>,
+        }
+        let batch: Batch = serde_json::from_slice(&bytes).map_err(|e| {
+            ProviderError::new(
+                ErrorKind::Decode,
+                format!("the upstream's embeddings could not be decoded: {e}"),
+            )
+        })?;
+        if batch.embeddings.iter().any(|e| e.values.is_empty()) {
+            return Err(ProviderError::new(
+                ErrorKind::Decode,
+                "the upstream answered an embedding without values",
+            ));
+        }
+        if batch.embeddings.len() != part.len() {
+            return Err(ProviderError::new(
+                ErrorKind::Decode,
+                format!(
+                    "the upstream answered {} texts with {} embeddings",
+                    part.len(),
+                    batch.embeddings.len()
+                ),
+            ));
+        }
+        Ok((
+            batch.embeddings.into_iter().map(|e| e.values).collect(),
+            batch.usage_metadata.and_then(|m| m.prompt_token_count),
+        ))
+    }
 }
 
 #[async_trait::async_trait]
@@ -214,75 +292,22 @@ impl Provider for GeminiProvider {
         let t = req
             .translated("Gemini", &["task_type"])
             .map_err(|e| ProviderError::refused(&e))?;
-        let task_type = t.member("task_type");
         let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
         let url = self.url(model, "batchEmbedContents")?;
         let qualified = format!("models/{model}");
+        // (Several calls at once, answers kept in order.)
+        let answers = weir_upstream::in_order(
+            t.texts
+                .chunks(EMBED_BATCH)
+                .map(|part| self.embed_part(&url, &t, &qualified, part, &cx)),
+            EMBED_CALLS_AT_ONCE,
+        )
+        .await?;
         let mut vectors = Vec::with_capacity(t.texts.len());
         let mut counted = Some(0u64);
-        for part in t.texts.chunks(EMBED_BATCH) {
-            let requests: Vec<serde_json::Value> = part
-                .iter()
-                .map(|text| {
-                    let mut r = serde_json::json!({
-                        "model": qualified,
-                        "content": {"parts": [{"text": text}]},
-                    });
-                    if let Some(d) = t.dimensions {
-                        r["outputDimensionality"] = d.into();
-                    }
-                    if let Some(tt) = task_type {
-                        r["taskType"] = tt.into();
-                    }
-                    r
-                })
-                .collect();
-            let body = serde_json::to_vec(&serde_json::json!({ "requests": requests }))
-                .map_err(|e| ProviderError::new(ErrorKind::Internal, e.to_string()))?;
-            let mut resp = self.exchange(&url, body, &cx).await?;
-            let bytes = read_body(&mut resp).await?;
-            #[derive(Deserialize)]
-            #[serde(rename_all = "camelCase")]
-            struct Batch {
-                #[serde(default)]
-                embeddings: Vec<Values>,
-                usage_metadata: Option<Meta>,
-            }
-            #[derive(Deserialize)]
-            struct Values {
-                values: Vec<f64>,
-            }
-            #[derive(Deserialize)]
-            #[serde(rename_all = "camelCase")]
-            struct Meta {
-                prompt_token_count: Option<u64>,
-            }
-            let batch: Batch = serde_json::from_slice(&bytes).map_err(|e| {
-                ProviderError::new(
-                    ErrorKind::Decode,
-                    format!("the upstream's embeddings could not be decoded: {e}"),
-                )
-            })?;
-            if batch.embeddings.iter().any(|e| e.values.is_empty()) {
-                return Err(ProviderError::new(
-                    ErrorKind::Decode,
-                    "the upstream answered an embedding without values",
-                ));
-            }
-            if batch.embeddings.len() != part.len() {
-                return Err(ProviderError::new(
-                    ErrorKind::Decode,
-                    format!(
-                        "the upstream answered {} texts with {} embeddings",
-                        part.len(),
-                        batch.embeddings.len()
-                    ),
-                ));
-            }
-            counted = counted
-                .zip(batch.usage_metadata.and_then(|m| m.prompt_token_count))
-                .map(|(a, b)| a.saturating_add(b));
-            vectors.extend(batch.embeddings.into_iter().map(|e| e.values));
+        for (got, count) in answers {
+            counted = counted.zip(count).map(|(a, b)| a.saturating_add(b));
+            vectors.extend(got);
         }
         let tokens = counted.unwrap_or_else(|| t.estimated_tokens());
         Ok(EmbedResponse::openai_list(

@@ -36,6 +36,30 @@ pub use stream::{
     BodyDecoder, FrameDecoder, SseBody,
 };
 
+/// Runs the calls `calls` yields, at most `at_once` at a time (each made only when its turn
+/// comes), and gives their answers in the calls' order; the first failure ends it (the calls
+/// in flight are dropped).
+pub async fn in_order<F, T>(
+    mut calls: impl Iterator<Item = F>,
+    at_once: usize,
+) -> Result<Vec<T>, ProviderError>
+where
+    F: std::future::Future<Output = Result<T, ProviderError>>,
+{
+    let mut running = futures_util::stream::FuturesOrdered::new();
+    let mut out = Vec::new();
+    loop {
+        while running.len() < at_once.max(1) {
+            let Some(call) = calls.next() else { break };
+            running.push_back(call);
+        }
+        match futures_util::StreamExt::next(&mut running).await {
+            Some(answer) => out.push(answer?),
+            None => return Ok(out),
+        }
+    }
+}
+
 /// Timeouts for one upstream call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
@@ -953,6 +977,43 @@ fn human(d: Duration) -> String {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    /// Calls run at most `at_once` at a time, are made only when their turn comes, and
+    /// answer in their order whatever order they finish in; the first failure ends it.
+    #[tokio::test]
+    async fn calls_in_order_at_most_so_many_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (now, most, made) = (
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+            AtomicUsize::new(0),
+        );
+        let call = |i: u64| {
+            made.fetch_add(1, Ordering::SeqCst);
+            let (now, most) = (&now, &most);
+            async move {
+                let n = now.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(n, Ordering::SeqCst);
+                // Earlier calls finish later.
+                tokio::time::sleep(Duration::from_millis(20 - i)).await;
+                now.fetch_sub(1, Ordering::SeqCst);
+                if i == 15 {
+                    return Err(ProviderError::new(ErrorKind::Upstream, "fifteen"));
+                }
+                Ok(i)
+            }
+        };
+        let out = in_order((0..10).map(call), 3).await.unwrap();
+        assert_eq!(out, (0..10).collect::<Vec<u64>>());
+        assert_eq!(most.load(Ordering::SeqCst), 3);
+        made.store(0, Ordering::SeqCst);
+        let e = in_order((10..20).map(call), 2).await.unwrap_err();
+        assert_eq!(e.message, "fifteen");
+        assert!(
+            made.load(Ordering::SeqCst) < 10,
+            "no call made past the failure's turn"
+        );
+    }
 
     /// An attempt ends by the request's deadline: a later attempt gets what is left of
     /// the request's total, not a total of its own.

@@ -59,19 +59,16 @@ pub(crate) async fn embed(
         .translated("Vertex AI", &["task_type"])
         .map_err(|e| ProviderError::refused(&e))?;
     let url = p.url("google", &req.model, "predict", None)?;
-    let mut calls = parts(&t.texts, batch_of(&req.model)).into_iter();
-    let mut running = futures_util::stream::FuturesOrdered::new();
+    let answers = weir_upstream::in_order(
+        parts(&t.texts, batch_of(&req.model))
+            .into_iter()
+            .map(|part| call(p, &url, &t, part, &cx)),
+        CALLS_AT_ONCE,
+    )
+    .await?;
     let mut vectors = Vec::with_capacity(t.texts.len());
     let mut counted = Some(0u64);
-    loop {
-        while running.len() < CALLS_AT_ONCE {
-            let Some(part) = calls.next() else { break };
-            running.push_back(call(p, &url, &t, part, &cx));
-        }
-        let Some(answer) = futures_util::StreamExt::next(&mut running).await else {
-            break;
-        };
-        let (got, count) = answer?;
+    for (got, count) in answers {
         counted = counted.zip(count).map(|(a, b)| a.saturating_add(b));
         vectors.extend(got);
     }
