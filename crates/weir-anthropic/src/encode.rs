@@ -30,6 +30,15 @@ pub struct EncodeOptions {
     pub omit_max_tokens: bool,
 }
 
+impl EncodeOptions {
+    /// The `max_tokens` sent for a request to `model` that sets none: the configured
+    /// default, else the model's own ([`default_max_tokens`]).
+    pub fn limit_for(&self, model: &str, stream: bool) -> u32 {
+        self.default_max_tokens
+            .unwrap_or_else(|| default_max_tokens(model, stream))
+    }
+}
+
 impl Default for EncodeOptions {
     fn default() -> Self {
         EncodeOptions {
@@ -648,10 +657,7 @@ impl<'a> Plan<'a> {
         };
         let (mut thinking, effort) = thinking_for(req, opts, same, &messages);
         // (Looked up only when needed: most requests set their limit.)
-        let default = || {
-            opts.default_max_tokens
-                .unwrap_or_else(|| default_max_tokens(&req.model, req.stream == Some(true)))
-        };
+        let default = || opts.limit_for(&req.model, req.stream == Some(true));
         let mut max_tokens = req.max_tokens.unwrap_or_else(default);
         if let Some(ThinkingConfig::Enabled { budget_tokens }) = thinking.as_deref() {
             // (A budget mapped from reasoning_effort already fits below a limit the client

@@ -124,12 +124,7 @@ impl Provider for AnthropicProvider {
     }
 
     fn default_output(&self, model: &str, stream: bool) -> Option<u32> {
-        Some(
-            self.cfg
-                .encode
-                .default_max_tokens
-                .unwrap_or_else(|| crate::default_max_tokens(model, stream)),
-        )
+        Some(self.cfg.encode.limit_for(model, stream))
     }
 
     fn capabilities(&self, _model: &str) -> Capabilities {

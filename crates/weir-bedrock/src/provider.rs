@@ -366,12 +366,8 @@ impl Provider for BedrockProvider {
 
     /// Claude's (through InvokeModel, which must send one); Converse models keep their own.
     fn default_output(&self, model: &str, stream: bool) -> Option<u32> {
-        self.anthropic(model).then(|| {
-            self.cfg
-                .encode
-                .default_max_tokens
-                .unwrap_or_else(|| weir_anthropic::default_max_tokens(model, stream))
-        })
+        self.anthropic(model)
+            .then(|| self.cfg.encode.limit_for(model, stream))
     }
 
     fn capabilities(&self, model: &str) -> Capabilities {
@@ -488,19 +484,7 @@ impl Provider for BedrockProvider {
             EMBED_CALLS_AT_ONCE,
         )
         .await?;
-        let mut vectors: Vec<Vec<f64>> = Vec::with_capacity(plan.request.texts.len());
-        let mut counted = Some(0u64);
-        for (got, count) in answers {
-            counted = counted.zip(count).map(|(a, b)| a.saturating_add(b));
-            vectors.extend(got);
-        }
-        let tokens = counted.unwrap_or_else(|| plan.request.estimated_tokens());
-        Ok(EmbedResponse::openai_list(
-            model,
-            &vectors,
-            plan.request.base64,
-            tokens,
-        ))
+        Ok(plan.request.answer(model, answers))
     }
 
     /// Bedrock's CountTokens, for Anthropic models (the InvokeModel body, base64-encoded,

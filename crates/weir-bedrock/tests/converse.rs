@@ -738,50 +738,37 @@ fn a_targets_output_cap_holds_over_the_raise_for_a_budget() {
     );
 }
 
-/// An Anthropic client's thinking with more than its type (`display`) is thinking all the
-/// same: Converse gets its budget, as without `display`.
+/// Thinking the model keeps in a form it does not name reaches Converse as InvokeModel's
+/// encoder carries it: an Anthropic client's with more than its type (`display`), and an
+/// OpenAI client's own (Anthropic's object as an extra field).
 #[test]
-fn thinking_with_display_reaches_converse() {
-    let canon = weir_anthropic::decode_request(
-        json!({"model": "m", "max_tokens": 8192, "messages": [{"role": "user", "content": "hi"}],
-               "thinking": {"type": "enabled", "budget_tokens": 2048, "display": "summarized"}})
-        .to_string()
-        .as_bytes(),
-    )
-    .unwrap();
-    let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
-    let out: Value =
-        serde_json::from_slice(&encode_converse(&canon, model, &EncodeOptions::default()).unwrap())
-            .unwrap();
-    assert_eq!(
-        out["additionalModelRequestFields"]["thinking"],
-        json!({"type": "enabled", "budget_tokens": 2048}),
-        "{out}"
-    );
-}
-
-/// An OpenAI client's own `thinking` (Anthropic's object, as an extra field) reaches
-/// Converse as InvokeModel's encoder carries it.
-#[test]
-fn an_openai_clients_own_thinking_reaches_converse() {
-    let mut canon = weir_anthropic::decode_request(
-        json!({"model": "m", "max_tokens": 8000, "messages": [{"role": "user", "content": "hi"}]})
-            .to_string()
-            .as_bytes(),
-    )
-    .unwrap();
-    canon.origin = Some(weir_model::Dialect::OpenAi);
-    canon.extra.insert(
+fn thinking_in_other_forms_reaches_converse() {
+    let decode = |thinking: Option<Value>| {
+        let mut body = json!({"model": "m", "max_tokens": 8192, "messages": [{"role": "user", "content": "hi"}]});
+        if let Some(t) = thinking {
+            body["thinking"] = t;
+        }
+        weir_anthropic::decode_request(body.to_string().as_bytes()).unwrap()
+    };
+    let anthropic = decode(Some(
+        json!({"type": "enabled", "budget_tokens": 2048, "display": "summarized"}),
+    ));
+    let mut openai = decode(None);
+    openai.origin = Some(weir_model::Dialect::OpenAi);
+    openai.extra.insert(
         "thinking".to_owned(),
         to_raw(&json!({"type": "enabled", "budget_tokens": 2048})),
     );
     let model = "us.anthropic.claude-sonnet-4-5-20250929-v1:0";
-    let out: Value =
-        serde_json::from_slice(&encode_converse(&canon, model, &EncodeOptions::default()).unwrap())
-            .unwrap();
-    assert_eq!(
-        out["additionalModelRequestFields"]["thinking"],
-        json!({"type": "enabled", "budget_tokens": 2048}),
-        "{out}"
-    );
+    for canon in [anthropic, openai] {
+        let out: Value = serde_json::from_slice(
+            &encode_converse(&canon, model, &EncodeOptions::default()).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            out["additionalModelRequestFields"]["thinking"],
+            json!({"type": "enabled", "budget_tokens": 2048}),
+            "{out}"
+        );
+    }
 }

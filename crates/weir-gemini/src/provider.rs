@@ -303,16 +303,7 @@ impl Provider for GeminiProvider {
             EMBED_CALLS_AT_ONCE,
         )
         .await?;
-        let mut vectors = Vec::with_capacity(t.texts.len());
-        let mut counted = Some(0u64);
-        for (got, count) in answers {
-            counted = counted.zip(count).map(|(a, b)| a.saturating_add(b));
-            vectors.extend(got);
-        }
-        let tokens = counted.unwrap_or_else(|| t.estimated_tokens());
-        Ok(EmbedResponse::openai_list(
-            model, &vectors, t.base64, tokens,
-        ))
+        Ok(t.answer(model, answers))
     }
 
     /// Gemini's `countTokens`, given the whole `generateContent` request (tools and

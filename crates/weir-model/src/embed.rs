@@ -208,6 +208,20 @@ impl EmbedTexts {
             .map(|(_, v)| v.as_str())
     }
 
+    /// OpenAI's list from the answers of the calls these texts were sent in, in order:
+    /// each call's vectors and the tokens the upstream counted, if it said; where any call
+    /// did not, the whole is [`EmbedTexts::estimated_tokens`].
+    pub fn answer(&self, model: &str, calls: Vec<(Vec<Vec<f64>>, Option<u64>)>) -> EmbedResponse {
+        let mut vectors = Vec::with_capacity(self.texts.len());
+        let mut counted = Some(0u64);
+        for (got, count) in calls {
+            counted = counted.zip(count).map(|(a, b)| a.saturating_add(b));
+            vectors.extend(got);
+        }
+        let tokens = counted.unwrap_or_else(|| self.estimated_tokens());
+        EmbedResponse::openai_list(model, &vectors, self.base64, tokens)
+    }
+
     /// The input tokens where the upstream counts none: a token for every four bytes of
     /// text.
     pub fn estimated_tokens(&self) -> u64 {

@@ -66,16 +66,7 @@ pub(crate) async fn embed(
         CALLS_AT_ONCE,
     )
     .await?;
-    let mut vectors = Vec::with_capacity(t.texts.len());
-    let mut counted = Some(0u64);
-    for (got, count) in answers {
-        counted = counted.zip(count).map(|(a, b)| a.saturating_add(b));
-        vectors.extend(got);
-    }
-    let tokens = counted.unwrap_or_else(|| t.estimated_tokens());
-    Ok(EmbedResponse::openai_list(
-        &req.model, &vectors, t.base64, tokens,
-    ))
+    Ok(t.answer(&req.model, answers))
 }
 
 /// One `:predict` call: the vectors of `part`, in order, and the tokens Vertex counted, if

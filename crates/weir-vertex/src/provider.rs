@@ -339,12 +339,7 @@ impl Provider for VertexProvider {
 
     /// Claude's (rawPredict must send one); Gemini models keep their own.
     fn default_output(&self, model: &str, stream: bool) -> Option<u32> {
-        is_claude(model).then(|| {
-            self.cfg
-                .anthropic_encode
-                .default_max_tokens
-                .unwrap_or_else(|| weir_anthropic::default_max_tokens(model, stream))
-        })
+        is_claude(model).then(|| self.cfg.anthropic_encode.limit_for(model, stream))
     }
 
     fn capabilities(&self, model: &str) -> Capabilities {
