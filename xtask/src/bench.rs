@@ -469,8 +469,8 @@ server into the stream encoder (the same one search per chunk). Callgrind over 1
 requests on one connection, the session's first build (ef54742) and the benchmarked one
 (5a7213b) in one sitting: `/v1/messages` 76.97k instructions per request for both, chat
 completions 76.87k to 76.82k (counts on this machine run lower than on the last for the
-same code); its last build (191fcf3, after the metrics' label set for the config's model
-names) 76.91k and 76.80k.
+same code); its last build (00e048f, after the metrics' label set for the config's model
+names) 76.92k and 76.64k.
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
