@@ -138,6 +138,37 @@ def test_thinking_passes_through_to_anthropic_clients_and_shows_as_reasoning_for
     assert text.startswith("This is a Rust workspace")
 
 
+def test_openai_sdk_web_search_reaches_claude_and_its_citations_come_back_as_annotations(weir_factory, upstream):
+    cite = {"type": "web_search_result_location", "url": "https://news.example/a", "title": "A",
+            "cited_text": "rain", "encrypted_index": "E"}
+    answer = {
+        "id": "msg_ws", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+        "content": [
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "Lyon weather"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []},
+            {"type": "text", "text": "In Lyon: "},
+            {"type": "text", "text": "rain all day", "citations": [cite]},
+        ],
+        "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": 20, "output_tokens": 8, "server_tool_use": {"web_search_requests": 1}},
+    }
+    upstream.routes["/v1/messages"] = (200, "application/json", json.dumps(answer).encode())
+    w = weir_factory(f'[providers.anthropic]\nkind = "anthropic"\nbase_url = "{upstream.url}"\nkeys = ["{UPSTREAM_KEY}"]\n'
+                     '[[models]]\nname = "claude-*"\ntargets = [{ provider = "anthropic" }]\n')
+    r = o_client(w).chat.completions.create(
+        model="claude-sonnet-4-5", messages=[{"role": "user", "content": "Weather in Lyon?"}],
+        web_search_options={"user_location": {"type": "approximate", "approximate": {"city": "Lyon", "country": "FR"}}})
+    msg = r.choices[0].message
+    assert msg.content == "In Lyon: rain all day"
+    assert msg.tool_calls is None and r.choices[0].finish_reason == "stop"
+    [a] = msg.annotations
+    assert a.type == "url_citation" and a.url_citation.url == "https://news.example/a"
+    assert msg.content[a.url_citation.start_index:a.url_citation.end_index] == "rain all day"
+    _, _, sent = upstream.requests[-1]
+    assert sent["tools"] == [{"type": "web_search_20250305", "name": "web_search",
+                              "user_location": {"type": "approximate", "city": "Lyon", "country": "FR"}}]
+
+
 def test_openai_upstream_behind_the_anthropic_sdk_keeps_tool_ids(weir_factory, upstream):
     body = (FIXTURES / "openai/parallel_tools_stream/00.response.body").read_bytes()
     upstream.routes["/v1/chat/completions"] = (200, "text/event-stream", body)

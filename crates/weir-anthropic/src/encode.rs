@@ -28,6 +28,9 @@ pub struct EncodeOptions {
     pub omit_stream: bool,
     /// Leave `max_tokens` out of the body (the token-counting endpoint refuses it).
     pub omit_max_tokens: bool,
+    /// The upstream has Anthropic's web search tool (Anthropic, Vertex AI; not Bedrock):
+    /// an OpenAI client's `web_search_options` becomes that tool instead of a refusal.
+    pub web_search: bool,
 }
 
 impl EncodeOptions {
@@ -47,6 +50,7 @@ impl Default for EncodeOptions {
             omit_model: false,
             omit_stream: false,
             omit_max_tokens: false,
+            web_search: true,
         }
     }
 }
@@ -465,7 +469,7 @@ impl Plan<'_> {
             }
         }
         let has_tools = r.tools.as_ref().is_some_and(|t| !t.is_empty());
-        if let Some(tools) = &r.tools {
+        if let (Some(tools), None) = (&r.tools, &self.web_search) {
             if same || has_tools {
                 k.key(w, "tools");
                 w.begin_array();
@@ -474,6 +478,14 @@ impl Plan<'_> {
                 }
                 w.end_array();
             }
+        } else if let Some(search) = &self.web_search {
+            k.key(w, "tools");
+            w.begin_array();
+            for t in r.tools() {
+                tool(w, t, self.out)?;
+            }
+            w.raw(search);
+            w.end_array();
         }
         let parallel = if same {
             r.parallel_tool_calls
@@ -575,6 +587,9 @@ struct Plan<'a> {
     output_schema: Option<&'a serde_json::value::RawValue>,
     /// `output_config.effort` for adaptive thinking mapped from `reasoning_effort`.
     effort: Option<&'static str>,
+    /// Anthropic's web search tool, written as JSON, for an OpenAI client's
+    /// `web_search_options`.
+    web_search: Option<String>,
 }
 
 impl<'a> Plan<'a> {
@@ -642,8 +657,13 @@ impl<'a> Plan<'a> {
                 m.blocks
                     .sort_by_key(|b| !matches!(b.block, ContentBlock::ToolResult(_)));
             }
-            req.check_translatable("Anthropic")?;
+            req.check_translatable_to("Anthropic", opts.web_search)?;
         }
+        let web_search = if same || !opts.web_search {
+            None
+        } else {
+            web_search_tool(req)?
+        };
         // JSON mode without a schema has no Anthropic counterpart: the prompt asks for
         // JSON (OpenAI requires it to), and the answer comes as text.
         // (Anthropic's own field passes through untouched, unread, for Anthropic clients.)
@@ -710,8 +730,74 @@ impl<'a> Plan<'a> {
             top_k,
             output_schema,
             effort,
+            web_search,
         })
     }
+}
+
+/// The name Anthropic's web search tool goes by.
+const WEB_SEARCH: &str = "web_search";
+
+/// Anthropic's web search tool for an OpenAI client's `web_search_options` (none when
+/// absent or null): its approximate `user_location` moved up a level, as Anthropic has it.
+/// `search_context_size` has no Anthropic counterpart and is not sent.
+fn web_search_tool(req: &ChatRequest) -> Result<Option<String>, WireError> {
+    let Some(raw) = req.extra.get("web_search_options") else {
+        return Ok(None);
+    };
+    let bad = |what: &str| WireError::Malformed(format!("web_search_options: {what}"));
+    let opts = match serde_json::from_str::<serde_json::Value>(raw.get()) {
+        Ok(serde_json::Value::Null) => return Ok(None),
+        Ok(serde_json::Value::Object(o)) => o,
+        _ => return Err(bad("must be an object")),
+    };
+    if req
+        .tools()
+        .iter()
+        .any(|t| matches!(t, Tool::Function(f) if f.name == WEB_SEARCH))
+    {
+        return Err(WireError::Unsupported(format!(
+            "web_search_options asks for Anthropic's web search tool, named `{WEB_SEARCH}`, and a function tool has that name too; rename the function"
+        )));
+    }
+    let mut tool = serde_json::json!({"type": "web_search_20250305", "name": WEB_SEARCH});
+    match opts.get("search_context_size") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::String(s)) if matches!(s.as_str(), "low" | "medium" | "high") => {}
+        Some(_) => return Err(bad("search_context_size must be low, medium or high")),
+    }
+    match opts.get("user_location") {
+        None | Some(serde_json::Value::Null) => {}
+        Some(serde_json::Value::Object(loc)) => {
+            if loc.get("type").and_then(serde_json::Value::as_str) != Some("approximate") {
+                return Err(bad("user_location.type must be `approximate`"));
+            }
+            let mut out = serde_json::Map::new();
+            out.insert("type".into(), "approximate".into());
+            match loc.get("approximate") {
+                None | Some(serde_json::Value::Null) => {}
+                Some(serde_json::Value::Object(a)) => {
+                    for field in ["city", "region", "country", "timezone"] {
+                        match a.get(field) {
+                            None | Some(serde_json::Value::Null) => {}
+                            Some(v @ serde_json::Value::String(_)) => {
+                                out.insert(field.into(), v.clone());
+                            }
+                            Some(_) => {
+                                return Err(bad(&format!(
+                                    "user_location.approximate.{field} must be a string"
+                                )))
+                            }
+                        }
+                    }
+                }
+                Some(_) => return Err(bad("user_location.approximate must be an object")),
+            }
+            tool["user_location"] = serde_json::Value::Object(out);
+        }
+        Some(_) => return Err(bad("user_location must be an object")),
+    }
+    Ok(Some(tool.to_string()))
 }
 
 fn collect_system<'a>(c: &'a Content, into: &mut Vec<&'a TextBlock>) -> Result<(), WireError> {

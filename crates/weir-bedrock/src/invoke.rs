@@ -74,6 +74,8 @@ pub fn encode_invoke_body(
     let opts = EncodeOptions {
         omit_model: true,
         omit_stream: true,
+        // (Bedrock has no Anthropic web search: `web_search_options` stays refused.)
+        web_search: false,
         ..opts.clone()
     };
     // A body that already carries these (a client of Bedrock's own shape) keeps its

@@ -70,6 +70,42 @@ impl JsonStr {
         }
     }
 
+    /// How many characters (Unicode scalar values) the decoded string has, counted on the
+    /// token without decoding it.
+    pub fn chars(&self) -> usize {
+        let tok = self.0.get().as_bytes();
+        let inner = &tok[1..tok.len() - 1];
+        let mut n = 0;
+        let mut i = 0;
+        while i < inner.len() {
+            match inner[i] {
+                b'\\' if inner.get(i + 1) == Some(&b'u') => {
+                    // `\uXXXX`; a high surrogate and the low one after it are one character.
+                    let high = inner
+                        .get(i + 2..i + 6)
+                        .and_then(|h| std::str::from_utf8(h).ok())
+                        .and_then(|h| u16::from_str_radix(h, 16).ok())
+                        .is_some_and(|u| (0xD800..0xDC00).contains(&u));
+                    i += if high && inner.get(i + 6..i + 8) == Some(b"\\u") {
+                        12
+                    } else {
+                        6
+                    };
+                    n += 1;
+                }
+                b'\\' => {
+                    i += 2;
+                    n += 1;
+                }
+                b => {
+                    n += usize::from(b & 0xC0 != 0x80);
+                    i += 1;
+                }
+            }
+        }
+        n
+    }
+
     /// The token, quotes included: valid JSON to write into any document.
     pub fn token(&self) -> &str {
         self.0.get()
@@ -200,6 +236,28 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn chars_counts_what_the_token_decodes_to() {
+        for s in [
+            "",
+            "abc",
+            "é😀x",
+            "a\"b\n\\",
+            "\u{1}\u{1f}",
+            "日本語 \u{7f}",
+        ] {
+            assert_eq!(JsonStr::new(s).chars(), s.chars().count(), "{s:?}");
+        }
+        for (tok, want) in [
+            (r#""\ud83d\ude00!""#, "😀!"),
+            (r#""\u00e9\n\t\/""#, "é\n\t/"),
+            (r#""a\ud800b""#, "a\u{fffd}b"),
+        ] {
+            let j = JsonStr::from_token(tok).unwrap();
+            assert_eq!(j.chars(), want.chars().count(), "{tok}");
+        }
+    }
 
     #[test]
     fn keeps_the_token_and_decodes_on_demand() {

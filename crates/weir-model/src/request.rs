@@ -194,6 +194,17 @@ impl ChatRequest {
     /// Fields set to their defaults (null, `n: 1`, `logprobs: false`, `top_logprobs: 0`,
     /// an empty list) ask for nothing and pass.
     pub fn check_translatable(&self, to: &str) -> Result<(), crate::WireError> {
+        self.check_translatable_to(to, false)
+    }
+
+    /// [`ChatRequest::check_translatable`] for an upstream that has a web search of its own
+    /// (`web_search`: Anthropic's and Vertex AI's Claude), to which an OpenAI client's
+    /// `web_search_options` is translated rather than refused.
+    pub fn check_translatable_to(
+        &self,
+        to: &str,
+        web_search: bool,
+    ) -> Result<(), crate::WireError> {
         let asks = |field: &str| {
             self.extra
                 .get(field)
@@ -220,7 +231,7 @@ impl ChatRequest {
                         return refuse(format!("`{field}` is not supported by {to}"));
                     }
                 }
-                if asks("web_search_options").is_some() {
+                if !web_search && asks("web_search_options").is_some() {
                     return refuse(format!(
                         "`web_search_options` (OpenAI web search) cannot be sent to {to}"
                     ));

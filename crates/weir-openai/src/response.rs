@@ -669,6 +669,12 @@ impl Serialize for MessageOut<'_> {
         if let Some(rc) = reasoning.filter(|r| !kept && !r.is_empty()) {
             m.serialize_entry("reasoning_content", &rc)?;
         }
+        if !same {
+            let annotations = url_citations(&r.content);
+            if !annotations.is_empty() {
+                m.serialize_entry("annotations", &annotations)?;
+            }
+        }
         if !calls.is_empty() {
             m.serialize_entry(
                 "tool_calls",
@@ -685,6 +691,54 @@ impl Serialize for MessageOut<'_> {
         }
         m.end()
     }
+}
+
+/// A web search result a text block of another dialect cites (Anthropic's
+/// `web_search_result_location`), as OpenAI's `url_citation` annotation reads it.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct Citation {
+    #[serde(rename = "type")]
+    ty: Option<String>,
+    url: Option<String>,
+    title: Option<String>,
+}
+
+impl Citation {
+    /// The annotation for this citation of `start..end` (characters of the message's
+    /// content), if it cites a web page.
+    pub(crate) fn url_citation(&self, start: usize, end: usize) -> Option<serde_json::Value> {
+        match (self.ty.as_deref(), &self.url) {
+            (Some("web_search_result_location"), Some(url)) => Some(serde_json::json!({
+                "type": "url_citation",
+                "url_citation": {
+                    "start_index": start,
+                    "end_index": end,
+                    "url": url,
+                    "title": self.title.as_deref().unwrap_or_default(),
+                }
+            })),
+            _ => None,
+        }
+    }
+}
+
+/// OpenAI's `annotations` for the web pages another dialect's text blocks cite: each
+/// citation a `url_citation` over its block's text, counted in characters (Unicode scalar
+/// values) of the content the blocks are joined into.
+pub(crate) fn url_citations(content: &[ContentBlock]) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for b in content {
+        let ContentBlock::Text(t) = b else { continue };
+        let end = at + t.text.chars();
+        if let Some(raw) = t.extra.get("citations") {
+            if let Ok(cites) = serde_json::from_str::<Vec<Citation>>(raw.get()) {
+                out.extend(cites.iter().filter_map(|c| c.url_citation(at, end)));
+            }
+        }
+        at = end;
+    }
+    out
 }
 
 #[cfg(test)]

@@ -958,6 +958,12 @@ pub struct StreamEncoder {
     tools: Vec<(u32, u32, bool, Option<String>)>,
     usage: Usage,
     done: bool,
+    /// Characters of content written so far, where citations' `url_citation` annotations
+    /// point.
+    chars: usize,
+    /// The open text block's index, the character it starts at, and the web pages it
+    /// cites (Anthropic's `citations_delta`), written as annotations when it stops.
+    citing: Option<(u32, usize, Vec<crate::response::Citation>)>,
     /// The upstream speaks OpenAI too: its chunks go out as they came, so a closing frame
     /// the decoder makes itself (the upstream ended without `[DONE]`) only owes `[DONE]`;
     /// its finish and usage were in the upstream's own chunks.
@@ -977,6 +983,8 @@ impl StreamEncoder {
             tools: Vec::new(),
             usage: Usage::default(),
             done: false,
+            chars: 0,
+            citing: None,
             passthrough: false,
         };
         e.render_prefix();
@@ -1077,8 +1085,12 @@ impl StreamEncoder {
                     });
                 }
                 // Text or reasoning a block's start carries (Anthropic's are empty).
-                ContentBlock::Text(t) if !t.text.is_empty() => {
-                    self.chunk(out, None, |o| token_delta(o, b"{\"content\":", &t.text))
+                ContentBlock::Text(t) => {
+                    self.citing = Some((*index, self.chars, Vec::new()));
+                    if !t.text.is_empty() {
+                        self.chars += t.text.chars();
+                        self.chunk(out, None, |o| token_delta(o, b"{\"content\":", &t.text))
+                    }
                 }
                 ContentBlock::Thinking(t) if !t.thinking.is_empty() => self.chunk(out, None, |o| {
                     token_delta(o, b"{\"reasoning_content\":", &t.thinking)
@@ -1086,7 +1098,10 @@ impl StreamEncoder {
                 _ => {}
             },
             StreamEvent::BlockDelta { index, delta } => match delta {
-                Delta::Text(t) => self.chunk(out, None, |o| token_delta(o, b"{\"content\":", t)),
+                Delta::Text(t) => {
+                    self.chars += t.chars();
+                    self.chunk(out, None, |o| token_delta(o, b"{\"content\":", t))
+                }
                 Delta::Thinking(t) => {
                     self.chunk(out, None, |o| token_delta(o, b"{\"reasoning_content\":", t))
                 }
@@ -1097,9 +1112,42 @@ impl StreamEncoder {
                         self.chunk(out, None, |o| tool_arguments(o, ti, j.token()));
                     }
                 }
+                Delta::Unknown {
+                    dialect: Dialect::Anthropic,
+                    raw,
+                } => {
+                    // Anthropic's citation of a web search result, for the text that follows.
+                    #[derive(serde::Deserialize)]
+                    struct Cited {
+                        citation: crate::response::Citation,
+                    }
+                    if let (Some((open, _, cites)), Ok(c)) = (
+                        self.citing.as_mut(),
+                        serde_json::from_str::<Cited>(raw.get()),
+                    ) {
+                        if *open == *index {
+                            cites.push(c.citation);
+                        }
+                    }
+                }
                 _ => {}
             },
             StreamEvent::BlockStop { index } => {
+                // A text block that cited web pages: OpenAI's annotations for its span.
+                if let Some((_, start, cites)) = self.citing.take_if(|c| c.0 == *index) {
+                    let notes: Vec<_> = cites
+                        .iter()
+                        .filter_map(|c| c.url_citation(start, self.chars))
+                        .collect();
+                    if !notes.is_empty() {
+                        self.chunk(out, None, |o| {
+                            o.extend_from_slice(b"{\"annotations\":");
+                            // (Values serialize infallibly into a Vec.)
+                            let _ = serde_json::to_writer(&mut *o, &notes);
+                            o.push(b'}');
+                        });
+                    }
+                }
                 // A tool called without arguments streams only `partial_json: ""`; OpenAI
                 // clients parse the concatenated arguments, so they must get `{}` (or what
                 // the block's start carried).

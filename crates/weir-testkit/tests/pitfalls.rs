@@ -2767,7 +2767,6 @@ fn what_another_dialect_cannot_honour_is_refused_not_dropped_and_defaults_pass()
         (json!({"n": 0}), "`n` other than 1"),
         (json!({"logprobs": true}), "`logprobs`"),
         (json!({"top_logprobs": 3}), "`top_logprobs`"),
-        (json!({"web_search_options": {}}), "`web_search_options`"),
         (json!({"modalities": ["text", "audio"]}), "audio output"),
         (
             json!({"audio": {"voice": "alloy", "format": "wav"}}),
@@ -2821,6 +2820,156 @@ fn what_another_dialect_cannot_honour_is_refused_not_dropped_and_defaults_pass()
         );
     }
     assert!(a_to_o(with(&a, &json!({"mcp_servers": []}))).is_ok());
+}
+
+#[test]
+fn web_search_options_become_anthropic_s_web_search_and_its_citations_url_annotations() {
+    let req = json!({
+        "model": "m",
+        "messages": [{"role": "user", "content": "news?"}],
+        "tools": [weather_tool_o()],
+        "web_search_options": {
+            "search_context_size": "high",
+            "user_location": {"type": "approximate", "approximate": {"city": "Lyon", "country": "FR", "timezone": null}}
+        }
+    });
+    let out = o_to_a(req.clone());
+    assert_json(
+        &out["tools"][1],
+        &json!({"type": "web_search_20250305", "name": "web_search", "user_location": {"type": "approximate", "city": "Lyon", "country": "FR"}}),
+    );
+    assert_eq!(out["tools"][0]["name"], "get_weather");
+    // Alone, and with nothing in it.
+    let mut bare = json!({"model": "m", "messages": [{"role": "user", "content": "news?"}], "web_search_options": {}});
+    assert_json(
+        &o_to_a(bare.clone())["tools"],
+        &json!([{"type": "web_search_20250305", "name": "web_search"}]),
+    );
+    // An upstream without Anthropic's web search (Bedrock) still refuses it.
+    let canon = weir_openai::decode_request(bare.to_string().as_bytes()).unwrap();
+    let opts = weir_anthropic::EncodeOptions {
+        web_search: false,
+        ..Default::default()
+    };
+    let err = weir_anthropic::encode_request(&canon, &opts).unwrap_err();
+    assert!(err.to_string().contains("`web_search_options`"), "{err}");
+    // Malformed options, and a function that takes the tool's name.
+    for (opts, says) in [
+        (json!("on"), "must be an object"),
+        (
+            json!({"search_context_size": "huge"}),
+            "search_context_size",
+        ),
+        (json!({"user_location": {"type": "exact"}}), "approximate"),
+        (
+            json!({"user_location": {"type": "approximate", "approximate": {"city": 7}}}),
+            "city",
+        ),
+    ] {
+        bare["web_search_options"] = opts.clone();
+        let err = try_o_to_a(bare.clone()).unwrap_err();
+        assert!(
+            matches!(&err, WireError::Malformed(m) if m.contains(says)),
+            "{opts}: {err}"
+        );
+    }
+    bare["web_search_options"] = json!({});
+    bare["tools"] =
+        json!([{"type": "function", "function": {"name": "web_search", "parameters": {}}}]);
+    let err = try_o_to_a(bare).unwrap_err();
+    assert!(err.to_string().contains("rename the function"), "{err}");
+
+    // The answer: the search blocks are not text, the cited blocks' pages become
+    // `url_citation` annotations over their text, in characters of the joined content.
+    let cite = |url: &str| json!({"type": "web_search_result_location", "url": url, "title": "T", "cited_text": "x", "encrypted_index": "E"});
+    let resp = json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [
+            {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "news"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": [{"type": "web_search_result", "url": "https://a.example", "title": "T", "encrypted_content": "E"}]},
+            {"type": "text", "text": "Héllo. "},
+            {"type": "text", "text": "Rain 😀 today", "citations": [cite("https://a.example"), cite("https://b.example")]},
+            {"type": "text", "text": "."}
+        ],
+        "stop_reason": "end_turn", "stop_sequence": null,
+        "usage": {"input_tokens": 10, "output_tokens": 5, "server_tool_use": {"web_search_requests": 1}}
+    });
+    let o = a_resp_to_o(resp);
+    let msg = &o["choices"][0]["message"];
+    assert_eq!(msg["content"], "Héllo. Rain 😀 today.");
+    assert_eq!(o["choices"][0]["finish_reason"], "stop");
+    assert!(msg.get("tool_calls").is_none(), "{msg}");
+    let span = |url: &str| json!({"type": "url_citation", "url_citation": {"start_index": 7, "end_index": 19, "url": url, "title": "T"}});
+    assert_json(
+        &msg["annotations"],
+        &json!([span("https://a.example"), span("https://b.example")]),
+    );
+    let text: Vec<char> = msg["content"].as_str().unwrap().chars().collect();
+    assert_eq!(text[7..19].iter().collect::<String>(), "Rain 😀 today");
+    // Without citations, no annotations.
+    let plain = a_resp_to_o(json!({
+        "id": "msg_1", "type": "message", "role": "assistant", "model": "claude",
+        "content": [{"type": "text", "text": "hi"}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 1, "output_tokens": 1}
+    }));
+    assert!(plain["choices"][0]["message"].get("annotations").is_none());
+
+    // Streamed: the annotations come in a chunk of their own when the cited block stops.
+    let events = [
+        json!({"type": "message_start", "message": {"id": "msg_1", "type": "message", "role": "assistant", "model": "claude", "content": [], "stop_reason": null, "usage": {"input_tokens": 10, "output_tokens": 1}}}),
+        json!({"type": "content_block_start", "index": 0, "content_block": {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {}}}),
+        json!({"type": "content_block_delta", "index": 0, "delta": {"type": "input_json_delta", "partial_json": "{\"query\":\"news\"}"}}),
+        json!({"type": "content_block_stop", "index": 0}),
+        json!({"type": "content_block_start", "index": 1, "content_block": {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1", "content": []}}),
+        json!({"type": "content_block_stop", "index": 1}),
+        json!({"type": "content_block_start", "index": 2, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 2, "delta": {"type": "text_delta", "text": "Héllo. "}}),
+        json!({"type": "content_block_stop", "index": 2}),
+        json!({"type": "content_block_start", "index": 3, "content_block": {"type": "text", "text": "", "citations": []}}),
+        json!({"type": "content_block_delta", "index": 3, "delta": {"type": "citations_delta", "citation": cite("https://a.example")}}),
+        json!({"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": "Rain 😀"}}),
+        json!({"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": " today"}}),
+        json!({"type": "content_block_stop", "index": 3}),
+        json!({"type": "content_block_start", "index": 4, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_delta", "index": 4, "delta": {"type": "text_delta", "text": "."}}),
+        json!({"type": "content_block_stop", "index": 4}),
+        json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 5, "server_tool_use": {"web_search_requests": 1}}}),
+        json!({"type": "message_stop"}),
+    ];
+    let body: String = events
+        .iter()
+        .map(|e| format!("event: {}\ndata: {e}\n\n", e["type"].as_str().unwrap()))
+        .collect::<String>()
+        // (Escaped on the wire, as some upstreams write it: counted as one character.)
+        .replace('é', "\\u00e9");
+    let mut dec = weir_anthropic::StreamDecoder::new();
+    let mut enc = weir_openai::StreamEncoder::new(weir_openai::StreamEncodeOptions {
+        include_usage: false,
+        created: None,
+    });
+    let mut out = Vec::new();
+    for ev in sse_events(body.as_bytes()) {
+        enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
+    }
+    let (mut content, mut notes, mut finish) = (String::new(), Vec::new(), None);
+    for ev in sse_events(&out) {
+        if ev.data() == "[DONE]" {
+            continue;
+        }
+        let c: Value = serde_json::from_str(ev.data()).unwrap();
+        let choice = &c["choices"][0];
+        assert!(choice["delta"].get("tool_calls").is_none(), "{c}");
+        content.push_str(choice["delta"]["content"].as_str().unwrap_or_default());
+        if let Some(a) = choice["delta"]["annotations"].as_array() {
+            notes.extend(a.iter().cloned());
+        }
+        if let Some(f) = choice["finish_reason"].as_str() {
+            finish = Some(f.to_owned());
+        }
+    }
+    assert_eq!(content, "Héllo. Rain 😀 today.");
+    assert_json(&Value::Array(notes), &json!([span("https://a.example")]));
+    assert_eq!(finish.as_deref(), Some("stop"));
 }
 
 #[test]

@@ -69,15 +69,60 @@ fn openai_to_anthropic(frames: &[Frame]) -> Vec<u8> {
     out
 }
 
-fn check_anthropic_stream(name: &str, body: &[u8]) {
+/// Every web page an Anthropic stream cites (`citations_delta`) reaches the OpenAI client
+/// as a `url_citation` annotation, in order, over a span of the content it was given.
+fn check_citations(name: &str, body: &[u8], openai: &[u8]) -> usize {
+    let mut cited = Vec::new();
+    for ev in weir_testkit::sse_events(body) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(ev.data()) else {
+            continue;
+        };
+        let c = &v["delta"]["citation"];
+        if v["delta"]["type"] == "citations_delta" && c["type"] == "web_search_result_location" {
+            cited.push(c["url"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    let (mut chars, mut spans) = (0, Vec::new());
+    for ev in weir_testkit::sse_events(openai) {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(ev.data()) else {
+            continue;
+        };
+        let delta = &v["choices"][0]["delta"];
+        chars += delta["content"]
+            .as_str()
+            .unwrap_or_default()
+            .chars()
+            .count();
+        for a in delta["annotations"].as_array().into_iter().flatten() {
+            let u = &a["url_citation"];
+            let (start, end) = (
+                u["start_index"].as_u64().unwrap(),
+                u["end_index"].as_u64().unwrap(),
+            );
+            assert!(
+                start <= end && end as usize <= chars,
+                "{name}: {a} beyond {chars}"
+            );
+            spans.push(u["url"].as_str().unwrap().to_owned());
+        }
+    }
+    assert_eq!(spans, cited, "{name}: citations as annotations");
+    cited.len()
+}
+
+/// Checks one stream; the number of web pages it cites.
+fn check_anthropic_stream(name: &str, body: &[u8]) -> usize {
     let original = collect(&anthropic_frames(body));
-    let translated = openai_frames(&anthropic_to_openai(&anthropic_frames(body)));
+    let openai = anthropic_to_openai(&anthropic_frames(body));
+    let cited = check_citations(name, body, &openai);
+    let translated = openai_frames(&openai);
     let back = collect(&translated);
     assert_eq!(
         comparable(&original),
         comparable(&back),
         "{name}: Anthropic -> OpenAI"
     );
+    cited
 }
 
 fn check_openai_stream(name: &str, body: &[u8]) {
@@ -118,14 +163,15 @@ fn corpus_streams_translate_both_ways() {
     let Some(root) = corpus_dir() else { return };
     let a = streams(&root, &["anthropic"]);
     let o = streams(&root, &["openai", "groq", "openrouter"]);
+    let mut cited = 0;
     for (name, body) in &a {
-        check_anthropic_stream(name, body);
+        cited += check_anthropic_stream(name, body);
     }
     for (name, body) in &o {
         check_openai_stream(name, body);
     }
     println!(
-        "translated {} Anthropic and {} OpenAI-dialect recorded streams",
+        "translated {} Anthropic and {} OpenAI-dialect recorded streams ({cited} web pages cited)",
         a.len(),
         o.len()
     );
