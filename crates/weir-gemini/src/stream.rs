@@ -31,9 +31,10 @@ impl Open {
 /// part closes its block (one signature per block); each function call is a complete
 /// tool-use block (start, its arguments in one `InputJson` delta, stop). The message ends
 /// (`MessageDelta` with the stop reason and the last usage reported, then `MessageStop`)
-/// on the chunk carrying both `finishReason` and usage, or when the body ends after a
-/// `finishReason`. A body that ends before any `finishReason` was cut short: an error. An
-/// `{"error": ...}` event becomes a [`StreamEvent::Error`] and ends the stream.
+/// when the body ends after a `finishReason`: a stream has no terminator, and relays (and
+/// Gemini itself in 2024) put `finishReason` on chunks that more parts follow. A body that
+/// ends before any `finishReason` was cut short: an error. An `{"error": ...}` event
+/// becomes a [`StreamEvent::Error`] and ends the stream.
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     started: bool,
@@ -43,6 +44,8 @@ pub struct StreamDecoder {
     model: String,
     calls: u32,
     stop: Option<StopReason>,
+    /// The last `finishReason`, read into `stop` when the body ends (after every call).
+    finish_reason: Option<String>,
     usage: Option<UsageMetadata>,
     done: bool,
     failed: bool,
@@ -102,8 +105,9 @@ impl StreamDecoder {
                 self.part(p, &mut out);
             }
             if let Some(f) = cand.finish_reason {
-                self.close(&mut out);
+                // (A finish that is a failure fails the stream here.)
                 self.stop = Some(stop_reason(&f, self.calls > 0)?);
+                self.finish_reason = Some(f);
             }
         } else if chunk
             .prompt_feedback
@@ -111,9 +115,6 @@ impl StreamDecoder {
             .is_some_and(|f| f.block_reason.is_some())
         {
             self.stop = Some(StopReason::Refusal);
-        }
-        if self.stop.is_some() && has_usage {
-            self.end(&mut out);
         }
         Ok(Frame::from_events(out))
     }
@@ -261,6 +262,12 @@ impl StreamDecoder {
     fn end(&mut self, out: &mut Vec<StreamEvent>) {
         self.close(out);
         self.done = true;
+        if let Some(f) = &self.finish_reason {
+            // Calls that came after the finish make it a tool-use stop.
+            if let Ok(stop) = stop_reason(f, self.calls > 0) {
+                self.stop = Some(stop);
+            }
+        }
         out.push(StreamEvent::MessageDelta {
             stop_reason: self.stop.clone(),
             stop_sequence: None,

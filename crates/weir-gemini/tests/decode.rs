@@ -451,11 +451,11 @@ fn a_signed_later_text_chunk_keeps_the_text_whole() {
 }
 
 #[test]
-fn usage_after_the_finish_reason_is_waited_for_and_later_chunks_ignored() {
+fn usage_after_the_finish_reason_is_waited_for_and_the_last_reported_counts() {
     let bytes = sse(&[
         r#"{"candidates": [{"content": {"parts": [{"text": "Hi"}]}, "finishReason": "MAX_TOKENS"}]}"#,
         r#"{"usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 2}}"#,
-        r#"{"usageMetadata": {"promptTokenCount": 99, "candidatesTokenCount": 99}}"#,
+        r#"{"usageMetadata": {"promptTokenCount": 5, "candidatesTokenCount": 3}}"#,
     ]);
     let events = stream_events(&bytes, 0).unwrap();
     assert_eq!(
@@ -464,10 +464,56 @@ fn usage_after_the_finish_reason_is_waited_for_and_later_chunks_ignored() {
             "+0 text",
             "0 text Hi",
             "-0",
-            "delta max_tokens in=5 out=2 cache=- reasoning=-",
+            "delta max_tokens in=5 out=3 cache=- reasoning=-",
             "stop"
         ]
     );
+}
+
+#[test]
+fn parts_after_a_finish_reason_are_kept_until_the_body_ends() {
+    // Relays (and Gemini in 2024) mark every chunk finished, usage included; one starts
+    // with an empty finished chunk. The body's end is the answer's.
+    let chunk = |parts: &str, finish: &str| {
+        format!(
+            r#"{{"candidates": [{{"content": {{"role": "model", "parts": [{parts}]}}{finish}}}], "usageMetadata": {{"promptTokenCount": 5, "candidatesTokenCount": 3}}}}"#
+        )
+    };
+    let stop = r#", "finishReason": "STOP""#;
+    let every = [
+        chunk(r#"{"text": "The quick "}"#, stop),
+        chunk(r#"{"text": "brown fox "}"#, stop),
+        chunk(r#"{"text": "jumps."}"#, stop),
+    ];
+    let leading = [
+        chunk("", stop),
+        chunk(r#"{"text": "Hello "}"#, ""),
+        chunk(r#"{"text": "world"}"#, ""),
+        chunk("", stop),
+    ];
+    let called = [
+        chunk(r#"{"text": "Let me look."}"#, stop),
+        chunk(r#"{"functionCall": {"name": "ls", "args": {}}}"#, stop),
+    ];
+    for (chunks, text, stop) in [
+        (&every[..], "The quick brown fox jumps.", "end_turn"),
+        (&leading[..], "Hello world", "end_turn"),
+        (&called[..], "Let me look.", "tool_use"),
+    ] {
+        let refs: Vec<&str> = chunks.iter().map(String::as_str).collect();
+        let events = stream_events(&sse(&refs), 0).unwrap();
+        let s = summary(&events);
+        let texts: Vec<&str> = s.iter().filter_map(|l| l.strip_prefix("0 text ")).collect();
+        assert_eq!(texts.concat(), text, "{s:?}");
+        assert_eq!(
+            s.iter().filter(|l| l.starts_with("delta ")).count(),
+            1,
+            "{s:?}"
+        );
+        let delta = s.iter().find(|l| l.starts_with("delta ")).unwrap();
+        assert!(delta.starts_with(&format!("delta {stop} ")), "{s:?}");
+        assert_eq!(s.last().map(String::as_str), Some("stop"), "{s:?}");
+    }
 }
 
 #[test]
