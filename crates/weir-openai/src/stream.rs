@@ -190,9 +190,23 @@ struct ToolCallDelta<'a> {
 #[derive(Deserialize)]
 struct FunctionDelta<'a> {
     name: Option<String>,
+    #[serde(default, deserialize_with = "lenient_arguments")]
     arguments: Option<JsonStr>,
     #[serde(skip)]
     _borrow: std::marker::PhantomData<&'a ()>,
+}
+
+/// A call's `arguments` fragment: a string, as OpenAI sends it, or (llama.cpp's server,
+/// some relays) the arguments as a JSON object, read as its text, as a whole answer's are.
+fn lenient_arguments<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<JsonStr>, D::Error> {
+    let raw = <&serde_json::value::RawValue>::deserialize(d)?;
+    match raw.get().as_bytes().first() {
+        Some(b'"') => JsonStr::from_raw_ref(raw)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom("invalid arguments string")),
+        _ if raw.get() == "null" => Ok(None),
+        _ => Ok(Some(JsonStr::new(raw.get()))),
+    }
 }
 
 impl StreamDecoder {
@@ -1339,6 +1353,30 @@ mod tests {
             assert!(out.contains(r#""content":"Hi""#), "{out}");
             assert!(out.ends_with("data: [DONE]\n\n"), "{out}");
         }
+    }
+
+    /// Arguments streamed as a JSON object (llama.cpp's server, some relays) are read as
+    /// their text, as a whole answer's are, instead of failing the stream.
+    #[test]
+    fn a_call_s_arguments_as_an_object_are_read_as_their_text() {
+        let stream = concat!(
+            r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"role":"assistant","tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"bash","arguments":{"command":"ls -la"}}}]},"finish_reason":null}]}"#,
+            "\n\n",
+            r#"data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":null}}]},"finish_reason":"tool_calls"}]}"#,
+            "\n\n",
+            "data: [DONE]\n\n",
+        );
+        let events = decode_all(stream, false).concat();
+        let args = events
+            .split("InputJson(")
+            .nth(1)
+            .and_then(|a| a.split(')').next())
+            .unwrap_or_default();
+        assert!(
+            args.contains("command") && args.contains("ls -la"),
+            "{events}"
+        );
+        assert!(events.contains("ToolUse"), "{events}");
     }
 
     /// `[DONE]` before any chunk is a 200 with no answer in it, an error (as an empty
