@@ -1178,3 +1178,18 @@ fn a_function_without_parameters_goes_without_an_empty_schema() {
         }})
     );
 }
+
+#[test]
+fn an_openai_function_tool_with_more_fields_is_declared() {
+    let req = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}}, "cache_control": {"type": "ephemeral"}}
+    ]});
+    let canon = weir_openai::decode_request(req.to_string().as_bytes()).unwrap();
+    let g: Value =
+        serde_json::from_slice(&encode_request(&canon, &EncodeOptions::default()).unwrap())
+            .unwrap();
+    assert_eq!(
+        g["tools"][0]["functionDeclarations"][0]["name"], "get_weather",
+        "{g}"
+    );
+}

@@ -336,9 +336,23 @@ impl ChatRequest {
     }
 
     /// The request with OpenAI tool calls kept verbatim read as function calls where they
-    /// can be ([`crate::content::lenient_tool_calls`]), for dialects that must have them
-    /// as calls: a copy only when it holds some.
+    /// can be ([`crate::content::lenient_tool_calls`]), and OpenAI function tools kept
+    /// verbatim read as function tools ([`Tool::lenient_function`]), for dialects that
+    /// must have them as calls and functions: a copy only when it holds some.
     pub fn with_lenient_tool_calls(&self) -> std::borrow::Cow<'_, ChatRequest> {
+        let tools = self
+            .tools()
+            .iter()
+            .any(|t| t.lenient_function().is_some())
+            .then(|| {
+                self.tools()
+                    .iter()
+                    .map(|t| {
+                        t.lenient_function()
+                            .map_or_else(|| t.clone(), Tool::Function)
+                    })
+                    .collect::<Vec<_>>()
+            });
         let fixed: Vec<(usize, Vec<crate::ContentBlock>)> = self
             .messages
             .iter()
@@ -347,10 +361,13 @@ impl ChatRequest {
                 crate::content::lenient_tool_calls(&m.content.blocks, false).map(|b| (i, b))
             })
             .collect();
-        if fixed.is_empty() {
+        if fixed.is_empty() && tools.is_none() {
             return std::borrow::Cow::Borrowed(self);
         }
         let mut r = self.clone();
+        if tools.is_some() {
+            r.tools = tools;
+        }
         for (i, blocks) in fixed {
             r.messages[i].content.blocks = blocks;
         }
@@ -540,6 +557,50 @@ pub enum Tool {
         /// The whole tool object.
         raw: RawJson,
     },
+}
+
+impl Tool {
+    /// An OpenAI function tool kept verbatim because its object has fields beside `type`
+    /// and `function` (a relay's `cache_control`, or any other), read as the function tool
+    /// it is for a dialect that can carry only that: `cache_control` kept (Anthropic's
+    /// prompt caching takes it on a tool), the other fields left out. `None` for anything
+    /// else.
+    pub fn lenient_function(&self) -> Option<FunctionTool> {
+        let Tool::Unknown {
+            dialect: Dialect::OpenAi,
+            raw,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        #[derive(serde::Deserialize)]
+        struct Func {
+            name: String,
+            description: Option<JsonStr>,
+            parameters: Option<RawJson>,
+            strict: Option<bool>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Outer {
+            #[serde(rename = "type")]
+            ty: String,
+            function: Func,
+            cache_control: Option<RawJson>,
+        }
+        let o: Outer = serde_json::from_str(raw.get()).ok()?;
+        if o.ty != "function" {
+            return None;
+        }
+        Some(FunctionTool {
+            name: o.function.name,
+            description: o.function.description,
+            parameters: o.function.parameters.filter(|p| p.get() != "null"),
+            strict: o.function.strict,
+            cache_control: o.cache_control.filter(|c| c.get() != "null"),
+            extra: Extra::new(),
+        })
+    }
 }
 
 /// A function tool.

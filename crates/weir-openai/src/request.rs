@@ -509,12 +509,19 @@ fn tool_from_raw(raw: &RawValue) -> Result<Tool, serde_json::Error> {
         struct Other {
             name: Option<String>,
             custom: Option<Named>,
+            function: Option<Named>,
         }
         let o: Option<Other> = serde_json::from_str(raw.get()).ok();
-        unknown(o.and_then(|o| o.name.or(o.custom.and_then(|c| c.name))))
+        unknown(o.and_then(|o| {
+            o.name
+                .or(o.custom.and_then(|c| c.name))
+                .or(o.function.and_then(|f| f.name))
+        }))
     };
     let outer: Outer<'_> = match serde_json::from_str(raw.get()) {
         Ok(o) => o,
+        // (A function tool with more fields is kept as it came, for OpenAI upstreams;
+        // `Tool::lenient_function` reads it for other dialects.)
         Err(_) => return Ok(other()),
     };
     let (true, Some(func)) = (outer.ty == "function", outer.function) else {

@@ -2823,6 +2823,43 @@ fn what_another_dialect_cannot_honour_is_refused_not_dropped_and_defaults_pass()
 }
 
 #[test]
+fn an_openai_function_tool_with_more_fields_is_a_function_for_other_dialects() {
+    // A relay's `cache_control` on the tool object (Portkey's and others' OpenAI-format
+    // caching), and a field no one knows.
+    let tool = |extra: Value| {
+        let mut t = weather_tool_o();
+        for (k, v) in extra.as_object().unwrap() {
+            t[k] = v.clone();
+        }
+        t
+    };
+    let req = |t: Value| json!({"model": "m", "messages": [{"role": "user", "content": "hi"}], "tools": [t]});
+    let cached = tool(json!({"cache_control": {"type": "ephemeral"}}));
+    let out = o_to_a(req(cached.clone()));
+    assert_eq!(out["tools"][0]["name"], "get_weather");
+    assert_eq!(
+        out["tools"][0]["cache_control"],
+        json!({"type": "ephemeral"})
+    );
+    assert_eq!(
+        out["tools"][0]["input_schema"],
+        weather_tool_a()["input_schema"]
+    );
+    let odd = o_to_a(req(tool(json!({"x_extra": 1}))));
+    assert_eq!(odd["tools"][0]["name"], "get_weather");
+    assert!(odd["tools"][0].get("x_extra").is_none());
+    // The same dialect gets the tool as it came.
+    let canon = weir_openai::decode_request(req(cached.clone()).to_string().as_bytes()).unwrap();
+    let o: Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &Default::default()).unwrap())
+            .unwrap();
+    assert_eq!(o["tools"][0], cached);
+    // A tool that is no function is still refused, by its name.
+    let err = try_o_to_a(req(json!({"type": "custom", "custom": {"name": "grep"}}))).unwrap_err();
+    assert!(err.to_string().contains("`grep`"), "{err}");
+}
+
+#[test]
 fn web_search_options_become_anthropic_s_web_search_and_its_citations_url_annotations() {
     let req = json!({
         "model": "m",
