@@ -218,6 +218,19 @@ fn takes_levels(model: &str) -> bool {
     }
 }
 
+/// The least thinking `model` takes: `low` where it takes levels (not every model takes
+/// `minimal`), Gemini 2.5 Pro's least budget, 128 (0 is a 400: it cannot stop thinking),
+/// else none at all.
+fn least_thinking(model: &str, levels: bool) -> Amount {
+    if levels {
+        Amount::Level("low")
+    } else if model.to_ascii_lowercase().contains("2.5-pro") {
+        Amount::Budget(128)
+    } else {
+        Amount::Budget(0)
+    }
+}
+
 /// `thinkingConfig`'s amount and `includeThoughts`, if any.
 fn thinking(req: &ChatRequest) -> Option<(Amount, bool)> {
     let levels = takes_levels(&req.model);
@@ -253,9 +266,11 @@ fn thinking(req: &ChatRequest) -> Option<(Amount, bool)> {
     match &req.thinking {
         Some(ThinkingConfig::Enabled { budget_tokens }) => Some((budget(*budget_tokens), true)),
         Some(ThinkingConfig::Adaptive(_)) => Some((dynamic, true)),
-        // The model's default: some Gemini models cannot turn thinking off (a budget of 0
-        // is a 400 for 2.5 Pro), so "disabled" is not sent as 0.
-        Some(ThinkingConfig::Disabled) => None,
+        // As little thinking as the model takes, unshown: Claude Code's side calls say
+        // disabled, and Gemini 2.5 and on think by default (billed, and eating a small
+        // output limit). Older models, which do not think, get nothing.
+        Some(ThinkingConfig::Disabled) => (levels || req.model.contains("2.5"))
+            .then(|| (least_thinking(&req.model, levels), false)),
         Some(ThinkingConfig::Unknown(raw)) => {
             // A newer Anthropic form: read what we can, leave the rest to the model.
             let v: serde_json::Value = serde_json::from_str(raw.get()).ok()?;
@@ -273,14 +288,14 @@ fn thinking(req: &ChatRequest) -> Option<(Amount, bool)> {
         // `minimal` is refused by several; `xhigh` as `high`, the most every model takes);
         // before, a budget, as Google's own OpenAI compatibility layer maps it.
         None if levels => match req.reasoning_effort.as_deref()? {
-            "none" => Some((Amount::Level("low"), false)),
+            "none" => Some((least_thinking(&req.model, true), false)),
             "minimal" | "low" => Some((Amount::Level("low"), true)),
             "medium" => Some((Amount::Level(medium), true)),
             "high" | "xhigh" => Some((Amount::Level("high"), true)),
             _ => None,
         },
         None => match req.reasoning_effort.as_deref()? {
-            "none" => Some((Amount::Budget(0), false)),
+            "none" => Some((least_thinking(&req.model, false), false)),
             "minimal" | "low" => Some((Amount::Budget(1024), true)),
             "medium" => Some((Amount::Budget(8192), true)),
             "high" => Some((Amount::Budget(i64::from(MAX_THINKING_BUDGET)), true)),

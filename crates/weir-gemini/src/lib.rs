@@ -60,9 +60,10 @@
 //! [`EncodeOptions::missing_signature`] (Google's documented placeholder by default).
 //! `thinking` maps to `thinkingConfig`: a budget to `thinkingBudget` (capped at
 //! [`MAX_THINKING_BUDGET`]) with `includeThoughts`, adaptive to `thinkingBudget: -1`,
-//! disabled to nothing (the model's default: some models cannot stop thinking). Without
-//! it, OpenAI `reasoning_effort` maps as Google's OpenAI layer does (`none` 0, `low` 1024,
-//! `medium` 8192, `high` 24576). That is for Gemini 2.x; Gemini 3 on (by the version in the
+//! disabled to the least thinking the model takes, unshown (a budget of 0; 128 for 2.5 Pro,
+//! which cannot stop thinking; `low` from Gemini 3 on; nothing before 2.5, whose models do
+//! not think). Without it, OpenAI `reasoning_effort` maps as Google's OpenAI layer does
+//! (`none` the least, as for disabled, `low` 1024, `medium` 8192, `high` 24576). That is for Gemini 2.x; Gemini 3 on (by the version in the
 //! model's name, and the `-latest` aliases) gets `thinkingLevel` instead, which Gemini 4
 //! demands: a budget up to 2048 is `low`, up to 8192 `medium`, above `high`; adaptive
 //! thinking is the level of an Anthropic client's `output_config.effort` (`xhigh` and `max`

@@ -501,9 +501,35 @@ fn thinking_config_variants() {
         config(Some(ThinkingConfig::Adaptive(None)), None),
         json!({"thinkingBudget": -1, "includeThoughts": true})
     );
+    // Disabled (Claude Code's side calls): the least the model takes, unshown.
     assert_eq!(
         config(Some(ThinkingConfig::Disabled), Some("high")),
-        Value::Null
+        json!({"thinkingBudget": 0})
+    );
+    let least = |model: &str, thinking: Option<ThinkingConfig>, effort: Option<&str>| {
+        let mut req = request(vec![Message::text(Role::User, "Think")]);
+        req.model = model.into();
+        req.thinking = thinking;
+        req.reasoning_effort = effort.map(str::to_owned);
+        encode(&req)["generationConfig"]["thinkingConfig"].clone()
+    };
+    for (model, want) in [
+        ("gemini-2.5-flash-lite", json!({"thinkingBudget": 0})),
+        // 2.5 Pro cannot stop thinking: 0 is a 400, 128 its least.
+        ("gemini-2.5-pro", json!({"thinkingBudget": 128})),
+        ("gemini-3.1-pro", json!({"thinkingLevel": "low"})),
+        // Models before 2.5 do not think: nothing to turn off.
+        ("gemini-2.0-flash", Value::Null),
+    ] {
+        assert_eq!(
+            least(model, Some(ThinkingConfig::Disabled), None),
+            want,
+            "{model}"
+        );
+    }
+    assert_eq!(
+        least("gemini-2.5-pro", None, Some("none")),
+        json!({"thinkingBudget": 128})
     );
     assert_eq!(
         config(
