@@ -162,10 +162,12 @@ fn data_url(media_type: &str, data: &str) -> String {
 // ---------------------------------------------------------------------------------------
 // Encoding
 
-/// Serializes one part. `same` writes fields kept from an OpenAI source.
+/// Serializes one part. `same` writes fields kept from an OpenAI source; `cache` a
+/// text part's caching marker from another dialect.
 pub(crate) struct PartOut<'a> {
     pub block: &'a ContentBlock,
     pub same: bool,
+    pub cache: bool,
 }
 
 impl Serialize for PartOut<'_> {
@@ -181,10 +183,12 @@ impl Serialize for PartOut<'_> {
             ContentBlock::Text(t) => {
                 m.serialize_entry("type", "text")?;
                 m.serialize_entry("text", &t.text)?;
-                if self.same {
+                if self.same || self.cache {
                     if let Some(c) = &t.cache_control {
                         m.serialize_entry("cache_control", c)?;
                     }
+                }
+                if self.same {
                     t.extra.serialize_into(&mut m, &[])?;
                 }
             }
@@ -254,6 +258,8 @@ pub(crate) struct ContentOut<'a> {
     /// Text-only content goes as one string, its parts joined by newlines (for servers
     /// that refuse content arrays).
     pub join_text: bool,
+    /// Translating, text parts keep their caching markers (and so stay parts).
+    pub cache: bool,
 }
 
 impl Serialize for ContentOut<'_> {
@@ -277,11 +283,12 @@ impl Serialize for ContentOut<'_> {
             }
         }
         let plain = match self.blocks {
-            // (Translating, a part's cache_control and extra fields are not written.)
+            // (Translating, a part's cache_control and extra fields are not written,
+            // unless the upstream takes the marker.)
             [ContentBlock::Text(t)]
                 if (t.cache_control.is_none() && t.extra.is_empty())
-                    || !self.same
-                    || self.join_text =>
+                    || ((!self.same || self.join_text)
+                        && !(self.cache && t.cache_control.is_some())) =>
             {
                 Some(Some(&t.text))
             }
@@ -302,6 +309,7 @@ impl Serialize for ContentOut<'_> {
             seq.serialize_element(&PartOut {
                 block: b,
                 same: self.same,
+                cache: self.cache,
             })?;
         }
         seq.end()

@@ -134,6 +134,8 @@ impl Preset {
                 o.max_tokens_field = Some(MaxTokensField::MaxTokens);
                 o.reasoning_details_in_history = true;
                 o.reasoning_object = true;
+                // It passes prompt-caching markers on text parts to Claude and Gemini.
+                o.cache_control = true;
             }
             // Z.AI turns GLM's thinking on and off with its own `thinking` field.
             Preset::Zai => {

@@ -63,6 +63,10 @@ pub struct EncodeOptions {
     /// budget as `max_tokens`, off as `enabled: false`, adaptive thinking with an effort
     /// (`output_config.effort`) as that `effort`.
     pub reasoning_object: bool,
+    /// Another dialect's prompt-caching markers (`cache_control`) stay on the text parts
+    /// they mark, system and tool results included (OpenRouter passes them to Claude and
+    /// Gemini; without them every turn pays the full input price).
+    pub cache_control: bool,
 }
 
 impl Default for EncodeOptions {
@@ -78,6 +82,7 @@ impl Default for EncodeOptions {
             system_as_user: false,
             max_output_tokens: None,
             thinking_type: false,
+            cache_control: false,
             thinking_off_for_unreasoned_tool_turn: false,
             reasoning_object: false,
         }
@@ -613,6 +618,9 @@ pub(crate) struct OutMessage<'a> {
     tool_call_id: Option<Cow<'a, str>>,
     /// Tool-result text when it had to be rewritten (error marker, flattened parts).
     tool_text: Option<JsonStr>,
+    /// The tool result's caching marker, where the upstream takes one: the text goes as
+    /// a part carrying it.
+    tool_cache: Option<&'a RawJson>,
     extra: Option<&'a Extra>,
 }
 
@@ -627,8 +635,20 @@ impl<'a> OutMessage<'a> {
             reasoning_details: None,
             tool_call_id: None,
             tool_text: None,
+            tool_cache: None,
             extra: None,
         }
+    }
+}
+
+/// Whether a block carries Anthropic's prompt-caching marker.
+fn has_cache_control(b: &ContentBlock) -> bool {
+    match b {
+        ContentBlock::Text(t) => t.cache_control.is_some(),
+        ContentBlock::ToolResult(r) => {
+            r.cache_control.is_some() || r.content.blocks.iter().any(has_cache_control)
+        }
+        _ => false,
     }
 }
 
@@ -651,9 +671,17 @@ fn plan_messages<'a>(
                 }
             }
         }
-        m.form = if same { sys.form } else { ContentForm::String };
+        // (Kept as parts where a part carries a caching marker the upstream takes.)
+        let marked = opts.cache_control && sys.blocks.iter().any(has_cache_control);
+        m.form = if same {
+            sys.form
+        } else if marked {
+            ContentForm::Blocks
+        } else {
+            ContentForm::String
+        };
         if !m.parts.is_empty() {
-            if !same && m.parts.len() > 1 {
+            if !same && !marked && m.parts.len() > 1 {
                 // Several system blocks become one string: OpenAI-compatible servers differ
                 // in whether they accept parts on system messages.
                 m.tool_text = Some(JsonStr::new(&sys.joined_text("\n\n")));
@@ -684,7 +712,10 @@ fn plan_messages<'a>(
                 for b in &msg.content.blocks {
                     match b {
                         ContentBlock::ToolResult(r) => {
-                            out.push(tool_message(r, &mut trailing_media).map_err(at)?);
+                            out.push(
+                                tool_message(r, &mut trailing_media, opts.cache_control)
+                                    .map_err(at)?,
+                            );
                         }
                         ContentBlock::Thinking(_) | ContentBlock::RedactedThinking(_) => {}
                         ContentBlock::ToolUse(_) => {
@@ -719,7 +750,7 @@ fn plan_messages<'a>(
                 let mut media = Vec::new();
                 for b in &msg.content.blocks {
                     if let ContentBlock::ToolResult(r) = b {
-                        out.push(tool_message(r, &mut media).map_err(at)?);
+                        out.push(tool_message(r, &mut media, opts.cache_control).map_err(at)?);
                     }
                 }
                 if !media.is_empty() {
@@ -825,6 +856,7 @@ fn same_message(msg: &Message, keep_reasoning: bool) -> OutMessage<'_> {
 fn tool_message<'a>(
     r: &'a ToolResultBlock,
     media: &mut Vec<&'a ContentBlock>,
+    cache: bool,
 ) -> Result<OutMessage<'a>, String> {
     let mut m = OutMessage::new("tool");
     m.tool_call_id = Some(openai_tool_id(&r.tool_use_id));
@@ -847,6 +879,14 @@ fn tool_message<'a>(
     }
     m.tool_text = Some(text);
     m.form = ContentForm::String;
+    if cache {
+        m.tool_cache = r.cache_control.as_ref().or_else(|| {
+            r.content.blocks.iter().rev().find_map(|b| match b {
+                ContentBlock::Text(t) => t.cache_control.as_ref(),
+                _ => None,
+            })
+        });
+    }
     Ok(m)
 }
 
@@ -854,6 +894,8 @@ struct MessageOut<'a, 'b> {
     m: &'b OutMessage<'a>,
     same: bool,
     join_text: bool,
+    /// Caching markers written on translated text parts.
+    cache: bool,
 }
 
 impl Serialize for MessageOut<'_, '_> {
@@ -861,7 +903,21 @@ impl Serialize for MessageOut<'_, '_> {
         let m = self.m;
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("role", m.role)?;
-        if let Some(text) = &m.tool_text {
+        if let (Some(text), Some(cache)) = (&m.tool_text, m.tool_cache) {
+            #[derive(Serialize)]
+            struct Part<'a> {
+                #[serde(rename = "type")]
+                ty: &'static str,
+                text: &'a JsonStr,
+                cache_control: &'a RawJson,
+            }
+            let part = Part {
+                ty: "text",
+                text,
+                cache_control: cache,
+            };
+            map.serialize_entry("content", &[part])?;
+        } else if let Some(text) = &m.tool_text {
             map.serialize_entry("content", text)?;
         } else {
             let null_content = m.parts.is_empty()
@@ -876,6 +932,7 @@ impl Serialize for MessageOut<'_, '_> {
                         form: m.form,
                         same: self.same,
                         join_text: self.join_text,
+                        cache: self.cache,
                     },
                 )?;
             }
@@ -1246,6 +1303,7 @@ impl Serialize for MessagesOut<'_, '_> {
                     m: &bridge,
                     same: self.0.same,
                     join_text: false,
+                    cache: false,
                 })?;
             }
             after_tool = m.role == "tool";
@@ -1253,6 +1311,7 @@ impl Serialize for MessagesOut<'_, '_> {
                 m,
                 same: self.0.same,
                 join_text: self.0.opts.text_as_string,
+                cache: self.0.opts.cache_control,
             })?;
         }
         seq.end()

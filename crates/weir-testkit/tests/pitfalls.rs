@@ -2823,6 +2823,50 @@ fn what_another_dialect_cannot_honour_is_refused_not_dropped_and_defaults_pass()
 }
 
 #[test]
+fn caching_markers_reach_openrouter_on_the_parts_they_mark() {
+    let cc = json!({"type": "ephemeral"});
+    let req = json!({
+        "model": "anthropic/claude-sonnet-4.5", "max_tokens": 100,
+        "system": [{"type": "text", "text": "You are Claude Code."}, {"type": "text", "text": "Project rules.", "cache_control": cc}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "list files", "cache_control": cc}]},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "ls", "input": {}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "a.rs", "cache_control": cc}]}
+        ]
+    });
+    let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let encode = |opts: &weir_openai::EncodeOptions| -> Value {
+        serde_json::from_slice(&weir_openai::encode_request(&canon, opts).unwrap()).unwrap()
+    };
+    let o = encode(&weir_openai::Preset::OpenRouter.encode_options());
+    let m = &o["messages"];
+    assert_json(
+        &m[0],
+        &json!({"role": "system", "content": [
+            {"type": "text", "text": "You are Claude Code."},
+            {"type": "text", "text": "Project rules.", "cache_control": cc}
+        ]}),
+    );
+    assert_json(
+        &m[1]["content"],
+        &json!([{"type": "text", "text": "list files", "cache_control": cc}]),
+    );
+    assert_eq!(m[3]["role"], "tool");
+    assert_json(
+        &m[3]["content"],
+        &json!([{"type": "text", "text": "a.rs", "cache_control": cc}]),
+    );
+    // Other OpenAI-compatible services get plain strings, no markers.
+    let plain = encode(&Default::default());
+    assert!(!plain.to_string().contains("cache_control"), "{plain}");
+    assert_eq!(
+        plain["messages"][0]["content"],
+        "You are Claude Code.\n\nProject rules."
+    );
+    assert_eq!(plain["messages"][3]["content"], "a.rs");
+}
+
+#[test]
 fn an_openai_function_tool_with_more_fields_is_a_function_for_other_dialects() {
     // A relay's `cache_control` on the tool object (Portkey's and others' OpenAI-format
     // caching), and a field no one knows.
