@@ -1652,6 +1652,8 @@ impl StreamBridge {
                 self.finished = true;
             }
             StreamEvent::Error(e) => return Err(Box::new(e.clone())),
+            // A keep-alive: an SSE comment, which clients skip.
+            StreamEvent::Ping if !self.finished => out.extend_from_slice(b": keep-alive\n\n"),
             StreamEvent::Ping | StreamEvent::Unknown { .. } => {}
         }
         Ok(())

@@ -1037,7 +1037,7 @@ impl StreamEncoder {
                         self.done = true;
                         out.extend_from_slice(b"data: [DONE]\n\n");
                     }
-                    StreamEvent::Error(_) => self.encode_event(ev, out)?,
+                    StreamEvent::Error(_) | StreamEvent::Ping => self.encode_event(ev, out)?,
                     _ => {}
                 }
             }
@@ -1189,6 +1189,9 @@ impl StreamEncoder {
                 out.extend_from_slice(&openai_error_body(e));
                 out.extend_from_slice(b"\n\n");
             }
+            // A keep-alive (the gateway's own while the upstream is silent, or an
+            // Anthropic upstream's ping): an SSE comment, which clients skip.
+            StreamEvent::Ping if !self.done => out.extend_from_slice(b": keep-alive\n\n"),
             StreamEvent::Ping | StreamEvent::Unknown { .. } => {}
         }
         Ok(())

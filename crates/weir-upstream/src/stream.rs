@@ -215,7 +215,23 @@ struct Frames<B> {
     armed: bool,
     /// The armed deadline is the call's total one, not the idle one.
     total_bound: bool,
+    /// Since when the upstream has sent nothing (set when the timer is first armed after
+    /// data: the idle timeout counts from there).
+    upstream_quiet: Option<Instant>,
+    /// Since when no frame was yielded (set likewise): past [`KEEPALIVE`] of it, a
+    /// [`StreamEvent::Ping`] frame is yielded, which the client's encoder writes as a
+    /// keep-alive, so that proxies and clients on the way do not take a thinking model's
+    /// silence (or an upstream's own keep-alive comments, which are not relayed) for a
+    /// dead connection.
+    client_quiet: Option<Instant>,
+    /// The armed deadline is a keep-alive's, not a timeout's.
+    keepalive_bound: bool,
+    keepalive: Duration,
 }
+
+/// How long a stream may go without a frame for its client before a keep-alive frame
+/// ([`StreamEvent::Ping`]) is yielded.
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// Reads an SSE body, yielding one frame per upstream event as soon as it is complete.
 /// Silence longer than `idle`, or the call's total deadline, ends the stream with a
@@ -238,6 +254,16 @@ pub fn sse_frames_relayed<D: FrameDecoder>(
 /// Reads a streamed body through `body`, yielding frames as soon as they are complete,
 /// with the same timeouts and cancellation as [`sse_frames`].
 pub fn body_frames<B: BodyDecoder>(resp: Response, idle: Duration, body: B) -> EventStream {
+    body_frames_with_keepalive(resp, idle, body, KEEPALIVE)
+}
+
+/// [`body_frames`] with a keep-alive frame after `keepalive` without one (for tests).
+pub fn body_frames_with_keepalive<B: BodyDecoder>(
+    resp: Response,
+    idle: Duration,
+    body: B,
+    keepalive: Duration,
+) -> EventStream {
     Box::pin(Frames {
         resp,
         body,
@@ -248,6 +274,10 @@ pub fn body_frames<B: BodyDecoder>(resp: Response, idle: Duration, body: B) -> E
         timer: None,
         armed: false,
         total_bound: false,
+        upstream_quiet: None,
+        client_quiet: None,
+        keepalive_bound: false,
+        keepalive,
     })
 }
 
@@ -258,6 +288,7 @@ impl<B: BodyDecoder> Stream for Frames<B> {
         let st = self.get_mut();
         loop {
             if let Some(f) = st.pending.pop_front() {
+                st.client_quiet = None;
                 return Poll::Ready(Some(Ok(f)));
             }
             if st.done {
@@ -266,6 +297,7 @@ impl<B: BodyDecoder> Stream for Frames<B> {
             let chunk = match st.resp.poll_chunk(cx) {
                 Poll::Ready(Ok(c)) => {
                     st.armed = false;
+                    st.upstream_quiet = None;
                     c
                 }
                 Poll::Ready(Err(e)) => {
@@ -278,7 +310,6 @@ impl<B: BodyDecoder> Stream for Frames<B> {
                         slot => {
                             let now = Instant::now();
                             let left = st.resp.deadline.saturating_duration_since(now);
-                            st.total_bound = left < st.idle;
                             if left.is_zero() {
                                 // Past the total deadline: an upstream that sends more
                                 // often than a timer can fire (comments or pings in a
@@ -290,7 +321,15 @@ impl<B: BodyDecoder> Stream for Frames<B> {
                                 ))));
                             }
                             st.armed = true;
-                            let at = (now + st.idle.min(left)).into();
+                            // (Quiet since the first wait after data: reading the clock
+                            // only here keeps it off the path of a busy stream.)
+                            let upstream = *st.upstream_quiet.get_or_insert(now);
+                            let client = *st.client_quiet.get_or_insert(now);
+                            st.total_bound = now + left < upstream + st.idle;
+                            let timeout = (upstream + st.idle).min(now + left);
+                            let keepalive = client + st.keepalive;
+                            st.keepalive_bound = keepalive < timeout;
+                            let at = keepalive.min(timeout).into();
                             match slot {
                                 Some(t) => {
                                     t.as_mut().reset(at);
@@ -302,6 +341,11 @@ impl<B: BodyDecoder> Stream for Frames<B> {
                     };
                     if timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
+                    }
+                    if st.keepalive_bound {
+                        st.armed = false;
+                        st.client_quiet = None;
+                        return Poll::Ready(Some(Ok(Frame::from_events(vec![StreamEvent::Ping]))));
                     }
                     st.done = true;
                     let msg = if st.total_bound {
@@ -601,6 +645,90 @@ mod tests {
             })
             .collect()
             .await
+    }
+
+    /// Each event as an `Unknown` named by its data.
+    struct Named;
+    impl FrameDecoder for Named {
+        fn decode(&mut self, e: Event) -> Result<Frame, WireError> {
+            Ok(Frame::from_events(vec![StreamEvent::Unknown {
+                event: e.data().to_owned(),
+            }]))
+        }
+        fn finish(&mut self) -> Result<Option<Frame>, WireError> {
+            Ok(None)
+        }
+    }
+
+    /// A silent upstream, or one sending only keep-alive comments, gets its client a
+    /// keep-alive frame (`Ping`) every interval; the idle timeout still counts from the
+    /// upstream's last bytes.
+    #[tokio::test]
+    async fn a_quiet_stream_yields_keep_alives_and_still_times_out() {
+        use futures_util::StreamExt as _;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/x", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let chunk = |t: &str| format!("{:x}\r\n{t}\r\n", t.len());
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await
+                .unwrap();
+            // Comments only, for longer than the keep-alive interval.
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(60)).await;
+                s.write_all(chunk(": PROCESSING\n\n").as_bytes())
+                    .await
+                    .unwrap();
+            }
+            s.write_all(chunk("data: one\n\n").as_bytes())
+                .await
+                .unwrap();
+            // Then silence, past the idle timeout.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        });
+        let up = crate::Upstream::direct(Duration::from_secs(2));
+        let ep = up.endpoint(url::Url::parse(&url).unwrap()).unwrap();
+        let t = crate::Timeouts {
+            connect: Duration::from_secs(2),
+            first_byte: Duration::from_secs(2),
+            idle: Duration::from_secs(1),
+            total: Duration::from_secs(10),
+        };
+        let resp = up
+            .send(&ep, http::HeaderMap::new(), b"{}".to_vec(), &t)
+            .await
+            .unwrap();
+        let items: Vec<String> = body_frames_with_keepalive(
+            resp,
+            t.idle,
+            SseBody::new(Named),
+            Duration::from_millis(150),
+        )
+        .map(|r| match r {
+            Ok(f) => match &f.events[..] {
+                [StreamEvent::Ping] => "ping".to_owned(),
+                [StreamEvent::Unknown { event }] => event.clone(),
+                other => format!("{other:?}"),
+            },
+            Err(e) => format!("error: {}", e.message),
+        })
+        .collect()
+        .await;
+        let one = items.iter().position(|i| i == "one").expect("the event");
+        assert!(
+            one >= 1 && items[..one].iter().all(|i| i == "ping"),
+            "{items:?}"
+        );
+        let last = items.len() - 1;
+        assert!(items[last].contains("silent for more than 1s"), "{items:?}");
+        assert!(
+            last > one + 1 && items[one + 1..last].iter().all(|i| i == "ping"),
+            "{items:?}"
+        );
     }
 
     #[tokio::test]
