@@ -13,17 +13,29 @@ use weir_model::{
 /// The longest NDJSON line accepted (a whole answer fits many times over).
 const MAX_LINE: usize = 16 * 1024 * 1024;
 
-fn text_of(c: &Content) -> String {
+/// The text of `c`, its text blocks joined by newlines; `media` says whether images and
+/// documents may be in it (taken elsewhere: a tool result's images), else they are
+/// refused, as any other block is (`what` names where).
+fn text_of(c: &Content, what: &str, media: bool) -> Result<String, WireError> {
     let mut out = String::new();
     for b in &c.blocks {
-        if let ContentBlock::Text(t) = b {
-            if !out.is_empty() {
-                out.push('\n');
+        match b {
+            ContentBlock::Text(t) => {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(&t.text.as_str());
             }
-            out.push_str(&t.text.as_str());
+            ContentBlock::Image(_) | ContentBlock::Document(_) if media => {}
+            other => {
+                return Err(unsupported(&format!(
+                    "{what} content of type `{}`",
+                    other.type_name()
+                )))
+            }
         }
     }
-    out
+    Ok(out)
 }
 
 fn unsupported(what: &str) -> WireError {
@@ -33,6 +45,8 @@ fn unsupported(what: &str) -> WireError {
 /// Encodes a canonical request as an `/api/chat` body.
 pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
     req.check_translatable("Ollama")?;
+    // An OpenAI assistant's refusal is what the model said: Ollama has it as text.
+    let req = &*req.with_refusals_as_text();
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
     // Each call's name and place among its message's calls: Ollama pairs results with
@@ -42,7 +56,7 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
     let mut names: HashMap<&str, (&str, usize)> = HashMap::new();
     let mut messages: Vec<Value> = Vec::new();
     if let Some(s) = &req.system {
-        messages.push(json!({"role": "system", "content": text_of(s)}));
+        messages.push(json!({"role": "system", "content": text_of(s, "system", false)?}));
     }
     // Tool results waiting to go out in the order of their calls: an Anthropic client's
     // come in one user message, an OpenAI client's in consecutive tool messages.
@@ -112,7 +126,7 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
                             _ => {}
                         }
                     }
-                    let mut content = text_of(&r.content);
+                    let mut content = text_of(&r.content, "tool result", true)?;
                     if r.is_error == Some(true) {
                         content = format!("Error: {content}");
                     }
@@ -153,6 +167,15 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
         messages.push(Value::Object(msg));
     }
     flush(&mut results, &mut messages);
+    // Ollama takes an empty list as a request to load the model, and answers nothing.
+    req.check_kept_messages(
+        "Ollama",
+        messages
+            .iter()
+            .rev()
+            .find(|m| m["role"] != "system")
+            .map(|m| m["role"] == "assistant"),
+    )?;
     let mut body = Map::new();
     body.insert("model".into(), req.model.clone().into());
     body.insert("messages".into(), messages.into());

@@ -546,3 +546,62 @@ async fn the_provider_posts_to_api_chat_and_reads_streams_and_errors() {
     assert_eq!((e.kind, e.status), (ErrorKind::NotFound, Some(404)));
     assert!(e.message.contains("try pulling it first"), "{}", e.message);
 }
+
+#[test]
+fn what_ollama_cannot_take_is_refused_not_dropped() {
+    let refused = |r: &ChatRequest| encode_request(r).unwrap_err().to_string();
+    let req = |messages: Vec<Message>| ChatRequest {
+        model: "llama3.2".into(),
+        messages,
+        ..Default::default()
+    };
+    // Nothing left to send (Ollama would load the model and answer nothing).
+    assert!(refused(&req(vec![msg(Role::User, vec![text("")])])).contains("no message"));
+    assert!(refused(&req(vec![])).contains("no message"));
+    // A last user turn that is empty would leave the request ending on the assistant's.
+    let r = req(vec![
+        msg(Role::User, vec![text("2+2?")]),
+        msg(Role::Assistant, vec![text("4")]),
+        msg(Role::User, vec![]),
+    ]);
+    assert!(refused(&r).contains("messages[2] is empty"));
+    // Blocks with no Ollama form, in the system prompt and in tool results.
+    let mut r = req(vec![msg(Role::User, vec![text("hi")])]);
+    r.system = Some(Content::blocks(vec![
+        text("Be brief."),
+        ContentBlock::Thinking(Default::default()),
+    ]));
+    assert!(
+        refused(&r).contains("system content of type `thinking`"),
+        "{}",
+        refused(&r)
+    );
+    let mut r = tool_loop();
+    for m in &mut r.messages {
+        for b in &mut m.content.blocks {
+            if let ContentBlock::ToolResult(t) = b {
+                t.content = Content::blocks(vec![ContentBlock::Thinking(Default::default())]);
+            }
+        }
+    }
+    assert!(
+        refused(&r).contains("tool result content of type `thinking`"),
+        "{}",
+        refused(&r)
+    );
+    // An OpenAI assistant's refusal is what it said: kept as its text.
+    let mut said = msg(Role::Assistant, vec![]);
+    said.extra
+        .insert("refusal", weir_model::raw::to_raw(&"I can't help with X."));
+    let mut r = req(vec![
+        msg(Role::User, vec![text("X?")]),
+        said,
+        msg(Role::User, vec![text("Why?")]),
+    ]);
+    r.origin = Some(weir_model::Dialect::OpenAi);
+    let body: Value = serde_json::from_slice(&encode_request(&r).unwrap()).unwrap();
+    assert_eq!(
+        body["messages"][1],
+        json!({"role": "assistant", "content": "I can't help with X."})
+    );
+}

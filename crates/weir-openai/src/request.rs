@@ -576,6 +576,16 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
     let same = req.origin == Some(Dialect::OpenAi);
     let messages = plan_messages(req, opts, same)?;
     if !same {
+        // (Messages left out as empty must not leave the request ending on the
+        // assistant's turn, or empty.)
+        req.check_kept_messages(
+            "an OpenAI-compatible upstream",
+            messages
+                .iter()
+                .rev()
+                .find(|m| m.role != "system")
+                .map(|m| m.role == "assistant"),
+        )?;
         req.check_translatable("an OpenAI-compatible upstream")?;
         for t in req.tools() {
             if let Tool::Unknown { name, .. } = t {

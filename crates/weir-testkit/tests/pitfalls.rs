@@ -2823,6 +2823,36 @@ fn what_another_dialect_cannot_honour_is_refused_not_dropped_and_defaults_pass()
 }
 
 #[test]
+fn a_translated_request_left_empty_or_ending_on_the_assistant_is_refused_for_openai() {
+    let to_o = |req: Value| {
+        let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+        weir_openai::encode_request(&canon, &Default::default())
+    };
+    for last in [
+        json!({"role": "user"}),
+        json!({"role": "user", "content": []}),
+    ] {
+        let err = to_o(json!({"model": "m", "max_tokens": 10, "messages": [
+            {"role": "user", "content": "What is 2+2?"},
+            {"role": "assistant", "content": "4"},
+            last
+        ]}))
+        .unwrap_err();
+        assert!(err.to_string().contains("messages[2] is empty"), "{err}");
+    }
+    let err = to_o(
+        json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": []}]}),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("no message with content"), "{err}");
+    // A prefill the client meant (its last message the assistant's) goes.
+    assert!(to_o(json!({"model": "m", "max_tokens": 10, "messages": [
+        {"role": "user", "content": "Say hi"}, {"role": "assistant", "content": "Hi"}
+    ]}))
+    .is_ok());
+}
+
+#[test]
 fn caching_markers_reach_openrouter_on_the_parts_they_mark() {
     let cc = json!({"type": "ephemeral"});
     let req = json!({
