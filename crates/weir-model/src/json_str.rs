@@ -62,9 +62,14 @@ impl JsonStr {
         let tok = self.0.get();
         let inner = &tok[1..tok.len() - 1];
         if inner.contains('\\') {
-            // A token holds a valid JSON string (checked on construction), so decoding it
-            // cannot fail; the fallback keeps the escaped form rather than panic.
-            Cow::Owned(serde_json::from_str::<String>(tok).unwrap_or_else(|_| inner.to_owned()))
+            // A token holds a valid JSON string (checked on construction); one with a lone
+            // UTF-16 surrogate escape (JavaScript that cut a string mid-emoji) has no
+            // Rust string: each such escape decodes as U+FFFD, the rest as it is. (The
+            // last fallback keeps the escaped form rather than panic.)
+            Cow::Owned(serde_json::from_str::<String>(tok).unwrap_or_else(|_| {
+                serde_json::from_str::<String>(&without_lone_surrogates(tok))
+                    .unwrap_or_else(|_| inner.to_owned())
+            }))
         } else {
             Cow::Borrowed(inner)
         }
@@ -216,6 +221,44 @@ impl<'de> Deserialize<'de> for JsonStr {
     }
 }
 
+/// `tok` (a JSON string token) with each `\\uXXXX` escape of a lone UTF-16 surrogate
+/// (one not in a high-low pair) written as `\\ufffd`.
+fn without_lone_surrogates(tok: &str) -> String {
+    let b = tok.as_bytes();
+    let unit = |at: usize| -> Option<u16> {
+        if b.get(at) != Some(&b'\\') || b.get(at + 1) != Some(&b'u') {
+            return None;
+        }
+        let hex = std::str::from_utf8(b.get(at + 2..at + 6)?).ok()?;
+        u16::from_str_radix(hex, 16).ok()
+    };
+    let mut out = String::with_capacity(tok.len());
+    let (mut i, mut copied) = (0, 0);
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        match unit(i) {
+            Some(0xD800..=0xDBFF)
+                if unit(i + 6).is_some_and(|l| (0xDC00..=0xDFFF).contains(&l)) =>
+            {
+                i += 12;
+            }
+            Some(0xD800..=0xDFFF) => {
+                out.push_str(&tok[copied..i]);
+                out.push_str("\\ufffd");
+                i += 6;
+                copied = i;
+            }
+            Some(_) => i += 6,
+            None => i += 2,
+        }
+    }
+    out.push_str(&tok[copied..]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -236,6 +279,21 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_lone_surrogate_decodes_as_a_replacement_and_the_rest_as_it_is() {
+        for (tok, want) in [
+            (r#""x\ud800y""#, "x\u{fffd}y"),
+            (
+                r#""He said \"hi\"\n\u00e9 \ud800""#,
+                "He said \"hi\"\né \u{fffd}",
+            ),
+            (r#""\udc00\ud83d\ude00\\ud800""#, "\u{fffd}😀\\ud800"),
+            (r#""\ud83d\ud83d\ude00""#, "\u{fffd}😀"),
+        ] {
+            assert_eq!(JsonStr::from_token(tok).unwrap().as_str(), want, "{tok}");
+        }
+    }
 
     #[test]
     fn chars_counts_what_the_token_decodes_to() {
