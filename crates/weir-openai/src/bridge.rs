@@ -194,10 +194,16 @@ pub fn chat_request(req: &ResponsesRequest, owner: &str) -> Result<Bridged, Wire
                 tools.extend(t);
             }
             "tool_choice" => {
+                if !(v.is_string() || v.is_object()) {
+                    return Err(malformed("tool_choice must be a string or an object"));
+                }
                 chat.tool_choice = Some(read_tool_choice(&v));
                 choice_namespace = v.get("namespace").and_then(Value::as_str).map(str::to_owned);
             }
-            "parallel_tool_calls" => chat.parallel_tool_calls = v.as_bool(),
+            "parallel_tool_calls" => {
+                chat.parallel_tool_calls =
+                    Some(v.as_bool().ok_or_else(|| malformed("parallel_tool_calls must be a boolean"))?)
+            }
             "max_output_tokens" => {
                 chat.max_tokens = Some(
                     v.as_u64()
@@ -206,9 +212,19 @@ pub fn chat_request(req: &ResponsesRequest, owner: &str) -> Result<Bridged, Wire
                         .ok_or_else(|| malformed("max_output_tokens must be a positive integer"))?,
                 );
             }
-            "temperature" => chat.temperature = v.as_f64(),
-            "top_p" => chat.top_p = v.as_f64(),
-            "stream" => chat.stream = v.as_bool(),
+            "temperature" | "top_p" => {
+                let n = v
+                    .as_f64()
+                    .ok_or_else(|| malformed(&format!("{k} must be a number")))?;
+                if k == "temperature" {
+                    chat.temperature = Some(n);
+                } else {
+                    chat.top_p = Some(n);
+                }
+            }
+            "stream" => {
+                chat.stream = Some(v.as_bool().ok_or_else(|| malformed("stream must be a boolean"))?)
+            }
             "reasoning" => {
                 if let Some(e) = v.get("effort").and_then(Value::as_str) {
                     chat.reasoning_effort = Some(e.to_owned());
@@ -1675,6 +1691,28 @@ mod tests {
             &ResponsesRequest::decode(body.to_string().as_bytes()).unwrap(),
             owner,
         )
+    }
+
+    #[test]
+    fn fields_of_the_wrong_type_are_refused_naming_them() {
+        for (field, v) in [
+            ("temperature", json!("x")),
+            ("temperature", json!(false)),
+            ("top_p", json!("0.5")),
+            ("parallel_tool_calls", json!("no")),
+            ("tool_choice", json!(2)),
+        ] {
+            let mut body = json!({"model": "m", "input": "hi"});
+            body[field] = v.clone();
+            let err = bridged(body).unwrap_err();
+            assert!(
+                matches!(&err, WireError::Malformed(m) if m.contains(field)),
+                "{field} {v}: {err}"
+            );
+        }
+        let ok = bridged(json!({"model": "m", "input": "hi", "temperature": 0.5, "top_p": null, "parallel_tool_calls": false, "tool_choice": "auto"})).unwrap();
+        assert_eq!(ok.chat.temperature, Some(0.5));
+        assert_eq!(ok.chat.parallel_tool_calls, Some(false));
     }
 
     fn events(out: &[u8]) -> Vec<Value> {
