@@ -142,6 +142,22 @@ fn text_system_and_cache_points() {
 }
 
 #[test]
+fn an_empty_stop_sequence_is_left_out() {
+    let req = anthropic(json!({
+        "model": "m", "max_tokens": 100, "stop_sequences": ["", "END"],
+        "messages": [{"role": "user", "content": "Hi"}]
+    }));
+    let v = encode(&req, "mistral.mistral-large-2407-v1:0");
+    assert_eq!(v["inferenceConfig"]["stopSequences"], json!(["END"]));
+    let req = anthropic(json!({
+        "model": "m", "max_tokens": 100, "stop_sequences": [""],
+        "messages": [{"role": "user", "content": "Hi"}]
+    }));
+    let v = encode(&req, "mistral.mistral-large-2407-v1:0");
+    assert!(v["inferenceConfig"].get("stopSequences").is_none(), "{v}");
+}
+
+#[test]
 fn openai_system_messages_are_hoisted_and_temperature_clamped() {
     let req = ChatRequest {
         origin: Some(Dialect::OpenAi),

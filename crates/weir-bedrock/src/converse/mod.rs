@@ -446,7 +446,13 @@ pub fn encode_converse(
         }
         w.end_array();
     }
-    let stops = req.stop.as_ref().map(|s| &s.sequences[..]).unwrap_or(&[]);
+    // (Converse refuses an empty sequence, which stops nothing anyway.)
+    let stops: Vec<&String> = req
+        .stop
+        .iter()
+        .flat_map(|s| &s.sequences)
+        .filter(|s| !s.is_empty())
+        .collect();
     // Claude 4.7 on refuses temperature and top_p (a 400); earlier Claude models refuse
     // the two together (OpenAI clients often send both): the temperature is kept.
     let sampling = !weir_anthropic::sampling_refused(base_model(model));
