@@ -215,7 +215,7 @@ pub fn chat_request(req: &ResponsesRequest, owner: &str) -> Result<Bridged, Wire
             "temperature" | "top_p" => {
                 let n = v
                     .as_f64()
-                    .ok_or_else(|| malformed(&format!("{k} must be a number")))?;
+                    .ok_or_else(|| malformed(format!("{k} must be a number")))?;
                 if k == "temperature" {
                     chat.temperature = Some(n);
                 } else {
