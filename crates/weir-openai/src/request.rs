@@ -1092,10 +1092,23 @@ impl Serialize for RequestOut<'_> {
             (None, Some(raw)) => m.entry("stream_options", raw)?,
             (None, None) => {}
         }
-        if let Some(t) = r.temperature {
+        let asked = r.anthropic_effort();
+        let effort = match (&r.reasoning_effort, &r.thinking) {
+            (Some(e), _) => Some(e.as_str()),
+            (None, t) if self.opts.reasoning_effort_from_thinking && !same => asked
+                .as_deref()
+                .and_then(effort_named)
+                .or_else(|| t.as_ref().and_then(effort_for)),
+            _ => None,
+        };
+        // Another dialect's client did not write its sampling settings for OpenAI's
+        // reasoning models, which refuse them (a 400): they are left out. (An OpenAI
+        // client's go as they came: OpenAI's own error says what to change.)
+        let sampling = same || !sampling_refused(&r.model, effort);
+        if let (Some(t), true) = (r.temperature, sampling) {
             m.entry("temperature", &t)?;
         }
-        if let Some(t) = r.top_p {
+        if let (Some(t), true) = (r.top_p, sampling) {
             m.entry("top_p", &t)?;
         }
         if let (Some(t), true) = (r.top_k, same) {
@@ -1124,15 +1137,6 @@ impl Serialize for RequestOut<'_> {
                 m.entry("parallel_tool_calls", &p)?;
             }
         }
-        let asked = r.anthropic_effort();
-        let effort = match (&r.reasoning_effort, &r.thinking) {
-            (Some(e), _) => Some(e.as_str()),
-            (None, t) if self.opts.reasoning_effort_from_thinking && !same => asked
-                .as_deref()
-                .and_then(effort_named)
-                .or_else(|| t.as_ref().and_then(effort_for)),
-            _ => None,
-        };
         if let Some(e) = effort {
             m.entry("reasoning_effort", e)?;
         }
@@ -1289,6 +1293,33 @@ fn user_digest(id: &str) -> String {
 }
 
 /// `reasoning_effort` for an Anthropic thinking budget.
+/// Whether OpenAI's `model` refuses `temperature` and `top_p` ("Unsupported value:
+/// 'temperature' does not support 0.2 with this model"): the o-series and GPT-5 (but its
+/// chat model) always, GPT-5.1 on while reasoning (an `effort` other than `none`, theirs
+/// by default), and their Codex models. Read past a router's vendor prefix (`openai/`).
+fn sampling_refused(model: &str, effort: Option<&str>) -> bool {
+    let m = model
+        .rsplit('/')
+        .next()
+        .unwrap_or(model)
+        .to_ascii_lowercase();
+    if m.strip_prefix('o')
+        .is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()))
+    {
+        return true;
+    }
+    let Some(rest) = m.strip_prefix("gpt-5") else {
+        return false;
+    };
+    if rest.starts_with("-chat") {
+        false
+    } else if rest.starts_with('.') && !rest.contains("codex") {
+        effort.is_some_and(|e| e != "none")
+    } else {
+        true
+    }
+}
+
 fn effort_for(t: &ThinkingConfig) -> Option<&'static str> {
     match t {
         ThinkingConfig::Enabled { budget_tokens } => {

@@ -2853,6 +2853,68 @@ fn a_translated_request_left_empty_or_ending_on_the_assistant_is_refused_for_ope
 }
 
 #[test]
+fn sampling_settings_are_left_out_for_openai_reasoning_models_in_translation() {
+    let to_o = |model: &str, thinking: bool, opts: &weir_openai::EncodeOptions| -> Value {
+        let mut req = json!({"model": model, "max_tokens": 2000, "temperature": 0.2, "top_p": 0.9,
+            "messages": [{"role": "user", "content": "hi"}]});
+        if thinking {
+            req["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+        }
+        let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+        serde_json::from_slice(&weir_openai::encode_request(&canon, opts).unwrap()).unwrap()
+    };
+    let plain = weir_openai::EncodeOptions::default();
+    let reasoning = weir_openai::EncodeOptions {
+        reasoning_effort_from_thinking: true,
+        ..Default::default()
+    };
+    for model in [
+        "gpt-5",
+        "gpt-5-mini",
+        "o3",
+        "openai/o4-mini",
+        "gpt-5.1-codex",
+    ] {
+        let o = to_o(model, false, &plain);
+        assert!(
+            o.get("temperature").is_none() && o.get("top_p").is_none(),
+            "{model}: {o}"
+        );
+    }
+    // GPT-5.1 on takes them unless it reasons.
+    let o = to_o("gpt-5.1", false, &reasoning);
+    assert_eq!(
+        (o["temperature"].clone(), o["top_p"].clone()),
+        (json!(0.2), json!(0.9))
+    );
+    let o = to_o("gpt-5.1", true, &reasoning);
+    assert_eq!(o["reasoning_effort"], "low");
+    assert!(o.get("temperature").is_none(), "{o}");
+    for model in [
+        "gpt-4o",
+        "gpt-5-chat-latest",
+        "llama-3.3-70b",
+        "openrouter/auto",
+    ] {
+        assert_eq!(
+            to_o(model, false, &plain)["temperature"],
+            json!(0.2),
+            "{model}"
+        );
+    }
+    // An OpenAI client's go as it sent them.
+    let canon = weir_openai::decode_request(
+        json!({"model": "o3", "temperature": 0.2, "messages": [{"role": "user", "content": "hi"}]})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let o: Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &plain).unwrap()).unwrap();
+    assert_eq!(o["temperature"], json!(0.2));
+}
+
+#[test]
 fn caching_markers_reach_openrouter_on_the_parts_they_mark() {
     let cc = json!({"type": "ephemeral"});
     let req = json!({
