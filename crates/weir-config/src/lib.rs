@@ -562,12 +562,17 @@ fn provider(
                     .map_or(weir_openai::DEFAULT_BASE_URL, |pr| pr.base_url())
                     .into()
             });
+            let mut encode =
+                openai_encode(p, preset.map(|pr| pr.encode_options()).unwrap_or_default());
+            // Gemini through Google's OpenAI-compatible endpoint: another dialect's client
+            // kept no thought signatures on its function calls.
+            encode.placeholder_thought_signature |= weir_openai::is_google_openai(&base_url);
             let c = weir_openai::OpenAiConfig {
                 id: id.to_owned(),
                 base_url,
                 keys,
                 timeouts,
-                encode: openai_encode(p, preset.map(|pr| pr.encode_options()).unwrap_or_default()),
+                encode,
             };
             let provider = match preset {
                 Some(pr) => weir_openai::OpenAiProvider::with_preset(c, upstream.clone(), pr)?,

@@ -30,7 +30,7 @@ pub use parts::parse_data_url;
 #[cfg(feature = "provider")]
 mod preset;
 #[cfg(feature = "provider")]
-pub use preset::{Preset, PRESETS};
+pub use preset::{is_google_openai, Preset, PRESETS};
 #[cfg(feature = "provider")]
 pub use provider::{Flavor, OpenAiConfig, OpenAiProvider, AZURE_API_VERSION, DEFAULT_BASE_URL};
 pub use request::{decode_request, encode_request, EncodeOptions};

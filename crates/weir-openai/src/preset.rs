@@ -296,6 +296,21 @@ fn mistral_tool_id(id: &str) -> Option<String> {
     )
 }
 
+/// Whether `base_url` is Google's OpenAI-compatible endpoint (the Gemini API's
+/// `/v1beta/openai`, or Vertex AI's `/endpoints/openapi`), whose Gemini 3 models want a
+/// thought signature on every earlier function call
+/// ([`EncodeOptions::placeholder_thought_signature`]).
+pub fn is_google_openai(base_url: &str) -> bool {
+    let host = base_url
+        .split("://")
+        .nth(1)
+        .and_then(|rest| rest.split(['/', ':']).next())
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    host == "generativelanguage.googleapis.com"
+        || (host.ends_with("aiplatform.googleapis.com") && base_url.contains("/endpoints/openapi"))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

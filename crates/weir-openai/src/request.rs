@@ -67,6 +67,11 @@ pub struct EncodeOptions {
     /// they mark, system and tool results included (OpenRouter passes them to Claude and
     /// Gemini; without them every turn pays the full input price).
     pub cache_control: bool,
+    /// Another dialect's tool calls in the history carry Google's placeholder thought
+    /// signature (`extra_content.google.thought_signature`): Gemini's OpenAI-compatible
+    /// endpoint refuses a Gemini 3 function call without one (a 400), and a client of
+    /// another dialect did not keep Gemini's own.
+    pub placeholder_thought_signature: bool,
 }
 
 impl Default for EncodeOptions {
@@ -83,6 +88,7 @@ impl Default for EncodeOptions {
             max_output_tokens: None,
             thinking_type: false,
             cache_control: false,
+            placeholder_thought_signature: false,
             thinking_off_for_unreasoned_tool_turn: false,
             reasoning_object: false,
         }
@@ -906,6 +912,8 @@ struct MessageOut<'a, 'b> {
     join_text: bool,
     /// Caching markers written on translated text parts.
     cache: bool,
+    /// Translated tool calls carry Google's placeholder thought signature.
+    placeholder_signature: bool,
 }
 
 impl Serialize for MessageOut<'_, '_> {
@@ -959,6 +967,7 @@ impl Serialize for MessageOut<'_, '_> {
                 &ToolCallsOut {
                     calls: &m.tool_calls,
                     same: self.same,
+                    placeholder_signature: self.placeholder_signature,
                 },
             )?;
         }
@@ -975,6 +984,8 @@ impl Serialize for MessageOut<'_, '_> {
 pub(crate) struct ToolCallsOut<'a, 'b> {
     pub calls: &'b [&'a ContentBlock],
     pub same: bool,
+    /// (See [`EncodeOptions::placeholder_thought_signature`].)
+    pub placeholder_signature: bool,
 }
 
 impl Serialize for ToolCallsOut<'_, '_> {
@@ -984,6 +995,7 @@ impl Serialize for ToolCallsOut<'_, '_> {
             seq.serialize_element(&ToolCallOut {
                 block: c,
                 same: self.same,
+                placeholder_signature: self.placeholder_signature,
             })?;
         }
         seq.end()
@@ -1004,7 +1016,12 @@ fn openai_tool_id(id: &str) -> Cow<'_, str> {
 struct ToolCallOut<'a> {
     block: &'a ContentBlock,
     same: bool,
+    placeholder_signature: bool,
 }
+
+/// Google's documented placeholder for a thought signature a client did not keep.
+const PLACEHOLDER_THOUGHT_SIGNATURE: &str =
+    r#"{"google":{"thought_signature":"skip_thought_signature_validator"}}"#;
 
 impl Serialize for ToolCallOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -1028,6 +1045,15 @@ impl Serialize for ToolCallOut<'_> {
                 }
                 if self.same {
                     t.extra.serialize_into(&mut m, &["function"])?;
+                }
+                // (An OpenAI client that kept Google's signature sends it; one that did
+                // not, or another dialect's, gets the placeholder.)
+                if self.placeholder_signature && !(self.same && t.extra.contains("extra_content")) {
+                    m.serialize_entry(
+                        "extra_content",
+                        &RawValue::from_string(PLACEHOLDER_THOUGHT_SIGNATURE.to_owned())
+                            .map_err(serde::ser::Error::custom)?,
+                    )?;
                 }
                 m.end()
             }
@@ -1345,6 +1371,7 @@ impl Serialize for MessagesOut<'_, '_> {
                     same: self.0.same,
                     join_text: false,
                     cache: false,
+                    placeholder_signature: false,
                 })?;
             }
             after_tool = m.role == "tool";
@@ -1353,6 +1380,7 @@ impl Serialize for MessagesOut<'_, '_> {
                 same: self.0.same,
                 join_text: self.0.opts.text_as_string,
                 cache: self.0.opts.cache_control,
+                placeholder_signature: self.0.opts.placeholder_thought_signature,
             })?;
         }
         seq.end()

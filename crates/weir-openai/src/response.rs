@@ -681,6 +681,7 @@ impl Serialize for MessageOut<'_> {
                 &ToolCallsOut {
                     calls: &calls,
                     same,
+                    placeholder_signature: false,
                 },
             )?;
         }

@@ -2853,6 +2853,59 @@ fn a_translated_request_left_empty_or_ending_on_the_assistant_is_refused_for_ope
 }
 
 #[test]
+fn function_calls_to_google_s_openai_endpoint_carry_a_thought_signature() {
+    assert!(weir_openai::is_google_openai(
+        "https://generativelanguage.googleapis.com/v1beta/openai/"
+    ));
+    assert!(weir_openai::is_google_openai(
+        "https://us-central1-aiplatform.googleapis.com/v1/projects/p/locations/us-central1/endpoints/openapi"
+    ));
+    assert!(!weir_openai::is_google_openai("https://api.openai.com/v1"));
+    let history = json!({"model": "gemini-3-pro-preview", "max_tokens": 100, "messages": [
+        {"role": "user", "content": "list files"},
+        {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "ls", "input": {}}]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "a.rs"}]}
+    ]});
+    let google = weir_openai::EncodeOptions {
+        placeholder_thought_signature: true,
+        ..Default::default()
+    };
+    let canon = weir_anthropic::decode_request(history.to_string().as_bytes()).unwrap();
+    let o: Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &google).unwrap()).unwrap();
+    assert_eq!(
+        o["messages"][1]["tool_calls"][0]["extra_content"],
+        json!({"google": {"thought_signature": "skip_thought_signature_validator"}})
+    );
+    let plain: Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &Default::default()).unwrap())
+            .unwrap();
+    assert!(plain["messages"][1]["tool_calls"][0]
+        .get("extra_content")
+        .is_none());
+    // An OpenAI client that kept Gemini's own signature sends it as it is.
+    let own = json!({"google": {"thought_signature": "CiQBjz1rX0"}});
+    let o_history = json!({"model": "gemini-3-pro-preview", "messages": [
+        {"role": "user", "content": "list files"},
+        {"role": "assistant", "content": null, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "ls", "arguments": "{}"}, "extra_content": own},
+            {"id": "c2", "type": "function", "function": {"name": "ls", "arguments": "{}"}}
+        ]},
+        {"role": "tool", "tool_call_id": "c1", "content": "a.rs"},
+        {"role": "tool", "tool_call_id": "c2", "content": "b.rs"}
+    ]});
+    let canon = weir_openai::decode_request(o_history.to_string().as_bytes()).unwrap();
+    let o: Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &google).unwrap()).unwrap();
+    let calls = &o["messages"][1]["tool_calls"];
+    assert_eq!(calls[0]["extra_content"], own);
+    assert_eq!(
+        calls[1]["extra_content"]["google"]["thought_signature"],
+        "skip_thought_signature_validator"
+    );
+}
+
+#[test]
 fn sampling_settings_are_left_out_for_openai_reasoning_models_in_translation() {
     let to_o = |model: &str, thinking: bool, opts: &weir_openai::EncodeOptions| -> Value {
         let mut req = json!({"model": model, "max_tokens": 2000, "temperature": 0.2, "top_p": 0.9,
