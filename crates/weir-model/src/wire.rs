@@ -25,7 +25,15 @@ where
     A: MapAccess<'de>,
     T: Deserialize<'de>,
 {
-    let v: Option<T> = map.next_value()?;
+    // (A value's error names its field, unless it already does: `tools[2]: ...`.)
+    let v: Option<T> = map.next_value().map_err(|e| {
+        let msg = e.to_string();
+        if msg.starts_with(key.as_str()) {
+            e
+        } else {
+            serde::de::Error::custom(format_args!("`{}`: {msg}", key.as_str()))
+        }
+    })?;
     if v.is_none() {
         extra.insert_null(key.as_str());
     }

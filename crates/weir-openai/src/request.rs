@@ -235,7 +235,7 @@ struct Stop(StopSequences);
 impl<'de> Deserialize<'de> for Stop {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         #[derive(Deserialize)]
-        #[serde(untagged)]
+        #[serde(untagged, expecting = "a string or an array of strings")]
         enum S {
             One(String),
             Many(Vec<String>),

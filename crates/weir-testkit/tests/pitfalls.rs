@@ -2853,6 +2853,51 @@ fn a_translated_request_left_empty_or_ending_on_the_assistant_is_refused_for_ope
 }
 
 #[test]
+fn a_top_level_field_of_the_wrong_type_is_named_in_the_error() {
+    for (body, says) in [
+        (
+            json!({"model": "m", "max_tokens": "100", "messages": []}),
+            "`max_tokens`: invalid type",
+        ),
+        (json!({"model": "m", "stop": 5, "messages": []}), "`stop`: "),
+        (
+            json!({"model": "m", "temperature": [1], "messages": []}),
+            "`temperature`: ",
+        ),
+    ] {
+        let err = weir_openai::decode_request(body.to_string().as_bytes()).unwrap_err();
+        assert!(err.to_string().contains(says), "{body}: {err}");
+    }
+    let err = weir_openai::decode_request(br#"{"model":"m","stop":5,"messages":[]}"#).unwrap_err();
+    assert!(
+        err.to_string().contains("a string or an array of strings"),
+        "{err}"
+    );
+    for (body, says) in [
+        (
+            json!({"model": "m", "max_tokens": "100", "messages": []}),
+            "`max_tokens`: invalid type",
+        ),
+        (
+            json!({"model": "m", "max_tokens": 5, "top_k": -1, "messages": []}),
+            "`top_k`: invalid value",
+        ),
+    ] {
+        let err = weir_anthropic::decode_request(body.to_string().as_bytes()).unwrap_err();
+        assert!(err.to_string().contains(says), "{body}: {err}");
+    }
+    // A nested error keeps its own path, not the field's name twice.
+    let err = weir_openai::decode_request(
+        br#"{"model":"m","tools":[{"type":"function","function":{}}],"messages":[]}"#,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains(": tools[0]: missing field `name`"),
+        "{err}"
+    );
+}
+
+#[test]
 fn function_calls_to_google_s_openai_endpoint_carry_a_thought_signature() {
     assert!(weir_openai::is_google_openai(
         "https://generativelanguage.googleapis.com/v1beta/openai/"
