@@ -35,7 +35,9 @@ const NOTES: &str = "
   without `\"type\"` in its parameters gets `\"type\": \"object\"`. A `thinking` object sent
   as an extra field (as Anthropic's OpenAI-compatible endpoint takes it) is Anthropic's
   thinking; a `file` of a text type goes as a text document, one neither PDF nor text
-  is refused with a 400.
+  is refused with a 400. An OpenAI client's `web_search_options` becomes Claude's web
+  search tool (also on Vertex; Bedrock refuses it), and the pages the answer cites come
+  back as `url_citation` annotations.
 - **openai** and its presets (`groq`, `xai`, `cerebras`, `openrouter`, `deepseek`, `zai`,
   `mistral`, `together`): lossless for OpenAI clients. Presets set the base URL and the
   output-limit field and strip what the service rejects when it asks for nothing more
@@ -52,6 +54,11 @@ const NOTES: &str = "
   Such carried state (and Gemini's) is left out when the conversation goes to Anthropic,
   Bedrock or Vertex Claude later (a failover chain), which refuse it as a signature; a
   tool turn that loses its thinking that way turns thinking off for that request.
+  The `openrouter` preset keeps an Anthropic client's `cache_control` on the text parts
+  it marks (OpenRouter passes it to Claude and Gemini). Towards Google's OpenAI-compatible
+  endpoint, earlier function calls without Gemini's thought signature carry Google's
+  placeholder. An Anthropic client's `temperature` and `top_p` are left out for OpenAI's
+  reasoning models (o-series, GPT-5), which refuse them.
   For Anthropic clients: OpenAI does not say which stop sequence ended an answer, so
   one that did ends as `end_turn` with `stop_sequence: null`; an assistant message last
   (a prefill) is sent as it is, and OpenAI answers after it rather than continuing it.
