@@ -966,6 +966,14 @@ async fn read_body(
     ))
 }
 
+/// The top-level field a decoding error names (``invalid request body: `max_tokens`: ...``),
+/// for OpenAI's `param`.
+fn named_param(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("invalid request body: `")?;
+    let (field, after) = rest.split_once('`')?;
+    (after.starts_with(':') && !field.is_empty()).then(|| field.to_owned())
+}
+
 fn decode(dialect: Dialect, body: &[u8]) -> Result<ChatRequest, WireError> {
     let r = match dialect {
         Dialect::Anthropic => weir_anthropic::decode_request(body),
@@ -1282,7 +1290,10 @@ async fn chat(
         Err(e) => {
             // The message may quote request values, so only at debug level.
             tracing::debug!(request_id = %log.request_id, "undecodable request: {e}");
-            return simple_error(dialect, ErrorKind::InvalidRequest, e.to_string(), log);
+            let message = e.to_string();
+            let mut err = ApiError::new(ErrorKind::InvalidRequest, message);
+            err.param = named_param(&err.message);
+            return gateway_error(dialect, &err, log);
         }
     };
     log.input_estimate = creq.estimate_input_tokens(body.len());

@@ -784,6 +784,25 @@ async fn bad_input_gets_clear_errors() {
     assert_eq!(r.headers()["allow"], "GET, HEAD");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["error"]["type"], "invalid_request_error");
+
+    // A field of the wrong type: named in the message, and OpenAI's `param`.
+    let r = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "mock", "max_tokens": "100", "messages": [{"role": "user", "content": "hi"}]}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["param"], "max_tokens", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("`max_tokens`: invalid type"),
+        "{v}"
+    );
 }
 
 #[tokio::test]
