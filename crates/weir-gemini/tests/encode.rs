@@ -506,13 +506,7 @@ fn thinking_config_variants() {
         config(Some(ThinkingConfig::Disabled), Some("high")),
         json!({"thinkingBudget": 0})
     );
-    let least = |model: &str, thinking: Option<ThinkingConfig>, effort: Option<&str>| {
-        let mut req = request(vec![Message::text(Role::User, "Think")]);
-        req.model = model.into();
-        req.thinking = thinking;
-        req.reasoning_effort = effort.map(str::to_owned);
-        encode(&req)["generationConfig"]["thinkingConfig"].clone()
-    };
+    let least = thinking_config_of;
     for (model, want) in [
         ("gemini-2.5-flash-lite", json!({"thinkingBudget": 0})),
         // 2.5 Pro cannot stop thinking: 0 is a 400, 128 its least.
@@ -548,16 +542,23 @@ fn thinking_config_variants() {
     assert_eq!(config(None, None), Value::Null);
 }
 
+/// The `thinkingConfig` sent to `model` for a request with `thinking` and `effort`.
+fn thinking_config_of(
+    model: &str,
+    thinking: Option<ThinkingConfig>,
+    effort: Option<&str>,
+) -> Value {
+    let mut req = request(vec![Message::text(Role::User, "Think")]);
+    req.model = model.into();
+    req.thinking = thinking;
+    req.reasoning_effort = effort.map(str::to_owned);
+    encode(&req)["generationConfig"]["thinkingConfig"].clone()
+}
+
 #[test]
 fn gemini_3_on_gets_thinking_levels_not_budgets() {
     // Gemini 4 refuses any thinkingBudget; Gemini 3 keeps it only for compatibility.
-    let config = |model: &str, thinking: Option<ThinkingConfig>, effort: Option<&str>| {
-        let mut req = request(vec![Message::text(Role::User, "Think")]);
-        req.model = model.into();
-        req.thinking = thinking;
-        req.reasoning_effort = effort.map(str::to_owned);
-        encode(&req)["generationConfig"]["thinkingConfig"].clone()
-    };
+    let config = thinking_config_of;
     for model in [
         "gemini-4-neon",
         "gemini-3.1-pro",
