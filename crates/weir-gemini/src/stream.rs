@@ -31,8 +31,10 @@ impl Open {
 /// part closes its block (one signature per block); each function call is a complete
 /// tool-use block (start, its arguments in one `InputJson` delta, stop). The message ends
 /// (`MessageDelta` with the stop reason and the last usage reported, then `MessageStop`)
-/// when the body ends after a `finishReason`: a stream has no terminator, and relays (and
-/// Gemini itself in 2024) put `finishReason` on chunks that more parts follow. A body that
+/// when the body ends after a `finishReason` (or stays silent for
+/// [`weir_upstream::COMPLETE_GRACE`] after one with usage): a stream has no terminator, and
+/// relays (and Gemini itself in 2024) put `finishReason` on chunks that more parts follow.
+/// A body that
 /// ends before any `finishReason` was cut short: an error. An `{"error": ...}` event
 /// becomes a [`StreamEvent::Error`] and ends the stream.
 #[derive(Debug, Default)]
@@ -284,5 +286,11 @@ impl FrameDecoder for StreamDecoder {
 
     fn finish(&mut self) -> Result<Option<Frame>, WireError> {
         StreamDecoder::finish(self)
+    }
+
+    /// A finish reason and usage came: the answer may be whole (Gemini ends its body right
+    /// after; a body that lingers is ended after a grace).
+    fn complete(&self) -> bool {
+        self.stop.is_some() && self.usage.is_some() && !self.done && !self.failed
     }
 }

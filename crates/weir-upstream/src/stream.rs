@@ -36,6 +36,12 @@ pub trait FrameDecoder: Send + Unpin + 'static {
     }
     /// The body ended; a final frame, if the dialect closes the message itself.
     fn finish(&mut self) -> Result<Option<Frame>, WireError>;
+    /// Whether what came may be the whole answer though the stream has no terminator
+    /// (Gemini's: a finish reason and usage seen, and more parts may still come): a body
+    /// that then stays silent for [`COMPLETE_GRACE`] is ended as if it had ended.
+    fn complete(&self) -> bool {
+        false
+    }
 }
 
 /// Turns a streamed body's bytes into frames, whatever the framing.
@@ -45,6 +51,10 @@ pub trait BodyDecoder: Send + Unpin + 'static {
     fn feed(&mut self, bytes: &[u8], out: &mut Vec<Frame>) -> Result<(), ProviderError>;
     /// The body ended; frames still owed go to `out`.
     fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), ProviderError>;
+    /// See [`FrameDecoder::complete`].
+    fn complete(&self) -> bool {
+        false
+    }
 }
 
 /// An SSE body decoded by a [`FrameDecoder`].
@@ -187,6 +197,10 @@ impl<D: FrameDecoder> BodyDecoder for SseBody<D> {
         Ok(())
     }
 
+    fn complete(&self) -> bool {
+        self.decoder.complete()
+    }
+
     fn finish(&mut self, out: &mut Vec<Frame>) -> Result<(), ProviderError> {
         self.flush_run(out);
         if self.sse.finish() {
@@ -226,12 +240,18 @@ struct Frames<B> {
     client_quiet: Option<Instant>,
     /// The armed deadline is a keep-alive's, not a timeout's.
     keepalive_bound: bool,
+    /// The armed deadline ends a body that lingers after a complete answer.
+    grace_bound: bool,
     keepalive: Duration,
 }
 
 /// How long a stream may go without a frame for its client before a keep-alive frame
 /// ([`StreamEvent::Ping`]) is yielded.
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// How long a body may stay silent after what may be a whole answer
+/// ([`FrameDecoder::complete`]) before it is ended as if it had.
+pub const COMPLETE_GRACE: Duration = Duration::from_secs(3);
 
 /// Reads an SSE body, yielding one frame per upstream event as soon as it is complete.
 /// Silence longer than `idle`, or the call's total deadline, ends the stream with a
@@ -277,6 +297,7 @@ pub fn body_frames_with_keepalive<B: BodyDecoder>(
         upstream_quiet: None,
         client_quiet: None,
         keepalive_bound: false,
+        grace_bound: false,
         keepalive,
     })
 }
@@ -328,8 +349,14 @@ impl<B: BodyDecoder> Stream for Frames<B> {
                             st.total_bound = now + left < upstream + st.idle;
                             let timeout = (upstream + st.idle).min(now + left);
                             let keepalive = client + st.keepalive;
-                            st.keepalive_bound = keepalive < timeout;
-                            let at = keepalive.min(timeout).into();
+                            let grace = st
+                                .body
+                                .complete()
+                                .then(|| upstream + COMPLETE_GRACE)
+                                .filter(|g| *g < timeout.min(keepalive));
+                            st.grace_bound = grace.is_some();
+                            st.keepalive_bound = !st.grace_bound && keepalive < timeout;
+                            let at = grace.unwrap_or(keepalive.min(timeout)).into();
                             match slot {
                                 Some(t) => {
                                     t.as_mut().reset(at);
@@ -341,6 +368,16 @@ impl<B: BodyDecoder> Stream for Frames<B> {
                     };
                     if timer.as_mut().poll(cx).is_pending() {
                         return Poll::Pending;
+                    }
+                    if st.grace_bound {
+                        // The answer was whole and the body lingers: it ends here.
+                        st.done = true;
+                        if let Err(e) = st.body.finish(&mut st.scratch) {
+                            st.scratch.clear();
+                            return Poll::Ready(Some(Err(e)));
+                        }
+                        st.pending.extend(st.scratch.drain(..));
+                        continue;
                     }
                     if st.keepalive_bound {
                         st.armed = false;
@@ -658,6 +695,74 @@ mod tests {
         fn finish(&mut self) -> Result<Option<Frame>, WireError> {
             Ok(None)
         }
+    }
+
+    /// Each event as an `Unknown`; whole after an event `done`, ended by `end`.
+    #[derive(Default)]
+    struct Ends {
+        whole: bool,
+    }
+    impl FrameDecoder for Ends {
+        fn decode(&mut self, e: Event) -> Result<Frame, WireError> {
+            self.whole |= e.data() == "done";
+            Ok(Frame::from_events(vec![StreamEvent::Unknown {
+                event: e.data().to_owned(),
+            }]))
+        }
+        fn finish(&mut self) -> Result<Option<Frame>, WireError> {
+            Ok(Some(Frame::from_events(vec![StreamEvent::Unknown {
+                event: "end".to_owned(),
+            }])))
+        }
+        fn complete(&self) -> bool {
+            self.whole
+        }
+    }
+
+    /// A body that lingers after what may be a whole answer (a Gemini stream past its
+    /// finish) is ended after [`COMPLETE_GRACE`], not left to time out.
+    #[tokio::test]
+    async fn a_body_lingering_after_a_whole_answer_is_ended_after_a_grace() {
+        use futures_util::StreamExt as _;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/v1/x", l.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf).await;
+            let chunk = |t: &str| format!("{:x}\r\n{t}\r\n", t.len());
+            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+                .await
+                .unwrap();
+            s.write_all(chunk("data: one\n\ndata: done\n\n").as_bytes())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(30)).await;
+        });
+        let up = crate::Upstream::direct(Duration::from_secs(2));
+        let ep = up.endpoint(url::Url::parse(&url).unwrap()).unwrap();
+        let t = crate::Timeouts {
+            connect: Duration::from_secs(2),
+            first_byte: Duration::from_secs(2),
+            idle: Duration::from_secs(20),
+            total: Duration::from_secs(30),
+        };
+        let resp = up
+            .send(&ep, http::HeaderMap::new(), b"{}".to_vec(), &t)
+            .await
+            .unwrap();
+        let items: Vec<String> = body_frames(resp, t.idle, SseBody::new(Ends::default()))
+            .map(|r| match r {
+                Ok(f) => match &f.events[..] {
+                    [StreamEvent::Unknown { event }] => event.clone(),
+                    other => format!("{other:?}"),
+                },
+                Err(e) => format!("error: {}", e.message),
+            })
+            .collect()
+            .await;
+        assert_eq!(items, ["one", "done", "end"]);
     }
 
     /// A silent upstream, or one sending only keep-alive comments, gets its client a
