@@ -169,6 +169,36 @@ def test_openai_sdk_web_search_reaches_claude_and_its_citations_come_back_as_ann
                               "user_location": {"type": "approximate", "city": "Lyon", "country": "FR"}}]
 
 
+def test_openai_sdk_stream_helper_gets_the_citations_of_a_streamed_web_search(weir_factory, upstream):
+    def cite(url):
+        return {"type": "web_search_result_location", "url": url, "title": "T", "cited_text": "x", "encrypted_index": "E"}
+    events = [{"type": "message_start", "message": {"id": "msg_ws", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                                                     "content": [], "stop_reason": None, "stop_sequence": None, "usage": {"input_tokens": 9, "output_tokens": 1}}}]
+    for i, (text, url) in enumerate([("Intro. ", None), ("Rain in Lyon.", "https://a.example"), (" Sun in Nice.", "https://b.example")]):
+        start = {"type": "text", "text": ""}
+        if url:
+            start["citations"] = []
+        events.append({"type": "content_block_start", "index": i, "content_block": start})
+        if url:
+            events.append({"type": "content_block_delta", "index": i, "delta": {"type": "citations_delta", "citation": cite(url)}})
+        events.append({"type": "content_block_delta", "index": i, "delta": {"type": "text_delta", "text": text}})
+        events.append({"type": "content_block_stop", "index": i})
+    events += [{"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None}, "usage": {"output_tokens": 9}},
+               {"type": "message_stop"}]
+    body = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events).encode()
+    upstream.routes["/v1/messages"] = (200, "text/event-stream", body)
+    w = weir_factory(f'[providers.anthropic]\nkind = "anthropic"\nbase_url = "{upstream.url}"\nkeys = ["{UPSTREAM_KEY}"]\n'
+                     '[[models]]\nname = "claude-*"\ntargets = [{ provider = "anthropic" }]\n')
+    with o_client(w).chat.completions.stream(model="claude-sonnet-4-5", web_search_options={},
+                                             messages=[{"role": "user", "content": "Weather?"}]) as s:
+        for _ in s:
+            pass
+        msg = s.get_final_completion().choices[0].message
+    assert msg.content == "Intro. Rain in Lyon. Sun in Nice."
+    spans = [(a.url_citation.url, msg.content[a.url_citation.start_index:a.url_citation.end_index]) for a in msg.annotations]
+    assert spans == [("https://a.example", "Rain in Lyon."), ("https://b.example", " Sun in Nice.")]
+
+
 def test_openai_upstream_behind_the_anthropic_sdk_keeps_tool_ids(weir_factory, upstream):
     body = (FIXTURES / "openai/parallel_tools_stream/00.response.body").read_bytes()
     upstream.routes["/v1/chat/completions"] = (200, "text/event-stream", body)

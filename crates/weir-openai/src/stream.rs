@@ -978,6 +978,10 @@ pub struct StreamEncoder {
     /// The open text block's index, the character it starts at, and the web pages it
     /// cites (Anthropic's `citations_delta`), written as annotations when it stops.
     citing: Option<(u32, usize, Vec<crate::response::Citation>)>,
+    /// The `url_citation` annotations of the blocks that stopped, written in one chunk
+    /// before the finish, as OpenAI sends them (its SDK's stream helper cannot merge a
+    /// second annotations chunk: list deltas must carry an `index`).
+    notes: Vec<serde_json::Value>,
     /// The upstream speaks OpenAI too: its chunks go out as they came, so a closing frame
     /// the decoder makes itself (the upstream ended without `[DONE]`) only owes `[DONE]`;
     /// its finish and usage were in the upstream's own chunks.
@@ -999,6 +1003,7 @@ impl StreamEncoder {
             done: false,
             chars: 0,
             citing: None,
+            notes: Vec::new(),
             passthrough: false,
         };
         e.render_prefix();
@@ -1149,18 +1154,9 @@ impl StreamEncoder {
             StreamEvent::BlockStop { index } => {
                 // A text block that cited web pages: OpenAI's annotations for its span.
                 if let Some((_, start, cites)) = self.citing.take_if(|c| c.0 == *index) {
-                    let notes: Vec<_> = cites
-                        .iter()
-                        .filter_map(|c| c.url_citation(start, self.chars))
-                        .collect();
-                    if !notes.is_empty() {
-                        self.chunk(out, None, |o| {
-                            o.extend_from_slice(b"{\"annotations\":");
-                            // (Values serialize infallibly into a Vec.)
-                            let _ = serde_json::to_writer(&mut *o, &notes);
-                            o.push(b'}');
-                        });
-                    }
+                    let end = self.chars;
+                    self.notes
+                        .extend(cites.iter().filter_map(|c| c.url_citation(start, end)));
                 }
                 // A tool called without arguments streams only `partial_json: ""`; OpenAI
                 // clients parse the concatenated arguments, so they must get `{}` (or what
@@ -1174,6 +1170,15 @@ impl StreamEncoder {
                 stop_reason, usage, ..
             } => {
                 self.usage.merge(usage);
+                if !self.notes.is_empty() {
+                    let notes = std::mem::take(&mut self.notes);
+                    self.chunk(out, None, |o| {
+                        o.extend_from_slice(b"{\"annotations\":");
+                        // (Values serialize infallibly into a Vec.)
+                        let _ = serde_json::to_writer(&mut *o, &notes);
+                        o.push(b'}');
+                    });
+                }
                 // (Another dialect's stream: tool calls are a tool-calls finish whatever the
                 // upstream said.)
                 let finish = match stop_reason {

@@ -2988,6 +2988,17 @@ fn sampling_settings_are_left_out_for_openai_reasoning_models_in_translation() {
     let o = to_o("gpt-5.1", true, &reasoning);
     assert_eq!(o["reasoning_effort"], "low");
     assert!(o.get("temperature").is_none(), "{o}");
+    // OpenRouter's `reasoning` object is reasoning too.
+    let o = to_o(
+        "openai/gpt-5.1",
+        true,
+        &weir_openai::Preset::OpenRouter.encode_options(),
+    );
+    assert!(o.get("reasoning").is_some(), "{o}");
+    assert!(
+        o.get("temperature").is_none() && o.get("top_p").is_none(),
+        "{o}"
+    );
     for model in [
         "gpt-4o",
         "gpt-5-chat-latest",
@@ -3201,7 +3212,8 @@ fn web_search_options_become_anthropic_s_web_search_and_its_citations_url_annota
         json!({"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": "Rain 😀"}}),
         json!({"type": "content_block_delta", "index": 3, "delta": {"type": "text_delta", "text": " today"}}),
         json!({"type": "content_block_stop", "index": 3}),
-        json!({"type": "content_block_start", "index": 4, "content_block": {"type": "text", "text": ""}}),
+        json!({"type": "content_block_start", "index": 4, "content_block": {"type": "text", "text": "", "citations": []}}),
+        json!({"type": "content_block_delta", "index": 4, "delta": {"type": "citations_delta", "citation": cite("https://b.example")}}),
         json!({"type": "content_block_delta", "index": 4, "delta": {"type": "text_delta", "text": "."}}),
         json!({"type": "content_block_stop", "index": 4}),
         json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 5, "server_tool_use": {"web_search_requests": 1}}}),
@@ -3222,7 +3234,7 @@ fn web_search_options_become_anthropic_s_web_search_and_its_citations_url_annota
     for ev in sse_events(body.as_bytes()) {
         enc.encode(&dec.decode(ev).unwrap(), &mut out).unwrap();
     }
-    let (mut content, mut notes, mut finish) = (String::new(), Vec::new(), None);
+    let (mut content, mut notes, mut finish, mut chunks) = (String::new(), Vec::new(), None, 0);
     for ev in sse_events(&out) {
         if ev.data() == "[DONE]" {
             continue;
@@ -3233,13 +3245,21 @@ fn web_search_options_become_anthropic_s_web_search_and_its_citations_url_annota
         content.push_str(choice["delta"]["content"].as_str().unwrap_or_default());
         if let Some(a) = choice["delta"]["annotations"].as_array() {
             notes.extend(a.iter().cloned());
+            chunks += 1;
+            assert!(finish.is_none(), "annotations before the finish");
         }
         if let Some(f) = choice["finish_reason"].as_str() {
             finish = Some(f.to_owned());
         }
     }
     assert_eq!(content, "Héllo. Rain 😀 today.");
-    assert_json(&Value::Array(notes), &json!([span("https://a.example")]));
+    // All in one chunk, as OpenAI sends them (its SDK's stream helper cannot merge two).
+    assert_eq!(chunks, 1);
+    let last = json!({"type": "url_citation", "url_citation": {"start_index": 19, "end_index": 20, "url": "https://b.example", "title": "T"}});
+    assert_json(
+        &Value::Array(notes),
+        &json!([span("https://a.example"), last]),
+    );
     assert_eq!(finish.as_deref(), Some("stop"));
 }
 
