@@ -85,17 +85,19 @@ impl JsonStr {
         while i < inner.len() {
             match inner[i] {
                 b'\\' if inner.get(i + 1) == Some(&b'u') => {
-                    // `\uXXXX`; a high surrogate and the low one after it are one character.
-                    let high = inner
-                        .get(i + 2..i + 6)
-                        .and_then(|h| std::str::from_utf8(h).ok())
-                        .and_then(|h| u16::from_str_radix(h, 16).ok())
-                        .is_some_and(|u| (0xD800..0xDC00).contains(&u));
-                    i += if high && inner.get(i + 6..i + 8) == Some(b"\\u") {
-                        12
-                    } else {
-                        6
+                    // `\uXXXX`; a high surrogate and the low one after it are one character
+                    // (a lone one decodes as U+FFFD: one character too).
+                    let unit = |at: usize| {
+                        inner
+                            .get(at..at + 2)
+                            .filter(|u| *u == b"\\u")
+                            .and_then(|_| inner.get(at + 2..at + 6))
+                            .and_then(|h| std::str::from_utf8(h).ok())
+                            .and_then(|h| u16::from_str_radix(h, 16).ok())
                     };
+                    let high = unit(i).is_some_and(|u| (0xD800..0xDC00).contains(&u));
+                    let low = || unit(i + 6).is_some_and(|u| (0xDC00..0xE000).contains(&u));
+                    i += if high && low() { 12 } else { 6 };
                     n += 1;
                 }
                 b'\\' => {
@@ -311,6 +313,8 @@ mod tests {
             (r#""\ud83d\ude00!""#, "😀!"),
             (r#""\u00e9\n\t\/""#, "é\n\t/"),
             (r#""a\ud800b""#, "a\u{fffd}b"),
+            // A high surrogate before another escape that is no low one: two characters.
+            (r#""X\ud800\u0041Y""#, "X\u{fffd}AY"),
         ] {
             let j = JsonStr::from_token(tok).unwrap();
             assert_eq!(j.chars(), want.chars().count(), "{tok}");
