@@ -250,7 +250,8 @@ struct Frames<B> {
 pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
 /// How long a body may stay silent after what may be a whole answer
-/// ([`FrameDecoder::complete`]) before it is ended as if it had.
+/// ([`FrameDecoder::complete`]) before it is ended as if it had (half the idle timeout
+/// when that is shorter).
 pub const COMPLETE_GRACE: Duration = Duration::from_secs(3);
 
 /// Reads an SSE body, yielding one frame per upstream event as soon as it is complete.
@@ -352,7 +353,8 @@ impl<B: BodyDecoder> Stream for Frames<B> {
                             let grace = st
                                 .body
                                 .complete()
-                                .then(|| upstream + COMPLETE_GRACE)
+                                // (Within the idle timeout, however short.)
+                                .then(|| upstream + COMPLETE_GRACE.min(st.idle / 2))
                                 .filter(|g| *g < timeout.min(keepalive));
                             st.grace_bound = grace.is_some();
                             st.keepalive_bound = !st.grace_bound && keepalive < timeout;
@@ -720,7 +722,8 @@ mod tests {
     }
 
     /// A body that lingers after what may be a whole answer (a Gemini stream past its
-    /// finish) is ended after [`COMPLETE_GRACE`], not left to time out.
+    /// finish) is ended after [`COMPLETE_GRACE`] (here half the idle timeout, which is
+    /// shorter), not left to time out.
     #[tokio::test]
     async fn a_body_lingering_after_a_whole_answer_is_ended_after_a_grace() {
         use futures_util::StreamExt as _;
@@ -745,7 +748,7 @@ mod tests {
         let t = crate::Timeouts {
             connect: Duration::from_secs(2),
             first_byte: Duration::from_secs(2),
-            idle: Duration::from_secs(20),
+            idle: Duration::from_secs(2),
             total: Duration::from_secs(30),
         };
         let resp = up
