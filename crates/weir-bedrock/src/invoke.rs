@@ -94,6 +94,10 @@ pub fn encode_invoke_body(
     }
     betas.retain(|b| !drop_betas.contains(b));
     refuse_fetched_media(req)?;
+    if req.origin == Some(weir_model::Dialect::OpenAi) {
+        // (Named for Bedrock: the encoder below would say Anthropic.)
+        req.check_translatable("Bedrock")?;
+    }
     let body = encode_request(req, &opts)?;
     let Some(rest) = body.strip_prefix(b"{") else {
         return Err(WireError::Malformed(

@@ -295,7 +295,9 @@ fn thinking(req: &ChatRequest) -> Option<(Amount, bool)> {
             _ => None,
         },
         None => match req.reasoning_effort.as_deref()? {
-            "none" => Some((least_thinking(&req.model, false), false)),
+            // (Models before 2.5 do not think, and refuse a thinking config.)
+            "none" if req.model.contains("2.5") => Some((least_thinking(&req.model, false), false)),
+            "none" => None,
             "minimal" | "low" => Some((Amount::Budget(1024), true)),
             "medium" => Some((Amount::Budget(8192), true)),
             "high" => Some((Amount::Budget(i64::from(MAX_THINKING_BUDGET)), true)),

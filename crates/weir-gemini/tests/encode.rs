@@ -525,6 +525,7 @@ fn thinking_config_variants() {
         least("gemini-2.5-pro", None, Some("none")),
         json!({"thinkingBudget": 128})
     );
+    assert_eq!(least("gemini-2.0-flash", None, Some("none")), Value::Null);
     assert_eq!(
         config(
             Some(ThinkingConfig::Unknown(to_raw(

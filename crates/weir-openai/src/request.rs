@@ -1130,7 +1130,20 @@ impl Serialize for RequestOut<'_> {
         // Another dialect's client did not write its sampling settings for OpenAI's
         // reasoning models, which refuse them (a 400): they are left out. (An OpenAI
         // client's go as they came: OpenAI's own error says what to change.)
-        let sampling = same || !sampling_refused(&r.model, effort);
+        // (OpenRouter's `reasoning` object carries thinking as well as `reasoning_effort`.)
+        let reasoning = effort.or_else(|| {
+            (self.opts.reasoning_object
+                && matches!(
+                    r.thinking,
+                    Some(
+                        ThinkingConfig::Enabled { .. }
+                            | ThinkingConfig::Adaptive(_)
+                            | ThinkingConfig::Unknown(_)
+                    )
+                ))
+            .then_some("medium")
+        });
+        let sampling = same || !sampling_refused(&r.model, reasoning);
         if let (Some(t), true) = (r.temperature, sampling) {
             m.entry("temperature", &t)?;
         }
