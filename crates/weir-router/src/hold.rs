@@ -424,8 +424,14 @@ pub(crate) async fn hold_bytes(
             }
             Some(Err(e)) => return Err(e),
             Some(Ok(b)) => {
+                // A keep-alive (the bridge writes one after 15 s without an event): the
+                // client gets its status and the keep-alive now, not at the first event.
+                let keep_alive = b.starts_with(KEEP_ALIVE);
                 seen.extend_from_slice(&b);
                 held.push(b);
+                if keep_alive {
+                    break 'read;
+                }
                 while let Some(len) = first_event_end(&seen[at..]) {
                     let event = &seen[at..at + len];
                     let first = at == 0;
@@ -455,6 +461,9 @@ pub(crate) async fn hold_bytes(
     let head = futures_util::stream::iter(held.into_iter().map(Ok));
     Ok(Box::pin(head.chain(s)))
 }
+
+/// The SSE comment a keep-alive is written as.
+const KEEP_ALIVE: &[u8] = b": keep-alive";
 
 /// Whether an event only opens the response (`response.created`, `response.queued`,
 /// `response.in_progress`): by its name, else its data's `type`.
@@ -650,6 +659,17 @@ mod tests {
         let too_long = "event: response.failed\ndata: {\"type\":\"response.failed\",\"response\":{\"error\":{\"code\":\"context_length_exceeded\",\"message\":\"too long\"}}}\n\n";
         let events = [created, progress, too_long];
         served_as_sent(&events, stream(&events), long).await;
+        // A keep-alive (the bridge's after 15 s of silence) lets the stream through at
+        // once, before any event, with a zero hold too.
+        for hold in [long, Duration::ZERO] {
+            let served = tokio::time::timeout(
+                Duration::from_secs(5),
+                hold_bytes(stream(&[": keep-alive\n\n"]), hold),
+            )
+            .await
+            .expect("let through by the keep-alive");
+            assert!(served.is_ok());
+        }
     }
 
     /// Opening events without content are held up to a megabyte, not 64 of any size: a
