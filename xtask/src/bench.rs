@@ -458,8 +458,8 @@ read). Callgrind over 1,000 requests on one connection, both builds in one sitti
 to 81.24k.
 
 The next session (another Intel Xeon VM, 2 vCPUs, faster at 32 connections: nginx
-answered directly at 62-65 µs p50 and 208-233k requests per second; the table above is its
-run, at 5a7213b): Weir added 33-41 µs at one connection, within the target on all four
+answered directly at 62-65 µs p50 and 208-233k requests per second; in its last run, at
+5a7213b): Weir added 33-41 µs at one connection, within the target on all four
 endpoints, at 0.23-0.26 of direct, where the nginx proxy added 9-15 µs at 0.39-0.42 and
 the hyper proxy 13-17 µs at 0.32-0.38: with the direct figure this high, every proxy's
 ratio is lower, and Weir's gap to the hyper proxy is the same as before. Its changes to
@@ -471,6 +471,26 @@ requests on one connection, the session's first build (ef54742) and the benchmar
 completions 76.87k to 76.82k (counts on this machine run lower than on the last for the
 same code); its last build (00e048f, after the metrics' label set for the config's model
 names) 76.92k and 76.64k.
+
+The next session (an AMD EPYC VM again, 2 vCPUs: nginx answered directly at 60-74 µs p50
+and 100-125k requests per second; the table above is its run, at bdf1fcd): Weir added
+100-150 µs at one connection, over the target on all four endpoints, at 0.25-0.28 of
+direct, where the nginx proxy added 25-57 µs at 0.36-0.47 and the hyper proxy 44-67 µs at
+0.35-0.46, as on the AMD VMs of earlier sessions. The session's first build (5a11932) and
+its last, side by side behind the same nginx (wrk, 4 s per measurement, three rounds
+alternating, `/v1/messages`): p50 at one connection 187, 180, 193 µs for the first and
+168, 198, 196 µs for the last (direct 74 µs); 30.7k, 30.6k, 27.2k requests per second at
+32 connections for the first and 35.3k, 27.5k, 32.9k for the last: the same within this
+VM's noise. Its changes to the request path: a stream's keep-alive (the clock read when a
+stream starts to wait, as its idle timer already did; two fields cleared per chunk and
+per frame), a Gemini body's completeness checked when a stream waits, the OpenAI
+encoder's reasoning read before its sampling settings, web search and citation checks
+for translated requests only. Callgrind over 1,000 requests on one connection, the
+first build and the last in one sitting: `/v1/messages` 84.02k instructions per request
+to 84.10k (+0.1%), its stream 115.12k to 115.64k (+0.5%), chat completions 85.21k to
+86.07k (+1.0%; by function, memory copies and tokio's timeout future, hyper's and serde's
+code inlined differently, no new work; counts on this machine run higher than on the
+last for the same code).
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
