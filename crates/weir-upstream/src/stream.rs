@@ -721,12 +721,9 @@ mod tests {
         }
     }
 
-    /// A body that lingers after what may be a whole answer (a Gemini stream past its
-    /// finish) is ended after [`COMPLETE_GRACE`] (here half the idle timeout, which is
-    /// shorter), not left to time out.
-    #[tokio::test]
-    async fn a_body_lingering_after_a_whole_answer_is_ended_after_a_grace() {
-        use futures_util::StreamExt as _;
+    /// An upstream answering one request with an SSE body written as `writes` (each
+    /// after its delay), then silent for 30 s; its answer, with `idle` as the idle timeout.
+    async fn streamed(writes: Vec<(u64, &'static str)>, idle: Duration) -> crate::Response {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/v1/x", l.local_addr().unwrap());
@@ -734,13 +731,14 @@ mod tests {
             let (mut s, _) = l.accept().await.unwrap();
             let mut buf = [0u8; 4096];
             let _ = s.read(&mut buf).await;
-            let chunk = |t: &str| format!("{:x}\r\n{t}\r\n", t.len());
             s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
                 .await
                 .unwrap();
-            s.write_all(chunk("data: one\n\ndata: done\n\n").as_bytes())
-                .await
-                .unwrap();
+            for (ms, t) in writes {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                let chunk = format!("{:x}\r\n{t}\r\n", t.len());
+                s.write_all(chunk.as_bytes()).await.unwrap();
+            }
             tokio::time::sleep(Duration::from_secs(30)).await;
         });
         let up = crate::Upstream::direct(Duration::from_secs(2));
@@ -748,75 +746,18 @@ mod tests {
         let t = crate::Timeouts {
             connect: Duration::from_secs(2),
             first_byte: Duration::from_secs(2),
-            idle: Duration::from_secs(2),
+            idle,
             total: Duration::from_secs(30),
         };
-        let resp = up
-            .send(&ep, http::HeaderMap::new(), b"{}".to_vec(), &t)
+        up.send(&ep, http::HeaderMap::new(), b"{}".to_vec(), &t)
             .await
-            .unwrap();
-        let items: Vec<String> = body_frames(resp, t.idle, SseBody::new(Ends::default()))
-            .map(|r| match r {
-                Ok(f) => match &f.events[..] {
-                    [StreamEvent::Unknown { event }] => event.clone(),
-                    other => format!("{other:?}"),
-                },
-                Err(e) => format!("error: {}", e.message),
-            })
-            .collect()
-            .await;
-        assert_eq!(items, ["one", "done", "end"]);
+            .unwrap()
     }
 
-    /// A silent upstream, or one sending only keep-alive comments, gets its client a
-    /// keep-alive frame (`Ping`) every interval; the idle timeout still counts from the
-    /// upstream's last bytes.
-    #[tokio::test]
-    async fn a_quiet_stream_yields_keep_alives_and_still_times_out() {
+    /// What a stream yields, one line per item: an event's name, `ping`, or the error.
+    async fn items(s: EventStream) -> Vec<String> {
         use futures_util::StreamExt as _;
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/v1/x", l.local_addr().unwrap());
-        tokio::spawn(async move {
-            let (mut s, _) = l.accept().await.unwrap();
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf).await;
-            let chunk = |t: &str| format!("{:x}\r\n{t}\r\n", t.len());
-            s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
-                .await
-                .unwrap();
-            // Comments only, for longer than the keep-alive interval.
-            for _ in 0..10 {
-                tokio::time::sleep(Duration::from_millis(60)).await;
-                s.write_all(chunk(": PROCESSING\n\n").as_bytes())
-                    .await
-                    .unwrap();
-            }
-            s.write_all(chunk("data: one\n\n").as_bytes())
-                .await
-                .unwrap();
-            // Then silence, past the idle timeout.
-            tokio::time::sleep(Duration::from_secs(5)).await;
-        });
-        let up = crate::Upstream::direct(Duration::from_secs(2));
-        let ep = up.endpoint(url::Url::parse(&url).unwrap()).unwrap();
-        let t = crate::Timeouts {
-            connect: Duration::from_secs(2),
-            first_byte: Duration::from_secs(2),
-            idle: Duration::from_secs(1),
-            total: Duration::from_secs(10),
-        };
-        let resp = up
-            .send(&ep, http::HeaderMap::new(), b"{}".to_vec(), &t)
-            .await
-            .unwrap();
-        let items: Vec<String> = body_frames_with_keepalive(
-            resp,
-            t.idle,
-            SseBody::new(Named),
-            Duration::from_millis(150),
-        )
-        .map(|r| match r {
+        s.map(|r| match r {
             Ok(f) => match &f.events[..] {
                 [StreamEvent::Ping] => "ping".to_owned(),
                 [StreamEvent::Unknown { event }] => event.clone(),
@@ -825,6 +766,38 @@ mod tests {
             Err(e) => format!("error: {}", e.message),
         })
         .collect()
+        .await
+    }
+
+    /// A body that lingers after what may be a whole answer (a Gemini stream past its
+    /// finish) is ended after [`COMPLETE_GRACE`] (here half the idle timeout, which is
+    /// shorter), not left to time out.
+    #[tokio::test]
+    async fn a_body_lingering_after_a_whole_answer_is_ended_after_a_grace() {
+        let idle = Duration::from_secs(2);
+        let resp = streamed(vec![(0, "data: one\n\ndata: done\n\n")], idle).await;
+        let got = items(body_frames(resp, idle, SseBody::new(Ends::default()))).await;
+        assert_eq!(got, ["one", "done", "end"]);
+    }
+
+    /// A silent upstream, or one sending only keep-alive comments, gets its client a
+    /// keep-alive frame (`Ping`) every interval; the idle timeout still counts from the
+    /// upstream's last bytes.
+    #[tokio::test]
+    async fn a_quiet_stream_yields_keep_alives_and_still_times_out() {
+        // Comments only, for longer than the keep-alive interval; an event; then silence,
+        // past the idle timeout.
+        let mut writes = vec![(60, ": PROCESSING\n\n"); 10];
+        writes.push((0, "data: one\n\n"));
+        let idle = Duration::from_secs(1);
+        let resp = streamed(writes, idle).await;
+        let keepalive = Duration::from_millis(150);
+        let items = items(body_frames_with_keepalive(
+            resp,
+            idle,
+            SseBody::new(Named),
+            keepalive,
+        ))
         .await;
         let one = items.iter().position(|i| i == "one").expect("the event");
         assert!(
