@@ -202,6 +202,13 @@ impl<'de> Visitor<'de> for RequestVisitor {
                 }
                 "tool_choice" => {
                     if let Some(raw) = opt_value::<_, RawJson>(&mut map, &k, &mut r.extra)? {
+                        // (A string or an object, as OpenAI takes it; anything else would
+                        // be dropped by other dialects' encoders.)
+                        if !matches!(raw.get().as_bytes().first(), Some(b'"' | b'{')) {
+                            return Err(de::Error::custom(
+                                "`tool_choice`: expected a string or an object",
+                            ));
+                        }
                         r.tool_choice = Some(tool_choice_from_raw(raw));
                     }
                 }

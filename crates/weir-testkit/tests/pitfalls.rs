@@ -2864,6 +2864,10 @@ fn a_top_level_field_of_the_wrong_type_is_named_in_the_error() {
             json!({"model": "m", "temperature": [1], "messages": []}),
             "`temperature`: ",
         ),
+        (
+            json!({"model": "m", "tool_choice": 2, "messages": []}),
+            "`tool_choice`: expected a string or an object",
+        ),
     ] {
         let err = weir_openai::decode_request(body.to_string().as_bytes()).unwrap_err();
         assert!(err.to_string().contains(says), "{body}: {err}");
