@@ -84,7 +84,12 @@ const NOTES: &str = "
 - **gemini**: function calls get ids Gemini does not send (`toolu_gemini_...`) and
   results find their function by them; Gemini's thought signatures travel through
   Anthropic clients inside thinking blocks; a matched stop sequence is reported as a
-  normal end (Gemini does not distinguish them).
+  normal end (Gemini does not distinguish them). Web search (Claude's `web_search` tool,
+  as Claude Code's web search sends it, or an OpenAI client's `web_search_options`) is
+  grounding with Google Search: the answer comes back in Claude's shape (a
+  `server_tool_use` and `web_search_tool_result` with the pages, the supported sentences
+  as text blocks citing them; `url_citation` annotations for OpenAI clients). Its domain
+  lists are refused (Gemini takes none); `max_uses` and `user_location` are not sent.
 - **ollama**: the native `/api/chat` (NDJSON); no key by default, `keys` go as Bearer
   (hosted Ollama); images as base64 only; tool calls get
   ids; an OpenAI client's `seed` and penalties become options. It has no `tool_choice`:

@@ -720,7 +720,10 @@ impl<'a> Plan<'a> {
         Ok(Plan {
             req,
             opts,
-            out: Out { same },
+            out: Out {
+                same,
+                answer: false,
+            },
             system,
             messages,
             thinking,

@@ -289,7 +289,7 @@ fn write_response(
     inputs: &[Option<RawJson>],
 ) -> Result<(), String> {
     let same = r.origin == Some(Dialect::Anthropic);
-    let out = Out { same };
+    let out = Out { same, answer: true };
     w.begin_object();
     w.key("id");
     if r.id.is_empty() && !same {

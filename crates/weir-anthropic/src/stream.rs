@@ -499,8 +499,16 @@ impl StreamEncoder {
                         w.raw("{}");
                         w.end_object();
                     }
-                    other => block(&mut w, other, Out { same: false }, BlockEdits::default())
-                        .map_err(|e| WireError::Unsupported(format!("content_block_start: {e}")))?,
+                    other => block(
+                        &mut w,
+                        other,
+                        Out {
+                            same: false,
+                            answer: true,
+                        },
+                        BlockEdits::default(),
+                    )
+                    .map_err(|e| WireError::Unsupported(format!("content_block_start: {e}")))?,
                 }
                 w.end_object();
                 "content_block_start"
@@ -519,6 +527,14 @@ impl StreamEncoder {
                         w.raw("\"signature_delta\"");
                         w.key("signature");
                         w.string(sig);
+                    }
+                    // Another upstream's citation made in Anthropic's shape (Gemini's
+                    // grounding with Google Search).
+                    Delta::Unknown {
+                        dialect: Dialect::Anthropic,
+                        raw,
+                    } => {
+                        w.raw_fields(&raw.get()[1..raw.get().len() - 1]);
                     }
                     // Text deltas took the hot path above.
                     _ => return Ok(()),

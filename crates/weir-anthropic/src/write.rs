@@ -12,6 +12,9 @@ use weir_model::{Content, ContentBlock, ContentForm, Dialect, MediaSource, ToolI
 #[derive(Clone, Copy)]
 pub(crate) struct Out {
     pub same: bool,
+    /// Writing an answer (not a request): another dialect's text may carry citations made
+    /// in Anthropic's shape.
+    pub answer: bool,
 }
 
 /// Per-block overrides prepared by the request planner.
@@ -124,6 +127,14 @@ pub(crate) fn block(
             w.json_str(&t.text);
             cache_control(w, t.cache_control.as_deref());
             extra(w, &t.extra);
+            // Another upstream's citations of web pages, made in Anthropic's shape (Gemini's
+            // grounding with Google Search), for an answer.
+            if !out.same && out.answer {
+                if let Some(c) = t.extra.get("citations") {
+                    w.key("citations");
+                    w.raw_value(c);
+                }
+            }
         }
         ContentBlock::Image(i) => {
             if matches!(i.source, MediaSource::Text { .. }) {
@@ -323,7 +334,20 @@ pub(crate) fn delta_usage(w: &mut JsonWriter, u: &Usage) {
     w.key("output_tokens");
     w.u64(u.output_tokens.unwrap_or(0));
     thinking_tokens(w, u);
+    web_searches(w, u);
     w.end_object();
+}
+
+/// Another dialect's web searches (Gemini's grounding queries) as Anthropic's
+/// `server_tool_use.web_search_requests`.
+fn web_searches(w: &mut JsonWriter, u: &Usage) {
+    if let Some(n) = u.web_search_requests {
+        w.key("server_tool_use");
+        w.begin_object();
+        w.key("web_search_requests");
+        w.u64(n);
+        w.end_object();
+    }
 }
 
 /// Another dialect's reasoning tokens as Anthropic's `output_tokens_details`, which the
@@ -380,6 +404,7 @@ pub(crate) fn usage(w: &mut JsonWriter, u: &Usage, same: bool) {
         w.key("cache_read_input_tokens");
         w.u64(u.cache_read_tokens.unwrap_or(0));
         thinking_tokens(w, u);
+        web_searches(w, u);
     }
     w.end_object();
 }

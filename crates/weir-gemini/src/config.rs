@@ -12,11 +12,19 @@ pub const MAX_THINKING_BUDGET: u32 = 24_576;
 pub(crate) fn write_tools(
     w: &mut JsonWriter,
     functions: &[&FunctionTool],
+    search: bool,
     opts: &EncodeOptions,
     budget: &crate::schema::Budget,
 ) -> Result<(), WireError> {
     w.key("tools");
     w.begin_array();
+    if search {
+        w.raw(r#"{"googleSearch":{}}"#);
+    }
+    if functions.is_empty() {
+        w.end_array();
+        return Ok(());
+    }
     w.begin_object();
     w.key("functionDeclarations");
     w.begin_array();

@@ -33,8 +33,11 @@
 //! go to `parameters` cleaned of what Gemini rejects (see [`SchemaMode`]); `tool_choice`
 //! maps to `toolConfig.functionCallingConfig.mode` `AUTO`/`ANY`/`NONE`, a named tool to
 //! `ANY` with `allowedFunctionNames`. Gemini has no switch for parallel calls;
-//! `parallel_tool_calls` is not sent. Provider-specific tools and blocks of another
-//! dialect (`Unknown`) are refused with [`weir_model::WireError::Unsupported`].
+//! `parallel_tool_calls` is not sent. Claude's web search tool and an OpenAI client's
+//! `web_search_options` are grounding with Google Search (`googleSearch`), whose answer
+//! comes back as a web search in Claude's shape (see `grounding`); a web search and its
+//! results in assistant history are left out. Other provider-specific tools and blocks of
+//! another dialect (`Unknown`) are refused with [`weir_model::WireError::Unsupported`].
 //!
 //! **Tool-call ids.** Gemini's ids are optional. A `functionCall.id` that is a valid
 //! Anthropic id (`^[a-zA-Z0-9_-]{1,64}$`) is kept; otherwise the id is
@@ -91,6 +94,7 @@
 mod carry;
 mod config;
 mod error;
+mod grounding;
 mod provider;
 mod request;
 mod response;

@@ -4,8 +4,8 @@ use std::borrow::Cow;
 
 use weir_model::json_writer::JsonWriter;
 use weir_model::{
-    ChatRequest, ContentBlock, DocumentBlock, JsonStr, MediaSource, Message, RawJson, Role, Tool,
-    ToolResultBlock, WireError,
+    ChatRequest, ContentBlock, Dialect, DocumentBlock, JsonStr, MediaSource, Message, RawJson,
+    Role, Tool, ToolResultBlock, WireError,
 };
 
 use crate::carry::{classify, Signature, SKIP_SIGNATURE_VALIDATOR};
@@ -59,7 +59,8 @@ impl Default for EncodeOptions {
 /// function's name, which only the call has) ([`WireError::Malformed`]); blocks, tools or a `tool_choice` that only another
 /// dialect can carry; OpenAI `function` messages ([`WireError::Unsupported`]).
 pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>, WireError> {
-    req.check_translatable("Gemini")?;
+    // (Gemini grounds with Google Search for an OpenAI client's `web_search_options`.)
+    req.check_translatable_to("Gemini", true)?;
     // An OpenAI assistant's refusal is what the model said: Gemini has it as text.
     let req = &*req.with_refusals_as_text();
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
@@ -76,9 +77,15 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
     // Gemini refuses empty content, so empty messages were left out above.
     req.check_kept_messages("Gemini", plan.turns.last().map(|t| t.role == "model"))?;
     let mut functions = Vec::new();
+    let mut search = web_search_options(req)?;
     for t in req.tools() {
         match t {
             Tool::Function(f) => functions.push(f),
+            Tool::Unknown {
+                dialect: Dialect::Anthropic,
+                raw,
+                ..
+            } if anthropic_web_search(raw)? => search = true,
             Tool::Unknown { dialect, name, .. } => {
                 return Err(WireError::Unsupported(format!(
                     "tool `{}` is a {dialect}-specific tool and cannot be sent to Gemini",
@@ -120,8 +127,10 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
     }
     // (One budget for every schema of the request: see `schema::MAX_BYTES`.)
     let budget = crate::schema::Budget::new();
+    if !functions.is_empty() || search {
+        write_tools(&mut w, &functions, search, opts, &budget)?;
+    }
     if !functions.is_empty() {
-        write_tools(&mut w, &functions, opts, &budget)?;
         if let Some(choice) = &req.tool_choice {
             write_tool_config(&mut w, choice, &functions)?;
         }
@@ -129,6 +138,61 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
     write_generation_config(&mut w, req, opts, &budget)?;
     w.end_object();
     Ok(w.into_bytes())
+}
+
+/// Whether an OpenAI client asked for web search (`web_search_options`, an object: its
+/// `user_location` and `search_context_size` have no Gemini counterpart and are not
+/// sent).
+fn web_search_options(req: &ChatRequest) -> Result<bool, WireError> {
+    if req.origin != Some(Dialect::OpenAi) {
+        return Ok(false);
+    }
+    match req
+        .extra
+        .get("web_search_options")
+        .map(|r| r.get().trim_start())
+    {
+        None | Some("null") => Ok(false),
+        Some(v) if v.starts_with('{') => Ok(true),
+        Some(_) => Err(WireError::Malformed(
+            "web_search_options: must be an object".into(),
+        )),
+    }
+}
+
+/// Whether an Anthropic tool is Claude's web search (`web_search_*`), which Gemini's
+/// grounding with Google Search stands for. Its `max_uses` and `user_location` have no
+/// Gemini counterpart and are not sent; domain lists, which would change what may be
+/// found, are refused.
+fn anthropic_web_search(raw: &serde_json::value::RawValue) -> Result<bool, WireError> {
+    #[derive(serde::Deserialize)]
+    struct WebSearch {
+        #[serde(rename = "type")]
+        ty: Option<String>,
+        allowed_domains: Option<Vec<serde_json::Value>>,
+        blocked_domains: Option<Vec<serde_json::Value>>,
+    }
+    let Ok(t) = serde_json::from_str::<WebSearch>(raw.get()) else {
+        return Ok(false);
+    };
+    if !t
+        .ty
+        .as_deref()
+        .is_some_and(|t| t.starts_with("web_search_"))
+    {
+        return Ok(false);
+    }
+    for (field, list) in [
+        ("allowed_domains", &t.allowed_domains),
+        ("blocked_domains", &t.blocked_domains),
+    ] {
+        if list.as_ref().is_some_and(|l| !l.is_empty()) {
+            return Err(WireError::Unsupported(format!(
+                "the web search tool's `{field}` cannot be sent to Gemini: its grounding with Google Search takes no domain list"
+            )));
+        }
+    }
+    Ok(true)
 }
 
 /// What a part holds.
@@ -325,6 +389,17 @@ impl<'a> Plan<'a> {
                 },
                 // Anthropic-encrypted reasoning means nothing to Gemini.
                 ContentBlock::RedactedThinking(_) => None,
+                // A web search Claude (or Gemini, through Weir) made, and its results: the
+                // text after them carries the answer, and Gemini searches on its own.
+                ContentBlock::Unknown(u)
+                    if u.dialect == Dialect::Anthropic
+                        && u.type_name.as_deref().is_some_and(|t| {
+                            t == "server_tool_use"
+                                || (t.ends_with("_tool_result") && !t.starts_with("mcp_"))
+                        }) =>
+                {
+                    None
+                }
                 ContentBlock::Unknown(u) => {
                     return Err(WireError::Unsupported(format!(
                         "content block `{}` from the {} dialect cannot be sent to Gemini",

@@ -44,6 +44,22 @@ pub(crate) struct Candidate<'a> {
     pub content: Option<GContent<'a>>,
     pub finish_reason: Option<String>,
     pub index: Option<u32>,
+    /// Grounding with Google Search (read leniently: see `grounding`).
+    #[serde(borrow)]
+    pub grounding_metadata: Option<&'a RawValue>,
+}
+
+impl Candidate<'_> {
+    /// Its grounding with Google Search, if it has any that reads.
+    pub fn grounding(&self) -> Option<crate::grounding::Grounding> {
+        self.grounding_metadata
+            .and_then(crate::grounding::Grounding::read)
+    }
+}
+
+/// The id of the search block made from a response's grounding.
+pub(crate) fn search_id(response_id: &str) -> String {
+    format!("srv{}", tool_use_id(None, response_id, 0))
 }
 
 #[derive(Deserialize)]
@@ -312,12 +328,18 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
     let mut content = Vec::new();
     let mut calls = 0;
     let mut stop = None;
+    let mut searches = None;
     if let Some(cand) = r.take_candidate() {
+        let grounding = cand.grounding();
         let parts = cand.content.and_then(|c| c.parts).unwrap_or_default();
         for p in parts {
             let d = part_blocks(p, &id, &mut calls);
             content.extend(d.carrier);
             content.extend(d.block);
+        }
+        if let Some(g) = grounding {
+            content = g.apply(content, &search_id(&id));
+            searches = Some(g.searches());
         }
         stop = cand
             .finish_reason
@@ -338,7 +360,10 @@ pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
         content,
         stop_reason: stop,
         stop_sequence: None,
-        usage: r.usage_metadata.map(|u| u.usage()).unwrap_or_default(),
+        usage: Usage {
+            web_search_requests: searches,
+            ..r.usage_metadata.map(|u| u.usage()).unwrap_or_default()
+        },
         ..Default::default()
     })
 }

@@ -1,13 +1,13 @@
 //! `streamGenerateContent?alt=sse` streams as canonical frames.
 
 use weir_model::{
-    ContentBlock, Delta, Frame, JsonStr, StopReason, StreamEvent, TextBlock, ThinkingBlock,
-    ToolInput, ToolUseBlock, WireError,
+    ContentBlock, Delta, Dialect, Frame, JsonStr, StopReason, StreamEvent, TextBlock,
+    ThinkingBlock, ToolInput, ToolUseBlock, WireError,
 };
 use weir_sse::Event;
 use weir_upstream::FrameDecoder;
 
-use crate::response::{part_blocks, stop_reason, GResponse, Part, UsageMetadata};
+use crate::response::{part_blocks, search_id, stop_reason, GResponse, Part, UsageMetadata};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Open {
@@ -53,6 +53,8 @@ pub struct StreamDecoder {
     failed: bool,
     /// Signatures of later chunks of the open text block, carried once it closes.
     after_text: Vec<String>,
+    /// Grounding with Google Search (the last chunk's), told when the message ends.
+    grounding: Option<crate::grounding::Grounding>,
 }
 
 impl StreamDecoder {
@@ -103,6 +105,9 @@ impl StreamDecoder {
             self.usage = chunk.usage_metadata;
         }
         if let Some(cand) = chunk.take_candidate() {
+            if let Some(g) = cand.grounding() {
+                self.grounding = Some(g);
+            }
             for p in cand.content.and_then(|c| c.parts).unwrap_or_default() {
                 self.part(p, &mut out);
             }
@@ -262,7 +267,32 @@ impl StreamDecoder {
     }
 
     fn end(&mut self, out: &mut Vec<StreamEvent>) {
+        // Grounding: the pages cited, for the text block still open, then the search
+        // itself (see `grounding`).
+        let grounding = self.grounding.take();
+        if let (Some(g), Some(Open::Text(i))) = (&grounding, self.open) {
+            for d in g.citation_deltas() {
+                out.push(StreamEvent::BlockDelta {
+                    index: i,
+                    delta: Delta::Unknown {
+                        dialect: Dialect::Anthropic,
+                        raw: weir_model::raw::to_raw(&d),
+                    },
+                });
+            }
+        }
         self.close(out);
+        if let Some(g) = &grounding {
+            let [call, result] = g.search_blocks(&search_id(&self.response_id), true);
+            let i = self.open_block(out, call);
+            out.push(StreamEvent::BlockDelta {
+                index: i,
+                delta: Delta::InputJson(JsonStr::new(&g.input().to_string())),
+            });
+            out.push(StreamEvent::BlockStop { index: i });
+            let i = self.open_block(out, result);
+            out.push(StreamEvent::BlockStop { index: i });
+        }
         self.done = true;
         if let Some(f) = &self.finish_reason {
             // Calls that came after the finish make it a tool-use stop.
@@ -270,10 +300,12 @@ impl StreamDecoder {
                 self.stop = Some(stop);
             }
         }
+        let mut usage = self.usage.map(|u| u.usage()).unwrap_or_default();
+        usage.web_search_requests = grounding.as_ref().map(|g| g.searches());
         out.push(StreamEvent::MessageDelta {
             stop_reason: self.stop.clone(),
             stop_sequence: None,
-            usage: self.usage.map(|u| u.usage()).unwrap_or_default(),
+            usage,
         });
         out.push(StreamEvent::MessageStop);
     }

@@ -591,3 +591,183 @@ fn a_body_without_candidates_is_no_response() {
     let blocked = decode_response(br#"{"promptFeedback":{"blockReason":"SAFETY"}}"#).unwrap();
     assert_eq!(blocked.stop_reason, Some(StopReason::Refusal));
 }
+
+/// Grounding as Gemini sends it (the shape of a recorded answer: `startIndex` 0 left out,
+/// offsets in bytes), on a text with a two-byte character before the second claim.
+fn grounded() -> serde_json::Value {
+    json!({
+        "webSearchQueries": ["euro 2024 winner", "euro 2024 final score"],
+        "searchEntryPoint": {"renderedContent": "<div>...</div>"},
+        "groundingChunks": [
+            {"web": {"uri": "https://example.com/a", "title": "example.com"}},
+            {"web": {"uri": "https://uefa.example/b", "title": "uefa.example"}},
+            {"web": {"uri": "https://example.com/a", "title": "example.com"}}
+        ],
+        "groundingSupports": [
+            {"segment": {"endIndex": 21, "text": "Spain won Euro 2024."},
+             "groundingChunkIndices": [0, 2]},
+            {"segment": {"startIndex": 32, "endIndex": 53, "text": "They beat England 2–1."},
+             "groundingChunkIndices": [1, 0]},
+            {"segment": {"startIndex": 0, "endIndex": 5, "text": "not in the answer"},
+             "groundingChunkIndices": [1]}
+        ]
+    })
+}
+
+#[test]
+fn grounding_with_google_search_becomes_a_web_search_and_cited_text() {
+    let text = "Spain won Euro 2024. In Berlin, They beat England 2–1. Done.";
+    let r = decode_response(&body(json!({
+        "candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
+                        "finishReason": "STOP", "groundingMetadata": grounded()}],
+        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 20},
+        "responseId": "resp1"
+    })))
+    .unwrap();
+    let kinds: Vec<_> = r.content.iter().map(|b| b.type_name()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "server_tool_use",
+            "web_search_tool_result",
+            "text",
+            "text",
+            "text",
+            "text"
+        ]
+    );
+    let raw = |b: &ContentBlock| match b {
+        ContentBlock::Unknown(u) => serde_json::from_str::<serde_json::Value>(u.raw.get()).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    let call = raw(&r.content[0]);
+    assert_eq!(call["name"], "web_search");
+    assert_eq!(
+        call["input"],
+        json!({"query": "euro 2024 winner; euro 2024 final score"})
+    );
+    let id = call["id"].as_str().unwrap();
+    assert!(id.starts_with("srvtoolu_") && id.len() <= 64, "{id}");
+    let result = raw(&r.content[1]);
+    assert_eq!(result["tool_use_id"], id);
+    // Each page once.
+    let urls: Vec<_> = result["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["type"].as_str().unwrap(), p["url"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        urls,
+        [
+            ("web_search_result", "https://example.com/a"),
+            ("web_search_result", "https://uefa.example/b")
+        ]
+    );
+    // The text cut at the supported claims, which cite their pages; it joins back whole.
+    let texts: Vec<_> = r.content[2..]
+        .iter()
+        .map(|b| match b {
+            ContentBlock::Text(t) => (
+                t.text.as_str().into_owned(),
+                t.extra.get("citations").map(|c| {
+                    serde_json::from_str::<Vec<serde_json::Value>>(c.get())
+                        .unwrap()
+                        .iter()
+                        .map(|c| {
+                            assert_eq!(c["type"], "web_search_result_location");
+                            format!("{} {}", c["url"].as_str().unwrap(), c["cited_text"])
+                        })
+                        .collect::<Vec<_>>()
+                }),
+            ),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        texts,
+        [
+            (
+                "Spain won Euro 2024.".to_owned(),
+                Some(vec![
+                    "https://example.com/a \"Spain won Euro 2024.\"".to_owned()
+                ])
+            ),
+            (" In Berlin, ".to_owned(), None),
+            (
+                "They beat England 2–1.".to_owned(),
+                Some(vec![
+                    "https://uefa.example/b \"They beat England 2–1.\"".to_owned(),
+                    "https://example.com/a \"They beat England 2–1.\"".to_owned()
+                ])
+            ),
+            (" Done.".to_owned(), None),
+        ]
+    );
+    assert_eq!(r.usage.web_search_requests, Some(2));
+    // Without grounding, none of it.
+    let plain = decode_response(&body(json!({
+        "candidates": [{"content": {"parts": [{"text": text}]}, "finishReason": "STOP",
+                        "groundingMetadata": {}}]
+    })))
+    .unwrap();
+    assert_eq!(plain.content.len(), 1);
+    assert_eq!(plain.usage.web_search_requests, None);
+    // Metadata of a shape not known is ignored, not an error.
+    let odd = decode_response(&body(json!({
+        "candidates": [{"content": {"parts": [{"text": text}]}, "finishReason": "STOP",
+                        "groundingMetadata": {"groundingChunks": "?"}}]
+    })))
+    .unwrap();
+    assert_eq!(odd.content.len(), 1);
+}
+
+#[test]
+fn a_grounded_stream_cites_its_open_text_and_ends_with_the_search() {
+    // As recorded: the grounding comes with the last chunk, its spans over the whole text.
+    let last = json!({
+        "candidates": [{"content": {"parts": [{"text": " 2–1. Done."}], "role": "model"},
+                        "finishReason": "STOP", "groundingMetadata": grounded()}],
+        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 20},
+        "responseId": "resp2"
+    })
+    .to_string();
+    let first = json!({
+        "candidates": [{"content": {"parts": [{"text": "Spain won Euro 2024. In Berlin, They beat England"}],
+                        "role": "model"}, "groundingMetadata": {}}],
+        "responseId": "resp2"
+    })
+    .to_string();
+    let events = stream_events(&sse(&[&first, &last]), 0).unwrap();
+    check_well_formed(&events).unwrap();
+    let s = summary(&events);
+    let cites = s
+        .iter()
+        .filter(|l| l.starts_with("0 ") && l.contains("citations_delta"))
+        .count();
+    assert_eq!(cites, 4, "{s:#?}");
+    // The text block closes after its citations; then the search call with its query as
+    // one input delta, and the results.
+    let stop_text = s.iter().position(|l| l == "-0").unwrap();
+    assert!(s[..stop_text].iter().any(|l| l.contains("citations_delta")));
+    assert!(s[stop_text + 1].starts_with("+1 server_tool_use"), "{s:#?}");
+    assert!(
+        s[stop_text + 2].contains("euro 2024 winner; euro 2024 final score"),
+        "{s:#?}"
+    );
+    assert_eq!(s[stop_text + 3], "-1");
+    assert!(
+        s[stop_text + 4].starts_with("+2 web_search_tool_result"),
+        "{s:#?}"
+    );
+    assert_eq!(s[stop_text + 5], "-2");
+    let u = events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            weir_model::StreamEvent::MessageDelta { usage, .. } => Some(usage.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(u.web_search_requests, Some(2));
+}

@@ -928,36 +928,118 @@ fn a_result_for_an_unknown_call_is_an_error() {
 
 #[test]
 fn other_dialects_blocks_tools_and_function_messages_are_refused() {
-    let mut req = request(vec![msg(
-        Role::Assistant,
-        vec![ContentBlock::Unknown(UnknownBlock {
+    let unknown = |ty: &str| {
+        ContentBlock::Unknown(UnknownBlock {
             dialect: Dialect::Anthropic,
-            type_name: Some("server_tool_use".into()),
-            raw: to_raw(&json!({"type": "server_tool_use"})),
-        })],
-    )]);
+            type_name: Some(ty.into()),
+            raw: to_raw(&json!({"type": ty})),
+        })
+    };
+    let mut req = request(vec![msg(Role::Assistant, vec![unknown("mcp_tool_use")])]);
     assert_eq!(
         encode_err(&req),
         WireError::Unsupported(
-            "messages[0]: content block `server_tool_use` from the anthropic dialect cannot be sent to Gemini".into()
+            "messages[0]: content block `mcp_tool_use` from the anthropic dialect cannot be sent to Gemini".into()
         )
     );
-    req.messages = vec![Message::text(Role::User, "search")];
+    req.messages = vec![Message::text(Role::User, "run")];
     req.tools = Some(vec![Tool::Unknown {
         dialect: Dialect::Anthropic,
-        name: Some("web_search".into()),
-        raw: to_raw(&json!({"type": "web_search_20250305", "name": "web_search"})),
+        name: Some("code_execution".into()),
+        raw: to_raw(&json!({"type": "code_execution_20250825", "name": "code_execution"})),
     }]);
     assert_eq!(
         encode_err(&req),
         WireError::Unsupported(
-            "tool `web_search` is a anthropic-specific tool and cannot be sent to Gemini".into()
+            "tool `code_execution` is a anthropic-specific tool and cannot be sent to Gemini"
+                .into()
         )
     );
     req.tools = None;
     req.messages.push(Message::text(Role::Function, "42"));
     assert!(
         matches!(encode_err(&req), WireError::Unsupported(m) if m.starts_with("messages[1]: an OpenAI `function` message"))
+    );
+}
+
+#[test]
+fn web_search_is_grounding_with_google_search() {
+    let search = |extra: Value| Tool::Unknown {
+        dialect: Dialect::Anthropic,
+        name: Some("web_search".into()),
+        raw: to_raw(&{
+            let mut t = json!({"type": "web_search_20250305", "name": "web_search", "max_uses": 5});
+            t.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            t
+        }),
+    };
+    let unknown = |ty: &str| {
+        ContentBlock::Unknown(UnknownBlock {
+            dialect: Dialect::Anthropic,
+            type_name: Some(ty.into()),
+            raw: to_raw(&json!({"type": ty})),
+        })
+    };
+    // Claude Code's web search: the tool alone, and an earlier search in the history,
+    // which Gemini does not need (its text carries the answer).
+    let mut req = request(vec![
+        Message::text(Role::User, "Who won?"),
+        msg(
+            Role::Assistant,
+            vec![
+                unknown("server_tool_use"),
+                unknown("web_search_tool_result"),
+                text("Spain."),
+            ],
+        ),
+        Message::text(Role::User, "And the score?"),
+    ]);
+    req.origin = Some(Dialect::Anthropic);
+    req.tools = Some(vec![search(
+        json!({"user_location": {"type": "approximate"}}),
+    )]);
+    let v = encode(&req);
+    assert_eq!(v["tools"], json!([{"googleSearch": {}}]));
+    assert!(v.get("toolConfig").is_none());
+    assert_eq!(
+        v["contents"][1],
+        json!({"role": "model", "parts": [{"text": "Spain."}]})
+    );
+    // Beside functions.
+    req.tools = Some(vec![
+        search(json!({})),
+        function("lookup", json!({"type": "object", "properties": {}})),
+    ]);
+    let v = encode(&req);
+    assert_eq!(v["tools"][0], json!({"googleSearch": {}}));
+    assert_eq!(v["tools"][1]["functionDeclarations"][0]["name"], "lookup");
+    // Domain lists would change what may be found: refused.
+    for field in ["allowed_domains", "blocked_domains"] {
+        req.tools = Some(vec![search(json!({field: ["example.com"]}))]);
+        assert!(
+            matches!(encode_err(&req), WireError::Unsupported(m) if m.contains(field)),
+            "{field}"
+        );
+        req.tools = Some(vec![search(json!({field: []}))]);
+        assert_eq!(encode(&req)["tools"], json!([{"googleSearch": {}}]));
+    }
+    // An OpenAI client's web_search_options.
+    let mut req = request(vec![Message::text(Role::User, "Who won?")]);
+    req.origin = Some(Dialect::OpenAi);
+    req.extra.insert(
+        "web_search_options",
+        to_raw(&json!({"search_context_size": "low"})),
+    );
+    assert_eq!(encode(&req)["tools"], json!([{"googleSearch": {}}]));
+    req.extra.insert("web_search_options", to_raw(&json!(null)));
+    assert!(encode(&req).get("tools").is_none());
+    req.extra
+        .insert("web_search_options", to_raw(&json!("yes")));
+    assert_eq!(
+        encode_err(&req),
+        WireError::Malformed("web_search_options: must be an object".into())
     );
 }
 

@@ -21,8 +21,8 @@ pub struct Price {
     /// One-hour cache writes (Anthropic's `ttl: "1h"`); twice the input price when unknown,
     /// as Anthropic prices them (only Anthropic's models report such writes).
     pub cache_write_1h: Option<f64>,
-    /// USD per 1,000 web searches the upstream ran (only Anthropic's models report them);
-    /// Anthropic's 10 when unknown.
+    /// USD per 1,000 web searches the upstream ran (Claude's, and the queries of Gemini's
+    /// grounding with Google Search); Anthropic's 10 when unknown.
     pub web_search: Option<f64>,
     /// The prices of prompts over a number of tokens, for models priced higher there.
     pub long: Option<LongPrice>,

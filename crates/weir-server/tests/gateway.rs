@@ -5360,3 +5360,101 @@ async fn an_anthropic_clients_stream_from_openai_opens_with_an_input_estimate() 
         "{text}"
     );
 }
+
+/// Claude Code's web search (Claude's `web_search` tool, alone) routed to Gemini is
+/// grounding with Google Search, and the answer comes back in Claude's shape; an OpenAI
+/// client's `web_search_options` likewise, with `url_citation` annotations.
+#[tokio::test]
+async fn web_search_reaches_gemini_as_grounding_with_google_search() {
+    let answer = json!({
+        "candidates": [{"content": {"parts": [{"text": "Spain won. The end."}], "role": "model"},
+                        "finishReason": "STOP",
+                        "groundingMetadata": {
+                            "webSearchQueries": ["euro 2024 winner"],
+                            "groundingChunks": [{"web": {"uri": "https://a.example/r", "title": "a.example"}}],
+                            "groundingSupports": [{"segment": {"endIndex": 10, "text": "Spain won."},
+                                                   "groundingChunkIndices": [0]}]}}],
+        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5},
+        "modelVersion": "gemini-2.5-flash", "responseId": "r1"
+    });
+    let up = upstream(Script::Reply(200, "application/json", answer.to_string())).await;
+    let url = weir(&format!(
+        "[providers.g]\nkind = \"gemini\"\nbase_url = \"{}\"\nkeys = [\"AIza-k\"]\n\
+         [[models]]\nname = \"*\"\ntargets = [{{ provider = \"g\", model = \"gemini-2.5-flash\" }}]\n",
+        up.url
+    ))
+    .await;
+    let r = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "claude-haiku-4-5", "max_tokens": 1000,
+                "messages": [{"role": "user", "content": "Perform a web search for the query: euro 2024 winner"}],
+                "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 8}]}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let (_, sent) = up.seen.lock().unwrap()[0].clone();
+    let sent: Value = serde_json::from_slice(&sent).unwrap();
+    assert_eq!(sent["tools"], json!([{"googleSearch": {}}]));
+    let types: Vec<_> = v["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["server_tool_use", "web_search_tool_result", "text", "text"]
+    );
+    assert_eq!(v["content"][0]["input"]["query"], "euro 2024 winner");
+    assert_eq!(v["content"][1]["content"][0]["url"], "https://a.example/r");
+    assert_eq!(
+        v["content"][2]["citations"][0]["url"],
+        "https://a.example/r"
+    );
+    assert_eq!(v["usage"]["server_tool_use"]["web_search_requests"], 1);
+
+    let r = post(
+        &url,
+        "/v1/chat/completions",
+        &json!({"model": "gemini", "web_search_options": {},
+                "messages": [{"role": "user", "content": "Who won euro 2024?"}]}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let msg = &v["choices"][0]["message"];
+    assert_eq!(msg["content"], "Spain won. The end.");
+    assert_eq!(
+        msg["annotations"],
+        json!([{"type": "url_citation", "url_citation": {"start_index": 0, "end_index": 10,
+                "url": "https://a.example/r", "title": "a.example"}}])
+    );
+    let (_, sent) = up.seen.lock().unwrap()[1].clone();
+    let sent: Value = serde_json::from_slice(&sent).unwrap();
+    assert_eq!(sent["tools"], json!([{"googleSearch": {}}]));
+    // Domains Gemini cannot restrict to: a 400 in the client's dialect, nothing sent.
+    let r = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "claude-haiku-4-5", "max_tokens": 1000,
+                "messages": [{"role": "user", "content": "search"}],
+                "tools": [{"type": "web_search_20250305", "name": "web_search", "allowed_domains": ["example.com"]}]}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "error");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("allowed_domains"),
+        "{v}"
+    );
+    assert_eq!(up.hits.load(Ordering::SeqCst), 2);
+}

@@ -3984,3 +3984,179 @@ fn a_targets_output_cap_holds_over_a_raise_for_thinking() {
     assert_eq!(out["max_tokens"], 1000, "{out}");
     assert!(out.get("thinking").is_none(), "{out}");
 }
+
+#[test]
+fn geminis_grounding_with_google_search_reaches_both_dialects_as_web_search() {
+    // Grounding as Gemini sends it: byte offsets, `startIndex` 0 left out, a page twice.
+    let text = "Héllo. Rain 😀 today. Bye.";
+    let grounding = json!({
+        "webSearchQueries": ["weather today"],
+        "groundingChunks": [
+            {"web": {"uri": "https://a.example", "title": "a.example"}},
+            {"web": {"uri": "https://b.example", "title": "b.example"}}
+        ],
+        "groundingSupports": [
+            {"segment": {"startIndex": 8, "endIndex": 24, "text": "Rain 😀 today."},
+             "groundingChunkIndices": [0, 1]}
+        ]
+    });
+    let whole = json!({
+        "candidates": [{"content": {"parts": [{"text": text}], "role": "model"},
+                        "finishReason": "STOP", "groundingMetadata": grounding}],
+        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5},
+        "modelVersion": "gemini-2.5-flash", "responseId": "r1"
+    });
+    let canon = weir_gemini::decode_response(whole.to_string().as_bytes()).unwrap();
+
+    // An Anthropic client gets Claude's shape: the search, its results, cited text.
+    let a: Value =
+        serde_json::from_slice(&weir_anthropic::encode_response(&canon).unwrap()).unwrap();
+    let content = a["content"].as_array().unwrap();
+    let types: Vec<_> = content
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "server_tool_use",
+            "web_search_tool_result",
+            "text",
+            "text",
+            "text"
+        ]
+    );
+    assert_eq!(content[0]["input"], json!({"query": "weather today"}));
+    assert_eq!(content[1]["tool_use_id"], content[0]["id"]);
+    assert_eq!(content[1]["content"][1]["url"], "https://b.example");
+    assert_eq!(content[3]["text"], "Rain 😀 today.");
+    assert_eq!(content[3]["citations"][0]["url"], "https://a.example");
+    assert_eq!(
+        content[3]["citations"][1]["type"],
+        "web_search_result_location"
+    );
+    assert!(content[2].get("citations").is_none());
+    assert_eq!(a["usage"]["server_tool_use"]["web_search_requests"], 1);
+
+    // An OpenAI client gets the text whole and url_citation annotations over the cited
+    // characters.
+    let o: Value = serde_json::from_slice(&weir_openai::encode_response(&canon).unwrap()).unwrap();
+    let msg = &o["choices"][0]["message"];
+    assert_eq!(msg["content"], text);
+    let span = |url: &str, title: &str| json!({"type": "url_citation", "url_citation": {"start_index": 7, "end_index": 20, "url": url, "title": title}});
+    assert_json(
+        &msg["annotations"],
+        &json!([
+            span("https://a.example", "a.example"),
+            span("https://b.example", "b.example")
+        ]),
+    );
+    let chars: Vec<char> = text.chars().collect();
+    assert_eq!(chars[7..20].iter().collect::<String>(), "Rain 😀 today.");
+
+    // Streamed: the grounding comes with the last chunk.
+    let first = json!({"candidates": [{"content": {"parts": [{"text": "Héllo. Rain 😀"}], "role": "model"}}], "responseId": "r2"});
+    let last = json!({
+        "candidates": [{"content": {"parts": [{"text": " today. Bye."}], "role": "model"},
+                        "finishReason": "STOP", "groundingMetadata": grounding}],
+        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 5}, "responseId": "r2"
+    });
+    let body = format!("data: {first}\r\n\r\ndata: {last}\r\n\r\n");
+    let frames = || {
+        let mut dec = weir_gemini::StreamDecoder::new();
+        let mut frames: Vec<Frame> = sse_events(body.as_bytes())
+            .iter()
+            .map(|e| dec.decode(e).unwrap())
+            .collect();
+        frames.extend(dec.finish().unwrap());
+        frames
+    };
+    // Anthropic client: the citations inside the text block, then the search blocks.
+    let mut enc = weir_anthropic::StreamEncoder::new();
+    let mut out = Vec::new();
+    for f in frames() {
+        enc.encode(&f, &mut out).unwrap();
+    }
+    let events: Vec<Value> = sse_events(&out)
+        .iter()
+        .map(|e| serde_json::from_str(e.data()).unwrap())
+        .collect();
+    let citations: Vec<_> = events
+        .iter()
+        .filter(|e| e["delta"]["type"] == "citations_delta")
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap(),
+                e["delta"]["citation"]["url"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        citations,
+        [(0, "https://a.example"), (0, "https://b.example")]
+    );
+    let starts: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "content_block_start")
+        .map(|e| e["content_block"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        ["text", "server_tool_use", "web_search_tool_result"]
+    );
+    let query: String = events
+        .iter()
+        .filter(|e| e["index"] == 1 && e["delta"]["type"] == "input_json_delta")
+        .map(|e| e["delta"]["partial_json"].as_str().unwrap())
+        .collect();
+    assert_eq!(query, r#"{"query":"weather today"}"#);
+    let delta = events
+        .iter()
+        .find(|e| e["type"] == "message_delta")
+        .unwrap();
+    assert_eq!(delta["usage"]["server_tool_use"]["web_search_requests"], 1);
+
+    // OpenAI client: one annotations chunk before the finish, over the block's text.
+    let mut enc = weir_openai::StreamEncoder::new(weir_openai::StreamEncodeOptions {
+        include_usage: false,
+        created: None,
+    });
+    let mut out = Vec::new();
+    for f in frames() {
+        enc.encode(&f, &mut out).unwrap();
+    }
+    let (mut content, mut notes) = (String::new(), Vec::new());
+    for ev in sse_events(&out) {
+        if ev.data() == "[DONE]" {
+            continue;
+        }
+        let c: Value = serde_json::from_str(ev.data()).unwrap();
+        let delta = &c["choices"][0]["delta"];
+        assert!(delta.get("tool_calls").is_none(), "{c}");
+        content.push_str(delta["content"].as_str().unwrap_or_default());
+        notes.extend(
+            delta["annotations"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .cloned(),
+        );
+    }
+    assert_eq!(content, text);
+    let urls: Vec<_> = notes
+        .iter()
+        .map(|n| {
+            let u = &n["url_citation"];
+            (
+                u["start_index"].as_u64().unwrap(),
+                u["end_index"].as_u64().unwrap(),
+                u["url"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    let n = text.chars().count() as u64;
+    assert_eq!(
+        urls,
+        [(0, n, "https://a.example"), (0, n, "https://b.example")]
+    );
+}

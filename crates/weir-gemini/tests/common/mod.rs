@@ -64,7 +64,7 @@ pub fn summary(events: &[StreamEvent]) -> Vec<String> {
                 Delta::Thinking(t) => format!("{index} thinking {}", t.as_str()),
                 Delta::InputJson(j) => format!("{index} json {}", j.as_str()),
                 Delta::Signature(s) => format!("{index} sig {s}"),
-                Delta::Unknown { .. } => format!("{index} unknown"),
+                Delta::Unknown { raw, .. } => format!("{index} unknown {}", raw.get()),
             },
             StreamEvent::BlockStop { index } => format!("-{index}"),
             StreamEvent::MessageDelta {
@@ -115,7 +115,8 @@ pub fn check_well_formed(events: &[StreamEvent]) -> Result<(), String> {
                 next += 1;
                 open = Some((
                     *index,
-                    matches!(block, ContentBlock::ToolUse(_)),
+                    matches!(block, ContentBlock::ToolUse(_))
+                        || block.type_name() == "server_tool_use",
                     String::new(),
                 ));
             }
