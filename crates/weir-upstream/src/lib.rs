@@ -32,8 +32,9 @@ pub use call::{
 pub use ratelimit::{rate_limit_info, RateLimitInfo, MAX_WAIT, UNKNOWN_RESET};
 pub use retry_after::retry_after;
 pub use stream::{
-    body_frames, body_frames_with_keepalive, byte_stream, decode_error, scrub_stream, sse_frames,
-    sse_frames_relayed, BodyDecoder, FrameDecoder, SseBody, COMPLETE_GRACE, KEEPALIVE,
+    body_frames, body_frames_with_keepalive, byte_stream, byte_stream_with_keepalive, decode_error,
+    scrub_stream, sse_frames, sse_frames_relayed, BodyDecoder, FrameDecoder, SseBody,
+    COMPLETE_GRACE, KEEPALIVE,
 };
 
 /// Runs the calls `calls` yields, at most `at_once` at a time (each made only when its turn

@@ -418,13 +418,43 @@ impl<B: BodyDecoder> Stream for Frames<B> {
 }
 
 /// A streamed answer passed through byte for byte (the Responses API), under the same
-/// timeouts as decoded streams: `idle` between chunks, and the call's total.
+/// timeouts as decoded streams: `idle` between chunks, and the call's total. An SSE
+/// comment (`: keep-alive`) is added after [`KEEPALIVE`] without bytes for the client, when
+/// what went before ended an event, for the reason decoded streams get one.
 pub fn byte_stream(resp: Response, idle: Duration) -> weir_model::ByteStream {
+    byte_stream_with_keepalive(resp, idle, KEEPALIVE)
+}
+
+/// [`byte_stream`] with a keep-alive after `keepalive` without bytes (for tests).
+pub fn byte_stream_with_keepalive(
+    resp: Response,
+    idle: Duration,
+    keepalive: Duration,
+) -> weir_model::ByteStream {
+    struct State {
+        resp: Response,
+        /// When the upstream last sent bytes (the idle timeout counts from there).
+        upstream_at: Instant,
+        /// When the client was last given bytes.
+        client_at: Instant,
+        /// The last bytes sent, enough to tell whether they ended an event.
+        tail: [u8; 4],
+    }
+    const KEEPALIVE_COMMENT: &[u8] = b": keep-alive\n\n";
+    let now = Instant::now();
+    let state = State {
+        resp,
+        upstream_at: now,
+        client_at: now,
+        // (The start of a body is between events.)
+        tail: *b"\n\n\n\n",
+    };
     Box::pin(futures_util::stream::unfold(
-        Some(resp),
+        Some(state),
         move |state| async move {
-            let mut resp = state?;
-            let left = resp.deadline.saturating_duration_since(Instant::now());
+            let mut st = state?;
+            let now = Instant::now();
+            let left = st.resp.deadline.saturating_duration_since(now);
             if left.is_zero() {
                 // (`timeout` would still take a chunk that is ready: a flood never ends.)
                 let e = ProviderError::new(
@@ -433,12 +463,29 @@ pub fn byte_stream(resp: Response, idle: Duration) -> weir_model::ByteStream {
                 );
                 return Some((Err(e), None));
             }
-            match tokio::time::timeout(idle.min(left), resp.chunk()).await {
-                Ok(Ok(Some(bytes))) => Some((Ok(bytes), Some(resp))),
+            let timeout = (st.upstream_at + idle).min(now + left);
+            let between_events = st.tail.ends_with(b"\n\n") || st.tail.ends_with(b"\r\r");
+            let keepalive =
+                Some(st.client_at + keepalive).filter(|k| between_events && *k < timeout);
+            let until = keepalive.unwrap_or(timeout);
+            match tokio::time::timeout_at(until.into(), st.resp.chunk()).await {
+                Ok(Ok(Some(bytes))) => {
+                    let now = Instant::now();
+                    st.upstream_at = now;
+                    st.client_at = now;
+                    let n = bytes.len().min(4);
+                    st.tail.rotate_left(n);
+                    st.tail[4 - n..].copy_from_slice(&bytes[bytes.len() - n..]);
+                    Some((Ok(bytes), Some(st)))
+                }
                 Ok(Ok(None)) => None,
                 Ok(Err(e)) => Some((Err(e), None)),
+                Err(_) if keepalive.is_some() => {
+                    st.client_at = Instant::now();
+                    Some((Ok(bytes::Bytes::from_static(KEEPALIVE_COMMENT)), Some(st)))
+                }
                 Err(_) => {
-                    let msg = if left < idle {
+                    let msg = if now + left <= st.upstream_at + idle {
                         "the upstream stream exceeded the total timeout".to_owned()
                     } else {
                         format!(
@@ -810,6 +857,36 @@ mod tests {
             last > one + 1 && items[one + 1..last].iter().all(|i| i == "ping"),
             "{items:?}"
         );
+    }
+
+    /// A passed-through stream gets an SSE comment every interval of quiet between events,
+    /// none inside an event (a client would read it as part of the event); the idle
+    /// timeout still counts from the upstream's last bytes.
+    #[tokio::test]
+    async fn a_quiet_passed_through_stream_gets_keep_alive_comments_between_events() {
+        use futures_util::StreamExt as _;
+        let idle = Duration::from_secs(1);
+        let writes = vec![(0, "data: one\n\n"), (500, "data: tw"), (500, "o\n\n")];
+        let resp = streamed(writes, idle).await;
+        let got: Vec<String> = byte_stream_with_keepalive(resp, idle, Duration::from_millis(150))
+            .map(|r| match r {
+                Ok(b) => String::from_utf8(b.to_vec()).unwrap(),
+                Err(e) => format!("error: {}", e.message),
+            })
+            .collect()
+            .await;
+        let at = |t: &str| {
+            got.iter()
+                .position(|i| i == t)
+                .unwrap_or_else(|| panic!("{t}: {got:?}"))
+        };
+        let (one, tw, o) = (at("data: one\n\n"), at("data: tw"), at("o\n\n"));
+        let keepalive = |r: std::ops::Range<usize>| got[r].iter().all(|i| i == ": keep-alive\n\n");
+        assert!(one == 0 && tw >= 2 && keepalive(1..tw), "{got:?}");
+        assert_eq!(o, tw + 1, "none inside an event: {got:?}");
+        let last = got.len() - 1;
+        assert!(got[last].contains("silent for more than 1s"), "{got:?}");
+        assert!(last > o + 1 && keepalive(o + 1..last), "{got:?}");
     }
 
     #[tokio::test]
