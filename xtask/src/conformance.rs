@@ -55,7 +55,10 @@ const NOTES: &str = "
   Bedrock or Vertex Claude later (a failover chain), which refuse it as a signature; a
   tool turn that loses its thinking that way turns thinking off for that request.
   The `openrouter` preset keeps an Anthropic client's `cache_control` on the text parts
-  it marks (OpenRouter passes it to Claude and Gemini). Towards Google's OpenAI-compatible
+  it marks (OpenRouter passes it to Claude and Gemini), and sends Claude's web search tool
+  (Claude Code's web search) as OpenRouter's `openrouter:web_search` server tool
+  (`max_uses` kept; domain lists refused): the pages its `url_citation` annotations name
+  come back to Anthropic clients as a web search in Claude's shape, whole and streamed. Towards Google's OpenAI-compatible
   endpoint, earlier function calls without Gemini's thought signature carry Google's
   placeholder. An Anthropic client's `temperature` and `top_p` are left out for OpenAI's
   reasoning models (o-series, GPT-5), which refuse them.

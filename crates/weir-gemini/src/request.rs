@@ -63,6 +63,8 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
     req.check_translatable_to("Gemini", true)?;
     // An OpenAI assistant's refusal is what the model said: Gemini has it as text.
     let req = &*req.with_refusals_as_text();
+    // Claude Code's tool search results name tools Gemini has declared anyway.
+    let req = &*req.with_tool_references_as_text();
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
     let mut plan = Plan::default();
@@ -81,11 +83,7 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
     for t in req.tools() {
         match t {
             Tool::Function(f) => functions.push(f),
-            Tool::Unknown {
-                dialect: Dialect::Anthropic,
-                raw,
-                ..
-            } if anthropic_web_search(raw)? => search = true,
+            t @ Tool::Unknown { .. } if t.is_web_search("Gemini")? => search = true,
             Tool::Unknown { dialect, name, .. } => {
                 return Err(WireError::Unsupported(format!(
                     "tool `{}` is a {dialect}-specific tool and cannot be sent to Gemini",
@@ -93,6 +91,16 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
                 )))
             }
         }
+    }
+    // No tool use asked for: no search either.
+    search &= !matches!(req.tool_choice, Some(weir_model::ToolChoice::None));
+    if search && !functions.is_empty() {
+        // Gemini takes both only with server-side tool calls turned on, whose parts would
+        // then have to come back in later turns, which clients of other dialects cannot
+        // carry.
+        return Err(WireError::Unsupported(
+            "web search (Gemini's grounding with Google Search) and function tools cannot be sent to Gemini in one request; send the search on its own".into(),
+        ));
     }
     let mut w = JsonWriter::with_capacity(req.size_hint + req.size_hint / 8 + 256);
     w.begin_object();
@@ -158,41 +166,6 @@ fn web_search_options(req: &ChatRequest) -> Result<bool, WireError> {
             "web_search_options: must be an object".into(),
         )),
     }
-}
-
-/// Whether an Anthropic tool is Claude's web search (`web_search_*`), which Gemini's
-/// grounding with Google Search stands for. Its `max_uses` and `user_location` have no
-/// Gemini counterpart and are not sent; domain lists, which would change what may be
-/// found, are refused.
-fn anthropic_web_search(raw: &serde_json::value::RawValue) -> Result<bool, WireError> {
-    #[derive(serde::Deserialize)]
-    struct WebSearch {
-        #[serde(rename = "type")]
-        ty: Option<String>,
-        allowed_domains: Option<Vec<serde_json::Value>>,
-        blocked_domains: Option<Vec<serde_json::Value>>,
-    }
-    let Ok(t) = serde_json::from_str::<WebSearch>(raw.get()) else {
-        return Ok(false);
-    };
-    if !t
-        .ty
-        .as_deref()
-        .is_some_and(|t| t.starts_with("web_search_"))
-    {
-        return Ok(false);
-    }
-    for (field, list) in [
-        ("allowed_domains", &t.allowed_domains),
-        ("blocked_domains", &t.blocked_domains),
-    ] {
-        if list.as_ref().is_some_and(|l| !l.is_empty()) {
-            return Err(WireError::Unsupported(format!(
-                "the web search tool's `{field}` cannot be sent to Gemini: its grounding with Google Search takes no domain list"
-            )));
-        }
-    }
-    Ok(true)
 }
 
 /// What a part holds.

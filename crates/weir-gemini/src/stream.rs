@@ -55,6 +55,10 @@ pub struct StreamDecoder {
     after_text: Vec<String>,
     /// Grounding with Google Search (the last chunk's), told when the message ends.
     grounding: Option<crate::grounding::Grounding>,
+    /// The answer's text so far (where grounding's spans are found), and where the open
+    /// text block's began in it.
+    text: String,
+    text_at: usize,
 }
 
 impl StreamDecoder {
@@ -169,6 +173,7 @@ impl StreamDecoder {
             None => {}
             Some(ContentBlock::Text(t)) => {
                 let i = self.ensure_open(out, Open::Text);
+                self.text.push_str(&t.text.as_str());
                 out.push(StreamEvent::BlockDelta {
                     index: i,
                     delta: Delta::Text(t.text),
@@ -237,6 +242,7 @@ impl StreamDecoder {
         self.next_index += 1;
         let o = kind(i);
         self.open = Some(o);
+        self.text_at = self.text.len();
         out.push(StreamEvent::BlockStart {
             index: i,
             block: match o {
@@ -271,7 +277,7 @@ impl StreamDecoder {
         // itself (see `grounding`).
         let grounding = self.grounding.take();
         if let (Some(g), Some(Open::Text(i))) = (&grounding, self.open) {
-            for d in g.citation_deltas() {
+            for d in g.citation_deltas(&self.text, self.text_at) {
                 out.push(StreamEvent::BlockDelta {
                     index: i,
                     delta: Delta::Unknown {

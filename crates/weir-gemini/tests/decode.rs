@@ -745,7 +745,19 @@ fn a_grounded_stream_cites_its_open_text_and_ends_with_the_search() {
         .iter()
         .filter(|l| l.starts_with("0 ") && l.contains("citations_delta"))
         .count();
-    assert_eq!(cites, 4, "{s:#?}");
+    // One per page of each support placed in the text, citing that text; the support
+    // whose text is not in the answer cites nothing.
+    assert_eq!(cites, 3, "{s:#?}");
+    let cited: Vec<_> = s.iter().filter(|l| l.contains("citations_delta")).collect();
+    assert!(
+        cited[0].contains(r#""cited_text":"Spain won Euro 2024.""#),
+        "{cited:?}"
+    );
+    assert!(
+        cited[2].contains(r#""cited_text":"They beat England 2–1.""#),
+        "{cited:?}"
+    );
+    assert!(!cited.iter().any(|l| l.contains("not in the answer")));
     // The text block closes after its citations; then the search call with its query as
     // one input delta, and the results.
     let stop_text = s.iter().position(|l| l == "-0").unwrap();

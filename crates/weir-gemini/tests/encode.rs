@@ -1007,14 +1007,18 @@ fn web_search_is_grounding_with_google_search() {
         v["contents"][1],
         json!({"role": "model", "parts": [{"text": "Spain."}]})
     );
-    // Beside functions.
+    // Beside functions Gemini takes it only with server-side tool calls, whose parts
+    // other dialects cannot carry back: refused.
     req.tools = Some(vec![
         search(json!({})),
         function("lookup", json!({"type": "object", "properties": {}})),
     ]);
-    let v = encode(&req);
-    assert_eq!(v["tools"][0], json!({"googleSearch": {}}));
-    assert_eq!(v["tools"][1]["functionDeclarations"][0]["name"], "lookup");
+    assert!(matches!(encode_err(&req), WireError::Unsupported(m) if m.contains("function tools")),);
+    // No tool use: no search.
+    req.tools = Some(vec![search(json!({}))]);
+    req.tool_choice = Some(weir_model::ToolChoice::None);
+    assert!(encode(&req).get("tools").is_none());
+    req.tool_choice = None;
     // Domain lists would change what may be found: refused.
     for field in ["allowed_domains", "blocked_domains"] {
         req.tools = Some(vec![search(json!({field: ["example.com"]}))]);

@@ -20,6 +20,7 @@ pub mod response;
 pub mod responses;
 pub mod secret;
 pub mod stream;
+pub mod web_search;
 pub mod wire;
 
 /// The attribute [`Provider`] is declared with: implement it as

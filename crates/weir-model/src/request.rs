@@ -115,6 +115,53 @@ impl ChatRequest {
         std::borrow::Cow::Owned(r)
     }
 
+    /// An Anthropic client's request with the `tool_reference` blocks of its tool results
+    /// (Claude Code's tool search naming the tools it loaded) as text (`Tool loaded:
+    /// <name>`), for dialects that have no such block: their tools are all declared
+    /// (`defer_loading` is Anthropic's alone), so nothing is lost. A copy only when it
+    /// holds some.
+    pub fn with_tool_references_as_text(&self) -> std::borrow::Cow<'_, ChatRequest> {
+        use crate::ContentBlock;
+        fn reference(b: &ContentBlock) -> Option<String> {
+            let ContentBlock::Unknown(u) = b else {
+                return None;
+            };
+            if u.dialect != Dialect::Anthropic || u.type_name.as_deref() != Some("tool_reference") {
+                return None;
+            }
+            #[derive(serde::Deserialize)]
+            struct Reference {
+                tool_name: Option<String>,
+            }
+            let name = serde_json::from_str::<Reference>(u.raw.get())
+                .ok()
+                .and_then(|r| r.tool_name)
+                .unwrap_or_default();
+            Some(format!("Tool loaded: {name}"))
+        }
+        let has = |m: &crate::Message| {
+            m.content.blocks.iter().any(|b| {
+                matches!(b, ContentBlock::ToolResult(r) if r.content.blocks.iter().any(|c| reference(c).is_some()))
+            })
+        };
+        if self.origin != Some(Dialect::Anthropic) || !self.messages.iter().any(has) {
+            return std::borrow::Cow::Borrowed(self);
+        }
+        let mut r = self.clone();
+        for m in &mut r.messages {
+            for b in &mut m.content.blocks {
+                if let ContentBlock::ToolResult(t) = b {
+                    for c in &mut t.content.blocks {
+                        if let Some(text) = reference(c) {
+                            *c = ContentBlock::Text(crate::TextBlock::new(text.as_str()));
+                        }
+                    }
+                }
+            }
+        }
+        std::borrow::Cow::Owned(r)
+    }
+
     /// An OpenAI client's request with its assistants' refusals (`refusal` beside a null
     /// `content`, or `{"type": "refusal"}` parts of it) as their text, for dialects that
     /// have a refusal only as text: a copy only when it holds some.
@@ -560,6 +607,49 @@ pub enum Tool {
 }
 
 impl Tool {
+    /// Whether this is Claude's web search tool (an Anthropic `web_search_*` tool), which
+    /// an upstream with a web search of its own (`to`) can stand in for. Its `max_uses`
+    /// and `user_location` are hints left to that search; domain lists, which would change
+    /// what may be found, are refused ([`crate::WireError::Unsupported`]).
+    pub fn is_web_search(&self, to: &str) -> Result<bool, crate::WireError> {
+        let Tool::Unknown {
+            dialect: Dialect::Anthropic,
+            raw,
+            ..
+        } = self
+        else {
+            return Ok(false);
+        };
+        #[derive(serde::Deserialize)]
+        struct WebSearch {
+            #[serde(rename = "type")]
+            ty: Option<String>,
+            allowed_domains: Option<Vec<serde_json::Value>>,
+            blocked_domains: Option<Vec<serde_json::Value>>,
+        }
+        let Ok(t) = serde_json::from_str::<WebSearch>(raw.get()) else {
+            return Ok(false);
+        };
+        if !t
+            .ty
+            .as_deref()
+            .is_some_and(|t| t.starts_with("web_search_"))
+        {
+            return Ok(false);
+        }
+        for (field, list) in [
+            ("allowed_domains", &t.allowed_domains),
+            ("blocked_domains", &t.blocked_domains),
+        ] {
+            if list.as_ref().is_some_and(|l| !l.is_empty()) {
+                return Err(crate::WireError::Unsupported(format!(
+                    "the web search tool's `{field}` cannot be sent to {to}: its web search takes no domain list"
+                )));
+            }
+        }
+        Ok(true)
+    }
+
     /// An OpenAI function tool kept verbatim because its object has fields beside `type`
     /// and `function` (a relay's `cache_control`, or any other), read as the function tool
     /// it is for a dialect that can carry only that: `cache_control` kept (Anthropic's

@@ -47,6 +47,8 @@ pub fn encode_request(req: &ChatRequest) -> Result<Vec<u8>, WireError> {
     req.check_translatable("Ollama")?;
     // An OpenAI assistant's refusal is what the model said: Ollama has it as text.
     let req = &*req.with_refusals_as_text();
+    // Claude Code's tool search results name tools Ollama has declared anyway.
+    let req = &*req.with_tool_references_as_text();
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
     // Each call's name and place among its message's calls: Ollama pairs results with

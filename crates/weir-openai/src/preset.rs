@@ -136,6 +136,8 @@ impl Preset {
                 o.reasoning_object = true;
                 // It passes prompt-caching markers on text parts to Claude and Gemini.
                 o.cache_control = true;
+                // Its web search server tool searches for any model.
+                o.web_search_tool = true;
             }
             // Z.AI turns GLM's thinking on and off with its own `thinking` field.
             Preset::Zai => {

@@ -72,6 +72,11 @@ pub struct EncodeOptions {
     /// endpoint refuses a Gemini 3 function call without one (a 400), and a client of
     /// another dialect did not keep Gemini's own.
     pub placeholder_thought_signature: bool,
+    /// Claude's web search tool (Claude Code's web search) goes as OpenRouter's web search
+    /// server tool (`{"type": "openrouter:web_search", "parameters": {"max_uses": n}}`),
+    /// which searches for any model; the answer's `url_citation` annotations come back to
+    /// an Anthropic client as a web search.
+    pub web_search_tool: bool,
 }
 
 impl Default for EncodeOptions {
@@ -91,6 +96,7 @@ impl Default for EncodeOptions {
             placeholder_thought_signature: false,
             thinking_off_for_unreasoned_tool_turn: false,
             reasoning_object: false,
+            web_search_tool: false,
         }
     }
 }
@@ -587,6 +593,8 @@ fn tool_from_raw(raw: &RawValue) -> Result<Tool, serde_json::Error> {
 /// the options say the target understands it.
 pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>, WireError> {
     let same = req.origin == Some(Dialect::OpenAi);
+    // Claude Code's tool search results name tools the upstream has declared anyway.
+    let req = &*req.with_tool_references_as_text();
     let messages = plan_messages(req, opts, same)?;
     if !same {
         // (Messages left out as empty must not leave the request ending on the
@@ -601,6 +609,9 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
         )?;
         req.check_translatable("an OpenAI-compatible upstream")?;
         for t in req.tools() {
+            if opts.web_search_tool && t.is_web_search("OpenRouter")? {
+                continue;
+            }
             if let Tool::Unknown { name, .. } = t {
                 return Err(WireError::Unsupported(format!(
                     "tool `{}` is a provider-specific tool and cannot be sent to an OpenAI-compatible upstream",
@@ -1167,10 +1178,21 @@ impl Serialize for RequestOut<'_> {
                 (_, seqs) => m.entry("stop", seqs)?,
             }
         }
+        // Claude's web search tool, as OpenRouter's (checked in `encode_request`).
+        let search = |t: &Tool| {
+            !same && self.opts.web_search_tool && t.is_web_search("OpenRouter").unwrap_or(false)
+        };
         let has_tools = !r.tools().is_empty();
         if let Some(tools) = &r.tools {
             if same || has_tools {
-                m.entry("tools", &ToolsOut { tools, same })?;
+                m.entry(
+                    "tools",
+                    &ToolsOut {
+                        tools,
+                        same,
+                        search: &search,
+                    },
+                )?;
             }
         }
         if let Some(tc) = &r.tool_choice {
@@ -1410,12 +1432,18 @@ impl Serialize for MessagesOut<'_, '_> {
 struct ToolsOut<'a> {
     tools: &'a [Tool],
     same: bool,
+    /// Whether a tool is Claude's web search going as OpenRouter's.
+    search: &'a dyn Fn(&Tool) -> bool,
 }
 
 impl Serialize for ToolsOut<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.tools.len()))?;
         for t in self.tools {
+            if let (true, Tool::Unknown { raw, .. }) = ((self.search)(t), t) {
+                seq.serialize_element(&openrouter_web_search(raw))?;
+                continue;
+            }
             match t {
                 Tool::Unknown { raw, .. } => seq.serialize_element(raw)?,
                 Tool::Function(f) => seq.serialize_element(&FunctionOut { f, same: self.same })?,
@@ -1423,6 +1451,23 @@ impl Serialize for ToolsOut<'_> {
         }
         seq.end()
     }
+}
+
+/// OpenRouter's web search server tool for Claude's (`max_uses` kept; the rest are hints
+/// its search has no field for, or refused before: see [`Tool::is_web_search`]).
+fn openrouter_web_search(raw: &RawValue) -> serde_json::Value {
+    #[derive(Deserialize)]
+    struct Uses {
+        max_uses: Option<u64>,
+    }
+    let mut parameters = serde_json::Map::new();
+    if let Some(n) = serde_json::from_str::<Uses>(raw.get())
+        .ok()
+        .and_then(|u| u.max_uses)
+    {
+        parameters.insert("max_uses".into(), n.into());
+    }
+    serde_json::json!({"type": "openrouter:web_search", "parameters": parameters})
 }
 
 struct FunctionOut<'a> {

@@ -20,7 +20,94 @@ use crate::request::{OToolCall, ToolCallsOut};
 pub fn decode_response(body: &[u8]) -> Result<ChatResponse, WireError> {
     let r: OResponse<false> = serde_json::from_str(weir_model::wire::utf8("response body", body)?)
         .map_err(|e| WireError::from_json("response body", &e))?;
-    Ok(r.0)
+    let mut r = r.0;
+    web_search_of_annotations(&mut r);
+    Ok(r)
+}
+
+/// A `url_citation` annotation (OpenRouter's web plugin, OpenAI's search models): the
+/// page, and the characters of the content it supports.
+pub(crate) struct UrlCitation {
+    pub page: weir_model::web_search::Page,
+    pub span: Option<(usize, usize)>,
+}
+
+/// The `url_citation`s of a message's (or delta's) `annotations`; others are skipped, and
+/// so is a list that does not read.
+pub(crate) fn url_citation_annotations(raw: &serde_json::value::RawValue) -> Vec<UrlCitation> {
+    #[derive(Deserialize)]
+    struct Annotation {
+        #[serde(rename = "type")]
+        ty: Option<String>,
+        url_citation: Option<Cited>,
+    }
+    #[derive(Deserialize)]
+    struct Cited {
+        url: Option<String>,
+        title: Option<String>,
+        start_index: Option<usize>,
+        end_index: Option<usize>,
+    }
+    let Ok(list) = serde_json::from_str::<Vec<Annotation>>(raw.get()) else {
+        return Vec::new();
+    };
+    list.into_iter()
+        .filter(|a| a.ty.as_deref() == Some("url_citation"))
+        .filter_map(|a| {
+            let c = a.url_citation?;
+            Some(UrlCitation {
+                page: weir_model::web_search::Page {
+                    url: c.url?,
+                    title: c.title.unwrap_or_default(),
+                },
+                span: c.start_index.zip(c.end_index),
+            })
+        })
+        .collect()
+}
+
+/// An answer's `url_citation` annotations as a web search in the canonical shape (see
+/// [`weir_model::web_search`]): the pages as one search (no query: the upstream names
+/// none) before the text, and each cited span of the content (in characters) its own text
+/// block citing its pages. The annotations stay in the message's extras, for an OpenAI
+/// client.
+fn web_search_of_annotations(r: &mut ChatResponse) {
+    use weir_model::web_search::{self, Span};
+    let Some(raw) = r.message_extra.get("annotations") else {
+        return;
+    };
+    let cites = url_citation_annotations(raw);
+    if cites.is_empty() {
+        return;
+    }
+    let full = web_search::joined_text(&r.content);
+    // Character index -> byte offset.
+    let bytes: Vec<usize> = full
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(full.len()))
+        .collect();
+    let mut spans: Vec<Span> = Vec::new();
+    let mut pages = Vec::new();
+    for c in cites {
+        if let Some((start, end)) = c
+            .span
+            .and_then(|(a, z)| Some((*bytes.get(a)?, *bytes.get(z)?)))
+        {
+            match spans.iter_mut().find(|s| (s.start, s.end) == (start, end)) {
+                Some(s) if !s.pages.contains(&c.page) => s.pages.push(c.page.clone()),
+                Some(_) => {}
+                None => spans.push(Span {
+                    start,
+                    end,
+                    pages: vec![c.page.clone()],
+                }),
+            }
+        }
+        pages.push(c.page);
+    }
+    let search = web_search::search_blocks(&web_search::search_id(&r.id, 0), "", &pages, false);
+    r.content = web_search::cite(std::mem::take(&mut r.content), spans, search);
 }
 
 /// Decodes only what the gateway accounts by (id, model, usage) from a Chat Completions
@@ -430,6 +517,19 @@ impl<'de> Deserialize<'de> for OUsage {
                                         .and_then(|d| d.upstream_inference_cost)
                                 }
                             }
+                            u.extra.insert(k.into_owned(), raw);
+                        }
+                        // OpenRouter's server tools: the web searches it ran.
+                        "server_tool_use_details" => {
+                            #[derive(Deserialize)]
+                            struct ServerTools {
+                                web_search_requests: Option<u64>,
+                            }
+                            let raw: RawJson = map.next_value()?;
+                            u.web_search_requests = serde_json::from_str::<ServerTools>(raw.get())
+                                .ok()
+                                .and_then(|t| t.web_search_requests)
+                                .filter(|&n| n > 0);
                             u.extra.insert(k.into_owned(), raw);
                         }
                         "prompt_cache_hit_tokens" | "total_tokens" => {

@@ -67,6 +67,14 @@ pub struct StreamDecoder {
     usage: Option<Usage>,
     delta_sent: bool,
     done: bool,
+    /// Pages cited (`url_citation` annotations) not yet told: as citations of the text
+    /// block open when it closes (its span: the stream's text went out before them).
+    cited: Vec<weir_model::web_search::Page>,
+    /// Every page cited, told as a web search before the message ends.
+    searched: Vec<weir_model::web_search::Page>,
+    /// The stream's id (for the search blocks' ids), and the searches told.
+    message_id: String,
+    searches: u32,
     /// An error event ended the stream.
     failed: bool,
     /// Choices past the first (`n` > 1, passed through) begun and not yet finished: a
@@ -155,6 +163,9 @@ struct ChunkDelta<'a> {
     refusal: Option<JsonStr>,
     #[serde(borrow)]
     tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+    /// Pages a web search found (`url_citation`s: OpenRouter's web plugin).
+    #[serde(borrow)]
+    annotations: Option<&'a RawValue>,
 }
 
 /// A delta's `content`: a string (nearly always), or an array of parts (Mistral's
@@ -386,6 +397,7 @@ impl StreamDecoder {
         }
         if !self.started {
             self.started = true;
+            self.message_id = c.id.to_string();
             out.push(StreamEvent::MessageStart {
                 id: c.id.into_owned(),
                 model: c.model.into_owned(),
@@ -443,6 +455,16 @@ impl StreamDecoder {
                 }
                 for (position, tc) in d.tool_calls.unwrap_or_default().into_iter().enumerate() {
                     self.tool_delta(tc, position, out);
+                }
+                if let Some(a) = d.annotations {
+                    for c in crate::response::url_citation_annotations(a) {
+                        if !self.cited.contains(&c.page) {
+                            self.cited.push(c.page.clone());
+                        }
+                        if !self.searched.contains(&c.page) {
+                            self.searched.push(c.page);
+                        }
+                    }
                 }
             }
             if let Some(fr) = choice.finish_reason {
@@ -699,6 +721,11 @@ impl StreamDecoder {
             Some(o) if o == kind(o.index()) => o.index(),
             _ => {
                 self.close_open(out);
+                if matches!(kind(0), Open::Text(_)) {
+                    // The search that found the pages cited comes before the text, as
+                    // Claude's does (OpenRouter sends the pages first).
+                    self.tell_search(out);
+                }
                 let i = self.next_index;
                 self.next_index += 1;
                 self.open = Some(kind(i));
@@ -826,6 +853,19 @@ impl StreamDecoder {
     }
 
     fn close_open(&mut self, out: &mut Vec<StreamEvent>) {
+        if let Some(Open::Text(i)) = self.open {
+            for p in std::mem::take(&mut self.cited) {
+                out.push(StreamEvent::BlockDelta {
+                    index: i,
+                    delta: Delta::Unknown {
+                        dialect: Dialect::Anthropic,
+                        raw: weir_model::raw::to_raw(&weir_model::web_search::citations_delta(
+                            &p, "",
+                        )),
+                    },
+                });
+            }
+        }
         if let Some(o) = self.open.take() {
             if matches!(o, Open::Thinking(_)) && !self.details.is_empty() {
                 let details = serde_json::Value::Array(std::mem::take(&mut self.details));
@@ -841,7 +881,36 @@ impl StreamDecoder {
         }
     }
 
+    /// The web search that found the pages cited so far, as its two blocks (the upstream
+    /// names no query); none when no page was cited.
+    fn tell_search(&mut self, out: &mut Vec<StreamEvent>) {
+        let pages = std::mem::take(&mut self.searched);
+        if pages.is_empty() {
+            return;
+        }
+        self.close_open(out);
+        let id = weir_model::web_search::search_id(&self.message_id, self.searches);
+        self.searches += 1;
+        let [call, result] = weir_model::web_search::search_blocks(&id, "", &pages, true);
+        for (block, input) in [(call, true), (result, false)] {
+            let i = self.next_index;
+            self.next_index += 1;
+            out.push(StreamEvent::BlockStart { index: i, block });
+            if input {
+                out.push(StreamEvent::BlockDelta {
+                    index: i,
+                    delta: Delta::InputJson(JsonStr::new(
+                        &weir_model::web_search::search_input("").to_string(),
+                    )),
+                });
+            }
+            out.push(StreamEvent::BlockStop { index: i });
+        }
+    }
+
     fn message_delta(&mut self, out: &mut Vec<StreamEvent>) {
+        // Pages cited after the text began.
+        self.tell_search(out);
         self.delta_sent = true;
         let called = !self.tools.is_empty();
         let stop_reason = match &self.stop {

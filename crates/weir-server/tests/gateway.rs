@@ -5458,3 +5458,141 @@ async fn web_search_reaches_gemini_as_grounding_with_google_search() {
     );
     assert_eq!(up.hits.load(Ordering::SeqCst), 2);
 }
+
+/// Claude's web search tool (Claude Code's web search) routed to OpenRouter is its web
+/// search server tool, and the answer's `url_citation` annotations come back in Claude's shape, whole
+/// and streamed.
+#[tokio::test]
+async fn web_search_reaches_openrouter_as_its_web_search_tool() {
+    let text = "Héllo. Spain won. Bye.";
+    let note = |start: usize, end: usize, url: &str| {
+        json!({"type": "url_citation", "url_citation": {"url": url, "title": "T", "content": "page text",
+               "start_index": start, "end_index": end}})
+    };
+    let notes = json!([
+        note(7, 17, "https://a.example"),
+        note(7, 17, "https://b.example")
+    ]);
+    let whole = json!({
+        "id": "gen-1", "object": "chat.completion", "created": 1, "model": "google/gemini-2.5-flash",
+        "choices": [{"index": 0, "finish_reason": "stop",
+                     "message": {"role": "assistant", "content": text, "annotations": notes}}],
+        "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+    });
+    let head = r#"{"id":"gen-2","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
+    let streamed = format!(
+        "data: {head}{{\"role\":\"assistant\",\"content\":\"Héllo. Spain\"}},\"finish_reason\":null}}]}}\n\n\
+         data: {head}{{\"content\":\" won. Bye.\",\"annotations\":{notes}}},\"finish_reason\":null}}]}}\n\n\
+         data: {head}{{}},\"finish_reason\":\"stop\"}}]}}\n\n\
+         data: {{\"id\":\"gen-2\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{{\"prompt_tokens\":10,\"completion_tokens\":5,\"total_tokens\":15}}}}\n\n\
+         data: [DONE]\n\n"
+    );
+    let up = upstream(Script::Paths(vec![
+        (
+            "/whole/v1/chat/completions",
+            200,
+            "application/json",
+            whole.to_string(),
+        ),
+        (
+            "/stream/v1/chat/completions",
+            200,
+            "text/event-stream",
+            streamed,
+        ),
+    ]))
+    .await;
+    let url = weir(&format!(
+        "[providers.or]\nkind = \"openai\"\npreset = \"openrouter\"\nbase_url = \"{0}/whole/v1\"\nkeys = [\"sk-or\"]\n\
+         [providers.ors]\nkind = \"openai\"\npreset = \"openrouter\"\nbase_url = \"{0}/stream/v1\"\nkeys = [\"sk-or\"]\n\
+         [[models]]\nname = \"whole\"\ntargets = [{{ provider = \"or\", model = \"google/gemini-2.5-flash\" }}]\n\
+         [[models]]\nname = \"streamed\"\ntargets = [{{ provider = \"ors\", model = \"google/gemini-2.5-flash\" }}]\n",
+        up.url
+    ))
+    .await;
+    let ask = |model: &str, stream: bool| {
+        json!({"model": model, "max_tokens": 1000, "stream": stream,
+               "messages": [{"role": "user", "content": "Perform a web search for the query: euro 2024"}],
+               "tools": [{"type": "web_search_20250305", "name": "web_search", "max_uses": 8}]})
+    };
+    let r = post(&url, "/v1/messages", &ask("whole", false), Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let (_, sent) = up.seen.lock().unwrap()[0].clone();
+    let sent: Value = serde_json::from_slice(&sent).unwrap();
+    assert_eq!(
+        sent["tools"],
+        json!([{"type": "openrouter:web_search", "parameters": {"max_uses": 8}}])
+    );
+    let content = v["content"].as_array().unwrap();
+    let types: Vec<_> = content
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "server_tool_use",
+            "web_search_tool_result",
+            "text",
+            "text",
+            "text"
+        ]
+    );
+    assert_eq!(content[1]["tool_use_id"], content[0]["id"]);
+    assert_eq!(content[1]["content"].as_array().unwrap().len(), 2);
+    assert_eq!(content[3]["text"], "Spain won.");
+    assert_eq!(content[3]["citations"][1]["url"], "https://b.example");
+    let joined: String = content[2..]
+        .iter()
+        .map(|b| b["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, text);
+
+    let r = post(&url, "/v1/messages", &ask("streamed", true), Some(KEY)).await;
+    assert_eq!(r.status(), 200);
+    let body = r.bytes().await.unwrap();
+    let events: Vec<Value> = weir_testkit::sse_events(&body)
+        .iter()
+        .map(|e| serde_json::from_str(e.data()).unwrap())
+        .collect();
+    let starts: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "content_block_start")
+        .map(|e| e["content_block"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        ["text", "server_tool_use", "web_search_tool_result"]
+    );
+    let cited: Vec<_> = events
+        .iter()
+        .filter(|e| e["delta"]["type"] == "citations_delta")
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap(),
+                e["delta"]["citation"]["url"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(cited, [(0, "https://a.example"), (0, "https://b.example")]);
+    let text_out: String = events
+        .iter()
+        .filter(|e| e["delta"]["type"] == "text_delta")
+        .map(|e| e["delta"]["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(text_out, text);
+    assert_eq!(events.last().unwrap()["type"], "message_stop");
+
+    // Domain lists OpenRouter cannot take: refused, nothing sent.
+    let r = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "whole", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}],
+                "tools": [{"type": "web_search_20250305", "name": "web_search", "allowed_domains": ["a.example"]}]}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(up.hits.load(Ordering::SeqCst), 2);
+}

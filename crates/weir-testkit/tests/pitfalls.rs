@@ -4160,3 +4160,110 @@ fn geminis_grounding_with_google_search_reaches_both_dialects_as_web_search() {
         [(0, n, "https://a.example"), (0, n, "https://b.example")]
     );
 }
+
+#[test]
+fn claude_codes_tool_search_results_reach_other_dialects_as_text() {
+    // Claude Code's ToolSearch answers with references to the tools it loaded; the tools
+    // are declared to other dialects anyway, so the reference is told as text.
+    let req = json!({
+        "model": "m", "max_tokens": 100,
+        "tools": [
+            {"name": "ToolSearch", "description": "find tools", "input_schema": {"type": "object"}},
+            {"name": "WebSearch", "description": "search", "input_schema": {"type": "object"}, "defer_loading": true}
+        ],
+        "messages": [
+            {"role": "user", "content": "search the web"},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "ToolSearch", "input": {"query": "select:WebSearch"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1",
+                                          "content": [{"type": "tool_reference", "tool_name": "WebSearch"}]}]}
+        ]
+    });
+    let o = a_to_o(req.clone());
+    let tool_msg = o["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .unwrap();
+    assert_eq!(tool_msg["tool_call_id"], "toolu_1");
+    let text = serde_json::to_string(&tool_msg["content"]).unwrap();
+    assert!(text.contains("Tool loaded: WebSearch"), "{tool_msg}");
+    assert!(!text.contains("tool_reference"), "{tool_msg}");
+    assert_eq!(o["tools"].as_array().unwrap().len(), 2);
+    // To Gemini, likewise.
+    let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let g: Value =
+        serde_json::from_slice(&weir_gemini::encode_request(&canon, &Default::default()).unwrap())
+            .unwrap();
+    let response = &g["contents"][2]["parts"][0]["functionResponse"];
+    assert_eq!(response["name"], "ToolSearch");
+    assert_eq!(response["response"]["output"], "Tool loaded: WebSearch");
+    // An Anthropic upstream gets it as it came.
+    let a: Value = serde_json::from_slice(
+        &weir_anthropic::encode_request(&canon, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        a["messages"][2]["content"][0]["content"][0]["type"],
+        "tool_reference"
+    );
+}
+
+#[test]
+fn openrouters_web_search_pages_reach_anthropic_clients_as_a_search_before_the_text() {
+    // As OpenRouter streams its web search (recorded in 2026): each page in a chunk of its
+    // own before the text, with no span, and the searches in the usage.
+    let head = r#"{"id":"gen-1","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":"#;
+    let page = |url: &str| {
+        format!(
+            r#"data: {head}{{"content":"","role":"assistant","annotations":[{{"type":"url_citation","url_citation":{{"url":"{url}","title":"T","start_index":0,"end_index":0,"content":"page"}}}}]}},"finish_reason":null}}]}}"#
+        )
+    };
+    let body = format!(
+        ": OPENROUTER PROCESSING\n\n{}\n\n{}\n\n\
+         data: {head}{{\"content\":\"The URL is x.\"}},\"finish_reason\":null}}]}}\n\n\
+         data: {head}{{\"content\":\"\"}},\"finish_reason\":\"stop\"}}],\"usage\":{{\"prompt_tokens\":9,\"completion_tokens\":4,\"total_tokens\":13,\"server_tool_use_details\":{{\"web_search_requests\":1}}}}}}\n\n\
+         data: [DONE]\n\n",
+        page("https://a.example"),
+        page("https://b.example")
+    );
+    let out = o_stream_to_a(&body);
+    let events: Vec<Value> = sse_events(&out)
+        .iter()
+        .map(|e| serde_json::from_str(e.data()).unwrap())
+        .collect();
+    let starts: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "content_block_start")
+        .map(|e| e["content_block"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        starts,
+        ["server_tool_use", "web_search_tool_result", "text"]
+    );
+    let result = events
+        .iter()
+        .find(|e| e["content_block"]["type"] == "web_search_tool_result")
+        .unwrap();
+    assert_eq!(result["content_block"]["tool_use_id"], "srvtoolu_gen-1_0");
+    assert_eq!(
+        result["content_block"]["content"][1]["url"],
+        "https://b.example"
+    );
+    let cited: Vec<_> = events
+        .iter()
+        .filter(|e| e["delta"]["type"] == "citations_delta")
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap(),
+                e["delta"]["citation"]["url"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(cited, [(2, "https://a.example"), (2, "https://b.example")]);
+    let delta = events
+        .iter()
+        .find(|e| e["type"] == "message_delta")
+        .unwrap();
+    assert_eq!(delta["usage"]["server_tool_use"]["web_search_requests"], 1);
+}

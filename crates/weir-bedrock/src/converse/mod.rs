@@ -276,6 +276,8 @@ pub fn encode_converse(
     let req = &*req.with_thinking_read();
     // OpenAI tool calls kept verbatim (no id or type, arguments not a string) go as calls.
     let req = &*req.with_lenient_tool_calls();
+    // Claude Code's tool search results name tools Converse has declared anyway.
+    let req = &*req.with_tool_references_as_text();
     let caching = match supports_cache_points(model) {
         false => Caching::Off,
         // Bedrock keeps an hour's cache for Claude 4.5 on only.
