@@ -37,7 +37,10 @@ const NOTES: &str = "
   thinking; a `file` of a text type goes as a text document, one neither PDF nor text
   is refused with a 400. An OpenAI client's `web_search_options` becomes Claude's web
   search tool (also on Vertex; Bedrock refuses it), and the pages the answer cites come
-  back as `url_citation` annotations.
+  back as `url_citation` annotations. An OpenAI client's `response_format` schema and
+  `strict` tools' schemas are fitted to Claude's constrained decoding: numeric, length and
+  size constraints it refuses move into the description, and objects get
+  `additionalProperties: false`; property order is kept.
 - **openai** and its presets (`groq`, `xai`, `cerebras`, `openrouter`, `deepseek`, `zai`,
   `mistral`, `together`): lossless for OpenAI clients. Presets set the base URL and the
   output-limit field and strip what the service rejects when it asks for nothing more
@@ -93,6 +96,8 @@ const NOTES: &str = "
   `server_tool_use` and `web_search_tool_result` with the pages, the supported sentences
   as text blocks citing them; `url_citation` annotations for OpenAI clients). Its domain
   lists are refused (Gemini takes none); `max_uses` and `user_location` are not sent.
+  Answer and tool schemas keep their property order, told as `propertyOrdering` (Gemini
+  otherwise writes properties alphabetically: an answer before its reasoning).
 - **ollama**: the native `/api/chat` (NDJSON); no key by default, `keys` go as Bearer
   (hosted Ollama); images as base64 only; tool calls get
   ids; an OpenAI client's `seed` and penalties become options. It has no `tool_choice`:

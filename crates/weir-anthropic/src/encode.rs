@@ -266,10 +266,14 @@ fn tool(w: &mut JsonWriter, t: &Tool, out: Out) -> Result<(), String> {
                     w.raw_value(p);
                 }
                 // Anthropic requires `"type": "object"`; OpenAI takes `{}` or a schema of
-                // properties alone.
+                // properties alone. A strict tool's schema is fitted to what Claude's
+                // constrained decoding takes.
                 Some(p) => {
                     w.key("input_schema");
-                    object_schema(w, p);
+                    let fitted = (f.strict == Some(true))
+                        .then(|| crate::schema::for_claude(p))
+                        .flatten();
+                    object_schema(w, fitted.as_deref().unwrap_or(p));
                 }
                 // Anthropic requires a schema; OpenAI allows none.
                 None if !out.same => {
@@ -508,7 +512,7 @@ impl Plan<'_> {
                 w.key("effort");
                 w.string(effort);
             }
-            if let Some(schema) = self.output_schema {
+            if let Some(schema) = &self.output_schema {
                 w.key("format");
                 w.begin_object();
                 w.key("type");
@@ -584,7 +588,7 @@ struct Plan<'a> {
     top_k: Option<u32>,
     /// The JSON Schema an OpenAI client's `response_format` asks the answer to follow,
     /// sent as `output_config.format` (Anthropic's structured outputs).
-    output_schema: Option<&'a serde_json::value::RawValue>,
+    output_schema: Option<std::borrow::Cow<'a, serde_json::value::RawValue>>,
     /// `output_config.effort` for adaptive thinking mapped from `reasoning_effort`.
     effort: Option<&'static str>,
     /// Anthropic's web search tool, written as JSON, for an OpenAI client's
@@ -670,8 +674,12 @@ impl<'a> Plan<'a> {
         let output_schema = if same {
             None
         } else {
+            // (Fitted to what Claude's structured outputs take.)
             match req.output_format()? {
-                Some(weir_model::OutputFormat::JsonSchema(s)) => Some(s),
+                Some(weir_model::OutputFormat::JsonSchema(s)) => Some(
+                    crate::schema::for_claude(s)
+                        .map_or(std::borrow::Cow::Borrowed(s), std::borrow::Cow::Owned),
+                ),
                 _ => None,
             }
         };

@@ -20,6 +20,7 @@ mod ids;
 mod provider;
 mod request;
 mod response;
+mod schema;
 mod stream;
 mod write;
 

@@ -189,7 +189,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             String::from_utf8(p.body(&p.request.texts[1..])).unwrap(),
-            r#"{"dimensions":256,"inputText":"b"}"#
+            r#"{"inputText":"b","dimensions":256}"#
         );
         let v4 = EmbedPlan::new(
             &req(serde_json::json!({"model": "m", "input": "a", "dimensions": 1536})),

@@ -339,6 +339,18 @@ fn node(v: &Value, cx: &Defs<'_>, refs: u32) -> Value {
             out.insert("type".into(), Value::String(t.into()));
         }
     }
+    // Gemini writes an answer's properties in alphabetical order unless told otherwise
+    // (`propertyOrdering`): the schema's own order (a reasoning field before the answer's,
+    // say) is told, unless the schema says one itself.
+    if !out.contains_key("propertyOrdering") {
+        if let Some(Value::Object(props)) = out
+            .get("properties")
+            .filter(|p| p.as_object().is_some_and(|p| p.len() > 1))
+        {
+            let order: Vec<Value> = props.keys().map(|k| Value::String(k.clone())).collect();
+            out.insert("propertyOrdering".into(), Value::Array(order));
+        }
+    }
     // `required` may name only properties the schema defines.
     if let Some(Value::Array(required)) = out.get("required") {
         let defined = |n: &Value| {
@@ -414,8 +426,17 @@ mod tests {
                     "n": {"type": "integer", "nullable": true},
                     "tags": {"type": "array", "items": {"type": "string"}}
                 },
-                "required": ["when"]
+                "required": ["when"],
+                // The schema's own order, which Gemini would otherwise make alphabetical.
+                "propertyOrdering": ["additionalProperties", "when", "unit", "n", "tags"]
             })
+        );
+        // A schema's own ordering is kept.
+        let own = json!({"type": "object", "properties": {"b": {"type": "string"}, "a": {"type": "string"}},
+                         "propertyOrdering": ["a", "b"]});
+        assert_eq!(
+            clean(&own.to_string(), &Budget::new()).unwrap()["propertyOrdering"],
+            json!(["a", "b"])
         );
     }
 
@@ -448,7 +469,8 @@ mod tests {
                 "mixed": {"description": "One of: 1, \"a\"."},
                 "opts": {"type": "object", "properties": {"x": {"type": "string"}}, "required": ["x"]},
                 "any": {"type": "object"}
-            }, "required": ["op"]})
+            }, "required": ["op"],
+            "propertyOrdering": ["op", "mode", "level", "rank", "ratio", "flag", "mixed", "opts", "any"]})
         );
     }
 

@@ -75,7 +75,8 @@ fn function(name: &str, schema: Value) -> Tool {
 }
 
 fn encode_with(req: &ChatRequest, opts: &EncodeOptions) -> Value {
-    serde_json::from_slice(&encode_request(req, opts).unwrap()).unwrap()
+    // (Keys sorted: the snapshots do not depend on the order the encoder writes them in.)
+    weir_testkit::sorted(serde_json::from_slice(&encode_request(req, opts).unwrap()).unwrap())
 }
 
 fn encode(req: &ChatRequest) -> Value {
@@ -1289,7 +1290,7 @@ fn a_function_without_parameters_goes_without_an_empty_schema() {
         json!({"type": "object", "properties": {
             "opts": {"type": "object"},
             "q": {"type": "string"}
-        }})
+        }, "propertyOrdering": ["opts", "q"]})
     );
 }
 
@@ -1305,5 +1306,30 @@ fn an_openai_function_tool_with_more_fields_is_declared() {
     assert_eq!(
         g["tools"][0]["functionDeclarations"][0]["name"], "get_weather",
         "{g}"
+    );
+}
+
+#[test]
+fn an_answer_schema_keeps_its_property_order() {
+    // A reasoning field declared before the answer's: Gemini would write them in
+    // alphabetical order (the answer first) unless told the schema's own.
+    let mut req = request(vec![Message::text(Role::User, "Think, then answer.")]);
+    req.origin = Some(Dialect::OpenAi);
+    req.extra.insert(
+        "response_format",
+        to_raw(
+            &json!({"type": "json_schema", "json_schema": {"name": "cot", "schema": {
+                "type": "object",
+                "properties": {"reasoning": {"type": "string"}, "answer": {"type": "string"}},
+                "required": ["reasoning", "answer"]
+            }}}),
+        ),
+    );
+    let v = encode(&req);
+    let schema = &v["generationConfig"]["responseSchema"];
+    assert_eq!(
+        schema["propertyOrdering"],
+        json!(["reasoning", "answer"]),
+        "{v}"
     );
 }

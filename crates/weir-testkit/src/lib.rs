@@ -158,6 +158,20 @@ pub fn assert_fast_path_agrees(
     n
 }
 
+/// `v` with every object's keys in sorted order (serde_json keeps insertion order here),
+/// for snapshots that should not depend on the order a writer chose.
+pub fn sorted(v: Value) -> Value {
+    match v {
+        Value::Object(m) => {
+            let mut pairs: Vec<(String, Value)> = m.into_iter().collect();
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(pairs.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(sorted).collect()),
+        other => other,
+    }
+}
+
 /// All SSE events of a complete recorded stream. Some recordings lost the blank line
 /// that ends the last event (a decoder rightly discards an unterminated event), so one is
 /// added when missing.

@@ -17,7 +17,7 @@ fn pretty(bytes: &[u8]) -> String {
     if let Some(c) = v.get_mut("created") {
         *c = Value::from(0);
     }
-    serde_json::to_string_pretty(&v).unwrap()
+    serde_json::to_string_pretty(&weir_testkit::sorted(v)).unwrap()
 }
 
 fn request(case: &str, dir: &Path, dialect: &str) -> Option<String> {

@@ -911,7 +911,9 @@ fn reasoning_effort_is_adaptive_thinking_and_an_effort_for_claude_4_6_on() {
     );
     assert_json(
         &out["output_config"],
-        &json!({"effort": "low", "format": {"type": "json_schema", "schema": {"type": "object"}}}),
+        // (Every object closed, as Claude's structured outputs require.)
+        &json!({"effort": "low", "format": {"type": "json_schema",
+                 "schema": {"type": "object", "additionalProperties": false}}}),
     );
     // `none`, and settings Anthropic refuses beside thinking, still mean no thinking.
     // (A temperature only where the model takes one: Claude 4.7 on is sent none.)
@@ -4266,4 +4268,36 @@ fn openrouters_web_search_pages_reach_anthropic_clients_as_a_search_before_the_t
         .find(|e| e["type"] == "message_delta")
         .unwrap();
     assert_eq!(delta["usage"]["server_tool_use"]["web_search_requests"], 1);
+}
+
+#[test]
+fn an_openai_clients_schema_constraints_reach_claude_as_descriptions() {
+    // Pydantic's `Field(ge=1, le=5)` and `max_length`: OpenAI's strict mode takes them,
+    // Claude's structured outputs and strict tools answer 400; they go in the description.
+    let schema = json!({"type": "object", "properties": {
+        "summary": {"type": "string", "maxLength": 200},
+        "stars": {"type": "integer", "minimum": 1, "maximum": 5}
+    }, "required": ["summary", "stars"], "additionalProperties": false});
+    let out = o_to_a(
+        json!({"model": "m", "messages": [{"role": "user", "content": "Rate it."}],
+        "response_format": {"type": "json_schema", "json_schema": {"name": "r", "strict": true, "schema": schema}},
+        "tools": [{"type": "function", "function": {"name": "rate", "strict": true, "parameters": schema}},
+                  {"type": "function", "function": {"name": "loose", "parameters": schema}}]}),
+    );
+    let fitted = json!({"type": "object", "properties": {
+        "summary": {"type": "string", "description": "(maxLength: 200)"},
+        "stars": {"type": "integer", "description": "(minimum: 1, maximum: 5)"}
+    }, "required": ["summary", "stars"], "additionalProperties": false});
+    assert_json(&out["output_config"]["format"]["schema"], &fitted);
+    assert_json(&out["tools"][0]["input_schema"], &fitted);
+    // Property order kept: Claude writes them in it.
+    let props: Vec<_> = out["output_config"]["format"]["schema"]["properties"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(props, ["summary", "stars"]);
+    // A tool that is not strict keeps its schema as it is.
+    assert_json(&out["tools"][1]["input_schema"], &schema);
 }
