@@ -97,7 +97,8 @@ const NOTES: &str = "
   as text blocks citing them; `url_citation` annotations for OpenAI clients). Its domain
   lists are refused (Gemini takes none); `max_uses` and `user_location` are not sent.
   Answer and tool schemas keep their property order, told as `propertyOrdering` (Gemini
-  otherwise writes properties alphabetically: an answer before its reasoning).
+  otherwise writes properties alphabetically: an answer before its reasoning). An OpenAI
+  client's `input_audio` parts go as inline audio.
 - **ollama**: the native `/api/chat` (NDJSON); no key by default, `keys` go as Bearer
   (hosted Ollama); images as base64 only; tool calls get
   ids; an OpenAI client's `seed` and penalties become options. It has no `tool_choice`:

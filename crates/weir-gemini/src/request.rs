@@ -373,6 +373,13 @@ impl<'a> Plan<'a> {
                 {
                     None
                 }
+                // An OpenAI client's audio: Gemini takes it inline.
+                ContentBlock::Unknown(u)
+                    if u.dialect == Dialect::OpenAi
+                        && u.type_name.as_deref() == Some("input_audio") =>
+                {
+                    Some(Part::new(input_audio(&u.raw)?))
+                }
                 ContentBlock::Unknown(u) => {
                     return Err(WireError::Unsupported(format!(
                         "content block `{}` from the {} dialect cannot be sent to Gemini",
@@ -471,6 +478,43 @@ fn tool_result<'a>(
             "output"
         },
         output: JsonStr::join(texts, "\n").unwrap_or_default(),
+    })
+}
+
+/// An OpenAI `input_audio` part (`{"input_audio": {"data": <base64>, "format": "wav"}}`)
+/// as inline data of its audio type.
+fn input_audio(raw: &serde_json::value::RawValue) -> Result<Data<'_>, WireError> {
+    #[derive(serde::Deserialize)]
+    struct PartOf<'a> {
+        #[serde(borrow)]
+        input_audio: Audio<'a>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Audio<'a> {
+        data: &'a str,
+        format: &'a str,
+    }
+    let p: PartOf<'_> = serde_json::from_str(raw.get()).map_err(|_| {
+        WireError::Malformed(
+            "an input_audio part needs input_audio.data (base64) and input_audio.format".into(),
+        )
+    })?;
+    let mime = match p.input_audio.format {
+        "wav" => "audio/wav",
+        "mp3" => "audio/mp3",
+        "flac" => "audio/flac",
+        "aac" => "audio/aac",
+        "ogg" | "opus" => "audio/ogg",
+        "aiff" => "audio/aiff",
+        other => {
+            return Err(WireError::Unsupported(format!(
+                "audio of format `{other}` cannot be sent to Gemini (wav, mp3, flac, aac, ogg, opus or aiff)"
+            )))
+        }
+    };
+    Ok(Data::Inline {
+        mime,
+        data: p.input_audio.data,
     })
 }
 

@@ -4301,3 +4301,30 @@ fn an_openai_clients_schema_constraints_reach_claude_as_descriptions() {
     // A tool that is not strict keeps its schema as it is.
     assert_json(&out["tools"][1]["input_schema"], &schema);
 }
+
+#[test]
+fn an_openai_clients_audio_reaches_gemini_inline() {
+    let req = json!({"model": "m", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "Transcribe this."},
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}}
+    ]}]});
+    let canon = weir_openai::decode_request(req.to_string().as_bytes()).unwrap();
+    let g: Value =
+        serde_json::from_slice(&weir_gemini::encode_request(&canon, &Default::default()).unwrap())
+            .unwrap();
+    assert_json(
+        &g["contents"][0]["parts"][1],
+        &json!({"inlineData": {"mimeType": "audio/wav", "data": "UklGRg=="}}),
+    );
+    // A format Gemini has no type for, or a malformed part: a 400 saying so.
+    for (audio, says) in [
+        (json!({"data": "AA==", "format": "pcm16"}), "pcm16"),
+        (json!({"format": "wav"}), "input_audio.data"),
+    ] {
+        let mut bad = req.clone();
+        bad["messages"][0]["content"][1]["input_audio"] = audio;
+        let canon = weir_openai::decode_request(bad.to_string().as_bytes()).unwrap();
+        let err = weir_gemini::encode_request(&canon, &Default::default()).unwrap_err();
+        assert!(err.to_string().contains(says), "{err}");
+    }
+}
