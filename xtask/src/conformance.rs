@@ -60,8 +60,10 @@ const NOTES: &str = "
   The `openrouter` preset keeps an Anthropic client's `cache_control` on the text parts
   it marks (OpenRouter passes it to Claude and Gemini), and sends Claude's web search tool
   (Claude Code's web search) as OpenRouter's `openrouter:web_search` server tool
-  (`max_uses` kept; domain lists refused): the pages its `url_citation` annotations name
-  come back to Anthropic clients as a web search in Claude's shape, whole and streamed. Towards Google's OpenAI-compatible
+  (`max_uses` and domain lists kept): the pages its `url_citation` annotations name come
+  back to Anthropic clients as a web search in Claude's shape, whole and streamed. Such a
+  search, sent back later to an Anthropic upstream, is left out (Anthropic would refuse
+  it; the text stays), as is one told for Gemini. Towards Google's OpenAI-compatible
   endpoint, earlier function calls without Gemini's thought signature carry Google's
   placeholder. An Anthropic client's `temperature` and `top_p` are left out for OpenAI's
   reasoning models (o-series, GPT-5), which refuse them.

@@ -116,6 +116,11 @@ pub(crate) fn block(
                     b.type_name()
                 ));
             }
+            // A search Weir told for another upstream, sent back: not Anthropic's (it
+            // would refuse it); the text after it carries what it found.
+            if !out.answer && weir_model::web_search::is_told_search(u.raw.get()) {
+                return Ok(());
+            }
             w.raw_value(&u.raw);
             return Ok(());
         }
@@ -126,7 +131,18 @@ pub(crate) fn block(
             w.key("text");
             w.json_str(&t.text);
             cache_control(w, t.cache_control.as_deref());
-            extra(w, &t.extra);
+            // Citations Weir made for another upstream's search, sent back: left out
+            // (Anthropic would refuse them).
+            if out.same
+                && !out.answer
+                && t.extra
+                    .get("citations")
+                    .is_some_and(|c| weir_model::web_search::is_told_citations(c.get()))
+            {
+                w.extra(&t.extra, &["citations"]);
+            } else {
+                extra(w, &t.extra);
+            }
             // Another upstream's citations of web pages, made in Anthropic's shape (Gemini's
             // grounding with Google Search), for an answer.
             if !out.same && out.answer {

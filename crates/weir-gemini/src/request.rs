@@ -83,7 +83,7 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
     for t in req.tools() {
         match t {
             Tool::Function(f) => functions.push(f),
-            t @ Tool::Unknown { .. } if t.is_web_search("Gemini")? => search = true,
+            t @ Tool::Unknown { .. } if t.is_web_search("Gemini", false)? => search = true,
             Tool::Unknown { dialect, name, .. } => {
                 return Err(WireError::Unsupported(format!(
                     "tool `{}` is a {dialect}-specific tool and cannot be sent to Gemini",

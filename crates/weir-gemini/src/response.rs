@@ -59,7 +59,7 @@ impl Candidate<'_> {
 
 /// The id of the search block made from a response's grounding.
 pub(crate) fn search_id(response_id: &str) -> String {
-    format!("srv{}", tool_use_id(None, response_id, 0))
+    weir_model::web_search::search_id(response_id, 0)
 }
 
 #[derive(Deserialize)]

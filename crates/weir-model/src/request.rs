@@ -610,8 +610,9 @@ impl Tool {
     /// Whether this is Claude's web search tool (an Anthropic `web_search_*` tool), which
     /// an upstream with a web search of its own (`to`) can stand in for. Its `max_uses`
     /// and `user_location` are hints left to that search; domain lists, which would change
-    /// what may be found, are refused ([`crate::WireError::Unsupported`]).
-    pub fn is_web_search(&self, to: &str) -> Result<bool, crate::WireError> {
+    /// what may be found, are refused ([`crate::WireError::Unsupported`]) unless that
+    /// search takes them (`domains`).
+    pub fn is_web_search(&self, to: &str, domains: bool) -> Result<bool, crate::WireError> {
         let Tool::Unknown {
             dialect: Dialect::Anthropic,
             raw,
@@ -641,7 +642,7 @@ impl Tool {
             ("allowed_domains", &t.allowed_domains),
             ("blocked_domains", &t.blocked_domains),
         ] {
-            if list.as_ref().is_some_and(|l| !l.is_empty()) {
+            if !domains && list.as_ref().is_some_and(|l| !l.is_empty()) {
                 return Err(crate::WireError::Unsupported(format!(
                     "the web search tool's `{field}` cannot be sent to {to}: its web search takes no domain list"
                 )));

@@ -78,20 +78,68 @@ pub fn search_blocks(id: &str, query: &str, pages: &[Page], streamed: bool) -> [
     [unknown(&call), unknown(&result)]
 }
 
-/// The id of the `n`th search made for the answer `response_id` (`srvtoolu_` and its
-/// `[A-Za-z0-9_-]` characters, at most 64 in all; a generated one when it has none): the
-/// same answer read twice gets the same ids.
+/// The prefix of the ids of searches Weir tells (another upstream's), which only Weir
+/// makes: Anthropic's own are `srvtoolu_` and 24 more characters.
+pub const SEARCH_ID_PREFIX: &str = "srvtoolu_weir_";
+
+/// The id of the `n`th search made for the answer `response_id` ([`SEARCH_ID_PREFIX`] and
+/// its `[A-Za-z0-9_]` characters, as Anthropic's ids are spelled, at most 64 in all; a
+/// generated one when it has none): the same answer read twice gets the same ids.
 pub fn search_id(response_id: &str, n: u32) -> String {
     let rid: String = response_id
         .chars()
-        .filter(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
         .take(40)
         .collect();
     if rid.is_empty() {
-        crate::generated_id("srvtoolu_")
+        crate::generated_id(SEARCH_ID_PREFIX)
     } else {
-        format!("srvtoolu_{rid}_{n}")
+        format!("{SEARCH_ID_PREFIX}{rid}_{n}")
     }
+}
+
+/// Whether a block is a search Weir told (a `server_tool_use` or `web_search_tool_result`
+/// whose id has [`SEARCH_ID_PREFIX`]), sent back in a conversation: Anthropic would refuse
+/// it (its results have no encrypted content), and its answer's text carries what it found.
+pub fn is_told_search(raw: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Search<'a> {
+        #[serde(rename = "type", borrow)]
+        ty: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow)]
+        tool_use_id: Option<std::borrow::Cow<'a, str>>,
+    }
+    if !raw.contains(SEARCH_ID_PREFIX) {
+        return false;
+    }
+    let Ok(s) = serde_json::from_str::<Search<'_>>(raw) else {
+        return false;
+    };
+    let id = match s.ty.as_deref() {
+        Some("server_tool_use") => s.id,
+        Some("web_search_tool_result") => s.tool_use_id,
+        _ => None,
+    };
+    id.is_some_and(|id| id.starts_with(SEARCH_ID_PREFIX))
+}
+
+/// Whether a text block's `citations` are ones Weir made (their `encrypted_index` is
+/// empty; Anthropic's never is): Anthropic would refuse them in a conversation sent back.
+pub fn is_told_citations(raw: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Cited {
+        #[serde(rename = "type")]
+        ty: Option<String>,
+        encrypted_index: Option<String>,
+    }
+    serde_json::from_str::<Vec<Cited>>(raw).is_ok_and(|c| {
+        c.iter().any(|c| {
+            c.ty.as_deref() == Some("web_search_result_location")
+                && c.encrypted_index.as_deref() == Some("")
+        })
+    })
 }
 
 /// A search block's input: `{"query": ...}`.

@@ -1133,9 +1133,11 @@ fn call_item(
 }
 
 fn message_item(id: &str, texts: &[String], status: &str) -> Value {
-    let content: Vec<Value> = texts
-        .iter()
-        .map(|t| json!({"type": "output_text", "text": t, "annotations": [], "logprobs": []}))
+    // Consecutive text blocks (an answer cut at the spans it cites) are one text, as a
+    // Responses message has it.
+    let content: Vec<Value> = (!texts.is_empty())
+        .then(|| json!({"type": "output_text", "text": texts.concat(), "annotations": [], "logprobs": []}))
+        .into_iter()
         .collect();
     json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
 }
@@ -2374,6 +2376,22 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_cut_at_its_citations_is_one_output_text() {
+        let resp = ChatResponse {
+            content: vec![
+                ContentBlock::Text(TextBlock::new("Spain won. ")),
+                ContentBlock::Text(TextBlock::new("2-1.")),
+            ],
+            ..Default::default()
+        };
+        let (body, _) = response_body(&resp, &AnswerInfo::default());
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        let parts = v["output"][0]["content"].as_array().unwrap();
+        assert_eq!(parts.len(), 1, "{v}");
+        assert_eq!(parts[0]["text"], "Spain won. 2-1.");
+    }
+
+    #[test]
     fn a_committed_stream_that_fails_ends_with_response_failed() {
         let mut b = StreamBridge::new(AnswerInfo::default(), "m");
         let mut out = Vec::new();
@@ -2458,7 +2476,9 @@ mod tests {
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["id"], json!(id));
         assert_eq!(v["output"].as_array().unwrap().len(), 1, "{v}");
-        assert_eq!(v["output"][0]["content"].as_array().unwrap().len(), 2);
+        // (Consecutive text blocks are one text.)
+        assert_eq!(v["output"][0]["content"].as_array().unwrap().len(), 1);
+        assert_eq!(v["output"][0]["content"][0]["text"], "ab");
         assert_eq!(v["usage"]["input_tokens"], 20);
         let u = weir_model::responses::response_usage(&String::from_utf8(body).unwrap())
             .unwrap()

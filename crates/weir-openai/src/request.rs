@@ -609,7 +609,7 @@ pub fn encode_request(req: &ChatRequest, opts: &EncodeOptions) -> Result<Vec<u8>
         )?;
         req.check_translatable("an OpenAI-compatible upstream")?;
         for t in req.tools() {
-            if opts.web_search_tool && t.is_web_search("OpenRouter")? {
+            if opts.web_search_tool && t.is_web_search("OpenRouter", true)? {
                 continue;
             }
             if let Tool::Unknown { name, .. } = t {
@@ -1178,11 +1178,17 @@ impl Serialize for RequestOut<'_> {
                 (_, seqs) => m.entry("stop", seqs)?,
             }
         }
-        // Claude's web search tool, as OpenRouter's (checked in `encode_request`).
+        // Claude's web search tool, as OpenRouter's (checked in `encode_request`); none
+        // when no tool use is asked for.
         let search = |t: &Tool| {
-            !same && self.opts.web_search_tool && t.is_web_search("OpenRouter").unwrap_or(false)
+            !same
+                && self.opts.web_search_tool
+                && t.is_web_search("OpenRouter", true).unwrap_or(false)
         };
-        let has_tools = !r.tools().is_empty();
+        let no_tools = matches!(r.tool_choice, Some(ToolChoice::None));
+        let searched = !no_tools && r.tools().iter().any(search);
+        let functions = r.tools().iter().any(|t| !search(t));
+        let has_tools = searched || functions;
         if let Some(tools) = &r.tools {
             if same || has_tools {
                 m.entry(
@@ -1191,11 +1197,17 @@ impl Serialize for RequestOut<'_> {
                         tools,
                         same,
                         search: &search,
+                        searched,
                     },
                 )?;
             }
         }
-        if let Some(tc) = &r.tool_choice {
+        // A choice naming the search tool has no function to name: left to the model.
+        let names_search = |tc: &ToolChoice| {
+            matches!(tc, ToolChoice::Tool(n) if r.tools().iter().any(|t| search(t)
+                && matches!(t, Tool::Unknown { name: Some(tn), .. } if tn == n)))
+        };
+        if let Some(tc) = r.tool_choice.as_ref().filter(|tc| !names_search(tc)) {
             if same || has_tools {
                 m.entry("tool_choice", &ToolChoiceOut(tc))?;
             }
@@ -1432,8 +1444,10 @@ impl Serialize for MessagesOut<'_, '_> {
 struct ToolsOut<'a> {
     tools: &'a [Tool],
     same: bool,
-    /// Whether a tool is Claude's web search going as OpenRouter's.
+    /// Whether a tool is Claude's web search going as OpenRouter's...
     search: &'a dyn Fn(&Tool) -> bool,
+    /// ...and whether it goes (not with `tool_choice: none`).
+    searched: bool,
 }
 
 impl Serialize for ToolsOut<'_> {
@@ -1441,7 +1455,9 @@ impl Serialize for ToolsOut<'_> {
         let mut seq = s.serialize_seq(Some(self.tools.len()))?;
         for t in self.tools {
             if let (true, Tool::Unknown { raw, .. }) = ((self.search)(t), t) {
-                seq.serialize_element(&openrouter_web_search(raw))?;
+                if self.searched {
+                    seq.serialize_element(&openrouter_web_search(raw))?;
+                }
                 continue;
             }
             match t {
@@ -1453,19 +1469,29 @@ impl Serialize for ToolsOut<'_> {
     }
 }
 
-/// OpenRouter's web search server tool for Claude's (`max_uses` kept; the rest are hints
-/// its search has no field for, or refused before: see [`Tool::is_web_search`]).
+/// OpenRouter's web search server tool for Claude's: `max_uses` kept, `allowed_domains`
+/// and `blocked_domains` as its `allowed_domains` and `excluded_domains`; `user_location`
+/// is a hint its search has no field for.
 fn openrouter_web_search(raw: &RawValue) -> serde_json::Value {
     #[derive(Deserialize)]
-    struct Uses {
+    struct Search {
         max_uses: Option<u64>,
+        allowed_domains: Option<Vec<serde_json::Value>>,
+        blocked_domains: Option<Vec<serde_json::Value>>,
     }
     let mut parameters = serde_json::Map::new();
-    if let Some(n) = serde_json::from_str::<Uses>(raw.get())
-        .ok()
-        .and_then(|u| u.max_uses)
-    {
-        parameters.insert("max_uses".into(), n.into());
+    if let Ok(s) = serde_json::from_str::<Search>(raw.get()) {
+        if let Some(n) = s.max_uses {
+            parameters.insert("max_uses".into(), n.into());
+        }
+        for (key, list) in [
+            ("allowed_domains", s.allowed_domains),
+            ("excluded_domains", s.blocked_domains),
+        ] {
+            if let Some(l) = list.filter(|l| !l.is_empty()) {
+                parameters.insert(key.into(), serde_json::Value::Array(l));
+            }
+        }
     }
     serde_json::json!({"type": "openrouter:web_search", "parameters": parameters})
 }

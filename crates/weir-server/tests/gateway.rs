@@ -5584,15 +5584,38 @@ async fn web_search_reaches_openrouter_as_its_web_search_tool() {
     assert_eq!(text_out, text);
     assert_eq!(events.last().unwrap()["type"], "message_stop");
 
-    // Domain lists OpenRouter cannot take: refused, nothing sent.
+    // Domain lists go as OpenRouter's; a choice naming the search has no function to name
+    // (left to the model); `none` sends no search.
     let r = post(
         &url,
         "/v1/messages",
         &json!({"model": "whole", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}],
-                "tools": [{"type": "web_search_20250305", "name": "web_search", "allowed_domains": ["a.example"]}]}),
+                "tool_choice": {"type": "tool", "name": "web_search"},
+                "tools": [{"type": "web_search_20250305", "name": "web_search",
+                           "allowed_domains": ["a.example"], "blocked_domains": ["b.example"]}]}),
         Some(KEY),
     )
     .await;
-    assert_eq!(r.status(), 400);
-    assert_eq!(up.hits.load(Ordering::SeqCst), 2);
+    assert_eq!(r.status(), 200);
+    let (_, sent) = up.seen.lock().unwrap()[2].clone();
+    let sent: Value = serde_json::from_slice(&sent).unwrap();
+    assert_eq!(
+        sent["tools"],
+        json!([{"type": "openrouter:web_search", "parameters": {
+            "allowed_domains": ["a.example"], "excluded_domains": ["b.example"]}}])
+    );
+    assert!(sent.get("tool_choice").is_none(), "{sent}");
+    let r = post(
+        &url,
+        "/v1/messages",
+        &json!({"model": "whole", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}],
+                "tool_choice": {"type": "none"},
+                "tools": [{"type": "web_search_20250305", "name": "web_search"}]}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let (_, sent) = up.seen.lock().unwrap()[3].clone();
+    let sent: Value = serde_json::from_slice(&sent).unwrap();
+    assert!(sent.get("tools").is_none(), "{sent}");
 }

@@ -4247,7 +4247,10 @@ fn openrouters_web_search_pages_reach_anthropic_clients_as_a_search_before_the_t
         .iter()
         .find(|e| e["content_block"]["type"] == "web_search_tool_result")
         .unwrap();
-    assert_eq!(result["content_block"]["tool_use_id"], "srvtoolu_gen-1_0");
+    assert_eq!(
+        result["content_block"]["tool_use_id"],
+        "srvtoolu_weir_gen1_0"
+    );
     assert_eq!(
         result["content_block"]["content"][1]["url"],
         "https://b.example"
@@ -4327,4 +4330,44 @@ fn an_openai_clients_audio_reaches_gemini_inline() {
         let err = weir_gemini::encode_request(&canon, &Default::default()).unwrap_err();
         assert!(err.to_string().contains(says), "{err}");
     }
+}
+
+#[test]
+fn searches_weir_told_for_another_upstream_are_left_out_towards_anthropic() {
+    // An Anthropic client sends back a Gemini or OpenRouter search Weir told in Claude's
+    // shape: Anthropic would refuse its empty encrypted content and index; its text stays.
+    let told = "srvtoolu_weir_gen1_0";
+    let req = json!({"model": "claude-sonnet-4-5", "max_tokens": 100, "messages": [
+        {"role": "user", "content": "Who won?"},
+        {"role": "assistant", "content": [
+            {"type": "server_tool_use", "id": told, "name": "web_search", "input": {"query": ""}},
+            {"type": "web_search_tool_result", "tool_use_id": told, "content": [
+                {"type": "web_search_result", "url": "https://a.example", "title": "A", "encrypted_content": "", "page_age": null}]},
+            {"type": "text", "text": "Spain won.", "citations": [
+                {"type": "web_search_result_location", "url": "https://a.example", "title": "A", "encrypted_index": "", "cited_text": "Spain won."}]},
+            // Claude's own search is kept as it came.
+            {"type": "server_tool_use", "id": "srvtoolu_01ABC", "name": "web_search", "input": {"query": "score"}},
+            {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_01ABC", "content": [
+                {"type": "web_search_result", "url": "https://b.example", "title": "B", "encrypted_content": "Eq0K", "page_age": null}]},
+            {"type": "text", "text": "2-1.", "citations": [
+                {"type": "web_search_result_location", "url": "https://b.example", "title": "B", "encrypted_index": "Eo8", "cited_text": "2-1"}]}
+        ]},
+        {"role": "user", "content": "Thanks."}
+    ]});
+    let canon = weir_anthropic::decode_request(req.to_string().as_bytes()).unwrap();
+    let out: Value = serde_json::from_slice(
+        &weir_anthropic::encode_request(&canon, &Default::default()).unwrap(),
+    )
+    .unwrap();
+    let content = out["messages"][1]["content"].as_array().unwrap();
+    let types: Vec<_> = content
+        .iter()
+        .map(|b| b["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        ["text", "server_tool_use", "web_search_tool_result", "text"]
+    );
+    assert_json(&content[0], &json!({"type": "text", "text": "Spain won."}));
+    assert_eq!(content[3]["citations"][0]["encrypted_index"], "Eo8");
 }

@@ -464,7 +464,9 @@ pub fn byte_stream_with_keepalive(
                 return Some((Err(e), None));
             }
             let timeout = (st.upstream_at + idle).min(now + left);
-            let between_events = st.tail.ends_with(b"\n\n") || st.tail.ends_with(b"\r\r");
+            let between_events = st.tail.ends_with(b"\n\n")
+                || st.tail.ends_with(b"\r\r")
+                || st.tail.ends_with(b"\n\r\n");
             let keepalive =
                 Some(st.client_at + keepalive).filter(|k| between_events && *k < timeout);
             let until = keepalive.unwrap_or(timeout);
@@ -887,6 +889,22 @@ mod tests {
         let last = got.len() - 1;
         assert!(got[last].contains("silent for more than 1s"), "{got:?}");
         assert!(last > o + 1 && keepalive(o + 1..last), "{got:?}");
+    }
+
+    /// Events ended with CRLF line ends are between events too.
+    #[tokio::test]
+    async fn a_quiet_passed_through_crlf_stream_gets_keep_alives() {
+        use futures_util::StreamExt as _;
+        let idle = Duration::from_millis(600);
+        let resp = streamed(vec![(0, "data: one\r\n\r\n")], idle).await;
+        let got: Vec<String> = byte_stream_with_keepalive(resp, idle, Duration::from_millis(150))
+            .map(|r| match r {
+                Ok(b) => String::from_utf8(b.to_vec()).unwrap(),
+                Err(e) => format!("error: {}", e.message),
+            })
+            .collect()
+            .await;
+        assert!(got.len() >= 3 && got[1] == ": keep-alive\n\n", "{got:?}");
     }
 
     #[tokio::test]
