@@ -473,7 +473,7 @@ same code); its last build (00e048f, after the metrics' label set for the config
 names) 76.92k and 76.64k.
 
 The next session (an AMD EPYC VM again, 2 vCPUs: nginx answered directly at 60-74 µs p50
-and 100-125k requests per second; the table above is its run, at bdf1fcd): Weir added
+and 100-125k requests per second; in its last run, at bdf1fcd): Weir added
 100-150 µs at one connection, over the target on all four endpoints, at 0.25-0.28 of
 direct, where the nginx proxy added 25-57 µs at 0.36-0.47 and the hyper proxy 44-67 µs at
 0.35-0.46, as on the AMD VMs of earlier sessions. The session's first build (5a11932) and
@@ -491,6 +491,18 @@ to 84.10k (+0.1%), its stream 115.12k to 115.64k (+0.5%), chat completions 85.21
 86.07k (+1.0%; by function, memory copies and tokio's timeout future, hyper's and serde's
 code inlined differently, no new work; counts on this machine run higher than on the
 last for the same code).
+The next session (another AMD EPYC VM; the table above is its run, at 95c97ba, where the
+direct upstream answered in 56 µs at one connection and 124-138k requests per second):
+Weir added 100-122 µs at 0.26-0.30 of direct, where the nginx proxy added 31-36 µs at
+0.39-0.43 and the hyper proxy 33-36 µs at 0.36-0.43. Its changes to the request path:
+serde_json keeps key order (`preserve_order`; `Value` maps are insertion-ordered, used off
+the hot path), a flag in the Anthropic writer's block options, two checks on blocks an
+Anthropic request carries back (only for unknown blocks and text with citations).
+Callgrind over 1,000 requests on one connection, the previous session's last build
+(400e3b0) and this session's (dc6b894) in one sitting: `/v1/messages` 76.90k instructions
+per request to 77.00k (+0.1%), its stream 108.24k to 108.41k (+0.2%), chat completions
+79.66k to 79.11k (-0.7%), its stream 117.35k to 117.68k (+0.3%) (this VM counts lower
+than the last for the same code).
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
