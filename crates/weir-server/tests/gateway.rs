@@ -5552,29 +5552,14 @@ async fn web_search_reaches_openrouter_as_its_web_search_tool() {
     let r = post(&url, "/v1/messages", &ask("streamed", true), Some(KEY)).await;
     assert_eq!(r.status(), 200);
     let body = r.bytes().await.unwrap();
-    let events: Vec<Value> = weir_testkit::sse_events(&body)
-        .iter()
-        .map(|e| serde_json::from_str(e.data()).unwrap())
-        .collect();
-    let starts: Vec<_> = events
-        .iter()
-        .filter(|e| e["type"] == "content_block_start")
-        .map(|e| e["content_block"]["type"].as_str().unwrap())
-        .collect();
+    let got = weir_testkit::AnthropicEvents::of(&body);
+    let events = &got.0;
+    let starts = got.block_starts();
     assert_eq!(
         starts,
         ["text", "server_tool_use", "web_search_tool_result"]
     );
-    let cited: Vec<_> = events
-        .iter()
-        .filter(|e| e["delta"]["type"] == "citations_delta")
-        .map(|e| {
-            (
-                e["index"].as_u64().unwrap(),
-                e["delta"]["citation"]["url"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let cited = got.citations();
     assert_eq!(cited, [(0, "https://a.example"), (0, "https://b.example")]);
     let text_out: String = events
         .iter()

@@ -172,6 +172,45 @@ pub fn sorted(v: Value) -> Value {
     }
 }
 
+/// An Anthropic stream's events as JSON, and what web search tests read of them: the type
+/// of each block started, and each `citations_delta` as (block index, page URL).
+pub struct AnthropicEvents(pub Vec<Value>);
+
+impl AnthropicEvents {
+    /// The events of a whole stream's bytes.
+    pub fn of(bytes: &[u8]) -> Self {
+        AnthropicEvents(
+            sse_events(bytes)
+                .iter()
+                .map(|e| serde_json::from_str(e.data()).expect("JSON event data"))
+                .collect(),
+        )
+    }
+
+    /// The type of each block started, in order.
+    pub fn block_starts(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|e| e["type"] == "content_block_start")
+            .filter_map(|e| e["content_block"]["type"].as_str())
+            .collect()
+    }
+
+    /// Each citation streamed: its block's index and the page it cites.
+    pub fn citations(&self) -> Vec<(u64, &str)> {
+        self.0
+            .iter()
+            .filter(|e| e["delta"]["type"] == "citations_delta")
+            .filter_map(|e| {
+                Some((
+                    e["index"].as_u64()?,
+                    e["delta"]["citation"]["url"].as_str()?,
+                ))
+            })
+            .collect()
+    }
+}
+
 /// All SSE events of a complete recorded stream. Some recordings lost the blank line
 /// that ends the last event (a decoder rightly discards an unterminated event), so one is
 /// added when missing.

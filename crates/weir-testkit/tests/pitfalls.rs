@@ -4079,29 +4079,14 @@ fn geminis_grounding_with_google_search_reaches_both_dialects_as_web_search() {
     for f in frames() {
         enc.encode(&f, &mut out).unwrap();
     }
-    let events: Vec<Value> = sse_events(&out)
-        .iter()
-        .map(|e| serde_json::from_str(e.data()).unwrap())
-        .collect();
-    let citations: Vec<_> = events
-        .iter()
-        .filter(|e| e["delta"]["type"] == "citations_delta")
-        .map(|e| {
-            (
-                e["index"].as_u64().unwrap(),
-                e["delta"]["citation"]["url"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let got = weir_testkit::AnthropicEvents::of(&out);
+    let events = &got.0;
+    let citations = got.citations();
     assert_eq!(
         citations,
         [(0, "https://a.example"), (0, "https://b.example")]
     );
-    let starts: Vec<_> = events
-        .iter()
-        .filter(|e| e["type"] == "content_block_start")
-        .map(|e| e["content_block"]["type"].as_str().unwrap())
-        .collect();
+    let starts = got.block_starts();
     assert_eq!(
         starts,
         ["text", "server_tool_use", "web_search_tool_result"]
@@ -4230,15 +4215,9 @@ fn openrouters_web_search_pages_reach_anthropic_clients_as_a_search_before_the_t
         page("https://b.example")
     );
     let out = o_stream_to_a(&body);
-    let events: Vec<Value> = sse_events(&out)
-        .iter()
-        .map(|e| serde_json::from_str(e.data()).unwrap())
-        .collect();
-    let starts: Vec<_> = events
-        .iter()
-        .filter(|e| e["type"] == "content_block_start")
-        .map(|e| e["content_block"]["type"].as_str().unwrap())
-        .collect();
+    let got = weir_testkit::AnthropicEvents::of(&out);
+    let events = &got.0;
+    let starts = got.block_starts();
     assert_eq!(
         starts,
         ["server_tool_use", "web_search_tool_result", "text"]
@@ -4255,16 +4234,7 @@ fn openrouters_web_search_pages_reach_anthropic_clients_as_a_search_before_the_t
         result["content_block"]["content"][1]["url"],
         "https://b.example"
     );
-    let cited: Vec<_> = events
-        .iter()
-        .filter(|e| e["delta"]["type"] == "citations_delta")
-        .map(|e| {
-            (
-                e["index"].as_u64().unwrap(),
-                e["delta"]["citation"]["url"].as_str().unwrap(),
-            )
-        })
-        .collect();
+    let cited = got.citations();
     assert_eq!(cited, [(2, "https://a.example"), (2, "https://b.example")]);
     let delta = events
         .iter()

@@ -861,22 +861,27 @@ mod tests {
         );
     }
 
-    /// A passed-through stream gets an SSE comment every interval of quiet between events,
-    /// none inside an event (a client would read it as part of the event); the idle
-    /// timeout still counts from the upstream's last bytes.
-    #[tokio::test]
-    async fn a_quiet_passed_through_stream_gets_keep_alive_comments_between_events() {
+    /// What a passed-through stream yields, with a keep-alive after 150 ms of quiet: each
+    /// read as text, or the error.
+    async fn passed_through(resp: crate::Response, idle: Duration) -> Vec<String> {
         use futures_util::StreamExt as _;
-        let idle = Duration::from_secs(1);
-        let writes = vec![(0, "data: one\n\n"), (500, "data: tw"), (500, "o\n\n")];
-        let resp = streamed(writes, idle).await;
-        let got: Vec<String> = byte_stream_with_keepalive(resp, idle, Duration::from_millis(150))
+        byte_stream_with_keepalive(resp, idle, Duration::from_millis(150))
             .map(|r| match r {
                 Ok(b) => String::from_utf8(b.to_vec()).unwrap(),
                 Err(e) => format!("error: {}", e.message),
             })
             .collect()
-            .await;
+            .await
+    }
+
+    /// A passed-through stream gets an SSE comment every interval of quiet between events,
+    /// none inside an event (a client would read it as part of the event); the idle
+    /// timeout still counts from the upstream's last bytes.
+    #[tokio::test]
+    async fn a_quiet_passed_through_stream_gets_keep_alive_comments_between_events() {
+        let idle = Duration::from_secs(1);
+        let writes = vec![(0, "data: one\n\n"), (500, "data: tw"), (500, "o\n\n")];
+        let got = passed_through(streamed(writes, idle).await, idle).await;
         let at = |t: &str| {
             got.iter()
                 .position(|i| i == t)
@@ -894,16 +899,9 @@ mod tests {
     /// Events ended with CRLF line ends are between events too.
     #[tokio::test]
     async fn a_quiet_passed_through_crlf_stream_gets_keep_alives() {
-        use futures_util::StreamExt as _;
         let idle = Duration::from_millis(600);
         let resp = streamed(vec![(0, "data: one\r\n\r\n")], idle).await;
-        let got: Vec<String> = byte_stream_with_keepalive(resp, idle, Duration::from_millis(150))
-            .map(|r| match r {
-                Ok(b) => String::from_utf8(b.to_vec()).unwrap(),
-                Err(e) => format!("error: {}", e.message),
-            })
-            .collect()
-            .await;
+        let got = passed_through(resp, idle).await;
         assert!(got.len() >= 3 && got[1] == ": keep-alive\n\n", "{got:?}");
     }
 
