@@ -152,8 +152,10 @@ impl StreamDecoder {
 
     fn part(&mut self, p: Part<'_>, out: &mut Vec<StreamEvent>) {
         let d = part_blocks(p, &self.response_id, &mut self.calls);
+        // (A signature on an empty text part, as Gemini ends a turn, is taken as the text's:
+        // the text stays open for what the answer's last chunk says of it, its grounding.)
         let extends_text = matches!(self.open, Some(Open::Text(_)))
-            && matches!(d.block, Some(ContentBlock::Text(_)));
+            && matches!(d.block, Some(ContentBlock::Text(_)) | None);
         if let (Some(ContentBlock::Thinking(carrier)), true) = (&d.carrier, extends_text) {
             // A signature on a later chunk of the text under way: the text stays one block
             // (a client shows one message), and the signature follows it, written back as a

@@ -783,3 +783,28 @@ fn a_grounded_stream_cites_its_open_text_and_ends_with_the_search() {
         .unwrap();
     assert_eq!(u.web_search_requests, Some(2));
 }
+
+#[test]
+fn a_grounded_stream_with_thinking_still_cites_its_text() {
+    // Thinking on: the last chunk ends the turn with a signature on an empty text part, in
+    // the chunk that brings the grounding.
+    let first = json!({"candidates": [{"content": {"parts": [
+        {"text": "Weighing sources.", "thought": true},
+        {"text": "Spain won Euro 2024. In Berlin, They beat England"}]}}], "responseId": "r3"})
+    .to_string();
+    let last = json!({
+        "candidates": [{"content": {"parts": [{"text": " 2–1. Done."}, {"text": "", "thoughtSignature": "U0lH"}]},
+                        "finishReason": "STOP", "groundingMetadata": grounded()}],
+        "usageMetadata": {"promptTokenCount": 10, "candidatesTokenCount": 20}, "responseId": "r3"
+    })
+    .to_string();
+    let events = stream_events(&sse(&[&first, &last]), 0).unwrap();
+    check_well_formed(&events).unwrap();
+    let s = summary(&events);
+    let cites = s.iter().filter(|l| l.contains("citations_delta")).count();
+    assert_eq!(cites, 3, "{s:#?}");
+    // The signature still follows the text, on a block of its own.
+    let text_stop = s.iter().position(|l| l == "-1").unwrap();
+    assert!(s[text_stop + 1].starts_with("+2 thinking"), "{s:#?}");
+    assert!(s[text_stop + 2].starts_with("2 sig "), "{s:#?}");
+}
