@@ -159,8 +159,11 @@ fn locate(full: &str, g: &Segment) -> Option<(usize, usize)> {
     let start = g.start_index.unwrap_or(0);
     match (g.text.as_deref(), g.end_index) {
         (Some(t), _) if !t.is_empty() => {
-            if full.get(start..start + t.len()) == Some(t) {
-                return Some((start, start + t.len()));
+            // (An offset near `usize::MAX` must not wrap.)
+            if let Some(end) = start.checked_add(t.len()) {
+                if full.get(start..end) == Some(t) {
+                    return Some((start, end));
+                }
             }
             // Offsets counted otherwise (characters, or within one part): the text's
             // first occurrence at or after the offset, else anywhere.

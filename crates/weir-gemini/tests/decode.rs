@@ -713,6 +713,24 @@ fn grounding_with_google_search_becomes_a_web_search_and_cited_text() {
     .unwrap();
     assert_eq!(plain.content.len(), 1);
     assert_eq!(plain.usage.web_search_requests, None);
+    // Offsets past any text (one at the largest integer) place nothing and break nothing.
+    let far = decode_response(&body(json!({
+        "candidates": [{"content": {"parts": [{"text": text}]}, "finishReason": "STOP",
+                        "groundingMetadata": {
+                            "groundingChunks": [{"web": {"uri": "https://a.example", "title": "a"}}],
+                            "groundingSupports": [
+                                {"segment": {"startIndex": u64::MAX, "endIndex": 3, "text": "nowhere"},
+                                 "groundingChunkIndices": [0]},
+                                {"segment": {"startIndex": 5, "endIndex": 900}, "groundingChunkIndices": [0, 7]}
+                            ]}}]
+    })))
+    .unwrap();
+    let texts = far
+        .content
+        .iter()
+        .filter(|b| matches!(b, ContentBlock::Text(_)))
+        .count();
+    assert_eq!(texts, 1);
     // Metadata of a shape not known is ignored, not an error.
     let odd = decode_response(&body(json!({
         "candidates": [{"content": {"parts": [{"text": text}]}, "finishReason": "STOP",
