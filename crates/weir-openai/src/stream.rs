@@ -72,7 +72,8 @@ pub struct StreamDecoder {
     cited: Vec<weir_model::web_search::Page>,
     /// Every page cited, told as a web search before the message ends.
     searched: Vec<weir_model::web_search::Page>,
-    /// The stream's id (for the search blocks' ids), and the searches told.
+    /// The stream's id once it cites pages (for the search blocks' ids), and the searches
+    /// told.
     message_id: String,
     searches: u32,
     /// An error event ended the stream.
@@ -397,9 +398,8 @@ impl StreamDecoder {
         }
         if !self.started {
             self.started = true;
-            self.message_id = c.id.to_string();
             out.push(StreamEvent::MessageStart {
-                id: c.id.into_owned(),
+                id: c.id.to_string(),
                 model: c.model.into_owned(),
                 usage: Usage::default(),
             });
@@ -457,6 +457,10 @@ impl StreamDecoder {
                     self.tool_delta(tc, position, out);
                 }
                 if let Some(a) = d.annotations {
+                    // (The id, for the search's, taken only by a stream that searched.)
+                    if self.message_id.is_empty() {
+                        self.message_id = c.id.to_string();
+                    }
                     for c in crate::response::url_citation_annotations(a) {
                         if !self.cited.contains(&c.page) {
                             self.cited.push(c.page.clone());
