@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod ceiling;
 pub mod content;
 pub mod embed;
 pub mod error;
@@ -26,6 +27,7 @@ pub mod wire;
 /// The attribute [`Provider`] is declared with: implement it as
 /// `#[weir_model::async_trait] impl Provider for MyProvider { ... }`.
 pub use async_trait::async_trait;
+pub use ceiling::{output_ceiling, OutputCeiling};
 pub use content::{
     inline_data_url, parse_data_url, Content, ContentBlock, ContentForm, DocumentBlock, ImageBlock,
     MediaSource, Message, RedactedThinkingBlock, Role, TextBlock, ThinkingBlock, ToolInput,

@@ -75,8 +75,8 @@ use std::time::{Duration, Instant};
 
 use weir_model::{
     ApiError, CallContext, Capabilities, ChatRequest, EmbedRequest, EmbedResponse, ErrorKind,
-    KeyReport, Provider, ProviderError, Reply, ResponsesReply, ResponsesRequest, ThinkingConfig,
-    ThreadUse,
+    KeyReport, OutputCeiling, Provider, ProviderError, Reply, ResponsesReply, ResponsesRequest,
+    ThinkingConfig, ThreadUse,
 };
 
 pub use glob::glob_match;
@@ -1101,7 +1101,13 @@ enum Outcome<T> {
     Pass,
     /// The request itself is at fault: stop.
     Fatal,
+    /// The upstream refused the request's output limit and named the most it takes: the
+    /// same target is asked again, once, with the limit lowered to it.
+    Lower(OutputCeiling),
 }
+
+/// How long a model's output ceiling, learned from its upstream's refusal, is believed.
+const CEILING_TTL: Duration = Duration::from_secs(3600);
 
 /// What a walk over a route's targets sends to each: a chat request or an embeddings
 /// request. Everything else about the walk (order, retries, breakers, key pools, failover)
@@ -1146,6 +1152,10 @@ trait Job: Clone + Sync {
         cx: CallContext,
         hold: Duration,
     ) -> impl std::future::Future<Output = Result<Self::Out, ProviderError>> + Send + 'a;
+    /// The output limit the request sets, if it sets one Weir reads.
+    fn output_limit(&self) -> Option<u32> {
+        None
+    }
     /// A served answer. A stream takes the guard `guard` makes, which holds the target's
     /// and key's in-flight counts until the stream ends; `false` says none was taken (the
     /// answer is whole and the counts go back now).
@@ -1224,6 +1234,10 @@ impl Job for ChatRequest {
 
     fn model(&self) -> &str {
         &self.model
+    }
+
+    fn output_limit(&self) -> Option<u32> {
+        self.max_tokens
     }
 
     fn set_model(&mut self, model: &str) {
@@ -1419,22 +1433,9 @@ impl Job for ResponsesRequest {
         if target.default_max_tokens.is_none() && target.max_output_tokens.is_none() {
             return Ok((self.for_model(model), Vec::new()));
         }
-        let asked = match self
-            .fields
-            .iter()
-            .find(|(k, _)| k == "max_output_tokens")
-            .map(|(_, v)| v.get())
-        {
-            None | Some("null") => None,
-            // A whole number however written (`1e5`, `100000.0`); anything else goes as it
-            // came, for the upstream to refuse.
-            Some(v) => match v.parse::<f64>() {
-                Ok(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 => {
-                    // (Saturating: a count past u32's range is as good as its top.)
-                    Some(n.min(f64::from(u32::MAX)) as u32)
-                }
-                _ => return Ok((self.for_model(model), Vec::new())),
-            },
+        // (A limit that is no whole number goes as it came, for the upstream to refuse.)
+        let Ok(asked) = responses_limit(self) else {
+            return Ok((self.for_model(model), Vec::new()));
         };
         let mut r = self.clone();
         model.clone_into(&mut r.model);
@@ -1450,6 +1451,10 @@ impl Job for ResponsesRequest {
 
     fn follows(&self) -> Option<Cow<'_, str>> {
         self.previous_response_id()
+    }
+
+    fn output_limit(&self) -> Option<u32> {
+        responses_limit(self).ok().flatten()
     }
 
     async fn call<'a>(
@@ -1481,6 +1486,26 @@ impl Job for ResponsesRequest {
             ),
             whole => (whole, false),
         }
+    }
+}
+
+/// A Responses request's `max_output_tokens`: a whole number however written (`1e5`,
+/// `100000.0`), saturating at `u32`'s top; `Err` for anything else.
+fn responses_limit(r: &ResponsesRequest) -> Result<Option<u32>, ()> {
+    match r
+        .fields
+        .iter()
+        .find(|(k, _)| k == "max_output_tokens")
+        .map(|(_, v)| v.get())
+    {
+        None | Some("null") => Ok(None),
+        Some(v) => match v.parse::<f64>() {
+            // (Saturating: a count past u32's range is as good as its top.)
+            Ok(n) if n.is_finite() && n >= 0.0 && n.fract() == 0.0 => {
+                Ok(Some(n.min(f64::from(u32::MAX)) as u32))
+            }
+            _ => Err(()),
+        },
     }
 }
 
@@ -2055,7 +2080,8 @@ impl Router {
                         return Err(RouteError::Failed { last, attempts });
                     }
                     Outcome::Pass => {}
-                    Outcome::Next => {
+                    // (`try_target` asks again itself after a `Lower`.)
+                    Outcome::Next | Outcome::Lower(_) => {
                         if attempts.last().is_some_and(|a| a.error.repeats) {
                             repeating.push(ti);
                         }
@@ -2419,8 +2445,8 @@ impl Router {
         Some(wait)
     }
 
-    /// One target: capabilities, breaker, then its keys in turn (`prefer_key` first, else
-    /// the session's own key, when usable).
+    /// Sends the request to route `ri`'s target `ti`; where the upstream refuses its
+    /// output limit and names the most it takes, once more with the limit lowered.
     #[allow(clippy::too_many_arguments)]
     async fn try_target<J: Job>(
         &self,
@@ -2431,6 +2457,33 @@ impl Router {
         req: &J,
         cx: &CallContext,
         attempts: &mut Vec<Attempt>,
+    ) -> Outcome<J::Out> {
+        match self
+            .try_target_once(ri, ti, prefer_key, session, req, cx, attempts, None)
+            .await
+        {
+            Outcome::Lower(c) => {
+                self.try_target_once(ri, ti, prefer_key, session, req, cx, attempts, Some(c))
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    /// One try of [`Router::try_target`]: capabilities, breaker, then the target's keys
+    /// in turn (`prefer_key` first, else the session's own key, when usable). `lower` is
+    /// the output ceiling the upstream named on the first try (none on the first).
+    #[allow(clippy::too_many_arguments)]
+    async fn try_target_once<J: Job>(
+        &self,
+        ri: usize,
+        ti: usize,
+        prefer_key: Option<usize>,
+        session: Option<u64>,
+        req: &J,
+        cx: &CallContext,
+        attempts: &mut Vec<Attempt>,
+        lower: Option<OutputCeiling>,
     ) -> Outcome<J::Out> {
         let rs = &self.routes[ri];
         let target = &rs.route.targets[ti];
@@ -2452,15 +2505,48 @@ impl Router {
             );
         };
 
-        let (body, warnings) = match req.for_target(&rs.route, target, provider.as_ref(), model) {
-            Ok(b) => b,
-            Err(e) => {
-                skip(attempts, e);
-                return Outcome::Pass;
-            }
-        };
-
+        // The most output the model takes, where its upstream said so (now, or in the last
+        // hour), lowers the target's own cap for this request.
         let now = Instant::now();
+        let cap = match (lower.map(OutputCeiling::tokens), st.ceiling(now)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+        .filter(|&c| target.max_output_tokens.is_none_or(|own| c < own));
+        let lowered;
+        let for_target = match cap {
+            Some(c) => {
+                lowered = Target {
+                    max_output_tokens: Some(c),
+                    ..target.clone()
+                };
+                &lowered
+            }
+            None => target,
+        };
+        let (body, mut warnings) =
+            match req.for_target(&rs.route, for_target, provider.as_ref(), model) {
+                Ok(b) => b,
+                Err(e) => {
+                    skip(attempts, e);
+                    return Outcome::Pass;
+                }
+            };
+        if let Some(c) =
+            cap.filter(|&c| body.output_limit() == Some(c) && req.output_limit() != Some(c))
+        {
+            let why = if lower == Some(OutputCeiling::Room(c)) {
+                "the room its input leaves in the model's context window"
+            } else {
+                "the most the model takes (its upstream refused more)"
+            };
+            warnings.push(format!(
+                "{}/{}: output limit lowered to {c}, {why}",
+                target.provider,
+                weir_model::log_safe(model)
+            ));
+        }
+
         let (admit, tr) = st.admit(now);
         self.shared.breaker_changed(st, tr);
         match admit {
@@ -2674,6 +2760,25 @@ impl Router {
                         e.upstream_request_id = report.request_id();
                     }
                     e.upstream_request_id = id_without_keys(e.upstream_request_id.take(), pool);
+                    // A refused output limit, where the upstream named the most it takes
+                    // (less than was sent): asked again with that, once.
+                    if let Some(c) = lower
+                        .is_none()
+                        .then(|| refused_limit(&e))
+                        .flatten()
+                        .filter(|c| body.output_limit().is_none_or(|sent| c.tokens() < sent))
+                    {
+                        if let OutputCeiling::Model(n) = c {
+                            st.learn_ceiling(n, done + CEILING_TTL);
+                        }
+                        st.neutral();
+                        tracing::info!(
+                            request_id = %cx.request_id, provider = %target.provider,
+                            model = %weir_model::log_safe(model), limit = c.tokens(),
+                            "the upstream refused the output limit; asking again with the most it takes"
+                        );
+                        return Outcome::Lower(c);
+                    }
                     // What failed in the gateway itself (its cloud credentials, the
                     // connection, a timeout) is said; an upstream's answer (an error body,
                     // an undecodable answer, an event stream's error) may quote the request
@@ -2868,6 +2973,16 @@ impl Router {
 
 /// A target passed over, without a call, because it cannot take the request (capabilities,
 /// an API its provider lacks).
+/// The output limit an upstream's 400 names as the most it takes, if it is such a refusal.
+fn refused_limit(e: &ProviderError) -> Option<OutputCeiling> {
+    if e.kind != ErrorKind::InvalidRequest {
+        return None;
+    }
+    let api = e.api_error.as_deref();
+    weir_model::output_ceiling(api.map_or(e.message.as_str(), |a| a.message.as_str()))
+        .or_else(|| weir_model::output_ceiling(api?.param.as_deref()?))
+}
+
 fn passed_over(a: &Attempt) -> bool {
     a.skipped && a.error.kind == ErrorKind::InvalidRequest
 }

@@ -81,6 +81,9 @@ pub(crate) struct TargetInner {
     /// The target's upstream has no token counter (it answered 404 or 405 there): counts
     /// are not asked of it until then.
     pub no_counter_until: Option<Instant>,
+    /// The most output the model takes, as its upstream said when it refused more, and
+    /// until when that is believed (see [`TargetState::learn_ceiling`]).
+    pub ceiling: Option<(u32, Instant)>,
 }
 
 /// One target's health: shared by every route that names the same provider and model.
@@ -119,6 +122,7 @@ impl TargetState {
                 latency_at: None,
                 resting_until: None,
                 no_counter_until: None,
+                ceiling: None,
                 recent_ms: None,
                 error_rate: 0.0,
                 requests: 0,
@@ -253,6 +257,20 @@ impl TargetState {
     /// Remembers that the target's upstream has no token counter, until `until`.
     pub(crate) fn no_counter_until(&self, until: Instant) {
         lock(&self.inner).no_counter_until = Some(until);
+    }
+
+    /// Remembers the most output the model takes (its upstream refused more), until
+    /// `until`: a model name may later move to another model (a `-latest` alias).
+    pub(crate) fn learn_ceiling(&self, n: u32, until: Instant) {
+        lock(&self.inner).ceiling = Some((n, until));
+    }
+
+    /// The most output the model takes, if its upstream said so recently.
+    pub(crate) fn ceiling(&self, now: Instant) -> Option<u32> {
+        lock(&self.inner)
+            .ceiling
+            .filter(|&(_, until)| until > now)
+            .map(|(n, _)| n)
     }
 
     /// Whether the target's upstream was found to have no token counter, at `now`.

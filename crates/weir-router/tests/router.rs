@@ -52,6 +52,11 @@ enum Act {
     /// Answers in a way the gateway cannot read, whatever the request (a compressed
     /// body): the same every time.
     Unreadable,
+    /// Refuses a `max_tokens` above this with a 400 in Anthropic's words; answers others.
+    Ceiling(u32),
+    /// Refuses a `max_tokens` above this with a 400 in vLLM's words on the room a 1000
+    /// token input leaves in a context window 1000 larger; answers others.
+    Room(u32),
 }
 
 struct Fake {
@@ -208,8 +213,28 @@ impl Provider for Fake {
                 }))
             }
         };
+        let refuse = |message: String| {
+            let mut api = ApiError::new(ErrorKind::InvalidRequest, message);
+            api.status = 400;
+            Err(ProviderError::from_api(api, None))
+        };
         match act {
             Act::Ok => Ok(ok(req)),
+            Act::Ceiling(most) => match req.max_tokens {
+                Some(n) if n > most => refuse(format!(
+                    "max_tokens: {n} > {most}, which is the maximum allowed number of output tokens for {}",
+                    req.model
+                )),
+                _ => Ok(ok(req)),
+            },
+            Act::Room(room) => match req.max_tokens {
+                Some(n) if n > room => refuse(format!(
+                    "'max_tokens' or 'max_completion_tokens' is too large: {n}. This model's maximum context length is {} tokens and your request has 1000 input tokens ({n} > {} - 1000).",
+                    room + 1000,
+                    room + 1000
+                )),
+                _ => Ok(ok(req)),
+            },
             Act::Fail(s) => Err(error(s, None)),
             Act::Unusable => {
                 let mut e = ProviderError::new(
@@ -2077,4 +2102,102 @@ async fn per_model_states_past_the_bound_forget_idle_ones_only() {
     let calls = a.calls();
     assert_eq!(served_by(&r, req("m-bad"), cx()).await, "b");
     assert_eq!(a.calls(), calls, "m-bad's breaker still holds");
+}
+
+/// An upstream that refuses an output limit above its model's ceiling, and names it, is
+/// asked again with the limit lowered (a thinking budget fitted below it), and the answer
+/// says so; the ceiling is remembered for the model, so the next requests go lowered at
+/// once; another model of the same provider is not lowered.
+#[tokio::test]
+async fn a_refused_output_limit_is_lowered_to_the_ceiling_the_upstream_names() {
+    let a = Fake::new("a", Act::Ceiling(64000));
+    let r = router(
+        &[a.clone()],
+        vec![
+            Route::new("claude", vec![Target::with_model("a", "opus")]),
+            Route::new("other", vec![Target::with_model("a", "haiku")]),
+        ],
+        quick(),
+    );
+    let sent = |f: &Fake| f.requests.lock().unwrap().last().cloned().unwrap();
+    let mut q = stream_req("claude");
+    q.max_tokens = Some(128000);
+    q.thinking = Some(ThinkingConfig::Enabled {
+        budget_tokens: 127999,
+    });
+    let (reply, served) = r.send(q.clone(), cx()).await.unwrap();
+    let (text, error) = collect_text(reply).await;
+    assert_eq!(text, "a");
+    assert!(error.is_none(), "{error:?}");
+    assert_eq!(a.calls(), 2, "asked again once");
+    assert_eq!(sent(&a).max_tokens, Some(64000));
+    assert!(matches!(
+        sent(&a).thinking,
+        Some(ThinkingConfig::Enabled {
+            budget_tokens: 32000
+        })
+    ));
+    assert_eq!(
+        served.warnings,
+        vec!["a/opus: output limit lowered to 64000, the most the model takes (its upstream refused more)"]
+    );
+    assert_eq!(served.failed_attempts, 0, "a lowered limit is no failure");
+
+    // Remembered: the next request goes lowered at once.
+    let (_, served) = r.send(q.clone(), cx()).await.unwrap();
+    assert_eq!(a.calls(), 3);
+    assert_eq!(sent(&a).max_tokens, Some(64000));
+    assert_eq!(served.warnings.len(), 1);
+    // A request within the ceiling goes as it came, without a warning.
+    let mut within = req("claude");
+    within.max_tokens = Some(1000);
+    let (_, served) = r.send(within, cx()).await.unwrap();
+    assert_eq!((a.calls(), sent(&a).max_tokens), (4, Some(1000)));
+    assert!(served.warnings.is_empty());
+    // Another model of the provider has learned nothing.
+    a.set(Act::Ok);
+    q.model = "other".into();
+    r.send(q, cx()).await.unwrap();
+    assert_eq!(sent(&a).max_tokens, Some(128000));
+}
+
+/// The room a request's input leaves in the context window is for that request only, and
+/// an upstream that refuses the lowered limit too gets no third ask: its refusal is the
+/// answer.
+#[tokio::test]
+async fn the_room_left_is_for_one_request_and_a_second_refusal_is_final() {
+    let a = Fake::new("a", Act::Room(3000));
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        quick(),
+    );
+    let sent = |f: &Fake| f.requests.lock().unwrap().last().cloned().unwrap();
+    let mut q = req("m");
+    q.max_tokens = Some(8000);
+    let (_, served) = r.send(q.clone(), cx()).await.unwrap();
+    assert_eq!((a.calls(), sent(&a).max_tokens), (2, Some(3000)));
+    assert_eq!(
+        served.warnings,
+        vec!["a/m: output limit lowered to 3000, the room its input leaves in the model's context window"]
+    );
+    // Not remembered: the next request goes as it came (and is lowered again).
+    r.send(q.clone(), cx()).await.unwrap();
+    assert_eq!(a.calls(), 4);
+    assert_eq!(a.requests.lock().unwrap()[2].max_tokens, Some(8000));
+
+    // Refused again after lowering: the second refusal goes to the client, no third call.
+    a.set(Act::Ceiling(100));
+    a.script.lock().unwrap().push_back(Act::Room(3000));
+    let (e, attempts) = failure(&r, q.clone()).await;
+    assert_eq!(a.calls(), 6);
+    assert_eq!(e.status, Some(400));
+    assert!(e.message.contains("3000 > 100"), "{}", e.message);
+    assert_eq!(attempts.len(), 1);
+    // A refusal naming no less than was sent is not asked again.
+    a.set(Act::Ceiling(100));
+    let mut low = req("m");
+    low.max_tokens = Some(50);
+    r.send(low, cx()).await.unwrap();
+    assert_eq!(a.calls(), 7);
 }

@@ -1260,3 +1260,91 @@ async fn responses_skip_a_target_lacking_a_feature_the_request_uses() {
     assert!(answer.contains("does not support images"), "{answer}");
     assert_eq!(up.hits(), hits);
 }
+
+/// Claude Code asks up to 128000 output tokens of whatever its `claude-*` names are routed
+/// to. Gemini refuses more than its model takes (65536), OpenAI's gpt-4o more than 16384,
+/// each naming its ceiling in its own words: the request is sent again with the limit
+/// lowered (the answer's `x-weir-warning` says so), and the next request for the model
+/// goes lowered at once.
+#[tokio::test]
+async fn an_output_limit_the_upstream_refuses_is_lowered_to_the_ceiling_it_names() {
+    let gemini_answer = json!({
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "hello"}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1, "totalTokenCount": 4},
+        "modelVersion": "gemini-3-pro-preview"
+    });
+    let gemini = FaultyUpstream::start(Behaviour::per_path(
+        [(
+            ":streamGenerateContent",
+            sse(200, &format!("data: {gemini_answer}\r\n\r\n")),
+        )],
+        Behaviour::json(200, &gemini_answer),
+    ))
+    .await;
+    gemini.queue(vec![Behaviour::json(400, &json!({"error": {"code": 400,
+        "message": "Unable to submit request because it has a maxOutputTokens value of 128000 but the supported range is from 1 (inclusive) to 65537 (exclusive). Update the value and try again.",
+        "status": "INVALID_ARGUMENT"}}))]);
+    let openai = FaultyUpstream::start(Behaviour::ok("hello")).await;
+    openai.queue(vec![Behaviour::json(400, &json!({"error": {
+        "message": "max_completion_tokens is too large: 128000. This model supports at most 16384 completion tokens, whereas you provided 128000.",
+        "type": "invalid_request_error", "param": "max_completion_tokens", "code": null}}))]);
+    let url = weir(&format!(
+        "[providers.g]\nkind = \"gemini\"\nbase_url = \"{}\"\nkeys = [\"AIza-k\"]\n\
+         [providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-o\"]\n\
+         [[models]]\nname = \"claude-opus-4-6\"\ntargets = [{{ provider = \"g\", model = \"gemini-3-pro-preview\" }}]\n\
+         [[models]]\nname = \"claude-haiku-4-5\"\ntargets = [{{ provider = \"o\", model = \"gpt-4o\" }}]\n",
+        gemini.url(),
+        openai.url()
+    ))
+    .await;
+    let ask = |model: &str, stream: bool| {
+        let body = json!({"model": model, "max_tokens": 128000, "stream": stream,
+                          "messages": [{"role": "user", "content": "hi"}]});
+        reqwest::Client::new()
+            .post(format!("{url}/v1/messages?beta=true"))
+            .bearer_auth(KEY)
+            .json(&body)
+            .send()
+    };
+    let limits = |up: &FaultyUpstream, field: &str| -> Vec<Value> {
+        up.requests()
+            .iter()
+            .map(|r| {
+                let v = r.json().unwrap();
+                v.pointer(field).cloned().unwrap_or(Value::Null)
+            })
+            .collect()
+    };
+    for (model, up, field, ceiling) in [
+        (
+            "claude-opus-4-6",
+            &gemini,
+            "/generationConfig/maxOutputTokens",
+            65536,
+        ),
+        ("claude-haiku-4-5", &openai, "/max_completion_tokens", 16384),
+    ] {
+        for stream in [false, true] {
+            let r = ask(model, stream).await.unwrap();
+            let status = r.status();
+            if status != 200 {
+                panic!("{model} {stream}: {status} {}", r.text().await.unwrap());
+            }
+            let warning = r.headers()["x-weir-warning"].to_str().unwrap().to_owned();
+            assert!(
+                warning.contains(&format!(
+                    "output limit lowered to {ceiling}, the most the model takes"
+                )),
+                "{warning}"
+            );
+            let text = r.text().await.unwrap();
+            assert!(text.contains("hello"), "{text}");
+        }
+        // Refused once, asked again lowered, then lowered at once.
+        assert_eq!(
+            limits(up, field),
+            vec![json!(128000), json!(ceiling), json!(ceiling)],
+            "{model}"
+        );
+    }
+}
