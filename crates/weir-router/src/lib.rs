@@ -1104,6 +1104,9 @@ enum Outcome<T> {
     /// The upstream refused the request's output limit and named the most it takes: the
     /// same target is asked again, once, with the limit lowered to it.
     Lower(OutputCeiling),
+    /// The target's breaker is open (or half-open, probing): passed over, unless no other
+    /// target of the route is asked (see [`Router::walk`]).
+    Open,
 }
 
 /// How long a model's output ceiling, learned from its upstream's refusal, is believed.
@@ -2028,6 +2031,8 @@ impl Router {
         // Targets whose failure would repeat (an answer the gateway cannot read): not
         // asked again when another target's failure brings a retry.
         let mut repeating: Vec<usize> = Vec::new();
+        // Whether the request went to a target past its open breaker (once at most).
+        let mut forced = false;
         for pass in 0..=self.policy.retries {
             if pass > 0 {
                 let Some(wait) = self.retry_wait(pass, &attempts[pass_start..], cx.deadline) else {
@@ -2047,7 +2052,16 @@ impl Router {
             }
             order.retain(|ti| !repeating.contains(ti));
             let n = order.len();
-            for (pos, ti) in order.into_iter().enumerate() {
+            // The first target passed over for its open breaker, and whether another
+            // target of this pass was asked or passed over for another reason.
+            let mut open: Option<usize> = None;
+            let mut other = false;
+            let mut pos = 0;
+            while pos < order.len() {
+                let ti = order[pos];
+                // (Past the pass's own targets: the last resort added below.)
+                let force = pos >= n;
+                pos += 1;
                 if cx.deadline.is_some_and(|d| Instant::now() >= d) {
                     let target = &rs.route.targets[ti];
                     attempts.push(Attempt {
@@ -2063,7 +2077,7 @@ impl Router {
                 }
                 let prefer_key = pin.filter(|p| p.target == ti).and_then(|p| p.key);
                 match self
-                    .try_target(ri, ti, prefer_key, session, req, cx, &mut attempts)
+                    .try_target(ri, ti, prefer_key, session, req, cx, &mut attempts, force)
                     .await
                 {
                     Outcome::Served(reply, mut served) => {
@@ -2079,18 +2093,39 @@ impl Router {
                         });
                         return Err(RouteError::Failed { last, attempts });
                     }
-                    Outcome::Pass => {}
-                    // (`try_target` asks again itself after a `Lower`.)
-                    Outcome::Next | Outcome::Lower(_) => {
-                        if attempts.last().is_some_and(|a| a.error.repeats) {
-                            repeating.push(ti);
-                        }
-                        if pos + 1 < n {
+                    Outcome::Pass => other = true,
+                    Outcome::Open => {
+                        open.get_or_insert(ti);
+                        if pos < n {
                             self.shared.emit(&RouterEvent::Failover {
                                 model: req.model(),
                                 provider: &rs.route.targets[ti].provider,
                             });
                         }
+                    }
+                    // (`try_target` asks again itself after a `Lower`.)
+                    Outcome::Next | Outcome::Lower(_) => {
+                        other = true;
+                        if attempts.last().is_some_and(|a| a.error.repeats) {
+                            repeating.push(ti);
+                        }
+                        if pos < n {
+                            self.shared.emit(&RouterEvent::Failover {
+                                model: req.model(),
+                                provider: &rs.route.targets[ti].provider,
+                            });
+                        }
+                    }
+                }
+                // A breaker steers requests to a route's other targets; it does not refuse
+                // them where no other target would take them. When every target of the
+                // pass was passed over for its breaker, the first of them is asked anyway,
+                // once per request: a single-target route is not shut for `breaker_open`
+                // by a burst of failures its upstream may already have recovered from.
+                if pos == n && !other && !forced {
+                    if let Some(ti) = open {
+                        forced = true;
+                        order.push(ti);
                     }
                 }
             }
@@ -2445,8 +2480,9 @@ impl Router {
         Some(wait)
     }
 
-    /// Sends the request to route `ri`'s target `ti`; where the upstream refuses its
-    /// output limit and names the most it takes, once more with the limit lowered.
+    /// Sends the request to route `ri`'s target `ti` (`force`: past its open breaker);
+    /// where the upstream refuses its output limit and names the most it takes, once more
+    /// with the limit lowered.
     #[allow(clippy::too_many_arguments)]
     async fn try_target<J: Job>(
         &self,
@@ -2457,14 +2493,25 @@ impl Router {
         req: &J,
         cx: &CallContext,
         attempts: &mut Vec<Attempt>,
+        force: bool,
     ) -> Outcome<J::Out> {
-        match self
-            .try_target_once(ri, ti, prefer_key, session, req, cx, attempts, None)
-            .await
-        {
+        let first = self
+            .try_target_once(ri, ti, prefer_key, session, req, cx, attempts, None, force)
+            .await;
+        match first {
             Outcome::Lower(c) => {
-                self.try_target_once(ri, ti, prefer_key, session, req, cx, attempts, Some(c))
-                    .await
+                self.try_target_once(
+                    ri,
+                    ti,
+                    prefer_key,
+                    session,
+                    req,
+                    cx,
+                    attempts,
+                    Some(c),
+                    force,
+                )
+                .await
             }
             other => other,
         }
@@ -2484,6 +2531,7 @@ impl Router {
         cx: &CallContext,
         attempts: &mut Vec<Attempt>,
         lower: Option<OutputCeiling>,
+        force: bool,
     ) -> Outcome<J::Out> {
         let rs = &self.routes[ri];
         let target = &rs.route.targets[ti];
@@ -2551,6 +2599,8 @@ impl Router {
         self.shared.breaker_changed(st, tr);
         match admit {
             Admit::Yes => {}
+            // The route's last resort (see `walk`).
+            Admit::No(_) if force => {}
             Admit::No(left) => {
                 let mut e = ProviderError::new(
                     ErrorKind::Overloaded,
@@ -2560,7 +2610,11 @@ impl Router {
                     ),
                 );
                 e.retry_after = Some(left);
-                return skip(attempts, e);
+                skip(attempts, e);
+                return Outcome::Open;
+            }
+            Admit::Probe if force => {
+                self.spawn_probe(provider.clone(), &target.provider, st.clone(), model);
             }
             Admit::Probe => {
                 self.spawn_probe(provider.clone(), &target.provider, st.clone(), model);
@@ -2572,7 +2626,8 @@ impl Router {
                     ),
                 );
                 e.retry_after = Some(Duration::from_secs(1));
-                return skip(attempts, e);
+                skip(attempts, e);
+                return Outcome::Open;
             }
         }
 
@@ -2723,6 +2778,11 @@ impl Router {
                         policy: self.policy.clone(),
                         first_content_from: Some(started),
                     });
+                    if force {
+                        // Asked past its open breaker, and it answered: serving again.
+                        let tr = st.close();
+                        self.shared.breaker_changed(st, tr);
+                    }
                     if guarded {
                         // The stream's guard gives the counts back when it ends, and
                         // counts its success then (or its failure on the way); its

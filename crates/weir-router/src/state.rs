@@ -242,6 +242,15 @@ impl TargetState {
         }
     }
 
+    /// A request asked past the open breaker was answered: the breaker closes (the
+    /// upstream serves again), whatever its probe is doing.
+    pub(crate) fn close(&self) -> Transition {
+        let mut g = lock(&self.inner);
+        let from = g.breaker.name();
+        g.breaker = Breaker::Closed { failures: 0 };
+        (from != "closed").then_some((from, "closed"))
+    }
+
     /// A request failed for a reason that says nothing about health (4xx, 429).
     pub(crate) fn neutral(&self) {
         lock(&self.inner).requests += 1;

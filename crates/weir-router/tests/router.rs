@@ -1314,6 +1314,72 @@ async fn a_breaker_opens_after_consecutive_5xx_probes_and_closes() {
     assert!(ev.iter().any(|e| e == "failover a"));
 }
 
+/// A breaker steers requests to a route's other targets but does not refuse them where
+/// there is none: with every target's breaker open, each request still goes to the first
+/// of them, once (not on the retries), and an answer closes the breaker at once.
+#[tokio::test]
+async fn an_open_breaker_with_nowhere_else_to_go_is_asked_once_per_request() {
+    let a = Fake::new("a", Act::Fail(529));
+    let events = Arc::new(Events::default());
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        Policy {
+            breaker_failures: 2,
+            breaker_open: Duration::from_secs(60),
+            retries: 2,
+            ..quick()
+        },
+    )
+    .with_observer(events.clone());
+    // Two failed attempts open it (the first request's second attempt); that request's
+    // third pass finds it open and, nowhere else to go, asks it anyway.
+    let (e, attempts) = failure(&r, req("m")).await;
+    assert_eq!(a.calls(), 3);
+    assert_eq!(r.status().targets[0].breaker, "open");
+    assert_eq!(e.status, Some(529), "the upstream's own error: {e:?}");
+    assert_eq!(attempts.len(), 4, "{attempts:?}");
+    // Still down: one call per request, its error the upstream's.
+    let (e, _) = failure(&r, req("m")).await;
+    assert_eq!(a.calls(), 4);
+    assert_eq!(e.status, Some(529));
+    assert_eq!(r.status().targets[0].breaker, "open");
+    // Back: the next request is served, and the breaker closes without waiting its 60 s.
+    a.set(Act::Ok);
+    assert_eq!(served_by(&r, req("m"), cx()).await, "a");
+    assert_eq!(r.status().targets[0].breaker, "closed");
+    assert_eq!(a.calls(), 5);
+    assert_eq!(a.probes.load(Ordering::SeqCst), 0);
+    let ev = events.0.lock().unwrap().clone();
+    let breaker: Vec<&String> = ev.iter().filter(|e| e.starts_with("breaker")).collect();
+    assert_eq!(breaker, ["breaker a open", "breaker a closed"]);
+
+    // With another target to go to, an open breaker is passed over as before.
+    let (a, b) = (
+        Fake::new("a", Act::Fail(500)),
+        Fake::new("b", Act::Fail(500)),
+    );
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        Policy {
+            breaker_failures: 1,
+            breaker_open: Duration::from_secs(60),
+            ..quick()
+        },
+    );
+    failure(&r, req("m")).await;
+    assert_eq!((a.calls(), b.calls()), (1, 1));
+    // Both open now: the first of them is asked, once.
+    b.set(Act::Ok);
+    failure(&r, req("m")).await;
+    assert_eq!((a.calls(), b.calls()), (2, 1));
+    // a is asked past its breaker again (still failing); b, open, is not asked.
+    a.set(Act::Ok);
+    assert_eq!(served_by(&r, req("m"), cx()).await, "a");
+    assert_eq!((a.calls(), b.calls()), (3, 1));
+}
+
 #[tokio::test]
 async fn a_failed_probe_reopens_the_breaker() {
     let (a, b) = (Fake::new("a", Act::Fail(502)), Fake::new("b", Act::Ok));
