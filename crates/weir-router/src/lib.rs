@@ -1112,6 +1112,11 @@ enum Outcome<T> {
 /// How long a model's output ceiling, learned from its upstream's refusal, is believed.
 const CEILING_TTL: Duration = Duration::from_secs(3600);
 
+/// The least room left in a context window worth asking again for: below it, the
+/// upstream's refusal goes to the client, whose own remedy (Claude Code compacts the
+/// conversation on "prompt is too long") beats an answer cut off after a few words.
+const MIN_ROOM: u32 = 4096;
+
 /// What a walk over a route's targets sends to each: a chat request or an embeddings
 /// request. Everything else about the walk (order, retries, breakers, key pools, failover)
 /// is the same for both.
@@ -2495,25 +2500,17 @@ impl Router {
         attempts: &mut Vec<Attempt>,
         force: bool,
     ) -> Outcome<J::Out> {
-        let first = self
-            .try_target_once(ri, ti, prefer_key, session, req, cx, attempts, None, force)
-            .await;
-        match first {
-            Outcome::Lower(c) => {
-                self.try_target_once(
-                    ri,
-                    ti,
-                    prefer_key,
-                    session,
-                    req,
-                    cx,
-                    attempts,
-                    Some(c),
-                    force,
-                )
+        // (A second refusal may name a lower limit still: the context's room after the
+        // model's ceiling.)
+        let mut lower = None;
+        loop {
+            match self
+                .try_target_once(ri, ti, prefer_key, session, req, cx, attempts, lower, force)
                 .await
+            {
+                Outcome::Lower(c) => lower = Some(c),
+                other => return other,
             }
-            other => other,
         }
     }
 
@@ -2820,14 +2817,15 @@ impl Router {
                         e.upstream_request_id = report.request_id();
                     }
                     e.upstream_request_id = id_without_keys(e.upstream_request_id.take(), pool);
-                    // A refused output limit, where the upstream named the most it takes
-                    // (less than was sent): asked again with that, once.
-                    if let Some(c) = lower
-                        .is_none()
-                        .then(|| refused_limit(&e))
-                        .flatten()
-                        .filter(|c| body.output_limit().is_none_or(|sent| c.tokens() < sent))
-                    {
+                    // A refused output limit, where the upstream named the most it takes:
+                    // asked again with that, and again only for a lower one (so at most
+                    // twice). What was sent is not compared: an encoder may have raised
+                    // the request's limit to fit a thinking budget; with the new cap it
+                    // keeps within it.
+                    if let Some(c) = refused_limit(&e).filter(|c| {
+                        lower.is_none_or(|l| c.tokens() < l.tokens())
+                            && (matches!(c, OutputCeiling::Model(_)) || c.tokens() >= MIN_ROOM)
+                    }) {
                         if let OutputCeiling::Model(n) = c {
                             st.learn_ceiling(n, done + CEILING_TTL);
                         }

@@ -57,6 +57,8 @@ enum Act {
     /// Refuses a `max_tokens` above this with a 400 in vLLM's words on the room a 1000
     /// token input leaves in a context window 1000 larger; answers others.
     Room(u32),
+    /// Refuses every request, naming this as the model's ceiling.
+    Stuck(u32),
 }
 
 struct Fake {
@@ -220,6 +222,10 @@ impl Provider for Fake {
         };
         match act {
             Act::Ok => Ok(ok(req)),
+            Act::Stuck(most) => refuse(format!(
+                "max_tokens: {} > {most}, which is the maximum allowed number of output tokens",
+                req.max_tokens.unwrap_or(0)
+            )),
             Act::Ceiling(most) => match req.max_tokens {
                 Some(n) if n > most => refuse(format!(
                     "max_tokens: {n} > {most}, which is the maximum allowed number of output tokens for {}",
@@ -2228,11 +2234,12 @@ async fn a_refused_output_limit_is_lowered_to_the_ceiling_the_upstream_names() {
 }
 
 /// The room a request's input leaves in the context window is for that request only, and
-/// an upstream that refuses the lowered limit too gets no third ask: its refusal is the
+/// too little of it is the client's to deal with; a second refusal naming a lower limit
+/// (the room, after the model's ceiling) is asked again, one naming no lower limit is the
 /// answer.
 #[tokio::test]
 async fn the_room_left_is_for_one_request_and_a_second_refusal_is_final() {
-    let a = Fake::new("a", Act::Room(3000));
+    let a = Fake::new("a", Act::Room(6000));
     let r = router(
         &[a.clone()],
         vec![Route::new("m", vec![Target::new("a")])],
@@ -2240,30 +2247,62 @@ async fn the_room_left_is_for_one_request_and_a_second_refusal_is_final() {
     );
     let sent = |f: &Fake| f.requests.lock().unwrap().last().cloned().unwrap();
     let mut q = req("m");
-    q.max_tokens = Some(8000);
+    q.max_tokens = Some(16000);
     let (_, served) = r.send(q.clone(), cx()).await.unwrap();
-    assert_eq!((a.calls(), sent(&a).max_tokens), (2, Some(3000)));
+    assert_eq!((a.calls(), sent(&a).max_tokens), (2, Some(6000)));
     assert_eq!(
         served.warnings,
-        vec!["a/m: output limit lowered to 3000, the room its input leaves in the model's context window"]
+        vec!["a/m: output limit lowered to 6000, the room its input leaves in the model's context window"]
     );
     // Not remembered: the next request goes as it came (and is lowered again).
     r.send(q.clone(), cx()).await.unwrap();
     assert_eq!(a.calls(), 4);
-    assert_eq!(a.requests.lock().unwrap()[2].max_tokens, Some(8000));
+    assert_eq!(a.requests.lock().unwrap()[2].max_tokens, Some(16000));
 
-    // Refused again after lowering: the second refusal goes to the client, no third call.
-    a.set(Act::Ceiling(100));
-    a.script.lock().unwrap().push_back(Act::Room(3000));
+    // Room for a few words only: the refusal is the client's (Claude Code compacts).
+    a.set(Act::Room(1000));
+    let (e, _) = failure(&r, q.clone()).await;
+    assert_eq!((a.calls(), e.status), (5, Some(400)));
+
+    // Over the model's ceiling and the room both: lowered twice.
+    a.set(Act::Room(6000));
+    a.script.lock().unwrap().push_back(Act::Ceiling(10000));
+    r.send(q.clone(), cx()).await.unwrap();
+    assert_eq!(a.calls(), 8);
+    let limits: Vec<Option<u32>> = a.requests.lock().unwrap()[5..]
+        .iter()
+        .map(|r| r.max_tokens)
+        .collect();
+    assert_eq!(limits, [Some(16000), Some(10000), Some(6000)]);
+
+    // Refused again naming no lower limit: that refusal is the answer, no third call.
+    a.set(Act::Stuck(6000));
     let (e, attempts) = failure(&r, q.clone()).await;
-    assert_eq!(a.calls(), 6);
+    assert_eq!(a.calls(), 10);
     assert_eq!(e.status, Some(400));
-    assert!(e.message.contains("3000 > 100"), "{}", e.message);
+    assert!(e.message.contains("6000 > 6000"), "{}", e.message);
     assert_eq!(attempts.len(), 1);
-    // A refusal naming no less than was sent is not asked again.
-    a.set(Act::Ceiling(100));
-    let mut low = req("m");
-    low.max_tokens = Some(50);
-    r.send(low, cx()).await.unwrap();
-    assert_eq!(a.calls(), 7);
+}
+
+/// A limit the encoder raised itself (to fit a thinking budget) and the upstream refused
+/// is asked again under the ceiling, though the request's own limit was below it.
+#[tokio::test]
+async fn a_ceiling_above_the_requests_own_limit_still_caps_what_the_encoder_sends() {
+    let a = Fake::new("a", Act::Stuck(32000));
+    a.script.lock().unwrap().push_back(Act::Stuck(32000));
+    a.set(Act::Ok);
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        quick(),
+    );
+    let mut q = req("m");
+    q.max_tokens = Some(1000);
+    r.send(q, cx()).await.unwrap();
+    assert_eq!(a.calls(), 2);
+    let second = a.requests.lock().unwrap()[1].clone();
+    assert_eq!(
+        (second.max_tokens, second.output_cap),
+        (Some(1000), Some(32000))
+    );
 }

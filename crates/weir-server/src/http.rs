@@ -1512,6 +1512,9 @@ fn pass_outcome<T>(
             if let Some(id) = &served.upstream_request_id {
                 set_header(&mut r, X_WEIR_UPSTREAM_REQUEST_ID, id);
             }
+            if !served.warnings.is_empty() {
+                set_header(&mut r, X_WEIR_WARNING, &served.warnings.join("; "));
+            }
             r
         }
     }

@@ -1347,4 +1347,22 @@ async fn an_output_limit_the_upstream_refuses_is_lowered_to_the_ceiling_it_names
             "{model}"
         );
     }
+    // A Responses request (bridged to Gemini) goes lowered too, and says so.
+    let r = reqwest::Client::new()
+        .post(format!("{url}/v1/responses"))
+        .bearer_auth(KEY)
+        .json(&json!({"model": "claude-opus-4-6", "input": "hi", "max_output_tokens": 128000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let warning = r.headers()["x-weir-warning"].to_str().unwrap().to_owned();
+    assert!(
+        warning.contains("output limit lowered to 65536"),
+        "{warning}"
+    );
+    assert_eq!(
+        limits(&gemini, "/generationConfig/maxOutputTokens").last(),
+        Some(&json!(65536))
+    );
 }
