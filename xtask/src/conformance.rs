@@ -91,7 +91,9 @@ const NOTES: &str = "
   credentials, the metadata server), refreshed before expiry and fetched anew after a 401.
 - **gemini**: function calls get ids Gemini does not send (`toolu_gemini_...`) and
   results find their function by them; Gemini's thought signatures travel through
-  Anthropic clients inside thinking blocks; a matched stop sequence is reported as a
+  Anthropic clients inside thinking blocks, and through OpenAI clients inside the ids of
+  the calls they sign (`<id>__thought__<signature>`, as LiteLLM writes them; a call whose
+  signature was lost gets Google's placeholder); a matched stop sequence is reported as a
   normal end (Gemini does not distinguish them). Web search (Claude's `web_search` tool,
   as Claude Code's web search sends it, or an OpenAI client's `web_search_options`) is
   grounding with Google Search: the answer comes back in Claude's shape (a

@@ -217,8 +217,9 @@ fn anthropic_streaming_client_tool_loop() {
     check_next_turn(&gemini_body(&req), &ids);
 }
 
-/// OpenAI clients keep ids but have nowhere to keep signatures: the calls go back with
-/// the placeholder instead.
+/// OpenAI clients keep no thinking, but they send every call's id back: a call Gemini
+/// signed gets an id carrying its signature (`<id>__thought__<signature>`, as LiteLLM
+/// writes them), and the signature goes back on the call, the ids without it.
 #[test]
 fn openai_client_tool_loop() {
     let resp = decode_response(ANSWER.as_bytes()).unwrap();
@@ -226,11 +227,69 @@ fn openai_client_tool_loop() {
         serde_json::from_slice(&weir_openai::encode_response(&resp).unwrap()).unwrap();
     let message = shown["choices"][0]["message"].clone();
     assert_eq!(shown["choices"][0]["finish_reason"], "tool_calls");
-    let calls = message["tool_calls"].as_array().unwrap();
+    let calls = message["tool_calls"].as_array().unwrap().clone();
+    openai_next_turn(calls);
+}
+
+/// The same through a stream: the call's first chunk carries the signed id.
+#[test]
+fn openai_streaming_client_tool_loop() {
+    let chunks = [
+        r#"{"candidates": [{"content": {"role": "model", "parts": [{"text": "Need both cities.", "thought": true}]}}], "responseId": "QUVVadTSNJ6_qtsPvN7J8Q0", "modelVersion": "gemini-3-pro-preview"}"#,
+        r#"{"candidates": [{"content": {"role": "model", "parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "Q0FMTF9TSUc="}, {"functionCall": {"name": "get_time", "args": {"city": "Paris"}}}]}}], "responseId": "QUVVadTSNJ6_qtsPvN7J8Q0"}"#,
+        r#"{"candidates": [{"content": {"role": "model", "parts": [{"text": ""}]}, "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 29, "candidatesTokenCount": 10}, "responseId": "QUVVadTSNJ6_qtsPvN7J8Q0"}"#,
+    ];
+    let mut dec = SseBody::new(StreamDecoder::new());
+    let mut frames = Vec::new();
+    dec.feed(&common::sse(&chunks), &mut frames).unwrap();
+    dec.finish(&mut frames).unwrap();
+    let mut enc = weir_openai::StreamEncoder::new(weir_openai::StreamEncodeOptions::default());
+    let mut sse = Vec::new();
+    for f in &frames {
+        enc.encode(f, &mut sse).unwrap();
+    }
+    // Accumulate the calls, as a client does.
+    let mut calls: Vec<Value> = Vec::new();
+    for line in String::from_utf8(sse).unwrap().lines() {
+        let Some(data) = line.strip_prefix("data: ").filter(|d| *d != "[DONE]") else {
+            continue;
+        };
+        let chunk: Value = serde_json::from_str(data).unwrap();
+        for c in chunk["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let i = c["index"].as_u64().unwrap() as usize;
+            if i == calls.len() {
+                calls.push(c.clone());
+                calls[i].as_object_mut().unwrap().remove("index");
+            } else {
+                let args = calls[i]["function"]["arguments"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+                    + c["function"]["arguments"].as_str().unwrap();
+                calls[i]["function"]["arguments"] = json!(args);
+            }
+        }
+    }
+    openai_next_turn(calls);
+}
+
+/// Checks an OpenAI client's calls and the Gemini request that sends them back.
+fn openai_next_turn(calls: Vec<Value>) {
     let ids: Vec<String> = calls
         .iter()
         .map(|c| c["id"].as_str().unwrap().to_owned())
         .collect();
+    let own: Vec<String> = ids
+        .iter()
+        .map(|id| id.split("__thought__").next().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids[0], format!("{}__thought__Q0FMTF9TSUc=", own[0]));
+    assert_eq!(ids[1], own[1], "the second call was not signed");
+    assert!(own.iter().all(|id| is_valid_id(id)), "{own:?}");
     let next = json!({
         "model": "gemini-3-pro-preview",
         "messages": [
@@ -246,18 +305,32 @@ fn openai_client_tool_loop() {
         ]
     });
     let req = weir_openai::decode_request(next.to_string().as_bytes()).unwrap();
-    let body = gemini_body(&req);
+    let mut body = gemini_body(&req);
+    // (The system prompt's turn shifts nothing: it goes as systemInstruction.)
+    check_next_turn(&body, &own);
+    // An OpenAI client whose ids carry no signature (another gateway's, or signatures
+    // lost) still gets the placeholder on its calls.
+    let mut plain = next.clone();
+    for c in plain["messages"][2]["tool_calls"].as_array_mut().unwrap() {
+        let id = c["id"]
+            .as_str()
+            .unwrap()
+            .split("__thought__")
+            .next()
+            .unwrap()
+            .to_owned();
+        c["id"] = json!(id);
+    }
+    plain["messages"][3]["tool_call_id"] = json!(own[0]);
+    let req = weir_openai::decode_request(plain.to_string().as_bytes()).unwrap();
+    body = gemini_body(&req);
     assert_eq!(
         body["contents"][1]["parts"],
         json!([
-            {"functionCall": {"id": ids[0], "name": "get_weather", "args": {"city": "Paris"}},
+            {"functionCall": {"id": own[0], "name": "get_weather", "args": {"city": "Paris"}},
              "thoughtSignature": "skip_thought_signature_validator"},
-            {"functionCall": {"id": ids[1], "name": "get_time", "args": {"city": "Paris"}},
+            {"functionCall": {"id": own[1], "name": "get_time", "args": {"city": "Paris"}},
              "thoughtSignature": "skip_thought_signature_validator"}
         ])
-    );
-    assert_eq!(
-        body["contents"][2]["parts"][1]["functionResponse"],
-        json!({"id": ids[1], "name": "get_time", "response": {"output": "09:30"}})
     );
 }

@@ -456,6 +456,28 @@ pub fn carried_signature(signature: &str) -> bool {
         .any(|p| signature.starts_with(p))
 }
 
+/// What joins a tool call's id and the signature Gemini put on the call, in the ids OpenAI
+/// clients get (as LiteLLM writes them): those clients keep no thinking blocks, but every
+/// one of them sends a call's id back, with the call and with its result.
+pub const SIGNED_ID_SEPARATOR: &str = "__thought__";
+
+/// A tool call's id for an OpenAI client, carrying the `gemini-next-part:` signature of
+/// the (empty) thinking block just before the call, if any: `<id>__thought__<signature>`.
+pub fn signed_call_id<'a>(id: &'a str, carrier: Option<&str>) -> std::borrow::Cow<'a, str> {
+    match carrier.and_then(|s| s.strip_prefix(CARRIED_SIGNATURE_PREFIXES[1])) {
+        Some(sig) if !sig.is_empty() => format!("{id}{SIGNED_ID_SEPARATOR}{sig}").into(),
+        _ => id.into(),
+    }
+}
+
+/// A tool call id an OpenAI client sent back, split into the call's own id and the
+/// thinking signature it carried ([`signed_call_id`]), prefixed as the thinking block's.
+pub fn split_signed_id(id: &str) -> Option<(&str, String)> {
+    let (own, sig) = id.split_once(SIGNED_ID_SEPARATOR)?;
+    (!own.is_empty() && !sig.is_empty())
+        .then(|| (own, format!("{}{sig}", CARRIED_SIGNATURE_PREFIXES[1])))
+}
+
 /// Encrypted reasoning.
 #[derive(Clone, Debug)]
 pub struct RedactedThinkingBlock {

@@ -390,7 +390,11 @@ impl<'de> Visitor<'de> for MessageVisitor {
         }
         let role = role.ok_or_else(|| de::Error::missing_field("role"))?;
         if role == Role::Tool {
-            let id = tool_call_id.ok_or_else(|| de::Error::missing_field("tool_call_id"))?;
+            let mut id = tool_call_id.ok_or_else(|| de::Error::missing_field("tool_call_id"))?;
+            // (The call's own id, without the signature it carried: see below.)
+            if let Some((own, _)) = weir_model::content::split_signed_id(&id) {
+                id = own.to_owned();
+            }
             return Ok(Message {
                 role,
                 content: Content {
@@ -421,8 +425,23 @@ impl<'de> Visitor<'de> for MessageVisitor {
                 }));
             }
             blocks.append(&mut content.blocks);
-            if let Some(mut calls) = tool_calls {
-                blocks.append(&mut calls);
+            for call in tool_calls.into_iter().flatten() {
+                // A call Gemini signed, its signature carried in its id (as Weir writes
+                // Gemini's calls for OpenAI clients): the signature goes back on an empty
+                // thinking block before the call, where Gemini's decoder put it.
+                if let ContentBlock::ToolUse(mut t) = call {
+                    if let Some((own, sig)) = weir_model::content::split_signed_id(&t.id) {
+                        t.id = own.to_owned();
+                        blocks.push(ContentBlock::Thinking(ThinkingBlock {
+                            thinking: JsonStr::empty(),
+                            signature: Some(sig),
+                            extra: Extra::new(),
+                        }));
+                    }
+                    blocks.push(ContentBlock::ToolUse(t));
+                } else {
+                    blocks.push(call);
+                }
             }
             content.blocks = blocks;
         }
@@ -800,7 +819,9 @@ fn plan_messages<'a>(
                 for b in &msg.content.blocks {
                     match b {
                         ContentBlock::Thinking(t) => {
-                            reasoning.push(&t.thinking);
+                            if !t.thinking.is_empty() {
+                                reasoning.push(&t.thinking);
+                            }
                             details.extend(
                                 t.signature.as_deref().and_then(|s| {
                                     s.strip_prefix(crate::REASONING_DETAILS_SIGNATURE)
@@ -864,7 +885,8 @@ fn same_message(msg: &Message, keep_reasoning: bool) -> OutMessage<'_> {
                 m.parts.extend(r.content.blocks.iter());
                 m.form = r.content.form;
             }
-            ContentBlock::Thinking(t) if keep_reasoning => {
+            // (Not the empty block a signed call id left: see `split_signed_id`.)
+            ContentBlock::Thinking(t) if keep_reasoning && !t.thinking.is_empty() => {
                 // (Several only from the bridge: reasoning items before one turn.)
                 m.reasoning = match m.reasoning.take() {
                     Some(before) => JsonStr::join([&before, &t.thinking], "\n"),
@@ -986,6 +1008,7 @@ impl Serialize for MessageOut<'_, '_> {
                     calls: &m.tool_calls,
                     same: self.same,
                     placeholder_signature: self.placeholder_signature,
+                    signatures: &[],
                 },
             )?;
         }
@@ -1004,16 +1027,20 @@ pub(crate) struct ToolCallsOut<'a, 'b> {
     pub same: bool,
     /// (See [`EncodeOptions::placeholder_thought_signature`].)
     pub placeholder_signature: bool,
+    /// For an OpenAI client, each call's carried signature, written into its id
+    /// ([`weir_model::content::signed_call_id`]); empty towards upstreams.
+    pub signatures: &'b [Option<&'a str>],
 }
 
 impl Serialize for ToolCallsOut<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut seq = s.serialize_seq(Some(self.calls.len()))?;
-        for c in self.calls {
+        for (i, c) in self.calls.iter().enumerate() {
             seq.serialize_element(&ToolCallOut {
                 block: c,
                 same: self.same,
                 placeholder_signature: self.placeholder_signature,
+                signature: self.signatures.get(i).copied().flatten(),
             })?;
         }
         seq.end()
@@ -1035,6 +1062,7 @@ struct ToolCallOut<'a> {
     block: &'a ContentBlock,
     same: bool,
     placeholder_signature: bool,
+    signature: Option<&'a str>,
 }
 
 /// Google's documented placeholder for a thought signature a client did not keep.
@@ -1049,7 +1077,11 @@ impl Serialize for ToolCallOut<'_> {
                 if self.same {
                     m.serialize_entry("id", &t.id)?;
                 } else {
-                    m.serialize_entry("id", &openai_tool_id(&t.id))?;
+                    let id = openai_tool_id(&t.id);
+                    m.serialize_entry(
+                        "id",
+                        &weir_model::content::signed_call_id(&id, self.signature),
+                    )?;
                 }
                 m.serialize_entry("type", "function")?;
                 match (self.same, t.extra.get("function")) {

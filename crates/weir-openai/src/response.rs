@@ -736,12 +736,28 @@ impl Serialize for MessageOut<'_> {
         let mut texts = Vec::new();
         let mut thinking = Vec::new();
         let mut calls: Vec<&ContentBlock> = Vec::new();
+        // Each call's carried signature (Gemini's, on the empty thinking block just before
+        // the call), written into its id for the client to send back.
+        let mut signatures: Vec<Option<&str>> = Vec::new();
+        let mut carrier: Option<&str> = None;
         for b in &r.content {
+            let last = carrier.take();
             match b {
                 ContentBlock::Text(t) => texts.push(&t.text),
-                ContentBlock::Thinking(t) => thinking.push(&t.thinking),
-                ContentBlock::ToolUse(_) => calls.push(b),
-                ContentBlock::Unknown(u) if same && u.dialect == Dialect::OpenAi => calls.push(b),
+                ContentBlock::Thinking(t) => {
+                    thinking.push(&t.thinking);
+                    if t.thinking.is_empty() {
+                        carrier = t.signature.as_deref();
+                    }
+                }
+                ContentBlock::ToolUse(_) => {
+                    calls.push(b);
+                    signatures.push(last);
+                }
+                ContentBlock::Unknown(u) if same && u.dialect == Dialect::OpenAi => {
+                    calls.push(b);
+                    signatures.push(None);
+                }
                 _ => {}
             }
         }
@@ -782,6 +798,7 @@ impl Serialize for MessageOut<'_> {
                     calls: &calls,
                     same,
                     placeholder_signature: false,
+                    signatures: &signatures,
                 },
             )?;
         }

@@ -1059,6 +1059,9 @@ pub struct StreamEncoder {
     /// the decoder makes itself (the upstream ended without `[DONE]`) only owes `[DONE]`;
     /// its finish and usage were in the upstream's own chunks.
     passthrough: bool,
+    /// The signature of the empty thinking block just before (Gemini's on the call that
+    /// follows), written into that call's id ([`weir_model::content::signed_call_id`]).
+    carrier: Option<String>,
 }
 
 impl StreamEncoder {
@@ -1078,6 +1081,7 @@ impl StreamEncoder {
             citing: None,
             notes: Vec::new(),
             passthrough: false,
+            carrier: None,
         };
         e.render_prefix();
         e
@@ -1158,6 +1162,8 @@ impl StreamEncoder {
             }
             StreamEvent::BlockStart { index, block } => match block {
                 ContentBlock::ToolUse(t) => {
+                    let carrier = self.carrier.take();
+                    let id = weir_model::content::signed_call_id(&t.id, carrier.as_deref());
                     let ti = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
                     // Anthropic starts a call with `input: {}` and streams the arguments;
                     // a compatible service may put them in the start instead.
@@ -1170,7 +1176,7 @@ impl StreamEncoder {
                         o.extend_from_slice(b"{\"tool_calls\":[{\"index\":");
                         o.extend_from_slice(itoa::Buffer::new().format(ti).as_bytes());
                         o.extend_from_slice(b",\"id\":");
-                        json_string(&t.id, o);
+                        json_string(&id, o);
                         o.extend_from_slice(b",\"type\":\"function\",\"function\":{\"name\":");
                         json_string(&t.name, o);
                         o.extend_from_slice(b",\"arguments\":\"\"}}]}");
@@ -1178,16 +1184,22 @@ impl StreamEncoder {
                 }
                 // Text or reasoning a block's start carries (Anthropic's are empty).
                 ContentBlock::Text(t) => {
+                    self.carrier = None;
                     self.citing = Some((*index, self.chars, Vec::new()));
                     if !t.text.is_empty() {
                         self.chars += t.text.chars();
                         self.chunk(out, None, |o| token_delta(o, b"{\"content\":", &t.text))
                     }
                 }
-                ContentBlock::Thinking(t) if !t.thinking.is_empty() => self.chunk(out, None, |o| {
-                    token_delta(o, b"{\"reasoning_content\":", &t.thinking)
-                }),
-                _ => {}
+                ContentBlock::Thinking(t) => {
+                    self.carrier = t.signature.clone().filter(|_| t.thinking.is_empty());
+                    if !t.thinking.is_empty() {
+                        self.chunk(out, None, |o| {
+                            token_delta(o, b"{\"reasoning_content\":", &t.thinking)
+                        })
+                    }
+                }
+                _ => self.carrier = None,
             },
             StreamEvent::BlockDelta { index, delta } => match delta {
                 Delta::Text(t) => {
@@ -1195,8 +1207,10 @@ impl StreamEncoder {
                     self.chunk(out, None, |o| token_delta(o, b"{\"content\":", t))
                 }
                 Delta::Thinking(t) => {
+                    self.carrier = None;
                     self.chunk(out, None, |o| token_delta(o, b"{\"reasoning_content\":", t))
                 }
+                Delta::Signature(sig) => self.carrier = Some(sig.clone()),
                 Delta::InputJson(j) if !j.is_empty() => {
                     if let Some(t) = self.tools.iter_mut().find(|t| t.0 == *index) {
                         t.2 = true;

@@ -563,7 +563,10 @@ pub fn reencode_both(frames: &[weir_model::Frame]) -> Result<(), String> {
                 } else {
                     serde_json::from_str(args).unwrap_or(Value::String(args.clone()))
                 };
-                (id.clone(), name.clone(), v)
+                // (The call's own id: an OpenAI client's carries Gemini's signature too,
+                // set apart again when it comes back.)
+                let own = weir_model::content::split_signed_id(id).map_or(id.as_str(), |s| s.0);
+                (own.to_owned(), name.clone(), v)
             })
             .collect();
         (c.text.concat(), c.thinking.clone(), args)
