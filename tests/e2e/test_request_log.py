@@ -139,3 +139,27 @@ def test_a_request_cut_by_shutdown_is_logged_as_the_gateway_s_not_the_client_s(w
     lines = [l for l in request_lines(w.logs()) if l.get("model") == "hangs"]
     assert [l["status"] for l in lines] == [503], w.logs()
     silent.close()
+
+
+def test_a_warning_the_answer_carries_is_in_its_log_line(weir_factory):
+    # A target without thinking, on a route that drops what its target lacks: the answer
+    # says so in x-weir-warning, and so does the request's log line.
+    w = weir_factory(
+        '[[models]]\nname = "plain"\nunsupported = "drop"\n'
+        'targets = [{ provider = "mock", model = "mock", capabilities = { thinking = false } }]\n'
+    )
+    a = anthropic.Anthropic(base_url=w.url, api_key="sk-e2e-client-key", max_retries=0)
+    raw = a.messages.with_raw_response.create(
+        model="plain", max_tokens=4096, thinking={"type": "enabled", "budget_tokens": 2048},
+        messages=[{"role": "user", "content": "hi"}],
+    )
+    warning = raw.headers["x-weir-warning"]
+    assert "thinking" in warning, warning
+    plain = a.messages.with_raw_response.create(
+        model="plain", max_tokens=50, messages=[{"role": "user", "content": "hi"}]
+    )
+    assert "x-weir-warning" not in plain.headers
+    w.stop()
+    by_id = {rec["request_id"]: rec for rec in request_lines(w.logs())}
+    assert by_id[raw.headers["x-request-id"]]["warning"] == warning
+    assert "warning" not in by_id[plain.headers["x-request-id"]]

@@ -91,6 +91,10 @@ pub struct TargetStatus {
     pub requests: u64,
     /// Requests that failed in a way that counts against health.
     pub failures: u64,
+    /// The most output the model takes, as its upstream said when it refused a larger
+    /// limit (believed for an hour): requests for more go lowered to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_ceiling: Option<u32>,
 }
 
 /// A route.
@@ -192,6 +196,7 @@ pub(crate) fn snapshot(r: &Router) -> RouterStatus {
                 in_flight: t.in_flight.load(Ordering::Relaxed),
                 requests: g.requests,
                 failures: g.failures,
+                output_ceiling: g.ceiling.filter(|&(_, until)| until > now).map(|(n, _)| n),
             }
         })
         .collect();

@@ -2215,7 +2215,10 @@ async fn a_refused_output_limit_is_lowered_to_the_ceiling_the_upstream_names() {
     );
     assert_eq!(served.failed_attempts, 0, "a lowered limit is no failure");
 
-    // Remembered: the next request goes lowered at once.
+    // Remembered (and shown): the next request goes lowered at once.
+    let st = r.status();
+    let opus = st.targets.iter().find(|t| t.model == "opus").unwrap();
+    assert_eq!(opus.output_ceiling, Some(64000));
     let (_, served) = r.send(q.clone(), cx()).await.unwrap();
     assert_eq!(a.calls(), 3);
     assert_eq!(sent(&a).max_tokens, Some(64000));

@@ -72,6 +72,9 @@ pub(crate) struct RequestLog {
     pub upstream_from: Option<Instant>,
     /// What the router did before the answer: read when the client leaves first.
     pub progress: weir_model::Progress,
+    /// What the answer's `x-weir-warning` says (features dropped, an output limit
+    /// lowered), for the log line.
+    pub warning: Option<String>,
 }
 
 impl Drop for RequestLog {
@@ -248,6 +251,7 @@ impl RequestLog {
                     upstream_request_id: self.upstream_request_id.as_deref().unwrap_or("-"),
                     status,
                     error_kind: error_kind.as_deref(),
+                    warning: self.warning.as_deref(),
                     latency_ms,
                     ttft_ms,
                     input_tokens: input.unwrap_or(0),
@@ -268,6 +272,7 @@ impl RequestLog {
                     upstream_request_id = self.upstream_request_id.as_deref().unwrap_or("-"),
                     status,
                     error_kind = error_kind.as_deref(),
+                    warning = self.warning.as_deref(),
                     latency_ms,
                     $($ttft)*
                     input_tokens = input.unwrap_or(0),
@@ -1354,6 +1359,10 @@ async fn chat(
             log.upstream_model = Some(served.model.clone());
             log.upstream_request_id
                 .clone_from(&served.upstream_request_id);
+            if !served.warnings.is_empty() {
+                log.warning = Some(served.warnings.join("; "));
+            }
+            let warning = log.warning.clone();
             // A message thread is held by the account that answered: a request continuing
             // it from this answer goes there.
             let memory = thread.then(|| app.router.response_memory(&served));
@@ -1400,8 +1409,8 @@ async fn chat(
             if let Some(id) = &served.upstream_request_id {
                 set_header(&mut r, X_WEIR_UPSTREAM_REQUEST_ID, id);
             }
-            if !served.warnings.is_empty() {
-                set_header(&mut r, X_WEIR_WARNING, &served.warnings.join("; "));
+            if let Some(w) = &warning {
+                set_header(&mut r, X_WEIR_WARNING, w);
             }
             r
         }
@@ -1506,14 +1515,18 @@ fn pass_outcome<T>(
             log.upstream_model = Some(served.model.clone());
             log.upstream_request_id
                 .clone_from(&served.upstream_request_id);
+            if !served.warnings.is_empty() {
+                log.warning = Some(served.warnings.join("; "));
+            }
+            let warning = log.warning.clone();
             let mut r = answer(reply, &served, log);
             set_header(&mut r, X_WEIR_PROVIDER, &served.provider);
             set_header(&mut r, X_WEIR_MODEL, &served.model);
             if let Some(id) = &served.upstream_request_id {
                 set_header(&mut r, X_WEIR_UPSTREAM_REQUEST_ID, id);
             }
-            if !served.warnings.is_empty() {
-                set_header(&mut r, X_WEIR_WARNING, &served.warnings.join("; "));
+            if let Some(w) = &warning {
+                set_header(&mut r, X_WEIR_WARNING, w);
             }
             r
         }

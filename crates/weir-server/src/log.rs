@@ -184,6 +184,8 @@ pub(crate) struct RequestLine<'a> {
     /// What went wrong, when something did: the error's kind for an error status, or how
     /// a stream ended badly after its 200 (as the ledger's `error_kind`).
     pub error_kind: Option<&'a str>,
+    /// The answer's `x-weir-warning`, when it has one.
+    pub warning: Option<&'a str>,
     /// Rounded to 0.1 ms.
     pub latency_ms: f64,
     /// Rounded to 0.1 ms; only for streams that sent something.
@@ -219,6 +221,10 @@ pub(crate) fn request_line(r: &RequestLine<'_>) {
     w.u64(u64::from(r.status));
     if let Some(k) = r.error_kind {
         w.key("error_kind");
+        w.string(k);
+    }
+    if let Some(k) = r.warning {
+        w.key("warning");
         w.string(k);
     }
     w.key("latency_ms");
