@@ -567,6 +567,8 @@ fn provider(
             // Gemini through Google's OpenAI-compatible endpoint: another dialect's client
             // kept no thought signatures on its function calls.
             encode.placeholder_thought_signature |= weir_openai::is_google_openai(&base_url);
+            // OpenAI's own API refuses tool call ids over 40 characters.
+            encode.short_tool_ids |= base_url.starts_with("https://api.openai.com/");
             let c = weir_openai::OpenAiConfig {
                 id: id.to_owned(),
                 base_url,
@@ -685,7 +687,14 @@ fn provider(
                     base_url,
                     keys,
                     timeouts,
-                    encode: openai_encode(p, weir_openai::EncodeOptions::default()),
+                    // (Azure OpenAI refuses tool call ids over 40 characters, as OpenAI.)
+                    encode: openai_encode(
+                        p,
+                        weir_openai::EncodeOptions {
+                            short_tool_ids: true,
+                            ..Default::default()
+                        },
+                    ),
                 };
                 (
                     Arc::new(weir_openai::OpenAiProvider::azure(

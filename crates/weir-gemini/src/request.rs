@@ -609,7 +609,8 @@ fn write_part(w: &mut JsonWriter, p: &Part<'_>, opts: &EncodeOptions) {
             w.begin_object();
             if opts.call_ids {
                 w.key("id");
-                w.string(id);
+                // (An OpenAI client's id carrying Gemini's signature: the call's own.)
+                w.string(weir_model::content::own_call_id(id));
             }
             w.key("name");
             w.string(name);
@@ -628,7 +629,7 @@ fn write_part(w: &mut JsonWriter, p: &Part<'_>, opts: &EncodeOptions) {
             w.begin_object();
             if opts.call_ids {
                 w.key("id");
-                w.string(id);
+                w.string(weir_model::content::own_call_id(id));
             }
             w.key("name");
             w.string(name);

@@ -472,10 +472,28 @@ pub fn signed_call_id<'a>(id: &'a str, carrier: Option<&str>) -> std::borrow::Co
 
 /// A tool call id an OpenAI client sent back, split into the call's own id and the
 /// thinking signature it carried ([`signed_call_id`]), prefixed as the thinking block's.
+/// `None` also where what follows the separator is not whole base64 (a client that cut
+/// its ids short): a piece of a signature is worse than none, which Gemini takes with
+/// Google's placeholder.
 pub fn split_signed_id(id: &str) -> Option<(&str, String)> {
     let (own, sig) = id.split_once(SIGNED_ID_SEPARATOR)?;
-    (!own.is_empty() && !sig.is_empty())
+    let whole = sig.len() % 4 == 0
+        && sig.trim_end_matches('=').len() + 2 >= sig.len()
+        && sig
+            .trim_end_matches('=')
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+    (!own.is_empty() && !sig.is_empty() && whole)
         .then(|| (own, format!("{}{sig}", CARRIED_SIGNATURE_PREFIXES[1])))
+}
+
+/// A tool call's own id, without a signature it carries ([`signed_call_id`]): what goes to
+/// Gemini as `functionCall.id` and `functionResponse.id`.
+pub fn own_call_id(id: &str) -> &str {
+    match id.split_once(SIGNED_ID_SEPARATOR) {
+        Some((own, _)) if !own.is_empty() => own,
+        _ => id,
+    }
 }
 
 /// Encrypted reasoning.
@@ -582,5 +600,40 @@ mod tests {
         ] {
             assert_eq!(super::inline_data_url(url), want, "{url}");
         }
+    }
+}
+
+#[cfg(test)]
+mod signed_id_tests {
+    use super::*;
+
+    #[test]
+    fn a_signature_rides_in_an_id_and_comes_out_whole() {
+        let carrier = format!("{}QUJD+/9=", CARRIED_SIGNATURE_PREFIXES[1]);
+        let id = signed_call_id("call_1", Some(&carrier));
+        assert_eq!(id, "call_1__thought__QUJD+/9=");
+        assert_eq!(split_signed_id(&id), Some(("call_1", carrier)));
+        assert_eq!(own_call_id(&id), "call_1");
+        // Only Gemini's next-part signatures ride (a thought's own stays on its block).
+        let thought = format!("{}QUJD", CARRIED_SIGNATURE_PREFIXES[0]);
+        assert_eq!(signed_call_id("call_1", Some(&thought)), "call_1");
+        assert_eq!(signed_call_id("call_1", None), "call_1");
+    }
+
+    #[test]
+    fn a_cut_or_foreign_suffix_is_no_signature() {
+        for id in [
+            "call_1__thought__QUJD+/9", // cut: not whole base64
+            "call_1__thought__QUJ",     // cut
+            "call_1__thought__QU===",   // too much padding
+            "call_1__thought__not base64!",
+            "call_1__thought__",
+            "__thought__QUJD",
+            "call_1",
+        ] {
+            assert_eq!(split_signed_id(id), None, "{id}");
+        }
+        assert_eq!(own_call_id("call_1"), "call_1");
+        assert_eq!(own_call_id("__thought__QUJD"), "__thought__QUJD");
     }
 }

@@ -77,6 +77,11 @@ pub struct EncodeOptions {
     /// which searches for any model; the answer's `url_citation` annotations come back to
     /// an Anthropic client as a web search.
     pub web_search_tool: bool,
+    /// Tool call ids over 40 characters are shortened (a prefix and a hash, the same for a
+    /// call and its result) even in an OpenAI client's own history: OpenAI's own API and
+    /// Azure's refuse longer ones, and an OpenAI client may hold longer ids Weir wrote
+    /// (Gemini's calls, carrying their signatures). Other services get ids as they came.
+    pub short_tool_ids: bool,
 }
 
 impl Default for EncodeOptions {
@@ -97,6 +102,7 @@ impl Default for EncodeOptions {
             thinking_off_for_unreasoned_tool_turn: false,
             reasoning_object: false,
             web_search_tool: false,
+            short_tool_ids: false,
         }
     }
 }
@@ -390,11 +396,7 @@ impl<'de> Visitor<'de> for MessageVisitor {
         }
         let role = role.ok_or_else(|| de::Error::missing_field("role"))?;
         if role == Role::Tool {
-            let mut id = tool_call_id.ok_or_else(|| de::Error::missing_field("tool_call_id"))?;
-            // (The call's own id, without the signature it carried: see below.)
-            if let Some((own, _)) = weir_model::content::split_signed_id(&id) {
-                id = own.to_owned();
-            }
+            let id = tool_call_id.ok_or_else(|| de::Error::missing_field("tool_call_id"))?;
             return Ok(Message {
                 role,
                 content: Content {
@@ -428,10 +430,11 @@ impl<'de> Visitor<'de> for MessageVisitor {
             for call in tool_calls.into_iter().flatten() {
                 // A call Gemini signed, its signature carried in its id (as Weir writes
                 // Gemini's calls for OpenAI clients): the signature goes back on an empty
-                // thinking block before the call, where Gemini's decoder put it.
-                if let ContentBlock::ToolUse(mut t) = call {
-                    if let Some((own, sig)) = weir_model::content::split_signed_id(&t.id) {
-                        t.id = own.to_owned();
+                // thinking block before the call, where Gemini's decoder put it. The id
+                // stays as it came (an OpenAI-compatible upstream may have made it, as
+                // LiteLLM does); the Gemini encoder sends the call's own part of it.
+                if let ContentBlock::ToolUse(t) = call {
+                    if let Some((_, sig)) = weir_model::content::split_signed_id(&t.id) {
                         blocks.push(ContentBlock::Thinking(ThinkingBlock {
                             thinking: JsonStr::empty(),
                             signature: Some(sig),
@@ -748,12 +751,12 @@ fn plan_messages<'a>(
     for (i, msg) in req.messages.iter().enumerate() {
         let at = |e: String| WireError::Unsupported(format!("messages[{i}]: {e}"));
         if same {
-            out.push(same_message(msg, keep_reasoning));
+            out.push(same_message(msg, keep_reasoning, opts.short_tool_ids));
             continue;
         }
         match msg.role {
             // Only OpenAI decodes `function` messages; write them as they are.
-            Role::Function => out.push(same_message(msg, false)),
+            Role::Function => out.push(same_message(msg, false, opts.short_tool_ids)),
             Role::System | Role::Developer | Role::User => {
                 let role = if msg.role == Role::User {
                     "user"
@@ -874,14 +877,18 @@ fn joined_details(details: &[&str]) -> Option<Box<RawValue>> {
 /// An OpenAI-origin message, rebuilt field by field.
 /// A message of an OpenAI client's request as it came; its reasoning (`reasoning_content`)
 /// kept where `keep_reasoning`.
-fn same_message(msg: &Message, keep_reasoning: bool) -> OutMessage<'_> {
+fn same_message(msg: &Message, keep_reasoning: bool, short_ids: bool) -> OutMessage<'_> {
     let mut m = OutMessage::new(msg.role.as_str());
     m.form = msg.content.form;
     m.extra = Some(&msg.extra);
     for b in &msg.content.blocks {
         match b {
             ContentBlock::ToolResult(r) if msg.role == Role::Tool => {
-                m.tool_call_id = Some(Cow::Borrowed(&r.tool_use_id));
+                m.tool_call_id = Some(if short_ids {
+                    openai_tool_id(&r.tool_use_id)
+                } else {
+                    Cow::Borrowed(&r.tool_use_id)
+                });
                 m.parts.extend(r.content.blocks.iter());
                 m.form = r.content.form;
             }
@@ -954,6 +961,8 @@ struct MessageOut<'a, 'b> {
     cache: bool,
     /// Translated tool calls carry Google's placeholder thought signature.
     placeholder_signature: bool,
+    /// (See [`EncodeOptions::short_tool_ids`].)
+    short_ids: bool,
 }
 
 impl Serialize for MessageOut<'_, '_> {
@@ -1009,6 +1018,7 @@ impl Serialize for MessageOut<'_, '_> {
                     same: self.same,
                     placeholder_signature: self.placeholder_signature,
                     signatures: &[],
+                    short_ids: self.short_ids,
                 },
             )?;
         }
@@ -1030,6 +1040,8 @@ pub(crate) struct ToolCallsOut<'a, 'b> {
     /// For an OpenAI client, each call's carried signature, written into its id
     /// ([`weir_model::content::signed_call_id`]); empty towards upstreams.
     pub signatures: &'b [Option<&'a str>],
+    /// (See [`EncodeOptions::short_tool_ids`].)
+    pub short_ids: bool,
 }
 
 impl Serialize for ToolCallsOut<'_, '_> {
@@ -1041,6 +1053,7 @@ impl Serialize for ToolCallsOut<'_, '_> {
                 same: self.same,
                 placeholder_signature: self.placeholder_signature,
                 signature: self.signatures.get(i).copied().flatten(),
+                short_ids: self.short_ids,
             })?;
         }
         seq.end()
@@ -1050,7 +1063,7 @@ impl Serialize for ToolCallsOut<'_, '_> {
 /// A tool call id OpenAI accepts: at most 40 characters. Longer ones (from other
 /// dialects) are shortened deterministically, the same way for the call and its result: a
 /// prefix of the id and a hash of all of it.
-fn openai_tool_id(id: &str) -> Cow<'_, str> {
+pub(crate) fn openai_tool_id(id: &str) -> Cow<'_, str> {
     const MAX: usize = 40;
     if id.len() <= MAX {
         return Cow::Borrowed(id);
@@ -1063,6 +1076,7 @@ struct ToolCallOut<'a> {
     same: bool,
     placeholder_signature: bool,
     signature: Option<&'a str>,
+    short_ids: bool,
 }
 
 /// Google's documented placeholder for a thought signature a client did not keep.
@@ -1074,7 +1088,7 @@ impl Serialize for ToolCallOut<'_> {
         match self.block {
             ContentBlock::ToolUse(t) => {
                 let mut m = s.serialize_map(None)?;
-                if self.same {
+                if self.same && !self.short_ids {
                     m.serialize_entry("id", &t.id)?;
                 } else {
                     let id = openai_tool_id(&t.id);
@@ -1458,6 +1472,7 @@ impl Serialize for MessagesOut<'_, '_> {
                     join_text: false,
                     cache: false,
                     placeholder_signature: false,
+                    short_ids: false,
                 })?;
             }
             after_tool = m.role == "tool";
@@ -1467,6 +1482,7 @@ impl Serialize for MessagesOut<'_, '_> {
                 join_text: self.0.opts.text_as_string,
                 cache: self.0.opts.cache_control,
                 placeholder_signature: self.0.opts.placeholder_thought_signature,
+                short_ids: self.0.opts.short_tool_ids,
             })?;
         }
         seq.end()

@@ -799,6 +799,7 @@ impl Serialize for MessageOut<'_> {
                     same,
                     placeholder_signature: false,
                     signatures: &signatures,
+                    short_ids: false,
                 },
             )?;
         }

@@ -1162,8 +1162,11 @@ impl StreamEncoder {
             }
             StreamEvent::BlockStart { index, block } => match block {
                 ContentBlock::ToolUse(t) => {
+                    // (At most 40 characters of the call's own, as whole answers write it:
+                    // OpenAI refuses longer ids should the conversation go there.)
                     let carrier = self.carrier.take();
-                    let id = weir_model::content::signed_call_id(&t.id, carrier.as_deref());
+                    let own = crate::request::openai_tool_id(&t.id);
+                    let id = weir_model::content::signed_call_id(&own, carrier.as_deref());
                     let ti = u32::try_from(self.tools.len()).unwrap_or(u32::MAX);
                     // Anthropic starts a call with `input: {}` and streams the arguments;
                     // a compatible service may put them in the start instead.

@@ -280,3 +280,41 @@ fn a_verbatim_response_encodes_as_its_body() {
     resp.origin = Some(weir_model::Dialect::Anthropic);
     assert!(weir_openai::encode_response(&resp).is_err());
 }
+
+/// Ids carrying Gemini's signature (`<id>__thought__<signature>`, as Weir and LiteLLM write
+/// them) go to an OpenAI-compatible upstream as they came (a LiteLLM in front of Gemini
+/// reads its signature from them); towards OpenAI's own API, which takes 40 characters at
+/// most, they are shortened alike in the call and its result.
+#[test]
+fn signed_tool_call_ids_pass_as_they_came_unless_the_upstream_limits_them() {
+    let sig = "EpwICpkIAXLI2nxlU6gsWZaZ+/HRYkX1orzuM8vSUFwaAt1JRxEC2hJzPAcAu3PWaKz7X+PIyTTqF==";
+    let id = format!("call_abc__thought__{sig}");
+    let req = serde_json::json!({
+        "model": "m",
+        "messages": [
+            {"role": "user", "content": "weather?"},
+            {"role": "assistant", "content": null, "tool_calls": [
+                {"id": id, "type": "function", "function": {"name": "w", "arguments": "{}"}}
+            ]},
+            {"role": "tool", "tool_call_id": id, "content": "sunny"}
+        ]
+    });
+    round_trip_request(req.clone());
+    let canon = weir_openai::decode_request(req.to_string().as_bytes()).unwrap();
+    let opts = weir_openai::EncodeOptions {
+        short_tool_ids: true,
+        ..Default::default()
+    };
+    let sent: serde_json::Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &opts).unwrap()).unwrap();
+    let call_id = sent["messages"][1]["tool_calls"][0]["id"].as_str().unwrap();
+    assert!(
+        call_id.len() <= 40 && call_id.starts_with("call_abc"),
+        "{call_id}"
+    );
+    assert_eq!(sent["messages"][2]["tool_call_id"], call_id);
+    assert!(
+        sent["messages"][1].get("reasoning_content").is_none(),
+        "{sent}"
+    );
+}
