@@ -173,6 +173,21 @@ pub(crate) struct Guard {
     /// When the request was sent, until the stream's first content is seen (which gives
     /// the target its latency).
     pub first_content_from: Option<Instant>,
+    /// Sent past the target's open breaker (the route's last resort): the stream ending
+    /// well closes the breaker (a success of a stream under way otherwise leaves an open
+    /// one to its probe).
+    pub close_on_success: bool,
+}
+
+impl Guard {
+    /// The stream ended well.
+    fn completed(&self) -> crate::state::Transition {
+        if self.close_on_success {
+            self.target.close()
+        } else {
+            self.target.stream_completed()
+        }
+    }
 }
 
 impl Guard {
@@ -249,7 +264,7 @@ impl Stream for Guarded {
             let ended = matches!(r, Ok(f) if f.events.iter().any(|e| matches!(e, StreamEvent::MessageStop)));
             if ended && !counts && !self.failed {
                 // Ended well: the stream's success (see `TargetState::stream_started`).
-                let t = g.target.stream_completed();
+                let t = g.completed();
                 g.shared.breaker_changed(&g.target, t);
             }
             if counts {
@@ -354,7 +369,7 @@ impl Stream for GuardedBytes {
                             g.failed();
                         }
                     } else {
-                        let t = g.target.stream_completed();
+                        let t = g.completed();
                         g.shared.breaker_changed(&g.target, t);
                     }
                 }

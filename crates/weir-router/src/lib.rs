@@ -2058,7 +2058,7 @@ impl Router {
             order.retain(|ti| !repeating.contains(ti));
             let n = order.len();
             // The first target passed over for its open breaker, and whether another
-            // target of this pass was asked or passed over for another reason.
+            // target of this pass was asked.
             let mut open: Option<usize> = None;
             let mut other = false;
             let mut pos = 0;
@@ -2098,7 +2098,7 @@ impl Router {
                         });
                         return Err(RouteError::Failed { last, attempts });
                     }
-                    Outcome::Pass => other = true,
+                    Outcome::Pass => {}
                     Outcome::Open => {
                         open.get_or_insert(ti);
                         if pos < n {
@@ -2110,7 +2110,13 @@ impl Router {
                     }
                     // (`try_target` asks again itself after a `Lower`.)
                     Outcome::Next | Outcome::Lower(_) => {
-                        other = true;
+                        // (Asked, or passed over without a call: a key resting, say.)
+                        other |= attempts.last().is_some_and(|a| !a.skipped);
+                        if force {
+                            // The last resort failed too: every target is open, and a
+                            // retry would find them so.
+                            return Err(self.exhausted(attempts));
+                        }
                         if attempts.last().is_some_and(|a| a.error.repeats) {
                             repeating.push(ti);
                         }
@@ -2123,8 +2129,9 @@ impl Router {
                     }
                 }
                 // A breaker steers requests to a route's other targets; it does not refuse
-                // them where no other target would take them. When every target of the
-                // pass was passed over for its breaker, the first of them is asked anyway,
+                // them where no other target would take them. When no target of the pass
+                // was asked (each was passed over: for its breaker, its capabilities, a
+                // resting key), the first passed over for its breaker is asked anyway,
                 // once per request: a single-target route is not shut for `breaker_open`
                 // by a burst of failures its upstream may already have recovered from.
                 if pos == n && !other && !forced {
@@ -2774,9 +2781,11 @@ impl Router {
                         shared: self.shared.clone(),
                         policy: self.policy.clone(),
                         first_content_from: Some(started),
+                        close_on_success: force,
                     });
-                    if force {
-                        // Asked past its open breaker, and it answered: serving again.
+                    if force && !guarded {
+                        // Asked past its open breaker, and it answered: serving again. (A
+                        // stream does once it ends well: see `hold::Guard`.)
                         let tr = st.close();
                         self.shared.breaker_changed(st, tr);
                     }
@@ -3338,6 +3347,24 @@ mod tests {
         let later = now + policy.breaker_open;
         assert_eq!(t.admit(later).0, Admit::Probe);
         assert_eq!(t.success(None, later), Some(("half_open", "closed")));
+        assert!(t.healthy());
+    }
+
+    /// A probe failing after a request asked past the breaker closed it (here or on
+    /// another instance) does not open it again: the answer came later.
+    #[test]
+    fn a_late_probe_failure_leaves_a_closed_breaker_closed() {
+        let policy = Policy {
+            breaker_failures: 1,
+            ..Policy::default()
+        };
+        let t = TargetState::new("p", "m");
+        let now = Instant::now();
+        assert_eq!(t.failure(&policy, now), Some(("closed", "open")));
+        let later = now + policy.breaker_open;
+        assert_eq!(t.admit(later).0, Admit::Probe);
+        assert_eq!(t.close(), Some(("half_open", "closed")));
+        assert_eq!(t.probe_failed(&policy, later), None);
         assert!(t.healthy());
     }
 

@@ -311,7 +311,9 @@ impl TargetState {
         let mut g = lock(&self.inner);
         let opened = match g.breaker {
             Breaker::HalfOpen { opened } | Breaker::Open { opened, .. } => opened,
-            Breaker::Closed { .. } => 0,
+            // Closed while the probe was out (a request asked past the breaker was
+            // answered, here or on another instance): that answer is the later word.
+            Breaker::Closed { .. } => return None,
         };
         let factor = 1u32 << opened.min(16);
         let open_for = policy

@@ -1384,6 +1384,79 @@ async fn an_open_breaker_with_nowhere_else_to_go_is_asked_once_per_request() {
     a.set(Act::Ok);
     assert_eq!(served_by(&r, req("m"), cx()).await, "a");
     assert_eq!((a.calls(), b.calls()), (3, 1));
+
+    // The other target passed over for what it lacks (or a resting key) leaves the open
+    // one the only place to go: it is asked.
+    let a = Fake::new("a", Act::Fail(500));
+    let no_images = Capabilities {
+        images: false,
+        ..Capabilities::ALL
+    };
+    let b = Fake::build("b", Act::Ok, &[], no_images);
+    let r = router(
+        &[a.clone(), b.clone()],
+        vec![Route::new("m", vec![Target::new("a"), Target::new("b")])],
+        Policy {
+            breaker_failures: 1,
+            breaker_open: Duration::from_secs(60),
+            retries: 2,
+            ..quick()
+        },
+    );
+    failure(&r, image_req("m")).await;
+    assert_eq!(r.status().targets[0].breaker, "open");
+    let calls = a.calls();
+    a.set(Act::Ok);
+    assert_eq!(served_by(&r, image_req("m"), cx()).await, "a");
+    assert_eq!((a.calls(), b.calls()), (calls + 1, 0));
+    assert_eq!(r.status().targets[0].breaker, "closed");
+}
+
+/// A stream asked past an open breaker closes it only once it ends well, not when it is
+/// handed over; one failing on the way leaves it open. And a failed retry pass is not
+/// waited for once the last resort failed.
+#[tokio::test]
+async fn a_stream_past_an_open_breaker_closes_it_only_when_it_ends_well() {
+    let a = Fake::new("a", Act::Fail(500));
+    let events = Arc::new(Events::default());
+    let r = router(
+        &[a.clone()],
+        vec![Route::new("m", vec![Target::new("a")])],
+        Policy {
+            breaker_failures: 1,
+            breaker_open: Duration::from_secs(60),
+            retries: 2,
+            ..quick()
+        },
+    )
+    .with_observer(events.clone());
+    let retries = || {
+        events
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e.starts_with("retry"))
+            .count()
+    };
+    // The first fails and opens the breaker; its retry asks it past the breaker and fails
+    // too; no retry pass follows the last resort.
+    failure(&r, req("m")).await;
+    assert_eq!((a.calls(), retries()), (2, 1));
+    failure(&r, req("m")).await;
+    assert_eq!((a.calls(), retries()), (3, 1));
+    assert_eq!(r.status().targets[0].breaker, "open");
+    a.set(Act::StreamDiesAfterContent);
+    let (reply, _) = r.send(stream_req("m"), cx()).await.unwrap();
+    assert_eq!(r.status().targets[0].breaker, "open", "closed at hand-over");
+    let (_, e) = collect_text(reply).await;
+    assert!(e.is_some());
+    assert_eq!(r.status().targets[0].breaker, "open");
+    a.set(Act::Ok);
+    let (reply, _) = r.send(stream_req("m"), cx()).await.unwrap();
+    let (text, e) = collect_text(reply).await;
+    assert_eq!((text.as_str(), e.is_none()), ("a", true));
+    assert_eq!(r.status().targets[0].breaker, "closed");
 }
 
 #[tokio::test]
