@@ -93,7 +93,9 @@ const NOTES: &str = "
   results find their function by them; Gemini's thought signatures travel through
   Anthropic clients inside thinking blocks, and through OpenAI clients inside the ids of
   the calls they sign (`<id>__thought__<signature>`, as LiteLLM writes them; a call whose
-  signature was lost gets Google's placeholder); a matched stop sequence is reported as a
+  signature was lost gets Google's placeholder); a client asking for one tool call per
+  turn (`parallel_tool_calls: false`, `disable_parallel_tool_use`) gets Gemini's first
+  call only, Gemini having no such switch; a matched stop sequence is reported as a
   normal end (Gemini does not distinguish them). Web search (Claude's `web_search` tool,
   as Claude Code's web search sends it, or an OpenAI client's `web_search_options`) is
   grounding with Google Search: the answer comes back in Claude's shape (a

@@ -32,8 +32,10 @@
 //! result follow the message's run of function responses as parts of their own. Schemas
 //! go to `parameters` cleaned of what Gemini rejects (see [`SchemaMode`]); `tool_choice`
 //! maps to `toolConfig.functionCallingConfig.mode` `AUTO`/`ANY`/`NONE`, a named tool to
-//! `ANY` with `allowedFunctionNames`. Gemini has no switch for parallel calls;
-//! `parallel_tool_calls` is not sent. Claude's web search tool and an OpenAI client's
+//! `ANY` with `allowedFunctionNames`. Gemini has no switch for parallel calls:
+//! `parallel_tool_calls: false` (and Claude's `disable_parallel_tool_use`) is kept by
+//! leaving out the calls after the first ([`keep_one_call`],
+//! [`StreamDecoder::one_call_only`]). Claude's web search tool and an OpenAI client's
 //! `web_search_options` are grounding with Google Search (`googleSearch`), whose answer
 //! comes back as a web search in Claude's shape (see `grounding`); a web search and its
 //! results in assistant history are left out. Other provider-specific tools and blocks of
@@ -106,5 +108,5 @@ pub use config::MAX_THINKING_BUDGET;
 pub use error::{decode_error, retry_delay};
 pub use provider::{GeminiConfig, GeminiProvider, API_VERSION, DEFAULT_BASE_URL, EMBED_BATCH};
 pub use request::{encode_request, EncodeOptions, SchemaMode};
-pub use response::decode_response;
+pub use response::{decode_response, keep_one_call};
 pub use stream::StreamDecoder;

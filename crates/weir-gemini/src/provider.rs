@@ -251,7 +251,9 @@ impl Provider for GeminiProvider {
         let model = req.model.strip_prefix("models/").unwrap_or(&req.model);
         let mut resp = self.exchange(&url, body, &cx).await?;
         if stream {
-            let decoder = StreamDecoder::new().with_model(model);
+            let decoder = StreamDecoder::new()
+                .with_model(model)
+                .one_call_only(req.parallel_tool_calls == Some(false));
             let secrets: Vec<&Secret> = self.keys.all().iter().collect();
             return Ok(Reply::Stream(weir_upstream::scrub_stream(
                 sse_frames(resp, self.cfg.timeouts.idle, decoder),
@@ -269,6 +271,9 @@ impl Provider for GeminiProvider {
         })?;
         if r.model.is_empty() {
             model.clone_into(&mut r.model);
+        }
+        if req.parallel_tool_calls == Some(false) {
+            crate::keep_one_call(&mut r);
         }
         Ok(Reply::Complete(Box::new(r)))
     }

@@ -303,6 +303,33 @@ fn media_block(source: MediaSource, mime: &str) -> ContentBlock {
     }
 }
 
+/// Leaves out the function calls after the first (and the empty thinking block carrying
+/// a left-out call's signature): the client asked for one tool call per turn
+/// (`parallel_tool_calls: false`, `disable_parallel_tool_use`), which Gemini has no switch
+/// for. The call that is kept is the one the model made first; the model asks again for
+/// what it still needs next turn, as Claude does when told to make one call at a time.
+pub fn keep_one_call(r: &mut ChatResponse) {
+    let mut seen = false;
+    let mut i = 0;
+    while i < r.content.len() {
+        if matches!(r.content[i], ContentBlock::ToolUse(_)) {
+            if seen {
+                r.content.remove(i);
+                if i > 0
+                    && matches!(&r.content[i - 1], ContentBlock::Thinking(t)
+                        if t.thinking.is_empty() && t.signature.is_some())
+                {
+                    r.content.remove(i - 1);
+                    i -= 1;
+                }
+                continue;
+            }
+            seen = true;
+        }
+        i += 1;
+    }
+}
+
 /// Decodes a Gemini `generateContent` response body.
 ///
 /// The first candidate's parts become blocks (see the crate docs for thoughts, signatures

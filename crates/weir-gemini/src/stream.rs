@@ -45,6 +45,8 @@ pub struct StreamDecoder {
     response_id: String,
     model: String,
     calls: u32,
+    /// Calls after the first are left out (see [`StreamDecoder::one_call_only`]).
+    one_call: bool,
     stop: Option<StopReason>,
     /// The last `finishReason`, read into `stop` when the body ends (after every call).
     finish_reason: Option<String>,
@@ -70,6 +72,14 @@ impl StreamDecoder {
     /// The model named in `MessageStart` when the stream names none (`modelVersion`).
     pub fn with_model(mut self, model: impl Into<String>) -> Self {
         self.model = model.into();
+        self
+    }
+
+    /// The client asked for one tool call per turn (`parallel_tool_calls: false`), which
+    /// Gemini has no switch for: calls after the first are left out (see
+    /// [`crate::keep_one_call`]).
+    pub fn one_call_only(mut self, one: bool) -> Self {
+        self.one_call = one;
         self
     }
 
@@ -152,6 +162,9 @@ impl StreamDecoder {
 
     fn part(&mut self, p: Part<'_>, out: &mut Vec<StreamEvent>) {
         let d = part_blocks(p, &self.response_id, &mut self.calls);
+        if self.one_call && self.calls > 1 && matches!(d.block, Some(ContentBlock::ToolUse(_))) {
+            return;
+        }
         // (A signature on an empty text part, as Gemini ends a turn, is taken as the text's:
         // the text stays open for what the answer's last chunk says of it, its grounding.)
         let extends_text = matches!(self.open, Some(Open::Text(_)))

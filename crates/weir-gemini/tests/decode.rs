@@ -419,6 +419,61 @@ fn a_stream_with_thoughts_signatures_and_parallel_calls() {
     check_well_formed(&events).unwrap();
 }
 
+/// A client that asked for one tool call per turn (`parallel_tool_calls: false`) gets only
+/// Gemini's first, whole and streamed: Gemini has no switch for it.
+#[test]
+fn one_call_per_turn_keeps_the_first_call() {
+    let chunks = [
+        r#"{"candidates": [{"content": {"parts": [{"text": "I'll look."}]}}], "responseId": "r9"}"#,
+        r#"{"candidates": [{"content": {"parts": [{"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "C"}, {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}, "thoughtSignature": "D"}, {"functionCall": {"name": "get_time", "args": {}}}]}}], "responseId": "r9"}"#,
+        r#"{"candidates": [{"content": {"parts": [{"text": ""}]}, "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 29, "candidatesTokenCount": 10}, "responseId": "r9"}"#,
+    ];
+    use weir_upstream::BodyDecoder as _;
+    let mut dec =
+        weir_upstream::SseBody::new(StreamDecoder::new().with_model("m").one_call_only(true));
+    let mut frames = Vec::new();
+    dec.feed(&sse(&chunks), &mut frames).unwrap();
+    dec.finish(&mut frames).unwrap();
+    let events: Vec<_> = frames.into_iter().flat_map(|f| f.events).collect();
+    check_well_formed(&events).unwrap();
+    let calls: Vec<String> = summary(&events)
+        .into_iter()
+        .filter(|l| l.contains("tool_use toolu") || l.contains(" sig "))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            "1 sig gemini-next-part:C",
+            "+2 tool_use toolu_gemini_r9_0 get_weather"
+        ]
+    );
+    // Whole: the same answer, merged.
+    let whole = json!({
+        "candidates": [{"content": {"parts": [
+            {"text": "I'll look."},
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "C"},
+            {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}, "thoughtSignature": "D"},
+            {"functionCall": {"name": "get_time", "args": {}}}
+        ]}, "finishReason": "STOP"}],
+        "responseId": "r9"
+    });
+    let mut r = decode_response(&body(whole)).unwrap();
+    assert_eq!(r.content.len(), 6);
+    weir_gemini::keep_one_call(&mut r);
+    let kinds: Vec<&str> = r
+        .content
+        .iter()
+        .map(|b| match b {
+            ContentBlock::Text(_) => "text",
+            ContentBlock::Thinking(_) => "signature",
+            ContentBlock::ToolUse(t) if t.id == "toolu_gemini_r9_0" => "first call",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["text", "signature", "first call"]);
+    assert_eq!(r.stop_reason, Some(StopReason::ToolUse));
+}
+
 /// A signature on a later chunk of a text under way (Gemini 3 signs a text's last part)
 /// leaves the text one block, so clients show one message (the Responses bridge made two
 /// of it, and Codex printed only the second); the signature follows the text, to be written

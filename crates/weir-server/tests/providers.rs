@@ -1366,3 +1366,58 @@ async fn an_output_limit_the_upstream_refuses_is_lowered_to_the_ceiling_it_names
         Some(&json!(65536))
     );
 }
+
+/// An OpenAI client that asked for one tool call per turn gets Gemini's first call only,
+/// whole and streamed (Gemini has no switch for it); without the ask, both.
+#[tokio::test]
+async fn gemini_keeps_to_one_call_when_the_client_asked_for_one() {
+    let answer = json!({
+        "candidates": [{"content": {"role": "model", "parts": [
+            {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}},
+            {"functionCall": {"name": "get_weather", "args": {"city": "Rome"}}}
+        ]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4, "totalTokenCount": 7},
+        "responseId": "r1"
+    });
+    let up = FaultyUpstream::start(Behaviour::per_path(
+        [(
+            ":streamGenerateContent",
+            sse(200, &format!("data: {answer}\r\n\r\n")),
+        )],
+        Behaviour::json(200, &answer),
+    ))
+    .await;
+    let url = weir(&format!(
+        "[providers.g]\nkind = \"gemini\"\nbase_url = \"{}\"\nkeys = [\"AIza-k\"]\n\
+         [[models]]\nname = \"g\"\ntargets = [{{ provider = \"g\", model = \"gemini-2.5-flash\" }}]\n",
+        up.url()
+    ))
+    .await;
+    for (parallel, stream, calls) in [
+        (Some(false), false, 1),
+        (Some(false), true, 1),
+        (None, false, 2),
+        (Some(true), true, 2),
+    ] {
+        let mut body = json!({"model": "g", "stream": stream,
+            "messages": [{"role": "user", "content": "weather in Paris and Rome?"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]});
+        if let Some(p) = parallel {
+            body["parallel_tool_calls"] = json!(p);
+        }
+        let (status, text) = post(&url, "/v1/chat/completions", &body).await;
+        assert_eq!(status, 200, "{text}");
+        let n = if stream {
+            text.lines()
+                .filter(|l| l.contains("\"function\":{\"name\":\"get_weather\""))
+                .count()
+        } else {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            v["choices"][0]["message"]["tool_calls"]
+                .as_array()
+                .unwrap()
+                .len()
+        };
+        assert_eq!(n, calls, "parallel {parallel:?} stream {stream}: {text}");
+    }
+}

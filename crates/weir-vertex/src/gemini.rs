@@ -75,7 +75,9 @@ pub(crate) async fn send(
     };
     let (mut resp, token) = p.post_with_token(&url, &json_headers(), body, &cx).await?;
     if stream {
-        let decoder = weir_gemini::StreamDecoder::new().with_model(req.model.clone());
+        let decoder = weir_gemini::StreamDecoder::new()
+            .with_model(req.model.clone())
+            .one_call_only(req.parallel_tool_calls == Some(false));
         let frames = sse_frames(resp, p.config().timeouts.idle, decoder);
         // A mid-stream error may echo the token, as an error body may.
         return Ok(Reply::Stream(weir_upstream::scrub_stream(
@@ -87,6 +89,9 @@ pub(crate) async fn send(
     let mut r = weir_gemini::decode_response(&body).map_err(undecodable)?;
     if r.model.is_empty() {
         r.model.clone_from(&req.model);
+    }
+    if req.parallel_tool_calls == Some(false) {
+        weir_gemini::keep_one_call(&mut r);
     }
     Ok(Reply::Complete(Box::new(r)))
 }
