@@ -24,6 +24,9 @@ pub struct Price {
     /// USD per 1,000 web searches the upstream ran (Claude's, and the queries of Gemini's
     /// grounding with Google Search); Anthropic's 10 when unknown.
     pub web_search: Option<f64>,
+    /// Web search is billed per answer that searched, whatever its number of queries
+    /// (Gemini 2.5's grounding: per grounded prompt), not per search.
+    pub web_search_per_answer: bool,
     /// The prices of prompts over a number of tokens, for models priced higher there.
     pub long: Option<LongPrice>,
 }
@@ -101,6 +104,10 @@ impl Price {
 
 /// Anthropic's price of web searches, USD per 1,000.
 const WEB_SEARCH_PER_1K: f64 = 10.0;
+
+/// Google's price of grounding with Google Search on Gemini 2.5, USD per 1,000 grounded
+/// prompts (past the free daily allowance, which is not counted here).
+const GEMINI_25_GROUNDING_PER_1K: f64 = 35.0;
 
 /// List prices of well-known models (USD per million tokens: input, output, cache read,
 /// cache write (Anthropic's 5-minute rate)), as the vendors published them. A name
@@ -303,7 +310,11 @@ impl Prices {
                 cache_read: Some(cache_read),
                 cache_write: Some(cache_write),
                 cache_write_1h: None,
-                web_search: None,
+                // Google bills Gemini 2.5's grounding per grounded prompt.
+                web_search: name
+                    .starts_with("gemini-2.5")
+                    .then_some(GEMINI_25_GROUNDING_PER_1K),
+                web_search_per_answer: name.starts_with("gemini-2.5"),
                 long: BUNDLED_LONG
                     .iter()
                     .find(|(long_name, ..)| *long_name == name)
@@ -336,6 +347,10 @@ impl Prices {
             .saturating_add(usage.cache_read_tokens.unwrap_or(0))
             .saturating_add(writes);
         let r = p.rates(prompt);
+        let searches = match usage.web_search_requests {
+            Some(n) if p.web_search_per_answer => n.min(1) as f64,
+            n => n.unwrap_or(0) as f64,
+        };
         Some(
             (n(usage.input_tokens) * r.input
                 + n(usage.output_tokens) * r.output
@@ -343,8 +358,7 @@ impl Prices {
                 + (writes - hour) as f64 * r.cache_write
                 + hour as f64 * r.cache_write_1h)
                 / 1_000_000.0
-                + n(usage.web_search_requests) * p.web_search.unwrap_or(WEB_SEARCH_PER_1K)
-                    / 1_000.0,
+                + searches * p.web_search.unwrap_or(WEB_SEARCH_PER_1K) / 1_000.0,
         )
     }
 }
@@ -366,6 +380,7 @@ mod tests {
                 cache_write: None,
                 cache_write_1h: None,
                 web_search: None,
+                web_search_per_answer: false,
                 long: None,
             },
         );
@@ -405,6 +420,7 @@ mod tests {
                 cache_write: Some(1.25),
                 cache_write_1h: Some(3.0),
                 web_search: Some(20.0),
+                web_search_per_answer: false,
                 long: None,
             },
         );
@@ -491,6 +507,16 @@ mod tests {
             p.cost("gemini-2.5-pro", &gemini),
             0.15 * 2.5 + 0.1 * 0.25 + 0.01 * 15.0,
         );
+        // Gemini 2.5's grounding is billed per grounded answer ($35 a thousand), however
+        // many queries it ran; Claude's searches each ($10 a thousand).
+        let searched = |n| Usage {
+            web_search_requests: Some(n),
+            ..Default::default()
+        };
+        close(p.cost("gemini-2.5-flash", &searched(3)), 0.035);
+        close(p.cost("models/gemini-2.5-pro", &searched(1)), 0.035);
+        close(p.cost("gemini-2.5-flash", &searched(0)), 0.0);
+        close(p.cost("claude-opus-4-6", &searched(3)), 0.03);
         // Haiku 5.5 from 100,000 on, five times everything, output too; GPT-5.5 over
         // 272,000.
         close(
@@ -516,6 +542,7 @@ mod tests {
                 cache_write: None,
                 cache_write_1h: None,
                 web_search: None,
+                web_search_per_answer: false,
                 long: Some(LongPrice {
                     above: 1_000,
                     input: 3.0,
