@@ -1148,11 +1148,24 @@ impl Serialize for RequestOut<'_> {
             } else {
                 MaxTokensField::MaxCompletionTokens
             });
-            let key = match field {
-                MaxTokensField::MaxTokens => "max_tokens",
-                MaxTokensField::MaxCompletionTokens => "max_completion_tokens",
+            let (key, other) = match field {
+                MaxTokensField::MaxTokens => ("max_tokens", "max_completion_tokens"),
+                MaxTokensField::MaxCompletionTokens => ("max_completion_tokens", "max_tokens"),
             };
             m.entry(key, &mt)?;
+            // A client that sent both keeps both; where a cap is in play (the provider's,
+            // the target's, a model's ceiling the upstream named) the other one keeps
+            // within it too.
+            if same && (r.output_cap.is_some() || self.opts.max_output_tokens.is_some()) {
+                let larger = r
+                    .extra
+                    .get(other)
+                    .and_then(|v| v.get().parse::<f64>().ok())
+                    .is_some_and(|n| n > f64::from(mt));
+                if larger {
+                    m.entry(other, &mt)?;
+                }
+            }
         }
         if let Some(st) = r.stream {
             m.entry("stream", &st)?;

@@ -318,3 +318,23 @@ fn signed_tool_call_ids_pass_as_they_came_unless_the_upstream_limits_them() {
         "{sent}"
     );
 }
+
+/// A client that sent both limits gets both back, the other lowered with the one Weir
+/// lowered (a cap, or a model's ceiling the upstream named), never left above it.
+#[test]
+fn both_limits_are_lowered_together() {
+    let body = r#"{"model":"m","messages":[],"max_tokens":128000,"max_completion_tokens":128000}"#;
+    let mut canon = weir_openai::decode_request(body.as_bytes()).unwrap();
+    canon.max_tokens = Some(16384);
+    canon.output_cap = Some(16384);
+    let sent: serde_json::Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &Default::default()).unwrap())
+            .unwrap();
+    assert_eq!(
+        (&sent["max_tokens"], &sent["max_completion_tokens"]),
+        (&serde_json::json!(16384), &serde_json::json!(16384))
+    );
+    // Unchanged, both go as they came (a smaller other one too).
+    let body = r#"{"model":"m","messages":[],"max_tokens":100,"max_completion_tokens":500}"#;
+    round_trip_request(serde_json::from_str(body).unwrap());
+}
