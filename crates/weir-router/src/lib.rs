@@ -1102,7 +1102,7 @@ enum Outcome<T> {
     /// The request itself is at fault: stop.
     Fatal,
     /// The upstream refused the request's output limit and named the most it takes: the
-    /// same target is asked again, once, with the limit lowered to it.
+    /// same target is asked again with the limit lowered to it (at most twice).
     Lower(OutputCeiling),
     /// The target's breaker is open (or half-open, probing): passed over, unless no other
     /// target of the route is asked (see [`Router::walk`]).
@@ -2508,22 +2508,26 @@ impl Router {
         force: bool,
     ) -> Outcome<J::Out> {
         // (A second refusal may name a lower limit still: the context's room after the
-        // model's ceiling.)
+        // model's ceiling. A third try's refusal is the answer.)
         let mut lower = None;
-        loop {
+        for last in [false, false, true] {
             match self
-                .try_target_once(ri, ti, prefer_key, session, req, cx, attempts, lower, force)
+                .try_target_once(
+                    ri, ti, prefer_key, session, req, cx, attempts, lower, force, last,
+                )
                 .await
             {
                 Outcome::Lower(c) => lower = Some(c),
                 other => return other,
             }
         }
+        Outcome::Next
     }
 
     /// One try of [`Router::try_target`]: capabilities, breaker, then the target's keys
     /// in turn (`prefer_key` first, else the session's own key, when usable). `lower` is
-    /// the output ceiling the upstream named on the first try (none on the first).
+    /// the lowest output ceiling the upstream named on an earlier try; on the `last` try a
+    /// refusal naming one is the answer.
     #[allow(clippy::too_many_arguments)]
     async fn try_target_once<J: Job>(
         &self,
@@ -2536,6 +2540,7 @@ impl Router {
         attempts: &mut Vec<Attempt>,
         lower: Option<OutputCeiling>,
         force: bool,
+        last: bool,
     ) -> Outcome<J::Out> {
         let rs = &self.routes[ri];
         let target = &rs.route.targets[ti];
@@ -2827,12 +2832,13 @@ impl Router {
                     }
                     e.upstream_request_id = id_without_keys(e.upstream_request_id.take(), pool);
                     // A refused output limit, where the upstream named the most it takes:
-                    // asked again with that, and again only for a lower one (so at most
-                    // twice). What was sent is not compared: an encoder may have raised
-                    // the request's limit to fit a thinking budget; with the new cap it
-                    // keeps within it.
+                    // asked again with that, and again only for a lower one (at most
+                    // twice: see `try_target`). What was sent is not compared: an encoder
+                    // may have raised the request's limit to fit a thinking budget; with
+                    // the new cap it keeps within it.
                     if let Some(c) = refused_limit(&e).filter(|c| {
-                        lower.is_none_or(|l| c.tokens() < l.tokens())
+                        !last
+                            && lower.is_none_or(|l| c.tokens() < l.tokens())
                             && (matches!(c, OutputCeiling::Model(_)) || c.tokens() >= MIN_ROOM)
                     }) {
                         if let OutputCeiling::Model(n) = c {

@@ -59,6 +59,8 @@ enum Act {
     Room(u32),
     /// Refuses every request, naming this as the model's ceiling.
     Stuck(u32),
+    /// Refuses every request, naming a ceiling 1000 below what it got.
+    Below,
 }
 
 struct Fake {
@@ -222,6 +224,13 @@ impl Provider for Fake {
         };
         match act {
             Act::Ok => Ok(ok(req)),
+            Act::Below => {
+                let n = req.max_tokens.unwrap_or(0);
+                refuse(format!(
+                    "max_tokens: {n} > {}, which is the maximum allowed number of output tokens",
+                    n.saturating_sub(1000)
+                ))
+            }
             Act::Stuck(most) => refuse(format!(
                 "max_tokens: {} > {most}, which is the maximum allowed number of output tokens",
                 req.max_tokens.unwrap_or(0)
@@ -2358,6 +2367,11 @@ async fn the_room_left_is_for_one_request_and_a_second_refusal_is_final() {
     assert_eq!(e.status, Some(400));
     assert!(e.message.contains("6000 > 6000"), "{}", e.message);
     assert_eq!(attempts.len(), 1);
+
+    // An upstream naming a lower ceiling every time is asked three times in all.
+    a.set(Act::Below);
+    let (e, _) = failure(&r, q.clone()).await;
+    assert_eq!((a.calls(), e.status), (13, Some(400)));
 }
 
 /// A limit the encoder raised itself (to fit a thinking budget) and the upstream refused
