@@ -92,8 +92,9 @@ const NOTES: &str = "
 - **gemini**: function calls get ids Gemini does not send (`toolu_gemini_...`) and
   results find their function by them; Gemini's thought signatures travel through
   Anthropic clients inside thinking blocks, and through OpenAI clients inside the ids of
-  the calls they sign (`<id>__thought__<signature>`, as LiteLLM writes them; a call whose
-  signature was lost gets Google's placeholder); a client asking for one tool call per
+  the calls they sign (`<id>__wsig<length>_<signature>`; LiteLLM's `__thought__` form is
+  read too; a call whose signature was lost or cut gets Google's placeholder, and other
+  upstreams get the call's own id); a client asking for one tool call per
   turn (`parallel_tool_calls: false`, `disable_parallel_tool_use`) gets Gemini's first
   call only, Gemini having no such switch; a matched stop sequence is reported as a
   normal end (Gemini does not distinguish them). Web search (Claude's `web_search` tool,

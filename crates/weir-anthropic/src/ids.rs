@@ -7,7 +7,11 @@ use std::borrow::Cow;
 /// the `tool_use_id` that answers it still match after rewriting. The rewrite keeps the
 /// valid characters, replaces the rest with `_`, and appends a hash of the original so two
 /// ids differing only in invalid characters stay distinct.
+///
+/// An OpenAI client's id carrying Gemini's signature (see
+/// [`weir_model::content::signed_call_id`]) goes as the call's own.
 pub fn sanitize_tool_id(id: &str) -> Cow<'_, str> {
+    let id = weir_model::content::own_call_id(id);
     let valid = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
     if !id.is_empty() && id.len() <= 64 && id.chars().all(valid) {
         return Cow::Borrowed(id);

@@ -218,8 +218,8 @@ fn anthropic_streaming_client_tool_loop() {
 }
 
 /// OpenAI clients keep no thinking, but they send every call's id back: a call Gemini
-/// signed gets an id carrying its signature (`<id>__thought__<signature>`, as LiteLLM
-/// writes them), and the signature goes back on the call, the ids without it.
+/// signed gets an id carrying its signature (`<id>__wsig<length>_<signature>`), and the
+/// signature goes back on the call, the ids without it.
 #[test]
 fn openai_client_tool_loop() {
     let resp = decode_response(ANSWER.as_bytes()).unwrap();
@@ -285,9 +285,9 @@ fn openai_next_turn(calls: Vec<Value>) {
         .collect();
     let own: Vec<String> = ids
         .iter()
-        .map(|id| id.split("__thought__").next().unwrap().to_owned())
+        .map(|id| weir_model::content::own_call_id(id).to_owned())
         .collect();
-    assert_eq!(ids[0], format!("{}__thought__Q0FMTF9TSUc=", own[0]));
+    assert_eq!(ids[0], format!("{}__wsig12_Q0FMTF9TSUc=", own[0]));
     assert_eq!(ids[1], own[1], "the second call was not signed");
     assert!(own.iter().all(|id| is_valid_id(id)), "{own:?}");
     let next = json!({
@@ -315,7 +315,7 @@ fn openai_next_turn(calls: Vec<Value>) {
         let id = c["id"]
             .as_str()
             .unwrap()
-            .split("__thought__")
+            .split("__wsig")
             .next()
             .unwrap()
             .to_owned();

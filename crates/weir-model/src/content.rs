@@ -456,41 +456,75 @@ pub fn carried_signature(signature: &str) -> bool {
         .any(|p| signature.starts_with(p))
 }
 
-/// What joins a tool call's id and the signature Gemini put on the call, in the ids OpenAI
-/// clients get (as LiteLLM writes them): those clients keep no thinking blocks, but every
-/// one of them sends a call's id back, with the call and with its result.
-pub const SIGNED_ID_SEPARATOR: &str = "__thought__";
+/// What follows a tool call's own id, in the ids Weir writes for OpenAI clients, before
+/// the length of the signature Gemini put on the call and the signature itself:
+/// `<id>__wsig<length>_<signature>`. OpenAI clients keep no thinking blocks, but every one
+/// of them sends a call's id back, with the call and with its result; the length tells a
+/// signature whole from one a client cut short.
+pub const SIGNED_ID_MARK: &str = "__wsig";
+
+/// LiteLLM's form of the same, `<id>__thought__<signature>`: read (a conversation begun
+/// through LiteLLM), never written.
+pub const LITELLM_SIGNED_ID_SEPARATOR: &str = "__thought__";
 
 /// A tool call's id for an OpenAI client, carrying the `gemini-next-part:` signature of
-/// the (empty) thinking block just before the call, if any: `<id>__thought__<signature>`.
+/// the (empty) thinking block just before the call, if any ([`SIGNED_ID_MARK`]).
 pub fn signed_call_id<'a>(id: &'a str, carrier: Option<&str>) -> std::borrow::Cow<'a, str> {
     match carrier.and_then(|s| s.strip_prefix(CARRIED_SIGNATURE_PREFIXES[1])) {
-        Some(sig) if !sig.is_empty() => format!("{id}{SIGNED_ID_SEPARATOR}{sig}").into(),
+        Some(sig) if !sig.is_empty() => format!("{id}{SIGNED_ID_MARK}{}_{sig}", sig.len()).into(),
         _ => id.into(),
     }
 }
 
-/// A tool call id an OpenAI client sent back, split into the call's own id and the
-/// thinking signature it carried ([`signed_call_id`]), prefixed as the thinking block's.
-/// `None` also where what follows the separator is not whole base64 (a client that cut
-/// its ids short): a piece of a signature is worse than none, which Gemini takes with
-/// Google's placeholder.
-pub fn split_signed_id(id: &str) -> Option<(&str, String)> {
-    let (own, sig) = id.split_once(SIGNED_ID_SEPARATOR)?;
-    let whole = sig.len() % 4 == 0
-        && sig.trim_end_matches('=').len() + 2 >= sig.len()
-        && sig
-            .trim_end_matches('=')
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
-    (!own.is_empty() && !sig.is_empty() && whole)
-        .then(|| (own, format!("{}{sig}", CARRIED_SIGNATURE_PREFIXES[1])))
+/// Weir's form of a signed id, split: the call's own id and the signature, whole.
+fn weir_signed(id: &str) -> Option<(&str, &str)> {
+    // (A signature is base64, which has no `_`: the last mark is the one.)
+    let at = id.rfind(SIGNED_ID_MARK)?;
+    let (own, rest) = (&id[..at], &id[at + SIGNED_ID_MARK.len()..]);
+    let (len, sig) = rest.split_once('_')?;
+    let whole = !len.is_empty()
+        && len.bytes().all(|b| b.is_ascii_digit())
+        && len.parse::<usize>().ok() == Some(sig.len());
+    (whole && !own.is_empty() && !sig.is_empty()).then_some((own, sig))
 }
 
-/// A tool call's own id, without a signature it carries ([`signed_call_id`]): what goes to
-/// Gemini as `functionCall.id` and `functionResponse.id`.
+/// LiteLLM's form of a signed id, split, where what follows is whole base64 (a client
+/// that cut its ids short leaves a piece, worse than none).
+fn litellm_signed(id: &str) -> Option<(&str, &str)> {
+    let (own, sig) = id.split_once(LITELLM_SIGNED_ID_SEPARATOR)?;
+    let bare = sig.trim_end_matches('=');
+    let whole = sig.len() % 4 == 0
+        && bare.len() + 2 >= sig.len()
+        && bare
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+    (whole && !own.is_empty() && !sig.is_empty()).then_some((own, sig))
+}
+
+/// A tool call id an OpenAI client sent back, split into the call's own id and the
+/// thinking signature it carried (Weir's form or LiteLLM's), prefixed as the thinking
+/// block's. `None` for any other id, and for a signature cut short: Gemini then takes
+/// the call with Google's placeholder.
+pub fn split_signed_id(id: &str) -> Option<(&str, String)> {
+    let (own, sig) = weir_signed(id).or_else(|| litellm_signed(id))?;
+    Some((own, format!("{}{sig}", CARRIED_SIGNATURE_PREFIXES[1])))
+}
+
+/// A tool call's id without a signature Weir wrote into it: what an OpenAI-compatible
+/// upstream gets (it never saw the signature; ids of its own, LiteLLM's signed ones
+/// included, go as they came).
+pub fn without_weir_signature(id: &str) -> &str {
+    match id.rfind(SIGNED_ID_MARK) {
+        Some(at) if at > 0 => &id[..at],
+        _ => id,
+    }
+}
+
+/// A tool call's own id, without a signature it carries in either form: what goes to
+/// Gemini (`functionCall.id`, `functionResponse.id`) and to Anthropic-dialect upstreams.
 pub fn own_call_id(id: &str) -> &str {
-    match id.split_once(SIGNED_ID_SEPARATOR) {
+    let id = without_weir_signature(id);
+    match id.split_once(LITELLM_SIGNED_ID_SEPARATOR) {
         Some((own, _)) if !own.is_empty() => own,
         _ => id,
     }
@@ -611,9 +645,15 @@ mod signed_id_tests {
     fn a_signature_rides_in_an_id_and_comes_out_whole() {
         let carrier = format!("{}QUJD+/9=", CARRIED_SIGNATURE_PREFIXES[1]);
         let id = signed_call_id("call_1", Some(&carrier));
-        assert_eq!(id, "call_1__thought__QUJD+/9=");
-        assert_eq!(split_signed_id(&id), Some(("call_1", carrier)));
+        assert_eq!(id, "call_1__wsig8_QUJD+/9=");
+        assert_eq!(split_signed_id(&id), Some(("call_1", carrier.clone())));
         assert_eq!(own_call_id(&id), "call_1");
+        assert_eq!(without_weir_signature(&id), "call_1");
+        // LiteLLM's form is read too, and kept for OpenAI-compatible upstreams.
+        let theirs = "call_1__thought__QUJD+/9=";
+        assert_eq!(split_signed_id(theirs), Some(("call_1", carrier)));
+        assert_eq!(own_call_id(theirs), "call_1");
+        assert_eq!(without_weir_signature(theirs), theirs);
         // Only Gemini's next-part signatures ride (a thought's own stays on its block).
         let thought = format!("{}QUJD", CARRIED_SIGNATURE_PREFIXES[0]);
         assert_eq!(signed_call_id("call_1", Some(&thought)), "call_1");
@@ -623,17 +663,22 @@ mod signed_id_tests {
     #[test]
     fn a_cut_or_foreign_suffix_is_no_signature() {
         for id in [
+            "call_1__wsig8_QUJD+/9",    // cut: shorter than its length
+            "call_1__wsig8_QUJD",       // cut at a multiple of 4
+            "call_1__wsig_QUJD",        // no length
+            "call_1__wsig4_",           // nothing
             "call_1__thought__QUJD+/9", // cut: not whole base64
-            "call_1__thought__QUJ",     // cut
             "call_1__thought__QU===",   // too much padding
             "call_1__thought__not base64!",
             "call_1__thought__",
             "__thought__QUJD",
+            "__wsig4_QUJD",
             "call_1",
         ] {
             assert_eq!(split_signed_id(id), None, "{id}");
         }
         assert_eq!(own_call_id("call_1"), "call_1");
         assert_eq!(own_call_id("__thought__QUJD"), "__thought__QUJD");
+        assert_eq!(without_weir_signature("__wsig4_QUJD"), "__wsig4_QUJD");
     }
 }

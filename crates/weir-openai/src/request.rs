@@ -884,11 +884,7 @@ fn same_message(msg: &Message, keep_reasoning: bool, short_ids: bool) -> OutMess
     for b in &msg.content.blocks {
         match b {
             ContentBlock::ToolResult(r) if msg.role == Role::Tool => {
-                m.tool_call_id = Some(if short_ids {
-                    openai_tool_id(&r.tool_use_id)
-                } else {
-                    Cow::Borrowed(&r.tool_use_id)
-                });
+                m.tool_call_id = Some(same_tool_id(&r.tool_use_id, short_ids));
                 m.parts.extend(r.content.blocks.iter());
                 m.form = r.content.form;
             }
@@ -1063,6 +1059,19 @@ impl Serialize for ToolCallsOut<'_, '_> {
 /// A tool call id OpenAI accepts: at most 40 characters. Longer ones (from other
 /// dialects) are shortened deterministically, the same way for the call and its result: a
 /// prefix of the id and a hash of all of it.
+/// An OpenAI client's own tool call id as an OpenAI-compatible upstream gets it: without a
+/// signature Weir wrote into it (the upstream never saw it: Gemini's, see
+/// [`weir_model::content::signed_call_id`]), shortened where the upstream takes 40
+/// characters at most (`short`); otherwise as it came.
+fn same_tool_id(id: &str, short: bool) -> Cow<'_, str> {
+    let id = weir_model::content::without_weir_signature(id);
+    if short {
+        openai_tool_id(id)
+    } else {
+        Cow::Borrowed(id)
+    }
+}
+
 pub(crate) fn openai_tool_id(id: &str) -> Cow<'_, str> {
     const MAX: usize = 40;
     if id.len() <= MAX {
@@ -1088,8 +1097,8 @@ impl Serialize for ToolCallOut<'_> {
         match self.block {
             ContentBlock::ToolUse(t) => {
                 let mut m = s.serialize_map(None)?;
-                if self.same && !self.short_ids {
-                    m.serialize_entry("id", &t.id)?;
+                if self.same {
+                    m.serialize_entry("id", &same_tool_id(&t.id, self.short_ids))?;
                 } else {
                     let id = openai_tool_id(&t.id);
                     m.serialize_entry(

@@ -281,10 +281,11 @@ fn a_verbatim_response_encodes_as_its_body() {
     assert!(weir_openai::encode_response(&resp).is_err());
 }
 
-/// Ids carrying Gemini's signature (`<id>__thought__<signature>`, as Weir and LiteLLM write
-/// them) go to an OpenAI-compatible upstream as they came (a LiteLLM in front of Gemini
-/// reads its signature from them); towards OpenAI's own API, which takes 40 characters at
-/// most, they are shortened alike in the call and its result.
+/// Ids carrying Gemini's signature in LiteLLM's form (`<id>__thought__<signature>`) go to
+/// an OpenAI-compatible upstream as they came (a LiteLLM in front of Gemini reads its
+/// signature from them), in Weir's own form as the call's own id (the upstream never saw
+/// the signature); towards OpenAI's own API, which takes 40 characters at most, they are
+/// shortened alike in the call and its result.
 #[test]
 fn signed_tool_call_ids_pass_as_they_came_unless_the_upstream_limits_them() {
     let sig = "EpwICpkIAXLI2nxlU6gsWZaZ+/HRYkX1orzuM8vSUFwaAt1JRxEC2hJzPAcAu3PWaKz7X+PIyTTqF==";
@@ -317,6 +318,15 @@ fn signed_tool_call_ids_pass_as_they_came_unless_the_upstream_limits_them() {
         sent["messages"][1].get("reasoning_content").is_none(),
         "{sent}"
     );
+    // Weir's own form: the call's own id, to any OpenAI-compatible upstream.
+    let ours = format!("call_abc__wsig{}_{sig}", sig.len());
+    let text = req.to_string().replace(&id, &ours);
+    let canon = weir_openai::decode_request(text.as_bytes()).unwrap();
+    let sent: serde_json::Value =
+        serde_json::from_slice(&weir_openai::encode_request(&canon, &Default::default()).unwrap())
+            .unwrap();
+    assert_eq!(sent["messages"][1]["tool_calls"][0]["id"], "call_abc");
+    assert_eq!(sent["messages"][2]["tool_call_id"], "call_abc");
 }
 
 /// A client that sent both limits gets both back, the other lowered with the one Weir

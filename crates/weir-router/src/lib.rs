@@ -1164,6 +1164,11 @@ trait Job: Clone + Sync {
     fn output_limit(&self) -> Option<u32> {
         None
     }
+    /// Whether an encoder may send a larger limit than [`Job::output_limit`] (to make room
+    /// for a thinking budget beside it).
+    fn may_raise_limit(&self) -> bool {
+        false
+    }
     /// A served answer. A stream takes the guard `guard` makes, which holds the target's
     /// and key's in-flight counts until the stream ends; `false` says none was taken (the
     /// answer is whole and the counts go back now).
@@ -1246,6 +1251,12 @@ impl Job for ChatRequest {
 
     fn output_limit(&self) -> Option<u32> {
         self.max_tokens
+    }
+
+    fn may_raise_limit(&self) -> bool {
+        self.thinking.is_some()
+            || self.extra.get("thinking").is_some()
+            || self.extra.get("reasoning_effort").is_some()
     }
 
     fn set_model(&mut self, model: &str) {
@@ -1463,6 +1474,10 @@ impl Job for ResponsesRequest {
 
     fn output_limit(&self) -> Option<u32> {
         responses_limit(self).ok().flatten()
+    }
+
+    fn may_raise_limit(&self) -> bool {
+        self.fields.iter().any(|(k, _)| k == "reasoning")
     }
 
     async fn call<'a>(
@@ -2589,16 +2604,24 @@ impl Router {
                     return Outcome::Pass;
                 }
             };
-        if let Some(c) =
-            cap.filter(|&c| body.output_limit() == Some(c) && req.output_limit() != Some(c))
-        {
+        // (Also where the request's own limit was below the cap but an encoder raises it
+        // for a thinking budget, which the cap then shrinks.)
+        if let Some(c) = cap.filter(|&c| {
+            (body.output_limit() == Some(c) && req.output_limit() != Some(c))
+                || (lower.is_some() && body.may_raise_limit())
+        }) {
             let why = if lower == Some(OutputCeiling::Room(c)) {
                 "the room its input leaves in the model's context window"
             } else {
                 "the most the model takes (its upstream refused more)"
             };
+            let what = if req.output_limit().is_some_and(|asked| asked <= c) {
+                "output limit and thinking budget kept within"
+            } else {
+                "output limit lowered to"
+            };
             warnings.push(format!(
-                "{}/{}: output limit lowered to {c}, {why}",
+                "{}/{}: {what} {c}, {why}",
                 target.provider,
                 weir_model::log_safe(model)
             ));
@@ -2833,12 +2856,15 @@ impl Router {
                     e.upstream_request_id = id_without_keys(e.upstream_request_id.take(), pool);
                     // A refused output limit, where the upstream named the most it takes:
                     // asked again with that, and again only for a lower one (at most
-                    // twice: see `try_target`). What was sent is not compared: an encoder
-                    // may have raised the request's limit to fit a thinking budget; with
-                    // the new cap it keeps within it.
+                    // twice: see `try_target`). A limit no lower than the request's own is
+                    // believed only where an encoder may have raised it to fit a thinking
+                    // budget (with the new cap it keeps within it); otherwise asking again
+                    // would send the same request.
                     if let Some(c) = refused_limit(&e).filter(|c| {
                         !last
                             && lower.is_none_or(|l| c.tokens() < l.tokens())
+                            && (body.output_limit().is_none_or(|sent| c.tokens() < sent)
+                                || body.may_raise_limit())
                             && (matches!(c, OutputCeiling::Model(_)) || c.tokens() >= MIN_ROOM)
                     }) {
                         if let OutputCeiling::Model(n) = c {

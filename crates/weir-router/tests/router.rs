@@ -2388,11 +2388,30 @@ async fn a_ceiling_above_the_requests_own_limit_still_caps_what_the_encoder_send
     );
     let mut q = req("m");
     q.max_tokens = Some(1000);
-    r.send(q, cx()).await.unwrap();
+    q.thinking = Some(ThinkingConfig::Enabled {
+        budget_tokens: 40000,
+    });
+    let (_, served) = r.send(q.clone(), cx()).await.unwrap();
     assert_eq!(a.calls(), 2);
     let second = a.requests.lock().unwrap()[1].clone();
     assert_eq!(
         (second.max_tokens, second.output_cap),
         (Some(1000), Some(32000))
     );
+    assert_eq!(
+        served.warnings,
+        ["a/m: output limit and thinking budget kept within 32000, the most the model takes (its upstream refused more)"]
+    );
+    // Without thinking nothing could have raised it: a refusal naming no less than the
+    // request's own limit is the answer, and nothing is learned.
+    let b = Fake::new("b", Act::Stuck(32000));
+    let r = router(
+        &[b.clone()],
+        vec![Route::new("m", vec![Target::new("b")])],
+        quick(),
+    );
+    q.thinking = None;
+    failure(&r, q).await;
+    assert_eq!(b.calls(), 1);
+    assert_eq!(r.status().targets[0].output_ceiling, None);
 }
