@@ -370,7 +370,6 @@ pub fn build(cfg: &Config, file: Option<&Path>, text: &str) -> Result<App, Vec<C
                                             cache_write: c.cache_write,
                                             cache_write_1h: c.cache_write_1h,
                                             web_search: c.web_search,
-                                            web_search_per_answer: false,
                                             long: c.long_context.as_ref().map(|l| {
                                                 crate::pricing::LongPrice {
                                                     above: l.above,

@@ -22,11 +22,9 @@ pub struct Price {
     /// as Anthropic prices them (only Anthropic's models report such writes).
     pub cache_write_1h: Option<f64>,
     /// USD per 1,000 web searches the upstream ran (Claude's, and the queries of Gemini's
-    /// grounding with Google Search); Anthropic's 10 when unknown.
+    /// grounding with Google Search); Anthropic's 10 when unknown. Gemini 2.5's grounding
+    /// is per 1,000 grounded answers (Google's 35 when unknown), whatever their queries.
     pub web_search: Option<f64>,
-    /// Web search is billed per answer that searched, whatever its number of queries
-    /// (Gemini 2.5's grounding: per grounded prompt), not per search.
-    pub web_search_per_answer: bool,
     /// The prices of prompts over a number of tokens, for models priced higher there.
     pub long: Option<LongPrice>,
 }
@@ -310,11 +308,7 @@ impl Prices {
                 cache_read: Some(cache_read),
                 cache_write: Some(cache_write),
                 cache_write_1h: None,
-                // Google bills Gemini 2.5's grounding per grounded prompt.
-                web_search: name
-                    .starts_with("gemini-2.5")
-                    .then_some(GEMINI_25_GROUNDING_PER_1K),
-                web_search_per_answer: name.starts_with("gemini-2.5"),
+                web_search: None,
                 long: BUNDLED_LONG
                     .iter()
                     .find(|(long_name, ..)| *long_name == name)
@@ -347,10 +341,18 @@ impl Prices {
             .saturating_add(usage.cache_read_tokens.unwrap_or(0))
             .saturating_add(writes);
         let r = p.rates(prompt);
+        // Google bills Gemini 2.5's grounding per grounded prompt, however many queries it
+        // ran.
+        let per_answer = model.contains("gemini-2.5");
         let searches = match usage.web_search_requests {
-            Some(n) if p.web_search_per_answer => n.min(1) as f64,
+            Some(n) if per_answer => n.min(1) as f64,
             n => n.unwrap_or(0) as f64,
         };
+        let search_price = p.web_search.unwrap_or(if per_answer {
+            GEMINI_25_GROUNDING_PER_1K
+        } else {
+            WEB_SEARCH_PER_1K
+        });
         Some(
             (n(usage.input_tokens) * r.input
                 + n(usage.output_tokens) * r.output
@@ -358,7 +360,7 @@ impl Prices {
                 + (writes - hour) as f64 * r.cache_write
                 + hour as f64 * r.cache_write_1h)
                 / 1_000_000.0
-                + searches * p.web_search.unwrap_or(WEB_SEARCH_PER_1K) / 1_000.0,
+                + searches * search_price / 1_000.0,
         )
     }
 }
@@ -380,7 +382,6 @@ mod tests {
                 cache_write: None,
                 cache_write_1h: None,
                 web_search: None,
-                web_search_per_answer: false,
                 long: None,
             },
         );
@@ -420,7 +421,6 @@ mod tests {
                 cache_write: Some(1.25),
                 cache_write_1h: Some(3.0),
                 web_search: Some(20.0),
-                web_search_per_answer: false,
                 long: None,
             },
         );
@@ -517,6 +517,24 @@ mod tests {
         close(p.cost("models/gemini-2.5-pro", &searched(1)), 0.035);
         close(p.cost("gemini-2.5-flash", &searched(0)), 0.0);
         close(p.cost("claude-opus-4-6", &searched(3)), 0.03);
+        // A price set for a Gemini 2.5 model is per grounded answer too.
+        let mut set = BTreeMap::new();
+        set.insert(
+            "gemini-2.5-flash".to_owned(),
+            Price {
+                input: 0.0,
+                output: 0.0,
+                cache_read: None,
+                cache_write: None,
+                cache_write_1h: None,
+                web_search: Some(20.0),
+                long: None,
+            },
+        );
+        close(
+            Prices::new(set).cost("gemini-2.5-flash", &searched(3)),
+            0.02,
+        );
         // Haiku 5.5 from 100,000 on, five times everything, output too; GPT-5.5 over
         // 272,000.
         close(
@@ -542,7 +560,6 @@ mod tests {
                 cache_write: None,
                 cache_write_1h: None,
                 web_search: None,
-                web_search_per_answer: false,
                 long: Some(LongPrice {
                     above: 1_000,
                     input: 3.0,
