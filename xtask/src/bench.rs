@@ -491,7 +491,7 @@ to 84.10k (+0.1%), its stream 115.12k to 115.64k (+0.5%), chat completions 85.21
 86.07k (+1.0%; by function, memory copies and tokio's timeout future, hyper's and serde's
 code inlined differently, no new work; counts on this machine run higher than on the
 last for the same code).
-The next session (another AMD EPYC VM; the table above is its run, at 95c97ba, where the
+The next session (another AMD EPYC VM; in its last run, at 95c97ba, where the
 direct upstream answered in 56 µs at one connection and 124-138k requests per second):
 Weir added 100-122 µs at 0.26-0.30 of direct, where the nginx proxy added 31-36 µs at
 0.39-0.43 and the hyper proxy 33-36 µs at 0.36-0.43. Its changes to the request path:
@@ -503,6 +503,17 @@ Callgrind over 1,000 requests on one connection, the previous session's last bui
 per request to 77.00k (+0.1%), its stream 108.24k to 108.41k (+0.2%), chat completions
 79.66k to 79.11k (-0.7%), its stream 117.35k to 117.68k (+0.3%) (this VM counts lower
 than the last for the same code).
+The next session (another AMD EPYC VM, noisier; the table above is its run, at f899037,
+where the direct upstream answered in 57-77 µs at one connection and 96-119k requests per
+second): Weir added 101-161 µs at 0.26-0.34 of direct, where the nginx proxy added 36-49
+µs at 0.39-0.50 and the hyper proxy 21-72 µs at 0.35-0.41. Its changes to the request path:
+a learned output ceiling read per attempt (one lock of the target's state), a target copied
+only when a ceiling lowers it, the breaker's last resort decided after the pass (no work
+while a target answers), a warning kept for the log line. Callgrind over 1,000 requests on
+one connection, the previous session's last build (a9c3963) and this session's (f899037)
+in one sitting: `/v1/messages` 83.11k instructions per request to 82.98k (-0.2%), its stream
+114.85k to 114.64k (-0.2%), chat completions 85.53k to 85.42k (-0.1%), its stream 124.46k
+to 124.19k (-0.2%) (this VM counts higher than the last for the same code).
 
 Done, by profile, over earlier sessions (callgrind counts and CPU per request, in A/B
 pairs): hyper's client instead of reqwest (which re-parsed every URL with IDNA); a
