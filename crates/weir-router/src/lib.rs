@@ -2536,6 +2536,7 @@ impl Router {
                 other => return other,
             }
         }
+        // (Not reached: the last try answers no `Lower`.)
         Outcome::Next
     }
 

@@ -1261,6 +1261,18 @@ async fn responses_skip_a_target_lacking_a_feature_the_request_uses() {
     assert_eq!(up.hits(), hits);
 }
 
+/// A stand-in Gemini giving `answer` whole, or as a one-event stream when streamed.
+async fn gemini_answering(answer: &Value) -> FaultyUpstream {
+    FaultyUpstream::start(Behaviour::per_path(
+        [(
+            ":streamGenerateContent",
+            sse(200, &format!("data: {answer}\r\n\r\n")),
+        )],
+        Behaviour::json(200, answer),
+    ))
+    .await
+}
+
 /// Claude Code asks up to 128000 output tokens of whatever its `claude-*` names are routed
 /// to. Gemini refuses more than its model takes (65536), OpenAI's gpt-4o more than 16384,
 /// each naming its ceiling in its own words: the request is sent again with the limit
@@ -1273,14 +1285,7 @@ async fn an_output_limit_the_upstream_refuses_is_lowered_to_the_ceiling_it_names
         "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1, "totalTokenCount": 4},
         "modelVersion": "gemini-3-pro-preview"
     });
-    let gemini = FaultyUpstream::start(Behaviour::per_path(
-        [(
-            ":streamGenerateContent",
-            sse(200, &format!("data: {gemini_answer}\r\n\r\n")),
-        )],
-        Behaviour::json(200, &gemini_answer),
-    ))
-    .await;
+    let gemini = gemini_answering(&gemini_answer).await;
     gemini.queue(vec![Behaviour::json(400, &json!({"error": {"code": 400,
         "message": "Unable to submit request because it has a maxOutputTokens value of 128000 but the supported range is from 1 (inclusive) to 65537 (exclusive). Update the value and try again.",
         "status": "INVALID_ARGUMENT"}}))]);
@@ -1379,14 +1384,7 @@ async fn gemini_keeps_to_one_call_when_the_client_asked_for_one() {
         "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4, "totalTokenCount": 7},
         "responseId": "r1"
     });
-    let up = FaultyUpstream::start(Behaviour::per_path(
-        [(
-            ":streamGenerateContent",
-            sse(200, &format!("data: {answer}\r\n\r\n")),
-        )],
-        Behaviour::json(200, &answer),
-    ))
-    .await;
+    let up = gemini_answering(&answer).await;
     let url = weir(&format!(
         "[providers.g]\nkind = \"gemini\"\nbase_url = \"{}\"\nkeys = [\"AIza-k\"]\n\
          [[models]]\nname = \"g\"\ntargets = [{{ provider = \"g\", model = \"gemini-2.5-flash\" }}]\n",
