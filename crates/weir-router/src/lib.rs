@@ -428,6 +428,24 @@ pub enum RouterEvent<'a> {
         /// 401 or 403.
         status: u16,
     },
+    /// An upstream refused a request's output limit and named the most it takes: the
+    /// request goes to the same target again with the limit lowered.
+    OutputLowered {
+        /// The target's provider.
+        provider: &'a str,
+        /// The target's model.
+        model: &'a str,
+        /// The limit the request is sent with now.
+        tokens: u32,
+    },
+    /// A request went to a target past its open breaker: the route's last resort, no
+    /// other target of its pass having been asked (see [`Router::send`]).
+    PastOpenBreaker {
+        /// The target's provider.
+        provider: &'a str,
+        /// The target's model.
+        model: &'a str,
+    },
     /// A breaker changed state.
     Breaker {
         /// The target's provider.
@@ -2633,7 +2651,7 @@ impl Router {
         match admit {
             Admit::Yes => {}
             // The route's last resort (see `walk`).
-            Admit::No(_) if force => {}
+            Admit::No(_) if force => self.past_open_breaker(cx, &target.provider, model),
             Admit::No(left) => {
                 let mut e = ProviderError::new(
                     ErrorKind::Overloaded,
@@ -2648,6 +2666,7 @@ impl Router {
             }
             Admit::Probe if force => {
                 self.spawn_probe(provider.clone(), &target.provider, st.clone(), model);
+                self.past_open_breaker(cx, &target.provider, model);
             }
             Admit::Probe => {
                 self.spawn_probe(provider.clone(), &target.provider, st.clone(), model);
@@ -2877,6 +2896,11 @@ impl Router {
                             model = %weir_model::log_safe(model), limit = c.tokens(),
                             "the upstream refused the output limit; asking again with the most it takes"
                         );
+                        self.shared.emit(&RouterEvent::OutputLowered {
+                            provider: &target.provider,
+                            model,
+                            tokens: c.tokens(),
+                        });
                         return Outcome::Lower(c);
                     }
                     // What failed in the gateway itself (its cloud credentials, the
@@ -3016,6 +3040,17 @@ impl Router {
             }
         }
         Outcome::Next
+    }
+
+    /// Logs and counts a request sent to a target past its open breaker (see `walk`).
+    fn past_open_breaker(&self, cx: &CallContext, provider: &str, model: &str) {
+        tracing::info!(
+            request_id = %cx.request_id, provider = %provider,
+            model = %weir_model::log_safe(model),
+            "no other target to ask: asking this one past its open breaker"
+        );
+        self.shared
+            .emit(&RouterEvent::PastOpenBreaker { provider, model });
     }
 
     fn spawn_probe(

@@ -1277,6 +1277,10 @@ impl Observer for Events {
             RouterEvent::Retry { .. } => "retry".into(),
             RouterEvent::Cooldown { provider, key, .. } => format!("cooldown {provider} {key}"),
             RouterEvent::KeyRefused { provider, key, .. } => format!("refused {provider} {key}"),
+            RouterEvent::OutputLowered {
+                provider, tokens, ..
+            } => format!("lowered {provider} {tokens}"),
+            RouterEvent::PastOpenBreaker { provider, .. } => format!("past open {provider}"),
         };
         self.0.lock().unwrap().push(s);
     }
@@ -1368,6 +1372,9 @@ async fn an_open_breaker_with_nowhere_else_to_go_is_asked_once_per_request() {
     let ev = events.0.lock().unwrap().clone();
     let breaker: Vec<&String> = ev.iter().filter(|e| e.starts_with("breaker")).collect();
     assert_eq!(breaker, ["breaker a open", "breaker a closed"]);
+    // Each request asked past the open breaker is counted (the metrics' last resorts).
+    let past = ev.iter().filter(|e| *e == "past open a").count();
+    assert_eq!(past, 3, "{ev:?}");
 
     // With another target to go to, an open breaker is passed over as before.
     let (a, b) = (
@@ -2265,6 +2272,7 @@ async fn per_model_states_past_the_bound_forget_idle_ones_only() {
 #[tokio::test]
 async fn a_refused_output_limit_is_lowered_to_the_ceiling_the_upstream_names() {
     let a = Fake::new("a", Act::Ceiling(64000));
+    let events = Arc::new(Events::default());
     let r = router(
         &[a.clone()],
         vec![
@@ -2272,7 +2280,8 @@ async fn a_refused_output_limit_is_lowered_to_the_ceiling_the_upstream_names() {
             Route::new("other", vec![Target::with_model("a", "haiku")]),
         ],
         quick(),
-    );
+    )
+    .with_observer(events.clone());
     let sent = |f: &Fake| f.requests.lock().unwrap().last().cloned().unwrap();
     let mut q = stream_req("claude");
     q.max_tokens = Some(128000);
@@ -2296,6 +2305,7 @@ async fn a_refused_output_limit_is_lowered_to_the_ceiling_the_upstream_names() {
         vec!["a/opus: output limit lowered to 64000, the most the model takes (its upstream refused more)"]
     );
     assert_eq!(served.failed_attempts, 0, "a lowered limit is no failure");
+    assert_eq!(*events.0.lock().unwrap(), ["lowered a 64000"]);
 
     // Remembered (and shown): the next request goes lowered at once.
     let st = r.status();
@@ -2305,6 +2315,8 @@ async fn a_refused_output_limit_is_lowered_to_the_ceiling_the_upstream_names() {
     assert_eq!(a.calls(), 3);
     assert_eq!(sent(&a).max_tokens, Some(64000));
     assert_eq!(served.warnings.len(), 1);
+    // (Lowered from what it learned: no refusal to count.)
+    assert_eq!(events.0.lock().unwrap().len(), 1);
     // A request within the ceiling goes as it came, without a warning.
     let mut within = req("claude");
     within.max_tokens = Some(1000);

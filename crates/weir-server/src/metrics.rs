@@ -142,6 +142,8 @@ pub struct Metrics {
     failovers: Family<ProviderLabels, Counter>,
     retries: Family<RouteModel, Counter>,
     breaker_transitions: Family<BreakerLabels, Counter>,
+    past_open_breaker: Family<RouteLabels, Counter>,
+    output_refusals: Family<RouteLabels, Counter>,
     cooldowns: Family<KeyLabels, Counter>,
     keys_refused: Family<KeyLabels, Counter>,
     limit_rejections: Family<LimitLabels, Counter>,
@@ -264,6 +266,8 @@ impl Metrics {
         let failovers = Family::<ProviderLabels, Counter>::default();
         let retries = Family::<RouteModel, Counter>::default();
         let breaker_transitions = Family::<BreakerLabels, Counter>::default();
+        let past_open_breaker = Family::<RouteLabels, Counter>::default();
+        let output_refusals = Family::<RouteLabels, Counter>::default();
         let cooldowns = Family::<KeyLabels, Counter>::default();
         let keys_refused = Family::<KeyLabels, Counter>::default();
         let limit_rejections = Family::<LimitLabels, Counter>::default();
@@ -332,6 +336,16 @@ impl Metrics {
             breaker_transitions.clone(),
         );
         registry.register(
+            "breaker_last_resorts",
+            "Requests sent to a target past its open breaker, the route having no other target to ask",
+            past_open_breaker.clone(),
+        );
+        registry.register(
+            "output_limit_refusals",
+            "Requests whose output limit the upstream refused naming the most it takes, asked again with that",
+            output_refusals.clone(),
+        );
+        registry.register(
             "key_cooldowns",
             "Keys put to rest (429, or rate-limit headers at zero)",
             cooldowns.clone(),
@@ -347,6 +361,8 @@ impl Metrics {
             failovers,
             retries,
             breaker_transitions,
+            past_open_breaker,
+            output_refusals,
             cooldowns,
             keys_refused,
             limit_rejections,
@@ -796,6 +812,22 @@ impl weir_router::Observer for Metrics {
                     })
                     .inc()
             }
+            E::PastOpenBreaker { provider, model } => self
+                .past_open_breaker
+                .get_or_create(&RouteLabels {
+                    model: self.model_label(model).to_owned(),
+                    provider: (*provider).to_owned(),
+                })
+                .inc(),
+            E::OutputLowered {
+                provider, model, ..
+            } => self
+                .output_refusals
+                .get_or_create(&RouteLabels {
+                    model: self.model_label(model).to_owned(),
+                    provider: (*provider).to_owned(),
+                })
+                .inc(),
             E::Cooldown { provider, key, .. } => self
                 .cooldowns
                 .get_or_create(&KeyLabels {
@@ -909,6 +941,36 @@ mod tests {
             .contains(r#"weir_breaker_state{model="m",provider="dead"} 2"#));
         m.reset_breakers();
         assert!(!m.render().contains("weir_breaker_state{"));
+    }
+
+    #[test]
+    fn lowered_output_limits_and_last_resorts_are_counted_by_target() {
+        use weir_router::Observer;
+        let m = Metrics::new(false);
+        for _ in 0..2 {
+            m.event(&weir_router::RouterEvent::OutputLowered {
+                provider: "g",
+                model: "gemini-3-pro-preview",
+                tokens: 65536,
+            });
+        }
+        m.event(&weir_router::RouterEvent::PastOpenBreaker {
+            provider: "anthropic",
+            model: "claude-opus-4-6",
+        });
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"weir_output_limit_refusals_total{model="gemini-3-pro-preview",provider="g"} 2"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"weir_breaker_last_resorts_total{model="claude-opus-4-6",provider="anthropic"} 1"#
+            ),
+            "{text}"
+        );
     }
 
     #[test]
