@@ -190,6 +190,9 @@ pub(crate) fn encode_field(c: &StateChange) -> String {
             provider, model, ..
         }
         | StateChange::BreakerClosed { provider, model } => format!("breaker\t{provider}\t{model}"),
+        StateChange::OutputCeiling {
+            provider, model, ..
+        } => format!("ceiling\t{provider}\t{model}"),
     }
 }
 
@@ -220,6 +223,9 @@ pub(crate) fn until_and_value(c: &StateChange) -> Option<(u64, String)> {
         StateChange::BreakerOpen {
             until_ms, opened, ..
         } => Some((*until_ms, format!("{until_ms}\t{opened}"))),
+        StateChange::OutputCeiling {
+            until_ms, tokens, ..
+        } => Some((*until_ms, format!("{until_ms}\t{tokens}"))),
         StateChange::BreakerClosed { .. } | StateChange::ResponseMade { .. } => None,
     }
 }
@@ -306,6 +312,12 @@ pub(crate) fn decode_entry(field: &str, value: &str) -> Option<StateChange> {
             until_ms,
             opened: extra.parse().ok()?,
         },
+        "ceiling" => StateChange::OutputCeiling {
+            provider,
+            model: name,
+            until_ms,
+            tokens: extra.parse().ok()?,
+        },
         _ => return None,
     })
 }
@@ -390,6 +402,12 @@ mod tests {
             StateChange::BreakerClosed {
                 provider: "azure".into(),
                 model: "gpt-4o".into(),
+            },
+            StateChange::OutputCeiling {
+                provider: "google".into(),
+                model: "gemini-3-pro-preview".into(),
+                tokens: 65536,
+                until_ms: 1_800_003_600_000,
             },
             StateChange::ResponseMade {
                 id: "resp_0123456789abcdef".into(),

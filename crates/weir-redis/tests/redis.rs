@@ -505,6 +505,18 @@ async fn a_cooldown_or_breaker_one_instance_learns_reaches_the_others() {
         "the close at one",
     )
     .await;
+    // A model's output ceiling, learned from a refusal at one instance.
+    one.sink().publish(StateChange::OutputCeiling {
+        provider: "up".into(),
+        model: "m".into(),
+        tokens: 16384,
+        until_ms: weir_router::unix_ms() + 3_600_000,
+    });
+    eventually(
+        || r2.status().targets[0].output_ceiling == Some(16384),
+        "the ceiling at two",
+    )
+    .await;
 
     // An instance that starts later (or reloads) reads what is in force.
     let three = instance(&url, &p).await;
@@ -516,6 +528,11 @@ async fn a_cooldown_or_breaker_one_instance_learns_reaches_the_others() {
     )
     .await;
     assert_eq!(r3.status().targets[0].breaker, "closed");
+    eventually(
+        || r3.status().targets[0].output_ceiling == Some(16384),
+        "the ceiling at three",
+    )
+    .await;
     // And a reloaded router of instance two gets it too.
     let r2b = router().with_state_sink(two.sink());
     two.follow(r2b.state_handle());

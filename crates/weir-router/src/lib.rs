@@ -878,6 +878,22 @@ impl StateHandle {
                         .breaker_transition(&t, tr, " (another instance closed it)");
                 }
             }
+            StateChange::OutputCeiling {
+                provider,
+                model,
+                tokens,
+                until_ms,
+            } => {
+                let Some(until) = sync::from_unix_ms(*until_ms, now, now_ms) else {
+                    return;
+                };
+                if *tokens == 0 {
+                    return;
+                }
+                for t in self.target_states(provider, model, true) {
+                    t.learn_ceiling(*tokens, until);
+                }
+            }
             StateChange::ResponseMade {
                 id,
                 route,
@@ -996,6 +1012,14 @@ impl StateHandle {
                     model: t.model.clone(),
                     until_ms: sync::to_unix_ms(until, now, now_ms),
                     opened,
+                });
+            }
+            if let Some((tokens, until)) = t.ceiling_until().filter(|(_, u)| *u > now) {
+                out.push(StateChange::OutputCeiling {
+                    provider: t.provider.clone(),
+                    model: t.model.clone(),
+                    tokens,
+                    until_ms: sync::to_unix_ms(until, now, now_ms),
                 });
             }
         }
@@ -2889,6 +2913,17 @@ impl Router {
                     }) {
                         if let OutputCeiling::Model(n) = c {
                             st.learn_ceiling(n, done + CEILING_TTL);
+                            // (Other instances need not each pay a refused call.)
+                            self.shared.publish(StateChange::OutputCeiling {
+                                provider: st.provider.clone(),
+                                model: st.model.clone(),
+                                tokens: n,
+                                until_ms: sync::to_unix_ms(
+                                    done + CEILING_TTL,
+                                    Instant::now(),
+                                    unix_ms(),
+                                ),
+                            });
                         }
                         st.neutral();
                         tracing::info!(

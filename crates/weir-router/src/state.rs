@@ -274,6 +274,11 @@ impl TargetState {
         lock(&self.inner).ceiling = Some((n, until));
     }
 
+    /// The learned ceiling and until when it holds (see [`TargetState::learn_ceiling`]).
+    pub(crate) fn ceiling_until(&self) -> Option<(u32, Instant)> {
+        lock(&self.inner).ceiling
+    }
+
     /// The most output the model takes, if its upstream said so recently.
     pub(crate) fn ceiling(&self, now: Instant) -> Option<u32> {
         lock(&self.inner)

@@ -59,6 +59,18 @@ pub enum StateChange {
         /// The target's upstream model.
         model: String,
     },
+    /// A target's upstream refused an output limit, naming the most its model takes:
+    /// requests for it go with their limits lowered to `tokens` until `until_ms`.
+    OutputCeiling {
+        /// The target's provider id.
+        provider: String,
+        /// The target's upstream model.
+        model: String,
+        /// The most output tokens the model takes.
+        tokens: u32,
+        /// Unix milliseconds.
+        until_ms: u64,
+    },
     /// A Responses API response was made at a route's target, with a key of its pool:
     /// a request continuing it goes there on every instance. Published once, never part
     /// of a snapshot (an instance that starts late does not learn earlier responses).

@@ -2090,6 +2090,67 @@ async fn a_model_limit_reaches_another_instance_as_a_model_limit() {
     assert_eq!(served_by(&second, req("claude-haiku"), cx()).await, "a");
 }
 
+/// A model's output ceiling one instance learned from a refusal goes to the others (and
+/// into a snapshot for those that join later): they send lowered at once, without paying
+/// a refused call each. A glob route's forwarded model learns it by the client's name.
+#[tokio::test]
+async fn a_learned_output_ceiling_reaches_another_instance() {
+    let routes = || {
+        vec![
+            Route::new("opus", vec![Target::with_model("a", "opus")]),
+            Route::new("gpt-*", vec![Target::new("a")]),
+        ]
+    };
+    let (a1, a2) = (Fake::new("a", Act::Ceiling(64000)), Fake::new("a", Act::Ok));
+    let relay = Arc::new(Relay(Mutex::new(Vec::new())));
+    let first = router(&[a1.clone()], routes(), quick()).with_state_sink(relay.clone());
+    let second = router(&[a2.clone()], routes(), quick());
+    for model in ["opus", "gpt-4o"] {
+        let mut q = req(model);
+        q.max_tokens = Some(128000);
+        first.send(q, cx()).await.unwrap();
+    }
+    assert_eq!(a1.calls(), 4, "each refused once");
+    let changes = relay.0.lock().unwrap().clone();
+    let ceilings: Vec<(&str, u32)> = changes
+        .iter()
+        .filter_map(|c| match c {
+            weir_router::StateChange::OutputCeiling {
+                model,
+                tokens,
+                until_ms,
+                ..
+            } => {
+                assert!(*until_ms > weir_router::unix_ms() + 3_500_000);
+                Some((model.as_str(), *tokens))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ceilings, [("opus", 64000), ("gpt-4o", 64000)]);
+    let snapshot = first.state_snapshot();
+    assert_eq!(
+        snapshot
+            .iter()
+            .filter(|c| matches!(c, weir_router::StateChange::OutputCeiling { .. }))
+            .count(),
+        2,
+        "{snapshot:?}"
+    );
+    for c in &changes {
+        second.apply(c);
+    }
+    for model in ["opus", "gpt-4o"] {
+        let mut q = req(model);
+        q.max_tokens = Some(128000);
+        let (_, served) = second.send(q, cx()).await.unwrap();
+        assert_eq!(served.warnings.len(), 1, "{model}: {:?}", served.warnings);
+        let sent = a2.requests.lock().unwrap().last().cloned().unwrap();
+        assert_eq!(sent.max_tokens, Some(64000), "{model}");
+    }
+    assert_eq!(a2.calls(), 2, "no refused call at the second instance");
+}
+
 #[tokio::test]
 async fn a_call_dropped_while_waiting_gives_its_in_flight_counts_back() {
     let a = Fake::build(
