@@ -103,9 +103,32 @@ impl Price {
 /// Anthropic's price of web searches, USD per 1,000.
 const WEB_SEARCH_PER_1K: f64 = 10.0;
 
-/// Google's price of grounding with Google Search on Gemini 2.5, USD per 1,000 grounded
-/// prompts (past the free daily allowance, which is not counted here).
+/// Google's price of grounding with Google Search on Gemini 2.5 (and 2.0), USD per 1,000
+/// grounded prompts (past the free daily allowance, which is not counted here).
 const GEMINI_25_GROUNDING_PER_1K: f64 = 35.0;
+
+/// Google's price of grounding with Google Search on Gemini 3 and later, USD per 1,000
+/// search queries, each query the model ran billed (past the free 5,000 a month, which
+/// are not counted here).
+const GEMINI_3_GROUNDING_PER_1K: f64 = 14.0;
+
+/// How a model's web searches are billed: Gemini 2.x's grounding per grounded answer
+/// (`true`), whatever its queries; everything else per search.
+fn searches_per_answer(model: &str) -> bool {
+    model.contains("gemini-2.")
+}
+
+/// The default price of 1,000 web searches on `model`: Google's for Gemini models,
+/// Anthropic's for the rest (Claude's own, and a search Weir asked another upstream for).
+fn default_search_price(model: &str) -> f64 {
+    if searches_per_answer(model) {
+        GEMINI_25_GROUNDING_PER_1K
+    } else if model.contains("gemini-") {
+        GEMINI_3_GROUNDING_PER_1K
+    } else {
+        WEB_SEARCH_PER_1K
+    }
+}
 
 /// List prices of well-known models (USD per million tokens: input, output, cache read,
 /// cache write (Anthropic's 5-minute rate)), as the vendors published them. A name
@@ -133,6 +156,7 @@ const BUNDLED: &[(&str, f64, f64, f64, f64)] = &[
     ("claude-fable-5", 10.0, 50.0, 1.0, 12.5),
     ("claude-fable-5-1", 10.0, 50.0, 0.25, 12.5),
     ("claude-fable-5-2", 8.0, 40.0, 0.2, 10.0),
+    ("claude-mythos-5", 10.0, 50.0, 1.0, 12.5),
     ("claude-sonnet-4", 3.0, 15.0, 0.3, 3.75),
     ("claude-sonnet-4-5", 3.0, 15.0, 0.3, 3.75),
     ("claude-sonnet-4-6", 3.0, 15.0, 0.3, 3.75),
@@ -173,6 +197,20 @@ const BUNDLED: &[(&str, f64, f64, f64, f64)] = &[
     ("gemini-2.5-pro", 1.25, 10.0, 0.125, 1.25),
     ("gemini-2.5-flash", 0.3, 2.5, 0.03, 0.3),
     ("gemini-2.5-flash-lite", 0.1, 0.4, 0.01, 0.1),
+    // Gemini 3 (ai.google.dev/gemini-api/docs/pricing, paid tier, text). A `-preview` or
+    // `-customtools` ending is another id, so each has its row. (3 Pro Preview now points
+    // to 3.1 Pro.) 3.6, 3.7 and 3.8 Flash: their list prices, from 2027; see PROMOS.
+    ("gemini-3-pro-preview", 2.0, 12.0, 0.2, 2.0),
+    ("gemini-3-flash-preview", 0.5, 3.0, 0.05, 0.5),
+    ("gemini-3.1-pro-preview", 2.0, 12.0, 0.2, 2.0),
+    ("gemini-3.1-pro-preview-customtools", 2.0, 12.0, 0.2, 2.0),
+    ("gemini-3.1-flash-lite", 0.25, 1.5, 0.025, 0.25),
+    ("gemini-3.1-flash-lite-preview", 0.25, 1.5, 0.025, 0.25),
+    ("gemini-3.5-flash", 1.5, 9.0, 0.15, 1.5),
+    ("gemini-3.5-flash-lite", 0.3, 2.5, 0.03, 0.3),
+    ("gemini-3.6-flash", 1.5, 7.5, 0.15, 1.5),
+    ("gemini-3.7-flash", 1.5, 7.5, 0.15, 1.5),
+    ("gemini-3.8-flash", 1.5, 7.5, 0.15, 1.5),
     ("text-embedding-3-small", 0.02, 0.0, 0.02, 0.02),
     ("text-embedding-3-large", 0.13, 0.0, 0.13, 0.13),
     ("text-embedding-ada-002", 0.1, 0.0, 0.1, 0.1),
@@ -201,7 +239,23 @@ const BUNDLED_LONG: &[(&str, u64, f64, f64)] = &[
     ("gpt-6-sol", 272_000, 4.0, 15.0),
     ("gpt-6.2-sol", 272_000, 4.0, 15.0),
     ("gemini-2.5-pro", 200_000, 2.5, 15.0),
+    ("gemini-3-pro-preview", 200_000, 4.0, 18.0),
+    ("gemini-3.1-pro-preview", 200_000, 4.0, 18.0),
+    ("gemini-3.1-pro-preview-customtools", 200_000, 4.0, 18.0),
 ];
+
+/// Introductory prices of bundled models, in force until a moment (Unix seconds), after
+/// which [`BUNDLED`]'s list prices apply: the name (as in [`BUNDLED`]), the end, then
+/// input, output, cache read and cache write.
+const PROMOS: &[(&str, u64, f64, f64, f64, f64)] = &[
+    // Google: "$0.75 through December 31, 2026. $1.50 starting January 1, 2027."
+    ("gemini-3.6-flash", GOOGLE_2027, 0.75, 3.75, 0.075, 0.75),
+    ("gemini-3.7-flash", GOOGLE_2027, 0.75, 3.75, 0.075, 0.75),
+    ("gemini-3.8-flash", GOOGLE_2027, 0.75, 3.75, 0.075, 0.75),
+];
+
+/// 2027-01-01T00:00:00Z.
+const GOOGLE_2027: u64 = 1_798_761_600;
 
 /// Whether the upstream model id `model` names the bundled model `name`: `name` appears
 /// in it after the start or a prefix separator (`.`, `/`, `:`), followed by nothing or
@@ -248,9 +302,20 @@ const MEMO_CAP: usize = 1024;
 #[derive(Debug, Default)]
 pub struct Prices {
     configured: BTreeMap<String, Price>,
-    /// Answers already found, by upstream model: a request's price is then one lookup
-    /// instead of a substring search through the bundled list.
-    memo: RwLock<HashMap<Box<str>, Option<Price>>>,
+    /// Answers already found, by upstream model, with the Unix second until which each
+    /// holds (an introductory price's end; `u64::MAX` for the others): a request's price
+    /// is then one lookup instead of a substring search through the bundled list.
+    memo: RwLock<HashMap<Box<str>, Memo>>,
+}
+
+/// A remembered price, and the Unix second until which it holds.
+type Memo = (Option<Price>, u64);
+
+/// Unix seconds now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Whether `model` (unpriced) is met for the first time in this process: a budget's blind
@@ -277,50 +342,73 @@ impl Prices {
 
     /// The price of an upstream model, if known.
     pub fn price(&self, model: &str) -> Option<Price> {
-        if let Some(p) = self.memo.read().ok().and_then(|m| m.get(model).copied()) {
-            return p;
+        if let Some((p, until)) = self.memo.read().ok().and_then(|m| m.get(model).copied()) {
+            // (The clock is read only for an introductory price.)
+            if until == u64::MAX || unix_now() < until {
+                return p;
+            }
         }
-        let p = self.lookup(model);
+        let (p, until) = self.lookup(model, unix_now());
         if let Ok(mut m) = self.memo.write() {
             if m.len() >= MEMO_CAP {
                 m.clear();
             }
-            m.insert(model.into(), p);
+            m.insert(model.into(), (p, until));
         }
         p
     }
 
-    fn lookup(&self, model: &str) -> Option<Price> {
+    /// The price of `model` at `now` (Unix seconds), and until when it holds.
+    fn lookup(&self, model: &str, now: u64) -> (Option<Price>, u64) {
         if let Some(p) = self.configured.get(model) {
-            return Some(*p);
+            return (Some(*p), u64::MAX);
         }
         // OpenRouter writes versions with dots (`anthropic/claude-opus-4.1`).
         let dashed = model.contains("claude").then(|| model.replace('.', "-"));
-        BUNDLED
+        let Some(&(name, input, output, cache_read, cache_write)) = BUNDLED
             .iter()
             .filter(|(name, ..)| {
                 names_model(model, name) || dashed.as_deref().is_some_and(|m| names_model(m, name))
             })
             .max_by_key(|(name, ..)| name.len())
-            .map(|&(name, input, output, cache_read, cache_write)| Price {
-                input,
-                output,
-                cache_read: Some(cache_read),
-                cache_write: Some(cache_write),
-                cache_write_1h: None,
-                web_search: None,
-                long: BUNDLED_LONG
-                    .iter()
-                    .find(|(long_name, ..)| *long_name == name)
-                    .map(|&(_, above, input, output)| LongPrice {
-                        above,
-                        input,
-                        output,
-                        cache_read: None,
-                        cache_write: None,
-                        cache_write_1h: None,
-                    }),
-            })
+        else {
+            return (None, u64::MAX);
+        };
+        let price = Price {
+            input,
+            output,
+            cache_read: Some(cache_read),
+            cache_write: Some(cache_write),
+            cache_write_1h: None,
+            web_search: None,
+            long: BUNDLED_LONG
+                .iter()
+                .find(|(long_name, ..)| *long_name == name)
+                .map(|&(_, above, input, output)| LongPrice {
+                    above,
+                    input,
+                    output,
+                    cache_read: None,
+                    cache_write: None,
+                    cache_write_1h: None,
+                }),
+        };
+        match PROMOS
+            .iter()
+            .find(|(promo, end, ..)| *promo == name && now < *end)
+        {
+            Some(&(_, end, input, output, cache_read, cache_write)) => (
+                Some(Price {
+                    input,
+                    output,
+                    cache_read: Some(cache_read),
+                    cache_write: Some(cache_write),
+                    ..price
+                }),
+                end,
+            ),
+            None => (Some(price), u64::MAX),
+        }
     }
 
     /// What `usage` cost on `model`, in USD: what the upstream said it charged, when it
@@ -342,17 +430,12 @@ impl Prices {
             .saturating_add(writes);
         let r = p.rates(prompt);
         // Google bills Gemini 2.5's grounding per grounded prompt, however many queries it
-        // ran.
-        let per_answer = model.contains("gemini-2.5");
+        // ran (Gemini 3's per query).
         let searches = match usage.web_search_requests {
-            Some(n) if per_answer => n.min(1) as f64,
+            Some(n) if searches_per_answer(model) => n.min(1) as f64,
             n => n.unwrap_or(0) as f64,
         };
-        let search_price = p.web_search.unwrap_or(if per_answer {
-            GEMINI_25_GROUNDING_PER_1K
-        } else {
-            WEB_SEARCH_PER_1K
-        });
+        let search_price = p.web_search.unwrap_or_else(|| default_search_price(model));
         Some(
             (n(usage.input_tokens) * r.input
                 + n(usage.output_tokens) * r.output
@@ -517,6 +600,15 @@ mod tests {
         close(p.cost("models/gemini-2.5-pro", &searched(1)), 0.035);
         close(p.cost("gemini-2.5-flash", &searched(0)), 0.0);
         close(p.cost("claude-opus-4-6", &searched(3)), 0.03);
+        // Gemini 3's per query, $14 a thousand (also on Vertex's ids).
+        close(p.cost("gemini-3.1-pro-preview", &searched(3)), 0.042);
+        close(
+            p.cost(
+                "publishers/google/models/gemini-3-flash-preview",
+                &searched(1),
+            ),
+            0.014,
+        );
         // A price set for a Gemini 2.5 model is per grounded answer too.
         let mut set = BTreeMap::new();
         set.insert(
@@ -581,6 +673,59 @@ mod tests {
         };
         // Input 3, reads 0.5 × 1.5, writes 4, one-hour writes 2 × 2 × 1.5; searches 10.
         close(p.cost("m", &u), 3.0 + 0.75 + 4.0 + 6.0 + 10.0);
+    }
+
+    #[test]
+    fn gemini_3_prices_and_introductory_prices_that_end() {
+        let close = |a: Option<f64>, b: f64| assert!((a.unwrap() - b).abs() < 1e-9, "{a:?} {b}");
+        let p = Prices::new(BTreeMap::new());
+        let at = |input: u64, read: u64| Usage {
+            input_tokens: Some(input),
+            cache_read_tokens: Some(read),
+            output_tokens: Some(1_000_000),
+            ..Default::default()
+        };
+        // 3.1 Pro: 2 in, 12 out, reads 0.20; over 200,000, 4, 18 and 0.40.
+        close(
+            p.cost("gemini-3.1-pro-preview", &at(100_000, 100_000)),
+            0.2 + 0.02 + 12.0,
+        );
+        close(
+            p.cost("gemini-3.1-pro-preview", &at(100_000, 100_001)),
+            0.4 + 0.100_001 * 0.4 + 18.0,
+        );
+        // A `-customtools` or `-preview` ending is another model, listed on its own.
+        assert_eq!(
+            p.price("gemini-3.1-pro-preview-customtools").unwrap().input,
+            2.0
+        );
+        assert_eq!(
+            p.price("gemini-3.1-flash-lite-preview").unwrap().input,
+            0.25
+        );
+        assert_eq!(p.price("gemini-3.5-flash").unwrap().output, 9.0);
+        assert_eq!(p.price("gemini-3.8-flash-cyber"), None);
+        // 3.8 Flash: half its list price through 2026, the list price from 2027 on.
+        let (promo, until) = p.lookup("gemini-3.8-flash", GOOGLE_2027 - 1);
+        assert_eq!((promo.unwrap().input, until), (0.75, GOOGLE_2027));
+        assert_eq!(promo.unwrap().cache_read, Some(0.075));
+        let (list, until) = p.lookup("gemini-3.8-flash", GOOGLE_2027);
+        assert_eq!((list.unwrap().input, until), (1.5, u64::MAX));
+        assert_eq!(list.unwrap().output, 7.5);
+        // What `price` answers is today's, and its memo holds only until the promotion
+        // ends (an entry whose time is up is looked up again).
+        let today = p.price("gemini-3.6-flash").unwrap().input;
+        assert_eq!(today, if unix_now() < GOOGLE_2027 { 0.75 } else { 1.5 });
+        p.memo
+            .write()
+            .unwrap()
+            .insert("gemini-3.6-flash".into(), (Some(promo.unwrap()), 1));
+        assert_eq!(p.price("gemini-3.6-flash").unwrap().input, today);
+        // A configured price has no end.
+        let mut c = BTreeMap::new();
+        c.insert("gemini-3.8-flash".to_owned(), list.unwrap());
+        let (set, until) = Prices::new(c).lookup("gemini-3.8-flash", 0);
+        assert_eq!((set.unwrap().input, until), (1.5, u64::MAX));
     }
 
     #[test]
