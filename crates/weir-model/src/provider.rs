@@ -187,6 +187,7 @@ pub struct KeyReport(Arc<Mutex<Reported>>);
 struct Reported {
     exhausted: Option<Duration>,
     request_id: Option<String>,
+    warnings: Vec<String>,
 }
 
 impl KeyReport {
@@ -217,6 +218,23 @@ impl KeyReport {
     /// The upstream's id for the request, if it gave one.
     pub fn request_id(&self) -> Option<String> {
         self.0.lock().ok().and_then(|g| g.request_id.clone())
+    }
+
+    /// Something the client should know about how its request was served (a part of it
+    /// left out, say): added to the answer's `x-weir-warning`. Never the request's
+    /// content or a secret.
+    pub fn warn(&self, warning: String) {
+        if let Ok(mut g) = self.0.lock() {
+            g.warnings.push(warning);
+        }
+    }
+
+    /// The warnings reported, clearing them.
+    pub fn take_warnings(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .map(|mut g| std::mem::take(&mut g.warnings))
+            .unwrap_or_default()
     }
 }
 

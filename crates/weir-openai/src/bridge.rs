@@ -125,8 +125,12 @@ pub struct AnswerInfo {
     /// Whether the client lets its responses be kept (`store`, true unless it says
     /// false): then the items of the answer are remembered for `item_reference`s.
     pub store: bool,
-    /// Hosted tools left out of the request (logged).
+    /// Hosted tools left out of the request (the answer's warning names them).
     pub dropped_tools: Vec<String>,
+    /// The hosted web search asked for, as an OpenAI chat client's `web_search_options`
+    /// (see [`search_options`]): sent where the upstream has a web search of its own
+    /// (Claude's, Gemini's grounding), else left out, and said so.
+    pub web_search: Option<Value>,
     /// The client key the answer's items are remembered for (`item_reference`s of
     /// another key never read them).
     pub owner: String,
@@ -505,7 +509,13 @@ fn read_tools(
                 }));
                 answer.custom_tools.push(name);
             }
-            other if HOSTED_TOOLS.contains(&other) || other.starts_with("web_search") => {
+            // (One search is enough: a second search tool adds nothing.)
+            other if other.starts_with("web_search") => match search_options(t) {
+                Some(_) if answer.web_search.is_some() => {}
+                Some(opts) => answer.web_search = Some(opts),
+                None => answer.dropped_tools.push(other.to_owned()),
+            },
+            other if HOSTED_TOOLS.contains(&other) => {
                 answer.dropped_tools.push(other.to_owned());
             }
             other => {
@@ -516,6 +526,44 @@ fn read_tools(
         }
     }
     Ok(())
+}
+
+/// A hosted `web_search` tool as an OpenAI chat client's `web_search_options`, which the
+/// encoders of upstreams with a web search of their own translate: its approximate
+/// `user_location` nested as chat completions have it, its `search_context_size` kept.
+/// `None` for a search limited to some domains (`filters.allowed_domains`), which
+/// `web_search_options` cannot say: it is left out rather than run unlimited.
+fn search_options(tool: &Value) -> Option<Value> {
+    let domains = tool
+        .pointer("/filters/allowed_domains")
+        .and_then(Value::as_array)
+        .is_some_and(|d| !d.is_empty());
+    if domains {
+        return None;
+    }
+    let mut opts = Map::new();
+    if let Some(size @ Value::String(s)) = tool.get("search_context_size") {
+        if matches!(s.as_str(), "low" | "medium" | "high") {
+            opts.insert("search_context_size".into(), size.clone());
+        }
+    }
+    if let Some(loc) = tool.get("user_location").and_then(Value::as_object) {
+        let approximate: Map<String, Value> = ["city", "region", "country", "timezone"]
+            .iter()
+            .filter_map(|f| {
+                loc.get(*f)
+                    .filter(|v| v.is_string())
+                    .map(|v| ((*f).to_owned(), v.clone()))
+            })
+            .collect();
+        if !approximate.is_empty() {
+            opts.insert(
+                "user_location".into(),
+                json!({"type": "approximate", "approximate": approximate}),
+            );
+        }
+    }
+    Some(Value::Object(opts))
 }
 
 impl AnswerInfo {
@@ -1069,6 +1117,9 @@ fn output_item(block: &ContentBlock, info: &AnswerInfo, tag: &str) -> Option<Val
                 status,
             )
         }
+        ContentBlock::Unknown(u) => {
+            search_item(&format!("ws_{tag}"), &search_call(u)?, "completed")
+        }
         _ => return None,
     })
 }
@@ -1132,14 +1183,56 @@ fn call_item(
     item
 }
 
-fn message_item(id: &str, texts: &[String], status: &str) -> Value {
+/// A message item: `texts` as its one `output_text`, with `annotations`.
+fn message_item(id: &str, texts: &[String], annotations: Vec<Value>, status: &str) -> Value {
     // Consecutive text blocks (an answer cut at the spans it cites) are one text, as a
     // Responses message has it.
     let content: Vec<Value> = (!texts.is_empty())
-        .then(|| json!({"type": "output_text", "text": texts.concat(), "annotations": [], "logprobs": []}))
+        .then(|| json!({"type": "output_text", "text": texts.concat(), "annotations": annotations, "logprobs": []}))
         .into_iter()
         .collect();
     json!({"id": id, "type": "message", "status": status, "role": "assistant", "content": content})
+}
+
+/// The web pages a text block cites (Claude's `web_search_result_location`s, or those
+/// Weir told in their shape for another upstream's search): URL and title.
+fn cited_pages(extra: &Extra) -> Vec<(String, String)> {
+    extra
+        .get("citations")
+        .and_then(|raw| serde_json::from_str::<Vec<crate::response::Citation>>(raw.get()).ok())
+        .map(|cites| {
+            cites
+                .iter()
+                .filter_map(|c| c.page())
+                .map(|(u, t)| (u.to_owned(), t.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A `url_citation` annotation of the characters `start..end` of a message's text.
+fn url_annotation(start: usize, end: usize, (url, title): &(String, String)) -> Value {
+    json!({"type": "url_citation", "start_index": start, "end_index": end, "url": url, "title": title})
+}
+
+/// The query of a web search's `server_tool_use` block (Claude's, or another upstream's
+/// search Weir told in that shape); `None` for any other block.
+fn search_call(b: &weir_model::UnknownBlock) -> Option<Value> {
+    if b.type_name.as_deref() != Some("server_tool_use") {
+        return None;
+    }
+    let v: Value = serde_json::from_str(b.raw.get()).ok()?;
+    (v.get("name").and_then(Value::as_str) == Some("web_search"))
+        .then(|| v.get("input").cloned().unwrap_or(Value::Null))
+}
+
+/// A `web_search_call` item for a search whose input is `input` (`{"query": ...}`).
+fn search_item(id: &str, input: &Value, status: &str) -> Value {
+    let query = input
+        .get("query")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    json!({"id": id, "type": "web_search_call", "status": status, "action": {"type": "search", "query": query}})
 }
 
 /// A whole chat answer as a Responses object: the body and its id.
@@ -1149,27 +1242,40 @@ pub fn response_body(resp: &ChatResponse, info: &AnswerInfo) -> (Vec<u8>, String
     let tag = |n: usize| format!("{}_{n}", &id["resp_".len()..]);
     let mut output: Vec<Value> = Vec::new();
     let mut texts: Vec<String> = Vec::new();
-    let flush = |texts: &mut Vec<String>, output: &mut Vec<Value>| {
+    // The message's annotations, and where its text has come to (in characters).
+    let mut annotations: Vec<Value> = Vec::new();
+    let mut at = 0;
+    let flush = |texts: &mut Vec<String>,
+                 annotations: &mut Vec<Value>,
+                 at: &mut usize,
+                 output: &mut Vec<Value>| {
         if !texts.is_empty() {
             output.push(message_item(
                 &format!("msg_{}", tag(output.len())),
                 texts,
+                std::mem::take(annotations),
                 "completed",
             ));
             texts.clear();
+            *at = 0;
         }
     };
     for (n, b) in resp.content.iter().enumerate() {
         if let ContentBlock::Text(t) = b {
+            let end = at + t.text.chars();
+            for page in cited_pages(&t.extra) {
+                annotations.push(url_annotation(at, end, &page));
+            }
+            at = end;
             texts.push(t.text.as_str().into_owned());
             continue;
         }
-        flush(&mut texts, &mut output);
+        flush(&mut texts, &mut annotations, &mut at, &mut output);
         if let Some(item) = output_item(b, info, &tag(n)) {
             output.push(item);
         }
     }
-    flush(&mut texts, &mut output);
+    flush(&mut texts, &mut annotations, &mut at, &mut output);
     if info.store {
         remember(&info.owner, &output);
     }
@@ -1194,6 +1300,13 @@ const MAX_BLOCKS: usize = 4096;
 enum Open {
     Text {
         text: String,
+        /// The pages it cites (see [`cited_pages`]): annotations over the whole text.
+        pages: Vec<(String, String)>,
+    },
+    /// A web search the upstream ran (Claude's `server_tool_use`): its input, whole or
+    /// streamed.
+    Search {
+        input: String,
     },
     Reasoning {
         text: String,
@@ -1361,7 +1474,7 @@ impl StreamBridge {
         let item_id = b.item_id.clone();
         let (item, part) = match &b.open {
             Open::Text { .. } => (
-                message_item(&item_id, &[], "in_progress"),
+                message_item(&item_id, &[], Vec::new(), "in_progress"),
                 Some((
                     "response.content_part.added",
                     json!({"item_id": item_id, "output_index": next, "content_index": 0, "part": {"type": "output_text", "text": "", "annotations": [], "logprobs": []}}),
@@ -1390,6 +1503,13 @@ impl StreamBridge {
                     "in_progress",
                 ),
                 None,
+            ),
+            Open::Search { .. } => (
+                json!({"id": item_id, "type": "web_search_call", "status": "in_progress"}),
+                Some((
+                    "response.web_search_call.in_progress",
+                    json!({"item_id": item_id, "output_index": next}),
+                )),
             ),
             Open::Other => return,
         };
@@ -1422,7 +1542,25 @@ impl StreamBridge {
         let item_id = b.item_id.clone();
         let index = b.output_index.unwrap_or(0);
         match (&mut b.open, delta) {
-            (Open::Text { text }, Delta::Text(d)) => {
+            (Open::Text { pages, .. }, Delta::Unknown { raw, .. }) => {
+                #[derive(serde::Deserialize)]
+                struct Cited {
+                    #[serde(rename = "type")]
+                    ty: Option<String>,
+                    citation: Option<crate::response::Citation>,
+                }
+                if let Ok(Cited {
+                    ty: Some(ty),
+                    citation: Some(c),
+                }) = serde_json::from_str::<Cited>(raw.get())
+                {
+                    if let (true, Some((url, title))) = (ty == "citations_delta", c.page()) {
+                        pages.push((url.to_owned(), title.to_owned()));
+                    }
+                }
+            }
+            (Open::Search { input }, Delta::InputJson(d)) => input.push_str(&d.as_str()),
+            (Open::Text { text, .. }, Delta::Text(d)) => {
                 let d = d.as_str();
                 text.push_str(&d);
                 let data = json!({"item_id": item_id, "output_index": index, "content_index": 0, "delta": d, "logprobs": []});
@@ -1457,7 +1595,8 @@ impl StreamBridge {
     fn stop_block(&mut self, i: usize, out: &mut Vec<u8>) {
         let worth = match self.blocks.get(i) {
             Some(Some(b)) => match &b.open {
-                Open::Text { text } => !text.is_empty() || b.output_index.is_some(),
+                Open::Text { text, .. } => !text.is_empty() || b.output_index.is_some(),
+                Open::Search { .. } => true,
                 Open::Reasoning {
                     text,
                     signature,
@@ -1479,10 +1618,26 @@ impl StreamBridge {
         };
         let id = b.item_id;
         let item = match b.open {
-            Open::Text { text } => {
+            Open::Text { text, pages } => {
+                let end = text.chars().count();
+                let annotations: Vec<Value> =
+                    pages.iter().map(|p| url_annotation(0, end, p)).collect();
+                for (n, a) in annotations.iter().enumerate() {
+                    self.emit(out, "response.output_text.annotation.added", json!({"item_id": id, "output_index": index, "content_index": 0, "annotation_index": n, "annotation": a}));
+                }
                 self.emit(out, "response.output_text.done", json!({"item_id": id, "output_index": index, "content_index": 0, "text": text, "logprobs": []}));
-                self.emit(out, "response.content_part.done", json!({"item_id": id, "output_index": index, "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": [], "logprobs": []}}));
-                message_item(&id, &[text], "completed")
+                self.emit(out, "response.content_part.done", json!({"item_id": id, "output_index": index, "content_index": 0, "part": {"type": "output_text", "text": text, "annotations": annotations, "logprobs": []}}));
+                message_item(&id, &[text], annotations, "completed")
+            }
+            Open::Search { input } => {
+                let input = serde_json::from_str::<Value>(&input).unwrap_or(Value::Null);
+                for ty in [
+                    "response.web_search_call.searching",
+                    "response.web_search_call.completed",
+                ] {
+                    self.emit(out, ty, json!({"item_id": id, "output_index": index}));
+                }
+                search_item(&id, &input, "completed")
             }
             Open::Reasoning {
                 text,
@@ -1581,6 +1736,7 @@ impl StreamBridge {
                     ContentBlock::Text(t) => (
                         Open::Text {
                             text: String::new(),
+                            pages: cited_pages(&t.extra),
                         },
                         "msg",
                         Some(Delta::Text(t.text.clone())),
@@ -1622,6 +1778,21 @@ impl StreamBridge {
                             (!args.is_empty()).then(|| Delta::InputJson(JsonStr::from(args))),
                         )
                     }
+                    ContentBlock::Unknown(u) => match search_call(u) {
+                        // (A streamed call's input comes as deltas after an empty one.)
+                        Some(input) => (
+                            Open::Search {
+                                input: match input {
+                                    Value::Object(o) if o.is_empty() => String::new(),
+                                    Value::Null => String::new(),
+                                    v => v.to_string(),
+                                },
+                            },
+                            "ws",
+                            None,
+                        ),
+                        None => (Open::Other, "x", None),
+                    },
                     _ => (Open::Other, "x", None),
                 };
                 self.blocks[i] = Some(OpenBlock {
@@ -1631,7 +1802,7 @@ impl StreamBridge {
                 });
                 if matches!(
                     self.blocks[i].as_ref().map(|b| &b.open),
-                    Some(Open::Call { .. })
+                    Some(Open::Call { .. } | Open::Search { .. })
                 ) {
                     self.announce(i, out);
                 }
@@ -1693,6 +1864,37 @@ mod tests {
             &ResponsesRequest::decode(body.to_string().as_bytes()).unwrap(),
             owner,
         )
+    }
+
+    #[test]
+    fn a_hosted_web_search_becomes_web_search_options_unless_limited_to_domains() {
+        let b = bridged(json!({"model": "m", "input": "hi", "tools": [
+            {"type": "web_search", "search_context_size": "high", "external_web_access": false,
+             "user_location": {"type": "approximate", "country": "GB", "city": 7}},
+            {"type": "file_search", "vector_store_ids": ["vs_1"]}
+        ]}))
+        .unwrap();
+        assert_eq!(
+            b.answer.web_search,
+            Some(json!({"search_context_size": "high",
+                        "user_location": {"type": "approximate", "approximate": {"country": "GB"}}}))
+        );
+        assert_eq!(b.answer.dropped_tools, ["file_search"]);
+        // (Not on the chat request itself: the provider decides where it can go.)
+        assert!(b.chat.extra.get("web_search_options").is_none());
+        // A search limited to some domains cannot be said in `web_search_options`: it is
+        // left out rather than run on the whole web.
+        let b = bridged(json!({"model": "m", "input": "hi", "tools": [
+            {"type": "web_search", "filters": {"allowed_domains": ["example.com"]}}
+        ]}))
+        .unwrap();
+        assert_eq!(b.answer.web_search, None);
+        assert_eq!(b.answer.dropped_tools, ["web_search"]);
+        let b = bridged(json!({"model": "m", "input": "hi", "tools": [
+            {"type": "web_search", "filters": {"allowed_domains": []}}
+        ]}))
+        .unwrap();
+        assert_eq!(b.answer.web_search, Some(json!({})));
     }
 
     #[test]

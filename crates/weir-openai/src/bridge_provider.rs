@@ -7,8 +7,9 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::task::{Context, Poll};
 
 use futures_core::Stream;
+use weir_model::raw::to_raw;
 use weir_model::{
-    CallContext, Capabilities, ChatRequest, EventStream, Provider, ProviderError, Reply,
+    CallContext, Capabilities, ChatRequest, Dialect, EventStream, Provider, ProviderError, Reply,
     ResponsesReply, ResponsesRequest, Secret, WireError,
 };
 
@@ -88,18 +89,56 @@ impl ResponsesBridge {
     }
 
     /// A translated request sent, and its answer translated back.
+    ///
+    /// A hosted web search goes as `web_search_options`, which the encoders of upstreams
+    /// with a search of their own translate (Claude's web search tool, Gemini's grounding)
+    /// and the others refuse before sending: then the request goes without it. An
+    /// OpenAI-compatible chat upstream would get the field verbatim, which most do not
+    /// know: it goes without. The answer's warning names the hosted tools left out.
     async fn send_bridged(
         &self,
         req: &ResponsesRequest,
-        b: bridge::Bridged,
+        mut b: bridge::Bridged,
         mut cx: CallContext,
     ) -> Result<ResponsesReply, ProviderError> {
-        if !b.answer.dropped_tools.is_empty() {
-            tracing::debug!(request_id = %cx.request_id, tools = ?b.answer.dropped_tools, "hosted tools left out of a bridged Responses request");
-        }
         // The answer is translated: the provider reads it whole, never verbatim.
         cx.client_dialect = None;
-        match self.inner.send(&b.chat, cx).await? {
+        let mut left_out = std::mem::take(&mut b.answer.dropped_tools);
+        let search = match b.answer.web_search.take() {
+            Some(_)
+                if self.inner.capabilities(&b.chat.model).native_dialect
+                    == Some(Dialect::OpenAi) =>
+            {
+                left_out.push("web_search".to_owned());
+                None
+            }
+            asked => asked,
+        };
+        let report = cx.report.clone();
+        let reply = match search {
+            None => self.inner.send(&b.chat, cx).await,
+            Some(opts) => {
+                let mut chat = b.chat.clone();
+                chat.extra.insert("web_search_options", to_raw(&opts));
+                match self.inner.send(&chat, cx.clone()).await {
+                    Err(e) if e.is_unexpressible() => {
+                        tracing::debug!(request_id = %cx.request_id, why = %e.message, "the upstream cannot run the hosted web search; sending the request without it");
+                        left_out.push("web_search".to_owned());
+                        self.inner.send(&b.chat, cx).await
+                    }
+                    other => other,
+                }
+            }
+        };
+        if !left_out.is_empty() {
+            report.warn(format!(
+                "{}/{}: hosted tools left out (this upstream has no counterpart): {}",
+                self.inner.id(),
+                weir_model::log_safe(&b.chat.model),
+                left_out.join(", ")
+            ));
+        }
+        match reply? {
             Reply::Complete(resp) => {
                 let (body, _) = bridge::response_body(&resp, &b.answer);
                 Ok(ResponsesReply::Complete {

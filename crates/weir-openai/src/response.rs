@@ -823,6 +823,16 @@ pub(crate) struct Citation {
 }
 
 impl Citation {
+    /// The page cited (its URL and title), if this cites a web page.
+    pub(crate) fn page(&self) -> Option<(&str, &str)> {
+        match (self.ty.as_deref(), &self.url) {
+            (Some("web_search_result_location"), Some(url)) => {
+                Some((url, self.title.as_deref().unwrap_or_default()))
+            }
+            _ => None,
+        }
+    }
+
     /// The annotation for this citation of `start..end` (characters of the message's
     /// content), if it cites a web page.
     pub(crate) fn url_citation(&self, start: usize, end: usize) -> Option<serde_json::Value> {

@@ -2871,6 +2871,8 @@ impl Router {
                         let tr = st.success(Some(done - started), done);
                         self.shared.breaker_changed(st, tr);
                     }
+                    // (What the provider said of how it served the request too.)
+                    warnings.extend(report.take_warnings());
                     return Outcome::Served(
                         reply,
                         Served {

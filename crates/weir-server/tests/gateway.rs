@@ -4039,7 +4039,12 @@ async fn responses_requests_reach_chat_upstreams_through_the_bridge() {
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["shell", "apply_patch"], "{sent}");
+    // The hosted web search is Claude's.
+    assert_eq!(names, ["shell", "apply_patch", "web_search"], "{sent}");
+    assert_eq!(
+        sent["tools"][2],
+        json!({"type": "web_search_20250305", "name": "web_search"})
+    );
     assert_eq!(
         sent["tools"][1]["input_schema"]["required"],
         json!(["input"])
@@ -4160,6 +4165,216 @@ async fn responses_requests_reach_chat_upstreams_through_the_bridge() {
     ] {
         assert!(metrics.contains(line), "{line}\n{metrics}");
     }
+}
+
+/// Claude's answer to a search: the search, its results, then text cut at what a page
+/// supports.
+const CLAUDE_SEARCHED: &str = r#"{"id":"msg_s","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"server_tool_use","id":"srvtoolu_1","name":"web_search","input":{"query":"weather sf"}},{"type":"web_search_tool_result","tool_use_id":"srvtoolu_1","content":[{"type":"web_search_result","url":"https://w.example/sf","title":"SF weather","encrypted_content":"x","page_age":null}]},{"type":"text","text":"Héllo: "},{"type":"text","text":"It is sunny.","citations":[{"type":"web_search_result_location","url":"https://w.example/sf","title":"SF weather","cited_text":"sunny","encrypted_index":"e"}]},{"type":"text","text":" Bye."}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":10,"output_tokens":7,"server_tool_use":{"web_search_requests":1}}}"#;
+
+const CLAUDE_SEARCHED_STREAM: &str = concat!(
+    "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_s2\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-sonnet-4-5\",\"content\":[],\"stop_reason\":null,\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"server_tool_use\",\"id\":\"srvtoolu_2\",\"name\":\"web_search\",\"input\":{}}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\"{\\\"query\\\": \\\"weather\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"input_json_delta\",\"partial_json\":\" sf\\\"}\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":1,\"content_block\":{\"type\":\"web_search_tool_result\",\"tool_use_id\":\"srvtoolu_2\",\"content\":[{\"type\":\"web_search_result\",\"url\":\"https://w.example/sf\",\"title\":\"SF weather\",\"encrypted_content\":\"x\",\"page_age\":null}]}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":1}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":2,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":2,\"delta\":{\"type\":\"text_delta\",\"text\":\"Today: \"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":2}\n\n",
+    "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":3,\"content_block\":{\"citations\":[],\"type\":\"text\",\"text\":\"\"}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":3,\"delta\":{\"type\":\"citations_delta\",\"citation\":{\"type\":\"web_search_result_location\",\"cited_text\":\"20C\",\"url\":\"https://w.example/sf\",\"title\":\"SF weather\",\"encrypted_index\":\"e\"}}}\n\n",
+    "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":3,\"delta\":{\"type\":\"text_delta\",\"text\":\"It is 20°C.\"}}\n\n",
+    "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":3}\n\n",
+    "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\",\"stop_sequence\":null},\"usage\":{\"output_tokens\":9,\"server_tool_use\":{\"web_search_requests\":1}}}\n\n",
+    "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+);
+
+/// The `data` of each event of a Responses stream.
+fn responses_events(text: &str) -> Vec<Value> {
+    text.split("\n\n")
+        .filter_map(|e| e.lines().find_map(|l| l.strip_prefix("data: ")))
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+/// A hosted `web_search` (Codex's, the Agents SDK's `WebSearchTool`) is Claude's web search
+/// through the bridge: its location goes with it, the search comes back as a
+/// `web_search_call` item and the pages the text cites as `url_citation` annotations over
+/// the characters they support, whole and streamed.
+#[tokio::test]
+async fn a_hosted_web_search_is_claudes_through_the_responses_bridge() {
+    let whole = upstream(Script::Reply(
+        200,
+        "application/json",
+        CLAUDE_SEARCHED.into(),
+    ))
+    .await;
+    let streaming = upstream(Script::Reply(
+        200,
+        "text/event-stream",
+        CLAUDE_SEARCHED_STREAM.into(),
+    ))
+    .await;
+    let (url, admin) = weir_with_admin(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
+         [providers.s]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"c\"\ntargets = [{{ provider = \"a\", model = \"claude-sonnet-4-5\" }}]\n\
+         [[models]]\nname = \"cs\"\ntargets = [{{ provider = \"s\", model = \"claude-sonnet-4-5\" }}]\n",
+        whole.url, streaming.url
+    ))
+    .await;
+    let tools = json!([
+        {"type": "function", "name": "shell", "parameters": {"type": "object", "properties": {}}},
+        {"type": "web_search", "search_context_size": "low",
+         "user_location": {"type": "approximate", "city": "San Francisco", "country": "US"}},
+        {"type": "web_search_preview"}
+    ]);
+    let r = responses(
+        &url,
+        &json!({"model": "c", "input": "weather?", "tools": tools}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-weir-warning").is_none());
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["output"][0],
+        json!({"id": v["output"][0]["id"], "type": "web_search_call", "status": "completed",
+               "action": {"type": "search", "query": "weather sf"}})
+    );
+    let msg = &v["output"][1]["content"][0];
+    assert_eq!(msg["text"], "Héllo: It is sunny. Bye.");
+    // "It is sunny." is characters 7 to 19 (é is one).
+    assert_eq!(
+        msg["annotations"],
+        json!([{"type": "url_citation", "start_index": 7, "end_index": 19,
+                "url": "https://w.example/sf", "title": "SF weather"}])
+    );
+    assert_eq!(v["output"].as_array().unwrap().len(), 2, "{v}");
+    let sent: Value = serde_json::from_slice(&whole.seen.lock().unwrap()[0].1).unwrap();
+    // One search tool (the second asks for nothing more), with the client's location.
+    assert_eq!(
+        sent["tools"][1],
+        json!({"type": "web_search_20250305", "name": "web_search",
+               "user_location": {"type": "approximate", "city": "San Francisco", "country": "US"}})
+    );
+    assert_eq!(sent["tools"].as_array().unwrap().len(), 2, "{sent}");
+
+    // Streamed: the search's events, then the cited text's annotation.
+    let r = responses(
+        &url,
+        &json!({"model": "cs", "input": "weather?", "tools": tools, "stream": true}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let events = responses_events(&text);
+    let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(
+        &types[..8],
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.web_search_call.in_progress",
+            "response.web_search_call.searching",
+            "response.web_search_call.completed",
+            "response.output_item.done",
+            "response.output_item.added",
+        ],
+        "{text}"
+    );
+    assert_eq!(events[2]["item"]["type"], "web_search_call");
+    assert_eq!(events[2]["item"]["status"], "in_progress");
+    assert_eq!(events[6]["item"]["action"]["query"], "weather sf");
+    let added: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_text.annotation.added")
+        .collect();
+    assert_eq!(added.len(), 1, "{text}");
+    let annotation = json!({"type": "url_citation", "start_index": 0, "end_index": 11,
+                            "url": "https://w.example/sf", "title": "SF weather"});
+    assert_eq!(added[0]["annotation"], annotation);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e["sequence_number"], i, "{e}");
+    }
+    let done = &events[events.len() - 1];
+    assert_eq!(done["type"], "response.completed");
+    let output = done["response"]["output"].as_array().unwrap();
+    assert_eq!(output[0]["type"], "web_search_call");
+    assert_eq!(output[1]["content"][0]["text"], "Today: ");
+    assert_eq!(output[2]["content"][0]["text"], "It is 20°C.");
+    assert_eq!(output[2]["content"][0]["annotations"], json!([annotation]));
+    assert_eq!(output.len(), 3, "{done}");
+    // The searches are charged (Claude's $10 a thousand on the bundled Sonnet price).
+    let metrics = metrics_of(&admin).await;
+    assert!(metrics.contains("weir_cost_usd_total"), "{metrics}");
+}
+
+/// Claude's real streamed answer to a search (the recorded corpus) through the bridge: a
+/// `web_search_call` with its query for each search, and the cited text's annotations.
+#[tokio::test]
+async fn a_recorded_claude_search_stream_reaches_a_responses_client_as_a_search_and_citations() {
+    let Some(root) = weir_testkit::corpus_dir() else {
+        return;
+    };
+    let body = std::fs::read_to_string(root.join(
+        "anthropic/pydantic-ai__test_anthropic_model_web_search_tool_stream/00.response.body",
+    ))
+    .unwrap();
+    let up = upstream(Script::Reply(200, "text/event-stream", body)).await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k\"]\n\
+         [[models]]\nname = \"c\"\ntargets = [{{ provider = \"a\", model = \"claude-sonnet-4-5\" }}]\n",
+        up.url
+    ))
+    .await;
+    let r = responses(
+        &url,
+        &json!({"model": "c", "input": "weather in SF?", "tools": [{"type": "web_search"}], "stream": true}),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let events = responses_events(&text);
+    let done = &events[events.len() - 1];
+    assert_eq!(done["type"], "response.completed", "{text}");
+    let output = done["response"]["output"].as_array().unwrap();
+    let searches: Vec<&Value> = output
+        .iter()
+        .filter(|o| o["type"] == "web_search_call")
+        .collect();
+    // (Claude searched twice.)
+    assert_eq!(searches.len(), 2, "{done}");
+    for s in searches {
+        assert_eq!(s["status"], "completed");
+        assert!(
+            s["action"]["query"]
+                .as_str()
+                .unwrap()
+                .contains("San Francisco weather"),
+            "{s}"
+        );
+    }
+    let annotations: Vec<&Value> = output
+        .iter()
+        .filter(|o| o["type"] == "message")
+        .flat_map(|m| m["content"][0]["annotations"].as_array().unwrap())
+        .collect();
+    assert!(!annotations.is_empty(), "{done}");
+    for a in &annotations {
+        assert_eq!(a["type"], "url_citation");
+        assert!(a["url"].as_str().unwrap().starts_with("http"), "{a}");
+        assert!(a["end_index"].as_u64().unwrap() > a["start_index"].as_u64().unwrap());
+    }
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["type"] == "response.output_text.annotation.added")
+            .count(),
+        annotations.len()
+    );
 }
 
 #[tokio::test]

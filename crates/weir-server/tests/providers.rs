@@ -1261,6 +1261,80 @@ async fn responses_skip_a_target_lacking_a_feature_the_request_uses() {
     assert_eq!(up.hits(), hits);
 }
 
+/// A hosted `web_search` through the Responses bridge goes where the upstream has a search
+/// of its own (Gemini's grounding, when no function tools come with it); elsewhere the
+/// request goes without it, and the answer's `x-weir-warning` says which hosted tools
+/// were left out: where the encoder cannot carry it (Gemini with function tools) and to an
+/// OpenAI-compatible chat service, which would get the field verbatim.
+#[tokio::test]
+async fn a_hosted_web_search_the_upstream_cannot_run_is_left_out_and_said_so() {
+    let answer = json!({
+        "candidates": [{"content": {"role": "model", "parts": [{"text": "hello"}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 1, "totalTokenCount": 4}
+    });
+    let gemini = gemini_answering(&answer).await;
+    let chat = FaultyUpstream::start(Behaviour::ok("hello")).await;
+    let url = weir(&format!(
+        "[providers.g]\nkind = \"gemini\"\nbase_url = \"{}\"\nkeys = [\"AIza-k\"]\n\
+         [providers.o]\nkind = \"openai\"\nbase_url = \"{}/v1\"\nkeys = [\"sk-o\"]\nresponses_api = false\n\
+         [[models]]\nname = \"g\"\ntargets = [{{ provider = \"g\", model = \"gemini-3-flash-preview\" }}]\n\
+         [[models]]\nname = \"o\"\ntargets = [{{ provider = \"o\", model = \"deepseek-chat\" }}]\n",
+        gemini.url(),
+        chat.url()
+    ))
+    .await;
+    let ask = |model: &str, tools: Value| {
+        reqwest::Client::new()
+            .post(format!("{url}/v1/responses"))
+            .bearer_auth(KEY)
+            .json(&json!({"model": model, "input": "news?", "tools": tools}))
+            .send()
+    };
+    let search = json!({"type": "web_search"});
+    let shell = json!({"type": "function", "name": "shell", "parameters": {"type": "object", "properties": {}}});
+    let last = |up: &FaultyUpstream| up.requests().last().unwrap().json().unwrap();
+
+    // Gemini alone: grounding with Google Search.
+    let r = ask("g", json!([search])).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-weir-warning").is_none());
+    let sent = last(&gemini);
+    assert_eq!(sent["tools"], json!([{"googleSearch": {}}]), "{sent}");
+
+    // With a function tool (Gemini takes both only with server-side calls on): without.
+    let r = ask("g", json!([shell, search, {"type": "code_interpreter"}]))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let warning = r.headers()["x-weir-warning"].to_str().unwrap().to_owned();
+    assert!(
+        warning.contains("g/gemini-3-flash-preview: hosted tools left out")
+            && warning.contains("code_interpreter, web_search"),
+        "{warning}"
+    );
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["output"][0]["content"][0]["text"], "hello");
+    let sent = last(&gemini);
+    assert!(!sent.to_string().contains("googleSearch"), "{sent}");
+    assert_eq!(
+        sent["tools"][0]["functionDeclarations"][0]["name"], "shell",
+        "{sent}"
+    );
+
+    // An OpenAI-compatible chat service: without, and said so.
+    let r = ask("o", json!([shell, search])).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let warning = r.headers()["x-weir-warning"].to_str().unwrap().to_owned();
+    assert!(
+        warning.contains("o/deepseek-chat: hosted tools left out")
+            && warning.ends_with("web_search"),
+        "{warning}"
+    );
+    let sent = last(&chat);
+    assert!(sent.get("web_search_options").is_none(), "{sent}");
+    assert_eq!(sent["tools"].as_array().unwrap().len(), 1, "{sent}");
+}
+
 /// A stand-in Gemini giving `answer` whole, or as a one-event stream when streamed.
 async fn gemini_answering(answer: &Value) -> FaultyUpstream {
     FaultyUpstream::start(Behaviour::per_path(
