@@ -45,11 +45,22 @@ pub(crate) fn api_error_from_body(status: Option<u16>, inner: &str) -> ApiError 
         details: Option<Box<serde_json::value::RawValue>>,
     }
     let inner: Inner = serde_json::from_str(inner).unwrap_or_default();
-    let kind = match inner.ty.as_deref() {
-        Some(t) => {
-            kind_of(t).unwrap_or_else(|| status.map_or(ErrorKind::Upstream, ErrorKind::from_status))
+    let by_status = status.map_or(ErrorKind::Upstream, ErrorKind::from_status);
+    let kind = match inner.ty.as_deref().and_then(kind_of) {
+        // A 5xx or 429 whose body blames the request (a proxy or compatible service's
+        // `invalid_request_error` on a 503) is the upstream's failure, as its status says:
+        // another target may serve it. (The client still gets the status and the body's
+        // type: a 503 stays a 503, not the 529 an overload is to Anthropic clients.)
+        Some(k)
+            if status.is_some() && !k.retryable_elsewhere() && by_status.retryable_elsewhere() =>
+        {
+            match by_status {
+                ErrorKind::Overloaded => ErrorKind::Upstream,
+                other => other,
+            }
         }
-        None => status.map_or(ErrorKind::Upstream, ErrorKind::from_status),
+        Some(k) => k,
+        None => by_status,
     };
     let status = status.unwrap_or(match kind {
         ErrorKind::Overloaded => 529,
@@ -193,6 +204,36 @@ mod tests {
     }
 
     /// Claude Code compacts a conversation when the error says "prompt is too long".
+    #[test]
+    fn a_5xx_or_429_blaming_the_request_is_still_the_upstreams_failure() {
+        for (status, kind) in [
+            (503, ErrorKind::Upstream),
+            (500, ErrorKind::Upstream),
+            (429, ErrorKind::RateLimited),
+        ] {
+            let e = decode_error(
+                status,
+                br#"{"type":"error","error":{"type":"invalid_request_error","message":"bad gateway config"}}"#,
+            );
+            assert_eq!((e.kind, e.status), (kind, status));
+            assert_eq!(e.error_type.as_deref(), Some("invalid_request_error"));
+        }
+        // A 400 is the request's, and a 5xx's own transient type is kept.
+        let e = decode_error(
+            400,
+            br#"{"type":"error","error":{"type":"invalid_request_error","message":"x"}}"#,
+        );
+        assert_eq!(e.kind, ErrorKind::InvalidRequest);
+        let e = decode_error(
+            500,
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"x"}}"#,
+        );
+        assert_eq!(e.kind, ErrorKind::Overloaded);
+        // In a stream (no status), the type is all there is.
+        let e = api_error_from_body(None, r#"{"type":"invalid_request_error","message":"x"}"#);
+        assert_eq!(e.kind, ErrorKind::InvalidRequest);
+    }
+
     #[test]
     fn another_dialects_context_overflow_says_prompt_is_too_long() {
         let e = openai_error(

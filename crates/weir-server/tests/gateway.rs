@@ -993,6 +993,36 @@ async fn upstream_keys_echoed_in_any_error_field_or_a_cut_excerpt_are_scrubbed()
     }
 }
 
+/// A 5xx or 429 is the upstream's failure whatever its body says: an Anthropic-shaped
+/// `invalid_request_error` on a 503 (a proxy's, a compatible service's) moves on to the
+/// next target, as the same body from an OpenAI-shaped upstream does; alone, the client
+/// gets the upstream's status and type.
+#[tokio::test]
+async fn a_5xx_blaming_the_request_still_fails_over() {
+    let body = r#"{"type":"error","error":{"type":"invalid_request_error","message":"upstream misconfigured"}}"#;
+    let a503 = upstream(Script::Reply(503, "application/json", body.into())).await;
+    let a429 = upstream(Script::Reply(429, "application/json", body.into())).await;
+    let url = weir(&format!(
+        "[providers.a]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k1\"]\n\
+         [providers.b]\nkind = \"anthropic\"\nbase_url = \"{}\"\nkeys = [\"k1\"]\n\
+         [routing]\nretries = 0\n\
+         [[models]]\nname = \"fo\"\ntargets = [{{ provider = \"a\" }}, {{ provider = \"mock\", model = \"mock\" }}]\n\
+         [[models]]\nname = \"fo429\"\ntargets = [{{ provider = \"b\" }}, {{ provider = \"mock\", model = \"mock\" }}]\n\
+         [[models]]\nname = \"only\"\ntargets = [{{ provider = \"a\" }}]\n",
+        a503.url, a429.url
+    ))
+    .await;
+    for model in ["fo", "fo429"] {
+        let r = post(&url, "/v1/messages", &a_req(model, false), Some(KEY)).await;
+        assert_eq!(r.status(), 200, "{model}");
+        assert_eq!(r.headers()["x-weir-provider"], "mock", "{model}");
+    }
+    let r = post(&url, "/v1/messages", &a_req("only", false), Some(KEY)).await;
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["type"], "invalid_request_error", "{v}");
+}
+
 /// An upstream's redirect is not followed (the key would go to another host) nor passed
 /// on: it is the target failing, a 502, and the next target serves.
 #[tokio::test]
