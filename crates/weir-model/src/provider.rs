@@ -229,11 +229,12 @@ impl KeyReport {
         }
     }
 
-    /// The warnings reported, clearing them.
-    pub fn take_warnings(&self) -> Vec<String> {
+    /// The upstream's id for the request and the warnings reported (cleared), in one look:
+    /// what a served request takes.
+    pub fn take_served(&self) -> (Option<String>, Vec<String>) {
         self.0
             .lock()
-            .map(|mut g| std::mem::take(&mut g.warnings))
+            .map(|mut g| (g.request_id.clone(), std::mem::take(&mut g.warnings)))
             .unwrap_or_default()
     }
 }

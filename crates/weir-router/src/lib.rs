@@ -2872,7 +2872,8 @@ impl Router {
                         self.shared.breaker_changed(st, tr);
                     }
                     // (What the provider said of how it served the request too.)
-                    warnings.extend(report.take_warnings());
+                    let (upstream_id, reported) = report.take_served();
+                    warnings.extend(reported);
                     return Outcome::Served(
                         reply,
                         Served {
@@ -2880,7 +2881,7 @@ impl Router {
                             model: model.to_owned(),
                             warnings,
                             failed_attempts: 0,
-                            upstream_request_id: id_without_keys(report.request_id(), pool),
+                            upstream_request_id: id_without_keys(upstream_id, pool),
                             started,
                             latency: done - started,
                             slot: Slot {
