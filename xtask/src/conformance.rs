@@ -37,7 +37,8 @@ const NOTES: &str = "
   thinking; a `file` of a text type goes as a text document, one neither PDF nor text
   is refused with a 400. An OpenAI client's `web_search_options` becomes Claude's web
   search tool (also on Vertex; Bedrock refuses it), and the pages the answer cites come
-  back as `url_citation` annotations. An OpenAI client's `response_format` schema and
+  back as `url_citation` annotations; a Responses client's hosted `web_search` (Codex's)
+  does the same through the bridge, as a `web_search_call` item. An OpenAI client's `response_format` schema and
   `strict` tools' schemas are fitted to Claude's constrained decoding: numeric, length and
   size constraints it refuses move into the description, and objects get
   `additionalProperties: false`; property order is kept.
@@ -102,7 +103,9 @@ const NOTES: &str = "
   grounding with Google Search: the answer comes back in Claude's shape (a
   `server_tool_use` and `web_search_tool_result` with the pages, the supported sentences
   as text blocks citing them; `url_citation` annotations for OpenAI clients). Its domain
-  lists are refused (Gemini takes none); `max_uses` and `user_location` are not sent.
+  lists are refused (Gemini takes none); `max_uses` and `user_location` are not sent. A
+  Responses client's hosted `web_search` is grounding too when no function tools come
+  with it, else left out (`x-weir-warning` says so).
   Answer and tool schemas keep their property order, told as `propertyOrdering` (Gemini
   otherwise writes properties alphabetically: an answer before its reasoning). An OpenAI
   client's `input_audio` parts go as inline audio.
