@@ -532,13 +532,15 @@ fn read_tools(
 /// encoders of upstreams with a web search of their own translate: its approximate
 /// `user_location` nested as chat completions have it, its `search_context_size` kept.
 /// `None` for a search limited to some domains (`filters.allowed_domains`), which
-/// `web_search_options` cannot say: it is left out rather than run unlimited.
+/// `web_search_options` cannot say, or to OpenAI's cached index (`external_web_access:
+/// false`, Codex's cached mode), where upstreams' searches are live: it is left out rather
+/// than run wider than asked.
 fn search_options(tool: &Value) -> Option<Value> {
     let domains = tool
         .pointer("/filters/allowed_domains")
         .and_then(Value::as_array)
         .is_some_and(|d| !d.is_empty());
-    if domains {
+    if domains || tool.get("external_web_access") == Some(&Value::Bool(false)) {
         return None;
     }
     let mut opts = Map::new();
@@ -1869,7 +1871,7 @@ mod tests {
     #[test]
     fn a_hosted_web_search_becomes_web_search_options_unless_limited_to_domains() {
         let b = bridged(json!({"model": "m", "input": "hi", "tools": [
-            {"type": "web_search", "search_context_size": "high", "external_web_access": false,
+            {"type": "web_search", "search_context_size": "high", "external_web_access": true,
              "user_location": {"type": "approximate", "country": "GB", "city": 7}},
             {"type": "file_search", "vector_store_ids": ["vs_1"]}
         ]}))
@@ -1895,6 +1897,14 @@ mod tests {
         ]}))
         .unwrap();
         assert_eq!(b.answer.web_search, Some(json!({})));
+        // Nor is a search of OpenAI's cached index only (Codex's cached mode): upstreams'
+        // searches are live.
+        let b = bridged(json!({"model": "m", "input": "hi", "tools": [
+            {"type": "web_search", "external_web_access": false}
+        ]}))
+        .unwrap();
+        assert_eq!(b.answer.web_search, None);
+        assert_eq!(b.answer.dropped_tools, ["web_search"]);
     }
 
     #[test]
