@@ -38,7 +38,7 @@ const NOTES: &str = "
   is refused with a 400. An OpenAI client's `web_search_options` becomes Claude's web
   search tool (also on Vertex; Bedrock refuses it), and the pages the answer cites come
   back as `url_citation` annotations; a Responses client's hosted `web_search` (Codex's)
-  does the same through the bridge, as a `web_search_call` item. An OpenAI client's `response_format` schema and
+  does the same through the bridge for whole answers, as a `web_search_call` item. An OpenAI client's `response_format` schema and
   `strict` tools' schemas are fitted to Claude's constrained decoding: numeric, length and
   size constraints it refuses move into the description, and objects get
   `additionalProperties: false`; property order is kept.

@@ -105,9 +105,13 @@ impl ResponsesBridge {
         cx.client_dialect = None;
         let mut left_out = std::mem::take(&mut b.answer.dropped_tools);
         let search = match b.answer.web_search.take() {
+            // Streamed, not yet: the stream bridge writes each of Claude's cited text
+            // blocks as a message of its own and counts no searches in the usage it
+            // reports, so a streamed search goes without for now.
             Some(_)
-                if self.inner.capabilities(&b.chat.model).native_dialect
-                    == Some(Dialect::OpenAi) =>
+                if req.stream
+                    || self.inner.capabilities(&b.chat.model).native_dialect
+                        == Some(Dialect::OpenAi) =>
             {
                 left_out.push("web_search".to_owned());
                 None

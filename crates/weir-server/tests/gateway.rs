@@ -4291,13 +4291,22 @@ async fn a_hosted_web_search_is_claudes_through_the_responses_bridge() {
     );
     assert_eq!(sent["tools"].as_array().unwrap().len(), 2, "{sent}");
 
-    // Streamed: the search's events, then the cited text's annotation.
+    // Streamed, the search is not asked for yet (the stream bridge would write each cited
+    // block as its own message and count no searches): left out, and said so. Search
+    // blocks an upstream streams anyway are still told as searches and annotations.
     let r = responses(
         &url,
         &json!({"model": "cs", "input": "weather?", "tools": tools, "stream": true}),
     )
     .await;
     assert_eq!(r.status(), 200);
+    let warning = r.headers()["x-weir-warning"].to_str().unwrap().to_owned();
+    assert!(
+        warning.contains("hosted tools left out") && warning.contains("web_search"),
+        "{warning}"
+    );
+    let sent: Value = serde_json::from_slice(&streaming.seen.lock().unwrap()[0].1).unwrap();
+    assert_eq!(sent["tools"].as_array().unwrap().len(), 1, "{sent}");
     let text = r.text().await.unwrap();
     let events = responses_events(&text);
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
