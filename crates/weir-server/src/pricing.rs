@@ -547,18 +547,25 @@ mod tests {
         close(p.cost("meta-llama/llama-3.3-70b-instruct", &billed), 0.0123);
     }
 
-    #[test]
-    fn long_prompts_cost_the_long_prices_for_the_whole_request() {
-        let close = |a: Option<f64>, b: f64| assert!((a.unwrap() - b).abs() < 1e-9, "{a:?} {b}");
-        let p = Prices::new(BTreeMap::new());
-        // Sonnet 4.5: the prompt is input, cache reads and writes together; at 200,000 it
-        // is short, one more is long, and then every token costs the long price.
-        let at = |input: u64, read: u64| Usage {
+    fn close(a: Option<f64>, b: f64) {
+        assert!((a.unwrap() - b).abs() < 1e-9, "{a:?} {b}");
+    }
+
+    /// A request of `input` tokens, `read` cache reads and a million output tokens.
+    fn at(input: u64, read: u64) -> Usage {
+        Usage {
             input_tokens: Some(input),
             cache_read_tokens: Some(read),
             output_tokens: Some(1_000_000),
             ..Default::default()
-        };
+        }
+    }
+
+    #[test]
+    fn long_prompts_cost_the_long_prices_for_the_whole_request() {
+        let p = Prices::new(BTreeMap::new());
+        // Sonnet 4.5: the prompt is input, cache reads and writes together; at 200,000 it
+        // is short, one more is long, and then every token costs the long price.
         close(
             p.cost("claude-sonnet-4-5-20250929", &at(100_000, 100_000)),
             0.1 * 3.0 + 0.1 * 0.3 + 15.0,
@@ -677,14 +684,7 @@ mod tests {
 
     #[test]
     fn gemini_3_prices_and_introductory_prices_that_end() {
-        let close = |a: Option<f64>, b: f64| assert!((a.unwrap() - b).abs() < 1e-9, "{a:?} {b}");
         let p = Prices::new(BTreeMap::new());
-        let at = |input: u64, read: u64| Usage {
-            input_tokens: Some(input),
-            cache_read_tokens: Some(read),
-            output_tokens: Some(1_000_000),
-            ..Default::default()
-        };
         // 3.1 Pro: 2 in, 12 out, reads 0.20; over 200,000, 4, 18 and 0.40.
         close(
             p.cost("gemini-3.1-pro-preview", &at(100_000, 100_000)),
